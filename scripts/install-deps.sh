@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dsserve builds and tests with (see README.md, "Dependencies").
+set -euo pipefail
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+PKGS=(cmake ninja-build g++ pkg-config
+      nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev libpcre2-dev libgtest-dev
+      python3-numpy)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -2,6 +2,6 @@
 
 namespace ds::cli {
 void register_all(CLI::App& app) {
-  (void)app;
+  register_model_commands(app);
 }
 }  // namespace ds::cli

@@ -1,0 +1,139 @@
+// The backend interface: the coarse ops the DeepSeek-V3.2 forward is written against (model/ calls only
+// these). A backend owns the memory format of weights and activations; the CPU backend computes in
+// fp32 with weights dequantised at load, the CUDA backend keeps FP8 weights and bf16 activations.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace ds::backend {
+
+// A checkpoint tensor as it lies in host memory (usually an mmap'd safetensors file).
+struct HostTensor {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+};
+
+// The weight of a bias-free linear layer y = x W^T, W [out, in], in the backend's format.
+struct LinearWeight {
+  int64_t out_features = 0, in_features = 0;
+  Tensor w;      // CPU: F32 [out, in]
+  Tensor scale;  // FP8 per-128x128-block scales where the backend keeps FP8 (CUDA)
+  bool defined() const { return w.defined(); }
+};
+
+struct ExpertWeights {
+  LinearWeight gate, up, down;
+};
+
+enum class RopeLayout {
+  Interleaved,  // pairs (x0,x1),(x2,x3),... : MLA q_rope / k_rope
+  HalfSplit,    // pairs (x_i, x_{i+d/2}) : the lightning indexer
+};
+
+// Per-frequency inverse wavelengths (YaRN already folded in) and the cos/sin scale.
+struct RopeTable {
+  std::vector<float> inv_freq;  // rot_dim / 2 entries
+  float attention_factor = 1.0f;
+};
+
+// Where each query token of a step lives: its sequence, its position, and every sequence's pages.
+// Keys of sequence s at position p live in pool row page_table[s][p / page_size] * page_size + p % page_size.
+struct AttnBatch {
+  std::vector<int32_t> seq_of_token;            // [T]
+  std::vector<int32_t> pos_of_token;            // [T] absolute positions
+  std::vector<std::vector<int32_t>> page_tables;  // per sequence
+  int32_t page_size = 1;
+  int32_t slot(int32_t seq, int32_t pos) const {
+    return page_tables[seq][pos / page_size] * page_size + pos % page_size;
+  }
+};
+
+struct MoeRouting {
+  int n_group = 1, topk_group = 1, top_k = 1;
+  bool norm_topk_prob = true;
+  float routed_scaling_factor = 1.0f;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual Device device() const = 0;
+  virtual DType act_dtype() const = 0;  // dtype of activations between ops
+
+  // ---- weights (converted from the checkpoint's dtype; FP8 comes with its block scales) ----
+  virtual LinearWeight load_linear(const HostTensor& w, const HostTensor* scale_inv) = 0;
+  virtual Tensor load_tensor_f32(const HostTensor& t) = 0;  // norms, biases, embedding, router
+
+  // ---- memory ----
+  virtual Tensor alloc(std::vector<int64_t> shape, DType dtype) = 0;  // zero-filled
+  virtual Tensor to_host_f32(const Tensor& t) = 0;                    // F32 CPU copy (or the tensor itself)
+  virtual Tensor from_host(const Tensor& t) = 0;                      // device copy of a CPU tensor
+
+  // ---- dense ops ----
+  virtual Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) = 0;  // [T, H]
+  virtual Tensor linear(const Tensor& x, const LinearWeight& w) = 0;                   // [T, out]
+  virtual Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) = 0;
+  // residual += x in place, then returns rmsnorm(residual). (The fused pre-norm of every block.)
+  virtual Tensor add_rmsnorm(const Tensor& x, Tensor& residual, const Tensor& w, float eps) = 0;
+  virtual Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) = 0;
+  virtual void add_inplace(Tensor& y, const Tensor& x) = 0;
+  virtual void scale_inplace(Tensor& y, float s) = 0;
+  // Rotates, in place, `nheads` heads of x [T, *] whose rotary part starts at column
+  // col0 + h * head_stride and is rot_dim wide, at the token positions `pos`.
+  virtual void rope(Tensor& x, int64_t col0, int64_t head_stride, int64_t nheads, int64_t rot_dim,
+                    const std::vector<int32_t>& pos, const RopeTable& table, RopeLayout layout) = 0;
+  virtual Tensor silu_mul(const Tensor& gate, const Tensor& up) = 0;
+  // Column block copy: dst[:, dst_col0 : dst_col0+ncols] = src[:, src_col0 : src_col0+ncols].
+  virtual void copy_cols(Tensor& dst, int64_t dst_col0, const Tensor& src, int64_t src_col0, int64_t ncols) = 0;
+
+  // ---- KV pools ----
+  // pool[slots[t], col0 : col0+ncols] = rows[t, :]
+  virtual void cache_write(Tensor& pool, int64_t col0, const Tensor& rows, const std::vector<int32_t>& slots) = 0;
+  virtual Tensor cache_gather(const Tensor& pool, const std::vector<int32_t>& slots) = 0;  // [n, D]
+
+  // ---- MLA ----
+  // q [T, H, Dn + Dr] -> [T, H, Dl + Dr]: q_lat = W_UK[h]^T q_nope, rope part copied. kv_b [H*(Dn+Dv), Dl].
+  virtual Tensor mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
+                              int64_t v_dim) = 0;
+  // o_lat [T, H, Dl] -> [T, H * Dv]: o[h] = W_UV[h] o_lat[h].
+  virtual Tensor mla_absorb_out(const Tensor& o_lat, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
+                                int64_t v_dim) = 0;
+  // Absorbed (latent-space) attention: query t attends to the key positions index[t, :] (-1 = padding) of
+  // its sequence, read from kv_pool [slots, Dl + Dr] through the page tables. Returns [T, H, Dl].
+  virtual Tensor mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
+                                        const AttnBatch& batch, int64_t latent_dim, float scale) = 0;
+  // Expanded (per-head K/V) attention: k [Nk, H, Dqk], v [Nk, H, Dv]; the keys of sequence s are the rows
+  // key_row0[s] + position. Returns [T, H, Dv].
+  virtual Tensor attention_expanded(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& index,
+                                    const AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) = 0;
+
+  // ---- lightning indexer ----
+  // For each query t at position p: if p + 1 <= topk, the positions 0..p; else the topk positions j <= p
+  // with the largest sum_h w[t,h] * relu(q[t,h,:] . k_j), k_j read from k_pool through the page tables.
+  // Returns I32 [T, K] (K = min(topk, longest context)), positions ascending, -1 padded.
+  virtual Tensor indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
+                              int64_t heads, int64_t head_dim, int64_t topk) = 0;
+  // Index rows for plain causal attention (every position 0..p), I32 [T, longest context].
+  virtual Tensor causal_index(const AttnBatch& batch) = 0;
+  // DeepSeek's FP8 indexer numerics on x [rows, D] in place: Hadamard rotation (scale D^-1/2), then
+  // e4m3 quantisation of each row with one power-of-two scale; the dequantised values are stored back.
+  virtual void hadamard_fp8_round(Tensor& x, int64_t row_len) = 0;
+
+  // ---- MoE ----
+  // Sigmoid scores, bias for the choice only, group-limited top-k, renormalised unbiased weights x scale.
+  virtual void moe_route(const Tensor& router_logits, const Tensor& bias, const MoeRouting& cfg, Tensor* ids,
+                         Tensor* weights) = 0;
+  // y[t] = sum_k weights[t,k] * Expert_{ids[t,k]}(x[t]) (SwiGLU experts).
+  virtual Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                             const std::vector<ExpertWeights>& experts) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(int num_threads = 0);
+
+}  // namespace ds::backend

@@ -1,0 +1,133 @@
+// MLA on the CPU: the absorbed (latent-space) form used for every step, the expanded per-head form
+// kept as its independent check, and the weight absorption around them.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/gemm.h"
+#include "util/error.h"
+
+namespace ds::backend::cpu {
+
+Tensor CpuBackend::mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
+                                int64_t v_dim) {
+  int64_t T = q.dim(0), qd = q.row_size() / heads, rope_dim = qd - nope_dim, Dl = kv_b.in_features;
+  DS_CHECK(kv_b.out_features == heads * (nope_dim + v_dim), "kv_b_proj has {} rows, expected {}", kv_b.out_features,
+           heads * (nope_dim + v_dim));
+  Tensor out = Tensor::zeros({T, heads, Dl + rope_dim}, DType::F32);
+  const float* W = kv_b.w.f32();
+#pragma omp parallel for collapse(2) if (T * heads > 1)
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* qh = q.f32() + (t * heads + h) * qd;
+      float* o = out.f32() + (t * heads + h) * (Dl + rope_dim);
+      const float* wuk = W + h * (nope_dim + v_dim) * Dl;  // W_UK[h]: rows [h*(Dn+Dv), +Dn)
+      for (int64_t d = 0; d < nope_dim; ++d) axpy(qh[d], wuk + d * Dl, o, Dl);
+      std::copy(qh + nope_dim, qh + qd, o + Dl);
+    }
+  return out;
+}
+
+Tensor CpuBackend::mla_absorb_out(const Tensor& o_lat, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
+                                  int64_t v_dim) {
+  int64_t T = o_lat.dim(0), Dl = kv_b.in_features;
+  Tensor out = Tensor::empty({T, heads * v_dim}, DType::F32);
+  const float* W = kv_b.w.f32();
+#pragma omp parallel for collapse(2) if (T * heads > 1)
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* o = o_lat.f32() + (t * heads + h) * Dl;
+      const float* wuv = W + (h * (nope_dim + v_dim) + nope_dim) * Dl;  // W_UV[h]
+      for (int64_t d = 0; d < v_dim; ++d) out.f32()[t * heads * v_dim + h * v_dim + d] = dot(o, wuv + d * Dl, Dl);
+    }
+  return out;
+}
+
+namespace {
+// softmax(scores) in place over n entries (max-subtracted, fp32 like torch's softmax).
+void softmax_inplace(float* s, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, s[j]);
+  float sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = std::exp(s[j] - m);
+    sum += s[j];
+  }
+  for (int64_t j = 0; j < n; ++j) s[j] /= sum;
+}
+
+// The valid (non-negative) entries of index row t.
+int64_t valid_count(const int32_t* row, int64_t K) {
+  int64_t n = 0;
+  while (n < K && row[n] >= 0) ++n;
+  return n;
+}
+}  // namespace
+
+Tensor CpuBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
+                                          const AttnBatch& batch, int64_t latent_dim, float scale) {
+  int64_t T = q_abs.dim(0), H = q_abs.dim(1), D = q_abs.dim(2), K = index.dim(1);
+  DS_CHECK(kv_pool.row_size() == D, "absorbed attention: query width {} != cache width {}", D, kv_pool.row_size());
+  // Validate up front: nothing may throw inside the parallel region.
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < K && index.i32()[t * K + j] >= 0; ++j)
+      DS_CHECK(index.i32()[t * K + j] <= batch.pos_of_token[t], "attention index {} is after the query position {}",
+               index.i32()[t * K + j], batch.pos_of_token[t]);
+  Tensor out = Tensor::zeros({T, H, latent_dim}, DType::F32);
+#pragma omp parallel
+  {
+    std::vector<float> scores(K);
+    std::vector<const float*> keys(K);
+#pragma omp for collapse(2) schedule(dynamic, 1)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < H; ++h) {
+        const int32_t* idx = index.i32() + t * K;
+        int64_t n = valid_count(idx, K);
+        int32_t seq = batch.seq_of_token[t];
+        for (int64_t j = 0; j < n; ++j) keys[j] = kv_pool.f32() + int64_t(batch.slot(seq, idx[j])) * D;
+        const float* qh = q_abs.f32() + (t * H + h) * D;
+        for (int64_t j = 0; j < n; ++j) scores[j] = dot(qh, keys[j], D) * scale;
+        softmax_inplace(scores.data(), n);
+        float* o = out.f32() + (t * H + h) * latent_dim;
+        for (int64_t j = 0; j < n; ++j) axpy(scores[j], keys[j], o, latent_dim);
+      }
+  }
+  return out;
+}
+
+Tensor CpuBackend::attention_expanded(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& index,
+                                      const AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) {
+  int64_t T = q.dim(0), H = q.dim(1), Dqk = q.dim(2), Dv = v.dim(2), K = index.dim(1);
+  Tensor out = Tensor::zeros({T, H, Dv}, DType::F32);
+#pragma omp parallel
+  {
+    std::vector<float> scores(K);
+#pragma omp for collapse(2) schedule(dynamic, 1)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < H; ++h) {
+        const int32_t* idx = index.i32() + t * K;
+        int64_t n = valid_count(idx, K);
+        int64_t row0 = key_row0[batch.seq_of_token[t]];
+        const float* qh = q.f32() + (t * H + h) * Dqk;
+        for (int64_t j = 0; j < n; ++j) scores[j] = dot(qh, k.f32() + ((row0 + idx[j]) * H + h) * Dqk, Dqk) * scale;
+        softmax_inplace(scores.data(), n);
+        float* o = out.f32() + (t * H + h) * Dv;
+        for (int64_t j = 0; j < n; ++j) axpy(scores[j], v.f32() + ((row0 + idx[j]) * H + h) * Dv, o, Dv);
+      }
+  }
+  return out;
+}
+
+Tensor CpuBackend::causal_index(const AttnBatch& batch) {
+  int64_t T = int64_t(batch.pos_of_token.size()), K = 0;
+  for (int32_t p : batch.pos_of_token) K = std::max<int64_t>(K, p + 1);
+  Tensor idx = Tensor::empty({T, K}, DType::I32);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < K; ++j) idx.i32()[t * K + j] = j <= batch.pos_of_token[t] ? int32_t(j) : -1;
+  return idx;
+}
+
+}  // namespace ds::backend::cpu

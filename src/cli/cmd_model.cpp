@@ -1,0 +1,165 @@
+// Offline model commands: make-model, forward (logits to .npy), generate (greedy decoding).
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "backend/backend.h"
+#include "cli/commands.h"
+#include "model/make_model.h"
+#include "model/model.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/npy.h"
+#include "util/timer.h"
+
+namespace ds::cli {
+
+namespace {
+std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    DS_CHECK(used > 0 && used == item.size() && v >= 0 && v < (1ll << 31), "--token-ids: '{}' is not a token id",
+             item);
+    ids.push_back(int32_t(v));
+  }
+  DS_CHECK(!ids.empty(), "--token-ids is empty");
+  return ids;
+}
+
+struct ModelFlags {
+  std::string model_path, indexer = "fp32", attention = "absorbed", log_level = "info";
+  int threads = 0;
+  void add(CLI::App* cmd) {
+    cmd->add_option("--model-path,--model", model_path, "checkpoint directory (config.json + safetensors)")->required();
+    cmd->add_option("--indexer", indexer, "indexer numerics: fp32 (transformers) or fp8 (DeepSeek's kernels)")
+        ->check(CLI::IsMember({"fp32", "fp8"}));
+    cmd->add_option("--attention", attention, "MLA form: absorbed (serving) or expanded (per-head K/V)")
+        ->check(CLI::IsMember({"absorbed", "expanded"}));
+    cmd->add_option("--threads", threads, "CPU threads (0: all cores)");
+    cmd->add_option("--log-level", log_level, "trace|debug|info|warning|error");
+  }
+  model::ModelOptions options() const {
+    model::ModelOptions o;
+    o.indexer = indexer == "fp8" ? model::IndexerMode::Fp8 : model::IndexerMode::Fp32;
+    o.attention = attention == "expanded" ? model::AttentionForm::Expanded : model::AttentionForm::Absorbed;
+    return o;
+  }
+};
+
+// One sequence's page table over a private pool: pages 0..n-1.
+model::SequenceChunk single_sequence(const std::vector<int32_t>& tokens, int32_t start, int32_t page_size,
+                                     int32_t pages) {
+  model::SequenceChunk sc;
+  sc.tokens = tokens;
+  sc.start_pos = start;
+  for (int32_t p = 0; p < pages; ++p) sc.page_table.push_back(p);
+  return sc;
+}
+
+int32_t argmax(const float* v, int64_t n) { return int32_t(std::max_element(v, v + n) - v); }
+}  // namespace
+
+void register_model_commands(CLI::App& app) {
+  {
+    auto* cmd = app.add_subcommand("make-model", "write a random-weight checkpoint in DeepSeek's HF format");
+    auto o = std::make_shared<model::MakeModelOptions>();
+    auto out = std::make_shared<std::string>();
+    auto dtype = std::make_shared<std::string>("fp8");
+    auto overrides = std::make_shared<std::string>();
+    cmd->add_option("--preset", o->preset, "tiny (tests), demo (embedded default), full-width (671B layer shapes)")
+        ->check(CLI::IsMember({"tiny", "demo", "full-width"}));
+    cmd->add_option("--num-layers", o->num_layers, "number of decoder layers (default: the preset's)");
+    cmd->add_option("--out", *out, "output directory")->required();
+    cmd->add_option("--seed", o->seed, "random seed");
+    cmd->add_option("--dtype", *dtype, "fp8 (block-quantised like DeepSeek's release) or bf16")
+        ->check(CLI::IsMember({"fp8", "bf16"}));
+    cmd->add_option("--override", *overrides, "JSON object merged into config.json, e.g. '{\"index_topk\":8}'");
+    cmd->callback([=] {
+      init_logging("info");
+      o->fp8 = *dtype == "fp8";
+      if (!overrides->empty()) {
+        try {
+          o->overrides = nlohmann::json::parse(*overrides);
+        } catch (const std::exception& e) {
+          fail("--override is not valid JSON: {}", e.what());
+        }
+      }
+      model::make_model(*o, *out);
+    });
+  }
+  {
+    auto* cmd = app.add_subcommand("forward", "logits of every position of a token sequence, as .npy");
+    auto f = std::make_shared<ModelFlags>();
+    auto ids = std::make_shared<std::string>();
+    auto out = std::make_shared<std::string>();
+    f->add(cmd);
+    cmd->add_option("--token-ids", *ids, "comma-separated token ids")->required();
+    cmd->add_option("--out", *out, "output .npy file: float32 [T, vocab]")->required();
+    cmd->callback([=] {
+      init_logging(f->log_level);
+      auto be = backend::make_cpu_backend(f->threads);
+      auto m = model::Model::load(f->model_path, *be, f->options());
+      auto tokens = parse_ids(*ids);
+      const int32_t page_size = 64, pages = int32_t((tokens.size() + page_size - 1) / page_size);
+      auto cache = m->make_cache(pages, page_size);
+      model::ForwardBatch fb;
+      fb.seqs.push_back(single_sequence(tokens, 0, page_size, pages));
+      fb.seqs[0].logits = model::LogitsMode::All;
+      Timer t;
+      auto res = m->forward(fb, cache);
+      spdlog::info("forward of {} tokens in {:.3f} s", tokens.size(), t.seconds());
+      write_npy_f32(*out, res.logits.f32(), res.logits.shape());
+    });
+  }
+  {
+    auto* cmd = app.add_subcommand("generate", "greedy decoding from token ids (offline, no server)");
+    auto f = std::make_shared<ModelFlags>();
+    auto ids = std::make_shared<std::string>();
+    auto max_new = std::make_shared<int>(32);
+    f->add(cmd);
+    cmd->add_option("--token-ids", *ids, "comma-separated prompt token ids")->required();
+    cmd->add_option("--max-new-tokens", *max_new, "tokens to generate")->check(CLI::Range(1, 1 << 20));
+    cmd->callback([=] {
+      init_logging(f->log_level);
+      auto be = backend::make_cpu_backend(f->threads);
+      auto m = model::Model::load(f->model_path, *be, f->options());
+      auto tokens = parse_ids(*ids);
+      const int32_t page_size = 64;
+      const int32_t pages = int32_t((tokens.size() + *max_new + page_size - 1) / page_size);
+      auto cache = m->make_cache(pages, page_size);
+      const int64_t V = m->config().vocab_size;
+      std::vector<int32_t> out;
+      Timer t;
+      model::ForwardBatch fb;
+      fb.seqs.push_back(single_sequence(tokens, 0, page_size, pages));
+      auto res = m->forward(fb, cache);
+      double prefill_s = t.seconds();
+      out.push_back(argmax(res.logits.f32(), V));
+      t.reset();
+      for (int i = 1; i < *max_new; ++i) {
+        fb.seqs[0].start_pos += int32_t(fb.seqs[0].tokens.size());
+        fb.seqs[0].tokens = {out.back()};
+        res = m->forward(fb, cache);
+        out.push_back(argmax(res.logits.f32(), V));
+      }
+      double decode_s = t.seconds();
+      fmt::print("{}\n", fmt::join(out, ","));
+      spdlog::info("prefill {} tokens: {:.3f} s ({:.1f} tok/s); decode {} tokens: {:.3f} s ({:.1f} tok/s)",
+                   tokens.size(), prefill_s, tokens.size() / prefill_s, out.size() - 1, decode_s,
+                   out.size() > 1 ? (out.size() - 1) / decode_s : 0.0);
+    });
+  }
+}
+
+}  // namespace ds::cli

@@ -1,0 +1,31 @@
+// One forward step over many sequences: some prefilling a chunk, some decoding one token, each with
+// its own page table into the KV pools. The model never sees requests, only this.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace ds::model {
+
+enum class LogitsMode : uint8_t { None, Last, All };
+
+struct SequenceChunk {
+  std::vector<int32_t> tokens;      // the new tokens of this step
+  int32_t start_pos = 0;            // tokens of this sequence already in the cache
+  std::vector<int32_t> page_table;  // pages covering positions [0, start_pos + tokens.size())
+  LogitsMode logits = LogitsMode::Last;
+};
+
+struct ForwardBatch {
+  std::vector<SequenceChunk> seqs;
+  bool want_hidden = false;  // also return the final-norm hidden state of every token (MTP input)
+};
+
+struct ForwardOutput {
+  Tensor logits;                    // F32 host [rows, vocab]: per sequence, its requested rows in order
+  std::vector<int32_t> logits_row0; // first logits row of each sequence (-1 if it asked for none)
+  Tensor hidden;                    // F32 host [T, hidden] when want_hidden (rows in token order)
+};
+
+}  // namespace ds::model

@@ -1,0 +1,113 @@
+// One DeepSeek-V3.2 decoder layer: MLA with the DSA lightning indexer, then the dense MLP or the MoE.
+// Written once against backend::Backend; spec/dsv32.md section 3 is the math.
+#include <cmath>
+
+#include "model/model.h"
+#include "model/step.h"
+#include "util/error.h"
+
+namespace ds::model {
+
+using backend::RopeLayout;
+
+Tensor Model::layer_forward(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, Tensor& residual,
+                            const Tensor* pending) const {
+  const float eps = float(cfg_.rms_norm_eps);
+  Tensor h = pending ? be_.add_rmsnorm(*pending, residual, lw.input_norm, eps) : be_.rmsnorm(residual, lw.input_norm, eps);
+  Tensor attn = attention(lw, layer, st, cache, h);
+  Tensor h2 = be_.add_rmsnorm(attn, residual, lw.post_attn_norm, eps);
+  return ffn(lw.ffn, h2);
+}
+
+Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, const Tensor& h) const {
+  const auto& a = lw.attn;
+  const float eps = float(cfg_.rms_norm_eps);
+  const int64_t T = h.dim(0), heads = cfg_.num_attention_heads, Dn = cfg_.qk_nope_head_dim,
+                Dr = cfg_.qk_rope_head_dim, Dv = cfg_.v_head_dim, Dl = cfg_.kv_lora_rank, Dq = Dn + Dr;
+  const auto& pos = st.ab.pos_of_token;
+
+  // Queries: q_a -> RMSNorm (this normalised latent also feeds the indexer) -> q_b, rope part rotated.
+  Tensor q_lat = be_.rmsnorm(be_.linear(h, a.q_a), a.q_a_norm, eps);
+  Tensor q = be_.linear(q_lat, a.q_b);
+  be_.rope(q, Dn, Dq, heads, Dr, pos, rope_, RopeLayout::Interleaved);
+
+  // Keys/values: one latent c (normalised) and one shared rope key per token, written to the cache.
+  Tensor kv = be_.linear(h, a.kv_a);
+  Tensor c = be_.alloc({T, Dl}, be_.act_dtype());
+  be_.copy_cols(c, 0, kv, 0, Dl);
+  c = be_.rmsnorm(c, a.kv_a_norm, eps);
+  Tensor k_rope = be_.alloc({T, Dr}, be_.act_dtype());
+  be_.copy_cols(k_rope, 0, kv, Dl, Dr);
+  be_.rope(k_rope, 0, Dr, 1, Dr, pos, rope_, RopeLayout::Interleaved);
+  Tensor& pool = cache.latent[layer];
+  be_.cache_write(pool, 0, c, st.slots);
+  be_.cache_write(pool, Dl, k_rope, st.slots);
+
+  // Which earlier tokens each query attends to: the indexer's top-k (DSA), or all of them (V3).
+  Tensor index = cfg_.has_indexer() ? indexer(a, layer, st, cache, h, q_lat) : be_.causal_index(st.ab);
+
+  const float scale = float(cfg_.softmax_scale());
+  Tensor o;
+  if (opts_.attention == AttentionForm::Absorbed) {
+    Tensor q_abs = be_.mla_absorb_q(q, a.kv_b, heads, Dn, Dv);
+    Tensor o_lat = be_.mla_attention_absorbed(q_abs, pool, index, st.ab, Dl, scale);
+    o = be_.mla_absorb_out(o_lat, a.kv_b, heads, Dn, Dv);
+  } else {
+    // Expanded: rebuild per-head K and V of every cached token of each sequence from the latents.
+    std::vector<int32_t> slots, key_row0;
+    for (size_t s = 0; s < st.ctx.size(); ++s) {
+      key_row0.push_back(int32_t(slots.size()));
+      for (int32_t p = 0; p < st.ctx[s]; ++p) slots.push_back(st.ab.slot(int32_t(s), p));
+    }
+    Tensor lat = be_.cache_gather(pool, slots);  // [N, Dl + Dr]
+    const int64_t N = lat.dim(0);
+    Tensor c_all = be_.alloc({N, Dl}, be_.act_dtype());
+    be_.copy_cols(c_all, 0, lat, 0, Dl);
+    Tensor kvb = be_.linear(c_all, a.kv_b);  // [N, heads * (Dn + Dv)]
+    Tensor k = be_.alloc({N, heads, Dq}, be_.act_dtype()), v = be_.alloc({N, heads, Dv}, be_.act_dtype());
+    for (int64_t hd = 0; hd < heads; ++hd) {
+      be_.copy_cols(k, hd * Dq, kvb, hd * (Dn + Dv), Dn);
+      be_.copy_cols(k, hd * Dq + Dn, lat, Dl, Dr);
+      be_.copy_cols(v, hd * Dv, kvb, hd * (Dn + Dv) + Dn, Dv);
+    }
+    Tensor o3 = be_.attention_expanded(q.view({T, heads, Dq}), k, v, index, st.ab, key_row0, scale);
+    o = o3.view({T, heads * Dv});
+  }
+  return be_.linear(o, a.o);
+}
+
+Tensor Model::indexer(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& h,
+                      const Tensor& q_lat) const {
+  const int64_t Hi = cfg_.index_n_heads, Di = cfg_.index_head_dim, Dr = cfg_.qk_rope_head_dim;
+  const auto& pos = st.ab.pos_of_token;
+  // Indexer heads are [rope | rest] and rotate in the half-split layout (unlike MLA).
+  Tensor qi = be_.linear(q_lat, a.idx_wq_b);
+  be_.rope(qi, 0, Di, Hi, Dr, pos, rope_, RopeLayout::HalfSplit);
+  Tensor ki = be_.layernorm(be_.linear(h, a.idx_wk), a.idx_k_norm_w, a.idx_k_norm_b, 1e-6f);
+  be_.rope(ki, 0, Di, 1, Dr, pos, rope_, RopeLayout::HalfSplit);
+  if (opts_.indexer == IndexerMode::Fp8) {
+    be_.hadamard_fp8_round(qi, Di);
+    be_.hadamard_fp8_round(ki, Di);
+  }
+  // Keys are cached for every token, also while contexts are short enough to need no selection.
+  be_.cache_write(cache.index_k[layer], 0, ki, st.slots);
+  Tensor w = be_.linear(h, a.idx_weights_proj);
+  be_.scale_inplace(w, float(1.0 / std::sqrt(double(Hi)) / std::sqrt(double(Di))));
+  return be_.indexer_topk(qi, w, cache.index_k[layer], st.ab, Hi, Di, cfg_.index_topk);
+}
+
+Tensor Model::ffn(const FfnWeights& f, const Tensor& h) const {
+  auto mlp = [&](const backend::ExpertWeights& e) {
+    return be_.linear(be_.silu_mul(be_.linear(h, e.gate), be_.linear(h, e.up)), e.down);
+  };
+  if (!f.moe) return mlp(f.dense);
+  backend::MoeRouting r{int(cfg_.n_group), int(cfg_.topk_group), int(cfg_.num_experts_per_tok), cfg_.norm_topk_prob,
+                        float(cfg_.routed_scaling_factor)};
+  Tensor ids, weights;
+  be_.moe_route(be_.linear(h, f.router), f.router_bias, r, &ids, &weights);
+  Tensor y = be_.moe_experts(h, ids, weights, f.experts);
+  if (cfg_.n_shared_experts > 0) be_.add_inplace(y, mlp(f.dense));
+  return y;
+}
+
+}  // namespace ds::model

@@ -1,0 +1,120 @@
+// Model: loading, the batch layout of a step, the main forward and the MTP forward.
+#include "model/model.h"
+
+#include "model/checkpoint.h"
+#include "model/rope.h"
+#include "model/step.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/timer.h"
+
+namespace ds::model {
+
+Model::Model(ModelConfig config, ModelWeights weights, backend::Backend& be, ModelOptions opts)
+    : cfg_(std::move(config)), w_(std::move(weights)), be_(be), opts_(opts), rope_(make_rope_table(cfg_)) {
+  // What the forward implements; other DeepSeek variants (V2's softmax routing, ...) are refused clearly.
+  DS_CHECK(cfg_.scoring_func == "sigmoid", "scoring_func '{}' is not supported (DeepSeek-V3/V3.2 use sigmoid)",
+           cfg_.scoring_func);
+  DS_CHECK(cfg_.hidden_act == "silu", "hidden_act '{}' is not supported (expected silu)", cfg_.hidden_act);
+  DS_CHECK(cfg_.q_lora_rank > 0, "q_lora_rank must be set (DeepSeek-V3/V3.2 use a low-rank query)");
+}
+
+std::unique_ptr<Model> Model::load(const std::string& dir, backend::Backend& be, ModelOptions opts) {
+  Timer timer;
+  ModelConfig cfg = load_config(dir);
+  Checkpoint ckpt = Checkpoint::open(dir);
+  spdlog::info("checkpoint {}: {} tensors in {} file(s), {:.2f} GiB", dir, ckpt.num_tensors(), ckpt.num_files(),
+               double(ckpt.total_bytes()) / (1 << 30));
+  ModelWeights w = load_weights(cfg, ckpt, be);
+  spdlog::info("model loaded in {:.2f} s ({} layers{}, backend {})", timer.seconds(), cfg.num_hidden_layers,
+               w.mtp.empty() ? "" : " + MTP", be.name());
+  return std::make_unique<Model>(std::move(cfg), std::move(w), be, opts);
+}
+
+Model::Step Model::make_step(const ForwardBatch& batch, const KVCache& cache) const {
+  DS_CHECK(!batch.seqs.empty(), "forward: empty batch");
+  Step st;
+  st.ab.page_size = cache.page_size;
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    const auto& sc = batch.seqs[s];
+    DS_CHECK(!sc.tokens.empty(), "forward: sequence {} has no tokens", s);
+    DS_CHECK(sc.start_pos >= 0, "forward: sequence {} starts at {}", s, sc.start_pos);
+    int32_t ctx = sc.start_pos + int32_t(sc.tokens.size());
+    int64_t pages_needed = (int64_t(ctx) + cache.page_size - 1) / cache.page_size;
+    DS_CHECK(int64_t(sc.page_table.size()) >= pages_needed,
+             "forward: sequence {} needs {} pages for {} tokens, its page table has {}", s, pages_needed, ctx,
+             sc.page_table.size());
+    for (int64_t i = 0; i < pages_needed; ++i)
+      DS_CHECK(sc.page_table[i] >= 0 && sc.page_table[i] < cache.num_pages,
+               "forward: sequence {} uses page {}, the pool has {}", s, sc.page_table[i], cache.num_pages);
+    st.ab.page_tables.push_back(sc.page_table);
+    st.token0.push_back(int32_t(st.ids.size()));
+    st.ctx.push_back(ctx);
+    for (size_t i = 0; i < sc.tokens.size(); ++i) {
+      int32_t pos = sc.start_pos + int32_t(i);
+      DS_CHECK(sc.tokens[i] >= 0 && sc.tokens[i] < cfg_.vocab_size, "forward: token id {} is outside [0, {})",
+               sc.tokens[i], cfg_.vocab_size);
+      st.ids.push_back(sc.tokens[i]);
+      st.ab.seq_of_token.push_back(int32_t(s));
+      st.ab.pos_of_token.push_back(pos);
+      st.slots.push_back(st.ab.slot(int32_t(s), pos));
+    }
+  }
+  return st;
+}
+
+ForwardOutput Model::forward(const ForwardBatch& batch, KVCache& cache) const {
+  Step st = make_step(batch, cache);
+  Tensor residual = be_.embedding(w_.embed, st.ids);
+  Tensor pending;
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l)
+    pending = layer_forward(w_.layers[l], l, st, cache, residual, l == 0 ? nullptr : &pending);
+  Tensor normed = be_.add_rmsnorm(pending, residual, w_.final_norm, float(cfg_.rms_norm_eps));
+  ForwardOutput out = finish(st, batch, normed, w_.lm_head);
+  if (batch.want_hidden) out.hidden = be_.to_host_f32(normed);
+  return out;
+}
+
+ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, KVCache& cache, int depth) const {
+  DS_CHECK(depth >= 0 && size_t(depth) < w_.mtp.size(), "MTP layer {} is not loaded (the model has {})", depth,
+           w_.mtp.size());
+  const MtpWeights& m = w_.mtp[depth];
+  Step st = make_step(batch, cache);
+  DS_CHECK(in.next_tokens.size() == st.ids.size() && in.hidden.dim(0) == int64_t(st.ids.size()),
+           "MTP input has {} tokens / {} hidden rows for a batch of {} tokens", in.next_tokens.size(),
+           in.hidden.dim(0), st.ids.size());
+  const float eps = float(cfg_.rms_norm_eps);
+  const int64_t H = cfg_.hidden_size;
+  // u = eh_proj([enorm(embed(next token)) | hnorm(hidden)]): embedding first, as DeepSeek's weights expect.
+  Tensor e = be_.rmsnorm(be_.embedding(m.embed, in.next_tokens), m.enorm, eps);
+  Tensor h = be_.rmsnorm(be_.from_host(in.hidden), m.hnorm, eps);
+  Tensor cat = be_.alloc({int64_t(st.ids.size()), 2 * H}, be_.act_dtype());
+  be_.copy_cols(cat, 0, e, 0, H);
+  be_.copy_cols(cat, H, h, 0, H);
+  Tensor residual = be_.linear(cat, m.eh_proj);
+  Tensor pending = layer_forward(m.layer, cfg_.num_hidden_layers + depth, st, cache, residual, nullptr);
+  Tensor normed = be_.add_rmsnorm(pending, residual, m.head_norm, eps);
+  ForwardOutput out = finish(st, batch, normed, m.head);
+  if (batch.want_hidden) out.hidden = be_.to_host_f32(normed);
+  return out;
+}
+
+ForwardOutput Model::finish(const Step& st, const ForwardBatch& batch, const Tensor& normed,
+                            const backend::LinearWeight& head) const {
+  ForwardOutput out;
+  std::vector<int32_t> rows;
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    int32_t n = int32_t(batch.seqs[s].tokens.size()), t0 = st.token0[s];
+    out.logits_row0.push_back(batch.seqs[s].logits == LogitsMode::None ? -1 : int32_t(rows.size()));
+    if (batch.seqs[s].logits == LogitsMode::All)
+      for (int32_t i = 0; i < n; ++i) rows.push_back(t0 + i);
+    else if (batch.seqs[s].logits == LogitsMode::Last)
+      rows.push_back(t0 + n - 1);
+  }
+  if (rows.empty()) return out;
+  Tensor picked = be_.cache_gather(normed, rows);  // row gather from the [T, H] activations
+  out.logits = be_.to_host_f32(be_.linear(picked, head));
+  return out;
+}
+
+}  // namespace ds::model

@@ -1,0 +1,76 @@
+// The DeepSeek-V3.2 model: weights + the forward, written once against backend::Backend.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "model/config.h"
+#include "model/forward_batch.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+
+namespace ds::model {
+
+enum class IndexerMode : uint8_t {
+  Fp32,  // scores as transformers' DeepseekV32 computes them (no rotation, no quantisation)
+  Fp8,   // DeepSeek's official numerics: Hadamard rotation + e4m3 q and k with power-of-two scales
+};
+enum class AttentionForm : uint8_t {
+  Absorbed,  // attend in the latent space (what serving uses for every step)
+  Expanded,  // per-head K/V from kv_b_proj (the textbook form; kept to check the absorbed one)
+};
+
+struct ModelOptions {
+  IndexerMode indexer = IndexerMode::Fp32;
+  AttentionForm attention = AttentionForm::Absorbed;
+};
+
+// Inputs of the MTP (next-n) layer for a step: for each token t of the batch, the main model's
+// final-norm hidden state at t and the token that follows t.
+struct MtpInput {
+  Tensor hidden;                    // [T, hidden_size], rows in the batch's token order
+  std::vector<int32_t> next_tokens; // [T]
+};
+
+class Model {
+ public:
+  Model(ModelConfig config, ModelWeights weights, backend::Backend& be, ModelOptions opts);
+  // Reads config.json and the safetensors of `dir` (mmap; the files are released after loading).
+  static std::unique_ptr<Model> load(const std::string& dir, backend::Backend& be, ModelOptions opts = {});
+
+  const ModelConfig& config() const { return cfg_; }
+  const ModelOptions& options() const { return opts_; }
+  void set_options(ModelOptions o) { opts_ = o; }
+  bool has_mtp() const { return !w_.mtp.empty(); }
+  backend::Backend& backend() const { return be_; }
+
+  KVCache make_cache(int32_t num_pages, int32_t page_size) const {
+    return KVCache::create(be_, cfg_, num_pages, page_size, has_mtp());
+  }
+  // Runs the main model over the batch, writing each token's cache entries first.
+  ForwardOutput forward(const ForwardBatch& batch, KVCache& cache) const;
+  // Runs MTP layer `depth` (0-based) over the batch; its cache entries go to layer num_hidden_layers+depth.
+  // The logits rows follow batch.seqs[i].logits as in forward(); hidden = the layer's shared_head.norm output.
+  ForwardOutput mtp_forward(const ForwardBatch& batch, const MtpInput& in, KVCache& cache, int depth = 0) const;
+
+ private:
+  struct Step;  // flattened batch layout of one call
+  Step make_step(const ForwardBatch& batch, const KVCache& cache) const;
+  // One decoder layer on the residual stream. `pending` is the previous block's output not yet added.
+  Tensor layer_forward(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, Tensor& residual,
+                       const Tensor* pending) const;
+  Tensor attention(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, const Tensor& h) const;
+  Tensor indexer(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& h,
+                 const Tensor& q_lat) const;
+  Tensor ffn(const FfnWeights& f, const Tensor& h) const;
+  ForwardOutput finish(const Step& st, const ForwardBatch& batch, const Tensor& normed,
+                       const backend::LinearWeight& head) const;
+
+  ModelConfig cfg_;
+  ModelWeights w_;
+  backend::Backend& be_;
+  ModelOptions opts_;
+  backend::RopeTable rope_;
+};
+
+}  // namespace ds::model

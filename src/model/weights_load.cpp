@@ -1,0 +1,183 @@
+// Loading: validate the whole checkpoint against the manifest first (so a bad file fails in seconds,
+// not after an hour of upload), then convert tensor by tensor through the backend.
+#include <fmt/format.h>
+
+#include <map>
+
+#include "model/checkpoint.h"
+#include "model/weights.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/progress.h"
+
+namespace ds::model {
+
+namespace {
+using backend::HostTensor;
+
+std::string scale_name(const std::string& weight_name) {
+  const std::string suffix = ".weight";
+  return weight_name.substr(0, weight_name.size() - suffix.size()) + ".weight_scale_inv";
+}
+
+std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+
+bool is_float(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }
+
+// Throws a message naming the tensor and its file when it does not match its spec.
+void check_tensor(const WeightSpec& spec, const TensorInfo& t, const Checkpoint& ckpt) {
+  DS_CHECK(t.shape == spec.shape, "tensor '{}' in {} has shape {}, expected {}", spec.name, t.file,
+           shape_str(t.shape), shape_str(spec.shape));
+  if (spec.kind == WeightKind::Linear && t.dtype == DType::F8_E4M3) {
+    const TensorInfo* s = ckpt.find(scale_name(spec.name));
+    DS_CHECK(s != nullptr, "FP8 tensor '{}' in {} has no '{}'", spec.name, t.file, scale_name(spec.name));
+    std::vector<int64_t> want = {(spec.shape[0] + 127) / 128, (spec.shape[1] + 127) / 128};
+    DS_CHECK(s->shape == want, "scale '{}' in {} has shape {}, expected {} (one per 128x128 block)", s->name, s->file,
+             shape_str(s->shape), shape_str(want));
+    DS_CHECK(is_float(s->dtype), "scale '{}' in {} has dtype {}", s->name, s->file, dtype_name(s->dtype));
+    return;
+  }
+  DS_CHECK(is_float(t.dtype), "tensor '{}' in {} has dtype {}; expected {}", spec.name, t.file, dtype_name(t.dtype),
+           spec.kind == WeightKind::Linear ? "F8_E4M3, BF16, F16 or F32" : "BF16, F16 or F32");
+}
+
+HostTensor host(const TensorInfo& t) { return HostTensor{t.name, t.dtype, t.shape, t.data}; }
+
+class Loader {
+ public:
+  Loader(const Checkpoint& ckpt, backend::Backend& be, uint64_t total_bytes)
+      : ckpt_(ckpt), be_(be), progress_("loading weights", total_bytes, "B") {}
+
+  backend::LinearWeight linear(const std::string& name) {
+    const TensorInfo& t = ckpt_.get(name);
+    const TensorInfo* s = t.dtype == DType::F8_E4M3 ? &ckpt_.get(scale_name(name)) : nullptr;
+    HostTensor ht = host(t), hs = s ? host(*s) : HostTensor{};
+    auto w = be_.load_linear(ht, s ? &hs : nullptr);
+    progress_.add(t.nbytes + (s ? s->nbytes : 0));
+    return w;
+  }
+  Tensor f32(const std::string& name) {
+    const TensorInfo& t = ckpt_.get(name);
+    Tensor out = be_.load_tensor_f32(host(t));
+    progress_.add(t.nbytes);
+    return out;
+  }
+  void finish() { progress_.finish(); }
+
+ private:
+  const Checkpoint& ckpt_;
+  backend::Backend& be_;
+  Progress progress_;
+};
+
+LayerWeights load_layer(const ModelConfig& c, int64_t l, Loader& ld) {
+  const std::string p = fmt::format("model.layers.{}.", l);
+  LayerWeights lw;
+  lw.input_norm = ld.f32(p + "input_layernorm.weight");
+  lw.post_attn_norm = ld.f32(p + "post_attention_layernorm.weight");
+  auto& a = lw.attn;
+  a.q_a = ld.linear(p + "self_attn.q_a_proj.weight");
+  a.q_a_norm = ld.f32(p + "self_attn.q_a_layernorm.weight");
+  a.q_b = ld.linear(p + "self_attn.q_b_proj.weight");
+  a.kv_a = ld.linear(p + "self_attn.kv_a_proj_with_mqa.weight");
+  a.kv_a_norm = ld.f32(p + "self_attn.kv_a_layernorm.weight");
+  a.kv_b = ld.linear(p + "self_attn.kv_b_proj.weight");
+  a.o = ld.linear(p + "self_attn.o_proj.weight");
+  if (c.has_indexer()) {
+    a.idx_wq_b = ld.linear(p + "self_attn.indexer.wq_b.weight");
+    a.idx_wk = ld.linear(p + "self_attn.indexer.wk.weight");
+    a.idx_k_norm_w = ld.f32(p + "self_attn.indexer.k_norm.weight");
+    a.idx_k_norm_b = ld.f32(p + "self_attn.indexer.k_norm.bias");
+    a.idx_weights_proj = ld.linear(p + "self_attn.indexer.weights_proj.weight");
+  }
+  auto& f = lw.ffn;
+  f.moe = c.is_moe_layer(l);
+  if (!f.moe) {
+    f.dense = {ld.linear(p + "mlp.gate_proj.weight"), ld.linear(p + "mlp.up_proj.weight"),
+               ld.linear(p + "mlp.down_proj.weight")};
+    return lw;
+  }
+  f.router = ld.linear(p + "mlp.gate.weight");
+  f.router_bias = ld.f32(p + "mlp.gate.e_score_correction_bias");
+  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+    const std::string ep = fmt::format("{}mlp.experts.{}.", p, e);
+    f.experts.push_back({ld.linear(ep + "gate_proj.weight"), ld.linear(ep + "up_proj.weight"),
+                         ld.linear(ep + "down_proj.weight")});
+  }
+  if (c.n_shared_experts > 0)
+    f.dense = {ld.linear(p + "mlp.shared_experts.gate_proj.weight"), ld.linear(p + "mlp.shared_experts.up_proj.weight"),
+               ld.linear(p + "mlp.shared_experts.down_proj.weight")};
+  return lw;
+}
+
+// MTP layers are optional as a whole; their copies of the embedding and head are optional too.
+bool mtp_present(const ModelConfig& c, const Checkpoint& ckpt) {
+  if (c.num_nextn_predict_layers == 0) return false;
+  size_t present = 0, total = 0;
+  for (const auto& spec : weight_manifest(c, true)) {
+    if (spec.name.rfind(fmt::format("model.layers.{}.", c.num_hidden_layers), 0) != 0) continue;
+    ++total;
+    present += ckpt.find(spec.name) != nullptr;
+  }
+  return present > 0;  // a partial layer then fails validation, naming what is missing
+}
+
+bool optional_mtp_copy(const std::string& name) {
+  return name.ends_with("shared_head.head.weight") || name.ends_with(".embed_tokens.weight");
+}
+}  // namespace
+
+ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt, backend::Backend& be) {
+  const bool with_mtp = mtp_present(c, ckpt);
+  if (c.num_nextn_predict_layers > 0 && !with_mtp)
+    spdlog::warn("checkpoint {} has no MTP layer (model.layers.{}.*): speculative decoding is unavailable",
+                 ckpt.dir(), c.num_hidden_layers);
+  auto manifest = weight_manifest(c, with_mtp);
+  std::vector<std::string> missing;
+  uint64_t bytes = 0;
+  for (const auto& spec : manifest) {
+    const TensorInfo* t = ckpt.find(spec.name);
+    bool is_mtp_copy = spec.name.rfind("model.layers.", 0) == 0 && optional_mtp_copy(spec.name) &&
+                       spec.name != "model.embed_tokens.weight";
+    if (!t) {
+      if (!is_mtp_copy) missing.push_back(spec.name);
+      continue;
+    }
+    check_tensor(spec, *t, ckpt);
+    if (!is_mtp_copy) bytes += t->nbytes;
+    if (t->dtype == DType::F8_E4M3) bytes += ckpt.get(scale_name(spec.name)).nbytes;
+  }
+  if (!missing.empty()) {
+    std::string list;
+    for (size_t i = 0; i < missing.size() && i < 8; ++i) list += "\n  " + missing[i];
+    if (missing.size() > 8) list += fmt::format("\n  ... and {} more", missing.size() - 8);
+    fail("checkpoint {} is missing {} tensor(s) the model needs:{}", ckpt.dir(), missing.size(), list);
+  }
+
+  Loader ld(ckpt, be, bytes);
+  ModelWeights w;
+  w.embed = ld.f32("model.embed_tokens.weight");
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) w.layers.push_back(load_layer(c, l, ld));
+  w.final_norm = ld.f32("model.norm.weight");
+  w.lm_head = ld.linear("lm_head.weight");
+  if (with_mtp)
+    for (int64_t m = 0; m < c.num_nextn_predict_layers; ++m) {
+      int64_t l = c.num_hidden_layers + m;
+      const std::string p = fmt::format("model.layers.{}.", l);
+      MtpWeights mw;
+      mw.enorm = ld.f32(p + "enorm.weight");
+      mw.hnorm = ld.f32(p + "hnorm.weight");
+      mw.eh_proj = ld.linear(p + "eh_proj.weight");
+      mw.head_norm = ld.f32(p + "shared_head.norm.weight");
+      // DeepSeek ships copies of the embedding and lm_head in the MTP layer ("shares parameters");
+      // they are checked above but the main ones are used, saving two vocab x hidden tables.
+      mw.head = w.lm_head;
+      mw.embed = w.embed;
+      mw.layer = load_layer(c, l, ld);
+      w.mtp.push_back(std::move(mw));
+    }
+  ld.finish();
+  return w;
+}
+
+}  // namespace ds::model

@@ -264,20 +264,8 @@ void validate(const ModelConfig& c) {
     if (e < 0 || e >= c.vocab_size)
       fail("config: field 'eos_token_id' ({}) is outside the vocabulary (vocab_size {})", e, c.vocab_size);
 
-  if (c.quant.is_fp8()) {
-    // Activations are quantized per 128 input channels, so every GEMM input width must be a
-    // multiple of the block.
-    const std::pair<const char*, int64_t> widths[] = {
-        {"hidden_size", c.hidden_size},
-        {"q_lora_rank", c.q_lora_rank},
-        {"kv_lora_rank", c.kv_lora_rank},
-        {"intermediate_size", c.intermediate_size},
-        {"moe_intermediate_size", c.moe_intermediate_size},
-        {"num_attention_heads*v_head_dim", c.num_attention_heads * c.v_head_dim}};
-    for (auto& [field, v] : widths)
-      if (v % 128)
-        fail("config: field '{}' ({}) must be a multiple of 128 for fp8 block quantization", field, v);
-  }
+  // FP8 widths need not be multiples of 128: DeepSeek's format has partial edge blocks (576-row
+  // kv_a_proj), and activation quantisation handles a partial last group of 128 the same way.
 }
 
 }  // namespace

@@ -17,7 +17,7 @@ backend::RopeTable make_rope_table(const ModelConfig& c) {
   const float base = float(c.rope.theta);
   backend::RopeTable table;
   table.inv_freq.resize(size_t(half));
-  std::vector<float> pos_freq(size_t(half));
+  std::vector<float> pos_freq(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i) pos_freq[i] = std::pow(base, float(2 * i) / float(dim));
   if (!c.rope.is_yarn()) {
     for (int64_t i = 0; i < half; ++i) table.inv_freq[i] = 1.0f / pos_freq[i];

@@ -54,7 +54,8 @@ NpyArray read_npy_f32(const std::string& path) {
   NpyArray a;
   int64_t n = 1;
   std::string dims = m[1];
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), std::regex(R"(\d+)")); it != std::sregex_iterator(); ++it) {
+  static const std::regex number(R"(\d+)");
+  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number); it != std::sregex_iterator(); ++it) {
     a.shape.push_back(std::stoll(it->str()));
     n *= a.shape.back();
   }

@@ -26,6 +26,7 @@ Progress::~Progress() { finish(); }
 void Progress::add(uint64_t n) {
   done_ += n;
   auto now = std::chrono::steady_clock::now();
+  if (now - start_ < std::chrono::milliseconds(500)) return;  // quick work stays silent
   if (tty_) {
     if (now - last_draw_ > std::chrono::milliseconds(100)) { draw(false); last_draw_ = now; }
   } else {
@@ -37,6 +38,7 @@ void Progress::add(uint64_t n) {
 void Progress::finish() {
   if (finished_) return;
   finished_ = true;
+  if (std::chrono::steady_clock::now() - start_ < std::chrono::milliseconds(500)) return;
   draw(true);
 }
 

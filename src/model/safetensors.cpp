@@ -188,10 +188,19 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   ::close(fd);  // the mapping keeps the file alive
   if (m == MAP_FAILED) fail("cannot map {}: {}", path, std::strerror(err));
   f.map_ = m;
-  // Weights are read front to back once when loading: ask for readahead, early reclaim.
-  madvise(f.map_, f.size_, MADV_SEQUENTIAL);
   f.tensors_ = parse_safetensors(static_cast<const uint8_t*>(f.map_), f.size_, path);
   return f;
+}
+
+void SafetensorsFile::advise_sequential() const {
+  if (map_) madvise(map_, size_, MADV_SEQUENTIAL);  // advice only: failure changes nothing
+}
+
+void prefetch(const TensorInfo& t) {
+  if (!t.data || t.nbytes == 0) return;
+  uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  uintptr_t begin = uintptr_t(t.data) & ~(page - 1);
+  madvise(reinterpret_cast<void*>(begin), uintptr_t(t.data) + t.nbytes - begin, MADV_WILLNEED);
 }
 
 SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept

@@ -144,7 +144,8 @@ TEST(Config, Transformers5RopeParameters) {
   for (int l = 0; l < 61; ++l) j["mlp_layer_types"].push_back(l < 3 ? "dense" : "sparse");
   // transformers' FP8 config has no fmt / scale_fmt and lists unconverted modules.
   j["quantization_config"] = {{"quant_method", "fp8"}, {"activation_scheme", "dynamic"},
-                              {"weight_block_size", {128, 128}}, {"modules_to_not_convert", {"lm_head"}}};
+                              {"weight_block_size", {128, 128}}, {"modules_to_not_convert", {"lm_head"}},
+                              {"dequantize", false}};
   ModelConfig c = parse_config(j);
   ModelConfig real = parse_config(real_json());
   EXPECT_EQ(c.rope, real.rope);
@@ -152,8 +153,16 @@ TEST(Config, Transformers5RopeParameters) {
   EXPECT_TRUE(c.quant.is_fp8());
   EXPECT_EQ(c.quant.fmt, "e4m3");
   EXPECT_EQ(c.quant.scale_fmt, "");
+  EXPECT_FALSE(c.quant.ue8m0_scales());
   EXPECT_EQ(c.quant.modules_to_not_convert, std::vector<std::string>{"lm_head"});
   EXPECT_EQ(parse_config(to_json(c)), c);
+  j["quantization_config"]["scale_fmt"] = "float";
+  EXPECT_EQ(parse_config(j).quant.scale_fmt, "float");
+  EXPECT_EQ(parse_config(to_json(parse_config(j))), parse_config(j));
+  j["quantization_config"]["weight_block_size"] = nullptr;
+  EXPECT_ERROR_MENTIONS(j, "quantization_config.weight_block_size", "null");
+  j["quantization_config"].erase("weight_block_size");
+  EXPECT_EQ(parse_config(j).quant.weight_block_size, (std::vector<int64_t>{128, 128}));
 
   // Both spellings of the rope type, consistent, and the theta defaulting to the top level one.
   j["rope_parameters"]["type"] = "yarn";

@@ -194,6 +194,15 @@ TEST(Config, Bf16WithoutQuantizationNoYarn) {
   EXPECT_TRUE(c.is_moe_layer(4));  // the MTP layer
   EXPECT_EQ(parse_config(to_json(c)), c);
 
+  // The real model converted to BF16: same config without quantization_config.
+  json bf16 = real_json();
+  bf16.erase("quantization_config");
+  ModelConfig cb = parse_config(bf16);
+  EXPECT_FALSE(cb.quant.is_fp8());
+  EXPECT_NEAR(cb.softmax_scale(), 0.135233779, 1e-6);
+  EXPECT_FALSE(to_json(cb).contains("quantization_config"));
+  EXPECT_EQ(parse_config(to_json(cb)), cb);
+
   j["rope_scaling"] = {{"rope_type", "default"}};
   EXPECT_FALSE(parse_config(j).rope.is_yarn());
   j["rope_scaling"] = nullptr;

@@ -311,9 +311,9 @@ ModelConfig parse_config(const json& j) {
   ModelConfig c;
   if (!f.has("model_type")) fail("config: missing required field 'model_type'");
   c.model_type = f.opt_choice("model_type", "", {"deepseek_v32", "deepseek_v3"});
-  // transformers 5 renamed torch_dtype to dtype.
-  c.torch_dtype = f.opt_choice(f.has("dtype") ? "dtype" : "torch_dtype", "bfloat16",
-                               {"bfloat16", "float16", "float32"});
+  // transformers 5 renamed torch_dtype to dtype. Informational only (tensors carry their own
+  // dtypes), so any spelling is kept.
+  c.torch_dtype = f.opt_str(f.has("dtype") ? "dtype" : "torch_dtype", "bfloat16");
 
   // HF's config classes default every shape field to the 671B model. We require them instead:
   // a silently defaulted shape would mis-read any other checkpoint.

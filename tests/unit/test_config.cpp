@@ -320,8 +320,7 @@ TEST(ConfigErrors, UnknownEnumValues) {
   for (const Case& k : std::vector<Case>{{"model_type", "llama"},
                                          {"scoring_func", "tanh"},
                                          {"hidden_act", "gelu"},
-                                         {"topk_method", "random"},
-                                         {"torch_dtype", "int4"}}) {
+                                         {"topk_method", "random"}}) {
     json j = real_json();
     j[k.field] = k.value;
     EXPECT_ERROR_MENTIONS(j, k.field, k.value);

@@ -126,6 +126,10 @@ const TensorInfo& Checkpoint::get(const std::string& name) const {
   return *t;
 }
 
+void Checkpoint::advise_sequential() const {
+  for (const SafetensorsFile& f : files_) f.advise_sequential();
+}
+
 std::vector<std::string> Checkpoint::names() const {
   std::vector<std::string> out;
   out.reserve(index_.size());

@@ -24,6 +24,8 @@ class Checkpoint {
   size_t num_files() const { return files_.size(); }
   size_t num_tensors() const { return index_.size(); }
   const std::string& dir() const { return dir_; }
+  // See SafetensorsFile::advise_sequential: for loaders that copy every tensor once.
+  void advise_sequential() const;
 
  private:
   void add_file(SafetensorsFile f);

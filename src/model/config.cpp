@@ -172,9 +172,10 @@ QuantConfig parse_quant(const json& j) {
   // defaults activation_scheme to "dynamic" and weight_block_size to [128, 128].
   q.fmt = f.opt_choice("fmt", "e4m3", {"e4m3"});
   q.activation_scheme = f.opt_choice("activation_scheme", "dynamic", {"dynamic"});
-  q.scale_fmt = f.opt_choice("scale_fmt", "", {"", "ue8m0"});
-  if (f.has("weight_block_size")) {
-    const json& b = f.at("weight_block_size");
+  // Newer transformers write scale_fmt "float" (plain amax/448 scales), the same as none.
+  q.scale_fmt = f.opt_choice("scale_fmt", "", {"", "float", "ue8m0"});
+  if (qj.contains("weight_block_size")) {  // null would mean per-tensor scales: refused too
+    const json& b = qj.at("weight_block_size");
     if (b != json::array({128, 128}))
       fail("config: field 'quantization_config.weight_block_size' must be [128, 128], got {}", show(b));
   }
@@ -298,9 +299,9 @@ ModelConfig parse_config(const json& j) {
   ModelConfig c;
   if (!f.has("model_type")) fail("config: missing required field 'model_type'");
   c.model_type = f.opt_choice("model_type", "", {"deepseek_v32", "deepseek_v3"});
-  // transformers 5 renamed torch_dtype to dtype.
-  c.torch_dtype = f.opt_choice(f.has("dtype") ? "dtype" : "torch_dtype", "bfloat16",
-                               {"bfloat16", "float16", "float32"});
+  // transformers 5 renamed torch_dtype to dtype. Informational only (tensors carry their own
+  // dtypes), so any spelling is kept.
+  c.torch_dtype = f.opt_str(f.has("dtype") ? "dtype" : "torch_dtype", "bfloat16");
 
   // HF's config classes default every shape field to the 671B model. We require them instead:
   // a silently defaulted shape would mis-read any other checkpoint.

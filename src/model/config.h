@@ -33,10 +33,11 @@ struct QuantConfig {
   std::string fmt = "e4m3";
   std::string activation_scheme = "dynamic";
   std::vector<int64_t> weight_block_size = {128, 128};
-  std::string scale_fmt;              // "" or "ue8m0" (activation scales rounded to powers of two)
+  std::string scale_fmt;              // "", "float" or "ue8m0" (activation scales rounded to powers of two)
   std::vector<std::string> modules_to_not_convert;  // transformers' list of unquantized modules
 
   bool is_fp8() const { return method == "fp8"; }
+  bool ue8m0_scales() const { return scale_fmt == "ue8m0"; }
   bool operator==(const QuantConfig&) const = default;
 };
 

@@ -90,27 +90,27 @@ TensorInfo parse_entry(const std::string& name, const json& e, const uint8_t* bu
     if (k != "dtype" && k != "shape" && k != "data_offsets")
       fail("{}: tensor '{}': unknown header key '{}'", file, name, k);
 
-  if (!e.contains("dtype") || !e["dtype"].is_string())
+  if (!e.contains("dtype") || !e.at("dtype").is_string())
     fail("{}: tensor '{}': missing or non-string 'dtype'", file, name);
-  const std::string& dt = e["dtype"].get_ref<const std::string&>();
+  const std::string& dt = e.at("dtype").get_ref<const std::string&>();
   if (!parse_dtype(dt, &t.dtype)) fail("{}: tensor '{}': unsupported dtype \"{}\"", file, name, dt);
 
-  if (!e.contains("shape") || !e["shape"].is_array())
+  if (!e.contains("shape") || !e.at("shape").is_array())
     fail("{}: tensor '{}': missing 'shape' list", file, name);
   uint64_t numel = 1;
-  for (const json& d : e["shape"]) {
+  for (const json& d : e.at("shape")) {
     uint64_t n;
     if (!as_u64(d, &n) || n > uint64_t(INT64_MAX))
-      fail("{}: tensor '{}': shape {} must hold non-negative integers", file, name, show(e["shape"]));
+      fail("{}: tensor '{}': shape {} must hold non-negative integers", file, name, show(e.at("shape")));
     if (__builtin_mul_overflow(numel, n, &numel))
-      fail("{}: tensor '{}': shape {} has too many elements", file, name, show(e["shape"]));
+      fail("{}: tensor '{}': shape {} has too many elements", file, name, show(e.at("shape")));
     t.shape.push_back(int64_t(n));
   }
   uint64_t expect;
   if (__builtin_mul_overflow(numel, uint64_t(dtype_size(t.dtype)), &expect) || expect > uint64_t(INT64_MAX))
-    fail("{}: tensor '{}': shape {} is too large", file, name, show(e["shape"]));
+    fail("{}: tensor '{}': shape {} is too large", file, name, show(e.at("shape")));
 
-  const json* off = e.contains("data_offsets") ? &e["data_offsets"] : nullptr;
+  const json* off = e.contains("data_offsets") ? &e.at("data_offsets") : nullptr;
   uint64_t begin, end;
   if (!off || !off->is_array() || off->size() != 2 || !as_u64((*off)[0], &begin) || !as_u64((*off)[1], &end))
     fail("{}: tensor '{}': 'data_offsets' must be [begin, end] of non-negative integers", file, name);
@@ -120,7 +120,7 @@ TensorInfo parse_entry(const std::string& name, const json& e, const uint8_t* bu
          file, name, begin, end, buf_size);
   if (end - begin != expect)
     fail("{}: tensor '{}': {} {} needs {} bytes but data_offsets [{}, {}] hold {}", file, name, dt,
-         show(e["shape"]), expect, begin, end, end - begin);
+         show(e.at("shape")), expect, begin, end, end - begin);
   t.data = buf + begin;
   t.nbytes = expect;
   return t;
@@ -188,10 +188,19 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   ::close(fd);  // the mapping keeps the file alive
   if (m == MAP_FAILED) fail("cannot map {}: {}", path, std::strerror(err));
   f.map_ = m;
-  // Weights are read front to back once when loading: ask for readahead, early reclaim.
-  madvise(f.map_, f.size_, MADV_SEQUENTIAL);
   f.tensors_ = parse_safetensors(static_cast<const uint8_t*>(f.map_), f.size_, path);
   return f;
+}
+
+void SafetensorsFile::advise_sequential() const {
+  if (map_) madvise(map_, size_, MADV_SEQUENTIAL);  // advice only: failure changes nothing
+}
+
+void prefetch(const TensorInfo& t) {
+  if (!t.data || t.nbytes == 0) return;
+  uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  uintptr_t begin = uintptr_t(t.data) & ~(page - 1);
+  madvise(reinterpret_cast<void*>(begin), uintptr_t(t.data) + t.nbytes - begin, MADV_WILLNEED);
 }
 
 SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept

@@ -32,6 +32,9 @@ inline constexpr uint64_t kMaxSafetensorsHeader = 100'000'000;
 // Tensors come back in data-offset order. Throws ds::Error naming file_label and the tensor.
 std::vector<TensorInfo> parse_safetensors(const uint8_t* data, uint64_t size, const std::string& file_label);
 
+// Asks the kernel to start reading a tensor's pages in the background (MADV_WILLNEED).
+void prefetch(const TensorInfo& t);
+
 // A safetensors file mapped read-only (MAP_PRIVATE): the tensor data is never copied, pages
 // are read from disk on first touch. Stays mapped until destroyed.
 class SafetensorsFile {
@@ -43,6 +46,10 @@ class SafetensorsFile {
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
   ~SafetensorsFile();
+
+  // For a one-pass copy of the weights (e.g. upload to the GPU): stronger readahead, and the
+  // pages are reclaimed first. Not for mappings that serve as live weights (CPU backend).
+  void advise_sequential() const;
 
   const std::string& path() const { return path_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }

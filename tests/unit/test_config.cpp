@@ -144,7 +144,8 @@ TEST(Config, Transformers5RopeParameters) {
   for (int l = 0; l < 61; ++l) j["mlp_layer_types"].push_back(l < 3 ? "dense" : "sparse");
   // transformers' FP8 config has no fmt / scale_fmt and lists unconverted modules.
   j["quantization_config"] = {{"quant_method", "fp8"}, {"activation_scheme", "dynamic"},
-                              {"weight_block_size", {128, 128}}, {"modules_to_not_convert", {"lm_head"}}};
+                              {"weight_block_size", {128, 128}}, {"modules_to_not_convert", {"lm_head"}},
+                              {"dequantize", false}};
   ModelConfig c = parse_config(j);
   ModelConfig real = parse_config(real_json());
   EXPECT_EQ(c.rope, real.rope);
@@ -152,8 +153,16 @@ TEST(Config, Transformers5RopeParameters) {
   EXPECT_TRUE(c.quant.is_fp8());
   EXPECT_EQ(c.quant.fmt, "e4m3");
   EXPECT_EQ(c.quant.scale_fmt, "");
+  EXPECT_FALSE(c.quant.ue8m0_scales());
   EXPECT_EQ(c.quant.modules_to_not_convert, std::vector<std::string>{"lm_head"});
   EXPECT_EQ(parse_config(to_json(c)), c);
+  j["quantization_config"]["scale_fmt"] = "float";
+  EXPECT_EQ(parse_config(j).quant.scale_fmt, "float");
+  EXPECT_EQ(parse_config(to_json(parse_config(j))), parse_config(j));
+  j["quantization_config"]["weight_block_size"] = nullptr;
+  EXPECT_ERROR_MENTIONS(j, "quantization_config.weight_block_size", "null");
+  j["quantization_config"].erase("weight_block_size");
+  EXPECT_EQ(parse_config(j).quant.weight_block_size, (std::vector<int64_t>{128, 128}));
 
   // Both spellings of the rope type, consistent, and the theta defaulting to the top level one.
   j["rope_parameters"]["type"] = "yarn";
@@ -184,6 +193,15 @@ TEST(Config, Bf16WithoutQuantizationNoYarn) {
   EXPECT_TRUE(c.is_moe_layer(1));
   EXPECT_TRUE(c.is_moe_layer(4));  // the MTP layer
   EXPECT_EQ(parse_config(to_json(c)), c);
+
+  // The real model converted to BF16: same config without quantization_config.
+  json bf16 = real_json();
+  bf16.erase("quantization_config");
+  ModelConfig cb = parse_config(bf16);
+  EXPECT_FALSE(cb.quant.is_fp8());
+  EXPECT_NEAR(cb.softmax_scale(), 0.135233779, 1e-6);
+  EXPECT_FALSE(to_json(cb).contains("quantization_config"));
+  EXPECT_EQ(parse_config(to_json(cb)), cb);
 
   j["rope_scaling"] = {{"rope_type", "default"}};
   EXPECT_FALSE(parse_config(j).rope.is_yarn());
@@ -302,8 +320,7 @@ TEST(ConfigErrors, UnknownEnumValues) {
   for (const Case& k : std::vector<Case>{{"model_type", "llama"},
                                          {"scoring_func", "tanh"},
                                          {"hidden_act", "gelu"},
-                                         {"topk_method", "random"},
-                                         {"torch_dtype", "int4"}}) {
+                                         {"topk_method", "random"}}) {
     json j = real_json();
     j[k.field] = k.value;
     EXPECT_ERROR_MENTIONS(j, k.field, k.value);

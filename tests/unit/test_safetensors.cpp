@@ -148,6 +148,10 @@ TEST_F(SafetensorsTest, RoundTripEveryDtype) {
   EXPECT_EQ(ck.get("h.scalar").numel(), 1);
   expect_pattern(ck.get("c.fp8"));
 
+  ck.advise_sequential();
+  for (const std::string& name : ck.names()) prefetch(ck.get(name));
+  expect_pattern(ck.get("c.fp8"));
+
   SafetensorsFile moved = std::move(f);
   expect_pattern(moved.tensors()[0]);
   Checkpoint ck2 = std::move(ck);

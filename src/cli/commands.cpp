@@ -2,6 +2,7 @@
 
 namespace ds::cli {
 void register_all(CLI::App& app) {
-  (void)app;
+  register_bench(app);
+  register_eval(app);
 }
 }  // namespace ds::cli

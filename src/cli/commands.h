@@ -5,4 +5,7 @@
 namespace ds::cli {
 // Adds all subcommands. Each one's callback runs the command and throws ds::Error on failure.
 void register_all(CLI::App& app);
+
+void register_bench(CLI::App& app);  // bench serving (cmd_bench.cpp)
+void register_eval(CLI::App& app);   // eval gsm8k|mmlu|gpqa (cmd_eval.cpp)
 }  // namespace ds::cli

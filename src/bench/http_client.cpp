@@ -8,6 +8,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 
 #include "util/error.h"
@@ -136,7 +137,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     http::async_write(sock_, req_, [self = shared_from_this()](const error_code& ec, size_t) {
       if (ec) return self->retry_or_fail(ec);
       self->parser_.emplace();
-      self->parser_->body_limit(boost::none);
+      // Beast 1.74 compares the length with an empty optional as "over the limit": use a huge one.
+      self->parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
       self->read();
     });
   }

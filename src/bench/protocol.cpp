@@ -100,9 +100,15 @@ void ResponseReader::on_json(const json& data, double now) {
       return;
     }
     case Api::kCompletions: {
-      const auto& piece = data.at("choices").at(0).at("text");
-      if (data.contains("usage") && data["usage"].is_object() && data["usage"].contains("prompt_tokens"))
-        prompt_tokens_ = data["usage"]["prompt_tokens"].get<int>();
+      bool has_usage = data.contains("usage") && data["usage"].is_object();
+      if (has_usage && data["usage"].contains("prompt_tokens")) prompt_tokens_ = data["usage"]["prompt_tokens"].get<int>();
+      // A usage-only chunk (stream_options.include_usage) has no choices; its count is the final one.
+      if (!data.contains("choices") || !data["choices"].is_array() || data["choices"].empty()) {
+        if (has_usage && data["usage"].contains("completion_tokens"))
+          output_len_ = data["usage"]["completion_tokens"].get<int>();
+        return;
+      }
+      const auto& piece = data["choices"][0].at("text");
       if (!piece.is_string() || piece.get_ref<const std::string&>().empty()) return;
       on_text(piece.get<std::string>(), now);
       if (data.contains("usage") && data["usage"].is_object() && data["usage"].contains("completion_tokens"))

@@ -91,6 +91,12 @@ void run_bench_serving(BenchFlags f) {
               f.request_rate.c_str(), f.max_concurrency ? std::to_string(f.max_concurrency).c_str() : "not set");
   auto tokenizer = pick_tokenizer(f);
   std::mt19937_64 rng(static_cast<uint64_t>(f.seed));
+  if (!tokenizer && opt.request.stream && bench::backend_spec(f.backend).api != bench::Api::kGenerate &&
+      !opt.request.extra_body.contains("stream_options")) {
+    // Without a tokenizer the prompt token counts must come from the server's usage.
+    opt.request.extra_body["stream_options"] = {{"include_usage", true}};
+    std::printf("note: no tokenizer; asking the server for usage (stream_options.include_usage)\n");
+  }
   auto rows = bench::load_dataset(f.data, tokenizer.get(), rng);
   DS_CHECK(!rows.empty(), "the dataset gave no requests");
   std::fflush(stdout);

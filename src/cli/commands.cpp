@@ -3,5 +3,7 @@
 namespace ds::cli {
 void register_all(CLI::App& app) {
   register_model_commands(app);
+  register_bench(app);
+  register_eval(app);
 }
 }  // namespace ds::cli

@@ -7,4 +7,6 @@ namespace ds::cli {
 void register_all(CLI::App& app);
 
 void register_model_commands(CLI::App& app);  // make-model, forward, generate
+void register_bench(CLI::App& app);  // bench serving (cmd_bench.cpp)
+void register_eval(CLI::App& app);   // eval gsm8k|mmlu|gpqa (cmd_eval.cpp)
 }  // namespace ds::cli

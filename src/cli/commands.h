@@ -5,4 +5,7 @@
 namespace ds::cli {
 // Adds all subcommands. Each one's callback runs the command and throws ds::Error on failure.
 void register_all(CLI::App& app);
+
+// tokenize / detokenize (cmd_tokenize.cpp)
+void register_tokenize(CLI::App& app);
 }  // namespace ds::cli

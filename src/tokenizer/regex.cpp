@@ -60,7 +60,7 @@ struct Regex::Impl {
 Regex::Regex(std::string_view pattern, bool literal, std::string_view what) : impl_(std::make_unique<Impl>()) {
   impl_->what = std::string(what);
   std::string pat = literal ? std::string(pattern) : onig_compat(pattern);
-  uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : 0);
+  uint32_t opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
   int err = 0;
   PCRE2_SIZE off = 0;
   impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pat.data()), pat.size(), opts, &err, &off, nullptr);

@@ -102,6 +102,11 @@ bool Regex::matches_at(std::string_view s, size_t pos) const {
   return impl_->search(s, pos, PCRE2_ANCHORED, ms, me);
 }
 
+// Unicode White_Space, which is what Oniguruma's \s means for UTF-8 text (PCRE2's UCP \s also
+// takes U+180E, which stopped being a space in Unicode 6.3).
+constexpr std::string_view kWhiteSpace =
+    "\\t\\n\\x{0b}\\f\\r \\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}";
+
 std::string onig_compat(std::string_view p) {
   std::string out;
   out.reserve(p.size() + 16);
@@ -112,9 +117,9 @@ std::string onig_compat(std::string_view p) {
       char e = p[i + 1];
       ++i;
       if (e == 's') {
-        out += class_depth ? "\\s\\x{85}" : "[\\s\\x{85}]";
+        out += class_depth ? std::string(kWhiteSpace) : "[" + std::string(kWhiteSpace) + "]";
       } else if (e == 'S' && !class_depth) {
-        out += "[^\\s\\x{85}]";
+        out += "[^" + std::string(kWhiteSpace) + "]";
       } else {
         out += '\\';
         out += e;

@@ -30,8 +30,9 @@ class Regex {
   std::unique_ptr<Impl> impl_;
 };
 
-// Oniguruma (which HF uses) counts U+0085 as \s, PCRE2 10.42 does not: rewrites \s and \S
-// outside character classes and \s inside them to include it. Exposed for tests.
+// HF compiles with Oniguruma, whose \s is Unicode White_Space; PCRE2's UCP \s differs (it also
+// takes U+180E). Rewrites \s and \S outside character classes, and \s inside them, to the
+// White_Space list (\S inside a class is left to PCRE2). Exposed for tests.
 std::string onig_compat(std::string_view pattern);
 
 }  // namespace ds::tok

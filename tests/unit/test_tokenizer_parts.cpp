@@ -76,14 +76,26 @@ TEST(ByteLevel, MapsEveryByteAndBack) {
   EXPECT_EQ(byte_level::token_to_bytes("<｜User｜>"), "<｜User｜>");
 }
 
-TEST(Regex, OnigurumaWhitespaceIncludesNextLine) {
-  EXPECT_EQ(onig_compat(R"(\s+(?!\S)|[\s\d])"), R"([\s\x{85}]+(?![^\s\x{85}])|[\s\x{85}\d])");
-  EXPECT_EQ(onig_compat(R"([]\s]\\s)"), R"([]\s\x{85}]\\s)");
-  Regex re(R"(\s+)", false, "test");
+// Matches of `pattern` in `text`, as strings.
+std::vector<std::string> matches(std::string_view pattern, std::string_view text) {
   std::vector<Range> m;
-  re.find_all("a\xC2\x85\tb", m);
-  ASSERT_EQ(m.size(), 1u);
-  EXPECT_EQ(m[0], Range(1, 4));
+  Regex(pattern, false, "test").find_all(text, m);
+  std::vector<std::string> out;
+  for (auto [s, e] : m) out.emplace_back(text.substr(s, e - s));
+  return out;
+}
+
+TEST(Regex, WhitespaceIsUnicodeWhiteSpaceAsInOniguruma) {
+  using V = std::vector<std::string>;
+  const std::string nel = "\xC2\x85", mvs = "\xE1\xA0\x8E", nbsp = "\xC2\xA0", ideo = "\xE3\x80\x80";  // U+0085/180E/A0/3000
+  EXPECT_EQ(matches(R"(\s+)", "a" + nel + "\t" + nbsp + ideo + "b"), V{nel + "\t" + nbsp + ideo});
+  EXPECT_EQ(matches(R"(\s+)", "a" + mvs + "b"), V{});  // U+180E is not White_Space (Unicode >= 6.3)
+  EXPECT_EQ(matches(R"(\S+)", "a" + mvs + " b"), (V{"a" + mvs, "b"}));
+  EXPECT_EQ(matches(R"([\s\d]+)", "x1" + nel + mvs), V{"1" + nel});
+  EXPECT_EQ(matches(R"([]\s]+|\\s)", "]" + nel + "\\s"), (V{"]" + nel, "\\s"}));
+  // DeepSeek's lookahead: a space run stops before the last space when text follows.
+  EXPECT_EQ(matches(R"(\s+(?!\S)|\s+)", "  " + mvs), (V{" ", " "}));
+  EXPECT_EQ(matches(R"([[:alpha:]\s]+)", "ab c1"), V{"ab c"});
 }
 
 TEST(Regex, InvalidUtf8NeverMatches) {

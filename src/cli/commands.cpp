@@ -2,6 +2,6 @@
 
 namespace ds::cli {
 void register_all(CLI::App& app) {
-  (void)app;
+  register_chat_template(app);
 }
 }  // namespace ds::cli

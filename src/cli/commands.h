@@ -5,4 +5,6 @@
 namespace ds::cli {
 // Adds all subcommands. Each one's callback runs the command and throws ds::Error on failure.
 void register_all(CLI::App& app);
+
+void register_chat_template(CLI::App& app);
 }  // namespace ds::cli

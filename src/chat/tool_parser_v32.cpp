@@ -111,6 +111,8 @@ class DeepSeekV32ToolParser final : public ToolCallParser {
           return;
         }
         if (auto h = find_first_marker(buf_, kSectionClose); h.pos == 0) {
+          // A section without a single call was given back as content: so is its end.
+          if (calls_in_section_ == 0) out.content += section_raw_ + std::string(kSectionClose[h.marker]);
           buf_.erase(0, kSectionClose[h.marker].size());
           section_raw_.clear();
           dropped_space_.clear();

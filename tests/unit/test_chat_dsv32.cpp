@@ -137,3 +137,14 @@ TEST(ChatJson, PythonJsonDumps) {
   EXPECT_EQ(python_float_repr(123456789.125), "123456789.125");
   EXPECT_EQ(python_float_repr(1.7976931348623157e308), "1.7976931348623157e+308");
 }
+
+TEST(ChatDsv32, GoldSearchPromptPrefixByteExact) {
+  // The first three messages of DeepSeek's test_input_search_wo_date.json (a developer
+  // turn carrying tools, a reasoning + tool-call turn, a tool result) and the matching
+  // prefix of test_output_search_wo_date.txt. The later messages are all assistant/tool
+  // turns after the only developer turn, so the full prompt starts with exactly this text.
+  Json input = test::read_json(fixture_path("dsv32/search_wo_date_prefix_input.json"));
+  std::string prompt = dsv32::encode_messages(input["messages"], {});
+  std::string gold = test::strip(test::read_file(fixture_path("dsv32/search_wo_date_prefix_output.txt")));
+  EXPECT_EQ(prompt, gold);
+}

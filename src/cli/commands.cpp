@@ -6,5 +6,6 @@ void register_all(CLI::App& app) {
   register_bench(app);
   register_eval(app);
   register_tokenize(app);
+  register_chat_template(app);
 }
 }  // namespace ds::cli

@@ -11,4 +11,5 @@ void register_bench(CLI::App& app);  // bench serving (cmd_bench.cpp)
 void register_eval(CLI::App& app);   // eval gsm8k|mmlu|gpqa (cmd_eval.cpp)
 // tokenize / detokenize (cmd_tokenize.cpp)
 void register_tokenize(CLI::App& app);
+void register_chat_template(CLI::App& app);
 }  // namespace ds::cli

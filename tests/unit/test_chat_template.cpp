@@ -1,0 +1,114 @@
+// V3.1 / V3.2-Exp chat templates rendered natively, compared byte for byte with prompts
+// that real Jinja2 produced (tools/reference/render_chat_template.py), and the choice of
+// encoder from a checkpoint.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "chat/encoder.h"
+#include "chat/errors.h"
+#include "chat_test_util.h"
+
+using namespace ds::chat;
+using ds::chat::test::fixture_path;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TemplateFixture {
+  const char* id;    // the id used in the expected-prompt file names
+  const char* file;  // relative to tests/fixtures/chat
+};
+const TemplateFixture kTemplates[] = {
+    {"sglang-deepseekv31", "templates/tool_chat_template_deepseekv31.jinja"},
+    {"sglang-deepseekv32", "templates/tool_chat_template_deepseekv32.jinja"},
+    {"deepseek-v32-exp", "checkpoints/v32exp/tokenizer_config.json"},
+};
+
+std::vector<std::string> case_names() {
+  std::vector<std::string> names;
+  const std::string suffix = ".request.json";
+  for (const auto& e : fs::directory_iterator(fixture_path("v31_cases"))) {
+    std::string f = e.path().filename().string();
+    if (f.size() > suffix.size() && f.substr(f.size() - suffix.size()) == suffix)
+      names.push_back(f.substr(0, f.size() - suffix.size()));
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace
+
+TEST(ChatTemplate, MatchesJinja2ByteForByte) {
+  auto names = case_names();
+  ASSERT_GE(names.size(), 15u);
+  int compared = 0, errors = 0;
+  for (const auto& t : kTemplates) {
+    auto encoder = make_template_encoder(load_chat_template_file(fixture_path(t.file)), t.file);
+    for (const auto& name : names) {
+      SCOPED_TRACE(std::string(t.id) + " / " + name);
+      ChatRequest req = parse_chat_request(test::read_json(fixture_path("v31_cases/" + name + ".request.json")));
+      const std::string expected_path = fixture_path("v31_cases/" + name + "." + t.id + ".prompt.txt");
+      if (fs::exists(expected_path)) {
+        EXPECT_EQ(encoder->encode(req).text, test::read_file(expected_path));
+        ++compared;
+      } else {  // Jinja2 raised: so must we, as a request error
+        EXPECT_THROW(encoder->encode(req), RequestError);
+        ++errors;
+      }
+    }
+  }
+  EXPECT_GE(compared, 45);
+  EXPECT_GE(errors, 1);
+}
+
+TEST(ChatTemplate, ReasoningStateFollowsThePrompt) {
+  auto encoder = make_template_encoder(
+      load_chat_template_file(fixture_path("checkpoints/v32exp/tokenizer_config.json")), "test");
+  auto think = parse_chat_request(Json::parse(
+      R"({"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"thinking":true}})"));
+  EXPECT_TRUE(encoder->encode(think).starts_in_reasoning);
+  auto chat = parse_chat_request(Json::parse(R"({"messages":[{"role":"user","content":"x"}]})"));
+  EXPECT_FALSE(encoder->encode(chat).starts_in_reasoning);
+}
+
+TEST(ChatTemplate, UnknownTemplateIsAClearError) {
+  try {
+    make_template_encoder("{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}", "my.jinja");
+    FAIL() << "accepted an unknown template";
+  } catch (const ds::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("my.jinja"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("not one dsserve can render"), std::string::npos);
+  }
+  // One changed byte is enough to refuse.
+  std::string t = load_chat_template_file(fixture_path("templates/tool_chat_template_deepseekv31.jinja"));
+  t[t.find("Tools")] = 't';
+  EXPECT_THROW(make_template_encoder(t, "edited"), ds::Error);
+}
+
+TEST(ChatTemplate, DeveloperRoleIsRefused) {
+  auto encoder = make_template_encoder(
+      load_chat_template_file(fixture_path("checkpoints/v32exp/tokenizer_config.json")), "test");
+  auto req = parse_chat_request(Json::parse(R"({"messages":[{"role":"developer","content":"x"}]})"));
+  EXPECT_THROW(encoder->encode(req), RequestError);
+}
+
+TEST(ChatEncoderSelection, FromCheckpointFiles) {
+  CheckpointChatInfo v32exp = read_checkpoint_chat_info(fixture_path("checkpoints/v32exp"));
+  ASSERT_TRUE(v32exp.chat_template.has_value());
+  EXPECT_EQ(select_encoder(v32exp, "auto", std::nullopt)->name(), "v31/deepseek-v32-exp");
+  EXPECT_EQ(select_encoder(v32exp, "dsv32", std::nullopt)->name(), "dsv32");
+
+  CheckpointChatInfo v32;  // DeepSeek-V3.2: no chat template, V3.2 architecture
+  v32.model_type = "deepseek_v32";
+  v32.architectures = {"DeepseekV32ForCausalLM"};
+  EXPECT_EQ(select_encoder(v32, "auto", std::nullopt)->name(), "dsv32");
+  EXPECT_THROW(select_encoder(v32, "v31", std::nullopt), ds::Error);
+  auto sglang = load_chat_template_file(fixture_path("templates/tool_chat_template_deepseekv32.jinja"));
+  EXPECT_EQ(select_encoder(v32, "auto", sglang)->name(), "v31/sglang-deepseekv32");
+
+  CheckpointChatInfo other;
+  other.model_type = "llama";
+  EXPECT_THROW(select_encoder(other, "auto", std::nullopt), ds::Error);
+  EXPECT_THROW(select_encoder(v32, "jinja", std::nullopt), ds::Error);
+}

@@ -4,7 +4,9 @@ set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 PKGS=(cmake ninja-build g++ pkg-config
       nlohmann-json3-dev libboost-dev libcli11-dev libfmt-dev libspdlog-dev libpcre2-dev libgtest-dev
-      python3-numpy python3-jinja2 curl clang libclang-rt-14-dev npm)
+      python3-numpy python3-jinja2 curl clang libclang-rt-14-dev)
+# npm from Debian only where no Node.js is installed already (a newer node/npm conflicts with it).
+command -v npm >/dev/null || PKGS+=(npm)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

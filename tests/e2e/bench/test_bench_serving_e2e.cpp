@@ -133,7 +133,7 @@ TEST(BenchServingE2E, ClearErrors) {
   EXPECT_EQ(run_cli("bench serving --port 9 --model m --dataset-path /nonexistent.json", out), 1);
   EXPECT_NE(out.find("error: --dataset-path /nonexistent.json does not exist"), std::string::npos) << out;
   EXPECT_EQ(run_cli("bench serving --port 9 --tokenizer /tmp --model m", out), 1);
-  EXPECT_NE(out.find("error: --tokenizer support lands with the tokenizer module"), std::string::npos) << out;
+  EXPECT_NE(out.find("error: tokenizer: no tokenizer.json in /tmp"), std::string::npos) << out;
   EXPECT_EQ(run_cli("bench serving --port 9 --dataset-path x.json", out), 1);  // nothing listens on port 9
   EXPECT_NE(out.find("error: failed to fetch the model"), std::string::npos) << out;
 }

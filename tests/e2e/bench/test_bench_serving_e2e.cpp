@@ -2,6 +2,7 @@
 // client driving 1000 concurrent streams from one thread.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -46,7 +47,8 @@ class BenchServingCli : public ::testing::TestWithParam<Mode> {};
 
 TEST_P(BenchServingCli, ReportBlock) {
   FakeLlmServer server;
-  std::string out, file = tmp_file(std::string("bench_") + GetParam().backend + ".jsonl");
+  // Unique per parameter and process: ctest runs the stream and whole variants side by side.
+  std::string out, file = tmp_file(fmt::format("bench_{}_{}_{}.jsonl", GetParam().backend, GetParam().stream ? "stream" : "whole", getpid()));
   std::string args = fmt::format(
       "bench serving --backend {} --port {} --dataset-name sharegpt --dataset-path {}sharegpt_small.json "
       "--num-prompts 5 --sharegpt-output-len 8 --disable-tqdm --output-file {} {}",

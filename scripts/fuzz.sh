@@ -8,7 +8,7 @@ CXX=${FUZZ_CXX:-clang++}
 GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
 [ -f build-fuzz/CMakeCache.txt ] || cmake -S . -B build-fuzz "${GEN[@]}" -DCMAKE_CXX_COMPILER="$CXX" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSSERVE_FUZZ=ON -DDSSERVE_TESTS=OFF -DDSSERVE_CUDA=OFF
-cmake --build build-fuzz -j "$(nproc)"
+cmake --build build-fuzz -j "$(nproc)" --target fuzzers
 shopt -s nullglob
 for f in build-fuzz/fuzz/*; do
   name=$(basename "$f")

@@ -3,12 +3,15 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <optional>
 #include <sstream>
 
 #include "backend/backend.h"
 #include "cli/commands.h"
 #include "model/make_model.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/npy.h"
@@ -123,41 +126,73 @@ void register_model_commands(CLI::App& app) {
     });
   }
   {
-    auto* cmd = app.add_subcommand("generate", "greedy decoding from token ids (offline, no server)");
+    auto* cmd = app.add_subcommand("generate", "greedy decoding from a prompt or token ids (offline, no server)");
     auto f = std::make_shared<ModelFlags>();
     auto ids = std::make_shared<std::string>();
+    auto prompt = std::make_shared<std::string>();
+    auto tokenizer = std::make_shared<std::string>();
     auto max_new = std::make_shared<int>(32);
+    auto batch = std::make_shared<int>(1);
     f->add(cmd);
-    cmd->add_option("--token-ids", *ids, "comma-separated prompt token ids")->required();
+    auto* src = cmd->add_option("--token-ids", *ids, "comma-separated prompt token ids");
+    cmd->add_option("--prompt", *prompt, "prompt text (BOS added; needs a tokenizer)")->excludes(src);
+    cmd->add_option("--tokenizer", *tokenizer, "tokenizer.json or its directory (default: the model directory)");
     cmd->add_option("--max-new-tokens", *max_new, "tokens to generate")->check(CLI::Range(1, 1 << 20));
+    cmd->add_option("--batch", *batch, "decode this many copies of the prompt together (throughput)")
+        ->check(CLI::Range(1, 4096));
     cmd->callback([=] {
       init_logging(f->log_level);
+      DS_CHECK(!ids->empty() || !prompt->empty(), "give --prompt or --token-ids");
       auto be = backend::make_cpu_backend(f->threads);
       auto m = model::Model::load(f->model_path, *be, f->options());
-      auto tokens = parse_ids(*ids);
-      const int32_t page_size = 64;
+      std::optional<tok::Tokenizer> tk;
+      if (!prompt->empty() || !tokenizer->empty()) tk = tok::Tokenizer::load(tokenizer->empty() ? f->model_path : *tokenizer);
+      std::vector<int32_t> tokens;
+      if (!prompt->empty()) {
+        if (m->config().bos_token_id >= 0) tokens.push_back(int32_t(m->config().bos_token_id));
+        auto enc = tk->encode(*prompt, false);
+        tokens.insert(tokens.end(), enc.begin(), enc.end());
+      } else {
+        tokens = parse_ids(*ids);
+      }
+      const int32_t page_size = 64, B = *batch;
       const int32_t pages = int32_t((tokens.size() + *max_new + page_size - 1) / page_size);
-      auto cache = m->make_cache(pages, page_size);
+      auto cache = m->make_cache(pages * B, page_size);
       const int64_t V = m->config().vocab_size;
-      std::vector<int32_t> out;
-      Timer t;
+      const auto& eos = m->config().eos_token_ids;
+      std::optional<tok::IncrementalDetokenizer> detok;
+      if (tk) detok.emplace(*tk, true);
       model::ForwardBatch fb;
-      fb.seqs.push_back(single_sequence(tokens, 0, page_size, pages));
+      for (int32_t b = 0; b < B; ++b) {
+        fb.seqs.push_back(single_sequence(tokens, 0, page_size, pages));
+        for (auto& p : fb.seqs.back().page_table) p += b * pages;  // each copy its own pages
+      }
+      std::vector<int32_t> out;  // the first sequence's tokens (all copies decode the same)
+      Timer t;
       auto res = m->forward(fb, cache);
       double prefill_s = t.seconds();
-      out.push_back(argmax(res.logits.f32(), V));
       t.reset();
-      for (int i = 1; i < *max_new; ++i) {
-        fb.seqs[0].start_pos += int32_t(fb.seqs[0].tokens.size());
-        fb.seqs[0].tokens = {out.back()};
+      int steps = 0;
+      for (;;) {
+        int32_t next = argmax(res.logits.f32(), V);
+        out.push_back(next);
+        if (detok) std::fputs(detok->push(next).c_str(), stdout), std::fflush(stdout);
+        if (int(out.size()) >= *max_new || std::find(eos.begin(), eos.end(), next) != eos.end()) break;
+        for (int32_t b = 0; b < B; ++b) {
+          auto& sc = fb.seqs[b];
+          sc.start_pos += int32_t(sc.tokens.size());
+          sc.tokens = {argmax(res.logits.f32() + b * V, V)};
+        }
         res = m->forward(fb, cache);
-        out.push_back(argmax(res.logits.f32(), V));
+        ++steps;
       }
       double decode_s = t.seconds();
-      fmt::print("{}\n", fmt::join(out, ","));
-      spdlog::info("prefill {} tokens: {:.3f} s ({:.1f} tok/s); decode {} tokens: {:.3f} s ({:.1f} tok/s)",
-                   tokens.size(), prefill_s, tokens.size() / prefill_s, out.size() - 1, decode_s,
-                   out.size() > 1 ? (out.size() - 1) / decode_s : 0.0);
+      if (detok) fmt::print("{}\n", detok->flush());
+      else fmt::print("{}\n", fmt::join(out, ","));
+      spdlog::info("batch {}: prefill {} tokens x {} in {:.3f} s ({:.1f} tok/s); decode {} steps in {:.3f} s "
+                   "({:.1f} steps/s, {:.1f} tok/s)",
+                   B, tokens.size(), B, prefill_s, B * tokens.size() / prefill_s, steps, decode_s,
+                   steps ? steps / decode_s : 0.0, steps ? B * steps / decode_s : 0.0);
     });
   }
 }

@@ -19,7 +19,7 @@ Tensor CpuBackend::mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int64
            heads * (nope_dim + v_dim));
   Tensor out = Tensor::zeros({T, heads, Dl + rope_dim}, DType::F32);
   const float* W = kv_b.w.f32();
-#pragma omp parallel for collapse(2) if (T * heads > 1)
+#pragma omp parallel for collapse(2) if (T * heads * nope_dim * Dl > (1 << 16))
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < heads; ++h) {
       const float* qh = q.f32() + (t * heads + h) * qd;
@@ -36,7 +36,7 @@ Tensor CpuBackend::mla_absorb_out(const Tensor& o_lat, const LinearWeight& kv_b,
   int64_t T = o_lat.dim(0), Dl = kv_b.in_features;
   Tensor out = Tensor::empty({T, heads * v_dim}, DType::F32);
   const float* W = kv_b.w.f32();
-#pragma omp parallel for collapse(2) if (T * heads > 1)
+#pragma omp parallel for collapse(2) if (T * heads * v_dim * Dl > (1 << 16))
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < heads; ++h) {
       const float* o = o_lat.f32() + (t * heads + h) * Dl;
@@ -77,7 +77,7 @@ Tensor CpuBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_
       DS_CHECK(index.i32()[t * K + j] <= batch.pos_of_token[t], "attention index {} is after the query position {}",
                index.i32()[t * K + j], batch.pos_of_token[t]);
   Tensor out = Tensor::zeros({T, H, latent_dim}, DType::F32);
-#pragma omp parallel
+#pragma omp parallel if (T * H * K * D > (1 << 16))
   {
     std::vector<float> scores(K);
     std::vector<const float*> keys(K);
@@ -102,7 +102,7 @@ Tensor CpuBackend::attention_expanded(const Tensor& q, const Tensor& k, const Te
                                       const AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) {
   int64_t T = q.dim(0), H = q.dim(1), Dqk = q.dim(2), Dv = v.dim(2), K = index.dim(1);
   Tensor out = Tensor::zeros({T, H, Dv}, DType::F32);
-#pragma omp parallel
+#pragma omp parallel if (T * H * K * Dqk > (1 << 16))
   {
     std::vector<float> scores(K);
 #pragma omp for collapse(2) schedule(dynamic, 1)

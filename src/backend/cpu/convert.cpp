@@ -29,13 +29,13 @@ void host_to_f32(const HostTensor& t, const HostTensor* scale_inv, float* out) {
     }
     case DType::BF16: {
       auto* p = static_cast<const uint16_t*>(t.data);
-#pragma omp parallel for
+#pragma omp parallel for if (n > (1 << 16))
       for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(p[i]);
       break;
     }
     case DType::F16: {
       auto* p = static_cast<const uint16_t*>(t.data);
-#pragma omp parallel for
+#pragma omp parallel for if (n > (1 << 16))
       for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(p[i]);
       break;
     }
@@ -51,7 +51,7 @@ void host_to_f32(const HostTensor& t, const HostTensor* scale_inv, float* out) {
       host_to_f32(*scale_inv, nullptr, scales.data());
       auto* p = static_cast<const uint8_t*>(t.data);
       const auto& lut = fp8_table();
-#pragma omp parallel for
+#pragma omp parallel for if (n > (1 << 16))
       for (int64_t r = 0; r < rows; ++r) {
         const float* srow = scales.data() + (r / 128) * scols;
         for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = lut[p[r * cols + c]] * srow[c / 128];

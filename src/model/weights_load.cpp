@@ -113,13 +113,10 @@ LayerWeights load_layer(const ModelConfig& c, int64_t l, Loader& ld) {
 // MTP layers are optional as a whole; their copies of the embedding and head are optional too.
 bool mtp_present(const ModelConfig& c, const Checkpoint& ckpt) {
   if (c.num_nextn_predict_layers == 0) return false;
-  size_t present = 0, total = 0;
-  for (const auto& spec : weight_manifest(c, true)) {
-    if (spec.name.rfind(fmt::format("model.layers.{}.", c.num_hidden_layers), 0) != 0) continue;
-    ++total;
-    present += ckpt.find(spec.name) != nullptr;
-  }
-  return present > 0;  // a partial layer then fails validation, naming what is missing
+  const std::string prefix = fmt::format("model.layers.{}.", c.num_hidden_layers);
+  for (const auto& spec : weight_manifest(c, true))
+    if (spec.name.rfind(prefix, 0) == 0 && ckpt.find(spec.name)) return true;
+  return false;  // with any MTP tensor present, a partial layer fails validation naming what is missing
 }
 
 bool optional_mtp_copy(const std::string& name) {

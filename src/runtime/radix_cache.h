@@ -7,7 +7,8 @@
 //   m = cache.match_prefix(prompt);  pool.retain(m.pages);  cache.lock(m.node);
 //   page_table = m.pages + pool.allocate(...);  ... run ...
 //   cache.insert(tokens, page_table);  cache.unlock(m.node);  pool.release(page_table);
-// lock() keeps a prefix in use from being evicted (eviction would free nothing while the request
+// Lock before evicting to make room for the rest of the request, or the eviction may take the
+// matched prefix itself. lock() keeps a prefix in use from being evicted (eviction would free nothing while the request
 // still holds the pages, and the scheduler would count on room that is not there).
 #pragma once
 #include <cstdint>

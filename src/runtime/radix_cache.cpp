@@ -1,5 +1,7 @@
 #include "runtime/radix_cache.h"
 
+#include <algorithm>
+#include <functional>
 #include <queue>
 #include <tuple>
 

@@ -1,0 +1,154 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "util/error.h"
+
+namespace ds::runtime {
+
+namespace {
+
+// SGLang treats temperatures below this as greedy.
+constexpr float kGreedyBelow = 1e-6f;
+
+bool finite(float v) { return std::isfinite(v); }
+
+// A uniform double in [0, 1) from the top 53 bits: identical on every standard library, unlike
+// std::uniform_real_distribution, so seeded runs reproduce across builds.
+double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+void apply_penalties(std::vector<float>& x, const SamplingParams& p, const std::vector<int32_t>& history,
+                     size_t prompt_len) {
+  const bool rep = p.repetition_penalty != 1.0f;
+  const bool freq = p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f;
+  if (!rep && !freq) return;
+  const int64_t vocab = static_cast<int64_t>(x.size());
+  for (int32_t t : history) DS_CHECK(t >= 0 && t < vocab, "sample: token id {} out of vocab {}", t, vocab);
+  if (rep) {
+    std::vector<int32_t> seen(history);
+    std::sort(seen.begin(), seen.end());
+    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+    // Dividing a positive logit and multiplying a negative one both make the token less likely.
+    for (int32_t t : seen) x[t] = x[t] > 0 ? x[t] / p.repetition_penalty : x[t] * p.repetition_penalty;
+  }
+  if (freq) {
+    std::vector<int32_t> out(history.begin() + std::min(prompt_len, history.size()), history.end());
+    std::sort(out.begin(), out.end());
+    for (size_t i = 0; i < out.size();) {
+      size_t j = i;
+      while (j < out.size() && out[j] == out[i]) ++j;
+      x[out[i]] -= static_cast<float>(j - i) * p.frequency_penalty + p.presence_penalty;
+      i = j;
+    }
+  }
+}
+
+// Most likely first, lower id first on ties (deterministic).
+struct ByProbDesc {
+  const std::vector<double>& v;
+  bool operator()(int32_t a, int32_t b) const { return v[a] != v[b] ? v[a] > v[b] : a < b; }
+};
+
+}  // namespace
+
+bool SamplingParams::greedy() const { return temperature < kGreedyBelow; }
+
+void SamplingParams::validate() const {
+  DS_CHECK(finite(temperature) && temperature >= 0.0f, "temperature must be >= 0, got {}", temperature);
+  DS_CHECK(finite(top_p) && top_p > 0.0f && top_p <= 1.0f, "top_p must be in (0, 1], got {}", top_p);
+  DS_CHECK(top_k == -1 || top_k >= 1, "top_k must be -1 (disabled) or at least 1, got {}", top_k);
+  DS_CHECK(finite(min_p) && min_p >= 0.0f && min_p <= 1.0f, "min_p must be in [0, 1], got {}", min_p);
+  DS_CHECK(finite(repetition_penalty) && repetition_penalty > 0.0f && repetition_penalty <= 2.0f,
+           "repetition_penalty must be in (0, 2], got {}", repetition_penalty);
+  DS_CHECK(finite(frequency_penalty) && frequency_penalty >= -2.0f && frequency_penalty <= 2.0f,
+           "frequency_penalty must be in [-2, 2], got {}", frequency_penalty);
+  DS_CHECK(finite(presence_penalty) && presence_penalty >= -2.0f && presence_penalty <= 2.0f,
+           "presence_penalty must be in [-2, 2], got {}", presence_penalty);
+  DS_CHECK(top_logprobs >= 0, "top_logprobs must be >= 0, got {}", top_logprobs);
+}
+
+std::mt19937_64 make_rng(const SamplingParams& p, uint64_t fallback_seed) {
+  return std::mt19937_64(p.seed.value_or(fallback_seed));
+}
+
+// Reported logprobs follow SGLang's default: the log-softmax of the penalised logits divided by the
+// temperature (temperature 1 for greedy), before top-k/top-p/min-p filtering.
+SampleResult sample(const float* logits, int64_t vocab, const SamplingParams& p, const std::vector<int32_t>& history,
+                    size_t prompt_len, std::mt19937_64& rng) {
+  DS_CHECK(vocab > 0, "sample: empty vocabulary");
+  p.validate();
+  std::vector<float> x(logits, logits + vocab);
+  apply_penalties(x, p, history, prompt_len);
+
+  const bool greedy = p.greedy();
+  const double inv_t = greedy ? 1.0 : 1.0 / p.temperature;
+  int32_t argmax = 0;
+  for (int64_t i = 1; i < vocab; ++i)
+    if (x[i] > x[argmax]) argmax = static_cast<int32_t>(i);
+  DS_CHECK(finite(x[argmax]), "sample: logits have no finite maximum (all -inf or NaN)");
+  const double top = x[argmax] * inv_t;
+  double sum = 0;
+  for (float v : x) sum += std::exp(v * inv_t - top);
+  const double lse = top + std::log(sum);
+  std::vector<double> logp(vocab);
+  for (int64_t i = 0; i < vocab; ++i) logp[i] = x[i] * inv_t - lse;
+
+  SampleResult r;
+  if (greedy) {
+    r.token = argmax;
+  } else {
+    std::vector<double> prob(vocab);
+    for (int64_t i = 0; i < vocab; ++i) prob[i] = std::exp(logp[i]);
+    std::vector<int32_t> cand(vocab);
+    std::iota(cand.begin(), cand.end(), 0);
+    size_t keep = cand.size();
+    const bool use_k = p.top_k > 0 && p.top_k < vocab;
+    if (use_k || p.top_p < 1.0f) {
+      if (use_k && p.top_p >= 1.0f) {
+        std::partial_sort(cand.begin(), cand.begin() + p.top_k, cand.end(), ByProbDesc{prob});
+      } else {
+        std::sort(cand.begin(), cand.end(), ByProbDesc{prob});
+      }
+      if (use_k) keep = static_cast<size_t>(p.top_k);
+      if (p.top_p < 1.0f) {
+        // The smallest most-likely set reaching top_p of the (top-k renormalised) mass.
+        double mass = 0;
+        for (size_t j = 0; j < keep; ++j) mass += prob[cand[j]];
+        double before = 0;
+        size_t n = 0;
+        while (n < keep && (n == 0 || before < p.top_p * mass)) before += prob[cand[n++]];
+        keep = n;
+      }
+      cand.resize(keep);
+    }
+    if (p.min_p > 0.0f) {
+      // Relative to the most likely token, which every filter above keeps.
+      const double floor = p.min_p * prob[argmax];
+      std::erase_if(cand, [&](int32_t t) { return prob[t] < floor; });
+    }
+    double total = 0;
+    for (int32_t t : cand) total += prob[t];
+    double u = uniform01(rng) * total;
+    r.token = cand.back();  // guards against rounding at the top end
+    for (int32_t t : cand) {
+      if (u < prob[t]) {
+        r.token = t;
+        break;
+      }
+      u -= prob[t];
+    }
+  }
+  r.logprob = static_cast<float>(logp[r.token]);
+  if (p.logprobs && p.top_logprobs > 0) {
+    const int64_t n = std::min<int64_t>(p.top_logprobs, vocab);
+    std::vector<int32_t> ids(vocab);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), ByProbDesc{logp});
+    for (int64_t j = 0; j < n; ++j) r.top_logprobs.emplace_back(ids[j], static_cast<float>(logp[ids[j]]));
+  }
+  return r;
+}
+
+}  // namespace ds::runtime

@@ -23,29 +23,12 @@ const std::vector<std::string_view> kTextMarkers = {kCallsBegin, kCallBegin, kCa
 const std::vector<std::string_view> kSectionMarkers = {kCallBegin, kCallsEnd};
 const std::vector<std::string_view> kArgsMarkers = {kCallEnd, kCallsEnd, kCallBegin};
 
-class DeepSeekV31ToolParser final : public ToolCallParser {
+class DeepSeekV31ToolParser final : public BufferedToolParser {
  public:
-  explicit DeepSeekV31ToolParser(std::vector<std::string> names) : names_(std::move(names)) {}
-
-  ToolParseStep feed(std::string_view text) override {
-    buf_.append(text);
-    ToolParseStep out;
-    drain(false, out);
-    return out;
-  }
-
-  ToolParseStep finish() override {
-    ToolParseStep out;
-    drain(true, out);
-    return out;
-  }
+  using BufferedToolParser::BufferedToolParser;
 
  private:
   enum class State { Text, Section, Name, Args };
-
-  bool known(const std::string& name) const {
-    return names_.empty() || std::find(names_.begin(), names_.end(), name) != names_.end();
-  }
 
   void open_section(std::string_view marker) {
     dropped_space_ = text_.take();
@@ -87,7 +70,7 @@ class DeepSeekV31ToolParser final : public ToolCallParser {
     dropped_space_.clear();
   }
 
-  void drain(bool final, ToolParseStep& out) {
+  void drain(bool final, ToolParseStep& out) override {
     for (;;) {
       switch (state_) {
         case State::Text: {
@@ -206,8 +189,6 @@ class DeepSeekV31ToolParser final : public ToolCallParser {
     }
   }
 
-  std::vector<std::string> names_;
-  std::string buf_;
   State state_ = State::Text;
   TrailingSpaceHolder text_;
   TrailingSpaceHolder args_space_;

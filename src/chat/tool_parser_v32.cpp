@@ -24,29 +24,12 @@ const std::vector<std::string_view> kTextMarkers = {"<｜DSML｜function_calls>"
                                                     "</｜DSML｜invoke>", "</invoke>"};
 const std::vector<std::string_view> kInvokeOpenStarts = {"<｜DSML｜invoke", "<invoke"};
 
-class DeepSeekV32ToolParser final : public ToolCallParser {
+class DeepSeekV32ToolParser final : public BufferedToolParser {
  public:
-  explicit DeepSeekV32ToolParser(std::vector<std::string> names) : names_(std::move(names)) {}
-
-  ToolParseStep feed(std::string_view text) override {
-    buf_.append(text);
-    ToolParseStep out;
-    drain(false, out);
-    return out;
-  }
-
-  ToolParseStep finish() override {
-    ToolParseStep out;
-    drain(true, out);
-    return out;
-  }
+  using BufferedToolParser::BufferedToolParser;
 
  private:
   enum class State { Text, Section, Invoke };
-
-  bool known(const std::string& name) const {
-    return names_.empty() || std::find(names_.begin(), names_.end(), name) != names_.end();
-  }
 
   // Gives up on the current section: its raw text becomes content again.
   void abandon_section(ToolParseStep& out) {
@@ -77,7 +60,7 @@ class DeepSeekV32ToolParser final : public ToolCallParser {
     out.calls.push_back(std::move(body));
   }
 
-  void drain(bool final, ToolParseStep& out) {
+  void drain(bool final, ToolParseStep& out) override {
     for (;;) {
       if (state_ == State::Text) {
         MarkerHit hit = find_first_marker(buf_, kTextMarkers);
@@ -159,8 +142,6 @@ class DeepSeekV32ToolParser final : public ToolCallParser {
     }
   }
 
-  std::vector<std::string> names_;
-  std::string buf_;
   State state_ = State::Text;
   TrailingSpaceHolder text_;
   std::string dropped_space_;  // whitespace dropped before the open section

@@ -6,6 +6,8 @@ if(NOT DSSERVE_CUDA STREQUAL "OFF")
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
     set(CMAKE_CUDA_ARCHITECTURES 90a)   # Hopper only (sm_90a: wgmma, TMA)
+    set(CMAKE_CUDA_STANDARD 17)          # CMake 3.25 knows no CUDA20 flag for nvcc; kernels need no more
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
     set(DSSERVE_HAVE_CUDA ON)

@@ -8,7 +8,6 @@
 // not parse — a broken block, an unknown tool name, an unterminated call — comes back as
 // content, never lost and never an exception.
 #pragma once
-#include <algorithm>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -28,33 +27,6 @@ class ToolCallParser {
   virtual ~ToolCallParser() = default;
   virtual ToolParseStep feed(std::string_view text) = 0;
   virtual ToolParseStep finish() = 0;
-};
-
-// What both formats share: text is buffered and drained by the format's state machine, and
-// calls are accepted only for the request's tool names (any name when the list is empty).
-class BufferedToolParser : public ToolCallParser {
- public:
-  explicit BufferedToolParser(std::vector<std::string> names) : names_(std::move(names)) {}
-  ToolParseStep feed(std::string_view text) final {
-    buf_.append(text);
-    ToolParseStep out;
-    drain(false, out);
-    return out;
-  }
-  ToolParseStep finish() final {
-    ToolParseStep out;
-    drain(true, out);
-    return out;
-  }
-
- protected:
-  // Consumes what can be decided from buf_; with `final`, everything.
-  virtual void drain(bool final, ToolParseStep& out) = 0;
-  bool known(const std::string& name) const {
-    return names_.empty() || std::find(names_.begin(), names_.end(), name) != names_.end();
-  }
-  std::vector<std::string> names_;
-  std::string buf_;
 };
 
 // `name`: "deepseekv32" or "deepseekv31" (throws ds::Error otherwise). `tool_names`: the

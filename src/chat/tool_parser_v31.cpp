@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "chat/text_scan.h"
-#include "chat/tool_parser.h"
+#include "chat/buffered_tool_parser.h"
 #include "util/error.h"
 
 namespace ds::chat {
@@ -74,21 +74,13 @@ class DeepSeekV31ToolParser final : public BufferedToolParser {
     for (;;) {
       switch (state_) {
         case State::Text: {
-          MarkerHit hit = find_first_marker(buf_, kTextMarkers);
-          if (hit.pos == std::string::npos) {
-            size_t hold = final ? 0 : partial_marker_suffix(buf_, kTextMarkers);
-            text_.emit(std::string_view(buf_).substr(0, buf_.size() - hold), out.content);
-            buf_.erase(0, buf_.size() - hold);
-            if (final) text_.flush(out.content);
-            return;
-          }
-          text_.emit(std::string_view(buf_).substr(0, hit.pos), out.content);
-          const auto marker = kTextMarkers[hit.marker];
-          buf_.erase(0, hit.pos + marker.size());
-          if (hit.marker == 0) {
+          const int m = take_text_until(kTextMarkers, final, out);
+          if (m < 0) return;
+          const auto marker = kTextMarkers[m];
+          if (m == 0) {
             open_section(marker);
             state_ = State::Section;
-          } else if (hit.marker == 1) {  // a call without the section opener
+          } else if (m == 1) {  // a call without the section opener
             open_section(marker);
             state_ = State::Name;
           }
@@ -190,7 +182,6 @@ class DeepSeekV31ToolParser final : public BufferedToolParser {
   }
 
   State state_ = State::Text;
-  TrailingSpaceHolder text_;
   TrailingSpaceHolder args_space_;
   bool args_started_ = false;
   std::string dropped_space_;

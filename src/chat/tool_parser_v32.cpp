@@ -10,7 +10,7 @@
 
 #include "chat/dsml_invoke.h"
 #include "chat/text_scan.h"
-#include "chat/tool_parser.h"
+#include "chat/buffered_tool_parser.h"
 
 namespace ds::chat {
 namespace {
@@ -63,18 +63,10 @@ class DeepSeekV32ToolParser final : public BufferedToolParser {
   void drain(bool final, ToolParseStep& out) override {
     for (;;) {
       if (state_ == State::Text) {
-        MarkerHit hit = find_first_marker(buf_, kTextMarkers);
-        if (hit.pos == std::string::npos) {
-          size_t hold = final ? 0 : partial_marker_suffix(buf_, kTextMarkers);
-          text_.emit(std::string_view(buf_).substr(0, buf_.size() - hold), out.content);
-          buf_.erase(0, buf_.size() - hold);
-          if (final) text_.flush(out.content);
-          return;
-        }
-        text_.emit(std::string_view(buf_).substr(0, hit.pos), out.content);
-        const auto marker = kTextMarkers[hit.marker];
-        buf_.erase(0, hit.pos + marker.size());
-        if (hit.marker < 2) {  // a section opens; whitespace before it is dropped
+        const int m = take_text_until(kTextMarkers, final, out);
+        if (m < 0) return;
+        const auto marker = kTextMarkers[m];
+        if (m < 2) {  // a section opens; whitespace before it is dropped
           dropped_space_ = text_.take();
           section_raw_ = std::string(marker);
           calls_in_section_ = 0;
@@ -143,7 +135,6 @@ class DeepSeekV32ToolParser final : public BufferedToolParser {
   }
 
   State state_ = State::Text;
-  TrailingSpaceHolder text_;
   std::string dropped_space_;  // whitespace dropped before the open section
   std::string section_raw_;    // section text not yet accounted for (for fallback)
   std::string invoke_raw_;

@@ -134,8 +134,7 @@ ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt, backend:
   uint64_t bytes = 0;
   for (const auto& spec : manifest) {
     const TensorInfo* t = ckpt.find(spec.name);
-    bool is_mtp_copy = spec.name.rfind("model.layers.", 0) == 0 && optional_mtp_copy(spec.name) &&
-                       spec.name != "model.embed_tokens.weight";
+    const bool is_mtp_copy = spec.name.rfind("model.layers.", 0) == 0 && optional_mtp_copy(spec.name);
     if (!t) {
       if (!is_mtp_copy) missing.push_back(spec.name);
       continue;

@@ -1,0 +1,142 @@
+// The engine of one model replica: takes tokenized requests from any thread, runs them with
+// continuous batching on its own thread (scheduler + model forward + sampling + detokenizing +
+// stop checks) and streams each request's output back through a callback. The HTTP server
+// talks only to this interface; it never sees tensors (DESIGN.md, invariants).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/sampler.h"
+#include "util/error.h"
+
+namespace ds::model {
+class Model;
+}
+namespace ds::tok {
+class Tokenizer;
+}
+
+namespace ds::runtime {
+
+enum class FinishReason : uint8_t {
+  None,    // still running
+  Stop,    // EOS, a stop token id or a stop string
+  Length,  // max_new_tokens or the context length reached
+  Abort,   // aborted by the client (abort(), disconnect) or by engine shutdown
+  Error,   // the engine failed on this request (message in RequestOutput::error)
+};
+const char* finish_reason_name(FinishReason r);  // "stop", "length", "abort", "error"
+
+struct GenerateRequest {
+  std::string id;               // unique among live requests (the server makes it)
+  std::vector<int32_t> prompt;  // token ids, BOS included when the format wants it
+  SamplingParams sampling;
+  int32_t max_new_tokens = 128;            // >= 0; 0 = prefill only (the prompt gets cached)
+  std::vector<std::string> stop;           // stop strings: generation ends there, the string is not emitted
+  std::vector<int32_t> stop_token_ids;     // extra stop tokens (the EOS ids stop unless ignore_eos)
+  bool skip_special_tokens = true;         // for the text of the output
+  bool no_stop_trim = false;               // keep the matched stop string in the text (SGLang's flag)
+};
+
+struct TokenLogprob {
+  int32_t token = -1;
+  float logprob = 0.0f;
+  std::vector<std::pair<int32_t, float>> top;  // sampling.top_logprobs alternatives, most likely first
+};
+
+// One delivery to a request's sink: what is new since the previous one. The concatenation of
+// all `text` pieces is the request's output text (stop strings removed, see GenerateRequest).
+struct RequestOutput {
+  std::vector<int32_t> token_ids;      // new output tokens
+  std::string text;                    // new text; text that may begin a stop string is held back
+  std::vector<TokenLogprob> logprobs;  // one per new token when sampling.logprobs
+  bool finished = false;
+  FinishReason finish_reason = FinishReason::None;
+  std::optional<int32_t> matched_stop_token;  // the token id that stopped it (EOS or stop_token_ids)
+  std::optional<std::string> matched_stop_str;
+  std::string error;             // when finish_reason == Error
+  int32_t prompt_tokens = 0;     // constant over the request
+  int32_t completion_tokens = 0; // output tokens so far (including this delivery)
+  int32_t cached_tokens = 0;     // prompt tokens served from the prefix cache (set from the first delivery)
+};
+
+// Called on the engine thread; must return quickly and never block on the network (post the
+// output to the connection's executor instead). Called at least once per request: the last call
+// has finished == true, and no call follows it.
+using OutputSink = std::function<void(RequestOutput&&)>;
+
+// Why submit() refused a request: the HTTP status to answer with and an OpenAI-style message.
+class RequestRejected : public ds::Error {
+ public:
+  RequestRejected(int http_status, const std::string& msg) : ds::Error(msg), status_(http_status) {}
+  int http_status() const { return status_; }  // 400 (can never run: too long, bad ids), 503 (queue full)
+
+ private:
+  int status_;
+};
+
+enum class SchedulePolicy : uint8_t { Fcfs, Lpm };  // lpm = longest cached prefix first
+
+struct EngineConfig {
+  int32_t page_size = 64;                // tokens per KV page
+  int64_t max_total_tokens = 0;          // KV pool capacity in tokens (rounded down to pages); required
+  int32_t max_running_requests = 256;    // decoding + prefilling at once
+  int32_t max_queued_requests = 4096;    // waiting beyond this -> 503
+  int32_t chunked_prefill_size = 8192;   // prompt tokens of one request per step (-1: whole prompt)
+  int32_t max_prefill_tokens = 16384;    // prompt tokens of all requests per step
+  int32_t context_length = 0;            // prompt + output limit per request; required
+  bool enable_radix_cache = true;
+  SchedulePolicy schedule_policy = SchedulePolicy::Fcfs;
+  uint64_t random_seed = 0;              // seeds requests that give no seed
+  std::vector<int32_t> eos_token_ids;    // stop unless ignore_eos
+};
+
+// A consistent snapshot of the engine's state and counters (for /metrics, /get_server_info).
+struct EngineStats {
+  int32_t running = 0;            // requests in the running batch (prefilling or decoding)
+  int32_t queued = 0;             // waiting for admission (including retracted ones)
+  int32_t num_pages = 0;          // KV pool size
+  int32_t page_size = 0;
+  int32_t used_pages = 0;         // held by requests or the prefix cache
+  int32_t cached_pages = 0;       // held by the prefix cache (evictable ones included)
+  int32_t evictable_pages = 0;
+  int64_t prompt_tokens_total = 0;      // over finished + running requests, since start
+  int64_t generation_tokens_total = 0;
+  int64_t cached_tokens_total = 0;      // prompt tokens served from the prefix cache
+  int64_t requests_total = 0;           // finished requests (any reason)
+  int64_t retractions_total = 0;        // requests preempted for lack of KV pages
+  int64_t steps_total = 0;
+  double last_step_ms = 0;              // wall time of the last step
+  double last_step_overhead_ms = 0;     // of which outside the model forward (scheduling, sampling, output)
+  double cache_hit_rate = 0;            // cached / queried prompt tokens of the radix cache
+  double token_usage() const { return num_pages ? double(used_pages - evictable_pages) / num_pages : 0.0; }
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // Thread-safe. Throws RequestRejected for requests that can never run or when the queue is full;
+  // otherwise the sink will be called until the request finishes.
+  virtual void submit(GenerateRequest request, OutputSink sink) = 0;
+  // Thread-safe; unknown or finished ids are ignored. The request's pages are freed at the next step
+  // boundary and its sink gets a final output with FinishReason::Abort.
+  virtual void abort(const std::string& id) = 0;
+  // Thread-safe. Drops the prefix cache; false (nothing done) while requests are running.
+  virtual bool flush_cache() = 0;
+  virtual EngineStats stats() const = 0;
+  virtual const EngineConfig& config() const = 0;
+  // Aborts everything still running or queued (their sinks get Abort) and stops the engine thread.
+  virtual void shutdown() = 0;
+};
+
+// The engine over a loaded model (any backend). The tokenizer detokenizes outputs and matches stop
+// strings; it and the model must outlive the engine. Starts the engine thread.
+std::unique_ptr<Engine> make_engine(const EngineConfig& config, const model::Model& model,
+                                    const tok::Tokenizer& tokenizer);
+
+}  // namespace ds::runtime

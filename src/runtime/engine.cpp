@@ -79,7 +79,7 @@ class EngineImpl final : public Engine {
   void loop();
   bool take_pending();  // inbox, aborts, flushes; false when stopping
   void run_step();
-  void sample_one(RequestState& r, const float* logits);
+  void accept_token(RequestState& r, SampleResult s);  // appends, checks stops, outputs
   void deliver(RequestState& r, RequestOutput&& out);
   void end(std::unique_ptr<RequestState> r, FinishReason why, std::string error = {});
   void publish_stats();
@@ -105,7 +105,7 @@ class EngineImpl final : public Engine {
   // Counters (engine thread), published to stats_ under stats_mu_.
   mutable std::mutex stats_mu_;
   EngineStats stats_;
-  double last_step_ms_ = 0, last_overhead_ms_ = 0;
+  double last_step_ms_ = 0, last_overhead_ms_ = 0, busy_ms_total_ = 0, forward_ms_total_ = 0, sample_ms_total_ = 0;
   int64_t prompt_total_ = 0, generated_total_ = 0, cached_total_ = 0, finished_total_ = 0, steps_ = 0;
   std::thread thread_;
 };
@@ -246,29 +246,53 @@ void EngineImpl::run_step() {
   Timer fwd_timer;
   model::ForwardOutput out = model_.forward(fb, kv_);
   const double fwd_ms = fwd_timer.seconds() * 1e3;
+  Timer sample_timer;
+  // Sampling is independent per request (each has its own generator): spread it over the cores.
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < plan.size(); ++i)
+    if (plan[i].logits) rows.push_back(int64_t(i));
+  std::vector<SampleResult> drawn(plan.size());
+  std::vector<std::string> failed(plan.size());
+#pragma omp parallel for schedule(dynamic, 4) if (rows.size() > 4)
+  for (int64_t k = 0; k < int64_t(rows.size()); ++k) {
+    const int64_t i = rows[k];
+    RequestState& r = *plan[i].req;
+    try {
+      drawn[i] = sample(out.logits.f32() + int64_t(out.logits_row0[i]) * vocab_, vocab_, r.in.sampling, r.tokens,
+                        size_t(r.prompt_len), r.rng);
+    } catch (const std::exception& e) {
+      failed[i] = e.what();
+    }
+  }
   for (size_t i = 0; i < plan.size(); ++i) {
     RequestState& r = *plan[i].req;
     sched_.chunk_done(r, plan[i].len);
-    if (plan[i].logits) {
-      sample_one(r, out.logits.f32() + int64_t(out.logits_row0[i]) * vocab_);
+    if (!failed[i].empty()) {
+      r.final_output.emplace();
+      r.final_output->finished = true;
+      r.final_output->finish_reason = FinishReason::Error;
+      r.final_output->error = failed[i];
+    } else if (plan[i].logits) {
+      accept_token(r, std::move(drawn[i]));
     } else if (r.remaining() == 0) {  // max_new_tokens == 0: the prompt is cached, nothing to sample
       r.final_output.emplace();
       r.final_output->finished = true;
       r.final_output->finish_reason = FinishReason::Length;
     }
   }
-  // Finished requests leave after the whole batch is processed (plan holds raw pointers).
+  sample_ms_total_ += sample_timer.seconds() * 1e3;
   ++steps_;
   last_step_ms_ = step_timer.seconds() * 1e3;
   last_overhead_ms_ = last_step_ms_ - fwd_ms;
+  busy_ms_total_ += last_step_ms_;
+  forward_ms_total_ += fwd_ms;
   for (const auto& c : plan)
     if (c.req->final_output) end(sched_.finish(*c.req), c.req->final_output->finish_reason);
   publish_stats();
 }
 
-void EngineImpl::sample_one(RequestState& r, const float* logits) {
+void EngineImpl::accept_token(RequestState& r, SampleResult s) {
   const auto& in = r.in;
-  SampleResult s = sample(logits, vocab_, in.sampling, r.tokens, size_t(r.prompt_len), r.rng);
   r.tokens.push_back(s.token);
   ++generated_total_;
   RequestOutput o;
@@ -348,6 +372,9 @@ void EngineImpl::publish_stats() {
   s.steps_total = steps_;
   s.last_step_ms = last_step_ms_;
   s.last_step_overhead_ms = last_overhead_ms_;
+  s.busy_ms_total = busy_ms_total_;
+  s.forward_ms_total = forward_ms_total_;
+  s.sample_ms_total = sample_ms_total_;
   s.cache_hit_rate = prompt_total_ ? double(cached_total_) / double(prompt_total_) : 0.0;
   size_t inbox = 0;
   {

@@ -113,6 +113,10 @@ struct EngineStats {
   int64_t steps_total = 0;
   double last_step_ms = 0;              // wall time of the last step
   double last_step_overhead_ms = 0;     // of which outside the model forward (scheduling, sampling, output)
+  // Sums over all steps (differences of two snapshots give per-step averages over a window).
+  double busy_ms_total = 0;             // wall time inside steps
+  double forward_ms_total = 0;          // of which in Model::forward
+  double sample_ms_total = 0;           // of which after the forward: sampling, detokenizing, stop checks, delivery
   double cache_hit_rate = 0;            // cached / queried prompt tokens of the radix cache
   double token_usage() const { return num_pages ? double(used_pages - evictable_pages) / num_pages : 0.0; }
 };

@@ -79,46 +79,59 @@ SampleResult sample(const float* logits, int64_t vocab, const SamplingParams& p,
                     size_t prompt_len, std::mt19937_64& rng) {
   DS_CHECK(vocab > 0, "sample: empty vocabulary");
   p.validate();
-  std::vector<float> x(logits, logits + vocab);
-  apply_penalties(x, p, history, prompt_len);
-
-  const bool greedy = p.greedy();
-  const double inv_t = greedy ? 1.0 : 1.0 / p.temperature;
+  std::vector<float> penalised;
+  const float* x = logits;  // read in place unless penalties change it
+  if (p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f) {
+    penalised.assign(logits, logits + vocab);
+    apply_penalties(penalised, p, history, prompt_len);
+    x = penalised.data();
+  }
   int32_t argmax = 0;
   for (int64_t i = 1; i < vocab; ++i)
     if (x[i] > x[argmax]) argmax = static_cast<int32_t>(i);
   DS_CHECK(finite(x[argmax]), "sample: logits have no finite maximum (all -inf or NaN)");
-  const double top = x[argmax] * inv_t;
-  double sum = 0;
-  for (float v : x) sum += std::exp(v * inv_t - top);
-  const double lse = top + std::log(sum);
-  std::vector<double> logp(vocab);
-  for (int64_t i = 0; i < vocab; ++i) logp[i] = x[i] * inv_t - lse;
-
   SampleResult r;
+  const bool greedy = p.greedy();
+  if (greedy && !p.logprobs) {  // the common serving case: no softmax over the vocabulary at all
+    r.token = argmax;
+    return r;
+  }
+  const double inv_t = greedy ? 1.0 : 1.0 / p.temperature;
+  const double top = x[argmax] * inv_t;
+  // Unnormalised probabilities exp(x/T - max): every filter below compares them only relatively.
+  std::vector<double> prob(vocab);
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) sum += (prob[i] = std::exp(x[i] * inv_t - top));
+  const double lse = top + std::log(sum);
+  auto logp = [&](int32_t t) { return x[t] * inv_t - lse; };
   if (greedy) {
     r.token = argmax;
   } else {
-    std::vector<double> prob(vocab);
-    for (int64_t i = 0; i < vocab; ++i) prob[i] = std::exp(logp[i]);
     std::vector<int32_t> cand(vocab);
     std::iota(cand.begin(), cand.end(), 0);
-    size_t keep = cand.size();
     const bool use_k = p.top_k > 0 && p.top_k < vocab;
     if (use_k || p.top_p < 1.0f) {
-      if (use_k && p.top_p >= 1.0f) {
-        std::partial_sort(cand.begin(), cand.begin() + p.top_k, cand.end(), ByProbDesc{prob});
-      } else {
-        std::sort(cand.begin(), cand.end(), ByProbDesc{prob});
-      }
-      if (use_k) keep = static_cast<size_t>(p.top_k);
+      size_t keep = use_k ? static_cast<size_t>(p.top_k) : cand.size();
+      // Sort only as far as needed: top_p usually stops within the first few hundred tokens.
+      size_t sorted = use_k ? keep : std::min<size_t>(keep, 1024);
+      std::partial_sort(cand.begin(), cand.begin() + sorted, cand.end(), ByProbDesc{prob});
       if (p.top_p < 1.0f) {
         // The smallest most-likely set reaching top_p of the (top-k renormalised) mass.
         double mass = 0;
-        for (size_t j = 0; j < keep; ++j) mass += prob[cand[j]];
+        if (use_k) {
+          for (size_t j = 0; j < keep; ++j) mass += prob[cand[j]];
+        } else {
+          mass = sum;
+        }
         double before = 0;
         size_t n = 0;
-        while (n < keep && (n == 0 || before < p.top_p * mass)) before += prob[cand[n++]];
+        for (;;) {
+          while (n < sorted && (n == 0 || before < p.top_p * mass)) before += prob[cand[n++]];
+          if (n < sorted || !(before < p.top_p * mass) || sorted == keep) break;
+          const size_t more = std::min(keep, sorted * 8);  // not reached yet: sort further
+          std::partial_sort(cand.begin() + sorted, cand.begin() + more, cand.end(), ByProbDesc{prob});
+          sorted = more;
+        }
         keep = n;
       }
       cand.resize(keep);
@@ -140,13 +153,13 @@ SampleResult sample(const float* logits, int64_t vocab, const SamplingParams& p,
       u -= prob[t];
     }
   }
-  r.logprob = static_cast<float>(logp[r.token]);
+  r.logprob = static_cast<float>(logp(r.token));
   if (p.logprobs && p.top_logprobs > 0) {
     const int64_t n = std::min<int64_t>(p.top_logprobs, vocab);
     std::vector<int32_t> ids(vocab);
     std::iota(ids.begin(), ids.end(), 0);
-    std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), ByProbDesc{logp});
-    for (int64_t j = 0; j < n; ++j) r.top_logprobs.emplace_back(ids[j], static_cast<float>(logp[ids[j]]));
+    std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), ByProbDesc{prob});
+    for (int64_t j = 0; j < n; ++j) r.top_logprobs.emplace_back(ids[j], static_cast<float>(logp(ids[j])));
   }
   return r;
 }

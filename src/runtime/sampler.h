@@ -29,7 +29,7 @@ struct SamplingParams {
 
 struct SampleResult {
   int32_t token = -1;
-  float logprob = 0.0f;                                // of `token`, see sampler.cpp for which distribution
+  float logprob = 0.0f;  // of `token` when params.logprobs (else 0: greedy then skips the softmax); see sampler.cpp
   std::vector<std::pair<int32_t, float>> top_logprobs;  // most likely first; filled when logprobs
 };
 

@@ -63,12 +63,14 @@ TEST(Sampler, GreedyIsArgmaxWithLogprob) {
   SamplingParams p;
   p.temperature = 0;
   std::mt19937_64 rng(1);
+  EXPECT_EQ(draw(l, p, rng).token, 1);  // without logprobs: no softmax at all
+  p.logprobs = true;
   auto r = draw(l, p, rng);
   EXPECT_EQ(r.token, 1);
   double lse = 0;
   for (float v : l) lse += std::exp(double(v));
   EXPECT_NEAR(r.logprob, 2.5 - std::log(lse), 1e-5);
-  EXPECT_TRUE(r.top_logprobs.empty());  // not asked for
+  EXPECT_TRUE(r.top_logprobs.empty());  // top_logprobs = 0: not asked for
 }
 
 TEST(Sampler, TopKOneEqualsGreedy) {

@@ -1,0 +1,397 @@
+// The engine thread: drains submissions and aborts, asks the scheduler for a step, runs the model,
+// samples, turns tokens into text with stop checks, and delivers outputs. Everything that touches
+// requests or KV pages happens on this one thread; other threads only queue work under mu_.
+#include "runtime/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <span>
+#include <thread>
+#include <unordered_set>
+
+#include "model/model.h"
+#include "runtime/scheduler.h"
+#include "tokenizer/tokenizer.h"
+#include "util/log.h"
+#include "util/timer.h"
+
+namespace ds::runtime {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::None: return "none";
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::Abort: return "abort";
+    case FinishReason::Error: return "error";
+  }
+  return "?";
+}
+
+namespace {
+
+int32_t pool_pages(const EngineConfig& c) {
+  DS_CHECK(c.page_size >= 1, "page size must be >= 1 (got {})", c.page_size);
+  DS_CHECK(c.max_total_tokens >= c.page_size, "the KV pool must hold at least one page ({} tokens), got {}",
+           c.page_size, c.max_total_tokens);
+  return int32_t(c.max_total_tokens / c.page_size);
+}
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(const EngineConfig& cfg, const model::Model& model, const tok::Tokenizer& tok)
+      : cfg_(cfg), model_(model), tok_(tok), sched_(cfg, pool_pages(cfg)) {
+    DS_CHECK(cfg_.context_length > 0, "context length must be > 0");
+    DS_CHECK(cfg_.max_running_requests >= 1, "--max-running-requests must be >= 1");
+    DS_CHECK(cfg_.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1");
+    kv_ = model_.make_cache(sched_.pool().num_pages(), cfg_.page_size);
+    vocab_ = model_.config().vocab_size;
+    publish_stats();
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~EngineImpl() override { shutdown(); }
+
+  void submit(GenerateRequest req, OutputSink sink) override;
+  void abort(const std::string& id) override {
+    std::lock_guard lk(mu_);
+    aborts_.push_back(id);
+    cv_.notify_one();
+  }
+  bool flush_cache() override;
+  EngineStats stats() const override {
+    std::lock_guard lk(stats_mu_);
+    return stats_;
+  }
+  const EngineConfig& config() const override { return cfg_; }
+  void shutdown() override {
+    {
+      std::lock_guard lk(mu_);
+      stopping_ = true;
+      cv_.notify_one();
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void loop();
+  bool take_pending();  // inbox, aborts, flushes; false when stopping
+  void run_step();
+  void accept_token(RequestState& r, SampleResult s);  // appends, checks stops, outputs
+  void deliver(RequestState& r, RequestOutput&& out);
+  void end(std::unique_ptr<RequestState> r, FinishReason why, std::string error = {});
+  void publish_stats();
+
+  EngineConfig cfg_;
+  const model::Model& model_;
+  const tok::Tokenizer& tok_;
+  Scheduler sched_;
+  model::KVCache kv_;
+  int64_t vocab_ = 0;
+
+  // Shared with other threads (mu_).
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<RequestState>> inbox_;
+  std::vector<std::string> aborts_;
+  std::vector<std::promise<bool>> flushes_;
+  std::unordered_set<std::string> live_;  // submitted and not yet finished
+  uint64_t arrivals_ = 0;
+  bool stopping_ = false;
+  std::atomic<int32_t> waiting_{0};  // the scheduler's queue length, for submit's overload check
+
+  // Counters (engine thread), published to stats_ under stats_mu_.
+  mutable std::mutex stats_mu_;
+  EngineStats stats_;
+  double last_step_ms_ = 0, last_overhead_ms_ = 0, busy_ms_total_ = 0, forward_ms_total_ = 0, sample_ms_total_ = 0;
+  int64_t prompt_total_ = 0, generated_total_ = 0, cached_total_ = 0, finished_total_ = 0, steps_ = 0;
+  std::thread thread_;
+};
+
+void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
+  const int64_t plen = int64_t(req.prompt.size());
+  if (plen == 0) throw RequestRejected(400, "the prompt is empty (at least one token is needed)");
+  for (int32_t id : req.prompt)
+    if (id < 0 || id >= vocab_)
+      throw RequestRejected(400, fmt::format("token id {} in the prompt is outside the vocabulary [0, {})", id, vocab_));
+  if (req.max_new_tokens < 0) throw RequestRejected(400, "max_new_tokens must be >= 0");
+  try {
+    req.sampling.validate();
+  } catch (const ds::Error& e) {
+    throw RequestRejected(400, e.what());
+  }
+  if (plen + req.max_new_tokens > cfg_.context_length)
+    throw RequestRejected(400, fmt::format("Requested token count exceeds the model's maximum context length of {} "
+                                           "tokens. You requested a total of {} tokens: {} tokens from the input "
+                                           "messages and {} tokens for the completion. Please reduce the number of "
+                                           "tokens in the input messages or the completion to fit within the limit.",
+                                           cfg_.context_length, plen + req.max_new_tokens, plen, req.max_new_tokens));
+  const int64_t need_pages = (plen + req.max_new_tokens + cfg_.page_size - 1) / cfg_.page_size;
+  if (need_pages > sched_.pool().num_pages())
+    throw RequestRejected(400, fmt::format("the request needs up to {} KV tokens but the pool holds {} "
+                                           "(raise --max-total-tokens or lower max_tokens)",
+                                           plen + req.max_new_tokens, sched_.capacity_tokens()));
+  auto r = std::make_unique<RequestState>();
+  r->tokens = req.prompt;
+  r->prompt_len = int32_t(plen);
+  r->text = std::make_unique<OutputText>(tok_, req.skip_special_tokens, req.stop, req.no_stop_trim);
+  r->arrived_at = std::chrono::steady_clock::now();
+  r->sink = std::move(sink);
+  std::lock_guard lk(mu_);
+  if (stopping_) throw RequestRejected(503, "the server is shutting down");
+  if (live_.count(req.id)) throw RequestRejected(400, fmt::format("request id '{}' is already in use", req.id));
+  if (int64_t(inbox_.size()) + waiting_.load() >= cfg_.max_queued_requests)
+    throw RequestRejected(503, fmt::format("too many requests waiting ({}); retry later", cfg_.max_queued_requests));
+  r->arrival = arrivals_++;
+  r->rng = make_rng(req.sampling, cfg_.random_seed + r->arrival);
+  r->in = std::move(req);
+  live_.insert(r->in.id);
+  inbox_.push_back(std::move(r));
+  cv_.notify_one();
+}
+
+bool EngineImpl::flush_cache() {
+  std::future<bool> done;
+  {
+    std::lock_guard lk(mu_);
+    if (stopping_) return false;
+    flushes_.emplace_back();
+    done = flushes_.back().get_future();
+    cv_.notify_one();
+  }
+  return done.get();
+}
+
+bool EngineImpl::take_pending() {
+  std::vector<std::unique_ptr<RequestState>> inbox;
+  std::vector<std::string> aborts;
+  std::vector<std::promise<bool>> flushes;
+  {
+    std::unique_lock lk(mu_);
+    const bool busy = sched_.num_running() > 0 || sched_.num_waiting() > 0;
+    if (!busy) cv_.wait(lk, [&] { return stopping_ || !inbox_.empty() || !aborts_.empty() || !flushes_.empty(); });
+    if (stopping_) return false;
+    inbox.swap(inbox_);
+    aborts.swap(aborts_);
+    flushes.swap(flushes_);
+  }
+  for (auto& r : inbox) sched_.add(std::move(r));
+  for (const auto& id : aborts)
+    if (auto r = sched_.remove(id)) end(std::move(r), FinishReason::Abort);
+  if (!flushes.empty()) {
+    const bool flushed = sched_.flush_cache();
+    publish_stats();
+    for (auto& f : flushes) f.set_value(flushed);
+  }
+  return true;
+}
+
+void EngineImpl::loop() {
+  while (take_pending()) {
+    try {
+      run_step();
+    } catch (const std::exception& e) {
+      // A failed forward fails the running requests, never the server; queued ones go on.
+      spdlog::error("engine step failed: {}", e.what());
+      const int32_t running = sched_.num_running();
+      auto all = sched_.take_all();  // running ones first, then the queue in order
+      for (int32_t i = 0; i < int32_t(all.size()); ++i) {
+        if (i < running) end(std::move(all[i]), FinishReason::Error, e.what());
+        else sched_.add(std::move(all[i]));
+      }
+    }
+  }
+  // Shutdown: everything still here ends as aborted; nothing is left waiting.
+  std::vector<std::unique_ptr<RequestState>> rest = sched_.take_all();
+  std::vector<std::promise<bool>> flushes;
+  {
+    std::lock_guard lk(mu_);
+    for (auto& r : inbox_) rest.push_back(std::move(r));
+    inbox_.clear();
+    flushes.swap(flushes_);
+  }
+  for (auto& r : rest) end(std::move(r), FinishReason::Abort);
+  for (auto& f : flushes) f.set_value(false);
+}
+
+void EngineImpl::run_step() {
+  Timer step_timer;
+  auto plan = sched_.schedule();
+  if (plan.empty()) {
+    if (sched_.num_running() == 0 && sched_.num_waiting() > 0) {
+      // Cannot happen with validated requests (one always fits an otherwise empty pool); never spin.
+      for (auto& r : sched_.take_all()) end(std::move(r), FinishReason::Error, "the request cannot be scheduled");
+    }
+    publish_stats();
+    return;
+  }
+  model::ForwardBatch fb;
+  fb.seqs.reserve(plan.size());
+  for (const auto& c : plan) {
+    RequestState& r = *c.req;
+    model::SequenceChunk sc;
+    sc.tokens.assign(r.tokens.begin() + c.begin, r.tokens.begin() + c.begin + c.len);
+    sc.start_pos = c.begin;
+    sc.page_table = r.pages;
+    sc.logits = c.logits ? model::LogitsMode::Last : model::LogitsMode::None;
+    fb.seqs.push_back(std::move(sc));
+    if (!r.counted) {  // first time scheduled: its prompt and cache hit count once
+      r.counted = true;
+      prompt_total_ += r.prompt_len;
+      cached_total_ += r.cached_tokens;
+    }
+  }
+  Timer fwd_timer;
+  model::ForwardOutput out = model_.forward(fb, kv_);
+  const double fwd_ms = fwd_timer.seconds() * 1e3;
+  Timer sample_timer;
+  // Sampling is independent per request (each has its own generator): spread it over the cores.
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < plan.size(); ++i)
+    if (plan[i].logits) rows.push_back(int64_t(i));
+  std::vector<SampleResult> drawn(plan.size());
+  std::vector<std::string> failed(plan.size());
+#pragma omp parallel for schedule(dynamic, 4) if (rows.size() > 4)
+  for (int64_t k = 0; k < int64_t(rows.size()); ++k) {
+    const int64_t i = rows[k];
+    RequestState& r = *plan[i].req;
+    try {
+      drawn[i] = sample(out.logits.f32() + int64_t(out.logits_row0[i]) * vocab_, vocab_, r.in.sampling, r.tokens,
+                        size_t(r.prompt_len), r.rng);
+    } catch (const std::exception& e) {
+      failed[i] = e.what();
+    }
+  }
+  for (size_t i = 0; i < plan.size(); ++i) {
+    RequestState& r = *plan[i].req;
+    sched_.chunk_done(r, plan[i].len);
+    if (!failed[i].empty()) {
+      r.final_output.emplace();
+      r.final_output->finished = true;
+      r.final_output->finish_reason = FinishReason::Error;
+      r.final_output->error = failed[i];
+    } else if (plan[i].logits) {
+      accept_token(r, std::move(drawn[i]));
+    } else if (r.remaining() == 0) {  // max_new_tokens == 0: the prompt is cached, nothing to sample
+      r.final_output.emplace();
+      r.final_output->finished = true;
+      r.final_output->finish_reason = FinishReason::Length;
+    }
+  }
+  sample_ms_total_ += sample_timer.seconds() * 1e3;
+  ++steps_;
+  last_step_ms_ = step_timer.seconds() * 1e3;
+  last_overhead_ms_ = last_step_ms_ - fwd_ms;
+  busy_ms_total_ += last_step_ms_;
+  forward_ms_total_ += fwd_ms;
+  for (const auto& c : plan)
+    if (c.req->final_output) end(sched_.finish(*c.req), c.req->final_output->finish_reason);
+  publish_stats();
+}
+
+void EngineImpl::accept_token(RequestState& r, SampleResult s) {
+  const auto& in = r.in;
+  r.tokens.push_back(s.token);
+  ++generated_total_;
+  RequestOutput o;
+  o.token_ids.push_back(s.token);
+  if (in.sampling.logprobs) o.logprobs.push_back({s.token, s.logprob, std::move(s.top_logprobs)});
+  const bool eos = !in.sampling.ignore_eos &&
+                   std::find(cfg_.eos_token_ids.begin(), cfg_.eos_token_ids.end(), s.token) != cfg_.eos_token_ids.end();
+  const bool stop_id = std::find(in.stop_token_ids.begin(), in.stop_token_ids.end(), s.token) != in.stop_token_ids.end();
+  if (eos || stop_id) {
+    // The stop token's own text is not part of the output (SGLang trims it) unless no_stop_trim.
+    if (in.no_stop_trim) o.text = r.text->push(s.token).text;
+    o.text += r.text->finish();
+    o.finish_reason = FinishReason::Stop;
+    o.matched_stop_token = s.token;
+  } else {
+    OutputText::Step t = r.text->push(s.token);
+    o.text = std::move(t.text);
+    if (t.matched) {
+      o.finish_reason = FinishReason::Stop;
+      o.matched_stop_str = std::move(t.matched);
+    } else if (r.output_len() >= in.max_new_tokens || int64_t(r.tokens.size()) >= cfg_.context_length) {
+      o.text += r.text->finish();
+      o.finish_reason = FinishReason::Length;
+    }
+  }
+  o.finished = o.finish_reason != FinishReason::None;
+  if (o.finished) r.final_output = std::move(o);  // delivered by end(), once its pages are free
+  else deliver(r, std::move(o));
+}
+
+void EngineImpl::deliver(RequestState& r, RequestOutput&& out) {
+  out.prompt_tokens = r.prompt_len;
+  out.completion_tokens = r.output_len();
+  out.cached_tokens = r.cached_tokens;
+  try {
+    r.sink(std::move(out));
+  } catch (const std::exception& e) {
+    spdlog::error("output sink of request {} threw: {}", r.in.id, e.what());
+  }
+}
+
+void EngineImpl::end(std::unique_ptr<RequestState> r, FinishReason why, std::string error) {
+  // The request holds no pages any more: publish that before the client hears it finished, so a
+  // client that checks /get_server_info right after sees the pages free.
+  RequestOutput o;
+  if (r->final_output) {
+    o = std::move(*r->final_output);
+  } else {  // aborted, failed or shut down: held-back text (a possible stop prefix) is dropped
+    o.finished = true;
+    o.finish_reason = why;
+    o.error = std::move(error);
+  }
+  ++finished_total_;
+  {
+    std::lock_guard lk(mu_);
+    live_.erase(r->in.id);
+  }
+  publish_stats();
+  deliver(*r, std::move(o));
+}
+
+void EngineImpl::publish_stats() {
+  EngineStats s;
+  s.running = sched_.num_running();
+  s.num_pages = sched_.pool().num_pages();
+  s.page_size = sched_.pool().page_size();
+  s.used_pages = sched_.pool().num_used();
+  if (const RadixCache* c = sched_.cache()) {
+    s.cached_pages = c->cached_pages();
+    s.evictable_pages = c->evictable_pages();
+  }
+  s.prompt_tokens_total = prompt_total_;
+  s.generation_tokens_total = generated_total_;
+  s.cached_tokens_total = cached_total_;
+  s.requests_total = finished_total_;
+  s.retractions_total = sched_.retractions();
+  s.steps_total = steps_;
+  s.last_step_ms = last_step_ms_;
+  s.last_step_overhead_ms = last_overhead_ms_;
+  s.busy_ms_total = busy_ms_total_;
+  s.forward_ms_total = forward_ms_total_;
+  s.sample_ms_total = sample_ms_total_;
+  s.cache_hit_rate = prompt_total_ ? double(cached_total_) / double(prompt_total_) : 0.0;
+  size_t inbox = 0;
+  {
+    std::lock_guard lk(mu_);
+    inbox = inbox_.size();
+  }
+  s.queued = sched_.num_waiting() + int32_t(inbox);
+  waiting_ = sched_.num_waiting();
+  std::lock_guard lk(stats_mu_);
+  stats_ = s;
+}
+
+}  // namespace
+
+std::unique_ptr<Engine> make_engine(const EngineConfig& config, const model::Model& model,
+                                    const tok::Tokenizer& tokenizer) {
+  return std::make_unique<EngineImpl>(config, model, tokenizer);
+}
+
+}  // namespace ds::runtime

@@ -1,0 +1,40 @@
+// One request inside the engine: its tokens, where its KV lives, its sampler state and its output
+// stream. Owned by the scheduler; touched only on the engine thread.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "runtime/engine.h"
+#include "runtime/output_text.h"
+#include "runtime/radix_cache.h"
+
+namespace ds::runtime {
+
+struct RequestState {
+  GenerateRequest in;
+  OutputSink sink;
+  uint64_t arrival = 0;        // submission order (FCFS)
+  std::vector<int32_t> tokens;  // prompt, then every sampled token
+  int32_t prompt_len = 0;
+  int32_t computed = 0;         // leading tokens whose KV is in `pages`
+  std::vector<int32_t> pages;   // page table: one pool reference per page
+  RadixCache::Node* locked = nullptr;  // the cached prefix this request pins (nullptr: none)
+  int32_t cached_tokens = 0;    // prompt tokens served from the prefix cache at first admission
+  bool admitted_once = false;
+  bool counted = false;                      // prompt/cached tokens added to the engine's counters
+  std::optional<RequestOutput> final_output;  // set when it ends; delivered after its pages are freed
+  int32_t retractions = 0;
+  std::mt19937_64 rng;
+  std::unique_ptr<OutputText> text;
+  std::chrono::steady_clock::time_point arrived_at;
+
+  int32_t output_len() const { return int32_t(tokens.size()) - prompt_len; }
+  int32_t remaining() const { return int32_t(tokens.size()) - computed; }  // tokens to run before sampling
+  bool prefilling() const { return remaining() > 1; }
+};
+
+}  // namespace ds::runtime

@@ -97,14 +97,17 @@ void reject_extras(CLI::App* cmd) {
   for (const CLI::Option* o : cmd->get_options())
     for (const auto& n : o->get_lnames()) known.push_back("--" + n);
   std::string msg;
+  bool after_flag = false;  // a bare word right after an unknown flag is taken as its value
   for (const auto& e : extras) {
-    if (e.rfind("--", 0) != 0 && e.rfind('-', 0) != 0) {
-      msg += fmt::format("\n  unexpected argument '{}'", e);
+    if (e.rfind('-', 0) != 0) {
+      if (!after_flag) msg += fmt::format("\n  unexpected argument '{}'", e);
+      after_flag = false;
       continue;
     }
     auto close = close_flags(e, known);
     msg += fmt::format("\n  unknown flag {}", e);
     if (!close.empty()) msg += " (did you mean " + fmt::format("{}", fmt::join(close, ", ")) + "?)";
+    after_flag = e.find('=') == std::string::npos;
   }
   fail("serve:{}\nrun 'dsserve serve --help' for the flags", msg);
 }
@@ -265,6 +268,8 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   server::HttpServer http(ho, [&api](server::HttpRequest&& req, std::shared_ptr<server::Responder> r) {
     api.handle(std::move(req), std::move(r));
   });
+  http.listen();
+  api.state().config.server_args["port"] = http.port();  // --port 0 picks one
   http.start();
 
   const std::string url = fmt::format("http://{}:{}", flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host,

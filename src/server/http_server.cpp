@@ -11,7 +11,10 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
+
 #include <atomic>
+#include <cerrno>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -63,11 +66,12 @@ class Connection;
 
 }  // namespace
 
-struct HttpServer::Impl {
-  // Counters first: connections may still be destroyed while `io` is (handlers it drops).
+// Every Connection holds the Impl (so its io_context outlives every socket); stop() closes them all.
+struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::atomic<size_t> connections{0};
   std::atomic<int> pending_responses{0};
   std::atomic<bool> stopping{false};
+  std::atomic<int> running_threads{0};
   HttpServerOptions opt;
   RequestHandler handler;
   asio::io_context io;
@@ -87,7 +91,8 @@ namespace {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(HttpServer::Impl* srv, tcp::socket s) : srv_(srv), sock_(std::move(s)), timer_(sock_.get_executor()) {
+  Connection(std::shared_ptr<HttpServer::Impl> srv, tcp::socket s)
+      : srv_(std::move(srv)), sock_(std::move(s)), timer_(sock_.get_executor()) {
     ++srv_->connections;
   }
   ~Connection() {
@@ -251,10 +256,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
     watching_ = true;
     sock_.async_wait(tcp::socket::wait_read, [self = shared_from_this(), seq = seq_](error_code ec) {
       if (seq != self->seq_ || !self->watching_ || !self->active_) return;
-      self->watching_ = false;
-      error_code aec;
-      // Readable with no bytes: the peer closed (or reset). Bytes: a pipelined request; keep it.
-      if (ec || self->sock_.available(aec) == 0 || aec) self->client_gone();
+      if (ec) return self->client_gone();
+      // Peek: 0 bytes = the peer closed; bytes = a pipelined request (keep it for later, stop
+      // watching); nothing yet = a spurious wake-up (they happen), so wait again.
+      char c;
+      ssize_t n = ::recv(self->sock_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) {
+        self->watching_ = false;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        self->watch_for_disconnect();
+      } else {
+        self->client_gone();
+      }
     });
   }
 
@@ -318,7 +331,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     sock_.close(ignored);
   }
 
-  HttpServer::Impl* srv_;
+  std::shared_ptr<HttpServer::Impl> srv_;
   tcp::socket sock_;
   asio::any_io_executor exec_ = sock_.get_executor();
   asio::steady_timer timer_;
@@ -403,7 +416,7 @@ void HttpServer::Impl::accept() {
     } else {
       error_code ignored;
       s.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Connection>(this, std::move(s))->start();
+      std::make_shared<Connection>(shared_from_this(), std::move(s))->start();
     }
     if (!stopping) accept();
   });
@@ -414,8 +427,9 @@ HttpServer::HttpServer(HttpServerOptions options, RequestHandler handler)
 
 HttpServer::~HttpServer() { stop(0); }
 
-void HttpServer::start() {
+void HttpServer::listen() {
   auto& im = *impl_;
+  if (im.acceptor.is_open()) return;
   error_code ec;
   auto addr = asio::ip::make_address(im.opt.host, ec);
   if (ec) {  // a host name: resolve it (e.g. "localhost")
@@ -429,14 +443,25 @@ void HttpServer::start() {
   if (!ec) im.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) im.acceptor.bind(ep, ec);
   if (!ec) im.acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) fail("cannot listen on {}:{}: {}", im.opt.host, im.opt.port, ec.message());
+  if (ec) {
+    error_code ignored;
+    im.acceptor.close(ignored);
+    fail("cannot listen on {}:{}: {}", im.opt.host, im.opt.port, ec.message());
+  }
+}
+
+void HttpServer::start() {
+  listen();
+  auto& im = *impl_;
   im.work.emplace(im.io.get_executor());
   im.accept();
+  im.running_threads = std::max(1, im.opt.io_threads);
   for (int i = 0; i < std::max(1, im.opt.io_threads); ++i)
     im.threads.emplace_back([&im] {
       for (;;) {
         try {
           im.io.run();
+          --im.running_threads;
           return;
         } catch (const std::exception& e) {  // a bug in a handler must not take the server down
           spdlog::error("I/O thread: {}", e.what());
@@ -473,17 +498,14 @@ void HttpServer::stop(double grace_s) {
     for (auto& [p, w] : im.conns)
       if (auto c = w.lock()) open.push_back(std::move(c));
   }
-  std::atomic<size_t> dropped{0};
-  for (auto& c : open)
-    asio::post(c->executor(), [c, &dropped] {
-      c->drop();
-      ++dropped;
-    });
-  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  while (dropped < open.size() && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (auto& c : open) asio::post(c->executor(), [c] { c->drop(); });
   open.clear();
+  // With every socket closed and no work guard, the threads run out of work and return; a
+  // handler that keeps work alive past the deadline is cut off.
   im.work.reset();
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (im.running_threads > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   im.io.stop();
   for (auto& t : im.threads) t.join();
   im.threads.clear();

@@ -25,9 +25,11 @@ class HttpServer {
   // `handler` runs on an I/O thread and must not block; it answers through its Responder.
   HttpServer(HttpServerOptions options, RequestHandler handler);
   ~HttpServer();
-  // Binds and starts the I/O threads; throws ds::Error when the address cannot be bound.
+  // Binds the address (throws ds::Error when it cannot); start() does it when not done yet.
+  void listen();
+  // Starts accepting on the I/O threads.
   void start();
-  uint16_t port() const;  // the bound port
+  uint16_t port() const;  // the bound port (after listen)
   // Stops accepting, gives open responses up to `grace_s` to complete, then closes every
   // connection and joins the threads. Idempotent.
   void stop(double grace_s = 2.0);

@@ -289,6 +289,8 @@ TEST(ServerChat, DisconnectAbortsTheRequestAndFreesItsPages) {
   EXPECT_EQ(h.engine.stats().used_pages, 0);
   ASSERT_EQ(h.engine.aborted().size(), 1u);
   EXPECT_EQ(h.engine.aborted()[0], h.engine.submitted()[0].id);
+  // The final (abort) output reaches the job after the engine let go: then the rid is released.
+  for (int i = 0; i < 200 && h.api.state().live.size() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(h.api.state().live.size(), 0u);
 }
 

@@ -9,7 +9,7 @@ const sdk = require('openai');
 const OpenAI = sdk.OpenAI ?? sdk.default ?? sdk;
 const client = new OpenAI({ baseURL: process.env.BASE_URL + '/v1', apiKey: 'none', maxRetries: 0, timeout: 120000 });
 
-const N = 32, MAX = 64;
+const N = 32, MAX = 40;
 const prompt = (i) => [0, 100 + i, 2000 + 7 * i, 5000 + 13 * i, 9000 + i];
 const run = (i) => client.completions.create({ model: 'default', prompt: prompt(i), max_tokens: MAX, temperature: 0, ignore_eos: true });
 

@@ -20,6 +20,7 @@ MODEL="$BUILD/e2e_server_model"
 start_server() {
   SERVER_LOG=$1
   shift
+  : >"$SERVER_LOG"
   "$BIN" serve --port 0 "$@" >"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 600); do

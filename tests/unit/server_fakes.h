@@ -351,12 +351,14 @@ class RecordingResponder : public Responder {
  public:
   explicit RecordingResponder(SerialExecutor& ex) : ex_(ex) {}
   void respond(HttpResponse r) override {
+    std::function<void()> gone;  // dropped outside the lock: it may hold the job that holds us
     std::lock_guard lock(mu_);
     status = r.status;
     content_type = r.content_type;
     headers = r.headers;
     body = std::move(r.body);
     done = true;
+    gone.swap(on_gone_);  // as the transport: a complete response no longer reports a disconnect
     cv_.notify_all();
   }
   void start_stream(int st, std::string type, HeaderList h) override {
@@ -372,8 +374,10 @@ class RecordingResponder : public Responder {
     ++sends;
   }
   void end_stream() override {
+    std::function<void()> gone;
     std::lock_guard lock(mu_);
     done = true;
+    gone.swap(on_gone_);
     cv_.notify_all();
   }
   void on_disconnect(std::function<void()> fn) override {

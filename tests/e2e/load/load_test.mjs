@@ -70,16 +70,16 @@ if (errors.length) fail(`${errors.length} clients failed`);
 if (completed + disconnected !== N) fail('some clients are unaccounted for');
 
 // The server must drain: no running or queued request, no page outside the prefix cache.
-let info;
+// /get_server_info carries the engine state as SGLang does: internal_states[0].
+const engineState = async () => (await (await fetch(`${base}/get_server_info`)).json()).internal_states[0];
+const drained = (e) => e.num_running_reqs === 0 && e.num_queue_reqs === 0 && e.used_pages === e.cached_pages;
+let e;
 for (let k = 0; k < 100; ++k) {
-  info = await (await fetch(`${base}/get_server_info`)).json();
-  const e = info.engine ?? info;
-  if (e.running === 0 && e.queued === 0 && e.used_pages === e.cached_pages) break;
+  e = await engineState();
+  if (drained(e)) break;
   await new Promise((r) => setTimeout(r, 100));
 }
-const e = info.engine ?? info;
-if (!(e.running === 0 && e.queued === 0 && e.used_pages === e.cached_pages))
-  fail(`server not drained: ${JSON.stringify(e)}`);
+if (!drained(e)) fail(`server not drained: ${JSON.stringify(e)}`);
 const health = await fetch(`${base}/health`);
 if (health.status !== 200) fail(`/health ${health.status}`);
-console.log(`drained: ${JSON.stringify({ running: e.running, queued: e.queued, used_pages: e.used_pages, cached_pages: e.cached_pages })}`);
+console.log(`drained: ${JSON.stringify({ running: e.num_running_reqs, queued: e.num_queue_reqs, used_pages: e.used_pages, cached_pages: e.cached_pages, requests_total: e.requests_total })}`);

@@ -23,7 +23,7 @@ for _ in $(seq 1 300); do
   kill -0 $PID 2>/dev/null || { cat "$LOG"; echo "server died at startup"; exit 1; }
   sleep 0.1
 done
-node "$SRC/tests/e2e/load/load_test.mjs" "http://127.0.0.1:$PORT" "$CLIENTS" 0.3 1
+node "$(dirname "$0")/load_test.mjs" "http://127.0.0.1:$PORT" "$CLIENTS" 0.3 1
 kill -TERM $PID
 STATUS=0; wait $PID || STATUS=$?
 trap - EXIT

@@ -135,5 +135,8 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int num_threads = 0);
+// The CUDA backend on `device` (Hopper). Defined only in builds with CUDA (link ds_backend_cuda, which
+// defines DSSERVE_HAVE_CUDA); environment: DSSERVE_CUDA_GEMM=fast|exact, DSSERVE_CUDA_POISON=1.
+std::unique_ptr<Backend> make_cuda_backend(int device = 0);
 
 }  // namespace ds::backend

@@ -53,6 +53,12 @@ CudaOptions options_from_env(int device) {
   return o;
 }
 
+int64_t CudaBackend::free_device_memory() const {
+  size_t free = 0, total = 0;
+  DS_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return int64_t(free);
+}
+
 CudaBackend::CudaBackend(const CudaOptions& o) : opts_(o) {
   int n = 0;
   DS_CUDA_CHECK(cudaGetDeviceCount(&n));

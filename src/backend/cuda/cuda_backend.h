@@ -41,6 +41,7 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   Device device() const override { return Device::CUDA; }
   DType act_dtype() const override { return DType::F32; }
+  int64_t free_device_memory() const override;
 
   LinearWeight load_linear(const HostTensor& w, const HostTensor* scale_inv) override;
   Tensor load_tensor_f32(const HostTensor& t) override;

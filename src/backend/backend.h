@@ -65,6 +65,9 @@ class Backend {
   virtual std::string name() const = 0;
   virtual Device device() const = 0;
   virtual DType act_dtype() const = 0;  // dtype of activations between ops
+  // Device memory still free for KV pools and workspace (after the weights), in bytes; 0 for
+  // backends on host memory (the server then budgets from the host's available memory).
+  virtual int64_t free_device_memory() const { return 0; }
 
   // ---- weights (converted from the checkpoint's dtype; FP8 comes with its block scales) ----
   virtual LinearWeight load_linear(const HostTensor& w, const HostTensor* scale_inv) = 0;
@@ -135,5 +138,8 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int num_threads = 0);
+// The CUDA backend on `device` (Hopper). Defined only in builds with CUDA (link ds_backend_cuda, which
+// defines DSSERVE_HAVE_CUDA); environment: DSSERVE_CUDA_GEMM=fast|exact, DSSERVE_CUDA_POISON=1.
+std::unique_ptr<Backend> make_cuda_backend(int device = 0);
 
 }  // namespace ds::backend

@@ -41,16 +41,28 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 }
 
 struct ModelFlags {
-  std::string model_path, indexer = "fp32", attention = "absorbed", log_level = "info";
+  std::string model_path, indexer = "fp32", attention = "absorbed", log_level = "info", device = "cpu";
   int threads = 0;
   void add(CLI::App* cmd) {
     cmd->add_option("--model-path,--model", model_path, "checkpoint directory (config.json + safetensors)")->required();
+    cmd->add_option("--device", device, "backend: cpu (fp32 reference) or cuda (GPU 0; DSSERVE_CUDA_GEMM=fast|exact)")
+        ->check(CLI::IsMember({"cpu", "cuda"}));
     cmd->add_option("--indexer", indexer, "indexer numerics: fp32 (transformers) or fp8 (DeepSeek's kernels)")
         ->check(CLI::IsMember({"fp32", "fp8"}));
     cmd->add_option("--attention", attention, "MLA form: absorbed (serving) or expanded (per-head K/V)")
         ->check(CLI::IsMember({"absorbed", "expanded"}));
     cmd->add_option("--threads", threads, "CPU threads (0: all cores)");
     cmd->add_option("--log-level", log_level, "trace|debug|info|warning|error");
+  }
+  std::unique_ptr<backend::Backend> make_backend() const {
+    if (device == "cuda") {
+#ifdef DSSERVE_HAVE_CUDA
+      return backend::make_cuda_backend(0);
+#else
+      fail("--device cuda: this dsserve was built without CUDA (configure with -DDSSERVE_CUDA=ON where nvcc is installed)");
+#endif
+    }
+    return backend::make_cpu_backend(threads);
   }
   model::ModelOptions options() const {
     model::ModelOptions o;
@@ -111,7 +123,7 @@ void register_model_commands(CLI::App& app) {
     cmd->add_option("--out", *out, "output .npy file: float32 [T, vocab]")->required();
     cmd->callback([=] {
       init_logging(f->log_level);
-      auto be = backend::make_cpu_backend(f->threads);
+      auto be = f->make_backend();
       auto m = model::Model::load(f->model_path, *be, f->options());
       auto tokens = parse_ids(*ids);
       const int32_t page_size = 64, pages = int32_t((tokens.size() + page_size - 1) / page_size);
@@ -143,7 +155,7 @@ void register_model_commands(CLI::App& app) {
     cmd->callback([=] {
       init_logging(f->log_level);
       DS_CHECK(!ids->empty() || !prompt->empty(), "give --prompt or --token-ids");
-      auto be = backend::make_cpu_backend(f->threads);
+      auto be = f->make_backend();
       auto m = model::Model::load(f->model_path, *be, f->options());
       std::optional<tok::Tokenizer> tk;
       if (!prompt->empty() || !tokenizer->empty()) tk = tok::Tokenizer::load(tokenizer->empty() ? f->model_path : *tokenizer);

@@ -179,6 +179,25 @@ bool Scheduler::admit(RequestState& r, int32_t budget, int32_t reserve, std::vec
 }
 
 std::vector<Scheduler::Chunk> Scheduler::schedule() {
+  // Running requests that all wait for pages (prefills that cannot grow, nothing decoding) would
+  // stall forever: retract from the back until someone can run. One request alone always fits
+  // (submit checks it), so this ends.
+  for (;;) {
+    auto plan = schedule_once();
+    if (!plan.empty() || running_.empty()) return plan;
+    retract(*running_.back());
+  }
+}
+
+int32_t Scheduler::fit(RequestState& r, int32_t want) {
+  if (grow(r, r.computed + want)) return want;
+  // make_room evicted what it could: take the pages that are free now.
+  const int64_t room = (int64_t(r.pages.size()) + pool_.num_free()) * pool_.page_size() - r.computed;
+  const int32_t len = int32_t(std::min<int64_t>(want, room));
+  return len >= 1 && grow(r, r.computed + len) ? len : 0;
+}
+
+std::vector<Scheduler::Chunk> Scheduler::schedule_once() {
   std::vector<Chunk> plan;
   // 1. Decodes: one token each; retract from the back when the pool cannot give a page.
   for (size_t i = 0; i < running_.size(); ++i) {
@@ -200,8 +219,8 @@ std::vector<Scheduler::Chunk> Scheduler::schedule() {
   for (auto& p : running_) {
     RequestState& r = *p;
     if (r.remaining() <= 1 || budget <= 0) continue;
-    const int32_t len = std::min(r.remaining(), budget);
-    if (!grow(r, r.computed + len)) continue;
+    const int32_t len = fit(r, std::min(r.remaining(), budget));  // a shorter chunk when pages are short
+    if (len == 0) continue;
     const bool ends = len == r.remaining();
     plan.push_back({&r, r.computed, len, ends && !(r.output_len() == 0 && r.in.max_new_tokens == 0)});
     budget -= len;

@@ -60,6 +60,8 @@ class Scheduler {
  private:
   bool make_room(int32_t pages);                     // free pages >= pages, evicting cached prefixes if needed
   bool grow(RequestState& r, int32_t upto_tokens);   // pages covering upto_tokens positions
+  int32_t fit(RequestState& r, int32_t want);         // the longest chunk <= want that pages allow (0: none)
+  std::vector<Chunk> schedule_once();
   void retract(RequestState& r);
   void release(RequestState& r, bool to_cache);
   bool admit(RequestState& r, int32_t budget, int32_t reserve, std::vector<Chunk>& plan);

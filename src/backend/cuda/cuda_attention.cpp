@@ -1,0 +1,193 @@
+// CudaBackend: MLA attention (absorbed sparse, expanded), the lightning indexer, FP8 indexer numerics,
+// MoE routing.
+#include <algorithm>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "util/log.h"
+
+namespace ds::backend::cuda {
+
+namespace {
+constexpr int64_t kMaxGridY = 65535;
+}
+
+Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
+                                           const AttnBatch& batch, int64_t latent_dim, float scale) {
+  const int64_t T = q_abs.dim(0), H = q_abs.dim(1), D = q_abs.dim(2), K = index.dim(1);
+  DS_CHECK(kv_pool.row_size() == D, "absorbed attention: query width {} != cache width {}", D, kv_pool.row_size());
+  DS_CHECK(q_abs.dtype() == DType::F32 && (kv_pool.dtype() == DType::F32 || kv_pool.dtype() == DType::BF16) &&
+               index.dtype() == DType::I32 && index.dim(0) == T && int64_t(batch.pos_of_token.size()) == T,
+           "absorbed attention: q {}, pool {}, index {}", q_abs.describe(), kv_pool.describe(), index.describe());
+  DS_CHECK(D % 4 == 0 && latent_dim % 4 == 0 && latent_dim <= kMlaMaxDl && D <= kMlaMaxD && latent_dim <= D,
+           "absorbed attention: widths {} / {} unsupported (multiples of 4, latent <= {}, row <= {})", latent_dim, D,
+           kMlaMaxDl, kMlaMaxD);
+  Tensor out = empty({T, H, latent_dim}, DType::F32);
+  if (T == 0 || H == 0) return out;
+  MlaArgs a;
+  a.pool = kv_pool.raw();
+  a.pool_bf16 = kv_pool.dtype() == DType::BF16;
+  a.b = dev_batch(batch);
+  a.H = int(H);
+  a.D = int(D);
+  a.Dl = int(latent_dim);
+  a.K = int(K);
+  a.scale = scale;
+  const int64_t head_groups = (H + 15) / 16;
+  const int64_t chunk = 32768;  // grid.z limit
+  for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+    const int64_t Tc = std::min(chunk, T - t0);
+    MlaArgs c = a;
+    c.T = int(Tc);
+    c.q = q_abs.data<float>() + t0 * H * D;
+    c.index = index.data<int32_t>() + t0 * K;
+    c.b.seq_of_token += t0;
+    c.b.pos_of_token += t0;
+    c.out = out.data<float>() + t0 * H * latent_dim;
+    // Split the key list so that about two blocks per SM are busy, each slice at least 4 tiles of 16 keys.
+    int64_t nsplit = (2 * num_sms_ + Tc * head_groups - 1) / (Tc * head_groups);
+    nsplit = std::clamp<int64_t>(nsplit, 1, std::max<int64_t>(1, K / 64));
+    c.nsplit = int(nsplit);
+    Tensor po, pm, pl;
+    if (nsplit > 1) {
+      po = empty({nsplit * Tc * H * latent_dim}, DType::F32);
+      pm = empty({nsplit * Tc * H}, DType::F32);
+      pl = empty({nsplit * Tc * H}, DType::F32);
+      c.part_o = po.data<float>(), c.part_m = pm.data<float>(), c.part_l = pl.data<float>();
+    }
+    launch_mla_absorbed(c, stream_);
+    check_launch("mla_attention_absorbed");
+  }
+  return out;
+}
+
+Tensor CudaBackend::attention_expanded(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& index,
+                                       const AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) {
+  const int64_t T = q.dim(0), H = q.dim(1), Dqk = q.dim(2), Dv = v.dim(2), K = index.dim(1);
+  DS_CHECK(k.dim(1) == H && k.dim(2) == Dqk && v.dim(1) == H && v.dim(0) == k.dim(0) && index.dim(0) == T &&
+               index.dtype() == DType::I32,
+           "attention_expanded: q {}, k {}, v {}, index {}", q.describe(), k.describe(), v.describe(), index.describe());
+  Tensor out = empty({T, H, Dv}, DType::F32);
+  if (T == 0 || H == 0) return out;
+  Tensor scores = empty({T * H * std::max<int64_t>(K, 1)}, DType::F32);
+  ExpandedArgs a;
+  a.q = q.data<float>();
+  a.k = k.data<float>();
+  a.v = v.data<float>();
+  a.index = index.data<int32_t>();
+  a.seq_of_token = upload_i32(batch.seq_of_token);
+  a.key_row0 = upload_i32(key_row0);
+  a.scores = scores.data<float>();
+  a.out = out.data<float>();
+  a.T = int(T), a.H = int(H), a.Dqk = int(Dqk), a.Dv = int(Dv), a.K = int(K), a.Nk = int(k.dim(0));
+  a.scale = scale;
+  launch_attention_expanded(a, stream_);
+  check_launch("attention_expanded");
+  return out;
+}
+
+Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
+                                 int64_t heads, int64_t head_dim, int64_t topk) {
+  const int64_t T = q.dim(0);
+  DS_CHECK(q.row_size() == heads * head_dim && w.row_size() == heads && k_pool.row_size() == head_dim,
+           "indexer: q {}, w {}, k pool {} do not match {} heads x {}", q.describe(), w.describe(), k_pool.describe(),
+           heads, head_dim);
+  DS_CHECK(head_dim % 4 == 0 && q.dtype() == DType::F32 && w.dtype() == DType::F32 && k_pool.dtype() == DType::F32 &&
+               int64_t(batch.pos_of_token.size()) == T && topk > 0,
+           "indexer: unsupported inputs (head_dim {} must be a multiple of 4, all F32)", head_dim);
+  int64_t max_ctx = 0;
+  for (int32_t p : batch.pos_of_token) max_ctx = std::max<int64_t>(max_ctx, p + 1);
+  const int64_t Kout = std::min(topk, max_ctx);
+  Tensor index = empty({T, Kout}, DType::I32);
+  if (T == 0) return index;
+  IndexerArgs a;
+  a.q = q.data<float>();
+  a.w = w.data<float>();
+  a.k_pool = k_pool.data<float>();
+  a.b = dev_batch(batch);
+  a.heads = int(heads);
+  a.head_dim = int(head_dim);
+  a.topk = int(topk);
+  a.out = index.data<int32_t>();
+  a.Kout = int(Kout);
+  const int64_t budget = int64_t(64) << 20;  // score floats per chunk (256 MiB)
+  for (int64_t t0 = 0; t0 < T;) {
+    // Grow the chunk while its scores fit the budget.
+    int64_t t1 = t0, L = 1;
+    while (t1 < T && t1 - t0 < kMaxGridY) {
+      const int64_t L2 = std::max<int64_t>(L, batch.pos_of_token[t1] + 1);
+      if ((t1 - t0 + 1) * L2 > budget && t1 > t0) break;
+      L = L2;
+      ++t1;
+    }
+    bool any = false;
+    for (int64_t t = t0; t < t1; ++t) any |= batch.pos_of_token[t] + 1 > topk;
+    cudaEvent_t ev[3];
+    if (profile_) {
+      for (auto& e : ev) DS_CUDA_CHECK(cudaEventCreate(&e));
+      DS_CUDA_CHECK(cudaEventRecord(ev[0], stream_));
+    }
+    IndexerArgs c = a;
+    c.t0 = int(t0);
+    c.Tc = int(t1 - t0);
+    c.L = int((L + 7) / 8 * 8);  // 32-byte aligned score rows (vector loads in the top-k)
+    // Tiles per score block: up to 4 (one query load per 256 keys) while that still gives >= 2 blocks/SM.
+    c.tiles = 4;
+    while (c.tiles > 1 && int64_t(c.Tc) * ((L + 64 * c.tiles - 1) / (64 * c.tiles)) < 2 * num_sms_) c.tiles /= 2;
+    Tensor scores;
+    if (any) {
+      scores = empty({int64_t(c.Tc) * c.L}, DType::F32);
+      c.scores = scores.data<float>();
+      launch_indexer_scores(c, stream_);
+      check_launch("indexer scores");
+    }
+    if (profile_) DS_CUDA_CHECK(cudaEventRecord(ev[1], stream_));
+    // Few long rows: split each row over many blocks (one block per row would leave the GPU idle).
+    const int64_t slices = std::min<int64_t>((2 * num_sms_ + c.Tc - 1) / c.Tc, (L + 4095) / 4096);
+    if (any && slices >= 4) {
+      Tensor work = empty({int64_t(indexer_topk_split_work_bytes(c.Tc, int(slices)))}, DType::U8);
+      launch_indexer_topk_split(c, int(slices), work.raw(), stream_);
+    } else {
+      launch_indexer_topk(c, stream_);
+    }
+    check_launch("indexer top-k");
+    if (profile_) {
+      DS_CUDA_CHECK(cudaEventRecord(ev[2], stream_));
+      DS_CUDA_CHECK(cudaEventSynchronize(ev[2]));
+      float a = 0, b = 0;
+      cudaEventElapsedTime(&a, ev[0], ev[1]);
+      cudaEventElapsedTime(&b, ev[1], ev[2]);
+      spdlog::info("indexer chunk of {} queries, L {}: scores {:.1f} us, top-k {:.1f} us", c.Tc, c.L, a * 1e3, b * 1e3);
+      for (auto& e : ev) cudaEventDestroy(e);
+    }
+    t0 = t1;
+  }
+  return index;
+}
+
+void CudaBackend::hadamard_fp8_round(Tensor& x, int64_t row_len) {
+  const int64_t n = row_len;
+  DS_CHECK(n > 0 && (n & (n - 1)) == 0 && n <= 1024 && x.numel() % n == 0,
+           "Hadamard rows must be a power of two <= 1024, got {}", n);
+  DS_CHECK(x.device() == Device::CUDA && x.dtype() == DType::F32, "hadamard_fp8_round: x is {}", x.describe());
+  launch_hadamard_fp8_round(x.data<float>(), int(x.numel() / n), int(n), stream_);
+  check_launch("hadamard_fp8_round");
+}
+
+void CudaBackend::moe_route(const Tensor& router_logits, const Tensor& bias, const MoeRouting& cfg, Tensor* ids,
+                            Tensor* weights) {
+  const int64_t T = router_logits.dim(0), E = router_logits.dim(1), G = cfg.n_group, per_group = E / G;
+  DS_CHECK(E % G == 0 && cfg.topk_group <= G && cfg.top_k <= cfg.topk_group * per_group,
+           "moe routing: {} experts, {} groups, topk_group {}, top_k {} are inconsistent", E, G, cfg.topk_group,
+           cfg.top_k);
+  DS_CHECK(G <= 32 && cfg.top_k <= 32 && E <= 1536 && bias.numel() == E && router_logits.dtype() == DType::F32,
+           "moe routing on the GPU: {} groups / top_k {} / {} experts unsupported", G, cfg.top_k, E);
+  *ids = empty({T, cfg.top_k}, DType::I32);
+  *weights = empty({T, cfg.top_k}, DType::F32);
+  launch_moe_route(router_logits.data<float>(), bias.data<float>(), int(T), int(E), int(G), cfg.topk_group, cfg.top_k,
+                   cfg.norm_topk_prob, cfg.routed_scaling_factor, ids->data<int32_t>(), weights->data<float>(),
+                   stream_);
+  check_launch("moe_route");
+}
+
+}  // namespace ds::backend::cuda

@@ -1,0 +1,406 @@
+// CudaBackend: construction, memory, host <-> device copies, weights, and the element-wise / row ops.
+#include "backend/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/gemm_lt.h"
+#include "util/log.h"
+
+namespace ds::backend::cuda {
+
+namespace {
+float* f32_ptr(const Tensor& t, const char* what) {
+  DS_CHECK(t.defined() && t.device() == Device::CUDA && t.dtype() == DType::F32,
+           "{}: expected a CUDA F32 tensor, got {}", what, t.defined() ? t.describe() : std::string("undefined"));
+  return t.data<float>();
+}
+const int32_t* i32_ptr(const Tensor& t, const char* what) {
+  DS_CHECK(t.defined() && t.device() == Device::CUDA && t.dtype() == DType::I32,
+           "{}: expected a CUDA I32 tensor, got {}", what, t.defined() ? t.describe() : std::string("undefined"));
+  return t.data<int32_t>();
+}
+
+uint64_t hash_bytes(const void* p, size_t n) {
+  const unsigned char* b = static_cast<const unsigned char*>(p);
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, b + i, 8);
+    h = (h ^ v) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  for (; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ull;
+  return h;
+}
+}  // namespace
+
+CudaOptions options_from_env(int device) {
+  CudaOptions o;
+  o.device = device;
+  if (const char* g = std::getenv("DSSERVE_CUDA_GEMM")) {
+    std::string_view s(g);
+    if (s == "exact") o.gemm = GemmMode::Exact;
+    else if (s == "fast") o.gemm = GemmMode::Fast;
+    else fail("DSSERVE_CUDA_GEMM='{}': expected fast or exact", s);
+  }
+  if (const char* p = std::getenv("DSSERVE_CUDA_POISON")) o.poison = std::string_view(p) == "1";
+  return o;
+}
+
+int64_t CudaBackend::free_device_memory() const {
+  size_t free = 0, total = 0;
+  DS_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return int64_t(free);
+}
+
+CudaBackend::CudaBackend(const CudaOptions& o) : opts_(o) {
+  int n = 0;
+  DS_CUDA_CHECK(cudaGetDeviceCount(&n));
+  DS_CHECK(o.device >= 0 && o.device < n, "CUDA device {} does not exist ({} visible)", o.device, n);
+  DS_CUDA_CHECK(cudaSetDevice(o.device));
+  cudaDeviceProp prop;
+  DS_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
+  num_sms_ = prop.multiProcessorCount;
+  DS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  DS_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned_), pinned_size_));
+  DS_CUDA_CHECK(cudaEventCreateWithFlags(&ring_event_, cudaEventDisableTiming));
+  alloc_ = std::make_shared<DeviceAllocator>();
+  lt_ = std::make_unique<LtGemm>();
+  gemv_counters_ = Tensor::from_storage(persistent_alloc(kGemvMaxCounters * 4), {kGemvMaxCounters}, DType::I32);
+  DS_CUDA_CHECK(cudaMemsetAsync(gemv_counters_.raw(), 0, kGemvMaxCounters * 4, stream_));
+  spdlog::info("CUDA backend on device {}: {} ({} SMs, {:.1f} GiB, sm_{}{}), GEMM mode {}", o.device, prop.name,
+               num_sms_, double(prop.totalGlobalMem) / (1 << 30), prop.major, prop.minor,
+               o.gemm == GemmMode::Fast ? "fast" : "exact");
+  if (prop.major != 9) spdlog::warn("the CUDA backend is built for Hopper (sm_90a); this device is sm_{}{}", prop.major, prop.minor);
+}
+
+CudaBackend::~CudaBackend() {
+  cudaStreamSynchronize(stream_);
+  uploads_.clear();
+  lt_.reset();
+  cudaEventDestroy(ring_event_);
+  cudaFreeHost(pinned_);
+  cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::synchronize() { DS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+// Host -> device on the backend's stream, finished when this returns. (A plain cudaMemcpy runs on the
+// legacy default stream, which a non-blocking stream does not wait for, and from pageable memory it may
+// return before the data has landed: kernels on stream_ could read the old contents.)
+void CudaBackend::copy_to_device(void* dst, const void* src, size_t bytes) {
+  if (!bytes) return;
+  DS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+  DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::check_launch(const char* what) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) fail("CUDA kernel launch failed in {}: {}", what, cudaGetErrorString(e));
+}
+
+// ---------------------------------------------------------------- memory
+
+Tensor CudaBackend::empty(std::vector<int64_t> shape, DType dtype) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  const size_t bytes = size_t(n) * dtype_size(dtype);
+  Tensor t = Tensor::from_storage(alloc_->allocate(bytes), std::move(shape), dtype);
+  if (opts_.poison && bytes >= 4) {
+    launch_fill_u32(t.raw(), 0x7FC07FC0u, bytes / 4, stream_);
+    check_launch("poison");
+  }
+  return t;
+}
+
+Tensor CudaBackend::alloc(std::vector<int64_t> shape, DType dtype) {
+  Tensor t = empty(std::move(shape), dtype);
+  if (t.nbytes()) DS_CUDA_CHECK(cudaMemsetAsync(t.raw(), 0, t.nbytes(), stream_));
+  return t;
+}
+
+Tensor CudaBackend::to_host(const Tensor& t) {
+  if (t.device() == Device::CPU) return t;
+  Tensor h = Tensor::empty(t.shape(), t.dtype());
+  if (t.nbytes()) {
+    DS_CUDA_CHECK(cudaMemcpyAsync(h.raw(), t.raw(), t.nbytes(), cudaMemcpyDeviceToHost, stream_));
+    DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  return h;
+}
+
+Tensor CudaBackend::to_host_f32(const Tensor& t) {
+  Tensor h = to_host(t);
+  if (h.dtype() == DType::F32) return h;
+  Tensor f = Tensor::empty(h.shape(), DType::F32);
+  const int64_t n = h.numel();
+  switch (h.dtype()) {
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) f.f32()[i] = bf16_to_f32(h.data<uint16_t>()[i]);
+      break;
+    case DType::I32:
+      for (int64_t i = 0; i < n; ++i) f.f32()[i] = float(h.data<int32_t>()[i]);
+      break;
+    default: fail("to_host_f32: cannot convert {}", h.describe());
+  }
+  return f;
+}
+
+Tensor CudaBackend::from_host(const Tensor& t) {
+  if (t.device() == Device::CUDA) return t;
+  Tensor d = empty(t.shape(), t.dtype());
+  copy_to_device(d.raw(), t.raw(), t.nbytes());
+  return d;
+}
+
+const void* CudaBackend::upload_bytes(const void* data, size_t bytes) {
+  const uint64_t h = hash_bytes(data, bytes);
+  ++upload_clock_;
+  for (auto& u : uploads_)
+    if (u.hash == h && u.host.size() == bytes && std::memcmp(u.host.data(), data, bytes) == 0) {
+      u.last_use = upload_clock_;
+      return u.dev.raw();
+    }
+  constexpr size_t kKeep = 64;
+  Upload* slot = nullptr;
+  if (uploads_.size() < kKeep) {
+    slot = &uploads_.emplace_back();
+  } else {
+    slot = &*std::min_element(uploads_.begin(), uploads_.end(),
+                              [](const Upload& a, const Upload& b) { return a.last_use < b.last_use; });
+  }
+  slot->hash = h;
+  slot->host.assign(static_cast<const char*>(data), static_cast<const char*>(data) + bytes);
+  slot->last_use = upload_clock_;
+  slot->dev = Tensor::from_storage(alloc_->allocate(bytes ? bytes : 4), {int64_t(bytes ? bytes : 4)}, DType::U8);
+  if (bytes == 0) return slot->dev.raw();
+  const size_t need = (bytes + 255) / 256 * 256;
+  if (need > pinned_size_) {
+    copy_to_device(slot->dev.raw(), data, bytes);
+    return slot->dev.raw();
+  }
+  if (pinned_pos_ + need > pinned_size_) {  // wrap: every copy from the ring must have finished
+    DS_CUDA_CHECK(cudaEventRecord(ring_event_, stream_));
+    DS_CUDA_CHECK(cudaEventSynchronize(ring_event_));
+    pinned_pos_ = 0;
+  }
+  std::memcpy(pinned_ + pinned_pos_, data, bytes);
+  DS_CUDA_CHECK(cudaMemcpyAsync(slot->dev.raw(), pinned_ + pinned_pos_, bytes, cudaMemcpyHostToDevice, stream_));
+  pinned_pos_ += need;
+  return slot->dev.raw();
+}
+
+const int32_t* CudaBackend::upload_i32(const std::vector<int32_t>& v) {
+  return static_cast<const int32_t*>(upload_bytes(v.data(), v.size() * sizeof(int32_t)));
+}
+const float* CudaBackend::upload_f32(const std::vector<float>& v) {
+  return static_cast<const float*>(upload_bytes(v.data(), v.size() * sizeof(float)));
+}
+
+DevBatch CudaBackend::dev_batch(const AttnBatch& b) {
+  std::vector<int32_t> pt, off{0};
+  for (const auto& t : b.page_tables) {
+    pt.insert(pt.end(), t.begin(), t.end());
+    off.push_back(int32_t(pt.size()));
+  }
+  DevBatch d;
+  d.seq_of_token = upload_i32(b.seq_of_token);
+  d.pos_of_token = upload_i32(b.pos_of_token);
+  d.pt = upload_i32(pt);
+  d.pt_off = upload_i32(off);
+  d.page_size = b.page_size;
+  return d;
+}
+
+// ---------------------------------------------------------------- weights
+
+LinearWeight CudaBackend::load_linear(const HostTensor& w, const HostTensor* scale_inv) {
+  DS_CHECK(w.shape.size() == 2, "linear weight '{}' must be 2-D", w.name);
+  LinearWeight lw;
+  lw.out_features = w.shape[0];
+  lw.in_features = w.shape[1];
+  const int64_t N = lw.out_features, K = lw.in_features;
+  if (w.dtype == DType::F8_E4M3) {
+    DS_CHECK(scale_inv != nullptr, "FP8 weight '{}' needs its weight_scale_inv", w.name);
+    const int64_t nb = (N + 127) / 128, kb = (K + 127) / 128, pitch = (kb + 3) / 4 * 4;
+    DS_CHECK(scale_inv->shape == std::vector<int64_t>({nb, kb}), "scale of '{}' must be [{}, {}]", w.name, nb, kb);
+    lw.w = Tensor::from_storage(persistent_alloc(size_t(N * K)), {N, K}, DType::F8_E4M3);
+    copy_to_device(lw.w.raw(), w.data, size_t(N * K));
+    // Scales as fp32 [nb, pitch]: K blocks fastest, rows padded to 4 (16 bytes) as cuBLASLt wants.
+    std::vector<float> s(size_t(nb * kb)), padded(size_t(nb * pitch), 0.0f);
+    cpu::host_to_f32(*scale_inv, nullptr, s.data());
+    for (int64_t r = 0; r < nb; ++r) std::copy_n(s.data() + r * kb, kb, padded.data() + r * pitch);
+    lw.scale = Tensor::from_storage(persistent_alloc(padded.size() * 4), {nb, pitch}, DType::F32);
+    copy_to_device(lw.scale.raw(), padded.data(), padded.size() * 4);
+  } else if (w.dtype == DType::BF16) {
+    lw.w = Tensor::from_storage(persistent_alloc(size_t(N * K) * 2), {N, K}, DType::BF16);
+    copy_to_device(lw.w.raw(), w.data, size_t(N * K) * 2);
+  } else {  // F32 / F16: kept in fp32
+    std::vector<float> f(size_t(N * K));
+    cpu::host_to_f32(w, nullptr, f.data());
+    lw.w = Tensor::from_storage(persistent_alloc(f.size() * 4), {N, K}, DType::F32);
+    copy_to_device(lw.w.raw(), f.data(), f.size() * 4);
+  }
+  return lw;
+}
+
+Tensor CudaBackend::load_tensor_f32(const HostTensor& t) {
+  int64_t n = 1;
+  for (int64_t d : t.shape) n *= d;
+  // 2-D BF16 tables (the embedding) stay BF16: half the memory; embedding() converts rows on the fly.
+  if (t.dtype == DType::BF16 && t.shape.size() == 2) {
+    Tensor d = Tensor::from_storage(persistent_alloc(size_t(n) * 2), t.shape, DType::BF16);
+    copy_to_device(d.raw(), t.data, size_t(n) * 2);
+    return d;
+  }
+  std::vector<float> f(static_cast<size_t>(n));
+  cpu::host_to_f32(t, nullptr, f.data());
+  Tensor d = Tensor::from_storage(persistent_alloc(f.size() * 4), t.shape, DType::F32);
+  copy_to_device(d.raw(), f.data(), f.size() * 4);
+  return d;
+}
+
+// ---------------------------------------------------------------- dense ops
+
+Tensor CudaBackend::embedding(const Tensor& table, const std::vector<int32_t>& ids) {
+  DS_CHECK(table.device() == Device::CUDA && table.ndim() == 2 &&
+               (table.dtype() == DType::F32 || table.dtype() == DType::BF16),
+           "embedding: table is {}", table.describe());
+  const int64_t V = table.dim(0), H = table.dim(1), T = int64_t(ids.size());
+  for (int32_t id : ids) DS_CHECK(id >= 0 && id < V, "token id {} is outside the vocabulary [0, {})", id, V);
+  Tensor out = empty({T, H}, DType::F32);
+  if (T == 0) return out;
+  launch_embedding(table.raw(), table.dtype() == DType::BF16, upload_i32(ids), int(T), int(H), out.data<float>(),
+                   stream_);
+  check_launch("embedding");
+  return out;
+}
+
+Tensor CudaBackend::rmsnorm(const Tensor& x, const Tensor& w, float eps) {
+  const int64_t T = x.dim(0), n = x.row_size();
+  DS_CHECK(w.numel() == n, "rmsnorm: weight has {} elements, rows have {}", w.numel(), n);
+  Tensor y = empty({T, n}, DType::F32);
+  launch_rmsnorm(f32_ptr(x, "rmsnorm"), nullptr, f32_ptr(w, "rmsnorm weight"), y.data<float>(), int(T), int(n), eps,
+                 stream_);
+  check_launch("rmsnorm");
+  return y;
+}
+
+Tensor CudaBackend::add_rmsnorm(const Tensor& x, Tensor& residual, const Tensor& w, float eps) {
+  const int64_t T = residual.dim(0), n = residual.row_size();
+  DS_CHECK(x.numel() == residual.numel() && w.numel() == n, "add_rmsnorm: {} + {} with weight {}", x.describe(),
+           residual.describe(), w.describe());
+  Tensor y = empty({T, n}, DType::F32);
+  launch_rmsnorm(f32_ptr(x, "add_rmsnorm"), f32_ptr(residual, "add_rmsnorm residual"), f32_ptr(w, "add_rmsnorm weight"),
+                 y.data<float>(), int(T), int(n), eps, stream_);
+  check_launch("add_rmsnorm");
+  return y;
+}
+
+Tensor CudaBackend::layernorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) {
+  const int64_t T = x.dim(0), n = x.row_size();
+  DS_CHECK(w.numel() == n && b.numel() == n, "layernorm: weight {} / bias {} for rows of {}", w.describe(),
+           b.describe(), n);
+  Tensor y = empty({T, n}, DType::F32);
+  launch_layernorm(f32_ptr(x, "layernorm"), f32_ptr(w, "layernorm weight"), f32_ptr(b, "layernorm bias"),
+                   y.data<float>(), int(T), int(n), eps, stream_);
+  check_launch("layernorm");
+  return y;
+}
+
+void CudaBackend::add_inplace(Tensor& y, const Tensor& x) {
+  DS_CHECK(y.numel() == x.numel(), "add: {} vs {}", y.describe(), x.describe());
+  launch_add(f32_ptr(y, "add"), f32_ptr(x, "add"), size_t(y.numel()), stream_);
+  check_launch("add");
+}
+
+void CudaBackend::scale_inplace(Tensor& y, float s) {
+  launch_scale(f32_ptr(y, "scale"), s, size_t(y.numel()), stream_);
+  check_launch("scale");
+}
+
+void CudaBackend::rope(Tensor& x, int64_t col0, int64_t head_stride, int64_t nheads, int64_t rot_dim,
+                       const std::vector<int32_t>& pos, const RopeTable& table, RopeLayout layout) {
+  const int64_t T = x.dim(0), row = x.row_size(), half = rot_dim / 2;
+  DS_CHECK(int64_t(pos.size()) == T && int64_t(table.inv_freq.size()) == half, "rope: bad positions or table");
+  DS_CHECK(half <= kMaxRopeHalf, "rope: rotary dim {} exceeds {}", rot_dim, 2 * kMaxRopeHalf);
+  DS_CHECK(col0 + (nheads - 1) * head_stride + rot_dim <= row, "rope: heads exceed the row of {}", x.describe());
+  if (T == 0) return;
+  RopeFreqs f{};
+  std::copy(table.inv_freq.begin(), table.inv_freq.end(), f.inv_freq);
+  launch_rope(f32_ptr(x, "rope"), int(T), int(row), int(col0), int(head_stride), int(nheads), int(rot_dim),
+              upload_i32(pos), f, table.attention_factor, layout == RopeLayout::Interleaved, stream_);
+  check_launch("rope");
+}
+
+Tensor CudaBackend::silu_mul(const Tensor& gate, const Tensor& up) {
+  DS_CHECK(gate.numel() == up.numel(), "silu_mul: {} vs {}", gate.describe(), up.describe());
+  Tensor y = empty(gate.shape(), DType::F32);
+  launch_silu_mul(f32_ptr(gate, "silu_mul"), f32_ptr(up, "silu_mul"), y.data<float>(), size_t(y.numel()), stream_);
+  check_launch("silu_mul");
+  return y;
+}
+
+void CudaBackend::copy_cols(Tensor& dst, int64_t dst_col0, const Tensor& src, int64_t src_col0, int64_t ncols) {
+  const int64_t T = src.dim(0), ds = dst.row_size(), ss = src.row_size();
+  DS_CHECK(dst.dim(0) == T && dst_col0 + ncols <= ds && src_col0 + ncols <= ss && dst.dtype() == src.dtype() &&
+               dst.device() == Device::CUDA && src.device() == Device::CUDA,
+           "copy_cols: {} <- {}", dst.describe(), src.describe());
+  if (T == 0 || ncols == 0) return;
+  const size_t e = dtype_size(src.dtype());
+  DS_CUDA_CHECK(cudaMemcpy2DAsync(static_cast<char*>(dst.raw()) + dst_col0 * e, ds * e,
+                                  static_cast<const char*>(src.raw()) + src_col0 * e, ss * e, ncols * e, size_t(T),
+                                  cudaMemcpyDeviceToDevice, stream_));
+}
+
+// ---------------------------------------------------------------- KV pools
+
+void CudaBackend::cache_write(Tensor& pool, int64_t col0, const Tensor& rows, const std::vector<int32_t>& slots) {
+  const int64_t D = pool.row_size(), n = rows.row_size();
+  DS_CHECK(int64_t(slots.size()) == rows.dim(0) && col0 + n <= D, "cache_write: {} rows into {}", rows.describe(),
+           pool.describe());
+  for (int32_t s : slots) DS_CHECK(s >= 0 && s < pool.dim(0), "cache slot {} outside the pool of {}", s, pool.dim(0));
+  if (slots.empty()) return;
+  launch_cache_write(f32_ptr(pool, "cache_write pool"), int(D), int(col0), f32_ptr(rows, "cache_write rows"), int(n),
+                     upload_i32(slots), int(slots.size()), stream_);
+  check_launch("cache_write");
+}
+
+Tensor CudaBackend::cache_gather(const Tensor& pool, const std::vector<int32_t>& slots) {
+  const int64_t D = pool.row_size();
+  for (int32_t s : slots) DS_CHECK(s >= 0 && s < pool.dim(0), "cache slot {} outside the pool of {}", s, pool.dim(0));
+  Tensor out = empty({int64_t(slots.size()), D}, DType::F32);
+  if (slots.empty()) return out;
+  launch_gather_rows(f32_ptr(pool, "cache_gather"), int(D), upload_i32(slots), int(slots.size()), out.data<float>(),
+                     stream_);
+  check_launch("cache_gather");
+  return out;
+}
+
+Tensor CudaBackend::causal_index(const AttnBatch& batch) {
+  const int64_t T = int64_t(batch.pos_of_token.size());
+  int64_t K = 0;
+  for (int32_t p : batch.pos_of_token) K = std::max<int64_t>(K, p + 1);
+  Tensor idx = empty({T, K}, DType::I32);
+  if (T && K) {
+    launch_causal_index(upload_i32(batch.pos_of_token), int(T), int(K), idx.data<int32_t>(), stream_);
+    check_launch("causal_index");
+  }
+  return idx;
+}
+
+std::unique_ptr<CudaBackend> make_cuda_backend(const CudaOptions& o) { return std::make_unique<CudaBackend>(o); }
+
+}  // namespace ds::backend::cuda
+
+namespace ds::backend {
+std::unique_ptr<Backend> make_cuda_backend(int device) {
+  return cuda::make_cuda_backend(cuda::options_from_env(device));
+}
+}  // namespace ds::backend

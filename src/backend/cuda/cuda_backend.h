@@ -1,0 +1,151 @@
+// The CUDA backend (Hopper, sm_90a). Activations and KV pools are fp32 (act_dtype F32): every op
+// accumulates in fp32 like the CPU reference; the only reduced-precision step is the GEMM input of the
+// "fast" GEMM mode (FP8 block-scaled activations for FP8 weights, BF16 for BF16 weights, via cuBLASLt),
+// used for M > 8 tokens. Weights stay in the checkpoint's format on the device (FP8 e4m3 + 128x128 block
+// scales, BF16), dequantised in registers by our kernels. One stream; one caching allocator.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/device_alloc.h"
+#include "backend/cuda/kernels.h"
+
+namespace ds::backend::cuda {
+
+enum class GemmMode {
+  Fast,   // M <= 8: fp32 weight-streaming kernel; larger M: cuBLASLt FP8 (W8A8 block-scaled) / BF16
+  Exact,  // fp32 activations everywhere (our SIMT GEMM for M > 8): matches the CPU backend to rounding
+};
+
+struct CudaOptions {
+  int device = 0;
+  GemmMode gemm = GemmMode::Fast;
+  bool poison = false;  // fill every uninitialised allocation with NaN (0x7FC07FC0 words): tests
+  // Tests: the fast mode's FP8 GEMMs round activations exactly as for cuBLASLt but multiply with our
+  // fp32 GEMM, separating cuBLASLt's part of the fast mode's error from the FP8 rounding's.
+  bool emulate_fp8_lt = false;
+};
+// Defaults, overridden by DSSERVE_CUDA_GEMM=fast|exact and DSSERVE_CUDA_POISON=1.
+CudaOptions options_from_env(int device);
+
+class LtGemm;
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const CudaOptions& o);
+  ~CudaBackend() override;
+  std::string name() const override { return "cuda"; }
+  Device device() const override { return Device::CUDA; }
+  DType act_dtype() const override { return DType::F32; }
+  int64_t free_device_memory() const override;
+
+  LinearWeight load_linear(const HostTensor& w, const HostTensor* scale_inv) override;
+  Tensor load_tensor_f32(const HostTensor& t) override;
+
+  Tensor alloc(std::vector<int64_t> shape, DType dtype) override;
+  Tensor to_host_f32(const Tensor& t) override;
+  Tensor from_host(const Tensor& t) override;
+
+  Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) override;
+  Tensor linear(const Tensor& x, const LinearWeight& w) override;
+  Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) override;
+  Tensor add_rmsnorm(const Tensor& x, Tensor& residual, const Tensor& w, float eps) override;
+  Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) override;
+  void add_inplace(Tensor& y, const Tensor& x) override;
+  void scale_inplace(Tensor& y, float s) override;
+  void rope(Tensor& x, int64_t col0, int64_t head_stride, int64_t nheads, int64_t rot_dim,
+            const std::vector<int32_t>& pos, const RopeTable& table, RopeLayout layout) override;
+  Tensor silu_mul(const Tensor& gate, const Tensor& up) override;
+  void copy_cols(Tensor& dst, int64_t dst_col0, const Tensor& src, int64_t src_col0, int64_t ncols) override;
+
+  void cache_write(Tensor& pool, int64_t col0, const Tensor& rows, const std::vector<int32_t>& slots) override;
+  Tensor cache_gather(const Tensor& pool, const std::vector<int32_t>& slots) override;
+
+  Tensor mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
+                      int64_t v_dim) override;
+  Tensor mla_absorb_out(const Tensor& o_lat, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
+                        int64_t v_dim) override;
+  Tensor mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
+                                const AttnBatch& batch, int64_t latent_dim, float scale) override;
+  Tensor attention_expanded(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& index,
+                            const AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) override;
+
+  Tensor indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
+                      int64_t heads, int64_t head_dim, int64_t topk) override;
+  Tensor causal_index(const AttnBatch& batch) override;
+  void hadamard_fp8_round(Tensor& x, int64_t row_len) override;
+
+  void moe_route(const Tensor& router_logits, const Tensor& bias, const MoeRouting& cfg, Tensor* ids,
+                 Tensor* weights) override;
+  Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                     const std::vector<ExpertWeights>& experts) override;
+
+  // ---- beyond the Backend interface: tests and benchmarks ----
+  cudaStream_t stream() const { return stream_; }
+  int num_sms() const { return num_sms_; }
+  const CudaOptions& options() const { return opts_; }
+  void set_gemm_mode(GemmMode m) { opts_.gemm = m; }
+  void set_emulate_fp8_lt(bool on) { opts_.emulate_fp8_lt = on; }
+  // Benchmarks: time the kernels inside some ops (synchronising after each) and log the times.
+  void set_profile(bool on) { profile_ = on; }
+  void synchronize();
+  // Uninitialised device tensor (NaN-poisoned when options().poison).
+  Tensor empty(std::vector<int64_t> shape, DType dtype);
+  // A CPU copy with the same dtype and shape.
+  Tensor to_host(const Tensor& t);
+  DeviceAllocator::Stats memory_stats() const { return alloc_->stats(); }
+  // How linear() ran its last call: "gemv", "simt", "lt-fp8", "lt-bf16".
+  const char* last_gemm_path() const { return last_gemm_path_; }
+  // The cuBLASLt FP8 configuration found by the first fast FP8 GEMM ("" before, "off" if none worked).
+  const std::string& fp8_lt_config() const { return fp8_lt_config_; }
+  // The FP8 path alone (activation quantisation + cuBLASLt): F32 [M, N], undefined if unavailable.
+  Tensor linear_fp8_lt(const Tensor& x, const LinearWeight& w);
+  // The small-M and SIMT paths alone, y F32 [M, N].
+  void linear_gemv(const Tensor& x, const LinearWeight& w, Tensor& y);
+  void linear_simt(const Tensor& x, const LinearWeight& w, Tensor& y);
+  static WeightRef weight_ref(const LinearWeight& w);
+
+ private:
+  // Host vector -> device copy, through a pinned staging ring; identical contents are uploaded once
+  // (recently used uploads are kept: positions, slots and page tables recur in every layer).
+  const int32_t* upload_i32(const std::vector<int32_t>& v);
+  const float* upload_f32(const std::vector<float>& v);
+  const void* upload_bytes(const void* data, size_t bytes);
+  DevBatch dev_batch(const AttnBatch& b);
+  void check_launch(const char* what);
+  void copy_to_device(void* dst, const void* src, size_t bytes);
+  void probe_fp8_lt();
+  bool lt_fp8_usable(const WeightRef& w) const;
+  Tensor run_fp8_lt(const Tensor& x, const WeightRef& r, bool m_fastest, bool out_f32, Tensor* dq);
+
+  CudaOptions opts_;
+  cudaStream_t stream_ = nullptr;
+  int num_sms_ = 0;
+  std::shared_ptr<DeviceAllocator> alloc_;
+  std::unique_ptr<LtGemm> lt_;
+  Tensor gemv_counters_;  // kGemvMaxCounters ints, zero between launches
+  // staging ring
+  char* pinned_ = nullptr;
+  size_t pinned_size_ = size_t(16) << 20, pinned_pos_ = 0;
+  cudaEvent_t ring_event_ = nullptr;
+  struct Upload {
+    uint64_t hash = 0;
+    std::vector<char> host;
+    Tensor dev;
+    uint64_t last_use = 0;
+  };
+  std::vector<Upload> uploads_;
+  uint64_t upload_clock_ = 0;
+  const char* last_gemm_path_ = "";
+  bool profile_ = false;
+  std::string fp8_lt_config_;
+  bool fp8_lt_ok_ = false, fp8_lt_probed_ = false, fp8_lt_m_fastest_ = true, fp8_lt_out_f32_ = true, fp8_lt_any_kb_ = false;
+};
+
+std::unique_ptr<CudaBackend> make_cuda_backend(const CudaOptions& o);
+
+}  // namespace ds::backend::cuda

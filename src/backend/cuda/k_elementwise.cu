@@ -1,0 +1,197 @@
+// Element-wise and per-row kernels: embedding, RMSNorm (+ residual), LayerNorm, add/scale, SwiGLU, RoPE
+// (both layouts), dtype conversions, cache row writes/gathers, causal index rows.
+// fp32 math in the same order of operations as the CPU backend where it matters (norms, RoPE angles).
+#include <cuda_bf16.h>
+
+#include "backend/cuda/kernels.h"
+
+namespace ds::backend::cuda {
+
+namespace {
+inline unsigned blocks_for(size_t n, int threads, unsigned cap = 65535u * 16u) {
+  size_t b = (n + threads - 1) / threads;
+  return unsigned(b < cap ? (b ? b : 1) : cap);
+}
+
+__device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
+
+// Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+__device__ float block_sum(float v, float* red) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+  __syncthreads();  // red may still be read by a previous call
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float s = 0.f;
+  for (int i = 0; i < nw; ++i) s += red[i];  // fixed order: deterministic
+  return s;
+}
+
+__global__ void fill_u32_kernel(uint32_t* p, uint32_t v, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) p[i] = v;
+}
+
+__global__ void embedding_kernel(const void* table, bool bf16, const int32_t* ids, int H, float* out) {
+  const int t = blockIdx.x;
+  const size_t row = size_t(ids[t]) * H;
+  float* o = out + size_t(t) * H;
+  if (bf16) {
+    const uint16_t* tb = static_cast<const uint16_t*>(table) + row;
+    for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = bf16_bits_to_f32(tb[i]);
+  } else {
+    const float* tf = static_cast<const float*>(table) + row;
+    for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = tf[i];
+  }
+}
+
+__global__ void rmsnorm_kernel(const float* x, float* residual, const float* w, float* y, int n, float eps) {
+  __shared__ float red[32];
+  const size_t off = size_t(blockIdx.x) * n;
+  const float* src = x + off;
+  if (residual) {  // residual += x, then normalise the residual
+    float* r = residual + off;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) r[i] += src[i];
+    src = r;  // each thread re-reads only what it wrote: no barrier needed
+  }
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(src[i], src[i], ss);
+  ss = block_sum(ss, red);
+  const float r = 1.0f / sqrtf(ss / float(n) + eps);
+  float* o = y + off;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = w[i] * (src[i] * r);
+}
+
+__global__ void layernorm_kernel(const float* x, const float* w, const float* b, float* y, int n, float eps) {
+  __shared__ float red[32];
+  const size_t off = size_t(blockIdx.x) * n;
+  const float* xr = x + off;
+  float s = 0.f;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) s += xr[i];
+  const float mean = block_sum(s, red) / float(n);
+  float v = 0.f;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) v += (xr[i] - mean) * (xr[i] - mean);
+  const float var = block_sum(v, red) / float(n);
+  const float r = 1.0f / sqrtf(var + eps);
+  for (int i = threadIdx.x; i < n; i += blockDim.x) y[off + i] = (xr[i] - mean) * r * w[i] + b[i];
+}
+
+__global__ void add_kernel(float* y, const float* x, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    y[i] += x[i];
+}
+__global__ void scale_kernel(float* y, float s, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    y[i] *= s;
+}
+__global__ void silu_mul_kernel(const float* g, const float* u, float* y, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+// One block per token; thread i of the rotary half handles frequency i for every head.
+__global__ void rope_kernel(float* x, int row, int col0, int head_stride, int nheads, int half, const int32_t* pos,
+                            RopeFreqs f, float af, bool interleaved) {
+  const int t = blockIdx.x;
+  const float p = float(pos[t]);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float angle = f.inv_freq[i] * p;  // fp32 angle, as the references compute it
+    const float c = cosf(angle) * af, s = sinf(angle) * af;
+    const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+    for (int h = 0; h < nheads; ++h) {
+      float* v = x + size_t(t) * row + col0 + size_t(h) * head_stride;
+      const float x0 = v[a], x1 = v[b];
+      v[a] = x0 * c - x1 * s;
+      v[b] = x1 * c + x0 * s;
+    }
+  }
+}
+
+__global__ void f32_to_bf16_kernel(const float* x, __nv_bfloat16* y, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    y[i] = __float2bfloat16_rn(x[i]);
+}
+__global__ void bf16_to_f32_kernel(const uint16_t* x, float* y, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    y[i] = bf16_bits_to_f32(x[i]);
+}
+
+__global__ void cache_write_kernel(float* pool, int D, int col0, const float* rows, int n, const int32_t* slots) {
+  const int t = blockIdx.x;
+  float* dst = pool + size_t(slots[t]) * D + col0;
+  const float* src = rows + size_t(t) * n;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+}
+__global__ void gather_rows_kernel(const float* src, int D, const int32_t* idx, float* out) {
+  const int r = blockIdx.x;
+  const float* s = src + size_t(idx[r]) * D;
+  float* o = out + size_t(r) * D;
+  for (int i = threadIdx.x; i < D; i += blockDim.x) o[i] = s[i];
+}
+__global__ void scatter_add_rows_kernel(float* y, int D, const int32_t* idx, const float* w, const float* x) {
+  const int r = blockIdx.x;
+  float* o = y + size_t(idx[r]) * D;
+  const float* s = x + size_t(r) * D;
+  const float wr = w[r];
+  for (int i = threadIdx.x; i < D; i += blockDim.x) o[i] = fmaf(wr, s[i], o[i]);
+}
+__global__ void causal_index_kernel(const int32_t* pos, int K, int32_t* out) {
+  const int t = blockIdx.x;
+  const int p = pos[t];
+  for (int j = threadIdx.x; j < K; j += blockDim.x) out[size_t(t) * K + j] = j <= p ? j : -1;
+}
+
+int row_threads(int n) { return n >= 1024 ? 512 : n >= 256 ? 256 : n >= 64 ? 64 : 32; }
+}  // namespace
+
+void launch_fill_u32(void* p, uint32_t value, size_t words, cudaStream_t st) {
+  if (words) fill_u32_kernel<<<blocks_for(words, 256), 256, 0, st>>>(static_cast<uint32_t*>(p), value, words);
+}
+void launch_embedding(const void* table, bool table_bf16, const int32_t* ids, int T, int H, float* out,
+                      cudaStream_t st) {
+  if (T) embedding_kernel<<<T, row_threads(H), 0, st>>>(table, table_bf16, ids, H, out);
+}
+void launch_rmsnorm(const float* x, float* residual, const float* w, float* y, int T, int n, float eps,
+                    cudaStream_t st) {
+  if (T) rmsnorm_kernel<<<T, row_threads(n), 0, st>>>(x, residual, w, y, n, eps);
+}
+void launch_layernorm(const float* x, const float* w, const float* b, float* y, int T, int n, float eps,
+                      cudaStream_t st) {
+  if (T) layernorm_kernel<<<T, row_threads(n), 0, st>>>(x, w, b, y, n, eps);
+}
+void launch_add(float* y, const float* x, size_t n, cudaStream_t st) {
+  if (n) add_kernel<<<blocks_for(n, 256), 256, 0, st>>>(y, x, n);
+}
+void launch_scale(float* y, float s, size_t n, cudaStream_t st) {
+  if (n) scale_kernel<<<blocks_for(n, 256), 256, 0, st>>>(y, s, n);
+}
+void launch_silu_mul(const float* g, const float* u, float* y, size_t n, cudaStream_t st) {
+  if (n) silu_mul_kernel<<<blocks_for(n, 256), 256, 0, st>>>(g, u, y, n);
+}
+void launch_rope(float* x, int T, int row, int col0, int head_stride, int nheads, int rot_dim, const int32_t* pos,
+                 const RopeFreqs& f, float attention_factor, bool interleaved, cudaStream_t st) {
+  const int half = rot_dim / 2;
+  if (T) rope_kernel<<<T, half >= 64 ? 64 : 32, 0, st>>>(x, row, col0, head_stride, nheads, half, pos, f,
+                                                        attention_factor, interleaved);
+}
+void launch_f32_to_bf16(const float* x, uint16_t* y, size_t n, cudaStream_t st) {
+  if (n) f32_to_bf16_kernel<<<blocks_for(n, 256), 256, 0, st>>>(x, reinterpret_cast<__nv_bfloat16*>(y), n);
+}
+void launch_bf16_to_f32(const uint16_t* x, float* y, size_t n, cudaStream_t st) {
+  if (n) bf16_to_f32_kernel<<<blocks_for(n, 256), 256, 0, st>>>(x, y, n);
+}
+void launch_cache_write(float* pool, int D, int col0, const float* rows, int n, const int32_t* slots, int T,
+                        cudaStream_t st) {
+  if (T) cache_write_kernel<<<T, row_threads(n), 0, st>>>(pool, D, col0, rows, n, slots);
+}
+void launch_gather_rows(const float* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st) {
+  if (n) gather_rows_kernel<<<n, row_threads(D), 0, st>>>(src, D, idx, out);
+}
+void launch_scatter_add_rows(float* y, int D, const int32_t* idx, const float* w, const float* x, int n,
+                             cudaStream_t st) {
+  if (n) scatter_add_rows_kernel<<<n, row_threads(D), 0, st>>>(y, D, idx, w, x);
+}
+void launch_causal_index(const int32_t* pos, int T, int K, int32_t* out, cudaStream_t st) {
+  if (T && K) causal_index_kernel<<<T, 256, 0, st>>>(pos, K, out);
+}
+
+}  // namespace ds::backend::cuda

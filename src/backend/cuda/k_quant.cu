@@ -1,0 +1,95 @@
+// FP8 e4m3 quantisation: activations per token per 128 columns for the block-scaled GEMM, and the
+// lightning indexer's Hadamard + FP8 rounding. Scales are powers of two (ue8m0): the smallest 2^e with
+// amax / 2^e <= 448, amax clamped to >= 1e-4, as DeepSeek's kernels compute them.
+#include <cuda_fp8.h>
+
+#include "backend/cuda/kernels.h"
+
+namespace ds::backend::cuda {
+
+namespace {
+__device__ __forceinline__ float ue8m0_scale(float amax) {
+  int e;
+  const float m = frexpf(fmaxf(amax, 1e-4f) / 448.0f, &e);
+  return ldexpf(1.0f, m == 0.5f ? e - 1 : e);
+}
+
+__device__ __forceinline__ uint8_t to_e4m3(float v) {
+  return uint8_t(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));  // round to nearest even
+}
+__device__ __forceinline__ float from_e4m3(uint8_t b) {
+  __nv_fp8_e4m3 q;
+  q.__x = b;
+  return float(q);
+}
+
+// One warp per (token, 128-column block); 4 consecutive columns per lane. Tokens >= M are padding.
+__global__ void quant_act_kernel(const float* __restrict__ x, int M, int Mp, int K, uint8_t* __restrict__ q,
+                                 float* __restrict__ s, int s_pitch, bool m_fastest, float* __restrict__ dq) {
+  const int kblocks = K / 128;
+  const int item = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (item >= Mp * kblocks) return;
+  const int m = item / kblocks, kb = item % kblocks;
+  const size_t off = size_t(m) * K + size_t(kb) * 128 + lane * 4;
+  float* sp = s + (m_fastest ? size_t(kb) * s_pitch + m : size_t(m) * s_pitch + kb);
+  if (m >= M) {
+    *reinterpret_cast<uint32_t*>(q + off) = 0u;
+    if (lane == 0) *sp = 1.0f;
+    return;
+  }
+  const float4 v = *reinterpret_cast<const float4*>(x + off);
+  float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float sc = ue8m0_scale(amax);
+  const uint8_t b0 = to_e4m3(v.x / sc), b1 = to_e4m3(v.y / sc), b2 = to_e4m3(v.z / sc), b3 = to_e4m3(v.w / sc);
+  *reinterpret_cast<uint32_t*>(q + off) = uint32_t(b0) | uint32_t(b1) << 8 | uint32_t(b2) << 16 | uint32_t(b3) << 24;
+  if (lane == 0) *sp = sc;
+  if (dq) {
+    float4 d;
+    d.x = from_e4m3(b0) * sc, d.y = from_e4m3(b1) * sc, d.z = from_e4m3(b2) * sc, d.w = from_e4m3(b3) * sc;
+    *reinterpret_cast<float4*>(dq + off) = d;
+  }
+}
+
+// One block of n threads per row: the Sylvester-order Walsh-Hadamard butterflies of the CPU backend (same
+// additions in the same order, so bit-identical), scale n^-1/2, one ue8m0 scale per row, e4m3 round trip.
+__global__ void hadamard_kernel(float* x, int n) {
+  extern __shared__ float v[];
+  __shared__ float red[32];
+  float* row = x + size_t(blockIdx.x) * n;
+  const int i = threadIdx.x;  // blockDim.x = max(n, 32): lanes >= n only join the reductions
+  if (i < n) v[i] = row[i];
+  __syncthreads();
+  for (int len = 1; len < n; len <<= 1) {
+    if (i < n / 2) {
+      const int j = (i / len) * 2 * len + (i % len);
+      const float a = v[j], b = v[j + len];
+      v[j] = a + b;
+      v[j + len] = a - b;
+    }
+    __syncthreads();
+  }
+  const float norm = 1.0f / sqrtf(float(n));
+  const float y = i < n ? v[i] * norm : 0.f;
+  float amax = fabsf(y);
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  if (i % 32 == 0) red[i / 32] = amax;
+  __syncthreads();
+  amax = 0.f;
+  for (int w = 0; w < int(blockDim.x) / 32; ++w) amax = fmaxf(amax, red[w]);
+  const float sc = ue8m0_scale(amax);
+  if (i < n) row[i] = from_e4m3(to_e4m3(y / sc)) * sc;
+}
+}  // namespace
+
+void launch_quant_fp8_act(const float* x, int M, int Mp, int K, uint8_t* q, float* s, int s_pitch, bool m_fastest,
+                          float* dq, cudaStream_t st) {
+  const int items = Mp * (K / 128);
+  if (items) quant_act_kernel<<<(items + 7) / 8, 256, 0, st>>>(x, M, Mp, K, q, s, s_pitch, m_fastest, dq);
+}
+
+void launch_hadamard_fp8_round(float* x, int rows, int n, cudaStream_t st) {
+  if (rows) hadamard_kernel<<<rows, n < 32 ? 32 : n, n * sizeof(float), st>>>(x, n);
+}
+
+}  // namespace ds::backend::cuda

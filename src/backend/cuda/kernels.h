@@ -1,0 +1,156 @@
+// Launchers of the CUDA backend's kernels: plain pointers and sizes, no ds:: types, so that the .cu
+// files stay light for nvcc. The backend (cuda_backend*.cpp) checks shapes and launch errors.
+// Activations are fp32 throughout; weights FP8 e4m3 (with 128x128 block scales), BF16 or F32.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace ds::backend::cuda {
+
+enum class WType : int { FP8 = 0, BF16 = 1, F32 = 2 };
+
+// A weight matrix [rows, cols] row-major. FP8: value = fp8 * scale[(r/128) * scale_pitch + c/128].
+struct WeightRef {
+  const void* data = nullptr;
+  WType type = WType::F32;
+  const float* scale = nullptr;
+  int scale_pitch = 0;
+  int rows = 0, cols = 0;
+};
+
+// Page tables of a step on the device: keys of sequence s at position p are in pool row
+// pt[pt_off[s] + p / page_size] * page_size + p % page_size (p / page_size < pt_off[s+1] - pt_off[s]).
+struct DevBatch {
+  const int32_t* seq_of_token = nullptr;
+  const int32_t* pos_of_token = nullptr;
+  const int32_t* pt = nullptr;
+  const int32_t* pt_off = nullptr;
+  int page_size = 1;
+};
+
+// ---- elementwise / rows (k_elementwise.cu) ----
+void launch_fill_u32(void* p, uint32_t value, size_t words, cudaStream_t st);
+void launch_embedding(const void* table, bool table_bf16, const int32_t* ids, int T, int H, float* out,
+                      cudaStream_t st);
+void launch_rmsnorm(const float* x, float* residual, const float* w, float* y, int T, int n, float eps,
+                    cudaStream_t st);  // residual != null: residual += x first, y = rmsnorm(residual)
+void launch_layernorm(const float* x, const float* w, const float* b, float* y, int T, int n, float eps,
+                      cudaStream_t st);
+void launch_add(float* y, const float* x, size_t n, cudaStream_t st);
+void launch_scale(float* y, float s, size_t n, cudaStream_t st);
+void launch_silu_mul(const float* g, const float* u, float* y, size_t n, cudaStream_t st);
+constexpr int kMaxRopeHalf = 256;
+struct RopeFreqs {
+  float inv_freq[kMaxRopeHalf];
+};
+void launch_rope(float* x, int T, int row, int col0, int head_stride, int nheads, int rot_dim, const int32_t* pos,
+                 const RopeFreqs& f, float attention_factor, bool interleaved, cudaStream_t st);
+void launch_f32_to_bf16(const float* x, uint16_t* y, size_t n, cudaStream_t st);
+void launch_bf16_to_f32(const uint16_t* x, float* y, size_t n, cudaStream_t st);
+// pool[slots[t], col0 : col0+n] = rows[t, :]   (pool row width D)
+void launch_cache_write(float* pool, int D, int col0, const float* rows, int n, const int32_t* slots, int T,
+                        cudaStream_t st);
+// out[i, :] = src[idx[i], :]  (row width D)
+void launch_gather_rows(const float* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st);
+// y[idx[i], :] += w[i] * x[i, :]
+void launch_scatter_add_rows(float* y, int D, const int32_t* idx, const float* w, const float* x, int n,
+                             cudaStream_t st);
+void launch_causal_index(const int32_t* pos, int T, int K, int32_t* out, cudaStream_t st);
+
+// ---- GEMM (k_gemv.cu, k_gemm.cu) ----
+constexpr int kGemvMaxM = 32;
+// The small-M weight-streaming kernels: tensor cores (TF32, fp32-accurate) for FP8 / BF16 weights up to
+// 32 tokens, SIMT for F32 weights up to 8. Supported when K is a multiple of 16 (F32: 4).
+int gemv_max_m(const WeightRef& w);
+bool gemv_supported(const WeightRef& w);
+// How many K slices (grid.y) the GEMV uses for this weight; > 1 needs `partial` of ksplit * M * N floats
+// and `counters`: kGemvMaxCounters zero-initialised ints (the kernel leaves them zero).
+int gemv_ksplit(const WeightRef& w, int num_sms);
+constexpr int kGemvMaxCounters = 4096;
+// y[M, N] = x[M, K] . W^T, M <= gemv_max_m(w), W [N, K]. x rows contiguous (pitch K), y pitch N.
+void launch_gemv(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ksplit,
+                 cudaStream_t st);
+// Batched SIMT GEMM, fp32 accumulation, for any shape:
+//   C[b][m, n] = sum_k A[b][m, k] * Wv(b, k, n)
+//   A[b][m, k] at a + b * a_bstride + m * lda + k;  C[b][m, n] at c + b * c_bstride + m * ldc + n
+//   trans_w (y = x W^T): Wv(b, k, n) = W[w_row0 + b * w_row_bstride + n, k]
+//   !trans_w (y = x W):  Wv(b, k, n) = W[w_row0 + b * w_row_bstride + k, n]
+struct GemmArgs {
+  const float* a = nullptr;
+  long long a_bstride = 0;
+  int lda = 0;
+  float* c = nullptr;
+  long long c_bstride = 0;
+  int ldc = 0;
+  int M = 0, N = 0, K = 0, batch = 1;
+  int w_row0 = 0, w_row_bstride = 0;
+  bool trans_w = true;
+};
+void launch_gemm_simt(const GemmArgs& g, const WeightRef& w, cudaStream_t st);
+
+// ---- FP8 activation quantisation (k_quant.cu) ----
+// x [M, K] fp32 -> q e4m3 [Mp, K] and one power-of-two scale per token per 128 columns (K % 128 == 0):
+// scale of (m, kb) at s[kb * s_pitch + m] when m_fastest, else s[m * s_pitch + kb]. Rows M..Mp-1 (padding
+// for the GEMM) get zeros and scale 1. dq (optional, [M, K]) receives the dequantised values.
+void launch_quant_fp8_act(const float* x, int M, int Mp, int K, uint8_t* q, float* s, int s_pitch, bool m_fastest,
+                          float* dq, cudaStream_t st);
+// DeepSeek's indexer numerics on rows of n (power of two, 2..1024) in place.
+void launch_hadamard_fp8_round(float* x, int rows, int n, cudaStream_t st);
+
+// ---- attention (k_attention.cu) ----
+struct MlaArgs {
+  const float* q = nullptr;  // [T, H, D]
+  const void* pool = nullptr;  // [rows, D] fp32 or bf16
+  bool pool_bf16 = false;
+  const int32_t* index = nullptr;  // [T, K] positions, -1 padded
+  DevBatch b;
+  float* out = nullptr;  // [T, H, Dl]
+  int T = 0, H = 0, D = 0, Dl = 0, K = 0;
+  float scale = 1.f;
+  // split-K partials (nsplit > 1): o [nsplit, T, H, Dl], m/l [nsplit, T, H]
+  int nsplit = 1;
+  float *part_o = nullptr, *part_m = nullptr, *part_l = nullptr;
+};
+constexpr int kMlaMaxDl = 512;
+constexpr int kMlaMaxD = 1024;
+size_t mla_smem_bytes(int D);
+void launch_mla_absorbed(const MlaArgs& a, cudaStream_t st);
+struct ExpandedArgs {
+  const float *q = nullptr, *k = nullptr, *v = nullptr;  // q [T,H,Dqk], k [Nk,H,Dqk], v [Nk,H,Dv]
+  const int32_t* index = nullptr;                         // [T, K]
+  const int32_t* seq_of_token = nullptr;
+  const int32_t* key_row0 = nullptr;  // per sequence
+  float* scores = nullptr;            // scratch [T, H, K]
+  float* out = nullptr;               // [T, H, Dv]
+  int T = 0, H = 0, Dqk = 0, Dv = 0, K = 0, Nk = 0;
+  float scale = 1.f;
+};
+void launch_attention_expanded(const ExpandedArgs& a, cudaStream_t st);
+
+// ---- lightning indexer (k_indexer.cu) ----
+struct IndexerArgs {
+  const float* q = nullptr;  // [T, heads, head_dim]
+  const float* w = nullptr;  // [T, heads]
+  const float* k_pool = nullptr;  // [rows, head_dim]
+  DevBatch b;
+  int heads = 0, head_dim = 0, topk = 0;
+  int t0 = 0, Tc = 0;       // query rows [t0, t0 + Tc) of this chunk
+  int L = 0;                // score row pitch (>= longest context in the chunk, a multiple of 8)
+  int tiles = 1;            // 64-key tiles per score block (more: the query is loaded fewer times)
+  float* scores = nullptr;  // scratch [Tc, L]
+  int32_t* out = nullptr;   // [T, Kout]
+  int Kout = 0;
+};
+void launch_indexer_scores(const IndexerArgs& a, cudaStream_t st);
+void launch_indexer_topk(const IndexerArgs& a, cudaStream_t st);
+// The same top-k for chunks of few long rows: each row split over `slices` blocks (11 small launches
+// instead of one latency-bound block per row). `work`: indexer_topk_split_work_bytes(Tc, slices).
+void launch_indexer_topk_split(const IndexerArgs& a, int slices, void* work, cudaStream_t st);
+size_t indexer_topk_split_work_bytes(int Tc, int slices);
+
+// ---- MoE (k_moe.cu) ----
+void launch_moe_route(const float* logits, const float* bias, int T, int E, int n_group, int topk_group, int top_k,
+                      bool norm, float scaling, int32_t* ids, float* weights, cudaStream_t st);
+
+}  // namespace ds::backend::cuda

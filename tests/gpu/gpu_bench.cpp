@@ -1,0 +1,277 @@
+// Benchmarks of the CUDA backend (docs/PERF.md), every figure against ceilings measured in the same run:
+// device-to-device copy bandwidth (bytes read + written), cuBLASLt BF16 and FP8 (block-scaled) GEMM rates
+// on a large square problem.
+//   1. FP8 block GEMM at the model's shapes, M = 1..4096: ours (linear(), fast mode: the fp32 weight-
+//      streaming kernel for M <= 8, activation quantisation + cuBLASLt above) vs cuBLASLt alone
+//      (pre-quantised activations, M padded to 16 where it refuses smaller).
+//   2. Sparse MLA decode (absorbed, topk 2048 per token, 128 heads, 576-wide latent rows): bytes/s.
+//   3. Indexer scores + top-k for one query vs context length.
+// Timing: CUDA events around each call on the backend's stream, median of >= 15 after warm-up; weights
+// rotated over enough copies that L2 (50 MB) cannot serve them; inputs random, never zeros.
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <numeric>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/gemm_lt.h"
+#include "backend/cuda/kernels.h"
+#include "check_util.h"
+
+using namespace ds;
+using namespace ds::backend;
+using cuda::CudaBackend;
+
+namespace {
+CudaBackend* be = nullptr;
+
+uint64_t xs_state = 0x9E3779B97F4A7C15ull;
+inline uint64_t xorshift() {
+  xs_state ^= xs_state << 13;
+  xs_state ^= xs_state >> 7;
+  xs_state ^= xs_state << 17;
+  return xs_state;
+}
+
+// Median milliseconds of fn() over `reps` runs after `warm` runs (events on the backend's stream).
+double time_ms(const std::function<void(int)>& fn, int reps = 20, int warm = 3) {
+  cudaEvent_t a, b;
+  DS_CUDA_CHECK(cudaEventCreate(&a));
+  DS_CUDA_CHECK(cudaEventCreate(&b));
+  std::vector<float> ms;
+  for (int i = 0; i < warm + reps; ++i) {
+    DS_CUDA_CHECK(cudaEventRecord(a, be->stream()));
+    fn(i);
+    DS_CUDA_CHECK(cudaEventRecord(b, be->stream()));
+    DS_CUDA_CHECK(cudaEventSynchronize(b));
+    float t;
+    DS_CUDA_CHECK(cudaEventElapsedTime(&t, a, b));
+    if (i >= warm) ms.push_back(t);
+  }
+  DS_CUDA_CHECK(cudaGetLastError());
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+// A device buffer of random bytes (random host block, tiled on the device).
+void fill_random(void* dev, size_t bytes, uint8_t mask = 0xff, uint8_t avoid_nan_fp8 = 1) {
+  const size_t blk = std::min<size_t>(bytes, size_t(16) << 20);
+  std::vector<uint8_t> h(blk);
+  for (auto& v : h) {
+    v = uint8_t(xorshift() >> 24) & mask;
+    if (avoid_nan_fp8 && (v & 0x7f) == 0x7f) v ^= 1;  // 0x7f / 0xff are e4m3 NaN
+  }
+  // On the backend's stream (a legacy-stream cudaMemcpy would not be ordered with its kernels).
+  DS_CUDA_CHECK(cudaMemcpyAsync(dev, h.data(), blk, cudaMemcpyHostToDevice, be->stream()));
+  for (size_t off = blk; off < bytes; off += blk)
+    DS_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dev) + off, dev, std::min(blk, bytes - off), cudaMemcpyDeviceToDevice,
+                                  be->stream()));
+  DS_CUDA_CHECK(cudaStreamSynchronize(be->stream()));
+}
+
+Tensor rand_f32(std::vector<int64_t> shape, float scale = 1.0f) {
+  Tensor h = gpucheck::randn(shape, scale);
+  return be->from_host(h);
+}
+
+struct Ceilings {
+  double copy_gbs = 0, bf16_tflops = 0, fp8_tflops = 0;
+};
+
+Ceilings measure_ceilings() {
+  Ceilings c;
+  const size_t bytes = size_t(2) << 30;
+  void *a, *b;
+  DS_CUDA_CHECK(cudaMalloc(&a, bytes));
+  DS_CUDA_CHECK(cudaMalloc(&b, bytes));
+  fill_random(a, bytes);
+  const double ms = time_ms([&](int) { DS_CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, be->stream())); }, 10, 2);
+  c.copy_gbs = 2.0 * bytes / (ms * 1e-3) / 1e9;
+  cudaFree(a), cudaFree(b);
+  const int S = 8192;
+  cuda::LtGemm lt;
+  void *w, *x, *y, *ws, *xs;
+  DS_CUDA_CHECK(cudaMalloc(&w, size_t(S) * S * 2));
+  DS_CUDA_CHECK(cudaMalloc(&x, size_t(S) * S * 2));
+  DS_CUDA_CHECK(cudaMalloc(&y, size_t(S) * S * 4));
+  DS_CUDA_CHECK(cudaMalloc(&ws, size_t(S / 128) * (S / 128) * 4));
+  DS_CUDA_CHECK(cudaMalloc(&xs, size_t(S) * (S / 128) * 4));
+  fill_random(w, size_t(S) * S * 2, 0xbf);  // bf16 with bounded exponents
+  fill_random(x, size_t(S) * S * 2, 0xbf);
+  const double flop = 2.0 * S * S * S;
+  double t = time_ms([&](int) { lt.bf16(static_cast<uint16_t*>(w), static_cast<uint16_t*>(x), static_cast<float*>(y), S, S, S, be->stream()); }, 10, 2);
+  c.bf16_tflops = flop / (t * 1e-3) / 1e12;
+  std::vector<float> sc(size_t(S) * (S / 128), 1e-3f);
+  DS_CUDA_CHECK(cudaMemcpyAsync(ws, sc.data(), size_t(S / 128) * (S / 128) * 4, cudaMemcpyHostToDevice, be->stream()));
+  DS_CUDA_CHECK(cudaMemcpyAsync(xs, sc.data(), sc.size() * 4, cudaMemcpyHostToDevice, be->stream()));
+  DS_CUDA_CHECK(cudaStreamSynchronize(be->stream()));
+  bool ok = true;
+  t = time_ms([&](int) {
+    ok &= lt.fp8(static_cast<uint8_t*>(w), static_cast<float*>(ws), static_cast<uint8_t*>(x), static_cast<float*>(xs), y,
+                 false, S, S, S, be->stream());
+  }, 10, 2);
+  c.fp8_tflops = ok ? flop / (t * 1e-3) / 1e12 : 0;
+  cudaFree(w), cudaFree(x), cudaFree(y), cudaFree(ws), cudaFree(xs);
+  std::printf("ceilings: device-to-device copy %.0f GB/s (read + write); cuBLASLt %dx%dx%d BF16 %.0f TFLOP/s, "
+              "FP8 block-scaled %.0f TFLOP/s\n", c.copy_gbs, S, S, S, c.bf16_tflops, c.fp8_tflops);
+  return c;
+}
+
+void bench_gemm(const Ceilings& c) {
+  struct Shape {
+    const char* name;
+    int N, K;
+  };
+  const Shape shapes[] = {{"q_a+kv_a", 2112, 7168}, {"q_b", 24576, 1536}, {"kv_b", 32768, 512},
+                          {"o_proj", 7168, 16384},   {"expert gate+up", 4096, 7168}, {"expert down", 7168, 2048},
+                          {"lm_head", 129280, 7168}};
+  const int Ms[] = {1, 2, 4, 8, 16, 32, 64, 128, 512, 4096};
+  std::printf("\n| shape | N x K | M | ours | ours path | cuBLASLt | ours vs cuBLASLt | ours weight GB/s (%% copy) | ours TFLOP/s (%% FP8 peak) |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  be->set_gemm_mode(cuda::GemmMode::Fast);
+  cuda::LtGemm lt;
+  for (const Shape& s : shapes) {
+    const size_t wbytes = size_t(s.N) * s.K;
+    const int copies = int(std::max<size_t>(1, (size_t(400) << 20) / wbytes + 1));
+    // Random FP8 weight + scales, uploaded `copies` times.
+    std::vector<uint8_t> wq(wbytes);
+    for (auto& v : wq) {
+      v = uint8_t(xorshift() >> 24);
+      if ((v & 0x7f) == 0x7f) v ^= 1;
+    }
+    const int nb = (s.N + 127) / 128, kb = (s.K + 127) / 128;
+    std::vector<float> sc(size_t(nb) * kb);
+    for (auto& v : sc) v = 1e-3f * (1.0f + float(xorshift() % 1000) / 1000.f);
+    HostTensor hw{"w", DType::F8_E4M3, {s.N, s.K}, wq.data()}, hs{"s", DType::F32, {nb, kb}, sc.data()};
+    std::vector<LinearWeight> ws;
+    for (int i = 0; i < copies; ++i) ws.push_back(be->load_linear(hw, &hs));
+    for (int M : Ms) {
+      if (size_t(M) * s.N * 4 > (size_t(6) << 30)) continue;
+      Tensor x = rand_f32({M, s.K});
+      Tensor y;
+      std::string path;
+      const double t_ours = time_ms([&](int i) {
+        y = be->linear(x, ws[size_t(i) % ws.size()]);
+        path = be->last_gemm_path();
+      }, M >= 512 ? 10 : 20);
+      // cuBLASLt alone on pre-quantised activations (M padded to 16).
+      const int Ml = std::max(M, 16);
+      Tensor xq = be->empty({Ml, s.K}, DType::F8_E4M3), xs = be->empty({kb + 1, (Ml + 3) / 4 * 4 + 4}, DType::F32);
+      fill_random(xq.raw(), xq.nbytes());
+      std::vector<float> one(size_t(xs.numel()), 1e-2f);
+      DS_CUDA_CHECK(cudaMemcpyAsync(xs.raw(), one.data(), one.size() * 4, cudaMemcpyHostToDevice, be->stream()));
+      DS_CUDA_CHECK(cudaStreamSynchronize(be->stream()));
+      Tensor yl = be->empty({Ml, s.N}, DType::BF16);
+      bool ok = true;
+      const double t_lt = time_ms([&](int i) {
+        const auto r = CudaBackend::weight_ref(ws[size_t(i) % ws.size()]);
+        ok &= lt.fp8(static_cast<const uint8_t*>(r.data), r.scale, xq.data<uint8_t>(), xs.data<float>(), yl.raw(), false,
+                     Ml, s.N, s.K, be->stream());
+      }, M >= 512 ? 10 : 20);
+      const double flop = 2.0 * M * s.N * s.K;
+      const double gbs = double(wbytes) / (t_ours * 1e-3) / 1e9, tf = flop / (t_ours * 1e-3) / 1e12;
+      std::printf("| %s | %dx%d | %d | %.1f us | %s | %s | %s | %.0f (%.0f%%) | %.1f (%.0f%%) |\n", s.name, s.N, s.K, M,
+                  t_ours * 1e3, path.c_str(), ok ? fmt::format("{:.1f} us{}", t_lt * 1e3, Ml != M ? " (M=16)" : "").c_str() : "n/a",
+                  ok ? fmt::format("{:.2f}x", t_lt / t_ours).c_str() : "-", gbs, 100.0 * gbs / c.copy_gbs, tf,
+                  c.fp8_tflops > 0 ? 100.0 * tf / c.fp8_tflops : 0.0);
+      std::fflush(stdout);
+    }
+  }
+}
+
+void bench_mla(const Ceilings& c) {
+  const int H = 128, Dl = 512, D = 576, K = 2048, page = 64;
+  std::printf("\n| KV pool | batch | context | time | keys GB/s (%% copy) | TFLOP/s (SIMT fp32) |\n|---|---|---|---|---|---|\n");
+  for (DType pool_t : {DType::F32, DType::BF16}) {
+    const int64_t R = int64_t(1) << 21;  // 2M pool rows, shared by all sequences' page tables
+    Tensor pool = be->empty({R, D}, pool_t);
+    fill_random(pool.raw(), pool.nbytes(), pool_t == DType::F32 ? 0x3f : 0xbf, 0);
+    for (int B : {1, 8, 32, 128})
+      for (int ctx : {4096, 32768, 131072}) {
+        AttnBatch ab;
+        ab.page_size = page;
+        const int pages = ctx / page;
+        Tensor idx = Tensor::empty({B, K}, DType::I32);
+        for (int b = 0; b < B; ++b) {
+          std::vector<int32_t> pt(static_cast<size_t>(pages));
+          for (int i = 0; i < pages; ++i) pt[size_t(i)] = int32_t(xorshift() % uint64_t(R / page));
+          ab.page_tables.push_back(pt);
+          ab.seq_of_token.push_back(b);
+          ab.pos_of_token.push_back(ctx - 1);
+          std::vector<int32_t> sel;
+          std::vector<char> used(size_t(ctx), 0);
+          while (int(sel.size()) < K) {
+            const int32_t p = int32_t(xorshift() % uint64_t(ctx));
+            if (!used[size_t(p)]) used[size_t(p)] = 1, sel.push_back(p);
+          }
+          std::sort(sel.begin(), sel.end());
+          std::copy(sel.begin(), sel.end(), idx.i32() + int64_t(b) * K);
+        }
+        Tensor q = rand_f32({B, H, D}, 0.05f), ig = be->from_host(idx);
+        const double t = time_ms([&](int) { be->mla_attention_absorbed(q, pool, ig, ab, Dl, 0.07f); }, 15);
+        const double bytes = double(B) * K * D * dtype_size(pool_t) + double(B) * H * (D + Dl) * 4;
+        const double flop = 2.0 * B * H * double(K) * (D + Dl);
+        std::printf("| %s | %d | %d | %.1f us | %.0f (%.0f%%) | %.1f |\n", pool_t == DType::F32 ? "fp32" : "bf16", B, ctx,
+                    t * 1e3, bytes / (t * 1e-3) / 1e9, 100.0 * bytes / (t * 1e-3) / 1e9 / c.copy_gbs,
+                    flop / (t * 1e-3) / 1e12);
+        std::fflush(stdout);
+      }
+  }
+}
+
+void bench_indexer(const Ceilings& c) {
+  const int Hi = 64, Di = 128, topk = 2048, page = 64;
+  std::printf("\n| queries | context | indexer + top-k | keys GB/s (%% copy) |\n|---|---|---|---|\n");
+  std::vector<int> ctxs = {1024, 4096, 16384, 65536, 131072}, batches = {1, 8};
+  if (const char* one = std::getenv("GPU_BENCH_CTX")) ctxs = {std::atoi(one)}, batches = {1};  // profiling
+  for (int B : batches)
+    for (int ctx : ctxs) {
+      AttnBatch ab;
+      ab.page_size = page;
+      const int pages = (ctx + page - 1) / page;
+      for (int b = 0; b < B; ++b) {
+        std::vector<int32_t> pt(static_cast<size_t>(pages));
+        std::iota(pt.begin(), pt.end(), b * pages);
+        std::shuffle(pt.begin(), pt.end(), gpucheck::rng());
+        ab.page_tables.push_back(pt);
+        ab.seq_of_token.push_back(b);
+        ab.pos_of_token.push_back(ctx - 1);
+      }
+      Tensor kp = rand_f32({int64_t(B) * pages * page, Di}), q = rand_f32({B, Hi * Di}), w = rand_f32({B, Hi}, 0.1f);
+      const double t = time_ms([&](int) { be->indexer_topk(q, w, kp, ab, Hi, Di, topk); }, 15);
+      be->set_profile(true);  // one more call, kernels timed separately (logged)
+      be->indexer_topk(q, w, kp, ab, Hi, Di, topk);
+      be->set_profile(false);
+      const double bytes = double(B) * ctx * Di * 4;
+      std::printf("| %d | %d | %.1f us | %.0f (%.0f%%) |\n", B, ctx, t * 1e3, bytes / (t * 1e-3) / 1e9,
+                  100.0 * bytes / (t * 1e-3) / 1e9 / c.copy_gbs);
+      std::fflush(stdout);
+    }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    auto b = cuda::make_cuda_backend(cuda::options_from_env(0));
+    be = b.get();
+    cudaDeviceProp prop;
+    DS_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    std::printf("device: %s, %d SMs, %.0f GiB\n", prop.name, prop.multiProcessorCount, double(prop.totalGlobalMem) / (1 << 30));
+    const std::string what = argc > 1 ? argv[1] : "all";
+    const Ceilings c = measure_ceilings();
+    if (what == "all" || what == "gemm") bench_gemm(c);
+    if (what == "all" || what == "mla") bench_mla(c);
+    if (what == "all" || what == "indexer") bench_indexer(c);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gpu_bench: error: %s\n", e.what());
+    return 2;
+  }
+}

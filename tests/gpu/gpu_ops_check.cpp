@@ -1,0 +1,482 @@
+// Every op of the CUDA backend against the CPU backend (the fp32 reference) on fresh random inputs of
+// several shapes: partial 128-blocks, rows that are no multiple of 128, several sequences over scattered
+// pages. The GPU backend runs with NaN-poisoned allocations, so an output element that no kernel wrote
+// shows up as NaN, and NaN never passes. Error = ||gpu - cpu|| / ||cpu|| unless stated.
+// Bounds: 2e-5 for fp32 paths (summation order only), 5e-2 / 1e-2 for the FP8 / BF16 activations of the
+// fast GEMM mode (e4m3 keeps 3 mantissa bits: ~2% per element).
+#include <fmt/format.h>
+
+#include <map>
+#include <numeric>
+#include <set>
+
+#include "backend/cuda/cuda_backend.h"
+#include "check_util.h"
+
+using namespace ds;
+using namespace ds::backend;
+using namespace gpucheck;
+using cuda::CudaBackend;
+using cuda::GemmMode;
+
+namespace {
+constexpr double kTolF32 = 2e-5;
+
+std::unique_ptr<Backend> g_cpu;
+std::unique_ptr<CudaBackend> g_gpu;
+
+Tensor up(const Tensor& t) { return g_gpu->from_host(t); }
+Tensor down(const Tensor& t) { return g_gpu->to_host_f32(t); }
+Err cmp(const Tensor& gpu, const Tensor& cpu) { return compare(down(gpu), cpu); }
+
+// A random linear weight in a checkpoint dtype; the host buffers live as long as this object.
+struct HostLinear {
+  std::vector<uint8_t> q;
+  std::vector<uint16_t> bf;
+  std::vector<float> f, s;
+  HostTensor w, scale;
+  bool fp8 = false;
+  HostLinear(int64_t N, int64_t K, DType dt, float wscale = 1.0f) {
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::uniform_real_distribution<float> ud(0.5f, 2.0f);
+    const float std_w = wscale / std::sqrt(float(K));
+    w = HostTensor{"w", dt, {N, K}, nullptr};
+    if (dt == DType::F8_E4M3) {
+      fp8 = true;
+      q.resize(size_t(N * K));
+      for (auto& v : q) v = f32_to_fp8e4m3(nd(rng()) * 64.f);
+      const int64_t nb = (N + 127) / 128, kb = (K + 127) / 128;
+      s.resize(size_t(nb * kb));
+      for (auto& v : s) v = ud(rng()) * std_w / 64.f;
+      w.data = q.data();
+      scale = HostTensor{"s", DType::F32, {nb, kb}, s.data()};
+    } else if (dt == DType::BF16) {
+      bf.resize(size_t(N * K));
+      for (auto& v : bf) v = f32_to_bf16(nd(rng()) * std_w);
+      w.data = bf.data();
+    } else {
+      f.resize(size_t(N * K));
+      for (auto& v : f) v = nd(rng()) * std_w;
+      w.data = f.data();
+    }
+  }
+  const HostTensor* sp() const { return fp8 ? &scale : nullptr; }
+};
+
+struct BothLinear {
+  HostLinear h;
+  LinearWeight c, g;
+  BothLinear(int64_t N, int64_t K, DType dt, float wscale = 1.0f) : h(N, K, dt, wscale) {
+    c = g_cpu->load_linear(h.w, h.sp());
+    g = g_gpu->load_linear(h.w, h.sp());
+  }
+};
+
+std::string dname(DType t) { return std::string(dtype_name(t)); }
+
+// ---------------------------------------------------------------- dense ops
+void check_linear() {
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{200, 320}, {96, 128}, {80, 128}, {32, 128}, {48, 128},
+                                                           {160, 128}, {576, 7168}, {1024, 512}, {2112, 1536}};
+  for (DType dt : {DType::F8_E4M3, DType::BF16, DType::F32})
+    for (auto [N, K] : shapes) {
+      if (dt == DType::F32 && N * K > 4'000'000) continue;
+      BothLinear w(N, K, dt);
+      for (int64_t M : {1, 3, 8, 9, 17, 32, 40, 300}) {
+        Tensor x = randn({M, K});
+        Tensor ref = g_cpu->linear(x, w.c);
+        Tensor xg = up(x);
+        for (GemmMode mode : {GemmMode::Exact, GemmMode::Fast}) {
+          g_gpu->set_gemm_mode(mode);
+          Tensor y = g_gpu->linear(xg, w.g);
+          const std::string path = g_gpu->last_gemm_path();
+          const double tol = path == "lt-fp8" ? 5e-2 : path == "lt-bf16" ? 1e-2 : kTolF32;
+          record("linear", fmt::format("{} M={} N={} K={} {}", dname(dt), M, N, K, path), cmp(y, ref).rel, tol);
+          if (path == "lt-fp8") {  // against the same FP8 activations through our fp32 GEMM: rounding only
+            g_gpu->set_emulate_fp8_lt(true);
+            Tensor em = g_gpu->linear(xg, w.g);
+            g_gpu->set_emulate_fp8_lt(false);
+            record("linear lt-fp8 vs emulated", fmt::format("M={} N={} K={}", M, N, K), compare(down(y), down(em)).rel, 1e-3);
+          }
+        }
+      }
+    }
+  g_gpu->set_gemm_mode(GemmMode::Exact);
+  std::printf("cuBLASLt FP8 configuration: %s\n", g_gpu->fp8_lt_config().c_str());
+}
+
+void check_norms_and_elementwise() {
+  for (int64_t n : {64, 513, 7168}) {
+    const int64_t T = n == 7168 ? 7 : 33;
+    Tensor x = randn({T, n}, 2.f, 0.3f), w = randn({n}, 1.f, 1.f), b = randn({n});
+    record("rmsnorm", fmt::format("T={} n={}", T, n), cmp(g_gpu->rmsnorm(up(x), up(w), 1e-6f), g_cpu->rmsnorm(x, w, 1e-6f)).rel, kTolF32);
+    record("layernorm", fmt::format("T={} n={}", T, n),
+           cmp(g_gpu->layernorm(up(x), up(w), up(b), 1e-6f), g_cpu->layernorm(x, w, b, 1e-6f)).rel, kTolF32);
+    Tensor res = randn({T, n}), res_c = Tensor::empty({T, n}, DType::F32);
+    std::copy_n(res.f32(), res.numel(), res_c.f32());
+    Tensor res_g = up(res);
+    Tensor yg = g_gpu->add_rmsnorm(up(x), res_g, up(w), 1e-6f);
+    Tensor yc = g_cpu->add_rmsnorm(x, res_c, w, 1e-6f);
+    record("add_rmsnorm", fmt::format("T={} n={} (output)", T, n), cmp(yg, yc).rel, kTolF32);
+    record("add_rmsnorm", fmt::format("T={} n={} (residual)", T, n), cmp(res_g, res_c).rel, 0.0);
+    Tensor g = randn({T, n}, 3.f), u = randn({T, n});
+    record("silu_mul", fmt::format("T={} n={}", T, n), cmp(g_gpu->silu_mul(up(g), up(u)), g_cpu->silu_mul(g, u)).rel, 1e-6);
+    Tensor a = randn({T, n}), a_c = Tensor::empty({T, n}, DType::F32);
+    std::copy_n(a.f32(), a.numel(), a_c.f32());
+    Tensor a_g = up(a);
+    g_gpu->add_inplace(a_g, up(g));
+    g_cpu->add_inplace(a_c, g);
+    g_gpu->scale_inplace(a_g, 0.37f);
+    g_cpu->scale_inplace(a_c, 0.37f);
+    record("add_inplace+scale", fmt::format("T={} n={}", T, n), cmp(a_g, a_c).rel, 0.0);
+  }
+  // embedding: fp32 and bf16 tables (the GPU keeps 2-D BF16 tables as BF16)
+  const int64_t V = 1000, H = 384;
+  std::vector<uint16_t> tb(size_t(V * H));
+  for (auto& v : tb) v = f32_to_bf16(std::normal_distribution<float>(0.f, 1.f)(rng()));
+  HostTensor ht{"emb", DType::BF16, {V, H}, tb.data()};
+  Tensor tc = g_cpu->load_tensor_f32(ht), tg = g_gpu->load_tensor_f32(ht);
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 77; ++i) ids.push_back(int32_t(rng()() % V));
+  record("embedding", "BF16 table 1000x384, 77 ids", cmp(g_gpu->embedding(tg, ids), g_cpu->embedding(tc, ids)).rel, 0.0);
+  Tensor tf = randn({V, H});
+  record("embedding", "F32 table 1000x384, 77 ids", cmp(g_gpu->embedding(up(tf), ids), g_cpu->embedding(tf, ids)).rel, 0.0);
+}
+
+void check_rope_copy_cache() {
+  RopeTable table;
+  std::uniform_real_distribution<float> ud(0.f, 1.f);
+  for (int i = 0; i < 32; ++i) table.inv_freq.push_back(std::pow(10000.f, -float(i) / 32.f) * (0.25f + 0.75f * ud(rng())));
+  for (float af : {1.0f, 0.7f}) {
+    table.attention_factor = af;
+    const int64_t T = 37, H = 5, Dn = 16, Dr = 64, Dq = Dn + Dr;
+    std::vector<int32_t> pos;
+    for (int t = 0; t < T; ++t) pos.push_back(int32_t(rng()() % 200000));
+    Tensor x = randn({T, H * Dq}), xc = Tensor::empty({T, H * Dq}, DType::F32);
+    std::copy_n(x.f32(), x.numel(), xc.f32());
+    Tensor xg = up(x);
+    g_gpu->rope(xg, Dn, Dq, H, Dr, pos, table, RopeLayout::Interleaved);
+    g_cpu->rope(xc, Dn, Dq, H, Dr, pos, table, RopeLayout::Interleaved);
+    record("rope", fmt::format("interleaved T={} heads={} af={}", T, H, af), cmp(xg, xc).maxrel, 1e-5);
+    const int64_t Hi = 8, Di = 128;
+    Tensor y = randn({T, Hi * Di}), yc = Tensor::empty({T, Hi * Di}, DType::F32);
+    std::copy_n(y.f32(), y.numel(), yc.f32());
+    Tensor yg = up(y);
+    g_gpu->rope(yg, 0, Di, Hi, Dr, pos, table, RopeLayout::HalfSplit);
+    g_cpu->rope(yc, 0, Di, Hi, Dr, pos, table, RopeLayout::HalfSplit);
+    record("rope", fmt::format("half-split T={} heads={} af={}", T, Hi, af), cmp(yg, yc).maxrel, 1e-5);
+  }
+  // copy_cols
+  Tensor src = randn({19, 100}), dst = randn({19, 70});
+  Tensor dc = Tensor::empty({19, 70}, DType::F32);
+  std::copy_n(dst.f32(), dst.numel(), dc.f32());
+  Tensor dg = up(dst);
+  g_gpu->copy_cols(dg, 5, up(src), 33, 41);
+  g_cpu->copy_cols(dc, 5, src, 33, 41);
+  record("copy_cols", "19 rows, 41 of 100 -> 70", cmp(dg, dc).rel, 0.0);
+  // cache_write / cache_gather with scattered slots
+  const int64_t R = 1000, D = 576;
+  Tensor pool = randn({R, D}), pc = Tensor::empty({R, D}, DType::F32);
+  std::copy_n(pool.f32(), pool.numel(), pc.f32());
+  Tensor pg = up(pool);
+  std::vector<int32_t> all(R);
+  std::iota(all.begin(), all.end(), 0);
+  std::shuffle(all.begin(), all.end(), rng());
+  std::vector<int32_t> slots(all.begin(), all.begin() + 53);
+  Tensor rows = randn({53, 64});
+  g_gpu->cache_write(pg, 512, up(rows), slots);
+  g_cpu->cache_write(pc, 512, rows, slots);
+  record("cache_write", "53 scattered rows into cols 512..575", cmp(pg, pc).rel, 0.0);
+  std::vector<int32_t> gs(all.begin() + 20, all.begin() + 120);
+  record("cache_gather", "100 scattered rows", cmp(g_gpu->cache_gather(pg, gs), g_cpu->cache_gather(pc, gs)).rel, 0.0);
+}
+
+// ---------------------------------------------------------------- attention
+struct Scenario {
+  AttnBatch ab;
+  std::vector<int32_t> ctx, key_row0;
+  Tensor index;  // host I32 [T, K]
+  int64_t T = 0, K = 0, rows = 0;
+};
+
+// Sequences with contexts ctx[s], the last n_new[s] positions being this step's queries; pages shuffled
+// over a pool with spare pages. sparse_k > 0: each query attends to a random ascending subset of
+// min(sparse_k, p + 1) earlier positions; else to every position 0..p.
+Scenario make_scenario(const std::vector<int32_t>& ctx, const std::vector<int32_t>& n_new, int32_t page_size,
+                       int64_t sparse_k) {
+  Scenario sc;
+  sc.ctx = ctx;
+  sc.ab.page_size = page_size;
+  int64_t pages = 0;
+  for (int32_t c : ctx) pages += (c + page_size - 1) / page_size;
+  const int64_t pool_pages = pages + 7;
+  std::vector<int32_t> perm(static_cast<size_t>(pool_pages));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng());
+  int64_t next = 0, row0 = 0;
+  for (size_t s = 0; s < ctx.size(); ++s) {
+    std::vector<int32_t> pt;
+    for (int32_t i = 0; i < (ctx[s] + page_size - 1) / page_size; ++i) pt.push_back(perm[size_t(next++)]);
+    sc.ab.page_tables.push_back(pt);
+    sc.key_row0.push_back(int32_t(row0));
+    row0 += ctx[s];
+    for (int32_t p = ctx[s] - n_new[s]; p < ctx[s]; ++p) {
+      sc.ab.seq_of_token.push_back(int32_t(s));
+      sc.ab.pos_of_token.push_back(p);
+    }
+  }
+  sc.rows = pool_pages * page_size;
+  sc.T = int64_t(sc.ab.pos_of_token.size());
+  int64_t K = 0;
+  for (int32_t p : sc.ab.pos_of_token) K = std::max<int64_t>(K, sparse_k > 0 ? std::min<int64_t>(sparse_k, p + 1) : p + 1);
+  sc.K = K;
+  sc.index = Tensor::empty({sc.T, K}, DType::I32);
+  for (int64_t t = 0; t < sc.T; ++t) {
+    const int32_t p = sc.ab.pos_of_token[size_t(t)];
+    int32_t* row = sc.index.i32() + t * K;
+    std::fill(row, row + K, -1);
+    if (sparse_k > 0 && p + 1 > sparse_k) {
+      std::vector<int32_t> all(size_t(p + 1));
+      std::iota(all.begin(), all.end(), 0);
+      std::shuffle(all.begin(), all.end(), rng());
+      all.resize(size_t(sparse_k));
+      std::sort(all.begin(), all.end());
+      std::copy(all.begin(), all.end(), row);
+    } else {
+      std::iota(row, row + p + 1, 0);
+    }
+  }
+  return sc;
+}
+
+void check_mla() {
+  struct Case {
+    const char* name;
+    std::vector<int32_t> ctx, n_new;
+    int32_t page;
+    int64_t sparse_k, H, Dl, Dr;
+  };
+  const std::vector<Case> cases = {
+      {"tiny, 3 seqs prefill+decode", {40, 23, 64}, {13, 1, 64}, 4, 0, 4, 64, 16},
+      {"decode 1 token, ctx 3000 sparse 2048", {3000}, {1}, 64, 2048, 128, 512, 64},
+      {"decode 4 seqs, ctx 100..5000, sparse 2048", {100, 2048, 2049, 5000}, {1, 1, 1, 1}, 16, 2048, 128, 512, 64},
+      {"chunk 33 + decodes, causal", {300, 77, 129}, {33, 1, 1}, 16, 0, 16, 512, 64},
+      {"prefill 130 tokens, sparse 64", {130}, {130}, 1, 64, 20, 512, 64},
+  };
+  for (const auto& c : cases) {
+    Scenario sc = make_scenario(c.ctx, c.n_new, c.page, c.sparse_k);
+    const int64_t D = c.Dl + c.Dr;
+    Tensor pool = randn({sc.rows, D}), q = randn({sc.T, c.H, D}, 0.3f);
+    const float scale = 1.0f / std::sqrt(float(D));
+    Tensor ref = g_cpu->mla_attention_absorbed(q, pool, sc.index, sc.ab, c.Dl, scale);
+    Tensor out = g_gpu->mla_attention_absorbed(up(q), up(pool), up(sc.index), sc.ab, c.Dl, scale);
+    record("mla_attention_absorbed", fmt::format("{} (T={} H={} K={})", c.name, sc.T, c.H, sc.K), cmp(out, ref).rel,
+           kTolF32);
+    if (c.H <= 20) {  // the expanded form over per-head K/V
+      const int64_t Nk = std::accumulate(c.ctx.begin(), c.ctx.end(), int64_t(0)), Dv = 48;
+      Tensor k = randn({Nk, c.H, D}, 0.5f), v = randn({Nk, c.H, Dv});
+      Tensor eref = g_cpu->attention_expanded(q, k, v, sc.index, sc.ab, sc.key_row0, scale);
+      Tensor eout = g_gpu->attention_expanded(up(q), up(k), up(v), up(sc.index), sc.ab, sc.key_row0, scale);
+      record("attention_expanded", fmt::format("{} (T={} H={} K={})", c.name, sc.T, c.H, sc.K), cmp(eout, eref).rel,
+             kTolF32);
+    }
+  }
+  // causal_index
+  Scenario sc = make_scenario({40, 23, 64}, {13, 1, 64}, 4, 0);
+  Tensor ci = g_gpu->to_host(g_gpu->causal_index(sc.ab)), cc = g_cpu->causal_index(sc.ab);
+  const bool same = ci.numel() == cc.numel() && std::equal(cc.i32(), cc.i32() + cc.numel(), ci.data<int32_t>());
+  record("causal_index", "3 seqs, 78 tokens", same ? 0.0 : 1.0, 0.0);
+  // weight absorption
+  for (DType dt : {DType::F8_E4M3, DType::BF16})
+    for (auto [H, Dn, Dv, Dl] : std::vector<std::array<int64_t, 4>>{{4, 32, 32, 64}, {16, 128, 128, 512}})
+      for (int64_t T : {1, 5, 37}) {
+        BothLinear kvb(H * (Dn + Dv), Dl, dt);
+        const int64_t Dr = 64;
+        Tensor q = randn({T, H * (Dn + Dr)});
+        record("mla_absorb_q", fmt::format("{} T={} H={} Dn={} Dl={}", dname(dt), T, H, Dn, Dl),
+               cmp(g_gpu->mla_absorb_q(up(q), kvb.g, H, Dn, Dv), g_cpu->mla_absorb_q(q, kvb.c, H, Dn, Dv)).rel, kTolF32);
+        Tensor o = randn({T, H, Dl});
+        record("mla_absorb_out", fmt::format("{} T={} H={} Dv={} Dl={}", dname(dt), T, H, Dv, Dl),
+               cmp(g_gpu->mla_absorb_out(up(o), kvb.g, H, Dn, Dv), g_cpu->mla_absorb_out(o, kvb.c, H, Dn, Dv)).rel,
+               kTolF32);
+      }
+}
+
+// ---------------------------------------------------------------- indexer
+// Checks a GPU top-k against exact (double) scores: ascending, distinct, causal, the right count, and no
+// unselected position scoring clearly above a selected one. Returns the number of rows equal to the CPU's.
+struct TopkResult {
+  double violation = 0;  // max over rows of (best unselected - worst selected) / max |score|, if positive
+  bool structure_ok = true;
+  int64_t rows = 0, equal_rows = 0;
+};
+TopkResult check_topk(const Tensor& gpu_idx, const Tensor& cpu_idx, const Tensor& q, const Tensor& w, const Tensor& kp,
+                      const AttnBatch& ab, int64_t heads, int64_t dim, int64_t topk) {
+  TopkResult r;
+  const int64_t T = gpu_idx.dim(0), K = gpu_idx.dim(1);
+  if (cpu_idx.dim(1) != K) {
+    r.structure_ok = false;
+    return r;
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    const int32_t p = ab.pos_of_token[size_t(t)], s = ab.seq_of_token[size_t(t)];
+    const int32_t* g = gpu_idx.data<int32_t>() + t * K;
+    const int32_t* c = cpu_idx.i32() + t * K;
+    ++r.rows;
+    r.equal_rows += std::equal(g, g + K, c);
+    const int64_t want = std::min<int64_t>(topk, p + 1);
+    for (int64_t j = 0; j < K; ++j) {
+      if (j < want) {
+        if (g[j] < 0 || g[j] > p || (j > 0 && g[j] <= g[j - 1])) r.structure_ok = false;
+      } else if (g[j] != -1) {
+        r.structure_ok = false;
+      }
+    }
+    if (!r.structure_ok || p + 1 <= topk) continue;
+    std::vector<double> sc(size_t(p + 1));
+    double amax = 0;
+    for (int32_t j = 0; j <= p; ++j) {
+      const float* kj = kp.f32() + int64_t(ab.slot(s, j)) * dim;
+      double acc = 0;
+      for (int64_t h = 0; h < heads; ++h) {
+        double d = 0;
+        for (int64_t i = 0; i < dim; ++i) d += double(q.f32()[(t * heads + h) * dim + i]) * kj[i];
+        acc += double(w.f32()[t * heads + h]) * std::max(0.0, d);
+      }
+      sc[size_t(j)] = acc;
+      amax = std::max(amax, std::fabs(acc));
+    }
+    std::vector<char> sel(size_t(p + 1), 0);
+    for (int64_t j = 0; j < want; ++j) sel[size_t(g[j])] = 1;
+    double worst_sel = INFINITY, best_unsel = -INFINITY;
+    for (int32_t j = 0; j <= p; ++j)
+      (sel[size_t(j)] ? worst_sel : best_unsel) =
+          sel[size_t(j)] ? std::min(worst_sel, sc[size_t(j)]) : std::max(best_unsel, sc[size_t(j)]);
+    if (amax > 0) r.violation = std::max(r.violation, (best_unsel - worst_sel) / amax);
+  }
+  return r;
+}
+
+void check_indexer() {
+  struct Case {
+    const char* name;
+    std::vector<int32_t> ctx, n_new;
+    int32_t page;
+    int64_t heads, dim, topk;
+    int tie;  // 0: random, 1: identical keys, 2: zero weights, 3: negative weights
+  };
+  const std::vector<Case> cases = {
+      {"tiny 3 seqs", {40, 23, 64}, {40, 23, 64}, 4, 16, 32, 16, 0},
+      {"decode 3 seqs ctx 2047..5000", {2047, 2049, 5000}, {1, 1, 1}, 64, 64, 128, 2048, 0},
+      {"chunk 40 of ctx 3000", {3000}, {40}, 16, 64, 128, 2048, 0},
+      {"decode 2 seqs ctx 20000, 40000 (split top-k)", {20000, 40000}, {1, 2}, 64, 64, 128, 2048, 0},
+      {"identical keys, ctx 30000 (split top-k ties)", {30000}, {2}, 64, 16, 32, 512, 1},
+      {"identical keys (all tie)", {300, 70}, {5, 70}, 4, 16, 32, 16, 1},
+      {"zero weights (all tie)", {300}, {7}, 4, 16, 32, 64, 2},
+      {"zero queries, negative weights (+-0)", {500}, {9}, 8, 16, 32, 64, 3},
+  };
+  for (const auto& c : cases) {
+    Scenario sc = make_scenario(c.ctx, c.n_new, c.page, 0);
+    Tensor q = randn({sc.T, c.heads * c.dim}), w = randn({sc.T, c.heads}, 0.1f), kp = randn({sc.rows, c.dim});
+    if (c.tie == 1)
+      for (int64_t r = 1; r < sc.rows; ++r) std::copy_n(kp.f32(), c.dim, kp.f32() + r * c.dim);
+    if (c.tie == 2) std::fill(w.f32(), w.f32() + w.numel(), 0.0f);
+    if (c.tie == 3) {  // every dot product 0, weights negative: scores are +0 / -0 and must tie
+      for (int64_t i = 0; i < w.numel(); ++i) w.f32()[i] = -std::fabs(w.f32()[i]);
+      std::fill(q.f32(), q.f32() + q.numel(), 0.0f);
+    }
+    Tensor ref = g_cpu->indexer_topk(q, w, kp, sc.ab, c.heads, c.dim, c.topk);
+    Tensor got = g_gpu->to_host(g_gpu->indexer_topk(up(q), up(w), up(kp), sc.ab, c.heads, c.dim, c.topk));
+    TopkResult r = check_topk(got, ref, q, w, kp, sc.ab, c.heads, c.dim, c.topk);
+    const double err = r.structure_ok ? r.violation : INFINITY;
+    record("indexer_topk", fmt::format("{} (T={}, {}/{} rows = CPU)", c.name, sc.T, r.equal_rows, r.rows), err,
+           c.tie ? 0.0 : 1e-5);
+    if (c.tie) record("indexer_topk ties = CPU", c.name, r.equal_rows == r.rows ? 0.0 : 1.0, 0.0);
+  }
+  // FP8 numerics: Hadamard + e4m3 rounding, bit-identical to the CPU.
+  for (int64_t n : {32, 128}) {
+    Tensor x = randn({300, n}, 3.f);
+    for (int64_t r = 0; r < 300; r += 7)
+      for (int64_t i = 0; i < n; ++i) x.f32()[r * n + i] *= 1e-3f;  // some tiny rows (amax clamp)
+    Tensor xc = Tensor::empty(x.shape(), DType::F32);
+    std::copy_n(x.f32(), x.numel(), xc.f32());
+    Tensor xg = up(x);
+    g_gpu->hadamard_fp8_round(xg, n);
+    g_cpu->hadamard_fp8_round(xc, n);
+    record("hadamard_fp8_round", fmt::format("300 rows of {} (bitwise)", n), cmp(xg, xc).maxrel, 0.0);
+  }
+}
+
+// ---------------------------------------------------------------- MoE
+void check_moe() {
+  struct R {
+    int64_t E;
+    MoeRouting cfg;
+  };
+  for (const R& rc : {R{256, {8, 4, 8, true, 2.5f}}, R{8, {4, 2, 3, true, 2.5f}}, R{64, {1, 1, 6, false, 1.0f}}}) {
+    const int64_t T = 500;
+    Tensor logits = randn({T, rc.E}, 2.f), bias = randn({rc.E}, 0.1f);
+    Tensor ic, wc, ig, wg;
+    g_cpu->moe_route(logits, bias, rc.cfg, &ic, &wc);
+    g_gpu->moe_route(up(logits), up(bias), rc.cfg, &ig, &wg);
+    Tensor ih = g_gpu->to_host(ig);
+    int64_t diff = 0;
+    for (int64_t t = 0; t < T; ++t)
+      diff += !std::equal(ic.i32() + t * rc.cfg.top_k, ic.i32() + (t + 1) * rc.cfg.top_k, ih.data<int32_t>() + t * rc.cfg.top_k);
+    record("moe_route ids", fmt::format("E={} groups {}/{} top {}: {} of {} tokens differ", rc.E, rc.cfg.topk_group,
+                                        rc.cfg.n_group, rc.cfg.top_k, diff, T),
+           double(diff) / T, 0.004);
+    if (diff == 0) record("moe_route weights", fmt::format("E={}", rc.E), cmp(wg, wc).rel, 1e-6);
+  }
+  // Experts: FP8 SwiGLU experts over routed tokens.
+  const int64_t E = 16, H = 256, I = 128;
+  std::vector<std::unique_ptr<BothLinear>> ws;
+  std::vector<ExpertWeights> ec, eg;
+  for (int64_t e = 0; e < E; ++e) {
+    ExpertWeights c, g;
+    ws.push_back(std::make_unique<BothLinear>(I, H, DType::F8_E4M3));
+    c.gate = ws.back()->c, g.gate = ws.back()->g;
+    ws.push_back(std::make_unique<BothLinear>(I, H, DType::F8_E4M3));
+    c.up = ws.back()->c, g.up = ws.back()->g;
+    ws.push_back(std::make_unique<BothLinear>(H, I, DType::F8_E4M3));
+    c.down = ws.back()->c, g.down = ws.back()->g;
+    ec.push_back(c), eg.push_back(g);
+  }
+  for (int64_t T : {1, 6, 120}) {
+    Tensor x = randn({T, H}), logits = randn({T, E}), bias = randn({E}, 0.1f);
+    Tensor ids, wts;
+    g_cpu->moe_route(logits, bias, {4, 2, 4, true, 2.5f}, &ids, &wts);
+    Tensor ref = g_cpu->moe_experts(x, ids, wts, ec);
+    for (GemmMode mode : {GemmMode::Exact, GemmMode::Fast}) {
+      g_gpu->set_gemm_mode(mode);
+      Tensor y = g_gpu->moe_experts(up(x), up(ids), up(wts), eg);
+      record("moe_experts", fmt::format("T={} 16 FP8 experts top-4 {}", T, mode == GemmMode::Fast ? "fast" : "exact"),
+             cmp(y, ref).rel, mode == GemmMode::Fast ? 5e-2 : kTolF32);
+    }
+  }
+  g_gpu->set_gemm_mode(GemmMode::Exact);
+}
+}  // namespace
+
+int main() {
+  try {
+    g_cpu = make_cpu_backend(0);
+    cuda::CudaOptions o;
+    o.poison = true;
+    o.gemm = GemmMode::Exact;
+    g_gpu = cuda::make_cuda_backend(o);
+    check_norms_and_elementwise();
+    check_rope_copy_cache();
+    check_linear();
+    check_mla();
+    check_indexer();
+    check_moe();
+    const auto st = g_gpu->memory_stats();
+    std::printf("device memory: peak in use %.1f MiB, %zu cudaMalloc calls by the caching allocator\n",
+                double(st.peak_in_use) / (1 << 20), st.cuda_mallocs);
+    return summary("gpu_ops_check") ? 1 : 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gpu_ops_check: error: %s\n", e.what());
+    return 2;
+  }
+}

@@ -45,7 +45,19 @@ struct ServeFlags {
        skip_server_warmup = false;
 };
 
-constexpr double kCpuDefaultMemFraction = 0.1;  // of available RAM: the CPU backend is for tests and the demo
+constexpr double kCpuDefaultMemFraction = 0.1;   // of available RAM: the CPU backend is for tests and the demo
+constexpr double kCudaDefaultMemFraction = 0.85;  // of free GPU memory, weights included (SGLang's meaning)
+
+std::unique_ptr<backend::Backend> make_backend(const ServeFlags& f) {
+  if (f.device == "cuda") {
+#ifdef DSSERVE_HAVE_CUDA
+    return backend::make_cuda_backend(0);
+#else
+    fail("--device cuda: this dsserve was built without CUDA (configure with -DDSSERVE_CUDA=ON where nvcc is installed)");
+#endif
+  }
+  return backend::make_cpu_backend(f.threads);
+}
 
 void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--model-path,--model", f.model_path,
@@ -117,16 +129,14 @@ void validate(const ServeFlags& f) {
   DS_CHECK(f.tp == 1, "--tp {}: tensor parallelism is not available yet ({}); use --tp 1", f.tp, later);
   DS_CHECK(f.dp == 1, "--dp {}: data parallelism is not available yet ({}); use --dp 1", f.dp, later);
   DS_CHECK(f.ep == 1, "--ep {}: expert parallelism is not available yet ({}); use --ep 1", f.ep, later);
-  if (f.device == "cuda")
-    fail("--device cuda: the CUDA backend is not available yet (only its first kernels exist); use --device cpu");
-  DS_CHECK(f.device == "cpu", "--device must be cpu or cuda, got '{}'", f.device);
+  DS_CHECK(f.device == "cpu" || f.device == "cuda", "--device must be cpu or cuda, got '{}'", f.device);
   DS_CHECK(f.reasoning_parser.empty() || f.reasoning_parser == "deepseek-v3",
            "--reasoning-parser '{}' is not supported; this server has deepseek-v3", f.reasoning_parser);
   DS_CHECK(f.tool_call_parser.empty() || chat::is_tool_parser_name(f.tool_call_parser),
            "--tool-call-parser '{}' is not supported; this server has deepseekv31 and deepseekv32", f.tool_call_parser);
   DS_CHECK(f.schedule_policy == "fcfs" || f.schedule_policy == "lpm",
            "--schedule-policy '{}' is not supported; use fcfs or lpm", f.schedule_policy);
-  DS_CHECK(f.kv_cache_dtype == "auto", "--kv-cache-dtype '{}' is not supported by the CPU backend; use auto",
+  DS_CHECK(f.kv_cache_dtype == "auto", "--kv-cache-dtype '{}' is not supported yet; use auto (the backend's dtype)",
            f.kv_cache_dtype);
   DS_CHECK(f.page_size >= 1, "--page-size must be >= 1, got {}", f.page_size);
   DS_CHECK(f.chunked_prefill_size == -1 || f.chunked_prefill_size >= 1,
@@ -140,13 +150,31 @@ void validate(const ServeFlags& f) {
            f.mem_fraction_static);
 }
 
-std::unique_ptr<chat::ChatEncoder> chat_encoder(const ServeFlags& f, const std::string& tokenizer_dir, bool demo) {
-  chat::CheckpointChatInfo info = chat::read_checkpoint_chat_info(tokenizer_dir);
+bool is_deepseek_v32(const chat::CheckpointChatInfo& info) {
+  if (info.model_type == "deepseek_v32") return true;
+  for (const auto& a : info.architectures)
+    if (a == "DeepseekV32ForCausalLM") return true;
+  return false;
+}
+
+std::unique_ptr<chat::ChatEncoder> chat_encoder(const ServeFlags& f, const std::string& model_dir,
+                                                const std::string& tokenizer_dir, bool demo) {
+  chat::CheckpointChatInfo info = chat::read_checkpoint_chat_info(model_dir);  // config.json
+  if (tokenizer_dir != model_dir) info.chat_template = chat::read_checkpoint_chat_info(tokenizer_dir).chat_template;
   std::optional<std::string> tmpl;
   if (!f.chat_template.empty()) tmpl = chat::load_chat_template_file(f.chat_template);
   // The demo model is a V3.2 model whose npm tokenizer_config carries DeepSeek-V3's template: V3.2's format.
   std::string which = demo && f.encoder == "auto" && !tmpl ? "dsv32" : f.encoder;
-  return chat::select_encoder(info, which, tmpl);
+  try {
+    return chat::select_encoder(info, which, tmpl);
+  } catch (const ds::Error& e) {
+    // A V3.2 checkpoint whose tokenizer_config carries a template we cannot render (not one of the
+    // known fingerprints): V3.2's own format is the right one for the model; say so loudly.
+    if (which != "auto" || tmpl || !is_deepseek_v32(info)) throw;
+    spdlog::warn("{}", e.what());
+    spdlog::warn("serving chat with DeepSeek-V3.2's own format (dsv32) instead; --encoder or --chat-template chooses");
+    return chat::make_dsv32_encoder();
+  }
 }
 
 server::Json server_args(const ServeFlags& f, const std::string& model_path, const std::string& served,
@@ -208,15 +236,17 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
 
   tok::Tokenizer tokenizer = tok::Tokenizer::load(tokenizer_path);
   const fs::path tok_dir = fs::is_directory(tokenizer_path) ? fs::path(tokenizer_path) : fs::path(tokenizer_path).parent_path();
-  std::unique_ptr<chat::ChatEncoder> encoder = chat_encoder(flags, tok_dir.string(), demo);
+  std::unique_ptr<chat::ChatEncoder> encoder = chat_encoder(flags, model_path, tok_dir.string(), demo);
   server::SamplingDefaults sampling_defaults = server::load_sampling_defaults(model_path);
 
   Timer load_timer;
-  auto backend = backend::make_cpu_backend(flags.threads);
+  auto backend = make_backend(flags);
+  const int64_t device_free_before = backend->free_device_memory();  // 0 on the CPU
   auto model = model::Model::load(model_path, *backend);
   const auto& mc = model->config();
-  spdlog::info("loaded {} ({}, {} layers{}, vocab {}) in {:.1f} s", model_path, mc.model_type, mc.num_hidden_layers,
-               model->has_mtp() ? " + MTP" : "", mc.vocab_size, load_timer.seconds());
+  spdlog::info("loaded {} ({}, {} layers{}, vocab {}) on {} in {:.1f} s", model_path, mc.model_type,
+               mc.num_hidden_layers, model->has_mtp() ? " + MTP" : "", mc.vocab_size, backend->name(),
+               load_timer.seconds());
 
   int64_t context_length = flags.context_length > 0 ? flags.context_length : mc.max_position_embeddings;
   if (context_length <= 0) context_length = 4096;
@@ -227,8 +257,17 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   KvPlanInput kin;
   kin.bytes_per_token = model::KVCache::bytes_per_token(mc, backend->act_dtype(), model->has_mtp());
   kin.max_total_tokens = flags.max_total_tokens;
-  kin.mem_fraction = flags.mem_fraction_static > 0 ? flags.mem_fraction_static : kCpuDefaultMemFraction;
-  kin.available_bytes = available_host_memory();
+  if (flags.device == "cuda") {
+    // As SGLang: the fraction covers weights + KV of the memory free at start; the weights are in.
+    kin.mem_fraction = flags.mem_fraction_static > 0 ? flags.mem_fraction_static : kCudaDefaultMemFraction;
+    kin.available_bytes = device_free_before;
+    kin.reserved_bytes = device_free_before - backend->free_device_memory();
+    kin.memory_name = "free GPU memory";
+  } else {
+    kin.mem_fraction = flags.mem_fraction_static > 0 ? flags.mem_fraction_static : kCpuDefaultMemFraction;
+    kin.available_bytes = available_host_memory();
+    kin.memory_name = "available RAM";
+  }
   kin.max_running_requests = flags.max_running_requests;
   kin.context_length = context_length;
   kin.page_size = flags.page_size;
@@ -274,7 +313,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
 
   const std::string url = fmt::format("http://{}:{}", flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host,
                                       http.port());
-  spdlog::info("dsserve 0.1.0 serving '{}' on {} (cpu backend)", served, url);
+  spdlog::info("dsserve 0.1.0 serving '{}' on {} ({} backend)", served, url, backend->name());
   spdlog::info("  KV pool: {}", plan.why);
   spdlog::info("  context length {}, max running requests {}, chunked prefill {}, radix cache {}, schedule {}",
                context_length, ec.max_running_requests, ec.chunked_prefill_size, ec.enable_radix_cache ? "on" : "off",

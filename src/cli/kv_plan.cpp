@@ -30,7 +30,8 @@ KvPlan plan_kv_pool(const KvPlanInput& in) {
              in.mem_fraction);
     DS_CHECK(in.available_bytes > 0, "cannot read the available memory; pass --max-total-tokens");
     const int64_t budget = int64_t(in.mem_fraction * double(in.available_bytes)) - in.reserved_bytes;
-    DS_CHECK(budget > 0, "--mem-fraction-static {} of {} {} leaves nothing for the KV pool after {} of weights; raise it",
+    DS_CHECK(budget > 0,
+             "--mem-fraction-static {} of {} {} leaves nothing for the KV pool after {} of weights; raise it",
              in.mem_fraction, gib(in.available_bytes), in.memory_name, gib(in.reserved_bytes));
     p.tokens = budget / in.bytes_per_token;
     p.why = fmt::format("--mem-fraction-static {} of {} {}", in.mem_fraction, gib(in.available_bytes), in.memory_name);

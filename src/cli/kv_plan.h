@@ -10,10 +10,10 @@ namespace ds::cli {
 
 struct KvPlanInput {
   int64_t bytes_per_token = 0;
-  int64_t max_total_tokens = 0;     // the flag; 0: plan from memory
+  int64_t max_total_tokens = 0;  // the flag; 0: plan from memory
   double mem_fraction = 0.1;
-  int64_t available_bytes = 0;      // memory the budget is a fraction of
-  int64_t reserved_bytes = 0;       // of the budget, already taken (the weights on a GPU)
+  int64_t available_bytes = 0;  // memory the budget is a fraction of
+  int64_t reserved_bytes = 0;   // of the budget, already taken (the weights on a GPU)
   std::string memory_name = "available memory";
   int64_t max_running_requests = 0;
   int64_t context_length = 0;
@@ -23,7 +23,7 @@ struct KvPlanInput {
 struct KvPlan {
   int64_t tokens = 0;  // a multiple of page_size
   int64_t bytes = 0;
-  std::string why;     // one line for the banner
+  std::string why;  // one line for the banner
 };
 
 // Throws ds::Error when the pool would not hold one page.

@@ -4,9 +4,7 @@ namespace ds::server {
 
 void bad_param(const std::string& param, const std::string& message) { throw ApiError(400, message, param); }
 
-const char* error_type(int status) {
-  return status >= 500 ? "server_error" : "invalid_request_error";
-}
+const char* error_type(int status) { return status >= 500 ? "server_error" : "invalid_request_error"; }
 
 Json error_body(int status, const std::string& message, const std::optional<std::string>& param,
                 const std::optional<std::string>& code) {
@@ -27,6 +25,8 @@ HttpResponse error_response(const ApiError& e) {
   return r;
 }
 
-HttpResponse error_response(int status, const std::string& message) { return error_response(ApiError(status, message)); }
+HttpResponse error_response(int status, const std::string& message) {
+  return error_response(ApiError(status, message));
+}
 
 }  // namespace ds::server

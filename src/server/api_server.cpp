@@ -81,7 +81,9 @@ void ApiServer::handle(HttpRequest&& req, std::shared_ptr<Responder> r) {
     if (!route && req.path.rfind("/v1/models/", 0) == 0) route = &model_route;
     if (!route) throw ApiError(404, "Not Found: " + req.path);
     if (!route->open && !authorized(req))
-      throw ApiError(401, req.header("authorization") ? "Incorrect API key provided." : "Missing API key: send 'Authorization: Bearer <key>'.",
+      throw ApiError(401,
+                     req.header("authorization") ? "Incorrect API key provided."
+                                                 : "Missing API key: send 'Authorization: Bearer <key>'.",
                      std::nullopt, "invalid_api_key");
     if (!has_method(route->methods, req.method)) {
       HttpResponse resp = error_response(405, "Method " + req.method + " not allowed on " + req.path);

@@ -8,8 +8,9 @@ namespace ds::server {
 ChatWriter::ChatWriter(ChatWriterOptions options, size_t num_choices, const tok::Tokenizer& tokenizer)
     : opt_(std::move(options)), tok_(tokenizer), per_(num_choices) {
   for (auto& pc : per_) pc.parser = std::make_unique<chat::ChatOutputParser>(opt_.parser);
-  chunk_head_ = "{\"id\":" + dump(opt_.id) + ",\"object\":\"chat.completion.chunk\",\"created\":" +
-                std::to_string(opt_.created) + ",\"model\":" + dump(opt_.model) + ",\"choices\":[";
+  chunk_head_ = "{\"id\":" + dump(opt_.id) +
+                ",\"object\":\"chat.completion.chunk\",\"created\":" + std::to_string(opt_.created) +
+                ",\"model\":" + dump(opt_.model) + ",\"choices\":[";
 }
 
 std::string ChatWriter::chunk_event(size_t i, Json delta, Json finish_reason, Json logprobs, Json matched) const {

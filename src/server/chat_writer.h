@@ -38,7 +38,7 @@ class ChatWriter : public OutputWriter {
     bool role_sent = false;
     bool content_started = false;  // content or a tool call came out
     bool saw_reasoning = false;
-    int64_t pending_tokens = 0;    // output tokens before the content started
+    int64_t pending_tokens = 0;  // output tokens before the content started
     int64_t reasoning_tokens = 0;
   };
   // One chat.completion.chunk event for choice i (the constant head is built once: this runs per token).

@@ -34,8 +34,9 @@ bool apply_tool_choice(Json& body) {
   }
   if (!it->is_object() || !it->contains("function") || !(*it)["function"].is_object() ||
       !(*it)["function"].contains("name") || !(*it)["function"]["name"].is_string())
-    bad_param("tool_choice", "tool_choice must be 'none', 'auto', 'required' or {\"type\": \"function\", "
-                             "\"function\": {\"name\": ...}}");
+    bad_param("tool_choice",
+              "tool_choice must be 'none', 'auto', 'required' or {\"type\": \"function\", "
+              "\"function\": {\"name\": ...}}");
   const std::string name = (*it)["function"]["name"].get<std::string>();
   if (!has_tools) bad_param("tool_choice", "tool_choice names function '" + name + "' but no tools are given");
   Json only = Json::array();
@@ -61,7 +62,8 @@ void chat_completions(ServerState& st, const HttpRequest& req, const std::shared
   Json body = parse_body(req.body);
   check_model(st, body);
   if (!st.encoder)
-    throw ApiError(400, "This server has no chat format for its model (no supported chat template); use /v1/completions");
+    throw ApiError(400,
+                   "This server has no chat format for its model (no supported chat template); use /v1/completions");
   Fields f{body, ""};
   const bool stream = f.boolean("stream").value_or(false);
   const bool usage_in_stream = include_usage(f);

@@ -45,7 +45,8 @@ std::vector<std::vector<int32_t>> read_prompts(const ServerState& st, const Json
     if ((*ids)[0].is_array()) {
       batch = true;
       for (size_t i = 0; i < ids->size(); ++i) {
-        if (!(*ids)[i].is_array()) bad_param("input_ids", "input_ids must be a list of integers or a list of such lists");
+        if (!(*ids)[i].is_array())
+          bad_param("input_ids", "input_ids must be a list of integers or a list of such lists");
         out.push_back(id_list((*ids)[i], "input_ids[" + std::to_string(i) + "]"));
       }
     } else {
@@ -63,10 +64,9 @@ void generate(ServerState& st, const HttpRequest& req, const std::shared_ptr<Res
   Json body = parse_body(req.body);
   Fields f{body, ""};
   const bool stream = f.boolean("stream").value_or(false);
-  GenerationParams params =
-      parse_native_params(body.contains("sampling_params") && !body["sampling_params"].is_null() ? body["sampling_params"]
-                                                                                                 : Json::object(),
-                          st.config.sampling_defaults);
+  GenerationParams params = parse_native_params(
+      body.contains("sampling_params") && !body["sampling_params"].is_null() ? body["sampling_params"] : Json::object(),
+      st.config.sampling_defaults);
   GenerateWriterOptions wo;
   wo.stream = stream;
   wo.return_logprob = f.boolean("return_logprob").value_or(false);
@@ -104,7 +104,8 @@ void generate(ServerState& st, const HttpRequest& req, const std::shared_ptr<Res
   const bool numbered = prompts.size() * size_t(params.n) > 1;
   for (const auto& p : prompts) {
     const int32_t max_new = resolve_max_new_tokens(st, p.size(), params, 128, "sampling_params.max_new_tokens");
-    for (auto& rq : make_requests(rid, p, params, max_new, numbered, requests.size())) requests.push_back(std::move(rq));
+    for (auto& rq : make_requests(rid, p, params, max_new, numbered, requests.size()))
+      requests.push_back(std::move(rq));
   }
   for (size_t i = 0; i < rids.size(); ++i) requests[i].id = rids[i];
 

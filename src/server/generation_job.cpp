@@ -19,7 +19,8 @@ void GenerationJob::start(std::vector<runtime::GenerateRequest> requests) {
     choices_[i].engine_id = requests[i].id;
     ids.push_back(requests[i].id);
   }
-  if (!st_.live.add(opt_.rid, ids)) throw ApiError(400, fmt::format("request id '{}' is already in use", opt_.rid), "rid");
+  if (!st_.live.add(opt_.rid, ids))
+    throw ApiError(400, fmt::format("request id '{}' is already in use", opt_.rid), "rid");
 
   auto self = shared_from_this();
   responder_->on_disconnect([self] { self->on_client_gone(); });
@@ -115,8 +116,8 @@ void GenerationJob::log_line() const {
   }
   if (gone_) finish += " (client disconnected)";
   spdlog::info("{}: prompt {} tokens, completion {}, cached {}, ttft {}, {:.3f} s, finish {}", opt_.rid, u.prompt,
-               u.completion, u.cached, ttft < 0 ? std::string("-") : fmt::format("{:.3f} s", ttft),
-               clock_.seconds(), finish);
+               u.completion, u.cached, ttft < 0 ? std::string("-") : fmt::format("{:.3f} s", ttft), clock_.seconds(),
+               finish);
 }
 
 }  // namespace ds::server

@@ -18,9 +18,9 @@ namespace ds::server {
 class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
  public:
   struct Options {
-    std::string rid;       // the response id; registered in ServerState::live while running
+    std::string rid;  // the response id; registered in ServerState::live while running
     bool stream = false;
-    int32_t n = 1;         // choices per prompt (for usage and the log)
+    int32_t n = 1;  // choices per prompt (for usage and the log)
   };
   GenerationJob(ServerState& state, std::shared_ptr<Responder> responder, Options options,
                 std::unique_ptr<OutputWriter> writer);

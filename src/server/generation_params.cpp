@@ -9,7 +9,7 @@
 namespace ds::server {
 namespace {
 
-constexpr int64_t kMaxN = 128;          // OpenAI's limit on n
+constexpr int64_t kMaxN = 128;           // OpenAI's limit on n
 constexpr int64_t kMaxTopLogprobs = 20;  // OpenAI's limit on top_logprobs
 
 // The fields both APIs share: the SamplingParams knobs, stops, flags.
@@ -121,15 +121,37 @@ GenerationParams parse_openai_params(const Json& body, OpenAiApi api, const Samp
 
 GenerationParams parse_native_params(const Json& sp, const SamplingDefaults& defaults) {
   if (!sp.is_object()) bad_param("sampling_params", "sampling_params must be an object");
-  static const char* const known[] = {
-      "max_new_tokens", "min_new_tokens", "stop", "stop_token_ids", "temperature", "top_p", "top_k", "min_p",
-      "frequency_penalty", "presence_penalty", "repetition_penalty", "ignore_eos", "skip_special_tokens",
-      "no_stop_trim", "n", "sampling_seed", "seed", "spaces_between_special_tokens", "regex", "ebnf", "json_schema",
-      "structural_tag", "stop_regex", "logit_bias", "custom_params", "custom_logit_processor"};
+  static const char* const known[] = {"max_new_tokens",
+                                      "min_new_tokens",
+                                      "stop",
+                                      "stop_token_ids",
+                                      "temperature",
+                                      "top_p",
+                                      "top_k",
+                                      "min_p",
+                                      "frequency_penalty",
+                                      "presence_penalty",
+                                      "repetition_penalty",
+                                      "ignore_eos",
+                                      "skip_special_tokens",
+                                      "no_stop_trim",
+                                      "n",
+                                      "sampling_seed",
+                                      "seed",
+                                      "spaces_between_special_tokens",
+                                      "regex",
+                                      "ebnf",
+                                      "json_schema",
+                                      "structural_tag",
+                                      "stop_regex",
+                                      "logit_bias",
+                                      "custom_params",
+                                      "custom_logit_processor"};
   for (auto it = sp.begin(); it != sp.end(); ++it) {
     bool ok = false;
     for (const char* k : known) ok = ok || it.key() == k;
-    if (!ok) bad_param("sampling_params." + it.key(), "sampling_params." + it.key() + " is not a known sampling parameter");
+    if (!ok)
+      bad_param("sampling_params." + it.key(), "sampling_params." + it.key() + " is not a known sampling parameter");
   }
   Fields f{sp, "sampling_params"};
   GenerationParams p;

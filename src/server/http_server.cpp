@@ -9,16 +9,15 @@
 #include "server/http_server.h"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
 #include <pthread.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <atomic>
-#include <cerrno>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -58,9 +57,10 @@ std::string status_line(int status) {
 
 // The transport's own refusals, in the API's error shape (server/api_error.h).
 std::string plain_error(int status, const std::string& message) {
-  std::string body = error_body(status, message).dump();
-  return status_line(status) + fmt::format("Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                                           body.size()) + body;
+  std::string body = dump(error_body(status, message));
+  return status_line(status) +
+         fmt::format("Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.size()) +
+         body;
 }
 
 class Connection;
@@ -84,7 +84,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::mutex conn_mu;  // the open connections, to drop them at stop()
   std::unordered_map<Connection*, std::weak_ptr<Connection>> conns;
 
-  Impl(HttpServerOptions o, RequestHandler h) : opt(std::move(o)), handler(std::move(h)), io(std::max(1, opt.io_threads)) {}
+  Impl(HttpServerOptions o, RequestHandler h)
+      : opt(std::move(o)), handler(std::move(h)), io(std::max(1, opt.io_threads)) {}
   void accept();
 };
 
@@ -167,17 +168,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     parser_->body_limit(srv_->opt.max_body_bytes);
     parser_->header_limit(64 * 1024);
     arm_timer(srv_->opt.idle_timeout_s);
-    http::async_read_header(sock_, buf_, *parser_, [self = shared_from_this()](error_code ec, size_t) {
-      self->on_header(ec);
-    });
+    http::async_read_header(sock_, buf_, *parser_,
+                            [self = shared_from_this()](error_code ec, size_t) { self->on_header(ec); });
   }
 
   void on_header(error_code ec) {
     if (ec) return read_failed(ec);
     auto& req = parser_->get();
     if (auto len = parser_->content_length(); len && *len > srv_->opt.max_body_bytes)
-      return refuse(413, fmt::format("request body of {} bytes is over the limit of {} bytes", *len,
-                                     srv_->opt.max_body_bytes));
+      return refuse(
+          413, fmt::format("request body of {} bytes is over the limit of {} bytes", *len, srv_->opt.max_body_bytes));
     auto expect = req[http::field::expect];
     if (!expect.empty() && iequals(std::string_view(expect.data(), expect.size()), "100-continue")) {
       interim_ = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -217,8 +217,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return refuse(413, fmt::format("request body is over the limit of {} bytes", srv_->opt.max_body_bytes));
     if (ec == http::error::header_limit) return refuse(431, "request headers are too large");
     if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
-        ec != http::error::end_of_stream &&
-        ec != http::error::partial_message)
+        ec != http::error::end_of_stream && ec != http::error::partial_message)
       return refuse(400, "malformed HTTP request");
     close();  // EOF, reset, timeout: nothing to answer
   }
@@ -226,7 +225,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // An answer to a request we will not hand on; the connection closes after it.
   void refuse(int status, const std::string& message) {
     interim_ = plain_error(status, message);
-    asio::async_write(sock_, asio::buffer(interim_), [self = shared_from_this()](error_code, size_t) { self->close(); });
+    asio::async_write(sock_, asio::buffer(interim_),
+                      [self = shared_from_this()](error_code, size_t) { self->close(); });
   }
 
   // ------------------------------------------------------------ one request/response exchange
@@ -297,9 +297,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     inflight_.swap(out_);
     out_.clear();
     arm_timer(srv_->opt.write_timeout_s);
-    asio::async_write(sock_, asio::buffer(inflight_), [self = shared_from_this()](error_code ec, size_t) {
-      self->on_written(ec);
-    });
+    asio::async_write(sock_, asio::buffer(inflight_),
+                      [self = shared_from_this()](error_code ec, size_t) { self->on_written(ec); });
   }
 
   void on_written(error_code ec) {
@@ -339,19 +338,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t timer_gen_ = 0;
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  std::string interim_;        // 100 Continue / a refusal, kept alive while written
+  std::string interim_;         // 100 Continue / a refusal, kept alive while written
   std::string out_, inflight_;  // bytes queued / being written
 
-  uint64_t seq_ = 0;           // the current exchange
-  bool active_ = false;        // a request is being answered
-  bool started_ = false;       // its head is queued
+  uint64_t seq_ = 0;      // the current exchange
+  bool active_ = false;   // a request is being answered
+  bool started_ = false;  // its head is queued
   bool streaming_ = false;
-  bool finished_ = false;      // its last byte is queued
+  bool finished_ = false;  // its last byte is queued
   bool writing_ = false;
   bool watching_ = false;
-  bool gone_ = false;          // the client is gone (or we dropped it)
+  bool gone_ = false;  // the client is gone (or we dropped it)
   bool keep_alive_ = true;
-  bool chunked_ok_ = true;     // HTTP/1.1
+  bool chunked_ok_ = true;  // HTTP/1.1
   std::function<void()> on_gone_;
 };
 
@@ -363,7 +362,9 @@ class Exchange : public Responder {
     run([c = c_, s = seq_, r = std::move(r)]() mutable { c->respond(s, std::move(r)); });
   }
   void start_stream(int status, std::string type, HeaderList headers) override {
-    run([c = c_, s = seq_, status, type = std::move(type), h = std::move(headers)] { c->start_stream(s, status, type, h); });
+    run([c = c_, s = seq_, status, type = std::move(type), h = std::move(headers)] {
+      c->start_stream(s, status, type, h);
+    });
   }
   void send(std::string data) override {
     run([c = c_, s = seq_, d = std::move(data)]() mutable { c->send(s, std::move(d)); });

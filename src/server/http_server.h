@@ -13,11 +13,11 @@ namespace ds::server {
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
-  uint16_t port = 30000;               // 0: any free port (see HttpServer::port)
+  uint16_t port = 30000;  // 0: any free port (see HttpServer::port)
   int io_threads = 2;
-  size_t max_body_bytes = 64u << 20;   // larger request bodies get 413
-  double idle_timeout_s = 75;          // a keep-alive connection with no request is closed after this
-  double write_timeout_s = 120;        // a client that does not take our bytes for this long is dropped
+  size_t max_body_bytes = 64u << 20;  // larger request bodies get 413
+  double idle_timeout_s = 75;         // a keep-alive connection with no request is closed after this
+  double write_timeout_s = 120;       // a client that does not take our bytes for this long is dropped
 };
 
 class HttpServer {

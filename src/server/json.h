@@ -2,7 +2,6 @@
 // dump that never throws on invalid UTF-8 (a client's bytes may end up in an error message).
 #pragma once
 #include <nlohmann/json.hpp>
-
 #include <string>
 
 namespace ds::server {

@@ -35,8 +35,8 @@ std::optional<int64_t> Fields::integer(const char* key, int64_t lo, int64_t hi) 
   if (v->is_number_integer()) {
     if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX)) x = INT64_MAX;
     else x = v->get<int64_t>();
-  } else if (v->is_number_float() && std::isfinite(v->get<double>()) && std::floor(v->get<double>()) == v->get<double>() &&
-             std::fabs(v->get<double>()) < 9e18) {
+  } else if (v->is_number_float() && std::isfinite(v->get<double>()) &&
+             std::floor(v->get<double>()) == v->get<double>() && std::fabs(v->get<double>()) < 9e18) {
     x = int64_t(v->get<double>());
   } else {
     bad_param(name(key), name(key) + " must be an integer");

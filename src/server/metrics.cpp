@@ -6,7 +6,8 @@
 
 namespace ds::server {
 
-Histogram::Histogram(std::vector<double> upper_bounds) : bounds_(std::move(upper_bounds)), counts_(bounds_.size() + 1) {}
+Histogram::Histogram(std::vector<double> upper_bounds)
+    : bounds_(std::move(upper_bounds)), counts_(bounds_.size() + 1) {}
 
 void Histogram::observe(double v) {
   std::lock_guard lock(mu_);
@@ -36,12 +37,12 @@ void Histogram::render(const std::string& name, const std::string& help, const s
 
 // SGLang's bucket bounds for the same histograms.
 ServerMetrics::ServerMetrics()
-    : ttft({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0,
-            25.0, 30.0}),
-      inter_token({0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.020, 0.025, 0.030, 0.035, 0.040, 0.060, 0.080, 0.100,
-                   0.200, 0.400, 0.600, 0.800, 1.0, 2.0, 4.0, 6.0, 8.0}),
-      e2e({0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 90.0, 120.0,
-           150.0, 180.0, 240.0, 300.0, 600.0}) {}
+    : ttft({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5,
+            0.75,  1.0,   2.5,  5.0,  7.5,  10.0, 15.0, 20.0, 25.0, 30.0}),
+      inter_token({0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.020, 0.025, 0.030, 0.035, 0.040, 0.060,
+                   0.080, 0.100, 0.200, 0.400, 0.600, 0.800, 1.0,   2.0,   4.0,   6.0,   8.0}),
+      e2e({0.1,  0.2,  0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,  15.0,
+           20.0, 30.0, 40.0, 50.0, 60.0, 90.0, 120.0, 150.0, 180.0, 240.0, 300.0, 600.0}) {}
 
 std::string prometheus_label(const std::string& value) {
   std::string out;

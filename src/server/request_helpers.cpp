@@ -14,12 +14,13 @@ void check_model(const ServerState& st, const Json& body) {
   if (!it->is_string()) bad_param("model", "model must be a string");
   const auto& m = it->get_ref<const std::string&>();
   if (m == st.config.served_model_name || m == st.config.model_path || m == "default") return;
-  throw ApiError(404, fmt::format("The model `{}` does not exist. This server serves `{}`.", m, st.config.served_model_name),
+  throw ApiError(404,
+                 fmt::format("The model `{}` does not exist. This server serves `{}`.", m, st.config.served_model_name),
                  "model", "model_not_found");
 }
 
-int32_t resolve_max_new_tokens(const ServerState& st, size_t prompt_len, const GenerationParams& p,
-                               int64_t default_max, const char* param) {
+int32_t resolve_max_new_tokens(const ServerState& st, size_t prompt_len, const GenerationParams& p, int64_t default_max,
+                               const char* param) {
   const int64_t ctx = st.config.context_length, plen = int64_t(prompt_len);
   if (p.max_new_tokens) {
     if (plen + *p.max_new_tokens > ctx)
@@ -32,7 +33,8 @@ int32_t resolve_max_new_tokens(const ServerState& st, size_t prompt_len, const G
   const int64_t left = ctx - plen;
   if (left <= 0)
     bad_param(param, fmt::format("The input is {} tokens long, which leaves no room in the model's maximum "
-                                 "context length of {} tokens.", plen, ctx));
+                                 "context length of {} tokens.",
+                                 plen, ctx));
   return int32_t(default_max < 0 ? left : std::min(default_max, left));
 }
 
@@ -49,8 +51,8 @@ std::string new_request_id(const char* prefix) {
 }
 
 std::vector<runtime::GenerateRequest> make_requests(const std::string& base_id, const std::vector<int32_t>& prompt,
-                                                    const GenerationParams& p, int32_t max_new_tokens,
-                                                    bool numbered, size_t first_index) {
+                                                    const GenerationParams& p, int32_t max_new_tokens, bool numbered,
+                                                    size_t first_index) {
   std::vector<runtime::GenerateRequest> out;
   for (int32_t k = 0; k < p.n; ++k) {
     runtime::GenerateRequest r;

@@ -17,8 +17,8 @@ void check_model(const ServerState& st, const Json& body);
 
 // The max_new_tokens to run with: the explicit one when prompt + it fits the context (else 400
 // naming `param`), or `default_max` (-1: all the context leaves) clamped to what is left.
-int32_t resolve_max_new_tokens(const ServerState& st, size_t prompt_len, const GenerationParams& p,
-                               int64_t default_max, const char* param);
+int32_t resolve_max_new_tokens(const ServerState& st, size_t prompt_len, const GenerationParams& p, int64_t default_max,
+                               const char* param);
 
 // Token ids given by the client: each in [0, vocab); 400 naming `param` otherwise.
 void check_token_ids(const ServerState& st, const std::vector<int32_t>& ids, const std::string& param);
@@ -29,7 +29,7 @@ std::string new_request_id(const char* prefix);
 // n requests for one prompt; ids base (n == 1) or base-k, seeds seed + k so choices differ.
 // `first_index` numbers the ids across prompts of a batch.
 std::vector<runtime::GenerateRequest> make_requests(const std::string& base_id, const std::vector<int32_t>& prompt,
-                                                    const GenerationParams& p, int32_t max_new_tokens,
-                                                    bool numbered, size_t first_index);
+                                                    const GenerationParams& p, int32_t max_new_tokens, bool numbered,
+                                                    size_t first_index);
 
 }  // namespace ds::server

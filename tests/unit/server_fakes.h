@@ -67,8 +67,7 @@ class FakeEngine : public runtime::Engine {
     if (req.prompt.empty()) throw runtime::RequestRejected(400, "empty prompt");
     if (int64_t(req.prompt.size()) + req.max_new_tokens > cfg_.context_length)
       throw runtime::RequestRejected(400, "prompt + max_new_tokens is over the context length");
-    if (int32_t(waiting_.size()) >= cfg_.max_queued_requests)
-      throw runtime::RequestRejected(503, "the queue is full");
+    if (int32_t(waiting_.size()) >= cfg_.max_queued_requests) throw runtime::RequestRejected(503, "the queue is full");
     submitted_.push_back(req);
     Live l;
     l.req = std::move(req);
@@ -138,8 +137,8 @@ class FakeEngine : public runtime::Engine {
     FakeScript script;
     size_t next_piece = 0;
     int32_t generated = 0;
-    std::string text;     // all text
-    size_t sent = 0;      // bytes of text delivered
+    std::string text;  // all text
+    size_t sent = 0;   // bytes of text delivered
     bool started = false;
   };
 
@@ -179,8 +178,8 @@ class FakeEngine : public runtime::Engine {
       for (int32_t t = 0; t < l.req.sampling.top_logprobs; ++t) lp.top.emplace_back(2 + t, -0.25f - 0.5f * float(t));
       out.logprobs.push_back(std::move(lp));
     }
-    const bool stop_token = std::find(l.req.stop_token_ids.begin(), l.req.stop_token_ids.end(), token) !=
-                            l.req.stop_token_ids.end();
+    const bool stop_token =
+        std::find(l.req.stop_token_ids.begin(), l.req.stop_token_ids.end(), token) != l.req.stop_token_ids.end();
     if ((at_eos && !l.req.sampling.ignore_eos) || stop_token) {
       out.finished = true;
       out.finish_reason = runtime::FinishReason::Stop;

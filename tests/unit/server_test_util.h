@@ -57,7 +57,9 @@ struct Harness {
     EXPECT_TRUE(r->wait()) << method << " " << path << " did not complete";
     return r;
   }
-  std::shared_ptr<RecordingResponder> post(const std::string& path, const Json& body) { return call("POST", path, body); }
+  std::shared_ptr<RecordingResponder> post(const std::string& path, const Json& body) {
+    return call("POST", path, body);
+  }
   std::shared_ptr<RecordingResponder> get(const std::string& path) { return call("GET", path, nullptr); }
 };
 

@@ -87,7 +87,9 @@ TEST(ServerChat, StreamingChunksUsageAndDone) {
 
 TEST(ServerChat, ReasoningSeparatedAndCounted) {
   Harness h;
-  h.engine.set_script([](const runtime::GenerateRequest&) { return pieces({"Let me", " think", "</think>", "Answer"}); });
+  h.engine.set_script([](const runtime::GenerateRequest&) {
+    return pieces({"Let me", " think", "</think>", "Answer"});
+  });
   Json body = user_chat("q", {{"chat_template_kwargs", {{"thinking", true}}}});
   auto r = h.post("/v1/chat/completions", body);
   ASSERT_EQ(r->status, 200) << r->body;
@@ -124,10 +126,11 @@ const char* kToolCall =
     "</｜DSML｜invoke>\n</｜DSML｜function_calls>";
 
 Json weather_tools() {
-  return Json::array({Json{{"type", "function"},
-                           {"function", {{"name", "get_weather"},
-                                         {"parameters", {{"type", "object"},
-                                                         {"properties", {{"city", {{"type", "string"}}}}}}}}}}});
+  return Json::array(
+      {Json{{"type", "function"},
+            {"function",
+             {{"name", "get_weather"},
+              {"parameters", {{"type", "object"}, {"properties", {{"city", {{"type", "string"}}}}}}}}}}});
 }
 
 TEST(ServerChat, ToolCallsParsedAndFinishReason) {
@@ -185,7 +188,8 @@ TEST(ServerChat, ToolChoiceNamedNarrowsToolsAndIsValidated) {
   Harness h;
   Json tools = weather_tools();
   tools.push_back(Json{{"type", "function"}, {"function", {{"name", "get_time"}}}});
-  Json body = user_chat("hi", {{"tools", tools}, {"max_tokens", 2},
+  Json body = user_chat("hi", {{"tools", tools},
+                               {"max_tokens", 2},
                                {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_time"}}}}}});
   ASSERT_EQ(h.post("/v1/chat/completions", body)->status, 200);
   std::string prompt = h.tok.decode(h.engine.submitted()[0].prompt, false);
@@ -206,9 +210,12 @@ TEST(ServerChat, ToolResultsReachThePrompt) {
   Harness h;
   Json msgs = Json::array(
       {Json{{"role", "user"}, {"content", "weather?"}},
-       Json{{"role", "assistant"}, {"content", ""},
-            {"tool_calls", Json::array({Json{{"id", "call_1"}, {"type", "function"},
-                                             {"function", {{"name", "get_weather"}, {"arguments", "{\"city\":\"Paris\"}"}}}}})}},
+       Json{{"role", "assistant"},
+            {"content", ""},
+            {"tool_calls",
+             Json::array({Json{{"id", "call_1"},
+                               {"type", "function"},
+                               {"function", {{"name", "get_weather"}, {"arguments", "{\"city\":\"Paris\"}"}}}}})}},
        Json{{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "sunny, 21C"}}});
   Json body = {{"messages", msgs}, {"tools", weather_tools()}, {"max_tokens", 1}};
   ASSERT_EQ(h.post("/v1/chat/completions", body)->status, 200);
@@ -231,8 +238,9 @@ TEST(ServerChat, StopStringsEndTheOutputAndAreNotSent) {
 
 TEST(ServerChat, NChoicesGetDistinctSeedsAndOnePromptInUsage) {
   Harness h;
-  Json j = body_json(*h.post("/v1/chat/completions",
-                             user_chat("some prompt text", {{"n", 3}, {"seed", 42}, {"max_tokens", 4}, {"temperature", 0.7}})));
+  Json j = body_json(
+      *h.post("/v1/chat/completions",
+              user_chat("some prompt text", {{"n", 3}, {"seed", 42}, {"max_tokens", 4}, {"temperature", 0.7}})));
   ASSERT_EQ(j["choices"].size(), 3u);
   auto sub = h.engine.submitted();
   ASSERT_EQ(sub.size(), 3u);
@@ -244,16 +252,17 @@ TEST(ServerChat, NChoicesGetDistinctSeedsAndOnePromptInUsage) {
   EXPECT_EQ(j["usage"]["prompt_tokens"], sub[0].prompt.size());
   EXPECT_EQ(j["usage"]["completion_tokens"], 12);
   // Same seed, same text (the fake draws its offset from the seed).
-  Json again = body_json(*h.post("/v1/chat/completions",
-                                 user_chat("some prompt text", {{"n", 3}, {"seed", 42}, {"max_tokens", 4}, {"temperature", 0.7}})));
+  Json again = body_json(
+      *h.post("/v1/chat/completions",
+              user_chat("some prompt text", {{"n", 3}, {"seed", 42}, {"max_tokens", 4}, {"temperature", 0.7}})));
   for (size_t i = 0; i < 3; ++i)
     EXPECT_EQ(again["choices"][i]["message"]["content"], j["choices"][i]["message"]["content"]);
 }
 
 TEST(ServerChat, LogprobsShape) {
   Harness h;
-  Json j = body_json(*h.post("/v1/chat/completions",
-                             user_chat("abc", {{"logprobs", true}, {"top_logprobs", 2}, {"max_tokens", 3}})));
+  Json j = body_json(
+      *h.post("/v1/chat/completions", user_chat("abc", {{"logprobs", true}, {"top_logprobs", 2}, {"max_tokens", 3}})));
   const Json& content = j["choices"][0]["logprobs"]["content"];
   ASSERT_EQ(content.size(), 3u);
   for (const auto& t : content) {
@@ -280,17 +289,20 @@ TEST(ServerChat, DisconnectAbortsTheRequestAndFreesItsPages) {
   Harness h;
   h.engine.pause(true);
   auto r = h.start("POST", "/v1/chat/completions", dump(user_chat("hello", {{"stream", true}, {"max_tokens", 100}})));
-  for (int i = 0; i < 200 && h.engine.stats().running == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 200 && h.engine.stats().running == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(h.engine.stats().running, 1);
   EXPECT_GT(h.engine.stats().used_pages, 0);
   r->disconnect();
-  for (int i = 0; i < 200 && h.engine.stats().running > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 200 && h.engine.stats().running > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(h.engine.stats().running, 0);
   EXPECT_EQ(h.engine.stats().used_pages, 0);
   ASSERT_EQ(h.engine.aborted().size(), 1u);
   EXPECT_EQ(h.engine.aborted()[0], h.engine.submitted()[0].id);
   // The final (abort) output reaches the job after the engine let go: then the rid is released.
-  for (int i = 0; i < 200 && h.api.state().live.size() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 200 && h.api.state().live.size() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(h.api.state().live.size(), 0u);
 }
 
@@ -298,7 +310,8 @@ TEST(ServerChat, AbortRequestEndsWithFinishReasonAbort) {
   Harness h;
   h.engine.pause(true);
   auto r = h.start("POST", "/v1/chat/completions", dump(user_chat("hello", {{"max_tokens", 100}})));
-  for (int i = 0; i < 200 && h.engine.stats().running == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 200 && h.engine.stats().running == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::string id = h.engine.submitted()[0].id;
   EXPECT_EQ(h.post("/abort_request", Json{{"rid", id}})->status, 200);
   ASSERT_TRUE(r->wait());

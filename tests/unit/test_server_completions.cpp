@@ -26,8 +26,9 @@ TEST(ServerCompletions, StringPromptShapeUsageAndDefaultMaxTokens) {
 
 TEST(ServerCompletions, TokenPromptsBatchAndNNumberChoices) {
   Harness h;
-  Json j = body_json(*h.post("/v1/completions", Json{{"prompt", Json::array({Json::array({5, 6, 7}), "text two"})},
-                                                    {"n", 2}, {"max_tokens", 3}}));
+  Json j = body_json(
+      *h.post("/v1/completions",
+              Json{{"prompt", Json::array({Json::array({5, 6, 7}), "text two"})}, {"n", 2}, {"max_tokens", 3}}));
   ASSERT_EQ(j["choices"].size(), 4u);
   for (size_t i = 0; i < 4; ++i) EXPECT_EQ(j["choices"][i]["index"], i);
   auto sub = h.engine.submitted();
@@ -41,7 +42,10 @@ TEST(ServerCompletions, TokenPromptsBatchAndNNumberChoices) {
 TEST(ServerCompletions, StreamingEchoLogprobsAndUsage) {
   Harness h;
   h.engine.set_script([](const runtime::GenerateRequest&) { return FakeScript{{"a", "bc", "d"}, false}; });
-  auto r = h.post("/v1/completions", Json{{"prompt", "P"}, {"max_tokens", 3}, {"stream", true}, {"echo", true},
+  auto r = h.post("/v1/completions", Json{{"prompt", "P"},
+                                          {"max_tokens", 3},
+                                          {"stream", true},
+                                          {"echo", true},
                                           {"stream_options", {{"include_usage", true}}}});
   auto ev = sse_events(r->body);
   std::string text;
@@ -80,8 +84,8 @@ TEST(ServerCompletions, BadPrompts) {
 
 TEST(ServerGenerate, TextResponseMetaInfo) {
   Harness h;
-  Json j = body_json(*h.post("/generate", Json{{"text", "hello world"},
-                                               {"sampling_params", {{"max_new_tokens", 4}, {"temperature", 0}}}}));
+  Json j = body_json(*h.post(
+      "/generate", Json{{"text", "hello world"}, {"sampling_params", {{"max_new_tokens", 4}, {"temperature", 0}}}}));
   EXPECT_TRUE(j["text"].is_string());
   EXPECT_EQ(j["output_ids"].size(), 4u);
   const Json& m = j["meta_info"];
@@ -99,7 +103,8 @@ TEST(ServerGenerate, TextResponseMetaInfo) {
 TEST(ServerGenerate, StreamsCumulativeTextAndStopMatch) {
   Harness h;
   h.engine.set_script([](const runtime::GenerateRequest&) { return FakeScript{{"a", "b", "c"}, true}; });
-  auto r = h.post("/generate", Json{{"input_ids", {3, 4}}, {"stream", true}, {"sampling_params", {{"max_new_tokens", 10}}}});
+  auto r =
+      h.post("/generate", Json{{"input_ids", {3, 4}}, {"stream", true}, {"sampling_params", {{"max_new_tokens", 10}}}});
   auto ev = sse_events(r->body);
   ASSERT_EQ(ev.back(), "[DONE]");
   std::vector<std::string> texts;
@@ -116,9 +121,11 @@ TEST(ServerGenerate, StreamsCumulativeTextAndStopMatch) {
 
 TEST(ServerGenerate, BatchesRidsAndLogprobs) {
   Harness h;
-  Json j = body_json(*h.post("/generate", Json{{"text", {"a", "b"}}, {"rid", {"r-a", "r-b"}},
+  Json j = body_json(*h.post("/generate", Json{{"text", {"a", "b"}},
+                                               {"rid", {"r-a", "r-b"}},
                                                {"sampling_params", {{"max_new_tokens", 2}}},
-                                               {"return_logprob", true}, {"top_logprobs_num", 2}}));
+                                               {"return_logprob", true},
+                                               {"top_logprobs_num", 2}}));
   ASSERT_TRUE(j.is_array());
   ASSERT_EQ(j.size(), 2u);
   EXPECT_EQ(j[0]["meta_info"]["id"], "r-a");
@@ -142,17 +149,18 @@ TEST(ServerGenerate, LiveRidIsUniqueAndAbortable) {
   EXPECT_EQ(body_json(*first)["meta_info"]["finish_reason"]["type"], "abort");
   // Once finished, the rid can be used again.
   h.engine.pause(false);
-  EXPECT_EQ(h.post("/generate", Json{{"text", "y"}, {"rid", "same"}, {"sampling_params", {{"max_new_tokens", 1}}}})->status,
-            200);
+  EXPECT_EQ(
+      h.post("/generate", Json{{"text", "y"}, {"rid", "same"}, {"sampling_params", {{"max_new_tokens", 1}}}})->status,
+      200);
 }
 
 TEST(ServerGenerate, BadInput) {
   Harness h;
-  for (Json body : {Json::object(), Json{{"text", "a"}, {"input_ids", {1}}}, Json{{"text", 3}},
-                    Json{{"input_ids", Json::array()}}, Json{{"text", "a"}, {"sampling_params", {{"warp", 2}}}},
-                    Json{{"text", "a"}, {"sampling_params", {{"temperature", -2}}}},
-                    Json{{"text", "a"}, {"sampling_params", {{"regex", "a+"}}}},
-                    Json{{"text", "a"}, {"sampling_params", 5}}}) {
+  for (Json body :
+       {Json::object(), Json{{"text", "a"}, {"input_ids", {1}}}, Json{{"text", 3}}, Json{{"input_ids", Json::array()}},
+        Json{{"text", "a"}, {"sampling_params", {{"warp", 2}}}},
+        Json{{"text", "a"}, {"sampling_params", {{"temperature", -2}}}},
+        Json{{"text", "a"}, {"sampling_params", {{"regex", "a+"}}}}, Json{{"text", "a"}, {"sampling_params", 5}}}) {
     auto r = h.post("/generate", body);
     EXPECT_EQ(r->status, 400) << dump(body) << " -> " << r->body;
   }

@@ -101,9 +101,9 @@ TEST(ServerEndpoints, MetricsText) {
   ASSERT_EQ(r->status, 200);
   EXPECT_EQ(r->content_type.rfind("text/plain", 0), 0u);
   for (const char* name : {"sglang:prompt_tokens_total{model_name=\"test-model\"}",
-                           "sglang:generation_tokens_total{model_name=\"test-model\"} 3",
-                           "sglang:num_running_reqs", "sglang:num_queue_reqs", "sglang:token_usage",
-                           "sglang:cache_hit_rate", "# TYPE sglang:time_to_first_token_seconds histogram",
+                           "sglang:generation_tokens_total{model_name=\"test-model\"} 3", "sglang:num_running_reqs",
+                           "sglang:num_queue_reqs", "sglang:token_usage", "sglang:cache_hit_rate",
+                           "# TYPE sglang:time_to_first_token_seconds histogram",
                            "sglang:time_to_first_token_seconds_count{model_name=\"test-model\"} 1",
                            "sglang:inter_token_latency_seconds_count{model_name=\"test-model\"} 2",
                            "sglang:e2e_request_latency_seconds_bucket{le=\"+Inf\",model_name=\"test-model\"} 1"})
@@ -138,7 +138,8 @@ TEST(ServerParams, OpenAiDefaultsAndGenerationConfig) {
 
   auto dir = std::filesystem::temp_directory_path() / "dsserve_genconfig_test";
   std::filesystem::create_directories(dir);
-  std::ofstream(dir / "generation_config.json") << R"({"temperature": 0.6, "top_p": 0.95, "top_k": 0, "do_sample": true})";
+  std::ofstream(dir / "generation_config.json")
+      << R"({"temperature": 0.6, "top_p": 0.95, "top_k": 0, "do_sample": true})";
   SamplingDefaults d = load_sampling_defaults(dir);
   EXPECT_FLOAT_EQ(*d.temperature, 0.6f);
   EXPECT_FLOAT_EQ(*d.top_p, 0.95f);
@@ -158,11 +159,20 @@ TEST(ServerParams, OpenAiDefaultsAndGenerationConfig) {
 
 TEST(ServerParams, OpenAiFields) {
   SamplingDefaults none;
-  GenerationParams p = parse_openai_params(
-      Json{{"max_tokens", 7}, {"max_completion_tokens", 9}, {"seed", -1}, {"stop", "x"}, {"ignore_eos", true},
-           {"top_k", 5}, {"min_p", 0.1}, {"repetition_penalty", 1.1}, {"frequency_penalty", 0.5},
-           {"presence_penalty", -0.5}, {"n", 2}, {"logprobs", true}, {"top_logprobs", 3}},
-      OpenAiApi::Chat, none);
+  GenerationParams p = parse_openai_params(Json{{"max_tokens", 7},
+                                                {"max_completion_tokens", 9},
+                                                {"seed", -1},
+                                                {"stop", "x"},
+                                                {"ignore_eos", true},
+                                                {"top_k", 5},
+                                                {"min_p", 0.1},
+                                                {"repetition_penalty", 1.1},
+                                                {"frequency_penalty", 0.5},
+                                                {"presence_penalty", -0.5},
+                                                {"n", 2},
+                                                {"logprobs", true},
+                                                {"top_logprobs", 3}},
+                                           OpenAiApi::Chat, none);
   EXPECT_EQ(*p.max_new_tokens, 9);
   EXPECT_EQ(*p.sampling.seed, uint64_t(-1));
   EXPECT_EQ(p.stop, std::vector<std::string>{"x"});

@@ -26,33 +26,35 @@ struct TestServer {
   HttpServer server;
 
   explicit TestServer(size_t max_body = 1024)
-      : server(HttpServerOptions{"127.0.0.1", 0, 2, max_body, 5, 5}, [this](HttpRequest&& req, std::shared_ptr<Responder> r) {
-          ++handled;
-          if (req.path == "/echo") {
-            HttpResponse resp;
-            resp.content_type = "text/plain";
-            resp.body = req.method + " " + req.target + " " + req.body;
-            resp.headers.emplace_back("X-Test", "1");
-            r->respond(std::move(resp));
-          } else if (req.path == "/stream") {
-            r->start_stream(200, "text/event-stream");
-            std::thread([r] {  // outputs arrive from another thread, as from the engine
-              for (int i = 0; i < 3; ++i) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(5));
-                r->send("data: " + std::to_string(i) + "\n\n");
-              }
-              r->end_stream();
-            }).detach();
-          } else if (req.path == "/hang") {
-            r->on_disconnect([this] { ++disconnects; });
-          } else if (req.path == "/throw") {
-            throw std::runtime_error("boom");
-          } else {
-            HttpResponse resp;
-            resp.status = 404;
-            r->respond(std::move(resp));
-          }
-        }) {
+      : server(HttpServerOptions{"127.0.0.1", 0, 2, max_body, 5, 5},
+               [this](HttpRequest&& req, std::shared_ptr<Responder> r) {
+                 ++handled;
+                 if (req.path == "/echo") {
+                   HttpResponse resp;
+                   resp.content_type = "text/plain";
+                   resp.body = req.method + " " + req.target + " " + req.body;
+                   resp.headers.emplace_back("X-Test", "1");
+                   r->respond(std::move(resp));
+                 } else if (req.path == "/stream") {
+                   r->start_stream(200, "text/event-stream");
+                   std::thread([r] {  // outputs arrive from another thread, as from the engine
+                     for (int i = 0; i < 3; ++i) {
+                       std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                       r->send("data: " + std::to_string(i) + "\n\n");
+                     }
+                     r->end_stream();
+                   })
+                       .detach();
+                 } else if (req.path == "/hang") {
+                   r->on_disconnect([this] { ++disconnects; });
+                 } else if (req.path == "/throw") {
+                   throw std::runtime_error("boom");
+                 } else {
+                   HttpResponse resp;
+                   resp.status = 404;
+                   r->respond(std::move(resp));
+                 }
+               }) {
     server.start();
   }
   ~TestServer() { server.stop(1); }
@@ -73,7 +75,9 @@ struct Client {
   // True when the server closed the connection (reads EOF within a second).
   bool closed_by_peer() {
     sock.non_blocking(false);
-    struct timeval tv {1, 0};
+    struct timeval tv {
+      1, 0
+    };
     setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char c;
     boost::system::error_code ec;
@@ -112,7 +116,9 @@ TEST(ServerHttp, OversizedBodiesGet413) {
   }
   {
     Client c(s.port());  // chunked: found while reading
-    c.write("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n1\r\nx\r\n0\r\n\r\n");
+    c.write(
+        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+        "chunked\r\n\r\n10\r\n0123456789abcdef\r\n1\r\nx\r\n0\r\n\r\n");
     EXPECT_EQ(c.read().result_int(), 413);
   }
   EXPECT_EQ(s.handled, 0);
@@ -192,7 +198,8 @@ TEST(ServerHttp, ManyConcurrentConnectionsOnTwoThreads) {
   }
   for (auto& c : clients) EXPECT_EQ(c->read().body(), "data: 0\n\ndata: 1\n\ndata: 2\n\n");
   clients.clear();
-  for (int i = 0; i < 500 && s.server.open_connections() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  for (int i = 0; i < 500 && s.server.open_connections() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   EXPECT_EQ(s.server.open_connections(), 0u);
 }
 

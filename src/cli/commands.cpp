@@ -7,5 +7,6 @@ void register_all(CLI::App& app) {
   register_eval(app);
   register_tokenize(app);
   register_chat_template(app);
+  register_serve(app);
 }
 }  // namespace ds::cli

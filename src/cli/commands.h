@@ -13,4 +13,5 @@ void register_eval(CLI::App& app);   // eval gsm8k|mmlu|gpqa (cmd_eval.cpp)
 // tokenize / detokenize (cmd_tokenize.cpp)
 void register_tokenize(CLI::App& app);
 void register_chat_template(CLI::App& app);
+void register_serve(CLI::App& app);  // serve (cmd_serve.cpp)
 }  // namespace ds::cli

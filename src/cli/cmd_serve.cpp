@@ -1,0 +1,358 @@
+// `dsserve serve`: the OpenAI-compatible server, with sglang.launch_server's flags where the
+// meaning is the same. Loads the model (the embedded demo model without --model-path), sizes the KV
+// pool, starts the engine and the HTTP server, and on SIGINT/SIGTERM aborts what is running,
+// finishes the responses and exits 0.
+#include <fmt/format.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "backend/backend.h"
+#include "chat/encoder.h"
+#include "chat/tool_parser.h"
+#include "cli/commands.h"
+#include "cli/demo_model.h"
+#include "cli/flag_suggestions.h"
+#include "cli/kv_plan.h"
+#include "model/model.h"
+#include "runtime/engine.h"
+#include "server/api_server.h"
+#include "server/http_server.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/timer.h"
+
+namespace ds::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ServeFlags {
+  std::string model_path, tokenizer_path, host = "127.0.0.1", served_model_name, reasoning_parser, tool_call_parser,
+                                          chat_template, encoder = "auto", schedule_policy = "fcfs",
+                                          kv_cache_dtype = "auto", api_key, log_level = "info", device = "cpu";
+  int port = 30000, tp = 1, dp = 1, ep = 1, context_length = 0, max_running_requests = 256, page_size = 64,
+      chunked_prefill_size = 8192, max_prefill_tokens = 16384, max_queued_requests = 4096, threads = 0;
+  int64_t max_total_tokens = 0;
+  double mem_fraction_static = 0;  // 0: the device's default
+  std::optional<uint64_t> random_seed;
+  bool enable_dp_attention = false, disable_radix_cache = false, enable_metrics = false, trust_remote_code = false,
+       skip_server_warmup = false;
+};
+
+constexpr double kCpuDefaultMemFraction = 0.1;    // of available RAM: the CPU backend is for tests and the demo
+constexpr double kCudaDefaultMemFraction = 0.85;  // of free GPU memory, weights included (SGLang's meaning)
+
+std::unique_ptr<backend::Backend> make_backend(const ServeFlags& f) {
+  if (f.device == "cuda") {
+#ifdef DSSERVE_HAVE_CUDA
+    return backend::make_cuda_backend(0);
+#else
+    fail(
+        "--device cuda: this dsserve was built without CUDA (configure with -DDSSERVE_CUDA=ON where nvcc is "
+        "installed)");
+#endif
+  }
+  return backend::make_cpu_backend(f.threads);
+}
+
+void add_flags(CLI::App* cmd, ServeFlags& f) {
+  cmd->add_option("--model-path,--model", f.model_path,
+                  "checkpoint directory (config.json + safetensors); default: the embedded demo model");
+  cmd->add_option("--tokenizer-path", f.tokenizer_path, "tokenizer.json or its directory (default: the model's)");
+  cmd->add_option("--host", f.host, "address to listen on")->capture_default_str();
+  cmd->add_option("--port", f.port, "port to listen on")->check(CLI::Range(0, 65535))->capture_default_str();
+  cmd->add_option("--served-model-name", f.served_model_name, "model name in the API (default: the model path)");
+  cmd->add_option("--tp,--tp-size", f.tp, "tensor parallel size (only 1 in this build)");
+  cmd->add_option("--dp,--dp-size", f.dp, "data parallel size (only 1 in this build)");
+  cmd->add_option("--ep,--ep-size", f.ep, "expert parallel size (only 1 in this build)");
+  cmd->add_flag("--enable-dp-attention", f.enable_dp_attention, "data-parallel attention (needs --dp > 1; later)");
+  cmd->add_option("--reasoning-parser", f.reasoning_parser, "deepseek-v3: reasoning_content from <think> ... </think>");
+  cmd->add_option("--tool-call-parser", f.tool_call_parser, "deepseekv31 or deepseekv32: tool_calls from the output");
+  cmd->add_option("--chat-template", f.chat_template, "a .jinja file or tokenizer_config.json (known templates only)");
+  cmd->add_option("--encoder", f.encoder, "chat format: auto (from the checkpoint), dsv32 or v31")
+      ->check(CLI::IsMember({"auto", "dsv32", "v31"}));
+  cmd->add_option("--context-length", f.context_length, "max prompt + output tokens (default: the model's)");
+  cmd->add_option("--mem-fraction-static", f.mem_fraction_static,
+                  fmt::format("fraction of available memory for the KV pool (CPU default {})", kCpuDefaultMemFraction));
+  cmd->add_option("--max-running-requests", f.max_running_requests, "requests decoding at once")->capture_default_str();
+  cmd->add_option("--max-queued-requests", f.max_queued_requests, "waiting requests beyond this get 503")
+      ->capture_default_str();
+  cmd->add_option("--max-total-tokens", f.max_total_tokens, "KV pool size in tokens (default: from memory)");
+  cmd->add_option("--chunked-prefill-size", f.chunked_prefill_size, "prompt tokens per request per step (-1: all)")
+      ->capture_default_str();
+  cmd->add_option("--max-prefill-tokens", f.max_prefill_tokens, "prompt tokens of all requests per step")
+      ->capture_default_str();
+  cmd->add_option("--page-size", f.page_size, "tokens per KV page")->capture_default_str();
+  cmd->add_flag("--disable-radix-cache", f.disable_radix_cache, "no prefix cache");
+  cmd->add_option("--schedule-policy", f.schedule_policy, "fcfs or lpm (longest cached prefix first)")
+      ->capture_default_str();
+  cmd->add_option("--kv-cache-dtype", f.kv_cache_dtype, "auto (the backend's activation dtype)")->capture_default_str();
+  cmd->add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY'");
+  cmd->add_flag("--enable-metrics", f.enable_metrics, "Prometheus metrics at /metrics");
+  cmd->add_option("--log-level", f.log_level, "debug, info, warning or error")->capture_default_str();
+  cmd->add_option("--random-seed", f.random_seed, "seed for requests without a seed (default: random)");
+  cmd->add_option("--device", f.device, "cpu or cuda")->capture_default_str();
+  cmd->add_option("--threads", f.threads, "CPU backend threads (0: all cores)");
+  cmd->add_flag("--trust-remote-code", f.trust_remote_code, "accepted for compatibility; no effect");
+  cmd->add_flag("--skip-server-warmup", f.skip_server_warmup, "accepted for compatibility; no effect");
+}
+
+// Unknown flags: an error naming them with the closest known ones.
+void reject_extras(CLI::App* cmd) {
+  auto extras = cmd->remaining();
+  if (extras.empty()) return;
+  std::vector<std::string> known;
+  for (const CLI::Option* o : cmd->get_options())
+    for (const auto& n : o->get_lnames()) known.push_back("--" + n);
+  std::string msg;
+  bool after_flag = false;  // a bare word right after an unknown flag is taken as its value
+  for (const auto& e : extras) {
+    if (e.rfind('-', 0) != 0) {
+      if (!after_flag) msg += fmt::format("\n  unexpected argument '{}'", e);
+      after_flag = false;
+      continue;
+    }
+    auto close = close_flags(e, known);
+    msg += fmt::format("\n  unknown flag {}", e);
+    if (!close.empty()) msg += " (did you mean " + fmt::format("{}", fmt::join(close, ", ")) + "?)";
+    after_flag = e.find('=') == std::string::npos;
+  }
+  fail("serve:{}\nrun 'dsserve serve --help' for the flags", msg);
+}
+
+void validate(const ServeFlags& f) {
+  const char* later = "parallelism lands with the dist/ layer; this build serves one replica on one device";
+  DS_CHECK(f.tp == 1, "--tp {}: tensor parallelism is not available yet ({}); use --tp 1", f.tp, later);
+  DS_CHECK(f.dp == 1, "--dp {}: data parallelism is not available yet ({}); use --dp 1", f.dp, later);
+  DS_CHECK(f.ep == 1, "--ep {}: expert parallelism is not available yet ({}); use --ep 1", f.ep, later);
+  DS_CHECK(f.device == "cpu" || f.device == "cuda", "--device must be cpu or cuda, got '{}'", f.device);
+  DS_CHECK(f.reasoning_parser.empty() || f.reasoning_parser == "deepseek-v3",
+           "--reasoning-parser '{}' is not supported; this server has deepseek-v3", f.reasoning_parser);
+  DS_CHECK(f.tool_call_parser.empty() || chat::is_tool_parser_name(f.tool_call_parser),
+           "--tool-call-parser '{}' is not supported; this server has deepseekv31 and deepseekv32", f.tool_call_parser);
+  DS_CHECK(f.schedule_policy == "fcfs" || f.schedule_policy == "lpm",
+           "--schedule-policy '{}' is not supported; use fcfs or lpm", f.schedule_policy);
+  DS_CHECK(f.kv_cache_dtype == "auto", "--kv-cache-dtype '{}' is not supported yet; use auto (the backend's dtype)",
+           f.kv_cache_dtype);
+  DS_CHECK(f.page_size >= 1, "--page-size must be >= 1, got {}", f.page_size);
+  DS_CHECK(f.chunked_prefill_size == -1 || f.chunked_prefill_size >= 1,
+           "--chunked-prefill-size must be -1 or >= 1, got {}", f.chunked_prefill_size);
+  DS_CHECK(f.max_running_requests >= 1, "--max-running-requests must be >= 1, got {}", f.max_running_requests);
+  DS_CHECK(f.max_queued_requests >= 0, "--max-queued-requests must be >= 0, got {}", f.max_queued_requests);
+  DS_CHECK(f.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1, got {}", f.max_prefill_tokens);
+  DS_CHECK(f.context_length >= 0, "--context-length must be >= 1, got {}", f.context_length);
+  DS_CHECK(f.max_total_tokens >= 0, "--max-total-tokens must be >= 1, got {}", f.max_total_tokens);
+  DS_CHECK(f.mem_fraction_static >= 0 && f.mem_fraction_static <= 1, "--mem-fraction-static must be in (0, 1], got {}",
+           f.mem_fraction_static);
+}
+
+bool is_deepseek_v32(const chat::CheckpointChatInfo& info) {
+  if (info.model_type == "deepseek_v32") return true;
+  for (const auto& a : info.architectures)
+    if (a == "DeepseekV32ForCausalLM") return true;
+  return false;
+}
+
+std::unique_ptr<chat::ChatEncoder> chat_encoder(const ServeFlags& f, const std::string& model_dir,
+                                                const std::string& tokenizer_dir, bool demo) {
+  chat::CheckpointChatInfo info = chat::read_checkpoint_chat_info(model_dir);  // config.json
+  if (tokenizer_dir != model_dir) info.chat_template = chat::read_checkpoint_chat_info(tokenizer_dir).chat_template;
+  std::optional<std::string> tmpl;
+  if (!f.chat_template.empty()) tmpl = chat::load_chat_template_file(f.chat_template);
+  // The demo model is a V3.2 model whose npm tokenizer_config carries DeepSeek-V3's template: V3.2's format.
+  std::string which = demo && f.encoder == "auto" && !tmpl ? "dsv32" : f.encoder;
+  try {
+    return chat::select_encoder(info, which, tmpl);
+  } catch (const ds::Error& e) {
+    // A V3.2 checkpoint whose tokenizer_config carries a template we cannot render (not one of the
+    // known fingerprints): V3.2's own format is the right one for the model; say so loudly.
+    if (which != "auto" || tmpl || !is_deepseek_v32(info)) throw;
+    spdlog::warn("{}", e.what());
+    spdlog::warn("serving chat with DeepSeek-V3.2's own format (dsv32) instead; --encoder or --chat-template chooses");
+    return chat::make_dsv32_encoder();
+  }
+}
+
+server::Json server_args(const ServeFlags& f, const std::string& model_path, const std::string& served,
+                         int64_t context_length, int64_t max_total_tokens, uint64_t seed) {
+  server::Json j = server::Json::object();
+  j["model_path"] = model_path;
+  j["tokenizer_path"] = f.tokenizer_path.empty() ? model_path : f.tokenizer_path;
+  j["served_model_name"] = served;
+  j["host"] = f.host;
+  j["port"] = f.port;
+  j["tp_size"] = f.tp;
+  j["dp_size"] = f.dp;
+  j["ep_size"] = f.ep;
+  j["enable_dp_attention"] = f.enable_dp_attention;
+  j["context_length"] = context_length;
+  j["max_running_requests"] = f.max_running_requests;
+  j["max_queued_requests"] = f.max_queued_requests;
+  j["max_total_tokens"] = max_total_tokens;
+  j["chunked_prefill_size"] = f.chunked_prefill_size;
+  j["max_prefill_tokens"] = f.max_prefill_tokens;
+  j["page_size"] = f.page_size;
+  j["disable_radix_cache"] = f.disable_radix_cache;
+  j["schedule_policy"] = f.schedule_policy;
+  j["kv_cache_dtype"] = f.kv_cache_dtype;
+  j["mem_fraction_static"] = f.mem_fraction_static;
+  j["reasoning_parser"] = f.reasoning_parser.empty() ? server::Json(nullptr) : server::Json(f.reasoning_parser);
+  j["tool_call_parser"] = f.tool_call_parser.empty() ? server::Json(nullptr) : server::Json(f.tool_call_parser);
+  j["enable_metrics"] = f.enable_metrics;
+  j["random_seed"] = seed;
+  j["device"] = f.device;
+  j["api_key"] = f.api_key.empty() ? server::Json(nullptr) : server::Json("<set>");
+  return j;
+}
+
+// Blocks SIGINT/SIGTERM in this thread and every thread started after it; sigwait() takes them.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+void run_serve(CLI::App* cmd, const ServeFlags& flags) {
+  const sigset_t stop_signals = block_stop_signals();  // before any thread exists
+  init_logging(flags.log_level);
+  reject_extras(cmd);
+  validate(flags);
+  if (flags.enable_dp_attention) spdlog::warn("--enable-dp-attention has no effect with --dp 1");
+
+  const bool demo = flags.model_path.empty();
+  const std::string model_path = demo ? ensure_demo_model() : flags.model_path;
+  const std::string tokenizer_path = flags.tokenizer_path.empty() ? model_path : flags.tokenizer_path;
+  const std::string served = !flags.served_model_name.empty() ? flags.served_model_name
+                             : demo                           ? "dsserve-demo"
+                                                              : model_path;
+  if (demo)
+    spdlog::info("no --model-path: serving the embedded demo model ({}; random weights, gibberish by design)",
+                 model_path);
+
+  tok::Tokenizer tokenizer = tok::Tokenizer::load(tokenizer_path);
+  const fs::path tok_dir =
+      fs::is_directory(tokenizer_path) ? fs::path(tokenizer_path) : fs::path(tokenizer_path).parent_path();
+  std::unique_ptr<chat::ChatEncoder> encoder = chat_encoder(flags, model_path, tok_dir.string(), demo);
+  server::SamplingDefaults sampling_defaults = server::load_sampling_defaults(model_path);
+
+  Timer load_timer;
+  auto backend = make_backend(flags);
+  const int64_t device_free_before = backend->free_device_memory();  // 0 on the CPU
+  auto model = model::Model::load(model_path, *backend);
+  const auto& mc = model->config();
+  spdlog::info("loaded {} ({}, {} layers{}, vocab {}) on {} in {:.1f} s", model_path, mc.model_type,
+               mc.num_hidden_layers, model->has_mtp() ? " + MTP" : "", mc.vocab_size, backend->name(),
+               load_timer.seconds());
+
+  int64_t context_length = flags.context_length > 0 ? flags.context_length : mc.max_position_embeddings;
+  if (context_length <= 0) context_length = 4096;
+  DS_CHECK(mc.max_position_embeddings <= 0 || context_length <= mc.max_position_embeddings,
+           "--context-length {} is longer than the model's max_position_embeddings {}", context_length,
+           mc.max_position_embeddings);
+
+  KvPlanInput kin;
+  kin.bytes_per_token = model::KVCache::bytes_per_token(mc, backend->act_dtype(), model->has_mtp());
+  kin.max_total_tokens = flags.max_total_tokens;
+  if (flags.device == "cuda") {
+    // As SGLang: the fraction covers weights + KV of the memory free at start; the weights are in.
+    kin.mem_fraction = flags.mem_fraction_static > 0 ? flags.mem_fraction_static : kCudaDefaultMemFraction;
+    kin.available_bytes = device_free_before;
+    kin.reserved_bytes = device_free_before - backend->free_device_memory();
+    kin.memory_name = "free GPU memory";
+  } else {
+    kin.mem_fraction = flags.mem_fraction_static > 0 ? flags.mem_fraction_static : kCpuDefaultMemFraction;
+    kin.available_bytes = available_host_memory();
+    kin.memory_name = "available RAM";
+  }
+  kin.max_running_requests = flags.max_running_requests;
+  kin.context_length = context_length;
+  kin.page_size = flags.page_size;
+  KvPlan plan = plan_kv_pool(kin);
+
+  runtime::EngineConfig ec;
+  ec.page_size = flags.page_size;
+  ec.max_total_tokens = plan.tokens;
+  ec.max_running_requests = flags.max_running_requests;
+  ec.max_queued_requests = flags.max_queued_requests;
+  ec.chunked_prefill_size = flags.chunked_prefill_size;
+  ec.max_prefill_tokens = flags.max_prefill_tokens;
+  ec.context_length = int32_t(std::min<int64_t>(context_length, INT32_MAX));
+  ec.enable_radix_cache = !flags.disable_radix_cache;
+  ec.schedule_policy = flags.schedule_policy == "lpm" ? runtime::SchedulePolicy::Lpm : runtime::SchedulePolicy::Fcfs;
+  ec.random_seed = flags.random_seed ? *flags.random_seed : std::random_device{}();
+  for (auto id : mc.eos_token_ids) ec.eos_token_ids.push_back(int32_t(id));
+  if (ec.eos_token_ids.empty() && tokenizer.eos_id() >= 0) ec.eos_token_ids.push_back(tokenizer.eos_id());
+  auto engine = runtime::make_engine(ec, *model, tokenizer);
+
+  server::ServerConfig sc;
+  sc.served_model_name = served;
+  sc.model_path = model_path;
+  if (!flags.api_key.empty()) sc.api_key = flags.api_key;
+  sc.context_length = context_length;
+  sc.reasoning_parser = flags.reasoning_parser == "deepseek-v3";
+  sc.tool_call_parser = flags.tool_call_parser;
+  sc.enable_metrics = flags.enable_metrics;
+  sc.sampling_defaults = sampling_defaults;
+  sc.server_args = server_args(flags, model_path, served, context_length, plan.tokens, ec.random_seed);
+  const std::string encoder_name = encoder ? encoder->name() : "none";
+  server::ApiServer api(std::move(sc), *engine, tokenizer, std::move(encoder));
+
+  server::HttpServerOptions ho;
+  ho.host = flags.host;
+  ho.port = uint16_t(flags.port);
+  server::HttpServer http(ho, [&api](server::HttpRequest&& req, std::shared_ptr<server::Responder> r) {
+    api.handle(std::move(req), std::move(r));
+  });
+  http.listen();
+  api.state().config.server_args["port"] = http.port();  // --port 0 picks one
+  http.start();
+
+  const std::string url = fmt::format(
+      "http://{}:{}", flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host, http.port());
+  spdlog::info("dsserve 0.1.0 serving '{}' on {} ({} backend)", served, url, backend->name());
+  spdlog::info("  KV pool: {}", plan.why);
+  spdlog::info("  context length {}, max running requests {}, chunked prefill {}, radix cache {}, schedule {}",
+               context_length, ec.max_running_requests, ec.chunked_prefill_size, ec.enable_radix_cache ? "on" : "off",
+               flags.schedule_policy);
+  spdlog::info("  chat format {}, reasoning parser {}, tool-call parser {}, metrics {}, API key {}", encoder_name,
+               flags.reasoning_parser.empty() ? "off" : flags.reasoning_parser,
+               flags.tool_call_parser.empty() ? "off" : flags.tool_call_parser, flags.enable_metrics ? "on" : "off",
+               flags.api_key.empty() ? "off" : "required");
+  spdlog::info("  OpenAI API at {}/v1 (chat/completions, completions, models), native /generate", url);
+  spdlog::info("The server is fired up and ready to roll!");  // SGLang's line; scripts wait for it
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("{}: shutting down (aborting running requests)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  std::thread([stop_signals] {  // a second signal means: now
+    int again = 0;
+    sigset_t s = stop_signals;
+    sigwait(&s, &again);
+    std::_Exit(130);
+  })
+      .detach();
+  engine->shutdown();
+  http.stop(5.0);
+  spdlog::info("stopped");
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app) {
+  auto* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server (sglang.launch_server's flags)");
+  auto flags = std::make_shared<ServeFlags>();
+  add_flags(cmd, *flags);
+  cmd->allow_extras();  // unknown flags get our error with close matches (reject_extras)
+  cmd->callback([cmd, flags] { run_serve(cmd, *flags); });
+}
+
+}  // namespace ds::cli

@@ -1,0 +1,105 @@
+// POST /v1/chat/completions: body -> chat request (chat/) -> prompt text -> token ids -> n engine
+// requests; the ChatWriter turns the output into OpenAI's message / chunks.
+#include <ctime>
+
+#include "chat/errors.h"
+#include "chat/output_parser.h"
+#include "chat/request.h"
+#include "server/api_error.h"
+#include "server/chat_writer.h"
+#include "server/endpoints.h"
+#include "server/generation_job.h"
+#include "server/json_fields.h"
+#include "server/request_helpers.h"
+
+namespace ds::server {
+namespace {
+
+// tool_choice: "none" | "auto" | "required" | {"type": "function", "function": {"name": ...}}.
+// A named function narrows the tools the model is shown to that one (we have no constrained
+// decoding to force a call); "required" needs tools. Returns whether tool calls are parsed.
+bool apply_tool_choice(Json& body) {
+  const bool has_tools = body.contains("tools") && body["tools"].is_array() && !body["tools"].empty();
+  auto it = body.find("tool_choice");
+  if (it == body.end() || it->is_null()) return has_tools;
+  if (it->is_string()) {
+    const auto& c = it->get_ref<const std::string&>();
+    if (c == "none") return false;
+    if (c == "auto") return has_tools;
+    if (c == "required") {
+      if (!has_tools) bad_param("tool_choice", "tool_choice 'required' needs a non-empty tools list");
+      return true;
+    }
+    bad_param("tool_choice", "tool_choice must be 'none', 'auto', 'required' or a named function, got '" + c + "'");
+  }
+  if (!it->is_object() || !it->contains("function") || !(*it)["function"].is_object() ||
+      !(*it)["function"].contains("name") || !(*it)["function"]["name"].is_string())
+    bad_param("tool_choice",
+              "tool_choice must be 'none', 'auto', 'required' or {\"type\": \"function\", "
+              "\"function\": {\"name\": ...}}");
+  const std::string name = (*it)["function"]["name"].get<std::string>();
+  if (!has_tools) bad_param("tool_choice", "tool_choice names function '" + name + "' but no tools are given");
+  Json only = Json::array();
+  for (const auto& t : body["tools"])
+    if (t.is_object() && t.contains("function") && t["function"].is_object() && t["function"].value("name", "") == name)
+      only.push_back(t);
+  if (only.empty()) bad_param("tool_choice", "tool_choice names function '" + name + "', which is not in tools");
+  body["tools"] = std::move(only);
+  body["tool_choice"] = "auto";  // what the chat layer understands; the narrowing is done
+  return true;
+}
+
+bool include_usage(const Fields& f) {
+  const Json* so = f.get("stream_options");
+  if (!so) return false;
+  if (!so->is_object()) bad_param("stream_options", "stream_options must be an object");
+  return Fields{*so, "stream_options"}.boolean("include_usage").value_or(false);
+}
+
+}  // namespace
+
+void chat_completions(ServerState& st, const HttpRequest& req, const std::shared_ptr<Responder>& r) {
+  Json body = parse_body(req.body);
+  check_model(st, body);
+  if (!st.encoder)
+    throw ApiError(400,
+                   "This server has no chat format for its model (no supported chat template); use /v1/completions");
+  Fields f{body, ""};
+  const bool stream = f.boolean("stream").value_or(false);
+  const bool usage_in_stream = include_usage(f);
+  const bool separate_reasoning = f.boolean("separate_reasoning").value_or(true);
+  f.boolean("stream_reasoning");  // type-checked; reasoning is always streamed as it comes
+  GenerationParams params = parse_openai_params(body, OpenAiApi::Chat, st.config.sampling_defaults);
+  const bool parse_tools = apply_tool_choice(body);
+
+  chat::EncodedPrompt prompt;
+  try {
+    prompt = st.encoder->encode(chat::parse_chat_request(body));
+  } catch (const chat::RequestError& e) {
+    std::string msg = e.what();
+    bad_param(msg.substr(0, msg.find_first_of(" [:.")), msg);
+  }
+  std::vector<int32_t> ids = st.tokenizer.encode(prompt.text, false);
+  const int32_t max_new = resolve_max_new_tokens(st, ids.size(), params, -1, "messages");
+
+  ChatWriterOptions wo;
+  wo.id = new_request_id("chatcmpl-");
+  wo.created = int64_t(std::time(nullptr));
+  wo.model = st.config.served_model_name;
+  wo.stream = stream;
+  wo.include_usage = stream && usage_in_stream;
+  wo.n = params.n;
+  wo.logprobs = params.sampling.logprobs;
+  wo.parser.starts_in_reasoning = prompt.starts_in_reasoning;
+  wo.parser.reasoning_parser = st.config.reasoning_parser && separate_reasoning;
+  if (parse_tools && !st.config.tool_call_parser.empty()) {
+    wo.parser.tool_parser = st.config.tool_call_parser;
+    wo.parser.tool_names = chat::tool_names_of(body["tools"]);
+  }
+  auto requests = make_requests(wo.id, ids, params, max_new, params.n > 1, 0);
+  auto writer = std::make_unique<ChatWriter>(wo, requests.size(), st.tokenizer);
+  auto job = std::make_shared<GenerationJob>(st, r, GenerationJob::Options{wo.id, stream, params.n}, std::move(writer));
+  job->start(std::move(requests));
+}
+
+}  // namespace ds::server

@@ -1,0 +1,89 @@
+#include "server/metrics.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace ds::server {
+
+Histogram::Histogram(std::vector<double> upper_bounds)
+    : bounds_(std::move(upper_bounds)), counts_(bounds_.size() + 1) {}
+
+void Histogram::observe(double v) {
+  std::lock_guard lock(mu_);
+  size_t b = size_t(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());  // first bound >= v
+  ++counts_[b];
+  sum_ += v;
+  ++count_;
+}
+
+uint64_t Histogram::count() const {
+  std::lock_guard lock(mu_);
+  return count_;
+}
+
+void Histogram::render(const std::string& name, const std::string& help, const std::string& labels,
+                       std::string& out) const {
+  std::lock_guard lock(mu_);
+  out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    std::string le = i < bounds_.size() ? fmt::format("{}", bounds_[i]) : "+Inf";
+    out += fmt::format("{}_bucket{{le=\"{}\",{}}} {}\n", name, le, labels, cumulative);
+  }
+  out += fmt::format("{}_sum{{{}}} {}\n{}_count{{{}}} {}\n", name, labels, sum_, name, labels, count_);
+}
+
+// SGLang's bucket bounds for the same histograms.
+ServerMetrics::ServerMetrics()
+    : ttft({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5,
+            0.75,  1.0,   2.5,  5.0,  7.5,  10.0, 15.0, 20.0, 25.0, 30.0}),
+      inter_token({0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.020, 0.025, 0.030, 0.035, 0.040, 0.060,
+                   0.080, 0.100, 0.200, 0.400, 0.600, 0.800, 1.0,   2.0,   4.0,   6.0,   8.0}),
+      e2e({0.1,  0.2,  0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,  15.0,
+           20.0, 30.0, 40.0, 50.0, 60.0, 90.0, 120.0, 150.0, 180.0, 240.0, 300.0, 600.0}) {}
+
+std::string prometheus_label(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+std::string ServerMetrics::render(const runtime::EngineStats& s, const std::string& model_name) const {
+  const std::string labels = fmt::format("model_name=\"{}\"", prometheus_label(model_name));
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{}{{{}}} {}\n", name, help, name, type, name, labels, value);
+  };
+  metric("sglang:prompt_tokens_total", "counter", "Number of prefill tokens processed.", s.prompt_tokens_total);
+  metric("sglang:generation_tokens_total", "counter", "Number of generation tokens processed.",
+         s.generation_tokens_total);
+  metric("sglang:cached_tokens_total", "counter", "Number of cached prompt tokens.", s.cached_tokens_total);
+  metric("sglang:num_requests_total", "counter", "Number of requests processed.", s.requests_total);
+  metric("sglang:num_running_reqs", "gauge", "The number of running requests.", s.running);
+  metric("sglang:num_queue_reqs", "gauge", "The number of requests in the waiting queue.", s.queued);
+  metric("sglang:num_used_tokens", "gauge", "The number of used tokens.",
+         int64_t(s.used_pages - s.evictable_pages) * s.page_size);
+  metric("sglang:max_total_num_tokens", "gauge", "Maximum total number of tokens.", int64_t(s.num_pages) * s.page_size);
+  metric("sglang:token_usage", "gauge", "The token usage.", s.token_usage());
+  metric("sglang:cache_hit_rate", "gauge", "The prefix cache hit rate.", s.cache_hit_rate);
+  metric("dsserve:retracted_requests_total", "counter", "Requests preempted for lack of KV pages.",
+         s.retractions_total);
+  metric("dsserve:engine_steps_total", "counter", "Engine steps run.", s.steps_total);
+  metric("dsserve:last_step_seconds", "gauge", "Wall time of the last engine step.", s.last_step_ms / 1000.0);
+  metric("dsserve:last_step_overhead_seconds", "gauge",
+         "Part of the last engine step outside the model forward (scheduling, sampling, output).",
+         s.last_step_overhead_ms / 1000.0);
+  ttft.render("sglang:time_to_first_token_seconds", "Histogram of time to first token in seconds.", labels, out);
+  inter_token.render("sglang:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", labels, out);
+  e2e.render("sglang:e2e_request_latency_seconds", "Histogram of End-to-end request latency in seconds", labels, out);
+  return out;
+}
+
+}  // namespace ds::server

@@ -1,0 +1,35 @@
+// Pieces every generation endpoint needs: the model-name check, the context-length check, fresh
+// response ids, and the n engine requests of one prompt.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/engine.h"
+#include "server/generation_params.h"
+#include "server/json.h"
+#include "server/server_state.h"
+
+namespace ds::server {
+
+// 404 (code model_not_found) unless body.model is absent, the served name, the model path or "default".
+void check_model(const ServerState& st, const Json& body);
+
+// The max_new_tokens to run with: the explicit one when prompt + it fits the context (else 400
+// naming `param`), or `default_max` (-1: all the context leaves) clamped to what is left.
+int32_t resolve_max_new_tokens(const ServerState& st, size_t prompt_len, const GenerationParams& p, int64_t default_max,
+                               const char* param);
+
+// Token ids given by the client: each in [0, vocab); 400 naming `param` otherwise.
+void check_token_ids(const ServerState& st, const std::vector<int32_t>& ids, const std::string& param);
+
+// "<prefix>" + 32 random hex digits.
+std::string new_request_id(const char* prefix);
+
+// n requests for one prompt; ids base (n == 1) or base-k, seeds seed + k so choices differ.
+// `first_index` numbers the ids across prompts of a batch.
+std::vector<runtime::GenerateRequest> make_requests(const std::string& base_id, const std::vector<int32_t>& prompt,
+                                                    const GenerationParams& p, int32_t max_new_tokens, bool numbered,
+                                                    size_t first_index);
+
+}  // namespace ds::server

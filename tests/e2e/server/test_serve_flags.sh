@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `dsserve serve` flags: clear errors (unknown flags with close matches, parallelism, cuda, parsers)
+# and the KV pool plan of the banner.
+# usage: test_serve_flags.sh DSSERVE SOURCE_DIR BUILD_DIR
+set -euo pipefail
+BIN=$1 SRC=$2 BUILD=$3
+source "$(dirname "$0")/common.sh"
+need_tokenizer
+TMP=$(mktemp -d)
+trap 'cleanup; rm -rf "$TMP"' EXIT
+
+refused() {  # EXPECTED-TEXT ARGS...: exit 1 with an error containing the text, before loading anything
+  local want=$1 out rc=0
+  shift
+  out=$("$BIN" serve --model-path "$MODEL" "$@" 2>&1) || rc=$?
+  [ $rc = 1 ] || fail "serve $*: exit $rc, expected 1: $out"
+  [[ $out == *"$want"* ]] || fail "serve $*: expected '$want' in: $out"
+}
+refused "unknown flag --tp-sise (did you mean --tp-size" --tp-sise 2
+refused "unknown flag --max-runing-requests (did you mean --max-running-requests" --max-runing-requests 4
+refused "--tp 2: tensor parallelism is not available yet" --tp 2
+refused "--dp 2: data parallelism is not available yet" --dp-size 2
+refused "--device must be cpu or cuda" --device tpu
+refused "--reasoning-parser 'qwen3' is not supported" --reasoning-parser qwen3
+refused "--tool-call-parser 'llama3' is not supported" --tool-call-parser llama3
+refused "--schedule-policy 'lof' is not supported" --schedule-policy lof
+refused "--kv-cache-dtype 'fp8_e5m2' is not supported" --kv-cache-dtype fp8_e5m2
+
+# The KV plan from memory, capped at max-running-requests x context length.
+start_server "$TMP/server.log" --model-path "$MODEL" --encoder dsv32 --mem-fraction-static 0.5 \
+  --max-running-requests 2 --context-length 100 --page-size 16 --trust-remote-code --enable-dp-attention
+grep -q "KV pool: 192 tokens = 12 pages of 16" "$SERVER_LOG" || fail "KV plan: $(grep 'KV pool' "$SERVER_LOG")"
+grep -q "capped at max-running-requests 2 x context length 100" "$SERVER_LOG" || fail "KV plan cap"
+info=$(curl -s "$BASE_URL/get_server_info")
+[ "$(jget "$info" 'j["max_total_tokens"]')" = 192 ] || fail "server info: $info"
+[ "$(jget "$info" 'j["port"]')" = "${BASE_URL##*:}" ] || fail "server info port: $info"
+stop_server
+echo ok

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Fresh Debian 12 machine -> dependencies installed, dsserve built, the demo model answering.
-# (The HTTP server lands with issue 4; until then this runs `dsserve generate` on the demo model.)
+# Fresh Debian 12 machine -> dependencies installed, dsserve built, the OpenAI-compatible server
+# running on the embedded demo model (made on first use) at http://127.0.0.1:30000 until Ctrl-C.
+# Extra arguments go to `dsserve serve` (e.g. --port 8000, --device cuda, --model-path DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
-DEMO=$(scripts/make-demo.sh)
-./build/dsserve generate --model-path "$DEMO" --prompt "${1:-Hello! Who are you?}" --max-new-tokens 32
+# With no arguments: the demo model, served under the name "demo".
+[ $# -gt 0 ] || set -- --served-model-name demo
+exec ./build/dsserve serve "$@"

@@ -19,7 +19,7 @@ cp .device-carry/tokenizer.json $DEMO/
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$LOG/device.txt"
 serve() {  # serve DEVICE PORT EXTRA...
   local dev=$1 port=$2; shift 2
-  $DS serve --model-path $DEMO --device "$dev" --port "$port" --encoder dsv32 "$@" >"$LOG/serve-$dev.log" 2>&1 &
+  $DS serve --model-path $DEMO --device "$dev" --port "$port" --encoder dsv32 --served-model-name demo "$@" >"$LOG/serve-$dev.log" 2>&1 &
   echo $! >/tmp/serve-$dev.pid
   for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && return 0; sleep 0.2; done
   tail -20 "$LOG/serve-$dev.log"; return 1
@@ -32,7 +32,7 @@ bench() {  # bench PORT PROMPTS IN OUT CONCURRENCY TAG
 status=0
 if serve cuda 30000; then
   curl -s http://127.0.0.1:30000/v1/chat/completions -H 'content-type: application/json' \
-    -d '{"model":"x","messages":[{"role":"user","content":"Hello!"}],"max_tokens":16,"temperature":0}' | tee "$LOG/chat.json"; echo
+    -d '{"model":"demo","messages":[{"role":"user","content":"Hello!"}],"max_tokens":16,"temperature":0}' | tee "$LOG/chat.json"; echo
   N=${GPU_SERVE_PROMPTS:-10}; L=${GPU_SERVE_LEN:-1024}
   echo "== cuda: $N prompts, $L in / $L out, concurrency 1"; bench 30000 "$N" "$L" "$L" 1 cuda-c1
   echo "== cuda: 64 prompts, 256 in / 256 out, concurrency 32"; bench 30000 64 256 256 32 cuda-c32

@@ -152,9 +152,8 @@ std::vector<RequestState*> Scheduler::admission_order() {
   return order;
 }
 
-bool Scheduler::admit(RequestState& r, int32_t budget, int32_t reserve, std::vector<Chunk>& plan) {
-  RadixCache::MatchResult m;
-  if (cache_) m = cache_->match_prefix(std::span<const int32_t>(r.tokens).first(r.tokens.size() - 1));
+bool Scheduler::admit(RequestState& r, const RadixCache::MatchResult& m, int32_t budget, int32_t reserve,
+                      std::vector<Chunk>& plan) {
   const int32_t matched = int32_t(m.num_tokens);
   const int32_t len = std::min(int32_t(r.tokens.size()) - matched, budget);
   const int32_t need = pool_.pages_for(matched + len) - int32_t(m.pages.size());
@@ -227,11 +226,11 @@ std::vector<Scheduler::Chunk> Scheduler::schedule_once() {
   }
   for (RequestState* r : admission_order()) {
     if (budget <= 0 || int32_t(running_.size()) >= cfg_.max_running_requests) break;
-    int64_t matched = 0;
-    if (cache_) matched = cache_->match_prefix(std::span<const int32_t>(r->tokens).first(r->tokens.size() - 1)).num_tokens;
-    if (defer_for_shared_prefix(*r, matched)) continue;
+    RadixCache::MatchResult m;
+    if (cache_) m = cache_->match_prefix(std::span<const int32_t>(r->tokens).first(r->tokens.size() - 1));
+    if (defer_for_shared_prefix(*r, m.num_tokens)) continue;
     // Room for every running request's next decode page stays free, so admission does not force retraction.
-    if (!admit(*r, budget, int32_t(running_.size()), plan)) break;
+    if (!admit(*r, m, budget, int32_t(running_.size()), plan)) break;
     budget -= plan.back().len;
     // Move it to running now, so the next candidate sees it as prefilling (shared-prefix deferral).
     auto it = std::find_if(waiting_.begin(), waiting_.end(), [&](const auto& w) { return w.get() == r; });

@@ -64,7 +64,9 @@ class Scheduler {
   std::vector<Chunk> schedule_once();
   void retract(RequestState& r);
   void release(RequestState& r, bool to_cache);
-  bool admit(RequestState& r, int32_t budget, int32_t reserve, std::vector<Chunk>& plan);
+  // Starts a waiting request at its cached prefix `m` (matched by the caller, which needed it already).
+  bool admit(RequestState& r, const RadixCache::MatchResult& m, int32_t budget, int32_t reserve,
+             std::vector<Chunk>& plan);
   bool defer_for_shared_prefix(const RequestState& r, int64_t matched) const;
   std::vector<RequestState*> admission_order();
 

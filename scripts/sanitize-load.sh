@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The server under AddressSanitizer + UBSan + LeakSanitizer: builds dsserve into build-asan and runs
-# the loopback load test (streaming clients, random disconnects) at a smaller size, then a clean
-# SIGTERM shutdown, where LeakSanitizer reports anything not freed. Part of scripts/test.sh.
-#   scripts/sanitize-load.sh [clients=64]
+# The server under AddressSanitizer + UBSan + LeakSanitizer: builds dsserve and fake_serve into
+# build-asan and runs the server e2e load test there (tests/e2e/server/test_load.sh: 256 streaming
+# clients with random disconnects on the server layer over the fake engine, then 64 on the real
+# `dsserve serve`), each ending in a SIGTERM shutdown that must exit 0 — where LeakSanitizer reports
+# anything not freed. Part of scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
@@ -12,9 +13,10 @@ if command -v ccache >/dev/null; then
 fi
 [ -f build-asan/CMakeCache.txt ] || cmake -S . -B build-asan "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DDSSERVE_SANITIZE=ON -DDSSERVE_CUDA=OFF >/dev/null
-cmake --build build-asan -j "$(nproc)" --target dsserve
-mkdir -p build-asan/load
+cmake --build build-asan -j "$(nproc)" --target dsserve fake_serve
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=23"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export OMP_WAIT_POLICY=passive
-bash tests/e2e/load/run_load.sh "$PWD/build-asan/dsserve" "$PWD" "$PWD/build-asan/load" "${1:-64}" --encoder dsv32
+B="$PWD/build-asan"
+bash tests/e2e/server/make_model.sh "$B/dsserve" "$PWD" "$B"
+bash tests/e2e/server/test_load.sh "$B/dsserve" "$PWD" "$B" "$B/tests/e2e/server/fake_serve" 256

@@ -8,6 +8,6 @@ scripts/install-deps.sh
 scripts/build.sh
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 ctest --test-dir build --output-on-failure -j "$(nproc)"
-# The real server under AddressSanitizer/LeakSanitizer/UBSan: 64 streaming clients, random
-# disconnects, clean shutdown (its own build in build-asan).
-scripts/sanitize-load.sh 64
+# The server under AddressSanitizer/LeakSanitizer/UBSan: the e2e load test (streaming clients,
+# random disconnects, clean shutdown) on its own build in build-asan.
+scripts/sanitize-load.sh

@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "backend/sampling.h"
 #include "tensor/tensor.h"
+#include "util/error.h"
 
 namespace ds::backend {
 
@@ -135,6 +137,15 @@ class Backend {
   // y[t] = sum_k weights[t,k] * Expert_{ids[t,k]}(x[t]) (SwiGLU experts).
   virtual Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
                              const std::vector<ExpertWeights>& experts) = 0;
+
+  // ---- sampling (optional: backends whose logits live on a device sample there; backend/sampling.h) ----
+  virtual bool can_sample() const { return false; }
+  virtual int32_t max_sample_top_logprobs() const { return 0; }
+  // One result per batch row. Rows of `logits` [R, vocab] not named in the batch are left alone; the
+  // named ones get their penalties applied in place (the logits are consumed).
+  virtual std::vector<SampledRow> sample(Tensor& logits, const SamplingBatch& batch) {
+    fail("the {} backend does not sample on its device", name());
+  }
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int num_threads = 0);

@@ -84,6 +84,10 @@ class CudaBackend final : public Backend {
   Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
                      const std::vector<ExpertWeights>& experts) override;
 
+  bool can_sample() const override { return true; }
+  int32_t max_sample_top_logprobs() const override { return kSampleMaxTopLogprobs; }
+  std::vector<SampledRow> sample(Tensor& logits, const SamplingBatch& batch) override;
+
   // ---- beyond the Backend interface: tests and benchmarks ----
   cudaStream_t stream() const { return stream_; }
   int num_sms() const { return num_sms_; }

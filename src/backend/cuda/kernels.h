@@ -153,4 +153,30 @@ size_t indexer_topk_split_work_bytes(int Tc, int slices);
 void launch_moe_route(const float* logits, const float* bias, int T, int E, int n_group, int topk_group, int top_k,
                       bool norm, float scaling, int32_t* ids, float* weights, cudaStream_t st);
 
+// ---- sampling (k_sample.cu) ----
+// One row to sample (backend::SamplingRow on the device). temperature 0 = greedy.
+struct DevSampleRow {
+  long long logits_row = 0;
+  unsigned long long seed = 0, position = 0;
+  float temperature = 0.f, top_p = 1.f, min_p = 0.f;
+  float repetition_penalty = 1.f, frequency_penalty = 0.f, presence_penalty = 0.f;
+  int top_k = -1, top_logprobs = 0, logprobs = 0;
+  int penalty_begin = 0, penalty_count = 0, pad = 0;
+};
+constexpr int kSampleMaxTopLogprobs = 64;
+struct SampleArgs {
+  float* logits = nullptr;  // [*, vocab]; the batch's rows get their penalties applied in place
+  int vocab = 0;
+  int rows = 0;             // batch rows (one block each)
+  const DevSampleRow* row = nullptr;
+  const int32_t* penalty_ids = nullptr;
+  const int32_t* penalty_counts = nullptr;  // occurrences in the output
+  int32_t* token = nullptr;    // [rows]; -1: NaN / +inf / no finite logit in the row
+  float* logprob = nullptr;    // [rows]
+  int32_t* top_ids = nullptr;  // [rows, top_pitch]
+  float* top_logprobs = nullptr;
+  int top_pitch = 0;           // >= every row's top_logprobs
+};
+void launch_sample(const SampleArgs& a, cudaStream_t st);
+
 }  // namespace ds::backend::cuda

@@ -113,7 +113,8 @@ ForwardOutput Model::finish(const Step& st, const ForwardBatch& batch, const Ten
   }
   if (rows.empty()) return out;
   Tensor picked = be_.cache_gather(normed, rows);  // row gather from the [T, H] activations
-  out.logits = be_.to_host_f32(be_.linear(picked, head));
+  Tensor logits = be_.linear(picked, head);
+  out.logits = batch.logits_on_device ? logits : be_.to_host_f32(logits);
   return out;
 }
 

@@ -49,6 +49,7 @@ class EngineImpl final : public Engine {
     DS_CHECK(cfg_.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1");
     kv_ = model_.make_cache(sched_.pool().num_pages(), cfg_.page_size);
     vocab_ = model_.config().vocab_size;
+    device_sampling_ = cfg_.sample_on_device && model_.backend().can_sample();
     publish_stats();
     thread_ = std::thread([this] { loop(); });
   }
@@ -79,6 +80,11 @@ class EngineImpl final : public Engine {
   void loop();
   bool take_pending();  // inbox, aborts, flushes; false when stopping
   void run_step();
+  // One result (or an error message) per plan entry that asked for logits.
+  void sample_on_host(const std::vector<Scheduler::Chunk>& plan, const model::ForwardOutput& out,
+                      std::vector<SampleResult>& drawn, std::vector<std::string>& failed);
+  void sample_on_device(const std::vector<Scheduler::Chunk>& plan, model::ForwardOutput& out,
+                        std::vector<SampleResult>& drawn, std::vector<std::string>& failed);
   void accept_token(RequestState& r, SampleResult s);  // appends, checks stops, outputs
   void deliver(RequestState& r, RequestOutput&& out);
   void end(std::unique_ptr<RequestState> r, FinishReason why, std::string error = {});
@@ -90,6 +96,7 @@ class EngineImpl final : public Engine {
   Scheduler sched_;
   model::KVCache kv_;
   int64_t vocab_ = 0;
+  bool device_sampling_ = false;
 
   // Shared with other threads (mu_).
   std::mutex mu_;
@@ -146,6 +153,7 @@ void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
     throw RequestRejected(503, fmt::format("too many requests waiting ({}); retry later", cfg_.max_queued_requests));
   r->arrival = arrivals_++;
   r->rng = make_rng(req.sampling, cfg_.random_seed + r->arrival);
+  r->seed = request_seed(req.sampling, cfg_.random_seed + r->arrival);
   r->in = std::move(req);
   live_.insert(r->in.id);
   inbox_.push_back(std::move(r));
@@ -228,6 +236,7 @@ void EngineImpl::run_step() {
     return;
   }
   model::ForwardBatch fb;
+  fb.logits_on_device = device_sampling_;
   fb.seqs.reserve(plan.size());
   for (const auto& c : plan) {
     RequestState& r = *c.req;
@@ -247,23 +256,10 @@ void EngineImpl::run_step() {
   model::ForwardOutput out = model_.forward(fb, kv_);
   const double fwd_ms = fwd_timer.seconds() * 1e3;
   Timer sample_timer;
-  // Sampling is independent per request (each has its own generator): spread it over the cores.
-  std::vector<int64_t> rows;
-  for (size_t i = 0; i < plan.size(); ++i)
-    if (plan[i].logits) rows.push_back(int64_t(i));
   std::vector<SampleResult> drawn(plan.size());
   std::vector<std::string> failed(plan.size());
-#pragma omp parallel for schedule(dynamic, 4) if (rows.size() > 4)
-  for (int64_t k = 0; k < int64_t(rows.size()); ++k) {
-    const int64_t i = rows[k];
-    RequestState& r = *plan[i].req;
-    try {
-      drawn[i] = sample(out.logits.f32() + int64_t(out.logits_row0[i]) * vocab_, vocab_, r.in.sampling, r.tokens,
-                        size_t(r.prompt_len), r.rng);
-    } catch (const std::exception& e) {
-      failed[i] = e.what();
-    }
-  }
+  if (device_sampling_) sample_on_device(plan, out, drawn, failed);
+  else sample_on_host(plan, out, drawn, failed);
   for (size_t i = 0; i < plan.size(); ++i) {
     RequestState& r = *plan[i].req;
     sched_.chunk_done(r, plan[i].len);
@@ -289,6 +285,73 @@ void EngineImpl::run_step() {
   for (const auto& c : plan)
     if (c.req->final_output) end(sched_.finish(*c.req), c.req->final_output->finish_reason);
   publish_stats();
+}
+
+void EngineImpl::sample_on_host(const std::vector<Scheduler::Chunk>& plan, const model::ForwardOutput& out,
+                                std::vector<SampleResult>& drawn, std::vector<std::string>& failed) {
+  // Sampling is independent per request (each has its own generator): spread it over the cores.
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < plan.size(); ++i)
+    if (plan[i].logits) rows.push_back(int64_t(i));
+#pragma omp parallel for schedule(dynamic, 4) if (rows.size() > 4)
+  for (int64_t k = 0; k < int64_t(rows.size()); ++k) {
+    const int64_t i = rows[k];
+    RequestState& r = *plan[i].req;
+    try {
+      drawn[i] = sample(out.logits.f32() + int64_t(out.logits_row0[i]) * vocab_, vocab_, r.in.sampling, r.tokens,
+                        size_t(r.prompt_len), r.rng);
+    } catch (const std::exception& e) {
+      failed[i] = e.what();
+    }
+  }
+}
+
+void EngineImpl::sample_on_device(const std::vector<Scheduler::Chunk>& plan, model::ForwardOutput& out,
+                                  std::vector<SampleResult>& drawn, std::vector<std::string>& failed) {
+  backend::Backend& be = model_.backend();
+  backend::SamplingBatch batch;
+  std::vector<size_t> batch_plan;  // plan entry of each batch row
+  std::vector<size_t> on_host;     // entries asking for more top logprobs than the backend reports
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (!plan[i].logits) continue;
+    RequestState& r = *plan[i].req;
+    const SamplingParams& p = r.in.sampling;
+    if (p.logprobs && p.top_logprobs > be.max_sample_top_logprobs()) {
+      on_host.push_back(i);
+      continue;
+    }
+    if (has_penalties(p)) {
+      if (!r.penalties) r.penalties = std::make_unique<PenaltyTokens>();
+      r.penalties->update(r.tokens, size_t(r.prompt_len), p.repetition_penalty != 1.0f);
+    }
+    add_sampling_row(batch, out.logits_row0[i], p, r.seed, uint64_t(r.output_len()), r.penalties.get());
+    batch_plan.push_back(i);
+  }
+  // Rows the device cannot take: only theirs come to the host (before the device changes any row).
+  for (size_t i : on_host) {
+    RequestState& r = *plan[i].req;
+    const int64_t row = out.logits_row0[i];
+    try {
+      Tensor h = be.to_host_f32(out.logits.rows(row, row + 1));
+      drawn[i] = sample(h.f32(), vocab_, r.in.sampling, r.tokens, size_t(r.prompt_len), r.rng);
+    } catch (const std::exception& e) {
+      failed[i] = e.what();
+    }
+  }
+  if (batch.rows.empty()) return;
+  std::vector<backend::SampledRow> got = be.sample(out.logits, batch);  // throws: the whole step fails
+  for (size_t k = 0; k < batch_plan.size(); ++k) {
+    const size_t i = batch_plan[k];
+    if (got[k].token < 0) {
+      failed[i] = "sample: the logits have a NaN or infinite value, or no finite one";
+      continue;
+    }
+    drawn[i].token = got[k].token;
+    if (plan[i].req->in.sampling.logprobs) {
+      drawn[i].logprob = got[k].logprob;
+      drawn[i].top_logprobs = std::move(got[k].top_logprobs);
+    }
+  }
 }
 
 void EngineImpl::accept_token(RequestState& r, SampleResult s) {

@@ -94,6 +94,10 @@ struct EngineConfig {
   SchedulePolicy schedule_policy = SchedulePolicy::Fcfs;
   uint64_t random_seed = 0;              // seeds requests that give no seed
   std::vector<int32_t> eos_token_ids;    // stop unless ignore_eos
+  // Sample on the model's device when its backend can (Backend::can_sample): a step then brings back
+  // token ids instead of [rows, vocab] logits. Seeded draws differ from the host sampler's (another
+  // generator), with the same distribution. false: always the host sampler.
+  bool sample_on_device = true;
 };
 
 // A consistent snapshot of the engine's state and counters (for /metrics, /get_server_info).
@@ -115,7 +119,8 @@ struct EngineStats {
   double last_step_overhead_ms = 0;     // of which outside the model forward (scheduling, sampling, output)
   // Sums over all steps (differences of two snapshots give per-step averages over a window).
   double busy_ms_total = 0;             // wall time inside steps
-  double forward_ms_total = 0;          // of which in Model::forward
+  double forward_ms_total = 0;          // of which in Model::forward (with device sampling: until it has
+                                        // queued its last kernels; the GPU's tail counts as sampling)
   double sample_ms_total = 0;           // of which after the forward: sampling, detokenizing, stop checks, delivery
   double cache_hit_rate = 0;            // cached / queried prompt tokens of the radix cache
   double token_usage() const { return num_pages ? double(used_pages - evictable_pages) / num_pages : 0.0; }

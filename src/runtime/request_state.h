@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "runtime/device_sampling.h"
 #include "runtime/engine.h"
 #include "runtime/output_text.h"
 #include "runtime/radix_cache.h"
@@ -28,7 +29,9 @@ struct RequestState {
   bool counted = false;                      // prompt/cached tokens added to the engine's counters
   std::optional<RequestOutput> final_output;  // set when it ends; delivered after its pages are freed
   int32_t retractions = 0;
-  std::mt19937_64 rng;
+  std::mt19937_64 rng;                        // host sampling
+  uint64_t seed = 0;                          // device sampling: draws are keyed on (seed, output index)
+  std::unique_ptr<PenaltyTokens> penalties;   // device sampling with penalties
   std::unique_ptr<OutputText> text;
   std::chrono::steady_clock::time_point arrived_at;
 

@@ -1,5 +1,6 @@
 // The engine end to end on the tiny golden model (CPU backend): continuous batching, paging,
-// retraction, prefix cache, sampling and stop handling, checked against plain Model::forward.
+// retraction, prefix cache, sampling and stop handling, checked against plain Model::forward; and its
+// device-sampling path over a backend that samples "on its device" on the host.
 #include <gtest/gtest.h>
 
 #include <condition_variable>
@@ -7,6 +8,7 @@
 #include <mutex>
 
 #include "backend/backend.h"
+#include "host_sampling_backend.h"
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "tokenizer_test_util.h"
@@ -255,4 +257,108 @@ TEST_F(EngineTest, AbortAndShutdownFreeEverything) {
   e->shutdown();
   for (int i = 0; i < 4; ++i) EXPECT_TRUE(c.wait("s" + std::to_string(i)).finished);
   EXPECT_THROW(e->submit(greedy("late", {5}, 1), [](RequestOutput&&) {}), RequestRejected);
+}
+
+// ---------------------------------------------------------------- sampling on the backend's device
+
+namespace {
+std::unique_ptr<model::Model> load_on(backend::Backend& be) {
+  return model::Model::load(DS_SOURCE_DIR "/tests/golden/tiny_v32_fp8", be);
+}
+}  // namespace
+
+TEST_F(EngineTest, DeviceSamplingEqualsHostSamplingForGreedyWithPenalties) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  fakes::HostSamplingBackend hb;
+  auto m = load_on(hb);
+  auto host = make_engine(config(), *model_, tok), dev = make_engine(config(), *m, tok);
+  struct Case {
+    std::string id;
+    float rep, freq, pres;
+  };
+  const std::vector<Case> cases = {{"plain", 1, 0, 0}, {"rep", 1.7f, 0, 0}, {"freq", 1, 1.5f, 0.8f}, {"all", 0.6f, -0.7f, 1.1f}};
+  Collector ch, cd;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    auto r = greedy(cases[i].id, prompt_of(int(i) + 4, 9), 16);
+    r.sampling.repetition_penalty = cases[i].rep;
+    r.sampling.frequency_penalty = cases[i].freq;
+    r.sampling.presence_penalty = cases[i].pres;
+    r.sampling.logprobs = true;
+    r.sampling.top_logprobs = 3;
+    host->submit(r, ch.sink(cases[i].id));
+    dev->submit(r, cd.sink(cases[i].id));
+  }
+  std::vector<int32_t> plain;
+  for (const auto& c : cases) {
+    auto a = ch.wait(c.id), b = cd.wait(c.id);
+    EXPECT_EQ(a.tokens, b.tokens) << c.id;
+    ASSERT_EQ(a.last.logprobs.size(), b.last.logprobs.size()) << c.id;
+    for (size_t j = 0; j < a.last.logprobs.size(); ++j) {
+      EXPECT_NEAR(a.last.logprobs[j].logprob, b.last.logprobs[j].logprob, 1e-6) << c.id;
+      EXPECT_EQ(a.last.logprobs[j].top.size(), 3u);
+      EXPECT_EQ(a.last.logprobs[j].top, b.last.logprobs[j].top) << c.id;
+    }
+    if (c.id == "plain") plain = a.tokens;
+    else EXPECT_NE(a.tokens, plain) << c.id << ": the penalties should change this greedy continuation";
+  }
+}
+
+TEST_F(EngineTest, DeviceSamplingSeedsIgnoreBatchAndRetraction) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  fakes::HostSamplingBackend hb;
+  auto m = load_on(hb);
+  auto seeded = [&](const std::string& id) {
+    GenerateRequest s = greedy(id, prompt_of(5, 7), 12);
+    s.sampling.temperature = 1.0f;
+    s.sampling.top_p = 0.9f;
+    s.sampling.seed = 42;
+    return s;
+  };
+  Collector c;
+  auto alone = make_engine(config(), *m, tok);
+  alone->submit(seeded("alone"), c.sink("alone"));
+  auto a = c.wait("alone");
+  alone->shutdown();
+  const auto draws = hb.draws();
+  ASSERT_EQ(draws.size(), 12u);
+  for (size_t i = 0; i < draws.size(); ++i) EXPECT_EQ(draws[i], std::make_pair(uint64_t(42), uint64_t(i)));
+
+  // In a crowded pool (retractions) beside unseeded requests: the same tokens.
+  auto crowded = make_engine(config(64), *m, tok);
+  for (int i = 0; i < 6; ++i) {
+    auto o = greedy("o" + std::to_string(i), prompt_of(i + 20, 5), 20);
+    o.sampling.temperature = 0.8f;
+    crowded->submit(o, c.sink("o" + std::to_string(i)));
+  }
+  crowded->submit(seeded("crowded"), c.sink("crowded"));
+  EXPECT_EQ(c.wait("crowded").tokens, a.tokens);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(c.wait("o" + std::to_string(i)).tokens.size(), 20u);
+  EXPECT_GT(crowded->stats().retractions_total, 0);
+}
+
+TEST_F(EngineTest, DeviceSamplingHostFallbackAndFailedRows) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  fakes::HostSamplingBackend hb(/*max_top_logprobs=*/2);
+  hb.fail_seed(7);
+  auto m = load_on(hb);
+  auto e = make_engine(config(), *m, tok);
+  Collector c;
+  auto many = greedy("many", prompt_of(6, 8), 5);  // more alternatives than the device gives: host path
+  many.sampling.logprobs = true;
+  many.sampling.top_logprobs = 5;
+  auto bad = greedy("bad", prompt_of(7, 8), 5);  // the device reports its row as failed
+  bad.sampling.temperature = 1.0f;
+  bad.sampling.seed = 7;
+  auto fine = greedy("fine", prompt_of(8, 8), 5);
+  e->submit(many, c.sink("many"));
+  e->submit(bad, c.sink("bad"));
+  e->submit(fine, c.sink("fine"));
+  auto rm = c.wait("many"), rb = c.wait("bad"), rf = c.wait("fine");
+  EXPECT_EQ(rm.tokens, reference_greedy(prompt_of(6, 8), 5));
+  ASSERT_EQ(rm.last.logprobs.size(), 1u);
+  EXPECT_EQ(rm.last.logprobs[0].top.size(), 5u);
+  EXPECT_EQ(rb.last.finish_reason, FinishReason::Error);
+  EXPECT_NE(rb.last.error.find("NaN"), std::string::npos) << rb.last.error;
+  EXPECT_EQ(rf.tokens, reference_greedy(prompt_of(8, 8), 5));
+  EXPECT_EQ(hb.draws().size(), 6u) << "device rows: 'fine' 5 times, 'bad' once; 'many' never";
 }

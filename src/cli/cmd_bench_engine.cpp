@@ -22,9 +22,10 @@ namespace ds::cli {
 namespace {
 
 struct EngineBenchFlags {
-  std::string model_path, tokenizer, running = "1,64,256";
+  std::string model_path, tokenizer, running = "1,64,256", device = "cpu";
   int input_len = 128, steps = 50, threads = 0, page_size = 64;
   float temperature = 0.0f;
+  bool host_sampling = false;
 };
 
 std::vector<int> parse_list(const std::string& s) {
@@ -46,12 +47,22 @@ std::vector<int> parse_list(const std::string& s) {
 
 void run_engine_bench(const EngineBenchFlags& f) {
   init_logging("warning");
-  auto be = backend::make_cpu_backend(f.threads);
+  std::unique_ptr<backend::Backend> be;
+  if (f.device == "cuda") {
+#ifdef DSSERVE_HAVE_CUDA
+    be = backend::make_cuda_backend(0);
+#else
+    fail("--device cuda: this dsserve was built without CUDA");
+#endif
+  } else {
+    be = backend::make_cpu_backend(f.threads);
+  }
   auto model = model::Model::load(f.model_path, *be);
   auto tok = tok::Tokenizer::load(f.tokenizer.empty() ? f.model_path : f.tokenizer);
   const auto& mc = model->config();
-  fmt::print("model {} (vocab {}, {} layers), prompt {} tokens, {} measured steps, temperature {}\n", f.model_path,
-             mc.vocab_size, mc.num_hidden_layers, f.input_len, f.steps, f.temperature);
+  fmt::print("model {} (vocab {}, {} layers), prompt {} tokens, {} measured steps, temperature {}, {} backend, "
+             "sampling on the {}\n", f.model_path, mc.vocab_size, mc.num_hidden_layers, f.input_len, f.steps,
+             f.temperature, be->name(), be->can_sample() && !f.host_sampling ? "device" : "host");
   fmt::print("{:>8} {:>10} {:>11} {:>12} {:>14} {:>12} {:>10}\n", "running", "step ms", "forward ms", "overhead ms",
              "(of which out)", "overhead/req", "tok/s");
   std::mt19937 rng(1);
@@ -61,6 +72,7 @@ void run_engine_bench(const EngineBenchFlags& f) {
     cfg.page_size = f.page_size;
     cfg.context_length = f.input_len + max_new;
     cfg.max_running_requests = n;
+    cfg.sample_on_device = !f.host_sampling;
     cfg.max_total_tokens = int64_t(n) * ((f.input_len + max_new) / f.page_size + 2) * f.page_size;
     for (auto id : mc.eos_token_ids) cfg.eos_token_ids.push_back(int32_t(id));
     auto engine = runtime::make_engine(cfg, *model, tok);
@@ -108,6 +120,8 @@ void register_bench_engine(CLI::App* bench) {
   cmd->add_option("--temperature", f->temperature, "0 = greedy; > 0 measures the full sampling path");
   cmd->add_option("--page-size", f->page_size, "KV page size")->check(CLI::Range(1, 4096));
   cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)");
+  cmd->add_option("--device", f->device, "backend: cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_flag("--host-sampling", f->host_sampling, "sample on the host even where the backend samples on its device");
   cmd->callback([f] { run_engine_bench(*f); });
 }
 

@@ -6,12 +6,18 @@
 //      (pre-quantised activations, M padded to 16 where it refuses smaller).
 //   2. Sparse MLA decode (absorbed, topk 2048 per token, 128 heads, 576-wide latent rows): bytes/s.
 //   3. Indexer scores + top-k for one query vs context length.
+//   4. Sampling (Backend::sample) at 1 / 64 / 256 rows of 129,280 logits: greedy, top-p, top-k + top-p,
+//      greedy + logprobs; against the old path: the logits copied to the host + the host sampler
+//      (OpenMP over rows, as the engine's host path).
 // Timing: CUDA events around each call on the backend's stream, median of >= 15 after warm-up; weights
 // rotated over enough copies that L2 (50 MB) cannot serve them; inputs random, never zeros.
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
+#include <omp.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -22,6 +28,7 @@
 #include "backend/cuda/gemm_lt.h"
 #include "backend/cuda/kernels.h"
 #include "check_util.h"
+#include "runtime/sampler.h"
 
 using namespace ds;
 using namespace ds::backend;
@@ -255,6 +262,76 @@ void bench_indexer(const Ceilings& c) {
       std::fflush(stdout);
     }
 }
+// Median wall-clock microseconds of fn(i) (synchronous calls) after `warm` calls.
+double wall_us(const std::function<void(int)>& fn, int reps = 20, int warm = 3) {
+  std::vector<double> us;
+  for (int i = 0; i < warm + reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn(i);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (i >= warm) us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+  }
+  std::sort(us.begin(), us.end());
+  return us[us.size() / 2];
+}
+
+void bench_sampling(const Ceilings& c) {
+  const int64_t V = 129280;
+  struct Mode {
+    const char* name;
+    float temperature, top_p;
+    int top_k;
+    bool logprobs;
+  };
+  const Mode modes[] = {{"greedy", 0.f, 1.f, -1, false},
+                        {"T=1 top-p 0.9", 1.f, 0.9f, -1, false},
+                        {"T=0.8 top-k 50 top-p 0.95", 0.8f, 0.95f, 50, false},
+                        {"T=1 (no filter)", 1.f, 1.f, -1, false},
+                        {"greedy + logprobs top 5", 0.f, 1.f, -1, true}};
+  std::printf("\n| rows | sampling | GPU sample() | logits GB/s one read (%% copy) | old: D2H copy | old: host "
+              "sampler (%d threads) | old total / GPU |\n|---|---|---|---|---|---|---|\n", omp_get_max_threads());
+  for (int64_t R : {1, 64, 256}) {
+    // Logits like a model's: a few likely tokens over a long tail.
+    Tensor h = gpucheck::randn({R, V}, 2.0f);
+    for (int64_t r = 0; r < R; ++r)
+      for (int i = 0; i < 20; ++i) h.f32()[r * V + int64_t(xorshift() % uint64_t(V))] += 10.f;
+    Tensor logits = be->from_host(h);
+    const double d2h = wall_us([&](int) { be->to_host_f32(logits); }, 10, 2);
+    const Tensor host = be->to_host_f32(logits);
+    for (const Mode& m : modes) {
+      SamplingBatch b;
+      std::vector<runtime::SamplingParams> params(static_cast<size_t>(R));
+      for (int64_t r = 0; r < R; ++r) {
+        SamplingRow row;
+        row.logits_row = r;
+        row.temperature = m.temperature;
+        row.top_p = m.top_p;
+        row.top_k = m.top_k;
+        row.seed = uint64_t(r);
+        row.logprobs = m.logprobs;
+        row.top_logprobs = m.logprobs ? 5 : 0;
+        b.rows.push_back(row);
+        auto& p = params[size_t(r)];
+        p.temperature = m.temperature, p.top_p = m.top_p, p.top_k = m.top_k, p.logprobs = m.logprobs;
+        p.top_logprobs = row.top_logprobs;
+      }
+      const double gpu = wall_us([&](int i) {
+        for (auto& row : b.rows) row.position = uint64_t(i);
+        be->sample(logits, b);
+      });
+      std::vector<std::mt19937_64> gens(static_cast<size_t>(R));
+      const double cpu = wall_us([&](int) {
+#pragma omp parallel for schedule(dynamic, 4) if (R > 4)
+        for (int64_t r = 0; r < R; ++r)
+          runtime::sample(host.f32() + r * V, V, params[size_t(r)], {}, 0, gens[size_t(r)]);
+      }, 10, 2);
+      const double gbs = double(R) * V * 4 / (gpu * 1e-6) / 1e9;
+      std::printf("| %lld | %s | %.1f us | %.0f (%.0f%%) | %.1f us | %.1f us | %.1fx |\n", (long long)R, m.name, gpu, gbs,
+                  100.0 * gbs / c.copy_gbs, d2h, cpu, (d2h + cpu) / gpu);
+      std::fflush(stdout);
+    }
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -269,6 +346,7 @@ int main(int argc, char** argv) {
     if (what == "all" || what == "gemm") bench_gemm(c);
     if (what == "all" || what == "mla") bench_mla(c);
     if (what == "all" || what == "indexer") bench_indexer(c);
+    if (what == "all" || what == "sampling") bench_sampling(c);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_bench: error: %s\n", e.what());

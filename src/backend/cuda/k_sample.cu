@@ -5,7 +5,7 @@
 // The kept set is always a prefix of the row in "most likely first, lowest id first" order (top-k,
 // top-p and min-p each keep a prefix), so it is found without sorting the vocabulary:
 //  - one pass computes the softmax sum, the row's probability mass, and a histogram of the distance
-//    d = (max - x) / T over 2048 bins that follow that order (fine bins where the mass is);
+//    d = (max - x) / T (in bits: p = 2^-d) over 2048 bins that follow that order (fine where the mass is);
 //  - the bin where the running count (top-k) or mass (top-p) reaches its target is sorted alone in
 //    shared memory (rows where it holds more than kCap elements, e.g. masses of equal logits, fall
 //    back to a bisection over the 32-bit keys: slower, same result);
@@ -24,7 +24,7 @@ using u64 = unsigned long long;
 
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
-constexpr int kBins = 2048;  // d < 16: 1/64 wide (bins 0..1023); d < 80: 1/16 wide; beyond: "the rest"
+constexpr int kBins = 2048;  // d < 32 bits: 1/32 bit wide (bins 0..1023); d < 288: 1/4 wide; beyond: "the rest"
 constexpr int kCap = 4096;   // elements of one bin sorted in shared memory
 constexpr unsigned kFull = 0xffffffffu;
 static_assert(kBins % kThreads == 0, "bins are split evenly over the threads");
@@ -53,9 +53,9 @@ __device__ __forceinline__ float from_okey(uint32_t k) {
 __device__ __forceinline__ u64 sort_key(float v, int i) { return (u64(~okey(v)) << 32) | uint32_t(i); }
 __device__ __forceinline__ uint32_t key_of(u64 s) { return ~uint32_t(s >> 32); }
 
-__device__ __forceinline__ int bin_of(float d) {
-  if (d < 16.f) return int(d * 64.f);
-  if (d < 80.f) return 1024 + int((d - 16.f) * 16.f);
+__device__ __forceinline__ int bin_of(float d) {  // d >= 0 (the clamp only guards the shared histogram)
+  if (d < 32.f) return max(0, int(d * 32.f));
+  if (d < 288.f) return 1024 + int((d - 32.f) * 4.f);
   return kBins;
 }
 
@@ -63,12 +63,16 @@ __device__ __forceinline__ int bin_of(float d) {
 struct Row {
   const float* x;
   int V;
-  float xmax, temp, scale;  // scale = 2^shift with V * 2^shift < 2^63: integer sums cannot overflow
-  __device__ float dist(float v) const { return (xmax - v) / temp; }
+  float xmax;
+  float k2;     // log2(e) / T: dist(v) = (max - v) / T in bits, p = 2^-dist (one multiply, one exp2)
+  float scale;  // 2^shift with V * 2^shift < 2^63: integer sums of masses cannot overflow
+  __device__ float dist(float v) const { return (xmax - v) * k2; }
   __device__ u64 mass_of_p(float p) const { return __float2ull_rn(p * scale); }
-  __device__ u64 mass(float v) const { return mass_of_p(expf(-dist(v))); }
-  // log-softmax of the tempered logits, given log(sum of exp(-d)).
-  __device__ float logprob(float v, double log_sum) const { return float(-double(dist(v)) - log_sum); }
+  __device__ u64 mass(float v) const { return mass_of_p(exp2f(-dist(v))); }
+  // log-softmax of the tempered logits (nats), given log(sum of p).
+  __device__ float logprob(float v, double log_sum) const {
+    return float(-double(dist(v)) * 0.69314718055994531 - log_sum);
+  }
 };
 
 // ---------------------------------------------------------------- block primitives (fixed order)
@@ -86,7 +90,7 @@ __device__ u64 block_sum(u64 v, Shared& sm) {
   return s;
 }
 
-__device__ double block_sum(double v, Shared& sm) {
+__device__ double block_sum_f64(double v, Shared& sm) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
   if (lane_id() == 0) sm.red_f64[warp_id()] = v;
   __syncthreads();
@@ -171,7 +175,7 @@ __device__ Stats row_stats(const Row& r, Shared& sm, float min_p, bool with_hist
   u64 mass = 0, mp_mass = 0, mp_count = 0;
   uint32_t mp_key = 0xffffffffu;
   for_each(r, [&](int, float v) {
-    const float d = r.dist(v), p = expf(-d);
+    const float d = r.dist(v), p = exp2f(-d);
     const u64 q = r.mass_of_p(p);
     sum += p;
     mass += q;
@@ -189,7 +193,7 @@ __device__ Stats row_stats(const Row& r, Shared& sm, float min_p, bool with_hist
     }
   });
   Stats st;
-  st.log_sum = log(block_sum(sum, sm));
+  st.log_sum = log(block_sum_f64(sum, sm));
   st.mass = block_sum(mass, sm);
   st.minp_mass = block_sum(mp_mass, sm);
   st.minp_count = block_sum(mp_count, sm);
@@ -509,7 +513,7 @@ __global__ void __launch_bounds__(kThreads, 2) sample_kernel(SampleArgs a) {
   }
   const bool greedy = p.temperature == 0.f;
   r.xmax = best;
-  r.temp = greedy ? 1.f : p.temperature;
+  r.k2 = float(1.4426950408889634 / (greedy ? 1.0 : double(p.temperature)));
   const int n_top = p.logprobs ? min(p.top_logprobs, V) : 0;
   const bool filtered = !greedy && ((p.top_k > 0 && p.top_k < V) || p.top_p < 1.f);
 

@@ -45,4 +45,9 @@ if serve cpu 30001 --threads "$(nproc)"; then
   kill -TERM "$(cat /tmp/serve-cpu.pid)"; wait "$(cat /tmp/serve-cpu.pid)" || status=1
 fi
 grep -h "step\|KV\|pool" "$LOG/serve-cuda.log" | head -5
+# The engine's own step (no HTTP) with sampling on the device, then with the old host path.
+E="$DS bench engine --model-path $DEMO --device cuda --running 1,64,256 --steps 30 --input-len 32"
+echo "== engine step on cuda: sampling on the device, then on the host"
+timeout 90 $E 2>&1 | tee "$LOG/engine.txt"
+timeout 120 $E --host-sampling 2>&1 | tee -a "$LOG/engine.txt"
 exit $status

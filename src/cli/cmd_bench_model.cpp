@@ -83,15 +83,15 @@ class Csv {
     f_.open(path);
     DS_CHECK(f_.good(), "cannot write {}", path);
     f_ << "kind,layers,batch,context,ms,enqueue_ms,moe_host_ms,tok_s,read_gb,experts,roofline_ms,ratio,tflop,"
-          "tflop_s,pct_peak\n";
+          "tflop_s,pct_peak,launch_ms\n";
   }
   void row(const std::string& kind, int64_t layers, int64_t batch, int64_t context, double ms, double enqueue_ms,
            double moe_ms, double tok_s, double read_gb, double experts, double roofline_ms, double ratio, double tflop,
-           double tflops, double pct) {
+           double tflops, double pct, double launch_ms = 0) {
     if (!f_.is_open()) return;
-    f_ << fmt::format("{},{},{},{},{:.4f},{:.4f},{:.4f},{:.2f},{:.6f},{:.2f},{:.4f},{:.3f},{:.6f},{:.4f},{:.3f}\n",
+    f_ << fmt::format("{},{},{},{},{:.4f},{:.4f},{:.4f},{:.2f},{:.6f},{:.2f},{:.4f},{:.3f},{:.6f},{:.4f},{:.3f},{:.4f}\n",
                       kind, layers, batch, context, ms, enqueue_ms, moe_ms, tok_s, read_gb, experts, roofline_ms,
-                      ratio, tflop, tflops, pct);
+                      ratio, tflop, tflops, pct, launch_ms);
     f_.flush();
   }
 
@@ -179,9 +179,11 @@ void run_model_bench(const ModelBenchFlags& f) {
   if (!batches.empty()) {
     fmt::print("\nDecode: context {} tokens per sequence (random cached rows), median of {} steps after {} warm-up\n",
                f.context, f.steps, f.warmup);
-    fmt::print("{:>6} {:>5} {:>9} {:>15} {:>10} {:>8} {:>6} {:>9} {:>8} {:>7} {:>8} {:>9} {:>7}\n", "layers", "batch",
-               "step ms", "(min - max)", "enqueue ms", "MoE host", "ops", "tok/s", "weights", "KV GB", "experts",
-               "roofline", "x roof");
+    fmt::print("Host: 'enqueue' = forward start to its logits readback; of that, 'launch' in ops that only launch "
+               "and 'MoE' inside moe_experts (launches + its routing readback)\n");
+    fmt::print("{:>6} {:>5} {:>9} {:>15} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8} {:>7} {:>8} {:>9} {:>7}\n", "layers",
+               "batch", "step ms", "(min - max)", "enqueue", "launch", "MoE", "ops", "tok/s", "weights", "KV GB",
+               "experts", "roofline", "x roof");
   }
   DecodeSetup ds;
   ds.warmup = f.warmup;
@@ -189,27 +191,43 @@ void run_model_bench(const ModelBenchFlags& f) {
   ds.page_size = f.page_size;
   ds.seed = f.seed + 1;
   ds.sync_s = sync_s;
-  for (int64_t b : batches) {
+  // A configuration that fails (device memory, say) is reported and skipped: the others still run.
+  int failures = 0;
+  auto report_failure = [&](const std::string& what, const std::exception& e) {
+    fmt::print("{}: FAILED: {}\n", what, e.what());
+    std::fflush(stdout);
+    ++failures;
+  };
+  for (int64_t b : batches) try {
     DecodeCache cache = make_decode_cache(full, be, int(b), f.context, f.warmup + f.steps + 2, f.page_size, f.seed + 2);
     for (size_t mi = 0; mi < models.size(); ++mi) {
       ds.profile = f.profile && mi == 0;
       DecodeResult r = run_decode(*models[mi], be, cache, int(b), f.context, ds);
       const double read = r.weight_bytes + r.kv_bytes, roof_ms = read / bw * 1e3;
-      fmt::print("{:>6} {:>5} {:>9.3f} {:>15} {:>10.3f} {:>8.3f} {:>6} {:>9.1f} {:>8.3f} {:>7.3f} {:>8.1f} {:>9.3f} {:>7.2f}\n",
+      fmt::print("{:>6} {:>5} {:>9.3f} {:>15} {:>8.3f} {:>8.3f} {:>8.3f} {:>6} {:>9.1f} {:>8.3f} {:>7.3f} {:>8.1f} {:>9.3f} "
+                 "{:>7.2f}\n",
                  r.layers, r.batch, r.step_ms, fmt::format("({:.2f} - {:.2f})", r.min_ms, r.max_ms), r.enqueue_ms,
-                 r.moe_host_ms, r.ops, 1e3 * double(b) / r.step_ms, r.weight_bytes / 1e9, r.kv_bytes / 1e9,
+                 r.launch_ms, r.moe_host_ms, r.ops, 1e3 * double(b) / r.step_ms, r.weight_bytes / 1e9, r.kv_bytes / 1e9,
                  r.experts_per_moe_layer, roof_ms, r.step_ms / roof_ms);
       csv.row("decode", r.layers, b, f.context, r.step_ms, r.enqueue_ms, r.moe_host_ms, 1e3 * double(b) / r.step_ms,
-              read / 1e9, r.experts_per_moe_layer, roof_ms, r.step_ms / roof_ms, 0, 0, 0);
+              read / 1e9, r.experts_per_moe_layer, roof_ms, r.step_ms / roof_ms, 0, 0, 0, r.launch_ms);
       decode.push_back(std::move(r));
+      std::fflush(stdout);
     }
+  } catch (const std::exception& e) {
+    report_failure(fmt::format("decode batch {}", b), e);
+    if (decode.size() % models.size()) decode.pop_back();  // keep full/cut pairs
   }
 
   // ---- prefill
   std::vector<PrefillResult> prefill;
   if (!prefills.empty()) {
-    run_prefill(full, be, std::min<int64_t>(prefills[0], std::min<int64_t>(f.chunk, 1024)), f.chunk, f.page_size,
-                f.seed + 3, false, sync_s);  // warm-up: first use of the large-M GEMM paths
+    try {  // warm-up: first use of the large-M GEMM paths
+      run_prefill(full, be, std::min<int64_t>(prefills[0], std::min<int64_t>(f.chunk, 1024)), f.chunk, f.page_size,
+                  f.seed + 3, false, sync_s);
+    } catch (const std::exception& e) {
+      report_failure("prefill warm-up", e);
+    }
     fmt::print("\nPrefill: one sequence, chunks of {} tokens, logits of the last token\n", f.chunk);
     fmt::print("{:>6} {:>7} {:>9} {:>10} {:>9} {:>9} {:>8}\n", "layers", "tokens", "seconds", "tok/s", "TFLOP",
                "TFLOP/s", "% peak");
@@ -217,7 +235,7 @@ void run_model_bench(const ModelBenchFlags& f) {
   int64_t profiled_prefill = 0;  // the largest size that is one chunk
   for (int64_t p : prefills)
     if (p <= f.chunk) profiled_prefill = std::max(profiled_prefill, p);
-  for (int64_t p : prefills)
+  for (int64_t p : prefills) try {
     for (size_t mi = 0; mi < models.size(); ++mi) {
       PrefillResult r = run_prefill(*models[mi], be, p, f.chunk, f.page_size, f.seed + 4,
                                     f.profile && mi == 0 && p == profiled_prefill, sync_s);
@@ -227,7 +245,12 @@ void run_model_bench(const ModelBenchFlags& f) {
       csv.row("prefill", r.layers, 1, p, r.seconds * 1e3, 0, 0, double(p) / r.seconds, 0, 0, 0, 0, r.flops / 1e12,
               tflops, 100 * tflops / f.peak_tflops);
       prefill.push_back(std::move(r));
+      std::fflush(stdout);
     }
+  } catch (const std::exception& e) {
+    report_failure(fmt::format("prefill {} tokens", p), e);
+    if (prefill.size() % models.size()) prefill.pop_back();
+  }
 
   // ---- extrapolation to a deeper model: per MoE layer = (full - cut) / (their layer difference)
   if (models.size() == 2) {
@@ -246,7 +269,8 @@ void run_model_bench(const ModelBenchFlags& f) {
       fmt::print("{:>6} {:>5} {:>9.2f} {:>10.2f} {:>9.1f} {:>9.2f} {:>9.2f} {:>7.2f}\n", X, a.batch, step, enq,
                  1e3 * a.batch / step, read / 1e9, roof, step / roof);
       csv.row("decode-extrapolated", X, a.batch, a.context, step, enq, ex(c.moe_host_ms, a.moe_host_ms),
-              1e3 * a.batch / step, read / 1e9, a.experts_per_moe_layer, roof, step / roof, 0, 0, 0);
+              1e3 * a.batch / step, read / 1e9, a.experts_per_moe_layer, roof, step / roof, 0, 0, 0,
+              ex(c.launch_ms, a.launch_ms));
     }
     for (size_t i = 0; i + 1 < prefill.size(); i += 2) {
       const PrefillResult &a = prefill[i], &c = prefill[i + 1];
@@ -267,6 +291,7 @@ void run_model_bench(const ModelBenchFlags& f) {
         print_profile(fmt::format("prefill {} tokens, {} layers", prefill[i].tokens, prefill[i].layers),
                       prefill[i].profile, prefill[i].seconds * 1e3, sync_s);
   }
+  DS_CHECK(failures == 0, "{} configuration(s) failed (above)", failures);
 }
 
 }  // namespace

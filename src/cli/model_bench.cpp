@@ -124,7 +124,7 @@ DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& 
     r.kv_bytes = t.kv_bytes + t.index_key_bytes;
     r.experts_per_moe_layer = t.moe_layers ? double(t.experts_touched) / double(t.moe_layers) : 0.0;
   }
-  std::vector<double> step_ms, enqueue_ms, moe_ms;
+  std::vector<double> step_ms, enqueue_ms, moe_ms, launch_ms;
   for (int i = 0; i < s.steps; ++i) {
     auto fb = make_batch();
     be.reset();
@@ -133,8 +133,13 @@ DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& 
     const auto t1 = Clock::now();
     step_ms.push_back(ms_since(t0, t1));
     enqueue_ms.push_back(ms_since(t0, be.last_readback()));
-    auto it = be.op_times().find("moe_experts");
-    moe_ms.push_back(it == be.op_times().end() ? 0.0 : it->second.host_s * 1e3);
+    double moe = 0, launch = 0;
+    for (const auto& [op, t] : be.op_times()) {
+      if (op == "moe_experts") moe += t.host_s * 1e3;
+      else if (op != "to_host_f32") launch += t.host_s * 1e3;
+    }
+    moe_ms.push_back(moe);
+    launch_ms.push_back(launch);
     r.ops = be.totals().ops;
   }
   r.step_ms = median(step_ms);
@@ -142,6 +147,7 @@ DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& 
   r.max_ms = *std::max_element(step_ms.begin(), step_ms.end());
   r.enqueue_ms = median(enqueue_ms);
   r.moe_host_ms = median(moe_ms);
+  r.launch_ms = median(launch_ms);
   if (s.profile) {
     auto fb = make_batch();
     r.profile = profile_step(be, [&] { m.forward(fb, cache.kv); }, s.sync_s);

@@ -23,6 +23,7 @@ struct DecodeResult {
   double step_ms = 0, min_ms = 0, max_ms = 0;  // median, min, max over the measured steps
   double enqueue_ms = 0;   // median: forward start -> its logits readback begins (the host has queued it all)
   double moe_host_ms = 0;  // median host time inside moe_experts (launches, and its routing readback)
+  double launch_ms = 0;    // median host time inside all other ops but the logits readback (they only launch)
   double weight_bytes = 0, kv_bytes = 0;  // what one step must read; KV = latent rows + indexer keys
   double experts_per_moe_layer = 0;
   int64_t ops = 0;  // backend calls per step

@@ -29,6 +29,7 @@ check() {  # CSV EXPECTED_ROWS AWK_CONDITIONS_PER_ROW
       }
       if ($1 == "decode") {
         if (v("enqueue_ms") <= 0 || v("enqueue_ms") > v("ms") + 0.01) bad("enqueue time outside (0, step]")
+        if (v("launch_ms") <= 0 || v("launch_ms") + v("moe_host_ms") > v("enqueue_ms") + 0.01) bad("host times do not add up")
         if (v("read_gb") <= 0 || v("roofline_ms") <= 0) bad("no bytes counted")
         if (abs(v("ratio") * v("roofline_ms") / v("ms") - 1) > 0.01) bad("ratio != step / roofline")
       }

@@ -27,7 +27,7 @@ t1=$(date +%s)
 
 # ---- 1. the forward alone
 status=0
-timeout 330 $DS bench model --preset full-width --num-layers "${FW_LAYERS:-8}" --device cuda \
+timeout 300 $DS bench model --preset full-width --num-layers "${FW_LAYERS:-8}" --device cuda \
   --batch "${FW_BATCH:-1,8,32,128}" --context "${FW_CONTEXT:-4096}" --steps 10 --warmup 3 \
   --prefill "${FW_PREFILL:-1024,8192,32768}" --chunk 8192 --extrapolate-to 61 --profile \
   --csv "$LOG/bench-model.csv" --log-level info 2>&1 | tee "$LOG/bench-model.txt" || status=1
@@ -38,7 +38,7 @@ echo "bench model: $((t2 - t1)) s (exit $status)" | tee -a "$SUM"
 if [ "${FW_SERVE:-1}" = 1 ]; then
   M=/tmp/fullwidth-4
   rm -rf $M
-  timeout 150 $DS make-model --preset full-width --num-layers 4 --override '{"num_nextn_predict_layers":0}' \
+  timeout 120 $DS make-model --preset full-width --num-layers 4 --override '{"num_nextn_predict_layers":0}' \
     --seed 0 --out $M >"$LOG/make-model.log" 2>&1 || status=1
   cp .device-carry/tokenizer.json $M/
   [ -f .device-carry/tokenizer_config.json ] && cp .device-carry/tokenizer_config.json $M/
@@ -48,11 +48,11 @@ if [ "${FW_SERVE:-1}" = 1 ]; then
     >"$LOG/serve.log" 2>&1 &
   pid=$!
   up=0
-  for _ in $(seq 1 450); do curl -sf http://127.0.0.1:30000/health >/dev/null && { up=1; break; }; sleep 0.2; done
+  for _ in $(seq 1 400); do curl -sf http://127.0.0.1:30000/health >/dev/null && { up=1; break; }; sleep 0.2; done
   t4=$(date +%s)
   echo "serve up in $((t4 - t3)) s: $([ $up = 1 ] && echo yes || echo NO)" | tee -a "$SUM"
   bench() {  # PROMPTS IN OUT CONCURRENCY TAG
-    timeout 120 $DS bench serving --backend sglang --port 30000 --dataset-name random --random-input-len "$2" \
+    timeout 100 $DS bench serving --backend sglang --port 30000 --dataset-name random --random-input-len "$2" \
       --random-output-len "$3" --random-range-ratio 1 --num-prompts "$1" --max-concurrency "$4" --tokenizer $M \
       --output-file /tmp/fullwidth-bench.jsonl >"$LOG/bench-$5.txt" 2>&1 || status=1
     sed -n '/Serving Benchmark Result/,/====*$/p' "$LOG/bench-$5.txt"

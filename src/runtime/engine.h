@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/forced_continuation.h"
 #include "runtime/sampler.h"
 #include "util/error.h"
 
@@ -41,6 +42,7 @@ struct GenerateRequest {
   std::vector<int32_t> stop_token_ids;     // extra stop tokens (the EOS ids stop unless ignore_eos)
   bool skip_special_tokens = true;         // for the text of the output
   bool no_stop_trim = false;               // keep the matched stop string in the text (SGLang's flag)
+  ForcedContinuation forced;               // output that must follow a trigger (tool_choice); empty: none
 };
 
 struct TokenLogprob {

@@ -47,7 +47,7 @@ class EngineImpl final : public Engine {
     DS_CHECK(cfg_.context_length > 0, "context length must be > 0");
     DS_CHECK(cfg_.max_running_requests >= 1, "--max-running-requests must be >= 1");
     DS_CHECK(cfg_.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1");
-    kv_ = model_.make_cache(sched_.pool().num_pages(), cfg_.page_size);
+    kv_ = model_.make_cache(sched_.pool().num_pages(), cfg_.page_size, cfg_.kv_cache_dtype);
     vocab_ = model_.config().vocab_size;
     publish_stats();
     thread_ = std::thread([this] { loop(); });

@@ -13,6 +13,7 @@
 
 #include "runtime/forced_continuation.h"
 #include "runtime/sampler.h"
+#include "tensor/dtype.h"
 #include "util/error.h"
 
 namespace ds::model {
@@ -96,6 +97,7 @@ struct EngineConfig {
   SchedulePolicy schedule_policy = SchedulePolicy::Fcfs;
   uint64_t random_seed = 0;              // seeds requests that give no seed
   std::vector<int32_t> eos_token_ids;    // stop unless ignore_eos
+  std::optional<DType> kv_cache_dtype;   // MLA latent pools; empty: the backend's activation dtype
 };
 
 // A consistent snapshot of the engine's state and counters (for /metrics, /get_server_info).

@@ -42,6 +42,7 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::CUDA; }
   DType act_dtype() const override { return DType::F32; }
   int64_t free_device_memory() const override;
+  bool supports_kv_dtype(DType t) const override { return t == DType::F32 || t == DType::BF16; }
 
   LinearWeight load_linear(const HostTensor& w, const HostTensor* scale_inv) override;
   Tensor load_tensor_f32(const HostTensor& t) override;

@@ -47,7 +47,7 @@ class EngineImpl final : public Engine {
     DS_CHECK(cfg_.context_length > 0, "context length must be > 0");
     DS_CHECK(cfg_.max_running_requests >= 1, "--max-running-requests must be >= 1");
     DS_CHECK(cfg_.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1");
-    kv_ = model_.make_cache(sched_.pool().num_pages(), cfg_.page_size);
+    kv_ = model_.make_cache(sched_.pool().num_pages(), cfg_.page_size, cfg_.kv_cache_dtype);
     vocab_ = model_.config().vocab_size;
     publish_stats();
     thread_ = std::thread([this] { loop(); });
@@ -134,6 +134,20 @@ void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
                                            "(raise --max-total-tokens or lower max_tokens)",
                                            plen + req.max_new_tokens, sched_.capacity_tokens()));
   auto r = std::make_unique<RequestState>();
+  if (!req.forced.empty()) {
+    auto check_ids = [&](const std::vector<int32_t>& ids) {
+      for (int32_t id : ids)
+        if (id < 0 || id >= vocab_)
+          throw RequestRejected(400, fmt::format("forced-continuation token id {} is outside the vocabulary", id));
+    };
+    check_ids(req.forced.trigger);
+    for (const auto& alt : req.forced.alternatives) check_ids(alt);
+    try {
+      r->forced.emplace(req.forced);
+    } catch (const ds::Error& e) {
+      throw RequestRejected(400, e.what());
+    }
+  }
   r->tokens = req.prompt;
   r->prompt_len = int32_t(plen);
   r->text = std::make_unique<OutputText>(tok_, req.skip_special_tokens, req.stop, req.no_stop_trim);
@@ -258,8 +272,13 @@ void EngineImpl::run_step() {
     const int64_t i = rows[k];
     RequestState& r = *plan[i].req;
     try {
-      drawn[i] = sample(out.logits.f32() + int64_t(out.logits_row0[i]) * vocab_, vocab_, r.in.sampling, r.tokens,
-                        size_t(r.prompt_len), r.rng);
+      // A forced continuation restricts the next token (a single allowed one is simply taken).
+      const std::vector<int32_t>* allowed = r.forced ? &r.forced->allowed() : nullptr;
+      if (allowed && allowed->size() == 1 && !r.in.sampling.logprobs)
+        drawn[i].token = allowed->front();
+      else
+        drawn[i] = sample(out.logits.f32() + int64_t(out.logits_row0[i]) * vocab_, vocab_, r.in.sampling, r.tokens,
+                          size_t(r.prompt_len), r.rng, allowed);
     } catch (const std::exception& e) {
       failed[i] = e.what();
     }
@@ -294,6 +313,7 @@ void EngineImpl::run_step() {
 void EngineImpl::accept_token(RequestState& r, SampleResult s) {
   const auto& in = r.in;
   r.tokens.push_back(s.token);
+  if (r.forced) r.forced->accept(s.token, r.tokens, size_t(r.prompt_len));
   ++generated_total_;
   RequestOutput o;
   o.token_ids.push_back(s.token);

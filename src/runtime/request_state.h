@@ -29,6 +29,7 @@ struct RequestState {
   std::optional<RequestOutput> final_output;  // set when it ends; delivered after its pages are freed
   int32_t retractions = 0;
   std::mt19937_64 rng;
+  std::optional<ContinuationTracker> forced;  // when in.forced is set
   std::unique_ptr<OutputText> text;
   std::chrono::steady_clock::time_point arrived_at;
 

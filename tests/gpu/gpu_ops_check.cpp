@@ -26,6 +26,15 @@ std::unique_ptr<Backend> g_cpu;
 std::unique_ptr<CudaBackend> g_gpu;
 
 Tensor up(const Tensor& t) { return g_gpu->from_host(t); }
+// A host F32 tensor rounded to bf16: the BF16 tensor and its values widened back to F32 (the CPU reference).
+std::pair<Tensor, Tensor> bf16_pair(const Tensor& f) {
+  Tensor b = Tensor::empty(f.shape(), DType::BF16), w = Tensor::empty(f.shape(), DType::F32);
+  for (int64_t i = 0; i < f.numel(); ++i) {
+    b.data<uint16_t>()[i] = f32_to_bf16(f.f32()[i]);
+    w.f32()[i] = bf16_to_f32(b.data<uint16_t>()[i]);
+  }
+  return {b, w};
+}
 Tensor down(const Tensor& t) { return g_gpu->to_host_f32(t); }
 Err cmp(const Tensor& gpu, const Tensor& cpu) { return compare(down(gpu), cpu); }
 
@@ -189,6 +198,16 @@ void check_rope_copy_cache() {
   record("cache_write", "53 scattered rows into cols 512..575", cmp(pg, pc).rel, 0.0);
   std::vector<int32_t> gs(all.begin() + 20, all.begin() + 120);
   record("cache_gather", "100 scattered rows", cmp(g_gpu->cache_gather(pg, gs), g_cpu->cache_gather(pc, gs)).rel, 0.0);
+  // The same into a BF16 pool (--kv-cache-dtype bf16): rows rounded to nearest even on the way in.
+  auto [pool_b, pool_w] = bf16_pair(pool);
+  Tensor pgb = up(pool_b), pcw = Tensor::empty({R, D}, DType::F32);
+  std::copy_n(pool_w.f32(), pool_w.numel(), pcw.f32());
+  g_gpu->cache_write(pgb, 512, up(rows), slots);
+  g_cpu->cache_write(pcw, 512, bf16_pair(rows).second, slots);
+  record("cache_write", "BF16 pool, 53 scattered rows into cols 512..575", cmp(g_gpu->cache_gather(pgb, all),
+         g_cpu->cache_gather(pcw, all)).rel, 0.0);
+  record("cache_gather", "BF16 pool, 100 scattered rows", cmp(g_gpu->cache_gather(pgb, gs), g_cpu->cache_gather(pcw, gs)).rel,
+         0.0);
 }
 
 // ---------------------------------------------------------------- attention
@@ -271,6 +290,12 @@ void check_mla() {
     Tensor ref = g_cpu->mla_attention_absorbed(q, pool, sc.index, sc.ab, c.Dl, scale);
     Tensor out = g_gpu->mla_attention_absorbed(up(q), up(pool), up(sc.index), sc.ab, c.Dl, scale);
     record("mla_attention_absorbed", fmt::format("{} (T={} H={} K={})", c.name, sc.T, c.H, sc.K), cmp(out, ref).rel,
+           kTolF32);
+    // A BF16 latent pool (the serving default on CUDA) against the CPU on the same rounded values.
+    auto [pb, pw] = bf16_pair(pool);
+    record("mla_attention_absorbed", fmt::format("BF16 pool, {} (T={} H={} K={})", c.name, sc.T, c.H, sc.K),
+           cmp(g_gpu->mla_attention_absorbed(up(q), up(pb), up(sc.index), sc.ab, c.Dl, scale),
+               g_cpu->mla_attention_absorbed(q, pw, sc.index, sc.ab, c.Dl, scale)).rel,
            kTolF32);
     if (c.H <= 20) {  // the expanded form over per-head K/V
       const int64_t Nk = std::accumulate(c.ctx.begin(), c.ctx.end(), int64_t(0)), Dv = 48;

@@ -1,6 +1,6 @@
-// The CUDA backend (Hopper, sm_90a). Activations and KV pools are fp32 (act_dtype F32): every op
-// accumulates in fp32 like the CPU reference; the only reduced-precision step is the GEMM input of the
-// "fast" GEMM mode (FP8 block-scaled activations for FP8 weights, BF16 for BF16 weights, via cuBLASLt),
+// The CUDA backend (Hopper, sm_90a). Activations are fp32 (act_dtype F32), KV latent pools fp32 or BF16
+// (the serving default): every op accumulates in fp32 like the CPU reference; the other reduced-precision
+// step is the GEMM input of the "fast" GEMM mode (FP8 block-scaled activations for FP8 weights, BF16 for BF16 weights, via cuBLASLt),
 // used for M > 8 tokens. Weights stay in the checkpoint's format on the device (FP8 e4m3 + 128x128 block
 // scales, BF16), dequantised in registers by our kernels. One stream; one caching allocator.
 #pragma once
@@ -42,6 +42,7 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::CUDA; }
   DType act_dtype() const override { return DType::F32; }
   int64_t free_device_memory() const override;
+  bool supports_kv_dtype(DType t) const override { return t == DType::F32 || t == DType::BF16; }
 
   LinearWeight load_linear(const HostTensor& w, const HostTensor* scale_inv) override;
   Tensor load_tensor_f32(const HostTensor& t) override;

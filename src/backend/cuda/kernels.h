@@ -53,6 +53,10 @@ void launch_cache_write(float* pool, int D, int col0, const float* rows, int n, 
                         cudaStream_t st);
 // out[i, :] = src[idx[i], :]  (row width D)
 void launch_gather_rows(const float* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st);
+// The same two for BF16 pools (rows fp32 outside the pool).
+void launch_cache_write_bf16(uint16_t* pool, int D, int col0, const float* rows, int n, const int32_t* slots, int T,
+                             cudaStream_t st);
+void launch_gather_rows_bf16(const uint16_t* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st);
 // y[idx[i], :] += w[i] * x[i, :]
 void launch_scatter_add_rows(float* y, int D, const int32_t* idx, const float* w, const float* x, int n,
                              cudaStream_t st);

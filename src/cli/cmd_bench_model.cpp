@@ -27,7 +27,7 @@ namespace {
 
 struct ModelBenchFlags {
   std::string model_path, preset, device = "cpu", batches = "1,8,32,128", prefill = "1024,8192,32768", csv,
-      log_level = "warning";
+      log_level = "warning", kv_dtype = "auto";
   int64_t num_layers = 0, chunk = 8192, copy_mib = 0;
   uint64_t seed = 0;
   int context = 4096, steps = 10, warmup = 3, threads = 0, page_size = 64, extrapolate_to = 0;
@@ -152,6 +152,12 @@ void run_model_bench(const ModelBenchFlags& f) {
     fmt::print("HBM ceiling: {:.0f} GB/s (given)\n", bw / 1e9);
   }
   const double sync_s = measure_sync_cost(be);
+  // The latent cache's element type, as `serve --kv-cache-dtype` picks it (auto: BF16 where supported).
+  const DType kv_dtype = f.kv_dtype == "auto"   ? (be.supports_kv_dtype(DType::BF16) ? DType::BF16 : be.act_dtype())
+                         : f.kv_dtype == "bf16" ? DType::BF16
+                                                : DType::F32;
+  DS_CHECK(be.supports_kv_dtype(kv_dtype), "--kv-cache-dtype {}: the {} backend keeps its KV cache in {}", f.kv_dtype,
+           be.name(), dtype_name(be.act_dtype()));
   fmt::print("compute ceiling: {:.0f} TFLOP/s (--peak-tflops; 989 = H100 SXM FP8 dense, nominal)\n", f.peak_tflops);
 
   // ---- the models: full, and cut to the dense layers + 1 MoE layer when extrapolating
@@ -177,8 +183,9 @@ void run_model_bench(const ModelBenchFlags& f) {
   // ---- decode
   std::vector<DecodeResult> decode;
   if (!batches.empty()) {
-    fmt::print("\nDecode: context {} tokens per sequence (random cached rows), median of {} steps after {} warm-up\n",
-               f.context, f.steps, f.warmup);
+    fmt::print("\nDecode: context {} tokens per sequence (random cached rows, {} latent cache), median of {} steps "
+               "after {} warm-up\n",
+               f.context, dtype_name(kv_dtype), f.steps, f.warmup);
     fmt::print("Host: 'enqueue' = forward start to its logits readback; of that, 'launch' in ops that only launch "
                "and 'MoE' inside moe_experts (launches + its routing readback)\n");
     fmt::print("{:>6} {:>5} {:>9} {:>15} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8} {:>7} {:>8} {:>9} {:>7}\n", "layers",
@@ -199,7 +206,8 @@ void run_model_bench(const ModelBenchFlags& f) {
     ++failures;
   };
   for (int64_t b : batches) try {
-    DecodeCache cache = make_decode_cache(full, be, int(b), f.context, f.warmup + f.steps + 2, f.page_size, f.seed + 2);
+    DecodeCache cache =
+        make_decode_cache(full, be, int(b), f.context, f.warmup + f.steps + 2, f.page_size, kv_dtype, f.seed + 2);
     for (size_t mi = 0; mi < models.size(); ++mi) {
       ds.profile = f.profile && mi == 0;
       DecodeResult r = run_decode(*models[mi], be, cache, int(b), f.context, ds);
@@ -224,7 +232,7 @@ void run_model_bench(const ModelBenchFlags& f) {
   if (!prefills.empty()) {
     try {  // warm-up: first use of the large-M GEMM paths
       run_prefill(full, be, std::min<int64_t>(prefills[0], std::min<int64_t>(f.chunk, 1024)), f.chunk, f.page_size,
-                  f.seed + 3, false, sync_s);
+                  kv_dtype, f.seed + 3, false, sync_s);
     } catch (const std::exception& e) {
       report_failure("prefill warm-up", e);
     }
@@ -237,7 +245,7 @@ void run_model_bench(const ModelBenchFlags& f) {
     if (p <= f.chunk) profiled_prefill = std::max(profiled_prefill, p);
   for (int64_t p : prefills) try {
     for (size_t mi = 0; mi < models.size(); ++mi) {
-      PrefillResult r = run_prefill(*models[mi], be, p, f.chunk, f.page_size, f.seed + 4,
+      PrefillResult r = run_prefill(*models[mi], be, p, f.chunk, f.page_size, kv_dtype, f.seed + 4,
                                     f.profile && mi == 0 && p == profiled_prefill, sync_s);
       const double tflops = r.flops / r.seconds / 1e12;
       fmt::print("{:>6} {:>7} {:>9.3f} {:>10.0f} {:>9.2f} {:>9.1f} {:>7.1f}%\n", r.layers, r.tokens, r.seconds,
@@ -316,6 +324,8 @@ void register_bench_model(CLI::App* bench) {
   cmd->add_option("--chunk", f->chunk, "prefill chunk size (the server's --chunked-prefill-size)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   cmd->add_option("--page-size", f->page_size, "KV page size")->check(CLI::Range(1, 4096));
+  cmd->add_option("--kv-cache-dtype", f->kv_dtype, "latent cache: auto (BF16 where the backend has it), bf16, fp32")
+      ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
   cmd->add_option("--extrapolate-to", f->extrapolate_to,
                   "also time the model cut to its dense layers + 1 MoE layer, and extrapolate to this many layers");
   cmd->add_option("--hbm-gbs", f->hbm_gbs, "HBM ceiling in GB/s (0: measure a device-to-device copy)");

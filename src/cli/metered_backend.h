@@ -50,6 +50,7 @@ class MeteredBackend final : public backend::Backend {
   Device device() const override { return in_->device(); }
   DType act_dtype() const override { return in_->act_dtype(); }
   int64_t free_device_memory() const override { return in_->free_device_memory(); }
+  bool supports_kv_dtype(DType t) const override { return in_->supports_kv_dtype(t); }
 
   backend::LinearWeight load_linear(const backend::HostTensor& w, const backend::HostTensor* scale_inv) override;
   Tensor load_tensor_f32(const backend::HostTensor& t) override;

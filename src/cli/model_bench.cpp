@@ -57,10 +57,10 @@ std::vector<OpProfile> profile_step(MeteredBackend& be, const std::function<void
 }  // namespace
 
 DecodeCache make_decode_cache(const model::Model& m, MeteredBackend& be, int batch, int context, int extra,
-                              int32_t page_size, uint64_t seed) {
+                              int32_t page_size, DType latent_dtype, uint64_t seed) {
   DecodeCache c;
   c.pages_per_seq = int32_t((int64_t(context) + extra + page_size - 1) / page_size);
-  c.kv = m.make_cache(batch * c.pages_per_seq, page_size);
+  c.kv = m.make_cache(batch * c.pages_per_seq, page_size, latent_dtype);
   if (context == 0) return c;
   // One block of random rows per pool width, uploaded once and scattered to every sequence's pages in
   // a rotated order (rotation by sequence and layer).
@@ -156,10 +156,10 @@ DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& 
 }
 
 PrefillResult run_prefill(const model::Model& m, MeteredBackend& be, int64_t tokens, int64_t chunk,
-                          int32_t page_size, uint64_t seed, bool profile, double sync_s) {
+                          int32_t page_size, DType latent_dtype, uint64_t seed, bool profile, double sync_s) {
   const auto& cfg = m.config();
   const int32_t pages = int32_t((tokens + page_size - 1) / page_size);
-  model::KVCache kv = m.make_cache(pages, page_size);
+  model::KVCache kv = m.make_cache(pages, page_size, latent_dtype);
   std::mt19937 rng{uint32_t(seed)};
   std::vector<int32_t> ids(static_cast<size_t>(tokens));
   for (auto& id : ids) id = int32_t(3 + rng() % uint32_t(cfg.vocab_size - 3));

@@ -46,7 +46,7 @@ struct DecodeCache {
   int32_t pages_per_seq = 0;
 };
 DecodeCache make_decode_cache(const model::Model& m, MeteredBackend& be, int batch, int context, int extra,
-                              int32_t page_size, uint64_t seed);
+                              int32_t page_size, DType latent_dtype, uint64_t seed);
 
 // Warm-up steps, one step whose routing is read back to count the bytes, then the timed steps; every
 // step decodes one random token per sequence at positions context, context + 1, ...
@@ -61,7 +61,7 @@ struct PrefillResult {
 // One sequence of `tokens` random tokens in chunks of `chunk` (as the server's chunked prefill runs it),
 // logits of the last token only. Runs taking under 0.5 s are repeated (up to 5, the median).
 PrefillResult run_prefill(const model::Model& m, MeteredBackend& be, int64_t tokens, int64_t chunk,
-                          int32_t page_size, uint64_t seed, bool profile, double sync_s);
+                          int32_t page_size, DType latent_dtype, uint64_t seed, bool profile, double sync_s);
 
 // Device-to-device copy bandwidth through Backend::copy_cols, bytes read + written per second.
 double measure_copy_bandwidth(MeteredBackend& be, int64_t bytes);

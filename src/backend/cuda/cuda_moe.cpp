@@ -115,9 +115,7 @@ Tensor CudaBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor
 void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const Tensor& weights,
                                       const MoeExpertTable& tb, float* y) {
   const int T = int(x.dim(0)), k = int(ids.dim(1)), E = int(tb.key.size() / 6), P = T * k;
-  // Tile height: the pairs an expert is expected to get (8 at the smallest, 32 at most: registers).
-  const int tile_rows = T <= 8 ? 8 : int64_t(P) <= 16 * int64_t(E) ? 16 : 32;
-  const int max_tiles = moe_max_tiles(P, E, tile_rows);
+  const int max_tiles = moe_max_tiles(P, E);
   // Benchmarks (set_profile): each launch timed with events, one line logged.
   cudaEvent_t ev[5];
   auto mark = [&](int i) {
@@ -133,7 +131,7 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   l.pair_slot = l.slot_token + P;
   l.tiles = l.pair_slot + P;
   l.n_tiles = l.tiles + 3 * size_t(max_tiles);
-  launch_moe_build_lists(ids.data<int32_t>(), T, k, E, tile_rows, l, stream_);
+  launch_moe_build_lists(ids.data<int32_t>(), T, k, E, l, stream_);
   check_launch("moe lists");
   mark(1);
   MoeGemmArgs g;
@@ -142,7 +140,6 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   g.tiles = l.tiles;
   g.n_tiles = l.n_tiles;
   g.max_tiles = max_tiles;
-  g.tile_rows = tile_rows;
   Tensor act = empty({int64_t(P), tb.I}, DType::F32);
   g.x = x.data<float>();
   g.x_row_of_slot = l.slot_token;
@@ -170,9 +167,8 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
     DS_CUDA_CHECK(cudaEventSynchronize(ev[4]));
     float ms[4];
     for (int i = 0; i < 4; ++i) DS_CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
-    spdlog::info("moe grouped T={} top-{} E={} (tiles of {}, grid bound {}): lists {:.1f} us, gate+up {:.1f} us, down "
-                 "{:.1f} us, combine {:.1f} us", T, k, E, tile_rows, max_tiles, ms[0] * 1e3, ms[1] * 1e3, ms[2] * 1e3,
-                 ms[3] * 1e3);
+    spdlog::info("moe grouped T={} top-{} E={} (grid bound {} tiles): lists {:.1f} us, gate+up {:.1f} us, down {:.1f} "
+                 "us, combine {:.1f} us", T, k, E, max_tiles, ms[0] * 1e3, ms[1] * 1e3, ms[2] * 1e3, ms[3] * 1e3);
     for (auto& e : ev) cudaEventDestroy(e);
   }
   last_moe_path_ = "grouped";

@@ -1,9 +1,10 @@
 // The grouped expert GEMMs of the MoE layer: one launch for gate + up + SwiGLU over every used expert,
 // one for down. At decode sizes this is weight streaming (each used expert's weights read once per
 // step, not once per token), so it reuses the small-M GEMV's scheme (k_gemv.cu): a block owns 16 weight
-// rows of one expert and a tile of up to 8 * NT slots (tokens) of that expert; its 8 warps split K; lane
-// (g = lane / 4, t = lane % 4) loads 16 contiguous weights of rows g and g + 8 per 64-column step, and
-// 16 activations of slot 8j + g; mma.m16n8k8 in TF32 on exact weights with each activation split into
+// rows of one expert and a tile of up to 8 slots (tokens) of that expert (an expert with more tokens has
+// several tiles, side by side in the grid: its weights come from L2 after the first); its 8 warps split
+// K; lane (g = lane / 4, t = lane % 4) loads 16 contiguous weights of rows g and g + 8 per 64-column
+// step, and 16 activations of slot g; mma.m16n8k8 in TF32 on exact weights with each activation split into
 // two TF32 parts: fp32-accurate, like the CPU reference. The FP8 block scale multiplies each step.
 //
 // Grid: x = tile (a host-known bound, moe_max_tiles), y = 16-row block. Blocks past the tiles in use
@@ -16,14 +17,15 @@ namespace ds::backend::cuda {
 
 namespace {
 constexpr int kWarps = 8;
+constexpr int kTile = kMoeTileRows;  // one MMA column block
 
-template <int WT, int NT, bool GATED>
-__global__ void __launch_bounds__(kWarps * 32) moe_gemm_kernel(MoeGemmArgs a) {
-  constexpr int NM = GATED ? 2 : 1;   // weight matrices per block
-  constexpr int U = GATED ? 1 : 2;    // steps loaded ahead: 64 bytes of FP8 weights in flight per lane
+template <int WT, bool GATED>
+__global__ void __launch_bounds__(kWarps * 32, 2) moe_gemm_kernel(MoeGemmArgs a) {
+  constexpr int NM = GATED ? 2 : 1;  // weight matrices per block
   constexpr int EB = WT == int(WType::FP8) ? 1 : 2;
-  constexpr int MT = 8 * NT, PITCH = MT + 1;  // +1: the epilogue reads part[.][r][m] across r
-  __shared__ float part[NM][kWarps][16][PITCH];
+  // Steps loaded ahead: 128 bytes of weights in flight per lane, within 128 registers (2 blocks per SM).
+  constexpr int U = (GATED ? 2 : 4) / EB;
+  __shared__ float part[NM][kWarps][16][kTile + 1];  // +1: the epilogue reads part[.][.][r][m] across r
   const int tile = blockIdx.x;
   if (tile >= *a.n_tiles) return;
   const int e = a.tiles[3 * tile], slot0 = a.tiles[3 * tile + 1], rows = a.tiles[3 * tile + 2];
@@ -44,19 +46,12 @@ __global__ void __launch_bounds__(kWarps * 32) moe_gemm_kernel(MoeGemmArgs a) {
     w1[mi] = w + size_t(ok1 ? r1 : n0) * K * EB;
     srow[mi] = WT == int(WType::FP8) ? ex.scale[mat] + size_t(n0 / 128) * a.scale_pitch : nullptr;
   }
-  // This lane's activation rows: slots 8j + g of the tile (null past its rows).
-  const float* xr[NT];
+  // This lane's activation row: slot g of the tile (null past its rows).
+  const int row = g < rows ? (a.x_row_of_slot ? a.x_row_of_slot[slot0 + g] : slot0 + g) : -1;
+  const float* xr = row >= 0 ? a.x + size_t(row) * K : nullptr;
+  float acc[NM][4];
 #pragma unroll
-  for (int j = 0; j < NT; ++j) {
-    const int m = 8 * j + g;
-    const int row = m < rows ? (a.x_row_of_slot ? a.x_row_of_slot[slot0 + m] : slot0 + m) : -1;
-    xr[j] = row >= 0 ? a.x + size_t(row) * K : nullptr;
-  }
-  float acc[NM][NT][4];
-#pragma unroll
-  for (int mi = 0; mi < NM; ++mi)
-#pragma unroll
-    for (int j = 0; j < NT; ++j) acc[mi][j][0] = acc[mi][j][1] = acc[mi][j][2] = acc[mi][j][3] = 0.f;
+  for (int mi = 0; mi < NM; ++mi) acc[mi][0] = acc[mi][1] = acc[mi][2] = acc[mi][3] = 0.f;
   for (int s0 = warp; s0 < nsteps; s0 += U * kWarps) {
     Row16<WT> wa[NM][U], wb[NM][U];
 #pragma unroll
@@ -73,89 +68,85 @@ __global__ void __launch_bounds__(kWarps * 32) moe_gemm_kernel(MoeGemmArgs a) {
     for (int u = 0; u < U; ++u) {
       const int st = s0 + u * kWarps, k = st * 64 + 16 * t;
       if (st >= nsteps) break;
-      const bool kin = k < K;
-      float fa[NM][16], fb[NM][16], sc[NM];
+      float xv[16];
+      if (k < K && xr) {
+        const float4* xp = reinterpret_cast<const float4*>(xr + k);
 #pragma unroll
-      for (int mi = 0; mi < NM; ++mi) {
-        wa[mi][u].decode(fa[mi]);
-        wb[mi][u].decode(fb[mi]);
-        sc[mi] = WT == int(WType::FP8) ? srow[mi][(st * 64) / 128] : 1.f;
+        for (int q = 0; q < 4; ++q) {
+          const float4 v = __ldg(xp + q);
+          xv[4 * q] = v.x, xv[4 * q + 1] = v.y, xv[4 * q + 2] = v.z, xv[4 * q + 3] = v.w;
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) xv[i] = 0.f;
       }
+      // Independent accumulation chains (matrix x hi/lo part x parity of i), issued interleaved so that
+      // no MMA waits on the previous one's result.
+      float d[NM][2][2][4];
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        if (8 * j >= rows) break;  // uniform over the block
-        float xv[16];
-        if (kin && xr[j]) {
-          const float4* xp = reinterpret_cast<const float4*>(xr[j] + k);
+      for (int mi = 0; mi < NM; ++mi)
 #pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            const float4 v = __ldg(xp + q);
-            xv[4 * q] = v.x, xv[4 * q + 1] = v.y, xv[4 * q + 2] = v.z, xv[4 * q + 3] = v.w;
-          }
-        } else {
+        for (int c = 0; c < 4; ++c)
 #pragma unroll
-          for (int i = 0; i < 16; ++i) xv[i] = 0.f;
-        }
-        uint32_t hi[16], lo[16];
+          for (int q = 0; q < 4; ++q) d[mi][c / 2][c % 2][q] = 0.f;
 #pragma unroll
-        for (int i = 0; i < 16; ++i) {
-          hi[i] = to_tf32(xv[i]);
-          lo[i] = to_tf32(xv[i] - __uint_as_float(hi[i]));
-        }
+      for (int i = 0; i < 8; ++i) {
+        const uint32_t h0 = to_tf32(xv[2 * i]), h1 = to_tf32(xv[2 * i + 1]);
+        const uint32_t l0 = to_tf32(xv[2 * i] - __uint_as_float(h0)), l1 = to_tf32(xv[2 * i + 1] - __uint_as_float(h1));
 #pragma unroll
         for (int mi = 0; mi < NM; ++mi) {
-          float d[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-          for (int i = 0; i < 8; ++i) {
-            const uint32_t a0 = __float_as_uint(fa[mi][2 * i]), a1 = __float_as_uint(fb[mi][2 * i]);
-            const uint32_t a2 = __float_as_uint(fa[mi][2 * i + 1]), a3 = __float_as_uint(fb[mi][2 * i + 1]);
-            mma_tf32(d, a0, a1, a2, a3, hi[2 * i], hi[2 * i + 1]);
-            mma_tf32(d, a0, a1, a2, a3, lo[2 * i], lo[2 * i + 1]);
-          }
-#pragma unroll
-          for (int q = 0; q < 4; ++q) acc[mi][j][q] = fmaf(sc[mi], d[q], acc[mi][j][q]);
+          const float2 fa = wa[mi][u].pair(i), fb = wb[mi][u].pair(i);
+          const uint32_t a0 = __float_as_uint(fa.x), a1 = __float_as_uint(fb.x);
+          const uint32_t a2 = __float_as_uint(fa.y), a3 = __float_as_uint(fb.y);
+          mma_tf32(d[mi][0][i & 1], a0, a1, a2, a3, h0, h1);
+          mma_tf32(d[mi][1][i & 1], a0, a1, a2, a3, l0, l1);
         }
+      }
+#pragma unroll
+      for (int mi = 0; mi < NM; ++mi) {
+        const float sc = WT == int(WType::FP8) ? srow[mi][(st * 64) / 128] : 1.f;
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+          acc[mi][q] = fmaf(sc, (d[mi][0][0][q] + d[mi][0][1][q]) + (d[mi][1][0][q] + d[mi][1][1][q]), acc[mi][q]);
       }
     }
   }
-  // acc[mi][j]: (row g, slots 8j + 2t, 8j + 2t + 1), (row g + 8, the same slots).
+  // acc[mi]: (row g, slots 2t, 2t + 1), (row g + 8, the same slots).
 #pragma unroll
-  for (int mi = 0; mi < NM; ++mi)
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      part[mi][warp][g][8 * j + 2 * t] = acc[mi][j][0];
-      part[mi][warp][g][8 * j + 2 * t + 1] = acc[mi][j][1];
-      part[mi][warp][g + 8][8 * j + 2 * t] = acc[mi][j][2];
-      part[mi][warp][g + 8][8 * j + 2 * t + 1] = acc[mi][j][3];
-    }
+  for (int mi = 0; mi < NM; ++mi) {
+    part[mi][warp][g][2 * t] = acc[mi][0];
+    part[mi][warp][g][2 * t + 1] = acc[mi][1];
+    part[mi][warp][g + 8][2 * t] = acc[mi][2];
+    part[mi][warp][g + 8][2 * t + 1] = acc[mi][3];
+  }
   __syncthreads();
   // 16 consecutive outputs of a slot per 16 threads (64-byte segments); warps summed in a fixed order.
-  for (int idx = threadIdx.x; idx < 16 * MT; idx += blockDim.x) {
-    const int m = idx / 16, r = idx % 16, n = n0 + r;
-    if (m >= rows || n >= N) continue;
-    float s[NM];
+  if (threadIdx.x < 16 * kTile) {
+    const int m = threadIdx.x / 16, r = threadIdx.x % 16, n = n0 + r;
+    if (m < rows && n < N) {
+      float s[NM];
 #pragma unroll
-    for (int mi = 0; mi < NM; ++mi) {
-      s[mi] = 0.f;
+      for (int mi = 0; mi < NM; ++mi) {
+        s[mi] = 0.f;
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w) s[mi] += part[mi][w][r][m];
+        for (int w = 0; w < kWarps; ++w) s[mi] += part[mi][w][r][m];
+      }
+      float v = s[0];
+      if constexpr (GATED) v = s[0] / (1.0f + expf(-s[0])) * s[1];  // silu(gate) * up, as silu_mul
+      a.y[size_t(slot0 + m) * N + n] = v;
     }
-    float v = s[0];
-    if constexpr (GATED) v = s[0] / (1.0f + expf(-s[0])) * s[1];  // silu(gate) * up, as silu_mul
-    a.y[size_t(slot0 + m) * N + n] = v;
   }
 }
 
 template <int WT, bool GATED>
 void launch_typed(const MoeGemmArgs& a, cudaStream_t st) {
   const dim3 grid(unsigned(a.max_tiles), unsigned((a.N + 15) / 16));
-  if (a.tile_rows <= 8) moe_gemm_kernel<WT, 1, GATED><<<grid, kWarps * 32, 0, st>>>(a);
-  else if (a.tile_rows <= 16) moe_gemm_kernel<WT, 2, GATED><<<grid, kWarps * 32, 0, st>>>(a);
-  else moe_gemm_kernel<WT, 4, GATED><<<grid, kWarps * 32, 0, st>>>(a);
+  moe_gemm_kernel<WT, GATED><<<grid, kWarps * 32, 0, st>>>(a);
 }
 }  // namespace
 
 void launch_moe_grouped_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st) {
+  static_assert(kTile == 8, "a tile is the 8 columns of one m16n8k8 MMA");
   if (a.max_tiles == 0 || a.N == 0) return;
   if (a.wtype == WType::FP8) gated ? launch_typed<int(WType::FP8), true>(a, st) : launch_typed<int(WType::FP8), false>(a, st);
   else gated ? launch_typed<int(WType::BF16), true>(a, st) : launch_typed<int(WType::BF16), false>(a, st);

@@ -41,7 +41,8 @@ __device__ int block_exclusive_scan(int v, int* s_warp, int* total) {
 }
 
 __global__ void __launch_bounds__(kListThreads)
-    moe_lists_kernel(const int32_t* __restrict__ ids, int P, int k, int E, int tile_rows, MoeLists l) {
+    moe_lists_kernel(const int32_t* __restrict__ ids, int P, int k, int E, MoeLists l) {
+  constexpr int tile_rows = kMoeTileRows;
   __shared__ int s_count[kMoeMaxExperts];  // pairs per expert, later this round's pairs per expert
   __shared__ int s_next[kMoeMaxExperts];   // next free slot of each expert
   __shared__ short s_warp_base[kListWarps][kMoeMaxExperts];  // per round: warp counts, then their prefix
@@ -104,28 +105,24 @@ __global__ void __launch_bounds__(kListThreads)
   }
 }
 
-// One token per blockIdx.x, columns over blockIdx.y; the token's slots sorted ascending (expert order).
+// One token per blockIdx.x, columns over blockIdx.y. Its slots are distinct, so each entry's rank in
+// ascending slot order (= expert order) is the number of smaller ones: no serial sort.
 __global__ void moe_combine_kernel(const float* __restrict__ out, int H, const int32_t* __restrict__ pair_slot,
                                    const float* __restrict__ w, int k, float* __restrict__ y) {
-  __shared__ int s_slot[kMoeMaxTopK];
+  __shared__ int s_raw[kMoeMaxTopK], s_slot[kMoeMaxTopK];
   __shared__ float s_w[kMoeMaxTopK];
-  __shared__ int s_n;
-  const int t = blockIdx.x;
-  if (threadIdx.x == 0) {
-    int n = 0;
-    for (int j = 0; j < k; ++j) {
-      const int s = pair_slot[size_t(t) * k + j];
-      if (s < 0) continue;
-      const float wj = w[size_t(t) * k + j];
-      int i = n++;
-      for (; i > 0 && s_slot[i - 1] > s; --i) s_slot[i] = s_slot[i - 1], s_w[i] = s_w[i - 1];
-      s_slot[i] = s;
-      s_w[i] = wj;
-    }
-    s_n = n;
+  const int t = blockIdx.x, j = threadIdx.x;
+  if (j < k) s_raw[j] = pair_slot[size_t(t) * k + j];
+  __syncthreads();
+  int n = 0;  // valid entries
+  for (int i = 0; i < k; ++i) n += s_raw[i] >= 0;
+  if (j < k && s_raw[j] >= 0) {
+    int rank = 0;
+    for (int i = 0; i < k; ++i) rank += s_raw[i] >= 0 && s_raw[i] < s_raw[j];
+    s_slot[rank] = s_raw[j];
+    s_w[rank] = w[size_t(t) * k + j];
   }
   __syncthreads();
-  const int n = s_n;
   for (int c = blockIdx.y * blockDim.x + threadIdx.x; c < H; c += gridDim.y * blockDim.x) {
     float acc = 0.f;
     for (int i = 0; i < n; ++i) acc = fmaf(s_w[i], __ldg(out + size_t(s_slot[i]) * H + c), acc);
@@ -134,16 +131,15 @@ __global__ void moe_combine_kernel(const float* __restrict__ out, int H, const i
 }
 }  // namespace
 
-int moe_max_tiles(int pairs, int E, int tile_rows) {
+int moe_max_tiles(int pairs, int E) {
   // sum over used experts of ceil(count / R) <= (pairs + used * (R - 1)) / R, used <= min(E, pairs).
   const long long used = pairs < E ? pairs : E;
-  return int((pairs + used * (tile_rows - 1)) / tile_rows);
+  return int((pairs + used * (kMoeTileRows - 1)) / kMoeTileRows);
 }
 
-void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, int tile_rows, const MoeLists& l,
-                            cudaStream_t st) {
+void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLists& l, cudaStream_t st) {
   if (T == 0) return;
-  moe_lists_kernel<<<1, kListThreads, 0, st>>>(ids, T * k, k, E, tile_rows, l);
+  moe_lists_kernel<<<1, kListThreads, 0, st>>>(ids, T * k, k, E, l);
 }
 
 void launch_moe_combine(const float* out, int H, const int32_t* pair_slot, const float* w, int T, int k, float* y,

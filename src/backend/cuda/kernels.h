@@ -162,8 +162,9 @@ struct MoeExpertPtrs {
 };
 constexpr int kMoeMaxExperts = 512;
 constexpr int kMoeMaxTopK = 32;
+constexpr int kMoeTileRows = 8;  // slots per work tile of the grouped GEMMs (one MMA column block)
 // The routing of P = T * k pairs (t, j) sorted by expert into slots (stable: by t, then j, within an
-// expert), and the work tiles: up to tile_rows consecutive slots of one expert. Ids outside [0, E)
+// expert), and the work tiles: up to kMoeTileRows consecutive slots of one expert. Ids outside [0, E)
 // get no slot (pair_slot -1) and contribute nothing.
 struct MoeLists {
   int32_t* slot_token = nullptr;  // [P]: token of slot s
@@ -172,10 +173,9 @@ struct MoeLists {
   int32_t* n_tiles = nullptr;     // [1]: tiles in use (written by the kernel)
 };
 // Tiles that P pairs over E experts can need (a host-known bound: the grid size of the GEMMs).
-int moe_max_tiles(int pairs, int E, int tile_rows);
+int moe_max_tiles(int pairs, int E);
 // One block. E <= kMoeMaxExperts.
-void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, int tile_rows, const MoeLists& l,
-                            cudaStream_t st);
+void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLists& l, cudaStream_t st);
 // Grouped weight-streaming GEMM over the tiles (fp32 activations x exact TF32 weights, two-part
 // activations: fp32-accurate, like launch_gemv). gated: y[s] = silu(x_s W_gate^T) * (x_s W_up^T), with
 // x_s = x[x_row_of_slot[s]]; else y[s] = x[s] W_down^T. y rows are slots ([P, N]).
@@ -184,7 +184,7 @@ struct MoeGemmArgs {
   WType wtype = WType::FP8;
   const int32_t* tiles = nullptr;
   const int32_t* n_tiles = nullptr;
-  int max_tiles = 0, tile_rows = 8;  // tile_rows 8, 16 or 32
+  int max_tiles = 0;
   const float* x = nullptr;
   const int32_t* x_row_of_slot = nullptr;  // null: row = slot
   int K = 0, N = 0, scale_pitch = 0;

@@ -35,6 +35,16 @@ struct Row16 {
       v[i] = ok ? __ldg(reinterpret_cast<const uint4*>(row + size_t(k) * (WT == int(WType::FP8) ? 1 : 2)) + i)
                 : make_uint4(0, 0, 0, 0);
   }
+  // Weights 2i and 2i + 1 (i < 8, a compile-time constant after unrolling).
+  __device__ __forceinline__ float2 pair(int i) const {
+    if constexpr (WT == int(WType::FP8)) {
+      __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(reinterpret_cast<const __nv_fp8x2_storage_t*>(&v[0])[i], __NV_E4M3);
+      return __half22float2(*reinterpret_cast<__half2*>(&h));
+    } else {
+      const uint32_t u = reinterpret_cast<const uint32_t*>(v)[i];
+      return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
+    }
+  }
   __device__ __forceinline__ void decode(float* f) const {
     if constexpr (WT == int(WType::FP8)) {
       const __nv_fp8x2_storage_t* b = reinterpret_cast<const __nv_fp8x2_storage_t*>(&v[0]);

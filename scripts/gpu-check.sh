@@ -2,8 +2,8 @@
 # On the GPU machine (device tool, after scripts/device-prepare.sh here and with .device-carry carried):
 # builds in Release, runs every GPU check and the benchmarks, prints a short table last. Full logs go to
 # $OUT (the device tool brings them back) or /tmp/gpu-check.
-#   GPU_CHECK_BENCH=all|gemm|mla|indexer|sampling|none   which benchmarks (default all)
-#   GPU_CHECK_TORCH=0                           skip the torch._scaled_mm peer
+#   GPU_CHECK_BENCH=all|gemm|mla|indexer|moe|sampling|none   which benchmarks (default all)
+#   GPU_CHECK_TORCH=0                                        skip the torch._scaled_mm peer (run with all|gemm only)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -45,7 +45,7 @@ t2=$(date +%s)
 bench=0
 if [ "${GPU_CHECK_BENCH:-all}" != none ]; then
   $B/gpu_bench "${GPU_CHECK_BENCH:-all}" >"$LOG/bench.log" 2>&1; bench=$?
-  if [ "${GPU_CHECK_TORCH:-1}" = 1 ]; then
+  if [ "${GPU_CHECK_TORCH:-1}" = 1 ] && [[ "${GPU_CHECK_BENCH:-all}" =~ ^(all|gemm)$ ]]; then
     PYTHONUNBUFFERED=1 timeout 240 python3 scripts/bench_torch_scaled_mm.py >"$LOG/torch.log" 2>&1
   fi
 fi

@@ -70,6 +70,9 @@ class Backend {
   // Device memory still free for KV pools and workspace (after the weights), in bytes; 0 for
   // backends on host memory (the server then budgets from the host's available memory).
   virtual int64_t free_device_memory() const { return 0; }
+  // Element types a KV pool may have (cache_write / cache_gather / mla_attention_absorbed read and
+  // write them; rows outside the pool stay act_dtype()). Every backend supports act_dtype().
+  virtual bool supports_kv_dtype(DType t) const { return t == act_dtype(); }
 
   // ---- weights (converted from the checkpoint's dtype; FP8 comes with its block scales) ----
   virtual LinearWeight load_linear(const HostTensor& w, const HostTensor* scale_inv) = 0;

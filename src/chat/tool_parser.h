@@ -35,6 +35,11 @@ std::unique_ptr<ToolCallParser> make_tool_parser(const std::string& name,
                                                  std::vector<std::string> tool_names);
 bool is_tool_parser_name(const std::string& name);
 
+// The text with which a model writing tool-call format `parser` opens a call to `name` when it
+// calls a tool straight away (no content first), up to where the arguments begin. Forcing this
+// text is how tool_choice "required" / a named function is enforced.
+std::string tool_call_opening(const std::string& parser, const std::string& name);
+
 // Internal constructors (exposed for tests).
 std::unique_ptr<ToolCallParser> make_deepseekv32_tool_parser(std::vector<std::string> tool_names);
 std::unique_ptr<ToolCallParser> make_deepseekv31_tool_parser(std::vector<std::string> tool_names);

@@ -138,6 +138,7 @@ void run_bench_serving(BenchFlags f) {
 void register_bench(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "Benchmarks against a running server");
   register_bench_engine(bench);
+  register_bench_model(bench);
   bench->require_subcommand(1);
   auto* s = bench->add_subcommand("serving", "Online serving benchmark (the flags of sglang.bench_serving)");
   auto f = std::make_shared<BenchFlags>();

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "backend/backend.h"
@@ -92,7 +93,9 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_flag("--disable-radix-cache", f.disable_radix_cache, "no prefix cache");
   cmd->add_option("--schedule-policy", f.schedule_policy, "fcfs or lpm (longest cached prefix first)")
       ->capture_default_str();
-  cmd->add_option("--kv-cache-dtype", f.kv_cache_dtype, "auto (the backend's activation dtype)")->capture_default_str();
+  cmd->add_option("--kv-cache-dtype", f.kv_cache_dtype,
+                  "MLA latent cache: auto (cuda: bf16 as SGLang; cpu: fp32), bf16 / bfloat16 (cuda), fp32 / float32")
+      ->capture_default_str();
   cmd->add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY'");
   cmd->add_flag("--enable-metrics", f.enable_metrics, "Prometheus metrics at /metrics");
   cmd->add_option("--log-level", f.log_level, "debug, info, warning or error")->capture_default_str();
@@ -126,6 +129,21 @@ void reject_extras(CLI::App* cmd) {
   fail("serve:{}\nrun 'dsserve serve --help' for the flags", msg);
 }
 
+const std::set<std::string>& kv_dtype_names() {
+  static const std::set<std::string> names = {"auto", "bf16", "bfloat16", "fp32", "float32"};
+  return names;
+}
+
+// The MLA latent cache's element type. auto: BF16 where the backend can (SGLang's default is the
+// model's dtype, bf16: half the memory of fp32), else the backend's activation dtype.
+DType resolve_kv_dtype(const std::string& name, const backend::Backend& be) {
+  if (name == "auto") return be.supports_kv_dtype(DType::BF16) ? DType::BF16 : be.act_dtype();
+  const DType t = (name == "bf16" || name == "bfloat16") ? DType::BF16 : DType::F32;
+  DS_CHECK(be.supports_kv_dtype(t), "--kv-cache-dtype {}: the {} backend keeps its KV cache in {}; use auto", name,
+           be.name(), dtype_name(be.act_dtype()));
+  return t;
+}
+
 void validate(const ServeFlags& f) {
   const char* later = "parallelism lands with the dist/ layer; this build serves one replica on one device";
   DS_CHECK(f.tp == 1, "--tp {}: tensor parallelism is not available yet ({}); use --tp 1", f.tp, later);
@@ -138,7 +156,9 @@ void validate(const ServeFlags& f) {
            "--tool-call-parser '{}' is not supported; this server has deepseekv31 and deepseekv32", f.tool_call_parser);
   DS_CHECK(f.schedule_policy == "fcfs" || f.schedule_policy == "lpm",
            "--schedule-policy '{}' is not supported; use fcfs or lpm", f.schedule_policy);
-  DS_CHECK(f.kv_cache_dtype == "auto", "--kv-cache-dtype '{}' is not supported yet; use auto (the backend's dtype)",
+  DS_CHECK(f.kv_cache_dtype != "fp8_e4m3" && f.kv_cache_dtype != "fp8_e5m2",
+           "--kv-cache-dtype {}: FP8 KV caches are not implemented yet; use auto, bf16 or fp32", f.kv_cache_dtype);
+  DS_CHECK(kv_dtype_names().count(f.kv_cache_dtype), "--kv-cache-dtype '{}' is not one of auto, bf16, bfloat16, fp32, float32",
            f.kv_cache_dtype);
   DS_CHECK(f.page_size >= 1, "--page-size must be >= 1, got {}", f.page_size);
   DS_CHECK(f.chunked_prefill_size == -1 || f.chunked_prefill_size >= 1,
@@ -259,8 +279,9 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
            "--context-length {} is longer than the model's max_position_embeddings {}", context_length,
            mc.max_position_embeddings);
 
+  const DType kv_dtype = resolve_kv_dtype(flags.kv_cache_dtype, *backend);
   KvPlanInput kin;
-  kin.bytes_per_token = model::KVCache::bytes_per_token(mc, backend->act_dtype(), model->has_mtp());
+  kin.bytes_per_token = model::KVCache::bytes_per_token(mc, kv_dtype, backend->act_dtype(), model->has_mtp());
   kin.max_total_tokens = flags.max_total_tokens;
   if (flags.device == "cuda") {
     // As SGLang: the fraction covers weights + KV of the memory free at start; the weights are in.
@@ -289,6 +310,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   ec.enable_radix_cache = !flags.disable_radix_cache;
   ec.schedule_policy = flags.schedule_policy == "lpm" ? runtime::SchedulePolicy::Lpm : runtime::SchedulePolicy::Fcfs;
   ec.random_seed = flags.random_seed ? *flags.random_seed : std::random_device{}();
+  ec.kv_cache_dtype = kv_dtype;
   for (auto id : mc.eos_token_ids) ec.eos_token_ids.push_back(int32_t(id));
   if (ec.eos_token_ids.empty() && tokenizer.eos_id() >= 0) ec.eos_token_ids.push_back(tokenizer.eos_id());
   auto engine = runtime::make_engine(ec, *model, tokenizer);
@@ -319,7 +341,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   const std::string url = fmt::format(
       "http://{}:{}", flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host, http.port());
   spdlog::info("dsserve 0.1.0 serving '{}' on {} ({} backend)", served, url, backend->name());
-  spdlog::info("  KV pool: {}", plan.why);
+  spdlog::info("  KV pool: {} (latent cache {})", plan.why, dtype_name(kv_dtype));
   spdlog::info("  context length {}, max running requests {}, chunked prefill {}, radix cache {}, schedule {}",
                context_length, ec.max_running_requests, ec.chunked_prefill_size, ec.enable_radix_cache ? "on" : "off",
                flags.schedule_policy);

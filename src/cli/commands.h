@@ -9,6 +9,7 @@ void register_all(CLI::App& app);
 void register_model_commands(CLI::App& app);  // make-model, forward, generate
 void register_bench(CLI::App& app);  // bench serving (cmd_bench.cpp)
 void register_bench_engine(CLI::App* bench);  // bench engine (cmd_bench_engine.cpp)
+void register_bench_model(CLI::App* bench);   // bench model (cmd_bench_model.cpp)
 void register_eval(CLI::App& app);   // eval gsm8k|mmlu|gpqa (cmd_eval.cpp)
 // tokenize / detokenize (cmd_tokenize.cpp)
 void register_tokenize(CLI::App& app);

@@ -1,6 +1,7 @@
 // The DeepSeek-V3.2 model: weights + the forward, written once against backend::Backend.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "backend/backend.h"
@@ -44,8 +45,9 @@ class Model {
   bool has_mtp() const { return !w_.mtp.empty(); }
   backend::Backend& backend() const { return be_; }
 
-  KVCache make_cache(int32_t num_pages, int32_t page_size) const {
-    return KVCache::create(be_, cfg_, num_pages, page_size, has_mtp());
+  // latent_dtype: the MLA latent pools' element type (default: the backend's activation dtype).
+  KVCache make_cache(int32_t num_pages, int32_t page_size, std::optional<DType> latent_dtype = {}) const {
+    return KVCache::create(be_, cfg_, num_pages, page_size, has_mtp(), latent_dtype.value_or(be_.act_dtype()));
   }
   // Runs the main model over the batch, writing each token's cache entries first.
   ForwardOutput forward(const ForwardBatch& batch, KVCache& cache) const;

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -78,32 +79,41 @@ std::string make_header(const std::vector<const TensorSpec*>& specs) {
   return out + text;
 }
 
-// Grows to the largest tensor seen; holds one tensor at a time.
+// Two buffers, each growing to the largest tensor it has held, used in turn: one tensor is written
+// from one while the next is filled into the other.
 struct Scratch {
-  std::unique_ptr<uint8_t[]> data;
-  uint64_t size = 0;
+  std::unique_ptr<uint8_t[]> data[2];
+  uint64_t size[2] = {0, 0};
+  int next = 0;
   uint8_t* get(uint64_t n) {
-    if (n > size) {
-      data.reset();  // free before allocating the bigger one
-      data.reset(new uint8_t[n]);
-      size = n;
+    const int k = next;
+    next ^= 1;
+    if (n > size[k]) {
+      data[k].reset();  // free before allocating the bigger one
+      data[k].reset(new uint8_t[n]);
+      size[k] = n;
     }
-    return data.get();
+    return data[k].get();
   }
 };
 
+// Filling (OpenMP-parallel in make-model) and writing overlap: tensor i is written on a second
+// thread while tensor i + 1 is filled.
 void write_file(const std::string& path, const std::vector<const TensorSpec*>& specs, const TensorFill& fill,
                 Scratch& scratch, Progress* progress) {
   AtomicFile out(path);
   std::string header = make_header(specs);
   out.write(header.data(), header.size());
+  std::future<void> pending;  // the previous tensor's write; destroyed (so waited for) before `out`
   for (const TensorSpec* s : specs) {
     uint64_t n = s->nbytes();
-    uint8_t* buf = scratch.get(n);
+    uint8_t* buf = scratch.get(n);  // not the buffer `pending` writes from
     fill(*s, buf, n);
-    out.write(buf, n);
+    if (pending.valid()) pending.get();
+    pending = std::async(std::launch::async, [&out, buf, n] { out.write(buf, n); });
     if (progress) progress->add(n);
   }
+  if (pending.valid()) pending.get();
   out.commit();
 }
 

@@ -64,6 +64,18 @@ struct ModelWeights {
   std::vector<MtpWeights> mtp;  // empty when the checkpoint has no MTP tensors
 };
 
+// Where the weights come from, tensor by tensor, by checkpoint name (a checkpoint; generated data).
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  virtual backend::LinearWeight linear(const std::string& name) = 0;  // FP8 with its scales, or float
+  virtual Tensor f32(const std::string& name) = 0;                     // norms, biases, the embedding
+};
+
+// The model's weights from `src`, main layers then (when with_mtp) the MTP layers, which share the
+// main embedding and head.
+ModelWeights assemble_weights(const ModelConfig& c, bool with_mtp, WeightSource& src);
+
 // Checks presence, shape and dtype of every tensor before anything is converted, then loads them
 // through the backend with a progress bar. MTP is loaded when the checkpoint has it (transformers-
 // written checkpoints drop layer num_hidden_layers); a half-present MTP layer is an error.

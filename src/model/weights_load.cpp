@@ -43,12 +43,12 @@ void check_tensor(const WeightSpec& spec, const TensorInfo& t, const Checkpoint&
 
 HostTensor host(const TensorInfo& t) { return HostTensor{t.name, t.dtype, t.shape, t.data}; }
 
-class Loader {
+class Loader final : public WeightSource {
  public:
   Loader(const Checkpoint& ckpt, backend::Backend& be, uint64_t total_bytes)
       : ckpt_(ckpt), be_(be), progress_("loading weights", total_bytes, "B") {}
 
-  backend::LinearWeight linear(const std::string& name) {
+  backend::LinearWeight linear(const std::string& name) override {
     const TensorInfo& t = ckpt_.get(name);
     const TensorInfo* s = t.dtype == DType::F8_E4M3 ? &ckpt_.get(scale_name(name)) : nullptr;
     HostTensor ht = host(t), hs = s ? host(*s) : HostTensor{};
@@ -56,7 +56,7 @@ class Loader {
     progress_.add(t.nbytes + (s ? s->nbytes : 0));
     return w;
   }
-  Tensor f32(const std::string& name) {
+  Tensor f32(const std::string& name) override {
     const TensorInfo& t = ckpt_.get(name);
     Tensor out = be_.load_tensor_f32(host(t));
     progress_.add(t.nbytes);
@@ -70,7 +70,7 @@ class Loader {
   Progress progress_;
 };
 
-LayerWeights load_layer(const ModelConfig& c, int64_t l, Loader& ld) {
+LayerWeights load_layer(const ModelConfig& c, int64_t l, WeightSource& ld) {
   const std::string p = fmt::format("model.layers.{}.", l);
   LayerWeights lw;
   lw.input_norm = ld.f32(p + "input_layernorm.weight");
@@ -151,6 +151,12 @@ ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt, backend:
   }
 
   Loader ld(ckpt, be, bytes);
+  ModelWeights w = assemble_weights(c, with_mtp, ld);
+  ld.finish();
+  return w;
+}
+
+ModelWeights assemble_weights(const ModelConfig& c, bool with_mtp, WeightSource& ld) {
   ModelWeights w;
   w.embed = ld.f32("model.embed_tokens.weight");
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) w.layers.push_back(load_layer(c, l, ld));
@@ -172,7 +178,6 @@ ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt, backend:
       mw.layer = load_layer(c, l, ld);
       w.mtp.push_back(std::move(mw));
     }
-  ld.finish();
   return w;
 }
 

@@ -47,7 +47,7 @@ class EngineImpl final : public Engine {
     DS_CHECK(cfg_.context_length > 0, "context length must be > 0");
     DS_CHECK(cfg_.max_running_requests >= 1, "--max-running-requests must be >= 1");
     DS_CHECK(cfg_.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1");
-    kv_ = model_.make_cache(sched_.pool().num_pages(), cfg_.page_size);
+    kv_ = model_.make_cache(sched_.pool().num_pages(), cfg_.page_size, cfg_.kv_cache_dtype);
     vocab_ = model_.config().vocab_size;
     device_sampling_ = cfg_.sample_on_device && model_.backend().can_sample();
     publish_stats();
@@ -141,6 +141,20 @@ void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
                                            "(raise --max-total-tokens or lower max_tokens)",
                                            plen + req.max_new_tokens, sched_.capacity_tokens()));
   auto r = std::make_unique<RequestState>();
+  if (!req.forced.empty()) {
+    auto check_ids = [&](const std::vector<int32_t>& ids) {
+      for (int32_t id : ids)
+        if (id < 0 || id >= vocab_)
+          throw RequestRejected(400, fmt::format("forced-continuation token id {} is outside the vocabulary", id));
+    };
+    check_ids(req.forced.trigger);
+    for (const auto& alt : req.forced.alternatives) check_ids(alt);
+    try {
+      r->forced.emplace(req.forced);
+    } catch (const ds::Error& e) {
+      throw RequestRejected(400, e.what());
+    }
+  }
   r->tokens = req.prompt;
   r->prompt_len = int32_t(plen);
   r->text = std::make_unique<OutputText>(tok_, req.skip_special_tokens, req.stop, req.no_stop_trim);
@@ -287,6 +301,11 @@ void EngineImpl::run_step() {
   publish_stats();
 }
 
+// The tokens a forced continuation allows next; null while the output is free.
+const std::vector<int32_t>* allowed_next(const RequestState& r) {
+  return r.forced && !r.forced->allowed().empty() ? &r.forced->allowed() : nullptr;
+}
+
 void EngineImpl::sample_on_host(const std::vector<Scheduler::Chunk>& plan, const model::ForwardOutput& out,
                                 std::vector<SampleResult>& drawn, std::vector<std::string>& failed) {
   // Sampling is independent per request (each has its own generator): spread it over the cores.
@@ -298,8 +317,13 @@ void EngineImpl::sample_on_host(const std::vector<Scheduler::Chunk>& plan, const
     const int64_t i = rows[k];
     RequestState& r = *plan[i].req;
     try {
-      drawn[i] = sample(out.logits.f32() + int64_t(out.logits_row0[i]) * vocab_, vocab_, r.in.sampling, r.tokens,
-                        size_t(r.prompt_len), r.rng);
+      // A forced continuation restricts the next token (a single allowed one is simply taken).
+      const std::vector<int32_t>* allowed = allowed_next(r);
+      if (allowed && allowed->size() == 1 && !r.in.sampling.logprobs)
+        drawn[i].token = allowed->front();
+      else
+        drawn[i] = sample(out.logits.f32() + int64_t(out.logits_row0[i]) * vocab_, vocab_, r.in.sampling, r.tokens,
+                          size_t(r.prompt_len), r.rng, allowed);
     } catch (const std::exception& e) {
       failed[i] = e.what();
     }
@@ -311,12 +335,19 @@ void EngineImpl::sample_on_device(const std::vector<Scheduler::Chunk>& plan, mod
   backend::Backend& be = model_.backend();
   backend::SamplingBatch batch;
   std::vector<size_t> batch_plan;  // plan entry of each batch row
-  std::vector<size_t> on_host;     // entries asking for more top logprobs than the backend reports
+  // Entries the device does not take: under a forced continuation (rare: tool_choice), or asking for
+  // more top logprobs than the backend gives.
+  std::vector<size_t> on_host;
   for (size_t i = 0; i < plan.size(); ++i) {
     if (!plan[i].logits) continue;
     RequestState& r = *plan[i].req;
     const SamplingParams& p = r.in.sampling;
-    if (p.logprobs && p.top_logprobs > be.max_sample_top_logprobs()) {
+    const std::vector<int32_t>* allowed = allowed_next(r);
+    if (allowed && allowed->size() == 1 && !p.logprobs) {  // a single allowed token is simply taken
+      drawn[i].token = allowed->front();
+      continue;
+    }
+    if (allowed || (p.logprobs && p.top_logprobs > be.max_sample_top_logprobs())) {
       on_host.push_back(i);
       continue;
     }
@@ -333,7 +364,7 @@ void EngineImpl::sample_on_device(const std::vector<Scheduler::Chunk>& plan, mod
     const int64_t row = out.logits_row0[i];
     try {
       Tensor h = be.to_host_f32(out.logits.rows(row, row + 1));
-      drawn[i] = sample(h.f32(), vocab_, r.in.sampling, r.tokens, size_t(r.prompt_len), r.rng);
+      drawn[i] = sample(h.f32(), vocab_, r.in.sampling, r.tokens, size_t(r.prompt_len), r.rng, allowed_next(r));
     } catch (const std::exception& e) {
       failed[i] = e.what();
     }
@@ -357,6 +388,7 @@ void EngineImpl::sample_on_device(const std::vector<Scheduler::Chunk>& plan, mod
 void EngineImpl::accept_token(RequestState& r, SampleResult s) {
   const auto& in = r.in;
   r.tokens.push_back(s.token);
+  if (r.forced) r.forced->accept(s.token, r.tokens, size_t(r.prompt_len));
   ++generated_total_;
   RequestOutput o;
   o.token_ids.push_back(s.token);

@@ -11,7 +11,9 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/forced_continuation.h"
 #include "runtime/sampler.h"
+#include "tensor/dtype.h"
 #include "util/error.h"
 
 namespace ds::model {
@@ -41,6 +43,7 @@ struct GenerateRequest {
   std::vector<int32_t> stop_token_ids;     // extra stop tokens (the EOS ids stop unless ignore_eos)
   bool skip_special_tokens = true;         // for the text of the output
   bool no_stop_trim = false;               // keep the matched stop string in the text (SGLang's flag)
+  ForcedContinuation forced;               // output that must follow a trigger (tool_choice); empty: none
 };
 
 struct TokenLogprob {
@@ -94,6 +97,7 @@ struct EngineConfig {
   SchedulePolicy schedule_policy = SchedulePolicy::Fcfs;
   uint64_t random_seed = 0;              // seeds requests that give no seed
   std::vector<int32_t> eos_token_ids;    // stop unless ignore_eos
+  std::optional<DType> kv_cache_dtype;   // MLA latent pools; empty: the backend's activation dtype
   // Sample on the model's device when its backend can (Backend::can_sample): a step then brings back
   // token ids instead of [rows, vocab] logits. Seeded draws differ from the host sampler's (another
   // generator), with the same distribution. false: always the host sampler.

@@ -32,6 +32,7 @@ struct RequestState {
   std::mt19937_64 rng;                        // host sampling
   uint64_t seed = 0;                          // device sampling: draws are keyed on (seed, output index)
   std::unique_ptr<PenaltyTokens> penalties;   // device sampling with penalties
+  std::optional<ContinuationTracker> forced;  // when in.forced is set
   std::unique_ptr<OutputText> text;
   std::chrono::steady_clock::time_point arrived_at;
 

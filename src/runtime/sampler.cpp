@@ -76,14 +76,23 @@ std::mt19937_64 make_rng(const SamplingParams& p, uint64_t fallback_seed) {
 // Reported logprobs follow SGLang's default: the log-softmax of the penalised logits divided by the
 // temperature (temperature 1 for greedy), before top-k/top-p/min-p filtering.
 SampleResult sample(const float* logits, int64_t vocab, const SamplingParams& p, const std::vector<int32_t>& history,
-                    size_t prompt_len, std::mt19937_64& rng) {
+                    size_t prompt_len, std::mt19937_64& rng, const std::vector<int32_t>* allowed) {
   DS_CHECK(vocab > 0, "sample: empty vocabulary");
   p.validate();
   std::vector<float> penalised;
-  const float* x = logits;  // read in place unless penalties change it
+  const float* x = logits;  // read in place unless penalties or a mask change it
   if (p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f) {
     penalised.assign(logits, logits + vocab);
     apply_penalties(penalised, p, history, prompt_len);
+    x = penalised.data();
+  }
+  if (allowed && !allowed->empty()) {
+    std::vector<float> masked(size_t(vocab), -INFINITY);
+    for (int32_t t : *allowed) {
+      DS_CHECK(t >= 0 && t < vocab, "sample: allowed token {} outside the vocabulary of {}", t, vocab);
+      masked[size_t(t)] = x[t];
+    }
+    penalised = std::move(masked);
     x = penalised.data();
   }
   int32_t argmax = 0;
@@ -144,12 +153,10 @@ SampleResult sample(const float* logits, int64_t vocab, const SamplingParams& p,
     double total = 0;
     for (int32_t t : cand) total += prob[t];
     double u = uniform01(rng) * total;
-    r.token = cand.back();  // guards against rounding at the top end
+    r.token = argmax;  // replaced below; the fallback guards against rounding at the top end
     for (int32_t t : cand) {
-      if (u < prob[t]) {
-        r.token = t;
-        break;
-      }
+      if (prob[t] > 0) r.token = t;  // never a token of probability 0 (masked ones)
+      if (u < prob[t]) break;
       u -= prob[t];
     }
   }
@@ -159,7 +166,10 @@ SampleResult sample(const float* logits, int64_t vocab, const SamplingParams& p,
     std::vector<int32_t> ids(vocab);
     std::iota(ids.begin(), ids.end(), 0);
     std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), ByProbDesc{prob});
-    for (int64_t j = 0; j < n; ++j) r.top_logprobs.emplace_back(ids[j], static_cast<float>(logp(ids[j])));
+    for (int64_t j = 0; j < n; ++j) {
+      if (x[ids[j]] == -INFINITY) break;  // masked out: not an alternative (and -inf is not JSON)
+      r.top_logprobs.emplace_back(ids[j], static_cast<float>(logp(ids[j])));
+    }
   }
   return r;
 }

@@ -39,7 +39,10 @@ std::mt19937_64 make_rng(const SamplingParams& p, uint64_t fallback_seed);
 
 // `history` is the prompt followed by the output so far; its first `prompt_len` ids are the prompt
 // (repetition penalty uses all of them, frequency/presence penalties only the output).
+// `allowed` (ascending ids; null or empty = the whole vocabulary) masks every other token before
+// anything else is computed, so the draw, the greedy choice and the reported logprobs are all over
+// the allowed tokens only (a forced continuation; see forced_continuation.h).
 SampleResult sample(const float* logits, int64_t vocab, const SamplingParams& p, const std::vector<int32_t>& history,
-                    size_t prompt_len, std::mt19937_64& rng);
+                    size_t prompt_len, std::mt19937_64& rng, const std::vector<int32_t>* allowed = nullptr);
 
 }  // namespace ds::runtime

@@ -97,19 +97,8 @@ int64_t ChatWriter::reasoning_tokens() const {
 }
 
 std::string ChatWriter::stream_end(const std::vector<ChoiceState>& choices) {
-  std::string out;
-  if (opt_.include_usage) {
-    Json j = Json::object();
-    j["id"] = opt_.id;
-    j["object"] = "chat.completion.chunk";
-    j["created"] = opt_.created;
-    j["model"] = opt_.model;
-    j["choices"] = Json::array();
-    j["usage"] = usage_json(count_usage(choices, opt_.n), reasoning_tokens());
-    out += sse_event(j);
-  }
-  out += kSseDone;
-  return out;
+  return stream_end_events({opt_.id, "chat.completion.chunk", opt_.created, opt_.model}, opt_.include_usage,
+                           count_usage(choices, opt_.n), reasoning_tokens());
 }
 
 Json tool_calls_json(const std::vector<chat::ParsedToolCall>& calls) {

@@ -48,19 +48,8 @@ void CompletionWriter::on_delta(size_t i, const runtime::RequestOutput& delta, c
 }
 
 std::string CompletionWriter::stream_end(const std::vector<ChoiceState>& choices) {
-  std::string out;
-  if (opt_.include_usage) {
-    Json j = Json::object();
-    j["id"] = opt_.id;
-    j["object"] = "text_completion";
-    j["created"] = opt_.created;
-    j["model"] = opt_.model;
-    j["choices"] = Json::array();
-    j["usage"] = usage_json(count_usage(choices, opt_.n), 0);
-    out += sse_event(j);
-  }
-  out += kSseDone;
-  return out;
+  return stream_end_events({opt_.id, "text_completion", opt_.created, opt_.model}, opt_.include_usage,
+                           count_usage(choices, opt_.n), 0);
 }
 
 Json CompletionWriter::body(const std::vector<ChoiceState>& choices) {

@@ -1,10 +1,12 @@
 // POST /v1/chat/completions: body -> chat request (chat/) -> prompt text -> token ids -> n engine
 // requests; the ChatWriter turns the output into OpenAI's message / chunks.
+#include <algorithm>
 #include <ctime>
 
 #include "chat/errors.h"
 #include "chat/output_parser.h"
 #include "chat/request.h"
+#include "chat/tool_parser.h"
 #include "server/api_error.h"
 #include "server/chat_writer.h"
 #include "server/endpoints.h"
@@ -16,19 +18,28 @@ namespace ds::server {
 namespace {
 
 // tool_choice: "none" | "auto" | "required" | {"type": "function", "function": {"name": ...}}.
-// A named function narrows the tools the model is shown to that one (we have no constrained
-// decoding to force a call); "required" needs tools. Returns whether tool calls are parsed.
-bool apply_tool_choice(Json& body) {
+// "required" and a named function are enforced: after its reasoning the model must open a call to
+// one of the allowed tools (a forced continuation; the arguments are the model's own). A named
+// function also narrows the tools the model is shown to that one.
+struct ToolChoice {
+  bool parse_tools = false;
+  std::vector<std::string> forced;  // the tools one of which must be called; empty: no constraint
+};
+
+ToolChoice apply_tool_choice(Json& body) {
   const bool has_tools = body.contains("tools") && body["tools"].is_array() && !body["tools"].empty();
   auto it = body.find("tool_choice");
-  if (it == body.end() || it->is_null()) return has_tools;
+  if (it == body.end() || it->is_null()) return {has_tools, {}};
   if (it->is_string()) {
     const auto& c = it->get_ref<const std::string&>();
-    if (c == "none") return false;
-    if (c == "auto") return has_tools;
+    if (c == "none") return {};
+    if (c == "auto") return {has_tools, {}};
     if (c == "required") {
       if (!has_tools) bad_param("tool_choice", "tool_choice 'required' needs a non-empty tools list");
-      return true;
+      std::vector<std::string> names = chat::tool_names_of(body["tools"]);
+      std::sort(names.begin(), names.end());
+      names.erase(std::unique(names.begin(), names.end()), names.end());
+      return {true, std::move(names)};
     }
     bad_param("tool_choice", "tool_choice must be 'none', 'auto', 'required' or a named function, got '" + c + "'");
   }
@@ -45,8 +56,21 @@ bool apply_tool_choice(Json& body) {
       only.push_back(t);
   if (only.empty()) bad_param("tool_choice", "tool_choice names function '" + name + "', which is not in tools");
   body["tools"] = std::move(only);
-  body["tool_choice"] = "auto";  // what the chat layer understands; the narrowing is done
-  return true;
+  body["tool_choice"] = "auto";  // what the chat layer understands; narrowing and forcing are done here
+  return {true, {name}};
+}
+
+// The forced continuation of a tool_choice: once the reasoning is closed (at once when the prompt
+// closed it), the output must open a call to one of `names` in the server's tool-call format.
+runtime::ForcedContinuation forced_tool_call(const ServerState& st, const std::vector<std::string>& names,
+                                             bool starts_in_reasoning) {
+  if (st.config.tool_call_parser.empty())
+    bad_param("tool_choice",
+              "tool_choice 'required' or a named function needs the server to run with --tool-call-parser");
+  runtime::ForcedContinuation f;
+  if (starts_in_reasoning) f.trigger = st.tokenizer.encode("</think>", false);
+  for (const auto& n : names) f.alternatives.push_back(st.tokenizer.encode(chat::tool_call_opening(st.config.tool_call_parser, n), false));
+  return f;
 }
 
 bool include_usage(const Fields& f) {
@@ -70,7 +94,7 @@ void chat_completions(ServerState& st, const HttpRequest& req, const std::shared
   const bool separate_reasoning = f.boolean("separate_reasoning").value_or(true);
   f.boolean("stream_reasoning");  // type-checked; reasoning is always streamed as it comes
   GenerationParams params = parse_openai_params(body, OpenAiApi::Chat, st.config.sampling_defaults);
-  const bool parse_tools = apply_tool_choice(body);
+  const ToolChoice tool_choice = apply_tool_choice(body);
 
   chat::EncodedPrompt prompt;
   try {
@@ -92,11 +116,15 @@ void chat_completions(ServerState& st, const HttpRequest& req, const std::shared
   wo.logprobs = params.sampling.logprobs;
   wo.parser.starts_in_reasoning = prompt.starts_in_reasoning;
   wo.parser.reasoning_parser = st.config.reasoning_parser && separate_reasoning;
-  if (parse_tools && !st.config.tool_call_parser.empty()) {
+  if (tool_choice.parse_tools && !st.config.tool_call_parser.empty()) {
     wo.parser.tool_parser = st.config.tool_call_parser;
     wo.parser.tool_names = chat::tool_names_of(body["tools"]);
   }
   auto requests = make_requests(wo.id, ids, params, max_new, params.n > 1, 0);
+  if (!tool_choice.forced.empty()) {
+    const auto forced = forced_tool_call(st, tool_choice.forced, prompt.starts_in_reasoning);
+    for (auto& r : requests) r.forced = forced;
+  }
   auto writer = std::make_unique<ChatWriter>(wo, requests.size(), st.tokenizer);
   auto job = std::make_shared<GenerationJob>(st, r, GenerationJob::Options{wo.id, stream, params.n}, std::move(writer));
   job->start(std::move(requests));

@@ -33,6 +33,23 @@ UsageCounts count_usage(const std::vector<ChoiceState>& choices, int32_t n) {
   return u;
 }
 
+std::string stream_end_events(const StreamEndInfo& info, bool include_usage, const UsageCounts& usage,
+                              int64_t reasoning_tokens) {
+  std::string out;
+  if (include_usage) {
+    Json j = Json::object();
+    j["id"] = info.id;
+    j["object"] = info.object;
+    j["created"] = info.created;
+    j["model"] = info.model;
+    j["choices"] = Json::array();
+    j["usage"] = usage_json(usage, reasoning_tokens);
+    out += sse_event(j);
+  }
+  out += kSseDone;
+  return out;
+}
+
 Json usage_json(const UsageCounts& u, int64_t reasoning_tokens) {
   Json j = Json::object();
   j["prompt_tokens"] = u.prompt;

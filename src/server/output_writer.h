@@ -54,6 +54,17 @@ UsageCounts count_usage(const std::vector<ChoiceState>& choices, int32_t n);
 // OpenAI's usage object (with SGLang's top-level reasoning_tokens as well).
 Json usage_json(const UsageCounts& u, int64_t reasoning_tokens);
 
+// The end of a stream: with include_usage, a chunk of `object` with no choices and the usage (OpenAI's
+// stream_options.include_usage), then "data: [DONE]".
+struct StreamEndInfo {
+  const std::string& id;
+  const char* object;  // "chat.completion.chunk" / "text_completion"
+  int64_t created;
+  const std::string& model;
+};
+std::string stream_end_events(const StreamEndInfo& info, bool include_usage, const UsageCounts& usage,
+                              int64_t reasoning_tokens);
+
 // "stop", "length", "abort", "error" ("" while running).
 const char* finish_name(runtime::FinishReason r);
 // OpenAI's finish_reason: "stop", "length", "abort" ("error" for a failed choice); null while running.

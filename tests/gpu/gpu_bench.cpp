@@ -6,7 +6,8 @@
 //      (pre-quantised activations, M padded to 16 where it refuses smaller).
 //   2. Sparse MLA decode (absorbed, topk 2048 per token, 128 heads, 576-wide latent rows): bytes/s.
 //   3. Indexer scores + top-k for one query vs context length.
-//   4. Sampling (Backend::sample) at 1 / 64 / 256 rows of 129,280 logits: greedy, top-p, top-k + top-p,
+//   4. MoE experts (256 x FP8, top-8): grouped path vs per-expert path, T = 1..4096.
+//   5. Sampling (Backend::sample) at 1 / 64 / 256 rows of 129,280 logits: greedy, top-p, top-k + top-p,
 //      greedy + logprobs; against the old path: the logits copied to the host + the host sampler
 //      (OpenMP over rows, as the engine's host path).
 // Timing: CUDA events around each call on the backend's stream, median of >= 15 after warm-up; weights
@@ -22,6 +23,7 @@
 #include <cstring>
 #include <functional>
 #include <numeric>
+#include <string>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
@@ -36,6 +38,7 @@ using cuda::CudaBackend;
 
 namespace {
 CudaBackend* be = nullptr;
+bool ok_moe = true;  // the MoE section's correctness check
 
 uint64_t xs_state = 0x9E3779B97F4A7C15ull;
 inline uint64_t xorshift() {
@@ -332,6 +335,79 @@ void bench_sampling(const Ceilings& c) {
     }
   }
 }
+
+// MoE experts at DeepSeek-V3.2's shapes (256 experts, top-8, H 7168, I 2048, FP8 with 128x128 scales):
+// the grouped path (device-side lists, 4 launches) vs the per-expert path (routing read back; per used
+// expert gather + 3 linear() + scatter) in the default fast mode, routing by moe_route on random logits.
+// Bytes = what must be read at least: the used experts' weights and scales. Also checks the grouped
+// result against the per-expert one in the exact mode (fp32 GEMMs on both sides) up to 128 tokens.
+void bench_moe(const Ceilings& c, const std::vector<int>& Ts) {
+  const int E = 256, k = 8, H = 7168, I = 2048, variants = 4;
+  const int bh = (H + 127) / 128, bi = (I + 127) / 128;
+  std::vector<std::vector<uint8_t>> wq;
+  std::vector<std::vector<float>> sc;
+  for (int v = 0; v < variants * 3; ++v) {
+    std::vector<uint8_t> q(size_t(H) * I);
+    for (auto& b : q) {
+      b = uint8_t(xorshift() >> 24);
+      if ((b & 0x7f) == 0x7f) b ^= 1;  // e4m3 NaN
+    }
+    std::vector<float> s(size_t(bh) * bi);
+    for (auto& x : s) x = 1e-3f * (1.0f + float(xorshift() % 1000) / 1000.f);
+    wq.push_back(std::move(q));
+    sc.push_back(std::move(s));
+  }
+  std::vector<ExpertWeights> ex(E);
+  for (int e = 0; e < E; ++e) {
+    LinearWeight* ws[3] = {&ex[size_t(e)].gate, &ex[size_t(e)].up, &ex[size_t(e)].down};
+    for (int m = 0; m < 3; ++m) {
+      const int v = (e % variants) * 3 + m;
+      const int64_t rows = m < 2 ? I : H, cols = m < 2 ? H : I;
+      HostTensor hw{"w", DType::F8_E4M3, {rows, cols}, wq[size_t(v)].data()};
+      HostTensor hs{"s", DType::F32, {(rows + 127) / 128, (cols + 127) / 128}, sc[size_t(v)].data()};
+      *ws[m] = be->load_linear(hw, &hs);
+    }
+  }
+  const double expert_bytes = 3.0 * H * I + 3.0 * bh * bi * 4;
+  const MoeRouting cfg{8, 4, k, true, 2.5f};
+  Tensor bias = rand_f32({E}, 0.01f);  // small: near-uniform load, as a trained (balancing) bias gives
+  std::printf("\n| tokens | experts used | expert bytes | grouped | GB/s (%% copy) | per-expert | grouped speed-up | "
+              "grouped vs per-expert exact |\n|---|---|---|---|---|---|---|---|\n");
+  for (int T : Ts) {
+    Tensor x = rand_f32({T, H}), logits = rand_f32({T, E}, 2.0f), ids, wts;
+    be->moe_route(logits, bias, cfg, &ids, &wts);
+    Tensor hid = be->to_host(ids);
+    std::vector<char> used(E, 0);
+    for (int64_t i = 0; i < hid.numel(); ++i) used[size_t(hid.data<int32_t>()[i])] = 1;
+    const int n_used = int(std::count(used.begin(), used.end(), 1));
+    const double bytes = n_used * expert_bytes;
+    be->set_gemm_mode(cuda::GemmMode::Fast);
+    be->set_moe_path(cuda::MoePath::Grouped);
+    const int reps = T >= 2048 ? 5 : T >= 512 ? 10 : 20;
+    Tensor yg;
+    const double t_g = time_ms([&](int) { yg = be->moe_experts(x, ids, wts, ex); }, reps);
+    be->set_profile(true);  // one more call, kernels timed separately (logged)
+    be->moe_experts(x, ids, wts, ex);
+    be->set_profile(false);
+    be->set_moe_path(cuda::MoePath::PerExpert);
+    const double t_p = time_ms([&](int) { be->moe_experts(x, ids, wts, ex); }, reps);
+    std::string exact = "-";
+    if (T <= 128) {
+      be->set_gemm_mode(cuda::GemmMode::Exact);
+      Tensor yp = be->moe_experts(x, ids, wts, ex);
+      const gpucheck::Err e = gpucheck::compare(be->to_host(yg), be->to_host(yp));
+      exact = fmt::format("{:.1e}", e.rel);
+      ok_moe &= std::isfinite(e.rel) && e.rel < 2e-5;
+      be->set_gemm_mode(cuda::GemmMode::Fast);
+    }
+    be->set_moe_path(cuda::MoePath::Auto);
+    const double gbs = bytes / (t_g * 1e-3) / 1e9;
+    std::printf("| %d | %d | %.0f MB | %.1f us | %.0f (%.0f%%) | %.1f us | %.2fx | %s |\n", T, n_used, bytes / 1e6,
+                t_g * 1e3, gbs, 100.0 * gbs / c.copy_gbs, t_p * 1e3, t_p / t_g, exact.c_str());
+    std::fflush(stdout);
+  }
+  std::printf("grouped path: fast-mode Auto uses it up to %lld tokens\n", (long long)be->moe_grouped_max_tokens());
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -346,8 +422,14 @@ int main(int argc, char** argv) {
     if (what == "all" || what == "gemm") bench_gemm(c);
     if (what == "all" || what == "mla") bench_mla(c);
     if (what == "all" || what == "indexer") bench_indexer(c);
+    if (what == "all" || what == "moe") {
+      std::vector<int> Ts = {1, 8, 32, 64, 128, 256, 384, 512, 768, 1024, 2048, 4096};
+      if (const char* one = std::getenv("GPU_BENCH_MOE_T")) Ts = {std::atoi(one)};  // profiling
+      bench_moe(c, Ts);
+    }
     if (what == "all" || what == "sampling") bench_sampling(c);
-    return 0;
+    if (!ok_moe) std::printf("gpu_bench: FAILED: MoE grouped path differs from the per-expert path\n");
+    return ok_moe ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_bench: error: %s\n", e.what());
     return 2;

@@ -6,7 +6,9 @@
 // fast GEMM mode (e4m3 keeps 3 mantissa bits: ~2% per element).
 #include <fmt/format.h>
 
+#include <array>
 #include <map>
+#include <tuple>
 #include <numeric>
 #include <set>
 
@@ -26,6 +28,15 @@ std::unique_ptr<Backend> g_cpu;
 std::unique_ptr<CudaBackend> g_gpu;
 
 Tensor up(const Tensor& t) { return g_gpu->from_host(t); }
+// A host F32 tensor rounded to bf16: the BF16 tensor and its values widened back to F32 (the CPU reference).
+std::pair<Tensor, Tensor> bf16_pair(const Tensor& f) {
+  Tensor b = Tensor::empty(f.shape(), DType::BF16), w = Tensor::empty(f.shape(), DType::F32);
+  for (int64_t i = 0; i < f.numel(); ++i) {
+    b.data<uint16_t>()[i] = f32_to_bf16(f.f32()[i]);
+    w.f32()[i] = bf16_to_f32(b.data<uint16_t>()[i]);
+  }
+  return {b, w};
+}
 Tensor down(const Tensor& t) { return g_gpu->to_host_f32(t); }
 Err cmp(const Tensor& gpu, const Tensor& cpu) { return compare(down(gpu), cpu); }
 
@@ -189,6 +200,16 @@ void check_rope_copy_cache() {
   record("cache_write", "53 scattered rows into cols 512..575", cmp(pg, pc).rel, 0.0);
   std::vector<int32_t> gs(all.begin() + 20, all.begin() + 120);
   record("cache_gather", "100 scattered rows", cmp(g_gpu->cache_gather(pg, gs), g_cpu->cache_gather(pc, gs)).rel, 0.0);
+  // The same into a BF16 pool (--kv-cache-dtype bf16): rows rounded to nearest even on the way in.
+  auto [pool_b, pool_w] = bf16_pair(pool);
+  Tensor pgb = up(pool_b), pcw = Tensor::empty({R, D}, DType::F32);
+  std::copy_n(pool_w.f32(), pool_w.numel(), pcw.f32());
+  g_gpu->cache_write(pgb, 512, up(rows), slots);
+  g_cpu->cache_write(pcw, 512, bf16_pair(rows).second, slots);
+  record("cache_write", "BF16 pool, 53 scattered rows into cols 512..575", cmp(g_gpu->cache_gather(pgb, all),
+         g_cpu->cache_gather(pcw, all)).rel, 0.0);
+  record("cache_gather", "BF16 pool, 100 scattered rows", cmp(g_gpu->cache_gather(pgb, gs), g_cpu->cache_gather(pcw, gs)).rel,
+         0.0);
 }
 
 // ---------------------------------------------------------------- attention
@@ -271,6 +292,12 @@ void check_mla() {
     Tensor ref = g_cpu->mla_attention_absorbed(q, pool, sc.index, sc.ab, c.Dl, scale);
     Tensor out = g_gpu->mla_attention_absorbed(up(q), up(pool), up(sc.index), sc.ab, c.Dl, scale);
     record("mla_attention_absorbed", fmt::format("{} (T={} H={} K={})", c.name, sc.T, c.H, sc.K), cmp(out, ref).rel,
+           kTolF32);
+    // A BF16 latent pool (the serving default on CUDA) against the CPU on the same rounded values.
+    auto [pb, pw] = bf16_pair(pool);
+    record("mla_attention_absorbed", fmt::format("BF16 pool, {} (T={} H={} K={})", c.name, sc.T, c.H, sc.K),
+           cmp(g_gpu->mla_attention_absorbed(up(q), up(pb), up(sc.index), sc.ab, c.Dl, scale),
+               g_cpu->mla_attention_absorbed(q, pw, sc.index, sc.ab, c.Dl, scale)).rel,
            kTolF32);
     if (c.H <= 20) {  // the expanded form over per-head K/V
       const int64_t Nk = std::accumulate(c.ctx.begin(), c.ctx.end(), int64_t(0)), Dv = 48;
@@ -447,12 +474,114 @@ void check_moe() {
     Tensor ids, wts;
     g_cpu->moe_route(logits, bias, {4, 2, 4, true, 2.5f}, &ids, &wts);
     Tensor ref = g_cpu->moe_experts(x, ids, wts, ec);
+    g_gpu->set_moe_path(cuda::MoePath::PerExpert);
     for (GemmMode mode : {GemmMode::Exact, GemmMode::Fast}) {
       g_gpu->set_gemm_mode(mode);
       Tensor y = g_gpu->moe_experts(up(x), up(ids), up(wts), eg);
-      record("moe_experts", fmt::format("T={} 16 FP8 experts top-4 {}", T, mode == GemmMode::Fast ? "fast" : "exact"),
+      record("moe_experts per-expert", fmt::format("T={} 16 FP8 experts top-4 {}", T, mode == GemmMode::Fast ? "fast" : "exact"),
              cmp(y, ref).rel, mode == GemmMode::Fast ? 5e-2 : kTolF32);
     }
+    g_gpu->set_moe_path(cuda::MoePath::Auto);
+  }
+  g_gpu->set_gemm_mode(GemmMode::Exact);
+}
+
+// Random SwiGLU experts (gate, up [I, H], down [H, I]) loaded on both backends.
+struct BothExperts {
+  std::vector<std::unique_ptr<BothLinear>> ws;
+  std::vector<ExpertWeights> c, g;
+  BothExperts(int64_t E, int64_t H, int64_t I, DType dt) {
+    for (int64_t e = 0; e < E; ++e) {
+      ExpertWeights ec, eg;
+      for (auto [lc, lg, N, K] : {std::tuple{&ec.gate, &eg.gate, I, H}, std::tuple{&ec.up, &eg.up, I, H},
+                                  std::tuple{&ec.down, &eg.down, H, I}}) {
+        ws.push_back(std::make_unique<BothLinear>(N, K, dt));
+        *lc = ws.back()->c, *lg = ws.back()->g;
+      }
+      c.push_back(ec), g.push_back(eg);
+    }
+  }
+};
+
+// The grouped path (device-side lists, grouped GEMMs, combine) against the CPU backend: ids from the
+// GPU router on random logits (downloaded for the CPU), one batch where every token picks the same
+// experts (tiles of one expert), one with ids outside [0, E) (they contribute nothing). Widths include
+// the tiny golden models' (H 128, I 48) and ones that are no multiple of 128 (partial scale blocks).
+void check_moe_grouped() {
+  struct Shape {
+    int64_t E, H, I;
+    DType dt;
+  };
+  const std::vector<Shape> shapes = {{16, 128, 48, DType::F8_E4M3},  {16, 640, 176, DType::F8_E4M3},
+                                     {16, 2048, 512, DType::F8_E4M3}, {16, 128, 48, DType::BF16},
+                                     {16, 640, 176, DType::BF16},     {256, 640, 176, DType::F8_E4M3}};
+  g_gpu->set_gemm_mode(GemmMode::Fast);
+  for (const Shape& sh : shapes) {
+    BothExperts ex(sh.E, sh.H, sh.I, sh.dt);
+    for (int64_t k : {4, 8}) {
+      const MoeRouting cfg = sh.E == 16 ? MoeRouting{4, 2, int(k), true, 2.5f} : MoeRouting{8, 4, int(k), true, 2.5f};
+      for (int64_t T : {1, 3, 8, 33, 128}) {
+        Tensor x = randn({T, sh.H}), logits = randn({T, sh.E}, 2.f), bias = randn({sh.E}, 0.1f);
+        Tensor ig, wg;
+        g_gpu->moe_route(up(logits), up(bias), cfg, &ig, &wg);
+        Tensor ids = g_gpu->to_host(ig), wts = g_gpu->to_host(wg);
+        Tensor ref = g_cpu->moe_experts(x, ids, wts, ex.c);
+        g_gpu->set_moe_path(cuda::MoePath::Auto);
+        Tensor xg = up(x);
+        Tensor y = g_gpu->moe_experts(xg, ig, wg, ex.g);
+        const std::string path = g_gpu->last_moe_path();
+        const std::string what = fmt::format("{} E={} H={} I={} top-{} T={}", dname(sh.dt), sh.E, sh.H, sh.I, k, T);
+        record("moe_experts grouped", what, path == "grouped" ? cmp(y, ref).rel : INFINITY, kTolF32);
+        Tensor y2 = g_gpu->moe_experts(xg, ig, wg, ex.g);  // deterministic: bitwise the same
+        record("moe_experts grouped rerun", what, compare(down(y2), down(y)).maxrel, 0.0);
+      }
+    }
+  }
+  BothExperts ex(256, 640, 176, DType::F8_E4M3);
+  BothExperts small(16, 128, 48, DType::F8_E4M3);
+  for (auto [E, k, T] : std::vector<std::array<int64_t, 3>>{{256, 8, 128}, {16, 4, 128}, {256, 8, 33}}) {
+    BothExperts& e = E == 256 ? ex : small;
+    const int64_t H = e.c[0].gate.in_features;
+    // Every token: experts E-1, E-3, ... (descending, so that slot order differs from pick order).
+    Tensor ids = Tensor::empty({T, k}, DType::I32), wts = randn({T, k}, 0.3f, 0.5f);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < k; ++j) ids.i32()[t * k + j] = int32_t(E - 1 - 2 * j);
+    Tensor x = randn({T, H});
+    Tensor ref = g_cpu->moe_experts(x, ids, wts, e.c);
+    Tensor y = g_gpu->moe_experts(up(x), up(ids), up(wts), e.g);
+    record("moe_experts grouped", fmt::format("all tokens on the same {} of {} experts, T={}", k, E, T),
+           std::string(g_gpu->last_moe_path()) == "grouped" ? cmp(y, ref).rel : INFINITY, kTolF32);
+  }
+  {  // ids outside [0, E): no contribution (the CPU reference gets expert 0 with weight 0 there)
+    const int64_t T = 33, k = 4, H = 128;
+    Tensor x = randn({T, H}), logits = randn({T, 16}, 2.f), bias = randn({16}, 0.1f), ids, wts;
+    g_cpu->moe_route(logits, bias, {4, 2, int(k), true, 2.5f}, &ids, &wts);
+    Tensor bad = Tensor::empty({T, k}, DType::I32), wref = Tensor::empty({T, k}, DType::F32);
+    for (int64_t i = 0; i < T * k; ++i) {
+      const bool out = i % 5 == 2;
+      bad.i32()[i] = out ? (i % 2 ? -1 : 16 + int32_t(i)) : ids.i32()[i];
+      ids.i32()[i] = out ? 0 : ids.i32()[i];
+      wref.f32()[i] = out ? 0.f : wts.f32()[i];
+    }
+    Tensor ref = g_cpu->moe_experts(x, ids, wref, small.c);
+    Tensor y = g_gpu->moe_experts(up(x), up(bad), up(wts), small.g);
+    record("moe_experts grouped", "ids outside [0, E) ignored, T=33", cmp(y, ref).rel, kTolF32);
+  }
+  // Auto in the fast mode leaves large batches to the per-expert (cuBLASLt) path.
+  {
+    const int64_t T = g_gpu->moe_grouped_max_tokens() + 1, k = 4, H = 128;
+    Tensor x = randn({T, H}), logits = randn({T, 16}, 2.f), bias = randn({16}, 0.1f), ids, wts;
+    g_cpu->moe_route(logits, bias, {4, 2, int(k), true, 2.5f}, &ids, &wts);
+    Tensor ref = g_cpu->moe_experts(x, ids, wts, small.c);
+    g_gpu->set_moe_path(cuda::MoePath::Auto);
+    Tensor y = g_gpu->moe_experts(up(x), up(ids), up(wts), small.g);
+    const bool per_expert = std::string(g_gpu->last_moe_path()) == "per-expert";
+    record("moe_experts auto, fast mode", fmt::format("T={}: per-expert path", T), per_expert ? cmp(y, ref).rel : INFINITY,
+           5e-2);
+    g_gpu->set_gemm_mode(GemmMode::Exact);  // exact: grouped at any size, in chunks of tokens
+    y = g_gpu->moe_experts(up(x), up(ids), up(wts), small.g);
+    record("moe_experts auto, exact mode", fmt::format("T={}: grouped in chunks", T),
+           std::string(g_gpu->last_moe_path()) == "grouped" ? cmp(y, ref).rel : INFINITY, kTolF32);
   }
   g_gpu->set_gemm_mode(GemmMode::Exact);
 }
@@ -471,6 +600,7 @@ int main() {
     check_mla();
     check_indexer();
     check_moe();
+    check_moe_grouped();
     const auto st = g_gpu->memory_stats();
     std::printf("device memory: peak in use %.1f MiB, %zu cudaMalloc calls by the caching allocator\n",
                 double(st.peak_in_use) / (1 << 20), st.cuda_mallocs);

@@ -63,6 +63,7 @@ class HostSamplingBackend final : public backend::Backend {
   std::string name() const override { return "host-sampling"; }
   Device device() const override { return cpu_->device(); }
   DType act_dtype() const override { return cpu_->act_dtype(); }
+  bool supports_kv_dtype(DType t) const override { return cpu_->supports_kv_dtype(t); }
   backend::LinearWeight load_linear(const backend::HostTensor& w, const backend::HostTensor* s) override {
     return cpu_->load_linear(w, s);
   }

@@ -169,3 +169,20 @@ TEST(ChatToolParsers, UnknownParserNameIsAnError) {
   EXPECT_THROW(make_tool_parser("hermes", {}), ds::Error);
   EXPECT_TRUE(is_tool_parser_name("deepseekv31"));
 }
+
+// The forced opening (tool_choice required / named) must be what the parsers take for the start of a call.
+TEST(ChatToolChoice, ForcedOpeningParsesAsACall) {
+  const std::string v32_tail =
+      "<｜DSML｜parameter name=\"timezone\" string=\"true\">Asia/Shanghai</｜DSML｜parameter>\n"
+      "</｜DSML｜invoke>\n</｜DSML｜function_calls>";
+  EXPECT_EQ(tool_call_opening("deepseekv32", "get_datetime") + v32_tail, kGoldCall);
+  auto m = v32(tool_call_opening("deepseekv32", "get_datetime") + v32_tail, {"get_datetime"});
+  ASSERT_EQ(m.tool_calls.size(), 1u);
+  EXPECT_EQ(m.content, "");
+  auto n = v31(tool_call_opening("deepseekv31", "f") + "{\"a\": 1}<｜tool▁call▁end｜><｜tool▁calls▁end｜>", {"f"});
+  ASSERT_EQ(n.tool_calls.size(), 1u);
+  EXPECT_EQ(n.tool_calls[0].name, "f");
+  EXPECT_EQ(n.tool_calls[0].arguments, "{\"a\": 1}");
+  EXPECT_EQ(n.content, "");
+  EXPECT_THROW(tool_call_opening("hermes", "f"), ds::Error);
+}

@@ -362,3 +362,61 @@ TEST_F(EngineTest, DeviceSamplingHostFallbackAndFailedRows) {
   EXPECT_EQ(rf.tokens, reference_greedy(prompt_of(8, 8), 5));
   EXPECT_EQ(hb.draws().size(), 6u) << "device rows: 'fine' 5 times, 'bad' once; 'many' never";
 }
+
+TEST_F(EngineTest, ForcedContinuationAfterItsTrigger) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  const auto prompt = prompt_of(4, 7);
+  const auto free_run = reference_greedy(prompt, 3);
+  // Once the model has produced free_run[1], it must go on with 300 then (301) or (302 303); greedy
+  // picks the better of 301 / 302 from the model's own logits, then generation is free again.
+  GenerateRequest req = greedy("f", prompt, 9);
+  req.forced.trigger = {free_run[1]};
+  req.forced.alternatives = {{300, 301}, {300, 302, 303}};
+  std::vector<int32_t> expect = {free_run[0], free_run[1], 300};
+  {
+    auto ctx = prompt;
+    ctx.insert(ctx.end(), expect.begin(), expect.end());
+    auto cache = model_->make_cache(64, 4);
+    model::ForwardBatch fb;
+    model::SequenceChunk sc;
+    sc.tokens = ctx;
+    for (int p = 0; p < 64; ++p) sc.page_table.push_back(p);
+    fb.seqs.push_back(sc);
+    const float* row = model_->forward(fb, cache).logits.f32();
+    if (row[301] >= row[302]) expect.push_back(301);
+    else expect.insert(expect.end(), {302, 303});
+  }
+  auto ctx = prompt;
+  ctx.insert(ctx.end(), expect.begin(), expect.end());
+  const auto rest = reference_greedy(ctx, 9 - int(expect.size()));
+  expect.insert(expect.end(), rest.begin(), rest.end());
+
+  auto e = make_engine(config(), *model_, tok);
+  Collector c;
+  e->submit(req, c.sink("f"));
+  EXPECT_EQ(c.wait("f").tokens, expect);
+  // The same where the backend samples on its device: the constrained steps are sampled on the host.
+  fakes::HostSamplingBackend hb;
+  auto m = load_on(hb);
+  auto d = make_engine(config(), *m, tok);
+  req.id = "f-device";
+  d->submit(req, c.sink("f-device"));
+  EXPECT_EQ(c.wait("f-device").tokens, expect);
+  const size_t forced_steps = expect[3] == 301 ? 2 : 3;  // 300 301, or 300 302 303
+  EXPECT_EQ(hb.draws().size(), 9u - forced_steps) << "the constrained steps are not the device's";
+
+  // The constraint can hold only where the alternatives tell where it ends; ids must be in the vocabulary.
+  auto expect_400 = [&](ForcedContinuation f) {
+    GenerateRequest r = greedy("bad", prompt, 4);
+    r.forced = std::move(f);
+    try {
+      e->submit(std::move(r), [](RequestOutput&&) {});
+      ADD_FAILURE() << "accepted";
+    } catch (const RequestRejected& x) {
+      EXPECT_EQ(x.http_status(), 400) << x.what();
+    }
+  };
+  expect_400({{}, {{300}, {300, 301}}});
+  expect_400({{}, {{300, 9999}}});
+  expect_400({{-1}, {{300}}});
+}

@@ -222,3 +222,30 @@ TEST(Sampler, ValidationNamesTheParameter) {
   p.top_k = 0;
   EXPECT_THROW(draw(l, p, rng), ds::Error);
 }
+
+TEST(Sampler, AllowedTokensMaskEverythingElse) {
+  auto l = logits_of(kProbs);
+  std::mt19937_64 rng(3);
+  const std::vector<int32_t> allowed = {2, 4};
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  greedy.logprobs = true;
+  greedy.top_logprobs = 5;
+  auto r = ds::runtime::sample(l.data(), 5, greedy, {}, 0, rng, &allowed);
+  EXPECT_EQ(r.token, 2);  // the best allowed one, not the best overall (0)
+  // Logprobs are over the allowed tokens: 0.15 / (0.15 + 0.05); masked ones are no alternatives.
+  EXPECT_NEAR(r.logprob, std::log(0.75), 1e-5);
+  ASSERT_EQ(r.top_logprobs.size(), 2u);
+  EXPECT_EQ(r.top_logprobs[1].first, 4);
+  // Sampling, also with top-k wider than the allowed set and min_p = 0: only allowed tokens, in proportion.
+  SamplingParams p;
+  p.top_k = 4;
+  std::vector<double> f(5, 0.0);
+  for (int i = 0; i < 20000; ++i) f[ds::runtime::sample(l.data(), 5, p, {}, 0, rng, &allowed).token] += 1.0 / 20000;
+  expect_distribution(f, {0, 0, 0.75, 0, 0.25}, 0.015);
+  // A single allowed token is forced whatever its logit.
+  const std::vector<int32_t> one = {3};
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(ds::runtime::sample(l.data(), 5, p, {}, 0, rng, &one).token, 3);
+  const std::vector<int32_t> bad = {7};
+  EXPECT_THROW(ds::runtime::sample(l.data(), 5, p, {}, 0, rng, &bad), ds::Error);
+}

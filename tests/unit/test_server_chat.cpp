@@ -2,8 +2,10 @@
 // calls through the output parsers, stop strings, n > 1, logprobs, disconnect and abort.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
 
+#include "chat/tool_parser.h"
 #include "server_test_util.h"
 
 namespace ds::server::testing {
@@ -195,6 +197,30 @@ TEST(ServerChat, ToolChoiceNamedNarrowsToolsAndIsValidated) {
   std::string prompt = h.tok.decode(h.engine.submitted()[0].prompt, false);
   EXPECT_NE(prompt.find("get_time"), std::string::npos);
   EXPECT_EQ(prompt.find("get_weather"), std::string::npos);
+  // Enforced: the output must open a call to get_time at once (no thinking: the prompt closed it).
+  const auto forced = h.engine.submitted()[0].forced;
+  EXPECT_TRUE(forced.trigger.empty());
+  ASSERT_EQ(forced.alternatives.size(), 1u);
+  EXPECT_EQ(h.tok.decode(forced.alternatives[0], false), chat::tool_call_opening("deepseekv32", "get_time"));
+
+  // required: a call to any of the tools, after the reasoning when thinking.
+  body["tool_choice"] = "required";
+  body["tools"] = tools;
+  body["chat_template_kwargs"] = {{"thinking", true}};
+  ASSERT_EQ(h.post("/v1/chat/completions", body)->status, 200);
+  const auto req2 = h.engine.submitted().back().forced;
+  EXPECT_EQ(h.tok.decode(req2.trigger, false), "</think>");
+  ASSERT_EQ(req2.alternatives.size(), 2u);
+  std::vector<std::string> openings;
+  for (const auto& a : req2.alternatives) openings.push_back(h.tok.decode(a, false));
+  std::sort(openings.begin(), openings.end());
+  EXPECT_EQ(openings, (std::vector<std::string>{chat::tool_call_opening("deepseekv32", "get_time"),
+                                                chat::tool_call_opening("deepseekv32", "get_weather")}));
+  // auto: nothing forced.
+  body["tool_choice"] = "auto";
+  ASSERT_EQ(h.post("/v1/chat/completions", body)->status, 200);
+  EXPECT_TRUE(h.engine.submitted().back().forced.empty());
+  body["tool_choice"] = {{"type", "function"}, {"function", {{"name", "get_time"}}}};
 
   body["tool_choice"]["function"]["name"] = "nope";
   auto r = h.post("/v1/chat/completions", body);
@@ -204,6 +230,15 @@ TEST(ServerChat, ToolChoiceNamedNarrowsToolsAndIsValidated) {
   EXPECT_EQ(h.post("/v1/chat/completions", req)->status, 400);
   req["tool_choice"] = "sometimes";
   EXPECT_EQ(h.post("/v1/chat/completions", req)->status, 400);
+
+  // Without a tool-call parser the call could not be parsed: forcing one is refused.
+  ServerConfig cfg = test_config();
+  cfg.tool_call_parser.clear();
+  Harness plain(cfg);
+  body["tool_choice"] = "required";
+  auto no_parser = plain.post("/v1/chat/completions", body);
+  EXPECT_EQ(no_parser->status, 400);
+  EXPECT_NE(body_json(*no_parser)["error"]["message"].get<std::string>().find("--tool-call-parser"), std::string::npos);
 }
 
 TEST(ServerChat, ToolResultsReachThePrompt) {

@@ -367,8 +367,14 @@ void CudaBackend::cache_write(Tensor& pool, int64_t col0, const Tensor& rows, co
            pool.describe());
   for (int32_t s : slots) DS_CHECK(s >= 0 && s < pool.dim(0), "cache slot {} outside the pool of {}", s, pool.dim(0));
   if (slots.empty()) return;
-  launch_cache_write(f32_ptr(pool, "cache_write pool"), int(D), int(col0), f32_ptr(rows, "cache_write rows"), int(n),
-                     upload_i32(slots), int(slots.size()), stream_);
+  if (pool.dtype() == DType::BF16) {
+    DS_CHECK(pool.device() == Device::CUDA, "cache_write: pool {} is not on the GPU", pool.describe());
+    launch_cache_write_bf16(pool.data<uint16_t>(), int(D), int(col0), f32_ptr(rows, "cache_write rows"), int(n),
+                            upload_i32(slots), int(slots.size()), stream_);
+  } else {
+    launch_cache_write(f32_ptr(pool, "cache_write pool"), int(D), int(col0), f32_ptr(rows, "cache_write rows"),
+                       int(n), upload_i32(slots), int(slots.size()), stream_);
+  }
   check_launch("cache_write");
 }
 
@@ -377,8 +383,14 @@ Tensor CudaBackend::cache_gather(const Tensor& pool, const std::vector<int32_t>&
   for (int32_t s : slots) DS_CHECK(s >= 0 && s < pool.dim(0), "cache slot {} outside the pool of {}", s, pool.dim(0));
   Tensor out = empty({int64_t(slots.size()), D}, DType::F32);
   if (slots.empty()) return out;
-  launch_gather_rows(f32_ptr(pool, "cache_gather"), int(D), upload_i32(slots), int(slots.size()), out.data<float>(),
-                     stream_);
+  if (pool.dtype() == DType::BF16) {
+    DS_CHECK(pool.device() == Device::CUDA, "cache_gather: pool {} is not on the GPU", pool.describe());
+    launch_gather_rows_bf16(pool.data<uint16_t>(), int(D), upload_i32(slots), int(slots.size()), out.data<float>(),
+                            stream_);
+  } else {
+    launch_gather_rows(f32_ptr(pool, "cache_gather"), int(D), upload_i32(slots), int(slots.size()),
+                       out.data<float>(), stream_);
+  }
   check_launch("cache_gather");
   return out;
 }

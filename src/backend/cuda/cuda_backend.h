@@ -1,6 +1,6 @@
-// The CUDA backend (Hopper, sm_90a). Activations and KV pools are fp32 (act_dtype F32): every op
-// accumulates in fp32 like the CPU reference; the only reduced-precision step is the GEMM input of the
-// "fast" GEMM mode (FP8 block-scaled activations for FP8 weights, BF16 for BF16 weights, via cuBLASLt),
+// The CUDA backend (Hopper, sm_90a). Activations are fp32 (act_dtype F32), KV latent pools fp32 or BF16
+// (the serving default): every op accumulates in fp32 like the CPU reference; the other reduced-precision
+// step is the GEMM input of the "fast" GEMM mode (FP8 block-scaled activations for FP8 weights, BF16 for BF16 weights, via cuBLASLt),
 // used for M > 8 tokens. Weights stay in the checkpoint's format on the device (FP8 e4m3 + 128x128 block
 // scales, BF16), dequantised in registers by our kernels. One stream; one caching allocator.
 #pragma once
@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/backend.h"
@@ -29,6 +30,21 @@ struct CudaOptions {
   // fp32 GEMM, separating cuBLASLt's part of the fast mode's error from the FP8 rounding's.
   bool emulate_fp8_lt = false;
 };
+// How moe_experts runs. Grouped: device-side lists + grouped GEMMs, 4 launches whatever the routing,
+// no host sync (FP8 / BF16 experts). PerExpert: the routing read back, then per used expert a gather,
+// three linear() calls and a scatter-add. Auto: grouped up to moe_grouped_max_tokens() tokens.
+enum class MoePath { Auto, Grouped, PerExpert };
+
+// A MoE layer's expert weights as the grouped kernels see them (built at the layer's first call, kept).
+struct MoeExpertTable {
+  std::vector<const void*> key;  // every weight and scale pointer: reused only for the very same weights
+  Tensor dev;                     // MoeExpertPtrs [E] on the device
+  bool grouped = false;           // the grouped kernels support these weights
+  WType wtype = WType::FP8;
+  int64_t H = 0, I = 0;
+  int pitch_gate_up = 0, pitch_down = 0;  // FP8 scale row pitches
+};
+
 // Defaults, overridden by DSSERVE_CUDA_GEMM=fast|exact and DSSERVE_CUDA_POISON=1.
 CudaOptions options_from_env(int device);
 
@@ -42,6 +58,7 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::CUDA; }
   DType act_dtype() const override { return DType::F32; }
   int64_t free_device_memory() const override;
+  bool supports_kv_dtype(DType t) const override { return t == DType::F32 || t == DType::BF16; }
 
   LinearWeight load_linear(const HostTensor& w, const HostTensor* scale_inv) override;
   Tensor load_tensor_f32(const HostTensor& t) override;
@@ -112,6 +129,11 @@ class CudaBackend final : public Backend {
   void linear_gemv(const Tensor& x, const LinearWeight& w, Tensor& y);
   void linear_simt(const Tensor& x, const LinearWeight& w, Tensor& y);
   static WeightRef weight_ref(const LinearWeight& w);
+  void set_moe_path(MoePath p) { moe_path_ = p; }
+  // How moe_experts ran its last call: "grouped" or "per-expert".
+  const char* last_moe_path() const { return last_moe_path_; }
+  // Auto picks the grouped path up to this many tokens (docs/PERF.md, "MoE experts").
+  int64_t moe_grouped_max_tokens() const;
 
  private:
   // Host vector -> device copy, through a pinned staging ring; identical contents are uploaded once
@@ -123,6 +145,12 @@ class CudaBackend final : public Backend {
   void check_launch(const char* what);
   void copy_to_device(void* dst, const void* src, size_t bytes);
   void probe_fp8_lt();
+  const MoeExpertTable& moe_table(const std::vector<ExpertWeights>& experts);
+  // y [T, H] (device) = the routed experts of x; T up to one chunk (cuda_moe.cpp).
+  void moe_experts_grouped(const Tensor& x, const Tensor& ids, const Tensor& weights, const MoeExpertTable& tb,
+                           float* y);
+  Tensor moe_experts_per_expert(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                                const std::vector<ExpertWeights>& experts);
   bool lt_fp8_usable(const WeightRef& w) const;
   Tensor run_fp8_lt(const Tensor& x, const WeightRef& r, bool m_fastest, bool out_f32, Tensor* dq);
 
@@ -147,6 +175,9 @@ class CudaBackend final : public Backend {
   const char* last_gemm_path_ = "";
   bool profile_ = false;
   std::string fp8_lt_config_;
+  MoePath moe_path_ = MoePath::Auto;
+  const char* last_moe_path_ = "";
+  std::unordered_map<const void*, MoeExpertTable> moe_tables_;  // by the first expert's gate weight
   bool fp8_lt_ok_ = false, fp8_lt_probed_ = false, fp8_lt_m_fastest_ = true, fp8_lt_out_f32_ = true, fp8_lt_any_kb_ = false;
 };
 

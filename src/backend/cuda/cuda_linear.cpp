@@ -1,4 +1,4 @@
-// CudaBackend: linear layers (the GEMM dispatch), MLA weight absorption, MoE experts.
+// CudaBackend: linear layers (the GEMM dispatch), MLA weight absorption.
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -267,47 +267,6 @@ Tensor CudaBackend::mla_absorb_out(const Tensor& o_lat, const LinearWeight& kv_b
   launch_gemm_simt(g, weight_ref(kv_b), stream_);
   check_launch("mla_absorb_out");
   return out;
-}
-
-// ---------------------------------------------------------------- MoE experts
-
-Tensor CudaBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
-                                const std::vector<ExpertWeights>& experts) {
-  const int64_t T = x.dim(0), H = x.row_size(), k = ids.dim(1);
-  DS_CHECK(ids.dtype() == DType::I32 && weights.dtype() == DType::F32 && ids.dim(0) == T && weights.numel() == T * k,
-           "moe_experts: ids {} / weights {} for {} tokens", ids.describe(), weights.describe(), T);
-  Tensor y = alloc({T, H}, DType::F32);
-  if (T == 0) return y;
-  // The routing decides the shapes of the expert GEMMs: read it back (one small copy per MoE layer).
-  Tensor hid = to_host(ids), hw = to_host(weights);
-  std::vector<std::vector<std::pair<int32_t, float>>> routed(experts.size());
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t j = 0; j < k; ++j) {
-      const int32_t e = hid.data<int32_t>()[t * k + j];
-      DS_CHECK(e >= 0 && size_t(e) < experts.size(), "expert id {} out of range", e);
-      routed[e].push_back({int32_t(t), hw.data<float>()[t * k + j]});
-    }
-  std::vector<int32_t> tok;
-  std::vector<float> wgt;
-  std::vector<int64_t> off{0};
-  for (const auto& r : routed) {
-    for (const auto& [t, w] : r) tok.push_back(t), wgt.push_back(w);
-    off.push_back(int64_t(tok.size()));
-  }
-  const int32_t* dtok = upload_i32(tok);
-  const float* dw = upload_f32(wgt);
-  for (size_t e = 0; e < experts.size(); ++e) {
-    const int64_t n = off[e + 1] - off[e];
-    if (n == 0) continue;
-    Tensor xe = empty({n, H}, DType::F32);
-    launch_gather_rows(x.data<float>(), int(H), dtok + off[e], int(n), xe.data<float>(), stream_);
-    check_launch("moe gather");
-    Tensor act = silu_mul(linear(xe, experts[e].gate), linear(xe, experts[e].up));
-    Tensor out = linear(act, experts[e].down);
-    launch_scatter_add_rows(y.data<float>(), int(H), dtok + off[e], dw + off[e], out.data<float>(), int(n), stream_);
-    check_launch("moe scatter");
-  }
-  return y;
 }
 
 }  // namespace ds::backend::cuda

@@ -121,6 +121,20 @@ __global__ void cache_write_kernel(float* pool, int D, int col0, const float* ro
   const float* src = rows + size_t(t) * n;
   for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
 }
+// BF16 KV pools: rows rounded to nearest even on the way in, widened exactly on the way out.
+__global__ void cache_write_bf16_kernel(__nv_bfloat16* pool, int D, int col0, const float* rows, int n,
+                                        const int32_t* slots) {
+  const int t = blockIdx.x;
+  __nv_bfloat16* dst = pool + size_t(slots[t]) * D + col0;
+  const float* src = rows + size_t(t) * n;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = __float2bfloat16_rn(src[i]);
+}
+__global__ void gather_rows_bf16_kernel(const uint16_t* src, int D, const int32_t* idx, float* out) {
+  const int r = blockIdx.x;
+  const uint16_t* s = src + size_t(idx[r]) * D;
+  float* o = out + size_t(r) * D;
+  for (int i = threadIdx.x; i < D; i += blockDim.x) o[i] = bf16_bits_to_f32(s[i]);
+}
 __global__ void gather_rows_kernel(const float* src, int D, const int32_t* idx, float* out) {
   const int r = blockIdx.x;
   const float* s = src + size_t(idx[r]) * D;
@@ -182,6 +196,15 @@ void launch_bf16_to_f32(const uint16_t* x, float* y, size_t n, cudaStream_t st) 
 void launch_cache_write(float* pool, int D, int col0, const float* rows, int n, const int32_t* slots, int T,
                         cudaStream_t st) {
   if (T) cache_write_kernel<<<T, row_threads(n), 0, st>>>(pool, D, col0, rows, n, slots);
+}
+void launch_cache_write_bf16(uint16_t* pool, int D, int col0, const float* rows, int n, const int32_t* slots, int T,
+                             cudaStream_t st) {
+  if (T)
+    cache_write_bf16_kernel<<<T, row_threads(n), 0, st>>>(reinterpret_cast<__nv_bfloat16*>(pool), D, col0, rows, n,
+                                                          slots);
+}
+void launch_gather_rows_bf16(const uint16_t* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st) {
+  if (n) gather_rows_bf16_kernel<<<n, row_threads(D), 0, st>>>(src, D, idx, out);
 }
 void launch_gather_rows(const float* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st) {
   if (n) gather_rows_kernel<<<n, row_threads(D), 0, st>>>(src, D, idx, out);

@@ -133,6 +133,56 @@ __device__ int block_exclusive_scan(int v, int* warp_sums, int* total) {
 // One block per query; each thread takes 8 consecutive scores per round (two 16-byte loads in flight),
 // so a 128K context is 16 rounds per pass instead of 128 latency-bound ones.
 constexpr int kTopkThreads = 1024, kItems = 8;
+
+// The keys of scores j0 .. j0+7 (j0 a multiple of 8, rows 32-byte aligned), valid where j < end.
+__device__ __forceinline__ void load_keys(const float* sc, int j0, int end, uint32_t* u, bool* valid) {
+  float v[kItems];
+  if (j0 + kItems <= end) {
+    const float4 x0 = *reinterpret_cast<const float4*>(sc + j0), x1 = *reinterpret_cast<const float4*>(sc + j0 + 4);
+    v[0] = x0.x, v[1] = x0.y, v[2] = x0.z, v[3] = x0.w, v[4] = x1.x, v[5] = x1.y, v[6] = x1.z, v[7] = x1.w;
+  } else {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) v[i] = j0 + i < end ? sc[j0 + i] : 0.f;
+  }
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    valid[i] = j0 + i < end;
+    u[i] = key_of(v[i]);
+  }
+}
+
+// The block writes, ascending from out[out_base], every position j in [begin, end) (begin a multiple
+// of 8) whose key is above `thr`, and those equal to it while fewer than `ties` equal ones precede
+// them (tie_base of them in earlier ranges): the top-k's ordered compaction, earliest ties first.
+__device__ void take_above_threshold(const float* sc, int begin, int end, uint32_t thr, int ties, int out_base,
+                                     int tie_base, int32_t* out, int* warp_sums) {
+  for (int base = begin; base < end; base += blockDim.x * kItems) {
+    const int j0 = base + threadIdx.x * kItems;
+    uint32_t u[kItems];
+    bool valid[kItems];
+    load_keys(sc, j0, end, u, valid);
+    int n_eq = 0;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) n_eq += valid[i] && u[i] == thr;
+    int eq_total, take_total;
+    int eq_rank = tie_base + block_exclusive_scan(n_eq, warp_sums, &eq_total);
+    bool take[kItems];
+    int n_take = 0;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const bool eq = valid[i] && u[i] == thr;
+      take[i] = (valid[i] && u[i] > thr) || (eq && eq_rank < ties);
+      eq_rank += eq;
+      n_take += take[i];
+    }
+    int pos = out_base + block_exclusive_scan(n_take, warp_sums, &take_total);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i)
+      if (take[i]) out[pos++] = j0 + i;
+    out_base += take_total;
+    tie_base += eq_total;
+  }
+}
 __global__ void __launch_bounds__(kTopkThreads) topk_kernel(IndexerArgs a) {
   __shared__ uint32_t hist[256];
   __shared__ uint32_t s_prefix, s_mask;
@@ -147,21 +197,6 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(IndexerArgs a) {
     return;
   }
   const float* sc = a.scores + size_t(tc) * a.L;  // L % 8 == 0: rows 32-byte aligned
-  auto load = [&](int j0, uint32_t* u, bool* valid) {
-    float v[kItems];
-    if (j0 + kItems <= n) {
-      const float4 x0 = *reinterpret_cast<const float4*>(sc + j0), x1 = *reinterpret_cast<const float4*>(sc + j0 + 4);
-      v[0] = x0.x, v[1] = x0.y, v[2] = x0.z, v[3] = x0.w, v[4] = x1.x, v[5] = x1.y, v[6] = x1.z, v[7] = x1.w;
-    } else {
-#pragma unroll
-      for (int i = 0; i < kItems; ++i) v[i] = j0 + i < n ? sc[j0 + i] : 0.f;
-    }
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      valid[i] = j0 + i < n;
-      u[i] = key_of(v[i]);
-    }
-  };
   if (tid == 0) s_prefix = 0, s_mask = 0, s_remaining = a.topk;
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int i = tid; i < 256; i += blockDim.x) hist[i] = 0;
@@ -170,7 +205,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(IndexerArgs a) {
     for (int base = 0; base < n; base += kTopkThreads * kItems) {
       uint32_t u[kItems];
       bool valid[kItems];
-      load(base + tid * kItems, u, valid);
+      load_keys(sc, base + tid * kItems, n, u, valid);
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
         const bool match = valid[i] && (u[i] & mask) == prefix;
@@ -206,35 +241,8 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(IndexerArgs a) {
     }
     __syncthreads();
   }
-  const uint32_t thr = s_prefix;
-  const int ties = s_remaining;  // positions with key == thr to take, earliest first
-  int out_base = 0, tie_base = 0;
-  for (int base = 0; base < n; base += kTopkThreads * kItems) {
-    const int j0 = base + tid * kItems;
-    uint32_t u[kItems];
-    bool valid[kItems];
-    load(j0, u, valid);
-    int n_eq = 0;
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) n_eq += valid[i] && u[i] == thr;
-    int eq_total, take_total;
-    int eq_rank = tie_base + block_exclusive_scan(n_eq, warp_sums, &eq_total);
-    bool take[kItems];
-    int n_take = 0;
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const bool gt = valid[i] && u[i] > thr, eq = valid[i] && u[i] == thr;
-      take[i] = gt || (eq && eq_rank < ties);
-      eq_rank += eq;
-      n_take += take[i];
-    }
-    int pos = out_base + block_exclusive_scan(n_take, warp_sums, &take_total);
-#pragma unroll
-    for (int i = 0; i < kItems; ++i)
-      if (take[i]) out[pos++] = j0 + i;
-    out_base += take_total;
-    tie_base += eq_total;
-  }
+  // Positions with key == s_prefix to take: the earliest s_remaining.
+  take_above_threshold(sc, 0, n, s_prefix, s_remaining, 0, 0, out, warp_sums);
 }
 
 // ---- split top-k: few queries with long rows. Each row is cut into gridDim.x slices handled by separate
@@ -352,34 +360,7 @@ __global__ void __launch_bounds__(512) split_write_kernel(IndexerArgs a, const S
     out_base += g + max(0, min(e, ties - tie_base));
     tie_base += e;
   }
-  const float* sc = a.scores + size_t(tc) * a.L;
-  for (int base = begin; base < end; base += blockDim.x * kItems) {
-    const int j0 = base + threadIdx.x * kItems;
-    uint32_t u[kItems];
-    int n_eq = 0;
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      u[i] = j0 + i < end ? key_of(sc[j0 + i]) : 0u;
-      n_eq += j0 + i < end && u[i] == thr;
-    }
-    int eq_total, take_total;
-    int eq_rank = tie_base + block_exclusive_scan(n_eq, warp_sums, &eq_total);
-    bool take[kItems];
-    int n_take = 0;
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const bool valid = j0 + i < end, eq = valid && u[i] == thr;
-      take[i] = (valid && u[i] > thr) || (eq && eq_rank < ties);
-      eq_rank += eq;
-      n_take += take[i];
-    }
-    int pos = out_base + block_exclusive_scan(n_take, warp_sums, &take_total);
-#pragma unroll
-    for (int i = 0; i < kItems; ++i)
-      if (take[i]) out[pos++] = j0 + i;
-    out_base += take_total;
-    tie_base += eq_total;
-  }
+  take_above_threshold(a.scores + size_t(tc) * a.L, begin, end, thr, ties, out_base, tie_base, out, warp_sums);
 }
 }  // namespace
 

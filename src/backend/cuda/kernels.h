@@ -53,6 +53,10 @@ void launch_cache_write(float* pool, int D, int col0, const float* rows, int n, 
                         cudaStream_t st);
 // out[i, :] = src[idx[i], :]  (row width D)
 void launch_gather_rows(const float* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st);
+// The same two for BF16 pools (rows fp32 outside the pool).
+void launch_cache_write_bf16(uint16_t* pool, int D, int col0, const float* rows, int n, const int32_t* slots, int T,
+                             cudaStream_t st);
+void launch_gather_rows_bf16(const uint16_t* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st);
 // y[idx[i], :] += w[i] * x[i, :]
 void launch_scatter_add_rows(float* y, int D, const int32_t* idx, const float* w, const float* x, int n,
                              cudaStream_t st);
@@ -152,6 +156,48 @@ size_t indexer_topk_split_work_bytes(int Tc, int slices);
 // ---- MoE (k_moe.cu) ----
 void launch_moe_route(const float* logits, const float* bias, int T, int E, int n_group, int topk_group, int top_k,
                       bool norm, float scaling, int32_t* ids, float* weights, cudaStream_t st);
+
+// ---- grouped MoE experts: device-side routing lists and combine (k_moe_lists.cu), the grouped GEMM
+// (k_moe_gemm.cu); a fixed number of launches whatever the routing ----
+// One expert's SwiGLU weights: gate, up [I, H] and down [H, I], FP8 (with block scales) or BF16.
+struct MoeExpertPtrs {
+  const void* w[3] = {nullptr, nullptr, nullptr};  // gate, up, down
+  const float* scale[3] = {nullptr, nullptr, nullptr};  // FP8 only
+};
+constexpr int kMoeMaxExperts = 512;
+constexpr int kMoeMaxTopK = 32;
+constexpr int kMoeTileRows = 8;  // slots per work tile of the grouped GEMMs (one MMA column block)
+// The routing of P = T * k pairs (t, j) sorted by expert into slots (stable: by t, then j, within an
+// expert), and the work tiles: up to kMoeTileRows consecutive slots of one expert. Ids outside [0, E)
+// get no slot (pair_slot -1) and contribute nothing.
+struct MoeLists {
+  int32_t* slot_token = nullptr;  // [P]: token of slot s
+  int32_t* pair_slot = nullptr;   // [P]: slot of pair t * k + j, or -1
+  int32_t* tiles = nullptr;       // [max_tiles * 3]: expert, first slot, rows
+  int32_t* n_tiles = nullptr;     // [1]: tiles in use (written by the kernel)
+};
+// Tiles that P pairs over E experts can need (a host-known bound: the grid size of the GEMMs).
+int moe_max_tiles(int pairs, int E);
+// One block. E <= kMoeMaxExperts.
+void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLists& l, cudaStream_t st);
+// Grouped weight-streaming GEMM over the tiles (fp32 activations x exact TF32 weights, two-part
+// activations: fp32-accurate, like launch_gemv). gated: y[s] = silu(x_s W_gate^T) * (x_s W_up^T), with
+// x_s = x[x_row_of_slot[s]]; else y[s] = x[s] W_down^T. y rows are slots ([P, N]).
+struct MoeGemmArgs {
+  const MoeExpertPtrs* experts = nullptr;
+  WType wtype = WType::FP8;
+  const int32_t* tiles = nullptr;
+  const int32_t* n_tiles = nullptr;
+  int max_tiles = 0;
+  const float* x = nullptr;
+  const int32_t* x_row_of_slot = nullptr;  // null: row = slot
+  int K = 0, N = 0, scale_pitch = 0;
+  float* y = nullptr;
+};
+void launch_moe_grouped_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
+// y[t] = sum over t's pairs, in slot order (= expert order, as the CPU backend adds), of w[t, j] * out[slot].
+void launch_moe_combine(const float* out, int H, const int32_t* pair_slot, const float* w, int T, int k, float* y,
+                        cudaStream_t st);
 
 // ---- sampling (k_sample.cu) ----
 // One row to sample (backend::SamplingRow on the device). temperature 0 = greedy.

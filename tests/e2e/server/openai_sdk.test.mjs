@@ -155,9 +155,13 @@ test('chat: tools are accepted and tool results go back in', async () => {
     ],
   });
   assert.ok(followUp.usage.prompt_tokens > r.usage.prompt_tokens);
+  // required / a named function are enforced: the (random-weight) model must open a call to the tool.
+  // Its arguments are its own, so the call may not parse: then the opened block comes back as content.
+  const opened = (m) => (m.tool_calls?.[0]?.function?.name === 'get_weather') || (m.content ?? '').includes('invoke name="get_weather"');
   for (const choice of ['none', 'required', { type: 'function', function: { name: 'get_weather' } }]) {
-    const x = await client.chat.completions.create({ model: MODEL, messages: user('Weather?'), tools, tool_choice: choice, max_tokens: 2 });
+    const x = await client.chat.completions.create({ model: MODEL, messages: user('Weather?'), tools, tool_choice: choice, max_tokens: 40, temperature: 0 });
     assert.equal(x.choices.length, 1);
+    assert.equal(opened(x.choices[0].message), choice !== 'none', JSON.stringify(x.choices[0].message));
   }
 });
 

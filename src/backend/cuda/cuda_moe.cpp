@@ -1,0 +1,215 @@
+// CudaBackend: the MoE experts. Two paths (docs/ARCHITECTURE.md, docs/PERF.md "MoE experts"):
+//  - grouped (decode sizes, and every size in the exact GEMM mode): the routing stays on the device; a
+//    fixed sequence of 4 launches per chunk of tokens (lists, gate+up+SwiGLU, down, combine), sized from
+//    T, top_k and E alone, so a decode step can be captured in a CUDA graph. Each used expert's weights
+//    are streamed once per step; fp32 activations, fp32-accurate like the CPU reference. FP8 and BF16
+//    experts; F32 experts (no checkpoint ships them) take the per-expert path.
+//  - per-expert (large batches in the fast mode, where cuBLASLt's FP8 GEMMs win): the routing is read
+//    back (a stream sync), then per used expert a gather, three linear() calls and a scatter-add.
+// Both add each token's experts in ascending expert order, like the CPU backend: deterministic.
+#include <algorithm>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "util/log.h"
+
+namespace ds::backend::cuda {
+
+namespace {
+// Fast mode: above this many tokens the per-expert path (cuBLASLt FP8 GEMMs) is faster. Measured on an
+// H100 at DeepSeek-V3.2's shapes (docs/PERF.md): grouped 1.35x faster at 512 tokens, 0.95x at 768.
+constexpr int64_t kGroupedMaxTokensFast = 640;
+// The grouped path runs in chunks of at most this many tokens: bounds its [T * top_k, H] fp32 workspace.
+constexpr int64_t kGroupedChunkTokens = 1024;
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+}  // namespace
+
+int64_t CudaBackend::moe_grouped_max_tokens() const {
+  return opts_.gemm == GemmMode::Exact ? INT64_MAX : kGroupedMaxTokensFast;
+}
+
+// Built at a layer's first call (one synchronous upload: run a step before capturing a CUDA graph), then
+// found by the first gate weight's address and checked against every pointer, so freed and reloaded
+// weights never reuse a stale table.
+const MoeExpertTable& CudaBackend::moe_table(const std::vector<ExpertWeights>& experts) {
+  std::vector<const void*> key;
+  key.reserve(experts.size() * 6);
+  for (const auto& ex : experts)
+    for (const LinearWeight* w : {&ex.gate, &ex.up, &ex.down}) {
+      key.push_back(w->w.defined() ? w->w.raw() : nullptr);
+      key.push_back(w->scale.defined() ? w->scale.raw() : nullptr);
+    }
+  auto it = moe_tables_.find(key[0]);
+  if (it != moe_tables_.end() && it->second.key == key) return it->second;
+  MoeExpertTable tb;
+  tb.key = key;
+  const ExpertWeights& e0 = experts[0];
+  tb.H = e0.gate.in_features;
+  tb.I = e0.gate.out_features;
+  const DType dt = e0.gate.w.dtype();
+  tb.wtype = dt == DType::F8_E4M3 ? WType::FP8 : WType::BF16;
+  bool ok = (dt == DType::F8_E4M3 || dt == DType::BF16) && int64_t(experts.size()) <= kMoeMaxExperts &&
+            tb.H % 16 == 0 && tb.I % 16 == 0 && tb.H > 0 && tb.I > 0;
+  std::vector<MoeExpertPtrs> ptrs(experts.size());
+  for (size_t e = 0; e < experts.size() && ok; ++e) {
+    const LinearWeight* ws[3] = {&experts[e].gate, &experts[e].up, &experts[e].down};
+    for (int m = 0; m < 3 && ok; ++m) {
+      const LinearWeight& w = *ws[m];
+      const int64_t rows = m < 2 ? tb.I : tb.H, cols = m < 2 ? tb.H : tb.I;
+      ok = w.defined() && w.w.device() == Device::CUDA && w.w.dtype() == dt && w.out_features == rows &&
+           w.in_features == cols && aligned16(w.w.raw());
+      if (!ok) break;
+      ptrs[e].w[m] = w.w.raw();
+      if (dt == DType::F8_E4M3) {
+        ok = w.scale.defined() && w.scale.dtype() == DType::F32;
+        if (!ok) break;
+        const int pitch = int(w.scale.dim(1));
+        int& want = m < 2 ? tb.pitch_gate_up : tb.pitch_down;
+        if (e == 0 && (m == 0 || m == 2)) want = pitch;
+        ok = pitch == want;
+        ptrs[e].scale[m] = w.scale.data<float>();
+      }
+    }
+  }
+  tb.grouped = ok;
+  if (ok) {
+    const size_t bytes = ptrs.size() * sizeof(MoeExpertPtrs);
+    tb.dev = Tensor::from_storage(persistent_alloc(bytes), {int64_t(bytes)}, DType::U8);
+    copy_to_device(tb.dev.raw(), ptrs.data(), bytes);
+  } else {
+    spdlog::debug("MoE layer with {} experts: the grouped path does not support these weights", experts.size());
+  }
+  auto& slot = moe_tables_[key[0]];
+  slot = std::move(tb);
+  return slot;
+}
+
+Tensor CudaBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                                const std::vector<ExpertWeights>& experts) {
+  const int64_t T = x.dim(0), H = x.row_size(), k = ids.dim(1);
+  DS_CHECK(ids.dtype() == DType::I32 && weights.dtype() == DType::F32 && ids.dim(0) == T && weights.dim(0) == T &&
+               weights.numel() == T * k,
+           "moe_experts: ids {} / weights {} for {} tokens", ids.describe(), weights.describe(), T);
+  DS_CHECK(x.device() == Device::CUDA && x.dtype() == DType::F32 && ids.device() == Device::CUDA &&
+               weights.device() == Device::CUDA,
+           "moe_experts: x {} / ids / weights must be CUDA tensors", x.describe());
+  DS_CHECK(!experts.empty() && experts[0].gate.in_features == H, "moe_experts: {} experts for rows of {}",
+           experts.size(), H);
+  if (T == 0) return alloc({T, H}, DType::F32);
+  const bool want_grouped = moe_path_ == MoePath::Grouped ||
+                            (moe_path_ == MoePath::Auto && T <= moe_grouped_max_tokens());
+  if (want_grouped && k <= kMoeMaxTopK) {
+    const MoeExpertTable& tb = moe_table(experts);
+    if (tb.grouped && aligned16(x.raw())) {
+      Tensor y = empty({T, H}, DType::F32);
+      for (int64_t t0 = 0; t0 < T; t0 += kGroupedChunkTokens) {
+        const int64_t t1 = std::min(T, t0 + kGroupedChunkTokens);
+        moe_experts_grouped(x.rows(t0, t1), ids.rows(t0, t1), weights.rows(t0, t1), tb, y.data<float>() + t0 * H);
+      }
+      return y;
+    }
+  }
+  return moe_experts_per_expert(x, ids, weights, experts);
+}
+
+void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                                      const MoeExpertTable& tb, float* y) {
+  const int T = int(x.dim(0)), k = int(ids.dim(1)), E = int(tb.key.size() / 6), P = T * k;
+  const int max_tiles = moe_max_tiles(P, E);
+  // Benchmarks (set_profile): each launch timed with events, one line logged.
+  cudaEvent_t ev[5];
+  auto mark = [&](int i) {
+    if (!profile_) return;
+    if (i == 0)
+      for (auto& e : ev) DS_CUDA_CHECK(cudaEventCreate(&e));
+    DS_CUDA_CHECK(cudaEventRecord(ev[i], stream_));
+  };
+  mark(0);
+  Tensor lists = empty({int64_t(2) * P + 3 * int64_t(max_tiles) + 1}, DType::I32);
+  MoeLists l;
+  l.slot_token = lists.data<int32_t>();
+  l.pair_slot = l.slot_token + P;
+  l.tiles = l.pair_slot + P;
+  l.n_tiles = l.tiles + 3 * size_t(max_tiles);
+  launch_moe_build_lists(ids.data<int32_t>(), T, k, E, l, stream_);
+  check_launch("moe lists");
+  mark(1);
+  MoeGemmArgs g;
+  g.experts = static_cast<const MoeExpertPtrs*>(tb.dev.raw());
+  g.wtype = tb.wtype;
+  g.tiles = l.tiles;
+  g.n_tiles = l.n_tiles;
+  g.max_tiles = max_tiles;
+  Tensor act = empty({int64_t(P), tb.I}, DType::F32);
+  g.x = x.data<float>();
+  g.x_row_of_slot = l.slot_token;
+  g.K = int(tb.H);
+  g.N = int(tb.I);
+  g.scale_pitch = tb.pitch_gate_up;
+  g.y = act.data<float>();
+  launch_moe_grouped_gemm(g, true, stream_);
+  check_launch("moe gate+up");
+  mark(2);
+  Tensor out = empty({int64_t(P), tb.H}, DType::F32);
+  g.x = act.data<float>();
+  g.x_row_of_slot = nullptr;
+  g.K = int(tb.I);
+  g.N = int(tb.H);
+  g.scale_pitch = tb.pitch_down;
+  g.y = out.data<float>();
+  launch_moe_grouped_gemm(g, false, stream_);
+  check_launch("moe down");
+  mark(3);
+  launch_moe_combine(out.data<float>(), int(tb.H), l.pair_slot, weights.data<float>(), T, k, y, stream_);
+  check_launch("moe combine");
+  mark(4);
+  if (profile_) {
+    DS_CUDA_CHECK(cudaEventSynchronize(ev[4]));
+    float ms[4];
+    for (int i = 0; i < 4; ++i) DS_CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
+    spdlog::info("moe grouped T={} top-{} E={} (grid bound {} tiles): lists {:.1f} us, gate+up {:.1f} us, down {:.1f} "
+                 "us, combine {:.1f} us", T, k, E, max_tiles, ms[0] * 1e3, ms[1] * 1e3, ms[2] * 1e3, ms[3] * 1e3);
+    for (auto& e : ev) cudaEventDestroy(e);
+  }
+  last_moe_path_ = "grouped";
+}
+
+Tensor CudaBackend::moe_experts_per_expert(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                                           const std::vector<ExpertWeights>& experts) {
+  const int64_t T = x.dim(0), H = x.row_size(), k = ids.dim(1);
+  Tensor y = alloc({T, H}, DType::F32);
+  // The routing decides the shapes of the expert GEMMs: read it back (one small copy per MoE layer).
+  Tensor hid = to_host(ids), hw = to_host(weights);
+  std::vector<std::vector<std::pair<int32_t, float>>> routed(experts.size());
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t e = hid.data<int32_t>()[t * k + j];
+      DS_CHECK(e >= 0 && size_t(e) < experts.size(), "expert id {} out of range", e);
+      routed[e].push_back({int32_t(t), hw.data<float>()[t * k + j]});
+    }
+  std::vector<int32_t> tok;
+  std::vector<float> wgt;
+  std::vector<int64_t> off{0};
+  for (const auto& r : routed) {
+    for (const auto& [t, w] : r) tok.push_back(t), wgt.push_back(w);
+    off.push_back(int64_t(tok.size()));
+  }
+  const int32_t* dtok = upload_i32(tok);
+  const float* dw = upload_f32(wgt);
+  for (size_t e = 0; e < experts.size(); ++e) {
+    const int64_t n = off[e + 1] - off[e];
+    if (n == 0) continue;
+    Tensor xe = empty({n, H}, DType::F32);
+    launch_gather_rows(x.data<float>(), int(H), dtok + off[e], int(n), xe.data<float>(), stream_);
+    check_launch("moe gather");
+    Tensor act = silu_mul(linear(xe, experts[e].gate), linear(xe, experts[e].up));
+    Tensor out = linear(act, experts[e].down);
+    launch_scatter_add_rows(y.data<float>(), int(H), dtok + off[e], dw + off[e], out.data<float>(), int(n), stream_);
+    check_launch("moe scatter");
+  }
+  last_moe_path_ = "per-expert";
+  return y;
+}
+
+}  // namespace ds::backend::cuda

@@ -1,0 +1,155 @@
+// The grouped expert GEMMs of the MoE layer: one launch for gate + up + SwiGLU over every used expert,
+// one for down. At decode sizes this is weight streaming (each used expert's weights read once per
+// step, not once per token), so it reuses the small-M GEMV's scheme (k_gemv.cu): a block owns 16 weight
+// rows of one expert and a tile of up to 8 slots (tokens) of that expert (an expert with more tokens has
+// several tiles, side by side in the grid: its weights come from L2 after the first); its 8 warps split
+// K; lane (g = lane / 4, t = lane % 4) loads 16 contiguous weights of rows g and g + 8 per 64-column
+// step, and 16 activations of slot g; mma.m16n8k8 in TF32 on exact weights with each activation split into
+// two TF32 parts: fp32-accurate, like the CPU reference. The FP8 block scale multiplies each step.
+//
+// Grid: x = tile (a host-known bound, moe_max_tiles), y = 16-row block. Blocks past the tiles in use
+// exit at once, so the launch does not depend on the routing. The gated kernel reads the gate and up rows
+// of the same outputs and applies SwiGLU in its epilogue: the [P, I] intermediate is written once.
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/tf32_mma.cuh"
+
+namespace ds::backend::cuda {
+
+namespace {
+constexpr int kWarps = 8;
+constexpr int kTile = kMoeTileRows;  // one MMA column block
+
+template <int WT, bool GATED>
+__global__ void __launch_bounds__(kWarps * 32, 2) moe_gemm_kernel(MoeGemmArgs a) {
+  constexpr int NM = GATED ? 2 : 1;  // weight matrices per block
+  constexpr int EB = WT == int(WType::FP8) ? 1 : 2;
+  // Steps loaded ahead: 128 bytes of weights in flight per lane, within 128 registers (2 blocks per SM).
+  constexpr int U = (GATED ? 2 : 4) / EB;
+  __shared__ float part[NM][kWarps][16][kTile + 1];  // +1: the epilogue reads part[.][.][r][m] across r
+  const int tile = blockIdx.x;
+  if (tile >= *a.n_tiles) return;
+  const int e = a.tiles[3 * tile], slot0 = a.tiles[3 * tile + 1], rows = a.tiles[3 * tile + 2];
+  const int K = a.K, N = a.N;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const int n0 = blockIdx.y * 16, r0 = n0 + g, r1 = n0 + g + 8;
+  const bool ok0 = r0 < N, ok1 = r1 < N;
+  const int nsteps = (K + 63) / 64;
+  const MoeExpertPtrs& ex = a.experts[e];
+  const uint8_t* w0[NM];
+  const uint8_t* w1[NM];
+  const float* srow[NM];
+#pragma unroll
+  for (int mi = 0; mi < NM; ++mi) {
+    const int mat = GATED ? mi : 2;
+    const uint8_t* w = static_cast<const uint8_t*>(ex.w[mat]);
+    w0[mi] = w + size_t(ok0 ? r0 : n0) * K * EB;
+    w1[mi] = w + size_t(ok1 ? r1 : n0) * K * EB;
+    srow[mi] = WT == int(WType::FP8) ? ex.scale[mat] + size_t(n0 / 128) * a.scale_pitch : nullptr;
+  }
+  // This lane's activation row: slot g of the tile (null past its rows).
+  const int row = g < rows ? (a.x_row_of_slot ? a.x_row_of_slot[slot0 + g] : slot0 + g) : -1;
+  const float* xr = row >= 0 ? a.x + size_t(row) * K : nullptr;
+  float acc[NM][4];
+#pragma unroll
+  for (int mi = 0; mi < NM; ++mi) acc[mi][0] = acc[mi][1] = acc[mi][2] = acc[mi][3] = 0.f;
+  for (int s0 = warp; s0 < nsteps; s0 += U * kWarps) {
+    Row16<WT> wa[NM][U], wb[NM][U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int st = s0 + u * kWarps, k = st * 64 + 16 * t;
+      const bool kin = st < nsteps && k < K;
+#pragma unroll
+      for (int mi = 0; mi < NM; ++mi) {
+        wa[mi][u].load(w0[mi], k, kin && ok0);
+        wb[mi][u].load(w1[mi], k, kin && ok1);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int st = s0 + u * kWarps, k = st * 64 + 16 * t;
+      if (st >= nsteps) break;
+      float xv[16];
+      if (k < K && xr) {
+        const float4* xp = reinterpret_cast<const float4*>(xr + k);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const float4 v = __ldg(xp + q);
+          xv[4 * q] = v.x, xv[4 * q + 1] = v.y, xv[4 * q + 2] = v.z, xv[4 * q + 3] = v.w;
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) xv[i] = 0.f;
+      }
+      // Independent accumulation chains (matrix x hi/lo part x parity of i), issued interleaved so that
+      // no MMA waits on the previous one's result.
+      float d[NM][2][2][4];
+#pragma unroll
+      for (int mi = 0; mi < NM; ++mi)
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+#pragma unroll
+          for (int q = 0; q < 4; ++q) d[mi][c / 2][c % 2][q] = 0.f;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const uint32_t h0 = to_tf32(xv[2 * i]), h1 = to_tf32(xv[2 * i + 1]);
+        const uint32_t l0 = to_tf32(xv[2 * i] - __uint_as_float(h0)), l1 = to_tf32(xv[2 * i + 1] - __uint_as_float(h1));
+#pragma unroll
+        for (int mi = 0; mi < NM; ++mi) {
+          const float2 fa = wa[mi][u].pair(i), fb = wb[mi][u].pair(i);
+          const uint32_t a0 = __float_as_uint(fa.x), a1 = __float_as_uint(fb.x);
+          const uint32_t a2 = __float_as_uint(fa.y), a3 = __float_as_uint(fb.y);
+          mma_tf32(d[mi][0][i & 1], a0, a1, a2, a3, h0, h1);
+          mma_tf32(d[mi][1][i & 1], a0, a1, a2, a3, l0, l1);
+        }
+      }
+#pragma unroll
+      for (int mi = 0; mi < NM; ++mi) {
+        const float sc = WT == int(WType::FP8) ? srow[mi][(st * 64) / 128] : 1.f;
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+          acc[mi][q] = fmaf(sc, (d[mi][0][0][q] + d[mi][0][1][q]) + (d[mi][1][0][q] + d[mi][1][1][q]), acc[mi][q]);
+      }
+    }
+  }
+  // acc[mi]: (row g, slots 2t, 2t + 1), (row g + 8, the same slots).
+#pragma unroll
+  for (int mi = 0; mi < NM; ++mi) {
+    part[mi][warp][g][2 * t] = acc[mi][0];
+    part[mi][warp][g][2 * t + 1] = acc[mi][1];
+    part[mi][warp][g + 8][2 * t] = acc[mi][2];
+    part[mi][warp][g + 8][2 * t + 1] = acc[mi][3];
+  }
+  __syncthreads();
+  // 16 consecutive outputs of a slot per 16 threads (64-byte segments); warps summed in a fixed order.
+  if (threadIdx.x < 16 * kTile) {
+    const int m = threadIdx.x / 16, r = threadIdx.x % 16, n = n0 + r;
+    if (m < rows && n < N) {
+      float s[NM];
+#pragma unroll
+      for (int mi = 0; mi < NM; ++mi) {
+        s[mi] = 0.f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) s[mi] += part[mi][w][r][m];
+      }
+      float v = s[0];
+      if constexpr (GATED) v = s[0] / (1.0f + expf(-s[0])) * s[1];  // silu(gate) * up, as silu_mul
+      a.y[size_t(slot0 + m) * N + n] = v;
+    }
+  }
+}
+
+template <int WT, bool GATED>
+void launch_typed(const MoeGemmArgs& a, cudaStream_t st) {
+  const dim3 grid(unsigned(a.max_tiles), unsigned((a.N + 15) / 16));
+  moe_gemm_kernel<WT, GATED><<<grid, kWarps * 32, 0, st>>>(a);
+}
+}  // namespace
+
+void launch_moe_grouped_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st) {
+  static_assert(kTile == 8, "a tile is the 8 columns of one m16n8k8 MMA");
+  if (a.max_tiles == 0 || a.N == 0) return;
+  if (a.wtype == WType::FP8) gated ? launch_typed<int(WType::FP8), true>(a, st) : launch_typed<int(WType::FP8), false>(a, st);
+  else gated ? launch_typed<int(WType::BF16), true>(a, st) : launch_typed<int(WType::BF16), false>(a, st);
+}
+
+}  // namespace ds::backend::cuda

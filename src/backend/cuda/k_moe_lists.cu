@@ -1,0 +1,153 @@
+// The bookkeeping of the grouped MoE path, on the device so that no routing comes back to the host:
+// per-expert slot lists and work tiles from the routed ids, and the deterministic combine.
+//
+// Lists: one block of 1024 threads. Counts per expert (shared-memory integer atomics: the totals do not
+// depend on their order), exclusive scans for slot and tile offsets, then a stable placement in rounds of
+// 1024 pairs: a pair's rank among the pairs of its expert = the pairs of earlier rounds + those of earlier
+// warps in this round (per-warp counts, prefix over warps) + those of earlier lanes (__match_any_sync).
+// So slots are sorted by expert, then by (t, j): the same lists on every run.
+#include "backend/cuda/kernels.h"
+
+namespace ds::backend::cuda {
+
+namespace {
+constexpr int kListThreads = 1024, kListWarps = kListThreads / 32;
+
+// Exclusive prefix of v over the block's threads (blockDim.x == kListThreads); *total = the sum.
+__device__ int block_exclusive_scan(int v, int* s_warp, int* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int x = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  if (lane == 31) s_warp[warp] = x;
+  __syncthreads();
+  if (warp == 0) {
+    int w = s_warp[lane];
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int y = __shfl_up_sync(0xffffffffu, w, o);
+      if (lane >= o) w += y;
+    }
+    s_warp[lane] = w;
+  }
+  __syncthreads();
+  const int r = (warp ? s_warp[warp - 1] : 0) + x - v;
+  *total = s_warp[kListWarps - 1];
+  __syncthreads();  // s_warp is reused by the next scan
+  return r;
+}
+
+__global__ void __launch_bounds__(kListThreads)
+    moe_lists_kernel(const int32_t* __restrict__ ids, int P, int k, int E, MoeLists l) {
+  constexpr int tile_rows = kMoeTileRows;
+  __shared__ int s_count[kMoeMaxExperts];  // pairs per expert, later this round's pairs per expert
+  __shared__ int s_next[kMoeMaxExperts];   // next free slot of each expert
+  __shared__ short s_warp_base[kListWarps][kMoeMaxExperts];  // per round: warp counts, then their prefix
+  __shared__ int s_scan[kListWarps];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  for (int e = tid; e < E; e += kListThreads) s_count[e] = 0;
+  __syncthreads();
+  for (int p = tid; p < P; p += kListThreads) {
+    const int e = ids[p];
+    if (e >= 0 && e < E) atomicAdd(&s_count[e], 1);
+  }
+  __syncthreads();
+  // Slot and tile offsets (E <= kMoeMaxExperts <= kListThreads: one expert per thread).
+  const int c = tid < E ? s_count[tid] : 0, nt = (c + tile_rows - 1) / tile_rows;
+  int slots, tiles;
+  const int off = block_exclusive_scan(c, s_scan, &slots);
+  const int toff = block_exclusive_scan(nt, s_scan, &tiles);
+  if (tid < E) {
+    s_next[tid] = off;
+    for (int i = 0; i < nt; ++i) {
+      int32_t* tl = l.tiles + 3 * size_t(toff + i);
+      tl[0] = tid;
+      tl[1] = off + i * tile_rows;
+      tl[2] = min(tile_rows, c - i * tile_rows);
+    }
+  }
+  if (tid == 0) *l.n_tiles = tiles;
+  for (int i = tid; i < kListWarps * E; i += kListThreads) s_warp_base[i / E][i % E] = 0;
+  __syncthreads();
+  for (int base = 0; base < P; base += kListThreads) {
+    const int p = base + tid;
+    const int e = p < P ? ids[p] : -1;
+    const bool valid = e >= 0 && e < E;
+    const unsigned peers = __match_any_sync(0xffffffffu, valid ? e : -1);
+    const int rank = __popc(peers & ((1u << lane) - 1u));
+    if (valid && rank == 0) s_warp_base[warp][e] = short(__popc(peers));
+    __syncthreads();
+    for (int x = tid; x < E; x += kListThreads) {
+      int run = 0;
+#pragma unroll 8
+      for (int w = 0; w < kListWarps; ++w) {
+        const int n = s_warp_base[w][x];
+        s_warp_base[w][x] = short(run);
+        run += n;
+      }
+      s_count[x] = run;
+    }
+    __syncthreads();
+    if (valid) {
+      const int slot = s_next[e] + s_warp_base[warp][e] + rank;
+      l.slot_token[slot] = p / k;
+      l.pair_slot[p] = slot;
+    } else if (p < P) {
+      l.pair_slot[p] = -1;
+    }
+    __syncthreads();
+    for (int x = tid; x < E; x += kListThreads) s_next[x] += s_count[x];
+    for (int i = tid; i < kListWarps * E; i += kListThreads) s_warp_base[i / E][i % E] = 0;
+    __syncthreads();
+  }
+}
+
+// One token per blockIdx.x, columns over blockIdx.y. Its slots are distinct, so each entry's rank in
+// ascending slot order (= expert order) is the number of smaller ones: no serial sort.
+__global__ void moe_combine_kernel(const float* __restrict__ out, int H, const int32_t* __restrict__ pair_slot,
+                                   const float* __restrict__ w, int k, float* __restrict__ y) {
+  __shared__ int s_raw[kMoeMaxTopK], s_slot[kMoeMaxTopK];
+  __shared__ float s_w[kMoeMaxTopK];
+  const int t = blockIdx.x, j = threadIdx.x;
+  if (j < k) s_raw[j] = pair_slot[size_t(t) * k + j];
+  __syncthreads();
+  int n = 0;  // valid entries
+  for (int i = 0; i < k; ++i) n += s_raw[i] >= 0;
+  if (j < k && s_raw[j] >= 0) {
+    int rank = 0;
+    for (int i = 0; i < k; ++i) rank += s_raw[i] >= 0 && s_raw[i] < s_raw[j];
+    s_slot[rank] = s_raw[j];
+    s_w[rank] = w[size_t(t) * k + j];
+  }
+  __syncthreads();
+  for (int c = blockIdx.y * blockDim.x + threadIdx.x; c < H; c += gridDim.y * blockDim.x) {
+    float acc = 0.f;
+    for (int i = 0; i < n; ++i) acc = fmaf(s_w[i], __ldg(out + size_t(s_slot[i]) * H + c), acc);
+    y[size_t(t) * H + c] = acc;
+  }
+}
+}  // namespace
+
+int moe_max_tiles(int pairs, int E) {
+  // sum over used experts of ceil(count / R) <= (pairs + used * (R - 1)) / R, used <= min(E, pairs).
+  const long long used = pairs < E ? pairs : E;
+  return int((pairs + used * (kMoeTileRows - 1)) / kMoeTileRows);
+}
+
+void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLists& l, cudaStream_t st) {
+  if (T == 0) return;
+  moe_lists_kernel<<<1, kListThreads, 0, st>>>(ids, T * k, k, E, l);
+}
+
+void launch_moe_combine(const float* out, int H, const int32_t* pair_slot, const float* w, int T, int k, float* y,
+                        cudaStream_t st) {
+  if (T == 0 || H == 0) return;
+  constexpr int threads = 256;
+  const int col_blocks = (H + 4 * threads - 1) / (4 * threads);  // <= 4 columns per thread
+  moe_combine_kernel<<<dim3(unsigned(T), unsigned(col_blocks)), threads, 0, st>>>(out, H, pair_slot, w, k, y);
+}
+
+}  // namespace ds::backend::cuda

@@ -1,0 +1,230 @@
+#include "cli/model_bench.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "util/error.h"
+
+namespace ds::cli {
+
+namespace {
+using Clock = MeteredBackend::Clock;
+double ms_since(Clock::time_point t0, Clock::time_point t1) {
+  return std::chrono::duration<double, std::milli>(t1 - t0).count();
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// A host tensor of varied values with unit variance (uniform in +-sqrt(3)): random enough for KV rows
+// and copies, and fast for a GiB (a xorshift per element).
+Tensor random_rows(int64_t rows, int64_t cols, uint64_t seed) {
+  Tensor t = Tensor::empty({rows, cols}, DType::F32);
+  float* p = t.f32();
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    p[i] = float(double(x >> 11) * 0x1.0p-53 * 2 - 1) * 1.7320508f;
+  }
+  return t;
+}
+
+void check_finite(const Tensor& logits, const char* what) {
+  const float* p = logits.f32();
+  for (int64_t i = 0; i < logits.numel(); ++i)
+    DS_CHECK(std::isfinite(p[i]), "{}: logit {} is {} (the forward produced garbage)", what, i, p[i]);
+}
+
+// One step with a device sync after every op: where the step's device time goes.
+std::vector<OpProfile> profile_step(MeteredBackend& be, const std::function<void()>& step, double sync_s) {
+  be.synchronize();
+  be.reset();
+  be.set_sync_each_op(true);
+  step();
+  be.set_sync_each_op(false);
+  std::vector<OpProfile> rows;
+  for (const auto& [op, t] : be.op_times())
+    rows.push_back({op, t.calls, std::max(0.0, t.synced_s - double(t.calls) * sync_s) * 1e3});
+  std::sort(rows.begin(), rows.end(), [](const OpProfile& a, const OpProfile& b) { return a.ms > b.ms; });
+  return rows;
+}
+}  // namespace
+
+DecodeCache make_decode_cache(const model::Model& m, MeteredBackend& be, int batch, int context, int extra,
+                              int32_t page_size, DType latent_dtype, uint64_t seed) {
+  DecodeCache c;
+  c.pages_per_seq = int32_t((int64_t(context) + extra + page_size - 1) / page_size);
+  c.kv = m.make_cache(batch * c.pages_per_seq, page_size, latent_dtype);
+  if (context == 0) return c;
+  // One block of random rows per pool width, uploaded once and scattered to every sequence's pages in
+  // a rotated order (rotation by sequence and layer).
+  const int64_t n = std::min(context, 4096);
+  auto fill = [&](std::vector<Tensor>& pools, uint64_t salt) {
+    if (pools.empty()) return;
+    Tensor block = be.from_host(random_rows(n, pools[0].row_size(), seed ^ salt));
+    std::vector<int32_t> slots;
+    for (size_t l = 0; l < pools.size(); ++l)
+      for (int s = 0; s < batch; ++s)
+        for (int64_t c0 = 0; c0 < context; c0 += n) {
+          const int64_t len = std::min<int64_t>(n, context - c0);
+          const int64_t rot = (7919 * int64_t(s) + 104729 * int64_t(l)) % len;
+          slots.resize(size_t(len));
+          for (int64_t t = 0; t < len; ++t) {
+            const int64_t pos = c0 + (t + rot) % len;
+            slots[size_t(t)] = int32_t((int64_t(s) * c.pages_per_seq + pos / page_size) * page_size + pos % page_size);
+          }
+          be.cache_write(pools[l], 0, len == n ? block : block.rows(0, len), slots);
+        }
+  };
+  fill(c.kv.latent, 0x1a7e47);
+  fill(c.kv.index_k, 0x1d3c5);
+  return c;
+}
+
+DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& cache, int batch, int context,
+                        const DecodeSetup& s) {
+  const auto& cfg = m.config();
+  std::mt19937 rng{uint32_t(s.seed)};
+  int step = 0;
+  auto make_batch = [&] {
+    model::ForwardBatch fb;
+    for (int b = 0; b < batch; ++b) {
+      model::SequenceChunk sc;
+      sc.tokens = {int32_t(3 + rng() % uint32_t(cfg.vocab_size - 3))};
+      sc.start_pos = context + step;
+      for (int32_t p = 0; p < cache.pages_per_seq; ++p) sc.page_table.push_back(b * cache.pages_per_seq + p);
+      fb.seqs.push_back(std::move(sc));
+    }
+    DS_CHECK(int64_t(context) + step + 1 <= int64_t(cache.pages_per_seq) * cache.kv.page_size,
+             "decode cache too small for step {}", step);
+    ++step;
+    return fb;
+  };
+  for (int i = 0; i < s.warmup; ++i) m.forward(make_batch(), cache.kv);
+
+  DecodeResult r;
+  r.layers = cfg.num_hidden_layers;
+  r.batch = batch;
+  r.context = context;
+  {  // the bytes: one step with the routing read back
+    auto fb = make_batch();
+    be.reset();
+    be.set_count_experts(true);
+    auto out = m.forward(fb, cache.kv);
+    be.set_count_experts(false);
+    check_finite(out.logits, "decode");
+    const auto& t = be.totals();
+    r.weight_bytes = t.weight_bytes;
+    r.kv_bytes = t.kv_bytes + t.index_key_bytes;
+    r.experts_per_moe_layer = t.moe_layers ? double(t.experts_touched) / double(t.moe_layers) : 0.0;
+  }
+  std::vector<double> step_ms, enqueue_ms, moe_ms, launch_ms;
+  for (int i = 0; i < s.steps; ++i) {
+    auto fb = make_batch();
+    be.reset();
+    const auto t0 = Clock::now();
+    m.forward(fb, cache.kv);
+    const auto t1 = Clock::now();
+    step_ms.push_back(ms_since(t0, t1));
+    enqueue_ms.push_back(ms_since(t0, be.last_readback()));
+    double moe = 0, launch = 0;
+    for (const auto& [op, t] : be.op_times()) {
+      if (op == "moe_experts") moe += t.host_s * 1e3;
+      else if (op != "to_host_f32") launch += t.host_s * 1e3;
+    }
+    moe_ms.push_back(moe);
+    launch_ms.push_back(launch);
+    r.ops = be.totals().ops;
+  }
+  r.step_ms = median(step_ms);
+  r.min_ms = *std::min_element(step_ms.begin(), step_ms.end());
+  r.max_ms = *std::max_element(step_ms.begin(), step_ms.end());
+  r.enqueue_ms = median(enqueue_ms);
+  r.moe_host_ms = median(moe_ms);
+  r.launch_ms = median(launch_ms);
+  if (s.profile) {
+    auto fb = make_batch();
+    r.profile = profile_step(be, [&] { m.forward(fb, cache.kv); }, s.sync_s);
+  }
+  return r;
+}
+
+PrefillResult run_prefill(const model::Model& m, MeteredBackend& be, int64_t tokens, int64_t chunk,
+                          int32_t page_size, DType latent_dtype, uint64_t seed, bool profile, double sync_s) {
+  const auto& cfg = m.config();
+  const int32_t pages = int32_t((tokens + page_size - 1) / page_size);
+  model::KVCache kv = m.make_cache(pages, page_size, latent_dtype);
+  std::mt19937 rng{uint32_t(seed)};
+  std::vector<int32_t> ids(static_cast<size_t>(tokens));
+  for (auto& id : ids) id = int32_t(3 + rng() % uint32_t(cfg.vocab_size - 3));
+  std::vector<int32_t> table(static_cast<size_t>(pages));
+  for (int32_t p = 0; p < pages; ++p) table[size_t(p)] = p;
+  auto run = [&] {
+    model::ForwardOutput out;
+    for (int64_t c0 = 0; c0 < tokens; c0 += chunk) {
+      const int64_t c1 = std::min(tokens, c0 + chunk);
+      model::ForwardBatch fb;
+      model::SequenceChunk sc;
+      sc.tokens.assign(ids.begin() + c0, ids.begin() + c1);
+      sc.start_pos = int32_t(c0);
+      sc.page_table = table;
+      sc.logits = c1 == tokens ? model::LogitsMode::Last : model::LogitsMode::None;
+      fb.seqs.push_back(std::move(sc));
+      out = m.forward(fb, kv);
+    }
+    return out;
+  };
+  PrefillResult r;
+  r.layers = cfg.num_hidden_layers;
+  r.tokens = tokens;
+  r.chunk = chunk;
+  // Short prompts run up to 5 times (the median): one run of a few ms is too noisy to extrapolate from.
+  std::vector<double> runs;
+  while (runs.empty() || (runs.size() < 5 && runs.back() < 0.5)) {
+    be.synchronize();
+    be.reset();
+    const auto t0 = Clock::now();
+    auto out = run();  // ends with the logits readback: everything has run
+    runs.push_back(ms_since(t0, Clock::now()) / 1e3);
+    r.flops = be.totals().flops;
+    check_finite(out.logits, "prefill");
+  }
+  r.seconds = median(runs);
+  if (profile) r.profile = profile_step(be, [&] { run(); }, sync_s);
+  return r;
+}
+
+double measure_copy_bandwidth(MeteredBackend& be, int64_t bytes) {
+  const int64_t cols = 1024, rows = std::max<int64_t>(1, bytes / (4 * cols));
+  Tensor a = be.from_host(random_rows(rows, cols, 7)), b = be.alloc({rows, cols}, DType::F32);
+  be.copy_cols(b, 0, a, 0, cols);  // warm-up
+  be.synchronize();
+  const int reps = 10;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < reps; ++i) {
+    if (i % 2) be.copy_cols(a, 0, b, 0, cols);
+    else be.copy_cols(b, 0, a, 0, cols);
+  }
+  be.synchronize();
+  const double s = ms_since(t0, Clock::now()) / 1e3;
+  return 2.0 * double(rows * cols * 4) * reps / s;
+}
+
+double measure_sync_cost(MeteredBackend& be) {
+  be.synchronize();
+  std::vector<double> v;
+  for (int i = 0; i < 21; ++i) {
+    const auto t0 = Clock::now();
+    be.synchronize();
+    v.push_back(ms_since(t0, Clock::now()) / 1e3);
+  }
+  return median(v);
+}
+
+}  // namespace ds::cli

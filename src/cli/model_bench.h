@@ -1,0 +1,71 @@
+// The measurements behind `dsserve bench model`, each on the real Model::forward through a
+// MeteredBackend: decode steps over a batch of long contexts, chunked prefill, the device's copy
+// bandwidth (the HBM ceiling), and a per-op profile of one step.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cli/metered_backend.h"
+#include "model/model.h"
+
+namespace ds::cli {
+
+struct OpProfile {
+  std::string op;
+  int64_t calls = 0;
+  double ms = 0;  // device + launch time with a sync after every call, the sync's own cost taken off
+};
+
+struct DecodeResult {
+  int64_t layers = 0;
+  int batch = 0, context = 0;
+  double step_ms = 0, min_ms = 0, max_ms = 0;  // median, min, max over the measured steps
+  double enqueue_ms = 0;   // median: forward start -> its logits readback begins (the host has queued it all)
+  double moe_host_ms = 0;  // median host time inside moe_experts (launches, and its routing readback)
+  double launch_ms = 0;    // median host time inside all other ops but the logits readback (they only launch)
+  double weight_bytes = 0, kv_bytes = 0;  // what one step must read; KV = latent rows + indexer keys
+  double experts_per_moe_layer = 0;
+  int64_t ops = 0;  // backend calls per step
+  std::vector<OpProfile> profile;  // with DecodeSetup::profile
+};
+
+struct DecodeSetup {
+  int warmup = 3, steps = 10;
+  int32_t page_size = 64;
+  uint64_t seed = 1;
+  bool profile = false;
+  double sync_s = 0;  // MeteredBackend::synchronize()'s own cost, taken off profiled ops
+};
+
+// KV pools for `batch` sequences of `context` cached tokens, each on its own pages, with room for
+// `extra` more; the cached rows hold random latents and indexer keys (a different arrangement per
+// sequence and layer, so no two sequences select the same rows). Prefilling them would take minutes.
+struct DecodeCache {
+  model::KVCache kv;
+  int32_t pages_per_seq = 0;
+};
+DecodeCache make_decode_cache(const model::Model& m, MeteredBackend& be, int batch, int context, int extra,
+                              int32_t page_size, DType latent_dtype, uint64_t seed);
+
+// Warm-up steps, one step whose routing is read back to count the bytes, then the timed steps; every
+// step decodes one random token per sequence at positions context, context + 1, ...
+DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& cache, int batch, int context,
+                        const DecodeSetup& s);
+
+struct PrefillResult {
+  int64_t layers = 0, tokens = 0, chunk = 0;
+  double seconds = 0, flops = 0;
+  std::vector<OpProfile> profile;
+};
+// One sequence of `tokens` random tokens in chunks of `chunk` (as the server's chunked prefill runs it),
+// logits of the last token only. Runs taking under 0.5 s are repeated (up to 5, the median).
+PrefillResult run_prefill(const model::Model& m, MeteredBackend& be, int64_t tokens, int64_t chunk,
+                          int32_t page_size, DType latent_dtype, uint64_t seed, bool profile, double sync_s);
+
+// Device-to-device copy bandwidth through Backend::copy_cols, bytes read + written per second.
+double measure_copy_bandwidth(MeteredBackend& be, int64_t bytes);
+// Median cost of MeteredBackend::synchronize() with nothing queued, in seconds.
+double measure_sync_cost(MeteredBackend& be);
+
+}  // namespace ds::cli

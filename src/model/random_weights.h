@@ -1,0 +1,18 @@
+// Random weights generated straight into the backend's memory, tensor by tensor: benchmarks of
+// full-width models too large for a checkpoint on the benchmark machine's disk or its time budget.
+// Same tensors, shapes and dtypes as make-model's checkpoints (FP8 e4m3 + 128x128 block scales where
+// DeepSeek ships FP8, BF16 elsewhere) and the same value distributions (unit-RMS outputs), but a faster
+// generator, so not the same values.
+#pragma once
+#include <cstdint>
+
+#include "backend/backend.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace ds::model {
+
+// Main layers only (no MTP). Deterministic in (config, seed); OpenMP-parallel; a progress line.
+ModelWeights random_weights(const ModelConfig& c, backend::Backend& be, uint64_t seed);
+
+}  // namespace ds::model

@@ -268,6 +268,11 @@ Tensor MeteredBackend::moe_experts(const Tensor& x, const Tensor& ids, const Ten
   return y;
 }
 
+std::vector<backend::SampledRow> MeteredBackend::sample(Tensor& logits, const backend::SamplingBatch& batch) {
+  Scope s(*this, "sample");
+  return in_->sample(logits, batch);
+}
+
 void MeteredBackend::count_experts(const Tensor& ids, const std::vector<backend::ExpertWeights>& experts) {
   std::vector<int32_t> v(size_t(ids.numel()));
   if (ids.device() == Device::CPU && ids.dtype() == DType::I32) {

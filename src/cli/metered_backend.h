@@ -94,6 +94,12 @@ class MeteredBackend final : public backend::Backend {
   Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
                      const std::vector<backend::ExpertWeights>& experts) override;
 
+  // Every optional op is forwarded too: one left at the base class's default would silently bypass
+  // the wrapped backend.
+  bool can_sample() const override { return in_->can_sample(); }
+  int32_t max_sample_top_logprobs() const override { return in_->max_sample_top_logprobs(); }
+  std::vector<backend::SampledRow> sample(Tensor& logits, const backend::SamplingBatch& batch) override;
+
  private:
   class Scope;  // times one op
   std::string linear_name(const backend::LinearWeight& w) const;

@@ -186,6 +186,20 @@ Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
     linear_gemv(x, w, y);
     return y;
   }
+  // Small BF16/fp32 outputs (the indexer's head weights: DeepSeek computes them in fp32, so not on
+  // cuBLASLt) at decode batch sizes: the GEMV over chunks of rows, re-reading a weight of < 256 rows
+  // from L2, instead of the SIMT GEMM (0.57 ms per layer at 32-128 tokens: docs/PERF.md section 4).
+  constexpr int64_t kChunkedGemvMaxTokens = 256;  // beyond, the launches cost more than the SIMT GEMM
+  if (r.type != WType::FP8 && r.rows < 256 && T <= kChunkedGemvMaxTokens && gemv_supported(r)) {
+    Tensor y = empty({T, w.out_features}, DType::F32);
+    const int64_t chunk = gemv_max_m(r);
+    for (int64_t m0 = 0; m0 < T; m0 += chunk) {
+      const int64_t m1 = std::min(T, m0 + chunk);
+      Tensor ys = y.rows(m0, m1);
+      linear_gemv(x.rows(m0, m1), w, ys);
+    }
+    return y;
+  }
   if (opts_.gemm == GemmMode::Fast) {
     if (r.type == WType::FP8) {
       Tensor y = linear_fp8_lt(x, w);

@@ -302,7 +302,7 @@ void EngineImpl::run_step() {
 }
 
 // The tokens a forced continuation allows next; null while the output is free.
-const std::vector<int32_t>* allowed_next(const RequestState& r) {
+static const std::vector<int32_t>* allowed_next(const RequestState& r) {
   return r.forced && !r.forced->allowed().empty() ? &r.forced->allowed() : nullptr;
 }
 

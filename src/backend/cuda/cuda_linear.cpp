@@ -248,7 +248,7 @@ Tensor CudaBackend::mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int6
   g.w_row0 = 0;
   g.w_row_bstride = int(nope_dim + v_dim);
   g.trans_w = false;
-  launch_gemm_simt(g, weight_ref(kv_b), stream_);
+  if (!launch_head_gemv(g, weight_ref(kv_b), stream_)) launch_gemm_simt(g, weight_ref(kv_b), stream_);
   check_launch("mla_absorb_q");
   if (rope_dim > 0)
     DS_CUDA_CHECK(cudaMemcpy2DAsync(out.data<float>() + Dl, size_t(Dl + rope_dim) * 4, q.data<float>() + nope_dim,
@@ -278,7 +278,7 @@ Tensor CudaBackend::mla_absorb_out(const Tensor& o_lat, const LinearWeight& kv_b
   g.w_row0 = int(nope_dim);
   g.w_row_bstride = int(nope_dim + v_dim);
   g.trans_w = true;
-  launch_gemm_simt(g, weight_ref(kv_b), stream_);
+  if (!launch_head_gemv(g, weight_ref(kv_b), stream_)) launch_gemm_simt(g, weight_ref(kv_b), stream_);
   check_launch("mla_absorb_out");
   return out;
 }

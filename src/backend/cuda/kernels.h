@@ -92,6 +92,9 @@ struct GemmArgs {
   bool trans_w = true;
 };
 void launch_gemm_simt(const GemmArgs& g, const WeightRef& w, cudaStream_t st);
+// The same batched product for M <= 8 rows and FP8 weights (k_head_gemv.cu: the MLA absorption at decode
+// sizes). Returns false, launching nothing, for shapes it does not take (then use launch_gemm_simt).
+bool launch_head_gemv(const GemmArgs& g, const WeightRef& w, cudaStream_t st);
 
 // ---- FP8 activation quantisation (k_quant.cu) ----
 // x [M, K] fp32 -> q e4m3 [Mp, K] and one power-of-two scale per token per 128 columns (K % 128 == 0):

@@ -132,12 +132,7 @@ Json ChatWriter::body(const std::vector<ChoiceState>& choices) {
     choice["matched_stop"] = matched_stop(c);
     list.push_back(std::move(choice));
   }
-  Json j = Json::object();
-  j["id"] = opt_.id;
-  j["object"] = "chat.completion";
-  j["created"] = opt_.created;
-  j["model"] = opt_.model;
-  j["choices"] = std::move(list);
+  Json j = response_object({opt_.id, "chat.completion", opt_.created, opt_.model}, std::move(list));
   j["usage"] = usage_json(count_usage(choices, opt_.n), reasoning_tokens());
   return j;
 }

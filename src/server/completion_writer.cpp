@@ -15,12 +15,7 @@ Json CompletionWriter::chunk(size_t i, std::string text, Json logprobs, const Ch
   choice["logprobs"] = std::move(logprobs);
   choice["finish_reason"] = finished ? openai_finish_reason(*finished) : Json(nullptr);
   if (finished) choice["matched_stop"] = matched_stop(*finished);
-  Json j = Json::object();
-  j["id"] = opt_.id;
-  j["object"] = "text_completion";
-  j["created"] = opt_.created;
-  j["model"] = opt_.model;
-  j["choices"] = Json::array({std::move(choice)});
+  Json j = response_object({opt_.id, "text_completion", opt_.created, opt_.model}, Json::array({std::move(choice)}));
   if (opt_.include_usage) j["usage"] = nullptr;
   return j;
 }
@@ -65,12 +60,7 @@ Json CompletionWriter::body(const std::vector<ChoiceState>& choices) {
     choice["matched_stop"] = matched_stop(c);
     list.push_back(std::move(choice));
   }
-  Json j = Json::object();
-  j["id"] = opt_.id;
-  j["object"] = "text_completion";
-  j["created"] = opt_.created;
-  j["model"] = opt_.model;
-  j["choices"] = std::move(list);
+  Json j = response_object({opt_.id, "text_completion", opt_.created, opt_.model}, std::move(list));
   j["usage"] = usage_json(count_usage(choices, opt_.n), 0);
   return j;
 }

@@ -69,15 +69,9 @@ runtime::ForcedContinuation forced_tool_call(const ServerState& st, const std::v
               "tool_choice 'required' or a named function needs the server to run with --tool-call-parser");
   runtime::ForcedContinuation f;
   if (starts_in_reasoning) f.trigger = st.tokenizer.encode("</think>", false);
-  for (const auto& n : names) f.alternatives.push_back(st.tokenizer.encode(chat::tool_call_opening(st.config.tool_call_parser, n), false));
+  for (const auto& n : names)
+    f.alternatives.push_back(st.tokenizer.encode(chat::tool_call_opening(st.config.tool_call_parser, n), false));
   return f;
-}
-
-bool include_usage(const Fields& f) {
-  const Json* so = f.get("stream_options");
-  if (!so) return false;
-  if (!so->is_object()) bad_param("stream_options", "stream_options must be an object");
-  return Fields{*so, "stream_options"}.boolean("include_usage").value_or(false);
 }
 
 }  // namespace
@@ -90,7 +84,7 @@ void chat_completions(ServerState& st, const HttpRequest& req, const std::shared
                    "This server has no chat format for its model (no supported chat template); use /v1/completions");
   Fields f{body, ""};
   const bool stream = f.boolean("stream").value_or(false);
-  const bool usage_in_stream = include_usage(f);
+  const bool usage_in_stream = stream_include_usage(body);
   const bool separate_reasoning = f.boolean("separate_reasoning").value_or(true);
   f.boolean("stream_reasoning");  // type-checked; reasoning is always streamed as it comes
   GenerationParams params = parse_openai_params(body, OpenAiApi::Chat, st.config.sampling_defaults);

@@ -71,11 +71,7 @@ void completions(ServerState& st, const HttpRequest& req, const std::shared_ptr<
   check_model(st, body);
   Fields f{body, ""};
   const bool stream = f.boolean("stream").value_or(false);
-  bool usage_in_stream = false;
-  if (const Json* so = f.get("stream_options")) {
-    if (!so->is_object()) bad_param("stream_options", "stream_options must be an object");
-    usage_in_stream = Fields{*so, "stream_options"}.boolean("include_usage").value_or(false);
-  }
+  const bool usage_in_stream = stream_include_usage(body);
   const bool echo = f.boolean("echo").value_or(false);
   GenerationParams params = parse_openai_params(body, OpenAiApi::Completions, st.config.sampling_defaults);
   if (echo && params.sampling.logprobs)

@@ -33,16 +33,21 @@ UsageCounts count_usage(const std::vector<ChoiceState>& choices, int32_t n) {
   return u;
 }
 
-std::string stream_end_events(const StreamEndInfo& info, bool include_usage, const UsageCounts& usage,
+Json response_object(const ResponseHead& head, Json choices) {
+  Json j = Json::object();
+  j["id"] = head.id;
+  j["object"] = head.object;
+  j["created"] = head.created;
+  j["model"] = head.model;
+  j["choices"] = std::move(choices);
+  return j;
+}
+
+std::string stream_end_events(const ResponseHead& head, bool include_usage, const UsageCounts& usage,
                               int64_t reasoning_tokens) {
   std::string out;
   if (include_usage) {
-    Json j = Json::object();
-    j["id"] = info.id;
-    j["object"] = info.object;
-    j["created"] = info.created;
-    j["model"] = info.model;
-    j["choices"] = Json::array();
+    Json j = response_object(head, Json::array());
     j["usage"] = usage_json(usage, reasoning_tokens);
     out += sse_event(j);
   }

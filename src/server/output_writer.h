@@ -54,15 +54,18 @@ UsageCounts count_usage(const std::vector<ChoiceState>& choices, int32_t n);
 // OpenAI's usage object (with SGLang's top-level reasoning_tokens as well).
 Json usage_json(const UsageCounts& u, int64_t reasoning_tokens);
 
-// The end of a stream: with include_usage, a chunk of `object` with no choices and the usage (OpenAI's
-// stream_options.include_usage), then "data: [DONE]".
-struct StreamEndInfo {
+// What every response object and chunk of one request starts with.
+struct ResponseHead {
   const std::string& id;
-  const char* object;  // "chat.completion.chunk" / "text_completion"
+  const char* object;  // "chat.completion", "chat.completion.chunk", "text_completion"
   int64_t created;
   const std::string& model;
 };
-std::string stream_end_events(const StreamEndInfo& info, bool include_usage, const UsageCounts& usage,
+// {"id", "object", "created", "model", "choices"} in OpenAI's order (callers add "usage").
+Json response_object(const ResponseHead& head, Json choices);
+// The end of a stream: with include_usage, a chunk with no choices and the usage (OpenAI's
+// stream_options.include_usage), then "data: [DONE]".
+std::string stream_end_events(const ResponseHead& head, bool include_usage, const UsageCounts& usage,
                               int64_t reasoning_tokens);
 
 // "stop", "length", "abort", "error" ("" while running).

@@ -5,8 +5,16 @@
 #include <random>
 
 #include "server/api_error.h"
+#include "server/json_fields.h"
 
 namespace ds::server {
+
+bool stream_include_usage(const Json& body) {
+  const Json* so = Fields{body, ""}.get("stream_options");
+  if (!so) return false;
+  if (!so->is_object()) bad_param("stream_options", "stream_options must be an object");
+  return Fields{*so, "stream_options"}.boolean("include_usage").value_or(false);
+}
 
 void check_model(const ServerState& st, const Json& body) {
   auto it = body.find("model");

@@ -23,6 +23,9 @@ int32_t resolve_max_new_tokens(const ServerState& st, size_t prompt_len, const G
 // Token ids given by the client: each in [0, vocab); 400 naming `param` otherwise.
 void check_token_ids(const ServerState& st, const std::vector<int32_t>& ids, const std::string& param);
 
+// stream_options.include_usage of a body (false when absent; 400 when stream_options is no object).
+bool stream_include_usage(const Json& body);
+
 // "<prefix>" + 32 random hex digits.
 std::string new_request_id(const char* prefix);
 

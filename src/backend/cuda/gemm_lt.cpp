@@ -72,27 +72,21 @@ bool LtGemm::fp8(const uint8_t* w, const float* w_scale, const uint8_t* xq, cons
   if (!p.ok) return false;
   DS_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale, sizeof(w_scale)));
   DS_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale, sizeof(x_scale)));
-  const float alpha = 1.f, beta = 0.f;
-  const cublasStatus_t s = cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, xq, p.b, &beta, y, p.d, y, p.d, &p.algo,
-                                          workspace_, workspace_bytes_, st);
-  if (s != CUBLAS_STATUS_SUCCESS) {
-    p.ok = false;
-    return false;
-  }
-  return true;
+  return matmul(p, w, xq, y, st);
 }
 
 bool LtGemm::bf16(const uint16_t* w, const uint16_t* x, float* y, int M, int N, int K, cudaStream_t st) {
   Plan& p = plan(kBf16, M, N, K, true);
   if (!p.ok) return false;
+  return matmul(p, w, x, y, st);
+}
+
+bool LtGemm::matmul(Plan& p, const void* w, const void* x, void* y, cudaStream_t st) {
   const float alpha = 1.f, beta = 0.f;
   const cublasStatus_t s = cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo,
                                           workspace_, workspace_bytes_, st);
-  if (s != CUBLAS_STATUS_SUCCESS) {
-    p.ok = false;
-    return false;
-  }
-  return true;
+  if (s != CUBLAS_STATUS_SUCCESS) p.ok = false;
+  return p.ok;
 }
 
 }  // namespace ds::backend::cuda

@@ -36,6 +36,8 @@ class LtGemm {
     bool ok = false;
   };
   Plan& plan(int kind, int M, int N, int K, bool y_f32);
+  // D = W^T x with the plan's algorithm; a failure marks the plan unusable (false: the caller falls back).
+  bool matmul(Plan& p, const void* w, const void* x, void* y, cudaStream_t st);
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = size_t(32) << 20;

@@ -85,17 +85,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int j = 0; j < NT; ++j) {
         const int m = 8 * j + g;
         float xv[16];
-        if (kin && m < M) {
-          const float4* xr = reinterpret_cast<const float4*>(x + size_t(m) * K + k);
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            const float4 v = __ldg(xr + q);
-            xv[4 * q] = v.x, xv[4 * q + 1] = v.y, xv[4 * q + 2] = v.z, xv[4 * q + 3] = v.w;
-          }
-        } else {
-#pragma unroll
-          for (int i = 0; i < 16; ++i) xv[i] = 0.f;
-        }
+        load_act16(x + size_t(m) * K + k, kin && m < M, xv);
         float d[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int i = 0; i < 8; ++i) {

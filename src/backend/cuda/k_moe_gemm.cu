@@ -69,17 +69,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) moe_gemm_kernel(MoeGemmArgs a)
       const int st = s0 + u * kWarps, k = st * 64 + 16 * t;
       if (st >= nsteps) break;
       float xv[16];
-      if (k < K && xr) {
-        const float4* xp = reinterpret_cast<const float4*>(xr + k);
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const float4 v = __ldg(xp + q);
-          xv[4 * q] = v.x, xv[4 * q + 1] = v.y, xv[4 * q + 2] = v.z, xv[4 * q + 3] = v.w;
-        }
-      } else {
-#pragma unroll
-        for (int i = 0; i < 16; ++i) xv[i] = 0.f;
-      }
+      load_act16(xr ? xr + k : nullptr, k < K && xr, xv);
       // Independent accumulation chains (matrix x hi/lo part x parity of i), issued interleaved so that
       // no MMA waits on the previous one's result.
       float d[NM][2][2][4];

@@ -1,5 +1,6 @@
-// Device helpers shared by the weight-streaming tensor-core kernels (k_gemv.cu, k_moe_grouped.cu):
-// TF32 conversion, the m16n8k8 TF32 MMA, and 16 consecutive FP8 / BF16 weights of a row as floats.
+// Device helpers shared by the weight-streaming tensor-core kernels (k_gemv.cu, k_moe_gemm.cu):
+// TF32 conversion, the m16n8k8 TF32 MMA, 16 consecutive FP8 / BF16 weights of a row as floats, and 16
+// consecutive fp32 activations.
 // Both weight formats are exact in TF32 (3 / 7 mantissa bits <= 10).
 #pragma once
 #include <cuda_fp8.h>
@@ -22,6 +23,21 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], uint32_t a0, uint32_t a1
       "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// xv[0..16) = x[0..16) (four 16-byte loads through the read-only cache) when ok, else zeros.
+__device__ __forceinline__ void load_act16(const float* x, bool ok, float (&xv)[16]) {
+  if (ok) {
+    const float4* xr = reinterpret_cast<const float4*>(x);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float4 v = __ldg(xr + q);
+      xv[4 * q] = v.x, xv[4 * q + 1] = v.y, xv[4 * q + 2] = v.z, xv[4 * q + 3] = v.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) xv[i] = 0.f;
+  }
 }
 
 // 16 consecutive weights of one row as floats: FP8 one 16-byte load, BF16 two.

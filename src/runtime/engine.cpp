@@ -120,9 +120,12 @@ class EngineImpl final : public Engine {
 void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
   const int64_t plen = int64_t(req.prompt.size());
   if (plen == 0) throw RequestRejected(400, "the prompt is empty (at least one token is needed)");
-  for (int32_t id : req.prompt)
-    if (id < 0 || id >= vocab_)
-      throw RequestRejected(400, fmt::format("token id {} in the prompt is outside the vocabulary [0, {})", id, vocab_));
+  auto check_ids = [&](const std::vector<int32_t>& ids, const char* where) {
+    for (int32_t id : ids)
+      if (id < 0 || id >= vocab_)
+        throw RequestRejected(400, fmt::format("token id {} {} is outside the vocabulary [0, {})", id, where, vocab_));
+  };
+  check_ids(req.prompt, "in the prompt");
   if (req.max_new_tokens < 0) throw RequestRejected(400, "max_new_tokens must be >= 0");
   try {
     req.sampling.validate();
@@ -142,13 +145,8 @@ void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
                                            plen + req.max_new_tokens, sched_.capacity_tokens()));
   auto r = std::make_unique<RequestState>();
   if (!req.forced.empty()) {
-    auto check_ids = [&](const std::vector<int32_t>& ids) {
-      for (int32_t id : ids)
-        if (id < 0 || id >= vocab_)
-          throw RequestRejected(400, fmt::format("forced-continuation token id {} is outside the vocabulary", id));
-    };
-    check_ids(req.forced.trigger);
-    for (const auto& alt : req.forced.alternatives) check_ids(alt);
+    check_ids(req.forced.trigger, "of the forced continuation");
+    for (const auto& alt : req.forced.alternatives) check_ids(alt, "of the forced continuation");
     try {
       r->forced.emplace(req.forced);
     } catch (const ds::Error& e) {

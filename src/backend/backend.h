@@ -2,6 +2,8 @@
 // these). A backend owns the memory format of weights and activations; the CPU backend computes in
 // fp32 with weights dequantised at load, the CUDA backend keeps FP8 weights and bf16 activations.
 #pragma once
+#include <algorithm>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,10 +52,40 @@ struct AttnBatch {
   std::vector<int32_t> pos_of_token;            // [T] absolute positions
   std::vector<std::vector<int32_t>> page_tables;  // per sequence
   int32_t page_size = 1;
+  // > 0: widths that depend on the longest context (the indexer's output, score rows, a causal index)
+  // are sized for contexts up to this instead of from the positions: a captured step's shapes must not
+  // change with its data. Every position must be below it.
+  int32_t max_context = 0;
   int32_t slot(int32_t seq, int32_t pos) const {
     return page_tables[seq][pos / page_size] * page_size + pos % page_size;
   }
 };
+
+// The index data of one forward step: what changes from step to step besides the activations. A backend
+// with device memory uploads it once per step (Backend::bind_step) and serves the ops that are handed these
+// very vectors (compared by address) from that copy.
+struct StepIndex {
+  const std::vector<int32_t>* ids = nullptr;         // [T] token ids
+  const std::vector<int32_t>* slots = nullptr;       // [T] pool rows the step writes (-1: write nothing)
+  const std::vector<int32_t>* logit_rows = nullptr;  // [R] rows of the final hidden state that get logits
+  const AttnBatch* batch = nullptr;                  // positions, sequences, page tables
+};
+
+// A step recorded once (a CUDA graph) and replayed with new index data of the same shape.
+class CapturedStep {
+ public:
+  virtual ~CapturedStep() = default;
+};
+
+// The width of a step's context-sized outputs: its max_context when set (checked to cover every
+// position), else the longest context among its tokens.
+inline int64_t context_width(const AttnBatch& b) {
+  int64_t n = 0;
+  for (int32_t p : b.pos_of_token) n = std::max<int64_t>(n, int64_t(p) + 1);
+  if (b.max_context <= 0) return n;
+  DS_CHECK(n <= b.max_context, "position {} beyond the step's max_context {}", n - 1, b.max_context);
+  return b.max_context;
+}
 
 struct MoeRouting {
   int n_group = 1, topk_group = 1, top_k = 1;
@@ -112,8 +144,9 @@ class Backend {
   // o_lat [T, H, Dl] -> [T, H * Dv]: o[h] = W_UV[h] o_lat[h].
   virtual Tensor mla_absorb_out(const Tensor& o_lat, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
                                 int64_t v_dim) = 0;
-  // Absorbed (latent-space) attention: query t attends to the key positions index[t, :] (-1 = padding) of
-  // its sequence, read from kv_pool [slots, Dl + Dr] through the page tables. Returns [T, H, Dl].
+  // Absorbed (latent-space) attention: query t attends to the key positions index[t, :] (-1 = padding, only
+  // at the end of a row) of its sequence, read from kv_pool [slots, Dl + Dr] through the page tables.
+  // Returns [T, H, Dl].
   virtual Tensor mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
                                         const AttnBatch& batch, int64_t latent_dim, float scale) = 0;
   // Expanded (per-head K/V) attention: k [Nk, H, Dqk], v [Nk, H, Dv]; the keys of sequence s are the rows
@@ -140,6 +173,21 @@ class Backend {
   // y[t] = sum_k weights[t,k] * Expert_{ids[t,k]}(x[t]) (SwiGLU experts).
   virtual Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
                              const std::vector<ExpertWeights>& experts) = 0;
+
+  // ---- step index data and captured steps (optional) ----
+  // Uploads `s` once for the ops that follow (nullptr: unbind; the vectors must outlive the binding).
+  virtual void bind_step(const StepIndex* s) {}
+  virtual bool can_capture() const { return false; }
+  // Records, without running them, the ops `body` issues for a step laid out like `example` (same token,
+  // logit-row and sequence counts; page tables of up to `pages_per_seq` pages), reading its index data
+  // from buffers of its own. Returns null, after logging why, if the step cannot be captured.
+  virtual std::unique_ptr<CapturedStep> capture(const StepIndex& example, int32_t pages_per_seq,
+                                                const std::function<Tensor()>& body) {
+    return nullptr;
+  }
+  // Runs a captured step on `idx` (laid out as at capture). Returns what `body` returned, in memory the
+  // step owns: valid until that step is replayed again.
+  virtual Tensor replay(CapturedStep& step, const StepIndex& idx) { fail("the {} backend cannot capture steps", name()); }
 
   // ---- sampling (optional: backends whose logits live on a device sample there; backend/sampling.h) ----
   virtual bool can_sample() const { return false; }

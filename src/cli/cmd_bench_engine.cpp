@@ -12,6 +12,7 @@
 #include "backend/backend.h"
 #include "cli/commands.h"
 #include "model/model.h"
+#include "model/step_graphs.h"
 #include "runtime/engine.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -23,7 +24,7 @@ namespace {
 
 struct EngineBenchFlags {
   std::string model_path, tokenizer, running = "1,64,256", device = "cpu";
-  int input_len = 128, steps = 50, threads = 0, page_size = 64;
+  int input_len = 128, steps = 50, threads = 0, page_size = 64, cuda_graph_max_bs = model::kDefaultCudaGraphMaxBs;
   float temperature = 0.0f;
   bool host_sampling = false;
 };
@@ -57,7 +58,9 @@ void run_engine_bench(const EngineBenchFlags& f) {
   } else {
     be = backend::make_cpu_backend(f.threads);
   }
-  auto model = model::Model::load(f.model_path, *be);
+  model::ModelOptions mo;
+  mo.cuda_graph_max_bs = f.cuda_graph_max_bs;
+  auto model = model::Model::load(f.model_path, *be, mo);
   auto tok = tok::Tokenizer::load(f.tokenizer.empty() ? f.model_path : f.tokenizer);
   const auto& mc = model->config();
   fmt::print("model {} (vocab {}, {} layers), prompt {} tokens, {} measured steps, temperature {}, {} backend, "
@@ -119,6 +122,8 @@ void register_bench_engine(CLI::App* bench) {
   cmd->add_option("--steps", f->steps, "decode steps measured at each size")->check(CLI::Range(1, 100000));
   cmd->add_option("--temperature", f->temperature, "0 = greedy; > 0 measures the full sampling path");
   cmd->add_option("--page-size", f->page_size, "KV page size")->check(CLI::Range(1, 4096));
+  cmd->add_option("--cuda-graph-max-bs", f->cuda_graph_max_bs, "cuda: decode steps up to this batch replay CUDA graphs (0: never)")
+      ->check(CLI::Range(0, 4096));
   cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)");
   cmd->add_option("--device", f->device, "backend: cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_flag("--host-sampling", f->host_sampling, "sample on the host even where the backend samples on its device");

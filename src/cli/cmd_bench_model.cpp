@@ -17,6 +17,7 @@
 #include "model/checkpoint.h"
 #include "model/make_model.h"
 #include "model/random_weights.h"
+#include "model/step_graphs.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/timer.h"
@@ -30,7 +31,8 @@ struct ModelBenchFlags {
       log_level = "warning", kv_dtype = "auto";
   int64_t num_layers = 0, chunk = 8192, copy_mib = 0;
   uint64_t seed = 0;
-  int context = 4096, steps = 10, warmup = 3, threads = 0, page_size = 64, extrapolate_to = 0;
+  int context = 4096, steps = 10, warmup = 3, threads = 0, page_size = 64, extrapolate_to = 0,
+      cuda_graph_max_bs = model::kDefaultCudaGraphMaxBs;
   double hbm_gbs = 0, peak_tflops = 989;
   bool profile = false;
 };
@@ -162,6 +164,8 @@ void run_model_bench(const ModelBenchFlags& f) {
 
   // ---- the models: full, and cut to the dense layers + 1 MoE layer when extrapolating
   std::vector<std::unique_ptr<model::Model>> models;
+  model::ModelOptions mopts;
+  mopts.cuda_graph_max_bs = f.cuda_graph_max_bs;
   if (f.extrapolate_to > 0) {
     const int64_t cut = cfg.first_k_dense_replace + 1;
     DS_CHECK(cfg.num_hidden_layers > cut && f.extrapolate_to >= cfg.num_hidden_layers,
@@ -172,10 +176,10 @@ void run_model_bench(const ModelBenchFlags& f) {
     model::ModelWeights cw = w;  // shares the device storage
     cw.layers.resize(size_t(cut));
     cw.mtp.clear();
-    models.push_back(std::make_unique<model::Model>(cfg, std::move(w), be, model::ModelOptions{}));
-    models.push_back(std::make_unique<model::Model>(cc, std::move(cw), be, model::ModelOptions{}));
+    models.push_back(std::make_unique<model::Model>(cfg, std::move(w), be, mopts));
+    models.push_back(std::make_unique<model::Model>(cc, std::move(cw), be, mopts));
   } else {
-    models.push_back(std::make_unique<model::Model>(cfg, std::move(w), be, model::ModelOptions{}));
+    models.push_back(std::make_unique<model::Model>(cfg, std::move(w), be, mopts));
   }
   const model::Model& full = *models[0];
   Csv csv(f.csv);
@@ -188,6 +192,9 @@ void run_model_bench(const ModelBenchFlags& f) {
                f.context, dtype_name(kv_dtype), f.steps, f.warmup);
     fmt::print("Host: 'enqueue' = forward start to its logits readback; of that, 'launch' in ops that only launch "
                "and 'MoE' inside moe_experts (launches + its routing readback)\n");
+    if (f.cuda_graph_max_bs > 0 && be.can_capture())
+      fmt::print("CUDA graphs: steps of up to {} sequences replay a recording made in the warm-up (their 'ops' are "
+                 "the replay and the readback; --cuda-graph-max-bs 0 for op by op)\n", f.cuda_graph_max_bs);
     fmt::print("{:>6} {:>5} {:>9} {:>15} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8} {:>7} {:>8} {:>9} {:>7}\n", "layers",
                "batch", "step ms", "(min - max)", "enqueue", "launch", "MoE", "ops", "tok/s", "weights", "KV GB",
                "experts", "roofline", "x roof");
@@ -331,6 +338,9 @@ void register_bench_model(CLI::App* bench) {
   cmd->add_option("--hbm-gbs", f->hbm_gbs, "HBM ceiling in GB/s (0: measure a device-to-device copy)");
   cmd->add_option("--copy-mib", f->copy_mib, "size of that copy (default 1024 on CUDA, 16 on the CPU)");
   cmd->add_option("--peak-tflops", f->peak_tflops, "compute ceiling for prefill (default: H100 FP8 dense, 989)");
+  cmd->add_option("--cuda-graph-max-bs", f->cuda_graph_max_bs,
+                  "cuda: decode steps up to this batch replay CUDA graphs (0: never; profiles run op by op)")
+      ->check(CLI::Range(0, 4096));
   cmd->add_flag("--profile", f->profile, "per-op breakdown of one decode step per batch and of one prefill chunk");
   cmd->add_option("--csv", f->csv, "also write every row to this CSV file");
   cmd->add_option("--log-level", f->log_level, "trace|debug|info|warning|error");

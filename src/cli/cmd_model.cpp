@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "model/make_model.h"
 #include "model/model.h"
+#include "model/step_graphs.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -42,7 +43,7 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 
 struct ModelFlags {
   std::string model_path, indexer = "fp32", attention = "absorbed", log_level = "info", device = "cpu";
-  int threads = 0;
+  int threads = 0, cuda_graph_max_bs = model::kDefaultCudaGraphMaxBs;
   void add(CLI::App* cmd) {
     cmd->add_option("--model-path,--model", model_path, "checkpoint directory (config.json + safetensors)")->required();
     cmd->add_option("--device", device, "backend: cpu (fp32 reference) or cuda (GPU 0; DSSERVE_CUDA_GEMM=fast|exact)")
@@ -52,6 +53,8 @@ struct ModelFlags {
     cmd->add_option("--attention", attention, "MLA form: absorbed (serving) or expanded (per-head K/V)")
         ->check(CLI::IsMember({"absorbed", "expanded"}));
     cmd->add_option("--threads", threads, "CPU threads (0: all cores)");
+    cmd->add_option("--cuda-graph-max-bs", cuda_graph_max_bs, "cuda: decode steps up to this batch replay CUDA graphs (0: never)")
+        ->check(CLI::Range(0, 4096));
     cmd->add_option("--log-level", log_level, "trace|debug|info|warning|error");
   }
   std::unique_ptr<backend::Backend> make_backend() const {
@@ -68,6 +71,7 @@ struct ModelFlags {
     model::ModelOptions o;
     o.indexer = indexer == "fp8" ? model::IndexerMode::Fp8 : model::IndexerMode::Fp32;
     o.attention = attention == "expanded" ? model::AttentionForm::Expanded : model::AttentionForm::Absorbed;
+    o.cuda_graph_max_bs = cuda_graph_max_bs;
     return o;
   }
 };

@@ -20,6 +20,7 @@
 #include "cli/flag_suggestions.h"
 #include "cli/kv_plan.h"
 #include "model/model.h"
+#include "model/step_graphs.h"
 #include "runtime/engine.h"
 #include "server/api_server.h"
 #include "server/http_server.h"
@@ -38,12 +39,13 @@ struct ServeFlags {
                                           chat_template, encoder = "auto", schedule_policy = "fcfs",
                                           kv_cache_dtype = "auto", api_key, log_level = "info", device = "cpu";
   int port = 30000, tp = 1, dp = 1, ep = 1, context_length = 0, max_running_requests = 256, page_size = 64,
-      chunked_prefill_size = 8192, max_prefill_tokens = 16384, max_queued_requests = 4096, threads = 0;
+      chunked_prefill_size = 8192, max_prefill_tokens = 16384, max_queued_requests = 4096, threads = 0,
+      cuda_graph_max_bs = model::kDefaultCudaGraphMaxBs;
   int64_t max_total_tokens = 0;
   double mem_fraction_static = 0;  // 0: the device's default
   std::optional<uint64_t> random_seed;
   bool enable_dp_attention = false, disable_radix_cache = false, enable_metrics = false, trust_remote_code = false,
-       skip_server_warmup = false;
+       skip_server_warmup = false, disable_cuda_graph = false;
 };
 
 constexpr double kCpuDefaultMemFraction = 0.1;    // of available RAM: the CPU backend is for tests and the demo
@@ -91,6 +93,11 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
       ->capture_default_str();
   cmd->add_option("--page-size", f.page_size, "tokens per KV page")->capture_default_str();
   cmd->add_flag("--disable-radix-cache", f.disable_radix_cache, "no prefix cache");
+  cmd->add_option("--cuda-graph-max-bs", f.cuda_graph_max_bs,
+                  "cuda: decode steps of up to this many requests replay a recorded CUDA graph (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 4096));
+  cmd->add_flag("--disable-cuda-graph", f.disable_cuda_graph, "cuda: run every step op by op");
   cmd->add_option("--schedule-policy", f.schedule_policy, "fcfs or lpm (longest cached prefix first)")
       ->capture_default_str();
   cmd->add_option("--kv-cache-dtype", f.kv_cache_dtype,
@@ -221,6 +228,7 @@ server::Json server_args(const ServeFlags& f, const std::string& model_path, con
   j["disable_radix_cache"] = f.disable_radix_cache;
   j["schedule_policy"] = f.schedule_policy;
   j["kv_cache_dtype"] = f.kv_cache_dtype;
+  j["cuda_graph_max_bs"] = f.disable_cuda_graph ? 0 : f.cuda_graph_max_bs;
   j["mem_fraction_static"] = f.mem_fraction_static;
   j["reasoning_parser"] = f.reasoning_parser.empty() ? server::Json(nullptr) : server::Json(f.reasoning_parser);
   j["tool_call_parser"] = f.tool_call_parser.empty() ? server::Json(nullptr) : server::Json(f.tool_call_parser);
@@ -267,7 +275,9 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   Timer load_timer;
   auto backend = make_backend(flags);
   const int64_t device_free_before = backend->free_device_memory();  // 0 on the CPU
-  auto model = model::Model::load(model_path, *backend);
+  model::ModelOptions model_options;
+  model_options.cuda_graph_max_bs = flags.disable_cuda_graph ? 0 : flags.cuda_graph_max_bs;
+  auto model = model::Model::load(model_path, *backend, model_options);
   const auto& mc = model->config();
   spdlog::info("loaded {} ({}, {} layers{}, vocab {}) on {} in {:.1f} s", model_path, mc.model_type,
                mc.num_hidden_layers, model->has_mtp() ? " + MTP" : "", mc.vocab_size, backend->name(),

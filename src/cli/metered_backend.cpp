@@ -293,4 +293,18 @@ void MeteredBackend::count_experts(const Tensor& ids, const std::vector<backend:
   ++totals_.moe_layers;
 }
 
+// ---------------------------------------------------------------- captured steps
+
+std::unique_ptr<backend::CapturedStep> MeteredBackend::capture(const backend::StepIndex& example,
+                                                               int32_t pages_per_seq,
+                                                               const std::function<Tensor()>& body) {
+  Scope s(*this, "capture");
+  return in_->capture(example, pages_per_seq, body);
+}
+
+Tensor MeteredBackend::replay(backend::CapturedStep& step, const backend::StepIndex& idx) {
+  Scope s(*this, "replay");
+  return in_->replay(step, idx);
+}
+
 }  // namespace ds::cli

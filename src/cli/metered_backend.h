@@ -99,6 +99,12 @@ class MeteredBackend final : public backend::Backend {
   bool can_sample() const override { return in_->can_sample(); }
   int32_t max_sample_top_logprobs() const override { return in_->max_sample_top_logprobs(); }
   std::vector<backend::SampledRow> sample(Tensor& logits, const backend::SamplingBatch& batch) override;
+  void bind_step(const backend::StepIndex* s) override { in_->bind_step(s); }
+  // Counting experts and per-op syncs need the ops to run one by one: no recorded steps then.
+  bool can_capture() const override { return in_->can_capture() && !count_experts_ && !sync_each_op_; }
+  std::unique_ptr<backend::CapturedStep> capture(const backend::StepIndex& example, int32_t pages_per_seq,
+                                                 const std::function<Tensor()>& body) override;
+  Tensor replay(backend::CapturedStep& step, const backend::StepIndex& idx) override;
 
  private:
   class Scope;  // times one op

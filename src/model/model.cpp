@@ -4,6 +4,7 @@
 #include "model/checkpoint.h"
 #include "model/rope.h"
 #include "model/step.h"
+#include "model/step_graphs.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/timer.h"
@@ -17,6 +18,13 @@ Model::Model(ModelConfig config, ModelWeights weights, backend::Backend& be, Mod
            cfg_.scoring_func);
   DS_CHECK(cfg_.hidden_act == "silu", "hidden_act '{}' is not supported (expected silu)", cfg_.hidden_act);
   DS_CHECK(cfg_.q_lora_rank > 0, "q_lora_rank must be set (DeepSeek-V3/V3.2 use a low-rank query)");
+}
+
+Model::~Model() = default;
+
+void Model::set_options(ModelOptions o) {
+  opts_ = o;
+  graphs_.reset();  // recorded steps bake in the options they ran with
 }
 
 std::unique_ptr<Model> Model::load(const std::string& dir, backend::Backend& be, ModelOptions opts) {
@@ -47,7 +55,14 @@ Model::Step Model::make_step(const ForwardBatch& batch, const KVCache& cache) co
     for (int64_t i = 0; i < pages_needed; ++i)
       DS_CHECK(sc.page_table[i] >= 0 && sc.page_table[i] < cache.num_pages,
                "forward: sequence {} uses page {}, the pool has {}", s, sc.page_table[i], cache.num_pages);
-    st.ab.page_tables.push_back(sc.page_table);
+    // Pages past the context are not read by this step: they are not uploaded.
+    st.ab.page_tables.emplace_back(sc.page_table.begin(), sc.page_table.begin() + pages_needed);
+    st.logits_row0.push_back(sc.logits == LogitsMode::None ? -1 : int32_t(st.logit_rows.size()));
+    const int32_t t0 = int32_t(st.ids.size()), n = int32_t(sc.tokens.size());
+    if (sc.logits == LogitsMode::All)
+      for (int32_t i = 0; i < n; ++i) st.logit_rows.push_back(t0 + i);
+    else if (sc.logits == LogitsMode::Last)
+      st.logit_rows.push_back(t0 + n - 1);
     st.token0.push_back(int32_t(st.ids.size()));
     st.ctx.push_back(ctx);
     for (size_t i = 0; i < sc.tokens.size(); ++i) {
@@ -63,16 +78,29 @@ Model::Step Model::make_step(const ForwardBatch& batch, const KVCache& cache) co
   return st;
 }
 
+StepGraphs& Model::step_graphs() const {
+  DS_CHECK(opts_.cuda_graph_max_bs > 0, "step graphs are off (cuda_graph_max_bs 0)");
+  if (!graphs_) graphs_ = std::make_unique<StepGraphs>(*this, opts_.cuda_graph_max_bs);
+  return *graphs_;
+}
+
 ForwardOutput Model::forward(const ForwardBatch& batch, KVCache& cache) const {
+  if (opts_.cuda_graph_max_bs > 0 && be_.can_capture())
+    if (auto out = step_graphs().forward(batch, cache)) return std::move(*out);
   Step st = make_step(batch, cache);
+  StepBinding bound(be_, st);
+  Tensor normed = main_stack(st, cache);
+  ForwardOutput out = finish(st, batch.logits_on_device, head_logits(st, normed, w_.lm_head));
+  if (batch.want_hidden) out.hidden = be_.to_host_f32(normed);
+  return out;
+}
+
+Tensor Model::main_stack(const Step& st, KVCache& cache) const {
   Tensor residual = be_.embedding(w_.embed, st.ids);
   Tensor pending;
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l)
     pending = layer_forward(w_.layers[l], l, st, cache, residual, l == 0 ? nullptr : &pending);
-  Tensor normed = be_.add_rmsnorm(pending, residual, w_.final_norm, float(cfg_.rms_norm_eps));
-  ForwardOutput out = finish(st, batch, normed, w_.lm_head);
-  if (batch.want_hidden) out.hidden = be_.to_host_f32(normed);
-  return out;
+  return be_.add_rmsnorm(pending, residual, w_.final_norm, float(cfg_.rms_norm_eps));
 }
 
 ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, KVCache& cache, int depth) const {
@@ -83,6 +111,7 @@ ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, 
   DS_CHECK(in.next_tokens.size() == st.ids.size() && in.hidden.dim(0) == int64_t(st.ids.size()),
            "MTP input has {} tokens / {} hidden rows for a batch of {} tokens", in.next_tokens.size(),
            in.hidden.dim(0), st.ids.size());
+  StepBinding bound(be_, st);
   const float eps = float(cfg_.rms_norm_eps);
   const int64_t H = cfg_.hidden_size;
   // u = eh_proj([enorm(embed(next token)) | hnorm(hidden)]): embedding first, as DeepSeek's weights expect.
@@ -94,27 +123,21 @@ ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, 
   Tensor residual = be_.linear(cat, m.eh_proj);
   Tensor pending = layer_forward(m.layer, cfg_.num_hidden_layers + depth, st, cache, residual, nullptr);
   Tensor normed = be_.add_rmsnorm(pending, residual, m.head_norm, eps);
-  ForwardOutput out = finish(st, batch, normed, m.head);
+  ForwardOutput out = finish(st, batch.logits_on_device, head_logits(st, normed, m.head));
   if (batch.want_hidden) out.hidden = be_.to_host_f32(normed);
   return out;
 }
 
-ForwardOutput Model::finish(const Step& st, const ForwardBatch& batch, const Tensor& normed,
-                            const backend::LinearWeight& head) const {
+Tensor Model::head_logits(const Step& st, const Tensor& normed, const backend::LinearWeight& head) const {
+  if (st.logit_rows.empty()) return Tensor();
+  Tensor picked = be_.cache_gather(normed, st.logit_rows);  // row gather from the [T, H] activations
+  return be_.linear(picked, head);
+}
+
+ForwardOutput Model::finish(const Step& st, bool logits_on_device, const Tensor& logits) const {
   ForwardOutput out;
-  std::vector<int32_t> rows;
-  for (size_t s = 0; s < batch.seqs.size(); ++s) {
-    int32_t n = int32_t(batch.seqs[s].tokens.size()), t0 = st.token0[s];
-    out.logits_row0.push_back(batch.seqs[s].logits == LogitsMode::None ? -1 : int32_t(rows.size()));
-    if (batch.seqs[s].logits == LogitsMode::All)
-      for (int32_t i = 0; i < n; ++i) rows.push_back(t0 + i);
-    else if (batch.seqs[s].logits == LogitsMode::Last)
-      rows.push_back(t0 + n - 1);
-  }
-  if (rows.empty()) return out;
-  Tensor picked = be_.cache_gather(normed, rows);  // row gather from the [T, H] activations
-  Tensor logits = be_.linear(picked, head);
-  out.logits = batch.logits_on_device ? logits : be_.to_host_f32(logits);
+  out.logits_row0 = st.logits_row0;
+  if (logits.defined()) out.logits = logits_on_device ? logits : be_.to_host_f32(logits);
   return out;
 }
 

@@ -24,6 +24,9 @@ enum class AttentionForm : uint8_t {
 struct ModelOptions {
   IndexerMode indexer = IndexerMode::Fp32;
   AttentionForm attention = AttentionForm::Absorbed;
+  // Decode steps of up to this many sequences run as recorded graphs where the backend can capture
+  // them (CUDA graphs, model/step_graphs.h); 0: every step runs op by op.
+  int32_t cuda_graph_max_bs = 0;
 };
 
 // Inputs of the MTP (next-n) layer for a step: for each token t of the batch, the main model's
@@ -33,15 +36,18 @@ struct MtpInput {
   std::vector<int32_t> next_tokens; // [T]
 };
 
+class StepGraphs;
+
 class Model {
  public:
   Model(ModelConfig config, ModelWeights weights, backend::Backend& be, ModelOptions opts);
+  ~Model();
   // Reads config.json and the safetensors of `dir` (mmap; the files are released after loading).
   static std::unique_ptr<Model> load(const std::string& dir, backend::Backend& be, ModelOptions opts = {});
 
   const ModelConfig& config() const { return cfg_; }
   const ModelOptions& options() const { return opts_; }
-  void set_options(ModelOptions o) { opts_ = o; }
+  void set_options(ModelOptions o);
   bool has_mtp() const { return !w_.mtp.empty(); }
   backend::Backend& backend() const { return be_; }
 
@@ -54,10 +60,18 @@ class Model {
   // Runs MTP layer `depth` (0-based) over the batch; its cache entries go to layer num_hidden_layers+depth.
   // The logits rows follow batch.seqs[i].logits as in forward(); hidden = the layer's shared_head.norm output.
   ForwardOutput mtp_forward(const ForwardBatch& batch, const MtpInput& in, KVCache& cache, int depth = 0) const;
+  // The recorded decode steps (options().cuda_graph_max_bs > 0); tests and benchmarks.
+  StepGraphs& step_graphs() const;
 
  private:
+  friend class StepGraphs;
+  friend class StepBinding;
   struct Step;  // flattened batch layout of one call
   Step make_step(const ForwardBatch& batch, const KVCache& cache) const;
+  // Embedding, every decoder layer and the final norm: the [T, hidden] states the heads read.
+  Tensor main_stack(const Step& st, KVCache& cache) const;
+  // The logits of the step's logit rows (undefined when it asks for none), left on the backend's device.
+  Tensor head_logits(const Step& st, const Tensor& normed, const backend::LinearWeight& head) const;
   // One decoder layer on the residual stream. `pending` is the previous block's output not yet added.
   Tensor layer_forward(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, Tensor& residual,
                        const Tensor* pending) const;
@@ -65,14 +79,14 @@ class Model {
   Tensor indexer(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& h,
                  const Tensor& q_lat) const;
   Tensor ffn(const FfnWeights& f, const Tensor& h) const;
-  ForwardOutput finish(const Step& st, const ForwardBatch& batch, const Tensor& normed,
-                       const backend::LinearWeight& head) const;
+  ForwardOutput finish(const Step& st, bool logits_on_device, const Tensor& logits) const;
 
   ModelConfig cfg_;
   ModelWeights w_;
   backend::Backend& be_;
   ModelOptions opts_;
   backend::RopeTable rope_;
+  mutable std::unique_ptr<StepGraphs> graphs_;  // captured decode steps (created on first use)
 };
 
 }  // namespace ds::model

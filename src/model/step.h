@@ -8,9 +8,26 @@
 namespace ds::model {
 struct Model::Step {
   backend::AttnBatch ab;
-  std::vector<int32_t> ids;     // [T]
-  std::vector<int32_t> slots;   // [T] pool rows written by this step
-  std::vector<int32_t> token0;  // [S] first token of each sequence in the flattened batch
-  std::vector<int32_t> ctx;     // [S] context length after this step
+  std::vector<int32_t> ids;          // [T]
+  std::vector<int32_t> slots;        // [T] pool rows written by this step (-1: a padding row, nothing)
+  std::vector<int32_t> token0;       // [S] first token of each sequence in the flattened batch
+  std::vector<int32_t> ctx;          // [S] context length after this step
+  std::vector<int32_t> logit_rows;   // [R] tokens whose logits the step returns, in order
+  std::vector<int32_t> logits_row0;  // [S] first logits row of each sequence, -1 if none
+
+  backend::StepIndex index() const { return {&ids, &slots, &logit_rows, &ab}; }
+};
+
+// Binds a step's index data to the backend for the ops of one forward (backend::Backend::bind_step).
+class StepBinding {
+ public:
+  StepBinding(backend::Backend& be, const Model::Step& st) : be_(be), idx_(st.index()) { be_.bind_step(&idx_); }
+  ~StepBinding() { be_.bind_step(nullptr); }
+  StepBinding(const StepBinding&) = delete;
+  StepBinding& operator=(const StepBinding&) = delete;
+
+ private:
+  backend::Backend& be_;
+  backend::StepIndex idx_;
 };
 }  // namespace ds::model

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,16 @@ struct ErrorMeter {
 };
 
 // A page table of `pages` distinct pages drawn from a shuffled pool, so sequences interleave in memory.
-std::vector<int32_t> scattered_pages(int32_t pages, int32_t pool_pages, uint32_t seed, std::vector<char>& used);
+inline std::vector<int32_t> scattered_pages(int32_t pages, int32_t pool_pages, uint32_t seed, std::vector<char>& used) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> out;
+  while (int32_t(out.size()) < pages) {
+    const int32_t p = int32_t(rng() % uint32_t(pool_pages));
+    if (used[size_t(p)]) continue;
+    used[size_t(p)] = 1;
+    out.push_back(p);
+  }
+  return out;
+}
 
 }  // namespace golden

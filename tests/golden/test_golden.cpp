@@ -12,20 +12,6 @@
 using namespace ds;
 using namespace ds::model;
 
-namespace golden {
-std::vector<int32_t> scattered_pages(int32_t pages, int32_t pool_pages, uint32_t seed, std::vector<char>& used) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> out;
-  while (int32_t(out.size()) < pages) {
-    int32_t p = int32_t(rng() % uint32_t(pool_pages));
-    if (used[p]) continue;
-    used[p] = 1;
-    out.push_back(p);
-  }
-  return out;
-}
-}  // namespace golden
-
 namespace {
 constexpr double kTol = 1e-4;
 

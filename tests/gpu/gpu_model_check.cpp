@@ -14,6 +14,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "check_util.h"
 #include "model/model.h"
+#include "model/step_graphs.h"
 #include "util/npy.h"
 
 using namespace ds;
@@ -239,6 +240,23 @@ void check_fixture(const std::string& name, bool has_fp8_ref, bool fp8_weights) 
            double(total - same) / total, mode == GemmMode::Exact ? 0.0 : 1.0);
   }
 }
+
+// A directory of symlinks to a fixture's files with config.json edited.
+std::string fixture_with(const std::string& name, const std::string& tag, const nlohmann::json& patch) {
+  const std::string src = fixture(name), dir = "/tmp/gpu_model_check_" + tag;
+  std::filesystem::create_directories(dir);
+  for (const auto& e : std::filesystem::directory_iterator(src)) {
+    const auto file = e.path().filename();
+    if (file == "config.json" || file == "ref") continue;
+    std::filesystem::remove(dir / file);
+    std::filesystem::create_symlink(e.path(), dir / file);
+  }
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(src + "/config.json"));
+  cfg.merge_patch(patch);
+  std::ofstream(dir + "/config.json") << cfg.dump(2);
+  return dir;
+}
+
 // tiny_v32_fp8 without discrete choices of the model (index_topk above every context, every expert routed
 // with its renormalised weight): the fast mode's cuBLASLt FP8 GEMMs against the same FP8 activations
 // through our fp32 GEMM over the whole model. FP8 rounding is itself discontinuous (a value near a
@@ -247,19 +265,13 @@ void check_fixture(const std::string& name, bool has_fp8_ref, bool fp8_weights) 
 // the linear outputs moves these logits by 4.6e-2 (1e-4: 5.1e-2, 1e-3: 7.5e-2; measured 2026-11-24 with
 // a noise-injecting backend). The bound is that floor; the op checks hold each GEMM to 1e-3.
 void check_fast_fp8_continuous() {
-  const std::string src = fixture("tiny_v32_fp8"), dir = "/tmp/gpu_model_check_continuous";
-  std::filesystem::create_directories(dir);
-  for (const auto& e : std::filesystem::directory_iterator(src)) {
-    const auto name = e.path().filename();
-    if (name == "config.json" || name == "ref") continue;
-    std::filesystem::remove(dir / name);
-    std::filesystem::create_symlink(e.path(), dir / name);
-  }
-  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(src + "/config.json"));
-  cfg["index_topk"] = 4096;                                       // every position selected
-  cfg["num_experts_per_tok"] = cfg["n_routed_experts"];           // every expert routed
-  cfg["topk_group"] = cfg["n_group"];
-  std::ofstream(dir + "/config.json") << cfg.dump(2);
+  const std::string src = fixture("tiny_v32_fp8");
+  const nlohmann::json cfg = nlohmann::json::parse(std::ifstream(src + "/config.json"));
+  // Every position selected, every expert routed.
+  const std::string dir = fixture_with("tiny_v32_fp8", "continuous",
+                                       {{"index_topk", 4096},
+                                        {"num_experts_per_tok", cfg["n_routed_experts"]},
+                                        {"topk_group", cfg["n_group"]}});
   backend::cuda::CudaOptions o;
   o.poison = true;
   o.gemm = GemmMode::Fast;
@@ -277,6 +289,118 @@ void check_fast_fp8_continuous() {
   }
   record("model fast vs FP8-emulated", "tiny_v32_fp8, all positions + all experts, all sequences", e, 1e-1);
 }
+
+Tensor host_logits(backend::Backend& be, const ForwardOutput& o) {
+  return o.logits.device() == Device::CPU ? o.logits : be.to_host_f32(o.logits);
+}
+
+// The capture API on its own: a recording reads its index data from its own buffer (a replay with other
+// ids gives those ids' result), and an op that uploads anything else makes the capture fail cleanly.
+void check_capture_api() {
+  backend::cuda::CudaOptions o;
+  o.poison = true;
+  auto be = backend::cuda::make_cuda_backend(o);
+  Tensor table = be->from_host(randn({50, 24}));
+  std::vector<int32_t> ids = {1, 2, 3}, slots = {0, 1, 2}, rows = {0, 1, 2}, other = {4, 5, 6};
+  backend::AttnBatch ab;
+  ab.page_size = 16;
+  ab.seq_of_token = {0, 0, 0};
+  ab.pos_of_token = {0, 1, 2};
+  ab.page_tables = {{0}};
+  const backend::StepIndex idx{&ids, &slots, &rows, &ab};
+  auto bad = be->capture(idx, 1, [&] { return be->embedding(table, other); });
+  record("step capture", "an unbound upload fails the capture", bad ? 1.0 : 0.0, 0.0);
+  auto g = be->capture(idx, 1, [&] {
+    Tensor e = be->embedding(table, ids);
+    be->scale_inplace(e, 2.0f);
+    return e;
+  });
+  double worst = g ? 0.0 : INFINITY;
+  for (int round = 0; g && round < 3; ++round) {
+    for (auto& v : ids) v = int32_t(rng()() % 50);
+    Tensor want = be->embedding(table, ids);
+    be->scale_inplace(want, 2.0f);
+    const Err e = compare(be->to_host_f32(be->replay(*g, idx)), be->to_host_f32(want));
+    worst = std::max(worst, e.nan ? INFINITY : e.maxrel);
+  }
+  record("step capture", "replays read new ids (bitwise)", worst, 0.0);
+}
+
+// Decode steps replayed from CUDA graphs (model/step_graphs.h) on tiny_v32_fp8 with a 2048-token
+// max_position (contexts cross the 256 / 512 / 1024 buckets), batches of 1-6 of 6 sequences (padded to 1,
+// 2, 4, 8), BF16 latent cache, logits left on the device every other step. Each step is compared with the
+// same padded step run op by op (bitwise: same kernels and launch shapes, index data from the graph's own
+// buffer) and with the plain forward of a second model (unpadded, index widths from the data: rounding).
+void check_step_graphs(GemmMode mode) {
+  const char* mname = mode == GemmMode::Exact ? "exact" : "fast";
+  const std::string dir = fixture_with("tiny_v32_fp8", "graphs", {{"max_position_embeddings", 2048}});
+  backend::cuda::CudaOptions o;
+  o.poison = true;
+  o.gemm = mode;
+  auto be = backend::cuda::make_cuda_backend(o);
+  ModelOptions go;
+  go.cuda_graph_max_bs = 8;
+  auto mg = Model::load(dir, *be, go);
+  auto me = Model::load(dir, *be);
+  const int32_t page = 16, pool = 320, steps = 64;
+  auto cg = mg->make_cache(pool, page, DType::BF16), ce = me->make_cache(pool, page, DType::BF16);
+  const std::vector<int32_t> lens = {20, 240, 250, 500, 37, 3};
+  const int64_t V = mg->config().vocab_size;
+  std::vector<char> used(pool, 0);
+  ForwardBatch pre;
+  for (size_t i = 0; i < lens.size(); ++i) {
+    SequenceChunk sc;
+    for (int32_t k = 0; k < lens[i]; ++k) sc.tokens.push_back(int32_t(rng()() % uint32_t(V)));
+    sc.page_table = scattered((lens[i] + steps + page - 1) / page, pool, 31 + uint32_t(i), used);
+    pre.seqs.push_back(sc);
+  }
+  auto argmax_row = [&](const Tensor& l, int64_t r) {
+    const float* p = l.f32() + r * V;
+    return int32_t(std::max_element(p, p + V) - p);
+  };
+  auto first = mg->forward(pre, cg);
+  me->forward(pre, ce);
+  std::vector<int32_t> next, pos;
+  for (size_t i = 0; i < lens.size(); ++i) next.push_back(argmax_row(first.logits, int64_t(i))), pos.push_back(lens[i]);
+  double bitwise = 0, rel = 0;
+  int same = 0, total = 0;
+  std::mt19937 r(77);
+  for (int step = 0; step < steps; ++step) {
+    ForwardBatch fb;
+    fb.logits_on_device = step % 2 == 0;
+    std::vector<size_t> who;
+    for (size_t i = 0; i < lens.size(); ++i)
+      if (r() % 10 < 6 || (i + 1 == lens.size() && who.empty())) {
+        SequenceChunk sc;
+        sc.tokens = {next[i]};
+        sc.start_pos = pos[i];
+        sc.page_table = pre.seqs[i].page_table;
+        fb.seqs.push_back(sc);
+        who.push_back(i);
+      }
+    const Tensor g = host_logits(*be, mg->forward(fb, cg));
+    const Tensor p = host_logits(*be, mg->step_graphs().forward_padded_eager(fb, cg));
+    const Tensor e = host_logits(*be, me->forward(fb, ce));
+    const Err d = compare(g, p);
+    bitwise = std::max(bitwise, d.nan ? INFINITY : d.maxrel);
+    for (size_t k = 0; k < who.size(); ++k) {
+      rel = std::max(rel, max_rel(g.f32() + int64_t(k) * V, e.f32() + int64_t(k) * V, V));
+      const int32_t a = argmax_row(g, int64_t(k)), b = argmax_row(e, int64_t(k));
+      same += a == b;
+      ++total;
+      next[who[k]] = a;
+      ++pos[who[k]];
+    }
+  }
+  const auto& st = mg->step_graphs().stats();
+  std::printf("step graphs %s: %lld recorded, %lld replays, %lld failed; greedy %d/%d equal to the plain forward\n",
+              mname, (long long)st.captured, (long long)st.replayed, (long long)st.failed, same, total);
+  record("step graphs: replay = op by op", fmt::format("{} {} steps, {} recorded, {} replays", mname, steps,
+                                                        st.captured, st.replayed),
+         st.replayed > steps / 2 && st.failed == 0 ? bitwise : INFINITY, 0.0);
+  record("step graphs vs plain forward", fmt::format("{} padded + capped vs unpadded, greedy {}/{}", mname, same, total),
+         rel, mode == GemmMode::Exact ? 1e-4 : 5e-2);
+}
 }  // namespace
 
 int main() {
@@ -284,6 +408,9 @@ int main() {
     check_fixture("tiny_v32_fp8", true, true);
     check_fixture("tiny_v3_bf16", false, false);
     check_fast_fp8_continuous();
+    check_capture_api();
+    check_step_graphs(GemmMode::Exact);
+    check_step_graphs(GemmMode::Fast);
     return summary("gpu_model_check") ? 1 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_model_check: error: %s\n", e.what());

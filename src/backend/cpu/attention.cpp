@@ -122,8 +122,7 @@ Tensor CpuBackend::attention_expanded(const Tensor& q, const Tensor& k, const Te
 }
 
 Tensor CpuBackend::causal_index(const AttnBatch& batch) {
-  int64_t T = int64_t(batch.pos_of_token.size()), K = 0;
-  for (int32_t p : batch.pos_of_token) K = std::max<int64_t>(K, p + 1);
+  const int64_t T = int64_t(batch.pos_of_token.size()), K = context_width(batch);
   Tensor idx = Tensor::empty({T, K}, DType::I32);
   for (int64_t t = 0; t < T; ++t)
     for (int64_t j = 0; j < K; ++j) idx.i32()[t * K + j] = j <= batch.pos_of_token[t] ? int32_t(j) : -1;

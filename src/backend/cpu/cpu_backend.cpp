@@ -158,6 +158,7 @@ void CpuBackend::cache_write(Tensor& pool, int64_t col0, const Tensor& rows, con
   DS_CHECK(int64_t(slots.size()) == rows.dim(0) && col0 + n <= D, "cache_write: {} rows into {}",
            rows.describe(), pool.describe());
   for (size_t t = 0; t < slots.size(); ++t) {
+    if (slots[t] == -1) continue;  // a padding row: nothing to keep
     DS_CHECK(slots[t] >= 0 && slots[t] < pool.dim(0), "cache slot {} outside the pool of {}", slots[t], pool.dim(0));
     std::memcpy(pool.f32() + int64_t(slots[t]) * D + col0, rows.f32() + t * n, n * sizeof(float));
   }

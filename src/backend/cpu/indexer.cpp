@@ -18,7 +18,7 @@ Tensor CpuBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor& 
   DS_CHECK(q.row_size() == heads * head_dim && w.row_size() == heads && k_pool.row_size() == head_dim,
            "indexer: q {}, w {}, k pool {} do not match {} heads x {}", q.describe(), w.describe(),
            k_pool.describe(), heads, head_dim);
-  for (int32_t p : batch.pos_of_token) max_ctx = std::max<int64_t>(max_ctx, p + 1);
+  max_ctx = context_width(batch);
   int64_t K = std::min(topk, max_ctx);
   Tensor index = Tensor::empty({T, K}, DType::I32);
 #pragma omp parallel

@@ -95,8 +95,10 @@ Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor&
   DS_CHECK(head_dim % 4 == 0 && q.dtype() == DType::F32 && w.dtype() == DType::F32 && k_pool.dtype() == DType::F32 &&
                int64_t(batch.pos_of_token.size()) == T && topk > 0,
            "indexer: unsupported inputs (head_dim {} must be a multiple of 4, all F32)", head_dim);
-  int64_t max_ctx = 0;
-  for (int32_t p : batch.pos_of_token) max_ctx = std::max<int64_t>(max_ctx, p + 1);
+  // A captured step sizes everything for its max_context (the kernels bound each row by its position).
+  const int64_t max_ctx = context_width(batch);
+  const bool capped = batch.max_context > 0;
+  auto ctx_of = [&](int64_t t) -> int64_t { return capped ? max_ctx : batch.pos_of_token[t] + 1; };
   const int64_t Kout = std::min(topk, max_ctx);
   Tensor index = empty({T, Kout}, DType::I32);
   if (T == 0) return index;
@@ -115,13 +117,13 @@ Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor&
     // Grow the chunk while its scores fit the budget.
     int64_t t1 = t0, L = 1;
     while (t1 < T && t1 - t0 < kMaxGridY) {
-      const int64_t L2 = std::max<int64_t>(L, batch.pos_of_token[t1] + 1);
+      const int64_t L2 = std::max<int64_t>(L, ctx_of(t1));
       if ((t1 - t0 + 1) * L2 > budget && t1 > t0) break;
       L = L2;
       ++t1;
     }
     bool any = false;
-    for (int64_t t = t0; t < t1; ++t) any |= batch.pos_of_token[t] + 1 > topk;
+    for (int64_t t = t0; t < t1; ++t) any |= ctx_of(t) > topk;
     cudaEvent_t ev[3];
     if (profile_) {
       for (auto& e : ev) DS_CUDA_CHECK(cudaEventCreate(&e));

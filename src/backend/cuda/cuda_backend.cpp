@@ -160,6 +160,9 @@ Tensor CudaBackend::from_host(const Tensor& t) {
 }
 
 const void* CudaBackend::upload_bytes(const void* data, size_t bytes) {
+  if (const void* d = bound_copy(data, bytes)) return d;
+  // A recorded step would bake this step's values in: everything it reads must be in its index data.
+  DS_CHECK(!capturing_, "step capture: an op uploads {} bytes that are not part of the step's index data", bytes);
   const uint64_t h = hash_bytes(data, bytes);
   ++upload_clock_;
   for (auto& u : uploads_)
@@ -179,21 +182,25 @@ const void* CudaBackend::upload_bytes(const void* data, size_t bytes) {
   slot->host.assign(static_cast<const char*>(data), static_cast<const char*>(data) + bytes);
   slot->last_use = upload_clock_;
   slot->dev = Tensor::from_storage(alloc_->allocate(bytes ? bytes : 4), {int64_t(bytes ? bytes : 4)}, DType::U8);
-  if (bytes == 0) return slot->dev.raw();
+  stage_copy(slot->dev.raw(), data, bytes);
+  return slot->dev.raw();
+}
+
+void CudaBackend::stage_copy(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
   const size_t need = (bytes + 255) / 256 * 256;
   if (need > pinned_size_) {
-    copy_to_device(slot->dev.raw(), data, bytes);
-    return slot->dev.raw();
+    copy_to_device(dst, src, bytes);
+    return;
   }
   if (pinned_pos_ + need > pinned_size_) {  // wrap: every copy from the ring must have finished
     DS_CUDA_CHECK(cudaEventRecord(ring_event_, stream_));
     DS_CUDA_CHECK(cudaEventSynchronize(ring_event_));
     pinned_pos_ = 0;
   }
-  std::memcpy(pinned_ + pinned_pos_, data, bytes);
-  DS_CUDA_CHECK(cudaMemcpyAsync(slot->dev.raw(), pinned_ + pinned_pos_, bytes, cudaMemcpyHostToDevice, stream_));
+  std::memcpy(pinned_ + pinned_pos_, src, bytes);
+  DS_CUDA_CHECK(cudaMemcpyAsync(dst, pinned_ + pinned_pos_, bytes, cudaMemcpyHostToDevice, stream_));
   pinned_pos_ += need;
-  return slot->dev.raw();
 }
 
 const int32_t* CudaBackend::upload_i32(const std::vector<int32_t>& v) {
@@ -204,6 +211,7 @@ const float* CudaBackend::upload_f32(const std::vector<float>& v) {
 }
 
 DevBatch CudaBackend::dev_batch(const AttnBatch& b) {
+  if (bound_ && bound_->idx.batch == &b) return bound_->batch;
   std::vector<int32_t> pt, off{0};
   for (const auto& t : b.page_tables) {
     pt.insert(pt.end(), t.begin(), t.end());
@@ -365,7 +373,8 @@ void CudaBackend::cache_write(Tensor& pool, int64_t col0, const Tensor& rows, co
   const int64_t D = pool.row_size(), n = rows.row_size();
   DS_CHECK(int64_t(slots.size()) == rows.dim(0) && col0 + n <= D, "cache_write: {} rows into {}", rows.describe(),
            pool.describe());
-  for (int32_t s : slots) DS_CHECK(s >= 0 && s < pool.dim(0), "cache slot {} outside the pool of {}", s, pool.dim(0));
+  for (int32_t s : slots)  // -1: a padding row, written nowhere
+    DS_CHECK(s >= -1 && s < pool.dim(0), "cache slot {} outside the pool of {}", s, pool.dim(0));
   if (slots.empty()) return;
   if (pool.dtype() == DType::BF16) {
     DS_CHECK(pool.device() == Device::CUDA, "cache_write: pool {} is not on the GPU", pool.describe());
@@ -397,8 +406,7 @@ Tensor CudaBackend::cache_gather(const Tensor& pool, const std::vector<int32_t>&
 
 Tensor CudaBackend::causal_index(const AttnBatch& batch) {
   const int64_t T = int64_t(batch.pos_of_token.size());
-  int64_t K = 0;
-  for (int32_t p : batch.pos_of_token) K = std::max<int64_t>(K, p + 1);
+  const int64_t K = context_width(batch);
   Tensor idx = empty({T, K}, DType::I32);
   if (T && K) {
     launch_causal_index(upload_i32(batch.pos_of_token), int(T), int(K), idx.data<int32_t>(), stream_);

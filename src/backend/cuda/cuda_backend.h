@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -101,6 +102,12 @@ class CudaBackend final : public Backend {
   Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
                      const std::vector<ExpertWeights>& experts) override;
 
+  void bind_step(const StepIndex* s) override;
+  bool can_capture() const override { return !profile_; }
+  std::unique_ptr<CapturedStep> capture(const StepIndex& example, int32_t pages_per_seq,
+                                        const std::function<Tensor()>& body) override;
+  Tensor replay(CapturedStep& step, const StepIndex& idx) override;
+
   bool can_sample() const override { return true; }
   int32_t max_sample_top_logprobs() const override { return kSampleMaxTopLogprobs; }
   std::vector<SampledRow> sample(Tensor& logits, const SamplingBatch& batch) override;
@@ -119,6 +126,8 @@ class CudaBackend final : public Backend {
   // A CPU copy with the same dtype and shape.
   Tensor to_host(const Tensor& t);
   DeviceAllocator::Stats memory_stats() const { return alloc_->stats(); }
+  // Memory of captured steps (a pool of its own, shared by every captured step: they never run at once).
+  DeviceAllocator::Stats graph_memory_stats() const;
   // How linear() ran its last call: "gemv", "simt", "lt-fp8", "lt-bf16".
   const char* last_gemm_path() const { return last_gemm_path_; }
   // The cuBLASLt FP8 configuration found by the first fast FP8 GEMM ("" before, "off" if none worked).
@@ -141,6 +150,10 @@ class CudaBackend final : public Backend {
   const int32_t* upload_i32(const std::vector<int32_t>& v);
   const float* upload_f32(const std::vector<float>& v);
   const void* upload_bytes(const void* data, size_t bytes);
+  // Host -> device through the pinned ring (asynchronous; the ring waits before it is overwritten).
+  void stage_copy(void* dst, const void* src, size_t bytes);
+  // The device copy of a vector of the bound step (null if `data` is not one of them).
+  const void* bound_copy(const void* data, size_t bytes) const;
   DevBatch dev_batch(const AttnBatch& b);
   void check_launch(const char* what);
   void copy_to_device(void* dst, const void* src, size_t bytes);
@@ -171,6 +184,17 @@ class CudaBackend final : public Backend {
     uint64_t last_use = 0;
   };
   std::vector<Upload> uploads_;
+  // The bound step's index data on the device (cuda_step_capture.cpp).
+  struct BoundStep {
+    StepIndex idx;
+    DevBatch batch;
+    const int32_t *ids = nullptr, *slots = nullptr, *rows = nullptr;
+  };
+  std::optional<BoundStep> bound_;
+  Tensor bound_buf_;  // an eager step's copy (a captured step keeps its own)
+  void bind_buffer(const StepIndex& s, const int32_t* dev);
+  bool capturing_ = false;  // recording a step: every upload must come from the bound step
+  std::shared_ptr<DeviceAllocator> graph_alloc_;
   uint64_t upload_clock_ = 0;
   const char* last_gemm_path_ = "";
   bool profile_ = false;

@@ -36,6 +36,7 @@ __global__ void __launch_bounds__(NT) mla_kernel(MlaArgs a) {
   float* ks = qs + HG * Dp;    // [TK][Dp]
   float* ps = ks + TK * Dp;    // [HG][TK]
   int* kslot = reinterpret_cast<int*>(ps + HG * TK);  // [TK]
+  __shared__ int tile_first;  // the first index of the current tile
   const int split = blockIdx.x, h0 = blockIdx.y * HG, t = blockIdx.z;
   const int tid = threadIdx.x, hl = tid / 16, r = tid % 16;
   const int h = h0 + hl;
@@ -60,8 +61,12 @@ __global__ void __launch_bounds__(NT) mla_kernel(MlaArgs a) {
       const int j = j0 + tid;
       const int p = j < j_end ? idx[j] : -1;
       kslot[tid] = p >= 0 ? slot_of(a.b, seq, p) : -1;
+      if (tid == 0) tile_first = p;
     }
     __syncthreads();
+    // -1 pads only the tail of a list: the rest of this slice is empty (a captured step's lists are
+    // index_topk wide whatever the context).
+    if (tile_first < 0) break;
     for (int i = tid; i < TK * D4; i += NT) {
       const int rr = i / D4, c = i % D4, s = kslot[rr];
       float4 v = f4_zero();

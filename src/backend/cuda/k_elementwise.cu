@@ -117,6 +117,7 @@ __global__ void bf16_to_f32_kernel(const uint16_t* x, float* y, size_t n) {
 
 __global__ void cache_write_kernel(float* pool, int D, int col0, const float* rows, int n, const int32_t* slots) {
   const int t = blockIdx.x;
+  if (slots[t] < 0) return;  // a padding row of a captured step
   float* dst = pool + size_t(slots[t]) * D + col0;
   const float* src = rows + size_t(t) * n;
   for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
@@ -125,6 +126,7 @@ __global__ void cache_write_kernel(float* pool, int D, int col0, const float* ro
 __global__ void cache_write_bf16_kernel(__nv_bfloat16* pool, int D, int col0, const float* rows, int n,
                                         const int32_t* slots) {
   const int t = blockIdx.x;
+  if (slots[t] < 0) return;  // a padding row of a captured step
   __nv_bfloat16* dst = pool + size_t(slots[t]) * D + col0;
   const float* src = rows + size_t(t) * n;
   for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = __float2bfloat16_rn(src[i]);

@@ -190,11 +190,14 @@ void run_model_bench(const ModelBenchFlags& f) {
     fmt::print("\nDecode: context {} tokens per sequence (random cached rows, {} latent cache), median of {} steps "
                "after {} warm-up\n",
                f.context, dtype_name(kv_dtype), f.steps, f.warmup);
-    fmt::print("Host: 'enqueue' = forward start to its logits readback; of that, 'launch' in ops that only launch "
+    fmt::print("Each step ends as a server's: {}\n", be.can_sample()
+                                                        ? "greedy tokens drawn on the device (only the ids come back)"
+                                                        : "the logits read back");
+    fmt::print("Host: 'enqueue' = forward start to that readback; of that, 'launch' in ops that only launch "
                "and 'MoE' inside moe_experts (launches + its routing readback)\n");
     if (f.cuda_graph_max_bs > 0 && be.can_capture())
       fmt::print("CUDA graphs: steps of up to {} sequences replay a recording made in the warm-up (their 'ops' are "
-                 "the replay and the readback; --cuda-graph-max-bs 0 for op by op)\n", f.cuda_graph_max_bs);
+                 "the replay and the sampling; --cuda-graph-max-bs 0 for op by op)\n", f.cuda_graph_max_bs);
     fmt::print("{:>6} {:>5} {:>9} {:>15} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8} {:>7} {:>8} {:>9} {:>7}\n", "layers",
                "batch", "step ms", "(min - max)", "enqueue", "launch", "MoE", "ops", "tok/s", "weights", "KV GB",
                "experts", "roofline", "x roof");

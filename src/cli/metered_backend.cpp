@@ -269,6 +269,7 @@ Tensor MeteredBackend::moe_experts(const Tensor& x, const Tensor& ids, const Ten
 }
 
 std::vector<backend::SampledRow> MeteredBackend::sample(Tensor& logits, const backend::SamplingBatch& batch) {
+  last_readback_ = Clock::now();  // the step's results come back here (the sampled ids)
   Scope s(*this, "sample");
   return in_->sample(logits, batch);
 }

@@ -41,7 +41,8 @@ class MeteredBackend final : public backend::Backend {
   void set_sync_each_op(bool on) { sync_each_op_ = on; }
   // Waits until the device has finished everything queued (a 4-byte readback).
   void synchronize();
-  // When the last to_host_f32 began: a step's logits readback, by which time the host has queued it all.
+  // When the last to_host_f32 or sample began: a step's logits or ids readback, by which time the host has
+  // queued it all.
   Clock::time_point last_readback() const { return last_readback_; }
   // Device bytes of every weight loaded through this backend.
   double loaded_weight_bytes() const { return loaded_bytes_; }

@@ -124,19 +124,31 @@ DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& 
     r.kv_bytes = t.kv_bytes + t.index_key_bytes;
     r.experts_per_moe_layer = t.moe_layers ? double(t.experts_touched) / double(t.moe_layers) : 0.0;
   }
+  // Timed steps end as a server's do: greedy tokens drawn next to the logits where the backend can
+  // (Backend::sample; only the ids come back), else the logits read back.
+  const bool device_sampling = be.can_sample();
+  backend::SamplingBatch greedy;
+  for (int b = 0; b < batch; ++b) greedy.rows.push_back(backend::SamplingRow{.logits_row = b});
+  auto timed_step = [&](model::ForwardBatch fb) {
+    fb.logits_on_device = device_sampling;
+    auto out = m.forward(fb, cache.kv);
+    if (!device_sampling) return;
+    for (const auto& r : be.sample(out.logits, greedy))
+      DS_CHECK(r.token >= 0, "decode: a logits row holds NaN or inf (the forward produced garbage)");
+  };
   std::vector<double> step_ms, enqueue_ms, moe_ms, launch_ms;
   for (int i = 0; i < s.steps; ++i) {
     auto fb = make_batch();
     be.reset();
     const auto t0 = Clock::now();
-    m.forward(fb, cache.kv);
+    timed_step(std::move(fb));
     const auto t1 = Clock::now();
     step_ms.push_back(ms_since(t0, t1));
     enqueue_ms.push_back(ms_since(t0, be.last_readback()));
     double moe = 0, launch = 0;
     for (const auto& [op, t] : be.op_times()) {
       if (op == "moe_experts") moe += t.host_s * 1e3;
-      else if (op != "to_host_f32") launch += t.host_s * 1e3;
+      else if (op != "to_host_f32" && op != "sample") launch += t.host_s * 1e3;
     }
     moe_ms.push_back(moe);
     launch_ms.push_back(launch);
@@ -150,7 +162,7 @@ DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& 
   r.launch_ms = median(launch_ms);
   if (s.profile) {
     auto fb = make_batch();
-    r.profile = profile_step(be, [&] { m.forward(fb, cache.kv); }, s.sync_s);
+    r.profile = profile_step(be, [&] { timed_step(fb); }, s.sync_s);
   }
   return r;
 }

@@ -186,7 +186,7 @@ class Backend {
     return nullptr;
   }
   // Runs a captured step on `idx` (laid out as at capture). Returns what `body` returned, in memory the
-  // step owns: valid until that step is replayed again.
+  // captured steps share: valid until the next replay of any of them.
   virtual Tensor replay(CapturedStep& step, const StepIndex& idx) { fail("the {} backend cannot capture steps", name()); }
 
   // ---- sampling (optional: backends whose logits live on a device sample there; backend/sampling.h) ----

@@ -7,8 +7,9 @@
 // it; a replay only rewrites the buffer (one copy) and launches the graph.
 //
 // Memory a recorded step allocates comes from a pool of its own (graph_alloc_), never from the eager
-// steps' allocator: the graph keeps using those addresses. Captured steps share that pool — they run one at
-// a time on the one stream, so one step's intermediates may reuse another's — and each keeps its output.
+// steps' allocator: the graph keeps using those addresses. Captured steps share that pool, outputs
+// included: they run one at a time on the one stream and a replay's output is read before the next
+// replay, so the pool only grows to the largest recording's working set, not the sum of all outputs.
 #include <algorithm>
 #include <cstring>
 
@@ -60,7 +61,11 @@ struct CudaCapturedStep final : CapturedStep {
   int64_t pt_capacity = 0;
   int32_t page_size = 1;
   Tensor index_buf;
-  Tensor out;
+  // Where the body's result lands (its block is back in the shared pool; see the top of this file).
+  void* out_ptr = nullptr;
+  size_t out_bytes = 0;
+  std::vector<int64_t> out_shape;
+  DType out_dtype = DType::F32;
   ~CudaCapturedStep() override {
     if (exec) cudaGraphExecDestroy(exec);
   }
@@ -130,7 +135,12 @@ std::unique_ptr<CapturedStep> CudaBackend::capture(const StepIndex& example, int
     why = cudaGetErrorString(e);
   } else {
     try {
-      g->out = body();
+      Tensor out = body();
+      DS_CHECK(out.defined() && out.device() == Device::CUDA, "a captured step must return a device tensor");
+      g->out_ptr = out.raw();
+      g->out_bytes = out.nbytes();
+      g->out_shape = out.shape();
+      g->out_dtype = out.dtype();
     } catch (const std::exception& ex) {
       why = ex.what();
     }
@@ -169,7 +179,11 @@ Tensor CudaBackend::replay(CapturedStep& step, const StepIndex& idx) {
   const std::vector<int32_t> v = pack(idx, l);
   stage_copy(g->index_buf.raw(), v.data(), v.size() * 4);
   DS_CUDA_CHECK(cudaGraphLaunch(g->exec, stream_));
-  return g->out;
+  auto view = std::make_shared<Storage>();  // not owning: the pool keeps the memory
+  view->ptr = g->out_ptr;
+  view->nbytes = g->out_bytes;
+  view->device = Device::CUDA;
+  return Tensor::from_storage(std::move(view), g->out_shape, g->out_dtype);
 }
 
 DeviceAllocator::Stats CudaBackend::graph_memory_stats() const {

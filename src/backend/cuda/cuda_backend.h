@@ -121,6 +121,8 @@ class CudaBackend final : public Backend {
   DeviceAllocator::Stats memory_stats() const { return alloc_->stats(); }
   // How linear() ran its last call: "gemv", "simt", "lt-fp8", "lt-bf16".
   const char* last_gemm_path() const { return last_gemm_path_; }
+  // How mla_attention_absorbed ran its last call: "tc" (tensor cores) or "simt".
+  const char* last_mla_path() const { return last_mla_path_; }
   // The cuBLASLt FP8 configuration found by the first fast FP8 GEMM ("" before, "off" if none worked).
   const std::string& fp8_lt_config() const { return fp8_lt_config_; }
   // The FP8 path alone (activation quantisation + cuBLASLt): F32 [M, N], undefined if unavailable.
@@ -173,6 +175,7 @@ class CudaBackend final : public Backend {
   std::vector<Upload> uploads_;
   uint64_t upload_clock_ = 0;
   const char* last_gemm_path_ = "";
+  const char* last_mla_path_ = "";
   bool profile_ = false;
   std::string fp8_lt_config_;
   MoePath moe_path_ = MoePath::Auto;

@@ -239,7 +239,11 @@ void launch_mla_absorbed(const MlaArgs& a, cudaStream_t st) {
   dim3 grid(unsigned(a.nsplit), unsigned((a.H + HG - 1) / HG), unsigned(a.T));
   if (a.pool_bf16) mla_kernel<true><<<grid, NT, smem, st>>>(a);
   else mla_kernel<false><<<grid, NT, smem, st>>>(a);
-  if (a.nsplit > 1) mla_combine_kernel<<<unsigned(a.T * a.H), 128, 0, st>>>(a);
+  if (a.nsplit > 1) launch_mla_combine(a, st);
+}
+
+void launch_mla_combine(const MlaArgs& a, cudaStream_t st) {
+  if (a.T && a.H) mla_combine_kernel<<<unsigned(a.T * a.H), 128, 0, st>>>(a);
 }
 
 void launch_attention_expanded(const ExpandedArgs& a, cudaStream_t st) {

@@ -61,7 +61,7 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
       nsplit = (2 * num_sms_ + Tc * head_groups - 1) / (Tc * head_groups);
       max_split = K / 64;
     }
-    nsplit = std::clamp<int64_t>(nsplit, 1, std::max<int64_t>(1, max_split));
+    nsplit = std::clamp<int64_t>(nsplit, 1, std::clamp<int64_t>(max_split, 1, kMlaMaxSplit));
     c.nsplit = int(nsplit);
     Tensor po, pm, pl;
     if (nsplit > 1) {
@@ -70,9 +70,32 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
       pl = empty({nsplit * Tc * H}, DType::F32);
       c.part_o = po.data<float>(), c.part_m = pm.data<float>(), c.part_l = pl.data<float>();
     }
-    if (tc) launch_mla_tc(c, stream_);
-    else launch_mla_absorbed(c, stream_);
+    // profile: the attention kernel and the split merge timed apart (tensor-core path)
+    cudaEvent_t ev[3];
+    if (profile_) {
+      for (auto& e : ev) DS_CUDA_CHECK(cudaEventCreate(&e));
+      DS_CUDA_CHECK(cudaEventRecord(ev[0], stream_));
+    }
+    if (tc) {
+      launch_mla_tc(c, stream_);
+      if (profile_) DS_CUDA_CHECK(cudaEventRecord(ev[1], stream_));
+      if (nsplit > 1) launch_mla_combine(c, stream_);
+    } else {
+      launch_mla_absorbed(c, stream_);
+      if (profile_) DS_CUDA_CHECK(cudaEventRecord(ev[1], stream_));
+    }
     check_launch("mla_attention_absorbed");
+    if (profile_) {
+      DS_CUDA_CHECK(cudaEventRecord(ev[2], stream_));
+      DS_CUDA_CHECK(cudaEventSynchronize(ev[2]));
+      float t1 = 0, t2 = 0;
+      cudaEventElapsedTime(&t1, ev[0], ev[1]);
+      cudaEventElapsedTime(&t2, ev[1], ev[2]);
+      last_mla_us_[0] = t1 * 1e3f, last_mla_us_[1] = t2 * 1e3f;
+      spdlog::debug("mla_attention_absorbed ({}): {} queries x {} heads, K {}, nsplit {}: attention {:.1f} us, "
+                    "merge {:.1f} us", last_mla_path_, Tc, H, K, nsplit, t1 * 1e3, t2 * 1e3);
+      for (auto& e : ev) cudaEventDestroy(e);
+    }
   }
   return out;
 }

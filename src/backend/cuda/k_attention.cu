@@ -147,22 +147,28 @@ __global__ void __launch_bounds__(NT) mla_kernel(MlaArgs a) {
 }
 
 __global__ void mla_combine_kernel(MlaArgs a) {
+  // The splits' maxima and weights go through shared memory once; the column loop then keeps several
+  // independent partial loads in flight (unrolled), instead of one dependent load per split and column.
+  __shared__ float ms[kMlaMaxSplit], ls[kMlaMaxSplit];
   const int th = blockIdx.x;  // t * H + h
   const size_t stride = size_t(a.T) * a.H;
+  for (int s = threadIdx.x; s < a.nsplit; s += blockDim.x) ms[s] = a.part_m[s * stride + th], ls[s] = a.part_l[s * stride + th];
+  __syncthreads();
   float M = -INFINITY;
-  for (int s = 0; s < a.nsplit; ++s) M = fmaxf(M, a.part_m[s * stride + th]);
+  for (int s = 0; s < a.nsplit; ++s) M = fmaxf(M, ms[s]);
   float L = 0.f;
-  for (int s = 0; s < a.nsplit; ++s) {
-    const float m = a.part_m[s * stride + th];
-    if (m != -INFINITY) L += expf(m - M) * a.part_l[s * stride + th];
-  }
+  for (int s = 0; s < a.nsplit; ++s)
+    if (ms[s] != -INFINITY) L += expf(ms[s] - M) * ls[s];
   const float inv = L > 0.f ? 1.0f / L : 0.f;
+  __syncthreads();  // every thread has read ms: reuse ls for the weights
+  for (int s = threadIdx.x; s < a.nsplit; s += blockDim.x) ls[s] = ms[s] != -INFINITY ? expf(ms[s] - M) : 0.f;
+  __syncthreads();
   for (int c = threadIdx.x; c < a.Dl; c += blockDim.x) {
     float v = 0.f;
-    for (int s = 0; s < a.nsplit; ++s) {
-      const float m = a.part_m[s * stride + th];
-      if (m != -INFINITY) v += expf(m - M) * a.part_o[(s * stride + th) * a.Dl + c];
-    }
+    const float* po = a.part_o + size_t(th) * a.Dl + c;
+#pragma unroll 8
+    for (int s = 0; s < a.nsplit; ++s)
+      if (ls[s] != 0.f) v += ls[s] * po[s * stride * a.Dl];
     a.out[size_t(th) * a.Dl + c] = v * inv;
   }
 }

@@ -18,8 +18,8 @@
 // Shared memory (D = 576): Q hi+lo 144 KB, 2 key tiles 72 KB, P / score exchange 8 KB: one block per SM.
 // Rows are 16-byte-chunk swizzled (chunk ^ row % 8) so that ldmatrix is free of bank conflicts.
 // Per tile:
-//   S = Q K^T: warp w takes heads 16 (w % 4) .., all 32 keys, half of the D columns (w / 4), so Q is read
-//     from shared memory once per tile; the two column halves are added through shared memory, each warp
+//   S = Q K^T: warp w takes heads 16 (w % 4) .., all 32 keys, half of the D columns (w / 4: every other
+//     16 columns), so Q is read from shared memory once per tile; the two column halves are added through shared memory, each warp
 //     of a pair keeping 16 of the 32 keys (then row max via shared memory, online softmax in registers).
 //   O += P V: warp w takes heads 32 (w % 2) .. and a quarter of the Dl columns (fp32 accumulators in
 //     registers: 128 per thread at Dl = 512); P (hi, lo) comes through shared memory.
@@ -83,11 +83,13 @@ __device__ __forceinline__ void split2(float x0, float x1, uint32_t& hi, uint32_
   lo = *reinterpret_cast<const uint32_t*>(&l);
 }
 
-// NPAIR: pairs of 8-column MMA tiles per warp in P V; Dl = 64 * NPAIR.
-template <int NPAIR>
+// Compile-time widths (the full model's 576 / 512, the demo's 320 / 256): every shared-memory offset of
+// the unrolled MMA loops folds into the instruction. NPAIR: pairs of 8-column MMA tiles per warp in P V.
+template <int D, int DL>
 __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
+  static_assert(smem_bytes(D) <= kMaxSmem && D % 64 == 0 && DL % 64 == 0 && DL <= D, "widths");
+  constexpr int NPAIR = DL / 64, nch = D / 8, rowb = D * 2;
   extern __shared__ __align__(128) uint8_t sm[];
-  const int D = a.D, nch = D / 8, rowb = D * 2;
   const uint32_t s_q = static_cast<uint32_t>(__cvta_generic_to_shared(sm));  // [2 * HB] rows: hi, then lo
   const uint32_t s_k = s_q + 2 * HB * rowb;                                     // [2][TK] rows
   const uint32_t s_p = s_k + 2 * TK * rowb;                                     // P hi [HB][TK], P lo
@@ -135,14 +137,35 @@ __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
     return s;
   };
   auto finish_slot = [&](const Pending& s) { return s.code == 0 ? s.page * a.b.page_size + s.off : s.code; };
+  // Key tile `tile` (its ring entry must be visible) -> buffer `buf`, one cp.async group. Warp w copies
+  // rows 4w .. 4w + 3, lane l their 16-byte chunks l, l + 32, ...
+  auto load_tile = [&](int tile, int buf) {
+    const int* rs = ring + (tile % 3) * TK;
+    const uint32_t dst = s_k + buf * TK * rowb;
+#pragma unroll
+    for (int k = 0; k < TK / NW; ++k) {
+      const int r = w * (TK / NW) + k, s = rs[r];
+      const uint8_t* src = static_cast<const uint8_t*>(a.pool) + (s >= 0 ? size_t(s) * rowb : 0);
+#pragma unroll
+      for (int c = lane; c < nch; c += 32)  // masked rows become zeros: 0 * p never makes NaN
+        cp_async16(dst + swz(r, c, rowb), src + (s >= 0 ? c * 16 : 0), s >= 0);
+    }
+    cp_async_commit();
+  };
   int pos_ahead = -1;
-  if (w == 0) {
-    ring[lane] = finish_slot(start_slot(pos_at(0)));
-    ring[TK + lane] = finish_slot(start_slot(pos_at(1)));
+  if (w == 0) {  // the first two tiles' rows now (their loads issued together), the third's position
+    const int p0 = pos_at(0), p1 = pos_at(1);
     pos_ahead = pos_at(2);
+    const Pending s0 = start_slot(p0), s1 = start_slot(p1);
+    ring[lane] = finish_slot(s0);
+    ring[TK + lane] = finish_slot(s1);
   }
+  __syncthreads();
+  if (ntiles > 0) load_tile(0, 0);  // in flight while Q is converted
 
   // ---- Q -> hi + lo bf16, swizzled; heads past H are zeros (their outputs are not written).
+  // Unrolled: many 16-byte loads in flight (at T = 1 this prologue is a good part of the block's time).
+#pragma unroll 6
   for (int i = tid; i < HB * nch; i += NT) {
     const int r = i / nch, c = i - r * nch;
     float4 x0 = make_float4(0.f, 0.f, 0.f, 0.f), x1 = x0;
@@ -158,25 +181,11 @@ __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
     split2(x1.z, x1.w, hi.w, lo.w);
     *reinterpret_cast<uint4*>(sm + swz(r, c, rowb)) = hi;
     *reinterpret_cast<uint4*>(sm + swz(HB + r, c, rowb)) = lo;
-  }
-  __syncthreads();  // ring[0..1] and Q
-
-  // Key tile `tile` (its ring entry must be visible) -> buffer `buf`, one cp.async group.
-  auto load_tile = [&](int tile, int buf) {
-    const int* rs = ring + (tile % 3) * TK;
-    const uint32_t dst = s_k + buf * TK * rowb;
-    for (int i = tid; i < TK * nch; i += NT) {
-      const int r = i / nch, c = i - r * nch, s = rs[r];
-      const uint8_t* src = static_cast<const uint8_t*>(a.pool) + (s >= 0 ? (size_t(s) * D * 2 + c * 16) : 0);
-      cp_async16(dst + swz(r, c, rowb), src, s >= 0);  // masked rows become zeros: 0 * p never makes NaN
-    }
-    cp_async_commit();
-  };
-  if (ntiles > 0) load_tile(0, 0);
+  }  // visible after the loop's first barrier
 
   const int mq = w & 3, half = w >> 2;  // S role: heads 16 mq .., columns half
   const int hh = w & 1, cq = w >> 1;    // P V role: heads 32 hh .., latent columns quarter cq
-  const int ns = D / 16, ks0 = half ? ns / 2 : 0, ks1 = half ? ns : ns / 2;
+  constexpr int ns = D / 16;  // k-steps of 16 columns (even: D % 64 == 0)
   const float sl2 = a.scale * kLog2e;  // scores in log2 units: exp2 below
   float m_run[2] = {-INFINITY, -INFINITY}, l_part[2] = {0.f, 0.f};  // rows g, g + 8 of heads 16 mq
   float o[2][2 * NPAIR][4];
@@ -203,14 +212,21 @@ __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
 #pragma unroll
     for (int n = 0; n < 4; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
     {
+      // Warp pair (mq, half) splits the k-steps of 16 columns by parity: ks = 2 kk + half. With the
+      // swizzle, chunk (2 ks + x) of row r sits at ((4 kk) ^ z) with z = (2 half + x) ^ (r % 8): two
+      // per-lane bases (kk even / odd) plus a compile-time offset (kk / 2) * 128.
       const int qr = mq * 16 + lr + 8 * (lm & 1), kr = lr + 8 * (lm >> 1);
-#pragma unroll 2
-      for (int ks = ks0; ks < ks1; ++ks) {
+      const int zq = (2 * half + (lm >> 1)) ^ lr, zk = (2 * half + (lm & 1)) ^ lr;
+      const uint32_t aq[2] = {s_q + qr * rowb + (zq << 4), s_q + qr * rowb + ((zq ^ 4) << 4)};
+      const uint32_t ak[2] = {kt + kr * rowb + (zk << 4), kt + kr * rowb + ((zk ^ 4) << 4)};
+#pragma unroll
+      for (int kk = 0; kk < ns / 2; ++kk) {
+        const uint32_t off = (kk >> 1) * 128;
         uint32_t ah[4], al[4], b0[4], b1[4];
-        ldsm_x4(ah, s_q + swz(qr, 2 * ks + (lm >> 1), rowb));
-        ldsm_x4(al, s_q + swz(HB + qr, 2 * ks + (lm >> 1), rowb));
-        ldsm_x4(b0, kt + swz(kr, 2 * ks + (lm & 1), rowb));       // keys 0..15
-        ldsm_x4(b1, kt + swz(16 + kr, 2 * ks + (lm & 1), rowb));  // keys 16..31
+        ldsm_x4(ah, aq[kk & 1] + off);
+        ldsm_x4(al, aq[kk & 1] + HB * rowb + off);
+        ldsm_x4(b0, ak[kk & 1] + off);              // keys 0..15
+        ldsm_x4(b1, ak[kk & 1] + 16 * rowb + off);  // keys 16..31
         mma_bf16(s[0], ah, b0[0], b0[1]);
         mma_bf16(s[1], ah, b0[2], b0[3]);
         mma_bf16(s[2], ah, b1[0], b1[1]);
@@ -279,11 +295,19 @@ __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
     __syncthreads();  // P and alpha visible
 
     // ---- O = alpha O + P V over this warp's 32 heads x Dl / 4 columns
+    {
+      float al[2][2];
 #pragma unroll
-    for (int mt = 0; mt < 2; ++mt) {
-      const float a0 = alpha_s[hh * 32 + mt * 16 + g], a1 = alpha_s[hh * 32 + mt * 16 + g + 8];
+      for (int mt = 0; mt < 2; ++mt)
+        al[mt][0] = alpha_s[hh * 32 + mt * 16 + g], al[mt][1] = alpha_s[hh * 32 + mt * 16 + g + 8];
+      // Most tiles raise no row maximum: skip the 128 multiplies when the whole warp's factors are 1.
+      if (!__all_sync(0xffffffffu, al[0][0] == 1.f && al[0][1] == 1.f && al[1][0] == 1.f && al[1][1] == 1.f)) {
 #pragma unroll
-      for (int n = 0; n < 2 * NPAIR; ++n) o[mt][n][0] *= a0, o[mt][n][1] *= a0, o[mt][n][2] *= a1, o[mt][n][3] *= a1;
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+          for (int n = 0; n < 2 * NPAIR; ++n)
+            o[mt][n][0] *= al[mt][0], o[mt][n][1] *= al[mt][0], o[mt][n][2] *= al[mt][1], o[mt][n][3] *= al[mt][1];
+      }
     }
 #pragma unroll
     for (int kb = 0; kb < 2; ++kb) {
@@ -348,9 +372,7 @@ __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
 }
 }  // namespace
 
-bool mla_tc_supported(int D, int Dl) {
-  return D % 64 == 0 && (Dl == 256 || Dl == 512) && Dl <= D && smem_bytes(D) <= size_t(kMaxSmem);
-}
+bool mla_tc_supported(int D, int Dl) { return (D == 576 && Dl == 512) || (D == 320 && Dl == 256); }
 
 int mla_tc_heads_per_block() { return HB; }
 int mla_tc_keys_per_tile() { return TK; }
@@ -360,14 +382,13 @@ void launch_mla_tc(const MlaArgs& a, cudaStream_t st) {
   const size_t smem = smem_bytes(a.D);
   static bool attr_set = false;  // one device per process in practice; setting it twice is harmless
   if (!attr_set) {
-    cudaFuncSetAttribute(mla_tc_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmem);
-    cudaFuncSetAttribute(mla_tc_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmem);
+    cudaFuncSetAttribute(mla_tc_kernel<576, 512>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes(576)));
+    cudaFuncSetAttribute(mla_tc_kernel<320, 256>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes(320)));
     attr_set = true;
   }
   dim3 grid(unsigned(a.nsplit), unsigned((a.H + HB - 1) / HB), unsigned(a.T));
-  if (a.Dl == 512) mla_tc_kernel<8><<<grid, NT, smem, st>>>(a);
-  else mla_tc_kernel<4><<<grid, NT, smem, st>>>(a);
-  if (a.nsplit > 1) launch_mla_combine(a, st);
+  if (a.D == 576) mla_tc_kernel<576, 512><<<grid, NT, smem, st>>>(a);
+  else mla_tc_kernel<320, 256><<<grid, NT, smem, st>>>(a);
 }
 
 }  // namespace ds::backend::cuda

@@ -163,13 +163,16 @@ __global__ void mla_combine_kernel(MlaArgs a) {
   __syncthreads();  // every thread has read ms: reuse ls for the weights
   for (int s = threadIdx.x; s < a.nsplit; s += blockDim.x) ls[s] = ms[s] != -INFINITY ? expf(ms[s] - M) : 0.f;
   __syncthreads();
-  for (int c = threadIdx.x; c < a.Dl; c += blockDim.x) {
-    float v = 0.f;
-    const float* po = a.part_o + size_t(th) * a.Dl + c;
+  for (int c = threadIdx.x; c < a.Dl / 4; c += blockDim.x) {  // 4 columns a thread (Dl % 4 == 0)
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4* po = reinterpret_cast<const float4*>(a.part_o + size_t(th) * a.Dl) + c;
 #pragma unroll 8
     for (int s = 0; s < a.nsplit; ++s)
-      if (ls[s] != 0.f) v += ls[s] * po[s * stride * a.Dl];
-    a.out[size_t(th) * a.Dl + c] = v * inv;
+      if (ls[s] != 0.f) {
+        const float4 x = po[s * stride * (a.Dl / 4)];
+        v.x += ls[s] * x.x, v.y += ls[s] * x.y, v.z += ls[s] * x.z, v.w += ls[s] * x.w;
+      }
+    reinterpret_cast<float4*>(a.out + size_t(th) * a.Dl)[c] = make_float4(v.x * inv, v.y * inv, v.z * inv, v.w * inv);
   }
 }
 

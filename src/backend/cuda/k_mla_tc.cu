@@ -3,8 +3,8 @@
 // The op: per query token t and head h, softmax over the selected keys of (q[t,h] . k_j) * scale, then
 // sum p_j * k_j[0:Dl]. Every head reads the same key rows (MQA in latent space), so a block takes one
 // token, 64 heads and a slice of the key list: each gathered 576-wide row is read from memory once per
-// 64 heads (the SIMT kernel: once per 16). Split-K over blocks + mla_combine for small T, as the SIMT
-// kernel; the host (cuda_attention.cpp) picks nsplit from T, H, K only.
+// 64 heads (the SIMT kernel: once per 16). Split-K over blocks + mla_combine (launched by the caller)
+// for small T, as the SIMT kernel; the host (cuda_attention.cpp) picks nsplit from T, H, K only.
 //
 // Precision: mma.sync m16n8k16 BF16 -> fp32. The keys of a BF16 pool are exact in bf16; the fp32 query
 // and the fp32 softmax weights P are split into two bf16 parts (x = hi + lo, |x - hi - lo| <= 2^-17 |x|),

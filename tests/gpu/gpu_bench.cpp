@@ -4,7 +4,8 @@
 //   1. FP8 block GEMM at the model's shapes, M = 1..4096: ours (linear(), fast mode: the fp32 weight-
 //      streaming kernel for M <= 8, activation quantisation + cuBLASLt above) vs cuBLASLt alone
 //      (pre-quantised activations, M padded to 16 where it refuses smaller).
-//   2. Sparse MLA decode (absorbed, topk 2048 per token, 128 heads, 576-wide latent rows): bytes/s.
+//   2. Sparse MLA (absorbed, topk 2048 per token, 128 heads, 576-wide BF16 latent rows): SIMT vs tensor-core
+//      kernel, decode batch 1..128 x context 4K..128K and a 4096-query prefill: bytes/s, TFLOP/s.
 //   3. Indexer scores + top-k for one query vs context length.
 //   4. MoE experts (256 x FP8, top-8): grouped path vs per-expert path, T = 1..4096.
 //   5. Sampling (Backend::sample) at 1 / 64 / 256 rows of 129,280 logits: greedy, top-p, top-k + top-p,
@@ -196,44 +197,96 @@ void bench_gemm(const Ceilings& c) {
   }
 }
 
+// One MLA call's shapes: B query tokens of `seqs` sequences (queries of a sequence at consecutive positions
+// ending at ctx - 1), each with K random ascending positions < its position + 1, pages scattered over the pool.
+struct MlaProblem {
+  AttnBatch ab;
+  std::vector<Tensor> idx;  // device I32 [B, K]; several sets rotated so that L2 cannot serve the keys
+};
+MlaProblem mla_problem(int B, int seqs, int ctx, int K, int page, int64_t pool_rows, int sets) {
+  MlaProblem pr;
+  pr.ab.page_size = page;
+  const int pages = ctx / page, per_seq = B / seqs;
+  for (int s = 0; s < seqs; ++s) {
+    std::vector<int32_t> pt(static_cast<size_t>(pages));
+    for (int i = 0; i < pages; ++i) pt[size_t(i)] = int32_t(xorshift() % uint64_t(pool_rows / page));
+    pr.ab.page_tables.push_back(pt);
+    for (int i = 0; i < per_seq; ++i) {
+      pr.ab.seq_of_token.push_back(s);
+      pr.ab.pos_of_token.push_back(ctx - per_seq + i);
+    }
+  }
+  for (int set = 0; set < sets; ++set) {
+    Tensor idx = Tensor::empty({B, K}, DType::I32);
+    for (int b = 0; b < B; ++b) {
+      const int n = pr.ab.pos_of_token[size_t(b)] + 1;
+      std::vector<int32_t> sel;
+      std::vector<char> used(size_t(n), 0);
+      while (int(sel.size()) < std::min(K, n)) {
+        const int32_t p = int32_t(xorshift() % uint64_t(n));
+        if (!used[size_t(p)]) used[size_t(p)] = 1, sel.push_back(p);
+      }
+      std::sort(sel.begin(), sel.end());
+      sel.resize(size_t(K), -1);
+      std::copy(sel.begin(), sel.end(), idx.i32() + int64_t(b) * K);
+    }
+    pr.idx.push_back(be->from_host(idx));
+  }
+  return pr;
+}
+
 void bench_mla(const Ceilings& c) {
   const int H = 128, Dl = 512, D = 576, K = 2048, page = 64;
-  std::printf("\n| KV pool | batch | context | time | keys GB/s (%% copy) | TFLOP/s (SIMT fp32) |\n|---|---|---|---|---|---|\n");
-  for (DType pool_t : {DType::F32, DType::BF16}) {
-    const int64_t R = int64_t(1) << 21;  // 2M pool rows, shared by all sequences' page tables
-    Tensor pool = be->empty({R, D}, pool_t);
-    fill_random(pool.raw(), pool.nbytes(), pool_t == DType::F32 ? 0x3f : 0xbf, 0);
-    for (int B : {1, 8, 32, 128})
-      for (int ctx : {4096, 32768, 131072}) {
-        AttnBatch ab;
-        ab.page_size = page;
-        const int pages = ctx / page;
-        Tensor idx = Tensor::empty({B, K}, DType::I32);
-        for (int b = 0; b < B; ++b) {
-          std::vector<int32_t> pt(static_cast<size_t>(pages));
-          for (int i = 0; i < pages; ++i) pt[size_t(i)] = int32_t(xorshift() % uint64_t(R / page));
-          ab.page_tables.push_back(pt);
-          ab.seq_of_token.push_back(b);
-          ab.pos_of_token.push_back(ctx - 1);
-          std::vector<int32_t> sel;
-          std::vector<char> used(size_t(ctx), 0);
-          while (int(sel.size()) < K) {
-            const int32_t p = int32_t(xorshift() % uint64_t(ctx));
-            if (!used[size_t(p)]) used[size_t(p)] = 1, sel.push_back(p);
-          }
-          std::sort(sel.begin(), sel.end());
-          std::copy(sel.begin(), sel.end(), idx.i32() + int64_t(b) * K);
-        }
-        Tensor q = rand_f32({B, H, D}, 0.05f), ig = be->from_host(idx);
-        const double t = time_ms([&](int) { be->mla_attention_absorbed(q, pool, ig, ab, Dl, 0.07f); }, 15);
-        const double bytes = double(B) * K * D * dtype_size(pool_t) + double(B) * H * (D + Dl) * 4;
-        const double flop = 2.0 * B * H * double(K) * (D + Dl);
-        std::printf("| %s | %d | %d | %.1f us | %.0f (%.0f%%) | %.1f |\n", pool_t == DType::F32 ? "fp32" : "bf16", B, ctx,
-                    t * 1e3, bytes / (t * 1e-3) / 1e9, 100.0 * bytes / (t * 1e-3) / 1e9 / c.copy_gbs,
-                    flop / (t * 1e-3) / 1e12);
-        std::fflush(stdout);
-      }
-  }
+  const int64_t R = int64_t(1) << 21;  // 2M pool rows (2.4 GB of BF16), shared by all sequences' page tables
+  Tensor pool = be->empty({R, D}, DType::BF16);
+  fill_random(pool.raw(), pool.nbytes(), 0xbf, 0);
+  const cuda::GemmMode mode0 = be->options().gemm;
+  // Both kernels on the same inputs: SIMT fp32 (exact mode) and tensor cores (fast mode). Bytes = the
+  // gathered key rows + q + output; useful FLOP = 2 B H K (D + Dl) (the tensor-core kernel issues twice
+  // that in MMAs: two-part queries and weights). diff = ||tc - simt|| / ||simt||.
+  auto run = [&](const char* label, int B, int seqs, int ctx, int reps) {
+    const int sets = int(std::clamp<int64_t>((int64_t(64) << 20) / (int64_t(B) * K * D * 2), 1, 8));
+    MlaProblem pr = mla_problem(B, seqs, ctx, K, page, R, sets);
+    Tensor q = rand_f32({B, H, D}, 0.05f);
+    double t[2];
+    Tensor out[2];
+    std::string path[2];
+    for (int k = 0; k < 2; ++k) {
+      be->set_gemm_mode(k == 0 ? cuda::GemmMode::Exact : cuda::GemmMode::Fast);
+      out[k] = be->mla_attention_absorbed(q, pool, pr.idx[0], pr.ab, Dl, 0.07f);
+      path[k] = be->last_mla_path();
+      t[k] = time_ms([&](int i) { be->mla_attention_absorbed(q, pool, pr.idx[size_t(i % sets)], pr.ab, Dl, 0.07f); },
+                     reps);
+    }
+    // Device time alone (events around the kernels: no host work such as the page-table upload): attention
+    // kernel + split merge of the tensor-core path.
+    be->set_profile(true);
+    be->mla_attention_absorbed(q, pool, pr.idx[0], pr.ab, Dl, 0.07f);
+    const auto [t_att, t_merge] = be->last_mla_profile_us();
+    be->set_gemm_mode(cuda::GemmMode::Exact);
+    be->mla_attention_absorbed(q, pool, pr.idx[0], pr.ab, Dl, 0.07f);
+    const float t_simt = be->last_mla_profile_us().first;  // SIMT attention + its merge
+    be->set_profile(false);
+    const gpucheck::Err e = gpucheck::compare(be->to_host_f32(out[1]), be->to_host_f32(out[0]));
+    const double bytes = double(B) * K * D * 2 + double(B) * H * (D + Dl) * 4;
+    const double flop = 2.0 * B * H * double(K) * (D + Dl);
+    auto col = [&](int k) {
+      return fmt::format("{:.1f} us | {:.0f} ({:.1f}%) | {:.1f}", t[k] * 1e3, bytes / (t[k] * 1e-3) / 1e9,
+                         100.0 * bytes / (t[k] * 1e-3) / 1e9 / c.copy_gbs, flop / (t[k] * 1e-3) / 1e12);
+    };
+    std::printf("| %s | %d | %d | %s | %s | %.1f us | %.1f + %.1f us | %.1fx | %.1fx | %.1e |%s\n", label, B, ctx,
+                col(0).c_str(), col(1).c_str(), t_simt, t_att, t_merge, t[0] / t[1], t_simt / (t_att + t_merge), e.rel,
+                path[0] == "simt" && path[1] == "tc" ? "" : " (paths differ from simt/tc!)");
+    std::fflush(stdout);
+  };
+  std::printf("\n| shape | queries | context | SIMT time | SIMT keys GB/s (%% copy) | SIMT TFLOP/s | TC time | TC GB/s (%% copy) "
+              "| TC TFLOP/s | SIMT device | TC device: attention + merge | speed-up | device speed-up | diff |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (int B : {1, 8, 32, 64, 128})
+    for (int ctx : {4096, 32768, 131072}) run("decode", B, B, ctx, 15);
+  // Prefill-like: 4096 queries of one sequence (positions 4096..8191), 2048 keys each.
+  run("prefill", 4096, 1, 8192, 3);
+  be->set_gemm_mode(mode0);
 }
 
 void bench_indexer(const Ceilings& c) {

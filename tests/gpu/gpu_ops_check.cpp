@@ -223,8 +223,9 @@ struct Scenario {
 // Sequences with contexts ctx[s], the last n_new[s] positions being this step's queries; pages shuffled
 // over a pool with spare pages. sparse_k > 0: each query attends to a random ascending subset of
 // min(sparse_k, p + 1) earlier positions; else to every position 0..p.
+// min_width: index rows at least this wide (-1 padded, as a graph-captured decode step passes them).
 Scenario make_scenario(const std::vector<int32_t>& ctx, const std::vector<int32_t>& n_new, int32_t page_size,
-                       int64_t sparse_k) {
+                       int64_t sparse_k, int64_t min_width = 0) {
   Scenario sc;
   sc.ctx = ctx;
   sc.ab.page_size = page_size;
@@ -250,6 +251,7 @@ Scenario make_scenario(const std::vector<int32_t>& ctx, const std::vector<int32_
   sc.T = int64_t(sc.ab.pos_of_token.size());
   int64_t K = 0;
   for (int32_t p : sc.ab.pos_of_token) K = std::max<int64_t>(K, sparse_k > 0 ? std::min<int64_t>(sparse_k, p + 1) : p + 1);
+  K = std::max(K, min_width);
   sc.K = K;
   sc.index = Tensor::empty({sc.T, K}, DType::I32);
   for (int64_t t = 0; t < sc.T; ++t) {
@@ -276,6 +278,8 @@ void check_mla() {
     std::vector<int32_t> ctx, n_new;
     int32_t page;
     int64_t sparse_k, H, Dl, Dr;
+    int64_t width = 0;       // index rows padded with -1 to this width
+    bool dead_row = false;   // the last query's whole list is -1 (output 0)
   };
   const std::vector<Case> cases = {
       {"tiny, 3 seqs prefill+decode", {40, 23, 64}, {13, 1, 64}, 4, 0, 4, 64, 16},
@@ -283,29 +287,55 @@ void check_mla() {
       {"decode 4 seqs, ctx 100..5000, sparse 2048", {100, 2048, 2049, 5000}, {1, 1, 1, 1}, 16, 2048, 128, 512, 64},
       {"chunk 33 + decodes, causal", {300, 77, 129}, {33, 1, 1}, 16, 0, 16, 512, 64},
       {"prefill 130 tokens, sparse 64", {130}, {130}, 1, 64, 20, 512, 64},
+      // Shapes aimed at the tensor-core kernel (64 heads x 32-key tiles per block).
+      {"decode ctx 5/40/1000, width 2048", {5, 40, 1000}, {1, 1, 1}, 64, 2048, 128, 512, 64, 2048},
+      {"decode ctx 7/20/300 width 2048, dead row", {7, 20, 300}, {1, 1, 1}, 16, 2048, 100, 512, 64, 2048, true},
+      {"decode K < one tile (ctx 7, 20)", {7, 20}, {1, 1}, 4, 2048, 64, 512, 64},
+      {"demo widths, 6 seqs ctx 33..2100", {33, 64, 65, 500, 1999, 2100}, {1, 1, 1, 1, 1, 1}, 64, 2048, 4, 256, 64},
+      {"demo widths, chunk 40 + decode", {700, 90}, {40, 1}, 16, 512, 36, 256, 64},
+      {"prefill 80 of 600 (no split), sparse 512", {600}, {80}, 64, 512, 100, 512, 64},
+      {"3 seqs x 30 tokens, sparse 100, 65 heads", {97, 150, 64}, {30, 30, 30}, 8, 100, 65, 512, 64},
   };
+  constexpr double kTolTc = 1e-4;  // BF16 MMAs on two-part (hi + lo) queries and weights: ~1e-6 expected
   for (const auto& c : cases) {
-    Scenario sc = make_scenario(c.ctx, c.n_new, c.page, c.sparse_k);
+    Scenario sc = make_scenario(c.ctx, c.n_new, c.page, c.sparse_k, c.width);
+    if (c.dead_row) std::fill(sc.index.i32() + (sc.T - 1) * sc.K, sc.index.i32() + sc.T * sc.K, -1);
     const int64_t D = c.Dl + c.Dr;
     Tensor pool = randn({sc.rows, D}), q = randn({sc.T, c.H, D}, 0.3f);
     const float scale = 1.0f / std::sqrt(float(D));
+    const std::string what = fmt::format("{} (T={} H={} K={})", c.name, sc.T, c.H, sc.K);
     Tensor ref = g_cpu->mla_attention_absorbed(q, pool, sc.index, sc.ab, c.Dl, scale);
-    Tensor out = g_gpu->mla_attention_absorbed(up(q), up(pool), up(sc.index), sc.ab, c.Dl, scale);
-    record("mla_attention_absorbed", fmt::format("{} (T={} H={} K={})", c.name, sc.T, c.H, sc.K), cmp(out, ref).rel,
+    Tensor qg = up(q), ig = up(sc.index), pg = up(pool);
+    record("mla_attention_absorbed", what, cmp(g_gpu->mla_attention_absorbed(qg, pg, ig, sc.ab, c.Dl, scale), ref).rel,
            kTolF32);
     // A BF16 latent pool (the serving default on CUDA) against the CPU on the same rounded values.
     auto [pb, pw] = bf16_pair(pool);
-    record("mla_attention_absorbed", fmt::format("BF16 pool, {} (T={} H={} K={})", c.name, sc.T, c.H, sc.K),
-           cmp(g_gpu->mla_attention_absorbed(up(q), up(pb), up(sc.index), sc.ab, c.Dl, scale),
-               g_cpu->mla_attention_absorbed(q, pw, sc.index, sc.ab, c.Dl, scale)).rel,
-           kTolF32);
+    Tensor pbg = up(pb);
+    Tensor ref_b = g_cpu->mla_attention_absorbed(q, pw, sc.index, sc.ab, c.Dl, scale);
+    record("mla_attention_absorbed", "BF16 pool, " + what,
+           cmp(g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale), ref_b).rel, kTolF32);
+    // The fast GEMM mode: the tensor-core kernel for BF16 pools of supported widths, else the SIMT one.
+    g_gpu->set_gemm_mode(GemmMode::Fast);
+    const bool want_tc = cuda::mla_tc_supported(int(D), int(c.Dl));
+    Tensor o1 = g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale);
+    const std::string path = g_gpu->last_mla_path();
+    record("mla_attention_absorbed fast", fmt::format("BF16 pool, {}: {}", path, what),
+           path == (want_tc ? "tc" : "simt") ? cmp(o1, ref_b).rel : INFINITY, want_tc ? kTolTc : kTolF32);
+    if (want_tc) {  // the same inputs again: bitwise the same (a race shows up as a moving result)
+      const Tensor h1 = down(o1), h2 = down(g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale));
+      const bool same = std::equal(h1.f32(), h1.f32() + h1.numel(), h2.f32());
+      record("mla_attention_absorbed fast", "tc repeat bitwise, " + what, same ? 0.0 : 1.0, 0.0);
+    }
+    Tensor o32 = g_gpu->mla_attention_absorbed(qg, pg, ig, sc.ab, c.Dl, scale);
+    record("mla_attention_absorbed fast", fmt::format("fp32 pool, {}: {}", g_gpu->last_mla_path(), what),
+           std::string(g_gpu->last_mla_path()) == "simt" ? cmp(o32, ref).rel : INFINITY, kTolF32);
+    g_gpu->set_gemm_mode(GemmMode::Exact);
     if (c.H <= 20) {  // the expanded form over per-head K/V
       const int64_t Nk = std::accumulate(c.ctx.begin(), c.ctx.end(), int64_t(0)), Dv = 48;
       Tensor k = randn({Nk, c.H, D}, 0.5f), v = randn({Nk, c.H, Dv});
       Tensor eref = g_cpu->attention_expanded(q, k, v, sc.index, sc.ab, sc.key_row0, scale);
       Tensor eout = g_gpu->attention_expanded(up(q), up(k), up(v), up(sc.index), sc.ab, sc.key_row0, scale);
-      record("attention_expanded", fmt::format("{} (T={} H={} K={})", c.name, sc.T, c.H, sc.K), cmp(eout, eref).rel,
-             kTolF32);
+      record("attention_expanded", what, cmp(eout, eref).rel, kTolF32);
     }
   }
   // causal_index

@@ -33,7 +33,12 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
   a.Dl = int(latent_dim);
   a.K = int(K);
   a.scale = scale;
-  const int64_t head_groups = (H + 15) / 16;
+  // The tensor-core kernel in the fast GEMM mode (BF16 pools, the serving default); the SIMT fp32 kernel in
+  // the exact mode, for fp32 pools and for widths the tensor-core kernel does not take.
+  const bool tc = opts_.gemm == GemmMode::Fast && a.pool_bf16 && mla_tc_supported(int(D), int(latent_dim));
+  last_mla_path_ = tc ? "tc" : "simt";
+  const int64_t heads_per_block = tc ? mla_tc_heads_per_block() : 16;
+  const int64_t head_groups = (H + heads_per_block - 1) / heads_per_block;
   const int64_t chunk = 32768;  // grid.z limit
   for (int64_t t0 = 0; t0 < T; t0 += chunk) {
     const int64_t Tc = std::min(chunk, T - t0);
@@ -44,9 +49,21 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
     c.b.seq_of_token += t0;
     c.b.pos_of_token += t0;
     c.out = out.data<float>() + t0 * H * latent_dim;
-    // Split the key list so that about two blocks per SM are busy, each slice at least 4 tiles of 16 keys.
-    int64_t nsplit = (2 * num_sms_ + Tc * head_groups - 1) / (Tc * head_groups);
-    nsplit = std::clamp<int64_t>(nsplit, 1, std::max<int64_t>(1, K / 64));
+    // Split the key list so that about two blocks per SM are busy (SIMT, each slice at least 4 tiles of 16
+    // keys) or one (tensor cores: one block per SM fills its shared memory; each slice at least 2 tiles of
+    // 32 keys, so that the per-block query load and the partials stay small next to the work). Tensor cores:
+    // rounded down, so that the blocks fit one wave (T = 8: 8 splits in 128 blocks, not 9 in 144 = two
+    // waves of the same slice length); no split once T x head groups >= the SMs (the merge would cost more
+    // than the last partial wave). From T, H, K only: no data is read, the launch stays capturable.
+    int64_t nsplit, max_split;
+    if (tc) {
+      nsplit = num_sms_ / (Tc * head_groups);
+      max_split = (K + mla_tc_keys_per_tile() - 1) / mla_tc_keys_per_tile() / 2;
+    } else {
+      nsplit = (2 * num_sms_ + Tc * head_groups - 1) / (Tc * head_groups);
+      max_split = K / 64;
+    }
+    nsplit = std::clamp<int64_t>(nsplit, 1, std::clamp<int64_t>(max_split, 1, kMlaMaxSplit));
     c.nsplit = int(nsplit);
     Tensor po, pm, pl;
     if (nsplit > 1) {
@@ -55,8 +72,32 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
       pl = empty({nsplit * Tc * H}, DType::F32);
       c.part_o = po.data<float>(), c.part_m = pm.data<float>(), c.part_l = pl.data<float>();
     }
-    launch_mla_absorbed(c, stream_);
+    // profile: the attention kernel and the split merge timed apart (tensor-core path)
+    cudaEvent_t ev[3];
+    if (profile_) {
+      for (auto& e : ev) DS_CUDA_CHECK(cudaEventCreate(&e));
+      DS_CUDA_CHECK(cudaEventRecord(ev[0], stream_));
+    }
+    if (tc) {
+      launch_mla_tc(c, stream_);
+      if (profile_) DS_CUDA_CHECK(cudaEventRecord(ev[1], stream_));
+      if (nsplit > 1) launch_mla_combine(c, stream_);
+    } else {
+      launch_mla_absorbed(c, stream_);
+      if (profile_) DS_CUDA_CHECK(cudaEventRecord(ev[1], stream_));
+    }
     check_launch("mla_attention_absorbed");
+    if (profile_) {
+      DS_CUDA_CHECK(cudaEventRecord(ev[2], stream_));
+      DS_CUDA_CHECK(cudaEventSynchronize(ev[2]));
+      float t1 = 0, t2 = 0;
+      cudaEventElapsedTime(&t1, ev[0], ev[1]);
+      cudaEventElapsedTime(&t2, ev[1], ev[2]);
+      last_mla_us_[0] = t1 * 1e3f, last_mla_us_[1] = t2 * 1e3f;
+      spdlog::debug("mla_attention_absorbed ({}): {} queries x {} heads, K {}, nsplit {}: attention {:.1f} us, "
+                    "merge {:.1f} us", last_mla_path_, Tc, H, K, nsplit, t1 * 1e3, t2 * 1e3);
+      for (auto& e : ev) cudaEventDestroy(e);
+    }
   }
   return out;
 }

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -130,6 +131,11 @@ class CudaBackend final : public Backend {
   DeviceAllocator::Stats graph_memory_stats() const;
   // How linear() ran its last call: "gemv", "simt", "lt-fp8", "lt-bf16".
   const char* last_gemm_path() const { return last_gemm_path_; }
+  // How mla_attention_absorbed ran its last call: "tc" (tensor cores) or "simt".
+  const char* last_mla_path() const { return last_mla_path_; }
+  // With set_profile(true): the last mla_attention_absorbed call's attention kernel and split merge, in
+  // microseconds of device time (its last chunk of queries).
+  std::pair<float, float> last_mla_profile_us() const { return {last_mla_us_[0], last_mla_us_[1]}; }
   // The cuBLASLt FP8 configuration found by the first fast FP8 GEMM ("" before, "off" if none worked).
   const std::string& fp8_lt_config() const { return fp8_lt_config_; }
   // The FP8 path alone (activation quantisation + cuBLASLt): F32 [M, N], undefined if unavailable.
@@ -197,6 +203,8 @@ class CudaBackend final : public Backend {
   std::shared_ptr<DeviceAllocator> graph_alloc_;
   uint64_t upload_clock_ = 0;
   const char* last_gemm_path_ = "";
+  const char* last_mla_path_ = "";
+  float last_mla_us_[2] = {0.f, 0.f};
   bool profile_ = false;
   std::string fp8_lt_config_;
   MoePath moe_path_ = MoePath::Auto;

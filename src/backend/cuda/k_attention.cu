@@ -152,23 +152,32 @@ __global__ void __launch_bounds__(NT) mla_kernel(MlaArgs a) {
 }
 
 __global__ void mla_combine_kernel(MlaArgs a) {
+  // The splits' maxima and weights go through shared memory once; the column loop then keeps several
+  // independent partial loads in flight (unrolled), instead of one dependent load per split and column.
+  __shared__ float ms[kMlaMaxSplit], ls[kMlaMaxSplit];
   const int th = blockIdx.x;  // t * H + h
   const size_t stride = size_t(a.T) * a.H;
+  for (int s = threadIdx.x; s < a.nsplit; s += blockDim.x) ms[s] = a.part_m[s * stride + th], ls[s] = a.part_l[s * stride + th];
+  __syncthreads();
   float M = -INFINITY;
-  for (int s = 0; s < a.nsplit; ++s) M = fmaxf(M, a.part_m[s * stride + th]);
+  for (int s = 0; s < a.nsplit; ++s) M = fmaxf(M, ms[s]);
   float L = 0.f;
-  for (int s = 0; s < a.nsplit; ++s) {
-    const float m = a.part_m[s * stride + th];
-    if (m != -INFINITY) L += expf(m - M) * a.part_l[s * stride + th];
-  }
+  for (int s = 0; s < a.nsplit; ++s)
+    if (ms[s] != -INFINITY) L += expf(ms[s] - M) * ls[s];
   const float inv = L > 0.f ? 1.0f / L : 0.f;
-  for (int c = threadIdx.x; c < a.Dl; c += blockDim.x) {
-    float v = 0.f;
-    for (int s = 0; s < a.nsplit; ++s) {
-      const float m = a.part_m[s * stride + th];
-      if (m != -INFINITY) v += expf(m - M) * a.part_o[(s * stride + th) * a.Dl + c];
-    }
-    a.out[size_t(th) * a.Dl + c] = v * inv;
+  __syncthreads();  // every thread has read ms: reuse ls for the weights
+  for (int s = threadIdx.x; s < a.nsplit; s += blockDim.x) ls[s] = ms[s] != -INFINITY ? expf(ms[s] - M) : 0.f;
+  __syncthreads();
+  for (int c = threadIdx.x; c < a.Dl / 4; c += blockDim.x) {  // 4 columns a thread (Dl % 4 == 0)
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4* po = reinterpret_cast<const float4*>(a.part_o + size_t(th) * a.Dl) + c;
+#pragma unroll 8
+    for (int s = 0; s < a.nsplit; ++s)
+      if (ls[s] != 0.f) {
+        const float4 x = po[s * stride * (a.Dl / 4)];
+        v.x += ls[s] * x.x, v.y += ls[s] * x.y, v.z += ls[s] * x.z, v.w += ls[s] * x.w;
+      }
+    reinterpret_cast<float4*>(a.out + size_t(th) * a.Dl)[c] = make_float4(v.x * inv, v.y * inv, v.z * inv, v.w * inv);
   }
 }
 
@@ -244,7 +253,11 @@ void launch_mla_absorbed(const MlaArgs& a, cudaStream_t st) {
   dim3 grid(unsigned(a.nsplit), unsigned((a.H + HG - 1) / HG), unsigned(a.T));
   if (a.pool_bf16) mla_kernel<true><<<grid, NT, smem, st>>>(a);
   else mla_kernel<false><<<grid, NT, smem, st>>>(a);
-  if (a.nsplit > 1) mla_combine_kernel<<<unsigned(a.T * a.H), 128, 0, st>>>(a);
+  if (a.nsplit > 1) launch_mla_combine(a, st);
+}
+
+void launch_mla_combine(const MlaArgs& a, cudaStream_t st) {
+  if (a.T && a.H) mla_combine_kernel<<<unsigned(a.T * a.H), 128, 0, st>>>(a);
 }
 
 void launch_attention_expanded(const ExpandedArgs& a, cudaStream_t st) {

@@ -121,8 +121,18 @@ struct MlaArgs {
 };
 constexpr int kMlaMaxDl = 512;
 constexpr int kMlaMaxD = 1024;
+constexpr int kMlaMaxSplit = 512;  // nsplit <= this (the combine's shared arrays)
 size_t mla_smem_bytes(int D);
 void launch_mla_absorbed(const MlaArgs& a, cudaStream_t st);
+// Merges the nsplit partials (part_o, part_m, part_l) into out; launch_mla_absorbed / launch_mla_tc call it.
+void launch_mla_combine(const MlaArgs& a, cudaStream_t st);
+// The tensor-core form (k_mla_tc.cu, BF16 pools only): 64 heads per block, key tiles of 32, the same
+// split-K partials; with nsplit > 1 the caller launches launch_mla_combine next. Supported when
+// mla_tc_supported(D, Dl): (576, 512) (the model) and (320, 256) (the demo preset).
+bool mla_tc_supported(int D, int Dl);
+int mla_tc_heads_per_block();
+int mla_tc_keys_per_tile();
+void launch_mla_tc(const MlaArgs& a, cudaStream_t st);
 struct ExpandedArgs {
   const float *q = nullptr, *k = nullptr, *v = nullptr;  // q [T,H,Dqk], k [Nk,H,Dqk], v [Nk,H,Dv]
   const int32_t* index = nullptr;                         // [T, K]

@@ -357,6 +357,26 @@ void check_mla() {
                cmp(g_gpu->mla_absorb_out(up(o), kvb.g, H, Dn, Dv), g_cpu->mla_absorb_out(o, kvb.c, H, Dn, Dv)).rel,
                kTolF32);
       }
+  // The fast mode from 64 tokens: kv_b dequantised + cuBLAS strided-batched TF32 (activations rounded to
+  // TF32, 2^-11: about 5e-4 relative per product).
+  g_gpu->set_gemm_mode(GemmMode::Fast);
+  for (DType dt : {DType::F8_E4M3, DType::BF16})
+    for (auto [H, Dn, Dv, Dl] : std::vector<std::array<int64_t, 4>>{{4, 32, 32, 64}, {128, 128, 128, 512}})
+      for (int64_t T : {64, 201}) {
+        BothLinear kvb(H * (Dn + Dv), Dl, dt);
+        const int64_t Dr = 64;
+        Tensor q = randn({T, H * (Dn + Dr)});
+        const double eq = cmp(g_gpu->mla_absorb_q(up(q), kvb.g, H, Dn, Dv), g_cpu->mla_absorb_q(q, kvb.c, H, Dn, Dv)).rel;
+        const bool tf32_q = std::string(g_gpu->last_absorb_path()) == "tf32-batched";
+        record("mla_absorb_q", fmt::format("fast (TF32 batched) {} T={} H={} Dn={} Dl={}", dname(dt), T, H, Dn, Dl),
+               tf32_q ? eq : INFINITY, 2e-3);
+        Tensor o = randn({T, H, Dl});
+        const double eo = cmp(g_gpu->mla_absorb_out(up(o), kvb.g, H, Dn, Dv), g_cpu->mla_absorb_out(o, kvb.c, H, Dn, Dv)).rel;
+        const bool tf32_o = std::string(g_gpu->last_absorb_path()) == "tf32-batched";
+        record("mla_absorb_out", fmt::format("fast (TF32 batched) {} T={} H={} Dv={} Dl={}", dname(dt), T, H, Dv, Dl),
+               tf32_o ? eo : INFINITY, 2e-3);
+      }
+  g_gpu->set_gemm_mode(GemmMode::Exact);
 }
 
 // ---------------------------------------------------------------- indexer

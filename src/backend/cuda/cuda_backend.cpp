@@ -8,6 +8,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/gemm_batched.h"
 #include "backend/cuda/gemm_lt.h"
 #include "util/log.h"
 
@@ -84,6 +85,7 @@ CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
   uploads_.clear();
   lt_.reset();
+  batched_.reset();
   cudaEventDestroy(ring_event_);
   cudaFreeHost(pinned_);
   cudaStreamDestroy(stream_);

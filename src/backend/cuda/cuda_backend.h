@@ -51,6 +51,7 @@ struct MoeExpertTable {
 CudaOptions options_from_env(int device);
 
 class LtGemm;
+class BatchedGemm;
 
 class CudaBackend final : public Backend {
  public:
@@ -131,6 +132,9 @@ class CudaBackend final : public Backend {
   DeviceAllocator::Stats graph_memory_stats() const;
   // How linear() ran its last call: "gemv", "simt", "lt-fp8", "lt-bf16".
   const char* last_gemm_path() const { return last_gemm_path_; }
+  // How the last MLA absorption beyond 8 tokens ran: "tf32-batched" (fast mode, >= kAbsorbBatchedMinTokens) or "simt".
+  const char* last_absorb_path() const { return last_absorb_path_; }
+  static constexpr int kAbsorbBatchedMinTokens = 64;
   // How mla_attention_absorbed ran its last call: "tc" (tensor cores) or "simt".
   const char* last_mla_path() const { return last_mla_path_; }
   // With set_profile(true): the last mla_attention_absorbed call's attention kernel and split merge, in
@@ -164,6 +168,8 @@ class CudaBackend final : public Backend {
   void check_launch(const char* what);
   void copy_to_device(void* dst, const void* src, size_t bytes);
   void probe_fp8_lt();
+  // The MLA absorptions' batched product (cuda_linear.cpp): head GEMV, cuBLAS TF32 or SIMT.
+  void absorb(const GemmArgs& g, const LinearWeight& kv_b);
   const MoeExpertTable& moe_table(const std::vector<ExpertWeights>& experts);
   // y [T, H] (device) = the routed experts of x; T up to one chunk (cuda_moe.cpp).
   void moe_experts_grouped(const Tensor& x, const Tensor& ids, const Tensor& weights, const MoeExpertTable& tb,
@@ -178,6 +184,7 @@ class CudaBackend final : public Backend {
   int num_sms_ = 0;
   std::shared_ptr<DeviceAllocator> alloc_;
   std::unique_ptr<LtGemm> lt_;
+  std::unique_ptr<BatchedGemm> batched_;  // made at the first batched absorption
   Tensor gemv_counters_;  // kGemvMaxCounters ints, zero between launches
   // staging ring
   char* pinned_ = nullptr;
@@ -203,6 +210,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<DeviceAllocator> graph_alloc_;
   uint64_t upload_clock_ = 0;
   const char* last_gemm_path_ = "";
+  const char* last_absorb_path_ = "";
   const char* last_mla_path_ = "";
   float last_mla_us_[2] = {0.f, 0.f};
   bool profile_ = false;

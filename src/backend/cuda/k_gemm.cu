@@ -5,6 +5,8 @@
 // 256 threads with a 4x4 register block each.
 #include <cuda_fp8.h>
 
+#include <algorithm>
+
 #include "backend/cuda/kernels.h"
 
 namespace ds::backend::cuda {
@@ -99,6 +101,30 @@ void launch_gemm_simt(const GemmArgs& g, const WeightRef& w, cudaStream_t st) {
     case WType::FP8: launch_w<int(WType::FP8)>(g, w, st); break;
     case WType::BF16: launch_w<int(WType::BF16)>(g, w, st); break;
     case WType::F32: launch_w<int(WType::F32)>(g, w, st); break;
+  }
+}
+
+namespace {
+template <int WT>
+__global__ void dequant_kernel(WeightRef w, int row0, int rows, float* out) {
+  const size_t n = size_t(rows) * w.cols;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    const int r = row0 + int(i / w.cols), c = int(i % w.cols);
+    float v = load_w<WT>(w.data, size_t(r) * w.cols + c);
+    if constexpr (WT == int(WType::FP8)) v *= w.scale[(r / 128) * w.scale_pitch + c / 128];
+    out[i] = v;
+  }
+}
+}  // namespace
+
+void launch_dequant_rows(const WeightRef& w, int row0, int rows, float* out, cudaStream_t st) {
+  if (rows <= 0 || w.cols == 0) return;
+  const size_t n = size_t(rows) * w.cols;
+  const unsigned blocks = unsigned(std::min<size_t>((n + 255) / 256, 4096));
+  switch (w.type) {
+    case WType::FP8: dequant_kernel<int(WType::FP8)><<<blocks, 256, 0, st>>>(w, row0, rows, out); break;
+    case WType::BF16: dequant_kernel<int(WType::BF16)><<<blocks, 256, 0, st>>>(w, row0, rows, out); break;
+    case WType::F32: dequant_kernel<int(WType::F32)><<<blocks, 256, 0, st>>>(w, row0, rows, out); break;
   }
 }
 

@@ -92,6 +92,8 @@ struct GemmArgs {
   bool trans_w = true;
 };
 void launch_gemm_simt(const GemmArgs& g, const WeightRef& w, cudaStream_t st);
+// out [rows, w.cols] fp32 = weight rows row0 .. row0 + rows - 1, dequantised (FP8 x block scale).
+void launch_dequant_rows(const WeightRef& w, int row0, int rows, float* out, cudaStream_t st);
 // The same batched product for M <= 8 rows and FP8 weights (k_head_gemv.cu: the MLA absorption at decode
 // sizes). Returns false, launching nothing, for shapes it does not take (then use launch_gemm_simt).
 bool launch_head_gemv(const GemmArgs& g, const WeightRef& w, cudaStream_t st);

@@ -1,0 +1,27 @@
+// cuBLAS strided-batched fp32 GEMMs on TF32 tensor cores: the fast mode's MLA weight absorption for many
+// tokens (one GEMM per head, 128 heads per call). Column-major, as cuBLAS.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+namespace ds::backend::cuda {
+
+class BatchedGemm {
+ public:
+  BatchedGemm();  // the handle and a fixed workspace (a captured step must not allocate)
+  ~BatchedGemm();
+  BatchedGemm(const BatchedGemm&) = delete;
+  BatchedGemm& operator=(const BatchedGemm&) = delete;
+
+  // C_i = op(A_i) B_i for i < batch (B never transposed), fp32 in and out, TF32 products with fp32
+  // accumulation. m x n results, k deep; X_i = X + i * stride_x.
+  void tf32(bool trans_a, int m, int n, int k, const float* a, int lda, long long stride_a, const float* b, int ldb,
+            long long stride_b, float* c, int ldc, long long stride_c, int batch, cudaStream_t st);
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  static constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+};
+
+}  // namespace ds::backend::cuda

@@ -117,8 +117,9 @@ void check_linear() {
 }
 
 void check_norms_and_elementwise() {
-  for (int64_t n : {64, 513, 7168}) {
-    const int64_t T = n == 7168 ? 7 : 33;
+  // 64, 512, 1536, 7168: the register-resident RMSNorm; 513 (odd) and 20000 (too wide): the loop form.
+  for (int64_t n : {64, 512, 513, 1536, 7168, 20000}) {
+    const int64_t T = n >= 7168 ? 7 : 33;
     Tensor x = randn({T, n}, 2.f, 0.3f), w = randn({n}, 1.f, 1.f), b = randn({n});
     record("rmsnorm", fmt::format("T={} n={}", T, n), cmp(g_gpu->rmsnorm(up(x), up(w), 1e-6f), g_cpu->rmsnorm(x, w, 1e-6f)).rel, kTolF32);
     record("layernorm", fmt::format("T={} n={}", T, n),

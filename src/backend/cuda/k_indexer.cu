@@ -187,6 +187,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(IndexerArgs a) {
   __shared__ uint32_t hist[256];
   __shared__ uint32_t s_prefix, s_mask;
   __shared__ int s_remaining;
+  __shared__ bool s_whole_bin;  // the chosen bin is taken entirely: the later passes cannot change the set
   __shared__ int warp_sums[32];
   const int tc = blockIdx.x, t = a.t0 + tc;
   const int p = a.b.pos_of_token[t], n = p + 1;
@@ -197,7 +198,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(IndexerArgs a) {
     return;
   }
   const float* sc = a.scores + size_t(tc) * a.L;  // L % 8 == 0: rows 32-byte aligned
-  if (tid == 0) s_prefix = 0, s_mask = 0, s_remaining = a.topk;
+  if (tid == 0) s_prefix = 0, s_mask = 0, s_remaining = a.topk, s_whole_bin = false;
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int i = tid; i < 256; i += blockDim.x) hist[i] = 0;
     __syncthreads();
@@ -233,6 +234,7 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(IndexerArgs a) {
             s_prefix = prefix | (uint32_t(255 - 8 * lane - i) << shift);
             s_mask = mask | (255u << shift);
             s_remaining = rem - cum;
+            s_whole_bin = c[i] == rem - cum;
             break;
           }
           cum += c[i];
@@ -240,9 +242,12 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(IndexerArgs a) {
       }
     }
     __syncthreads();
+    // Every key of the chosen bin is taken: s_prefix (its lower bits 0) is the smallest key of the bin, so
+    // "above it or equal to it" is the set; the remaining passes would only refine a threshold inside it.
+    if (s_whole_bin) break;
   }
-  // Positions with key == s_prefix to take: the earliest s_remaining.
-  take_above_threshold(sc, 0, n, s_prefix, s_remaining, 0, 0, out, warp_sums);
+  // Positions with key == s_prefix to take: the earliest s_remaining (all of them after an early stop).
+  take_above_threshold(sc, 0, n, s_prefix, s_whole_bin ? n : s_remaining, 0, 0, out, warp_sums);
 }
 
 // ---- split top-k: few queries with long rows. Each row is cut into gridDim.x slices handled by separate

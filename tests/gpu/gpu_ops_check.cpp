@@ -487,24 +487,28 @@ void check_indexer() {
 // The tensor-core scores (fast GEMM mode, head_dim 128, <= 64 heads) against exact (double) scores, and
 // their top-k as check_indexer does. Two value regimes: arbitrary fp32 (IndexerMode::Fp32: the kernel's
 // hi + lo split) and Hadamard + e4m3-rounded q and keys (IndexerMode::Fp8: exact in bf16, one MMA per
-// product). Score error: max over scored rows of max_j |gpu - exact| / max_j |exact| (rows normalised
-// by their largest score); NaN or an unwritten (poisoned) score fails.
+// product). Score error: max over scored rows of max_j |gpu - exact| / max_j sum_h |w_h| relu(q_h . k_j)
+// (rows normalised by the magnitude of their terms: with random-sign weights a score can cancel to far
+// below its terms, and rounding errors scale with the terms); NaN or an unwritten (poisoned) score fails.
+// Exact scores of row t and, in *mag, the largest sum_h |w_h| relu(q_h . k_j) of the row.
 std::vector<double> exact_scores(const Tensor& q, const Tensor& w, const Tensor& kp, const AttnBatch& ab, int64_t heads,
-                                 int64_t dim, int64_t t, int32_t p) {
-  std::vector<double> sc(size_t(p + 1));
+                                 int64_t dim, int64_t t, int32_t p, double* mag) {
+  std::vector<double> sc(size_t(p + 1)), mg(size_t(p + 1));
   const int32_t s = ab.seq_of_token[size_t(t)];
 #pragma omp parallel for schedule(static)
   for (int32_t j = 0; j <= p; ++j) {
     const float* kj = kp.f32() + int64_t(ab.slot(s, j)) * dim;
-    double acc = 0;
+    double acc = 0, m = 0;
     for (int64_t h = 0; h < heads; ++h) {
       const float* qh = q.f32() + (t * heads + h) * dim;
       double d = 0;
       for (int64_t i = 0; i < dim; ++i) d += double(qh[i]) * kj[i];
       acc += double(w.f32()[t * heads + h]) * std::max(0.0, d);
+      m += std::fabs(double(w.f32()[t * heads + h])) * std::max(0.0, d);
     }
-    sc[size_t(j)] = acc;
+    sc[size_t(j)] = acc, mg[size_t(j)] = m;
   }
+  *mag = *std::max_element(mg.begin(), mg.end());
   return sc;
 }
 
@@ -554,10 +558,9 @@ void check_indexer_tc() {
         const int32_t p = sc.ab.pos_of_token[size_t(t)];
         if (p + 1 <= c.topk) continue;
         ++scored;
-        const std::vector<double> ex = exact_scores(q, w, kp, sc.ab, c.heads, dim, t, p);
         double amax = 0, dt = 0, ds = 0;
+        const std::vector<double> ex = exact_scores(q, w, kp, sc.ab, c.heads, dim, t, p, &amax);
         for (int32_t j = 0; j <= p; ++j) {
-          amax = std::max(amax, std::fabs(ex[size_t(j)]));
           const double a = s_tc.f32()[t * L + j], b = s_simt.f32()[t * L + j];
           dt = std::isfinite(a) ? std::max(dt, std::fabs(a - ex[size_t(j)])) : INFINITY;
           ds = std::isfinite(b) ? std::max(ds, std::fabs(b - ex[size_t(j)])) : INFINITY;

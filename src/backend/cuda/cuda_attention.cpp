@@ -134,7 +134,7 @@ void CudaBackend::launch_scores(IndexerArgs& c, int64_t L) {
   last_indexer_path_ = tc ? "tc" : "simt";
   // Tiles of 64 keys per score block: as many as keep >= 2 blocks per SM (from Tc and L only: the launch
   // stays capturable). SIMT: up to 4 (one query load per 256 keys). Tensor cores: up to 32, since a block
-  // loads 1 or 4 queries of 32 KB each, as much as a tile of keys.
+  // loads 1 or 2 queries of 32 KB each, as much as a tile of keys.
   const int64_t groups = tc ? (c.Tc + indexer_tc_queries_per_block(c.Tc) - 1) / indexer_tc_queries_per_block(c.Tc) : c.Tc;
   c.tiles = tc ? 32 : 4;
   while (c.tiles > 1 && groups * ((L + 64 * c.tiles - 1) / (64 * c.tiles)) < 2 * num_sms_) c.tiles /= 2;

@@ -5,9 +5,11 @@
 // Shapes: head_dim 128, up to 64 heads (rows past `heads` are zeros with weight 0).
 // Block: QB queries (consecutive rows of the chunk) x a range of a.tiles tiles of 64 keys; 4 warps per
 // query, warp m of query i owning heads 16m .. 16m + 15 of it: its query rows live in registers as MMA A
-// fragments (loaded once per block), the key tile is shared by all warps through shared memory. QB = 4
+// fragments (loaded once per block), the key tile is shared by all warps through shared memory. QB = 2
 // for large chunks: in prefill the queries of a chunk are consecutive positions of one sequence, so one
-// gathered key tile feeds 4 queries. QB = 1 for decode-sized chunks (each query its own sequence). The
+// gathered key tile feeds 2 queries (QB = 4 measured slower: 512 threads at 128 registers allow one
+// block per SM, whose copy / convert / MMA phases then never overlap). QB = 1 for decode-sized chunks
+// (each query its own sequence). Two blocks per SM either way. The
 // queries of a block need not share a sequence (mixed batches, captured steps whose contents the launch
 // does not know): the block makes one pass over the key range per distinct sequence, the warps of the
 // other queries idling through it.
@@ -52,7 +54,7 @@ __device__ __forceinline__ int slot_at(const int32_t* pt, int pt_lo, int pt_n, i
 }
 
 template <int QB>
-__global__ void __launch_bounds__(QB * 128, 1) score_tc_kernel(IndexerArgs a) {
+__global__ void __launch_bounds__(QB * 128, 2) score_tc_kernel(IndexerArgs a) {
   constexpr int NW = 4 * QB, NT = NW * 32;
   constexpr int TPR = NT / KT;        // threads per key row in the copy
   constexpr int CPT = (D / 4) / TPR;  // 16-byte fp32 chunks per thread and tile
@@ -193,23 +195,42 @@ __global__ void __launch_bounds__(QB * 128, 1) score_tc_kernel(IndexerArgs a) {
 #pragma unroll
       for (int n = 0; n < KT / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
       const int kr = lr + 8 * (lm >> 1);  // key row of this lane's ldmatrix address (+16 np)
+      // Two forms, chosen per tile (uniform): hi only when q and k have no lo parts, else the 3 MMAs per
+      // product. The 4 ldmatrix of a k-step are issued before its MMAs (asm volatile keeps the order
+      // written, so the load latency is overlapped here and not by the compiler).
+      if (q_lo || k_lo) {
 #pragma unroll
-      for (int ks = 0; ks < D / 16; ++ks) {
-        const uint32_t off = kr * kRowB + (((2 * ks + (lm & 1)) ^ lr) << 4);  // swz(kr, 2 ks + .., kRowB)
+        for (int ks = 0; ks < D / 16; ++ks) {
+          const uint32_t off = kr * kRowB + (((2 * ks + (lm & 1)) ^ lr) << 4);  // swz(kr, 2 ks + .., kRowB)
+          uint32_t b[KT / 16][4];
 #pragma unroll
-        for (int np = 0; np < KT / 16; ++np) {
-          uint32_t b[4];
-          ldsm_x4(b, s_hi + off + np * 16 * kRowB);
-          mma_bf16(acc[2 * np], qh[ks], b[0], b[1]);
-          mma_bf16(acc[2 * np + 1], qh[ks], b[2], b[3]);
-          if (q_lo) {
-            mma_bf16(acc[2 * np], ql[ks], b[0], b[1]);
-            mma_bf16(acc[2 * np + 1], ql[ks], b[2], b[3]);
+          for (int np = 0; np < KT / 16; ++np) ldsm_x4(b[np], s_hi + off + np * 16 * kRowB);
+#pragma unroll
+          for (int np = 0; np < KT / 16; ++np) {
+            mma_bf16(acc[2 * np], qh[ks], b[np][0], b[np][1]);
+            mma_bf16(acc[2 * np + 1], qh[ks], b[np][2], b[np][3]);
+            mma_bf16(acc[2 * np], ql[ks], b[np][0], b[np][1]);
+            mma_bf16(acc[2 * np + 1], ql[ks], b[np][2], b[np][3]);
           }
-          if (k_lo) {
-            ldsm_x4(b, s_lo + off + np * 16 * kRowB);
-            mma_bf16(acc[2 * np], qh[ks], b[0], b[1]);
-            mma_bf16(acc[2 * np + 1], qh[ks], b[2], b[3]);
+#pragma unroll
+          for (int np = 0; np < KT / 16; ++np) ldsm_x4(b[np], s_lo + off + np * 16 * kRowB);
+#pragma unroll
+          for (int np = 0; np < KT / 16; ++np) {
+            mma_bf16(acc[2 * np], qh[ks], b[np][0], b[np][1]);
+            mma_bf16(acc[2 * np + 1], qh[ks], b[np][2], b[np][3]);
+          }
+        }
+      } else {
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ++ks) {
+          const uint32_t off = kr * kRowB + (((2 * ks + (lm & 1)) ^ lr) << 4);
+          uint32_t b[KT / 16][4];
+#pragma unroll
+          for (int np = 0; np < KT / 16; ++np) ldsm_x4(b[np], s_hi + off + np * 16 * kRowB);
+#pragma unroll
+          for (int np = 0; np < KT / 16; ++np) {
+            mma_bf16(acc[2 * np], qh[ks], b[np][0], b[np][1]);
+            mma_bf16(acc[2 * np + 1], qh[ks], b[np][2], b[np][3]);
           }
         }
       }
@@ -249,19 +270,19 @@ __global__ void __launch_bounds__(QB * 128, 1) score_tc_kernel(IndexerArgs a) {
 
 bool indexer_tc_supported(int heads, int head_dim) { return head_dim == D && heads > 0 && heads <= MaxHeads; }
 
-int indexer_tc_queries_per_block(int Tc) { return Tc > 128 ? 4 : 1; }
+int indexer_tc_queries_per_block(int Tc) { return Tc > 128 ? 2 : 1; }
 
 void launch_indexer_scores_tc(const IndexerArgs& a, cudaStream_t st) {
   if (a.Tc == 0) return;
   static bool attr_set = false;  // one device per process in practice; setting it twice is harmless
   if (!attr_set) {
     cudaFuncSetAttribute(score_tc_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(tc_smem_bytes<1>()));
-    cudaFuncSetAttribute(score_tc_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(tc_smem_bytes<4>()));
+    cudaFuncSetAttribute(score_tc_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(tc_smem_bytes<2>()));
     attr_set = true;
   }
   const int qb = indexer_tc_queries_per_block(a.Tc);
   const dim3 grid(unsigned((a.L + KT * a.tiles - 1) / (KT * a.tiles)), unsigned((a.Tc + qb - 1) / qb));
-  if (qb == 4) score_tc_kernel<4><<<grid, 4 * 128, tc_smem_bytes<4>(), st>>>(a);
+  if (qb == 2) score_tc_kernel<2><<<grid, 2 * 128, tc_smem_bytes<2>(), st>>>(a);
   else score_tc_kernel<1><<<grid, 128, tc_smem_bytes<1>(), st>>>(a);
 }
 

@@ -525,7 +525,7 @@ void check_indexer_tc() {
       {"decode 8 seqs, ctx 2049..33000", {2049, 3000, 4100, 5000, 8191, 10000, 20000, 33000}, {1, 1, 1, 1, 1, 1, 1, 1}, 64, 64, 2048},
       {"decode 3 short rows (<= top-k unscored) + 1", {100, 2048, 2049, 2200}, {1, 1, 1, 1}, 16, 64, 2048},
       {"prefill chunk 200 of one seq, pos 500..699", {700}, {200}, 64, 64, 256},
-      {"prefill chunk 130 (partial 4-query block)", {650}, {130}, 16, 64, 256},
+      {"prefill chunk 131 (partial 2-query block)", {650}, {131}, 16, 64, 256},
       {"mixed: chunk 150 + 3 decodes", {900, 3000, 700, 300}, {150, 1, 1, 1}, 16, 64, 256},
       {"mixed, 32 heads", {900, 1500}, {150, 2}, 64, 32, 256},
       {"decode 2, page 1, 48 heads", {1000, 1777}, {1, 1}, 1, 48, 512},

@@ -6,7 +6,8 @@
 //      (pre-quantised activations, M padded to 16 where it refuses smaller).
 //   2. Sparse MLA (absorbed, topk 2048 per token, 128 heads, 576-wide BF16 latent rows): SIMT vs tensor-core
 //      kernel, decode batch 1..128 x context 4K..128K and a 4096-query prefill: bytes/s, TFLOP/s.
-//   3. Indexer scores + top-k for one query vs context length.
+//   3. Indexer scores: SIMT vs tensor-core kernel, decode batch 1..128 x context 4K..128K and a prefill chunk
+//      of 8192 queries of one sequence.
 //   4. MoE experts (256 x FP8, top-8): grouped path vs per-expert path, T = 1..4096.
 //   5. Sampling (Backend::sample) at 1 / 64 / 256 rows of 129,280 logits: greedy, top-p, top-k + top-p,
 //      greedy + logprobs; against the old path: the logits copied to the host + the host sampler
@@ -90,6 +91,20 @@ void fill_random(void* dev, size_t bytes, uint8_t mask = 0xff, uint8_t avoid_nan
 Tensor rand_f32(std::vector<int64_t> shape, float scale = 1.0f) {
   Tensor h = gpucheck::randn(shape, scale);
   return be->from_host(h);
+}
+
+// Normal random values, a block of at most 4M generated on the host and tiled over the tensor on the
+// device (large pools: host generation would dominate the run; repeats every 16 MB do not matter here).
+Tensor rand_f32_tiled(std::vector<int64_t> shape, float scale = 1.0f) {
+  Tensor t = be->empty(shape, DType::F32);
+  const int64_t n = t.numel(), blk = std::min<int64_t>(n, int64_t(4) << 20);
+  Tensor h = gpucheck::randn({blk}, scale);
+  DS_CUDA_CHECK(cudaMemcpyAsync(t.raw(), h.f32(), size_t(blk) * 4, cudaMemcpyHostToDevice, be->stream()));
+  for (int64_t off = blk; off < n; off += blk)
+    DS_CUDA_CHECK(cudaMemcpyAsync(t.data<float>() + off, t.raw(), size_t(std::min(blk, n - off)) * 4,
+                                  cudaMemcpyDeviceToDevice, be->stream()));
+  DS_CUDA_CHECK(cudaStreamSynchronize(be->stream()));
+  return t;
 }
 
 struct Ceilings {
@@ -289,34 +304,64 @@ void bench_mla(const Ceilings& c) {
   be->set_gemm_mode(mode0);
 }
 
+// Indexer scores (64 heads x 128, top-k 2048): the SIMT fp32 kernel (exact mode) vs the tensor-core
+// kernel (fast mode) on the same inputs, device time of the score kernel alone (profile mode: events
+// around it, summed over the call's chunks), median of 5 calls; then the top-k's device time. fp32 random
+// inputs (the 3-MMA path); "e4m3" rows: q and keys Hadamard + e4m3-rounded as IndexerMode::Fp8 (1 MMA).
+// TFLOP/s: useful 2 x heads x 128 per scored (query, key) pair.
 void bench_indexer(const Ceilings& c) {
   const int Hi = 64, Di = 128, topk = 2048, page = 64;
-  std::printf("\n| queries | context | indexer + top-k | keys GB/s (%% copy) |\n|---|---|---|---|\n");
-  std::vector<int> ctxs = {1024, 4096, 16384, 65536, 131072}, batches = {1, 8};
-  if (const char* one = std::getenv("GPU_BENCH_CTX")) ctxs = {std::atoi(one)}, batches = {1};  // profiling
-  for (int B : batches)
-    for (int ctx : ctxs) {
-      AttnBatch ab;
-      ab.page_size = page;
-      const int pages = (ctx + page - 1) / page;
-      for (int b = 0; b < B; ++b) {
-        std::vector<int32_t> pt(static_cast<size_t>(pages));
-        std::iota(pt.begin(), pt.end(), b * pages);
-        std::shuffle(pt.begin(), pt.end(), gpucheck::rng());
-        ab.page_tables.push_back(pt);
-        ab.seq_of_token.push_back(b);
-        ab.pos_of_token.push_back(ctx - 1);
-      }
-      Tensor kp = rand_f32({int64_t(B) * pages * page, Di}), q = rand_f32({B, Hi * Di}), w = rand_f32({B, Hi}, 0.1f);
-      const double t = time_ms([&](int) { be->indexer_topk(q, w, kp, ab, Hi, Di, topk); }, 15);
-      be->set_profile(true);  // one more call, kernels timed separately (logged)
-      be->indexer_topk(q, w, kp, ab, Hi, Di, topk);
-      be->set_profile(false);
-      const double bytes = double(B) * ctx * Di * 4;
-      std::printf("| %d | %d | %.1f us | %.0f (%.0f%%) |\n", B, ctx, t * 1e3, bytes / (t * 1e-3) / 1e9,
-                  100.0 * bytes / (t * 1e-3) / 1e9 / c.copy_gbs);
-      std::fflush(stdout);
+  const cuda::GemmMode mode0 = be->options().gemm;
+  std::printf("\n| shape | queries | context | values | SIMT scores | TC scores | speed-up | TC TFLOP/s | TC keys GB/s (%% copy) "
+              "| top-k |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  // B sequences of ctx keys; n_new queries per sequence at the last positions.
+  auto run = [&](const char* label, int B, int ctx, int n_new, bool fp8) {
+    AttnBatch ab;
+    ab.page_size = page;
+    const int pages = (ctx + page - 1) / page;
+    for (int b = 0; b < B; ++b) {
+      std::vector<int32_t> pt(static_cast<size_t>(pages));
+      std::iota(pt.begin(), pt.end(), b * pages);
+      std::shuffle(pt.begin(), pt.end(), gpucheck::rng());
+      ab.page_tables.push_back(pt);
+      for (int p = ctx - n_new; p < ctx; ++p) ab.seq_of_token.push_back(b), ab.pos_of_token.push_back(p);
     }
+    const int64_t T = int64_t(ab.pos_of_token.size());
+    Tensor kp = rand_f32_tiled({int64_t(B) * pages * page, Di}), q = rand_f32_tiled({T, Hi * Di}), w = rand_f32({T, Hi}, 0.1f);
+    if (fp8) be->hadamard_fp8_round(kp, Di), be->hadamard_fp8_round(q, Di);
+    float us[2] = {0, 0}, topk_us = 0;
+    std::string path[2];
+    be->set_profile(true);
+    for (int k = 0; k < 2; ++k) {
+      be->set_gemm_mode(k == 0 ? cuda::GemmMode::Exact : cuda::GemmMode::Fast);
+      std::vector<float> v;
+      for (int r = 0; r < 6; ++r) {
+        be->indexer_topk(q, w, kp, ab, Hi, Di, topk);
+        if (r > 0) v.push_back(be->last_indexer_profile_us().first);
+        if (k == 1) topk_us = be->last_indexer_profile_us().second;
+      }
+      std::sort(v.begin(), v.end());
+      us[k] = v[v.size() / 2];
+      path[k] = be->last_indexer_path();
+    }
+    be->set_profile(false);
+    double pairs = 0, keys = 0;
+    for (int64_t t = 0; t < T; ++t) pairs += ab.pos_of_token[size_t(t)] + 1;
+    keys = double(B) * ctx;  // distinct key rows read (at least once)
+    const double tflops = 2.0 * Hi * Di * pairs / (us[1] * 1e-6) / 1e12, gbs = keys * Di * 4 / (us[1] * 1e-6) / 1e9;
+    std::printf("| %s | %lld | %d | %s | %.1f us | %.1f us | %.1fx | %.0f | %.0f (%.0f%%) | %.1f us |%s\n", label, (long long)T,
+                ctx, fp8 ? "e4m3" : "fp32", us[0], us[1], us[0] / us[1], tflops, gbs, 100.0 * gbs / c.copy_gbs, topk_us,
+                path[0] == "simt" && path[1] == "tc" ? "" : " (paths differ from simt/tc!)");
+    std::fflush(stdout);
+  };
+  for (int B : {1, 8, 32, 128})
+    for (int ctx : {4096, 32768, 131072}) run("decode", B, ctx, 1, false);
+  for (int ctx : {4096, 131072}) run("decode", 8, ctx, 1, true);
+  for (bool fp8 : {false, true}) {
+    run("prefill", 1, 8192, 8192, fp8);    // positions 0..8191
+    run("prefill", 1, 16384, 8192, fp8);   // positions 8192..16383
+  }
+  be->set_gemm_mode(mode0);
 }
 // Median wall-clock microseconds of fn(i) (synchronous calls) after `warm` calls.
 double wall_us(const std::function<void(int)>& fn, int reps = 20, int warm = 3) {

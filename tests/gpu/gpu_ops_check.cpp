@@ -485,6 +485,112 @@ void check_indexer() {
   }
 }
 
+// The tensor-core scores (fast GEMM mode, head_dim 128, <= 64 heads) against exact (double) scores, and
+// their top-k as check_indexer does. Two value regimes: arbitrary fp32 (IndexerMode::Fp32: the kernel's
+// hi + lo split) and Hadamard + e4m3-rounded q and keys (IndexerMode::Fp8: exact in bf16, one MMA per
+// product). Score error: max over scored rows of max_j |gpu - exact| / max_j sum_h |w_h| relu(q_h . k_j)
+// (rows normalised by the magnitude of their terms: with random-sign weights a score can cancel to far
+// below its terms, and rounding errors scale with the terms); NaN or an unwritten (poisoned) score fails.
+// Exact scores of row t and, in *mag, the largest sum_h |w_h| relu(q_h . k_j) of the row.
+std::vector<double> exact_scores(const Tensor& q, const Tensor& w, const Tensor& kp, const AttnBatch& ab, int64_t heads,
+                                 int64_t dim, int64_t t, int32_t p, double* mag) {
+  std::vector<double> sc(size_t(p + 1)), mg(size_t(p + 1));
+  const int32_t s = ab.seq_of_token[size_t(t)];
+#pragma omp parallel for schedule(static)
+  for (int32_t j = 0; j <= p; ++j) {
+    const float* kj = kp.f32() + int64_t(ab.slot(s, j)) * dim;
+    double acc = 0, m = 0;
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* qh = q.f32() + (t * heads + h) * dim;
+      double d = 0;
+      for (int64_t i = 0; i < dim; ++i) d += double(qh[i]) * kj[i];
+      acc += double(w.f32()[t * heads + h]) * std::max(0.0, d);
+      m += std::fabs(double(w.f32()[t * heads + h])) * std::max(0.0, d);
+    }
+    sc[size_t(j)] = acc, mg[size_t(j)] = m;
+  }
+  *mag = *std::max_element(mg.begin(), mg.end());
+  return sc;
+}
+
+void check_indexer_tc() {
+  struct Case {
+    const char* name;
+    std::vector<int32_t> ctx, n_new;
+    int32_t page;
+    int64_t heads, topk;
+    bool identical_keys = false;
+  };
+  const std::vector<Case> cases = {
+      {"decode 1, ctx 9000", {9000}, {1}, 64, 64, 2048},
+      {"decode 8 seqs, ctx 2049..33000", {2049, 3000, 4100, 5000, 8191, 10000, 20000, 33000}, {1, 1, 1, 1, 1, 1, 1, 1}, 64, 64, 2048},
+      {"decode 3 short rows (<= top-k unscored) + 1", {100, 2048, 2049, 2200}, {1, 1, 1, 1}, 16, 64, 2048},
+      {"prefill chunk 200 of one seq, pos 500..699", {700}, {200}, 64, 64, 256},
+      {"prefill chunk 131 (partial 2-query block)", {650}, {131}, 16, 64, 256},
+      {"mixed: chunk 150 + 3 decodes", {900, 3000, 700, 300}, {150, 1, 1, 1}, 16, 64, 256},
+      {"mixed, 32 heads", {900, 1500}, {150, 2}, 64, 32, 256},
+      {"decode 2, page 1, 48 heads", {1000, 1777}, {1, 1}, 1, 48, 512},
+      {"identical keys (ties), chunk 140", {600}, {140}, 16, 64, 256, true},
+  };
+  g_gpu->set_gemm_mode(GemmMode::Fast);
+  const int64_t dim = 128;
+  for (const auto& c : cases)
+    for (int fp8 = 0; fp8 < 2; ++fp8) {
+      Scenario sc = make_scenario(c.ctx, c.n_new, c.page, 0);
+      Tensor q = randn({sc.T, c.heads * dim}), w = randn({sc.T, c.heads}, 0.1f), kp = randn({sc.rows, dim});
+      if (c.identical_keys)
+        for (int64_t r = 1; r < sc.rows; ++r) std::copy_n(kp.f32(), dim, kp.f32() + r * dim);
+      if (fp8) {  // the model's IndexerMode::Fp8 inputs (the CPU backend's rounding: the same bits)
+        g_cpu->hadamard_fp8_round(q, dim);
+        g_cpu->hadamard_fp8_round(kp, dim);
+      }
+      const std::string what = fmt::format("{}, {} (T={}, heads {})", c.name, fp8 ? "e4m3" : "fp32", sc.T, c.heads);
+      Tensor qg = up(q), wg = up(w), kg = up(kp);
+      // scores, both kernels against the exact ones
+      Tensor s_tc = down(g_gpu->indexer_scores(qg, wg, kg, sc.ab, c.heads, dim, c.topk));
+      const bool tc_path = std::string(g_gpu->last_indexer_path()) == "tc";
+      g_gpu->set_gemm_mode(GemmMode::Exact);
+      Tensor s_simt = down(g_gpu->indexer_scores(qg, wg, kg, sc.ab, c.heads, dim, c.topk));
+      g_gpu->set_gemm_mode(GemmMode::Fast);
+      const int64_t L = s_tc.dim(1);
+      double e_tc = 0, e_simt = 0;
+      int64_t scored = 0;
+      for (int64_t t = 0; t < sc.T; ++t) {
+        const int32_t p = sc.ab.pos_of_token[size_t(t)];
+        if (p + 1 <= c.topk) continue;
+        ++scored;
+        double amax = 0, dt = 0, ds = 0;
+        const std::vector<double> ex = exact_scores(q, w, kp, sc.ab, c.heads, dim, t, p, &amax);
+        for (int32_t j = 0; j <= p; ++j) {
+          const double a = s_tc.f32()[t * L + j], b = s_simt.f32()[t * L + j];
+          dt = std::isfinite(a) ? std::max(dt, std::fabs(a - ex[size_t(j)])) : INFINITY;
+          ds = std::isfinite(b) ? std::max(ds, std::fabs(b - ex[size_t(j)])) : INFINITY;
+        }
+        const double norm = amax > 0 ? amax : 1.0;
+        e_tc = std::max(e_tc, dt / norm), e_simt = std::max(e_simt, ds / norm);
+      }
+      const double tol = fp8 ? 1e-5 : 5e-5;
+      record("indexer scores tc", fmt::format("{}, {} rows", what, scored), tc_path ? e_tc : INFINITY, tol);
+      record("indexer scores simt", fmt::format("{}, {} rows", what, scored), e_simt, kTolF32);
+      // top-k through the tensor-core scores
+      Tensor ref = g_cpu->indexer_topk(q, w, kp, sc.ab, c.heads, dim, c.topk);
+      Tensor got = g_gpu->to_host(g_gpu->indexer_topk(qg, wg, kg, sc.ab, c.heads, dim, c.topk));
+      TopkResult r = check_topk(got, ref, q, w, kp, sc.ab, c.heads, dim, c.topk);
+      record("indexer_topk tc", fmt::format("{} ({}/{} rows = CPU)", what, r.equal_rows, r.rows),
+             r.structure_ok && tc_path ? r.violation : INFINITY, c.identical_keys ? 0.0 : tol);
+      if (c.identical_keys) record("indexer_topk tc ties = CPU", what, r.equal_rows == r.rows ? 0.0 : 1.0, 0.0);
+    }
+  // Shapes the tensor-core kernel does not take stay on the SIMT kernel in the fast mode.
+  Scenario sc = make_scenario({3000}, {2}, 16, 0);
+  Tensor q = randn({sc.T, 16 * 64}), w = randn({sc.T, 16}, 0.1f), kp = randn({sc.rows, 64});
+  Tensor ref = g_cpu->indexer_topk(q, w, kp, sc.ab, 16, 64, 512);
+  Tensor got = g_gpu->to_host(g_gpu->indexer_topk(up(q), up(w), up(kp), sc.ab, 16, 64, 512));
+  TopkResult r = check_topk(got, ref, q, w, kp, sc.ab, 16, 64, 512);
+  record("indexer_topk fast, head_dim 64", fmt::format("SIMT fallback ({}/{} rows = CPU)", r.equal_rows, r.rows),
+         r.structure_ok && std::string(g_gpu->last_indexer_path()) == "simt" ? r.violation : INFINITY, 1e-5);
+  g_gpu->set_gemm_mode(GemmMode::Exact);
+}
+
 // ---------------------------------------------------------------- MoE
 void check_moe() {
   struct R {
@@ -650,6 +756,7 @@ int main() {
     check_linear();
     check_mla();
     check_indexer();
+    check_indexer_tc();
     check_moe();
     check_moe_grouped();
     const auto st = g_gpu->memory_stats();

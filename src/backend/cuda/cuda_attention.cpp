@@ -127,6 +127,44 @@ Tensor CudaBackend::attention_expanded(const Tensor& q, const Tensor& k, const T
   return out;
 }
 
+// The score kernel of one chunk (c.scores, c.L set; L = the chunk's longest context). Tensor cores in the
+// fast GEMM mode where supported; the SIMT fp32 kernel in the exact mode.
+void CudaBackend::launch_scores(IndexerArgs& c, int64_t L) {
+  const bool tc = opts_.gemm == GemmMode::Fast && indexer_tc_supported(c.heads, c.head_dim);
+  last_indexer_path_ = tc ? "tc" : "simt";
+  // Tiles of 64 keys per score block: as many as keep >= 2 blocks per SM (from Tc and L only: the launch
+  // stays capturable). SIMT: up to 4 (one query load per 256 keys). Tensor cores: up to 32, since a block
+  // loads 1 or 2 queries of 32 KB each, as much as a tile of keys.
+  const int64_t groups = tc ? (c.Tc + indexer_tc_queries_per_block(c.Tc) - 1) / indexer_tc_queries_per_block(c.Tc) : c.Tc;
+  c.tiles = tc ? 32 : 4;
+  while (c.tiles > 1 && groups * ((L + 64 * c.tiles - 1) / (64 * c.tiles)) < 2 * num_sms_) c.tiles /= 2;
+  if (tc) launch_indexer_scores_tc(c, stream_);
+  else launch_indexer_scores(c, stream_);
+  check_launch("indexer scores");
+}
+
+Tensor CudaBackend::indexer_scores(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
+                                   int64_t heads, int64_t head_dim, int64_t topk) {
+  const int64_t T = q.dim(0);
+  DS_CHECK(q.row_size() == heads * head_dim && w.row_size() == heads && k_pool.row_size() == head_dim &&
+               int64_t(batch.pos_of_token.size()) == T && T > 0 && T <= kMaxGridY,
+           "indexer_scores: q {}, w {}, k pool {}", q.describe(), w.describe(), k_pool.describe());
+  int64_t L = 1;
+  for (int32_t p : batch.pos_of_token) L = std::max<int64_t>(L, p + 1);
+  IndexerArgs c;
+  c.q = q.data<float>();
+  c.w = w.data<float>();
+  c.k_pool = k_pool.data<float>();
+  c.b = dev_batch(batch);
+  c.heads = int(heads), c.head_dim = int(head_dim), c.topk = int(topk);
+  c.t0 = 0, c.Tc = int(T);
+  c.L = int((L + 7) / 8 * 8);
+  Tensor scores = empty({T, int64_t(c.L)}, DType::F32);
+  c.scores = scores.data<float>();
+  launch_scores(c, L);
+  return scores;
+}
+
 Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
                                  int64_t heads, int64_t head_dim, int64_t topk) {
   const int64_t T = q.dim(0);
@@ -153,6 +191,7 @@ Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor&
   a.topk = int(topk);
   a.out = index.data<int32_t>();
   a.Kout = int(Kout);
+  last_indexer_us_[0] = last_indexer_us_[1] = 0.f;
   const int64_t budget = int64_t(64) << 20;  // score floats per chunk (256 MiB)
   for (int64_t t0 = 0; t0 < T;) {
     // Grow the chunk while its scores fit the budget.
@@ -174,15 +213,11 @@ Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor&
     c.t0 = int(t0);
     c.Tc = int(t1 - t0);
     c.L = int((L + 7) / 8 * 8);  // 32-byte aligned score rows (vector loads in the top-k)
-    // Tiles per score block: up to 4 (one query load per 256 keys) while that still gives >= 2 blocks/SM.
-    c.tiles = 4;
-    while (c.tiles > 1 && int64_t(c.Tc) * ((L + 64 * c.tiles - 1) / (64 * c.tiles)) < 2 * num_sms_) c.tiles /= 2;
     Tensor scores;
     if (any) {
       scores = empty({int64_t(c.Tc) * c.L}, DType::F32);
       c.scores = scores.data<float>();
-      launch_indexer_scores(c, stream_);
-      check_launch("indexer scores");
+      launch_scores(c, L);
     }
     if (profile_) DS_CUDA_CHECK(cudaEventRecord(ev[1], stream_));
     // Few long rows: split each row over many blocks (one block per row would leave the GPU idle).
@@ -200,7 +235,9 @@ Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor&
       float a = 0, b = 0;
       cudaEventElapsedTime(&a, ev[0], ev[1]);
       cudaEventElapsedTime(&b, ev[1], ev[2]);
-      spdlog::info("indexer chunk of {} queries, L {}: scores {:.1f} us, top-k {:.1f} us", c.Tc, c.L, a * 1e3, b * 1e3);
+      last_indexer_us_[0] += a * 1e3f, last_indexer_us_[1] += b * 1e3f;
+      spdlog::info("indexer chunk of {} queries, L {}: scores ({}) {:.1f} us, top-k {:.1f} us", c.Tc, c.L,
+                   last_indexer_path_, a * 1e3, b * 1e3);
       for (auto& e : ev) cudaEventDestroy(e);
     }
     t0 = t1;

@@ -135,6 +135,15 @@ class CudaBackend final : public Backend {
   // How the last MLA absorption beyond 8 tokens ran: "tf32-batched" (fast mode, >= kAbsorbBatchedMinTokens) or "simt".
   const char* last_absorb_path() const { return last_absorb_path_; }
   static constexpr int kAbsorbBatchedMinTokens = 64;
+  // How the indexer's scores ran last: "tc" (tensor cores, fast mode) or "simt".
+  const char* last_indexer_path() const { return last_indexer_path_; }
+  // With set_profile(true): the last indexer_topk call's score and top-k kernels, microseconds of device
+  // time summed over its chunks.
+  std::pair<float, float> last_indexer_profile_us() const { return {last_indexer_us_[0], last_indexer_us_[1]}; }
+  // Tests: the score rows alone, [T, L] (L = longest context rounded up to 8), through the same dispatch
+  // as indexer_topk; only s(t, j <= p) of rows with p + 1 > topk are written.
+  Tensor indexer_scores(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
+                        int64_t heads, int64_t head_dim, int64_t topk);
   // How mla_attention_absorbed ran its last call: "tc" (tensor cores) or "simt".
   const char* last_mla_path() const { return last_mla_path_; }
   // With set_profile(true): the last mla_attention_absorbed call's attention kernel and split merge, in
@@ -165,6 +174,7 @@ class CudaBackend final : public Backend {
   // The device copy of a vector of the bound step (null if `data` is not one of them).
   const void* bound_copy(const void* data, size_t bytes) const;
   DevBatch dev_batch(const AttnBatch& b);
+  void launch_scores(IndexerArgs& c, int64_t L);  // the indexer's score kernel of one chunk (cuda_attention.cpp)
   void check_launch(const char* what);
   void copy_to_device(void* dst, const void* src, size_t bytes);
   void probe_fp8_lt();
@@ -213,6 +223,8 @@ class CudaBackend final : public Backend {
   const char* last_absorb_path_ = "";
   const char* last_mla_path_ = "";
   float last_mla_us_[2] = {0.f, 0.f};
+  const char* last_indexer_path_ = "";
+  float last_indexer_us_[2] = {0.f, 0.f};
   bool profile_ = false;
   std::string fp8_lt_config_;
   MoePath moe_path_ = MoePath::Auto;

@@ -31,6 +31,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mma_bf16.cuh"
 
 namespace ds::backend::cuda {
 
@@ -47,41 +48,8 @@ __host__ __device__ constexpr size_t smem_bytes(int D) {
   return size_t(2 * HB + 2 * TK) * D * 2 + kPBytes + (3 * TK + NW * 16 + HB + NW * 16 + HB) * 4;
 }
 
-// Byte offset of 16-byte chunk c of row r in a swizzled array of rows of `rowb` bytes (rowb % 128 == 0).
-__device__ __forceinline__ uint32_t swz(int r, int c, int rowb) { return r * rowb + ((c ^ (r & 7)) << 4); }
 // The P arrays: rows of 32 bf16 (64 bytes, 4 chunks); this swizzle keeps 8 consecutive rows conflict-free.
 __device__ __forceinline__ uint32_t pswz(int r, int c) { return r * 64 + ((c ^ ((r >> 1) & 3)) << 4); }
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&d)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&d)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-// 16 bytes global -> shared, zero-filled (nothing read) when !ok.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool ok) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-
-// x = hi + lo, both bf16 pairs (low half = first element, as ldmatrix reads memory order).
-__device__ __forceinline__ void split2(float x0, float x1, uint32_t& hi, uint32_t& lo) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
-  const __nv_bfloat162 l = __floats2bfloat162_rn(x0 - __low2float(h), x1 - __high2float(h));
-  hi = *reinterpret_cast<const uint32_t*>(&h);
-  lo = *reinterpret_cast<const uint32_t*>(&l);
-}
 
 // Compile-time widths (the full model's 576 / 512, the demo's 320 / 256): every shared-memory offset of
 // the unrolled MMA loops folds into the instruction. NPAIR: pairs of 8-column MMA tiles per warp in P V.

@@ -162,6 +162,12 @@ struct IndexerArgs {
   int Kout = 0;
 };
 void launch_indexer_scores(const IndexerArgs& a, cudaStream_t st);
+// The tensor-core form of the scores (k_indexer_tc.cu, the fast GEMM mode): the same rows of `scores`.
+// Supported when indexer_tc_supported(heads, head_dim): head_dim 128, up to 64 heads. Blocks of
+// indexer_tc_queries_per_block(Tc) queries x a.tiles tiles of 64 keys.
+bool indexer_tc_supported(int heads, int head_dim);
+int indexer_tc_queries_per_block(int Tc);
+void launch_indexer_scores_tc(const IndexerArgs& a, cudaStream_t st);
 void launch_indexer_topk(const IndexerArgs& a, cudaStream_t st);
 // The same top-k for chunks of few long rows: each row split over `slices` blocks (11 small launches
 // instead of one latency-bound block per row). `work`: indexer_topk_split_work_bytes(Tc, slices).

@@ -13,7 +13,9 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "check_util.h"
+#include "model/make_model.h"
 #include "model/model.h"
+#include "model/random_weights.h"
 #include "model/step_graphs.h"
 #include "util/npy.h"
 
@@ -331,22 +333,15 @@ void check_capture_api() {
 // 2, 4, 8), BF16 latent cache, logits left on the device every other step. Each step is compared with the
 // same padded step run op by op (bitwise: same kernels and launch shapes, index data from the graph's own
 // buffer) and with the plain forward of a second model (unpadded, index widths from the data: rounding).
-void check_step_graphs(GemmMode mode) {
-  const char* mname = mode == GemmMode::Exact ? "exact" : "fast";
-  const std::string dir = fixture_with("tiny_v32_fp8", "graphs", {{"max_position_embeddings", 2048}});
-  backend::cuda::CudaOptions o;
-  o.poison = true;
-  o.gemm = mode;
-  auto be = backend::cuda::make_cuda_backend(o);
-  ModelOptions go;
-  go.cuda_graph_max_bs = 8;
-  auto mg = Model::load(dir, *be, go);
-  auto me = Model::load(dir, *be);
-  const int32_t page = 16, pool = 320, steps = 64;
-  auto cg = mg->make_cache(pool, page, DType::BF16), ce = me->make_cache(pool, page, DType::BF16);
-  const std::vector<int32_t> lens = {20, 240, 250, 500, 37, 3};
-  const int64_t V = mg->config().vocab_size;
-  std::vector<char> used(pool, 0);
+// Decode steps of `mg` (graphs on) against the same padded step op by op and against `me` (graphs off) on
+// its own cache: sequences of `lens` tokens, then `steps` steps of a random subset of them.
+void run_graph_steps(const char* what, backend::cuda::CudaBackend& be, Model& mg, Model& me,
+                     const std::vector<int32_t>& lens, int steps, int32_t page, double tol) {
+  int32_t pool = 0;
+  for (int32_t n : lens) pool += (n + steps + page - 1) / page + 1;
+  auto cg = mg.make_cache(pool, page, DType::BF16), ce = me.make_cache(pool, page, DType::BF16);
+  const int64_t V = mg.config().vocab_size;
+  std::vector<char> used(size_t(pool), 0);
   ForwardBatch pre;
   for (size_t i = 0; i < lens.size(); ++i) {
     SequenceChunk sc;
@@ -358,8 +353,8 @@ void check_step_graphs(GemmMode mode) {
     const float* p = l.f32() + r * V;
     return int32_t(std::max_element(p, p + V) - p);
   };
-  auto first = mg->forward(pre, cg);
-  me->forward(pre, ce);
+  auto first = mg.forward(pre, cg);
+  me.forward(pre, ce);
   std::vector<int32_t> next, pos;
   for (size_t i = 0; i < lens.size(); ++i) next.push_back(argmax_row(first.logits, int64_t(i))), pos.push_back(lens[i]);
   double bitwise = 0, rel = 0;
@@ -378,9 +373,9 @@ void check_step_graphs(GemmMode mode) {
         fb.seqs.push_back(sc);
         who.push_back(i);
       }
-    const Tensor g = host_logits(*be, mg->forward(fb, cg));
-    const Tensor p = host_logits(*be, mg->step_graphs().forward_padded_eager(fb, cg));
-    const Tensor e = host_logits(*be, me->forward(fb, ce));
+    const Tensor g = host_logits(be, mg.forward(fb, cg));
+    const Tensor p = host_logits(be, mg.step_graphs().forward_padded_eager(fb, cg));
+    const Tensor e = host_logits(be, me.forward(fb, ce));
     const Err d = compare(g, p);
     bitwise = std::max(bitwise, d.nan ? INFINITY : d.maxrel);
     for (size_t k = 0; k < who.size(); ++k) {
@@ -392,14 +387,51 @@ void check_step_graphs(GemmMode mode) {
       ++pos[who[k]];
     }
   }
-  const auto& st = mg->step_graphs().stats();
+  const auto& st = mg.step_graphs().stats();
   std::printf("step graphs %s: %lld recorded, %lld replays, %lld failed; greedy %d/%d equal to the plain forward\n",
-              mname, (long long)st.captured, (long long)st.replayed, (long long)st.failed, same, total);
-  record("step graphs: replay = op by op", fmt::format("{} {} steps, {} recorded, {} replays", mname, steps,
+              what, (long long)st.captured, (long long)st.replayed, (long long)st.failed, same, total);
+  record("step graphs: replay = op by op", fmt::format("{} {} steps, {} recorded, {} replays", what, steps,
                                                         st.captured, st.replayed),
          st.replayed > steps / 2 && st.failed == 0 ? bitwise : INFINITY, 0.0);
-  record("step graphs vs plain forward", fmt::format("{} padded + capped vs unpadded, greedy {}/{}", mname, same, total),
-         rel, mode == GemmMode::Exact ? 1e-4 : 5e-2);
+  record("step graphs vs plain forward", fmt::format("{} padded + capped vs unpadded, greedy {}/{}", what, same, total),
+         rel, tol);
+}
+
+ModelOptions graph_options() {
+  ModelOptions go;
+  go.cuda_graph_max_bs = 8;
+  return go;
+}
+
+// tiny_v32_fp8 with a 2048-token max_position (contexts cross the 256 / 512 / 1024 buckets): the SIMT kernels.
+void check_step_graphs(GemmMode mode) {
+  const std::string dir = fixture_with("tiny_v32_fp8", "graphs", {{"max_position_embeddings", 2048}});
+  backend::cuda::CudaOptions o;
+  o.poison = true;
+  o.gemm = mode;
+  auto be = backend::cuda::make_cuda_backend(o);
+  auto mg = Model::load(dir, *be, graph_options());
+  auto me = Model::load(dir, *be);
+  run_graph_steps(mode == GemmMode::Exact ? "tiny exact" : "tiny fast", *be, *mg, *me, {20, 240, 250, 500, 37, 3},
+                  64, 16, mode == GemmMode::Exact ? 1e-4 : 5e-2);
+}
+
+// The demo preset's widths (2 layers: 1 dense + 1 MoE; random weights in device memory), fast mode: the
+// tensor-core sparse MLA (320 / 256) and indexer (8 heads x 128) inside recorded steps, contexts across
+// index_topk 512 (scored and unscored rows in one step) and the 512 / 1024 / 2048 buckets.
+void check_step_graphs_demo() {
+  MakeModelOptions mo;
+  mo.preset = "demo";
+  mo.num_layers = 2;
+  ModelConfig cfg = preset_config(mo);
+  backend::cuda::CudaOptions o;
+  o.poison = true;
+  o.gemm = GemmMode::Fast;
+  auto be = backend::cuda::make_cuda_backend(o);
+  ModelWeights w = random_weights(cfg, *be, 5);
+  Model mg(cfg, w, *be, graph_options());
+  Model me(cfg, w, *be, ModelOptions{});
+  run_graph_steps("demo widths fast", *be, mg, me, {600, 530, 100, 40, 1000, 5}, 32, 64, 5e-2);
 }
 }  // namespace
 
@@ -411,6 +443,7 @@ int main() {
     check_capture_api();
     check_step_graphs(GemmMode::Exact);
     check_step_graphs(GemmMode::Fast);
+    check_step_graphs_demo();
     return summary("gpu_model_check") ? 1 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_model_check: error: %s\n", e.what());

@@ -11,6 +11,7 @@
 
 #include "backend/backend.h"
 #include "cli/commands.h"
+#include "cli/make_backend.h"
 #include "model/model.h"
 #include "model/step_graphs.h"
 #include "runtime/engine.h"
@@ -48,16 +49,7 @@ std::vector<int> parse_list(const std::string& s) {
 
 void run_engine_bench(const EngineBenchFlags& f) {
   init_logging("warning");
-  std::unique_ptr<backend::Backend> be;
-  if (f.device == "cuda") {
-#ifdef DSSERVE_HAVE_CUDA
-    be = backend::make_cuda_backend(0);
-#else
-    fail("--device cuda: this dsserve was built without CUDA");
-#endif
-  } else {
-    be = backend::make_cpu_backend(f.threads);
-  }
+  std::unique_ptr<backend::Backend> be = make_backend(f.device, f.threads);
   model::ModelOptions mo;
   mo.cuda_graph_max_bs = f.cuda_graph_max_bs;
   auto model = model::Model::load(f.model_path, *be, mo);

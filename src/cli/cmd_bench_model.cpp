@@ -12,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "cli/commands.h"
+#include "cli/make_backend.h"
 #include "cli/metered_backend.h"
 #include "cli/model_bench.h"
 #include "model/checkpoint.h"
@@ -54,17 +55,6 @@ std::vector<int64_t> parse_sizes(const std::string& s, const char* flag) {
     v.push_back(x);
   }
   return v;
-}
-
-std::unique_ptr<backend::Backend> make_backend(const std::string& device, int threads) {
-  if (device == "cuda") {
-#ifdef DSSERVE_HAVE_CUDA
-    return backend::make_cuda_backend(0);
-#else
-    fail("--device cuda: this dsserve was built without CUDA (configure with -DDSSERVE_CUDA=ON where nvcc is installed)");
-#endif
-  }
-  return backend::make_cpu_backend(threads);
 }
 
 // Cost per MoE layer from two models that differ only in MoE layers, carried to `target` layers.

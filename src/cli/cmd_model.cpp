@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "cli/commands.h"
+#include "cli/make_backend.h"
 #include "model/make_model.h"
 #include "model/model.h"
 #include "model/step_graphs.h"
@@ -57,16 +58,7 @@ struct ModelFlags {
         ->check(CLI::Range(0, 4096));
     cmd->add_option("--log-level", log_level, "trace|debug|info|warning|error");
   }
-  std::unique_ptr<backend::Backend> make_backend() const {
-    if (device == "cuda") {
-#ifdef DSSERVE_HAVE_CUDA
-      return backend::make_cuda_backend(0);
-#else
-      fail("--device cuda: this dsserve was built without CUDA (configure with -DDSSERVE_CUDA=ON where nvcc is installed)");
-#endif
-    }
-    return backend::make_cpu_backend(threads);
-  }
+  std::unique_ptr<backend::Backend> make_backend() const { return cli::make_backend(device, threads); }
   model::ModelOptions options() const {
     model::ModelOptions o;
     o.indexer = indexer == "fp8" ? model::IndexerMode::Fp8 : model::IndexerMode::Fp32;

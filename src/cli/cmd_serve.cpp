@@ -19,6 +19,7 @@
 #include "cli/demo_model.h"
 #include "cli/flag_suggestions.h"
 #include "cli/kv_plan.h"
+#include "cli/make_backend.h"
 #include "model/model.h"
 #include "model/step_graphs.h"
 #include "runtime/engine.h"
@@ -51,18 +52,6 @@ struct ServeFlags {
 constexpr double kCpuDefaultMemFraction = 0.1;    // of available RAM: the CPU backend is for tests and the demo
 constexpr double kCudaDefaultMemFraction = 0.85;  // of free GPU memory, weights included (SGLang's meaning)
 
-std::unique_ptr<backend::Backend> make_backend(const ServeFlags& f) {
-  if (f.device == "cuda") {
-#ifdef DSSERVE_HAVE_CUDA
-    return backend::make_cuda_backend(0);
-#else
-    fail(
-        "--device cuda: this dsserve was built without CUDA (configure with -DDSSERVE_CUDA=ON where nvcc is "
-        "installed)");
-#endif
-  }
-  return backend::make_cpu_backend(f.threads);
-}
 
 void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--model-path,--model", f.model_path,
@@ -273,7 +262,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   server::SamplingDefaults sampling_defaults = server::load_sampling_defaults(model_path);
 
   Timer load_timer;
-  auto backend = make_backend(flags);
+  auto backend = make_backend(flags.device, flags.threads);
   const int64_t device_free_before = backend->free_device_memory();  // 0 on the CPU
   model::ModelOptions model_options;
   model_options.cuda_graph_max_bs = flags.disable_cuda_graph ? 0 : flags.cuda_graph_max_bs;

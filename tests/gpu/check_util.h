@@ -20,10 +20,14 @@ inline std::mt19937& rng() {
   return r;
 }
 
+inline void fill_randn(float* p, int64_t n, float scale = 1.0f, float mean = 0.0f) {
+  std::normal_distribution<float> nd(mean, scale);
+  for (int64_t i = 0; i < n; ++i) p[i] = nd(rng());
+}
+
 inline Tensor randn(std::vector<int64_t> shape, float scale = 1.0f, float mean = 0.0f) {
   Tensor t = Tensor::empty(std::move(shape), DType::F32);
-  std::normal_distribution<float> nd(mean, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = nd(rng());
+  fill_randn(t.f32(), t.numel(), scale, mean);
   return t;
 }
 

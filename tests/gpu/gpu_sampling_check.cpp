@@ -42,11 +42,6 @@ struct Logits {
   }
 };
 
-void fill_normal(float* p, int64_t n, float scale) {
-  std::normal_distribution<float> nd(0.f, scale);
-  for (int64_t i = 0; i < n; ++i) p[i] = nd(rng());
-}
-
 SamplingRow make_row(int64_t logits_row, float t, int32_t k, float p, float min_p, uint64_t seed, uint64_t pos) {
   SamplingRow r;
   r.logits_row = logits_row;
@@ -157,7 +152,7 @@ void check_greedy() {
   for (int64_t V : {129280, 1000, 37}) {
     const int64_t R = 64;
     Logits L(R, V);
-    fill_normal(L.x.data(), R * V, 2.f);
+    fill_randn(L.x.data(), R * V, 2.f);
     std::uniform_int_distribution<int64_t> pick(0, V - 1);
     for (int64_t r = 0; r < R; ++r) {
       float* x = L.row(r);
@@ -190,7 +185,7 @@ void check_membership_mixed_batch() {
       make_row(0, 1.0f, -1, 1.0f, 0.f, 0, 0),     make_row(0, 0.5f, 5, 0.6f, 0.3f, 0, 0)};
   const int64_t R = 256, V = 129280;
   Logits L(R, V);
-  for (int64_t r = 0; r < R; ++r) fill_normal(L.row(r), V, 1.f + float(r % 5));
+  for (int64_t r = 0; r < R; ++r) fill_randn(L.row(r), V, 1.f + float(r % 5));
   Tensor d = L.device();
   std::vector<Kept> kept;
   SamplingBatch b;
@@ -252,13 +247,13 @@ void check_distribution(const char* what, const std::vector<float>& row, Samplin
 
 void check_distributions() {
   std::vector<float> small(40);
-  fill_normal(small.data(), 40, 1.5f);
+  fill_randn(small.data(), 40, 1.5f);
   check_distribution("V=40", small, make_row(0, 0.9f, 20, 0.9f, 0.02f, 0, 0), 1000, 40);
   check_distribution("V=40", small, make_row(0, 1.0f, -1, 1.0f, 0.f, 0, 0), 1000, 40);
   check_distribution("V=40", small, make_row(0, 1.5f, -1, 0.7f, 0.f, 0, 0), 1000, 40);
   // A peaky row of the full vocabulary: 30 likely tokens over a long tail.
   std::vector<float> peaky(129280);
-  fill_normal(peaky.data(), int64_t(peaky.size()), 2.f);
+  fill_randn(peaky.data(), int64_t(peaky.size()), 2.f);
   for (int i = 0; i < 30; ++i) peaky[size_t(rng()() % peaky.size())] += 12.f + float(i % 5);
   check_distribution("V=129280 peaky", peaky, make_row(0, 1.0f, -1, 0.95f, 0.f, 0, 0), 250, 80);
   check_distribution("V=129280 peaky", peaky, make_row(0, 0.8f, 10, 1.0f, 0.f, 0, 0), 250, 80);
@@ -270,7 +265,7 @@ void check_distributions() {
   check_distribution("V=129280 all equal", flat, make_row(0, 1.0f, -1, 0.5f, 0.f, 0, 0), 250, 8);
   // Quantised logits: thousands of equal values per bin.
   std::vector<float> quant(129280);
-  fill_normal(quant.data(), int64_t(quant.size()), 3.f);
+  fill_randn(quant.data(), int64_t(quant.size()), 3.f);
   for (float& v : quant) v = std::round(v * 2.f) / 2.f;
   check_distribution("V=129280 quantised", quant, make_row(0, 1.0f, 3000, 1.0f, 0.f, 0, 0), 250, 20);
   check_distribution("V=129280 quantised", quant, make_row(0, 1.0f, -1, 0.9f, 0.f, 0, 0), 250, 20);
@@ -279,14 +274,14 @@ void check_distributions() {
 void check_seeds() {
   const int64_t V = 129280;
   Logits L(4, V);
-  fill_normal(L.x.data(), 4 * V, 1.f);  // flat enough: many likely tokens
+  fill_randn(L.x.data(), 4 * V, 1.f);  // flat enough: many likely tokens
   auto row = [](int64_t lr, uint64_t seed, uint64_t pos) { return make_row(lr, 1.0f, -1, 0.95f, 0.f, seed, pos); };
   // The same (row, seed, position) in two different batches, at different batch and logits positions.
   Logits M(4, V);
   std::copy(L.row(2), L.row(2) + V, M.row(0));
   std::copy(L.row(0), L.row(0) + V, M.row(3));
-  fill_normal(M.row(1), V, 1.f);
-  fill_normal(M.row(2), V, 1.f);
+  fill_randn(M.row(1), V, 1.f);
+  fill_randn(M.row(2), V, 1.f);
   SamplingBatch b1, b2;
   b1.rows = {row(0, 11, 5), row(1, 12, 5), row(2, 13, 9)};
   b2.rows = {row(1, 99, 0), row(3, 11, 5), row(0, 13, 9), row(2, 98, 1)};
@@ -318,7 +313,7 @@ void check_penalties() {
   for (int64_t V : {129280, 1000}) {
     const int64_t R = 40;
     Logits L(R, V);
-    fill_normal(L.x.data(), R * V, 2.f);
+    fill_randn(L.x.data(), R * V, 2.f);
     std::vector<std::vector<int32_t>> hist(R);
     std::vector<size_t> plen(R);
     SamplingBatch b;
@@ -373,7 +368,7 @@ void check_logprobs() {
   for (int64_t V : {129280, 1000, 37}) {
     const int64_t R = 48;
     Logits L(R, V);
-    fill_normal(L.x.data(), R * V, 3.f);
+    fill_randn(L.x.data(), R * V, 3.f);
     SamplingBatch b;
     const int tops[] = {0, 1, 5, 20, 64};
     const float temps[] = {0.f, 0.7f, 1.3f, 0.05f};
@@ -420,7 +415,7 @@ void check_logprobs() {
 void check_bad_rows() {
   const int64_t V = 129280, R = 10;
   Logits L(R, V);
-  fill_normal(L.x.data(), R * V, 2.f);
+  fill_randn(L.x.data(), R * V, 2.f);
   L.row(1)[777] = NAN;
   L.row(3)[5] = INFINITY;
   std::fill(L.row(5), L.row(5) + V, -INFINITY);

@@ -43,6 +43,41 @@ constexpr int kRowB = D * 2;              // bytes of a bf16 key row (16 chunks)
 constexpr int kStageBytes = KT * D * 4;   // an fp32 key tile (32 KB)
 constexpr int kHalfBytes = KT * kRowB;    // the hi (or lo) bf16 tile (16 KB)
 
+// S = Q K^T for one warp's 16 heads x KT keys of the current tile, k-step by k-step. The 4 ldmatrix of a
+// k-step are issued before its MMAs (asm volatile keeps the order written, so the load latency is
+// overlapped here and not by the compiler). LO: hi*hi + lo*hi + hi*lo per product; else hi*hi alone (q and
+// k without lo parts: the other two would add exact zeros).
+template <bool LO>
+__device__ __forceinline__ void tile_scores(float (&acc)[KT / 8][4], const uint32_t (&qh)[D / 16][4],
+                                            const uint32_t (&ql)[D / 16][4], uint32_t s_hi, uint32_t s_lo, int kr,
+                                            int lm, int lr) {
+#pragma unroll
+  for (int ks = 0; ks < D / 16; ++ks) {
+    const uint32_t off = kr * kRowB + (((2 * ks + (lm & 1)) ^ lr) << 4);  // swz(kr, 2 ks + .., kRowB)
+    uint32_t b[KT / 16][4];
+#pragma unroll
+    for (int np = 0; np < KT / 16; ++np) ldsm_x4(b[np], s_hi + off + np * 16 * kRowB);
+#pragma unroll
+    for (int np = 0; np < KT / 16; ++np) {
+      mma_bf16(acc[2 * np], qh[ks], b[np][0], b[np][1]);
+      mma_bf16(acc[2 * np + 1], qh[ks], b[np][2], b[np][3]);
+      if constexpr (LO) {
+        mma_bf16(acc[2 * np], ql[ks], b[np][0], b[np][1]);
+        mma_bf16(acc[2 * np + 1], ql[ks], b[np][2], b[np][3]);
+      }
+    }
+    if constexpr (LO) {
+#pragma unroll
+      for (int np = 0; np < KT / 16; ++np) ldsm_x4(b[np], s_lo + off + np * 16 * kRowB);
+#pragma unroll
+      for (int np = 0; np < KT / 16; ++np) {
+        mma_bf16(acc[2 * np], qh[ks], b[np][0], b[np][1]);
+        mma_bf16(acc[2 * np + 1], qh[ks], b[np][2], b[np][3]);
+      }
+    }
+  }
+}
+
 template <int QB>
 constexpr size_t tc_smem_bytes() {
   return 2 * kStageBytes + 2 * kHalfBytes + size_t(4 * QB) * KT * 4;
@@ -196,44 +231,9 @@ __global__ void __launch_bounds__(QB * 128, 2) score_tc_kernel(IndexerArgs a) {
       for (int n = 0; n < KT / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
       const int kr = lr + 8 * (lm >> 1);  // key row of this lane's ldmatrix address (+16 np)
       // Two forms, chosen per tile (uniform): hi only when q and k have no lo parts, else the 3 MMAs per
-      // product. The 4 ldmatrix of a k-step are issued before its MMAs (asm volatile keeps the order
-      // written, so the load latency is overlapped here and not by the compiler).
-      if (q_lo || k_lo) {
-#pragma unroll
-        for (int ks = 0; ks < D / 16; ++ks) {
-          const uint32_t off = kr * kRowB + (((2 * ks + (lm & 1)) ^ lr) << 4);  // swz(kr, 2 ks + .., kRowB)
-          uint32_t b[KT / 16][4];
-#pragma unroll
-          for (int np = 0; np < KT / 16; ++np) ldsm_x4(b[np], s_hi + off + np * 16 * kRowB);
-#pragma unroll
-          for (int np = 0; np < KT / 16; ++np) {
-            mma_bf16(acc[2 * np], qh[ks], b[np][0], b[np][1]);
-            mma_bf16(acc[2 * np + 1], qh[ks], b[np][2], b[np][3]);
-            mma_bf16(acc[2 * np], ql[ks], b[np][0], b[np][1]);
-            mma_bf16(acc[2 * np + 1], ql[ks], b[np][2], b[np][3]);
-          }
-#pragma unroll
-          for (int np = 0; np < KT / 16; ++np) ldsm_x4(b[np], s_lo + off + np * 16 * kRowB);
-#pragma unroll
-          for (int np = 0; np < KT / 16; ++np) {
-            mma_bf16(acc[2 * np], qh[ks], b[np][0], b[np][1]);
-            mma_bf16(acc[2 * np + 1], qh[ks], b[np][2], b[np][3]);
-          }
-        }
-      } else {
-#pragma unroll
-        for (int ks = 0; ks < D / 16; ++ks) {
-          const uint32_t off = kr * kRowB + (((2 * ks + (lm & 1)) ^ lr) << 4);
-          uint32_t b[KT / 16][4];
-#pragma unroll
-          for (int np = 0; np < KT / 16; ++np) ldsm_x4(b[np], s_hi + off + np * 16 * kRowB);
-#pragma unroll
-          for (int np = 0; np < KT / 16; ++np) {
-            mma_bf16(acc[2 * np], qh[ks], b[np][0], b[np][1]);
-            mma_bf16(acc[2 * np + 1], qh[ks], b[np][2], b[np][3]);
-          }
-        }
-      }
+      // product.
+      if (q_lo || k_lo) tile_scores<true>(acc, qh, ql, s_hi, s_lo, kr, lm, lr);
+      else tile_scores<false>(acc, qh, ql, s_hi, s_lo, kr, lm, lr);
       // ---- relu, head weights, sum over the warp's 16 heads: the thread holds keys 8 n + 2 tq (+1) of
       // heads g and g + 8; the 8 lanes of a tq add theirs.
       float v[KT / 8][2];

@@ -1,0 +1,95 @@
+// Shared pieces of the CUDA op checks (gpu_ops_check.cpp: dense ops and MoE, gpu_ops_check_attention.cpp:
+// MLA and the lightning indexer): the two backends, host<->device helpers, random linear weights.
+#pragma once
+#include <fmt/format.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "backend/cuda/cuda_backend.h"
+#include "check_util.h"
+
+namespace opcheck {
+
+using namespace ds;
+using namespace ds::backend;
+using namespace gpucheck;
+using cuda::CudaBackend;
+using cuda::GemmMode;
+
+inline constexpr double kTolF32 = 2e-5;
+
+inline std::unique_ptr<Backend> g_cpu;
+inline std::unique_ptr<CudaBackend> g_gpu;
+
+inline Tensor up(const Tensor& t) { return g_gpu->from_host(t); }
+// A host F32 tensor rounded to bf16: the BF16 tensor and its values widened back to F32 (the CPU reference).
+inline std::pair<Tensor, Tensor> bf16_pair(const Tensor& f) {
+  Tensor b = Tensor::empty(f.shape(), DType::BF16), w = Tensor::empty(f.shape(), DType::F32);
+  for (int64_t i = 0; i < f.numel(); ++i) {
+    b.data<uint16_t>()[i] = f32_to_bf16(f.f32()[i]);
+    w.f32()[i] = bf16_to_f32(b.data<uint16_t>()[i]);
+  }
+  return {b, w};
+}
+inline Tensor down(const Tensor& t) { return g_gpu->to_host_f32(t); }
+inline Err cmp(const Tensor& gpu, const Tensor& cpu) { return compare(down(gpu), cpu); }
+
+// A random linear weight in a checkpoint dtype; the host buffers live as long as this object.
+struct HostLinear {
+  std::vector<uint8_t> q;
+  std::vector<uint16_t> bf;
+  std::vector<float> f, s;
+  HostTensor w, scale;
+  bool fp8 = false;
+  HostLinear(int64_t N, int64_t K, DType dt, float wscale = 1.0f) {
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::uniform_real_distribution<float> ud(0.5f, 2.0f);
+    const float std_w = wscale / std::sqrt(float(K));
+    w = HostTensor{"w", dt, {N, K}, nullptr};
+    if (dt == DType::F8_E4M3) {
+      fp8 = true;
+      q.resize(size_t(N * K));
+      for (auto& v : q) v = f32_to_fp8e4m3(nd(rng()) * 64.f);
+      const int64_t nb = (N + 127) / 128, kb = (K + 127) / 128;
+      s.resize(size_t(nb * kb));
+      for (auto& v : s) v = ud(rng()) * std_w / 64.f;
+      w.data = q.data();
+      scale = HostTensor{"s", DType::F32, {nb, kb}, s.data()};
+    } else if (dt == DType::BF16) {
+      bf.resize(size_t(N * K));
+      for (auto& v : bf) v = f32_to_bf16(nd(rng()) * std_w);
+      w.data = bf.data();
+    } else {
+      f.resize(size_t(N * K));
+      for (auto& v : f) v = nd(rng()) * std_w;
+      w.data = f.data();
+    }
+  }
+  const HostTensor* sp() const { return fp8 ? &scale : nullptr; }
+};
+
+struct BothLinear {
+  HostLinear h;
+  LinearWeight c, g;
+  BothLinear(int64_t N, int64_t K, DType dt, float wscale = 1.0f) : h(N, K, dt, wscale) {
+    c = g_cpu->load_linear(h.w, h.sp());
+    g = g_gpu->load_linear(h.w, h.sp());
+  }
+};
+
+inline std::string dname(DType t) { return std::string(dtype_name(t)); }
+
+// The checks of each file (all record() their rows).
+void check_linear();
+void check_norms_and_elementwise();
+void check_rope_copy_cache();
+void check_moe();
+void check_moe_grouped();
+void check_mla();
+void check_indexer();
+void check_indexer_tc();
+
+}  // namespace opcheck

@@ -34,6 +34,22 @@ struct ExpertWeights {
   LinearWeight gate, up, down;
 };
 
+// The routed experts of one MoE layer, prepared once at load for the backend's kernels
+// (Backend::prepare_experts; the CUDA backend keeps a device table of every expert's weight and scale
+// pointers). The MoE op takes this handle, not a list of weights: with expert parallelism a rank's set
+// holds its own experts, and the exchanges that bring tokens to them (dispatch) and back (combine) go
+// around moe_experts, which stays the local expert compute (issue 14).
+class ExpertSet {
+ public:
+  explicit ExpertSet(std::vector<ExpertWeights> experts) : experts_(std::move(experts)) {}
+  virtual ~ExpertSet() = default;
+  const std::vector<ExpertWeights>& experts() const { return experts_; }
+  size_t size() const { return experts_.size(); }
+
+ private:
+  std::vector<ExpertWeights> experts_;
+};
+
 enum class RopeLayout {
   Interleaved,  // pairs (x0,x1),(x2,x3),... : MLA q_rope / k_rope
   HalfSplit,    // pairs (x_i, x_{i+d/2}) : the lightning indexer
@@ -98,6 +114,11 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
   virtual Device device() const = 0;
+  // Which device of its kind (the GPU's index; -1 for host memory).
+  virtual int device_index() const { return -1; }
+  // Makes this backend's device the calling thread's current one. CUDA keeps the current device per
+  // thread, so whoever issues a step's ops (a runner, on the engine's or a rank's thread) calls it first.
+  virtual void make_current() {}
   virtual DType act_dtype() const = 0;  // dtype of activations between ops
   // Device memory still free for KV pools and workspace (after the weights), in bytes; 0 for
   // backends on host memory (the server then budgets from the host's available memory).
@@ -170,9 +191,12 @@ class Backend {
   // Sigmoid scores, bias for the choice only, group-limited top-k, renormalised unbiased weights x scale.
   virtual void moe_route(const Tensor& router_logits, const Tensor& bias, const MoeRouting& cfg, Tensor* ids,
                          Tensor* weights) = 0;
-  // y[t] = sum_k weights[t,k] * Expert_{ids[t,k]}(x[t]) (SwiGLU experts).
-  virtual Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
-                             const std::vector<ExpertWeights>& experts) = 0;
+  // The layer's experts in the form moe_experts takes (default: the weights as they are).
+  virtual std::shared_ptr<const ExpertSet> prepare_experts(std::vector<ExpertWeights> experts) {
+    return std::make_shared<ExpertSet>(std::move(experts));
+  }
+  // y[t] = sum_k weights[t,k] * Expert_{ids[t,k]}(x[t]) (SwiGLU experts of a set this backend prepared).
+  virtual Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& experts) = 0;
 
   // ---- step index data and captured steps (optional) ----
   // Uploads `s` once for the ops that follow (nullptr: unbind; the vectors must outlive the binding).
@@ -200,7 +224,7 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int num_threads = 0);
-// The CUDA backend on `device` (Hopper). Defined only in builds with CUDA (link ds_backend_cuda, which
+// The CUDA backend on GPU `device` (Hopper). Defined only in builds with CUDA (link ds_backend_cuda, which
 // defines DSSERVE_HAVE_CUDA); environment: DSSERVE_CUDA_GEMM=fast|exact, DSSERVE_CUDA_POISON=1.
 std::unique_ptr<Backend> make_cuda_backend(int device = 0);
 

@@ -1,112 +1,14 @@
-// `dsserve bench engine`: the engine's own cost per step (scheduling, batch building, sampling,
-// detokenizing, output delivery) next to the model forward, at several numbers of running
-// requests, in process (no HTTP). What the server adds per step must stay small next to a GPU step.
-#include <fmt/format.h>
-
-#include <atomic>
-#include <chrono>
-#include <random>
-#include <sstream>
-#include <thread>
-
-#include "backend/backend.h"
+// `dsserve bench engine`: its flags (the measurement is perf/engine_bench.h).
 #include "cli/commands.h"
 #include "cli/make_backend.h"
-#include "model/model.h"
-#include "model/step_graphs.h"
-#include "runtime/engine.h"
-#include "tokenizer/tokenizer.h"
-#include "util/error.h"
+#include "perf/engine_bench.h"
 #include "util/log.h"
 
 namespace ds::cli {
 
-namespace {
-
-struct EngineBenchFlags {
-  std::string model_path, tokenizer, running = "1,64,256", device = "cpu";
-  int input_len = 128, steps = 50, threads = 0, page_size = 64, cuda_graph_max_bs = model::kDefaultCudaGraphMaxBs;
-  float temperature = 0.0f;
-  bool host_sampling = false;
-};
-
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> v;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    int x = 0;
-    try {
-      x = std::stoi(item);
-    } catch (...) {
-      fail("--running: '{}' is not a number", item);
-    }
-    DS_CHECK(x >= 1, "--running: {} must be >= 1", x);
-    v.push_back(x);
-  }
-  return v;
-}
-
-void run_engine_bench(const EngineBenchFlags& f) {
-  init_logging("warning");
-  std::unique_ptr<backend::Backend> be = make_backend(f.device, f.threads);
-  model::ModelOptions mo;
-  mo.cuda_graph_max_bs = f.cuda_graph_max_bs;
-  auto model = model::Model::load(f.model_path, *be, mo);
-  auto tok = tok::Tokenizer::load(f.tokenizer.empty() ? f.model_path : f.tokenizer);
-  const auto& mc = model->config();
-  fmt::print("model {} (vocab {}, {} layers), prompt {} tokens, {} measured steps, temperature {}, {} backend, "
-             "sampling on the {}\n", f.model_path, mc.vocab_size, mc.num_hidden_layers, f.input_len, f.steps,
-             f.temperature, be->name(), be->can_sample() && !f.host_sampling ? "device" : "host");
-  fmt::print("{:>8} {:>10} {:>11} {:>12} {:>14} {:>12} {:>10}\n", "running", "step ms", "forward ms", "overhead ms",
-             "(of which out)", "overhead/req", "tok/s");
-  std::mt19937 rng(1);
-  for (int n : parse_list(f.running)) {
-    const int max_new = f.steps + 64;  // enough to stay decoding over the window
-    runtime::EngineConfig cfg;
-    cfg.page_size = f.page_size;
-    cfg.context_length = f.input_len + max_new;
-    cfg.max_running_requests = n;
-    cfg.sample_on_device = !f.host_sampling;
-    cfg.max_total_tokens = int64_t(n) * ((f.input_len + max_new) / f.page_size + 2) * f.page_size;
-    for (auto id : mc.eos_token_ids) cfg.eos_token_ids.push_back(int32_t(id));
-    auto engine = runtime::make_engine(cfg, *model, tok);
-    std::atomic<int> started{0};
-    for (int i = 0; i < n; ++i) {
-      runtime::GenerateRequest r;
-      r.id = fmt::format("bench-{}", i);
-      for (int t = 0; t < f.input_len; ++t) r.prompt.push_back(int32_t(3 + rng() % (mc.vocab_size - 3)));
-      r.max_new_tokens = max_new;
-      r.sampling.temperature = f.temperature;
-      r.sampling.ignore_eos = true;
-      auto first = std::make_shared<std::atomic<bool>>(false);
-      engine->submit(std::move(r), [&started, first](runtime::RequestOutput&& o) {
-        if (!o.token_ids.empty() && !first->exchange(true)) ++started;
-      });
-    }
-    while (started.load() < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    auto s0 = engine->stats();
-    runtime::EngineStats s1;
-    do {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      s1 = engine->stats();
-    } while (s1.steps_total - s0.steps_total < f.steps);
-    const double steps = double(s1.steps_total - s0.steps_total);
-    const double step = (s1.busy_ms_total - s0.busy_ms_total) / steps;
-    const double fwd = (s1.forward_ms_total - s0.forward_ms_total) / steps;
-    const double out = (s1.sample_ms_total - s0.sample_ms_total) / steps;
-    const double toks = double(s1.generation_tokens_total - s0.generation_tokens_total);
-    fmt::print("{:>8} {:>10.3f} {:>11.3f} {:>12.3f} {:>14.3f} {:>12.4f} {:>10.0f}\n", n, step, fwd, step - fwd, out,
-               (step - fwd) / n, toks / ((s1.busy_ms_total - s0.busy_ms_total) / 1e3));
-    engine->shutdown();
-  }
-}
-
-}  // namespace
-
 void register_bench_engine(CLI::App* bench) {
   auto* cmd = bench->add_subcommand("engine", "engine cost per step next to the model forward (in process, no HTTP)");
-  auto f = std::make_shared<EngineBenchFlags>();
+  auto f = std::make_shared<perf::EngineBenchOptions>();
   cmd->add_option("--model-path,--model", f->model_path, "checkpoint directory")->required();
   cmd->add_option("--tokenizer", f->tokenizer, "tokenizer.json or its directory (default: the model directory)");
   cmd->add_option("--running", f->running, "comma-separated numbers of running requests to measure");
@@ -119,7 +21,10 @@ void register_bench_engine(CLI::App* bench) {
   cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)");
   cmd->add_option("--device", f->device, "backend: cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_flag("--host-sampling", f->host_sampling, "sample on the host even where the backend samples on its device");
-  cmd->callback([f] { run_engine_bench(*f); });
+  cmd->callback([f] {
+    init_logging("warning");
+    perf::run_engine_bench(*f, make_backend(f->device, 0, f->threads));
+  });
 }
 
 }  // namespace ds::cli

@@ -12,7 +12,7 @@
 #include "cli/make_backend.h"
 #include "model/make_model.h"
 #include "model/model.h"
-#include "model/step_graphs.h"
+#include "runtime/model_runner.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -44,7 +44,7 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 
 struct ModelFlags {
   std::string model_path, indexer = "fp32", attention = "absorbed", log_level = "info", device = "cpu";
-  int threads = 0, cuda_graph_max_bs = model::kDefaultCudaGraphMaxBs;
+  int threads = 0, cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs;
   void add(CLI::App* cmd) {
     cmd->add_option("--model-path,--model", model_path, "checkpoint directory (config.json + safetensors)")->required();
     cmd->add_option("--device", device, "backend: cpu (fp32 reference) or cuda (GPU 0; DSSERVE_CUDA_GEMM=fast|exact)")
@@ -58,12 +58,11 @@ struct ModelFlags {
         ->check(CLI::Range(0, 4096));
     cmd->add_option("--log-level", log_level, "trace|debug|info|warning|error");
   }
-  std::unique_ptr<backend::Backend> make_backend() const { return cli::make_backend(device, threads); }
+  std::unique_ptr<backend::Backend> make_backend() const { return cli::make_backend(device, 0, threads); }
   model::ModelOptions options() const {
     model::ModelOptions o;
     o.indexer = indexer == "fp8" ? model::IndexerMode::Fp8 : model::IndexerMode::Fp32;
     o.attention = attention == "expanded" ? model::AttentionForm::Expanded : model::AttentionForm::Absorbed;
-    o.cuda_graph_max_bs = cuda_graph_max_bs;
     return o;
   }
 };
@@ -78,7 +77,6 @@ model::SequenceChunk single_sequence(const std::vector<int32_t>& tokens, int32_t
   return sc;
 }
 
-int32_t argmax(const float* v, int64_t n) { return int32_t(std::max_element(v, v + n) - v); }
 }  // namespace
 
 void register_model_commands(CLI::App& app) {
@@ -165,33 +163,47 @@ void register_model_commands(CLI::App& app) {
       }
       const int32_t page_size = 64, B = *batch;
       const int32_t pages = int32_t((tokens.size() + *max_new + page_size - 1) / page_size);
-      auto cache = m->make_cache(pages * B, page_size);
-      const int64_t V = m->config().vocab_size;
+      // A runner as the server's: recorded decode steps (lazily: the first step of each shape), greedy
+      // draws on the device where the backend samples.
+      runtime::RunnerConfig rc;
+      rc.num_pages = pages * B;
+      rc.page_size = page_size;
+      rc.cuda_graph_max_bs = f->cuda_graph_max_bs;
+      rc.cuda_graph_lazy = true;
+      runtime::ModelRunner runner(rc, *m);
+      runtime::GreedySampling greedy;
       const auto& eos = m->config().eos_token_ids;
       std::optional<tok::IncrementalDetokenizer> detok;
       if (tk) detok.emplace(*tk, true);
-      model::ForwardBatch fb;
+      runtime::StepInput in;
       for (int32_t b = 0; b < B; ++b) {
-        fb.seqs.push_back(single_sequence(tokens, 0, page_size, pages));
-        for (auto& p : fb.seqs.back().page_table) p += b * pages;  // each copy its own pages
+        in.batch.seqs.push_back(single_sequence(tokens, 0, page_size, pages));
+        for (auto& p : in.batch.seqs.back().page_table) p += b * pages;  // each copy its own pages
       }
+      in.sample = greedy.slots(size_t(B));
+      auto step = [&] {
+        in.mode = runtime::classify_step(in.batch);
+        runtime::StepOutput res = runner.run(in);
+        for (const auto& why : res.tokens.failed) DS_CHECK(why.empty(), "generate: {}", why);
+        return res;
+      };
       std::vector<int32_t> out;  // the first sequence's tokens (all copies decode the same)
       Timer t;
-      auto res = m->forward(fb, cache);
+      runtime::StepOutput res = step();
       double prefill_s = t.seconds();
       t.reset();
       int steps = 0;
       for (;;) {
-        int32_t next = argmax(res.logits.f32(), V);
+        int32_t next = res.tokens.drawn[0].token;
         out.push_back(next);
         if (detok) std::fputs(detok->push(next).c_str(), stdout), std::fflush(stdout);
         if (int(out.size()) >= *max_new || std::find(eos.begin(), eos.end(), next) != eos.end()) break;
         for (int32_t b = 0; b < B; ++b) {
-          auto& sc = fb.seqs[b];
+          auto& sc = in.batch.seqs[b];
           sc.start_pos += int32_t(sc.tokens.size());
-          sc.tokens = {argmax(res.logits.f32() + b * V, V)};
+          sc.tokens = {res.tokens.drawn[b].token};
         }
-        res = m->forward(fb, cache);
+        res = step();
         ++steps;
       }
       double decode_s = t.seconds();

@@ -18,11 +18,13 @@
 #include "cli/commands.h"
 #include "cli/demo_model.h"
 #include "cli/flag_suggestions.h"
-#include "cli/kv_plan.h"
 #include "cli/make_backend.h"
 #include "model/model.h"
-#include "model/step_graphs.h"
 #include "runtime/engine.h"
+#include "runtime/kv_plan.h"
+#include "runtime/model_runner.h"
+#include "runtime/parallel_config.h"
+#include "runtime/step_recorder.h"
 #include "server/api_server.h"
 #include "server/http_server.h"
 #include "tokenizer/tokenizer.h"
@@ -41,12 +43,12 @@ struct ServeFlags {
                                           kv_cache_dtype = "auto", api_key, log_level = "info", device = "cpu";
   int port = 30000, tp = 1, dp = 1, ep = 1, context_length = 0, max_running_requests = 256, page_size = 64,
       chunked_prefill_size = 8192, max_prefill_tokens = 16384, max_queued_requests = 4096, threads = 0,
-      cuda_graph_max_bs = model::kDefaultCudaGraphMaxBs;
+      cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs;
   int64_t max_total_tokens = 0;
   double mem_fraction_static = 0;  // 0: the device's default
   std::optional<uint64_t> random_seed;
   bool enable_dp_attention = false, disable_radix_cache = false, enable_metrics = false, trust_remote_code = false,
-       skip_server_warmup = false, disable_cuda_graph = false;
+       skip_server_warmup = false, disable_cuda_graph = false, cuda_graph_lazy = false;
 };
 
 constexpr double kCpuDefaultMemFraction = 0.1;    // of available RAM: the CPU backend is for tests and the demo
@@ -87,6 +89,8 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));
   cmd->add_flag("--disable-cuda-graph", f.disable_cuda_graph, "cuda: run every step op by op");
+  cmd->add_flag("--cuda-graph-lazy", f.cuda_graph_lazy,
+                "cuda: record each decode shape at its first step instead of all of them at start-up");
   cmd->add_option("--schedule-policy", f.schedule_policy, "fcfs or lpm (longest cached prefix first)")
       ->capture_default_str();
   cmd->add_option("--kv-cache-dtype", f.kv_cache_dtype,
@@ -140,11 +144,17 @@ DType resolve_kv_dtype(const std::string& name, const backend::Backend& be) {
   return t;
 }
 
+runtime::ParallelConfig parallel_config(const ServeFlags& f) {
+  runtime::ParallelConfig p;
+  p.tp = f.tp;
+  p.dp = f.dp;
+  p.ep = f.ep;
+  p.dp_attention = f.enable_dp_attention;
+  return p;
+}
+
 void validate(const ServeFlags& f) {
-  const char* later = "parallelism lands with the dist/ layer; this build serves one replica on one device";
-  DS_CHECK(f.tp == 1, "--tp {}: tensor parallelism is not available yet ({}); use --tp 1", f.tp, later);
-  DS_CHECK(f.dp == 1, "--dp {}: data parallelism is not available yet ({}); use --dp 1", f.dp, later);
-  DS_CHECK(f.ep == 1, "--ep {}: expert parallelism is not available yet ({}); use --ep 1", f.ep, later);
+  parallel_config(f).validate();
   DS_CHECK(f.device == "cpu" || f.device == "cuda", "--device must be cpu or cuda, got '{}'", f.device);
   DS_CHECK(f.reasoning_parser.empty() || f.reasoning_parser == "deepseek-v3",
            "--reasoning-parser '{}' is not supported; this server has deepseek-v3", f.reasoning_parser);
@@ -262,11 +272,10 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   server::SamplingDefaults sampling_defaults = server::load_sampling_defaults(model_path);
 
   Timer load_timer;
-  auto backend = make_backend(flags.device, flags.threads);
+  const runtime::ParallelConfig parallel = parallel_config(flags);  // rank 0 of a world of 1 today
+  auto backend = make_backend(flags.device, parallel.device_index, flags.threads);
   const int64_t device_free_before = backend->free_device_memory();  // 0 on the CPU
-  model::ModelOptions model_options;
-  model_options.cuda_graph_max_bs = flags.disable_cuda_graph ? 0 : flags.cuda_graph_max_bs;
-  auto model = model::Model::load(model_path, *backend, model_options);
+  auto model = model::Model::load(model_path, *backend);
   const auto& mc = model->config();
   spdlog::info("loaded {} ({}, {} layers{}, vocab {}) on {} in {:.1f} s", model_path, mc.model_type,
                mc.num_hidden_layers, model->has_mtp() ? " + MTP" : "", mc.vocab_size, backend->name(),
@@ -279,7 +288,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
            mc.max_position_embeddings);
 
   const DType kv_dtype = resolve_kv_dtype(flags.kv_cache_dtype, *backend);
-  KvPlanInput kin;
+  runtime::KvPlanInput kin;
   kin.bytes_per_token = model::KVCache::bytes_per_token(mc, kv_dtype, backend->act_dtype(), model->has_mtp());
   kin.max_total_tokens = flags.max_total_tokens;
   if (flags.device == "cuda") {
@@ -290,13 +299,13 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
     kin.memory_name = "free GPU memory";
   } else {
     kin.mem_fraction = flags.mem_fraction_static > 0 ? flags.mem_fraction_static : kCpuDefaultMemFraction;
-    kin.available_bytes = available_host_memory();
+    kin.available_bytes = runtime::available_host_memory();
     kin.memory_name = "available RAM";
   }
   kin.max_running_requests = flags.max_running_requests;
   kin.context_length = context_length;
   kin.page_size = flags.page_size;
-  KvPlan plan = plan_kv_pool(kin);
+  runtime::KvPlan plan = runtime::plan_kv_pool(kin);
 
   runtime::EngineConfig ec;
   ec.page_size = flags.page_size;
@@ -309,10 +318,20 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   ec.enable_radix_cache = !flags.disable_radix_cache;
   ec.schedule_policy = flags.schedule_policy == "lpm" ? runtime::SchedulePolicy::Lpm : runtime::SchedulePolicy::Fcfs;
   ec.random_seed = flags.random_seed ? *flags.random_seed : std::random_device{}();
-  ec.kv_cache_dtype = kv_dtype;
   for (auto id : mc.eos_token_ids) ec.eos_token_ids.push_back(int32_t(id));
   if (ec.eos_token_ids.empty() && tokenizer.eos_id() >= 0) ec.eos_token_ids.push_back(tokenizer.eos_id());
-  auto engine = runtime::make_engine(ec, *model, tokenizer);
+
+  runtime::RunnerConfig rc;
+  rc.parallel = parallel;
+  rc.num_pages = int32_t(plan.tokens / flags.page_size);
+  rc.page_size = flags.page_size;
+  rc.kv_cache_dtype = kv_dtype;
+  rc.cuda_graph_max_bs = flags.disable_cuda_graph ? 0 : flags.cuda_graph_max_bs;
+  rc.cuda_graph_lazy = flags.cuda_graph_lazy;
+  const std::string backend_name = backend->name();
+  runtime::ModelRunner runner(rc, std::move(backend), std::move(model));
+  runner.record_graphs(ec.max_running_requests, ec.context_length);
+  auto engine = runtime::make_engine(ec, {&runner}, tokenizer);
 
   server::ServerConfig sc;
   sc.served_model_name = served;
@@ -339,7 +358,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
 
   const std::string url = fmt::format(
       "http://{}:{}", flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host, http.port());
-  spdlog::info("dsserve 0.1.0 serving '{}' on {} ({} backend)", served, url, backend->name());
+  spdlog::info("dsserve 0.1.0 serving '{}' on {} ({} backend, {})", served, url, backend_name, parallel.describe());
   spdlog::info("  KV pool: {} (latent cache {})", plan.why, dtype_name(kv_dtype));
   spdlog::info("  context length {}, max running requests {}, chunked prefill {}, radix cache {}, schedule {}",
                context_length, ec.max_running_requests, ec.chunked_prefill_size, ec.enable_radix_cache ? "on" : "off",

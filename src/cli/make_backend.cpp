@@ -4,10 +4,10 @@
 
 namespace ds::cli {
 
-std::unique_ptr<backend::Backend> make_backend(const std::string& device, int threads) {
+std::unique_ptr<backend::Backend> make_backend(const std::string& device, int index, int threads) {
   if (device == "cuda") {
 #ifdef DSSERVE_HAVE_CUDA
-    return backend::make_cuda_backend(0);
+    return backend::make_cuda_backend(index);
 #else
     fail("--device cuda: this dsserve was built without CUDA (configure with -DDSSERVE_CUDA=ON where nvcc is "
          "installed)");

@@ -8,8 +8,8 @@
 
 namespace ds::cli {
 
-// device "cuda": the CUDA backend on GPU 0 (fails clearly in builds without CUDA); else the CPU backend
-// with `threads` threads (0: all cores).
-std::unique_ptr<backend::Backend> make_backend(const std::string& device, int threads);
+// device "cuda": the CUDA backend on GPU `index` (fails clearly in builds without CUDA); else the CPU
+// backend with `threads` threads (0: all cores).
+std::unique_ptr<backend::Backend> make_backend(const std::string& device, int index, int threads);
 
 }  // namespace ds::cli

@@ -105,7 +105,7 @@ Tensor Model::ffn(const FfnWeights& f, const Tensor& h) const {
                         float(cfg_.routed_scaling_factor)};
   Tensor ids, weights;
   be_.moe_route(be_.linear(h, f.router), f.router_bias, r, &ids, &weights);
-  Tensor y = be_.moe_experts(h, ids, weights, f.experts);
+  Tensor y = be_.moe_experts(h, ids, weights, *f.experts);
   if (cfg_.n_shared_experts > 0) be_.add_inplace(y, mlp(f.dense));
   return y;
 }

@@ -4,7 +4,6 @@
 #include "model/checkpoint.h"
 #include "model/rope.h"
 #include "model/step.h"
-#include "model/step_graphs.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/timer.h"
@@ -22,10 +21,7 @@ Model::Model(ModelConfig config, ModelWeights weights, backend::Backend& be, Mod
 
 Model::~Model() = default;
 
-void Model::set_options(ModelOptions o) {
-  opts_ = o;
-  graphs_.reset();  // recorded steps bake in the options they ran with
-}
+void Model::set_options(ModelOptions o) { opts_ = o; }
 
 std::unique_ptr<Model> Model::load(const std::string& dir, backend::Backend& be, ModelOptions opts) {
   Timer timer;
@@ -39,7 +35,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, backend::Backend& be,
   return std::make_unique<Model>(std::move(cfg), std::move(w), be, opts);
 }
 
-Model::Step Model::make_step(const ForwardBatch& batch, const KVCache& cache) const {
+StepLayout Model::layout(const ForwardBatch& batch, const KVCache& cache) const {
   DS_CHECK(!batch.seqs.empty(), "forward: empty batch");
   Step st;
   st.ab.page_size = cache.page_size;
@@ -78,21 +74,17 @@ Model::Step Model::make_step(const ForwardBatch& batch, const KVCache& cache) co
   return st;
 }
 
-StepGraphs& Model::step_graphs() const {
-  DS_CHECK(opts_.cuda_graph_max_bs > 0, "step graphs are off (cuda_graph_max_bs 0)");
-  if (!graphs_) graphs_ = std::make_unique<StepGraphs>(*this, opts_.cuda_graph_max_bs);
-  return *graphs_;
-}
-
 ForwardOutput Model::forward(const ForwardBatch& batch, KVCache& cache) const {
-  if (opts_.cuda_graph_max_bs > 0 && be_.can_capture())
-    if (auto out = step_graphs().forward(batch, cache)) return std::move(*out);
-  Step st = make_step(batch, cache);
+  Step st = layout(batch, cache);
   StepBinding bound(be_, st);
   Tensor normed = main_stack(st, cache);
   ForwardOutput out = finish(st, batch.logits_on_device, head_logits(st, normed, w_.lm_head));
   if (batch.want_hidden) out.hidden = be_.to_host_f32(normed);
   return out;
+}
+
+Tensor Model::step_logits(const StepLayout& st, KVCache& cache) const {
+  return head_logits(st, main_stack(st, cache), w_.lm_head);
 }
 
 Tensor Model::main_stack(const Step& st, KVCache& cache) const {
@@ -107,7 +99,7 @@ ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, 
   DS_CHECK(depth >= 0 && size_t(depth) < w_.mtp.size(), "MTP layer {} is not loaded (the model has {})", depth,
            w_.mtp.size());
   const MtpWeights& m = w_.mtp[depth];
-  Step st = make_step(batch, cache);
+  Step st = layout(batch, cache);
   DS_CHECK(in.next_tokens.size() == st.ids.size() && in.hidden.dim(0) == int64_t(st.ids.size()),
            "MTP input has {} tokens / {} hidden rows for a batch of {} tokens", in.next_tokens.size(),
            in.hidden.dim(0), st.ids.size());

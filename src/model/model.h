@@ -24,9 +24,6 @@ enum class AttentionForm : uint8_t {
 struct ModelOptions {
   IndexerMode indexer = IndexerMode::Fp32;
   AttentionForm attention = AttentionForm::Absorbed;
-  // Decode steps of up to this many sequences run as recorded graphs where the backend can capture
-  // them (CUDA graphs, model/step_graphs.h); 0: every step runs op by op.
-  int32_t cuda_graph_max_bs = 0;
 };
 
 // Inputs of the MTP (next-n) layer for a step: for each token t of the batch, the main model's
@@ -36,7 +33,7 @@ struct MtpInput {
   std::vector<int32_t> next_tokens; // [T]
 };
 
-class StepGraphs;
+struct StepLayout;
 
 class Model {
  public:
@@ -55,19 +52,21 @@ class Model {
   KVCache make_cache(int32_t num_pages, int32_t page_size, std::optional<DType> latent_dtype = {}) const {
     return KVCache::create(be_, cfg_, num_pages, page_size, has_mtp(), latent_dtype.value_or(be_.act_dtype()));
   }
-  // Runs the main model over the batch, writing each token's cache entries first.
+  // Runs the main model over the batch op by op, writing each token's cache entries first.
   ForwardOutput forward(const ForwardBatch& batch, KVCache& cache) const;
+
+  // The two halves of forward() for callers that pad or record steps (runtime/step_recorder.h): the
+  // flattened layout of a batch (checked against the pools), and the step's logits rows left on the
+  // backend's device (undefined when no sequence asks for logits). step_logits needs the layout's index
+  // data bound (model/step.h, StepBinding) and issues only device work, so a backend can record it.
+  StepLayout layout(const ForwardBatch& batch, const KVCache& cache) const;
+  Tensor step_logits(const StepLayout& st, KVCache& cache) const;
   // Runs MTP layer `depth` (0-based) over the batch; its cache entries go to layer num_hidden_layers+depth.
   // The logits rows follow batch.seqs[i].logits as in forward(); hidden = the layer's shared_head.norm output.
   ForwardOutput mtp_forward(const ForwardBatch& batch, const MtpInput& in, KVCache& cache, int depth = 0) const;
-  // The recorded decode steps (options().cuda_graph_max_bs > 0); tests and benchmarks.
-  StepGraphs& step_graphs() const;
 
  private:
-  friend class StepGraphs;
-  friend class StepBinding;
-  struct Step;  // flattened batch layout of one call
-  Step make_step(const ForwardBatch& batch, const KVCache& cache) const;
+  using Step = StepLayout;
   // Embedding, every decoder layer and the final norm: the [T, hidden] states the heads read.
   Tensor main_stack(const Step& st, KVCache& cache) const;
   // The logits of the step's logit rows (undefined when it asks for none), left on the backend's device.
@@ -86,7 +85,6 @@ class Model {
   backend::Backend& be_;
   ModelOptions opts_;
   backend::RopeTable rope_;
-  mutable std::unique_ptr<StepGraphs> graphs_;  // captured decode steps (created on first use)
 };
 
 }  // namespace ds::model

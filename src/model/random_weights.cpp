@@ -91,6 +91,8 @@ class RandomSource final : public WeightSource {
     return w;
   }
 
+  backend::Backend& backend() override { return be_; }
+
   Tensor f32(const std::string& name) override {
     const WeightSpec& s = spec(name);
     const uint64_t key = name_key(seed_, name);

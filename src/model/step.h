@@ -1,12 +1,15 @@
-// The flattened layout of one forward call (private to model/).
+// The flattened layout of one forward step (Model::layout): per token its id, sequence, position and pool
+// slot; per sequence its first token, context and page table; the rows that get logits. The model runs
+// it op by op (Model::forward, Model::step_logits); the runner pads it to buckets and records it
+// (runtime/step_recorder.h).
 #pragma once
 #include <vector>
 
 #include "backend/backend.h"
-#include "model/model.h"
 
 namespace ds::model {
-struct Model::Step {
+
+struct StepLayout {
   backend::AttnBatch ab;
   std::vector<int32_t> ids;          // [T]
   std::vector<int32_t> slots;        // [T] pool rows written by this step (-1: a padding row, nothing)
@@ -21,7 +24,7 @@ struct Model::Step {
 // Binds a step's index data to the backend for the ops of one forward (backend::Backend::bind_step).
 class StepBinding {
  public:
-  StepBinding(backend::Backend& be, const Model::Step& st) : be_(be), idx_(st.index()) { be_.bind_step(&idx_); }
+  StepBinding(backend::Backend& be, const StepLayout& st) : be_(be), idx_(st.index()) { be_.bind_step(&idx_); }
   ~StepBinding() { be_.bind_step(nullptr); }
   StepBinding(const StepBinding&) = delete;
   StepBinding& operator=(const StepBinding&) = delete;
@@ -30,4 +33,5 @@ class StepBinding {
   backend::Backend& be_;
   backend::StepIndex idx_;
 };
+
 }  // namespace ds::model

@@ -40,7 +40,7 @@ struct FfnWeights {
   backend::ExpertWeights dense;   // dense MLP (moe == false) or the shared experts (moe == true)
   backend::LinearWeight router;   // [E, H], fp32
   Tensor router_bias;             // e_score_correction_bias [E]
-  std::vector<backend::ExpertWeights> experts;
+  std::shared_ptr<const backend::ExpertSet> experts;  // routed experts, prepared by the backend at load
 };
 
 struct LayerWeights {
@@ -70,6 +70,7 @@ class WeightSource {
   virtual ~WeightSource() = default;
   virtual backend::LinearWeight linear(const std::string& name) = 0;  // FP8 with its scales, or float
   virtual Tensor f32(const std::string& name) = 0;                     // norms, biases, the embedding
+  virtual backend::Backend& backend() = 0;                             // where the weights go
 };
 
 // The model's weights from `src`, main layers then (when with_mtp) the MTP layers, which share the

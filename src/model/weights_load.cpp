@@ -62,6 +62,7 @@ class Loader final : public WeightSource {
     progress_.add(t.nbytes);
     return out;
   }
+  backend::Backend& backend() override { return be_; }
   void finish() { progress_.finish(); }
 
  private:
@@ -99,11 +100,13 @@ LayerWeights load_layer(const ModelConfig& c, int64_t l, WeightSource& ld) {
   }
   f.router = ld.linear(p + "mlp.gate.weight");
   f.router_bias = ld.f32(p + "mlp.gate.e_score_correction_bias");
+  std::vector<backend::ExpertWeights> experts;
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     const std::string ep = fmt::format("{}mlp.experts.{}.", p, e);
-    f.experts.push_back({ld.linear(ep + "gate_proj.weight"), ld.linear(ep + "up_proj.weight"),
-                         ld.linear(ep + "down_proj.weight")});
+    experts.push_back({ld.linear(ep + "gate_proj.weight"), ld.linear(ep + "up_proj.weight"),
+                       ld.linear(ep + "down_proj.weight")});
   }
+  f.experts = ld.backend().prepare_experts(std::move(experts));
   if (c.n_shared_experts > 0)
     f.dense = {ld.linear(p + "mlp.shared_experts.gate_proj.weight"), ld.linear(p + "mlp.shared_experts.up_proj.weight"),
                ld.linear(p + "mlp.shared_experts.down_proj.weight")};

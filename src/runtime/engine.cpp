@@ -1,6 +1,6 @@
-// The engine thread: drains submissions and aborts, asks the scheduler for a step, runs the model,
-// samples, turns tokens into text with stop checks, and delivers outputs. Everything that touches
-// requests or KV pages happens on this one thread; other threads only queue work under mu_.
+// The engine thread: drains submissions and aborts, asks the scheduler for a step, hands it to the model
+// runners (forward + draws), turns tokens into text with stop checks, and delivers outputs. Everything
+// that touches requests or KV pages happens on this one thread; other threads only queue work under mu_.
 #include "runtime/engine.h"
 
 #include <algorithm>
@@ -8,11 +8,13 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <thread>
 #include <unordered_set>
 
 #include "model/model.h"
+#include "runtime/model_runner.h"
 #include "runtime/scheduler.h"
 #include "tokenizer/tokenizer.h"
 #include "util/log.h"
@@ -42,14 +44,18 @@ int32_t pool_pages(const EngineConfig& c) {
 
 class EngineImpl final : public Engine {
  public:
-  EngineImpl(const EngineConfig& cfg, const model::Model& model, const tok::Tokenizer& tok)
-      : cfg_(cfg), model_(model), tok_(tok), sched_(cfg, pool_pages(cfg)) {
+  EngineImpl(const EngineConfig& cfg, std::vector<ModelRunner*> runners, const tok::Tokenizer& tok,
+             std::unique_ptr<ModelRunner> owned = nullptr)
+      : cfg_(cfg), runners_(std::move(runners)), owned_(std::move(owned)), tok_(tok), sched_(cfg, pool_pages(cfg)) {
     DS_CHECK(cfg_.context_length > 0, "context length must be > 0");
     DS_CHECK(cfg_.max_running_requests >= 1, "--max-running-requests must be >= 1");
     DS_CHECK(cfg_.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1");
-    kv_ = model_.make_cache(sched_.pool().num_pages(), cfg_.page_size, cfg_.kv_cache_dtype);
-    vocab_ = model_.config().vocab_size;
-    device_sampling_ = cfg_.sample_on_device && model_.backend().can_sample();
+    DS_CHECK(!runners_.empty(), "an engine needs at least one model runner");
+    for (const ModelRunner* r : runners_)
+      DS_CHECK(r->config().num_pages == sched_.pool().num_pages() && r->config().page_size == cfg_.page_size,
+               "runner KV pool ({} pages of {}) differs from the engine's ({} pages of {})", r->config().num_pages,
+               r->config().page_size, sched_.pool().num_pages(), cfg_.page_size);
+    vocab_ = runners_[0]->model().config().vocab_size;
     publish_stats();
     thread_ = std::thread([this] { loop(); });
   }
@@ -80,23 +86,19 @@ class EngineImpl final : public Engine {
   void loop();
   bool take_pending();  // inbox, aborts, flushes; false when stopping
   void run_step();
-  // One result (or an error message) per plan entry that asked for logits.
-  void sample_on_host(const std::vector<Scheduler::Chunk>& plan, const model::ForwardOutput& out,
-                      std::vector<SampleResult>& drawn, std::vector<std::string>& failed);
-  void sample_on_device(const std::vector<Scheduler::Chunk>& plan, model::ForwardOutput& out,
-                        std::vector<SampleResult>& drawn, std::vector<std::string>& failed);
+  StepInput make_step(const std::vector<Scheduler::Chunk>& plan);
+  StepOutput run_on_runners(StepInput in);  // every runner in lock step; rank 0's tokens
   void accept_token(RequestState& r, SampleResult s);  // appends, checks stops, outputs
   void deliver(RequestState& r, RequestOutput&& out);
   void end(std::unique_ptr<RequestState> r, FinishReason why, std::string error = {});
   void publish_stats();
 
   EngineConfig cfg_;
-  const model::Model& model_;
+  std::vector<ModelRunner*> runners_;
+  std::unique_ptr<ModelRunner> owned_;  // make_engine over a model: the runner made for it
   const tok::Tokenizer& tok_;
   Scheduler sched_;
-  model::KVCache kv_;
   int64_t vocab_ = 0;
-  bool device_sampling_ = false;
 
   // Shared with other threads (mu_).
   std::mutex mu_;
@@ -247,31 +249,11 @@ void EngineImpl::run_step() {
     publish_stats();
     return;
   }
-  model::ForwardBatch fb;
-  fb.logits_on_device = device_sampling_;
-  fb.seqs.reserve(plan.size());
-  for (const auto& c : plan) {
-    RequestState& r = *c.req;
-    model::SequenceChunk sc;
-    sc.tokens.assign(r.tokens.begin() + c.begin, r.tokens.begin() + c.begin + c.len);
-    sc.start_pos = c.begin;
-    sc.page_table = r.pages;
-    sc.logits = c.logits ? model::LogitsMode::Last : model::LogitsMode::None;
-    fb.seqs.push_back(std::move(sc));
-    if (!r.counted) {  // first time scheduled: its prompt and cache hit count once
-      r.counted = true;
-      prompt_total_ += r.prompt_len;
-      cached_total_ += r.cached_tokens;
-    }
-  }
-  Timer fwd_timer;
-  model::ForwardOutput out = model_.forward(fb, kv_);
-  const double fwd_ms = fwd_timer.seconds() * 1e3;
+  StepOutput res = run_on_runners(make_step(plan));
+  const double fwd_ms = res.forward_ms;
   Timer sample_timer;
-  std::vector<SampleResult> drawn(plan.size());
-  std::vector<std::string> failed(plan.size());
-  if (device_sampling_) sample_on_device(plan, out, drawn, failed);
-  else sample_on_host(plan, out, drawn, failed);
+  std::vector<SampleResult>& drawn = res.tokens.drawn;
+  std::vector<std::string>& failed = res.tokens.failed;
   for (size_t i = 0; i < plan.size(); ++i) {
     RequestState& r = *plan[i].req;
     sched_.chunk_done(r, plan[i].len);
@@ -304,83 +286,61 @@ static const std::vector<int32_t>* allowed_next(const RequestState& r) {
   return r.forced && !r.forced->allowed().empty() ? &r.forced->allowed() : nullptr;
 }
 
-void EngineImpl::sample_on_host(const std::vector<Scheduler::Chunk>& plan, const model::ForwardOutput& out,
-                                std::vector<SampleResult>& drawn, std::vector<std::string>& failed) {
-  // Sampling is independent per request (each has its own generator): spread it over the cores.
-  std::vector<int64_t> rows;
-  for (size_t i = 0; i < plan.size(); ++i)
-    if (plan[i].logits) rows.push_back(int64_t(i));
-#pragma omp parallel for schedule(dynamic, 4) if (rows.size() > 4)
-  for (int64_t k = 0; k < int64_t(rows.size()); ++k) {
-    const int64_t i = rows[k];
-    RequestState& r = *plan[i].req;
-    try {
-      // A forced continuation restricts the next token (a single allowed one is simply taken).
-      const std::vector<int32_t>* allowed = allowed_next(r);
-      if (allowed && allowed->size() == 1 && !r.in.sampling.logprobs)
-        drawn[i].token = allowed->front();
-      else
-        drawn[i] = sample(out.logits.f32() + int64_t(out.logits_row0[i]) * vocab_, vocab_, r.in.sampling, r.tokens,
-                          size_t(r.prompt_len), r.rng, allowed);
-    } catch (const std::exception& e) {
-      failed[i] = e.what();
+StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan) {
+  StepInput in;
+  in.batch.seqs.reserve(plan.size());
+  in.sample.reserve(plan.size());
+  for (const auto& c : plan) {
+    RequestState& r = *c.req;
+    model::SequenceChunk sc;
+    sc.tokens.assign(r.tokens.begin() + c.begin, r.tokens.begin() + c.begin + c.len);
+    sc.start_pos = c.begin;
+    sc.page_table = r.pages;
+    sc.logits = c.logits ? model::LogitsMode::Last : model::LogitsMode::None;
+    in.batch.seqs.push_back(std::move(sc));
+    SampleSlot slot;
+    if (c.logits) {
+      slot.params = &r.in.sampling;
+      slot.history = &r.tokens;
+      slot.prompt_len = size_t(r.prompt_len);
+      slot.rng = &r.rng;
+      slot.seed = r.seed;
+      slot.output_index = uint64_t(r.output_len());
+      slot.penalties = &r.penalties;
+      slot.allowed = allowed_next(r);
+    }
+    in.sample.push_back(slot);
+    if (!r.counted) {  // first time scheduled: its prompt and cache hit count once
+      r.counted = true;
+      prompt_total_ += r.prompt_len;
+      cached_total_ += r.cached_tokens;
     }
   }
+  in.mode = classify_step(in.batch);
+  return in;
 }
 
-void EngineImpl::sample_on_device(const std::vector<Scheduler::Chunk>& plan, model::ForwardOutput& out,
-                                  std::vector<SampleResult>& drawn, std::vector<std::string>& failed) {
-  backend::Backend& be = model_.backend();
-  backend::SamplingBatch batch;
-  std::vector<size_t> batch_plan;  // plan entry of each batch row
-  // Entries the device does not take: under a forced continuation (rare: tool_choice), or asking for
-  // more top logprobs than the backend gives.
-  std::vector<size_t> on_host;
-  for (size_t i = 0; i < plan.size(); ++i) {
-    if (!plan[i].logits) continue;
-    RequestState& r = *plan[i].req;
-    const SamplingParams& p = r.in.sampling;
-    const std::vector<int32_t>* allowed = allowed_next(r);
-    if (allowed && allowed->size() == 1 && !p.logprobs) {  // a single allowed token is simply taken
-      drawn[i].token = allowed->front();
-      continue;
-    }
-    if (allowed || (p.logprobs && p.top_logprobs > be.max_sample_top_logprobs())) {
-      on_host.push_back(i);
-      continue;
-    }
-    if (has_penalties(p)) {
-      if (!r.penalties) r.penalties = std::make_unique<PenaltyTokens>();
-      r.penalties->update(r.tokens, size_t(r.prompt_len), p.repetition_penalty != 1.0f);
-    }
-    add_sampling_row(batch, out.logits_row0[i], p, r.seed, uint64_t(r.output_len()), r.penalties.get());
-    batch_plan.push_back(i);
+StepOutput EngineImpl::run_on_runners(StepInput in) {
+  if (runners_.size() == 1) return runners_[0]->run(std::move(in));
+  // Ranks of one replica run the same step at once (their collectives meet inside the forward); every
+  // rank draws the same tokens, rank 0's are taken. A rank that throws fails the step on all.
+  std::vector<std::future<StepOutput>> ranks;
+  for (size_t k = 1; k < runners_.size(); ++k)
+    ranks.push_back(std::async(std::launch::async, [this, k, in] { return runners_[k]->run(in); }));
+  std::optional<StepOutput> first;
+  std::exception_ptr error;
+  try {
+    first = runners_[0]->run(std::move(in));
+  } catch (...) {
+    error = std::current_exception();
   }
-  // Rows the device cannot take: only theirs come to the host (before the device changes any row).
-  for (size_t i : on_host) {
-    RequestState& r = *plan[i].req;
-    const int64_t row = out.logits_row0[i];
-    try {
-      Tensor h = be.to_host_f32(out.logits.rows(row, row + 1));
-      drawn[i] = sample(h.f32(), vocab_, r.in.sampling, r.tokens, size_t(r.prompt_len), r.rng, allowed_next(r));
-    } catch (const std::exception& e) {
-      failed[i] = e.what();
+  for (auto& f : ranks) try {
+      f.get();
+    } catch (...) {
+      if (!error) error = std::current_exception();
     }
-  }
-  if (batch.rows.empty()) return;
-  std::vector<backend::SampledRow> got = be.sample(out.logits, batch);  // throws: the whole step fails
-  for (size_t k = 0; k < batch_plan.size(); ++k) {
-    const size_t i = batch_plan[k];
-    if (got[k].token < 0) {
-      failed[i] = "sample: the logits have a NaN or infinite value, or no finite one";
-      continue;
-    }
-    drawn[i].token = got[k].token;
-    if (plan[i].req->in.sampling.logprobs) {
-      drawn[i].logprob = got[k].logprob;
-      drawn[i].top_logprobs = std::move(got[k].top_logprobs);
-    }
-  }
+  if (error) std::rethrow_exception(error);
+  return std::move(*first);
 }
 
 void EngineImpl::accept_token(RequestState& r, SampleResult s) {
@@ -482,9 +442,24 @@ void EngineImpl::publish_stats() {
 
 }  // namespace
 
+std::unique_ptr<Engine> make_engine(const EngineConfig& config, std::vector<ModelRunner*> runners,
+                                    const tok::Tokenizer& tokenizer) {
+  return std::make_unique<EngineImpl>(config, std::move(runners), tokenizer);
+}
+
+std::unique_ptr<Engine> make_engine(const EngineConfig& config, const model::Model& model,
+                                    const tok::Tokenizer& tokenizer, const RunnerConfig& runner) {
+  RunnerConfig rc = runner;
+  rc.num_pages = pool_pages(config);
+  rc.page_size = config.page_size;
+  auto owned = std::make_unique<ModelRunner>(rc, model);
+  ModelRunner* r = owned.get();
+  return std::make_unique<EngineImpl>(config, std::vector<ModelRunner*>{r}, tokenizer, std::move(owned));
+}
+
 std::unique_ptr<Engine> make_engine(const EngineConfig& config, const model::Model& model,
                                     const tok::Tokenizer& tokenizer) {
-  return std::make_unique<EngineImpl>(config, model, tokenizer);
+  return make_engine(config, model, tokenizer, RunnerConfig{});
 }
 
 }  // namespace ds::runtime

@@ -19,6 +19,10 @@
 namespace ds::model {
 class Model;
 }
+namespace ds::runtime {
+class ModelRunner;
+struct RunnerConfig;
+}
 namespace ds::tok {
 class Tokenizer;
 }
@@ -97,11 +101,6 @@ struct EngineConfig {
   SchedulePolicy schedule_policy = SchedulePolicy::Fcfs;
   uint64_t random_seed = 0;              // seeds requests that give no seed
   std::vector<int32_t> eos_token_ids;    // stop unless ignore_eos
-  std::optional<DType> kv_cache_dtype;   // MLA latent pools; empty: the backend's activation dtype
-  // Sample on the model's device when its backend can (Backend::can_sample): a step then brings back
-  // token ids instead of [rows, vocab] logits. Seeded draws differ from the host sampler's (another
-  // generator), with the same distribution. false: always the host sampler.
-  bool sample_on_device = true;
 };
 
 // A consistent snapshot of the engine's state and counters (for /metrics, /get_server_info).
@@ -123,8 +122,8 @@ struct EngineStats {
   double last_step_overhead_ms = 0;     // of which outside the model forward (scheduling, sampling, output)
   // Sums over all steps (differences of two snapshots give per-step averages over a window).
   double busy_ms_total = 0;             // wall time inside steps
-  double forward_ms_total = 0;          // of which in Model::forward (with device sampling: until it has
-                                        // queued its last kernels; the GPU's tail counts as sampling)
+  double forward_ms_total = 0;          // of which in the runner's forward (with device sampling: until it
+                                        // has queued its last kernels; the GPU's tail counts as sampling)
   double sample_ms_total = 0;           // of which after the forward: sampling, detokenizing, stop checks, delivery
   double cache_hit_rate = 0;            // cached / queried prompt tokens of the radix cache
   double token_usage() const { return num_pages ? double(used_pages - evictable_pages) / num_pages : 0.0; }
@@ -147,9 +146,17 @@ class Engine {
   virtual void shutdown() = 0;
 };
 
-// The engine over a loaded model (any backend). The tokenizer detokenizes outputs and matches stop
-// strings; it and the model must outlive the engine. Starts the engine thread.
+// The engine over its model runners (runtime/model_runner.h): one per device of the replica, all with
+// config's KV pool (max_total_tokens / page_size pages of page_size); several run every step in lock
+// step and rank 0's tokens are taken. The tokenizer detokenizes outputs and matches stop strings; it and
+// the runners must outlive the engine. Starts the engine thread.
+std::unique_ptr<Engine> make_engine(const EngineConfig& config, std::vector<ModelRunner*> runners,
+                                    const tok::Tokenizer& tokenizer);
+// The engine with a runner of its own over `model` (tests and tools): `runner` gives everything but the
+// pool's size and page size, which come from `config`.
 std::unique_ptr<Engine> make_engine(const EngineConfig& config, const model::Model& model,
                                     const tok::Tokenizer& tokenizer);
+std::unique_ptr<Engine> make_engine(const EngineConfig& config, const model::Model& model,
+                                    const tok::Tokenizer& tokenizer, const RunnerConfig& runner);
 
 }  // namespace ds::runtime

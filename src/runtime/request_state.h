@@ -19,7 +19,11 @@ struct RequestState {
   GenerateRequest in;
   OutputSink sink;
   uint64_t arrival = 0;        // submission order (FCFS)
-  std::vector<int32_t> tokens;  // prompt, then every sampled token
+  std::vector<int32_t> tokens;  // prompt, then every accepted token
+  // Speculative decoding: tokens a draft proposed after `tokens`, waiting for the target to verify them.
+  // Never part of `tokens` (so never computed, counted as output, or published to the radix cache, which
+  // only sees `tokens`); dropped whenever the request leaves the running batch (Scheduler::release).
+  std::vector<int32_t> draft;
   int32_t prompt_len = 0;
   int32_t computed = 0;         // leading tokens whose KV is in `pages`
   std::vector<int32_t> pages;   // page table: one pool reference per page

@@ -68,6 +68,7 @@ void Scheduler::release(RequestState& r, bool to_cache) {
   pool_.release(r.pages);
   r.pages.clear();
   r.computed = 0;
+  r.draft.clear();  // unverified proposals die with the request's KV (the cache above saw only `tokens`)
 }
 
 void Scheduler::retract(RequestState& r) {

@@ -16,7 +16,7 @@
 #include "model/make_model.h"
 #include "model/model.h"
 #include "model/random_weights.h"
-#include "model/step_graphs.h"
+#include "runtime/step_recorder.h"
 #include "util/npy.h"
 
 using namespace ds;
@@ -328,15 +328,17 @@ void check_capture_api() {
   record("step capture", "replays read new ids (bitwise)", worst, 0.0);
 }
 
-// Decode steps replayed from CUDA graphs (model/step_graphs.h) on tiny_v32_fp8 with a 2048-token
+// Decode steps replayed from CUDA graphs (runtime/step_recorder.h) on tiny_v32_fp8 with a 2048-token
 // max_position (contexts cross the 256 / 512 / 1024 buckets), batches of 1-6 of 6 sequences (padded to 1,
 // 2, 4, 8), BF16 latent cache, logits left on the device every other step. Each step is compared with the
 // same padded step run op by op (bitwise: same kernels and launch shapes, index data from the graph's own
 // buffer) and with the plain forward of a second model (unpadded, index widths from the data: rounding).
-// Decode steps of `mg` (graphs on) against the same padded step op by op and against `me` (graphs off) on
-// its own cache: sequences of `lens` tokens, then `steps` steps of a random subset of them.
+// Decode steps of `mg` through a recorder against the same padded step op by op and against `me` (no
+// recorder) on its own cache: sequences of `lens` tokens, then `steps` steps of a random subset of them.
+// lazy: each shape recorded at its first step; else every shape recorded up front from synthetic steps
+// (record_all, as the server does at start-up), so that every step replays.
 void run_graph_steps(const char* what, backend::cuda::CudaBackend& be, Model& mg, Model& me,
-                     const std::vector<int32_t>& lens, int steps, int32_t page, double tol) {
+                     const std::vector<int32_t>& lens, int steps, int32_t page, double tol, bool lazy) {
   int32_t pool = 0;
   for (int32_t n : lens) pool += (n + steps + page - 1) / page + 1;
   auto cg = mg.make_cache(pool, page, DType::BF16), ce = me.make_cache(pool, page, DType::BF16);
@@ -353,6 +355,13 @@ void run_graph_steps(const char* what, backend::cuda::CudaBackend& be, Model& mg
     const float* p = l.f32() + r * V;
     return int32_t(std::max_element(p, p + V) - p);
   };
+  runtime::StepRecorder rec(mg, 8, lazy);
+  if (!lazy) {
+    int32_t longest = 0;
+    for (int32_t n : lens) longest = std::max(longest, n + steps);
+    const int made = rec.record_all(runtime::ForwardMode::Decode, 1, 8, longest, cg);
+    std::printf("step graphs %s: %d shapes recorded up front\n", what, made);
+  }
   auto first = mg.forward(pre, cg);
   me.forward(pre, ce);
   std::vector<int32_t> next, pos;
@@ -373,8 +382,9 @@ void run_graph_steps(const char* what, backend::cuda::CudaBackend& be, Model& mg
         fb.seqs.push_back(sc);
         who.push_back(i);
       }
-    const Tensor g = host_logits(be, mg.forward(fb, cg));
-    const Tensor p = host_logits(be, mg.step_graphs().forward_padded_eager(fb, cg));
+    auto replayed = rec.forward(runtime::ForwardMode::Decode, fb, cg);
+    const Tensor g = host_logits(be, replayed ? std::move(*replayed) : mg.forward(fb, cg));
+    const Tensor p = host_logits(be, rec.forward_padded_eager(runtime::ForwardMode::Decode, fb, cg));
     const Tensor e = host_logits(be, me.forward(fb, ce));
     const Err d = compare(g, p);
     bitwise = std::max(bitwise, d.nan ? INFINITY : d.maxrel);
@@ -387,39 +397,36 @@ void run_graph_steps(const char* what, backend::cuda::CudaBackend& be, Model& mg
       ++pos[who[k]];
     }
   }
-  const auto& st = mg.step_graphs().stats();
-  std::printf("step graphs %s: %lld recorded, %lld replays, %lld failed; greedy %d/%d equal to the plain forward\n",
-              what, (long long)st.captured, (long long)st.replayed, (long long)st.failed, same, total);
-  record("step graphs: replay = op by op", fmt::format("{} {} steps, {} recorded, {} replays", what, steps,
-                                                        st.captured, st.replayed),
-         st.replayed > steps / 2 && st.failed == 0 ? bitwise : INFINITY, 0.0);
+  const auto& st = rec.stats();
+  std::printf("step graphs %s: %lld recorded, %lld replays, %lld failed, %lld unrecorded; greedy %d/%d equal to the "
+              "plain forward\n", what, (long long)st.captured, (long long)st.replayed, (long long)st.failed,
+              (long long)st.unrecorded, same, total);
+  // Lazily a shape's first step runs op by op; recorded up front, every step must replay.
+  const bool replays_ok = lazy ? st.replayed > steps / 2 : st.replayed == steps && st.unrecorded == 0;
+  record("step graphs: replay = op by op", fmt::format("{} {} steps, {} recorded, {} replays{}", what, steps,
+                                                        st.captured, st.replayed, lazy ? " (lazy)" : " (up front)"),
+         replays_ok && st.failed == 0 ? bitwise : INFINITY, 0.0);
   record("step graphs vs plain forward", fmt::format("{} padded + capped vs unpadded, greedy {}/{}", what, same, total),
          rel, tol);
 }
 
-ModelOptions graph_options() {
-  ModelOptions go;
-  go.cuda_graph_max_bs = 8;
-  return go;
-}
-
 // tiny_v32_fp8 with a 2048-token max_position (contexts cross the 256 / 512 / 1024 buckets): the SIMT kernels.
-void check_step_graphs(GemmMode mode) {
+void check_step_graphs(GemmMode mode, bool lazy) {
   const std::string dir = fixture_with("tiny_v32_fp8", "graphs", {{"max_position_embeddings", 2048}});
   backend::cuda::CudaOptions o;
   o.poison = true;
   o.gemm = mode;
   auto be = backend::cuda::make_cuda_backend(o);
-  auto mg = Model::load(dir, *be, graph_options());
+  auto mg = Model::load(dir, *be);
   auto me = Model::load(dir, *be);
   run_graph_steps(mode == GemmMode::Exact ? "tiny exact" : "tiny fast", *be, *mg, *me, {20, 240, 250, 500, 37, 3},
-                  64, 16, mode == GemmMode::Exact ? 1e-4 : 5e-2);
+                  64, 16, mode == GemmMode::Exact ? 1e-4 : 5e-2, lazy);
 }
 
 // The demo preset's widths (2 layers: 1 dense + 1 MoE; random weights in device memory), fast mode: the
 // tensor-core sparse MLA (320 / 256) and indexer (8 heads x 128) inside recorded steps, contexts across
 // index_topk 512 (scored and unscored rows in one step) and the 512 / 1024 / 2048 buckets.
-void check_step_graphs_demo() {
+void check_step_graphs_demo(bool lazy) {
   MakeModelOptions mo;
   mo.preset = "demo";
   mo.num_layers = 2;
@@ -429,9 +436,9 @@ void check_step_graphs_demo() {
   o.gemm = GemmMode::Fast;
   auto be = backend::cuda::make_cuda_backend(o);
   ModelWeights w = random_weights(cfg, *be, 5);
-  Model mg(cfg, w, *be, graph_options());
+  Model mg(cfg, w, *be, ModelOptions{});
   Model me(cfg, w, *be, ModelOptions{});
-  run_graph_steps("demo widths fast", *be, mg, me, {600, 530, 100, 40, 1000, 5}, 32, 64, 5e-2);
+  run_graph_steps("demo widths fast", *be, mg, me, {600, 530, 100, 40, 1000, 5}, 32, 64, 5e-2, lazy);
 }
 }  // namespace
 
@@ -441,9 +448,10 @@ int main() {
     check_fixture("tiny_v3_bf16", false, false);
     check_fast_fp8_continuous();
     check_capture_api();
-    check_step_graphs(GemmMode::Exact);
-    check_step_graphs(GemmMode::Fast);
-    check_step_graphs_demo();
+    check_step_graphs(GemmMode::Exact, /*lazy=*/true);
+    check_step_graphs(GemmMode::Fast, /*lazy=*/false);
+    check_step_graphs_demo(/*lazy=*/true);
+    check_step_graphs_demo(/*lazy=*/false);
     return summary("gpu_model_check") ? 1 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_model_check: error: %s\n", e.what());

@@ -178,15 +178,16 @@ void check_moe() {
     c.down = ws.back()->c, g.down = ws.back()->g;
     ec.push_back(c), eg.push_back(g);
   }
+  const auto set_c = g_cpu->prepare_experts(ec), set_g = g_gpu->prepare_experts(eg);
   for (int64_t T : {1, 6, 120}) {
     Tensor x = randn({T, H}), logits = randn({T, E}), bias = randn({E}, 0.1f);
     Tensor ids, wts;
     g_cpu->moe_route(logits, bias, {4, 2, 4, true, 2.5f}, &ids, &wts);
-    Tensor ref = g_cpu->moe_experts(x, ids, wts, ec);
+    Tensor ref = g_cpu->moe_experts(x, ids, wts, *set_c);
     g_gpu->set_moe_path(cuda::MoePath::PerExpert);
     for (GemmMode mode : {GemmMode::Exact, GemmMode::Fast}) {
       g_gpu->set_gemm_mode(mode);
-      Tensor y = g_gpu->moe_experts(up(x), up(ids), up(wts), eg);
+      Tensor y = g_gpu->moe_experts(up(x), up(ids), up(wts), *set_g);
       record("moe_experts per-expert", fmt::format("T={} 16 FP8 experts top-4 {}", T, mode == GemmMode::Fast ? "fast" : "exact"),
              cmp(y, ref).rel, mode == GemmMode::Fast ? 5e-2 : kTolF32);
     }
@@ -209,7 +210,10 @@ struct BothExperts {
       }
       c.push_back(ec), g.push_back(eg);
     }
+    sc = g_cpu->prepare_experts(c);
+    sg = g_gpu->prepare_experts(g);
   }
+  std::shared_ptr<const ExpertSet> sc, sg;  // as each backend's MoE op takes them
 };
 
 // The grouped path (device-side lists, grouped GEMMs, combine) against the CPU backend: ids from the
@@ -234,14 +238,14 @@ void check_moe_grouped() {
         Tensor ig, wg;
         g_gpu->moe_route(up(logits), up(bias), cfg, &ig, &wg);
         Tensor ids = g_gpu->to_host(ig), wts = g_gpu->to_host(wg);
-        Tensor ref = g_cpu->moe_experts(x, ids, wts, ex.c);
+        Tensor ref = g_cpu->moe_experts(x, ids, wts, *ex.sc);
         g_gpu->set_moe_path(cuda::MoePath::Auto);
         Tensor xg = up(x);
-        Tensor y = g_gpu->moe_experts(xg, ig, wg, ex.g);
+        Tensor y = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
         const std::string path = g_gpu->last_moe_path();
         const std::string what = fmt::format("{} E={} H={} I={} top-{} T={}", dname(sh.dt), sh.E, sh.H, sh.I, k, T);
         record("moe_experts grouped", what, path == "grouped" ? cmp(y, ref).rel : INFINITY, kTolF32);
-        Tensor y2 = g_gpu->moe_experts(xg, ig, wg, ex.g);  // deterministic: bitwise the same
+        Tensor y2 = g_gpu->moe_experts(xg, ig, wg, *ex.sg);  // deterministic: bitwise the same
         record("moe_experts grouped rerun", what, compare(down(y2), down(y)).maxrel, 0.0);
       }
     }
@@ -256,8 +260,8 @@ void check_moe_grouped() {
     for (int64_t t = 0; t < T; ++t)
       for (int64_t j = 0; j < k; ++j) ids.i32()[t * k + j] = int32_t(E - 1 - 2 * j);
     Tensor x = randn({T, H});
-    Tensor ref = g_cpu->moe_experts(x, ids, wts, e.c);
-    Tensor y = g_gpu->moe_experts(up(x), up(ids), up(wts), e.g);
+    Tensor ref = g_cpu->moe_experts(x, ids, wts, *e.sc);
+    Tensor y = g_gpu->moe_experts(up(x), up(ids), up(wts), *e.sg);
     record("moe_experts grouped", fmt::format("all tokens on the same {} of {} experts, T={}", k, E, T),
            std::string(g_gpu->last_moe_path()) == "grouped" ? cmp(y, ref).rel : INFINITY, kTolF32);
   }
@@ -272,8 +276,8 @@ void check_moe_grouped() {
       ids.i32()[i] = out ? 0 : ids.i32()[i];
       wref.f32()[i] = out ? 0.f : wts.f32()[i];
     }
-    Tensor ref = g_cpu->moe_experts(x, ids, wref, small.c);
-    Tensor y = g_gpu->moe_experts(up(x), up(bad), up(wts), small.g);
+    Tensor ref = g_cpu->moe_experts(x, ids, wref, *small.sc);
+    Tensor y = g_gpu->moe_experts(up(x), up(bad), up(wts), *small.sg);
     record("moe_experts grouped", "ids outside [0, E) ignored, T=33", cmp(y, ref).rel, kTolF32);
   }
   // Auto in the fast mode leaves large batches to the per-expert (cuBLASLt) path.
@@ -281,14 +285,14 @@ void check_moe_grouped() {
     const int64_t T = g_gpu->moe_grouped_max_tokens() + 1, k = 4, H = 128;
     Tensor x = randn({T, H}), logits = randn({T, 16}, 2.f), bias = randn({16}, 0.1f), ids, wts;
     g_cpu->moe_route(logits, bias, {4, 2, int(k), true, 2.5f}, &ids, &wts);
-    Tensor ref = g_cpu->moe_experts(x, ids, wts, small.c);
+    Tensor ref = g_cpu->moe_experts(x, ids, wts, *small.sc);
     g_gpu->set_moe_path(cuda::MoePath::Auto);
-    Tensor y = g_gpu->moe_experts(up(x), up(ids), up(wts), small.g);
+    Tensor y = g_gpu->moe_experts(up(x), up(ids), up(wts), *small.sg);
     const bool per_expert = std::string(g_gpu->last_moe_path()) == "per-expert";
     record("moe_experts auto, fast mode", fmt::format("T={}: per-expert path", T), per_expert ? cmp(y, ref).rel : INFINITY,
            5e-2);
     g_gpu->set_gemm_mode(GemmMode::Exact);  // exact: grouped at any size, in chunks of tokens
-    y = g_gpu->moe_experts(up(x), up(ids), up(wts), small.g);
+    y = g_gpu->moe_experts(up(x), up(ids), up(wts), *small.sg);
     record("moe_experts auto, exact mode", fmt::format("T={}: grouped in chunks", T),
            std::string(g_gpu->last_moe_path()) == "grouped" ? cmp(y, ref).rel : INFINITY, kTolF32);
   }

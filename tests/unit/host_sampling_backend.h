@@ -123,7 +123,7 @@ class HostSamplingBackend final : public backend::Backend {
     cpu_->moe_route(router_logits, bias, cfg, ids, weights);
   }
   Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
-                     const std::vector<backend::ExpertWeights>& experts) override {
+                     const backend::ExpertSet& experts) override {
     return cpu_->moe_experts(x, ids, weights, experts);
   }
 

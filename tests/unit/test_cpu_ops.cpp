@@ -301,7 +301,7 @@ TEST_F(CpuOps, MoeExpertsWeightedSum) {
   for (int e = 0; e < E; ++e) ex.push_back({dense(randn({I, H})), dense(randn({I, H})), dense(randn({H, I}))});
   Tensor x = randn({T, H}), ids = Tensor::empty({T, k}, DType::I32), w = randn({T, k});
   for (int i = 0; i < T * k; ++i) ids.i32()[i] = int32_t((i * 3 + i / 2) % E);
-  Tensor y = be->moe_experts(x, ids, w, ex);
+  Tensor y = be->moe_experts(x, ids, w, *be->prepare_experts(ex));
   std::vector<double> ref(T * H, 0.0);
   for (int t = 0; t < T; ++t)
     for (int j = 0; j < k; ++j) {

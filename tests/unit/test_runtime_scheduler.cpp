@@ -182,3 +182,25 @@ TEST(Scheduler, PrefillsShortOfPagesNeverStall) {
     EXPECT_EQ(s.pool().num_used(), 0);
   }
 }
+
+// Speculative tokens (RequestState::draft) are never computed, cached or kept: the radix cache holds only
+// what a request accepted, and a request that leaves the batch (finish, retraction) drops its drafts.
+TEST(Scheduler, DraftTokensNeverReachTheCache) {
+  Scheduler s(config(4, 64), 16);
+  std::map<std::string, int> sampled;
+  s.add(make_req("a", {1, 2, 3, 4, 5, 6, 7, 8, 9}, 100));
+  simulate_step(s, sampled);  // prefill + first token
+  simulate_step(s, sampled);  // one decode
+  auto plan = s.schedule();
+  ASSERT_EQ(plan.size(), 1u);
+  RequestState& r = *plan[0].req;
+  s.chunk_done(r, plan[0].len);
+  r.tokens.push_back(42);
+  r.draft = {77, 78, 79, 80, 81, 82, 83};  // proposals past the accepted tokens, reaching a new page
+  const int32_t computed = r.computed;  // the accepted tokens whose KV exists
+  ASSERT_GE(computed, 8);
+  auto done = s.finish(r);
+  EXPECT_TRUE(done->draft.empty());
+  // The cache holds the computed prefix in whole pages, nothing of the drafts (which would add pages).
+  EXPECT_EQ(s.cache()->cached_pages(), computed / 4);
+}

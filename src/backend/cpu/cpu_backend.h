@@ -50,8 +50,7 @@ class CpuBackend final : public Backend {
 
   void moe_route(const Tensor& router_logits, const Tensor& bias, const MoeRouting& cfg, Tensor* ids,
                  Tensor* weights) override;
-  Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
-                     const std::vector<ExpertWeights>& experts) override;
+  Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& set) override;
 };
 
 // Converts any checkpoint dtype to fp32 (FP8 with its 128x128 block scales when given).

@@ -53,8 +53,8 @@ void CpuBackend::moe_route(const Tensor& router_logits, const Tensor& bias, cons
   }
 }
 
-Tensor CpuBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
-                               const std::vector<ExpertWeights>& experts) {
+Tensor CpuBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& set) {
+  const std::vector<ExpertWeights>& experts = set.experts();
   int64_t T = x.dim(0), H = x.row_size(), k = ids.dim(1);
   Tensor y = Tensor::zeros({T, H}, DType::F32);
   // Tokens (and their routing weights) per expert, in token order.

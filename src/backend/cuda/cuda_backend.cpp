@@ -55,6 +55,7 @@ CudaOptions options_from_env(int device) {
 }
 
 int64_t CudaBackend::free_device_memory() const {
+  DS_CUDA_CHECK(cudaSetDevice(opts_.device));  // cudaMemGetInfo answers for the current device
   size_t free = 0, total = 0;
   DS_CUDA_CHECK(cudaMemGetInfo(&free, &total));
   return int64_t(free);
@@ -81,7 +82,10 @@ CudaBackend::CudaBackend(const CudaOptions& o) : opts_(o) {
   if (prop.major != 9) spdlog::warn("the CUDA backend is built for Hopper (sm_90a); this device is sm_{}{}", prop.major, prop.minor);
 }
 
+void CudaBackend::make_current() { DS_CUDA_CHECK(cudaSetDevice(opts_.device)); }
+
 CudaBackend::~CudaBackend() {
+  cudaSetDevice(opts_.device);
   cudaStreamSynchronize(stream_);
   uploads_.clear();
   lt_.reset();

@@ -37,9 +37,10 @@ struct CudaOptions {
 // three linear() calls and a scatter-add. Auto: grouped up to moe_grouped_max_tokens() tokens.
 enum class MoePath { Auto, Grouped, PerExpert };
 
-// A MoE layer's expert weights as the grouped kernels see them (built at the layer's first call, kept).
+// A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
+// (prepare_experts), kept with the weights.
 struct MoeExpertTable {
-  std::vector<const void*> key;  // every weight and scale pointer: reused only for the very same weights
+  int64_t E = 0;                  // experts
   Tensor dev;                     // MoeExpertPtrs [E] on the device
   bool grouped = false;           // the grouped kernels support these weights
   WType wtype = WType::FP8;
@@ -59,6 +60,8 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
   std::string name() const override { return "cuda"; }
   Device device() const override { return Device::CUDA; }
+  int device_index() const override { return opts_.device; }
+  void make_current() override;
   DType act_dtype() const override { return DType::F32; }
   int64_t free_device_memory() const override;
   bool supports_kv_dtype(DType t) const override { return t == DType::F32 || t == DType::BF16; }
@@ -101,8 +104,8 @@ class CudaBackend final : public Backend {
 
   void moe_route(const Tensor& router_logits, const Tensor& bias, const MoeRouting& cfg, Tensor* ids,
                  Tensor* weights) override;
-  Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
-                     const std::vector<ExpertWeights>& experts) override;
+  std::shared_ptr<const ExpertSet> prepare_experts(std::vector<ExpertWeights> experts) override;
+  Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& set) override;
 
   void bind_step(const StepIndex* s) override;
   bool can_capture() const override { return !profile_; }
@@ -180,7 +183,7 @@ class CudaBackend final : public Backend {
   void probe_fp8_lt();
   // The MLA absorptions' batched product (cuda_linear.cpp): head GEMV, cuBLAS TF32 or SIMT.
   void absorb(const GemmArgs& g, const LinearWeight& kv_b);
-  const MoeExpertTable& moe_table(const std::vector<ExpertWeights>& experts);
+  MoeExpertTable moe_table(const std::vector<ExpertWeights>& experts);
   // y [T, H] (device) = the routed experts of x; T up to one chunk (cuda_moe.cpp).
   void moe_experts_grouped(const Tensor& x, const Tensor& ids, const Tensor& weights, const MoeExpertTable& tb,
                            float* y);
@@ -229,7 +232,6 @@ class CudaBackend final : public Backend {
   std::string fp8_lt_config_;
   MoePath moe_path_ = MoePath::Auto;
   const char* last_moe_path_ = "";
-  std::unordered_map<const void*, MoeExpertTable> moe_tables_;  // by the first expert's gate weight
   bool fp8_lt_ok_ = false, fp8_lt_probed_ = false, fp8_lt_m_fastest_ = true, fp8_lt_out_f32_ = true, fp8_lt_any_kb_ = false;
 };
 

@@ -29,21 +29,25 @@ int64_t CudaBackend::moe_grouped_max_tokens() const {
   return opts_.gemm == GemmMode::Exact ? INT64_MAX : kGroupedMaxTokensFast;
 }
 
-// Built at a layer's first call (one synchronous upload: run a step before capturing a CUDA graph), then
-// found by the first gate weight's address and checked against every pointer, so freed and reloaded
-// weights never reuse a stale table.
-const MoeExpertTable& CudaBackend::moe_table(const std::vector<ExpertWeights>& experts) {
-  std::vector<const void*> key;
-  key.reserve(experts.size() * 6);
-  for (const auto& ex : experts)
-    for (const LinearWeight* w : {&ex.gate, &ex.up, &ex.down}) {
-      key.push_back(w->w.defined() ? w->w.raw() : nullptr);
-      key.push_back(w->scale.defined() ? w->scale.raw() : nullptr);
-    }
-  auto it = moe_tables_.find(key[0]);
-  if (it != moe_tables_.end() && it->second.key == key) return it->second;
+namespace {
+// The CUDA form of a layer's experts: the weights (they keep the device memory the table points into)
+// and the grouped kernels' pointer table.
+struct CudaExpertSet final : ExpertSet {
+  CudaExpertSet(std::vector<ExpertWeights> experts, MoeExpertTable t) : ExpertSet(std::move(experts)), table(std::move(t)) {}
+  MoeExpertTable table;
+};
+}  // namespace
+
+std::shared_ptr<const ExpertSet> CudaBackend::prepare_experts(std::vector<ExpertWeights> experts) {
+  DS_CHECK(!experts.empty(), "prepare_experts: a MoE layer without experts");
+  MoeExpertTable tb = moe_table(experts);
+  return std::make_shared<CudaExpertSet>(std::move(experts), std::move(tb));
+}
+
+// One synchronous upload of every expert's weight and scale pointers, at load.
+MoeExpertTable CudaBackend::moe_table(const std::vector<ExpertWeights>& experts) {
   MoeExpertTable tb;
-  tb.key = key;
+  tb.E = int64_t(experts.size());
   const ExpertWeights& e0 = experts[0];
   tb.H = e0.gate.in_features;
   tb.I = e0.gate.out_features;
@@ -80,13 +84,13 @@ const MoeExpertTable& CudaBackend::moe_table(const std::vector<ExpertWeights>& e
   } else {
     spdlog::debug("MoE layer with {} experts: the grouped path does not support these weights", experts.size());
   }
-  auto& slot = moe_tables_[key[0]];
-  slot = std::move(tb);
-  return slot;
+  return tb;
 }
 
-Tensor CudaBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
-                                const std::vector<ExpertWeights>& experts) {
+Tensor CudaBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& set) {
+  const auto* cs = dynamic_cast<const CudaExpertSet*>(&set);
+  DS_CHECK(cs, "moe_experts: the expert set was not prepared by the CUDA backend (prepare_experts)");
+  const std::vector<ExpertWeights>& experts = set.experts();
   const int64_t T = x.dim(0), H = x.row_size(), k = ids.dim(1);
   DS_CHECK(ids.dtype() == DType::I32 && weights.dtype() == DType::F32 && ids.dim(0) == T && weights.dim(0) == T &&
                weights.numel() == T * k,
@@ -100,7 +104,7 @@ Tensor CudaBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor
   const bool want_grouped = moe_path_ == MoePath::Grouped ||
                             (moe_path_ == MoePath::Auto && T <= moe_grouped_max_tokens());
   if (want_grouped && k <= kMoeMaxTopK) {
-    const MoeExpertTable& tb = moe_table(experts);
+    const MoeExpertTable& tb = cs->table;
     if (tb.grouped && aligned16(x.raw())) {
       Tensor y = empty({T, H}, DType::F32);
       for (int64_t t0 = 0; t0 < T; t0 += kGroupedChunkTokens) {
@@ -115,7 +119,7 @@ Tensor CudaBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor
 
 void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const Tensor& weights,
                                       const MoeExpertTable& tb, float* y) {
-  const int T = int(x.dim(0)), k = int(ids.dim(1)), E = int(tb.key.size() / 6), P = T * k;
+  const int T = int(x.dim(0)), k = int(ids.dim(1)), E = int(tb.E), P = T * k;
   const int max_tiles = moe_max_tiles(P, E);
   // Benchmarks (set_profile): each launch timed with events, one line logged.
   cudaEvent_t ev[5];

@@ -10,6 +10,7 @@
 #include <cuda_bf16.h>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/per_device.h"
 
 namespace ds::backend::cuda {
 
@@ -242,14 +243,13 @@ size_t mla_smem_bytes(int D) { return (size_t(HG + TK) * pitch_of(D) + HG * TK +
 void launch_mla_absorbed(const MlaArgs& a, cudaStream_t st) {
   if (a.T == 0 || a.H == 0) return;
   const size_t smem = mla_smem_bytes(a.D);
-  static bool attr_set = false;  // one device per process in practice; setting it twice is harmless
-  if (!attr_set) {
+  static std::atomic<uint64_t> attr_set{0};  // per device: CUDA applies attributes to the current one
+  once_per_device(attr_set, [&] {
     cudaFuncSetAttribute(mla_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          int(mla_smem_bytes(kMlaMaxD)));
     cudaFuncSetAttribute(mla_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          int(mla_smem_bytes(kMlaMaxD)));
-    attr_set = true;
-  }
+  });
   dim3 grid(unsigned(a.nsplit), unsigned((a.H + HG - 1) / HG), unsigned(a.T));
   if (a.pool_bf16) mla_kernel<true><<<grid, NT, smem, st>>>(a);
   else mla_kernel<false><<<grid, NT, smem, st>>>(a);

@@ -4,7 +4,10 @@
 // histograms), and an ordered compaction that writes the chosen positions ascending. Among equal scores
 // the earlier positions win, as in the CPU backend. Queries whose context fits in top-k take every
 // position without scoring.
+#include <algorithm>
+
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/per_device.h"
 
 namespace ds::backend::cuda {
 
@@ -372,10 +375,13 @@ __global__ void __launch_bounds__(512) split_write_kernel(IndexerArgs a, const S
 void launch_indexer_scores(const IndexerArgs& a, cudaStream_t st) {
   if (a.Tc == 0) return;
   const size_t smem = score_smem(a.heads, a.head_dim);
-  static size_t smem_set = 48 * 1024;  // raise the limit only when needed: the call is slow, not per launch
-  if (smem > smem_set) {
+  // Raise the limit only when needed (the call is slow, not per launch), per device: CUDA applies it to
+  // the current one. 0 stands for the default 48 KB.
+  static std::atomic<size_t> smem_set[64];
+  std::atomic<size_t>& set = smem_set[current_device_slot()];
+  if (smem > std::max<size_t>(48 * 1024, set.load())) {
     cudaFuncSetAttribute(score_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    smem_set = smem;
+    set = smem;
   }
   dim3 grid(unsigned((a.L + KT * a.tiles - 1) / (KT * a.tiles)), unsigned(a.Tc));
   score_kernel<<<grid, 256, smem, st>>>(a);

@@ -32,6 +32,7 @@
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/mma_bf16.cuh"
+#include "backend/cuda/per_device.h"
 
 namespace ds::backend::cuda {
 
@@ -274,12 +275,11 @@ int indexer_tc_queries_per_block(int Tc) { return Tc > 128 ? 2 : 1; }
 
 void launch_indexer_scores_tc(const IndexerArgs& a, cudaStream_t st) {
   if (a.Tc == 0) return;
-  static bool attr_set = false;  // one device per process in practice; setting it twice is harmless
-  if (!attr_set) {
+  static std::atomic<uint64_t> attr_set{0};  // per device: CUDA applies attributes to the current one
+  once_per_device(attr_set, [&] {
     cudaFuncSetAttribute(score_tc_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(tc_smem_bytes<1>()));
     cudaFuncSetAttribute(score_tc_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(tc_smem_bytes<2>()));
-    attr_set = true;
-  }
+  });
   const int qb = indexer_tc_queries_per_block(a.Tc);
   const dim3 grid(unsigned((a.L + KT * a.tiles - 1) / (KT * a.tiles)), unsigned((a.Tc + qb - 1) / qb));
   if (qb == 2) score_tc_kernel<2><<<grid, 2 * 128, tc_smem_bytes<2>(), st>>>(a);

@@ -32,6 +32,7 @@
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/mma_bf16.cuh"
+#include "backend/cuda/per_device.h"
 
 namespace ds::backend::cuda {
 
@@ -348,12 +349,11 @@ int mla_tc_keys_per_tile() { return TK; }
 void launch_mla_tc(const MlaArgs& a, cudaStream_t st) {
   if (a.T == 0 || a.H == 0) return;
   const size_t smem = smem_bytes(a.D);
-  static bool attr_set = false;  // one device per process in practice; setting it twice is harmless
-  if (!attr_set) {
+  static std::atomic<uint64_t> attr_set{0};  // per device: CUDA applies attributes to the current one
+  once_per_device(attr_set, [&] {
     cudaFuncSetAttribute(mla_tc_kernel<576, 512>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes(576)));
     cudaFuncSetAttribute(mla_tc_kernel<320, 256>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes(320)));
-    attr_set = true;
-  }
+  });
   dim3 grid(unsigned(a.nsplit), unsigned((a.H + HB - 1) / HB), unsigned(a.T));
   if (a.D == 576) mla_tc_kernel<576, 512><<<grid, NT, smem, st>>>(a);
   else mla_tc_kernel<320, 256><<<grid, NT, smem, st>>>(a);

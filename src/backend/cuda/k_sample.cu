@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/per_device.h"
 
 namespace ds::backend::cuda {
 
@@ -531,10 +532,11 @@ __global__ void __launch_bounds__(kThreads, 2) sample_kernel(SampleArgs a) {
 
 void launch_sample(const SampleArgs& a, cudaStream_t st) {
   if (a.rows == 0) return;
-  // > 48 KB of shared memory must be asked for (once); an error here surfaces at the launch check.
-  static const cudaError_t attr =
-      cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sizeof(Shared)));
-  (void)attr;
+  // > 48 KB of shared memory must be asked for (once per device); an error surfaces at the launch check.
+  static std::atomic<uint64_t> attr_set{0};
+  once_per_device(attr_set, [] {
+    cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sizeof(Shared)));
+  });
   sample_kernel<<<a.rows, kThreads, sizeof(Shared), st>>>(a);
 }
 

@@ -1,15 +1,17 @@
-// The measurements behind `dsserve bench model`, each on the real Model::forward through a
-// MeteredBackend: decode steps over a batch of long contexts, chunked prefill, the device's copy
-// bandwidth (the HBM ceiling), and a per-op profile of one step.
+// The measurements behind `dsserve bench model`, each a real step of a runtime::ModelRunner (forward,
+// recorded steps, token draws: what the server runs) on a MeteredBackend: decode steps over a batch of
+// long contexts, chunked prefill, the device's copy bandwidth (the HBM ceiling), and a per-op profile of
+// one step.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "cli/metered_backend.h"
 #include "model/model.h"
+#include "perf/metered_backend.h"
+#include "runtime/model_runner.h"
 
-namespace ds::cli {
+namespace ds::perf {
 
 struct OpProfile {
   std::string op;
@@ -36,11 +38,13 @@ struct DecodeSetup {
   uint64_t seed = 1;
   bool profile = false;
   double sync_s = 0;  // MeteredBackend::synchronize()'s own cost, taken off profiled ops
+  int32_t cuda_graph_max_bs = 0;  // the runner records (lazily: in the warm-up) steps of up to this batch
 };
 
 // KV pools for `batch` sequences of `context` cached tokens, each on its own pages, with room for
 // `extra` more; the cached rows hold random latents and indexer keys (a different arrangement per
 // sequence and layer, so no two sequences select the same rows). Prefilling them would take minutes.
+// Made once per batch and shared by the runners of the models measured on it (their pools are views).
 struct DecodeCache {
   model::KVCache kv;
   int32_t pages_per_seq = 0;
@@ -49,7 +53,9 @@ DecodeCache make_decode_cache(const model::Model& m, MeteredBackend& be, int bat
                               int32_t page_size, DType latent_dtype, uint64_t seed);
 
 // Warm-up steps, one step whose routing is read back to count the bytes, then the timed steps; every
-// step decodes one random token per sequence at positions context, context + 1, ...
+// step decodes one random token per sequence at positions context, context + 1, ... through a runner on
+// `cache`'s pools, each ending as a server's step does: greedy tokens drawn (on the device where the
+// backend samples, only the ids come back).
 DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& cache, int batch, int context,
                         const DecodeSetup& s);
 
@@ -60,6 +66,7 @@ struct PrefillResult {
 };
 // One sequence of `tokens` random tokens in chunks of `chunk` (as the server's chunked prefill runs it),
 // logits of the last token only. Runs taking under 0.5 s are repeated (up to 5, the median).
+// Each chunk is one Extend step of a runner; the last draws the next token greedily.
 PrefillResult run_prefill(const model::Model& m, MeteredBackend& be, int64_t tokens, int64_t chunk,
                           int32_t page_size, DType latent_dtype, uint64_t seed, bool profile, double sync_s);
 
@@ -68,4 +75,4 @@ double measure_copy_bandwidth(MeteredBackend& be, int64_t bytes);
 // Median cost of MeteredBackend::synchronize() with nothing queued, in seconds.
 double measure_sync_cost(MeteredBackend& be);
 
-}  // namespace ds::cli
+}  // namespace ds::perf

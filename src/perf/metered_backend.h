@@ -10,7 +10,7 @@
 
 #include "backend/backend.h"
 
-namespace ds::cli {
+namespace ds::perf {
 
 class MeteredBackend final : public backend::Backend {
  public:
@@ -92,8 +92,11 @@ class MeteredBackend final : public backend::Backend {
 
   void moe_route(const Tensor& router_logits, const Tensor& bias, const backend::MoeRouting& cfg, Tensor* ids,
                  Tensor* weights) override;
+  std::shared_ptr<const backend::ExpertSet> prepare_experts(std::vector<backend::ExpertWeights> experts) override {
+    return in_->prepare_experts(std::move(experts));  // the wrapped backend's own form
+  }
   Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
-                     const std::vector<backend::ExpertWeights>& experts) override;
+                     const backend::ExpertSet& experts) override;
 
   // Every optional op is forwarded too: one left at the base class's default would silently bypass
   // the wrapped backend.
@@ -110,7 +113,7 @@ class MeteredBackend final : public backend::Backend {
  private:
   class Scope;  // times one op
   std::string linear_name(const backend::LinearWeight& w) const;
-  void count_experts(const Tensor& ids, const std::vector<backend::ExpertWeights>& experts);
+  void count_experts(const Tensor& ids, const backend::ExpertSet& experts);
 
   std::unique_ptr<backend::Backend> in_;
   Totals totals_;
@@ -122,4 +125,4 @@ class MeteredBackend final : public backend::Backend {
   Tensor probe_;  // 1 float, read back by synchronize()
 };
 
-}  // namespace ds::cli
+}  // namespace ds::perf

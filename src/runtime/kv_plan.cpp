@@ -1,4 +1,4 @@
-#include "cli/kv_plan.h"
+#include "runtime/kv_plan.h"
 
 #include <fmt/format.h>
 
@@ -8,7 +8,7 @@
 
 #include "util/error.h"
 
-namespace ds::cli {
+namespace ds::runtime {
 
 namespace {
 std::string gib(int64_t bytes) {
@@ -66,4 +66,4 @@ int64_t available_host_memory() {
   return 0;
 }
 
-}  // namespace ds::cli
+}  // namespace ds::runtime

@@ -1,4 +1,4 @@
-#include "cli/model_bench.h"
+#include "perf/model_bench.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "util/error.h"
 
-namespace ds::cli {
+namespace ds::perf {
 
 namespace {
 using Clock = MeteredBackend::Clock;
@@ -35,10 +35,11 @@ Tensor random_rows(int64_t rows, int64_t cols, uint64_t seed) {
   return t;
 }
 
-void check_finite(const Tensor& logits, const char* what) {
-  const float* p = logits.f32();
-  for (int64_t i = 0; i < logits.numel(); ++i)
-    DS_CHECK(std::isfinite(p[i]), "{}: logit {} is {} (the forward produced garbage)", what, i, p[i]);
+// A step's draws must all have succeeded: a failed one means NaN or inf logits.
+void check_drawn(const runtime::StepOutput& out, const char* what) {
+  for (size_t i = 0; i < out.tokens.failed.size(); ++i)
+    DS_CHECK(out.tokens.failed[i].empty(), "{}: sequence {}: {} (the forward produced garbage)", what, i,
+             out.tokens.failed[i]);
 }
 
 // One step with a device sync after every op: where the step's device time goes.
@@ -90,58 +91,58 @@ DecodeCache make_decode_cache(const model::Model& m, MeteredBackend& be, int bat
 DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& cache, int batch, int context,
                         const DecodeSetup& s) {
   const auto& cfg = m.config();
+  runtime::RunnerConfig rc;
+  rc.num_pages = cache.kv.num_pages;
+  rc.page_size = cache.kv.page_size;
+  rc.cuda_graph_max_bs = s.cuda_graph_max_bs;
+  rc.cuda_graph_lazy = true;  // the first warm-up step of the shape records it
+  runtime::ModelRunner runner(rc, m, cache.kv);
+  runtime::GreedySampling greedy;
   std::mt19937 rng{uint32_t(s.seed)};
   int step = 0;
-  auto make_batch = [&] {
-    model::ForwardBatch fb;
+  auto make_step = [&] {
+    runtime::StepInput in;
+    in.mode = runtime::ForwardMode::Decode;
     for (int b = 0; b < batch; ++b) {
       model::SequenceChunk sc;
       sc.tokens = {int32_t(3 + rng() % uint32_t(cfg.vocab_size - 3))};
       sc.start_pos = context + step;
       for (int32_t p = 0; p < cache.pages_per_seq; ++p) sc.page_table.push_back(b * cache.pages_per_seq + p);
-      fb.seqs.push_back(std::move(sc));
+      in.batch.seqs.push_back(std::move(sc));
     }
+    in.sample = greedy.slots(size_t(batch));
     DS_CHECK(int64_t(context) + step + 1 <= int64_t(cache.pages_per_seq) * cache.kv.page_size,
              "decode cache too small for step {}", step);
     ++step;
-    return fb;
+    return in;
   };
-  for (int i = 0; i < s.warmup; ++i) m.forward(make_batch(), cache.kv);
+  for (int i = 0; i < s.warmup; ++i) check_drawn(runner.run(make_step()), "decode warm-up");
 
   DecodeResult r;
   r.layers = cfg.num_hidden_layers;
   r.batch = batch;
   r.context = context;
   {  // the bytes: one step with the routing read back
-    auto fb = make_batch();
+    auto in = make_step();
     be.reset();
     be.set_count_experts(true);
-    auto out = m.forward(fb, cache.kv);
+    auto out = runner.run(std::move(in));
     be.set_count_experts(false);
-    check_finite(out.logits, "decode");
+    check_drawn(out, "decode");
     const auto& t = be.totals();
     r.weight_bytes = t.weight_bytes;
     r.kv_bytes = t.kv_bytes + t.index_key_bytes;
     r.experts_per_moe_layer = t.moe_layers ? double(t.experts_touched) / double(t.moe_layers) : 0.0;
   }
   // Timed steps end as a server's do: greedy tokens drawn next to the logits where the backend can
-  // (Backend::sample; only the ids come back), else the logits read back.
-  const bool device_sampling = be.can_sample();
-  backend::SamplingBatch greedy;
-  for (int b = 0; b < batch; ++b) greedy.rows.push_back(backend::SamplingRow{.logits_row = b});
-  auto timed_step = [&](model::ForwardBatch fb) {
-    fb.logits_on_device = device_sampling;
-    auto out = m.forward(fb, cache.kv);
-    if (!device_sampling) return;
-    for (const auto& r : be.sample(out.logits, greedy))
-      DS_CHECK(r.token >= 0, "decode: a logits row holds NaN or inf (the forward produced garbage)");
-  };
+  // (only the ids come back), else the logits read back and drawn on the host.
+  auto timed_step = [&](runtime::StepInput in) { check_drawn(runner.run(std::move(in)), "decode"); };
   std::vector<double> step_ms, enqueue_ms, moe_ms, launch_ms;
   for (int i = 0; i < s.steps; ++i) {
-    auto fb = make_batch();
+    auto in = make_step();
     be.reset();
     const auto t0 = Clock::now();
-    timed_step(std::move(fb));
+    timed_step(std::move(in));
     const auto t1 = Clock::now();
     step_ms.push_back(ms_since(t0, t1));
     enqueue_ms.push_back(ms_since(t0, be.last_readback()));
@@ -161,8 +162,8 @@ DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& 
   r.moe_host_ms = median(moe_ms);
   r.launch_ms = median(launch_ms);
   if (s.profile) {
-    auto fb = make_batch();
-    r.profile = profile_step(be, [&] { timed_step(fb); }, s.sync_s);
+    auto in = make_step();
+    r.profile = profile_step(be, [&] { timed_step(in); }, s.sync_s);
   }
   return r;
 }
@@ -170,27 +171,33 @@ DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& 
 PrefillResult run_prefill(const model::Model& m, MeteredBackend& be, int64_t tokens, int64_t chunk,
                           int32_t page_size, DType latent_dtype, uint64_t seed, bool profile, double sync_s) {
   const auto& cfg = m.config();
-  const int32_t pages = int32_t((tokens + page_size - 1) / page_size);
-  model::KVCache kv = m.make_cache(pages, page_size, latent_dtype);
+  runtime::RunnerConfig rc;
+  rc.num_pages = int32_t((tokens + page_size - 1) / page_size);
+  rc.page_size = page_size;
+  rc.kv_cache_dtype = latent_dtype;
+  runtime::ModelRunner runner(rc, m);
+  runtime::GreedySampling greedy;
   std::mt19937 rng{uint32_t(seed)};
   std::vector<int32_t> ids(static_cast<size_t>(tokens));
   for (auto& id : ids) id = int32_t(3 + rng() % uint32_t(cfg.vocab_size - 3));
-  std::vector<int32_t> table(static_cast<size_t>(pages));
-  for (int32_t p = 0; p < pages; ++p) table[size_t(p)] = p;
+  std::vector<int32_t> table(static_cast<size_t>(rc.num_pages));
+  for (int32_t p = 0; p < rc.num_pages; ++p) table[size_t(p)] = p;
   auto run = [&] {
-    model::ForwardOutput out;
     for (int64_t c0 = 0; c0 < tokens; c0 += chunk) {
       const int64_t c1 = std::min(tokens, c0 + chunk);
-      model::ForwardBatch fb;
+      runtime::StepInput in;
+      in.mode = runtime::ForwardMode::Extend;
       model::SequenceChunk sc;
       sc.tokens.assign(ids.begin() + c0, ids.begin() + c1);
       sc.start_pos = int32_t(c0);
       sc.page_table = table;
-      sc.logits = c1 == tokens ? model::LogitsMode::Last : model::LogitsMode::None;
-      fb.seqs.push_back(std::move(sc));
-      out = m.forward(fb, kv);
+      const bool last = c1 == tokens;
+      sc.logits = last ? model::LogitsMode::Last : model::LogitsMode::None;
+      in.batch.seqs.push_back(std::move(sc));
+      in.sample.resize(1);
+      if (last) in.sample = greedy.slots(1);
+      check_drawn(runner.run(std::move(in)), "prefill");  // the last chunk ends with its token read back
     }
-    return out;
   };
   PrefillResult r;
   r.layers = cfg.num_hidden_layers;
@@ -202,10 +209,9 @@ PrefillResult run_prefill(const model::Model& m, MeteredBackend& be, int64_t tok
     be.synchronize();
     be.reset();
     const auto t0 = Clock::now();
-    auto out = run();  // ends with the logits readback: everything has run
+    run();  // ends with the token's readback: everything has run
     runs.push_back(ms_since(t0, Clock::now()) / 1e3);
     r.flops = be.totals().flops;
-    check_finite(out.logits, "prefill");
   }
   r.seconds = median(runs);
   if (profile) r.profile = profile_step(be, [&] { run(); }, sync_s);
@@ -239,4 +245,4 @@ double measure_sync_cost(MeteredBackend& be) {
   return median(v);
 }
 
-}  // namespace ds::cli
+}  // namespace ds::perf

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-namespace ds::cli {
+namespace ds::runtime {
 
 struct KvPlanInput {
   int64_t bytes_per_token = 0;
@@ -32,4 +32,4 @@ KvPlan plan_kv_pool(const KvPlanInput& in);
 // MemAvailable of /proc/meminfo in bytes (0 if unreadable).
 int64_t available_host_memory();
 
-}  // namespace ds::cli
+}  // namespace ds::runtime

@@ -1,11 +1,11 @@
-#include "cli/metered_backend.h"
+#include "perf/metered_backend.h"
 
 #include <algorithm>
 #include <exception>
 
 #include "util/error.h"
 
-namespace ds::cli {
+namespace ds::perf {
 
 using backend::AttnBatch;
 using backend::LinearWeight;
@@ -251,12 +251,12 @@ void MeteredBackend::moe_route(const Tensor& router_logits, const Tensor& bias, 
 }
 
 Tensor MeteredBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
-                                   const std::vector<backend::ExpertWeights>& experts) {
+                                   const backend::ExpertSet& experts) {
   Tensor y;
   {
     Scope s(*this, "moe_experts");
-    if (!experts.empty()) {
-      const auto& e = experts[0];
+    if (experts.size()) {
+      const auto& e = experts.experts()[0];
       const double per_route = double(e.gate.out_features * e.gate.in_features + e.up.out_features * e.up.in_features +
                                       e.down.out_features * e.down.in_features);
       totals_.flops += 2.0 * double(ids.numel()) * per_route;
@@ -274,7 +274,8 @@ std::vector<backend::SampledRow> MeteredBackend::sample(Tensor& logits, const ba
   return in_->sample(logits, batch);
 }
 
-void MeteredBackend::count_experts(const Tensor& ids, const std::vector<backend::ExpertWeights>& experts) {
+void MeteredBackend::count_experts(const Tensor& ids, const backend::ExpertSet& set) {
+  const std::vector<backend::ExpertWeights>& experts = set.experts();
   std::vector<int32_t> v(size_t(ids.numel()));
   if (ids.device() == Device::CPU && ids.dtype() == DType::I32) {
     std::copy_n(ids.i32(), v.size(), v.begin());
@@ -308,4 +309,4 @@ Tensor MeteredBackend::replay(backend::CapturedStep& step, const backend::StepIn
   return in_->replay(step, idx);
 }
 
-}  // namespace ds::cli
+}  // namespace ds::perf

@@ -1,0 +1,28 @@
+// `dsserve bench model` as a library call: loads or generates the model on the given backend, measures
+// decode steps and prefill through model runners (model_bench.h) and prints the tables (and a CSV).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "runtime/step_recorder.h"
+
+namespace ds::perf {
+
+// The command's flags (cli/cmd_bench_model.cpp documents each).
+struct ModelBenchOptions {
+  std::string model_path, preset, device = "cpu", batches = "1,8,32,128", prefill = "1024,8192,32768", csv,
+      log_level = "warning", kv_dtype = "auto";
+  int64_t num_layers = 0, chunk = 8192, copy_mib = 0;
+  uint64_t seed = 0;
+  int context = 4096, steps = 10, warmup = 3, threads = 0, page_size = 64, extrapolate_to = 0,
+      cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs;
+  double hbm_gbs = 0, peak_tflops = 989;
+  bool profile = false;
+};
+
+// Throws ds::Error when a configuration failed (after the others ran and were reported).
+void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backend> backend);
+
+}  // namespace ds::perf

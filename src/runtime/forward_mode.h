@@ -1,0 +1,27 @@
+// What kind of step a forward is (SGLang's ForwardMode): the engine plans it, the runner records and
+// replays by it, and speculative decoding adds its two modes. Modes differ in the shape of the batch:
+//   Extend        prompt chunks only (prefill, chunked prefill, recomputation after retraction)
+//   Decode        one new token per sequence, its logits
+//   Mixed         prompt chunks and decodes in one step (continuous batching)
+//   TargetVerify  k tokens per sequence (the last accepted token + k - 1 drafts), the logits of all k
+//   DraftExtend   the draft model (MTP layer) over tokens the target has just accepted
+#pragma once
+#include <cstdint>
+
+#include "model/forward_batch.h"
+
+namespace ds::runtime {
+
+enum class ForwardMode : uint8_t { Extend, Decode, Mixed, TargetVerify, DraftExtend };
+
+const char* forward_mode_name(ForwardMode m);
+
+// Extend, Decode or Mixed from the batch's shape (the target model's ordinary steps). Verify and draft
+// steps are never inferred: their planner names them.
+ForwardMode classify_step(const model::ForwardBatch& batch);
+
+// The new tokens every sequence brings in a step whose shape the recorder can pad: 1 for decode, k for
+// verify; 0 when the batch does not have that mode's uniform shape.
+int32_t uniform_tokens_per_seq(ForwardMode mode, const model::ForwardBatch& batch);
+
+}  // namespace ds::runtime

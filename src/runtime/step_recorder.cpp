@@ -1,0 +1,213 @@
+#include "runtime/step_recorder.h"
+
+#include <algorithm>
+
+#include "model/step.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/timer.h"
+
+namespace ds::runtime {
+
+using model::ForwardBatch;
+using model::ForwardOutput;
+using model::KVCache;
+using model::StepLayout;
+
+struct StepRecorder::Padded {
+  StepLayout st;
+  ForwardMode mode = ForwardMode::Decode;
+  int32_t q = 1;  // tokens per sequence
+  int32_t real = 0, batch = 0, context = 0;
+  Key key() const { return {mode, q, batch, context}; }
+};
+
+StepRecorder::StepRecorder(const model::Model& m, int32_t max_bs, bool lazy) : m_(m), max_bs_(max_bs), lazy_(lazy) {
+  DS_CHECK(max_bs >= 1, "cuda graph max batch size must be >= 1, got {}", max_bs);
+}
+StepRecorder::~StepRecorder() = default;
+
+int32_t StepRecorder::batch_bucket(int32_t n, int32_t max_bs) {
+  DS_CHECK(n >= 1 && n <= max_bs, "batch of {} outside [1, {}]", n, max_bs);
+  int32_t b = 1;
+  if (n <= 8) {
+    while (b < n) b *= 2;
+  } else {
+    const int32_t step = n <= 64 ? 8 : n <= 256 ? 16 : 32;
+    b = (n + step - 1) / step * step;
+  }
+  return std::min(b, max_bs);
+}
+
+int32_t StepRecorder::context_bucket(int32_t ctx, int32_t max_positions) {
+  int64_t c = 256;
+  while (c < ctx) c *= 2;
+  if (max_positions > 0 && ctx <= max_positions && c > max_positions) c = max_positions;
+  return int32_t(c);
+}
+
+bool StepRecorder::eligible(ForwardMode mode, const ForwardBatch& batch) const {
+  if (batch.want_hidden || batch.seqs.empty() || int64_t(batch.seqs.size()) > max_bs_) return false;
+  if (m_.options().attention != model::AttentionForm::Absorbed) return false;  // the expanded form uploads per step
+  return uniform_tokens_per_seq(mode, batch) > 0;
+}
+
+namespace {
+int32_t max_positions(const model::Model& m) {
+  return int32_t(std::min<int64_t>(m.config().max_position_embeddings, INT32_MAX));
+}
+
+// Padding sequence s of q tokens: token 0 at positions 0..q-1 of page 0, written nowhere; its logits rows
+// (the last, or all q for verify) are computed and dropped.
+void add_padding(StepLayout& st, int32_t s, int32_t q, bool all_logits) {
+  const int32_t t0 = int32_t(st.ids.size());
+  st.ab.page_tables.push_back({0});
+  st.token0.push_back(t0);
+  st.ctx.push_back(q);
+  st.logits_row0.push_back(int32_t(st.logit_rows.size()));
+  for (int32_t i = 0; i < q; ++i) {
+    st.ab.seq_of_token.push_back(s);
+    st.ab.pos_of_token.push_back(i);
+    st.ids.push_back(0);
+    st.slots.push_back(-1);
+    if (all_logits || i == q - 1) st.logit_rows.push_back(t0 + i);
+  }
+}
+
+// The real sequences' rows of a padded step's logits (each real sequence has q rows for verify, 1 else).
+ForwardOutput real_rows(backend::Backend& be, const std::vector<int32_t>& row0, int32_t real, int32_t rows_per_seq,
+                        const Tensor& logits, bool on_device) {
+  ForwardOutput out;
+  out.logits_row0.assign(row0.begin(), row0.begin() + real);
+  Tensor rows = logits.rows(0, int64_t(real) * rows_per_seq);
+  out.logits = on_device ? rows : be.to_host_f32(rows);
+  return out;
+}
+}  // namespace
+
+StepRecorder::Padded StepRecorder::pad(ForwardMode mode, const ForwardBatch& batch, const KVCache& cache) const {
+  Padded p;
+  p.st = m_.layout(batch, cache);
+  p.mode = mode;
+  p.q = uniform_tokens_per_seq(mode, batch);
+  p.real = int32_t(batch.seqs.size());
+  p.batch = batch_bucket(p.real, max_bs_);
+  p.context = context_bucket(*std::max_element(p.st.ctx.begin(), p.st.ctx.end()), max_positions(m_));
+  for (int32_t s = p.real; s < p.batch; ++s) add_padding(p.st, s, p.q, mode == ForwardMode::TargetVerify);
+  p.st.ab.max_context = p.context;
+  return p;
+}
+
+StepRecorder::Padded StepRecorder::synthetic(ForwardMode mode, int32_t q, int32_t batch, int32_t context,
+                                             int32_t page_size) const {
+  Padded p;
+  p.mode = mode;
+  p.q = q;
+  p.batch = batch;
+  p.context = context;
+  p.st.ab.page_size = page_size;
+  for (int32_t s = 0; s < batch; ++s) add_padding(p.st, s, q, mode == ForwardMode::TargetVerify);
+  p.st.ab.max_context = context;
+  return p;
+}
+
+ForwardOutput StepRecorder::run_eager(const Padded& p, const ForwardBatch& batch, KVCache& cache) {
+  model::StepBinding bound(m_.backend(), p.st);
+  Tensor logits = m_.step_logits(p.st, cache);
+  const int32_t rows = p.mode == ForwardMode::TargetVerify ? p.q : 1;
+  return real_rows(m_.backend(), p.st.logits_row0, p.real, rows, logits, batch.logits_on_device);
+}
+
+ForwardOutput StepRecorder::forward_padded_eager(ForwardMode mode, const ForwardBatch& batch, KVCache& cache) {
+  DS_CHECK(eligible(mode, batch), "forward_padded_eager: not a uniform {} step of at most {} sequences",
+           forward_mode_name(mode), max_bs_);
+  return run_eager(pad(mode, batch, cache), batch, cache);
+}
+
+void StepRecorder::record(const Padded& p, KVCache& cache) {
+  Timer timer;
+  const int32_t pages = (p.context + cache.page_size - 1) / cache.page_size;
+  auto g = m_.backend().capture(p.st.index(), pages, [&] { return m_.step_logits(p.st, cache); });
+  if (g) {
+    ++stats_.captured;
+    // Lazily: one line per recording, as they come during serving; at start-up the progress line says it.
+    spdlog::log(lazy_ ? spdlog::level::info : spdlog::level::debug,
+                "CUDA graph: recorded the {} step of batch {} x {} token(s) (contexts up to {}) in {:.0f} ms; {} recorded",
+                forward_mode_name(p.mode), p.batch, p.q, p.context, timer.seconds() * 1e3, stats_.captured);
+  } else {
+    ++stats_.failed;
+  }
+  graphs_[p.key()] = std::move(g);
+}
+
+void StepRecorder::follow_pools(const KVCache& cache) {
+  const void* pools = cache.latent.empty() ? nullptr : cache.latent[0].raw();
+  if (pools != cache_id_) {  // other KV pools: the recordings write the old ones
+    graphs_.clear();
+    cache_id_ = pools;
+  }
+}
+
+int StepRecorder::record_all(ForwardMode mode, int32_t tokens_per_seq, int32_t max_batch, int32_t max_context,
+                             KVCache& cache, const std::function<void(int, int)>& progress) {
+  DS_CHECK(mode == ForwardMode::Decode || mode == ForwardMode::TargetVerify,
+           "only decode and verify steps are recorded, not {}", forward_mode_name(mode));
+  DS_CHECK(tokens_per_seq >= 1 && (mode != ForwardMode::Decode || tokens_per_seq == 1),
+           "{} steps of {} tokens per sequence cannot be recorded", forward_mode_name(mode), tokens_per_seq);
+  if (!m_.backend().can_capture() || m_.options().attention != model::AttentionForm::Absorbed) return 0;
+  follow_pools(cache);
+  std::vector<int32_t> batches, contexts;
+  const int32_t top = std::min(max_bs_, std::max(1, max_batch));
+  for (int32_t n = 1; n <= top; ++n) {
+    const int32_t b = batch_bucket(n, max_bs_);
+    if (batches.empty() || batches.back() != b) batches.push_back(b);
+  }
+  const int32_t last = context_bucket(std::max(1, max_context), max_positions(m_));
+  for (int32_t c = context_bucket(1, max_positions(m_));; c = context_bucket(c + 1, max_positions(m_))) {
+    contexts.push_back(c);
+    if (c >= last) break;
+  }
+  const int total = int(batches.size() * contexts.size());
+  int done = 0;
+  const int64_t before = stats_.captured;
+  for (int32_t c : contexts)
+    for (int32_t b : batches) {
+      Padded p = synthetic(mode, tokens_per_seq, b, c, cache.page_size);
+      if (!graphs_.count(p.key())) {
+        // Op by op first, as a lazy recording's first step is: whatever an op sets up at its first use of
+        // a shape (GEMM plans, workspaces, uploads) must exist before a capture, which may not upload. The
+        // synthetic step is all padding: it writes nothing.
+        {
+          model::StepBinding bound(m_.backend(), p.st);
+          m_.step_logits(p.st, cache);
+        }
+        record(p, cache);
+      }
+      if (progress) progress(++done, total);
+    }
+  return int(stats_.captured - before);
+}
+
+std::optional<ForwardOutput> StepRecorder::forward(ForwardMode mode, const ForwardBatch& batch, KVCache& cache) {
+  if (!eligible(mode, batch)) return std::nullopt;
+  follow_pools(cache);
+  Padded p = pad(mode, batch, cache);
+  auto it = graphs_.find(p.key());
+  if (it == graphs_.end()) {
+    if (!lazy_) {
+      ++stats_.unrecorded;
+      return std::nullopt;
+    }
+    // The first step of this shape runs op by op (that result is this step's), then it is recorded.
+    ForwardOutput out = run_eager(p, batch, cache);
+    record(p, cache);
+    return out;
+  }
+  if (!it->second) return std::nullopt;
+  Tensor logits = m_.backend().replay(*it->second, p.st.index());
+  ++stats_.replayed;
+  const int32_t rows = mode == ForwardMode::TargetVerify ? p.q : 1;
+  return real_rows(m_.backend(), p.st.logits_row0, p.real, rows, logits, batch.logits_on_device);
+}
+
+}  // namespace ds::runtime

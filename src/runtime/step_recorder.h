@@ -1,0 +1,82 @@
+// Steps as recorded graphs (SGLang's --cuda-graph-max-bs): a step of a uniform shape — every sequence
+// decoding one token (ForwardMode::Decode) or verifying k tokens (TargetVerify) — is padded to a batch-size
+// bucket and given a context bucket, so that its shapes depend on (mode, tokens per sequence, the two
+// buckets) only. Each such shape is recorded once (Backend::capture) and then replayed with the step's own
+// index data: one upload and one launch instead of hundreds of launches and their host work.
+//
+// Recording happens at start-up for every bucket the server can meet (record_all; SGLang does the same),
+// or, when lazy, at the first step of a shape (that step runs op by op and is then recorded). Padding
+// sequences bring token 0 at positions 0.. of page 0 and write nothing (slot -1); their logits rows are
+// dropped.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <tuple>
+
+#include "model/model.h"
+#include "runtime/forward_mode.h"
+
+namespace ds::runtime {
+
+// The command line's --cuda-graph-max-bs default (serve, generate, bench model / engine).
+constexpr int32_t kDefaultCudaGraphMaxBs = 160;
+
+class StepRecorder {
+ public:
+  // max_bs: the largest batch recorded; lazy: record each shape at its first step instead of record_all.
+  StepRecorder(const model::Model& m, int32_t max_bs, bool lazy);
+  ~StepRecorder();
+
+  // The step through a recording, or nullopt when it is not a shape the recorder covers (the caller runs
+  // it op by op). Lazy: a shape met for the first time runs op by op here, is recorded, and its result
+  // returned.
+  std::optional<model::ForwardOutput> forward(ForwardMode mode, const model::ForwardBatch& batch,
+                                              model::KVCache& cache);
+
+  // Records `mode` steps of `tokens_per_seq` tokens for every batch bucket up to min(max_bs, max_batch) and
+  // every context bucket up to max_context, writing `cache`'s pools. `progress(done, total)` after each.
+  // Returns the recordings made (shapes whose capture failed stay op by op, logged by the backend).
+  int record_all(ForwardMode mode, int32_t tokens_per_seq, int32_t max_batch, int32_t max_context,
+                 model::KVCache& cache, const std::function<void(int, int)>& progress = {});
+
+  // Buckets: batch sizes 1, 2, 4, 8, then multiples of 8 to 64, of 16 to 256, of 32 beyond (capped at
+  // max_bs); contexts the next power of two from 256 (capped at the model's max_position_embeddings
+  // when the context fits it).
+  static int32_t batch_bucket(int32_t n, int32_t max_bs);
+  static int32_t context_bucket(int32_t ctx, int32_t max_positions);
+
+  struct Stats {
+    int64_t captured = 0, replayed = 0, failed = 0;
+    int64_t unrecorded = 0;  // not lazy: steps of a covered mode whose shape was not recorded (op by op)
+  };
+  const Stats& stats() const { return stats_; }
+  int32_t max_bs() const { return max_bs_; }
+  bool lazy() const { return lazy_; }
+
+  // Tests: the same padded, context-bucketed step run op by op (what a replay must reproduce).
+  model::ForwardOutput forward_padded_eager(ForwardMode mode, const model::ForwardBatch& batch,
+                                            model::KVCache& cache);
+
+ private:
+  struct Padded;
+  using Key = std::tuple<ForwardMode, int32_t, int32_t, int32_t>;  // mode, tokens per seq, batch, context
+  bool eligible(ForwardMode mode, const model::ForwardBatch& batch) const;
+  Padded pad(ForwardMode mode, const model::ForwardBatch& batch, const model::KVCache& cache) const;
+  Padded synthetic(ForwardMode mode, int32_t q, int32_t batch, int32_t context, int32_t page_size) const;
+  model::ForwardOutput run_eager(const Padded& p, const model::ForwardBatch& batch, model::KVCache& cache);
+  void record(const Padded& p, model::KVCache& cache);
+  void follow_pools(const model::KVCache& cache);
+
+  const model::Model& m_;
+  int32_t max_bs_;
+  bool lazy_;
+  const void* cache_id_ = nullptr;  // the KV pools the recordings write (recorded addresses)
+  // shape -> recording; null: capturing it failed, that shape runs op by op.
+  std::map<Key, std::unique_ptr<backend::CapturedStep>> graphs_;
+  Stats stats_;
+};
+
+}  // namespace ds::runtime

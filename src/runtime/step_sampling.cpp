@@ -1,0 +1,91 @@
+#include "runtime/step_sampling.h"
+
+#include "backend/backend.h"
+
+namespace ds::runtime {
+
+namespace {
+const float* host_row(const model::ForwardOutput& out, size_t i, int64_t vocab) {
+  return out.logits.f32() + int64_t(out.logits_row0[i]) * vocab;
+}
+bool takes_single_allowed(const SampleSlot& s) {
+  return s.allowed && s.allowed->size() == 1 && !s.params->logprobs;  // a single allowed token is simply taken
+}
+}  // namespace
+
+void sample_on_host(const std::vector<SampleSlot>& slots, const model::ForwardOutput& out, int64_t vocab,
+                    DrawnTokens& res) {
+  // Sampling is independent per sequence (each has its own generator): spread it over the cores.
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < slots.size(); ++i)
+    if (slots[i].params) rows.push_back(int64_t(i));
+#pragma omp parallel for schedule(dynamic, 4) if (rows.size() > 4)
+  for (int64_t k = 0; k < int64_t(rows.size()); ++k) {
+    const size_t i = size_t(rows[k]);
+    const SampleSlot& s = slots[i];
+    try {
+      if (takes_single_allowed(s))
+        res.drawn[i].token = s.allowed->front();
+      else
+        res.drawn[i] = sample(host_row(out, i, vocab), vocab, *s.params, *s.history, s.prompt_len, *s.rng, s.allowed);
+    } catch (const std::exception& e) {
+      res.failed[i] = e.what();
+    }
+  }
+}
+
+void sample_on_device(backend::Backend& be, const std::vector<SampleSlot>& slots, model::ForwardOutput& out,
+                      int64_t vocab, DrawnTokens& res) {
+  backend::SamplingBatch batch;
+  std::vector<size_t> batch_seq;  // sequence of each batch row
+  std::vector<size_t> on_host;    // under a forced continuation (rare: tool_choice), or too many top logprobs
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const SampleSlot& s = slots[i];
+    if (!s.params) continue;
+    const SamplingParams& p = *s.params;
+    if (takes_single_allowed(s)) {
+      res.drawn[i].token = s.allowed->front();
+      continue;
+    }
+    if (s.allowed || (p.logprobs && p.top_logprobs > be.max_sample_top_logprobs())) {
+      on_host.push_back(i);
+      continue;
+    }
+    const PenaltyTokens* pen = nullptr;
+    if (has_penalties(p)) {
+      auto& owned = *s.penalties;
+      if (!owned) owned = std::make_unique<PenaltyTokens>();
+      owned->update(*s.history, s.prompt_len, p.repetition_penalty != 1.0f);
+      pen = owned.get();
+    }
+    add_sampling_row(batch, out.logits_row0[i], p, s.seed, s.output_index, pen);
+    batch_seq.push_back(i);
+  }
+  // Rows the device cannot take: only theirs come to the host (before the device changes any row).
+  for (size_t i : on_host) {
+    const SampleSlot& s = slots[i];
+    const int64_t row = out.logits_row0[i];
+    try {
+      Tensor h = be.to_host_f32(out.logits.rows(row, row + 1));
+      res.drawn[i] = sample(h.f32(), vocab, *s.params, *s.history, s.prompt_len, *s.rng, s.allowed);
+    } catch (const std::exception& e) {
+      res.failed[i] = e.what();
+    }
+  }
+  if (batch.rows.empty()) return;
+  std::vector<backend::SampledRow> got = be.sample(out.logits, batch);  // throws: the whole step fails
+  for (size_t k = 0; k < batch_seq.size(); ++k) {
+    const size_t i = batch_seq[k];
+    if (got[k].token < 0) {
+      res.failed[i] = "sample: the logits have a NaN or infinite value, or no finite one";
+      continue;
+    }
+    res.drawn[i].token = got[k].token;
+    if (slots[i].params->logprobs) {
+      res.drawn[i].logprob = got[k].logprob;
+      res.drawn[i].top_logprobs = std::move(got[k].top_logprobs);
+    }
+  }
+}
+
+}  // namespace ds::runtime

@@ -49,6 +49,7 @@ struct Case {
   std::string name;
   IndexerMode indexer;  // DeepSeek's FP8 indexer where the model has one
 };
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class Fidelity : public ::testing::TestWithParam<Case> {};
 

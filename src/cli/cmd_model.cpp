@@ -43,7 +43,8 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 }
 
 struct ModelFlags {
-  std::string model_path, indexer = "fp32", attention = "absorbed", log_level = "info", device = "cpu";
+  std::string model_path, indexer = "fp32", attention = "absorbed", log_level = "info", device = "cpu",
+      kv_cache_dtype = "fp32";
   int threads = 0, cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs;
   void add(CLI::App* cmd) {
     cmd->add_option("--model-path,--model", model_path, "checkpoint directory (config.json + safetensors)")->required();
@@ -53,6 +54,8 @@ struct ModelFlags {
         ->check(CLI::IsMember({"fp32", "fp8"}));
     cmd->add_option("--attention", attention, "MLA form: absorbed (serving) or expanded (per-head K/V)")
         ->check(CLI::IsMember({"absorbed", "expanded"}));
+    cmd->add_option("--kv-cache-dtype", kv_cache_dtype, "MLA latent cache: fp32 (default here) or bf16 (cuda; the server's default there)")
+        ->check(CLI::IsMember({"fp32", "bf16"}));
     cmd->add_option("--threads", threads, "CPU threads (0: all cores)");
     cmd->add_option("--cuda-graph-max-bs", cuda_graph_max_bs, "cuda: decode steps up to this batch replay CUDA graphs (0: never)")
         ->check(CLI::Range(0, 4096));
@@ -65,6 +68,7 @@ struct ModelFlags {
     o.attention = attention == "expanded" ? model::AttentionForm::Expanded : model::AttentionForm::Absorbed;
     return o;
   }
+  DType latent_dtype() const { return kv_cache_dtype == "bf16" ? DType::BF16 : DType::F32; }
 };
 
 // One sequence's page table over a private pool: pages 0..n-1.
@@ -121,7 +125,7 @@ void register_model_commands(CLI::App& app) {
       auto m = model::Model::load(f->model_path, *be, f->options());
       auto tokens = parse_ids(*ids);
       const int32_t page_size = 64, pages = int32_t((tokens.size() + page_size - 1) / page_size);
-      auto cache = m->make_cache(pages, page_size);
+      auto cache = m->make_cache(pages, page_size, f->latent_dtype());
       model::ForwardBatch fb;
       fb.seqs.push_back(single_sequence(tokens, 0, page_size, pages));
       fb.seqs[0].logits = model::LogitsMode::All;
@@ -168,6 +172,7 @@ void register_model_commands(CLI::App& app) {
       runtime::RunnerConfig rc;
       rc.num_pages = pages * B;
       rc.page_size = page_size;
+      rc.kv_cache_dtype = f->latent_dtype();
       rc.cuda_graph_max_bs = f->cuda_graph_max_bs;
       rc.cuda_graph_lazy = true;
       runtime::ModelRunner runner(rc, *m);

@@ -4,6 +4,9 @@
 #   step 2 (GPU machine image, which has transformers 5.17 + torch):
 #                             tools/reference/make_golden.sh references OUTDIR
 #   then copy OUTDIR/<case>/* into tests/golden/<case>/ref/.
+#   step 3 (GPU machine image): tools/reference/make_golden.sh fidelity OUTDIR
+#                             the DeepSeek-numerics fixtures (deepseek_fp8_0.npy, deepseek_fp8_ulp1_0.npy,
+#                             fidelity.json; docs/ACCURACY.md); copy OUTDIR/<case>/* into tests/golden/<case>/ref/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 case "${1:-}" in
@@ -17,5 +20,7 @@ case "${1:-}" in
     for c in tiny_v32_fp8 tiny_v3_bf16; do
       python3 tools/reference/golden.py "tests/golden/$c" "$out/$c"
     done ;;
-  *) echo "usage: $0 checkpoints | references OUTDIR" >&2; exit 2 ;;
+  fidelity)
+    python3 tools/reference/fidelity.py tiny "${2:?output dir}" ;;
+  *) echo "usage: $0 checkpoints | references OUTDIR | fidelity OUTDIR" >&2; exit 2 ;;
 esac

@@ -35,7 +35,7 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
   a.scale = scale;
   // The tensor-core kernel in the fast GEMM mode (BF16 pools, the serving default); the SIMT fp32 kernel in
   // the exact mode, for fp32 pools and for widths the tensor-core kernel does not take.
-  const bool tc = opts_.gemm == GemmMode::Fast && a.pool_bf16 && mla_tc_supported(int(D), int(latent_dim));
+  const bool tc = fast(kFastTcAttention) && a.pool_bf16 && mla_tc_supported(int(D), int(latent_dim));
   last_mla_path_ = tc ? "tc" : "simt";
   const int64_t heads_per_block = tc ? mla_tc_heads_per_block() : 16;
   const int64_t head_groups = (H + heads_per_block - 1) / heads_per_block;
@@ -130,7 +130,7 @@ Tensor CudaBackend::attention_expanded(const Tensor& q, const Tensor& k, const T
 // The score kernel of one chunk (c.scores, c.L set; L = the chunk's longest context). Tensor cores in the
 // fast GEMM mode where supported; the SIMT fp32 kernel in the exact mode.
 void CudaBackend::launch_scores(IndexerArgs& c, int64_t L) {
-  const bool tc = opts_.gemm == GemmMode::Fast && indexer_tc_supported(c.heads, c.head_dim);
+  const bool tc = fast(kFastTcIndexer) && indexer_tc_supported(c.heads, c.head_dim);
   last_indexer_path_ = tc ? "tc" : "simt";
   // Tiles of 64 keys per score block: as many as keep >= 2 blocks per SM (from Tc and L only: the launch
   // stays capturable). SIMT: up to 4 (one query load per 256 keys). Tensor cores: up to 32, since a block

@@ -51,7 +51,28 @@ CudaOptions options_from_env(int device) {
     else fail("DSSERVE_CUDA_GEMM='{}': expected fast or exact", s);
   }
   if (const char* p = std::getenv("DSSERVE_CUDA_POISON")) o.poison = std::string_view(p) == "1";
+  if (const char* f = std::getenv("DSSERVE_CUDA_FAST_PARTS")) o.fast_parts = parse_fast_parts(f);
   return o;
+}
+
+// "fp8_act,tc_indexer" -> a FastPart mask; "all" / "none" (or empty) as they say.
+uint32_t parse_fast_parts(std::string_view list) {
+  static const std::pair<std::string_view, uint32_t> names[] = {
+      {"fp8_act", kFastFp8Act},         {"bf16_gemm", kFastBf16Gemm},   {"tf32_absorb", kFastTf32Absorb},
+      {"tc_attention", kFastTcAttention}, {"tc_indexer", kFastTcIndexer}, {"all", kFastAll}, {"none", 0}};
+  uint32_t mask = 0;
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string_view item = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    if (item.empty()) continue;
+    auto it = std::find_if(std::begin(names), std::end(names), [&](const auto& n) { return n.first == item; });
+    if (it == std::end(names))
+      fail("DSSERVE_CUDA_FAST_PARTS: '{}' is not one of fp8_act, bf16_gemm, tf32_absorb, tc_attention, tc_indexer, "
+           "all, none", item);
+    mask |= it->second;
+  }
+  return mask;
 }
 
 int64_t CudaBackend::free_device_memory() const {
@@ -76,9 +97,11 @@ CudaBackend::CudaBackend(const CudaOptions& o) : opts_(o) {
   lt_ = std::make_unique<LtGemm>();
   gemv_counters_ = Tensor::from_storage(persistent_alloc(kGemvMaxCounters * 4), {kGemvMaxCounters}, DType::I32);
   DS_CUDA_CHECK(cudaMemsetAsync(gemv_counters_.raw(), 0, kGemvMaxCounters * 4, stream_));
-  spdlog::info("CUDA backend on device {}: {} ({} SMs, {:.1f} GiB, sm_{}{}), GEMM mode {}", o.device, prop.name,
+  spdlog::info("CUDA backend on device {}: {} ({} SMs, {:.1f} GiB, sm_{}{}), GEMM mode {}{}", o.device, prop.name,
                num_sms_, double(prop.totalGlobalMem) / (1 << 30), prop.major, prop.minor,
-               o.gemm == GemmMode::Fast ? "fast" : "exact");
+               o.gemm == GemmMode::Fast ? "fast" : "exact",
+               o.gemm == GemmMode::Fast && o.fast_parts != kFastAll ? fmt::format(" (parts mask {})", o.fast_parts)
+                                                                   : std::string());
   if (prop.major != 9) spdlog::warn("the CUDA backend is built for Hopper (sm_90a); this device is sm_{}{}", prop.major, prop.minor);
 }
 

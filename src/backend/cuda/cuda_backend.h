@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -24,9 +25,21 @@ enum class GemmMode {
   Exact,  // fp32 activations everywhere (our SIMT GEMM for M > 8): matches the CPU backend to rounding
 };
 
+// The fast mode's approximations, each of which can be switched off alone (DSSERVE_CUDA_FAST_PARTS) to
+// measure its own error (docs/ACCURACY.md). Exact mode: none of them, whatever the mask.
+enum FastPart : uint32_t {
+  kFastFp8Act = 1,       // FP8 e4m3 activations (1x128, ue8m0 scales) into cuBLASLt for FP8 weights, M > 8
+  kFastBf16Gemm = 2,     // BF16 activations into cuBLASLt for large BF16 weights (the LM head), M > 8
+  kFastTf32Absorb = 4,   // MLA absorptions as TF32 batched GEMMs from kAbsorbBatchedMinTokens tokens
+  kFastTcAttention = 8,  // tensor-core MLA attention (BF16 latent pools; queries / probabilities as hi+lo)
+  kFastTcIndexer = 16,   // tensor-core indexer scores
+  kFastAll = 31,
+};
+
 struct CudaOptions {
   int device = 0;
   GemmMode gemm = GemmMode::Fast;
+  uint32_t fast_parts = kFastAll;  // which approximations the fast mode uses
   bool poison = false;  // fill every uninitialised allocation with NaN (0x7FC07FC0 words): tests
   // Tests: the fast mode's FP8 GEMMs round activations exactly as for cuBLASLt but multiply with our
   // fp32 GEMM, separating cuBLASLt's part of the fast mode's error from the FP8 rounding's.
@@ -48,8 +61,10 @@ struct MoeExpertTable {
   int pitch_gate_up = 0, pitch_down = 0;  // FP8 scale row pitches
 };
 
-// Defaults, overridden by DSSERVE_CUDA_GEMM=fast|exact and DSSERVE_CUDA_POISON=1.
+// Defaults, overridden by DSSERVE_CUDA_GEMM=fast|exact, DSSERVE_CUDA_FAST_PARTS (comma list of fp8_act,
+// bf16_gemm, tf32_absorb, tc_attention, tc_indexer, or all / none) and DSSERVE_CUDA_POISON=1.
 CudaOptions options_from_env(int device);
+uint32_t parse_fast_parts(std::string_view list);
 
 class LtGemm;
 class BatchedGemm;
@@ -122,6 +137,8 @@ class CudaBackend final : public Backend {
   int num_sms() const { return num_sms_; }
   const CudaOptions& options() const { return opts_; }
   void set_gemm_mode(GemmMode m) { opts_.gemm = m; }
+  // Whether the fast mode's approximation `p` is on (fast mode and its bit in fast_parts).
+  bool fast(FastPart p) const { return opts_.gemm == GemmMode::Fast && (opts_.fast_parts & p); }
   void set_emulate_fp8_lt(bool on) { opts_.emulate_fp8_lt = on; }
   // Benchmarks: time the kernels inside some ops (synchronising after each) and log the times.
   void set_profile(bool on) { profile_ = on; }

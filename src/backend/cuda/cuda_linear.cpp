@@ -181,7 +181,8 @@ Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
   const WeightRef r = weight_ref(w);
   // The fp32-accurate tensor-core GEMV serves decode sizes; in the fast mode cuBLASLt takes over above 8
   // tokens, where it is faster (docs/PERF.md).
-  const int64_t gemv_limit = opts_.gemm == GemmMode::Fast ? std::min(8, gemv_max_m(r)) : gemv_max_m(r);
+  const bool to_lt = fast(r.type == WType::FP8 ? kFastFp8Act : kFastBf16Gemm);
+  const int64_t gemv_limit = to_lt ? std::min(8, gemv_max_m(r)) : gemv_max_m(r);
   if (T <= gemv_limit && gemv_supported(r)) {
     Tensor y = empty({T, w.out_features}, DType::F32);
     linear_gemv(x, w, y);
@@ -201,7 +202,7 @@ Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
     }
     return y;
   }
-  if (opts_.gemm == GemmMode::Fast) {
+  if (to_lt) {
     if (r.type == WType::FP8) {
       Tensor y = linear_fp8_lt(x, w);
       if (y.defined()) return y;
@@ -234,7 +235,7 @@ Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
 void CudaBackend::absorb(const GemmArgs& g, const LinearWeight& kv_b) {
   const WeightRef w = weight_ref(kv_b);
   if (launch_head_gemv(g, w, stream_)) return;
-  if (opts_.gemm == GemmMode::Fast && g.M >= kAbsorbBatchedMinTokens) {
+  if (fast(kFastTf32Absorb) && g.M >= kAbsorbBatchedMinTokens) {
     if (!batched_) batched_ = std::make_unique<BatchedGemm>();
     Tensor wf = empty({int64_t(w.rows), int64_t(w.cols)}, DType::F32);
     launch_dequant_rows(w, 0, w.rows, wf.data<float>(), stream_);

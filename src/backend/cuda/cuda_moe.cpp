@@ -26,7 +26,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }  // namespace
 
 int64_t CudaBackend::moe_grouped_max_tokens() const {
-  return opts_.gemm == GemmMode::Exact ? INT64_MAX : kGroupedMaxTokensFast;
+  return fast(kFastFp8Act) ? kGroupedMaxTokensFast : INT64_MAX;
 }
 
 namespace {

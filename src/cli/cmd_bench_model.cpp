@@ -11,6 +11,9 @@
 #include <sstream>
 
 #include "backend/backend.h"
+#ifdef DSSERVE_HAVE_CUDA
+#include "backend/cuda/hbm_ceiling.h"
+#endif
 #include "cli/commands.h"
 #include "cli/make_backend.h"
 #include "cli/metered_backend.h"
@@ -136,10 +139,19 @@ void run_model_bench(const ModelBenchFlags& f) {
   // ---- ceilings
   double bw = f.hbm_gbs * 1e9;
   if (bw <= 0) {
-    const int64_t bytes = f.copy_mib > 0 ? f.copy_mib << 20 : be.device() == Device::CUDA ? int64_t(1) << 30 : 16 << 20;
-    bw = measure_copy_bandwidth(be, bytes);
-    fmt::print("HBM ceiling: {:.0f} GB/s, a device-to-device copy of {} MiB measured now (bytes read + written)\n",
-               bw / 1e9, bytes >> 20);
+    const int64_t bytes = f.copy_mib > 0 ? f.copy_mib << 20 : be.device() == Device::CUDA ? int64_t(4) << 30 : 16 << 20;
+#ifdef DSSERVE_HAVE_CUDA
+    if (be.device() == Device::CUDA) {  // the ceiling gpu_bench uses too (backend/cuda/hbm_ceiling.h)
+      const backend::cuda::HbmCeiling h = backend::cuda::measure_hbm_ceiling(bytes);
+      bw = h.best_gbs() * 1e9;
+      fmt::print("{}, measured now\n", h.describe());
+    }
+#endif
+    if (bw <= 0) {
+      bw = measure_copy_bandwidth(be, bytes);
+      fmt::print("HBM ceiling: {:.0f} GB/s, a device-to-device copy of {} MiB measured now (bytes read + written)\n",
+                 bw / 1e9, bytes >> 20);
+    }
   } else {
     fmt::print("HBM ceiling: {:.0f} GB/s (given)\n", bw / 1e9);
   }
@@ -328,8 +340,8 @@ void register_bench_model(CLI::App* bench) {
       ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
   cmd->add_option("--extrapolate-to", f->extrapolate_to,
                   "also time the model cut to its dense layers + 1 MoE layer, and extrapolate to this many layers");
-  cmd->add_option("--hbm-gbs", f->hbm_gbs, "HBM ceiling in GB/s (0: measure a device-to-device copy)");
-  cmd->add_option("--copy-mib", f->copy_mib, "size of that copy (default 1024 on CUDA, 16 on the CPU)");
+  cmd->add_option("--hbm-gbs", f->hbm_gbs, "HBM ceiling in GB/s (0: measure it; on CUDA the best of a copy and a read-only kernel)");
+  cmd->add_option("--copy-mib", f->copy_mib, "size of the ceiling's buffer (default 4096 on CUDA: copy + read-only kernel; 16 on the CPU: a copy)");
   cmd->add_option("--peak-tflops", f->peak_tflops, "compute ceiling for prefill (default: H100 FP8 dense, 989)");
   cmd->add_option("--cuda-graph-max-bs", f->cuda_graph_max_bs,
                   "cuda: decode steps up to this batch replay CUDA graphs (0: never; profiles run op by op)")

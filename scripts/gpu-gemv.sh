@@ -6,6 +6,8 @@
 # logs in $OUT (the device tool brings them back) or /tmp/gpu-gemv.
 #   GEMV_MODEL=1   also build dsserve and run bench model (decode at batch 1, 8, 32, 128, profiled)
 #   GEMV_MOE=1     also run `gpu_bench moe`
+#   GEMV_OPS=0     skip gpu_ops_check
+#   GEMV_SASS=1    dump k_gemv's SASS to $OUT (where cuobjdump exists there)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -20,7 +22,12 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSSERVE_CUDA=ON -D
 t1=$(date +%s)
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv,noheader >"$LOG/device.txt"
 B=build-gpu/tests/gpu
-$B/gpu_ops_check >"$LOG/ops.log" 2>&1; ops=$?
+ops=0
+if [ "${GEMV_OPS:-1}" = 1 ]; then $B/gpu_ops_check >"$LOG/ops.log" 2>&1; ops=$?; else echo "skipped" >"$LOG/ops.log"; fi
+if [ "${GEMV_SASS:-0}" = 1 ]; then
+  if command -v cuobjdump >/dev/null; then cuobjdump -sass "$(find build-gpu -name 'k_gemv.cu.o' | head -1)" >"$LOG/gemv_sass.txt" 2>&1
+  else echo "no cuobjdump on this machine"; fi
+fi
 t2=$(date +%s)
 $B/gpu_bench gemv >"$LOG/bench.log" 2>&1; bench=$?
 [ "${GEMV_MOE:-0}" = 1 ] && { $B/gpu_bench moe >"$LOG/moe.log" 2>&1 || bench=$?; }
@@ -34,7 +41,7 @@ t4=$(date +%s)
 echo "================ gpu-gemv ($(cat "$LOG/device.txt"), $(date -u +%F)) ================"
 echo "build $((t1 - t0)) s, ops check $((t2 - t1)) s, gpu_bench $((t3 - t2)) s, bench model $((t4 - t3)) s"
 grep -h "^FAIL\|FAILED\|error" "$LOG/ops.log" | head -20
-grep -h "^== gpu_ops_check" "$LOG/ops.log" || echo "gpu_ops_check exit $ops"
+grep -h "^== gpu_ops_check\|^skipped" "$LOG/ops.log" || echo "gpu_ops_check exit $ops"
 grep -v "^$" "$LOG/bench.log"
 [ -f "$LOG/moe.log" ] && grep -v "^$" "$LOG/moe.log"
 [ -f "$LOG/model.txt" ] && grep -v "^ *[a-z_]* *[0-9]* calls\|^$" "$LOG/model.txt" | tail -60

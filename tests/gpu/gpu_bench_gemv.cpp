@@ -123,8 +123,8 @@ void bench_gemv_decode(cudaStream_t st, int num_sms, double hbm_gbs) {
   DS_CUDA_CHECK(cudaMemsetAsync(counters, 0, cu::kGemvMaxCounters * 4, st));
   cu::LtGemm lt;
   std::printf("\n| weight | N x K | type | M | ours us | GB/s | %% HBM | tile, K split | before us | %% HBM | after / before "
-              "| tiles 1x2 / 1x4 / 2x2 / 2x4 us | K split /2, x2 us | cuBLASLt us | cuBLASLt %% HBM | ours vs cuBLASLt | diff |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "| tiles 1x2 / 1x4 / 2x2 / 2x4 us | K split /2, x2 us | cuBLASLt us | cuBLASLt %% HBM | ours vs cuBLASLt | diff "
+              "| experiments RxU m MODE us |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   double worst = 1e9;
   for (const Shape& s : shapes) {
     const int eb = s.type == WType::FP8 ? 1 : 2;
@@ -187,6 +187,32 @@ void bench_gemv_decode(cudaStream_t st, int num_sms, double hbm_gbs) {
       }
       const std::string kys = fmt::format("{} / {}", ky0 > 1 ? us(ours(t0, std::max(1, ky0 / 2))) : "-",
                                           ky0 * 2 <= 16 && (s.N + 16 * t0.R - 1) / (16 * t0.R) <= cu::kGemvMaxCounters ? us(ours(t0, ky0 * 2)) : "-");
+      // Experiments (k_gemv.cu MODE) at M = 1 and 8: times, and the largest diff from the pre-issue-18 kernel
+      // over the exact ones (mode 4 computes garbage: timing only).
+      std::string exps = "-";
+      double exp_diff = 0;
+      if (M == 1 || M == 8) {
+        const std::vector<GemvTile> ex = s.type == WType::FP8
+            ? std::vector<GemvTile>{{2, 2, 1}, {2, 2, 2}, {2, 2, 3}, {2, 2, 9}, {2, 4, 1}, {2, 4, 3}, {1, 4, 1}, {2, 2, 4}, {2, 2, 19}}
+            : std::vector<GemvTile>{{1, 2, 8}, {2, 2, 8}, {2, 2, 2}};
+        exps.clear();
+        for (const GemvTile& t : ex) {
+          exps += fmt::format("{}{}x{}m{} {}", exps.empty() ? "" : ", ", t.R, t.U, t.mode,
+                              us(ours(t, cu::gemv_ksplit(ws[0], M, num_sms, t))));
+          if ((t.mode & 4) != 0) continue;
+          const int ky = cu::gemv_ksplit(ws[0], M, num_sms, t);
+          cu::launch_gemv(x, M, ws[0], y, partial, counters, ky, st, t);
+          DS_CUDA_CHECK(cudaMemcpyAsync(h_ours.data(), y, h_ours.size() * 4, cudaMemcpyDeviceToHost, st));
+          DS_CUDA_CHECK(cudaStreamSynchronize(st));
+          double n2 = 0, d2 = 0;
+          for (size_t i = 0; i < h_ours.size(); ++i) {
+            n2 = std::max<double>(n2, std::fabs(double(h_ours[i]) - h_before[i]));
+            d2 = std::max<double>(d2, std::fabs(double(h_before[i])));
+          }
+          exp_diff = std::max(exp_diff, std::isfinite(n2) && d2 > 0 ? n2 / d2 : INFINITY);
+        }
+        exps += fmt::format("; diff {:.1e}", exp_diff);
+      }
       // cuBLASLt on the same weights.
       double t_lt = NAN;
       const int Ml = s.type == WType::FP8 ? 16 : M;
@@ -211,12 +237,12 @@ void bench_gemv_decode(cudaStream_t st, int num_sms, double hbm_gbs) {
       const double gbs = bytes / (t_ours * 1e-6) / 1e9, gbs_b = bytes / (t_before * 1e-6) / 1e9;
       const double lt_pct = std::isnan(t_lt) ? NAN : 100.0 * bytes / (t_lt * 1e-6) / 1e9 / hbm_gbs;
       worst = std::min(worst, 100.0 * gbs / hbm_gbs);
-      std::printf("| %s | %dx%d | %s | %d | %s | %.0f | %.0f%% | %dx%d, %d | %s | %.0f%% | %.2fx | %s | %s | %s%s | %s | %s | %.1e |\n",
+      std::printf("| %s | %dx%d | %s | %d | %s | %.0f | %.0f%% | %dx%d, %d | %s | %.0f%% | %.2fx | %s | %s | %s%s | %s | %s | %.1e | %s |\n",
                   s.name, s.N, s.K, s.type == WType::FP8 ? "FP8" : "BF16", M, us(t_ours).c_str(), gbs,
                   100.0 * gbs / hbm_gbs, t0.R, t0.U, ky0, us(t_before).c_str(), 100.0 * gbs_b / hbm_gbs,
                   t_before / t_ours, variants.c_str(), kys.c_str(), us(t_lt).c_str(),
                   s.type == WType::FP8 ? " (M=16)" : "", std::isnan(lt_pct) ? "-" : fmt::format("{:.0f}%", lt_pct).c_str(),
-                  std::isnan(t_lt) ? "-" : fmt::format("{:.2f}x", t_lt / t_ours).c_str(), diff);
+                  std::isnan(t_lt) ? "-" : fmt::format("{:.2f}x", t_lt / t_ours).c_str(), diff, exps.c_str());
       std::fflush(stdout);
       cudaFree(x), cudaFree(y), cudaFree(y0), cudaFree(xq), cudaFree(yl);
       if (xs) cudaFree(xs);

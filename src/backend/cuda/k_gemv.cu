@@ -50,7 +50,21 @@ __device__ __forceinline__ float sum_slices(const float* partial, size_t MN, siz
 // NT token tiles of 8 (M <= 8 * NT), R row tiles of 16 per warp, U consecutive 64-column steps per lane
 // loaded before any is used (a warp keeps R * U KB of FP8 weights in flight; its U loads of a row are
 // 64 * U contiguous bytes). Each activation's TF32 split is made once per step and serves the R tiles.
-template <int WT, int NT, int R, int U>
+// MODE (bit flags; 0 is the production form, the others exist for gpu_bench's experiments):
+//   1: FP8 decoded by integer ops + one FMUL (exact, subnormals included) instead of the e4m3 -> f16 -> f32
+//      conversions; 2: the activation split by truncation (mask, subtract, mask) instead of cvt.rna.tf32;
+//   4: no FP8 decode at all (wrong results: timing only); 8: plain __ldg weight loads; 16: x_hi only (one
+//   MMA per k step: TF32 activations).
+template <int MODE>
+__device__ __forceinline__ float fp8_at(uint32_t word, int p) {  // byte p of word, e4m3 -> float exactly
+  // Byte p to bits 27..20 with its sign copied up to bit 31: sign | 0000 | eeee mmm -> an f32 whose
+  // exponent field is e and mantissa m << 20; 2^120 rebiases it (e4m3 subnormals are f32 denormals here:
+  // FMUL keeps them, -ftz=false).
+  const uint32_t b = uint32_t(int32_t(word << (24 - 8 * p)) >> 4) & 0x87F00000u;
+  return __uint_as_float(b) * 0x1p120f;
+}
+
+template <int WT, int NT, int R, int U, int MODE>
 __global__ void __launch_bounds__(kWarps * 32, 2)
     gemv_tc_kernel(const float* __restrict__ x, int M, int K, const uint8_t* __restrict__ w,
                    const float* __restrict__ scale, int scale_pitch, int N, float* __restrict__ y,
@@ -87,7 +101,10 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
 #pragma unroll
       for (int r = 0; r < R; ++r)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) wv[u][r][h].load_stream(wr[r][h], k, kin && okr[r][h]);
+        for (int h = 0; h < 2; ++h) {
+          if constexpr ((MODE & 8) != 0) wv[u][r][h].load(wr[r][h], k, kin && okr[r][h]);
+          else wv[u][r][h].load_stream(wr[r][h], k, kin && okr[r][h]);
+        }
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -105,15 +122,32 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
         for (int r = 0; r < R; ++r) d[r][0] = d[r][1] = d[r][2] = d[r][3] = 0.f;
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-          const uint32_t h0 = to_tf32(xv[2 * i]), h1 = to_tf32(xv[2 * i + 1]);
-          const uint32_t l0 = to_tf32(xv[2 * i] - __uint_as_float(h0)), l1 = to_tf32(xv[2 * i + 1] - __uint_as_float(h1));
+          uint32_t h0, h1, l0, l1;
+          if constexpr ((MODE & 2) != 0) {
+            h0 = __float_as_uint(xv[2 * i]) & 0xffffe000u, h1 = __float_as_uint(xv[2 * i + 1]) & 0xffffe000u;
+            l0 = __float_as_uint(xv[2 * i] - __uint_as_float(h0)) & 0xffffe000u;
+            l1 = __float_as_uint(xv[2 * i + 1] - __uint_as_float(h1)) & 0xffffe000u;
+          } else {
+            h0 = to_tf32(xv[2 * i]), h1 = to_tf32(xv[2 * i + 1]);
+            l0 = to_tf32(xv[2 * i] - __uint_as_float(h0)), l1 = to_tf32(xv[2 * i + 1] - __uint_as_float(h1));
+          }
 #pragma unroll
           for (int r = 0; r < R; ++r) {
-            const float2 pa = wv[u][r][0].pair(i), pb = wv[u][r][1].pair(i);
-            const uint32_t a0 = __float_as_uint(pa.x), a1 = __float_as_uint(pb.x);
-            const uint32_t a2 = __float_as_uint(pa.y), a3 = __float_as_uint(pb.y);
+            uint32_t a0, a1, a2, a3;
+            if constexpr (WT == int(WType::FP8) && (MODE & 4) != 0) {
+              a0 = wv[u][r][0].v[0].x, a1 = wv[u][r][1].v[0].y, a2 = wv[u][r][0].v[0].z, a3 = wv[u][r][1].v[0].w;
+            } else if constexpr (WT == int(WType::FP8) && (MODE & 1) != 0) {
+              const uint32_t wa = reinterpret_cast<const uint32_t*>(&wv[u][r][0].v[0])[i / 2];
+              const uint32_t wb = reinterpret_cast<const uint32_t*>(&wv[u][r][1].v[0])[i / 2];
+              a0 = __float_as_uint(fp8_at<MODE>(wa, 2 * (i % 2))), a2 = __float_as_uint(fp8_at<MODE>(wa, 2 * (i % 2) + 1));
+              a1 = __float_as_uint(fp8_at<MODE>(wb, 2 * (i % 2))), a3 = __float_as_uint(fp8_at<MODE>(wb, 2 * (i % 2) + 1));
+            } else {
+              const float2 pa = wv[u][r][0].pair(i), pb = wv[u][r][1].pair(i);
+              a0 = __float_as_uint(pa.x), a1 = __float_as_uint(pb.x);
+              a2 = __float_as_uint(pa.y), a3 = __float_as_uint(pb.y);
+            }
             mma_tf32(d[r], a0, a1, a2, a3, h0, h1);
-            mma_tf32(d[r], a0, a1, a2, a3, l0, l1);
+            if constexpr ((MODE & 16) == 0) mma_tf32(d[r], a0, a1, a2, a3, l0, l1);
           }
         }
 #pragma unroll
@@ -199,11 +233,11 @@ __global__ void __launch_bounds__(kWarps * 32)
     y[size_t(m) * N + n] = sum_slices(partial, size_t(M) * N, size_t(m) * N + n);
 }
 
-template <int WT, int NT, int R, int U>
+template <int WT, int NT, int R, int U, int MODE = 0>
 void launch_one(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ky,
                 cudaStream_t st) {
   const dim3 grid(unsigned((w.rows + 16 * R - 1) / (16 * R)), unsigned(ky));
-  gemv_tc_kernel<WT, NT, R, U><<<grid, kWarps * 32, 0, st>>>(x, M, w.cols, static_cast<const uint8_t*>(w.data), w.scale,
+  gemv_tc_kernel<WT, NT, R, U, MODE><<<grid, kWarps * 32, 0, st>>>(x, M, w.cols, static_cast<const uint8_t*>(w.data), w.scale,
                                                              w.scale_pitch, w.rows, y, partial, counters);
 }
 
@@ -211,6 +245,30 @@ template <int WT>
 void launch_tc(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ky,
                cudaStream_t st, GemvTile t) {
   const int key = t.R * 10 + t.U;
+  if (M <= 8 && t.mode != 0) {  // gpu_bench's experiments
+    if constexpr (WT == int(WType::FP8)) {
+      switch (key * 100 + t.mode) {
+        case 2201: return launch_one<WT, 1, 2, 2, 1>(x, M, w, y, partial, counters, ky, st);
+        case 2202: return launch_one<WT, 1, 2, 2, 2>(x, M, w, y, partial, counters, ky, st);
+        case 2203: return launch_one<WT, 1, 2, 2, 3>(x, M, w, y, partial, counters, ky, st);
+        case 2204: return launch_one<WT, 1, 2, 2, 4>(x, M, w, y, partial, counters, ky, st);
+        case 2209: return launch_one<WT, 1, 2, 2, 9>(x, M, w, y, partial, counters, ky, st);
+        case 2219: return launch_one<WT, 1, 2, 2, 19>(x, M, w, y, partial, counters, ky, st);
+        case 2401: return launch_one<WT, 1, 2, 4, 1>(x, M, w, y, partial, counters, ky, st);
+        case 2403: return launch_one<WT, 1, 2, 4, 3>(x, M, w, y, partial, counters, ky, st);
+        case 1401: return launch_one<WT, 1, 1, 4, 1>(x, M, w, y, partial, counters, ky, st);
+        default: break;
+      }
+    } else {
+      switch (key * 100 + t.mode) {
+        case 1208: return launch_one<WT, 1, 1, 2, 8>(x, M, w, y, partial, counters, ky, st);
+        case 2208: return launch_one<WT, 1, 2, 2, 8>(x, M, w, y, partial, counters, ky, st);
+        case 2202: return launch_one<WT, 1, 2, 2, 2>(x, M, w, y, partial, counters, ky, st);
+        default: break;
+      }
+    }
+    fail("gemv: no experiment kernel {}x{} mode {}", t.R, t.U, t.mode);
+  }
   if (M <= 8) {
     switch (key) {
       case 12: return launch_one<WT, 1, 1, 2>(x, M, w, y, partial, counters, ky, st);

@@ -29,8 +29,7 @@ constexpr int kWarps = 8;
 // K slices: every block of a row range writes its partial sums; the last of them to finish (counted in
 // counters[blockIdx.x], reset for the next launch) adds the slices in a fixed order: one launch, and
 // the same result whichever block finishes last.
-__device__ bool last_slice_block(int* counters) {
-  __shared__ bool last;
+__device__ bool last_slice_block(int* counters, bool& last) {  // `last`: a shared flag
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -40,6 +39,10 @@ __device__ bool last_slice_block(int* counters) {
   __syncthreads();
   if (last) __threadfence();
   return last;
+}
+__device__ bool last_slice_block(int* counters) {
+  __shared__ bool last;
+  return last_slice_block(counters, last);
 }
 __device__ __forceinline__ float sum_slices(const float* partial, size_t MN, size_t i) {
   float s = 0.f;
@@ -185,6 +188,149 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
   }
 }
 
+// M <= 8, the pipelined form: the same MMA mapping, with every global read (weights and activations) a
+// 16-byte cp.async into a per-warp ring of S stages in shared memory, S - 1 steps ahead of the step being
+// computed, so a warp's next loads are in flight while it computes (the register form above waits for
+// each group of loads, then computes with nothing in flight). Lanes copy and read back only their own
+// slots (no barrier). 4 warps per block, 4 blocks per SM; the activation split by truncation (hi = x with
+// 13 mantissa bits cleared, lo = (x - hi) likewise: ~21 bits of x, still fp32-accurate to rounding); four
+// independent MMA accumulators per tile (hi / lo x even / odd k slots) so MMAs do not wait on each other.
+constexpr int kPipeWarps = 4, kPipeBlocksPerSm = 4;
+
+__device__ __forceinline__ void cp_async16(uint32_t smem, const void* src, bool ok) {
+  // src-size 0: the 16 bytes are zero-filled and nothing is read.
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(src), "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+template <int WT, int R, int S>
+__global__ void __launch_bounds__(kPipeWarps * 32, kPipeBlocksPerSm)
+    gemv_pipe_kernel(const float* __restrict__ x, int M, int K, const uint8_t* __restrict__ w,
+                     const float* __restrict__ scale, int scale_pitch, int N, float* __restrict__ y,
+                     float* __restrict__ partial, int* __restrict__ counters) {
+  constexpr int EB = WT == int(WType::FP8) ? 1 : 2, ROWS = 16 * R;
+  constexpr int LPR = Row16<WT>::loads;            // 16-byte chunks of a row per lane per step
+  constexpr int WCH = R * 2 * LPR, CH = WCH + 4;   // chunks per lane per step: weights, then 16 activations
+  constexpr int STAGE = CH * 32 * 16;              // bytes of one stage of one warp
+  static_assert(kPipeWarps * S * STAGE <= 48 * 1024, "static shared memory");
+  static_assert(kPipeWarps * ROWS * 8 * 4 + 4 <= kPipeWarps * S * STAGE, "the reduction reuses the ring");
+  __shared__ __align__(16) uint8_t ring[kPipeWarps * S * STAGE];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const int n0 = blockIdx.x * ROWS;
+  const int nsteps = (K + 63) / 64;
+  const int slices = kPipeWarps * gridDim.y, slice = blockIdx.y * kPipeWarps + warp;
+  const int nmine = slice < nsteps ? (nsteps - 1 - slice) / slices + 1 : 0;  // steps slice, slice + slices, ...
+  const uint8_t* wr[R][2];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = n0 + 16 * r + 8 * h + g;
+      wr[r][h] = w + size_t(row < N ? row : n0) * K * EB;  // rows past N read row n0; never stored
+    }
+  const float* xr = x + size_t(g < M ? g : 0) * K;
+  const uint32_t ring0 = uint32_t(__cvta_generic_to_shared(ring)) + uint32_t(warp * S * STAGE + lane * 16);
+  auto issue = [&](int j, int stage) {
+    const int st = slice + j * slices, k = st * 64 + 16 * t;
+    const bool kin = j < nmine && k < K;
+    const int kc = kin ? k : 0;
+    const uint32_t base = ring0 + uint32_t(stage * STAGE);
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int l = 0; l < LPR; ++l)
+          cp_async16(base + uint32_t(((r * 2 + h) * LPR + l) * 512), wr[r][h] + size_t(kc) * EB + 16 * l, kin);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) cp_async16(base + uint32_t((WCH + q) * 512), xr + kc + 4 * q, kin && g < M);
+    cp_async_commit();
+  };
+  const float* srow = scale ? scale + size_t(n0 / 128) * scale_pitch : nullptr;
+  float acc[R][4];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
+#pragma unroll
+  for (int j = 0; j < S - 1; ++j) issue(j, j);
+  int stage = 0;
+  for (int j = 0; j < nmine; ++j) {
+    issue(j + S - 1, stage == 0 ? S - 1 : stage - 1);  // into the stage read one step ago (empty past the end)
+    cp_async_wait<S - 1>();                            // step j's group has landed
+    const uint8_t* sp = ring + warp * S * STAGE + stage * STAGE + lane * 16;
+    Row16<WT> wv[R][2];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int l = 0; l < LPR; ++l) wv[r][h].v[l] = *reinterpret_cast<const uint4*>(sp + ((r * 2 + h) * LPR + l) * 512);
+    float xv[16];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float4 v = *reinterpret_cast<const float4*>(sp + (WCH + q) * 512);
+      xv[4 * q] = v.x, xv[4 * q + 1] = v.y, xv[4 * q + 2] = v.z, xv[4 * q + 3] = v.w;
+    }
+    float d[R][4][4];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) d[r][c][0] = d[r][c][1] = d[r][c][2] = d[r][c][3] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t h0 = __float_as_uint(xv[2 * i]) & 0xffffe000u, h1 = __float_as_uint(xv[2 * i + 1]) & 0xffffe000u;
+      const uint32_t l0 = __float_as_uint(xv[2 * i] - __uint_as_float(h0)) & 0xffffe000u;
+      const uint32_t l1 = __float_as_uint(xv[2 * i + 1] - __uint_as_float(h1)) & 0xffffe000u;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float2 pa = wv[r][0].pair(i), pb = wv[r][1].pair(i);
+        const uint32_t a0 = __float_as_uint(pa.x), a1 = __float_as_uint(pb.x);
+        const uint32_t a2 = __float_as_uint(pa.y), a3 = __float_as_uint(pb.y);
+        mma_tf32(d[r][2 * (i & 1)], a0, a1, a2, a3, h0, h1);
+        mma_tf32(d[r][2 * (i & 1) + 1], a0, a1, a2, a3, l0, l1);
+      }
+    }
+    const int st = slice + j * slices;
+    const float sc = WT == int(WType::FP8) ? srow[(st * 64) / 128] : 1.f;
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        acc[r][e] = fmaf(sc, (d[r][0][e] + d[r][1][e]) + (d[r][2][e] + d[r][3][e]), acc[r][e]);
+    stage = stage == S - 1 ? 0 : stage + 1;
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // every warp is done with the ring: it now holds the per-warp partial sums
+  float(*part)[ROWS][8] = reinterpret_cast<float(*)[ROWS][8]>(ring);
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    part[warp][16 * r + g][2 * t] = acc[r][0];
+    part[warp][16 * r + g][2 * t + 1] = acc[r][1];
+    part[warp][16 * r + g + 8][2 * t] = acc[r][2];
+    part[warp][16 * r + g + 8][2 * t + 1] = acc[r][3];
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < ROWS * 8; idx += blockDim.x) {
+    const int r = idx / 8, m = idx % 8, n = n0 + r;
+    if (n >= N || m >= M) continue;
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < kPipeWarps; ++k) s += part[k][r][m];
+    if (gridDim.y == 1) y[size_t(m) * N + n] = s;
+    else partial[(size_t(blockIdx.y) * M + m) * N + n] = s;
+  }
+  // The flag lives in the ring past the partial sums (static shared memory stays within 48 KB).
+  if (gridDim.y > 1 && last_slice_block(counters, *reinterpret_cast<bool*>(ring + kPipeWarps * ROWS * 8 * 4))) {
+    for (int idx = threadIdx.x; idx < ROWS * M; idx += blockDim.x) {
+      const int r = idx / M, m = idx % M, n = n0 + r;
+      if (n < N) y[size_t(m) * N + n] = sum_slices(partial, size_t(M) * N, size_t(m) * N + n);
+    }
+  }
+}
+
 // F32 weights: lane = row, 64 bytes (16 weights) of a row per step, x read as broadcasts.
 template <int MT>
 __global__ void __launch_bounds__(kWarps * 32)
@@ -241,10 +387,27 @@ void launch_one(const float* x, int M, const WeightRef& w, float* y, float* part
                                                              w.scale_pitch, w.rows, y, partial, counters);
 }
 
+template <int WT, int R, int S>
+void launch_pipe(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ky,
+                 cudaStream_t st) {
+  const dim3 grid(unsigned((w.rows + 16 * R - 1) / (16 * R)), unsigned(ky));
+  gemv_pipe_kernel<WT, R, S><<<grid, kPipeWarps * 32, 0, st>>>(x, M, w.cols, static_cast<const uint8_t*>(w.data),
+                                                               w.scale, w.scale_pitch, w.rows, y, partial, counters);
+}
+
 template <int WT>
 void launch_tc(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ky,
                cudaStream_t st, GemvTile t) {
   const int key = t.R * 10 + t.U;
+  if (M <= 8 && t.stages > 0) {
+    if constexpr (WT == int(WType::FP8)) {
+      if (t.R == 2 && t.stages == 3) return launch_pipe<WT, 2, 3>(x, M, w, y, partial, counters, ky, st);
+      if (t.R == 1 && t.stages == 4) return launch_pipe<WT, 1, 4>(x, M, w, y, partial, counters, ky, st);
+    } else {
+      if (t.R == 1 && t.stages == 3) return launch_pipe<WT, 1, 3>(x, M, w, y, partial, counters, ky, st);
+    }
+    fail("gemv: no pipelined kernel with {} row tiles x {} stages", t.R, t.stages);
+  }
   if (M <= 8 && t.mode != 0) {  // gpu_bench's experiments
     if constexpr (WT == int(WType::FP8)) {
       switch (key * 100 + t.mode) {
@@ -307,20 +470,23 @@ bool gemv_supported(const WeightRef& w) {
 GemvTile gemv_tile(const WeightRef& w, int M, GemvTile t) {
   if (t.R > 0) return t;
   if (w.type == WType::F32) return {2, 1};  // 32 rows per block, one 16-column step per lane
-  if (M <= 8) return w.type == WType::FP8 ? GemvTile{2, 4} : GemvTile{2, 2};
+  if (M <= 8) return w.type == WType::FP8 ? GemvTile{2, 0, 0, 3} : GemvTile{1, 0, 0, 3};
   return {1, 2};  // more tokens: more accumulators, one row tile (two spill registers)
 }
 
 int gemv_ksplit(const WeightRef& w, int M, int num_sms, GemvTile tile) {
-  // One full wave of blocks (two per SM: the kernels' launch bounds), unless that leaves a warp less than
-  // one step group of U steps.
+  // One full wave of blocks (as many per SM as the kernels' launch bounds promise), unless that leaves a
+  // warp less than two steps (the pipelined kernel) or one step group of U steps (the register kernel).
   const GemvTile t = gemv_tile(w, M, tile);
-  const int rows_per_block = 16 * t.R;
+  const bool pipe = t.stages > 0 && w.type != WType::F32;
+  const int rows_per_block = 16 * t.R, warps = pipe ? kPipeWarps : kWarps;
   const int64_t blocks = (w.rows + rows_per_block - 1) / rows_per_block;
-  const int64_t groups = w.type == WType::F32 ? (w.cols + 15) / 16 : ((w.cols + 63) / 64 + t.U - 1) / t.U;
+  const int64_t groups = w.type == WType::F32 ? (w.cols + 15) / 16
+                         : pipe                ? (w.cols + 63) / 64 / 2
+                                               : ((w.cols + 63) / 64 + t.U - 1) / t.U;
   if (blocks > kGemvMaxCounters) return 1;
-  int64_t ky = (int64_t(num_sms) * 2 + blocks - 1) / blocks;
-  ky = std::min<int64_t>(ky, std::max<int64_t>(1, groups / kWarps));
+  int64_t ky = int64_t(num_sms) * (pipe ? kPipeBlocksPerSm : 2) / blocks;  // at most one wave
+  ky = std::min<int64_t>(ky, std::max<int64_t>(1, groups / warps));
   return int(std::max<int64_t>(1, std::min<int64_t>(ky, 16)));
 }
 

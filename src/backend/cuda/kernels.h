@@ -73,7 +73,8 @@ bool gemv_supported(const WeightRef& w);
 // FP8 and BF16 at M <= 8: R 1 or 2, U 2 or 4 (BF16 not 2 x 4); above 8 tokens {1, 2} only.
 struct GemvTile {
   int R = 0, U = 0;
-  int mode = 0;  // 0; others: gpu_bench's experiments (k_gemv.cu: MODE)
+  int mode = 0;    // 0; others: gpu_bench's experiments (k_gemv.cu: MODE)
+  int stages = 0;  // > 0: the cp.async-pipelined kernel (M <= 8; U unused): FP8 {2, 3} or {1, 4}, BF16 {1, 3}
 };
 GemvTile gemv_tile(const WeightRef& w, int M, GemvTile t = {});
 // How many K slices (grid.y) the GEMV uses for this weight and M; > 1 needs `partial` of ksplit * M * N

@@ -68,13 +68,14 @@ constexpr int kGemvMaxM = 32;
 // 32 tokens, SIMT for F32 weights up to 8. Supported when K is a multiple of 16 (F32: 4).
 int gemv_max_m(const WeightRef& w);
 bool gemv_supported(const WeightRef& w);
-// The tensor-core GEMV's shape: R row tiles of 16 per warp, U 64-column steps in flight per lane. {0, 0}
-// picks the default for the weight type and M (gemv_tile); others exist for gpu_bench's comparisons:
-// FP8 and BF16 at M <= 8: R 1 or 2, U 2 or 4 (BF16 not 2 x 4); above 8 tokens {1, 2} only.
+// The tensor-core GEMV's shape: R row tiles of 16 per warp, U 64-column steps in flight per lane, and
+// k_gemv.cu's MODE flags (2: truncation split of the activations, 8: plain weight loads). {0, 0} picks
+// the default for the weight type and M (gemv_tile); others exist for gpu_bench's comparisons: at M <= 8
+// {1, 2}, {1, 4}, {2, 2}, {2, 4} (FP8 only) with mode 0, {2, 2} with mode 2 or 8, {1, 2} with mode 8;
+// above 8 tokens {1, 2} only.
 struct GemvTile {
   int R = 0, U = 0;
-  int mode = 0;    // 0; others: gpu_bench's experiments (k_gemv.cu: MODE)
-  int stages = 0;  // > 0: the cp.async-pipelined kernel (M <= 8; U unused): FP8 {2, 3} or {1, 4}, BF16 {1, 3}
+  int mode = 0;
 };
 GemvTile gemv_tile(const WeightRef& w, int M, GemvTile t = {});
 // How many K slices (grid.y) the GEMV uses for this weight and M; > 1 needs `partial` of ksplit * M * N

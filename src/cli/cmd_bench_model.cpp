@@ -30,8 +30,8 @@ void register_bench_model(CLI::App* bench) {
       ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
   cmd->add_option("--extrapolate-to", f->extrapolate_to,
                   "also time the model cut to its dense layers + 1 MoE layer, and extrapolate to this many layers");
-  cmd->add_option("--hbm-gbs", f->hbm_gbs, "HBM ceiling in GB/s (0: measure a device-to-device copy)");
-  cmd->add_option("--copy-mib", f->copy_mib, "size of that copy (default 1024 on CUDA, 16 on the CPU)");
+  cmd->add_option("--hbm-gbs", f->hbm_gbs, "HBM ceiling in GB/s (0: measure it; on CUDA the best of a copy and a read-only kernel)");
+  cmd->add_option("--copy-mib", f->copy_mib, "size of the ceiling's buffer (default 4096 on CUDA: copy + read-only kernel; 16 on the CPU: a copy)");
   cmd->add_option("--peak-tflops", f->peak_tflops, "compute ceiling for prefill (default: H100 FP8 dense, 989)");
   cmd->add_option("--cuda-graph-max-bs", f->cuda_graph_max_bs,
                   "cuda: decode steps up to this batch replay CUDA graphs (0: never; profiles run op by op)")

@@ -13,6 +13,9 @@
 #include <sstream>
 
 #include "backend/backend.h"
+#ifdef DSSERVE_HAVE_CUDA
+#include "backend/cuda/hbm_ceiling.h"
+#endif
 #include "model/checkpoint.h"
 #include "model/make_model.h"
 #include "model/random_weights.h"
@@ -125,10 +128,19 @@ void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backen
   // ---- ceilings
   double bw = f.hbm_gbs * 1e9;
   if (bw <= 0) {
-    const int64_t bytes = f.copy_mib > 0 ? f.copy_mib << 20 : be.device() == Device::CUDA ? int64_t(1) << 30 : 16 << 20;
-    bw = measure_copy_bandwidth(be, bytes);
-    fmt::print("HBM ceiling: {:.0f} GB/s, a device-to-device copy of {} MiB measured now (bytes read + written)\n",
-               bw / 1e9, bytes >> 20);
+    const int64_t bytes = f.copy_mib > 0 ? f.copy_mib << 20 : be.device() == Device::CUDA ? int64_t(4) << 30 : 16 << 20;
+#ifdef DSSERVE_HAVE_CUDA
+    if (be.device() == Device::CUDA) {  // the ceiling gpu_bench uses too (backend/cuda/hbm_ceiling.h)
+      const backend::cuda::HbmCeiling h = backend::cuda::measure_hbm_ceiling(bytes);
+      bw = h.best_gbs() * 1e9;
+      fmt::print("{}, measured now\n", h.describe());
+    }
+#endif
+    if (bw <= 0) {
+      bw = measure_copy_bandwidth(be, bytes);
+      fmt::print("HBM ceiling: {:.0f} GB/s, a device-to-device copy of {} MiB measured now (bytes read + written)\n",
+                 bw / 1e9, bytes >> 20);
+    }
   } else {
     fmt::print("HBM ceiling: {:.0f} GB/s (given)\n", bw / 1e9);
   }

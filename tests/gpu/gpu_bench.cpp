@@ -1,6 +1,8 @@
 // Benchmarks of the CUDA backend (docs/PERF.md), every figure against ceilings measured in the same run:
-// device-to-device copy bandwidth (bytes read + written), cuBLASLt BF16 and FP8 (block-scaled) GEMM rates
-// on a large square problem.
+// the HBM ceiling (hbm_ceiling.h: best of a device-to-device copy and a read-only kernel over 4 GiB),
+// cuBLASLt BF16 and FP8 (block-scaled) GEMM rates on a large square problem. `gpu_bench gemv` runs 0 only.
+//   0. Decode GEMV at every decode-time weight of the full-width model, M = 1..8, graph-timed, against the
+//      pre-issue-18 kernel and cuBLASLt (gpu_bench_gemv.cpp).
 //   1. FP8 block GEMM at the model's shapes, M = 1..4096: ours (linear(), fast mode: the fp32 weight-
 //      streaming kernel for M <= 8, activation quantisation + cuBLASLt above) vs cuBLASLt alone
 //      (pre-quantised activations, M padded to 16 where it refuses smaller).
@@ -30,8 +32,10 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/gemm_lt.h"
+#include "backend/cuda/hbm_ceiling.h"
 #include "backend/cuda/kernels.h"
 #include "check_util.h"
+#include "gpu_bench_gemv.h"
 #include "runtime/sampler.h"
 
 using namespace ds;
@@ -108,19 +112,14 @@ Tensor rand_f32_tiled(std::vector<int64_t> shape, float scale = 1.0f) {
 }
 
 struct Ceilings {
-  double copy_gbs = 0, bf16_tflops = 0, fp8_tflops = 0;
+  double hbm_gbs = 0, bf16_tflops = 0, fp8_tflops = 0;  // hbm_gbs: hbm_ceiling.h
 };
 
 Ceilings measure_ceilings() {
   Ceilings c;
-  const size_t bytes = size_t(2) << 30;
-  void *a, *b;
-  DS_CUDA_CHECK(cudaMalloc(&a, bytes));
-  DS_CUDA_CHECK(cudaMalloc(&b, bytes));
-  fill_random(a, bytes);
-  const double ms = time_ms([&](int) { DS_CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, be->stream())); }, 10, 2);
-  c.copy_gbs = 2.0 * bytes / (ms * 1e-3) / 1e9;
-  cudaFree(a), cudaFree(b);
+  const cuda::HbmCeiling h = cuda::measure_hbm_ceiling();
+  c.hbm_gbs = h.best_gbs();
+  std::printf("%s\n", h.describe().c_str());
   const int S = 8192;
   cuda::LtGemm lt;
   void *w, *x, *y, *ws, *xs;
@@ -145,8 +144,8 @@ Ceilings measure_ceilings() {
   }, 10, 2);
   c.fp8_tflops = ok ? flop / (t * 1e-3) / 1e12 : 0;
   cudaFree(w), cudaFree(x), cudaFree(y), cudaFree(ws), cudaFree(xs);
-  std::printf("ceilings: device-to-device copy %.0f GB/s (read + write); cuBLASLt %dx%dx%d BF16 %.0f TFLOP/s, "
-              "FP8 block-scaled %.0f TFLOP/s\n", c.copy_gbs, S, S, S, c.bf16_tflops, c.fp8_tflops);
+  std::printf("compute ceilings: cuBLASLt %dx%dx%d BF16 %.0f TFLOP/s, FP8 block-scaled %.0f TFLOP/s\n", S, S, S,
+              c.bf16_tflops, c.fp8_tflops);
   return c;
 }
 
@@ -159,7 +158,7 @@ void bench_gemm(const Ceilings& c) {
                           {"o_proj", 7168, 16384},   {"expert gate+up", 4096, 7168}, {"expert down", 7168, 2048},
                           {"lm_head", 129280, 7168}};
   const int Ms[] = {1, 2, 4, 8, 16, 32, 64, 128, 512, 4096};
-  std::printf("\n| shape | N x K | M | ours | ours path | cuBLASLt | ours vs cuBLASLt | ours weight GB/s (%% copy) | ours TFLOP/s (%% FP8 peak) |\n");
+  std::printf("\n| shape | N x K | M | ours | ours path | cuBLASLt | ours vs cuBLASLt | ours weight GB/s (%% HBM) | ours TFLOP/s (%% FP8 peak) |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   be->set_gemm_mode(cuda::GemmMode::Fast);
   cuda::LtGemm lt;
@@ -205,7 +204,7 @@ void bench_gemm(const Ceilings& c) {
       const double gbs = double(wbytes) / (t_ours * 1e-3) / 1e9, tf = flop / (t_ours * 1e-3) / 1e12;
       std::printf("| %s | %dx%d | %d | %.1f us | %s | %s | %s | %.0f (%.0f%%) | %.1f (%.0f%%) |\n", s.name, s.N, s.K, M,
                   t_ours * 1e3, path.c_str(), ok ? fmt::format("{:.1f} us{}", t_lt * 1e3, Ml != M ? " (M=16)" : "").c_str() : "n/a",
-                  ok ? fmt::format("{:.2f}x", t_lt / t_ours).c_str() : "-", gbs, 100.0 * gbs / c.copy_gbs, tf,
+                  ok ? fmt::format("{:.2f}x", t_lt / t_ours).c_str() : "-", gbs, 100.0 * gbs / c.hbm_gbs, tf,
                   c.fp8_tflops > 0 ? 100.0 * tf / c.fp8_tflops : 0.0);
       std::fflush(stdout);
     }
@@ -287,14 +286,14 @@ void bench_mla(const Ceilings& c) {
     const double flop = 2.0 * B * H * double(K) * (D + Dl);
     auto col = [&](int k) {
       return fmt::format("{:.1f} us | {:.0f} ({:.1f}%) | {:.1f}", t[k] * 1e3, bytes / (t[k] * 1e-3) / 1e9,
-                         100.0 * bytes / (t[k] * 1e-3) / 1e9 / c.copy_gbs, flop / (t[k] * 1e-3) / 1e12);
+                         100.0 * bytes / (t[k] * 1e-3) / 1e9 / c.hbm_gbs, flop / (t[k] * 1e-3) / 1e12);
     };
     std::printf("| %s | %d | %d | %s | %s | %.1f us | %.1f + %.1f us | %.1fx | %.1fx | %.1e |%s\n", label, B, ctx,
                 col(0).c_str(), col(1).c_str(), t_simt, t_att, t_merge, t[0] / t[1], t_simt / (t_att + t_merge), e.rel,
                 path[0] == "simt" && path[1] == "tc" ? "" : " (paths differ from simt/tc!)");
     std::fflush(stdout);
   };
-  std::printf("\n| shape | queries | context | SIMT time | SIMT keys GB/s (%% copy) | SIMT TFLOP/s | TC time | TC GB/s (%% copy) "
+  std::printf("\n| shape | queries | context | SIMT time | SIMT keys GB/s (%% HBM) | SIMT TFLOP/s | TC time | TC GB/s (%% HBM) "
               "| TC TFLOP/s | SIMT device | TC device: attention + merge | speed-up | device speed-up | diff |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int B : {1, 8, 32, 64, 128})
@@ -312,7 +311,7 @@ void bench_mla(const Ceilings& c) {
 void bench_indexer(const Ceilings& c) {
   const int Hi = 64, Di = 128, topk = 2048, page = 64;
   const cuda::GemmMode mode0 = be->options().gemm;
-  std::printf("\n| shape | queries | context | values | SIMT scores | TC scores | speed-up | TC TFLOP/s | TC keys GB/s (%% copy) "
+  std::printf("\n| shape | queries | context | values | SIMT scores | TC scores | speed-up | TC TFLOP/s | TC keys GB/s (%% HBM) "
               "| top-k |\n|---|---|---|---|---|---|---|---|---|---|\n");
   // B sequences of ctx keys; n_new queries per sequence at the last positions.
   auto run = [&](const char* label, int B, int ctx, int n_new, bool fp8) {
@@ -350,7 +349,7 @@ void bench_indexer(const Ceilings& c) {
     keys = double(B) * ctx;  // distinct key rows read (at least once)
     const double tflops = 2.0 * Hi * Di * pairs / (us[1] * 1e-6) / 1e12, gbs = keys * Di * 4 / (us[1] * 1e-6) / 1e9;
     std::printf("| %s | %lld | %d | %s | %.1f us | %.1f us | %.1fx | %.0f | %.0f (%.0f%%) | %.1f us |%s\n", label, (long long)T,
-                ctx, fp8 ? "e4m3" : "fp32", us[0], us[1], us[0] / us[1], tflops, gbs, 100.0 * gbs / c.copy_gbs, topk_us,
+                ctx, fp8 ? "e4m3" : "fp32", us[0], us[1], us[0] / us[1], tflops, gbs, 100.0 * gbs / c.hbm_gbs, topk_us,
                 path[0] == "simt" && path[1] == "tc" ? "" : " (paths differ from simt/tc!)");
     std::fflush(stdout);
   };
@@ -389,7 +388,7 @@ void bench_sampling(const Ceilings& c) {
                         {"T=0.8 top-k 50 top-p 0.95", 0.8f, 0.95f, 50, false},
                         {"T=1 (no filter)", 1.f, 1.f, -1, false},
                         {"greedy + logprobs top 5", 0.f, 1.f, -1, true}};
-  std::printf("\n| rows | sampling | GPU sample() | logits GB/s one read (%% copy) | old: D2H copy | old: host "
+  std::printf("\n| rows | sampling | GPU sample() | logits GB/s one read (%% HBM) | old: D2H copy | old: host "
               "sampler (%d threads) | old total / GPU |\n|---|---|---|---|---|---|---|\n", omp_get_max_threads());
   for (int64_t R : {1, 64, 256}) {
     // Logits like a model's: a few likely tokens over a long tail.
@@ -428,7 +427,7 @@ void bench_sampling(const Ceilings& c) {
       }, 10, 2);
       const double gbs = double(R) * V * 4 / (gpu * 1e-6) / 1e9;
       std::printf("| %lld | %s | %.1f us | %.0f (%.0f%%) | %.1f us | %.1f us | %.1fx |\n", (long long)R, m.name, gpu, gbs,
-                  100.0 * gbs / c.copy_gbs, d2h, cpu, (d2h + cpu) / gpu);
+                  100.0 * gbs / c.hbm_gbs, d2h, cpu, (d2h + cpu) / gpu);
       std::fflush(stdout);
     }
   }
@@ -470,7 +469,7 @@ void bench_moe(const Ceilings& c, const std::vector<int>& Ts) {
   const double expert_bytes = 3.0 * H * I + 3.0 * bh * bi * 4;
   const MoeRouting cfg{8, 4, k, true, 2.5f};
   Tensor bias = rand_f32({E}, 0.01f);  // small: near-uniform load, as a trained (balancing) bias gives
-  std::printf("\n| tokens | experts used | expert bytes | grouped | GB/s (%% copy) | per-expert | grouped speed-up | "
+  std::printf("\n| tokens | experts used | expert bytes | grouped | GB/s (%% HBM) | per-expert | grouped speed-up | "
               "grouped vs per-expert exact |\n|---|---|---|---|---|---|---|---|\n");
   for (int T : Ts) {
     Tensor x = rand_f32({T, H}), logits = rand_f32({T, E}, 2.0f), ids, wts;
@@ -502,7 +501,7 @@ void bench_moe(const Ceilings& c, const std::vector<int>& Ts) {
     be->set_moe_path(cuda::MoePath::Auto);
     const double gbs = bytes / (t_g * 1e-3) / 1e9;
     std::printf("| %d | %d | %.0f MB | %.1f us | %.0f (%.0f%%) | %.1f us | %.2fx | %s |\n", T, n_used, bytes / 1e6,
-                t_g * 1e3, gbs, 100.0 * gbs / c.copy_gbs, t_p * 1e3, t_p / t_g, exact.c_str());
+                t_g * 1e3, gbs, 100.0 * gbs / c.hbm_gbs, t_p * 1e3, t_p / t_g, exact.c_str());
     std::fflush(stdout);
   }
   std::printf("grouped path: fast-mode Auto uses it up to %lld tokens\n", (long long)be->moe_grouped_max_tokens());
@@ -518,6 +517,7 @@ int main(int argc, char** argv) {
     std::printf("device: %s, %d SMs, %.0f GiB\n", prop.name, prop.multiProcessorCount, double(prop.totalGlobalMem) / (1 << 30));
     const std::string what = argc > 1 ? argv[1] : "all";
     const Ceilings c = measure_ceilings();
+    if (what == "all" || what == "gemm" || what == "gemv") gpubench::bench_gemv_decode(be->stream(), prop.multiProcessorCount, c.hbm_gbs);
     if (what == "all" || what == "gemm") bench_gemm(c);
     if (what == "all" || what == "mla") bench_mla(c);
     if (what == "all" || what == "indexer") bench_indexer(c);

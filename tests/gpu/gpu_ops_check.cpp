@@ -18,7 +18,8 @@ namespace opcheck {
 // ---------------------------------------------------------------- dense ops
 void check_linear() {
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{200, 320}, {96, 128}, {80, 128}, {32, 128}, {48, 128},
-                                                           {160, 128}, {576, 7168}, {1024, 512}, {2112, 1536}};
+                                                           {160, 128}, {576, 7168}, {1024, 512}, {2112, 1536},
+                                                           {72, 1040}};  // K of 16.25 column steps, a partial row tile
   for (DType dt : {DType::F8_E4M3, DType::BF16, DType::F32})
     for (auto [N, K] : shapes) {
       if (dt == DType::F32 && N * K > 4'000'000) continue;
@@ -44,6 +45,33 @@ void check_linear() {
     }
   g_gpu->set_gemm_mode(GemmMode::Exact);
   std::printf("cuBLASLt FP8 configuration: %s\n", g_gpu->fp8_lt_config().c_str());
+}
+
+// Every shape of the decode GEMV kernel (launch_gemv with each GemvTile gpu_bench compares, not only the
+// default linear() takes) against the CPU linear: partial row tiles, K of 16.25 column steps, K splits.
+void check_gemv_variants() {
+  using cuda::GemvTile;
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{200, 320}, {72, 1040}, {576, 7168}, {2112, 1536}};
+  const std::vector<GemvTile> fp8 = {{1, 2}, {1, 4}, {2, 2}, {2, 4}, {2, 2, 2}};
+  const std::vector<GemvTile> bf16 = {{1, 2}, {1, 4}, {2, 2}, {2, 2, 2}, {1, 2, 8}, {2, 2, 8}};
+  Tensor counters = g_gpu->from_host(Tensor::zeros({cuda::kGemvMaxCounters}, DType::I32));
+  for (DType dt : {DType::F8_E4M3, DType::BF16})
+    for (auto [N, K] : shapes) {
+      BothLinear w(N, K, dt);
+      const cuda::WeightRef r = CudaBackend::weight_ref(w.g);
+      for (int64_t M : {1, 3, 8}) {
+        Tensor x = randn({M, K});
+        Tensor ref = g_cpu->linear(x, w.c), xg = up(x);
+        for (const GemvTile& t : dt == DType::F8_E4M3 ? fp8 : bf16) {
+          const int ky = cuda::gemv_ksplit(r, int(M), g_gpu->num_sms(), t);
+          Tensor y = g_gpu->empty({M, N}, DType::F32), partial = g_gpu->empty({16 * M * N}, DType::F32);
+          cuda::launch_gemv(xg.data<float>(), int(M), r, y.data<float>(), partial.data<float>(),
+                            counters.data<int32_t>(), ky, g_gpu->stream(), t);
+          record("gemv variant", fmt::format("{} M={} N={} K={} {}x{} m{} ky{}", dname(dt), M, N, K, t.R, t.U, t.mode, ky),
+                 cmp(y, ref).rel, kTolF32);
+        }
+      }
+    }
 }
 
 void check_norms_and_elementwise() {
@@ -302,8 +330,10 @@ void check_moe_grouped() {
 
 using namespace opcheck;
 
-int main() {
+// `gpu_ops_check dense`: the dense ops only (norms, elementwise, rope, cache, linear, the GEMV's forms).
+int main(int argc, char** argv) {
   try {
+    const bool all = argc < 2 || std::string(argv[1]) != "dense";
     g_cpu = make_cpu_backend(0);
     cuda::CudaOptions o;
     o.poison = true;
@@ -312,11 +342,14 @@ int main() {
     check_norms_and_elementwise();
     check_rope_copy_cache();
     check_linear();
-    check_mla();
-    check_indexer();
-    check_indexer_tc();
-    check_moe();
-    check_moe_grouped();
+    check_gemv_variants();
+    if (all) {
+      check_mla();
+      check_indexer();
+      check_indexer_tc();
+      check_moe();
+      check_moe_grouped();
+    }
     const auto st = g_gpu->memory_stats();
     std::printf("device memory: peak in use %.1f MiB, %zu cudaMalloc calls by the caching allocator\n",
                 double(st.peak_in_use) / (1 << 20), st.cuda_mallocs);

@@ -36,7 +36,7 @@ void CudaBackend::linear_gemv(const Tensor& x, const LinearWeight& w, Tensor& y)
   const WeightRef r = weight_ref(w);
   const int M = int(x.dim(0));
   DS_CHECK(M <= gemv_max_m(r) && gemv_supported(r), "gemv: M = {} / weight {} x {} not supported", M, r.rows, r.cols);
-  const int ky = gemv_ksplit(r, num_sms_);
+  const int ky = gemv_ksplit(r, M, num_sms_);
   Tensor partial;
   if (ky > 1) partial = empty({int64_t(ky) * M * r.rows}, DType::F32);
   launch_gemv(x.data<float>(), M, r, y.data<float>(), ky > 1 ? partial.data<float>() : nullptr,

@@ -4,19 +4,25 @@
 // FP8 / BF16 weights: tensor cores, mma.m16n8k8 in TF32. Both weight formats are exact in TF32 (3 / 7
 // mantissa bits <= 10); each activation is split into x_hi = tf32(x) and x_lo = tf32(x - x_hi), two MMAs,
 // so products keep ~22 bits of x: the result matches an fp32 dot product to rounding (the exactness the
-// CPU reference needs), at tensor-core instead of FMA throughput. A warp owns 16 weight rows; per step of
-// 64 columns lane (g = lane / 4, t = lane % 4) loads 16 contiguous weights of rows g and g + 8 (one or
-// two 16-byte loads each) and 16 activations of token g; the K index of MMA slot c in MMA i is
-// 16 * (c % 4) + 2 * i + c / 4, the same permutation for A and B, so every operand comes from those
-// contiguous loads. The FP8 block scale (one per 16 rows x 64 columns) multiplies each step's partial.
-// The 8 warps of a block split K; blockIdx.y splits it further when there are too few rows to fill the
-// GPU, the last block of a row range summing the slices in a fixed order.
+// CPU reference needs), at tensor-core instead of FMA throughput. A warp owns R tiles of 16 weight rows;
+// per step of 64 columns lane (g = lane / 4, t = lane % 4) loads 16 contiguous weights of rows g and g + 8
+// of each tile (one or two 16-byte loads each) and 16 activations of token g; the K index of MMA slot c in
+// MMA i is 16 * (c % 4) + 2 * i + c / 4, the same permutation for A and B, so every operand comes from
+// those contiguous loads. The FP8 block scale (one per 128 rows x 128 columns) multiplies each step's
+// partial. A lane loads U consecutive steps before it uses the first; at M <= 8 a warp owns two tiles
+// (32 rows: each activation's TF32 split serves both) and the split is by truncation (MODE below).
+// The 8 warps of a block split K; blockIdx.y splits it further, up to one wave of blocks, the last block
+// of a row range summing the slices in a fixed order.
+// Measured on the H200 (docs/PERF.md, gpu_bench gemv): 60-66% of the HBM ceiling on the large FP8 weights,
+// ~0.9-1.0x cuBLASLt; the bound is instructions and their latency (TF32 split, FP8 -> f16 -> f32 decode,
+// two MMAs per k step), not bytes in flight: more steps in flight (U = 4) or a cp.async ring measured slower.
 //
 // F32 weights (rare: no checkpoint ships them): lane = row SIMT kernel, M <= 8.
 #include <algorithm>
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/tf32_mma.cuh"
+#include "util/error.h"
 
 namespace ds::backend::cuda {
 
@@ -44,73 +50,108 @@ __device__ __forceinline__ float sum_slices(const float* partial, size_t MN, siz
   return s;
 }
 
-// NT token tiles of 8 (M <= 8 * NT).
-template <int WT, int NT>
-__global__ void __launch_bounds__(kWarps * 32)
+// NT token tiles of 8 (M <= 8 * NT), R row tiles of 16 per warp, U consecutive 64-column steps per lane
+// loaded before any is used (a warp keeps R * U KB of FP8 weights in flight; its U loads of a row are
+// 64 * U contiguous bytes). Each activation's TF32 split is made once per step and serves the R tiles.
+// MODE (bit flags): 2: the activation split by truncation (hi = x with its 13 low mantissa bits cleared,
+// lo = (x - hi) likewise: ~21 bits of x, still fp32-accurate to rounding) instead of cvt.rna.tf32, which
+// is a 4-instruction sequence on sm_90 (the FP8 default: 1.1-1.4x on the large weights); 8: plain __ldg
+// weight loads instead of the no-L1 / 256-byte-L2 streaming form (better for BF16, worse for FP8).
+template <int WT, int NT, int R, int U, int MODE>
+__global__ void __launch_bounds__(kWarps * 32, 2)
     gemv_tc_kernel(const float* __restrict__ x, int M, int K, const uint8_t* __restrict__ w,
                    const float* __restrict__ scale, int scale_pitch, int N, float* __restrict__ y,
                    float* __restrict__ partial, int* __restrict__ counters) {
-  constexpr int U = 2, EB = WT == int(WType::FP8) ? 1 : 2;
-  __shared__ float part[kWarps][16][8 * NT];
+  constexpr int EB = WT == int(WType::FP8) ? 1 : 2, ROWS = 16 * R;
+  __shared__ float part[kWarps][ROWS][8 * NT];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  const int n0 = blockIdx.x * 16, r0 = n0 + g, r1 = n0 + g + 8;
-  const bool ok0 = r0 < N, ok1 = r1 < N;
+  const int n0 = blockIdx.x * ROWS;
   const int nsteps = (K + 63) / 64;
   const int slices = kWarps * gridDim.y, slice = blockIdx.y * kWarps + warp;
-  const uint8_t* w0 = w + size_t(ok0 ? r0 : n0) * K * EB;
-  const uint8_t* w1 = w + size_t(ok1 ? r1 : n0) * K * EB;
-  const float* srow = scale ? scale + size_t(n0 / 128) * scale_pitch : nullptr;
-  float acc[NT][4];
+  const uint8_t* wr[R][2];
+  bool okr[R][2];
 #pragma unroll
-  for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-  for (int s0 = slice; s0 < nsteps; s0 += U * slices) {
-    Row16<WT> wa[U], wb[U];
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = n0 + 16 * r + 8 * h + g;
+      okr[r][h] = row < N;
+      wr[r][h] = w + size_t(okr[r][h] ? row : n0) * K * EB;
+    }
+  // One 128-row scale block holds all ROWS rows (ROWS divides 128).
+  const float* srow = scale ? scale + size_t(n0 / 128) * scale_pitch : nullptr;
+  float acc[NT][R][4];
+#pragma unroll
+  for (int j = 0; j < NT; ++j)
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[j][r][0] = acc[j][r][1] = acc[j][r][2] = acc[j][r][3] = 0.f;
+  for (int c = slice; c * U < nsteps; c += slices) {
+    Row16<WT> wv[U][R][2];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int st = s0 + u * slices, k = st * 64 + 16 * t;
+      const int st = c * U + u, k = st * 64 + 16 * t;
       const bool kin = st < nsteps && k < K;
-      wa[u].load(w0, k, kin && ok0);
-      wb[u].load(w1, k, kin && ok1);
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          if constexpr ((MODE & 8) != 0) wv[u][r][h].load(wr[r][h], k, kin && okr[r][h]);
+          else wv[u][r][h].load_stream(wr[r][h], k, kin && okr[r][h]);
+        }
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int st = s0 + u * slices, k = st * 64 + 16 * t;
+      const int st = c * U + u, k = st * 64 + 16 * t;
       if (st >= nsteps) break;
       const bool kin = k < K;
-      float fa[16], fb[16];
-      wa[u].decode(fa);
-      wb[u].decode(fb);
       const float sc = WT == int(WType::FP8) ? srow[(st * 64) / 128] : 1.f;
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
         const int m = 8 * j + g;
         float xv[16];
         load_act16(x + size_t(m) * K + k, kin && m < M, xv);
-        float d[4] = {0.f, 0.f, 0.f, 0.f};
+        float d[R][4];
+#pragma unroll
+        for (int r = 0; r < R; ++r) d[r][0] = d[r][1] = d[r][2] = d[r][3] = 0.f;
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-          const uint32_t h0 = to_tf32(xv[2 * i]), h1 = to_tf32(xv[2 * i + 1]);
-          const uint32_t l0 = to_tf32(xv[2 * i] - __uint_as_float(h0)), l1 = to_tf32(xv[2 * i + 1] - __uint_as_float(h1));
-          const uint32_t a0 = __float_as_uint(fa[2 * i]), a1 = __float_as_uint(fb[2 * i]);
-          const uint32_t a2 = __float_as_uint(fa[2 * i + 1]), a3 = __float_as_uint(fb[2 * i + 1]);
-          mma_tf32(d, a0, a1, a2, a3, h0, h1);
-          mma_tf32(d, a0, a1, a2, a3, l0, l1);
+          uint32_t h0, h1, l0, l1;
+          if constexpr ((MODE & 2) != 0) {
+            h0 = __float_as_uint(xv[2 * i]) & 0xffffe000u, h1 = __float_as_uint(xv[2 * i + 1]) & 0xffffe000u;
+            l0 = __float_as_uint(xv[2 * i] - __uint_as_float(h0)) & 0xffffe000u;
+            l1 = __float_as_uint(xv[2 * i + 1] - __uint_as_float(h1)) & 0xffffe000u;
+          } else {
+            h0 = to_tf32(xv[2 * i]), h1 = to_tf32(xv[2 * i + 1]);
+            l0 = to_tf32(xv[2 * i] - __uint_as_float(h0)), l1 = to_tf32(xv[2 * i + 1] - __uint_as_float(h1));
+          }
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            const float2 pa = wv[u][r][0].pair(i), pb = wv[u][r][1].pair(i);
+            const uint32_t a0 = __float_as_uint(pa.x), a1 = __float_as_uint(pb.x);
+            const uint32_t a2 = __float_as_uint(pa.y), a3 = __float_as_uint(pb.y);
+            mma_tf32(d[r], a0, a1, a2, a3, h0, h1);
+            mma_tf32(d[r], a0, a1, a2, a3, l0, l1);
+          }
         }
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc[j][e] = fmaf(sc, d[e], acc[j][e]);
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[j][r][e] = fmaf(sc, d[r][e], acc[j][r][e]);
       }
     }
   }
-  // acc[j]: (row g, tokens 8j + 2t, 8j + 2t + 1), (row g + 8, the same tokens).
+  // acc[j][r]: (row 16r + g, tokens 8j + 2t, 8j + 2t + 1), (row 16r + g + 8, the same tokens).
 #pragma unroll
-  for (int j = 0; j < NT; ++j) {
-    part[warp][g][8 * j + 2 * t] = acc[j][0];
-    part[warp][g][8 * j + 2 * t + 1] = acc[j][1];
-    part[warp][g + 8][8 * j + 2 * t] = acc[j][2];
-    part[warp][g + 8][8 * j + 2 * t + 1] = acc[j][3];
-  }
+  for (int j = 0; j < NT; ++j)
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      part[warp][16 * r + g][8 * j + 2 * t] = acc[j][r][0];
+      part[warp][16 * r + g][8 * j + 2 * t + 1] = acc[j][r][1];
+      part[warp][16 * r + g + 8][8 * j + 2 * t] = acc[j][r][2];
+      part[warp][16 * r + g + 8][8 * j + 2 * t + 1] = acc[j][r][3];
+    }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < 16 * 8 * NT; idx += blockDim.x) {
+  for (int idx = threadIdx.x; idx < ROWS * 8 * NT; idx += blockDim.x) {
     const int r = idx / (8 * NT), m = idx % (8 * NT), n = n0 + r;
     if (n >= N || m >= M) continue;
     float s = 0.f;
@@ -120,7 +161,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     else partial[(size_t(blockIdx.y) * M + m) * N + n] = s;
   }
   if (gridDim.y > 1 && last_slice_block(counters)) {
-    for (int idx = threadIdx.x; idx < 16 * M; idx += blockDim.x) {
+    for (int idx = threadIdx.x; idx < ROWS * M; idx += blockDim.x) {
       const int r = idx / M, m = idx % M, n = n0 + r;
       if (n < N) y[size_t(m) * N + n] = sum_slices(partial, size_t(M) * N, size_t(m) * N + n);
     }
@@ -175,14 +216,37 @@ __global__ void __launch_bounds__(kWarps * 32)
     y[size_t(m) * N + n] = sum_slices(partial, size_t(M) * N, size_t(m) * N + n);
 }
 
+template <int WT, int NT, int R, int U, int MODE = 0>
+void launch_one(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ky,
+                cudaStream_t st) {
+  const dim3 grid(unsigned((w.rows + 16 * R - 1) / (16 * R)), unsigned(ky));
+  gemv_tc_kernel<WT, NT, R, U, MODE><<<grid, kWarps * 32, 0, st>>>(x, M, w.cols, static_cast<const uint8_t*>(w.data), w.scale,
+                                                             w.scale_pitch, w.rows, y, partial, counters);
+}
+
 template <int WT>
 void launch_tc(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ky,
-               cudaStream_t st) {
-  dim3 grid(unsigned((w.rows + 15) / 16), unsigned(ky));
-  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
-  if (M <= 8) gemv_tc_kernel<WT, 1><<<grid, kWarps * 32, 0, st>>>(x, M, w.cols, wd, w.scale, w.scale_pitch, w.rows, y, partial, counters);
-  else if (M <= 16) gemv_tc_kernel<WT, 2><<<grid, kWarps * 32, 0, st>>>(x, M, w.cols, wd, w.scale, w.scale_pitch, w.rows, y, partial, counters);
-  else gemv_tc_kernel<WT, 4><<<grid, kWarps * 32, 0, st>>>(x, M, w.cols, wd, w.scale, w.scale_pitch, w.rows, y, partial, counters);
+               cudaStream_t st, GemvTile t) {
+  const int key = t.R * 10 + t.U;
+  if (M <= 8) {
+    switch (key * 100 + t.mode) {
+      case 1200: return launch_one<WT, 1, 1, 2>(x, M, w, y, partial, counters, ky, st);
+      case 1400: return launch_one<WT, 1, 1, 4>(x, M, w, y, partial, counters, ky, st);
+      case 2200: return launch_one<WT, 1, 2, 2>(x, M, w, y, partial, counters, ky, st);
+      case 2202: return launch_one<WT, 1, 2, 2, 2>(x, M, w, y, partial, counters, ky, st);
+      case 1208: return launch_one<WT, 1, 1, 2, 8>(x, M, w, y, partial, counters, ky, st);
+      case 2208: return launch_one<WT, 1, 2, 2, 8>(x, M, w, y, partial, counters, ky, st);
+      case 2400:
+        if constexpr (WT == int(WType::FP8)) return launch_one<WT, 1, 2, 4>(x, M, w, y, partial, counters, ky, st);
+        break;
+      default: break;
+    }
+  } else if (M <= 16) {
+    if (key == 12) return launch_one<WT, 2, 1, 2>(x, M, w, y, partial, counters, ky, st);
+  } else if (key == 12) {
+    return launch_one<WT, 4, 1, 2>(x, M, w, y, partial, counters, ky, st);
+  }
+  fail("gemv: no kernel for M = {} with {} row tiles x {} steps, mode {}", M, t.R, t.U, t.mode);
 }
 
 void launch_f32(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ky,
@@ -202,22 +266,35 @@ bool gemv_supported(const WeightRef& w) {
          (w.type != WType::FP8 || w.scale != nullptr);
 }
 
-int gemv_ksplit(const WeightRef& w, int num_sms) {
-  // Enough warps for ~48 per SM, each K slice keeping >= 2 steps.
-  const int rows_per_block = w.type == WType::F32 ? 32 : 16;
+GemvTile gemv_tile(const WeightRef& w, int M, GemvTile t) {
+  if (t.R > 0) return t;
+  if (w.type == WType::F32) return {2, 1};  // 32 rows per block, one 16-column step per lane
+  // Measured best on the H200 (docs/PERF.md): FP8 two row tiles, truncation split, streaming loads; BF16
+  // plain loads, two row tiles for lm_head, one for the small router / indexer head weights.
+  if (M <= 8 && w.type == WType::FP8) return {2, 2, 2};
+  if (M <= 8) return w.rows >= 4096 ? GemvTile{2, 2, 8} : GemvTile{1, 2, 8};
+  return {1, 2};  // more tokens: more accumulators, one row tile (two spill registers)
+}
+
+int gemv_ksplit(const WeightRef& w, int M, int num_sms, GemvTile tile) {
+  // At most one wave of blocks (two per SM: the kernels' launch bounds; a partial second wave measured
+  // slower), unless that leaves a warp less than one step group of U steps.
+  const GemvTile t = gemv_tile(w, M, tile);
+  const int rows_per_block = 16 * t.R;
   const int64_t blocks = (w.rows + rows_per_block - 1) / rows_per_block;
-  const int64_t nsteps = w.type == WType::F32 ? (w.cols + 15) / 16 : (w.cols + 63) / 64;
+  const int64_t groups = w.type == WType::F32 ? (w.cols + 15) / 16 : ((w.cols + 63) / 64 + t.U - 1) / t.U;
   if (blocks > kGemvMaxCounters) return 1;
-  int64_t ky = (int64_t(num_sms) * 48 + blocks * kWarps - 1) / (blocks * kWarps);
-  ky = std::min<int64_t>(ky, std::max<int64_t>(1, nsteps / (kWarps * 2)));
+  int64_t ky = int64_t(num_sms) * 2 / blocks;
+  ky = std::min<int64_t>(ky, std::max<int64_t>(1, groups / kWarps));
   return int(std::max<int64_t>(1, std::min<int64_t>(ky, 16)));
 }
 
 void launch_gemv(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ky,
-                 cudaStream_t st) {
+                 cudaStream_t st, GemvTile tile) {
+  const GemvTile t = gemv_tile(w, M, tile);
   switch (w.type) {
-    case WType::FP8: launch_tc<int(WType::FP8)>(x, M, w, y, partial, counters, ky, st); break;
-    case WType::BF16: launch_tc<int(WType::BF16)>(x, M, w, y, partial, counters, ky, st); break;
+    case WType::FP8: launch_tc<int(WType::FP8)>(x, M, w, y, partial, counters, ky, st, t); break;
+    case WType::BF16: launch_tc<int(WType::BF16)>(x, M, w, y, partial, counters, ky, st, t); break;
     case WType::F32: launch_f32(x, M, w, y, partial, counters, ky, st); break;
   }
 }

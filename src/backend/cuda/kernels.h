@@ -68,13 +68,23 @@ constexpr int kGemvMaxM = 32;
 // 32 tokens, SIMT for F32 weights up to 8. Supported when K is a multiple of 16 (F32: 4).
 int gemv_max_m(const WeightRef& w);
 bool gemv_supported(const WeightRef& w);
-// How many K slices (grid.y) the GEMV uses for this weight; > 1 needs `partial` of ksplit * M * N floats
-// and `counters`: kGemvMaxCounters zero-initialised ints (the kernel leaves them zero).
-int gemv_ksplit(const WeightRef& w, int num_sms);
+// The tensor-core GEMV's shape: R row tiles of 16 per warp, U 64-column steps in flight per lane, and
+// k_gemv.cu's MODE flags (2: truncation split of the activations, 8: plain weight loads). {0, 0} picks
+// the default for the weight type and M (gemv_tile); others exist for gpu_bench's comparisons: at M <= 8
+// {1, 2}, {1, 4}, {2, 2}, {2, 4} (FP8 only) with mode 0, {2, 2} with mode 2 or 8, {1, 2} with mode 8;
+// above 8 tokens {1, 2} only.
+struct GemvTile {
+  int R = 0, U = 0;
+  int mode = 0;
+};
+GemvTile gemv_tile(const WeightRef& w, int M, GemvTile t = {});
+// How many K slices (grid.y) the GEMV uses for this weight and M; > 1 needs `partial` of ksplit * M * N
+// floats and `counters`: kGemvMaxCounters zero-initialised ints (the kernel leaves them zero).
+int gemv_ksplit(const WeightRef& w, int M, int num_sms, GemvTile t = {});
 constexpr int kGemvMaxCounters = 4096;
 // y[M, N] = x[M, K] . W^T, M <= gemv_max_m(w), W [N, K]. x rows contiguous (pitch K), y pitch N.
 void launch_gemv(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ksplit,
-                 cudaStream_t st);
+                 cudaStream_t st, GemvTile t = {});
 // Batched SIMT GEMM, fp32 accumulation, for any shape:
 //   C[b][m, n] = sum_k A[b][m, k] * Wv(b, k, n)
 //   A[b][m, k] at a + b * a_bstride + m * lda + k;  C[b][m, n] at c + b * c_bstride + m * ldc + n

@@ -51,6 +51,20 @@ struct Row16 {
       v[i] = ok ? __ldg(reinterpret_cast<const uint4*>(row + size_t(k) * (WT == int(WType::FP8) ? 1 : 2)) + i)
                 : make_uint4(0, 0, 0, 0);
   }
+  // The same, for weights read once (the GEMV): no L1 allocation (it keeps the activations), and L2
+  // fetches 256 bytes of the row at once (the warp's next steps of it).
+  __device__ __forceinline__ void load_stream(const uint8_t* row, int k, bool ok) {
+#pragma unroll
+    for (int i = 0; i < loads; ++i) {
+      if (ok) {
+        const uint4* p = reinterpret_cast<const uint4*>(row + size_t(k) * (WT == int(WType::FP8) ? 1 : 2)) + i;
+        asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(v[i].x), "=r"(v[i].y), "=r"(v[i].z), "=r"(v[i].w) : "l"(p));
+      } else {
+        v[i] = make_uint4(0, 0, 0, 0);
+      }
+    }
+  }
   // Weights 2i and 2i + 1 (i < 8, a compile-time constant after unrolling).
   __device__ __forceinline__ float2 pair(int i) const {
     if constexpr (WT == int(WType::FP8)) {

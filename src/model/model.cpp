@@ -88,6 +88,7 @@ ForwardOutput Model::forward(const ForwardBatch& batch, KVCache& cache) const {
   if (opts_.cuda_graph_max_bs > 0 && be_.can_capture())
     if (auto out = step_graphs().forward(batch, cache)) return std::move(*out);
   Step st = make_step(batch, cache);
+  st.cancel = batch.cancel;
   StepBinding bound(be_, st);
   Tensor normed = main_stack(st, cache);
   ForwardOutput out = finish(st, batch.logits_on_device, head_logits(st, normed, w_.lm_head));
@@ -98,8 +99,10 @@ ForwardOutput Model::forward(const ForwardBatch& batch, KVCache& cache) const {
 Tensor Model::main_stack(const Step& st, KVCache& cache) const {
   Tensor residual = be_.embedding(w_.embed, st.ids);
   Tensor pending;
-  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l)
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    if (st.cancel && st.cancel->load(std::memory_order_relaxed)) throw StepCancelled();
     pending = layer_forward(w_.layers[l], l, st, cache, residual, l == 0 ? nullptr : &pending);
+  }
   return be_.add_rmsnorm(pending, residual, w_.final_norm, float(cfg_.rms_norm_eps));
 }
 

@@ -14,6 +14,7 @@
 
 #include "model/model.h"
 #include "runtime/scheduler.h"
+#include "runtime/step_cancel.h"
 #include "tokenizer/tokenizer.h"
 #include "util/log.h"
 #include "util/timer.h"
@@ -57,17 +58,19 @@ class EngineImpl final : public Engine {
 
   void submit(GenerateRequest req, OutputSink sink) override;
   void abort(const std::string& id) override {
+    cancel_.abort(id);
     std::lock_guard lk(mu_);
     aborts_.push_back(id);
     cv_.notify_one();
   }
-  bool flush_cache() override;
+  void flush_cache(std::function<void(bool)> done) override;
   EngineStats stats() const override {
     std::lock_guard lk(stats_mu_);
     return stats_;
   }
   const EngineConfig& config() const override { return cfg_; }
   void shutdown() override {
+    cancel_.cancel_all();
     {
       std::lock_guard lk(mu_);
       stopping_ = true;
@@ -97,13 +100,14 @@ class EngineImpl final : public Engine {
   model::KVCache kv_;
   int64_t vocab_ = 0;
   bool device_sampling_ = false;
+  StepCancel cancel_;  // stops a step between layers once all its requests are aborted
 
   // Shared with other threads (mu_).
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<RequestState>> inbox_;
   std::vector<std::string> aborts_;
-  std::vector<std::promise<bool>> flushes_;
+  std::vector<std::function<void(bool)>> flushes_;
   std::unordered_set<std::string> live_;  // submitted and not yet finished
   uint64_t arrivals_ = 0;
   bool stopping_ = false;
@@ -172,28 +176,31 @@ void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
   cv_.notify_one();
 }
 
-bool EngineImpl::flush_cache() {
-  std::future<bool> done;
+void EngineImpl::flush_cache(std::function<void(bool)> done) {
   {
     std::lock_guard lk(mu_);
-    if (stopping_) return false;
-    flushes_.emplace_back();
-    done = flushes_.back().get_future();
-    cv_.notify_one();
+    if (!stopping_) {
+      flushes_.push_back(std::move(done));
+      cv_.notify_one();
+      return;
+    }
   }
-  return done.get();
+  done(false);
 }
 
 bool EngineImpl::take_pending() {
   std::vector<std::unique_ptr<RequestState>> inbox;
   std::vector<std::string> aborts;
-  std::vector<std::promise<bool>> flushes;
+  std::vector<std::function<void(bool)>> flushes;
   {
     std::unique_lock lk(mu_);
     const bool busy = sched_.num_running() > 0 || sched_.num_waiting() > 0;
     if (!busy) cv_.wait(lk, [&] { return stopping_ || !inbox_.empty() || !aborts_.empty() || !flushes_.empty(); });
     if (stopping_) return false;
     inbox.swap(inbox_);
+    // submit() counts inbox_ + waiting_: move the requests from one to the other in one step, so the
+    // --max-queued-requests check never sees them in neither.
+    waiting_ = sched_.num_waiting() + int32_t(inbox.size());
     aborts.swap(aborts_);
     flushes.swap(flushes_);
   }
@@ -203,7 +210,7 @@ bool EngineImpl::take_pending() {
   if (!flushes.empty()) {
     const bool flushed = sched_.flush_cache();
     publish_stats();
-    for (auto& f : flushes) f.set_value(flushed);
+    for (auto& f : flushes) f(flushed);
   }
   return true;
 }
@@ -212,6 +219,8 @@ void EngineImpl::loop() {
   while (take_pending()) {
     try {
       run_step();
+    } catch (const model::StepCancelled&) {
+      // Every request of the step was aborted (take_pending ends them) or the engine is stopping.
     } catch (const std::exception& e) {
       // A failed forward fails the running requests, never the server; queued ones go on.
       spdlog::error("engine step failed: {}", e.what());
@@ -225,7 +234,7 @@ void EngineImpl::loop() {
   }
   // Shutdown: everything still here ends as aborted; nothing is left waiting.
   std::vector<std::unique_ptr<RequestState>> rest = sched_.take_all();
-  std::vector<std::promise<bool>> flushes;
+  std::vector<std::function<void(bool)>> flushes;
   {
     std::lock_guard lk(mu_);
     for (auto& r : inbox_) rest.push_back(std::move(r));
@@ -233,12 +242,13 @@ void EngineImpl::loop() {
     flushes.swap(flushes_);
   }
   for (auto& r : rest) end(std::move(r), FinishReason::Abort);
-  for (auto& f : flushes) f.set_value(false);
+  for (auto& f : flushes) f(false);
 }
 
 void EngineImpl::run_step() {
   Timer step_timer;
   auto plan = sched_.schedule();
+  waiting_ = sched_.num_waiting();  // admissions and retractions of this step, for submit()'s queue check
   if (plan.empty()) {
     if (sched_.num_running() == 0 && sched_.num_waiting() > 0) {
       // Cannot happen with validated requests (one always fits an otherwise empty pool); never spin.
@@ -264,6 +274,10 @@ void EngineImpl::run_step() {
       cached_total_ += r.cached_tokens;
     }
   }
+  std::vector<std::string> step_ids;
+  for (const auto& c : plan) step_ids.push_back(c.req->in.id);
+  StepCancel::Scope cancellable(cancel_, std::move(step_ids));
+  fb.cancel = cancel_.flag();
   Timer fwd_timer;
   model::ForwardOutput out = model_.forward(fb, kv_);
   const double fwd_ms = fwd_timer.seconds() * 1e3;
@@ -372,7 +386,7 @@ void EngineImpl::sample_on_device(const std::vector<Scheduler::Chunk>& plan, mod
   for (size_t k = 0; k < batch_plan.size(); ++k) {
     const size_t i = batch_plan[k];
     if (got[k].token < 0) {
-      failed[i] = "sample: the logits have a NaN or infinite value, or no finite one";
+      failed[i] = kNonFiniteLogits;  // or every logit -inf, which a sampled row cannot have
       continue;
     }
     drawn[i].token = got[k].token;
@@ -481,6 +495,13 @@ void EngineImpl::publish_stats() {
 }
 
 }  // namespace
+
+bool flush_cache_and_wait(Engine& engine) {
+  auto result = std::make_shared<std::promise<bool>>();
+  std::future<bool> f = result->get_future();
+  engine.flush_cache([result](bool flushed) { result->set_value(flushed); });
+  return f.get();
+}
 
 std::unique_ptr<Engine> make_engine(const EngineConfig& config, const model::Model& model,
                                     const tok::Tokenizer& tokenizer) {

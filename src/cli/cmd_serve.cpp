@@ -19,6 +19,7 @@
 #include "cli/demo_model.h"
 #include "cli/flag_suggestions.h"
 #include "cli/make_backend.h"
+#include "cli/serve_shutdown.h"
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "runtime/kv_plan.h"
@@ -44,8 +45,9 @@ struct ServeFlags {
   int port = 30000, tp = 1, dp = 1, ep = 1, context_length = 0, max_running_requests = 256, page_size = 64,
       chunked_prefill_size = 8192, max_prefill_tokens = 16384, max_queued_requests = 4096, threads = 0,
       cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs;
-  int64_t max_total_tokens = 0;
+  int64_t max_total_tokens = 0, limit_concurrency = 0;  // 0: from the open-file limit
   double mem_fraction_static = 0;  // 0: the device's default
+  double shutdown_timeout = 0;     // seconds SIGTERM lets running requests finish (vLLM's flag); 0: abort at once
   std::optional<uint64_t> random_seed;
   bool enable_dp_attention = false, disable_radix_cache = false, enable_metrics = false, trust_remote_code = false,
        skip_server_warmup = false, disable_cuda_graph = false, cuda_graph_lazy = false;
@@ -97,6 +99,12 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
                   "MLA latent cache: auto (cuda: bf16 as SGLang; cpu: fp32), bf16 / bfloat16 (cuda), fp32 / float32")
       ->capture_default_str();
   cmd->add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY'");
+  cmd->add_option("--limit-concurrency", f.limit_concurrency,
+                  "open connections beyond this get 503 (uvicorn's flag; default: from the open-file limit)");
+  cmd->add_option("--shutdown-timeout", f.shutdown_timeout,
+                  "on SIGTERM/SIGINT: seconds running requests may take to finish before they are aborted "
+                  "(vLLM's flag; 0: abort at once)")
+      ->capture_default_str();
   cmd->add_flag("--enable-metrics", f.enable_metrics, "Prometheus metrics at /metrics");
   cmd->add_option("--log-level", f.log_level, "debug, info, warning or error")->capture_default_str();
   cmd->add_option("--random-seed", f.random_seed, "seed for requests without a seed (default: random)");
@@ -174,6 +182,9 @@ void validate(const ServeFlags& f) {
   DS_CHECK(f.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1, got {}", f.max_prefill_tokens);
   DS_CHECK(f.context_length >= 0, "--context-length must be >= 1, got {}", f.context_length);
   DS_CHECK(f.max_total_tokens >= 0, "--max-total-tokens must be >= 1, got {}", f.max_total_tokens);
+  DS_CHECK(f.limit_concurrency >= 0, "--limit-concurrency must be >= 1, got {}", f.limit_concurrency);
+  DS_CHECK(f.shutdown_timeout >= 0 && f.shutdown_timeout <= 86400, "--shutdown-timeout must be in [0, 86400] seconds, got {}",
+           f.shutdown_timeout);
   DS_CHECK(f.mem_fraction_static >= 0 && f.mem_fraction_static <= 1, "--mem-fraction-static must be in (0, 1], got {}",
            f.mem_fraction_static);
 }
@@ -234,6 +245,8 @@ server::Json server_args(const ServeFlags& f, const std::string& model_path, con
   j["enable_metrics"] = f.enable_metrics;
   j["random_seed"] = seed;
   j["device"] = f.device;
+  j["limit_concurrency"] = f.limit_concurrency;
+  j["shutdown_timeout"] = f.shutdown_timeout;
   j["api_key"] = f.api_key.empty() ? server::Json(nullptr) : server::Json("<set>");
   return j;
 }
@@ -261,6 +274,13 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   const std::string served = !flags.served_model_name.empty() ? flags.served_model_name
                              : demo                           ? "dsserve-demo"
                                                               : model_path;
+  // Before the tokenizer and the chat template, which would otherwise report their own consequences.
+  if (!demo) {
+    DS_CHECK(fs::is_directory(model_path), "--model-path {}: no such directory", model_path);
+    DS_CHECK(fs::is_regular_file(fs::path(model_path) / "config.json"),
+             "--model-path {}: config.json not found (a checkpoint directory holds config.json and *.safetensors)",
+             model_path);
+  }
   if (demo)
     spdlog::info("no --model-path: serving the embedded demo model ({}; random weights, gibberish by design)",
                  model_path);
@@ -338,6 +358,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   sc.model_path = model_path;
   if (!flags.api_key.empty()) sc.api_key = flags.api_key;
   sc.context_length = context_length;
+  sc.model_vocab_size = int32_t(mc.vocab_size);
   sc.reasoning_parser = flags.reasoning_parser == "deepseek-v3";
   sc.tool_call_parser = flags.tool_call_parser;
   sc.enable_metrics = flags.enable_metrics;
@@ -349,11 +370,13 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   server::HttpServerOptions ho;
   ho.host = flags.host;
   ho.port = uint16_t(flags.port);
+  ho.max_connections = flags.limit_concurrency > 0 ? size_t(flags.limit_concurrency) : server::default_connection_limit();
   server::HttpServer http(ho, [&api](server::HttpRequest&& req, std::shared_ptr<server::Responder> r) {
     api.handle(std::move(req), std::move(r));
   });
   http.listen();
   api.state().config.server_args["port"] = http.port();  // --port 0 picks one
+  api.state().config.server_args["limit_concurrency"] = ho.max_connections;
   http.start();
 
   const std::string url = fmt::format(
@@ -363,6 +386,8 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   spdlog::info("  context length {}, max running requests {}, chunked prefill {}, radix cache {}, schedule {}",
                context_length, ec.max_running_requests, ec.chunked_prefill_size, ec.enable_radix_cache ? "on" : "off",
                flags.schedule_policy);
+  spdlog::info("  max queued requests {}, connection limit {}, shutdown timeout {} s", ec.max_queued_requests,
+               ho.max_connections, flags.shutdown_timeout);
   spdlog::info("  chat format {}, reasoning parser {}, tool-call parser {}, metrics {}, API key {}", encoder_name,
                flags.reasoning_parser.empty() ? "off" : flags.reasoning_parser,
                flags.tool_call_parser.empty() ? "off" : flags.tool_call_parser, flags.enable_metrics ? "on" : "off",
@@ -372,7 +397,9 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  spdlog::info("{}: shutting down (aborting running requests)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  spdlog::info("{}: shutting down ({})", sig == SIGINT ? "SIGINT" : "SIGTERM",
+               flags.shutdown_timeout > 0 ? fmt::format("running requests get up to {} s", flags.shutdown_timeout)
+                                          : std::string("aborting running requests"));
   std::thread([stop_signals] {  // a second signal means: now
     int again = 0;
     sigset_t s = stop_signals;
@@ -380,8 +407,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
     std::_Exit(130);
   })
       .detach();
-  engine->shutdown();
-  http.stop(5.0);
+  if (shut_down_server(api, *engine, http, flags.shutdown_timeout) != 0) std::_Exit(1);
   spdlog::info("stopped");
 }
 

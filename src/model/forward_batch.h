@@ -1,10 +1,12 @@
 // One forward step over many sequences: some prefilling a chunk, some decoding one token, each with
 // its own page table into the KV pools. The model never sees requests, only this.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
 #include "tensor/tensor.h"
+#include "util/error.h"
 
 namespace ds::model {
 
@@ -23,6 +25,15 @@ struct ForwardBatch {
   // Leave the logits where the backend computed them (ForwardOutput::logits is then a device tensor,
   // for Backend::sample): a step then copies no [rows, vocab] block to the host.
   bool logits_on_device = false;
+  // Set by another thread when the step's result is no longer wanted (every request in it aborted,
+  // shutdown): the forward then stops between layers by throwing StepCancelled. The KV entries it
+  // wrote so far are garbage; only pages of the abandoned requests hold them.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+class StepCancelled : public ds::Error {
+ public:
+  StepCancelled() : ds::Error("the step was cancelled") {}
 };
 
 struct ForwardOutput {

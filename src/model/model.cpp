@@ -76,6 +76,7 @@ StepLayout Model::layout(const ForwardBatch& batch, const KVCache& cache) const 
 
 ForwardOutput Model::forward(const ForwardBatch& batch, KVCache& cache) const {
   Step st = layout(batch, cache);
+  st.cancel = batch.cancel;  // op by op only: a recorded step runs whole
   StepBinding bound(be_, st);
   Tensor normed = main_stack(st, cache);
   ForwardOutput out = finish(st, batch.logits_on_device, head_logits(st, normed, w_.lm_head));
@@ -90,8 +91,10 @@ Tensor Model::step_logits(const StepLayout& st, KVCache& cache) const {
 Tensor Model::main_stack(const Step& st, KVCache& cache) const {
   Tensor residual = be_.embedding(w_.embed, st.ids);
   Tensor pending;
-  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l)
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    if (st.cancel && st.cancel->load(std::memory_order_relaxed)) throw StepCancelled();
     pending = layer_forward(w_.layers[l], l, st, cache, residual, l == 0 ? nullptr : &pending);
+  }
   return be_.add_rmsnorm(pending, residual, w_.final_norm, float(cfg_.rms_norm_eps));
 }
 

@@ -3,6 +3,7 @@
 // it op by op (Model::forward, Model::step_logits); the runner pads it to buckets and records it
 // (runtime/step_recorder.h).
 #pragma once
+#include <atomic>
 #include <vector>
 
 #include "backend/backend.h"
@@ -17,6 +18,7 @@ struct StepLayout {
   std::vector<int32_t> ctx;          // [S] context length after this step
   std::vector<int32_t> logit_rows;   // [R] tokens whose logits the step returns, in order
   std::vector<int32_t> logits_row0;  // [S] first logits row of each sequence, -1 if none
+  const std::atomic<bool>* cancel = nullptr;  // ForwardBatch::cancel, checked between layers
 
   backend::StepIndex index() const { return {&ids, &slots, &logit_rows, &ab}; }
 };

@@ -6,6 +6,7 @@
 
 #include "model/checkpoint.h"
 #include "model/weights.h"
+#include "model/weights_finite.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/progress.h"
@@ -41,7 +42,11 @@ void check_tensor(const WeightSpec& spec, const TensorInfo& t, const Checkpoint&
            spec.kind == WeightKind::Linear ? "F8_E4M3, BF16, F16 or F32" : "BF16, F16 or F32");
 }
 
-HostTensor host(const TensorInfo& t) { return HostTensor{t.name, t.dtype, t.shape, t.data}; }
+// Every tensor is checked for NaN / infinity on its stored bytes before the backend converts it.
+HostTensor host(const TensorInfo& t) {
+  check_finite(t.name, t.file, t.data, t.dtype, t.shape);
+  return HostTensor{t.name, t.dtype, t.shape, t.data};
+}
 
 class Loader final : public WeightSource {
  public:

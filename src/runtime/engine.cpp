@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "runtime/model_runner.h"
 #include "runtime/scheduler.h"
+#include "runtime/step_cancel.h"
 #include "tokenizer/tokenizer.h"
 #include "util/log.h"
 #include "util/timer.h"
@@ -63,17 +64,19 @@ class EngineImpl final : public Engine {
 
   void submit(GenerateRequest req, OutputSink sink) override;
   void abort(const std::string& id) override {
+    cancel_.abort(id);
     std::lock_guard lk(mu_);
     aborts_.push_back(id);
     cv_.notify_one();
   }
-  bool flush_cache() override;
+  void flush_cache(std::function<void(bool)> done) override;
   EngineStats stats() const override {
     std::lock_guard lk(stats_mu_);
     return stats_;
   }
   const EngineConfig& config() const override { return cfg_; }
   void shutdown() override {
+    cancel_.cancel_all();
     {
       std::lock_guard lk(mu_);
       stopping_ = true;
@@ -99,13 +102,14 @@ class EngineImpl final : public Engine {
   const tok::Tokenizer& tok_;
   Scheduler sched_;
   int64_t vocab_ = 0;
+  StepCancel cancel_;  // stops a step between layers once all its requests are aborted
 
   // Shared with other threads (mu_).
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<RequestState>> inbox_;
   std::vector<std::string> aborts_;
-  std::vector<std::promise<bool>> flushes_;
+  std::vector<std::function<void(bool)>> flushes_;
   std::unordered_set<std::string> live_;  // submitted and not yet finished
   uint64_t arrivals_ = 0;
   bool stopping_ = false;
@@ -174,28 +178,31 @@ void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
   cv_.notify_one();
 }
 
-bool EngineImpl::flush_cache() {
-  std::future<bool> done;
+void EngineImpl::flush_cache(std::function<void(bool)> done) {
   {
     std::lock_guard lk(mu_);
-    if (stopping_) return false;
-    flushes_.emplace_back();
-    done = flushes_.back().get_future();
-    cv_.notify_one();
+    if (!stopping_) {
+      flushes_.push_back(std::move(done));
+      cv_.notify_one();
+      return;
+    }
   }
-  return done.get();
+  done(false);
 }
 
 bool EngineImpl::take_pending() {
   std::vector<std::unique_ptr<RequestState>> inbox;
   std::vector<std::string> aborts;
-  std::vector<std::promise<bool>> flushes;
+  std::vector<std::function<void(bool)>> flushes;
   {
     std::unique_lock lk(mu_);
     const bool busy = sched_.num_running() > 0 || sched_.num_waiting() > 0;
     if (!busy) cv_.wait(lk, [&] { return stopping_ || !inbox_.empty() || !aborts_.empty() || !flushes_.empty(); });
     if (stopping_) return false;
     inbox.swap(inbox_);
+    // submit() counts inbox_ + waiting_: move the requests from one to the other in one step, so the
+    // --max-queued-requests check never sees them in neither.
+    waiting_ = sched_.num_waiting() + int32_t(inbox.size());
     aborts.swap(aborts_);
     flushes.swap(flushes_);
   }
@@ -205,7 +212,7 @@ bool EngineImpl::take_pending() {
   if (!flushes.empty()) {
     const bool flushed = sched_.flush_cache();
     publish_stats();
-    for (auto& f : flushes) f.set_value(flushed);
+    for (auto& f : flushes) f(flushed);
   }
   return true;
 }
@@ -214,6 +221,8 @@ void EngineImpl::loop() {
   while (take_pending()) {
     try {
       run_step();
+    } catch (const model::StepCancelled&) {
+      // Every request of the step was aborted (take_pending ends them) or the engine is stopping.
     } catch (const std::exception& e) {
       // A failed forward fails the running requests, never the server; queued ones go on.
       spdlog::error("engine step failed: {}", e.what());
@@ -227,7 +236,7 @@ void EngineImpl::loop() {
   }
   // Shutdown: everything still here ends as aborted; nothing is left waiting.
   std::vector<std::unique_ptr<RequestState>> rest = sched_.take_all();
-  std::vector<std::promise<bool>> flushes;
+  std::vector<std::function<void(bool)>> flushes;
   {
     std::lock_guard lk(mu_);
     for (auto& r : inbox_) rest.push_back(std::move(r));
@@ -235,12 +244,13 @@ void EngineImpl::loop() {
     flushes.swap(flushes_);
   }
   for (auto& r : rest) end(std::move(r), FinishReason::Abort);
-  for (auto& f : flushes) f.set_value(false);
+  for (auto& f : flushes) f(false);
 }
 
 void EngineImpl::run_step() {
   Timer step_timer;
   auto plan = sched_.schedule();
+  waiting_ = sched_.num_waiting();  // admissions and retractions of this step, for submit()'s queue check
   if (plan.empty()) {
     if (sched_.num_running() == 0 && sched_.num_waiting() > 0) {
       // Cannot happen with validated requests (one always fits an otherwise empty pool); never spin.
@@ -249,7 +259,14 @@ void EngineImpl::run_step() {
     publish_stats();
     return;
   }
-  StepOutput res = run_on_runners(make_step(plan));
+  StepInput in = make_step(plan);
+  std::vector<std::string> step_ids;
+  for (const auto& c : plan) step_ids.push_back(c.req->in.id);
+  // Checked between layers of an op-by-op forward (a recorded decode step runs whole). With several ranks
+  // every rank must stop at the same layer (issue 14: decide it collectively).
+  StepCancel::Scope cancellable(cancel_, std::move(step_ids));
+  in.batch.cancel = cancel_.flag();
+  StepOutput res = run_on_runners(std::move(in));
   const double fwd_ms = res.forward_ms;
   Timer sample_timer;
   std::vector<SampleResult>& drawn = res.tokens.drawn;
@@ -455,6 +472,13 @@ std::unique_ptr<Engine> make_engine(const EngineConfig& config, const model::Mod
   auto owned = std::make_unique<ModelRunner>(rc, model);
   ModelRunner* r = owned.get();
   return std::make_unique<EngineImpl>(config, std::vector<ModelRunner*>{r}, tokenizer, std::move(owned));
+}
+
+bool flush_cache_and_wait(Engine& engine) {
+  auto result = std::make_shared<std::promise<bool>>();
+  std::future<bool> f = result->get_future();
+  engine.flush_cache([result](bool flushed) { result->set_value(flushed); });
+  return f.get();
 }
 
 std::unique_ptr<Engine> make_engine(const EngineConfig& config, const model::Model& model,

@@ -138,13 +138,18 @@ class Engine {
   // Thread-safe; unknown or finished ids are ignored. The request's pages are freed at the next step
   // boundary and its sink gets a final output with FinishReason::Abort.
   virtual void abort(const std::string& id) = 0;
-  // Thread-safe. Drops the prefix cache; false (nothing done) while requests are running.
-  virtual bool flush_cache() = 0;
+  // Thread-safe and never blocks: the prefix cache is dropped at the next step boundary, then `done`
+  // runs on the engine thread (post to your own executor from it) with true, or false when nothing was
+  // done (requests are running, or the engine is stopping: then it may run on the calling thread).
+  virtual void flush_cache(std::function<void(bool flushed)> done) = 0;
   virtual EngineStats stats() const = 0;
   virtual const EngineConfig& config() const = 0;
   // Aborts everything still running or queued (their sinks get Abort) and stops the engine thread.
   virtual void shutdown() = 0;
 };
+
+// flush_cache, waiting for the answer (tests and tools; never on a thread that serves clients).
+bool flush_cache_and_wait(Engine& engine);
 
 // The engine over its model runners (runtime/model_runner.h): one per device of the replica, all with
 // config's KV pool (max_total_tokens / page_size pages of page_size); several run every step in lock

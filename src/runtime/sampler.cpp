@@ -95,10 +95,15 @@ SampleResult sample(const float* logits, int64_t vocab, const SamplingParams& p,
     penalised = std::move(masked);
     x = penalised.data();
   }
+  // A NaN or +inf anywhere fails the row, as on the device (Backend::sample); -inf is a masked token.
   int32_t argmax = 0;
-  for (int64_t i = 1; i < vocab; ++i)
+  bool non_finite = std::isnan(x[0]) || x[0] == INFINITY;
+  for (int64_t i = 1; i < vocab; ++i) {
+    non_finite |= std::isnan(x[i]) || x[i] == INFINITY;
     if (x[i] > x[argmax]) argmax = static_cast<int32_t>(i);
-  DS_CHECK(finite(x[argmax]), "sample: logits have no finite maximum (all -inf or NaN)");
+  }
+  DS_CHECK(!non_finite, "{}", kNonFiniteLogits);
+  DS_CHECK(finite(x[argmax]), "sample: every logit is -inf (no token can be drawn)");
   SampleResult r;
   const bool greedy = p.greedy();
   if (greedy && !p.logprobs) {  // the common serving case: no softmax over the vocabulary at all

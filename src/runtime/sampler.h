@@ -9,6 +9,10 @@
 
 namespace ds::runtime {
 
+// A request's error when its logits hold a NaN or +inf (a corrupt checkpoint or an overflow).
+inline constexpr const char* kNonFiniteLogits =
+    "the model produced non-finite logits (NaN or infinity); its weights may be corrupt";
+
 struct SamplingParams {
   float temperature = 1.0f;         // 0 = greedy
   float top_p = 1.0f;               // (0, 1]

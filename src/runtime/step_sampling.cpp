@@ -77,7 +77,7 @@ void sample_on_device(backend::Backend& be, const std::vector<SampleSlot>& slots
   for (size_t k = 0; k < batch_seq.size(); ++k) {
     const size_t i = batch_seq[k];
     if (got[k].token < 0) {
-      res.failed[i] = "sample: the logits have a NaN or infinite value, or no finite one";
+      res.failed[i] = kNonFiniteLogits;  // or every logit -inf, which a sampled row cannot have
       continue;
     }
     res.drawn[i].token = got[k].token;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <ctime>
 #include <string_view>
 
@@ -67,9 +68,17 @@ bool ApiServer::authorized(const HttpRequest& req) const {
   if (!st_.config.api_key) return true;
   const std::string* auth = req.header("authorization");
   if (!auth) return false;
+  // RFC 9110 section 11.4: auth-scheme (case-insensitive) 1*SP token68; trailing whitespace is not part
+  // of the field value.
   std::string_view v(*auth);
-  if (v.size() < 7 || (v.substr(0, 7) != "Bearer " && v.substr(0, 7) != "bearer ")) return false;
-  return same_secret(v.substr(7), *st_.config.api_key);
+  if (v.size() < 7) return false;
+  std::string scheme(v.substr(0, 6));
+  for (char& c : scheme) c = char(std::tolower((unsigned char)c));
+  if (scheme != "bearer" || v[6] != ' ') return false;
+  v.remove_prefix(6);
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return same_secret(v, *st_.config.api_key);
 }
 
 void ApiServer::handle(HttpRequest&& req, std::shared_ptr<Responder> r) {
@@ -94,11 +103,18 @@ void ApiServer::handle(HttpRequest&& req, std::shared_ptr<Responder> r) {
       r->respond(std::move(resp));
       return;
     }
+    const bool admits = route->fn == chat_completions || route->fn == completions || route->fn == generate ||
+                        route->fn == health_generate || route->fn == health;
+    if (admits && st_.draining) throw ApiError(503, "the server is shutting down");
     route->fn(st_, req, r);
   } catch (const ApiError& e) {
     if (e.status() >= 500) spdlog::warn("{} {}: {} {}", req.method, req.path, e.status(), e.what());
     else spdlog::debug("{} {}: {} {}", req.method, req.path, e.status(), e.what());
     r->respond(error_response(e));
+  } catch (const Json::exception& e) {
+    // Reading the client's JSON in a shape we did not expect: its error, not ours.
+    spdlog::debug("{} {}: 400 {}", req.method, req.path, e.what());
+    r->respond(error_response(400, std::string("invalid request body: ") + e.what()));
   } catch (const std::exception& e) {
     spdlog::error("{} {}: {}", req.method, req.path, e.what());
     r->respond(error_response(500, std::string("internal error: ") + e.what()));

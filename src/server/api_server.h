@@ -16,6 +16,9 @@ class ApiServer {
   // The HttpServer's handler.
   void handle(HttpRequest&& request, std::shared_ptr<Responder> responder);
   ServerState& state() { return st_; }
+  // Shutdown has begun: from now on generation requests and /health get 503 (a load balancer takes
+  // the server out; requests already running go on). Thread-safe.
+  void begin_drain() { st_.draining = true; }
 
  private:
   bool authorized(const HttpRequest& request) const;

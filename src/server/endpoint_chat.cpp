@@ -89,6 +89,7 @@ void chat_completions(ServerState& st, const HttpRequest& req, const std::shared
   f.boolean("stream_reasoning");  // type-checked; reasoning is always streamed as it comes
   GenerationParams params = parse_openai_params(body, OpenAiApi::Chat, st.config.sampling_defaults);
   const ToolChoice tool_choice = apply_tool_choice(body);
+  check_generation_count(st, 1, params.n, "n");
 
   chat::EncodedPrompt prompt;
   try {

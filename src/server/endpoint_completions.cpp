@@ -24,16 +24,6 @@ bool is_id_list(const Json& j) {
   return true;
 }
 
-std::vector<int32_t> id_list(const ServerState& st, const Json& j, const std::string& param) {
-  std::vector<int32_t> ids;
-  for (const auto& x : j) {
-    int64_t v = x.is_number_unsigned() && x.get<uint64_t>() > uint64_t(INT32_MAX) ? -1 : x.get<int64_t>();
-    ids.push_back(v < 0 || v > INT32_MAX ? -1 : int32_t(v));
-  }
-  check_token_ids(st, ids, param);
-  return ids;
-}
-
 std::vector<Prompt> read_prompts(const ServerState& st, const Json& body) {
   auto it = body.find("prompt");
   if (it == body.end() || it->is_null()) bad_param("prompt", "prompt is required");
@@ -41,7 +31,7 @@ std::vector<Prompt> read_prompts(const ServerState& st, const Json& body) {
   const bool bos = st.tokenizer.add_bos_token();
   auto from_text = [&](const std::string& t) { return Prompt{st.tokenizer.encode(t, bos), t}; };
   auto from_ids = [&](const Json& j, const std::string& param) {
-    Prompt pr{id_list(st, j, param), ""};
+    Prompt pr{read_token_ids(st, j, param), ""};
     pr.text = st.tokenizer.decode(pr.ids, false);
     return pr;
   };
@@ -76,6 +66,10 @@ void completions(ServerState& st, const HttpRequest& req, const std::shared_ptr<
   GenerationParams params = parse_openai_params(body, OpenAiApi::Completions, st.config.sampling_defaults);
   if (echo && params.sampling.logprobs)
     bad_param("echo", "echo together with logprobs is not supported by this server (no prompt logprobs)");
+  {  // the limit applies before any tokenizing or copying
+    const Json* p = f.get("prompt");
+    check_generation_count(st, p && p->is_array() && !is_id_list(*p) ? p->size() : 1, params.n, "prompt");
+  }
   std::vector<Prompt> prompts = read_prompts(st, body);
 
   CompletionWriterOptions wo;

@@ -17,16 +17,7 @@ std::vector<std::vector<int32_t>> read_prompts(const ServerState& st, const Json
   if ((text != nullptr) == (ids != nullptr)) bad_request("give exactly one of text and input_ids");
   std::vector<std::vector<int32_t>> out;
   const bool bos = st.tokenizer.add_bos_token();
-  auto id_list = [&](const Json& j, const std::string& param) {
-    std::vector<int32_t> v;
-    for (const auto& x : j) {
-      if (!x.is_number_integer()) bad_param(param, param + " must be a list of integers");
-      int64_t i = x.is_number_unsigned() && x.get<uint64_t>() > uint64_t(INT32_MAX) ? -1 : x.get<int64_t>();
-      v.push_back(i < 0 || i > INT32_MAX ? -1 : int32_t(i));
-    }
-    check_token_ids(st, v, param);
-    return v;
-  };
+  auto id_list = [&](const Json& j, const std::string& param) { return read_token_ids(st, j, param); };
   batch = false;
   if (text) {
     if (text->is_string()) {
@@ -78,6 +69,12 @@ void generate(ServerState& st, const HttpRequest& req, const std::shared_ptr<Res
     params.sampling.logprobs = true;
     params.sampling.top_logprobs = wo.top_logprobs_num;
   }
+  // How many prompts, from the JSON alone: the limit applies before any tokenizing or copying.
+  size_t num_prompts = 1;
+  if (const Json* t = f.get("text"); t && t->is_array()) num_prompts = t->size();
+  if (const Json* ids = f.get("input_ids"); ids && ids->is_array() && !ids->empty() && (*ids)[0].is_array())
+    num_prompts = ids->size();
+  check_generation_count(st, num_prompts, params.n, f.get("text") ? "text" : "input_ids");
   bool batch = false;
   auto prompts = read_prompts(st, body, batch);
   wo.batch = batch || params.n > 1;

@@ -125,16 +125,22 @@ void server_info(ServerState& st, const HttpRequest&, const std::shared_ptr<Resp
   respond_json(r, j);
 }
 
+// Asynchronous: the engine answers at its next step boundary (a long prefill step may take a while),
+// and the answer comes back to the connection's executor; no I/O thread waits for it.
 void flush_cache(ServerState& st, const HttpRequest&, const std::shared_ptr<Responder>& r) {
-  HttpResponse resp;
-  resp.content_type = "text/plain; charset=utf-8";
-  if (st.engine.flush_cache()) {
-    resp.body = "Cache flushed.\n";
-  } else {
-    resp.status = 400;
-    resp.body = "Cache not flushed: requests are running. Try again when the server is idle.\n";
-  }
-  r->respond(std::move(resp));
+  st.engine.flush_cache([r](bool flushed) {
+    r->post([r, flushed] {
+      HttpResponse resp;
+      resp.content_type = "text/plain; charset=utf-8";
+      if (flushed) {
+        resp.body = "Cache flushed.\n";
+      } else {
+        resp.status = 400;
+        resp.body = "Cache not flushed: requests are running. Try again when the server is idle.\n";
+      }
+      r->respond(std::move(resp));
+    });
+  });
 }
 
 void metrics(ServerState& st, const HttpRequest&, const std::shared_ptr<Responder>& r) {
@@ -184,12 +190,7 @@ void detokenize(ServerState& st, const HttpRequest& req, const std::shared_ptr<R
   const bool skip = f.boolean("skip_special_tokens").value_or(false);
   const Json* t = f.get("tokens");
   if (!t || !t->is_array()) bad_param("tokens", "tokens must be a list of token ids or a list of such lists");
-  auto ids_of = [&](const Json& list, const std::string& param) {
-    const Json wrapped = Json{{"tokens", list}};
-    auto ids = Fields{wrapped, ""}.int_list("tokens", 0, INT32_MAX).value_or(std::vector<int32_t>{});
-    check_token_ids(st, ids, param);
-    return ids;
-  };
+  auto ids_of = [&](const Json& list, const std::string& param) { return read_token_ids(st, list, param); };
   Json out = Json::object();
   if (!t->empty() && (*t)[0].is_array()) {
     Json texts = Json::array();

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "server/api_error.h"
 
 namespace ds::server {
@@ -107,12 +109,23 @@ void GenerationJob::complete() {
 void GenerationJob::log_line() const {
   UsageCounts u = count_usage(choices_, opt_.n);
   double ttft = -1;
-  std::string finish;
+  // Finish reasons as counts in order of first appearance ("length x4998, stop x2"): a batch of
+  // thousands of choices still logs one short line. The first error message is kept.
+  std::vector<std::pair<std::string, size_t>> reasons;
+  std::string first_error;
   for (const auto& c : choices_) {
     if (c.first_token_s >= 0 && (ttft < 0 || c.first_token_s < ttft)) ttft = c.first_token_s;
-    if (!finish.empty()) finish += ",";
-    finish += finish_name(c.finish);
-    if (c.finish == runtime::FinishReason::Error) finish += " (" + c.error + ")";
+    std::string name = finish_name(c.finish);
+    auto it = std::find_if(reasons.begin(), reasons.end(), [&](const auto& r) { return r.first == name; });
+    if (it == reasons.end()) reasons.emplace_back(std::move(name), 1);
+    else ++it->second;
+    if (c.finish == runtime::FinishReason::Error && first_error.empty()) first_error = c.error;
+  }
+  std::string finish;
+  for (const auto& [name, count] : reasons) {
+    if (!finish.empty()) finish += ", ";
+    finish += count == 1 ? name : fmt::format("{} x{}", name, count);
+    if (name == finish_name(runtime::FinishReason::Error)) finish += " (" + first_error + ")";
   }
   if (gone_) finish += " (client disconnected)";
   spdlog::info("{}: prompt {} tokens, completion {}, cached {}, ttft {}, {:.3f} s, finish {}", opt_.rid, u.prompt,

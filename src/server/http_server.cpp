@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -25,6 +26,7 @@
 #include <unordered_map>
 
 #include "server/api_error.h"
+#include "server/http_framing.h"
 #include "util/error.h"
 
 namespace ds::server {
@@ -59,7 +61,8 @@ std::string status_line(int status) {
 std::string plain_error(int status, const std::string& message) {
   std::string body = dump(error_body(status, message));
   return status_line(status) +
-         fmt::format("Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.size()) +
+         fmt::format("Content-Type: application/json\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+                     body.size(), status == 503 ? "Retry-After: 1\r\n" : "") +
          body;
 }
 
@@ -83,10 +86,17 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   bool stopped = false;
   std::mutex conn_mu;  // the open connections, to drop them at stop()
   std::unordered_map<Connection*, std::weak_ptr<Connection>> conns;
+  // accept() failures (e.g. out of descriptors): retried after a growing pause, logged once per interval.
+  asio::steady_timer accept_retry{io};
+  std::chrono::milliseconds accept_pause{0};
+  std::atomic<uint64_t> accept_failures{0};
+  uint64_t failures_logged = 0;
+  std::chrono::steady_clock::time_point last_failure_log{};
 
   Impl(HttpServerOptions o, RequestHandler h)
       : opt(std::move(o)), handler(std::move(h)), io(std::max(1, opt.io_threads)) {}
   void accept();
+  void accept_failed(const error_code& ec);
 };
 
 namespace {
@@ -111,6 +121,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
       srv_->conns.emplace(this, weak_from_this());
     }
     read_header();
+  }
+  // Over the connection limit: a 503 and the connection closes.
+  void start_refused(size_t limit) {
+    {
+      std::lock_guard lock(srv_->conn_mu);
+      srv_->conns.emplace(this, weak_from_this());
+    }
+    // No drain: the descriptor is what is short. A client that already sent bytes may see a reset.
+    refuse(503, fmt::format("too many open connections (the limit is {}); retry later", limit), false);
   }
   // At server stop: cancel what is pending (its disconnect callback runs) and close.
   void drop() { client_gone(); }
@@ -175,6 +194,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_header(error_code ec) {
     if (ec) return read_failed(ec);
     auto& req = parser_->get();
+    // Request smuggling (RFC 9112 section 6.3): a length we cannot know for sure ends the connection.
+    std::vector<std::string_view> te;
+    for (const auto& f : req)
+      if (f.name() == http::field::transfer_encoding) te.emplace_back(f.value().data(), f.value().size());
+    if (auto bad = check_request_framing(te, req.count(http::field::content_length) > 0))
+      return refuse(bad->status, bad->message);
     if (auto len = parser_->content_length(); len && *len > srv_->opt.max_body_bytes)
       return refuse(
           413, fmt::format("request body of {} bytes is over the limit of {} bytes", *len, srv_->opt.max_body_bytes));
@@ -216,17 +241,36 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (ec == http::error::body_limit)
       return refuse(413, fmt::format("request body is over the limit of {} bytes", srv_->opt.max_body_bytes));
     if (ec == http::error::header_limit) return refuse(431, "request headers are too large");
+    // Beast's own framing checks (e.g. chunked together with Content-Length): say which header it is.
+    if (ec == http::error::bad_transfer_encoding)
+      return refuse(400, "invalid Transfer-Encoding (chunked not last, or together with Content-Length)");
+    if (ec == http::error::bad_content_length)
+      return refuse(400, "invalid Content-Length (not a number, several values, or together with Transfer-Encoding)");
     if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
         ec != http::error::end_of_stream && ec != http::error::partial_message)
       return refuse(400, "malformed HTTP request");
     close();  // EOF, reset, timeout: nothing to answer
   }
 
-  // An answer to a request we will not hand on; the connection closes after it.
-  void refuse(int status, const std::string& message) {
+  // An answer to a request we will not hand on; the connection closes after it. Unread bytes of the
+  // client are drained for a moment first: closing with them unread would reset the connection and
+  // could destroy the answer before the client reads it.
+  void refuse(int status, const std::string& message, bool drain = true) {
     interim_ = plain_error(status, message);
-    asio::async_write(sock_, asio::buffer(interim_),
-                      [self = shared_from_this()](error_code, size_t) { self->close(); });
+    asio::async_write(sock_, asio::buffer(interim_), [self = shared_from_this(), drain](error_code ec, size_t) {
+      if (ec || !drain) return self->close();
+      error_code ignored;
+      self->sock_.shutdown(tcp::socket::shutdown_send, ignored);
+      self->arm_timer(2.0);
+      self->drain_then_close();
+    });
+  }
+  void drain_then_close() {
+    buf_.consume(buf_.size());
+    sock_.async_read_some(buf_.prepare(4096), [self = shared_from_this()](error_code ec, size_t) {
+      if (ec) return self->close();  // EOF (the client read our answer and closed), reset, or the timer
+      self->drain_then_close();
+    });
   }
 
   // ------------------------------------------------------------ one request/response exchange
@@ -413,14 +457,40 @@ void Connection::begin_exchange(HttpRequest req) {
 void HttpServer::Impl::accept() {
   acceptor.async_accept(asio::make_strand(io), [this](error_code ec, tcp::socket s) {
     if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-      spdlog::warn("accept failed: {}", ec.message());  // e.g. out of file descriptors: keep serving
-    } else {
-      error_code ignored;
-      s.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Connection>(shared_from_this(), std::move(s))->start();
+      if (ec == asio::error::operation_aborted || !acceptor.is_open() || stopping) return;
+      return accept_failed(ec);
     }
+    accept_pause = std::chrono::milliseconds(0);
+    error_code ignored;
+    s.set_option(tcp::no_delay(true), ignored);
+    auto c = std::make_shared<Connection>(shared_from_this(), std::move(s));
+    // The new connection counts itself: more than the limit means this one is over it.
+    if (opt.max_connections > 0 && connections > opt.max_connections) c->start_refused(opt.max_connections);
+    else c->start();
     if (!stopping) accept();
+  });
+}
+
+// Out of descriptors (EMFILE/ENFILE), memory, ...: the waiting connection stays in the backlog and
+// the acceptor is readable at once again, so an immediate retry would spin. Pause (10 ms doubling to
+// 1 s, reset by the next success) and log the first failure, then a count at most every 10 s.
+void HttpServer::Impl::accept_failed(const error_code& ec) {
+  const uint64_t n = ++accept_failures;
+  const auto now = std::chrono::steady_clock::now();
+  if (failures_logged == 0 || now - last_failure_log >= std::chrono::seconds(10)) {
+    if (failures_logged == 0)
+      spdlog::warn("accept failed: {} ({} connections open); retrying with back-off, repeats logged every 10 s",
+                   ec.message(), connections.load());
+    else
+      spdlog::warn("accept failed {} times in the last interval: {} ({} connections open)", n - failures_logged,
+                   ec.message(), connections.load());
+    failures_logged = n;
+    last_failure_log = now;
+  }
+  accept_pause = std::clamp(accept_pause * 2, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+  accept_retry.expires_after(accept_pause);
+  accept_retry.async_wait([this](error_code e) {
+    if (!e && !stopping) accept();
   });
 }
 
@@ -480,6 +550,7 @@ uint16_t HttpServer::port() const {
 }
 
 size_t HttpServer::open_connections() const { return impl_->connections; }
+uint64_t HttpServer::accept_failures() const { return impl_->accept_failures; }
 
 void HttpServer::stop(double grace_s) {
   auto& im = *impl_;
@@ -491,6 +562,7 @@ void HttpServer::stop(double grace_s) {
   asio::post(im.io, [&im] {
     error_code ignored;
     im.acceptor.close(ignored);
+    im.accept_retry.cancel();
   });
   auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
   while (im.pending_responses > 0 && std::chrono::steady_clock::now() < deadline)

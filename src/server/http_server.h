@@ -18,7 +18,15 @@ struct HttpServerOptions {
   size_t max_body_bytes = 64u << 20;  // larger request bodies get 413
   double idle_timeout_s = 75;         // a keep-alive connection with no request is closed after this
   double write_timeout_s = 120;       // a client that does not take our bytes for this long is dropped
+  // Open connections beyond this are answered 503 and closed at once (uvicorn's --limit-concurrency);
+  // 0: no limit. serve derives its default from the open-file limit (default_connection_limit).
+  size_t max_connections = 0;
 };
+
+// The --limit-concurrency default: what the open-file limit leaves after the descriptors open now and
+// a reserve for the process's other files. Raises the soft limit to the hard one first (as Go's
+// runtime does): sockets are the server's main use of descriptors.
+size_t default_connection_limit();
 
 class HttpServer {
  public:
@@ -34,6 +42,7 @@ class HttpServer {
   // connection and joins the threads. Idempotent.
   void stop(double grace_s = 2.0);
   size_t open_connections() const;
+  uint64_t accept_failures() const;  // accept() errors so far (out of descriptors, ...): retried with back-off
 
   struct Impl;
 

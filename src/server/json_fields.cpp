@@ -1,6 +1,7 @@
 #include "server/json_fields.h"
 
 #include <cmath>
+#include <limits>
 
 #include "server/api_error.h"
 
@@ -25,6 +26,9 @@ std::optional<double> Fields::number(const char* key) const {
   if (!v->is_number()) bad_param(name(key), name(key) + " must be a number");
   double d = v->get<double>();
   if (!std::isfinite(d)) bad_param(name(key), name(key) + " must be finite");
+  // Every such parameter is used as a float: a larger magnitude would silently become infinite.
+  if (std::fabs(d) > double(std::numeric_limits<float>::max()))
+    bad_param(name(key), fmt::format("{} is out of range: {}", name(key), d));
   return d;
 }
 
@@ -82,12 +86,61 @@ std::optional<std::vector<int32_t>> Fields::int_list(const char* key, int64_t lo
   return out;
 }
 
+namespace {
+
+// Where the parser is in the document ("sampling_params.temperature", "input_ids[3]"), kept up to date
+// through the parser's callback so a parse error can name the field it happened in.
+class JsonPath {
+ public:
+  bool on_event(Json::parse_event_t ev, const Json& parsed) {
+    using E = Json::parse_event_t;
+    switch (ev) {
+      case E::object_start: stack_.push_back({false, {}, 0}); break;
+      case E::array_start: stack_.push_back({true, {}, 0}); break;
+      case E::key:
+        if (!stack_.empty() && parsed.is_string()) stack_.back().key = parsed.get<std::string>();
+        break;
+      case E::object_end:
+      case E::array_end:
+        if (!stack_.empty()) stack_.pop_back();
+        [[fallthrough]];
+      case E::value:
+        if (!stack_.empty() && stack_.back().array) ++stack_.back().index;
+        break;
+    }
+    return true;
+  }
+  std::string str() const {
+    std::string out;
+    for (const auto& f : stack_) {
+      if (f.array) out += fmt::format("[{}]", f.index);
+      else if (!f.key.empty()) out += (out.empty() ? "" : ".") + f.key;
+    }
+    return out;
+  }
+
+ private:
+  struct Frame {
+    bool array;
+    std::string key;
+    size_t index;
+  };
+  std::vector<Frame> stack_;
+};
+
+}  // namespace
+
 Json parse_body(const std::string& body) {
+  JsonPath path;
   Json j;
   try {
-    j = Json::parse(body);
-  } catch (const Json::parse_error& e) {
-    throw ApiError(400, fmt::format("Invalid JSON in the request body: {}", e.what()));
+    j = Json::parse(body, [&path](int, Json::parse_event_t ev, Json& parsed) { return path.on_event(ev, parsed); });
+  } catch (const Json::exception& e) {  // syntax errors, and numbers beyond a double (1e400)
+    const std::string where = path.str();
+    std::string what = e.what();
+    if (e.id == 406) what = "a number is out of range (" + what + ")";
+    if (where.empty()) throw ApiError(400, fmt::format("Invalid JSON in the request body: {}", what));
+    throw ApiError(400, fmt::format("Invalid JSON in the request body at {}: {}", where, what), where);
   }
   if (!j.is_object()) throw ApiError(400, "The request body must be a JSON object");
   return j;

@@ -31,11 +31,12 @@ int32_t resolve_max_new_tokens(const ServerState& st, size_t prompt_len, const G
                                const char* param) {
   const int64_t ctx = st.config.context_length, plen = int64_t(prompt_len);
   if (p.max_new_tokens) {
-    if (plen + *p.max_new_tokens > ctx)
+    // Compared without the sum: max_tokens may be anything up to 2^63 - 1.
+    if (*p.max_new_tokens > ctx - plen)
       bad_param(param, fmt::format("Requested token count exceeds the model's maximum context length of {} tokens. "
                                    "You requested a total of {} tokens: {} tokens from the input and {} tokens for "
                                    "the completion. Please reduce the input or the completion.",
-                                   ctx, plen + *p.max_new_tokens, plen, *p.max_new_tokens));
+                                   ctx, uint64_t(plen) + uint64_t(*p.max_new_tokens), plen, *p.max_new_tokens));
     return int32_t(*p.max_new_tokens);
   }
   const int64_t left = ctx - plen;
@@ -46,11 +47,38 @@ int32_t resolve_max_new_tokens(const ServerState& st, size_t prompt_len, const G
   return int32_t(default_max < 0 ? left : std::min(default_max, left));
 }
 
-void check_token_ids(const ServerState& st, const std::vector<int32_t>& ids, const std::string& param) {
-  const int32_t vocab = st.tokenizer.vocab_size();
-  for (size_t i = 0; i < ids.size(); ++i)
-    if (ids[i] < 0 || ids[i] >= vocab)
-      bad_param(param, fmt::format("{}[{}] = {} is not a token id (vocabulary size {})", param, i, ids[i], vocab));
+void check_generation_count(const ServerState& st, size_t prompts, int32_t n, const std::string& param) {
+  const uint64_t want = uint64_t(prompts) * uint64_t(std::max(n, 1));
+  const uint64_t limit = uint64_t(std::max(st.engine.config().max_queued_requests, 0));
+  if (want > 1 && want > limit)  // a single one is the engine's to refuse (503: the queue is full now)
+    bad_param(param, fmt::format("this request asks for {} generations ({} prompts x n = {}); the server queues at "
+                                 "most {} (--max-queued-requests): send fewer prompts per request",
+                                 want, prompts, n, limit));
+}
+
+static int32_t token_id_limit(const ServerState& st) {
+  return st.config.model_vocab_size > 0 ? st.config.model_vocab_size : st.tokenizer.vocab_size();
+}
+
+std::vector<int32_t> read_token_ids(const ServerState& st, const Json& list, const std::string& param) {
+  if (!list.is_array()) bad_param(param, param + " must be a list of integers");
+  const int32_t vocab = token_id_limit(st);
+  std::vector<int32_t> ids;
+  ids.reserve(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    const Json& x = list[i];
+    if (!x.is_number_integer()) bad_param(param, param + " must be a list of integers");
+    // The value as sent (a uint64 above 2^63 included), never a wrapped or clamped one.
+    const bool ok = x.is_number_unsigned() ? x.get<uint64_t>() < uint64_t(vocab)
+                                           : x.get<int64_t>() >= 0 && x.get<int64_t>() < vocab;
+    if (!ok)
+      bad_param(param, fmt::format("{}[{}] = {} is not a token id (vocabulary size {})", param, i,
+                                   x.is_number_unsigned() ? std::to_string(x.get<uint64_t>())
+                                                          : std::to_string(x.get<int64_t>()),
+                                   vocab));
+    ids.push_back(int32_t(x.get<int64_t>()));
+  }
+  return ids;
 }
 
 std::string new_request_id(const char* prefix) {

@@ -20,8 +20,13 @@ void check_model(const ServerState& st, const Json& body);
 int32_t resolve_max_new_tokens(const ServerState& st, size_t prompt_len, const GenerationParams& p, int64_t default_max,
                                const char* param);
 
-// Token ids given by the client: each in [0, vocab); 400 naming `param` otherwise.
-void check_token_ids(const ServerState& st, const std::vector<int32_t>& ids, const std::string& param);
+// Checked before a prompt is tokenized or copied: `prompts` x n engine requests must fit the queue
+// (--max-queued-requests), else no part of the request could ever be queued together: 400 naming `param`.
+void check_generation_count(const ServerState& st, size_t prompts, int32_t n, const std::string& param);
+
+// A JSON list of token ids given by the client: each in [0, vocab) of the model
+// (ServerConfig::model_vocab_size; the tokenizer's where unset); 400 naming `param` showing the value as sent.
+std::vector<int32_t> read_token_ids(const ServerState& st, const Json& list, const std::string& param);
 
 // stream_options.include_usage of a body (false when absent; 400 when stream_options is no object).
 bool stream_include_usage(const Json& body);

@@ -1,6 +1,7 @@
 // What every endpoint shares: the configuration, the engine, the tokenizer, the chat encoder,
 // metrics and the live-request registry. Owned by ApiServer; endpoints get a reference.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -21,6 +22,10 @@ struct ServerConfig {
   std::string model_path;         // also accepted as a model name (SGLang's default served name)
   std::optional<std::string> api_key;
   int64_t context_length = 0;     // prompt + output limit per request
+  // Token ids a client may send: the model's vocabulary (DeepSeek's embedding has 129,280 rows, its
+  // tokenizer defines 128,815 ids; the ones between have no text but the model can emit them, so they
+  // are valid input too). 0: the tokenizer's.
+  int32_t model_vocab_size = 0;
   bool reasoning_parser = false;  // --reasoning-parser deepseek-v3
   std::string tool_call_parser;   // "", "deepseekv31" or "deepseekv32"
   bool enable_metrics = false;
@@ -37,6 +42,7 @@ struct ServerState {
   ServerMetrics metrics;
   LiveRequests live;
   int64_t started_at = 0;  // unix seconds: the `created` of /v1/models
+  std::atomic<bool> draining{false};  // shutting down: no new generation (ApiServer::begin_drain)
 };
 
 }  // namespace ds::server

@@ -11,7 +11,7 @@
 
 namespace ds::fakes {
 
-class HostSamplingBackend final : public backend::Backend {
+class HostSamplingBackend : public backend::Backend {
  public:
   explicit HostSamplingBackend(int32_t max_top_logprobs = 64) : cpu_(backend::make_cpu_backend(0)), max_top_(max_top_logprobs) {}
 

@@ -83,11 +83,17 @@ class FakeEngine : public runtime::Engine {
     cv_.notify_all();
   }
 
-  bool flush_cache() override {
-    std::lock_guard lock(mu_);
-    if (!running_.empty() || !waiting_.empty()) return false;
-    ++flushes_;
-    return true;
+  // As the engine: answered at a step boundary (never while paused: a "long step"), on the engine thread.
+  void flush_cache(std::function<void(bool)> done) override {
+    {
+      std::lock_guard lock(mu_);
+      if (!stopped_) {
+        pending_flushes_.push_back(std::move(done));
+        cv_.notify_all();
+        return;
+      }
+    }
+    done(false);
   }
 
   runtime::EngineStats stats() const override {
@@ -235,6 +241,7 @@ class FakeEngine : public runtime::Engine {
           for (auto& l : *q) finish_aborted(l);
         running_.clear();
         waiting_.clear();
+        for (auto& f : pending_flushes_) f(false);
         return;
       }
       // Aborts first (at the step boundary, as the engine frees pages there).
@@ -256,6 +263,12 @@ class FakeEngine : public runtime::Engine {
         prompt_total_ += int64_t(running_.back().req.prompt.size());
       }
       if (paused_) continue;
+      for (auto& f : pending_flushes_) {
+        const bool idle = running_.empty() && waiting_.empty();
+        flushes_ += idle;
+        f(idle);
+      }
+      pending_flushes_.clear();
       for (auto it = running_.begin(); it != running_.end();) {
         runtime::RequestOutput out;
         bool done = it->req.max_new_tokens == 0 ? true : step(*it, out);
@@ -286,6 +299,7 @@ class FakeEngine : public runtime::Engine {
   std::deque<Live> waiting_;
   std::deque<Live> running_;
   std::vector<std::string> aborts_;
+  std::vector<std::function<void(bool)>> pending_flushes_;
   size_t handled_aborts_ = 0;
   std::vector<runtime::GenerateRequest> submitted_;
   mutable uint64_t unseeded_ = 0;

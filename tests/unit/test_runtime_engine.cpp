@@ -153,7 +153,7 @@ TEST_F(EngineTest, PrefixCacheHitsAndFlush) {
   EXPECT_EQ(b.last.cached_tokens, 12) << "13 known tokens -> 3 whole pages of 4";
   EXPECT_EQ(a.tokens, b.tokens);
   EXPECT_EQ(e->stats().cached_tokens_total, 12);
-  EXPECT_TRUE(e->flush_cache());
+  EXPECT_TRUE(flush_cache_and_wait(*e));
   EXPECT_EQ(e->stats().cached_pages, 0);
   EXPECT_EQ(e->stats().used_pages, 0);
 }

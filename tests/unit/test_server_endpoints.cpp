@@ -87,11 +87,23 @@ TEST(ServerEndpoints, FlushCacheOnlyWhenIdle) {
   Harness h;
   EXPECT_EQ(h.post("/flush_cache", nullptr)->status, 200);
   EXPECT_EQ(h.engine.flushes(), 1);
-  h.engine.pause(true);
-  auto running = h.start("POST", "/v1/completions", dump(Json{{"prompt", "x"}}));
+  auto running = h.start("POST", "/v1/completions", dump(Json{{"prompt", "x"}, {"max_tokens", 200}}));
   EXPECT_EQ(h.post("/flush_cache", nullptr)->status, 400);
-  h.engine.pause(false);
   ASSERT_TRUE(running->wait());
+}
+
+// The flush is answered when the engine reaches a step boundary; meanwhile the connection's executor
+// (an I/O thread) serves other requests: nothing waits on the engine.
+TEST(ServerEndpoints, FlushCacheNeverBlocksTheIoThread) {
+  Harness h;
+  h.engine.pause(true);  // a step that does not end
+  auto flush = h.start("POST", "/flush_cache", "");
+  auto health = h.get("/health");  // on the same serial executor, right after
+  EXPECT_EQ(health->status, 200);
+  EXPECT_FALSE(flush->wait(0.1)) << "answered while the engine was in its step";
+  h.engine.pause(false);
+  ASSERT_TRUE(flush->wait());
+  EXPECT_EQ(flush->status, 200);
 }
 
 TEST(ServerEndpoints, MetricsText) {

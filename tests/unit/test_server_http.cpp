@@ -9,6 +9,7 @@
 #include <chrono>
 #include <thread>
 
+#include "server/http_framing.h"
 #include "server/http_server.h"
 #include "util/error.h"
 
@@ -25,8 +26,8 @@ struct TestServer {
   std::atomic<int> handled{0};
   HttpServer server;
 
-  explicit TestServer(size_t max_body = 1024)
-      : server(HttpServerOptions{"127.0.0.1", 0, 2, max_body, 5, 5},
+  explicit TestServer(size_t max_body = 1024, size_t max_connections = 0)
+      : server(HttpServerOptions{"127.0.0.1", 0, 2, max_body, 5, 5, max_connections},
                [this](HttpRequest&& req, std::shared_ptr<Responder> r) {
                  ++handled;
                  if (req.path == "/echo") {
@@ -124,6 +125,62 @@ TEST(ServerHttp, OversizedBodiesGet413) {
   EXPECT_EQ(s.handled, 0);
 }
 
+// RFC 9112 section 6.3: a body whose length is not certain is refused and the connection closed, so
+// nothing after it can be read as a next request (request smuggling).
+TEST(ServerHttp, AmbiguousFramingIsRefusedAndClosesTheConnection) {
+  TestServer s;
+  struct Case {
+    const char* headers;
+    int status;
+  };
+  const Case cases[] = {
+      {"Transfer-Encoding: gzip\r\n", 400},
+      {"Transfer-Encoding: identity\r\n", 400},
+      {"Transfer-Encoding: chunked, gzip\r\n", 400},
+      {"Transfer-Encoding: gzip\r\nContent-Length: 48\r\n", 400},
+      {"Transfer-Encoding: chunked\r\nContent-Length: 48\r\n", 400},
+      {"Content-Length: 48\r\nTransfer-Encoding: chunked\r\n", 400},
+      {"Transfer-Encoding: chunked, chunked\r\n", 400},
+      {"Transfer-Encoding: gzip, chunked\r\n", 501},
+      {"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", 501},
+  };
+  for (const auto& c : cases) {
+    Client cl(s.port());
+    // The "body" is a whole second request: it must never be answered.
+    cl.write(std::string("POST /echo HTTP/1.1\r\nHost: a\r\n") + c.headers +
+             "\r\nGET /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+    auto res = cl.read();
+    EXPECT_EQ(res.result_int(), c.status) << c.headers;
+    EXPECT_FALSE(res.keep_alive()) << c.headers;
+    EXPECT_NE(res.body().find("Transfer-Encoding"), std::string::npos) << res.body();
+    EXPECT_TRUE(cl.closed_by_peer()) << c.headers;
+  }
+  EXPECT_EQ(s.handled, 0);
+  // Plain chunked is fine, also in upper case and with a parameter-free list of one.
+  Client cl(s.port());
+  cl.write("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  auto res = cl.read();
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(res.body(), "POST /echo abc");
+  EXPECT_TRUE(res.keep_alive());
+}
+
+TEST(ServerHttp, FramingRules) {
+  using V = std::vector<std::string_view>;
+  EXPECT_FALSE(check_request_framing({}, true));
+  EXPECT_FALSE(check_request_framing({}, false));
+  EXPECT_FALSE(check_request_framing(V{"chunked"}, false));
+  EXPECT_FALSE(check_request_framing(V{" CHUNKED "}, false));
+  EXPECT_FALSE(check_request_framing(V{"chunked;x=1"}, false));
+  EXPECT_FALSE(check_request_framing(V{", chunked"}, false));
+  EXPECT_EQ(check_request_framing(V{"chunked"}, true)->status, 400);
+  EXPECT_EQ(check_request_framing(V{""}, false)->status, 400);
+  EXPECT_EQ(check_request_framing(V{"gzip"}, false)->status, 400);
+  EXPECT_EQ(check_request_framing(V{"chunked", "gzip"}, false)->status, 400);
+  EXPECT_EQ(check_request_framing(V{"chunked", "chunked"}, false)->status, 400);
+  EXPECT_EQ(check_request_framing(V{"deflate", "chunked"}, false)->status, 501);
+}
+
 TEST(ServerHttp, ExpectContinue) {
   TestServer s;
   Client c(s.port());
@@ -201,6 +258,26 @@ TEST(ServerHttp, ManyConcurrentConnectionsOnTwoThreads) {
   for (int i = 0; i < 500 && s.server.open_connections() > 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   EXPECT_EQ(s.server.open_connections(), 0u);
+}
+
+TEST(ServerHttp, ConnectionsBeyondTheLimitGet503AndServiceResumes) {
+  TestServer s(1024, 2);
+  Client a(s.port()), b(s.port());
+  for (Client* c : {&a, &b}) {  // both accepted and kept open
+    c->write("GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(c->read().result_int(), 200);
+  }
+  Client over(s.port());
+  auto res = over.read();
+  EXPECT_EQ(res.result_int(), 503);
+  EXPECT_EQ(res["Retry-After"], "1");
+  EXPECT_TRUE(over.closed_by_peer());
+  EXPECT_EQ(s.handled, 2);
+  a.sock.close();
+  for (int i = 0; i < 500 && s.server.open_connections() > 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  Client again(s.port());
+  again.write("GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(again.read().result_int(), 200);
 }
 
 TEST(ServerHttp, PortInUseIsAClearError) {

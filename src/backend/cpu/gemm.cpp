@@ -75,6 +75,13 @@ void axpy(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+void gemm_xwt_serial(const float* x, const float* w, float* y, int64_t M, int64_t N, int64_t K) {
+  for (int64_t m = 0; m < M; m += 4) {
+    const int64_t mr = std::min<int64_t>(4, M - m);
+    for (int64_t n = 0; n < N; n += 2) tile(x + m * K, w + n * K, y + m * N + n, mr, std::min<int64_t>(2, N - n), N, K);
+  }
+}
+
 void gemm_xwt(const float* x, const float* w, float* y, int64_t M, int64_t N, int64_t K) {
   // Work is split over blocks of W rows so each thread streams its own slice of the weight once per
   // 4-row strip of x (W is the large operand at decode sizes).

@@ -35,12 +35,14 @@ $out"
   echo "example $n (${took}s): $ex"
   case $ex in
     curl*)
-      [[ $out != *'"error"'* ]] || fail "example $n answered an error: $out"
-      [[ $out == *'"finish_reason"'* || $out == *'"status":"completed"'* || $out == *'"data"'* ]] ||
+      [[ $out != *'"error":{'* ]] || fail "example $n answered an error: $out"
+      [[ $out == *'"finish_reason"'* || $out == *'"object":"response"'* || $out == *'"data"'* ]] ||
         fail "example $n: unexpected answer: $out" ;;
     *bench\ serving*)
       [[ $out == *"Serving Benchmark Result"* ]] || fail "example $n: no report: $out"
-      grep -Eq "^Failed requests:\s+0\b" <<<"$out" || fail "example $n: failed requests: $out" ;;
+      ! grep -q "^Failed requests:" <<<"$out" || fail "example $n: failed requests: $out"
+      want=$(grep -oE -- '--num-prompts [0-9]+' <<<"$ex" | grep -oE '[0-9]+')
+      grep -Eq "^Successful requests:\s+$want\b" <<<"$out" || fail "example $n: not all $want requests succeeded: $out" ;;
   esac
 done
 stop_server

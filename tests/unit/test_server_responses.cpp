@@ -186,7 +186,9 @@ TEST(ServerResponses, StatelessAndUnsupportedAreClear400s) {
           "input[0].content[0].type", "text only");
   refused({{"input", "x"}, {"text", {{"format", {{"type", "json_schema"}}}}}}, "text.format", "not supported");
   refused({{"input", "x"}, {"reasoning", {{"effort", "minimal"}}}}, "reasoning_effort", "not supported");
-  refused({{"input", "x"}, {"model", "other"}}, "model", "does not exist");
+  auto unknown_model = h.post("/v1/responses", Json{{"input", "x"}, {"model", "other"}});
+  EXPECT_EQ(unknown_model->status, 404);
+  EXPECT_EQ(body_json(*unknown_model)["error"]["code"], "model_not_found");
   EXPECT_TRUE(h.engine.submitted().empty());
 }
 

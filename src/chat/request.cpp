@@ -1,6 +1,7 @@
 #include "chat/request.h"
 
 #include "chat/errors.h"
+#include "chat/thinking_switch.h"
 
 namespace ds::chat {
 namespace {
@@ -137,6 +138,7 @@ ChatRequest parse_chat_request(const Json& body) {
       msg.tool_call_id = id->get<std::string>();
     }
     if (auto p = m.find("prefix"); p != m.end()) msg.prefix = *p;
+    msg.raw = m;
     req.messages.push_back(std::move(msg));
   }
   check_tool_results(req.messages);
@@ -150,6 +152,7 @@ ChatRequest parse_chat_request(const Json& body) {
     if (!k->is_object()) bad_request("chat_template_kwargs must be an object");
     req.template_kwargs = *k;
   }
+  fold_thinking_switch(body, req.template_kwargs);  // DeepSeek's / OpenAI's spellings of the switch
   req.add_generation_prompt = optional_bool(body, "add_generation_prompt", true);
   req.continue_final_message = optional_bool(body, "continue_final_message", false);
   if (req.continue_final_message && req.messages.back().role != Role::Assistant)

@@ -26,6 +26,7 @@ struct Message {
   std::vector<ToolCall> tool_calls;
   std::optional<std::string> tool_call_id;       // tool only
   Json prefix;                                   // DeepSeek prefix completion flag (null if absent)
+  Json raw;                                      // the message object as sent (chat templates see it)
 };
 
 struct ChatRequest {
@@ -40,8 +41,9 @@ struct ChatRequest {
 // Validates and normalizes a request body; throws RequestError naming the bad field.
 ChatRequest parse_chat_request(const Json& body);
 
-// Thinking mode as DeepSeek defines it: chat_template_kwargs.thinking, else
-// chat_template_kwargs.enable_thinking, else off.
+// Thinking mode: chat_template_kwargs.thinking, else chat_template_kwargs.enable_thinking, else off.
+// parse_chat_request folds the other spellings (DeepSeek's `thinking` object, `enable_thinking`,
+// `reasoning_effort`) into chat_template_kwargs first (chat/thinking_switch.h).
 bool thinking_requested(const ChatRequest& request);
 
 }  // namespace ds::chat

@@ -14,6 +14,7 @@
 #include "bench/metrics.h"
 #include "bench/report.h"
 #include "bench/serving.h"
+#include "bench/server_tokenizer.h"
 #include "bench/tokenizer.h"
 #include "cli/commands.h"
 #include "util/error.h"
@@ -42,9 +43,9 @@ double parse_rate(const std::string& s) {
   fail("--request-rate '{}': want a positive number or inf", s);
 }
 
-// sglang loads the tokenizer from --tokenizer, else from --model. A model directory that cannot be
-// loaded yet is only a note: token counts then come from the server.
-std::unique_ptr<bench::TextTokenizer> pick_tokenizer(const BenchFlags& f) {
+// sglang loads the tokenizer from --tokenizer, else from --model, else the served model's. A model
+// directory that cannot be loaded yet is only a note: token counts then come from the server.
+std::unique_ptr<bench::TextTokenizer> pick_tokenizer(const BenchFlags& f, const bench::Url& url) {
   if (!f.tokenizer.empty()) return bench::load_text_tokenizer(f.tokenizer);
   namespace fs = std::filesystem;
   if (!f.model.empty() && fs::exists(fs::path(f.model) / "tokenizer.json")) {
@@ -54,6 +55,17 @@ std::unique_ptr<bench::TextTokenizer> pick_tokenizer(const BenchFlags& f) {
       std::printf("note: cannot load the tokenizer of %s (%s); counting tokens from server usage\n", f.model.c_str(), e.what());
     }
   }
+  const bench::ServerTokenizerLookup found = bench::find_server_tokenizer(url);
+  if (found.local_path) {
+    std::printf("no --tokenizer: using the server's tokenizer %s\n", found.local_path->c_str());
+    return bench::load_text_tokenizer(*found.local_path);
+  }
+  const bool needs_one = f.data.name != "sharegpt";
+  if (needs_one)
+    fail("--dataset-name {} needs a tokenizer and none was given: {}; pass --tokenizer DIR (a directory with "
+         "tokenizer.json)",
+         f.data.name, found.why_not);
+  std::printf("note: no --tokenizer and %s\n", found.why_not.c_str());
   return nullptr;
 }
 
@@ -89,7 +101,7 @@ void run_bench_serving(BenchFlags f) {
   std::printf("benchmark_args: backend=%s url=%s model=%s dataset=%s num_prompts=%d request_rate=%s max_concurrency=%s\n",
               f.backend.c_str(), opt.url.str().c_str(), opt.model.c_str(), f.data.name.c_str(), f.data.num_prompts,
               f.request_rate.c_str(), f.max_concurrency ? std::to_string(f.max_concurrency).c_str() : "not set");
-  auto tokenizer = pick_tokenizer(f);
+  auto tokenizer = pick_tokenizer(f, opt.url);
   std::mt19937_64 rng(static_cast<uint64_t>(f.seed));
   if (!tokenizer && opt.request.stream && bench::backend_spec(f.backend).api != bench::Api::kGenerate &&
       !opt.request.extra_body.contains("stream_options")) {
@@ -148,7 +160,7 @@ void register_bench(CLI::App& app) {
   s->add_option("--port", f->port, "Server port (default 30000; 8000 for vllm)");
   s->add_option("--base-url", f->base_url, "Server base URL, instead of --host/--port");
   s->add_option("--model", f->model, "Model name sent in OpenAI requests (default: the first of /v1/models)");
-  s->add_option("--tokenizer", f->tokenizer, "Tokenizer directory (tokenizer.json), for token counts and datasets");
+  s->add_option("--tokenizer", f->tokenizer, "Tokenizer directory (tokenizer.json), for token counts and datasets (default: --model's, else the one the server reports in /get_model_info when it is on this machine)");
   s->add_option("--dataset-name", f->data.name, "sharegpt | random | random-ids | generated-shared-prefix")
       ->check(CLI::IsMember({"sharegpt", "random", "random-ids", "generated-shared-prefix"}))
       ->capture_default_str();

@@ -301,7 +301,12 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
                mc.num_hidden_layers, model->has_mtp() ? " + MTP" : "", mc.vocab_size, backend->name(),
                load_timer.seconds());
 
-  int64_t context_length = flags.context_length > 0 ? flags.context_length : mc.max_position_embeddings;
+  int64_t context_length = flags.context_length > 0 ? flags.context_length
+                           : demo                     ? kDemoContextLength
+                                                      : mc.max_position_embeddings;
+  if (demo && flags.context_length <= 0)
+    spdlog::info("demo model: context length {} (never ends on its own; --context-length N to change)",
+                 context_length);
   if (context_length <= 0) context_length = 4096;
   DS_CHECK(mc.max_position_embeddings <= 0 || context_length <= mc.max_position_embeddings,
            "--context-length {} is longer than the model's max_position_embeddings {}", context_length,
@@ -356,6 +361,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   server::ServerConfig sc;
   sc.served_model_name = served;
   sc.model_path = model_path;
+  sc.tokenizer_path = fs::absolute(tokenizer_path).string();
   if (!flags.api_key.empty()) sc.api_key = flags.api_key;
   sc.context_length = context_length;
   sc.model_vocab_size = int32_t(mc.vocab_size);

@@ -22,6 +22,7 @@ struct Route {
 constexpr Route kRoutes[] = {
     {"/v1/chat/completions", "POST", chat_completions, false},
     {"/v1/completions", "POST", completions, false},
+    {"/v1/responses", "POST", responses, false},
     {"/generate", "POST", generate, false},
     {"/v1/models", "GET", list_models, false},
     {"/health", "GET POST", health, true},

@@ -8,6 +8,7 @@
 #include "chat/request.h"
 #include "chat/tool_parser.h"
 #include "server/api_error.h"
+#include "server/chat_prepare.h"
 #include "server/chat_writer.h"
 #include "server/endpoints.h"
 #include "server/generation_job.h"
@@ -76,18 +77,13 @@ runtime::ForcedContinuation forced_tool_call(const ServerState& st, const std::v
 
 }  // namespace
 
-void chat_completions(ServerState& st, const HttpRequest& req, const std::shared_ptr<Responder>& r) {
-  Json body = parse_body(req.body);
+PreparedChat prepare_chat(ServerState& st, Json& body, const std::string& id) {
   check_model(st, body);
   if (!st.encoder)
     throw ApiError(400,
                    "This server has no chat format for its model (no supported chat template); use /v1/completions");
-  Fields f{body, ""};
-  const bool stream = f.boolean("stream").value_or(false);
-  const bool usage_in_stream = stream_include_usage(body);
-  const bool separate_reasoning = f.boolean("separate_reasoning").value_or(true);
-  f.boolean("stream_reasoning");  // type-checked; reasoning is always streamed as it comes
-  GenerationParams params = parse_openai_params(body, OpenAiApi::Chat, st.config.sampling_defaults);
+  PreparedChat out;
+  out.params = parse_openai_params(body, OpenAiApi::Chat, st.config.sampling_defaults);
   const ToolChoice tool_choice = apply_tool_choice(body);
   check_generation_count(st, 1, params.n, "n");
 
@@ -98,31 +94,46 @@ void chat_completions(ServerState& st, const HttpRequest& req, const std::shared
     std::string msg = e.what();
     bad_param(msg.substr(0, msg.find_first_of(" [:.")), msg);
   }
-  std::vector<int32_t> ids = st.tokenizer.encode(prompt.text, false);
-  const int32_t max_new = resolve_max_new_tokens(st, ids.size(), params, -1, "messages");
+  out.prompt_ids = st.tokenizer.encode(prompt.text, false);
+  out.max_new_tokens = resolve_max_new_tokens(st, out.prompt_ids.size(), out.params, -1, "messages");
+
+  out.parser.starts_in_reasoning = prompt.starts_in_reasoning;
+  out.parser.reasoning_parser = st.config.reasoning_parser;
+  if (tool_choice.parse_tools && !st.config.tool_call_parser.empty()) {
+    out.parser.tool_parser = st.config.tool_call_parser;
+    out.parser.tool_names = chat::tool_names_of(body["tools"]);
+  }
+  out.requests = make_requests(id, out.prompt_ids, out.params, out.max_new_tokens, out.params.n > 1, 0);
+  if (!tool_choice.forced.empty()) {
+    const auto forced = forced_tool_call(st, tool_choice.forced, prompt.starts_in_reasoning);
+    for (auto& r : out.requests) r.forced = forced;
+  }
+  return out;
+}
+
+void chat_completions(ServerState& st, const HttpRequest& req, const std::shared_ptr<Responder>& r) {
+  Json body = parse_body(req.body);
+  Fields f{body, ""};
+  const bool stream = f.boolean("stream").value_or(false);
+  const bool usage_in_stream = stream_include_usage(body);
+  const bool separate_reasoning = f.boolean("separate_reasoning").value_or(true);
+  f.boolean("stream_reasoning");  // type-checked; reasoning is always streamed as it comes
 
   ChatWriterOptions wo;
   wo.id = new_request_id("chatcmpl-");
+  PreparedChat chat = prepare_chat(st, body, wo.id);
   wo.created = int64_t(std::time(nullptr));
   wo.model = st.config.served_model_name;
   wo.stream = stream;
   wo.include_usage = stream && usage_in_stream;
-  wo.n = params.n;
-  wo.logprobs = params.sampling.logprobs;
-  wo.parser.starts_in_reasoning = prompt.starts_in_reasoning;
-  wo.parser.reasoning_parser = st.config.reasoning_parser && separate_reasoning;
-  if (tool_choice.parse_tools && !st.config.tool_call_parser.empty()) {
-    wo.parser.tool_parser = st.config.tool_call_parser;
-    wo.parser.tool_names = chat::tool_names_of(body["tools"]);
-  }
-  auto requests = make_requests(wo.id, ids, params, max_new, params.n > 1, 0);
-  if (!tool_choice.forced.empty()) {
-    const auto forced = forced_tool_call(st, tool_choice.forced, prompt.starts_in_reasoning);
-    for (auto& r : requests) r.forced = forced;
-  }
-  auto writer = std::make_unique<ChatWriter>(wo, requests.size(), st.tokenizer);
-  auto job = std::make_shared<GenerationJob>(st, r, GenerationJob::Options{wo.id, stream, params.n}, std::move(writer));
-  job->start(std::move(requests));
+  wo.n = chat.params.n;
+  wo.logprobs = chat.params.sampling.logprobs;
+  wo.parser = chat.parser;
+  wo.parser.reasoning_parser = chat.parser.reasoning_parser && separate_reasoning;
+  auto writer = std::make_unique<ChatWriter>(wo, chat.requests.size(), st.tokenizer);
+  auto job =
+      std::make_shared<GenerationJob>(st, r, GenerationJob::Options{wo.id, stream, chat.params.n}, std::move(writer));
+  job->start(std::move(chat.requests));
 }
 
 }  // namespace ds::server

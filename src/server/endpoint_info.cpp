@@ -107,7 +107,7 @@ void get_model(ServerState& st, const HttpRequest& req, const std::shared_ptr<Re
 void model_info(ServerState& st, const HttpRequest&, const std::shared_ptr<Responder>& r) {
   Json j = Json::object();
   j["model_path"] = st.config.model_path;
-  j["tokenizer_path"] = st.config.model_path;
+  j["tokenizer_path"] = st.config.tokenizer_path.empty() ? st.config.model_path : st.config.tokenizer_path;
   j["served_model_name"] = st.config.served_model_name;
   j["is_generation"] = true;
   j["preferred_sampling_params"] = nullptr;

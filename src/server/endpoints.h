@@ -13,6 +13,7 @@ using EndpointFn = void (*)(ServerState& st, const HttpRequest& req, const std::
 
 void chat_completions(ServerState& st, const HttpRequest& req, const std::shared_ptr<Responder>& r);
 void completions(ServerState& st, const HttpRequest& req, const std::shared_ptr<Responder>& r);
+void responses(ServerState& st, const HttpRequest& req, const std::shared_ptr<Responder>& r);  // /v1/responses
 void generate(ServerState& st, const HttpRequest& req, const std::shared_ptr<Responder>& r);
 
 void health(ServerState& st, const HttpRequest& req, const std::shared_ptr<Responder>& r);

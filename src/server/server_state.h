@@ -20,6 +20,7 @@ namespace ds::server {
 struct ServerConfig {
   std::string served_model_name;  // /v1/models and the `model` of responses
   std::string model_path;         // also accepted as a model name (SGLang's default served name)
+  std::string tokenizer_path;     // /get_model_info (bench serving's fallback); "" = model_path
   std::optional<std::string> api_key;
   int64_t context_length = 0;     // prompt + output limit per request
   // Token ids a client may send: the model's vocabulary (DeepSeek's embedding has 129,280 rows, its

@@ -72,31 +72,45 @@ TEST(ChatTemplate, ReasoningStateFollowsThePrompt) {
   EXPECT_FALSE(encoder->encode(chat).starts_in_reasoning);
 }
 
-TEST(ChatTemplate, UnknownTemplateIsAClearError) {
-  try {
-    make_template_encoder("{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}", "my.jinja");
-    FAIL() << "accepted an unknown template";
-  } catch (const ds::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("my.jinja"), std::string::npos);
-    EXPECT_NE(std::string(e.what()).find("not one dsserve can render"), std::string::npos);
-  }
-  // One changed byte is enough to refuse.
-  std::string t = load_chat_template_file(fixture_path("templates/tool_chat_template_deepseekv31.jinja"));
-  t[t.find("Tools")] = 't';
-  EXPECT_THROW(make_template_encoder(t, "edited"), ds::Error);
+TEST(ChatTemplate, AnyTemplateRendersAndUnsupportedConstructsAreNamed) {
+  // Not a known text: interpreted, not fingerprinted.
+  auto enc = make_template_encoder("{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}",
+                                   "my.jinja");
+  auto req = parse_chat_request(Json::parse(R"({"messages":[{"role":"user","content":"hi"}]})"));
+  EXPECT_EQ(enc->encode(req).text, "<｜begin▁of▁sentence｜>[user]hi");
+  auto refused = [](const std::string& tmpl, const std::string& construct) {
+    try {
+      make_template_encoder(tmpl, "my.jinja");
+      ADD_FAILURE() << "accepted " << tmpl;
+    } catch (const ds::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("my.jinja"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(construct), std::string::npos) << e.what();
+    }
+  };
+  refused("{% include 'other.jinja' %}", "'{% include %}' statement is not supported");
+  refused("{{ messages|wordwrap(10) }}", "the filter 'wordwrap' is not supported");
+  refused("{% if x is prime %}{% endif %}", "the test 'prime' is not supported");
+  refused("{% for m in messages %}", "missing '{% endfor %}'");
 }
 
-TEST(ChatTemplate, DeveloperRoleIsRefused) {
+TEST(ChatTemplate, RaiseExceptionIsARequestError) {
   auto encoder = make_template_encoder(
-      load_chat_template_file(fixture_path("checkpoints/v32exp/tokenizer_config.json")), "test");
-  auto req = parse_chat_request(Json::parse(R"({"messages":[{"role":"developer","content":"x"}]})"));
-  EXPECT_THROW(encoder->encode(req), RequestError);
+      "{% if messages[0].role != 'user' %}{{ raise_exception('first message must be from the user') }}{% endif %}ok",
+      "test");
+  try {
+    encoder->encode(parse_chat_request(Json::parse(R"({"messages":[{"role":"assistant","content":"x"}]})")));
+    FAIL() << "no error";
+  } catch (const RequestError& e) {
+    EXPECT_NE(std::string(e.what()).find("first message must be from the user"), std::string::npos);
+  }
+  EXPECT_EQ(encoder->encode(parse_chat_request(Json::parse(R"({"messages":[{"role":"user","content":"x"}]})"))).text,
+            "ok");
 }
 
 TEST(ChatEncoderSelection, FromCheckpointFiles) {
   CheckpointChatInfo v32exp = read_checkpoint_chat_info(fixture_path("checkpoints/v32exp"));
   ASSERT_TRUE(v32exp.chat_template.has_value());
-  EXPECT_EQ(select_encoder(v32exp, "auto", std::nullopt)->name(), "v31/deepseek-v32-exp");
+  EXPECT_EQ(select_encoder(v32exp, "auto", std::nullopt)->name(), "jinja");
   EXPECT_EQ(select_encoder(v32exp, "dsv32", std::nullopt)->name(), "dsv32");
 
   CheckpointChatInfo v32;  // DeepSeek-V3.2: no chat template, V3.2 architecture
@@ -105,7 +119,7 @@ TEST(ChatEncoderSelection, FromCheckpointFiles) {
   EXPECT_EQ(select_encoder(v32, "auto", std::nullopt)->name(), "dsv32");
   EXPECT_THROW(select_encoder(v32, "v31", std::nullopt), ds::Error);
   auto sglang = load_chat_template_file(fixture_path("templates/tool_chat_template_deepseekv32.jinja"));
-  EXPECT_EQ(select_encoder(v32, "auto", sglang)->name(), "v31/sglang-deepseekv32");
+  EXPECT_EQ(select_encoder(v32, "auto", sglang)->name(), "jinja");
 
   CheckpointChatInfo other;
   other.model_type = "llama";

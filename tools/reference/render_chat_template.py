@@ -18,8 +18,10 @@ import json
 import pathlib
 import sys
 
+import datetime
+
 import jinja2
-from jinja2.ext import loopcontrols
+from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 BOS = "<｜begin▁of▁sentence｜>"
@@ -35,6 +37,16 @@ def load_template(path):
     return text.strip("\n").replace("\\n", "\n")
 
 
+class GenerationTag(Extension):
+    """transformers' AssistantTracker without the tracking: {% generation %} renders its body."""
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+        return jinja2.nodes.Scope(body).set_lineno(lineno)
+
+
 def make_env():
     # Same settings and extra filters/globals as transformers' chat template compiler.
     def raise_exception(message):
@@ -44,10 +56,14 @@ def make_env():
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                           sort_keys=sort_keys)
 
+    def strftime_now(format):
+        return datetime.datetime.now().strftime(format)
+
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[loopcontrols])
+                                        extensions=[GenerationTag, loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = strftime_now
     return env
 
 
@@ -101,7 +117,7 @@ def main():
         req = json.loads(pathlib.Path(args.request).read_text(encoding="utf-8"))
         try:
             out = render(src, req)
-        except (jinja2.TemplateError, TypeError) as e:
+        except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
             print(f"template error: {e}", file=sys.stderr)
             sys.exit(3)
         sys.stdout.buffer.write(out.encode("utf-8"))

@@ -140,6 +140,17 @@ TEST(BenchServingE2E, ClearErrors) {
   EXPECT_NE(out.find("error: failed to fetch the model"), std::string::npos) << out;
 }
 
+TEST(BenchServingE2E, NoTokenizerAsksTheServerAndSaysWhyNot) {
+  // The scripted server names no tokenizer (no tokenizer_path / model_path / root): a clear error.
+  FakeLlmServer server;
+  std::string out;
+  EXPECT_EQ(run_cli(fmt::format("bench serving --port {} --dataset-name random --num-prompts 2", server.port()), out), 1);
+  EXPECT_NE(out.find("error: --dataset-name random needs a tokenizer and none was given: the server at"),
+            std::string::npos) << out;
+  EXPECT_NE(out.find("did not say which tokenizer it serves"), std::string::npos) << out;
+  EXPECT_NE(out.find("pass --tokenizer DIR"), std::string::npos) << out;
+}
+
 TEST(BenchServingE2E, OneThreadDrivesAThousandStreams) {
   FakeLlmServer server;
   std::vector<DatasetRow> rows(1000, DatasetRow{"a b c d", 4, 16});

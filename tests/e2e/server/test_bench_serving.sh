@@ -18,6 +18,12 @@ for backend in sglang sglang-oai-chat; do
   grep -Eq "^Successful requests:\s+6\b" "$TMP/$backend.txt" || { cat "$TMP/$backend.txt"; fail "$backend: not all 6 requests succeeded"; }
   grep -Eq "^Total generated tokens:\s+72\b" "$TMP/$backend.txt" || { cat "$TMP/$backend.txt"; fail "$backend: want 6 x 12 generated tokens"; }
 done
-[ "$(wc -l <"$TMP/bench.jsonl")" = 2 ] || fail "want one JSONL record per run"
+# No --tokenizer: the client asks the server (/get_model_info) and loads the tokenizer it serves.
+"$BIN" bench serving --port "$PORT" --dataset-name random --random-input-len 32 --random-output-len 4 \
+  --random-range-ratio 1 --num-prompts 2 --output-file "$TMP/bench.jsonl" >"$TMP/fallback.txt" 2>&1 ||
+  { cat "$TMP/fallback.txt"; fail "bench without --tokenizer failed"; }
+grep -q "no --tokenizer: using the server's tokenizer $MODEL" "$TMP/fallback.txt" || { cat "$TMP/fallback.txt"; fail "no tokenizer fallback"; }
+grep -Eq "^Total generated tokens:\s+8\b" "$TMP/fallback.txt" || { cat "$TMP/fallback.txt"; fail "fallback run: want 2 x 4 tokens"; }
+[ "$(wc -l <"$TMP/bench.jsonl")" = 3 ] || fail "want one JSONL record per run"
 stop_server
 echo "bench serving against dsserve serve: ok"

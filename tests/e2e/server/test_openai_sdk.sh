@@ -13,6 +13,9 @@ start_server "$TMP/server.log" --model-path "$MODEL" --encoder dsv32 --served-mo
   --max-total-tokens 8192 --threads 1
 BASE_URL=$BASE_URL API_KEY=sk-e2e MODEL_NAME=e2e-model NPM_DIR=$NPM \
   node --test "$(dirname "$0")/openai_sdk.test.mjs" || fail "SDK tests failed"
+# One file after the other: the first checks the server's page counts after an abort.
+BASE_URL=$BASE_URL API_KEY=sk-e2e MODEL_NAME=e2e-model NPM_DIR=$NPM \
+  node --test "$(dirname "$0")/openai_sdk_responses.test.mjs" || fail "SDK Responses API / thinking tests failed"
 grep -q "client disconnected" "$TMP/server.log" || fail "the aborted stream was not logged as a disconnect"
 stop_server
 echo ok

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,7 @@ class CompiledGrammar {
   mutable std::mutex mu_;
   mutable std::vector<std::shared_ptr<const NodeTokens>> nodes_;
   mutable std::unique_ptr<std::atomic<const NodeTokens*>[]> ready_;
-  mutable std::vector<std::string> rule_keys_;
+  mutable std::vector<std::optional<std::string>> rule_keys_;  // empty string: not shared
 };
 
 }  // namespace ds::grammar

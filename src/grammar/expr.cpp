@@ -214,22 +214,24 @@ ExprPtr utf8_class(const CodepointRanges& ranges) {
 }
 
 int Grammar::find(const std::string& name) const {
-  for (size_t i = 0; i < rules.size(); ++i)
-    if (rules[i].name == name) return int(i);
-  return -1;
+  auto it = names.find(name);
+  return it == names.end() ? -1 : it->second;
 }
 
 int Grammar::rule_id(const std::string& name) {
   int id = find(name);
   if (id >= 0) return id;
   rules.push_back(Rule{name, nullptr});
+  names[name] = int(rules.size()) - 1;
   return int(rules.size()) - 1;
 }
 
 int Grammar::add_rule(const std::string& hint, ExprPtr body) {
   std::string name = hint;
-  for (int k = 1; find(name) >= 0; ++k) name = hint + "_" + std::to_string(k);
+  // Numbered from the count of rules so that many rules with one hint stay cheap.
+  for (size_t k = rules.size(); find(name) >= 0; ++k) name = hint + "_" + std::to_string(k);
   rules.push_back(Rule{name, std::move(body)});
+  names[name] = int(rules.size()) - 1;
   return int(rules.size()) - 1;
 }
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -58,6 +59,7 @@ struct Rule {
 struct Grammar {
   std::vector<Rule> rules;
   int root = -1;
+  std::unordered_map<std::string, int> names;  // rule name -> index
   // Index of the rule with this name, added (undefined) if new.
   int rule_id(const std::string& name);
   int find(const std::string& name) const;  // -1 if absent

@@ -72,11 +72,13 @@ ExprPtr nonneg_range(uint64_t lo, std::optional<uint64_t> hi) {
 int JsonRules::rule(const std::string& name, ExprPtr body) { return g_.add_rule(name, std::move(body)); }
 
 ExprPtr JsonRules::ws() {
-  if (ws_ < 0) {
-    ByteSet s;
-    for (char c : {' ', '\t', '\n', '\r'}) s.set(uint8_t(c));
-    ws_ = rule("ws", opt_.max_whitespace < 0 ? star(byte_set(s)) : repeat(byte_set(s), 0, opt_.max_whitespace));
-  }
+  ByteSet s;
+  for (char c : {' ', '\t', '\n', '\r'}) s.set(uint8_t(c));
+  // Unlimited: inlined (one automaton state per gap), so the token sets of the node before it
+  // see what follows the whitespace (" true" is decided there, not left to the per-step check of
+  // token_masks.h). Limited: one shared rule, as inlining {0,n} would cost n states per gap.
+  if (opt_.max_whitespace < 0) return star(byte_set(s));
+  if (ws_ < 0) ws_ = rule("ws", repeat(byte_set(s), 0, opt_.max_whitespace));
   return ref(ws_);
 }
 

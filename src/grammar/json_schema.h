@@ -12,8 +12,8 @@
 // - an object with `properties` and no `additionalProperties` allows no other keys;
 // - properties appear in the order the schema lists them; extra keys (when allowed) after them,
 //   not checked against the listed names;
-// - whitespace between tokens is limited to `max_whitespace` bytes per gap (a model that is
-//   free to add whitespace forever sometimes does).
+// - whitespace between tokens is free as in JSON; `max_whitespace` can limit it per gap (a
+//   model free to add whitespace forever sometimes does), at some cost in mask time.
 // Any other keyword is an error that names it (ds::Error "unsupported JSON Schema keyword ...").
 #pragma once
 #include <string>
@@ -24,7 +24,7 @@
 namespace ds::grammar {
 
 struct JsonGrammarOptions {
-  int max_whitespace = 32;  // bytes of [ \t\n\r] between two tokens; < 0: unlimited
+  int max_whitespace = -1;  // bytes of [ \t\n\r] between two tokens; < 0: unlimited
 };
 
 Grammar json_schema_grammar(std::string_view schema_json, const JsonGrammarOptions& options = {});

@@ -1,6 +1,7 @@
 #include "grammar/pda.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 
 #include "util/error.h"
@@ -108,14 +109,35 @@ void determinize(const Nfa& nfa, uint32_t start, uint32_t final_state, uint32_t 
     PdaNode node;
     node.rule = rule;
     node.accepting = std::binary_search(set.begin(), set.end(), final_state);
-    // Byte edges: the raw targets of each byte; runs of bytes with the same targets share an edge.
-    std::vector<std::vector<uint32_t>> by_byte(256);
+    // Byte edges: bytes with the same set of NFA edges (a bit signature when there are at most 64
+    // edges) have the same targets; runs of equal targets become one edge.
+    std::vector<std::pair<const ByteSet*, uint32_t>> nfa_edges;
     std::map<uint32_t, std::vector<uint32_t>> by_rule;
     for (uint32_t x : set) {
-      for (const auto& [bytes, t] : nfa.nodes[x].bytes)
-        for (int b = 0; b < 256; ++b)
-          if (bytes[b]) by_byte[b].push_back(t);
+      for (const auto& [bytes, t] : nfa.nodes[x].bytes) nfa_edges.emplace_back(&bytes, t);
       for (auto [r, t] : nfa.nodes[x].refs) by_rule[r].push_back(t);
+    }
+    std::vector<std::vector<uint32_t>> by_byte(256);
+    if (nfa_edges.size() <= 64) {
+      std::array<uint64_t, 256> sig{};
+      for (size_t k = 0; k < nfa_edges.size(); ++k)
+        for (int b = 0; b < 256; ++b)
+          if ((*nfa_edges[k].first)[b]) sig[b] |= uint64_t(1) << k;
+      std::map<uint64_t, int> first_byte;
+      for (int b = 0; b < 256; ++b) {
+        if (!sig[b]) continue;
+        auto [it, fresh] = first_byte.emplace(sig[b], b);
+        if (!fresh) {
+          by_byte[b] = by_byte[it->second];
+          continue;
+        }
+        for (size_t k = 0; k < nfa_edges.size(); ++k)
+          if (sig[b] >> k & 1) by_byte[b].push_back(nfa_edges[k].second);
+      }
+    } else {
+      for (const auto& [bytes, t] : nfa_edges)
+        for (int b = 0; b < 256; ++b)
+          if ((*bytes)[b]) by_byte[b].push_back(t);
     }
     std::vector<ByteEdge> edges;
     for (int b = 0; b < 256; ++b) {
@@ -241,7 +263,7 @@ Pda compile_pda(const Grammar& g, const PdaLimits& limits) {
   return pda;
 }
 
-std::string structural_key(const Pda& pda, uint32_t rule) {
+std::string structural_key(const Pda& pda, uint32_t rule, size_t max_words) {
   std::vector<uint32_t> order{rule};
   std::map<uint32_t, uint32_t> local{{rule, 0}};
   std::string key;
@@ -250,6 +272,7 @@ std::string structural_key(const Pda& pda, uint32_t rule) {
     const uint32_t r = order[i];
     const uint32_t begin = pda.rule_start[r];
     uint32_t end = r + 1 < pda.rule_start.size() ? pda.rule_start[r + 1] : uint32_t(pda.nodes.size());
+    if (key.size() / 4 > max_words) return {};
     put(0xFFFFFFFFu);
     put(end - begin);
     for (uint32_t n = begin; n < end; ++n) {

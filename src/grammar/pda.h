@@ -65,7 +65,8 @@ Pda compile_pda(const Grammar& g, const PdaLimits& limits = {});
 
 // A canonical text of the sub-grammar reachable from `rule` (its automaton and those it calls,
 // renumbered in visit order): equal keys mean equal languages and equal per-node token sets, so
-// precomputed masks can be shared between grammars (token_masks.h).
-std::string structural_key(const Pda& pda, uint32_t rule);
+// precomputed masks can be shared between grammars (token_masks.h). Empty when the sub-grammar
+// is larger than max_words (big rules are rarely shared, and their keys would cost more).
+std::string structural_key(const Pda& pda, uint32_t rule, size_t max_words = 1 << 16);
 
 }  // namespace ds::grammar

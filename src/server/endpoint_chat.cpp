@@ -119,6 +119,7 @@ void chat_completions(ServerState& st, const HttpRequest& req, const std::shared
     const auto forced = forced_tool_call(st, tool_choice.forced, prompt.starts_in_reasoning);
     for (auto& r : requests) r.forced = forced;
   }
+  attach_grammar(*st.grammars, st.tokenizer, params.grammar, prompt.starts_in_reasoning, requests);
   auto writer = std::make_unique<ChatWriter>(wo, requests.size(), st.tokenizer);
   auto job = std::make_shared<GenerationJob>(st, r, GenerationJob::Options{wo.id, stream, params.n}, std::move(writer));
   job->start(std::move(requests));

@@ -159,6 +159,7 @@ void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
       throw RequestRejected(400, e.what());
     }
   }
+  if (!req.grammar.empty()) r->grammar.emplace(req.grammar);
   r->tokens = req.prompt;
   r->prompt_len = int32_t(plen);
   r->text = std::make_unique<OutputText>(tok_, req.skip_special_tokens, req.stop, req.no_stop_trim);
@@ -298,9 +299,10 @@ void EngineImpl::run_step() {
   publish_stats();
 }
 
-// The tokens a forced continuation allows next; null while the output is free.
+// The tokens a forced continuation (first) or a grammar allows next; null while the output is free.
 static const std::vector<int32_t>* allowed_next(const RequestState& r) {
-  return r.forced && !r.forced->allowed().empty() ? &r.forced->allowed() : nullptr;
+  if (r.forced && !r.forced->allowed().empty()) return &r.forced->allowed();
+  return r.grammar ? r.grammar->allowed() : nullptr;
 }
 
 StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan) {
@@ -364,6 +366,13 @@ void EngineImpl::accept_token(RequestState& r, SampleResult s) {
   const auto& in = r.in;
   r.tokens.push_back(s.token);
   if (r.forced) r.forced->accept(s.token, r.tokens, size_t(r.prompt_len));
+  if (r.grammar && !r.grammar->accept(s.token, r.tokens, size_t(r.prompt_len))) {
+    r.final_output.emplace();
+    r.final_output->finished = true;
+    r.final_output->finish_reason = FinishReason::Error;
+    r.final_output->error = fmt::format("token {} is not allowed by the request's grammar", s.token);
+    return;
+  }
   ++generated_total_;
   RequestOutput o;
   o.token_ids.push_back(s.token);

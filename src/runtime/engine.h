@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/forced_continuation.h"
+#include "runtime/grammar_constraint.h"
 #include "runtime/sampler.h"
 #include "tensor/dtype.h"
 #include "util/error.h"
@@ -48,6 +49,7 @@ struct GenerateRequest {
   bool skip_special_tokens = true;         // for the text of the output
   bool no_stop_trim = false;               // keep the matched stop string in the text (SGLang's flag)
   ForcedContinuation forced;               // output that must follow a trigger (tool_choice); empty: none
+  GrammarConstraint grammar;               // structured output (JSON Schema, regex, EBNF); empty: none
 };
 
 struct TokenLogprob {

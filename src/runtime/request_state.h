@@ -37,6 +37,7 @@ struct RequestState {
   uint64_t seed = 0;                          // device sampling: draws are keyed on (seed, output index)
   std::unique_ptr<PenaltyTokens> penalties;   // device sampling with penalties
   std::optional<ContinuationTracker> forced;  // when in.forced is set
+  std::optional<GrammarTracker> grammar;      // when in.grammar is set
   std::unique_ptr<OutputText> text;
   std::chrono::steady_clock::time_point arrived_at;
 

@@ -12,6 +12,7 @@
 #include "server/chat_writer.h"
 #include "server/endpoints.h"
 #include "server/generation_job.h"
+#include "server/grammar_params.h"
 #include "server/json_fields.h"
 #include "server/request_helpers.h"
 
@@ -108,6 +109,7 @@ PreparedChat prepare_chat(ServerState& st, Json& body, const std::string& id) {
     const auto forced = forced_tool_call(st, tool_choice.forced, prompt.starts_in_reasoning);
     for (auto& r : out.requests) r.forced = forced;
   }
+  attach_grammar(*st.grammars, st.tokenizer, out.params.grammar, prompt.starts_in_reasoning, out.requests);
   return out;
 }
 

@@ -89,6 +89,7 @@ void completions(ServerState& st, const HttpRequest& req, const std::shared_ptr<
       wo.echo.push_back(echo ? pr.text : std::string());
     }
   }
+  attach_grammar(*st.grammars, st.tokenizer, params.grammar, false, requests);
   auto writer = std::make_unique<CompletionWriter>(wo, st.tokenizer);
   auto job = std::make_shared<GenerationJob>(st, r, GenerationJob::Options{wo.id, stream, params.n}, std::move(writer));
   job->start(std::move(requests));

@@ -32,8 +32,10 @@ void read_common(const Fields& f, const SamplingDefaults& d, GenerationParams& p
   p.skip_special_tokens = f.boolean("skip_special_tokens").value_or(true);
   p.no_stop_trim = f.boolean("no_stop_trim").value_or(false);
   p.n = int32_t(f.integer("n", 1, kMaxN).value_or(1));
-  // Grammar-constrained decoding and logit biases are not implemented: say so.
-  for (const char* key : {"regex", "ebnf", "json_schema", "structural_tag", "stop_regex", "custom_logit_processor"})
+  // Structured outputs: regex / ebnf / json_schema here, and response_format in the OpenAI bodies.
+  p.grammar = read_grammar_fields(f, f.where.empty());
+  // Structural tags, stop regexes and logit biases are not implemented: say so.
+  for (const char* key : {"structural_tag", "stop_regex", "custom_logit_processor"})
     if (f.get(key)) bad_param(f.name(key), f.name(key) + " is not supported by this server");
   if (const Json* lb = f.get("logit_bias"); lb && !(lb->is_object() && lb->empty()))
     bad_param(f.name("logit_bias"), f.name("logit_bias") + " is not supported by this server");
@@ -109,12 +111,6 @@ GenerationParams parse_openai_params(const Json& body, OpenAiApi api, const Samp
     bad_param("best_of", "best_of other than n is not supported by this server");
   if (auto suffix = f.string("suffix"); suffix && !suffix->empty())
     bad_param("suffix", "suffix is not supported by this server");
-  if (const Json* rf = f.get("response_format")) {
-    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
-      bad_param("response_format", "response_format must be an object with a string type");
-    if ((*rf)["type"] != "text")
-      bad_param("response_format", "response_format other than {\"type\": \"text\"} is not supported by this server");
-  }
   check_sampling(p, "");
   return p;
 }

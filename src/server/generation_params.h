@@ -1,7 +1,7 @@
 // Sampling and stopping parameters of a request, read from an OpenAI body (chat / completions) or
 // SGLang's native `sampling_params`, with the checkpoint's generation_config.json as defaults.
-// Parameters we cannot honour (regex / JSON-schema constraints, logit_bias, ...) are refused with a
-// 400 naming them rather than silently ignored.
+// Parameters we cannot honour (structural_tag, logit_bias, ...) are refused with a 400 naming them
+// rather than silently ignored. Structured-output fields are read by grammar_params.h.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/sampler.h"
+#include "server/grammar_params.h"
 #include "server/json.h"
 
 namespace ds::server {
@@ -30,6 +31,7 @@ struct GenerationParams {
   bool skip_special_tokens = true;
   bool no_stop_trim = false;
   int32_t n = 1;
+  std::optional<GrammarRequest> grammar;  // structured output (response_format, regex, ebnf, json_schema)
 };
 
 enum class OpenAiApi { Chat, Completions };

@@ -10,6 +10,7 @@
 #include "chat/encoder.h"
 #include "runtime/engine.h"
 #include "server/generation_params.h"
+#include "server/grammar_params.h"
 #include "server/json.h"
 #include "server/live_requests.h"
 #include "server/metrics.h"
@@ -44,6 +45,7 @@ struct ServerState {
   LiveRequests live;
   int64_t started_at = 0;  // unix seconds: the `created` of /v1/models
   std::atomic<bool> draining{false};  // shutting down: no new generation (ApiServer::begin_drain)
+  std::shared_ptr<ServerGrammars> grammars = std::make_shared<ServerGrammars>();  // structured outputs
 };
 
 }  // namespace ds::server

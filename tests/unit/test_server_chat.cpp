@@ -381,7 +381,7 @@ TEST(ServerChat, BadRequestsNameTheField) {
       {user_chat("x", {{"seed", "s"}}), 400, "seed"},
       {user_chat("x", {{"stream", "yes"}}), 400, "stream"},
       {user_chat("x", {{"logit_bias", {{"5", 1}}}}), 400, "logit_bias"},
-      {user_chat("x", {{"response_format", {{"type", "json_object"}}}}), 400, "response_format"},
+      {user_chat("x", {{"response_format", {{"type", "json_schema"}}}}), 400, "response_format"},
       {user_chat("x", {{"model", "gpt-4"}}), 404, "model"},
       {user_chat("x", {{"model", 7}}), 400, "model"},
   };

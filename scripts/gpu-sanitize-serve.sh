@@ -31,7 +31,9 @@ for tool in ${SAN_TOOLS:-memcheck racecheck}; do
   else
     echo "$tool: the server did not come up"; tail -5 "$LOG/serve-$tool.log"; status=1
   fi
-  kill -TERM $pid 2>/dev/null; wait $pid
+  # SIGTERM to the server, not to compute-sanitizer (its parent): killed itself, the tool dies before
+  # it writes its summary. The tool exits with the server's status once it has reported.
+  pkill -TERM -P $pid 2>/dev/null; wait $pid
   echo "$tool: exit $?, $(grep -h 'ERROR SUMMARY\|RACECHECK SUMMARY' "$LOG/sanitizer-$tool.txt" | tail -1)"
   grep -q "ERROR SUMMARY: 0 errors\|RACECHECK SUMMARY: 0 hazards" "$LOG/sanitizer-$tool.txt" || status=1
 done

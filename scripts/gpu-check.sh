@@ -11,7 +11,7 @@ LOG=${OUT:-/tmp/gpu-check}
 mkdir -p "$LOG"
 t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSSERVE_CUDA=ON -DDSSERVE_TESTS=ON >"$LOG/build.log" 2>&1 &&
-  cmake --build build-gpu -j "$(nproc)" --target gpu_ops_check gpu_model_check gpu_sampling_check gpu_bench \
+  cmake --build build-gpu -j "$(nproc)" --target gpu_ops_check gpu_model_check gpu_sampling_check gpu_dist_check gpu_bench \
     dsserve >>"$LOG/build.log" 2>&1
 build=$?
 t1=$(date +%s)
@@ -21,6 +21,7 @@ B=build-gpu/tests/gpu
 $B/gpu_ops_check >"$LOG/ops.log" 2>&1; ops=$?
 $B/gpu_model_check >"$LOG/model.log" 2>&1; model=$?
 $B/gpu_sampling_check >"$LOG/sampling.log" 2>&1; sampling=$?
+NCCL_NVLS_ENABLE=0 $B/gpu_dist_check >"$LOG/dist.log" 2>&1; dist=$?
 # The CLI on the GPU: forward of the tiny FP8 model on both devices (GPU in both GEMM modes), logits
 # compared with each other and with the transformers reference.
 D=tests/golden/tiny_v32_fp8
@@ -53,7 +54,7 @@ t3=$(date +%s)
 echo
 echo "================ gpu-check ($(head -1 "$LOG/device.txt")) ================"
 echo "build $((t1 - t0)) s, checks $((t2 - t1)) s, benchmarks $((t3 - t2)) s"
-grep -h "^FAIL\|FAILED\|error" "$LOG/ops.log" "$LOG/model.log" "$LOG/sampling.log" | head -30
+grep -h "^FAIL\|FAILED\|error" "$LOG/ops.log" "$LOG/model.log" "$LOG/sampling.log" "$LOG/dist.log" | head -30
 grep -h "cuBLASLt FP8 configuration\|device memory" "$LOG/ops.log"
 grep -h "^greedy" "$LOG/model.log"
 cat "$LOG/cli.log" 2>/dev/null
@@ -63,6 +64,7 @@ printf "\n| check | result |\n|---|---|\n"
 printf "| gpu_ops_check | %s |\n" "$(grep -h '^== gpu_ops_check' "$LOG/ops.log" || echo "exit $ops")"
 printf "| gpu_model_check | %s |\n" "$(grep -h '^== gpu_model_check' "$LOG/model.log" || echo "exit $model")"
 printf "| gpu_sampling_check | %s |\n" "$(grep -h '^== gpu_sampling_check' "$LOG/sampling.log" || echo "exit $sampling")"
+printf "| gpu_dist_check | %s |\n" "$(grep -h '^== gpu_dist_check' "$LOG/dist.log" || echo "exit $dist")"
 printf "| dsserve forward --device cuda | %s |\n" "$([ $cli = 0 ] && echo PASS || echo FAIL)"
 printf "| gpu_bench | %s |\n" "$([ $bench = 0 ] && echo ran || echo "exit $bench")"
-[ $ops = 0 ] && [ $model = 0 ] && [ $sampling = 0 ] && [ $cli = 0 ] && [ $bench = 0 ]
+[ $ops = 0 ] && [ $model = 0 ] && [ $sampling = 0 ] && [ $dist = 0 ] && [ $cli = 0 ] && [ $bench = 0 ]

@@ -197,6 +197,9 @@ class Backend {
   }
   // y[t] = sum_k weights[t,k] * Expert_{ids[t,k]}(x[t]) (SwiGLU experts of a set this backend prepared).
   virtual Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& experts) = 0;
+  // Expert parallelism: ids (from moe_route) in [first, first + count) become local ids (id - first),
+  // the others -1: another rank's experts, which moe_experts skips (their pairs add nothing here).
+  virtual void moe_local_ids(Tensor& ids, int32_t first, int32_t count) = 0;
 
   // ---- step index data and captured steps (optional) ----
   // Uploads `s` once for the ops that follow (nullptr: unbind; the vectors must outlive the binding).

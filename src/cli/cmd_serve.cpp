@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <future>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -19,6 +21,7 @@
 #include "cli/demo_model.h"
 #include "cli/flag_suggestions.h"
 #include "cli/make_backend.h"
+#include "cli/serve_replica.h"
 #include "cli/serve_shutdown.h"
 #include "model/model.h"
 #include "runtime/engine.h"
@@ -44,7 +47,9 @@ struct ServeFlags {
                                           kv_cache_dtype = "auto", api_key, log_level = "info", device = "cpu";
   int port = 30000, tp = 1, dp = 1, ep = 1, context_length = 0, max_running_requests = 256, page_size = 64,
       chunked_prefill_size = 8192, max_prefill_tokens = 16384, max_queued_requests = 4096, threads = 0,
-      cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs;
+      cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs, base_gpu_id = 0, gpu_id_step = 1, nnodes = 1,
+      node_rank = 0;
+  std::string dist_init_addr;
   int64_t max_total_tokens = 0, limit_concurrency = 0;  // 0: from the open-file limit
   double mem_fraction_static = 0;  // 0: the device's default
   double shutdown_timeout = 0;     // seconds SIGTERM lets running requests finish (vLLM's flag); 0: abort at once
@@ -64,10 +69,16 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--host", f.host, "address to listen on")->capture_default_str();
   cmd->add_option("--port", f.port, "port to listen on")->check(CLI::Range(0, 65535))->capture_default_str();
   cmd->add_option("--served-model-name", f.served_model_name, "model name in the API (default: the model path)");
-  cmd->add_option("--tp,--tp-size", f.tp, "tensor parallel size (only 1 in this build)");
+  cmd->add_option("--tp,--tp-size", f.tp, "tensor parallel size: GPUs (or CPU ranks) one replica is cut over");
   cmd->add_option("--dp,--dp-size", f.dp, "data parallel size (only 1 in this build)");
-  cmd->add_option("--ep,--ep-size", f.ep, "expert parallel size (only 1 in this build)");
+  cmd->add_option("--ep,--ep-size", f.ep, "expert parallel size: 1, or --tp for whole experts per rank");
   cmd->add_flag("--enable-dp-attention", f.enable_dp_attention, "data-parallel attention (needs --dp > 1; later)");
+  cmd->add_option("--base-gpu-id", f.base_gpu_id, "first GPU of this server (rank r uses base + r * step)")
+      ->capture_default_str();
+  cmd->add_option("--gpu-id-step", f.gpu_id_step, "GPU id step between ranks")->capture_default_str();
+  cmd->add_option("--nnodes", f.nnodes, "nodes of the deployment (only 1 in this build)")->capture_default_str();
+  cmd->add_option("--node-rank", f.node_rank, "this node's rank (only 0 in this build)")->capture_default_str();
+  cmd->add_option("--dist-init-addr", f.dist_init_addr, "HOST:PORT of the multi-node rendezvous (only 1 node in this build)");
   cmd->add_option("--reasoning-parser", f.reasoning_parser, "deepseek-v3: reasoning_content from <think> ... </think>");
   cmd->add_option("--tool-call-parser", f.tool_call_parser, "deepseekv31 or deepseekv32: tool_calls from the output");
   cmd->add_option("--chat-template", f.chat_template, "a .jinja file or tokenizer_config.json (known templates only)");
@@ -163,6 +174,9 @@ runtime::ParallelConfig parallel_config(const ServeFlags& f) {
 
 void validate(const ServeFlags& f) {
   parallel_config(f).validate();
+  DS_CHECK(f.nnodes == 1 && f.node_rank == 0,
+           "--nnodes {} / --node-rank {}: multi-node serving is not available yet; this build runs --tp ranks on the "
+           "GPUs of one node", f.nnodes, f.node_rank);
   DS_CHECK(f.device == "cpu" || f.device == "cuda", "--device must be cpu or cuda, got '{}'", f.device);
   DS_CHECK(f.reasoning_parser.empty() || f.reasoning_parser == "deepseek-v3",
            "--reasoning-parser '{}' is not supported; this server has deepseek-v3", f.reasoning_parser);
@@ -251,6 +265,33 @@ server::Json server_args(const ServeFlags& f, const std::string& model_path, con
   return j;
 }
 
+// The engine's fatal error (a rank failed): recorded, then SIGTERM to ourselves wakes the main thread's
+// sigwait, which stops the server and exits 1.
+std::mutex fatal_mu;
+std::string fatal_why;
+void request_fatal_stop(const std::string& why) {
+  {
+    std::lock_guard lk(fatal_mu);
+    if (!fatal_why.empty()) return;
+    fatal_why = why;
+  }
+  kill(getpid(), SIGTERM);
+}
+std::string fatal_stop_reason() {
+  std::lock_guard lk(fatal_mu);
+  return fatal_why;
+}
+
+// Ranks record their CUDA graphs together: a recorded step holds the group's collectives, which
+// every rank must issue at the same time.
+void record_graphs_on_all(const std::vector<runtime::ModelRunner*>& runners, int32_t max_batch, int32_t max_context) {
+  std::vector<std::future<int>> f;
+  for (size_t r = 1; r < runners.size(); ++r)
+    f.push_back(std::async(std::launch::async, [&, r] { return runners[r]->record_graphs(max_batch, max_context); }));
+  runners[0]->record_graphs(max_batch, max_context);
+  for (auto& x : f) x.get();
+}
+
 // Blocks SIGINT/SIGTERM in this thread and every thread started after it; sigwait() takes them.
 sigset_t block_stop_signals() {
   sigset_t set;
@@ -292,13 +333,16 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   server::SamplingDefaults sampling_defaults = server::load_sampling_defaults(model_path);
 
   Timer load_timer;
-  const runtime::ParallelConfig parallel = parallel_config(flags);  // rank 0 of a world of 1 today
-  auto backend = make_backend(flags.device, parallel.device_index, flags.threads);
-  const int64_t device_free_before = backend->free_device_memory();  // 0 on the CPU
-  auto model = model::Model::load(model_path, *backend);
-  const auto& mc = model->config();
-  spdlog::info("loaded {} ({}, {} layers{}, vocab {}) on {} in {:.1f} s", model_path, mc.model_type,
-               mc.num_hidden_layers, model->has_mtp() ? " + MTP" : "", mc.vocab_size, backend->name(),
+  const runtime::ParallelConfig parallel = parallel_config(flags);
+  ReplicaFlags rf{flags.device, flags.threads, flags.base_gpu_id, flags.gpu_id_step};
+  runtime::Replica replica = load_serving_replica(model_path, parallel, rf);
+  const std::vector<int64_t>& device_free_before = replica.free_before;
+  backend::Backend& backend0 = replica.models[0]->backend();
+  const model::Model& model0 = *replica.models[0];
+  const auto& mc = model0.config();
+  spdlog::info("loaded {} ({}, {} layers{}, vocab {}) on {}{} in {:.1f} s", model_path, mc.model_type,
+               mc.num_hidden_layers, model0.has_mtp() ? " + MTP" : "", mc.vocab_size, backend0.name(),
+               parallel.tp > 1 ? fmt::format(" x {} ranks ({})", parallel.tp, parallel.describe()) : "",
                load_timer.seconds());
 
   int64_t context_length = flags.context_length > 0 ? flags.context_length
@@ -312,20 +356,27 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
            "--context-length {} is longer than the model's max_position_embeddings {}", context_length,
            mc.max_position_embeddings);
 
-  const DType kv_dtype = resolve_kv_dtype(flags.kv_cache_dtype, *backend);
+  const DType kv_dtype = resolve_kv_dtype(flags.kv_cache_dtype, backend0);
   runtime::KvPlanInput kin;
-  kin.bytes_per_token = model::KVCache::bytes_per_token(mc, kv_dtype, backend->act_dtype(), model->has_mtp());
+  // Every rank keeps the whole latent of every token (MLA's KV is shared by the heads).
+  kin.bytes_per_token = model::KVCache::bytes_per_token(mc, kv_dtype, backend0.act_dtype(), model0.has_mtp());
   kin.max_total_tokens = flags.max_total_tokens;
   if (flags.device == "cuda") {
-    // As SGLang: the fraction covers weights + KV of the memory free at start; the weights are in.
+    // As SGLang: the fraction covers weights + KV of the memory free at start; the weights are in. All
+    // ranks get the same pool (one scheduler plans for all): the tightest rank decides.
     kin.mem_fraction = flags.mem_fraction_static > 0 ? flags.mem_fraction_static : kCudaDefaultMemFraction;
-    kin.available_bytes = device_free_before;
-    kin.reserved_bytes = device_free_before - backend->free_device_memory();
+    kin.available_bytes = INT64_MAX;
+    for (int r = 0; r < replica.size(); ++r) {
+      const int64_t before = device_free_before[size_t(r)];
+      kin.available_bytes = std::min(kin.available_bytes, before);
+      kin.reserved_bytes = std::max(kin.reserved_bytes, before - replica.models[size_t(r)]->backend().free_device_memory());
+    }
     kin.memory_name = "free GPU memory";
   } else {
+    // CPU ranks share the host's memory: each keeps a pool of its own.
     kin.mem_fraction = flags.mem_fraction_static > 0 ? flags.mem_fraction_static : kCpuDefaultMemFraction;
-    kin.available_bytes = runtime::available_host_memory();
-    kin.memory_name = "available RAM";
+    kin.available_bytes = runtime::available_host_memory() / replica.size();
+    kin.memory_name = replica.size() > 1 ? "available RAM per rank" : "available RAM";
   }
   kin.max_running_requests = flags.max_running_requests;
   kin.context_length = context_length;
@@ -347,16 +398,26 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   if (ec.eos_token_ids.empty() && tokenizer.eos_id() >= 0) ec.eos_token_ids.push_back(tokenizer.eos_id());
 
   runtime::RunnerConfig rc;
-  rc.parallel = parallel;
   rc.num_pages = int32_t(plan.tokens / flags.page_size);
   rc.page_size = flags.page_size;
   rc.kv_cache_dtype = kv_dtype;
   rc.cuda_graph_max_bs = flags.disable_cuda_graph ? 0 : flags.cuda_graph_max_bs;
   rc.cuda_graph_lazy = flags.cuda_graph_lazy;
-  const std::string backend_name = backend->name();
-  runtime::ModelRunner runner(rc, std::move(backend), std::move(model));
-  runner.record_graphs(ec.max_running_requests, ec.context_length);
-  auto engine = runtime::make_engine(ec, {&runner}, tokenizer);
+  const std::string backend_name = backend0.name();
+  std::vector<std::unique_ptr<runtime::ModelRunner>> runners;
+  std::vector<runtime::ModelRunner*> runner_ptrs;
+  for (int r = 0; r < replica.size(); ++r) {
+    rc.parallel = parallel;
+    rc.parallel.rank = r;
+    rc.parallel.device_index = gpu_of_rank(rf, r);
+    runners.push_back(std::make_unique<runtime::ModelRunner>(rc, std::move(replica.backends[size_t(r)]),
+                                                             std::move(replica.models[size_t(r)])));
+    runner_ptrs.push_back(runners.back().get());
+  }
+  record_graphs_on_all(runner_ptrs, ec.max_running_requests, ec.context_length);
+  // A failed rank leaves the replica unusable: stop the server (exit 1) with the rank's message.
+  ec.on_fatal = [](const std::string& why) { request_fatal_stop(why); };
+  auto engine = runtime::make_engine(ec, runner_ptrs, tokenizer);
 
   server::ServerConfig sc;
   sc.served_model_name = served;
@@ -403,6 +464,11 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
+  if (const std::string why = fatal_stop_reason(); !why.empty()) {
+    spdlog::critical("stopping: {}", why);
+    shut_down_server(api, *engine, http, 0);
+    std::_Exit(1);
+  }
   spdlog::info("{}: shutting down ({})", sig == SIGINT ? "SIGINT" : "SIGTERM",
                flags.shutdown_timeout > 0 ? fmt::format("running requests get up to {} s", flags.shutdown_timeout)
                                           : std::string("aborting running requests"));

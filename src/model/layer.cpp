@@ -14,15 +14,18 @@ Tensor Model::layer_forward(const LayerWeights& lw, int64_t layer, const Step& s
                             const Tensor* pending) const {
   const float eps = float(cfg_.rms_norm_eps);
   Tensor h = pending ? be_.add_rmsnorm(*pending, residual, lw.input_norm, eps) : be_.rmsnorm(residual, lw.input_norm, eps);
-  Tensor attn = attention(lw, layer, st, cache, h);
+  Tensor attn = attention(lw, layer, st, cache, h);  // this rank's heads' share of o_proj
+  reduce(attn);
   Tensor h2 = be_.add_rmsnorm(attn, residual, lw.post_attn_norm, eps);
-  return ffn(lw.ffn, h2);
+  Tensor y = ffn(lw.ffn, h2);  // this rank's slices / experts
+  reduce(y);
+  return y;
 }
 
 Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, const Tensor& h) const {
   const auto& a = lw.attn;
   const float eps = float(cfg_.rms_norm_eps);
-  const int64_t T = h.dim(0), heads = cfg_.num_attention_heads, Dn = cfg_.qk_nope_head_dim,
+  const int64_t T = h.dim(0), heads = heads_, Dn = cfg_.qk_nope_head_dim,
                 Dr = cfg_.qk_rope_head_dim, Dv = cfg_.v_head_dim, Dl = cfg_.kv_lora_rank, Dq = Dn + Dr;
   const auto& pos = st.ab.pos_of_token;
 
@@ -105,6 +108,8 @@ Tensor Model::ffn(const FfnWeights& f, const Tensor& h) const {
                         float(cfg_.routed_scaling_factor)};
   Tensor ids, weights;
   be_.moe_route(be_.linear(h, f.router), f.router_bias, r, &ids, &weights);
+  // Expert parallel: this rank computes its experts' share only; the others' ids become -1 (skipped).
+  if (tp_.expert_parallel) be_.moe_local_ids(ids, int32_t(f.expert_begin), int32_t(f.experts->size()));
   Tensor y = be_.moe_experts(h, ids, weights, *f.experts);
   if (cfg_.n_shared_experts > 0) be_.add_inplace(y, mlp(f.dense));
   return y;

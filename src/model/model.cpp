@@ -1,6 +1,7 @@
 // Model: loading, the batch layout of a step, the main forward and the MTP forward.
 #include "model/model.h"
 
+#include "dist/group.h"
 #include "model/checkpoint.h"
 #include "model/rope.h"
 #include "model/step.h"
@@ -10,8 +11,15 @@
 
 namespace ds::model {
 
-Model::Model(ModelConfig config, ModelWeights weights, backend::Backend& be, ModelOptions opts)
-    : cfg_(std::move(config)), w_(std::move(weights)), be_(be), opts_(opts), rope_(make_rope_table(cfg_)) {
+Model::Model(ModelConfig config, ModelWeights weights, backend::Backend& be, ModelOptions opts, TensorParallel tp)
+    : cfg_(std::move(config)),
+      w_(std::move(weights)),
+      be_(be),
+      opts_(opts),
+      tp_(tp),
+      heads_(cfg_.num_attention_heads / tp.size),
+      rope_(make_rope_table(cfg_)) {
+  tp_.validate(cfg_);
   // What the forward implements; other DeepSeek variants (V2's softmax routing, ...) are refused clearly.
   DS_CHECK(cfg_.scoring_func == "sigmoid", "scoring_func '{}' is not supported (DeepSeek-V3/V3.2 use sigmoid)",
            cfg_.scoring_func);
@@ -23,16 +31,20 @@ Model::~Model() = default;
 
 void Model::set_options(ModelOptions o) { opts_ = o; }
 
-std::unique_ptr<Model> Model::load(const std::string& dir, backend::Backend& be, ModelOptions opts) {
+std::unique_ptr<Model> Model::load(const std::string& dir, backend::Backend& be, ModelOptions opts,
+                                   const TensorParallel& tp) {
   Timer timer;
   ModelConfig cfg = load_config(dir);
   Checkpoint ckpt = Checkpoint::open(dir);
-  spdlog::info("checkpoint {}: {} tensors in {} file(s), {:.2f} GiB", dir, ckpt.num_tensors(), ckpt.num_files(),
-               double(ckpt.total_bytes()) / (1 << 30));
-  ModelWeights w = load_weights(cfg, ckpt, be);
-  spdlog::info("model loaded in {:.2f} s ({} layers{}, backend {})", timer.seconds(), cfg.num_hidden_layers,
-               w.mtp.empty() ? "" : " + MTP", be.name());
-  return std::make_unique<Model>(std::move(cfg), std::move(w), be, opts);
+  if (tp.rank == 0)
+    spdlog::info("checkpoint {}: {} tensors in {} file(s), {:.2f} GiB", dir, ckpt.num_tensors(), ckpt.num_files(),
+                 double(ckpt.total_bytes()) / (1 << 30));
+  ModelWeights w = load_weights(cfg, ckpt, be, tp);
+  if (tp.rank == 0)
+    spdlog::info("model loaded in {:.2f} s ({} layers{}, backend {}{})", timer.seconds(), cfg.num_hidden_layers,
+                 w.mtp.empty() ? "" : " + MTP", be.name(),
+                 tp.single() ? "" : fmt::format(", rank 0 of {} ({})", tp.size, tp.expert_parallel ? "tp + ep" : "tp"));
+  return std::make_unique<Model>(std::move(cfg), std::move(w), be, opts, tp);
 }
 
 StepLayout Model::layout(const ForwardBatch& batch, const KVCache& cache) const {
@@ -126,7 +138,23 @@ ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, 
 Tensor Model::head_logits(const Step& st, const Tensor& normed, const backend::LinearWeight& head) const {
   if (st.logit_rows.empty()) return Tensor();
   Tensor picked = be_.cache_gather(normed, st.logit_rows);  // row gather from the [T, H] activations
-  return be_.linear(picked, head);
+  return gather_vocab(be_.linear(picked, head));
+}
+
+// Through the group whenever there is one, also of one rank (the NCCL path checked on one GPU).
+void Model::reduce(Tensor& partial) const {
+  if (tp_.group) tp_.group->all_reduce_sum(partial);
+}
+
+Tensor Model::gather_vocab(const Tensor& local) const {
+  if (!tp_.group) return local;
+  // [R, V / n] per rank -> [n * R, V / n] rank after rank -> [R, V] with rank r's columns at r * V / n.
+  const int64_t R = local.dim(0), Vl = local.dim(1), n = tp_.size;
+  Tensor all = be_.alloc({n * R, Vl}, local.dtype());
+  tp_.group->all_gather(local, all);
+  Tensor logits = be_.alloc({R, n * Vl}, local.dtype());
+  for (int64_t r = 0; r < n; ++r) be_.copy_cols(logits, r * Vl, all.rows(r * R, (r + 1) * R), 0, Vl);
+  return logits;
 }
 
 ForwardOutput Model::finish(const Step& st, bool logits_on_device, const Tensor& logits) const {

@@ -8,6 +8,7 @@
 #include "model/config.h"
 #include "model/forward_batch.h"
 #include "model/kv_cache.h"
+#include "model/tensor_parallel.h"
 #include "model/weights.h"
 
 namespace ds::model {
@@ -37,16 +38,20 @@ struct StepLayout;
 
 class Model {
  public:
-  Model(ModelConfig config, ModelWeights weights, backend::Backend& be, ModelOptions opts);
+  // `weights` must be cut for `tp` (assemble_weights with the same TensorParallel).
+  Model(ModelConfig config, ModelWeights weights, backend::Backend& be, ModelOptions opts, TensorParallel tp = {});
   ~Model();
-  // Reads config.json and the safetensors of `dir` (mmap; the files are released after loading).
-  static std::unique_ptr<Model> load(const std::string& dir, backend::Backend& be, ModelOptions opts = {});
+  // Reads config.json and the safetensors of `dir` (mmap; the files are released after loading); with
+  // tp.size > 1, this rank's part only (every rank of the group loads its own, on its own thread).
+  static std::unique_ptr<Model> load(const std::string& dir, backend::Backend& be, ModelOptions opts = {},
+                                     const TensorParallel& tp = {});
 
   const ModelConfig& config() const { return cfg_; }
   const ModelOptions& options() const { return opts_; }
   void set_options(ModelOptions o);
   bool has_mtp() const { return !w_.mtp.empty(); }
   backend::Backend& backend() const { return be_; }
+  const TensorParallel& tensor_parallel() const { return tp_; }
 
   // latent_dtype: the MLA latent pools' element type (default: the backend's activation dtype).
   KVCache make_cache(int32_t num_pages, int32_t page_size, std::optional<DType> latent_dtype = {}) const {
@@ -79,11 +84,16 @@ class Model {
                  const Tensor& q_lat) const;
   Tensor ffn(const FfnWeights& f, const Tensor& h) const;
   ForwardOutput finish(const Step& st, bool logits_on_device, const Tensor& logits) const;
+  // Tensor parallel joins: the sum of the ranks' partial outputs; the LM head's vocabulary slices.
+  void reduce(Tensor& partial) const;
+  Tensor gather_vocab(const Tensor& local_logits) const;
 
   ModelConfig cfg_;
   ModelWeights w_;
   backend::Backend& be_;
   ModelOptions opts_;
+  TensorParallel tp_;
+  int64_t heads_;  // attention heads on this rank
   backend::RopeTable rope_;
 };
 

@@ -1,4 +1,5 @@
 #include "model/random_weights.h"
+#include "model/weight_slice.h"
 
 #include <algorithm>
 #include <array>
@@ -65,7 +66,7 @@ class RandomSource final : public WeightSource {
     for (auto& s : weight_manifest(c, false)) specs_.emplace(s.name, s);
   }
 
-  backend::LinearWeight linear(const std::string& name) override {
+  backend::LinearWeight linear(const std::string& name, const Shard& part) override {
     const WeightSpec& s = spec(name);
     const int64_t N = s.shape[0], K = s.shape[1];
     const double sigma = 1.0 / std::sqrt(double(K));  // unit-RMS outputs for unit-RMS inputs
@@ -82,10 +83,11 @@ class RandomSource final : public WeightSource {
       scales_.assign(size_t(nb * kb), float(4.0 * sigma / 448.0));
       backend::HostTensor hw{name, DType::F8_E4M3, s.shape, bytes_.data()};
       backend::HostTensor hs{name + "_scale_inv", DType::F32, {nb, kb}, scales_.data()};
-      w = be_.load_linear(hw, &hs);
+      SlicedTensor sl = slice_linear(hw, &hs, part);
+      w = be_.load_linear(sl.w, sl.scale ? &*sl.scale : nullptr);
       progress_.add(uint64_t(N * K + nb * kb * 4));
     } else {
-      w = be_.load_linear(bf16_tensor(name, s.shape, sigma, key), nullptr);
+      w = be_.load_linear(slice_linear(bf16_tensor(name, s.shape, sigma, key), nullptr, part).w, nullptr);
       progress_.add(uint64_t(N * K * 2));
     }
     return w;
@@ -93,11 +95,11 @@ class RandomSource final : public WeightSource {
 
   backend::Backend& backend() override { return be_; }
 
-  Tensor f32(const std::string& name) override {
+  Tensor f32(const std::string& name, const Shard& part) override {
     const WeightSpec& s = spec(name);
     const uint64_t key = name_key(seed_, name);
     if (s.shape.size() == 2) {  // the embedding: N(0, 1) rows, BF16 as DeepSeek ships it
-      Tensor t = be_.load_tensor_f32(bf16_tensor(name, s.shape, 1.0, key));
+      Tensor t = be_.load_tensor_f32(slice_tensor(bf16_tensor(name, s.shape, 1.0, key), part).w);
       progress_.add(uint64_t(s.shape[0] * s.shape[1] * 2));
       return t;
     }
@@ -110,7 +112,7 @@ class RandomSource final : public WeightSource {
       else v[size_t(i)] = float(1.0 + 0.2 * (2 * u - 1));  // norm weights in [0.8, 1.2]
     }
     progress_.add(uint64_t(n * 4));
-    return be_.load_tensor_f32(backend::HostTensor{name, DType::F32, s.shape, v.data()});
+    return be_.load_tensor_f32(slice_tensor(backend::HostTensor{name, DType::F32, s.shape, v.data()}, part).w);
   }
 
   void finish() { progress_.finish(); }

@@ -6,6 +6,7 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "model/tensor_parallel.h"
 
 namespace ds::model {
 
@@ -41,6 +42,7 @@ struct FfnWeights {
   backend::LinearWeight router;   // [E, H], fp32
   Tensor router_bias;             // e_score_correction_bias [E]
   std::shared_ptr<const backend::ExpertSet> experts;  // routed experts, prepared by the backend at load
+  int64_t expert_begin = 0;  // global id of experts' first (expert parallel: this rank's range)
 };
 
 struct LayerWeights {
@@ -64,22 +66,29 @@ struct ModelWeights {
   std::vector<MtpWeights> mtp;  // empty when the checkpoint has no MTP tensors
 };
 
-// Where the weights come from, tensor by tensor, by checkpoint name (a checkpoint; generated data).
+// Where the weights come from, tensor by tensor, by checkpoint name (a checkpoint; generated data),
+// each cut to the part this rank keeps (model/weight_slice.h) before the backend converts it.
 class WeightSource {
  public:
   virtual ~WeightSource() = default;
-  virtual backend::LinearWeight linear(const std::string& name) = 0;  // FP8 with its scales, or float
-  virtual Tensor f32(const std::string& name) = 0;                     // norms, biases, the embedding
-  virtual backend::Backend& backend() = 0;                             // where the weights go
+  // FP8 with its scales, or float.
+  virtual backend::LinearWeight linear(const std::string& name, const Shard& part = {}) = 0;
+  virtual Tensor f32(const std::string& name, const Shard& part = {}) = 0;  // norms, biases, the embedding
+  // A tensor this rank does not keep (another rank's experts): only progress moves.
+  virtual void skip(const std::string& name) {}
+  virtual backend::Backend& backend() = 0;  // where the weights go
 };
 
 // The model's weights from `src`, main layers then (when with_mtp) the MTP layers, which share the
-// main embedding and head.
-ModelWeights assemble_weights(const ModelConfig& c, bool with_mtp, WeightSource& src);
+// main embedding and head; cut for rank tp.rank of tp.size (model/tensor_parallel.h).
+ModelWeights assemble_weights(const ModelConfig& c, bool with_mtp, WeightSource& src, const TensorParallel& tp = {});
 
 // Checks presence, shape and dtype of every tensor before anything is converted, then loads them
 // through the backend with a progress bar. MTP is loaded when the checkpoint has it (transformers-
 // written checkpoints drop layer num_hidden_layers); a half-present MTP layer is an error.
-ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt, backend::Backend& be);
+// With tp.size > 1 each rank reads only its slices (several ranks may load from one Checkpoint at
+// once, on their own threads); only rank 0 draws the progress bar.
+ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt, backend::Backend& be,
+                          const TensorParallel& tp = {});
 
 }  // namespace ds::model

@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <optional>
 
 #include "model/checkpoint.h"
 #include "model/weights.h"
+#include "model/weight_slice.h"
 #include "model/weights_finite.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -42,79 +44,118 @@ void check_tensor(const WeightSpec& spec, const TensorInfo& t, const Checkpoint&
            spec.kind == WeightKind::Linear ? "F8_E4M3, BF16, F16 or F32" : "BF16, F16 or F32");
 }
 
-// Every tensor is checked for NaN / infinity on its stored bytes before the backend converts it.
-HostTensor host(const TensorInfo& t) {
-  check_finite(t.name, t.file, t.data, t.dtype, t.shape);
-  return HostTensor{t.name, t.dtype, t.shape, t.data};
+// Every tensor a rank keeps is checked for NaN / infinity on its bytes before the backend converts it.
+void check_slice(const SlicedTensor& t, const std::string& file) {
+  check_finite(t.w.name, file, t.w.data, t.w.dtype, t.w.shape);
+  if (t.scale) check_finite(t.scale->name, file, t.scale->data, t.scale->dtype, t.scale->shape);
 }
+
+HostTensor host(const TensorInfo& t) { return HostTensor{t.name, t.dtype, t.shape, t.data}; }
 
 class Loader final : public WeightSource {
  public:
-  Loader(const Checkpoint& ckpt, backend::Backend& be, uint64_t total_bytes)
-      : ckpt_(ckpt), be_(be), progress_("loading weights", total_bytes, "B") {}
+  Loader(const Checkpoint& ckpt, backend::Backend& be, uint64_t total_bytes, bool show_progress) : ckpt_(ckpt), be_(be) {
+    if (show_progress) progress_.emplace("loading weights", total_bytes, "B");
+  }
 
-  backend::LinearWeight linear(const std::string& name) override {
+  backend::LinearWeight linear(const std::string& name, const Shard& part) override {
     const TensorInfo& t = ckpt_.get(name);
     const TensorInfo* s = t.dtype == DType::F8_E4M3 ? &ckpt_.get(scale_name(name)) : nullptr;
-    HostTensor ht = host(t), hs = s ? host(*s) : HostTensor{};
-    auto w = be_.load_linear(ht, s ? &hs : nullptr);
-    progress_.add(t.nbytes + (s ? s->nbytes : 0));
+    HostTensor hs = s ? host(*s) : HostTensor{};
+    SlicedTensor sl = slice_linear(host(t), s ? &hs : nullptr, part);
+    check_slice(sl, t.file);
+    auto w = be_.load_linear(sl.w, sl.scale ? &*sl.scale : nullptr);
+    advance(t.nbytes + (s ? s->nbytes : 0));
     return w;
   }
-  Tensor f32(const std::string& name) override {
+  Tensor f32(const std::string& name, const Shard& part) override {
     const TensorInfo& t = ckpt_.get(name);
-    Tensor out = be_.load_tensor_f32(host(t));
-    progress_.add(t.nbytes);
+    SlicedTensor sl = slice_tensor(host(t), part);
+    check_slice(sl, t.file);
+    Tensor out = be_.load_tensor_f32(sl.w);
+    advance(t.nbytes);
     return out;
   }
+  void skip(const std::string& name) override {
+    const TensorInfo& t = ckpt_.get(name);
+    advance(t.nbytes + (t.dtype == DType::F8_E4M3 ? ckpt_.get(scale_name(name)).nbytes : 0));
+  }
   backend::Backend& backend() override { return be_; }
-  void finish() { progress_.finish(); }
+  void finish() {
+    if (progress_) progress_->finish();
+  }
 
  private:
+  // The bar shows how much of the checkpoint has been walked (a rank reads only its part of it).
+  void advance(uint64_t bytes) {
+    if (progress_) progress_->add(bytes);
+  }
   const Checkpoint& ckpt_;
   backend::Backend& be_;
-  Progress progress_;
+  std::optional<Progress> progress_;
 };
 
-LayerWeights load_layer(const ModelConfig& c, int64_t l, WeightSource& ld) {
+LayerWeights load_layer(const ModelConfig& c, int64_t l, WeightSource& ld, const TensorParallel& tp) {
   const std::string p = fmt::format("model.layers.{}.", l);
   LayerWeights lw;
   lw.input_norm = ld.f32(p + "input_layernorm.weight");
   lw.post_attn_norm = ld.f32(p + "post_attention_layernorm.weight");
   auto& a = lw.attn;
+  // Heads [h0, h1) of this rank: their rows of q_b and kv_b, their columns of o_proj.
+  const auto [h0, h1] = tp.split(c.num_attention_heads);
+  const int64_t dq = c.qk_nope_head_dim + c.qk_rope_head_dim, dkv = c.qk_nope_head_dim + c.v_head_dim;
+  const bool cut = !tp.single();
+  auto rows = [&](int64_t b, int64_t e) { return cut ? Shard::rows(b, e) : Shard{}; };
+  auto cols = [&](int64_t b, int64_t e) { return cut ? Shard::cols(b, e) : Shard{}; };
   a.q_a = ld.linear(p + "self_attn.q_a_proj.weight");
   a.q_a_norm = ld.f32(p + "self_attn.q_a_layernorm.weight");
-  a.q_b = ld.linear(p + "self_attn.q_b_proj.weight");
+  a.q_b = ld.linear(p + "self_attn.q_b_proj.weight", rows(h0 * dq, h1 * dq));
   a.kv_a = ld.linear(p + "self_attn.kv_a_proj_with_mqa.weight");
   a.kv_a_norm = ld.f32(p + "self_attn.kv_a_layernorm.weight");
-  a.kv_b = ld.linear(p + "self_attn.kv_b_proj.weight");
-  a.o = ld.linear(p + "self_attn.o_proj.weight");
-  if (c.has_indexer()) {
+  a.kv_b = ld.linear(p + "self_attn.kv_b_proj.weight", rows(h0 * dkv, h1 * dkv));
+  a.o = ld.linear(p + "self_attn.o_proj.weight", cols(h0 * c.v_head_dim, h1 * c.v_head_dim));
+  if (c.has_indexer()) {  // replicated: every rank selects the same keys
     a.idx_wq_b = ld.linear(p + "self_attn.indexer.wq_b.weight");
     a.idx_wk = ld.linear(p + "self_attn.indexer.wk.weight");
     a.idx_k_norm_w = ld.f32(p + "self_attn.indexer.k_norm.weight");
     a.idx_k_norm_b = ld.f32(p + "self_attn.indexer.k_norm.bias");
     a.idx_weights_proj = ld.linear(p + "self_attn.indexer.weights_proj.weight");
   }
+  // An MLP of width `width` cut column- then row-parallel: gate/up rows and down columns [i0, i1).
+  auto mlp = [&](const std::string& q, int64_t width) {
+    const auto [i0, i1] = tp.split(width);
+    return backend::ExpertWeights{ld.linear(q + "gate_proj.weight", rows(i0, i1)),
+                                  ld.linear(q + "up_proj.weight", rows(i0, i1)),
+                                  ld.linear(q + "down_proj.weight", cols(i0, i1))};
+  };
   auto& f = lw.ffn;
   f.moe = c.is_moe_layer(l);
   if (!f.moe) {
-    f.dense = {ld.linear(p + "mlp.gate_proj.weight"), ld.linear(p + "mlp.up_proj.weight"),
-               ld.linear(p + "mlp.down_proj.weight")};
+    f.dense = mlp(p + "mlp.", c.intermediate_size);
     return lw;
   }
   f.router = ld.linear(p + "mlp.gate.weight");
   f.router_bias = ld.f32(p + "mlp.gate.e_score_correction_bias");
+  // Routed experts: every expert sliced like the MLP, or (expert parallel) whole experts [e0, e1) here
+  // and none of the others.
+  const auto [e0, e1] = tp.expert_parallel ? tp.split(c.n_routed_experts) : std::pair<int64_t, int64_t>{0, c.n_routed_experts};
   std::vector<backend::ExpertWeights> experts;
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     const std::string ep = fmt::format("{}mlp.experts.{}.", p, e);
-    experts.push_back({ld.linear(ep + "gate_proj.weight"), ld.linear(ep + "up_proj.weight"),
-                       ld.linear(ep + "down_proj.weight")});
+    if (e < e0 || e >= e1) {
+      for (const char* m : {"gate_proj.weight", "up_proj.weight", "down_proj.weight"}) ld.skip(ep + m);
+      continue;
+    }
+    if (tp.expert_parallel) {
+      experts.push_back({ld.linear(ep + "gate_proj.weight"), ld.linear(ep + "up_proj.weight"),
+                         ld.linear(ep + "down_proj.weight")});
+    } else {
+      experts.push_back(mlp(ep, c.moe_intermediate_size));
+    }
   }
   f.experts = ld.backend().prepare_experts(std::move(experts));
-  if (c.n_shared_experts > 0)
-    f.dense = {ld.linear(p + "mlp.shared_experts.gate_proj.weight"), ld.linear(p + "mlp.shared_experts.up_proj.weight"),
-               ld.linear(p + "mlp.shared_experts.down_proj.weight")};
+  f.expert_begin = e0;
+  if (c.n_shared_experts > 0) f.dense = mlp(p + "mlp.shared_experts.", c.moe_intermediate_size * c.n_shared_experts);
   return lw;
 }
 
@@ -132,7 +173,8 @@ bool optional_mtp_copy(const std::string& name) {
 }
 }  // namespace
 
-ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt, backend::Backend& be) {
+ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt, backend::Backend& be,
+                          const TensorParallel& tp) {
   const bool with_mtp = mtp_present(c, ckpt);
   if (c.num_nextn_predict_layers > 0 && !with_mtp)
     spdlog::warn("checkpoint {} has no MTP layer (model.layers.{}.*): speculative decoding is unavailable",
@@ -158,18 +200,22 @@ ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt, backend:
     fail("checkpoint {} is missing {} tensor(s) the model needs:{}", ckpt.dir(), missing.size(), list);
   }
 
-  Loader ld(ckpt, be, bytes);
-  ModelWeights w = assemble_weights(c, with_mtp, ld);
+  Loader ld(ckpt, be, bytes, tp.rank == 0);
+  ModelWeights w = assemble_weights(c, with_mtp, ld, tp);
   ld.finish();
   return w;
 }
 
-ModelWeights assemble_weights(const ModelConfig& c, bool with_mtp, WeightSource& ld) {
+ModelWeights assemble_weights(const ModelConfig& c, bool with_mtp, WeightSource& ld, const TensorParallel& tp) {
+  tp.validate(c);
   ModelWeights w;
+  // The embedding is replicated (a vocabulary-parallel lookup would save (tp - 1) / tp of its
+  // vocab x hidden table per rank: not done yet); the LM head is split over the vocabulary.
   w.embed = ld.f32("model.embed_tokens.weight");
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) w.layers.push_back(load_layer(c, l, ld));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) w.layers.push_back(load_layer(c, l, ld, tp));
   w.final_norm = ld.f32("model.norm.weight");
-  w.lm_head = ld.linear("lm_head.weight");
+  const auto [v0, v1] = tp.split(c.vocab_size);
+  w.lm_head = ld.linear("lm_head.weight", tp.single() ? Shard{} : Shard::rows(v0, v1));
   if (with_mtp)
     for (int64_t m = 0; m < c.num_nextn_predict_layers; ++m) {
       int64_t l = c.num_hidden_layers + m;
@@ -183,7 +229,7 @@ ModelWeights assemble_weights(const ModelConfig& c, bool with_mtp, WeightSource&
       // they are checked above but the main ones are used, saving two vocab x hidden tables.
       mw.head = w.lm_head;
       mw.embed = w.embed;
-      mw.layer = load_layer(c, l, ld);
+      mw.layer = load_layer(c, l, ld, tp);
       w.mtp.push_back(std::move(mw));
     }
   return w;

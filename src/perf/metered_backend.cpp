@@ -274,6 +274,11 @@ std::vector<backend::SampledRow> MeteredBackend::sample(Tensor& logits, const ba
   return in_->sample(logits, batch);
 }
 
+void MeteredBackend::moe_local_ids(Tensor& ids, int32_t first, int32_t count) {
+  Scope s(*this, "moe_local_ids");
+  in_->moe_local_ids(ids, first, count);
+}
+
 void MeteredBackend::count_experts(const Tensor& ids, const backend::ExpertSet& set) {
   const std::vector<backend::ExpertWeights>& experts = set.experts();
   std::vector<int32_t> v(size_t(ids.numel()));
@@ -285,6 +290,7 @@ void MeteredBackend::count_experts(const Tensor& ids, const backend::ExpertSet& 
   }
   std::vector<char> seen(experts.size(), 0);
   for (int32_t e : v) {
+    if (e == -1) continue;  // another rank's expert
     DS_CHECK(e >= 0 && size_t(e) < experts.size(), "routing chose expert {} of {}", e, experts.size());
     if (seen[size_t(e)]) continue;
     seen[size_t(e)] = 1;

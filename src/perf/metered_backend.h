@@ -97,6 +97,7 @@ class MeteredBackend final : public backend::Backend {
   }
   Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
                      const backend::ExpertSet& experts) override;
+  void moe_local_ids(Tensor& ids, int32_t first, int32_t count) override;
 
   // Every optional op is forwarded too: one left at the base class's default would silently bypass
   // the wrapped backend.

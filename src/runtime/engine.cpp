@@ -3,6 +3,8 @@
 // that touches requests or KV pages happens on this one thread; other threads only queue work under mu_.
 #include "runtime/engine.h"
 
+#include "dist/group.h"
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -113,6 +115,7 @@ class EngineImpl final : public Engine {
   std::unordered_set<std::string> live_;  // submitted and not yet finished
   uint64_t arrivals_ = 0;
   bool stopping_ = false;
+  std::string broken_;  // why the replica cannot run any more (a rank failed); empty while it can
   std::atomic<int32_t> waiting_{0};  // the scheduler's queue length, for submit's overload check
 
   // Counters (engine thread), published to stats_ under stats_mu_.
@@ -167,6 +170,7 @@ void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
   r->sink = std::move(sink);
   std::lock_guard lk(mu_);
   if (stopping_) throw RequestRejected(503, "the server is shutting down");
+  if (!broken_.empty()) throw RequestRejected(503, "the model cannot run: " + broken_);
   if (live_.count(req.id)) throw RequestRejected(400, fmt::format("request id '{}' is already in use", req.id));
   if (int64_t(inbox_.size()) + waiting_.load() >= cfg_.max_queued_requests)
     throw RequestRejected(503, fmt::format("too many requests waiting ({}); retry later", cfg_.max_queued_requests));
@@ -224,6 +228,18 @@ void EngineImpl::loop() {
       run_step();
     } catch (const model::StepCancelled&) {
       // Every request of the step was aborted (take_pending ends them) or the engine is stopping.
+    } catch (const dist::GroupAborted& e) {
+      // A rank failed: the group is gone and no step can run again. End everything, refuse new work.
+      spdlog::critical("engine: {}", e.what());
+      {
+        std::lock_guard lk(mu_);
+        broken_ = e.what();
+        for (auto& r : inbox_) sched_.add(std::move(r));
+        inbox_.clear();
+      }
+      for (auto& r : sched_.take_all()) end(std::move(r), FinishReason::Error, e.what());
+      publish_stats();
+      if (cfg_.on_fatal) cfg_.on_fatal(e.what());
     } catch (const std::exception& e) {
       // A failed forward fails the running requests, never the server; queued ones go on.
       spdlog::error("engine step failed: {}", e.what());
@@ -266,7 +282,9 @@ void EngineImpl::run_step() {
   // Checked between layers of an op-by-op forward (a recorded decode step runs whole). With several ranks
   // every rank must stop at the same layer (issue 14: decide it collectively).
   StepCancel::Scope cancellable(cancel_, std::move(step_ids));
-  in.batch.cancel = cancel_.flag();
+  // Several ranks would each read the flag at their own moment and could stop at different layers,
+  // leaving the others in a collective: with tensor parallelism a step always runs whole.
+  if (runners_.size() == 1) in.batch.cancel = cancel_.flag();
   StepOutput res = run_on_runners(std::move(in));
   const double fwd_ms = res.forward_ms;
   Timer sample_timer;

@@ -103,6 +103,10 @@ struct EngineConfig {
   SchedulePolicy schedule_policy = SchedulePolicy::Fcfs;
   uint64_t random_seed = 0;              // seeds requests that give no seed
   std::vector<int32_t> eos_token_ids;    // stop unless ignore_eos
+  // Called once, on the engine thread, when the replica is broken (a tensor-parallel rank failed and
+  // aborted the group: no later step can run). Every request then ends with the error and new ones are
+  // refused with 503; the server is expected to stop (dsserve serve exits 1 naming the rank).
+  std::function<void(const std::string& why)> on_fatal;
 };
 
 // A consistent snapshot of the engine's state and counters (for /metrics, /get_server_info).

@@ -1,11 +1,29 @@
 #include "runtime/model_runner.h"
 
+#include <cstdio>
+#include <cstdlib>
+
+#include "dist/group.h"
+
 #include "util/error.h"
 #include "util/log.h"
 #include "util/progress.h"
 #include "util/timer.h"
 
 namespace ds::runtime {
+
+namespace {
+// Test hook (tests/e2e/server/test_parallel.sh): DSSERVE_FAIL_RANK=R@S makes tensor-parallel rank R
+// throw at its S-th step (from 1), as a rank whose device failed would.
+void maybe_fail_for_test(int rank, int64_t step) {
+  static const char* spec = std::getenv("DSSERVE_FAIL_RANK");
+  if (!spec) return;
+  int r = -1;
+  long long s = -1;
+  if (std::sscanf(spec, "%d@%lld", &r, &s) == 2 && r == rank && s == step)
+    fail("injected failure (DSSERVE_FAIL_RANK={}) at step {}", spec, step);
+}
+}  // namespace
 
 ModelRunner::ModelRunner(const RunnerConfig& cfg, const model::Model& model) : cfg_(cfg), model_(&model) { init(); }
 
@@ -61,15 +79,35 @@ model::ForwardOutput ModelRunner::forward(const StepInput& in) {
 }
 
 StepOutput ModelRunner::run(StepInput in) {
+  const model::TensorParallel& tp = model_->tensor_parallel();
+  if (tp.single()) return run_step(std::move(in));
+  try {
+    return run_step(std::move(in));
+  } catch (const dist::GroupAborted&) {
+    throw;  // another rank failed first; its message is the group's
+  } catch (const std::exception& e) {
+    // The other ranks may be waiting for this one in a collective: wake them with the reason. The
+    // replica is unusable from here on, which GroupAborted tells the engine.
+    const std::string why = fmt::format("rank {} of {} failed: {}", tp.rank, tp.size, e.what());
+    tp.group->abort(why);
+    throw dist::GroupAborted(why);
+  }
+}
+
+StepOutput ModelRunner::run_step(StepInput in) {
   DS_CHECK(in.sample.size() == in.batch.seqs.size(), "step: {} sampling slots for {} sequences", in.sample.size(),
            in.batch.seqs.size());
   backend().make_current();  // CUDA's current device is per thread: set it wherever the step runs
+  maybe_fail_for_test(model_->tensor_parallel().rank, ++steps_);
   in.batch.logits_on_device = device_sampling_;  // the draws decide where the logits stay
   StepOutput res;
   res.tokens = DrawnTokens(in.sample.size());
   Timer fwd;
   model::ForwardOutput out = forward(in);
   res.forward_ms = fwd.seconds() * 1e3;
+  // Every rank holds the same gathered logits; rank 0 draws (the slots' generators and penalty state
+  // belong to the request, which only one rank may advance), the others' tokens are not read.
+  if (model_->tensor_parallel().rank != 0) return res;
   const int64_t vocab = model_->config().vocab_size;
   if (device_sampling_) sample_on_device(backend(), in.sample, out, vocab, res.tokens);
   else sample_on_host(in.sample, out, vocab, res.tokens);

@@ -58,9 +58,11 @@ class ModelRunner {
   ModelRunner(const RunnerConfig& cfg, std::unique_ptr<backend::Backend> be, std::unique_ptr<model::Model> model);
   ~ModelRunner();
 
-  // Runs the step: forward (replayed where recorded), then the draws of the sequences that ask for one.
-  // Throws when the forward fails (every sequence of the step fails); a draw that fails only fails its
-  // sequence (StepOutput::tokens.failed).
+  // Runs the step: forward (replayed where recorded), then the draws of the sequences that ask for one
+  // (on tensor-parallel rank 0 only: the other ranks return no tokens). Throws when the forward fails
+  // (every sequence of the step fails); a draw that fails only fails its sequence
+  // (StepOutput::tokens.failed). With several ranks, a rank that fails aborts the group so the others
+  // throw dist::GroupAborted instead of waiting for it: the replica is then unusable.
   StepOutput run(StepInput in);
 
   // Start-up recording of every decode shape up to `max_batch` sequences of up to `max_context` tokens
@@ -78,6 +80,7 @@ class ModelRunner {
  private:
   void init(std::optional<model::KVCache> pools = std::nullopt);
   model::ForwardOutput forward(const StepInput& in);
+  StepOutput run_step(StepInput in);
 
   RunnerConfig cfg_;
   std::unique_ptr<backend::Backend> owned_backend_;  // declared before the model that lives on it
@@ -86,6 +89,7 @@ class ModelRunner {
   model::KVCache kv_;
   std::unique_ptr<StepRecorder> recorder_;
   bool device_sampling_ = false;
+  int64_t steps_ = 0;
 };
 
 }  // namespace ds::runtime

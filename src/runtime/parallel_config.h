@@ -1,6 +1,7 @@
 // How one model replica is spread over devices (TensorRT-LLM's WorldConfig, SGLang's tp/dp/ep flags),
-// and where one runner sits in it. Threaded from the flags to every runner and the loader; today every
-// size is 1 (parallelism is issue 14: the sizes are validated and refused beyond 1 until it lands).
+// and where one runner sits in it. Threaded from the flags to every runner and the loader. Built so
+// far: one replica over --tp ranks (--ep tp: whole experts per rank); --dp is refused until data
+// parallelism lands (issue 14).
 //
 // Meanings follow SGLang: --tp N splits attention heads and dense/expert matrices over N ranks; --dp N
 // without DP attention is N replicas of N x tp GPUs; with --enable-dp-attention the attention runs data
@@ -25,8 +26,8 @@ struct ParallelConfig {
   int32_t ep_rank() const { return rank % ep; }
   bool single() const { return world_size() == 1 && ep == 1; }
 
-  // Throws ds::Error, naming the flag, for anything beyond one device until parallelism lands, and for
-  // sizes that do not fit together (SGLang's rules: dp divides tp with DP attention, ep is 1 or tp).
+  // Throws ds::Error, naming the flag, for --dp > 1 (not built yet) and for sizes that do not fit
+  // together (SGLang's rules: dp divides tp with DP attention, ep is 1 or tp).
   void validate() const;
   std::string describe() const;  // "tp 1, dp 1, ep 1" (+ ", dp attention")
 };

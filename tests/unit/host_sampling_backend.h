@@ -126,6 +126,7 @@ class HostSamplingBackend : public backend::Backend {
                      const backend::ExpertSet& experts) override {
     return cpu_->moe_experts(x, ids, weights, experts);
   }
+  void moe_local_ids(Tensor& ids, int32_t first, int32_t count) override { cpu_->moe_local_ids(ids, first, count); }
 
  private:
   std::unique_ptr<backend::Backend> cpu_;

@@ -11,8 +11,12 @@
 
 namespace ds::backend::cpu {
 
-CpuBackend::CpuBackend(int num_threads) {
-  if (num_threads > 0) omp_set_num_threads(num_threads);
+CpuBackend::CpuBackend(int num_threads) : num_threads_(num_threads) { make_current(); }
+
+// OpenMP's team size is a per-thread setting: set it on whichever thread runs this backend's ops (a
+// tensor-parallel rank runs on its own thread with its share of the cores).
+void CpuBackend::make_current() {
+  if (num_threads_ > 0) omp_set_num_threads(num_threads_);
 }
 
 LinearWeight CpuBackend::load_linear(const HostTensor& w, const HostTensor* scale_inv) {

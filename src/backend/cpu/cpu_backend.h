@@ -8,6 +8,7 @@ namespace ds::backend::cpu {
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int num_threads);
+  void make_current() override;
   std::string name() const override { return "cpu"; }
   Device device() const override { return Device::CPU; }
   DType act_dtype() const override { return DType::F32; }
@@ -51,6 +52,10 @@ class CpuBackend final : public Backend {
   void moe_route(const Tensor& router_logits, const Tensor& bias, const MoeRouting& cfg, Tensor* ids,
                  Tensor* weights) override;
   Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& set) override;
+  void moe_local_ids(Tensor& ids, int32_t first, int32_t count) override;
+
+ private:
+  int num_threads_ = 0;
 };
 
 // Converts any checkpoint dtype to fp32 (FP8 with its 128x128 block scales when given).

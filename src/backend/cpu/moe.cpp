@@ -62,6 +62,7 @@ Tensor CpuBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor&
   for (int64_t t = 0; t < T; ++t)
     for (int64_t j = 0; j < k; ++j) {
       int32_t e = ids.i32()[t * k + j];
+      if (e == -1) continue;  // another rank's expert (moe_local_ids)
       DS_CHECK(e >= 0 && size_t(e) < experts.size(), "expert id {} out of range", e);
       routed[e].push_back({t, weights.f32()[t * k + j]});
     }
@@ -75,6 +76,15 @@ Tensor CpuBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor&
     for (int64_t i = 0; i < n; ++i) axpy(routed[e][i].second, out.f32() + i * H, y.f32() + routed[e][i].first * H, H);
   }
   return y;
+}
+
+}  // namespace ds::backend::cpu
+
+namespace ds::backend::cpu {
+
+void CpuBackend::moe_local_ids(Tensor& ids, int32_t first, int32_t count) {
+  int32_t* p = ids.i32();
+  for (int64_t i = 0; i < ids.numel(); ++i) p[i] = p[i] >= first && p[i] < first + count ? p[i] - first : -1;
 }
 
 }  // namespace ds::backend::cpu

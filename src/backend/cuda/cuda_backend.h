@@ -121,6 +121,7 @@ class CudaBackend final : public Backend {
                  Tensor* weights) override;
   std::shared_ptr<const ExpertSet> prepare_experts(std::vector<ExpertWeights> experts) override;
   Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& set) override;
+  void moe_local_ids(Tensor& ids, int32_t first, int32_t count) override;
 
   void bind_step(const StepIndex* s) override;
   bool can_capture() const override { return !profile_; }

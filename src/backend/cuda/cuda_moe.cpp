@@ -189,6 +189,7 @@ Tensor CudaBackend::moe_experts_per_expert(const Tensor& x, const Tensor& ids, c
   for (int64_t t = 0; t < T; ++t)
     for (int64_t j = 0; j < k; ++j) {
       const int32_t e = hid.data<int32_t>()[t * k + j];
+      if (e == -1) continue;  // another rank's expert (moe_local_ids)
       DS_CHECK(e >= 0 && size_t(e) < experts.size(), "expert id {} out of range", e);
       routed[e].push_back({int32_t(t), hw.data<float>()[t * k + j]});
     }
@@ -214,6 +215,12 @@ Tensor CudaBackend::moe_experts_per_expert(const Tensor& x, const Tensor& ids, c
   }
   last_moe_path_ = "per-expert";
   return y;
+}
+
+void CudaBackend::moe_local_ids(Tensor& ids, int32_t first, int32_t count) {
+  DS_CHECK(ids.device() == Device::CUDA && ids.dtype() == DType::I32, "moe_local_ids: ids {}", ids.describe());
+  launch_moe_local_ids(ids.data<int32_t>(), ids.numel(), first, count, stream_);
+  check_launch("moe local ids");
 }
 
 }  // namespace ds::backend::cuda

@@ -150,4 +150,14 @@ void launch_moe_combine(const float* out, int H, const int32_t* pair_slot, const
   moe_combine_kernel<<<dim3(unsigned(T), unsigned(col_blocks)), threads, 0, st>>>(out, H, pair_slot, w, k, y);
 }
 
+__global__ void moe_local_ids_kernel(int32_t* ids, int64_t n, int32_t first, int32_t count) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) ids[i] = ids[i] >= first && ids[i] < first + count ? ids[i] - first : -1;
+}
+
+void launch_moe_local_ids(int32_t* ids, int64_t n, int32_t first, int32_t count, cudaStream_t st) {
+  if (n == 0) return;
+  moe_local_ids_kernel<<<unsigned((n + 255) / 256), 256, 0, st>>>(ids, n, first, count);
+}
+
 }  // namespace ds::backend::cuda

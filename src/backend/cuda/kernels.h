@@ -211,6 +211,8 @@ struct MoeLists {
 int moe_max_tiles(int pairs, int E);
 // One block. E <= kMoeMaxExperts.
 void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLists& l, cudaStream_t st);
+// Expert parallelism: ids in [first, first + count) -> id - first, others -> -1 (skipped by the lists).
+void launch_moe_local_ids(int32_t* ids, int64_t n, int32_t first, int32_t count, cudaStream_t st);
 // Grouped weight-streaming GEMM over the tiles (fp32 activations x exact TF32 weights, two-part
 // activations: fp32-accurate, like launch_gemv). gated: y[s] = silu(x_s W_gate^T) * (x_s W_up^T), with
 // x_s = x[x_row_of_slot[s]]; else y[s] = x[s] W_down^T. y rows are slots ([P, N]).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `dsserve serve` flags: clear errors (unknown flags with close matches, parallelism, cuda, parsers)
+# `dsserve serve` flags: clear errors (unknown flags with close matches, parallel layouts, cuda, parsers)
 # and the KV pool plan of the banner.
 # usage: test_serve_flags.sh DSSERVE SOURCE_DIR BUILD_DIR
 set -euo pipefail
@@ -18,8 +18,10 @@ refused() {  # EXPECTED-TEXT ARGS...: exit 1 with an error containing the text, 
 }
 refused "unknown flag --tp-sise (did you mean --tp-size" --tp-sise 2
 refused "unknown flag --max-runing-requests (did you mean --max-running-requests" --max-runing-requests 4
-refused "--tp 2: tensor parallelism is not available yet" --tp 2
-refused "--dp 2: data parallelism is not available yet" --dp-size 2
+refused "--tp 3: the model's attention heads (num_attention_heads) (4) does not divide by 3" --tp 3
+refused "--ep must be 1 or equal to --tp" --tp 2 --ep 4
+refused "--dp 2: data parallelism" --dp-size 2
+refused "--nnodes 2 / --node-rank 0: multi-node serving is not available yet" --nnodes 2
 refused "--device must be cpu or cuda" --device tpu
 refused "--reasoning-parser 'qwen3' is not supported" --reasoning-parser qwen3
 refused "--tool-call-parser 'llama3' is not supported" --tool-call-parser llama3

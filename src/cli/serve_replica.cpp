@@ -1,0 +1,41 @@
+#include "cli/serve_replica.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "cli/make_backend.h"
+#include "dist/local_group.h"
+#include "util/error.h"
+#ifdef DSSERVE_HAVE_CUDA
+#include "dist/nccl_group.h"
+#endif
+
+namespace ds::cli {
+
+int gpu_of_rank(const ReplicaFlags& f, int rank) { return f.base_gpu_id + rank * f.gpu_id_step; }
+
+runtime::Replica load_serving_replica(const std::string& model_path, const runtime::ParallelConfig& parallel,
+                                      const ReplicaFlags& f) {
+  DS_CHECK(f.base_gpu_id >= 0 && f.gpu_id_step >= 1, "--base-gpu-id must be >= 0 and --gpu-id-step >= 1 (got {}, {})",
+           f.base_gpu_id, f.gpu_id_step);
+  const int n = parallel.tp;
+  runtime::ReplicaSpec spec;
+  spec.model_path = model_path;
+  spec.parallel = parallel;
+  const int cores = f.threads > 0 ? f.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int per_rank = n == 1 ? f.threads : std::max(1, cores / n);
+  spec.make_backend = [&](int r) { return make_backend(f.device, gpu_of_rank(f, r), per_rank); };
+  spec.make_groups = [&](const std::vector<backend::Backend*>& bes) -> std::vector<std::unique_ptr<dist::Group>> {
+    if (f.device == "cuda") {
+#ifdef DSSERVE_HAVE_CUDA
+      return dist::make_nccl_groups(bes);
+#else
+      fail("--device cuda: this dsserve was built without CUDA");
+#endif
+    }
+    return dist::make_local_groups(int(bes.size()));
+  };
+  return runtime::load_replica(spec);
+}
+
+}  // namespace ds::cli

@@ -1,0 +1,22 @@
+// The model replica `dsserve serve` (and the other commands with --tp) runs: --tp ranks on
+// consecutive GPUs (--base-gpu-id, --gpu-id-step as SGLang) joined by NCCL, or CPU ranks sharing the
+// cores (--threads) joined by a LocalGroup.
+#pragma once
+#include <string>
+
+#include "runtime/replica.h"
+
+namespace ds::cli {
+
+struct ReplicaFlags {
+  std::string device = "cpu";
+  int threads = 0;  // CPU: for all ranks together (0: every core)
+  int base_gpu_id = 0, gpu_id_step = 1;
+};
+
+// Loads `model_path` over parallel.tp ranks; the replica's rank r runs on GPU base + r * step.
+runtime::Replica load_serving_replica(const std::string& model_path, const runtime::ParallelConfig& parallel,
+                                      const ReplicaFlags& f);
+int gpu_of_rank(const ReplicaFlags& f, int rank);
+
+}  // namespace ds::cli

@@ -33,36 +33,22 @@ std::optional<std::string> text_field(const json& j, const char* a, const char* 
 }  // namespace
 
 std::vector<MathProblem> read_math_problems(const std::string& path) {
-  std::ifstream in(path);
-  DS_CHECK(in.good(), "cannot open {}", path);
   std::vector<MathProblem> out;
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json j = json::parse(line, nullptr, false);
-    DS_CHECK(!j.is_discarded() && j.is_object(), "{}:{}: not a JSON object", path, n);
+  for_each_jsonl(path, [&](const json& j, int n) {
+    DS_CHECK(j.is_object(), "{}:{}: not a JSON object", path, n);
     auto problem = text_field(j, "problem", "question");
     auto answer = text_field(j, "expected_answer", "answer");
     DS_CHECK(problem && answer, "{}:{}: want \"problem\" (or \"question\") and \"expected_answer\" (or \"answer\")", path, n);
     std::string id = j.contains("id") ? (j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump())
                                       : std::to_string(out.size());
     out.push_back({id, *problem, *answer});
-  }
+  });
   return out;
 }
 
 std::string math_prompt(const std::string& problem) {
   return "Solve the following math problem. Make sure to put the answer (and only answer) inside \\boxed{}.\n\n" +
          problem;
-}
-
-std::string math_final_answer(const json& message) {
-  if (!message.contains("content") || !message["content"].is_string()) return "";
-  std::string c = message["content"].get<std::string>();
-  size_t end = c.rfind("</think>");
-  return end == std::string::npos ? c : c.substr(end + 8);
 }
 
 AimeResult run_aime(const AimeOptions& opt) {
@@ -117,7 +103,7 @@ AimeResult run_aime(const AimeOptions& opt) {
       json j = resp.ok() ? json::parse(resp.body, nullptr, false) : json();
       std::string text, error;
       if (resp.ok() && !j.is_discarded() && j.contains("choices") && j["choices"].is_array() && !j["choices"].empty()) {
-        text = math_final_answer(j["choices"][0].value("message", json::object()));
+        text = reply_final_text(j["choices"][0].value("message", json::object()));
         const json& usage = j.contains("usage") ? j["usage"] : json();
         if (usage.is_object() && usage.contains("completion_tokens") && usage["completion_tokens"].is_number_integer())
           sample.tokens = usage["completion_tokens"].get<int>();

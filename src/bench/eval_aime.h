@@ -4,7 +4,6 @@
 // (reasoning excluded) graded symbolically (bench/math_answer.h); pass@1 averaged over the N
 // samples, majority@N and pass@N (bench/eval_math_metrics.h).
 #pragma once
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -29,9 +28,6 @@ std::vector<MathProblem> read_math_problems(const std::string& path);
 
 // NeMo-Skills' generic/math user message.
 std::string math_prompt(const std::string& problem);
-
-// The final answer of a chat reply: message.content, minus anything up to a closing </think>.
-std::string math_final_answer(const nlohmann::json& message);
 
 struct AimeOptions {
   Url url;

@@ -133,6 +133,12 @@ TEST(MathAnswer, EqualPairs) {
       {"1/3", "0.333333333333"},
       {"(1,2)", "(1, 2)"},
       {"x^2+1", "x^2 + 1"},  // not a number: equal as normalised text
+      {"\\frac12", "\\frac{2}{4}"},
+      {"2\\sqrt{2}", "\\sqrt{8}"},
+      {"\\sqrt{8}", "2\\sqrt2"},
+      {"70", "\\text{70}"},
+      {"70", "70\\text{ cm}^2"},
+      {"25", "\\left(\\dfrac{5}{1}\\right)^{2}"},
   };
   for (const auto& [want, got] : equal) EXPECT_TRUE(math_answers_equal(want, got)) << want << " vs " << got;
 }
@@ -157,6 +163,10 @@ TEST(MathAnswer, UnequalPairs) {
       {"x^2+1", "x^2+2"},
       {"70", "x"},
       {"70", "seventy"},
+      {"0.1", "10\\%"},  // the percent sign is dropped, not divided by: 10 is not 0.1
+      {"\\pi", "3.14"},
+      {"100", "1,00"},
+      {"\\frac{x}{2}", "\\frac{1}{2}x"},  // no algebra over variables: different text, no value
   };
   for (const auto& [want, got] : unequal) EXPECT_FALSE(math_answers_equal(want, got)) << want << " vs " << got;
 }

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <filesystem>
 #include <fstream>
 #include <optional>
 
@@ -58,10 +57,9 @@ AimeResult run_aime(const AimeOptions& opt) {
   DS_CHECK(opt.parallel >= 1, "--parallel must be at least 1");
   bool is25 = opt.benchmark == "aime25";
   std::string path = opt.data_path.empty() ? fmt::format("/tmp/{}.jsonl", opt.benchmark) : opt.data_path;
-  if (!std::filesystem::exists(path))
-    path = ensure_file(path, is25 ? kAime25Url : kAime24Url,
-                       fmt::format("the AIME {} problems (JSONL of problem and expected_answer; pass --data-path)",
-                                   is25 ? 2025 : 2024));
+  path = ensure_file(path, is25 ? kAime25Url : kAime24Url,
+                     fmt::format("the AIME {} problems (JSONL of problem and expected_answer; pass --data-path)",
+                                 is25 ? 2025 : 2024));
   auto problems = read_math_problems(path);
   DS_CHECK(!problems.empty(), "no problems in {}", path);
   if (opt.num_problems > 0 && static_cast<size_t>(opt.num_problems) < problems.size()) problems.resize(opt.num_problems);

@@ -86,13 +86,6 @@ char gpqa_extract(const std::string& text) {
   return 0;
 }
 
-std::string gpqa_answer_text(const json& message) {
-  if (!message.contains("content") || !message["content"].is_string()) return "";
-  std::string c = message["content"].get<std::string>();
-  size_t end = c.rfind("</think>");
-  return end == std::string::npos ? c : c.substr(end + 8);
-}
-
 namespace {
 size_t utf8_chars(const std::string& s) {
   size_t n = 0;
@@ -145,7 +138,7 @@ GpqaResult run_gpqa(const GpqaOptions& opt) {
       std::string text;
       json j = resp.ok() ? json::parse(resp.body, nullptr, false) : json();
       if (resp.ok() && !j.is_discarded() && j.contains("choices") && !j["choices"].empty()) {
-        text = gpqa_answer_text(j["choices"][0].value("message", json::object()));
+        text = reply_final_text(j["choices"][0].value("message", json::object()));
       } else {
         run.failed_requests++;  // sglang's sampler scores a 400 as an empty reply; so does this
         if (run.first_error.empty())

@@ -26,8 +26,7 @@ std::vector<GpqaExample> gpqa_select(std::vector<GpqaExample> all, std::optional
 std::string gpqa_prompt(const GpqaExample& ex, char& correct_letter);
 // re.search(r"(?i)Answer\s*:\s*([A-D])", text): the captured character (possibly lower case), or 0.
 char gpqa_extract(const std::string& text);
-// The part of a reply to search: message.content, minus anything up to a closing </think>.
-std::string gpqa_answer_text(const nlohmann::json& message);
+// The part of a reply searched is reply_final_text (bench/eval_runner.h): content after any </think>.
 
 struct GpqaOptions {
   Url url;

@@ -4,7 +4,6 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
 
 #include "bench/download.h"
 #include "bench/eval_runner.h"
@@ -16,19 +15,12 @@ namespace ds::bench {
 using nlohmann::json;
 
 std::vector<Gsm8kItem> read_gsm8k_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  DS_CHECK(in.good(), "cannot open {}", path);
   std::vector<Gsm8kItem> items;
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json j = json::parse(line, nullptr, false);
-    DS_CHECK(!j.is_discarded() && j.contains("question") && j.contains("answer"),
+  for_each_jsonl(path, [&](const json& j, int n) {
+    DS_CHECK(j.is_object() && j.contains("question") && j.contains("answer"),
              "{}:{}: not a GSM8K record (want {{\"question\", \"answer\"}})", path, n);
     items.push_back({j["question"].get<std::string>(), j["answer"].get<std::string>()});
-  }
+  });
   return items;
 }
 

@@ -1,5 +1,6 @@
 #include "bench/eval_runner.h"
 
+#include <fstream>
 #include <functional>
 #include <memory>
 
@@ -11,6 +12,25 @@ namespace ds::bench {
 
 Url eval_url(const std::string& base_url, const std::string& host, int port) {
   return Url::from_flags(base_url, host, port);
+}
+
+void for_each_jsonl(const std::string& path, const std::function<void(const nlohmann::json&, int)>& fn) {
+  std::ifstream in(path);
+  DS_CHECK(in.good(), "cannot open {}", path);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    DS_CHECK(!j.is_discarded(), "{}:{}: not JSON", path, n);
+    fn(j, n);
+  }
+}
+
+std::string reply_final_text(const nlohmann::json& message) {
+  if (!message.contains("content") || !message["content"].is_string()) return "";
+  std::string c = message["content"].get<std::string>();
+  size_t end = c.rfind("</think>");
+  return end == std::string::npos ? c : c.substr(end + 8);
 }
 
 std::vector<EvalCall> post_all(const Url& url, const std::string& path, const std::vector<std::string>& bodies,

@@ -1,7 +1,8 @@
-// `dsserve eval gsm8k|mmlu|gpqa`: sglang's accuracy clients against a running server.
+// `dsserve eval gsm8k|mmlu|gpqa|aime25|aime24`: sglang's accuracy clients against a running server.
 #include <cstdio>
 #include <memory>
 
+#include "bench/eval_aime.h"
 #include "bench/eval_gpqa.h"
 #include "bench/eval_gsm8k.h"
 #include "bench/eval_mmlu.h"
@@ -28,6 +29,38 @@ void add_target(CLI::App* c, Target& t) {
 
 void report_failures(int failed, const std::string& first) {
   if (failed > 0) std::printf("Failed requests: %d (first error: %s)\n", failed, first.c_str());
+}
+
+// `eval aime25` and `eval aime24`: the same client, another problem set.
+void add_aime(CLI::App* ev, const std::string& name, const std::string& year) {
+  auto* c = ev->add_subcommand(name, "AIME " + year + " with thinking, pass@1 over N samples, majority@N, pass@N "
+                                     "(NeMo-Skills' ns eval --benchmarks=" + name + ":4)");
+  auto t = std::make_shared<Target>();
+  auto o = std::make_shared<bench::AimeOptions>();
+  o->benchmark = name;
+  add_target(c, *t);
+  c->add_option("--num-samples,-n", o->num_samples, "Samples per problem (pass@1 is their mean)")->capture_default_str();
+  c->add_option("--max-tokens", o->max_tokens, "Tokens per reply, reasoning included (120000 for V3.2-Speciale)")
+      ->capture_default_str();
+  c->add_option("--temperature", o->temperature, "Sampling temperature")->capture_default_str();
+  c->add_option("--top-p", o->top_p, "Sampling top-p")->capture_default_str();
+  c->add_option("--thinking-mode", o->thinking_mode,
+                "deepseek-v3 (chat_template_kwargs.thinking) | deepseek-r1 | qwen3 (enable_thinking) | none")
+      ->check(CLI::IsMember({"deepseek-r1", "deepseek-v3", "qwen3", "none"}))
+      ->capture_default_str();
+  c->add_option("--parallel", o->parallel, "Requests in flight")->capture_default_str();
+  c->add_option("--num-problems", o->num_problems, "Ask only the first K problems (default: all)");
+  c->add_option("--data-path", o->data_path,
+                "JSONL of problem (or question) and expected_answer (or answer) (default /tmp/" + name +
+                    ".jsonl, downloaded from NeMo-Skills if missing)");
+  c->add_option("--output-file", o->output_file, "Write one JSONL record per sample (answer, correctness, reply)");
+  c->callback([t, o] {
+    o->url = t->url();
+    o->model = t->model;
+    auto r = bench::run_aime(*o);
+    report_failures(r.failed_requests, r.first_error);
+    std::fputs(bench::format_aime(r).c_str(), stdout);
+  });
 }
 
 }  // namespace
@@ -97,6 +130,8 @@ void register_eval(CLI::App& app) {
       std::fputs(bench::format_gpqa(r).c_str(), stdout);
     });
   }
+  add_aime(ev, "aime25", "2025");
+  add_aime(ev, "aime24", "2024");
 }
 
 }  // namespace ds::cli

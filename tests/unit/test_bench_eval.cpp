@@ -5,6 +5,7 @@
 #include "bench/eval_gpqa.h"
 #include "bench/eval_gsm8k.h"
 #include "bench/eval_mmlu.h"
+#include "bench/eval_runner.h"
 #include "bench/py_random.h"
 
 using namespace ds::bench;
@@ -57,8 +58,8 @@ TEST(BenchGpqa, ExtractionLikeTheRegex) {
   EXPECT_EQ(gpqa_extract("Answer: E then Answer: A"), 'A');  // first match of the pattern
   EXPECT_EQ(gpqa_extract("The answer is B"), 0);
   nlohmann::json msg = {{"content", "<think>Answer: A</think>\nAnswer: D"}};
-  EXPECT_EQ(gpqa_answer_text(msg), "\nAnswer: D");
-  EXPECT_EQ(gpqa_answer_text({{"content", nullptr}}), "");
+  EXPECT_EQ(reply_final_text(msg), "\nAnswer: D");
+  EXPECT_EQ(reply_final_text({{"content", nullptr}}), "");
 }
 
 TEST(BenchGpqa, PythonRandomMatchesCPython) {

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "bench/serving.h"
+#include "cli_runner.h"
 #include "fake_llm_server.h"
 
 using namespace ds::bench;
@@ -17,19 +18,6 @@ using nlohmann::json;
 
 namespace {
 const std::string kFixtures = std::string(DS_SOURCE_DIR) + "/tests/fixtures/bench/";
-
-// Runs the dsserve binary; returns its exit code and stdout+stderr.
-int run_cli(const std::string& args, std::string& out) {
-  std::string cmd = std::string(DS_BINARY_DIR) + "/dsserve " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return -1;
-  std::array<char, 4096> buf;
-  out.clear();
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int rc = pclose(p);
-  return WEXITSTATUS(rc);
-}
 
 std::string tmp_file(const std::string& name) {
   std::string p = ::testing::TempDir() + name;

@@ -21,7 +21,7 @@ B=build-gpu/tests/gpu
 $B/gpu_ops_check >"$LOG/ops.log" 2>&1; ops=$?
 $B/gpu_model_check >"$LOG/model.log" 2>&1; model=$?
 $B/gpu_sampling_check >"$LOG/sampling.log" 2>&1; sampling=$?
-NCCL_NVLS_ENABLE=0 $B/gpu_dist_check >"$LOG/dist.log" 2>&1; dist=$?
+NCCL_NVLS_ENABLE=0 DSSERVE_CUDA_GEMM=exact $B/gpu_dist_check >"$LOG/dist.log" 2>&1; dist=$?
 # The CLI on the GPU: forward of the tiny FP8 model on both devices (GPU in both GEMM modes), logits
 # compared with each other and with the transformers reference.
 D=tests/golden/tiny_v32_fp8

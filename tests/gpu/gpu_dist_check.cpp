@@ -2,11 +2,15 @@
 // collectives on device tensors; the tiny model through a one-rank NCCL group (every all-reduce and the
 // LM head's all-gather run) against the same model without a group, op by op and replayed from CUDA
 // graphs that hold the NCCL calls; expert parallelism's local ids and skipped experts against the CPU.
+#include <cuda_runtime.h>
+
 #include <cstdio>
 #include <cstring>
+#include <future>
 
 #include "backend/cuda/cuda_backend.h"
 #include "check_util.h"
+#include "dist/local_group.h"
 #include "dist/nccl_group.h"
 #include "model/model.h"
 #include "runtime/step_recorder.h"
@@ -127,6 +131,79 @@ void expert_parallel_ids(backend::Backend& gpu) {
   expect(e.rel < 1e-2, "moe_experts with other ranks' experts skipped: GPU vs CPU rel " + std::to_string(e.rel));
 }
 
+// Two tensor-parallel ranks on the one GPU: NCCL refuses two ranks on one device, so this test-only group
+// stages each collective through the host (a LocalGroup) with full synchronisation. It checks the CUDA
+// kernels on a model cut in two (half the heads, half of every MLP and expert, half the vocabulary), not
+// the collectives' speed; no graphs (a host round trip cannot be recorded).
+class StagedGroup final : public dist::Group {
+ public:
+  StagedGroup(std::unique_ptr<dist::Group> host, backend::Backend& be) : host_(std::move(host)), be_(be) {}
+  int rank() const override { return host_->rank(); }
+  int size() const override { return host_->size(); }
+  std::string name() const override { return "staged"; }
+  void all_reduce_sum(Tensor& t) override {
+    Tensor h = be_.to_host_f32(t);
+    host_->all_reduce_sum(h);
+    put(h, t);
+  }
+  void all_gather(const Tensor& in, Tensor& out) override {
+    Tensor h = be_.to_host_f32(in), all = Tensor::empty(out.shape(), DType::F32);
+    host_->all_gather(h, all);
+    put(all, out);
+  }
+  void broadcast(Tensor& t, int root) override {
+    Tensor h = be_.to_host_f32(t);
+    host_->broadcast(h, root);
+    put(h, t);
+  }
+  void abort(const std::string& why) override { host_->abort(why); }
+  bool aborted() const override { return host_->aborted(); }
+
+ private:
+  void put(const Tensor& h, Tensor& dev) {
+    be_.make_current();
+    cudaMemcpy(dev.raw(), h.raw(), h.nbytes(), cudaMemcpyHostToDevice);
+    cudaDeviceSynchronize();
+  }
+  std::unique_ptr<dist::Group> host_;
+  backend::Backend& be_;
+};
+
+// tiny_v32_fp8 / tiny_v3_bf16 cut over two CUDA ranks on this GPU (exact GEMM mode: DSSERVE_CUDA_GEMM=exact
+// from gpu-check.sh) against one rank on the same GPU: prefill logits, with and without --ep.
+void two_ranks_on_one_gpu() {
+  for (const char* name : {"tiny_v32_fp8", "tiny_v3_bf16"})
+    for (bool ep : {false, true}) {
+      const std::string dir = std::string(DS_SOURCE_DIR) + "/tests/golden/" + name;
+      auto one_be = backend::make_cuda_backend(0);
+      auto one = Model::load(dir, *one_be);
+      auto cache1 = one->make_cache(16, 16, DType::BF16);
+      ForwardBatch pre = prompt_batch(one->config(), 3, 16);
+      for (auto& sq : pre.seqs) sq.logits = LogitsMode::All;
+      Tensor want = one->forward(pre, cache1).logits;
+      auto hosts = dist::make_local_groups(2);
+      std::vector<std::unique_ptr<backend::Backend>> bes;
+      std::vector<std::unique_ptr<dist::Group>> groups;
+      for (int r = 0; r < 2; ++r) {
+        bes.push_back(backend::make_cuda_backend(0));
+        groups.push_back(std::make_unique<StagedGroup>(std::move(hosts[size_t(r)]), *bes.back()));
+      }
+      std::vector<std::future<Tensor>> f;
+      for (int r = 0; r < 2; ++r)
+        f.push_back(std::async(std::launch::async, [&, r] {
+          bes[size_t(r)]->make_current();
+          auto m = Model::load(dir, *bes[size_t(r)], {}, TensorParallel{r, 2, ep, groups[size_t(r)].get()});
+          auto cache = m->make_cache(16, 16, DType::BF16);
+          return m->forward(pre, cache).logits;
+        }));
+      Tensor got = f[0].get();
+      f[1].get();
+      const Err e = compare(got, want);
+      expect(e.maxrel < 1e-4, std::string(name) + (ep ? " --tp 2 --ep 2" : " --tp 2") +
+                                  " on one GPU (staged collectives) vs one rank: max rel " + std::to_string(e.maxrel));
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -135,6 +212,7 @@ int main() {
   collectives(*be, *groups[0]);
   model_through_nccl(*be, *groups[0]);
   expert_parallel_ids(*be);
+  two_ranks_on_one_gpu();
   std::printf("== gpu_dist_check: %d checks, %d failed ==\n", checks, failures);
   return failures ? 1 : 0;
 }

@@ -138,6 +138,9 @@ class Backend {
 
   // ---- dense ops ----
   virtual Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) = 0;  // [T, H]
+  // Tensor parallelism: `table` holds vocabulary rows [first, first + table rows); ids outside get zero
+  // rows (the ranks' lookups are summed). ids come from the step like embedding()'s.
+  virtual Tensor embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) = 0;
   virtual Tensor linear(const Tensor& x, const LinearWeight& w) = 0;                   // [T, out]
   virtual Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) = 0;
   // residual += x in place, then returns rmsnorm(residual). (The fused pre-norm of every block.)

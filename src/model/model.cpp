@@ -101,7 +101,7 @@ Tensor Model::step_logits(const StepLayout& st, KVCache& cache) const {
 }
 
 Tensor Model::main_stack(const Step& st, KVCache& cache) const {
-  Tensor residual = be_.embedding(w_.embed, st.ids);
+  Tensor residual = embed(w_.embed, st.ids);
   Tensor pending;
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
     if (st.cancel && st.cancel->load(std::memory_order_relaxed)) throw StepCancelled();
@@ -122,7 +122,7 @@ ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, 
   const float eps = float(cfg_.rms_norm_eps);
   const int64_t H = cfg_.hidden_size;
   // u = eh_proj([enorm(embed(next token)) | hnorm(hidden)]): embedding first, as DeepSeek's weights expect.
-  Tensor e = be_.rmsnorm(be_.embedding(m.embed, in.next_tokens), m.enorm, eps);
+  Tensor e = be_.rmsnorm(embed(m.embed, in.next_tokens), m.enorm, eps);
   Tensor h = be_.rmsnorm(be_.from_host(in.hidden), m.hnorm, eps);
   Tensor cat = be_.alloc({int64_t(st.ids.size()), 2 * H}, be_.act_dtype());
   be_.copy_cols(cat, 0, e, 0, H);
@@ -139,6 +139,13 @@ Tensor Model::head_logits(const Step& st, const Tensor& normed, const backend::L
   if (st.logit_rows.empty()) return Tensor();
   Tensor picked = be_.cache_gather(normed, st.logit_rows);  // row gather from the [T, H] activations
   return gather_vocab(be_.linear(picked, head));
+}
+
+Tensor Model::embed(const Tensor& table, const std::vector<int32_t>& ids) const {
+  if (!tp_.group) return be_.embedding(table, ids);
+  Tensor rows = be_.embedding_part(table, ids, tp_.single() ? 0 : tp_.split(cfg_.vocab_size).first);
+  reduce(rows);
+  return rows;
 }
 
 // Through the group whenever there is one, also of one rank (the NCCL path checked on one GPU).

@@ -86,6 +86,8 @@ class Model {
   ForwardOutput finish(const Step& st, bool logits_on_device, const Tensor& logits) const;
   // Tensor parallel joins: the sum of the ranks' partial outputs; the LM head's vocabulary slices.
   void reduce(Tensor& partial) const;
+  // Embedding rows of `ids` from this rank's part of the vocabulary, summed over the ranks.
+  Tensor embed(const Tensor& table, const std::vector<int32_t>& ids) const;
   Tensor gather_vocab(const Tensor& local_logits) const;
 
   ModelConfig cfg_;

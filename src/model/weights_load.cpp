@@ -209,12 +209,11 @@ ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt, backend:
 ModelWeights assemble_weights(const ModelConfig& c, bool with_mtp, WeightSource& ld, const TensorParallel& tp) {
   tp.validate(c);
   ModelWeights w;
-  // The embedding is replicated (a vocabulary-parallel lookup would save (tp - 1) / tp of its
-  // vocab x hidden table per rank: not done yet); the LM head is split over the vocabulary.
-  w.embed = ld.f32("model.embed_tokens.weight");
+  // The embedding and the LM head are split over the vocabulary: rows [v0, v1) on this rank.
+  const auto [v0, v1] = tp.split(c.vocab_size);
+  w.embed = ld.f32("model.embed_tokens.weight", tp.single() ? Shard{} : Shard::rows(v0, v1));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) w.layers.push_back(load_layer(c, l, ld, tp));
   w.final_norm = ld.f32("model.norm.weight");
-  const auto [v0, v1] = tp.split(c.vocab_size);
   w.lm_head = ld.linear("lm_head.weight", tp.single() ? Shard{} : Shard::rows(v0, v1));
   if (with_mtp)
     for (int64_t m = 0; m < c.num_nextn_predict_layers; ++m) {

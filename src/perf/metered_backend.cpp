@@ -106,6 +106,12 @@ Tensor MeteredBackend::embedding(const Tensor& table, const std::vector<int32_t>
   return in_->embedding(table, ids);
 }
 
+Tensor MeteredBackend::embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) {
+  Scope s(*this, "embedding");
+  totals_.weight_bytes += double(ids.size()) * double(table.row_size()) * double(dtype_size(table.dtype()));
+  return in_->embedding_part(table, ids, first);
+}
+
 Tensor MeteredBackend::linear(const Tensor& x, const LinearWeight& w) {
   Scope s(*this, linear_name(w));
   totals_.weight_bytes += weight_bytes(w);

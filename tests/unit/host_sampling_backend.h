@@ -72,6 +72,9 @@ class HostSamplingBackend : public backend::Backend {
   Tensor to_host_f32(const Tensor& t) override { return cpu_->to_host_f32(t); }
   Tensor from_host(const Tensor& t) override { return cpu_->from_host(t); }
   Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) override { return cpu_->embedding(table, ids); }
+  Tensor embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) override {
+    return cpu_->embedding_part(table, ids, first);
+  }
   Tensor linear(const Tensor& x, const backend::LinearWeight& w) override { return cpu_->linear(x, w); }
   Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) override { return cpu_->rmsnorm(x, w, eps); }
   Tensor add_rmsnorm(const Tensor& x, Tensor& residual, const Tensor& w, float eps) override {

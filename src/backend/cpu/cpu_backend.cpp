@@ -43,11 +43,16 @@ Tensor CpuBackend::to_host_f32(const Tensor& t) {
 }
 
 Tensor CpuBackend::embedding(const Tensor& table, const std::vector<int32_t>& ids) {
-  int64_t V = table.dim(0), H = table.dim(1);
-  Tensor out = Tensor::empty({int64_t(ids.size()), H}, DType::F32);
+  for (int32_t id : ids) DS_CHECK(id >= 0 && id < table.dim(0), "token id {} is outside the vocabulary [0, {})", id, table.dim(0));
+  return embedding_part(table, ids, 0);
+}
+
+Tensor CpuBackend::embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) {
+  const int64_t V = table.dim(0), H = table.dim(1);
+  Tensor out = Tensor::zeros({int64_t(ids.size()), H}, DType::F32);
   for (size_t t = 0; t < ids.size(); ++t) {
-    DS_CHECK(ids[t] >= 0 && ids[t] < V, "token id {} is outside the vocabulary [0, {})", ids[t], V);
-    std::memcpy(out.f32() + t * H, table.f32() + int64_t(ids[t]) * H, H * sizeof(float));
+    const int64_t local = int64_t(ids[t]) - first;
+    if (local >= 0 && local < V) std::memcpy(out.f32() + t * H, table.f32() + local * H, H * sizeof(float));
   }
   return out;
 }

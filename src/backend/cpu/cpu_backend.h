@@ -21,6 +21,7 @@ class CpuBackend final : public Backend {
   Tensor from_host(const Tensor& t) override { return t; }
 
   Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) override;
+  Tensor embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) override;
   Tensor linear(const Tensor& x, const LinearWeight& w) override;
   Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) override;
   Tensor add_rmsnorm(const Tensor& x, Tensor& residual, const Tensor& w, float eps) override;

@@ -306,15 +306,19 @@ Tensor CudaBackend::load_tensor_f32(const HostTensor& t) {
 // ---------------------------------------------------------------- dense ops
 
 Tensor CudaBackend::embedding(const Tensor& table, const std::vector<int32_t>& ids) {
+  for (int32_t id : ids) DS_CHECK(id >= 0 && id < table.dim(0), "token id {} is outside the vocabulary [0, {})", id, table.dim(0));
+  return embedding_part(table, ids, 0);
+}
+
+Tensor CudaBackend::embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) {
   DS_CHECK(table.device() == Device::CUDA && table.ndim() == 2 &&
                (table.dtype() == DType::F32 || table.dtype() == DType::BF16),
            "embedding: table is {}", table.describe());
   const int64_t V = table.dim(0), H = table.dim(1), T = int64_t(ids.size());
-  for (int32_t id : ids) DS_CHECK(id >= 0 && id < V, "token id {} is outside the vocabulary [0, {})", id, V);
   Tensor out = empty({T, H}, DType::F32);
   if (T == 0) return out;
   launch_embedding(table.raw(), table.dtype() == DType::BF16, upload_i32(ids), int(T), int(H), out.data<float>(),
-                   stream_);
+                   int(first), int(V), stream_);
   check_launch("embedding");
   return out;
 }

@@ -33,10 +33,16 @@ __global__ void fill_u32_kernel(uint32_t* p, uint32_t v, size_t n) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) p[i] = v;
 }
 
-__global__ void embedding_kernel(const void* table, bool bf16, const int32_t* ids, int H, float* out) {
+__global__ void embedding_kernel(const void* table, bool bf16, const int32_t* ids, int H, float* out, int first,
+                                 int rows) {
   const int t = blockIdx.x;
-  const size_t row = size_t(ids[t]) * H;
+  const int local = ids[t] - first;
   float* o = out + size_t(t) * H;
+  if (local < 0 || local >= rows) {  // another rank's part of the vocabulary
+    for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = 0.f;
+    return;
+  }
+  const size_t row = size_t(local) * H;
   if (bf16) {
     const uint16_t* tb = static_cast<const uint16_t*>(table) + row;
     for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = bf16_bits_to_f32(tb[i]);
@@ -204,9 +210,9 @@ int row_threads(int n) { return n >= 1024 ? 512 : n >= 256 ? 256 : n >= 64 ? 64 
 void launch_fill_u32(void* p, uint32_t value, size_t words, cudaStream_t st) {
   if (words) fill_u32_kernel<<<blocks_for(words, 256), 256, 0, st>>>(static_cast<uint32_t*>(p), value, words);
 }
-void launch_embedding(const void* table, bool table_bf16, const int32_t* ids, int T, int H, float* out,
-                      cudaStream_t st) {
-  if (T) embedding_kernel<<<T, row_threads(H), 0, st>>>(table, table_bf16, ids, H, out);
+void launch_embedding(const void* table, bool table_bf16, const int32_t* ids, int T, int H, float* out, int first,
+                      int rows, cudaStream_t st) {
+  if (T) embedding_kernel<<<T, row_threads(H), 0, st>>>(table, table_bf16, ids, H, out, first, rows);
 }
 void launch_rmsnorm(const float* x, float* residual, const float* w, float* y, int T, int n, float eps,
                     cudaStream_t st) {

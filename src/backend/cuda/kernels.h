@@ -31,8 +31,9 @@ struct DevBatch {
 
 // ---- elementwise / rows (k_elementwise.cu) ----
 void launch_fill_u32(void* p, uint32_t value, size_t words, cudaStream_t st);
-void launch_embedding(const void* table, bool table_bf16, const int32_t* ids, int T, int H, float* out,
-                      cudaStream_t st);
+// Rows of ids in [first, first + rows) (the table holds that part of the vocabulary); zero rows for the others.
+void launch_embedding(const void* table, bool table_bf16, const int32_t* ids, int T, int H, float* out, int first,
+                      int rows, cudaStream_t st);
 void launch_rmsnorm(const float* x, float* residual, const float* w, float* y, int T, int n, float eps,
                     cudaStream_t st);  // residual != null: residual += x first, y = rmsnorm(residual)
 void launch_layernorm(const float* x, const float* w, const float* b, float* y, int T, int n, float eps,

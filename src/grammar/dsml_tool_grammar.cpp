@@ -1,6 +1,7 @@
 #include "grammar/dsml_tool_grammar.h"
 
 #include <array>
+#include <map>
 #include <set>
 
 #include "grammar/json_rules.h"
@@ -79,8 +80,27 @@ class ToolGrammarBuilder {
   }
 
   Grammar& grammar() { return g_; }
+  // Rules from index `count` on were dropped: forget the shared ones among them.
+  void forget_rules_from(size_t count) {
+    if (raw_rule_ >= int(count)) raw_rule_ = -1;
+    for (auto it = bounded_rules_.begin(); it != bounded_rules_.end();)
+      it = it->second >= int(count) ? bounded_rules_.erase(it) : std::next(it);
+  }
 
  private:
+  // Raw text as one rule per grammar (per length bound): its automaton nodes, and so their token
+  // sets (a near-full walk of the vocabulary each), exist once, not once per string parameter; the
+  // node-set cache also shares them between grammars.
+  ExprPtr raw() {
+    if (raw_rule_ < 0) raw_rule_ = g_.add_rule("dsml_raw", raw_text());
+    return ref(raw_rule_);
+  }
+  ExprPtr bounded_raw(int lo, int hi) {
+    auto [it, fresh] = bounded_rules_.try_emplace({lo, hi}, -1);
+    if (fresh) it->second = g_.add_rule("dsml_raw_bounded", bounded_raw_text(lo, hi));
+    return ref(it->second);
+  }
+
   static JsonGrammarOptions json_options() {
     JsonGrammarOptions o;
     o.escape_lt = true;
@@ -100,7 +120,7 @@ class ToolGrammarBuilder {
   ExprPtr free_param(SchemaValues& sv) {
     ExprPtr name = plus(utf8_class(complement({{0, 0x1F}, {'"', '"'}, {'<', '<'}, {'>', '>'}})));
     return seq({literal("<｜DSML｜parameter name=\""), name, literal("\" string=\""),
-                alt({seq({literal("true\">"), raw_text()}), seq({literal("false\">"), sv.json().value()})}),
+                alt({seq({literal("true\">"), raw()}), seq({literal("false\">"), sv.json().value()})}),
                 literal(kParamClose)});
   }
 
@@ -121,7 +141,7 @@ class ToolGrammarBuilder {
       const bool string_type = s.contains("type") && s["type"] == "string";
       const bool length = s.contains("minLength") || s.contains("maxLength");
       const int n_kinds = int(s.contains("enum") || s.contains("const")) + int(s.contains("format")) + int(length);
-      if (only_annotations && string_type && n_kinds == 0) return {true, raw_text()};
+      if (only_annotations && string_type && n_kinds == 0) return {true, raw()};
       if (only_annotations && string_type && n_kinds == 1 && s.contains("format") && s["format"].is_string())
         return {true, JsonRules::string_format(s["format"].get<std::string>())};
       if (only_annotations && string_type && n_kinds == 1 && length) {
@@ -129,7 +149,7 @@ class ToolGrammarBuilder {
           return s.contains(k) && s[k].is_number_integer() ? s[k].get<int64_t>() : int64_t(dflt);
         };
         const int64_t lo = bound("minLength", 0), hi = bound("maxLength", -1);
-        if (lo >= 0 && lo <= 10000 && hi <= 10000 && (hi < 0 || hi >= lo)) return {true, bounded_raw_text(int(lo), int(hi))};
+        if (lo >= 0 && lo <= 10000 && hi <= 10000 && (hi < 0 || hi >= lo)) return {true, bounded_raw(int(lo), int(hi))};
       }
       // An enum / const of strings: each raw, when the parser gives it back unchanged.
       if (only_annotations && n_kinds == 1 && (s.contains("enum") || s.contains("const")) &&
@@ -203,6 +223,8 @@ class ToolGrammarBuilder {
   }
 
   Grammar g_;
+  int raw_rule_ = -1;
+  std::map<std::pair<int, int>, int> bounded_rules_;
 };
 
 // Drops the rules added since the grammar had `count` (a tool whose schema failed half way).
@@ -237,6 +259,7 @@ Grammar dsml_tool_calls_grammar(std::string_view spec_json) {
     } catch (const Error& e) {
       if (t.value("strict", false)) fail("tool '{}': {}", name, e.what());
       truncate_rules(g, mark);
+      b.forget_rules_from(mark);
       invokes.push_back(b.invoke(name, nullptr));  // not strict: its arguments stay free
     }
   }

@@ -70,6 +70,7 @@ StepOutput ModelRunner::run(StepInput in) {
   Timer fwd;
   model::ForwardOutput out = forward(in);
   res.forward_ms = fwd.seconds() * 1e3;
+  if (in.before_sampling) in.before_sampling();
   const int64_t vocab = model_->config().vocab_size;
   if (device_sampling_) sample_on_device(backend(), in.sample, out, vocab, res.tokens);
   else sample_on_host(in.sample, out, vocab, res.tokens);

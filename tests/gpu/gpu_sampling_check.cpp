@@ -474,7 +474,7 @@ void check_token_masks() {
     if (r % 6 == 0) {  // penalties on allowed and masked-out tokens alike: applied before the mask, as on the host
       sp.repetition_penalty = 1.3f;
       sp.frequency_penalty = 0.4f;
-      hist[size_t(r)] = {allowed[size_t(r)][0], allowed[size_t(r)][1], ids[n + 1], allowed[size_t(r)][0]};
+      hist[size_t(r)] = {allowed[size_t(r)][0], allowed[size_t(r)][1], ids[std::min(n + 1, size_t(V) - 1)], allowed[size_t(r)][0]};
       pens[size_t(r)].update(hist[size_t(r)], 1, true);
     }
     runtime::add_sampling_row(b, r, sp, 40 + uint64_t(r), 0, &pens[size_t(r)]);

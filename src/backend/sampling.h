@@ -27,6 +27,9 @@ struct SamplingRow {
   int32_t top_logprobs = 0;  // <= Backend::max_sample_top_logprobs()
   // This row's entries in SamplingBatch::penalty_ids / penalty_output_counts.
   int32_t penalty_begin = 0, penalty_count = 0;
+  // The row's token mask (a grammar's or a forced continuation's): its first word in
+  // SamplingBatch::token_masks; -1: none (every token may be drawn).
+  int32_t mask_begin = -1;
 };
 
 struct SamplingBatch {
@@ -35,7 +38,19 @@ struct SamplingBatch {
   // repetition penalty is on, else the output's tokens; with their number of occurrences in the output
   // (0: in the prompt only).
   std::vector<int32_t> penalty_ids, penalty_output_counts;
+  // Token masks, mask_words(vocab) words per masked row: bit (i % 32) of word i / 32 set = token i
+  // may be drawn. Applied after the penalties and before everything else, as runtime/sampler.h's
+  // `allowed`: a masked token's logit counts as -inf (so it is never drawn, never in the logprobs).
+  std::vector<uint32_t> token_masks;
 };
+
+inline int64_t mask_words(int64_t vocab) { return (vocab + 31) / 32; }
+inline bool mask_allows(const uint32_t* words, int64_t token) { return (words[token >> 5] >> (token & 31)) & 1u; }
+// The host's reading of a mask (what the device kernel does): masked tokens' logits become -inf.
+inline void apply_token_mask(float* logits, int64_t vocab, const uint32_t* words) {
+  for (int64_t i = 0; i < vocab; ++i)
+    if (!mask_allows(words, i)) logits[i] = -__builtin_inff();
+}
 
 struct SampledRow {
   int32_t token = -1;    // -1: the row has a NaN or +inf logit, or no finite one (nothing is drawn)

@@ -1,5 +1,6 @@
 // bench_grammar [TOKENIZER_PATH]: grammar compile time and token-mask time per step on DeepSeek's
-// vocabulary, for JSON schemas of growing size, json_object, a regex and an EBNF grammar. Each
+// vocabulary, for JSON schemas of growing size, json_object, a regex, an EBNF grammar and DSML
+// tool-call blocks (arguments under schemas). Each
 // case walks random paths (tokens drawn uniformly from each mask, so strings get long and varied)
 // and times every mask. Single thread; times are the thread's CPU time. Numbers go to docs/PERF.md.
 #include <algorithm>
@@ -28,12 +29,14 @@ struct clock_type {
 double since(double t0) { return clock_type::now() - t0; }
 
 // An object schema with n properties cycling through the common kinds (the shape of tool arguments).
-std::string object_schema(int n) {
+// bounded_strings: the string fields get a maxLength (in a tool call an unbounded raw string would
+// hold a random walk to its first field).
+std::string object_schema(int n, bool bounded_strings = false) {
   std::string props, req;
   for (int i = 0; i < n; ++i) {
     std::string name = "field_" + std::to_string(i), s;
     switch (i % 6) {
-      case 0: s = R"({"type":"string"})"; break;
+      case 0: s = bounded_strings ? R"({"type":"string","maxLength":16})" : R"({"type":"string"})"; break;
       case 1: s = R"({"type":"integer","minimum":0,"maximum":1000})"; break;
       case 2: s = R"({"enum":["low","medium","high"]})"; break;
       case 3: s = R"({"type":"array","items":{"type":"string"},"maxItems":4})"; break;
@@ -45,6 +48,16 @@ std::string object_schema(int n) {
   }
   return R"({"type":"object","properties":{)" + props + "},\"required\":[" + req + "],\"additionalProperties\":false}";
 }
+
+// The spec of a tool-call block (GrammarKind::DsmlToolCalls): `tools` tools of `props` properties each.
+std::string tool_spec(int tools, int props) {
+  std::string s = R"({"parallel":true,"tools":[)";
+  for (int t = 0; t < tools; ++t)
+    s += (t ? "," : "") + std::string(R"({"name":"tool_)") + std::to_string(t) + R"(","parameters":)" + object_schema(props, true) + "}";
+  return s + "]}";
+}
+
+volatile uint32_t g_sink = 0;  // keeps the timed copies from being optimised away
 
 struct Case {
   std::string name;
@@ -70,10 +83,12 @@ int main(int argc, char** argv) {
         {"schema 256 props", {GrammarKind::JsonSchema, object_schema(256)}},
         {"json_object", {GrammarKind::JsonObject, ""}},
         {"regex phone/email", {GrammarKind::Regex, R"((\+\d{1,3} )?\(\d{3}\) \d{3}-\d{4}|[a-z0-9._]+@[a-z0-9]+\.(com|org|net))"}},
+        {"tool call 1x16", {GrammarKind::DsmlToolCalls, tool_spec(1, 16)}},
+        {"tool call 8x8", {GrammarKind::DsmlToolCalls, tool_spec(8, 8)}},
         {"ebnf arithmetic", {GrammarKind::Ebnf, "root ::= expr\nexpr ::= term ((\"+\" | \"-\") term)*\nterm ::= factor ((\"*\" | \"/\") factor)*\nfactor ::= [0-9]+ | \"(\" expr \")\""}},
     };
-    std::printf("%-18s %9s %8s %11s %10s %7s %9s %9s %9s %9s %8s %9s %7s\n", "case", "bytes", "nodes", "compile_ms", "warm_ms",
-                "masks", "mean_us", "p50_us", "p99_us", "max_us", "accept_us", "brute_us", "ids_us");
+    std::printf("%-18s %9s %8s %11s %10s %7s %9s %9s %9s %9s %8s %9s %7s %8s\n", "case", "bytes", "nodes", "compile_ms", "warm_ms",
+                "masks", "mean_us", "p50_us", "p99_us", "max_us", "accept_us", "brute_us", "ids_us", "words_us");
     std::mt19937 rng(1);
     for (const Case& c : cases) {
       t0 = clock_type::now();
@@ -85,7 +100,8 @@ int main(int argc, char** argv) {
       std::vector<double> times;
       double brute_total = 0;
       size_t brute_n = 0;
-      double accept_total = 0, ids_total = 0;
+      double accept_total = 0, ids_total = 0, words_total = 0;
+      std::vector<uint32_t> words32;
       size_t accepts = 0;
       TokenBitmask mask;
       for (int walk = 0; walk < 8 && times.size() < 2000; ++walk) {
@@ -107,6 +123,14 @@ int main(int argc, char** argv) {
           auto t_ids = clock_type::now();
           const auto ids = mask.ids();  // what the engine hands to the host sampler today
           ids_total += since(t_ids);
+          // What the engine hands to device sampling now (runtime/device_sampling.cpp add_token_mask_bits):
+          // the bitmask as 32-bit words, no id list.
+          t_ids = clock_type::now();
+          words32.assign(mask.words.size() * 2, 0u);
+          for (size_t k = 0; k < mask.words.size(); ++k)
+            words32[2 * k] = uint32_t(mask.words[k]), words32[2 * k + 1] = uint32_t(mask.words[k] >> 32);
+          words_total += since(t_ids);
+          g_sink = g_sink + words32[words32.size() / 2];
           const bool only_stop = std::all_of(ids.begin(), ids.end(), [&](int32_t id) { return vocab->is_stop(id); });
           if (only_stop || (m.can_finish() && rng() % 4 == 0)) break;
           int32_t pick;
@@ -122,10 +146,11 @@ int main(int argc, char** argv) {
       double mean = 0;
       for (double x : times) mean += x;
       mean /= double(times.size());
-      std::printf("%-18s %9zu %8zu %11.2f %10.1f %7zu %9.1f %9.1f %9.1f %9.1f %8.2f %9.0f %7.1f\n", c.name.c_str(), c.spec.text.size(),
+      std::printf("%-18s %9zu %8zu %11.2f %10.1f %7zu %9.1f %9.1f %9.1f %9.1f %8.2f %9.0f %7.1f %8.2f\n", c.name.c_str(), c.spec.text.size(),
                   g->pda().nodes.size(), compile_us / 1000, warm_us / 1000, times.size(), mean, times[times.size() / 2],
                   times[std::min(times.size() - 1, times.size() * 99 / 100)], times.back(), accept_total / double(std::max<size_t>(accepts, 1)),
-                  brute_total / double(std::max<size_t>(brute_n, 1)), ids_total / double(times.size()));
+                  brute_total / double(std::max<size_t>(brute_n, 1)), ids_total / double(times.size()),
+                  words_total / double(times.size()));
     }
     t0 = clock_type::now();
     compiler.compile(cases[1].spec);

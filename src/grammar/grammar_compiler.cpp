@@ -1,5 +1,6 @@
 #include "grammar/grammar_compiler.h"
 
+#include "grammar/dsml_tool_grammar.h"
 #include "grammar/ebnf.h"
 #include "grammar/regex.h"
 
@@ -11,6 +12,7 @@ const char* kind_name(GrammarKind kind) {
     case GrammarKind::JsonObject: return "json_object";
     case GrammarKind::Regex: return "regex";
     case GrammarKind::Ebnf: return "ebnf";
+    case GrammarKind::DsmlToolCalls: return "dsml_tool_calls";
   }
   return "?";
 }
@@ -24,6 +26,7 @@ Grammar GrammarCompiler::build(const GrammarSpec& spec, const JsonGrammarOptions
     case GrammarKind::JsonObject: return json_object_grammar(json);
     case GrammarKind::Regex: return regex_grammar(spec.text);
     case GrammarKind::Ebnf: return parse_ebnf(spec.text);
+    case GrammarKind::DsmlToolCalls: return dsml_tool_calls_grammar(spec.text);
   }
   return {};
 }

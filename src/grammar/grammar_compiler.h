@@ -14,12 +14,14 @@
 
 namespace ds::grammar {
 
-enum class GrammarKind { JsonSchema, JsonObject, Regex, Ebnf };
+// DsmlToolCalls: a DeepSeek-V3.2 tool-call block with schema-checked arguments (dsml_tool_grammar.h;
+// the text is its spec JSON).
+enum class GrammarKind { JsonSchema, JsonObject, Regex, Ebnf, DsmlToolCalls };
 const char* kind_name(GrammarKind kind);
 
 struct GrammarSpec {
   GrammarKind kind = GrammarKind::JsonObject;
-  std::string text;  // the schema (JSON text), the pattern or the EBNF; empty for JsonObject
+  std::string text;  // the schema (JSON text), the pattern, the EBNF or the tool spec; empty for JsonObject
 };
 
 class GrammarCompiler {

@@ -87,7 +87,10 @@ ExprPtr JsonRules::string_char() {
   for (char c : std::string("\"\\/bfnrt")) esc.set(uint8_t(c));
   ByteSet hex;
   for (int c = 0; c < 256; ++c) hex[c] = std::isxdigit(c) != 0;
-  return alt({utf8_class(complement({{0, 0x1F}, {'"', '"'}, {'\\', '\\'}})),
+  // With escape_lt a '<' is written only as the \u escape (which the alternative below allows).
+  CodepointRanges plain_out = {{0, 0x1F}, {'"', '"'}, {'\\', '\\'}};
+  if (opt_.escape_lt) plain_out.push_back({'<', '<'});
+  return alt({utf8_class(complement(normalize(plain_out))),
               seq({literal("\\"), alt({byte_set(esc), seq({literal("u"), repeat(byte_set(hex), 4, 4)})})})});
 }
 
@@ -142,7 +145,7 @@ ExprPtr JsonRules::any_array() {
   return ref(array_);
 }
 
-ExprPtr JsonRules::json_chars(const CodepointRanges& set) {
+ExprPtr JsonRules::json_chars(const CodepointRanges& set, bool escape_lt) {
   // Plain characters as themselves; '"', '\\' and controls only as escapes.
   CodepointRanges plain;
   std::vector<ExprPtr> escaped;
@@ -162,12 +165,14 @@ ExprPtr JsonRules::json_chars(const CodepointRanges& set) {
     }
     if (lo <= '"' && '"' <= hi) escaped.push_back(literal("\\\""));
     if (lo <= '\\' && '\\' <= hi) escaped.push_back(literal("\\\\"));
+    if (escape_lt && lo <= '<' && '<' <= hi) escaped.push_back(literal("\\u003c"));
     plain.emplace_back(std::max<uint32_t>(lo, 0x20), hi);
   }
   CodepointRanges cut;
   for (auto [lo, hi] : plain) {
     if (lo > hi) continue;
-    for (uint32_t special : {uint32_t('"'), uint32_t('\\')}) {
+    for (uint32_t special : {uint32_t('"'), uint32_t('<'), uint32_t('\\')}) {
+      if (special == '<' && !escape_lt) continue;
       if (lo <= special && special <= hi) {
         if (lo < special) cut.emplace_back(lo, special - 1);
         lo = special + 1;
@@ -217,7 +222,7 @@ ExprPtr JsonRules::string_format(const std::string& format) {
     fail("unsupported JSON Schema string format '{}' (supported: date, time, date-time, uuid, ipv4, email)", format);
   }
   RegexOptions o;
-  o.char_set = json_chars;
+  o.char_set = [](const CodepointRanges& set) { return json_chars(set); };  // formats hold no '<'
   return parse_regex(re, o);
 }
 

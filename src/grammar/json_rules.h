@@ -30,8 +30,9 @@ class JsonRules {
 
   // One character of the string's content: unescaped UTF-8, or an escape.
   ExprPtr string_char();
-  // One character of `set`, written as inside a JSON string (escaped where JSON requires it).
-  static ExprPtr json_chars(const CodepointRanges& set);
+  // One character of `set`, written as inside a JSON string (escaped where JSON requires it;
+  // with escape_lt '<' too, as \u003c).
+  static ExprPtr json_chars(const CodepointRanges& set, bool escape_lt = false);
   // A quoted string whose content is `content` (an expression over the written characters).
   static ExprPtr quoted(ExprPtr content) { return seq({literal("\""), std::move(content), literal("\"")}); }
   // Integers in [lo, hi] (either side open when absent), in JSON's canonical form.

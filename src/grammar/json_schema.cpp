@@ -20,15 +20,37 @@ const std::set<std::string> kAnnotations = {
     "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly",
     "writeOnly", "$defs", "definitions"};
 
+// A JSON value as text: '<' inside strings written "\u003c" when the options ask for it.
+std::string json_literal(const Json& v, const JsonGrammarOptions& opt) {
+  std::string text = v.dump();
+  if (!opt.escape_lt) return text;
+  std::string out;
+  for (char c : text) out += c == '<' ? std::string("\\u003c") : std::string(1, c);  // '<' occurs only inside strings
+  return out;
+}
+
+}  // namespace
+
+// Builds the rules of one schema document (`root`, which $refs resolve against) into `g`.
 class SchemaCompiler {
  public:
-  SchemaCompiler(const Json& root, const JsonGrammarOptions& opt) : root_(root), j_(g_, opt) {}
+  SchemaCompiler(Grammar& g, const Json& root, const JsonGrammarOptions& opt)
+      : root_(root), g_(g), j_(g_, opt), opt_(opt) {}
 
-  Grammar compile() {
+  // The whole document: the root rule, whitespace around the value.
+  void compile_root() {
     g_.root = g_.add_rule("root", nullptr);
     ExprPtr body = seq({j_.ws(), schema(root_, "#"), j_.ws()});
     g_.rules[size_t(g_.root)].body = body;
-    return std::move(g_);
+  }
+
+  JsonRules& json() { return j_; }
+
+  // One value of `s` (the root or a schema inside it), no whitespace around it.
+  ExprPtr schema(const Json& s, const std::string& path) {
+    if (s.is_boolean()) return s.get<bool>() ? j_.value() : nothing();
+    if (!s.is_object()) bad(path, "a schema must be an object or a boolean");
+    return schema_object(s, path);
   }
 
  private:
@@ -41,9 +63,7 @@ class SchemaCompiler {
     }
   }
 
-  ExprPtr schema(const Json& s, const std::string& path) {
-    if (s.is_boolean()) return s.get<bool>() ? j_.value() : nothing();
-    if (!s.is_object()) bad(path, "a schema must be an object or a boolean");
+  ExprPtr schema_object(const Json& s, const std::string& path) {
     if (s.contains("$ref")) {
       check_keywords(s, path, {"$ref"});
       return reference(s["$ref"], path);
@@ -53,12 +73,12 @@ class SchemaCompiler {
       const Json& e = s["enum"];
       if (!e.is_array() || e.empty()) bad(path, "'enum' must be a non-empty array");
       std::vector<ExprPtr> alts;
-      for (const Json& v : e) alts.push_back(literal(v.dump()));
+      for (const Json& v : e) alts.push_back(literal(json_literal(v, opt_)));
       return alt(std::move(alts));
     }
     if (s.contains("const")) {
       check_keywords(s, path, {"const", "type"});
-      return literal(s["const"].dump());
+      return literal(json_literal(s["const"], opt_));
     }
     for (const char* key : {"anyOf", "oneOf"}) {
       if (!s.contains(key)) continue;
@@ -166,7 +186,8 @@ class SchemaCompiler {
     if (s.contains("pattern")) {
       if (!s["pattern"].is_string()) bad(path, "'pattern' must be a string");
       RegexOptions o;
-      o.char_set = JsonRules::json_chars;
+      const bool escape_lt = opt_.escape_lt;
+      o.char_set = [escape_lt](const CodepointRanges& set) { return JsonRules::json_chars(set, escape_lt); };
       try {
         return JsonRules::quoted(parse_regex(s["pattern"].get<std::string>(), o));
       } catch (const Error& e) {
@@ -214,7 +235,7 @@ class SchemaCompiler {
     };
     std::vector<Member> members;
     for (const auto& [name, sub] : props.items())
-      members.push_back({seq({literal(Json(name).dump()), j_.colon(), schema(sub, path + "/properties/" + name)}), required.count(name) > 0});
+      members.push_back({seq({literal(json_literal(Json(name), opt_)), j_.colon(), schema(sub, path + "/properties/" + name)}), required.count(name) > 0});
     // tail[i][after]: the members from i on, `after` = a member was already written (so a comma
     // comes first). Rules keep the size linear in the number of optional members.
     const size_t n = members.size();
@@ -292,12 +313,19 @@ class SchemaCompiler {
   }
 
   const Json& root_;
-  Grammar g_;
+  Grammar& g_;
   JsonRules j_;
+  JsonGrammarOptions opt_;
   std::map<std::string, int> refs_;
 };
 
-}  // namespace
+SchemaValues::SchemaValues(Grammar& g, const nlohmann::ordered_json& root, const JsonGrammarOptions& options)
+    : impl_(std::make_unique<SchemaCompiler>(g, root, options)) {}
+SchemaValues::~SchemaValues() = default;
+ExprPtr SchemaValues::value(const nlohmann::ordered_json& schema, const std::string& path) {
+  return impl_->schema(schema, path);
+}
+JsonRules& SchemaValues::json() { return impl_->json(); }
 
 Grammar json_schema_grammar(std::string_view schema_json, const JsonGrammarOptions& options) {
   Json schema;
@@ -306,7 +334,9 @@ Grammar json_schema_grammar(std::string_view schema_json, const JsonGrammarOptio
   } catch (const nlohmann::json::exception& e) {
     fail("JSON Schema is not valid JSON: {}", e.what());
   }
-  return SchemaCompiler(schema, options).compile();
+  Grammar g;
+  SchemaCompiler(g, schema, options).compile_root();
+  return g;
 }
 
 Grammar json_object_grammar(const JsonGrammarOptions& options) {

@@ -16,6 +16,8 @@
 //   model free to add whitespace forever sometimes does), at some cost in mask time.
 // Any other keyword is an error that names it (ds::Error "unsupported JSON Schema keyword ...").
 #pragma once
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -25,9 +27,31 @@ namespace ds::grammar {
 
 struct JsonGrammarOptions {
   int max_whitespace = -1;  // bytes of [ \t\n\r] between two tokens; < 0: unlimited
+  // '<' inside strings only as "\u003c", so the text never holds "</": for JSON inside markup
+  // whose parser ends an element at the first "</" (the DSML tool-call block).
+  bool escape_lt = false;
 };
 
 Grammar json_schema_grammar(std::string_view schema_json, const JsonGrammarOptions& options = {});
+
+class SchemaCompiler;
+class JsonRules;
+
+// Schemas compiled into a Grammar that another front end builds (the DSML tool-call grammar,
+// whose parameters are JSON values): `root` is the document its $refs resolve against and must
+// outlive this object; value() adds the rules of a schema inside it and returns its expression.
+class SchemaValues {
+ public:
+  SchemaValues(Grammar& g, const nlohmann::ordered_json& root, const JsonGrammarOptions& options = {});
+  ~SchemaValues();
+  // One JSON value of `schema`, no whitespace around it; throws like json_schema_grammar.
+  ExprPtr value(const nlohmann::ordered_json& schema, const std::string& path);
+  JsonRules& json();  // the shared JSON pieces (any value, strings, ...) of this grammar
+
+ private:
+  std::unique_ptr<SchemaCompiler> impl_;
+};
+
 // Any JSON object (response_format json_object).
 Grammar json_object_grammar(const JsonGrammarOptions& options = {});
 // Any JSON value.

@@ -1,6 +1,9 @@
 #include "runtime/device_sampling.h"
 
 #include <algorithm>
+#include <climits>
+
+#include "util/error.h"
 
 namespace ds::runtime {
 
@@ -59,6 +62,34 @@ void add_sampling_row(backend::SamplingBatch& batch, int64_t logits_row, const S
                                        penalties->output_counts().end());
   }
   batch.rows.push_back(r);
+}
+
+void add_token_mask(backend::SamplingBatch& batch, const std::vector<int32_t>& allowed, int64_t vocab) {
+  DS_CHECK(!batch.rows.empty(), "add_token_mask: no row to mask");
+  const size_t begin = batch.token_masks.size();
+  DS_CHECK(begin + size_t(backend::mask_words(vocab)) < size_t(INT32_MAX), "add_token_mask: too many masked rows");
+  batch.token_masks.resize(begin + size_t(backend::mask_words(vocab)), 0u);
+  uint32_t* words = batch.token_masks.data() + begin;
+  for (int32_t t : allowed) {
+    DS_CHECK(t >= 0 && t < vocab, "sample: allowed token {} outside the vocabulary of {}", t, vocab);
+    words[t >> 5] |= 1u << (t & 31);
+  }
+  batch.rows.back().mask_begin = int32_t(begin);
+}
+
+void add_token_mask_bits(backend::SamplingBatch& batch, const std::vector<uint64_t>& bits, int64_t vocab) {
+  DS_CHECK(!batch.rows.empty(), "add_token_mask: no row to mask");
+  const size_t begin = batch.token_masks.size(), words = size_t(backend::mask_words(vocab));
+  DS_CHECK(begin + words < size_t(INT32_MAX), "add_token_mask: too many masked rows");
+  batch.token_masks.resize(begin + words, 0u);
+  uint32_t* out = batch.token_masks.data() + begin;
+  // 64-bit word k holds 32-bit words 2k (low half) and 2k + 1 (high half).
+  for (size_t k = 0; k < bits.size() && 2 * k < words; ++k) {
+    out[2 * k] = uint32_t(bits[k]);
+    if (2 * k + 1 < words) out[2 * k + 1] = uint32_t(bits[k] >> 32);
+  }
+  if (vocab % 32) out[words - 1] &= (1u << (vocab % 32)) - 1;  // no bit past the vocabulary
+  batch.rows.back().mask_begin = int32_t(begin);
 }
 
 }  // namespace ds::runtime

@@ -34,5 +34,11 @@ class PenaltyTokens {
 // counter of its random stream); `penalties`: up to date, or null when the request has none.
 void add_sampling_row(backend::SamplingBatch& batch, int64_t logits_row, const SamplingParams& p, uint64_t seed,
                       uint64_t position, const PenaltyTokens* penalties);
+// Gives the batch's last row a token mask that allows only `allowed` (ids in [0, vocab); ascending
+// or not): the device draws from those alone, as the host sampler does with its `allowed`.
+void add_token_mask(backend::SamplingBatch& batch, const std::vector<int32_t>& allowed, int64_t vocab);
+// The same from bits (bit i % 64 of 64-bit word i / 64; ids past the words are not allowed): copied as
+// they are, no id list in between.
+void add_token_mask_bits(backend::SamplingBatch& batch, const std::vector<uint64_t>& bits, int64_t vocab);
 
 }  // namespace ds::runtime

@@ -317,10 +317,11 @@ void EngineImpl::run_step() {
   publish_stats();
 }
 
-// The tokens a forced continuation (first) or a grammar allows next; null while the output is free.
-static const std::vector<int32_t>* allowed_next(const RequestState& r) {
-  if (r.forced && !r.forced->allowed().empty()) return &r.forced->allowed();
-  return r.grammar ? r.grammar->allowed() : nullptr;
+// The tokens a forced continuation (first: its ids) or a grammar (its bitmask) allows next; neither
+// while the output is free.
+static void constrain(const RequestState& r, SampleSlot& slot) {
+  if (r.forced && !r.forced->allowed().empty()) slot.allowed = &r.forced->allowed();
+  else if (r.grammar) slot.allowed_bits = r.grammar->allowed_bits();
 }
 
 StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan) {
@@ -344,7 +345,7 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan) {
       slot.seed = r.seed;
       slot.output_index = uint64_t(r.output_len());
       slot.penalties = &r.penalties;
-      slot.allowed = allowed_next(r);
+      constrain(r, slot);
     }
     in.sample.push_back(slot);
     if (!r.counted) {  // first time scheduled: its prompt and cache hit count once
@@ -354,6 +355,26 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan) {
     }
   }
   in.mode = classify_step(in.batch);
+  // The grammar masks this step samples under: computed while the forward runs on the device (one
+  // runner; with several, every rank reads the same masks, so they are made before the step).
+  std::vector<GrammarTracker*> stale;
+  for (const auto& c : plan)
+    if (c.logits && c.req->grammar && c.req->grammar->needs_prepare()) stale.push_back(&*c.req->grammar);
+  if (!stale.empty()) {
+    auto prepare = [stale] {
+      std::vector<std::exception_ptr> errors(stale.size());  // none may leave the parallel loop
+#pragma omp parallel for schedule(dynamic, 1) if (stale.size() > 1)
+      for (size_t k = 0; k < stale.size(); ++k) try {
+          stale[k]->prepare();
+        } catch (...) {
+          errors[k] = std::current_exception();
+        }
+      for (auto& e : errors)
+        if (e) std::rethrow_exception(e);  // the step fails, as when the device fails
+    };
+    if (runners_.size() == 1) in.before_sampling = std::move(prepare);
+    else prepare();
+  }
   return in;
 }
 

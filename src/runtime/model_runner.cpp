@@ -108,6 +108,7 @@ StepOutput ModelRunner::run_step(StepInput in) {
   // Every rank holds the same gathered logits; rank 0 draws (the slots' generators and penalty state
   // belong to the request, which only one rank may advance), the others' tokens are not read.
   if (model_->tensor_parallel().rank != 0) return res;
+  if (in.before_sampling) in.before_sampling();
   const int64_t vocab = model_->config().vocab_size;
   if (device_sampling_) sample_on_device(backend(), in.sample, out, vocab, res.tokens);
   else sample_on_host(in.sample, out, vocab, res.tokens);

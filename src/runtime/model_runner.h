@@ -8,6 +8,7 @@
 // rank 0's (RunnerGroup).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +40,9 @@ struct StepInput {
   ForwardMode mode = ForwardMode::Extend;
   model::ForwardBatch batch;
   std::vector<SampleSlot> sample;  // one per sequence of the batch
+  // Runs after the forward is queued and before sampling (the grammar masks of this step: computed
+  // on the host while the device runs the forward); may be empty.
+  std::function<void()> before_sampling;
 };
 
 struct StepOutput {

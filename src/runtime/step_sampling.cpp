@@ -8,8 +8,29 @@ namespace {
 const float* host_row(const model::ForwardOutput& out, size_t i, int64_t vocab) {
   return out.logits.f32() + int64_t(out.logits_row0[i]) * vocab;
 }
-bool takes_single_allowed(const SampleSlot& s) {
-  return s.allowed && s.allowed->size() == 1 && !s.params->logprobs;  // a single allowed token is simply taken
+// The token a slot must take when it allows exactly one (taken without sampling, unless logprobs
+// are wanted); -1 otherwise.
+int32_t single_allowed(const SampleSlot& s) {
+  if (s.params->logprobs) return -1;
+  if (s.allowed) return s.allowed->size() == 1 ? s.allowed->front() : -1;
+  if (!s.allowed_bits) return -1;
+  int32_t found = -1;
+  const auto& w = *s.allowed_bits;
+  for (size_t k = 0; k < w.size(); ++k) {
+    if (!w[k]) continue;
+    if (found >= 0 || (w[k] & (w[k] - 1))) return -1;  // a second bit
+    found = int32_t(k * 64) + __builtin_ctzll(w[k]);
+  }
+  return found;
+}
+std::vector<int32_t> ids_of_bits(const std::vector<uint64_t>& words, int64_t vocab) {
+  std::vector<int32_t> ids;
+  for (size_t k = 0; k < words.size(); ++k)
+    for (uint64_t w = words[k]; w; w &= w - 1) {
+      const int64_t id = int64_t(k * 64) + __builtin_ctzll(w);
+      if (id < vocab) ids.push_back(int32_t(id));
+    }
+  return ids;
 }
 }  // namespace
 
@@ -24,10 +45,15 @@ void sample_on_host(const std::vector<SampleSlot>& slots, const model::ForwardOu
     const size_t i = size_t(rows[k]);
     const SampleSlot& s = slots[i];
     try {
-      if (takes_single_allowed(s))
-        res.drawn[i].token = s.allowed->front();
-      else
-        res.drawn[i] = sample(host_row(out, i, vocab), vocab, *s.params, *s.history, s.prompt_len, *s.rng, s.allowed);
+      const int32_t only = single_allowed(s);
+      if (only >= 0) {
+        res.drawn[i].token = only;
+        continue;
+      }
+      std::vector<int32_t> from_bits;
+      if (s.allowed_bits) from_bits = ids_of_bits(*s.allowed_bits, vocab);
+      const std::vector<int32_t>* allowed = s.allowed_bits ? &from_bits : s.allowed;
+      res.drawn[i] = sample(host_row(out, i, vocab), vocab, *s.params, *s.history, s.prompt_len, *s.rng, allowed);
     } catch (const std::exception& e) {
       res.failed[i] = e.what();
     }
@@ -38,16 +64,16 @@ void sample_on_device(backend::Backend& be, const std::vector<SampleSlot>& slots
                       int64_t vocab, DrawnTokens& res) {
   backend::SamplingBatch batch;
   std::vector<size_t> batch_seq;  // sequence of each batch row
-  std::vector<size_t> on_host;    // under a forced continuation (rare: tool_choice), or too many top logprobs
+  std::vector<size_t> on_host;    // more top logprobs than the device gives
   for (size_t i = 0; i < slots.size(); ++i) {
     const SampleSlot& s = slots[i];
     if (!s.params) continue;
     const SamplingParams& p = *s.params;
-    if (takes_single_allowed(s)) {
-      res.drawn[i].token = s.allowed->front();
+    if (const int32_t only = single_allowed(s); only >= 0) {
+      res.drawn[i].token = only;
       continue;
     }
-    if (s.allowed || (p.logprobs && p.top_logprobs > be.max_sample_top_logprobs())) {
+    if (p.logprobs && p.top_logprobs > be.max_sample_top_logprobs()) {
       on_host.push_back(i);
       continue;
     }
@@ -59,6 +85,16 @@ void sample_on_device(backend::Backend& be, const std::vector<SampleSlot>& slots
       pen = owned.get();
     }
     add_sampling_row(batch, out.logits_row0[i], p, s.seed, s.output_index, pen);
+    if ((s.allowed && !s.allowed->empty()) || s.allowed_bits) {  // the mask is applied on the device
+      try {
+        if (s.allowed_bits) add_token_mask_bits(batch, *s.allowed_bits, vocab);
+        else add_token_mask(batch, *s.allowed, vocab);
+      } catch (const std::exception& e) {
+        batch.rows.pop_back();
+        res.failed[i] = e.what();
+        continue;
+      }
+    }
     batch_seq.push_back(i);
   }
   // Rows the device cannot take: only theirs come to the host (before the device changes any row).
@@ -67,7 +103,10 @@ void sample_on_device(backend::Backend& be, const std::vector<SampleSlot>& slots
     const int64_t row = out.logits_row0[i];
     try {
       Tensor h = be.to_host_f32(out.logits.rows(row, row + 1));
-      res.drawn[i] = sample(h.f32(), vocab, *s.params, *s.history, s.prompt_len, *s.rng, s.allowed);
+      std::vector<int32_t> from_bits;
+      if (s.allowed_bits) from_bits = ids_of_bits(*s.allowed_bits, vocab);
+      res.drawn[i] = sample(h.f32(), vocab, *s.params, *s.history, s.prompt_len, *s.rng,
+                            s.allowed_bits ? &from_bits : s.allowed);
     } catch (const std::exception& e) {
       res.failed[i] = e.what();
     }

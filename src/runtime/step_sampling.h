@@ -30,6 +30,9 @@ struct SampleSlot {
   uint64_t output_index = 0;                       // index in the output of the token being drawn
   std::unique_ptr<PenaltyTokens>* penalties = nullptr;  // device draws with penalties (made on first use)
   const std::vector<int32_t>* allowed = nullptr;   // a forced continuation's next tokens (null: free)
+  // Or a grammar's, as bits (bit i % 64 of word i / 64; ids past the words are not allowed; never all
+  // clear): sent to the device as they are, turned into an id list only for host draws.
+  const std::vector<uint64_t>* allowed_bits = nullptr;
 };
 
 // Greedy draws for sequences that carry no request state (offline generation, benchmarks): slots that
@@ -58,8 +61,9 @@ struct DrawnTokens {
 // `out.logits` on the host (F32 [rows, vocab]).
 void sample_on_host(const std::vector<SampleSlot>& slots, const model::ForwardOutput& out, int64_t vocab,
                     DrawnTokens& res);
-// `out.logits` on `be`'s device; rows the device does not take (a forced continuation's mask, more top
-// logprobs than it gives) come to the host alone. Throws when the device call fails (the step fails).
+// `out.logits` on `be`'s device, masked rows too (their allowed tokens go as a bitmask); rows the device
+// does not take (more top logprobs than it gives) come to the host alone. Throws when the device call
+// fails (the step fails).
 void sample_on_device(backend::Backend& be, const std::vector<SampleSlot>& slots, model::ForwardOutput& out,
                       int64_t vocab, DrawnTokens& res);
 

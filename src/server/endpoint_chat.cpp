@@ -20,9 +20,10 @@ namespace ds::server {
 namespace {
 
 // tool_choice: "none" | "auto" | "required" | {"type": "function", "function": {"name": ...}}.
-// "required" and a named function are enforced: after its reasoning the model must open a call to
-// one of the allowed tools (a forced continuation; the arguments are the model's own). A named
-// function also narrows the tools the model is shown to that one.
+// "required" and a named function are enforced: after its reasoning the model must call one of
+// the allowed tools. With the deepseekv32 parser a grammar holds the whole call block, arguments
+// under each tool's schema; with deepseekv31 a forced continuation opens the call (its arguments
+// are the model's own). A named function also narrows the tools the model is shown to that one.
 struct ToolChoice {
   bool parse_tools = false;
   std::vector<std::string> forced;  // the tools one of which must be called; empty: no constraint
@@ -66,9 +67,6 @@ ToolChoice apply_tool_choice(Json& body) {
 // closed it), the output must open a call to one of `names` in the server's tool-call format.
 runtime::ForcedContinuation forced_tool_call(const ServerState& st, const std::vector<std::string>& names,
                                              bool starts_in_reasoning) {
-  if (st.config.tool_call_parser.empty())
-    bad_param("tool_choice",
-              "tool_choice 'required' or a named function needs the server to run with --tool-call-parser");
   runtime::ForcedContinuation f;
   if (starts_in_reasoning) f.trigger = st.tokenizer.encode("</think>", false);
   for (const auto& n : names)
@@ -86,6 +84,10 @@ PreparedChat prepare_chat(ServerState& st, Json& body, const std::string& id) {
   PreparedChat out;
   out.params = parse_openai_params(body, OpenAiApi::Chat, st.config.sampling_defaults);
   const ToolChoice tool_choice = apply_tool_choice(body);
+  if (!tool_choice.forced.empty() && st.config.tool_call_parser.empty())
+    bad_param("tool_choice",
+              "tool_choice 'required' or a named function needs the server to run with --tool-call-parser");
+  const bool parallel_calls = Fields{body, ""}.boolean("parallel_tool_calls").value_or(true);
   check_generation_count(st, 1, out.params.n, "n");
 
   chat::EncodedPrompt prompt;
@@ -105,11 +107,15 @@ PreparedChat prepare_chat(ServerState& st, Json& body, const std::string& id) {
     out.parser.tool_names = chat::tool_names_of(body["tools"]);
   }
   out.requests = make_requests(id, out.prompt_ids, out.params, out.max_new_tokens, out.params.n > 1, 0);
-  if (!tool_choice.forced.empty()) {
+  std::optional<GrammarRequest> grammar = out.params.grammar;
+  if (!tool_choice.forced.empty() && st.config.tool_call_parser == "deepseekv32") {
+    // The answer is the call block alone, so response_format (about content) has nothing to apply to.
+    grammar = tool_call_grammar(body["tools"], tool_choice.forced, parallel_calls);
+  } else if (!tool_choice.forced.empty()) {
     const auto forced = forced_tool_call(st, tool_choice.forced, prompt.starts_in_reasoning);
     for (auto& r : out.requests) r.forced = forced;
   }
-  attach_grammar(*st.grammars, st.tokenizer, out.params.grammar, prompt.starts_in_reasoning, out.requests);
+  attach_grammar(*st.grammars, st.tokenizer, grammar, prompt.starts_in_reasoning, out.requests);
   return out;
 }
 

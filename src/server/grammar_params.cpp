@@ -63,6 +63,22 @@ std::optional<GrammarRequest> read_grammar_fields(const Fields& f, bool allow_re
   return found[0];
 }
 
+GrammarRequest tool_call_grammar(const Json& tools, const std::vector<std::string>& names, bool parallel) {
+  Json spec = {{"tools", Json::array()}, {"parallel", parallel}};
+  for (const std::string& name : names) {
+    for (const Json& t : tools) {
+      if (!t.is_object() || !t.contains("function") || !t["function"].is_object()) continue;
+      const Json& f = t["function"];
+      if (f.value("name", "") != name) continue;
+      Json tool = {{"name", name}, {"strict", f.contains("strict") && f["strict"] == true}};
+      if (f.contains("parameters")) tool["parameters"] = f["parameters"];
+      spec["tools"].push_back(std::move(tool));
+      break;  // the first tool of a name is the one the model was shown first
+    }
+  }
+  return make(grammar::GrammarKind::DsmlToolCalls, dump(spec), "tools");
+}
+
 std::shared_ptr<const grammar::CompiledGrammar> ServerGrammars::compile(const tok::Tokenizer& tok, const GrammarRequest& req) {
   std::call_once(once_, [&] {
     compiler_ = std::make_unique<grammar::GrammarCompiler>(grammar::TokenTable::from_tokenizer(tok, {tok.eos_id()}));

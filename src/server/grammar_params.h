@@ -39,6 +39,11 @@ class ServerGrammars {
   std::unique_ptr<grammar::GrammarCompiler> compiler_;
 };
 
+// tool_choice "required" / a named function under the deepseekv32 tool-call parser: the whole call
+// block, each call to one of `names` (from the request's OpenAI `tools`) with arguments under its
+// `parameters` schema (grammar/dsml_tool_grammar.h); one call only unless `parallel`.
+GrammarRequest tool_call_grammar(const Json& tools, const std::vector<std::string>& names, bool parallel);
+
 // Compiles the request's constraint (400 on error) and attaches it to every engine request; with
 // starts_in_reasoning the grammar applies after the tokens of </think>.
 void attach_grammar(ServerGrammars& grammars, const tok::Tokenizer& tok, const std::optional<GrammarRequest>& req,

@@ -6,7 +6,10 @@
 //  - ties and masses of equal logits (the kernel's bisection fallback), quantised logits;
 //  - same seed and position -> same token whatever the batch; other seeds -> other draws;
 //  - penalties: the penalised logits bitwise equal to the host's, greedy tokens equal;
-//  - logprobs and top logprobs within 1e-4 of the host's; NaN / +inf rows fail alone.
+//  - logprobs and top logprobs within 1e-4 of the host's; NaN / +inf rows fail alone;
+//  - token masks (structured outputs): greedy / logprobs equal to the host sampler given the same ids as
+//    its `allowed` list, sampled tokens always allowed, masked-out NaN / +inf / huge logits ignored, the
+//    distribution over an allowed subset (chi-square).
 // Prints one line per check and a summary; exit 1 if any fails.
 #include <fmt/format.h>
 
@@ -69,9 +72,10 @@ runtime::SamplingParams params_of(const SamplingRow& r) {
 }
 
 runtime::SampleResult host_sample(const float* x, int64_t V, const SamplingRow& r,
-                                  const std::vector<int32_t>& history = {}, size_t prompt_len = 0) {
+                                  const std::vector<int32_t>& history = {}, size_t prompt_len = 0,
+                                  const std::vector<int32_t>* allowed = nullptr) {
   std::mt19937_64 gen(1);
-  return runtime::sample(x, V, params_of(r), history, prompt_len, gen);
+  return runtime::sample(x, V, params_of(r), history, prompt_len, gen, allowed);
 }
 
 std::string cfg_name(const SamplingRow& r) {
@@ -217,12 +221,17 @@ void check_membership_mixed_batch() {
 }
 
 // Many draws from one row (replicated R times, positions all distinct): membership + chi-square.
-void check_distribution(const char* what, const std::vector<float>& row, SamplingRow cfg, int64_t R, int calls) {
+// With `allowed`, every row carries that token mask and the expectation is the kept set of the row
+// with every other logit at -inf.
+void check_distribution(const char* what, const std::vector<float>& row, SamplingRow cfg, int64_t R, int calls,
+                        const std::vector<int32_t>* allowed = nullptr) {
   const int64_t V = int64_t(row.size());
   Logits L(R, V);
   for (int64_t r = 0; r < R; ++r) std::copy(row.begin(), row.end(), L.row(r));
   Tensor d = L.device();
-  const Kept k = kept_set(row.data(), V, cfg);
+  std::vector<float> expect_row(row.size(), -INFINITY);
+  if (allowed) for (int32_t t : *allowed) expect_row[size_t(t)] = row[size_t(t)];
+  const Kept k = kept_set(allowed ? expect_row.data() : row.data(), V, cfg);
   std::vector<int64_t> counts(size_t(V), 0);
   int64_t outside = 0, N = 0;
   SamplingBatch b;
@@ -230,6 +239,7 @@ void check_distribution(const char* what, const std::vector<float>& row, Samplin
     cfg.logits_row = r;
     cfg.seed = 7;
     b.rows.push_back(cfg);
+    if (allowed) runtime::add_token_mask(b, *allowed, V);
   }
   for (int call = 0; call < calls; ++call) {
     for (int64_t r = 0; r < R; ++r) b.rows[size_t(r)].position = uint64_t(call) * uint64_t(R) + uint64_t(r);
@@ -436,6 +446,85 @@ void check_bad_rows() {
   }
   record("NaN / +inf / all -inf rows fail alone", "10 rows, 5 bad", wrong, 0);
 }
+void check_token_masks() {
+  const int64_t V = 129280, R = 64;
+  Logits L(R, V);
+  fill_randn(L.x.data(), R * V, 2.f);
+  const size_t sizes[] = {2, 7, 50, 700, 5000, 60000, size_t(V - 1)};
+  SamplingBatch b;
+  std::vector<std::vector<int32_t>> allowed(R), hist(R);
+  std::vector<runtime::PenaltyTokens> pens(R);
+  std::vector<int32_t> ids(static_cast<size_t>(V));
+  for (int64_t r = 0; r < R; ++r) {
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), rng());
+    const size_t n = sizes[size_t(r) % 7];
+    allowed[size_t(r)].assign(ids.begin(), ids.begin() + long(n));
+    std::sort(allowed[size_t(r)].begin(), allowed[size_t(r)].end());
+    const int32_t out_id = ids[n];  // a masked-out id: bad or huge values there must not matter
+    if (r % 4 == 1) L.row(r)[out_id] = NAN;
+    if (r % 4 == 2) L.row(r)[out_id] = INFINITY;
+    if (r % 4 == 3) L.row(r)[out_id] = 60.f;
+    runtime::SamplingParams sp;
+    sp.temperature = r % 2 ? 1.0f : 0.0f;  // even rows greedy: compared token for token with the host
+    if (r % 6 == 3) sp.top_k = 20;
+    if (r % 10 == 5) sp.top_p = 0.9f;
+    sp.logprobs = r % 4 == 0;
+    sp.top_logprobs = r % 8 == 0 ? 5 : 0;
+    if (r % 6 == 0) {  // penalties on allowed and masked-out tokens alike: applied before the mask, as on the host
+      sp.repetition_penalty = 1.3f;
+      sp.frequency_penalty = 0.4f;
+      hist[size_t(r)] = {allowed[size_t(r)][0], allowed[size_t(r)][1], ids[std::min(n + 1, size_t(V) - 1)], allowed[size_t(r)][0]};
+      pens[size_t(r)].update(hist[size_t(r)], 1, true);
+    }
+    runtime::add_sampling_row(b, r, sp, 40 + uint64_t(r), 0, &pens[size_t(r)]);
+    if (r != R - 1) runtime::add_token_mask(b, allowed[size_t(r)], V);  // the last row: no mask, same batch
+  }
+  int greedy_diff = 0, outside = 0, draws = 0, id_diff = 0, failed = 0;
+  double lp_err = 0;
+  for (int call = 0; call < 8; ++call) {
+    for (auto& row : b.rows) row.position = uint64_t(call);
+    Tensor dc = L.device();  // fresh logits: penalties are applied in place
+    auto got = g_gpu->sample(dc, b);
+    for (int64_t r = 0; r < R; ++r) {
+      const SamplingRow& row = b.rows[size_t(r)];
+      const auto* al = r == R - 1 ? nullptr : &allowed[size_t(r)];
+      const int32_t t = got[size_t(r)].token;
+      if (t < 0) {
+        ++failed;
+        continue;
+      }
+      ++draws;
+      if (al) outside += !std::binary_search(al->begin(), al->end(), t);
+      if (row.temperature != 0 || call > 0) continue;
+      auto h = host_sample(L.row(r), V, row, hist[size_t(r)], 1, al);
+      greedy_diff += t != h.token;
+      if (!row.logprobs) continue;
+      lp_err = std::max(lp_err, double(std::fabs(got[size_t(r)].logprob - h.logprob)));
+      id_diff += got[size_t(r)].top_logprobs.size() != h.top_logprobs.size();
+      for (size_t j = 0; j < std::min(got[size_t(r)].top_logprobs.size(), h.top_logprobs.size()); ++j) {
+        id_diff += got[size_t(r)].top_logprobs[j].first != h.top_logprobs[j].first;
+        lp_err = std::max(lp_err, double(std::fabs(got[size_t(r)].top_logprobs[j].second - h.top_logprobs[j].second)));
+      }
+    }
+  }
+  record("masks: no row fails", "masked-out NaN / +inf ignored (64 rows x 8 calls)", failed, 0);
+  record("masks: greedy = host with allowed", "allowed sets of 2..129279 ids, penalties on some rows", greedy_diff, 0);
+  record("masks: every drawn token allowed", fmt::format("{} draws, greedy + sampled", draws), outside, 0);
+  record("masks: logprobs vs host", "over the allowed tokens only", lp_err, 1e-4);
+  record("masks: top_logprobs ids = host", "n = 5", id_diff, 0);
+  // The distribution over a small allowed subset of a full-vocabulary row (other tokens far likelier).
+  std::vector<float> row(static_cast<size_t>(V));
+  fill_randn(row.data(), V, 2.f);
+  std::vector<int32_t> some;
+  for (int i = 0; i < 40; ++i) some.push_back(int32_t((uint64_t(i) * 3181 + 17) % uint64_t(V)));
+  std::sort(some.begin(), some.end());
+  for (int64_t i = 0; i < V; ++i)
+    if (!std::binary_search(some.begin(), some.end(), int32_t(i))) row[size_t(i)] += 8.f;
+  check_distribution("V=129280 mask of 40", row, make_row(0, 1.0f, -1, 1.0f, 0.f, 0, 0), 250, 40, &some);
+  check_distribution("V=129280 mask of 40", row, make_row(0, 0.8f, 10, 0.9f, 0.f, 0, 0), 250, 40, &some);
+}
+
 }  // namespace
 
 int main() {
@@ -450,6 +539,7 @@ int main() {
     check_seeds();
     check_membership_mixed_batch();
     check_distributions();
+    check_token_masks();
     return summary("gpu_sampling_check") ? 1 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_sampling_check: error: %s\n", e.what());

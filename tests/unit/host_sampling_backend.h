@@ -40,6 +40,7 @@ class HostSamplingBackend : public backend::Backend {
         const int32_t n = b.penalty_output_counts[size_t(e)];
         if (n > 0) v -= static_cast<float>(n) * row.frequency_penalty + row.presence_penalty;
       }
+      if (row.mask_begin >= 0) backend::apply_token_mask(x, V, b.token_masks.data() + row.mask_begin);
       runtime::SamplingParams p;
       p.temperature = row.temperature;
       p.top_k = row.top_k;

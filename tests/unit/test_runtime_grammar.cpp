@@ -1,8 +1,11 @@
 // Structured outputs through the engine on the tiny golden model (random weights: its choices are
 // noise, so only the grammar makes the output valid): every finished output under a JSON schema
 // parses and validates; the grammar starts after its trigger; a grammar that cannot finish within
-// max_tokens ends with "length" and a valid prefix. The vocabulary is synthetic (the model has 512
-// ids): the grammar reads each id as the bytes of a small table, the stop token is the EOS id 1.
+// max_tokens ends with "length" and a valid prefix. Where the backend samples (a fake device: the
+// masks go as bitmasks, computed during the forward): the same, with logprobs, several samples of
+// one prompt, and a pool so small that requests are retracted, which changes no token. The
+// vocabulary is synthetic (the model has 512 ids): the grammar reads each id as the bytes of a small
+// table, the stop token is the EOS id 1.
 #include <gtest/gtest.h>
 
 #include <condition_variable>
@@ -10,6 +13,7 @@
 #include <mutex>
 
 #include "backend/backend.h"
+#include "host_sampling_backend.h"
 #include "grammar/grammar_compiler.h"
 #include "json_schema_oracle.h"
 #include "model/model.h"
@@ -32,6 +36,7 @@ std::shared_ptr<const grammar::TokenTable> tiny_vocab() {
 struct Result {
   std::vector<int32_t> tokens;
   RequestOutput last;
+  size_t logprobs = 0, bad_top = 0;  // logprob entries; entries with a wrong top list
 };
 
 class Waiter {
@@ -41,6 +46,9 @@ class Waiter {
       std::lock_guard lk(mu_);
       auto& r = results_[id];
       r.tokens.insert(r.tokens.end(), o.token_ids.begin(), o.token_ids.end());
+      r.logprobs += o.logprobs.size();
+      // Top logprobs are over the allowed tokens: 2, or 1 where the grammar allows a single token.
+      for (const auto& lp : o.logprobs) r.bad_top += lp.top.empty() || lp.top.size() > 2;
       if (o.finished) {
         r.last = o;
         done_[id] = true;
@@ -139,6 +147,64 @@ TEST(EngineGrammar, OutputsFollowTheSchema) {
   EXPECT_EQ(res.last.finish_reason, FinishReason::Length);
   grammar::GrammarMatcher m(g);
   EXPECT_TRUE(m.accept_bytes(text_of(res.tokens, 0)));
+}
+
+TEST(EngineGrammar, DeviceMasksWithLogprobsSamplesAndRetraction) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  fakes::HostSamplingBackend hb;
+  auto model = model::Model::load(DS_SOURCE_DIR "/tests/golden/tiny_v32_fp8", hb);
+  auto vocab = tiny_vocab();
+  grammar::GrammarCompiler compiler(vocab);
+  auto g = compiler.compile({grammar::GrammarKind::JsonSchema, kSchema});
+  const auto schema = grammar::testing::OJson::parse(kSchema);
+  auto run = [&](int64_t pool_tokens, const std::string& tag, int64_t* retractions) {
+    EngineConfig cfg;
+    cfg.page_size = 4;
+    cfg.max_total_tokens = pool_tokens;
+    cfg.context_length = 256;
+    cfg.eos_token_ids = {1};
+    auto e = make_engine(cfg, *model, tok);
+    Waiter w;
+    std::vector<Result> out;
+    for (int i = 0; i < 4; ++i) {  // four samples of one prompt (what n = 4 submits)
+      GenerateRequest r;
+      r.id = tag + std::to_string(i);
+      r.prompt = {5, 6, 7, 8};
+      r.max_new_tokens = 200;
+      r.sampling.temperature = 1.0f;
+      r.sampling.seed = uint64_t(300 + i);
+      r.sampling.logprobs = true;
+      r.sampling.top_logprobs = 2;
+      r.grammar.grammar = g;
+      e->submit(r, w.sink(r.id));
+    }
+    for (int i = 0; i < 4; ++i) out.push_back(w.wait(tag + std::to_string(i)));
+    *retractions = e->stats().retractions_total;
+    return out;
+  };
+  int64_t roomy_retractions = 0, tight_retractions = 0;
+  const auto roomy = run(4096, "roomy", &roomy_retractions);
+  const auto tight = run(256, "tight", &tight_retractions);
+  EXPECT_GT(tight_retractions, 0) << "the small pool should force retractions";
+  EXPECT_GT(hb.draws().size(), 0u) << "the rows were the device's";
+  int valid = 0;
+  for (size_t i = 0; i < roomy.size(); ++i) {
+    EXPECT_EQ(tight[i].tokens, roomy[i].tokens) << "retraction changed request " << i;
+    EXPECT_EQ(roomy[i].logprobs, roomy[i].tokens.size());
+    EXPECT_EQ(roomy[i].bad_top, 0u);
+    std::string doc;
+    for (int32_t t : roomy[i].tokens) doc += vocab->bytes(t);
+    if (roomy[i].last.finish_reason != FinishReason::Stop) {
+      grammar::GrammarMatcher m(g);
+      EXPECT_TRUE(m.accept_bytes(doc)) << "a valid prefix: " << doc;
+      continue;
+    }
+    grammar::testing::OJson parsed;
+    ASSERT_NO_THROW(parsed = grammar::testing::OJson::parse(doc)) << doc;
+    EXPECT_TRUE(grammar::testing::validate(schema, parsed, schema)) << doc;
+    ++valid;
+  }
+  EXPECT_GE(valid, 1) << "no output finished within max_tokens";
 }
 
 }  // namespace

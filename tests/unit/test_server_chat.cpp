@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "chat/tool_parser.h"
+#include "grammar/matcher.h"
 #include "server_test_util.h"
 
 namespace ds::server::testing {
@@ -197,25 +198,55 @@ TEST(ServerChat, ToolChoiceNamedNarrowsToolsAndIsValidated) {
   std::string prompt = h.tok.decode(h.engine.submitted()[0].prompt, false);
   EXPECT_NE(prompt.find("get_time"), std::string::npos);
   EXPECT_EQ(prompt.find("get_weather"), std::string::npos);
-  // Enforced: the output must open a call to get_time at once (no thinking: the prompt closed it).
-  const auto forced = h.engine.submitted()[0].forced;
-  EXPECT_TRUE(forced.trigger.empty());
-  ASSERT_EQ(forced.alternatives.size(), 1u);
-  EXPECT_EQ(h.tok.decode(forced.alternatives[0], false), chat::tool_call_opening("deepseekv32", "get_time"));
+  // Enforced by a grammar over the whole call block (deepseekv32): a call to get_time at once (no
+  // thinking: the prompt closed it), its arguments under its schema (none given: free).
+  const auto sub = h.engine.submitted()[0];
+  EXPECT_TRUE(sub.forced.empty());
+  ASSERT_FALSE(sub.grammar.empty());
+  EXPECT_TRUE(sub.grammar.trigger.empty());
+  auto call = [](const std::string& name, const std::string& params) {
+    return "\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"" + name + "\">\n" + params +
+           "\n</｜DSML｜invoke>\n</｜DSML｜function_calls>";
+  };
+  const std::string city = "<｜DSML｜parameter name=\"city\" string=\"true\">Paris</｜DSML｜parameter>";
+  const std::string get_time = "<｜DSML｜parameter name=\"tz\" string=\"true\">UTC</｜DSML｜parameter>";
+  EXPECT_TRUE(grammar::grammar_matches(sub.grammar.grammar, call("get_time", get_time)));
+  EXPECT_TRUE(grammar::grammar_matches(sub.grammar.grammar, call("get_time", "")));
+  EXPECT_FALSE(grammar::grammar_matches(sub.grammar.grammar, call("get_weather", city)));
 
-  // required: a call to any of the tools, after the reasoning when thinking.
+  // required: a call to any of the tools, after the reasoning when thinking; get_weather's
+  // arguments follow its schema (only "city", a string).
   body["tool_choice"] = "required";
   body["tools"] = tools;
   body["chat_template_kwargs"] = {{"thinking", true}};
   ASSERT_EQ(h.post("/v1/chat/completions", body)->status, 200);
-  const auto req2 = h.engine.submitted().back().forced;
-  EXPECT_EQ(h.tok.decode(req2.trigger, false), "</think>");
-  ASSERT_EQ(req2.alternatives.size(), 2u);
-  std::vector<std::string> openings;
-  for (const auto& a : req2.alternatives) openings.push_back(h.tok.decode(a, false));
-  std::sort(openings.begin(), openings.end());
-  EXPECT_EQ(openings, (std::vector<std::string>{chat::tool_call_opening("deepseekv32", "get_time"),
-                                                chat::tool_call_opening("deepseekv32", "get_weather")}));
+  const auto req2 = h.engine.submitted().back();
+  EXPECT_EQ(h.tok.decode(req2.grammar.trigger, false), "</think>");
+  EXPECT_TRUE(grammar::grammar_matches(req2.grammar.grammar, call("get_weather", city)));
+  EXPECT_TRUE(grammar::grammar_matches(req2.grammar.grammar, call("get_time", "")));
+  EXPECT_FALSE(grammar::grammar_matches(
+      req2.grammar.grammar, call("get_weather", "<｜DSML｜parameter name=\"town\" string=\"true\">Paris</｜DSML｜parameter>")));
+  // Parallel calls unless parallel_tool_calls is false.
+  const std::string two = "\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_time\">\n\n</｜DSML｜invoke>\n"
+                          "<｜DSML｜invoke name=\"get_weather\">\n" + city + "\n</｜DSML｜invoke>\n</｜DSML｜function_calls>";
+  EXPECT_TRUE(grammar::grammar_matches(req2.grammar.grammar, two));
+  body["parallel_tool_calls"] = false;
+  ASSERT_EQ(h.post("/v1/chat/completions", body)->status, 200);
+  EXPECT_FALSE(grammar::grammar_matches(h.engine.submitted().back().grammar.grammar, two));
+  body.erase("parallel_tool_calls");
+  // A strict tool whose schema the engine cannot hold is a 400 naming the keyword; not strict, its
+  // arguments are left free.
+  Json odd = tools;
+  odd[0]["function"]["parameters"]["properties"]["city"]["not"] = {{"const", "x"}};
+  body["tools"] = odd;
+  ASSERT_EQ(h.post("/v1/chat/completions", body)->status, 200);
+  odd[0]["function"]["strict"] = true;
+  body["tools"] = odd;
+  auto strict = h.post("/v1/chat/completions", body);
+  EXPECT_EQ(strict->status, 400);
+  EXPECT_EQ(body_json(*strict)["error"]["param"], "tools");
+  EXPECT_NE(body_json(*strict)["error"]["message"].get<std::string>().find("'not'"), std::string::npos) << strict->body;
+  body["tools"] = tools;
   // auto: nothing forced.
   body["tool_choice"] = "auto";
   ASSERT_EQ(h.post("/v1/chat/completions", body)->status, 200);

@@ -1,4 +1,4 @@
-// CudaBackend::sample: checks the batch, uploads the per-row parameters and penalty lists, runs the
+// CudaBackend::sample: checks the batch, uploads the per-row parameters, penalty lists and token masks, runs the
 // sampling kernel (k_sample.cu) over all rows at once and brings back only ids and logprobs.
 #include <algorithm>
 #include <cmath>
@@ -26,6 +26,7 @@ DevSampleRow dev_row(const SamplingRow& s) {
   d.top_logprobs = s.logprobs ? s.top_logprobs : 0;
   d.penalty_begin = s.penalty_begin;
   d.penalty_count = s.penalty_count;
+  d.mask_begin = s.mask_begin;
   return d;
 }
 
@@ -43,6 +44,9 @@ void check_row(const SamplingRow& s, const SamplingBatch& b, int64_t rows, int64
   const int64_t end = int64_t(s.penalty_begin) + s.penalty_count;
   DS_CHECK(s.penalty_begin >= 0 && s.penalty_count >= 0 && end <= int64_t(b.penalty_ids.size()),
            "sample: penalty entries [{}, {}) outside the batch's {}", s.penalty_begin, end, b.penalty_ids.size());
+  DS_CHECK(s.mask_begin == -1 || (s.mask_begin >= 0 && int64_t(s.mask_begin) + mask_words(vocab) <=
+                                                          int64_t(b.token_masks.size())),
+           "sample: token mask at word {} outside the batch's {} words", s.mask_begin, b.token_masks.size());
   for (int64_t e = s.penalty_begin; e < end; ++e)
     DS_CHECK(b.penalty_ids[size_t(e)] >= 0 && b.penalty_ids[size_t(e)] < vocab,
              "sample: penalty token {} outside the vocabulary of {}", b.penalty_ids[size_t(e)], vocab);
@@ -80,6 +84,8 @@ std::vector<SampledRow> CudaBackend::sample(Tensor& logits, const SamplingBatch&
   a.row = static_cast<const DevSampleRow*>(upload_bytes(dev.data(), dev.size() * sizeof(DevSampleRow)));
   a.penalty_ids = upload_i32(b.penalty_ids);
   a.penalty_counts = upload_i32(b.penalty_output_counts);
+  if (!b.token_masks.empty())
+    a.masks = static_cast<const uint32_t*>(upload_bytes(b.token_masks.data(), b.token_masks.size() * sizeof(uint32_t)));
   a.token = out.data<int32_t>();
   a.logprob = reinterpret_cast<float*>(a.token + n);
   a.top_ids = a.token + 2 * n;

@@ -488,6 +488,14 @@ __global__ void __launch_bounds__(kThreads, 2) sample_kernel(SampleArgs a) {
     x[id] = v;
   }
   __syncthreads();
+  // A token mask (structured outputs): a masked token's logit becomes -inf, in place, after the
+  // penalties (the sync above: a penalty and the mask may touch the same logit) and before the max.
+  if (p.mask_begin >= 0) {
+    const uint32_t* m = a.masks + p.mask_begin;
+    for (int i = tid; i < V; i += kThreads)
+      if (!((m[i >> 5] >> (i & 31)) & 1u)) x[i] = -INFINITY;
+    __syncthreads();
+  }
 
   Row r{x, V, 0.f, 1.f, mass_scale(V)};
   // Max and argmax (lowest id among equal maxima); a NaN or +inf anywhere fails the row.

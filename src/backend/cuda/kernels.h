@@ -241,7 +241,8 @@ struct DevSampleRow {
   float temperature = 0.f, top_p = 1.f, min_p = 0.f;
   float repetition_penalty = 1.f, frequency_penalty = 0.f, presence_penalty = 0.f;
   int top_k = -1, top_logprobs = 0, logprobs = 0;
-  int penalty_begin = 0, penalty_count = 0, pad = 0;
+  int penalty_begin = 0, penalty_count = 0;
+  int mask_begin = -1;  // first word of the row's token mask in SampleArgs::masks; -1: none
 };
 constexpr int kSampleMaxTopLogprobs = 64;
 struct SampleArgs {
@@ -251,6 +252,7 @@ struct SampleArgs {
   const DevSampleRow* row = nullptr;
   const int32_t* penalty_ids = nullptr;
   const int32_t* penalty_counts = nullptr;  // occurrences in the output
+  const uint32_t* masks = nullptr;           // token masks (backend/sampling.h SamplingBatch::token_masks)
   int32_t* token = nullptr;    // [rows]; -1: NaN / +inf / no finite logit in the row
   float* logprob = nullptr;    // [rows]
   int32_t* top_ids = nullptr;  // [rows, top_pitch]

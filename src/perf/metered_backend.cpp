@@ -167,6 +167,18 @@ Tensor MeteredBackend::cache_gather(const Tensor& pool, const std::vector<int32_
   return in_->cache_gather(pool, slots);
 }
 
+void MeteredBackend::cache_write_fp8(Tensor& pool, const backend::KvFp8Layout& layout, const Tensor& quant,
+                                     const Tensor* rest, const std::vector<int32_t>& slots) {
+  Scope s(*this, "cache_write_fp8");
+  in_->cache_write_fp8(pool, layout, quant, rest, slots);
+}
+
+Tensor MeteredBackend::cache_gather_fp8(const Tensor& pool, const backend::KvFp8Layout& layout,
+                                        const std::vector<int32_t>& slots) {
+  Scope s(*this, "cache_gather_fp8");
+  return in_->cache_gather_fp8(pool, layout, slots);
+}
+
 // ---------------------------------------------------------------- MLA
 
 Tensor MeteredBackend::mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,

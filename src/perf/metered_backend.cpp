@@ -202,12 +202,14 @@ Tensor MeteredBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor&
                                               const AttnBatch& batch, int64_t latent_dim, float scale) {
   Scope s(*this, "mla_attention_absorbed");
   // Query at position p attends to min(p + 1, K) latent rows (index is -1 padded past them).
+  // A row of the pool: D elements, or a packed FP8 row of bytes (U8) holding D values.
   const int64_t T = q_abs.dim(0), K = index.ndim() == 2 ? index.dim(1) : 0, row = kv_pool.row_size();
-  const double heads = T ? double(q_abs.numel()) / double(T) / double(row) : 0.0;
+  const int64_t D = q_abs.ndim() == 3 ? q_abs.dim(2) : row;
+  const double heads = T ? double(q_abs.numel()) / double(T) / double(D) : 0.0;
   double keys = 0;
   for (int32_t p : batch.pos_of_token) keys += double(std::min<int64_t>(p + 1, K));
   totals_.kv_bytes += keys * double(row) * double(dtype_size(kv_pool.dtype()));
-  totals_.flops += 2.0 * keys * heads * double(row + latent_dim);  // q.k over Dl + Dr, p.v over Dl
+  totals_.flops += 2.0 * keys * heads * double(D + latent_dim);  // q.k over Dl + Dr, p.v over Dl
   return in_->mla_attention_absorbed(q_abs, kv_pool, index, batch, latent_dim, scale);
 }
 

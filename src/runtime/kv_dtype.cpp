@@ -18,8 +18,8 @@ DType resolve_kv_cache_dtype(const std::string& name, const backend::Backend& be
            "--kv-cache-dtype '{}' is not one of auto, bf16, bfloat16, fp32, float32, fp8_e4m3", name);
   if (name == "auto") return be.supports_kv_dtype(DType::BF16) ? DType::BF16 : be.act_dtype();
   const DType t = name == "fp8_e4m3" ? DType::F8_E4M3 : (name == "bf16" || name == "bfloat16") ? DType::BF16 : DType::F32;
-  DS_CHECK(be.supports_kv_dtype(t), "--kv-cache-dtype {}: the {} backend has no such KV cache; use auto", name,
-           be.name());
+  DS_CHECK(be.supports_kv_dtype(t), "--kv-cache-dtype {}: the {} backend has no {} KV cache; use auto", name,
+           be.name(), kv_cache_dtype_label(t));
   return t;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/kv_fp8.h"
 #include "backend/sampling.h"
 #include "tensor/tensor.h"
 #include "util/error.h"
@@ -125,6 +126,7 @@ class Backend {
   virtual int64_t free_device_memory() const { return 0; }
   // Element types a KV pool may have (cache_write / cache_gather / mla_attention_absorbed read and
   // write them; rows outside the pool stay act_dtype()). Every backend supports act_dtype().
+  // F8_E4M3 stands for the packed FP8 pools of backend/kv_fp8.h (U8 tensors; cache_write_fp8).
   virtual bool supports_kv_dtype(DType t) const { return t == act_dtype(); }
 
   // ---- weights (converted from the checkpoint's dtype; FP8 comes with its block scales) ----
@@ -160,6 +162,18 @@ class Backend {
   // pool[slots[t], col0 : col0+ncols] = rows[t, :]
   virtual void cache_write(Tensor& pool, int64_t col0, const Tensor& rows, const std::vector<int32_t>& slots) = 0;
   virtual Tensor cache_gather(const Tensor& pool, const std::vector<int32_t>& slots) = 0;  // [n, D]
+  // Packed FP8 pools (U8 [rows, layout.bytes()], backend/kv_fp8.h): quantises quant [T, quant_dim] and
+  // stores rest [T, bf16_dim] (null when bf16_dim is 0) as bf16 into rows slots[t] (-1: nothing). One fused
+  // op per layer and pool. mla_attention_absorbed and indexer_topk read such pools directly (a U8 pool:
+  // the latent layout of (latent_dim, width - latent_dim), the indexer layout of head_dim).
+  virtual void cache_write_fp8(Tensor& pool, const KvFp8Layout& layout, const Tensor& quant, const Tensor* rest,
+                               const std::vector<int32_t>& slots) {
+    fail("the {} backend has no FP8 KV cache", name());
+  }
+  // The dequantised rows [n, layout.width()] of a packed pool (the expanded attention form's check path).
+  virtual Tensor cache_gather_fp8(const Tensor& pool, const KvFp8Layout& layout, const std::vector<int32_t>& slots) {
+    fail("the {} backend has no FP8 KV cache", name());
+  }
 
   // ---- MLA ----
   // q [T, H, Dn + Dr] -> [T, H, Dl + Dr]: q_lat = W_UK[h]^T q_nope, rope part copied. kv_b [H*(Dn+Dv), Dl].

@@ -54,8 +54,9 @@ struct ModelFlags {
         ->check(CLI::IsMember({"fp32", "fp8"}));
     cmd->add_option("--attention", attention, "MLA form: absorbed (serving) or expanded (per-head K/V)")
         ->check(CLI::IsMember({"absorbed", "expanded"}));
-    cmd->add_option("--kv-cache-dtype", kv_cache_dtype, "MLA latent cache: fp32 (default here) or bf16 (cuda; the server's default there)")
-        ->check(CLI::IsMember({"fp32", "bf16"}));
+    cmd->add_option("--kv-cache-dtype", kv_cache_dtype,
+                    "KV cache: fp32 (default here), bf16 (cuda; the server's default there) or fp8_e4m3")
+        ->check(CLI::IsMember({"fp32", "bf16", "fp8_e4m3"}));
     cmd->add_option("--threads", threads, "CPU threads (0: all cores)");
     cmd->add_option("--cuda-graph-max-bs", cuda_graph_max_bs, "cuda: decode steps up to this batch replay CUDA graphs (0: never)")
         ->check(CLI::Range(0, 4096));
@@ -68,7 +69,9 @@ struct ModelFlags {
     o.attention = attention == "expanded" ? model::AttentionForm::Expanded : model::AttentionForm::Absorbed;
     return o;
   }
-  DType latent_dtype() const { return kv_cache_dtype == "bf16" ? DType::BF16 : DType::F32; }
+  DType latent_dtype() const {
+    return kv_cache_dtype == "bf16" ? DType::BF16 : kv_cache_dtype == "fp8_e4m3" ? DType::F8_E4M3 : DType::F32;
+  }
 };
 
 // One sequence's page table over a private pool: pages 0..n-1.

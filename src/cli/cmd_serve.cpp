@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <future>
 #include <mutex>
@@ -25,6 +26,7 @@
 #include "cli/serve_shutdown.h"
 #include "model/model.h"
 #include "runtime/engine.h"
+#include "runtime/kv_dtype.h"
 #include "runtime/kv_plan.h"
 #include "runtime/model_runner.h"
 #include "runtime/parallel_config.h"
@@ -107,7 +109,8 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--schedule-policy", f.schedule_policy, "fcfs or lpm (longest cached prefix first)")
       ->capture_default_str();
   cmd->add_option("--kv-cache-dtype", f.kv_cache_dtype,
-                  "MLA latent cache: auto (cuda: bf16 as SGLang; cpu: fp32), bf16 / bfloat16 (cuda), fp32 / float32")
+                  "KV cache: auto (cuda: bf16 as SGLang; cpu: fp32), bf16 / bfloat16 (cuda), fp32 / float32, fp8_e4m3 "
+                  "(DeepSeek's 656-byte latent + 132-byte indexer key rows per layer)")
       ->capture_default_str();
   cmd->add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY'");
   cmd->add_option("--limit-concurrency", f.limit_concurrency,
@@ -148,21 +151,6 @@ void reject_extras(CLI::App* cmd) {
   fail("serve:{}\nrun 'dsserve serve --help' for the flags", msg);
 }
 
-const std::set<std::string>& kv_dtype_names() {
-  static const std::set<std::string> names = {"auto", "bf16", "bfloat16", "fp32", "float32"};
-  return names;
-}
-
-// The MLA latent cache's element type. auto: BF16 where the backend can (SGLang's default is the
-// model's dtype, bf16: half the memory of fp32), else the backend's activation dtype.
-DType resolve_kv_dtype(const std::string& name, const backend::Backend& be) {
-  if (name == "auto") return be.supports_kv_dtype(DType::BF16) ? DType::BF16 : be.act_dtype();
-  const DType t = (name == "bf16" || name == "bfloat16") ? DType::BF16 : DType::F32;
-  DS_CHECK(be.supports_kv_dtype(t), "--kv-cache-dtype {}: the {} backend keeps its KV cache in {}; use auto", name,
-           be.name(), dtype_name(be.act_dtype()));
-  return t;
-}
-
 runtime::ParallelConfig parallel_config(const ServeFlags& f) {
   runtime::ParallelConfig p;
   p.tp = f.tp;
@@ -184,10 +172,10 @@ void validate(const ServeFlags& f) {
            "--tool-call-parser '{}' is not supported; this server has deepseekv31 and deepseekv32", f.tool_call_parser);
   DS_CHECK(f.schedule_policy == "fcfs" || f.schedule_policy == "lpm",
            "--schedule-policy '{}' is not supported; use fcfs or lpm", f.schedule_policy);
-  DS_CHECK(f.kv_cache_dtype != "fp8_e4m3" && f.kv_cache_dtype != "fp8_e5m2",
-           "--kv-cache-dtype {}: FP8 KV caches are not implemented yet; use auto, bf16 or fp32", f.kv_cache_dtype);
-  DS_CHECK(kv_dtype_names().count(f.kv_cache_dtype), "--kv-cache-dtype '{}' is not one of auto, bf16, bfloat16, fp32, float32",
-           f.kv_cache_dtype);
+  DS_CHECK(f.kv_cache_dtype != "fp8_e5m2", "--kv-cache-dtype fp8_e5m2: not supported; DeepSeek's FP8 KV layout is fp8_e4m3");
+  const auto& kv_names = runtime::kv_cache_dtype_names();
+  DS_CHECK(std::find(kv_names.begin(), kv_names.end(), f.kv_cache_dtype) != kv_names.end(),
+           "--kv-cache-dtype '{}' is not one of auto, bf16, bfloat16, fp32, float32, fp8_e4m3", f.kv_cache_dtype);
   DS_CHECK(f.page_size >= 1, "--page-size must be >= 1, got {}", f.page_size);
   DS_CHECK(f.chunked_prefill_size == -1 || f.chunked_prefill_size >= 1,
            "--chunked-prefill-size must be -1 or >= 1, got {}", f.chunked_prefill_size);
@@ -356,7 +344,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
            "--context-length {} is longer than the model's max_position_embeddings {}", context_length,
            mc.max_position_embeddings);
 
-  const DType kv_dtype = resolve_kv_dtype(flags.kv_cache_dtype, backend0);
+  const DType kv_dtype = runtime::resolve_kv_cache_dtype(flags.kv_cache_dtype, backend0);
   runtime::KvPlanInput kin;
   // Every rank keeps the whole latent of every token (MLA's KV is shared by the heads).
   kin.bytes_per_token = model::KVCache::bytes_per_token(mc, kv_dtype, backend0.act_dtype(), model0.has_mtp());
@@ -444,12 +432,15 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   http.listen();
   api.state().config.server_args["port"] = http.port();  // --port 0 picks one
   api.state().config.server_args["limit_concurrency"] = ho.max_connections;
+  api.state().config.server_args["kv_cache_dtype_resolved"] = runtime::kv_cache_dtype_label(kv_dtype);
+  api.state().config.server_args["kv_cache_bytes_per_token"] = kin.bytes_per_token;
+  api.state().config.server_args["kv_cache_pool_tokens"] = plan.tokens;
   http.start();
 
   const std::string url = fmt::format(
       "http://{}:{}", flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host, http.port());
   spdlog::info("dsserve 0.1.0 serving '{}' on {} ({} backend, {})", served, url, backend_name, parallel.describe());
-  spdlog::info("  KV pool: {} (latent cache {})", plan.why, dtype_name(kv_dtype));
+  spdlog::info("  KV pool: {} ({} cache)", plan.why, runtime::kv_cache_dtype_label(kv_dtype));
   spdlog::info("  context length {}, max running requests {}, chunked prefill {}, radix cache {}, schedule {}",
                context_length, ec.max_running_requests, ec.chunked_prefill_size, ec.enable_radix_cache ? "on" : "off",
                flags.schedule_policy);

@@ -42,9 +42,8 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   Tensor k_rope = be_.alloc({T, Dr}, be_.act_dtype());
   be_.copy_cols(k_rope, 0, kv, Dl, Dr);
   be_.rope(k_rope, 0, Dr, 1, Dr, pos, rope_, RopeLayout::Interleaved);
-  Tensor& pool = cache.latent[layer];
-  be_.cache_write(pool, 0, c, st.slots);
-  be_.cache_write(pool, Dl, k_rope, st.slots);
+  cache.write_latent(be_, layer, c, k_rope, st.slots);
+  const Tensor& pool = cache.latent[layer];
 
   // Which earlier tokens each query attends to: the indexer's top-k (DSA), or all of them (V3).
   Tensor index = cfg_.has_indexer() ? indexer(a, layer, st, cache, h, q_lat) : be_.causal_index(st.ab);
@@ -62,7 +61,7 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
       key_row0.push_back(int32_t(slots.size()));
       for (int32_t p = 0; p < st.ctx[s]; ++p) slots.push_back(st.ab.slot(int32_t(s), p));
     }
-    Tensor lat = be_.cache_gather(pool, slots);  // [N, Dl + Dr]
+    Tensor lat = cache.gather_latent(be_, layer, slots);  // [N, Dl + Dr]
     const int64_t N = lat.dim(0);
     Tensor c_all = be_.alloc({N, Dl}, be_.act_dtype());
     be_.copy_cols(c_all, 0, lat, 0, Dl);
@@ -93,7 +92,7 @@ Tensor Model::indexer(const AttentionWeights& a, int64_t layer, const Step& st, 
     be_.hadamard_fp8_round(ki, Di);
   }
   // Keys are cached for every token, also while contexts are short enough to need no selection.
-  be_.cache_write(cache.index_k[layer], 0, ki, st.slots);
+  cache.write_index_key(be_, layer, ki, st.slots);
   Tensor w = be_.linear(h, a.idx_weights_proj);
   be_.scale_inplace(w, float(1.0 / std::sqrt(double(Hi)) / std::sqrt(double(Di))));
   return be_.indexer_topk(qi, w, cache.index_k[layer], st.ab, Hi, Di, cfg_.index_topk);

@@ -173,6 +173,18 @@ Tensor MeteredBackend::cache_gather(const Tensor& pool, const std::vector<int32_
   return in_->cache_gather(pool, slots);
 }
 
+void MeteredBackend::cache_write_fp8(Tensor& pool, const backend::KvFp8Layout& layout, const Tensor& quant,
+                                     const Tensor* rest, const std::vector<int32_t>& slots) {
+  Scope s(*this, "cache_write_fp8");
+  in_->cache_write_fp8(pool, layout, quant, rest, slots);
+}
+
+Tensor MeteredBackend::cache_gather_fp8(const Tensor& pool, const backend::KvFp8Layout& layout,
+                                        const std::vector<int32_t>& slots) {
+  Scope s(*this, "cache_gather_fp8");
+  return in_->cache_gather_fp8(pool, layout, slots);
+}
+
 // ---------------------------------------------------------------- MLA
 
 Tensor MeteredBackend::mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
@@ -196,12 +208,14 @@ Tensor MeteredBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor&
                                               const AttnBatch& batch, int64_t latent_dim, float scale) {
   Scope s(*this, "mla_attention_absorbed");
   // Query at position p attends to min(p + 1, K) latent rows (index is -1 padded past them).
+  // A row of the pool: D elements, or a packed FP8 row of bytes (U8) holding D values.
   const int64_t T = q_abs.dim(0), K = index.ndim() == 2 ? index.dim(1) : 0, row = kv_pool.row_size();
-  const double heads = T ? double(q_abs.numel()) / double(T) / double(row) : 0.0;
+  const int64_t D = q_abs.ndim() == 3 ? q_abs.dim(2) : row;
+  const double heads = T ? double(q_abs.numel()) / double(T) / double(D) : 0.0;
   double keys = 0;
   for (int32_t p : batch.pos_of_token) keys += double(std::min<int64_t>(p + 1, K));
   totals_.kv_bytes += keys * double(row) * double(dtype_size(kv_pool.dtype()));
-  totals_.flops += 2.0 * keys * heads * double(row + latent_dim);  // q.k over Dl + Dr, p.v over Dl
+  totals_.flops += 2.0 * keys * heads * double(D + latent_dim);  // q.k over Dl + Dr, p.v over Dl
   return in_->mla_attention_absorbed(q_abs, kv_pool, index, batch, latent_dim, scale);
 }
 

@@ -75,6 +75,10 @@ class MeteredBackend final : public backend::Backend {
 
   void cache_write(Tensor& pool, int64_t col0, const Tensor& rows, const std::vector<int32_t>& slots) override;
   Tensor cache_gather(const Tensor& pool, const std::vector<int32_t>& slots) override;
+  void cache_write_fp8(Tensor& pool, const backend::KvFp8Layout& layout, const Tensor& quant, const Tensor* rest,
+                       const std::vector<int32_t>& slots) override;
+  Tensor cache_gather_fp8(const Tensor& pool, const backend::KvFp8Layout& layout,
+                          const std::vector<int32_t>& slots) override;
 
   Tensor mla_absorb_q(const Tensor& q, const backend::LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
                       int64_t v_dim) override;

@@ -66,9 +66,19 @@ DecodeCache make_decode_cache(const model::Model& m, MeteredBackend& be, int bat
   // One block of random rows per pool width, uploaded once and scattered to every sequence's pages in
   // a rotated order (rotation by sequence and layer).
   const int64_t n = std::min(context, 4096);
-  auto fill = [&](std::vector<Tensor>& pools, uint64_t salt) {
+  // Packed FP8 pools are filled through their quantising write (random fp32 rows of the layout's width).
+  auto fill = [&](std::vector<Tensor>& pools, uint64_t salt, const backend::KvFp8Layout* fp8) {
     if (pools.empty()) return;
-    Tensor block = be.from_host(random_rows(n, pools[0].row_size(), seed ^ salt));
+    Tensor block = be.from_host(random_rows(n, fp8 ? fp8->width() : pools[0].row_size(), seed ^ salt));
+    Tensor quant, rest;
+    if (fp8) {
+      quant = be.alloc({n, fp8->quant_dim}, be.act_dtype());
+      be.copy_cols(quant, 0, block, 0, fp8->quant_dim);
+      if (fp8->bf16_dim) {
+        rest = be.alloc({n, fp8->bf16_dim}, be.act_dtype());
+        be.copy_cols(rest, 0, block, fp8->quant_dim, fp8->bf16_dim);
+      }
+    }
     std::vector<int32_t> slots;
     for (size_t l = 0; l < pools.size(); ++l)
       for (int s = 0; s < batch; ++s)
@@ -80,11 +90,17 @@ DecodeCache make_decode_cache(const model::Model& m, MeteredBackend& be, int bat
             const int64_t pos = c0 + (t + rot) % len;
             slots[size_t(t)] = int32_t((int64_t(s) * c.pages_per_seq + pos / page_size) * page_size + pos % page_size);
           }
-          be.cache_write(pools[l], 0, len == n ? block : block.rows(0, len), slots);
+          if (!fp8) {
+            be.cache_write(pools[l], 0, len == n ? block : block.rows(0, len), slots);
+          } else {
+            Tensor r = rest.defined() ? (len == n ? rest : rest.rows(0, len)) : Tensor();
+            be.cache_write_fp8(pools[l], *fp8, len == n ? quant : quant.rows(0, len), r.defined() ? &r : nullptr,
+                               slots);
+          }
         }
   };
-  fill(c.kv.latent, 0x1a7e47);
-  fill(c.kv.index_k, 0x1d3c5);
+  fill(c.kv.latent, 0x1a7e47, c.kv.fp8() ? &c.kv.latent_layout : nullptr);
+  fill(c.kv.index_k, 0x1d3c5, c.kv.fp8() ? &c.kv.index_layout : nullptr);
   return c;
 }
 

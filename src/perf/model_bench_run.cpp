@@ -20,6 +20,7 @@
 #include "model/make_model.h"
 #include "model/random_weights.h"
 #include "perf/metered_backend.h"
+#include "runtime/kv_dtype.h"
 #include "perf/model_bench.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -146,11 +147,16 @@ void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backen
   }
   const double sync_s = measure_sync_cost(be);
   // The latent cache's element type, as `serve --kv-cache-dtype` picks it (auto: BF16 where supported).
-  const DType kv_dtype = f.kv_dtype == "auto"   ? (be.supports_kv_dtype(DType::BF16) ? DType::BF16 : be.act_dtype())
-                         : f.kv_dtype == "bf16" ? DType::BF16
-                                                : DType::F32;
-  DS_CHECK(be.supports_kv_dtype(kv_dtype), "--kv-cache-dtype {}: the {} backend keeps its KV cache in {}", f.kv_dtype,
-           be.name(), dtype_name(be.act_dtype()));
+  const DType kv_dtype = runtime::resolve_kv_cache_dtype(f.kv_dtype, be);
+  {  // capacity: what a server's pool would hold in the memory left after the weights
+    const int64_t per_token = model::KVCache::bytes_per_token(cfg, kv_dtype, be.act_dtype(), false);
+    const int64_t free_b = be.free_device_memory();
+    fmt::print("KV cache {}: {} bytes per token over {} layers{}\n", runtime::kv_cache_dtype_label(kv_dtype),
+               per_token, cfg.num_hidden_layers,
+               free_b > 0 ? fmt::format("; {} tokens fit the {:.1f} GiB free now", free_b / per_token,
+                                        double(free_b) / double(1 << 30))
+                          : std::string());
+  }
   fmt::print("compute ceiling: {:.0f} TFLOP/s (--peak-tflops; 989 = H100 SXM FP8 dense, nominal)\n", f.peak_tflops);
 
   // ---- the models: full, and cut to the dense layers + 1 MoE layer when extrapolating
@@ -179,7 +185,7 @@ void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backen
   if (!batches.empty()) {
     fmt::print("\nDecode: context {} tokens per sequence (random cached rows, {} latent cache), median of {} steps "
                "after {} warm-up\n",
-               f.context, dtype_name(kv_dtype), f.steps, f.warmup);
+               f.context, runtime::kv_cache_dtype_label(kv_dtype), f.steps, f.warmup);
     fmt::print("Each step ends as a server's: {}\n", be.can_sample()
                                                         ? "greedy tokens drawn on the device (only the ids come back)"
                                                         : "the logits read back");

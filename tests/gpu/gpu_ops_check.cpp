@@ -330,23 +330,30 @@ void check_moe_grouped() {
 
 using namespace opcheck;
 
-// `gpu_ops_check dense`: the dense ops only (norms, elementwise, rope, cache, linear, the GEMV's forms).
+// `gpu_ops_check dense`: the dense ops only (norms, elementwise, rope, cache, linear, the GEMV's forms);
+// `gpu_ops_check attention`: MLA, the indexer and the FP8 KV pools only.
 int main(int argc, char** argv) {
   try {
-    const bool all = argc < 2 || std::string(argv[1]) != "dense";
+    const std::string only = argc < 2 ? "" : argv[1];
+    const bool all = only != "dense" && only != "attention";
     g_cpu = make_cpu_backend(0);
     cuda::CudaOptions o;
     o.poison = true;
     o.gemm = GemmMode::Exact;
     g_gpu = cuda::make_cuda_backend(o);
-    check_norms_and_elementwise();
-    check_rope_copy_cache();
-    check_linear();
-    check_gemv_variants();
-    if (all) {
+    if (only != "attention") {
+      check_norms_and_elementwise();
+      check_rope_copy_cache();
+      check_linear();
+      check_gemv_variants();
+    }
+    if (only != "dense") {
       check_mla();
       check_indexer();
       check_indexer_tc();
+      check_kv_fp8();
+    }
+    if (all) {
       check_moe();
       check_moe_grouped();
     }

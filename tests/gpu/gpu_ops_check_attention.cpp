@@ -2,6 +2,7 @@
 // the lightning indexer (scores, top-k, both kernels) against the CPU backend, over several sequences on
 // scattered pages (the conventions of gpu_ops_check.cpp).
 #include <array>
+#include <cstring>
 #include <map>
 #include <numeric>
 #include <set>
@@ -387,5 +388,141 @@ void check_indexer_tc() {
   record("indexer_topk fast, head_dim 64", fmt::format("SIMT fallback ({}/{} rows = CPU)", r.equal_rows, r.rows),
          r.structure_ok && std::string(g_gpu->last_indexer_path()) == "simt" ? r.violation : INFINITY, 1e-5);
   g_gpu->set_gemm_mode(GemmMode::Exact);
+}
+
+// ---------------------------------------------------------------- FP8 KV pools (backend/kv_fp8.h)
+// The quantising write and the dequantising gather bit for bit against the CPU; the absorbed MLA (SIMT
+// in the exact mode, tensor cores in the fast mode) and the indexer (both score kernels, top-k) over
+// packed pools against the CPU backend over the same packed pool (its values bf16(code x scale)).
+namespace {
+bool same_bytes(const Tensor& gpu, const Tensor& cpu) {
+  const Tensor h = g_gpu->to_host(gpu);
+  return h.nbytes() == cpu.nbytes() && std::memcmp(h.raw(), cpu.raw(), cpu.nbytes()) == 0;
+}
+// Random rows quantised into a pool of `rows` rows on both backends (every row written).
+struct BothFp8Pool {
+  Tensor c, g;
+  BothFp8Pool(const KvFp8Layout& L, int64_t rows, float amp) {
+    Tensor quant = randn({rows, L.quant_dim}, amp), rest = randn({rows, std::max<int64_t>(L.bf16_dim, 1)});
+    std::vector<int32_t> slots(static_cast<size_t>(rows));
+    std::iota(slots.begin(), slots.end(), 0);
+    std::shuffle(slots.begin(), slots.end(), rng());
+    c = g_cpu->alloc({rows, L.bytes()}, DType::U8);
+    g = g_gpu->alloc({rows, L.bytes()}, DType::U8);
+    g_cpu->cache_write_fp8(c, L, quant, L.bf16_dim ? &rest : nullptr, slots);
+    Tensor rg = up(rest);
+    g_gpu->cache_write_fp8(g, L, up(quant), L.bf16_dim ? &rg : nullptr, slots);
+  }
+};
+}  // namespace
+
+void check_kv_fp8() {
+  for (const KvFp8Layout& L : {KvFp8Layout::latent(512, 64), KvFp8Layout::latent(256, 64), KvFp8Layout::latent(64, 16),
+                               KvFp8Layout::indexer(128), KvFp8Layout::indexer(32)}) {
+    const int64_t rows = 777;
+    BothFp8Pool p(L, rows, 3.f);
+    const std::string what = fmt::format("{} e4m3 + {} bf16 ({} B rows)", L.quant_dim, L.bf16_dim, L.bytes());
+    record("cache_write_fp8", what + ", 777 scattered rows (bitwise)", same_bytes(p.g, p.c) ? 0.0 : 1.0, 0.0);
+    std::vector<int32_t> gs(200);
+    for (auto& s : gs) s = int32_t(rng()() % uint32_t(rows));
+    record("cache_gather_fp8", what + ", 200 rows (bitwise)",
+           cmp(g_gpu->cache_gather_fp8(p.g, L, gs), g_cpu->cache_gather_fp8(p.c, L, gs)).maxrel, 0.0);
+  }
+  // Padding slots (-1) write nothing.
+  {
+    const KvFp8Layout L = KvFp8Layout::latent(512, 64);
+    Tensor pg = g_gpu->alloc({4, L.bytes()}, DType::U8), rest = up(randn({2, 64}));
+    g_gpu->cache_write_fp8(pg, L, up(randn({2, 512})), &rest, {-1, 2});
+    const Tensor h = g_gpu->to_host(pg);
+    bool zero = true;
+    for (int64_t b = 0; b < 2 * L.bytes(); ++b) zero &= h.data<uint8_t>()[b] == 0;
+    record("cache_write_fp8", "slot -1 writes nothing", zero ? 0.0 : 1.0, 0.0);
+  }
+
+  struct MlaCase {
+    const char* name;
+    std::vector<int32_t> ctx, n_new;
+    int32_t page;
+    int64_t sparse_k, H, Dl, Dr, width;
+  };
+  const std::vector<MlaCase> mla = {
+      {"decode 4 seqs, ctx 100..5000, sparse 2048", {100, 2048, 2049, 5000}, {1, 1, 1, 1}, 64, 2048, 128, 512, 64, 0},
+      {"decode ctx 5/40/1000, width 2048", {5, 40, 1000}, {1, 1, 1}, 64, 2048, 128, 512, 64, 2048},
+      {"chunk 33 + decodes, causal", {300, 77, 129}, {33, 1, 1}, 16, 0, 16, 512, 64, 0},
+      {"prefill 80 of 600, sparse 512", {600}, {80}, 64, 512, 100, 512, 64, 0},
+      {"demo widths (SIMT only)", {33, 500, 2100}, {1, 1, 1}, 64, 2048, 4, 256, 64, 0},
+      {"tiny widths", {40, 23, 64}, {13, 1, 64}, 4, 0, 4, 64, 16, 0},
+  };
+  for (const auto& c : mla) {
+    Scenario sc = make_scenario(c.ctx, c.n_new, c.page, c.sparse_k, c.width);
+    const KvFp8Layout L = KvFp8Layout::latent(c.Dl, c.Dr);
+    BothFp8Pool p(L, sc.rows, 1.f);
+    const int64_t D = c.Dl + c.Dr;
+    Tensor q = randn({sc.T, c.H, D}, 0.3f);
+    const float scale = 1.0f / std::sqrt(float(D));
+    const std::string what = fmt::format("FP8 pool, {} (T={} H={} K={})", c.name, sc.T, c.H, sc.K);
+    Tensor ref = g_cpu->mla_attention_absorbed(q, p.c, sc.index, sc.ab, c.Dl, scale);
+    Tensor qg = up(q), ig = up(sc.index);
+    record("mla_attention_absorbed", what, cmp(g_gpu->mla_attention_absorbed(qg, p.g, ig, sc.ab, c.Dl, scale), ref).rel,
+           kTolF32);
+    g_gpu->set_gemm_mode(GemmMode::Fast);
+    const bool want_tc = cuda::mla_tc_takes_fp8(int(D), int(c.Dl), int(L.bytes()));
+    Tensor o = g_gpu->mla_attention_absorbed(qg, p.g, ig, sc.ab, c.Dl, scale);
+    const std::string path = g_gpu->last_mla_path();
+    record("mla_attention_absorbed fast", fmt::format("{}: {}", path, what),
+           path == (want_tc ? "tc" : "simt") ? cmp(o, ref).rel : INFINITY, want_tc ? 1e-4 : kTolF32);
+    g_gpu->set_gemm_mode(GemmMode::Exact);
+  }
+
+  struct IdxCase {
+    const char* name;
+    std::vector<int32_t> ctx, n_new;
+    int32_t page;
+    int64_t heads, dim, topk;
+  };
+  const std::vector<IdxCase> idx = {
+      {"decode 8 seqs, ctx 2049..33000", {2049, 3000, 4100, 5000, 8191, 10000, 20000, 33000}, {1, 1, 1, 1, 1, 1, 1, 1},
+       64, 64, 128, 2048},
+      {"prefill chunk 200, pos 500..699", {700}, {200}, 64, 64, 128, 256},
+      {"mixed: chunk 150 + 3 decodes", {900, 3000, 700, 300}, {150, 1, 1, 1}, 16, 64, 128, 256},
+      {"tiny widths (SIMT)", {40, 23, 64}, {40, 23, 64}, 4, 16, 32, 16},
+  };
+  for (const auto& c : idx) {
+    Scenario sc = make_scenario(c.ctx, c.n_new, c.page, 0);
+    const KvFp8Layout L = KvFp8Layout::indexer(c.dim);
+    BothFp8Pool p(L, sc.rows, 2.f);
+    std::vector<int32_t> all(size_t(sc.rows));
+    std::iota(all.begin(), all.end(), 0);
+    const Tensor kp = g_cpu->cache_gather_fp8(p.c, L, all);  // the keys' values, for the exact scores
+    Tensor q = randn({sc.T, c.heads * c.dim}), w = randn({sc.T, c.heads}, 0.1f);
+    g_cpu->hadamard_fp8_round(q, c.dim);  // IndexerMode::Fp8's queries
+    Tensor qg = up(q), wg = up(w);
+    for (GemmMode mode : {GemmMode::Exact, GemmMode::Fast}) {
+      g_gpu->set_gemm_mode(mode);
+      const std::string what = fmt::format("FP8 keys, {} (T={}, heads {})", c.name, sc.T, c.heads);
+      Tensor s = down(g_gpu->indexer_scores(qg, wg, p.g, sc.ab, c.heads, c.dim, c.topk));
+      const std::string path = g_gpu->last_indexer_path();
+      const int64_t Ls = s.dim(1);
+      double err = 0;
+      for (int64_t t = 0; t < sc.T; ++t) {
+        const int32_t pp = sc.ab.pos_of_token[size_t(t)];
+        if (pp + 1 <= c.topk) continue;
+        double amax = 0, d = 0;
+        const std::vector<double> ex = exact_scores(q, w, kp, sc.ab, c.heads, c.dim, t, pp, &amax);
+        for (int32_t j = 0; j <= pp; ++j) {
+          const double a = s.f32()[t * Ls + j];
+          d = std::isfinite(a) ? std::max(d, std::fabs(a - ex[size_t(j)])) : INFINITY;
+        }
+        err = std::max(err, d / (amax > 0 ? amax : 1.0));
+      }
+      record("indexer scores " + path, what, err, path == "tc" ? 1e-5 : kTolF32);
+      Tensor ref = g_cpu->indexer_topk(q, w, p.c, sc.ab, c.heads, c.dim, c.topk);
+      Tensor got = g_gpu->to_host(g_gpu->indexer_topk(qg, wg, p.g, sc.ab, c.heads, c.dim, c.topk));
+      TopkResult r = check_topk(got, ref, q, w, kp, sc.ab, c.heads, c.dim, c.topk);
+      record("indexer_topk " + path, fmt::format("{} ({}/{} rows = CPU)", what, r.equal_rows, r.rows),
+             r.structure_ok ? r.violation : INFINITY, 1e-5);
+    }
+    g_gpu->set_gemm_mode(GemmMode::Exact);
+  }
 }
 }  // namespace opcheck

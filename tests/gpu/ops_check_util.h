@@ -91,5 +91,6 @@ void check_moe_grouped();
 void check_mla();
 void check_indexer();
 void check_indexer_tc();
+void check_kv_fp8();
 
 }  // namespace opcheck

@@ -100,6 +100,14 @@ class HostSamplingBackend : public backend::Backend {
   Tensor cache_gather(const Tensor& pool, const std::vector<int32_t>& slots) override {
     return cpu_->cache_gather(pool, slots);
   }
+  void cache_write_fp8(Tensor& pool, const backend::KvFp8Layout& layout, const Tensor& quant, const Tensor* rest,
+                       const std::vector<int32_t>& slots) override {
+    cpu_->cache_write_fp8(pool, layout, quant, rest, slots);
+  }
+  Tensor cache_gather_fp8(const Tensor& pool, const backend::KvFp8Layout& layout,
+                          const std::vector<int32_t>& slots) override {
+    return cpu_->cache_gather_fp8(pool, layout, slots);
+  }
   Tensor mla_absorb_q(const Tensor& q, const backend::LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
                       int64_t v_dim) override {
     return cpu_->mla_absorb_q(q, kv_b, heads, nope_dim, v_dim);

@@ -11,6 +11,7 @@
 #include "host_sampling_backend.h"
 #include "model/model.h"
 #include "runtime/engine.h"
+#include "runtime/model_runner.h"
 #include "tokenizer_test_util.h"
 
 using namespace ds;
@@ -69,11 +70,11 @@ class EngineTest : public ::testing::Test {
     return c;
   }
   // Greedy continuation by recomputing the whole sequence each step (no engine, no paging tricks).
-  std::vector<int32_t> reference_greedy(std::vector<int32_t> tokens, int n) {
+  std::vector<int32_t> reference_greedy(std::vector<int32_t> tokens, int n, DType kv = DType::F32) {
     std::vector<int32_t> out;
     const int64_t V = model_->config().vocab_size;
     for (int i = 0; i < n; ++i) {
-      auto cache = model_->make_cache(64, 4);
+      auto cache = model_->make_cache(64, 4, kv);
       model::ForwardBatch fb;
       model::SequenceChunk sc;
       sc.tokens = tokens;
@@ -420,4 +421,35 @@ TEST_F(EngineTest, ForcedContinuationAfterItsTrigger) {
   expect_400({{}, {{300}, {300, 301}}});
   expect_400({{}, {{300, 9999}}});
   expect_400({{-1}, {{300}}});
+}
+
+// The same with FP8 KV pages (--kv-cache-dtype fp8_e4m3): rows are quantised one token at a time, so
+// batching, retraction (recompute) and prefix sharing must give exactly the tokens of a plain forward
+// over an FP8 cache.
+TEST_F(EngineTest, Fp8PagesBatchedRetractedAndPrefixCached) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  RunnerConfig rc;
+  rc.kv_cache_dtype = DType::F8_E4M3;
+  {
+    auto e = make_engine(config(64), *model_, tok, rc);
+    Collector c;
+    for (int i = 0; i < 8; ++i)
+      e->submit(greedy("r" + std::to_string(i), prompt_of(i + 10, 5), 20), c.sink("r" + std::to_string(i)));
+    for (int i = 0; i < 8; ++i) {
+      auto r = c.wait("r" + std::to_string(i));
+      EXPECT_EQ(r.tokens, reference_greedy(prompt_of(i + 10, 5), 20, DType::F8_E4M3)) << i;
+    }
+    EXPECT_GT(e->stats().retractions_total, 0);
+    EXPECT_EQ(e->stats().used_pages, e->stats().cached_pages);
+  }
+  auto e = make_engine(config(), *model_, tok, rc);
+  Collector c;
+  auto p = prompt_of(3, 14);
+  e->submit(greedy("first", p, 4), c.sink("first"));
+  auto a = c.wait("first");
+  e->submit(greedy("second", p, 4), c.sink("second"));
+  auto b = c.wait("second");
+  EXPECT_EQ(b.last.cached_tokens, 12);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.tokens, reference_greedy(p, 4, DType::F8_E4M3));
 }

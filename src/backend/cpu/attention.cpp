@@ -8,6 +8,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/kv_fp8_rows.h"
 #include "util/error.h"
 
 namespace ds::backend::cpu {
@@ -70,12 +71,20 @@ int64_t valid_count(const int32_t* row, int64_t K) {
 Tensor CpuBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
                                           const AttnBatch& batch, int64_t latent_dim, float scale) {
   int64_t T = q_abs.dim(0), H = q_abs.dim(1), D = q_abs.dim(2), K = index.dim(1);
-  DS_CHECK(kv_pool.row_size() == D, "absorbed attention: query width {} != cache width {}", D, kv_pool.row_size());
+  // A U8 pool is packed FP8 (backend/kv_fp8.h): its rows are dequantised here, each once.
+  const bool packed = kv_pool.dtype() == DType::U8;
+  const KvFp8Layout layout = KvFp8Layout::latent(latent_dim, D - latent_dim);
+  DS_CHECK(packed ? kv_pool.row_size() == layout.bytes() : kv_pool.row_size() == D,
+           "absorbed attention: query width {} does not match the cache {}", D, kv_pool.describe());
   // Validate up front: nothing may throw inside the parallel region.
+  std::vector<int32_t> used;
   for (int64_t t = 0; t < T; ++t)
-    for (int64_t j = 0; j < K && index.i32()[t * K + j] >= 0; ++j)
+    for (int64_t j = 0; j < K && index.i32()[t * K + j] >= 0; ++j) {
       DS_CHECK(index.i32()[t * K + j] <= batch.pos_of_token[t], "attention index {} is after the query position {}",
                index.i32()[t * K + j], batch.pos_of_token[t]);
+      if (packed) used.push_back(batch.slot(batch.seq_of_token[t], index.i32()[t * K + j]));
+    }
+  const KvRows rows(kv_pool, packed ? &layout : nullptr, used);
   Tensor out = Tensor::zeros({T, H, latent_dim}, DType::F32);
 #pragma omp parallel if (T * H * K * D > (1 << 16))
   {
@@ -87,7 +96,7 @@ Tensor CpuBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_
         const int32_t* idx = index.i32() + t * K;
         int64_t n = valid_count(idx, K);
         int32_t seq = batch.seq_of_token[t];
-        for (int64_t j = 0; j < n; ++j) keys[j] = kv_pool.f32() + int64_t(batch.slot(seq, idx[j])) * D;
+        for (int64_t j = 0; j < n; ++j) keys[j] = rows.row(batch.slot(seq, idx[j]));
         const float* qh = q_abs.f32() + (t * H + h) * D;
         for (int64_t j = 0; j < n; ++j) scores[j] = dot(qh, keys[j], D) * scale;
         softmax_inplace(scores.data(), n);

@@ -12,6 +12,7 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
   Device device() const override { return Device::CPU; }
   DType act_dtype() const override { return DType::F32; }
+  bool supports_kv_dtype(DType t) const override { return t == DType::F32 || t == DType::F8_E4M3; }
 
   LinearWeight load_linear(const HostTensor& w, const HostTensor* scale_inv) override;
   Tensor load_tensor_f32(const HostTensor& t) override;
@@ -35,6 +36,9 @@ class CpuBackend final : public Backend {
 
   void cache_write(Tensor& pool, int64_t col0, const Tensor& rows, const std::vector<int32_t>& slots) override;
   Tensor cache_gather(const Tensor& pool, const std::vector<int32_t>& slots) override;
+  void cache_write_fp8(Tensor& pool, const KvFp8Layout& layout, const Tensor& quant, const Tensor* rest,
+                       const std::vector<int32_t>& slots) override;
+  Tensor cache_gather_fp8(const Tensor& pool, const KvFp8Layout& layout, const std::vector<int32_t>& slots) override;
 
   Tensor mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
                       int64_t v_dim) override;

@@ -9,6 +9,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/kv_fp8_rows.h"
 #include "util/error.h"
 
 namespace ds::backend::cpu {
@@ -25,7 +26,7 @@ struct IndexerBlock {
   std::vector<float> qrows, keys, dots;   // [R*H padded to 4, D], [kKeys, D], [R*H padded, kKeys]
   std::vector<std::vector<float>> scores;  // per query of the block: one score per earlier position
 
-  void run(const float* q, const float* w, const float* k_pool, const AttnBatch& batch, int64_t heads, int64_t D,
+  void run(const float* q, const float* w, const KvRows& k_pool, const AttnBatch& batch, int64_t heads, int64_t D,
            const std::vector<int64_t>& tokens) {
     const int64_t R = int64_t(tokens.size()), rows = (R * heads + 3) / 4 * 4;
     const int32_t seq = batch.seq_of_token[tokens[0]];
@@ -40,7 +41,7 @@ struct IndexerBlock {
     for (int64_t j0 = 0; j0 <= pmax; j0 += kKeys) {
       const int64_t n = std::min<int64_t>(kKeys, pmax + 1 - j0), n2 = (n + 1) / 2 * 2;
       for (int64_t j = 0; j < n; ++j)
-        std::copy_n(k_pool + int64_t(batch.slot(seq, int32_t(j0 + j))) * D, D, keys.data() + j * D);
+        std::copy_n(k_pool.row(batch.slot(seq, int32_t(j0 + j))), D, keys.data() + j * D);
       if (n2 > n) std::fill_n(keys.data() + n * D, D, 0.0f);
       gemm_xwt_serial(qrows.data(), keys.data(), dots.data(), rows, n2, D);
       for (int64_t r = 0; r < R; ++r) {
@@ -61,7 +62,11 @@ struct IndexerBlock {
 Tensor CpuBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
                                 int64_t heads, int64_t head_dim, int64_t topk) {
   int64_t T = q.dim(0), max_ctx = 0;
-  DS_CHECK(q.row_size() == heads * head_dim && w.row_size() == heads && k_pool.row_size() == head_dim,
+  // A U8 pool is packed FP8 (backend/kv_fp8.h): e4m3 keys with one scale each, dequantised here.
+  const bool packed = k_pool.dtype() == DType::U8;
+  const KvFp8Layout layout = KvFp8Layout::indexer(head_dim);
+  DS_CHECK(q.row_size() == heads * head_dim && w.row_size() == heads &&
+               k_pool.row_size() == (packed ? layout.bytes() : head_dim),
            "indexer: q {}, w {}, k pool {} do not match {} heads x {}", q.describe(), w.describe(),
            k_pool.describe(), heads, head_dim);
   max_ctx = context_width(batch);
@@ -83,13 +88,23 @@ Tensor CpuBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor& 
       blocks.emplace_back();
     blocks.back().push_back(t);
   }
+  // The keys the scored queries read: per sequence, every position up to its last scored query.
+  std::vector<int32_t> used;
+  if (packed) {
+    std::vector<int32_t> last(batch.page_tables.size(), -1);
+    for (const auto& blk : blocks)
+      for (int64_t t : blk) last[batch.seq_of_token[t]] = std::max(last[batch.seq_of_token[t]], batch.pos_of_token[t]);
+    for (size_t s = 0; s < last.size(); ++s)
+      for (int32_t p = 0; p <= last[s]; ++p) used.push_back(batch.slot(int32_t(s), p));
+  }
+  const KvRows keys(k_pool, packed ? &layout : nullptr, used);
 #pragma omp parallel
   {
     IndexerBlock blk;
     std::vector<int32_t> order;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < int64_t(blocks.size()); ++b) {
-      blk.run(q.f32(), w.f32(), k_pool.f32(), batch, heads, head_dim, blocks[b]);
+      blk.run(q.f32(), w.f32(), keys, batch, heads, head_dim, blocks[b]);
       for (size_t r = 0; r < blocks[b].size(); ++r) {
         const std::vector<float>& scores = blk.scores[r];
         order.resize(scores.size());

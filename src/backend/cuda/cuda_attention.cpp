@@ -10,13 +10,29 @@ namespace ds::backend::cuda {
 
 namespace {
 constexpr int64_t kMaxGridY = 65535;
+
+// The indexer's key pool: fp32 rows, or packed FP8 keys (a U8 pool).
+void set_index_keys(IndexerArgs& a, const Tensor& k_pool, const KvFp8Layout& layout) {
+  if (k_pool.dtype() == DType::U8) {
+    DS_CHECK(k_pool.device() == Device::CUDA, "indexer: key pool {} is not on the GPU", k_pool.describe());
+    a.k_fp8 = k_pool.data<uint8_t>();
+    a.kv = kv_fp8_dev(layout);
+  } else {
+    a.k_pool = k_pool.data<float>();
+  }
 }
+}  // namespace
 
 Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
                                            const AttnBatch& batch, int64_t latent_dim, float scale) {
   const int64_t T = q_abs.dim(0), H = q_abs.dim(1), D = q_abs.dim(2), K = index.dim(1);
-  DS_CHECK(kv_pool.row_size() == D, "absorbed attention: query width {} != cache width {}", D, kv_pool.row_size());
-  DS_CHECK(q_abs.dtype() == DType::F32 && (kv_pool.dtype() == DType::F32 || kv_pool.dtype() == DType::BF16) &&
+  // A U8 pool is packed FP8 (backend/kv_fp8.h): the kernels dequantise the rows they gather.
+  const bool fp8 = kv_pool.dtype() == DType::U8;
+  const KvFp8Layout layout = KvFp8Layout::latent(latent_dim, D - latent_dim);
+  DS_CHECK(fp8 ? kv_pool.row_size() == layout.bytes() : kv_pool.row_size() == D,
+           "absorbed attention: query width {} does not match the cache {}", D, kv_pool.describe());
+  DS_CHECK(q_abs.dtype() == DType::F32 &&
+               (kv_pool.dtype() == DType::F32 || kv_pool.dtype() == DType::BF16 || fp8) &&
                index.dtype() == DType::I32 && index.dim(0) == T && int64_t(batch.pos_of_token.size()) == T,
            "absorbed attention: q {}, pool {}, index {}", q_abs.describe(), kv_pool.describe(), index.describe());
   DS_CHECK(D % 4 == 0 && latent_dim % 4 == 0 && latent_dim <= kMlaMaxDl && D <= kMlaMaxD && latent_dim <= D,
@@ -27,6 +43,8 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
   MlaArgs a;
   a.pool = kv_pool.raw();
   a.pool_bf16 = kv_pool.dtype() == DType::BF16;
+  a.pool_fp8 = fp8;
+  if (fp8) a.kv = kv_fp8_dev(layout);
   a.b = dev_batch(batch);
   a.H = int(H);
   a.D = int(D);
@@ -35,7 +53,8 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
   a.scale = scale;
   // The tensor-core kernel in the fast GEMM mode (BF16 pools, the serving default); the SIMT fp32 kernel in
   // the exact mode, for fp32 pools and for widths the tensor-core kernel does not take.
-  const bool tc = fast(kFastTcAttention) && a.pool_bf16 && mla_tc_supported(int(D), int(latent_dim));
+  const bool tc = fast(kFastTcAttention) && (a.pool_bf16 || (fp8 && mla_tc_takes_fp8(int(D), int(latent_dim), a.kv.bytes))) &&
+                  mla_tc_supported(int(D), int(latent_dim));
   last_mla_path_ = tc ? "tc" : "simt";
   const int64_t heads_per_block = tc ? mla_tc_heads_per_block() : 16;
   const int64_t head_groups = (H + heads_per_block - 1) / heads_per_block;
@@ -130,7 +149,8 @@ Tensor CudaBackend::attention_expanded(const Tensor& q, const Tensor& k, const T
 // The score kernel of one chunk (c.scores, c.L set; L = the chunk's longest context). Tensor cores in the
 // fast GEMM mode where supported; the SIMT fp32 kernel in the exact mode.
 void CudaBackend::launch_scores(IndexerArgs& c, int64_t L) {
-  const bool tc = fast(kFastTcIndexer) && indexer_tc_supported(c.heads, c.head_dim);
+  const bool tc = fast(kFastTcIndexer) && indexer_tc_supported(c.heads, c.head_dim) &&
+                  (!c.k_fp8 || indexer_tc_takes_fp8());
   last_indexer_path_ = tc ? "tc" : "simt";
   // Tiles of 64 keys per score block: as many as keep >= 2 blocks per SM (from Tc and L only: the launch
   // stays capturable). SIMT: up to 4 (one query load per 256 keys). Tensor cores: up to 32, since a block
@@ -146,15 +166,18 @@ void CudaBackend::launch_scores(IndexerArgs& c, int64_t L) {
 Tensor CudaBackend::indexer_scores(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
                                    int64_t heads, int64_t head_dim, int64_t topk) {
   const int64_t T = q.dim(0);
-  DS_CHECK(q.row_size() == heads * head_dim && w.row_size() == heads && k_pool.row_size() == head_dim &&
-               int64_t(batch.pos_of_token.size()) == T && T > 0 && T <= kMaxGridY,
+  const bool fp8 = k_pool.dtype() == DType::U8;
+  const KvFp8Layout layout = KvFp8Layout::indexer(head_dim);
+  DS_CHECK(q.row_size() == heads * head_dim && w.row_size() == heads &&
+               k_pool.row_size() == (fp8 ? layout.bytes() : head_dim) && int64_t(batch.pos_of_token.size()) == T &&
+               T > 0 && T <= kMaxGridY,
            "indexer_scores: q {}, w {}, k pool {}", q.describe(), w.describe(), k_pool.describe());
   int64_t L = 1;
   for (int32_t p : batch.pos_of_token) L = std::max<int64_t>(L, p + 1);
   IndexerArgs c;
   c.q = q.data<float>();
   c.w = w.data<float>();
-  c.k_pool = k_pool.data<float>();
+  set_index_keys(c, k_pool, layout);
   c.b = dev_batch(batch);
   c.heads = int(heads), c.head_dim = int(head_dim), c.topk = int(topk);
   c.t0 = 0, c.Tc = int(T);
@@ -168,10 +191,15 @@ Tensor CudaBackend::indexer_scores(const Tensor& q, const Tensor& w, const Tenso
 Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
                                  int64_t heads, int64_t head_dim, int64_t topk) {
   const int64_t T = q.dim(0);
-  DS_CHECK(q.row_size() == heads * head_dim && w.row_size() == heads && k_pool.row_size() == head_dim,
+  // A U8 pool holds packed FP8 keys (backend/kv_fp8.h): the score kernels dequantise them.
+  const bool fp8 = k_pool.dtype() == DType::U8;
+  const KvFp8Layout layout = KvFp8Layout::indexer(head_dim);
+  DS_CHECK(q.row_size() == heads * head_dim && w.row_size() == heads &&
+               k_pool.row_size() == (fp8 ? layout.bytes() : head_dim),
            "indexer: q {}, w {}, k pool {} do not match {} heads x {}", q.describe(), w.describe(), k_pool.describe(),
            heads, head_dim);
-  DS_CHECK(head_dim % 4 == 0 && q.dtype() == DType::F32 && w.dtype() == DType::F32 && k_pool.dtype() == DType::F32 &&
+  DS_CHECK(head_dim % 4 == 0 && q.dtype() == DType::F32 && w.dtype() == DType::F32 &&
+               (k_pool.dtype() == DType::F32 || fp8) &&
                int64_t(batch.pos_of_token.size()) == T && topk > 0,
            "indexer: unsupported inputs (head_dim {} must be a multiple of 4, all F32)", head_dim);
   // A captured step sizes everything for its max_context (the kernels bound each row by its position).
@@ -184,7 +212,7 @@ Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor&
   IndexerArgs a;
   a.q = q.data<float>();
   a.w = w.data<float>();
-  a.k_pool = k_pool.data<float>();
+  set_index_keys(a, k_pool, layout);
   a.b = dev_batch(batch);
   a.heads = int(heads);
   a.head_dim = int(head_dim);

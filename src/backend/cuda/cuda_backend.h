@@ -65,6 +65,8 @@ struct MoeExpertTable {
 // bf16_gemm, tf32_absorb, tc_attention, tc_indexer, or all / none) and DSSERVE_CUDA_POISON=1.
 CudaOptions options_from_env(int device);
 uint32_t parse_fast_parts(std::string_view list);
+// The kernels' view of a packed FP8 row layout (checks the widths the kernels take).
+KvFp8Dev kv_fp8_dev(const KvFp8Layout& L);
 
 class LtGemm;
 class BatchedGemm;
@@ -79,7 +81,9 @@ class CudaBackend final : public Backend {
   void make_current() override;
   DType act_dtype() const override { return DType::F32; }
   int64_t free_device_memory() const override;
-  bool supports_kv_dtype(DType t) const override { return t == DType::F32 || t == DType::BF16; }
+  bool supports_kv_dtype(DType t) const override {
+    return t == DType::F32 || t == DType::BF16 || t == DType::F8_E4M3;
+  }
 
   LinearWeight load_linear(const HostTensor& w, const HostTensor* scale_inv) override;
   Tensor load_tensor_f32(const HostTensor& t) override;
@@ -103,6 +107,9 @@ class CudaBackend final : public Backend {
 
   void cache_write(Tensor& pool, int64_t col0, const Tensor& rows, const std::vector<int32_t>& slots) override;
   Tensor cache_gather(const Tensor& pool, const std::vector<int32_t>& slots) override;
+  void cache_write_fp8(Tensor& pool, const KvFp8Layout& layout, const Tensor& quant, const Tensor* rest,
+                       const std::vector<int32_t>& slots) override;
+  Tensor cache_gather_fp8(const Tensor& pool, const KvFp8Layout& layout, const std::vector<int32_t>& slots) override;
 
   Tensor mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
                       int64_t v_dim) override;

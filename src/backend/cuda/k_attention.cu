@@ -10,6 +10,7 @@
 #include <cuda_bf16.h>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/per_device.h"
 
 namespace ds::backend::cuda {
@@ -28,7 +29,8 @@ __device__ __forceinline__ float4 f4_zero() { return make_float4(0.f, 0.f, 0.f, 
 
 __host__ __device__ inline int pitch_of(int D) { return (D + 3) / 4 * 4 + 4; }  // +4 floats: rows land 4 banks apart
 
-template <bool BF16POOL>
+// POOL: 0 fp32 rows, 1 bf16 rows, 2 packed FP8 rows (dequantised here as they are gathered).
+template <int POOL>
 __global__ void __launch_bounds__(NT) mla_kernel(MlaArgs a) {
   extern __shared__ float4 sm4[];
   float* sm = reinterpret_cast<float*>(sm4);
@@ -72,7 +74,9 @@ __global__ void __launch_bounds__(NT) mla_kernel(MlaArgs a) {
       const int rr = i / D4, c = i % D4, s = kslot[rr];
       float4 v = f4_zero();
       if (s >= 0) {
-        if constexpr (BF16POOL) {
+        if constexpr (POOL == 2) {
+          v = kv_load4(static_cast<const uint8_t*>(a.pool) + size_t(s) * a.kv.bytes, a.kv, 4 * c);
+        } else if constexpr (POOL == 1) {
           const uint2 u = reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(a.pool) + size_t(s) * a.D)[c];
           v = make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
                           __uint_as_float(u.y & 0xffff0000u));
@@ -245,14 +249,14 @@ void launch_mla_absorbed(const MlaArgs& a, cudaStream_t st) {
   const size_t smem = mla_smem_bytes(a.D);
   static std::atomic<uint64_t> attr_set{0};  // per device: CUDA applies attributes to the current one
   once_per_device(attr_set, [&] {
-    cudaFuncSetAttribute(mla_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         int(mla_smem_bytes(kMlaMaxD)));
-    cudaFuncSetAttribute(mla_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         int(mla_smem_bytes(kMlaMaxD)));
+    cudaFuncSetAttribute(mla_kernel<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(mla_smem_bytes(kMlaMaxD)));
+    cudaFuncSetAttribute(mla_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(mla_smem_bytes(kMlaMaxD)));
+    cudaFuncSetAttribute(mla_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(mla_smem_bytes(kMlaMaxD)));
   });
   dim3 grid(unsigned(a.nsplit), unsigned((a.H + HG - 1) / HG), unsigned(a.T));
-  if (a.pool_bf16) mla_kernel<true><<<grid, NT, smem, st>>>(a);
-  else mla_kernel<false><<<grid, NT, smem, st>>>(a);
+  if (a.pool_fp8) mla_kernel<2><<<grid, NT, smem, st>>>(a);
+  else if (a.pool_bf16) mla_kernel<1><<<grid, NT, smem, st>>>(a);
+  else mla_kernel<0><<<grid, NT, smem, st>>>(a);
   if (a.nsplit > 1) launch_mla_combine(a, st);
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/per_device.h"
 
 namespace ds::backend::cuda {
@@ -55,7 +56,9 @@ __global__ void __launch_bounds__(256) score_kernel(IndexerArgs a) {
       float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
       if (jj <= p) {
         const int s = slot_of(a.b, seq, jj);
-        if (s >= 0) v = reinterpret_cast<const float4*>(a.k_pool + size_t(s) * Dh)[c];
+        if (s >= 0)
+          v = a.k_fp8 ? kv_load4(a.k_fp8 + size_t(s) * a.kv.bytes, a.kv, 4 * c)  // packed FP8 keys
+                      : reinterpret_cast<const float4*>(a.k_pool + size_t(s) * Dh)[c];
       }
       reinterpret_cast<float4*>(ks + r * Dp)[c] = v;
     }

@@ -14,7 +14,8 @@
 // does not know): the block makes one pass over the key range per distinct sequence, the warps of the
 // other queries idling through it.
 //
-// Per tile: cp.async copies the gathered fp32 rows two tiles ahead into a staging buffer; the block
+// Per tile: cp.async copies the gathered fp32 rows (packed FP8 keys: their 132 bytes, dequantised in the
+// conversion) two tiles ahead into a staging buffer; the block
 // converts the current one to bf16 hi + lo (swizzled rows for conflict-free ldmatrix), then each warp
 // computes its 16 heads x 64 keys with m16n8k16 MMAs, applies relu and the head weights and sums its 16
 // heads with shuffles; the 4 warps of a query add their partial sums through shared memory.
@@ -31,6 +32,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/mma_bf16.cuh"
 #include "backend/cuda/per_device.h"
 
@@ -185,6 +187,12 @@ __global__ void __launch_bounds__(QB * 128, 2) score_tc_kernel(IndexerArgs a) {
     };
     auto issue = [&](int slot, int buf) {
       const uint32_t dst = s_stage + buf * kStageBytes + cr * (D * 4);
+      if (a.k_fp8) {  // a packed FP8 key (132 bytes: not 16-byte aligned) in words, at its staging row's start
+        const uint8_t* src = a.k_fp8 + size_t(slot >= 0 ? slot : 0) * a.kv.bytes;
+        for (int c = cc0; c < a.kv.bytes / 4; c += TPR) cp_async4(dst + c * 4, src + 4 * c, slot >= 0);
+        cp_async_commit();
+        return;
+      }
       const float* src = a.k_pool + size_t(slot >= 0 ? slot : 0) * D;
 #pragma unroll
       for (int k = 0; k < CPT; ++k) {
@@ -209,8 +217,16 @@ __global__ void __launch_bounds__(QB * 128, 2) score_tc_kernel(IndexerArgs a) {
 #pragma unroll
         for (int u = tid; u < KT * (D / 8); u += NT) {
           const int r = u / (D / 8), c = u % (D / 8);
-          const float4 x0 = *reinterpret_cast<const float4*>(src + r * (D * 4) + c * 32);
-          const float4 x1 = *reinterpret_cast<const float4*>(src + r * (D * 4) + c * 32 + 16);
+          float4 x0, x1;
+          if (a.k_fp8) {  // 8 codes and the key's scale -> bf16(code x scale), exact (power-of-two scales)
+            const uint2 codes = *reinterpret_cast<const uint2*>(src + r * (D * 4) + 8 * c);
+            const float sc = *reinterpret_cast<const float*>(src + r * (D * 4) + D);
+            x0 = kv_value4(codes.x, sc);
+            x1 = kv_value4(codes.y, sc);
+          } else {
+            x0 = *reinterpret_cast<const float4*>(src + r * (D * 4) + c * 32);
+            x1 = *reinterpret_cast<const float4*>(src + r * (D * 4) + c * 32 + 16);
+          }
           uint4 hi, lo;
           split2(x0.x, x0.y, hi.x, lo.x);
           split2(x0.z, x0.w, hi.y, lo.y);
@@ -270,6 +286,8 @@ __global__ void __launch_bounds__(QB * 128, 2) score_tc_kernel(IndexerArgs a) {
 }  // namespace
 
 bool indexer_tc_supported(int heads, int head_dim) { return head_dim == D && heads > 0 && heads <= MaxHeads; }
+
+bool indexer_tc_takes_fp8() { return true; }
 
 int indexer_tc_queries_per_block(int Tc) { return Tc > 128 ? 2 : 1; }
 

@@ -1,4 +1,5 @@
-// Absorbed sparse MLA attention on tensor cores (Hopper, mma.sync), for BF16 latent pools.
+// Absorbed sparse MLA attention on tensor cores (Hopper, mma.sync), for BF16 latent pools and packed FP8
+// ones (dequantised to bf16 in shared memory, see FP8 below).
 //
 // The op: per query token t and head h, softmax over the selected keys of (q[t,h] . k_j) * scale, then
 // sum p_j * k_j[0:Dl]. Every head reads the same key rows (MQA in latent space), so a block takes one
@@ -31,6 +32,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/mma_bf16.cuh"
 #include "backend/cuda/per_device.h"
 
@@ -54,7 +56,11 @@ __device__ __forceinline__ uint32_t pswz(int r, int c) { return r * 64 + ((c ^ (
 
 // Compile-time widths (the full model's 576 / 512, the demo's 320 / 256): every shared-memory offset of
 // the unrolled MMA loops folds into the instruction. NPAIR: pairs of 8-column MMA tiles per warp in P V.
-template <int D, int DL>
+// FP8: the pool holds packed FP8 rows (backend/kv_fp8.h, bytes % 16 == 0): cp.async copies a tile's
+// packed rows into the tail of its key buffer, and the block converts them in place to bf16(code x scale)
+// rows (FlashMLA's dequantisation, exact in bf16) at the top of the tile's iteration; the copy of the
+// next tile still overlaps the MMAs.
+template <int D, int DL, bool FP8>
 __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
   static_assert(smem_bytes(D) <= kMaxSmem && D % 64 == 0 && DL % 64 == 0 && DL <= D, "widths");
   constexpr int NPAIR = DL / 64, nch = D / 8, rowb = D * 2;
@@ -108,16 +114,28 @@ __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
   auto finish_slot = [&](const Pending& s) { return s.code == 0 ? s.page * a.b.page_size + s.off : s.code; };
   // Key tile `tile` (its ring entry must be visible) -> buffer `buf`, one cp.async group. Warp w copies
   // rows 4w .. 4w + 3, lane l their 16-byte chunks l, l + 32, ...
+  const int pb = FP8 ? a.kv.bytes : 0;       // packed row bytes
+  const int ptail = FP8 ? TK * (rowb - pb) : 0;  // where a buffer's packed tile starts (16-byte aligned)
   auto load_tile = [&](int tile, int buf) {
     const int* rs = ring + (tile % 3) * TK;
     const uint32_t dst = s_k + buf * TK * rowb;
+    if constexpr (FP8) {
 #pragma unroll
-    for (int k = 0; k < TK / NW; ++k) {
-      const int r = w * (TK / NW) + k, s = rs[r];
-      const uint8_t* src = static_cast<const uint8_t*>(a.pool) + (s >= 0 ? size_t(s) * rowb : 0);
+      for (int k = 0; k < TK / NW; ++k) {
+        const int r = w * (TK / NW) + k, s = rs[r];
+        const uint8_t* src = static_cast<const uint8_t*>(a.pool) + (s >= 0 ? size_t(s) * pb : 0);
+        for (int c = lane; c < pb / 16; c += 32)  // masked rows: zeros, which decode to 0
+          cp_async16(dst + ptail + r * pb + c * 16, src + (s >= 0 ? c * 16 : 0), s >= 0);
+      }
+    } else {
 #pragma unroll
-      for (int c = lane; c < nch; c += 32)  // masked rows become zeros: 0 * p never makes NaN
-        cp_async16(dst + swz(r, c, rowb), src + (s >= 0 ? c * 16 : 0), s >= 0);
+      for (int k = 0; k < TK / NW; ++k) {
+        const int r = w * (TK / NW) + k, s = rs[r];
+        const uint8_t* src = static_cast<const uint8_t*>(a.pool) + (s >= 0 ? size_t(s) * rowb : 0);
+#pragma unroll
+        for (int c = lane; c < nch; c += 32)  // masked rows become zeros: 0 * p never makes NaN
+          cp_async16(dst + swz(r, c, rowb), src + (s >= 0 ? c * 16 : 0), s >= 0);
+      }
     }
     cp_async_commit();
   };
@@ -168,6 +186,44 @@ __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
     __syncthreads();  // tile it landed for everyone; every warp is done with tile it - 1 and its P
     const int* rs = ring + (it % 3) * TK;
     if (rs[0] == -2) break;  // the list ended (uniform: every thread reads the same word)
+    if constexpr (FP8) {
+      // Packed rows -> bf16 rows of the same buffer: all reads (to registers) before all writes, since the
+      // packed tile lies inside the bf16 tile's bytes.
+      uint8_t* base = sm + 2 * HB * rowb + (it & 1) * TK * rowb;
+      const uint8_t* packed = base + ptail;
+      const int boff = DL + 4 * ((DL + a.kv.tile - 1) / a.kv.tile);  // the rope channels' bytes
+      constexpr int per = (TK * nch + NT - 1) / NT;
+      uint4 cv[per];
+#pragma unroll
+      for (int k = 0; k < per; ++k) {
+        const int u = tid + k * NT, r = u / nch, c = u % nch;
+        if (u >= TK * nch) continue;
+        const uint8_t* row = packed + r * pb;
+        if (8 * c < DL) {
+          const uint2 codes = *reinterpret_cast<const uint2*>(row + 8 * c);
+          const float sc = *reinterpret_cast<const float*>(row + DL + 4 * (8 * c / a.kv.tile));
+          uint32_t wv[4];
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const uint32_t word = e < 2 ? codes.x : codes.y, sh = 16 * (e & 1);
+            const float v0 = kv_value(uint8_t(word >> sh), sc), v1 = kv_value(uint8_t(word >> (sh + 8)), sc);
+            wv[e] = (__float_as_uint(v0) >> 16) | (__float_as_uint(v1) & 0xffff0000u);  // exact: bf16 values
+          }
+          cv[k] = make_uint4(wv[0], wv[1], wv[2], wv[3]);
+        } else {
+          const uint2* b = reinterpret_cast<const uint2*>(row + boff + 2 * (8 * c - DL));
+          const uint2 x0 = b[0], x1 = b[1];
+          cv[k] = make_uint4(x0.x, x0.y, x1.x, x1.y);
+        }
+      }
+      __syncthreads();
+#pragma unroll
+      for (int k = 0; k < per; ++k) {
+        const int u = tid + k * NT, r = u / nch, c = u % nch;
+        if (u < TK * nch) *reinterpret_cast<uint4*>(base + swz(r, c, rowb)) = cv[k];
+      }
+      __syncthreads();
+    }
     if (it + 1 < ntiles) load_tile(it + 1, (it + 1) & 1);
     Pending ahead{};
     if (w == 0) {  // pool rows of tile it + 2 (stored at the end of this tile), position of tile it + 3
@@ -343,6 +399,8 @@ __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
 
 bool mla_tc_supported(int D, int Dl) { return (D == 576 && Dl == 512) || (D == 320 && Dl == 256); }
 
+bool mla_tc_takes_fp8(int D, int Dl, int row_bytes) { return D == 576 && Dl == 512 && row_bytes % 16 == 0; }
+
 int mla_tc_heads_per_block() { return HB; }
 int mla_tc_keys_per_tile() { return TK; }
 
@@ -351,12 +409,17 @@ void launch_mla_tc(const MlaArgs& a, cudaStream_t st) {
   const size_t smem = smem_bytes(a.D);
   static std::atomic<uint64_t> attr_set{0};  // per device: CUDA applies attributes to the current one
   once_per_device(attr_set, [&] {
-    cudaFuncSetAttribute(mla_tc_kernel<576, 512>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes(576)));
-    cudaFuncSetAttribute(mla_tc_kernel<320, 256>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes(320)));
+    cudaFuncSetAttribute(mla_tc_kernel<576, 512, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(smem_bytes(576)));
+    cudaFuncSetAttribute(mla_tc_kernel<320, 256, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(smem_bytes(320)));
+    cudaFuncSetAttribute(mla_tc_kernel<576, 512, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(smem_bytes(576)));
   });
   dim3 grid(unsigned(a.nsplit), unsigned((a.H + HB - 1) / HB), unsigned(a.T));
-  if (a.D == 576) mla_tc_kernel<576, 512><<<grid, NT, smem, st>>>(a);
-  else mla_tc_kernel<320, 256><<<grid, NT, smem, st>>>(a);
+  if (a.pool_fp8) mla_tc_kernel<576, 512, true><<<grid, NT, smem, st>>>(a);  // mla_tc_takes_fp8: 576 only
+  else if (a.D == 576) mla_tc_kernel<576, 512, false><<<grid, NT, smem, st>>>(a);
+  else mla_tc_kernel<320, 256, false><<<grid, NT, smem, st>>>(a);
 }
 
 }  // namespace ds::backend::cuda

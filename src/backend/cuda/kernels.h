@@ -58,6 +58,17 @@ void launch_gather_rows(const float* src, int D, const int32_t* idx, int n, floa
 void launch_cache_write_bf16(uint16_t* pool, int D, int col0, const float* rows, int n, const int32_t* slots, int T,
                              cudaStream_t st);
 void launch_gather_rows_bf16(const uint16_t* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st);
+// Packed FP8 KV rows (backend/kv_fp8.h; device helpers in kv_fp8.cuh, kernels in k_kv_fp8.cu).
+struct KvFp8Dev {
+  int quant_dim = 0, tile = 128, bf16_dim = 0, bytes = 0;
+  bool pow2 = false;
+};
+// Quantises quant [T, quant_dim] (+ rest [T, bf16_dim] as bf16) into pool rows slots[t] (-1: skipped).
+void launch_cache_write_fp8(uint8_t* pool, const KvFp8Dev& L, const float* quant, const float* rest,
+                            const int32_t* slots, int T, cudaStream_t st);
+// out[i, :] = the dequantised row idx[i] (quant_dim + bf16_dim floats).
+void launch_gather_fp8(const uint8_t* pool, const KvFp8Dev& L, const int32_t* idx, int n, float* out,
+                       cudaStream_t st);
 // y[idx[i], :] += w[i] * x[i, :]
 void launch_scatter_add_rows(float* y, int D, const int32_t* idx, const float* w, const float* x, int n,
                              cudaStream_t st);
@@ -121,8 +132,10 @@ void launch_hadamard_fp8_round(float* x, int rows, int n, cudaStream_t st);
 // ---- attention (k_attention.cu) ----
 struct MlaArgs {
   const float* q = nullptr;  // [T, H, D]
-  const void* pool = nullptr;  // [rows, D] fp32 or bf16
+  const void* pool = nullptr;  // [rows, D] fp32 or bf16, or packed FP8 rows [rows, kv.bytes]
   bool pool_bf16 = false;
+  bool pool_fp8 = false;
+  KvFp8Dev kv;  // pool_fp8: the latent layout
   const int32_t* index = nullptr;  // [T, K] positions, -1 padded
   DevBatch b;
   float* out = nullptr;  // [T, H, Dl]
@@ -143,6 +156,8 @@ void launch_mla_combine(const MlaArgs& a, cudaStream_t st);
 // split-K partials; with nsplit > 1 the caller launches launch_mla_combine next. Supported when
 // mla_tc_supported(D, Dl): (576, 512) (the model) and (320, 256) (the demo preset).
 bool mla_tc_supported(int D, int Dl);
+// Whether the tensor-core kernel reads packed FP8 pools of these widths (else they go to the SIMT kernel).
+bool mla_tc_takes_fp8(int D, int Dl, int row_bytes);
 int mla_tc_heads_per_block();
 int mla_tc_keys_per_tile();
 void launch_mla_tc(const MlaArgs& a, cudaStream_t st);
@@ -162,7 +177,9 @@ void launch_attention_expanded(const ExpandedArgs& a, cudaStream_t st);
 struct IndexerArgs {
   const float* q = nullptr;  // [T, heads, head_dim]
   const float* w = nullptr;  // [T, heads]
-  const float* k_pool = nullptr;  // [rows, head_dim]
+  const float* k_pool = nullptr;  // [rows, head_dim]; null when k_fp8 is set
+  const uint8_t* k_fp8 = nullptr;  // packed FP8 keys [rows, kv.bytes] (e4m3 + one scale per key)
+  KvFp8Dev kv;
   DevBatch b;
   int heads = 0, head_dim = 0, topk = 0;
   int t0 = 0, Tc = 0;       // query rows [t0, t0 + Tc) of this chunk
@@ -177,6 +194,8 @@ void launch_indexer_scores(const IndexerArgs& a, cudaStream_t st);
 // Supported when indexer_tc_supported(heads, head_dim): head_dim 128, up to 64 heads. Blocks of
 // indexer_tc_queries_per_block(Tc) queries x a.tiles tiles of 64 keys.
 bool indexer_tc_supported(int heads, int head_dim);
+// Whether the tensor-core score kernel reads packed FP8 keys (else they go to the SIMT kernel).
+bool indexer_tc_takes_fp8();
 int indexer_tc_queries_per_block(int Tc);
 void launch_indexer_scores_tc(const IndexerArgs& a, cudaStream_t st);
 void launch_indexer_topk(const IndexerArgs& a, cudaStream_t st);

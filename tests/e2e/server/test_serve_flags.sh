@@ -26,9 +26,9 @@ refused "--device must be cpu or cuda" --device tpu
 refused "--reasoning-parser 'qwen3' is not supported" --reasoning-parser qwen3
 refused "--tool-call-parser 'llama3' is not supported" --tool-call-parser llama3
 refused "--schedule-policy 'lof' is not supported" --schedule-policy lof
-refused "--kv-cache-dtype fp8_e5m2: FP8 KV caches are not implemented yet" --kv-cache-dtype fp8_e5m2
-refused "--kv-cache-dtype 'int8' is not one of auto, bf16" --kv-cache-dtype int8
-refused "--kv-cache-dtype bf16: the cpu backend keeps its KV cache in F32" --kv-cache-dtype bf16 --encoder dsv32
+refused "--kv-cache-dtype fp8_e5m2: not supported; DeepSeek's FP8 KV layout is fp8_e4m3" --kv-cache-dtype fp8_e5m2
+refused "--kv-cache-dtype 'int8' is not one of auto, bf16, bfloat16, fp32, float32, fp8_e4m3" --kv-cache-dtype int8
+refused "--kv-cache-dtype bf16: the cpu backend has no bf16 KV cache; use auto" --kv-cache-dtype bf16 --encoder dsv32
 
 # The KV plan from memory, capped at max-running-requests x context length.
 start_server "$TMP/server.log" --model-path "$MODEL" --encoder dsv32 --mem-fraction-static 0.5 \

@@ -106,6 +106,7 @@ std::vector<SampledRow> CudaBackend::sample(Tensor& logits, const SamplingBatch&
     for (int j = 0; j < n_top; ++j) {
       float lp;
       std::memcpy(&lp, w + 2 * n + n * top_pitch + i * top_pitch + j, sizeof(float));
+      if (lp == -INFINITY) break;  // masked out (structured outputs): not an alternative, as on the host
       r.top_logprobs.emplace_back(w[2 * n + i * top_pitch + j], lp);
     }
   }

@@ -7,6 +7,9 @@ Run it with Debian's /usr/bin/python3 (python3-jinja2); the pyenv python3 lacks 
 
   render_chat_template.py --template FILE --request REQ.json        -> prompt on stdout
   render_chat_template.py --template FILE --cases DIR --id NAME     -> writes DIR/*.NAME.prompt.txt
+  render_chat_template.py --template FILE --requests R1.json ... --out-dir D
+                                                                    -> D/K.prompt (or D/K.error) for request K
+                                                                       (one interpreter for many requests)
 
 FILE is either a .jinja file (loaded like `sglang --chat-template FILE.jinja`: surrounding
 newlines stripped, the two characters backslash-n turned into a newline) or a
@@ -111,8 +114,19 @@ def main():
     ap.add_argument("--request")
     ap.add_argument("--cases", help="directory of NAME.request.json files")
     ap.add_argument("--id", help="template id used in the output file names (with --cases)")
+    ap.add_argument("--requests", nargs="+", help="request files rendered one after the other (with --out-dir)")
+    ap.add_argument("--out-dir", help="where --requests writes K.prompt, or K.error when the template raises")
     args = ap.parse_args()
     src = load_template(args.template)
+    if args.requests:
+        out_dir = pathlib.Path(args.out_dir)
+        for k, path in enumerate(args.requests):
+            req = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+            try:
+                (out_dir / f"{k}.prompt").write_bytes(render(src, req).encode("utf-8"))
+            except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+                (out_dir / f"{k}.error").write_text(f"template error: {e}", encoding="utf-8")
+        return
     if args.request:
         req = json.loads(pathlib.Path(args.request).read_text(encoding="utf-8"))
         try:

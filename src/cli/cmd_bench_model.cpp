@@ -1,7 +1,13 @@
-// `dsserve bench model`: its flags (the measurements are perf/model_bench_run.h).
+// `dsserve bench model`: its flags (the measurements are perf/model_bench_run.h, perf/model_bench_tp.h).
+#include <algorithm>
+#include <thread>
+
 #include "cli/commands.h"
 #include "cli/make_backend.h"
+#include "cli/serve_replica.h"
 #include "perf/model_bench_run.h"
+#include "perf/model_bench_tp.h"
+#include "util/error.h"
 #include "util/log.h"
 
 namespace ds::cli {
@@ -17,7 +23,10 @@ void register_bench_model(CLI::App* bench) {
   cmd->add_option("--num-layers", f->num_layers, "with --preset: decoder layers (default: the preset's)");
   cmd->add_option("--seed", f->seed, "random seed (weights, KV rows, tokens)");
   cmd->add_option("--device", f->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)");
+  cmd->add_option("--threads", f->threads, "CPU threads (0: all cores; shared by the ranks of --tp)");
+  cmd->add_option("--tp,--tp-size", f->tp, "tensor-parallel ranks: GPUs 0..N-1 (or N CPU ranks); per-rank times")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--ep,--ep-size", f->ep, "1, or --tp: whole experts per rank")->check(CLI::Range(1, 64));
   cmd->add_option("--batch", f->batches, "comma-separated decode batch sizes ('' for none)");
   cmd->add_option("--context", f->context, "cached tokens per decoding sequence")->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--steps", f->steps, "measured decode steps")->check(CLI::Range(1, 100000));
@@ -41,7 +50,17 @@ void register_bench_model(CLI::App* bench) {
   cmd->add_option("--log-level", f->log_level, "trace|debug|info|warning|error");
   cmd->callback([f] {
     init_logging(f->log_level);
-    perf::run_model_bench(*f, make_backend(f->device, 0, f->threads));
+    DS_CHECK(f->ep == 1 || f->ep == f->tp, "--ep must be 1 or equal to --tp (got ep {}, tp {})", f->ep, f->tp);
+    if (f->tp == 1) return perf::run_model_bench(*f, make_backend(f->device, 0, f->threads));
+    const int cores = f->threads > 0 ? f->threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::unique_ptr<backend::Backend>> bes;
+    std::vector<backend::Backend*> raw;
+    for (int r = 0; r < f->tp; ++r) {
+      bes.push_back(make_backend(f->device, r, std::max(1, cores / f->tp)));
+      raw.push_back(bes.back().get());
+    }
+    auto groups = make_rank_groups(f->device, raw);
+    perf::run_model_bench_tp(*f, std::move(bes), std::move(groups));
   });
 }
 

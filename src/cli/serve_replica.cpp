@@ -14,6 +14,18 @@ namespace ds::cli {
 
 int gpu_of_rank(const ReplicaFlags& f, int rank) { return f.base_gpu_id + rank * f.gpu_id_step; }
 
+std::vector<std::unique_ptr<dist::Group>> make_rank_groups(const std::string& device,
+                                                           const std::vector<backend::Backend*>& backends) {
+  if (device == "cuda") {
+#ifdef DSSERVE_HAVE_CUDA
+    return dist::make_nccl_groups(backends);
+#else
+    fail("--device cuda: this dsserve was built without CUDA");
+#endif
+  }
+  return dist::make_local_groups(int(backends.size()));
+}
+
 runtime::Replica load_serving_replica(const std::string& model_path, const runtime::ParallelConfig& parallel,
                                       const ReplicaFlags& f) {
   DS_CHECK(f.base_gpu_id >= 0 && f.gpu_id_step >= 1, "--base-gpu-id must be >= 0 and --gpu-id-step >= 1 (got {}, {})",
@@ -25,16 +37,7 @@ runtime::Replica load_serving_replica(const std::string& model_path, const runti
   const int cores = f.threads > 0 ? f.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   const int per_rank = n == 1 ? f.threads : std::max(1, cores / n);
   spec.make_backend = [&](int r) { return make_backend(f.device, gpu_of_rank(f, r), per_rank); };
-  spec.make_groups = [&](const std::vector<backend::Backend*>& bes) -> std::vector<std::unique_ptr<dist::Group>> {
-    if (f.device == "cuda") {
-#ifdef DSSERVE_HAVE_CUDA
-      return dist::make_nccl_groups(bes);
-#else
-      fail("--device cuda: this dsserve was built without CUDA");
-#endif
-    }
-    return dist::make_local_groups(int(bes.size()));
-  };
+  spec.make_groups = [&](const std::vector<backend::Backend*>& bes) { return make_rank_groups(f.device, bes); };
   return runtime::load_replica(spec);
 }
 

@@ -18,5 +18,8 @@ struct ReplicaFlags {
 runtime::Replica load_serving_replica(const std::string& model_path, const runtime::ParallelConfig& parallel,
                                       const ReplicaFlags& f);
 int gpu_of_rank(const ReplicaFlags& f, int rank);
+// The group joining `backends` (one per rank): NCCL for CUDA backends, a LocalGroup on the CPU.
+std::vector<std::unique_ptr<dist::Group>> make_rank_groups(const std::string& device,
+                                                           const std::vector<backend::Backend*>& backends);
 
 }  // namespace ds::cli

@@ -158,9 +158,9 @@ class RandomSource final : public WeightSource {
 };
 }  // namespace
 
-ModelWeights random_weights(const ModelConfig& c, backend::Backend& be, uint64_t seed) {
+ModelWeights random_weights(const ModelConfig& c, backend::Backend& be, uint64_t seed, const TensorParallel& tp) {
   RandomSource src(c, be, seed);
-  ModelWeights w = assemble_weights(c, false, src);
+  ModelWeights w = assemble_weights(c, false, src, tp);
   src.finish();
   return w;
 }

@@ -13,6 +13,8 @@
 namespace ds::model {
 
 // Main layers only (no MTP). Deterministic in (config, seed); OpenMP-parallel; a progress line.
-ModelWeights random_weights(const ModelConfig& c, backend::Backend& be, uint64_t seed);
+// With tp: rank tp.rank's part only (each rank generates the whole tensor on the host and keeps its slice:
+// the same values as one rank's model, cut).
+ModelWeights random_weights(const ModelConfig& c, backend::Backend& be, uint64_t seed, const TensorParallel& tp = {});
 
 }  // namespace ds::model

@@ -51,6 +51,8 @@ class MeteredBackend final : public backend::Backend {
   Device device() const override { return in_->device(); }
   DType act_dtype() const override { return in_->act_dtype(); }
   int64_t free_device_memory() const override { return in_->free_device_memory(); }
+  int device_index() const override { return in_->device_index(); }
+  void make_current() override { in_->make_current(); }
   bool supports_kv_dtype(DType t) const override { return in_->supports_kv_dtype(t); }
 
   backend::LinearWeight load_linear(const backend::HostTensor& w, const backend::HostTensor* scale_inv) override;

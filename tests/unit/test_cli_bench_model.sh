@@ -66,6 +66,19 @@ grep -q "^Profile: decode, batch 1, 3 layers" "$out/a.txt" || fail "no decode pr
 grep -q "^Profile: prefill 48 tokens" "$out/a.txt" && fail "48 tokens are two chunks: no prefill profile expected"
 grep -q "^Extrapolated to 61 layers (NOT measured" "$out/a.txt" || fail "extrapolation not labelled"
 grep -q "preset tiny, random weights" "$out/a.txt" || fail "weights source not named"
+# --tp 2 (CPU ranks, expert parallel too): a line per rank per batch with a positive step time, bytes and
+# collective time; a layout the model cannot be cut into is refused naming the constraint.
+"$BIN" bench model --model-path "$SRC/tests/golden/tiny_v32_fp8" "${common[@]}" --tp 2 --ep 2 --batch 1,2 \
+  --context 20 --warmup 1 --prefill 20 --chunk 64 >"$out/tp.txt"
+[ "$(grep -cE '^  rank [01]: [0-9.]+ ms, [0-9.]+ GB, [0-9.]+x, collectives [0-9.]+ ms' "$out/tp.txt")" = 4 ] ||
+  fail "bench model --tp 2: expected 2 ranks x 2 batches: $(cat "$out/tp.txt")"
+awk '/^  rank/ { if ($3 + 0 <= 0) exit 1 }' "$out/tp.txt" || fail "a rank's step time is not positive"
+grep -q "over 2 ranks (tensor + expert parallel)" "$out/tp.txt" || fail "layout not named"
+grep -qE "^ +20 tokens: [0-9.]+ s" "$out/tp.txt" || fail "no prefill line with --tp 2"
+if msg=$("$BIN" bench model --model-path "$SRC/tests/golden/tiny_v32_fp8" "${common[@]}" --tp 3 --batch 1 --prefill '' 2>&1); then
+  fail "--tp 3 of 4 heads accepted"
+fi
+[[ $msg == *"attention heads"* ]] || fail "--tp 3: no reason given: $msg"
 # A bad flag fails cleanly.
 if "$BIN" bench model --preset tiny --device cpu --batch 0 >/dev/null 2>&1; then fail "--batch 0 accepted"; fi
 echo "ok"

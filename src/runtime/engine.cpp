@@ -3,8 +3,6 @@
 // that touches requests or KV pages happens on this one thread; other threads only queue work under mu_.
 #include "runtime/engine.h"
 
-#include "dist/group.h"
-
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -15,6 +13,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "dist/group.h"
 #include "model/model.h"
 #include "runtime/model_runner.h"
 #include "runtime/scheduler.h"
@@ -279,11 +278,10 @@ void EngineImpl::run_step() {
   StepInput in = make_step(plan);
   std::vector<std::string> step_ids;
   for (const auto& c : plan) step_ids.push_back(c.req->in.id);
-  // Checked between layers of an op-by-op forward (a recorded decode step runs whole). With several ranks
-  // every rank must stop at the same layer (issue 14: decide it collectively).
+  // Checked between layers of an op-by-op forward (a recorded decode step runs whole). Several ranks would
+  // each read the flag at their own moment and could stop at different layers, leaving the others in a
+  // collective: with tensor parallelism a step always runs whole (deciding it collectively: later).
   StepCancel::Scope cancellable(cancel_, std::move(step_ids));
-  // Several ranks would each read the flag at their own moment and could stop at different layers,
-  // leaving the others in a collective: with tensor parallelism a step always runs whole.
   if (runners_.size() == 1) in.batch.cancel = cancel_.flag();
   StepOutput res = run_on_runners(std::move(in));
   const double fwd_ms = res.forward_ms;

@@ -6,6 +6,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
+#include <chrono>
 #include <future>
 
 #include "backend/cuda/cuda_backend.h"
@@ -169,9 +171,10 @@ class StagedGroup final : public dist::Group {
   backend::Backend& be_;
 };
 
-// tiny_v32_fp8 / tiny_v3_bf16 cut over two CUDA ranks on this GPU (exact GEMM mode: DSSERVE_CUDA_GEMM=exact
-// from gpu-check.sh) against one rank on the same GPU: prefill logits, with and without --ep.
-void two_ranks_on_one_gpu() {
+// tiny_v32_fp8 / tiny_v3_bf16 cut over two CUDA ranks (exact GEMM mode: DSSERVE_CUDA_GEMM=exact from
+// gpu-check.sh) against one rank: prefill logits, with and without --ep. nccl: ranks on GPUs 0 and 1 joined
+// by NCCL (machines with two GPUs: issue 15); else both on GPU 0 through the host-staged group.
+void two_ranks(bool nccl) {
   for (const char* name : {"tiny_v32_fp8", "tiny_v3_bf16"})
     for (bool ep : {false, true}) {
       const std::string dir = std::string(DS_SOURCE_DIR) + "/tests/golden/" + name;
@@ -181,12 +184,17 @@ void two_ranks_on_one_gpu() {
       ForwardBatch pre = prompt_batch(one->config(), 3, 16);
       for (auto& sq : pre.seqs) sq.logits = LogitsMode::All;
       Tensor want = one->forward(pre, cache1).logits;
-      auto hosts = dist::make_local_groups(2);
       std::vector<std::unique_ptr<backend::Backend>> bes;
       std::vector<std::unique_ptr<dist::Group>> groups;
-      for (int r = 0; r < 2; ++r) {
-        bes.push_back(backend::make_cuda_backend(0));
-        groups.push_back(std::make_unique<StagedGroup>(std::move(hosts[size_t(r)]), *bes.back()));
+      if (nccl) {
+        for (int r = 0; r < 2; ++r) bes.push_back(backend::make_cuda_backend(r));
+        groups = dist::make_nccl_groups({bes[0].get(), bes[1].get()});
+      } else {
+        auto hosts = dist::make_local_groups(2);
+        for (int r = 0; r < 2; ++r) {
+          bes.push_back(backend::make_cuda_backend(0));
+          groups.push_back(std::make_unique<StagedGroup>(std::move(hosts[size_t(r)]), *bes.back()));
+        }
       }
       std::vector<std::future<Tensor>> f;
       for (int r = 0; r < 2; ++r)
@@ -200,8 +208,45 @@ void two_ranks_on_one_gpu() {
       f[1].get();
       const Err e = compare(got, want);
       expect(e.maxrel < 1e-4, std::string(name) + (ep ? " --tp 2 --ep 2" : " --tp 2") +
-                                  " on one GPU (staged collectives) vs one rank: max rel " + std::to_string(e.maxrel));
+                                  (nccl ? " on GPUs 0 and 1 (NCCL)" : " on one GPU (staged collectives)") +
+                                  " vs one rank: max rel " + std::to_string(e.maxrel));
     }
+}
+
+// NCCL all-reduce over GPUs 0..n-1 of [T, 7168] fp32 (the hidden state between layers): latency and bus
+// bandwidth (2 (n - 1) / n x bytes / time, nccl-tests' definition), median of 50 after 10 warm-up.
+void all_reduce_table(int n) {
+  std::vector<std::unique_ptr<backend::Backend>> bes;
+  std::vector<backend::Backend*> raw;
+  for (int r = 0; r < n; ++r) {
+    bes.push_back(backend::make_cuda_backend(r));
+    raw.push_back(bes.back().get());
+  }
+  auto groups = dist::make_nccl_groups(raw);
+  std::printf("all-reduce, %d GPUs, fp32 [T, 7168]: T, us, bus GB/s\n", n);
+  for (int64_t T : {1, 8, 32, 128, 1024}) {
+    std::vector<std::future<double>> f;
+    for (int r = 0; r < n; ++r)
+      f.push_back(std::async(std::launch::async, [&, r] {
+        backend::Backend& be = *bes[size_t(r)];
+        be.make_current();
+        Tensor t = be.alloc({T, 7168}, DType::F32);
+        std::vector<double> us;
+        for (int i = 0; i < 60; ++i) {
+          cudaDeviceSynchronize();
+          const auto t0 = std::chrono::steady_clock::now();
+          groups[size_t(r)]->all_reduce_sum(t);
+          cudaDeviceSynchronize();
+          if (i >= 10) us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+        }
+        std::sort(us.begin(), us.end());
+        return us[us.size() / 2];
+      }));
+    double worst = 0;
+    for (auto& x : f) worst = std::max(worst, x.get());
+    const double bytes = double(T) * 7168 * 4;
+    std::printf("  %5lld %9.1f %9.1f\n", (long long)T, worst, 2.0 * (n - 1) / n * bytes / (worst * 1e-6) / 1e9);
+  }
 }
 
 }  // namespace
@@ -212,7 +257,15 @@ int main() {
   collectives(*be, *groups[0]);
   model_through_nccl(*be, *groups[0]);
   expert_parallel_ids(*be);
-  two_ranks_on_one_gpu();
+  two_ranks(false);
+  int gpus = 0;
+  cudaGetDeviceCount(&gpus);
+  if (gpus >= 2) {
+    two_ranks(true);
+    all_reduce_table(gpus);
+  } else {
+    std::printf("one GPU: the NCCL runs over two GPUs (tp2 vs one rank, the all-reduce table) are skipped\n");
+  }
   std::printf("== gpu_dist_check: %d checks, %d failed ==\n", checks, failures);
   return failures ? 1 : 0;
 }

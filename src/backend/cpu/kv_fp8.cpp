@@ -7,26 +7,15 @@
 #include <algorithm>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/kv_fp8_checks.h"
 #include "util/error.h"
 
 namespace ds::backend::cpu {
 
-namespace {
-void check_pool(const Tensor& pool, const KvFp8Layout& L, const char* op) {
-  DS_CHECK(pool.dtype() == DType::U8 && pool.ndim() == 2 && pool.dim(1) == L.bytes(),
-           "{}: pool {} is not a packed FP8 pool of {} bytes per row", op, pool.describe(), L.bytes());
-}
-}  // namespace
-
 void CpuBackend::cache_write_fp8(Tensor& pool, const KvFp8Layout& L, const Tensor& quant, const Tensor* rest,
                                  const std::vector<int32_t>& slots) {
-  check_pool(pool, L, "cache_write_fp8");
+  check_fp8_write(pool, L, quant, rest, slots);
   const int64_t T = int64_t(slots.size());
-  DS_CHECK(quant.dtype() == DType::F32 && quant.dim(0) == T && quant.row_size() == L.quant_dim,
-           "cache_write_fp8: {} rows of {} for {} slots", quant.describe(), L.quant_dim, T);
-  DS_CHECK(L.bf16_dim == 0 || (rest && rest->dtype() == DType::F32 && rest->dim(0) == T && rest->row_size() == L.bf16_dim),
-           "cache_write_fp8: the bf16 part must be [{}, {}]", T, L.bf16_dim);
-  for (int32_t s : slots) DS_CHECK(s >= -1 && s < pool.dim(0), "cache slot {} outside the pool of {}", s, pool.dim(0));
   uint8_t* base = pool.data<uint8_t>();
 #pragma omp parallel for if (T > 256)
   for (int64_t t = 0; t < T; ++t) {
@@ -37,9 +26,8 @@ void CpuBackend::cache_write_fp8(Tensor& pool, const KvFp8Layout& L, const Tenso
 }
 
 Tensor CpuBackend::cache_gather_fp8(const Tensor& pool, const KvFp8Layout& L, const std::vector<int32_t>& slots) {
-  check_pool(pool, L, "cache_gather_fp8");
+  check_fp8_gather(pool, L, slots);
   const int64_t n = int64_t(slots.size());
-  for (int32_t s : slots) DS_CHECK(s >= 0 && s < pool.dim(0), "cache slot {} outside the pool of {}", s, pool.dim(0));
   Tensor out = Tensor::empty({n, L.width()}, DType::F32);
   for (int64_t i = 0; i < n; ++i)
     kv_fp8_unpack_row(L, pool.data<uint8_t>() + int64_t(slots[i]) * L.bytes(), out.f32() + i * L.width());
@@ -54,7 +42,7 @@ KvRows::KvRows(const Tensor& pool, const KvFp8Layout* layout, const std::vector<
     width_ = pool.row_size();
     return;
   }
-  check_pool(pool, *layout, "attention");
+  check_fp8_pool(pool, *layout, "attention");
   width_ = layout->width();
   // Each distinct row once, in parallel; the ops then read fp32 rows as from an fp32 pool.
   std::vector<int32_t> distinct = slots;

@@ -1,6 +1,7 @@
 // CudaBackend: packed FP8 KV pools (backend/kv_fp8.h): the fused quantising write and the dequantising
 // gather. The attention and indexer kernels read such pools themselves (cuda_attention.cpp).
 #include "backend/cuda/cuda_backend.h"
+#include "backend/kv_fp8_checks.h"
 
 namespace ds::backend::cuda {
 
@@ -18,21 +19,16 @@ KvFp8Dev kv_fp8_dev(const KvFp8Layout& L) {
 }
 
 namespace {
-void check_pool(const Tensor& pool, const KvFp8Layout& L, const char* op) {
-  DS_CHECK(pool.dtype() == DType::U8 && pool.ndim() == 2 && pool.dim(1) == L.bytes() && pool.device() == Device::CUDA,
-           "{}: pool {} is not a packed FP8 pool of {} bytes per row on the GPU", op, pool.describe(), L.bytes());
+void check_on_gpu(const Tensor& pool, const char* op) {
+  DS_CHECK(pool.device() == Device::CUDA, "{}: pool {} is not on the GPU", op, pool.describe());
 }
 }  // namespace
 
 void CudaBackend::cache_write_fp8(Tensor& pool, const KvFp8Layout& L, const Tensor& quant, const Tensor* rest,
                                   const std::vector<int32_t>& slots) {
-  check_pool(pool, L, "cache_write_fp8");
+  check_on_gpu(pool, "cache_write_fp8");
+  check_fp8_write(pool, L, quant, rest, slots);
   const int64_t T = int64_t(slots.size());
-  DS_CHECK(quant.dtype() == DType::F32 && quant.dim(0) == T && quant.row_size() == L.quant_dim,
-           "cache_write_fp8: {} rows of {} for {} slots", quant.describe(), L.quant_dim, T);
-  DS_CHECK(L.bf16_dim == 0 || (rest && rest->dtype() == DType::F32 && rest->dim(0) == T && rest->row_size() == L.bf16_dim),
-           "cache_write_fp8: the bf16 part must be [{}, {}]", T, L.bf16_dim);
-  for (int32_t s : slots) DS_CHECK(s >= -1 && s < pool.dim(0), "cache slot {} outside the pool of {}", s, pool.dim(0));
   if (slots.empty()) return;
   launch_cache_write_fp8(pool.data<uint8_t>(), kv_fp8_dev(L), quant.data<float>(),
                          L.bf16_dim ? rest->data<float>() : nullptr, upload_i32(slots), int(T), stream_);
@@ -40,8 +36,8 @@ void CudaBackend::cache_write_fp8(Tensor& pool, const KvFp8Layout& L, const Tens
 }
 
 Tensor CudaBackend::cache_gather_fp8(const Tensor& pool, const KvFp8Layout& L, const std::vector<int32_t>& slots) {
-  check_pool(pool, L, "cache_gather_fp8");
-  for (int32_t s : slots) DS_CHECK(s >= 0 && s < pool.dim(0), "cache slot {} outside the pool of {}", s, pool.dim(0));
+  check_on_gpu(pool, "cache_gather_fp8");
+  check_fp8_gather(pool, L, slots);
   Tensor out = empty({int64_t(slots.size()), L.width()}, DType::F32);
   if (slots.empty()) return out;
   launch_gather_fp8(pool.data<uint8_t>(), kv_fp8_dev(L), upload_i32(slots), int(slots.size()), out.data<float>(),

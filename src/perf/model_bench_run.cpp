@@ -30,24 +30,6 @@ namespace ds::perf {
 
 namespace {
 
-std::vector<int64_t> parse_sizes(const std::string& s, const char* flag) {
-  std::vector<int64_t> v;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item.empty()) continue;
-    size_t used = 0;
-    int64_t x = 0;
-    try {
-      x = std::stoll(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    DS_CHECK(used == item.size() && x >= 1, "{}: '{}' is not a positive number", flag, item);
-    v.push_back(x);
-  }
-  return v;
-}
 
 // Cost per MoE layer from two models that differ only in MoE layers, carried to `target` layers.
 double extrapolate(double cut, double full, int64_t cut_layers, int64_t full_layers, int64_t target) {
@@ -97,6 +79,34 @@ void print_profile(const std::string& label, const std::vector<OpProfile>& rows,
 
 }  // namespace
 
+std::vector<int64_t> parse_sizes(const std::string& s, const char* flag) {
+  std::vector<int64_t> v;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    size_t used = 0;
+    int64_t x = 0;
+    try {
+      x = std::stoll(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    DS_CHECK(used == item.size() && x >= 1, "{}: '{}' is not a positive number", flag, item);
+    v.push_back(x);
+  }
+  return v;
+}
+
+model::ModelConfig bench_preset_config(const ModelBenchOptions& f) {
+  model::MakeModelOptions o;
+  o.preset = f.preset;
+  o.num_layers = f.num_layers;
+  o.seed = f.seed;
+  o.overrides = {{"num_nextn_predict_layers", 0}};
+  return model::preset_config(o);
+}
+
 void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backend> backend) {
   DS_CHECK(f.model_path.empty() != f.preset.empty(), "give one of --model-path and --preset");
   const auto batches = parse_sizes(f.batches, "--batch"), prefills = parse_sizes(f.prefill, "--prefill");
@@ -113,12 +123,7 @@ void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backen
     w = model::load_weights(cfg, ckpt, be);
     source = f.model_path;
   } else {
-    model::MakeModelOptions o;
-    o.preset = f.preset;
-    o.num_layers = f.num_layers;
-    o.seed = f.seed;
-    o.overrides = {{"num_nextn_predict_layers", 0}};
-    cfg = model::preset_config(o);
+    cfg = bench_preset_config(f);
     w = model::random_weights(cfg, be, f.seed);
     source = fmt::format("preset {}, random weights generated on the {} (seed {})", f.preset, be.name(), f.seed);
   }

@@ -4,8 +4,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
+#include "model/config.h"
 #include "runtime/step_recorder.h"
 
 namespace ds::perf {
@@ -22,6 +24,11 @@ struct ModelBenchOptions {
   double hbm_gbs = 0, peak_tflops = 989;
   bool profile = false;
 };
+
+// "1,8,32" -> {1, 8, 32}; throws ds::Error naming `flag` for anything but positive numbers.
+std::vector<int64_t> parse_sizes(const std::string& s, const char* flag);
+// The config of --preset (--num-layers, --seed; no MTP layer: the benchmarks run the main model).
+model::ModelConfig bench_preset_config(const ModelBenchOptions& f);
 
 // Throws ds::Error when a configuration failed (after the others ran and were reported).
 void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backend> backend);

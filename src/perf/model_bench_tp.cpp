@@ -6,7 +6,6 @@
 #include <future>
 
 #include "model/checkpoint.h"
-#include "model/make_model.h"
 #include "model/random_weights.h"
 #include "perf/metered_backend.h"
 #include "perf/model_bench.h"
@@ -43,17 +42,6 @@ auto on_ranks(std::vector<std::unique_ptr<dist::Group>>& groups, F fn) {
   return out;
 }
 
-std::vector<int64_t> sizes(const std::string& s) {
-  std::vector<int64_t> v;
-  size_t i = 0;
-  while (i < s.size()) {
-    size_t j = s.find(',', i);
-    if (j == std::string::npos) j = s.size();
-    if (j > i) v.push_back(std::stoll(s.substr(i, j - i)));
-    i = j + 1;
-  }
-  return v;
-}
 
 }  // namespace
 
@@ -72,12 +60,7 @@ void run_model_bench_tp(const ModelBenchOptions& f, std::vector<std::unique_ptr<
   if (!f.model_path.empty()) {
     cfg = model::load_config(f.model_path);
   } else {
-    model::MakeModelOptions o;
-    o.preset = f.preset;
-    o.num_layers = f.num_layers;
-    o.seed = f.seed;
-    o.overrides = {{"num_nextn_predict_layers", 0}};
-    cfg = model::preset_config(o);
+    cfg = bench_preset_config(f);
   }
   std::vector<std::unique_ptr<model::Model>> models;
   models.resize(size_t(n));
@@ -118,7 +101,7 @@ void run_model_bench_tp(const ModelBenchOptions& f, std::vector<std::unique_ptr<
   const bool host_timed = groups[0]->name() == "local";
 
   int failures = 0;
-  const auto batches = sizes(f.batches);
+  const auto batches = parse_sizes(f.batches, "--batch");
   if (!batches.empty())
     fmt::print("\nDecode: context {} tokens per sequence, median of {} steps after {} warm-up; per rank: step ms, "
                "bytes read (GB) and x roofline{}\n",
@@ -154,7 +137,7 @@ void run_model_bench_tp(const ModelBenchOptions& f, std::vector<std::unique_ptr<
       if (groups[0]->aborted()) break;  // the group is gone: nothing else can run
     }
 
-  const auto prefills = sizes(f.prefill);
+  const auto prefills = parse_sizes(f.prefill, "--prefill");
   if (!prefills.empty() && !groups[0]->aborted())
     fmt::print("\nPrefill: one sequence, chunks of {} tokens (per rank seconds; the replica's is the slowest)\n", f.chunk);
   for (int64_t p : prefills) {

@@ -1,7 +1,4 @@
 // `dsserve bench model`: its flags (the measurements are perf/model_bench_run.h, perf/model_bench_tp.h).
-#include <algorithm>
-#include <thread>
-
 #include "cli/commands.h"
 #include "cli/make_backend.h"
 #include "cli/serve_replica.h"
@@ -52,11 +49,11 @@ void register_bench_model(CLI::App* bench) {
     init_logging(f->log_level);
     DS_CHECK(f->ep == 1 || f->ep == f->tp, "--ep must be 1 or equal to --tp (got ep {}, tp {})", f->ep, f->tp);
     if (f->tp == 1) return perf::run_model_bench(*f, make_backend(f->device, 0, f->threads));
-    const int cores = f->threads > 0 ? f->threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    const ReplicaFlags rf{f->device, f->threads, 0, 1};
     std::vector<std::unique_ptr<backend::Backend>> bes;
     std::vector<backend::Backend*> raw;
     for (int r = 0; r < f->tp; ++r) {
-      bes.push_back(make_backend(f->device, r, std::max(1, cores / f->tp)));
+      bes.push_back(make_rank_backend(rf, r, f->tp));
       raw.push_back(bes.back().get());
     }
     auto groups = make_rank_groups(f->device, raw);

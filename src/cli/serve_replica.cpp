@@ -14,6 +14,11 @@ namespace ds::cli {
 
 int gpu_of_rank(const ReplicaFlags& f, int rank) { return f.base_gpu_id + rank * f.gpu_id_step; }
 
+std::unique_ptr<backend::Backend> make_rank_backend(const ReplicaFlags& f, int rank, int ranks) {
+  const int cores = f.threads > 0 ? f.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  return make_backend(f.device, gpu_of_rank(f, rank), ranks == 1 ? f.threads : std::max(1, cores / ranks));
+}
+
 std::vector<std::unique_ptr<dist::Group>> make_rank_groups(const std::string& device,
                                                            const std::vector<backend::Backend*>& backends) {
   if (device == "cuda") {
@@ -34,9 +39,7 @@ runtime::Replica load_serving_replica(const std::string& model_path, const runti
   runtime::ReplicaSpec spec;
   spec.model_path = model_path;
   spec.parallel = parallel;
-  const int cores = f.threads > 0 ? f.threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  const int per_rank = n == 1 ? f.threads : std::max(1, cores / n);
-  spec.make_backend = [&](int r) { return make_backend(f.device, gpu_of_rank(f, r), per_rank); };
+  spec.make_backend = [&](int r) { return make_rank_backend(f, r, n); };
   spec.make_groups = [&](const std::vector<backend::Backend*>& bes) { return make_rank_groups(f.device, bes); };
   return runtime::load_replica(spec);
 }

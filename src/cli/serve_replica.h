@@ -18,6 +18,8 @@ struct ReplicaFlags {
 runtime::Replica load_serving_replica(const std::string& model_path, const runtime::ParallelConfig& parallel,
                                       const ReplicaFlags& f);
 int gpu_of_rank(const ReplicaFlags& f, int rank);
+// Rank `rank` of `ranks`'s backend: its GPU, or a CPU backend with its share of --threads (all cores when 0).
+std::unique_ptr<backend::Backend> make_rank_backend(const ReplicaFlags& f, int rank, int ranks);
 // The group joining `backends` (one per rank): NCCL for CUDA backends, a LocalGroup on the CPU.
 std::vector<std::unique_ptr<dist::Group>> make_rank_groups(const std::string& device,
                                                            const std::vector<backend::Backend*>& backends);

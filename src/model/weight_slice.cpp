@@ -54,8 +54,6 @@ HostTensor dequantise(const HostTensor& w, const HostTensor& scale, int64_t r0, 
 
 SlicedTensor slice_tensor(const HostTensor& t, const Shard& s) {
   SlicedTensor out;
-  out.source_bytes = uint64_t(dtype_size(t.dtype));
-  for (int64_t d : t.shape) out.source_bytes *= uint64_t(d);
   if (s.axis == Shard::Axis::Whole) {
     out.w = t;
     return out;
@@ -70,8 +68,6 @@ SlicedTensor slice_tensor(const HostTensor& t, const Shard& s) {
     DS_CHECK(t.shape.size() == 2, "column slice of the {}-D tensor '{}'", t.shape.size(), t.name);
     out.w = gather(t, 0, t.shape[0], s.begin, s.end, out.buf_w);
   }
-  out.source_bytes = out.source_bytes / uint64_t(t.shape.size() == 1 || s.axis == Shard::Axis::Rows
-                                                      ? t.shape[0] : t.shape[1]) * uint64_t(s.end - s.begin);
   return out;
 }
 
@@ -79,10 +75,7 @@ SlicedTensor slice_linear(const HostTensor& w, const HostTensor* scale, const Sh
   DS_CHECK(w.shape.size() == 2, "linear weight '{}' must be 2-D", w.name);
   if (!scale || s.axis == Shard::Axis::Whole) {
     SlicedTensor out = slice_tensor(w, s);
-    if (scale) {
-      out.scale = *scale;
-      out.source_bytes += uint64_t(scale->shape[0] * scale->shape[1]) * dtype_size(scale->dtype);
-    }
+    if (scale) out.scale = *scale;
     return out;
   }
   check_range(w, s);
@@ -90,7 +83,6 @@ SlicedTensor slice_linear(const HostTensor& w, const HostTensor* scale, const Sh
   const int64_t r0 = rows ? s.begin : 0, r1 = rows ? s.end : w.shape[0];
   const int64_t c0 = rows ? 0 : s.begin, c1 = rows ? w.shape[1] : s.end;
   SlicedTensor out;
-  out.source_bytes = uint64_t((r1 - r0) * (c1 - c0)) * dtype_size(w.dtype);
   if (!on_blocks(s.begin, s.end, rows ? w.shape[0] : w.shape[1])) {
     out.w = dequantise(w, *scale, r0, r1, c0, c1, out.buf_w);
     return out;

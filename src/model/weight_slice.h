@@ -14,7 +14,6 @@ struct SlicedTensor {
   backend::HostTensor w;
   std::optional<backend::HostTensor> scale;  // FP8 block scales of the slice
   std::vector<char> buf_w, buf_s;            // storage of the gathered slices (w / scale point here)
-  uint64_t source_bytes = 0;                 // bytes of the checkpoint read for it
 };
 
 // A linear weight [out, in] (FP8 with its [ceil(out/128), ceil(in/128)] block scales, or float) cut to

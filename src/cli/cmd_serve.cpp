@@ -50,7 +50,7 @@ struct ServeFlags {
   int port = 30000, tp = 1, dp = 1, ep = 1, context_length = 0, max_running_requests = 256, page_size = 64,
       chunked_prefill_size = 8192, max_prefill_tokens = 16384, max_queued_requests = 4096, threads = 0,
       cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs, base_gpu_id = 0, gpu_id_step = 1, nnodes = 1,
-      node_rank = 0;
+      moe_dense_tp_size = 0, node_rank = 0;
   std::string dist_init_addr;
   int64_t max_total_tokens = 0, limit_concurrency = 0;  // 0: from the open-file limit
   double mem_fraction_static = 0;  // 0: the device's default
@@ -72,9 +72,13 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--port", f.port, "port to listen on")->check(CLI::Range(0, 65535))->capture_default_str();
   cmd->add_option("--served-model-name", f.served_model_name, "model name in the API (default: the model path)");
   cmd->add_option("--tp,--tp-size", f.tp, "tensor parallel size: GPUs (or CPU ranks) one replica is cut over");
-  cmd->add_option("--dp,--dp-size", f.dp, "data parallel size (only 1 in this build)");
+  cmd->add_option("--dp,--dp-size", f.dp,
+                  "data parallel size: replicas of --tp ranks each, or with --enable-dp-attention groups inside the --tp ranks");
   cmd->add_option("--ep,--ep-size", f.ep, "expert parallel size: 1, or --tp for whole experts per rank");
-  cmd->add_flag("--enable-dp-attention", f.enable_dp_attention, "data-parallel attention (needs --dp > 1; later)");
+  cmd->add_flag("--enable-dp-attention", f.enable_dp_attention,
+                "data-parallel attention: --dp groups of the --tp ranks each serve their own requests; MoE over all ranks");
+  cmd->add_option("--moe-dense-tp-size", f.moe_dense_tp_size,
+                  "1: dense MLP layers inside each DP group (with --enable-dp-attention); default: over all ranks");
   cmd->add_option("--base-gpu-id", f.base_gpu_id, "first GPU of this server (rank r uses base + r * step)")
       ->capture_default_str();
   cmd->add_option("--gpu-id-step", f.gpu_id_step, "GPU id step between ranks")->capture_default_str();
@@ -157,10 +161,14 @@ runtime::ParallelConfig parallel_config(const ServeFlags& f) {
   p.dp = f.dp;
   p.ep = f.ep;
   p.dp_attention = f.enable_dp_attention;
+  p.moe_dense_local = f.moe_dense_tp_size == 1;
   return p;
 }
 
 void validate(const ServeFlags& f) {
+  DS_CHECK(f.moe_dense_tp_size == 0 || f.moe_dense_tp_size == 1,
+           "--moe-dense-tp-size {}: only 1 is supported (dense layers inside each DP group; SGLang's rule too)",
+           f.moe_dense_tp_size);
   parallel_config(f).validate();
   DS_CHECK(f.nnodes == 1 && f.node_rank == 0,
            "--nnodes {} / --node-rank {}: multi-node serving is not available yet; this build runs --tp ranks on the "
@@ -295,7 +303,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   init_logging(flags.log_level);
   reject_extras(cmd);
   validate(flags);
-  if (flags.enable_dp_attention) spdlog::warn("--enable-dp-attention has no effect with --dp 1");
+  if (flags.enable_dp_attention && flags.dp == 1) spdlog::warn("--enable-dp-attention has no effect with --dp 1");
 
   const bool demo = flags.model_path.empty();
   const std::string model_path = demo ? ensure_demo_model() : flags.model_path;
@@ -330,7 +338,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   const auto& mc = model0.config();
   spdlog::info("loaded {} ({}, {} layers{}, vocab {}) on {}{} in {:.1f} s", model_path, mc.model_type,
                mc.num_hidden_layers, model0.has_mtp() ? " + MTP" : "", mc.vocab_size, backend0.name(),
-               parallel.tp > 1 ? fmt::format(" x {} ranks ({})", parallel.tp, parallel.describe()) : "",
+               replica.size() > 1 ? fmt::format(" x {} ranks ({})", replica.size(), parallel.describe()) : "",
                load_timer.seconds());
 
   int64_t context_length = flags.context_length > 0 ? flags.context_length
@@ -373,8 +381,12 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
 
   runtime::EngineConfig ec;
   ec.page_size = flags.page_size;
-  ec.max_total_tokens = plan.tokens;
-  ec.max_running_requests = flags.max_running_requests;
+  ec.max_total_tokens = plan.tokens;  // per DP group: each keeps the KV of its own requests
+  // Under DP attention the groups share --max-running-requests (SGLang divides it the same way); replicas
+  // (--dp without it) each take the whole.
+  const int32_t dp_groups = replica.size() / replica.group_size;
+  ec.max_running_requests =
+      parallel.dp_attention ? std::max(1, flags.max_running_requests / dp_groups) : flags.max_running_requests;
   ec.max_queued_requests = flags.max_queued_requests;
   ec.chunked_prefill_size = flags.chunked_prefill_size;
   ec.max_prefill_tokens = flags.max_prefill_tokens;
@@ -394,6 +406,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   const std::string backend_name = backend0.name();
   std::vector<std::unique_ptr<runtime::ModelRunner>> runners;
   std::vector<runtime::ModelRunner*> runner_ptrs;
+  std::vector<std::vector<runtime::ModelRunner*>> runner_groups(static_cast<size_t>(dp_groups));
   for (int r = 0; r < replica.size(); ++r) {
     rc.parallel = parallel;
     rc.parallel.rank = r;
@@ -401,11 +414,14 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
     runners.push_back(std::make_unique<runtime::ModelRunner>(rc, std::move(replica.backends[size_t(r)]),
                                                              std::move(replica.models[size_t(r)])));
     runner_ptrs.push_back(runners.back().get());
+    runner_groups[size_t(r / replica.group_size)].push_back(runners.back().get());
   }
+  if (parallel.dp_attention && rc.cuda_graph_max_bs > 0 && flags.device == "cuda")
+    spdlog::warn("CUDA graphs are not recorded under --enable-dp-attention yet: steps run op by op");
   record_graphs_on_all(runner_ptrs, ec.max_running_requests, ec.context_length);
   // A failed rank leaves the replica unusable: stop the server (exit 1) with the rank's message.
   ec.on_fatal = [](const std::string& why) { request_fatal_stop(why); };
-  auto engine = runtime::make_engine(ec, runner_ptrs, tokenizer);
+  auto engine = runtime::make_dp_engine(ec, std::move(runner_groups), tokenizer);
 
   server::ServerConfig sc;
   sc.served_model_name = served;
@@ -440,9 +456,10 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   const std::string url = fmt::format(
       "http://{}:{}", flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host, http.port());
   spdlog::info("dsserve 0.1.0 serving '{}' on {} ({} backend, {})", served, url, backend_name, parallel.describe());
-  spdlog::info("  KV pool: {} ({} cache)", plan.why, runtime::kv_cache_dtype_label(kv_dtype));
-  spdlog::info("  context length {}, max running requests {}, chunked prefill {}, radix cache {}, schedule {}",
-               context_length, ec.max_running_requests, ec.chunked_prefill_size, ec.enable_radix_cache ? "on" : "off",
+  spdlog::info("  KV pool: {} ({} cache){}", plan.why, runtime::kv_cache_dtype_label(kv_dtype),
+               dp_groups > 1 ? fmt::format(", one per DP group x {}", dp_groups) : "");
+  spdlog::info("  context length {}, max running requests {}{}, chunked prefill {}, radix cache {}, schedule {}",
+               context_length, ec.max_running_requests, dp_groups > 1 ? " per DP group" : "", ec.chunked_prefill_size, ec.enable_radix_cache ? "on" : "off",
                flags.schedule_policy);
   spdlog::info("  max queued requests {}, connection limit {}, shutdown timeout {} s", ec.max_queued_requests,
                ho.max_connections, flags.shutdown_timeout);

@@ -35,7 +35,7 @@ runtime::Replica load_serving_replica(const std::string& model_path, const runti
                                       const ReplicaFlags& f) {
   DS_CHECK(f.base_gpu_id >= 0 && f.gpu_id_step >= 1, "--base-gpu-id must be >= 0 and --gpu-id-step >= 1 (got {}, {})",
            f.base_gpu_id, f.gpu_id_step);
-  const int n = parallel.tp;
+  const int n = parallel.world_size();
   runtime::ReplicaSpec spec;
   spec.model_path = model_path;
   spec.parallel = parallel;

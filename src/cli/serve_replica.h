@@ -14,7 +14,7 @@ struct ReplicaFlags {
   int base_gpu_id = 0, gpu_id_step = 1;
 };
 
-// Loads `model_path` over parallel.tp ranks; the replica's rank r runs on GPU base + r * step.
+// Loads `model_path` over parallel.world_size() ranks; rank r runs on GPU base + r * step.
 runtime::Replica load_serving_replica(const std::string& model_path, const runtime::ParallelConfig& parallel,
                                       const ReplicaFlags& f);
 int gpu_of_rank(const ReplicaFlags& f, int rank);

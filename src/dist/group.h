@@ -30,6 +30,9 @@ class Group {
   virtual void all_reduce_sum(Tensor& t) = 0;
   // out = the ranks' `in` one after the other in rank order (out.numel() == size() * in.numel()).
   virtual void all_gather(const Tensor& in, Tensor& out) = 0;
+  // out = the sum over ranks of chunk rank() of `in` (in.numel() == size() * out.numel()): the
+  // all-reduce's result, each rank keeping its own chunk (half the traffic; DP attention's MoE combine).
+  virtual void reduce_scatter_sum(const Tensor& in, Tensor& out) = 0;
   // Every rank's `t` becomes root's.
   virtual void broadcast(Tensor& t, int root) = 0;
   // Ends every rank's current and later collectives with GroupAborted naming `why` (a rank failed:

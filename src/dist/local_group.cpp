@@ -111,6 +111,27 @@ class LocalGroup final : public Group {
     seconds_ += timer.seconds();
   }
 
+  void reduce_scatter_sum(const Tensor& in, Tensor& out) override {
+    check_host(in, "reduce_scatter_sum");
+    check_host(out, "reduce_scatter_sum");
+    DS_CHECK(in.dtype() == DType::F32 && out.dtype() == DType::F32 && in.numel() == out.numel() * size(),
+             "LocalGroup::reduce_scatter_sum: in {} and out {} do not match a group of {} (F32 only)", in.describe(),
+             out.describe(), size());
+    Timer timer;
+    w_->in_[rank_] = in.raw();
+    w_->barrier();
+    // The same order as all_reduce_sum (rank 0 first): the same bits as its chunk of the all-reduce.
+    const int64_t n = out.numel(), c0 = n * rank_;
+    auto* dst = static_cast<float*>(out.raw());
+    for (int64_t i = 0; i < n; ++i) {
+      float s = static_cast<const float*>(w_->in_[0])[c0 + i];
+      for (int r = 1; r < size(); ++r) s += static_cast<const float*>(w_->in_[r])[c0 + i];
+      dst[i] = s;
+    }
+    w_->barrier();  // inputs no longer read
+    seconds_ += timer.seconds();
+  }
+
   void broadcast(Tensor& t, int root) override {
     check_host(t, "broadcast");
     DS_CHECK(root >= 0 && root < size(), "LocalGroup::broadcast: root {} outside a group of {}", root, size());

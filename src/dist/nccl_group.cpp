@@ -59,6 +59,13 @@ class NcclGroup final : public Group {
              "all_gather: in {} and out {} do not match a group of {}", in.describe(), out.describe(), size());
     check(ncclAllGather(in.raw(), out.raw(), size_t(in.numel()), nccl_type(in), comm(), be_.stream()), "all-gather");
   }
+  void reduce_scatter_sum(const Tensor& in, Tensor& out) override {
+    ready(in);
+    DS_CHECK(in.dtype() == out.dtype() && in.numel() == out.numel() * size(),
+             "reduce_scatter_sum: in {} and out {} do not match a group of {}", in.describe(), out.describe(), size());
+    check(ncclReduceScatter(in.raw(), out.raw(), size_t(out.numel()), nccl_type(in), ncclSum, comm(), be_.stream()),
+          "reduce-scatter");
+  }
   void broadcast(Tensor& t, int root) override {
     ready(t);
     check(ncclBroadcast(t.raw(), t.raw(), size_t(t.numel()), nccl_type(t), root, comm(), be_.stream()), "broadcast");

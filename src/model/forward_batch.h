@@ -29,6 +29,11 @@ struct ForwardBatch {
   // shutdown): the forward then stops between layers by throwing StepCancelled. The KV entries it
   // wrote so far are garbage; only pages of the abandoned requests hold them.
   const std::atomic<bool>* cancel = nullptr;
+  // DP attention (TensorParallel::dp_attention): the new tokens of every DP group in this step, by DP
+  // rank (this group's entry is this batch's token count). The MoE layers exchange every group's tokens,
+  // so every group steps together; a group with nothing to run brings a batch with no sequences (an idle
+  // step: it only takes part in the exchanges). Empty without DP attention.
+  std::vector<int32_t> dp_tokens;
 };
 
 class StepCancelled : public ds::Error {

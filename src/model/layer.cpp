@@ -17,6 +17,7 @@ Tensor Model::layer_forward(const LayerWeights& lw, int64_t layer, const Step& s
   Tensor attn = attention(lw, layer, st, cache, h);  // this rank's heads' share of o_proj
   reduce(attn);
   Tensor h2 = be_.add_rmsnorm(attn, residual, lw.post_attn_norm, eps);
+  if (tp_.ffn_across_dp(lw.ffn.moe)) return ffn_across_dp(lw.ffn, &h2, st.dp_tokens);
   Tensor y = ffn(lw.ffn, h2);  // this rank's slices / experts
   reduce(y);
   return y;

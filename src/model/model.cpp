@@ -17,7 +17,7 @@ Model::Model(ModelConfig config, ModelWeights weights, backend::Backend& be, Mod
       be_(be),
       opts_(opts),
       tp_(tp),
-      heads_(cfg_.num_attention_heads / tp.size),
+      heads_(cfg_.num_attention_heads / tp.attn_size()),
       rope_(make_rope_table(cfg_)) {
   tp_.validate(cfg_);
   // What the forward implements; other DeepSeek variants (V2's softmax routing, ...) are refused clearly.
@@ -43,13 +43,16 @@ std::unique_ptr<Model> Model::load(const std::string& dir, backend::Backend& be,
   if (tp.rank == 0)
     spdlog::info("model loaded in {:.2f} s ({} layers{}, backend {}{})", timer.seconds(), cfg.num_hidden_layers,
                  w.mtp.empty() ? "" : " + MTP", be.name(),
-                 tp.single() ? "" : fmt::format(", rank 0 of {} ({})", tp.size, tp.expert_parallel ? "tp + ep" : "tp"));
+                 tp.single() ? ""
+                             : fmt::format(", rank 0 of {} ({}{})", tp.size, tp.expert_parallel ? "tp + ep" : "tp",
+                                           tp.dp_attention() ? fmt::format(", dp attention x {}", tp.dp) : ""));
   return std::make_unique<Model>(std::move(cfg), std::move(w), be, opts, tp);
 }
 
 StepLayout Model::layout(const ForwardBatch& batch, const KVCache& cache) const {
   DS_CHECK(!batch.seqs.empty(), "forward: empty batch");
   Step st;
+  st.dp_tokens = batch.dp_tokens;
   st.ab.page_size = cache.page_size;
   for (size_t s = 0; s < batch.seqs.size(); ++s) {
     const auto& sc = batch.seqs[s];
@@ -87,7 +90,12 @@ StepLayout Model::layout(const ForwardBatch& batch, const KVCache& cache) const 
 }
 
 ForwardOutput Model::forward(const ForwardBatch& batch, KVCache& cache) const {
+  if (tp_.dp_attention() && batch.seqs.empty()) {
+    idle_step(batch.dp_tokens, -1);
+    return {};
+  }
   Step st = layout(batch, cache);
+  check_dp_tokens(st.dp_tokens, st.ids.size());
   st.cancel = batch.cancel;  // op by op only: a recorded step runs whole
   StepBinding bound(be_, st);
   Tensor normed = main_stack(st, cache);
@@ -114,7 +122,12 @@ ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, 
   DS_CHECK(depth >= 0 && size_t(depth) < w_.mtp.size(), "MTP layer {} is not loaded (the model has {})", depth,
            w_.mtp.size());
   const MtpWeights& m = w_.mtp[depth];
+  if (tp_.dp_attention() && batch.seqs.empty()) {
+    idle_step(batch.dp_tokens, depth);
+    return {};
+  }
   Step st = layout(batch, cache);
+  check_dp_tokens(st.dp_tokens, st.ids.size());
   DS_CHECK(in.next_tokens.size() == st.ids.size() && in.hidden.dim(0) == int64_t(st.ids.size()),
            "MTP input has {} tokens / {} hidden rows for a batch of {} tokens", in.next_tokens.size(),
            in.hidden.dim(0), st.ids.size());
@@ -142,23 +155,25 @@ Tensor Model::head_logits(const Step& st, const Tensor& normed, const backend::L
 }
 
 Tensor Model::embed(const Tensor& table, const std::vector<int32_t>& ids) const {
-  if (!tp_.group) return be_.embedding(table, ids);
-  Tensor rows = be_.embedding_part(table, ids, tp_.single() ? 0 : tp_.split(cfg_.vocab_size).first);
+  dist::Group* g = tp_.attention_group();
+  if (!g) return be_.embedding(table, ids);
+  Tensor rows = be_.embedding_part(table, ids, tp_.split_attn(cfg_.vocab_size).first);
   reduce(rows);
   return rows;
 }
 
 // Through the group whenever there is one, also of one rank (the NCCL path checked on one GPU).
 void Model::reduce(Tensor& partial) const {
-  if (tp_.group) tp_.group->all_reduce_sum(partial);
+  if (dist::Group* g = tp_.attention_group()) g->all_reduce_sum(partial);
 }
 
 Tensor Model::gather_vocab(const Tensor& local) const {
-  if (!tp_.group) return local;
+  dist::Group* g = tp_.attention_group();
+  if (!g) return local;
   // [R, V / n] per rank -> [n * R, V / n] rank after rank -> [R, V] with rank r's columns at r * V / n.
-  const int64_t R = local.dim(0), Vl = local.dim(1), n = tp_.size;
+  const int64_t R = local.dim(0), Vl = local.dim(1), n = g->size();
   Tensor all = be_.alloc({n * R, Vl}, local.dtype());
-  tp_.group->all_gather(local, all);
+  g->all_gather(local, all);
   Tensor logits = be_.alloc({R, n * Vl}, local.dtype());
   for (int64_t r = 0; r < n; ++r) be_.copy_cols(logits, r * Vl, all.rows(r * R, (r + 1) * R), 0, Vl);
   return logits;

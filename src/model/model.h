@@ -57,7 +57,8 @@ class Model {
   KVCache make_cache(int32_t num_pages, int32_t page_size, std::optional<DType> latent_dtype = {}) const {
     return KVCache::create(be_, cfg_, num_pages, page_size, has_mtp(), latent_dtype.value_or(be_.act_dtype()));
   }
-  // Runs the main model over the batch op by op, writing each token's cache entries first.
+  // Runs the main model over the batch op by op, writing each token's cache entries first. Under DP
+  // attention a batch without sequences is an idle step (ForwardBatch::dp_tokens): no output.
   ForwardOutput forward(const ForwardBatch& batch, KVCache& cache) const;
 
   // The two halves of forward() for callers that pad or record steps (runtime/step_recorder.h): the
@@ -83,8 +84,15 @@ class Model {
   Tensor indexer(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& h,
                  const Tensor& q_lat) const;
   Tensor ffn(const FfnWeights& f, const Tensor& h) const;
+  // DP attention: the FFN over all ranks on the tokens of every DP group (dp_tokens[g] each): this rank's
+  // rows of h (null: an idle group) in, their summed output out ([T, H]; undefined when idle).
+  Tensor ffn_across_dp(const FfnWeights& f, const Tensor* h, const std::vector<int32_t>& dp_tokens) const;
+  // An idle DP group's step: the exchanges of the main layers, or of MTP layer `mtp_depth` (>= 0).
+  void idle_step(const std::vector<int32_t>& dp_tokens, int mtp_depth) const;
+  void check_dp_tokens(const std::vector<int32_t>& dp_tokens, size_t tokens) const;
   ForwardOutput finish(const Step& st, bool logits_on_device, const Tensor& logits) const;
-  // Tensor parallel joins: the sum of the ranks' partial outputs; the LM head's vocabulary slices.
+  // Tensor parallel joins: the sum of the attention group's partial outputs (all ranks without DP
+  // attention); the LM head's vocabulary slices.
   void reduce(Tensor& partial) const;
   // Embedding rows of `ids` from this rank's part of the vocabulary, summed over the ranks.
   Tensor embed(const Tensor& table, const std::vector<int32_t>& ids) const;

@@ -19,6 +19,7 @@ struct StepLayout {
   std::vector<int32_t> logit_rows;   // [R] tokens whose logits the step returns, in order
   std::vector<int32_t> logits_row0;  // [S] first logits row of each sequence, -1 if none
   const std::atomic<bool>* cancel = nullptr;  // ForwardBatch::cancel, checked between layers
+  std::vector<int32_t> dp_tokens;    // ForwardBatch::dp_tokens (DP attention)
 
   backend::StepIndex index() const { return {&ids, &slots, &logit_rows, &ab}; }
 };

@@ -6,6 +6,7 @@
 // all-gather joins the LM head's vocabulary slices.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <utility>
 
 #include "model/config.h"
@@ -29,13 +30,35 @@ struct TensorParallel {
   int rank = 0, size = 1;
   bool expert_parallel = false;  // routed experts whole on their owner rank instead of sliced
   dist::Group* group = nullptr;  // the ranks' collectives; may be null only when size == 1
+  // DP attention (SGLang's --enable-dp-attention): the `size` ranks form `dp` groups of size / dp
+  // consecutive ranks; each group runs its own requests, with attention, the embedding and the LM head
+  // cut over its ranks only (attn_group), while the MoE layers run over all ranks on the tokens of every
+  // group (all-gather in, reduce-scatter out). Dense MLP layers do the same, or with dense_local (SGLang's
+  // --moe-dense-tp-size 1) stay inside the group like attention. dp == 1: one group, attn_group == group.
+  int dp = 1;
+  dist::Group* attn_group = nullptr;  // this rank's DP group (null when it has one rank)
+  bool dense_local = false;
 
   bool single() const { return size == 1; }
+  bool dp_attention() const { return dp > 1; }
+  int attn_size() const { return size / dp; }
+  int attn_rank() const { return rank % attn_size(); }
+  int dp_rank() const { return rank / attn_size(); }
+  // The group that joins the attention heads' partial sums (null: a group of one, nothing to join).
+  dist::Group* attention_group() const { return dp_attention() ? attn_group : group; }
   // This rank's [begin, end) of n items (n divides by size: validate() checks every split used).
   std::pair<int64_t, int64_t> split(int64_t n) const { return {n * rank / size, n * (rank + 1) / size}; }
+  // ... of n items cut over its attention group (heads, vocabulary).
+  std::pair<int64_t, int64_t> split_attn(int64_t n) const {
+    return {n * attn_rank() / attn_size(), n * (attn_rank() + 1) / attn_size()};
+  }
+  // Whether a layer's FFN runs over all ranks on every DP group's tokens (the DP exchange).
+  bool ffn_across_dp(bool moe) const { return dp_attention() && (moe || !dense_local); }
   // Throws ds::Error naming the constraint when `c` cannot be cut this way (heads, MLP widths, expert
   // count or vocabulary not divisible by the group size).
   void validate(const ModelConfig& c) const;
+  // Ends every collective of this rank's groups (a rank failed: nobody may wait for it).
+  void abort(const std::string& why) const;
 };
 
 }  // namespace ds::model

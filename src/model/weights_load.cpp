@@ -101,12 +101,15 @@ LayerWeights load_layer(const ModelConfig& c, int64_t l, WeightSource& ld, const
   lw.input_norm = ld.f32(p + "input_layernorm.weight");
   lw.post_attn_norm = ld.f32(p + "post_attention_layernorm.weight");
   auto& a = lw.attn;
-  // Heads [h0, h1) of this rank: their rows of q_b and kv_b, their columns of o_proj.
-  const auto [h0, h1] = tp.split(c.num_attention_heads);
+  // Heads [h0, h1) of this rank (of its attention group under DP attention): their rows of q_b and
+  // kv_b, their columns of o_proj.
+  const auto [h0, h1] = tp.split_attn(c.num_attention_heads);
   const int64_t dq = c.qk_nope_head_dim + c.qk_rope_head_dim, dkv = c.qk_nope_head_dim + c.v_head_dim;
-  const bool cut = !tp.single();
-  auto rows = [&](int64_t b, int64_t e) { return cut ? Shard::rows(b, e) : Shard{}; };
-  auto cols = [&](int64_t b, int64_t e) { return cut ? Shard::cols(b, e) : Shard{}; };
+  auto rows_if = [](bool cut, int64_t b, int64_t e) { return cut ? Shard::rows(b, e) : Shard{}; };
+  auto cols_if = [](bool cut, int64_t b, int64_t e) { return cut ? Shard::cols(b, e) : Shard{}; };
+  const bool cut_attn = tp.attn_size() > 1;
+  auto rows = [&](int64_t b, int64_t e) { return rows_if(cut_attn, b, e); };
+  auto cols = [&](int64_t b, int64_t e) { return cols_if(cut_attn, b, e); };
   a.q_a = ld.linear(p + "self_attn.q_a_proj.weight");
   a.q_a_norm = ld.f32(p + "self_attn.q_a_layernorm.weight");
   a.q_b = ld.linear(p + "self_attn.q_b_proj.weight", rows(h0 * dq, h1 * dq));
@@ -121,17 +124,19 @@ LayerWeights load_layer(const ModelConfig& c, int64_t l, WeightSource& ld, const
     a.idx_k_norm_b = ld.f32(p + "self_attn.indexer.k_norm.bias");
     a.idx_weights_proj = ld.linear(p + "self_attn.indexer.weights_proj.weight");
   }
-  // An MLP of width `width` cut column- then row-parallel: gate/up rows and down columns [i0, i1).
-  auto mlp = [&](const std::string& q, int64_t width) {
-    const auto [i0, i1] = tp.split(width);
-    return backend::ExpertWeights{ld.linear(q + "gate_proj.weight", rows(i0, i1)),
-                                  ld.linear(q + "up_proj.weight", rows(i0, i1)),
-                                  ld.linear(q + "down_proj.weight", cols(i0, i1))};
+  // An MLP of width `width` cut column- then row-parallel over all ranks (over_all) or over the
+  // attention group: gate/up rows and down columns [i0, i1).
+  auto mlp = [&](const std::string& q, int64_t width, bool over_all) {
+    const auto [i0, i1] = over_all ? tp.split(width) : tp.split_attn(width);
+    const bool cut = over_all ? !tp.single() : cut_attn;
+    return backend::ExpertWeights{ld.linear(q + "gate_proj.weight", rows_if(cut, i0, i1)),
+                                  ld.linear(q + "up_proj.weight", rows_if(cut, i0, i1)),
+                                  ld.linear(q + "down_proj.weight", cols_if(cut, i0, i1))};
   };
   auto& f = lw.ffn;
   f.moe = c.is_moe_layer(l);
   if (!f.moe) {
-    f.dense = mlp(p + "mlp.", c.intermediate_size);
+    f.dense = mlp(p + "mlp.", c.intermediate_size, !tp.dp_attention() || tp.ffn_across_dp(false));
     return lw;
   }
   f.router = ld.linear(p + "mlp.gate.weight");
@@ -150,12 +155,13 @@ LayerWeights load_layer(const ModelConfig& c, int64_t l, WeightSource& ld, const
       experts.push_back({ld.linear(ep + "gate_proj.weight"), ld.linear(ep + "up_proj.weight"),
                          ld.linear(ep + "down_proj.weight")});
     } else {
-      experts.push_back(mlp(ep, c.moe_intermediate_size));
+      experts.push_back(mlp(ep, c.moe_intermediate_size, true));
     }
   }
   f.experts = ld.backend().prepare_experts(std::move(experts));
   f.expert_begin = e0;
-  if (c.n_shared_experts > 0) f.dense = mlp(p + "mlp.shared_experts.", c.moe_intermediate_size * c.n_shared_experts);
+  if (c.n_shared_experts > 0)
+    f.dense = mlp(p + "mlp.shared_experts.", c.moe_intermediate_size * c.n_shared_experts, true);
   return lw;
 }
 
@@ -209,12 +215,14 @@ ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt, backend:
 ModelWeights assemble_weights(const ModelConfig& c, bool with_mtp, WeightSource& ld, const TensorParallel& tp) {
   tp.validate(c);
   ModelWeights w;
-  // The embedding and the LM head are split over the vocabulary: rows [v0, v1) on this rank.
-  const auto [v0, v1] = tp.split(c.vocab_size);
-  w.embed = ld.f32("model.embed_tokens.weight", tp.single() ? Shard{} : Shard::rows(v0, v1));
+  // The embedding and the LM head are split over the vocabulary (over the attention group under DP
+  // attention): rows [v0, v1) on this rank.
+  const auto [v0, v1] = tp.split_attn(c.vocab_size);
+  const Shard vocab_part = tp.attn_size() > 1 ? Shard::rows(v0, v1) : Shard{};
+  w.embed = ld.f32("model.embed_tokens.weight", vocab_part);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) w.layers.push_back(load_layer(c, l, ld, tp));
   w.final_norm = ld.f32("model.norm.weight");
-  w.lm_head = ld.linear("lm_head.weight", tp.single() ? Shard{} : Shard::rows(v0, v1));
+  w.lm_head = ld.linear("lm_head.weight", vocab_part);
   if (with_mtp)
     for (int64_t m = 0; m < c.num_nextn_predict_layers; ++m) {
       int64_t l = c.num_hidden_layers + m;

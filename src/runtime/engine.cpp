@@ -15,6 +15,7 @@
 
 #include "dist/group.h"
 #include "model/model.h"
+#include "runtime/lock_step.h"
 #include "runtime/model_runner.h"
 #include "runtime/scheduler.h"
 #include "runtime/step_cancel.h"
@@ -44,20 +45,37 @@ int32_t pool_pages(const EngineConfig& c) {
   return int32_t(c.max_total_tokens / c.page_size);
 }
 
+// A data-parallel group: the runners of its ranks (rank 0, which draws, first) and its scheduler with
+// the KV pool they share. Without data parallelism the engine has one.
+struct DpGroup {
+  std::vector<ModelRunner*> runners;
+  std::unique_ptr<Scheduler> sched;
+  int64_t routed = 0;
+};
+
 class EngineImpl final : public Engine {
  public:
-  EngineImpl(const EngineConfig& cfg, std::vector<ModelRunner*> runners, const tok::Tokenizer& tok,
+  EngineImpl(const EngineConfig& cfg, std::vector<std::vector<ModelRunner*>> groups, const tok::Tokenizer& tok,
              std::unique_ptr<ModelRunner> owned = nullptr)
-      : cfg_(cfg), runners_(std::move(runners)), owned_(std::move(owned)), tok_(tok), sched_(cfg, pool_pages(cfg)) {
+      : cfg_(cfg), owned_(std::move(owned)), tok_(tok), pages_(pool_pages(cfg)) {
     DS_CHECK(cfg_.context_length > 0, "context length must be > 0");
     DS_CHECK(cfg_.max_running_requests >= 1, "--max-running-requests must be >= 1");
     DS_CHECK(cfg_.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1");
-    DS_CHECK(!runners_.empty(), "an engine needs at least one model runner");
-    for (const ModelRunner* r : runners_)
-      DS_CHECK(r->config().num_pages == sched_.pool().num_pages() && r->config().page_size == cfg_.page_size,
-               "runner KV pool ({} pages of {}) differs from the engine's ({} pages of {})", r->config().num_pages,
-               r->config().page_size, sched_.pool().num_pages(), cfg_.page_size);
-    vocab_ = runners_[0]->model().config().vocab_size;
+    DS_CHECK(!groups.empty(), "an engine needs at least one group of model runners");
+    for (auto& runners : groups) {
+      DS_CHECK(!runners.empty(), "an engine needs at least one model runner per group");
+      for (const ModelRunner* r : runners)
+        DS_CHECK(r->config().num_pages == pages_ && r->config().page_size == cfg_.page_size,
+                 "runner KV pool ({} pages of {}) differs from the engine's ({} pages of {})", r->config().num_pages,
+                 r->config().page_size, pages_, cfg_.page_size);
+      num_runners_ += runners.size();
+      groups_.push_back({std::move(runners), std::make_unique<Scheduler>(cfg_, pages_), 0});
+    }
+    const model::Model& m0 = groups_[0].runners[0]->model();
+    lock_step_ = m0.tensor_parallel().dp_attention();
+    DS_CHECK(!lock_step_ || int(groups_.size()) == m0.tensor_parallel().dp,
+             "DP attention over {} groups, but the engine was given {}", m0.tensor_parallel().dp, groups_.size());
+    vocab_ = m0.config().vocab_size;
     publish_stats();
     thread_ = std::thread([this] { loop(); });
   }
@@ -90,18 +108,24 @@ class EngineImpl final : public Engine {
   void loop();
   bool take_pending();  // inbox, aborts, flushes; false when stopping
   void run_step();
-  StepInput make_step(const std::vector<Scheduler::Chunk>& plan);
-  StepOutput run_on_runners(StepInput in);  // every runner in lock step; rank 0's tokens
+  StepInput make_step(const std::vector<Scheduler::Chunk>& plan, size_t group_ranks);
+  void finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutput& res);  // tokens in, outputs out
+  size_t route();  // the DP group a new request joins
+  int32_t total_waiting() const;
+  std::vector<std::unique_ptr<RequestState>> take_everything();  // running ones first, then the queues
   void accept_token(RequestState& r, SampleResult s);  // appends, checks stops, outputs
   void deliver(RequestState& r, RequestOutput&& out);
   void end(std::unique_ptr<RequestState> r, FinishReason why, std::string error = {});
   void publish_stats();
 
   EngineConfig cfg_;
-  std::vector<ModelRunner*> runners_;
   std::unique_ptr<ModelRunner> owned_;  // make_engine over a model: the runner made for it
   const tok::Tokenizer& tok_;
-  Scheduler sched_;
+  int32_t pages_ = 0;  // KV pool pages of each group
+  std::vector<DpGroup> groups_;
+  size_t num_runners_ = 0;
+  bool lock_step_ = false;  // DP attention: every group steps at once
+  size_t next_group_ = 0;   // the router's turn among equally loaded groups
   int64_t vocab_ = 0;
   StepCancel cancel_;  // stops a step between layers once all its requests are aborted
 
@@ -147,10 +171,10 @@ void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
                                            "tokens in the input messages or the completion to fit within the limit.",
                                            cfg_.context_length, plen + req.max_new_tokens, plen, req.max_new_tokens));
   const int64_t need_pages = (plen + req.max_new_tokens + cfg_.page_size - 1) / cfg_.page_size;
-  if (need_pages > sched_.pool().num_pages())
+  if (need_pages > pages_)
     throw RequestRejected(400, fmt::format("the request needs up to {} KV tokens but the pool holds {} "
                                            "(raise --max-total-tokens or lower max_tokens)",
-                                           plen + req.max_new_tokens, sched_.capacity_tokens()));
+                                           plen + req.max_new_tokens, int64_t(pages_) * cfg_.page_size));
   auto r = std::make_unique<RequestState>();
   if (!req.forced.empty()) {
     check_ids(req.forced.trigger, "of the forced continuation");
@@ -200,21 +224,34 @@ bool EngineImpl::take_pending() {
   std::vector<std::function<void(bool)>> flushes;
   {
     std::unique_lock lk(mu_);
-    const bool busy = sched_.num_running() > 0 || sched_.num_waiting() > 0;
+    bool busy = false;
+    for (const auto& g : groups_) busy = busy || g.sched->num_running() > 0 || g.sched->num_waiting() > 0;
     if (!busy) cv_.wait(lk, [&] { return stopping_ || !inbox_.empty() || !aborts_.empty() || !flushes_.empty(); });
     if (stopping_) return false;
     inbox.swap(inbox_);
     // submit() counts inbox_ + waiting_: move the requests from one to the other in one step, so the
     // --max-queued-requests check never sees them in neither.
-    waiting_ = sched_.num_waiting() + int32_t(inbox.size());
+    waiting_ = total_waiting() + int32_t(inbox.size());
     aborts.swap(aborts_);
     flushes.swap(flushes_);
   }
-  for (auto& r : inbox) sched_.add(std::move(r));
+  for (auto& r : inbox) {
+    const size_t g = route();
+    r->dp_group = int32_t(g);
+    ++groups_[g].routed;
+    groups_[g].sched->add(std::move(r));
+  }
   for (const auto& id : aborts)
-    if (auto r = sched_.remove(id)) end(std::move(r), FinishReason::Abort);
+    for (auto& g : groups_)
+      if (auto r = g.sched->remove(id)) {
+        end(std::move(r), FinishReason::Abort);
+        break;
+      }
   if (!flushes.empty()) {
-    const bool flushed = sched_.flush_cache();
+    bool flushed = true;  // all or none: a group with requests keeps its cache, so the others keep theirs
+    for (const auto& g : groups_) flushed = flushed && g.sched->num_running() == 0 && g.sched->num_waiting() == 0;
+    if (flushed)
+      for (auto& g : groups_) flushed = g.sched->flush_cache() && flushed;
     publish_stats();
     for (auto& f : flushes) f(flushed);
   }
@@ -230,28 +267,32 @@ void EngineImpl::loop() {
     } catch (const dist::GroupAborted& e) {
       // A rank failed: the group is gone and no step can run again. End everything, refuse new work.
       spdlog::critical("engine: {}", e.what());
+      std::vector<std::unique_ptr<RequestState>> all = take_everything();
       {
         std::lock_guard lk(mu_);
         broken_ = e.what();
-        for (auto& r : inbox_) sched_.add(std::move(r));
+        for (auto& r : inbox_) all.push_back(std::move(r));
         inbox_.clear();
       }
-      for (auto& r : sched_.take_all()) end(std::move(r), FinishReason::Error, e.what());
+      for (auto& r : all) end(std::move(r), FinishReason::Error, e.what());
       publish_stats();
       if (cfg_.on_fatal) cfg_.on_fatal(e.what());
     } catch (const std::exception& e) {
       // A failed forward fails the running requests, never the server; queued ones go on.
+      // (Under data parallelism the step of every group fails: it ran as one.)
       spdlog::error("engine step failed: {}", e.what());
-      const int32_t running = sched_.num_running();
-      auto all = sched_.take_all();  // running ones first, then the queue in order
-      for (int32_t i = 0; i < int32_t(all.size()); ++i) {
-        if (i < running) end(std::move(all[i]), FinishReason::Error, e.what());
-        else sched_.add(std::move(all[i]));
+      for (auto& g : groups_) {
+        const int32_t running = g.sched->num_running();
+        auto all = g.sched->take_all();  // running ones first, then the queue in order
+        for (int32_t i = 0; i < int32_t(all.size()); ++i) {
+          if (i < running) end(std::move(all[i]), FinishReason::Error, e.what());
+          else g.sched->add(std::move(all[i]));
+        }
       }
     }
   }
   // Shutdown: everything still here ends as aborted; nothing is left waiting.
-  std::vector<std::unique_ptr<RequestState>> rest = sched_.take_all();
+  std::vector<std::unique_ptr<RequestState>> rest = take_everything();
   std::vector<std::function<void(bool)>> flushes;
   {
     std::lock_guard lk(mu_);
@@ -265,32 +306,72 @@ void EngineImpl::loop() {
 
 void EngineImpl::run_step() {
   Timer step_timer;
-  auto plan = sched_.schedule();
-  waiting_ = sched_.num_waiting();  // admissions and retractions of this step, for submit()'s queue check
-  if (plan.empty()) {
-    if (sched_.num_running() == 0 && sched_.num_waiting() > 0) {
-      // Cannot happen with validated requests (one always fits an otherwise empty pool); never spin.
-      for (auto& r : sched_.take_all()) end(std::move(r), FinishReason::Error, "the request cannot be scheduled");
-    }
+  std::vector<std::vector<Scheduler::Chunk>> plans;
+  bool any = false;
+  for (auto& g : groups_) {
+    plans.push_back(g.sched->schedule());
+    any = any || !plans.back().empty();
+  }
+  waiting_ = total_waiting();  // admissions and retractions of this step, for submit()'s queue check
+  if (!any) {
+    for (auto& g : groups_)
+      if (g.sched->num_running() == 0 && g.sched->num_waiting() > 0) {
+        // Cannot happen with validated requests (one always fits an otherwise empty pool); never spin.
+        for (auto& r : g.sched->take_all()) end(std::move(r), FinishReason::Error, "the request cannot be scheduled");
+      }
     publish_stats();
     return;
   }
-  StepInput in = make_step(plan);
+  std::vector<LockStepGroup> steps(groups_.size());
+  std::vector<int32_t> dp_tokens;
   std::vector<std::string> step_ids;
-  for (const auto& c : plan) step_ids.push_back(c.req->in.id);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    steps[g].runners = groups_[g].runners;
+    int32_t tokens = 0;
+    if (!plans[g].empty()) {
+      steps[g].input = make_step(plans[g], groups_[g].runners.size());
+      for (const auto& c : plans[g]) {
+        step_ids.push_back(c.req->in.id);
+        tokens += c.len;
+      }
+    } else if (lock_step_) {
+      steps[g].input.emplace();  // an idle group's step: it only takes part in the MoE exchanges
+    }
+    dp_tokens.push_back(tokens);
+  }
+  if (lock_step_)
+    for (auto& st : steps) st.input->batch.dp_tokens = dp_tokens;
   // Checked between layers of an op-by-op forward (a recorded decode step runs whole). Several ranks would
   // each read the flag at their own moment and could stop at different layers, leaving the others in a
-  // collective: with tensor parallelism a step always runs whole (deciding it collectively: later).
+  // collective: with several runners a step always runs whole (deciding it collectively: later).
   StepCancel::Scope cancellable(cancel_, std::move(step_ids));
-  if (runners_.size() == 1) in.batch.cancel = cancel_.flag();
-  StepOutput res = run_on_runners(std::move(in));
-  const double fwd_ms = res.forward_ms;
+  if (num_runners_ == 1) steps[0].input->batch.cancel = cancel_.flag();
+  std::vector<std::optional<StepOutput>> res = run_lock_step(steps);
+  double fwd_ms = 0;
+  for (const auto& r : res)
+    if (r) fwd_ms = std::max(fwd_ms, r->forward_ms);
   Timer sample_timer;
+  for (size_t g = 0; g < groups_.size(); ++g)
+    if (!plans[g].empty()) finish_plan(plans[g], *res[g]);
+  sample_ms_total_ += sample_timer.seconds() * 1e3;
+  ++steps_;
+  last_step_ms_ = step_timer.seconds() * 1e3;
+  last_overhead_ms_ = last_step_ms_ - fwd_ms;
+  busy_ms_total_ += last_step_ms_;
+  forward_ms_total_ += fwd_ms;
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (const auto& c : plans[g])
+      if (c.req->final_output) end(groups_[g].sched->finish(*c.req), c.req->final_output->finish_reason);
+  publish_stats();
+}
+
+void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutput& res) {
   std::vector<SampleResult>& drawn = res.tokens.drawn;
   std::vector<std::string>& failed = res.tokens.failed;
+  Scheduler& sched = *groups_[size_t(plan[0].req->dp_group)].sched;
   for (size_t i = 0; i < plan.size(); ++i) {
     RequestState& r = *plan[i].req;
-    sched_.chunk_done(r, plan[i].len);
+    sched.chunk_done(r, plan[i].len);
     if (!failed[i].empty()) {
       r.final_output.emplace();
       r.final_output->finished = true;
@@ -304,15 +385,31 @@ void EngineImpl::run_step() {
       r.final_output->finish_reason = FinishReason::Length;
     }
   }
-  sample_ms_total_ += sample_timer.seconds() * 1e3;
-  ++steps_;
-  last_step_ms_ = step_timer.seconds() * 1e3;
-  last_overhead_ms_ = last_step_ms_ - fwd_ms;
-  busy_ms_total_ += last_step_ms_;
-  forward_ms_total_ += fwd_ms;
-  for (const auto& c : plan)
-    if (c.req->final_output) end(sched_.finish(*c.req), c.req->final_output->finish_reason);
-  publish_stats();
+}
+
+size_t EngineImpl::route() {
+  // The least loaded group (running + queued); among equals, the next in turn.
+  size_t best = next_group_ % groups_.size();
+  auto load = [&](size_t g) { return groups_[g].sched->num_running() + groups_[g].sched->num_waiting(); };
+  for (size_t k = 1; k < groups_.size(); ++k) {
+    const size_t g = (next_group_ + k) % groups_.size();
+    if (load(g) < load(best)) best = g;
+  }
+  next_group_ = best + 1;
+  return best;
+}
+
+int32_t EngineImpl::total_waiting() const {
+  int32_t n = 0;
+  for (const auto& g : groups_) n += g.sched->num_waiting();
+  return n;
+}
+
+std::vector<std::unique_ptr<RequestState>> EngineImpl::take_everything() {
+  std::vector<std::unique_ptr<RequestState>> all;
+  for (auto& g : groups_)
+    for (auto& r : g.sched->take_all()) all.push_back(std::move(r));
+  return all;
 }
 
 // The tokens a forced continuation (first: its ids) or a grammar (its bitmask) allows next; neither
@@ -322,7 +419,7 @@ static void constrain(const RequestState& r, SampleSlot& slot) {
   else if (r.grammar) slot.allowed_bits = r.grammar->allowed_bits();
 }
 
-StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan) {
+StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan, size_t group_ranks) {
   StepInput in;
   in.batch.seqs.reserve(plan.size());
   in.sample.reserve(plan.size());
@@ -353,8 +450,8 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan) {
     }
   }
   in.mode = classify_step(in.batch);
-  // The grammar masks this step samples under: computed while the forward runs on the device (one
-  // runner; with several, every rank reads the same masks, so they are made before the step).
+  // The grammar masks this step samples under: computed while the forward runs on the device (a group of
+  // one runner; with several ranks, every rank reads the same masks, so they are made before the step).
   std::vector<GrammarTracker*> stale;
   for (const auto& c : plan)
     if (c.logits && c.req->grammar && c.req->grammar->needs_prepare()) stale.push_back(&*c.req->grammar);
@@ -370,33 +467,10 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan) {
       for (auto& e : errors)
         if (e) std::rethrow_exception(e);  // the step fails, as when the device fails
     };
-    if (runners_.size() == 1) in.before_sampling = std::move(prepare);
+    if (group_ranks == 1) in.before_sampling = std::move(prepare);
     else prepare();
   }
   return in;
-}
-
-StepOutput EngineImpl::run_on_runners(StepInput in) {
-  if (runners_.size() == 1) return runners_[0]->run(std::move(in));
-  // Ranks of one replica run the same step at once (their collectives meet inside the forward); every
-  // rank draws the same tokens, rank 0's are taken. A rank that throws fails the step on all.
-  std::vector<std::future<StepOutput>> ranks;
-  for (size_t k = 1; k < runners_.size(); ++k)
-    ranks.push_back(std::async(std::launch::async, [this, k, in] { return runners_[k]->run(in); }));
-  std::optional<StepOutput> first;
-  std::exception_ptr error;
-  try {
-    first = runners_[0]->run(std::move(in));
-  } catch (...) {
-    error = std::current_exception();
-  }
-  for (auto& f : ranks) try {
-      f.get();
-    } catch (...) {
-      if (!error) error = std::current_exception();
-    }
-  if (error) std::rethrow_exception(error);
-  return std::move(*first);
 }
 
 void EngineImpl::accept_token(RequestState& r, SampleResult s) {
@@ -472,19 +546,31 @@ void EngineImpl::end(std::unique_ptr<RequestState> r, FinishReason why, std::str
 
 void EngineImpl::publish_stats() {
   EngineStats s;
-  s.running = sched_.num_running();
-  s.num_pages = sched_.pool().num_pages();
-  s.page_size = sched_.pool().page_size();
-  s.used_pages = sched_.pool().num_used();
-  if (const RadixCache* c = sched_.cache()) {
-    s.cached_pages = c->cached_pages();
-    s.evictable_pages = c->evictable_pages();
+  for (const auto& g : groups_) {
+    const Scheduler& sc = *g.sched;
+    DpGroupStats d;
+    d.running = sc.num_running();
+    d.queued = sc.num_waiting();
+    d.num_pages = sc.pool().num_pages();
+    d.used_pages = sc.pool().num_used();
+    if (const RadixCache* c = sc.cache()) {
+      d.cached_pages = c->cached_pages();
+      d.evictable_pages = c->evictable_pages();
+    }
+    d.requests_routed = g.routed;
+    s.running += d.running;
+    s.num_pages += d.num_pages;
+    s.used_pages += d.used_pages;
+    s.cached_pages += d.cached_pages;
+    s.evictable_pages += d.evictable_pages;
+    s.retractions_total += sc.retractions();
+    if (groups_.size() > 1) s.dp_groups.push_back(d);
   }
+  s.page_size = cfg_.page_size;
   s.prompt_tokens_total = prompt_total_;
   s.generation_tokens_total = generated_total_;
   s.cached_tokens_total = cached_total_;
   s.requests_total = finished_total_;
-  s.retractions_total = sched_.retractions();
   s.steps_total = steps_;
   s.last_step_ms = last_step_ms_;
   s.last_step_overhead_ms = last_overhead_ms_;
@@ -497,8 +583,9 @@ void EngineImpl::publish_stats() {
     std::lock_guard lk(mu_);
     inbox = inbox_.size();
   }
-  s.queued = sched_.num_waiting() + int32_t(inbox);
-  waiting_ = sched_.num_waiting();
+  const int32_t waiting = total_waiting();
+  s.queued = waiting + int32_t(inbox);
+  waiting_ = waiting;
   std::lock_guard lk(stats_mu_);
   stats_ = s;
 }
@@ -507,7 +594,12 @@ void EngineImpl::publish_stats() {
 
 std::unique_ptr<Engine> make_engine(const EngineConfig& config, std::vector<ModelRunner*> runners,
                                     const tok::Tokenizer& tokenizer) {
-  return std::make_unique<EngineImpl>(config, std::move(runners), tokenizer);
+  return std::make_unique<EngineImpl>(config, std::vector<std::vector<ModelRunner*>>{std::move(runners)}, tokenizer);
+}
+
+std::unique_ptr<Engine> make_dp_engine(const EngineConfig& config, std::vector<std::vector<ModelRunner*>> groups,
+                                       const tok::Tokenizer& tokenizer) {
+  return std::make_unique<EngineImpl>(config, std::move(groups), tokenizer);
 }
 
 std::unique_ptr<Engine> make_engine(const EngineConfig& config, const model::Model& model,
@@ -517,7 +609,7 @@ std::unique_ptr<Engine> make_engine(const EngineConfig& config, const model::Mod
   rc.page_size = config.page_size;
   auto owned = std::make_unique<ModelRunner>(rc, model);
   ModelRunner* r = owned.get();
-  return std::make_unique<EngineImpl>(config, std::vector<ModelRunner*>{r}, tokenizer, std::move(owned));
+  return std::make_unique<EngineImpl>(config, std::vector<std::vector<ModelRunner*>>{{r}}, tokenizer, std::move(owned));
 }
 
 bool flush_cache_and_wait(Engine& engine) {

@@ -93,8 +93,9 @@ enum class SchedulePolicy : uint8_t { Fcfs, Lpm };  // lpm = longest cached pref
 
 struct EngineConfig {
   int32_t page_size = 64;                // tokens per KV page
-  int64_t max_total_tokens = 0;          // KV pool capacity in tokens (rounded down to pages); required
-  int32_t max_running_requests = 256;    // decoding + prefilling at once
+  int64_t max_total_tokens = 0;          // KV pool capacity in tokens (rounded down to pages); required;
+                                         // per DP group (each has a pool of its own)
+  int32_t max_running_requests = 256;    // decoding + prefilling at once (per DP group)
   int32_t max_queued_requests = 4096;    // waiting beyond this -> 503
   int32_t chunked_prefill_size = 8192;   // prompt tokens of one request per step (-1: whole prompt)
   int32_t max_prefill_tokens = 16384;    // prompt tokens of all requests per step
@@ -109,7 +110,15 @@ struct EngineConfig {
   std::function<void(const std::string& why)> on_fatal;
 };
 
-// A consistent snapshot of the engine's state and counters (for /metrics, /get_server_info).
+// One data-parallel group's share of EngineStats (SGLang reports these per DP rank).
+struct DpGroupStats {
+  int32_t running = 0, queued = 0;
+  int32_t num_pages = 0, used_pages = 0, cached_pages = 0, evictable_pages = 0;
+  int64_t requests_routed = 0;  // requests the router gave this group, since start
+};
+
+// A consistent snapshot of the engine's state and counters (for /metrics, /get_server_info). Under data
+// parallelism the counts are sums over the DP groups, and dp_groups has each group's.
 struct EngineStats {
   int32_t running = 0;            // requests in the running batch (prefilling or decoding)
   int32_t queued = 0;             // waiting for admission (including retracted ones)
@@ -132,6 +141,7 @@ struct EngineStats {
                                         // has queued its last kernels; the GPU's tail counts as sampling)
   double sample_ms_total = 0;           // of which after the forward: sampling, detokenizing, stop checks, delivery
   double cache_hit_rate = 0;            // cached / queried prompt tokens of the radix cache
+  std::vector<DpGroupStats> dp_groups;  // one per DP group when there are several; empty otherwise
   double token_usage() const { return num_pages ? double(used_pages - evictable_pages) / num_pages : 0.0; }
 };
 
@@ -163,6 +173,13 @@ bool flush_cache_and_wait(Engine& engine);
 // the runners must outlive the engine. Starts the engine thread.
 std::unique_ptr<Engine> make_engine(const EngineConfig& config, std::vector<ModelRunner*> runners,
                                     const tok::Tokenizer& tokenizer);
+// Data parallelism: one scheduler and KV pool per group of runners (a replica's ranks under --dp, or one
+// DP-attention group's ranks), each group's rank 0 first; new requests go to the least loaded group
+// (running + queued; ties in turn). Under DP attention (the runners' models are cut for it) every group
+// steps together, idle ones with an empty batch, since the MoE layers exchange every group's tokens;
+// otherwise a group with nothing to run sits a step out.
+std::unique_ptr<Engine> make_dp_engine(const EngineConfig& config, std::vector<std::vector<ModelRunner*>> groups,
+                                       const tok::Tokenizer& tokenizer);
 // The engine with a runner of its own over `model` (tests and tools): `runner` gives everything but the
 // pool's size and page size, which come from `config`.
 std::unique_ptr<Engine> make_engine(const EngineConfig& config, const model::Model& model,

@@ -50,7 +50,8 @@ void ModelRunner::init(std::optional<model::KVCache> pools) {
   backend::Backend& be = backend();
   be.make_current();
   kv_ = pools ? std::move(*pools) : model_->make_cache(cfg_.num_pages, cfg_.page_size, cfg_.kv_cache_dtype);
-  if (cfg_.cuda_graph_max_bs > 0 && be.can_capture())
+  // No recordings under DP attention yet (each would have to pad every group to one batch bucket): op by op.
+  if (cfg_.cuda_graph_max_bs > 0 && be.can_capture() && !model_->tensor_parallel().dp_attention())
     recorder_ = std::make_unique<StepRecorder>(*model_, cfg_.cuda_graph_max_bs, cfg_.cuda_graph_lazy);
   device_sampling_ = cfg_.sample_on_device && be.can_sample();
 }
@@ -73,7 +74,8 @@ int ModelRunner::record_graphs(int32_t max_batch, int32_t max_context) {
 
 model::ForwardOutput ModelRunner::forward(const StepInput& in) {
   // Asked per step: a metering backend turns recording off while it profiles op by op.
-  if (recorder_ && backend().can_capture())
+  // (Not under DP attention yet: a recording would have to pad every group to one batch bucket.)
+  if (recorder_ && backend().can_capture() && in.batch.dp_tokens.empty())
     if (auto out = recorder_->forward(in.mode, in.batch, kv_)) return std::move(*out);
   return model_->forward(in.batch, kv_);
 }
@@ -83,13 +85,16 @@ StepOutput ModelRunner::run(StepInput in) {
   if (tp.single()) return run_step(std::move(in));
   try {
     return run_step(std::move(in));
-  } catch (const dist::GroupAborted&) {
-    throw;  // another rank failed first; its message is the group's
+  } catch (const dist::GroupAborted& e) {
+    // Another rank failed first; its message is the group's. Pass it on to this rank's other group (DP
+    // attention), whose ranks may be waiting for this one.
+    tp.abort(e.what());
+    throw;
   } catch (const std::exception& e) {
     // The other ranks may be waiting for this one in a collective: wake them with the reason. The
     // replica is unusable from here on, which GroupAborted tells the engine.
     const std::string why = fmt::format("rank {} of {} failed: {}", tp.rank, tp.size, e.what());
-    tp.group->abort(why);
+    tp.abort(why);
     throw dist::GroupAborted(why);
   }
 }
@@ -105,9 +110,10 @@ StepOutput ModelRunner::run_step(StepInput in) {
   Timer fwd;
   model::ForwardOutput out = forward(in);
   res.forward_ms = fwd.seconds() * 1e3;
-  // Every rank holds the same gathered logits; rank 0 draws (the slots' generators and penalty state
-  // belong to the request, which only one rank may advance), the others' tokens are not read.
-  if (model_->tensor_parallel().rank != 0) return res;
+  // Every rank holds the same gathered logits; rank 0 (of its DP group) draws (the slots' generators and
+  // penalty state belong to the request, which only one rank may advance), the others' tokens are not
+  // read. An idle DP group's step has nothing to draw.
+  if (model_->tensor_parallel().attn_rank() != 0 || in.sample.empty()) return res;
   if (in.before_sampling) in.before_sampling();
   const int64_t vocab = model_->config().vocab_size;
   if (device_sampling_) sample_on_device(backend(), in.sample, out, vocab, res.tokens);

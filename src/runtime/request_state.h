@@ -19,6 +19,7 @@ struct RequestState {
   GenerateRequest in;
   OutputSink sink;
   uint64_t arrival = 0;        // submission order (FCFS)
+  int32_t dp_group = 0;        // the data-parallel group (scheduler, KV pool) it runs in
   std::vector<int32_t> tokens;  // prompt, then every accepted token
   // Speculative decoding: tokens a draft proposed after `tokens`, waiting for the target to verify them.
   // Never part of `tokens` (so never computed, counted as output, or published to the radix cache, which

@@ -43,6 +43,23 @@ Json engine_state(const ServerState& st) {
   j["last_step_ms"] = s.last_step_ms;
   j["last_step_overhead_ms"] = s.last_step_overhead_ms;
   j["live_http_requests"] = st.live.size();
+  if (!s.dp_groups.empty()) {  // data parallelism: each DP group's share (the numbers above are sums)
+    Json groups = Json::array();
+    for (size_t g = 0; g < s.dp_groups.size(); ++g) {
+      const runtime::DpGroupStats& d = s.dp_groups[g];
+      Json x = Json::object();
+      x["dp_rank"] = g;
+      x["num_running_reqs"] = d.running;
+      x["num_queue_reqs"] = d.queued;
+      x["num_pages"] = d.num_pages;
+      x["used_pages"] = d.used_pages;
+      x["cached_pages"] = d.cached_pages;
+      x["evictable_pages"] = d.evictable_pages;
+      x["requests_routed"] = d.requests_routed;
+      groups.push_back(x);
+    }
+    j["dp_ranks"] = groups;
+  }
   return j;
 }
 

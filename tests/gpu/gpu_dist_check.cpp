@@ -153,6 +153,11 @@ class StagedGroup final : public dist::Group {
     host_->all_gather(h, all);
     put(all, out);
   }
+  void reduce_scatter_sum(const Tensor& in, Tensor& out) override {
+    Tensor h = be_.to_host_f32(in), mine = Tensor::empty(out.shape(), DType::F32);
+    host_->reduce_scatter_sum(h, mine);
+    put(mine, out);
+  }
   void broadcast(Tensor& t, int root) override {
     Tensor h = be_.to_host_f32(t);
     host_->broadcast(h, root);

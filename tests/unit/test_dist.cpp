@@ -50,6 +50,35 @@ TEST(LocalGroup, AllReduceSumsAndLeavesTheSameBitsEverywhere) {
     }
 }
 
+// Each rank's chunk of the sum, bit for bit the all-reduce's (DP attention's combine must agree with
+// the tensor-parallel path's all-reduce).
+TEST(LocalGroup, ReduceScatterIsTheAllReducesChunk) {
+  for (int n : {1, 2, 3, 4})
+    for (int64_t chunk : {1, 7, 1000}) {
+      auto g = dist::make_local_groups(n);
+      std::vector<Tensor> in, mine, summed;
+      for (int r = 0; r < n; ++r) {
+        in.push_back(random_tensor(chunk * n, uint32_t(r * 17 + chunk)));
+        mine.push_back(Tensor::empty({chunk}, DType::F32));
+        summed.push_back(Tensor::empty({chunk * n}, DType::F32));
+        std::copy_n(in[r].f32(), chunk * n, summed[r].f32());
+      }
+      on_ranks(g, [&](int r, dist::Group& grp) {
+        grp.reduce_scatter_sum(in[size_t(r)], mine[size_t(r)]);
+        grp.all_reduce_sum(summed[size_t(r)]);
+      });
+      for (int r = 0; r < n; ++r)
+        for (int64_t i = 0; i < chunk; ++i) {
+          double want = 0;
+          for (int s = 0; s < n; ++s) want += in[s].f32()[r * chunk + i];
+          ASSERT_NEAR(mine[r].f32()[i], want, 1e-3 + 1e-5 * std::fabs(want)) << n << " ranks, rank " << r;
+          ASSERT_EQ(mine[r].f32()[i], summed[r].f32()[r * chunk + i]) << n << " ranks, rank " << r << " element " << i;
+        }
+      Tensor bad = Tensor::empty({chunk + 1}, DType::F32);
+      if (n == 1) EXPECT_THROW(g[0]->reduce_scatter_sum(in[0], bad), std::exception);
+    }
+}
+
 TEST(LocalGroup, AllGatherAndBroadcast) {
   const int n = 3;
   auto g = dist::make_local_groups(n);

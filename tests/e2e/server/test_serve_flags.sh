@@ -20,7 +20,9 @@ refused "unknown flag --tp-sise (did you mean --tp-size" --tp-sise 2
 refused "unknown flag --max-runing-requests (did you mean --max-running-requests" --max-runing-requests 4
 refused "--tp 3: the model's attention heads (num_attention_heads) (4) does not divide by 3" --tp 3
 refused "--ep must be 1 or equal to --tp" --tp 2 --ep 4
-refused "--dp 2: data parallelism" --dp-size 2
+refused "--enable-dp-attention needs --dp to divide --tp (got dp 3, tp 2)" --tp 2 --dp 3 --enable-dp-attention
+refused "--moe-dense-tp-size 2: only 1 is supported" --tp 2 --dp 2 --enable-dp-attention --moe-dense-tp-size 2
+refused "--moe-dense-tp-size 1 needs --enable-dp-attention" --tp 2 --moe-dense-tp-size 1
 refused "--nnodes 2 / --node-rank 0: multi-node serving is not available yet" --nnodes 2
 refused "--device must be cpu or cuda" --device tpu
 refused "--reasoning-parser 'qwen3' is not supported" --reasoning-parser qwen3

@@ -1,0 +1,260 @@
+// DP attention on CPU ranks (SGLang's --tp N --dp D --enable-dp-attention): every DP group runs its own
+// batch, attention inside the group, the MoE (and dense MLP unless kept in the group) over all ranks on
+// every group's tokens. Each group's logits must match --tp 1 on that group's batch alone, also while
+// another group is idle, through greedy decoding and the MTP layer.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <future>
+
+#include "backend/backend.h"
+#include "dist/group.h"
+#include "dist/local_group.h"
+#include "golden_util.h"
+
+using namespace ds;
+using namespace ds::model;
+
+namespace {
+constexpr double kTolVsOneRank = 1e-5, kTolVsReference = 1e-4;
+
+struct Layout {
+  int tp, dp;
+  bool ep, dense_local;
+  int per_group() const { return tp / dp; }
+  std::string name() const {
+    return "tp" + std::to_string(tp) + "_dp" + std::to_string(dp) + (ep ? "_ep" : "") + (dense_local ? "_dense1" : "");
+  }
+};
+
+// tp CPU ranks: one group over all of them, one per DP group of tp / dp consecutive ranks.
+class DpRanks {
+ public:
+  DpRanks(const std::string& dir, Layout l) : l_(l), world_(dist::make_local_groups(l.tp)) {
+    for (int g = 0; g < l.dp; ++g)
+      for (auto& h : dist::make_local_groups(l.per_group())) attn_.push_back(std::move(h));
+    for (int r = 0; r < l.tp; ++r) backends_.push_back(backend::make_cpu_backend(1));
+    models_.resize(size_t(l.tp));
+    on_all([&](int r) {
+      TensorParallel tp;
+      tp.rank = r;
+      tp.size = l.tp;
+      tp.expert_parallel = l.ep;
+      tp.group = world_[size_t(r)].get();
+      tp.dp = l.dp;
+      tp.attn_group = l.per_group() > 1 ? attn_[size_t(r)].get() : nullptr;
+      tp.dense_local = l.dense_local;
+      models_[size_t(r)] = Model::load(dir, *backends_[size_t(r)], {}, tp);
+      return ForwardOutput{};
+    });
+  }
+  int size() const { return int(models_.size()); }
+  int group_of(int r) const { return r / l_.per_group(); }
+  Model& model(int r) { return *models_[size_t(r)]; }
+
+  template <typename F>
+  std::vector<ForwardOutput> on_all(F fn) {
+    std::vector<std::future<ForwardOutput>> f;
+    for (int r = 0; r < int(world_.size()); ++r)
+      f.push_back(std::async(std::launch::async, [&, r] {
+        try {
+          return fn(r);
+        } catch (const std::exception& e) {
+          world_[size_t(r)]->abort("rank " + std::to_string(r) + ": " + e.what());
+          attn_[size_t(r)]->abort("rank " + std::to_string(r) + ": " + e.what());
+          throw;
+        }
+      }));
+    std::vector<ForwardOutput> out;
+    for (auto& x : f) out.push_back(x.get());
+    return out;
+  }
+
+ private:
+  Layout l_;
+  std::vector<std::unique_ptr<dist::Group>> world_, attn_;
+  std::vector<std::unique_ptr<backend::Backend>> backends_;
+  std::vector<std::unique_ptr<Model>> models_;
+};
+
+ForwardBatch prefill_batch(const std::vector<int32_t>& tokens, LogitsMode mode = LogitsMode::All) {
+  ForwardBatch fb;
+  SequenceChunk sc;
+  sc.tokens = tokens;
+  for (int32_t p = 0; p < int32_t(tokens.size() + 3) / 4 + 16; ++p) sc.page_table.push_back(p);
+  sc.logits = mode;
+  fb.seqs.push_back(sc);
+  return fb;
+}
+
+double rel(const Tensor& a, const float* ref) {
+  golden::ErrorMeter m;
+  m.add(a.f32(), ref, a.numel());
+  return m.rel();
+}
+
+int32_t argmax_last(const ForwardOutput& o) {
+  const int64_t V = o.logits.dim(1);
+  const float* row = o.logits.f32() + (o.logits.dim(0) - 1) * V;
+  return int32_t(std::max_element(row, row + V) - row);
+}
+
+class DataParallelGolden : public ::testing::TestWithParam<std::tuple<std::string, Layout>> {
+ protected:
+  void SetUp() override {
+    name_ = std::get<0>(GetParam());
+    dir_ = golden::fixture(name_);
+    layout_ = std::get<1>(GetParam());
+    one_be_ = backend::make_cpu_backend(1);
+    one_ = Model::load(dir_, *one_be_);
+    ranks_ = std::make_unique<DpRanks>(dir_, layout_);
+    seqs_ = golden::sequences(dir_);
+    ASSERT_GE(seqs_.size(), 2u);
+  }
+  // DP group g's sequence: a different one per group (different lengths too).
+  const std::vector<int32_t>& seq_of(int g) const { return seqs_[size_t(g) % seqs_.size()]; }
+
+  std::string name_, dir_;
+  Layout layout_;
+  std::unique_ptr<backend::Backend> one_be_;
+  std::unique_ptr<Model> one_;
+  std::unique_ptr<DpRanks> ranks_;
+  std::vector<std::vector<int32_t>> seqs_;
+};
+
+// Every group prefills its own sequence in one step; optionally group `idle` brings nothing.
+TEST_P(DataParallelGolden, EachGroupsLogitsMatchOneRankOnItsOwnBatch) {
+  for (int idle : {-1, layout_.dp - 1}) {
+    std::vector<int32_t> counts;
+    for (int g = 0; g < layout_.dp; ++g) counts.push_back(g == idle ? 0 : int32_t(seq_of(g).size()));
+    auto outs = ranks_->on_all([&](int r) {
+      const int g = ranks_->group_of(r);
+      ForwardBatch fb = g == idle ? ForwardBatch{} : prefill_batch(seq_of(g));
+      fb.dp_tokens = counts;
+      auto cache = ranks_->model(r).make_cache(64, 4);
+      return ranks_->model(r).forward(fb, cache);
+    });
+    for (int r = 0; r < ranks_->size(); ++r) {
+      const int g = ranks_->group_of(r);
+      if (g == idle) {
+        EXPECT_FALSE(outs[size_t(r)].logits.defined()) << "an idle rank returned logits";
+        continue;
+      }
+      auto c1 = one_->make_cache(64, 4);
+      ForwardOutput want = one_->forward(prefill_batch(seq_of(g)), c1);
+      ASSERT_EQ(outs[size_t(r)].logits.shape(), want.logits.shape()) << "rank " << r;
+      const double e = rel(outs[size_t(r)].logits, want.logits.f32());
+      EXPECT_LE(e, kTolVsOneRank) << "rank " << r << " (group " << g << ")";
+      if (r == 0) {
+        const size_t i = size_t(g) % seqs_.size();
+        auto ref = read_npy_f32(dir_ + "/ref/logits_fp32_" + std::to_string(i) + ".npy");
+        const double vr = rel(outs[0].logits, ref.data.data());
+        std::printf("[dp] %s %s%s: group 0 vs --tp 1 %.3g, vs reference %.3g\n", name_.c_str(),
+                    layout_.name().c_str(), idle >= 0 ? " (one group idle)" : "", e, vr);
+        EXPECT_LE(vr, kTolVsReference);
+      }
+    }
+  }
+}
+
+// Greedy decoding of a different sequence in every group, in lock step: each continuation is the one
+// --tp 1 gives that sequence; the last group stops early and then steps idle.
+TEST_P(DataParallelGolden, GreedyContinuationsAreIdentical) {
+  const int steps = 16;
+  auto one_greedy = [&](const std::vector<int32_t>& prompt, int n) {
+    auto cache = one_->make_cache(64, 4);
+    ForwardBatch fb = prefill_batch(prompt, LogitsMode::Last);
+    std::vector<int32_t> out;
+    for (int s = 0; s < n; ++s) {
+      out.push_back(argmax_last(one_->forward(fb, cache)));
+      fb.seqs[0].start_pos += int32_t(fb.seqs[0].tokens.size());
+      fb.seqs[0].tokens = {out.back()};
+    }
+    return out;
+  };
+  const int G = layout_.dp;
+  auto stop_at = [&](int g) { return g == G - 1 ? steps / 2 : steps; };
+  std::vector<KVCache> caches;
+  for (int r = 0; r < ranks_->size(); ++r) caches.push_back(ranks_->model(r).make_cache(64, 4));
+  std::vector<ForwardBatch> batch(static_cast<size_t>(G));
+  for (int g = 0; g < G; ++g) batch[size_t(g)] = prefill_batch(seq_of(g), LogitsMode::Last);
+  std::vector<std::vector<int32_t>> got(static_cast<size_t>(G));
+  for (int s = 0; s < steps; ++s) {
+    std::vector<int32_t> counts;
+    for (int g = 0; g < G; ++g) counts.push_back(s < stop_at(g) ? int32_t(batch[size_t(g)].seqs[0].tokens.size()) : 0);
+    auto outs = ranks_->on_all([&](int r) {
+      const int g = ranks_->group_of(r);
+      ForwardBatch fb = s < stop_at(g) ? batch[size_t(g)] : ForwardBatch{};
+      fb.dp_tokens = counts;
+      return ranks_->model(r).forward(fb, caches[size_t(r)]);
+    });
+    for (int g = 0; g < G; ++g) {
+      if (s >= stop_at(g)) continue;
+      const int first = g * layout_.per_group();
+      got[size_t(g)].push_back(argmax_last(outs[size_t(first)]));
+      for (int k = 1; k < layout_.per_group(); ++k)
+        EXPECT_EQ(argmax_last(outs[size_t(first + k)]), got[size_t(g)].back()) << "rank " << first + k;
+      auto& sc = batch[size_t(g)].seqs[0];
+      sc.start_pos += int32_t(sc.tokens.size());
+      sc.tokens = {got[size_t(g)].back()};
+    }
+  }
+  for (int g = 0; g < G; ++g) EXPECT_EQ(got[size_t(g)], one_greedy(seq_of(g), stop_at(g))) << "group " << g;
+}
+
+// The MTP layer: group 0 runs it over its sequence while the other groups are idle in that step.
+TEST_P(DataParallelGolden, MtpLayerMatchesOneRankWithOtherGroupsIdle) {
+  ASSERT_TRUE(one_->has_mtp());
+  const auto& seq = seq_of(0);
+  const int64_t T = int64_t(seq.size());
+  auto run = [&](Model& m, bool idle, bool dp) {
+    std::vector<int32_t> main_counts(size_t(layout_.dp), 0), mtp_counts(size_t(layout_.dp), 0);
+    main_counts[0] = int32_t(T);
+    mtp_counts[0] = int32_t(T - 1);
+    auto cache = m.make_cache(64, 4);
+    ForwardBatch fb = idle ? ForwardBatch{} : prefill_batch(seq);
+    fb.want_hidden = true;
+    if (dp) fb.dp_tokens = main_counts;
+    ForwardOutput main = m.forward(fb, cache);
+    MtpInput in;
+    ForwardBatch mb;
+    if (!idle) {
+      in.hidden = main.hidden.rows(0, T - 1);
+      in.next_tokens.assign(seq.begin() + 1, seq.end());
+      mb = prefill_batch({seq.begin(), seq.end() - 1});
+    }
+    if (dp) mb.dp_tokens = mtp_counts;
+    auto mcache = m.make_cache(64, 4);
+    return m.mtp_forward(mb, in, mcache);
+  };
+  ForwardOutput want = run(*one_, false, false);
+  auto outs = ranks_->on_all([&](int r) { return run(ranks_->model(r), ranks_->group_of(r) != 0, true); });
+  const double e = rel(outs[0].logits, want.logits.f32());
+  std::printf("[dp] %s %s MTP: vs --tp 1 %.3g\n", name_.c_str(), layout_.name().c_str(), e);
+  EXPECT_LE(e, kTolVsOneRank);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, DataParallelGolden,
+    ::testing::Combine(::testing::Values("tiny_v32_fp8", "tiny_v3_bf16"),
+                       ::testing::Values(Layout{2, 2, false, false}, Layout{4, 2, false, false},
+                                         Layout{2, 2, true, false}, Layout{4, 2, true, true},
+                                         Layout{4, 4, false, true})),
+    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param).name(); });
+
+// A step whose token counts do not match the group's batch is refused, not run into a hang.
+TEST(DataParallelLayout, MismatchedTokenCountsAreRefused) {
+  const std::string dir = golden::fixture("tiny_v3_bf16");
+  DpRanks ranks(dir, Layout{2, 2, false, false});
+  auto cache = ranks.model(0).make_cache(64, 4);
+  ForwardBatch fb = prefill_batch({1, 2, 3});
+  fb.dp_tokens = {5, 3};  // says 5 for group 0, which brings 3
+  try {
+    ranks.model(0).forward(fb, cache);
+    FAIL() << "a wrong token count was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("brings 3 tokens"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace

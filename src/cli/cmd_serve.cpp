@@ -416,8 +416,8 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
     runner_ptrs.push_back(runners.back().get());
     runner_groups[size_t(r / replica.group_size)].push_back(runners.back().get());
   }
-  if (parallel.dp_attention && rc.cuda_graph_max_bs > 0 && flags.device == "cuda")
-    spdlog::warn("CUDA graphs are not recorded under --enable-dp-attention yet: steps run op by op");
+  if (parallel.dp_attention && rc.cuda_graph_max_bs > 0 && flags.cuda_graph_lazy)
+    spdlog::warn("--cuda-graph-lazy has no effect with --enable-dp-attention: every rank records at start-up");
   record_graphs_on_all(runner_ptrs, ec.max_running_requests, ec.context_length);
   // A failed rank leaves the replica unusable: stop the server (exit 1) with the rank's message.
   ec.on_fatal = [](const std::string& why) { request_fatal_stop(why); };

@@ -34,6 +34,10 @@ struct ForwardBatch {
   // so every group steps together; a group with nothing to run brings a batch with no sequences (an idle
   // step: it only takes part in the exchanges). Empty without DP attention.
   std::vector<int32_t> dp_tokens;
+  // DP attention, set by the engine when every group decodes (or idles) this step: the most sequences any
+  // group has. A recorded step then pads every group, idle ones included, to that batch's bucket, so that
+  // every rank's exchanges have one shape (runtime/step_recorder.h). 0: the step runs op by op.
+  int32_t dp_decode_bs = 0;
 };
 
 class StepCancelled : public ds::Error {

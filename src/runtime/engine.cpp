@@ -339,8 +339,22 @@ void EngineImpl::run_step() {
     }
     dp_tokens.push_back(tokens);
   }
-  if (lock_step_)
-    for (auto& st : steps) st.input->batch.dp_tokens = dp_tokens;
+  if (lock_step_) {
+    // Every group decoding (or idle): the step may run recorded, each group padded to the bucket of the
+    // largest group's batch (step_recorder.h).
+    bool all_decode = true;
+    int32_t most = 0;
+    for (size_t g = 0; g < groups_.size(); ++g)
+      if (!plans[g].empty()) {
+        all_decode = all_decode && steps[g].input->mode == ForwardMode::Decode;
+        most = std::max(most, int32_t(plans[g].size()));
+      }
+    for (auto& st : steps) {
+      st.input->batch.dp_tokens = dp_tokens;
+      st.input->batch.dp_decode_bs = all_decode ? most : 0;
+      if (all_decode && st.input->batch.seqs.empty()) st.input->mode = ForwardMode::Decode;
+    }
+  }
   // Checked between layers of an op-by-op forward (a recorded decode step runs whole). Several ranks would
   // each read the flag at their own moment and could stop at different layers, leaving the others in a
   // collective: with several runners a step always runs whole (deciding it collectively: later).

@@ -50,9 +50,11 @@ void ModelRunner::init(std::optional<model::KVCache> pools) {
   backend::Backend& be = backend();
   be.make_current();
   kv_ = pools ? std::move(*pools) : model_->make_cache(cfg_.num_pages, cfg_.page_size, cfg_.kv_cache_dtype);
-  // No recordings under DP attention yet (each would have to pad every group to one batch bucket): op by op.
-  if (cfg_.cuda_graph_max_bs > 0 && be.can_capture() && !model_->tensor_parallel().dp_attention())
-    recorder_ = std::make_unique<StepRecorder>(*model_, cfg_.cuda_graph_max_bs, cfg_.cuda_graph_lazy);
+  // Under DP attention every rank records every shape at start-up, together (never lazily: a first-sight
+  // recording on one group would find the other groups' ranks running something else).
+  if (cfg_.cuda_graph_max_bs > 0 && be.can_capture())
+    recorder_ = std::make_unique<StepRecorder>(*model_, cfg_.cuda_graph_max_bs,
+                                               cfg_.cuda_graph_lazy && !model_->tensor_parallel().dp_attention());
   device_sampling_ = cfg_.sample_on_device && be.can_sample();
 }
 
@@ -74,8 +76,7 @@ int ModelRunner::record_graphs(int32_t max_batch, int32_t max_context) {
 
 model::ForwardOutput ModelRunner::forward(const StepInput& in) {
   // Asked per step: a metering backend turns recording off while it profiles op by op.
-  // (Not under DP attention yet: a recording would have to pad every group to one batch bucket.)
-  if (recorder_ && backend().can_capture() && in.batch.dp_tokens.empty())
+  if (recorder_ && backend().can_capture())
     if (auto out = recorder_->forward(in.mode, in.batch, kv_)) return std::move(*out);
   return model_->forward(in.batch, kv_);
 }

@@ -47,8 +47,14 @@ int32_t StepRecorder::context_bucket(int32_t ctx, int32_t max_positions) {
 }
 
 bool StepRecorder::eligible(ForwardMode mode, const ForwardBatch& batch) const {
-  if (batch.want_hidden || batch.seqs.empty() || int64_t(batch.seqs.size()) > max_bs_) return false;
-  if (m_.options().attention != model::AttentionForm::Absorbed) return false;  // the expanded form uploads per step
+  if (batch.want_hidden || m_.options().attention != model::AttentionForm::Absorbed) return false;  // the
+  // expanded form uploads per step
+  if (!batch.dp_tokens.empty()) {  // DP attention: the engine decided for every group at once
+    if (batch.dp_decode_bs < 1 || batch.dp_decode_bs > max_bs_) return false;
+    return batch.seqs.empty() || (int32_t(batch.seqs.size()) <= batch.dp_decode_bs &&
+                                  uniform_tokens_per_seq(ForwardMode::Decode, batch) == 1);
+  }
+  if (batch.seqs.empty() || int64_t(batch.seqs.size()) > max_bs_) return false;
   return uniform_tokens_per_seq(mode, batch) > 0;
 }
 
@@ -86,12 +92,28 @@ ForwardOutput real_rows(backend::Backend& be, const std::vector<int32_t>& row0, 
 }  // namespace
 
 StepRecorder::Padded StepRecorder::pad(ForwardMode mode, const ForwardBatch& batch, const KVCache& cache) const {
+  if (!batch.dp_tokens.empty()) {
+    // DP attention: every group pads to the bucket of the largest group's batch (an idle group is all
+    // padding), so every rank's exchanges carry the same rows, recorded or not.
+    const int32_t b = batch_bucket(batch.dp_decode_bs, max_bs_);
+    if (batch.seqs.empty()) return synthetic(ForwardMode::Decode, 1, b, context_bucket(1, max_positions(m_)), cache.page_size);
+    ForwardBatch own = batch;
+    own.dp_tokens.clear();
+    Padded p = pad(ForwardMode::Decode, own, cache, b);
+    p.st.dp_tokens.assign(batch.dp_tokens.size(), b);
+    return p;
+  }
+  return pad(mode, batch, cache, batch_bucket(int32_t(batch.seqs.size()), max_bs_));
+}
+
+StepRecorder::Padded StepRecorder::pad(ForwardMode mode, const ForwardBatch& batch, const KVCache& cache,
+                                       int32_t bucket) const {
   Padded p;
   p.st = m_.layout(batch, cache);
   p.mode = mode;
   p.q = uniform_tokens_per_seq(mode, batch);
   p.real = int32_t(batch.seqs.size());
-  p.batch = batch_bucket(p.real, max_bs_);
+  p.batch = bucket;
   p.context = context_bucket(*std::max_element(p.st.ctx.begin(), p.st.ctx.end()), max_positions(m_));
   for (int32_t s = p.real; s < p.batch; ++s) add_padding(p.st, s, p.q, mode == ForwardMode::TargetVerify);
   p.st.ab.max_context = p.context;
@@ -108,6 +130,8 @@ StepRecorder::Padded StepRecorder::synthetic(ForwardMode mode, int32_t q, int32_
   p.st.ab.page_size = page_size;
   for (int32_t s = 0; s < batch; ++s) add_padding(p.st, s, q, mode == ForwardMode::TargetVerify);
   p.st.ab.max_context = context;
+  const model::TensorParallel& tp = m_.tensor_parallel();
+  if (tp.dp_attention()) p.st.dp_tokens.assign(size_t(tp.dp), batch * q);  // every group padded alike
   return p;
 }
 
@@ -193,9 +217,13 @@ std::optional<ForwardOutput> StepRecorder::forward(ForwardMode mode, const Forwa
   follow_pools(cache);
   Padded p = pad(mode, batch, cache);
   auto it = graphs_.find(p.key());
+  // Under DP attention a step the engine declared uniform runs padded whatever happens here: the other
+  // groups' ranks exchange padded rows with this one.
+  const bool dp = !batch.dp_tokens.empty();
   if (it == graphs_.end()) {
     if (!lazy_) {
       ++stats_.unrecorded;
+      if (dp) return run_eager(p, batch, cache);
       return std::nullopt;
     }
     // The first step of this shape runs op by op (that result is this step's), then it is recorded.
@@ -203,7 +231,7 @@ std::optional<ForwardOutput> StepRecorder::forward(ForwardMode mode, const Forwa
     record(p, cache);
     return out;
   }
-  if (!it->second) return std::nullopt;
+  if (!it->second) return dp ? std::optional<ForwardOutput>(run_eager(p, batch, cache)) : std::nullopt;
   Tensor logits = m_.backend().replay(*it->second, p.st.index());
   ++stats_.replayed;
   const int32_t rows = mode == ForwardMode::TargetVerify ? p.q : 1;

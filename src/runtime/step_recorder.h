@@ -8,6 +8,12 @@
 // or, when lazy, at the first step of a shape (that step runs op by op and is then recorded). Padding
 // sequences bring token 0 at positions 0.. of page 0 and write nothing (slot -1); their logits rows are
 // dropped.
+//
+// DP attention: the MoE exchanges join every group's ranks, so every group must run the same recorded
+// batch bucket: the engine marks a step where every group decodes (ForwardBatch::dp_decode_bs, the largest
+// group's batch), every group pads to that bucket (an idle group runs all padding), and a shape that is not
+// recorded runs padded op by op rather than unpadded. Recording is at start-up only (all ranks record the
+// same shapes in the same order; a lazy first-sight recording on one group would meet no partner).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -65,6 +71,7 @@ class StepRecorder {
   using Key = std::tuple<ForwardMode, int32_t, int32_t, int32_t>;  // mode, tokens per seq, batch, context
   bool eligible(ForwardMode mode, const model::ForwardBatch& batch) const;
   Padded pad(ForwardMode mode, const model::ForwardBatch& batch, const model::KVCache& cache) const;
+  Padded pad(ForwardMode mode, const model::ForwardBatch& batch, const model::KVCache& cache, int32_t bucket) const;
   Padded synthetic(ForwardMode mode, int32_t q, int32_t batch, int32_t context, int32_t page_size) const;
   model::ForwardOutput run_eager(const Padded& p, const model::ForwardBatch& batch, model::KVCache& cache);
   void record(const Padded& p, model::KVCache& cache);

@@ -11,6 +11,7 @@
 #include "dist/group.h"
 #include "dist/local_group.h"
 #include "golden_util.h"
+#include "runtime/step_recorder.h"
 
 using namespace ds;
 using namespace ds::model;
@@ -232,6 +233,65 @@ TEST_P(DataParallelGolden, MtpLayerMatchesOneRankWithOtherGroupsIdle) {
   const double e = rel(outs[0].logits, want.logits.f32());
   std::printf("[dp] %s %s MTP: vs --tp 1 %.3g\n", name_.c_str(), layout_.name().c_str(), e);
   EXPECT_LE(e, kTolVsOneRank);
+}
+
+// A decode step as it runs recorded under DP attention (StepRecorder's padding, op by op here: the CPU
+// cannot record): every group padded to the bucket of the largest group's batch, idle groups all padding.
+// Each group's logits must still be what one rank gives its own batch.
+TEST_P(DataParallelGolden, PaddedDecodeStepsMatchOneRank) {
+  for (bool others_idle : {false, true}) {
+    auto seqs_of = [&](int g) -> std::vector<std::vector<int32_t>> {
+      if (g == 0) return {seqs_[0], seqs_[1], seqs_[0]};
+      if (others_idle) return {};
+      return {seqs_[1]};
+    };
+    // Sequence k of a batch on pages [16 k, 16 k + 16); prefill with the last logits, then one token each.
+    auto batch_of = [&](const std::vector<std::vector<int32_t>>& ss, bool decode) {
+      ForwardBatch fb;
+      for (size_t k = 0; k < ss.size(); ++k) {
+        SequenceChunk sc;
+        sc.tokens = decode ? std::vector<int32_t>{int32_t(7 + k)} : ss[k];
+        sc.start_pos = decode ? int32_t(ss[k].size()) : 0;
+        for (int32_t p = 0; p < 16; ++p) sc.page_table.push_back(int32_t(16 * k) + p);
+        sc.logits = LogitsMode::Last;
+        fb.seqs.push_back(sc);
+      }
+      return fb;
+    };
+    std::vector<int32_t> prefill_counts, decode_counts;
+    for (int g = 0; g < layout_.dp; ++g) {
+      int32_t t = 0;
+      for (const auto& q : seqs_of(g)) t += int32_t(q.size());
+      prefill_counts.push_back(t);
+      decode_counts.push_back(int32_t(seqs_of(g).size()));
+    }
+    auto outs = ranks_->on_all([&](int r) {
+      Model& m = ranks_->model(r);
+      const auto ss = seqs_of(ranks_->group_of(r));
+      auto cache = m.make_cache(64, 4);
+      ForwardBatch pre = batch_of(ss, false);
+      pre.dp_tokens = prefill_counts;
+      m.forward(pre, cache);
+      ForwardBatch dec = batch_of(ss, true);
+      dec.dp_tokens = decode_counts;
+      dec.dp_decode_bs = 3;
+      runtime::StepRecorder rec(m, 8, false);
+      return rec.forward_padded_eager(runtime::ForwardMode::Decode, dec, cache);
+    });
+    for (int r = 0; r < ranks_->size(); ++r) {
+      const auto ss = seqs_of(ranks_->group_of(r));
+      if (ss.empty()) continue;
+      auto cache = one_->make_cache(64, 4);
+      one_->forward(batch_of(ss, false), cache);
+      ForwardOutput want = one_->forward(batch_of(ss, true), cache);
+      ASSERT_EQ(outs[size_t(r)].logits.shape(), want.logits.shape()) << "rank " << r;
+      const double e = rel(outs[size_t(r)].logits, want.logits.f32());
+      if (r == 0)
+        std::printf("[dp] %s %s padded decode%s: vs --tp 1 %.3g\n", name_.c_str(), layout_.name().c_str(),
+                    others_idle ? " (other groups idle)" : "", e);
+      EXPECT_LE(e, kTolVsOneRank) << "rank " << r;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

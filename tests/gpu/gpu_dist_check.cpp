@@ -1,7 +1,8 @@
 // The NCCL path on the GPU machine's one GPU (issue 14; the multi-GPU runs are issue 15): NcclGroup's
 // collectives on device tensors; the tiny model through a one-rank NCCL group (every all-reduce and the
 // LM head's all-gather run) against the same model without a group, op by op and replayed from CUDA
-// graphs that hold the NCCL calls; expert parallelism's local ids and skipped experts against the CPU.
+// graphs that hold the NCCL calls; expert parallelism's local ids and skipped experts against the CPU;
+// two ranks of tensor parallelism and of DP attention on the one GPU through host-staged collectives.
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -44,6 +45,9 @@ void collectives(backend::Backend& be, dist::Group& g) {
   Tensor b = be.from_host(h);
   g.broadcast(b, 0);
   expect(same_bits(be.to_host_f32(b), h), "NCCL broadcast from rank 0");
+  Tensor rs = be.alloc({3, 1000}, DType::F32);
+  g.reduce_scatter_sum(be.from_host(h), rs);
+  expect(same_bits(be.to_host_f32(rs), h), "NCCL reduce-scatter of one rank keeps its chunk");
 }
 
 ForwardBatch prompt_batch(const ModelConfig& c, int n, int32_t page) {
@@ -218,6 +222,88 @@ void two_ranks(bool nccl) {
     }
 }
 
+// DP attention over two CUDA ranks (--tp 2 --dp 2 --enable-dp-attention): each rank its own DP group and
+// batch (3 sequences / 1), the MoE exchanged between them, against one rank on each group's batch alone;
+// then a decode step padded as a recorded one would be (both groups to the bucket of 3; then the second
+// group idle). nccl as two_ranks.
+void dp_attention_two_ranks(bool nccl) {
+  for (const char* name : {"tiny_v32_fp8", "tiny_v3_bf16"}) {
+    const std::string dir = std::string(DS_SOURCE_DIR) + "/tests/golden/" + name;
+    auto one_be = backend::make_cuda_backend(0);
+    auto one = Model::load(dir, *one_be);
+    std::vector<ForwardBatch> pre = {prompt_batch(one->config(), 3, 16), prompt_batch(one->config(), 1, 16)};
+    auto decode_of = [](const ForwardBatch& p) {
+      ForwardBatch d = p;
+      for (size_t s = 0; s < d.seqs.size(); ++s) {
+        d.seqs[s].start_pos = int32_t(p.seqs[s].tokens.size());
+        d.seqs[s].tokens = {int32_t(5 + s)};
+      }
+      return d;
+    };
+    std::vector<Tensor> want_pre, want_dec;
+    for (const auto& p : pre) {
+      auto c = one->make_cache(16, 16, DType::BF16);
+      want_pre.push_back(one->forward(p, c).logits);
+      want_dec.push_back(one->forward(decode_of(p), c).logits);
+    }
+    std::vector<std::unique_ptr<backend::Backend>> bes;
+    std::vector<std::unique_ptr<dist::Group>> groups;
+    if (nccl) {
+      for (int r = 0; r < 2; ++r) bes.push_back(backend::make_cuda_backend(r));
+      groups = dist::make_nccl_groups({bes[0].get(), bes[1].get()});
+    } else {
+      auto hosts = dist::make_local_groups(2);
+      for (int r = 0; r < 2; ++r) {
+        bes.push_back(backend::make_cuda_backend(0));
+        groups.push_back(std::make_unique<StagedGroup>(std::move(hosts[size_t(r)]), *bes.back()));
+      }
+    }
+    struct Out {
+      Tensor pre, dec, dec_alone;
+    };
+    std::vector<std::future<Out>> f;
+    for (int r = 0; r < 2; ++r)
+      f.push_back(std::async(std::launch::async, [&, r] {
+        bes[size_t(r)]->make_current();
+        TensorParallel tp{r, 2, false, groups[size_t(r)].get()};
+        tp.dp = 2;
+        auto m = Model::load(dir, *bes[size_t(r)], {}, tp);
+        auto cache = m->make_cache(16, 16, DType::BF16);
+        ForwardBatch p = pre[size_t(r)];
+        p.dp_tokens = {0, 0};
+        for (int g = 0; g < 2; ++g)
+          for (const auto& sq : pre[size_t(g)].seqs) p.dp_tokens[size_t(g)] += int32_t(sq.tokens.size());
+        Out o;
+        o.pre = m->forward(p, cache).logits;
+        runtime::StepRecorder rec(*m, 8, false);
+        ForwardBatch d = decode_of(pre[size_t(r)]);
+        d.dp_tokens = {3, 1};
+        d.dp_decode_bs = 3;
+        o.dec = rec.forward_padded_eager(runtime::ForwardMode::Decode, d, cache).logits;
+        // Again from the same cache contents (the decode token rewrites the same slot), rank 1 idle.
+        ForwardBatch alone = r == 0 ? decode_of(pre[0]) : ForwardBatch{};
+        alone.dp_tokens = {3, 0};
+        alone.dp_decode_bs = 3;
+        o.dec_alone = rec.forward_padded_eager(runtime::ForwardMode::Decode, alone, cache).logits;
+        return o;
+      }));
+    std::vector<Out> got;
+    for (auto& x : f) got.push_back(x.get());
+    const std::string where = nccl ? " on GPUs 0 and 1 (NCCL)" : " on one GPU (staged collectives)";
+    for (int g = 0; g < 2; ++g) {
+      const Err ep = compare(got[size_t(g)].pre, want_pre[size_t(g)]);
+      const Err ed = compare(got[size_t(g)].dec, want_dec[size_t(g)]);
+      expect(ep.maxrel < 1e-4 && ed.maxrel < 1e-4,
+             std::string(name) + " --tp 2 --dp 2 --enable-dp-attention" + where + ", DP group " + std::to_string(g) +
+                 " vs one rank: prefill max rel " + std::to_string(ep.maxrel) + ", padded decode " +
+                 std::to_string(ed.maxrel));
+    }
+    const Err ea = compare(got[0].dec_alone, want_dec[0]);
+    expect(ea.maxrel < 1e-4, std::string(name) + " DP attention, padded decode with the other group idle: max rel " +
+                                 std::to_string(ea.maxrel));
+  }
+}
+
 // NCCL all-reduce over GPUs 0..n-1 of [T, 7168] fp32 (the hidden state between layers): latency and bus
 // bandwidth (2 (n - 1) / n x bytes / time, nccl-tests' definition), median of 50 after 10 warm-up.
 void all_reduce_table(int n) {
@@ -263,10 +349,12 @@ int main() {
   model_through_nccl(*be, *groups[0]);
   expert_parallel_ids(*be);
   two_ranks(false);
+  dp_attention_two_ranks(false);
   int gpus = 0;
   cudaGetDeviceCount(&gpus);
   if (gpus >= 2) {
     two_ranks(true);
+    dp_attention_two_ranks(true);
     all_reduce_table(gpus);
   } else {
     std::printf("one GPU: the NCCL runs over two GPUs (tp2 vs one rank, the all-reduce table) are skipped\n");

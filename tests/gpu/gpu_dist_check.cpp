@@ -290,16 +290,21 @@ void dp_attention_two_ranks(bool nccl) {
     std::vector<Out> got;
     for (auto& x : f) got.push_back(x.get());
     const std::string where = nccl ? " on GPUs 0 and 1 (NCCL)" : " on one GPU (staged collectives)";
+    // Bound: BF16 activations and KV, and a group's MoE rows now share the grouped kernels with the other
+    // group's (another path and tiling than one rank's batch alone): the first H200 run measured 7.7e-5 /
+    // 1.04e-4 max rel for one group (RMS far lower), --tp 2 --ep 2 gives 5.2e-5 on the same GPU; a wrong
+    // exchange gives ~1 (the CPU test's mutation check).
+    const double bound = 3e-4;
     for (int g = 0; g < 2; ++g) {
       const Err ep = compare(got[size_t(g)].pre, want_pre[size_t(g)]);
       const Err ed = compare(got[size_t(g)].dec, want_dec[size_t(g)]);
-      expect(ep.maxrel < 1e-4 && ed.maxrel < 1e-4,
+      expect(ep.maxrel < bound && ed.maxrel < bound,
              std::string(name) + " --tp 2 --dp 2 --enable-dp-attention" + where + ", DP group " + std::to_string(g) +
-                 " vs one rank: prefill max rel " + std::to_string(ep.maxrel) + ", padded decode " +
-                 std::to_string(ed.maxrel));
+                 " vs one rank: prefill max rel " + std::to_string(ep.maxrel) + " (rms " + std::to_string(ep.rel) +
+                 "), padded decode " + std::to_string(ed.maxrel) + " (rms " + std::to_string(ed.rel) + ")");
     }
     const Err ea = compare(got[0].dec_alone, want_dec[0]);
-    expect(ea.maxrel < 1e-4, std::string(name) + " DP attention, padded decode with the other group idle: max rel " +
+    expect(ea.maxrel < bound, std::string(name) + " DP attention, padded decode with the other group idle: max rel " +
                                  std::to_string(ea.maxrel));
   }
 }

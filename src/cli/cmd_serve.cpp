@@ -22,7 +22,9 @@
 #include "cli/demo_model.h"
 #include "cli/flag_suggestions.h"
 #include "cli/make_backend.h"
+#include "cli/serve_nodes.h"
 #include "cli/serve_replica.h"
+#include "runtime/remote_nodes.h"
 #include "cli/serve_shutdown.h"
 #include "model/model.h"
 #include "runtime/engine.h"
@@ -82,9 +84,10 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--base-gpu-id", f.base_gpu_id, "first GPU of this server (rank r uses base + r * step)")
       ->capture_default_str();
   cmd->add_option("--gpu-id-step", f.gpu_id_step, "GPU id step between ranks")->capture_default_str();
-  cmd->add_option("--nnodes", f.nnodes, "nodes of the deployment (only 1 in this build)")->capture_default_str();
-  cmd->add_option("--node-rank", f.node_rank, "this node's rank (only 0 in this build)")->capture_default_str();
-  cmd->add_option("--dist-init-addr", f.dist_init_addr, "HOST:PORT of the multi-node rendezvous (only 1 node in this build)");
+  cmd->add_option("--nnodes", f.nnodes, "nodes of the deployment (one process each; the ranks split evenly)")
+      ->capture_default_str();
+  cmd->add_option("--node-rank", f.node_rank, "this node's rank; node 0 serves HTTP")->capture_default_str();
+  cmd->add_option("--dist-init-addr", f.dist_init_addr, "HOST:PORT where node 0 listens for the other nodes");
   cmd->add_option("--reasoning-parser", f.reasoning_parser, "deepseek-v3: reasoning_content from <think> ... </think>");
   cmd->add_option("--tool-call-parser", f.tool_call_parser, "deepseekv31 or deepseekv32: tool_calls from the output");
   cmd->add_option("--chat-template", f.chat_template, "a .jinja file or tokenizer_config.json (known templates only)");
@@ -170,9 +173,7 @@ void validate(const ServeFlags& f) {
            "--moe-dense-tp-size {}: only 1 is supported (dense layers inside each DP group; SGLang's rule too)",
            f.moe_dense_tp_size);
   parallel_config(f).validate();
-  DS_CHECK(f.nnodes == 1 && f.node_rank == 0,
-           "--nnodes {} / --node-rank {}: multi-node serving is not available yet; this build runs --tp ranks on the "
-           "GPUs of one node", f.nnodes, f.node_rank);
+  validate_nodes(NodeFlags{f.nnodes, f.node_rank, f.dist_init_addr}, parallel_config(f), f.device);
   DS_CHECK(f.device == "cpu" || f.device == "cuda", "--device must be cpu or cuda, got '{}'", f.device);
   DS_CHECK(f.reasoning_parser.empty() || f.reasoning_parser == "deepseek-v3",
            "--reasoning-parser '{}' is not supported; this server has deepseek-v3", f.reasoning_parser);
@@ -278,16 +279,6 @@ std::string fatal_stop_reason() {
   return fatal_why;
 }
 
-// Ranks record their CUDA graphs together: a recorded step holds the group's collectives, which
-// every rank must issue at the same time.
-void record_graphs_on_all(const std::vector<runtime::ModelRunner*>& runners, int32_t max_batch, int32_t max_context) {
-  std::vector<std::future<int>> f;
-  for (size_t r = 1; r < runners.size(); ++r)
-    f.push_back(std::async(std::launch::async, [&, r] { return runners[r]->record_graphs(max_batch, max_context); }));
-  runners[0]->record_graphs(max_batch, max_context);
-  for (auto& x : f) x.get();
-}
-
 // Blocks SIGINT/SIGTERM in this thread and every thread started after it; sigwait() takes them.
 sigset_t block_stop_signals() {
   sigset_t set;
@@ -322,6 +313,24 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
     spdlog::info("no --model-path: serving the embedded demo model ({}; random weights, gibberish by design)",
                  model_path);
 
+  if (flags.nnodes > 1 && flags.node_rank > 0) {  // a node other than 0 runs its ranks only: no HTTP, no tokenizer
+    std::thread([stop_signals] {
+      int sig = 0;
+      sigset_t set = stop_signals;
+      sigwait(&set, &sig);
+      spdlog::warn("{}: this node stops (node 0 then stops too)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      spdlog::default_logger()->flush();
+      std::_Exit(0);
+    }).detach();
+    const runtime::ParallelConfig parallel = parallel_config(flags);
+    ReplicaFlags rf{flags.device, flags.threads, flags.base_gpu_id, flags.gpu_id_step};
+    NodeSet node(NodeFlags{flags.nnodes, flags.node_rank, flags.dist_init_addr}, parallel);
+    const int code = node.serve_as_worker(node.load(model_path, rf), rf);
+    spdlog::default_logger()->flush();
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
+
   tok::Tokenizer tokenizer = tok::Tokenizer::load(tokenizer_path);
   const fs::path tok_dir =
       fs::is_directory(tokenizer_path) ? fs::path(tokenizer_path) : fs::path(tokenizer_path).parent_path();
@@ -331,14 +340,19 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   Timer load_timer;
   const runtime::ParallelConfig parallel = parallel_config(flags);
   ReplicaFlags rf{flags.device, flags.threads, flags.base_gpu_id, flags.gpu_id_step};
-  runtime::Replica replica = load_serving_replica(model_path, parallel, rf);
+  std::unique_ptr<NodeSet> nodes;
+  if (flags.nnodes > 1) nodes = std::make_unique<NodeSet>(NodeFlags{flags.nnodes, flags.node_rank, flags.dist_init_addr}, parallel);
+  runtime::Replica replica = nodes ? nodes->load(model_path, rf) : load_serving_replica(model_path, parallel, rf);
   const std::vector<int64_t>& device_free_before = replica.free_before;
   backend::Backend& backend0 = replica.models[0]->backend();
   const model::Model& model0 = *replica.models[0];
   const auto& mc = model0.config();
   spdlog::info("loaded {} ({}, {} layers{}, vocab {}) on {}{} in {:.1f} s", model_path, mc.model_type,
                mc.num_hidden_layers, model0.has_mtp() ? " + MTP" : "", mc.vocab_size, backend0.name(),
-               replica.size() > 1 ? fmt::format(" x {} ranks ({})", replica.size(), parallel.describe()) : "",
+               parallel.world_size() > 1
+                   ? fmt::format(" x {} ranks ({}){}", parallel.world_size(), parallel.describe(),
+                                 nodes ? fmt::format(" over {} nodes, {} on this one", flags.nnodes, replica.size()) : "")
+                   : "",
                load_timer.seconds());
 
   int64_t context_length = flags.context_length > 0 ? flags.context_length
@@ -374,6 +388,8 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
     kin.available_bytes = runtime::available_host_memory() / replica.size();
     kin.memory_name = replica.size() > 1 ? "available RAM per rank" : "available RAM";
   }
+  if (nodes)  // every node's pool is the same: the tightest node decides
+    std::tie(kin.available_bytes, kin.reserved_bytes) = nodes->tightest_memory(kin.available_bytes, kin.reserved_bytes);
   kin.max_running_requests = flags.max_running_requests;
   kin.context_length = context_length;
   kin.page_size = flags.page_size;
@@ -384,7 +400,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   ec.max_total_tokens = plan.tokens;  // per DP group: each keeps the KV of its own requests
   // Under DP attention the groups share --max-running-requests (SGLang divides it the same way); replicas
   // (--dp without it) each take the whole.
-  const int32_t dp_groups = replica.size() / replica.group_size;
+  const int32_t dp_groups = parallel.world_size() / replica.group_size;
   ec.max_running_requests =
       parallel.dp_attention ? std::max(1, flags.max_running_requests / dp_groups) : flags.max_running_requests;
   ec.max_queued_requests = flags.max_queued_requests;
@@ -407,18 +423,30 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   std::vector<std::unique_ptr<runtime::ModelRunner>> runners;
   std::vector<runtime::ModelRunner*> runner_ptrs;
   std::vector<std::vector<runtime::ModelRunner*>> runner_groups(static_cast<size_t>(dp_groups));
-  for (int r = 0; r < replica.size(); ++r) {
+  for (int i = 0; i < replica.size(); ++i) {  // this node's ranks (all of them on one node)
     rc.parallel = parallel;
-    rc.parallel.rank = r;
-    rc.parallel.device_index = gpu_of_rank(rf, r);
-    runners.push_back(std::make_unique<runtime::ModelRunner>(rc, std::move(replica.backends[size_t(r)]),
-                                                             std::move(replica.models[size_t(r)])));
+    rc.parallel.rank = replica.first_rank + i;
+    rc.parallel.device_index = gpu_of_rank(rf, i);
+    runners.push_back(std::make_unique<runtime::ModelRunner>(rc, std::move(replica.backends[size_t(i)]),
+                                                             std::move(replica.models[size_t(i)])));
     runner_ptrs.push_back(runners.back().get());
-    runner_groups[size_t(r / replica.group_size)].push_back(runners.back().get());
+    runner_groups[size_t(rc.parallel.rank / replica.group_size)].push_back(runners.back().get());
   }
   if (parallel.dp_attention && rc.cuda_graph_max_bs > 0 && flags.cuda_graph_lazy)
     spdlog::warn("--cuda-graph-lazy has no effect with --enable-dp-attention: every rank records at start-up");
+  if (nodes) nodes->send_config(rc, ec.max_running_requests, ec.context_length);  // they record at the same time
   record_graphs_on_all(runner_ptrs, ec.max_running_requests, ec.context_length);
+  std::unique_ptr<runtime::RemoteNodes> remote;
+  if (nodes) {
+    nodes->wait_ready();
+    remote = std::make_unique<runtime::RemoteNodes>(nodes->connections(), [runner_ptrs](const std::string& why) {
+      for (auto* r : runner_ptrs) r->model().tensor_parallel().abort(why);
+    });
+    ec.remote = remote.get();
+  }
+  auto stop_nodes = [&] {
+    if (remote) remote->stop();
+  };
   // A failed rank leaves the replica unusable: stop the server (exit 1) with the rank's message.
   ec.on_fatal = [](const std::string& why) { request_fatal_stop(why); };
   auto engine = runtime::make_dp_engine(ec, std::move(runner_groups), tokenizer);
@@ -475,6 +503,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   if (const std::string why = fatal_stop_reason(); !why.empty()) {
     spdlog::critical("stopping: {}", why);
     shut_down_server(api, *engine, http, 0);
+    stop_nodes();
     std::_Exit(1);
   }
   spdlog::info("{}: shutting down ({})", sig == SIGINT ? "SIGINT" : "SIGTERM",
@@ -487,7 +516,9 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
     std::_Exit(130);
   })
       .detach();
-  if (shut_down_server(api, *engine, http, flags.shutdown_timeout) != 0) std::_Exit(1);
+  const int rc_down = shut_down_server(api, *engine, http, flags.shutdown_timeout);
+  stop_nodes();
+  if (rc_down != 0) std::_Exit(1);
   spdlog::info("stopped");
 }
 

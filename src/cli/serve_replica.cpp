@@ -1,6 +1,7 @@
 #include "cli/serve_replica.h"
 
 #include <algorithm>
+#include <future>
 #include <thread>
 
 #include "cli/make_backend.h"
@@ -31,6 +32,14 @@ std::vector<std::unique_ptr<dist::Group>> make_rank_groups(const std::string& de
   return dist::make_local_groups(int(backends.size()));
 }
 
+void record_graphs_on_all(const std::vector<runtime::ModelRunner*>& runners, int32_t max_batch, int32_t max_context) {
+  std::vector<std::future<int>> f;
+  for (size_t r = 1; r < runners.size(); ++r)
+    f.push_back(std::async(std::launch::async, [&, r] { return runners[r]->record_graphs(max_batch, max_context); }));
+  runners[0]->record_graphs(max_batch, max_context);
+  for (auto& x : f) x.get();
+}
+
 runtime::Replica load_serving_replica(const std::string& model_path, const runtime::ParallelConfig& parallel,
                                       const ReplicaFlags& f) {
   DS_CHECK(f.base_gpu_id >= 0 && f.gpu_id_step >= 1, "--base-gpu-id must be >= 0 and --gpu-id-step >= 1 (got {}, {})",
@@ -40,7 +49,9 @@ runtime::Replica load_serving_replica(const std::string& model_path, const runti
   spec.model_path = model_path;
   spec.parallel = parallel;
   spec.make_backend = [&](int r) { return make_rank_backend(f, r, n); };
-  spec.make_groups = [&](const std::vector<backend::Backend*>& bes) { return make_rank_groups(f.device, bes); };
+  spec.make_groups = [&](const std::vector<backend::Backend*>& bes, int, int, int) {
+    return make_rank_groups(f.device, bes);
+  };
   return runtime::load_replica(spec);
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <string>
 
+#include "runtime/model_runner.h"
 #include "runtime/replica.h"
 
 namespace ds::cli {
@@ -23,5 +24,9 @@ std::unique_ptr<backend::Backend> make_rank_backend(const ReplicaFlags& f, int r
 // The group joining `backends` (one per rank): NCCL for CUDA backends, a LocalGroup on the CPU.
 std::vector<std::unique_ptr<dist::Group>> make_rank_groups(const std::string& device,
                                                            const std::vector<backend::Backend*>& backends);
+
+// Ranks record their CUDA graphs together: a recorded step holds the group's collectives, which every rank
+// must issue at the same time (on every node: each node calls this at once).
+void record_graphs_on_all(const std::vector<runtime::ModelRunner*>& runners, int32_t max_batch, int32_t max_context);
 
 }  // namespace ds::cli

@@ -14,9 +14,11 @@
 
 namespace ds::dist {
 
-// Thrown out of a collective when the group was aborted (another rank failed).
+// Thrown out of a collective when the group was aborted (another rank failed), and by the rank that
+// failed itself (origin: its message says what happened; the others' only that the group is gone).
 struct GroupAborted : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit GroupAborted(const std::string& why, bool origin = false) : std::runtime_error(why), origin(origin) {}
+  bool origin = false;
 };
 
 class Group {

@@ -16,7 +16,7 @@ namespace ds::dist {
 // the ranks publish for the current collective, and a scratch result.
 class LocalWorld {
  public:
-  explicit LocalWorld(int n) : n_(n), in_(size_t(n)), out_(size_t(n)) {}
+  explicit LocalWorld(int n) : in_(size_t(n)), out_(size_t(n)), n_(n) {}
   int size() const { return n_; }
 
   void barrier() {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nccl.h>
 
+#include <cstring>
 #include <mutex>
 
 #include "backend/cuda/cuda_backend.h"
@@ -42,10 +43,11 @@ struct NcclWorld {
 
 class NcclGroup final : public Group {
  public:
-  NcclGroup(std::shared_ptr<NcclWorld> w, int rank, backend::cuda::CudaBackend& be)
-      : w_(std::move(w)), rank_(rank), be_(be) {}
+  // local: this rank's communicator in the world's list (the node's ranks); rank, size: in the group.
+  NcclGroup(std::shared_ptr<NcclWorld> w, int local, int rank, int size, backend::cuda::CudaBackend& be)
+      : w_(std::move(w)), local_(local), rank_(rank), size_(size), be_(be) {}
   int rank() const override { return rank_; }
-  int size() const override { return int(w_->comms.size()); }
+  int size() const override { return size_; }
   std::string name() const override { return "nccl"; }
 
   void all_reduce_sum(Tensor& t) override {
@@ -83,34 +85,69 @@ class NcclGroup final : public Group {
   }
 
  private:
-  ncclComm_t comm() const { return w_->comms[size_t(rank_)]; }
+  ncclComm_t comm() const { return w_->comms[size_t(local_)]; }
   void ready(const Tensor& t) {
     DS_CHECK(t.device() == Device::CUDA, "NCCL collective on a host tensor ({})", t.describe());
     std::lock_guard lk(w_->m);
     if (w_->aborted) throw GroupAborted(fmt::format("the parallel group was aborted: {}", w_->why));
   }
   std::shared_ptr<NcclWorld> w_;
-  const int rank_;
+  const int local_, rank_, size_;
   backend::cuda::CudaBackend& be_;
 };
 
 }  // namespace
 
-std::vector<std::unique_ptr<Group>> make_nccl_groups(const std::vector<backend::Backend*>& backends) {
-  const int n = int(backends.size());
+namespace {
+std::vector<backend::cuda::CudaBackend*> cuda_backends(const std::vector<backend::Backend*>& backends) {
   std::vector<backend::cuda::CudaBackend*> cuda;
-  std::vector<int> devices;
   for (auto* b : backends) {
     auto* c = dynamic_cast<backend::cuda::CudaBackend*>(b);
     DS_CHECK(c, "NCCL groups need CUDA backends, rank {} is on {}", cuda.size(), b->name());
     cuda.push_back(c);
-    devices.push_back(c->device_index());
   }
+  return cuda;
+}
+}  // namespace
+
+std::vector<std::unique_ptr<Group>> make_nccl_groups(const std::vector<backend::Backend*>& backends) {
+  const int n = int(backends.size());
+  auto cuda = cuda_backends(backends);
+  std::vector<int> devices;
+  for (auto* c : cuda) devices.push_back(c->device_index());
   auto world = std::make_shared<NcclWorld>();
   world->comms.resize(size_t(n));
   check(ncclCommInitAll(world->comms.data(), n, devices.data()), "communicator set-up (ncclCommInitAll)");
   std::vector<std::unique_ptr<Group>> out;
-  for (int r = 0; r < n; ++r) out.push_back(std::make_unique<NcclGroup>(world, r, *cuda[size_t(r)]));
+  for (int r = 0; r < n; ++r) out.push_back(std::make_unique<NcclGroup>(world, r, r, n, *cuda[size_t(r)]));
+  return out;
+}
+
+std::string nccl_unique_id() {
+  ncclUniqueId id;
+  check(ncclGetUniqueId(&id), "unique id");
+  return std::string(reinterpret_cast<const char*>(&id), sizeof id);
+}
+
+std::vector<std::unique_ptr<Group>> make_nccl_groups_across(const std::vector<backend::Backend*>& local,
+                                                             int first_rank, int size, const std::string& unique_id) {
+  DS_CHECK(unique_id.size() == sizeof(ncclUniqueId), "NCCL unique id of {} bytes, expected {}", unique_id.size(),
+           sizeof(ncclUniqueId));
+  ncclUniqueId id;
+  std::memcpy(&id, unique_id.data(), sizeof id);
+  auto cuda = cuda_backends(local);
+  auto world = std::make_shared<NcclWorld>();
+  world->comms.resize(local.size());
+  // One thread initialises all of this node's ranks: inside a group call, as NCCL requires then.
+  check(ncclGroupStart(), "group start");
+  for (size_t i = 0; i < local.size(); ++i) {
+    cuda[i]->make_current();
+    check(ncclCommInitRank(&world->comms[i], size, id, first_rank + int(i)), "communicator set-up (ncclCommInitRank)");
+  }
+  check(ncclGroupEnd(), "communicator set-up across nodes (ncclGroupEnd)");
+  std::vector<std::unique_ptr<Group>> out;
+  for (size_t i = 0; i < local.size(); ++i)
+    out.push_back(std::make_unique<NcclGroup>(world, int(i), first_rank + int(i), size, *cuda[i]));
   return out;
 }
 

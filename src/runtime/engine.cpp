@@ -17,6 +17,7 @@
 #include "model/model.h"
 #include "runtime/lock_step.h"
 #include "runtime/model_runner.h"
+#include "runtime/remote_nodes.h"
 #include "runtime/scheduler.h"
 #include "runtime/step_cancel.h"
 #include "tokenizer/tokenizer.h"
@@ -359,8 +360,15 @@ void EngineImpl::run_step() {
   // each read the flag at their own moment and could stop at different layers, leaving the others in a
   // collective: with several runners a step always runs whole (deciding it collectively: later).
   StepCancel::Scope cancellable(cancel_, std::move(step_ids));
-  if (num_runners_ == 1) steps[0].input->batch.cancel = cancel_.flag();
-  std::vector<std::optional<StepOutput>> res = run_lock_step(steps);
+  if (num_runners_ == 1 && !cfg_.remote) steps[0].input->batch.cancel = cancel_.flag();
+  std::function<void()> remote_wait;
+  if (cfg_.remote) {  // the other nodes' ranks get the step before these start it
+    std::vector<const StepInput*> sent;
+    for (const auto& st : steps) sent.push_back(st.input ? &*st.input : nullptr);
+    cfg_.remote->send(sent);
+    remote_wait = [this] { cfg_.remote->wait(); };
+  }
+  std::vector<std::optional<StepOutput>> res = run_lock_step(steps, remote_wait);
   double fwd_ms = 0;
   for (const auto& r : res)
     if (r) fwd_ms = std::max(fwd_ms, r->forward_ms);

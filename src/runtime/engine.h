@@ -22,6 +22,7 @@ class Model;
 }
 namespace ds::runtime {
 class ModelRunner;
+class RemoteRanks;
 struct RunnerConfig;
 }
 namespace ds::tok {
@@ -108,6 +109,9 @@ struct EngineConfig {
   // aborted the group: no later step can run). Every request then ends with the error and new ones are
   // refused with 503; the server is expected to stop (dsserve serve exits 1 naming the rank).
   std::function<void(const std::string& why)> on_fatal;
+  // Multi-node, on node 0: the other nodes' ranks (runtime/remote_nodes.h), which take every step with the
+  // runners here; null on one node. Must outlive the engine.
+  RemoteRanks* remote = nullptr;
 };
 
 // One data-parallel group's share of EngineStats (SGLang reports these per DP rank).

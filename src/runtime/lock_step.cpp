@@ -3,9 +3,12 @@
 #include <exception>
 #include <future>
 
+#include "dist/group.h"
+
 namespace ds::runtime {
 
-std::vector<std::optional<StepOutput>> run_lock_step(std::vector<LockStepGroup>& groups) {
+std::vector<std::optional<StepOutput>> run_lock_step(std::vector<LockStepGroup>& groups,
+                                                     const std::function<void()>& also) {
   std::vector<std::optional<StepOutput>> out(groups.size());
   struct Job {
     size_t group;
@@ -26,20 +29,42 @@ std::vector<std::optional<StepOutput>> run_lock_step(std::vector<LockStepGroup>&
     StepOutput o = j.runner->run(std::move(j.in));
     if (j.first) out[j.group] = std::move(o);  // each job writes its own group's slot, no two the same
   };
-  if (jobs.empty()) return out;
+  std::future<void> also_done;
+  if (also) also_done = std::async(std::launch::async, also);
+  if (jobs.empty()) {
+    if (also_done.valid()) also_done.get();
+    return out;
+  }
   std::vector<std::future<void>> others;
   for (size_t i = 1; i < jobs.size(); ++i) others.push_back(std::async(std::launch::async, run, std::ref(jobs[i])));
-  std::exception_ptr error;
+  // The error to report: the first rank's own failure (GroupAborted::origin) where one says so, else the
+  // first error; the others are its echoes (ranks that found their group gone).
+  std::exception_ptr error, origin;
+  auto keep = [&] {
+    if (!error) error = std::current_exception();
+    try {
+      throw;
+    } catch (const dist::GroupAborted& g) {
+      if (g.origin && !origin) origin = std::current_exception();
+    } catch (...) {
+    }
+  };
   try {
     run(jobs[0]);
   } catch (...) {
-    error = std::current_exception();
+    keep();
   }
   for (auto& f : others) try {
       f.get();
     } catch (...) {
-      if (!error) error = std::current_exception();
+      keep();
     }
+  if (also_done.valid()) try {
+      also_done.get();
+    } catch (...) {
+      keep();
+    }
+  if (origin) std::rethrow_exception(origin);
   if (error) std::rethrow_exception(error);
   return out;
 }

@@ -4,6 +4,7 @@
 // the others waiting in a collective), so inputs come per runner; the outputs of each group's first rank
 // come back (only they draw tokens).
 #pragma once
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -16,8 +17,11 @@ struct LockStepGroup {
   std::optional<StepInput> input;     // nullopt: the group sits this step out (only without DP attention)
 };
 
-// Output of each group that ran (nullopt for the ones that sat out), in group order. When any runner
-// throws, every other one is still waited for, then the first error (in group, rank order) is rethrown.
-std::vector<std::optional<StepOutput>> run_lock_step(std::vector<LockStepGroup>& groups);
+// Output of each group that ran (nullopt for the ones that sat out), in group order. `also` (may be
+// empty) runs on a thread of its own at the same time (waiting for other nodes' ranks). When any of them
+// throws, every other one is still waited for, then the first error (in group, rank order; `also` last)
+// is rethrown.
+std::vector<std::optional<StepOutput>> run_lock_step(std::vector<LockStepGroup>& groups,
+                                                     const std::function<void()>& also = {});
 
 }  // namespace ds::runtime

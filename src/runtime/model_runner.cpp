@@ -96,7 +96,7 @@ StepOutput ModelRunner::run(StepInput in) {
     // replica is unusable from here on, which GroupAborted tells the engine.
     const std::string why = fmt::format("rank {} of {} failed: {}", tp.rank, tp.size, e.what());
     tp.abort(why);
-    throw dist::GroupAborted(why);
+    throw dist::GroupAborted(why, true);
   }
 }
 

@@ -31,43 +31,52 @@ model::TensorParallel rank_layout(const ParallelConfig& p, int r, const std::vec
 Replica load_replica(const ReplicaSpec& spec) {
   const ParallelConfig& p = spec.parallel;
   p.validate();
-  const int n = p.world_size(), per_group = p.group_size();
+  const int world_n = p.world_size(), per_group = p.group_size();
+  const int b = spec.first_rank, n = spec.ranks > 0 ? spec.ranks : world_n - b, e = b + n;
+  DS_CHECK(b >= 0 && n >= 1 && e <= world_n, "ranks [{}, {}) outside a world of {}", b, e, world_n);
   Replica rep;
   rep.group_size = per_group;
-  for (int r = 0; r < n; ++r) {
+  rep.first_rank = b;
+  for (int r = b; r < e; ++r) {
     rep.backends.push_back(spec.make_backend(r));
     rep.free_before.push_back(rep.backends.back()->free_device_memory());
   }
   // The groups: all ranks (DP attention's MoE exchange), and each DP group's own ranks (attention, or a
-  // replica's tensor parallelism). A group of one rank has no handle: it has nobody to meet.
+  // replica's tensor parallelism). A group of one rank has no handle: it has nobody to meet. Indexed by
+  // the local rank (r - b).
   std::vector<dist::Group*> world(size_t(n), nullptr), local(size_t(n), nullptr);
   auto make = [&](int first, int count, std::vector<dist::Group*>& into) {
-    if (count < 2) return;
+    const int mb = std::max(first, b), me = std::min(first + count, e);
+    if (count < 2 || mb >= me) return;
     std::vector<backend::Backend*> bes;
-    for (int r = first; r < first + count; ++r) bes.push_back(rep.backends[size_t(r)].get());
-    auto made = spec.make_groups(bes);
-    DS_CHECK(int(made.size()) == count, "{} process group handles for {} ranks", made.size(), count);
-    for (int k = 0; k < count; ++k) {
-      into[size_t(first + k)] = made[size_t(k)].get();
+    for (int r = mb; r < me; ++r) bes.push_back(rep.backends[size_t(r - b)].get());
+    auto made = spec.make_groups(bes, mb, first, count);
+    DS_CHECK(int(made.size()) == me - mb, "{} process group handles for {} ranks", made.size(), me - mb);
+    for (int k = 0; k < me - mb; ++k) {
+      into[size_t(mb - b + k)] = made[size_t(k)].get();
       rep.groups.push_back(std::move(made[size_t(k)]));
     }
   };
-  if (p.dp_attention) make(0, n, world);
-  for (int g = 0; g < n / per_group; ++g) make(g * per_group, per_group, local);
+  if (p.dp_attention) make(0, world_n, world);
+  for (int g = 0; g < world_n / per_group; ++g) make(g * per_group, per_group, local);
 
   rep.models.resize(size_t(n));
   std::vector<std::future<void>> loads;
-  for (int r = 0; r < n; ++r)
-    loads.push_back(std::async(std::launch::async, [&, r] {
-      backend::Backend& be = *rep.backends[size_t(r)];
+  for (int i = 0; i < n; ++i)
+    loads.push_back(std::async(std::launch::async, [&, i] {
+      backend::Backend& be = *rep.backends[size_t(i)];
       be.make_current();
-      rep.models[size_t(r)] = model::Model::load(spec.model_path, be, spec.model_options, rank_layout(p, r, world, local));
+      // rank_layout reads the handles by global rank: hand it this process's, offset.
+      std::vector<dist::Group*> w(size_t(world_n), nullptr), l(size_t(world_n), nullptr);
+      w[size_t(b + i)] = world[size_t(i)];
+      l[size_t(b + i)] = local[size_t(i)];
+      rep.models[size_t(i)] = model::Model::load(spec.model_path, be, spec.model_options, rank_layout(p, b + i, w, l));
     }));
   std::string first_error;
-  for (int r = 0; r < n; ++r) try {
-      loads[size_t(r)].get();
-    } catch (const std::exception& e) {
-      if (first_error.empty()) first_error = n > 1 ? fmt::format("rank {}: {}", r, e.what()) : e.what();
+  for (int i = 0; i < n; ++i) try {
+      loads[size_t(i)].get();
+    } catch (const std::exception& ex) {
+      if (first_error.empty()) first_error = world_n > 1 ? fmt::format("rank {}: {}", b + i, ex.what()) : ex.what();
     }
   if (!first_error.empty()) throw Error(first_error);
   return rep;

@@ -20,20 +20,27 @@ struct ReplicaSpec {
   std::string model_path;
   ParallelConfig parallel;       // the layout; ep == tp places whole experts on each rank
   model::ModelOptions model_options;
+  // This process's ranks: [first_rank, first_rank + ranks) of the world (ranks 0: all of them). A node of
+  // a multi-node deployment holds a consecutive share.
+  int first_rank = 0, ranks = 0;
   // The backend of rank r (its GPU, or a CPU backend with its share of the cores).
   std::function<std::unique_ptr<backend::Backend>(int rank)> make_backend;
-  // A group over some ranks' backends (LocalGroup on the CPU, NCCL on GPUs), one handle per backend in
-  // order; called before loading for every group of two or more ranks (DP attention: all ranks, then
-  // each DP group's; otherwise each replica's).
-  std::function<std::vector<std::unique_ptr<dist::Group>>(const std::vector<backend::Backend*>&)> make_groups;
+  // Handles of a group over ranks [group_first, group_first + group_size), one per backend of this
+  // process's members of it (ranks member_first, member_first + 1, ...; all of them on one node):
+  // LocalGroup on the CPU, NCCL on GPUs, Gloo or NCCL across nodes. Called before loading for every group
+  // of two or more ranks (DP attention: all ranks, then each DP group's; otherwise each replica's).
+  std::function<std::vector<std::unique_ptr<dist::Group>>(const std::vector<backend::Backend*>& members,
+                                                          int member_first, int group_first, int group_size)>
+      make_groups;
 };
 
 struct Replica {
   std::vector<std::unique_ptr<dist::Group>> groups;  // first: destroyed last (the models use them)
   std::vector<std::unique_ptr<backend::Backend>> backends;
-  std::vector<std::unique_ptr<model::Model>> models;  // rank r's on backends[r]
+  std::vector<std::unique_ptr<model::Model>> models;  // rank first_rank + i's on backends[i]
   std::vector<int64_t> free_before;  // each backend's free device memory before the group and weights
   int group_size = 1;                // ranks of one DP group (runner group of the engine): consecutive
+  int first_rank = 0;                // of this process's ranks in the world
   int size() const { return int(models.size()); }
 };
 

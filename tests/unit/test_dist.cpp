@@ -5,7 +5,12 @@
 #include <chrono>
 #include <future>
 #include <random>
+#include <thread>
 
+#include <unistd.h>
+
+#include "dist/control_channel.h"
+#include "dist/gloo_group.h"
 #include "dist/local_group.h"
 
 using namespace ds;
@@ -75,7 +80,9 @@ TEST(LocalGroup, ReduceScatterIsTheAllReducesChunk) {
           ASSERT_EQ(mine[r].f32()[i], summed[r].f32()[r * chunk + i]) << n << " ranks, rank " << r << " element " << i;
         }
       Tensor bad = Tensor::empty({chunk + 1}, DType::F32);
-      if (n == 1) EXPECT_THROW(g[0]->reduce_scatter_sum(in[0], bad), std::exception);
+      if (n == 1) {
+        EXPECT_THROW(g[0]->reduce_scatter_sum(in[0], bad), std::exception);
+      }
     }
 }
 
@@ -128,6 +135,85 @@ TEST(LocalGroup, RefusesDeviceTensorsAndMismatchedGathers) {
   auto g = dist::make_local_groups(1);
   Tensor in = random_tensor(4, 0), out = Tensor::empty({5}, DType::F32);
   EXPECT_THROW(g[0]->all_gather(in, out), std::exception);
+}
+
+}  // namespace
+
+// ---- multi-node pieces: the rendezvous store over a real TCP control channel, Gloo groups across it ----
+
+namespace {
+
+TEST(ControlChannel, StoreOverTcpAndFraming) {
+  const int port = 20000 + int(::getpid() % 20000);
+  std::unique_ptr<dist::Connection> to0;
+  std::thread node1([&] { to0 = dist::connect_to_node0("127.0.0.1", port, 1, std::chrono::seconds(20)); });
+  auto nodes = dist::accept_nodes("127.0.0.1", port, 2, std::chrono::seconds(20));
+  node1.join();
+  ASSERT_EQ(nodes.size(), 1u);
+  dist::LocalStore store;
+  std::thread server([&] { store.serve(*nodes[0]); });
+  dist::RemoteStore remote(*to0);
+  std::thread late([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    store.set("key", std::string("a\0b", 3));  // bytes, NULs included
+  });
+  EXPECT_EQ(remote.get("key", std::chrono::seconds(5)), std::string("a\0b", 3));  // waits for it
+  remote.set("back", "x");
+  EXPECT_EQ(store.get("back", std::chrono::seconds(5)), "x");
+  to0->send({dist::MsgType::RendezvousDone, {}});
+  server.join();
+  late.join();
+  const std::string big(1 << 20, 'z');
+  nodes[0]->send({dist::MsgType::Step, big});
+  EXPECT_EQ(to0->recv_expect(dist::MsgType::Step).body, big);
+  nodes[0]->send({dist::MsgType::Bye, {}});
+  EXPECT_THROW(to0->recv_expect(dist::MsgType::Config), std::exception);  // another type than expected
+  nodes[0].reset();  // node 0 goes away: the other end's next receive fails, naming the peer
+  EXPECT_THROW(to0->recv(), std::exception);
+}
+
+TEST(ControlChannel, ParsesHostPort) {
+  EXPECT_EQ(dist::parse_host_port("10.0.0.1:5000"), std::make_pair(std::string("10.0.0.1"), 5000));
+  EXPECT_EQ(dist::parse_host_port("[::1]:7"), std::make_pair(std::string("::1"), 7));
+  EXPECT_THROW(dist::parse_host_port("host"), std::exception);
+  EXPECT_THROW(dist::parse_host_port("host:0"), std::exception);
+}
+
+TEST(GlooGroup, CollectivesMatchLocalGroupBits) {
+  if (!dist::have_gloo()) GTEST_SKIP() << "built without Gloo";
+  const int n = 3;
+  dist::LocalStore store;
+  std::vector<std::unique_ptr<dist::Group>> gloo(n), local = dist::make_local_groups(n);
+  {
+    std::vector<std::thread> joins;
+    for (int r = 0; r < n; ++r)
+      joins.emplace_back([&, r] { gloo[size_t(r)] = dist::make_gloo_group(store, "t/", r, n, "127.0.0.1"); });
+    for (auto& j : joins) j.join();
+  }
+  std::vector<Tensor> a, b, g, rs;
+  for (int r = 0; r < n; ++r) {
+    a.push_back(random_tensor(999, uint32_t(r + 5)));
+    b.push_back(Tensor::empty({999}, DType::F32));
+    std::copy_n(a[r].f32(), 999, b[r].f32());
+    g.push_back(Tensor::empty({n, 999}, DType::F32));
+    rs.push_back(Tensor::empty({333}, DType::F32));
+  }
+  on_ranks(gloo, [&](int r, dist::Group& grp) {
+    grp.all_gather(a[size_t(r)], g[size_t(r)]);
+    grp.reduce_scatter_sum(a[size_t(r)], rs[size_t(r)]);
+    grp.all_reduce_sum(a[size_t(r)]);
+  });
+  on_ranks(local, [&](int r, dist::Group& grp) { grp.all_reduce_sum(b[size_t(r)]); });
+  for (int r = 0; r < n; ++r)
+    for (int64_t i = 0; i < 999; ++i) {
+      ASSERT_EQ(a[r].f32()[i], a[0].f32()[i]) << "ranks disagree, rank " << r;  // same bits everywhere
+      ASSERT_NEAR(a[r].f32()[i], b[0].f32()[i], 1e-3 + 1e-5 * std::fabs(b[0].f32()[i]));
+    }
+  for (int r = 0; r < n; ++r)
+    for (int64_t i = 0; i < 333; ++i) ASSERT_EQ(rs[r].f32()[i], a[0].f32()[r * 333 + i]);
+  // abort: the failed rank closes its connections; a peer's next collective fails instead of hanging.
+  gloo[2]->abort("rank 2: test");
+  EXPECT_THROW(gloo[2]->all_reduce_sum(a[2]), dist::GroupAborted);
 }
 
 }  // namespace

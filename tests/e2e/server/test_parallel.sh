@@ -2,14 +2,17 @@
 # `dsserve serve --tp 2` (and --tp 2 --ep 2, and data parallelism: --dp 2 --enable-dp-attention --tp 2,
 # --dp 2 replicas) on CPU ranks: greedy chat and /generate identical to one rank, streaming, a client
 # that disconnects mid-stream, /get_server_info (per DP rank); then a rank that fails mid-run
-# (DSSERVE_FAIL_RANK) must stop the server with exit 1 and the rank named, never a hang.
+# (DSSERVE_FAIL_RANK) must stop the server with exit 1 and the rank named, never a hang. Two nodes on
+# this machine (--nnodes 2: two processes, Gloo between their CPU ranks): the same outputs, node 1 exits
+# with node 0, and a rank failing on node 1 stops both.
 # usage: test_parallel.sh DSSERVE SOURCE_DIR BUILD_DIR
 set -euo pipefail
 BIN=$1 SRC=$2 BUILD=$3
 source "$(dirname "$0")/common.sh"
 need_tokenizer
 TMP=$(mktemp -d)
-trap 'cleanup; rm -rf "$TMP"' EXIT
+NODE1_PID=""
+trap 'cleanup; [ -n "$NODE1_PID" ] && kill -KILL "$NODE1_PID" 2>/dev/null; rm -rf "$TMP"' EXIT
 COMMON=(--model-path "$MODEL" --served-model-name m --encoder dsv32 --random-seed 0 --max-running-requests 4 --context-length 512
         --page-size 16 --threads 2)
 
@@ -64,6 +67,27 @@ for layout in "--tp 2" "--tp 2 --ep 2" "--tp 2 --dp 2 --enable-dp-attention" \
   echo "$layout: identical to one rank"
 done
 
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+for layout in "--tp 2" "--tp 4 --ep 4"; do
+  NODES=(--nnodes 2 --dist-init-addr "127.0.0.1:$(free_port)")
+  # shellcheck disable=SC2086
+  "$BIN" serve "${COMMON[@]}" $layout "${NODES[@]}" --node-rank 1 >"$TMP/node1.log" 2>&1 &
+  NODE1_PID=$!
+  # shellcheck disable=SC2086
+  start_server "$TMP/node0.log" "${COMMON[@]}" $layout "${NODES[@]}" --node-rank 0
+  grep -q "over 2 nodes" "$SERVER_LOG" || fail "$layout over 2 nodes: no node count in the load line"
+  outputs >"$TMP/mn.txt"
+  diff "$TMP/one.txt" "$TMP/mn.txt" >/dev/null ||
+    fail "$layout over 2 nodes: outputs differ from one rank: $(diff "$TMP/one.txt" "$TMP/mn.txt")"
+  stop_server
+  rc=0
+  wait "$NODE1_PID" || rc=$?
+  NODE1_PID=""
+  [ "$rc" = 0 ] || fail "$layout: node 1 exited $rc when node 0 stopped: $(tail -3 "$TMP/node1.log")"
+  grep -q "node 0 stopped the deployment" "$TMP/node1.log" || fail "$layout: node 1 did not see node 0 stop"
+  echo "$layout over 2 nodes: identical to one rank; node 1 stopped with node 0"
+done
+
 # A rank that fails at its 5th step: the request fails, the server exits 1 naming the rank. Under DP
 # attention rank 1 is the other DP group, which steps (idle) with the one that has the request.
 fail_rank() {  # LAYOUT...
@@ -88,4 +112,16 @@ fail_rank() {  # LAYOUT...
 }
 fail_rank --tp 2
 fail_rank --tp 2 --dp 2 --enable-dp-attention
+
+# Rank 1 on node 1 fails: node 0 exits 1 naming it, node 1 exits 1 too.
+NODES=(--nnodes 2 --dist-init-addr "127.0.0.1:$(free_port)")
+DSSERVE_FAIL_RANK=1@5 "$BIN" serve "${COMMON[@]}" --tp 2 "${NODES[@]}" --node-rank 1 >"$TMP/node1.log" 2>&1 &
+NODE1_PID=$!
+fail_rank --tp 2 "${NODES[@]}" --node-rank 0
+rc=0
+for _ in $(seq 1 300); do kill -0 "$NODE1_PID" 2>/dev/null || break; sleep 0.1; done
+wait "$NODE1_PID" || rc=$?
+NODE1_PID=""
+[ "$rc" = 1 ] || fail "node 1 exited $rc after its rank failed, expected 1: $(tail -3 "$TMP/node1.log")"
+echo "a failed rank on node 1 stops both nodes (node 1 exit 1)"
 echo ok

@@ -23,7 +23,11 @@ refused "--ep must be 1 or equal to --tp" --tp 2 --ep 4
 refused "--enable-dp-attention needs --dp to divide --tp (got dp 3, tp 2)" --tp 2 --dp 3 --enable-dp-attention
 refused "--moe-dense-tp-size 2: only 1 is supported" --tp 2 --dp 2 --enable-dp-attention --moe-dense-tp-size 2
 refused "--moe-dense-tp-size 1 needs --enable-dp-attention" --tp 2 --moe-dense-tp-size 1
-refused "--nnodes 2 / --node-rank 0: multi-node serving is not available yet" --nnodes 2
+refused "--nnodes 2: --dist-init-addr HOST:PORT (node 0's address) is required" --nnodes 2
+refused "--dist-init-addr 'nohost': expected HOST:PORT" --nnodes 2 --dist-init-addr nohost
+refused "--node-rank 2 outside --nnodes 2" --nnodes 2 --node-rank 2 --dist-init-addr 127.0.0.1:1
+refused "--nnodes 2 with --dp 2: not available yet" --nnodes 2 --dist-init-addr 127.0.0.1:1 --dp 2
+refused "--nnodes 2: the 3 ranks (tp x dp) do not divide over the nodes" --nnodes 2 --dist-init-addr 127.0.0.1:1 --dp 3
 refused "--device must be cpu or cuda" --device tpu
 refused "--reasoning-parser 'qwen3' is not supported" --reasoning-parser qwen3
 refused "--tool-call-parser 'llama3' is not supported" --tool-call-parser llama3

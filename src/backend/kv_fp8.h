@@ -1,7 +1,10 @@
 // The packed rows of an FP8 KV pool (--kv-cache-dtype fp8_e4m3), DeepSeek's layouts:
 //   latent (FlashMLA's "V32_FP8Sparse"): the kv_lora_rank channels as e4m3 in tiles of 128, one fp32
-//     scale per tile (amax / 448, as FlashMLA's quantiser), then the rope channels in bf16:
-//     512 + 4 x 4 + 64 x 2 = 656 bytes per token and layer;
+//     scale per tile, then the rope channels in bf16: 512 + 4 x 4 + 64 x 2 = 656 bytes per token and layer.
+//     The scale is a power of two (ue8m0 of amax / 448, amax clamped to >= 1e-4): what DeepSeek's V3.2
+//     reference simulates for its deployed cache (act_quant with the config's scale_fmt "ue8m0") and what
+//     FlashMLA's quantiser has used since 2026-01 (earlier: plain amax / 448). Then code x scale is exact
+//     in bf16, so the kernels can dequantise by exponent arithmetic;
 //   indexer key: index_head_dim e4m3 + one fp32 scale per token, a power of two (ue8m0, amax clamped to
 //     >= 1e-4, as DeepSeek's indexer): 128 + 4 = 132 bytes. A key already rounded by hadamard_fp8_round
 //     (the same scale rule) is stored exactly.
@@ -25,7 +28,7 @@ struct KvFp8Layout {
   int64_t bf16_dim = 0;    // channels stored as bf16 after the scales
   bool pow2_scales = false;
 
-  static KvFp8Layout latent(int64_t latent_dim, int64_t rope_dim) { return {latent_dim, 128, rope_dim, false}; }
+  static KvFp8Layout latent(int64_t latent_dim, int64_t rope_dim) { return {latent_dim, 128, rope_dim, true}; }
   static KvFp8Layout indexer(int64_t head_dim) { return {head_dim, head_dim, 0, true}; }
 
   int64_t tiles() const { return (quant_dim + tile - 1) / tile; }
@@ -78,8 +81,8 @@ inline const float* kv_fp8_code_table() {
 }
 
 // The value of an e4m3 code under its tile's scale: bf16(code x scale), the product in fp32 rounded to
-// bf16 as FlashMLA's kernels dequantise (the BF16 MMA then reads it exactly). Exact for the indexer's
-// power-of-two scales.
+// bf16 as FlashMLA's kernels dequantise (the BF16 MMA then reads it exactly). Exact (no rounding) for the
+// power-of-two scales of both layouts.
 inline float kv_fp8_value(float code, float scale) { return bf16_to_f32(f32_to_bf16(code * scale)); }
 
 // Unpacks one row into out [width()]: the e4m3 channels' values, then the bf16 channels.

@@ -11,6 +11,8 @@
 //   3. Indexer scores: SIMT vs tensor-core kernel, decode batch 1..128 x context 4K..128K and a prefill chunk
 //      of 8192 queries of one sequence.
 //   4. MoE experts (256 x FP8, top-8): grouped path vs per-expert path, T = 1..4096.
+//   4b. FP8 KV cache (`gpu_bench kvfp8`): MLA and indexer kernels over BF16 / fp32 vs packed FP8 pools
+//      (gpu_bench_kvfp8.cpp).
 //   5. Sampling (Backend::sample) at 1 / 64 / 256 rows of 129,280 logits: greedy, top-p, top-k + top-p,
 //      greedy + logprobs; against the old path: the logits copied to the host + the host sampler
 //      (OpenMP over rows, as the engine's host path).
@@ -36,6 +38,7 @@
 #include "backend/cuda/kernels.h"
 #include "check_util.h"
 #include "gpu_bench_gemv.h"
+#include "gpu_bench_kvfp8.h"
 #include "runtime/sampler.h"
 
 using namespace ds;
@@ -521,6 +524,8 @@ int main(int argc, char** argv) {
     if (what == "all" || what == "gemm") bench_gemm(c);
     if (what == "all" || what == "mla") bench_mla(c);
     if (what == "all" || what == "indexer") bench_indexer(c);
+    bool ok_kv = true;
+    if (what == "all" || what == "kvfp8") ok_kv = gpubench::bench_kv_fp8(*be, c.hbm_gbs);
     if (what == "all" || what == "moe") {
       std::vector<int> Ts = {1, 8, 32, 64, 128, 256, 384, 512, 768, 1024, 2048, 4096};
       if (const char* one = std::getenv("GPU_BENCH_MOE_T")) Ts = {std::atoi(one)};  // profiling
@@ -528,7 +533,8 @@ int main(int argc, char** argv) {
     }
     if (what == "all" || what == "sampling") bench_sampling(c);
     if (!ok_moe) std::printf("gpu_bench: FAILED: MoE grouped path differs from the per-expert path\n");
-    return ok_moe ? 0 : 1;
+    if (!ok_kv) std::printf("gpu_bench: FAILED: indexer scores over FP8 keys differ from the same keys in fp32\n");
+    return ok_moe && ok_kv ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_bench: error: %s\n", e.what());
     return 2;

@@ -150,7 +150,7 @@ Tensor CudaBackend::attention_expanded(const Tensor& q, const Tensor& k, const T
 // fast GEMM mode where supported; the SIMT fp32 kernel in the exact mode.
 void CudaBackend::launch_scores(IndexerArgs& c, int64_t L) {
   const bool tc = fast(kFastTcIndexer) && indexer_tc_supported(c.heads, c.head_dim) &&
-                  (!c.k_fp8 || indexer_tc_takes_fp8());
+                  (!c.k_fp8 || indexer_tc_takes_fp8(c.kv.bytes));
   last_indexer_path_ = tc ? "tc" : "simt";
   // Tiles of 64 keys per score block: as many as keep >= 2 blocks per SM (from Tc and L only: the launch
   // stays capturable). SIMT: up to 4 (one query load per 256 keys). Tensor cores: up to 32, since a block

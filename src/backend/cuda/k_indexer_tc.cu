@@ -9,13 +9,12 @@
 // for large chunks: in prefill the queries of a chunk are consecutive positions of one sequence, so one
 // gathered key tile feeds 2 queries (QB = 4 measured slower: 512 threads at 128 registers allow one
 // block per SM, whose copy / convert / MMA phases then never overlap). QB = 1 for decode-sized chunks
-// (each query its own sequence). Two blocks per SM either way. The
+// (each query its own sequence). Two blocks per SM either way (three for FP8 keys at QB = 1). The
 // queries of a block need not share a sequence (mixed batches, captured steps whose contents the launch
 // does not know): the block makes one pass over the key range per distinct sequence, the warps of the
 // other queries idling through it.
 //
-// Per tile: cp.async copies the gathered fp32 rows (packed FP8 keys: their 132 bytes, dequantised in the
-// conversion) two tiles ahead into a staging buffer; the block
+// Per tile: cp.async copies the gathered fp32 rows two tiles ahead into a staging buffer; the block
 // converts the current one to bf16 hi + lo (swizzled rows for conflict-free ldmatrix), then each warp
 // computes its 16 heads x 64 keys with m16n8k16 MMAs, applies relu and the head weights and sums its 16
 // heads with shuffles; the 4 warps of a query add their partial sums through shared memory.
@@ -27,6 +26,11 @@
 // seen: per warp for the query (any nonzero lo among its fragments) and per tile for the keys (a block
 // vote during the conversion). Skipping exact-zero products changes no bit of the result, so the test
 // needs no knowledge of the mode, and costs one vote per tile; the Fp8 mode runs one MMA per product.
+//
+// Packed FP8 keys (--kv-cache-dtype fp8_e4m3, 132-byte rows): their own instantiation. The staging rows are
+// the packed rows (one contiguous 8,448-byte copy per tile where pages hold whole tiles), the conversion
+// is kv_bf16x8's exponent arithmetic (a dequantised key is a bf16 value: no lo part, no vote), and the
+// smaller shared memory (34 KB) allows 3 blocks per SM at decode.
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -48,9 +52,9 @@ constexpr int kHalfBytes = KT * kRowB;    // the hi (or lo) bf16 tile (16 KB)
 
 // S = Q K^T for one warp's 16 heads x KT keys of the current tile, k-step by k-step. The 4 ldmatrix of a
 // k-step are issued before its MMAs (asm volatile keeps the order written, so the load latency is
-// overlapped here and not by the compiler). LO: hi*hi + lo*hi + hi*lo per product; else hi*hi alone (q and
-// k without lo parts: the other two would add exact zeros).
-template <bool LO>
+// overlapped here and not by the compiler). Products: hi*hi, + lo*hi with QLO (the query's lo parts),
+// + hi*lo with KLO (the keys'); the parts left out are exact zeros where they are left out.
+template <bool QLO, bool KLO>
 __device__ __forceinline__ void tile_scores(float (&acc)[KT / 8][4], const uint32_t (&qh)[D / 16][4],
                                             const uint32_t (&ql)[D / 16][4], uint32_t s_hi, uint32_t s_lo, int kr,
                                             int lm, int lr) {
@@ -64,12 +68,12 @@ __device__ __forceinline__ void tile_scores(float (&acc)[KT / 8][4], const uint3
     for (int np = 0; np < KT / 16; ++np) {
       mma_bf16(acc[2 * np], qh[ks], b[np][0], b[np][1]);
       mma_bf16(acc[2 * np + 1], qh[ks], b[np][2], b[np][3]);
-      if constexpr (LO) {
+      if constexpr (QLO) {
         mma_bf16(acc[2 * np], ql[ks], b[np][0], b[np][1]);
         mma_bf16(acc[2 * np + 1], ql[ks], b[np][2], b[np][3]);
       }
     }
-    if constexpr (LO) {
+    if constexpr (KLO) {
 #pragma unroll
       for (int np = 0; np < KT / 16; ++np) ldsm_x4(b[np], s_lo + off + np * 16 * kRowB);
 #pragma unroll
@@ -81,9 +85,15 @@ __device__ __forceinline__ void tile_scores(float (&acc)[KT / 8][4], const uint3
   }
 }
 
-template <int QB>
+// FP8 keys: the staging rows are the pool's packed 132-byte rows, and the bf16 keys have no lo part (a
+// dequantised value is a bf16 value), so a block needs ~34 KB instead of ~97 KB.
+constexpr int kFp8RowB = D + 4;                 // packed key: 128 e4m3 codes + one fp32 scale
+constexpr int kFp8StageBytes = KT * kFp8RowB;   // 8448: a multiple of 16
+
+template <int QB, bool FP8>
 constexpr size_t tc_smem_bytes() {
-  return 2 * kStageBytes + 2 * kHalfBytes + size_t(4 * QB) * KT * 4;
+  return FP8 ? 2 * kFp8StageBytes + kHalfBytes + size_t(4 * QB) * KT * 4
+             : 2 * kStageBytes + 2 * kHalfBytes + size_t(4 * QB) * KT * 4;
 }
 
 __device__ __forceinline__ int slot_at(const int32_t* pt, int pt_lo, int pt_n, int page_size, int j) {
@@ -91,15 +101,18 @@ __device__ __forceinline__ int slot_at(const int32_t* pt, int pt_lo, int pt_n, i
   return pg < pt_n ? __ldg(pt + pt_lo + pg) * page_size + (j - pg * page_size) : -1;
 }
 
-template <int QB>
-__global__ void __launch_bounds__(QB * 128, 2) score_tc_kernel(IndexerArgs a) {
+// FP8: packed keys (a.k_fp8, 132-byte rows), a separate instantiation with 3 blocks per SM (its smaller
+// shared memory allows it: more warps to hide the per-tile latency chain).
+template <int QB, bool FP8>
+__global__ void __launch_bounds__(QB * 128, FP8 && QB == 1 ? 3 : 2) score_tc_kernel(IndexerArgs a) {
   constexpr int NW = 4 * QB, NT = NW * 32;
   constexpr int TPR = NT / KT;        // threads per key row in the copy
   constexpr int CPT = (D / 4) / TPR;  // 16-byte fp32 chunks per thread and tile
+  constexpr int stage_bytes = FP8 ? kFp8StageBytes : kStageBytes;
   extern __shared__ __align__(128) uint8_t sm[];
-  const uint32_t s_stage = smem_addr(sm);            // [2][KT][D] fp32 staging (cp.async)
-  uint8_t* khi = sm + 2 * kStageBytes;                // [KT] swizzled bf16 rows: hi, then lo
-  uint8_t* klo = khi + kHalfBytes;
+  const uint32_t s_stage = smem_addr(sm);            // [2][KT] staging rows (cp.async): fp32 or packed FP8
+  uint8_t* khi = sm + 2 * stage_bytes;                // [KT] swizzled bf16 rows: hi, then lo (fp32 keys)
+  uint8_t* klo = FP8 ? khi : khi + kHalfBytes;
   const uint32_t s_hi = smem_addr(khi), s_lo = smem_addr(klo);
   float* red = reinterpret_cast<float*>(klo + kHalfBytes);  // [NW][KT] per-warp partial sums
 
@@ -159,6 +172,8 @@ __global__ void __launch_bounds__(QB * 128, 2) score_tc_kernel(IndexerArgs a) {
 
   // Key-row copy roles: row cr of the tile, 16-byte chunks cc0 + TPR k.
   const int cr = tid / TPR, cc0 = tid % TPR;
+  // FP8 keys with pages of whole tiles (a tile starts at a multiple of KT): one contiguous copy per tile.
+  const bool whole_pages = FP8 && a.b.page_size % KT == 0;
   const int32_t* pt = a.b.pt;
   const int page_size = a.b.page_size;
 
@@ -181,18 +196,24 @@ __global__ void __launch_bounds__(QB * 128, 2) score_tc_kernel(IndexerArgs a) {
 
     // Tile `it` -> staging buffer `buf`, one cp.async group (empty past the last tile: the group count
     // stays regular). Keys past jend or outside the page table become zeros.
-    auto slot_of_tile = [&](int it) {
-      const int j = jb + it * KT + cr;
+    auto slot_of_tile = [&](int it) {  // whole pages: the tile's first row, the same for every thread
+      const int j = jb + it * KT + (whole_pages ? 0 : cr);
       return it < ntiles && j < jend ? slot_at(pt, pt_lo, pt_n, page_size, j) : -1;
     };
     auto issue = [&](int slot, int buf) {
-      const uint32_t dst = s_stage + buf * kStageBytes + cr * (D * 4);
-      if (a.k_fp8) {  // a packed FP8 key (132 bytes: not 16-byte aligned) in words, at its staging row's start
-        const uint8_t* src = a.k_fp8 + size_t(slot >= 0 ? slot : 0) * a.kv.bytes;
-        for (int c = cc0; c < a.kv.bytes / 4; c += TPR) cp_async4(dst + c * 4, src + 4 * c, slot >= 0);
+      if constexpr (FP8) {
+        const uint32_t dst = s_stage + buf * kFp8StageBytes;
+        if (whole_pages) {  // the tile is 64 consecutive rows of one page: 8448 contiguous bytes (16-aligned)
+          const uint8_t* src = a.k_fp8 + size_t(slot >= 0 ? slot : 0) * kFp8RowB;
+          for (int c = tid; c < kFp8StageBytes / 16; c += NT) cp_async16(dst + 16 * c, src + 16 * c, slot >= 0);
+        } else {  // row by row in words (132 bytes: not 16-byte aligned); rows outside the table: zeros
+          const uint8_t* src = a.k_fp8 + size_t(slot >= 0 ? slot : 0) * kFp8RowB;
+          for (int c = cc0; c < kFp8RowB / 4; c += TPR) cp_async4(dst + cr * kFp8RowB + 4 * c, src + 4 * c, slot >= 0);
+        }
         cp_async_commit();
         return;
       }
+      const uint32_t dst = s_stage + buf * kStageBytes + cr * (D * 4);
       const float* src = a.k_pool + size_t(slot >= 0 ? slot : 0) * D;
 #pragma unroll
       for (int k = 0; k < CPT; ++k) {
@@ -210,23 +231,28 @@ __global__ void __launch_bounds__(QB * 128, 2) score_tc_kernel(IndexerArgs a) {
       const int buf = it & 1, j0 = jb + it * KT;
       cp_async_wait<1>();  // tile it landed (it + 1 may still be in flight)
       __syncthreads();     // ... for every thread; every warp is done with the previous tile's bf16 rows
-      // ---- fp32 -> bf16 hi + lo, swizzled; vote: any nonzero lo in the tile
+      // ---- keys -> swizzled bf16 rows. FP8: 8 codes and the key's scale -> bf16(code x scale) (kv_bf16x8:
+      // exponent arithmetic for power-of-two scales), no lo part. fp32: hi + lo, and a vote: any nonzero lo.
       bool k_lo = false;
-      {
+      if constexpr (FP8) {
+        const uint8_t* src = sm + buf * kFp8StageBytes;
+#pragma unroll
+        for (int u = tid; u < KT * (D / 8); u += NT) {
+          const int r = u / (D / 8), c = u % (D / 8);
+          const uint8_t* row = src + r * kFp8RowB;  // 4-byte aligned
+          const uint32_t c0 = *reinterpret_cast<const uint32_t*>(row + 8 * c);
+          const uint32_t c1 = *reinterpret_cast<const uint32_t*>(row + 8 * c + 4);
+          *reinterpret_cast<uint4*>(khi + swz(r, c, kRowB)) =
+              kv_bf16x8(c0, c1, *reinterpret_cast<const float*>(row + D));
+        }
+        __syncthreads();  // the bf16 tile is complete; the staging buffer is free again
+      } else {
         const uint8_t* src = sm + buf * kStageBytes;
 #pragma unroll
         for (int u = tid; u < KT * (D / 8); u += NT) {
           const int r = u / (D / 8), c = u % (D / 8);
-          float4 x0, x1;
-          if (a.k_fp8) {  // 8 codes and the key's scale -> bf16(code x scale), exact (power-of-two scales)
-            const uint2 codes = *reinterpret_cast<const uint2*>(src + r * (D * 4) + 8 * c);
-            const float sc = *reinterpret_cast<const float*>(src + r * (D * 4) + D);
-            x0 = kv_value4(codes.x, sc);
-            x1 = kv_value4(codes.y, sc);
-          } else {
-            x0 = *reinterpret_cast<const float4*>(src + r * (D * 4) + c * 32);
-            x1 = *reinterpret_cast<const float4*>(src + r * (D * 4) + c * 32 + 16);
-          }
+          const float4 x0 = *reinterpret_cast<const float4*>(src + r * (D * 4) + c * 32);
+          const float4 x1 = *reinterpret_cast<const float4*>(src + r * (D * 4) + c * 32 + 16);
           uint4 hi, lo;
           split2(x0.x, x0.y, hi.x, lo.x);
           split2(x0.z, x0.w, hi.y, lo.y);
@@ -236,8 +262,8 @@ __global__ void __launch_bounds__(QB * 128, 2) score_tc_kernel(IndexerArgs a) {
           *reinterpret_cast<uint4*>(khi + swz(r, c, kRowB)) = hi;
           *reinterpret_cast<uint4*>(klo + swz(r, c, kRowB)) = lo;
         }
+        k_lo = __syncthreads_or(k_lo);  // the bf16 tile is complete; the staging buffer is free again
       }
-      k_lo = __syncthreads_or(k_lo);  // the bf16 tile is complete; the staging buffer is free again
       issue(slot_next, buf);          // tile it + 2
       slot_next = slot_of_tile(it + 3);
       if (!mine) continue;  // uniform over the 4 warps of a query
@@ -247,10 +273,15 @@ __global__ void __launch_bounds__(QB * 128, 2) score_tc_kernel(IndexerArgs a) {
 #pragma unroll
       for (int n = 0; n < KT / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
       const int kr = lr + 8 * (lm >> 1);  // key row of this lane's ldmatrix address (+16 np)
-      // Two forms, chosen per tile (uniform): hi only when q and k have no lo parts, else the 3 MMAs per
-      // product.
-      if (q_lo || k_lo) tile_scores<true>(acc, qh, ql, s_hi, s_lo, kr, lm, lr);
-      else tile_scores<false>(acc, qh, ql, s_hi, s_lo, kr, lm, lr);
+      // Forms chosen per tile (uniform): hi only when q and k have no lo parts, else the 3 MMAs per product
+      // (FP8 keys never have lo parts: 2 MMAs per product at most).
+      if constexpr (FP8) {
+        if (q_lo) tile_scores<true, false>(acc, qh, ql, s_hi, s_lo, kr, lm, lr);
+        else tile_scores<false, false>(acc, qh, ql, s_hi, s_lo, kr, lm, lr);
+      } else {
+        if (q_lo || k_lo) tile_scores<true, true>(acc, qh, ql, s_hi, s_lo, kr, lm, lr);
+        else tile_scores<false, false>(acc, qh, ql, s_hi, s_lo, kr, lm, lr);
+      }
       // ---- relu, head weights, sum over the warp's 16 heads: the thread holds keys 8 n + 2 tq (+1) of
       // heads g and g + 8; the 8 lanes of a tq add theirs.
       float v[KT / 8][2];
@@ -287,7 +318,7 @@ __global__ void __launch_bounds__(QB * 128, 2) score_tc_kernel(IndexerArgs a) {
 
 bool indexer_tc_supported(int heads, int head_dim) { return head_dim == D && heads > 0 && heads <= MaxHeads; }
 
-bool indexer_tc_takes_fp8() { return true; }
+bool indexer_tc_takes_fp8(int row_bytes) { return row_bytes == kFp8RowB; }
 
 int indexer_tc_queries_per_block(int Tc) { return Tc > 128 ? 2 : 1; }
 
@@ -295,13 +326,25 @@ void launch_indexer_scores_tc(const IndexerArgs& a, cudaStream_t st) {
   if (a.Tc == 0) return;
   static std::atomic<uint64_t> attr_set{0};  // per device: CUDA applies attributes to the current one
   once_per_device(attr_set, [&] {
-    cudaFuncSetAttribute(score_tc_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(tc_smem_bytes<1>()));
-    cudaFuncSetAttribute(score_tc_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(tc_smem_bytes<2>()));
+    cudaFuncSetAttribute(score_tc_kernel<1, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(tc_smem_bytes<1, false>()));
+    cudaFuncSetAttribute(score_tc_kernel<2, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(tc_smem_bytes<2, false>()));
+    cudaFuncSetAttribute(score_tc_kernel<1, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(tc_smem_bytes<1, true>()));
+    cudaFuncSetAttribute(score_tc_kernel<2, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(tc_smem_bytes<2, true>()));
   });
   const int qb = indexer_tc_queries_per_block(a.Tc);
   const dim3 grid(unsigned((a.L + KT * a.tiles - 1) / (KT * a.tiles)), unsigned((a.Tc + qb - 1) / qb));
-  if (qb == 2) score_tc_kernel<2><<<grid, 2 * 128, tc_smem_bytes<2>(), st>>>(a);
-  else score_tc_kernel<1><<<grid, 128, tc_smem_bytes<1>(), st>>>(a);
+  if (a.k_fp8) {
+    if (qb == 2) score_tc_kernel<2, true><<<grid, 2 * 128, tc_smem_bytes<2, true>(), st>>>(a);
+    else score_tc_kernel<1, true><<<grid, 128, tc_smem_bytes<1, true>(), st>>>(a);
+  } else if (qb == 2) {
+    score_tc_kernel<2, false><<<grid, 2 * 128, tc_smem_bytes<2, false>(), st>>>(a);
+  } else {
+    score_tc_kernel<1, false><<<grid, 128, tc_smem_bytes<1, false>(), st>>>(a);
+  }
 }
 
 }  // namespace ds::backend::cuda

@@ -56,10 +56,12 @@ __device__ __forceinline__ uint32_t pswz(int r, int c) { return r * 64 + ((c ^ (
 
 // Compile-time widths (the full model's 576 / 512, the demo's 320 / 256): every shared-memory offset of
 // the unrolled MMA loops folds into the instruction. NPAIR: pairs of 8-column MMA tiles per warp in P V.
-// FP8: the pool holds packed FP8 rows (backend/kv_fp8.h, bytes % 16 == 0): cp.async copies a tile's
-// packed rows into the tail of its key buffer, and the block converts them in place to bf16(code x scale)
-// rows (FlashMLA's dequantisation, exact in bf16) at the top of the tile's iteration; the copy of the
-// next tile still overlaps the MMAs.
+// FP8: the pool holds packed FP8 rows (backend/kv_fp8.h, 656 bytes): cp.async copies a tile's packed rows
+// into its key buffer (each warp's rows into the tail of that warp's own bf16 rows), and each warp
+// converts its rows in place to bf16(code x scale) rows (FlashMLA's dequantisation, exact in bf16) at the
+// top of the tile's iteration, without a block barrier before it; the copy of the next tile still
+// overlaps the MMAs. The conversion is exponent arithmetic on the codes (the scales are powers of two,
+// kv_bf16x8): fp32 conversions between three barriers had made the kernel 1.6x slower than on BF16 rows.
 template <int D, int DL, bool FP8>
 __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
   static_assert(smem_bytes(D) <= kMaxSmem && D % 64 == 0 && DL % 64 == 0 && DL <= D, "widths");
@@ -114,18 +116,21 @@ __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
   auto finish_slot = [&](const Pending& s) { return s.code == 0 ? s.page * a.b.page_size + s.off : s.code; };
   // Key tile `tile` (its ring entry must be visible) -> buffer `buf`, one cp.async group. Warp w copies
   // rows 4w .. 4w + 3, lane l their 16-byte chunks l, l + 32, ...
-  const int pb = FP8 ? a.kv.bytes : 0;       // packed row bytes
-  const int ptail = FP8 ? TK * (rowb - pb) : 0;  // where a buffer's packed tile starts (16-byte aligned)
+  // FP8: warp w's packed rows (rows RW w .. RW w + RW - 1 of the tile) lie at the tail of its own bf16
+  // rows' bytes, so that a warp converts its rows without waiting for the others (16-byte aligned).
+  constexpr int RW = TK / NW;                    // rows per warp
+  const int pb = FP8 ? a.kv.bytes : 0;           // packed row bytes
+  auto packed_off = [&](int r) { return (r / RW) * RW * rowb + RW * (rowb - pb) + (r % RW) * pb; };
   auto load_tile = [&](int tile, int buf) {
     const int* rs = ring + (tile % 3) * TK;
     const uint32_t dst = s_k + buf * TK * rowb;
     if constexpr (FP8) {
 #pragma unroll
-      for (int k = 0; k < TK / NW; ++k) {
-        const int r = w * (TK / NW) + k, s = rs[r];
+      for (int k = 0; k < RW; ++k) {
+        const int r = w * RW + k, s = rs[r];
         const uint8_t* src = static_cast<const uint8_t*>(a.pool) + (s >= 0 ? size_t(s) * pb : 0);
         for (int c = lane; c < pb / 16; c += 32)  // masked rows: zeros, which decode to 0
-          cp_async16(dst + ptail + r * pb + c * 16, src + (s >= 0 ? c * 16 : 0), s >= 0);
+          cp_async16(dst + packed_off(r) + c * 16, src + (s >= 0 ? c * 16 : 0), s >= 0);
       }
     } else {
 #pragma unroll
@@ -183,46 +188,36 @@ __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
 
   for (int it = 0; it < ntiles; ++it) {
     cp_async_wait_all();
-    __syncthreads();  // tile it landed for everyone; every warp is done with tile it - 1 and its P
     const int* rs = ring + (it % 3) * TK;
-    if (rs[0] == -2) break;  // the list ended (uniform: every thread reads the same word)
     if constexpr (FP8) {
-      // Packed rows -> bf16 rows of the same buffer: all reads (to registers) before all writes, since the
-      // packed tile lies inside the bf16 tile's bytes.
+      // Packed rows -> bf16 rows of the same buffer, warp by warp: each warp copied its own RW rows (a
+      // thread's finished copies plus __syncwarp make them visible to the warp) into the tail of its own
+      // rows' bytes, reads them all to registers, then writes the bf16 rows (__syncwarp between: the bytes
+      // overlap). No block barrier until the one below, so a warp converts while others still run the
+      // previous tile's P V. Thread: row tid / 8 (8 threads per row), latent chunks of 8 codes sub + 8 k
+      // (k = 0..7: tile k / 2 of 128 channels, so 4 scales per thread) and rope chunk sub.
+      static_assert(TK * 8 == NT && RW * 8 == 32 && DL == 512 && D == DL + 64, "FP8: 656-byte rows, 8 threads each");
+      if (rs[0] == -2) break;  // the list ended (uniform; the ring entry was written two barriers ago)
       uint8_t* base = sm + 2 * HB * rowb + (it & 1) * TK * rowb;
-      const uint8_t* packed = base + ptail;
-      const int boff = DL + 4 * ((DL + a.kv.tile - 1) / a.kv.tile);  // the rope channels' bytes
-      constexpr int per = (TK * nch + NT - 1) / NT;
-      uint4 cv[per];
+      const int r = tid >> 3, sub = tid & 7;
+      const uint8_t* row = base + packed_off(r);
+      __syncwarp();
+      uint2 codes[8];
+      float sc[4];
 #pragma unroll
-      for (int k = 0; k < per; ++k) {
-        const int u = tid + k * NT, r = u / nch, c = u % nch;
-        if (u >= TK * nch) continue;
-        const uint8_t* row = packed + r * pb;
-        if (8 * c < DL) {
-          const uint2 codes = *reinterpret_cast<const uint2*>(row + 8 * c);
-          const float sc = *reinterpret_cast<const float*>(row + DL + 4 * (8 * c / a.kv.tile));
-          uint32_t wv[4];
+      for (int k = 0; k < 8; ++k) codes[k] = *reinterpret_cast<const uint2*>(row + 8 * (sub + 8 * k));
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const uint32_t word = e < 2 ? codes.x : codes.y, sh = 16 * (e & 1);
-            const float v0 = kv_value(uint8_t(word >> sh), sc), v1 = kv_value(uint8_t(word >> (sh + 8)), sc);
-            wv[e] = (__float_as_uint(v0) >> 16) | (__float_as_uint(v1) & 0xffff0000u);  // exact: bf16 values
-          }
-          cv[k] = make_uint4(wv[0], wv[1], wv[2], wv[3]);
-        } else {
-          const uint2* b = reinterpret_cast<const uint2*>(row + boff + 2 * (8 * c - DL));
-          const uint2 x0 = b[0], x1 = b[1];
-          cv[k] = make_uint4(x0.x, x0.y, x1.x, x1.y);
-        }
-      }
-      __syncthreads();
+      for (int k = 0; k < 4; ++k) sc[k] = *reinterpret_cast<const float*>(row + DL + 4 * k);  // kv.tile = 128
+      const uint4 rope = *reinterpret_cast<const uint4*>(row + DL + 16 + 16 * sub);  // 16-byte aligned
+      __syncwarp();
 #pragma unroll
-      for (int k = 0; k < per; ++k) {
-        const int u = tid + k * NT, r = u / nch, c = u % nch;
-        if (u < TK * nch) *reinterpret_cast<uint4*>(base + swz(r, c, rowb)) = cv[k];
-      }
-      __syncthreads();
+      for (int k = 0; k < 8; ++k)
+        *reinterpret_cast<uint4*>(base + swz(r, sub + 8 * k, rowb)) = kv_bf16x8(codes[k].x, codes[k].y, sc[k / 2]);
+      *reinterpret_cast<uint4*>(base + swz(r, 64 + sub, rowb)) = rope;
+      __syncthreads();  // tile it converted for everyone; every warp is done with tile it - 1 and its P
+    } else {
+      __syncthreads();  // tile it landed for everyone; every warp is done with tile it - 1 and its P
+      if (rs[0] == -2) break;  // the list ended (uniform: every thread reads the same word)
     }
     if (it + 1 < ntiles) load_tile(it + 1, (it + 1) & 1);
     Pending ahead{};
@@ -399,7 +394,7 @@ __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
 
 bool mla_tc_supported(int D, int Dl) { return (D == 576 && Dl == 512) || (D == 320 && Dl == 256); }
 
-bool mla_tc_takes_fp8(int D, int Dl, int row_bytes) { return D == 576 && Dl == 512 && row_bytes % 16 == 0; }
+bool mla_tc_takes_fp8(int D, int Dl, int row_bytes) { return D == 576 && Dl == 512 && row_bytes == 656; }
 
 int mla_tc_heads_per_block() { return HB; }
 int mla_tc_keys_per_tile() { return TK; }

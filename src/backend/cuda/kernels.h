@@ -194,8 +194,9 @@ void launch_indexer_scores(const IndexerArgs& a, cudaStream_t st);
 // Supported when indexer_tc_supported(heads, head_dim): head_dim 128, up to 64 heads. Blocks of
 // indexer_tc_queries_per_block(Tc) queries x a.tiles tiles of 64 keys.
 bool indexer_tc_supported(int heads, int head_dim);
-// Whether the tensor-core score kernel reads packed FP8 keys (else they go to the SIMT kernel).
-bool indexer_tc_takes_fp8();
+// Whether the tensor-core score kernel reads packed FP8 keys of this row size (132 bytes: head_dim 128;
+// else they go to the SIMT kernel).
+bool indexer_tc_takes_fp8(int row_bytes);
 int indexer_tc_queries_per_block(int Tc);
 void launch_indexer_scores_tc(const IndexerArgs& a, cudaStream_t st);
 void launch_indexer_topk(const IndexerArgs& a, cudaStream_t st);

@@ -80,6 +80,24 @@ std::string ServerMetrics::render(const runtime::EngineStats& s, const std::stri
   metric("dsserve:last_step_overhead_seconds", "gauge",
          "Part of the last engine step outside the model forward (scheduling, sampling, output).",
          s.last_step_overhead_ms / 1000.0);
+  // Data parallelism: each DP group's share (the gauges above are sums over the groups).
+  auto per_dp = [&](const char* name, const char* help, auto value_of) {
+    if (s.dp_groups.empty()) return;
+    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", name, help, name);
+    for (size_t g = 0; g < s.dp_groups.size(); ++g)
+      out += fmt::format("{}{{{},dp_rank=\"{}\"}} {}\n", name, labels, g, value_of(s.dp_groups[g]));
+  };
+  per_dp("dsserve:dp_num_running_reqs", "Running requests of a DP group.",
+         [](const runtime::DpGroupStats& d) { return d.running; });
+  per_dp("dsserve:dp_num_queue_reqs", "Waiting requests of a DP group.",
+         [](const runtime::DpGroupStats& d) { return d.queued; });
+  per_dp("dsserve:dp_num_used_tokens", "Used KV tokens of a DP group's pool.",
+         [&](const runtime::DpGroupStats& d) { return int64_t(d.used_pages - d.evictable_pages) * s.page_size; });
+  per_dp("dsserve:dp_token_usage", "Token usage of a DP group's KV pool.", [](const runtime::DpGroupStats& d) {
+    return d.num_pages ? double(d.used_pages - d.evictable_pages) / d.num_pages : 0.0;
+  });
+  per_dp("dsserve:dp_requests_routed", "Requests the router gave a DP group (a counter).",
+         [](const runtime::DpGroupStats& d) { return d.requests_routed; });
   ttft.render("sglang:time_to_first_token_seconds", "Histogram of time to first token in seconds.", labels, out);
   inter_token.render("sglang:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", labels, out);
   e2e.render("sglang:e2e_request_latency_seconds", "Histogram of End-to-end request latency in seconds", labels, out);

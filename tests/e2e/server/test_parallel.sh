@@ -14,7 +14,7 @@ TMP=$(mktemp -d)
 NODE1_PID=""
 trap 'cleanup; [ -n "$NODE1_PID" ] && kill -KILL "$NODE1_PID" 2>/dev/null; rm -rf "$TMP"' EXIT
 COMMON=(--model-path "$MODEL" --served-model-name m --encoder dsv32 --random-seed 0 --max-running-requests 4 --context-length 512
-        --page-size 16 --threads 2)
+        --page-size 16 --threads 2 --enable-metrics)
 
 chat() {  # greedy chat completion text of PROMPT
   curl -sf "$BASE_URL/v1/chat/completions" -H 'Content-Type: application/json' \
@@ -52,6 +52,8 @@ for layout in "--tp 2" "--tp 2 --ep 2" "--tp 2 --dp 2 --enable-dp-attention" \
     routed=$(jget "$info" '[g["requests_routed"] for g in j["internal_states"][0]["dp_ranks"]]')
     python3 -c "import sys; r=eval(sys.argv[1]); assert len(r)==2 and min(r)>0, r" "$routed" ||
       fail "$layout: requests per DP group: $routed"
+    curl -sf "$BASE_URL/metrics" | grep -q 'dsserve:dp_requests_routed{model_name="m",dp_rank="1"}' ||
+      fail "$layout: no per-DP-rank metrics"
   fi
   # Streaming, and a client that goes away mid-stream: the server goes on serving.
   n=$(curl -sN "$BASE_URL/v1/chat/completions" -H 'Content-Type: application/json' \

@@ -7,6 +7,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "grammar/dfa_minimize.h"
 #include "util/error.h"
 
 namespace ds::grammar {
@@ -329,7 +330,9 @@ Pda compile_pda(const Grammar& g, const PdaLimits& limits) {
     uint32_t start = nfa.add();
     uint32_t end = nfa.build(*g.rules[r].body, start);
     pda.rule_start.push_back(uint32_t(pda.nodes.size()));
+    const uint32_t byte_edges = uint32_t(pda.byte_edges.size()), ref_edges = uint32_t(pda.ref_edges.size());
     determinize(nfa, start, end, uint32_t(r), limits.max_states_per_rule, g.rules[r].name, pda);
+    if (limits.minimize) minimize_last_rule(pda, pda.rule_start.back(), byte_edges, ref_edges);
   }
   pda.root = pda.rule_start[g.root];
   analyse(pda);

@@ -1,5 +1,6 @@
 #include "grammar/dsml_tool_grammar.h"
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <set>
@@ -55,6 +56,34 @@ ExprPtr bounded_raw_text(int lo, int hi) {
   if (lo <= 1 && hi != 0) alts.push_back(edge);
   if (hi < 0 || hi >= 2) alts.push_back(seq({edge, repeat(inner, std::max(lo - 2, 0), hi < 0 ? -1 : hi - 2), edge}));
   return alt(std::move(alts));
+}
+
+// Free text before an optional call block (tool_choice "auto"): any bytes that never open a block,
+// i.e. hold neither "<｜DSML｜function_calls>" nor "<function_calls>" (the tool parser opens a block
+// at either; only the block of this grammar may follow). After each '<' comes a proper prefix of
+// the rest of an opener, then either another '<', the end, or a byte that leaves both openers.
+ExprPtr text_without_block_opener() {
+  const std::vector<std::string> rests = {"｜DSML｜function_calls>", "function_calls>"};  // after '<'
+  std::vector<std::string> prefixes;  // the proper prefixes of the rests, the empty one once
+  for (const std::string& r : rests)
+    for (size_t len = 0; len < r.size(); ++len)
+      if (std::find(prefixes.begin(), prefixes.end(), r.substr(0, len)) == prefixes.end()) prefixes.push_back(r.substr(0, len));
+  std::vector<ExprPtr> any_prefix, prefix_then_leave;
+  for (const std::string& p : prefixes) {
+    ByteSet leave;
+    leave.set();
+    leave.reset('<');
+    for (const std::string& r : rests)
+      if (r.compare(0, p.size(), p) == 0) leave.reset(uint8_t(r[p.size()]));
+    any_prefix.push_back(literal(p));
+    prefix_then_leave.push_back(seq({literal(p), byte_set(leave)}));
+  }
+  ByteSet not_lt;
+  not_lt.set();
+  not_lt.reset('<');
+  const ExprPtr lt_prefix = seq({literal("<"), alt(any_prefix)});
+  const ExprPtr escape = seq({star(lt_prefix), literal("<"), alt(prefix_then_leave)});
+  return seq({star(alt({byte_set(not_lt), escape})), optional(plus(lt_prefix))});
 }
 
 // How a property's value is written.
@@ -266,7 +295,18 @@ Grammar dsml_tool_calls_grammar(std::string_view spec_json) {
   ExprPtr invoke = ref(g.add_rule("dsml_invoke", alt(std::move(invokes))));
   const bool parallel = spec.value("parallel", true);
   ExprPtr calls = parallel ? seq({invoke, star(seq({literal("\n"), invoke}))}) : invoke;
-  g.rules[size_t(g.root)].body = seq({literal(kBlockOpen), calls, literal(kBlockClose)});
+  if (!spec.value("optional", false)) {
+    g.rules[size_t(g.root)].body = seq({literal(kBlockOpen), calls, literal(kBlockClose)});
+    return std::move(g);
+  }
+  // Text alone, or text and then the block. Two rules that read the same text (one ends the
+  // output, one goes on with the block's opener) instead of one: each is flat and the same for any
+  // tools, so their per-node token sets are computed once per process (NodeTokensCache), and a
+  // rule that ends the output has no uncertain tokens (nothing follows it).
+  const ExprPtr text = text_without_block_opener();
+  const int text_only = g.add_rule("dsml_text", text);
+  const int text_then_block = g.add_rule("dsml_text_then_calls", seq({text, literal(kBlockOpen)}));
+  g.rules[size_t(g.root)].body = alt({ref(text_only), seq({ref(text_then_block), calls, literal(kBlockClose)})});
   return std::move(g);
 }
 

@@ -1,6 +1,5 @@
 #include "grammar/dsml_tool_grammar.h"
 
-#include <algorithm>
 #include <array>
 #include <map>
 #include <set>
@@ -62,27 +61,33 @@ ExprPtr bounded_raw_text(int lo, int hi) {
 // i.e. hold neither "<｜DSML｜function_calls>" nor "<function_calls>" (the tool parser opens a block
 // at either; only the block of this grammar may follow). After each '<' comes a proper prefix of
 // the rest of an opener, then either another '<', the end, or a byte that leaves both openers.
+// The prefixes are walked as a trie (the rests share no first byte), so the size stays linear.
 ExprPtr text_without_block_opener() {
   const std::vector<std::string> rests = {"｜DSML｜function_calls>", "function_calls>"};  // after '<'
-  std::vector<std::string> prefixes;  // the proper prefixes of the rests, the empty one once
-  for (const std::string& r : rests)
-    for (size_t len = 0; len < r.size(); ++len)
-      if (std::find(prefixes.begin(), prefixes.end(), r.substr(0, len)) == prefixes.end()) prefixes.push_back(r.substr(0, len));
-  std::vector<ExprPtr> any_prefix, prefix_then_leave;
-  for (const std::string& p : prefixes) {
-    ByteSet leave;
-    leave.set();
-    leave.reset('<');
-    for (const std::string& r : rests)
-      if (r.compare(0, p.size(), p) == 0) leave.reset(uint8_t(r[p.size()]));
-    any_prefix.push_back(literal(p));
-    prefix_then_leave.push_back(seq({literal(p), byte_set(leave)}));
-  }
+  // From the point where `done` bytes of the rests in `live` are read: stop (a proper prefix) or
+  // read one more byte that keeps to some rest (never completing it); with `leave`, instead of
+  // stopping, read a byte that is neither '<' nor the next byte of a live rest.
+  auto walk = [&](auto&& self, const std::vector<const std::string*>& live, size_t done, bool leave) -> ExprPtr {
+    std::vector<ExprPtr> alts;
+    ByteSet out;
+    out.set();
+    out.reset('<');
+    std::map<uint8_t, std::vector<const std::string*>> next;
+    for (const std::string* r : live) {
+      out.reset(uint8_t((*r)[done]));
+      if (done + 1 < r->size()) next[uint8_t((*r)[done])].push_back(r);
+    }
+    alts.push_back(leave ? byte_set(out) : empty());
+    for (const auto& [byte, rs] : next) alts.push_back(seq({byte_range(byte, byte), self(self, rs, done + 1, leave)}));
+    return alt(std::move(alts));
+  };
+  std::vector<const std::string*> all;
+  for (const std::string& r : rests) all.push_back(&r);
   ByteSet not_lt;
   not_lt.set();
   not_lt.reset('<');
-  const ExprPtr lt_prefix = seq({literal("<"), alt(any_prefix)});
-  const ExprPtr escape = seq({star(lt_prefix), literal("<"), alt(prefix_then_leave)});
+  const ExprPtr lt_prefix = seq({literal("<"), walk(walk, all, 0, false)});
+  const ExprPtr escape = seq({star(lt_prefix), literal("<"), walk(walk, all, 0, true)});
   return seq({star(alt({byte_set(not_lt), escape})), optional(plus(lt_prefix))});
 }
 

@@ -304,14 +304,11 @@ Grammar dsml_tool_calls_grammar(std::string_view spec_json) {
     g.rules[size_t(g.root)].body = seq({literal(kBlockOpen), calls, literal(kBlockClose)});
     return std::move(g);
   }
-  // Text alone, or text and then the block. Two rules that read the same text (one ends the
-  // output, one goes on with the block's opener) instead of one: each is flat and the same for any
-  // tools, so their per-node token sets are computed once per process (NodeTokensCache), and a
-  // rule that ends the output has no uncertain tokens (nothing follows it).
-  const ExprPtr text = text_without_block_opener();
-  const int text_only = g.add_rule("dsml_text", text);
-  const int text_then_block = g.add_rule("dsml_text_then_calls", seq({text, literal(kBlockOpen)}));
-  g.rules[size_t(g.root)].body = alt({ref(text_only), seq({ref(text_then_block), calls, literal(kBlockClose)})});
+  // Text, then maybe the block. The text is its own rule without calls: its per-node token sets
+  // are the same for any tools (computed once per process, NodeTokensCache), and only tokens that
+  // would complete an opener leave it (to be checked against the stack: the block's own opener).
+  const int text = g.add_rule("dsml_text", text_without_block_opener());
+  g.rules[size_t(g.root)].body = seq({ref(text), optional(seq({literal(kBlockOpen), calls, literal(kBlockClose)}))});
   return std::move(g);
 }
 

@@ -107,7 +107,7 @@ class ToolGrammarBuilder {
       body = param_list(*params);
     } else {
       // One JSON object inside the invoke (its own JSON text, whitespace around it read by the parser).
-      SchemaValues sv(g_, *params, json_options());
+      SchemaValues sv(g_, *params, json_options(), &json_);
       body = sv.value(*params, "parameters");
     }
     return seq({literal("<｜DSML｜invoke name=\"" + name + "\">\n"), body, literal(kInvokeClose)});
@@ -116,6 +116,7 @@ class ToolGrammarBuilder {
   Grammar& grammar() { return g_; }
   // Rules from index `count` on were dropped: forget the shared ones among them.
   void forget_rules_from(size_t count) {
+    json_.forget_rules_from(int(count));
     if (raw_rule_ >= int(count)) raw_rule_ = -1;
     for (auto it = bounded_rules_.begin(); it != bounded_rules_.end();)
       it = it->second >= int(count) ? bounded_rules_.erase(it) : std::next(it);
@@ -160,7 +161,7 @@ class ToolGrammarBuilder {
 
   ExprPtr free_params() {
     Json none = Json::object();
-    SchemaValues sv(g_, none, json_options());
+    SchemaValues sv(g_, none, json_options(), &json_);
     ExprPtr p = free_param(sv);
     return optional(seq({p, star(seq({literal("\n"), p}))}));
   }
@@ -203,7 +204,7 @@ class ToolGrammarBuilder {
 
   // <parameter> elements per `properties`, separated by newlines (none: the invoke's body is empty).
   ExprPtr param_list(const Json& s) {
-    SchemaValues sv(g_, s, json_options());
+    SchemaValues sv(g_, s, json_options(), &json_);
     const Json empty_obj = Json::object();
     const Json& props = s.contains("properties") ? s["properties"] : empty_obj;
     std::set<std::string> required;
@@ -257,6 +258,7 @@ class ToolGrammarBuilder {
   }
 
   Grammar g_;
+  JsonRules json_{g_, json_options()};  // one set of JSON string / number / value rules for all tools
   int raw_rule_ = -1;
   std::map<std::pair<int, int>, int> bounded_rules_;
 };

@@ -31,12 +31,13 @@ double since(double t0) { return clock_type::now() - t0; }
 
 // An object schema with n properties cycling through the common kinds (the shape of tool arguments).
 // bounded_strings: the string fields get a maxLength (in a tool call an unbounded raw string would
-// hold a random walk to its first field).
-std::string object_schema(int n, bool bounded_strings = false) {
+// hold a random walk to its first field). `variant` changes the names and the order of the kinds
+// (the tools of one list differ).
+std::string object_schema(int n, bool bounded_strings = false, int variant = 0) {
   std::string props, req;
   for (int i = 0; i < n; ++i) {
-    std::string name = "field_" + std::to_string(i), s;
-    switch (i % 6) {
+    std::string name = (variant ? "t" + std::to_string(variant) + "_" : std::string()) + "field_" + std::to_string(i), s;
+    switch ((i + variant) % 6) {
       case 0: s = bounded_strings ? R"({"type":"string","maxLength":16})" : R"({"type":"string"})"; break;
       case 1: s = R"({"type":"integer","minimum":0,"maximum":1000})"; break;
       case 2: s = R"({"enum":["low","medium","high"]})"; break;
@@ -55,7 +56,7 @@ std::string object_schema(int n, bool bounded_strings = false) {
 std::string tool_spec(int tools, int props, bool optional = false) {
   std::string s = optional ? R"({"optional":true,"parallel":true,"tools":[)" : R"({"parallel":true,"tools":[)";
   for (int t = 0; t < tools; ++t)
-    s += (t ? "," : "") + std::string(R"({"name":"tool_)") + std::to_string(t) + R"(","parameters":)" + object_schema(props, true) + "}";
+    s += (t ? "," : "") + std::string(R"({"name":"tool_)") + std::to_string(t) + R"(","parameters":)" + object_schema(props, true, t) + "}";
   return s + "]}";
 }
 

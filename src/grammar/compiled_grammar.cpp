@@ -58,8 +58,9 @@ const NodeTokens& CompiledGrammar::node_tokens(uint32_t node) const {
 }
 
 void CompiledGrammar::warm_up() const {
+  // Nodes that only call are never asked for (the matcher reads their callees' sets).
   for (uint32_t n = 0; n < pda_.nodes.size(); ++n)
-    if (pda_.nodes[n].byte_begin != pda_.nodes[n].byte_end || pda_.nodes[n].ref_begin != pda_.nodes[n].ref_end) node_tokens(n);
+    if (pda_.nodes[n].byte_begin != pda_.nodes[n].byte_end) node_tokens(n);
 }
 
 }  // namespace ds::grammar

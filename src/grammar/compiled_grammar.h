@@ -23,7 +23,8 @@ class CompiledGrammar {
   const TokenTable& vocab() const { return *vocab_; }
   const std::shared_ptr<const TokenTable>& vocab_ptr() const { return vocab_; }
   const NodeTokens& node_tokens(uint32_t node) const;
-  // Computes every node's token sets now (so that the first masks are not slower).
+  // Computes the token sets of every node that reads a byte now (so that the first masks are not
+  // slower; nodes that only call are never asked for).
   void warm_up() const;
 
  private:

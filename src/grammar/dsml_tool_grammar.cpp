@@ -57,6 +57,40 @@ ExprPtr bounded_raw_text(int lo, int hi) {
   return alt(std::move(alts));
 }
 
+// Free text before an optional call block (tool_choice "auto"): any bytes that never open a block,
+// i.e. hold neither "<｜DSML｜function_calls>" nor "<function_calls>" (the tool parser opens a block
+// at either; only the block of this grammar may follow). After each '<' comes a proper prefix of
+// the rest of an opener, then either another '<', the end, or a byte that leaves both openers.
+// The prefixes are walked as a trie (the rests share no first byte), so the size stays linear.
+ExprPtr text_without_block_opener() {
+  const std::vector<std::string> rests = {"｜DSML｜function_calls>", "function_calls>"};  // after '<'
+  // From the point where `done` bytes of the rests in `live` are read: stop (a proper prefix) or
+  // read one more byte that keeps to some rest (never completing it); with `leave`, instead of
+  // stopping, read a byte that is neither '<' nor the next byte of a live rest.
+  auto walk = [&](auto&& self, const std::vector<const std::string*>& live, size_t done, bool leave) -> ExprPtr {
+    std::vector<ExprPtr> alts;
+    ByteSet out;
+    out.set();
+    out.reset('<');
+    std::map<uint8_t, std::vector<const std::string*>> next;
+    for (const std::string* r : live) {
+      out.reset(uint8_t((*r)[done]));
+      if (done + 1 < r->size()) next[uint8_t((*r)[done])].push_back(r);
+    }
+    alts.push_back(leave ? byte_set(out) : empty());
+    for (const auto& [byte, rs] : next) alts.push_back(seq({byte_range(byte, byte), self(self, rs, done + 1, leave)}));
+    return alt(std::move(alts));
+  };
+  std::vector<const std::string*> all;
+  for (const std::string& r : rests) all.push_back(&r);
+  ByteSet not_lt;
+  not_lt.set();
+  not_lt.reset('<');
+  const ExprPtr lt_prefix = seq({literal("<"), walk(walk, all, 0, false)});
+  const ExprPtr escape = seq({star(lt_prefix), literal("<"), walk(walk, all, 0, true)});
+  return seq({star(alt({byte_set(not_lt), escape})), optional(plus(lt_prefix))});
+}
+
 // How a property's value is written.
 struct ParamValue {
   bool raw = false;
@@ -73,7 +107,7 @@ class ToolGrammarBuilder {
       body = param_list(*params);
     } else {
       // One JSON object inside the invoke (its own JSON text, whitespace around it read by the parser).
-      SchemaValues sv(g_, *params, json_options());
+      SchemaValues sv(g_, *params, json_options(), &json_);
       body = sv.value(*params, "parameters");
     }
     return seq({literal("<｜DSML｜invoke name=\"" + name + "\">\n"), body, literal(kInvokeClose)});
@@ -82,6 +116,7 @@ class ToolGrammarBuilder {
   Grammar& grammar() { return g_; }
   // Rules from index `count` on were dropped: forget the shared ones among them.
   void forget_rules_from(size_t count) {
+    json_.forget_rules_from(int(count));
     if (raw_rule_ >= int(count)) raw_rule_ = -1;
     for (auto it = bounded_rules_.begin(); it != bounded_rules_.end();)
       it = it->second >= int(count) ? bounded_rules_.erase(it) : std::next(it);
@@ -126,7 +161,7 @@ class ToolGrammarBuilder {
 
   ExprPtr free_params() {
     Json none = Json::object();
-    SchemaValues sv(g_, none, json_options());
+    SchemaValues sv(g_, none, json_options(), &json_);
     ExprPtr p = free_param(sv);
     return optional(seq({p, star(seq({literal("\n"), p}))}));
   }
@@ -169,7 +204,7 @@ class ToolGrammarBuilder {
 
   // <parameter> elements per `properties`, separated by newlines (none: the invoke's body is empty).
   ExprPtr param_list(const Json& s) {
-    SchemaValues sv(g_, s, json_options());
+    SchemaValues sv(g_, s, json_options(), &json_);
     const Json empty_obj = Json::object();
     const Json& props = s.contains("properties") ? s["properties"] : empty_obj;
     std::set<std::string> required;
@@ -223,6 +258,7 @@ class ToolGrammarBuilder {
   }
 
   Grammar g_;
+  JsonRules json_{g_, json_options()};  // one set of JSON string / number / value rules for all tools
   int raw_rule_ = -1;
   std::map<std::pair<int, int>, int> bounded_rules_;
 };
@@ -266,7 +302,15 @@ Grammar dsml_tool_calls_grammar(std::string_view spec_json) {
   ExprPtr invoke = ref(g.add_rule("dsml_invoke", alt(std::move(invokes))));
   const bool parallel = spec.value("parallel", true);
   ExprPtr calls = parallel ? seq({invoke, star(seq({literal("\n"), invoke}))}) : invoke;
-  g.rules[size_t(g.root)].body = seq({literal(kBlockOpen), calls, literal(kBlockClose)});
+  if (!spec.value("optional", false)) {
+    g.rules[size_t(g.root)].body = seq({literal(kBlockOpen), calls, literal(kBlockClose)});
+    return std::move(g);
+  }
+  // Text, then maybe the block. The text is its own rule without calls: its per-node token sets
+  // are the same for any tools (computed once per process, NodeTokensCache), and only tokens that
+  // would complete an opener leave it (to be checked against the stack: the block's own opener).
+  const int text = g.add_rule("dsml_text", text_without_block_opener());
+  g.rules[size_t(g.root)].body = seq({ref(text), optional(seq({literal(kBlockOpen), calls, literal(kBlockClose)}))});
   return std::move(g);
 }
 

@@ -25,7 +25,10 @@
 namespace ds::grammar {
 
 // `spec_json`: {"tools": [{"name": N, "parameters": SCHEMA?, "strict": BOOL?}, ...],
-// "parallel": BOOL?}. A tool whose schema uses what the engine does not support gets free
+// "parallel": BOOL?, "optional": BOOL?}. With "optional" (tool_choice "auto") the block may be
+// left out: free text comes first, and it may not open a block other than through this grammar
+// (no "<｜DSML｜function_calls>" or "<function_calls>" in it), so a call that is made follows the
+// schemas. A tool whose schema uses what the engine does not support gets free
 // parameters (any names, any values), unless it is strict: then this throws ds::Error naming the
 // tool and the keyword. Throws for an empty tool list or a name holding '"'.
 Grammar dsml_tool_calls_grammar(std::string_view spec_json);

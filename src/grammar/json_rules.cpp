@@ -71,6 +71,11 @@ ExprPtr nonneg_range(uint64_t lo, std::optional<uint64_t> hi) {
 
 int JsonRules::rule(const std::string& name, ExprPtr body) { return g_.add_rule(name, std::move(body)); }
 
+void JsonRules::forget_rules_from(int count) {
+  for (int* id : {&ws_, &string_, &number_, &integer_, &value_, &object_, &array_})
+    if (*id >= count) *id = -1;
+}
+
 ExprPtr JsonRules::ws() {
   ByteSet s;
   for (char c : {' ', '\t', '\n', '\r'}) s.set(uint8_t(c));

@@ -40,6 +40,8 @@ class JsonRules {
   // The content of a string of this format (date, time, date-time, uuid, ipv4, email); throws
   // naming the format if unsupported.
   static ExprPtr string_format(const std::string& format);
+  // Rules from index `count` on were dropped from the grammar: forget the shared ones among them.
+  void forget_rules_from(int count);
 
  private:
   int rule(const std::string& name, ExprPtr body);

@@ -34,8 +34,9 @@ std::string json_literal(const Json& v, const JsonGrammarOptions& opt) {
 // Builds the rules of one schema document (`root`, which $refs resolve against) into `g`.
 class SchemaCompiler {
  public:
-  SchemaCompiler(Grammar& g, const Json& root, const JsonGrammarOptions& opt)
-      : root_(root), g_(g), j_(g_, opt), opt_(opt) {}
+  SchemaCompiler(Grammar& g, const Json& root, const JsonGrammarOptions& opt, JsonRules* shared = nullptr)
+      : root_(root), g_(g), own_(shared ? std::nullopt : std::optional<JsonRules>(std::in_place, g_, opt)),
+        j_(shared ? *shared : *own_), opt_(opt) {}
 
   // The whole document: the root rule, whitespace around the value.
   void compile_root() {
@@ -314,13 +315,15 @@ class SchemaCompiler {
 
   const Json& root_;
   Grammar& g_;
-  JsonRules j_;
+  std::optional<JsonRules> own_;  // unless the caller shares its own
+  JsonRules& j_;
   JsonGrammarOptions opt_;
   std::map<std::string, int> refs_;
 };
 
-SchemaValues::SchemaValues(Grammar& g, const nlohmann::ordered_json& root, const JsonGrammarOptions& options)
-    : impl_(std::make_unique<SchemaCompiler>(g, root, options)) {}
+SchemaValues::SchemaValues(Grammar& g, const nlohmann::ordered_json& root, const JsonGrammarOptions& options,
+                           JsonRules* shared)
+    : impl_(std::make_unique<SchemaCompiler>(g, root, options, shared)) {}
 SchemaValues::~SchemaValues() = default;
 ExprPtr SchemaValues::value(const nlohmann::ordered_json& schema, const std::string& path) {
   return impl_->schema(schema, path);

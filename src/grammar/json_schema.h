@@ -40,9 +40,12 @@ class JsonRules;
 // Schemas compiled into a Grammar that another front end builds (the DSML tool-call grammar,
 // whose parameters are JSON values): `root` is the document its $refs resolve against and must
 // outlive this object; value() adds the rules of a schema inside it and returns its expression.
+// `shared`: the JSON pieces to use (one set for several documents in one grammar, so their string
+// and number rules are compiled once); it must outlive this object and have the same options.
 class SchemaValues {
  public:
-  SchemaValues(Grammar& g, const nlohmann::ordered_json& root, const JsonGrammarOptions& options = {});
+  SchemaValues(Grammar& g, const nlohmann::ordered_json& root, const JsonGrammarOptions& options = {},
+               JsonRules* shared = nullptr);
   ~SchemaValues();
   // One JSON value of `schema`, no whitespace around it; throws like json_schema_grammar.
   ExprPtr value(const nlohmann::ordered_json& schema, const std::string& path);

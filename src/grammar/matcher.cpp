@@ -106,10 +106,29 @@ void GrammarMatcher::fill_next_token_mask(TokenBitmask& mask) {
   mask.reset(vocab.vocab_size());
   const Step& top = history_.back();
   if (!top.finished) {
-    std::vector<uint32_t> uncertain;
+    const size_t mark = arena_.size();
+    // The frames whose token sets make the mask. A frame whose node only calls (no byte edges: a
+    // value slot, a grammar's start) is replaced by the frames its calls and returns reach that
+    // read bytes: their sets are the callees' own (shared between grammars, cheap to walk for a
+    // rule without calls), where the caller's set would be a walk of the whole vocabulary through
+    // the callee with a stack. Exact either way: every token starts at a frame that reads a byte.
+    std::vector<uint32_t> frames, call_only;
     for (uint32_t f : top.kernel) {
+      const PdaNode& n = pda.nodes[arena_[f].node];
+      if (n.byte_begin != n.byte_end) {
+        frames.push_back(f);
+      } else if (n.ref_begin != n.ref_end) {
+        call_only.push_back(f);
+      }
+    }
+    if (!call_only.empty())
+      for (uint32_t f : stepper_.closure(call_only)) {
+        const PdaNode& n = pda.nodes[arena_[f].node];
+        if (n.byte_begin != n.byte_end) frames.push_back(f);
+      }
+    std::vector<uint32_t> uncertain;
+    for (uint32_t f : frames) {
       const uint32_t node = arena_[f].node;
-      if (!pda.has_edges(node)) continue;
       const NodeTokens& nt = grammar_->node_tokens(node);
       if (nt.dense) {
         for (size_t i = 0; i < mask.words.size(); ++i) mask.words[i] |= nt.accepted_bits.words[i];
@@ -123,7 +142,6 @@ void GrammarMatcher::fill_next_token_mask(TokenBitmask& mask) {
       uncertain.erase(std::unique(uncertain.begin(), uncertain.end()), uncertain.end());
       // Check each against the whole stack, in byte order so that a shared prefix is walked once:
       // states[d] is the kernel after the first d bytes of `prev`, for d <= depth.
-      const size_t mark = arena_.size();
       if (scratch_.empty()) scratch_.resize(1);
       scratch_[0] = top.kernel;
       std::string_view prev;
@@ -145,8 +163,8 @@ void GrammarMatcher::fill_next_token_mask(TokenBitmask& mask) {
         depth = d;
         if (alive) mask.set(id);
       }
-      arena_.truncate(mark);
     }
+    arena_.truncate(mark);
   }
   if (top.finished || can_finish())
     for (int32_t s : vocab.stop_ids()) mask.set(s);

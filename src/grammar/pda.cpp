@@ -2,36 +2,76 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <map>
+#include <memory>
+#include <unordered_map>
 
+#include "grammar/dfa_minimize.h"
 #include "util/error.h"
 
 namespace ds::grammar {
 
 namespace {
 
-// Thompson automaton of one rule body, with epsilon edges.
+// The byte ranges of a set, ascending.
+std::vector<std::pair<uint8_t, uint8_t>> byte_ranges(const ByteSet& set) {
+  std::vector<std::pair<uint8_t, uint8_t>> out;
+  std::array<uint64_t, 4> words;
+  for (int w = 0; w < 4; ++w) words[w] = ((set >> (64 * w)) & ByteSet(~uint64_t(0))).to_ullong();
+  int b = 0;
+  while (b < 256) {
+    const uint64_t rest = words[b >> 6] >> (b & 63);
+    if (rest == 0) {
+      b = (b | 63) + 1;
+      continue;
+    }
+    b += std::countr_zero(rest);
+    int e = b;  // last byte of the run
+    for (;;) {
+      const int run = std::countr_one(words[e >> 6] >> (e & 63));
+      e += run;
+      if ((e & 63) != 0 || e == 256 || !(words[e >> 6] & 1)) break;
+    }
+    out.emplace_back(uint8_t(b), uint8_t(e - 1));
+    b = e;
+  }
+  return out;
+}
+
+// Thompson automaton of one rule body, with epsilon edges. A byte edge keeps its set as ranges
+// (computed once per expression node: bounded repetitions share their item's nodes).
 struct Nfa {
+  using Ranges = std::vector<std::pair<uint8_t, uint8_t>>;
   struct Node {
     std::vector<uint32_t> eps;
-    std::vector<std::pair<ByteSet, uint32_t>> bytes;
+    std::vector<std::pair<const Ranges*, uint32_t>> bytes;
     std::vector<std::pair<uint32_t, uint32_t>> refs;  // (rule, target)
   };
   std::vector<Node> nodes;
   size_t limit = 0;
   const std::string* rule_name = nullptr;
+  std::unordered_map<const Expr*, std::unique_ptr<Ranges>> ranges;
+  // close(): visit stamps, so a closure costs its own size and not the automaton's.
+  mutable std::vector<uint32_t> stamp;
+  mutable uint32_t generation = 0;
 
   uint32_t add() {
     if (nodes.size() >= limit) fail("grammar rule '{}' is too large (over {} automaton nodes)", *rule_name, limit);
     nodes.emplace_back();
     return uint32_t(nodes.size() - 1);
   }
+  const Ranges* ranges_of(const Expr& e) {
+    auto& slot = ranges[&e];
+    if (!slot) slot = std::make_unique<Ranges>(byte_ranges(e.bytes));
+    return slot.get();
+  }
   // Adds e's states starting at s; returns its end state.
   uint32_t build(const Expr& e, uint32_t s) {
     switch (e.kind) {
       case Expr::Kind::Bytes: {
         uint32_t t = add();
-        nodes[s].bytes.emplace_back(e.bytes, t);
+        nodes[s].bytes.emplace_back(ranges_of(e), t);
         return t;
       }
       case Expr::Kind::Seq: {
@@ -75,83 +115,117 @@ struct Nfa {
     }
     return s;
   }
-  std::vector<uint32_t> closure(std::vector<uint32_t> set) const {
-    std::vector<char> seen(nodes.size(), 0);
-    for (uint32_t x : set) seen[x] = 1;
+  // The epsilon closure of `set` (modified in place), sorted.
+  void close(std::vector<uint32_t>& set) const {
+    if (stamp.size() < nodes.size()) stamp.resize(nodes.size(), 0);
+    if (++generation == 0) std::fill(stamp.begin(), stamp.end(), 0), generation = 1;
+    size_t keep = 0;
+    for (uint32_t x : set)
+      if (stamp[x] != generation) stamp[x] = generation, set[keep++] = x;
+    set.resize(keep);
     for (size_t i = 0; i < set.size(); ++i)
       for (uint32_t y : nodes[set[i]].eps)
-        if (!seen[y]) {
-          seen[y] = 1;
+        if (stamp[y] != generation) {
+          stamp[y] = generation;
           set.push_back(y);
         }
     std::sort(set.begin(), set.end());
-    return set;
   }
 };
 
-// Subset construction of one rule into pda (appends nodes and edges).
+struct StateSetHash {
+  size_t operator()(const std::vector<uint32_t>& v) const {
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ v.size();
+    for (uint32_t x : v) h = (h ^ x) * 0xff51afd7ed558ccdull, h ^= h >> 32;
+    return size_t(h);
+  }
+};
+
+// Subset construction of one rule into pda (appends nodes and edges). States are numbered in the
+// order they are found, from the start state.
 void determinize(const Nfa& nfa, uint32_t start, uint32_t final_state, uint32_t rule, size_t max_states,
                  const std::string& name, Pda& pda) {
-  std::map<std::vector<uint32_t>, uint32_t> ids;
-  std::vector<std::vector<uint32_t>> sets;
+  // Keys of an unordered_map stay where they are, so `sets` can point at them.
+  std::unordered_map<std::vector<uint32_t>, uint32_t, StateSetHash> ids;
+  std::vector<const std::vector<uint32_t>*> sets;
   const uint32_t base = uint32_t(pda.nodes.size());
-  auto intern = [&](std::vector<uint32_t> set) {
-    auto [it, fresh] = ids.emplace(std::move(set), uint32_t(sets.size()));
+  auto intern = [&](std::vector<uint32_t>& targets) {
+    nfa.close(targets);
+    auto [it, fresh] = ids.try_emplace(targets, uint32_t(sets.size()));
     if (fresh) {
       if (sets.size() >= max_states) fail("grammar rule '{}' is too large (over {} automaton states)", name, max_states);
-      sets.push_back(it->first);
+      sets.push_back(&it->first);
     }
     return base + it->second;
   };
-  intern(nfa.closure({start}));
+  std::vector<uint32_t> first{start};
+  intern(first);
+  // Scratch reused by every state.
+  std::vector<std::pair<const Nfa::Ranges*, uint32_t>> nfa_edges;
+  std::vector<std::pair<uint32_t, uint32_t>> refs_found;  // (rule, NFA target)
+  std::vector<uint64_t> sig;  // per byte, one bit per NFA byte edge of the state
+  std::vector<uint32_t> targets, run_targets;
+  std::vector<ByteEdge> edges;
+  std::vector<RefEdge> refs;
   for (size_t i = 0; i < sets.size(); ++i) {
-    const std::vector<uint32_t> set = sets[i];
+    const std::vector<uint32_t>& set = *sets[i];
     PdaNode node;
     node.rule = rule;
     node.accepting = std::binary_search(set.begin(), set.end(), final_state);
-    // Byte edges: bytes with the same set of NFA edges (a bit signature when there are at most 64
-    // edges) have the same targets; runs of equal targets become one edge.
-    std::vector<std::pair<const ByteSet*, uint32_t>> nfa_edges;
-    std::map<uint32_t, std::vector<uint32_t>> by_rule;
+    nfa_edges.clear();
+    refs_found.clear();
     for (uint32_t x : set) {
-      for (const auto& [bytes, t] : nfa.nodes[x].bytes) nfa_edges.emplace_back(&bytes, t);
-      for (auto [r, t] : nfa.nodes[x].refs) by_rule[r].push_back(t);
+      for (const auto& e : nfa.nodes[x].bytes) nfa_edges.push_back(e);
+      for (const auto& r : nfa.nodes[x].refs) refs_found.push_back(r);
     }
-    std::vector<std::vector<uint32_t>> by_byte(256);
-    if (nfa_edges.size() <= 64) {
-      std::array<uint64_t, 256> sig{};
-      for (size_t k = 0; k < nfa_edges.size(); ++k)
-        for (int b = 0; b < 256; ++b)
-          if ((*nfa_edges[k].first)[b]) sig[b] |= uint64_t(1) << k;
-      std::map<uint64_t, int> first_byte;
-      for (int b = 0; b < 256; ++b) {
-        if (!sig[b]) continue;
-        auto [it, fresh] = first_byte.emplace(sig[b], b);
-        if (!fresh) {
-          by_byte[b] = by_byte[it->second];
-          continue;
+    // Bytes with the same signature (the set of NFA edges that read them) go to the same state;
+    // a run of bytes whose target sets are equal becomes one edge.
+    const size_t words = (nfa_edges.size() + 63) / 64;
+    if (sig.size() < 256 * words) sig.assign(256 * words, 0);  // all zero between states (cleared below)
+    std::array<uint64_t, 4> any{};  // bytes with at least one edge: only those are visited below
+    for (size_t k = 0; k < nfa_edges.size(); ++k)
+      for (auto [lo, hi] : *nfa_edges[k].first)
+        for (int b = lo; b <= hi; ++b) {
+          sig[size_t(b) * words + k / 64] |= uint64_t(1) << (k % 64);
+          any[b >> 6] |= uint64_t(1) << (b & 63);
         }
-        for (size_t k = 0; k < nfa_edges.size(); ++k)
-          if (sig[b] >> k & 1) by_byte[b].push_back(nfa_edges[k].second);
+    edges.clear();
+    int prev_b = -2;  // the last byte with targets
+    for (int w64 = 0; w64 < 4; ++w64) {
+      for (uint64_t bits64 = any[w64]; bits64; bits64 &= bits64 - 1) {
+        const int b = w64 * 64 + std::countr_zero(bits64);
+        const uint64_t* row = &sig[size_t(b) * words];
+        const bool same_row = prev_b == b - 1 && std::equal(row, row + words, row - words);
+        if (!same_row) {
+          targets.clear();
+          for (size_t w = 0; w < words; ++w)
+            for (uint64_t bits = row[w]; bits; bits &= bits - 1)
+              targets.push_back(nfa_edges[w * 64 + size_t(std::countr_zero(bits))].second);
+          std::sort(targets.begin(), targets.end());
+          targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+        }
+        if (prev_b == b - 1 && (same_row || targets == run_targets)) {
+          edges.back().hi = uint8_t(b);
+        } else {
+          run_targets = targets;
+          edges.push_back(ByteEdge{uint8_t(b), uint8_t(b), intern(targets)});
+        }
+        prev_b = b;
       }
-    } else {
-      for (const auto& [bytes, t] : nfa_edges)
-        for (int b = 0; b < 256; ++b)
-          if ((*bytes)[b]) by_byte[b].push_back(t);
     }
-    std::vector<ByteEdge> edges;
-    for (int b = 0; b < 256; ++b) {
-      if (by_byte[b].empty()) continue;
-      std::sort(by_byte[b].begin(), by_byte[b].end());
-      by_byte[b].erase(std::unique(by_byte[b].begin(), by_byte[b].end()), by_byte[b].end());
-      if (!edges.empty() && edges.back().hi == b - 1 && by_byte[b] == by_byte[b - 1]) {
-        edges.back().hi = uint8_t(b);
-        continue;
-      }
-      edges.push_back(ByteEdge{uint8_t(b), uint8_t(b), intern(nfa.closure(by_byte[b]))});
+    for (int w64 = 0; w64 < 4; ++w64)
+      for (uint64_t bits64 = any[w64]; bits64; bits64 &= bits64 - 1)
+        std::fill_n(&sig[size_t(w64 * 64 + std::countr_zero(bits64)) * words], words, 0);
+    // Reference edges, one per rule (ascending).
+    std::sort(refs_found.begin(), refs_found.end());
+    refs.clear();
+    for (size_t a = 0; a < refs_found.size();) {
+      size_t z = a;
+      targets.clear();
+      while (z < refs_found.size() && refs_found[z].first == refs_found[a].first) targets.push_back(refs_found[z++].second);
+      refs.push_back(RefEdge{refs_found[a].first, intern(targets)});
+      a = z;
     }
-    std::vector<RefEdge> refs;
-    for (auto& [r, targets] : by_rule) refs.push_back(RefEdge{r, intern(nfa.closure(targets))});
     node.byte_begin = uint32_t(pda.byte_edges.size());
     pda.byte_edges.insert(pda.byte_edges.end(), edges.begin(), edges.end());
     node.byte_end = uint32_t(pda.byte_edges.size());
@@ -256,7 +330,9 @@ Pda compile_pda(const Grammar& g, const PdaLimits& limits) {
     uint32_t start = nfa.add();
     uint32_t end = nfa.build(*g.rules[r].body, start);
     pda.rule_start.push_back(uint32_t(pda.nodes.size()));
+    const uint32_t byte_edges = uint32_t(pda.byte_edges.size()), ref_edges = uint32_t(pda.ref_edges.size());
     determinize(nfa, start, end, uint32_t(r), limits.max_states_per_rule, g.rules[r].name, pda);
+    if (limits.minimize) minimize_last_rule(pda, pda.rule_start.back(), byte_edges, ref_edges);
   }
   pda.root = pda.rule_start[g.root];
   analyse(pda);

@@ -58,6 +58,7 @@ struct Pda {
 struct PdaLimits {
   size_t max_states_per_rule = 50000;  // a rule whose automaton grows beyond this is refused
   size_t max_repeat_copies = 20000;    // bounded repetitions are unrolled
+  bool minimize = true;                // merge equivalent states of each rule (dfa_minimize.h)
 };
 
 // Throws ds::Error naming the rule: undefined rules, left recursion, an automaton too large.

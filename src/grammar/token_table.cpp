@@ -61,6 +61,12 @@ std::shared_ptr<const TokenTable> TokenTable::from_bytes(std::vector<std::string
     trie[path.back()].own_hi = r + 1;
   }
   trie[0].own_hi = 0;
+  // A node's subtree ends where the next node that is not its descendant starts: its next sibling,
+  // else its parent's end (a parent comes first in preorder, so its end is known by then).
+  trie[0].subtree_end = uint32_t(trie.size());
+  for (uint32_t id = 0; id < trie.size(); ++id)
+    for (uint32_t c = trie[id].first_child; c != 0; c = trie[c].next_sibling)
+      trie[c].subtree_end = trie[c].next_sibling ? trie[c].next_sibling : trie[id].subtree_end;
   return t;
 }
 

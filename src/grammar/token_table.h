@@ -13,9 +13,12 @@ class Tokenizer;
 
 namespace ds::grammar {
 
+// Nodes are numbered in preorder: a node's subtree is the nodes [id, subtree_end), so a walk can
+// run over the array in order and skip a subtree in one step.
 struct TrieNode {
   uint32_t first_child = 0;   // 0: none (the root is never a child)
   uint32_t next_sibling = 0;  // children are chained in ascending byte order
+  uint32_t subtree_end = 0;
   uint32_t tok_lo = 0, tok_hi = 0;  // tokens of this subtree: dfs_tokens[tok_lo, tok_hi)
   uint32_t own_hi = 0;              // tokens ending exactly here: dfs_tokens[tok_lo, own_hi)
   uint8_t byte = 0;

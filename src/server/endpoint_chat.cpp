@@ -24,6 +24,8 @@ namespace {
 // the allowed tools. With the deepseekv32 parser a grammar holds the whole call block, arguments
 // under each tool's schema; with deepseekv31 a forced continuation opens the call (its arguments
 // are the model's own). A named function also narrows the tools the model is shown to that one.
+// "auto" with a strict tool under deepseekv32: the content stays free, and a call block that the
+// model opens follows the tools' schemas (the same block grammar, made optional).
 struct ToolChoice {
   bool parse_tools = false;
   std::vector<std::string> forced;  // the tools one of which must be called; empty: no constraint
@@ -111,6 +113,14 @@ PreparedChat prepare_chat(ServerState& st, Json& body, const std::string& id) {
   if (!tool_choice.forced.empty() && st.config.tool_call_parser == "deepseekv32") {
     // The answer is the call block alone, so response_format (about content) has nothing to apply to.
     grammar = tool_call_grammar(body["tools"], tool_choice.forced, parallel_calls);
+  } else if (tool_choice.parse_tools && tool_choice.forced.empty() && st.config.tool_call_parser == "deepseekv32" &&
+             !grammar && has_strict_tool(body["tools"])) {
+    // "auto" with strict tools: the content is free, but a call block, once opened, follows the
+    // schemas. (A response_format / regex / ebnf of the request keeps the whole answer instead.)
+    std::vector<std::string> names = chat::tool_names_of(body["tools"]);
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    grammar = tool_call_grammar(body["tools"], names, parallel_calls, /*optional_block=*/true);
   } else if (!tool_choice.forced.empty()) {
     const auto forced = forced_tool_call(st, tool_choice.forced, prompt.starts_in_reasoning);
     for (auto& r : out.requests) r.forced = forced;

@@ -63,8 +63,9 @@ std::optional<GrammarRequest> read_grammar_fields(const Fields& f, bool allow_re
   return found[0];
 }
 
-GrammarRequest tool_call_grammar(const Json& tools, const std::vector<std::string>& names, bool parallel) {
+GrammarRequest tool_call_grammar(const Json& tools, const std::vector<std::string>& names, bool parallel, bool optional_block) {
   Json spec = {{"tools", Json::array()}, {"parallel", parallel}};
+  if (optional_block) spec["optional"] = true;
   for (const std::string& name : names) {
     for (const Json& t : tools) {
       if (!t.is_object() || !t.contains("function") || !t["function"].is_object()) continue;
@@ -77,6 +78,15 @@ GrammarRequest tool_call_grammar(const Json& tools, const std::vector<std::strin
     }
   }
   return make(grammar::GrammarKind::DsmlToolCalls, dump(spec), "tools");
+}
+
+bool has_strict_tool(const Json& tools) {
+  if (!tools.is_array()) return false;
+  for (const Json& t : tools)
+    if (t.is_object() && t.contains("function") && t["function"].is_object() && t["function"].contains("strict") &&
+        t["function"]["strict"] == true)
+      return true;
+  return false;
 }
 
 std::shared_ptr<const grammar::CompiledGrammar> ServerGrammars::compile(const tok::Tokenizer& tok, const GrammarRequest& req) {

@@ -41,8 +41,14 @@ class ServerGrammars {
 
 // tool_choice "required" / a named function under the deepseekv32 tool-call parser: the whole call
 // block, each call to one of `names` (from the request's OpenAI `tools`) with arguments under its
-// `parameters` schema (grammar/dsml_tool_grammar.h); one call only unless `parallel`.
-GrammarRequest tool_call_grammar(const Json& tools, const std::vector<std::string>& names, bool parallel);
+// `parameters` schema (grammar/dsml_tool_grammar.h); one call only unless `parallel`. With
+// `optional_block` (tool_choice "auto" with strict tools) free text comes first and the block may
+// be left out; a block that is written follows the schemas.
+GrammarRequest tool_call_grammar(const Json& tools, const std::vector<std::string>& names, bool parallel,
+                                 bool optional_block = false);
+
+// Whether some function of the OpenAI `tools` list has "strict": true.
+bool has_strict_tool(const Json& tools);
 
 // Compiles the request's constraint (400 on error) and attaches it to every engine request; with
 // starts_in_reasoning the grammar applies after the tokens of </think>.

@@ -31,8 +31,10 @@ const OJson kWeather = OJson::parse(R"({"type":"object","properties":{
 const OJson kAnyOf = OJson::parse(R"({"anyOf":[{"type":"object","properties":{"q":{"type":"string"}},"required":["q"],
   "additionalProperties":false},{"type":"object","properties":{"id":{"type":"integer"}},"required":["id"],"additionalProperties":false}]})");
 
-std::string spec(const std::vector<std::pair<std::string, OJson>>& tools, bool parallel = true, bool strict = false) {
+std::string spec(const std::vector<std::pair<std::string, OJson>>& tools, bool parallel = true, bool strict = false,
+                 bool optional = false) {
   OJson s = {{"tools", OJson::array()}, {"parallel", parallel}};
+  if (optional) s["optional"] = true;
   for (const auto& [name, params] : tools) {
     OJson t = {{"name", name}, {"strict", strict}};
     if (!params.is_null()) t["parameters"] = params;
@@ -154,6 +156,57 @@ TEST(DsmlToolGrammar, CanonicalTextIsAcceptedAndMistakesAreNot) {
   auto single = compile_spec(GrammarKind::DsmlToolCalls, spec({{"get_weather", kWeather}, {"lookup", kAnyOf}}, false));
   EXPECT_TRUE(grammar_matches(single, open + weather + close));
   EXPECT_FALSE(grammar_matches(single, open + weather + "\n" + invoke("lookup", "{\"id\": 1}") + close));
+}
+
+// tool_choice "auto" with strict tools: free text, then maybe one block whose calls follow the
+// schemas. Random sentences (the vocabulary has the block's opener as one token, so some open it)
+// either hold no call and no opener, or calls that validate.
+TEST(DsmlToolGrammar, OptionalBlockAfterFreeText) {
+  const std::map<std::string, OJson> tools = {{"get_weather", kWeather}, {"ping", OJson()}};
+  auto g = compile_spec(GrammarKind::DsmlToolCalls, spec({tools.begin(), tools.end()}, true, true, true), dsml_vocab());
+  std::mt19937 rng(5);
+  int with_calls = 0, without = 0;
+  for (int i = 0; i < 80; ++i) {
+    auto text = sample(g, rng, 3000, 0.02);
+    if (!text) continue;
+    std::string content;
+    std::vector<Call> got = parse_calls(*text, content);
+    const size_t open = text->find("<｜DSML｜function_calls>");
+    EXPECT_EQ(text->find("<function_calls>"), std::string::npos) << *text;
+    if (got.empty()) {
+      ++without;
+      EXPECT_EQ(open, std::string::npos) << *text;
+      continue;
+    }
+    ++with_calls;
+    ASSERT_NE(open, std::string::npos) << *text;
+    EXPECT_EQ(text->substr(open - 2, 2), "\n\n") << *text;
+    EXPECT_TRUE(text->ends_with("</｜DSML｜function_calls>")) << *text;
+    for (const Call& c : got) {
+      ASSERT_TRUE(tools.count(c.name)) << c.name;
+      const OJson& schema = tools.at(c.name);
+      if (!schema.is_null()) EXPECT_TRUE(validate(schema, c.args, schema)) << c.args.dump() << "\nfrom\n" << *text;
+    }
+  }
+  std::printf("%d sentences with calls, %d without\n", with_calls, without);
+  EXPECT_GE(with_calls, 10);
+  EXPECT_GE(without, 10);
+
+  const std::string open = "\n\n<｜DSML｜function_calls>\n", close = "\n</｜DSML｜function_calls>";
+  const std::string ping = "<｜DSML｜invoke name=\"ping\">\n\n</｜DSML｜invoke>";
+  const std::string weather = "<｜DSML｜invoke name=\"get_weather\">\n<｜DSML｜parameter name=\"city\" string=\"true\">Oslo"
+                              "</｜DSML｜parameter>\n<｜DSML｜parameter name=\"days\" string=\"false\">3</｜DSML｜parameter>\n</｜DSML｜invoke>";
+  for (const std::string& good : {std::string(), std::string("Sure, <b>no</b> call: a < b, <function_call <｜DSML｜invoke"),
+                                   std::string("<<function_calls<"), "Let me check." + open + weather + close, open + weather + close,
+                                   "x <｜DSML｜function_calls" + open + ping + "\n" + weather + close})
+    EXPECT_TRUE(grammar_matches(g, good)) << good;
+  for (const std::string& bad : {std::string("a<function_calls>b"), std::string("<｜DSML｜function_calls>"),
+                                 "text" + open + "<｜DSML｜invoke name=\"get_weather\">\n<｜DSML｜parameter name=\"city\" string=\"true\">Oslo"
+                                                 "</｜DSML｜parameter>\n</｜DSML｜invoke>" + close,  // days missing
+                                 "text" + open + weather,                                               // unclosed
+                                 "text" + open + weather + close + "more text",                        // text after the block
+                                 "text<function_calls>\n" + weather + "\n</function_calls>"})           // the other opener
+    EXPECT_FALSE(grammar_matches(g, bad)) << bad;
 }
 
 TEST(DsmlToolGrammar, UnsupportedSchemas) {

@@ -99,7 +99,13 @@ TEST(GrammarMask, MatchesBruteForceOnDeepSeekVocab) {
   size_t checked = 0;
   check_walks(testing::compile_spec(GrammarKind::JsonSchema, kSchema, vocab), 1, 12, 7, &checked);
   check_walks(testing::compile_spec(GrammarKind::Regex, R"([A-Z][a-z]{1,6}( [A-Z][a-z]+)?, \d{1,3})", vocab), 1, 6, 8, &checked);
-  EXPECT_GE(checked, 8u);
+  // Free text before an optional tool-call block (tool_choice "auto"): every token but those that
+  // would open a block; and a call with a length-bounded raw string.
+  const char* tool = R"({"name":"f","parameters":{"type":"object","properties":{"s":{"type":"string","maxLength":5}},"required":["s"]}})";
+  check_walks(testing::compile_spec(GrammarKind::DsmlToolCalls, std::string(R"({"optional":true,"tools":[)") + tool + "]}", vocab), 1, 5,
+              9, &checked);
+  check_walks(testing::compile_spec(GrammarKind::DsmlToolCalls, std::string(R"({"tools":[)") + tool + "]}", vocab), 1, 40, 10, &checked);
+  EXPECT_GE(checked, 20u);
 }
 
 TEST(GrammarMask, DeepSeekVocabBytes) {

@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "backend/backend.h"
+#include "chat/tool_parser.h"
 #include "host_sampling_backend.h"
 #include "grammar/grammar_compiler.h"
 #include "json_schema_oracle.h"
@@ -205,6 +206,83 @@ TEST(EngineGrammar, DeviceMasksWithLogprobsSamplesAndRetraction) {
     ++valid;
   }
   EXPECT_GE(valid, 1) << "no output finished within max_tokens";
+}
+
+// tool_choice "auto" with strict tools (the optional call block): on the random model, outputs
+// are free text, and those that open a block (its opener is a token of this vocabulary, on ~20
+// of the 512 ids, so most do) go on with calls whose arguments the tool parser reads back valid.
+TEST(EngineGrammar, OptionalToolCallBlockAfterFreeText) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  auto be = backend::make_cpu_backend(0);
+  auto model = model::Model::load(DS_SOURCE_DIR "/tests/golden/tiny_v32_fp8", *be);
+  EngineConfig cfg;
+  cfg.page_size = 4;
+  cfg.max_total_tokens = 8192;
+  cfg.context_length = 512;
+  cfg.eos_token_ids = {1};
+  auto e = make_engine(cfg, *model, tok);
+  std::vector<std::string> t(512);
+  for (int b = 0; b < 256; ++b) t[size_t(2 + b)] = std::string(1, char(b));
+  const char* pieces[] = {"\n\n<｜DSML｜function_calls>\n", "<｜DSML｜invoke name=\"", "set_alarm\">\n", "\n</｜DSML｜invoke>",
+                          "\n</｜DSML｜function_calls>", "<｜DSML｜parameter name=\"", "hour\" string=\"false\">", "</｜DSML｜parameter>",
+                          "label\" string=\"true\">", "12", "ok", "<function", "\n"};
+  for (size_t i = 0; i + 258 < 512; ++i) t[258 + i] = pieces[i % std::size(pieces)];
+  auto vocab = grammar::TokenTable::from_bytes(std::move(t), {1});
+  const auto schema = grammar::testing::OJson::parse(
+      R"({"type":"object","properties":{"hour":{"type":"integer","minimum":0,"maximum":23},"label":{"enum":["ok","go"]}},
+          "required":["hour"],"additionalProperties":false})");
+  grammar::testing::OJson spec = {{"optional", true}, {"parallel", true},
+                                  {"tools", {{{"name", "set_alarm"}, {"strict", true}, {"parameters", schema}}}}};
+  grammar::GrammarCompiler compiler(vocab);
+  auto g = compiler.compile({grammar::GrammarKind::DsmlToolCalls, spec.dump()});
+
+  Waiter w;
+  const int kRequests = 8;
+  for (int i = 0; i < kRequests; ++i) {
+    GenerateRequest r;
+    r.id = "t" + std::to_string(i);
+    r.prompt = {5, 6, 7, int32_t(20 + i)};
+    r.max_new_tokens = 400;
+    r.sampling.temperature = 1.0f;
+    r.sampling.seed = uint64_t(700 + i);
+    r.grammar.grammar = g;
+    e->submit(r, w.sink(r.id));
+  }
+  int with_calls = 0, calls = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    Result res = w.wait("t" + std::to_string(i));
+    if (res.last.finish_reason == FinishReason::Stop) res.tokens.pop_back();  // EOS
+    std::string text;
+    for (int32_t id : res.tokens) text += vocab->bytes(id);
+    if (res.last.finish_reason != FinishReason::Stop) {
+      EXPECT_EQ(res.last.finish_reason, FinishReason::Length);
+      grammar::GrammarMatcher m(g);
+      EXPECT_TRUE(m.accept_bytes(text)) << "a valid prefix: " << text;
+      continue;
+    }
+    EXPECT_TRUE(grammar::grammar_matches(g, text)) << text;
+    auto parser = chat::make_tool_parser("deepseekv32", {});
+    chat::ToolParseStep a = parser->feed(text), b = parser->finish();
+    std::map<int, std::pair<std::string, std::string>> got;  // index -> name, arguments
+    for (const auto* step : {&a, &b})
+      for (const auto& d : step->calls) {
+        if (d.name) got[d.index].first = *d.name;
+        got[d.index].second += d.arguments;
+      }
+    if (got.empty()) {
+      EXPECT_EQ(text.find("function_calls>"), std::string::npos) << text;
+      continue;
+    }
+    ++with_calls;
+    for (const auto& [index, call] : got) {
+      EXPECT_EQ(call.first, "set_alarm");
+      const auto args = grammar::testing::OJson::parse(call.second);
+      EXPECT_TRUE(grammar::testing::validate(schema, args, schema)) << call.second << "\nfrom\n" << text;
+      ++calls;
+    }
+  }
+  std::printf("%d of %d outputs called the tool (%d calls)\n", with_calls, kRequests, calls);
+  EXPECT_GE(with_calls, 1) << "no output opened a block: the gated path went untested";
 }
 
 }  // namespace

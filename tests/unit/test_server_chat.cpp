@@ -251,6 +251,28 @@ TEST(ServerChat, ToolChoiceNamedNarrowsToolsAndIsValidated) {
   body["tool_choice"] = "auto";
   ASSERT_EQ(h.post("/v1/chat/completions", body)->status, 200);
   EXPECT_TRUE(h.engine.submitted().back().forced.empty());
+  EXPECT_TRUE(h.engine.submitted().back().grammar.empty());
+  // auto with a strict tool: free content (after the reasoning), and a call block, if the model
+  // opens one, under the schemas; no other block opener in the content.
+  Json strict_tools = tools;
+  strict_tools[0]["function"]["strict"] = true;
+  body["tools"] = strict_tools;
+  ASSERT_EQ(h.post("/v1/chat/completions", body)->status, 200);
+  const auto req3 = h.engine.submitted().back();
+  ASSERT_FALSE(req3.grammar.empty());
+  EXPECT_EQ(h.tok.decode(req3.grammar.trigger, false), "</think>");
+  EXPECT_TRUE(grammar::grammar_matches(req3.grammar.grammar, "It is sunny, no tool needed."));
+  EXPECT_TRUE(grammar::grammar_matches(req3.grammar.grammar, "Let me look." + call("get_weather", city)));
+  EXPECT_TRUE(grammar::grammar_matches(req3.grammar.grammar, call("get_time", "")));
+  EXPECT_FALSE(grammar::grammar_matches(
+      req3.grammar.grammar, call("get_weather", "<｜DSML｜parameter name=\"town\" string=\"true\">Paris</｜DSML｜parameter>")));
+  EXPECT_FALSE(grammar::grammar_matches(req3.grammar.grammar, "x<function_calls>y"));
+  // A response_format of the request keeps the whole answer (no call can be written then).
+  body["response_format"] = {{"type", "json_object"}};
+  ASSERT_EQ(h.post("/v1/chat/completions", body)->status, 200);
+  EXPECT_TRUE(grammar::grammar_matches(h.engine.submitted().back().grammar.grammar, "{\"a\": 1}"));
+  body.erase("response_format");
+  body["tools"] = tools;
   body["tool_choice"] = {{"type", "function"}, {"function", {{"name", "get_time"}}}};
 
   body["tool_choice"]["function"]["name"] = "nope";

@@ -129,6 +129,7 @@ class EngineImpl final : public Engine {
   size_t next_group_ = 0;   // the router's turn among equally loaded groups
   int64_t vocab_ = 0;
   StepCancel cancel_;  // stops a step between layers once all its requests are aborted
+  LockStepThreads rank_threads_;  // the threads the ranks' steps run on (engine thread: the first)
 
   // Shared with other threads (mu_).
   std::mutex mu_;
@@ -368,7 +369,7 @@ void EngineImpl::run_step() {
     cfg_.remote->send(sent);
     remote_wait = [this] { cfg_.remote->wait(); };
   }
-  std::vector<std::optional<StepOutput>> res = run_lock_step(steps, remote_wait);
+  std::vector<std::optional<StepOutput>> res = run_lock_step(steps, remote_wait, &rank_threads_);
   double fwd_ms = 0;
   for (const auto& r : res)
     if (r) fwd_ms = std::max(fwd_ms, r->forward_ms);

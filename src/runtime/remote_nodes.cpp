@@ -92,6 +92,7 @@ void RemoteNodes::stop() {
 
 bool serve_steps(dist::Connection& node0, const std::vector<std::vector<ModelRunner*>>& groups) {
   std::string failed;  // after a rank failed the groups are gone: answer every later step with why
+  LockStepThreads threads;
   for (;;) {
     dist::Message m = node0.recv();
     if (m.type == dist::MsgType::Bye) return failed.empty();
@@ -109,7 +110,7 @@ bool serve_steps(dist::Connection& node0, const std::vector<std::vector<ModelRun
         steps[g].runners = groups[g];
         if (!groups[g].empty() && inputs[g]) steps[g].input = std::move(inputs[g]);
       }
-      run_lock_step(steps);
+      run_lock_step(steps, {}, &threads);
       node0.send({dist::MsgType::StepDone, {}});
     } catch (const dist::GroupAborted& e) {
       failed = e.what();

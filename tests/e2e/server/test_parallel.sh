@@ -52,7 +52,8 @@ for layout in "--tp 2" "--tp 2 --ep 2" "--tp 2 --dp 2 --enable-dp-attention" \
     routed=$(jget "$info" '[g["requests_routed"] for g in j["internal_states"][0]["dp_ranks"]]')
     python3 -c "import sys; r=eval(sys.argv[1]); assert len(r)==2 and min(r)>0, r" "$routed" ||
       fail "$layout: requests per DP group: $routed"
-    curl -sf "$BASE_URL/metrics" | grep -q 'dsserve:dp_requests_routed{model_name="m",dp_rank="1"}' ||
+    metrics=$(curl -sf "$BASE_URL/metrics")  # (not piped into grep -q: pipefail would see curl's SIGPIPE)
+    grep -q 'dsserve:dp_requests_routed{model_name="m",dp_rank="1"}' <<<"$metrics" ||
       fail "$layout: no per-DP-rank metrics"
   fi
   # Streaming, and a client that goes away mid-stream: the server goes on serving.

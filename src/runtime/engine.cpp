@@ -111,7 +111,7 @@ class EngineImpl final : public Engine {
   void run_step();
   StepInput make_step(const std::vector<Scheduler::Chunk>& plan, size_t group_ranks);
   void finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutput& res);  // tokens in, outputs out
-  size_t route();  // the DP group a new request joins
+  size_t route(const RequestState& r);  // the DP group a new request joins
   int32_t total_waiting() const;
   std::vector<std::unique_ptr<RequestState>> take_everything();  // running ones first, then the queues
   void accept_token(RequestState& r, SampleResult s);  // appends, checks stops, outputs
@@ -238,7 +238,7 @@ bool EngineImpl::take_pending() {
     flushes.swap(flushes_);
   }
   for (auto& r : inbox) {
-    const size_t g = route();
+    const size_t g = route(*r);
     r->dp_group = int32_t(g);
     ++groups_[g].routed;
     groups_[g].sched->add(std::move(r));
@@ -410,16 +410,30 @@ void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutp
   }
 }
 
-size_t EngineImpl::route() {
+size_t EngineImpl::route(const RequestState& r) {
+  if (groups_.size() == 1) return 0;
   // The least loaded group (running + queued); among equals, the next in turn.
-  size_t best = next_group_ % groups_.size();
+  size_t least = next_group_ % groups_.size();
   auto load = [&](size_t g) { return groups_[g].sched->num_running() + groups_[g].sched->num_waiting(); };
   for (size_t k = 1; k < groups_.size(); ++k) {
     const size_t g = (next_group_ + k) % groups_.size();
-    if (load(g) < load(best)) best = g;
+    if (load(g) < load(least)) least = g;
   }
-  next_group_ = best + 1;
-  return best;
+  // Prefix-aware (sgl-router's cache-aware policy, simplified): the group whose radix cache holds the
+  // longest prefix of the prompt, when that is at least a page and the group is not much busier than the
+  // least loaded one (balance first when it is).
+  size_t cached = least;
+  int64_t longest = 0;
+  const auto prompt = std::span<const int32_t>(r.tokens).first(r.tokens.size() - 1);
+  for (size_t g = 0; g < groups_.size(); ++g)
+    if (const RadixCache* c = groups_[g].sched->cache()) {
+      const int64_t n = c->cached_prefix_tokens(prompt);
+      if (n > longest) longest = n, cached = g;
+    }
+  const int32_t slack = std::max<int32_t>(4, load(least) / 4);
+  if (longest >= cfg_.page_size && load(cached) <= load(least) + slack) return cached;
+  next_group_ = least + 1;
+  return least;
 }
 
 int32_t EngineImpl::total_waiting() const {

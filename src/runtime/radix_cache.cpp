@@ -93,6 +93,23 @@ RadixCache::MatchResult RadixCache::match_prefix(std::span<const int32_t> tokens
   return r;
 }
 
+int64_t RadixCache::cached_prefix_tokens(std::span<const int32_t> tokens) const {
+  const size_t full = tokens.size() / page_size_ * page_size_;
+  const Node* node = root_.get();
+  size_t pos = 0;
+  while (pos < full) {
+    PageKey key(tokens.begin() + pos, tokens.begin() + pos + page_size_);
+    auto it = node->children.find(key);
+    if (it == node->children.end()) break;
+    const Node* child = it->second.get();
+    const size_t n = matching_pages(child->tokens, tokens.subspan(pos, full - pos), page_size_);
+    pos += n * page_size_;
+    if (n < child->pages.size()) break;
+    node = child;
+  }
+  return static_cast<int64_t>(pos);
+}
+
 RadixCache::InsertResult RadixCache::insert(std::span<const int32_t> tokens, std::span<const int32_t> pages) {
   const size_t num_pages = tokens.size() / page_size_;
   DS_CHECK(pages.size() >= num_pages, "RadixCache::insert: {} tokens need {} whole pages, got {} pages",

@@ -49,6 +49,10 @@ class RadixCache {
   // logits for the last prompt token pass tokens without it, so at least one token is computed.
   MatchResult match_prefix(std::span<const int32_t> tokens);
 
+  // How many leading tokens of `tokens` are cached, in whole pages, without touching anything (no LRU
+  // mark, no node split, no hit-rate count): what a router asks before choosing a cache.
+  int64_t cached_prefix_tokens(std::span<const int32_t> tokens) const;
+
   // Caches the whole pages of `tokens` (a partial last page is not cached); `pages` is the caller's
   // page table and must cover at least those whole pages. Takes a reference on newly cached pages.
   InsertResult insert(std::span<const int32_t> tokens, std::span<const int32_t> pages);

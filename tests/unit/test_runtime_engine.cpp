@@ -453,3 +453,32 @@ TEST_F(EngineTest, Fp8PagesBatchedRetractedAndPrefixCached) {
   EXPECT_EQ(a.tokens, b.tokens);
   EXPECT_EQ(a.tokens, reference_greedy(p, 4, DType::F8_E4M3));
 }
+
+// Data parallelism without DP attention (two replicas of one rank): requests spread over the groups,
+// the same greedy outputs as one runner, and a prompt whose prefix one group has cached goes to it.
+TEST_F(EngineTest, DataParallelGroupsRouteByLoadAndCachedPrefix) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  RunnerConfig rc;
+  rc.num_pages = 512 / 4;
+  rc.page_size = 4;
+  ModelRunner r0(rc, *model_), r1(rc, *model_);
+  auto e = make_dp_engine(config(), {{&r0}, {&r1}}, tok);
+  Collector c;
+  const auto long_prompt = prompt_of(7, 24);
+  e->submit(greedy("a", long_prompt, 4), c.sink("a"));
+  EXPECT_EQ(c.wait("a").tokens, reference_greedy(long_prompt, 4));
+  auto again = long_prompt;
+  again.push_back(42);
+  // In turn this would be the other group; its first 24 tokens are cached where "a" ran.
+  e->submit(greedy("c", again, 3), c.sink("c"));
+  auto rc_ = c.wait("c");
+  EXPECT_EQ(rc_.tokens, reference_greedy(again, 3));
+  EXPECT_GE(rc_.last.cached_tokens, 20);
+  e->submit(greedy("b", prompt_of(8, 9), 4), c.sink("b"));  // nothing cached anywhere: the group in turn
+  EXPECT_EQ(c.wait("b").tokens, reference_greedy(prompt_of(8, 9), 4));
+  const EngineStats s = e->stats();
+  ASSERT_EQ(s.dp_groups.size(), 2u);
+  EXPECT_EQ(s.dp_groups[0].requests_routed, 2);  // "a" and "c"
+  EXPECT_EQ(s.dp_groups[1].requests_routed, 1);  // "b"
+  EXPECT_EQ(s.requests_total, 3);
+}

@@ -285,3 +285,19 @@ TEST(RadixCache, RandomizedInvariants) {
     EXPECT_GT(refused, 0);
   }
 }
+
+// The router's question: the same answer as match_prefix, and nothing changes (no split, no counts).
+TEST(RadixCache, CachedPrefixTokensPeeksWithoutTouching) {
+  PagePool pool(16, 2);
+  RadixCache cache(pool);
+  cache.insert(seq(0, 8), *pool.allocate(4));
+  auto diverging = seq(0, 8);
+  diverging[5] = 999;  // inside the third page: a match would split the node there
+  const int64_t queried = cache.queried_tokens();
+  EXPECT_EQ(cache.cached_prefix_tokens(seq(0, 8)), 8);
+  EXPECT_EQ(cache.cached_prefix_tokens(seq(0, 7)), 6);
+  EXPECT_EQ(cache.cached_prefix_tokens(diverging), 4);
+  EXPECT_EQ(cache.cached_prefix_tokens(seq(50, 8)), 0);
+  EXPECT_EQ(cache.queried_tokens(), queried);  // no hit-rate count
+  EXPECT_EQ(cache.match_prefix(diverging).num_tokens, 4);  // what a real match says
+}

@@ -24,6 +24,9 @@ void register_bench_model(CLI::App* bench) {
   cmd->add_option("--tp,--tp-size", f->tp, "tensor-parallel ranks: GPUs 0..N-1 (or N CPU ranks); per-rank times")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--ep,--ep-size", f->ep, "1, or --tp: whole experts per rank")->check(CLI::Range(1, 64));
+  cmd->add_option("--dp,--dp-size", f->dp,
+                  "DP attention groups inside the --tp ranks (serve's --dp N --enable-dp-attention); each decodes --batch")
+      ->check(CLI::Range(1, 64));
   cmd->add_option("--batch", f->batches, "comma-separated decode batch sizes ('' for none)");
   cmd->add_option("--context", f->context, "cached tokens per decoding sequence")->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--steps", f->steps, "measured decode steps")->check(CLI::Range(1, 100000));
@@ -48,6 +51,8 @@ void register_bench_model(CLI::App* bench) {
   cmd->callback([f] {
     init_logging(f->log_level);
     DS_CHECK(f->ep == 1 || f->ep == f->tp, "--ep must be 1 or equal to --tp (got ep {}, tp {})", f->ep, f->tp);
+    DS_CHECK(f->dp >= 1 && f->tp % f->dp == 0, "--dp {} must divide --tp {} (DP attention groups inside the ranks)",
+             f->dp, f->tp);
     if (f->tp == 1) return perf::run_model_bench(*f, make_backend(f->device, 0, f->threads));
     const ReplicaFlags rf{f->device, f->threads, 0, 1};
     std::vector<std::unique_ptr<backend::Backend>> bes;
@@ -57,7 +62,14 @@ void register_bench_model(CLI::App* bench) {
       raw.push_back(bes.back().get());
     }
     auto groups = make_rank_groups(f->device, raw);
-    perf::run_model_bench_tp(*f, std::move(bes), std::move(groups));
+    std::vector<std::unique_ptr<dist::Group>> attn;  // each DP group's ranks (DP attention), when more than one
+    const int per = f->tp / f->dp;
+    if (f->dp > 1 && per > 1)
+      for (int g = 0; g < f->dp; ++g)
+        for (auto& h : make_rank_groups(f->device, std::vector<backend::Backend*>(raw.begin() + g * per,
+                                                                                  raw.begin() + (g + 1) * per)))
+          attn.push_back(std::move(h));
+    perf::run_model_bench_tp(*f, std::move(bes), std::move(groups), std::move(attn));
   });
 }
 

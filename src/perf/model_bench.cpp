@@ -127,11 +127,16 @@ DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& 
       in.batch.seqs.push_back(std::move(sc));
     }
     in.sample = greedy.slots(size_t(batch));
+    if (s.dp > 1) {  // every group brings the same batch (the engine would pad them to one bucket anyway)
+      in.batch.dp_tokens.assign(size_t(s.dp), batch);
+      in.batch.dp_decode_bs = batch;
+    }
     DS_CHECK(int64_t(context) + step + 1 <= int64_t(cache.pages_per_seq) * cache.kv.page_size,
              "decode cache too small for step {}", step);
     ++step;
     return in;
   };
+  if (s.dp > 1 && s.cuda_graph_max_bs > 0) runner.record_graphs(batch, context + s.warmup + s.steps + 2);
   for (int i = 0; i < s.warmup; ++i) check_drawn(runner.run(make_step()), "decode warm-up");
 
   DecodeResult r;

@@ -39,6 +39,9 @@ struct DecodeSetup {
   bool profile = false;
   double sync_s = 0;  // MeteredBackend::synchronize()'s own cost, taken off profiled ops
   int32_t cuda_graph_max_bs = 0;  // the runner records (lazily: in the warm-up) steps of up to this batch
+  // DP attention (model cut with dp > 1): every one of the dp groups decodes `batch` sequences in the same
+  // steps; graphs are recorded before the warm-up, by every rank at once (never lazily under DP).
+  int dp = 1;
 };
 
 // KV pools for `batch` sequences of `context` cached tokens, each on its own pages, with room for

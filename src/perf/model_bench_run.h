@@ -19,6 +19,7 @@ struct ModelBenchOptions {
   int64_t num_layers = 0, chunk = 8192, copy_mib = 0;
   uint64_t seed = 0;
   int tp = 1, ep = 1;  // tensor-parallel ranks (perf/model_bench_tp.h); ep == tp: whole experts per rank
+  int dp = 1;          // DP attention groups inside the tp ranks (--dp N --enable-dp-attention's layout)
   int context = 4096, steps = 10, warmup = 3, threads = 0, page_size = 64, extrapolate_to = 0,
       cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs;
   double hbm_gbs = 0, peak_tflops = 989;

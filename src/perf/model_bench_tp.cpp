@@ -46,9 +46,14 @@ auto on_ranks(std::vector<std::unique_ptr<dist::Group>>& groups, F fn) {
 }  // namespace
 
 void run_model_bench_tp(const ModelBenchOptions& f, std::vector<std::unique_ptr<backend::Backend>> backends,
-                        std::vector<std::unique_ptr<dist::Group>> groups) {
+                        std::vector<std::unique_ptr<dist::Group>> groups,
+                        std::vector<std::unique_ptr<dist::Group>> attn_groups) {
   const int n = int(backends.size());
   DS_CHECK(n >= 2 && int(groups.size()) == n, "bench model --tp: {} backends and {} groups", n, groups.size());
+  DS_CHECK(f.dp >= 1 && n % f.dp == 0, "bench model: --dp {} must divide --tp {}", f.dp, n);
+  DS_CHECK(f.dp == 1 || f.prefill.empty(), "bench model --dp: decode only (pass --prefill '')");
+  DS_CHECK(f.dp == 1 || n / f.dp == 1 || int(attn_groups.size()) == n, "bench model --dp: {} attention group handles for {} ranks",
+           attn_groups.size(), n);
   DS_CHECK(f.model_path.empty() != f.preset.empty(), "give one of --model-path and --preset");
   DS_CHECK(f.extrapolate_to == 0 && !f.profile, "bench model --tp: --extrapolate-to and --profile run with --tp 1 only");
   std::vector<std::unique_ptr<MeteredBackend>> be;
@@ -67,7 +72,11 @@ void run_model_bench_tp(const ModelBenchOptions& f, std::vector<std::unique_ptr<
   on_ranks(groups, [&](int r) {
     MeteredBackend& b = *be[size_t(r)];
     b.make_current();
-    const model::TensorParallel tp{r, n, f.ep > 1, groups[size_t(r)].get()};
+    model::TensorParallel tp{r, n, f.ep > 1, groups[size_t(r)].get()};
+    if (f.dp > 1) {
+      tp.dp = f.dp;
+      tp.attn_group = n / f.dp > 1 ? attn_groups[size_t(r)].get() : nullptr;
+    }
     model::ModelWeights w;
     if (!f.model_path.empty()) {
       auto ckpt = model::Checkpoint::open(f.model_path);
@@ -78,10 +87,11 @@ void run_model_bench_tp(const ModelBenchOptions& f, std::vector<std::unique_ptr<
     models[size_t(r)] = std::make_unique<model::Model>(cfg, std::move(w), b, model::ModelOptions{}, tp);
     return 0;
   });
-  fmt::print("model: {}; {} layers over {} ranks ({}); weights per rank {:.2f} GB ({} backend), loaded in {:.1f} s\n",
+  fmt::print("model: {}; {} layers over {} ranks ({}{}); weights per rank {:.2f} GB ({} backend), loaded in {:.1f} s\n",
              f.model_path.empty() ? "preset " + f.preset + ", random weights" : f.model_path, cfg.num_hidden_layers, n,
-             f.ep > 1 ? "tensor + expert parallel" : "tensor parallel", be[0]->loaded_weight_bytes() / 1e9, be[0]->name(),
-             load_timer.seconds());
+             f.ep > 1 ? "tensor + expert parallel" : "tensor parallel",
+             f.dp > 1 ? fmt::format(", DP attention x {}: every group decodes --batch sequences", f.dp) : "",
+             be[0]->loaded_weight_bytes() / 1e9, be[0]->name(), load_timer.seconds());
 
   // ---- the ceiling each rank's bytes are held against (rank 0's device; all ranks are the same kind)
   double bw = f.hbm_gbs * 1e9;
@@ -98,6 +108,7 @@ void run_model_bench_tp(const ModelBenchOptions& f, std::vector<std::unique_ptr<
   ds.page_size = f.page_size;
   ds.seed = f.seed + 1;
   ds.cuda_graph_max_bs = f.cuda_graph_max_bs;
+  ds.dp = f.dp;
   const bool host_timed = groups[0]->name() == "local";
 
   int failures = 0;
@@ -128,7 +139,9 @@ void run_model_bench_tp(const ModelBenchOptions& f, std::vector<std::unique_ptr<
                                                          groups[size_t(r)]->seconds_in_collectives() * 1e3 / total_steps)
                                            : "");
       }
-      fmt::print("batch {:>4}: step {:.3f} ms (slowest rank), {:.1f} tok/s{}\n", b, slowest, 1e3 * double(b) / slowest,
+      const double tokens = double(b) * f.dp;  // every DP group decodes b sequences
+      fmt::print("batch {:>4}{}: step {:.3f} ms (slowest rank), {:.1f} tok/s{}\n", b,
+                 f.dp > 1 ? fmt::format(" per DP group ({} in all)", b * f.dp) : "", slowest, 1e3 * tokens / slowest,
                  per_rank);
       std::fflush(stdout);
     } catch (const std::exception& e) {

@@ -13,7 +13,10 @@
 namespace ds::perf {
 
 // backends[r] and groups[r] belong to rank r. --extrapolate-to and --profile are refused with --tp.
+// f.dp > 1: DP attention; attn_groups[r] is rank r's handle of its DP group (groups of tp / dp
+// consecutive ranks; empty when those have one rank). Decode only.
 void run_model_bench_tp(const ModelBenchOptions& f, std::vector<std::unique_ptr<backend::Backend>> backends,
-                        std::vector<std::unique_ptr<dist::Group>> groups);
+                        std::vector<std::unique_ptr<dist::Group>> groups,
+                        std::vector<std::unique_ptr<dist::Group>> attn_groups = {});
 
 }  // namespace ds::perf

@@ -75,6 +75,14 @@ grep -q "preset tiny, random weights" "$out/a.txt" || fail "weights source not n
 awk '/^  rank/ { if ($3 + 0 <= 0) exit 1 }' "$out/tp.txt" || fail "a rank's step time is not positive"
 grep -q "over 2 ranks (tensor + expert parallel)" "$out/tp.txt" || fail "layout not named"
 grep -qE "^ +20 tokens: [0-9.]+ s" "$out/tp.txt" || fail "no prefill line with --tp 2"
+# --tp 4 --dp 2 (DP attention: two groups of two ranks, the MoE exchanged over all four): every rank's
+# line, both groups' tokens counted.
+"$BIN" bench model --model-path "$SRC/tests/golden/tiny_v32_fp8" "${common[@]}" --tp 4 --dp 2 --batch 2 \
+  --context 20 --warmup 1 --prefill '' >"$out/dp.txt"
+[ "$(grep -cE '^  rank [0-3]: [0-9.]+ ms, [0-9.]+ GB, [0-9.]+x, collectives [0-9.]+ ms' "$out/dp.txt")" = 4 ] ||
+  fail "bench model --tp 4 --dp 2: expected 4 ranks: $(cat "$out/dp.txt")"
+grep -q "DP attention x 2" "$out/dp.txt" && grep -q "per DP group (4 in all)" "$out/dp.txt" ||
+  fail "bench model --dp: layout or token count not named: $(cat "$out/dp.txt")"
 if msg=$("$BIN" bench model --model-path "$SRC/tests/golden/tiny_v32_fp8" "${common[@]}" --tp 3 --batch 1 --prefill '' 2>&1); then
   fail "--tp 3 of 4 heads accepted"
 fi

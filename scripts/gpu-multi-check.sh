@@ -7,7 +7,8 @@
 #      --tp 2 over two "nodes" (two processes on this machine, GPU 0 and GPU 1: NCCL across processes,
 #      the multi-node path): greedy /generate of 4 prompts x 128 tokens must be identical to one GPU in
 #      exact GEMM mode; in fast mode the agreement is reported.
-#   3. bench serving (random 256/256) at concurrency 1 and 64 for one GPU, --tp 2 and DP attention.
+#   3. bench serving (random 256/256) at concurrency 1 and 64 for one GPU, --tp 2 and DP attention;
+#      bench model (4 full-width layers) with --tp 2, --tp 2 --dp 2, --tp 2 --ep 2 --dp 2.
 # Logs in $OUT (at most 8 files come back); a summary last. NCCL_NVLS_ENABLE=0 as the device notes say.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -89,5 +90,13 @@ else
   status=1
 fi
 wait $N1 || { echo "node 1 exited non-zero"; tail -5 "$LOG/node1.log"; status=1; }
+# The model step over two GPUs: --tp 2 and DP attention, full-width layers, per-rank times.
+export DSSERVE_CUDA_GEMM=fast
+for layout in "--tp 2" "--tp 2 --dp 2" "--tp 2 --ep 2 --dp 2"; do
+  echo "== bench model $layout"
+  # shellcheck disable=SC2086
+  timeout 200 $DS bench model --preset full-width --num-layers 4 --device cuda $layout --batch 1,32 --context 4096 \
+    --prefill '' --steps 10 --warmup 3 2>&1 | grep -E "^(batch|  rank|HBM|model)" | tee -a "$LOG/bench-model.txt"
+done
 echo "== gpu-multi-check: gpu_dist_check $( [ $dist = 0 ] && echo pass || echo FAIL ), serving $( [ $status = 0 ] && echo pass || echo FAIL )"
 [ $dist = 0 ] && [ $status = 0 ]

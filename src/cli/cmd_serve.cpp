@@ -341,7 +341,8 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   const runtime::ParallelConfig parallel = parallel_config(flags);
   ReplicaFlags rf{flags.device, flags.threads, flags.base_gpu_id, flags.gpu_id_step};
   std::unique_ptr<NodeSet> nodes;
-  if (flags.nnodes > 1) nodes = std::make_unique<NodeSet>(NodeFlags{flags.nnodes, flags.node_rank, flags.dist_init_addr}, parallel);
+  if (flags.nnodes > 1)
+    nodes = std::make_unique<NodeSet>(NodeFlags{flags.nnodes, flags.node_rank, flags.dist_init_addr}, parallel);
   runtime::Replica replica = nodes ? nodes->load(model_path, rf) : load_serving_replica(model_path, parallel, rf);
   const std::vector<int64_t>& device_free_before = replica.free_before;
   backend::Backend& backend0 = replica.models[0]->backend();
@@ -390,7 +391,12 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   }
   if (nodes)  // every node's pool is the same: the tightest node decides
     std::tie(kin.available_bytes, kin.reserved_bytes) = nodes->tightest_memory(kin.available_bytes, kin.reserved_bytes);
-  kin.max_running_requests = flags.max_running_requests;
+  // Under DP attention the groups share --max-running-requests (SGLang divides it the same way); replicas
+  // (--dp without it) each take the whole. Each group's pool is planned for its own share.
+  const int32_t dp_groups = parallel.world_size() / replica.group_size;
+  const int32_t running_per_group =
+      parallel.dp_attention ? std::max(1, flags.max_running_requests / dp_groups) : flags.max_running_requests;
+  kin.max_running_requests = running_per_group;
   kin.context_length = context_length;
   kin.page_size = flags.page_size;
   runtime::KvPlan plan = runtime::plan_kv_pool(kin);
@@ -398,11 +404,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   runtime::EngineConfig ec;
   ec.page_size = flags.page_size;
   ec.max_total_tokens = plan.tokens;  // per DP group: each keeps the KV of its own requests
-  // Under DP attention the groups share --max-running-requests (SGLang divides it the same way); replicas
-  // (--dp without it) each take the whole.
-  const int32_t dp_groups = parallel.world_size() / replica.group_size;
-  ec.max_running_requests =
-      parallel.dp_attention ? std::max(1, flags.max_running_requests / dp_groups) : flags.max_running_requests;
+  ec.max_running_requests = running_per_group;
   ec.max_queued_requests = flags.max_queued_requests;
   ec.chunked_prefill_size = flags.chunked_prefill_size;
   ec.max_prefill_tokens = flags.max_prefill_tokens;
@@ -487,7 +489,8 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   spdlog::info("  KV pool: {} ({} cache){}", plan.why, runtime::kv_cache_dtype_label(kv_dtype),
                dp_groups > 1 ? fmt::format(", one per DP group x {}", dp_groups) : "");
   spdlog::info("  context length {}, max running requests {}{}, chunked prefill {}, radix cache {}, schedule {}",
-               context_length, ec.max_running_requests, dp_groups > 1 ? " per DP group" : "", ec.chunked_prefill_size, ec.enable_radix_cache ? "on" : "off",
+               context_length, ec.max_running_requests, dp_groups > 1 ? " per DP group" : "", ec.chunked_prefill_size,
+               ec.enable_radix_cache ? "on" : "off",
                flags.schedule_policy);
   spdlog::info("  max queued requests {}, connection limit {}, shutdown timeout {} s", ec.max_queued_requests,
                ho.max_connections, flags.shutdown_timeout);

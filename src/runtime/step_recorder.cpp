@@ -47,8 +47,8 @@ int32_t StepRecorder::context_bucket(int32_t ctx, int32_t max_positions) {
 }
 
 bool StepRecorder::eligible(ForwardMode mode, const ForwardBatch& batch) const {
-  if (batch.want_hidden || m_.options().attention != model::AttentionForm::Absorbed) return false;  // the
-  // expanded form uploads per step
+  // (The expanded attention form uploads per step: never recorded.)
+  if (batch.want_hidden || m_.options().attention != model::AttentionForm::Absorbed) return false;
   if (!batch.dp_tokens.empty()) {  // DP attention: the engine decided for every group at once
     if (batch.dp_decode_bs < 1 || batch.dp_decode_bs > max_bs_) return false;
     return batch.seqs.empty() || (int32_t(batch.seqs.size()) <= batch.dp_decode_bs &&
@@ -96,7 +96,8 @@ StepRecorder::Padded StepRecorder::pad(ForwardMode mode, const ForwardBatch& bat
     // DP attention: every group pads to the bucket of the largest group's batch (an idle group is all
     // padding), so every rank's exchanges carry the same rows, recorded or not.
     const int32_t b = batch_bucket(batch.dp_decode_bs, max_bs_);
-    if (batch.seqs.empty()) return synthetic(ForwardMode::Decode, 1, b, context_bucket(1, max_positions(m_)), cache.page_size);
+    if (batch.seqs.empty())
+      return synthetic(ForwardMode::Decode, 1, b, context_bucket(1, max_positions(m_)), cache.page_size);
     ForwardBatch own = batch;
     own.dp_tokens.clear();
     Padded p = pad(ForwardMode::Decode, own, cache, b);

@@ -4,8 +4,8 @@
 // hands it to its runners; it never touches Model, Backend or logits itself.
 //
 // One runner per device. With tensor parallelism every rank's runner runs the same step in lock step
-// (the collectives are inside the backend's ops) and the ranks draw the same tokens; the engine reads
-// rank 0's (RunnerGroup).
+// (the collectives are inside the backend's ops; runtime/lock_step.h runs them) and the ranks draw the
+// same tokens; the engine reads the first rank's of each DP group.
 #pragma once
 #include <cstdint>
 #include <functional>

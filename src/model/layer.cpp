@@ -10,6 +10,19 @@ namespace ds::model {
 
 using backend::RopeLayout;
 
+namespace {
+
+// True when the top-k would select every earlier key of every query of the step (each context fits in
+// topk): then indexer_topk's rows equal causal_index's (positions 0..p ascending, -1 padded, the same
+// width min(topk, context_width) = context_width), so the query projection, the weights, the scores and
+// the top-k can be skipped. Decided from context_width, which is the padded max_context of a recorded
+// step: every replay of a context bucket takes the branch it was recorded with (a bucket above topk keeps
+// the full path even when its contexts are short). A step mixing short and long sequences keeps the
+// full path (the backends skip the scores of short queries where they can).
+bool selects_every_key(const backend::AttnBatch& ab, int64_t topk) { return backend::context_width(ab) <= topk; }
+
+}  // namespace
+
 Tensor Model::layer_forward(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, Tensor& residual,
                             const Tensor* pending) const {
   const float eps = float(cfg_.rms_norm_eps);
@@ -84,16 +97,15 @@ Tensor Model::indexer(const AttentionWeights& a, int64_t layer, const Step& st, 
   const int64_t Hi = cfg_.index_n_heads, Di = cfg_.index_head_dim, Dr = cfg_.qk_rope_head_dim;
   const auto& pos = st.ab.pos_of_token;
   // Indexer heads are [rope | rest] and rotate in the half-split layout (unlike MLA).
-  Tensor qi = be_.linear(q_lat, a.idx_wq_b);
-  be_.rope(qi, 0, Di, Hi, Dr, pos, rope_, RopeLayout::HalfSplit);
   Tensor ki = be_.layernorm(be_.linear(h, a.idx_wk), a.idx_k_norm_w, a.idx_k_norm_b, 1e-6f);
   be_.rope(ki, 0, Di, 1, Dr, pos, rope_, RopeLayout::HalfSplit);
-  if (opts_.indexer == IndexerMode::Fp8) {
-    be_.hadamard_fp8_round(qi, Di);
-    be_.hadamard_fp8_round(ki, Di);
-  }
+  if (opts_.indexer == IndexerMode::Fp8) be_.hadamard_fp8_round(ki, Di);
   // Keys are cached for every token, also while contexts are short enough to need no selection.
   cache.write_index_key(be_, layer, ki, st.slots);
+  if (selects_every_key(st.ab, cfg_.index_topk)) return be_.causal_index(st.ab);
+  Tensor qi = be_.linear(q_lat, a.idx_wq_b);
+  be_.rope(qi, 0, Di, Hi, Dr, pos, rope_, RopeLayout::HalfSplit);
+  if (opts_.indexer == IndexerMode::Fp8) be_.hadamard_fp8_round(qi, Di);
   Tensor w = be_.linear(h, a.idx_weights_proj);
   be_.scale_inplace(w, float(1.0 / std::sqrt(double(Hi)) / std::sqrt(double(Di))));
   return be_.indexer_topk(qi, w, cache.index_k[layer], st.ab, Hi, Di, cfg_.index_topk);

@@ -16,6 +16,7 @@
 #include "model/make_model.h"
 #include "model/model.h"
 #include "model/random_weights.h"
+#include "model/step.h"
 #include "runtime/step_recorder.h"
 #include "util/npy.h"
 
@@ -455,6 +456,64 @@ void check_step_graphs_demo(bool lazy) {
   Model me(cfg, w, *be, ModelOptions{});
   run_graph_steps("demo widths fast", *be, mg, me, {600, 530, 100, 40, 1000, 5}, 32, 64, 5e-2, lazy);
 }
+
+// The dense short-context path (model/layer.cpp) at the demo widths (tensor-core indexer and sparse MLA,
+// index_topk 512): a prefill of 3 sequences within index_topk, then 40 decodes whose contexts cross it.
+// Each step runs as it comes (dense while every context fits) and forced onto the full path (capped at
+// max_context 1024: scores and top-k for every query), each on its own cache. The selections are equal
+// (gpu_ops_check: indexer_topk = causal_index there), so only the index rows' width differs.
+void check_dense_context(GemmMode mode) {
+  MakeModelOptions mo;
+  mo.preset = "demo";
+  mo.num_layers = 2;
+  ModelConfig cfg = preset_config(mo);
+  backend::cuda::CudaOptions o;
+  o.poison = true;
+  o.gemm = mode;
+  auto be = backend::cuda::make_cuda_backend(o);
+  Model m(cfg, random_weights(cfg, *be, 5), *be, ModelOptions{});
+  const int32_t page = 64, pages_per_seq = 9, decodes = 40;
+  const std::vector<int32_t> prompts = {480, 200, 64};
+  auto dense_cache = m.make_cache(pages_per_seq * 3, page, DType::BF16);
+  auto full_cache = m.make_cache(pages_per_seq * 3, page, DType::BF16);
+  const int64_t V = cfg.vocab_size;
+  std::vector<ForwardBatch> steps(1);
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    SequenceChunk sc;
+    for (int32_t k = 0; k < prompts[s]; ++k) sc.tokens.push_back(int32_t(rng()() % uint32_t(V)));
+    for (int32_t p = 0; p < pages_per_seq; ++p) sc.page_table.push_back(int32_t(s) * pages_per_seq + p);
+    steps[0].seqs.push_back(sc);
+  }
+  for (int d = 0; d < decodes; ++d) {
+    ForwardBatch fb;
+    for (size_t s = 0; s < prompts.size(); ++s) {
+      SequenceChunk sc;
+      sc.tokens = {int32_t(rng()() % uint32_t(V))};
+      sc.start_pos = prompts[s] + d;
+      sc.page_table = steps[0].seqs[s].page_table;
+      fb.seqs.push_back(sc);
+    }
+    steps.push_back(fb);
+  }
+  int dense_steps = 0;
+  auto run = [&](const ForwardBatch& fb, KVCache& cache, int32_t cap) {
+    StepLayout st = m.layout(fb, cache);
+    st.ab.max_context = cap;
+    dense_steps += backend::context_width(st.ab) <= cfg.index_topk;
+    StepBinding bound(*be, st);
+    return be->to_host_f32(m.step_logits(st, cache));
+  };
+  double e = 0;
+  for (const auto& fb : steps) {
+    const Tensor dense = run(fb, dense_cache, 0), full = run(fb, full_cache, 1024);
+    e = std::max(e, dense.numel() == full.numel() ? max_rel(dense.f32(), full.f32(), full.numel()) : INFINITY);
+  }
+  // Prefill (contexts <= 480) and the decodes up to context 512 are dense: 1 + 32 of the 41 steps.
+  const char* mname = mode == GemmMode::Exact ? "exact" : "fast";
+  record("dense context = full path", fmt::format("demo widths {}, {} of {} steps dense", mname, dense_steps,
+                                                  steps.size()),
+         dense_steps == 33 ? e : INFINITY, mode == GemmMode::Exact ? 1e-4 : 5e-2);
+}
 }  // namespace
 
 int main() {
@@ -467,6 +526,8 @@ int main() {
     check_step_graphs(GemmMode::Fast, /*lazy=*/false);
     check_step_graphs_demo(/*lazy=*/true);
     check_step_graphs_demo(/*lazy=*/false);
+    check_dense_context(GemmMode::Exact);
+    check_dense_context(GemmMode::Fast);
     return summary("gpu_model_check") ? 1 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_model_check: error: %s\n", e.what());

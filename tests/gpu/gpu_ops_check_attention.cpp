@@ -144,6 +144,19 @@ void check_mla() {
   Tensor ci = g_gpu->to_host(g_gpu->causal_index(sc.ab)), cc = g_cpu->causal_index(sc.ab);
   const bool same = ci.numel() == cc.numel() && std::equal(cc.i32(), cc.i32() + cc.numel(), ci.data<int32_t>());
   record("causal_index", "3 seqs, 78 tokens", same ? 0.0 : 1.0, 0.0);
+  // Where every context fits in topk, the indexer's rows are the causal index's (the model's dense
+  // short-context path relies on it): also for a step capped at a max_context <= topk.
+  for (int32_t cap : {0, 128}) {
+    backend::AttnBatch ab = sc.ab;
+    ab.max_context = cap;
+    Tensor q = randn({sc.T, 4 * 32}), w = randn({sc.T, 4}, 0.1f), kp = randn({sc.rows, 32});
+    Tensor sel = g_gpu->to_host(g_gpu->indexer_topk(up(q), up(w), up(kp), ab, 4, 32, 128));
+    Tensor all = g_gpu->to_host(g_gpu->causal_index(ab));
+    const bool eq = sel.numel() == all.numel() &&
+                    std::equal(all.data<int32_t>(), all.data<int32_t>() + all.numel(), sel.data<int32_t>());
+    record("indexer_topk = causal_index", fmt::format("contexts <= topk 128, max_context {} (bitwise)", cap),
+           eq ? 0.0 : 1.0, 0.0);
+  }
   // weight absorption
   for (DType dt : {DType::F8_E4M3, DType::BF16})
     for (auto [H, Dn, Dv, Dl] : std::vector<std::array<int64_t, 4>>{{4, 32, 32, 64}, {16, 128, 128, 512}})

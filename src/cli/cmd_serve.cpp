@@ -344,7 +344,6 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   if (flags.nnodes > 1)
     nodes = std::make_unique<NodeSet>(NodeFlags{flags.nnodes, flags.node_rank, flags.dist_init_addr}, parallel);
   runtime::Replica replica = nodes ? nodes->load(model_path, rf) : load_serving_replica(model_path, parallel, rf);
-  const std::vector<int64_t>& device_free_before = replica.free_before;
   backend::Backend& backend0 = replica.models[0]->backend();
   const model::Model& model0 = *replica.models[0];
   const auto& mc = model0.config();
@@ -376,19 +375,15 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
     // As SGLang: the fraction covers weights + KV of the memory free at start; the weights are in. All
     // ranks get the same pool (one scheduler plans for all): the tightest rank decides.
     kin.mem_fraction = flags.mem_fraction_static > 0 ? flags.mem_fraction_static : kCudaDefaultMemFraction;
-    kin.available_bytes = INT64_MAX;
-    for (int r = 0; r < replica.size(); ++r) {
-      const int64_t before = device_free_before[size_t(r)];
-      kin.available_bytes = std::min(kin.available_bytes, before);
-      kin.reserved_bytes = std::max(kin.reserved_bytes, before - replica.models[size_t(r)]->backend().free_device_memory());
-    }
     kin.memory_name = "free GPU memory";
   } else {
     // CPU ranks share the host's memory: each keeps a pool of its own.
     kin.mem_fraction = flags.mem_fraction_static > 0 ? flags.mem_fraction_static : kCpuDefaultMemFraction;
-    kin.available_bytes = runtime::available_host_memory() / replica.size();
     kin.memory_name = replica.size() > 1 ? "available RAM per rank" : "available RAM";
   }
+  const RankMemory mem = replica_memory(replica, flags.device);
+  kin.available_bytes = mem.available;
+  kin.reserved_bytes = mem.reserved;
   if (nodes)  // every node's pool is the same: the tightest node decides
     std::tie(kin.available_bytes, kin.reserved_bytes) = nodes->tightest_memory(kin.available_bytes, kin.reserved_bytes);
   // Under DP attention the groups share --max-running-requests (SGLang divides it the same way); replicas
@@ -422,18 +417,8 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   rc.cuda_graph_max_bs = flags.disable_cuda_graph ? 0 : flags.cuda_graph_max_bs;
   rc.cuda_graph_lazy = flags.cuda_graph_lazy;
   const std::string backend_name = backend0.name();
-  std::vector<std::unique_ptr<runtime::ModelRunner>> runners;
-  std::vector<runtime::ModelRunner*> runner_ptrs;
-  std::vector<std::vector<runtime::ModelRunner*>> runner_groups(static_cast<size_t>(dp_groups));
-  for (int i = 0; i < replica.size(); ++i) {  // this node's ranks (all of them on one node)
-    rc.parallel = parallel;
-    rc.parallel.rank = replica.first_rank + i;
-    rc.parallel.device_index = gpu_of_rank(rf, i);
-    runners.push_back(std::make_unique<runtime::ModelRunner>(rc, std::move(replica.backends[size_t(i)]),
-                                                             std::move(replica.models[size_t(i)])));
-    runner_ptrs.push_back(runners.back().get());
-    runner_groups[size_t(rc.parallel.rank / replica.group_size)].push_back(runners.back().get());
-  }
+  RankRunners runners = make_rank_runners(replica, rc, parallel, rf);  // this node's ranks
+  const std::vector<runtime::ModelRunner*>& runner_ptrs = runners.all;
   if (parallel.dp_attention && rc.cuda_graph_max_bs > 0 && flags.cuda_graph_lazy)
     spdlog::warn("--cuda-graph-lazy has no effect with --enable-dp-attention: every rank records at start-up");
   if (nodes) nodes->send_config(rc, ec.max_running_requests, ec.context_length);  // they record at the same time
@@ -451,7 +436,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   };
   // A failed rank leaves the replica unusable: stop the server (exit 1) with the rank's message.
   ec.on_fatal = [](const std::string& why) { request_fatal_stop(why); };
-  auto engine = runtime::make_dp_engine(ec, std::move(runner_groups), tokenizer);
+  auto engine = runtime::make_dp_engine(ec, runners.groups, tokenizer);
 
   server::ServerConfig sc;
   sc.served_model_name = served;

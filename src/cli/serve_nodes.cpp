@@ -4,7 +4,6 @@
 #include <nlohmann/json.hpp>
 
 #include "dist/gloo_group.h"
-#include "runtime/kv_plan.h"
 #include "runtime/remote_nodes.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -154,17 +153,8 @@ void NodeSet::wait_ready() {
 
 int NodeSet::serve_as_worker(runtime::Replica replica, const ReplicaFlags& rf) {
   // The memory report: what node 0's KV plan must fit into on this node too.
-  int64_t available = INT64_MAX, reserved = 0;
-  for (int i = 0; i < replica.size(); ++i) {
-    const int64_t before = replica.free_before[size_t(i)];
-    if (rf.device == "cuda") {
-      available = std::min(available, before);
-      reserved = std::max(reserved, before - replica.backends[size_t(i)]->free_device_memory());
-    } else {
-      available = runtime::available_host_memory() / replica.size();
-    }
-  }
-  node0_->send({MsgType::Loaded, Json{{"available", available}, {"reserved", reserved}}.dump()});
+  const RankMemory mem = replica_memory(replica, rf.device);
+  node0_->send({MsgType::Loaded, Json{{"available", mem.available}, {"reserved", mem.reserved}}.dump()});
 
   const Json c = Json::parse(node0_->recv_expect(MsgType::Config).body);
   DS_CHECK(c.at("tp").get<int>() == p_.tp && c.at("dp").get<int>() == p_.dp && c.at("ep").get<int>() == p_.ep &&
@@ -183,24 +173,12 @@ int NodeSet::serve_as_worker(runtime::Replica replica, const ReplicaFlags& rf) {
   rc.cuda_graph_max_bs = c.at("cuda_graph_max_bs").get<int32_t>();
   rc.cuda_graph_lazy = c.at("cuda_graph_lazy").get<bool>();
   rc.sample_on_device = c.at("sample_on_device").get<bool>();
-  std::vector<std::unique_ptr<runtime::ModelRunner>> runners;
-  std::vector<runtime::ModelRunner*> ptrs;
-  std::vector<std::vector<runtime::ModelRunner*>> groups(size_t(p_.world_size() / replica.group_size));
-  for (int i = 0; i < replica.size(); ++i) {
-    const int r = first_ + i;
-    rc.parallel = p_;
-    rc.parallel.rank = r;
-    rc.parallel.device_index = gpu_of_rank(rf, i);
-    runners.push_back(std::make_unique<runtime::ModelRunner>(rc, std::move(replica.backends[size_t(i)]),
-                                                             std::move(replica.models[size_t(i)])));
-    ptrs.push_back(runners.back().get());
-    groups[size_t(r / replica.group_size)].push_back(runners.back().get());
-  }
-  record_graphs_on_all(ptrs, c.at("max_batch").get<int32_t>(), c.at("max_context").get<int32_t>());
+  RankRunners runners = make_rank_runners(replica, rc, p_, rf);
+  record_graphs_on_all(runners.all, c.at("max_batch").get<int32_t>(), c.at("max_context").get<int32_t>());
   node0_->send({MsgType::Ready, {}});
   spdlog::info("node {}: ranks {}..{} ready, taking node 0's steps", f_.node_rank, first_, first_ + ranks_ - 1);
   try {
-    if (!runtime::serve_steps(*node0_, groups)) {
+    if (!runtime::serve_steps(*node0_, runners.groups)) {
       spdlog::critical("node {}: stopped after a rank failed", f_.node_rank);
       return 1;
     }

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "cli/make_backend.h"
+#include "runtime/kv_plan.h"
 #include "dist/local_group.h"
 #include "util/error.h"
 #ifdef DSSERVE_HAVE_CUDA
@@ -30,6 +31,37 @@ std::vector<std::unique_ptr<dist::Group>> make_rank_groups(const std::string& de
 #endif
   }
   return dist::make_local_groups(int(backends.size()));
+}
+
+RankMemory replica_memory(const runtime::Replica& replica, const std::string& device) {
+  RankMemory m;
+  if (device != "cuda") {
+    m.available = runtime::available_host_memory() / replica.size();
+    return m;
+  }
+  m.available = INT64_MAX;
+  for (int i = 0; i < replica.size(); ++i) {
+    const int64_t before = replica.free_before[size_t(i)];
+    m.available = std::min(m.available, before);
+    m.reserved = std::max(m.reserved, before - replica.models[size_t(i)]->backend().free_device_memory());
+  }
+  return m;
+}
+
+RankRunners make_rank_runners(runtime::Replica& replica, runtime::RunnerConfig rc,
+                              const runtime::ParallelConfig& parallel, const ReplicaFlags& f) {
+  RankRunners out;
+  out.groups.resize(size_t(parallel.world_size() / replica.group_size));
+  for (int i = 0; i < replica.size(); ++i) {
+    rc.parallel = parallel;
+    rc.parallel.rank = replica.first_rank + i;
+    rc.parallel.device_index = gpu_of_rank(f, i);
+    out.owned.push_back(std::make_unique<runtime::ModelRunner>(rc, std::move(replica.backends[size_t(i)]),
+                                                               std::move(replica.models[size_t(i)])));
+    out.all.push_back(out.owned.back().get());
+    out.groups[size_t(rc.parallel.rank / replica.group_size)].push_back(out.all.back());
+  }
+  return out;
 }
 
 void record_graphs_on_all(const std::vector<runtime::ModelRunner*>& runners, int32_t max_batch, int32_t max_context) {

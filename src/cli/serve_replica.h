@@ -25,6 +25,24 @@ std::unique_ptr<backend::Backend> make_rank_backend(const ReplicaFlags& f, int r
 std::vector<std::unique_ptr<dist::Group>> make_rank_groups(const std::string& device,
                                                            const std::vector<backend::Backend*>& backends);
 
+// This process's ranks' memory for the KV plan (runtime/kv_plan.h): on GPUs the tightest free memory
+// before loading and the most any rank's weights took; on the CPU each rank's share of the available RAM
+// (reserved 0). Every rank gets the same pool, so the tightest decides.
+struct RankMemory {
+  int64_t available = 0, reserved = 0;
+};
+RankMemory replica_memory(const runtime::Replica& replica, const std::string& device);
+
+// Runners over this process's ranks (they take the replica's backends and models), each with `rc` and its
+// place in `parallel`, grouped by DP group (the engine's groups; a group with no rank here is empty).
+struct RankRunners {
+  std::vector<std::unique_ptr<runtime::ModelRunner>> owned;
+  std::vector<runtime::ModelRunner*> all;
+  std::vector<std::vector<runtime::ModelRunner*>> groups;
+};
+RankRunners make_rank_runners(runtime::Replica& replica, runtime::RunnerConfig rc,
+                              const runtime::ParallelConfig& parallel, const ReplicaFlags& f);
+
 // Ranks record their CUDA graphs together: a recorded step holds the group's collectives, which every rank
 // must issue at the same time (on every node: each node calls this at once).
 void record_graphs_on_all(const std::vector<runtime::ModelRunner*>& runners, int32_t max_batch, int32_t max_context);

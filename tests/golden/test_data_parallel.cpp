@@ -5,12 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <future>
 
 #include "backend/backend.h"
 #include "dist/group.h"
 #include "dist/local_group.h"
 #include "golden_util.h"
+#include "rank_threads.h"
 #include "runtime/step_recorder.h"
 
 using namespace ds;
@@ -55,20 +55,10 @@ class DpRanks {
 
   template <typename F>
   std::vector<ForwardOutput> on_all(F fn) {
-    std::vector<std::future<ForwardOutput>> f;
-    for (int r = 0; r < int(world_.size()); ++r)
-      f.push_back(std::async(std::launch::async, [&, r] {
-        try {
-          return fn(r);
-        } catch (const std::exception& e) {
-          world_[size_t(r)]->abort("rank " + std::to_string(r) + ": " + e.what());
-          attn_[size_t(r)]->abort("rank " + std::to_string(r) + ": " + e.what());
-          throw;
-        }
-      }));
-    std::vector<ForwardOutput> out;
-    for (auto& x : f) out.push_back(x.get());
-    return out;
+    return golden::on_ranks(int(world_.size()), fn, [&](int r, const std::string& why) {
+      world_[size_t(r)]->abort(why);
+      attn_[size_t(r)]->abort(why);
+    });
   }
 
  private:

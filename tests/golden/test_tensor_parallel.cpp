@@ -4,12 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <future>
 
 #include "backend/backend.h"
 #include "dist/group.h"
 #include "dist/local_group.h"
 #include "golden_util.h"
+#include "rank_threads.h"
 
 using namespace ds;
 using namespace ds::model;
@@ -41,19 +41,8 @@ class Ranks {
   // fn(rank) on every rank at once; a rank that throws aborts the group so the others cannot hang.
   template <typename F>
   std::vector<ForwardOutput> on_all(F fn) {
-    std::vector<std::future<ForwardOutput>> f;
-    for (int r = 0; r < int(groups_.size()); ++r)
-      f.push_back(std::async(std::launch::async, [&, r] {
-        try {
-          return fn(r);
-        } catch (const std::exception& e) {
-          groups_[size_t(r)]->abort("rank " + std::to_string(r) + ": " + e.what());
-          throw;
-        }
-      }));
-    std::vector<ForwardOutput> out;
-    for (auto& x : f) out.push_back(x.get());
-    return out;
+    return golden::on_ranks(int(groups_.size()), fn,
+                            [&](int r, const std::string& why) { groups_[size_t(r)]->abort(why); });
   }
 
  private:

@@ -180,6 +180,24 @@ class StagedGroup final : public dist::Group {
   backend::Backend& be_;
 };
 
+// Two CUDA ranks: on GPUs 0 and 1 joined by NCCL, or both on GPU 0 through the host-staged group.
+std::pair<std::vector<std::unique_ptr<backend::Backend>>, std::vector<std::unique_ptr<dist::Group>>> two_cuda_ranks(
+    bool nccl) {
+  std::vector<std::unique_ptr<backend::Backend>> bes;
+  std::vector<std::unique_ptr<dist::Group>> groups;
+  if (nccl) {
+    for (int r = 0; r < 2; ++r) bes.push_back(backend::make_cuda_backend(r));
+    groups = dist::make_nccl_groups({bes[0].get(), bes[1].get()});
+  } else {
+    auto hosts = dist::make_local_groups(2);
+    for (int r = 0; r < 2; ++r) {
+      bes.push_back(backend::make_cuda_backend(0));
+      groups.push_back(std::make_unique<StagedGroup>(std::move(hosts[size_t(r)]), *bes.back()));
+    }
+  }
+  return {std::move(bes), std::move(groups)};
+}
+
 // tiny_v32_fp8 / tiny_v3_bf16 cut over two CUDA ranks (exact GEMM mode: DSSERVE_CUDA_GEMM=exact from
 // gpu-check.sh) against one rank: prefill logits, with and without --ep. nccl: ranks on GPUs 0 and 1 joined
 // by NCCL (machines with two GPUs: issue 15); else both on GPU 0 through the host-staged group.
@@ -193,18 +211,7 @@ void two_ranks(bool nccl) {
       ForwardBatch pre = prompt_batch(one->config(), 3, 16);
       for (auto& sq : pre.seqs) sq.logits = LogitsMode::All;
       Tensor want = one->forward(pre, cache1).logits;
-      std::vector<std::unique_ptr<backend::Backend>> bes;
-      std::vector<std::unique_ptr<dist::Group>> groups;
-      if (nccl) {
-        for (int r = 0; r < 2; ++r) bes.push_back(backend::make_cuda_backend(r));
-        groups = dist::make_nccl_groups({bes[0].get(), bes[1].get()});
-      } else {
-        auto hosts = dist::make_local_groups(2);
-        for (int r = 0; r < 2; ++r) {
-          bes.push_back(backend::make_cuda_backend(0));
-          groups.push_back(std::make_unique<StagedGroup>(std::move(hosts[size_t(r)]), *bes.back()));
-        }
-      }
+      auto [bes, groups] = two_cuda_ranks(nccl);
       std::vector<std::future<Tensor>> f;
       for (int r = 0; r < 2; ++r)
         f.push_back(std::async(std::launch::async, [&, r] {
@@ -246,18 +253,7 @@ void dp_attention_two_ranks(bool nccl) {
       want_pre.push_back(one->forward(p, c).logits);
       want_dec.push_back(one->forward(decode_of(p), c).logits);
     }
-    std::vector<std::unique_ptr<backend::Backend>> bes;
-    std::vector<std::unique_ptr<dist::Group>> groups;
-    if (nccl) {
-      for (int r = 0; r < 2; ++r) bes.push_back(backend::make_cuda_backend(r));
-      groups = dist::make_nccl_groups({bes[0].get(), bes[1].get()});
-    } else {
-      auto hosts = dist::make_local_groups(2);
-      for (int r = 0; r < 2; ++r) {
-        bes.push_back(backend::make_cuda_backend(0));
-        groups.push_back(std::make_unique<StagedGroup>(std::move(hosts[size_t(r)]), *bes.back()));
-      }
-    }
+    auto [bes, groups] = two_cuda_ranks(nccl);
     struct Out {
       Tensor pre, dec, dec_alone;
     };

@@ -101,6 +101,12 @@ void register_model_commands(CLI::App& app) {
     cmd->add_option("--dtype", *dtype, "fp8 (block-quantised like DeepSeek's release) or bf16")
         ->check(CLI::IsMember({"fp8", "bf16"}));
     cmd->add_option("--override", *overrides, "JSON object merged into config.json, e.g. '{\"index_topk\":8}'");
+    cmd->add_flag("--bigram-mtp", o->bigram_mtp,
+                  "an MTP layer that predicts from the next token alone what the main model would: speculative "
+                  "decoding's drafts all accepted when --layer-output-scale is 0, fewer as it grows");
+    cmd->add_option("--layer-output-scale", o->layer_output_scale,
+                    "the main layers' o_proj and down_proj times this (0: a bigram model)")
+        ->capture_default_str();
     cmd->callback([=] {
       init_logging("info");
       o->fp8 = *dtype == "fp8";

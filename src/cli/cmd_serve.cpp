@@ -49,11 +49,14 @@ struct ServeFlags {
   std::string model_path, tokenizer_path, host = "127.0.0.1", served_model_name, reasoning_parser, tool_call_parser,
                                           chat_template, encoder = "auto", schedule_policy = "fcfs",
                                           kv_cache_dtype = "auto", api_key, log_level = "info", device = "cpu";
-  int port = 30000, tp = 1, dp = 1, ep = 1, context_length = 0, max_running_requests = 256, page_size = 64,
+  int port = 30000, tp = 1, dp = 1, ep = 1, context_length = 0, max_running_requests = 0, page_size = 64,
       chunked_prefill_size = 8192, max_prefill_tokens = 16384, max_queued_requests = 4096, threads = 0,
       cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs, base_gpu_id = 0, gpu_id_step = 1, nnodes = 1,
       moe_dense_tp_size = 0, node_rank = 0;
   std::string dist_init_addr;
+  // Speculative decoding (SGLang's flags); 0: the default for the algorithm.
+  std::string speculative_algorithm, speculative_draft_model_path;
+  int speculative_num_steps = 0, speculative_eagle_topk = 0, speculative_num_draft_tokens = 0;
   int64_t max_total_tokens = 0, limit_concurrency = 0;  // 0: from the open-file limit
   double mem_fraction_static = 0;  // 0: the device's default
   double shutdown_timeout = 0;     // seconds SIGTERM lets running requests finish (vLLM's flag); 0: abort at once
@@ -96,7 +99,8 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--context-length", f.context_length, "max prompt + output tokens (default: the model's)");
   cmd->add_option("--mem-fraction-static", f.mem_fraction_static,
                   fmt::format("fraction of available memory for the KV pool (CPU default {})", kCpuDefaultMemFraction));
-  cmd->add_option("--max-running-requests", f.max_running_requests, "requests decoding at once")->capture_default_str();
+  cmd->add_option("--max-running-requests", f.max_running_requests,
+                  "requests decoding at once (default 256; 48 with speculative decoding, as SGLang)");
   cmd->add_option("--max-queued-requests", f.max_queued_requests, "waiting requests beyond this get 503")
       ->capture_default_str();
   cmd->add_option("--max-total-tokens", f.max_total_tokens, "KV pool size in tokens (default: from memory)");
@@ -119,6 +123,14 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
                   "KV cache: auto (cuda: bf16 as SGLang; cpu: fp32), bf16 / bfloat16 (cuda), fp32 / float32, fp8_e4m3 "
                   "(DeepSeek's 656-byte latent + 132-byte indexer key rows per layer)")
       ->capture_default_str();
+  cmd->add_option("--speculative-algorithm", f.speculative_algorithm,
+                  "EAGLE or NEXTN (the same here): speculative decoding with the checkpoint's MTP layer as the draft");
+  cmd->add_option("--speculative-num-steps", f.speculative_num_steps, "draft tokens per step (default 3)");
+  cmd->add_option("--speculative-eagle-topk", f.speculative_eagle_topk, "draft branches per step: 1 (no trees)");
+  cmd->add_option("--speculative-num-draft-tokens", f.speculative_num_draft_tokens,
+                  "tokens verified per step: --speculative-num-steps + 1 with topk 1");
+  cmd->add_option("--speculative-draft-model-path", f.speculative_draft_model_path,
+                  "the draft model: the checkpoint's own MTP layer (empty or --model-path)");
   cmd->add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY'");
   cmd->add_option("--limit-concurrency", f.limit_concurrency,
                   "open connections beyond this get 503 (uvicorn's flag; default: from the open-file limit)");
@@ -168,6 +180,40 @@ runtime::ParallelConfig parallel_config(const ServeFlags& f) {
   return p;
 }
 
+// The draft tokens per step of --speculative-*, 0 when speculative decoding is off. SGLang's rules: topk 1
+// verifies a chain of num_steps drafts, so num_draft_tokens must be num_steps + 1.
+int32_t speculative_steps(const ServeFlags& f) {
+  if (f.speculative_algorithm.empty()) return 0;
+  return f.speculative_num_steps > 0 ? f.speculative_num_steps
+         : f.speculative_num_draft_tokens > 1 ? f.speculative_num_draft_tokens - 1
+                                              : 3;
+}
+
+void validate_speculative(const ServeFlags& f) {
+  if (f.speculative_algorithm.empty()) {
+    DS_CHECK(f.speculative_num_steps == 0 && f.speculative_eagle_topk == 0 && f.speculative_num_draft_tokens == 0 &&
+                 f.speculative_draft_model_path.empty(),
+             "--speculative-* flags need --speculative-algorithm EAGLE (or NEXTN)");
+    return;
+  }
+  std::string algo = f.speculative_algorithm;
+  for (auto& ch : algo) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+  DS_CHECK(algo == "EAGLE" || algo == "NEXTN",
+           "--speculative-algorithm {}: not supported; EAGLE or NEXTN (the checkpoint's MTP layer drafts)",
+           f.speculative_algorithm);
+  DS_CHECK(f.speculative_eagle_topk <= 1,
+           "--speculative-eagle-topk {}: only 1 is supported (a chain of drafts; draft trees are not built yet)",
+           f.speculative_eagle_topk);
+  const int32_t steps = speculative_steps(f);
+  DS_CHECK(steps >= 1 && steps <= 16, "--speculative-num-steps must be in [1, 16], got {}", steps);
+  DS_CHECK(f.speculative_num_draft_tokens == 0 || f.speculative_num_draft_tokens == steps + 1,
+           "--speculative-num-draft-tokens {} with --speculative-eagle-topk 1 must be --speculative-num-steps + 1 = {}",
+           f.speculative_num_draft_tokens, steps + 1);
+  DS_CHECK(f.speculative_draft_model_path.empty() || f.speculative_draft_model_path == f.model_path,
+           "--speculative-draft-model-path: only the checkpoint's own MTP layer drafts (leave it out or give --model-path)");
+  DS_CHECK(f.nnodes <= 1, "speculative decoding over several nodes (--nnodes {}) is not supported yet", f.nnodes);
+}
+
 void validate(const ServeFlags& f) {
   DS_CHECK(f.moe_dense_tp_size == 0 || f.moe_dense_tp_size == 1,
            "--moe-dense-tp-size {}: only 1 is supported (dense layers inside each DP group; SGLang's rule too)",
@@ -188,7 +234,8 @@ void validate(const ServeFlags& f) {
   DS_CHECK(f.page_size >= 1, "--page-size must be >= 1, got {}", f.page_size);
   DS_CHECK(f.chunked_prefill_size == -1 || f.chunked_prefill_size >= 1,
            "--chunked-prefill-size must be -1 or >= 1, got {}", f.chunked_prefill_size);
-  DS_CHECK(f.max_running_requests >= 1, "--max-running-requests must be >= 1, got {}", f.max_running_requests);
+  DS_CHECK(f.max_running_requests >= 0, "--max-running-requests must be >= 1, got {}", f.max_running_requests);
+  validate_speculative(f);
   DS_CHECK(f.max_queued_requests >= 0, "--max-queued-requests must be >= 0, got {}", f.max_queued_requests);
   DS_CHECK(f.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1, got {}", f.max_prefill_tokens);
   DS_CHECK(f.context_length >= 0, "--context-length must be >= 1, got {}", f.context_length);
@@ -241,6 +288,10 @@ server::Json server_args(const ServeFlags& f, const std::string& model_path, con
   j["enable_dp_attention"] = f.enable_dp_attention;
   j["context_length"] = context_length;
   j["max_running_requests"] = f.max_running_requests;
+  j["speculative_algorithm"] = f.speculative_algorithm.empty() ? server::Json(nullptr) : server::Json(f.speculative_algorithm);
+  j["speculative_num_steps"] = speculative_steps(f) ? server::Json(speculative_steps(f)) : server::Json(nullptr);
+  j["speculative_eagle_topk"] = speculative_steps(f) ? server::Json(1) : server::Json(nullptr);
+  j["speculative_num_draft_tokens"] = speculative_steps(f) ? server::Json(speculative_steps(f) + 1) : server::Json(nullptr);
   j["max_queued_requests"] = f.max_queued_requests;
   j["max_total_tokens"] = max_total_tokens;
   j["chunked_prefill_size"] = f.chunked_prefill_size;
@@ -289,11 +340,14 @@ sigset_t block_stop_signals() {
   return set;
 }
 
-void run_serve(CLI::App* cmd, const ServeFlags& flags) {
+void run_serve(CLI::App* cmd, const ServeFlags& given) {
   const sigset_t stop_signals = block_stop_signals();  // before any thread exists
-  init_logging(flags.log_level);
+  init_logging(given.log_level);
   reject_extras(cmd);
-  validate(flags);
+  validate(given);
+  ServeFlags flags = given;
+  const int32_t spec_steps = speculative_steps(flags);
+  if (flags.max_running_requests == 0) flags.max_running_requests = spec_steps > 0 ? 48 : 256;
   if (flags.enable_dp_attention && flags.dp == 1) spdlog::warn("--enable-dp-attention has no effect with --dp 1");
 
   const bool demo = flags.model_path.empty();
@@ -354,6 +408,10 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
                                  nodes ? fmt::format(" over {} nodes, {} on this one", flags.nnodes, replica.size()) : "")
                    : "",
                load_timer.seconds());
+  DS_CHECK(spec_steps == 0 || model0.has_mtp(),
+           "--speculative-algorithm {}: the checkpoint {} has no MTP layer to draft with (num_nextn_predict_layers "
+           "is 0 or the weights model.layers.{}.* are missing)",
+           flags.speculative_algorithm, model_path, mc.num_hidden_layers);
 
   int64_t context_length = flags.context_length > 0 ? flags.context_length
                            : demo                     ? kDemoContextLength
@@ -416,6 +474,8 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
   rc.kv_cache_dtype = kv_dtype;
   rc.cuda_graph_max_bs = flags.disable_cuda_graph ? 0 : flags.cuda_graph_max_bs;
   rc.cuda_graph_lazy = flags.cuda_graph_lazy;
+  rc.draft_steps = spec_steps;
+  ec.speculative_num_steps = spec_steps;
   const std::string backend_name = backend0.name();
   RankRunners runners = make_rank_runners(replica, rc, parallel, rf);  // this node's ranks
   const std::vector<runtime::ModelRunner*>& runner_ptrs = runners.all;
@@ -477,6 +537,9 @@ void run_serve(CLI::App* cmd, const ServeFlags& flags) {
                context_length, ec.max_running_requests, dp_groups > 1 ? " per DP group" : "", ec.chunked_prefill_size,
                ec.enable_radix_cache ? "on" : "off",
                flags.schedule_policy);
+  if (spec_steps > 0)
+    spdlog::info("  speculative decoding: {} drafts per step from the MTP layer (topk 1, {} tokens verified)",
+                 spec_steps, spec_steps + 1);
   spdlog::info("  max queued requests {}, connection limit {}, shutdown timeout {} s", ec.max_queued_requests,
                ho.max_connections, flags.shutdown_timeout);
   spdlog::info("  chat format {}, reasoning parser {}, tool-call parser {}, metrics {}, API key {}", encoder_name,

@@ -22,6 +22,7 @@ struct SequenceChunk {
 struct ForwardBatch {
   std::vector<SequenceChunk> seqs;
   bool want_hidden = false;  // also return the final-norm hidden state of every token (MTP input)
+  bool hidden_on_device = false;  // ... left on the backend's device (speculative decoding's draft input)
   // Leave the logits where the backend computed them (ForwardOutput::logits is then a device tensor,
   // for Backend::sample): a step then copies no [rows, vocab] block to the host.
   bool logits_on_device = false;
@@ -49,7 +50,8 @@ struct ForwardOutput {
   Tensor logits;                    // F32 [rows, vocab] on the host (on the backend's device when
                                     // logits_on_device): per sequence, its requested rows in order
   std::vector<int32_t> logits_row0; // first logits row of each sequence (-1 if it asked for none)
-  Tensor hidden;                    // F32 host [T, hidden] when want_hidden (rows in token order)
+  Tensor hidden;                    // [T, hidden] when want_hidden (rows in token order): F32 on the host,
+                                    // or the backend's activations on its device when hidden_on_device
 };
 
 }  // namespace ds::model

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -115,7 +116,28 @@ struct PlannedTensor {
   uint64_t key;
   bool fp8;
   bool is_scale;  // the weight_scale_inv of an FP8 weight
+  // Shaped weights (MakeModelOptions::bigram_mtp, layer_output_scale): the values times `gain` (an FP8
+  // weight: its block scales; 0: zero values), or one of two fixed patterns.
+  float gain = 1.0f;
+  enum Pattern : uint8_t { Drawn, Ones, Identity } pattern = Drawn;  // Identity: [I 0] of a [H, 2H] matrix
 };
+
+bool is_output_projection(const std::string& name) {
+  return name.ends_with("self_attn.o_proj.weight") || name.ends_with("down_proj.weight");
+}
+
+// The gain and pattern of a tensor of the checkpoint under o's shaping options.
+void shape_weight(const MakeModelOptions& o, const ModelConfig& cfg, PlannedTensor& pt, std::string& seed_name) {
+  const std::string& name = pt.spec.name;
+  const std::string mtp0 = fmt::format("model.layers.{}.", cfg.num_hidden_layers);
+  const bool in_mtp = name.rfind("model.layers.", 0) == 0 &&
+                      std::stoll(name.substr(13, name.find('.', 13) - 13)) >= cfg.num_hidden_layers;
+  if (is_output_projection(name)) pt.gain = in_mtp ? (o.bigram_mtp ? 0.0f : 1.0f) : o.layer_output_scale;
+  if (!o.bigram_mtp || !in_mtp) return;
+  if (name.ends_with("enorm.weight")) pt.pattern = PlannedTensor::Ones;
+  if (name.ends_with("eh_proj.weight")) pt.pattern = PlannedTensor::Identity;
+  if (name.ends_with("shared_head.norm.weight")) seed_name = "model.norm.weight";
+}
 }  // namespace
 
 nlohmann::json preset_json(const MakeModelOptions& o) {
@@ -158,7 +180,9 @@ void make_model(const MakeModelOptions& o, const std::string& out_dir) {
     if (s.name.ends_with("shared_head.head.weight")) seed_name = "lm_head.weight";
     else if (s.name != "model.embed_tokens.weight" && s.name.ends_with("embed_tokens.weight"))
       seed_name = "model.embed_tokens.weight";
-    PlannedTensor pt{s, init_for(s), name_key(o.seed, seed_name), fp8, false};
+    PlannedTensor pt{s, init_for(s), 0, fp8, false};
+    shape_weight(o, cfg, pt, seed_name);
+    pt.key = name_key(o.seed, seed_name);
     DType dt = fp8 ? DType::F8_E4M3 : (s.name.ends_with("e_score_correction_bias") ? DType::F32 : DType::BF16);
     plan.push_back({s.name, dt, s.shape});
     info.push_back(pt);
@@ -166,7 +190,7 @@ void make_model(const MakeModelOptions& o, const std::string& out_dir) {
       WeightSpec ss{s.name.substr(0, s.name.size() - 7) + ".weight_scale_inv",
                     {(s.shape[0] + 127) / 128, (s.shape[1] + 127) / 128}, WeightKind::Dense, false};
       plan.push_back({ss.name, DType::F32, ss.shape});
-      info.push_back({ss, pt.init, pt.key, false, true});
+      info.push_back({ss, pt.init, pt.key, false, true, pt.gain});
     }
   }
   std::unordered_map<std::string, size_t> by_name;
@@ -175,9 +199,28 @@ void make_model(const MakeModelOptions& o, const std::string& out_dir) {
   auto fill = [&](const TensorSpec& ts, uint8_t* out, uint64_t) {
     const PlannedTensor& pt = info[by_name.at(ts.name)];
     const int64_t n = ts.nbytes() / int64_t(dtype_size(ts.dtype));
-    if (pt.is_scale) {
+    if (pt.is_scale) {  // a zero gain zeroes the weight's values instead: scales stay positive
       auto* p = reinterpret_cast<float*>(out);
-      for (int64_t b = 0; b < n; ++b) p[b] = block_scale(pt.init, pt.key, uint64_t(b));
+      const float g = pt.gain == 0.0f ? 1.0f : pt.gain;
+      for (int64_t b = 0; b < n; ++b) p[b] = g * block_scale(pt.init, pt.key, uint64_t(b));
+      return;
+    }
+    if (pt.pattern == PlannedTensor::Drawn && pt.gain == 0.0f) {  // zero in every dtype here
+      std::memset(out, 0, size_t(ts.nbytes()));
+      return;
+    }
+    if (pt.pattern != PlannedTensor::Drawn) {  // norms and eh_proj: small, element by element
+      const int64_t cols = ts.shape.size() == 2 ? ts.shape[1] : 1;
+      auto value = [&](int64_t i) {
+        if (pt.pattern == PlannedTensor::Ones) return 1.0f;
+        if (pt.pattern == PlannedTensor::Identity) return i / cols == i % cols ? 1.0f : 0.0f;
+        return 0.0f;  // gain 0
+      };
+      for (int64_t i = 0; i < n; ++i) {
+        if (ts.dtype == DType::F8_E4M3) out[i] = f32_to_fp8e4m3(value(i));
+        else if (ts.dtype == DType::F32) reinterpret_cast<float*>(out)[i] = value(i);
+        else reinterpret_cast<uint16_t*>(out)[i] = f32_to_bf16(value(i));
+      }
       return;
     }
     if (pt.fp8) {
@@ -201,7 +244,7 @@ void make_model(const MakeModelOptions& o, const std::string& out_dir) {
     }
     auto* p = reinterpret_cast<uint16_t*>(out);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) p[i] = f32_to_bf16(draw(pt.init, pt.key, uint64_t(i)));
+    for (int64_t i = 0; i < n; ++i) p[i] = f32_to_bf16(pt.gain * draw(pt.init, pt.key, uint64_t(i)));
   };
   write_sharded_checkpoint(out_dir, plan, fill, uint64_t(2) << 30, true);
   spdlog::info("wrote {} ({} tensors, preset {}, {} layers{})", out_dir, plan.size(), o.preset,

@@ -15,6 +15,15 @@ struct MakeModelOptions {
   uint64_t seed = 0;
   bool fp8 = true;              // FP8 block-quantised linears (as DeepSeek ships); false: all BF16
   nlohmann::json overrides;     // config.json fields to override (an object), applied last
+  // A draft that agrees with the model by construction (speculative decoding tests): the MTP layer
+  // predicts from the next token alone what the main model would predict from it — its attention and FFN
+  // outputs zero, eh_proj = [I 0] (the embedding half), enorm 1, shared_head.norm = the final norm and
+  // the same embedding and head. Exact for a bigram model, i.e. with layer_output_scale 0.
+  bool bigram_mtp = false;
+  // Every main layer's attention and FFN output projections (o_proj, down_proj) times this: 0 makes the
+  // main model a bigram model (the next token a function of the current one), larger values make its
+  // context matter more and a bigram draft agree less.
+  float layer_output_scale = 1.0f;
 };
 
 // The config.json make_model writes (HF field names), and its parsed form.

@@ -100,12 +100,20 @@ ForwardOutput Model::forward(const ForwardBatch& batch, KVCache& cache) const {
   StepBinding bound(be_, st);
   Tensor normed = main_stack(st, cache);
   ForwardOutput out = finish(st, batch.logits_on_device, head_logits(st, normed, w_.lm_head));
-  if (batch.want_hidden) out.hidden = be_.to_host_f32(normed);
+  if (batch.want_hidden) out.hidden = batch.hidden_on_device ? normed : be_.to_host_f32(normed);
   return out;
 }
 
-Tensor Model::step_logits(const StepLayout& st, KVCache& cache) const {
-  return head_logits(st, main_stack(st, cache), w_.lm_head);
+Tensor Model::step_logits(const StepLayout& st, KVCache& cache, Tensor* hidden_out) const {
+  Tensor normed = main_stack(st, cache);
+  if (hidden_out) {
+    DS_CHECK(hidden_out->dim(0) >= normed.dim(0) && hidden_out->dim(1) == normed.dim(1),
+             "hidden buffer [{}, {}] for {} rows of {}", hidden_out->dim(0), hidden_out->dim(1), normed.dim(0),
+             normed.dim(1));
+    Tensor rows = hidden_out->rows(0, normed.dim(0));
+    be_.copy_cols(rows, 0, normed, 0, normed.dim(1));
+  }
+  return head_logits(st, normed, w_.lm_head);
 }
 
 Tensor Model::main_stack(const Step& st, KVCache& cache) const {
@@ -136,7 +144,7 @@ ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, 
   const int64_t H = cfg_.hidden_size;
   // u = eh_proj([enorm(embed(next token)) | hnorm(hidden)]): embedding first, as DeepSeek's weights expect.
   Tensor e = be_.rmsnorm(embed(m.embed, in.next_tokens), m.enorm, eps);
-  Tensor h = be_.rmsnorm(be_.from_host(in.hidden), m.hnorm, eps);
+  Tensor h = be_.rmsnorm(in.hidden.device() == be_.device() ? in.hidden : be_.from_host(in.hidden), m.hnorm, eps);
   Tensor cat = be_.alloc({int64_t(st.ids.size()), 2 * H}, be_.act_dtype());
   be_.copy_cols(cat, 0, e, 0, H);
   be_.copy_cols(cat, H, h, 0, H);
@@ -144,7 +152,7 @@ ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, 
   Tensor pending = layer_forward(m.layer, cfg_.num_hidden_layers + depth, st, cache, residual, nullptr);
   Tensor normed = be_.add_rmsnorm(pending, residual, m.head_norm, eps);
   ForwardOutput out = finish(st, batch.logits_on_device, head_logits(st, normed, m.head));
-  if (batch.want_hidden) out.hidden = be_.to_host_f32(normed);
+  if (batch.want_hidden) out.hidden = batch.hidden_on_device ? normed : be_.to_host_f32(normed);
   return out;
 }
 

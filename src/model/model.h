@@ -30,7 +30,7 @@ struct ModelOptions {
 // Inputs of the MTP (next-n) layer for a step: for each token t of the batch, the main model's
 // final-norm hidden state at t and the token that follows t.
 struct MtpInput {
-  Tensor hidden;                    // [T, hidden_size], rows in the batch's token order
+  Tensor hidden;                    // [T, hidden_size], rows in the batch's token order (host or device)
   std::vector<int32_t> next_tokens; // [T]
 };
 
@@ -66,7 +66,9 @@ class Model {
   // backend's device (undefined when no sequence asks for logits). step_logits needs the layout's index
   // data bound (model/step.h, StepBinding) and issues only device work, so a backend can record it.
   StepLayout layout(const ForwardBatch& batch, const KVCache& cache) const;
-  Tensor step_logits(const StepLayout& st, KVCache& cache) const;
+  // hidden_out: also copies the final-norm hidden rows of the step's tokens into its first rows (a buffer
+  // of fixed address, so that a recorded step writes it too).
+  Tensor step_logits(const StepLayout& st, KVCache& cache, Tensor* hidden_out = nullptr) const;
   // Runs MTP layer `depth` (0-based) over the batch; its cache entries go to layer num_hidden_layers+depth.
   // The logits rows follow batch.seqs[i].logits as in forward(); hidden = the layer's shared_head.norm output.
   ForwardOutput mtp_forward(const ForwardBatch& batch, const MtpInput& in, KVCache& cache, int depth = 0) const;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -19,6 +20,7 @@
 #include "runtime/model_runner.h"
 #include "runtime/remote_nodes.h"
 #include "runtime/scheduler.h"
+#include "runtime/spec_decode.h"
 #include "runtime/step_cancel.h"
 #include "tokenizer/tokenizer.h"
 #include "util/log.h"
@@ -54,6 +56,15 @@ struct DpGroup {
   int64_t routed = 0;
 };
 
+// A group's draft step (speculative decoding), planned while its target step's tokens are taken in.
+struct DraftPlan {
+  StepInput in;                     // ForwardMode::DraftExtend
+  std::vector<RequestState*> reqs;  // per sequence of in.batch
+  std::vector<int32_t> budget;      // per sequence: the drafts it may keep (0: it only extends the MTP KV)
+  int32_t drafting = 0;             // sequences that draft
+  bool any() const { return !reqs.empty(); }
+};
+
 class EngineImpl final : public Engine {
  public:
   EngineImpl(const EngineConfig& cfg, std::vector<std::vector<ModelRunner*>> groups, const tok::Tokenizer& tok,
@@ -77,6 +88,12 @@ class EngineImpl final : public Engine {
     DS_CHECK(!lock_step_ || int(groups_.size()) == m0.tensor_parallel().dp,
              "DP attention over {} groups, but the engine was given {}", m0.tensor_parallel().dp, groups_.size());
     vocab_ = m0.config().vocab_size;
+    spec_steps_ = cfg_.speculative_num_steps;
+    DS_CHECK(spec_steps_ >= 0, "speculative steps must be >= 0, got {}", spec_steps_);
+    for (const auto& g : groups_)
+      for (const ModelRunner* r : g.runners)
+        DS_CHECK(r->config().draft_steps == spec_steps_, "runner drafts {} tokens per step, the engine {}",
+                 r->config().draft_steps, spec_steps_);
     publish_stats();
     thread_ = std::thread([this] { loop(); });
   }
@@ -110,7 +127,12 @@ class EngineImpl final : public Engine {
   bool take_pending();  // inbox, aborts, flushes; false when stopping
   void run_step();
   StepInput make_step(const std::vector<Scheduler::Chunk>& plan, size_t group_ranks);
-  void finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutput& res);  // tokens in, outputs out
+  // Tokens in, outputs out. Under speculative decoding it also plans the group's draft step (`draft`).
+  void finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutput& res, DraftPlan* draft);
+  // One sampling slot per logits row of a chunk (speculative decoding: a verify chunk has 1 + drafts).
+  void add_slots(RequestState& r, const Scheduler::Chunk& c, std::vector<SampleSlot>& sample);
+  // The draft step of every group that planned one (runtime/spec_decode.h).
+  void run_drafts(std::vector<DraftPlan>& drafts);
   size_t route(const RequestState& r);  // the DP group a new request joins
   int32_t total_waiting() const;
   std::vector<std::unique_ptr<RequestState>> take_everything();  // running ones first, then the queues
@@ -128,6 +150,8 @@ class EngineImpl final : public Engine {
   bool lock_step_ = false;  // DP attention: every group steps at once
   size_t next_group_ = 0;   // the router's turn among equally loaded groups
   int64_t vocab_ = 0;
+  int32_t spec_steps_ = 0;  // speculative decoding: draft tokens per step (0: off)
+  std::deque<std::mt19937_64> row_rngs_;  // this step's host generators of verify rows (stable addresses)
   StepCancel cancel_;  // stops a step between layers once all its requests are aborted
   LockStepThreads rank_threads_;  // the threads the ranks' steps run on (engine thread: the first)
 
@@ -148,6 +172,7 @@ class EngineImpl final : public Engine {
   EngineStats stats_;
   double last_step_ms_ = 0, last_overhead_ms_ = 0, busy_ms_total_ = 0, forward_ms_total_ = 0, sample_ms_total_ = 0;
   int64_t prompt_total_ = 0, generated_total_ = 0, cached_total_ = 0, finished_total_ = 0, steps_ = 0;
+  int64_t spec_verify_total_ = 0, spec_tokens_total_ = 0, spec_drafts_total_ = 0;
   std::thread thread_;
 };
 
@@ -188,6 +213,7 @@ void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
     }
   }
   if (!req.grammar.empty()) r->grammar.emplace(req.grammar);
+  r->speculate = cfg_.speculative_num_steps > 0 && speculates(req);
   r->tokens = req.prompt;
   r->prompt_len = int32_t(plen);
   r->text = std::make_unique<OutputText>(tok_, req.skip_special_tokens, req.stop, req.no_stop_trim);
@@ -324,6 +350,7 @@ void EngineImpl::run_step() {
     publish_stats();
     return;
   }
+  row_rngs_.clear();
   std::vector<LockStepGroup> steps(groups_.size());
   std::vector<int32_t> dp_tokens;
   std::vector<std::string> step_ids;
@@ -374,9 +401,15 @@ void EngineImpl::run_step() {
   for (const auto& r : res)
     if (r) fwd_ms = std::max(fwd_ms, r->forward_ms);
   Timer sample_timer;
+  std::vector<DraftPlan> drafts(spec_steps_ > 0 ? groups_.size() : 0);
   for (size_t g = 0; g < groups_.size(); ++g)
-    if (!plans[g].empty()) finish_plan(plans[g], *res[g]);
+    if (!plans[g].empty()) finish_plan(plans[g], *res[g], drafts.empty() ? nullptr : &drafts[g]);
   sample_ms_total_ += sample_timer.seconds() * 1e3;
+  if (!drafts.empty()) {
+    Timer draft_timer;
+    run_drafts(drafts);
+    fwd_ms += draft_timer.seconds() * 1e3;  // the draft model's forward counts as forward time
+  }
   ++steps_;
   last_step_ms_ = step_timer.seconds() * 1e3;
   last_overhead_ms_ = last_step_ms_ - fwd_ms;
@@ -388,10 +421,80 @@ void EngineImpl::run_step() {
   publish_stats();
 }
 
-void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutput& res) {
+void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutput& res, DraftPlan* draft) {
   std::vector<SampleResult>& drawn = res.tokens.drawn;
   std::vector<std::string>& failed = res.tokens.failed;
   Scheduler& sched = *groups_[size_t(plan[0].req->dp_group)].sched;
+  if (spec_steps_ > 0) {
+    // Slots are per logits row; a verify chunk's rows are its last known token's and each draft's.
+    size_t row = 0;
+    int32_t first_token = 0;  // the chunk's first row in the step's hidden states
+    for (const Scheduler::Chunk& c : plan) {
+      RequestState& r = *c.req;
+      const size_t rows = c.logits ? size_t(1 + c.drafts) : 0;
+      const size_t row0 = row;
+      row += rows;
+      const int32_t token0 = first_token;
+      first_token += c.len;
+      int32_t confirmed = c.len - c.drafts;  // tokens whose KV is now right
+      std::string error;
+      for (size_t k = row0; k < row0 + rows && error.empty(); ++k) error = failed[k];
+      if (!error.empty()) {
+        sched.chunk_done(r, confirmed, c.drafts == 0);
+        r.final_output.emplace();
+        r.final_output->finished = true;
+        r.final_output->finish_reason = FinishReason::Error;
+        r.final_output->error = error;
+        continue;
+      }
+      if (c.logits && c.len - c.drafts == 1 && r.output_len() > 0) {
+        // A decode step of a speculating request (with drafts to verify, or none this time).
+        int32_t emitted = 0;
+        for (int32_t j = 0; j <= c.drafts; ++j) {
+          const int32_t token = drawn[row0 + size_t(j)].token;
+          accept_token(r, std::move(drawn[row0 + size_t(j)]));
+          ++emitted;
+          if (r.final_output || j == c.drafts || token != r.draft[size_t(j)]) break;
+        }
+        confirmed = emitted;
+        sched.chunk_done(r, confirmed, false);
+        if (r.speculate) {
+          ++r.spec_verify_ct, ++spec_verify_total_;
+          r.spec_tokens += emitted, spec_tokens_total_ += emitted;
+          r.spec_drafts += c.drafts, spec_drafts_total_ += c.drafts;
+        }
+        r.draft.clear();
+      } else {
+        sched.chunk_done(r, c.len);
+        if (c.logits) accept_token(r, std::move(drawn[row0]));
+        else if (r.remaining() == 0) {  // max_new_tokens == 0: the prompt is cached, nothing to sample
+          r.final_output.emplace();
+          r.final_output->finished = true;
+          r.final_output->finish_reason = FinishReason::Length;
+        }
+      }
+      if (!r.speculate || r.final_output || !draft) continue;
+      // The MTP layer over the positions just confirmed: position p reads the target's hidden state at p
+      // and the token at p + 1 (known for every confirmed position but a prompt chunk's last, when the
+      // prompt goes on... which it then is: the next prompt token).
+      const int32_t n = std::min<int32_t>(confirmed, int32_t(r.tokens.size()) - 1 - c.begin);
+      if (n <= 0) continue;
+      const int32_t budget = r.prefilling() ? 0 : draft_budget(r, spec_steps_, cfg_.context_length);
+      // Pages for the chain's positions and the next verify step's, without retracting anyone.
+      const bool drafts_now = budget > 0 && sched.reserve(r, r.computed + spec_steps_ + 1);
+      model::SequenceChunk sc;
+      sc.tokens.assign(r.tokens.begin() + c.begin + 1, r.tokens.begin() + c.begin + 1 + n);
+      sc.start_pos = c.begin;
+      sc.page_table = r.pages;
+      sc.logits = drafts_now ? model::LogitsMode::Last : model::LogitsMode::None;
+      draft->in.batch.seqs.push_back(std::move(sc));
+      for (int32_t k = 0; k < n; ++k) draft->in.hidden_rows.push_back(token0 + k);
+      draft->reqs.push_back(&r);
+      draft->budget.push_back(drafts_now ? budget : 0);
+      draft->drafting += drafts_now ? 1 : 0;
+    }
+    return;
+  }
   for (size_t i = 0; i < plan.size(); ++i) {
     RequestState& r = *plan[i].req;
     sched.chunk_done(r, plan[i].len);
@@ -460,14 +563,26 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan, size_
   StepInput in;
   in.batch.seqs.reserve(plan.size());
   in.sample.reserve(plan.size());
+  in.sample_per_row = spec_steps_ > 0;
   for (const auto& c : plan) {
     RequestState& r = *c.req;
     model::SequenceChunk sc;
-    sc.tokens.assign(r.tokens.begin() + c.begin, r.tokens.begin() + c.begin + c.len);
+    sc.tokens.assign(r.tokens.begin() + c.begin, r.tokens.begin() + c.begin + (c.len - c.drafts));
+    sc.tokens.insert(sc.tokens.end(), r.draft.begin(), r.draft.begin() + c.drafts);
     sc.start_pos = c.begin;
     sc.page_table = r.pages;
-    sc.logits = c.logits ? model::LogitsMode::Last : model::LogitsMode::None;
+    sc.logits = !c.logits ? model::LogitsMode::None : c.drafts ? model::LogitsMode::All : model::LogitsMode::Last;
     in.batch.seqs.push_back(std::move(sc));
+    in.keep_hidden = in.keep_hidden || r.speculate;
+    if (!r.counted) {  // first time scheduled: its prompt and cache hit count once
+      r.counted = true;
+      prompt_total_ += r.prompt_len;
+      cached_total_ += r.cached_tokens;
+    }
+    if (in.sample_per_row) {
+      add_slots(r, c, in.sample);
+      continue;
+    }
     SampleSlot slot;
     if (c.logits) {
       slot.params = &r.in.sampling;
@@ -480,11 +595,6 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan, size_
       constrain(r, slot);
     }
     in.sample.push_back(slot);
-    if (!r.counted) {  // first time scheduled: its prompt and cache hit count once
-      r.counted = true;
-      prompt_total_ += r.prompt_len;
-      cached_total_ += r.cached_tokens;
-    }
   }
   in.mode = classify_step(in.batch);
   // The grammar masks this step samples under: computed while the forward runs on the device (a group of
@@ -508,6 +618,66 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan, size_
     else prepare();
   }
   return in;
+}
+
+void EngineImpl::add_slots(RequestState& r, const Scheduler::Chunk& c, std::vector<SampleSlot>& sample) {
+  if (!c.logits) return;
+  SampleSlot slot;
+  slot.params = &r.in.sampling;
+  slot.history = &r.tokens;  // only penalties read it, and requests with penalties do not speculate
+  slot.prompt_len = size_t(r.prompt_len);
+  slot.rng = &r.rng;
+  slot.seed = r.seed;
+  slot.penalties = &r.penalties;
+  constrain(r, slot);
+  for (int32_t j = 0; j <= c.drafts; ++j) {
+    // Row j draws the output token after j accepted drafts: its output index, and on the host a
+    // generator of its own (the rows are drawn in parallel), seeded from the request's.
+    slot.output_index = uint64_t(r.output_len() + j);
+    if (c.drafts > 0) slot.rng = &row_rngs_.emplace_back(r.rng());
+    sample.push_back(slot);
+  }
+}
+
+void EngineImpl::run_drafts(std::vector<DraftPlan>& drafts) {
+  bool any = false;
+  std::vector<int32_t> dp_tokens, dp_drafting;
+  for (auto& d : drafts) {
+    any = any || d.any();
+    int32_t tokens = 0;
+    for (const auto& sc : d.in.batch.seqs) tokens += int32_t(sc.tokens.size());
+    dp_tokens.push_back(tokens);
+    dp_drafting.push_back(d.drafting);
+  }
+  if (!any) return;
+  std::vector<LockStepGroup> steps(groups_.size());
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    steps[g].runners = groups_[g].runners;
+    if (!drafts[g].any() && !lock_step_) continue;  // sits out (DP attention: an idle group exchanges)
+    drafts[g].in.mode = ForwardMode::DraftExtend;
+    if (lock_step_) {
+      drafts[g].in.batch.dp_tokens = dp_tokens;
+      drafts[g].in.dp_drafting = dp_drafting;
+    }
+    steps[g].input = std::move(drafts[g].in);
+  }
+  std::function<void()> remote_wait;
+  if (cfg_.remote) {
+    std::vector<const StepInput*> sent;
+    for (const auto& st : steps) sent.push_back(st.input ? &*st.input : nullptr);
+    cfg_.remote->send(sent);
+    remote_wait = [this] { cfg_.remote->wait(); };
+  }
+  std::vector<std::optional<StepOutput>> res = run_lock_step(steps, remote_wait, &rank_threads_);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    if (!res[g]) continue;
+    const DraftPlan& d = drafts[g];
+    for (size_t k = 0; k < d.reqs.size(); ++k) {
+      if (d.budget[k] == 0 || k >= res[g]->drafts.size()) continue;
+      std::vector<int32_t>& got = res[g]->drafts[k];
+      d.reqs[k]->draft.assign(got.begin(), got.begin() + std::min<size_t>(got.size(), size_t(d.budget[k])));
+    }
+  }
 }
 
 void EngineImpl::accept_token(RequestState& r, SampleResult s) {
@@ -554,6 +724,9 @@ void EngineImpl::deliver(RequestState& r, RequestOutput&& out) {
   out.prompt_tokens = r.prompt_len;
   out.completion_tokens = r.output_len();
   out.cached_tokens = r.cached_tokens;
+  out.spec_verify_ct = r.spec_verify_ct;
+  out.spec_accept_tokens = r.spec_tokens;
+  out.spec_draft_tokens = r.spec_drafts;
   try {
     r.sink(std::move(out));
   } catch (const std::exception& e) {
@@ -615,6 +788,9 @@ void EngineImpl::publish_stats() {
   s.forward_ms_total = forward_ms_total_;
   s.sample_ms_total = sample_ms_total_;
   s.cache_hit_rate = prompt_total_ ? double(cached_total_) / double(prompt_total_) : 0.0;
+  s.spec_verify_total = spec_verify_total_;
+  s.spec_tokens_total = spec_tokens_total_;
+  s.spec_drafts_total = spec_drafts_total_;
   size_t inbox = 0;
   {
     std::lock_guard lk(mu_);

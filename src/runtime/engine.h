@@ -73,6 +73,11 @@ struct RequestOutput {
   int32_t prompt_tokens = 0;     // constant over the request
   int32_t completion_tokens = 0; // output tokens so far (including this delivery)
   int32_t cached_tokens = 0;     // prompt tokens served from the prefix cache (set from the first delivery)
+  // Speculative decoding (SGLang's meta_info): decode steps so far, and the tokens they emitted and the
+  // drafts they verified (accept length = spec_accept_tokens / spec_verify_ct).
+  int32_t spec_verify_ct = 0;
+  int32_t spec_accept_tokens = 0;
+  int32_t spec_draft_tokens = 0;
 };
 
 // Called on the engine thread; must return quickly and never block on the network (post the
@@ -105,6 +110,9 @@ struct EngineConfig {
   SchedulePolicy schedule_policy = SchedulePolicy::Fcfs;
   uint64_t random_seed = 0;              // seeds requests that give no seed
   std::vector<int32_t> eos_token_ids;    // stop unless ignore_eos
+  // Speculative decoding (runtime/spec_decode.h): draft tokens per step from the MTP layer; 0: off. The
+  // runners must have the same RunnerConfig::draft_steps.
+  int32_t speculative_num_steps = 0;
   // Called once, on the engine thread, when the replica is broken (a tensor-parallel rank failed and
   // aborted the group: no later step can run). Every request then ends with the error and new ones are
   // refused with 503; the server is expected to stop (dsserve serve exits 1 naming the rank).
@@ -145,6 +153,10 @@ struct EngineStats {
                                         // has queued its last kernels; the GPU's tail counts as sampling)
   double sample_ms_total = 0;           // of which after the forward: sampling, detokenizing, stop checks, delivery
   double cache_hit_rate = 0;            // cached / queried prompt tokens of the radix cache
+  // Speculative decoding: decode steps of speculating requests, the tokens they emitted, the drafts they
+  // verified (accept length = spec_tokens_total / spec_verify_total; SGLang's avg_spec_accept_length).
+  int64_t spec_verify_total = 0, spec_tokens_total = 0, spec_drafts_total = 0;
+  double spec_accept_length() const { return spec_verify_total ? double(spec_tokens_total) / spec_verify_total : 0.0; }
   std::vector<DpGroupStats> dp_groups;  // one per DP group when there are several; empty otherwise
   double token_usage() const { return num_pages ? double(used_pages - evictable_pages) / num_pages : 0.0; }
 };

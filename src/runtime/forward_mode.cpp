@@ -14,6 +14,7 @@ const char* forward_mode_name(ForwardMode m) {
 }
 
 ForwardMode classify_step(const model::ForwardBatch& batch) {
+  if (uniform_tokens_per_seq(ForwardMode::TargetVerify, batch) > 1) return ForwardMode::TargetVerify;
   bool decode = false, extend = false;
   for (const auto& sc : batch.seqs) {
     const bool one = sc.tokens.size() == 1 && sc.logits == model::LogitsMode::Last;

@@ -16,8 +16,8 @@ enum class ForwardMode : uint8_t { Extend, Decode, Mixed, TargetVerify, DraftExt
 
 const char* forward_mode_name(ForwardMode m);
 
-// Extend, Decode or Mixed from the batch's shape (the target model's ordinary steps). Verify and draft
-// steps are never inferred: their planner names them.
+// Extend, Decode, Mixed or TargetVerify (every sequence k > 1 tokens with the logits of all) from the
+// batch's shape. Draft steps are never inferred: their planner names them.
 ForwardMode classify_step(const model::ForwardBatch& batch);
 
 // The new tokens every sequence brings in a step whose shape the recorder can pad: 1 for decode, k for

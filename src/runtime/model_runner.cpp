@@ -50,11 +50,20 @@ void ModelRunner::init(std::optional<model::KVCache> pools) {
   backend::Backend& be = backend();
   be.make_current();
   kv_ = pools ? std::move(*pools) : model_->make_cache(cfg_.num_pages, cfg_.page_size, cfg_.kv_cache_dtype);
+  DS_CHECK(cfg_.draft_steps >= 0, "draft steps must be >= 0, got {}", cfg_.draft_steps);
+  if (cfg_.draft_steps > 0) {
+    DS_CHECK(model_->has_mtp(), "speculative decoding needs the checkpoint's MTP layer (num_nextn_predict_layers)");
+    // Recorded target steps leave their hidden states here: up to a verify step of the largest batch.
+    if (cfg_.cuda_graph_max_bs > 0 && be.can_capture())
+      hidden_buffer_ = be.alloc({int64_t(cfg_.cuda_graph_max_bs) * (cfg_.draft_steps + 1), model_->config().hidden_size},
+                                be.act_dtype());
+  }
   // Under DP attention every rank records every shape at start-up, together (never lazily: a first-sight
   // recording on one group would find the other groups' ranks running something else).
   if (cfg_.cuda_graph_max_bs > 0 && be.can_capture())
     recorder_ = std::make_unique<StepRecorder>(*model_, cfg_.cuda_graph_max_bs,
-                                               cfg_.cuda_graph_lazy && !model_->tensor_parallel().dp_attention());
+                                               cfg_.cuda_graph_lazy && !model_->tensor_parallel().dp_attention(),
+                                               hidden_buffer_.defined() ? &hidden_buffer_ : nullptr);
   device_sampling_ = cfg_.sample_on_device && be.can_sample();
 }
 
@@ -63,13 +72,22 @@ int ModelRunner::record_graphs(int32_t max_batch, int32_t max_context) {
   backend().make_current();
   Timer timer;
   std::optional<Progress> bar;
-  const int made = recorder_->record_all(ForwardMode::Decode, 1, max_batch, max_context, kv_, [&](int, int total) {
-    if (!bar) bar.emplace("recording CUDA graphs (decode steps)", uint64_t(total), "shapes");
-    bar->add(1);
-  });
+  auto progress = [&](const char* what) {
+    return [&bar, what](int, int total) {
+      if (!bar) bar.emplace(fmt::format("recording CUDA graphs ({} steps)", what), uint64_t(total), "shapes");
+      bar->add(1);
+    };
+  };
+  int made = recorder_->record_all(ForwardMode::Decode, 1, max_batch, max_context, kv_, progress("decode"));
   if (bar) bar->finish();
-  spdlog::info("CUDA graphs: {} decode shapes recorded in {:.1f} s (batches up to {}, contexts up to {}); {} failed",
-               made, timer.seconds(), std::min(max_batch, recorder_->max_bs()), max_context,
+  if (cfg_.draft_steps > 0) {  // speculative decoding's verify steps: the last token + every draft
+    bar.reset();
+    made += recorder_->record_all(ForwardMode::TargetVerify, cfg_.draft_steps + 1, max_batch, max_context, kv_,
+                                  progress("verify"));
+    if (bar) bar->finish();
+  }
+  spdlog::info("CUDA graphs: {} decode{} shapes recorded in {:.1f} s (batches up to {}, contexts up to {}); {} failed",
+               made, cfg_.draft_steps > 0 ? " and verify" : "", timer.seconds(), std::min(max_batch, recorder_->max_bs()), max_context,
                recorder_->stats().failed);
   return made;
 }
@@ -101,16 +119,33 @@ StepOutput ModelRunner::run(StepInput in) {
 }
 
 StepOutput ModelRunner::run_step(StepInput in) {
-  DS_CHECK(in.sample.size() == in.batch.seqs.size(), "step: {} sampling slots for {} sequences", in.sample.size(),
-           in.batch.seqs.size());
   backend().make_current();  // CUDA's current device is per thread: set it wherever the step runs
   maybe_fail_for_test(model_->tensor_parallel().rank, ++steps_);
+  if (in.mode == ForwardMode::DraftExtend) return run_draft(std::move(in));
+  size_t rows = in.batch.seqs.size();
+  if (in.sample_per_row) {
+    rows = 0;
+    for (const auto& sc : in.batch.seqs)
+      rows += sc.logits == model::LogitsMode::All ? sc.tokens.size() : sc.logits == model::LogitsMode::Last ? 1 : 0;
+  }
+  DS_CHECK(in.sample.size() == rows, "step: {} sampling slots for {} {}", in.sample.size(), rows,
+           in.sample_per_row ? "logits rows" : "sequences");
   in.batch.logits_on_device = device_sampling_;  // the draws decide where the logits stay
+  if (in.keep_hidden) {
+    DS_CHECK(cfg_.draft_steps > 0, "a step keeps hidden states for drafts, but the runner has no draft steps");
+    in.batch.want_hidden = in.batch.hidden_on_device = true;
+  }
+  last_hidden_ = Tensor();
   StepOutput res;
   res.tokens = DrawnTokens(in.sample.size());
   Timer fwd;
   model::ForwardOutput out = forward(in);
   res.forward_ms = fwd.seconds() * 1e3;
+  if (in.keep_hidden) last_hidden_ = std::move(out.hidden);
+  if (in.sample_per_row) {  // slot k reads logits row k
+    out.logits_row0.resize(rows);
+    for (size_t k = 0; k < rows; ++k) out.logits_row0[k] = int32_t(k);
+  }
   // Every rank holds the same gathered logits; rank 0 (of its DP group) draws (the slots' generators and
   // penalty state belong to the request, which only one rank may advance), the others' tokens are not
   // read. An idle DP group's step has nothing to draw.

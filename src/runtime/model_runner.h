@@ -32,6 +32,10 @@ struct RunnerConfig {
   // Draw tokens on the model's device when its backend can (Backend::sample): a step then brings back
   // token ids instead of [rows, vocab] logits. false: always the host sampler.
   bool sample_on_device = true;
+  // Speculative decoding with the checkpoint's MTP layer: draft tokens per step (SGLang's
+  // --speculative-num-steps); 0: off. Makes the buffer that recorded target steps leave their hidden
+  // states in, and lets draft steps (ForwardMode::DraftExtend) run.
+  int32_t draft_steps = 0;
 };
 
 // One step as the engine plans it: the batch, its mode, and how to draw each sequence's next token.
@@ -43,10 +47,25 @@ struct StepInput {
   // Runs after the forward is queued and before sampling (the grammar masks of this step: computed
   // on the host while the device runs the forward); may be empty.
   std::function<void()> before_sampling;
+
+  // Speculative decoding (runtime/spec_decode.h).
+  // Target steps: keep every token's final hidden state on the device for the draft step that follows.
+  bool keep_hidden = false;
+  // `sample` holds one slot per logits row (a verify sequence has a row per token, a prefill chunk that
+  // samples has one, one without logits none) instead of one per sequence.
+  bool sample_per_row = false;
+  // DraftExtend: the MTP layer over `batch`, whose tokens are each row's next token, reading rows
+  // `hidden_rows` of the previous target step's kept hidden states; then draft_steps - 1 chained MTP
+  // steps for the sequences whose logits mode is Last (each drafts draft_steps tokens, greedily, on every
+  // rank: every rank needs them as the chain's inputs). `sample` is unused.
+  std::vector<int32_t> hidden_rows;
+  // DP attention: how many sequences draft in each DP group (the chained steps' exchanges).
+  std::vector<int32_t> dp_drafting;
 };
 
 struct StepOutput {
-  DrawnTokens tokens;     // per sequence
+  DrawnTokens tokens;     // per sequence (per logits row with sample_per_row)
+  std::vector<std::vector<int32_t>> drafts;  // DraftExtend: per sequence, its draft tokens (none: empty)
   double forward_ms = 0;  // of the step's wall time, the forward (with device sampling: until its last
                           // kernels are queued; the device's tail counts as sampling)
 };
@@ -85,6 +104,9 @@ class ModelRunner {
   void init(std::optional<model::KVCache> pools = std::nullopt);
   model::ForwardOutput forward(const StepInput& in);
   StepOutput run_step(StepInput in);
+  StepOutput run_draft(StepInput in);  // spec_draft.cpp
+  // Greedy tokens of every logits row of `out` (on every rank; device or host).
+  std::vector<int32_t> greedy_rows(model::ForwardOutput& out);
 
   RunnerConfig cfg_;
   std::unique_ptr<backend::Backend> owned_backend_;  // declared before the model that lives on it
@@ -94,6 +116,10 @@ class ModelRunner {
   std::unique_ptr<StepRecorder> recorder_;
   bool device_sampling_ = false;
   int64_t steps_ = 0;
+  // Speculative decoding: the buffer recorded target steps write their hidden states to, and the hidden
+  // states of the last target step that kept them (read by the draft step after it).
+  Tensor hidden_buffer_;
+  Tensor last_hidden_;
 };
 
 }  // namespace ds::runtime

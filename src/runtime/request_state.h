@@ -25,6 +25,10 @@ struct RequestState {
   // Never part of `tokens` (so never computed, counted as output, or published to the radix cache, which
   // only sees `tokens`); dropped whenever the request leaves the running batch (Scheduler::release).
   std::vector<int32_t> draft;
+  bool speculate = false;       // speculative decoding on and the request's draws allow it (spec_decode.h)
+  int32_t spec_verify_ct = 0;   // its decode steps under speculative decoding
+  int32_t spec_tokens = 0;      // tokens those steps emitted (accepted drafts + each step's own token)
+  int32_t spec_drafts = 0;      // draft tokens they verified
   int32_t prompt_len = 0;
   int32_t computed = 0;         // leading tokens whose KV is in `pages`
   std::vector<int32_t> pages;   // page table: one pool reference per page

@@ -110,12 +110,12 @@ bool Scheduler::flush_cache() {
   return true;
 }
 
-void Scheduler::chunk_done(RequestState& r, int32_t len) {
+void Scheduler::chunk_done(RequestState& r, int32_t len, bool share) {
   r.computed += len;
   // Share a finished prefill chunk at once (SGLang's cache_unfinished_req): requests with the same
   // prefix admitted from the next step on reuse it. Pages that another request cached first are
   // swapped for the cached copy, so only one copy stays resident.
-  if (!cache_ || len <= 1) return;
+  if (!cache_ || len <= 1 || !share) return;
   auto res = cache_->insert(std::span<const int32_t>(r.tokens).first(size_t(r.computed)), r.pages);
   for (size_t i = 0; i < res.pages.size(); ++i)
     if (r.pages[i] != res.pages[i]) {
@@ -199,11 +199,16 @@ int32_t Scheduler::fit(RequestState& r, int32_t want) {
 
 std::vector<Scheduler::Chunk> Scheduler::schedule_once() {
   std::vector<Chunk> plan;
-  // 1. Decodes: one token each; retract from the back when the pool cannot give a page.
+  // 1. Decodes: one token each (and its draft tokens to verify, under speculative decoding); retract from
+  // the back when the pool cannot give a page (drafts are dropped first).
   for (size_t i = 0; i < running_.size(); ++i) {
     RequestState& r = *running_[i];
     if (r.remaining() != 1) continue;
-    bool ok = grow(r, r.computed + 1);
+    bool ok = grow(r, r.computed + 1 + int32_t(r.draft.size()));
+    if (!ok && !r.draft.empty()) {
+      r.draft.clear();
+      ok = grow(r, r.computed + 1);
+    }
     while (!ok && running_.back().get() != &r) {
       retract(*running_.back());
       ok = grow(r, r.computed + 1);
@@ -212,7 +217,8 @@ std::vector<Scheduler::Chunk> Scheduler::schedule_once() {
       retract(r);
       break;
     }
-    plan.push_back({&r, r.computed, 1, true});
+    const int32_t drafts = int32_t(r.draft.size());
+    plan.push_back({&r, r.computed, 1 + drafts, true, drafts});
   }
   // 2. Prefills already under way, then 3. new (or retracted) requests, within the token budget.
   int32_t budget = prefill_budget(cfg_);

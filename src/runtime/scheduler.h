@@ -31,8 +31,9 @@ class Scheduler {
   struct Chunk {
     RequestState* req = nullptr;
     int32_t begin = 0;  // == req->computed
-    int32_t len = 0;
+    int32_t len = 0;      // tokens run: from `begin`, and then the request's draft tokens
     bool logits = false;  // the chunk reaches the last known token: sample after it
+    int32_t drafts = 0;   // speculative decoding: draft tokens verified after the last known one (of `len`)
   };
 
   void add(std::unique_ptr<RequestState> req);  // to the back of the queue
@@ -40,8 +41,13 @@ class Scheduler {
   std::unique_ptr<RequestState> remove(const std::string& id);
   // Plans the next step. Empty when there is nothing to run.
   std::vector<Chunk> schedule();
-  // After the forward of a chunk: its tokens are in the cache now (and shared through the radix cache).
-  void chunk_done(RequestState& req, int32_t len);
+  // After the forward of a chunk: its first `len` tokens are in the cache now (and, for a prompt chunk,
+  // shared through the radix cache). A verify chunk counts the tokens the target confirmed (the last
+  // known one + the accepted drafts), which the engine has appended to the request's tokens.
+  void chunk_done(RequestState& req, int32_t len, bool share = true);
+  // Pages for positions [0, upto_tokens) of a running request without retracting anyone (evicting cached
+  // prefixes if needed): false when the pool cannot give them (speculative decoding then drafts nothing).
+  bool reserve(RequestState& req, int32_t upto_tokens) { return grow(req, upto_tokens); }
   // A running request ended: its KV goes to the prefix cache, its pages are released.
   std::unique_ptr<RequestState> finish(RequestState& req);
   // Everything, for shutdown (pages released).

@@ -22,7 +22,8 @@ struct StepRecorder::Padded {
   Key key() const { return {mode, q, batch, context}; }
 };
 
-StepRecorder::StepRecorder(const model::Model& m, int32_t max_bs, bool lazy) : m_(m), max_bs_(max_bs), lazy_(lazy) {
+StepRecorder::StepRecorder(const model::Model& m, int32_t max_bs, bool lazy, const Tensor* hidden)
+    : m_(m), max_bs_(max_bs), lazy_(lazy), hidden_(hidden) {
   DS_CHECK(max_bs >= 1, "cuda graph max batch size must be >= 1, got {}", max_bs);
 }
 StepRecorder::~StepRecorder() = default;
@@ -48,7 +49,12 @@ int32_t StepRecorder::context_bucket(int32_t ctx, int32_t max_positions) {
 
 bool StepRecorder::eligible(ForwardMode mode, const ForwardBatch& batch) const {
   // (The expanded attention form uploads per step: never recorded.)
-  if (batch.want_hidden || m_.options().attention != model::AttentionForm::Absorbed) return false;
+  if (m_.options().attention != model::AttentionForm::Absorbed) return false;
+  if (batch.want_hidden) {  // the padded step's rows must fit the hidden buffer
+    if (!hidden_ || batch.seqs.empty() || int64_t(batch.seqs.size()) > max_bs_) return false;
+    const int64_t q = int64_t(batch.seqs[0].tokens.size());
+    if (int64_t(batch_bucket(int32_t(batch.seqs.size()), max_bs_)) * q > hidden_->dim(0)) return false;
+  }
   if (!batch.dp_tokens.empty()) {  // DP attention: the engine decided for every group at once
     if (batch.dp_decode_bs < 1 || batch.dp_decode_bs > max_bs_) return false;
     return batch.seqs.empty() || (int32_t(batch.seqs.size()) <= batch.dp_decode_bs &&
@@ -136,11 +142,27 @@ StepRecorder::Padded StepRecorder::synthetic(ForwardMode mode, int32_t q, int32_
   return p;
 }
 
+Tensor StepRecorder::logits_of(const Padded& p, KVCache& cache) const {
+  // A padded step bigger than the hidden buffer (start-up recording of a large bucket) keeps no hidden
+  // states: a step that wants them is never padded to it (eligible()).
+  Tensor* hidden = hidden_ && int64_t(p.st.ids.size()) <= hidden_->dim(0) ? const_cast<Tensor*>(hidden_) : nullptr;
+  return m_.step_logits(p.st, cache, hidden);
+}
+
+void StepRecorder::add_hidden(ForwardOutput& out, const ForwardBatch& batch) const {
+  if (!batch.want_hidden) return;
+  int64_t tokens = 0;
+  for (const auto& sc : batch.seqs) tokens += int64_t(sc.tokens.size());
+  out.hidden = batch.hidden_on_device ? hidden_->rows(0, tokens) : m_.backend().to_host_f32(hidden_->rows(0, tokens));
+}
+
 ForwardOutput StepRecorder::run_eager(const Padded& p, const ForwardBatch& batch, KVCache& cache) {
   model::StepBinding bound(m_.backend(), p.st);
-  Tensor logits = m_.step_logits(p.st, cache);
+  Tensor logits = logits_of(p, cache);
   const int32_t rows = p.mode == ForwardMode::TargetVerify ? p.q : 1;
-  return real_rows(m_.backend(), p.st.logits_row0, p.real, rows, logits, batch.logits_on_device);
+  ForwardOutput out = real_rows(m_.backend(), p.st.logits_row0, p.real, rows, logits, batch.logits_on_device);
+  add_hidden(out, batch);
+  return out;
 }
 
 ForwardOutput StepRecorder::forward_padded_eager(ForwardMode mode, const ForwardBatch& batch, KVCache& cache) {
@@ -152,7 +174,7 @@ ForwardOutput StepRecorder::forward_padded_eager(ForwardMode mode, const Forward
 void StepRecorder::record(const Padded& p, KVCache& cache) {
   Timer timer;
   const int32_t pages = (p.context + cache.page_size - 1) / cache.page_size;
-  auto g = m_.backend().capture(p.st.index(), pages, [&] { return m_.step_logits(p.st, cache); });
+  auto g = m_.backend().capture(p.st.index(), pages, [&] { return logits_of(p, cache); });
   if (g) {
     ++stats_.captured;
     // Lazily: one line per recording, as they come during serving; at start-up the progress line says it.
@@ -204,7 +226,7 @@ int StepRecorder::record_all(ForwardMode mode, int32_t tokens_per_seq, int32_t m
         // synthetic step is all padding: it writes nothing.
         {
           model::StepBinding bound(m_.backend(), p.st);
-          m_.step_logits(p.st, cache);
+          logits_of(p, cache);
         }
         record(p, cache);
       }
@@ -236,7 +258,9 @@ std::optional<ForwardOutput> StepRecorder::forward(ForwardMode mode, const Forwa
   Tensor logits = m_.backend().replay(*it->second, p.st.index());
   ++stats_.replayed;
   const int32_t rows = mode == ForwardMode::TargetVerify ? p.q : 1;
-  return real_rows(m_.backend(), p.st.logits_row0, p.real, rows, logits, batch.logits_on_device);
+  ForwardOutput out = real_rows(m_.backend(), p.st.logits_row0, p.real, rows, logits, batch.logits_on_device);
+  add_hidden(out, batch);
+  return out;
 }
 
 }  // namespace ds::runtime

@@ -33,7 +33,10 @@ constexpr int32_t kDefaultCudaGraphMaxBs = 160;
 class StepRecorder {
  public:
   // max_bs: the largest batch recorded; lazy: record each shape at its first step instead of record_all.
-  StepRecorder(const model::Model& m, int32_t max_bs, bool lazy);
+  // hidden: where every step also leaves its tokens' final hidden states (speculative decoding: the draft
+  // step reads them), rows in token order; a step with more tokens than its rows is not recorded. Owned
+  // by the caller, at a fixed address; null: none (steps that want hidden states run op by op).
+  StepRecorder(const model::Model& m, int32_t max_bs, bool lazy, const Tensor* hidden = nullptr);
   ~StepRecorder();
 
   // The step through a recording, or nullopt when it is not a shape the recorder covers (the caller runs
@@ -77,9 +80,14 @@ class StepRecorder {
   void record(const Padded& p, model::KVCache& cache);
   void follow_pools(const model::KVCache& cache);
 
+  // The step's logits (and, with a hidden buffer, its hidden states written there).
+  Tensor logits_of(const Padded& p, model::KVCache& cache) const;
+  void add_hidden(model::ForwardOutput& out, const model::ForwardBatch& batch) const;
+
   const model::Model& m_;
   int32_t max_bs_;
   bool lazy_;
+  const Tensor* hidden_ = nullptr;
   const void* cache_id_ = nullptr;  // the KV pools the recordings write (recorded addresses)
   // shape -> recording; null: capturing it failed, that shape runs op by op.
   std::map<Key, std::unique_ptr<backend::CapturedStep>> graphs_;

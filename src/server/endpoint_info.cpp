@@ -34,6 +34,9 @@ Json engine_state(const ServerState& st) {
   j["evictable_pages"] = s.evictable_pages;
   j["token_usage"] = s.token_usage();
   j["cache_hit_rate"] = s.cache_hit_rate;
+  // Speculative decoding: tokens per decode step of speculating requests (bench_serving reads it).
+  j["avg_spec_accept_length"] = s.spec_accept_length();
+  j["spec_verify_total"] = s.spec_verify_total;
   j["prompt_tokens_total"] = s.prompt_tokens_total;
   j["generation_tokens_total"] = s.generation_tokens_total;
   j["cached_tokens_total"] = s.cached_tokens_total;

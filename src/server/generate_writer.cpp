@@ -31,6 +31,12 @@ Json GenerateWriter::item(size_t i, const ChoiceState& c) const {
   meta["completion_tokens"] = c.completion_tokens;
   meta["cached_tokens"] = c.cached_tokens;
   meta["e2e_latency"] = c.finished() ? c.finish_s : clock_.seconds();
+  if (c.spec_verify_ct > 0) {  // speculative decoding (SGLang's fields)
+    meta["spec_verify_ct"] = c.spec_verify_ct;
+    meta["spec_accept_length"] = double(c.spec_accept_tokens) / c.spec_verify_ct;
+    meta["spec_accept_token_num"] = c.spec_accept_tokens - c.spec_verify_ct;  // accepted drafts
+    meta["spec_draft_token_num"] = c.spec_draft_tokens;
+  }
   if (opt_.return_logprob) {
     meta["output_token_logprobs"] = native_token_logprobs(c.logprobs, tok_, opt_.return_text_in_logprobs);
     if (opt_.top_logprobs_num > 0)

@@ -128,9 +128,12 @@ void GenerationJob::log_line() const {
     if (name == finish_name(runtime::FinishReason::Error)) finish += " (" + first_error + ")";
   }
   if (gone_) finish += " (client disconnected)";
-  spdlog::info("{}: prompt {} tokens, completion {}, cached {}, ttft {}, {:.3f} s, finish {}", opt_.rid, u.prompt,
+  int64_t verify = 0, emitted = 0;
+  for (const auto& c : choices_) verify += c.spec_verify_ct, emitted += c.spec_accept_tokens;
+  const std::string spec = verify ? fmt::format(", accept length {:.2f} ({} verify steps)", double(emitted) / verify, verify) : "";
+  spdlog::info("{}: prompt {} tokens, completion {}, cached {}, ttft {}, {:.3f} s{}, finish {}", opt_.rid, u.prompt,
                u.completion, u.cached, ttft < 0 ? std::string("-") : fmt::format("{:.3f} s", ttft), clock_.seconds(),
-               finish);
+               spec, finish);
 }
 
 }  // namespace ds::server

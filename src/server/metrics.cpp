@@ -73,6 +73,12 @@ std::string ServerMetrics::render(const runtime::EngineStats& s, const std::stri
   metric("sglang:max_total_num_tokens", "gauge", "Maximum total number of tokens.", int64_t(s.num_pages) * s.page_size);
   metric("sglang:token_usage", "gauge", "The token usage.", s.token_usage());
   metric("sglang:cache_hit_rate", "gauge", "The prefix cache hit rate.", s.cache_hit_rate);
+  metric("sglang:spec_accept_length", "gauge",
+         "The average acceptance length of speculative decoding (tokens per decode step).", s.spec_accept_length());
+  metric("dsserve:spec_verify_steps_total", "counter", "Decode steps of speculating requests.", s.spec_verify_total);
+  metric("dsserve:spec_draft_tokens_total", "counter", "Draft tokens verified.", s.spec_drafts_total);
+  metric("dsserve:spec_accepted_tokens_total", "counter", "Draft tokens accepted.",
+         s.spec_tokens_total - s.spec_verify_total);
   metric("dsserve:retracted_requests_total", "counter", "Requests preempted for lack of KV pages.",
          s.retractions_total);
   metric("dsserve:engine_steps_total", "counter", "Engine steps run.", s.steps_total);

@@ -10,6 +10,9 @@ void ChoiceState::add(const runtime::RequestOutput& out, double now_s) {
   prompt_tokens = out.prompt_tokens;
   completion_tokens = out.completion_tokens;
   if (out.cached_tokens > cached_tokens) cached_tokens = out.cached_tokens;
+  spec_verify_ct = out.spec_verify_ct;
+  spec_accept_tokens = out.spec_accept_tokens;
+  spec_draft_tokens = out.spec_draft_tokens;
   if (out.finished) {
     finish = out.finish_reason == runtime::FinishReason::None ? runtime::FinishReason::Stop : out.finish_reason;
     matched_token = out.matched_stop_token;

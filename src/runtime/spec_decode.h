@@ -1,0 +1,39 @@
+// Speculative decoding with the checkpoint's MTP layer (SGLang's EAGLE / NEXTN with topk 1): every decode
+// step of a request verifies the draft tokens the MTP layer proposed after the previous step.
+//
+//   target step   the request's last token + its drafts d1..dS at once (ForwardMode::TargetVerify, or
+//                 mixed with prefill chunks and plain decodes); a token is drawn at every row with the
+//                 request's own sampling: row j as if d1..dj had been accepted (output index + j). The
+//                 drafts are accepted while the draw equals them; the first draw that differs (or the
+//                 draw after the last draft) is the step's own token. Each emitted token is thus a draw
+//                 from the target's distribution given the tokens before it: greedy outputs are those
+//                 of plain decoding, sampled ones have plain decoding's distribution (with a fixed seed on
+//                 the device, the same tokens: draws are keyed on (seed, output index)). This is
+//                 rejection sampling for a draft that proposes one token (accept d with probability
+//                 p(d), else draw from p without d), with the draw and the test in one.
+//   draft step    (ForwardMode::DraftExtend, runtime/spec_draft.cpp) the MTP layer over the positions the
+//                 target has just confirmed (its hidden states + the next tokens; after every prefill
+//                 chunk too, so the MTP layer's KV covers the prompt), then S - 1 chained single steps on
+//                 its own hidden state; S greedy drafts per request.
+//
+// The KV the target wrote for rejected drafts stays in the request's pages beyond `computed` and is
+// overwritten later; drafts are never part of `tokens`, so never counted, output or cached.
+#pragma once
+#include <cstdint>
+
+#include "runtime/engine.h"
+
+namespace ds::runtime {
+
+struct RequestState;
+
+// Whether a request decodes speculatively. Draws whose state a rejected draft would have advanced
+// decode plainly: penalties (the device keeps their token counts incrementally), grammars and forced
+// continuations (their masks follow the accepted tokens).
+bool speculates(const GenerateRequest& in);
+
+// How many drafts the request may verify in its next step (<= steps): what its max_new_tokens still
+// allows after the step's own token, and positions that stay inside the context length.
+int32_t draft_budget(const RequestState& r, int32_t steps, int32_t context_length);
+
+}  // namespace ds::runtime

@@ -1,0 +1,127 @@
+// The runner's draft step (ForwardMode::DraftExtend) of speculative decoding: the MTP layer extended over
+// the tokens the target has just accepted (or prefilled), reading the target's kept hidden states, then
+// chained over its own drafts. See runtime/spec_decode.h for the whole loop.
+#include <algorithm>
+
+#include "backend/backend.h"
+#include "runtime/model_runner.h"
+#include "util/error.h"
+#include "util/timer.h"
+
+namespace ds::runtime {
+
+std::vector<int32_t> ModelRunner::greedy_rows(model::ForwardOutput& out) {
+  const int64_t vocab = model_->config().vocab_size;
+  const int64_t rows = out.logits.defined() ? out.logits.dim(0) : 0;
+  std::vector<int32_t> ids(size_t(rows), 0);
+  if (rows == 0) return ids;
+  if (out.logits.device() != Device::CPU) {
+    backend::SamplingBatch batch;
+    for (int64_t r = 0; r < rows; ++r) {
+      backend::SamplingRow row;
+      row.logits_row = r;  // temperature 0: greedy
+      batch.rows.push_back(row);
+    }
+    std::vector<backend::SampledRow> got = backend().sample(out.logits, batch);
+    // A non-finite row drafts token 0: the target rejects it (a draft never decides an output token).
+    for (int64_t r = 0; r < rows; ++r) ids[size_t(r)] = std::max(got[size_t(r)].token, 0);
+    return ids;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = out.logits.f32() + r * vocab;
+    ids[size_t(r)] = int32_t(std::max_element(row, row + vocab) - row);
+  }
+  return ids;
+}
+
+StepOutput ModelRunner::run_draft(StepInput in) {
+  const model::Model& m = *model_;
+  const int32_t steps = cfg_.draft_steps;
+  DS_CHECK(steps > 0 && m.has_mtp(), "a draft step on a runner without speculative decoding");
+  StepOutput res;
+  Timer fwd;
+  model::ForwardBatch& batch = in.batch;
+  batch.want_hidden = batch.hidden_on_device = true;
+  batch.logits_on_device = device_sampling_;
+  const bool chain_anywhere =
+      steps > 1 && (in.dp_drafting.empty() ? true
+                                           : std::any_of(in.dp_drafting.begin(), in.dp_drafting.end(),
+                                                         [](int32_t n) { return n > 0; }));
+  auto idle_chain = [&] {  // DP attention: this group has nothing (more) to draft; the others may
+    if (!chain_anywhere || in.dp_drafting.empty()) return;
+    for (int32_t j = 1; j < steps; ++j) {
+      model::ForwardBatch idle;
+      idle.dp_tokens = in.dp_drafting;
+      m.mtp_forward(idle, {}, kv_);
+    }
+  };
+  if (batch.seqs.empty()) {  // an idle DP group: only the exchanges
+    DS_CHECK(m.tensor_parallel().dp_attention(), "draft step: empty batch");
+    m.mtp_forward(batch, {}, kv_);
+    idle_chain();
+    res.forward_ms = fwd.seconds() * 1e3;
+    return res;
+  }
+  DS_CHECK(last_hidden_.defined(), "a draft step needs the hidden states kept by the target step before it");
+  model::MtpInput mi;
+  for (const auto& sc : batch.seqs) mi.next_tokens.insert(mi.next_tokens.end(), sc.tokens.begin(), sc.tokens.end());
+  DS_CHECK(in.hidden_rows.size() == mi.next_tokens.size(), "draft step: {} hidden rows for {} tokens",
+           in.hidden_rows.size(), mi.next_tokens.size());
+  for (int32_t r : in.hidden_rows)
+    DS_CHECK(r >= 0 && r < last_hidden_.dim(0), "draft step: hidden row {} of {}", r, last_hidden_.dim(0));
+  mi.hidden = backend().cache_gather(last_hidden_, in.hidden_rows);
+  last_hidden_ = Tensor();  // read once
+  model::ForwardOutput out = m.mtp_forward(batch, mi, kv_);
+
+  // The sequences that draft (logits Last), in batch order, and where their chain goes on.
+  std::vector<size_t> drafting;
+  std::vector<int32_t> last_row;  // each drafting sequence's last row in out.hidden
+  int32_t row = 0;
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    row += int32_t(batch.seqs[s].tokens.size());
+    if (batch.seqs[s].logits == model::LogitsMode::Last) {
+      drafting.push_back(s);
+      last_row.push_back(row - 1);
+    } else {
+      DS_CHECK(batch.seqs[s].logits == model::LogitsMode::None, "draft step: sequence {} asks for all logits", s);
+    }
+  }
+  res.drafts.resize(batch.seqs.size());
+  std::vector<int32_t> tok = greedy_rows(out);
+  DS_CHECK(tok.size() == drafting.size(), "draft step: {} draft rows for {} drafting sequences", tok.size(),
+           drafting.size());
+  for (size_t k = 0; k < drafting.size(); ++k) res.drafts[drafting[k]].push_back(tok[k]);
+  if (drafting.empty()) {
+    idle_chain();
+    res.forward_ms = fwd.seconds() * 1e3;
+    return res;
+  }
+  // Chained steps: MTP at the position after the previous one, on its own hidden state and draft.
+  Tensor hidden = backend().cache_gather(out.hidden, last_row);
+  for (int32_t j = 1; j < steps; ++j) {
+    model::ForwardBatch chain;
+    chain.want_hidden = chain.hidden_on_device = true;
+    chain.logits_on_device = device_sampling_;
+    chain.dp_tokens = in.dp_drafting;
+    for (size_t k = 0; k < drafting.size(); ++k) {
+      const model::SequenceChunk& sc = batch.seqs[drafting[k]];
+      model::SequenceChunk c;
+      c.tokens = {tok[k]};
+      c.start_pos = sc.start_pos + int32_t(sc.tokens.size()) + j - 1;
+      c.page_table = sc.page_table;
+      c.logits = model::LogitsMode::Last;
+      chain.seqs.push_back(std::move(c));
+    }
+    model::MtpInput ci;
+    ci.hidden = hidden;
+    ci.next_tokens = tok;
+    model::ForwardOutput o = m.mtp_forward(chain, ci, kv_);
+    tok = greedy_rows(o);
+    for (size_t k = 0; k < drafting.size(); ++k) res.drafts[drafting[k]].push_back(tok[k]);
+    hidden = o.hidden;
+  }
+  res.forward_ms = fwd.seconds() * 1e3;
+  return res;
+}
+
+}  // namespace ds::runtime

@@ -1,0 +1,375 @@
+// Speculative decoding (runtime/spec_decode.h) in the engine on the CPU backend: greedy outputs identical
+// to plain decoding whatever the drafts are worth (a random MTP layer: acceptance ~0; a bigram draft on a
+// bigram model: ~1; in between), in batches, with retraction, prefix hits, stops inside an accepted run,
+// aborts; sampled outputs with plain decoding's distribution (chi-square) and, with device draws, the
+// same tokens for a seed.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <mutex>
+
+#include "backend/backend.h"
+#include "host_sampling_backend.h"
+#include "model/make_model.h"
+#include "model/model.h"
+#include "runtime/engine.h"
+#include "runtime/model_runner.h"
+#include "tokenizer_test_util.h"
+
+using namespace ds;
+using namespace ds::runtime;
+
+namespace {
+
+constexpr int32_t kSteps = 3;
+
+class Collector {
+ public:
+  OutputSink sink(const std::string& id) {
+    return [this, id](RequestOutput&& o) {
+      std::lock_guard lk(mu_);
+      auto& r = results_[id];
+      EXPECT_FALSE(r.finished) << id << ": output after the final one";
+      r.tokens.insert(r.tokens.end(), o.token_ids.begin(), o.token_ids.end());
+      r.text += o.text;
+      r.last = o;
+      if (o.finished) {
+        r.finished = true;
+        cv_.notify_all();
+      }
+    };
+  }
+  struct Result {
+    std::vector<int32_t> tokens;
+    std::string text;
+    bool finished = false;
+    RequestOutput last;
+  };
+  Result wait(const std::string& id) {
+    std::unique_lock lk(mu_);
+    EXPECT_TRUE(cv_.wait_for(lk, std::chrono::seconds(120), [&] { return results_[id].finished; })) << id;
+    return results_[id];
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, Result> results_;
+};
+
+// Tiny checkpoints made once per run: the golden one has a random MTP layer; the bigram ones a draft that
+// agrees by construction (make_model's bigram_mtp) with main layers scaled by 0 (a bigram model) or 0.5.
+std::string bigram_model_dir(float scale) {
+  return (std::filesystem::temp_directory_path() /
+          fmt::format("dsserve-spec-bigram-{}-{}", int(scale * 100), ::getpid()))
+      .string();
+}
+std::string bigram_model(float scale) {
+  const std::string dir = bigram_model_dir(scale);
+  if (!std::filesystem::exists(dir + "/config.json")) {
+    model::MakeModelOptions o;
+    o.preset = "tiny";
+    o.seed = 7;
+    o.bigram_mtp = true;
+    o.layer_output_scale = scale;
+    model::make_model(o, dir);
+  }
+  return dir;
+}
+
+GenerateRequest greedy(const std::string& id, std::vector<int32_t> prompt, int32_t max_new) {
+  GenerateRequest r;
+  r.id = id;
+  r.prompt = std::move(prompt);
+  r.max_new_tokens = max_new;
+  r.sampling.temperature = 0;
+  r.sampling.ignore_eos = true;
+  return r;
+}
+
+std::vector<int32_t> prompt_of(int seed, int len) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < len; ++i) p.push_back(3 + (seed * 131 + i * 17) % 500);
+  return p;
+}
+
+EngineConfig config(int64_t total_tokens = 1024, int32_t spec = kSteps) {
+  EngineConfig c;
+  c.page_size = 4;
+  c.max_total_tokens = total_tokens;
+  c.context_length = 160;
+  c.eos_token_ids = {1};
+  c.speculative_num_steps = spec;
+  return c;
+}
+
+RunnerConfig runner(int32_t spec = kSteps) {
+  RunnerConfig rc;
+  rc.draft_steps = spec;
+  return rc;
+}
+
+struct Outputs {
+  std::map<std::string, Collector::Result> by_id;
+  EngineStats stats;
+};
+
+// Runs the requests through an engine (speculating or not), all submitted at once or staggered (later
+// ones arrive while earlier ones decode: mixed prefill + verify steps).
+Outputs run_all(const model::Model& m, const tok::Tokenizer& tok, const std::vector<GenerateRequest>& reqs, bool spec,
+                int64_t pool = 1024, bool staggered = false) {
+  auto e = make_engine(config(pool, spec ? kSteps : 0), m, tok, runner(spec ? kSteps : 0));
+  Collector c;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    e->submit(reqs[i], c.sink(reqs[i].id));
+    if (staggered && i % 2 == 1) std::this_thread::sleep_for(std::chrono::milliseconds(15));
+  }
+  Outputs o;
+  for (const auto& r : reqs) o.by_id[r.id] = c.wait(r.id);
+  o.stats = e->stats();
+  e->shutdown();
+  return o;
+}
+
+class SpecDecodeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    be_ = backend::make_cpu_backend(0).release();
+    golden_ = model::Model::load(DS_SOURCE_DIR "/tests/golden/tiny_v32_fp8", *be_).release();
+    bigram_ = model::Model::load(bigram_model(0.0f), *be_).release();
+    half_ = model::Model::load(bigram_model(0.5f), *be_).release();
+  }
+  static void TearDownTestSuite() {
+    for (float scale : {0.0f, 0.5f}) std::filesystem::remove_all(bigram_model_dir(scale));
+  }
+  static backend::Backend* be_;
+  static model::Model *golden_, *bigram_, *half_;
+};
+backend::Backend* SpecDecodeTest::be_ = nullptr;
+model::Model* SpecDecodeTest::golden_ = nullptr;
+model::Model* SpecDecodeTest::bigram_ = nullptr;
+model::Model* SpecDecodeTest::half_ = nullptr;
+
+}  // namespace
+
+// Greedy: the same tokens as plain decoding on three drafts of different worth, with requests of
+// different lengths batched, arriving while others decode, and sharing a prompt (n > 1).
+TEST_F(SpecDecodeTest, GreedyOutputsEqualPlainDecoding) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < 6; ++i) reqs.push_back(greedy("r" + std::to_string(i), prompt_of(i, 5 + 7 * i), 9 + 11 * i));
+  reqs.push_back(greedy("twin", prompt_of(2, 19), 40));  // r2's prompt again: a prefix hit, then its own decode
+  struct Case {
+    const char* name;
+    model::Model* m;
+    double min_accept, max_accept;  // tokens per verify step
+  } cases[] = {{"random draft", golden_, 1.0, 1.3}, {"bigram draft", bigram_, 3.5, 4.0}, {"half", half_, 1.2, 3.9}};
+  for (const auto& k : cases) {
+    Outputs plain = run_all(*k.m, tok, reqs, false);
+    Outputs spec = run_all(*k.m, tok, reqs, true, 1024, true);
+    for (const auto& r : reqs) {
+      EXPECT_EQ(spec.by_id[r.id].tokens, plain.by_id[r.id].tokens) << k.name << " " << r.id;
+      EXPECT_EQ(spec.by_id[r.id].text, plain.by_id[r.id].text) << k.name << " " << r.id;
+      EXPECT_EQ(spec.by_id[r.id].last.finish_reason, FinishReason::Length) << k.name << " " << r.id;
+      EXPECT_EQ(spec.by_id[r.id].last.completion_tokens, r.max_new_tokens) << k.name << " " << r.id;
+    }
+    const double accept = spec.stats.spec_accept_length();
+    EXPECT_GE(accept, k.min_accept) << k.name;
+    EXPECT_LE(accept, k.max_accept) << k.name;
+    EXPECT_EQ(plain.stats.spec_verify_total, 0) << k.name;
+    EXPECT_EQ(spec.stats.generation_tokens_total, plain.stats.generation_tokens_total) << k.name;
+    EXPECT_EQ(spec.stats.used_pages, spec.stats.cached_pages) << k.name << ": only the prefix cache holds pages";
+    // Fewer steps than tokens once drafts are accepted.
+    if (k.min_accept > 2) EXPECT_LT(spec.stats.steps_total * 2, plain.stats.steps_total) << k.name;
+    const auto& m = spec.by_id["r5"].last;
+    EXPECT_GT(m.spec_verify_ct, 0) << k.name;
+    EXPECT_EQ(m.spec_accept_tokens + 1, m.completion_tokens) << k.name << ": every decode step's tokens counted";
+    std::printf("%s: accept length %.2f, %lld steps (plain %lld)\n", k.name, accept, (long long)spec.stats.steps_total,
+                (long long)plain.stats.steps_total);
+  }
+}
+
+// Retraction under KV pressure: drafts are dropped first, then requests retracted and recomputed (the MTP
+// layer's KV with them); nothing changes in the outputs and no page leaks.
+TEST_F(SpecDecodeTest, RetractionUnderPressureChangesNothing) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < 8; ++i) reqs.push_back(greedy("p" + std::to_string(i), prompt_of(i + 10, 5), 24));
+  for (model::Model* m : {bigram_, half_}) {
+    Outputs plain = run_all(*m, tok, reqs, false, 1024);
+    Outputs spec = run_all(*m, tok, reqs, true, 64);
+    for (const auto& r : reqs) EXPECT_EQ(spec.by_id[r.id].tokens, plain.by_id[r.id].tokens) << r.id;
+    EXPECT_GT(spec.stats.retractions_total, 0);
+    EXPECT_EQ(spec.stats.used_pages, spec.stats.cached_pages);
+    EXPECT_EQ(spec.stats.running, 0);
+  }
+}
+
+// Stops inside an accepted run end the request at the right token: a stop token id, a stop string,
+// max_new_tokens that is not a multiple of the tokens per step; EOS (not ignored).
+TEST_F(SpecDecodeTest, StopsInsideAnAcceptedRun) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  const auto base = greedy("base", prompt_of(3, 8), 40);
+  Outputs full = run_all(*bigram_, tok, {base}, false);
+  const std::vector<int32_t>& seq = full.by_id["base"].tokens;
+  ASSERT_EQ(seq.size(), 40u);
+  std::vector<GenerateRequest> reqs;
+  auto stop_id = base;
+  stop_id.id = "stop_id";
+  stop_id.stop_token_ids = {seq[13]};  // the first occurrence of it ends the output
+  reqs.push_back(stop_id);
+  auto len = base;
+  len.id = "len";
+  len.max_new_tokens = 7;
+  reqs.push_back(len);
+  auto eos = base;
+  eos.id = "eos";
+  eos.sampling.ignore_eos = false;
+  reqs.push_back(eos);
+  auto str = base;
+  str.id = "str";
+  const std::string text = tok.decode(std::vector<int32_t>(seq.begin() + 10, seq.begin() + 12), true);
+  if (!text.empty()) str.stop = {text};
+  reqs.push_back(str);
+  Outputs plain = run_all(*bigram_, tok, reqs, false);
+  Outputs spec = run_all(*bigram_, tok, reqs, true);
+  for (const auto& r : reqs) {
+    const auto& a = spec.by_id[r.id];
+    const auto& b = plain.by_id[r.id];
+    EXPECT_EQ(a.tokens, b.tokens) << r.id;
+    EXPECT_EQ(a.text, b.text) << r.id;
+    EXPECT_EQ(a.last.finish_reason, b.last.finish_reason) << r.id;
+    EXPECT_EQ(a.last.matched_stop_token, b.last.matched_stop_token) << r.id;
+    EXPECT_EQ(a.last.matched_stop_str, b.last.matched_stop_str) << r.id;
+  }
+  const size_t first = size_t(std::find(seq.begin(), seq.end(), seq[13]) - seq.begin());
+  EXPECT_EQ(spec.by_id["stop_id"].tokens.size(), first + 1);
+  EXPECT_EQ(spec.by_id["len"].tokens.size(), 7u);
+}
+
+// An abort while a request speculates ends it and frees its pages; the others go on unchanged.
+TEST_F(SpecDecodeTest, AbortMidDraftFreesEverything) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  auto e = make_engine(config(), *bigram_, tok, runner());
+  Collector c;
+  auto keep = greedy("keep", prompt_of(4, 9), 120);
+  auto gone = greedy("gone", prompt_of(5, 9), 140);
+  e->submit(keep, c.sink("keep"));
+  e->submit(gone, c.sink("gone"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  e->abort("gone");
+  auto g = c.wait("gone");
+  EXPECT_EQ(g.last.finish_reason, FinishReason::Abort);
+  auto k = c.wait("keep");
+  e->shutdown();
+  Outputs plain = run_all(*bigram_, tok, {keep}, false);
+  EXPECT_EQ(k.tokens, plain.by_id["keep"].tokens);
+  const auto s = e->stats();
+  EXPECT_EQ(s.used_pages, s.cached_pages);
+}
+
+// Requests whose draws a rejected draft would disturb (penalties, grammars, forced continuations) decode
+// plainly beside speculating ones.
+TEST_F(SpecDecodeTest, PenaltiesDecodePlainlyBesideSpeculation) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  auto pen = greedy("pen", prompt_of(6, 7), 20);
+  pen.sampling.frequency_penalty = 0.7f;
+  auto free = greedy("free", prompt_of(7, 7), 20);
+  Outputs plain = run_all(*bigram_, tok, {pen, free}, false);
+  Outputs spec = run_all(*bigram_, tok, {pen, free}, true);
+  EXPECT_EQ(spec.by_id["pen"].tokens, plain.by_id["pen"].tokens);
+  EXPECT_EQ(spec.by_id["free"].tokens, plain.by_id["free"].tokens);
+  EXPECT_EQ(spec.by_id["pen"].last.spec_verify_ct, 0);
+  EXPECT_GT(spec.by_id["free"].last.spec_verify_ct, 0);
+}
+
+// Device draws are keyed on (seed, output index): a seeded sampled request gives the same tokens with and
+// without speculation (each emitted token is the draw plain decoding makes at that index).
+TEST_F(SpecDecodeTest, SeededDeviceDrawsGiveTheSameTokens) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  fakes::HostSamplingBackend hb;
+  auto m = model::Model::load(bigram_model(0.0f), hb);
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < 4; ++i) {
+    auto r = greedy("s" + std::to_string(i), prompt_of(i + 30, 6), 30);
+    r.sampling.temperature = 0.15f + 0.1f * float(i);  // the tiny model's logits are flat: sharpen them
+    r.sampling.top_p = i == 1 ? 0.8f : 1.0f;
+    r.sampling.top_k = i == 2 ? 20 : -1;
+    r.sampling.min_p = i == 3 ? 0.05f : 0.0f;
+    r.sampling.seed = 100 + i;
+    reqs.push_back(r);
+  }
+  Outputs plain = run_all(*m, tok, reqs, false);
+  Outputs spec = run_all(*m, tok, reqs, true);
+  for (const auto& r : reqs) EXPECT_EQ(spec.by_id[r.id].tokens, plain.by_id[r.id].tokens) << r.id;
+  EXPECT_GT(spec.stats.spec_accept_length(), 1.2) << "some drafts should be accepted at these temperatures";
+}
+
+// Host draws (each verify row its own generator): the distribution of the output equals plain decoding's.
+// Two-sample chi-square test of homogeneity on the third output token, at significance 0.001 (bins with
+// fewer than 10 expected draws merged), for two temperatures and a top-p. (The test cannot fail by
+// chance more than once in a thousand runs per setting.)
+TEST_F(SpecDecodeTest, SampledDistributionMatchesPlainDecoding) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  struct Setting {
+    float temperature, top_p;
+  } settings[] = {{0.25f, 1.0f}, {0.4f, 0.9f}};  // the tiny model's logits are flat: sharpened
+  constexpr int kDraws = 1500;
+  for (const auto& st : settings) {
+    std::vector<GenerateRequest> reqs;
+    for (int i = 0; i < kDraws; ++i) {
+      auto r = greedy("d" + std::to_string(i), prompt_of(9, 4), 3);
+      r.sampling.temperature = st.temperature;
+      r.sampling.top_p = st.top_p;
+      r.sampling.seed = 5000 + i;  // host draws: seeds the request's generator
+      reqs.push_back(r);
+    }
+    std::map<int32_t, std::array<double, 2>> counts;
+    for (int arm = 0; arm < 2; ++arm) {
+      auto e = make_engine(config(1 << 16, arm ? kSteps : 0), *bigram_, tok, [&] {
+        RunnerConfig rc = runner(arm ? kSteps : 0);
+        rc.sample_on_device = false;
+        return rc;
+      }());
+      Collector c;
+      for (auto r : reqs) {
+        r.sampling.seed = *r.sampling.seed + uint64_t(arm) * 1000003;  // independent arms
+        e->submit(r, c.sink(r.id));
+      }
+      for (const auto& r : reqs) {
+        auto out = c.wait(r.id);
+        ASSERT_EQ(out.tokens.size(), 3u);
+        counts[out.tokens[2]][size_t(arm)] += 1;
+      }
+      if (arm) EXPECT_GT(e->stats().spec_accept_length(), 1.1);
+      e->shutdown();
+    }
+    // Merge sparse bins (expected count per arm < 10) into one.
+    std::vector<std::array<double, 2>> bins;
+    std::array<double, 2> other{0, 0};
+    for (const auto& [tok_id, n] : counts) {
+      if ((n[0] + n[1]) / 2 < 10) other[0] += n[0], other[1] += n[1];
+      else bins.push_back(n);
+    }
+    if (other[0] + other[1] > 0) bins.push_back(other);
+    ASSERT_GE(bins.size(), 2u) << "the test needs a spread-out distribution";
+    double chi2 = 0;
+    for (const auto& b : bins) {
+      const double row = b[0] + b[1];
+      for (int a = 0; a < 2; ++a) {
+        const double expected = row * kDraws / (2.0 * kDraws);
+        chi2 += (b[size_t(a)] - expected) * (b[size_t(a)] - expected) / expected;
+      }
+    }
+    const double df = double(bins.size() - 1);
+    // Wilson-Hilferty: the 0.999 quantile of chi-square with df degrees of freedom (z = 3.0902).
+    const double crit = df * std::pow(1 - 2 / (9 * df) + 3.0902 * std::sqrt(2 / (9 * df)), 3);
+    EXPECT_LT(chi2, crit) << "temperature " << st.temperature << " top_p " << st.top_p << ": " << bins.size()
+                          << " bins";
+    std::printf("T %.1f top_p %.1f: chi2 %.1f (df %.0f, critical %.1f at 0.001)\n", st.temperature, st.top_p, chi2,
+                df, crit);
+  }
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# `dsserve serve --speculative-algorithm EAGLE` (MTP drafts) end to end on CPU ranks: greedy chat, /generate
+# (batched, n > 1) and streaming identical to plain decoding on one rank and under --tp 2,
+# --tp 2 --dp 2 --enable-dp-attention and --dp 2; the accept length in meta_info, /metrics and
+# /get_server_info and bench serving's report; clear errors for what is not supported.
+# The model: the e2e model's shapes with a draft that agrees by construction (make-model --bigram-mtp)
+# and main layers scaled by 0.2, so that drafts are accepted often but not always.
+# usage: test_speculative.sh DSSERVE SOURCE_DIR BUILD_DIR
+set -euo pipefail
+BIN=$1 SRC=$2 BUILD=$3
+source "$(dirname "$0")/common.sh"
+need_tokenizer
+TMP=$(mktemp -d)
+trap 'cleanup; rm -rf "$TMP"' EXIT
+SPEC_MODEL="$TMP/bigram"
+"$BIN" make-model --preset tiny --num-layers 2 --seed 3 --bigram-mtp --layer-output-scale 0.2 \
+  --override '{"vocab_size": 129280, "max_position_embeddings": 4096}' --out "$SPEC_MODEL" >/dev/null
+cp "$TOKDIR/tokenizer.json" "$TOKDIR/tokenizer_config.json" "$SPEC_MODEL/"
+COMMON=(--model-path "$SPEC_MODEL" --served-model-name m --encoder dsv32 --random-seed 0 --context-length 512
+        --page-size 16 --threads 2 --enable-metrics)
+SPEC=(--speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-eagle-topk 1 --speculative-num-draft-tokens 4)
+
+chat() {  # greedy chat completion of PROMPT, N choices
+  curl -sf "$BASE_URL/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"$1\"}],\"temperature\":0,\"max_tokens\":40,\"n\":${2:-1}}"
+}
+generate() {  # greedy /generate of three prompts in one batch
+  curl -sf "$BASE_URL/generate" -H 'Content-Type: application/json' \
+    -d '{"text":["The capital of France is","1, 2, 3, 4,","Once upon a time"],"sampling_params":{"temperature":0,"max_new_tokens":37,"ignore_eos":true}}'
+}
+outputs() {  # everything greedy this server answers, one line each
+  jget "$(chat 'Tell me about speculative decoding.')" 'j["choices"][0]["message"]["content"]'
+  jget "$(chat 'Count to ten.' 2)" '[c["message"]["content"] for c in j["choices"]]'
+  jget "$(generate)" '[x["text"] for x in j]'
+  curl -sN "$BASE_URL/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":30,"temperature":0}' |
+    python3 -c '
+import json, sys
+text = ""
+for line in sys.stdin:
+    if line.startswith("data: {"):
+        for c in json.loads(line[6:])["choices"]:
+            text += c["delta"].get("content") or ""
+print(text)'
+}
+
+start_server "$TMP/plain.log" "${COMMON[@]}"
+outputs >"$TMP/plain.txt"
+stop_server
+
+start_server "$TMP/spec.log" "${COMMON[@]}" "${SPEC[@]}"
+grep -q "speculative decoding: 3 drafts per step" "$SERVER_LOG" || fail "no speculative decoding line in the log"
+grep -q "max running requests 48" "$SERVER_LOG" || fail "max running requests should default to 48 with MTP"
+outputs >"$TMP/spec.txt"
+diff "$TMP/plain.txt" "$TMP/spec.txt" >/dev/null || fail "speculative outputs differ: $(diff "$TMP/plain.txt" "$TMP/spec.txt")"
+gen=$(generate)
+python3 - "$gen" <<'PY' || fail "meta_info: $gen"
+import json, sys
+for x in json.loads(sys.argv[1]):
+    m = x["meta_info"]
+    assert m["spec_verify_ct"] > 0 and m["spec_verify_ct"] < m["completion_tokens"], m
+    assert 1.0 < m["spec_accept_length"] <= 4.0, m
+    assert m["spec_accept_token_num"] == m["completion_tokens"] - 1 - m["spec_verify_ct"], m
+PY
+metrics=$(curl -sf "$BASE_URL/metrics")
+accept=$(sed -n 's/^sglang:spec_accept_length{[^}]*} //p' <<<"$metrics")
+python3 -c "import sys; assert float(sys.argv[1]) > 1.2, sys.argv[1]" "$accept" || fail "/metrics accept length: '$accept'"
+info=$(curl -sf "$BASE_URL/get_server_info")
+[ "$(jget "$info" 'j["speculative_algorithm"]')" = EAGLE ] || fail "server info: no speculative_algorithm"
+python3 -c "import json,sys; j=json.loads(sys.argv[1]); assert j['internal_states'][0]['avg_spec_accept_length'] > 1.2, j" "$info" ||
+  fail "server info: avg_spec_accept_length"
+grep -q "accept length" "$SERVER_LOG" || fail "no accept length in the request log lines"
+bench=$("$BIN" bench serving --base-url "$BASE_URL" --dataset-name random --random-input-len 32 --random-output-len 24 \
+  --num-prompts 8 --max-concurrency 4 2>&1)
+grep -q "Accept length:" <<<"$bench" || fail "bench serving reports no accept length: $bench"
+stop_server
+echo "one rank: outputs identical to plain decoding; accept length $accept"
+
+for layout in "--tp 2" "--tp 2 --dp 2 --enable-dp-attention" "--dp 2"; do
+  # shellcheck disable=SC2086
+  start_server "$TMP/par.log" "${COMMON[@]}" "${SPEC[@]}" $layout
+  outputs >"$TMP/par.txt"
+  diff "$TMP/plain.txt" "$TMP/par.txt" >/dev/null ||
+    fail "$layout: speculative outputs differ from one plain rank: $(diff "$TMP/plain.txt" "$TMP/par.txt")"
+  stop_server
+  echo "$layout: speculative outputs identical to one plain rank"
+done
+
+# What is not supported gets a clear error, before loading anything big.
+expect_error() {  # MESSAGE-FRAGMENT ARGS...
+  local want=$1
+  shift
+  local out rc=0
+  out=$("$BIN" serve --port 0 "$@" 2>&1) || rc=$?
+  [ "$rc" != 0 ] || fail "serve $* should fail"
+  grep -q -- "$want" <<<"$out" || fail "serve $*: expected '$want' in: $out"
+}
+expect_error "only 1 is supported" "${COMMON[@]}" --speculative-algorithm EAGLE --speculative-eagle-topk 4
+expect_error "must be --speculative-num-steps + 1" "${COMMON[@]}" --speculative-algorithm EAGLE --speculative-num-steps 2 \
+  --speculative-num-draft-tokens 8
+expect_error "EAGLE or NEXTN" "${COMMON[@]}" --speculative-algorithm MEDUSA
+expect_error "need --speculative-algorithm" "${COMMON[@]}" --speculative-num-steps 2
+NO_MTP="$TMP/no_mtp"
+"$BIN" make-model --preset tiny --num-layers 1 --override '{"vocab_size": 129280, "num_nextn_predict_layers": 0}' \
+  --out "$NO_MTP" >/dev/null
+cp "$TOKDIR/tokenizer.json" "$TOKDIR/tokenizer_config.json" "$NO_MTP/"
+expect_error "has no MTP layer" --model-path "$NO_MTP" --threads 2 --speculative-algorithm NEXTN
+echo ok

@@ -46,6 +46,9 @@ void register_bench_model(CLI::App* bench) {
                   "cuda: decode steps up to this batch replay CUDA graphs (0: never; profiles run op by op)")
       ->check(CLI::Range(0, 4096));
   cmd->add_flag("--profile", f->profile, "per-op breakdown of one decode step per batch and of one prefill chunk");
+  cmd->add_option("--speculative-num-steps", f->spec_steps,
+                  "comma-separated draft counts: also time speculative decoding's verify and draft steps with that many "
+                  "MTP drafts (the model's MTP layer; presets make one)");
   cmd->add_option("--csv", f->csv, "also write every row to this CSV file");
   cmd->add_option("--log-level", f->log_level, "trace|debug|info|warning|error");
   cmd->callback([f] {

@@ -61,9 +61,9 @@ void fill_from_table(T* out, int64_t n, const std::array<T, 256>& table, uint64_
 
 class RandomSource final : public WeightSource {
  public:
-  RandomSource(const ModelConfig& c, backend::Backend& be, uint64_t seed)
-      : c_(c), be_(be), seed_(seed), progress_("generating weights", total_bytes(c), "B") {
-    for (auto& s : weight_manifest(c, false)) specs_.emplace(s.name, s);
+  RandomSource(const ModelConfig& c, backend::Backend& be, uint64_t seed, bool with_mtp)
+      : c_(c), be_(be), seed_(seed), progress_("generating weights", total_bytes(c, with_mtp), "B") {
+    for (auto& s : weight_manifest(c, with_mtp)) specs_.emplace(s.name, s);
   }
 
   backend::LinearWeight linear(const std::string& name, const Shard& part) override {
@@ -121,9 +121,9 @@ class RandomSource final : public WeightSource {
   static bool is_fp8(const ModelConfig& c, const WeightSpec& s) {
     return c.quant.is_fp8() && s.kind == WeightKind::Linear && s.fp8_in_deepseek;
   }
-  static uint64_t total_bytes(const ModelConfig& c) {
+  static uint64_t total_bytes(const ModelConfig& c, bool with_mtp) {
     uint64_t total = 0;
-    for (const auto& s : weight_manifest(c, false)) {
+    for (const auto& s : weight_manifest(c, with_mtp)) {
       uint64_t n = 1;
       for (int64_t d : s.shape) n *= uint64_t(d);
       total += s.shape.size() == 1 ? n * 4 : is_fp8(c, s) ? n : n * 2;
@@ -158,9 +158,10 @@ class RandomSource final : public WeightSource {
 };
 }  // namespace
 
-ModelWeights random_weights(const ModelConfig& c, backend::Backend& be, uint64_t seed, const TensorParallel& tp) {
-  RandomSource src(c, be, seed);
-  ModelWeights w = assemble_weights(c, false, src, tp);
+ModelWeights random_weights(const ModelConfig& c, backend::Backend& be, uint64_t seed, const TensorParallel& tp,
+                            bool with_mtp) {
+  RandomSource src(c, be, seed, with_mtp);
+  ModelWeights w = assemble_weights(c, with_mtp, src, tp);
   src.finish();
   return w;
 }

@@ -12,9 +12,10 @@
 
 namespace ds::model {
 
-// Main layers only (no MTP). Deterministic in (config, seed); OpenMP-parallel; a progress line.
-// With tp: rank tp.rank's part only (each rank generates the whole tensor on the host and keeps its slice:
-// the same values as one rank's model, cut).
-ModelWeights random_weights(const ModelConfig& c, backend::Backend& be, uint64_t seed, const TensorParallel& tp = {});
+// Main layers, and the MTP layers with `with_mtp`. Deterministic in (config, seed); OpenMP-parallel; a
+// progress line. With tp: rank tp.rank's part only (each rank generates the whole tensor on the host and
+// keeps its slice: the same values as one rank's model, cut).
+ModelWeights random_weights(const ModelConfig& c, backend::Backend& be, uint64_t seed, const TensorParallel& tp = {},
+                            bool with_mtp = false);
 
 }  // namespace ds::model

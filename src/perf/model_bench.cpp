@@ -189,6 +189,79 @@ DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& 
   return r;
 }
 
+SpecResult run_spec(const model::Model& m, MeteredBackend& be, DecodeCache& cache, int batch, int context, int drafts,
+                    const DecodeSetup& s) {
+  DS_CHECK(m.has_mtp(), "speculative decoding's steps need the model's MTP layer");
+  const auto& cfg = m.config();
+  runtime::RunnerConfig rc;
+  rc.num_pages = cache.kv.num_pages;
+  rc.page_size = cache.kv.page_size;
+  rc.cuda_graph_max_bs = s.cuda_graph_max_bs;
+  rc.cuda_graph_lazy = true;
+  rc.draft_steps = drafts;
+  runtime::ModelRunner runner(rc, m, cache.kv);
+  runtime::GreedySampling greedy;
+  std::mt19937 rng{uint32_t(s.seed)};
+  const int32_t q = drafts + 1;
+  int32_t pos = context;
+  auto random_tokens = [&](int n) {
+    std::vector<int32_t> t;
+    for (int i = 0; i < n; ++i) t.push_back(int32_t(3 + rng() % uint32_t(cfg.vocab_size - 3)));
+    return t;
+  };
+  auto pages = [&](int b) {
+    std::vector<int32_t> p;
+    for (int32_t k = 0; k < cache.pages_per_seq; ++k) p.push_back(b * cache.pages_per_seq + k);
+    return p;
+  };
+  auto verify_step = [&] {
+    runtime::StepInput in;
+    in.mode = runtime::ForwardMode::TargetVerify;
+    in.keep_hidden = in.sample_per_row = true;
+    for (int b = 0; b < batch; ++b) {
+      model::SequenceChunk sc;
+      sc.tokens = random_tokens(q);
+      sc.start_pos = pos;
+      sc.page_table = pages(b);
+      sc.logits = model::LogitsMode::All;
+      in.batch.seqs.push_back(std::move(sc));
+    }
+    in.sample = greedy.slots(size_t(batch) * size_t(q));
+    return in;
+  };
+  auto draft_step = [&] {
+    runtime::StepInput in;
+    in.mode = runtime::ForwardMode::DraftExtend;
+    for (int b = 0; b < batch; ++b) {
+      model::SequenceChunk sc;
+      sc.tokens = random_tokens(q);  // the next token of each confirmed position
+      sc.start_pos = pos;
+      sc.page_table = pages(b);
+      sc.logits = model::LogitsMode::Last;
+      in.batch.seqs.push_back(std::move(sc));
+      for (int32_t i = 0; i < q; ++i) in.hidden_rows.push_back(b * q + i);
+    }
+    return in;
+  };
+  std::vector<double> verify_ms, draft_ms;
+  for (int i = 0; i < s.warmup + s.steps; ++i) {
+    DS_CHECK(int64_t(pos) + 2 * q <= int64_t(cache.pages_per_seq) * cache.kv.page_size,
+             "speculative bench: decode cache too small at step {}", i);
+    const auto t0 = Clock::now();
+    check_drawn(runner.run(verify_step()), "verify");
+    const auto t1 = Clock::now();
+    const runtime::StepOutput d = runner.run(draft_step());
+    const auto t2 = Clock::now();
+    DS_CHECK(d.drafts.size() == size_t(batch) && d.drafts[0].size() == size_t(drafts), "draft step: {} drafts",
+             d.drafts.empty() ? 0 : d.drafts[0].size());
+    pos += q;
+    if (i < s.warmup) continue;
+    verify_ms.push_back(ms_since(t0, t1));
+    draft_ms.push_back(ms_since(t1, t2));
+  }
+  return {batch, drafts, median(verify_ms), median(draft_ms)};
+}
+
 PrefillResult run_prefill(const model::Model& m, MeteredBackend& be, int64_t tokens, int64_t chunk,
                           int32_t page_size, DType latent_dtype, uint64_t seed, bool profile, double sync_s) {
   const auto& cfg = m.config();

@@ -62,6 +62,18 @@ DecodeCache make_decode_cache(const model::Model& m, MeteredBackend& be, int bat
 DecodeResult run_decode(const model::Model& m, MeteredBackend& be, DecodeCache& cache, int batch, int context,
                         const DecodeSetup& s);
 
+// Speculative decoding's two steps at `batch` sequences (median over the measured steps): the verify step
+// (each sequence's last token + `drafts` drafts, the logits of all, hidden states kept, a greedy draw per
+// row: what the server runs) and the draft step after it (the MTP layer over drafts + 1 positions, as
+// when every draft was accepted, then drafts - 1 chained MTP steps). The model needs its MTP layer;
+// `cache` room for (warmup + steps + 1) * (drafts + 1) + drafts more tokens per sequence.
+struct SpecResult {
+  int batch = 0, drafts = 0;
+  double verify_ms = 0, draft_ms = 0;
+};
+SpecResult run_spec(const model::Model& m, MeteredBackend& be, DecodeCache& cache, int batch, int context, int drafts,
+                    const DecodeSetup& s);
+
 struct PrefillResult {
   int64_t layers = 0, tokens = 0, chunk = 0;
   double seconds = 0, flops = 0;

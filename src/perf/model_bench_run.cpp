@@ -103,7 +103,7 @@ model::ModelConfig bench_preset_config(const ModelBenchOptions& f) {
   o.preset = f.preset;
   o.num_layers = f.num_layers;
   o.seed = f.seed;
-  o.overrides = {{"num_nextn_predict_layers", 0}};
+  o.overrides = {{"num_nextn_predict_layers", f.spec_steps.empty() ? 0 : 1}};
   return model::preset_config(o);
 }
 
@@ -124,7 +124,7 @@ void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backen
     source = f.model_path;
   } else {
     cfg = bench_preset_config(f);
-    w = model::random_weights(cfg, be, f.seed);
+    w = model::random_weights(cfg, be, f.seed, {}, !f.spec_steps.empty());
     source = fmt::format("preset {}, random weights generated on the {} (seed {})", f.preset, be.name(), f.seed);
   }
   fmt::print("model: {}; {}; {:.2f} GB of weights on the {} backend, made in {:.1f} s\n", source, layer_mix(cfg),
@@ -238,6 +238,36 @@ void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backen
     report_failure(fmt::format("decode batch {}", b), e);
     if (decode.size() % models.size()) decode.pop_back();  // keep full/cut pairs
   }
+
+  // ---- speculative decoding's steps (the full model)
+  const auto spec_steps = f.spec_steps.empty() ? std::vector<int64_t>{} : parse_sizes(f.spec_steps, "--speculative-num-steps");
+  if (!spec_steps.empty() && !batches.empty()) {
+    fmt::print("\nSpeculative decoding with S MTP drafts per step: the verify step (last token + S drafts, logits of "
+               "all, greedy draw per row) and the draft step (MTP over S + 1 positions + S - 1 chained steps), median "
+               "of {} steps\n", f.steps);
+    fmt::print("TPOT at accept length a = (verify + draft) / a; a = 1: every draft rejected, a = S + 1: all accepted\n");
+    fmt::print("{:>6} {:>2} {:>5} {:>10} {:>10} {:>9} {:>10} {:>12} {:>12} {:>12}\n", "layers", "S", "batch",
+               "decode ms", "verify ms", "draft ms", "a=1 x dec", "TPOT a=2.5", "TPOT a=S+1", "x dec (all)");
+  }
+  for (int64_t S : spec_steps)
+    for (int64_t b : batches) try {
+      const int q = int(S) + 1;
+      DecodeCache cache = make_decode_cache(full, be, int(b), f.context, (f.warmup + f.steps + 2) * q + q, f.page_size,
+                                            kv_dtype, f.seed + 2);
+      SpecResult r = run_spec(full, be, cache, int(b), f.context, int(S), ds);
+      double dec = 0;
+      for (const auto& d : decode)
+        if (d.batch == b && d.layers == full.config().num_hidden_layers) dec = d.step_ms;
+      const double both = r.verify_ms + r.draft_ms;
+      fmt::print("{:>6} {:>2} {:>5} {:>10.3f} {:>10.3f} {:>9.3f} {:>10.2f} {:>12.3f} {:>12.3f} {:>12.2f}\n",
+                 full.config().num_hidden_layers, S, b, dec, r.verify_ms, r.draft_ms, dec > 0 ? both / dec : 0.0,
+                 both / 2.5, both / q, dec > 0 ? both / q / dec : 0.0);
+      csv.row("spec", full.config().num_hidden_layers, b, f.context, dec, r.verify_ms, r.draft_ms, S, 0, 0, 0,
+              0, 0, 0, 0, 0);
+      std::fflush(stdout);
+    } catch (const std::exception& e) {
+      report_failure(fmt::format("speculative steps S {} batch {}", S, b), e);
+    }
 
   // ---- prefill
   std::vector<PrefillResult> prefill;

@@ -22,13 +22,14 @@ struct ModelBenchOptions {
   int dp = 1;          // DP attention groups inside the tp ranks (--dp N --enable-dp-attention's layout)
   int context = 4096, steps = 10, warmup = 3, threads = 0, page_size = 64, extrapolate_to = 0,
       cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs;
+  std::string spec_steps;  // "1,2,3": also speculative decoding's verify and draft steps with these many drafts
   double hbm_gbs = 0, peak_tflops = 989;
   bool profile = false;
 };
 
 // "1,8,32" -> {1, 8, 32}; throws ds::Error naming `flag` for anything but positive numbers.
 std::vector<int64_t> parse_sizes(const std::string& s, const char* flag);
-// The config of --preset (--num-layers, --seed; no MTP layer: the benchmarks run the main model).
+// The config of --preset (--num-layers, --seed; the MTP layer only with --speculative-num-steps).
 model::ModelConfig bench_preset_config(const ModelBenchOptions& f);
 
 // Throws ds::Error when a configuration failed (after the others ran and were reported).

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# On the GPU machine (device tool; .device-carry carried, see scripts/device-prepare.sh): speculative decoding
+# (MTP drafts) checked and measured on the GPU.
+#   1. correctness: a tiny bigram-draft model served on CUDA with and without --speculative-algorithm EAGLE,
+#      CUDA graphs on (verify steps recorded): greedy /generate outputs compared, exact GEMM mode (must be
+#      identical) and fast mode (agreement reported);
+#   2. serving: bench serving at concurrency 1, 8, 32 on a demo-size model whose draft agrees by construction
+#      (accept length ~ S + 1) and on the same shapes with a random draft (~1), S = 1, 2, 3, next to plain;
+#   3. `bench model --speculative-num-steps 1,2,3` on the full-width preset (SPEC_BENCH_LAYERS layers, default 8).
+# SPEC_PARTS=check,serve,model selects parts (default all). Logs in $OUT (or /tmp/gpu-spec).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/device-env.sh
+LOG=${OUT:-/tmp/gpu-spec}
+mkdir -p "$LOG"
+PARTS=${SPEC_PARTS:-check,serve,model}
+if [ ! -x build-gpu/dsserve ] || [ "${SPEC_REBUILD:-1}" = 1 ]; then
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSSERVE_CUDA=ON -DDSSERVE_TESTS=ON >"$LOG/build.log" 2>&1 &&
+    cmake --build build-gpu -j "$(nproc)" --target dsserve >>"$LOG/build.log" 2>&1 || { tail -30 "$LOG/build.log"; exit 1; }
+fi
+BIN=$PWD/build-gpu/dsserve
+TMP=$(mktemp -d)
+PID=""
+trap '[ -n "$PID" ] && kill -KILL $PID 2>/dev/null; rm -rf "$TMP"' EXIT
+status=0
+
+make_ckpt() {  # DIR ARGS...: a checkpoint with the carried tokenizer
+  local dir=$1
+  shift
+  "$BIN" make-model --out "$dir" "$@" >/dev/null 2>&1 || { echo "make-model $* failed"; exit 1; }
+  cp .device-carry/tokenizer.json .device-carry/tokenizer_config.json "$dir/"
+}
+serve() {  # LOG ARGS...: starts a server on CUDA, sets URL
+  local log=$1
+  shift
+  "$BIN" serve --port 0 --device cuda --random-seed 0 "$@" >"$log" 2>&1 &
+  PID=$!
+  for _ in $(seq 1 1200); do grep -q "fired up and ready" "$log" && break; kill -0 $PID 2>/dev/null || break; sleep 0.1; done
+  grep -q "fired up and ready" "$log" || { echo "server did not start: $*"; tail -5 "$log"; return 1; }
+  URL=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$log" | head -1)
+}
+unserve() { [ -n "$PID" ] && kill -TERM $PID && wait $PID; PID=""; }
+generate() {  # 8 greedy continuations in one batch, as JSON
+  curl -sf "$URL/generate" -H 'Content-Type: application/json' -d '{"text":["The capital of France is","1, 2, 3, 4,",
+    "Once upon a time","def main():","The quick brown fox","In 1905, Einstein","SELECT * FROM","Dear Sir or Madam,"],
+    "sampling_params":{"temperature":0,"max_new_tokens":96,"ignore_eos":true}}'
+}
+
+if [[ $PARTS == *check* ]]; then
+  M=$TMP/tiny
+  make_ckpt "$M" --preset tiny --num-layers 2 --seed 3 --bigram-mtp --layer-output-scale 0.2 \
+    --override '{"vocab_size": 129280, "max_position_embeddings": 4096}'
+  for mode in exact fast; do
+    export DSSERVE_CUDA_GEMM=$mode
+    serve "$LOG/check-plain-$mode.log" --model-path "$M" --context-length 1024 && generate >"$TMP/plain.json"; unserve
+    serve "$LOG/check-spec-$mode.log" --model-path "$M" --context-length 1024 --speculative-algorithm EAGLE \
+      --speculative-num-steps 3 && generate >"$TMP/spec.json"; unserve
+    python3 - "$TMP/plain.json" "$TMP/spec.json" "$mode" <<'PY' || status=1
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+mode = sys.argv[3]
+same = sum(x["output_ids"] == y["output_ids"] for x, y in zip(a, b))
+agree = [next((i for i, (p, q) in enumerate(zip(x["output_ids"], y["output_ids"])) if p != q), len(x["output_ids"]))
+         for x, y in zip(a, b)]
+acc = sum(y["meta_info"]["spec_accept_length"] for y in b) / len(b)
+print(f"spec check ({mode} GEMMs, CUDA graphs on): {same}/{len(a)} greedy outputs identical to plain decoding; "
+      f"first difference at tokens {agree} of 96; accept length {acc:.2f}")
+sys.exit(0 if mode == "fast" or same == len(a) else 1)
+PY
+  done
+  unset DSSERVE_CUDA_GEMM
+  grep -h "CUDA graphs:" "$LOG/check-spec-fast.log" | head -1
+fi
+
+if [[ $PARTS == *serve* ]]; then
+  # The demo's shapes (hidden 256, the real vocabulary); a bigram model (scale 0) with its agreeing draft, and
+  # the same with a random draft.
+  make_ckpt "$TMP/agree" --preset demo --seed 5 --bigram-mtp --layer-output-scale 0
+  make_ckpt "$TMP/random" --preset demo --seed 5 --layer-output-scale 0
+  bench() {  # CONCURRENCY
+    local c=$1
+    "$BIN" bench serving --base-url "$URL" --dataset-name random --random-input-len 256 --random-output-len 128 \
+      --random-range-ratio 1 --num-prompts $((c * 4)) --max-concurrency "$c" 2>&1
+  }
+  echo "model draft S concurrency TPOT_ms ITL_ms out_tok_s accept" >"$LOG/serve.txt"
+  for model in agree random; do
+    for S in 0 1 2 3; do
+      args=(--model-path "$TMP/$model" --context-length 2048 --max-running-requests 48)
+      [ "$S" -gt 0 ] && args+=(--speculative-algorithm EAGLE --speculative-num-steps "$S")
+      [ "$model" = random ] && [ "$S" != 0 ] && [ "$S" != 3 ] && continue
+      [ "$model" = random ] && [ "$S" = 0 ] && continue  # plain decoding does not read the draft
+      serve "$LOG/serve-$model-$S.log" "${args[@]}" || { status=1; continue; }
+      for c in 1 8 32; do
+        out=$(bench "$c")
+        echo "$out" >"$LOG/bench-$model-$S-$c.log"
+        tpot=$(sed -n 's/^Mean TPOT (ms): *//p' <<<"$out")
+        itl=$(sed -n 's/^Mean ITL (ms): *//p' <<<"$out")
+        tps=$(sed -n 's/^Output token throughput (tok\/s): *//p' <<<"$out")
+        acc=$(sed -n 's/^Accept length: *//p' <<<"$out")
+        echo "demo $model $S $c ${tpot:-?} ${itl:-?} ${tps:-?} ${acc:--}" >>"$LOG/serve.txt"
+      done
+      unserve
+    done
+  done
+  column -t "$LOG/serve.txt"
+fi
+
+if [[ $PARTS == *model* ]]; then
+  "$BIN" bench model --preset full-width --num-layers "${SPEC_BENCH_LAYERS:-8}" --device cuda --batch 1,8,32 \
+    --prefill '' --context 4096 --speculative-num-steps 1,2,3 --steps 10 >"$LOG/model.log" 2>&1 || status=1
+  grep -v "^\[" "$LOG/model.log" | tail -25
+fi
+exit $status

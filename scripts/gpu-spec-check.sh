@@ -102,7 +102,7 @@ if [[ $PARTS == *serve* ]]; then
       unserve
     done
   done
-  column -t "$LOG/serve.txt"
+  cat "$LOG/serve.txt"
 fi
 
 if [[ $PARTS == *model* ]]; then

@@ -75,8 +75,8 @@ class Proxy : public std::enable_shared_from_this<Proxy> {
       else if (k == "content-length") has_length = true;
       else if (passes_back(k)) headers_.emplace_back(k, v);
     }
-    if (status == 503 && may_retry()) {
-      retry_503_ = true;  // drop this answer; on_done retries
+    if (status == 503 && may_retry() && !core_.workers.candidates(tried_).empty()) {
+      retry_503_ = true;  // drop this answer; on_done retries (with no other worker it passes through)
       cancel_();
       return;
     }

@@ -43,7 +43,6 @@ Router::Router(RouterOptions options) : impl_(std::make_unique<Impl>(std::move(o
   ho.io_threads = o.io_threads;
   ho.max_body_bytes = o.max_payload_size;
   ho.max_connections = o.max_connections > 0 ? o.max_connections : server::default_connection_limit();
-  ho.write_timeout_s = std::max(120.0, o.request_timeout_secs);
   Impl* impl = impl_.get();
   impl_->http = std::make_unique<server::HttpServer>(
       ho, [impl](server::HttpRequest&& req, std::shared_ptr<server::Responder> r) {

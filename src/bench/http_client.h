@@ -52,7 +52,7 @@ struct HttpCallbacks {
   std::function<void(std::string_view data)> on_body;     // de-chunked body bytes, as they arrive
   std::function<void(const std::string& error)> on_done;  // "" when the response was read to its end
   // The response's header fields (names in lower case), just before on_headers; optional.
-  std::function<void(int status, const HttpHeaders& headers)> on_head;
+  std::function<void(int status, const HttpHeaders& headers)> on_head = nullptr;
 };
 
 struct HttpRequestOptions {

@@ -25,7 +25,7 @@ void add_flags(CLI::App* cmd, RouterFlags& f) {
   cmd->add_option("--worker-urls", o.worker_urls, "Worker URLs (http://host:port of `dsserve serve` replicas)")
       ->expected(1, -1);
   cmd->add_option("--host", o.host, "Address to bind")->capture_default_str();
-  cmd->add_option("--port", o.port, "Port to bind (0: any free port)")->capture_default_str();
+  cmd->add_option("--port", o.port, "Port to bind (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
   cmd->add_option("--policy", o.policy.name, "Load balancing policy")
       ->check(CLI::IsMember({"random", "round_robin", "cache_aware", "power_of_two"}))
       ->capture_default_str();

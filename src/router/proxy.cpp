@@ -97,6 +97,7 @@ class Proxy : public std::enable_shared_from_this<Proxy> {
     cancel_ = nullptr;
     if (gone_) return;  // the client left: nothing to answer
     if (error.empty() && !retry_503_) {
+      finished_ = true;
       if (streaming_) {
         client_->end_stream();
       } else {
@@ -113,6 +114,7 @@ class Proxy : public std::enable_shared_from_this<Proxy> {
     const bool timed_out = error.starts_with("timed out");
     last_error_ = fmt::format("{}: {}", wk.url, retry_503_ ? "answered 503" : error);
     if (streaming_) {
+      finished_ = true;
       // Too late to retry or to change the status: tell an SSE client in its own terms, then end.
       ++core_.routes[call_.route].errors["stream_interrupted"];
       spdlog::warn("{} {}: the stream from {} broke off: {}", call_.method, call_.route, wk.url, error);
@@ -123,6 +125,7 @@ class Proxy : public std::enable_shared_from_this<Proxy> {
       return;
     }
     if (timed_out) {
+      finished_ = true;
       ++core_.routes[call_.route].errors["timeout"];
       client_->respond(server::error_response(504, "no complete answer within --request-timeout-secs: " + last_error_));
       return;
@@ -138,6 +141,7 @@ class Proxy : public std::enable_shared_from_this<Proxy> {
   bool may_retry() const { return int(tried_.size()) < std::max(1, core_.options.retry_max_retries); }
 
   void give_up() {
+    finished_ = true;
     const bool none = tried_.empty();
     ++core_.routes[call_.route].errors[none ? "no_healthy_worker" : "all_attempts_failed"];
     std::string message = none ? fmt::format("no healthy worker (of {}) to serve the request", core_.workers.size())
@@ -148,7 +152,7 @@ class Proxy : public std::enable_shared_from_this<Proxy> {
   }
 
   void client_gone() {
-    if (gone_) return;
+    if (gone_ || finished_) return;  // (a client may close as the last bytes of its answer go out)
     gone_ = true;
     ++core_.client_disconnects;
     if (cancel_) cancel_();
@@ -161,7 +165,7 @@ class Proxy : public std::enable_shared_from_this<Proxy> {
   size_t worker_ = 0;
   bench::HttpCancel cancel_;
   int status_ = 0;
-  bool streaming_ = false, retry_503_ = false, gone_ = false;
+  bool streaming_ = false, retry_503_ = false, gone_ = false, finished_ = false;
   std::string content_type_, body_, last_error_;
   server::HeaderList headers_;
 };

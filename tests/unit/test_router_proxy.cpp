@@ -199,7 +199,7 @@ TEST(RouterProxy, StreamsChunksAsTheyComeAndCancelsOnDisconnect) {
   int status = 0;
   client.request("POST", "/v1/completions", R"({"prompt":"p","stream":true})",
                  {[&](int s, std::string_view) { status = s; }, [&](std::string_view d) { got += d; },
-                  [&](const std::string& e) { error = e; }, nullptr});
+                  [&](const std::string& e) { error = e; }});
   auto pump = [&] { loop.run_for(0.01); };
   auto stream = w.wait_stream(pump);
   ASSERT_TRUE(stream);
@@ -251,7 +251,7 @@ TEST(RouterProxy, EnforcesTheApiKeyAndSendsItUpstream) {
   c.clear_headers();
   c.set_header("Authorization", "Bearer sk-router");
   int status = 0;
-  c.request("POST", "/generate", R"({"text":"x"})", {[&](int s, std::string_view) { status = s; }, nullptr, nullptr, nullptr});
+  c.request("POST", "/generate", R"({"text":"x"})", {[&](int s, std::string_view) { status = s; }, nullptr, nullptr});
   loop.run_for(5);
   EXPECT_EQ(status, 200);
   std::lock_guard lk(w.mu);

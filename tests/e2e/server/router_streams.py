@@ -34,6 +34,7 @@ def one(i):
             if line.startswith(b"data: "):
                 events += 1
                 if line.strip() == b"data: [DONE]":
+                    resp.read()  # to the end of the response (the last chunk): not a hang-up
                     with lock:
                         completed[0] += 1
                     break

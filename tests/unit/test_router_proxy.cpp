@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -21,10 +22,11 @@ using Json = nlohmann::json;
 namespace {
 
 // A worker stand-in: /generate answers {"worker": name, "echo": body}; "stream" requests get a
-// chunked SSE answer whose chunks the test pushes; `refuse_503` makes it answer 503.
+// chunked SSE answer whose chunks the test pushes; `refuse_503` makes it answer 503, `hang` never
+// answer, `sick` fail its health check.
 struct FakeWorker {
   std::string name;
-  std::atomic<bool> refuse_503{false};
+  std::atomic<bool> refuse_503{false}, hang{false}, sick{false};
   std::atomic<int> generates{0}, disconnects{0};
   std::mutex mu;
   std::shared_ptr<server::Responder> stream;  // the open stream, if any
@@ -41,13 +43,14 @@ struct FakeWorker {
   std::string url() const { return "http://127.0.0.1:" + std::to_string(http.port()); }
 
   void handle(server::HttpRequest&& req, std::shared_ptr<server::Responder> r) {
-    if (req.path == "/health") return r->respond({200, "text/plain", "", {}});
+    if (req.path == "/health") return r->respond({sick ? 503 : 200, "text/plain", "", {}});
     if (req.path == "/get_server_info") return r->respond({200, "application/json", Json{{"worker", name}}.dump(), {}});
     ++generates;
     {
       std::lock_guard lk(mu);
       last_auth = req.header("authorization") ? *req.header("authorization") : "";
     }
+    if (hang) return r->on_disconnect([this] { ++disconnects; });
     if (refuse_503) return r->respond({503, "application/json", R"({"error":{"message":"busy"}})", {{"Retry-After", "1"}}});
     Json body = Json::parse(req.body);
     if (body.value("stream", false)) {
@@ -271,4 +274,68 @@ TEST(RouterProxy, PassesTheClientsKeyThroughWithoutOne) {
   loop.run_for(5);
   std::lock_guard lk(w.mu);
   EXPECT_EQ(w.last_auth, "Bearer client-key");
+}
+
+TEST(RouterProxy, TimesOutWith504AndCancelsTheWorker) {
+  FakeWorker w("w");
+  w.hang = true;
+  auto o = options({w.url()});
+  o.request_timeout_secs = 0.3;
+  TestRouter tr(o);
+  auto res = tr.post("/generate", R"({"text":"x"})");
+  EXPECT_EQ(res.status, 504) << res.body;
+  EXPECT_NE(std::string(Json::parse(res.body)["error"]["message"]).find("timed out after 0.3 s"), std::string::npos)
+      << res.body;
+  for (int i = 0; i < 300 && w.disconnects.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(w.disconnects.load(), 1);  // the upstream connection was closed
+  EXPECT_EQ(w.generates.load(), 1);    // and not retried
+}
+
+TEST(RouterProxy, AStreamThatBreaksOffEndsWithAnErrorEvent) {
+  auto w = std::make_unique<FakeWorker>("w");
+  TestRouter tr(options({w->url()}));
+  bench::EventLoop loop;
+  bench::HttpClient client(loop, tr.url);
+  std::string got, error = "(running)";
+  client.request("POST", "/v1/chat/completions", R"({"messages":[],"stream":true})",
+                 {nullptr, [&](std::string_view d) { got += d; }, [&](const std::string& e) { error = e; }});
+  auto stream = w->wait_stream([&] { loop.run_for(0.01); });
+  ASSERT_TRUE(stream);
+  stream->send("data: {\"partial\":1}\n\n");
+  for (int i = 0; i < 200 && got.empty(); ++i) loop.run_for(0.01);
+  stream.reset();
+  w.reset();  // the worker goes away mid-stream
+  for (int i = 0; i < 300 && error == "(running)"; ++i) loop.run_for(0.01);
+  EXPECT_EQ(error, "");  // the router ended the client's stream properly ...
+  EXPECT_TRUE(got.starts_with("data: {\"partial\":1}\n\n")) << got;
+  EXPECT_NE(got.find("data: {\"error\":"), std::string::npos) << got;  // ... with an error event
+  EXPECT_NE(tr.metrics().find("error_type=\"stream_interrupted\"} 1"), std::string::npos);
+}
+
+TEST(RouterProxy, HealthChecksTakeWorkersOutAndBringThemBack) {
+  FakeWorker a("a"), b("b");
+  auto o = options({a.url(), b.url()});
+  o.health.interval_secs = 0.1;
+  o.health.failure_threshold = 2;
+  o.health.success_threshold = 2;
+  TestRouter tr(o);
+  auto health_of = [&](const FakeWorker& w) {
+    const std::string m = tr.metrics();
+    const std::string key = "sgl_router_worker_health{worker=\"" + w.url() + "\"} ";
+    const size_t at = m.find(key);
+    return at == std::string::npos ? -1 : m[at + key.size()] - '0';
+  };
+  auto wait_for = [&](const FakeWorker& w, int want) {
+    for (int i = 0; i < 300 && health_of(w) != want; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return health_of(w) == want;
+  };
+  a.sick = true;
+  ASSERT_TRUE(wait_for(a, 0));
+  // Out of rotation: every request goes to b.
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Json::parse(tr.post("/generate", R"({"text":"x"})").body)["worker"], "b");
+  a.sick = false;
+  ASSERT_TRUE(wait_for(a, 1));
+  std::set<std::string> seen;
+  for (int i = 0; i < 4; ++i) seen.insert(Json::parse(tr.post("/generate", R"({"text":"x"})").body)["worker"]);
+  EXPECT_EQ(seen, (std::set<std::string>{"a", "b"}));
 }

@@ -2,8 +2,8 @@
 # The server under AddressSanitizer + UBSan + LeakSanitizer: builds dsserve and fake_serve into
 # build-asan and runs the server e2e load test there (tests/e2e/server/test_load.sh: 256 streaming
 # clients with random disconnects on the server layer over the fake engine, then 64 on the real
-# `dsserve serve`), each ending in a SIGTERM shutdown that must exit 0 — where LeakSanitizer reports
-# anything not freed. Part of scripts/test.sh.
+# `dsserve serve`) and the router's e2e test (tests/e2e/server/test_router.sh), each ending in a
+# SIGTERM shutdown that must exit 0 — where LeakSanitizer reports anything not freed. Part of scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
@@ -22,3 +22,6 @@ export OMP_WAIT_POLICY=passive
 B="$PWD/build-asan"
 bash tests/e2e/server/make_model.sh "$B/dsserve" "$PWD" "$B"
 bash tests/e2e/server/test_load.sh "$B/dsserve" "$PWD" "$B" "$B/tests/e2e/server/fake_serve" 256
+# `dsserve router` in front of two workers: 200 streams with hang-ups, dead workers, each router run
+# ending in a SIGTERM that must exit 0 (leaks and UB reported by then).
+bash tests/e2e/server/test_router.sh "$B/dsserve" "$PWD" "$B"

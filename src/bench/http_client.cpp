@@ -6,6 +6,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <limits>
@@ -109,9 +110,16 @@ namespace {
 class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
   Exchange(std::shared_ptr<HttpClient::Impl> client, http::request<http::string_body> req, HttpCallbacks cb)
-      : client_(std::move(client)), sock_(client_->io), req_(std::move(req)), cb_(std::move(cb)) {}
+      : client_(std::move(client)), sock_(client_->io), timer_(client_->io), req_(std::move(req)), cb_(std::move(cb)) {}
 
-  void start() {
+  void start(double timeout_s) {
+    if (timeout_s > 0) {
+      timer_.expires_after(std::chrono::duration_cast<asio::steady_timer::duration>(
+          std::chrono::duration<double>(timeout_s)));
+      timer_.async_wait([weak = weak_from_this(), timeout_s](const error_code& ec) {
+        if (auto self = weak.lock(); self && !ec) self->abort(fmt::format("timed out after {} s", timeout_s));
+      });
+    }
     if (!client_->idle.empty()) {
       sock_ = std::move(client_->idle.back());
       client_->idle.pop_back();
@@ -122,11 +130,20 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
   }
 
+  // Closing the socket ends the pending operation with an error; its handler reports `why`.
+  void abort(const std::string& why) {
+    if (done_ || !aborted_.empty()) return;
+    aborted_ = why;
+    error_code ignored;
+    sock_.close(ignored);
+  }
+
  private:
   void connect() {
     reused_ = false;
     client_->opened++;
     sock_.async_connect(client_->endpoint, [self = shared_from_this()](const error_code& ec) {
+      if (!self->aborted_.empty()) return self->finish(self->aborted_);
       if (ec) return self->finish("connect to " + self->client_->base.str() + ": " + ec.message());
       self->sock_.set_option(tcp::no_delay(true));
       self->write();
@@ -155,13 +172,24 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (!headers_seen_ && parser_->is_header_done()) {
       headers_seen_ = true;
       auto& res = parser_->get();
+      if (cb_.on_head) {
+        HttpHeaders fields;
+        for (const auto& f : res) {
+          std::string name(f.name_string().data(), f.name_string().size());
+          for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
+          fields.emplace_back(std::move(name), std::string(f.value().data(), f.value().size()));
+        }
+        cb_.on_head(static_cast<int>(res.result_int()), fields);
+      }
       if (cb_.on_headers) cb_.on_headers(static_cast<int>(res.result_int()), std::string_view(res.reason().data(), res.reason().size()));
     }
+    if (!aborted_.empty()) return finish(aborted_);  // a callback cancelled the exchange
     auto& body = parser_->get().body();
     if (!body.empty()) {
       if (cb_.on_body) cb_.on_body(body);
       body.clear();
     }
+    if (!aborted_.empty()) return finish(aborted_);
     if (parser_->is_done()) {
       if (parser_->get().keep_alive()) client_->idle.push_back(std::move(sock_));
       return finish("");
@@ -171,6 +199,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   // A kept-alive connection the server closed meanwhile fails before any byte: retry on a new one.
   void retry_or_fail(const error_code& ec) {
+    if (!aborted_.empty()) return finish(aborted_);
     if (reused_ && !got_bytes_) {
       error_code ignored;
       sock_.close(ignored);
@@ -184,6 +213,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void finish(const std::string& error) {
+    if (done_) return;
+    done_ = true;
+    timer_.cancel();
     if (!error.empty()) {
       error_code ignored;
       sock_.close(ignored);
@@ -193,11 +225,13 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   std::shared_ptr<HttpClient::Impl> client_;
   tcp::socket sock_;
+  asio::steady_timer timer_;
   http::request<http::string_body> req_;
   HttpCallbacks cb_;
   beast::flat_buffer buf_;
   std::optional<http::response_parser<http::string_body>> parser_;
-  bool reused_ = false, got_bytes_ = false, headers_seen_ = false;
+  bool reused_ = false, got_bytes_ = false, headers_seen_ = false, done_ = false;
+  std::string aborted_;  // why the exchange was cut short ("" while it runs normally)
 };
 
 }  // namespace
@@ -217,7 +251,10 @@ void HttpClient::set_header(std::string name, std::string value) {
   impl_->headers.emplace_back(std::move(name), std::move(value));
 }
 
-void HttpClient::request(const std::string& method, const std::string& path, std::string body, HttpCallbacks cb) {
+void HttpClient::clear_headers() { impl_->headers.clear(); }
+
+HttpCancel HttpClient::request(const std::string& method, const std::string& path, std::string body, HttpCallbacks cb,
+                               const HttpRequestOptions& options) {
   http::request<http::string_body> req;
   req.method(http::string_to_verb(method));
   req.target(impl_->base.prefix + path);
@@ -226,10 +263,15 @@ void HttpClient::request(const std::string& method, const std::string& path, std
   req.set(http::field::user_agent, "dsserve-bench");
   if (!body.empty()) req.set(http::field::content_type, "application/json");
   for (const auto& [k, v] : impl_->headers) req.set(k, v);
+  for (const auto& [k, v] : options.headers) req.set(k, v);
   req.keep_alive(true);
   req.body() = std::move(body);
   req.prepare_payload();
-  std::make_shared<Exchange>(impl_, std::move(req), std::move(cb))->start();
+  auto exchange = std::make_shared<Exchange>(impl_, std::move(req), std::move(cb));
+  exchange->start(options.timeout_s);
+  return [weak = std::weak_ptr<Exchange>(exchange)] {
+    if (auto e = weak.lock()) e->abort("cancelled");
+  };
 }
 
 uint64_t HttpClient::connections_opened() const { return impl_->opened; }

@@ -8,5 +8,6 @@ void register_all(CLI::App& app) {
   register_tokenize(app);
   register_chat_template(app);
   register_serve(app);
+  register_router(app);
 }
 }  // namespace ds::cli

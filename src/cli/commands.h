@@ -15,4 +15,5 @@ void register_eval(CLI::App& app);   // eval gsm8k|mmlu|gpqa (cmd_eval.cpp)
 void register_tokenize(CLI::App& app);
 void register_chat_template(CLI::App& app);
 void register_serve(CLI::App& app);  // serve (cmd_serve.cpp)
+void register_router(CLI::App& app);  // router (cmd_router.cpp)
 }  // namespace ds::cli

@@ -2,11 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cctype>
 #include <ctime>
 #include <string_view>
 
 #include "server/api_error.h"
+#include "server/api_key.h"
 #include "server/endpoints.h"
 
 namespace ds::server {
@@ -51,14 +51,6 @@ bool has_method(const char* methods, const std::string& m) {
   return false;
 }
 
-// Comparison whose time does not depend on where the strings differ.
-bool same_secret(std::string_view given, std::string_view key) {
-  if (given.size() != key.size() || key.empty()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < key.size(); ++i) diff |= (unsigned char)(given[i] ^ key[i]);
-  return diff == 0;
-}
-
 }  // namespace
 
 ApiServer::ApiServer(ServerConfig config, runtime::Engine& engine, const tok::Tokenizer& tokenizer,
@@ -66,20 +58,7 @@ ApiServer::ApiServer(ServerConfig config, runtime::Engine& engine, const tok::To
     : st_{std::move(config), engine, tokenizer, std::move(encoder), {}, {}, int64_t(std::time(nullptr))} {}
 
 bool ApiServer::authorized(const HttpRequest& req) const {
-  if (!st_.config.api_key) return true;
-  const std::string* auth = req.header("authorization");
-  if (!auth) return false;
-  // RFC 9110 section 11.4: auth-scheme (case-insensitive) 1*SP token68; trailing whitespace is not part
-  // of the field value.
-  std::string_view v(*auth);
-  if (v.size() < 7) return false;
-  std::string scheme(v.substr(0, 6));
-  for (char& c : scheme) c = char(std::tolower((unsigned char)c));
-  if (scheme != "bearer" || v[6] != ' ') return false;
-  v.remove_prefix(6);
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  return same_secret(v, *st_.config.api_key);
+  return !st_.config.api_key || bearer_matches(req, *st_.config.api_key);
 }
 
 void ApiServer::handle(HttpRequest&& req, std::shared_ptr<Responder> r) {

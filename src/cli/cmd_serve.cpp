@@ -57,6 +57,7 @@ struct ServeFlags {
   // Speculative decoding (SGLang's flags); 0: the default for the algorithm.
   std::string speculative_algorithm, speculative_draft_model_path;
   int speculative_num_steps = 0, speculative_eagle_topk = 0, speculative_num_draft_tokens = 0;
+  double speculative_min_accept_length = 1.5;
   int64_t max_total_tokens = 0, limit_concurrency = 0;  // 0: from the open-file limit
   double mem_fraction_static = 0;  // 0: the device's default
   double shutdown_timeout = 0;     // seconds SIGTERM lets running requests finish (vLLM's flag); 0: abort at once
@@ -129,6 +130,10 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--speculative-eagle-topk", f.speculative_eagle_topk, "draft branches per step: 1 (no trees)");
   cmd->add_option("--speculative-num-draft-tokens", f.speculative_num_draft_tokens,
                   "tokens verified per step: --speculative-num-steps + 1 with topk 1");
+  cmd->add_option("--speculative-min-accept-length", f.speculative_min_accept_length,
+                  "a request whose last 8 verify steps emitted fewer tokens per step than this stops speculating "
+                  "(dsserve's own; 0: never)")
+      ->capture_default_str();
   cmd->add_option("--speculative-draft-model-path", f.speculative_draft_model_path,
                   "the draft model: the checkpoint's own MTP layer (empty or --model-path)");
   cmd->add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY'");
@@ -211,7 +216,6 @@ void validate_speculative(const ServeFlags& f) {
            f.speculative_num_draft_tokens, steps + 1);
   DS_CHECK(f.speculative_draft_model_path.empty() || f.speculative_draft_model_path == f.model_path,
            "--speculative-draft-model-path: only the checkpoint's own MTP layer drafts (leave it out or give --model-path)");
-  DS_CHECK(f.nnodes <= 1, "speculative decoding over several nodes (--nnodes {}) is not supported yet", f.nnodes);
 }
 
 void validate(const ServeFlags& f) {
@@ -476,6 +480,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& given) {
   rc.cuda_graph_lazy = flags.cuda_graph_lazy;
   rc.draft_steps = spec_steps;
   ec.speculative_num_steps = spec_steps;
+  ec.speculative_min_accept_length = flags.speculative_min_accept_length;
   const std::string backend_name = backend0.name();
   RankRunners runners = make_rank_runners(replica, rc, parallel, rf);  // this node's ranks
   const std::vector<runtime::ModelRunner*>& runner_ptrs = runners.all;

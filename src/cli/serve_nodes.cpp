@@ -142,6 +142,7 @@ void NodeSet::send_config(const runtime::RunnerConfig& rc, int32_t max_batch, in
   j["cuda_graph_max_bs"] = rc.cuda_graph_max_bs;
   j["cuda_graph_lazy"] = rc.cuda_graph_lazy;
   j["sample_on_device"] = rc.sample_on_device;
+  j["draft_steps"] = rc.draft_steps;
   j["max_batch"] = max_batch;
   j["max_context"] = max_context;
   for (auto& n : nodes_) n->send({MsgType::Config, j.dump()});
@@ -173,6 +174,9 @@ int NodeSet::serve_as_worker(runtime::Replica replica, const ReplicaFlags& rf) {
   rc.cuda_graph_max_bs = c.at("cuda_graph_max_bs").get<int32_t>();
   rc.cuda_graph_lazy = c.at("cuda_graph_lazy").get<bool>();
   rc.sample_on_device = c.at("sample_on_device").get<bool>();
+  rc.draft_steps = c.at("draft_steps").get<int32_t>();
+  DS_CHECK(rc.draft_steps == 0 || replica.models[0]->has_mtp(),
+           "node {}: speculative decoding needs the MTP layer, which this node's checkpoint lacks", f_.node_rank);
   RankRunners runners = make_rank_runners(replica, rc, p_, rf);
   record_graphs_on_all(runners.all, c.at("max_batch").get<int32_t>(), c.at("max_context").get<int32_t>());
   node0_->send({MsgType::Ready, {}});

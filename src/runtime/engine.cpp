@@ -172,7 +172,7 @@ class EngineImpl final : public Engine {
   EngineStats stats_;
   double last_step_ms_ = 0, last_overhead_ms_ = 0, busy_ms_total_ = 0, forward_ms_total_ = 0, sample_ms_total_ = 0;
   int64_t prompt_total_ = 0, generated_total_ = 0, cached_total_ = 0, finished_total_ = 0, steps_ = 0;
-  int64_t spec_verify_total_ = 0, spec_tokens_total_ = 0, spec_drafts_total_ = 0;
+  int64_t spec_verify_total_ = 0, spec_tokens_total_ = 0, spec_drafts_total_ = 0, spec_switched_off_total_ = 0;
   std::thread thread_;
 };
 
@@ -464,6 +464,8 @@ void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutp
           r.spec_drafts += c.drafts, spec_drafts_total_ += c.drafts;
         }
         r.draft.clear();
+        if (r.speculate && c.drafts > 0 && record_verify(r, emitted, cfg_.speculative_min_accept_length))
+          ++spec_switched_off_total_;
       } else {
         sched.chunk_done(r, c.len);
         if (c.logits) accept_token(r, std::move(drawn[row0]));
@@ -791,6 +793,7 @@ void EngineImpl::publish_stats() {
   s.spec_verify_total = spec_verify_total_;
   s.spec_tokens_total = spec_tokens_total_;
   s.spec_drafts_total = spec_drafts_total_;
+  s.spec_switched_off_total = spec_switched_off_total_;
   size_t inbox = 0;
   {
     std::lock_guard lk(mu_);

@@ -113,6 +113,9 @@ struct EngineConfig {
   // Speculative decoding (runtime/spec_decode.h): draft tokens per step from the MTP layer; 0: off. The
   // runners must have the same RunnerConfig::draft_steps.
   int32_t speculative_num_steps = 0;
+  // A request whose last kSpecWindow verify steps emitted fewer tokens per step than this on average stops
+  // speculating (drafts it does not keep cost more than they save; runtime/spec_decode.h); 0: never.
+  double speculative_min_accept_length = 1.5;
   // Called once, on the engine thread, when the replica is broken (a tensor-parallel rank failed and
   // aborted the group: no later step can run). Every request then ends with the error and new ones are
   // refused with 503; the server is expected to stop (dsserve serve exits 1 naming the rank).
@@ -156,6 +159,7 @@ struct EngineStats {
   // Speculative decoding: decode steps of speculating requests, the tokens they emitted, the drafts they
   // verified (accept length = spec_tokens_total / spec_verify_total; SGLang's avg_spec_accept_length).
   int64_t spec_verify_total = 0, spec_tokens_total = 0, spec_drafts_total = 0;
+  int64_t spec_switched_off_total = 0;  // requests that stopped speculating (too few drafts accepted)
   double spec_accept_length() const { return spec_verify_total ? double(spec_tokens_total) / spec_verify_total : 0.0; }
   std::vector<DpGroupStats> dp_groups;  // one per DP group when there are several; empty otherwise
   double token_usage() const { return num_pages ? double(used_pages - evictable_pages) / num_pages : 0.0; }

@@ -19,6 +19,7 @@
 // The KV the target wrote for rejected drafts stays in the request's pages beyond `computed` and is
 // overwritten later; drafts are never part of `tokens`, so never counted, output or cached.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "runtime/engine.h"
@@ -31,6 +32,13 @@ struct RequestState;
 // decode plainly: penalties (the device keeps their token counts incrementally), grammars and forced
 // continuations (their masks follow the accepted tokens).
 bool speculates(const GenerateRequest& in);
+
+// The switch-off rule: after each verify step with drafts, the tokens it emitted go into the request's
+// window; once the window is full and its mean is below min_accept_length, the request stops speculating
+// (its drafts cost a draft step and a longer verify each step and are rarely accepted: plain decoding is
+// faster). Returns true when it just stopped.
+constexpr size_t kSpecWindow = 8;
+bool record_verify(RequestState& r, int32_t emitted, double min_accept_length);
 
 // How many drafts the request may verify in its next step (<= steps): what its max_new_tokens still
 // allows after the step's own token, and positions that stay inside the context length.

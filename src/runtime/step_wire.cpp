@@ -50,6 +50,10 @@ std::string encode_step(const StepInput& in) {
   w.pod(uint8_t(in.batch.want_hidden));
   w.pod(in.batch.dp_decode_bs);
   w.ints(in.batch.dp_tokens);
+  w.pod(uint8_t(in.keep_hidden));
+  w.pod(uint8_t(in.sample_per_row));
+  w.ints(in.hidden_rows);
+  w.ints(in.dp_drafting);
   w.pod(uint32_t(in.sample.size()));
   w.pod(uint32_t(in.batch.seqs.size()));
   for (const auto& s : in.batch.seqs) {
@@ -69,6 +73,10 @@ StepInput decode_step(const std::string& bytes) {
   in.batch.want_hidden = r.pod<uint8_t>() != 0;
   in.batch.dp_decode_bs = r.pod<int32_t>();
   in.batch.dp_tokens = r.ints();
+  in.keep_hidden = r.pod<uint8_t>() != 0;
+  in.sample_per_row = r.pod<uint8_t>() != 0;
+  in.hidden_rows = r.ints();
+  in.dp_drafting = r.ints();
   in.sample.resize(r.pod<uint32_t>());
   const uint32_t n = r.pod<uint32_t>();
   for (uint32_t i = 0; i < n; ++i) {

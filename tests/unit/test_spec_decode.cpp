@@ -17,6 +17,7 @@
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "runtime/model_runner.h"
+#include "runtime/spec_decode.h"
 #include "tokenizer_test_util.h"
 
 using namespace ds;
@@ -103,6 +104,7 @@ EngineConfig config(int64_t total_tokens = 1024, int32_t spec = kSteps) {
   c.context_length = 160;
   c.eos_token_ids = {1};
   c.speculative_num_steps = spec;
+  c.speculative_min_accept_length = 0;  // every request speculates to its end (the switch-off has its own test)
   return c;
 }
 
@@ -371,5 +373,30 @@ TEST_F(SpecDecodeTest, SampledDistributionMatchesPlainDecoding) {
                           << " bins";
     std::printf("T %.1f top_p %.1f: chi2 %.1f (df %.0f, critical %.1f at 0.001)\n", st.temperature, st.top_p, chi2,
                 df, crit);
+  }
+}
+
+// The switch-off rule: a random draft (almost never accepted) stops speculating after its window of verify
+// steps, so zero acceptance costs a few steps, not the whole request; an agreeing draft never stops.
+TEST_F(SpecDecodeTest, RequestsWhoseDraftsFailStopSpeculating) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < 4; ++i) reqs.push_back(greedy("w" + std::to_string(i), prompt_of(i + 40, 6), 40));
+  for (model::Model* m : {golden_, bigram_}) {
+    Outputs plain = run_all(*m, tok, reqs, false);
+    EngineConfig ec = config(1024, kSteps);
+    ec.speculative_min_accept_length = 1.5;
+    auto e = make_engine(ec, *m, tok, runner());
+    Collector c;
+    for (const auto& r : reqs) e->submit(r, c.sink(r.id));
+    for (const auto& r : reqs) {
+      auto got = c.wait(r.id);
+      EXPECT_EQ(got.tokens, plain.by_id[r.id].tokens) << r.id;
+      if (m == golden_) EXPECT_EQ(got.last.spec_verify_ct, int32_t(kSpecWindow)) << r.id << ": off after its window";
+      else EXPECT_EQ(got.last.spec_accept_tokens + 1, got.last.completion_tokens) << r.id << ": never off";
+    }
+    const EngineStats s = e->stats();
+    EXPECT_EQ(s.spec_switched_off_total, m == golden_ ? 4 : 0);
+    e->shutdown();
   }
 }

@@ -13,6 +13,10 @@ TEST(StepWire, RoundTripKeepsEveryField) {
   in.batch.want_hidden = true;
   in.batch.dp_tokens = {5, 0, 7};
   in.batch.dp_decode_bs = 3;
+  in.keep_hidden = true;
+  in.sample_per_row = true;
+  in.hidden_rows = {4, 2, 9};
+  in.dp_drafting = {1, 0, 2};
   for (int s = 0; s < 3; ++s) {
     model::SequenceChunk c;
     for (int t = 0; t <= s * 4; ++t) c.tokens.push_back(100 * s + t);
@@ -28,6 +32,10 @@ TEST(StepWire, RoundTripKeepsEveryField) {
   EXPECT_EQ(out.batch.want_hidden, true);
   EXPECT_EQ(out.batch.dp_tokens, in.batch.dp_tokens);
   EXPECT_EQ(out.batch.dp_decode_bs, 3);
+  EXPECT_TRUE(out.keep_hidden);
+  EXPECT_TRUE(out.sample_per_row);
+  EXPECT_EQ(out.hidden_rows, in.hidden_rows);
+  EXPECT_EQ(out.dp_drafting, in.dp_drafting);
   EXPECT_EQ(out.sample.size(), 3u);
   ASSERT_EQ(out.batch.seqs.size(), 3u);
   for (size_t s = 0; s < 3; ++s) {

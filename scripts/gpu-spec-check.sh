@@ -79,8 +79,8 @@ if [[ $PARTS == *serve* ]]; then
   make_ckpt "$TMP/random" --preset demo --seed 5 --layer-output-scale 0
   bench() {  # CONCURRENCY
     local c=$1
-    "$BIN" bench serving --base-url "$URL" --dataset-name random --random-input-len 256 --random-output-len 128 \
-      --random-range-ratio 1 --num-prompts $((c * 4)) --max-concurrency "$c" 2>&1
+    "$BIN" bench serving --base-url "$URL" --dataset-name random --random-input-len 256 --random-output-len 256 \
+      --random-range-ratio 1 --num-prompts $((c * 8 + 8)) --max-concurrency "$c" 2>&1
   }
   echo "model draft S concurrency TPOT_ms ITL_ms out_tok_s accept" >"$LOG/serve.txt"
   for model in agree random; do

@@ -131,8 +131,8 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--speculative-num-draft-tokens", f.speculative_num_draft_tokens,
                   "tokens verified per step: --speculative-num-steps + 1 with topk 1");
   cmd->add_option("--speculative-min-accept-length", f.speculative_min_accept_length,
-                  "a request whose last 8 verify steps emitted fewer tokens per step than this stops speculating "
-                  "(dsserve's own; 0: never)")
+                  "when the last 8 verify steps emitted fewer tokens per request than this, speculation pauses for "
+                  "256 steps, then tries again (dsserve's own; 0: never)")
       ->capture_default_str();
   cmd->add_option("--speculative-draft-model-path", f.speculative_draft_model_path,
                   "the draft model: the checkpoint's own MTP layer (empty or --model-path)");

@@ -54,6 +54,7 @@ struct DpGroup {
   std::vector<ModelRunner*> runners;
   std::unique_ptr<Scheduler> sched;
   int64_t routed = 0;
+  SpecPause spec;  // speculative decoding's pause rule (spec_decode.h)
 };
 
 // A group's draft step (speculative decoding), planned while its target step's tokens are taken in.
@@ -172,7 +173,7 @@ class EngineImpl final : public Engine {
   EngineStats stats_;
   double last_step_ms_ = 0, last_overhead_ms_ = 0, busy_ms_total_ = 0, forward_ms_total_ = 0, sample_ms_total_ = 0;
   int64_t prompt_total_ = 0, generated_total_ = 0, cached_total_ = 0, finished_total_ = 0, steps_ = 0;
-  int64_t spec_verify_total_ = 0, spec_tokens_total_ = 0, spec_drafts_total_ = 0, spec_switched_off_total_ = 0;
+  int64_t spec_verify_total_ = 0, spec_tokens_total_ = 0, spec_drafts_total_ = 0;
   std::thread thread_;
 };
 
@@ -429,6 +430,8 @@ void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutp
     // Slots are per logits row; a verify chunk's rows are its last known token's and each draft's.
     size_t row = 0;
     int32_t first_token = 0;  // the chunk's first row in the step's hidden states
+    DpGroup& group = groups_[size_t(plan[0].req->dp_group)];
+    int64_t verified = 0, verify_tokens = 0;  // this step's verifying requests, their tokens
     for (const Scheduler::Chunk& c : plan) {
       RequestState& r = *c.req;
       const size_t rows = c.logits ? size_t(1 + c.drafts) : 0;
@@ -464,8 +467,7 @@ void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutp
           r.spec_drafts += c.drafts, spec_drafts_total_ += c.drafts;
         }
         r.draft.clear();
-        if (r.speculate && c.drafts > 0 && record_verify(r, emitted, cfg_.speculative_min_accept_length))
-          ++spec_switched_off_total_;
+        if (c.drafts > 0) ++verified, verify_tokens += emitted;
       } else {
         sched.chunk_done(r, c.len);
         if (c.logits) accept_token(r, std::move(drawn[row0]));
@@ -475,7 +477,7 @@ void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutp
           r.final_output->finish_reason = FinishReason::Length;
         }
       }
-      if (!r.speculate || r.final_output || !draft) continue;
+      if (!r.speculate || r.final_output || !draft || group.spec.paused(steps_)) continue;
       // The MTP layer over the positions just confirmed: position p reads the target's hidden state at p
       // and the token at p + 1 (known for every confirmed position but a prompt chunk's last, when the
       // prompt goes on... which it then is: the next prompt token).
@@ -494,6 +496,13 @@ void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutp
       draft->reqs.push_back(&r);
       draft->budget.push_back(drafts_now ? budget : 0);
       draft->drafting += drafts_now ? 1 : 0;
+    }
+    if (group.spec.record(steps_, verify_tokens, verified, cfg_.speculative_min_accept_length)) {
+      *draft = DraftPlan{};  // paused from the next step on: no drafts, no MTP work
+      spdlog::info("speculative decoding paused for {} steps{}: the last {} verify steps emitted < {} tokens per "
+                   "request",
+                   kSpecPauseSteps, groups_.size() > 1 ? fmt::format(" in DP group {}", plan[0].req->dp_group) : "",
+                   kSpecWindow, cfg_.speculative_min_accept_length);
     }
     return;
   }
@@ -575,7 +584,7 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan, size_
     sc.page_table = r.pages;
     sc.logits = !c.logits ? model::LogitsMode::None : c.drafts ? model::LogitsMode::All : model::LogitsMode::Last;
     in.batch.seqs.push_back(std::move(sc));
-    in.keep_hidden = in.keep_hidden || r.speculate;
+    in.keep_hidden = in.keep_hidden || (r.speculate && !groups_[size_t(r.dp_group)].spec.paused(steps_));
     if (!r.counted) {  // first time scheduled: its prompt and cache hit count once
       r.counted = true;
       prompt_total_ += r.prompt_len;
@@ -793,7 +802,7 @@ void EngineImpl::publish_stats() {
   s.spec_verify_total = spec_verify_total_;
   s.spec_tokens_total = spec_tokens_total_;
   s.spec_drafts_total = spec_drafts_total_;
-  s.spec_switched_off_total = spec_switched_off_total_;
+  for (const auto& g : groups_) s.spec_pauses_total += g.spec.pauses();
   size_t inbox = 0;
   {
     std::lock_guard lk(mu_);

@@ -113,8 +113,9 @@ struct EngineConfig {
   // Speculative decoding (runtime/spec_decode.h): draft tokens per step from the MTP layer; 0: off. The
   // runners must have the same RunnerConfig::draft_steps.
   int32_t speculative_num_steps = 0;
-  // A request whose last kSpecWindow verify steps emitted fewer tokens per step than this on average stops
-  // speculating (drafts it does not keep cost more than they save; runtime/spec_decode.h); 0: never.
+  // When the last kSpecWindow verify steps emitted fewer tokens per verifying request than this on average,
+  // speculation pauses for kSpecPauseSteps steps (drafts that are not kept cost more than they save;
+  // runtime/spec_decode.h, SpecPause); 0: never.
   double speculative_min_accept_length = 1.5;
   // Called once, on the engine thread, when the replica is broken (a tensor-parallel rank failed and
   // aborted the group: no later step can run). Every request then ends with the error and new ones are
@@ -159,7 +160,7 @@ struct EngineStats {
   // Speculative decoding: decode steps of speculating requests, the tokens they emitted, the drafts they
   // verified (accept length = spec_tokens_total / spec_verify_total; SGLang's avg_spec_accept_length).
   int64_t spec_verify_total = 0, spec_tokens_total = 0, spec_drafts_total = 0;
-  int64_t spec_switched_off_total = 0;  // requests that stopped speculating (too few drafts accepted)
+  int64_t spec_pauses_total = 0;  // times a DP group paused speculation (too few drafts accepted)
   double spec_accept_length() const { return spec_verify_total ? double(spec_tokens_total) / spec_verify_total : 0.0; }
   std::vector<DpGroupStats> dp_groups;  // one per DP group when there are several; empty otherwise
   double token_usage() const { return num_pages ? double(used_pages - evictable_pages) / num_pages : 0.0; }

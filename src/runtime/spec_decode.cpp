@@ -11,16 +11,17 @@ bool speculates(const GenerateRequest& in) {
   return !has_penalties(in.sampling) && in.grammar.empty() && in.forced.empty();
 }
 
-bool record_verify(RequestState& r, int32_t emitted, double min_accept_length) {
-  if (min_accept_length <= 0) return false;
-  r.spec_recent.push_back(int8_t(std::min(emitted, 127)));
-  if (r.spec_recent.size() > kSpecWindow) r.spec_recent.erase(r.spec_recent.begin());
-  if (r.spec_recent.size() < kSpecWindow) return false;
+bool SpecPause::record(int64_t step, int64_t tokens, int64_t requests, double min_accept_length) {
+  if (min_accept_length <= 0 || requests == 0) return false;
+  window_.push_back(double(tokens) / double(requests));
+  if (window_.size() > kSpecWindow) window_.erase(window_.begin());
+  if (window_.size() < kSpecWindow) return false;
   double sum = 0;
-  for (int8_t n : r.spec_recent) sum += n;
+  for (double x : window_) sum += x;
   if (sum / double(kSpecWindow) >= min_accept_length) return false;
-  r.speculate = false;
-  r.draft.clear();
+  window_.clear();  // the next try starts afresh
+  until_ = step + 1 + kSpecPauseSteps;
+  ++pauses_;
   return true;
 }
 

@@ -21,6 +21,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "runtime/engine.h"
 
@@ -33,12 +34,26 @@ struct RequestState;
 // continuations (their masks follow the accepted tokens).
 bool speculates(const GenerateRequest& in);
 
-// The switch-off rule: after each verify step with drafts, the tokens it emitted go into the request's
-// window; once the window is full and its mean is below min_accept_length, the request stops speculating
-// (its drafts cost a draft step and a longer verify each step and are rarely accepted: plain decoding is
-// faster). Returns true when it just stopped.
+// The pause rule (per DP group, since a step is one batch: a batch where some requests verify drafts and
+// others decode plainly would not have a recorded shape): the mean tokens per verifying request of each
+// verify step go into a window; once kSpecWindow steps are in and their mean is below min_accept_length,
+// the group pauses speculation for kSpecPauseSteps steps (plain decoding, recorded), then tries again.
+// Drafts that are rarely accepted cost a draft step and a longer verify every step: paused, zero
+// acceptance costs about kSpecWindow slow steps in every kSpecPauseSteps.
 constexpr size_t kSpecWindow = 8;
-bool record_verify(RequestState& r, int32_t emitted, double min_accept_length);
+constexpr int64_t kSpecPauseSteps = 256;
+class SpecPause {
+ public:
+  bool paused(int64_t step) const { return step < until_; }
+  // After a step at `step` whose verifying requests emitted `tokens` in all (`requests` of them). True
+  // when speculation pauses from the next step on.
+  bool record(int64_t step, int64_t tokens, int64_t requests, double min_accept_length);
+  int64_t pauses() const { return pauses_; }
+
+ private:
+  std::vector<double> window_;
+  int64_t until_ = 0, pauses_ = 0;
+};
 
 // How many drafts the request may verify in its next step (<= steps): what its max_new_tokens still
 // allows after the step's own token, and positions that stay inside the context length.

@@ -37,7 +37,7 @@ Json engine_state(const ServerState& st) {
   // Speculative decoding: tokens per decode step of speculating requests (bench_serving reads it).
   j["avg_spec_accept_length"] = s.spec_accept_length();
   j["spec_verify_total"] = s.spec_verify_total;
-  j["spec_switched_off_total"] = s.spec_switched_off_total;
+  j["spec_pauses_total"] = s.spec_pauses_total;
   j["prompt_tokens_total"] = s.prompt_tokens_total;
   j["generation_tokens_total"] = s.generation_tokens_total;
   j["cached_tokens_total"] = s.cached_tokens_total;

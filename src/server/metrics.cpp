@@ -79,8 +79,8 @@ std::string ServerMetrics::render(const runtime::EngineStats& s, const std::stri
   metric("dsserve:spec_draft_tokens_total", "counter", "Draft tokens verified.", s.spec_drafts_total);
   metric("dsserve:spec_accepted_tokens_total", "counter", "Draft tokens accepted.",
          s.spec_tokens_total - s.spec_verify_total);
-  metric("dsserve:spec_switched_off_total", "counter", "Requests that stopped speculating (too few drafts accepted).",
-         s.spec_switched_off_total);
+  metric("dsserve:spec_pauses_total", "counter", "Times speculation paused (too few drafts accepted).",
+         s.spec_pauses_total);
   metric("dsserve:retracted_requests_total", "counter", "Requests preempted for lack of KV pages.",
          s.retractions_total);
   metric("dsserve:engine_steps_total", "counter", "Engine steps run.", s.steps_total);

@@ -376,9 +376,10 @@ TEST_F(SpecDecodeTest, SampledDistributionMatchesPlainDecoding) {
   }
 }
 
-// The switch-off rule: a random draft (almost never accepted) stops speculating after its window of verify
-// steps, so zero acceptance costs a few steps, not the whole request; an agreeing draft never stops.
-TEST_F(SpecDecodeTest, RequestsWhoseDraftsFailStopSpeculating) {
+// The pause rule: with a random draft (almost never accepted) the batch stops speculating after the window
+// of verify steps, so zero acceptance costs a few steps, not the whole request; an agreeing draft never
+// pauses.
+TEST_F(SpecDecodeTest, SpeculationPausesWhenDraftsFail) {
   DS_REQUIRE_REAL_TOKENIZER(tok);
   std::vector<GenerateRequest> reqs;
   for (int i = 0; i < 4; ++i) reqs.push_back(greedy("w" + std::to_string(i), prompt_of(i + 40, 6), 40));
@@ -392,11 +393,12 @@ TEST_F(SpecDecodeTest, RequestsWhoseDraftsFailStopSpeculating) {
     for (const auto& r : reqs) {
       auto got = c.wait(r.id);
       EXPECT_EQ(got.tokens, plain.by_id[r.id].tokens) << r.id;
-      if (m == golden_) EXPECT_EQ(got.last.spec_verify_ct, int32_t(kSpecWindow)) << r.id << ": off after its window";
-      else EXPECT_EQ(got.last.spec_accept_tokens + 1, got.last.completion_tokens) << r.id << ": never off";
+      if (m == golden_)
+        EXPECT_LE(got.last.spec_draft_tokens, int32_t(kSpecWindow) * kSteps) << r.id << ": paused after the window";
+      else EXPECT_GT(double(got.last.spec_accept_tokens) / got.last.spec_verify_ct, 3.0) << r.id << ": never paused";
     }
     const EngineStats s = e->stats();
-    EXPECT_EQ(s.spec_switched_off_total, m == golden_ ? 4 : 0);
+    EXPECT_EQ(s.spec_pauses_total, m == golden_ ? 1 : 0);
     e->shutdown();
   }
 }

@@ -19,7 +19,10 @@ SPEC_MODEL="$TMP/bigram"
 cp "$TOKDIR/tokenizer.json" "$TOKDIR/tokenizer_config.json" "$SPEC_MODEL/"
 COMMON=(--model-path "$SPEC_MODEL" --served-model-name m --encoder dsv32 --random-seed 0 --context-length 512
         --page-size 16 --threads 2 --enable-metrics)
-SPEC=(--speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-eagle-topk 1 --speculative-num-draft-tokens 4)
+# (No pauses: this model's accept length, ~1.7, is near the pause rule's default threshold, and the metric
+# checks below want every request speculating; the rule has its own unit test.)
+SPEC=(--speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-eagle-topk 1 --speculative-num-draft-tokens 4
+      --speculative-min-accept-length 0)
 
 chat() {  # greedy chat completion of PROMPT, N choices
   curl -sf "$BASE_URL/v1/chat/completions" -H 'Content-Type: application/json' \
@@ -66,6 +69,7 @@ PY
 metrics=$(curl -sf "$BASE_URL/metrics")
 accept=$(sed -n 's/^sglang:spec_accept_length{[^}]*} //p' <<<"$metrics")
 python3 -c "import sys; assert float(sys.argv[1]) > 1.2, sys.argv[1]" "$accept" || fail "/metrics accept length: '$accept'"
+grep -q '^dsserve:spec_pauses_total{[^}]*} 0$' <<<"$metrics" || fail "/metrics: no spec_pauses_total 0"
 info=$(curl -sf "$BASE_URL/get_server_info")
 [ "$(jget "$info" 'j["speculative_algorithm"]')" = EAGLE ] || fail "server info: no speculative_algorithm"
 python3 -c "import json,sys; j=json.loads(sys.argv[1]); assert j['internal_states'][0]['avg_spec_accept_length'] > 1.2, j" "$info" ||

@@ -82,7 +82,7 @@ class EngineImpl final : public Engine {
                  "runner KV pool ({} pages of {}) differs from the engine's ({} pages of {})", r->config().num_pages,
                  r->config().page_size, pages_, cfg_.page_size);
       num_runners_ += runners.size();
-      groups_.push_back({std::move(runners), std::make_unique<Scheduler>(cfg_, pages_), 0});
+      groups_.push_back({std::move(runners), std::make_unique<Scheduler>(cfg_, pages_), 0, {}});
     }
     const model::Model& m0 = groups_[0].runners[0]->model();
     lock_step_ = m0.tensor_parallel().dp_attention();

@@ -185,7 +185,9 @@ TEST_F(SpecDecodeTest, GreedyOutputsEqualPlainDecoding) {
     EXPECT_EQ(spec.stats.generation_tokens_total, plain.stats.generation_tokens_total) << k.name;
     EXPECT_EQ(spec.stats.used_pages, spec.stats.cached_pages) << k.name << ": only the prefix cache holds pages";
     // Fewer steps than tokens once drafts are accepted.
-    if (k.min_accept > 2) EXPECT_LT(spec.stats.steps_total * 2, plain.stats.steps_total) << k.name;
+    if (k.min_accept > 2) {
+      EXPECT_LT(spec.stats.steps_total * 2, plain.stats.steps_total) << k.name;
+    }
     const auto& m = spec.by_id["r5"].last;
     EXPECT_GT(m.spec_verify_ct, 0) << k.name;
     EXPECT_EQ(m.spec_accept_tokens + 1, m.completion_tokens) << k.name << ": every decode step's tokens counted";
@@ -346,7 +348,9 @@ TEST_F(SpecDecodeTest, SampledDistributionMatchesPlainDecoding) {
         ASSERT_EQ(out.tokens.size(), 3u);
         counts[out.tokens[2]][size_t(arm)] += 1;
       }
-      if (arm) EXPECT_GT(e->stats().spec_accept_length(), 1.1);
+      if (arm) {
+        EXPECT_GT(e->stats().spec_accept_length(), 1.1);
+      }
       e->shutdown();
     }
     // Merge sparse bins (expected count per arm < 10) into one.
@@ -393,9 +397,11 @@ TEST_F(SpecDecodeTest, SpeculationPausesWhenDraftsFail) {
     for (const auto& r : reqs) {
       auto got = c.wait(r.id);
       EXPECT_EQ(got.tokens, plain.by_id[r.id].tokens) << r.id;
-      if (m == golden_)
+      if (m == golden_) {
         EXPECT_LE(got.last.spec_draft_tokens, int32_t(kSpecWindow) * kSteps) << r.id << ": paused after the window";
-      else EXPECT_GT(double(got.last.spec_accept_tokens) / got.last.spec_verify_ct, 3.0) << r.id << ": never paused";
+      } else {
+        EXPECT_GT(double(got.last.spec_accept_tokens) / got.last.spec_verify_ct, 3.0) << r.id << ": never paused";
+      }
     }
     const EngineStats s = e->stats();
     EXPECT_EQ(s.spec_pauses_total, m == golden_ ? 1 : 0);

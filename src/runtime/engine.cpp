@@ -134,6 +134,8 @@ class EngineImpl final : public Engine {
   void add_slots(RequestState& r, const Scheduler::Chunk& c, std::vector<SampleSlot>& sample);
   // The draft step of every group that planned one (runtime/spec_decode.h).
   void run_drafts(std::vector<DraftPlan>& drafts);
+  // One lock step of every group's runners (and the other nodes' ranks, which get the inputs first).
+  std::vector<std::optional<StepOutput>> run_groups(std::vector<LockStepGroup>& steps);
   size_t route(const RequestState& r);  // the DP group a new request joins
   int32_t total_waiting() const;
   std::vector<std::unique_ptr<RequestState>> take_everything();  // running ones first, then the queues
@@ -390,14 +392,7 @@ void EngineImpl::run_step() {
   // collective: with several runners a step always runs whole (deciding it collectively: later).
   StepCancel::Scope cancellable(cancel_, std::move(step_ids));
   if (num_runners_ == 1 && !cfg_.remote) steps[0].input->batch.cancel = cancel_.flag();
-  std::function<void()> remote_wait;
-  if (cfg_.remote) {  // the other nodes' ranks get the step before these start it
-    std::vector<const StepInput*> sent;
-    for (const auto& st : steps) sent.push_back(st.input ? &*st.input : nullptr);
-    cfg_.remote->send(sent);
-    remote_wait = [this] { cfg_.remote->wait(); };
-  }
-  std::vector<std::optional<StepOutput>> res = run_lock_step(steps, remote_wait, &rank_threads_);
+  std::vector<std::optional<StepOutput>> res = run_groups(steps);
   double fwd_ms = 0;
   for (const auto& r : res)
     if (r) fwd_ms = std::max(fwd_ms, r->forward_ms);
@@ -650,6 +645,17 @@ void EngineImpl::add_slots(RequestState& r, const Scheduler::Chunk& c, std::vect
   }
 }
 
+std::vector<std::optional<StepOutput>> EngineImpl::run_groups(std::vector<LockStepGroup>& steps) {
+  std::function<void()> remote_wait;
+  if (cfg_.remote) {  // the other nodes' ranks get the step before these start it
+    std::vector<const StepInput*> sent;
+    for (const auto& st : steps) sent.push_back(st.input ? &*st.input : nullptr);
+    cfg_.remote->send(sent);
+    remote_wait = [this] { cfg_.remote->wait(); };
+  }
+  return run_lock_step(steps, remote_wait, &rank_threads_);
+}
+
 void EngineImpl::run_drafts(std::vector<DraftPlan>& drafts) {
   bool any = false;
   std::vector<int32_t> dp_tokens, dp_drafting;
@@ -672,14 +678,7 @@ void EngineImpl::run_drafts(std::vector<DraftPlan>& drafts) {
     }
     steps[g].input = std::move(drafts[g].in);
   }
-  std::function<void()> remote_wait;
-  if (cfg_.remote) {
-    std::vector<const StepInput*> sent;
-    for (const auto& st : steps) sent.push_back(st.input ? &*st.input : nullptr);
-    cfg_.remote->send(sent);
-    remote_wait = [this] { cfg_.remote->wait(); };
-  }
-  std::vector<std::optional<StepOutput>> res = run_lock_step(steps, remote_wait, &rank_threads_);
+  std::vector<std::optional<StepOutput>> res = run_groups(steps);
   for (size_t g = 0; g < groups_.size(); ++g) {
     if (!res[g]) continue;
     const DraftPlan& d = drafts[g];

@@ -11,26 +11,22 @@
 namespace ds::runtime {
 
 std::vector<int32_t> ModelRunner::greedy_rows(model::ForwardOutput& out) {
-  const int64_t vocab = model_->config().vocab_size;
   const int64_t rows = out.logits.defined() ? out.logits.dim(0) : 0;
+  if (rows == 0) return {};
+  // The server's own draws, greedy, one slot per row (on the device where the backend samples).
+  GreedySampling greedy;
+  const std::vector<SampleSlot> slots = greedy.slots(size_t(rows));
+  out.logits_row0.resize(size_t(rows));
+  for (int64_t r = 0; r < rows; ++r) out.logits_row0[size_t(r)] = int32_t(r);
+  DrawnTokens drawn(slots.size());
+  const int64_t vocab = model_->config().vocab_size;
+  if (device_sampling_) sample_on_device(backend(), slots, out, vocab, drawn);
+  else sample_on_host(slots, out, vocab, drawn);
+  // A row that could not be drawn (non-finite logits) drafts token 0: the target rejects it (a draft never
+  // decides an output token).
   std::vector<int32_t> ids(size_t(rows), 0);
-  if (rows == 0) return ids;
-  if (out.logits.device() != Device::CPU) {
-    backend::SamplingBatch batch;
-    for (int64_t r = 0; r < rows; ++r) {
-      backend::SamplingRow row;
-      row.logits_row = r;  // temperature 0: greedy
-      batch.rows.push_back(row);
-    }
-    std::vector<backend::SampledRow> got = backend().sample(out.logits, batch);
-    // A non-finite row drafts token 0: the target rejects it (a draft never decides an output token).
-    for (int64_t r = 0; r < rows; ++r) ids[size_t(r)] = std::max(got[size_t(r)].token, 0);
-    return ids;
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = out.logits.f32() + r * vocab;
-    ids[size_t(r)] = int32_t(std::max_element(row, row + vocab) - row);
-  }
+  for (size_t r = 0; r < ids.size(); ++r)
+    if (drawn.failed[r].empty()) ids[r] = std::max(drawn.drawn[r].token, 0);
   return ids;
 }
 

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "backend/backend.h"
+#include "engine_test_util.h"
 #include "host_sampling_backend.h"
 #include "model/model.h"
 #include "runtime/engine.h"
@@ -19,41 +20,7 @@ using namespace ds::runtime;
 
 namespace {
 
-class Collector {
- public:
-  OutputSink sink(const std::string& id) {
-    return [this, id](RequestOutput&& o) {
-      std::lock_guard lk(mu_);
-      auto& r = results_[id];
-      EXPECT_FALSE(r.finished) << id << ": output after the final one";
-      r.tokens.insert(r.tokens.end(), o.token_ids.begin(), o.token_ids.end());
-      r.text += o.text;
-      r.deliveries++;
-      r.last = o;
-      if (o.finished) {
-        r.finished = true;
-        cv_.notify_all();
-      }
-    };
-  }
-  struct Result {
-    std::vector<int32_t> tokens;
-    std::string text;
-    int deliveries = 0;
-    bool finished = false;
-    RequestOutput last;
-  };
-  Result wait(const std::string& id) {
-    std::unique_lock lk(mu_);
-    EXPECT_TRUE(cv_.wait_for(lk, std::chrono::seconds(60), [&] { return results_[id].finished; })) << id;
-    return results_[id];
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, Result> results_;
-};
+using ds::testing::Collector;
 
 class EngineTest : public ::testing::Test {
  protected:
@@ -88,20 +55,10 @@ class EngineTest : public ::testing::Test {
     }
     return out;
   }
-  GenerateRequest greedy(const std::string& id, std::vector<int32_t> prompt, int32_t max_new) {
-    GenerateRequest r;
-    r.id = id;
-    r.prompt = std::move(prompt);
-    r.max_new_tokens = max_new;
-    r.sampling.temperature = 0;
-    r.sampling.ignore_eos = true;
-    return r;
+  static GenerateRequest greedy(const std::string& id, std::vector<int32_t> prompt, int32_t max_new) {
+    return ds::testing::greedy(id, std::move(prompt), max_new);
   }
-  static std::vector<int32_t> prompt_of(int seed, int len) {
-    std::vector<int32_t> p;
-    for (int i = 0; i < len; ++i) p.push_back(3 + (seed * 131 + i * 17) % 500);
-    return p;
-  }
+  static std::vector<int32_t> prompt_of(int seed, int len) { return ds::testing::prompt_of(seed, len); }
   static backend::Backend* be_;
   static model::Model* model_;
 };

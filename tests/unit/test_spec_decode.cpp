@@ -6,12 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <condition_variable>
 #include <filesystem>
 #include <map>
-#include <mutex>
 
 #include "backend/backend.h"
+#include "engine_test_util.h"
 #include "host_sampling_backend.h"
 #include "model/make_model.h"
 #include "model/model.h"
@@ -27,39 +26,9 @@ namespace {
 
 constexpr int32_t kSteps = 3;
 
-class Collector {
- public:
-  OutputSink sink(const std::string& id) {
-    return [this, id](RequestOutput&& o) {
-      std::lock_guard lk(mu_);
-      auto& r = results_[id];
-      EXPECT_FALSE(r.finished) << id << ": output after the final one";
-      r.tokens.insert(r.tokens.end(), o.token_ids.begin(), o.token_ids.end());
-      r.text += o.text;
-      r.last = o;
-      if (o.finished) {
-        r.finished = true;
-        cv_.notify_all();
-      }
-    };
-  }
-  struct Result {
-    std::vector<int32_t> tokens;
-    std::string text;
-    bool finished = false;
-    RequestOutput last;
-  };
-  Result wait(const std::string& id) {
-    std::unique_lock lk(mu_);
-    EXPECT_TRUE(cv_.wait_for(lk, std::chrono::seconds(120), [&] { return results_[id].finished; })) << id;
-    return results_[id];
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, Result> results_;
-};
+using ds::testing::Collector;
+using ds::testing::greedy;
+using ds::testing::prompt_of;
 
 // Tiny checkpoints made once per run: the golden one has a random MTP layer; the bigram ones a draft that
 // agrees by construction (make_model's bigram_mtp) with main layers scaled by 0 (a bigram model) or 0.5.
@@ -79,22 +48,6 @@ std::string bigram_model(float scale) {
     model::make_model(o, dir);
   }
   return dir;
-}
-
-GenerateRequest greedy(const std::string& id, std::vector<int32_t> prompt, int32_t max_new) {
-  GenerateRequest r;
-  r.id = id;
-  r.prompt = std::move(prompt);
-  r.max_new_tokens = max_new;
-  r.sampling.temperature = 0;
-  r.sampling.ignore_eos = true;
-  return r;
-}
-
-std::vector<int32_t> prompt_of(int seed, int len) {
-  std::vector<int32_t> p;
-  for (int i = 0; i < len; ++i) p.push_back(3 + (seed * 131 + i * 17) % 500);
-  return p;
 }
 
 EngineConfig config(int64_t total_tokens = 1024, int32_t spec = kSteps) {
@@ -124,7 +77,7 @@ struct Outputs {
 Outputs run_all(const model::Model& m, const tok::Tokenizer& tok, const std::vector<GenerateRequest>& reqs, bool spec,
                 int64_t pool = 1024, bool staggered = false) {
   auto e = make_engine(config(pool, spec ? kSteps : 0), m, tok, runner(spec ? kSteps : 0));
-  Collector c;
+  Collector c(std::chrono::seconds(120));
   for (size_t i = 0; i < reqs.size(); ++i) {
     e->submit(reqs[i], c.sink(reqs[i].id));
     if (staggered && i % 2 == 1) std::this_thread::sleep_for(std::chrono::milliseconds(15));
@@ -258,7 +211,7 @@ TEST_F(SpecDecodeTest, StopsInsideAnAcceptedRun) {
 TEST_F(SpecDecodeTest, AbortMidDraftFreesEverything) {
   DS_REQUIRE_REAL_TOKENIZER(tok);
   auto e = make_engine(config(), *bigram_, tok, runner());
-  Collector c;
+  Collector c(std::chrono::seconds(120));
   auto keep = greedy("keep", prompt_of(4, 9), 120);
   auto gone = greedy("gone", prompt_of(5, 9), 140);
   e->submit(keep, c.sink("keep"));
@@ -338,7 +291,7 @@ TEST_F(SpecDecodeTest, SampledDistributionMatchesPlainDecoding) {
         rc.sample_on_device = false;
         return rc;
       }());
-      Collector c;
+      Collector c(std::chrono::seconds(120));
       for (auto r : reqs) {
         r.sampling.seed = *r.sampling.seed + uint64_t(arm) * 1000003;  // independent arms
         e->submit(r, c.sink(r.id));
@@ -392,7 +345,7 @@ TEST_F(SpecDecodeTest, SpeculationPausesWhenDraftsFail) {
     EngineConfig ec = config(1024, kSteps);
     ec.speculative_min_accept_length = 1.5;
     auto e = make_engine(ec, *m, tok, runner());
-    Collector c;
+    Collector c(std::chrono::seconds(120));
     for (const auto& r : reqs) e->submit(r, c.sink(r.id));
     for (const auto& r : reqs) {
       auto got = c.wait(r.id);

@@ -56,3 +56,15 @@ j = json.loads(sys.argv[1])
 v = eval(sys.argv[2], {"j": j, "len": len})
 print(v if isinstance(v, (str, int, float)) and not isinstance(v, bool) else json.dumps(v))' "$1" "$2"
 }
+
+# sse_chat_text < SSE: the content of a streamed chat completion's deltas, joined (as a Python repr).
+sse_chat_text() {
+  python3 -c '
+import json, sys
+text = ""
+for line in sys.stdin:
+    if line.startswith("data: {"):
+        for c in json.loads(line[6:])["choices"]:
+            text += c["delta"].get("content") or ""
+print(repr(text))'
+}

@@ -56,14 +56,7 @@ outputs() {  # URL: everything greedy, one line each (ids and timestamps left ou
   jget "$(chat "$1" 'Count to ten.')" 'j["choices"][0]["message"]["content"]'
   curl -sfN "$1/v1/chat/completions" -H 'Content-Type: application/json' \
     -d '{"model":"m","messages":[{"role":"user","content":"Stream please."}],"stream":true,"max_tokens":12,"temperature":0}' |
-    python3 -c '
-import json, sys
-text = ""
-for line in sys.stdin:
-    if line.startswith("data: {"):
-        for c in json.loads(line[6:])["choices"]:
-            text += c["delta"].get("content") or ""
-print(repr(text))'
+    sse_chat_text
   jget "$(curl -sf "$1/generate" -H 'Content-Type: application/json' \
     -d '{"text":["The capital of France is","1, 2, 3, 4,"],"sampling_params":{"temperature":0,"max_new_tokens":12}}')" \
     '[x["text"] for x in j]'

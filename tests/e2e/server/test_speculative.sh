@@ -38,14 +38,7 @@ outputs() {  # everything greedy this server answers, one line each
   jget "$(generate)" '[x["text"] for x in j]'
   curl -sN "$BASE_URL/v1/chat/completions" -H 'Content-Type: application/json' \
     -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":30,"temperature":0}' |
-    python3 -c '
-import json, sys
-text = ""
-for line in sys.stdin:
-    if line.startswith("data: {"):
-        for c in json.loads(line[6:])["choices"]:
-            text += c["delta"].get("content") or ""
-print(text)'
+    sse_chat_text
 }
 
 start_server "$TMP/plain.log" "${COMMON[@]}"

@@ -2,6 +2,7 @@
 // runners (forward + draws), turns tokens into text with stop checks, and delivers outputs. Everything
 // that touches requests or KV pages happens on this one thread; other threads only queue work under mu_.
 #include "runtime/engine.h"
+#include "runtime/engine_impl.h"
 
 #include <algorithm>
 #include <atomic>
@@ -39,7 +40,7 @@ const char* finish_reason_name(FinishReason r) {
   return "?";
 }
 
-namespace {
+namespace engine_internal {
 
 int32_t pool_pages(const EngineConfig& c) {
   DS_CHECK(c.page_size >= 1, "page size must be >= 1 (got {})", c.page_size);
@@ -48,136 +49,6 @@ int32_t pool_pages(const EngineConfig& c) {
   return int32_t(c.max_total_tokens / c.page_size);
 }
 
-// A data-parallel group: the runners of its ranks (rank 0, which draws, first) and its scheduler with
-// the KV pool they share. Without data parallelism the engine has one.
-struct DpGroup {
-  std::vector<ModelRunner*> runners;
-  std::unique_ptr<Scheduler> sched;
-  int64_t routed = 0;
-  SpecPause spec;  // speculative decoding's pause rule (spec_decode.h)
-};
-
-// A group's draft step (speculative decoding), planned while its target step's tokens are taken in.
-struct DraftPlan {
-  StepInput in;                     // ForwardMode::DraftExtend
-  std::vector<RequestState*> reqs;  // per sequence of in.batch
-  std::vector<int32_t> budget;      // per sequence: the drafts it may keep (0: it only extends the MTP KV)
-  int32_t drafting = 0;             // sequences that draft
-  bool any() const { return !reqs.empty(); }
-};
-
-class EngineImpl final : public Engine {
- public:
-  EngineImpl(const EngineConfig& cfg, std::vector<std::vector<ModelRunner*>> groups, const tok::Tokenizer& tok,
-             std::unique_ptr<ModelRunner> owned = nullptr)
-      : cfg_(cfg), owned_(std::move(owned)), tok_(tok), pages_(pool_pages(cfg)) {
-    DS_CHECK(cfg_.context_length > 0, "context length must be > 0");
-    DS_CHECK(cfg_.max_running_requests >= 1, "--max-running-requests must be >= 1");
-    DS_CHECK(cfg_.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1");
-    DS_CHECK(!groups.empty(), "an engine needs at least one group of model runners");
-    for (auto& runners : groups) {
-      DS_CHECK(!runners.empty(), "an engine needs at least one model runner per group");
-      for (const ModelRunner* r : runners)
-        DS_CHECK(r->config().num_pages == pages_ && r->config().page_size == cfg_.page_size,
-                 "runner KV pool ({} pages of {}) differs from the engine's ({} pages of {})", r->config().num_pages,
-                 r->config().page_size, pages_, cfg_.page_size);
-      num_runners_ += runners.size();
-      groups_.push_back({std::move(runners), std::make_unique<Scheduler>(cfg_, pages_), 0, {}});
-    }
-    const model::Model& m0 = groups_[0].runners[0]->model();
-    lock_step_ = m0.tensor_parallel().dp_attention();
-    DS_CHECK(!lock_step_ || int(groups_.size()) == m0.tensor_parallel().dp,
-             "DP attention over {} groups, but the engine was given {}", m0.tensor_parallel().dp, groups_.size());
-    vocab_ = m0.config().vocab_size;
-    spec_steps_ = cfg_.speculative_num_steps;
-    DS_CHECK(spec_steps_ >= 0, "speculative steps must be >= 0, got {}", spec_steps_);
-    for (const auto& g : groups_)
-      for (const ModelRunner* r : g.runners)
-        DS_CHECK(r->config().draft_steps == spec_steps_, "runner drafts {} tokens per step, the engine {}",
-                 r->config().draft_steps, spec_steps_);
-    publish_stats();
-    thread_ = std::thread([this] { loop(); });
-  }
-  ~EngineImpl() override { shutdown(); }
-
-  void submit(GenerateRequest req, OutputSink sink) override;
-  void abort(const std::string& id) override {
-    cancel_.abort(id);
-    std::lock_guard lk(mu_);
-    aborts_.push_back(id);
-    cv_.notify_one();
-  }
-  void flush_cache(std::function<void(bool)> done) override;
-  EngineStats stats() const override {
-    std::lock_guard lk(stats_mu_);
-    return stats_;
-  }
-  const EngineConfig& config() const override { return cfg_; }
-  void shutdown() override {
-    cancel_.cancel_all();
-    {
-      std::lock_guard lk(mu_);
-      stopping_ = true;
-      cv_.notify_one();
-    }
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  void loop();
-  bool take_pending();  // inbox, aborts, flushes; false when stopping
-  void run_step();
-  StepInput make_step(const std::vector<Scheduler::Chunk>& plan, size_t group_ranks);
-  // Tokens in, outputs out. Under speculative decoding it also plans the group's draft step (`draft`).
-  void finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutput& res, DraftPlan* draft);
-  // One sampling slot per logits row of a chunk (speculative decoding: a verify chunk has 1 + drafts).
-  void add_slots(RequestState& r, const Scheduler::Chunk& c, std::vector<SampleSlot>& sample);
-  // The draft step of every group that planned one (runtime/spec_decode.h).
-  void run_drafts(std::vector<DraftPlan>& drafts);
-  // One lock step of every group's runners (and the other nodes' ranks, which get the inputs first).
-  std::vector<std::optional<StepOutput>> run_groups(std::vector<LockStepGroup>& steps);
-  size_t route(const RequestState& r);  // the DP group a new request joins
-  int32_t total_waiting() const;
-  std::vector<std::unique_ptr<RequestState>> take_everything();  // running ones first, then the queues
-  void accept_token(RequestState& r, SampleResult s);  // appends, checks stops, outputs
-  void deliver(RequestState& r, RequestOutput&& out);
-  void end(std::unique_ptr<RequestState> r, FinishReason why, std::string error = {});
-  void publish_stats();
-
-  EngineConfig cfg_;
-  std::unique_ptr<ModelRunner> owned_;  // make_engine over a model: the runner made for it
-  const tok::Tokenizer& tok_;
-  int32_t pages_ = 0;  // KV pool pages of each group
-  std::vector<DpGroup> groups_;
-  size_t num_runners_ = 0;
-  bool lock_step_ = false;  // DP attention: every group steps at once
-  size_t next_group_ = 0;   // the router's turn among equally loaded groups
-  int64_t vocab_ = 0;
-  int32_t spec_steps_ = 0;  // speculative decoding: draft tokens per step (0: off)
-  std::deque<std::mt19937_64> row_rngs_;  // this step's host generators of verify rows (stable addresses)
-  StepCancel cancel_;  // stops a step between layers once all its requests are aborted
-  LockStepThreads rank_threads_;  // the threads the ranks' steps run on (engine thread: the first)
-
-  // Shared with other threads (mu_).
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<RequestState>> inbox_;
-  std::vector<std::string> aborts_;
-  std::vector<std::function<void(bool)>> flushes_;
-  std::unordered_set<std::string> live_;  // submitted and not yet finished
-  uint64_t arrivals_ = 0;
-  bool stopping_ = false;
-  std::string broken_;  // why the replica cannot run any more (a rank failed); empty while it can
-  std::atomic<int32_t> waiting_{0};  // the scheduler's queue length, for submit's overload check
-
-  // Counters (engine thread), published to stats_ under stats_mu_.
-  mutable std::mutex stats_mu_;
-  EngineStats stats_;
-  double last_step_ms_ = 0, last_overhead_ms_ = 0, busy_ms_total_ = 0, forward_ms_total_ = 0, sample_ms_total_ = 0;
-  int64_t prompt_total_ = 0, generated_total_ = 0, cached_total_ = 0, finished_total_ = 0, steps_ = 0;
-  int64_t spec_verify_total_ = 0, spec_tokens_total_ = 0, spec_drafts_total_ = 0;
-  std::thread thread_;
-};
 
 void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
   const int64_t plen = int64_t(req.prompt.size());
@@ -421,86 +292,7 @@ void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutp
   std::vector<SampleResult>& drawn = res.tokens.drawn;
   std::vector<std::string>& failed = res.tokens.failed;
   Scheduler& sched = *groups_[size_t(plan[0].req->dp_group)].sched;
-  if (spec_steps_ > 0) {
-    // Slots are per logits row; a verify chunk's rows are its last known token's and each draft's.
-    size_t row = 0;
-    int32_t first_token = 0;  // the chunk's first row in the step's hidden states
-    DpGroup& group = groups_[size_t(plan[0].req->dp_group)];
-    int64_t verified = 0, verify_tokens = 0;  // this step's verifying requests, their tokens
-    for (const Scheduler::Chunk& c : plan) {
-      RequestState& r = *c.req;
-      const size_t rows = c.logits ? size_t(1 + c.drafts) : 0;
-      const size_t row0 = row;
-      row += rows;
-      const int32_t token0 = first_token;
-      first_token += c.len;
-      int32_t confirmed = c.len - c.drafts;  // tokens whose KV is now right
-      std::string error;
-      for (size_t k = row0; k < row0 + rows && error.empty(); ++k) error = failed[k];
-      if (!error.empty()) {
-        sched.chunk_done(r, confirmed, c.drafts == 0);
-        r.final_output.emplace();
-        r.final_output->finished = true;
-        r.final_output->finish_reason = FinishReason::Error;
-        r.final_output->error = error;
-        continue;
-      }
-      if (c.logits && c.len - c.drafts == 1 && r.output_len() > 0) {
-        // A decode step of a speculating request (with drafts to verify, or none this time).
-        int32_t emitted = 0;
-        for (int32_t j = 0; j <= c.drafts; ++j) {
-          const int32_t token = drawn[row0 + size_t(j)].token;
-          accept_token(r, std::move(drawn[row0 + size_t(j)]));
-          ++emitted;
-          if (r.final_output || j == c.drafts || token != r.draft[size_t(j)]) break;
-        }
-        confirmed = emitted;
-        sched.chunk_done(r, confirmed, false);
-        if (r.speculate) {
-          ++r.spec_verify_ct, ++spec_verify_total_;
-          r.spec_tokens += emitted, spec_tokens_total_ += emitted;
-          r.spec_drafts += c.drafts, spec_drafts_total_ += c.drafts;
-        }
-        r.draft.clear();
-        if (c.drafts > 0) ++verified, verify_tokens += emitted;
-      } else {
-        sched.chunk_done(r, c.len);
-        if (c.logits) accept_token(r, std::move(drawn[row0]));
-        else if (r.remaining() == 0) {  // max_new_tokens == 0: the prompt is cached, nothing to sample
-          r.final_output.emplace();
-          r.final_output->finished = true;
-          r.final_output->finish_reason = FinishReason::Length;
-        }
-      }
-      if (!r.speculate || r.final_output || !draft || group.spec.paused(steps_)) continue;
-      // The MTP layer over the positions just confirmed: position p reads the target's hidden state at p
-      // and the token at p + 1 (known for every confirmed position but a prompt chunk's last, when the
-      // prompt goes on... which it then is: the next prompt token).
-      const int32_t n = std::min<int32_t>(confirmed, int32_t(r.tokens.size()) - 1 - c.begin);
-      if (n <= 0) continue;
-      const int32_t budget = r.prefilling() ? 0 : draft_budget(r, spec_steps_, cfg_.context_length);
-      // Pages for the chain's positions and the next verify step's, without retracting anyone.
-      const bool drafts_now = budget > 0 && sched.reserve(r, r.computed + spec_steps_ + 1);
-      model::SequenceChunk sc;
-      sc.tokens.assign(r.tokens.begin() + c.begin + 1, r.tokens.begin() + c.begin + 1 + n);
-      sc.start_pos = c.begin;
-      sc.page_table = r.pages;
-      sc.logits = drafts_now ? model::LogitsMode::Last : model::LogitsMode::None;
-      draft->in.batch.seqs.push_back(std::move(sc));
-      for (int32_t k = 0; k < n; ++k) draft->in.hidden_rows.push_back(token0 + k);
-      draft->reqs.push_back(&r);
-      draft->budget.push_back(drafts_now ? budget : 0);
-      draft->drafting += drafts_now ? 1 : 0;
-    }
-    if (group.spec.record(steps_, verify_tokens, verified, cfg_.speculative_min_accept_length)) {
-      *draft = DraftPlan{};  // paused from the next step on: no drafts, no MTP work
-      spdlog::info("speculative decoding paused for {} steps{}: the last {} verify steps emitted < {} tokens per "
-                   "request",
-                   kSpecPauseSteps, groups_.size() > 1 ? fmt::format(" in DP group {}", plan[0].req->dp_group) : "",
-                   kSpecWindow, cfg_.speculative_min_accept_length);
-    }
-    return;
-  }
+  if (spec_steps_ > 0) return finish_spec_plan(plan, res, draft);
   for (size_t i = 0; i < plan.size(); ++i) {
     RequestState& r = *plan[i].req;
     sched.chunk_done(r, plan[i].len);
@@ -558,9 +350,7 @@ std::vector<std::unique_ptr<RequestState>> EngineImpl::take_everything() {
   return all;
 }
 
-// The tokens a forced continuation (first: its ids) or a grammar (its bitmask) allows next; neither
-// while the output is free.
-static void constrain(const RequestState& r, SampleSlot& slot) {
+void constrain(const RequestState& r, SampleSlot& slot) {
   if (r.forced && !r.forced->allowed().empty()) slot.allowed = &r.forced->allowed();
   else if (r.grammar) slot.allowed_bits = r.grammar->allowed_bits();
 }
@@ -626,25 +416,6 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan, size_
   return in;
 }
 
-void EngineImpl::add_slots(RequestState& r, const Scheduler::Chunk& c, std::vector<SampleSlot>& sample) {
-  if (!c.logits) return;
-  SampleSlot slot;
-  slot.params = &r.in.sampling;
-  slot.history = &r.tokens;  // only penalties read it, and requests with penalties do not speculate
-  slot.prompt_len = size_t(r.prompt_len);
-  slot.rng = &r.rng;
-  slot.seed = r.seed;
-  slot.penalties = &r.penalties;
-  constrain(r, slot);
-  for (int32_t j = 0; j <= c.drafts; ++j) {
-    // Row j draws the output token after j accepted drafts: its output index, and on the host a
-    // generator of its own (the rows are drawn in parallel), seeded from the request's.
-    slot.output_index = uint64_t(r.output_len() + j);
-    if (c.drafts > 0) slot.rng = &row_rngs_.emplace_back(r.rng());
-    sample.push_back(slot);
-  }
-}
-
 std::vector<std::optional<StepOutput>> EngineImpl::run_groups(std::vector<LockStepGroup>& steps) {
   std::function<void()> remote_wait;
   if (cfg_.remote) {  // the other nodes' ranks get the step before these start it
@@ -654,40 +425,6 @@ std::vector<std::optional<StepOutput>> EngineImpl::run_groups(std::vector<LockSt
     remote_wait = [this] { cfg_.remote->wait(); };
   }
   return run_lock_step(steps, remote_wait, &rank_threads_);
-}
-
-void EngineImpl::run_drafts(std::vector<DraftPlan>& drafts) {
-  bool any = false;
-  std::vector<int32_t> dp_tokens, dp_drafting;
-  for (auto& d : drafts) {
-    any = any || d.any();
-    int32_t tokens = 0;
-    for (const auto& sc : d.in.batch.seqs) tokens += int32_t(sc.tokens.size());
-    dp_tokens.push_back(tokens);
-    dp_drafting.push_back(d.drafting);
-  }
-  if (!any) return;
-  std::vector<LockStepGroup> steps(groups_.size());
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    steps[g].runners = groups_[g].runners;
-    if (!drafts[g].any() && !lock_step_) continue;  // sits out (DP attention: an idle group exchanges)
-    drafts[g].in.mode = ForwardMode::DraftExtend;
-    if (lock_step_) {
-      drafts[g].in.batch.dp_tokens = dp_tokens;
-      drafts[g].in.dp_drafting = dp_drafting;
-    }
-    steps[g].input = std::move(drafts[g].in);
-  }
-  std::vector<std::optional<StepOutput>> res = run_groups(steps);
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    if (!res[g]) continue;
-    const DraftPlan& d = drafts[g];
-    for (size_t k = 0; k < d.reqs.size(); ++k) {
-      if (d.budget[k] == 0 || k >= res[g]->drafts.size()) continue;
-      std::vector<int32_t>& got = res[g]->drafts[k];
-      d.reqs[k]->draft.assign(got.begin(), got.begin() + std::min<size_t>(got.size(), size_t(d.budget[k])));
-    }
-  }
 }
 
 void EngineImpl::accept_token(RequestState& r, SampleResult s) {
@@ -814,7 +551,10 @@ void EngineImpl::publish_stats() {
   stats_ = s;
 }
 
-}  // namespace
+}  // namespace engine_internal
+
+using engine_internal::EngineImpl;
+using engine_internal::pool_pages;
 
 std::unique_ptr<Engine> make_engine(const EngineConfig& config, std::vector<ModelRunner*> runners,
                                     const tok::Tokenizer& tokenizer) {

@@ -1,0 +1,144 @@
+// What speculative decoding adds to an engine step (runtime/spec_decode.h): one sampling slot per logits
+// row, the acceptance of verified drafts, and the draft step that follows the target step.
+#include "runtime/engine_impl.h"
+#include "util/log.h"
+
+namespace ds::runtime::engine_internal {
+
+void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, StepOutput& res, DraftPlan* draft) {
+  std::vector<SampleResult>& drawn = res.tokens.drawn;
+  std::vector<std::string>& failed = res.tokens.failed;
+  Scheduler& sched = *groups_[size_t(plan[0].req->dp_group)].sched;
+  // Slots are per logits row; a verify chunk's rows are its last known token's and each draft's.
+  size_t row = 0;
+  int32_t first_token = 0;  // the chunk's first row in the step's hidden states
+  DpGroup& group = groups_[size_t(plan[0].req->dp_group)];
+  int64_t verified = 0, verify_tokens = 0;  // this step's verifying requests, their tokens
+  for (const Scheduler::Chunk& c : plan) {
+    RequestState& r = *c.req;
+    const size_t rows = c.logits ? size_t(1 + c.drafts) : 0;
+    const size_t row0 = row;
+    row += rows;
+    const int32_t token0 = first_token;
+    first_token += c.len;
+    int32_t confirmed = c.len - c.drafts;  // tokens whose KV is now right
+    std::string error;
+    for (size_t k = row0; k < row0 + rows && error.empty(); ++k) error = failed[k];
+    if (!error.empty()) {
+      sched.chunk_done(r, confirmed, c.drafts == 0);
+      r.final_output.emplace();
+      r.final_output->finished = true;
+      r.final_output->finish_reason = FinishReason::Error;
+      r.final_output->error = error;
+      continue;
+    }
+    if (c.logits && c.len - c.drafts == 1 && r.output_len() > 0) {
+      // A decode step of a speculating request (with drafts to verify, or none this time).
+      int32_t emitted = 0;
+      for (int32_t j = 0; j <= c.drafts; ++j) {
+        const int32_t token = drawn[row0 + size_t(j)].token;
+        accept_token(r, std::move(drawn[row0 + size_t(j)]));
+        ++emitted;
+        if (r.final_output || j == c.drafts || token != r.draft[size_t(j)]) break;
+      }
+      confirmed = emitted;
+      sched.chunk_done(r, confirmed, false);
+      if (r.speculate) {
+        ++r.spec_verify_ct, ++spec_verify_total_;
+        r.spec_tokens += emitted, spec_tokens_total_ += emitted;
+        r.spec_drafts += c.drafts, spec_drafts_total_ += c.drafts;
+      }
+      r.draft.clear();
+      if (c.drafts > 0) ++verified, verify_tokens += emitted;
+    } else {
+      sched.chunk_done(r, c.len);
+      if (c.logits) accept_token(r, std::move(drawn[row0]));
+      else if (r.remaining() == 0) {  // max_new_tokens == 0: the prompt is cached, nothing to sample
+        r.final_output.emplace();
+        r.final_output->finished = true;
+        r.final_output->finish_reason = FinishReason::Length;
+      }
+    }
+    if (!r.speculate || r.final_output || !draft || group.spec.paused(steps_)) continue;
+    // The MTP layer over the positions just confirmed: position p reads the target's hidden state at p
+    // and the token at p + 1 (known for every confirmed position but a prompt chunk's last, when the
+    // prompt goes on... which it then is: the next prompt token).
+    const int32_t n = std::min<int32_t>(confirmed, int32_t(r.tokens.size()) - 1 - c.begin);
+    if (n <= 0) continue;
+    const int32_t budget = r.prefilling() ? 0 : draft_budget(r, spec_steps_, cfg_.context_length);
+    // Pages for the chain's positions and the next verify step's, without retracting anyone.
+    const bool drafts_now = budget > 0 && sched.reserve(r, r.computed + spec_steps_ + 1);
+    model::SequenceChunk sc;
+    sc.tokens.assign(r.tokens.begin() + c.begin + 1, r.tokens.begin() + c.begin + 1 + n);
+    sc.start_pos = c.begin;
+    sc.page_table = r.pages;
+    sc.logits = drafts_now ? model::LogitsMode::Last : model::LogitsMode::None;
+    draft->in.batch.seqs.push_back(std::move(sc));
+    for (int32_t k = 0; k < n; ++k) draft->in.hidden_rows.push_back(token0 + k);
+    draft->reqs.push_back(&r);
+    draft->budget.push_back(drafts_now ? budget : 0);
+    draft->drafting += drafts_now ? 1 : 0;
+  }
+  if (group.spec.record(steps_, verify_tokens, verified, cfg_.speculative_min_accept_length)) {
+    *draft = DraftPlan{};  // paused from the next step on: no drafts, no MTP work
+    spdlog::info("speculative decoding paused for {} steps{}: the last {} verify steps emitted < {} tokens per "
+                 "request",
+                 kSpecPauseSteps, groups_.size() > 1 ? fmt::format(" in DP group {}", plan[0].req->dp_group) : "",
+                 kSpecWindow, cfg_.speculative_min_accept_length);
+  }
+}
+
+void EngineImpl::add_slots(RequestState& r, const Scheduler::Chunk& c, std::vector<SampleSlot>& sample) {
+  if (!c.logits) return;
+  SampleSlot slot;
+  slot.params = &r.in.sampling;
+  slot.history = &r.tokens;  // only penalties read it, and requests with penalties do not speculate
+  slot.prompt_len = size_t(r.prompt_len);
+  slot.rng = &r.rng;
+  slot.seed = r.seed;
+  slot.penalties = &r.penalties;
+  constrain(r, slot);
+  for (int32_t j = 0; j <= c.drafts; ++j) {
+    // Row j draws the output token after j accepted drafts: its output index, and on the host a
+    // generator of its own (the rows are drawn in parallel), seeded from the request's.
+    slot.output_index = uint64_t(r.output_len() + j);
+    if (c.drafts > 0) slot.rng = &row_rngs_.emplace_back(r.rng());
+    sample.push_back(slot);
+  }
+}
+
+void EngineImpl::run_drafts(std::vector<DraftPlan>& drafts) {
+  bool any = false;
+  std::vector<int32_t> dp_tokens, dp_drafting;
+  for (auto& d : drafts) {
+    any = any || d.any();
+    int32_t tokens = 0;
+    for (const auto& sc : d.in.batch.seqs) tokens += int32_t(sc.tokens.size());
+    dp_tokens.push_back(tokens);
+    dp_drafting.push_back(d.drafting);
+  }
+  if (!any) return;
+  std::vector<LockStepGroup> steps(groups_.size());
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    steps[g].runners = groups_[g].runners;
+    if (!drafts[g].any() && !lock_step_) continue;  // sits out (DP attention: an idle group exchanges)
+    drafts[g].in.mode = ForwardMode::DraftExtend;
+    if (lock_step_) {
+      drafts[g].in.batch.dp_tokens = dp_tokens;
+      drafts[g].in.dp_drafting = dp_drafting;
+    }
+    steps[g].input = std::move(drafts[g].in);
+  }
+  std::vector<std::optional<StepOutput>> res = run_groups(steps);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    if (!res[g]) continue;
+    const DraftPlan& d = drafts[g];
+    for (size_t k = 0; k < d.reqs.size(); ++k) {
+      if (d.budget[k] == 0 || k >= res[g]->drafts.size()) continue;
+      std::vector<int32_t>& got = res[g]->drafts[k];
+      d.reqs[k]->draft.assign(got.begin(), got.begin() + std::min<size_t>(got.size(), size_t(d.budget[k])));
+    }
+  }
+}
+
+}  // namespace ds::runtime::engine_internal

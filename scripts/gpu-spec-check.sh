@@ -68,6 +68,23 @@ print(f"spec check ({mode} GEMMs, CUDA graphs on): {same}/{len(a)} greedy output
 sys.exit(0 if mode == "fast" or same == len(a) else 1)
 PY
   done
+  # Draft steps op by op (DSSERVE_DRAFT_GRAPHS=0) against recorded (above, fast mode): the same outputs (the
+  # target decides them); the accept lengths say whether the recorded drafts are the op-by-op ones.
+  export DSSERVE_CUDA_GEMM=exact
+  for graphs in 1 0; do
+    DSSERVE_DRAFT_GRAPHS=$graphs serve "$LOG/check-draft-graphs-$graphs.log" --model-path "$M" --context-length 1024 \
+      --speculative-algorithm EAGLE --speculative-num-steps 3 && generate >"$TMP/draft$graphs.json"; unserve
+  done
+  python3 - "$TMP/draft1.json" "$TMP/draft0.json" <<'PY' || status=1
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+same = sum(x["output_ids"] == y["output_ids"] for x, y in zip(a, b))
+acc = [sum(r["meta_info"]["spec_accept_length"] for r in v) / len(v) for v in (a, b)]
+ver = [sum(r["meta_info"]["spec_verify_ct"] for r in v) for v in (a, b)]
+print(f"draft graphs (exact GEMMs): recorded vs op by op: {same}/{len(a)} outputs identical; accept length "
+      f"{acc[0]:.3f} vs {acc[1]:.3f}; verify steps {ver[0]} vs {ver[1]}")
+sys.exit(0 if same == len(a) else 1)
+PY
   unset DSSERVE_CUDA_GEMM
   grep -h "CUDA graphs:" "$LOG/check-spec-fast.log" | head -1
 fi

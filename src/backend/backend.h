@@ -143,6 +143,12 @@ class Backend {
   // Tensor parallelism: `table` holds vocabulary rows [first, first + table rows); ids outside get zero
   // rows (the ranks' lookups are summed). ids come from the step like embedding()'s.
   virtual Tensor embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) = 0;
+  // embedding_part with the ids in an I32 tensor on this backend's device (written by an earlier op of
+  // the step, e.g. argmax_rows: a recorded draft chain feeds its own tokens back without the host).
+  virtual Tensor embedding_ids(const Tensor& table, const Tensor& ids, int64_t first) = 0;
+  // ids[r] = the column of row r's largest logit (the lowest among equal maxima), for the rows of
+  // logits [R, V] (F32); a row holding a NaN or +inf gets 0. ids: I32 with >= R elements, written in place.
+  virtual void argmax_rows(const Tensor& logits, Tensor& ids) = 0;
   virtual Tensor linear(const Tensor& x, const LinearWeight& w) = 0;                   // [T, out]
   virtual Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) = 0;
   // residual += x in place, then returns rmsnorm(residual). (The fused pre-norm of every block.)

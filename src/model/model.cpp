@@ -140,20 +140,45 @@ ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, 
            "MTP input has {} tokens / {} hidden rows for a batch of {} tokens", in.next_tokens.size(),
            in.hidden.dim(0), st.ids.size());
   StepBinding bound(be_, st);
+  Tensor normed = mtp_stack(st, cache, depth, embed(m.embed, in.next_tokens),
+                            in.hidden.device() == be_.device() ? in.hidden : be_.from_host(in.hidden));
+  ForwardOutput out = finish(st, batch.logits_on_device, head_logits(st, normed, m.head));
+  if (batch.want_hidden) out.hidden = batch.hidden_on_device ? normed : be_.to_host_f32(normed);
+  return out;
+}
+
+Tensor Model::mtp_stack(const Step& st, KVCache& cache, int depth, const Tensor& embedded,
+                        const Tensor& hidden) const {
+  const MtpWeights& m = w_.mtp[size_t(depth)];
   const float eps = float(cfg_.rms_norm_eps);
   const int64_t H = cfg_.hidden_size;
   // u = eh_proj([enorm(embed(next token)) | hnorm(hidden)]): embedding first, as DeepSeek's weights expect.
-  Tensor e = be_.rmsnorm(embed(m.embed, in.next_tokens), m.enorm, eps);
-  Tensor h = be_.rmsnorm(in.hidden.device() == be_.device() ? in.hidden : be_.from_host(in.hidden), m.hnorm, eps);
+  Tensor e = be_.rmsnorm(embedded, m.enorm, eps);
+  Tensor h = be_.rmsnorm(hidden, m.hnorm, eps);
   Tensor cat = be_.alloc({int64_t(st.ids.size()), 2 * H}, be_.act_dtype());
   be_.copy_cols(cat, 0, e, 0, H);
   be_.copy_cols(cat, H, h, 0, H);
   Tensor residual = be_.linear(cat, m.eh_proj);
   Tensor pending = layer_forward(m.layer, cfg_.num_hidden_layers + depth, st, cache, residual, nullptr);
-  Tensor normed = be_.add_rmsnorm(pending, residual, m.head_norm, eps);
-  ForwardOutput out = finish(st, batch.logits_on_device, head_logits(st, normed, m.head));
-  if (batch.want_hidden) out.hidden = batch.hidden_on_device ? normed : be_.to_host_f32(normed);
-  return out;
+  return be_.add_rmsnorm(pending, residual, m.head_norm, eps);
+}
+
+Tensor Model::mtp_draft_pass(const StepLayout& st, KVCache& cache, const Tensor* ids, const Tensor& hidden_in,
+                             Tensor& ids_out, Tensor& hidden_out) const {
+  DS_CHECK(has_mtp(), "a draft pass on a model without an MTP layer");
+  const int64_t T = int64_t(st.ids.size()), R = int64_t(st.logit_rows.size());
+  DS_CHECK(hidden_in.dim(0) == T && (!ids || ids->numel() == T) && R > 0 && ids_out.numel() >= R &&
+               hidden_out.dim(0) >= R && hidden_out.dim(1) == cfg_.hidden_size && hidden_out.dtype() == DType::F32,
+           "draft pass: {} tokens, {} logits rows, hidden in {}, ids out {}, hidden out {}", T, R,
+           hidden_in.describe(), ids_out.describe(), hidden_out.describe());
+  const MtpWeights& m = w_.mtp[0];
+  Tensor normed = mtp_stack(st, cache, 0, ids ? embed_ids(m.embed, *ids) : embed(m.embed, st.ids), hidden_in);
+  Tensor picked = be_.cache_gather(normed, st.logit_rows);  // F32 [R, H]
+  Tensor logits = gather_vocab(be_.linear(picked, m.head));
+  be_.argmax_rows(logits, ids_out);
+  Tensor rows = hidden_out.rows(0, R);
+  be_.copy_cols(rows, 0, picked, 0, picked.dim(1));
+  return ids_out.view({ids_out.numel()}).rows(0, R);
 }
 
 Tensor Model::head_logits(const Step& st, const Tensor& normed, const backend::LinearWeight& head) const {
@@ -166,6 +191,14 @@ Tensor Model::embed(const Tensor& table, const std::vector<int32_t>& ids) const 
   dist::Group* g = tp_.attention_group();
   if (!g) return be_.embedding(table, ids);
   Tensor rows = be_.embedding_part(table, ids, tp_.split_attn(cfg_.vocab_size).first);
+  reduce(rows);
+  return rows;
+}
+
+Tensor Model::embed_ids(const Tensor& table, const Tensor& ids) const {
+  dist::Group* g = tp_.attention_group();
+  if (!g) return be_.embedding_ids(table, ids, 0);
+  Tensor rows = be_.embedding_ids(table, ids, tp_.split_attn(cfg_.vocab_size).first);
   reduce(rows);
   return rows;
 }

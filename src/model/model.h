@@ -72,6 +72,13 @@ class Model {
   // Runs MTP layer `depth` (0-based) over the batch; its cache entries go to layer num_hidden_layers+depth.
   // The logits rows follow batch.seqs[i].logits as in forward(); hidden = the layer's shared_head.norm output.
   ForwardOutput mtp_forward(const ForwardBatch& batch, const MtpInput& in, KVCache& cache, int depth = 0) const;
+  // One pass of MTP layer 0 that issues only device work, for a runner to record (runtime/draft_recorder.h):
+  // over the bound step `st`, with token ids from `ids` (I32 [T] on the device, written by the pass before;
+  // null: st.ids) and the hidden states hidden_in [T, hidden_size]; the greedy token of each logits row
+  // (st.logit_rows) goes to ids_out[0, R) and that row's final-norm hidden state to hidden_out rows
+  // [0, R) (F32). Returns ids_out's first R entries.
+  Tensor mtp_draft_pass(const StepLayout& st, KVCache& cache, const Tensor* ids, const Tensor& hidden_in,
+                        Tensor& ids_out, Tensor& hidden_out) const;
 
  private:
   using Step = StepLayout;
@@ -98,6 +105,9 @@ class Model {
   void reduce(Tensor& partial) const;
   // Embedding rows of `ids` from this rank's part of the vocabulary, summed over the ranks.
   Tensor embed(const Tensor& table, const std::vector<int32_t>& ids) const;
+  Tensor embed_ids(const Tensor& table, const Tensor& ids) const;  // ids on the device
+  // The MTP layer's body: from the embedded next tokens and the previous hidden states to its head norm.
+  Tensor mtp_stack(const Step& st, KVCache& cache, int depth, const Tensor& embedded, const Tensor& hidden) const;
   Tensor gather_vocab(const Tensor& local_logits) const;
 
   ModelConfig cfg_;

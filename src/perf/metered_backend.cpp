@@ -112,6 +112,17 @@ Tensor MeteredBackend::embedding_part(const Tensor& table, const std::vector<int
   return in_->embedding_part(table, ids, first);
 }
 
+Tensor MeteredBackend::embedding_ids(const Tensor& table, const Tensor& ids, int64_t first) {
+  Scope s(*this, "embedding");
+  totals_.weight_bytes += double(ids.numel()) * double(table.row_size()) * double(dtype_size(table.dtype()));
+  return in_->embedding_ids(table, ids, first);
+}
+
+void MeteredBackend::argmax_rows(const Tensor& logits, Tensor& ids) {
+  Scope s(*this, "argmax");
+  in_->argmax_rows(logits, ids);
+}
+
 Tensor MeteredBackend::linear(const Tensor& x, const LinearWeight& w) {
   Scope s(*this, linear_name(w));
   totals_.weight_bytes += weight_bytes(w);

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "dist/group.h"
+#include "runtime/draft_recorder.h"
 
 #include "util/error.h"
 #include "util/log.h"
@@ -65,6 +66,19 @@ void ModelRunner::init(std::optional<model::KVCache> pools) {
                                                cfg_.cuda_graph_lazy && !model_->tensor_parallel().dp_attention(),
                                                hidden_buffer_.defined() ? &hidden_buffer_ : nullptr);
   device_sampling_ = cfg_.sample_on_device && be.can_sample();
+  // Draft steps recorded too (DSSERVE_DRAFT_GRAPHS=0: not), or their padded layout op by op for tests.
+  static const bool draft_graphs_off = [] {  // A/B runs on the GPU (scripts/gpu-spec-check.sh)
+    const char* v = std::getenv("DSSERVE_DRAFT_GRAPHS");
+    return v && std::string(v) == "0";
+  }();
+  if (cfg_.draft_steps > 0 && !model_->tensor_parallel().dp_attention()) {
+    if (recorder_ && !draft_graphs_off)
+      draft_recorder_ = std::make_unique<DraftRecorder>(*model_, cfg_.cuda_graph_max_bs, cfg_.draft_steps, true,
+                                                        recorder_->lazy());
+    else if (cfg_.draft_padded_eager)
+      draft_recorder_ = std::make_unique<DraftRecorder>(*model_, std::max(1, cfg_.cuda_graph_max_bs), cfg_.draft_steps,
+                                                        false);
+  }
 }
 
 int ModelRunner::record_graphs(int32_t max_batch, int32_t max_context) {
@@ -86,8 +100,13 @@ int ModelRunner::record_graphs(int32_t max_batch, int32_t max_context) {
                                   progress("verify"));
     if (bar) bar->finish();
   }
+  if (draft_recorder_) {  // and its draft passes
+    bar.reset();
+    made += draft_recorder_->record_all(max_batch, max_context, kv_, progress("draft"));
+    if (bar) bar->finish();
+  }
   spdlog::info("CUDA graphs: {} decode{} shapes recorded in {:.1f} s (batches up to {}, contexts up to {}); {} failed",
-               made, cfg_.draft_steps > 0 ? " and verify" : "", timer.seconds(), std::min(max_batch, recorder_->max_bs()), max_context,
+               made, cfg_.draft_steps > 0 ? ", verify and draft" : "", timer.seconds(), std::min(max_batch, recorder_->max_bs()), max_context,
                recorder_->stats().failed);
   return made;
 }

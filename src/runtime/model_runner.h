@@ -22,6 +22,8 @@
 
 namespace ds::runtime {
 
+class DraftRecorder;
+
 struct RunnerConfig {
   ParallelConfig parallel;
   int32_t num_pages = 0;                // KV pool size in pages; required
@@ -36,6 +38,9 @@ struct RunnerConfig {
   // --speculative-num-steps); 0: off. Makes the buffer that recorded target steps leave their hidden
   // states in, and lets draft steps (ForwardMode::DraftExtend) run.
   int32_t draft_steps = 0;
+  // Tests: run draft steps through the recorder's padded layout op by op where nothing records (the CPU
+  // backend), so that its layout is checked against the plain draft step.
+  bool draft_padded_eager = false;
 };
 
 // One step as the engine plans it: the batch, its mode, and how to draw each sequence's next token.
@@ -99,6 +104,8 @@ class ModelRunner {
   bool samples_on_device() const { return device_sampling_; }
   // The recorded steps; null when recording is off or the backend cannot record.
   StepRecorder* recorder() { return recorder_.get(); }
+  // The recorded draft steps; null without speculative decoding or recording.
+  DraftRecorder* draft_recorder() { return draft_recorder_.get(); }
 
  private:
   void init(std::optional<model::KVCache> pools = std::nullopt);
@@ -114,6 +121,7 @@ class ModelRunner {
   const model::Model* model_ = nullptr;
   model::KVCache kv_;
   std::unique_ptr<StepRecorder> recorder_;
+  std::unique_ptr<DraftRecorder> draft_recorder_;
   bool device_sampling_ = false;
   int64_t steps_ = 0;
   // Speculative decoding: the buffer recorded target steps write their hidden states to, and the hidden

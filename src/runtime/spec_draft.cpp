@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "backend/backend.h"
+#include "runtime/draft_recorder.h"
 #include "runtime/model_runner.h"
 #include "util/error.h"
 #include "util/timer.h"
@@ -59,6 +60,13 @@ StepOutput ModelRunner::run_draft(StepInput in) {
     return res;
   }
   DS_CHECK(last_hidden_.defined(), "a draft step needs the hidden states kept by the target step before it");
+  if (draft_recorder_ && backend().can_capture() == draft_recorder_->records())
+    if (auto drafts = draft_recorder_->run(in, last_hidden_, kv_)) {
+      last_hidden_ = Tensor();
+      res.drafts = std::move(*drafts);
+      res.forward_ms = fwd.seconds() * 1e3;
+      return res;
+    }
   model::MtpInput mi;
   for (const auto& sc : batch.seqs) mi.next_tokens.insert(mi.next_tokens.end(), sc.tokens.begin(), sc.tokens.end());
   DS_CHECK(in.hidden_rows.size() == mi.next_tokens.size(), "draft step: {} hidden rows for {} tokens",

@@ -6,6 +6,7 @@
 // fast GEMM mode (e4m3 keeps 3 mantissa bits: ~2% per element).
 // This file: dense ops and MoE; MLA and the indexer are in gpu_ops_check_attention.cpp.
 #include <array>
+#include <cmath>
 #include <map>
 #include <numeric>
 #include <set>
@@ -111,6 +112,31 @@ void check_norms_and_elementwise() {
   record("embedding", "BF16 table 1000x384, 77 ids", cmp(g_gpu->embedding(tg, ids), g_cpu->embedding(tc, ids)).rel, 0.0);
   Tensor tf = randn({V, H});
   record("embedding", "F32 table 1000x384, 77 ids", cmp(g_gpu->embedding(up(tf), ids), g_cpu->embedding(tf, ids)).rel, 0.0);
+  // ids already on the device (a recorded draft chain), a vocabulary part starting at 300 (others: zero rows)
+  Tensor idc = Tensor::empty({int64_t(ids.size())}, DType::I32);
+  std::copy(ids.begin(), ids.end(), idc.data<int32_t>());
+  record("embedding_ids", "BF16 table part [300, 1300), 77 device ids",
+         cmp(g_gpu->embedding_ids(tg, g_gpu->from_host(idc), 300), g_cpu->embedding_part(tc, ids, 300)).rel, 0.0);
+  // argmax_rows: the real vocabulary (float4 loads) and an odd one (scalar loads); ties (the lowest id wins),
+  // a row of -inf, a NaN row and a +inf row (0).
+  for (int64_t Vv : {int64_t(129280), int64_t(1001)}) {
+    const int64_t R = 37;
+    Tensor lg = randn({R, Vv}, 3.f);
+    lg.f32()[3 * Vv + 17] = lg.f32()[3 * Vv + 900] = 50.f;
+    for (int64_t i = 0; i < Vv; ++i) lg.f32()[5 * Vv + i] = -INFINITY;
+    lg.f32()[6 * Vv + 11] = NAN;
+    lg.f32()[7 * Vv + 12] = INFINITY;
+    Tensor want = Tensor::zeros({R}, DType::I32), got = g_gpu->alloc({R}, DType::I32);
+    g_cpu->argmax_rows(lg, want);
+    g_gpu->argmax_rows(up(lg), got);
+    const Tensor back = g_gpu->to_host_f32(got);
+    int wrong = 0;
+    for (int64_t r = 0; r < R; ++r) wrong += int32_t(back.f32()[r]) != want.data<int32_t>()[r];
+    const bool specials = want.data<int32_t>()[3] == 17 && want.data<int32_t>()[5] == 0 &&
+                          want.data<int32_t>()[6] == 0 && want.data<int32_t>()[7] == 0;
+    record("argmax_rows", fmt::format("{} rows x {} (ties, -inf, NaN, +inf rows)", R, Vv),
+           double(wrong) + (specials ? 0.0 : 1.0), 0.0);
+  }
 }
 
 void check_rope_copy_cache() {

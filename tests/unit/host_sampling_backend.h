@@ -76,6 +76,10 @@ class HostSamplingBackend : public backend::Backend {
   Tensor embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) override {
     return cpu_->embedding_part(table, ids, first);
   }
+  Tensor embedding_ids(const Tensor& table, const Tensor& ids, int64_t first) override {
+    return cpu_->embedding_ids(table, ids, first);
+  }
+  void argmax_rows(const Tensor& logits, Tensor& ids) override { cpu_->argmax_rows(logits, ids); }
   Tensor linear(const Tensor& x, const backend::LinearWeight& w) override { return cpu_->linear(x, w); }
   Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) override { return cpu_->rmsnorm(x, w, eps); }
   Tensor add_rmsnorm(const Tensor& x, Tensor& residual, const Tensor& w, float eps) override {

@@ -132,6 +132,35 @@ TEST_F(CpuOps, SiluMul) {
   EXPECT_LT(rel_err(y.f32(), ref), 1e-6);
 }
 
+// argmax_rows: the greedy token per row (the lowest id among equal maxima), 0 for rows with a NaN or +inf
+// or nothing finite; embedding_ids: embedding_part with the ids in a tensor.
+TEST_F(CpuOps, ArgmaxRowsAndEmbeddingIds) {
+  const int64_t R = 6, V = 50;
+  Tensor x = randn({R, V}, 2.0f);
+  x.f32()[0 * V + 7] = x.f32()[0 * V + 31] = 9.0f;  // a tie: 7 wins
+  x.f32()[1 * V + 49] = 9.0f;
+  x.f32()[2 * V + 3] = NAN;
+  x.f32()[3 * V + 4] = INFINITY;
+  for (int64_t i = 0; i < V; ++i) x.f32()[4 * V + i] = -INFINITY;
+  Tensor ids = Tensor::zeros({R + 2}, DType::I32);
+  ids.i32()[R] = ids.i32()[R + 1] = -5;  // beyond the rows: untouched
+  be->argmax_rows(x, ids);
+  const float* row5 = x.f32() + 5 * V;
+  const int32_t want5 = int32_t(std::max_element(row5, row5 + V) - row5);
+  EXPECT_EQ(std::vector<int32_t>(ids.i32(), ids.i32() + R + 2), (std::vector<int32_t>{7, 49, 0, 0, 0, want5, -5, -5}));
+
+  Tensor table = randn({10, 4});
+  std::vector<int32_t> v = {3, 12, 2, 13};  // a part of rows [3, 13): 2 and 13 lie outside
+  Tensor idt = Tensor::empty({4}, DType::I32);
+  std::copy(v.begin(), v.end(), idt.i32());
+  Tensor a = be->embedding_ids(table, idt, 3), b = be->embedding_part(table, v, 3);
+  EXPECT_TRUE(std::equal(a.f32(), a.f32() + a.numel(), b.f32()));
+  EXPECT_EQ(a.f32()[0 * 4 + 1], table.f32()[0 * 4 + 1]);  // id 3 is row 0 of a part starting at 3
+  EXPECT_EQ(a.f32()[1 * 4 + 0], table.f32()[9 * 4 + 0]);  // id 12 is row 9
+  for (int64_t t : {2, 3})
+    for (int64_t c = 0; c < 4; ++c) EXPECT_EQ(a.f32()[t * 4 + c], 0.0f);
+}
+
 // A small paged pool with two sequences; attention over explicit index lists.
 struct AttnFixture {
   AttnBatch ab;

@@ -15,6 +15,7 @@
 #include "model/make_model.h"
 #include "model/model.h"
 #include "runtime/engine.h"
+#include "runtime/draft_recorder.h"
 #include "runtime/model_runner.h"
 #include "runtime/spec_decode.h"
 #include "tokenizer_test_util.h"
@@ -109,6 +110,46 @@ model::Model* SpecDecodeTest::bigram_ = nullptr;
 model::Model* SpecDecodeTest::half_ = nullptr;
 
 }  // namespace
+
+// The draft step as it is recorded on the GPU (runtime/draft_recorder.h: confirmed tokens padded to S + 1
+// rows, a batch bucket of padding sequences, chained passes fed from device buffers), run op by op here:
+// every request's drafts are those of the plain draft step, so its verify steps, drafts and accepted
+// tokens are the same counts; on a draft that is right half the time and on a random one.
+TEST_F(SpecDecodeTest, PaddedDraftStepsDraftTheSame) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < 5; ++i) reqs.push_back(greedy("p" + std::to_string(i), prompt_of(i, 6 + 5 * i), 12 + 9 * i));
+  for (const model::Model* m : {half_, golden_}) {
+    std::map<std::string, Collector::Result> got[2];
+    int64_t padded = 0;
+    for (int mode = 0; mode < 2; ++mode) {
+      RunnerConfig rc = runner();
+      rc.num_pages = 1024 / 4;
+      rc.page_size = 4;
+      rc.cuda_graph_max_bs = 8;  // buckets 1, 2, 4, 8: five requests pad to 8
+      rc.draft_padded_eager = mode == 1;
+      ModelRunner r(rc, *m);
+      ASSERT_EQ(r.draft_recorder() != nullptr, mode == 1);
+      auto e = make_engine(config(), {&r}, tok);
+      Collector c(std::chrono::seconds(120));
+      for (const auto& q : reqs) e->submit(q, c.sink(q.id));
+      for (const auto& q : reqs) got[mode][q.id] = c.wait(q.id);
+      e->shutdown();
+      if (mode == 1) padded = r.draft_recorder()->stats().padded_eager;
+    }
+    EXPECT_GT(padded, 10) << "the padded draft steps did not run";
+    int64_t verified = 0;
+    for (const auto& q : reqs) {
+      const auto &a = got[0][q.id], &b = got[1][q.id];
+      EXPECT_EQ(a.tokens, b.tokens) << q.id;
+      EXPECT_EQ(a.last.spec_verify_ct, b.last.spec_verify_ct) << q.id;
+      EXPECT_EQ(a.last.spec_draft_tokens, b.last.spec_draft_tokens) << q.id;
+      EXPECT_EQ(a.last.spec_accept_tokens, b.last.spec_accept_tokens) << q.id;
+      verified += a.last.spec_verify_ct;
+    }
+    EXPECT_GT(verified, 20);
+  }
+}
 
 // Greedy: the same tokens as plain decoding on three drafts of different worth, with requests of
 // different lengths batched, arriving while others decode, and sharing a prompt (n > 1).

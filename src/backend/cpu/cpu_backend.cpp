@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "backend/cpu/gemm.h"
 #include "util/error.h"
@@ -55,6 +56,28 @@ Tensor CpuBackend::embedding_part(const Tensor& table, const std::vector<int32_t
     if (local >= 0 && local < V) std::memcpy(out.f32() + t * H, table.f32() + local * H, H * sizeof(float));
   }
   return out;
+}
+
+Tensor CpuBackend::embedding_ids(const Tensor& table, const Tensor& ids, int64_t first) {
+  DS_CHECK(ids.dtype() == DType::I32 && ids.device() == Device::CPU, "embedding_ids: ids are {}", ids.describe());
+  const int32_t* p = ids.data<int32_t>();
+  return embedding_part(table, std::vector<int32_t>(p, p + ids.numel()), first);
+}
+
+void CpuBackend::argmax_rows(const Tensor& logits, Tensor& ids) {
+  const int64_t R = logits.dim(0), V = logits.row_size();
+  DS_CHECK(logits.dtype() == DType::F32 && ids.dtype() == DType::I32 && ids.numel() >= R,
+           "argmax_rows: {} into {}", logits.describe(), ids.describe());
+  for (int64_t r = 0; r < R; ++r) {
+    const float* x = logits.f32() + r * V;
+    int32_t best = 0;
+    bool bad = false;
+    for (int64_t i = 0; i < V; ++i) {
+      if (std::isnan(x[i]) || x[i] == std::numeric_limits<float>::infinity()) bad = true;
+      if (x[i] > x[best]) best = int32_t(i);
+    }
+    ids.data<int32_t>()[r] = bad ? 0 : best;
+  }
 }
 
 Tensor CpuBackend::linear(const Tensor& x, const LinearWeight& w) {
@@ -156,10 +179,13 @@ Tensor CpuBackend::silu_mul(const Tensor& gate, const Tensor& up) {
 
 void CpuBackend::copy_cols(Tensor& dst, int64_t dst_col0, const Tensor& src, int64_t src_col0, int64_t ncols) {
   int64_t T = src.dim(0), ds = dst.row_size(), ss = src.row_size();
-  DS_CHECK(dst.dim(0) == T && dst_col0 + ncols <= ds && src_col0 + ncols <= ss, "copy_cols: {} <- {}",
-           dst.describe(), src.describe());
-  for (int64_t t = 0; t < T; ++t)
-    std::memcpy(dst.f32() + t * ds + dst_col0, src.f32() + t * ss + src_col0, ncols * sizeof(float));
+  DS_CHECK(dst.dim(0) == T && dst_col0 + ncols <= ds && src_col0 + ncols <= ss && dst.dtype() == src.dtype() &&
+               dtype_size(src.dtype()) == 4,
+           "copy_cols: {} <- {}", dst.describe(), src.describe());
+  // Any 4-byte element (activations, or I32 token ids of a draft chain).
+  auto* d = static_cast<char*>(dst.raw());
+  const auto* s = static_cast<const char*>(src.raw());
+  for (int64_t t = 0; t < T; ++t) std::memcpy(d + (t * ds + dst_col0) * 4, s + (t * ss + src_col0) * 4, size_t(ncols) * 4);
 }
 
 void CpuBackend::cache_write(Tensor& pool, int64_t col0, const Tensor& rows, const std::vector<int32_t>& slots) {

@@ -310,6 +310,29 @@ Tensor CudaBackend::embedding(const Tensor& table, const std::vector<int32_t>& i
   return embedding_part(table, ids, 0);
 }
 
+Tensor CudaBackend::embedding_ids(const Tensor& table, const Tensor& ids, int64_t first) {
+  DS_CHECK(table.device() == Device::CUDA && table.ndim() == 2 &&
+               (table.dtype() == DType::F32 || table.dtype() == DType::BF16) && ids.dtype() == DType::I32 &&
+               ids.device() == Device::CUDA,
+           "embedding_ids: table {}, ids {}", table.describe(), ids.describe());
+  const int64_t V = table.dim(0), H = table.dim(1), T = ids.numel();
+  Tensor out = empty({T, H}, DType::F32);
+  if (T == 0) return out;
+  launch_embedding(table.raw(), table.dtype() == DType::BF16, ids.data<int32_t>(), int(T), int(H), out.data<float>(),
+                   int(first), int(V), stream_);
+  check_launch("embedding");
+  return out;
+}
+
+void CudaBackend::argmax_rows(const Tensor& logits, Tensor& ids) {
+  const int64_t R = logits.dim(0), V = logits.row_size();
+  DS_CHECK(logits.dtype() == DType::F32 && logits.device() == Device::CUDA && ids.dtype() == DType::I32 &&
+               ids.device() == Device::CUDA && ids.numel() >= R,
+           "argmax_rows: {} into {}", logits.describe(), ids.describe());
+  launch_argmax_rows(logits.data<float>(), int(R), int(V), ids.data<int32_t>(), stream_);
+  check_launch("argmax_rows");
+}
+
 Tensor CudaBackend::embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) {
   DS_CHECK(table.device() == Device::CUDA && table.ndim() == 2 &&
                (table.dtype() == DType::F32 || table.dtype() == DType::BF16),

@@ -536,7 +536,47 @@ __global__ void __launch_bounds__(kThreads, 2) sample_kernel(SampleArgs a) {
   if (n_top > 0)
     top_logprobs(r, sm, st, n_top, a.top_ids + size_t(row) * a.top_pitch, a.top_logprobs + size_t(row) * a.top_pitch);
 }
+// Greedy token of each row (a draft chain's next input, left on the device): lowest id among equal
+// maxima; a NaN or +inf anywhere (or a row of -inf) gives 0. One block of kThreads per row, float4 loads.
+__global__ void __launch_bounds__(kThreads) argmax_rows_kernel(const float* logits, int V, int* ids) {
+  __shared__ float red_v[kWarps];
+  __shared__ int red_i[kWarps];
+  const float* x = logits + size_t(blockIdx.x) * V;
+  float best = -INFINITY;
+  int best_i = 0x7fffffff;
+  bool bad = false;
+  auto see = [&](int i, float v) {
+    if (!(v < INFINITY)) bad = true;
+    else if (better(v, i, best, best_i)) best = v, best_i = i;
+  };
+  const bool vec = (V % 4) == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
+  if (vec) {
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    for (int j = threadIdx.x; j < V / 4; j += kThreads) {
+      const float4 v = x4[j];
+      see(4 * j, v.x), see(4 * j + 1, v.y), see(4 * j + 2, v.z), see(4 * j + 3, v.w);
+    }
+  } else {
+    for (int i = threadIdx.x; i < V; i += kThreads) see(i, x[i]);
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(kFull, best, o);
+    const int oi = __shfl_xor_sync(kFull, best_i, o);
+    if (better(ov, oi, best, best_i)) best = ov, best_i = oi;
+  }
+  if (lane_id() == 0) red_v[warp_id()] = best, red_i[warp_id()] = best_i;
+  bad = __syncthreads_or(bad);
+  if (threadIdx.x != 0) return;
+  best = red_v[0], best_i = red_i[0];
+  for (int w = 1; w < kWarps; ++w)
+    if (better(red_v[w], red_i[w], best, best_i)) best = red_v[w], best_i = red_i[w];
+  ids[blockIdx.x] = bad || !(best > -INFINITY) ? 0 : best_i;
+}
 }  // namespace
+
+void launch_argmax_rows(const float* logits, int R, int V, int* ids, cudaStream_t st) {
+  if (R > 0) argmax_rows_kernel<<<R, kThreads, 0, st>>>(logits, V, ids);
+}
 
 void launch_sample(const SampleArgs& a, cudaStream_t st) {
   if (a.rows == 0) return;

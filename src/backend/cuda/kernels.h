@@ -280,5 +280,7 @@ struct SampleArgs {
   int top_pitch = 0;           // >= every row's top_logprobs
 };
 void launch_sample(const SampleArgs& a, cudaStream_t st);
+// ids[r] = argmax of logits row r (F32 [R, V]); 0 for a row with a NaN or +inf (Backend::argmax_rows).
+void launch_argmax_rows(const float* logits, int R, int V, int* ids, cudaStream_t st);
 
 }  // namespace ds::backend::cuda

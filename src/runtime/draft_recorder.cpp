@@ -1,0 +1,255 @@
+#include "runtime/draft_recorder.h"
+
+#include <algorithm>
+
+#include "runtime/step_recorder.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/timer.h"
+
+namespace ds::runtime {
+
+using model::ForwardBatch;
+using model::KVCache;
+using model::StepLayout;
+
+namespace {
+int32_t max_positions(const model::Model& m) {
+  return int32_t(std::min<int64_t>(m.config().max_position_embeddings, INT32_MAX));
+}
+const char* pass_name(bool extend) { return extend ? "draft extend" : "draft chain"; }
+}  // namespace
+
+DraftRecorder::DraftRecorder(const model::Model& m, int32_t max_bs, int32_t steps, bool record, bool lazy)
+    : m_(m), max_bs_(max_bs), steps_(steps), record_(record), lazy_(lazy) {
+  DS_CHECK(max_bs >= 1 && steps >= 1 && m.has_mtp(), "draft recorder: batch {}, {} draft steps, MTP layer: {}",
+           max_bs, steps, m.has_mtp());
+  backend::Backend& be = m.backend();
+  const int64_t H = m.config().hidden_size;
+  in_hidden_ = be.alloc({int64_t(max_bs) * (steps + 1), H}, DType::F32);
+  hidden_ = be.alloc({max_bs, H}, DType::F32);
+  ids_ = be.alloc({max_bs}, DType::I32);
+  drafts_ = be.alloc({max_bs, steps}, DType::I32);
+}
+DraftRecorder::~DraftRecorder() = default;
+
+bool DraftRecorder::covers(const StepInput& in) const {
+  const ForwardBatch& b = in.batch;
+  if (!in.dp_drafting.empty() || !b.dp_tokens.empty()) return false;
+  if (b.seqs.empty() || int64_t(b.seqs.size()) > max_bs_) return false;
+  size_t tokens = 0;
+  for (const auto& sc : b.seqs) {
+    if (sc.logits != model::LogitsMode::Last || sc.tokens.empty() || int32_t(sc.tokens.size()) > steps_ + 1)
+      return false;
+    tokens += sc.tokens.size();
+  }
+  return in.hidden_rows.size() == tokens;
+}
+
+void DraftRecorder::finish(Layout& l, int32_t real, int32_t q) const {
+  // Padding sequences as the step recorder's: token 0 at positions 0..q-1 of page 0, written nowhere,
+  // their last row's logits computed and dropped.
+  for (int32_t s = real; s < l.batch; ++s) {
+    const int32_t t0 = int32_t(l.st.ids.size());
+    l.st.ab.page_tables.push_back({0});
+    l.st.token0.push_back(t0);
+    l.st.ctx.push_back(q);
+    l.st.logits_row0.push_back(int32_t(l.st.logit_rows.size()));
+    for (int32_t i = 0; i < q; ++i) {
+      l.st.ab.seq_of_token.push_back(s);
+      l.st.ab.pos_of_token.push_back(i);
+      l.st.ids.push_back(0);
+      l.st.slots.push_back(-1);
+    }
+    l.st.logit_rows.push_back(t0 + q - 1);
+  }
+  const int32_t longest = l.st.ctx.empty() ? 1 : *std::max_element(l.st.ctx.begin(), l.st.ctx.end());
+  if (l.context == 0) l.context = StepRecorder::context_bucket(longest, max_positions(m_));
+  l.st.ab.max_context = l.context;
+}
+
+DraftRecorder::Layout DraftRecorder::extend_layout(const ForwardBatch& b, const KVCache& cache,
+                                                   int32_t bucket) const {
+  // Each sequence's confirmed tokens, then padding rows up to S + 1 (their positions follow; the pages
+  // reserved for the next verify step cover them; they write nothing); logits at the last confirmed one.
+  const int32_t q = steps_ + 1;
+  ForwardBatch padded;
+  padded.seqs = b.seqs;
+  for (auto& sc : padded.seqs) {
+    sc.tokens.resize(size_t(q), 0);
+    sc.logits = model::LogitsMode::None;
+  }
+  Layout l;
+  l.pass = Pass::Extend;
+  l.batch = bucket;
+  l.st = m_.layout(padded, cache);
+  for (size_t s = 0; s < b.seqs.size(); ++s) {
+    const int32_t n = int32_t(b.seqs[s].tokens.size()), t0 = l.st.token0[s];
+    for (int32_t i = n; i < q; ++i) l.st.slots[size_t(t0 + i)] = -1;
+    l.st.logits_row0[s] = int32_t(s);
+    l.st.logit_rows.push_back(t0 + n - 1);
+  }
+  finish(l, int32_t(b.seqs.size()), q);
+  return l;
+}
+
+DraftRecorder::Layout DraftRecorder::chain_layout(const ForwardBatch& b, const std::vector<int32_t>& confirmed,
+                                                  int32_t j, const KVCache& cache, int32_t bucket) const {
+  // Pass j (1..S-1) of sequence s: one token at the position after the previous pass's (its id is on the
+  // device, in ids_: the layout's own id is a placeholder).
+  ForwardBatch chain;
+  for (size_t s = 0; s < b.seqs.size(); ++s) {
+    model::SequenceChunk c;
+    c.tokens = {0};
+    c.start_pos = b.seqs[s].start_pos + confirmed[s] - 1 + j;
+    c.page_table = b.seqs[s].page_table;
+    c.logits = model::LogitsMode::Last;
+    chain.seqs.push_back(std::move(c));
+  }
+  Layout l;
+  l.pass = Pass::Chain;
+  l.batch = bucket;
+  l.st = m_.layout(chain, cache);
+  finish(l, int32_t(b.seqs.size()), 1);
+  return l;
+}
+
+DraftRecorder::Layout DraftRecorder::synthetic(Pass pass, int32_t batch, int32_t context, int32_t page_size) const {
+  Layout l;
+  l.pass = pass;
+  l.batch = batch;
+  l.context = context;
+  l.st.ab.page_size = page_size;
+  finish(l, 0, pass == Pass::Extend ? steps_ + 1 : 1);
+  return l;
+}
+
+Tensor DraftRecorder::body(const Layout& l, KVCache& cache) {
+  const int64_t T = int64_t(l.st.ids.size());
+  Tensor ids = ids_.rows(0, l.batch);
+  if (l.pass == Pass::Extend) return m_.mtp_draft_pass(l.st, cache, nullptr, in_hidden_.rows(0, T), ids_, hidden_);
+  return m_.mtp_draft_pass(l.st, cache, &ids, hidden_.rows(0, l.batch), ids_, hidden_);
+}
+
+void DraftRecorder::pass(const Layout& l, KVCache& cache) {
+  auto it = record_ ? graphs_.find({l.pass, l.batch, l.context}) : graphs_.end();
+  if (record_ && it != graphs_.end() && it->second) {
+    m_.backend().replay(*it->second, l.st.index());
+    return;
+  }
+  {  // op by op: not recording, a capture that failed, or (lazily) a shape's first step
+    model::StepBinding bound(m_.backend(), l.st);
+    body(l, cache);
+  }
+  if (record_ && it == graphs_.end()) record(l, cache);
+}
+
+std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepInput& in, const Tensor& last_hidden,
+                                                                     KVCache& cache) {
+  if (!covers(in) || !last_hidden.defined()) return std::nullopt;
+  if (record_) follow_pools(cache);
+  const ForwardBatch& b = in.batch;
+  const int32_t n = int32_t(b.seqs.size()), bucket = StepRecorder::batch_bucket(n, max_bs_), q = steps_ + 1;
+  std::vector<Layout> passes;
+  passes.push_back(extend_layout(b, cache, bucket));
+  std::vector<int32_t> confirmed;
+  for (const auto& sc : b.seqs) confirmed.push_back(int32_t(sc.tokens.size()));
+  for (int32_t j = 1; j < steps_; ++j) passes.push_back(chain_layout(b, confirmed, j, cache, bucket));
+  if (record_ && !lazy_)
+    for (const Layout& l : passes) {
+      auto it = graphs_.find({l.pass, l.batch, l.context});
+      if (it == graphs_.end() || !it->second) return std::nullopt;  // op by op
+    }
+
+  // The kept hidden states in the extend pass's row order (a padding row reads any valid row).
+  backend::Backend& be = m_.backend();
+  std::vector<int32_t> rows;
+  rows.reserve(size_t(bucket) * q);
+  size_t at = 0;
+  for (int32_t s = 0; s < bucket; ++s) {
+    const int32_t got = s < n ? confirmed[size_t(s)] : 0;
+    for (int32_t i = 0; i < q; ++i) rows.push_back(i < got ? in.hidden_rows[at + size_t(i)] : in.hidden_rows[0]);
+    at += size_t(got);
+  }
+  for (int32_t r : rows)
+    DS_CHECK(r >= 0 && r < last_hidden.dim(0), "draft step: hidden row {} of {}", r, last_hidden.dim(0));
+  Tensor gathered = be.cache_gather(last_hidden, rows);
+  Tensor dst = in_hidden_.rows(0, int64_t(rows.size()));
+  be.copy_cols(dst, 0, gathered, 0, gathered.dim(1));
+
+  Tensor col = ids_.view({max_bs_, 1}).rows(0, bucket);
+  Tensor drafts = drafts_.rows(0, bucket);
+  for (int32_t j = 0; j < steps_; ++j) {
+    pass(passes[size_t(j)], cache);
+    be.copy_cols(drafts, j, col, 0, 1);
+  }
+  ++(record_ ? stats_.recorded_steps : stats_.padded_eager);
+  // One copy to the host (as floats from a device: token ids are exact below 2^24).
+  const Tensor mine = drafts_.rows(0, n);
+  const Tensor host = mine.device() == Device::CPU ? mine : be.to_host_f32(mine);
+  std::vector<std::vector<int32_t>> out(static_cast<size_t>(n));
+  for (int32_t s = 0; s < n; ++s)
+    for (int32_t j = 0; j < steps_; ++j) {
+      const int64_t k = int64_t(s) * steps_ + j;
+      out[size_t(s)].push_back(host.dtype() == DType::I32 ? host.data<int32_t>()[k] : int32_t(host.f32()[k]));
+    }
+  return out;
+}
+
+void DraftRecorder::record(const Layout& l, KVCache& cache) {
+  Timer timer;
+  const int32_t pages = (l.context + cache.page_size - 1) / cache.page_size;
+  auto g = m_.backend().capture(l.st.index(), pages, [&] { return body(l, cache); });
+  if (g) ++stats_.captured;
+  else ++stats_.failed;
+  spdlog::debug("CUDA graph: {} pass of batch {} (contexts up to {}) {} in {:.0f} ms",
+                pass_name(l.pass == Pass::Extend), l.batch, l.context, g ? "recorded" : "NOT recorded",
+                timer.seconds() * 1e3);
+  graphs_[{l.pass, l.batch, l.context}] = std::move(g);
+}
+
+void DraftRecorder::follow_pools(const KVCache& cache) {
+  const void* pools = cache.latent.empty() ? nullptr : cache.latent[0].raw();
+  if (pools != cache_id_) {
+    graphs_.clear();
+    cache_id_ = pools;
+  }
+}
+
+int DraftRecorder::record_all(int32_t max_batch, int32_t max_context, KVCache& cache,
+                              const std::function<void(int, int)>& progress) {
+  if (!record_ || lazy_ || !m_.backend().can_capture()) return 0;
+  follow_pools(cache);
+  std::vector<int32_t> batches, contexts;
+  const int32_t top = std::min(max_bs_, std::max(1, max_batch));
+  for (int32_t n = 1; n <= top; ++n) {
+    const int32_t b = StepRecorder::batch_bucket(n, max_bs_);
+    if (batches.empty() || batches.back() != b) batches.push_back(b);
+  }
+  const int32_t mp = max_positions(m_), last = StepRecorder::context_bucket(std::max(1, max_context), mp);
+  for (int32_t c = StepRecorder::context_bucket(1, mp);; c = StepRecorder::context_bucket(c + 1, mp)) {
+    contexts.push_back(c);
+    if (c >= last) break;
+  }
+  std::vector<Pass> kinds = {Pass::Extend};
+  if (steps_ > 1) kinds.push_back(Pass::Chain);
+  const int total = int(batches.size() * contexts.size() * kinds.size());
+  int done = 0;
+  const int64_t before = stats_.captured;
+  for (int32_t c : contexts)
+    for (int32_t b : batches)
+      for (Pass k : kinds) {
+        Layout l = synthetic(k, b, c, cache.page_size);
+        if (!graphs_.count({k, b, c})) {
+          {  // op by op first: whatever an op sets up at its first use of a shape must exist before a capture
+            model::StepBinding bound(m_.backend(), l.st);
+            body(l, cache);
+          }
+          record(l, cache);
+        }
+        if (progress) progress(++done, total);
+      }
+  return int(stats_.captured - before);
+}
+
+}  // namespace ds::runtime

@@ -1,0 +1,89 @@
+// Draft steps of speculative decoding (runtime/spec_decode.h) as recorded graphs: after a verify or decode
+// step, every drafting sequence brings the n (1..S+1) tokens the target just confirmed. The step runs as
+// one padded MTP pass over S+1 tokens per sequence (the confirmed ones, then padding rows that write
+// nothing; the logits row is the last confirmed token's) and S-1 chained single-token passes, each
+// reading the token ids and hidden states the pass before left in buffers of fixed address on the device
+// (Model::mtp_draft_pass): no host round trip between passes, one copy of the S x batch draft tokens to
+// the host at the end. Each pass kind is recorded per batch bucket and context bucket (the buckets of
+// runtime/step_recorder.h) at start-up (or, lazily, at its first step).
+//
+// Covered: every sequence of the step drafts (logits Last) and brings at most S+1 tokens, batch up to
+// max_bs, no DP attention (its idle groups' exchanges are not recorded). Anything else — the draft step
+// after a prefill chunk, a request without a draft budget in the batch — runs op by op (runner's
+// run_draft), as does a shape that was not recorded.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "model/model.h"
+#include "model/step.h"
+#include "runtime/model_runner.h"
+
+namespace ds::runtime {
+
+class DraftRecorder {
+ public:
+  // steps: draft tokens per step (S). record: replay recordings (the backend can capture); false: run the
+  // same padded passes op by op (tests of the padded layout on backends that cannot record). lazy: record
+  // each shape at its first step (run padded op by op then) instead of at start-up (record_all).
+  DraftRecorder(const model::Model& m, int32_t max_bs, int32_t steps, bool record, bool lazy = false);
+  ~DraftRecorder();
+
+  // The drafts of every sequence of `in` (a DraftExtend step; last_hidden: the kept hidden states its
+  // hidden_rows index), or nullopt when this step is not one the recorder covers (or, recording, its
+  // shapes were not recorded): the caller then runs it op by op.
+  std::optional<std::vector<std::vector<int32_t>>> run(const StepInput& in, const Tensor& last_hidden,
+                                                       model::KVCache& cache);
+
+  // Records both pass kinds for every batch bucket up to min(max_bs, max_batch) and every context bucket
+  // up to max_context. Returns the recordings made.
+  int record_all(int32_t max_batch, int32_t max_context, model::KVCache& cache,
+                 const std::function<void(int, int)>& progress = {});
+
+  struct Stats {
+    int64_t captured = 0, failed = 0;
+    int64_t recorded_steps = 0;  // draft steps run through the recorder (replays, or a lazy first sight)
+    int64_t padded_eager = 0;                        // draft steps run padded op by op (record = false)
+  };
+  const Stats& stats() const { return stats_; }
+  bool records() const { return record_; }
+
+ private:
+  enum class Pass : uint8_t { Extend, Chain };
+  struct Layout {
+    model::StepLayout st;
+    Pass pass = Pass::Extend;
+    int32_t batch = 0, context = 0;
+  };
+  using Key = std::tuple<Pass, int32_t, int32_t>;  // pass, batch bucket, context bucket
+
+  bool covers(const StepInput& in) const;
+  Layout extend_layout(const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;
+  Layout chain_layout(const model::ForwardBatch& b, const std::vector<int32_t>& confirmed, int32_t j,
+                      const model::KVCache& cache, int32_t bucket) const;
+  Layout synthetic(Pass pass, int32_t batch, int32_t context, int32_t page_size) const;
+  void finish(Layout& l, int32_t real, int32_t q) const;  // padding sequences and the context bucket
+  // The pass over `l`: its recording, or op by op; leaves tokens in ids_ and hidden rows in hidden_.
+  void pass(const Layout& l, model::KVCache& cache);
+  Tensor body(const Layout& l, model::KVCache& cache);  // the device work of one pass (what is recorded)
+  void record(const Layout& l, model::KVCache& cache);
+  void follow_pools(const model::KVCache& cache);
+
+  const model::Model& m_;
+  int32_t max_bs_, steps_;
+  bool record_, lazy_;
+  Tensor in_hidden_;  // F32 [max_bs * (S + 1), hidden]: the extend pass's hidden states
+  Tensor hidden_;     // F32 [max_bs, hidden]: each pass's output rows, the next pass's input
+  Tensor ids_;        // I32 [max_bs]: each pass's greedy tokens, the next pass's input
+  Tensor drafts_;     // I32 [max_bs, S]: column j = pass j's tokens
+  const void* cache_id_ = nullptr;
+  std::map<Key, std::unique_ptr<backend::CapturedStep>> graphs_;
+  Stats stats_;
+};
+
+}  // namespace ds::runtime

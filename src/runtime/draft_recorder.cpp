@@ -33,17 +33,48 @@ DraftRecorder::DraftRecorder(const model::Model& m, int32_t max_bs, int32_t step
 }
 DraftRecorder::~DraftRecorder() = default;
 
-bool DraftRecorder::covers(const StepInput& in) const {
+DraftRecorder::Split DraftRecorder::split(const StepInput& in) const {
+  // Sequences that do not draft (prompt chunks before the last, no draft budget) and the first n - (S + 1)
+  // tokens of a drafting one that brings more (its prompt's last chunk) only fill the MTP layer's KV: an
+  // op-by-op pass first. What is left — every drafting sequence's last <= S + 1 tokens — is recorded.
+  Split sp;
   const ForwardBatch& b = in.batch;
-  if (!in.dp_drafting.empty() || !b.dp_tokens.empty()) return false;
-  if (b.seqs.empty() || int64_t(b.seqs.size()) > max_bs_) return false;
-  size_t tokens = 0;
-  for (const auto& sc : b.seqs) {
-    if (sc.logits != model::LogitsMode::Last || sc.tokens.empty() || int32_t(sc.tokens.size()) > steps_ + 1)
-      return false;
-    tokens += sc.tokens.size();
+  if (!in.dp_drafting.empty() || !b.dp_tokens.empty()) return sp;
+  const size_t q = size_t(steps_) + 1;
+  size_t at = 0, tokens = 0;
+  for (const auto& sc : b.seqs) tokens += sc.tokens.size();
+  if (in.hidden_rows.size() != tokens) return sp;
+  for (size_t s = 0; s < b.seqs.size(); ++s) {
+    const model::SequenceChunk& sc = b.seqs[s];
+    const size_t n = sc.tokens.size();
+    const bool drafts = sc.logits == model::LogitsMode::Last;
+    if (!drafts && sc.logits != model::LogitsMode::None) return Split{};
+    const size_t fill = drafts ? (n > q ? n - q : 0) : n;  // tokens for the op-by-op pass
+    if (fill > 0) {
+      model::SequenceChunk f;
+      f.tokens.assign(sc.tokens.begin(), sc.tokens.begin() + long(fill));
+      f.start_pos = sc.start_pos;
+      f.page_table = sc.page_table;
+      f.logits = model::LogitsMode::None;
+      sp.fill.seqs.push_back(std::move(f));
+      sp.fill_rows.insert(sp.fill_rows.end(), in.hidden_rows.begin() + long(at), in.hidden_rows.begin() + long(at + fill));
+    }
+    if (drafts) {
+      model::SequenceChunk c;
+      c.tokens.assign(sc.tokens.begin() + long(fill), sc.tokens.end());
+      c.start_pos = sc.start_pos + int32_t(fill);
+      c.page_table = sc.page_table;
+      c.logits = model::LogitsMode::Last;
+      sp.drafting.seqs.push_back(std::move(c));
+      sp.drafting_rows.insert(sp.drafting_rows.end(), in.hidden_rows.begin() + long(at + fill),
+                              in.hidden_rows.begin() + long(at + n));
+      sp.index.push_back(s);
+    }
+    at += n;
   }
-  return in.hidden_rows.size() == tokens;
+  if (sp.drafting.seqs.empty() || int64_t(sp.drafting.seqs.size()) > max_bs_) return Split{};
+  sp.ok = true;
+  return sp;
 }
 
 void DraftRecorder::finish(Layout& l, int32_t real, int32_t q) const {
@@ -146,9 +177,11 @@ void DraftRecorder::pass(const Layout& l, KVCache& cache) {
 
 std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepInput& in, const Tensor& last_hidden,
                                                                      KVCache& cache) {
-  if (!covers(in) || !last_hidden.defined()) return std::nullopt;
+  if (!last_hidden.defined()) return std::nullopt;
+  const Split sp = split(in);
+  if (!sp.ok) return std::nullopt;
   if (record_) follow_pools(cache);
-  const ForwardBatch& b = in.batch;
+  const ForwardBatch& b = sp.drafting;
   const int32_t n = int32_t(b.seqs.size()), bucket = StepRecorder::batch_bucket(n, max_bs_), q = steps_ + 1;
   std::vector<Layout> passes;
   passes.push_back(extend_layout(b, cache, bucket));
@@ -161,14 +194,22 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
       if (it == graphs_.end() || !it->second) return std::nullopt;  // op by op
     }
 
-  // The kept hidden states in the extend pass's row order (a padding row reads any valid row).
   backend::Backend& be = m_.backend();
+  if (!sp.fill.seqs.empty()) {  // the KV-only part, op by op, before the passes read it
+    model::MtpInput mi;
+    for (const auto& sc : sp.fill.seqs) mi.next_tokens.insert(mi.next_tokens.end(), sc.tokens.begin(), sc.tokens.end());
+    mi.hidden = be.cache_gather(last_hidden, sp.fill_rows);
+    m_.mtp_forward(sp.fill, mi, cache);
+    ++stats_.with_fill;
+  }
+  // The kept hidden states in the extend pass's row order (a padding row reads any valid row).
   std::vector<int32_t> rows;
   rows.reserve(size_t(bucket) * q);
   size_t at = 0;
   for (int32_t s = 0; s < bucket; ++s) {
     const int32_t got = s < n ? confirmed[size_t(s)] : 0;
-    for (int32_t i = 0; i < q; ++i) rows.push_back(i < got ? in.hidden_rows[at + size_t(i)] : in.hidden_rows[0]);
+    for (int32_t i = 0; i < q; ++i)
+      rows.push_back(i < got ? sp.drafting_rows[at + size_t(i)] : sp.drafting_rows[0]);
     at += size_t(got);
   }
   for (int32_t r : rows)
@@ -187,11 +228,11 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
   // One copy to the host (as floats from a device: token ids are exact below 2^24).
   const Tensor mine = drafts_.rows(0, n);
   const Tensor host = mine.device() == Device::CPU ? mine : be.to_host_f32(mine);
-  std::vector<std::vector<int32_t>> out(static_cast<size_t>(n));
+  std::vector<std::vector<int32_t>> out(in.batch.seqs.size());  // sequences that do not draft: none
   for (int32_t s = 0; s < n; ++s)
     for (int32_t j = 0; j < steps_; ++j) {
       const int64_t k = int64_t(s) * steps_ + j;
-      out[size_t(s)].push_back(host.dtype() == DType::I32 ? host.data<int32_t>()[k] : int32_t(host.f32()[k]));
+      out[sp.index[size_t(s)]].push_back(host.dtype() == DType::I32 ? host.data<int32_t>()[k] : int32_t(host.f32()[k]));
     }
   return out;
 }

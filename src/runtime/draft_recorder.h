@@ -7,10 +7,11 @@
 // the host at the end. Each pass kind is recorded per batch bucket and context bucket (the buckets of
 // runtime/step_recorder.h) at start-up (or, lazily, at its first step).
 //
-// Covered: every sequence of the step drafts (logits Last) and brings at most S+1 tokens, batch up to
-// max_bs, no DP attention (its idle groups' exchanges are not recorded). Anything else — the draft step
-// after a prefill chunk, a request without a draft budget in the batch — runs op by op (runner's
-// run_draft), as does a shape that was not recorded.
+// Sequences that only fill the MTP layer's KV (prompt chunks before the last, requests without a draft
+// budget) and the first tokens of a prompt's last chunk beyond S+1 run op by op first (Model::mtp_forward,
+// no logits); the recorded passes take every drafting sequence's last <= S+1 tokens. Not covered (the
+// runner's run_draft runs the step op by op): DP attention (its idle groups' exchanges are not recorded),
+// more drafting sequences than max_bs, a shape that was not recorded.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -48,7 +49,8 @@ class DraftRecorder {
   struct Stats {
     int64_t captured = 0, failed = 0;
     int64_t recorded_steps = 0;  // draft steps run through the recorder (replays, or a lazy first sight)
-    int64_t padded_eager = 0;                        // draft steps run padded op by op (record = false)
+    int64_t padded_eager = 0;  // draft steps run padded op by op (record = false)
+    int64_t with_fill = 0;     // of the draft steps, those with an op-by-op KV-only part first
   };
   const Stats& stats() const { return stats_; }
   bool records() const { return record_; }
@@ -62,7 +64,15 @@ class DraftRecorder {
   };
   using Key = std::tuple<Pass, int32_t, int32_t>;  // pass, batch bucket, context bucket
 
-  bool covers(const StepInput& in) const;
+  struct Split {
+    bool ok = false;                          // false: not covered (DP attention, too many drafting, ...)
+    model::ForwardBatch fill;                 // KV-only tokens (logits None), run op by op first
+    std::vector<int32_t> fill_rows;           // their rows of the kept hidden states
+    model::ForwardBatch drafting;             // each drafting sequence's last <= S + 1 tokens
+    std::vector<int32_t> drafting_rows;
+    std::vector<size_t> index;                // drafting sequence k is the step's sequence index[k]
+  };
+  Split split(const StepInput& in) const;
   Layout extend_layout(const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;
   Layout chain_layout(const model::ForwardBatch& b, const std::vector<int32_t>& confirmed, int32_t j,
                       const model::KVCache& cache, int32_t bucket) const;

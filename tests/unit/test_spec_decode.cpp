@@ -8,6 +8,8 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <numeric>
+#include <random>
 
 #include "backend/backend.h"
 #include "engine_test_util.h"
@@ -111,17 +113,100 @@ model::Model* SpecDecodeTest::half_ = nullptr;
 
 }  // namespace
 
+// The recorder's draft step (padded, op by op here) against the plain one, step for step on two runners of
+// the random-MTP golden model: a prompt's draft step (its KV-only part, then the padded passes) and a draft
+// step after a verify with 1, 2 and 4 confirmed tokens; the drafts themselves must be the same.
+TEST_F(SpecDecodeTest, PaddedDraftStepEqualsPlainDraftStep) {
+  const model::Model& m = *golden_;
+  auto make = [&](bool padded) {
+    RunnerConfig rc = runner();
+    rc.num_pages = 64;
+    rc.page_size = 4;
+    rc.cuda_graph_max_bs = 4;  // a batch of 3 pads to 4
+    rc.draft_padded_eager = padded;
+    return std::make_unique<ModelRunner>(rc, m);
+  };
+  auto padded = make(true), plain = make(false);
+  ASSERT_TRUE(padded->draft_recorder());
+  ASSERT_FALSE(plain->draft_recorder());
+  std::mt19937 rng(5);
+  const std::vector<int> lens = {9, 5, 13};
+  std::vector<std::vector<int32_t>> prompts;
+  for (int len : lens) {
+    std::vector<int32_t> p;
+    for (int i = 0; i < len; ++i) p.push_back(int32_t(3 + rng() % uint32_t(m.config().vocab_size - 3)));
+    prompts.push_back(p);
+  }
+  auto pages = [](size_t s) {
+    std::vector<int32_t> p(16);
+    std::iota(p.begin(), p.end(), int32_t(s * 16));
+    return p;
+  };
+  GreedySampling greedy;
+  auto both = [&](const StepInput& in) {
+    StepOutput a = padded->run(in), b = plain->run(in);
+    return std::make_pair(std::move(a), std::move(b));
+  };
+  // Prefill, keeping the hidden states.
+  StepInput pre;
+  pre.keep_hidden = true;
+  for (size_t s = 0; s < prompts.size(); ++s) pre.batch.seqs.push_back({prompts[s], 0, pages(s), model::LogitsMode::Last});
+  pre.sample = greedy.slots(prompts.size());
+  auto [pa, pb] = both(pre);
+  // The prompt's draft step: position p reads the hidden state at p and the token at p + 1.
+  StepInput d1;
+  d1.mode = ForwardMode::DraftExtend;
+  int32_t row = 0;
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    std::vector<int32_t> next(prompts[s].begin() + 1, prompts[s].end());
+    next.push_back(pa.tokens.drawn[s].token);
+    d1.batch.seqs.push_back({next, 0, pages(s), model::LogitsMode::Last});
+    for (size_t i = 0; i < next.size(); ++i) d1.hidden_rows.push_back(row++);
+  }
+  auto [da, db] = both(d1);
+  ASSERT_EQ(da.drafts.size(), prompts.size());
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    EXPECT_EQ(da.drafts[s], db.drafts[s]) << "prompt draft, sequence " << s;
+    EXPECT_EQ(da.drafts[s].size(), size_t(kSteps));
+  }
+  // Verify the last token + the drafts, then draft after 1, 2 and 4 confirmed tokens.
+  StepInput v;
+  v.mode = ForwardMode::TargetVerify;
+  v.keep_hidden = v.sample_per_row = true;
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    std::vector<int32_t> t = {pa.tokens.drawn[s].token};
+    t.insert(t.end(), db.drafts[s].begin(), db.drafts[s].end());
+    v.batch.seqs.push_back({t, lens[s], pages(s), model::LogitsMode::All});
+  }
+  v.sample = greedy.slots(prompts.size() * (kSteps + 1));
+  auto [va, vb] = both(v);
+  StepInput d2;
+  d2.mode = ForwardMode::DraftExtend;
+  const std::vector<int32_t> confirmed = {1, 2, 4};
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    std::vector<int32_t> next;
+    for (int32_t k = 0; k < confirmed[s]; ++k) next.push_back(vb.tokens.drawn[s * (kSteps + 1) + k].token);
+    d2.batch.seqs.push_back({next, lens[s], pages(s), model::LogitsMode::Last});
+    for (int32_t k = 0; k < confirmed[s]; ++k) d2.hidden_rows.push_back(int32_t(s) * (kSteps + 1) + k);
+  }
+  auto [ea, eb] = both(d2);
+  for (size_t s = 0; s < prompts.size(); ++s) EXPECT_EQ(ea.drafts[s], eb.drafts[s]) << "verify draft, sequence " << s;
+  EXPECT_EQ(padded->draft_recorder()->stats().padded_eager, 2);
+  EXPECT_EQ(padded->draft_recorder()->stats().with_fill, 1);
+}
+
 // The draft step as it is recorded on the GPU (runtime/draft_recorder.h: confirmed tokens padded to S + 1
 // rows, a batch bucket of padding sequences, chained passes fed from device buffers), run op by op here:
 // every request's drafts are those of the plain draft step, so its verify steps, drafts and accepted
-// tokens are the same counts; on a draft that is right half the time and on a random one.
+// tokens are the same counts; on a draft that is right half the time and on a random one, with requests
+// arriving while others verify (their prompt chunks' KV-only MTP part runs op by op before the passes).
 TEST_F(SpecDecodeTest, PaddedDraftStepsDraftTheSame) {
   DS_REQUIRE_REAL_TOKENIZER(tok);
   std::vector<GenerateRequest> reqs;
   for (int i = 0; i < 5; ++i) reqs.push_back(greedy("p" + std::to_string(i), prompt_of(i, 6 + 5 * i), 12 + 9 * i));
   for (const model::Model* m : {half_, golden_}) {
     std::map<std::string, Collector::Result> got[2];
-    int64_t padded = 0;
+    int64_t padded = 0, filled = 0;
     for (int mode = 0; mode < 2; ++mode) {
       RunnerConfig rc = runner();
       rc.num_pages = 1024 / 4;
@@ -132,12 +217,16 @@ TEST_F(SpecDecodeTest, PaddedDraftStepsDraftTheSame) {
       ASSERT_EQ(r.draft_recorder() != nullptr, mode == 1);
       auto e = make_engine(config(), {&r}, tok);
       Collector c(std::chrono::seconds(120));
-      for (const auto& q : reqs) e->submit(q, c.sink(q.id));
+      for (const auto& q : reqs) {  // later ones arrive while earlier ones verify: prompt chunks in draft steps
+        e->submit(q, c.sink(q.id));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
       for (const auto& q : reqs) got[mode][q.id] = c.wait(q.id);
       e->shutdown();
-      if (mode == 1) padded = r.draft_recorder()->stats().padded_eager;
+      if (mode == 1) padded = r.draft_recorder()->stats().padded_eager, filled = r.draft_recorder()->stats().with_fill;
     }
     EXPECT_GT(padded, 10) << "the padded draft steps did not run";
+    EXPECT_GT(filled, 0) << "no draft step had a KV-only part";
     int64_t verified = 0;
     for (const auto& q : reqs) {
       const auto &a = got[0][q.id], &b = got[1][q.id];

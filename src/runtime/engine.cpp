@@ -538,6 +538,8 @@ void EngineImpl::publish_stats() {
   s.spec_verify_total = spec_verify_total_;
   s.spec_tokens_total = spec_tokens_total_;
   s.spec_drafts_total = spec_drafts_total_;
+  s.spec_drafted_at = spec_drafted_at_;
+  s.spec_accepted_at = spec_accepted_at_;
   for (const auto& g : groups_) s.spec_pauses_total += g.spec.pauses();
   size_t inbox = 0;
   {

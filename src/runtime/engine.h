@@ -161,6 +161,9 @@ struct EngineStats {
   // verified (accept length = spec_tokens_total / spec_verify_total; SGLang's avg_spec_accept_length).
   int64_t spec_verify_total = 0, spec_tokens_total = 0, spec_drafts_total = 0;
   int64_t spec_pauses_total = 0;  // times a DP group paused speculation (too few drafts accepted)
+  // Per draft position j (0-based: the j-th draft of a step): how often it was verified and accepted
+  // (accepted[j] / drafted[j]: how much the (j+1)-th draft is worth; what --speculative-num-steps buys).
+  std::vector<int64_t> spec_drafted_at, spec_accepted_at;
   double spec_accept_length() const { return spec_verify_total ? double(spec_tokens_total) / spec_verify_total : 0.0; }
   std::vector<DpGroupStats> dp_groups;  // one per DP group when there are several; empty otherwise
   double token_usage() const { return num_pages ? double(used_pages - evictable_pages) / num_pages : 0.0; }

@@ -47,6 +47,13 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
         ++r.spec_verify_ct, ++spec_verify_total_;
         r.spec_tokens += emitted, spec_tokens_total_ += emitted;
         r.spec_drafts += c.drafts, spec_drafts_total_ += c.drafts;
+        // Draft j was accepted when more than j + 1 tokens came out (the last emitted one is the step's own).
+        const size_t d = size_t(c.drafts);
+        if (spec_drafted_at_.size() < d) spec_drafted_at_.resize(d, 0), spec_accepted_at_.resize(d, 0);
+        for (size_t j = 0; j < d; ++j) {
+          ++spec_drafted_at_[j];
+          if (int32_t(j) + 1 < emitted) ++spec_accepted_at_[j];
+        }
       }
       r.draft.clear();
       if (c.drafts > 0) ++verified, verify_tokens += emitted;

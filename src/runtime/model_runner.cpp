@@ -65,6 +65,7 @@ void ModelRunner::init(std::optional<model::KVCache> pools) {
     recorder_ = std::make_unique<StepRecorder>(*model_, cfg_.cuda_graph_max_bs,
                                                cfg_.cuda_graph_lazy && !model_->tensor_parallel().dp_attention(),
                                                hidden_buffer_.defined() ? &hidden_buffer_ : nullptr);
+  if (recorder_ && cfg_.draft_steps > 0) recorder_->set_verify_tokens(cfg_.draft_steps + 1);
   device_sampling_ = cfg_.sample_on_device && be.can_sample();
   // Draft steps recorded too (DSSERVE_DRAFT_GRAPHS=0: not), or their padded layout op by op for tests.
   static const bool draft_graphs_off = [] {  // A/B runs on the GPU (scripts/gpu-spec-check.sh)

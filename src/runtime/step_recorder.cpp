@@ -19,6 +19,8 @@ struct StepRecorder::Padded {
   ForwardMode mode = ForwardMode::Decode;
   int32_t q = 1;  // tokens per sequence
   int32_t real = 0, batch = 0, context = 0;
+  // pad_verify_like: the padded rows that hold each real logits row, and each real token's row.
+  std::vector<int32_t> logit_rows, token_rows;
   Key key() const { return {mode, q, batch, context}; }
 };
 
@@ -61,7 +63,7 @@ bool StepRecorder::eligible(ForwardMode mode, const ForwardBatch& batch) const {
                                   uniform_tokens_per_seq(ForwardMode::Decode, batch) == 1);
   }
   if (batch.seqs.empty() || int64_t(batch.seqs.size()) > max_bs_) return false;
-  return uniform_tokens_per_seq(mode, batch) > 0;
+  return uniform_tokens_per_seq(mode, batch) > 0 || verify_like(batch);
 }
 
 namespace {
@@ -97,6 +99,79 @@ ForwardOutput real_rows(backend::Backend& be, const std::vector<int32_t>& row0, 
 }
 }  // namespace
 
+bool StepRecorder::verify_like(const ForwardBatch& batch) const {
+  if (verify_q_ < 2 || batch.seqs.empty() || int64_t(batch.seqs.size()) > max_bs_ || !batch.dp_tokens.empty())
+    return false;
+  if (batch.want_hidden &&
+      (!hidden_ || int64_t(batch_bucket(int32_t(batch.seqs.size()), max_bs_)) * verify_q_ > hidden_->dim(0)))
+    return false;
+  for (const auto& sc : batch.seqs) {
+    const size_t n = sc.tokens.size();
+    const bool all = sc.logits == model::LogitsMode::All && n >= 1 && n <= size_t(verify_q_);
+    const bool one = sc.logits == model::LogitsMode::Last && n == 1;
+    if (!all && !one) return false;
+  }
+  return true;
+}
+
+StepRecorder::Padded StepRecorder::pad_verify_like(const ForwardBatch& batch, const KVCache& cache) const {
+  const StepLayout real = m_.layout(batch, cache);
+  Padded p;
+  p.mode = ForwardMode::TargetVerify;
+  p.q = verify_q_;
+  p.real = int32_t(batch.seqs.size());
+  p.batch = batch_bucket(p.real, max_bs_);
+  StepLayout& st = p.st;
+  st.ab.page_size = real.ab.page_size;
+  st.ab.page_tables = real.ab.page_tables;
+  st.ctx = real.ctx;
+  st.dp_tokens = real.dp_tokens;
+  for (int32_t s = 0; s < p.real; ++s) {
+    const int32_t n = int32_t(batch.seqs[size_t(s)].tokens.size()), t0 = real.token0[size_t(s)];
+    const int32_t row0 = int32_t(st.ids.size());
+    st.token0.push_back(row0);
+    st.logits_row0.push_back(int32_t(st.logit_rows.size()));
+    for (int32_t i = 0; i < p.q; ++i) {
+      const int32_t t = t0 + std::min(i, n - 1);  // rows beyond the sequence's own repeat its last position
+      st.ids.push_back(i < n ? real.ids[size_t(t)] : 0);
+      st.slots.push_back(i < n ? real.slots[size_t(t)] : -1);
+      st.ab.seq_of_token.push_back(s);
+      st.ab.pos_of_token.push_back(real.ab.pos_of_token[size_t(t)]);
+      st.logit_rows.push_back(row0 + i);
+      if (i < n) p.token_rows.push_back(row0 + i);
+    }
+    const int32_t rows = batch.seqs[size_t(s)].logits == model::LogitsMode::All ? n : 1;
+    for (int32_t i = 0; i < rows; ++i) p.logit_rows.push_back(row0 + i);
+  }
+  p.context = context_bucket(*std::max_element(st.ctx.begin(), st.ctx.end()), max_positions(m_));
+  for (int32_t s = p.real; s < p.batch; ++s) add_padding(st, s, p.q, true);
+  st.ab.max_context = p.context;
+  return p;
+}
+
+ForwardOutput StepRecorder::real_output(const Padded& p, const ForwardBatch& batch, const Tensor& logits) const {
+  backend::Backend& be = m_.backend();
+  if (p.logit_rows.empty()) {  // a uniform step: the real sequences' rows come first
+    const int32_t rows = p.mode == ForwardMode::TargetVerify ? p.q : 1;
+    ForwardOutput out = real_rows(be, p.st.logits_row0, p.real, rows, logits, batch.logits_on_device);
+    add_hidden(out, batch);
+    return out;
+  }
+  ForwardOutput out;
+  int32_t row = 0;
+  for (const auto& sc : batch.seqs) {
+    out.logits_row0.push_back(row);
+    row += sc.logits == model::LogitsMode::All ? int32_t(sc.tokens.size()) : 1;
+  }
+  Tensor picked = be.cache_gather(logits, p.logit_rows);  // F32 [real rows, vocab]
+  out.logits = batch.logits_on_device ? picked : be.to_host_f32(picked);
+  if (batch.want_hidden) {
+    Tensor h = be.cache_gather(*hidden_, p.token_rows);
+    out.hidden = batch.hidden_on_device ? h : be.to_host_f32(h);
+  }
+  return out;
+}
+
 StepRecorder::Padded StepRecorder::pad(ForwardMode mode, const ForwardBatch& batch, const KVCache& cache) const {
   if (!batch.dp_tokens.empty()) {
     // DP attention: every group pads to the bucket of the largest group's batch (an idle group is all
@@ -110,6 +185,7 @@ StepRecorder::Padded StepRecorder::pad(ForwardMode mode, const ForwardBatch& bat
     p.st.dp_tokens.assign(batch.dp_tokens.size(), b);
     return p;
   }
+  if (uniform_tokens_per_seq(mode, batch) == 0 && verify_like(batch)) return pad_verify_like(batch, cache);
   return pad(mode, batch, cache, batch_bucket(int32_t(batch.seqs.size()), max_bs_));
 }
 
@@ -159,10 +235,7 @@ void StepRecorder::add_hidden(ForwardOutput& out, const ForwardBatch& batch) con
 ForwardOutput StepRecorder::run_eager(const Padded& p, const ForwardBatch& batch, KVCache& cache) {
   model::StepBinding bound(m_.backend(), p.st);
   Tensor logits = logits_of(p, cache);
-  const int32_t rows = p.mode == ForwardMode::TargetVerify ? p.q : 1;
-  ForwardOutput out = real_rows(m_.backend(), p.st.logits_row0, p.real, rows, logits, batch.logits_on_device);
-  add_hidden(out, batch);
-  return out;
+  return real_output(p, batch, logits);
 }
 
 ForwardOutput StepRecorder::forward_padded_eager(ForwardMode mode, const ForwardBatch& batch, KVCache& cache) {
@@ -257,10 +330,7 @@ std::optional<ForwardOutput> StepRecorder::forward(ForwardMode mode, const Forwa
   if (!it->second) return dp ? std::optional<ForwardOutput>(run_eager(p, batch, cache)) : std::nullopt;
   Tensor logits = m_.backend().replay(*it->second, p.st.index());
   ++stats_.replayed;
-  const int32_t rows = mode == ForwardMode::TargetVerify ? p.q : 1;
-  ForwardOutput out = real_rows(m_.backend(), p.st.logits_row0, p.real, rows, logits, batch.logits_on_device);
-  add_hidden(out, batch);
-  return out;
+  return real_output(p, batch, logits);
 }
 
 }  // namespace ds::runtime

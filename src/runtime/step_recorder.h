@@ -1,6 +1,7 @@
 // Steps as recorded graphs (SGLang's --cuda-graph-max-bs): a step of a uniform shape — every sequence
-// decoding one token (ForwardMode::Decode) or verifying k tokens (TargetVerify) — is padded to a batch-size
-// bucket and given a context bucket, so that its shapes depend on (mode, tokens per sequence, the two
+// decoding one token (ForwardMode::Decode) or verifying k tokens (TargetVerify; a sequence with fewer, or
+// one decoding plainly beside them, is padded to k rows) — is padded to a batch-size bucket and given a
+// context bucket, so that its shapes depend on (mode, tokens per sequence, the two
 // buckets) only. Each such shape is recorded once (Backend::capture) and then replayed with the step's own
 // index data: one upload and one launch instead of hundreds of launches and their host work.
 //
@@ -62,6 +63,9 @@ class StepRecorder {
     int64_t unrecorded = 0;  // not lazy: steps of a covered mode whose shape was not recorded (op by op)
   };
   const Stats& stats() const { return stats_; }
+  // Speculative decoding: verify steps have q tokens per sequence; steps with fewer (or plain decodes
+  // beside them) are padded into that shape (verify_like).
+  void set_verify_tokens(int32_t q) { verify_q_ = q; }
   int32_t max_bs() const { return max_bs_; }
   bool lazy() const { return lazy_; }
 
@@ -71,6 +75,14 @@ class StepRecorder {
 
  private:
   struct Padded;
+  // Speculative decoding: a batch whose sequences each bring at most verify_q_ tokens with the logits of
+  // all (a verify with fewer drafts) or one token with its logits (a request decoding plainly beside
+  // speculating ones): padded into the recorded verify shape, rows beyond a sequence's own at its last
+  // position, written nowhere, their logits dropped.
+  bool verify_like(const model::ForwardBatch& batch) const;
+  Padded pad_verify_like(const model::ForwardBatch& batch, const model::KVCache& cache) const;
+  // The real rows of a padded step's logits / hidden states (padded_rows: none for a uniform step).
+  model::ForwardOutput real_output(const Padded& p, const model::ForwardBatch& batch, const Tensor& logits) const;
   using Key = std::tuple<ForwardMode, int32_t, int32_t, int32_t>;  // mode, tokens per seq, batch, context
   bool eligible(ForwardMode mode, const model::ForwardBatch& batch) const;
   Padded pad(ForwardMode mode, const model::ForwardBatch& batch, const model::KVCache& cache) const;
@@ -88,6 +100,7 @@ class StepRecorder {
   int32_t max_bs_;
   bool lazy_;
   const Tensor* hidden_ = nullptr;
+  int32_t verify_q_ = 0;  // tokens per sequence of the recorded verify steps (record_all); 0: none
   const void* cache_id_ = nullptr;  // the KV pools the recordings write (recorded addresses)
   // shape -> recording; null: capturing it failed, that shape runs op by op.
   std::map<Key, std::unique_ptr<backend::CapturedStep>> graphs_;

@@ -81,6 +81,16 @@ std::string ServerMetrics::render(const runtime::EngineStats& s, const std::stri
          s.spec_tokens_total - s.spec_verify_total);
   metric("dsserve:spec_pauses_total", "counter", "Times speculation paused (too few drafts accepted).",
          s.spec_pauses_total);
+  // Per draft position (1 = the first draft of a step): verified and accepted counts.
+  auto per_position = [&](const char* name, const char* help, const std::vector<int64_t>& v) {
+    if (v.empty()) return;
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n", name, help, name);
+    for (size_t j = 0; j < v.size(); ++j) out += fmt::format("{}{{{},position=\"{}\"}} {}\n", name, labels, j + 1, v[j]);
+  };
+  per_position("dsserve:spec_drafted_by_position_total", "Drafts verified at this position of a step.",
+               s.spec_drafted_at);
+  per_position("dsserve:spec_accepted_by_position_total", "Drafts accepted at this position of a step.",
+               s.spec_accepted_at);
   metric("dsserve:retracted_requests_total", "counter", "Requests preempted for lack of KV pages.",
          s.retractions_total);
   metric("dsserve:engine_steps_total", "counter", "Engine steps run.", s.steps_total);

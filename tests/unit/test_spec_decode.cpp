@@ -20,6 +20,7 @@
 #include "runtime/draft_recorder.h"
 #include "runtime/model_runner.h"
 #include "runtime/spec_decode.h"
+#include "runtime/step_recorder.h"
 #include "tokenizer_test_util.h"
 
 using namespace ds;
@@ -112,6 +113,61 @@ model::Model* SpecDecodeTest::bigram_ = nullptr;
 model::Model* SpecDecodeTest::half_ = nullptr;
 
 }  // namespace
+
+// A target step that is not uniformly a verify step — fewer drafts for one request, a plain decode beside
+// them — padded into the recorded verify shape (StepRecorder::verify_like; op by op here): the same logits
+// rows, hidden states and KV as the step itself, and padding rows write nothing.
+TEST_F(SpecDecodeTest, MixedVerifyStepPadsIntoTheVerifyShape) {
+  const model::Model& m = *golden_;
+  const int64_t H = m.config().hidden_size;
+  backend::Backend& be = m.backend();
+  Tensor hidden = be.alloc({8 * (kSteps + 1), H}, be.act_dtype());
+  StepRecorder rec(m, 8, false, &hidden);
+  rec.set_verify_tokens(kSteps + 1);
+  model::KVCache a = m.make_cache(48, 4), b = m.make_cache(48, 4);
+  std::mt19937 rng(9);
+  auto tokens = [&](int n) {
+    std::vector<int32_t> t;
+    for (int i = 0; i < n; ++i) t.push_back(int32_t(3 + rng() % uint32_t(m.config().vocab_size - 3)));
+    return t;
+  };
+  auto pages = [](int s) {
+    std::vector<int32_t> p(16);
+    std::iota(p.begin(), p.end(), s * 16);
+    return p;
+  };
+  const std::vector<int> lens = {7, 11, 4};
+  model::ForwardBatch pre;
+  for (int s = 0; s < 3; ++s) pre.seqs.push_back({tokens(lens[size_t(s)]), 0, pages(s), model::LogitsMode::Last});
+  m.forward(pre, a);
+  m.forward(pre, b);
+  model::ForwardBatch step;  // 4 tokens verified, 2 tokens verified, 1 plain decode
+  step.seqs.push_back({tokens(kSteps + 1), lens[0], pages(0), model::LogitsMode::All});
+  step.seqs.push_back({tokens(2), lens[1], pages(1), model::LogitsMode::All});
+  step.seqs.push_back({tokens(1), lens[2], pages(2), model::LogitsMode::Last});
+  step.want_hidden = true;
+  ASSERT_EQ(classify_step(step), ForwardMode::Mixed);
+  model::ForwardOutput got = rec.forward_padded_eager(ForwardMode::Mixed, step, a);
+  model::ForwardOutput want = m.forward(step, b);
+  ASSERT_EQ(got.logits_row0, want.logits_row0);
+  ASSERT_EQ(got.logits.shape(), want.logits.shape());
+  ASSERT_EQ(got.logits.dim(0), kSteps + 1 + 2 + 1);
+  auto rel = [](const Tensor& x, const Tensor& y) {
+    double e = 0, mx = 0;
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      e = std::max(e, double(std::fabs(x.f32()[i] - y.f32()[i])));
+      mx = std::max(mx, double(std::fabs(y.f32()[i])));
+    }
+    return e / std::max(mx, 1e-30);
+  };
+  EXPECT_LT(rel(got.logits, want.logits), 1e-5);
+  ASSERT_EQ(got.hidden.shape(), want.hidden.shape());
+  EXPECT_LT(rel(got.hidden, want.hidden), 1e-5);
+  for (size_t l = 0; l < a.latent.size(); ++l) {  // every pool row: the real tokens' equal, nothing else written
+    EXPECT_LT(rel(a.latent[l], b.latent[l]), 1e-5) << "latent pool of layer " << l;
+    if (!a.index_k.empty()) EXPECT_LT(rel(a.index_k[l], b.index_k[l]), 1e-5) << "indexer keys of layer " << l;
+  }
+}
 
 // The recorder's draft step (padded, op by op here) against the plain one, step for step on two runners of
 // the random-MTP golden model: a prompt's draft step (its KV-only part, then the padded passes) and a draft

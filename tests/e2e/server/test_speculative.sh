@@ -63,6 +63,19 @@ metrics=$(curl -sf "$BASE_URL/metrics")
 accept=$(sed -n 's/^sglang:spec_accept_length{[^}]*} //p' <<<"$metrics")
 python3 -c "import sys; assert float(sys.argv[1]) > 1.2, sys.argv[1]" "$accept" || fail "/metrics accept length: '$accept'"
 grep -q '^dsserve:spec_pauses_total{[^}]*} 0$' <<<"$metrics" || fail "/metrics: no spec_pauses_total 0"
+# Per draft position: 3 positions, each accepted at most as often as drafted, later ones no more than earlier
+# ones (draft j + 1 counts only after draft j was accepted), and the sum equals the accepted total.
+python3 - "$metrics" <<'PY' || fail "/metrics: per-position acceptance"
+import re, sys
+m = sys.argv[1]
+get = lambda name: [int(v) for _, v in sorted(re.findall(name + r'\{[^}]*position="(\d+)"\} (\d+)', m))]
+drafted, accepted = get("dsserve:spec_drafted_by_position_total"), get("dsserve:spec_accepted_by_position_total")
+total = int(re.search(r'dsserve:spec_accepted_tokens_total\{[^}]*\} (\d+)', m).group(1))
+assert len(drafted) == len(accepted) == 3, (drafted, accepted)
+assert all(0 <= a <= d for a, d in zip(accepted, drafted)), (drafted, accepted)
+assert accepted[0] >= accepted[1] >= accepted[2] and accepted[0] > 0, accepted
+assert sum(accepted) == total, (accepted, total)
+PY
 info=$(curl -sf "$BASE_URL/get_server_info")
 [ "$(jget "$info" 'j["speculative_algorithm"]')" = EAGLE ] || fail "server info: no speculative_algorithm"
 python3 -c "import json,sys; j=json.loads(sys.argv[1]); assert j['internal_states'][0]['avg_spec_accept_length'] > 1.2, j" "$info" ||

@@ -556,7 +556,7 @@ void EngineImpl::publish_stats() {
     inbox = inbox_.size();
   }
   const int32_t waiting = total_waiting();
-  s.queued = waiting + int32_t(inbox);
+  s.queued = waiting + int32_t(inbox) + int32_t(parked_.size());  // (decode side: parked ones wait for their KV)
   waiting_ = waiting;
   std::lock_guard lk(stats_mu_);
   stats_ = s;

@@ -163,4 +163,20 @@ code=$(curl -s -o "$TMP/mix.json" -w '%{http_code}' "$ROUTER/generate" -d '{"tex
 idle "$DEC"
 stop_pids "$ROUTER_PID" "$DEC_PID" "$PRE_PID"
 echo "--tp 2 prefill with a --tp 1 decode server: refused ($(jget "$(cat "$TMP/mix.json")" 'j["error"]["message"]' 2>/dev/null || cat "$TMP/mix.json"))"
+
+# ---------------------------------------------------------------- FP8 KV rows (with their scales) and the MTP layer's pools
+FP8=(--kv-cache-dtype fp8_e4m3 --speculative-algorithm EAGLE --speculative-num-steps 2)
+start_server "$TMP/plain-fp8.log" "${COMMON[@]}" "${FP8[@]}"
+PIDS+=("$SERVER_PID")
+outputs "$BASE_URL" >"$TMP/direct-fp8.txt"
+stop_server
+start_pd fp8 "${FP8[@]}" -- "${FP8[@]}"
+start_router "$TMP/router-fp8.log"
+outputs "$ROUTER" >"$TMP/pd-fp8.txt"
+diff "$TMP/direct-fp8.txt" "$TMP/pd-fp8.txt" >/dev/null ||
+  fail "fp8 KV + MTP pair: outputs differ: $(diff "$TMP/direct-fp8.txt" "$TMP/pd-fp8.txt")"
+idle "$PRE"
+idle "$DEC"
+stop_pids "$ROUTER_PID" "$DEC_PID" "$PRE_PID"
+echo "--kv-cache-dtype fp8_e4m3 with speculative decoding on both sides: identical to one such server ($SECONDS s)"
 echo ok

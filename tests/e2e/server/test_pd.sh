@@ -4,7 +4,8 @@
 # and completions through the pair identical to one plain server, also with --tp 2 on both sides; ranks that
 # differ -> a clear error; 40 concurrent streams with 20 hang-ups -> the rest complete and neither side holds
 # a page for a request afterwards; KV that never comes -> the decode side's request fails after the transfer
-# timeout and frees its pages; a killed decode server -> a clear 503 from the router.
+# timeout and frees its pages; a killed decode server -> a clear 503 from the router; FP8 KV rows (their
+# scales in them) and the MTP layer's pools, speculative decoding on both sides -> identical again.
 # usage: test_pd.sh DSSERVE SOURCE_DIR BUILD_DIR
 set -euo pipefail
 BIN=$1 SRC=$2 BUILD=$3

@@ -265,6 +265,9 @@ void validate(const ServeFlags& f) {
   DS_CHECK(f.disaggregation_mode == "null" || f.nnodes == 1,
            "--disaggregation-mode with --nnodes {}: not built (the other nodes' KV pools cannot be sent yet)", f.nnodes);
   DS_CHECK(f.disaggregation_transfer_timeout > 0, "--disaggregation-transfer-timeout must be > 0");
+  DS_CHECK(f.disaggregation_mode == "null" || disagg::have_ucx(),
+           "--disaggregation-mode {}: this dsserve was built without UCX (libucx-dev), which carries the KV between "
+           "the prefill and the decode server", f.disaggregation_mode);
   DS_CHECK(f.max_queued_requests >= 0, "--max-queued-requests must be >= 0, got {}", f.max_queued_requests);
   DS_CHECK(f.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1, got {}", f.max_prefill_tokens);
   DS_CHECK(f.context_length >= 0, "--context-length must be >= 1, got {}", f.context_length);

@@ -4,7 +4,7 @@
 # and completions through the pair identical to one plain server, also with --tp 2 on both sides; ranks that
 # differ -> a clear error; 40 concurrent streams with 20 hang-ups -> the rest complete and neither side holds
 # a page for a request afterwards; KV that never comes -> the decode side's request fails after the transfer
-# timeout and frees its pages; a killed decode server -> a clear 503 from the router; FP8 KV rows (their
+# timeout and frees its pages; a killed decode or prefill server -> a clear 503 from the router; FP8 KV rows (their
 # scales in them) and the MTP layer's pools, speculative decoding on both sides -> identical again.
 # usage: test_pd.sh DSSERVE SOURCE_DIR BUILD_DIR
 set -euo pipefail
@@ -162,8 +162,16 @@ start_router "$TMP/router-mix.log"
 code=$(curl -s -o "$TMP/mix.json" -w '%{http_code}' "$ROUTER/generate" -d '{"text":"mixed ranks","sampling_params":{"max_new_tokens":4}}')
 [[ $(cat "$TMP/mix.json") == *"tensor-parallel ranks"* ]] || fail "--tp 2 prefill, --tp 1 decode: HTTP $code $(cat "$TMP/mix.json")"
 idle "$DEC"
-stop_pids "$ROUTER_PID" "$DEC_PID" "$PRE_PID"
 echo "--tp 2 prefill with a --tp 1 decode server: refused ($(jget "$(cat "$TMP/mix.json")" 'j["error"]["message"]' 2>/dev/null || cat "$TMP/mix.json"))"
+# A killed prefill server: a clear 503, and the decode server holds nothing for it.
+kill -KILL "$PRE_PID"
+wait "$PRE_PID" 2>/dev/null || true
+code=$(curl -s -o "$TMP/dead-pre.json" -w '%{http_code}' "$ROUTER/generate" -d '{"text":"anyone?","sampling_params":{"max_new_tokens":4}}')
+msg=$(jget "$(cat "$TMP/dead-pre.json")" 'j["error"]["message"]')
+[ "$code" = 503 ] && [[ $msg == *prefill* ]] || fail "dead prefill server: HTTP $code $(cat "$TMP/dead-pre.json")"
+idle "$DEC"
+stop_pids "$ROUTER_PID" "$DEC_PID"
+echo "a killed prefill server -> 503: $msg ($SECONDS s)"
 
 # ---------------------------------------------------------------- FP8 KV rows (with their scales) and the MTP layer's pools
 FP8=(--kv-cache-dtype fp8_e4m3 --speculative-algorithm EAGLE --speculative-num-steps 2)

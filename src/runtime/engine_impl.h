@@ -146,7 +146,7 @@ class EngineImpl final : public Engine {
   };
   void pd_init();
   void pd_detach();
-  void pd_check_submit(GenerateRequest& req) const;  // throws RequestRejected
+  void pd_check_submit(GenerateRequest& req) const;  // prefill side: one new token at most
   bool pd_park(std::unique_ptr<RequestState>& r);     // decode side: takes r, which waits for its KV
   bool pd_abort(const std::string& id);               // a parked request: ended
   void pd_poll();                                      // arrivals, joins, timeouts

@@ -30,14 +30,22 @@ std::vector<Tensor*> pools_of(ModelRunner& r) {
 
 size_t row_bytes(const Tensor& t) { return size_t(t.row_size()) * dtype_size(t.dtype()); }
 
-// Calls f(first_row, count, token_offset) for each run of tokens [0, tokens) that is contiguous in a pool.
+// Calls f(first_row, count, token_offset) for each run of tokens [0, tokens) that is contiguous in a pool
+// (consecutive pages merge: one copy each, which matters when a copy is a device transfer).
 template <typename F>
 void for_each_run(const std::vector<int32_t>& pages, int32_t page_size, int32_t tokens, F f) {
   DS_CHECK(int64_t(pages.size()) * page_size >= tokens, "KV pack: {} pages of {} cannot hold {} tokens", pages.size(),
            page_size, tokens);
-  for (int32_t t = 0; t < tokens; t += page_size) {
-    const int32_t n = std::min(page_size, tokens - t);
+  int32_t t = 0;
+  while (t < tokens) {
+    size_t k = size_t(t / page_size);
+    int32_t n = std::min(page_size, tokens - t);
+    while (t + n < tokens && pages[k + 1] == pages[k] + 1) {
+      ++k;
+      n += std::min(page_size, tokens - t - n);
+    }
     f(int64_t(pages[size_t(t / page_size)]) * page_size, n, t);
+    t += n;
   }
 }
 }  // namespace

@@ -1,9 +1,10 @@
 // The engine's side of prefill/decode disaggregation (runtime/engine_pd.cpp) over an in-process handoff (no
 // transport): a prefill engine and a decode engine with different page sizes give the greedy tokens of a
 // plain forward (fp32 and FP8 KV pools); KV that never comes, a full decode pool, a prefill-side failure
-// and an abort all end the decode-side request with the reason and give every page back.
+// and an abort all end the decode-side request with the reason and give every page back; packing alone.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -13,6 +14,7 @@
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "runtime/kv_handoff.h"
+#include "runtime/kv_pack.h"
 #include "runtime/model_runner.h"
 #include "tokenizer_test_util.h"
 
@@ -215,4 +217,43 @@ TEST_F(PdEngineTest, MissingKvFullPoolFailureAndAbortFreeEveryPage) {
   EXPECT_EQ(g.last.finish_reason, FinishReason::Error);
   EXPECT_NE(g.last.error.find("finish reason abort"), std::string::npos) << g.last.error;
   expect_idle(*dec);
+}
+
+// Packing and unpacking alone: scattered and consecutive pages, different page sizes; every pool's rows of
+// the packed tokens arrive at their new slots, byte for byte; a pool of another shape is refused.
+TEST_F(PdEngineTest, PackedRowsLandAtTheirNewSlots) {
+  RunnerConfig a_cfg, b_cfg;
+  a_cfg.num_pages = 12, a_cfg.page_size = 4;
+  b_cfg.num_pages = 6, b_cfg.page_size = 8;
+  ModelRunner a(a_cfg, *model_), b(b_cfg, *model_);
+  std::vector<Tensor*> a_pools, b_pools;
+  for (auto* r : {&a, &b})
+    for (auto* v : {&r->kv().latent, &r->kv().index_k})
+      for (Tensor& t : *v) (r == &a ? a_pools : b_pools).push_back(&t);
+  ASSERT_EQ(a_pools.size(), b_pools.size());
+  uint8_t x = 7;
+  for (Tensor* t : a_pools)
+    for (size_t i = 0; i < t->nbytes(); ++i) static_cast<uint8_t*>(t->raw())[i] = x = uint8_t(x * 73 + 11);
+  const std::vector<int32_t> a_pages = {5, 2, 3, 9}, b_pages = {4, 1};  // 2 -> 3 consecutive: one run
+  const int32_t tokens = 13;
+  const auto packed = pack_prompt_kv({&a}, a_pages, {42, -0.5f, tokens});
+  const PackedKvHead h = unpack_prompt_kv({&b}, b_pages, packed);
+  EXPECT_EQ(h.first_token, 42);
+  EXPECT_EQ(h.tokens, tokens);
+  for (size_t p = 0; p < a_pools.size(); ++p) {
+    const size_t rb = a_pools[p]->nbytes() / size_t(a_pools[p]->dim(0));
+    for (int32_t t = 0; t < tokens; ++t) {
+      const int64_t ra = int64_t(a_pages[size_t(t / 4)]) * 4 + t % 4, rb_row = int64_t(b_pages[size_t(t / 8)]) * 8 + t % 8;
+      ASSERT_EQ(std::memcmp(static_cast<uint8_t*>(a_pools[p]->raw()) + size_t(ra) * rb,
+                            static_cast<uint8_t*>(b_pools[p]->raw()) + size_t(rb_row) * rb, rb), 0)
+          << "pool " << p << " token " << t;
+    }
+  }
+  // The same KV into two ranks: the ranks differ, and the error says so.
+  try {
+    unpack_prompt_kv({&b, &b}, b_pages, packed);
+    FAIL() << "no error";
+  } catch (const ds::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor-parallel ranks"), std::string::npos) << e.what();
+  }
 }

@@ -75,7 +75,15 @@ start_router() {  # LOG: the PD router over PRE/BOOT and DEC; sets ROUTER
   done
   ROUTER=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$1" | head -1)
 }
-stop_pids() { for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+stop_pids() {  # PIDS...: SIGTERM, then each must exit 0 (under the sanitizers: no leak, no UB)
+  local p rc
+  for p in "$@"; do
+    kill -TERM "$p"
+    rc=0
+    wait "$p" || rc=$?
+    [ "$rc" = 0 ] || fail "process $p exited with $rc after SIGTERM"
+  done
+}
 # idle URL: waits until nothing runs there, then checks that every used page is the prefix cache's.
 idle() {
   local info=""

@@ -4,7 +4,7 @@ set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 PKGS=(cmake ninja-build g++ pkg-config
       nlohmann-json3-dev libboost-dev libcli11-dev libfmt-dev libspdlog-dev libpcre2-dev libgtest-dev libgloo-dev
-      python3-numpy python3-jinja2 curl clang libclang-rt-14-dev)
+      libucx-dev python3-numpy python3-jinja2 curl clang libclang-rt-14-dev)
 # npm from Debian only where no Node.js is installed already (a newer node/npm conflicts with it).
 command -v npm >/dev/null || PKGS+=(npm)
 missing=()

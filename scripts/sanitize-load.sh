@@ -2,7 +2,7 @@
 # The server under AddressSanitizer + UBSan + LeakSanitizer: builds dsserve and fake_serve into
 # build-asan and runs the server e2e load test there (tests/e2e/server/test_load.sh: 256 streaming
 # clients with random disconnects on the server layer over the fake engine, then 64 on the real
-# `dsserve serve`) and the router's e2e test (tests/e2e/server/test_router.sh), each ending in a
+# `dsserve serve`), the router's e2e test (tests/e2e/server/test_router.sh) and the PD one (test_pd.sh), each ending in a
 # SIGTERM shutdown that must exit 0 — where LeakSanitizer reports anything not freed. Part of scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +25,6 @@ bash tests/e2e/server/test_load.sh "$B/dsserve" "$PWD" "$B" "$B/tests/e2e/server
 # `dsserve router` in front of two workers: 200 streams with hang-ups, dead workers, each router run
 # ending in a SIGTERM that must exit 0 (leaks and UB reported by then).
 bash tests/e2e/server/test_router.sh "$B/dsserve" "$PWD" "$B"
+# Prefill/decode disaggregation: a prefill server, a decode server and the PD router (the KV over UCX),
+# hang-ups, timeouts and killed servers; every process stopped by SIGTERM must exit 0.
+bash tests/e2e/server/test_pd.sh "$B/dsserve" "$PWD" "$B"

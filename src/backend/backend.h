@@ -137,6 +137,10 @@ class Backend {
   virtual Tensor alloc(std::vector<int64_t> shape, DType dtype) = 0;  // zero-filled
   virtual Tensor to_host_f32(const Tensor& t) = 0;                    // F32 CPU copy (or the tensor itself)
   virtual Tensor from_host(const Tensor& t) = 0;                      // device copy of a CPU tensor
+  // Raw bytes of a (contiguous) tensor view to / from host memory, done when the call returns: the KV
+  // rows prefill/decode disaggregation moves between servers are staged through the host this way.
+  virtual void copy_bytes_to_host(void* dst, const Tensor& src);
+  virtual void copy_bytes_from_host(Tensor& dst, const void* src);
 
   // ---- dense ops ----
   virtual Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) = 0;  // [T, H]

@@ -1,4 +1,4 @@
-// `dsserve router`: sglang_router's launch_router in its plain (non-PD) mode, with its flag names
+// `dsserve router`: sglang_router's launch_router (plain, and PD with --pd-disaggregation), with its flag names
 // and defaults (README.md, "Router", lists what differs).
 #include <signal.h>
 
@@ -18,7 +18,31 @@ struct RouterFlags {
   std::string log_level = "info";
   bool disable_retries = false;
   bool pd_disaggregation = false;
+  std::vector<std::string> prefill, decode;  // --prefill URL [BOOTSTRAP_PORT] ... / --decode URL ...
 };
+
+// sglang_router's PD workers: each --prefill is a URL, optionally followed by its bootstrap port ("none" or
+// left out: 8998, the prefill server's default); the decode servers follow the prefill servers.
+void set_pd_workers(RouterFlags& f) {
+  DS_CHECK(f.o.worker_urls.empty(), "--pd-disaggregation takes --prefill and --decode instead of --worker-urls");
+  DS_CHECK(!f.prefill.empty() && !f.decode.empty(), "--pd-disaggregation needs --prefill URL [BOOTSTRAP_PORT] and --decode URL");
+  for (size_t i = 0; i < f.prefill.size(); ++i) {
+    const std::string& a = f.prefill[i];
+    const bool is_port = !a.empty() && (a == "none" || a.find_first_not_of("0123456789") == std::string::npos);
+    DS_CHECK(!is_port || i > 0, "--prefill {}: a URL comes first, then its bootstrap port", a);
+    if (!is_port) {
+      f.o.worker_urls.push_back(a);
+      f.o.bootstrap_ports.push_back(8998);
+    } else if (a != "none") {
+      const int port = std::stoi(a.size() > 6 ? "0" : a);
+      DS_CHECK(port >= 1 && port <= 65535, "--prefill {} {}: the bootstrap port must be in [1, 65535]", f.prefill[i - 1], a);
+      f.o.bootstrap_ports.back() = port;
+    }
+  }
+  f.o.prefill_count = f.o.worker_urls.size();
+  for (const auto& u : f.decode) f.o.worker_urls.push_back(u);
+  f.o.pd_disaggregation = true;
+}
 
 void add_flags(CLI::App* cmd, RouterFlags& f) {
   auto& o = f.o;
@@ -75,8 +99,11 @@ void add_flags(CLI::App* cmd, RouterFlags& f) {
   cmd->add_option("--random-seed", o.policy.seed, "Seed of the random and power_of_two policies (0: random)")
       ->capture_default_str();
   cmd->add_option("--log-level", f.log_level, "debug, info, warning or error")->capture_default_str();
-  // PD disaggregation (--pd-disaggregation --prefill URL [BOOTSTRAP_PORT] --decode URL) comes later.
-  cmd->add_flag("--pd-disaggregation", f.pd_disaggregation, "Prefill-decode disaggregation (not supported yet)");
+  cmd->add_flag("--pd-disaggregation", f.pd_disaggregation,
+                "Prefill-decode disaggregation: requests go to a --prefill and a --decode server");
+  cmd->add_option("--prefill", f.prefill, "A prefill server: URL [BOOTSTRAP_PORT] (repeat per server; port default 8998)")
+      ->expected(1, 2);
+  cmd->add_option("--decode", f.decode, "A decode server: URL (repeat per server)");
 }
 
 void run_router(RouterFlags& f) {
@@ -86,7 +113,8 @@ void run_router(RouterFlags& f) {
   sigaddset(&stop, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before any thread exists; sigwait() takes them
   init_logging(f.log_level);
-  DS_CHECK(!f.pd_disaggregation, "--pd-disaggregation is not supported yet: give --worker-urls");
+  if (f.pd_disaggregation) set_pd_workers(f);
+  DS_CHECK(f.pd_disaggregation || (f.prefill.empty() && f.decode.empty()), "--prefill and --decode need --pd-disaggregation");
   if (f.disable_retries) f.o.retry_max_retries = 1;
   router::Router r(f.o);
   r.start();
@@ -94,7 +122,10 @@ void run_router(RouterFlags& f) {
   spdlog::info("dsserve router on http://{}:{}: {} worker{}, policy {}, {} attempt{} per request, API key {}", o.host,
                r.port(), o.worker_urls.size(), o.worker_urls.size() == 1 ? "" : "s", o.policy.name, o.retry_max_retries,
                o.retry_max_retries == 1 ? "" : "s", o.api_key.empty() ? "passed through" : "required");
-  for (const auto& u : o.worker_urls) spdlog::info("  worker {}", u);
+  for (size_t i = 0; i < o.worker_urls.size(); ++i)
+    if (!o.pd_disaggregation) spdlog::info("  worker {}", o.worker_urls[i]);
+    else if (i < o.prefill_count) spdlog::info("  prefill {} (bootstrap port {})", o.worker_urls[i], o.bootstrap_ports[i]);
+    else spdlog::info("  decode {}", o.worker_urls[i]);
   spdlog::info("The router is fired up and ready to roll!");
   int sig = 0;
   sigwait(&stop, &sig);

@@ -24,6 +24,7 @@
 #include "cli/make_backend.h"
 #include "cli/serve_nodes.h"
 #include "cli/serve_replica.h"
+#include "disagg/pd_handoff.h"
 #include "runtime/remote_nodes.h"
 #include "cli/serve_shutdown.h"
 #include "model/model.h"
@@ -62,6 +63,10 @@ struct ServeFlags {
   double mem_fraction_static = 0;  // 0: the device's default
   double shutdown_timeout = 0;     // seconds SIGTERM lets running requests finish (vLLM's flag); 0: abort at once
   std::optional<uint64_t> random_seed;
+  // Prefill/decode disaggregation (SGLang's flags; the timeout is dsserve's own).
+  std::string disaggregation_mode = "null", disaggregation_transfer_backend = "ucx", disaggregation_ib_device;
+  int disaggregation_bootstrap_port = 8998;
+  double disaggregation_transfer_timeout = 60;
   bool enable_dp_attention = false, disable_radix_cache = false, enable_metrics = false, trust_remote_code = false,
        skip_server_warmup = false, disable_cuda_graph = false, cuda_graph_lazy = false;
 };
@@ -136,6 +141,21 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
       ->capture_default_str();
   cmd->add_option("--speculative-draft-model-path", f.speculative_draft_model_path,
                   "the draft model: the checkpoint's own MTP layer (empty or --model-path)");
+  cmd->add_option("--disaggregation-mode", f.disaggregation_mode,
+                  "null, prefill or decode: prefill/decode disaggregation behind `dsserve router --pd-disaggregation`")
+      ->capture_default_str();
+  cmd->add_option("--disaggregation-bootstrap-port", f.disaggregation_bootstrap_port,
+                  "prefill: where decode servers ask for KV (0: any free port, printed)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->add_option("--disaggregation-transfer-backend", f.disaggregation_transfer_backend,
+                  "KV transfer: ucx (shared memory on one host, TCP or RDMA across hosts)")
+      ->capture_default_str();
+  cmd->add_option("--disaggregation-ib-device", f.disaggregation_ib_device,
+                  "accepted; UCX picks the RDMA devices (UCX_NET_DEVICES selects them)");
+  cmd->add_option("--disaggregation-transfer-timeout", f.disaggregation_transfer_timeout,
+                  "seconds a request's KV may take to reach the decode server before both sides drop it")
+      ->capture_default_str();
   cmd->add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY'");
   cmd->add_option("--limit-concurrency", f.limit_concurrency,
                   "open connections beyond this get 503 (uvicorn's flag; default: from the open-file limit)");
@@ -240,6 +260,14 @@ void validate(const ServeFlags& f) {
            "--chunked-prefill-size must be -1 or >= 1, got {}", f.chunked_prefill_size);
   DS_CHECK(f.max_running_requests >= 0, "--max-running-requests must be >= 1, got {}", f.max_running_requests);
   validate_speculative(f);
+  DS_CHECK(f.disaggregation_mode == "null" || f.disaggregation_mode == "prefill" || f.disaggregation_mode == "decode",
+           "--disaggregation-mode must be null, prefill or decode, got '{}'", f.disaggregation_mode);
+  DS_CHECK(f.disaggregation_mode == "null" || f.nnodes == 1,
+           "--disaggregation-mode with --nnodes {}: not built (the other nodes' KV pools cannot be sent yet)", f.nnodes);
+  DS_CHECK(f.disaggregation_transfer_timeout > 0, "--disaggregation-transfer-timeout must be > 0");
+  DS_CHECK(f.disaggregation_mode == "null" || disagg::have_ucx(),
+           "--disaggregation-mode {}: this dsserve was built without UCX (libucx-dev), which carries the KV between "
+           "the prefill and the decode server", f.disaggregation_mode);
   DS_CHECK(f.max_queued_requests >= 0, "--max-queued-requests must be >= 0, got {}", f.max_queued_requests);
   DS_CHECK(f.max_prefill_tokens >= 1, "--max-prefill-tokens must be >= 1, got {}", f.max_prefill_tokens);
   DS_CHECK(f.context_length >= 0, "--context-length must be >= 1, got {}", f.context_length);
@@ -292,6 +320,9 @@ server::Json server_args(const ServeFlags& f, const std::string& model_path, con
   j["enable_dp_attention"] = f.enable_dp_attention;
   j["context_length"] = context_length;
   j["max_running_requests"] = f.max_running_requests;
+  j["disaggregation_mode"] = f.disaggregation_mode;
+  j["disaggregation_bootstrap_port"] = f.disaggregation_bootstrap_port;
+  j["disaggregation_transfer_backend"] = f.disaggregation_transfer_backend;
   j["speculative_algorithm"] = f.speculative_algorithm.empty() ? server::Json(nullptr) : server::Json(f.speculative_algorithm);
   j["speculative_num_steps"] = speculative_steps(f) ? server::Json(speculative_steps(f)) : server::Json(nullptr);
   j["speculative_eagle_topk"] = speculative_steps(f) ? server::Json(1) : server::Json(nullptr);
@@ -501,6 +532,17 @@ void run_serve(CLI::App* cmd, const ServeFlags& given) {
   };
   // A failed rank leaves the replica unusable: stop the server (exit 1) with the rank's message.
   ec.on_fatal = [](const std::string& why) { request_fatal_stop(why); };
+  std::unique_ptr<disagg::PdHandoff> handoff;  // outlives the engine
+  if (flags.disaggregation_mode != "null") {
+    disagg::PdConfig pc;
+    pc.mode = flags.disaggregation_mode == "prefill" ? runtime::DisaggMode::Prefill : runtime::DisaggMode::Decode;
+    pc.bootstrap_host = flags.host;
+    pc.bootstrap_port = flags.disaggregation_bootstrap_port;
+    pc.transfer_backend = flags.disaggregation_transfer_backend;
+    pc.timeout_s = flags.disaggregation_transfer_timeout;
+    handoff = disagg::make_pd_handoff(pc);
+    ec.kv_handoff = handoff.get();
+  }
   auto engine = runtime::make_dp_engine(ec, runners.groups, tokenizer);
 
   server::ServerConfig sc;
@@ -531,6 +573,8 @@ void run_serve(CLI::App* cmd, const ServeFlags& given) {
   api.state().config.server_args["kv_cache_dtype_resolved"] = runtime::kv_cache_dtype_label(kv_dtype);
   api.state().config.server_args["kv_cache_bytes_per_token"] = kin.bytes_per_token;
   api.state().config.server_args["kv_cache_pool_tokens"] = plan.tokens;
+  if (handoff && handoff->mode() == runtime::DisaggMode::Prefill)
+    api.state().config.server_args["disaggregation_bootstrap_port"] = handoff->bootstrap_port();
   http.start();
 
   const std::string url = fmt::format(
@@ -545,6 +589,10 @@ void run_serve(CLI::App* cmd, const ServeFlags& given) {
   if (spec_steps > 0)
     spdlog::info("  speculative decoding: {} drafts per step from the MTP layer (topk 1, {} tokens verified)",
                  spec_steps, spec_steps + 1);
+  if (handoff)
+    spdlog::info("  disaggregation: {} server{}, KV over {}, transfer timeout {} s", flags.disaggregation_mode,
+                 handoff->bootstrap_port() ? fmt::format(", bootstrap port {}", handoff->bootstrap_port()) : "",
+                 flags.disaggregation_transfer_backend, flags.disaggregation_transfer_timeout);
   spdlog::info("  max queued requests {}, connection limit {}, shutdown timeout {} s", ec.max_queued_requests,
                ho.max_connections, flags.shutdown_timeout);
   spdlog::info("  chat format {}, reasoning parser {}, tool-call parser {}, metrics {}, API key {}", encoder_name,

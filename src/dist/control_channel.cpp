@@ -65,7 +65,7 @@ Message Connection::recv() {
   uint64_t len = 0;
   std::memcpy(&type, head, 4);
   std::memcpy(&len, head + 4, 8);
-  DS_CHECK(type >= uint32_t(MsgType::Hello) && type <= uint32_t(MsgType::Bye) && len < (uint64_t(1) << 34),
+  DS_CHECK(type >= uint32_t(MsgType::Hello) && type <= uint32_t(MsgType::PdFailed) && len < (uint64_t(1) << 34),
            "control channel to {}: a malformed message (type {}, {} bytes): is it another program?", peer_, type, len);
   Message m;
   m.type = MsgType(type);

@@ -28,6 +28,10 @@ enum class MsgType : uint32_t {
   Step,             // one step's inputs
   StepDone,         // body empty: fine; else the error of one of the node's ranks
   Bye,              // node 0 stops: the other nodes exit 0
+  // Prefill/decode disaggregation's bootstrap (disagg/pd_handoff.cpp), decode server -> prefill server:
+  PdHello,          // body: the decode server's KV transfer address
+  PdRoom,           // body: a room (decimal) whose KV the decode server waits for
+  PdFailed,         // prefill -> decode: room (decimal) \n why it has no KV
 };
 
 struct Message {

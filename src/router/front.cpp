@@ -2,6 +2,7 @@
 
 #include <string_view>
 
+#include "router/pd_proxy.h"
 #include "router/proxy.h"
 #include "router/router_core.h"
 #include "router/routing_text.h"
@@ -100,7 +101,10 @@ void handle_front_request(RouterCore& core, server::HttpRequest&& req, std::shar
   // Parsed here, on the I/O thread, to keep the loop free for streaming.
   if (call.by_policy && core.options.policy.name == "cache_aware") call.text = routing_text(req.path, req.body);
   call.body = std::move(req.body);
-  core.loop.post([&core, call = std::move(call), r]() mutable { start_proxy(core, std::move(call), r); });
+  if (core.options.pd_disaggregation && call.by_policy)
+    core.loop.post([&core, call = std::move(call), r]() mutable { start_pd_proxy(core, std::move(call), r); });
+  else
+    core.loop.post([&core, call = std::move(call), r]() mutable { start_proxy(core, std::move(call), r); });
 }
 
 }  // namespace ds::router

@@ -25,6 +25,11 @@ struct RouterOptions {
   size_t max_payload_size = size_t(512) << 20;  // larger request bodies get 413
   int io_threads = 2;                           // the front server's I/O threads
   size_t max_connections = 0;                   // 0: from the open-file limit
+  // --pd-disaggregation: worker_urls holds the prefill servers first (prefill_count of them, with their
+  // bootstrap ports), then the decode servers; generation requests go to a pair (router/pd_proxy.h).
+  bool pd_disaggregation = false;
+  size_t prefill_count = 0;
+  std::vector<int> bootstrap_ports;  // per prefill server
 };
 
 }  // namespace ds::router

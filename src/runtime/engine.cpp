@@ -51,6 +51,7 @@ int32_t pool_pages(const EngineConfig& c) {
 
 
 void EngineImpl::submit(GenerateRequest req, OutputSink sink) {
+  pd_check_submit(req);
   const int64_t plen = int64_t(req.prompt.size());
   if (plen == 0) throw RequestRejected(400, "the prompt is empty (at least one token is needed)");
   auto check_ids = [&](const std::vector<int32_t>& ids, const char* where) {
@@ -128,7 +129,10 @@ bool EngineImpl::take_pending() {
     std::unique_lock lk(mu_);
     bool busy = false;
     for (const auto& g : groups_) busy = busy || g.sched->num_running() > 0 || g.sched->num_waiting() > 0;
-    if (!busy) cv_.wait(lk, [&] { return stopping_ || !inbox_.empty() || !aborts_.empty() || !flushes_.empty(); });
+    auto ready = [&] { return stopping_ || !inbox_.empty() || !aborts_.empty() || !flushes_.empty() || pd_wake_; };
+    if (!busy && parked_.empty()) cv_.wait(lk, ready);
+    else if (!busy) cv_.wait_for(lk, std::chrono::milliseconds(50), ready);  // parked requests time out
+    pd_wake_ = false;
     if (stopping_) return false;
     inbox.swap(inbox_);
     // submit() counts inbox_ + waiting_: move the requests from one to the other in one step, so the
@@ -141,14 +145,16 @@ bool EngineImpl::take_pending() {
     const size_t g = route(*r);
     r->dp_group = int32_t(g);
     ++groups_[g].routed;
-    groups_[g].sched->add(std::move(r));
+    if (!pd_park(r)) groups_[g].sched->add(std::move(r));
   }
   for (const auto& id : aborts)
-    for (auto& g : groups_)
-      if (auto r = g.sched->remove(id)) {
-        end(std::move(r), FinishReason::Abort);
-        break;
-      }
+    if (!pd_abort(id))
+      for (auto& g : groups_)
+        if (auto r = g.sched->remove(id)) {
+          end(std::move(r), FinishReason::Abort);
+          break;
+        }
+  pd_poll();
   if (!flushes.empty()) {
     bool flushed = true;  // all or none: a group with requests keeps its cache, so the others keep theirs
     for (const auto& g : groups_) flushed = flushed && g.sched->num_running() == 0 && g.sched->num_waiting() == 0;
@@ -284,7 +290,10 @@ void EngineImpl::run_step() {
   forward_ms_total_ += fwd_ms;
   for (size_t g = 0; g < groups_.size(); ++g)
     for (const auto& c : plans[g])
-      if (c.req->final_output) end(groups_[g].sched->finish(*c.req), c.req->final_output->finish_reason);
+      if (c.req->final_output) {
+        pd_handoff(*c.req);
+        end(groups_[g].sched->finish(*c.req), c.req->final_output->finish_reason);
+      }
   publish_stats();
 }
 
@@ -347,6 +356,7 @@ std::vector<std::unique_ptr<RequestState>> EngineImpl::take_everything() {
   std::vector<std::unique_ptr<RequestState>> all;
   for (auto& g : groups_)
     for (auto& r : g.sched->take_all()) all.push_back(std::move(r));
+  pd_take_parked(all);
   return all;
 }
 
@@ -492,6 +502,7 @@ void EngineImpl::end(std::unique_ptr<RequestState> r, FinishReason why, std::str
     o.finish_reason = why;
     o.error = std::move(error);
   }
+  pd_on_end(*r, o);
   ++finished_total_;
   {
     std::lock_guard lk(mu_);
@@ -547,7 +558,7 @@ void EngineImpl::publish_stats() {
     inbox = inbox_.size();
   }
   const int32_t waiting = total_waiting();
-  s.queued = waiting + int32_t(inbox);
+  s.queued = waiting + int32_t(inbox) + int32_t(parked_.size());  // (decode side: parked ones wait for their KV)
   waiting_ = waiting;
   std::lock_guard lk(stats_mu_);
   stats_ = s;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/forced_continuation.h"
+#include "runtime/kv_handoff.h"
 #include "runtime/grammar_constraint.h"
 #include "runtime/sampler.h"
 #include "tensor/dtype.h"
@@ -51,6 +52,9 @@ struct GenerateRequest {
   bool no_stop_trim = false;               // keep the matched stop string in the text (SGLang's flag)
   ForcedContinuation forced;               // output that must follow a trigger (tool_choice); empty: none
   GrammarConstraint grammar;               // structured output (JSON Schema, regex, EBNF); empty: none
+  // Prefill/decode disaggregation (runtime/kv_handoff.h): the room this generation's KV goes to / comes
+  // from; required on a server with EngineConfig::kv_handoff, ignored on others.
+  std::optional<BootstrapRoom> bootstrap;
 };
 
 struct TokenLogprob {
@@ -124,6 +128,10 @@ struct EngineConfig {
   // Multi-node, on node 0: the other nodes' ranks (runtime/remote_nodes.h), which take every step with the
   // runners here; null on one node. Must outlive the engine.
   RemoteRanks* remote = nullptr;
+  // Prefill/decode disaggregation (runtime/kv_handoff.h, engine_pd.cpp): a prefill server's requests end
+  // after their first token and send their prompt KV; a decode server's wait for it, then decode. null:
+  // a plain server. Must outlive the engine.
+  KvHandoff* kv_handoff = nullptr;
 };
 
 // One data-parallel group's share of EngineStats (SGLang reports these per DP rank).

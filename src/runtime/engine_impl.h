@@ -2,6 +2,7 @@
 // speculative decoding adds to a step). Internal to ds_runtime: nothing outside those two files includes it.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -83,9 +84,13 @@ class EngineImpl final : public Engine {
         DS_CHECK(r->config().draft_steps == spec_steps_, "runner drafts {} tokens per step, the engine {}",
                  r->config().draft_steps, spec_steps_);
     publish_stats();
+    pd_init();
     thread_ = std::thread([this] { loop(); });
   }
-  ~EngineImpl() override { shutdown(); }
+  ~EngineImpl() override {
+    shutdown();
+    pd_detach();
+  }
 
   void submit(GenerateRequest req, OutputSink sink) override;
   void abort(const std::string& id) override {
@@ -132,6 +137,24 @@ class EngineImpl final : public Engine {
   void deliver(RequestState& r, RequestOutput&& out);
   void end(std::unique_ptr<RequestState> r, FinishReason why, std::string error = {});
   void publish_stats();
+
+  // ---- Prefill/decode disaggregation (engine_pd.cpp; cfg_.kv_handoff, nothing without it) ----
+  struct Parked {  // decode side: a request waiting for its prompt's KV from the prefill server
+    std::unique_ptr<RequestState> req;
+    std::chrono::steady_clock::time_point deadline;
+    std::optional<std::vector<uint8_t>> kv;  // arrived, waiting for pages
+  };
+  void pd_init();
+  void pd_detach();
+  void pd_check_submit(GenerateRequest& req) const;  // prefill side: one new token at most
+  bool pd_park(std::unique_ptr<RequestState>& r);     // decode side: takes r, which waits for its KV
+  bool pd_abort(const std::string& id);               // a parked request: ended
+  void pd_poll();                                      // arrivals, joins, timeouts
+  void pd_handoff(RequestState& r);                    // prefill side: a finished request's KV, pages still held
+  void pd_on_end(RequestState& r, const RequestOutput& o);  // prefill side: a request that sent nothing
+  void pd_take_parked(std::vector<std::unique_ptr<RequestState>>& into);
+  std::vector<Parked> parked_;
+  bool pd_wake_ = false;  // (mu_) something arrived
 
   EngineConfig cfg_;
   std::unique_ptr<ModelRunner> owned_;  // make_engine over a model: the runner made for it

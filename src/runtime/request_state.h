@@ -45,6 +45,7 @@ struct RequestState {
   std::optional<GrammarTracker> grammar;      // when in.grammar is set
   std::unique_ptr<OutputText> text;
   std::chrono::steady_clock::time_point arrived_at;
+  bool kv_handed_off = false;  // prefill/decode disaggregation, prefill side: its KV (or failure) was sent
 
   int32_t output_len() const { return int32_t(tokens.size()) - prompt_len; }
   int32_t remaining() const { return int32_t(tokens.size()) - computed; }  // tokens to run before sampling

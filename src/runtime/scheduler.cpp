@@ -104,6 +104,15 @@ std::vector<std::unique_ptr<RequestState>> Scheduler::take_all() {
   return all;
 }
 
+bool Scheduler::reserve_prompt(RequestState& r) {
+  if (!r.pages.empty()) return true;
+  const int32_t need = pool_.pages_for(r.prompt_len);
+  if (!make_room(need)) return false;
+  auto fresh = pool_.allocate(need);
+  r.pages.assign(fresh->begin(), fresh->end());
+  return true;
+}
+
 bool Scheduler::flush_cache() {
   if (!running_.empty() || !waiting_.empty()) return false;
   if (cache_) cache_->reset();

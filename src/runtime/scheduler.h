@@ -55,6 +55,15 @@ class Scheduler {
   // Drops the prefix cache; false while requests are running or queued.
   bool flush_cache();
 
+  // Prefill/decode disaggregation, decode side (engine_pd.cpp). Fresh pages for a request's prompt, whose KV
+  // comes from a prefill server (no prefix match); false when the pool cannot give them now. The request
+  // stays outside the queue and the running batch meanwhile.
+  bool reserve_prompt(RequestState& r);
+  // Its prompt's KV is in its pages (r.computed set): it decodes from the next step on.
+  void join_running(std::unique_ptr<RequestState> r) { running_.push_back(std::move(r)); }
+  // Gives back the pages of a request that never joined.
+  void drop_reserved(RequestState& r) { release(r, false); }
+
   int32_t num_running() const { return int32_t(running_.size()); }
   int32_t num_waiting() const { return int32_t(waiting_.size()); }
   const PagePool& pool() const { return pool_; }

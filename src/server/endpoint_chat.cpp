@@ -140,6 +140,7 @@ void chat_completions(ServerState& st, const HttpRequest& req, const std::shared
   ChatWriterOptions wo;
   wo.id = new_request_id("chatcmpl-");
   PreparedChat chat = prepare_chat(st, body, wo.id);
+  attach_bootstrap(body, chat.requests);
   wo.created = int64_t(std::time(nullptr));
   wo.model = st.config.served_model_name;
   wo.stream = stream;

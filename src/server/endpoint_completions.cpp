@@ -90,6 +90,7 @@ void completions(ServerState& st, const HttpRequest& req, const std::shared_ptr<
     }
   }
   attach_grammar(*st.grammars, st.tokenizer, params.grammar, false, requests);
+  attach_bootstrap(body, requests);
   auto writer = std::make_unique<CompletionWriter>(wo, st.tokenizer);
   auto job = std::make_shared<GenerationJob>(st, r, GenerationJob::Options{wo.id, stream, params.n}, std::move(writer));
   job->start(std::move(requests));

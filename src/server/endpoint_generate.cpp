@@ -106,6 +106,7 @@ void generate(ServerState& st, const HttpRequest& req, const std::shared_ptr<Res
   }
   for (size_t i = 0; i < rids.size(); ++i) requests[i].id = rids[i];
   attach_grammar(*st.grammars, st.tokenizer, params.grammar, false, requests);
+  attach_bootstrap(body, requests);
 
   auto writer = std::make_unique<GenerateWriter>(wo, st.tokenizer);
   auto job = std::make_shared<GenerationJob>(st, r, GenerationJob::Options{rid, stream, params.n}, std::move(writer));

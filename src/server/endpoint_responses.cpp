@@ -50,6 +50,7 @@ void responses(ServerState& st, const HttpRequest& req, const std::shared_ptr<Re
   ResponsesWriterOptions wo;
   wo.id = new_request_id("resp_");
   PreparedChat chat = prepare_chat(st, chat_body, wo.id);
+  attach_bootstrap(body, chat.requests);
   wo.created = int64_t(std::time(nullptr));
   wo.model = st.config.served_model_name;
   wo.stream = stream;

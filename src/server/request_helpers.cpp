@@ -107,3 +107,41 @@ std::vector<runtime::GenerateRequest> make_requests(const std::string& base_id, 
 }
 
 }  // namespace ds::server
+
+namespace ds::server {
+
+namespace {
+// Element k of a field that is a scalar or a list of one per generation.
+const Json& nth(const Json& v, size_t k, size_t n, const char* name) {
+  if (!v.is_array()) return v;
+  if (v.size() != n)
+    bad_param(name, fmt::format("{} has {} entries for {} generations", name, v.size(), n));
+  return v[k];
+}
+}  // namespace
+
+void attach_bootstrap(const Json& body, std::vector<runtime::GenerateRequest>& requests) {
+  if (!body.is_object() || !body.contains("bootstrap_room") || body["bootstrap_room"].is_null()) return;
+  const Json& rooms = body["bootstrap_room"];
+  const Json host = body.value("bootstrap_host", Json());
+  const Json port = body.value("bootstrap_port", Json());
+  const size_t n = requests.size();
+  for (size_t k = 0; k < n; ++k) {
+    const Json& h = nth(host, k, n, "bootstrap_host");
+    const Json& p = nth(port, k, n, "bootstrap_port");
+    const Json& r = nth(rooms, k, n, "bootstrap_room");
+    if (!h.is_string() || h.get<std::string>().empty())
+      bad_param("bootstrap_host", "bootstrap_host must be the prefill server's host (with bootstrap_room)");
+    if (!p.is_number_integer() || p.get<int64_t>() <= 0 || p.get<int64_t>() > 65535)
+      bad_param("bootstrap_port", "bootstrap_port must be the prefill server's bootstrap port (with bootstrap_room)");
+    if (!r.is_number_integer() || (r.is_number_integer() && !r.is_number_unsigned() && r.get<int64_t>() < 0))
+      bad_param("bootstrap_room", "bootstrap_room must be a non-negative integer");
+    runtime::BootstrapRoom b;
+    b.host = h.get<std::string>();
+    b.port = int(p.get<int64_t>());
+    b.room = r.get<uint64_t>() + (rooms.is_array() ? 0 : uint64_t(k));
+    requests[k].bootstrap = std::move(b);
+  }
+}
+
+}  // namespace ds::server

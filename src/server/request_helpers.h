@@ -41,3 +41,13 @@ std::vector<runtime::GenerateRequest> make_requests(const std::string& base_id, 
                                                     size_t first_index);
 
 }  // namespace ds::server
+
+namespace ds::server {
+
+// Prefill/decode disaggregation: SGLang's bootstrap_host, bootstrap_port and bootstrap_room fields (which
+// `dsserve router --pd-disaggregation` adds) onto the request's generations. Each is a scalar or a list of
+// one per generation; a scalar room r gives generation k the room r + k (prompts x n of a batch). Nothing
+// when the body has no bootstrap_room; 400 when the fields are malformed.
+void attach_bootstrap(const Json& body, std::vector<runtime::GenerateRequest>& requests);
+
+}  // namespace ds::server

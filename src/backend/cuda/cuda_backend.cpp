@@ -188,6 +188,19 @@ Tensor CudaBackend::from_host(const Tensor& t) {
   return d;
 }
 
+// On the backend's stream, after the work queued before (a step's KV writes), finished on return.
+void CudaBackend::copy_bytes_to_host(void* dst, const Tensor& src) {
+  if (!src.nbytes()) return;
+  DS_CUDA_CHECK(cudaMemcpyAsync(dst, src.raw(), src.nbytes(), cudaMemcpyDefault, stream_));
+  DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::copy_bytes_from_host(Tensor& dst, const void* src) {
+  if (!dst.nbytes()) return;
+  DS_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), src, dst.nbytes(), cudaMemcpyDefault, stream_));
+  DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
 const void* CudaBackend::upload_bytes(const void* data, size_t bytes) {
   if (const void* d = bound_copy(data, bytes)) return d;
   // A recorded step would bake this step's values in: everything it reads must be in its index data.

@@ -91,6 +91,8 @@ class CudaBackend final : public Backend {
   Tensor alloc(std::vector<int64_t> shape, DType dtype) override;
   Tensor to_host_f32(const Tensor& t) override;
   Tensor from_host(const Tensor& t) override;
+  void copy_bytes_to_host(void* dst, const Tensor& src) override;
+  void copy_bytes_from_host(Tensor& dst, const void* src) override;
 
   Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) override;
   Tensor embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) override;

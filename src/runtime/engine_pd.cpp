@@ -1,0 +1,178 @@
+// What prefill/decode disaggregation adds to the engine (runtime/kv_handoff.h). Prefill side: a request ends
+// after its first token; before its pages are released its prompt's KV is packed (kv_pack.h) and handed to
+// the transfer, so the pages go back to the pool (and the radix cache) at once. Decode side: a request gets
+// pages for its prompt and is parked outside the scheduler until its KV arrives; then the rows are written
+// into those pages, the prefill server's first token is taken as its own, and it decodes as if it had
+// prefilled itself. A parked request that waits longer than the transfer timeout ends with an error and
+// gives its pages back.
+#include "runtime/engine_impl.h"
+#include "runtime/kv_pack.h"
+#include "util/log.h"
+
+namespace ds::runtime {
+
+const char* disagg_mode_name(DisaggMode m) {
+  switch (m) {
+    case DisaggMode::Null: return "null";
+    case DisaggMode::Prefill: return "prefill";
+    case DisaggMode::Decode: return "decode";
+  }
+  return "?";
+}
+
+namespace engine_internal {
+
+namespace {
+bool is_mode(const EngineConfig& c, DisaggMode m) { return c.kv_handoff && c.kv_handoff->mode() == m; }
+}  // namespace
+
+void EngineImpl::pd_init() {
+  if (!cfg_.kv_handoff) return;
+  cfg_.kv_handoff->set_wakeup([this] {
+    std::lock_guard lk(mu_);
+    pd_wake_ = true;
+    cv_.notify_one();
+  });
+}
+
+void EngineImpl::pd_detach() {
+  if (cfg_.kv_handoff) cfg_.kv_handoff->set_wakeup({});
+}
+
+void EngineImpl::pd_check_submit(GenerateRequest& req) const {
+  // A request without bootstrap fields (a health check, a client asking directly) is served whole here.
+  if (!cfg_.kv_handoff || !req.bootstrap) return;
+  // The prefill side computes the prompt and the first token; the decode side does the rest.
+  if (cfg_.kv_handoff->mode() == DisaggMode::Prefill) req.max_new_tokens = std::min(req.max_new_tokens, 1);
+}
+
+bool EngineImpl::pd_park(std::unique_ptr<RequestState>& r) {
+  if (!is_mode(cfg_, DisaggMode::Decode) || !r->in.bootstrap) return false;
+  // The MTP draft step needs the target step's hidden states, which stay on the prefill server: these
+  // requests decode without speculation.
+  r->speculate = false;
+  cfg_.kv_handoff->expect(*r->in.bootstrap);
+  groups_[size_t(r->dp_group)].sched->reserve_prompt(*r);  // may fail for now: pd_poll retries
+  const auto timeout = std::chrono::duration<double>(cfg_.kv_handoff->timeout_s());
+  parked_.push_back({std::move(r), std::chrono::steady_clock::now() +
+                                       std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout), {}});
+  return true;
+}
+
+bool EngineImpl::pd_abort(const std::string& id) {
+  for (auto it = parked_.begin(); it != parked_.end(); ++it)
+    if (it->req->in.id == id) {
+      std::unique_ptr<RequestState> r = std::move(it->req);
+      parked_.erase(it);
+      cfg_.kv_handoff->forget(r->in.bootstrap->room);
+      groups_[size_t(r->dp_group)].sched->drop_reserved(*r);
+      end(std::move(r), FinishReason::Abort);
+      return true;
+    }
+  return false;
+}
+
+void EngineImpl::pd_poll() {
+  if (!is_mode(cfg_, DisaggMode::Decode)) return;
+  std::vector<std::pair<std::unique_ptr<RequestState>, std::string>> failed;
+  for (KvArrival& a : cfg_.kv_handoff->take_arrivals()) {
+    auto it = std::find_if(parked_.begin(), parked_.end(), [&](const Parked& p) { return p.req->in.bootstrap->room == a.room; });
+    if (it == parked_.end()) continue;  // aborted or timed out meanwhile
+    if (a.error.empty()) {
+      it->kv = std::move(a.packed);
+      continue;
+    }
+    failed.emplace_back(std::move(it->req), "prefill server: " + a.error);
+    parked_.erase(it);
+  }
+  const auto now = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < parked_.size();) {
+    Parked& p = parked_[i];
+    RequestState& r = *p.req;
+    Scheduler& sched = *groups_[size_t(r.dp_group)].sched;
+    const bool paged = sched.reserve_prompt(r);
+    if (paged && p.kv) {
+      std::unique_ptr<RequestState> owned = std::move(p.req);
+      std::vector<uint8_t> kv = std::move(*p.kv);
+      parked_.erase(parked_.begin() + ptrdiff_t(i));
+      PackedKvHead head;
+      try {
+        head = unpack_prompt_kv(groups_[size_t(owned->dp_group)].runners, owned->pages, kv);
+        DS_CHECK(head.tokens == owned->prompt_len, "KV transfer: {} prompt tokens arrived, the request has {}",
+                 head.tokens, owned->prompt_len);
+      } catch (const std::exception& e) {
+        failed.emplace_back(std::move(owned), e.what());
+        continue;
+      }
+      owned->computed = owned->prompt_len;
+      owned->admitted_once = true;
+      RequestState& joined = *owned;
+      sched.join_running(std::move(owned));
+      if (head.first_token >= 0) {
+        SampleResult first;
+        first.token = head.first_token;
+        first.logprob = head.first_logprob;
+        accept_token(joined, std::move(first));
+      } else {  // max_new_tokens 0: the prompt only
+        joined.final_output.emplace();
+        joined.final_output->finished = true;
+        joined.final_output->finish_reason = FinishReason::Length;
+      }
+      if (joined.final_output) end(sched.finish(joined), joined.final_output->finish_reason);
+      continue;
+    }
+    if (now >= p.deadline) {
+      const std::string why =
+          !paged ? fmt::format("the decode server had no free KV pages for the prompt within {} s (KV cache full)",
+                               cfg_.kv_handoff->timeout_s())
+                 : fmt::format("the prompt's KV did not arrive from the prefill server at {}:{} within {} s",
+                               r.in.bootstrap->host, r.in.bootstrap->port, cfg_.kv_handoff->timeout_s());
+      failed.emplace_back(std::move(p.req), why);
+      parked_.erase(parked_.begin() + ptrdiff_t(i));
+      continue;
+    }
+    ++i;
+  }
+  for (auto& [r, why] : failed) {
+    spdlog::warn("request {} (room {}): {}", r->in.id, r->in.bootstrap->room, why);
+    cfg_.kv_handoff->forget(r->in.bootstrap->room);
+    groups_[size_t(r->dp_group)].sched->drop_reserved(*r);
+    end(std::move(r), FinishReason::Error, why);
+  }
+}
+
+void EngineImpl::pd_handoff(RequestState& r) {
+  if (!is_mode(cfg_, DisaggMode::Prefill) || r.kv_handed_off || !r.final_output || !r.in.bootstrap) return;
+  const RequestOutput& o = *r.final_output;
+  if (o.finish_reason == FinishReason::Error) return;  // pd_on_end tells the decode side
+  r.kv_handed_off = true;
+  PackedKvHead head;
+  head.tokens = r.prompt_len;
+  if (r.output_len() > 0) head.first_token = r.tokens[size_t(r.prompt_len)];
+  if (!o.logprobs.empty()) head.first_logprob = o.logprobs[0].logprob;
+  try {
+    cfg_.kv_handoff->send(*r.in.bootstrap, pack_prompt_kv(groups_[size_t(r.dp_group)].runners, r.pages, head));
+  } catch (const std::exception& e) {
+    cfg_.kv_handoff->send(*r.in.bootstrap, {}, e.what());
+  }
+}
+
+void EngineImpl::pd_on_end(RequestState& r, const RequestOutput& o) {
+  if (!is_mode(cfg_, DisaggMode::Prefill) || r.kv_handed_off || !r.in.bootstrap) return;
+  r.kv_handed_off = true;
+  cfg_.kv_handoff->send(*r.in.bootstrap, {},
+                        fmt::format("the request ended with finish reason {} before its KV was sent{}{}",
+                                    finish_reason_name(o.finish_reason), o.error.empty() ? "" : ": ", o.error));
+}
+
+void EngineImpl::pd_take_parked(std::vector<std::unique_ptr<RequestState>>& into) {
+  for (Parked& p : parked_) {
+    cfg_.kv_handoff->forget(p.req->in.bootstrap->room);
+    groups_[size_t(p.req->dp_group)].sched->drop_reserved(*p.req);
+    into.push_back(std::move(p.req));
+  }
+  parked_.clear();
+}
+
+}  // namespace engine_internal
+}  // namespace ds::runtime

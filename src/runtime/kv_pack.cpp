@@ -1,0 +1,137 @@
+#include "runtime/kv_pack.h"
+
+#include <cstring>
+
+#include "runtime/model_runner.h"
+#include "util/error.h"
+
+namespace ds::runtime {
+
+namespace {
+constexpr uint32_t kMagic = 0x4B565044;  // "DPVK"
+constexpr uint32_t kVersion = 1;
+
+struct Header {
+  uint32_t magic = kMagic, version = kVersion;
+  int32_t first_token = -1;
+  float first_logprob = 0;
+  int32_t tokens = 0;
+  uint32_t ranks = 0, pools = 0;  // pools per rank; then `ranks * pools` uint64 row sizes
+};
+
+// Every pool of a rank, in packing order: the latent pools of all layers (the MTP layer's last), then the
+// indexer-key pools.
+std::vector<Tensor*> pools_of(ModelRunner& r) {
+  std::vector<Tensor*> all;
+  for (Tensor& t : r.kv().latent) all.push_back(&t);
+  for (Tensor& t : r.kv().index_k) all.push_back(&t);
+  return all;
+}
+
+size_t row_bytes(const Tensor& t) { return size_t(t.row_size()) * dtype_size(t.dtype()); }
+
+// Calls f(first_row, count, token_offset) for each run of tokens [0, tokens) that is contiguous in a pool
+// (consecutive pages merge: one copy each, which matters when a copy is a device transfer).
+template <typename F>
+void for_each_run(const std::vector<int32_t>& pages, int32_t page_size, int32_t tokens, F f) {
+  DS_CHECK(int64_t(pages.size()) * page_size >= tokens, "KV pack: {} pages of {} cannot hold {} tokens", pages.size(),
+           page_size, tokens);
+  int32_t t = 0;
+  while (t < tokens) {
+    size_t k = size_t(t / page_size);
+    int32_t n = std::min(page_size, tokens - t);
+    while (t + n < tokens && pages[k + 1] == pages[k] + 1) {
+      ++k;
+      n += std::min(page_size, tokens - t - n);
+    }
+    f(int64_t(pages[size_t(t / page_size)]) * page_size, n, t);
+    t += n;
+  }
+}
+}  // namespace
+
+std::vector<uint8_t> pack_prompt_kv(const std::vector<ModelRunner*>& ranks, const std::vector<int32_t>& pages,
+                                    const PackedKvHead& head) {
+  Header h;
+  h.first_token = head.first_token;
+  h.first_logprob = head.first_logprob;
+  h.tokens = head.tokens;
+  h.ranks = uint32_t(ranks.size());
+  h.pools = uint32_t(pools_of(*ranks[0]).size());
+  std::vector<uint64_t> sizes;
+  size_t total = sizeof h;
+  for (ModelRunner* r : ranks) {
+    auto pools = pools_of(*r);
+    DS_CHECK(pools.size() == h.pools, "KV pack: ranks with different pools");
+    for (Tensor* t : pools) {
+      sizes.push_back(row_bytes(*t));
+      total += sizeof(uint64_t) + row_bytes(*t) * size_t(head.tokens);
+    }
+  }
+  std::vector<uint8_t> out(total);
+  std::memcpy(out.data(), &h, sizeof h);
+  std::memcpy(out.data() + sizeof h, sizes.data(), sizes.size() * sizeof(uint64_t));
+  size_t at = sizeof h + sizes.size() * sizeof(uint64_t);
+  for (ModelRunner* r : ranks) {
+    backend::Backend& be = r->backend();
+    r->backend().make_current();
+    for (Tensor* t : pools_of(*r)) {
+      const size_t rb = row_bytes(*t);
+      for_each_run(pages, r->config().page_size, head.tokens, [&](int64_t row, int32_t n, int32_t tok) {
+        be.copy_bytes_to_host(out.data() + at + size_t(tok) * rb, t->rows(row, row + n));
+      });
+      at += rb * size_t(head.tokens);
+    }
+  }
+  return out;
+}
+
+PackedKvHead packed_kv_head(std::span<const uint8_t> packed) {
+  Header h;
+  DS_CHECK(packed.size() >= sizeof h, "KV transfer: {} bytes is too short for a packed KV", packed.size());
+  std::memcpy(&h, packed.data(), sizeof h);
+  DS_CHECK(h.magic == kMagic && h.version == kVersion, "KV transfer: not a packed KV of this dsserve version");
+  return {h.first_token, h.first_logprob, h.tokens};
+}
+
+PackedKvHead unpack_prompt_kv(const std::vector<ModelRunner*>& ranks, const std::vector<int32_t>& pages,
+                              std::span<const uint8_t> packed) {
+  const PackedKvHead head = packed_kv_head(packed);
+  Header h;
+  std::memcpy(&h, packed.data(), sizeof h);
+  const size_t pools = pools_of(*ranks[0]).size();
+  DS_CHECK(h.ranks == ranks.size(), "KV transfer: the prefill server has {} tensor-parallel ranks, this decode server {}",
+           h.ranks, ranks.size());
+  DS_CHECK(h.pools == pools,
+           "KV transfer: the prefill server has {} KV pools per rank, this decode server {} (different layers, "
+           "or speculative decoding's MTP layer on one side only)", h.pools, pools);
+  std::vector<uint64_t> sizes(size_t(h.ranks) * h.pools);
+  DS_CHECK(packed.size() >= sizeof h + sizes.size() * sizeof(uint64_t), "KV transfer: truncated packed KV");
+  std::memcpy(sizes.data(), packed.data() + sizeof h, sizes.size() * sizeof(uint64_t));
+  size_t expect = sizeof h + sizes.size() * sizeof(uint64_t), k = 0;
+  for (ModelRunner* r : ranks)
+    for (Tensor* t : pools_of(*r)) {
+      DS_CHECK(sizes[k] == row_bytes(*t),
+               "KV transfer: KV rows of {} bytes from the prefill server, {} here (different --kv-cache-dtype?)",
+               sizes[k], row_bytes(*t));
+      expect += row_bytes(*t) * size_t(h.tokens);
+      ++k;
+    }
+  DS_CHECK(packed.size() == expect, "KV transfer: {} bytes arrived, the header says {}", packed.size(), expect);
+  size_t at = sizeof h + sizes.size() * sizeof(uint64_t);
+  for (ModelRunner* r : ranks) {
+    backend::Backend& be = r->backend();
+    be.make_current();
+    for (Tensor* t : pools_of(*r)) {
+      const size_t rb = row_bytes(*t);
+      for_each_run(pages, r->config().page_size, h.tokens, [&](int64_t row, int32_t n, int32_t tok) {
+        Tensor dst = t->rows(row, row + n);
+        be.copy_bytes_from_host(dst, packed.data() + at + size_t(tok) * rb);
+      });
+      at += rb * size_t(h.tokens);
+    }
+  }
+  return head;
+}
+
+}  // namespace ds::runtime

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Prefill/decode disaggregation (issue 21): a prefill server, a decode server and `dsserve router
+# --pd-disaggregation` as processes on localhost. Greedy chat (n = 2 too), streaming chat, batched /generate
+# and completions through the pair identical to one plain server, also with --tp 2 on both sides; ranks that
+# differ -> a clear error; 40 concurrent streams with 20 hang-ups -> the rest complete and neither side holds
+# a page for a request afterwards; KV that never comes -> the decode side's request fails after the transfer
+# timeout and frees its pages; a killed decode or prefill server -> a clear 503 from the router; FP8 KV rows (their
+# scales in them) and the MTP layer's pools, speculative decoding on both sides -> identical again.
+# usage: test_pd.sh DSSERVE SOURCE_DIR BUILD_DIR
+set -euo pipefail
+BIN=$1 SRC=$2 BUILD=$3
+source "$(dirname "$0")/common.sh"
+need_tokenizer
+TMP=$(mktemp -d)
+PIDS=()
+kill_all() { for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; }
+trap 'kill_all; cleanup; rm -rf "$TMP"' EXIT
+COMMON=(--model-path "$MODEL" --served-model-name m --encoder dsv32 --random-seed 0 --context-length 512
+        --page-size 16 --threads 1)
+PD=(--disaggregation-transfer-timeout 4)
+
+# A probe: a build without UCX refuses --disaggregation-mode, and this test has nothing to run.
+if ! out=$("$BIN" serve --disaggregation-mode prefill --model-path /nonexistent 2>&1) &&
+   grep -q "built without UCX" <<<"$out"; then
+  skip "dsserve was built without UCX"
+fi
+
+chat() {  # URL PROMPT [EXTRA]: greedy chat completion
+  curl -sf "$1/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"$2\"}],\"temperature\":0,\"max_tokens\":16${3:-}}"
+}
+outputs() {  # URL: everything greedy, one line each
+  jget "$(chat "$1" 'Tell me about disaggregation.')" 'j["choices"][0]["message"]["content"]'
+  jget "$(chat "$1" 'Count to ten.' ',"n":2')" '[c["message"]["content"] for c in j["choices"]]'
+  curl -sfN "$1/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d '{"model":"m","messages":[{"role":"user","content":"Stream please."}],"stream":true,"max_tokens":12,"temperature":0}' |
+    sse_chat_text
+  jget "$(curl -sf "$1/generate" -H 'Content-Type: application/json' \
+    -d '{"text":["The capital of France is","1, 2, 3, 4,"],"sampling_params":{"temperature":0,"max_new_tokens":12}}')" \
+    '[x["text"] for x in j]'
+  jget "$(curl -sf "$1/v1/completions" -H 'Content-Type: application/json' \
+    -d '{"model":"m","prompt":"Once upon a time","max_tokens":12,"temperature":0}')" 'j["choices"][0]["text"]'
+}
+
+# start_pd NAME PREFILL_ARGS -- DECODE_ARGS: a prefill and a decode server; sets PRE, PRE_PID, BOOT, DEC, DEC_PID.
+start_pd() {
+  local name=$1
+  shift
+  local pre=() dec=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do pre+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  dec=("$@")
+  start_server "$TMP/$name-prefill.log" "${COMMON[@]}" "${PD[@]}" --disaggregation-mode prefill \
+    --disaggregation-bootstrap-port 0 "${pre[@]}"
+  PRE=$BASE_URL PRE_PID=$SERVER_PID
+  PIDS+=("$SERVER_PID")
+  BOOT=$(grep -o 'bootstrap port [0-9]*' "$TMP/$name-prefill.log" | awk '{print $3}')
+  [ -n "$BOOT" ] || fail "no bootstrap port in the prefill server's log"
+  start_server "$TMP/$name-decode.log" "${COMMON[@]}" "${PD[@]}" --disaggregation-mode decode "${dec[@]}"
+  DEC=$BASE_URL DEC_PID=$SERVER_PID
+  PIDS+=("$SERVER_PID")
+  SERVER_PID=""
+}
+ROUTER_PID=""
+start_router() {  # LOG: the PD router over PRE/BOOT and DEC; sets ROUTER
+  : >"$1"
+  "$BIN" router --port 0 --pd-disaggregation --prefill "$PRE" "$BOOT" --decode "$DEC" \
+    --health-check-interval-secs 1 >"$1" 2>&1 &
+  ROUTER_PID=$!
+  PIDS+=("$ROUTER_PID")
+  for _ in $(seq 1 100); do
+    grep -q "fired up and ready" "$1" && break
+    kill -0 "$ROUTER_PID" 2>/dev/null || { cat "$1"; fail "the router exited during startup"; }
+    sleep 0.1
+  done
+  ROUTER=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$1" | head -1)
+}
+stop_pids() {  # PIDS...: SIGTERM, then each must exit 0 (under the sanitizers: no leak, no UB)
+  local p rc
+  for p in "$@"; do
+    kill -TERM "$p"
+    rc=0
+    wait "$p" || rc=$?
+    [ "$rc" = 0 ] || fail "process $p exited with $rc after SIGTERM"
+  done
+}
+# idle URL: waits until nothing runs there, then checks that every used page is the prefix cache's.
+idle() {
+  local info=""
+  for _ in $(seq 1 100); do
+    info=$(curl -sf "$1/get_server_info")
+    [ "$(jget "$info" "j['internal_states'][0]['num_running_reqs']")" = 0 ] &&
+      [ "$(jget "$info" "j['internal_states'][0]['num_queue_reqs']")" = 0 ] &&
+      [ "$(jget "$info" "j['internal_states'][0]['used_pages']")" = "$(jget "$info" "j['internal_states'][0]['cached_pages']")" ] &&
+      return 0
+    sleep 0.05
+  done
+  fail "$1: requests or their pages still held: $info"
+}
+
+# ---------------------------------------------------------------- the reference: one plain server
+start_server "$TMP/plain.log" "${COMMON[@]}"
+PIDS+=("$SERVER_PID")
+outputs "$BASE_URL" >"$TMP/direct.txt"
+stop_server
+[ "$(wc -l <"$TMP/direct.txt")" = 5 ] || fail "direct outputs: $(cat "$TMP/direct.txt")"
+echo "plain server's outputs ($SECONDS s)"
+
+# ---------------------------------------------------------------- identical through a prefill/decode pair
+start_pd one
+start_router "$TMP/router.log"
+outputs "$ROUTER" >"$TMP/pd.txt"
+outputs "$ROUTER" >>"$TMP/pd.txt"  # again: now with the prefix caches warm on both sides
+diff <(cat "$TMP/direct.txt" "$TMP/direct.txt") "$TMP/pd.txt" >/dev/null ||
+  fail "outputs through prefill/decode differ: $(diff <(cat "$TMP/direct.txt" "$TMP/direct.txt") "$TMP/pd.txt")"
+grep -q "disaggregation: prefill server, bootstrap port $BOOT, KV over ucx" "$TMP/one-prefill.log" || fail "prefill banner"
+[ "$(jget "$(curl -sf "$DEC/get_server_info")" 'j["disaggregation_mode"]')" = decode ] || fail "decode server info"
+idle "$PRE"
+idle "$DEC"
+echo "chat, n = 2, streaming, batched /generate, completions through the pair: identical to one server ($SECONDS s)"
+
+# ---------------------------------------------------------------- hang-ups: nothing lost, no page held
+python3 "$(dirname "$0")/router_streams.py" "$ROUTER" 40 20 || fail "streams with disconnects through the PD router"
+idle "$PRE"
+idle "$DEC"
+outputs "$ROUTER" >"$TMP/after.txt"
+diff "$TMP/direct.txt" "$TMP/after.txt" >/dev/null || fail "outputs after the hang-ups differ"
+echo "40 streams, 20 hang-ups: the rest complete; no page held on either side ($SECONDS s)"
+
+# ---------------------------------------------------------------- KV that never comes: timeout, pages back
+room() { echo "\"bootstrap_host\":\"127.0.0.1\",\"bootstrap_port\":$BOOT,\"bootstrap_room\":$1"; }
+code=$(curl -s -o "$TMP/timeout.json" -w '%{http_code}' "$DEC/generate" \
+  -d "{\"text\":\"nobody prefills this\",\"sampling_params\":{\"max_new_tokens\":4},$(room 77)}")
+msg=$(cat "$TMP/timeout.json")
+[[ $msg == *"did not arrive from the prefill server"* ]] || fail "decode side without KV: HTTP $code $msg"
+idle "$DEC"
+# The prefill side's KV that no decode server asks for is dropped after the timeout.
+curl -sf "$PRE/generate" -d "{\"text\":\"nobody decodes this\",\"sampling_params\":{\"max_new_tokens\":4},$(room 78)}" >/dev/null
+for _ in $(seq 1 100); do grep -q "room 78: no decode server asked" "$TMP/one-prefill.log" && break; sleep 0.1; done
+grep -q "room 78: no decode server asked" "$TMP/one-prefill.log" || fail "the prefill side kept room 78's KV"
+idle "$PRE"
+echo "a transfer that never happens times out on both sides, pages free ($SECONDS s)"
+
+# ---------------------------------------------------------------- a killed decode server: a clear error
+kill -KILL "$DEC_PID"
+wait "$DEC_PID" 2>/dev/null || true
+code=$(curl -s -o "$TMP/dead.json" -w '%{http_code}' "$ROUTER/v1/chat/completions" -H 'Content-Type: application/json' \
+  -d '{"model":"m","messages":[{"role":"user","content":"anyone?"}],"max_tokens":4}')
+msg=$(jget "$(cat "$TMP/dead.json")" 'j["error"]["message"]')
+[ "$code" = 503 ] && [[ $msg == *decode* ]] || fail "dead decode server: HTTP $code $(cat "$TMP/dead.json")"
+idle "$PRE"
+stop_pids "$ROUTER_PID" "$PRE_PID"
+echo "a killed decode server -> 503: $msg ($SECONDS s)"
+
+# ---------------------------------------------------------------- tensor parallelism: every rank's pools
+start_pd tp2 --tp 2 -- --tp 2
+start_router "$TMP/router-tp.log"
+outputs "$ROUTER" >"$TMP/tp.txt"
+diff "$TMP/direct.txt" "$TMP/tp.txt" >/dev/null || fail "--tp 2 pair: outputs differ: $(diff "$TMP/direct.txt" "$TMP/tp.txt")"
+idle "$PRE"
+idle "$DEC"
+stop_pids "$ROUTER_PID" "$DEC_PID"
+echo "--tp 2 on both sides: identical ($SECONDS s)"
+# Ranks that differ: the decode side refuses the KV with the reason.
+start_server "$TMP/tp1-decode.log" "${COMMON[@]}" "${PD[@]}" --disaggregation-mode decode
+DEC=$BASE_URL DEC_PID=$SERVER_PID
+PIDS+=("$SERVER_PID")
+SERVER_PID=""
+start_router "$TMP/router-mix.log"
+code=$(curl -s -o "$TMP/mix.json" -w '%{http_code}' "$ROUTER/generate" -d '{"text":"mixed ranks","sampling_params":{"max_new_tokens":4}}')
+[[ $(cat "$TMP/mix.json") == *"tensor-parallel ranks"* ]] || fail "--tp 2 prefill, --tp 1 decode: HTTP $code $(cat "$TMP/mix.json")"
+idle "$DEC"
+echo "--tp 2 prefill with a --tp 1 decode server: refused ($(jget "$(cat "$TMP/mix.json")" 'j["error"]["message"]' 2>/dev/null || cat "$TMP/mix.json"))"
+# A killed prefill server: a clear 503, and the decode server holds nothing for it.
+kill -KILL "$PRE_PID"
+wait "$PRE_PID" 2>/dev/null || true
+code=$(curl -s -o "$TMP/dead-pre.json" -w '%{http_code}' "$ROUTER/generate" -d '{"text":"anyone?","sampling_params":{"max_new_tokens":4}}')
+msg=$(jget "$(cat "$TMP/dead-pre.json")" 'j["error"]["message"]')
+[ "$code" = 503 ] && [[ $msg == *prefill* ]] || fail "dead prefill server: HTTP $code $(cat "$TMP/dead-pre.json")"
+idle "$DEC"
+stop_pids "$ROUTER_PID" "$DEC_PID"
+echo "a killed prefill server -> 503: $msg ($SECONDS s)"
+
+# ---------------------------------------------------------------- FP8 KV rows (with their scales) and the MTP layer's pools
+FP8=(--kv-cache-dtype fp8_e4m3 --speculative-algorithm EAGLE --speculative-num-steps 2)
+start_server "$TMP/plain-fp8.log" "${COMMON[@]}" "${FP8[@]}"
+PIDS+=("$SERVER_PID")
+outputs "$BASE_URL" >"$TMP/direct-fp8.txt"
+stop_server
+start_pd fp8 "${FP8[@]}" -- "${FP8[@]}"
+start_router "$TMP/router-fp8.log"
+outputs "$ROUTER" >"$TMP/pd-fp8.txt"
+diff "$TMP/direct-fp8.txt" "$TMP/pd-fp8.txt" >/dev/null ||
+  fail "fp8 KV + MTP pair: outputs differ: $(diff "$TMP/direct-fp8.txt" "$TMP/pd-fp8.txt")"
+idle "$PRE"
+idle "$DEC"
+stop_pids "$ROUTER_PID" "$DEC_PID" "$PRE_PID"
+echo "--kv-cache-dtype fp8_e4m3 with speculative decoding on both sides: identical to one such server ($SECONDS s)"
+echo ok

@@ -505,7 +505,11 @@ void check_dense_context(GemmMode mode) {
   o.poison = true;
   o.gemm = mode;
   auto be = backend::cuda::make_cuda_backend(o);
-  Model m(cfg, random_weights(cfg, *be, 5), *be, ModelOptions{});
+  // The absorbed attention on both sides: this compares index rows, not attention forms (the dense MHA
+  // prefill is compared below).
+  ModelOptions absorbed;
+  absorbed.mha_prefill = MhaPrefill::Never;
+  Model m(cfg, random_weights(cfg, *be, 5), *be, absorbed);
   const int32_t page = 64, pages_per_seq = 9, decodes = 40;
   const std::vector<int32_t> prompts = {480, 200, 64};
   auto dense_cache = m.make_cache(pages_per_seq * 3, page, DType::BF16);
@@ -547,6 +551,24 @@ void check_dense_context(GemmMode mode) {
   record("dense context = full path", fmt::format("demo widths {}, {} of {} steps dense", mname, dense_steps,
                                                   steps.size()),
          dense_steps == 33 ? e : INFINITY, mode == GemmMode::Exact ? 1e-4 : 5e-2);
+  // The prefill step (3 sequences, 744 tokens) through the dense MHA path against the absorbed path. Exact
+  // mode: fp32 on both sides. Fast mode, reported: the MHA path's kv_b product takes FP8-quantised latents
+  // (every FP8 linear's input in this mode, as DeepSeek's own non-absorbed attention) and bf16 attention,
+  // the absorbed one fp32-accurate absorptions and attention; this random FP8 model amplifies such
+  // rounding-level differences (MoE routes, activation rounding) into tens of percent.
+  Tensor out[2];
+  for (int k = 0; k < 2; ++k) {
+    ModelOptions o;
+    o.mha_prefill = k == 0 ? MhaPrefill::Always : MhaPrefill::Never;
+    m.set_options(o);
+    auto cache = m.make_cache(pages_per_seq * 3, page, DType::BF16);
+    StepLayout st = m.layout(steps[0], cache);
+    StepBinding bound(*be, st);
+    out[k] = be->to_host_f32(m.step_logits(st, cache));
+  }
+  record("dense MHA prefill vs absorbed", fmt::format("demo widths {} ({}), prefill 480 + 200 + 64", mname,
+                                                      be->last_mha_path()),
+         max_rel(out[0].f32(), out[1].f32(), out[1].numel()), mode == GemmMode::Exact ? 1e-4 : 1.0);
 }
 }  // namespace
 

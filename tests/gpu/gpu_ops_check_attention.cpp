@@ -205,6 +205,7 @@ void check_mha() {
   };
   const std::vector<Case> cases = {
       {"tiny widths, 3 seqs: chunk 13 / 23 / 64 fresh", {40, 23, 64}, {13, 23, 64}, 4, 32, 16, 32},
+      {"demo widths, 2 seqs: 480 fresh, 70 over 130", {480, 200}, {480, 70}, 4, 64, 64, 64},
       {"1 token, ctx 1", {1}, {1}, 16, 128, 64, 128},
       {"prefill 130 (2 query tiles)", {130}, {130}, 16, 128, 64, 128},
       {"chunk 200 over a prefix of 800", {1000}, {200}, 8, 128, 64, 128},

@@ -281,13 +281,14 @@ void launch_mha_pack_f32(const MhaPackArgs& a, float* k, float* v, cudaStream_t 
 }
 
 bool mha_tc_supported(int Dn, int Dr, int Dv) {
-  return (Dn == 128 && Dr == 64 && Dv == 128) || (Dn == 32 && Dr == 16 && Dv == 32);
+  return (Dn == 128 && Dr == 64 && Dv == 128) || (Dn == 64 && Dr == 64 && Dv == 64) || (Dn == 32 && Dr == 16 && Dv == 32);
 }
 int mha_tc_queries_per_tile() { return BM; }
 
 void launch_mha_tc(const MhaArgs& a, int Dn, int Dr, int Dv, cudaStream_t st) {
   if (a.ntiles == 0 || a.H == 0) return;
   if (Dn == 128 && Dr == 64 && Dv == 128) launch_tc<192, 128>(a, st);
+  else if (Dn == 64 && Dr == 64 && Dv == 64) launch_tc<128, 64>(a, st);
   else if (Dn == 32 && Dr == 16 && Dv == 32) launch_tc<48, 32>(a, st);
 }
 

@@ -200,8 +200,8 @@ struct MhaArgs {
   float scale = 1.f;
   float* out = nullptr;  // [T, H, Dv]
 };
-// Widths the tensor-core kernel is built for: (128, 64, 128) (DeepSeek-V3/V3.2) and (32, 16, 32) (the
-// tiny golden models).
+// Widths (Dn, Dr, Dv) the tensor-core kernel is built for: (128, 64, 128) (DeepSeek-V3/V3.2), (64, 64, 64)
+// (the demo preset) and (32, 16, 32) (the tiny golden models).
 bool mha_tc_supported(int Dn, int Dr, int Dv);
 int mha_tc_queries_per_tile();
 void launch_mha_tc(const MhaArgs& a, int Dn, int Dr, int Dv, cudaStream_t st);

@@ -1,5 +1,6 @@
 // One DeepSeek-V3.2 decoder layer: MLA with the DSA lightning indexer, then the dense MLP or the MoE.
 // Written once against backend::Backend; spec/dsv32.md section 3 is the math.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -43,29 +44,37 @@ MhaPrefill mha_prefill_from_env() {
 // earlier key of its sequence (V3; V3.2 while every context fits index_topk, where the indexer hands over
 // causal_index). Not for recorded steps (max_context > 0: decode and verify graphs), whose replays must
 // not change the host-side row lists this path builds from the contexts.
-// Auto compares FLOPs per head: the MHA path expands every key row (N rows x 2 Dl (Dn + Dv), kv_b_proj)
-// and attends at 2 (Dn + Dr + Dv) per query-key pair; the absorbed one absorbs every query (T x the same
-// 2 Dl (Dn + Dv): absorb_q and absorb_out) and attends at 2 (2 Dl + Dr) per pair. So MHA wins when the
-// cached rows the step did not bring (N - T: prefix hits, earlier chunks, decode rows' contexts) cost less
-// to expand than the pairs save: a fresh prefill always, a decode row over a long context never, a chunk
-// after a long cached prefix when it brings more than about 170 tokens (full width; fewer after a short one).
-// The whole step takes one path (no split): a mixed step of a long chunk and a few decode rows goes MHA
-// when the chunk's saving outweighs the decode rows' expansion.
-bool Model::use_mha_prefill(const Step& st) const {
-  if (opts_.attention != AttentionForm::Absorbed || st.ab.max_context > 0 || st.ctx.empty()) return false;
+// Decided per sequence, so that a sequence's numerics do not depend on what else its step holds (a
+// decode row stays absorbed beside a prefill chunk; the chunk goes MHA beside decode rows). Auto compares
+// FLOPs per head: the MHA path expands the sequence's every key row (ctx rows x 2 Dl (Dn + Dv), kv_b_proj)
+// and attends at 2 (Dn + Dr + Dv) per query-key pair; the absorbed one absorbs each of its n new queries
+// (n x the same 2 Dl (Dn + Dv): absorb_q and absorb_out) and attends at 2 (2 Dl + Dr) per pair. So MHA
+// wins when the rows the step did not bring (ctx - n: prefix hits, earlier chunks) cost less to expand
+// than the pairs save: a fresh prefill always, a decode token over a long context never, a chunk after a
+// long cached prefix when it brings more than about 170 tokens (full width; fewer after a short prefix).
+std::vector<char> Model::mha_sequences(const Step& st) const {
+  const size_t S = st.ctx.size();
+  if (opts_.attention != AttentionForm::Absorbed || st.ab.max_context > 0 || S == 0) return {};
   const MhaPrefill mode = opts_.mha_prefill == MhaPrefill::Auto ? mha_prefill_from_env() : opts_.mha_prefill;
-  if (mode == MhaPrefill::Never) return false;
-  if (cfg_.has_indexer() && !selects_every_key(st.ab, cfg_.index_topk)) return false;
+  if (mode == MhaPrefill::Never) return {};
+  if (cfg_.has_indexer() && !selects_every_key(st.ab, cfg_.index_topk)) return {};
   const double Dn = double(cfg_.qk_nope_head_dim), Dr = double(cfg_.qk_rope_head_dim), Dv = double(cfg_.v_head_dim),
-               Dl = double(cfg_.kv_lora_rank);
-  double rows = 0, pairs = 0;
-  for (int32_t c : st.ctx) rows += c;
-  for (int32_t p : st.ab.pos_of_token) pairs += double(p) + 1;
-  if (rows * double(heads_) * (Dn + Dv) > kMhaMaxExpanded) return false;
-  if (mode == MhaPrefill::Always) return true;
-  const double T = double(st.ab.pos_of_token.size()), expand = 2 * Dl * (Dn + Dv);
-  const double mha = rows * expand + pairs * 2 * (Dn + Dr + Dv), absorbed = T * expand + pairs * 2 * (2 * Dl + Dr);
-  return mha < absorbed;
+               Dl = double(cfg_.kv_lora_rank), expand = 2 * Dl * (Dn + Dv);
+  std::vector<double> n(S, 0), pairs(S, 0);
+  for (size_t t = 0; t < st.ab.seq_of_token.size(); ++t) {
+    n[size_t(st.ab.seq_of_token[t])] += 1;
+    pairs[size_t(st.ab.seq_of_token[t])] += double(st.ab.pos_of_token[t]) + 1;
+  }
+  std::vector<char> mha(S, 0);
+  double rows = 0;
+  for (size_t s = 0; s < S; ++s) {
+    const double ctx = st.ctx[s];
+    mha[s] = mode == MhaPrefill::Always ||
+             ctx * expand + pairs[s] * 2 * (Dn + Dr + Dv) < n[s] * expand + pairs[s] * 2 * (2 * Dl + Dr);
+    if (mha[s]) rows += ctx;
+  }
+  if (rows == 0 || rows * double(heads_) * (Dn + Dv) > kMhaMaxExpanded) return {};
+  return mha;
 }
 
 Tensor Model::layer_forward(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, Tensor& residual,
@@ -104,11 +113,13 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   cache.write_latent(be_, layer, c, k_rope, st.slots);
   const Tensor& pool = cache.latent[layer];
 
-  // Short contexts: every earlier key, densely, over K/V expanded from the latents (the indexer still
-  // writes its keys).
-  if (use_mha_prefill(st)) {
+  // Short contexts: the sequences that take the dense MHA path attend to every earlier key over K/V
+  // expanded from the latents; the others (if any) the absorbed way over causal_index. The indexer still
+  // writes its keys.
+  const std::vector<char> mha = mha_sequences(st);
+  if (!mha.empty()) {
     if (cfg_.has_indexer()) indexer(a, layer, st, cache, h, q_lat, /*want_index=*/false);
-    return be_.linear(attention_mha(a, layer, st, cache, q), a.o);
+    return be_.linear(attention_split(a, layer, st, cache, q, mha), a.o);
   }
 
   // Which earlier tokens each query attends to: the indexer's top-k (DSA), or all of them (V3).
@@ -142,6 +153,51 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
     o = o3.view({T, heads * Dv});
   }
   return be_.linear(o, a.o);
+}
+
+namespace {
+// The part of a step made of the sequences with pick[s] == want: the step's token rows it takes, and its
+// own layout (sequences renumbered; positions, page tables and contexts as in the step).
+struct SubStep {
+  std::vector<int32_t> rows;
+  StepLayout st;
+};
+SubStep sub_step(const StepLayout& st, const std::vector<char>& pick, char want) {
+  SubStep sub;
+  sub.st.ab.page_size = st.ab.page_size;
+  std::vector<int32_t> renumber(st.ctx.size(), -1);
+  for (size_t s = 0; s < st.ctx.size(); ++s) {
+    if (pick[s] != want) continue;
+    renumber[s] = int32_t(sub.st.ctx.size());
+    sub.st.ctx.push_back(st.ctx[s]);
+    sub.st.ab.page_tables.push_back(st.ab.page_tables[s]);
+  }
+  for (size_t t = 0; t < st.ab.seq_of_token.size(); ++t) {
+    const int32_t s = st.ab.seq_of_token[t];
+    if (pick[size_t(s)] != want) continue;
+    sub.rows.push_back(int32_t(t));
+    sub.st.ab.seq_of_token.push_back(renumber[size_t(s)]);
+    sub.st.ab.pos_of_token.push_back(st.ab.pos_of_token[t]);
+  }
+  return sub;
+}
+}  // namespace
+
+Tensor Model::attention_split(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache,
+                              const Tensor& q, const std::vector<char>& mha) const {
+  if (std::find(mha.begin(), mha.end(), 0) == mha.end()) return attention_mha(a, layer, st, cache, q);
+  // Mixed: each part on its own rows (gathered with the embedding op, a row gather), written back by row.
+  const int64_t T = q.dim(0), Dn = cfg_.qk_nope_head_dim, Dv = cfg_.v_head_dim, Dl = cfg_.kv_lora_rank;
+  const SubStep dense = sub_step(st, mha, 1), rest = sub_step(st, mha, 0);
+  Tensor o_dense = attention_mha(a, layer, dense.st, cache, be_.embedding(q, dense.rows));
+  Tensor q_abs = be_.mla_absorb_q(be_.embedding(q, rest.rows), a.kv_b, heads_, Dn, Dv);
+  Tensor o_lat = be_.mla_attention_absorbed(q_abs, cache.latent[layer], be_.causal_index(rest.st.ab), rest.st.ab, Dl,
+                                            float(cfg_.softmax_scale()));
+  Tensor o_rest = be_.mla_absorb_out(o_lat, a.kv_b, heads_, Dn, Dv);
+  Tensor o = be_.alloc({T, heads_ * Dv}, be_.act_dtype());
+  be_.cache_write(o, 0, o_dense, dense.rows);
+  be_.cache_write(o, 0, o_rest, rest.rows);
+  return o;
 }
 
 Tensor Model::attention_mha(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache,

@@ -22,8 +22,8 @@ enum class AttentionForm : uint8_t {
   Expanded,  // per-head K/V from kv_b_proj (the textbook form; kept to check the absorbed one)
 };
 
-// Dense MHA prefill (Backend::attention_mha_causal) in place of the absorbed attention, for steps whose
-// queries attend to every earlier key (model/layer.cpp, use_mha_prefill).
+// Dense MHA prefill (Backend::attention_mha_causal) in place of the absorbed attention, for sequences whose
+// queries attend to every earlier key (model/layer.cpp, mha_sequences).
 enum class MhaPrefill : uint8_t {
   Auto,    // where it costs fewer FLOPs (prefill chunks; not decode rows over long contexts)
   Never,   // the absorbed form for every step
@@ -95,8 +95,13 @@ class Model {
   Tensor layer_forward(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, Tensor& residual,
                        const Tensor* pending) const;
   Tensor attention(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, const Tensor& h) const;
-  // Whether this step's attention takes the dense MHA prefill path (decided per step, the same in every layer).
-  bool use_mha_prefill(const Step& st) const;
+  // Per sequence of the step, whether it takes the dense MHA prefill path; empty when none does (the
+  // same in every layer of the step).
+  std::vector<char> mha_sequences(const Step& st) const;
+  // The attention of a step where some sequences take the MHA path: those densely, the others absorbed
+  // over causal_index (every key is selected), each part on its own rows. Returns [T, heads * Dv].
+  Tensor attention_split(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& q,
+                         const std::vector<char>& mha) const;
   // Every cached key of the step's sequences through kv_b_proj, attended densely and causally.
   Tensor attention_mha(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& q) const;
   // Writes the layer's indexer keys; returns the top-k index, or an undefined tensor when the step selects

@@ -42,16 +42,18 @@ class MhaPrefillGolden : public ::testing::TestWithParam<std::string> {
     const int32_t n = int32_t(seqs_[i].size());
     return c.has_indexer() ? std::min<int32_t>(n, int32_t(c.index_topk)) : n;
   }
-  int64_t mha_calls() const {
+  int64_t calls(const char* op) const {
     const auto& ops = metered_->op_times();
-    auto it = ops.find("attention_mha_causal");
+    auto it = ops.find(op);
     return it == ops.end() ? 0 : it->second.calls;
   }
+  int64_t mha_calls() const { return calls("attention_mha_causal"); }
 
   // Runs the plan over one cache (scattered page tables in a shared pool), step k under modes[k].
   // Returns each sequence's logits rows by position (flattened [rows, V]) and the MHA calls per step.
   std::vector<std::vector<float>> run(const Plan& plan, const std::vector<MhaPrefill>& modes,
-                                      std::optional<DType> kv_dtype, std::vector<int64_t>* calls) {
+                                      std::optional<DType> kv_dtype, std::vector<int64_t>* mha_per_step,
+                                      std::vector<int64_t>* absorbed_per_step = nullptr) {
     const int32_t page = 4, pool = 96;
     auto cache = model_->make_cache(pool, page, kv_dtype);
     std::vector<char> used(pool, 0);
@@ -81,7 +83,8 @@ class MhaPrefillGolden : public ::testing::TestWithParam<std::string> {
         rows[p.seq].insert(rows[p.seq].end(), r, r + int64_t(p.n) * V());
         done[p.seq] += p.n;
       }
-      if (calls) calls->push_back(mha_calls());
+      if (mha_per_step) mha_per_step->push_back(mha_calls());
+      if (absorbed_per_step) absorbed_per_step->push_back(calls("mla_attention_absorbed"));
     }
     return rows;
   }
@@ -154,6 +157,17 @@ TEST_P(MhaPrefillGolden, AutoRule) {
   calls.clear();
   run({{{0, 12}}}, {MhaPrefill::Never}, {}, &calls);
   EXPECT_EQ(calls, (std::vector<int64_t>{0}));
+  // Decided per sequence: a step of one decode token (sequence 0, context 13) and a fresh prefill of 10
+  // (sequence 1) splits, the decode row absorbed, the prefill MHA; every row as the reference and as the
+  // absorbed path everywhere.
+  const Plan mixed = {{{0, 12}}, {{0, 1}, {1, 10}}};
+  std::vector<int64_t> mc, ac, nc;
+  auto m = run(mixed, {MhaPrefill::Auto, MhaPrefill::Auto}, {}, &mc, &ac);
+  auto a = run(mixed, {MhaPrefill::Never, MhaPrefill::Never}, {}, &nc);
+  EXPECT_EQ(mc, (std::vector<int64_t>{layers(), layers()}));
+  EXPECT_EQ(ac, (std::vector<int64_t>{0, layers()}));
+  EXPECT_EQ(nc, (std::vector<int64_t>{0, 0}));
+  for (size_t i = 0; i < 2; ++i) compare(i, m[i], &a[i], true, "split step");
   // V3.2 past index_topk: the indexer selects, no dense path even when forced.
   if (c.has_indexer() && int64_t(seqs_[0].size()) > c.index_topk) {
     calls.clear();

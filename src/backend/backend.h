@@ -201,6 +201,14 @@ class Backend {
   // key_row0[s] + position. Returns [T, H, Dv].
   virtual Tensor attention_expanded(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& index,
                                     const AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) = 0;
+  // Dense causal attention in the expanded form (MHA prefill of short contexts), K and V read where they
+  // lie: query t (sequence s, position p) attends to the positions 0..p of s, which are the rows
+  // key_row0[s] + 0..p of kvb and rope. q [T, H, Dn + Dr]; kvb [N, H * (Dn + Dv)], per head [K_nope | V]
+  // (kv_b_proj of the latents); rope [N, *]: every head's shared rope key in columns rope_col0 .. + Dr
+  // (the gathered latent rows). Returns [T, H, Dv].
+  virtual Tensor attention_mha_causal(const Tensor& q, const Tensor& kvb, const Tensor& rope, int64_t rope_col0,
+                                      int64_t v_dim, const AttnBatch& batch, const std::vector<int32_t>& key_row0,
+                                      float scale) = 0;
 
   // ---- lightning indexer ----
   // For each query t at position p: if p + 1 <= topk, the positions 0..p; else the topk positions j <= p

@@ -1,6 +1,9 @@
 // One DeepSeek-V3.2 decoder layer: MLA with the DSA lightning indexer, then the dense MLP or the MoE.
 // Written once against backend::Backend; spec/dsv32.md section 3 is the math.
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "model/model.h"
 #include "model/step.h"
@@ -21,7 +24,58 @@ namespace {
 // full path (the backends skip the scores of short queries where they can).
 bool selects_every_key(const backend::AttnBatch& ab, int64_t topk) { return backend::context_width(ab) <= topk; }
 
+// The MHA path's transient K/V (the kv_b product of every key row, fp32) stays below this many elements
+// (2 GiB): a step of many long sequences keeps the absorbed path rather than allocate more.
+constexpr double kMhaMaxExpanded = double(int64_t(1) << 29);
+
 }  // namespace
+
+MhaPrefill mha_prefill_from_env() {
+  static const MhaPrefill mode = [] {
+    const char* e = std::getenv("DSSERVE_MHA_PREFILL");
+    const std::string v = e ? e : "auto";
+    DS_CHECK(v == "auto" || v == "on" || v == "off", "DSSERVE_MHA_PREFILL must be auto, on or off, got '{}'", v);
+    return v == "on" ? MhaPrefill::Always : v == "off" ? MhaPrefill::Never : MhaPrefill::Auto;
+  }();
+  return mode;
+}
+
+// The dense MHA path computes the same attention as the absorbed one where every query attends to every
+// earlier key of its sequence (V3; V3.2 while every context fits index_topk, where the indexer hands over
+// causal_index). Not for recorded steps (max_context > 0: decode and verify graphs), whose replays must
+// not change the host-side row lists this path builds from the contexts.
+// Decided per sequence, so that a sequence's numerics do not depend on what else its step holds (a
+// decode row stays absorbed beside a prefill chunk; the chunk goes MHA beside decode rows). Auto compares
+// FLOPs per head: the MHA path expands the sequence's every key row (ctx rows x 2 Dl (Dn + Dv), kv_b_proj)
+// and attends at 2 (Dn + Dr + Dv) per query-key pair; the absorbed one absorbs each of its n new queries
+// (n x the same 2 Dl (Dn + Dv): absorb_q and absorb_out) and attends at 2 (2 Dl + Dr) per pair. So MHA
+// wins when the rows the step did not bring (ctx - n: prefix hits, earlier chunks) cost less to expand
+// than the pairs save: a fresh prefill always, a decode token over a long context never, a chunk after a
+// long cached prefix when it brings more than about 170 tokens (full width; fewer after a short prefix).
+std::vector<char> Model::mha_sequences(const Step& st) const {
+  const size_t S = st.ctx.size();
+  if (opts_.attention != AttentionForm::Absorbed || st.ab.max_context > 0 || S == 0) return {};
+  const MhaPrefill mode = opts_.mha_prefill == MhaPrefill::Auto ? mha_prefill_from_env() : opts_.mha_prefill;
+  if (mode == MhaPrefill::Never) return {};
+  if (cfg_.has_indexer() && !selects_every_key(st.ab, cfg_.index_topk)) return {};
+  const double Dn = double(cfg_.qk_nope_head_dim), Dr = double(cfg_.qk_rope_head_dim), Dv = double(cfg_.v_head_dim),
+               Dl = double(cfg_.kv_lora_rank), expand = 2 * Dl * (Dn + Dv);
+  std::vector<double> n(S, 0), pairs(S, 0);
+  for (size_t t = 0; t < st.ab.seq_of_token.size(); ++t) {
+    n[size_t(st.ab.seq_of_token[t])] += 1;
+    pairs[size_t(st.ab.seq_of_token[t])] += double(st.ab.pos_of_token[t]) + 1;
+  }
+  std::vector<char> mha(S, 0);
+  double rows = 0;
+  for (size_t s = 0; s < S; ++s) {
+    const double ctx = st.ctx[s];
+    mha[s] = mode == MhaPrefill::Always ||
+             ctx * expand + pairs[s] * 2 * (Dn + Dr + Dv) < n[s] * expand + pairs[s] * 2 * (2 * Dl + Dr);
+    if (mha[s]) rows += ctx;
+  }
+  if (rows == 0 || rows * double(heads_) * (Dn + Dv) > kMhaMaxExpanded) return {};
+  return mha;
+}
 
 Tensor Model::layer_forward(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, Tensor& residual,
                             const Tensor* pending) const {
@@ -59,6 +113,15 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   cache.write_latent(be_, layer, c, k_rope, st.slots);
   const Tensor& pool = cache.latent[layer];
 
+  // Short contexts: the sequences that take the dense MHA path attend to every earlier key over K/V
+  // expanded from the latents; the others (if any) the absorbed way over causal_index. The indexer still
+  // writes its keys.
+  const std::vector<char> mha = mha_sequences(st);
+  if (!mha.empty()) {
+    if (cfg_.has_indexer()) indexer(a, layer, st, cache, h, q_lat, /*want_index=*/false);
+    return be_.linear(attention_split(a, layer, st, cache, q, mha), a.o);
+  }
+
   // Which earlier tokens each query attends to: the indexer's top-k (DSA), or all of them (V3).
   Tensor index = cfg_.has_indexer() ? indexer(a, layer, st, cache, h, q_lat) : be_.causal_index(st.ab);
 
@@ -92,8 +155,73 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   return be_.linear(o, a.o);
 }
 
+namespace {
+// The part of a step made of the sequences with pick[s] == want: the step's token rows it takes, and its
+// own layout (sequences renumbered; positions, page tables and contexts as in the step).
+struct SubStep {
+  std::vector<int32_t> rows;
+  StepLayout st;
+};
+SubStep sub_step(const StepLayout& st, const std::vector<char>& pick, char want) {
+  SubStep sub;
+  sub.st.ab.page_size = st.ab.page_size;
+  std::vector<int32_t> renumber(st.ctx.size(), -1);
+  for (size_t s = 0; s < st.ctx.size(); ++s) {
+    if (pick[s] != want) continue;
+    renumber[s] = int32_t(sub.st.ctx.size());
+    sub.st.ctx.push_back(st.ctx[s]);
+    sub.st.ab.page_tables.push_back(st.ab.page_tables[s]);
+  }
+  for (size_t t = 0; t < st.ab.seq_of_token.size(); ++t) {
+    const int32_t s = st.ab.seq_of_token[t];
+    if (pick[size_t(s)] != want) continue;
+    sub.rows.push_back(int32_t(t));
+    sub.st.ab.seq_of_token.push_back(renumber[size_t(s)]);
+    sub.st.ab.pos_of_token.push_back(st.ab.pos_of_token[t]);
+  }
+  return sub;
+}
+}  // namespace
+
+Tensor Model::attention_split(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache,
+                              const Tensor& q, const std::vector<char>& mha) const {
+  if (std::find(mha.begin(), mha.end(), 0) == mha.end()) return attention_mha(a, layer, st, cache, q);
+  // Mixed: each part on its own rows (gathered with the embedding op, a row gather), written back by row.
+  const int64_t T = q.dim(0), Dn = cfg_.qk_nope_head_dim, Dv = cfg_.v_head_dim, Dl = cfg_.kv_lora_rank;
+  const SubStep dense = sub_step(st, mha, 1), rest = sub_step(st, mha, 0);
+  Tensor o_dense = attention_mha(a, layer, dense.st, cache, be_.embedding(q, dense.rows));
+  Tensor q_abs = be_.mla_absorb_q(be_.embedding(q, rest.rows), a.kv_b, heads_, Dn, Dv);
+  Tensor o_lat = be_.mla_attention_absorbed(q_abs, cache.latent[layer], be_.causal_index(rest.st.ab), rest.st.ab, Dl,
+                                            float(cfg_.softmax_scale()));
+  Tensor o_rest = be_.mla_absorb_out(o_lat, a.kv_b, heads_, Dn, Dv);
+  Tensor o = be_.alloc({T, heads_ * Dv}, be_.act_dtype());
+  be_.cache_write(o, 0, o_dense, dense.rows);
+  be_.cache_write(o, 0, o_rest, rest.rows);
+  return o;
+}
+
+Tensor Model::attention_mha(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache,
+                            const Tensor& q) const {
+  const int64_t T = q.dim(0), Dn = cfg_.qk_nope_head_dim, Dr = cfg_.qk_rope_head_dim, Dv = cfg_.v_head_dim,
+                Dl = cfg_.kv_lora_rank;
+  // The latent rows of every sequence's positions 0..ctx-1 (prefix-cache hits and earlier chunks
+  // included; a packed FP8 pool is dequantised by the gather), sequence after sequence.
+  std::vector<int32_t> slots, key_row0;
+  for (size_t s = 0; s < st.ctx.size(); ++s) {
+    key_row0.push_back(int32_t(slots.size()));
+    for (int32_t p = 0; p < st.ctx[s]; ++p) slots.push_back(st.ab.slot(int32_t(s), p));
+  }
+  Tensor lat = cache.gather_latent(be_, layer, slots);  // [N, Dl + Dr]
+  Tensor c_all = be_.alloc({lat.dim(0), Dl}, be_.act_dtype());
+  be_.copy_cols(c_all, 0, lat, 0, Dl);
+  Tensor kvb = be_.linear(c_all, a.kv_b);  // [N, heads * (Dn + Dv)]: per head K_nope | V
+  Tensor o = be_.attention_mha_causal(q.view({T, heads_, Dn + Dr}), kvb, lat, Dl, Dv, st.ab, key_row0,
+                                      float(cfg_.softmax_scale()));
+  return o.view({T, heads_ * Dv});
+}
+
 Tensor Model::indexer(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& h,
-                      const Tensor& q_lat) const {
+                      const Tensor& q_lat, bool want_index) const {
   const int64_t Hi = cfg_.index_n_heads, Di = cfg_.index_head_dim, Dr = cfg_.qk_rope_head_dim;
   const auto& pos = st.ab.pos_of_token;
   // Indexer heads are [rope | rest] and rotate in the half-split layout (unlike MLA).
@@ -102,7 +230,7 @@ Tensor Model::indexer(const AttentionWeights& a, int64_t layer, const Step& st, 
   if (opts_.indexer == IndexerMode::Fp8) be_.hadamard_fp8_round(ki, Di);
   // Keys are cached for every token, also while contexts are short enough to need no selection.
   cache.write_index_key(be_, layer, ki, st.slots);
-  if (selects_every_key(st.ab, cfg_.index_topk)) return be_.causal_index(st.ab);
+  if (selects_every_key(st.ab, cfg_.index_topk)) return want_index ? be_.causal_index(st.ab) : Tensor();
   Tensor qi = be_.linear(q_lat, a.idx_wq_b);
   be_.rope(qi, 0, Di, Hi, Dr, pos, rope_, RopeLayout::HalfSplit);
   if (opts_.indexer == IndexerMode::Fp8) be_.hadamard_fp8_round(qi, Di);

@@ -22,9 +22,21 @@ enum class AttentionForm : uint8_t {
   Expanded,  // per-head K/V from kv_b_proj (the textbook form; kept to check the absorbed one)
 };
 
+// Dense MHA prefill (Backend::attention_mha_causal) in place of the absorbed attention, for sequences whose
+// queries attend to every earlier key (model/layer.cpp, mha_sequences).
+enum class MhaPrefill : uint8_t {
+  Auto,    // where it costs fewer FLOPs (prefill chunks; not decode rows over long contexts)
+  Never,   // the absorbed form for every step
+  Always,  // every step that can take it (tests)
+};
+// DSSERVE_MHA_PREFILL=auto|off|on: what MhaPrefill::Auto means in this process (unset: auto), so that
+// serving and benchmarks can force either path without a flag.
+MhaPrefill mha_prefill_from_env();
+
 struct ModelOptions {
   IndexerMode indexer = IndexerMode::Fp32;
   AttentionForm attention = AttentionForm::Absorbed;
+  MhaPrefill mha_prefill = MhaPrefill::Auto;  // used with AttentionForm::Absorbed only
 };
 
 // Inputs of the MTP (next-n) layer for a step: for each token t of the batch, the main model's
@@ -90,8 +102,19 @@ class Model {
   Tensor layer_forward(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, Tensor& residual,
                        const Tensor* pending) const;
   Tensor attention(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, const Tensor& h) const;
+  // Per sequence of the step, whether it takes the dense MHA prefill path; empty when none does (the
+  // same in every layer of the step).
+  std::vector<char> mha_sequences(const Step& st) const;
+  // The attention of a step where some sequences take the MHA path: those densely, the others absorbed
+  // over causal_index (every key is selected), each part on its own rows. Returns [T, heads * Dv].
+  Tensor attention_split(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& q,
+                         const std::vector<char>& mha) const;
+  // Every cached key of the step's sequences through kv_b_proj, attended densely and causally.
+  Tensor attention_mha(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& q) const;
+  // Writes the layer's indexer keys; returns the top-k index, or an undefined tensor when the step selects
+  // every key and `want_index` is false (the MHA path needs no index).
   Tensor indexer(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& h,
-                 const Tensor& q_lat) const;
+                 const Tensor& q_lat, bool want_index = true) const;
   Tensor ffn(const FfnWeights& f, const Tensor& h) const;
   // DP attention: the FFN over all ranks on the tokens of every DP group (dp_tokens[g] each): this rank's
   // rows of h (null: an idle group) in, their summed output out ([T, H]; undefined when idle).

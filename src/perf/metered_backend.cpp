@@ -243,6 +243,20 @@ Tensor MeteredBackend::attention_expanded(const Tensor& q, const Tensor& k, cons
   return in_->attention_expanded(q, k, v, index, batch, key_row0, scale);
 }
 
+Tensor MeteredBackend::attention_mha_causal(const Tensor& q, const Tensor& kvb, const Tensor& rope, int64_t rope_col0,
+                                            int64_t v_dim, const AttnBatch& batch,
+                                            const std::vector<int32_t>& key_row0, float scale) {
+  Scope s(*this, "attention_mha_causal");
+  const double heads = double(q.dim(1)), qk = double(q.dim(2));
+  double keys = 0;  // causal: query at position p reads p + 1 keys
+  for (int32_t p : batch.pos_of_token) keys += double(p) + 1;
+  // K_nope and V of every head, the shared rope key once per key row
+  const double row = heads * double(kvb.row_size() / q.dim(1)) + double(qk - (kvb.row_size() / q.dim(1) - v_dim));
+  totals_.kv_bytes += double(kvb.dim(0)) * row * double(dtype_size(kvb.dtype()));
+  totals_.flops += 2.0 * keys * heads * (qk + double(v_dim));
+  return in_->attention_mha_causal(q, kvb, rope, rope_col0, v_dim, batch, key_row0, scale);
+}
+
 // ---------------------------------------------------------------- indexer
 
 Tensor MeteredBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,

@@ -102,7 +102,9 @@ void expect_same_cache(const KVCache& a, const KVCache& b) {
 void check(const TinyCheckpoint& ckpt, int64_t index_topk, const Scenario& sc, IndexerMode mode, std::optional<DType> kv_dtype,
            int want_dense) {
   auto be = backend::make_cpu_backend(2);
-  auto m = Model::load(ckpt.dir, *be, ModelOptions{mode, AttentionForm::Absorbed});
+  // The absorbed attention on both sides (MHA pinned off): this compares index rows, not attention forms
+  // (test_mha_prefill compares those).
+  auto m = Model::load(ckpt.dir, *be, ModelOptions{mode, AttentionForm::Absorbed, MhaPrefill::Never});
   ASSERT_EQ(m->config().index_topk, index_topk);
   const int32_t page = 4, pages_per_seq = 16;
   const int32_t pool = pages_per_seq * int32_t(sc.prompt_lens.size());

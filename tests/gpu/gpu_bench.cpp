@@ -10,6 +10,7 @@
 //      kernel, decode batch 1..128 x context 4K..128K and a 4096-query prefill: bytes/s, TFLOP/s.
 //   3. Indexer scores: SIMT vs tensor-core kernel, decode batch 1..128 x context 4K..128K and a prefill chunk
 //      of 8192 queries of one sequence.
+//   3b. Dense causal MHA prefill (`gpu_bench mha`) vs the absorbed tensor-core kernel over the same keys.
 //   4. MoE experts (256 x FP8, top-8): grouped path vs per-expert path, T = 1..4096.
 //   4b. FP8 KV cache (`gpu_bench kvfp8`): MLA and indexer kernels over BF16 / fp32 vs packed FP8 pools
 //      (gpu_bench_kvfp8.cpp).
@@ -306,6 +307,51 @@ void bench_mla(const Ceilings& c) {
   be->set_gemm_mode(mode0);
 }
 
+// Dense causal MHA prefill (attention_mha_causal, fast mode: bf16 pack + tensor-core kernel) against the
+// absorbed tensor-core kernel over the same causal keys (BF16 latent pool, causal_index): one fresh
+// sequence of T tokens, 128 heads, full widths. Useful FLOP: 2 H pairs (Dn + Dr + Dv) for MHA, 2 H pairs
+// (2 Dl + Dr) absorbed (pairs = T (T + 1) / 2), against cuBLASLt's BF16 rate measured in this run.
+void bench_mha(const Ceilings& c) {
+  const int H = 128, Dn = 128, Dr = 64, Dv = 128, Dl = 512, D = Dl + Dr, page = 64;
+  const cuda::GemmMode mode0 = be->options().gemm;
+  be->set_gemm_mode(cuda::GemmMode::Fast);
+  std::printf("\n| T | MHA op ms | of which pack ms | MHA TFLOP/s (%% BF16 peak) | kernel alone TFLOP/s (%% BF16 peak) | "
+              "absorbed tc ms | absorbed TFLOP/s | attention speed-up |\n|---|---|---|---|---|---|---|---|\n");
+  for (int T : {512, 1024, 2048, 4096}) {
+    backend::AttnBatch ab;
+    ab.page_size = page;
+    ab.page_tables = {{}};
+    for (int p = 0; p < (T + page - 1) / page; ++p) ab.page_tables[0].push_back(p);
+    for (int t = 0; t < T; ++t) ab.seq_of_token.push_back(0), ab.pos_of_token.push_back(t);
+    const std::vector<int32_t> row0 = {0};
+    Tensor q = rand_f32_tiled({T, H, Dn + Dr}, 0.3f), kvb = rand_f32_tiled({T, H * (Dn + Dv)}),
+           lat = rand_f32_tiled({T, D});
+    const float scale = 1.0f / std::sqrt(float(Dn + Dr));
+    const double t_mha = time_ms([&](int) { be->attention_mha_causal(q, kvb, lat, Dl, Dv, ab, row0, scale); }, 10);
+    const std::string path = be->last_mha_path();
+    cuda::MhaPackArgs pk;
+    pk.kvb = kvb.data<float>(), pk.rope = lat.raw(), pk.rope_stride = D, pk.rope_col0 = Dl;
+    pk.N = T, pk.H = H, pk.Dn = Dn, pk.Dr = Dr, pk.Dv = Dv;
+    Tensor kp = be->empty({H, T, Dn + Dr}, DType::BF16), vp = be->empty({H, T, Dv}, DType::BF16);
+    const double t_pack = time_ms(
+        [&](int) { cuda::launch_mha_pack_bf16(pk, kp.data<uint16_t>(), vp.data<uint16_t>(), be->stream()); }, 10);
+    // The absorbed kernel over the same keys: 576-wide BF16 latent rows, every position 0..p.
+    Tensor pool = be->empty({int64_t((T + page - 1) / page) * page, D}, DType::BF16);
+    fill_random(pool.raw(), pool.nbytes(), 0xbf, 0);
+    Tensor q_abs = rand_f32_tiled({T, H, D}, 0.05f), idx = be->causal_index(ab);
+    const double t_abs = time_ms([&](int) { be->mla_attention_absorbed(q_abs, pool, idx, ab, Dl, 0.07f); }, 5);
+    const double pairs = double(T) * (T + 1) / 2;
+    const double f_mha = 2.0 * H * pairs * (Dn + Dr + Dv), f_abs = 2.0 * H * pairs * (2 * Dl + Dr);
+    auto tf = [](double f, double ms) { return f / (ms * 1e-3) / 1e12; };
+    std::printf("| %d | %.3f (%s) | %.3f | %.0f (%.0f%%) | %.0f (%.0f%%) | %.3f (%s) | %.0f | %.1fx |\n", T, t_mha,
+                path.c_str(), t_pack, tf(f_mha, t_mha), 100 * tf(f_mha, t_mha) / c.bf16_tflops,
+                tf(f_mha, t_mha - t_pack), 100 * tf(f_mha, t_mha - t_pack) / c.bf16_tflops, t_abs, be->last_mla_path(),
+                tf(f_abs, t_abs), t_abs / t_mha);
+    std::fflush(stdout);
+  }
+  be->set_gemm_mode(mode0);
+}
+
 // Indexer scores (64 heads x 128, top-k 2048): the SIMT fp32 kernel (exact mode) vs the tensor-core
 // kernel (fast mode) on the same inputs, device time of the score kernel alone (profile mode: events
 // around it, summed over the call's chunks), median of 5 calls; then the top-k's device time. fp32 random
@@ -524,6 +570,7 @@ int main(int argc, char** argv) {
     if (what == "all" || what == "gemm") bench_gemm(c);
     if (what == "all" || what == "mla") bench_mla(c);
     if (what == "all" || what == "indexer") bench_indexer(c);
+    if (what == "all" || what == "mha") bench_mha(c);
     bool ok_kv = true;
     if (what == "all" || what == "kvfp8") ok_kv = gpubench::bench_kv_fp8(*be, c.hbm_gbs);
     if (what == "all" || what == "moe") {

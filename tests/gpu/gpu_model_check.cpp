@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "backend/cuda/cuda_backend.h"
 #include "check_util.h"
@@ -238,6 +239,39 @@ void check_fixture(const std::string& name, bool has_fp8_ref, bool fp8_weights) 
       }
       record("model expanded MLA vs reference", fmt::format("{} exact all sequences", name), e, tol);
       gpu->set_options({IndexerMode::Fp32, AttentionForm::Absorbed});
+    }
+    {
+      // Dense MHA prefill (forced) over every prefix that attends to every key (V3.2: index_topk tokens):
+      // against the reference and the absorbed path (forced) on the GPU; exact mode also with an FP8 cache
+      // (both paths read the same dequantised rows).
+      const auto& cfg = gpu->config();
+      ModelOptions mha, absorbed;
+      mha.mha_prefill = MhaPrefill::Always;
+      absorbed.mha_prefill = MhaPrefill::Never;
+      double e_ref = 0, e_abs = 0, e_fp8 = 0;
+      std::string path;
+      for (size_t i = 0; i < seqs.size(); ++i) {
+        const size_t L = cfg.has_indexer() ? std::min<size_t>(seqs[i].size(), size_t(cfg.index_topk)) : seqs[i].size();
+        const std::vector<int32_t> toks(seqs[i].begin(), seqs[i].begin() + int64_t(L));
+        gpu->set_options(mha);
+        auto m = prefill(*gpu, toks);
+        path = gpu_be->last_mha_path();
+        std::optional<ForwardOutput> m8;
+        if (mode == GemmMode::Exact) m8 = prefill(*gpu, toks, false, DType::F8_E4M3);
+        gpu->set_options(absorbed);
+        auto a = prefill(*gpu, toks);
+        const int64_t n = int64_t(L) * V;
+        e_ref = std::max(e_ref, max_rel(m.logits.f32(), refs[i].data.data(), n));
+        e_abs = std::max(e_abs, max_rel(m.logits.f32(), a.logits.f32(), n));
+        if (m8) e_fp8 = std::max(e_fp8, max_rel(m8->logits.f32(), prefill(*gpu, toks, false, DType::F8_E4M3).logits.f32(), n));
+      }
+      gpu->set_options({IndexerMode::Fp32, AttentionForm::Absorbed});
+      const std::string want = mode == GemmMode::Exact ? "simt" : "tc";
+      record("model MHA prefill vs reference", fmt::format("{} {} ({}) all sequences", name, mname, path),
+             path == want ? e_ref : INFINITY, tol);
+      record("model MHA prefill vs absorbed", fmt::format("{} {} ({}) all sequences", name, mname, path), e_abs, tol);
+      if (mode == GemmMode::Exact)
+        record("model MHA prefill vs absorbed", fmt::format("{} exact, FP8 KV cache", name), e_fp8, 1e-3);
     }
     // Greedy generation: 128 tokens after a 16-token prompt from each sequence (prefill M = 16 > 8: the fast mode's cuBLASLt paths).
     int same = 0, total = 0, first_diff_min = 128;
@@ -471,7 +505,11 @@ void check_dense_context(GemmMode mode) {
   o.poison = true;
   o.gemm = mode;
   auto be = backend::cuda::make_cuda_backend(o);
-  Model m(cfg, random_weights(cfg, *be, 5), *be, ModelOptions{});
+  // The absorbed attention on both sides: this compares index rows, not attention forms (the dense MHA
+  // prefill is compared below).
+  ModelOptions absorbed;
+  absorbed.mha_prefill = MhaPrefill::Never;
+  Model m(cfg, random_weights(cfg, *be, 5), *be, absorbed);
   const int32_t page = 64, pages_per_seq = 9, decodes = 40;
   const std::vector<int32_t> prompts = {480, 200, 64};
   auto dense_cache = m.make_cache(pages_per_seq * 3, page, DType::BF16);
@@ -513,6 +551,24 @@ void check_dense_context(GemmMode mode) {
   record("dense context = full path", fmt::format("demo widths {}, {} of {} steps dense", mname, dense_steps,
                                                   steps.size()),
          dense_steps == 33 ? e : INFINITY, mode == GemmMode::Exact ? 1e-4 : 5e-2);
+  // The prefill step (3 sequences, 744 tokens) through the dense MHA path against the absorbed path. Exact
+  // mode: fp32 on both sides. Fast mode, reported: the MHA path's kv_b product takes FP8-quantised latents
+  // (every FP8 linear's input in this mode, as DeepSeek's own non-absorbed attention) and bf16 attention,
+  // the absorbed one fp32-accurate absorptions and attention; this random FP8 model amplifies such
+  // rounding-level differences (MoE routes, activation rounding) into tens of percent.
+  Tensor out[2];
+  for (int k = 0; k < 2; ++k) {
+    ModelOptions o;
+    o.mha_prefill = k == 0 ? MhaPrefill::Always : MhaPrefill::Never;
+    m.set_options(o);
+    auto cache = m.make_cache(pages_per_seq * 3, page, DType::BF16);
+    StepLayout st = m.layout(steps[0], cache);
+    StepBinding bound(*be, st);
+    out[k] = be->to_host_f32(m.step_logits(st, cache));
+  }
+  record("dense MHA prefill vs absorbed", fmt::format("demo widths {} ({}), prefill 480 + 200 + 64", mname,
+                                                      be->last_mha_path()),
+         max_rel(out[0].f32(), out[1].f32(), out[1].numel()), mode == GemmMode::Exact ? 1e-4 : 1.0);
 }
 }  // namespace
 

@@ -357,16 +357,21 @@ void check_moe_grouped() {
 using namespace opcheck;
 
 // `gpu_ops_check dense`: the dense ops only (norms, elementwise, rope, cache, linear, the GEMV's forms);
-// `gpu_ops_check attention`: MLA, the indexer and the FP8 KV pools only.
+// `gpu_ops_check attention`: MLA, the indexer and the FP8 KV pools only; `gpu_ops_check mha`: the dense
+// causal MHA prefill only.
 int main(int argc, char** argv) {
   try {
     const std::string only = argc < 2 ? "" : argv[1];
-    const bool all = only != "dense" && only != "attention";
+    const bool all = only != "dense" && only != "attention" && only != "mha";
     g_cpu = make_cpu_backend(0);
     cuda::CudaOptions o;
     o.poison = true;
     o.gemm = GemmMode::Exact;
     g_gpu = cuda::make_cuda_backend(o);
+    if (only == "mha") {
+      check_mha();
+      return summary("gpu_ops_check") ? 1 : 0;
+    }
     if (only != "attention") {
       check_norms_and_elementwise();
       check_rope_copy_cache();
@@ -375,6 +380,7 @@ int main(int argc, char** argv) {
     }
     if (only != "dense") {
       check_mla();
+      check_mha();
       check_indexer();
       check_indexer_tc();
       check_kv_fp8();

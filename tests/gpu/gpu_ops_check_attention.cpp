@@ -193,6 +193,59 @@ void check_mla() {
   g_gpu->set_gemm_mode(GemmMode::Exact);
 }
 
+// ---------------------------------------------------------------- dense causal MHA prefill
+// attention_mha_causal: K/V read from a kv_b product and the latent rows' rope key. Fast mode: the tensor-core
+// kernel against the CPU op on the same bf16-rounded q / kvb / rope (what remains is P's bf16 rounding and
+// the summation order); exact mode: the fp32 pack + SIMT path against the CPU op to fp32 rounding.
+void check_mha() {
+  struct Case {
+    const char* name;
+    std::vector<int32_t> ctx, n_new;
+    int64_t H, Dn, Dr, Dv;
+  };
+  const std::vector<Case> cases = {
+      {"tiny widths, 3 seqs: chunk 13 / 23 / 64 fresh", {40, 23, 64}, {13, 23, 64}, 4, 32, 16, 32},
+      {"demo widths, 2 seqs: 480 fresh, 70 over 130", {480, 200}, {480, 70}, 4, 64, 64, 64},
+      {"1 token, ctx 1", {1}, {1}, 16, 128, 64, 128},
+      {"prefill 130 (2 query tiles)", {130}, {130}, 16, 128, 64, 128},
+      {"chunk 200 over a prefix of 800", {1000}, {200}, 8, 128, 64, 128},
+      {"3 seqs: 300 fresh, 33 over 44, 1 over 128", {300, 77, 129}, {300, 33, 1}, 20, 128, 64, 128},
+      {"128 heads, 2 seqs 257 + 64 fresh", {257, 64}, {257, 64}, 128, 128, 64, 128},
+  };
+  const int64_t Dl = 64;  // latent columns before the rope key in the gathered rows
+  constexpr double kTolTc = 1e-2;  // P in bf16 (2^-9 relative per weight)
+  for (const auto& c : cases) {
+    Scenario sc = make_scenario(c.ctx, c.n_new, 1, 0);
+    const int64_t N = std::accumulate(c.ctx.begin(), c.ctx.end(), int64_t(0)), Dq = c.Dn + c.Dr;
+    Tensor q = randn({sc.T, c.H, Dq}), kvb = randn({N, c.H * (c.Dn + c.Dv)}), lat = randn({N, Dl + c.Dr});
+    const float scale = 1.0f / std::sqrt(float(Dq));
+    const std::string what = fmt::format("{} (T={} N={} H={})", c.name, sc.T, N, c.H);
+    auto [qb, qw] = bf16_pair(q);
+    auto [kb, kw] = bf16_pair(kvb);
+    auto [lb, lw] = bf16_pair(lat);
+    Tensor ref_b = g_cpu->attention_mha_causal(qw, kw, lw, Dl, c.Dv, sc.ab, sc.key_row0, scale);
+    Tensor qg = up(qw), kg = up(kw), lg = up(lw);
+    g_gpu->set_gemm_mode(GemmMode::Fast);
+    Tensor o1 = g_gpu->attention_mha_causal(qg, kg, lg, Dl, c.Dv, sc.ab, sc.key_row0, scale);
+    const std::string path = g_gpu->last_mha_path();
+    record("attention_mha_causal fast", fmt::format("{}: {}", path, what), path == "tc" ? cmp(o1, ref_b).rel : INFINITY,
+           kTolTc);
+    // The same inputs again: bitwise the same (a race shows up as a moving result).
+    const Tensor h1 = down(o1), h2 = down(g_gpu->attention_mha_causal(qg, kg, lg, Dl, c.Dv, sc.ab, sc.key_row0, scale));
+    record("attention_mha_causal fast", "tc repeat bitwise, " + what,
+           std::equal(h1.f32(), h1.f32() + h1.numel(), h2.f32()) ? 0.0 : 1.0, 0.0);
+    // The rope key from bf16 rows (what a gather could hand over): the same values, the same result.
+    Tensor o_b = g_gpu->attention_mha_causal(qg, kg, up(lb), Dl, c.Dv, sc.ab, sc.key_row0, scale);
+    record("attention_mha_causal fast", "bf16 rope rows, " + what, cmp(o_b, ref_b).rel, kTolTc);
+    g_gpu->set_gemm_mode(GemmMode::Exact);
+    if (c.H <= 20) {  // the SIMT fallback's scratch is T x H x context floats
+      Tensor ref = g_cpu->attention_mha_causal(q, kvb, lat, Dl, c.Dv, sc.ab, sc.key_row0, scale);
+      Tensor o = g_gpu->attention_mha_causal(up(q), up(kvb), up(lat), Dl, c.Dv, sc.ab, sc.key_row0, scale);
+      record("attention_mha_causal exact", fmt::format("{}: {}", g_gpu->last_mha_path(), what), cmp(o, ref).rel, kTolF32);
+    }
+  }
+}
+
 // ---------------------------------------------------------------- indexer
 // Checks a GPU top-k against exact (double) scores: ascending, distinct, causal, the right count, and no
 // unselected position scoring clearly above a selected one. Returns the number of rows equal to the CPU's.

@@ -89,6 +89,7 @@ void check_rope_copy_cache();
 void check_moe();
 void check_moe_grouped();
 void check_mla();
+void check_mha();
 void check_indexer();
 void check_indexer_tc();
 void check_kv_fp8();

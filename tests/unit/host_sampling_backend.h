@@ -128,6 +128,11 @@ class HostSamplingBackend : public backend::Backend {
                             const backend::AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) override {
     return cpu_->attention_expanded(q, k, v, index, batch, key_row0, scale);
   }
+  Tensor attention_mha_causal(const Tensor& q, const Tensor& kvb, const Tensor& rope, int64_t rope_col0, int64_t v_dim,
+                              const backend::AttnBatch& batch, const std::vector<int32_t>& key_row0,
+                              float scale) override {
+    return cpu_->attention_mha_causal(q, kvb, rope, rope_col0, v_dim, batch, key_row0, scale);
+  }
   Tensor indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const backend::AttnBatch& batch,
                       int64_t heads, int64_t head_dim, int64_t topk) override {
     return cpu_->indexer_topk(q, w, k_pool, batch, heads, head_dim, topk);

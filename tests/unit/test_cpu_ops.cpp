@@ -236,6 +236,61 @@ TEST_F(CpuOps, AbsorptionEqualsExpandedAttention) {
   EXPECT_LT(rel_err(abs_out.f32(), ref), 1e-5);
 }
 
+// Dense causal MHA prefill: K = [kvb's K_nope | the latent rows' rope key], V from kvb, read in place.
+// Batches of sequences, each bringing `fresh` tokens after `prefix` cached ones (keys: prefix + fresh rows).
+TEST_F(CpuOps, MhaCausalMatchesNaive) {
+  struct Seq {
+    int32_t prefix, fresh;
+  };
+  const std::vector<std::vector<Seq>> cases = {
+      {{0, 1}}, {{0, 9}}, {{6, 5}}, {{0, 4}, {3, 1}, {10, 7}}, {{12, 1}, {0, 2}, {5, 5}, {1, 8}}};
+  const int64_t H = 3, Dn = 8, Dr = 4, Dv = 6, Dl = 10, Dq = Dn + Dr;
+  for (size_t ci = 0; ci < cases.size(); ++ci) {
+    AttnBatch ab;
+    std::vector<int32_t> key_row0;
+    int64_t N = 0;
+    for (size_t s = 0; s < cases[ci].size(); ++s) {
+      key_row0.push_back(int32_t(N));
+      for (int32_t i = 0; i < cases[ci][s].fresh; ++i) {
+        ab.seq_of_token.push_back(int32_t(s));
+        ab.pos_of_token.push_back(cases[ci][s].prefix + i);
+      }
+      N += cases[ci][s].prefix + cases[ci][s].fresh;
+    }
+    const int64_t T = int64_t(ab.pos_of_token.size());
+    Tensor q = randn({T, H, Dq}), kvb = randn({N, H * (Dn + Dv)}), lat = randn({N, Dl + Dr});
+    const float scale = 0.3f;
+    Tensor out = be->attention_mha_causal(q, kvb, lat, Dl, Dv, ab, key_row0, scale);
+    ASSERT_EQ(out.shape(), (std::vector<int64_t>{T, H, Dv}));
+    std::vector<double> ref(size_t(T * H * Dv), 0.0);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t r0 = key_row0[ab.seq_of_token[t]], n = ab.pos_of_token[t] + 1;
+        std::vector<double> s(static_cast<size_t>(n));
+        double mx = -INFINITY, z = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          double d = 0;
+          for (int64_t c = 0; c < Dn; ++c) d += double(q.f32()[(t * H + h) * Dq + c]) * kvb.f32()[(r0 + j) * H * (Dn + Dv) + h * (Dn + Dv) + c];
+          for (int64_t c = 0; c < Dr; ++c) d += double(q.f32()[(t * H + h) * Dq + Dn + c]) * lat.f32()[(r0 + j) * (Dl + Dr) + Dl + c];
+          s[size_t(j)] = d * scale;
+          mx = std::max(mx, s[size_t(j)]);
+        }
+        for (auto& x : s) z += (x = std::exp(x - mx));
+        for (int64_t j = 0; j < n; ++j)
+          for (int64_t c = 0; c < Dv; ++c)
+            ref[size_t((t * H + h) * Dv + c)] += s[size_t(j)] / z * kvb.f32()[(r0 + j) * H * (Dn + Dv) + h * (Dn + Dv) + Dn + c];
+      }
+    EXPECT_LT(rel_err(out.f32(), ref), 1e-5) << "case " << ci;
+  }
+  // A query whose position lies past its sequence's key rows is refused.
+  AttnBatch ab;
+  ab.seq_of_token = {0};
+  ab.pos_of_token = {4};
+  EXPECT_THROW(be->attention_mha_causal(randn({1, H, Dq}), randn({4, H * (Dn + Dv)}), randn({4, Dl + Dr}), Dl, Dv, ab,
+                                        {0}, 1.f),
+               ds::Error);
+}
+
 TEST_F(CpuOps, IndexerTopkMatchesNaive) {
   AttnBatch ab;
   ab.page_size = 4;

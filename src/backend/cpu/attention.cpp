@@ -1,5 +1,6 @@
 // MLA on the CPU: the absorbed (latent-space) form used for every step, the expanded per-head form
-// kept as its independent check, and the weight absorption around them.
+// kept as its independent check, the dense causal expanded form of short prefills (K/V read in place
+// from the kv_b product), and the weight absorption around them.
 #include <omp.h>
 
 #include <algorithm>
@@ -125,6 +126,47 @@ Tensor CpuBackend::attention_expanded(const Tensor& q, const Tensor& k, const Te
         softmax_inplace(scores.data(), n);
         float* o = out.f32() + (t * H + h) * Dv;
         for (int64_t j = 0; j < n; ++j) axpy(scores[j], v.f32() + ((row0 + idx[j]) * H + h) * Dv, o, Dv);
+      }
+  }
+  return out;
+}
+
+Tensor CpuBackend::attention_mha_causal(const Tensor& q, const Tensor& kvb, const Tensor& rope, int64_t rope_col0,
+                                        int64_t v_dim, const AttnBatch& batch, const std::vector<int32_t>& key_row0,
+                                        float scale) {
+  const int64_t T = q.dim(0), H = q.dim(1), Dq = q.dim(2), N = kvb.dim(0), Dv = v_dim;
+  const int64_t per_head = H > 0 ? kvb.row_size() / H : 0, Dn = per_head - Dv, Dr = Dq - Dn;
+  DS_CHECK(q.dtype() == DType::F32 && kvb.dtype() == DType::F32 && rope.dtype() == DType::F32 &&
+               kvb.row_size() == H * per_head && Dn > 0 && Dr >= 0 && rope.dim(0) == N &&
+               rope_col0 + Dr <= rope.row_size() && int64_t(batch.pos_of_token.size()) == T,
+           "attention_mha_causal: q {}, kvb {}, rope {} (col {}), v_dim {}", q.describe(), kvb.describe(),
+           rope.describe(), rope_col0, Dv);
+  // Validate up front: nothing may throw inside the parallel region.
+  int64_t longest = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    const int32_t s = batch.seq_of_token[t], p = batch.pos_of_token[t];
+    DS_CHECK(s >= 0 && size_t(s) < key_row0.size() && p >= 0 && key_row0[s] + int64_t(p) < N,
+             "attention_mha_causal: token {} (sequence {}, position {}) has no key rows", t, s, p);
+    longest = std::max<int64_t>(longest, p + 1);
+  }
+  const int64_t kv_stride = kvb.row_size(), rope_stride = rope.row_size();
+  Tensor out = Tensor::zeros({T, H, Dv}, DType::F32);
+#pragma omp parallel if (T * H * longest * Dq > (1 << 16))
+  {
+    std::vector<float> scores(static_cast<size_t>(longest));
+#pragma omp for collapse(2) schedule(dynamic, 1)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t n = batch.pos_of_token[t] + 1, row0 = key_row0[batch.seq_of_token[t]];
+        const float* qh = q.f32() + (t * H + h) * Dq;
+        for (int64_t j = 0; j < n; ++j) {
+          const float* k_nope = kvb.f32() + (row0 + j) * kv_stride + h * per_head;
+          const float* k_rope = rope.f32() + (row0 + j) * rope_stride + rope_col0;
+          scores[j] = (dot(qh, k_nope, Dn) + dot(qh + Dn, k_rope, Dr)) * scale;
+        }
+        softmax_inplace(scores.data(), n);
+        float* o = out.f32() + (t * H + h) * Dv;
+        for (int64_t j = 0; j < n; ++j) axpy(scores[j], kvb.f32() + (row0 + j) * kv_stride + h * per_head + Dn, o, Dv);
       }
   }
   return out;

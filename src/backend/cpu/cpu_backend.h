@@ -50,6 +50,8 @@ class CpuBackend final : public Backend {
                                 const AttnBatch& batch, int64_t latent_dim, float scale) override;
   Tensor attention_expanded(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& index,
                             const AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) override;
+  Tensor attention_mha_causal(const Tensor& q, const Tensor& kvb, const Tensor& rope, int64_t rope_col0, int64_t v_dim,
+                              const AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) override;
 
   Tensor indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
                       int64_t heads, int64_t head_dim, int64_t topk) override;

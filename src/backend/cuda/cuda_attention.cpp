@@ -1,5 +1,5 @@
-// CudaBackend: MLA attention (absorbed sparse, expanded), the lightning indexer, FP8 indexer numerics,
-// MoE routing.
+// CudaBackend: MLA attention (absorbed sparse, expanded, dense causal MHA prefill), the lightning indexer,
+// FP8 indexer numerics, MoE routing.
 #include <algorithm>
 
 #include "backend/cuda/cuda_backend.h"
@@ -143,6 +143,73 @@ Tensor CudaBackend::attention_expanded(const Tensor& q, const Tensor& k, const T
   a.scale = scale;
   launch_attention_expanded(a, stream_);
   check_launch("attention_expanded");
+  return out;
+}
+
+// Fast mode: K/V packed once to bf16 (head-major), then the tensor-core kernel over query tiles of one
+// sequence's consecutive positions, longest first. Exact mode (or widths the kernel is not built for): K/V
+// packed to fp32 per-head rows and the SIMT expanded kernel over a causal index.
+Tensor CudaBackend::attention_mha_causal(const Tensor& q, const Tensor& kvb, const Tensor& rope, int64_t rope_col0,
+                                         int64_t v_dim, const AttnBatch& batch, const std::vector<int32_t>& key_row0,
+                                         float scale) {
+  const int64_t T = q.dim(0), H = q.dim(1), Dq = q.dim(2), N = kvb.dim(0), Dv = v_dim;
+  const int64_t per_head = H > 0 ? kvb.row_size() / H : 0, Dn = per_head - Dv, Dr = Dq - Dn;
+  DS_CHECK(q.dtype() == DType::F32 && kvb.dtype() == DType::F32 &&
+               (rope.dtype() == DType::F32 || rope.dtype() == DType::BF16) && kvb.row_size() == H * per_head &&
+               Dn > 0 && Dr >= 0 && rope.dim(0) == N && rope_col0 + Dr <= rope.row_size() &&
+               int64_t(batch.pos_of_token.size()) == T,
+           "attention_mha_causal: q {}, kvb {}, rope {} (col {}), v_dim {}", q.describe(), kvb.describe(),
+           rope.describe(), rope_col0, Dv);
+  DS_CHECK(Dn % 8 == 0 && Dr % 8 == 0 && Dv % 8 == 0 && rope_col0 % 8 == 0 && rope.row_size() % 8 == 0,
+           "attention_mha_causal: widths {} / {} / {} (column {}) must be multiples of 8", Dn, Dr, Dv, rope_col0);
+  Tensor out = empty({T, H, Dv}, DType::F32);
+  if (T == 0 || H == 0) return out;
+  // Query tiles: runs of tokens of one sequence at consecutive positions, cut at the tile size.
+  const int32_t BM = mha_tc_queries_per_tile();
+  std::vector<MhaTile> tiles;
+  for (int64_t t = 0; t < T; ++t) {
+    const int32_t s = batch.seq_of_token[t], p = batch.pos_of_token[t];
+    DS_CHECK(s >= 0 && size_t(s) < key_row0.size() && p >= 0 && key_row0[s] + int64_t(p) < N,
+             "attention_mha_causal: token {} (sequence {}, position {}) has no key rows", t, s, p);
+    MhaTile* last = tiles.empty() ? nullptr : &tiles.back();
+    if (last && batch.seq_of_token[last->t0] == s && last->pos0 + last->nq == p && last->nq < BM) ++last->nq;
+    else tiles.push_back({int32_t(t), 1, p, key_row0[s]});
+  }
+  MhaPackArgs pk;
+  pk.kvb = kvb.data<float>();
+  pk.rope = rope.raw();
+  pk.rope_bf16 = rope.dtype() == DType::BF16;
+  pk.rope_stride = rope.row_size();
+  pk.rope_col0 = rope_col0;
+  pk.N = int(N), pk.H = int(H), pk.Dn = int(Dn), pk.Dr = int(Dr), pk.Dv = int(Dv);
+  const bool tc = fast(kFastTcAttention) && mha_tc_supported(int(Dn), int(Dr), int(Dv));
+  last_mha_path_ = tc ? "tc" : "simt";
+  if (!tc) {
+    Tensor k = empty({N, H, Dq}, DType::F32), v = empty({N, H, Dv}, DType::F32);
+    launch_mha_pack_f32(pk, k.data<float>(), v.data<float>(), stream_);
+    check_launch("mha pack");
+    return attention_expanded(q, k, v, causal_index(batch), batch, key_row0, scale);
+  }
+  // Longest first (stable): the last wave is made of short tiles.
+  std::stable_sort(tiles.begin(), tiles.end(),
+                   [](const MhaTile& a, const MhaTile& b) { return a.pos0 + a.nq > b.pos0 + b.nq; });
+  std::vector<int32_t> words;
+  for (const MhaTile& m : tiles) words.insert(words.end(), {m.t0, m.nq, m.pos0, m.krow0});
+  Tensor k = empty({H, N, Dq}, DType::BF16), v = empty({H, N, Dv}, DType::BF16);
+  launch_mha_pack_bf16(pk, k.data<uint16_t>(), v.data<uint16_t>(), stream_);
+  check_launch("mha pack");
+  MhaArgs a;
+  a.q = q.data<float>();
+  a.k = k.data<uint16_t>();
+  a.v = v.data<uint16_t>();
+  a.tiles = reinterpret_cast<const MhaTile*>(upload_i32(words));
+  a.ntiles = int(tiles.size());
+  a.N = int(N), a.H = int(H);
+  a.scale = scale;
+  a.out = out.data<float>();
+  DS_CHECK(a.H <= kMaxGridY, "attention_mha_causal: {} heads exceed the grid", H);
+  launch_mha_tc(a, int(Dn), int(Dr), int(Dv), stream_);
+  check_launch("attention_mha_causal");
   return out;
 }
 

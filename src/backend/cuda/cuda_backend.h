@@ -123,6 +123,8 @@ class CudaBackend final : public Backend {
                                 const AttnBatch& batch, int64_t latent_dim, float scale) override;
   Tensor attention_expanded(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& index,
                             const AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) override;
+  Tensor attention_mha_causal(const Tensor& q, const Tensor& kvb, const Tensor& rope, int64_t rope_col0, int64_t v_dim,
+                              const AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) override;
 
   Tensor indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
                       int64_t heads, int64_t head_dim, int64_t topk) override;
@@ -177,6 +179,8 @@ class CudaBackend final : public Backend {
   // as indexer_topk; only s(t, j <= p) of rows with p + 1 > topk are written.
   Tensor indexer_scores(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
                         int64_t heads, int64_t head_dim, int64_t topk);
+  // How attention_mha_causal ran its last call: "tc" (tensor cores) or "simt" (fp32: the exact mode).
+  const char* last_mha_path() const { return last_mha_path_; }
   // How mla_attention_absorbed ran its last call: "tc" (tensor cores) or "simt".
   const char* last_mla_path() const { return last_mla_path_; }
   // With set_profile(true): the last mla_attention_absorbed call's attention kernel and split merge, in
@@ -255,6 +259,7 @@ class CudaBackend final : public Backend {
   const char* last_gemm_path_ = "";
   const char* last_absorb_path_ = "";
   const char* last_mla_path_ = "";
+  const char* last_mha_path_ = "";
   float last_mla_us_[2] = {0.f, 0.f};
   const char* last_indexer_path_ = "";
   float last_indexer_us_[2] = {0.f, 0.f};

@@ -173,6 +173,39 @@ struct ExpandedArgs {
 };
 void launch_attention_expanded(const ExpandedArgs& a, cudaStream_t st);
 
+// ---- dense causal MHA prefill (k_mha_tc.cu) ----
+// Per-head K = [K_nope | shared rope key] and V of N key rows, read from the kv_b product kvb [N, H*(Dn+Dv)]
+// (fp32, per head [K_nope | V]) and the rope key at rope[n * rope_stride + rope_col0 ..] (fp32 or bf16),
+// written as bf16 head-major (k [H, N, Dn+Dr], v [H, N, Dv]: the tensor-core kernel's tiles) or fp32
+// row-major (k [N, H, Dn+Dr], v [N, H, Dv]: attention_expanded's inputs). Dn, Dr, Dv multiples of 8.
+struct MhaPackArgs {
+  const float* kvb = nullptr;
+  const void* rope = nullptr;
+  bool rope_bf16 = false;
+  int64_t rope_stride = 0, rope_col0 = 0;
+  int N = 0, H = 0, Dn = 0, Dr = 0, Dv = 0;
+};
+void launch_mha_pack_bf16(const MhaPackArgs& a, uint16_t* k, uint16_t* v, cudaStream_t st);  // bf16 bits
+void launch_mha_pack_f32(const MhaPackArgs& a, float* k, float* v, cudaStream_t st);
+// One block per (query tile, head): a tile is up to mha_tc_queries_per_tile() consecutive tokens of one
+// sequence at consecutive positions, {first token, count, first position, the sequence's first key row}.
+struct MhaTile {
+  int32_t t0, nq, pos0, krow0;
+};
+struct MhaArgs {
+  const float* q = nullptr;  // [T, H, Dn + Dr]
+  const uint16_t *k = nullptr, *v = nullptr;  // bf16, packed head-major (launch_mha_pack_bf16)
+  const MhaTile* tiles = nullptr;
+  int ntiles = 0, N = 0, H = 0;
+  float scale = 1.f;
+  float* out = nullptr;  // [T, H, Dv]
+};
+// Widths (Dn, Dr, Dv) the tensor-core kernel is built for: (128, 64, 128) (DeepSeek-V3/V3.2), (64, 64, 64)
+// (the demo preset) and (32, 16, 32) (the tiny golden models).
+bool mha_tc_supported(int Dn, int Dr, int Dv);
+int mha_tc_queries_per_tile();
+void launch_mha_tc(const MhaArgs& a, int Dn, int Dr, int Dv, cudaStream_t st);
+
 // ---- lightning indexer (k_indexer.cu) ----
 struct IndexerArgs {
   const float* q = nullptr;  // [T, heads, head_dim]

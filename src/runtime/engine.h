@@ -173,6 +173,16 @@ struct EngineStats {
   // (accepted[j] / drafted[j]: how much the (j+1)-th draft is worth; what --speculative-num-steps buys).
   std::vector<int64_t> spec_drafted_at, spec_accepted_at;
   double spec_accept_length() const { return spec_verify_total ? double(spec_tokens_total) / spec_verify_total : 0.0; }
+  // Prefill/decode disaggregation. Prefill side: prompts whose KV was packed and handed to the transfer,
+  // their bytes, the engine thread's time packing them (device -> host copies). Decode side: prompts whose KV
+  // arrived and joined the batch, their bytes, the time from submission to joining (the prefill server's
+  // queue + prefill + the transfer + waiting for pages) and the engine thread's time writing the rows.
+  struct PdStats {
+    int64_t kv_sent_total = 0, kv_sent_bytes_total = 0;
+    double kv_pack_seconds_total = 0;
+    int64_t kv_received_total = 0, kv_received_bytes_total = 0, kv_failed_total = 0;
+    double kv_wait_seconds_total = 0, kv_unpack_seconds_total = 0;
+  } pd;
   std::vector<DpGroupStats> dp_groups;  // one per DP group when there are several; empty otherwise
   double token_usage() const { return num_pages ? double(used_pages - evictable_pages) / num_pages : 0.0; }
 };

@@ -143,6 +143,7 @@ class EngineImpl final : public Engine {
     std::unique_ptr<RequestState> req;
     std::chrono::steady_clock::time_point deadline;
     std::optional<std::vector<uint8_t>> kv;  // arrived, waiting for pages
+    std::chrono::steady_clock::time_point parked_at;
   };
   void pd_init();
   void pd_detach();
@@ -155,6 +156,7 @@ class EngineImpl final : public Engine {
   void pd_take_parked(std::vector<std::unique_ptr<RequestState>>& into);
   std::vector<Parked> parked_;
   bool pd_wake_ = false;  // (mu_) something arrived
+  EngineStats::PdStats pd_stats_;
 
   EngineConfig cfg_;
   std::unique_ptr<ModelRunner> owned_;  // make_engine over a model: the runner made for it

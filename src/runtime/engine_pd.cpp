@@ -54,8 +54,8 @@ bool EngineImpl::pd_park(std::unique_ptr<RequestState>& r) {
   cfg_.kv_handoff->expect(*r->in.bootstrap);
   groups_[size_t(r->dp_group)].sched->reserve_prompt(*r);  // may fail for now: pd_poll retries
   const auto timeout = std::chrono::duration<double>(cfg_.kv_handoff->timeout_s());
-  parked_.push_back({std::move(r), std::chrono::steady_clock::now() +
-                                       std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout), {}});
+  const auto now = std::chrono::steady_clock::now();
+  parked_.push_back({std::move(r), now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout), {}, now});
   return true;
 }
 
@@ -94,8 +94,10 @@ void EngineImpl::pd_poll() {
     if (paged && p.kv) {
       std::unique_ptr<RequestState> owned = std::move(p.req);
       std::vector<uint8_t> kv = std::move(*p.kv);
+      const auto parked_at = p.parked_at;
       parked_.erase(parked_.begin() + ptrdiff_t(i));
       PackedKvHead head;
+      const auto t0 = std::chrono::steady_clock::now();
       try {
         head = unpack_prompt_kv(groups_[size_t(owned->dp_group)].runners, owned->pages, kv);
         DS_CHECK(head.tokens == owned->prompt_len, "KV transfer: {} prompt tokens arrived, the request has {}",
@@ -104,6 +106,11 @@ void EngineImpl::pd_poll() {
         failed.emplace_back(std::move(owned), e.what());
         continue;
       }
+      const auto t1 = std::chrono::steady_clock::now();
+      ++pd_stats_.kv_received_total;
+      pd_stats_.kv_received_bytes_total += int64_t(kv.size());
+      pd_stats_.kv_unpack_seconds_total += std::chrono::duration<double>(t1 - t0).count();
+      pd_stats_.kv_wait_seconds_total += std::chrono::duration<double>(t1 - parked_at).count();
       owned->computed = owned->prompt_len;
       owned->admitted_once = true;
       RequestState& joined = *owned;
@@ -134,6 +141,7 @@ void EngineImpl::pd_poll() {
     ++i;
   }
   for (auto& [r, why] : failed) {
+    ++pd_stats_.kv_failed_total;
     spdlog::warn("request {} (room {}): {}", r->in.id, r->in.bootstrap->room, why);
     cfg_.kv_handoff->forget(r->in.bootstrap->room);
     groups_[size_t(r->dp_group)].sched->drop_reserved(*r);
@@ -151,7 +159,12 @@ void EngineImpl::pd_handoff(RequestState& r) {
   if (r.output_len() > 0) head.first_token = r.tokens[size_t(r.prompt_len)];
   if (!o.logprobs.empty()) head.first_logprob = o.logprobs[0].logprob;
   try {
-    cfg_.kv_handoff->send(*r.in.bootstrap, pack_prompt_kv(groups_[size_t(r.dp_group)].runners, r.pages, head));
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<uint8_t> packed = pack_prompt_kv(groups_[size_t(r.dp_group)].runners, r.pages, head);
+    pd_stats_.kv_pack_seconds_total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++pd_stats_.kv_sent_total;
+    pd_stats_.kv_sent_bytes_total += int64_t(packed.size());
+    cfg_.kv_handoff->send(*r.in.bootstrap, std::move(packed));
   } catch (const std::exception& e) {
     cfg_.kv_handoff->send(*r.in.bootstrap, {}, e.what());
   }

@@ -91,6 +91,23 @@ std::string ServerMetrics::render(const runtime::EngineStats& s, const std::stri
                s.spec_drafted_at);
   per_position("dsserve:spec_accepted_by_position_total", "Drafts accepted at this position of a step.",
                s.spec_accepted_at);
+  if (s.pd.kv_sent_total || s.pd.kv_received_total || s.pd.kv_failed_total) {  // prefill/decode disaggregation
+    metric("dsserve:pd_kv_sent_total", "counter", "Prompts whose KV was sent to a decode server.", s.pd.kv_sent_total);
+    metric("dsserve:pd_kv_sent_bytes_total", "counter", "Bytes of KV sent to decode servers.", s.pd.kv_sent_bytes_total);
+    metric("dsserve:pd_kv_pack_seconds_total", "counter", "Time spent packing KV rows for sending.",
+           s.pd.kv_pack_seconds_total);
+    metric("dsserve:pd_kv_received_total", "counter", "Prompts whose KV arrived from a prefill server.",
+           s.pd.kv_received_total);
+    metric("dsserve:pd_kv_received_bytes_total", "counter", "Bytes of KV received from prefill servers.",
+           s.pd.kv_received_bytes_total);
+    metric("dsserve:pd_kv_wait_seconds_total", "counter",
+           "Time from a request's arrival to its KV joining the batch (prefill server + transfer + pages).",
+           s.pd.kv_wait_seconds_total);
+    metric("dsserve:pd_kv_unpack_seconds_total", "counter", "Time spent writing received KV rows into pages.",
+           s.pd.kv_unpack_seconds_total);
+    metric("dsserve:pd_kv_failed_total", "counter", "Parked requests that failed (KV error, timeout, no pages).",
+           s.pd.kv_failed_total);
+  }
   metric("dsserve:retracted_requests_total", "counter", "Requests preempted for lack of KV pages.",
          s.retractions_total);
   metric("dsserve:engine_steps_total", "counter", "Engine steps run.", s.steps_total);

@@ -16,7 +16,7 @@ PIDS=()
 kill_all() { for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; }
 trap 'kill_all; cleanup; rm -rf "$TMP"' EXIT
 COMMON=(--model-path "$MODEL" --served-model-name m --encoder dsv32 --random-seed 0 --context-length 512
-        --page-size 16 --threads 1)
+        --page-size 16 --threads 1 --enable-metrics)
 PD=(--disaggregation-transfer-timeout 4)
 
 # A probe: a build without UCX refuses --disaggregation-mode, and this test has nothing to run.
@@ -118,6 +118,13 @@ grep -q "disaggregation: prefill server, bootstrap port $BOOT, KV over ucx" "$TM
 idle "$PRE"
 idle "$DEC"
 echo "chat, n = 2, streaming, batched /generate, completions through the pair: identical to one server ($SECONDS s)"
+# The transfer's counters: every prompt sent was received, byte for byte.
+metric() { curl -sf "$1/metrics" | awk -v n="$2" 'index($1, n "{") == 1 {print $2}'; }
+sent=$(metric "$PRE" dsserve:pd_kv_sent_total) got=$(metric "$DEC" dsserve:pd_kv_received_total)
+[ -n "$sent" ] && [ "$sent" -ge 12 ] && [ "$sent" = "$got" ] || fail "pd_kv_sent_total $sent vs pd_kv_received_total $got"
+[ "$(metric "$PRE" dsserve:pd_kv_sent_bytes_total)" = "$(metric "$DEC" dsserve:pd_kv_received_bytes_total)" ] ||
+  fail "KV bytes sent $(metric "$PRE" dsserve:pd_kv_sent_bytes_total) != received $(metric "$DEC" dsserve:pd_kv_received_bytes_total)"
+echo "metrics: $sent prompts' KV sent and received, $(metric "$DEC" dsserve:pd_kv_received_bytes_total) bytes"
 
 # ---------------------------------------------------------------- hang-ups: nothing lost, no page held
 python3 "$(dirname "$0")/router_streams.py" "$ROUTER" 40 20 || fail "streams with disconnects through the PD router"

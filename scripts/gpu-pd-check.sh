@@ -118,6 +118,7 @@ if [[ $PARTS == *measure* ]]; then
     local n=$(($4 * 4 + 2))
     timeout 150 "$BIN" bench serving --base-url "$1" --dataset-name random --random-input-len "$3" \
       --random-output-len 128 --random-range-ratio 1 --num-prompts "$n" --max-concurrency "$4" --tokenizer "$M" \
+      --output-file "$TMP/bench.jsonl" \
       >"$TMP/bench-$2.txt" 2>&1 || status=1
     local ttft tpot itl tps
     ttft=$(sed -n 's/^Mean TTFT (ms): *//p' "$TMP/bench-$2.txt")

@@ -107,6 +107,10 @@ void register_model_commands(CLI::App& app) {
     cmd->add_option("--layer-output-scale", o->layer_output_scale,
                     "the main layers' o_proj and down_proj times this (0: a bigram model)")
         ->capture_default_str();
+    cmd->add_option("--mtp-attention-scale", o->mtp_attention_scale,
+                    "with --bigram-mtp: the MTP layer's attention output times this instead of 0 (its drafts then "
+                    "read its own KV cache)")
+        ->capture_default_str();
     cmd->callback([=] {
       init_logging("info");
       o->fp8 = *dtype == "fp8";

@@ -132,7 +132,11 @@ void shape_weight(const MakeModelOptions& o, const ModelConfig& cfg, PlannedTens
   const std::string mtp0 = fmt::format("model.layers.{}.", cfg.num_hidden_layers);
   const bool in_mtp = name.rfind("model.layers.", 0) == 0 &&
                       std::stoll(name.substr(13, name.find('.', 13) - 13)) >= cfg.num_hidden_layers;
-  if (is_output_projection(name)) pt.gain = in_mtp ? (o.bigram_mtp ? 0.0f : 1.0f) : o.layer_output_scale;
+  if (is_output_projection(name))
+    pt.gain = !in_mtp                                  ? o.layer_output_scale
+              : !o.bigram_mtp                          ? 1.0f
+              : name.ends_with("self_attn.o_proj.weight") ? o.mtp_attention_scale
+                                                       : 0.0f;
   if (!o.bigram_mtp || !in_mtp) return;
   if (name.ends_with("enorm.weight")) pt.pattern = PlannedTensor::Ones;
   if (name.ends_with("eh_proj.weight")) pt.pattern = PlannedTensor::Identity;

@@ -20,6 +20,10 @@ struct MakeModelOptions {
   // outputs zero, eh_proj = [I 0] (the embedding half), enorm 1, shared_head.norm = the final norm and
   // the same embedding and head. Exact for a bigram model, i.e. with layer_output_scale 0.
   bool bigram_mtp = false;
+  // With bigram_mtp: the MTP layer's attention output projection times this instead of 0, so that its
+  // drafts also depend on its attention over its own KV cache (and agree less): tests that the MTP layer's
+  // KV is right (e.g. after it travelled from a prefill server) need drafts that read it.
+  float mtp_attention_scale = 0.0f;
   // Every main layer's attention and FFN output projections (o_proj, down_proj) times this: 0 makes the
   // main model a bigram model (the next token a function of the current one), larger values make its
   // context matter more and a bigram draft agree less.

@@ -152,6 +152,8 @@ class EngineImpl final : public Engine {
   bool pd_abort(const std::string& id);               // a parked request: ended
   void pd_poll();                                      // arrivals, joins, timeouts
   void pd_handoff(RequestState& r);                    // prefill side: a finished request's KV, pages still held
+  bool pd_hands_off(const RequestState& r) const;      // prefill side: r's KV goes to a decode server next
+  void take_drafts(RequestState& r, const std::vector<int32_t>& drafts);  // decode side: the prefill side's drafts
   void pd_on_end(RequestState& r, const RequestOutput& o);  // prefill side: a request that sent nothing
   void pd_take_parked(std::vector<std::unique_ptr<RequestState>>& into);
   std::vector<Parked> parked_;

@@ -48,9 +48,9 @@ void EngineImpl::pd_check_submit(GenerateRequest& req) const {
 
 bool EngineImpl::pd_park(std::unique_ptr<RequestState>& r) {
   if (!is_mode(cfg_, DisaggMode::Decode) || !r->in.bootstrap) return false;
-  // The MTP draft step needs the target step's hidden states, which stay on the prefill server: these
-  // requests decode without speculation.
-  r->speculate = false;
+  // Speculation goes on here: the prompt's MTP KV came with the target's (the prefill server extended
+  // the MTP layer over the whole prompt, engine_spec.cpp), and the first decode step here, which has no
+  // drafts, keeps the hidden state the first draft step reads.
   cfg_.kv_handoff->expect(*r->in.bootstrap);
   groups_[size_t(r->dp_group)].sched->reserve_prompt(*r);  // may fail for now: pd_poll retries
   const auto timeout = std::chrono::duration<double>(cfg_.kv_handoff->timeout_s());
@@ -120,6 +120,7 @@ void EngineImpl::pd_poll() {
         first.token = head.first_token;
         first.logprob = head.first_logprob;
         accept_token(joined, std::move(first));
+        take_drafts(joined, head.drafts);
       } else {  // max_new_tokens 0: the prompt only
         joined.final_output.emplace();
         joined.final_output->finished = true;
@@ -149,6 +150,21 @@ void EngineImpl::pd_poll() {
   }
 }
 
+bool EngineImpl::pd_hands_off(const RequestState& r) const {
+  return is_mode(cfg_, DisaggMode::Prefill) && r.in.bootstrap && !r.kv_handed_off && r.final_output &&
+         r.final_output->finish_reason != FinishReason::Error && r.final_output->finish_reason != FinishReason::Abort;
+}
+
+void EngineImpl::take_drafts(RequestState& r, const std::vector<int32_t>& drafts) {
+  if (!r.speculate || r.final_output || drafts.empty()) return;
+  DpGroup& group = groups_[size_t(r.dp_group)];
+  if (group.spec.paused(steps_)) return;
+  const auto budget = size_t(draft_budget(r, spec_steps_, cfg_.context_length));
+  // Pages for the verify step's positions and the chain after it, as a draft step of this server reserves.
+  if (budget == 0 || !group.sched->reserve(r, r.computed + spec_steps_ + 1)) return;
+  r.draft.assign(drafts.begin(), drafts.begin() + std::min(budget, drafts.size()));
+}
+
 void EngineImpl::pd_handoff(RequestState& r) {
   if (!is_mode(cfg_, DisaggMode::Prefill) || r.kv_handed_off || !r.final_output || !r.in.bootstrap) return;
   const RequestOutput& o = *r.final_output;
@@ -158,6 +174,7 @@ void EngineImpl::pd_handoff(RequestState& r) {
   head.tokens = r.prompt_len;
   if (r.output_len() > 0) head.first_token = r.tokens[size_t(r.prompt_len)];
   if (!o.logprobs.empty()) head.first_logprob = o.logprobs[0].logprob;
+  head.drafts = r.draft;
   try {
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<uint8_t> packed = pack_prompt_kv(groups_[size_t(r.dp_group)].runners, r.pages, head);

@@ -66,13 +66,17 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
         r.final_output->finish_reason = FinishReason::Length;
       }
     }
-    if (!r.speculate || r.final_output || !draft || group.spec.paused(steps_)) continue;
+    if (!r.speculate || !draft || group.spec.paused(steps_)) continue;
+    // A prefill server's request ends after its first token, but the decode server it goes to speculates
+    // on: the MTP layer's KV of the whole prompt travels with the target's, and so do the drafts that this
+    // server would verify next (the decode server's first step verifies them, as this one would have).
+    if (r.final_output && !pd_hands_off(r)) continue;
     // The MTP layer over the positions just confirmed: position p reads the target's hidden state at p
     // and the token at p + 1 (known for every confirmed position but a prompt chunk's last, when the
     // prompt goes on... which it then is: the next prompt token).
     const int32_t n = std::min<int32_t>(confirmed, int32_t(r.tokens.size()) - 1 - c.begin);
     if (n <= 0) continue;
-    const int32_t budget = r.prefilling() ? 0 : draft_budget(r, spec_steps_, cfg_.context_length);
+    const int32_t budget = r.prefilling() ? 0 : draft_budget(r, spec_steps_, cfg_.context_length, !r.final_output);
     // Pages for the chain's positions and the next verify step's, without retracting anyone.
     const bool drafts_now = budget > 0 && sched.reserve(r, r.computed + spec_steps_ + 1);
     model::SequenceChunk sc;

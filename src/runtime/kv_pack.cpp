@@ -9,7 +9,8 @@ namespace ds::runtime {
 
 namespace {
 constexpr uint32_t kMagic = 0x4B565044;  // "DPVK"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
+constexpr uint32_t kMaxDrafts = 64;
 
 struct Header {
   uint32_t magic = kMagic, version = kVersion;
@@ -17,7 +18,13 @@ struct Header {
   float first_logprob = 0;
   int32_t tokens = 0;
   uint32_t ranks = 0, pools = 0;  // pools per rank; then `ranks * pools` uint64 row sizes
+  uint32_t drafts = 0;            // then `drafts` int32 draft tokens, then the rows
+  uint32_t reserved = 0;
 };
+
+size_t preamble_bytes(const Header& h) {
+  return sizeof h + size_t(h.ranks) * h.pools * sizeof(uint64_t) + size_t(h.drafts) * sizeof(int32_t);
+}
 
 // Every pool of a rank, in packing order: the latent pools of all layers (the MTP layer's last), then the
 // indexer-key pools.
@@ -58,8 +65,10 @@ std::vector<uint8_t> pack_prompt_kv(const std::vector<ModelRunner*>& ranks, cons
   h.tokens = head.tokens;
   h.ranks = uint32_t(ranks.size());
   h.pools = uint32_t(pools_of(*ranks[0]).size());
+  DS_CHECK(head.drafts.size() <= kMaxDrafts, "KV pack: {} drafts", head.drafts.size());
+  h.drafts = uint32_t(head.drafts.size());
   std::vector<uint64_t> sizes;
-  size_t total = sizeof h;
+  size_t total = sizeof h + head.drafts.size() * sizeof(int32_t);
   for (ModelRunner* r : ranks) {
     auto pools = pools_of(*r);
     DS_CHECK(pools.size() == h.pools, "KV pack: ranks with different pools");
@@ -72,6 +81,8 @@ std::vector<uint8_t> pack_prompt_kv(const std::vector<ModelRunner*>& ranks, cons
   std::memcpy(out.data(), &h, sizeof h);
   std::memcpy(out.data() + sizeof h, sizes.data(), sizes.size() * sizeof(uint64_t));
   size_t at = sizeof h + sizes.size() * sizeof(uint64_t);
+  if (!head.drafts.empty()) std::memcpy(out.data() + at, head.drafts.data(), head.drafts.size() * sizeof(int32_t));
+  at += head.drafts.size() * sizeof(int32_t);
   for (ModelRunner* r : ranks) {
     backend::Backend& be = r->backend();
     r->backend().make_current();
@@ -91,7 +102,13 @@ PackedKvHead packed_kv_head(std::span<const uint8_t> packed) {
   DS_CHECK(packed.size() >= sizeof h, "KV transfer: {} bytes is too short for a packed KV", packed.size());
   std::memcpy(&h, packed.data(), sizeof h);
   DS_CHECK(h.magic == kMagic && h.version == kVersion, "KV transfer: not a packed KV of this dsserve version");
-  return {h.first_token, h.first_logprob, h.tokens};
+  DS_CHECK(h.drafts <= kMaxDrafts && h.ranks <= 4096 && h.pools <= 4096 && packed.size() >= preamble_bytes(h),
+           "KV transfer: a packed KV with a damaged header");
+  PackedKvHead head{h.first_token, h.first_logprob, h.tokens, std::vector<int32_t>(h.drafts)};
+  if (h.drafts)
+    std::memcpy(head.drafts.data(), packed.data() + sizeof h + size_t(h.ranks) * h.pools * sizeof(uint64_t),
+                size_t(h.drafts) * sizeof(int32_t));
+  return head;
 }
 
 PackedKvHead unpack_prompt_kv(const std::vector<ModelRunner*>& ranks, const std::vector<int32_t>& pages,
@@ -108,7 +125,7 @@ PackedKvHead unpack_prompt_kv(const std::vector<ModelRunner*>& ranks, const std:
   std::vector<uint64_t> sizes(size_t(h.ranks) * h.pools);
   DS_CHECK(packed.size() >= sizeof h + sizes.size() * sizeof(uint64_t), "KV transfer: truncated packed KV");
   std::memcpy(sizes.data(), packed.data() + sizeof h, sizes.size() * sizeof(uint64_t));
-  size_t expect = sizeof h + sizes.size() * sizeof(uint64_t), k = 0;
+  size_t expect = preamble_bytes(h), k = 0;
   for (ModelRunner* r : ranks)
     for (Tensor* t : pools_of(*r)) {
       DS_CHECK(sizes[k] == row_bytes(*t),
@@ -118,7 +135,7 @@ PackedKvHead unpack_prompt_kv(const std::vector<ModelRunner*>& ranks, const std:
       ++k;
     }
   DS_CHECK(packed.size() == expect, "KV transfer: {} bytes arrived, the header says {}", packed.size(), expect);
-  size_t at = sizeof h + sizes.size() * sizeof(uint64_t);
+  size_t at = preamble_bytes(h);
   for (ModelRunner* r : ranks) {
     backend::Backend& be = r->backend();
     be.make_current();

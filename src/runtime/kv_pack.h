@@ -17,6 +17,9 @@ struct PackedKvHead {
   int32_t first_token = -1;  // the token the prefill server drew after the prompt (-1: none, max_tokens 0)
   float first_logprob = 0;
   int32_t tokens = 0;        // prompt tokens whose rows follow
+  // Speculative decoding: the MTP layer's drafts after first_token (the prefill server's draft step), which
+  // the decode server verifies in its first step as if it had drafted them itself.
+  std::vector<int32_t> drafts;
 };
 
 // The rows of tokens [0, tokens) of the request whose page table is `pages`, from every rank in `ranks`.

@@ -25,8 +25,8 @@ bool SpecPause::record(int64_t step, int64_t tokens, int64_t requests, double mi
   return true;
 }
 
-int32_t draft_budget(const RequestState& r, int32_t steps, int32_t context_length) {
-  const int64_t by_output = int64_t(r.in.max_new_tokens) - r.output_len() - 1;
+int32_t draft_budget(const RequestState& r, int32_t steps, int32_t context_length, bool count_output) {
+  const int64_t by_output = count_output ? int64_t(r.in.max_new_tokens) - r.output_len() - 1 : int64_t(steps);
   // The verify step runs positions up to tokens - 1 + drafts, the chain after it up to tokens + steps - 2.
   const int64_t by_context = int64_t(context_length) - int64_t(r.tokens.size()) - steps;
   return int32_t(std::max<int64_t>(0, std::min<int64_t>({steps, by_output, by_context})));

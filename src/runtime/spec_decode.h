@@ -56,7 +56,8 @@ class SpecPause {
 };
 
 // How many drafts the request may verify in its next step (<= steps): what its max_new_tokens still
-// allows after the step's own token, and positions that stay inside the context length.
-int32_t draft_budget(const RequestState& r, int32_t steps, int32_t context_length);
+// allows after the step's own token, and positions that stay inside the context length. by_output false:
+// the context alone (a prefill server's drafts: the decode server applies max_new_tokens).
+int32_t draft_budget(const RequestState& r, int32_t steps, int32_t context_length, bool by_output = true);
 
 }  // namespace ds::runtime

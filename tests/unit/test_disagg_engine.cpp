@@ -5,12 +5,16 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <thread>
 
+#include <unistd.h>
+
 #include "backend/backend.h"
 #include "engine_test_util.h"
+#include "model/make_model.h"
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "runtime/kv_handoff.h"
@@ -170,6 +174,75 @@ TEST_F(PdEngineTest, PrefillThenDecodeMatchesPlainForward) {
     expect_idle(*pre);
     expect_idle(*dec);
   }
+}
+
+// Speculative decoding on both sides: the prefill server extends the MTP layer over the whole prompt and
+// drafts after the first token; the MTP rows and the drafts travel with the KV, so the decode server verifies
+// in its first step what one plain speculating server would: the same tokens, and per request the same
+// verify steps, drafts and accepted drafts (drafts that differ, or MTP KV that did not come, change those).
+TEST_F(PdEngineTest, SpeculationGoesOnOnTheDecodeSide) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  // A bigram model whose bigram draft also reads the MTP layer's own KV (its attention output kept at a
+  // scale): drafts often accepted, and different where that KV is wrong.
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / fmt::format("dsserve-pd-spec-{}", ::getpid())).string();
+  model::MakeModelOptions mo;
+  mo.preset = "tiny";
+  mo.seed = 7;
+  mo.bigram_mtp = true;
+  mo.layer_output_scale = 0;
+  mo.mtp_attention_scale = 1.0f;  // (0.3-1: about a third to two thirds of the drafts accepted)
+  model::make_model(mo, dir);
+  auto loaded = model::Model::load(dir, *be_);
+  std::filesystem::remove_all(dir);
+  model::Model* model_ = loaded.get();
+  constexpr int32_t kSteps = 3;
+  auto spec_config = [&](int32_t page_size, KvHandoff* h) {
+    EngineConfig c = config(page_size, 512, h);
+    c.speculative_num_steps = kSteps;
+    c.speculative_min_accept_length = 0;
+    return c;
+  };
+  RunnerConfig rc;
+  rc.draft_steps = kSteps;
+  const std::vector<std::pair<int, int>> prompts = {{1, 9}, {2, 30}, {3, 4}, {4, 13}};
+  auto request = [&](size_t i, bool pd) {
+    const std::string id = "r" + std::to_string(i);
+    const auto p = ds::testing::prompt_of(prompts[i].first, prompts[i].second);
+    return pd ? pd_request(id, p, 24, 200 + i) : ds::testing::greedy(id, p, 24);
+  };
+  // One plain speculating engine, one request at a time (the pair below runs them one at a time too).
+  std::vector<Collector::Result> want;
+  {
+    auto plain = make_engine(spec_config(4, nullptr), *model_, tok, rc);
+    Collector c;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      plain->submit(request(i, false), c.sink("r" + std::to_string(i)));
+      want.push_back(c.wait("r" + std::to_string(i)));
+    }
+  }
+  Wire wire;
+  LoopbackHandoff pre_h(wire, DisaggMode::Prefill, 10), dec_h(wire, DisaggMode::Decode, 10);
+  auto pre = make_engine(spec_config(4, &pre_h), *model_, tok, rc);
+  auto dec = make_engine(spec_config(8, &dec_h), *model_, tok, rc);
+  int64_t accepted = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    Collector c;
+    dec->submit(request(i, true), c.sink("d"));
+    pre->submit(request(i, true), c.sink("p"));
+    const auto d = c.wait("d");
+    c.wait("p");
+    EXPECT_EQ(d.last.finish_reason, FinishReason::Length);
+    EXPECT_EQ(d.tokens, want[i].tokens);
+    EXPECT_EQ(d.last.spec_verify_ct, want[i].last.spec_verify_ct);
+    EXPECT_EQ(d.last.spec_draft_tokens, want[i].last.spec_draft_tokens);
+    EXPECT_EQ(d.last.spec_accept_tokens, want[i].last.spec_accept_tokens);
+    accepted += want[i].last.spec_accept_tokens - want[i].last.spec_verify_ct;
+  }
+  EXPECT_GT(accepted, 0) << "no draft was accepted anywhere: the comparison above would not see wrong drafts";
+  expect_idle(*pre);
+  expect_idle(*dec);
 }
 
 TEST_F(PdEngineTest, MissingKvFullPoolFailureAndAbortFreeEveryPage) {

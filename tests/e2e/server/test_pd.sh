@@ -192,15 +192,25 @@ echo "a killed prefill server -> 503: $msg ($SECONDS s)"
 FP8=(--kv-cache-dtype fp8_e4m3 --speculative-algorithm EAGLE --speculative-num-steps 2)
 start_server "$TMP/plain-fp8.log" "${COMMON[@]}" "${FP8[@]}"
 PIDS+=("$SERVER_PID")
+# The decode side speculates as one server would: its first step verifies the prefill side's drafts, so
+# the verify steps and drafts per request are one server's too.
+spec_meta() {  # URL: a greedy /generate's tokens and speculative counts
+  jget "$(curl -sf "$1/generate" -H 'Content-Type: application/json' -d '{"text":"Speculate about this.",
+    "sampling_params":{"temperature":0,"max_new_tokens":16,"ignore_eos":true}}')" \
+    '[j["output_ids"], j["meta_info"]["spec_verify_ct"], j["meta_info"]["spec_draft_token_num"]]'
+}
 outputs "$BASE_URL" >"$TMP/direct-fp8.txt"
+spec_meta "$BASE_URL" >>"$TMP/direct-fp8.txt"
 stop_server
 start_pd fp8 "${FP8[@]}" -- "${FP8[@]}"
 start_router "$TMP/router-fp8.log"
 outputs "$ROUTER" >"$TMP/pd-fp8.txt"
+spec_meta "$ROUTER" >>"$TMP/pd-fp8.txt"
 diff "$TMP/direct-fp8.txt" "$TMP/pd-fp8.txt" >/dev/null ||
-  fail "fp8 KV + MTP pair: outputs differ: $(diff "$TMP/direct-fp8.txt" "$TMP/pd-fp8.txt")"
+  fail "fp8 KV + MTP pair: outputs or speculative counts differ: $(diff "$TMP/direct-fp8.txt" "$TMP/pd-fp8.txt")"
+[[ $(tail -1 "$TMP/pd-fp8.txt") == *"], 0, 0]" ]] && fail "the decode side did not speculate: $(tail -1 "$TMP/pd-fp8.txt")"
 idle "$PRE"
 idle "$DEC"
 stop_pids "$ROUTER_PID" "$DEC_PID" "$PRE_PID"
-echo "--kv-cache-dtype fp8_e4m3 with speculative decoding on both sides: identical to one such server ($SECONDS s)"
+echo "--kv-cache-dtype fp8_e4m3 with speculative decoding on both sides: identical to one such server, the same verify steps and drafts ($SECONDS s)"
 echo ok

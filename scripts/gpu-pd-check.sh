@@ -3,7 +3,8 @@
 # disaggregation on CUDA (issue 21). A prefill server and a decode server share the one GPU (each its own KV
 # pool), the KV goes over UCX (staged through host memory), `dsserve router --pd-disaggregation` in front.
 #   1. check: a tiny model with the real vocabulary, served plainly and as a pair: 8 greedy /generate
-#      continuations identical (exact GEMM mode; agreement reported in the fast mode);
+#      continuations identical (exact GEMM mode; agreement reported in the fast mode), and with speculative
+#      decoding on both sides (exact: identical, verify steps and drafts per request compared);
 #   2. measure: a full-width checkpoint (PD_LAYERS layers, default 4: 3 dense + 1 MoE), `bench serving`
 #      random PD_INPUTS (default 1024,8192) in / 128 out at concurrency 1 and 8, plain server vs pair: TTFT,
 #      TPOT, ITL; from both sides' /metrics: KV bytes per prompt, pack and unpack time, the decode side's
@@ -82,10 +83,13 @@ generate() {  # URL: 8 greedy continuations (one request each, at once), as JSON
 
 if [[ $PARTS == *check* ]]; then
   M=$TMP/tiny
-  make_ckpt "$M" --preset tiny --num-layers 2 --seed 3 --override '{"vocab_size": 129280, "max_position_embeddings": 4096}'
-  for mode in exact fast; do
-    export DSSERVE_CUDA_GEMM=$mode
+  make_ckpt "$M" --preset tiny --num-layers 2 --seed 3 --override '{"vocab_size": 129280, "max_position_embeddings": 4096}' \
+    --bigram-mtp --layer-output-scale 0.2 --mtp-attention-scale 0.2
+  for mode in exact fast exact-spec; do
+    export DSSERVE_CUDA_GEMM=${mode%-spec}
     args=(--model-path "$M" --context-length 1024 --max-total-tokens 65536)
+    # -spec: speculative decoding on both sides (the decode side verifies the prefill side's drafts first)
+    [[ $mode == *-spec ]] && args+=(--speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-min-accept-length 0)
     serve "$LOG/check-plain-$mode.log" "${args[@]}" && generate "$URL" >"$TMP/plain.jsonl"
     stop_all
     pair "check-$mode" "${args[@]}" && generate "$ROUTER" >"$TMP/pd.jsonl"
@@ -96,8 +100,14 @@ a = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 b = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
 mode = sys.argv[3]
 same = sum(x["output_ids"] == y["output_ids"] for x, y in zip(a, b)) if len(a) == len(b) == 8 else 0
+spec = ""
+if mode.endswith("-spec") and len(a) == len(b) == 8:
+    counts = lambda v: [(r["meta_info"].get("spec_verify_ct"), r["meta_info"].get("spec_draft_token_num")) for r in v]
+    acc = sum(r["meta_info"].get("spec_accept_length", 0) for r in b) / 8
+    spec = (f"; verify steps and drafts per request {'equal' if counts(a) == counts(b) else 'DIFFERENT'} "
+            f"({counts(b)[:3]}...); accept length {acc:.2f}")
 print(f"pd check ({mode} GEMMs): {same}/8 greedy /generate outputs through the prefill/decode "
-      f"pair identical to one plain server")
+      f"pair identical to one plain server{spec}")
 sys.exit(0 if same == 8 or (mode == "fast" and len(b) == 8) else 1)
 PY
   done

@@ -14,9 +14,6 @@ using model::KVCache;
 using model::StepLayout;
 
 namespace {
-int32_t max_positions(const model::Model& m) {
-  return int32_t(std::min<int64_t>(m.config().max_position_embeddings, INT32_MAX));
-}
 const char* pass_name(bool extend) { return extend ? "draft extend" : "draft chain"; }
 }  // namespace
 
@@ -78,24 +75,10 @@ DraftRecorder::Split DraftRecorder::split(const StepInput& in) const {
 }
 
 void DraftRecorder::finish(Layout& l, int32_t real, int32_t q) const {
-  // Padding sequences as the step recorder's: token 0 at positions 0..q-1 of page 0, written nowhere,
-  // their last row's logits computed and dropped.
-  for (int32_t s = real; s < l.batch; ++s) {
-    const int32_t t0 = int32_t(l.st.ids.size());
-    l.st.ab.page_tables.push_back({0});
-    l.st.token0.push_back(t0);
-    l.st.ctx.push_back(q);
-    l.st.logits_row0.push_back(int32_t(l.st.logit_rows.size()));
-    for (int32_t i = 0; i < q; ++i) {
-      l.st.ab.seq_of_token.push_back(s);
-      l.st.ab.pos_of_token.push_back(i);
-      l.st.ids.push_back(0);
-      l.st.slots.push_back(-1);
-    }
-    l.st.logit_rows.push_back(t0 + q - 1);
-  }
+  // Padding sequences as the step recorder's (their last row's logits computed and dropped).
+  for (int32_t s = real; s < l.batch; ++s) StepRecorder::add_padding(l.st, s, q, false);
   const int32_t longest = l.st.ctx.empty() ? 1 : *std::max_element(l.st.ctx.begin(), l.st.ctx.end());
-  if (l.context == 0) l.context = StepRecorder::context_bucket(longest, max_positions(m_));
+  if (l.context == 0) l.context = StepRecorder::context_bucket(longest, StepRecorder::max_positions(m_));
   l.st.ab.max_context = l.context;
 }
 
@@ -250,28 +233,15 @@ void DraftRecorder::record(const Layout& l, KVCache& cache) {
 }
 
 void DraftRecorder::follow_pools(const KVCache& cache) {
-  const void* pools = cache.latent.empty() ? nullptr : cache.latent[0].raw();
-  if (pools != cache_id_) {
-    graphs_.clear();
-    cache_id_ = pools;
-  }
+  if (StepRecorder::pools_changed(cache, cache_id_)) graphs_.clear();
 }
 
 int DraftRecorder::record_all(int32_t max_batch, int32_t max_context, KVCache& cache,
                               const std::function<void(int, int)>& progress) {
   if (!record_ || lazy_ || !m_.backend().can_capture()) return 0;
   follow_pools(cache);
-  std::vector<int32_t> batches, contexts;
-  const int32_t top = std::min(max_bs_, std::max(1, max_batch));
-  for (int32_t n = 1; n <= top; ++n) {
-    const int32_t b = StepRecorder::batch_bucket(n, max_bs_);
-    if (batches.empty() || batches.back() != b) batches.push_back(b);
-  }
-  const int32_t mp = max_positions(m_), last = StepRecorder::context_bucket(std::max(1, max_context), mp);
-  for (int32_t c = StepRecorder::context_bucket(1, mp);; c = StepRecorder::context_bucket(c + 1, mp)) {
-    contexts.push_back(c);
-    if (c >= last) break;
-  }
+  const std::vector<int32_t> batches = StepRecorder::batch_buckets(max_batch, max_bs_),
+                             contexts = StepRecorder::context_buckets(max_context, m_);
   std::vector<Pass> kinds = {Pass::Extend};
   if (steps_ > 1) kinds.push_back(Pass::Chain);
   const int total = int(batches.size() * contexts.size() * kinds.size());

@@ -66,14 +66,38 @@ bool StepRecorder::eligible(ForwardMode mode, const ForwardBatch& batch) const {
   return uniform_tokens_per_seq(mode, batch) > 0 || verify_like(batch);
 }
 
-namespace {
-int32_t max_positions(const model::Model& m) {
+int32_t StepRecorder::max_positions(const model::Model& m) {
   return int32_t(std::min<int64_t>(m.config().max_position_embeddings, INT32_MAX));
 }
 
-// Padding sequence s of q tokens: token 0 at positions 0..q-1 of page 0, written nowhere; its logits rows
-// (the last, or all q for verify) are computed and dropped.
-void add_padding(StepLayout& st, int32_t s, int32_t q, bool all_logits) {
+std::vector<int32_t> StepRecorder::batch_buckets(int32_t max_batch, int32_t max_bs) {
+  std::vector<int32_t> batches;
+  const int32_t top = std::min(max_bs, std::max(1, max_batch));
+  for (int32_t n = 1; n <= top; ++n) {
+    const int32_t b = batch_bucket(n, max_bs);
+    if (batches.empty() || batches.back() != b) batches.push_back(b);
+  }
+  return batches;
+}
+
+std::vector<int32_t> StepRecorder::context_buckets(int32_t max_context, const model::Model& m) {
+  std::vector<int32_t> contexts;
+  const int32_t mp = max_positions(m), last = context_bucket(std::max(1, max_context), mp);
+  for (int32_t c = context_bucket(1, mp);; c = context_bucket(c + 1, mp)) {
+    contexts.push_back(c);
+    if (c >= last) break;
+  }
+  return contexts;
+}
+
+bool StepRecorder::pools_changed(const KVCache& cache, const void*& id) {
+  const void* pools = cache.latent.empty() ? nullptr : cache.latent[0].raw();
+  if (pools == id) return false;
+  id = pools;
+  return true;
+}
+
+void StepRecorder::add_padding(StepLayout& st, int32_t s, int32_t q, bool all_logits) {
   const int32_t t0 = int32_t(st.ids.size());
   st.ab.page_tables.push_back({0});
   st.token0.push_back(t0);
@@ -87,6 +111,8 @@ void add_padding(StepLayout& st, int32_t s, int32_t q, bool all_logits) {
     if (all_logits || i == q - 1) st.logit_rows.push_back(t0 + i);
   }
 }
+
+namespace {
 
 // The real sequences' rows of a padded step's logits (each real sequence has q rows for verify, 1 else).
 ForwardOutput real_rows(backend::Backend& be, const std::vector<int32_t>& row0, int32_t real, int32_t rows_per_seq,
@@ -261,11 +287,7 @@ void StepRecorder::record(const Padded& p, KVCache& cache) {
 }
 
 void StepRecorder::follow_pools(const KVCache& cache) {
-  const void* pools = cache.latent.empty() ? nullptr : cache.latent[0].raw();
-  if (pools != cache_id_) {  // other KV pools: the recordings write the old ones
-    graphs_.clear();
-    cache_id_ = pools;
-  }
+  if (pools_changed(cache, cache_id_)) graphs_.clear();  // other KV pools: the recordings write the old ones
 }
 
 int StepRecorder::record_all(ForwardMode mode, int32_t tokens_per_seq, int32_t max_batch, int32_t max_context,
@@ -276,17 +298,7 @@ int StepRecorder::record_all(ForwardMode mode, int32_t tokens_per_seq, int32_t m
            "{} steps of {} tokens per sequence cannot be recorded", forward_mode_name(mode), tokens_per_seq);
   if (!m_.backend().can_capture() || m_.options().attention != model::AttentionForm::Absorbed) return 0;
   follow_pools(cache);
-  std::vector<int32_t> batches, contexts;
-  const int32_t top = std::min(max_bs_, std::max(1, max_batch));
-  for (int32_t n = 1; n <= top; ++n) {
-    const int32_t b = batch_bucket(n, max_bs_);
-    if (batches.empty() || batches.back() != b) batches.push_back(b);
-  }
-  const int32_t last = context_bucket(std::max(1, max_context), max_positions(m_));
-  for (int32_t c = context_bucket(1, max_positions(m_));; c = context_bucket(c + 1, max_positions(m_))) {
-    contexts.push_back(c);
-    if (c >= last) break;
-  }
+  const std::vector<int32_t> batches = batch_buckets(max_batch, max_bs_), contexts = context_buckets(max_context, m_);
   const int total = int(batches.size() * contexts.size());
   int done = 0;
   const int64_t before = stats_.captured;

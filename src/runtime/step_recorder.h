@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <tuple>
+#include <vector>
 
 #include "model/model.h"
 #include "runtime/forward_mode.h"
@@ -57,6 +58,17 @@ class StepRecorder {
   // when the context fits it).
   static int32_t batch_bucket(int32_t n, int32_t max_bs);
   static int32_t context_bucket(int32_t ctx, int32_t max_positions);
+  // What record_all records (the draft recorder's too): the batch buckets up to min(max_bs, max_batch) and
+  // the context buckets up to max_context's, in increasing order.
+  static std::vector<int32_t> batch_buckets(int32_t max_batch, int32_t max_bs);
+  static std::vector<int32_t> context_buckets(int32_t max_context, const model::Model& m);
+  static int32_t max_positions(const model::Model& m);  // the context buckets' cap
+  // Padding sequence s of q tokens: token 0 at positions 0..q-1 of page 0, written nowhere; its logits
+  // rows (the last, or all q) are computed and dropped.
+  static void add_padding(model::StepLayout& st, int32_t s, int32_t q, bool all_logits);
+  // Recordings write the pools they were made with: true (and `id` updated) when `cache`'s pools are
+  // others than `id` names, i.e. the recordings must go.
+  static bool pools_changed(const model::KVCache& cache, const void*& id);
 
   struct Stats {
     int64_t captured = 0, replayed = 0, failed = 0;

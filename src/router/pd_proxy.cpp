@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 
+#include "router/response_relay.h"
 #include "router/router_core.h"
 #include "server/api_error.h"
 #include "server/json.h"
@@ -58,11 +59,7 @@ class PdProxy : public std::enable_shared_from_this<PdProxy> {
     body["bootstrap_port"] = core_.options.bootstrap_ports[prefill_];
     body["bootstrap_room"] = rng() >> 1;  // SGLang's rooms are below 2^63
     const std::string text = server::dump(body);
-    decode_status_ = 0;
-    decode_streaming_ = decode_503_ = false;
-    decode_body_.clear();
-    decode_headers_.clear();
-    content_type_ = "application/json";
+    decode_reply_.reset();
     prefill_body_.clear();
     prefill_status_ = 0;
 
@@ -88,35 +85,15 @@ class PdProxy : public std::enable_shared_from_this<PdProxy> {
       if (id == self->generation_) self->decode_head(status, h);
     };
     dc.on_body = [self, id](std::string_view d) {
-      if (id == self->generation_) self->decode_data(d);
+      if (id == self->generation_) self->decode_reply_.data(d, *self->client_);
     };
     dc.on_done = [self, id, w = decode_](const std::string& error) { self->decode_done(id, w, error); };
     decode_cancel_ = core_.clients[decode_]->request(call_.method, call_.target, text, std::move(dc), ro);
   }
 
   void decode_head(int status, const bench::HttpHeaders& h) {
-    decode_status_ = status;
-    bool chunked = false, has_length = false;
-    for (const auto& [k, v] : h) {
-      if (k == "content-type") content_type_ = v;
-      else if (k == "transfer-encoding") chunked = chunked || v.find("chunked") != std::string::npos;
-      else if (k == "content-length") has_length = true;
-      else if (k == "retry-after" || k == "x-request-id") decode_headers_.emplace_back(k, v);
-    }
-    if (status == 503 && may_retry()) {
-      decode_503_ = true;  // dropped; decode_done tries another pair
-      if (decode_cancel_) decode_cancel_();
-      return;
-    }
-    if (chunked || !has_length) {
-      decode_streaming_ = true;
-      client_->start_stream(status, content_type_, decode_headers_);
-    }
-  }
-
-  void decode_data(std::string_view d) {
-    if (decode_streaming_) client_->send(std::string(d));
-    else decode_body_.append(d);
+    // A 503 is dropped (decode_done tries another pair).
+    if (!decode_reply_.head(status, h, may_retry(), *client_) && decode_cancel_) decode_cancel_();
   }
 
   void prefill_done(uint64_t id, size_t w, const std::string& error) {
@@ -127,7 +104,7 @@ class PdProxy : public std::enable_shared_from_this<PdProxy> {
     ++core_.workers[w].errors;
     // The decode server waits for KV that will not come (it hears of the failure from the prefill server,
     // or times out): answer now unless its response has begun.
-    if (decode_streaming_) return;
+    if (decode_reply_.streaming()) return;
     const std::string why = error.empty() ? fmt::format("{} answered {}", core_.workers[w].url, prefill_status_)
                                           : fmt::format("{}: {}", core_.workers[w].url, error);
     drop_attempt(decode_cancel_);
@@ -148,30 +125,22 @@ class PdProxy : public std::enable_shared_from_this<PdProxy> {
     --core_.workers[w].in_flight;
     if (id != generation_ || gone_ || finished_) return;
     decode_cancel_ = nullptr;
-    if (error.empty() && !decode_503_) {
+    if (error.empty() && !decode_reply_.dropped_503()) {
       finished_ = true;
-      if (decode_streaming_) return client_->end_stream();
-      server::HttpResponse r;
-      r.status = decode_status_;
-      r.content_type = content_type_;
-      r.body = std::move(decode_body_);
-      r.headers = std::move(decode_headers_);
-      return client_->respond(std::move(r));
+      return decode_reply_.finish(*client_);
     }
     ++core_.workers[w].errors;
-    const std::string why = fmt::format("decode server {}: {}", core_.workers[w].url, decode_503_ ? "answered 503" : error);
-    if (decode_streaming_) {
+    const std::string why =
+        fmt::format("decode server {}: {}", core_.workers[w].url, decode_reply_.dropped_503() ? "answered 503" : error);
+    if (decode_reply_.streaming()) {
       finished_ = true;
       ++core_.routes[call_.route].errors["stream_interrupted"];
       spdlog::warn("{} {}: the stream broke off: {}", call_.method, call_.route, why);
-      if (content_type_.starts_with("text/event-stream"))
-        client_->send("data: " + server::dump(server::error_body(502, "the decode server's stream broke off: " + why)) +
-                      "\n\n");
-      return client_->end_stream();
+      return decode_reply_.broke_off("the decode server's stream broke off: " + why, *client_);
     }
     drop_attempt(prefill_cancel_);  // its KV would go nowhere
     tried_.push_back(w);
-    if (!decode_503_ && !error.starts_with("timed out")) core_.health.worker_failed(w);
+    if (!decode_reply_.dropped_503() && !error.starts_with("timed out")) core_.health.worker_failed(w);
     retry(why);
   }
 
@@ -226,10 +195,10 @@ class PdProxy : public std::enable_shared_from_this<PdProxy> {
   int attempts_ = 0;
   uint64_t generation_ = 0;
   bench::HttpCancel prefill_cancel_, decode_cancel_;
-  int prefill_status_ = 0, decode_status_ = 0;
-  bool decode_streaming_ = false, decode_503_ = false, gone_ = false, finished_ = false;
-  std::string content_type_, decode_body_, prefill_body_, last_error_;
-  server::HeaderList decode_headers_;
+  int prefill_status_ = 0;
+  ResponseRelay decode_reply_;  // the decode server's response: the client's
+  bool gone_ = false, finished_ = false;
+  std::string prefill_body_, last_error_;
 };
 
 }  // namespace

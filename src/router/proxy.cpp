@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "router/response_relay.h"
 #include "router/router_core.h"
 #include "server/api_error.h"
 #include "server/json.h"
@@ -13,10 +14,6 @@ namespace {
 
 // Response headers worth passing back besides the content type (the front server writes its own
 // framing and connection headers).
-bool passes_back(const std::string& name) {
-  return name == "retry-after" || name == "www-authenticate" || name == "allow" || name == "x-request-id";
-}
-
 class Proxy : public std::enable_shared_from_this<Proxy> {
  public:
   Proxy(RouterCore& core, ProxyCall call, std::shared_ptr<server::Responder> r)
@@ -49,11 +46,7 @@ class Proxy : public std::enable_shared_from_this<Proxy> {
     Worker& wk = core_.workers[w];
     ++wk.routed;
     ++wk.in_flight;
-    status_ = 0;
-    streaming_ = retry_503_ = false;
-    body_.clear();
-    headers_.clear();
-    content_type_ = "application/json";
+    relay_.reset();
 
     bench::HttpCallbacks cb;
     auto self = shared_from_this();
@@ -67,62 +60,29 @@ class Proxy : public std::enable_shared_from_this<Proxy> {
   }
 
   void on_head(int status, const bench::HttpHeaders& h) {
-    status_ = status;
-    bool chunked = false, has_length = false;
-    for (const auto& [k, v] : h) {
-      if (k == "content-type") content_type_ = v;
-      else if (k == "transfer-encoding") chunked = chunked || v.find("chunked") != std::string::npos;
-      else if (k == "content-length") has_length = true;
-      else if (passes_back(k)) headers_.emplace_back(k, v);
-    }
-    if (status == 503 && may_retry() && !core_.workers.candidates(tried_).empty()) {
-      retry_503_ = true;  // drop this answer; on_done retries (with no other worker it passes through)
-      cancel_();
-      return;
-    }
-    if (chunked || !has_length) {
-      streaming_ = true;
-      client_->start_stream(status, content_type_, headers_);
-    }
+    // A 503 is dropped (on_done retries) while another worker is left; with none it passes through.
+    if (!relay_.head(status, h, may_retry() && !core_.workers.candidates(tried_).empty(), *client_)) cancel_();
   }
 
-  void on_body(std::string_view data) {
-    if (streaming_) client_->send(std::string(data));
-    else body_.append(data);
-  }
+  void on_body(std::string_view data) { relay_.data(data, *client_); }
 
   void on_done(const std::string& error) {
     Worker& wk = core_.workers[worker_];
     --wk.in_flight;
     cancel_ = nullptr;
     if (gone_) return;  // the client left: nothing to answer
-    if (error.empty() && !retry_503_) {
+    if (error.empty() && !relay_.dropped_503()) {
       finished_ = true;
-      if (streaming_) {
-        client_->end_stream();
-      } else {
-        server::HttpResponse r;
-        r.status = status_;
-        r.content_type = content_type_;
-        r.body = std::move(body_);
-        r.headers = std::move(headers_);
-        client_->respond(std::move(r));
-      }
-      return;
+      return relay_.finish(*client_);
     }
     ++wk.errors;
     const bool timed_out = error.starts_with("timed out");
-    last_error_ = fmt::format("{}: {}", wk.url, retry_503_ ? "answered 503" : error);
-    if (streaming_) {
+    last_error_ = fmt::format("{}: {}", wk.url, relay_.dropped_503() ? "answered 503" : error);
+    if (relay_.streaming()) {
       finished_ = true;
-      // Too late to retry or to change the status: tell an SSE client in its own terms, then end.
       ++core_.routes[call_.route].errors["stream_interrupted"];
       spdlog::warn("{} {}: the stream from {} broke off: {}", call_.method, call_.route, wk.url, error);
-      if (content_type_.starts_with("text/event-stream"))
-        client_->send("data: " + server::dump(server::error_body(502, "the worker's stream broke off: " + last_error_)) +
-                      "\n\n");
-      client_->end_stream();
-      return;
+      return relay_.broke_off("the worker's stream broke off: " + last_error_, *client_);
     }
     if (timed_out) {
       finished_ = true;
@@ -130,7 +90,7 @@ class Proxy : public std::enable_shared_from_this<Proxy> {
       client_->respond(server::error_response(504, "no complete answer within --request-timeout-secs: " + last_error_));
       return;
     }
-    if (!retry_503_) core_.health.worker_failed(worker_);  // unreachable or dropped the connection
+    if (!relay_.dropped_503()) core_.health.worker_failed(worker_);  // unreachable or dropped the connection
     if (!may_retry()) return give_up();
     ++wk.retries;
     ++core_.routes[call_.route].retries;
@@ -164,10 +124,9 @@ class Proxy : public std::enable_shared_from_this<Proxy> {
   std::vector<size_t> tried_;
   size_t worker_ = 0;
   bench::HttpCancel cancel_;
-  int status_ = 0;
-  bool streaming_ = false, retry_503_ = false, gone_ = false, finished_ = false;
-  std::string content_type_, body_, last_error_;
-  server::HeaderList headers_;
+  ResponseRelay relay_;
+  bool gone_ = false, finished_ = false;
+  std::string last_error_;
 };
 
 }  // namespace

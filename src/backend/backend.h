@@ -141,6 +141,12 @@ class Backend {
   // rows prefill/decode disaggregation moves between servers are staged through the host this way.
   virtual void copy_bytes_to_host(void* dst, const Tensor& src);
   virtual void copy_bytes_from_host(Tensor& dst, const void* src);
+  // Rows `rows` of a pool (its row_size() elements of its dtype each), in that order, as raw bytes to /
+  // from host memory (rows.size() x row bytes), done when the call returns. Device backends gather or
+  // scatter on the device and move the bytes in large transfers: a prompt's KV rows (prefill/decode
+  // disaggregation) lie in pages spread over the pool.
+  virtual void gather_rows_to_host(void* dst, const Tensor& pool, const std::vector<int32_t>& rows);
+  virtual void scatter_rows_from_host(Tensor& pool, const std::vector<int32_t>& rows, const void* src);
 
   // ---- dense ops ----
   virtual Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) = 0;  // [T, H]

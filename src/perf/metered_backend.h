@@ -63,6 +63,12 @@ class MeteredBackend final : public backend::Backend {
   Tensor from_host(const Tensor& t) override;
   void copy_bytes_to_host(void* dst, const Tensor& src) override { in_->copy_bytes_to_host(dst, src); }
   void copy_bytes_from_host(Tensor& dst, const void* src) override { in_->copy_bytes_from_host(dst, src); }
+  void gather_rows_to_host(void* dst, const Tensor& pool, const std::vector<int32_t>& rows) override {
+    in_->gather_rows_to_host(dst, pool, rows);
+  }
+  void scatter_rows_from_host(Tensor& pool, const std::vector<int32_t>& rows, const void* src) override {
+    in_->scatter_rows_from_host(pool, rows, src);
+  }
 
   Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) override;
   Tensor embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) override;

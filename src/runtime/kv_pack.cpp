@@ -1,5 +1,6 @@
 #include "runtime/kv_pack.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "runtime/model_runner.h"
@@ -37,23 +38,13 @@ std::vector<Tensor*> pools_of(ModelRunner& r) {
 
 size_t row_bytes(const Tensor& t) { return size_t(t.row_size()) * dtype_size(t.dtype()); }
 
-// Calls f(first_row, count, token_offset) for each run of tokens [0, tokens) that is contiguous in a pool
-// (consecutive pages merge: one copy each, which matters when a copy is a device transfer).
-template <typename F>
-void for_each_run(const std::vector<int32_t>& pages, int32_t page_size, int32_t tokens, F f) {
+// The pool rows of tokens [0, tokens) of a request whose page table is `pages`.
+std::vector<int32_t> token_rows(const std::vector<int32_t>& pages, int32_t page_size, int32_t tokens) {
   DS_CHECK(int64_t(pages.size()) * page_size >= tokens, "KV pack: {} pages of {} cannot hold {} tokens", pages.size(),
            page_size, tokens);
-  int32_t t = 0;
-  while (t < tokens) {
-    size_t k = size_t(t / page_size);
-    int32_t n = std::min(page_size, tokens - t);
-    while (t + n < tokens && pages[k + 1] == pages[k] + 1) {
-      ++k;
-      n += std::min(page_size, tokens - t - n);
-    }
-    f(int64_t(pages[size_t(t / page_size)]) * page_size, n, t);
-    t += n;
-  }
+  std::vector<int32_t> rows(size_t(std::max(tokens, 0)));
+  for (int32_t t = 0; t < tokens; ++t) rows[size_t(t)] = pages[size_t(t / page_size)] * page_size + t % page_size;
+  return rows;
 }
 }  // namespace
 
@@ -85,13 +76,11 @@ std::vector<uint8_t> pack_prompt_kv(const std::vector<ModelRunner*>& ranks, cons
   at += head.drafts.size() * sizeof(int32_t);
   for (ModelRunner* r : ranks) {
     backend::Backend& be = r->backend();
-    r->backend().make_current();
+    be.make_current();
+    const std::vector<int32_t> rows = token_rows(pages, r->config().page_size, head.tokens);
     for (Tensor* t : pools_of(*r)) {
-      const size_t rb = row_bytes(*t);
-      for_each_run(pages, r->config().page_size, head.tokens, [&](int64_t row, int32_t n, int32_t tok) {
-        be.copy_bytes_to_host(out.data() + at + size_t(tok) * rb, t->rows(row, row + n));
-      });
-      at += rb * size_t(head.tokens);
+      be.gather_rows_to_host(out.data() + at, *t, rows);
+      at += row_bytes(*t) * size_t(head.tokens);
     }
   }
   return out;
@@ -139,13 +128,10 @@ PackedKvHead unpack_prompt_kv(const std::vector<ModelRunner*>& ranks, const std:
   for (ModelRunner* r : ranks) {
     backend::Backend& be = r->backend();
     be.make_current();
+    const std::vector<int32_t> rows = token_rows(pages, r->config().page_size, h.tokens);
     for (Tensor* t : pools_of(*r)) {
-      const size_t rb = row_bytes(*t);
-      for_each_run(pages, r->config().page_size, h.tokens, [&](int64_t row, int32_t n, int32_t tok) {
-        Tensor dst = t->rows(row, row + n);
-        be.copy_bytes_from_host(dst, packed.data() + at + size_t(tok) * rb);
-      });
-      at += rb * size_t(h.tokens);
+      be.scatter_rows_from_host(*t, rows, packed.data() + at);
+      at += row_bytes(*t) * size_t(h.tokens);
     }
   }
   return head;

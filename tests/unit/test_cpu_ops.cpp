@@ -416,4 +416,23 @@ TEST_F(CpuOps, EmbeddingAndCacheRejectBadIndices) {
   EXPECT_EQ(e.f32()[0], table.f32()[36]);
 }
 
+// Raw rows to and from host memory (PD's KV rows): gathered in the order asked (repeats too), scattered to
+// exactly the rows named, every other byte untouched; rows outside the pool refused.
+TEST_F(CpuOps, GatherAndScatterRowsAsBytes) {
+  Tensor pool = Tensor::empty({9, 5}, DType::U8);
+  for (int i = 0; i < 45; ++i) pool.data<uint8_t>()[i] = uint8_t(i);
+  std::vector<uint8_t> out(3 * 5);
+  be->gather_rows_to_host(out.data(), pool, {7, 0, 7});
+  EXPECT_EQ(out, (std::vector<uint8_t>{35, 36, 37, 38, 39, 0, 1, 2, 3, 4, 35, 36, 37, 38, 39}));
+  const std::vector<uint8_t> in = {100, 101, 102, 103, 104, 200, 201, 202, 203, 204};
+  be->scatter_rows_from_host(pool, {8, 2}, in.data());
+  for (int i = 0; i < 45; ++i) {
+    const int row = i / 5, col = i % 5;
+    const int want = row == 8 ? 100 + col : row == 2 ? 200 + col : i;
+    EXPECT_EQ(pool.data<uint8_t>()[i], want) << "byte " << i;
+  }
+  EXPECT_THROW(be->gather_rows_to_host(out.data(), pool, {9}), ds::Error);
+  EXPECT_THROW(be->scatter_rows_from_host(pool, {-1}, in.data()), ds::Error);
+}
+
 }  // namespace

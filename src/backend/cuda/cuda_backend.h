@@ -93,6 +93,8 @@ class CudaBackend final : public Backend {
   Tensor from_host(const Tensor& t) override;
   void copy_bytes_to_host(void* dst, const Tensor& src) override;
   void copy_bytes_from_host(Tensor& dst, const void* src) override;
+  void gather_rows_to_host(void* dst, const Tensor& pool, const std::vector<int32_t>& rows) override;
+  void scatter_rows_from_host(Tensor& pool, const std::vector<int32_t>& rows, const void* src) override;
 
   Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) override;
   Tensor embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) override;
@@ -235,6 +237,7 @@ class CudaBackend final : public Backend {
   Tensor gemv_counters_;  // kGemvMaxCounters ints, zero between launches
   // staging ring
   char* pinned_ = nullptr;
+  char* xfer_pinned_ = nullptr;  // staging of gather_rows_to_host / scatter_rows_from_host (kXferChunk bytes)
   size_t pinned_size_ = size_t(16) << 20, pinned_pos_ = 0;
   cudaEvent_t ring_event_ = nullptr;
   struct Upload {

@@ -263,6 +263,37 @@ void launch_cache_write_bf16(uint16_t* pool, int D, int col0, const float* rows,
 void launch_gather_rows_bf16(const uint16_t* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st) {
   if (n) gather_rows_bf16_kernel<<<n, row_threads(D), 0, st>>>(src, D, idx, out);
 }
+// One block per row, copying in the widest word the row size allows (rows start at multiples of it).
+template <typename W>
+__global__ void gather_words_kernel(const W* pool, size_t words, const int32_t* idx, W* out) {
+  const W* s = pool + size_t(idx[blockIdx.x]) * words;
+  W* d = out + size_t(blockIdx.x) * words;
+  for (size_t i = threadIdx.x; i < words; i += blockDim.x) d[i] = s[i];
+}
+template <typename W>
+__global__ void scatter_words_kernel(W* pool, size_t words, const int32_t* idx, const W* in) {
+  W* d = pool + size_t(idx[blockIdx.x]) * words;
+  const W* s = in + size_t(blockIdx.x) * words;
+  for (size_t i = threadIdx.x; i < words; i += blockDim.x) d[i] = s[i];
+}
+void launch_gather_bytes(const void* pool, size_t rb, const int32_t* idx, int n, void* out, cudaStream_t st) {
+  if (!n) return;
+  if (rb % 16 == 0)
+    gather_words_kernel<<<n, 128, 0, st>>>(static_cast<const int4*>(pool), rb / 16, idx, static_cast<int4*>(out));
+  else if (rb % 4 == 0)
+    gather_words_kernel<<<n, 256, 0, st>>>(static_cast<const uint32_t*>(pool), rb / 4, idx, static_cast<uint32_t*>(out));
+  else
+    gather_words_kernel<<<n, 256, 0, st>>>(static_cast<const uint8_t*>(pool), rb, idx, static_cast<uint8_t*>(out));
+}
+void launch_scatter_bytes(void* pool, size_t rb, const int32_t* idx, int n, const void* in, cudaStream_t st) {
+  if (!n) return;
+  if (rb % 16 == 0)
+    scatter_words_kernel<<<n, 128, 0, st>>>(static_cast<int4*>(pool), rb / 16, idx, static_cast<const int4*>(in));
+  else if (rb % 4 == 0)
+    scatter_words_kernel<<<n, 256, 0, st>>>(static_cast<uint32_t*>(pool), rb / 4, idx, static_cast<const uint32_t*>(in));
+  else
+    scatter_words_kernel<<<n, 256, 0, st>>>(static_cast<uint8_t*>(pool), rb, idx, static_cast<const uint8_t*>(in));
+}
 void launch_gather_rows(const float* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st) {
   if (n) gather_rows_kernel<<<n, row_threads(D), 0, st>>>(src, D, idx, out);
 }

@@ -54,6 +54,9 @@ void launch_cache_write(float* pool, int D, int col0, const float* rows, int n, 
                         cudaStream_t st);
 // out[i, :] = src[idx[i], :]  (row width D)
 void launch_gather_rows(const float* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st);
+// Raw rows of row_bytes bytes: out[i] = pool[idx[i]] (gather) / pool[idx[i]] = in[i] (scatter).
+void launch_gather_bytes(const void* pool, size_t row_bytes, const int32_t* idx, int n, void* out, cudaStream_t st);
+void launch_scatter_bytes(void* pool, size_t row_bytes, const int32_t* idx, int n, const void* in, cudaStream_t st);
 // The same two for BF16 pools (rows fp32 outside the pool).
 void launch_cache_write_bf16(uint16_t* pool, int D, int col0, const float* rows, int n, const int32_t* slots, int T,
                              cudaStream_t st);

@@ -140,20 +140,27 @@ if [[ $PARTS == *measure* ]]; then
   echo "setup input concurrency prompts TTFT_ms TPOT_ms P99_ITL_ms out_tok_s" >"$LOG/measure.txt"
   IFS=, read -ra inputs <<<"${PD_INPUTS:-1024,8192}"
   if serve "$LOG/measure-plain.log" "${args[@]}"; then
-    for in in "${inputs[@]}"; do for c in 1 8; do bench "$URL" plain "$in" "$c"; done; done
+    for in in "${inputs[@]}"; do for c in ${PD_CONC:-1 8}; do bench "$URL" plain "$in" "$c"; done; done
   else status=1; fi
   stop_all
   echo "side counter input concurrency value" >"$LOG/pd-metrics.txt"
-  if pair measure "${args[@]}"; then
-    for in in "${inputs[@]}"; do
-      for c in 1 8; do
-        bench "$ROUTER" pd "$in" "$c"
-        metrics "$PRE" | sed "s/^/prefill /; s/ \([^ ]*\)$/ $in $c \1/" >>"$LOG/pd-metrics.txt"
-        metrics "$DEC" | sed "s/^/decode /; s/ \([^ ]*\)$/ $in $c \1/" >>"$LOG/pd-metrics.txt"
+  # PD_UCX_MODES: UCX's error handling per pair ("peer": shared-memory lanes excluded; "none": UCX may
+  # pick them; src/disagg/ucx_transfer.cpp).
+  for ucx in ${PD_UCX_MODES:-peer}; do
+    export DSSERVE_UCX_ERR_MODE=$ucx
+    if pair "measure-$ucx" "${args[@]}"; then
+      for in in "${inputs[@]}"; do
+        for c in ${PD_CONC:-1 8}; do
+          bench "$ROUTER" "pd-$ucx" "$in" "$c"
+          metrics "$PRE" | sed "s/^/prefill /; s/ \([^ ]*\)$/ $in-$ucx $c \1/" >>"$LOG/pd-metrics.txt"
+          metrics "$DEC" | sed "s/^/decode /; s/ \([^ ]*\)$/ $in-$ucx $c \1/" >>"$LOG/pd-metrics.txt"
+        done
       done
-    done
-  else status=1; fi
-  stop_all
+      grep -h "UCX: endpoint" "$LOG/measure-$ucx-prefill.log" | head -1
+    else status=1; fi
+    stop_all
+    unset DSSERVE_UCX_ERR_MODE
+  done
   cat "$LOG/measure.txt"
   # Per prompt, from the counters' growth over each run.
   python3 - "$LOG/pd-metrics.txt" <<'PY'
@@ -161,8 +168,9 @@ import sys, collections
 rows = [l.split() for l in open(sys.argv[1]).read().splitlines()[1:]]
 runs, last = collections.OrderedDict(), collections.defaultdict(float)
 for side, name, inp, c, v in rows:  # both sides list every counter: keep the side that counts it
-    d = float(v) - last[side, name]
-    last[side, name] = float(v)
+    key = (side, name, inp.split("-", 1)[-1])  # counters restart with each pair (a UCX mode)
+    d = float(v) - last[key]
+    last[key] = float(v)
     if d: runs.setdefault((inp, c), {})[name] = d
 print("input concurrency prompts KV_MB_per_prompt pack_ms unpack_ms decode_wait_ms (per prompt; wait = arrival "
       "at the decode server to joining its batch: the prefill server's queue + prefill + transfer)")
@@ -173,6 +181,6 @@ for (inp, c), m in runs.items():
           f'{m.get("dsserve:pd_kv_unpack_seconds_total", 0) / n * 1e3:.2f}',
           f'{m.get("dsserve:pd_kv_wait_seconds_total", 0) / n * 1e3:.1f}')
 PY
-  grep -h "KV cache\|KV pool" "$LOG/measure-decode.log" | head -2
+  grep -h "KV pool" "$LOG"/measure-*-decode.log | head -1
 fi
 exit $status

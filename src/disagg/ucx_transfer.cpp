@@ -8,10 +8,15 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <list>
 #include <map>
 #include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "disagg/kv_transfer.h"
@@ -125,13 +130,57 @@ class UcxTransfer final : public KvTransfer {
     ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                     UCP_EP_PARAM_FIELD_ERR_HANDLER;
     ep.address = reinterpret_cast<const ucp_address_t*>(address.data());
-    ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    ep.err_mode = peer_error_handling() ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
     ep.err_handler.cb = &UcxTransfer::on_ep_error;
     ep.err_handler.arg = this;
     ucp_ep_h h = nullptr;
     check(ucp_ep_create(worker_, &ep, &h), "ucp_ep_create");
     eps_[address] = h;
+    spdlog::info("UCX: endpoint to a peer over {}", lanes_of(h));
     return h;
+  }
+
+  // Peer error handling (a dead peer fails the send at once) excludes the transports that cannot detect
+  // one: in UCX 1.13 every shared-memory lane, so two servers of one host talk over TCP loopback.
+  // DSSERVE_UCX_ERR_MODE=none lets UCX pick shared memory there; a dead peer is then seen by the transfer's
+  // own timeout and the bootstrap connection breaking (not by UCX), and across hosts a transport error
+  // with no handler may be fatal to the process: keep the default (peer) unless both sides share a host.
+  static bool peer_error_handling() {
+    static const bool peer = [] {
+      const char* e = std::getenv("DSSERVE_UCX_ERR_MODE");
+      const std::string v = e ? e : "peer";
+      DS_CHECK(v == "peer" || v == "none", "DSSERVE_UCX_ERR_MODE must be peer or none, got '{}'", v);
+      return v == "peer";
+    }();
+    return peer;
+  }
+
+  // The transports an endpoint's lanes use ("posix/memory", "tcp/lo", "rc_mlx5/mlx5_0:1", ...), from
+  // ucp_ep_print_info's "lane[i]: k:transport/device.n ..." lines: what carries the KV, in the log.
+  static std::string lanes_of(ucp_ep_h ep) {
+    char* text = nullptr;
+    size_t len = 0;
+    FILE* f = open_memstream(&text, &len);
+    if (!f) return "?";
+    ucp_ep_print_info(ep, f);
+    std::fclose(f);
+    std::string out;
+    std::istringstream in(std::string(text ? text : "", len));
+    std::free(text);
+    std::set<std::string> seen;
+    for (std::string line; std::getline(in, line);) {
+      const size_t lane = line.find("lane[");
+      if (lane == std::string::npos) continue;
+      const size_t colon = line.find(':', line.find(']', lane));
+      if (colon == std::string::npos) continue;
+      std::istringstream words(line.substr(colon + 1));
+      std::string w;
+      words >> w;  // "3:posix/memory.0"
+      if (const size_t c = w.find(':'); c != std::string::npos) w = w.substr(c + 1);
+      if (const size_t dot = w.rfind('.'); dot != std::string::npos && w.find('/') < dot) w = w.substr(0, dot);
+      if (!w.empty() && seen.insert(w).second) out += (out.empty() ? "" : ", ") + w;
+    }
+    return out.empty() ? "?" : out;
   }
 
   void close_endpoint(ucp_ep_h ep) {

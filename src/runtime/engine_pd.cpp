@@ -5,6 +5,8 @@
 // into those pages, the prefill server's first token is taken as its own, and it decodes as if it had
 // prefilled itself. A parked request that waits longer than the transfer timeout ends with an error and
 // gives its pages back.
+#include <algorithm>
+
 #include "runtime/engine_impl.h"
 #include "runtime/kv_pack.h"
 #include "util/log.h"
@@ -157,6 +159,8 @@ bool EngineImpl::pd_hands_off(const RequestState& r) const {
 
 void EngineImpl::take_drafts(RequestState& r, const std::vector<int32_t>& drafts) {
   if (!r.speculate || r.final_output || drafts.empty()) return;
+  // (They come from another process: a token outside the vocabulary drops them; drafts never decide output.)
+  if (std::any_of(drafts.begin(), drafts.end(), [&](int32_t d) { return d < 0 || d >= vocab_; })) return;
   DpGroup& group = groups_[size_t(r.dp_group)];
   if (group.spec.paused(steps_)) return;
   const auto budget = size_t(draft_budget(r, spec_steps_, cfg_.context_length));

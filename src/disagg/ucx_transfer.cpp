@@ -141,7 +141,7 @@ class UcxTransfer final : public KvTransfer {
   }
 
   // Peer error handling (a dead peer fails the send at once) excludes the transports that cannot detect
-  // one: in UCX 1.13 every shared-memory lane, so two servers of one host talk over TCP loopback.
+  // one: in UCX 1.13 and 1.16 every shared-memory lane, so two servers of one host talk over TCP loopback.
   // DSSERVE_UCX_ERR_MODE=none lets UCX pick shared memory there; a dead peer is then seen by the transfer's
   // own timeout and the bootstrap connection breaking (not by UCX), and across hosts a transport error
   // with no handler may be fatal to the process: keep the default (peer) unless both sides share a host.

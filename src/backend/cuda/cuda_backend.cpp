@@ -203,51 +203,51 @@ void CudaBackend::copy_bytes_from_host(Tensor& dst, const void* src) {
 }
 
 // Rows between a pool and host memory in chunks of up to kXferChunk bytes: gathered into (scattered from)
-// a contiguous device buffer by one kernel, moved through page-locked staging in one copy (a copy per row
-// or per run of pages costs ~10 us of launch and latency each: 1.5 GB/s for a prompt's KV), then memcpy'd
-// to (from) the caller's pageable memory.
+// a contiguous device buffer by one kernel and moved through page-locked staging in one copy per chunk,
+// then memcpy'd to (from) the caller's pageable memory.
 namespace {
 constexpr size_t kXferChunk = size_t(16) << 20;
 }
 
-void CudaBackend::gather_rows_to_host(void* dst, const Tensor& pool, const std::vector<int32_t>& rows) {
-  DS_CHECK(pool.device() == Device::CUDA, "gather_rows_to_host: pool {} is not on the GPU", pool.describe());
+// The checks, the staging and the chunking both directions share: chunk(first, n, device_rows, buf, bytes)
+// per chunk of n rows starting at rows[first]; buf holds their bytes on the device.
+template <typename Chunk>
+void CudaBackend::for_each_xfer_chunk(const Tensor& pool, const std::vector<int32_t>& rows, const char* op,
+                                      Chunk chunk) {
+  DS_CHECK(pool.device() == Device::CUDA, "{}: pool {} is not on the GPU", op, pool.describe());
   const size_t rb = size_t(pool.row_size()) * dtype_size(pool.dtype());
-  for (int32_t r : rows) DS_CHECK(r >= 0 && r < pool.dim(0), "gather_rows_to_host: row {} outside the pool of {}", r, pool.dim(0));
+  for (int32_t r : rows) DS_CHECK(r >= 0 && r < pool.dim(0), "{}: row {} outside the pool of {}", op, r, pool.dim(0));
   if (rows.empty() || rb == 0) return;
-  DS_CHECK(rb <= kXferChunk, "gather_rows_to_host: rows of {} bytes", rb);
+  DS_CHECK(rb <= kXferChunk, "{}: rows of {} bytes", op, rb);
   if (!xfer_pinned_) DS_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&xfer_pinned_), kXferChunk));
   const size_t per = kXferChunk / rb;
   Tensor buf = empty({int64_t(std::min(per, rows.size()) * rb)}, DType::U8);
   for (size_t r0 = 0; r0 < rows.size(); r0 += per) {
     const size_t n = std::min(per, rows.size() - r0);
     const std::vector<int32_t> idx(rows.begin() + long(r0), rows.begin() + long(r0 + n));
-    launch_gather_bytes(pool.raw(), rb, upload_i32(idx), int(n), buf.raw(), stream_);
-    check_launch("gather_rows_to_host");
-    DS_CUDA_CHECK(cudaMemcpyAsync(xfer_pinned_, buf.raw(), n * rb, cudaMemcpyDeviceToHost, stream_));
-    DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    std::memcpy(static_cast<char*>(dst) + r0 * rb, xfer_pinned_, n * rb);
+    chunk(r0, n, upload_i32(idx), buf, rb);
+    check_launch(op);
+    DS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the staging is reused by the next chunk
   }
 }
 
+void CudaBackend::gather_rows_to_host(void* dst, const Tensor& pool, const std::vector<int32_t>& rows) {
+  for_each_xfer_chunk(pool, rows, "gather_rows_to_host",
+                      [&](size_t r0, size_t n, const int32_t* idx, Tensor& buf, size_t rb) {
+                        launch_gather_bytes(pool.raw(), rb, idx, int(n), buf.raw(), stream_);
+                        DS_CUDA_CHECK(cudaMemcpyAsync(xfer_pinned_, buf.raw(), n * rb, cudaMemcpyDeviceToHost, stream_));
+                        DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+                        std::memcpy(static_cast<char*>(dst) + r0 * rb, xfer_pinned_, n * rb);
+                      });
+}
+
 void CudaBackend::scatter_rows_from_host(Tensor& pool, const std::vector<int32_t>& rows, const void* src) {
-  DS_CHECK(pool.device() == Device::CUDA, "scatter_rows_from_host: pool {} is not on the GPU", pool.describe());
-  const size_t rb = size_t(pool.row_size()) * dtype_size(pool.dtype());
-  for (int32_t r : rows) DS_CHECK(r >= 0 && r < pool.dim(0), "scatter_rows_from_host: row {} outside the pool of {}", r, pool.dim(0));
-  if (rows.empty() || rb == 0) return;
-  DS_CHECK(rb <= kXferChunk, "scatter_rows_from_host: rows of {} bytes", rb);
-  if (!xfer_pinned_) DS_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&xfer_pinned_), kXferChunk));
-  const size_t per = kXferChunk / rb;
-  Tensor buf = empty({int64_t(std::min(per, rows.size()) * rb)}, DType::U8);
-  for (size_t r0 = 0; r0 < rows.size(); r0 += per) {
-    const size_t n = std::min(per, rows.size() - r0);
-    const std::vector<int32_t> idx(rows.begin() + long(r0), rows.begin() + long(r0 + n));
-    std::memcpy(xfer_pinned_, static_cast<const char*>(src) + r0 * rb, n * rb);
-    DS_CUDA_CHECK(cudaMemcpyAsync(buf.raw(), xfer_pinned_, n * rb, cudaMemcpyHostToDevice, stream_));
-    launch_scatter_bytes(pool.raw(), rb, upload_i32(idx), int(n), buf.raw(), stream_);
-    check_launch("scatter_rows_from_host");
-    DS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the staging is reused by the next chunk
-  }
+  for_each_xfer_chunk(pool, rows, "scatter_rows_from_host",
+                      [&](size_t r0, size_t n, const int32_t* idx, Tensor& buf, size_t rb) {
+                        std::memcpy(xfer_pinned_, static_cast<const char*>(src) + r0 * rb, n * rb);
+                        DS_CUDA_CHECK(cudaMemcpyAsync(buf.raw(), xfer_pinned_, n * rb, cudaMemcpyHostToDevice, stream_));
+                        launch_scatter_bytes(pool.raw(), rb, idx, int(n), buf.raw(), stream_);
+                      });
 }
 
 const void* CudaBackend::upload_bytes(const void* data, size_t bytes) {

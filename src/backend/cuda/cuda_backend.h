@@ -237,6 +237,8 @@ class CudaBackend final : public Backend {
   Tensor gemv_counters_;  // kGemvMaxCounters ints, zero between launches
   // staging ring
   char* pinned_ = nullptr;
+  template <typename Chunk>
+  void for_each_xfer_chunk(const Tensor& pool, const std::vector<int32_t>& rows, const char* op, Chunk chunk);
   char* xfer_pinned_ = nullptr;  // staging of gather_rows_to_host / scatter_rows_from_host (kXferChunk bytes)
   size_t pinned_size_ = size_t(16) << 20, pinned_pos_ = 0;
   cudaEvent_t ring_event_ = nullptr;

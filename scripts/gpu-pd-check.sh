@@ -144,10 +144,13 @@ if [[ $PARTS == *measure* ]]; then
   else status=1; fi
   stop_all
   echo "side counter input concurrency value" >"$LOG/pd-metrics.txt"
-  # PD_UCX_MODES: UCX's error handling per pair ("peer": shared-memory lanes excluded; "none": UCX may
-  # pick them; src/disagg/ucx_transfer.cpp).
+  # PD_UCX_MODES: UCX's lanes per pair (src/disagg/ucx_transfer.cpp): "peer" (the default: peer error
+  # handling, shared-memory FIFOs with their peer checks on), "peer-tcp" (peer error handling with those
+  # checks off: what the default was before, TCP loopback on one host), "none" (no error handling: every
+  # lane, cma's zero-copy included).
   for ucx in ${PD_UCX_MODES:-peer}; do
-    export DSSERVE_UCX_ERR_MODE=$ucx
+    export DSSERVE_UCX_ERR_MODE=${ucx%-tcp}
+    if [ "$ucx" = peer-tcp ]; then export UCX_POSIX_ERROR_HANDLING=n UCX_SYSV_ERROR_HANDLING=n; fi
     if pair "measure-$ucx" "${args[@]}"; then
       for in in "${inputs[@]}"; do
         for c in ${PD_CONC:-1 8}; do
@@ -159,7 +162,7 @@ if [[ $PARTS == *measure* ]]; then
       grep -h "UCX: endpoint" "$LOG/measure-$ucx-prefill.log" | head -1
     else status=1; fi
     stop_all
-    unset DSSERVE_UCX_ERR_MODE
+    unset DSSERVE_UCX_ERR_MODE UCX_POSIX_ERROR_HANDLING UCX_SYSV_ERROR_HANDLING
   done
   cat "$LOG/measure.txt"
   # Per prompt, from the counters' growth over each run.

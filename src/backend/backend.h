@@ -12,6 +12,7 @@
 #include "backend/sampling.h"
 #include "tensor/tensor.h"
 #include "util/error.h"
+#include "util/host_bytes.h"
 
 namespace ds::backend {
 
@@ -137,14 +138,14 @@ class Backend {
   virtual Tensor alloc(std::vector<int64_t> shape, DType dtype) = 0;  // zero-filled
   virtual Tensor to_host_f32(const Tensor& t) = 0;                    // F32 CPU copy (or the tensor itself)
   virtual Tensor from_host(const Tensor& t) = 0;                      // device copy of a CPU tensor
-  // Raw bytes of a (contiguous) tensor view to / from host memory, done when the call returns: the KV
-  // rows prefill/decode disaggregation moves between servers are staged through the host this way.
-  virtual void copy_bytes_to_host(void* dst, const Tensor& src);
-  virtual void copy_bytes_from_host(Tensor& dst, const void* src);
+  // Host memory for buffers reused across transfers to and from the device (prefill/decode disaggregation's
+  // packed KV): page-locked on device backends, so that their copies need no staging; plain memory on host
+  // backends. Not zero-filled. Dropping the result frees it (on any thread, also after this backend is gone).
+  virtual HostBytes alloc_host_bytes(size_t bytes);
   // Rows `rows` of a pool (its row_size() elements of its dtype each), in that order, as raw bytes to /
   // from host memory (rows.size() x row bytes), done when the call returns. Device backends gather or
-  // scatter on the device and move the bytes in large transfers: a prompt's KV rows (prefill/decode
-  // disaggregation) lie in pages spread over the pool.
+  // scatter on the device and move the bytes in large transfers (straight to / from memory that
+  // alloc_host_bytes gave): a prompt's KV rows (prefill/decode disaggregation) lie in pages spread over the pool.
   virtual void gather_rows_to_host(void* dst, const Tensor& pool, const std::vector<int32_t>& rows);
   virtual void scatter_rows_from_host(Tensor& pool, const std::vector<int32_t>& rows, const void* src);
 

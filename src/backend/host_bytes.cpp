@@ -1,19 +1,12 @@
-// Backend's default raw copies: host-memory backends move bytes with memcpy (device backends override).
+// Backend's default host buffers and row copies: host-memory backends use plain memory and memcpy (device
+// backends override).
 #include <cstring>
 
 #include "backend/backend.h"
 
 namespace ds::backend {
 
-void Backend::copy_bytes_to_host(void* dst, const Tensor& src) {
-  DS_CHECK(src.device() == Device::CPU, "the {} backend cannot read device memory", name());
-  std::memcpy(dst, src.raw(), src.nbytes());
-}
-
-void Backend::copy_bytes_from_host(Tensor& dst, const void* src) {
-  DS_CHECK(dst.device() == Device::CPU, "the {} backend cannot write device memory", name());
-  std::memcpy(dst.raw(), src, dst.nbytes());
-}
+HostBytes Backend::alloc_host_bytes(size_t bytes) { return HostBytes::allocate(bytes); }
 
 namespace {
 size_t checked_row_bytes(const Tensor& pool, const std::vector<int32_t>& rows, const char* op) {

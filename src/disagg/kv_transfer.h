@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "util/host_bytes.h"
+
 namespace ds::disagg {
 
 class KvTransfer {
@@ -19,10 +21,12 @@ class KvTransfer {
   // Sends `data` to the peer at `peer_address`, tagged with `room`. `done` runs once, on the transfer's
   // own thread: empty when the data has left (the peer's receiver has it or will), else the error. After
   // `timeout_s` the send is cancelled with an error.
-  virtual void send(const std::string& peer_address, uint64_t room, std::vector<uint8_t> data, double timeout_s,
+  virtual void send(const std::string& peer_address, uint64_t room, HostBytes data, double timeout_s,
                     std::function<void(const std::string& error)> done) = 0;
   // Every message that arrives: (room, data), on the transfer's own thread. Set before the first arrives.
-  virtual void set_receiver(std::function<void(uint64_t room, std::vector<uint8_t> data)> receive) = 0;
+  virtual void set_receiver(std::function<void(uint64_t room, HostBytes data)> receive) = 0;
+  // Where arriving messages are written: alloc(bytes), on the transfer's thread (unset or failing: plain memory).
+  virtual void set_buffers(std::function<HostBytes(size_t bytes)> alloc) = 0;
 };
 
 bool have_ucx();

@@ -126,7 +126,7 @@ class PrefillHandoff final : public PdHandoff {
   std::vector<KvArrival> take_arrivals() override { return {}; }
   void set_wakeup(std::function<void()>) override {}
 
-  void send(const BootstrapRoom& room, std::vector<uint8_t> packed, std::string error) override {
+  void send(const BootstrapRoom& room, HostBytes packed, std::string error) override {
     std::lock_guard lk(mu_);
     staged_[room.room] = {std::move(packed), std::move(error), after(cfg_.timeout_s)};
     match(room.room);
@@ -139,7 +139,7 @@ class PrefillHandoff final : public PdHandoff {
     std::thread reader;
   };
   struct Staged {
-    std::vector<uint8_t> packed;
+    HostBytes packed;
     std::string error;
     Clock::time_point deadline;
   };
@@ -254,7 +254,7 @@ class PrefillHandoff final : public PdHandoff {
 class DecodeHandoff final : public PdHandoff {
  public:
   explicit DecodeHandoff(const PdConfig& cfg) : cfg_(cfg), transfer_(make_kv_transfer(cfg.transfer_backend)) {
-    transfer_->set_receiver([this](uint64_t room, std::vector<uint8_t> data) {
+    transfer_->set_receiver([this](uint64_t room, HostBytes data) {
       {
         std::lock_guard lk(mu_);
         if (!expected_.erase(room)) return;  // forgotten (aborted, timed out): dropped
@@ -284,7 +284,8 @@ class DecodeHandoff final : public PdHandoff {
   runtime::DisaggMode mode() const override { return runtime::DisaggMode::Decode; }
   int bootstrap_port() const override { return 0; }
   double timeout_s() const override { return cfg_.timeout_s; }
-  void send(const BootstrapRoom&, std::vector<uint8_t>, std::string) override { fail("a decode server sends no KV"); }
+  void send(const BootstrapRoom&, HostBytes, std::string) override { fail("a decode server sends no KV"); }
+  void set_buffers(std::function<HostBytes(size_t)> alloc) override { transfer_->set_buffers(std::move(alloc)); }
 
   void expect(const BootstrapRoom& room) override {
     std::lock_guard lk(mu_);

@@ -34,7 +34,7 @@ void check(ucs_status_t s, const char* what) {
 }
 
 struct SendOp {
-  std::vector<uint8_t> data;
+  HostBytes data;
   std::function<void(const std::string&)> done;
   Clock::time_point deadline;
   void* req = nullptr;
@@ -45,7 +45,7 @@ struct SendOp {
 
 struct RecvOp {
   uint64_t room = 0;
-  std::vector<uint8_t> data;
+  HostBytes data;
   void* req = nullptr;
   bool complete = false;
   ucs_status_t status = UCS_OK;
@@ -54,7 +54,7 @@ struct RecvOp {
 struct SendJob {
   std::string address;
   uint64_t room = 0;
-  std::vector<uint8_t> data;
+  HostBytes data;
   double timeout_s = 0;
   std::function<void(const std::string&)> done;
 };
@@ -65,6 +65,7 @@ class UcxTransfer final : public KvTransfer {
     ucp_params_t params{};
     params.field_mask = UCP_PARAM_FIELD_FEATURES;
     params.features = UCP_FEATURE_TAG;
+    if (peer_error_handling()) allow_shared_memory_lanes();
     ucp_config_t* config = nullptr;
     check(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
     const ucs_status_t s = ucp_init(&params, config, &context_);
@@ -96,15 +97,20 @@ class UcxTransfer final : public KvTransfer {
   std::string name() const override { return "ucx"; }
   std::string local_address() const override { return address_; }
 
-  void send(const std::string& peer_address, uint64_t room, std::vector<uint8_t> data, double timeout_s,
+  void send(const std::string& peer_address, uint64_t room, HostBytes data, double timeout_s,
             std::function<void(const std::string&)> done) override {
     std::lock_guard lk(mu_);
     jobs_.push_back({peer_address, room, std::move(data), timeout_s, std::move(done)});
   }
 
-  void set_receiver(std::function<void(uint64_t, std::vector<uint8_t>)> receive) override {
+  void set_receiver(std::function<void(uint64_t, HostBytes)> receive) override {
     std::lock_guard lk(mu_);
     receive_ = std::move(receive);
+  }
+
+  void set_buffers(std::function<HostBytes(size_t)> alloc) override {
+    std::lock_guard lk(mu_);
+    alloc_ = std::move(alloc);
   }
 
  private:
@@ -141,10 +147,12 @@ class UcxTransfer final : public KvTransfer {
   }
 
   // Peer error handling (a dead peer fails the send at once) excludes the transports that cannot detect
-  // one: in UCX 1.13 and 1.16 every shared-memory lane, so two servers of one host talk over TCP loopback.
-  // DSSERVE_UCX_ERR_MODE=none lets UCX pick shared memory there; a dead peer is then seen by the transfer's
-  // own timeout and the bootstrap connection breaking (not by UCX), and across hosts a transport error
-  // with no handler may be fatal to the process: keep the default (peer) unless both sides share a host.
+  // one. UCX's shared-memory FIFOs (posix, sysv) detect a dead peer only when asked to (their
+  // *_ERROR_HANDLING settings, off by default: allow_shared_memory_lanes turns them on), so that two servers
+  // of one host need not talk over TCP loopback; the zero-copy lanes (cma, knem, xpmem) never qualify.
+  // DSSERVE_UCX_ERR_MODE=none lets UCX pick every lane; a dead peer is then seen by the transfer's own
+  // timeout and the bootstrap connection breaking (not by UCX), and across hosts a transport error with no
+  // handler may be fatal to the process: keep the default (peer) unless both sides share a host.
   static bool peer_error_handling() {
     static const bool peer = [] {
       const char* e = std::getenv("DSSERVE_UCX_ERR_MODE");
@@ -153,6 +161,14 @@ class UcxTransfer final : public KvTransfer {
       return v == "peer";
     }();
     return peer;
+  }
+
+  // Turns on peer-failure detection in the shared-memory transports (UCX >= 1.11) through the environment
+  // UCX reads (ucp_config_modify does not reach transport settings in UCX 1.13), unless the user set it
+  // (UCX_POSIX_ERROR_HANDLING / UCX_SYSV_ERROR_HANDLING win). Runs once, when the server starts.
+  static void allow_shared_memory_lanes() {
+    ::setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
+    ::setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
   }
 
   // The transports an endpoint's lanes use ("posix/memory", "tcp/lo", "rc_mlx5/mlx5_0:1", ...), from
@@ -223,6 +239,21 @@ class UcxTransfer final : public KvTransfer {
     }
   }
 
+  // A buffer for an arriving message: the owner's (set_buffers), or plain memory if it has none or fails.
+  HostBytes buffer(size_t bytes) {
+    std::function<HostBytes(size_t)> alloc;
+    {
+      std::lock_guard lk(mu_);
+      alloc = alloc_;
+    }
+    if (alloc) try {
+        return alloc(bytes);
+      } catch (const std::exception& e) {
+        spdlog::warn("UCX: no buffer of {} bytes from the engine ({}); receiving into plain memory", bytes, e.what());
+      }
+    return HostBytes::allocate(bytes);
+  }
+
   void probe_arrivals() {
     for (;;) {
       ucp_tag_recv_info_t info{};
@@ -230,7 +261,7 @@ class UcxTransfer final : public KvTransfer {
       if (!msg) return;
       auto op = std::make_unique<RecvOp>();
       op->room = uint64_t(info.sender_tag);
-      op->data.resize(info.length);
+      op->data = buffer(info.length);
       ucp_request_param_t p{};
       p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
       p.cb.recv = &UcxTransfer::on_recv;
@@ -267,7 +298,7 @@ class UcxTransfer final : public KvTransfer {
       it = sends_.erase(it);
       any = true;
     }
-    std::function<void(uint64_t, std::vector<uint8_t>)> receive;
+    std::function<void(uint64_t, HostBytes)> receive;
     {
       std::lock_guard lk(mu_);
       receive = receive_;
@@ -357,7 +388,8 @@ class UcxTransfer final : public KvTransfer {
   // Shared (mu_).
   std::mutex mu_;
   std::deque<SendJob> jobs_;
-  std::function<void(uint64_t, std::vector<uint8_t>)> receive_;
+  std::function<void(uint64_t, HostBytes)> receive_;
+  std::function<HostBytes(size_t)> alloc_;
   bool stop_ = false;
   std::thread thread_;
 };

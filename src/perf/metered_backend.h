@@ -61,8 +61,7 @@ class MeteredBackend final : public backend::Backend {
   Tensor alloc(std::vector<int64_t> shape, DType dtype) override;
   Tensor to_host_f32(const Tensor& t) override;
   Tensor from_host(const Tensor& t) override;
-  void copy_bytes_to_host(void* dst, const Tensor& src) override { in_->copy_bytes_to_host(dst, src); }
-  void copy_bytes_from_host(Tensor& dst, const void* src) override { in_->copy_bytes_from_host(dst, src); }
+  HostBytes alloc_host_bytes(size_t bytes) override { return in_->alloc_host_bytes(bytes); }
   void gather_rows_to_host(void* dst, const Tensor& pool, const std::vector<int32_t>& rows) override {
     in_->gather_rows_to_host(dst, pool, rows);
   }

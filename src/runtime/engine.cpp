@@ -551,7 +551,7 @@ void EngineImpl::publish_stats() {
   s.spec_drafts_total = spec_drafts_total_;
   s.spec_drafted_at = spec_drafted_at_;
   s.spec_accepted_at = spec_accepted_at_;
-  s.pd = pd_stats_;
+  s.pd = pd_stats_;  // (the buffer gauges are read live by stats())
   for (const auto& g : groups_) s.spec_pauses_total += g.spec.pauses();
   size_t inbox = 0;
   {

@@ -182,6 +182,9 @@ struct EngineStats {
     double kv_pack_seconds_total = 0;
     int64_t kv_received_total = 0, kv_received_bytes_total = 0, kv_failed_total = 0;
     double kv_wait_seconds_total = 0, kv_unpack_seconds_total = 0;
+    // Page-locked buffers of packed KV (gauges): out now (being sent, waiting for a decode server, or
+    // waiting for pages here) and kept for reuse.
+    int64_t buffer_lent_bytes = 0, buffer_kept_bytes = 0;
   } pd;
   std::vector<DpGroupStats> dp_groups;  // one per DP group when there are several; empty otherwise
   double token_usage() const { return num_pages ? double(used_pages - evictable_pages) / num_pages : 0.0; }

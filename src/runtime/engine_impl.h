@@ -22,6 +22,7 @@
 #include "runtime/scheduler.h"
 #include "runtime/spec_decode.h"
 #include "runtime/step_cancel.h"
+#include "util/host_buffer_pool.h"
 #include "util/error.h"
 
 namespace ds::tok {
@@ -101,8 +102,17 @@ class EngineImpl final : public Engine {
   }
   void flush_cache(std::function<void(bool)> done) override;
   EngineStats stats() const override {
-    std::lock_guard lk(stats_mu_);
-    return stats_;
+    EngineStats s;
+    {
+      std::lock_guard lk(stats_mu_);
+      s = stats_;
+    }
+    if (pd_buffers_) {  // live: buffers come back on the transport's thread, between steps too
+      const HostBufferPool::Stats b = pd_buffers_->stats();
+      s.pd.buffer_lent_bytes = int64_t(b.lent_bytes);
+      s.pd.buffer_kept_bytes = int64_t(b.kept_bytes);
+    }
+    return s;
   }
   const EngineConfig& config() const override { return cfg_; }
   void shutdown() override {
@@ -142,7 +152,7 @@ class EngineImpl final : public Engine {
   struct Parked {  // decode side: a request waiting for its prompt's KV from the prefill server
     std::unique_ptr<RequestState> req;
     std::chrono::steady_clock::time_point deadline;
-    std::optional<std::vector<uint8_t>> kv;  // arrived, waiting for pages
+    std::optional<HostBytes> kv;  // arrived, waiting for pages
     std::chrono::steady_clock::time_point parked_at;
   };
   void pd_init();
@@ -159,6 +169,7 @@ class EngineImpl final : public Engine {
   std::vector<Parked> parked_;
   bool pd_wake_ = false;  // (mu_) something arrived
   EngineStats::PdStats pd_stats_;
+  std::shared_ptr<HostBufferPool> pd_buffers_;  // page-locked buffers packed KV goes out of / arrives in
 
   EngineConfig cfg_;
   std::unique_ptr<ModelRunner> owned_;  // make_engine over a model: the runner made for it

@@ -28,8 +28,19 @@ namespace {
 bool is_mode(const EngineConfig& c, DisaggMode m) { return c.kv_handoff && c.kv_handoff->mode() == m; }
 }  // namespace
 
+namespace {
+// Page-locked buffers kept for reuse once returned (those lent are not counted): a few prompts' KV. Beyond it
+// returned buffers are freed, so pinned memory falls back when the load does.
+constexpr size_t kKeepHostBufferBytes = size_t(4) << 30;
+}  // namespace
+
 void EngineImpl::pd_init() {
   if (!cfg_.kv_handoff) return;
+  // Any group's backend makes page-locked memory every GPU of the process copies directly (portable).
+  backend::Backend* be = &groups_[0].runners[0]->backend();
+  pd_buffers_ = HostBufferPool::make([be](size_t n) { return be->alloc_host_bytes(n); }, kKeepHostBufferBytes);
+  if (cfg_.kv_handoff->mode() == DisaggMode::Decode)
+    cfg_.kv_handoff->set_buffers([pool = pd_buffers_](size_t n) { return pool->take(n); });
   cfg_.kv_handoff->set_wakeup([this] {
     std::lock_guard lk(mu_);
     pd_wake_ = true;
@@ -38,7 +49,9 @@ void EngineImpl::pd_init() {
 }
 
 void EngineImpl::pd_detach() {
-  if (cfg_.kv_handoff) cfg_.kv_handoff->set_wakeup({});
+  if (!cfg_.kv_handoff) return;
+  cfg_.kv_handoff->set_wakeup({});
+  cfg_.kv_handoff->set_buffers({});  // (buffers out keep working: the pool frees them when they come back)
 }
 
 void EngineImpl::pd_check_submit(GenerateRequest& req) const {
@@ -95,13 +108,13 @@ void EngineImpl::pd_poll() {
     const bool paged = sched.reserve_prompt(r);
     if (paged && p.kv) {
       std::unique_ptr<RequestState> owned = std::move(p.req);
-      std::vector<uint8_t> kv = std::move(*p.kv);
+      HostBytes kv = std::move(*p.kv);
       const auto parked_at = p.parked_at;
       parked_.erase(parked_.begin() + ptrdiff_t(i));
       PackedKvHead head;
       const auto t0 = std::chrono::steady_clock::now();
       try {
-        head = unpack_prompt_kv(groups_[size_t(owned->dp_group)].runners, owned->pages, kv);
+        head = unpack_prompt_kv(groups_[size_t(owned->dp_group)].runners, owned->pages, kv.span());
         DS_CHECK(head.tokens == owned->prompt_len, "KV transfer: {} prompt tokens arrived, the request has {}",
                  head.tokens, owned->prompt_len);
       } catch (const std::exception& e) {
@@ -121,6 +134,7 @@ void EngineImpl::pd_poll() {
         SampleResult first;
         first.token = head.first_token;
         first.logprob = head.first_logprob;
+        first.top_logprobs = std::move(head.first_top);
         accept_token(joined, std::move(first));
         take_drafts(joined, head.drafts);
       } else {  // max_new_tokens 0: the prompt only
@@ -177,11 +191,14 @@ void EngineImpl::pd_handoff(RequestState& r) {
   PackedKvHead head;
   head.tokens = r.prompt_len;
   if (r.output_len() > 0) head.first_token = r.tokens[size_t(r.prompt_len)];
-  if (!o.logprobs.empty()) head.first_logprob = o.logprobs[0].logprob;
+  if (!o.logprobs.empty()) {
+    head.first_logprob = o.logprobs[0].logprob;
+    head.first_top = o.logprobs[0].top;
+  }
   head.drafts = r.draft;
   try {
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<uint8_t> packed = pack_prompt_kv(groups_[size_t(r.dp_group)].runners, r.pages, head);
+    HostBytes packed = pack_prompt_kv(*groups_[size_t(r.dp_group)].runners[0], r.pages, head, *pd_buffers_);
     pd_stats_.kv_pack_seconds_total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ++pd_stats_.kv_sent_total;
     pd_stats_.kv_sent_bytes_total += int64_t(packed.size());

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "util/host_bytes.h"
+
 namespace ds::runtime {
 
 enum class DisaggMode : uint8_t { Null, Prefill, Decode };
@@ -24,7 +26,7 @@ struct BootstrapRoom {
 
 struct KvArrival {
   uint64_t room = 0;
-  std::vector<uint8_t> packed;  // runtime/kv_pack.h; empty when `error` is set
+  HostBytes packed;  // runtime/kv_pack.h; empty when `error` is set
   std::string error;            // the prefill side failed, or the transfer did
 };
 
@@ -35,13 +37,16 @@ class KvHandoff {
   // Prefill: the packed KV of a prefilled request (or, with `error`, why it has none), for the decode
   // server that registers `room`. Never blocks; the data is dropped after the transfer timeout when no
   // decode server asks for it.
-  virtual void send(const BootstrapRoom& room, std::vector<uint8_t> packed, std::string error = {}) = 0;
+  virtual void send(const BootstrapRoom& room, HostBytes packed, std::string error = {}) = 0;
   // Decode: asks the prefill server at room.host:port for room's KV; it arrives through take_arrivals (an
   // unreachable prefill server arrives as an error). Never blocks.
   virtual void expect(const BootstrapRoom& room) = 0;
   // Decode: the request of `room` is gone (aborted, timed out); its KV, should it come, is dropped.
   virtual void forget(uint64_t room) = 0;
   virtual std::vector<KvArrival> take_arrivals() = 0;
+  // Decode: where arriving KV is written (`alloc(bytes)`, called on the transport's thread): the engine lends
+  // page-locked buffers, which its device copies without staging. Unset: plain memory.
+  virtual void set_buffers(std::function<HostBytes(size_t bytes)> alloc) {}
   // Called (on any thread) when something arrived: the engine wakes up to take it.
   virtual void set_wakeup(std::function<void()> wake) = 0;
   // Seconds a transfer may take from the decode side's registration to the KV's arrival.

@@ -107,6 +107,11 @@ std::string ServerMetrics::render(const runtime::EngineStats& s, const std::stri
            s.pd.kv_unpack_seconds_total);
     metric("dsserve:pd_kv_failed_total", "counter", "Parked requests that failed (KV error, timeout, no pages).",
            s.pd.kv_failed_total);
+    metric("dsserve:pd_kv_buffer_lent_bytes", "gauge",
+           "Page-locked host buffers holding packed KV now (sending, waiting for a decode server, or for pages).",
+           s.pd.buffer_lent_bytes);
+    metric("dsserve:pd_kv_buffer_kept_bytes", "gauge", "Page-locked host buffers kept for reuse.",
+           s.pd.buffer_kept_bytes);
   }
   metric("dsserve:retracted_requests_total", "counter", "Requests preempted for lack of KV pages.",
          s.retractions_total);

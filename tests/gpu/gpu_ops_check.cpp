@@ -140,39 +140,41 @@ void check_norms_and_elementwise() {
            double(wrong) + (specials ? 0.0 : 1.0), 0.0);
   }
   // gather_rows_to_host / scatter_rows_from_host (PD's KV rows): rows of 16-byte, 4-byte and odd sizes, in
-  // a shuffled order with repeats on gather; > 16 MB so that the GPU moves them in several chunks. Wrong
-  // bytes counted against the CPU backend's copies.
-  for (int64_t rb : {int64_t(1152), int64_t(132), int64_t(7)}) {
-    const int64_t N = rb == 1152 ? 20000 : 3000;
-    std::vector<uint8_t> bytes(size_t(N * rb));
-    for (auto& b : bytes) b = uint8_t(rng()());
-    Tensor pc = Tensor::empty({N, rb}, DType::U8);
-    std::memcpy(pc.raw(), bytes.data(), bytes.size());
-    Tensor pg = g_gpu->alloc({N, rb}, DType::U8);
-    g_gpu->copy_bytes_from_host(pg, bytes.data());
-    std::vector<int32_t> rows;
-    for (int64_t i = 0; i < N * 3 / 4; ++i) rows.push_back(int32_t(rng()() % uint32_t(N)));
-    std::vector<uint8_t> want(rows.size() * size_t(rb)), got(want.size());
-    g_cpu->gather_rows_to_host(want.data(), pc, rows);
-    g_gpu->gather_rows_to_host(got.data(), pg, rows);
-    size_t wrong = 0;
-    for (size_t i = 0; i < want.size(); ++i) wrong += want[i] != got[i];
-    record("gather_rows_to_host", fmt::format("{} of {} rows of {} bytes", rows.size(), N, rb), double(wrong), 0.0);
-    // Scatter to distinct rows (a page table's), then the whole pool compared.
-    std::vector<int32_t> dst(static_cast<size_t>(N));
-    for (int64_t i = 0; i < N; ++i) dst[size_t(i)] = int32_t(i);
-    std::shuffle(dst.begin(), dst.end(), rng());
-    dst.resize(size_t(N / 2));
-    std::vector<uint8_t> in(dst.size() * size_t(rb)), pool_c(bytes.size()), pool_g(bytes.size());
-    for (auto& b : in) b = uint8_t(rng()());
-    g_cpu->scatter_rows_from_host(pc, dst, in.data());
-    g_gpu->scatter_rows_from_host(pg, dst, in.data());
-    g_gpu->copy_bytes_to_host(pool_g.data(), pg);
-    std::memcpy(pool_c.data(), pc.raw(), pool_c.size());
-    wrong = 0;
-    for (size_t i = 0; i < pool_c.size(); ++i) wrong += pool_c[i] != pool_g[i];
-    record("scatter_rows_from_host", fmt::format("{} of {} rows of {} bytes", dst.size(), N, rb), double(wrong), 0.0);
-  }
+  // a shuffled order with repeats on gather; > 16 MB so that the GPU moves them in several chunks; host
+  // memory pageable (staged) and page-locked (alloc_host_bytes: copied straight). Wrong bytes counted
+  // against the CPU backend's copies.
+  for (bool locked : {false, true})
+    for (int64_t rb : {int64_t(1152), int64_t(132), int64_t(7)}) {
+      const int64_t N = rb == 1152 ? 20000 : 3000;
+      auto host = [&](size_t n) { return locked ? g_gpu->alloc_host_bytes(n) : HostBytes::from_vector(std::vector<uint8_t>(n)); };
+      const char* kind = locked ? "page-locked" : "pageable";
+      Tensor pc = Tensor::empty({N, rb}, DType::U8);
+      for (int64_t i = 0; i < N * rb; ++i) pc.data<uint8_t>()[i] = uint8_t(rng()());
+      Tensor pg = g_gpu->from_host(pc);
+      std::vector<int32_t> rows;
+      for (int64_t i = 0; i < N * 3 / 4; ++i) rows.push_back(int32_t(rng()() % uint32_t(N)));
+      std::vector<uint8_t> want(rows.size() * size_t(rb));
+      HostBytes got = host(want.size());
+      g_cpu->gather_rows_to_host(want.data(), pc, rows);
+      g_gpu->gather_rows_to_host(got.data(), pg, rows);
+      size_t wrong = 0;
+      for (size_t i = 0; i < want.size(); ++i) wrong += want[i] != got.data()[i];
+      record("gather_rows_to_host", fmt::format("{} of {} rows of {} bytes, {}", rows.size(), N, rb, kind), double(wrong), 0.0);
+      // Scatter to distinct rows (a page table's), then the whole pool compared.
+      std::vector<int32_t> dst(static_cast<size_t>(N)), all(static_cast<size_t>(N));
+      for (int64_t i = 0; i < N; ++i) dst[size_t(i)] = all[size_t(i)] = int32_t(i);
+      std::shuffle(dst.begin(), dst.end(), rng());
+      dst.resize(size_t(N / 2));
+      HostBytes in = host(dst.size() * size_t(rb));
+      for (size_t i = 0; i < in.size(); ++i) in.data()[i] = uint8_t(rng()());
+      g_cpu->scatter_rows_from_host(pc, dst, in.data());
+      g_gpu->scatter_rows_from_host(pg, dst, in.data());
+      std::vector<uint8_t> pool_g(size_t(N * rb));
+      g_gpu->gather_rows_to_host(pool_g.data(), pg, all);
+      wrong = 0;
+      for (size_t i = 0; i < pool_g.size(); ++i) wrong += pc.data<uint8_t>()[i] != pool_g[i];
+      record("scatter_rows_from_host", fmt::format("{} of {} rows of {} bytes, {}", dst.size(), N, rb, kind), double(wrong), 0.0);
+    }
 }
 
 void check_rope_copy_cache() {

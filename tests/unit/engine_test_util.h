@@ -24,6 +24,7 @@ class Collector {
       EXPECT_FALSE(r.finished) << id << ": output after the final one";
       r.tokens.insert(r.tokens.end(), o.token_ids.begin(), o.token_ids.end());
       r.text += o.text;
+      r.logprobs.insert(r.logprobs.end(), o.logprobs.begin(), o.logprobs.end());
       r.deliveries++;
       r.last = o;
       if (o.finished) {
@@ -35,6 +36,7 @@ class Collector {
   struct Result {
     std::vector<int32_t> tokens;
     std::string text;
+    std::vector<runtime::TokenLogprob> logprobs;
     int deliveries = 0;
     bool finished = false;
     runtime::RequestOutput last;

@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <numeric>
+#include <set>
 #include <thread>
 
 #include "disagg/kv_transfer.h"
@@ -28,6 +29,9 @@ std::vector<uint8_t> pattern(size_t n, uint8_t seed) {
   return v;
 }
 
+HostBytes owned(std::vector<uint8_t> v) { return HostBytes::from_vector(std::move(v)); }
+std::vector<uint8_t> bytes_of(const HostBytes& b) { return {b.span().begin(), b.span().end()}; }
+
 // Waits up to `s` seconds for an arrival on a decode handoff.
 std::vector<KvArrival> wait_arrivals(runtime::KvHandoff& h, double s = 10) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(s);
@@ -47,17 +51,25 @@ TEST(KvTransfer, UcxMovesMessagesByRoom) {
   std::mutex mu;
   std::condition_variable cv;
   std::map<uint64_t, std::vector<uint8_t>> got;
-  b->set_receiver([&](uint64_t room, std::vector<uint8_t> data) {
+  std::set<const uint8_t*> lent;  // the buffers the receiver's owner gave (set_buffers)
+  b->set_receiver([&](uint64_t room, HostBytes data) {
     std::lock_guard lk(mu);
-    got[room] = std::move(data);
+    EXPECT_TRUE(lent.count(data.data())) << "room " << room << " arrived in a buffer the owner did not give";
+    got[room] = bytes_of(data);
     cv.notify_all();
+  });
+  b->set_buffers([&](size_t n) {
+    HostBytes h = HostBytes::allocate(n);
+    std::lock_guard lk(mu);
+    lent.insert(h.data());
+    return h;
   });
   // A small message (eager) and a large one (rendezvous), and an empty one.
   const std::vector<std::pair<uint64_t, std::vector<uint8_t>>> sent = {
       {7, pattern(100, 1)}, {(uint64_t(1) << 62) + 5, pattern(5 << 20, 2)}, {9, {}}};
   std::vector<std::promise<std::string>> done(sent.size());
   for (size_t i = 0; i < sent.size(); ++i)
-    a->send(b->local_address(), sent[i].first, sent[i].second, 10,
+    a->send(b->local_address(), sent[i].first, owned(sent[i].second), 10,
             [&, i](const std::string& err) { done[i].set_value(err); });
   for (auto& d : done) EXPECT_EQ(d.get_future().get(), "");
   std::unique_lock lk(mu);
@@ -86,8 +98,8 @@ TEST(PdHandoff, RoomsMeetInEitherOrder) {
   // r1: the decode side registers first; r2: the prefill side's KV is ready first.
   decode->expect(r1);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  prefill->send(r1, pattern(1000, 3));
-  prefill->send(r2, pattern(70000, 4));
+  prefill->send(r1, owned(pattern(1000, 3)));
+  prefill->send(r2, owned(pattern(70000, 4)));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   decode->expect(r2);
   std::map<uint64_t, std::vector<uint8_t>> got;
@@ -96,7 +108,7 @@ TEST(PdHandoff, RoomsMeetInEitherOrder) {
     ASSERT_FALSE(a.empty()) << "timed out";
     for (auto& x : a) {
       EXPECT_EQ(x.error, "");
-      got[x.room] = std::move(x.packed);
+      got[x.room] = bytes_of(x.packed);
     }
   }
   EXPECT_EQ(got[11], pattern(1000, 3));
@@ -119,7 +131,7 @@ TEST(PdHandoff, FailuresArriveAsErrors) {
   // A forgotten room's KV is dropped.
   decode->expect({"127.0.0.1", port, 22});
   decode->forget(22);
-  prefill->send({"127.0.0.1", port, 22}, pattern(10, 1));
+  prefill->send({"127.0.0.1", port, 22}, owned(pattern(10, 1)));
   EXPECT_TRUE(wait_arrivals(*decode, 0.5).empty());
   // Nobody listens at the bootstrap address: an error names it.
   prefill.reset();

@@ -53,7 +53,7 @@ class LoopbackHandoff final : public KvHandoff {
  public:
   LoopbackHandoff(Wire& w, DisaggMode m, double timeout) : w_(w), mode_(m), timeout_(timeout) {}
   DisaggMode mode() const override { return mode_; }
-  void send(const BootstrapRoom& r, std::vector<uint8_t> packed, std::string error) override {
+  void send(const BootstrapRoom& r, HostBytes packed, std::string error) override {
     std::unique_lock lk(w_.mu);
     w_.sent[r.room] = {r.room, std::move(packed), std::move(error)};
     w_.match(r.room, lk);
@@ -166,6 +166,32 @@ TEST_F(PdEngineTest, PrefillThenDecodeMatchesPlainForward) {
       EXPECT_EQ(d.tokens, want) << id;
       EXPECT_EQ(d.last.finish_reason, FinishReason::Length);
       EXPECT_EQ(d.last.prompt_tokens, prompts[i].second);
+    }
+    // Logprobs with alternatives: the first token's (drawn on the prefill side) travel with the KV, so the
+    // decode side reports what one plain server does for every token.
+    {
+      const auto lp_prompt = ds::testing::prompt_of(5, 11);
+      auto with_logprobs = [](GenerateRequest r) {
+        r.sampling.logprobs = true;
+        r.sampling.top_logprobs = 3;
+        return r;
+      };
+      dec->submit(with_logprobs(pd_request("lp", lp_prompt, 4, 200)), c.sink("dlp"));
+      pre->submit(with_logprobs(pd_request("lp", lp_prompt, 4, 200)), c.sink("plp"));
+      pre->submit(with_logprobs(ds::testing::greedy("lp-plain", lp_prompt, 4)), c.sink("lp-plain"));
+      const auto d = c.wait("dlp"), plain = c.wait("lp-plain");
+      c.wait("plp");
+      ASSERT_EQ(d.logprobs.size(), 4u);
+      ASSERT_EQ(plain.logprobs.size(), 4u);
+      for (size_t t = 0; t < 4; ++t) {
+        EXPECT_EQ(d.logprobs[t].token, plain.logprobs[t].token) << t;
+        EXPECT_NEAR(d.logprobs[t].logprob, plain.logprobs[t].logprob, 1e-5) << t;
+        ASSERT_EQ(d.logprobs[t].top.size(), 3u) << "token " << t << ": alternatives lost";
+        for (size_t j = 0; j < 3; ++j) {
+          EXPECT_EQ(d.logprobs[t].top[j].first, plain.logprobs[t].top[j].first) << t << "/" << j;
+          EXPECT_NEAR(d.logprobs[t].top[j].second, plain.logprobs[t].top[j].second, 1e-5) << t << "/" << j;
+        }
+      }
     }
     // A request without bootstrap fields is served whole on either side.
     const auto p = ds::testing::prompt_of(9, 7);
@@ -298,35 +324,54 @@ TEST_F(PdEngineTest, PackedRowsLandAtTheirNewSlots) {
   RunnerConfig a_cfg, b_cfg;
   a_cfg.num_pages = 12, a_cfg.page_size = 4;
   b_cfg.num_pages = 6, b_cfg.page_size = 8;
-  ModelRunner a(a_cfg, *model_), b(b_cfg, *model_);
-  std::vector<Tensor*> a_pools, b_pools;
-  for (auto* r : {&a, &b})
-    for (auto* v : {&r->kv().latent, &r->kv().index_k})
-      for (Tensor& t : *v) (r == &a ? a_pools : b_pools).push_back(&t);
-  ASSERT_EQ(a_pools.size(), b_pools.size());
+  // b and b2: the two ranks of a decode side with --tp 2 (one page table, one page size).
+  ModelRunner a(a_cfg, *model_), b(b_cfg, *model_), b2(b_cfg, *model_);
+  auto pools = [](ModelRunner& r) {
+    std::vector<Tensor*> all;
+    for (auto* v : {&r.kv().latent, &r.kv().index_k})
+      for (Tensor& t : *v) all.push_back(&t);
+    return all;
+  };
+  const std::vector<Tensor*> a_pools = pools(a);
+  ASSERT_EQ(a_pools.size(), pools(b).size());
   uint8_t x = 7;
   for (Tensor* t : a_pools)
     for (size_t i = 0; i < t->nbytes(); ++i) static_cast<uint8_t*>(t->raw())[i] = x = uint8_t(x * 73 + 11);
   const std::vector<int32_t> a_pages = {5, 2, 3, 9}, b_pages = {4, 1};  // 2 -> 3 consecutive: one run
   const int32_t tokens = 13;
-  const auto packed = pack_prompt_kv({&a}, a_pages, {42, -0.5f, tokens});
-  const PackedKvHead h = unpack_prompt_kv({&b}, b_pages, packed);
+  auto buffers = HostBufferPool::make([&](size_t n) { return a.backend().alloc_host_bytes(n); }, size_t(64) << 20);
+  PackedKvHead sent{42, -0.5f, tokens, {17, 5}, {{42, -0.5f}, {9, -1.25f}}};
+  const HostBytes packed = pack_prompt_kv(a, a_pages, sent, *buffers);
+  EXPECT_GT(buffers->stats().lent_bytes, 0u);
+  const PackedKvHead h = unpack_prompt_kv({&b, &b2}, b_pages, packed.span());
   EXPECT_EQ(h.first_token, 42);
   EXPECT_EQ(h.tokens, tokens);
-  for (size_t p = 0; p < a_pools.size(); ++p) {
-    const size_t rb = a_pools[p]->nbytes() / size_t(a_pools[p]->dim(0));
-    for (int32_t t = 0; t < tokens; ++t) {
-      const int64_t ra = int64_t(a_pages[size_t(t / 4)]) * 4 + t % 4, rb_row = int64_t(b_pages[size_t(t / 8)]) * 8 + t % 8;
-      ASSERT_EQ(std::memcmp(static_cast<uint8_t*>(a_pools[p]->raw()) + size_t(ra) * rb,
-                            static_cast<uint8_t*>(b_pools[p]->raw()) + size_t(rb_row) * rb, rb), 0)
-          << "pool " << p << " token " << t;
+  EXPECT_EQ(h.drafts, sent.drafts);
+  EXPECT_EQ(h.first_top, sent.first_top);
+  for (ModelRunner* r : {&b, &b2}) {
+    const std::vector<Tensor*> b_pools = pools(*r);
+    for (size_t p = 0; p < a_pools.size(); ++p) {
+      const size_t rb = a_pools[p]->nbytes() / size_t(a_pools[p]->dim(0));
+      for (int32_t t = 0; t < tokens; ++t) {
+        const int64_t ra = int64_t(a_pages[size_t(t / 4)]) * 4 + t % 4, rb_row = int64_t(b_pages[size_t(t / 8)]) * 8 + t % 8;
+        ASSERT_EQ(std::memcmp(static_cast<uint8_t*>(a_pools[p]->raw()) + size_t(ra) * rb,
+                              static_cast<uint8_t*>(b_pools[p]->raw()) + size_t(rb_row) * rb, rb), 0)
+            << (r == &b ? "rank 0" : "rank 1") << " pool " << p << " token " << t;
+      }
     }
   }
-  // The same KV into two ranks: the ranks differ, and the error says so.
+  // Pools of another shape (FP8 rows here): refused, naming the difference.
+  RunnerConfig f_cfg = b_cfg;
+  f_cfg.kv_cache_dtype = DType::F8_E4M3;
+  ModelRunner f(f_cfg, *model_);
   try {
-    unpack_prompt_kv({&b, &b}, b_pages, packed);
+    unpack_prompt_kv({&f}, b_pages, packed.span());
     FAIL() << "no error";
   } catch (const ds::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("tensor-parallel ranks"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--kv-cache-dtype"), std::string::npos) << e.what();
   }
+  // A damaged header (a count beyond its bounds): refused, not read past the end.
+  std::vector<uint8_t> bad(packed.span().begin(), packed.span().end());
+  bad[24] = 0xff, bad[25] = 0xff;  // Header::drafts
+  EXPECT_THROW(packed_kv_head(bad), ds::Error);
 }

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "util/error.h"
+#include "util/host_buffer_pool.h"
 
 TEST(Util, CheckThrowsWithFormattedMessage) {
   try {
@@ -10,4 +11,53 @@ TEST(Util, CheckThrowsWithFormattedMessage) {
     EXPECT_STREQ(e.what(), "tensor 'x' has 3 dims");
   }
   EXPECT_NO_THROW(DS_CHECK(true, "never"));
+}
+
+// ---- HostBufferPool (util/host_buffer_pool.h) ----
+
+TEST(HostBufferPool, ClassesWasteAQuarterAtMost) {
+  EXPECT_EQ(ds::HostBufferPool::class_size(1), size_t(64) << 10);
+  for (size_t n : {size_t(65537), size_t(1) << 20, (size_t(1) << 20) + 1, size_t(56'000'000), size_t(850'000'123)}) {
+    const size_t c = ds::HostBufferPool::class_size(n);
+    EXPECT_GE(c, n);
+    EXPECT_LE(double(c), 1.25 * double(n)) << n;
+    EXPECT_EQ(ds::HostBufferPool::class_size(c), c) << "a class's own size is its class";
+  }
+}
+
+TEST(HostBufferPool, ReturnedBuffersAreReusedWithinTheBudget) {
+  int made = 0, freed = 0;
+  auto alloc = [&](size_t n) {
+    ++made;
+    return ds::HostBytes(new uint8_t[n], n, [&](uint8_t* p, size_t) { ++freed, delete[] p; });
+  };
+  const size_t cls = ds::HostBufferPool::class_size(100'000);
+  auto pool = ds::HostBufferPool::make(alloc, 2 * cls);
+  const uint8_t* first = nullptr;
+  {
+    ds::HostBytes a = pool->take(100'000);
+    EXPECT_EQ(a.size(), 100'000u);
+    EXPECT_EQ(a.capacity(), cls);
+    first = a.data();
+    EXPECT_EQ(pool->stats().lent_bytes, cls);
+  }
+  EXPECT_EQ(pool->stats().lent_bytes, 0u);
+  EXPECT_EQ(pool->stats().kept_bytes, cls);
+  {
+    ds::HostBytes b = pool->take(110'000);  // the same class: the kept buffer again
+    EXPECT_EQ(b.data(), first);
+    EXPECT_EQ(b.size(), 110'000u);
+    ds::HostBytes c = pool->take(100'000), d = pool->take(100'000), e = pool->take(1 << 20);
+    EXPECT_EQ(made, 4);
+    EXPECT_EQ(pool->stats().reused, 1);
+  }
+  // Four came back; the budget keeps two of the small class and frees the rest.
+  EXPECT_EQ(pool->stats().kept_bytes, 2 * cls);
+  EXPECT_EQ(freed, 2);
+  // A buffer still out when the pool goes is freed when it is dropped.
+  ds::HostBytes late = pool->take(100'000);
+  pool.reset();
+  EXPECT_EQ(freed, 3);  // the kept one the pool held (the other is `late`)
+  late = ds::HostBytes();
+  EXPECT_EQ(freed, 4);
 }

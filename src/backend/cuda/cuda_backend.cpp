@@ -189,37 +189,47 @@ Tensor CudaBackend::from_host(const Tensor& t) {
   return d;
 }
 
-// On the backend's stream, after the work queued before (a step's KV writes), finished on return.
-void CudaBackend::copy_bytes_to_host(void* dst, const Tensor& src) {
-  if (!src.nbytes()) return;
-  DS_CUDA_CHECK(cudaMemcpyAsync(dst, src.raw(), src.nbytes(), cudaMemcpyDefault, stream_));
-  DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
-}
-
-void CudaBackend::copy_bytes_from_host(Tensor& dst, const void* src) {
-  if (!dst.nbytes()) return;
-  DS_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), src, dst.nbytes(), cudaMemcpyDefault, stream_));
-  DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+// Page-locked and portable (any of the process's GPUs copies it directly). Where the system refuses to lock
+// more memory, plain memory still works: the row copies then stage it.
+HostBytes CudaBackend::alloc_host_bytes(size_t bytes) {
+  void* p = nullptr;
+  if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable) == cudaSuccess)
+    return HostBytes(static_cast<uint8_t*>(p), bytes, [](uint8_t* q, size_t) { cudaFreeHost(q); });
+  cudaGetLastError();  // clear the failed allocation's error
+  spdlog::warn("could not page-lock {} MB of host memory; using pageable memory (slower device copies)", bytes >> 20);
+  return Backend::alloc_host_bytes(bytes);
 }
 
 // Rows between a pool and host memory in chunks of up to kXferChunk bytes: gathered into (scattered from)
-// a contiguous device buffer by one kernel and moved through page-locked staging in one copy per chunk,
-// then memcpy'd to (from) the caller's pageable memory.
+// a contiguous device buffer by one kernel, then one copy per chunk. Host memory that is page-locked
+// (alloc_host_bytes) is copied straight, every chunk queued back to back; pageable memory goes through
+// page-locked staging and a memcpy, one chunk at a time.
 namespace {
 constexpr size_t kXferChunk = size_t(16) << 20;
+
+bool page_locked(const void* p) {
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return a.type == cudaMemoryTypeHost;
 }
+}  // namespace
 
 // The checks, the staging and the chunking both directions share: chunk(first, n, device_rows, buf, bytes)
-// per chunk of n rows starting at rows[first]; buf holds their bytes on the device.
+// per chunk of n rows starting at rows[first]; buf holds their bytes on the device. `direct`: the host side
+// is page-locked, so chunks follow each other on the stream (buf is reused in stream order) and one
+// synchronisation ends the call; otherwise each chunk is finished before the staging is reused.
 template <typename Chunk>
 void CudaBackend::for_each_xfer_chunk(const Tensor& pool, const std::vector<int32_t>& rows, const char* op,
-                                      Chunk chunk) {
+                                      bool direct, Chunk chunk) {
   DS_CHECK(pool.device() == Device::CUDA, "{}: pool {} is not on the GPU", op, pool.describe());
   const size_t rb = size_t(pool.row_size()) * dtype_size(pool.dtype());
   for (int32_t r : rows) DS_CHECK(r >= 0 && r < pool.dim(0), "{}: row {} outside the pool of {}", op, r, pool.dim(0));
   if (rows.empty() || rb == 0) return;
   DS_CHECK(rb <= kXferChunk, "{}: rows of {} bytes", op, rb);
-  if (!xfer_pinned_) DS_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&xfer_pinned_), kXferChunk));
+  if (!direct && !xfer_pinned_) DS_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&xfer_pinned_), kXferChunk));
   const size_t per = kXferChunk / rb;
   Tensor buf = empty({int64_t(std::min(per, rows.size()) * rb)}, DType::U8);
   for (size_t r0 = 0; r0 < rows.size(); r0 += per) {
@@ -227,25 +237,33 @@ void CudaBackend::for_each_xfer_chunk(const Tensor& pool, const std::vector<int3
     const std::vector<int32_t> idx(rows.begin() + long(r0), rows.begin() + long(r0 + n));
     chunk(r0, n, upload_i32(idx), buf, rb);
     check_launch(op);
-    DS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the staging is reused by the next chunk
+    if (!direct) DS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the staging is reused by the next chunk
   }
+  if (direct) DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 void CudaBackend::gather_rows_to_host(void* dst, const Tensor& pool, const std::vector<int32_t>& rows) {
-  for_each_xfer_chunk(pool, rows, "gather_rows_to_host",
+  const bool direct = page_locked(dst);
+  for_each_xfer_chunk(pool, rows, "gather_rows_to_host", direct,
                       [&](size_t r0, size_t n, const int32_t* idx, Tensor& buf, size_t rb) {
+                        char* to = static_cast<char*>(dst) + r0 * rb;
                         launch_gather_bytes(pool.raw(), rb, idx, int(n), buf.raw(), stream_);
-                        DS_CUDA_CHECK(cudaMemcpyAsync(xfer_pinned_, buf.raw(), n * rb, cudaMemcpyDeviceToHost, stream_));
+                        DS_CUDA_CHECK(cudaMemcpyAsync(direct ? to : xfer_pinned_, buf.raw(), n * rb,
+                                                      cudaMemcpyDeviceToHost, stream_));
+                        if (direct) return;
                         DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
-                        std::memcpy(static_cast<char*>(dst) + r0 * rb, xfer_pinned_, n * rb);
+                        std::memcpy(to, xfer_pinned_, n * rb);
                       });
 }
 
 void CudaBackend::scatter_rows_from_host(Tensor& pool, const std::vector<int32_t>& rows, const void* src) {
-  for_each_xfer_chunk(pool, rows, "scatter_rows_from_host",
+  const bool direct = page_locked(src);
+  for_each_xfer_chunk(pool, rows, "scatter_rows_from_host", direct,
                       [&](size_t r0, size_t n, const int32_t* idx, Tensor& buf, size_t rb) {
-                        std::memcpy(xfer_pinned_, static_cast<const char*>(src) + r0 * rb, n * rb);
-                        DS_CUDA_CHECK(cudaMemcpyAsync(buf.raw(), xfer_pinned_, n * rb, cudaMemcpyHostToDevice, stream_));
+                        const char* from = static_cast<const char*>(src) + r0 * rb;
+                        if (!direct) std::memcpy(xfer_pinned_, from, n * rb);
+                        DS_CUDA_CHECK(cudaMemcpyAsync(buf.raw(), direct ? from : xfer_pinned_, n * rb,
+                                                      cudaMemcpyHostToDevice, stream_));
                         launch_scatter_bytes(pool.raw(), rb, idx, int(n), buf.raw(), stream_);
                       });
 }

@@ -91,8 +91,7 @@ class CudaBackend final : public Backend {
   Tensor alloc(std::vector<int64_t> shape, DType dtype) override;
   Tensor to_host_f32(const Tensor& t) override;
   Tensor from_host(const Tensor& t) override;
-  void copy_bytes_to_host(void* dst, const Tensor& src) override;
-  void copy_bytes_from_host(Tensor& dst, const void* src) override;
+  HostBytes alloc_host_bytes(size_t bytes) override;
   void gather_rows_to_host(void* dst, const Tensor& pool, const std::vector<int32_t>& rows) override;
   void scatter_rows_from_host(Tensor& pool, const std::vector<int32_t>& rows, const void* src) override;
 
@@ -238,7 +237,8 @@ class CudaBackend final : public Backend {
   // staging ring
   char* pinned_ = nullptr;
   template <typename Chunk>
-  void for_each_xfer_chunk(const Tensor& pool, const std::vector<int32_t>& rows, const char* op, Chunk chunk);
+  void for_each_xfer_chunk(const Tensor& pool, const std::vector<int32_t>& rows, const char* op, bool direct,
+                           Chunk chunk);
   char* xfer_pinned_ = nullptr;  // staging of gather_rows_to_host / scatter_rows_from_host (kXferChunk bytes)
   size_t pinned_size_ = size_t(16) << 20, pinned_pos_ = 0;
   cudaEvent_t ring_event_ = nullptr;

@@ -521,7 +521,7 @@ double dense_fp8_pair_ms(int P, int H, int I) {
 // Bytes = what must be read at least: the used experts' weights and scales. TFLOP/s counts the routed
 // rows' FLOPs (2 x T x top_k x 3 x H x I), against a cuBLASLt FP8 dense GEMM pair of equal FLOPs timed in
 // the same run. Checks: grouped vs per-expert in the exact mode up to 128 tokens (fp32 both), FP8 vs
-// per-expert (both FP8 activations; per-expert's experts with <= 8 tokens take the fp32 GEMV).
+// per-expert (both FP8 activations; per-expert's experts with <= 8 tokens take the fp32 GEMV: up to ~5%).
 void bench_moe(const Ceilings& c, const std::vector<int>& Ts) {
   const int E = 256, k = 8, H = 7168, I = 2048, variants = 4;
   const int bh = (H + 127) / 128, bi = (I + 127) / 128;
@@ -584,7 +584,7 @@ void bench_moe(const Ceilings& c, const std::vector<int>& Ts) {
     const double t_p = time_ms([&](int) { yp = be->moe_experts(x, ids, wts, *set); }, reps);
     double t_f = 0, t_d = 0;
     std::string fp8_diff = "-";
-    if (T >= 32) {
+    if (T >= 8) {
       be->set_moe_path(cuda::MoePath::GroupedFp8);
       Tensor yf;
       t_f = time_ms([&](int) { yf = be->moe_experts(x, ids, wts, *set); }, reps);
@@ -595,7 +595,7 @@ void bench_moe(const Ceilings& c, const std::vector<int>& Ts) {
       profile_once();
       const gpucheck::Err e = gpucheck::compare(be->to_host(yf), be->to_host(yp));
       fp8_diff = fmt::format("{:.1e}", e.rel);
-      ok_moe &= std::isfinite(e.rel) && e.rel < 5e-2;
+      ok_moe &= std::isfinite(e.rel) && e.rel < 7e-2;  // per-expert: fp32 GEMV for experts of <= 8 tokens
       if (T >= 256) t_d = dense_fp8_pair_ms(T * k, H, I);
     }
     std::string exact = "-";
@@ -646,7 +646,7 @@ int main(int argc, char** argv) {
     bool ok_kv = true;
     if (what == "all" || what == "kvfp8") ok_kv = gpubench::bench_kv_fp8(*be, c.hbm_gbs);
     if (what == "all" || what == "moe") {
-      std::vector<int> Ts = {1, 8, 32, 64, 128, 256, 384, 512, 768, 1024, 2048, 4096, 8192};
+      std::vector<int> Ts = {1, 8, 16, 32, 64, 128, 256, 384, 512, 768, 1024, 2048, 4096, 8192};
       if (const char* one = std::getenv("GPU_BENCH_MOE_T")) Ts = {std::atoi(one)};  // profiling
       bench_moe(c, Ts);
     }

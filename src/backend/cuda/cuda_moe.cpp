@@ -18,10 +18,10 @@
 namespace ds::backend::cuda {
 
 namespace {
-// Fast mode: above this many tokens the FP8 paths (FP8 activations) are faster than the grouped fp32 one.
-// Measured on an H100 at DeepSeek-V3.2's shapes (docs/PERF.md): grouped 1.35x faster than per-expert at
-// 512 tokens, 0.95x at 768.
-constexpr int64_t kGroupedMaxTokensFast = 640;
+// Fast mode: above this many tokens the FP8 paths (FP8 activations, as linear() uses above 8 tokens) run
+// the experts. Measured on an H200 at DeepSeek-V3.2's shapes (docs/PERF.md "Grouped FP8 MoE"): the grouped
+// FP8 path is 1.57x faster than the grouped fp32 one at 32 tokens and 4.3x at 512.
+constexpr int64_t kGroupedMaxTokensFast = 31;
 // The grouped path runs in chunks of at most this many tokens: bounds its [T * top_k, H] fp32 workspace.
 constexpr int64_t kGroupedChunkTokens = 1024;
 // The same for the FP8 path, whose weights are re-read per chunk: a prefill chunk (8192 by default) in one

@@ -288,26 +288,6 @@ void check_moe() {
   g_gpu->set_gemm_mode(GemmMode::Exact);
 }
 
-// Random SwiGLU experts (gate, up [I, H], down [H, I]) loaded on both backends.
-struct BothExperts {
-  std::vector<std::unique_ptr<BothLinear>> ws;
-  std::vector<ExpertWeights> c, g;
-  BothExperts(int64_t E, int64_t H, int64_t I, DType dt) {
-    for (int64_t e = 0; e < E; ++e) {
-      ExpertWeights ec, eg;
-      for (auto [lc, lg, N, K] : {std::tuple{&ec.gate, &eg.gate, I, H}, std::tuple{&ec.up, &eg.up, I, H},
-                                  std::tuple{&ec.down, &eg.down, H, I}}) {
-        ws.push_back(std::make_unique<BothLinear>(N, K, dt));
-        *lc = ws.back()->c, *lg = ws.back()->g;
-      }
-      c.push_back(ec), g.push_back(eg);
-    }
-    sc = g_cpu->prepare_experts(c);
-    sg = g_gpu->prepare_experts(g);
-  }
-  std::shared_ptr<const ExpertSet> sc, sg;  // as each backend's MoE op takes them
-};
-
 // The grouped path (device-side lists, grouped GEMMs, combine) against the CPU backend: ids from the
 // GPU router on random logits (downloaded for the CPU), one batch where every token picks the same
 // experts (tiles of one expert), one with ids outside [0, E) (they contribute nothing). Widths include
@@ -331,7 +311,7 @@ void check_moe_grouped() {
         g_gpu->moe_route(up(logits), up(bias), cfg, &ig, &wg);
         Tensor ids = g_gpu->to_host(ig), wts = g_gpu->to_host(wg);
         Tensor ref = g_cpu->moe_experts(x, ids, wts, *ex.sc);
-        g_gpu->set_moe_path(cuda::MoePath::Auto);
+        g_gpu->set_moe_path(cuda::MoePath::Grouped);  // Auto: grouped-fp8 from 32 tokens in the fast mode
         Tensor xg = up(x);
         Tensor y = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
         const std::string path = g_gpu->last_moe_path();
@@ -372,7 +352,9 @@ void check_moe_grouped() {
     Tensor y = g_gpu->moe_experts(up(x), up(bad), up(wts), *small.sg);
     record("moe_experts grouped", "ids outside [0, E) ignored, T=33", cmp(y, ref).rel, kTolF32);
   }
-  // Auto in the fast mode leaves large batches to the per-expert (cuBLASLt) path.
+  g_gpu->set_moe_path(cuda::MoePath::Auto);
+  // Auto in the fast mode leaves larger batches of experts the FP8 path does not take (I = 48) to the
+  // per-expert (cuBLASLt) path.
   {
     const int64_t T = g_gpu->moe_grouped_max_tokens() + 1, k = 4, H = 128;
     Tensor x = randn({T, H}), logits = randn({T, 16}, 2.f), bias = randn({16}, 0.1f), ids, wts;
@@ -396,11 +378,11 @@ using namespace opcheck;
 
 // `gpu_ops_check dense`: the dense ops only (norms, elementwise, rope, cache, linear, the GEMV's forms);
 // `gpu_ops_check attention`: MLA, the indexer and the FP8 KV pools only; `gpu_ops_check mha`: the dense
-// causal MHA prefill only.
+// causal MHA prefill only; `gpu_ops_check moe`: routing and the three expert paths only.
 int main(int argc, char** argv) {
   try {
     const std::string only = argc < 2 ? "" : argv[1];
-    const bool all = only != "dense" && only != "attention" && only != "mha";
+    const bool all = only != "dense" && only != "attention" && only != "mha" && only != "moe";
     g_cpu = make_cpu_backend(0);
     cuda::CudaOptions o;
     o.poison = true;
@@ -408,6 +390,12 @@ int main(int argc, char** argv) {
     g_gpu = cuda::make_cuda_backend(o);
     if (only == "mha") {
       check_mha();
+      return summary("gpu_ops_check") ? 1 : 0;
+    }
+    if (only == "moe") {
+      check_moe();
+      check_moe_grouped();
+      check_moe_fp8();
       return summary("gpu_ops_check") ? 1 : 0;
     }
     if (only != "attention") {
@@ -426,6 +414,7 @@ int main(int argc, char** argv) {
     if (all) {
       check_moe();
       check_moe_grouped();
+      check_moe_fp8();
     }
     const auto st = g_gpu->memory_stats();
     std::printf("device memory: peak in use %.1f MiB, %zu cudaMalloc calls by the caching allocator\n",

@@ -1,10 +1,12 @@
 // Shared pieces of the CUDA op checks (gpu_ops_check.cpp: dense ops and MoE, gpu_ops_check_attention.cpp:
-// MLA and the lightning indexer): the two backends, host<->device helpers, random linear weights.
+// MLA and the lightning indexer, gpu_ops_check_moe_fp8.cpp: the FP8 expert path): the two backends,
+// host<->device helpers, random linear weights and experts.
 #pragma once
 #include <fmt/format.h>
 
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -80,6 +82,26 @@ struct BothLinear {
   }
 };
 
+// Random SwiGLU experts (gate, up [I, H], down [H, I]) loaded on both backends.
+struct BothExperts {
+  std::vector<std::unique_ptr<BothLinear>> ws;
+  std::vector<ExpertWeights> c, g;
+  BothExperts(int64_t E, int64_t H, int64_t I, DType dt) {
+    for (int64_t e = 0; e < E; ++e) {
+      ExpertWeights ec, eg;
+      for (auto [lc, lg, N, K] : {std::tuple{&ec.gate, &eg.gate, I, H}, std::tuple{&ec.up, &eg.up, I, H},
+                                  std::tuple{&ec.down, &eg.down, H, I}}) {
+        ws.push_back(std::make_unique<BothLinear>(N, K, dt));
+        *lc = ws.back()->c, *lg = ws.back()->g;
+      }
+      c.push_back(ec), g.push_back(eg);
+    }
+    sc = g_cpu->prepare_experts(c);
+    sg = g_gpu->prepare_experts(g);
+  }
+  std::shared_ptr<const ExpertSet> sc, sg;  // as each backend's MoE op takes them
+};
+
 inline std::string dname(DType t) { return std::string(dtype_name(t)); }
 
 // The checks of each file (all record() their rows).
@@ -88,6 +110,7 @@ void check_norms_and_elementwise();
 void check_rope_copy_cache();
 void check_moe();
 void check_moe_grouped();
+void check_moe_fp8();
 void check_mla();
 void check_mha();
 void check_indexer();

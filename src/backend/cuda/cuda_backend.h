@@ -46,9 +46,12 @@ struct CudaOptions {
   bool emulate_fp8_lt = false;
 };
 // How moe_experts runs. Grouped: device-side lists + grouped GEMMs, 4 launches whatever the routing,
-// no host sync (FP8 / BF16 experts). PerExpert: the routing read back, then per used expert a gather,
-// three linear() calls and a scatter-add. Auto: grouped up to moe_grouped_max_tokens() tokens.
-enum class MoePath { Auto, Grouped, PerExpert };
+// no host sync (FP8 / BF16 experts). GroupedFp8 (fast mode only, FP8 experts with H, I multiples of 128):
+// the same device-side lists padded to 64-row tiles, FP8 activations and wgmma GEMMs, 5 launches.
+// PerExpert: the routing read back, then per used expert a gather, three linear() calls and a
+// scatter-add. Auto: grouped up to moe_grouped_max_tokens() tokens, then GroupedFp8 where it applies,
+// else PerExpert. GroupedFp8 asked for where it does not apply (the exact mode) acts as Auto.
+enum class MoePath { Auto, Grouped, GroupedFp8, PerExpert };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
 // (prepare_experts), kept with the weights.
@@ -196,7 +199,7 @@ class CudaBackend final : public Backend {
   void linear_simt(const Tensor& x, const LinearWeight& w, Tensor& y);
   static WeightRef weight_ref(const LinearWeight& w);
   void set_moe_path(MoePath p) { moe_path_ = p; }
-  // How moe_experts ran its last call: "grouped" or "per-expert".
+  // How moe_experts ran its last call: "grouped", "grouped-fp8" or "per-expert".
   const char* last_moe_path() const { return last_moe_path_; }
   // Auto picks the grouped path up to this many tokens (docs/PERF.md, "MoE experts").
   int64_t moe_grouped_max_tokens() const;
@@ -224,6 +227,9 @@ class CudaBackend final : public Backend {
                            float* y);
   Tensor moe_experts_per_expert(const Tensor& x, const Tensor& ids, const Tensor& weights,
                                 const std::vector<ExpertWeights>& experts);
+  // The FP8 grouped path (cuda_moe_fp8.cpp): whether it takes these experts, and one chunk of tokens.
+  static bool moe_fp8_usable(const MoeExpertTable& tb);
+  void moe_experts_fp8(const Tensor& x, const Tensor& ids, const Tensor& weights, const MoeExpertTable& tb, float* y);
   bool lt_fp8_usable(const WeightRef& w) const;
   Tensor run_fp8_lt(const Tensor& x, const WeightRef& r, bool m_fastest, bool out_f32, Tensor* dq);
 

@@ -1,12 +1,14 @@
-// CudaBackend: the MoE experts. Two paths (docs/ARCHITECTURE.md, docs/PERF.md "MoE experts"):
+// CudaBackend: the MoE experts. Three paths (docs/ARCHITECTURE.md, docs/PERF.md "MoE experts"):
 //  - grouped (decode sizes, and every size in the exact GEMM mode): the routing stays on the device; a
 //    fixed sequence of 4 launches per chunk of tokens (lists, gate+up+SwiGLU, down, combine), sized from
 //    T, top_k and E alone, so a decode step can be captured in a CUDA graph. Each used expert's weights
 //    are streamed once per step; fp32 activations, fp32-accurate like the CPU reference. FP8 and BF16
 //    experts; F32 experts (no checkpoint ships them) take the per-expert path.
-//  - per-expert (large batches in the fast mode, where cuBLASLt's FP8 GEMMs win): the routing is read
-//    back (a stream sync), then per used expert a gather, three linear() calls and a scatter-add.
-// Both add each token's experts in ascending expert order, like the CPU backend: deterministic.
+//  - grouped-fp8 (large batches in the fast mode, FP8 experts; cuda_moe_fp8.cpp): the same device-side
+//    lists, FP8 activations rounded as linear() rounds them, wgmma FP8 GEMMs; 5 launches per chunk.
+//  - per-expert (kept for A/B and for experts grouped-fp8 does not take): the routing is read back (a
+//    stream sync), then per used expert a gather, three linear() calls and a scatter-add.
+// All add each token's experts in ascending expert order, like the CPU backend: deterministic.
 #include <algorithm>
 
 #include "backend/cuda/cuda_backend.h"
@@ -16,11 +18,15 @@
 namespace ds::backend::cuda {
 
 namespace {
-// Fast mode: above this many tokens the per-expert path (cuBLASLt FP8 GEMMs) is faster. Measured on an
-// H100 at DeepSeek-V3.2's shapes (docs/PERF.md): grouped 1.35x faster at 512 tokens, 0.95x at 768.
-constexpr int64_t kGroupedMaxTokensFast = 640;
+// Fast mode: above this many tokens the FP8 paths (FP8 activations, as linear() uses above 8 tokens) run
+// the experts. Measured on an H200 at DeepSeek-V3.2's shapes (docs/PERF.md "Grouped FP8 MoE"): the grouped
+// FP8 path is 1.57x faster than the grouped fp32 one at 32 tokens and 4.3x at 512.
+constexpr int64_t kGroupedMaxTokensFast = 31;
 // The grouped path runs in chunks of at most this many tokens: bounds its [T * top_k, H] fp32 workspace.
 constexpr int64_t kGroupedChunkTokens = 1024;
+// The same for the FP8 path, whose weights are re-read per chunk: a prefill chunk (8192 by default) in one
+// piece; the fp32 [T * top_k, H] slot rows then take 1.9 GB at DeepSeek-V3.2's shapes.
+constexpr int64_t kFp8ChunkTokens = 8192;
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 }  // namespace
@@ -101,10 +107,21 @@ Tensor CudaBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor
   DS_CHECK(!experts.empty() && experts[0].gate.in_features == H, "moe_experts: {} experts for rows of {}",
            experts.size(), H);
   if (T == 0) return alloc({T, H}, DType::F32);
-  const bool want_grouped = moe_path_ == MoePath::Grouped ||
-                            (moe_path_ == MoePath::Auto && T <= moe_grouped_max_tokens());
-  if (want_grouped && k <= kMoeMaxTopK) {
-    const MoeExpertTable& tb = cs->table;
+  const MoeExpertTable& tb = cs->table;
+  const bool fp8_ok = fast(kFastFp8Act) && k <= kMoeMaxTopK && moe_fp8_usable(tb) && aligned16(x.raw());
+  MoePath path = moe_path_;
+  if (path == MoePath::GroupedFp8 && !fp8_ok) path = MoePath::Auto;  // the exact mode keeps its fp32 paths
+  if (path == MoePath::Auto)
+    path = T <= moe_grouped_max_tokens() ? MoePath::Grouped : fp8_ok ? MoePath::GroupedFp8 : MoePath::PerExpert;
+  if (path == MoePath::GroupedFp8) {
+    Tensor y = empty({T, H}, DType::F32);
+    for (int64_t t0 = 0; t0 < T; t0 += kFp8ChunkTokens) {
+      const int64_t t1 = std::min(T, t0 + kFp8ChunkTokens);
+      moe_experts_fp8(x.rows(t0, t1), ids.rows(t0, t1), weights.rows(t0, t1), tb, y.data<float>() + t0 * H);
+    }
+    return y;
+  }
+  if (path == MoePath::Grouped && k <= kMoeMaxTopK) {
     if (tb.grouped && aligned16(x.raw())) {
       Tensor y = empty({T, H}, DType::F32);
       for (int64_t t0 = 0; t0 < T; t0 += kGroupedChunkTokens) {

@@ -1,11 +1,13 @@
-// The bookkeeping of the grouped MoE path, on the device so that no routing comes back to the host:
+// The bookkeeping of the grouped MoE paths, on the device so that no routing comes back to the host:
 // per-expert slot lists and work tiles from the routed ids, and the deterministic combine.
 //
 // Lists: one block of 1024 threads. Counts per expert (shared-memory integer atomics: the totals do not
 // depend on their order), exclusive scans for slot and tile offsets, then a stable placement in rounds of
 // 1024 pairs: a pair's rank among the pairs of its expert = the pairs of earlier rounds + those of earlier
 // warps in this round (per-warp counts, prefix over warps) + those of earlier lanes (__match_any_sync).
-// So slots are sorted by expert, then by (t, j): the same lists on every run.
+// So slots are sorted by expert, then by (t, j): the same lists on every run. With a padded layout (the
+// FP8 path's GEMMs read whole tiles of rows) each expert's rows start at a multiple of the tile and its
+// last tile's spare rows get token -1, while slots (pair_slot, the GEMM output rows) stay compact.
 #include "backend/cuda/kernels.h"
 
 namespace ds::backend::cuda {
@@ -42,9 +44,12 @@ __device__ int block_exclusive_scan(int v, int* s_warp, int* total) {
 
 __global__ void __launch_bounds__(kListThreads)
     moe_lists_kernel(const int32_t* __restrict__ ids, int P, int k, int E, MoeLists l) {
-  constexpr int tile_rows = kMoeTileRows;
+  const int tile_rows = l.tile_rows;
+  const bool padded = l.tile_slot0 != nullptr;
   __shared__ int s_count[kMoeMaxExperts];  // pairs per expert, later this round's pairs per expert
-  __shared__ int s_next[kMoeMaxExperts];   // next free slot of each expert
+  __shared__ int s_next[kMoeMaxExperts];   // pairs of each expert placed so far
+  __shared__ int s_off[kMoeMaxExperts];    // first slot of each expert
+  __shared__ int s_row[kMoeMaxExperts];    // first row of each expert (= s_off unless padded)
   __shared__ short s_warp_base[kListWarps][kMoeMaxExperts];  // per round: warp counts, then their prefix
   __shared__ int s_scan[kListWarps];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -60,14 +65,20 @@ __global__ void __launch_bounds__(kListThreads)
   int slots, tiles;
   const int off = block_exclusive_scan(c, s_scan, &slots);
   const int toff = block_exclusive_scan(nt, s_scan, &tiles);
+  const int row = padded ? toff * tile_rows : off;  // the padded rows of earlier experts: their tiles
   if (tid < E) {
-    s_next[tid] = off;
+    s_next[tid] = 0;
+    s_off[tid] = off;
+    s_row[tid] = row;
     for (int i = 0; i < nt; ++i) {
       int32_t* tl = l.tiles + 3 * size_t(toff + i);
       tl[0] = tid;
-      tl[1] = off + i * tile_rows;
+      tl[1] = row + i * tile_rows;
       tl[2] = min(tile_rows, c - i * tile_rows);
+      if (padded) l.tile_slot0[toff + i] = off + i * tile_rows;
     }
+    if (padded)
+      for (int r = c; r < nt * tile_rows; ++r) l.slot_token[row + r] = -1;
   }
   if (tid == 0) *l.n_tiles = tiles;
   for (int i = tid; i < kListWarps * E; i += kListThreads) s_warp_base[i / E][i % E] = 0;
@@ -92,9 +103,9 @@ __global__ void __launch_bounds__(kListThreads)
     }
     __syncthreads();
     if (valid) {
-      const int slot = s_next[e] + s_warp_base[warp][e] + rank;
-      l.slot_token[slot] = p / k;
-      l.pair_slot[p] = slot;
+      const int r = s_next[e] + s_warp_base[warp][e] + rank;  // rank among the expert's pairs
+      l.slot_token[s_row[e] + r] = p / k;
+      l.pair_slot[p] = s_off[e] + r;
     } else if (p < P) {
       l.pair_slot[p] = -1;
     }
@@ -131,10 +142,10 @@ __global__ void moe_combine_kernel(const float* __restrict__ out, int H, const i
 }
 }  // namespace
 
-int moe_max_tiles(int pairs, int E) {
+int moe_max_tiles(int pairs, int E, int tile_rows) {
   // sum over used experts of ceil(count / R) <= (pairs + used * (R - 1)) / R, used <= min(E, pairs).
   const long long used = pairs < E ? pairs : E;
-  return int((pairs + used * (kMoeTileRows - 1)) / kMoeTileRows);
+  return int((pairs + used * (tile_rows - 1)) / tile_rows);
 }
 
 void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLists& l, cudaStream_t st) {

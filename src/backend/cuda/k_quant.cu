@@ -1,28 +1,11 @@
 // FP8 e4m3 quantisation: activations per token per 128 columns for the block-scaled GEMM, and the
-// lightning indexer's Hadamard + FP8 rounding. Scales are powers of two (ue8m0): the smallest 2^e with
-// amax / 2^e <= 448, amax clamped to >= 1e-4, as DeepSeek's kernels compute them.
-#include <cuda_fp8.h>
-
+// lightning indexer's Hadamard + FP8 rounding. Scales are powers of two (ue8m0, fp8_act.cuh).
+#include "backend/cuda/fp8_act.cuh"
 #include "backend/cuda/kernels.h"
 
 namespace ds::backend::cuda {
 
 namespace {
-__device__ __forceinline__ float ue8m0_scale(float amax) {
-  int e;
-  const float m = frexpf(fmaxf(amax, 1e-4f) / 448.0f, &e);
-  return ldexpf(1.0f, m == 0.5f ? e - 1 : e);
-}
-
-__device__ __forceinline__ uint8_t to_e4m3(float v) {
-  return uint8_t(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));  // round to nearest even
-}
-__device__ __forceinline__ float from_e4m3(uint8_t b) {
-  __nv_fp8_e4m3 q;
-  q.__x = b;
-  return float(q);
-}
-
 // One warp per (token, 128-column block); 4 consecutive columns per lane. Tokens >= M are padding.
 __global__ void quant_act_kernel(const float* __restrict__ x, int M, int Mp, int K, uint8_t* __restrict__ q,
                                  float* __restrict__ s, int s_pitch, bool m_fastest, float* __restrict__ dq) {

@@ -256,16 +256,20 @@ constexpr int kMoeMaxExperts = 512;
 constexpr int kMoeMaxTopK = 32;
 constexpr int kMoeTileRows = 8;  // slots per work tile of the grouped GEMMs (one MMA column block)
 // The routing of P = T * k pairs (t, j) sorted by expert into slots (stable: by t, then j, within an
-// expert), and the work tiles: up to kMoeTileRows consecutive slots of one expert. Ids outside [0, E)
-// get no slot (pair_slot -1) and contribute nothing.
+// expert), and the work tiles: up to tile_rows consecutive slots of one expert. Ids outside [0, E)
+// get no slot (pair_slot -1) and contribute nothing. With tile_slot0 set, the rows are padded: each
+// expert's rows start at a multiple of tile_rows (its last tile's spare rows have token -1), tiles
+// name padded rows, and slots stay compact (tile_slot0: the slot of a tile's first row).
 struct MoeLists {
-  int32_t* slot_token = nullptr;  // [P]: token of slot s
+  int32_t* slot_token = nullptr;  // [P] (padded: [max_tiles * tile_rows]): token of row s, -1 for padding
   int32_t* pair_slot = nullptr;   // [P]: slot of pair t * k + j, or -1
-  int32_t* tiles = nullptr;       // [max_tiles * 3]: expert, first slot, rows
+  int32_t* tiles = nullptr;       // [max_tiles * 3]: expert, first row, rows
   int32_t* n_tiles = nullptr;     // [1]: tiles in use (written by the kernel)
+  int tile_rows = kMoeTileRows;
+  int32_t* tile_slot0 = nullptr;  // [max_tiles], padded layout only
 };
 // Tiles that P pairs over E experts can need (a host-known bound: the grid size of the GEMMs).
-int moe_max_tiles(int pairs, int E);
+int moe_max_tiles(int pairs, int E, int tile_rows = kMoeTileRows);
 // One block. E <= kMoeMaxExperts.
 void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLists& l, cudaStream_t st);
 // Expert parallelism: ids in [first, first + count) -> id - first, others -> -1 (skipped by the lists).
@@ -285,6 +289,32 @@ struct MoeGemmArgs {
   float* y = nullptr;
 };
 void launch_moe_grouped_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
+// The FP8 grouped GEMMs of the fast mode's large batches (k_moe_fp8.cu), over padded tiles of
+// kMoeFp8TileRows rows (MoeLists with tile_slot0). FP8 e4m3 activations with one ue8m0 scale per row per
+// 128 columns (as linear() quantises them), FP8 weights with 128x128 scales, fp32 accumulation.
+//   gated (gate+up): rows gathered from a [T, K] by row_token (-1: a zero row); act_q / act_s = the
+//     SwiGLU output quantised like an activation, [rows, N] e4m3 and scales [N / 128, act_s_pitch].
+//   down: rows of a = padded rows; out [slots, N] fp32 (row = the tile's first slot + row in tile).
+// Supported when K % 128 == 0, N % 128 == 0 and the expert table holds FP8 weights (moe_fp8_supported).
+constexpr int kMoeFp8TileRows = 64;
+struct MoeFp8GemmArgs {
+  const MoeExpertPtrs* experts = nullptr;
+  const int32_t* tiles = nullptr;
+  const int32_t* tile_slot0 = nullptr;
+  const int32_t* n_tiles = nullptr;
+  int max_tiles = 0;
+  const uint8_t* a = nullptr;
+  const float* a_scale = nullptr;  // scale of (row r, K block b) at a_scale[b * a_scale_pitch + r]
+  int a_scale_pitch = 0;
+  const int32_t* row_token = nullptr;  // gated only
+  int K = 0, N = 0, scale_pitch = 0;    // scale_pitch: the weights' scale row pitch
+  uint8_t* act_q = nullptr;             // gated only
+  float* act_s = nullptr;
+  int act_s_pitch = 0;
+  float* out = nullptr;  // down only
+};
+bool moe_fp8_supported(int K, int N);
+void launch_moe_fp8_gemm(const MoeFp8GemmArgs& a, bool gated, cudaStream_t st);
 // y[t] = sum over t's pairs, in slot order (= expert order, as the CPU backend adds), of w[t, j] * out[slot].
 void launch_moe_combine(const float* out, int H, const int32_t* pair_slot, const float* w, int T, int k, float* y,
                         cudaStream_t st);

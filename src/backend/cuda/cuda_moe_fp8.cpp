@@ -1,0 +1,100 @@
+// CudaBackend: the MoE experts' FP8 grouped path, for large batches in the fast mode (FP8 activations).
+// All on the device, a fixed sequence of 5 launches sized from T, top_k and E (no routing read back):
+//   lists      the routed pairs sorted by expert, each expert's rows padded to 64-row tiles (k_moe_lists.cu)
+//   quant      x rounded to FP8 per token per 128 columns, as linear() rounds activations (k_quant.cu).
+//              Once per token: the GEMM gathers the rounded rows, the same bytes linear() would make of
+//              each expert's gathered rows, at 1/8 of the traffic of quantising T x top_k rows.
+//   gate+up    wgmma FP8 GEMM over the tiles, SwiGLU, the result rounded to FP8 like an activation
+//   down       wgmma FP8 GEMM, fp32 rows per (token, expert) slot
+//   combine    each token's slots added in expert order (k_moe_lists.cu): deterministic, as the CPU backend
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "util/log.h"
+
+namespace ds::backend::cuda {
+
+bool CudaBackend::moe_fp8_usable(const MoeExpertTable& tb) {
+  return tb.grouped && tb.wtype == WType::FP8 && moe_fp8_supported(int(tb.H), int(tb.I)) &&
+         moe_fp8_supported(int(tb.I), int(tb.H));
+}
+
+void CudaBackend::moe_experts_fp8(const Tensor& x, const Tensor& ids, const Tensor& weights, const MoeExpertTable& tb,
+                                  float* y) {
+  const int T = int(x.dim(0)), k = int(ids.dim(1)), E = int(tb.E), P = T * k, H = int(tb.H), I = int(tb.I);
+  constexpr int R = kMoeFp8TileRows;
+  const int max_tiles = moe_max_tiles(P, E, R);
+  const int64_t rows = int64_t(max_tiles) * R;  // padded rows: a bound, the tiles in use take fewer
+  cudaEvent_t ev[6];
+  auto mark = [&](int i) {
+    if (!profile_) return;
+    if (i == 0)
+      for (auto& e : ev) DS_CUDA_CHECK(cudaEventCreate(&e));
+    DS_CUDA_CHECK(cudaEventRecord(ev[i], stream_));
+  };
+  mark(0);
+  Tensor lists = empty({int64_t(P) + rows + 4 * int64_t(max_tiles) + 1}, DType::I32);
+  MoeLists l;
+  l.pair_slot = lists.data<int32_t>();
+  l.slot_token = l.pair_slot + P;
+  l.tiles = l.slot_token + rows;
+  l.tile_slot0 = l.tiles + 3 * size_t(max_tiles);
+  l.n_tiles = l.tile_slot0 + max_tiles;
+  l.tile_rows = R;
+  launch_moe_build_lists(ids.data<int32_t>(), T, k, E, l, stream_);
+  check_launch("moe lists (fp8)");
+  mark(1);
+  Tensor xq = empty({int64_t(T), int64_t(H)}, DType::F8_E4M3), xs = empty({int64_t(H / 128), int64_t(T)}, DType::F32);
+  launch_quant_fp8_act(x.data<float>(), T, T, H, xq.data<uint8_t>(), xs.data<float>(), T, true, nullptr, stream_);
+  check_launch("moe quant_fp8_act");
+  mark(2);
+  Tensor act_q = empty({rows, int64_t(I)}, DType::F8_E4M3), act_s = empty({int64_t(I / 128), rows}, DType::F32);
+  MoeFp8GemmArgs g;
+  g.experts = static_cast<const MoeExpertPtrs*>(tb.dev.raw());
+  g.tiles = l.tiles;
+  g.tile_slot0 = l.tile_slot0;
+  g.n_tiles = l.n_tiles;
+  g.max_tiles = max_tiles;
+  g.a = xq.data<uint8_t>();
+  g.a_scale = xs.data<float>();
+  g.a_scale_pitch = T;
+  g.row_token = l.slot_token;
+  g.K = H;
+  g.N = I;
+  g.scale_pitch = tb.pitch_gate_up;
+  g.act_q = act_q.data<uint8_t>();
+  g.act_s = act_s.data<float>();
+  g.act_s_pitch = int(rows);
+  launch_moe_fp8_gemm(g, true, stream_);
+  check_launch("moe gate+up (fp8)");
+  mark(3);
+  Tensor out = empty({int64_t(P), int64_t(H)}, DType::F32);
+  MoeFp8GemmArgs d = g;
+  d.a = act_q.data<uint8_t>();
+  d.a_scale = act_s.data<float>();
+  d.a_scale_pitch = int(rows);
+  d.row_token = nullptr;
+  d.K = I;
+  d.N = H;
+  d.scale_pitch = tb.pitch_down;
+  d.act_q = nullptr;
+  d.act_s = nullptr;
+  d.out = out.data<float>();
+  launch_moe_fp8_gemm(d, false, stream_);
+  check_launch("moe down (fp8)");
+  mark(4);
+  launch_moe_combine(out.data<float>(), H, l.pair_slot, weights.data<float>(), T, k, y, stream_);
+  check_launch("moe combine");
+  mark(5);
+  if (profile_) {
+    DS_CUDA_CHECK(cudaEventSynchronize(ev[5]));
+    float ms[5];
+    for (int i = 0; i < 5; ++i) DS_CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
+    spdlog::info("moe grouped-fp8 T={} top-{} E={} (grid bound {} tiles of {}): lists {:.1f} us, quant {:.1f} us, "
+                 "gate+up {:.1f} us, down {:.1f} us, combine {:.1f} us",
+                 T, k, E, max_tiles, R, ms[0] * 1e3, ms[1] * 1e3, ms[2] * 1e3, ms[3] * 1e3, ms[4] * 1e3);
+    for (auto& e : ev) cudaEventDestroy(e);
+  }
+  last_moe_path_ = "grouped-fp8";
+}
+
+}  // namespace ds::backend::cuda

@@ -52,6 +52,14 @@ CudaOptions options_from_env(int device) {
   }
   if (const char* p = std::getenv("DSSERVE_CUDA_POISON")) o.poison = std::string_view(p) == "1";
   if (const char* f = std::getenv("DSSERVE_CUDA_FAST_PARTS")) o.fast_parts = parse_fast_parts(f);
+  if (const char* m = std::getenv("DSSERVE_MOE_PATH")) {
+    const std::string_view s(m);
+    if (s == "auto") o.moe_path = MoePath::Auto;
+    else if (s == "grouped") o.moe_path = MoePath::Grouped;
+    else if (s == "grouped-fp8") o.moe_path = MoePath::GroupedFp8;
+    else if (s == "per-expert") o.moe_path = MoePath::PerExpert;
+    else fail("DSSERVE_MOE_PATH='{}': expected auto, grouped, grouped-fp8 or per-expert", s);
+  }
   return o;
 }
 
@@ -82,7 +90,7 @@ int64_t CudaBackend::free_device_memory() const {
   return int64_t(free);
 }
 
-CudaBackend::CudaBackend(const CudaOptions& o) : opts_(o) {
+CudaBackend::CudaBackend(const CudaOptions& o) : opts_(o), moe_path_(o.moe_path) {
   int n = 0;
   DS_CUDA_CHECK(cudaGetDeviceCount(&n));
   DS_CHECK(o.device >= 0 && o.device < n, "CUDA device {} does not exist ({} visible)", o.device, n);

@@ -36,6 +36,14 @@ enum FastPart : uint32_t {
   kFastAll = 31,
 };
 
+// How moe_experts runs. Grouped: device-side lists + grouped GEMMs, 4 launches whatever the routing,
+// no host sync (FP8 / BF16 experts). GroupedFp8 (fast mode only, FP8 experts with H, I multiples of 128):
+// the same device-side lists padded to 64-row tiles, FP8 activations and wgmma GEMMs, 5 launches.
+// PerExpert: the routing read back, then per used expert a gather, three linear() calls and a
+// scatter-add. Auto: grouped up to moe_grouped_max_tokens() tokens, then GroupedFp8 where it applies,
+// else PerExpert. GroupedFp8 asked for where it does not apply (the exact mode) acts as Auto.
+enum class MoePath { Auto, Grouped, GroupedFp8, PerExpert };
+
 struct CudaOptions {
   int device = 0;
   GemmMode gemm = GemmMode::Fast;
@@ -44,14 +52,8 @@ struct CudaOptions {
   // Tests: the fast mode's FP8 GEMMs round activations exactly as for cuBLASLt but multiply with our
   // fp32 GEMM, separating cuBLASLt's part of the fast mode's error from the FP8 rounding's.
   bool emulate_fp8_lt = false;
+  MoePath moe_path = MoePath::Auto;  // DSSERVE_MOE_PATH=auto|grouped|grouped-fp8|per-expert: A/B runs
 };
-// How moe_experts runs. Grouped: device-side lists + grouped GEMMs, 4 launches whatever the routing,
-// no host sync (FP8 / BF16 experts). GroupedFp8 (fast mode only, FP8 experts with H, I multiples of 128):
-// the same device-side lists padded to 64-row tiles, FP8 activations and wgmma GEMMs, 5 launches.
-// PerExpert: the routing read back, then per used expert a gather, three linear() calls and a
-// scatter-add. Auto: grouped up to moe_grouped_max_tokens() tokens, then GroupedFp8 where it applies,
-// else PerExpert. GroupedFp8 asked for where it does not apply (the exact mode) acts as Auto.
-enum class MoePath { Auto, Grouped, GroupedFp8, PerExpert };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
 // (prepare_experts), kept with the weights.

@@ -2,7 +2,7 @@
 # Prefill/decode disaggregation (issue 21): a prefill server, a decode server and `dsserve router
 # --pd-disaggregation` as processes on localhost. Greedy chat (n = 2 too), streaming chat, batched /generate
 # and completions through the pair identical to one plain server, also with --tp 2 on both sides and with
-# --tp 2 prefilling for --tp 1; 40 concurrent streams with 20 hang-ups -> the rest complete and neither side
+# --tp 2 prefilling for --tp 1; 200 concurrent streams with 100 hang-ups -> the rest complete and neither side
 # holds a page or a KV buffer for a request afterwards; KV that never comes -> the decode side's request fails after the transfer
 # timeout and frees its pages; a killed decode or prefill server -> a clear 503 from the router; FP8 KV rows (their
 # scales in them) and the MTP layer's pools, speculative decoding on both sides -> identical again.
@@ -127,7 +127,7 @@ sent=$(metric "$PRE" dsserve:pd_kv_sent_total) got=$(metric "$DEC" dsserve:pd_kv
 echo "metrics: $sent prompts' KV sent and received, $(metric "$DEC" dsserve:pd_kv_received_bytes_total) bytes"
 
 # ---------------------------------------------------------------- hang-ups: nothing lost, no page held
-python3 "$(dirname "$0")/router_streams.py" "$ROUTER" 40 20 || fail "streams with disconnects through the PD router"
+python3 "$(dirname "$0")/router_streams.py" "$ROUTER" 200 100 || fail "streams with disconnects through the PD router"
 idle "$PRE"
 idle "$DEC"
 outputs "$ROUTER" >"$TMP/after.txt"
@@ -139,7 +139,7 @@ for side in "$PRE" "$DEC"; do
     fail "$side holds $(metric "$side" dsserve:pd_kv_buffer_lent_bytes) bytes of KV buffers after the load"
 done
 [ "$(metric "$PRE" dsserve:pd_kv_buffer_kept_bytes)" -gt 0 ] || fail "the prefill side kept no KV buffer for reuse"
-echo "40 streams, 20 hang-ups: the rest complete; no page and no KV buffer held on either side ($SECONDS s)"
+echo "200 streams, 100 hang-ups: the rest complete; no page and no KV buffer held on either side ($SECONDS s)"
 
 # ---------------------------------------------------------------- KV that never comes: timeout, pages back
 room() { echo "\"bootstrap_host\":\"127.0.0.1\",\"bootstrap_port\":$BOOT,\"bootstrap_room\":$1"; }

@@ -66,6 +66,9 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
         r.final_output->finish_reason = FinishReason::Length;
       }
     }
+    // Forced tokens wait beyond the confirmed ones: the MTP layer below reads the first as the token after
+    // the last confirmed position, and the request drafts again after they are computed (prefilling now).
+    if (c.logits) jump_forward(r);
     if (!r.speculate || !draft || group.spec.paused(steps_)) continue;
     // A prefill server's request ends after its first token, but the decode server it goes to speculates
     // on: the MTP layer's KV of the whole prompt travels with the target's, and so do the drafts that this

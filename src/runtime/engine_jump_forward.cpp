@@ -1,0 +1,36 @@
+// Jump-forward decoding in the engine (grammar/jump_forward.h): after a request's tokens of a step are
+// accepted, the tokens its grammar forces next are accepted the same way (text, stop strings, EOS,
+// max_tokens: the run ends at the token that ends the request) and streamed at once. They join
+// `tokens` beyond `computed`, so the scheduler runs them as an extend chunk in the next step (with the
+// other requests' decodes) and samples after them; the radix cache, retraction and n > 1 see them as
+// any other output tokens. Logprobs: each forced token reports logprob 0 (top list: itself), the
+// probability of the forced text under the grammar-masked distribution — the target model never
+// scores them (SGLang reports none for jumped tokens either).
+#include "runtime/engine_impl.h"
+#include "tokenizer/tokenizer.h"
+
+namespace ds::runtime::engine_internal {
+
+void EngineImpl::jump_forward(RequestState& r) {
+  // Forced continuations (deepseekv31 tool_choice) keep their own per-token masks.
+  if (!cfg_.jump_forward || !r.grammar || r.forced || r.final_output) return;
+  const int64_t room = std::min<int64_t>(int64_t(r.in.max_new_tokens) - r.output_len(),
+                                         int64_t(cfg_.context_length) - int64_t(r.tokens.size()));
+  if (room <= 0) return;
+  grammar::JumpForwardOptions o;
+  o.max_tokens = size_t(room);
+  o.may_stop = !r.in.sampling.ignore_eos;
+  const std::vector<int32_t> ids =
+      r.grammar->jump_forward([this](std::string_view text) { return tok_.encode(text); }, r.tokens.back(), o);
+  for (int32_t id : ids) {
+    SampleResult s;
+    s.token = id;
+    if (r.in.sampling.logprobs && r.in.sampling.top_logprobs > 0) s.top_logprobs = {{id, 0.0f}};
+    ++r.jump_forward_tokens;
+    ++jump_forward_total_;
+    accept_token(r, std::move(s));
+    if (r.final_output) break;
+  }
+}
+
+}  // namespace ds::runtime::engine_internal

@@ -134,9 +134,9 @@ class EngineImpl final : public Engine {
   int32_t total_waiting() const;
   std::vector<std::unique_ptr<RequestState>> take_everything();  // running ones first, then the queues
   void accept_token(RequestState& r, SampleResult s);  // appends, checks stops, outputs
-  // After a request's tokens of a step (or at arrival): the tokens its grammar forces next, accepted as
-  // sampled ones are (engine_jump_forward.cpp).
-  void jump_forward(RequestState& r);
+  // After a request's sampled token (or at arrival): the tokens its grammar forces next, accepted as
+  // sampled ones are (engine_jump_forward.cpp). True if any was.
+  bool jump_forward(RequestState& r);
   void deliver(RequestState& r, RequestOutput&& out);
   void end(std::unique_ptr<RequestState> r, FinishReason why, std::string error = {});
   void publish_stats();

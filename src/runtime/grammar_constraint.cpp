@@ -38,12 +38,10 @@ void GrammarTracker::prepare() {
   const Mark start = mark();
   bool alive = true;
   for (size_t j = 1; j <= row_drafts_.size(); ++j) {
+    // A refused draft changes nothing: the rows after it get the mask before it (never read, but defined).
     const std::span<const int32_t> so_far(row_drafts_.data(), j);
     alive = alive && advance(row_drafts_[j - 1], *row_history_, so_far, row_prompt_len_);
-    grammar::TokenBitmask& m = row_masks_[j - 1];
-    if (!row_active_[j]) continue;
-    if (alive) fill_mask(m);
-    else m = j == 1 ? mask_ : row_masks_[j - 2];  // after a refused draft: never read, but defined
+    if (row_active_[j]) fill_mask(row_masks_[j - 1]);
   }
   restore(start);
 }

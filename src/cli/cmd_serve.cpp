@@ -67,6 +67,7 @@ struct ServeFlags {
   std::string disaggregation_mode = "null", disaggregation_transfer_backend = "ucx", disaggregation_ib_device;
   int disaggregation_bootstrap_port = 8998;
   double disaggregation_transfer_timeout = 60;
+  bool disable_regex_jump_forward = false, constrained_json_disable_any_whitespace = false;
   bool enable_dp_attention = false, disable_radix_cache = false, enable_metrics = false, trust_remote_code = false,
        skip_server_warmup = false, disable_cuda_graph = false, cuda_graph_lazy = false;
 };
@@ -116,6 +117,12 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
       ->capture_default_str();
   cmd->add_option("--page-size", f.page_size, "tokens per KV page")->capture_default_str();
   cmd->add_flag("--disable-radix-cache", f.disable_radix_cache, "no prefix cache");
+  cmd->add_flag("--disable-regex-jump-forward", f.disable_regex_jump_forward,
+                "structured outputs: sample every token, also where the grammar allows one continuation only "
+                "(default: such runs are appended at once, without a forward pass per token)");
+  cmd->add_flag("--constrained-json-disable-any-whitespace", f.constrained_json_disable_any_whitespace,
+                "JSON schema / json_object outputs: no free whitespace, members separated by \", \" and keys by "
+                "\": \" (fixed keys are then forced text that jump-forward appends at once)");
   cmd->add_option("--cuda-graph-max-bs", f.cuda_graph_max_bs,
                   "cuda: decode steps of up to this many requests replay a recorded CUDA graph (0: never)")
       ->capture_default_str()
@@ -333,6 +340,8 @@ server::Json server_args(const ServeFlags& f, const std::string& model_path, con
   j["max_prefill_tokens"] = f.max_prefill_tokens;
   j["page_size"] = f.page_size;
   j["disable_radix_cache"] = f.disable_radix_cache;
+  j["disable_regex_jump_forward"] = f.disable_regex_jump_forward;
+  j["constrained_json_disable_any_whitespace"] = f.constrained_json_disable_any_whitespace;
   j["schedule_policy"] = f.schedule_policy;
   j["kv_cache_dtype"] = f.kv_cache_dtype;
   j["cuda_graph_max_bs"] = f.disable_cuda_graph ? 0 : f.cuda_graph_max_bs;
@@ -512,6 +521,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& given) {
   rc.draft_steps = spec_steps;
   ec.speculative_num_steps = spec_steps;
   ec.speculative_min_accept_length = flags.speculative_min_accept_length;
+  ec.jump_forward = !flags.disable_regex_jump_forward;
   const std::string backend_name = backend0.name();
   RankRunners runners = make_rank_runners(replica, rc, parallel, rf);  // this node's ranks
   const std::vector<runtime::ModelRunner*>& runner_ptrs = runners.all;
@@ -556,6 +566,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& given) {
   sc.tool_call_parser = flags.tool_call_parser;
   sc.enable_metrics = flags.enable_metrics;
   sc.sampling_defaults = sampling_defaults;
+  sc.json_grammar.fixed_separators = flags.constrained_json_disable_any_whitespace;
   sc.server_args = server_args(flags, model_path, served, context_length, plan.tokens, ec.random_seed);
   const std::string encoder_name = encoder ? encoder->name() : "none";
   server::ApiServer api(std::move(sc), *engine, tokenizer, std::move(encoder));

@@ -17,8 +17,8 @@ const char* kind_name(GrammarKind kind) {
   return "?";
 }
 
-GrammarCompiler::GrammarCompiler(std::shared_ptr<const TokenTable> vocab, size_t cache_entries)
-    : vocab_(std::move(vocab)), node_cache_(std::make_shared<NodeTokensCache>()), max_entries_(cache_entries) {}
+GrammarCompiler::GrammarCompiler(std::shared_ptr<const TokenTable> vocab, size_t cache_entries, JsonGrammarOptions json)
+    : vocab_(std::move(vocab)), json_(json), node_cache_(std::make_shared<NodeTokensCache>()), max_entries_(cache_entries) {}
 
 Grammar GrammarCompiler::build(const GrammarSpec& spec, const JsonGrammarOptions& json) {
   switch (spec.kind) {
@@ -43,7 +43,7 @@ std::shared_ptr<const CompiledGrammar> GrammarCompiler::compile(const GrammarSpe
     }
   }
   // Compiled outside the lock: two requests with one new schema may both compile it (harmless).
-  auto compiled = std::make_shared<const CompiledGrammar>(compile_pda(build(spec)), vocab_, node_cache_);
+  auto compiled = std::make_shared<const CompiledGrammar>(compile_pda(build(spec, json_)), vocab_, node_cache_);
   std::lock_guard lock(mu_);
   if (index_.count(key) == 0) {
     lru_.emplace_front(key, compiled);

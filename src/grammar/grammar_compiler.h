@@ -26,7 +26,9 @@ struct GrammarSpec {
 
 class GrammarCompiler {
  public:
-  explicit GrammarCompiler(std::shared_ptr<const TokenTable> vocab, size_t cache_entries = 256);
+  // `json`: how JSON Schema / JSON object grammars are written (whitespace), for every one compiled.
+  explicit GrammarCompiler(std::shared_ptr<const TokenTable> vocab, size_t cache_entries = 256,
+                           JsonGrammarOptions json = {});
 
   // Throws ds::Error with a message fit for the client (names the unsupported keyword / construct).
   std::shared_ptr<const CompiledGrammar> compile(const GrammarSpec& spec);
@@ -39,6 +41,7 @@ class GrammarCompiler {
 
  private:
   std::shared_ptr<const TokenTable> vocab_;
+  JsonGrammarOptions json_;
   std::shared_ptr<NodeTokensCache> node_cache_;
   size_t max_entries_;
   mutable std::mutex mu_;

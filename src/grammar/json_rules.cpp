@@ -77,6 +77,7 @@ void JsonRules::forget_rules_from(int count) {
 }
 
 ExprPtr JsonRules::ws() {
+  if (opt_.fixed_separators) return empty();
   ByteSet s;
   for (char c : {' ', '\t', '\n', '\r'}) s.set(uint8_t(c));
   // Unlimited: inlined (one automaton state per gap), so the token sets of the node before it

@@ -25,8 +25,8 @@ class JsonRules {
   ExprPtr any_object();   // any JSON object
   ExprPtr any_array();    // any JSON array
   // A member separator and the colon, with whitespace around them.
-  ExprPtr comma() { return seq({ws(), literal(","), ws()}); }
-  ExprPtr colon() { return seq({ws(), literal(":"), ws()}); }
+  ExprPtr comma() { return opt_.fixed_separators ? literal(", ") : seq({ws(), literal(","), ws()}); }
+  ExprPtr colon() { return opt_.fixed_separators ? literal(": ") : seq({ws(), literal(":"), ws()}); }
 
   // One character of the string's content: unescaped UTF-8, or an escape.
   ExprPtr string_char();

@@ -13,7 +13,8 @@
 // - properties appear in the order the schema lists them; extra keys (when allowed) after them,
 //   not checked against the listed names;
 // - whitespace between tokens is free as in JSON; `max_whitespace` can limit it per gap (a
-//   model free to add whitespace forever sometimes does), at some cost in mask time.
+//   model free to add whitespace forever sometimes does), at some cost in mask time;
+//   `fixed_separators` leaves none free.
 // Any other keyword is an error that names it (ds::Error "unsupported JSON Schema keyword ...").
 #pragma once
 #include <memory>
@@ -27,6 +28,10 @@ namespace ds::grammar {
 
 struct JsonGrammarOptions {
   int max_whitespace = -1;  // bytes of [ \t\n\r] between two tokens; < 0: unlimited
+  // No free whitespace: members and items separated by ", ", keys by ": ", nothing else (xgrammar's
+  // any_whitespace = false; SGLang's --constrained-json-disable-any-whitespace). Keys of a schema with
+  // fixed properties are then forced text, which jump-forward decoding appends at once.
+  bool fixed_separators = false;
   // '<' inside strings only as "\u003c", so the text never holds "</": for JSON inside markup
   // whose parser ends an element at the first "</" (the DSML tool-call block).
   bool escape_lt = false;

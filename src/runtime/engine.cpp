@@ -145,7 +145,16 @@ bool EngineImpl::take_pending() {
     const size_t g = route(*r);
     r->dp_group = int32_t(g);
     ++groups_[g].routed;
-    if (!pd_park(r)) groups_[g].sched->add(std::move(r));
+    if (pd_park(r)) continue;
+    // What the grammar forces from the start (`{"name": "` of a fixed-key schema) is prefilled with the
+    // prompt. (Not under disaggregation: the prefill server sends the prompt's KV and one sampled token.)
+    if (!cfg_.kv_handoff) jump_forward(*r);
+    if (r->final_output) {  // the grammar forced the whole output
+      const FinishReason why = r->final_output->finish_reason;
+      end(std::move(r), why);
+      continue;
+    }
+    groups_[g].sched->add(std::move(r));
   }
   for (const auto& id : aborts)
     if (!pd_abort(id))
@@ -312,6 +321,7 @@ void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutp
       r.final_output->error = failed[i];
     } else if (plan[i].logits) {
       accept_token(r, std::move(drawn[i]));
+      jump_forward(r);
     } else if (r.remaining() == 0) {  // max_new_tokens == 0: the prompt is cached, nothing to sample
       r.final_output.emplace();
       r.final_output->finished = true;
@@ -484,6 +494,7 @@ void EngineImpl::deliver(RequestState& r, RequestOutput&& out) {
   out.spec_verify_ct = r.spec_verify_ct;
   out.spec_accept_tokens = r.spec_tokens;
   out.spec_draft_tokens = r.spec_drafts;
+  out.jump_forward_tokens = r.jump_forward_tokens;
   try {
     r.sink(std::move(out));
   } catch (const std::exception& e) {
@@ -551,6 +562,7 @@ void EngineImpl::publish_stats() {
   s.spec_drafts_total = spec_drafts_total_;
   s.spec_drafted_at = spec_drafted_at_;
   s.spec_accepted_at = spec_accepted_at_;
+  s.jump_forward_tokens_total = jump_forward_total_;
   s.pd = pd_stats_;  // (the buffer gauges are read live by stats())
   for (const auto& g : groups_) s.spec_pauses_total += g.spec.pauses();
   size_t inbox = 0;

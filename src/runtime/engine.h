@@ -82,6 +82,8 @@ struct RequestOutput {
   int32_t spec_verify_ct = 0;
   int32_t spec_accept_tokens = 0;
   int32_t spec_draft_tokens = 0;
+  // Jump-forward decoding: output tokens so far that the grammar forced (appended without sampling).
+  int32_t jump_forward_tokens = 0;
 };
 
 // Called on the engine thread; must return quickly and never block on the network (post the
@@ -121,6 +123,10 @@ struct EngineConfig {
   // speculation pauses for kSpecPauseSteps steps (drafts that are not kept cost more than they save;
   // runtime/spec_decode.h, SpecPause); 0: never.
   double speculative_min_accept_length = 1.5;
+  // Jump-forward decoding (grammar/jump_forward.h, engine_jump_forward.cpp): where a request's grammar
+  // allows one continuation only, its tokens are appended at once and computed by the next forward as
+  // one chunk. false: every token is sampled (--disable-regex-jump-forward, SGLang's flag).
+  bool jump_forward = true;
   // Called once, on the engine thread, when the replica is broken (a tensor-parallel rank failed and
   // aborted the group: no later step can run). Every request then ends with the error and new ones are
   // refused with 503; the server is expected to stop (dsserve serve exits 1 naming the rank).
@@ -169,6 +175,7 @@ struct EngineStats {
   // verified (accept length = spec_tokens_total / spec_verify_total; SGLang's avg_spec_accept_length).
   int64_t spec_verify_total = 0, spec_tokens_total = 0, spec_drafts_total = 0;
   int64_t spec_pauses_total = 0;  // times a DP group paused speculation (too few drafts accepted)
+  int64_t jump_forward_tokens_total = 0;  // output tokens a grammar forced (appended without a forward each)
   // Per draft position j (0-based: the j-th draft of a step): how often it was verified and accepted
   // (accepted[j] / drafted[j]: how much the (j+1)-th draft is worth; what --speculative-num-steps buys).
   std::vector<int64_t> spec_drafted_at, spec_accepted_at;

@@ -144,6 +144,9 @@ class EngineImpl final : public Engine {
   int32_t total_waiting() const;
   std::vector<std::unique_ptr<RequestState>> take_everything();  // running ones first, then the queues
   void accept_token(RequestState& r, SampleResult s);  // appends, checks stops, outputs
+  // After a request's sampled token (or at arrival): the tokens its grammar forces next, accepted as
+  // sampled ones are (engine_jump_forward.cpp). True if any was.
+  bool jump_forward(RequestState& r);
   void deliver(RequestState& r, RequestOutput&& out);
   void end(std::unique_ptr<RequestState> r, FinishReason why, std::string error = {});
   void publish_stats();
@@ -203,6 +206,7 @@ class EngineImpl final : public Engine {
   double last_step_ms_ = 0, last_overhead_ms_ = 0, busy_ms_total_ = 0, forward_ms_total_ = 0, sample_ms_total_ = 0;
   int64_t prompt_total_ = 0, generated_total_ = 0, cached_total_ = 0, finished_total_ = 0, steps_ = 0;
   int64_t spec_verify_total_ = 0, spec_tokens_total_ = 0, spec_drafts_total_ = 0;
+  int64_t jump_forward_total_ = 0;
   std::vector<int64_t> spec_drafted_at_, spec_accepted_at_;  // per draft position (EngineStats)
   std::thread thread_;
 };

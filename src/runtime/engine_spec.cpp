@@ -39,7 +39,10 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
         const int32_t token = drawn[row0 + size_t(j)].token;
         accept_token(r, std::move(drawn[row0 + size_t(j)]));
         ++emitted;
-        if (r.final_output || j == c.drafts || token != r.draft[size_t(j)]) break;
+        // Where the grammar now forces tokens, plain decoding appends them after this one: so the run ends
+        // here, with them (the rows after it sampled what jump-forward appends).
+        const bool jumped = jump_forward(r);
+        if (jumped || r.final_output || j == c.drafts || token != r.draft[size_t(j)]) break;
       }
       confirmed = emitted;
       sched.chunk_done(r, confirmed, false);
@@ -59,13 +62,17 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
       if (c.drafts > 0) ++verified, verify_tokens += emitted;
     } else {
       sched.chunk_done(r, c.len);
-      if (c.logits) accept_token(r, std::move(drawn[row0]));
-      else if (r.remaining() == 0) {  // max_new_tokens == 0: the prompt is cached, nothing to sample
+      if (c.logits) {
+        accept_token(r, std::move(drawn[row0]));
+        jump_forward(r);
+      } else if (r.remaining() == 0) {  // max_new_tokens == 0: the prompt is cached, nothing to sample
         r.final_output.emplace();
         r.final_output->finished = true;
         r.final_output->finish_reason = FinishReason::Length;
       }
     }
+    // Forced tokens (jump-forward) wait beyond the confirmed ones: the MTP layer below reads the first as the
+    // token after the last confirmed position; the request drafts again once they are computed.
     if (!r.speculate || !draft || group.spec.paused(steps_)) continue;
     // A prefill server's request ends after its first token, but the decode server it goes to speculates
     // on: the MTP layer's KV of the whole prompt travels with the target's, and so do the drafts that this
@@ -109,10 +116,14 @@ void EngineImpl::add_slots(RequestState& r, const Scheduler::Chunk& c, std::vect
   slot.seed = r.seed;
   slot.penalties = &r.penalties;
   constrain(r, slot);
+  // A grammar's row j samples under the mask after the first j drafts (computed with the step's masks).
+  if (r.grammar) r.grammar->plan_rows(std::span<const int32_t>(r.draft.data(), size_t(c.drafts)), r.tokens,
+                                      size_t(r.prompt_len));
   for (int32_t j = 0; j <= c.drafts; ++j) {
     // Row j draws the output token after j accepted drafts: its output index, and on the host a
     // generator of its own (the rows are drawn in parallel), seeded from the request's.
     slot.output_index = uint64_t(r.output_len() + j);
+    if (r.grammar && j > 0) slot.allowed_bits = r.grammar->row_bits(size_t(j));
     if (c.drafts > 0) slot.rng = &row_rngs_.emplace_back(r.rng());
     sample.push_back(slot);
   }
@@ -147,7 +158,10 @@ void EngineImpl::run_drafts(std::vector<DraftPlan>& drafts) {
     for (size_t k = 0; k < d.reqs.size(); ++k) {
       if (d.budget[k] == 0 || k >= res[g]->drafts.size()) continue;
       std::vector<int32_t>& got = res[g]->drafts[k];
-      d.reqs[k]->draft.assign(got.begin(), got.begin() + std::min<size_t>(got.size(), size_t(d.budget[k])));
+      RequestState& r = *d.reqs[k];
+      r.draft.assign(got.begin(), got.begin() + std::min<size_t>(got.size(), size_t(d.budget[k])));
+      // Drafts a grammar refuses could never be accepted (nor any after them): not verified at all.
+      if (r.grammar) r.draft.resize(r.grammar->allowed_drafts(r.draft, r.tokens, size_t(r.prompt_len)));
     }
   }
 }

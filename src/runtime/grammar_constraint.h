@@ -7,11 +7,16 @@
 // max_tokens ends with finish_reason "length".
 // accept() only advances the matcher; the next mask is computed by prepare(), which the engine
 // runs while the step's forward is on the device (before that step's sampling reads the mask).
+// Speculative decoding: a verify step samples a row per draft prefix, each under the mask of the
+// state after that prefix (plan_rows, then prepare computes them all on a walk through the drafts
+// that is rolled back); accept() then advances through the tokens actually emitted.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
+#include "grammar/jump_forward.h"
 #include "grammar/matcher.h"
 
 namespace ds::runtime {
@@ -33,20 +38,54 @@ class GrammarTracker {
   // Computes the mask of the next token if accept() (or the start) left it stale; cheap otherwise.
   // Safe to run for different trackers on different threads at once.
   void prepare();
-  bool needs_prepare() const { return stale_; }
+  bool needs_prepare() const { return stale_ || rows_stale_; }
   // Records a generated token; `history` is prompt + output ending with `token`. False if an
   // active grammar does not allow it (cannot happen when sampling kept to the mask). After the
   // grammar is finished (a stop token; only with ignore_eos does output go on) only stop tokens
   // are allowed.
   bool accept(int32_t token, const std::vector<int32_t>& history, size_t prompt_len);
 
+  // Jump-forward (grammar/jump_forward.h): the tokens the grammar forces after `prev_token` (the last
+  // token of the history); empty while the output is free or the grammar finished. Nothing changes:
+  // the engine accept()s them as it does sampled tokens.
+  std::vector<int32_t> jump_forward(const grammar::EncodeFn& encode, int32_t prev_token,
+                                    const grammar::JumpForwardOptions& options);
+
+  // Speculative decoding. How many of `drafts` (proposed after `history`) the grammar allows in a row:
+  // a draft it refuses could never be accepted, nor any after it.
+  size_t allowed_drafts(std::span<const int32_t> drafts, const std::vector<int32_t>& history, size_t prompt_len);
+  // The next verify step samples rows 0..drafts.size(): row j under the mask after drafts[0, j).
+  // Sets which rows are constrained (row_bits); prepare() fills them. A draft the grammar refuses
+  // leaves the rows after it the mask before it (never read: that draft cannot be accepted).
+  void plan_rows(std::span<const int32_t> drafts, const std::vector<int32_t>& history, size_t prompt_len);
+  // Row j's mask (row 0: allowed_bits()); null where the output is still free. Valid after prepare().
+  const std::vector<uint64_t>* row_bits(size_t j) const;
+
  private:
-  void only_stop_tokens();
+  struct Mark {  // a state to come back to after a walk through drafts
+    size_t steps;
+    bool active;
+  };
+  Mark mark() const { return {matcher_.steps_accepted(), active_}; }
+  void restore(const Mark& m);
+  // accept() without marking the mask stale; history + extra ends with `token`.
+  bool advance(int32_t token, const std::vector<int32_t>& history, std::span<const int32_t> extra, size_t prompt_len);
+  void fill_mask(grammar::TokenBitmask& mask);
+  void only_stop_tokens(grammar::TokenBitmask& mask);
   std::vector<int32_t> trigger_;
   grammar::GrammarMatcher matcher_;
   grammar::TokenBitmask mask_;
   bool active_ = false;
   bool stale_ = false;  // mask_ is not yet the mask after the last accepted token
+  // Verify rows 1..n (row 0 is mask_): the drafts and the history they follow (the request's tokens,
+  // unchanged until the step's tokens are accepted), whether each row is constrained, and their masks
+  // (filled by prepare while rows_stale_).
+  std::vector<int32_t> row_drafts_;
+  const std::vector<int32_t>* row_history_ = nullptr;
+  size_t row_prompt_len_ = 0;
+  std::vector<uint8_t> row_active_;
+  std::vector<grammar::TokenBitmask> row_masks_;
+  bool rows_stale_ = false;
 };
 
 }  // namespace ds::runtime

@@ -29,6 +29,7 @@ struct RequestState {
   int32_t spec_verify_ct = 0;   // its decode steps under speculative decoding
   int32_t spec_tokens = 0;      // tokens those steps emitted (accepted drafts + each step's own token)
   int32_t spec_drafts = 0;      // draft tokens they verified
+  int32_t jump_forward_tokens = 0;  // output tokens its grammar forced (engine_jump_forward.cpp)
   int32_t prompt_len = 0;
   int32_t computed = 0;         // leading tokens whose KV is in `pages`
   std::vector<int32_t> pages;   // page table: one pool reference per page

@@ -8,7 +8,7 @@
 namespace ds::runtime {
 
 bool speculates(const GenerateRequest& in) {
-  return !has_penalties(in.sampling) && in.grammar.empty() && in.forced.empty();
+  return !has_penalties(in.sampling) && in.forced.empty();
 }
 
 bool SpecPause::record(int64_t step, int64_t tokens, int64_t requests, double min_accept_length) {

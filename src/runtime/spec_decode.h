@@ -30,8 +30,10 @@ namespace ds::runtime {
 struct RequestState;
 
 // Whether a request decodes speculatively. Draws whose state a rejected draft would have advanced
-// decode plainly: penalties (the device keeps their token counts incrementally), grammars and forced
-// continuations (their masks follow the accepted tokens).
+// decode plainly: penalties (the device keeps their token counts incrementally) and forced continuations
+// (their masks follow the accepted tokens). A grammar speculates: each verify row is sampled under the
+// mask after its draft prefix (GrammarTracker::plan_rows), drafts the grammar refuses are cut before the
+// step, and the matcher then advances through the emitted tokens only.
 bool speculates(const GenerateRequest& in);
 
 // The pause rule (per DP group, since a step is one batch: a batch where some requests verify drafts and

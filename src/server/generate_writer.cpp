@@ -37,6 +37,7 @@ Json GenerateWriter::item(size_t i, const ChoiceState& c) const {
     meta["spec_accept_token_num"] = c.spec_accept_tokens - c.spec_verify_ct;  // accepted drafts
     meta["spec_draft_token_num"] = c.spec_draft_tokens;
   }
+  if (c.jump_forward_tokens > 0) meta["jump_forward_tokens"] = c.jump_forward_tokens;  // dsserve's own
   if (opt_.return_logprob) {
     meta["output_token_logprobs"] = native_token_logprobs(c.logprobs, tok_, opt_.return_text_in_logprobs);
     if (opt_.top_logprobs_num > 0)

@@ -91,7 +91,7 @@ bool has_strict_tool(const Json& tools) {
 
 std::shared_ptr<const grammar::CompiledGrammar> ServerGrammars::compile(const tok::Tokenizer& tok, const GrammarRequest& req) {
   std::call_once(once_, [&] {
-    compiler_ = std::make_unique<grammar::GrammarCompiler>(grammar::TokenTable::from_tokenizer(tok, {tok.eos_id()}));
+    compiler_ = std::make_unique<grammar::GrammarCompiler>(grammar::TokenTable::from_tokenizer(tok, {tok.eos_id()}), 256, json_);
   });
   try {
     return compiler_->compile(req.spec);

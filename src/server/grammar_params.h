@@ -32,9 +32,13 @@ std::optional<GrammarRequest> read_grammar_fields(const Fields& f, bool allow_re
 // One per server: the vocabulary table and the compiled-grammar cache, made on first use.
 class ServerGrammars {
  public:
+  ServerGrammars() = default;
+  // How JSON grammars are written (--constrained-json-disable-any-whitespace: fixed separators).
+  explicit ServerGrammars(grammar::JsonGrammarOptions json) : json_(json) {}
   std::shared_ptr<const grammar::CompiledGrammar> compile(const tok::Tokenizer& tok, const GrammarRequest& req);
 
  private:
+  grammar::JsonGrammarOptions json_;
   std::once_flag once_;
   std::unique_ptr<grammar::GrammarCompiler> compiler_;
 };

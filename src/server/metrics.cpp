@@ -113,6 +113,9 @@ std::string ServerMetrics::render(const runtime::EngineStats& s, const std::stri
     metric("dsserve:pd_kv_buffer_kept_bytes", "gauge", "Page-locked host buffers kept for reuse.",
            s.pd.buffer_kept_bytes);
   }
+  metric("dsserve:jump_forward_tokens_total", "counter",
+         "Output tokens a grammar forced, appended without a forward pass each (jump-forward decoding).",
+         s.jump_forward_tokens_total);
   metric("dsserve:retracted_requests_total", "counter", "Requests preempted for lack of KV pages.",
          s.retractions_total);
   metric("dsserve:engine_steps_total", "counter", "Engine steps run.", s.steps_total);

@@ -13,6 +13,7 @@ void ChoiceState::add(const runtime::RequestOutput& out, double now_s) {
   spec_verify_ct = out.spec_verify_ct;
   spec_accept_tokens = out.spec_accept_tokens;
   spec_draft_tokens = out.spec_draft_tokens;
+  jump_forward_tokens = out.jump_forward_tokens;
   if (out.finished) {
     finish = out.finish_reason == runtime::FinishReason::None ? runtime::FinishReason::Stop : out.finish_reason;
     matched_token = out.matched_stop_token;

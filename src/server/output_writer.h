@@ -23,6 +23,7 @@ struct ChoiceState {
   std::string error;
   int32_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
   int32_t spec_verify_ct = 0, spec_accept_tokens = 0, spec_draft_tokens = 0;  // speculative decoding
+  int32_t jump_forward_tokens = 0;  // output tokens the grammar forced (jump-forward decoding)
   double first_token_s = -1;  // since the request arrived; -1 before the first token
   double finish_s = -1;
 

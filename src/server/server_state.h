@@ -32,6 +32,7 @@ struct ServerConfig {
   std::string tool_call_parser;   // "", "deepseekv31" or "deepseekv32"
   bool enable_metrics = false;
   SamplingDefaults sampling_defaults;
+  grammar::JsonGrammarOptions json_grammar;  // how JSON grammars are written (whitespace)
   Json server_args = Json::object();  // reported by /get_server_info
   std::string version = "0.1.0";
 };
@@ -45,7 +46,7 @@ struct ServerState {
   LiveRequests live;
   int64_t started_at = 0;  // unix seconds: the `created` of /v1/models
   std::atomic<bool> draining{false};  // shutting down: no new generation (ApiServer::begin_drain)
-  std::shared_ptr<ServerGrammars> grammars = std::make_shared<ServerGrammars>();  // structured outputs
+  std::shared_ptr<ServerGrammars> grammars = std::make_shared<ServerGrammars>(config.json_grammar);  // structured outputs
 };
 
 }  // namespace ds::server

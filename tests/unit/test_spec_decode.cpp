@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "engine_test_util.h"
+#include "grammar/grammar_compiler.h"
 #include "host_sampling_backend.h"
 #include "model/make_model.h"
 #include "model/model.h"
@@ -414,8 +415,8 @@ TEST_F(SpecDecodeTest, AbortMidDraftFreesEverything) {
   EXPECT_EQ(s.used_pages, s.cached_pages);
 }
 
-// Requests whose draws a rejected draft would disturb (penalties, grammars, forced continuations) decode
-// plainly beside speculating ones.
+// Requests whose draws a rejected draft would disturb (penalties, forced continuations) decode plainly
+// beside speculating ones.
 TEST_F(SpecDecodeTest, PenaltiesDecodePlainlyBesideSpeculation) {
   DS_REQUIRE_REAL_TOKENIZER(tok);
   auto pen = greedy("pen", prompt_of(6, 7), 20);
@@ -546,4 +547,87 @@ TEST_F(SpecDecodeTest, SpeculationPausesWhenDraftsFail) {
     EXPECT_EQ(s.spec_pauses_total, m == golden_ ? 1 : 0);
     e->shutdown();
   }
+}
+
+// Grammars speculate: each verify row is sampled under the mask after its draft prefix, drafts the grammar
+// refuses are not verified, the matcher follows the emitted tokens. Greedy outputs equal plain decoding's
+// (with jump-forward on in both), under a JSON schema (free whitespace, and fixed keys), a regex, and a
+// schema that applies only after a trigger token; seeded device draws give the same tokens too (the masked
+// distribution of every row is plain decoding's). The grammar's vocabulary: id 2 + b is byte b, then
+// pieces; the stop token is the EOS id 1.
+TEST_F(SpecDecodeTest, GrammarRequestsSpeculateWithPlainDecodingsOutputs) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  std::vector<std::string> t(512);
+  for (int b = 0; b < 256; ++b) t[size_t(2 + b)] = std::string(1, char(b));
+  const char* pieces[] = {"{\"", "\":", "\",", "\"}", "true", "false", "12", "ab", "xyz", " \"", ", \"", "-7"};
+  for (size_t i = 0; i + 258 < 512; ++i) t[258 + i] = pieces[i % std::size(pieces)] + std::string(i / std::size(pieces), 'q');
+  auto vocab = grammar::TokenTable::from_bytes(std::move(t), {1});
+  grammar::GrammarCompiler free_ws(vocab);
+  grammar::JsonGrammarOptions fixed;
+  fixed.fixed_separators = true;
+  grammar::GrammarCompiler fixed_ws(vocab, 16, fixed);
+  const std::string schema = R"({"type":"object","properties":{"note":{"type":"string","maxLength":40},
+    "n":{"type":"integer"},"ok":{"type":"boolean"}},"required":["note","n","ok"],"additionalProperties":false})";
+  auto json = free_ws.compile({grammar::GrammarKind::JsonSchema, schema});
+  auto keys = fixed_ws.compile({grammar::GrammarKind::JsonSchema, schema});
+  auto regex = free_ws.compile({grammar::GrammarKind::Regex, R"(([a-z]{1,6} ){2,8}(yes|no)\.)"});
+  // "after": the fixed-key schema once a trigger token ends the output — one that plain decoding of this
+  // model writes early without a grammar (the rows before and after it differ in being constrained).
+  auto requests = [&](model::Model& m) {
+    const int32_t trigger = run_all(m, tok, {greedy("t", prompt_of(60, 6), 8)}, false).by_id["t"].tokens[4];
+    std::vector<GenerateRequest> reqs;
+    int k = 0;
+    for (const auto& [name, g] : std::vector<std::pair<std::string, std::shared_ptr<const grammar::CompiledGrammar>>>{
+             {"json", json}, {"keys", keys}, {"regex", regex}, {"after", keys}})
+      for (int i = 0; i < 2; ++i, ++k) {
+        auto r = greedy(name + std::to_string(i), prompt_of(name == "after" ? 60 : 50 + k, 6), 90);
+        r.sampling.ignore_eos = false;
+        r.grammar.grammar = g;
+        if (name == "after") r.grammar.trigger = {trigger};
+        reqs.push_back(r);
+      }
+    return reqs;
+  };
+  for (model::Model* m : {bigram_, half_}) {
+    const std::vector<GenerateRequest> reqs = requests(*m);
+    Outputs plain = run_all(*m, tok, reqs, false);
+    Outputs spec = run_all(*m, tok, reqs, true, 1024, true);
+    int64_t accepted = 0;
+    for (const auto& r : reqs) {
+      const auto& a = spec.by_id[r.id];
+      EXPECT_EQ(a.tokens, plain.by_id[r.id].tokens) << r.id;
+      EXPECT_EQ(a.last.finish_reason, plain.by_id[r.id].last.finish_reason) << r.id;
+      EXPECT_NE(a.last.finish_reason, FinishReason::Error) << r.id << ": " << a.last.error;
+      EXPECT_GT(a.last.spec_verify_ct, 0) << r.id << ": it speculated";
+      accepted += a.last.spec_accept_tokens - a.last.spec_verify_ct;
+      std::string text;
+      for (int32_t id : a.tokens) text += vocab->bytes(id);
+      if (a.last.finish_reason == FinishReason::Stop) {
+        std::string doc;  // after the trigger, without the EOS
+        auto from = r.grammar.trigger.empty() ? a.tokens.begin()
+                                              : std::find(a.tokens.begin(), a.tokens.end(), r.grammar.trigger[0]) + 1;
+        for (auto it = from; it + 1 < a.tokens.end(); ++it) doc += vocab->bytes(*it);
+        EXPECT_TRUE(grammar::grammar_matches(r.grammar.grammar, doc)) << r.id << ": " << doc;
+      }
+      std::printf("%s: %zu tokens, %d verify steps, %d drafts accepted: %s\n", r.id.c_str(), a.tokens.size(),
+                  a.last.spec_verify_ct, a.last.spec_accept_tokens - a.last.spec_verify_ct, text.c_str());
+    }
+    EXPECT_GT(accepted, int64_t(reqs.size())) << "drafts must be accepted under the masks for the test to mean much";
+    EXPECT_EQ(spec.stats.used_pages, spec.stats.cached_pages);
+  }
+  // Seeded device draws: the same sampled tokens with and without speculation.
+  fakes::HostSamplingBackend hb;
+  auto dm = model::Model::load(bigram_model(0.0f), hb);
+  std::vector<GenerateRequest> sampled;
+  const std::vector<GenerateRequest> reqs = requests(*dm);
+  for (size_t i = 0; i < reqs.size(); i += 2) {
+    auto r = reqs[i];
+    r.id = "sampled_" + r.id;
+    r.sampling.temperature = 0.3f;
+    r.sampling.seed = 900 + i;
+    sampled.push_back(r);
+  }
+  Outputs plain = run_all(*dm, tok, sampled, false);
+  Outputs spec = run_all(*dm, tok, sampled, true);
+  for (const auto& r : sampled) EXPECT_EQ(spec.by_id[r.id].tokens, plain.by_id[r.id].tokens) << r.id;
 }

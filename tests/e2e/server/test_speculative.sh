@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `dsserve serve --speculative-algorithm EAGLE` (MTP drafts) end to end on CPU ranks: greedy chat, /generate
-# (batched, n > 1) and streaming identical to plain decoding on one rank and under --tp 2,
+# (batched, n > 1), streaming and chat under a JSON schema, a regex and tool_choice required (each valid, and
+# speculating) identical to plain decoding on one rank and under --tp 2,
 # --tp 2 --dp 2 --enable-dp-attention and --dp 2; the accept length in meta_info, /metrics and
 # /get_server_info and bench serving's report; clear errors for what is not supported.
 # The model: the e2e model's shapes with a draft that agrees by construction (make-model --bigram-mtp)
@@ -18,7 +19,7 @@ SPEC_MODEL="$TMP/bigram"
   --override '{"vocab_size": 129280, "max_position_embeddings": 4096}' --out "$SPEC_MODEL" >/dev/null
 cp "$TOKDIR/tokenizer.json" "$TOKDIR/tokenizer_config.json" "$SPEC_MODEL/"
 COMMON=(--model-path "$SPEC_MODEL" --served-model-name m --encoder dsv32 --random-seed 0 --context-length 512
-        --page-size 16 --threads 2 --enable-metrics)
+        --page-size 16 --threads 2 --enable-metrics --tool-call-parser deepseekv32)
 # (No pauses: this model's accept length, ~1.7, is near the pause rule's default threshold, and the metric
 # checks below want every request speculating; the rule has its own unit test.)
 SPEC=(--speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-eagle-topk 1 --speculative-num-draft-tokens 4
@@ -32,8 +33,23 @@ generate() {  # greedy /generate of three prompts in one batch
   curl -sf "$BASE_URL/generate" -H 'Content-Type: application/json' \
     -d '{"text":["The capital of France is","1, 2, 3, 4,","Once upon a time"],"sampling_params":{"temperature":0,"max_new_tokens":37,"ignore_eos":true}}'
 }
+constrained() {  # greedy chat under a constraint: EXTRA-JSON-FIELDS
+  curl -sf "$BASE_URL/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a person\"}],\"temperature\":0,\"max_tokens\":60,$1}"
+}
+SCHEMA='{"type":"object","properties":{"name":{"type":"string","maxLength":10},"age":{"type":"integer","minimum":0,"maximum":150}},"required":["name","age"],"additionalProperties":false}'
+REGEX='([a-z]{1,6} ){1,5}(yes|no)[.]'
+TOOLS='[{"type":"function","function":{"name":"set_alarm","parameters":{"type":"object","properties":{"hour":{"type":"integer","minimum":0,"maximum":23},"label":{"type":"string","maxLength":6}},"required":["hour"],"additionalProperties":false}}}]'
+grammar_outputs() {  # greedy outputs under a JSON schema, a regex and tool_choice required (each line: a choice)
+  jget "$(constrained "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"p\",\"schema\":$SCHEMA}}")" \
+    '[j["choices"][0]["finish_reason"], j["choices"][0]["message"]["content"]]'
+  jget "$(constrained "\"regex\":\"$REGEX\"")" '[j["choices"][0]["finish_reason"], j["choices"][0]["message"]["content"]]'
+  jget "$(constrained "\"tools\":$TOOLS,\"tool_choice\":\"required\"")" \
+    '[j["choices"][0]["finish_reason"], [[c["function"]["name"], c["function"]["arguments"]] for c in j["choices"][0]["message"].get("tool_calls") or []]]'
+}
 outputs() {  # everything greedy this server answers, one line each
   jget "$(chat 'Tell me about speculative decoding.')" 'j["choices"][0]["message"]["content"]'
+  grammar_outputs
   jget "$(chat 'Count to ten.' 2)" '[c["message"]["content"] for c in j["choices"]]'
   jget "$(generate)" '[x["text"] for x in j]'
   curl -sN "$BASE_URL/v1/chat/completions" -H 'Content-Type: application/json' \
@@ -50,6 +66,29 @@ grep -q "speculative decoding: 3 drafts per step" "$SERVER_LOG" || fail "no spec
 grep -q "max running requests 48" "$SERVER_LOG" || fail "max running requests should default to 48 with MTP"
 outputs >"$TMP/spec.txt"
 diff "$TMP/plain.txt" "$TMP/spec.txt" >/dev/null || fail "speculative outputs differ: $(diff "$TMP/plain.txt" "$TMP/spec.txt")"
+# Under the grammars: each output valid, and the requests speculated (the regex one over /generate, for meta_info).
+python3 - "$TMP/spec.txt" "$SCHEMA" "$REGEX" <<'PY' || fail "grammar outputs under speculation: $(sed -n 2,4p "$TMP/spec.txt")"
+import json, re, sys
+lines = open(sys.argv[1]).read().splitlines()
+schema, regex = json.loads(sys.argv[2]), sys.argv[3]
+(r1, doc), (r2, text), (r3, calls) = (json.loads(l) for l in lines[1:4])
+assert r1 in ("stop", "length") and r2 in ("stop", "length") and r3 in ("tool_calls", "length"), (r1, r2, r3)
+assert r3 == "length" or calls, "tool_choice required: no call"
+if r1 == "stop":
+    d = json.loads(doc)
+    assert set(d) == {"name", "age"} and isinstance(d["name"], str) and len(d["name"]) <= 10 and 0 <= d["age"] <= 150, doc
+if r2 == "stop":
+    assert re.fullmatch(regex, text), text
+if r3 == "tool_calls":
+    for name, args in calls:  # (the call ids are random: left out of the comparison)
+        a = json.loads(args)
+        assert name == "set_alarm" and 0 <= a["hour"] <= 23, (name, args)
+print("grammar outputs under speculation:", r1, r2, r3)
+PY
+gen=$(curl -sf "$BASE_URL/generate" -H 'Content-Type: application/json' \
+  -d "{\"text\":\"a word\",\"sampling_params\":{\"temperature\":0,\"max_new_tokens\":40,\"regex\":\"$REGEX\"}}")
+python3 -c 'import json,sys; m=json.loads(sys.argv[1])["meta_info"]; assert m["spec_verify_ct"] > 0, m' "$gen" ||
+  fail "a grammar request did not speculate: $gen"
 gen=$(generate)
 python3 - "$gen" <<'PY' || fail "meta_info: $gen"
 import json, sys

@@ -136,7 +136,9 @@ void EngineImpl::pd_poll() {
         first.logprob = head.first_logprob;
         first.top_logprobs = std::move(head.first_top);
         accept_token(joined, std::move(first));
-        take_drafts(joined, head.drafts);
+        // As one server would: tokens a grammar forces after the first one follow it at once (jump-forward);
+        // the prefill side's drafts, made after the first token alone, then do not apply.
+        if (!jump_forward(joined)) take_drafts(joined, head.drafts);
       } else {  // max_new_tokens 0: the prompt only
         joined.final_output.emplace();
         joined.final_output->finished = true;
@@ -181,6 +183,8 @@ void EngineImpl::take_drafts(RequestState& r, const std::vector<int32_t>& drafts
   // Pages for the verify step's positions and the chain after it, as a draft step of this server reserves.
   if (budget == 0 || !group.sched->reserve(r, r.computed + spec_steps_ + 1)) return;
   r.draft.assign(drafts.begin(), drafts.begin() + std::min(budget, drafts.size()));
+  // Drafts a grammar refuses could never be accepted (nor any after them): not verified at all.
+  if (r.grammar) r.draft.resize(r.grammar->allowed_drafts(r.draft, r.tokens, size_t(r.prompt_len)));
 }
 
 void EngineImpl::pd_handoff(RequestState& r) {

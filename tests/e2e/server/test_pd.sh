@@ -16,7 +16,7 @@ PIDS=()
 kill_all() { for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; }
 trap 'kill_all; cleanup; rm -rf "$TMP"' EXIT
 COMMON=(--model-path "$MODEL" --served-model-name m --encoder dsv32 --random-seed 0 --context-length 512
-        --page-size 16 --threads 1 --enable-metrics)
+        --page-size 16 --threads 1 --enable-metrics --constrained-json-disable-any-whitespace)
 PD=(--disaggregation-transfer-timeout 4)
 
 # A probe: a build without UCX refuses --disaggregation-mode, and this test has nothing to run.
@@ -40,6 +40,10 @@ outputs() {  # URL: everything greedy, one line each
     '[x["text"] for x in j]'
   jget "$(curl -sf "$1/v1/completions" -H 'Content-Type: application/json' \
     -d '{"model":"m","prompt":"Once upon a time","max_tokens":12,"temperature":0}')" 'j["choices"][0]["text"]'
+  # A fixed-key schema: the grammar forces the keys (jump-forward), on the decode side from the first token on.
+  jget "$(chat "$1" 'A person as JSON.' ',"max_tokens":40,"response_format":{"type":"json_schema","json_schema":{"name":"p",
+    "schema":{"type":"object","properties":{"name":{"type":"string","maxLength":6},"age":{"type":"integer"}},
+    "required":["name","age"],"additionalProperties":false}}}')" 'j["choices"][0]["message"]["content"]'
 }
 
 # start_pd NAME PREFILL_ARGS -- DECODE_ARGS: a prefill and a decode server; sets PRE, PRE_PID, BOOT, DEC, DEC_PID.
@@ -103,7 +107,7 @@ start_server "$TMP/plain.log" "${COMMON[@]}"
 PIDS+=("$SERVER_PID")
 outputs "$BASE_URL" >"$TMP/direct.txt"
 stop_server
-[ "$(wc -l <"$TMP/direct.txt")" = 5 ] || fail "direct outputs: $(cat "$TMP/direct.txt")"
+[ "$(wc -l <"$TMP/direct.txt")" = 6 ] || fail "direct outputs: $(cat "$TMP/direct.txt")"
 echo "plain server's outputs ($SECONDS s)"
 
 # ---------------------------------------------------------------- identical through a prefill/decode pair

@@ -167,6 +167,9 @@ class EngineImpl final : public Engine {
   void pd_handoff(RequestState& r);                    // prefill side: a finished request's KV, pages still held
   bool pd_hands_off(const RequestState& r) const;      // prefill side: r's KV goes to a decode server next
   void take_drafts(RequestState& r, const std::vector<int32_t>& drafts);  // decode side: the prefill side's drafts
+  // The drafts r may get now: its draft budget (spec_decode.h) once the pages for the next verify step and the
+  // chain after it are reserved; 0 when either is not there.
+  int32_t drafts_allowed(RequestState& r, bool by_output);
   void pd_on_end(RequestState& r, const RequestOutput& o);  // prefill side: a request that sent nothing
   void pd_take_parked(std::vector<std::unique_ptr<RequestState>>& into);
   std::vector<Parked> parked_;

@@ -177,11 +177,9 @@ void EngineImpl::take_drafts(RequestState& r, const std::vector<int32_t>& drafts
   if (!r.speculate || r.final_output || drafts.empty()) return;
   // (They come from another process: a token outside the vocabulary drops them; drafts never decide output.)
   if (std::any_of(drafts.begin(), drafts.end(), [&](int32_t d) { return d < 0 || d >= vocab_; })) return;
-  DpGroup& group = groups_[size_t(r.dp_group)];
-  if (group.spec.paused(steps_)) return;
-  const auto budget = size_t(draft_budget(r, spec_steps_, cfg_.context_length));
-  // Pages for the verify step's positions and the chain after it, as a draft step of this server reserves.
-  if (budget == 0 || !group.sched->reserve(r, r.computed + spec_steps_ + 1)) return;
+  if (groups_[size_t(r.dp_group)].spec.paused(steps_)) return;
+  const auto budget = size_t(drafts_allowed(r, true));  // as a draft step of this server would
+  if (budget == 0) return;
   r.draft.assign(drafts.begin(), drafts.begin() + std::min(budget, drafts.size()));
   // Drafts a grammar refuses could never be accepted (nor any after them): not verified at all.
   if (r.grammar) r.draft.resize(r.grammar->allowed_drafts(r.draft, r.tokens, size_t(r.prompt_len)));

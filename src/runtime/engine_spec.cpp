@@ -83,9 +83,8 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
     // prompt goes on... which it then is: the next prompt token).
     const int32_t n = std::min<int32_t>(confirmed, int32_t(r.tokens.size()) - 1 - c.begin);
     if (n <= 0) continue;
-    const int32_t budget = r.prefilling() ? 0 : draft_budget(r, spec_steps_, cfg_.context_length, !r.final_output);
-    // Pages for the chain's positions and the next verify step's, without retracting anyone.
-    const bool drafts_now = budget > 0 && sched.reserve(r, r.computed + spec_steps_ + 1);
+    const int32_t budget = r.prefilling() ? 0 : drafts_allowed(r, !r.final_output);
+    const bool drafts_now = budget > 0;
     model::SequenceChunk sc;
     sc.tokens.assign(r.tokens.begin() + c.begin + 1, r.tokens.begin() + c.begin + 1 + n);
     sc.start_pos = c.begin;
@@ -104,6 +103,12 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
                  kSpecPauseSteps, groups_.size() > 1 ? fmt::format(" in DP group {}", plan[0].req->dp_group) : "",
                  kSpecWindow, cfg_.speculative_min_accept_length);
   }
+}
+
+int32_t EngineImpl::drafts_allowed(RequestState& r, bool by_output) {
+  const int32_t budget = draft_budget(r, spec_steps_, cfg_.context_length, by_output);
+  // Pages for the chain's positions and the next verify step's, without retracting anyone.
+  return budget > 0 && groups_[size_t(r.dp_group)].sched->reserve(r, r.computed + spec_steps_ + 1) ? budget : 0;
 }
 
 void EngineImpl::add_slots(RequestState& r, const Scheduler::Chunk& c, std::vector<SampleSlot>& sample) {

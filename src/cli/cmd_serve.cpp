@@ -46,6 +46,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// --disaggregation-kv-buffer-gb in bytes; 0 asks for a quarter of the host's physical memory (the packed KV
+// a prefill server holds waits in host memory until a decode server takes it).
+int64_t pd_kv_buffer_limit(double gb) {
+  if (gb > 0) return int64_t(gb * 1e9);
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? int64_t(pages) * page / 4 : int64_t(16) << 30;
+}
+
 struct ServeFlags {
   std::string model_path, tokenizer_path, host = "127.0.0.1", served_model_name, reasoning_parser, tool_call_parser,
                                           chat_template, encoder = "auto", schedule_policy = "fcfs",
@@ -67,6 +75,7 @@ struct ServeFlags {
   std::string disaggregation_mode = "null", disaggregation_transfer_backend = "ucx", disaggregation_ib_device;
   int disaggregation_bootstrap_port = 8998;
   double disaggregation_transfer_timeout = 60;
+  double disaggregation_kv_buffer_gb = 0;  // 0: a quarter of the host's memory
   bool disable_regex_jump_forward = false, constrained_json_disable_any_whitespace = false;
   bool enable_dp_attention = false, disable_radix_cache = false, enable_metrics = false, trust_remote_code = false,
        skip_server_warmup = false, disable_cuda_graph = false, cuda_graph_lazy = false;
@@ -163,6 +172,10 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--disaggregation-transfer-timeout", f.disaggregation_transfer_timeout,
                   "seconds a request's KV may take to reach the decode server before both sides drop it")
       ->capture_default_str();
+  cmd->add_option("--disaggregation-kv-buffer-gb", f.disaggregation_kv_buffer_gb,
+                  "prefill: GB of packed KV held at once for decode servers; a prompt beyond it fails its hand-off "
+                  "(0: a quarter of the host's memory)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY'");
   cmd->add_option("--limit-concurrency", f.limit_concurrency,
                   "open connections beyond this get 503 (uvicorn's flag; default: from the open-file limit)");
@@ -552,6 +565,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& given) {
     pc.timeout_s = flags.disaggregation_transfer_timeout;
     handoff = disagg::make_pd_handoff(pc);
     ec.kv_handoff = handoff.get();
+    ec.pd_kv_buffer_limit_bytes = pd_kv_buffer_limit(flags.disaggregation_kv_buffer_gb);
   }
   auto engine = runtime::make_dp_engine(ec, runners.groups, tokenizer);
 
@@ -604,6 +618,9 @@ void run_serve(CLI::App* cmd, const ServeFlags& given) {
     spdlog::info("  disaggregation: {} server{}, KV over {}, transfer timeout {} s", flags.disaggregation_mode,
                  handoff->bootstrap_port() ? fmt::format(", bootstrap port {}", handoff->bootstrap_port()) : "",
                  flags.disaggregation_transfer_backend, flags.disaggregation_transfer_timeout);
+  if (handoff && flags.disaggregation_mode == "prefill")
+    spdlog::info("  KV held for decode servers: at most {:.1f} GB (--disaggregation-kv-buffer-gb)",
+                 double(ec.pd_kv_buffer_limit_bytes) / 1e9);
   spdlog::info("  max queued requests {}, connection limit {}, shutdown timeout {} s", ec.max_queued_requests,
                ho.max_connections, flags.shutdown_timeout);
   spdlog::info("  chat format {}, reasoning parser {}, tool-call parser {}, metrics {}, API key {}", encoder_name,

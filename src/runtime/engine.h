@@ -138,6 +138,9 @@ struct EngineConfig {
   // after their first token and send their prompt KV; a decode server's wait for it, then decode. null:
   // a plain server. Must outlive the engine.
   KvHandoff* kv_handoff = nullptr;
+  // Prefill side: the most bytes of packed KV held at once (sending, or waiting for a decode server to ask);
+  // a prompt whose KV would pass it fails its hand-off with that reason instead. 0: no limit.
+  int64_t pd_kv_buffer_limit_bytes = 0;
 };
 
 // One data-parallel group's share of EngineStats (SGLang reports these per DP rank).

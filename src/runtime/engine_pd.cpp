@@ -38,7 +38,9 @@ void EngineImpl::pd_init() {
   if (!cfg_.kv_handoff) return;
   // Any group's backend makes page-locked memory every GPU of the process copies directly (portable).
   backend::Backend* be = &groups_[0].runners[0]->backend();
-  pd_buffers_ = HostBufferPool::make([be](size_t n) { return be->alloc_host_bytes(n); }, kKeepHostBufferBytes);
+  const bool limited = cfg_.kv_handoff->mode() == DisaggMode::Prefill && cfg_.pd_kv_buffer_limit_bytes > 0;
+  pd_buffers_ = HostBufferPool::make([be](size_t n) { return be->alloc_host_bytes(n); }, kKeepHostBufferBytes,
+                                     limited ? size_t(cfg_.pd_kv_buffer_limit_bytes) : SIZE_MAX);
   if (cfg_.kv_handoff->mode() == DisaggMode::Decode)
     cfg_.kv_handoff->set_buffers([pool = pd_buffers_](size_t n) { return pool->take(n); });
   cfg_.kv_handoff->set_wakeup([this] {
@@ -206,6 +208,7 @@ void EngineImpl::pd_handoff(RequestState& r) {
     pd_stats_.kv_sent_bytes_total += int64_t(packed.size());
     cfg_.kv_handoff->send(*r.in.bootstrap, std::move(packed));
   } catch (const std::exception& e) {
+    spdlog::warn("request {} (room {}): its KV is not sent: {}", r.in.id, r.in.bootstrap->room, e.what());
     cfg_.kv_handoff->send(*r.in.bootstrap, {}, e.what());
   }
 }

@@ -2,10 +2,12 @@
 
 #include <bit>
 
+#include "util/error.h"
+
 namespace ds {
 
-std::shared_ptr<HostBufferPool> HostBufferPool::make(Alloc alloc, size_t keep_bytes) {
-  return std::shared_ptr<HostBufferPool>(new HostBufferPool(std::move(alloc), keep_bytes));
+std::shared_ptr<HostBufferPool> HostBufferPool::make(Alloc alloc, size_t keep_bytes, size_t lend_limit) {
+  return std::shared_ptr<HostBufferPool>(new HostBufferPool(std::move(alloc), keep_bytes, lend_limit));
 }
 
 size_t HostBufferPool::class_size(size_t bytes) {
@@ -21,6 +23,9 @@ HostBytes HostBufferPool::take(size_t bytes) {
   HostBytes b;
   {
     std::lock_guard lk(mu_);
+    DS_CHECK(stats_.lent_bytes + cls <= lend_limit_,
+             "{} MB of host buffers are out already (waiting to be sent or taken); {} MB more would pass the "
+             "limit of {} MB", stats_.lent_bytes >> 20, cls >> 20, lend_limit_ >> 20);
     auto it = kept_.find(cls);
     if (it != kept_.end() && !it->second.empty()) {
       b = std::move(it->second.back());

@@ -3,7 +3,8 @@
 // faults and zero fill (what packing a prompt's KV spent most of its time on, docs/PERF.md). Buffers come in
 // size classes (4 per power of two: at most 25% unused); a returned buffer is kept for the next request of its
 // class while the kept bytes stay within `keep_bytes`, else freed. Thread-safe: the engine takes buffers, the
-// transport's thread drops them.
+// transport's thread drops them. With a lending limit, take() refuses (throws ds::Error) a buffer that would
+// put more than that many bytes out at once: a bound on what the owner holds for slow or absent takers.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -27,7 +28,7 @@ class HostBufferPool : public std::enable_shared_from_this<HostBufferPool> {
   };
 
   // `alloc` makes a buffer of a class's size; it is called by take(), on the caller's thread.
-  static std::shared_ptr<HostBufferPool> make(Alloc alloc, size_t keep_bytes);
+  static std::shared_ptr<HostBufferPool> make(Alloc alloc, size_t keep_bytes, size_t lend_limit = SIZE_MAX);
   // A buffer of `bytes` (size() == bytes; its capacity is the class's). Giving it back is dropping it.
   HostBytes take(size_t bytes);
   Stats stats() const;
@@ -35,11 +36,12 @@ class HostBufferPool : public std::enable_shared_from_this<HostBufferPool> {
   static size_t class_size(size_t bytes);
 
  private:
-  HostBufferPool(Alloc alloc, size_t keep_bytes) : alloc_(std::move(alloc)), keep_bytes_(keep_bytes) {}
+  HostBufferPool(Alloc alloc, size_t keep_bytes, size_t lend_limit)
+      : alloc_(std::move(alloc)), keep_bytes_(keep_bytes), lend_limit_(lend_limit) {}
   void give_back(HostBytes b);
 
   Alloc alloc_;
-  const size_t keep_bytes_;
+  const size_t keep_bytes_, lend_limit_;
   mutable std::mutex mu_;
   std::map<size_t, std::vector<HostBytes>> kept_;  // by capacity
   Stats stats_;

@@ -316,6 +316,20 @@ TEST_F(PdEngineTest, MissingKvFullPoolFailureAndAbortFreeEveryPage) {
   EXPECT_EQ(g.last.finish_reason, FinishReason::Error);
   EXPECT_NE(g.last.error.find("finish reason abort"), std::string::npos) << g.last.error;
   expect_idle(*dec);
+  // A prefill server over its limit of KV held for decode servers: the hand-off fails with that reason, and
+  // the decode side hears it at once; nothing is held on either side afterwards.
+  EngineConfig limited = config(4, 64, &pre_h);
+  limited.pd_kv_buffer_limit_bytes = 1;
+  auto pre = make_engine(limited, *model_, tok);
+  dec->submit(pd_request("h", ds::testing::prompt_of(8, 6), 4, 8), c.sink("h"));
+  pre->submit(pd_request("h", ds::testing::prompt_of(8, 6), 4, 8), c.sink("ph"));
+  auto h = c.wait("h");
+  EXPECT_EQ(h.last.finish_reason, FinishReason::Error);
+  EXPECT_NE(h.last.error.find("would pass the limit"), std::string::npos) << h.last.error;
+  c.wait("ph");
+  expect_idle(*pre);
+  expect_idle(*dec);
+  EXPECT_EQ(pre->stats().pd.buffer_lent_bytes, 0);
 }
 
 // Packing and unpacking alone: scattered and consecutive pages, different page sizes; every pool's rows of

@@ -61,3 +61,14 @@ TEST(HostBufferPool, ReturnedBuffersAreReusedWithinTheBudget) {
   late = ds::HostBytes();
   EXPECT_EQ(freed, 4);
 }
+
+TEST(HostBufferPool, TheLendingLimitRefusesWhatWouldPassIt) {
+  auto alloc = [](size_t n) { return ds::HostBytes::allocate(n); };
+  const size_t cls = ds::HostBufferPool::class_size(100'000);
+  auto pool = ds::HostBufferPool::make(alloc, 0, 2 * cls);
+  ds::HostBytes a = pool->take(100'000), b = pool->take(100'000);
+  EXPECT_THROW(pool->take(1), ds::Error);  // a third would pass the limit
+  EXPECT_EQ(pool->stats().lent_bytes, 2 * cls) << "a refused take lends nothing";
+  a = ds::HostBytes();
+  EXPECT_NO_THROW(pool->take(100'000));  // room again once one came back
+}

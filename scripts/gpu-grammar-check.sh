@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# On the GPU machine (device tool; scripts/device-prepare.sh here first, .device-carry carried): issue 20's
+# speed goal — "mask computation never lengthens a decode step by more than 5% at batch 64". One server on
+# the demo-size model (CUDA graphs on: the shortest decode step, so the masks' share is the largest), `bench
+# serving` over the chat API at concurrency 1 and 64, the same random prompts each time:
+#   plain    no constraint;
+#   schema   response_format json_schema {"text": string}: the random model fills the string to max_tokens,
+#            so both runs decode about as many tokens, every one of them under a mask;
+#   jump     a fixed-key schema with --constrained-json-disable-any-whitespace (jump-forward on): how much of
+#            the output the grammar forces, and the steps that saves.
+# TPOT and output tok/s of each, and the ratio schema/plain. Logs in $OUT (or /tmp/gpu-grammar).
+# GG_DEVICE=cpu GG_BIN=build/dsserve: a dry run on a machine without a GPU (smaller load: GG_CONC, GG_OUT).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+LOG=${OUT:-/tmp/gpu-grammar}
+mkdir -p "$LOG"
+DEVICE=${GG_DEVICE:-cuda}
+if [ -z "${GG_BIN:-}" ]; then
+  source scripts/device-env.sh
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSSERVE_CUDA=ON -DDSSERVE_TESTS=ON >"$LOG/build.log" 2>&1 &&
+    cmake --build build-gpu -j "$(nproc)" --target dsserve >>"$LOG/build.log" 2>&1 || { tail -30 "$LOG/build.log"; exit 1; }
+fi
+BIN=${GG_BIN:-$PWD/build-gpu/dsserve}
+TOK=${GG_TOKENIZER_DIR:-.device-carry}
+TMP=$(mktemp -d)
+PID=""
+trap '[ -n "$PID" ] && kill -KILL $PID 2>/dev/null; rm -rf "$TMP"' EXIT
+status=0
+
+M=$TMP/demo
+"$BIN" make-model --preset demo --seed 0 --out "$M" >"$LOG/make-model.log" 2>&1 || { echo "make-model failed"; exit 1; }
+cp "$TOK/tokenizer.json" "$TOK/tokenizer_config.json" "$M/"
+
+serve() {  # LOG ARGS...: sets URL and PID
+  "$BIN" serve --port 0 --device "$DEVICE" --random-seed 0 --model-path "$M" --enable-metrics "${@:2}" >"$1" 2>&1 &
+  PID=$!
+  for _ in $(seq 1 1200); do grep -q "fired up and ready" "$1" && break; kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+  grep -q "fired up and ready" "$1" || { echo "did not start: $1"; tail -5 "$1"; return 1; }
+  URL=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$1" | head -1)
+}
+stop() { kill -TERM "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""; }
+jump_total() { curl -sf "$URL/metrics" | awk '/^dsserve:jump_forward_tokens_total/ {print $2}'; }
+
+OUTLEN=${GG_OUT:-256}
+FREE='{"response_format":{"type":"json_schema","json_schema":{"name":"t","schema":{"type":"object","properties":{"text":{"type":"string"}},"required":["text"],"additionalProperties":false}}}}'
+FIXED='{"response_format":{"type":"json_schema","json_schema":{"name":"p","schema":{"type":"object","properties":{"customer_name":{"type":"string","maxLength":12},"is_active_member":{"type":"boolean"},"membership_tier":{"enum":["gold","silver","bronze"]},"favourite_colour":{"type":"string","maxLength":12}},"required":["customer_name","is_active_member","membership_tier","favourite_colour"],"additionalProperties":false}}}}'
+bench() {  # TAG CONCURRENCY [EXTRA_BODY]
+  local n=$(($2 * 3 + 2)) extra=()
+  [ -n "${3:-}" ] && extra=(--extra-request-body "$3")
+  timeout 200 "$BIN" bench serving --base-url "$URL" --backend sglang-oai-chat --dataset-name random \
+    --random-input-len 128 --random-output-len "$OUTLEN" --random-range-ratio 1 --num-prompts "$n" \
+    --max-concurrency "$2" --tokenizer "$M" --seed 1 --output-file "$TMP/bench.jsonl" "${extra[@]}" \
+    >"$LOG/bench-$1-c$2.txt" 2>&1 || status=1
+  local tpot tps toks
+  tpot=$(sed -n 's/^Mean TPOT (ms): *//p' "$LOG/bench-$1-c$2.txt")
+  tps=$(sed -n 's/^Output token throughput (tok\/s): *//p' "$LOG/bench-$1-c$2.txt")
+  toks=$(sed -n 's/^Total generated tokens: *//p' "$LOG/bench-$1-c$2.txt")
+  echo "$1 $2 $n ${toks:-?} ${tpot:-?} ${tps:-?}" >>"$LOG/grammar.txt"
+}
+echo "setup concurrency prompts out_tokens TPOT_ms out_tok_s" >"$LOG/grammar.txt"
+if serve "$LOG/serve.log"; then
+  for c in ${GG_CONC:-1 64}; do
+    bench plain "$c"
+    bench schema "$c" "$FREE"
+  done
+  stop
+else status=1; fi
+if serve "$LOG/serve-fixed.log" --constrained-json-disable-any-whitespace; then
+  for c in ${GG_CONC:-1 64}; do
+    before=$(jump_total)
+    bench jump "$c" "$FIXED"
+    echo "jump-forward tokens at concurrency $c: $(( $(jump_total) - ${before:-0} ))" >>"$LOG/grammar.txt"
+  done
+  stop
+else status=1; fi
+cat "$LOG/grammar.txt"
+python3 - "$LOG/grammar.txt" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]).read().splitlines()[1:]:
+    f = line.split()
+    if len(f) == 6 and f[0] in ("plain", "schema", "jump") and f[4] != "?":
+        rows[(f[0], f[1])] = float(f[4])
+for (tag, c), tpot in rows.items():
+    if tag == "schema" and ("plain", c) in rows:
+        r = tpot / rows[("plain", c)]
+        print(f"concurrency {c}: TPOT under the schema {tpot:.2f} ms vs plain {rows[('plain', c)]:.2f} ms = {r:.3f}x "
+              f"({'within' if r <= 1.05 else 'OVER'} the 5% goal)")
+PY
+grep -h "CUDA graphs\|KV pool" "$LOG/serve.log" | head -2
+exit $status

@@ -26,9 +26,7 @@ namespace engine_internal {
 
 namespace {
 bool is_mode(const EngineConfig& c, DisaggMode m) { return c.kv_handoff && c.kv_handoff->mode() == m; }
-}  // namespace
 
-namespace {
 // Page-locked buffers kept for reuse once returned (those lent are not counted): a few prompts' KV. Beyond it
 // returned buffers are freed, so pinned memory falls back when the load does.
 constexpr size_t kKeepHostBufferBytes = size_t(4) << 30;

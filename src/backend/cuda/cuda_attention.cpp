@@ -4,6 +4,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/launch_timer.h"
 #include "util/log.h"
 
 namespace ds::backend::cuda {
@@ -92,30 +93,23 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
       c.part_o = po.data<float>(), c.part_m = pm.data<float>(), c.part_l = pl.data<float>();
     }
     // profile: the attention kernel and the split merge timed apart (tensor-core path)
-    cudaEvent_t ev[3];
-    if (profile_) {
-      for (auto& e : ev) DS_CUDA_CHECK(cudaEventCreate(&e));
-      DS_CUDA_CHECK(cudaEventRecord(ev[0], stream_));
-    }
+    LaunchTimer timer(profile_, stream_, 3);
+    timer.mark();
     if (tc) {
       launch_mla_tc(c, stream_);
-      if (profile_) DS_CUDA_CHECK(cudaEventRecord(ev[1], stream_));
+      timer.mark();
       if (nsplit > 1) launch_mla_combine(c, stream_);
     } else {
       launch_mla_absorbed(c, stream_);
-      if (profile_) DS_CUDA_CHECK(cudaEventRecord(ev[1], stream_));
+      timer.mark();
     }
     check_launch("mla_attention_absorbed");
-    if (profile_) {
-      DS_CUDA_CHECK(cudaEventRecord(ev[2], stream_));
-      DS_CUDA_CHECK(cudaEventSynchronize(ev[2]));
-      float t1 = 0, t2 = 0;
-      cudaEventElapsedTime(&t1, ev[0], ev[1]);
-      cudaEventElapsedTime(&t2, ev[1], ev[2]);
-      last_mla_us_[0] = t1 * 1e3f, last_mla_us_[1] = t2 * 1e3f;
+    timer.mark();
+    if (timer.on()) {
+      const std::vector<float> us = timer.intervals_us();
+      last_mla_us_[0] = us[0], last_mla_us_[1] = us[1];
       spdlog::debug("mla_attention_absorbed ({}): {} queries x {} heads, K {}, nsplit {}: attention {:.1f} us, "
-                    "merge {:.1f} us", last_mla_path_, Tc, H, K, nsplit, t1 * 1e3, t2 * 1e3);
-      for (auto& e : ev) cudaEventDestroy(e);
+                    "merge {:.1f} us", last_mla_path_, Tc, H, K, nsplit, us[0], us[1]);
     }
   }
   return out;
@@ -299,11 +293,8 @@ Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor&
     }
     bool any = false;
     for (int64_t t = t0; t < t1; ++t) any |= ctx_of(t) > topk;
-    cudaEvent_t ev[3];
-    if (profile_) {
-      for (auto& e : ev) DS_CUDA_CHECK(cudaEventCreate(&e));
-      DS_CUDA_CHECK(cudaEventRecord(ev[0], stream_));
-    }
+    LaunchTimer timer(profile_, stream_, 3);
+    timer.mark();
     IndexerArgs c = a;
     c.t0 = int(t0);
     c.Tc = int(t1 - t0);
@@ -314,7 +305,7 @@ Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor&
       c.scores = scores.data<float>();
       launch_scores(c, L);
     }
-    if (profile_) DS_CUDA_CHECK(cudaEventRecord(ev[1], stream_));
+    timer.mark();
     // Few long rows: split each row over many blocks (one block per row would leave the GPU idle).
     const int64_t slices = std::min<int64_t>((2 * num_sms_ + c.Tc - 1) / c.Tc, (L + 4095) / 4096);
     if (any && slices >= 4) {
@@ -324,16 +315,12 @@ Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor&
       launch_indexer_topk(c, stream_);
     }
     check_launch("indexer top-k");
-    if (profile_) {
-      DS_CUDA_CHECK(cudaEventRecord(ev[2], stream_));
-      DS_CUDA_CHECK(cudaEventSynchronize(ev[2]));
-      float a = 0, b = 0;
-      cudaEventElapsedTime(&a, ev[0], ev[1]);
-      cudaEventElapsedTime(&b, ev[1], ev[2]);
-      last_indexer_us_[0] += a * 1e3f, last_indexer_us_[1] += b * 1e3f;
+    timer.mark();
+    if (timer.on()) {
+      const std::vector<float> us = timer.intervals_us();
+      last_indexer_us_[0] += us[0], last_indexer_us_[1] += us[1];
       spdlog::info("indexer chunk of {} queries, L {}: scores ({}) {:.1f} us, top-k {:.1f} us", c.Tc, c.L,
-                   last_indexer_path_, a * 1e3, b * 1e3);
-      for (auto& e : ev) cudaEventDestroy(e);
+                   last_indexer_path_, us[0], us[1]);
     }
     t0 = t1;
   }

@@ -13,6 +13,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/launch_timer.h"
 #include "util/log.h"
 
 namespace ds::backend::cuda {
@@ -139,14 +140,8 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   const int T = int(x.dim(0)), k = int(ids.dim(1)), E = int(tb.E), P = T * k;
   const int max_tiles = moe_max_tiles(P, E);
   // Benchmarks (set_profile): each launch timed with events, one line logged.
-  cudaEvent_t ev[5];
-  auto mark = [&](int i) {
-    if (!profile_) return;
-    if (i == 0)
-      for (auto& e : ev) DS_CUDA_CHECK(cudaEventCreate(&e));
-    DS_CUDA_CHECK(cudaEventRecord(ev[i], stream_));
-  };
-  mark(0);
+  LaunchTimer timer(profile_, stream_, 5);
+  timer.mark();
   Tensor lists = empty({int64_t(2) * P + 3 * int64_t(max_tiles) + 1}, DType::I32);
   MoeLists l;
   l.slot_token = lists.data<int32_t>();
@@ -155,7 +150,7 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   l.n_tiles = l.tiles + 3 * size_t(max_tiles);
   launch_moe_build_lists(ids.data<int32_t>(), T, k, E, l, stream_);
   check_launch("moe lists");
-  mark(1);
+  timer.mark();
   MoeGemmArgs g;
   g.experts = static_cast<const MoeExpertPtrs*>(tb.dev.raw());
   g.wtype = tb.wtype;
@@ -171,7 +166,7 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   g.y = act.data<float>();
   launch_moe_grouped_gemm(g, true, stream_);
   check_launch("moe gate+up");
-  mark(2);
+  timer.mark();
   Tensor out = empty({int64_t(P), tb.H}, DType::F32);
   g.x = act.data<float>();
   g.x_row_of_slot = nullptr;
@@ -181,17 +176,14 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   g.y = out.data<float>();
   launch_moe_grouped_gemm(g, false, stream_);
   check_launch("moe down");
-  mark(3);
+  timer.mark();
   launch_moe_combine(out.data<float>(), int(tb.H), l.pair_slot, weights.data<float>(), T, k, y, stream_);
   check_launch("moe combine");
-  mark(4);
-  if (profile_) {
-    DS_CUDA_CHECK(cudaEventSynchronize(ev[4]));
-    float ms[4];
-    for (int i = 0; i < 4; ++i) DS_CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
+  timer.mark();
+  if (timer.on()) {
+    const std::vector<float> us = timer.intervals_us();
     spdlog::info("moe grouped T={} top-{} E={} (grid bound {} tiles): lists {:.1f} us, gate+up {:.1f} us, down {:.1f} "
-                 "us, combine {:.1f} us", T, k, E, max_tiles, ms[0] * 1e3, ms[1] * 1e3, ms[2] * 1e3, ms[3] * 1e3);
-    for (auto& e : ev) cudaEventDestroy(e);
+                 "us, combine {:.1f} us", T, k, E, max_tiles, us[0], us[1], us[2], us[3]);
   }
   last_moe_path_ = "grouped";
 }

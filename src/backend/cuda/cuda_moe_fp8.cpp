@@ -9,6 +9,7 @@
 //   combine    each token's slots added in expert order (k_moe_lists.cu): deterministic, as the CPU backend
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/launch_timer.h"
 #include "util/log.h"
 
 namespace ds::backend::cuda {
@@ -24,14 +25,8 @@ void CudaBackend::moe_experts_fp8(const Tensor& x, const Tensor& ids, const Tens
   constexpr int R = kMoeFp8TileRows;
   const int max_tiles = moe_max_tiles(P, E, R);
   const int64_t rows = int64_t(max_tiles) * R;  // padded rows: a bound, the tiles in use take fewer
-  cudaEvent_t ev[6];
-  auto mark = [&](int i) {
-    if (!profile_) return;
-    if (i == 0)
-      for (auto& e : ev) DS_CUDA_CHECK(cudaEventCreate(&e));
-    DS_CUDA_CHECK(cudaEventRecord(ev[i], stream_));
-  };
-  mark(0);
+  LaunchTimer timer(profile_, stream_, 6);  // benchmarks (set_profile): each launch timed, one line logged
+  timer.mark();
   Tensor lists = empty({int64_t(P) + rows + 4 * int64_t(max_tiles) + 1}, DType::I32);
   MoeLists l;
   l.pair_slot = lists.data<int32_t>();
@@ -42,11 +37,11 @@ void CudaBackend::moe_experts_fp8(const Tensor& x, const Tensor& ids, const Tens
   l.tile_rows = R;
   launch_moe_build_lists(ids.data<int32_t>(), T, k, E, l, stream_);
   check_launch("moe lists (fp8)");
-  mark(1);
+  timer.mark();
   Tensor xq = empty({int64_t(T), int64_t(H)}, DType::F8_E4M3), xs = empty({int64_t(H / 128), int64_t(T)}, DType::F32);
   launch_quant_fp8_act(x.data<float>(), T, T, H, xq.data<uint8_t>(), xs.data<float>(), T, true, nullptr, stream_);
   check_launch("moe quant_fp8_act");
-  mark(2);
+  timer.mark();
   Tensor act_q = empty({rows, int64_t(I)}, DType::F8_E4M3), act_s = empty({int64_t(I / 128), rows}, DType::F32);
   MoeFp8GemmArgs g;
   g.experts = static_cast<const MoeExpertPtrs*>(tb.dev.raw());
@@ -66,7 +61,7 @@ void CudaBackend::moe_experts_fp8(const Tensor& x, const Tensor& ids, const Tens
   g.act_s_pitch = int(rows);
   launch_moe_fp8_gemm(g, true, stream_);
   check_launch("moe gate+up (fp8)");
-  mark(3);
+  timer.mark();
   Tensor out = empty({int64_t(P), int64_t(H)}, DType::F32);
   MoeFp8GemmArgs d = g;
   d.a = act_q.data<uint8_t>();
@@ -81,18 +76,15 @@ void CudaBackend::moe_experts_fp8(const Tensor& x, const Tensor& ids, const Tens
   d.out = out.data<float>();
   launch_moe_fp8_gemm(d, false, stream_);
   check_launch("moe down (fp8)");
-  mark(4);
+  timer.mark();
   launch_moe_combine(out.data<float>(), H, l.pair_slot, weights.data<float>(), T, k, y, stream_);
   check_launch("moe combine");
-  mark(5);
-  if (profile_) {
-    DS_CUDA_CHECK(cudaEventSynchronize(ev[5]));
-    float ms[5];
-    for (int i = 0; i < 5; ++i) DS_CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]));
+  timer.mark();
+  if (timer.on()) {
+    const std::vector<float> us = timer.intervals_us();
     spdlog::info("moe grouped-fp8 T={} top-{} E={} (grid bound {} tiles of {}): lists {:.1f} us, quant {:.1f} us, "
-                 "gate+up {:.1f} us, down {:.1f} us, combine {:.1f} us",
-                 T, k, E, max_tiles, R, ms[0] * 1e3, ms[1] * 1e3, ms[2] * 1e3, ms[3] * 1e3, ms[4] * 1e3);
-    for (auto& e : ev) cudaEventDestroy(e);
+                 "gate+up {:.1f} us, down {:.1f} us, combine {:.1f} us", T, k, E, max_tiles, R, us[0], us[1], us[2],
+                 us[3], us[4]);
   }
   last_moe_path_ = "grouped-fp8";
 }

@@ -189,29 +189,11 @@ TEST_F(JumpForwardTest, LimitsAndLogprobsInsideAForcedRun) {
   auto lp = request("lp", g);
   lp.sampling.logprobs = true;
   lp.sampling.top_logprobs = 3;
-  std::vector<TokenLogprob> got;
-  {
-    EngineConfig cfg;
-    cfg.page_size = 4;
-    cfg.max_total_tokens = 4096;
-    cfg.context_length = 256;
-    cfg.eos_token_ids = {1};
-    auto e = make_engine(cfg, *model_, tok);
-    Collector c(std::chrono::seconds(120));
-    std::mutex mu;
-    e->submit(lp, [&](RequestOutput&& o) {
-      {
-        std::lock_guard lk(mu);
-        got.insert(got.end(), o.logprobs.begin(), o.logprobs.end());
-      }
-      c.sink("lp")(std::move(o));
-    });
-    const auto o = c.wait("lp");
-    ASSERT_EQ(got.size(), o.tokens.size());
-    int forced = 0;
-    for (const auto& l : got)
-      if (l.logprob == 0.0f && l.top.size() == 1 && l.top[0].first == l.token && l.top[0].second == 0.0f) ++forced;
-    EXPECT_EQ(forced, o.last.jump_forward_tokens);
-    EXPECT_GT(forced, 10);
-  }
+  const auto o = run({lp}, true).out[0];
+  ASSERT_EQ(o.logprobs.size(), o.tokens.size());
+  int forced = 0;
+  for (const auto& l : o.logprobs)
+    if (l.logprob == 0.0f && l.top.size() == 1 && l.top[0].first == l.token && l.top[0].second == 0.0f) ++forced;
+  EXPECT_EQ(forced, o.last.jump_forward_tokens);
+  EXPECT_GT(forced, 10);
 }

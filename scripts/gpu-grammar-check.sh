@@ -21,22 +21,20 @@ if [ -z "${GG_BIN:-}" ]; then
     cmake --build build-gpu -j "$(nproc)" --target dsserve >>"$LOG/build.log" 2>&1 || { tail -30 "$LOG/build.log"; exit 1; }
 fi
 BIN=${GG_BIN:-$PWD/build-gpu/dsserve}
-TOK=${GG_TOKENIZER_DIR:-.device-carry}
+TOKENIZER_DIR=${GG_TOKENIZER_DIR:-.device-carry}
+source scripts/gpu-serve-lib.sh  # make_ckpt, wait_ready
 TMP=$(mktemp -d)
 PID=""
 trap '[ -n "$PID" ] && kill -KILL $PID 2>/dev/null; rm -rf "$TMP"' EXIT
 status=0
 
 M=$TMP/demo
-"$BIN" make-model --preset demo --seed 0 --out "$M" >"$LOG/make-model.log" 2>&1 || { echo "make-model failed"; exit 1; }
-cp "$TOK/tokenizer.json" "$TOK/tokenizer_config.json" "$M/"
+make_ckpt "$M" --preset demo --seed 0
 
 serve() {  # LOG ARGS...: sets URL and PID
   "$BIN" serve --port 0 --device "$DEVICE" --random-seed 0 --model-path "$M" --enable-metrics "${@:2}" >"$1" 2>&1 &
   PID=$!
-  for _ in $(seq 1 1200); do grep -q "fired up and ready" "$1" && break; kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-  grep -q "fired up and ready" "$1" || { echo "did not start: $1"; tail -5 "$1"; return 1; }
-  URL=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$1" | head -1)
+  wait_ready "$1" "$PID"
 }
 stop() { kill -TERM "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""; }
 jump_total() { curl -sf "$URL/metrics" | awk '/^dsserve:jump_forward_tokens_total/ {print $2}'; }

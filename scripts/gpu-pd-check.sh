@@ -29,17 +29,7 @@ PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
 status=0
 
-make_ckpt() {  # DIR ARGS...: a checkpoint with the carried tokenizer
-  local dir=$1
-  shift
-  "$BIN" make-model --out "$dir" "$@" >"$LOG/make-model.log" 2>&1 || { echo "make-model $* failed"; exit 1; }
-  cp .device-carry/tokenizer.json .device-carry/tokenizer_config.json "$dir/"
-}
-wait_ready() {  # LOG PID: until "fired up and ready"; sets URL
-  for _ in $(seq 1 1200); do grep -q "fired up and ready" "$1" && break; kill -0 "$2" 2>/dev/null || break; sleep 0.1; done
-  grep -q "fired up and ready" "$1" || { echo "did not start: $1"; tail -5 "$1"; return 1; }
-  URL=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$1" | head -1)
-}
+source scripts/gpu-serve-lib.sh  # make_ckpt, wait_ready
 serve() {  # LOG ARGS...: a server on CUDA; sets URL and adds its pid
   local log=$1
   shift

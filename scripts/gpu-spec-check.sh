@@ -24,20 +24,13 @@ PID=""
 trap '[ -n "$PID" ] && kill -KILL $PID 2>/dev/null; rm -rf "$TMP"' EXIT
 status=0
 
-make_ckpt() {  # DIR ARGS...: a checkpoint with the carried tokenizer
-  local dir=$1
-  shift
-  "$BIN" make-model --out "$dir" "$@" >/dev/null 2>&1 || { echo "make-model $* failed"; exit 1; }
-  cp .device-carry/tokenizer.json .device-carry/tokenizer_config.json "$dir/"
-}
+source scripts/gpu-serve-lib.sh  # make_ckpt, wait_ready
 serve() {  # LOG ARGS...: starts a server on CUDA, sets URL
   local log=$1
   shift
   "$BIN" serve --port 0 --device cuda --random-seed 0 "$@" >"$log" 2>&1 &
   PID=$!
-  for _ in $(seq 1 1200); do grep -q "fired up and ready" "$log" && break; kill -0 $PID 2>/dev/null || break; sleep 0.1; done
-  grep -q "fired up and ready" "$log" || { echo "server did not start: $*"; tail -5 "$log"; return 1; }
-  URL=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$log" | head -1)
+  wait_ready "$log" $PID
 }
 unserve() { [ -n "$PID" ] && kill -TERM $PID && wait $PID; PID=""; }
 generate() {  # 8 greedy continuations in one batch, as JSON

@@ -8,7 +8,8 @@
 #            so both runs decode about as many tokens, every one of them under a mask;
 #   jump     a fixed-key schema with --constrained-json-disable-any-whitespace (jump-forward on): how much of
 #            the output the grammar forces, and the steps that saves.
-# TPOT and output tok/s of each, and the ratio schema/plain. Logs in $OUT (or /tmp/gpu-grammar).
+# TPOT and output tok/s of each, the ratio schema/plain, and the engine step's time by phase (/metrics
+# dsserve:step_phase_seconds_total: where a slower step spends it). Logs in $OUT (or /tmp/gpu-grammar).
 # GG_DEVICE=cpu GG_BIN=build/dsserve: a dry run on a machine without a GPU (smaller load: GG_CONC, GG_OUT).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,9 +43,16 @@ jump_total() { curl -sf "$URL/metrics" | awk '/^dsserve:jump_forward_tokens_tota
 OUTLEN=${GG_OUT:-256}
 FREE='{"response_format":{"type":"json_schema","json_schema":{"name":"t","schema":{"type":"object","properties":{"text":{"type":"string"}},"required":["text"],"additionalProperties":false}}}}'
 FIXED='{"response_format":{"type":"json_schema","json_schema":{"name":"p","schema":{"type":"object","properties":{"customer_name":{"type":"string","maxLength":12},"is_active_member":{"type":"boolean"},"membership_tier":{"enum":["gold","silver","bronze"]},"favourite_colour":{"type":"string","maxLength":12}},"required":["customer_name","is_active_member","membership_tier","favourite_colour"],"additionalProperties":false}}}}'
+# Engine steps and their time by phase (/metrics), one line: steps plan forward grammar_masks draw output drafts.
+phases() {
+  curl -sf "$URL/metrics" | awk '/^dsserve:engine_steps_total/ {s = $2}
+    /^dsserve:step_phase_seconds_total/ {match($0, /phase="[a-z_]+"/); p[substr($0, RSTART + 7, RLENGTH - 8)] = $2}
+    END {print s, p["plan"], p["forward"], p["grammar_masks"], p["draw"], p["output"], p["drafts"]}'
+}
 bench() {  # TAG CONCURRENCY [EXTRA_BODY]
-  local n=$(($2 * 3 + 2)) extra=()
+  local n=$(($2 * 3 + 2)) extra=() before
   [ -n "${3:-}" ] && extra=(--extra-request-body "$3")
+  before=$(phases)
   timeout 200 "$BIN" bench serving --base-url "$URL" --backend sglang-oai-chat --dataset-name random \
     --random-input-len 128 --random-output-len "$OUTLEN" --random-range-ratio 1 --num-prompts "$n" \
     --max-concurrency "$2" --tokenizer "$M" --seed 1 --output-file "$TMP/bench.jsonl" "${extra[@]}" \
@@ -54,8 +62,16 @@ bench() {  # TAG CONCURRENCY [EXTRA_BODY]
   tps=$(sed -n 's/^Output token throughput (tok\/s): *//p' "$LOG/bench-$1-c$2.txt")
   toks=$(sed -n 's/^Total generated tokens: *//p' "$LOG/bench-$1-c$2.txt")
   echo "$1 $2 $n ${toks:-?} ${tpot:-?} ${tps:-?}" >>"$LOG/grammar.txt"
+  python3 - "$1 $2" "$before" "$(phases)" >>"$LOG/phases.txt" <<'PY'
+import sys
+a, b = [list(map(float, x.split())) for x in sys.argv[2:4]]
+steps = b[0] - a[0]
+ms = [(y - x) * 1e3 / max(steps, 1) for x, y in zip(a[1:], b[1:])]
+print(f"{sys.argv[1]:>10} {int(steps):>6} " + " ".join(f"{v:8.3f}" for v in ms) + f" {sum(ms):8.3f}")
+PY
 }
 echo "setup concurrency prompts out_tokens TPOT_ms out_tok_s" >"$LOG/grammar.txt"
+echo "per engine step, ms:  steps     plan  forward    masks     draw   output   drafts    total" >"$LOG/phases.txt"
 if serve "$LOG/serve.log"; then
   for c in ${GG_CONC:-1 64}; do
     bench plain "$c"
@@ -71,7 +87,7 @@ if serve "$LOG/serve-fixed.log" --constrained-json-disable-any-whitespace; then
   done
   stop
 else status=1; fi
-cat "$LOG/grammar.txt"
+cat "$LOG/grammar.txt" "$LOG/phases.txt"
 python3 - "$LOG/grammar.txt" <<'PY'
 import sys
 rows = {}

@@ -278,19 +278,29 @@ void EngineImpl::run_step() {
   // collective: with several runners a step always runs whole (deciding it collectively: later).
   StepCancel::Scope cancellable(cancel_, std::move(step_ids));
   if (num_runners_ == 1 && !cfg_.remote) steps[0].input->batch.cancel = cancel_.flag();
+  phases_.plan_ms += step_timer.seconds() * 1e3;
   std::vector<std::optional<StepOutput>> res = run_groups(steps);
-  double fwd_ms = 0;
+  double fwd_ms = 0, masks_ms = 0, draw_ms = 0;
   for (const auto& r : res)
-    if (r) fwd_ms = std::max(fwd_ms, r->forward_ms);
+    if (r) {
+      fwd_ms = std::max(fwd_ms, r->forward_ms);
+      masks_ms = std::max(masks_ms, r->masks_ms);
+      draw_ms = std::max(draw_ms, r->draw_ms);
+    }
+  phases_.forward_ms += fwd_ms;
+  phases_.masks_ms += masks_ms;
+  phases_.draw_ms += draw_ms;
   Timer sample_timer;
   std::vector<DraftPlan> drafts(spec_steps_ > 0 ? groups_.size() : 0);
   for (size_t g = 0; g < groups_.size(); ++g)
     if (!plans[g].empty()) finish_plan(plans[g], *res[g], drafts.empty() ? nullptr : &drafts[g]);
   sample_ms_total_ += sample_timer.seconds() * 1e3;
+  phases_.output_ms += sample_timer.seconds() * 1e3;
   if (!drafts.empty()) {
     Timer draft_timer;
     run_drafts(drafts);
     fwd_ms += draft_timer.seconds() * 1e3;  // the draft model's forward counts as forward time
+    phases_.drafts_ms += draft_timer.seconds() * 1e3;
   }
   ++steps_;
   last_step_ms_ = step_timer.seconds() * 1e3;
@@ -556,6 +566,7 @@ void EngineImpl::publish_stats() {
   s.busy_ms_total = busy_ms_total_;
   s.forward_ms_total = forward_ms_total_;
   s.sample_ms_total = sample_ms_total_;
+  s.phases = phases_;
   s.cache_hit_rate = prompt_total_ ? double(cached_total_) / double(prompt_total_) : 0.0;
   s.spec_verify_total = spec_verify_total_;
   s.spec_tokens_total = spec_tokens_total_;

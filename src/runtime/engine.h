@@ -173,6 +173,14 @@ struct EngineStats {
   double forward_ms_total = 0;          // of which in the runner's forward (with device sampling: until it
                                         // has queued its last kernels; the GPU's tail counts as sampling)
   double sample_ms_total = 0;           // of which after the forward: sampling, detokenizing, stop checks, delivery
+  // The step's phases, in order (sums over steps; with several runners, the slowest runner's forward,
+  // masks and draws): planning (scheduling + the step's inputs), the forward as the host sees it (queued
+  // on a device), grammar masks (while the device runs), the draws (with device sampling: the wait for
+  // the device + the sampling kernel), output (tokens accepted, detokenized, delivered; = sample_ms_total),
+  // the draft model's steps.
+  struct StepPhases {
+    double plan_ms = 0, forward_ms = 0, masks_ms = 0, draw_ms = 0, output_ms = 0, drafts_ms = 0;
+  } phases;
   double cache_hit_rate = 0;            // cached / queried prompt tokens of the radix cache
   // Speculative decoding: decode steps of speculating requests, the tokens they emitted, the drafts they
   // verified (accept length = spec_tokens_total / spec_verify_total; SGLang's avg_spec_accept_length).

@@ -170,10 +170,16 @@ StepOutput ModelRunner::run_step(StepInput in) {
   // penalty state belong to the request, which only one rank may advance), the others' tokens are not
   // read. An idle DP group's step has nothing to draw.
   if (model_->tensor_parallel().attn_rank() != 0 || in.sample.empty()) return res;
-  if (in.before_sampling) in.before_sampling();
+  Timer phase;
+  if (in.before_sampling) {
+    in.before_sampling();
+    res.masks_ms = phase.seconds() * 1e3;
+    phase.reset();
+  }
   const int64_t vocab = model_->config().vocab_size;
   if (device_sampling_) sample_on_device(backend(), in.sample, out, vocab, res.tokens);
   else sample_on_host(in.sample, out, vocab, res.tokens);
+  res.draw_ms = phase.seconds() * 1e3;
   return res;
 }
 

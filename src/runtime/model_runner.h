@@ -73,6 +73,8 @@ struct StepOutput {
   std::vector<std::vector<int32_t>> drafts;  // DraftExtend: per sequence, its draft tokens (none: empty)
   double forward_ms = 0;  // of the step's wall time, the forward (with device sampling: until its last
                           // kernels are queued; the device's tail counts as sampling)
+  double masks_ms = 0;    // then the grammar masks (StepInput::before_sampling), while the device runs
+  double draw_ms = 0;     // then the draws (with device sampling: the wait for the device, the sampling kernel)
 };
 
 class ModelRunner {

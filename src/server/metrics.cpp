@@ -119,6 +119,17 @@ std::string ServerMetrics::render(const runtime::EngineStats& s, const std::stri
   metric("dsserve:retracted_requests_total", "counter", "Requests preempted for lack of KV pages.",
          s.retractions_total);
   metric("dsserve:engine_steps_total", "counter", "Engine steps run.", s.steps_total);
+  {
+    const char* name = "dsserve:step_phase_seconds_total";
+    out += fmt::format("# HELP {} Time of engine steps by phase: plan (scheduling, inputs), forward (queued on the "
+                       "device), grammar_masks (while the device runs), draw (waits for the device, samples), "
+                       "output (accept, detokenize, deliver), drafts (draft model).\n# TYPE {} counter\n",
+                       name, name);
+    const auto& p = s.phases;
+    for (auto [phase, ms] : {std::pair{"plan", p.plan_ms}, {"forward", p.forward_ms}, {"grammar_masks", p.masks_ms},
+                             {"draw", p.draw_ms}, {"output", p.output_ms}, {"drafts", p.drafts_ms}})
+      out += fmt::format("{}{{{},phase=\"{}\"}} {}\n", name, labels, phase, ms / 1000.0);
+  }
   metric("dsserve:last_step_seconds", "gauge", "Wall time of the last engine step.", s.last_step_ms / 1000.0);
   metric("dsserve:last_step_overhead_seconds", "gauge",
          "Part of the last engine step outside the model forward (scheduling, sampling, output).",

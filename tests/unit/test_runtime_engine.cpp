@@ -96,6 +96,15 @@ TEST_F(EngineTest, BatchedAndRetractedRequestsMatchSoloRuns) {
   EXPECT_EQ(s.running, 0);
   EXPECT_EQ(s.requests_total, 8);
   EXPECT_EQ(s.generation_tokens_total, 8 * 20);
+  // Step phases: every step plans, runs a forward, draws and delivers; no grammar, no drafts.
+  const auto& p = s.phases;
+  EXPECT_GT(p.plan_ms, 0);
+  EXPECT_GT(p.forward_ms, 0);
+  EXPECT_GT(p.draw_ms, 0);
+  EXPECT_GT(p.output_ms, 0);
+  EXPECT_EQ(p.masks_ms, 0);
+  EXPECT_EQ(p.drafts_ms, 0);
+  EXPECT_LE(p.plan_ms + p.forward_ms + p.draw_ms + p.output_ms, s.busy_ms_total * 1.0001);
 }
 
 TEST_F(EngineTest, PrefixCacheHitsAndFlush) {

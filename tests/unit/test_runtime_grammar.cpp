@@ -135,6 +135,7 @@ TEST(EngineGrammar, OutputsFollowTheSchema) {
     }
   }
   EXPECT_GE(valid, 2) << "too few outputs finished within max_tokens to check";
+  EXPECT_GT(e->stats().phases.masks_ms, 0) << "the masks' time is reported as its own step phase";
 
   // Too few tokens to finish: "length", never an invalid "stop".
   GenerateRequest short_req;

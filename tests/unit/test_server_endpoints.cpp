@@ -120,6 +120,12 @@ TEST(ServerEndpoints, MetricsText) {
                            "sglang:inter_token_latency_seconds_count{model_name=\"test-model\"} 2",
                            "sglang:e2e_request_latency_seconds_bucket{le=\"+Inf\",model_name=\"test-model\"} 1"})
     EXPECT_NE(r->body.find(name), std::string::npos) << name << "\n" << r->body;
+  // Step time by phase (the values are the engine's: test_runtime_engine checks them).
+  for (const char* phase : {"plan", "forward", "grammar_masks", "draw", "output", "drafts"})
+    EXPECT_NE(r->body.find(std::string("dsserve:step_phase_seconds_total{model_name=\"test-model\",phase=\"") + phase +
+                           "\"} "),
+              std::string::npos)
+        << phase;
 
   ServerConfig off = test_config();
   off.enable_metrics = false;

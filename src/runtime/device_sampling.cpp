@@ -1,7 +1,9 @@
 #include "runtime/device_sampling.h"
 
 #include <algorithm>
+#include <bit>
 #include <climits>
+#include <cstring>
 
 #include "util/error.h"
 
@@ -83,11 +85,10 @@ void add_token_mask_bits(backend::SamplingBatch& batch, const std::vector<uint64
   DS_CHECK(begin + words < size_t(INT32_MAX), "add_token_mask: too many masked rows");
   batch.token_masks.resize(begin + words, 0u);
   uint32_t* out = batch.token_masks.data() + begin;
-  // 64-bit word k holds 32-bit words 2k (low half) and 2k + 1 (high half).
-  for (size_t k = 0; k < bits.size() && 2 * k < words; ++k) {
-    out[2 * k] = uint32_t(bits[k]);
-    if (2 * k + 1 < words) out[2 * k + 1] = uint32_t(bits[k] >> 32);
-  }
+  // 64-bit word k holds 32-bit words 2k (low half) and 2k + 1 (high half): on a little-endian host that is
+  // the 64-bit words' own byte order, so one copy.
+  static_assert(std::endian::native == std::endian::little, "token masks: 32-bit words from 64-bit ones");
+  std::memcpy(out, bits.data(), std::min(bits.size() * 2, words) * sizeof(uint32_t));
   if (vocab % 32) out[words - 1] &= (1u << (vocab % 32)) - 1;  // no bit past the vocabulary
   batch.rows.back().mask_begin = int32_t(begin);
 }

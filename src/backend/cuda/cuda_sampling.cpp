@@ -84,8 +84,15 @@ std::vector<SampledRow> CudaBackend::sample(Tensor& logits, const SamplingBatch&
   a.row = static_cast<const DevSampleRow*>(upload_bytes(dev.data(), dev.size() * sizeof(DevSampleRow)));
   a.penalty_ids = upload_i32(b.penalty_ids);
   a.penalty_counts = upload_i32(b.penalty_output_counts);
-  if (!b.token_masks.empty())
-    a.masks = static_cast<const uint32_t*>(upload_bytes(b.token_masks.data(), b.token_masks.size() * sizeof(uint32_t)));
+  // Token masks (structured outputs) change every step and are large (16 KB per row): staged straight into a
+  // buffer of this call, not through upload_bytes' dedup cache, whose hash and host copy of ~1 MB at batch 64
+  // cost more than the copy itself.
+  Tensor masks;
+  if (!b.token_masks.empty()) {
+    masks = empty({int64_t(b.token_masks.size())}, DType::I32);
+    stage_copy(masks.raw(), b.token_masks.data(), b.token_masks.size() * sizeof(uint32_t));
+    a.masks = static_cast<const uint32_t*>(masks.raw());
+  }
   a.token = out.data<int32_t>();
   a.logprob = reinterpret_cast<float*>(a.token + n);
   a.top_ids = a.token + 2 * n;

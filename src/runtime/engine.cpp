@@ -475,7 +475,8 @@ void EngineImpl::accept_token(RequestState& r, SampleResult s) {
   const bool eos = !in.sampling.ignore_eos &&
                    std::find(cfg_.eos_token_ids.begin(), cfg_.eos_token_ids.end(), s.token) != cfg_.eos_token_ids.end();
   const bool stop_id = std::find(in.stop_token_ids.begin(), in.stop_token_ids.end(), s.token) != in.stop_token_ids.end();
-  if (eos || stop_id) {
+  const bool grammar_end = r.grammar && r.grammar->terminated();  // its stop token, even under ignore_eos
+  if (eos || stop_id || grammar_end) {
     // The stop token's own text is not part of the output (SGLang trims it) unless no_stop_trim.
     if (in.no_stop_trim) o.text = r.text->push(s.token).text;
     o.text += r.text->finish();

@@ -41,9 +41,11 @@ class GrammarTracker {
   bool needs_prepare() const { return stale_ || rows_stale_; }
   // Records a generated token; `history` is prompt + output ending with `token`. False if an
   // active grammar does not allow it (cannot happen when sampling kept to the mask). After the
-  // grammar is finished (a stop token; only with ignore_eos does output go on) only stop tokens
-  // are allowed.
+  // grammar is finished (it accepted a stop token) only stop tokens are allowed (verify rows past it).
   bool accept(int32_t token, const std::vector<int32_t>& history, size_t prompt_len);
+  // The grammar accepted its stop token: the request ends there, with or without ignore_eos (SGLang
+  // finishes a request whose grammar terminated before it looks at ignore_eos or max_new_tokens).
+  bool terminated() const { return active_ && matcher_.finished(); }
 
   // Jump-forward (grammar/jump_forward.h): the tokens the grammar forces after `prev_token` (the last
   // token of the history); empty while the output is free or the grammar finished. Nothing changes:

@@ -8,6 +8,7 @@
 // table, the stop token is the EOS id 1.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -149,6 +150,44 @@ TEST(EngineGrammar, OutputsFollowTheSchema) {
   EXPECT_EQ(res.last.finish_reason, FinishReason::Length);
   grammar::GrammarMatcher m(g);
   EXPECT_TRUE(m.accept_bytes(text_of(res.tokens, 0)));
+}
+
+// A grammar that accepted its stop token ends the request even with ignore_eos (as SGLang: a terminated
+// grammar finishes the request), with finish_reason stop and the stop token matched; it used to go on
+// emitting stop tokens until max_tokens.
+TEST(EngineGrammar, TerminatedGrammarEndsTheRequestUnderIgnoreEos) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  auto be = backend::make_cpu_backend(0);
+  auto model = model::Model::load(DS_SOURCE_DIR "/tests/golden/tiny_v32_fp8", *be);
+  EngineConfig cfg;
+  cfg.page_size = 4;
+  cfg.max_total_tokens = 4096;
+  cfg.context_length = 256;
+  cfg.eos_token_ids = {1};
+  auto e = make_engine(cfg, *model, tok);
+  grammar::GrammarCompiler compiler(tiny_vocab());
+  auto g = compiler.compile({grammar::GrammarKind::Regex, "(ab|xyz){1,3}"});
+  Waiter w;
+  for (int i = 0; i < 4; ++i) {
+    GenerateRequest r;
+    r.id = "t" + std::to_string(i);
+    r.prompt = {5, 6, int32_t(7 + i)};
+    r.max_new_tokens = 100;
+    r.sampling.temperature = 1.0f;
+    r.sampling.seed = uint64_t(i);
+    r.sampling.ignore_eos = i % 2 == 0;
+    r.grammar.grammar = g;
+    e->submit(r, w.sink(r.id));
+  }
+  for (int i = 0; i < 4; ++i) {
+    Result res = w.wait("t" + std::to_string(i));
+    EXPECT_EQ(res.last.finish_reason, FinishReason::Stop) << i;
+    ASSERT_FALSE(res.tokens.empty());
+    EXPECT_EQ(res.tokens.back(), 1) << "ends at the stop token";
+    EXPECT_EQ(res.last.matched_stop_token.value_or(-1), 1);
+    EXPECT_LE(res.tokens.size(), 10u) << "no stop tokens after the grammar's end";
+    EXPECT_EQ(std::count(res.tokens.begin(), res.tokens.end(), 1), 1);
+  }
 }
 
 TEST(EngineGrammar, DeviceMasksWithLogprobsSamplesAndRetraction) {

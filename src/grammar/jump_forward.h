@@ -30,7 +30,7 @@ using EncodeFn = std::function<std::vector<int32_t>(std::string_view)>;
 
 struct JumpForwardOptions {
   size_t max_tokens = 0;   // at most this many tokens (the request's remaining output)
-  bool may_stop = true;    // append the stop token where the grammar must end (false: ignore_eos)
+  bool may_stop = true;    // append the stop token where the grammar must end
   size_t max_bytes = 256;  // forced bytes looked at per jump
 };
 

@@ -21,7 +21,7 @@ bool EngineImpl::jump_forward(RequestState& r) {
   if (room <= 0) return false;
   grammar::JumpForwardOptions o;
   o.max_tokens = size_t(room);
-  o.may_stop = !r.in.sampling.ignore_eos;
+  o.may_stop = true;  // a complete grammar's EOS ends the request, with ignore_eos too (accept_token)
   const std::vector<int32_t> ids =
       r.grammar->jump_forward([this](std::string_view text) { return tok_.encode(text); }, r.tokens.back(), o);
   for (int32_t id : ids) {

@@ -46,7 +46,7 @@ TEST(GrammarJumpForward, ForcedBytesAsLongestMatchTokensThenStop) {
   EXPECT_EQ(m.steps_accepted(), 0u) << "the matcher is left as it was";
   EXPECT_EQ(m.forced_bytes(), "{\"a\": 12}");
 
-  o.may_stop = false;  // ignore_eos
+  o.may_stop = false;  // without the stop token
   EXPECT_EQ(jump_forward_tokens(m, nullptr, -1, o), text);
   o.max_tokens = 2;  // max_tokens inside the run: its first tokens, none handed back
   EXPECT_EQ(jump_forward_tokens(m, nullptr, -1, o), std::vector<int32_t>(text.begin(), text.begin() + 2));

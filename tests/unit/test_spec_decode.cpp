@@ -166,7 +166,9 @@ TEST_F(SpecDecodeTest, MixedVerifyStepPadsIntoTheVerifyShape) {
   EXPECT_LT(rel(got.hidden, want.hidden), 1e-5);
   for (size_t l = 0; l < a.latent.size(); ++l) {  // every pool row: the real tokens' equal, nothing else written
     EXPECT_LT(rel(a.latent[l], b.latent[l]), 1e-5) << "latent pool of layer " << l;
-    if (!a.index_k.empty()) EXPECT_LT(rel(a.index_k[l], b.index_k[l]), 1e-5) << "indexer keys of layer " << l;
+    if (!a.index_k.empty()) {
+      EXPECT_LT(rel(a.index_k[l], b.index_k[l]), 1e-5) << "indexer keys of layer " << l;
+    }
   }
 }
 

@@ -80,7 +80,8 @@ if serve "$LOG/serve.log"; then
   stop
 else status=1; fi
 # The same load with the host's OpenMP threads sleeping when idle (libgomp spins them by default after each
-# parallel region, e.g. the masks' loop, on the cores the engine, HTTP and streaming threads need next).
+# parallel region; the masks' loop was one until it moved to util/worker_pool.h): a control that no
+# spinning threads are left on a CUDA server's step path.
 last=$(echo ${GG_CONC:-1 64} | awk '{print $NF}')
 if OMP_WAIT_POLICY=passive serve "$LOG/serve-passive.log"; then
   bench plain-passive "$last"

@@ -429,14 +429,15 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan, size_
   for (const auto& c : plan)
     if (c.logits && c.req->grammar && c.req->grammar->needs_prepare()) stale.push_back(&*c.req->grammar);
   if (!stale.empty()) {
-    auto prepare = [stale] {
+    auto prepare = [stale, pool = &mask_pool_] {
       std::vector<std::exception_ptr> errors(stale.size());  // none may leave the parallel loop
-#pragma omp parallel for schedule(dynamic, 1) if (stale.size() > 1)
-      for (size_t k = 0; k < stale.size(); ++k) try {
+      pool->parallel_for(stale.size(), [&](size_t k) {
+        try {
           stale[k]->prepare();
         } catch (...) {
           errors[k] = std::current_exception();
         }
+      });
       for (auto& e : errors)
         if (e) std::rethrow_exception(e);  // the step fails, as when the device fails
     };

@@ -23,6 +23,7 @@
 #include "runtime/spec_decode.h"
 #include "runtime/step_cancel.h"
 #include "util/host_buffer_pool.h"
+#include "util/worker_pool.h"
 #include "util/error.h"
 
 namespace ds::tok {
@@ -190,6 +191,7 @@ class EngineImpl final : public Engine {
   std::deque<std::mt19937_64> row_rngs_;  // this step's host generators of verify rows (stable addresses)
   StepCancel cancel_;  // stops a step between layers once all its requests are aborted
   LockStepThreads rank_threads_;  // the threads the ranks' steps run on (engine thread: the first)
+  WorkerPool mask_pool_;  // the step's grammar masks, in parallel over requests (threads that sleep when idle)
 
   // Shared with other threads (mu_).
   std::mutex mu_;

@@ -2,6 +2,12 @@
 
 #include "util/error.h"
 #include "util/host_buffer_pool.h"
+#include "util/worker_pool.h"
+
+#include <atomic>
+#include <set>
+#include <thread>
+#include <vector>
 
 TEST(Util, CheckThrowsWithFormattedMessage) {
   try {
@@ -71,4 +77,41 @@ TEST(HostBufferPool, TheLendingLimitRefusesWhatWouldPassIt) {
   EXPECT_EQ(pool->stats().lent_bytes, 2 * cls) << "a refused take lends nothing";
   a = ds::HostBytes();
   EXPECT_NO_THROW(pool->take(100'000));  // room again once one came back
+}
+
+// ---- WorkerPool (util/worker_pool.h) ----
+
+TEST(WorkerPool, EveryIndexRunsOnceOnSeveralThreads) {
+  ds::WorkerPool pool(3);
+  for (size_t n : {size_t(0), size_t(1), size_t(2), size_t(7), size_t(1000)}) {
+    std::vector<std::atomic<int>> hits(n);
+    std::mutex mu;
+    std::set<std::thread::id> ids;
+    pool.parallel_for(n, [&](size_t i) {
+      hits[i].fetch_add(1);
+      if (n == 1000) {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));  // long enough for the workers to join in
+        std::lock_guard lk(mu);
+        ids.insert(std::this_thread::get_id());
+      }
+    });
+    for (size_t i = 0; i < n; ++i) EXPECT_EQ(hits[i].load(), 1) << "n " << n << " index " << i;
+    if (n == 1000) EXPECT_GT(ids.size(), 1u) << "the workers took part";
+  }
+}
+
+TEST(WorkerPool, BackToBackAndConcurrentLoops) {
+  ds::WorkerPool pool(2);
+  std::atomic<int64_t> sum{0};
+  for (int round = 0; round < 200; ++round) pool.parallel_for(5, [&](size_t i) { sum += int64_t(i); });
+  EXPECT_EQ(sum.load(), 200 * 10);
+  // Two callers at once (DP groups' runners): they take turns, nothing is lost.
+  sum = 0;
+  auto caller = [&] {
+    for (int round = 0; round < 100; ++round) pool.parallel_for(9, [&](size_t i) { sum += int64_t(i); });
+  };
+  std::thread a(caller), b(caller);
+  a.join();
+  b.join();
+  EXPECT_EQ(sum.load(), 2 * 100 * 36);
 }

@@ -14,6 +14,7 @@
 #include <set>
 #include <tuple>
 
+#include "backend/cuda/pdl.cuh"
 #include "ops_check_util.h"
 
 namespace opcheck {
@@ -175,6 +176,38 @@ void check_norms_and_elementwise() {
       for (size_t i = 0; i < pool_g.size(); ++i) wrong += pc.data<uint8_t>()[i] != pool_g[i];
       record("scatter_rows_from_host", fmt::format("{} of {} rows of {} bytes, {}", dst.size(), N, rb, kind), double(wrong), 0.0);
     }
+}
+
+// Programmatic dependent launch (backend/cuda/pdl.cuh): a long chain of small dependent kernels (norms,
+// elementwise, rope, the decode GEMV), each reading what the one before wrote, gives bitwise the same
+// result with PDL on as off. A kernel launched as a dependent that touched memory before its
+// pdl_prologue() would read stale inputs here (the next kernel starts while the previous still runs).
+void check_pdl_chain() {
+  const bool was = cuda::pdl_enabled();
+  RopeTable table;
+  for (int i = 0; i < 32; ++i) table.inv_freq.push_back(std::pow(10000.f, -float(i) / 32.f));
+  const int64_t T = 3, n = 7168, H = 8, D = n / H;
+  std::vector<int32_t> pos = {5, 900, 70000};
+  Tensor x0 = randn({T, n}), r0 = randn({T, n}), w = randn({n}, 0.2f, 1.f), u = randn({T, n}, 0.5f, 1.f);
+  BothLinear wlin(n, n, DType::F8_E4M3);  // the decode GEMV (FP8 weights, M = 3) inside the chain
+  auto chain = [&](bool pdl) {
+    cuda::pdl_flag() = pdl;
+    Tensor x = up(x0), r = up(r0), wg = up(w), ug = up(u);
+    for (int k = 0; k < 60; ++k) {
+      x = g_gpu->add_rmsnorm(x, r, wg, 1e-6f);
+      g_gpu->rope(x, 0, D, H, 64, pos, table, RopeLayout::Interleaved);
+      x = g_gpu->silu_mul(x, ug);
+      g_gpu->scale_inplace(x, 1.5f);
+      if (k % 10 == 0) x = g_gpu->linear(x, wlin.g);
+      x = g_gpu->rmsnorm(x, wg, 1e-6f);
+    }
+    return g_gpu->to_host_f32(x);
+  };
+  const Tensor on = chain(true), off = chain(false);
+  cuda::pdl_flag() = was;
+  const bool same = std::memcmp(on.f32(), off.f32(), size_t(on.numel()) * 4) == 0;
+  record("pdl chain", fmt::format("360 dependent launches, PDL on vs off (was {})", was ? "on" : "off"),
+         same ? 0.0 : 1.0, 0.0);
 }
 
 void check_rope_copy_cache() {
@@ -399,6 +432,7 @@ int main(int argc, char** argv) {
       return summary("gpu_ops_check") ? 1 : 0;
     }
     if (only != "attention") {
+      check_pdl_chain();
       check_norms_and_elementwise();
       check_rope_copy_cache();
       check_linear();

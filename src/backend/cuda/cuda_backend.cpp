@@ -10,6 +10,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/gemm_batched.h"
 #include "backend/cuda/gemm_lt.h"
+#include "backend/cuda/pdl.cuh"
 #include "util/log.h"
 
 namespace ds::backend::cuda {
@@ -98,6 +99,7 @@ CudaBackend::CudaBackend(const CudaOptions& o) : opts_(o), moe_path_(o.moe_path)
   cudaDeviceProp prop;
   DS_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
   num_sms_ = prop.multiProcessorCount;
+  if (prop.major < 9) pdl_flag() = false;  // programmatic dependent launch (pdl.cuh) needs sm_90
   DS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   DS_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned_), pinned_size_));
   DS_CUDA_CHECK(cudaEventCreateWithFlags(&ring_event_, cudaEventDisableTiming));

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace ds::backend::cuda {
 
@@ -30,11 +31,13 @@ __device__ float block_sum(float v, float* red) {
 }
 
 __global__ void fill_u32_kernel(uint32_t* p, uint32_t v, size_t n) {
+  pdl_prologue();
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) p[i] = v;
 }
 
 __global__ void embedding_kernel(const void* table, bool bf16, const int32_t* ids, int H, float* out, int first,
                                  int rows) {
+  pdl_prologue();
   const int t = blockIdx.x;
   const int local = ids[t] - first;
   float* o = out + size_t(t) * H;
@@ -53,6 +56,7 @@ __global__ void embedding_kernel(const void* table, bool bf16, const int32_t* id
 }
 
 __global__ void rmsnorm_kernel(const float* x, float* residual, const float* w, float* y, int n, float eps) {
+  pdl_prologue();
   __shared__ float red[32];
   const size_t off = size_t(blockIdx.x) * n;
   const float* src = x + off;
@@ -75,6 +79,7 @@ __global__ void rmsnorm_kernel(const float* x, float* residual, const float* w, 
 constexpr int kNormVec = 4;
 __global__ void rmsnorm_vec_kernel(const float* __restrict__ x, float* __restrict__ residual,
                                    const float* __restrict__ w, float* __restrict__ y, int n, float eps) {
+  pdl_prologue();
   __shared__ float red[32];
   const size_t off = size_t(blockIdx.x) * n;
   const int n4 = n / 4;
@@ -112,6 +117,7 @@ __global__ void rmsnorm_vec_kernel(const float* __restrict__ x, float* __restric
 }
 
 __global__ void layernorm_kernel(const float* x, const float* w, const float* b, float* y, int n, float eps) {
+  pdl_prologue();
   __shared__ float red[32];
   const size_t off = size_t(blockIdx.x) * n;
   const float* xr = x + off;
@@ -126,14 +132,17 @@ __global__ void layernorm_kernel(const float* x, const float* w, const float* b,
 }
 
 __global__ void add_kernel(float* y, const float* x, size_t n) {
+  pdl_prologue();
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
     y[i] += x[i];
 }
 __global__ void scale_kernel(float* y, float s, size_t n) {
+  pdl_prologue();
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
     y[i] *= s;
 }
 __global__ void silu_mul_kernel(const float* g, const float* u, float* y, size_t n) {
+  pdl_prologue();
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
     y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
@@ -143,6 +152,7 @@ __global__ void silu_mul_kernel(const float* g, const float* u, float* y, size_t
 // for one token.)
 __global__ void rope_kernel(float* x, int row, int col0, int head_stride, int nheads, int half, const int32_t* pos,
                             RopeFreqs f, float af, bool interleaved) {
+  pdl_prologue();
   const int t = blockIdx.x, i = threadIdx.x, h = blockIdx.y * blockDim.y + threadIdx.y;
   if (i >= half || h >= nheads) return;
   const float angle = f.inv_freq[i] * float(pos[t]);  // fp32 angle, as the references compute it
@@ -155,15 +165,18 @@ __global__ void rope_kernel(float* x, int row, int col0, int head_stride, int nh
 }
 
 __global__ void f32_to_bf16_kernel(const float* x, __nv_bfloat16* y, size_t n) {
+  pdl_prologue();
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
     y[i] = __float2bfloat16_rn(x[i]);
 }
 __global__ void bf16_to_f32_kernel(const uint16_t* x, float* y, size_t n) {
+  pdl_prologue();
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
     y[i] = bf16_bits_to_f32(x[i]);
 }
 
 __global__ void cache_write_kernel(float* pool, int D, int col0, const float* rows, int n, const int32_t* slots) {
+  pdl_prologue();
   const int t = blockIdx.x;
   if (slots[t] < 0) return;  // a padding row of a captured step
   float* dst = pool + size_t(slots[t]) * D + col0;
@@ -173,6 +186,7 @@ __global__ void cache_write_kernel(float* pool, int D, int col0, const float* ro
 // BF16 KV pools: rows rounded to nearest even on the way in, widened exactly on the way out.
 __global__ void cache_write_bf16_kernel(__nv_bfloat16* pool, int D, int col0, const float* rows, int n,
                                         const int32_t* slots) {
+  pdl_prologue();
   const int t = blockIdx.x;
   if (slots[t] < 0) return;  // a padding row of a captured step
   __nv_bfloat16* dst = pool + size_t(slots[t]) * D + col0;
@@ -180,18 +194,21 @@ __global__ void cache_write_bf16_kernel(__nv_bfloat16* pool, int D, int col0, co
   for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = __float2bfloat16_rn(src[i]);
 }
 __global__ void gather_rows_bf16_kernel(const uint16_t* src, int D, const int32_t* idx, float* out) {
+  pdl_prologue();
   const int r = blockIdx.x;
   const uint16_t* s = src + size_t(idx[r]) * D;
   float* o = out + size_t(r) * D;
   for (int i = threadIdx.x; i < D; i += blockDim.x) o[i] = bf16_bits_to_f32(s[i]);
 }
 __global__ void gather_rows_kernel(const float* src, int D, const int32_t* idx, float* out) {
+  pdl_prologue();
   const int r = blockIdx.x;
   const float* s = src + size_t(idx[r]) * D;
   float* o = out + size_t(r) * D;
   for (int i = threadIdx.x; i < D; i += blockDim.x) o[i] = s[i];
 }
 __global__ void scatter_add_rows_kernel(float* y, int D, const int32_t* idx, const float* w, const float* x) {
+  pdl_prologue();
   const int r = blockIdx.x;
   float* o = y + size_t(idx[r]) * D;
   const float* s = x + size_t(r) * D;
@@ -199,6 +216,7 @@ __global__ void scatter_add_rows_kernel(float* y, int D, const int32_t* idx, con
   for (int i = threadIdx.x; i < D; i += blockDim.x) o[i] = fmaf(wr, s[i], o[i]);
 }
 __global__ void causal_index_kernel(const int32_t* pos, int K, int32_t* out) {
+  pdl_prologue();
   const int t = blockIdx.x;
   const int p = pos[t];
   for (int j = threadIdx.x; j < K; j += blockDim.x) out[size_t(t) * K + j] = j <= p ? j : -1;
@@ -208,11 +226,11 @@ int row_threads(int n) { return n >= 1024 ? 512 : n >= 256 ? 256 : n >= 64 ? 64 
 }  // namespace
 
 void launch_fill_u32(void* p, uint32_t value, size_t words, cudaStream_t st) {
-  if (words) fill_u32_kernel<<<blocks_for(words, 256), 256, 0, st>>>(static_cast<uint32_t*>(p), value, words);
+  if (words) launch_k(fill_u32_kernel, blocks_for(words, 256), 256, 0, st, static_cast<uint32_t*>(p), value, words);
 }
 void launch_embedding(const void* table, bool table_bf16, const int32_t* ids, int T, int H, float* out, int first,
                       int rows, cudaStream_t st) {
-  if (T) embedding_kernel<<<T, row_threads(H), 0, st>>>(table, table_bf16, ids, H, out, first, rows);
+  if (T) launch_k(embedding_kernel, T, row_threads(H), 0, st, table, table_bf16, ids, H, out, first, rows);
 }
 void launch_rmsnorm(const float* x, float* residual, const float* w, float* y, int T, int n, float eps,
                     cudaStream_t st) {
@@ -220,21 +238,23 @@ void launch_rmsnorm(const float* x, float* residual, const float* w, float* y, i
   const int threads = row_threads(n);
   const bool aligned = ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(residual) |
                         reinterpret_cast<uintptr_t>(w) | reinterpret_cast<uintptr_t>(y)) & 15) == 0;
-  if (aligned && n % 4 == 0 && n / 4 <= kNormVec * threads) rmsnorm_vec_kernel<<<T, threads, 0, st>>>(x, residual, w, y, n, eps);
-  else rmsnorm_kernel<<<T, threads, 0, st>>>(x, residual, w, y, n, eps);
+  if (aligned && n % 4 == 0 && n / 4 <= kNormVec * threads)
+    launch_k(rmsnorm_vec_kernel, T, threads, 0, st, x, residual, w, y, n, eps);
+  else
+    launch_k(rmsnorm_kernel, T, threads, 0, st, x, residual, w, y, n, eps);
 }
 void launch_layernorm(const float* x, const float* w, const float* b, float* y, int T, int n, float eps,
                       cudaStream_t st) {
-  if (T) layernorm_kernel<<<T, row_threads(n), 0, st>>>(x, w, b, y, n, eps);
+  if (T) launch_k(layernorm_kernel, T, row_threads(n), 0, st, x, w, b, y, n, eps);
 }
 void launch_add(float* y, const float* x, size_t n, cudaStream_t st) {
-  if (n) add_kernel<<<blocks_for(n, 256), 256, 0, st>>>(y, x, n);
+  if (n) launch_k(add_kernel, blocks_for(n, 256), 256, 0, st, y, x, n);
 }
 void launch_scale(float* y, float s, size_t n, cudaStream_t st) {
-  if (n) scale_kernel<<<blocks_for(n, 256), 256, 0, st>>>(y, s, n);
+  if (n) launch_k(scale_kernel, blocks_for(n, 256), 256, 0, st, y, s, n);
 }
 void launch_silu_mul(const float* g, const float* u, float* y, size_t n, cudaStream_t st) {
-  if (n) silu_mul_kernel<<<blocks_for(n, 256), 256, 0, st>>>(g, u, y, n);
+  if (n) launch_k(silu_mul_kernel, blocks_for(n, 256), 256, 0, st, g, u, y, n);
 }
 void launch_rope(float* x, int T, int row, int col0, int head_stride, int nheads, int rot_dim, const int32_t* pos,
                  const RopeFreqs& f, float attention_factor, bool interleaved, cudaStream_t st) {
@@ -242,36 +262,39 @@ void launch_rope(float* x, int T, int row, int col0, int head_stride, int nheads
   if (!T || !half || !nheads) return;
   const dim3 block(unsigned(half), unsigned(std::max(1, std::min(nheads, 256 / half))));
   const dim3 grid(unsigned(T), unsigned((nheads + int(block.y) - 1) / int(block.y)));
-  rope_kernel<<<grid, block, 0, st>>>(x, row, col0, head_stride, nheads, half, pos, f, attention_factor, interleaved);
+  launch_k(rope_kernel, grid, block, 0, st,
+      x, row, col0, head_stride, nheads, half, pos, f, attention_factor, interleaved);
 }
 void launch_f32_to_bf16(const float* x, uint16_t* y, size_t n, cudaStream_t st) {
-  if (n) f32_to_bf16_kernel<<<blocks_for(n, 256), 256, 0, st>>>(x, reinterpret_cast<__nv_bfloat16*>(y), n);
+  if (n) launch_k(f32_to_bf16_kernel, blocks_for(n, 256), 256, 0, st, x, reinterpret_cast<__nv_bfloat16*>(y), n);
 }
 void launch_bf16_to_f32(const uint16_t* x, float* y, size_t n, cudaStream_t st) {
-  if (n) bf16_to_f32_kernel<<<blocks_for(n, 256), 256, 0, st>>>(x, y, n);
+  if (n) launch_k(bf16_to_f32_kernel, blocks_for(n, 256), 256, 0, st, x, y, n);
 }
 void launch_cache_write(float* pool, int D, int col0, const float* rows, int n, const int32_t* slots, int T,
                         cudaStream_t st) {
-  if (T) cache_write_kernel<<<T, row_threads(n), 0, st>>>(pool, D, col0, rows, n, slots);
+  if (T) launch_k(cache_write_kernel, T, row_threads(n), 0, st, pool, D, col0, rows, n, slots);
 }
 void launch_cache_write_bf16(uint16_t* pool, int D, int col0, const float* rows, int n, const int32_t* slots, int T,
                              cudaStream_t st) {
   if (T)
-    cache_write_bf16_kernel<<<T, row_threads(n), 0, st>>>(reinterpret_cast<__nv_bfloat16*>(pool), D, col0, rows, n,
-                                                          slots);
+    launch_k(cache_write_bf16_kernel, T, row_threads(n), 0, st, reinterpret_cast<__nv_bfloat16*>(pool), D, col0,
+             rows, n, slots);
 }
 void launch_gather_rows_bf16(const uint16_t* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st) {
-  if (n) gather_rows_bf16_kernel<<<n, row_threads(D), 0, st>>>(src, D, idx, out);
+  if (n) launch_k(gather_rows_bf16_kernel, n, row_threads(D), 0, st, src, D, idx, out);
 }
 // One block per row, copying in the widest word the row size allows (rows start at multiples of it).
 template <typename W>
 __global__ void gather_words_kernel(const W* pool, size_t words, const int32_t* idx, W* out) {
+  pdl_prologue();
   const W* s = pool + size_t(idx[blockIdx.x]) * words;
   W* d = out + size_t(blockIdx.x) * words;
   for (size_t i = threadIdx.x; i < words; i += blockDim.x) d[i] = s[i];
 }
 template <typename W>
 __global__ void scatter_words_kernel(W* pool, size_t words, const int32_t* idx, const W* in) {
+  pdl_prologue();
   W* d = pool + size_t(idx[blockIdx.x]) * words;
   const W* s = in + size_t(blockIdx.x) * words;
   for (size_t i = threadIdx.x; i < words; i += blockDim.x) d[i] = s[i];
@@ -279,30 +302,36 @@ __global__ void scatter_words_kernel(W* pool, size_t words, const int32_t* idx, 
 void launch_gather_bytes(const void* pool, size_t rb, const int32_t* idx, int n, void* out, cudaStream_t st) {
   if (!n) return;
   if (rb % 16 == 0)
-    gather_words_kernel<<<n, 128, 0, st>>>(static_cast<const int4*>(pool), rb / 16, idx, static_cast<int4*>(out));
+    launch_k(gather_words_kernel<int4>, n, 128, 0, st,
+        static_cast<const int4*>(pool), rb / 16, idx, static_cast<int4*>(out));
   else if (rb % 4 == 0)
-    gather_words_kernel<<<n, 256, 0, st>>>(static_cast<const uint32_t*>(pool), rb / 4, idx, static_cast<uint32_t*>(out));
+    launch_k(gather_words_kernel<uint32_t>, n, 256, 0, st,
+        static_cast<const uint32_t*>(pool), rb / 4, idx, static_cast<uint32_t*>(out));
   else
-    gather_words_kernel<<<n, 256, 0, st>>>(static_cast<const uint8_t*>(pool), rb, idx, static_cast<uint8_t*>(out));
+    launch_k(gather_words_kernel<uint8_t>, n, 256, 0, st,
+        static_cast<const uint8_t*>(pool), rb, idx, static_cast<uint8_t*>(out));
 }
 void launch_scatter_bytes(void* pool, size_t rb, const int32_t* idx, int n, const void* in, cudaStream_t st) {
   if (!n) return;
   if (rb % 16 == 0)
-    scatter_words_kernel<<<n, 128, 0, st>>>(static_cast<int4*>(pool), rb / 16, idx, static_cast<const int4*>(in));
+    launch_k(scatter_words_kernel<int4>, n, 128, 0, st,
+        static_cast<int4*>(pool), rb / 16, idx, static_cast<const int4*>(in));
   else if (rb % 4 == 0)
-    scatter_words_kernel<<<n, 256, 0, st>>>(static_cast<uint32_t*>(pool), rb / 4, idx, static_cast<const uint32_t*>(in));
+    launch_k(scatter_words_kernel<uint32_t>, n, 256, 0, st,
+        static_cast<uint32_t*>(pool), rb / 4, idx, static_cast<const uint32_t*>(in));
   else
-    scatter_words_kernel<<<n, 256, 0, st>>>(static_cast<uint8_t*>(pool), rb, idx, static_cast<const uint8_t*>(in));
+    launch_k(scatter_words_kernel<uint8_t>, n, 256, 0, st,
+        static_cast<uint8_t*>(pool), rb, idx, static_cast<const uint8_t*>(in));
 }
 void launch_gather_rows(const float* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st) {
-  if (n) gather_rows_kernel<<<n, row_threads(D), 0, st>>>(src, D, idx, out);
+  if (n) launch_k(gather_rows_kernel, n, row_threads(D), 0, st, src, D, idx, out);
 }
 void launch_scatter_add_rows(float* y, int D, const int32_t* idx, const float* w, const float* x, int n,
                              cudaStream_t st) {
-  if (n) scatter_add_rows_kernel<<<n, row_threads(D), 0, st>>>(y, D, idx, w, x);
+  if (n) launch_k(scatter_add_rows_kernel, n, row_threads(D), 0, st, y, D, idx, w, x);
 }
 void launch_causal_index(const int32_t* pos, int T, int K, int32_t* out, cudaStream_t st) {
-  if (T && K) causal_index_kernel<<<T, 256, 0, st>>>(pos, K, out);
+  if (T && K) launch_k(causal_index_kernel, T, 256, 0, st, pos, K, out);
 }
 
 }  // namespace ds::backend::cuda

@@ -21,6 +21,7 @@
 #include <algorithm>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 #include "backend/cuda/tf32_mma.cuh"
 #include "util/error.h"
 
@@ -62,6 +63,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
     gemv_tc_kernel(const float* __restrict__ x, int M, int K, const uint8_t* __restrict__ w,
                    const float* __restrict__ scale, int scale_pitch, int N, float* __restrict__ y,
                    float* __restrict__ partial, int* __restrict__ counters) {
+  pdl_prologue();
   constexpr int EB = WT == int(WType::FP8) ? 1 : 2, ROWS = 16 * R;
   __shared__ float part[kWarps][ROWS][8 * NT];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
@@ -173,6 +175,7 @@ template <int MT>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_f32_kernel(const float* __restrict__ x, int M, int K, const float* __restrict__ w, int N,
                     float* __restrict__ y, float* __restrict__ partial, int* __restrict__ counters) {
+  pdl_prologue();
   __shared__ float part[kWarps][MT][32];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int n = blockIdx.x * 32 + lane;
@@ -220,8 +223,8 @@ template <int WT, int NT, int R, int U, int MODE = 0>
 void launch_one(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ky,
                 cudaStream_t st) {
   const dim3 grid(unsigned((w.rows + 16 * R - 1) / (16 * R)), unsigned(ky));
-  gemv_tc_kernel<WT, NT, R, U, MODE><<<grid, kWarps * 32, 0, st>>>(x, M, w.cols, static_cast<const uint8_t*>(w.data), w.scale,
-                                                             w.scale_pitch, w.rows, y, partial, counters);
+  launch_k(gemv_tc_kernel<WT, NT, R, U, MODE>, grid, kWarps * 32, 0, st, x, M, w.cols,
+           static_cast<const uint8_t*>(w.data), w.scale, w.scale_pitch, w.rows, y, partial, counters);
 }
 
 template <int WT>
@@ -253,8 +256,8 @@ void launch_f32(const float* x, int M, const WeightRef& w, float* y, float* part
                 cudaStream_t st) {
   dim3 grid(unsigned((w.rows + 31) / 32), unsigned(ky));
   const float* wd = static_cast<const float*>(w.data);
-  if (M <= 2) gemv_f32_kernel<2><<<grid, kWarps * 32, 0, st>>>(x, M, w.cols, wd, w.rows, y, partial, counters);
-  else gemv_f32_kernel<8><<<grid, kWarps * 32, 0, st>>>(x, M, w.cols, wd, w.rows, y, partial, counters);
+  if (M <= 2) launch_k(gemv_f32_kernel<2>, grid, kWarps * 32, 0, st, x, M, w.cols, wd, w.rows, y, partial, counters);
+  else launch_k(gemv_f32_kernel<8>, grid, kWarps * 32, 0, st, x, M, w.cols, wd, w.rows, y, partial, counters);
 }
 }  // namespace
 

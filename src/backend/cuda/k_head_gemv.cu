@@ -5,6 +5,7 @@
 #include <cuda_fp8.h>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace ds::backend::cuda {
 
@@ -23,6 +24,7 @@ __device__ __forceinline__ float fp8_at(uint32_t word, int j) {
 // head (4 per lane, 4-byte loads, a warp reads 128 contiguous bytes of a row); its 8 warps split the
 // K rows between them and their partial sums meet in shared memory, in warp order.
 __global__ void __launch_bounds__(256) head_gemv_nt_kernel(GemmArgs g, WeightRef w) {
+  pdl_prologue();
   __shared__ float As[kMaxM * kMaxKNt];
   __shared__ __align__(16) float red[kWarps][kMaxM][128];
   const int b = blockIdx.y;
@@ -69,6 +71,7 @@ __global__ void __launch_bounds__(256) head_gemv_nt_kernel(GemmArgs g, WeightRef
 // takes 4 consecutive bytes at k = 4l + 128i (the warp reads 128 contiguous bytes of the row per round,
 // and the activations as conflict-free float4s), then the warp sums.
 __global__ void __launch_bounds__(256) head_gemv_tn_kernel(GemmArgs g, WeightRef w) {
+  pdl_prologue();
   __shared__ __align__(16) float As[kMaxM * kMaxKTn];
   const int b = blockIdx.y;
   const float* A = g.a + b * g.a_bstride;
@@ -110,10 +113,11 @@ bool launch_head_gemv(const GemmArgs& g, const WeightRef& w, cudaStream_t st) {
   if (w.type != WType::FP8 || g.M < 1 || g.M > kMaxM || g.batch < 1 || g.N < 1) return false;
   if (!g.trans_w) {
     if (g.K > kMaxKNt || g.N % 4 || w.cols % 4) return false;
-    head_gemv_nt_kernel<<<dim3((unsigned(g.N) + 127) / 128, unsigned(g.batch)), 32 * kWarps, 0, st>>>(g, w);
+    launch_k(head_gemv_nt_kernel, dim3((unsigned(g.N) + 127) / 128, unsigned(g.batch)), 32 * kWarps, 0, st, g, w);
   } else {
     if (g.K > kMaxKTn || g.K % 4 || w.cols % 4) return false;
-    head_gemv_tn_kernel<<<dim3((unsigned(g.N) + kWarps - 1) / kWarps, unsigned(g.batch)), 32 * kWarps, 0, st>>>(g, w);
+    launch_k(head_gemv_tn_kernel, dim3((unsigned(g.N) + kWarps - 1) / kWarps, unsigned(g.batch)), 32 * kWarps, 0, st,
+        g, w);
   }
   return true;
 }

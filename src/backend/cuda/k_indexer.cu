@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 #include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/per_device.h"
 
@@ -32,6 +33,7 @@ size_t score_smem(int heads, int head_dim) {
 // The query (heads x head_dim) is loaded once per block and reused over the block's tiles.
 constexpr int kHG = 16;  // head groups per block (threads per key quad: 256 / 16 key quads)
 __global__ void __launch_bounds__(256) score_kernel(IndexerArgs a) {
+  pdl_prologue();
   extern __shared__ float4 sm4[];
   float* sm = reinterpret_cast<float*>(sm4);
   const int Dh = a.head_dim, Dp = Dh + 4, D4 = Dh / 4;
@@ -190,6 +192,7 @@ __device__ void take_above_threshold(const float* sc, int begin, int end, uint32
   }
 }
 __global__ void __launch_bounds__(kTopkThreads) topk_kernel(IndexerArgs a) {
+  pdl_prologue();
   __shared__ uint32_t hist[256];
   __shared__ uint32_t s_prefix, s_mask;
   __shared__ int s_remaining;
@@ -268,12 +271,14 @@ struct SplitState {
 __device__ __forceinline__ int split_len(const IndexerArgs& a) { return ((a.L + gridDim.x - 1) / gridDim.x + 7) / 8 * 8; }
 
 __global__ void split_init_kernel(IndexerArgs a, SplitState* st, int* ghist) {
+  pdl_prologue();
   const int tc = blockIdx.x;
   for (int i = threadIdx.x; i < 256; i += blockDim.x) ghist[tc * 256 + i] = 0;
   if (threadIdx.x == 0) st[tc] = {0u, 0u, a.topk};
 }
 
 __global__ void __launch_bounds__(512) split_hist_kernel(IndexerArgs a, const SplitState* st, int* ghist, int shift) {
+  pdl_prologue();
   __shared__ uint32_t hist[256];
   const int tc = blockIdx.y, t = a.t0 + tc, n = a.b.pos_of_token[t] + 1;
   if (n <= a.topk) return;
@@ -302,6 +307,7 @@ __global__ void __launch_bounds__(512) split_hist_kernel(IndexerArgs a, const Sp
 }
 
 __global__ void split_pick_kernel(IndexerArgs a, SplitState* st, int* ghist, int shift) {
+  pdl_prologue();
   const int tc = blockIdx.x, t = a.t0 + tc, lane = threadIdx.x;
   if (a.b.pos_of_token[t] + 1 <= a.topk) return;
   int* h = ghist + tc * 256;
@@ -332,6 +338,7 @@ __global__ void split_pick_kernel(IndexerArgs a, SplitState* st, int* ghist, int
 
 // Per slice: keys above the threshold, keys equal to it.
 __global__ void __launch_bounds__(512) split_count_kernel(IndexerArgs a, const SplitState* st, int* cnt) {
+  pdl_prologue();
   __shared__ int warp_sums[32];
   const int tc = blockIdx.y, t = a.t0 + tc, n = a.b.pos_of_token[t] + 1;
   if (n <= a.topk) return;
@@ -354,6 +361,7 @@ __global__ void __launch_bounds__(512) split_count_kernel(IndexerArgs a, const S
 }
 
 __global__ void __launch_bounds__(512) split_write_kernel(IndexerArgs a, const SplitState* st, const int* cnt) {
+  pdl_prologue();
   __shared__ int warp_sums[32];
   const int tc = blockIdx.y, t = a.t0 + tc, n = a.b.pos_of_token[t] + 1;
   int32_t* out = a.out + size_t(t) * a.Kout;
@@ -387,11 +395,11 @@ void launch_indexer_scores(const IndexerArgs& a, cudaStream_t st) {
     set = smem;
   }
   dim3 grid(unsigned((a.L + KT * a.tiles - 1) / (KT * a.tiles)), unsigned(a.Tc));
-  score_kernel<<<grid, 256, smem, st>>>(a);
+  launch_k(score_kernel, grid, 256, smem, st, a);
 }
 
 void launch_indexer_topk(const IndexerArgs& a, cudaStream_t st) {
-  if (a.Tc) topk_kernel<<<unsigned(a.Tc), kTopkThreads, 0, st>>>(a);
+  if (a.Tc) launch_k(topk_kernel, unsigned(a.Tc), kTopkThreads, 0, st, a);
 }
 
 void launch_indexer_topk_split(const IndexerArgs& a, int slices, void* work, cudaStream_t st) {
@@ -400,13 +408,13 @@ void launch_indexer_topk_split(const IndexerArgs& a, int slices, void* work, cud
   int* ghist = reinterpret_cast<int*>(state + a.Tc);
   int* cnt = ghist + a.Tc * 256;
   const dim3 grid(unsigned(slices), unsigned(a.Tc));
-  split_init_kernel<<<a.Tc, 256, 0, st>>>(a, state, ghist);
+  launch_k(split_init_kernel, a.Tc, 256, 0, st, a, state, ghist);
   for (int shift = 24; shift >= 0; shift -= 8) {
-    split_hist_kernel<<<grid, 512, 0, st>>>(a, state, ghist, shift);
-    split_pick_kernel<<<a.Tc, 32, 0, st>>>(a, state, ghist, shift);
+    launch_k(split_hist_kernel, grid, 512, 0, st, a, state, ghist, shift);
+    launch_k(split_pick_kernel, a.Tc, 32, 0, st, a, state, ghist, shift);
   }
-  split_count_kernel<<<grid, 512, 0, st>>>(a, state, cnt);
-  split_write_kernel<<<grid, 512, 0, st>>>(a, state, cnt);
+  launch_k(split_count_kernel, grid, 512, 0, st, a, state, cnt);
+  launch_k(split_write_kernel, grid, 512, 0, st, a, state, cnt);
 }
 
 size_t indexer_topk_split_work_bytes(int Tc, int slices) {

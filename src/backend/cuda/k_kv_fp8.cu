@@ -2,6 +2,7 @@
 // tile's amax, its scale, the e4m3 codes, then the bf16 channels) and the dequantising row gather (the
 // expanded attention form's check path).
 #include "backend/cuda/kv_fp8.cuh"
+#include "backend/cuda/pdl.cuh"
 
 namespace ds::backend::cuda {
 
@@ -10,6 +11,7 @@ constexpr int NT = 128;
 
 __global__ void __launch_bounds__(NT) cache_write_fp8_kernel(uint8_t* pool, KvFp8Dev L, const float* quant,
                                                              const float* rest, const int32_t* slots) {
+  pdl_prologue();
   __shared__ float red[NT / 32];
   const int t = blockIdx.x, tid = threadIdx.x;
   const int slot = slots[t];
@@ -37,6 +39,7 @@ __global__ void __launch_bounds__(NT) cache_write_fp8_kernel(uint8_t* pool, KvFp
 }
 
 __global__ void gather_fp8_kernel(const uint8_t* pool, KvFp8Dev L, const int32_t* idx, float* out) {
+  pdl_prologue();
   const int r = blockIdx.x, W = L.quant_dim + L.bf16_dim;
   const uint8_t* row = pool + size_t(idx[r]) * L.bytes;
   for (int c = 4 * threadIdx.x; c < W; c += 4 * blockDim.x)
@@ -46,12 +49,12 @@ __global__ void gather_fp8_kernel(const uint8_t* pool, KvFp8Dev L, const int32_t
 
 void launch_cache_write_fp8(uint8_t* pool, const KvFp8Dev& L, const float* quant, const float* rest,
                             const int32_t* slots, int T, cudaStream_t st) {
-  if (T) cache_write_fp8_kernel<<<T, NT, 0, st>>>(pool, L, quant, rest, slots);
+  if (T) launch_k(cache_write_fp8_kernel, T, NT, 0, st, pool, L, quant, rest, slots);
 }
 
 void launch_gather_fp8(const uint8_t* pool, const KvFp8Dev& L, const int32_t* idx, int n, float* out,
                        cudaStream_t st) {
-  if (n) gather_fp8_kernel<<<n, 128, 0, st>>>(pool, L, idx, out);
+  if (n) launch_k(gather_fp8_kernel, n, 128, 0, st, pool, L, idx, out);
 }
 
 }  // namespace ds::backend::cuda

@@ -3,6 +3,7 @@
 // by biased score; weights = unbiased scores renormalised x routed_scaling_factor. Ties go to the lower
 // group / expert index (the CPU backend's stable sorts).
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace ds::backend::cuda {
 
@@ -21,6 +22,7 @@ __device__ __forceinline__ int warp_argmax(float v, int i) {
 
 __global__ void route_kernel(const float* logits, const float* bias, int T, int E, int G, int topk_group, int top_k,
                              bool norm, float scaling, int32_t* ids, float* weights) {
+  pdl_prologue();
   extern __shared__ float sm[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int t = blockIdx.x * kWarpsPerBlock + warp;
@@ -85,7 +87,7 @@ void launch_moe_route(const float* logits, const float* bias, int T, int E, int 
                       bool norm, float scaling, int32_t* ids, float* weights, cudaStream_t st) {
   if (T == 0) return;
   const size_t smem = size_t(kWarpsPerBlock) * 2 * E * sizeof(float);
-  route_kernel<<<unsigned((T + kWarpsPerBlock - 1) / kWarpsPerBlock), kWarpsPerBlock * 32, smem, st>>>(
+  launch_k(route_kernel, unsigned((T + kWarpsPerBlock - 1) / kWarpsPerBlock), kWarpsPerBlock * 32, smem, st,
       logits, bias, T, E, n_group, topk_group, top_k, norm, scaling, ids, weights);
 }
 

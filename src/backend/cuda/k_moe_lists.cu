@@ -9,6 +9,7 @@
 // FP8 path's GEMMs read whole tiles of rows) each expert's rows start at a multiple of the tile and its
 // last tile's spare rows get token -1, while slots (pair_slot, the GEMM output rows) stay compact.
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace ds::backend::cuda {
 
@@ -44,6 +45,7 @@ __device__ int block_exclusive_scan(int v, int* s_warp, int* total) {
 
 __global__ void __launch_bounds__(kListThreads)
     moe_lists_kernel(const int32_t* __restrict__ ids, int P, int k, int E, MoeLists l) {
+  pdl_prologue();
   const int tile_rows = l.tile_rows;
   const bool padded = l.tile_slot0 != nullptr;
   __shared__ int s_count[kMoeMaxExperts];  // pairs per expert, later this round's pairs per expert
@@ -120,6 +122,7 @@ __global__ void __launch_bounds__(kListThreads)
 // ascending slot order (= expert order) is the number of smaller ones: no serial sort.
 __global__ void moe_combine_kernel(const float* __restrict__ out, int H, const int32_t* __restrict__ pair_slot,
                                    const float* __restrict__ w, int k, float* __restrict__ y) {
+  pdl_prologue();
   __shared__ int s_raw[kMoeMaxTopK], s_slot[kMoeMaxTopK];
   __shared__ float s_w[kMoeMaxTopK];
   const int t = blockIdx.x, j = threadIdx.x;
@@ -150,7 +153,7 @@ int moe_max_tiles(int pairs, int E, int tile_rows) {
 
 void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLists& l, cudaStream_t st) {
   if (T == 0) return;
-  moe_lists_kernel<<<1, kListThreads, 0, st>>>(ids, T * k, k, E, l);
+  launch_k(moe_lists_kernel, 1, kListThreads, 0, st, ids, T * k, k, E, l);
 }
 
 void launch_moe_combine(const float* out, int H, const int32_t* pair_slot, const float* w, int T, int k, float* y,
@@ -158,17 +161,18 @@ void launch_moe_combine(const float* out, int H, const int32_t* pair_slot, const
   if (T == 0 || H == 0) return;
   constexpr int threads = 256;
   const int col_blocks = (H + 4 * threads - 1) / (4 * threads);  // <= 4 columns per thread
-  moe_combine_kernel<<<dim3(unsigned(T), unsigned(col_blocks)), threads, 0, st>>>(out, H, pair_slot, w, k, y);
+  launch_k(moe_combine_kernel, dim3(unsigned(T), unsigned(col_blocks)), threads, 0, st, out, H, pair_slot, w, k, y);
 }
 
 __global__ void moe_local_ids_kernel(int32_t* ids, int64_t n, int32_t first, int32_t count) {
+  pdl_prologue();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) ids[i] = ids[i] >= first && ids[i] < first + count ? ids[i] - first : -1;
 }
 
 void launch_moe_local_ids(int32_t* ids, int64_t n, int32_t first, int32_t count, cudaStream_t st) {
   if (n == 0) return;
-  moe_local_ids_kernel<<<unsigned((n + 255) / 256), 256, 0, st>>>(ids, n, first, count);
+  launch_k(moe_local_ids_kernel, unsigned((n + 255) / 256), 256, 0, st, ids, n, first, count);
 }
 
 }  // namespace ds::backend::cuda

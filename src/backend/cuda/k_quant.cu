@@ -2,6 +2,7 @@
 // lightning indexer's Hadamard + FP8 rounding. Scales are powers of two (ue8m0, fp8_act.cuh).
 #include "backend/cuda/fp8_act.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace ds::backend::cuda {
 
@@ -9,6 +10,7 @@ namespace {
 // One warp per (token, 128-column block); 4 consecutive columns per lane. Tokens >= M are padding.
 __global__ void quant_act_kernel(const float* __restrict__ x, int M, int Mp, int K, uint8_t* __restrict__ q,
                                  float* __restrict__ s, int s_pitch, bool m_fastest, float* __restrict__ dq) {
+  pdl_prologue();
   const int kblocks = K / 128;
   const int item = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (item >= Mp * kblocks) return;
@@ -37,6 +39,7 @@ __global__ void quant_act_kernel(const float* __restrict__ x, int M, int Mp, int
 // One block of n threads per row: the Sylvester-order Walsh-Hadamard butterflies of the CPU backend (same
 // additions in the same order, so bit-identical), scale n^-1/2, one ue8m0 scale per row, e4m3 round trip.
 __global__ void hadamard_kernel(float* x, int n) {
+  pdl_prologue();
   extern __shared__ float v[];
   __shared__ float red[32];
   float* row = x + size_t(blockIdx.x) * n;
@@ -68,11 +71,11 @@ __global__ void hadamard_kernel(float* x, int n) {
 void launch_quant_fp8_act(const float* x, int M, int Mp, int K, uint8_t* q, float* s, int s_pitch, bool m_fastest,
                           float* dq, cudaStream_t st) {
   const int items = Mp * (K / 128);
-  if (items) quant_act_kernel<<<(items + 7) / 8, 256, 0, st>>>(x, M, Mp, K, q, s, s_pitch, m_fastest, dq);
+  if (items) launch_k(quant_act_kernel, (items + 7) / 8, 256, 0, st, x, M, Mp, K, q, s, s_pitch, m_fastest, dq);
 }
 
 void launch_hadamard_fp8_round(float* x, int rows, int n, cudaStream_t st) {
-  if (rows) hadamard_kernel<<<rows, n < 32 ? 32 : n, n * sizeof(float), st>>>(x, n);
+  if (rows) launch_k(hadamard_kernel, rows, n < 32 ? 32 : n, n * sizeof(float), st, x, n);
 }
 
 }  // namespace ds::backend::cuda

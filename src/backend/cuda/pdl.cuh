@@ -1,0 +1,50 @@
+// Programmatic dependent launch (Hopper): a kernel launched with launch_k may be scheduled while the
+// kernel before it in the stream is still running — its blocks start as the other's drain, instead of
+// after the launch gap — and waits at pdl_prologue() until that kernel has finished and its writes are
+// visible. Decode steps are chains of ~40 small kernels per layer, where those gaps are a large part of
+// the step (docs/PERF.md). Captured into CUDA graphs as programmatic edges.
+//
+// The rule that keeps this correct: every kernel launched with launch_k calls pdl_prologue() before it
+// touches global memory (reads or writes: a buffer it writes may still be read by the kernel before, e.g.
+// one the caching allocator handed over). A kernel so launched that finished before its predecessor would
+// break stream order; one that waits in turn waited for the one before it, so the chain stays ordered.
+// Kernels launched with <<< >>> (or by libraries) keep plain stream order.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <utility>
+
+namespace ds::backend::cuda {
+
+// Waits for the preceding kernel (a no-op when not launched as a dependent), then lets the next kernel of
+// the stream be scheduled early (it waits in its own prologue for this one to finish).
+__device__ __forceinline__ void pdl_prologue() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Whether launch_k launches as a dependent: on when every device the process set up is sm_90 or newer and
+// DSSERVE_PDL is not 0 (CudaBackend's constructor decides; set_pdl for tests and A/B runs).
+std::atomic<bool>& pdl_flag();
+inline bool pdl_enabled() { return pdl_flag().load(std::memory_order_relaxed); }
+
+template <typename... Params, typename... Args>
+void launch_k(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, Args&&... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = st;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  // A failed launch is reported by the caller's check_launch (cudaGetLastError), as for <<< >>>.
+  (void)cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+}  // namespace ds::backend::cuda

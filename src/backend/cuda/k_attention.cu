@@ -10,6 +10,7 @@
 #include <cuda_bf16.h>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 #include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/per_device.h"
 
@@ -32,6 +33,7 @@ __host__ __device__ inline int pitch_of(int D) { return (D + 3) / 4 * 4 + 4; }  
 // POOL: 0 fp32 rows, 1 bf16 rows, 2 packed FP8 rows (dequantised here as they are gathered).
 template <int POOL>
 __global__ void __launch_bounds__(NT) mla_kernel(MlaArgs a) {
+  pdl_prologue();
   extern __shared__ float4 sm4[];
   float* sm = reinterpret_cast<float*>(sm4);
   const int Dp = pitch_of(a.D), D4 = a.D / 4;
@@ -157,6 +159,7 @@ __global__ void __launch_bounds__(NT) mla_kernel(MlaArgs a) {
 }
 
 __global__ void mla_combine_kernel(MlaArgs a) {
+  pdl_prologue();
   // The splits' maxima and weights go through shared memory once; the column loop then keeps several
   // independent partial loads in flight (unrolled), instead of one dependent load per split and column.
   __shared__ float ms[kMlaMaxSplit], ls[kMlaMaxSplit];
@@ -201,6 +204,7 @@ __device__ float block_reduce(float v, float* red, bool is_max) {
 }
 
 __global__ void expanded_kernel(ExpandedArgs a) {
+  pdl_prologue();
   __shared__ float red[32];
   const int th = blockIdx.x, t = th / a.H, h = th % a.H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
@@ -254,18 +258,18 @@ void launch_mla_absorbed(const MlaArgs& a, cudaStream_t st) {
     cudaFuncSetAttribute(mla_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(mla_smem_bytes(kMlaMaxD)));
   });
   dim3 grid(unsigned(a.nsplit), unsigned((a.H + HG - 1) / HG), unsigned(a.T));
-  if (a.pool_fp8) mla_kernel<2><<<grid, NT, smem, st>>>(a);
-  else if (a.pool_bf16) mla_kernel<1><<<grid, NT, smem, st>>>(a);
-  else mla_kernel<0><<<grid, NT, smem, st>>>(a);
+  if (a.pool_fp8) launch_k(mla_kernel<2>, grid, NT, smem, st, a);
+  else if (a.pool_bf16) launch_k(mla_kernel<1>, grid, NT, smem, st, a);
+  else launch_k(mla_kernel<0>, grid, NT, smem, st, a);
   if (a.nsplit > 1) launch_mla_combine(a, st);
 }
 
 void launch_mla_combine(const MlaArgs& a, cudaStream_t st) {
-  if (a.T && a.H) mla_combine_kernel<<<unsigned(a.T * a.H), 128, 0, st>>>(a);
+  if (a.T && a.H) launch_k(mla_combine_kernel, unsigned(a.T * a.H), 128, 0, st, a);
 }
 
 void launch_attention_expanded(const ExpandedArgs& a, cudaStream_t st) {
-  if (a.T && a.H) expanded_kernel<<<unsigned(a.T * a.H), 128, 0, st>>>(a);
+  if (a.T && a.H) launch_k(expanded_kernel, unsigned(a.T * a.H), 128, 0, st, a);
 }
 
 }  // namespace ds::backend::cuda

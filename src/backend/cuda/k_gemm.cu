@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace ds::backend::cuda {
 
@@ -29,6 +30,7 @@ __device__ __forceinline__ float load_w(const void* data, size_t idx) {
 
 template <int WT, bool TRANS>
 __global__ void __launch_bounds__(256) gemm_kernel(GemmArgs g, WeightRef w) {
+  pdl_prologue();
   __shared__ float As[BK][BM + 4];
   __shared__ float Ws[BK][BN + 4];
   const int b = blockIdx.z;
@@ -90,8 +92,8 @@ __global__ void __launch_bounds__(256) gemm_kernel(GemmArgs g, WeightRef w) {
 template <int WT>
 void launch_w(const GemmArgs& g, const WeightRef& w, cudaStream_t st) {
   dim3 grid(unsigned((g.N + BN - 1) / BN), unsigned((g.M + BM - 1) / BM), unsigned(g.batch));
-  if (g.trans_w) gemm_kernel<WT, true><<<grid, 256, 0, st>>>(g, w);
-  else gemm_kernel<WT, false><<<grid, 256, 0, st>>>(g, w);
+  if (g.trans_w) launch_k(gemm_kernel<WT, true>, grid, 256, 0, st, g, w);
+  else launch_k(gemm_kernel<WT, false>, grid, 256, 0, st, g, w);
 }
 }  // namespace
 
@@ -107,6 +109,7 @@ void launch_gemm_simt(const GemmArgs& g, const WeightRef& w, cudaStream_t st) {
 namespace {
 template <int WT>
 __global__ void dequant_kernel(WeightRef w, int row0, int rows, float* out) {
+  pdl_prologue();
   const size_t n = size_t(rows) * w.cols;
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
     const int r = row0 + int(i / w.cols), c = int(i % w.cols);
@@ -122,9 +125,9 @@ void launch_dequant_rows(const WeightRef& w, int row0, int rows, float* out, cud
   const size_t n = size_t(rows) * w.cols;
   const unsigned blocks = unsigned(std::min<size_t>((n + 255) / 256, 4096));
   switch (w.type) {
-    case WType::FP8: dequant_kernel<int(WType::FP8)><<<blocks, 256, 0, st>>>(w, row0, rows, out); break;
-    case WType::BF16: dequant_kernel<int(WType::BF16)><<<blocks, 256, 0, st>>>(w, row0, rows, out); break;
-    case WType::F32: dequant_kernel<int(WType::F32)><<<blocks, 256, 0, st>>>(w, row0, rows, out); break;
+    case WType::FP8: launch_k(dequant_kernel<int(WType::FP8)>, blocks, 256, 0, st, w, row0, rows, out); break;
+    case WType::BF16: launch_k(dequant_kernel<int(WType::BF16)>, blocks, 256, 0, st, w, row0, rows, out); break;
+    case WType::F32: launch_k(dequant_kernel<int(WType::F32)>, blocks, 256, 0, st, w, row0, rows, out); break;
   }
 }
 

@@ -36,6 +36,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 #include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/mma_bf16.cuh"
 #include "backend/cuda/per_device.h"
@@ -105,6 +106,7 @@ __device__ __forceinline__ int slot_at(const int32_t* pt, int pt_lo, int pt_n, i
 // shared memory allows it: more warps to hide the per-tile latency chain).
 template <int QB, bool FP8>
 __global__ void __launch_bounds__(QB * 128, FP8 && QB == 1 ? 3 : 2) score_tc_kernel(IndexerArgs a) {
+  pdl_prologue();
   constexpr int NW = 4 * QB, NT = NW * 32;
   constexpr int TPR = NT / KT;        // threads per key row in the copy
   constexpr int CPT = (D / 4) / TPR;  // 16-byte fp32 chunks per thread and tile
@@ -338,12 +340,12 @@ void launch_indexer_scores_tc(const IndexerArgs& a, cudaStream_t st) {
   const int qb = indexer_tc_queries_per_block(a.Tc);
   const dim3 grid(unsigned((a.L + KT * a.tiles - 1) / (KT * a.tiles)), unsigned((a.Tc + qb - 1) / qb));
   if (a.k_fp8) {
-    if (qb == 2) score_tc_kernel<2, true><<<grid, 2 * 128, tc_smem_bytes<2, true>(), st>>>(a);
-    else score_tc_kernel<1, true><<<grid, 128, tc_smem_bytes<1, true>(), st>>>(a);
+    if (qb == 2) launch_k(score_tc_kernel<2, true>, grid, 2 * 128, tc_smem_bytes<2, true>(), st, a);
+    else launch_k(score_tc_kernel<1, true>, grid, 128, tc_smem_bytes<1, true>(), st, a);
   } else if (qb == 2) {
-    score_tc_kernel<2, false><<<grid, 2 * 128, tc_smem_bytes<2, false>(), st>>>(a);
+    launch_k(score_tc_kernel<2, false>, grid, 2 * 128, tc_smem_bytes<2, false>(), st, a);
   } else {
-    score_tc_kernel<1, false><<<grid, 128, tc_smem_bytes<1, false>(), st>>>(a);
+    launch_k(score_tc_kernel<1, false>, grid, 128, tc_smem_bytes<1, false>(), st, a);
   }
 }
 

@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 #include "backend/cuda/mma_bf16.cuh"
 #include "backend/cuda/per_device.h"
 
@@ -47,6 +48,7 @@ __device__ __forceinline__ uint32_t pack_bf16(float x0, float x1) {
 // One 16-byte chunk (8 elements) of the output per thread: K chunks of every head, then V chunks.
 template <bool BF16_OUT, bool HEAD_MAJOR, bool ROPE_BF16>
 __global__ void mha_pack_kernel(MhaPackArgs a, void* k_out, void* v_out) {
+  pdl_prologue();
   const int Dq = a.Dn + a.Dr, kch = Dq / 8, vch = a.Dv / 8, per_row = a.H * (kch + vch);
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= int64_t(a.N) * per_row) return;
@@ -99,12 +101,13 @@ void launch_pack(const MhaPackArgs& a, void* k, void* v, cudaStream_t st) {
   const int64_t chunks = int64_t(a.N) * a.H * ((a.Dn + a.Dr) / 8 + a.Dv / 8);
   if (chunks == 0) return;
   const unsigned blocks = unsigned((chunks + 255) / 256);
-  if (a.rope_bf16) mha_pack_kernel<BF16_OUT, HEAD_MAJOR, true><<<blocks, 256, 0, st>>>(a, k, v);
-  else mha_pack_kernel<BF16_OUT, HEAD_MAJOR, false><<<blocks, 256, 0, st>>>(a, k, v);
+  if (a.rope_bf16) launch_k(mha_pack_kernel<BF16_OUT, HEAD_MAJOR, true>, blocks, 256, 0, st, a, k, v);
+  else launch_k(mha_pack_kernel<BF16_OUT, HEAD_MAJOR, false>, blocks, 256, 0, st, a, k, v);
 }
 
 template <int DQK, int DV>
 __global__ void __launch_bounds__(NT, 1) mha_tc_kernel(MhaArgs a) {
+  pdl_prologue();
   static_assert(DQK % 16 == 0 && DV % 16 == 0, "widths");
   constexpr int QP = pitch_of(DQK), VP = pitch_of(DV), rq = QP * 2, rv = VP * 2;  // row bytes
   constexpr int KS = DQK / 16, NS = BN / 8, ND = DV / 8;  // k-steps of S, key tiles of 8, value tiles of 8
@@ -269,7 +272,7 @@ void launch_tc(const MhaArgs& a, cudaStream_t st) {
     cudaFuncSetAttribute(mha_tc_kernel<DQK, DV>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          int(smem_bytes<DQK, DV>()));
   });
-  mha_tc_kernel<DQK, DV><<<dim3(unsigned(a.ntiles), unsigned(a.H)), NT, smem_bytes<DQK, DV>(), st>>>(a);
+  launch_k(mha_tc_kernel<DQK, DV>, dim3(unsigned(a.ntiles), unsigned(a.H)), NT, smem_bytes<DQK, DV>(), st, a);
 }
 }  // namespace
 

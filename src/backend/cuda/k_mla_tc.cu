@@ -32,6 +32,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 #include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/mma_bf16.cuh"
 #include "backend/cuda/per_device.h"
@@ -64,6 +65,7 @@ __device__ __forceinline__ uint32_t pswz(int r, int c) { return r * 64 + ((c ^ (
 // kv_bf16x8): fp32 conversions between three barriers had made the kernel 1.6x slower than on BF16 rows.
 template <int D, int DL, bool FP8>
 __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
+  pdl_prologue();
   static_assert(smem_bytes(D) <= kMaxSmem && D % 64 == 0 && DL % 64 == 0 && DL <= D, "widths");
   constexpr int NPAIR = DL / 64, nch = D / 8, rowb = D * 2;
   extern __shared__ __align__(128) uint8_t sm[];
@@ -412,9 +414,9 @@ void launch_mla_tc(const MlaArgs& a, cudaStream_t st) {
                          int(smem_bytes(576)));
   });
   dim3 grid(unsigned(a.nsplit), unsigned((a.H + HB - 1) / HB), unsigned(a.T));
-  if (a.pool_fp8) mla_tc_kernel<576, 512, true><<<grid, NT, smem, st>>>(a);  // mla_tc_takes_fp8: 576 only
-  else if (a.D == 576) mla_tc_kernel<576, 512, false><<<grid, NT, smem, st>>>(a);
-  else mla_tc_kernel<320, 256, false><<<grid, NT, smem, st>>>(a);
+  if (a.pool_fp8) launch_k(mla_tc_kernel<576, 512, true>, grid, NT, smem, st, a);  // mla_tc_takes_fp8: 576 only
+  else if (a.D == 576) launch_k(mla_tc_kernel<576, 512, false>, grid, NT, smem, st, a);
+  else launch_k(mla_tc_kernel<320, 256, false>, grid, NT, smem, st, a);
 }
 
 }  // namespace ds::backend::cuda

@@ -26,6 +26,7 @@
 
 #include "backend/cuda/fp8_act.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 #include "backend/cuda/mma_bf16.cuh"
 #include "backend/cuda/per_device.h"
 #include "backend/cuda/wgmma_fp8.cuh"
@@ -63,6 +64,7 @@ __device__ __forceinline__ void warpgroup_barrier(int wg) {
 
 template <bool GATED>
 __global__ void __launch_bounds__(128 * kWarpgroups<GATED>, GATED ? 1 : 2) moe_fp8_gemm_kernel(const MoeFp8GemmArgs a) {
+  pdl_prologue();
   constexpr int kWGs = kWarpgroups<GATED>, kBN = kWN * kWGs;  // weight rows per block
   extern __shared__ uint8_t smem_raw[];
   const int tile = blockIdx.y;
@@ -238,8 +240,8 @@ void launch_moe_fp8_gemm(const MoeFp8GemmArgs& a, bool gated, cudaStream_t st) {
   });
   // Gated: 128 intermediate columns per block; down: 128 output columns.
   const dim3 grid(unsigned(a.N / 128), unsigned(a.max_tiles));
-  if (gated) moe_fp8_gemm_kernel<true><<<grid, 128 * kWarpgroups<true>, kSmemBytes<true>, st>>>(a);
-  else moe_fp8_gemm_kernel<false><<<grid, 128 * kWarpgroups<false>, kSmemBytes<false>, st>>>(a);
+  if (gated) launch_k(moe_fp8_gemm_kernel<true>, grid, 128 * kWarpgroups<true>, kSmemBytes<true>, st, a);
+  else launch_k(moe_fp8_gemm_kernel<false>, grid, 128 * kWarpgroups<false>, kSmemBytes<false>, st, a);
 }
 
 }  // namespace ds::backend::cuda

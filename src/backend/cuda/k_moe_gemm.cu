@@ -11,6 +11,7 @@
 // exit at once, so the launch does not depend on the routing. The gated kernel reads the gate and up rows
 // of the same outputs and applies SwiGLU in its epilogue: the [P, I] intermediate is written once.
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 #include "backend/cuda/tf32_mma.cuh"
 
 namespace ds::backend::cuda {
@@ -21,6 +22,7 @@ constexpr int kTile = kMoeTileRows;  // one MMA column block
 
 template <int WT, bool GATED>
 __global__ void __launch_bounds__(kWarps * 32, 2) moe_gemm_kernel(MoeGemmArgs a) {
+  pdl_prologue();
   constexpr int NM = GATED ? 2 : 1;  // weight matrices per block
   constexpr int EB = WT == int(WType::FP8) ? 1 : 2;
   // Steps loaded ahead: 128 bytes of weights in flight per lane, within 128 registers (2 blocks per SM).
@@ -131,7 +133,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) moe_gemm_kernel(MoeGemmArgs a)
 template <int WT, bool GATED>
 void launch_typed(const MoeGemmArgs& a, cudaStream_t st) {
   const dim3 grid(unsigned(a.max_tiles), unsigned((a.N + 15) / 16));
-  moe_gemm_kernel<WT, GATED><<<grid, kWarps * 32, 0, st>>>(a);
+  launch_k(moe_gemm_kernel<WT, GATED>, grid, kWarps * 32, 0, st, a);
 }
 }  // namespace
 

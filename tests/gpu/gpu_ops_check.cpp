@@ -241,6 +241,17 @@ void check_rope_copy_cache() {
   g_gpu->copy_cols(dg, 5, up(src), 33, 41);
   g_cpu->copy_cols(dc, 5, src, 33, 41);
   record("copy_cols", "19 rows, 41 of 100 -> 70", cmp(dg, dc).rel, 0.0);
+  // Wider words where addresses, pitches and width allow (16-byte: 64 of 576 at column 512, the rope key),
+  // and more rows than one grid's y extent (70,000: chunks of 65,535).
+  for (auto [rows, sw, dw, sc, dcol, n] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>{37, 576, 64, 512, 0, 64},
+                                           {70000, 12, 8, 4, 0, 8}, {5, 7, 7, 1, 2, 3}}) {
+    Tensor s2 = randn({rows, sw}), d2 = randn({rows, dw}), d2c = Tensor::empty({rows, dw}, DType::F32);
+    std::copy_n(d2.f32(), d2.numel(), d2c.f32());
+    Tensor d2g = up(d2);
+    g_gpu->copy_cols(d2g, dcol, up(s2), sc, n);
+    g_cpu->copy_cols(d2c, dcol, s2, sc, n);
+    record("copy_cols", fmt::format("{} rows, {} of {} at {} -> {} at {}", rows, n, sw, sc, dw, dcol), cmp(d2g, d2c).rel, 0.0);
+  }
   // cache_write / cache_gather with scattered slots
   const int64_t R = 1000, D = 576;
   Tensor pool = randn({R, D}), pc = Tensor::empty({R, D}, DType::F32);

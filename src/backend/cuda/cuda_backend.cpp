@@ -508,9 +508,9 @@ void CudaBackend::copy_cols(Tensor& dst, int64_t dst_col0, const Tensor& src, in
            "copy_cols: {} <- {}", dst.describe(), src.describe());
   if (T == 0 || ncols == 0) return;
   const size_t e = dtype_size(src.dtype());
-  DS_CUDA_CHECK(cudaMemcpy2DAsync(static_cast<char*>(dst.raw()) + dst_col0 * e, ds * e,
-                                  static_cast<const char*>(src.raw()) + src_col0 * e, ss * e, ncols * e, size_t(T),
-                                  cudaMemcpyDeviceToDevice, stream_));
+  launch_copy_cols(static_cast<char*>(dst.raw()) + dst_col0 * e, ds * e, static_cast<const char*>(src.raw()) + src_col0 * e,
+                   ss * e, ncols * e, T, stream_);
+  check_launch("copy_cols");
 }
 
 // ---------------------------------------------------------------- KV pools

@@ -284,6 +284,39 @@ void launch_cache_write_bf16(uint16_t* pool, int D, int col0, const float* rows,
 void launch_gather_rows_bf16(const uint16_t* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st) {
   if (n) launch_k(gather_rows_bf16_kernel, n, row_threads(D), 0, st, src, D, idx, out);
 }
+// blockIdx.y = row, words of W across the x blocks.
+template <typename W>
+__global__ void copy_cols_kernel(W* dst, size_t dst_pitch, const W* src, size_t src_pitch, size_t words) {
+  pdl_prologue();
+  W* d = dst + size_t(blockIdx.y) * dst_pitch;
+  const W* s = src + size_t(blockIdx.y) * src_pitch;
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < words; i += size_t(gridDim.x) * blockDim.x)
+    d[i] = s[i];
+}
+void launch_copy_cols(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, int64_t T,
+                      cudaStream_t st) {
+  if (T == 0 || width == 0) return;
+  if (T > 65535) {  // grid.y: chunks of rows
+    for (int64_t t0 = 0; t0 < T; t0 += 65535)
+      launch_copy_cols(static_cast<char*>(dst) + size_t(t0) * dst_pitch, dst_pitch,
+                       static_cast<const char*>(src) + size_t(t0) * src_pitch, src_pitch, width,
+                       std::min<int64_t>(65535, T - t0), st);
+    return;
+  }
+  // The widest word that divides both addresses, both pitches and the width.
+  const size_t all = reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src) | dst_pitch | src_pitch | width;
+  auto go = [&](auto w) {
+    using W = decltype(w);
+    const size_t words = width / sizeof(W);
+    const dim3 grid(unsigned(std::min<size_t>((words + 255) / 256, 64)), unsigned(T));
+    launch_k(copy_cols_kernel<W>, grid, 256, 0, st, static_cast<W*>(dst), dst_pitch / sizeof(W),
+             static_cast<const W*>(src), src_pitch / sizeof(W), words);
+  };
+  if (all % 16 == 0) go(int4{});
+  else if (all % 4 == 0) go(uint32_t{});
+  else if (all % 2 == 0) go(uint16_t{});
+  else go(uint8_t{});
+}
 // One block per row, copying in the widest word the row size allows (rows start at multiples of it).
 template <typename W>
 __global__ void gather_words_kernel(const W* pool, size_t words, const int32_t* idx, W* out) {

@@ -54,6 +54,10 @@ void launch_cache_write(float* pool, int D, int col0, const float* rows, int n, 
                         cudaStream_t st);
 // out[i, :] = src[idx[i], :]  (row width D)
 void launch_gather_rows(const float* src, int D, const int32_t* idx, int n, float* out, cudaStream_t st);
+// A column range of every row: dst[t, 0:width] = src[t, 0:width] (bytes; row t at t * pitch), T rows. A kernel
+// rather than cudaMemcpy2DAsync so that it joins the step's chain of dependent launches (pdl.cuh).
+void launch_copy_cols(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, int64_t T,
+                      cudaStream_t st);
 // Raw rows of row_bytes bytes: out[i] = pool[idx[i]] (gather) / pool[idx[i]] = in[i] (scatter).
 void launch_gather_bytes(const void* pool, size_t row_bytes, const int32_t* idx, int n, void* out, cudaStream_t st);
 void launch_scatter_bytes(void* pool, size_t row_bytes, const int32_t* idx, int n, const void* in, cudaStream_t st);

@@ -18,8 +18,9 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSSERVE_CUDA=ON -D
     >>"$L/build.log" 2>&1
 build=$?
 t1=$(date +%s)
+save() { tar czf "$LOG/mla.tgz" -C "$L" . 2>/dev/null; }  # after every step: a killed call still returns logs
 finish() {
-  tar czf "$LOG/mla.tgz" -C "$L" . 2>/dev/null
+  save
   echo "== build $((t1 - t0)) s, total $(($(date +%s) - t0)) s"
 }
 if [ $build -ne 0 ]; then tail -40 "$L/build.log"; echo "BUILD FAILED"; finish; exit 1; fi
@@ -28,28 +29,34 @@ B=build-gpu/tests/gpu
 O=build-gpu/src/backend/CMakeFiles/ds_backend_cuda.dir/cuda/k_mla_wgmma.cu.o
 cuobjdump --dump-sass "$O" >"$L/sass.txt" 2>&1
 echo "SASS: $(grep -c HGMMA "$L/sass.txt") HGMMA, $(grep -c 'LDL\|STL' "$L/sass.txt") local loads/stores, $(grep -c 'HMMA' "$L/sass.txt") HMMA"
-timeout 180 $B/gpu_ops_check mla >"$L/mla.log" 2>&1
+timeout 150 $B/gpu_ops_check mla >"$L/mla.log" 2>&1
 mla=$?
+save
 grep -h "FAIL\|^== " "$L/mla.log" | head -40
 if [ $mla -ne 0 ]; then  # the MN-major descriptor's other reading, to learn which one the hardware takes
-  DSSERVE_MLA_WGMMA_DEBUG=1 timeout 120 $B/gpu_ops_check mla >"$L/mla-swap.log" 2>&1
+  DSSERVE_MLA_WGMMA_DEBUG=1 timeout 90 $B/gpu_ops_check mla >"$L/mla-swap.log" 2>&1
   echo "with DSSERVE_MLA_WGMMA_DEBUG=1: $(grep -h '^== ' "$L/mla-swap.log")"
   grep -h "wgmma" "$L/mla-swap.log" | head -12
+  save
 fi
-timeout 240 $B/gpu_bench mla >"$L/bench.log" 2>&1
+timeout 180 $B/gpu_bench mla >"$L/bench.log" 2>&1
 echo "gpu_bench mla exit $?"
-grep -h "^| \(decode\|prefill\)" "$L/bench.log" | tail -8
+save
+grep -h "^| \(decode\|prefill\)" "$L/bench.log" | tail -9
 grep -h "ceiling" "$L/bench.log" | head -3
 if [ "${MLA_STAGE:-all}" = all ] && [ $mla -eq 0 ]; then
-  timeout 300 $B/gpu_ops_check >"$L/ops.log" 2>&1
-  timeout 240 $B/gpu_model_check >"$L/model.log" 2>&1
-  timeout 120 $B/gpu_sampling_check >"$L/sampling.log" 2>&1
-  for k in tc auto; do
-    DSSERVE_MLA_KERNEL=$k timeout 240 build-gpu/dsserve bench model --preset full-width --num-layers 8 --device cuda \
+  for k in auto tc; do
+    DSSERVE_MLA_KERNEL=$k timeout 150 build-gpu/dsserve bench model --preset full-width --num-layers 8 --device cuda \
       --batch '' --prefill 8192 --profile >"$L/model-$k.log" 2>&1
     echo "bench model DSSERVE_MLA_KERNEL=$k exit $?:"
-    grep -h "^ *8 *8192\|mla_attention_absorbed\|^op \|step (unprofiled)" "$L/model-$k.log" | head -6
+    grep -h "^ *8 *8192\|mla_attention_absorbed\|Profile: prefill" "$L/model-$k.log" | head -6
+    save
   done
+  timeout 240 $B/gpu_ops_check >"$L/ops.log" 2>&1
+  save
+  timeout 200 $B/gpu_model_check >"$L/model.log" 2>&1
+  save
+  timeout 90 $B/gpu_sampling_check >"$L/sampling.log" 2>&1
   for f in ops model sampling; do echo "$f: $(grep -h '^== ' "$L/$f.log" || echo none)"; grep -h "FAILED:" "$L/$f.log" | head -10; done
 fi
 finish

@@ -109,6 +109,16 @@ void check_mla_wgmma() {
     const Err e = compare(o, ref);
     record("mla_attention_absorbed wgmma", fmt::format("rel, {}: {}", path, what), path == "wgmma" ? e.rel : INFINITY,
            1e-2);
+    if (!(e.rel <= 1e-2)) {  // which warpgroup's columns are off (0: scores + O[:, :Dl/2], 1: O[:, Dl/2:])
+      double d2[2] = {0, 0}, r2[2] = {0, 0};
+      for (int64_t i = 0; i < o.numel(); ++i) {
+        const int half = (i % c.Dl) >= c.Dl / 2;
+        const double x = o.f32()[i], y = ref.f32()[i];
+        d2[half] += (x - y) * (x - y), r2[half] += y * y;
+      }
+      std::printf("     columns [0, Dl/2): rel %.3e, [Dl/2, Dl): rel %.3e\n", std::sqrt(d2[0] / r2[0]),
+                  std::sqrt(d2[1] / r2[1]));
+    }
     // The worst-case bound from the roundings (file comment).
     double vmax = 0, dmax = 0;
     for (int64_t r = 0; r < pw.numel() / D; ++r)

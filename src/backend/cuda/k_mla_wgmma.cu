@@ -3,14 +3,15 @@
 // numerics: the fp32 query rounded once to bf16, bf16 keys (exact: the pool's values), the softmax weights P
 // rounded to bf16, fp32 accumulation and fp32 online softmax (row sums from the unrounded weights).
 //
-// Block: one token, 64 heads (wgmma M), a slice of its key list, in steps of 64 keys; 288 threads:
+// Block: one token, 64 heads (wgmma M), a slice of its key list, in steps of 64 keys; 384 threads:
 //   warpgroup 0 (warps 0-3): S = Q K^T over all D columns (36 x m64n64k16, both operands in shared memory),
 //     the masked online softmax in registers, P to shared memory for warpgroup 1, then
 //     O[:, 0:Dl/2] += P V (4 x m64n256k16, P from registers, V read MN-major from the same key tile);
 //   warpgroup 1 (warps 4-7): O[:, Dl/2:Dl] += P V (P from shared memory), its rows rescaled by the
 //     factors warpgroup 0 publishes; it runs a step behind, beside warpgroup 0's next S;
-//   warp 8, the producer: positions -> pool rows through the page table, cp.async of the 64 rows of a
-//     step into one of two key buffers, completion on that buffer's "full" mbarrier.
+//   warpgroup 2, the producer (56 registers, setmaxnreg; the consumers get 224): positions -> pool rows
+//     through the page table, cp.async of the 64 rows of a step (16 per warp) into one of two key buffers,
+//     completion on that buffer's "full" mbarrier.
 // O is 64 x Dl fp32 = 128 registers per thread in each consumer warpgroup; the split by columns is what
 // fits. Why one warpgroup computes all of S: with N = 64 keys each k-step reads as many bytes of shared
 // memory (A 2 KB + B 2 KB) as the tensor cores need cycles, the balance point; two warpgroups of 32 keys
@@ -48,7 +49,10 @@ namespace ds::backend::cuda {
 namespace {
 constexpr int HB = 64;       // heads per block: the wgmma M
 constexpr int KS = 64;       // keys per step
-constexpr int NTH = 9 * 32;  // two consumer warpgroups + the producer warp
+constexpr int NTH = 3 * 128;  // two consumer warpgroups + the producer warpgroup
+// Registers: a kernel with wgmma is given registers per warpgroup, so 384 threads start at 168 each; the
+// producer gives most of its share to the consumers (O alone is 128 per thread): 2 x 224 + 56 = 504 <= 512.
+constexpr int kRegsConsumer = 224, kRegsProducer = 56;
 constexpr int kTile = 64 * 128;  // one operand tile: 64 rows x 128 bytes
 constexpr int kMaxSmem = 232448;
 constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
@@ -78,7 +82,7 @@ __device__ __forceinline__ uint32_t pack_bf16(float a, float b) {
 }
 
 template <int D, int DL>
-__global__ void __maxnreg__(224) mla_wgmma_kernel(const MlaArgs a) {
+__global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
   using P = Plan<D>;
   constexpr int NT = P::NT, NH = DL / 2, NO = NH / 2;  // NO: accumulators per thread (64 x NH / 128)
   constexpr int rowb = D * 2, nch = D / 8;                // pool row bytes, 16-byte chunks per row
@@ -100,13 +104,17 @@ __global__ void __maxnreg__(224) mla_wgmma_kernel(const MlaArgs a) {
   const int nsteps = j_end > j_begin ? (j_end - j_begin + KS - 1) / KS : 0;
 
   if (tid == 0) {
-    mbar_init(bar_full, 64), mbar_init(bar_full + 8, 64);  // 32 ring writers + 32 cp.async completions
+    mbar_init(bar_full, 256), mbar_init(bar_full + 8, 256);  // 128 ring writers + 128 cp.async completions
     mbar_init(bar_empty, 8), mbar_init(bar_empty + 8, 8);  // lane 0 of each consumer warp
   }
   __syncthreads();
 
-  if (warp == 8) {
-    // ---------------- producer warp: lane = key of each half step (keys 32 h + lane)
+  if (warp >= 8) {
+    // ---------------- producer warpgroup: warp pw gathers keys 16 pw .. 16 pw + 15 of each step. Every warp
+    // reads the step's 64 positions (lane = keys lane and 32 + lane) to find where the list ends; each looks up
+    // the page table for its own keys only.
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegsProducer));
+    const int pw = warp - 8;
     const int seq = a.b.seq_of_token[t];
     const int pt_lo = a.b.pt_off[seq], pt_n = a.b.pt_off[seq + 1] - pt_lo, ps = a.b.page_size;
     const int32_t* idx = a.index + size_t(t) * a.K;
@@ -115,6 +123,8 @@ __global__ void __maxnreg__(224) mla_wgmma_kernel(const MlaArgs a) {
       const int j = j_begin + s * KS + h * 32 + lane;
       return j < j_end ? __ldg(idx + j) : -1;
     };
+    const int hm = pw >> 1;  // my keys are in half hm, lanes 16 (pw & 1) ..
+    const bool mine = (lane >> 4) == (pw & 1);
     int pn0 = -1, pn1 = -1;  // positions of the next step (loaded one step ahead)
     if (nsteps > 0) pn0 = pos_at(0, 0), pn1 = pos_at(0, 1);
     bool ended = false;
@@ -129,34 +139,33 @@ __global__ void __maxnreg__(224) mla_wgmma_kernel(const MlaArgs a) {
         const unsigned neg = __ballot_sync(0xffffffffu, p < 0);
         row[h] = -2;
         if (!ended && (neg & ((2u << lane) - 1u)) == 0) {  // no negative entry up to this key
-          const int pg = p / ps;
-          row[h] = pg < pt_n ? __ldg(a.b.pt + pt_lo + pg) * ps + (p - pg * ps) : -1;
+          row[h] = 0;
+          if (h == hm && mine) {
+            const int pg = p / ps;
+            row[h] = pg < pt_n ? __ldg(a.b.pt + pt_lo + pg) * ps + (p - pg * ps) : -1;
+          }
         }
         ended |= neg != 0;
       }
+      const int myrow = hm ? row[1] : row[0];
       if (s >= 2) mbar_wait(bar_empty + 8 * b, ((s >> 1) - 1) & 1);  // step s - 2 left buffer b
-      ring[b * KS + lane] = row[0];
-      ring[b * KS + 32 + lane] = row[1];
+      if (mine) ring[b * KS + 32 * hm + lane] = myrow;
       mbar_arrive(bar_full + 8 * b);  // publishes the ring entries
-      const bool last = __shfl_sync(0xffffffffu, row[0], 0) == -2;  // this step starts past the end
+      const bool last = __shfl_sync(0xffffffffu, row[0], 0) == -2;  // this step starts past the end (all warps)
       if (!last) {
         const uint32_t kb = base + P::k + b * NT * kTile;
         // Row r: lane copies 16-byte chunks lane, lane + 32, ... (a warp moves 512 contiguous bytes per
         // instruction) into tile c / 8, row r, swizzled chunk (c % 8) ^ (r % 8). Masked rows: zeros.
-#pragma unroll 2
-        for (int r8 = 0; r8 < KS / 8; ++r8) {
-          const int rsel = r8 < 4 ? row[0] : row[1];
 #pragma unroll
-          for (int rr = 0; rr < 8; ++rr) {
-            const int r = r8 * 8 + rr;
-            const int pr = __shfl_sync(0xffffffffu, rsel, r & 31);
-            const bool ok = pr >= 0;
-            const uint8_t* src = pool + (ok ? size_t(pr) * rowb : 0) + lane * 16;
-            const uint32_t dst = kb + r * 128 + (((lane & 7) ^ rr) << 4) + (lane >> 3) * kTile;
+        for (int i = 0; i < 16; ++i) {
+          const int r = 16 * pw + i;
+          const int pr = __shfl_sync(0xffffffffu, myrow, 16 * (pw & 1) + i);
+          const bool ok = pr >= 0;
+          const uint8_t* src = pool + (ok ? size_t(pr) * rowb : 0) + lane * 16;
+          const uint32_t dst = kb + r * 128 + (((lane & 7) ^ (i & 7)) << 4) + (lane >> 3) * kTile;
 #pragma unroll
-            for (int c0 = 0; c0 < nch; c0 += 32)
-              if (c0 + lane < nch) cp_async16(dst + (c0 / 8) * kTile, src + (ok ? c0 * 16 : 0), ok);
-          }
+          for (int c0 = 0; c0 < nch; c0 += 32)
+            if (c0 + lane < nch) cp_async16(dst + (c0 / 8) * kTile, src + (ok ? c0 * 16 : 0), ok);
         }
       }
       mbar_arrive_cp_async(bar_full + 8 * b);
@@ -165,6 +174,7 @@ __global__ void __maxnreg__(224) mla_wgmma_kernel(const MlaArgs a) {
     cp_async_wait_all();  // no copy outlives the block
     return;
   }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegsConsumer));
 
   // ---------------- consumers: Q -> bf16, swizzled tiles; heads past H are zeros (never written out)
   {

@@ -20,7 +20,8 @@
 // Shared memory (D = 576): Q bf16 72 KB, two key buffers of 64 x 576 bf16 (72 KB each), P 8 KB, the pool
 // rows of each buffer (the ring), rescale factors, row sums, 4 mbarriers: 226 KB, one block per SM. Every
 // operand tile is [64 rows x 128 bytes] (64 columns) in the 128-byte swizzle, 8 KB, tiles of one buffer
-// 8 KB apart: the same bytes are the K-major B of S (keys x columns) and the MN-major B of P V.
+// 8 KB apart: the same bytes are the K-major B of S (keys x columns) and the MN-major B of P V (descriptor:
+// 64-column blocks 8 KB apart, groups of 8 keys 1 KB apart).
 //
 // Pipeline (buffer b = step % 2; phase parity = (step / 2) % 2):
 //   producer: rows of step s (before waiting) -> wait empty[b] (s >= 2) -> ring[b] + arrive full[b] ->
@@ -36,7 +37,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/mma_bf16.cuh"
@@ -196,8 +196,6 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
     named_bar_sync<kBarQ, 256>();
   }
   const int wg = warp >> 2, w4 = warp & 3, g = lane >> 2, tq = lane & 3;
-  // TEMPORARY (first device run): DSSERVE_MLA_WGMMA_DEBUG=1 swaps the MN-major descriptor's two offsets.
-  const uint32_t mn_lbo = (a.debug & 1) ? 8 * 128 : kTile, mn_sbo = (a.debug & 1) ? kTile : 8 * 128;
   const int row0 = 16 * w4 + g;  // this thread's rows: row0, row0 + 8
   float o[NO];
 #pragma unroll
@@ -297,7 +295,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         const uint32_t pa[4] = {pf[4 * kk], pf[4 * kk + 1], pf[4 * kk + 2], pf[4 * kk + 3]};
-        const uint64_t db = wgmma_desc_sw128_mn(kb + kk * 16 * 128, mn_lbo, mn_sbo);
+        const uint64_t db = wgmma_desc_sw128_mn(kb + kk * 16 * 128, kTile, 8 * 128);
         if constexpr (NH == 256) wgmma_m64n256k16_bf16_rs_tb(o, pa, db, 1);
         else wgmma_m64n128k16_bf16_rs_tb(o, pa, db, 1);
       }
@@ -336,7 +334,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         const uint64_t da = wgmma_desc_sw128(base + P::p + kk * 32);
-        const uint64_t db = wgmma_desc_sw128_mn(kb + kk * 16 * 128, mn_lbo, mn_sbo);
+        const uint64_t db = wgmma_desc_sw128_mn(kb + kk * 16 * 128, kTile, 8 * 128);
         if constexpr (NH == 256) wgmma_m64n256k16_bf16_ss_tb(o, da, db, 1);
         else wgmma_m64n128k16_bf16_ss_tb(o, da, db, 1);
       }
@@ -386,11 +384,8 @@ void launch_mla_wgmma(const MlaArgs& a, cudaStream_t st) {
     cudaFuncSetAttribute(mla_wgmma_kernel<320, 256>, cudaFuncAttributeMaxDynamicSharedMemorySize, Plan<320>::alloc);
   });
   const dim3 grid(unsigned(a.nsplit), unsigned((a.H + HB - 1) / HB), unsigned(a.T));
-  static const int debug = std::getenv("DSSERVE_MLA_WGMMA_DEBUG") ? std::atoi(std::getenv("DSSERVE_MLA_WGMMA_DEBUG")) : 0;
-  MlaArgs b = a;
-  b.debug = debug;
-  if (a.D == 576) mla_wgmma_kernel<576, 512><<<grid, NTH, Plan<576>::alloc, st>>>(b);
-  else mla_wgmma_kernel<320, 256><<<grid, NTH, Plan<320>::alloc, st>>>(b);
+  if (a.D == 576) mla_wgmma_kernel<576, 512><<<grid, NTH, Plan<576>::alloc, st>>>(a);
+  else mla_wgmma_kernel<320, 256><<<grid, NTH, Plan<320>::alloc, st>>>(a);
 }
 
 }  // namespace ds::backend::cuda

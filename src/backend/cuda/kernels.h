@@ -147,7 +147,6 @@ struct MlaArgs {
   // split-K partials (nsplit > 1): o [nsplit, T, H, Dl], m/l [nsplit, T, H]
   int nsplit = 1;
   float *part_o = nullptr, *part_m = nullptr, *part_l = nullptr;
-  int debug = 0;  // TEMPORARY: launch_mla_wgmma's layout variants for the first device run
 };
 constexpr int kMlaMaxDl = 512;
 constexpr int kMlaMaxD = 1024;

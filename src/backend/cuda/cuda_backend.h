@@ -31,7 +31,8 @@ enum FastPart : uint32_t {
   kFastFp8Act = 1,       // FP8 e4m3 activations (1x128, ue8m0 scales) into cuBLASLt for FP8 weights, M > 8
   kFastBf16Gemm = 2,     // BF16 activations into cuBLASLt for large BF16 weights (the LM head), M > 8
   kFastTf32Absorb = 4,   // MLA absorptions as TF32 batched GEMMs from kAbsorbBatchedMinTokens tokens
-  kFastTcAttention = 8,  // tensor-core MLA attention (BF16 latent pools; queries / probabilities as hi+lo)
+  kFastTcAttention = 8,  // tensor-core MLA attention: wgmma with bf16 queries / probabilities (BF16 latent
+                         // pools), mma.sync with hi+lo ones (FP8 pools, or MlaKernel::Tc)
   kFastTcIndexer = 16,   // tensor-core indexer scores
   kFastAll = 31,
 };
@@ -45,10 +46,10 @@ enum FastPart : uint32_t {
 enum class MoePath { Auto, Grouped, GroupedFp8, PerExpert };
 
 // Which kernel mla_attention_absorbed runs in the fast mode (the exact mode always runs the SIMT fp32 kernel).
-// Wgmma (k_mla_wgmma.cu; BF16 pools; bf16 queries and weights): many-query launches. Tc (k_mla_tc.cu; BF16
-// and packed FP8 pools; two-part queries and weights, ~1e-6): the rest. Auto: wgmma where mla_wgmma_wanted()
-// says so, else tc; a kernel pinned where it does not apply (an FP8 or fp32 pool, other widths) falls back
-// as Auto would.
+// Wgmma (k_mla_wgmma.cu; BF16 pools; bf16 queries and weights, ~2e-3). Tc (k_mla_tc.cu; BF16 and packed FP8
+// pools; two-part queries and weights, ~1e-6). Auto: wgmma where mla_wgmma_wanted() says so (today wherever
+// it applies), else tc; a kernel pinned where it does not apply (an FP8 or fp32 pool, other widths) falls
+// back as Auto would.
 enum class MlaKernel { Auto, Wgmma, Tc, Simt };
 
 struct CudaOptions {
@@ -200,7 +201,8 @@ class CudaBackend final : public Backend {
   const char* last_mla_path() const { return last_mla_path_; }
   void set_mla_kernel(MlaKernel k) { opts_.mla_kernel = k; }
   // Auto's choice between the wgmma and the tc kernel for a launch of T queries x H heads x K keys (BF16 pool,
-  // supported widths): from the shape only, so that captured steps stay valid (docs/PERF.md, "wgmma MLA").
+  // supported widths): from the shape only, so that captured steps stay valid (docs/PERF.md, "Sparse MLA on
+  // wgmma").
   bool mla_wgmma_wanted(int64_t T, int64_t H, int64_t K) const;
   // With set_profile(true): the last mla_attention_absorbed call's attention kernel and split merge, in
   // microseconds of device time (its last chunk of queries).

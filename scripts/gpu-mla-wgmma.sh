@@ -3,6 +3,8 @@
 #   MLA_STAGE=quick  build, `gpu_ops_check mla`, `gpu_bench mla`, the kernel's SASS counts
 #   MLA_STAGE=all    (default) also, if the MLA checks pass: gpu_ops_check, gpu_model_check,
 #                    gpu_sampling_check, and the 8-layer 8K prefill with DSSERVE_MLA_KERNEL=tc and =auto
+#   MLA_STAGE=final  as all without the whole gpu_ops_check (its MLA part runs in quick)
+#   MLA_BENCH_ROWS=prefill  gpu_bench mla's prefill rows alone
 # Logs go to $OUT (or /tmp/gpu-mla) as one tarball, a short summary is printed last. Every step has its own
 # time limit, so a hang in one leaves the others their time.
 set -uo pipefail
@@ -33,18 +35,18 @@ timeout 150 $B/gpu_ops_check mla >"$L/mla.log" 2>&1
 mla=$?
 save
 grep -h "FAIL\|^== " "$L/mla.log" | head -40
-if [ $mla -ne 0 ]; then  # the MN-major descriptor's other reading, to learn which one the hardware takes
-  DSSERVE_MLA_WGMMA_DEBUG=1 timeout 90 $B/gpu_ops_check mla >"$L/mla-swap.log" 2>&1
-  echo "with DSSERVE_MLA_WGMMA_DEBUG=1: $(grep -h '^== ' "$L/mla-swap.log")"
-  grep -h "wgmma" "$L/mla-swap.log" | head -12
-  save
-fi
-timeout 180 $B/gpu_bench mla >"$L/bench.log" 2>&1
+GPU_BENCH_MLA=${MLA_BENCH_ROWS:-all} timeout 180 $B/gpu_bench mla >"$L/bench.log" 2>&1
 echo "gpu_bench mla exit $?"
 save
 grep -h "^| \(decode\|prefill\)" "$L/bench.log" | tail -9
 grep -h "ceiling" "$L/bench.log" | head -3
-if [ "${MLA_STAGE:-all}" = all ] && [ $mla -eq 0 ]; then
+if [ "${MLA_STAGE:-all}" != quick ] && [ $mla -eq 0 ]; then
+  suites="model sampling"
+  if [ "${MLA_STAGE:-all}" = all ]; then timeout 240 $B/gpu_ops_check >"$L/ops.log" 2>&1; suites="ops $suites"; save; fi
+  timeout 200 $B/gpu_model_check >"$L/model.log" 2>&1
+  save
+  timeout 90 $B/gpu_sampling_check >"$L/sampling.log" 2>&1
+  for f in $suites; do echo "$f: $(grep -h '^== ' "$L/$f.log" || echo none)"; grep -h "FAILED:" "$L/$f.log" | head -10; done
   for k in auto tc; do
     DSSERVE_MLA_KERNEL=$k timeout 150 build-gpu/dsserve bench model --preset full-width --num-layers 8 --device cuda \
       --batch '' --prefill 8192 --profile >"$L/model-$k.log" 2>&1
@@ -52,11 +54,5 @@ if [ "${MLA_STAGE:-all}" = all ] && [ $mla -eq 0 ]; then
     grep -h "^ *8 *8192\|mla_attention_absorbed\|Profile: prefill" "$L/model-$k.log" | head -6
     save
   done
-  timeout 240 $B/gpu_ops_check >"$L/ops.log" 2>&1
-  save
-  timeout 200 $B/gpu_model_check >"$L/model.log" 2>&1
-  save
-  timeout 90 $B/gpu_sampling_check >"$L/sampling.log" 2>&1
-  for f in ops model sampling; do echo "$f: $(grep -h '^== ' "$L/$f.log" || echo none)"; grep -h "FAILED:" "$L/$f.log" | head -10; done
 fi
 finish

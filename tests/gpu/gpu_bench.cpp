@@ -315,9 +315,12 @@ void bench_mla(const Ceilings& c) {
   std::printf("\n| shape | queries | context | SIMT time | TC time | TC TFLOP/s | WGMMA time | WGMMA TFLOP/s "
               "| WGMMA GB/s (%% HBM) | WGMMA vs TC | TC device: attention + merge | WGMMA device: attention + merge "
               "| TC diff | WGMMA diff | auto |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-  for (int B : {1, 8, 32, 64, 128})
-    for (int ctx : {4096, 32768, 131072}) run("decode", B, B, ctx, 15);
-  run("decode", 512, 512, 8192, 5);
+  const char* rows = std::getenv("GPU_BENCH_MLA");  // "prefill": the prefill rows alone
+  if (!rows || std::string(rows) != "prefill") {
+    for (int B : {1, 8, 32, 64, 128})
+      for (int ctx : {4096, 32768, 131072}) run("decode", B, B, ctx, 15);
+    run("decode", 512, 512, 8192, 5);
+  }
   // Prefill-like: 4096 queries of one sequence (positions 4096..8191), 2048 keys each; then 8192 (8192..16383).
   run("prefill", 4096, 1, 8192, 3);
   run("prefill", 8192, 1, 16384, 3);

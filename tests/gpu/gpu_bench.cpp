@@ -32,6 +32,7 @@
 #include <functional>
 #include <numeric>
 #include <string>
+#include <tuple>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
@@ -260,51 +261,69 @@ void bench_mla(const Ceilings& c) {
   Tensor pool = be->empty({R, D}, DType::BF16);
   fill_random(pool.raw(), pool.nbytes(), 0xbf, 0);
   const cuda::GemmMode mode0 = be->options().gemm;
-  // Both kernels on the same inputs: SIMT fp32 (exact mode) and tensor cores (fast mode). Bytes = the
-  // gathered key rows + q + output; useful FLOP = 2 B H K (D + Dl) (the tensor-core kernel issues twice
-  // that in MMAs: two-part queries and weights). diff = ||tc - simt|| / ||simt||.
+  // Three kernels on the same inputs: SIMT fp32 (exact mode), the mma.sync tensor-core kernel (fast mode, tc
+  // pinned; two-part queries and weights) and the wgmma kernel (fast mode, wgmma pinned; bf16 queries and
+  // weights). Bytes = the gathered key rows + q + output; useful FLOP = 2 B H K (D + Dl) (the tc kernel issues
+  // twice that in MMAs). diff = ||x - simt|| / ||simt||. Times: events around the op (host work included:
+  // page-table upload), median; "device" = profile mode's events around the kernel + split merge alone.
+  struct Variant {
+    cuda::GemmMode mode;
+    cuda::MlaKernel pin;
+    const char* want;
+  };
+  const Variant vs[3] = {{cuda::GemmMode::Exact, cuda::MlaKernel::Auto, "simt"},
+                         {cuda::GemmMode::Fast, cuda::MlaKernel::Tc, "tc"},
+                         {cuda::GemmMode::Fast, cuda::MlaKernel::Wgmma, "wgmma"}};
   auto run = [&](const char* label, int B, int seqs, int ctx, int reps) {
     const int sets = int(std::clamp<int64_t>((int64_t(64) << 20) / (int64_t(B) * K * D * 2), 1, 8));
     MlaProblem pr = mla_problem(B, seqs, ctx, K, page, R, sets);
-    Tensor q = rand_f32({B, H, D}, 0.05f);
-    double t[2];
-    Tensor out[2];
-    std::string path[2];
-    for (int k = 0; k < 2; ++k) {
-      be->set_gemm_mode(k == 0 ? cuda::GemmMode::Exact : cuda::GemmMode::Fast);
+    Tensor q = B >= 1024 ? rand_f32_tiled({B, H, D}, 0.05f) : rand_f32({B, H, D}, 0.05f);
+    double t[3], dev[3], merge[3];
+    Tensor out[3];
+    std::string path[3];
+    for (int k = 0; k < 3; ++k) {
+      be->set_gemm_mode(vs[k].mode);
+      be->set_mla_kernel(vs[k].pin);
       out[k] = be->mla_attention_absorbed(q, pool, pr.idx[0], pr.ab, Dl, 0.07f);
       path[k] = be->last_mla_path();
       t[k] = time_ms([&](int i) { be->mla_attention_absorbed(q, pool, pr.idx[size_t(i % sets)], pr.ab, Dl, 0.07f); },
                      reps);
+      be->set_profile(true);
+      be->mla_attention_absorbed(q, pool, pr.idx[0], pr.ab, Dl, 0.07f);
+      std::tie(dev[k], merge[k]) = be->last_mla_profile_us();
+      be->set_profile(false);
     }
-    // Device time alone (events around the kernels: no host work such as the page-table upload): attention
-    // kernel + split merge of the tensor-core path.
-    be->set_profile(true);
+    be->set_gemm_mode(cuda::GemmMode::Fast);
+    be->set_mla_kernel(cuda::MlaKernel::Auto);
     be->mla_attention_absorbed(q, pool, pr.idx[0], pr.ab, Dl, 0.07f);
-    const auto [t_att, t_merge] = be->last_mla_profile_us();
-    be->set_gemm_mode(cuda::GemmMode::Exact);
-    be->mla_attention_absorbed(q, pool, pr.idx[0], pr.ab, Dl, 0.07f);
-    const float t_simt = be->last_mla_profile_us().first;  // SIMT attention + its merge
-    be->set_profile(false);
-    const gpucheck::Err e = gpucheck::compare(be->to_host_f32(out[1]), be->to_host_f32(out[0]));
+    const std::string auto_path = be->last_mla_path();
+    const Tensor ref = be->to_host_f32(out[0]);
+    const double e_tc = gpucheck::compare(be->to_host_f32(out[1]), ref).rel;
+    const double e_wg = gpucheck::compare(be->to_host_f32(out[2]), ref).rel;
     const double bytes = double(B) * K * D * 2 + double(B) * H * (D + Dl) * 4;
     const double flop = 2.0 * B * H * double(K) * (D + Dl);
-    auto col = [&](int k) {
-      return fmt::format("{:.1f} us | {:.0f} ({:.1f}%) | {:.1f}", t[k] * 1e3, bytes / (t[k] * 1e-3) / 1e9,
-                         100.0 * bytes / (t[k] * 1e-3) / 1e9 / c.hbm_gbs, flop / (t[k] * 1e-3) / 1e12);
-    };
-    std::printf("| %s | %d | %d | %s | %s | %.1f us | %.1f + %.1f us | %.1fx | %.1fx | %.1e |%s\n", label, B, ctx,
-                col(0).c_str(), col(1).c_str(), t_simt, t_att, t_merge, t[0] / t[1], t_simt / (t_att + t_merge), e.rel,
-                path[0] == "simt" && path[1] == "tc" ? "" : " (paths differ from simt/tc!)");
+    auto tf = [&](double ms) { return flop / (ms * 1e-3) / 1e12; };
+    const double gbs = bytes / (t[2] * 1e-3) / 1e9;
+    const bool paths_ok = path[0] == vs[0].want && path[1] == vs[1].want && path[2] == vs[2].want;
+    std::printf("| %s | %d | %d | %.1f us | %.1f us | %.1f | %.1f us | **%.1f** | %.0f (%.1f%%) | %.2fx | %.1f + %.1f us | "
+                "%.1f + %.1f us | %.1e | %.1e | %s |%s\n",
+                label, B, ctx, t[0] * 1e3, t[1] * 1e3, tf(t[1]), t[2] * 1e3, tf(t[2]), gbs, 100.0 * gbs / c.hbm_gbs,
+                t[1] / t[2], dev[1], merge[1], dev[2], merge[2], e_tc, e_wg, auto_path.c_str(),
+                paths_ok ? "" : " (a pinned path was not taken!)");
     std::fflush(stdout);
   };
-  std::printf("\n| shape | queries | context | SIMT time | SIMT keys GB/s (%% HBM) | SIMT TFLOP/s | TC time | TC GB/s (%% HBM) "
-              "| TC TFLOP/s | SIMT device | TC device: attention + merge | speed-up | device speed-up | diff |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-  for (int B : {1, 8, 32, 64, 128})
-    for (int ctx : {4096, 32768, 131072}) run("decode", B, B, ctx, 15);
-  // Prefill-like: 4096 queries of one sequence (positions 4096..8191), 2048 keys each.
+  std::printf("\n| shape | queries | context | SIMT time | TC time | TC TFLOP/s | WGMMA time | WGMMA TFLOP/s "
+              "| WGMMA GB/s (%% HBM) | WGMMA vs TC | TC device: attention + merge | WGMMA device: attention + merge "
+              "| TC diff | WGMMA diff | auto |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  const char* rows = std::getenv("GPU_BENCH_MLA");  // "prefill": the prefill rows alone
+  if (!rows || std::string(rows) != "prefill") {
+    for (int B : {1, 8, 32, 64, 128})
+      for (int ctx : {4096, 32768, 131072}) run("decode", B, B, ctx, 15);
+    run("decode", 512, 512, 8192, 5);
+  }
+  // Prefill-like: 4096 queries of one sequence (positions 4096..8191), 2048 keys each; then 8192 (8192..16383).
   run("prefill", 4096, 1, 8192, 3);
+  run("prefill", 8192, 1, 16384, 3);
   be->set_gemm_mode(mode0);
 }
 

@@ -421,17 +421,23 @@ void check_moe_grouped() {
 using namespace opcheck;
 
 // `gpu_ops_check dense`: the dense ops only (norms, elementwise, rope, cache, linear, the GEMV's forms);
-// `gpu_ops_check attention`: MLA, the indexer and the FP8 KV pools only; `gpu_ops_check mha`: the dense
-// causal MHA prefill only; `gpu_ops_check moe`: routing and the three expert paths only.
+// `gpu_ops_check attention`: MLA, the indexer and the FP8 KV pools only; `gpu_ops_check mla`: the absorbed
+// MLA kernels only; `gpu_ops_check mha`: the dense causal MHA prefill only; `gpu_ops_check moe`: routing and
+// the three expert paths only.
 int main(int argc, char** argv) {
   try {
     const std::string only = argc < 2 ? "" : argv[1];
-    const bool all = only != "dense" && only != "attention" && only != "mha" && only != "moe";
+    const bool all = only != "dense" && only != "attention" && only != "mha" && only != "moe" && only != "mla";
     g_cpu = make_cpu_backend(0);
     cuda::CudaOptions o;
     o.poison = true;
     o.gemm = GemmMode::Exact;
     g_gpu = cuda::make_cuda_backend(o);
+    if (only == "mla") {
+      check_mla();
+      check_mla_wgmma();
+      return summary("gpu_ops_check") ? 1 : 0;
+    }
     if (only == "mha") {
       check_mha();
       return summary("gpu_ops_check") ? 1 : 0;
@@ -451,6 +457,7 @@ int main(int argc, char** argv) {
     }
     if (only != "dense") {
       check_mla();
+      check_mla_wgmma();
       check_mha();
       check_indexer();
       check_indexer_tc();

@@ -8,25 +8,15 @@
 #include <set>
 #include <tuple>
 
-#include "ops_check_util.h"
+#include "attn_scenario.h"
 #include "gpu_ops_check_kv_dequant.h"
+#include "ops_check_util.h"
 
 namespace opcheck {
 
 // ---------------------------------------------------------------- attention
-struct Scenario {
-  AttnBatch ab;
-  std::vector<int32_t> ctx, key_row0;
-  Tensor index;  // host I32 [T, K]
-  int64_t T = 0, K = 0, rows = 0;
-};
-
-// Sequences with contexts ctx[s], the last n_new[s] positions being this step's queries; pages shuffled
-// over a pool with spare pages. sparse_k > 0: each query attends to a random ascending subset of
-// min(sparse_k, p + 1) earlier positions; else to every position 0..p.
-// min_width: index rows at least this wide (-1 padded, as a graph-captured decode step passes them).
 Scenario make_scenario(const std::vector<int32_t>& ctx, const std::vector<int32_t>& n_new, int32_t page_size,
-                       int64_t sparse_k, int64_t min_width = 0) {
+                       int64_t sparse_k, int64_t min_width) {
   Scenario sc;
   sc.ctx = ctx;
   sc.ab.page_size = page_size;
@@ -115,8 +105,10 @@ void check_mla() {
     Tensor ref_b = g_cpu->mla_attention_absorbed(q, pw, sc.index, sc.ab, c.Dl, scale);
     record("mla_attention_absorbed", "BF16 pool, " + what,
            cmp(g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale), ref_b).rel, kTolF32);
-    // The fast GEMM mode: the tensor-core kernel for BF16 pools of supported widths, else the SIMT one.
+    // The fast GEMM mode: the tensor-core kernel for BF16 pools of supported widths, else the SIMT one (the
+    // mma.sync kernel pinned: Auto may take the wgmma kernel, checked in gpu_ops_check_mla_wgmma.cpp).
     g_gpu->set_gemm_mode(GemmMode::Fast);
+    g_gpu->set_mla_kernel(cuda::MlaKernel::Tc);
     const bool want_tc = cuda::mla_tc_supported(int(D), int(c.Dl));
     Tensor o1 = g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale);
     const std::string path = g_gpu->last_mla_path();
@@ -130,6 +122,7 @@ void check_mla() {
     Tensor o32 = g_gpu->mla_attention_absorbed(qg, pg, ig, sc.ab, c.Dl, scale);
     record("mla_attention_absorbed fast", fmt::format("fp32 pool, {}: {}", g_gpu->last_mla_path(), what),
            std::string(g_gpu->last_mla_path()) == "simt" ? cmp(o32, ref).rel : INFINITY, kTolF32);
+    g_gpu->set_mla_kernel(cuda::MlaKernel::Auto);
     g_gpu->set_gemm_mode(GemmMode::Exact);
     if (c.H <= 20) {  // the expanded form over per-head K/V
       const int64_t Nk = std::accumulate(c.ctx.begin(), c.ctx.end(), int64_t(0)), Dv = 48;

@@ -112,6 +112,7 @@ void check_moe();
 void check_moe_grouped();
 void check_moe_fp8();
 void check_mla();
+void check_mla_wgmma();
 void check_mha();
 void check_indexer();
 void check_indexer_tc();

@@ -61,6 +61,14 @@ CudaOptions options_from_env(int device) {
     else if (s == "per-expert") o.moe_path = MoePath::PerExpert;
     else fail("DSSERVE_MOE_PATH='{}': expected auto, grouped, grouped-fp8 or per-expert", s);
   }
+  if (const char* m = std::getenv("DSSERVE_MLA_KERNEL")) {
+    const std::string_view s(m);
+    if (s == "auto") o.mla_kernel = MlaKernel::Auto;
+    else if (s == "wgmma") o.mla_kernel = MlaKernel::Wgmma;
+    else if (s == "tc") o.mla_kernel = MlaKernel::Tc;
+    else if (s == "simt") o.mla_kernel = MlaKernel::Simt;
+    else fail("DSSERVE_MLA_KERNEL='{}': expected auto, wgmma, tc or simt", s);
+  }
   return o;
 }
 

@@ -31,7 +31,8 @@ enum FastPart : uint32_t {
   kFastFp8Act = 1,       // FP8 e4m3 activations (1x128, ue8m0 scales) into cuBLASLt for FP8 weights, M > 8
   kFastBf16Gemm = 2,     // BF16 activations into cuBLASLt for large BF16 weights (the LM head), M > 8
   kFastTf32Absorb = 4,   // MLA absorptions as TF32 batched GEMMs from kAbsorbBatchedMinTokens tokens
-  kFastTcAttention = 8,  // tensor-core MLA attention (BF16 latent pools; queries / probabilities as hi+lo)
+  kFastTcAttention = 8,  // tensor-core MLA attention: wgmma with bf16 queries / probabilities (BF16 latent
+                         // pools), mma.sync with hi+lo ones (FP8 pools, or MlaKernel::Tc)
   kFastTcIndexer = 16,   // tensor-core indexer scores
   kFastAll = 31,
 };
@@ -44,6 +45,13 @@ enum FastPart : uint32_t {
 // else PerExpert. GroupedFp8 asked for where it does not apply (the exact mode) acts as Auto.
 enum class MoePath { Auto, Grouped, GroupedFp8, PerExpert };
 
+// Which kernel mla_attention_absorbed runs in the fast mode (the exact mode always runs the SIMT fp32 kernel).
+// Wgmma (k_mla_wgmma.cu; BF16 pools; bf16 queries and weights, ~2e-3). Tc (k_mla_tc.cu; BF16 and packed FP8
+// pools; two-part queries and weights, ~1e-6). Auto: wgmma where mla_wgmma_wanted() says so (today wherever
+// it applies), else tc; a kernel pinned where it does not apply (an FP8 or fp32 pool, other widths) falls
+// back as Auto would.
+enum class MlaKernel { Auto, Wgmma, Tc, Simt };
+
 struct CudaOptions {
   int device = 0;
   GemmMode gemm = GemmMode::Fast;
@@ -53,6 +61,7 @@ struct CudaOptions {
   // fp32 GEMM, separating cuBLASLt's part of the fast mode's error from the FP8 rounding's.
   bool emulate_fp8_lt = false;
   MoePath moe_path = MoePath::Auto;  // DSSERVE_MOE_PATH=auto|grouped|grouped-fp8|per-expert: A/B runs
+  MlaKernel mla_kernel = MlaKernel::Auto;  // DSSERVE_MLA_KERNEL=auto|wgmma|tc|simt: A/B runs
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -67,7 +76,8 @@ struct MoeExpertTable {
 };
 
 // Defaults, overridden by DSSERVE_CUDA_GEMM=fast|exact, DSSERVE_CUDA_FAST_PARTS (comma list of fp8_act,
-// bf16_gemm, tf32_absorb, tc_attention, tc_indexer, or all / none) and DSSERVE_CUDA_POISON=1.
+// bf16_gemm, tf32_absorb, tc_attention, tc_indexer, or all / none), DSSERVE_CUDA_POISON=1, DSSERVE_MOE_PATH and
+// DSSERVE_MLA_KERNEL.
 CudaOptions options_from_env(int device);
 uint32_t parse_fast_parts(std::string_view list);
 // The kernels' view of a packed FP8 row layout (checks the widths the kernels take).
@@ -187,8 +197,13 @@ class CudaBackend final : public Backend {
                         int64_t heads, int64_t head_dim, int64_t topk);
   // How attention_mha_causal ran its last call: "tc" (tensor cores) or "simt" (fp32: the exact mode).
   const char* last_mha_path() const { return last_mha_path_; }
-  // How mla_attention_absorbed ran its last call: "tc" (tensor cores) or "simt".
+  // How mla_attention_absorbed ran its last call: "wgmma", "tc" (tensor cores) or "simt".
   const char* last_mla_path() const { return last_mla_path_; }
+  void set_mla_kernel(MlaKernel k) { opts_.mla_kernel = k; }
+  // Auto's choice between the wgmma and the tc kernel for a launch of T queries x H heads x K keys (BF16 pool,
+  // supported widths): from the shape only, so that captured steps stay valid (docs/PERF.md, "Sparse MLA on
+  // wgmma").
+  bool mla_wgmma_wanted(int64_t T, int64_t H, int64_t K) const;
   // With set_profile(true): the last mla_attention_absorbed call's attention kernel and split merge, in
   // microseconds of device time (its last chunk of queries).
   std::pair<float, float> last_mla_profile_us() const { return {last_mla_us_[0], last_mla_us_[1]}; }

@@ -168,6 +168,14 @@ bool mla_tc_takes_fp8(int D, int Dl, int row_bytes);
 int mla_tc_heads_per_block();
 int mla_tc_keys_per_tile();
 void launch_mla_tc(const MlaArgs& a, cudaStream_t st);
+// The Hopper wgmma form (k_mla_wgmma.cu, BF16 pools only, sm_90a): 64 heads of one token per block, steps of
+// 64 keys, FlashMLA's numerics (bf16 queries and weights, fp32 accumulation and softmax); the same split-K
+// partials as launch_mla_tc (nsplit > 1: the caller launches launch_mla_combine next). Supported widths as
+// mla_tc_supported.
+bool mla_wgmma_supported(int D, int Dl);
+int mla_wgmma_heads_per_block();
+int mla_wgmma_keys_per_step();
+void launch_mla_wgmma(const MlaArgs& a, cudaStream_t st);
 struct ExpandedArgs {
   const float *q = nullptr, *k = nullptr, *v = nullptr;  // q [T,H,Dqk], k [Nk,H,Dqk], v [Nk,H,Dv]
   const int32_t* index = nullptr;                         // [T, K]

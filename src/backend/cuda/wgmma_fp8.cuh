@@ -1,43 +1,12 @@
-// Hopper warpgroup MMA (wgmma, sm_90a) for FP8 e4m3 operands in shared memory, and the fences it needs.
-// Operands are K-major tiles of rows of 128 bytes (128 e4m3 values: one scale block) in the 128-byte
-// swizzle: 16-byte chunk c of row r at r * 128 + ((c ^ (r % 8)) * 16), tiles 1024-byte aligned. The
-// accumulator fragment of m64nNk32 is the mma.sync m16n8 one per warp and 8 columns: warp w of the
-// warpgroup holds rows 16w + lane / 4 (+ 8), d[4j + q] at column 8j + 2 (lane % 4) + (q & 1), row + 8 for
-// q >= 2 (PTX ISA, "wgmma register fragments").
+// Hopper warpgroup MMA (wgmma, sm_90a) for FP8 e4m3 operands in shared memory (descriptors, fences and
+// the accumulator layout: wgmma_common.cuh). Operands are K-major tiles of rows of 128 bytes (128 e4m3
+// values: one scale block) in the 128-byte swizzle, tiles 1024-byte aligned.
 #pragma once
 #include <cstdint>
 
+#include "backend/cuda/wgmma_common.cuh"
+
 namespace ds::backend::cuda {
-
-// Shared-memory matrix descriptor (PTX ISA "matrix descriptor"): start address >> 4 in bits 0-13; the
-// leading byte offset (unused for swizzled K-major tiles, 1 by convention) in 16-29; the stride byte
-// offset (8 rows x 128 bytes = 1024 between 8-row groups) >> 4 in 32-45; swizzle mode 1 (128-byte) in 62-63.
-__device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_byte_addr) {
-  return uint64_t((smem_byte_addr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) |
-         (uint64_t(1) << 62);
-}
-
-// Orders this thread's earlier register and shared-memory accesses before the next wgmma.
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-// Waits until at most N committed wgmma groups of this warpgroup are pending.
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-// Shared memory written through the generic proxy (st.shared, cp.async) becomes visible to the async
-// proxy (wgmma operand reads): each writing thread, before the barrier that publishes it.
-__device__ __forceinline__ void fence_proxy_async_smem() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-// Pins an accumulator register at this point of the program: the compiler may not move its reads or
-// writes across (around wgmma issue and wait, which it does not see as touching the registers).
-__device__ __forceinline__ void reg_fence(float& r) { asm volatile("" : "+f"(r)::"memory"); }
-template <int N>
-__device__ __forceinline__ void reg_fence(float (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) reg_fence(r[i]);
-}
 
 // d (64 x 128, fp32) = (accumulate ? d : 0) + A (64 x 32 e4m3, descriptor da) . B^T (128 x 32 e4m3, db).
 __device__ __forceinline__ void wgmma_m64n128k32_e4m3(float (&d)[64], uint64_t da, uint64_t db, int accumulate) {

@@ -7,7 +7,9 @@
 #   schema   response_format json_schema {"text": string}: the random model fills the string to max_tokens,
 #            so both runs decode about as many tokens, every one of them under a mask;
 #   jump     a fixed-key schema with --constrained-json-disable-any-whitespace (jump-forward on): how much of
-#            the output the grammar forces, and the steps that saves.
+#            the output the grammar forces. Its requests end where the schema completes (a terminated grammar
+#            ends the request under ignore_eos too), so bench's TPOT for it counts the requested tokens: only
+#            the jump-forward counts and the step phases are meaningful there.
 # TPOT and output tok/s of each, the ratio schema/plain, and the engine step's time by phase (/metrics
 # dsserve:step_phase_seconds_total: where a slower step spends it). Logs in $OUT (or /tmp/gpu-grammar).
 # GG_DEVICE=cpu GG_BIN=build/dsserve: a dry run on a machine without a GPU (smaller load: GG_CONC, GG_OUT).

@@ -71,6 +71,16 @@ class Waiter {
   std::map<std::string, bool> done_;
 };
 
+// The engine of these tests: pages of 4 on the tiny golden model, EOS id 1.
+EngineConfig tiny_config(int64_t pool_tokens = 4096, int32_t context = 256) {
+  EngineConfig cfg;
+  cfg.page_size = 4;
+  cfg.max_total_tokens = pool_tokens;
+  cfg.context_length = context;
+  cfg.eos_token_ids = {1};
+  return cfg;
+}
+
 const char* kSchema = R"({"type":"object","properties":{"name":{"type":"string","maxLength":6},"n":{"type":"integer","minimum":0,"maximum":99},
   "tags":{"type":"array","items":{"enum":["ab","xyz"]},"maxItems":2},"ok":{"type":"boolean"}},"required":["name","n","tags","ok"],"additionalProperties":false})";
 
@@ -78,12 +88,7 @@ TEST(EngineGrammar, OutputsFollowTheSchema) {
   DS_REQUIRE_REAL_TOKENIZER(tok);
   auto be = backend::make_cpu_backend(0);
   auto model = model::Model::load(DS_SOURCE_DIR "/tests/golden/tiny_v32_fp8", *be);
-  EngineConfig cfg;
-  cfg.page_size = 4;
-  cfg.max_total_tokens = 4096;
-  cfg.context_length = 256;
-  cfg.eos_token_ids = {1};
-  auto e = make_engine(cfg, *model, tok);
+  auto e = make_engine(tiny_config(), *model, tok);
   auto vocab = tiny_vocab();
   grammar::GrammarCompiler compiler(vocab);
   auto g = compiler.compile({grammar::GrammarKind::JsonSchema, kSchema});
@@ -159,12 +164,7 @@ TEST(EngineGrammar, TerminatedGrammarEndsTheRequestUnderIgnoreEos) {
   DS_REQUIRE_REAL_TOKENIZER(tok);
   auto be = backend::make_cpu_backend(0);
   auto model = model::Model::load(DS_SOURCE_DIR "/tests/golden/tiny_v32_fp8", *be);
-  EngineConfig cfg;
-  cfg.page_size = 4;
-  cfg.max_total_tokens = 4096;
-  cfg.context_length = 256;
-  cfg.eos_token_ids = {1};
-  auto e = make_engine(cfg, *model, tok);
+  auto e = make_engine(tiny_config(), *model, tok);
   grammar::GrammarCompiler compiler(tiny_vocab());
   auto g = compiler.compile({grammar::GrammarKind::Regex, "(ab|xyz){1,3}"});
   Waiter w;
@@ -199,12 +199,7 @@ TEST(EngineGrammar, DeviceMasksWithLogprobsSamplesAndRetraction) {
   auto g = compiler.compile({grammar::GrammarKind::JsonSchema, kSchema});
   const auto schema = grammar::testing::OJson::parse(kSchema);
   auto run = [&](int64_t pool_tokens, const std::string& tag, int64_t* retractions) {
-    EngineConfig cfg;
-    cfg.page_size = 4;
-    cfg.max_total_tokens = pool_tokens;
-    cfg.context_length = 256;
-    cfg.eos_token_ids = {1};
-    auto e = make_engine(cfg, *model, tok);
+    auto e = make_engine(tiny_config(pool_tokens), *model, tok);
     Waiter w;
     std::vector<Result> out;
     for (int i = 0; i < 4; ++i) {  // four samples of one prompt (what n = 4 submits)
@@ -255,12 +250,7 @@ TEST(EngineGrammar, OptionalToolCallBlockAfterFreeText) {
   DS_REQUIRE_REAL_TOKENIZER(tok);
   auto be = backend::make_cpu_backend(0);
   auto model = model::Model::load(DS_SOURCE_DIR "/tests/golden/tiny_v32_fp8", *be);
-  EngineConfig cfg;
-  cfg.page_size = 4;
-  cfg.max_total_tokens = 8192;
-  cfg.context_length = 512;
-  cfg.eos_token_ids = {1};
-  auto e = make_engine(cfg, *model, tok);
+  auto e = make_engine(tiny_config(8192, 512), *model, tok);
   std::vector<std::string> t(512);
   for (int b = 0; b < 256; ++b) t[size_t(2 + b)] = std::string(1, char(b));
   const char* pieces[] = {"\n\n<｜DSML｜function_calls>\n", "<｜DSML｜invoke name=\"", "set_alarm\">\n", "\n</｜DSML｜invoke>",

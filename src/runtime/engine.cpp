@@ -294,7 +294,6 @@ void EngineImpl::run_step() {
   std::vector<DraftPlan> drafts(spec_steps_ > 0 ? groups_.size() : 0);
   for (size_t g = 0; g < groups_.size(); ++g)
     if (!plans[g].empty()) finish_plan(plans[g], *res[g], drafts.empty() ? nullptr : &drafts[g]);
-  sample_ms_total_ += sample_timer.seconds() * 1e3;
   phases_.output_ms += sample_timer.seconds() * 1e3;
   if (!drafts.empty()) {
     Timer draft_timer;
@@ -567,7 +566,7 @@ void EngineImpl::publish_stats() {
   s.last_step_overhead_ms = last_overhead_ms_;
   s.busy_ms_total = busy_ms_total_;
   s.forward_ms_total = forward_ms_total_;
-  s.sample_ms_total = sample_ms_total_;
+  s.sample_ms_total = phases_.output_ms;  // the output phase, under its older name
   s.phases = phases_;
   s.cache_hit_rate = prompt_total_ ? double(cached_total_) / double(prompt_total_) : 0.0;
   s.spec_verify_total = spec_verify_total_;

@@ -208,7 +208,7 @@ class EngineImpl final : public Engine {
   // Counters (engine thread), published to stats_ under stats_mu_.
   mutable std::mutex stats_mu_;
   EngineStats stats_;
-  double last_step_ms_ = 0, last_overhead_ms_ = 0, busy_ms_total_ = 0, forward_ms_total_ = 0, sample_ms_total_ = 0;
+  double last_step_ms_ = 0, last_overhead_ms_ = 0, busy_ms_total_ = 0, forward_ms_total_ = 0;
   EngineStats::StepPhases phases_;
   int64_t prompt_total_ = 0, generated_total_ = 0, cached_total_ = 0, finished_total_ = 0, steps_ = 0;
   int64_t spec_verify_total_ = 0, spec_tokens_total_ = 0, spec_drafts_total_ = 0;

@@ -229,6 +229,35 @@ class Backend {
   // e4m3 quantisation of each row with one power-of-two scale; the dequantised values are stored back.
   virtual void hadamard_fp8_round(Tensor& x, int64_t row_len) = 0;
 
+  // ---- fused per-token steps of the attention block (backend/fused_ops.cpp) ----
+  // Each default is exactly the composition of the ops above that model/layer.cpp ran before these ops
+  // existed (so the CPU backend's results are those of the separate ops, bit for bit); a device backend
+  // overrides them with one kernel each (a decode layer's chain of tiny launches: docs/ARCHITECTURE.md).
+  //
+  // The MLA latent K/V of a layer's new tokens, from kv = kv_a's output [T, Dl + Dr] (Dl = latent_dim):
+  //   c = rmsnorm(kv[:, :Dl], norm_w, eps); k_rope = kv[:, Dl:] rotated (RopeLayout::Interleaved) at `pos`;
+  // stored into pool rows slots[t] (-1: nowhere). fp8 null: an F32 / BF16 pool [rows, >= Dl + Dr], c at
+  // column 0 and k_rope at column Dl (two cache_write calls); else a packed U8 pool of that latent layout
+  // (cache_write_fp8(pool, *fp8, c, &k_rope, slots)). c and k_rope are not returned: nothing reads them but
+  // the pool.
+  virtual void mla_kv_write(const Tensor& kv, int64_t latent_dim, const Tensor& norm_w, float eps,
+                            const std::vector<int32_t>& pos, const RopeTable& rope, Tensor& pool,
+                            const KvFp8Layout* fp8, const std::vector<int32_t>& slots);
+  // The lightning indexer's key of a layer's new tokens, from k = idx_wk's output [T, Di]:
+  //   ki = layernorm(k, ln_w, ln_b, eps); its first rot_dim columns rotated (RopeLayout::HalfSplit) at `pos`;
+  //   with hadamard_fp8, hadamard_fp8_round(ki, Di);
+  // stored into pool rows slots[t] (-1: nowhere): fp8 null: an F32 / BF16 pool [rows, >= Di] at column 0
+  // (cache_write); else a packed U8 pool of that indexer layout (cache_write_fp8 without a bf16 part).
+  virtual void indexer_key_write(const Tensor& k, const Tensor& ln_w, const Tensor& ln_b, float eps,
+                                 int64_t rot_dim, const std::vector<int32_t>& pos, const RopeTable& rope,
+                                 bool hadamard_fp8, Tensor& pool, const KvFp8Layout* fp8,
+                                 const std::vector<int32_t>& slots);
+  // mla_absorb_q of queries whose rope parts are not rotated yet: rope(q, Dn, Dn + Dr, heads, Dr, pos,
+  // Interleaved) then mla_absorb_q. q's rope columns are unspecified afterwards (the default rotates them in
+  // place, a fused kernel may rotate only the copy in the result): use the result.
+  virtual Tensor mla_absorb_q_rope(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
+                                   int64_t v_dim, const std::vector<int32_t>& pos, const RopeTable& rope);
+
   // ---- MoE ----
   // Sigmoid scores, bias for the choice only, group-limited top-k, renormalised unbiased weights x scale.
   virtual void moe_route(const Tensor& router_logits, const Tensor& bias, const MoeRouting& cfg, Tensor* ids,

@@ -40,18 +40,18 @@ int64_t KVCache::bytes_per_token(const ModelConfig& c, DType latent_dtype, DType
   return layers * per_layer;
 }
 
-void KVCache::write_latent(backend::Backend& be, int64_t layer, const Tensor& c, const Tensor& k_rope,
+void KVCache::write_latent(backend::Backend& be, int64_t layer, const Tensor& kv, const Tensor& kv_norm, float eps,
+                           const std::vector<int32_t>& pos, const backend::RopeTable& rope,
                            const std::vector<int32_t>& slots) {
-  Tensor& pool = latent[size_t(layer)];
-  if (fp8()) return be.cache_write_fp8(pool, latent_layout, c, &k_rope, slots);
-  be.cache_write(pool, 0, c, slots);
-  be.cache_write(pool, c.row_size(), k_rope, slots);
+  be.mla_kv_write(kv, kv_norm.numel(), kv_norm, eps, pos, rope, latent[size_t(layer)], fp8() ? &latent_layout : nullptr,
+                  slots);
 }
 
-void KVCache::write_index_key(backend::Backend& be, int64_t layer, const Tensor& k, const std::vector<int32_t>& slots) {
-  Tensor& pool = index_k[size_t(layer)];
-  if (fp8()) return be.cache_write_fp8(pool, index_layout, k, nullptr, slots);
-  be.cache_write(pool, 0, k, slots);
+void KVCache::write_index_key(backend::Backend& be, int64_t layer, const Tensor& k, const Tensor& ln_w,
+                              const Tensor& ln_b, float eps, int64_t rot_dim, const std::vector<int32_t>& pos,
+                              const backend::RopeTable& rope, bool hadamard_fp8, const std::vector<int32_t>& slots) {
+  be.indexer_key_write(k, ln_w, ln_b, eps, rot_dim, pos, rope, hadamard_fp8, index_k[size_t(layer)],
+                       fp8() ? &index_layout : nullptr, slots);
 }
 
 Tensor KVCache::gather_latent(backend::Backend& be, int64_t layer, const std::vector<int32_t>& slots) const {

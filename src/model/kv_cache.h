@@ -19,11 +19,15 @@ struct KVCache {
   backend::KvFp8Layout latent_layout, index_layout;  // used when fp8()
   bool fp8() const { return latent_dtype == DType::F8_E4M3; }
 
-  // A layer's new entries, written in the pools' format (one fused quantising write per pool when fp8):
-  // the latents c [T, kv_lora_rank] and rotated rope keys [T, qk_rope_head_dim]; the indexer keys.
-  void write_latent(backend::Backend& be, int64_t layer, const Tensor& c, const Tensor& k_rope,
-                    const std::vector<int32_t>& slots);
-  void write_index_key(backend::Backend& be, int64_t layer, const Tensor& k, const std::vector<int32_t>& slots);
+  // A layer's new entries, made and written in the pools' format by one fused backend op each
+  // (Backend::mla_kv_write, Backend::indexer_key_write): the latents c (kv_a's output [T, kv_lora_rank +
+  // qk_rope_head_dim] -> RMSNorm of the latent part, rope key rotated) and the indexer keys (idx_wk's output
+  // -> LayerNorm, half-split rope, optionally Hadamard + FP8 rounding).
+  void write_latent(backend::Backend& be, int64_t layer, const Tensor& kv, const Tensor& kv_norm, float eps,
+                    const std::vector<int32_t>& pos, const backend::RopeTable& rope, const std::vector<int32_t>& slots);
+  void write_index_key(backend::Backend& be, int64_t layer, const Tensor& k, const Tensor& ln_w, const Tensor& ln_b,
+                       float eps, int64_t rot_dim, const std::vector<int32_t>& pos, const backend::RopeTable& rope,
+                       bool hadamard_fp8, const std::vector<int32_t>& slots);
   // Rows [n, kv_lora_rank + qk_rope_head_dim] of a layer's latent pool, dequantised when fp8().
   Tensor gather_latent(backend::Backend& be, int64_t layer, const std::vector<int32_t>& slots) const;
 

@@ -97,20 +97,16 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
                 Dr = cfg_.qk_rope_head_dim, Dv = cfg_.v_head_dim, Dl = cfg_.kv_lora_rank, Dq = Dn + Dr;
   const auto& pos = st.ab.pos_of_token;
 
-  // Queries: q_a -> RMSNorm (this normalised latent also feeds the indexer) -> q_b, rope part rotated.
+  // Queries: q_a -> RMSNorm (this normalised latent also feeds the indexer) -> q_b, rope part rotated (by
+  // mla_absorb_q_rope on the absorbed path: one kernel with the rope part's copy; else by rope() below).
   Tensor q_lat = be_.rmsnorm(be_.linear(h, a.q_a), a.q_a_norm, eps);
   Tensor q = be_.linear(q_lat, a.q_b);
-  be_.rope(q, Dn, Dq, heads, Dr, pos, rope_, RopeLayout::Interleaved);
+  auto rotate_q = [&] { be_.rope(q, Dn, Dq, heads, Dr, pos, rope_, RopeLayout::Interleaved); };
 
-  // Keys/values: one latent c (normalised) and one shared rope key per token, written to the cache.
+  // Keys/values: one latent c (normalised) and one shared rope key per token, written to the cache (one
+  // fused op: RMSNorm of the latent part, rope of the key part, the pool's format).
   Tensor kv = be_.linear(h, a.kv_a);
-  Tensor c = be_.alloc({T, Dl}, be_.act_dtype());
-  be_.copy_cols(c, 0, kv, 0, Dl);
-  c = be_.rmsnorm(c, a.kv_a_norm, eps);
-  Tensor k_rope = be_.alloc({T, Dr}, be_.act_dtype());
-  be_.copy_cols(k_rope, 0, kv, Dl, Dr);
-  be_.rope(k_rope, 0, Dr, 1, Dr, pos, rope_, RopeLayout::Interleaved);
-  cache.write_latent(be_, layer, c, k_rope, st.slots);
+  cache.write_latent(be_, layer, kv, a.kv_a_norm, eps, pos, rope_, st.slots);
   const Tensor& pool = cache.latent[layer];
 
   // Short contexts: the sequences that take the dense MHA path attend to every earlier key over K/V
@@ -118,6 +114,7 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   // writes its keys.
   const std::vector<char> mha = mha_sequences(st);
   if (!mha.empty()) {
+    rotate_q();
     if (cfg_.has_indexer()) indexer(a, layer, st, cache, h, q_lat, /*want_index=*/false);
     return be_.linear(attention_split(a, layer, st, cache, q, mha), a.o);
   }
@@ -128,11 +125,12 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   const float scale = float(cfg_.softmax_scale());
   Tensor o;
   if (opts_.attention == AttentionForm::Absorbed) {
-    Tensor q_abs = be_.mla_absorb_q(q, a.kv_b, heads, Dn, Dv);
+    Tensor q_abs = be_.mla_absorb_q_rope(q, a.kv_b, heads, Dn, Dv, pos, rope_);
     Tensor o_lat = be_.mla_attention_absorbed(q_abs, pool, index, st.ab, Dl, scale);
     o = be_.mla_absorb_out(o_lat, a.kv_b, heads, Dn, Dv);
   } else {
     // Expanded: rebuild per-head K and V of every cached token of each sequence from the latents.
+    rotate_q();
     std::vector<int32_t> slots, key_row0;
     for (size_t s = 0; s < st.ctx.size(); ++s) {
       key_row0.push_back(int32_t(slots.size()));
@@ -224,12 +222,11 @@ Tensor Model::indexer(const AttentionWeights& a, int64_t layer, const Step& st, 
                       const Tensor& q_lat, bool want_index) const {
   const int64_t Hi = cfg_.index_n_heads, Di = cfg_.index_head_dim, Dr = cfg_.qk_rope_head_dim;
   const auto& pos = st.ab.pos_of_token;
-  // Indexer heads are [rope | rest] and rotate in the half-split layout (unlike MLA).
-  Tensor ki = be_.layernorm(be_.linear(h, a.idx_wk), a.idx_k_norm_w, a.idx_k_norm_b, 1e-6f);
-  be_.rope(ki, 0, Di, 1, Dr, pos, rope_, RopeLayout::HalfSplit);
-  if (opts_.indexer == IndexerMode::Fp8) be_.hadamard_fp8_round(ki, Di);
-  // Keys are cached for every token, also while contexts are short enough to need no selection.
-  cache.write_index_key(be_, layer, ki, st.slots);
+  // Indexer heads are [rope | rest] and rotate in the half-split layout (unlike MLA). The key: LayerNorm,
+  // rope, optionally Hadamard + FP8 rounding, and the cache write in one fused op. Keys are cached for every
+  // token, also while contexts are short enough to need no selection.
+  cache.write_index_key(be_, layer, be_.linear(h, a.idx_wk), a.idx_k_norm_w, a.idx_k_norm_b, 1e-6f, Dr, pos, rope_,
+                        opts_.indexer == IndexerMode::Fp8, st.slots);
   if (selects_every_key(st.ab, cfg_.index_topk)) return want_index ? be_.causal_index(st.ab) : Tensor();
   Tensor qi = be_.linear(q_lat, a.idx_wq_b);
   be_.rope(qi, 0, Di, Hi, Dr, pos, rope_, RopeLayout::HalfSplit);

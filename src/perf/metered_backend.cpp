@@ -207,6 +207,29 @@ Tensor MeteredBackend::mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, i
   return in_->mla_absorb_q(q, kv_b, heads, nope_dim, v_dim);
 }
 
+Tensor MeteredBackend::mla_absorb_q_rope(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
+                                         int64_t v_dim, const std::vector<int32_t>& pos, const backend::RopeTable& rope) {
+  Scope s(*this, "mla_absorb_q_rope");
+  totals_.weight_bytes += weight_bytes(kv_b) * double(nope_dim) / double(nope_dim + v_dim);  // as mla_absorb_q
+  totals_.flops += 2.0 * double(q.dim(0)) * double(heads) * double(nope_dim) * double(kv_b.in_features);
+  return in_->mla_absorb_q_rope(q, kv_b, heads, nope_dim, v_dim, pos, rope);
+}
+
+void MeteredBackend::mla_kv_write(const Tensor& kv, int64_t latent_dim, const Tensor& norm_w, float eps,
+                                  const std::vector<int32_t>& pos, const backend::RopeTable& rope, Tensor& pool,
+                                  const backend::KvFp8Layout* fp8, const std::vector<int32_t>& slots) {
+  Scope s(*this, "mla_kv_write");
+  in_->mla_kv_write(kv, latent_dim, norm_w, eps, pos, rope, pool, fp8, slots);
+}
+
+void MeteredBackend::indexer_key_write(const Tensor& k, const Tensor& ln_w, const Tensor& ln_b, float eps,
+                                       int64_t rot_dim, const std::vector<int32_t>& pos,
+                                       const backend::RopeTable& rope, bool hadamard_fp8, Tensor& pool,
+                                       const backend::KvFp8Layout* fp8, const std::vector<int32_t>& slots) {
+  Scope s(*this, "indexer_key_write");
+  in_->indexer_key_write(k, ln_w, ln_b, eps, rot_dim, pos, rope, hadamard_fp8, pool, fp8, slots);
+}
+
 Tensor MeteredBackend::mla_absorb_out(const Tensor& o_lat, const LinearWeight& kv_b, int64_t heads,
                                       int64_t nope_dim, int64_t v_dim) {
   Scope s(*this, "mla_absorb_out");

@@ -109,6 +109,15 @@ class MeteredBackend final : public backend::Backend {
   Tensor causal_index(const backend::AttnBatch& batch) override;
   void hadamard_fp8_round(Tensor& x, int64_t row_len) override;
 
+  void mla_kv_write(const Tensor& kv, int64_t latent_dim, const Tensor& norm_w, float eps,
+                    const std::vector<int32_t>& pos, const backend::RopeTable& rope, Tensor& pool,
+                    const backend::KvFp8Layout* fp8, const std::vector<int32_t>& slots) override;
+  void indexer_key_write(const Tensor& k, const Tensor& ln_w, const Tensor& ln_b, float eps, int64_t rot_dim,
+                         const std::vector<int32_t>& pos, const backend::RopeTable& rope, bool hadamard_fp8,
+                         Tensor& pool, const backend::KvFp8Layout* fp8, const std::vector<int32_t>& slots) override;
+  Tensor mla_absorb_q_rope(const Tensor& q, const backend::LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
+                           int64_t v_dim, const std::vector<int32_t>& pos, const backend::RopeTable& rope) override;
+
   void moe_route(const Tensor& router_logits, const Tensor& bias, const backend::MoeRouting& cfg, Tensor* ids,
                  Tensor* weights) override;
   std::shared_ptr<const backend::ExpertSet> prepare_experts(std::vector<backend::ExpertWeights> experts) override {

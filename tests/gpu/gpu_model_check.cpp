@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -572,6 +573,62 @@ void check_dense_context(GemmMode mode) {
 }
 }  // namespace
 
+// The fused attention-block kernels (k_kv_fused.cu: mla_kv_write, indexer_key_write, mla_absorb_q_rope) inside
+// whole forwards: the demo widths (2 layers, random weights), a 600-token prefill (above index_topk 512: the
+// absorbed path with scored top-k) and 12 greedy decode steps, every KV dtype and both indexer modes, with the
+// fusion on and off (DSSERVE_FUSED_KV): the logits must be bitwise equal.
+void check_fused_kv_model(GemmMode mode) {
+  MakeModelOptions mo;
+  mo.preset = "demo";
+  mo.num_layers = 2;
+  ModelConfig cfg = preset_config(mo);
+  backend::cuda::CudaOptions o;
+  o.poison = true;
+  o.gemm = mode;
+  auto be = backend::cuda::make_cuda_backend(o);
+  ModelWeights w = random_weights(cfg, *be, 9);
+  std::mt19937 r(3);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 600; ++i) prompt.push_back(int32_t(r() % uint32_t(cfg.vocab_size)));
+  const int32_t page = 16, steps = 12, pages = int32_t((prompt.size() + steps + page - 1) / page);
+  const int64_t V = cfg.vocab_size;
+  for (IndexerMode im : {IndexerMode::Fp32, IndexerMode::Fp8})
+    for (DType kv : {DType::F32, DType::BF16, DType::F8_E4M3}) {
+      ModelOptions mopt;
+      mopt.indexer = im;
+      Model m(cfg, w, *be, mopt);
+      auto run = [&](bool fused) {
+        be->set_fused_kv(fused);
+        auto cache = m.make_cache(pages, page, kv);
+        ForwardBatch fb;
+        SequenceChunk sc;
+        sc.tokens = prompt;
+        for (int32_t p = 0; p < pages; ++p) sc.page_table.push_back(pages - 1 - p);
+        fb.seqs.push_back(sc);
+        std::vector<float> logits;
+        auto res = m.forward(fb, cache);
+        for (int k = 0;; ++k) {
+          logits.insert(logits.end(), res.logits.f32(), res.logits.f32() + V);
+          if (k == steps) break;
+          const int32_t next = int32_t(std::max_element(res.logits.f32(), res.logits.f32() + V) - res.logits.f32());
+          auto& s = fb.seqs[0];
+          s.start_pos += int32_t(s.tokens.size());
+          s.tokens = {next};
+          res = m.forward(fb, cache);
+        }
+        return logits;
+      };
+      const std::vector<float> on = run(true), off = run(false);
+      be->set_fused_kv(true);
+      const bool same = on.size() == off.size() && std::memcmp(on.data(), off.data(), on.size() * 4) == 0;
+      record("model fused KV = separate",
+             fmt::format("demo widths {}, {} KV, {} indexer: prefill 600 + {} decodes (bitwise)",
+                         mode == GemmMode::Exact ? "exact" : "fast", dtype_name(kv),
+                         im == IndexerMode::Fp8 ? "fp8" : "fp32", steps),
+             same ? 0.0 : max_rel(on.data(), off.data(), int64_t(std::min(on.size(), off.size()))) + 1e-30, 0.0);
+    }
+}
+
 int main() {
   try {
     check_fixture("tiny_v32_fp8", true, true);
@@ -584,6 +641,8 @@ int main() {
     check_step_graphs_demo(/*lazy=*/false);
     check_dense_context(GemmMode::Exact);
     check_dense_context(GemmMode::Fast);
+    check_fused_kv_model(GemmMode::Exact);
+    check_fused_kv_model(GemmMode::Fast);
     return summary("gpu_model_check") ? 1 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_model_check: error: %s\n", e.what());

@@ -423,11 +423,13 @@ using namespace opcheck;
 // `gpu_ops_check dense`: the dense ops only (norms, elementwise, rope, cache, linear, the GEMV's forms);
 // `gpu_ops_check attention`: MLA, the indexer and the FP8 KV pools only; `gpu_ops_check mla`: the absorbed
 // MLA kernels only; `gpu_ops_check mha`: the dense causal MHA prefill only; `gpu_ops_check moe`: routing and
-// the three expert paths only.
+// the three expert paths only; `gpu_ops_check fused`: the fused attention-block kernels only (also part of
+// dense).
 int main(int argc, char** argv) {
   try {
     const std::string only = argc < 2 ? "" : argv[1];
-    const bool all = only != "dense" && only != "attention" && only != "mha" && only != "moe" && only != "mla";
+    const bool all = only != "dense" && only != "attention" && only != "mha" && only != "moe" && only != "mla" &&
+                     only != "fused";
     g_cpu = make_cpu_backend(0);
     cuda::CudaOptions o;
     o.poison = true;
@@ -436,6 +438,10 @@ int main(int argc, char** argv) {
     if (only == "mla") {
       check_mla();
       check_mla_wgmma();
+      return summary("gpu_ops_check") ? 1 : 0;
+    }
+    if (only == "fused") {
+      check_fused_kv();
       return summary("gpu_ops_check") ? 1 : 0;
     }
     if (only == "mha") {
@@ -452,6 +458,7 @@ int main(int argc, char** argv) {
       check_pdl_chain();
       check_norms_and_elementwise();
       check_rope_copy_cache();
+      check_fused_kv();
       check_linear();
       check_gemv_variants();
     }

@@ -117,5 +117,6 @@ void check_mha();
 void check_indexer();
 void check_indexer_tc();
 void check_kv_fp8();
+void check_fused_kv();  // gpu_ops_check_fused_kv.cpp
 
 }  // namespace opcheck

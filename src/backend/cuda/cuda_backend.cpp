@@ -69,6 +69,12 @@ CudaOptions options_from_env(int device) {
     else if (s == "simt") o.mla_kernel = MlaKernel::Simt;
     else fail("DSSERVE_MLA_KERNEL='{}': expected auto, wgmma, tc or simt", s);
   }
+  if (const char* f = std::getenv("DSSERVE_FUSED_KV")) {
+    const std::string_view s(f);
+    if (s == "0") o.fused_kv = false;
+    else if (s == "1") o.fused_kv = true;
+    else fail("DSSERVE_FUSED_KV='{}': expected 0 or 1", s);
+  }
   return o;
 }
 

@@ -62,6 +62,9 @@ struct CudaOptions {
   bool emulate_fp8_lt = false;
   MoePath moe_path = MoePath::Auto;  // DSSERVE_MOE_PATH=auto|grouped|grouped-fp8|per-expert: A/B runs
   MlaKernel mla_kernel = MlaKernel::Auto;  // DSSERVE_MLA_KERNEL=auto|wgmma|tc|simt: A/B runs
+  // The attention block's fused per-token kernels (mla_kv_write, indexer_key_write, mla_absorb_q_rope;
+  // k_kv_fused.cu); off: the Backend defaults, i.e. the separate kernels. DSSERVE_FUSED_KV=0|1: A/B runs.
+  bool fused_kv = true;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -76,8 +79,8 @@ struct MoeExpertTable {
 };
 
 // Defaults, overridden by DSSERVE_CUDA_GEMM=fast|exact, DSSERVE_CUDA_FAST_PARTS (comma list of fp8_act,
-// bf16_gemm, tf32_absorb, tc_attention, tc_indexer, or all / none), DSSERVE_CUDA_POISON=1, DSSERVE_MOE_PATH and
-// DSSERVE_MLA_KERNEL.
+// bf16_gemm, tf32_absorb, tc_attention, tc_indexer, or all / none), DSSERVE_CUDA_POISON=1, DSSERVE_MOE_PATH,
+// DSSERVE_MLA_KERNEL and DSSERVE_FUSED_KV.
 CudaOptions options_from_env(int device);
 uint32_t parse_fast_parts(std::string_view list);
 // The kernels' view of a packed FP8 row layout (checks the widths the kernels take).
@@ -147,6 +150,16 @@ class CudaBackend final : public Backend {
   Tensor causal_index(const AttnBatch& batch) override;
   void hadamard_fp8_round(Tensor& x, int64_t row_len) override;
 
+  // One kernel each (k_kv_fused.cu) where options().fused_kv and the shapes allow, else the Backend defaults.
+  void mla_kv_write(const Tensor& kv, int64_t latent_dim, const Tensor& norm_w, float eps,
+                    const std::vector<int32_t>& pos, const RopeTable& rope, Tensor& pool, const KvFp8Layout* fp8,
+                    const std::vector<int32_t>& slots) override;
+  void indexer_key_write(const Tensor& k, const Tensor& ln_w, const Tensor& ln_b, float eps, int64_t rot_dim,
+                         const std::vector<int32_t>& pos, const RopeTable& rope, bool hadamard_fp8, Tensor& pool,
+                         const KvFp8Layout* fp8, const std::vector<int32_t>& slots) override;
+  Tensor mla_absorb_q_rope(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim, int64_t v_dim,
+                           const std::vector<int32_t>& pos, const RopeTable& rope) override;
+
   void moe_route(const Tensor& router_logits, const Tensor& bias, const MoeRouting& cfg, Tensor* ids,
                  Tensor* weights) override;
   std::shared_ptr<const ExpertSet> prepare_experts(std::vector<ExpertWeights> experts) override;
@@ -200,6 +213,10 @@ class CudaBackend final : public Backend {
   // How mla_attention_absorbed ran its last call: "wgmma", "tc" (tensor cores) or "simt".
   const char* last_mla_path() const { return last_mla_path_; }
   void set_mla_kernel(MlaKernel k) { opts_.mla_kernel = k; }
+  // Tests and A/B runs: the fused attention-block kernels on or off (DSSERVE_FUSED_KV).
+  void set_fused_kv(bool on) { opts_.fused_kv = on; }
+  // Which way the last mla_kv_write / indexer_key_write / mla_absorb_q_rope call ran: "fused" or "composed".
+  const char* last_kv_write_path() const { return last_kv_write_path_; }
   // Auto's choice between the wgmma and the tc kernel for a launch of T queries x H heads x K keys (BF16 pool,
   // supported widths): from the shape only, so that captured steps stay valid (docs/PERF.md, "Sparse MLA on
   // wgmma").
@@ -238,6 +255,8 @@ class CudaBackend final : public Backend {
   void probe_fp8_lt();
   // The MLA absorptions' batched product (cuda_linear.cpp): head GEMV, cuBLAS TF32 or SIMT.
   void absorb(const GemmArgs& g, const LinearWeight& kv_b);
+  // mla_absorb_q without its rope part (columns Dl.. of each head left unwritten): out [T, heads, Dl + Dr].
+  Tensor absorb_q_nope(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim, int64_t v_dim);
   MoeExpertTable moe_table(const std::vector<ExpertWeights>& experts);
   // y [T, H] (device) = the routed experts of x; T up to one chunk (cuda_moe.cpp).
   void moe_experts_grouped(const Tensor& x, const Tensor& ids, const Tensor& weights, const MoeExpertTable& tb,
@@ -288,6 +307,7 @@ class CudaBackend final : public Backend {
   const char* last_absorb_path_ = "";
   const char* last_mla_path_ = "";
   const char* last_mha_path_ = "";
+  const char* last_kv_write_path_ = "";
   float last_mla_us_[2] = {0.f, 0.f};
   const char* last_indexer_path_ = "";
   float last_indexer_us_[2] = {0.f, 0.f};

@@ -251,8 +251,8 @@ void CudaBackend::absorb(const GemmArgs& g, const LinearWeight& kv_b) {
   last_absorb_path_ = "simt";
 }
 
-Tensor CudaBackend::mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
-                                 int64_t v_dim) {
+Tensor CudaBackend::absorb_q_nope(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
+                                  int64_t v_dim) {
   const int64_t T = q.dim(0), qd = q.row_size() / heads, rope_dim = qd - nope_dim, Dl = kv_b.in_features;
   DS_CHECK(kv_b.out_features == heads * (nope_dim + v_dim), "kv_b_proj has {} rows, expected {}", kv_b.out_features,
            heads * (nope_dim + v_dim));
@@ -275,7 +275,14 @@ Tensor CudaBackend::mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int6
   g.trans_w = false;
   absorb(g, kv_b);
   check_launch("mla_absorb_q");
-  if (rope_dim > 0)
+  return out;
+}
+
+Tensor CudaBackend::mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
+                                 int64_t v_dim) {
+  Tensor out = absorb_q_nope(q, kv_b, heads, nope_dim, v_dim);
+  const int64_t T = q.dim(0), qd = q.row_size() / heads, rope_dim = qd - nope_dim, Dl = kv_b.in_features;
+  if (T > 0 && rope_dim > 0)
     DS_CUDA_CHECK(cudaMemcpy2DAsync(out.data<float>() + Dl, size_t(Dl + rope_dim) * 4, q.data<float>() + nope_dim,
                                     size_t(qd) * 4, size_t(rope_dim) * 4, size_t(T * heads), cudaMemcpyDeviceToDevice,
                                     stream_));

@@ -7,6 +7,7 @@
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/pdl.cuh"
+#include "backend/cuda/row_math.cuh"
 
 namespace ds::backend::cuda {
 
@@ -17,18 +18,6 @@ inline unsigned blocks_for(size_t n, int threads, unsigned cap = 65535u * 16u) {
 }
 
 __device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
-
-// Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
-__device__ float block_sum(float v, float* red) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-  __syncthreads();  // red may still be read by a previous call
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  float s = 0.f;
-  for (int i = 0; i < nw; ++i) s += red[i];  // fixed order: deterministic
-  return s;
-}
 
 __global__ void fill_u32_kernel(uint32_t* p, uint32_t v, size_t n) {
   pdl_prologue();
@@ -76,7 +65,7 @@ __global__ void rmsnorm_kernel(const float* x, float* residual, const float* w, 
 // The same for rows of up to 4 * kNormVec * blockDim.x floats (n % 4 == 0): the row is read once into
 // registers as float4s, residual and input loads all in flight together (the loop above re-reads the row
 // three times and serialises each load behind the previous store: ~10 us for one 7168-wide row).
-constexpr int kNormVec = 4;
+// (k_kv_fused.cu's mla_kv_write_kernel repeats this kernel's arithmetic: change both together.)
 __global__ void rmsnorm_vec_kernel(const float* __restrict__ x, float* __restrict__ residual,
                                    const float* __restrict__ w, float* __restrict__ y, int n, float eps) {
   pdl_prologue();
@@ -125,10 +114,10 @@ __global__ void layernorm_kernel(const float* x, const float* w, const float* b,
   for (int i = threadIdx.x; i < n; i += blockDim.x) s += xr[i];
   const float mean = block_sum(s, red) / float(n);
   float v = 0.f;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) v += (xr[i] - mean) * (xr[i] - mean);
+  for (int i = threadIdx.x; i < n; i += blockDim.x) v = ln_acc_sq(xr[i] - mean, v);
   const float var = block_sum(v, red) / float(n);
   const float r = 1.0f / sqrtf(var + eps);
-  for (int i = threadIdx.x; i < n; i += blockDim.x) y[off + i] = (xr[i] - mean) * r * w[i] + b[i];
+  for (int i = threadIdx.x; i < n; i += blockDim.x) y[off + i] = ln_out(xr[i] - mean, r, w[i], b[i]);
 }
 
 __global__ void add_kernel(float* y, const float* x, size_t n) {
@@ -155,13 +144,11 @@ __global__ void rope_kernel(float* x, int row, int col0, int head_stride, int nh
   pdl_prologue();
   const int t = blockIdx.x, i = threadIdx.x, h = blockIdx.y * blockDim.y + threadIdx.y;
   if (i >= half || h >= nheads) return;
-  const float angle = f.inv_freq[i] * float(pos[t]);  // fp32 angle, as the references compute it
-  const float c = cosf(angle) * af, s = sinf(angle) * af;
+  float c, s;
+  rope_cos_sin(f.inv_freq[i], pos[t], af, c, s);  // fp32 angle, as the references compute it
   const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
   float* v = x + size_t(t) * row + col0 + size_t(h) * head_stride;
-  const float x0 = v[a], x1 = v[b];
-  v[a] = x0 * c - x1 * s;
-  v[b] = x1 * c + x0 * s;
+  rope_rotate(v[a], v[b], c, s, v[a], v[b]);
 }
 
 __global__ void f32_to_bf16_kernel(const float* x, __nv_bfloat16* y, size_t n) {
@@ -222,7 +209,6 @@ __global__ void causal_index_kernel(const int32_t* pos, int K, int32_t* out) {
   for (int j = threadIdx.x; j < K; j += blockDim.x) out[size_t(t) * K + j] = j <= p ? j : -1;
 }
 
-int row_threads(int n) { return n >= 1024 ? 512 : n >= 256 ? 256 : n >= 64 ? 64 : 32; }
 }  // namespace
 
 void launch_fill_u32(void* p, uint32_t value, size_t words, cudaStream_t st) {

@@ -76,6 +76,36 @@ void launch_cache_write_fp8(uint8_t* pool, const KvFp8Dev& L, const float* quant
 // out[i, :] = the dequantised row idx[i] (quant_dim + bf16_dim floats).
 void launch_gather_fp8(const uint8_t* pool, const KvFp8Dev& L, const int32_t* idx, int n, float* out,
                        cudaStream_t st);
+// ---- fused per-token K/V steps of the attention block (k_kv_fused.cu; Backend::mla_kv_write,
+// Backend::indexer_key_write, Backend::mla_absorb_q_rope): one block per token, each equal bit for bit to
+// the chain of separate kernels it replaces (row_math.cuh) ----
+// Where such a kernel stores a token's row: pool row slots[t] (-1: nowhere) of an F32 or BF16 pool (D
+// elements per row) or a packed FP8 pool (layout fp8).
+enum class KvPoolKind : int { F32 = 0, BF16 = 1, FP8 = 2 };
+struct KvDst {
+  void* pool = nullptr;
+  KvPoolKind kind = KvPoolKind::F32;
+  int D = 0;
+  KvFp8Dev fp8;
+  const int32_t* slots = nullptr;
+};
+constexpr int kFusedMaxLatent = 2048;    // latent widths the fused latent write takes (shared memory)
+constexpr int kFusedMaxIndexDim = 1024;  // indexer head widths the fused key write takes
+// kv [T, Dl + Dr] (rows 16-byte aligned, Dl % 4 == 0): the latent part RMS-normalised (norm_w, eps) with the
+// arithmetic of the vectorised rmsnorm kernel, the rope part rotated (interleaved) at pos[t]; the pool's
+// row gets [c | k_rope] (F32 / BF16 at columns 0 and Dl; FP8: the latent layout of (Dl, Dr)).
+void launch_mla_kv_write(const float* kv, int T, int Dl, int Dr, const float* norm_w, float eps, const int32_t* pos,
+                         const RopeFreqs& f, float af, const KvDst& dst, cudaStream_t st);
+// k [T, Di] (Di <= kFusedMaxIndexDim; a power of two with hadamard): LayerNorm (ln_w, ln_b, eps), the first
+// rot_dim columns rotated (half-split) at pos[t], with hadamard the Hadamard + e4m3 rounding of
+// launch_hadamard_fp8_round; the pool's row gets the key (F32 / BF16 at column 0; FP8: the indexer layout).
+void launch_indexer_key_write(const float* k, int T, int Di, const float* ln_w, const float* ln_b, float eps,
+                              int rot_dim, const int32_t* pos, const RopeFreqs& f, float af, bool hadamard,
+                              const KvDst& dst, cudaStream_t st);
+// mla_absorb_q's rope part, rotated on the way: out[t, h, out_col0 + j] = q[t, h, Dn + j] rotated
+// (interleaved) at pos[t], j < Dr; q rows of H heads of qd floats, out rows of H heads of out_hd floats.
+void launch_rope_copy(const float* q, int T, int H, int qd, int Dn, int Dr, float* out, int out_hd, int out_col0,
+                      const int32_t* pos, const RopeFreqs& f, float af, cudaStream_t st);
 // y[idx[i], :] += w[i] * x[i, :]
 void launch_scatter_add_rows(float* y, int D, const int32_t* idx, const float* w, const float* x, int n,
                              cudaStream_t st);

@@ -6,7 +6,8 @@
 #      identical) and fast mode (agreement reported);
 #   2. serving: bench serving at concurrency 1, 8, 32 on a demo-size model whose draft agrees by construction
 #      (accept length ~ S + 1) and on the same shapes with a random draft (~1), S = 1, 2, 3, next to plain;
-#   3. `bench model --speculative-num-steps 1,2,3` on the full-width preset (SPEC_BENCH_LAYERS layers, default 8).
+#   3. `bench model --speculative-num-steps 1,2,3` on the full-width preset (SPEC_BENCH_LAYERS layers, default 8;
+#      SPEC_DRAFT_HEADS="shared fp8" times both draft heads).
 # SPEC_PARTS=check,serve,model selects parts (default all). Logs in $OUT (or /tmp/gpu-spec).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +79,20 @@ print(f"draft graphs (exact GEMMs): recorded vs op by op: {same}/{len(a)} output
       f"{acc[0]:.3f} vs {acc[1]:.3f}; verify steps {ver[0]} vs {ver[1]}")
 sys.exit(0 if same == len(a) else 1)
 PY
+  # The draft head: the FP8 copy with its top 8 rescored (the default on CUDA, above) against the checkpoint's
+  # BF16 head: the same outputs; the accept lengths say what the copy costs in acceptance.
+  serve "$LOG/check-draft-head-shared.log" --model-path "$M" --context-length 1024 --speculative-algorithm EAGLE \
+    --speculative-num-steps 3 --speculative-draft-head shared && generate >"$TMP/shared.json"; unserve
+  python3 - "$TMP/draft1.json" "$TMP/shared.json" <<'PY' || status=1
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+same = sum(x["output_ids"] == y["output_ids"] for x, y in zip(a, b))
+acc = [sum(r["meta_info"]["spec_accept_length"] for r in v) / len(v) for v in (a, b)]
+print(f"draft head (exact GEMMs): FP8 copy + rescore vs the checkpoint's: {same}/{len(a)} outputs identical; "
+      f"accept length {acc[0]:.3f} vs {acc[1]:.3f}")
+sys.exit(0 if same == len(a) else 1)
+PY
+  grep -h "draft head:" "$LOG/check-draft-graphs-1.log" | head -1
   unset DSSERVE_CUDA_GEMM
   grep -h "CUDA graphs:" "$LOG/check-spec-fast.log" | head -1
 fi
@@ -116,8 +131,13 @@ if [[ $PARTS == *serve* ]]; then
 fi
 
 if [[ $PARTS == *model* ]]; then
-  "$BIN" bench model --preset full-width --num-layers "${SPEC_BENCH_LAYERS:-8}" --device cuda --batch 1,8,32 \
-    --prefill '' --context 4096 --speculative-num-steps 1,2,3 --steps 10 >"$LOG/model.log" 2>&1 || status=1
-  grep -v "^\[" "$LOG/model.log" | tail -25
+  # SPEC_DRAFT_HEADS: the draft heads to time (--speculative-draft-head; default the CUDA default, fp8).
+  for head in ${SPEC_DRAFT_HEADS:-fp8}; do
+    "$BIN" bench model --preset full-width --num-layers "${SPEC_BENCH_LAYERS:-8}" --device cuda --batch 1,8,32 \
+      --prefill '' --context 4096 --speculative-num-steps 1,2,3 --speculative-draft-head "$head" --steps 10 \
+      >"$LOG/model-$head.log" 2>&1 || status=1
+    echo "-- bench model, draft head $head"
+    grep -v "^\[" "$LOG/model-$head.log" | tail -25
+  done
 fi
 exit $status

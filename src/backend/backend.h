@@ -160,6 +160,12 @@ class Backend {
   // ids[r] = the column of row r's largest logit (the lowest among equal maxima), for the rows of
   // logits [R, V] (F32); a row holding a NaN or +inf gets 0. ids: I32 with >= R elements, written in place.
   virtual void argmax_rows(const Tensor& logits, Tensor& ids) = 0;
+  // The draft head's refinement (model/draft_head.h): in each row r of logits [R, V] (F32: an approximate
+  // head's output, an FP8 copy's), keeps its k largest entries (the lowest ids among equal values; never a
+  // NaN), each replaced by x[r] . w[id] summed in fp32 over row id of `w` as this backend holds it, and sets
+  // every other entry to -inf. x: F32 [R, w.in_features]; 1 <= k <= kMaxRescoreCandidates.
+  static constexpr int kMaxRescoreCandidates = 8;
+  virtual void rescore_topk(Tensor& logits, const Tensor& x, const LinearWeight& w, int k);
   virtual Tensor linear(const Tensor& x, const LinearWeight& w) = 0;                   // [T, out]
   virtual Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) = 0;
   // residual += x in place, then returns rmsnorm(residual). (The fused pre-norm of every block.)

@@ -49,6 +49,10 @@ void register_bench_model(CLI::App* bench) {
   cmd->add_option("--speculative-num-steps", f->spec_steps,
                   "comma-separated draft counts: also time speculative decoding's verify and draft steps with that many "
                   "MTP drafts (the model's MTP layer; presets make one)");
+  cmd->add_option("--speculative-draft-head", f->draft_head,
+                  "the LM head the drafts read: shared, fp8 (an FP8 copy) or auto (fp8 on cuda), as dsserve serve")
+      ->check(CLI::IsMember({"auto", "shared", "fp8"}))
+      ->capture_default_str();
   cmd->add_option("--csv", f->csv, "also write every row to this CSV file");
   cmd->add_option("--log-level", f->log_level, "trace|debug|info|warning|error");
   cmd->callback([f] {
@@ -57,7 +61,7 @@ void register_bench_model(CLI::App* bench) {
     DS_CHECK(f->dp >= 1 && f->tp % f->dp == 0, "--dp {} must divide --tp {} (DP attention groups inside the ranks)",
              f->dp, f->tp);
     if (f->tp == 1) return perf::run_model_bench(*f, make_backend(f->device, 0, f->threads));
-    const ReplicaFlags rf{f->device, f->threads, 0, 1};
+    const ReplicaFlags rf{f->device, f->threads, 0, 1, {}};
     std::vector<std::unique_ptr<backend::Backend>> bes;
     std::vector<backend::Backend*> raw;
     for (int r = 0; r < f->tp; ++r) {

@@ -64,7 +64,7 @@ struct ServeFlags {
       moe_dense_tp_size = 0, node_rank = 0;
   std::string dist_init_addr;
   // Speculative decoding (SGLang's flags); 0: the default for the algorithm.
-  std::string speculative_algorithm, speculative_draft_model_path;
+  std::string speculative_algorithm, speculative_draft_model_path, speculative_draft_head = "auto";
   int speculative_num_steps = 0, speculative_eagle_topk = 0, speculative_num_draft_tokens = 0;
   double speculative_min_accept_length = 1.5;
   int64_t max_total_tokens = 0, limit_concurrency = 0;  // 0: from the open-file limit
@@ -155,6 +155,12 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
                   "when the last 8 verify steps emitted fewer tokens per request than this, speculation pauses for "
                   "256 steps, then tries again (dsserve's own; 0: never)")
       ->capture_default_str();
+  cmd->add_option("--speculative-draft-head", f.speculative_draft_head,
+                  "the LM head the drafts read: shared (the checkpoint's), fp8 (a block-scaled FP8 copy made at load: "
+                  "half a BF16 head's bytes per draft pass; outputs unchanged) or auto (fp8 on cuda, shared on cpu; "
+                  "dsserve's own)")
+      ->check(CLI::IsMember({"auto", "shared", "fp8"}))
+      ->capture_default_str();
   cmd->add_option("--speculative-draft-model-path", f.speculative_draft_model_path,
                   "the draft model: the checkpoint's own MTP layer (empty or --model-path)");
   cmd->add_option("--disaggregation-mode", f.disaggregation_mode,
@@ -234,10 +240,18 @@ int32_t speculative_steps(const ServeFlags& f) {
                                               : 3;
 }
 
+// What every rank loads: with speculative decoding, the draft head --speculative-draft-head asks for.
+ReplicaFlags replica_flags(const ServeFlags& f) {
+  ReplicaFlags rf{f.device, f.threads, f.base_gpu_id, f.gpu_id_step, {}};
+  const bool fp8_head = f.speculative_draft_head == "fp8" || (f.speculative_draft_head == "auto" && f.device == "cuda");
+  if (speculative_steps(f) > 0 && fp8_head) rf.model_options.draft_head = model::DraftHead::Fp8;
+  return rf;
+}
+
 void validate_speculative(const ServeFlags& f) {
   if (f.speculative_algorithm.empty()) {
     DS_CHECK(f.speculative_num_steps == 0 && f.speculative_eagle_topk == 0 && f.speculative_num_draft_tokens == 0 &&
-                 f.speculative_draft_model_path.empty(),
+                 f.speculative_draft_model_path.empty() && f.speculative_draft_head == "auto",
              "--speculative-* flags need --speculative-algorithm EAGLE (or NEXTN)");
     return;
   }
@@ -434,7 +448,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& given) {
       std::_Exit(0);
     }).detach();
     const runtime::ParallelConfig parallel = parallel_config(flags);
-    ReplicaFlags rf{flags.device, flags.threads, flags.base_gpu_id, flags.gpu_id_step};
+    const ReplicaFlags rf = replica_flags(flags);
     NodeSet node(NodeFlags{flags.nnodes, flags.node_rank, flags.dist_init_addr}, parallel);
     const int code = node.serve_as_worker(node.load(model_path, rf), rf);
     spdlog::default_logger()->flush();
@@ -450,7 +464,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& given) {
 
   Timer load_timer;
   const runtime::ParallelConfig parallel = parallel_config(flags);
-  ReplicaFlags rf{flags.device, flags.threads, flags.base_gpu_id, flags.gpu_id_step};
+  const ReplicaFlags rf = replica_flags(flags);
   std::unique_ptr<NodeSet> nodes;
   if (flags.nnodes > 1)
     nodes = std::make_unique<NodeSet>(NodeFlags{flags.nnodes, flags.node_rank, flags.dist_init_addr}, parallel);

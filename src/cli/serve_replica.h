@@ -13,6 +13,7 @@ struct ReplicaFlags {
   std::string device = "cpu";
   int threads = 0;  // CPU: for all ranks together (0: every core)
   int base_gpu_id = 0, gpu_id_step = 1;
+  model::ModelOptions model_options;  // every rank's (the draft head is made at load)
 };
 
 // Loads `model_path` over parallel.world_size() ranks; rank r runs on GPU base + r * step.

@@ -3,6 +3,7 @@
 
 #include "dist/group.h"
 #include "model/checkpoint.h"
+#include "model/draft_head.h"
 #include "model/rope.h"
 #include "model/step.h"
 #include "util/error.h"
@@ -25,11 +26,27 @@ Model::Model(ModelConfig config, ModelWeights weights, backend::Backend& be, Mod
            cfg_.scoring_func);
   DS_CHECK(cfg_.hidden_act == "silu", "hidden_act '{}' is not supported (expected silu)", cfg_.hidden_act);
   DS_CHECK(cfg_.q_lora_rank > 0, "q_lora_rank must be set (DeepSeek-V3/V3.2 use a low-rank query)");
+  if (opts_.draft_head == DraftHead::Fp8 && !w_.mtp.empty()) {
+    Timer timer;
+    MtpWeights& m = w_.mtp[0];
+    backend::LinearWeight copy = fp8_draft_head(be_, m.head);
+    if (copy.w.raw() != m.head.w.raw()) {  // not FP8 already
+      m.head_rescore = m.head;
+      m.head = copy;
+      if (tp_.rank == 0)
+        spdlog::info("draft head: an FP8 copy of the LM head for the MTP drafts, top {} rescored ({:.2f} GiB, {:.2f} s)",
+                     kDraftCandidates, double(m.head.out_features * m.head.in_features) / double(1 << 30),
+                     timer.seconds());
+    }
+  }
 }
 
 Model::~Model() = default;
 
-void Model::set_options(ModelOptions o) { opts_ = o; }
+void Model::set_options(ModelOptions o) {
+  o.draft_head = opts_.draft_head;
+  opts_ = o;
+}
 
 std::unique_ptr<Model> Model::load(const std::string& dir, backend::Backend& be, ModelOptions opts,
                                    const TensorParallel& tp) {
@@ -142,7 +159,7 @@ ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, 
   StepBinding bound(be_, st);
   Tensor normed = mtp_stack(st, cache, depth, embed(m.embed, in.next_tokens),
                             in.hidden.device() == be_.device() ? in.hidden : be_.from_host(in.hidden));
-  ForwardOutput out = finish(st, batch.logits_on_device, head_logits(st, normed, m.head));
+  ForwardOutput out = finish(st, batch.logits_on_device, head_logits(st, normed, m.head, &m.head_rescore));
   if (batch.want_hidden) out.hidden = batch.hidden_on_device ? normed : be_.to_host_f32(normed);
   return out;
 }
@@ -174,17 +191,27 @@ Tensor Model::mtp_draft_pass(const StepLayout& st, KVCache& cache, const Tensor*
   const MtpWeights& m = w_.mtp[0];
   Tensor normed = mtp_stack(st, cache, 0, ids ? embed_ids(m.embed, *ids) : embed(m.embed, st.ids), hidden_in);
   Tensor picked = be_.cache_gather(normed, st.logit_rows);  // F32 [R, H]
-  Tensor logits = gather_vocab(be_.linear(picked, m.head));
+  Tensor logits = gather_vocab(draft_logits_local(picked, m.head, &m.head_rescore));
   be_.argmax_rows(logits, ids_out);
   Tensor rows = hidden_out.rows(0, R);
   be_.copy_cols(rows, 0, picked, 0, picked.dim(1));
   return ids_out.view({ids_out.numel()}).rows(0, R);
 }
 
-Tensor Model::head_logits(const Step& st, const Tensor& normed, const backend::LinearWeight& head) const {
+Tensor Model::head_logits(const Step& st, const Tensor& normed, const backend::LinearWeight& head,
+                          const backend::LinearWeight* rescore) const {
   if (st.logit_rows.empty()) return Tensor();
   Tensor picked = be_.cache_gather(normed, st.logit_rows);  // row gather from the [T, H] activations
-  return gather_vocab(be_.linear(picked, head));
+  return gather_vocab(draft_logits_local(picked, head, rescore));
+}
+
+// This rank's vocabulary slice: with a rescoring head, its own top candidates rescored before the slices
+// are joined (the rows of the checkpoint's head are split over the ranks as the copy's are).
+Tensor Model::draft_logits_local(const Tensor& picked, const backend::LinearWeight& head,
+                                 const backend::LinearWeight* rescore) const {
+  Tensor local = be_.linear(picked, head);
+  if (rescore && rescore->defined()) be_.rescore_topk(local, picked, *rescore, kDraftCandidates);
+  return local;
 }
 
 Tensor Model::embed(const Tensor& table, const std::vector<int32_t>& ids) const {

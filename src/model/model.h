@@ -33,10 +33,19 @@ enum class MhaPrefill : uint8_t {
 // serving and benchmarks can force either path without a flag.
 MhaPrefill mha_prefill_from_env();
 
+// The LM head the MTP draft reads (model/draft_head.h): the checkpoint's, shared with the main model, or an
+// FP8 block-scaled copy made at load (half the bytes of a BF16 head per chained draft pass). Only drafts read
+// it; outputs stay the target's.
+enum class DraftHead : uint8_t {
+  Shared,
+  Fp8,
+};
+
 struct ModelOptions {
   IndexerMode indexer = IndexerMode::Fp32;
   AttentionForm attention = AttentionForm::Absorbed;
   MhaPrefill mha_prefill = MhaPrefill::Auto;  // used with AttentionForm::Absorbed only
+  DraftHead draft_head = DraftHead::Shared;    // made at construction (models without MTP: ignored)
 };
 
 // Inputs of the MTP (next-n) layer for a step: for each token t of the batch, the main model's
@@ -60,6 +69,7 @@ class Model {
 
   const ModelConfig& config() const { return cfg_; }
   const ModelOptions& options() const { return opts_; }
+  // Changes the forward's options; the draft head stays what construction made.
   void set_options(ModelOptions o);
   bool has_mtp() const { return !w_.mtp.empty(); }
   backend::Backend& backend() const { return be_; }
@@ -83,6 +93,7 @@ class Model {
   Tensor step_logits(const StepLayout& st, KVCache& cache, Tensor* hidden_out = nullptr) const;
   // Runs MTP layer `depth` (0-based) over the batch; its cache entries go to layer num_hidden_layers+depth.
   // The logits rows follow batch.seqs[i].logits as in forward(); hidden = the layer's shared_head.norm output.
+  // With DraftHead::Fp8 the logits are the FP8 copy's top candidates rescored, -inf elsewhere.
   ForwardOutput mtp_forward(const ForwardBatch& batch, const MtpInput& in, KVCache& cache, int depth = 0) const;
   // One pass of MTP layer 0 that issues only device work, for a runner to record (runtime/draft_recorder.h):
   // over the bound step `st`, with token ids from `ids` (I32 [T] on the device, written by the pass before;
@@ -97,7 +108,12 @@ class Model {
   // Embedding, every decoder layer and the final norm: the [T, hidden] states the heads read.
   Tensor main_stack(const Step& st, KVCache& cache) const;
   // The logits of the step's logit rows (undefined when it asks for none), left on the backend's device.
-  Tensor head_logits(const Step& st, const Tensor& normed, const backend::LinearWeight& head) const;
+  // rescore: the MTP layer's head_rescore (model/draft_head.h), when its head is an FP8 copy: the logits are
+  // then its top candidates' rescored values, -inf elsewhere.
+  Tensor head_logits(const Step& st, const Tensor& normed, const backend::LinearWeight& head,
+                     const backend::LinearWeight* rescore = nullptr) const;
+  Tensor draft_logits_local(const Tensor& picked, const backend::LinearWeight& head,
+                            const backend::LinearWeight* rescore) const;
   // One decoder layer on the residual stream. `pending` is the previous block's output not yet added.
   Tensor layer_forward(const LayerWeights& lw, int64_t layer, const Step& st, KVCache& cache, Tensor& residual,
                        const Tensor* pending) const;

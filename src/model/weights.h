@@ -54,6 +54,9 @@ struct LayerWeights {
 struct MtpWeights {
   Tensor enorm, hnorm, head_norm;
   backend::LinearWeight eh_proj, head;
+  // With an FP8 draft head (ModelOptions::draft_head): the checkpoint's head, whose rows rescore the copy's
+  // top candidates of each draft (model/draft_head.h); undefined otherwise.
+  backend::LinearWeight head_rescore;
   Tensor embed;  // layers.N.embed_tokens when the checkpoint has it, else the main embedding
   LayerWeights layer;
 };

@@ -123,6 +123,11 @@ void MeteredBackend::argmax_rows(const Tensor& logits, Tensor& ids) {
   in_->argmax_rows(logits, ids);
 }
 
+void MeteredBackend::rescore_topk(Tensor& logits, const Tensor& x, const LinearWeight& w, int k) {
+  Scope s(*this, "draft_rescore");
+  in_->rescore_topk(logits, x, w, k);
+}
+
 Tensor MeteredBackend::linear(const Tensor& x, const LinearWeight& w) {
   Scope s(*this, linear_name(w));
   totals_.weight_bytes += weight_bytes(w);

@@ -107,6 +107,13 @@ model::ModelConfig bench_preset_config(const ModelBenchOptions& f) {
   return model::preset_config(o);
 }
 
+model::ModelOptions bench_model_options(const ModelBenchOptions& f) {
+  model::ModelOptions o;
+  const bool fp8 = f.draft_head == "fp8" || (f.draft_head == "auto" && f.device == "cuda");
+  if (!f.spec_steps.empty() && fp8) o.draft_head = model::DraftHead::Fp8;
+  return o;
+}
+
 void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backend> backend) {
   DS_CHECK(f.model_path.empty() != f.preset.empty(), "give one of --model-path and --preset");
   const auto batches = parse_sizes(f.batches, "--batch"), prefills = parse_sizes(f.prefill, "--prefill");
@@ -166,7 +173,7 @@ void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backen
 
   // ---- the models: full, and cut to the dense layers + 1 MoE layer when extrapolating
   std::vector<std::unique_ptr<model::Model>> models;
-  model::ModelOptions mopts;
+  const model::ModelOptions mopts = bench_model_options(f);
   if (f.extrapolate_to > 0) {
     const int64_t cut = cfg.first_k_dense_replace + 1;
     DS_CHECK(cfg.num_hidden_layers > cut && f.extrapolate_to >= cfg.num_hidden_layers,

@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "model/model.h"
 #include "runtime/step_recorder.h"
 
 namespace ds::perf {
@@ -23,6 +24,7 @@ struct ModelBenchOptions {
   int context = 4096, steps = 10, warmup = 3, threads = 0, page_size = 64, extrapolate_to = 0,
       cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs;
   std::string spec_steps;  // "1,2,3": also speculative decoding's verify and draft steps with these many drafts
+  std::string draft_head = "auto";  // --speculative-draft-head: auto | shared | fp8 (as dsserve serve)
   double hbm_gbs = 0, peak_tflops = 989;
   bool profile = false;
 };
@@ -31,6 +33,9 @@ struct ModelBenchOptions {
 std::vector<int64_t> parse_sizes(const std::string& s, const char* flag);
 // The config of --preset (--num-layers, --seed; the MTP layer only with --speculative-num-steps).
 model::ModelConfig bench_preset_config(const ModelBenchOptions& f);
+
+// The models' options: the draft head of --speculative-draft-head when speculative steps are timed.
+model::ModelOptions bench_model_options(const ModelBenchOptions& f);
 
 // Throws ds::Error when a configuration failed (after the others ran and were reported).
 void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backend> backend);

@@ -84,7 +84,7 @@ void run_model_bench_tp(const ModelBenchOptions& f, std::vector<std::unique_ptr<
     } else {
       w = model::random_weights(cfg, b, f.seed, tp);
     }
-    models[size_t(r)] = std::make_unique<model::Model>(cfg, std::move(w), b, model::ModelOptions{}, tp);
+    models[size_t(r)] = std::make_unique<model::Model>(cfg, std::move(w), b, bench_model_options(f), tp);
     return 0;
   });
   fmt::print("model: {}; {} layers over {} ranks ({}{}); weights per rank {:.2f} GB ({} backend), loaded in {:.1f} s\n",

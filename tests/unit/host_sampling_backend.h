@@ -80,6 +80,9 @@ class HostSamplingBackend : public backend::Backend {
     return cpu_->embedding_ids(table, ids, first);
   }
   void argmax_rows(const Tensor& logits, Tensor& ids) override { cpu_->argmax_rows(logits, ids); }
+  void rescore_topk(Tensor& logits, const Tensor& x, const backend::LinearWeight& w, int k) override {
+    cpu_->rescore_topk(logits, x, w, k);
+  }
   Tensor linear(const Tensor& x, const backend::LinearWeight& w) override { return cpu_->linear(x, w); }
   Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) override { return cpu_->rmsnorm(x, w, eps); }
   Tensor add_rmsnorm(const Tensor& x, Tensor& residual, const Tensor& w, float eps) override {

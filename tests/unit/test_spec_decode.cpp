@@ -101,17 +101,22 @@ class SpecDecodeTest : public ::testing::Test {
     golden_ = model::Model::load(DS_SOURCE_DIR "/tests/golden/tiny_v32_fp8", *be_).release();
     bigram_ = model::Model::load(bigram_model(0.0f), *be_).release();
     half_ = model::Model::load(bigram_model(0.5f), *be_).release();
+    model::ModelOptions fp8_head;
+    fp8_head.draft_head = model::DraftHead::Fp8;
+    bigram_fp8_head_ = model::Model::load(bigram_model(0.0f), *be_, fp8_head).release();
   }
   static void TearDownTestSuite() {
     for (float scale : {0.0f, 0.5f}) std::filesystem::remove_all(bigram_model_dir(scale));
   }
   static backend::Backend* be_;
   static model::Model *golden_, *bigram_, *half_;
+  static model::Model* bigram_fp8_head_;  // the bigram model drafting through an FP8 copy of its head
 };
 backend::Backend* SpecDecodeTest::be_ = nullptr;
 model::Model* SpecDecodeTest::golden_ = nullptr;
 model::Model* SpecDecodeTest::bigram_ = nullptr;
 model::Model* SpecDecodeTest::half_ = nullptr;
+model::Model* SpecDecodeTest::bigram_fp8_head_ = nullptr;
 
 }  // namespace
 
@@ -310,7 +315,10 @@ TEST_F(SpecDecodeTest, GreedyOutputsEqualPlainDecoding) {
     const char* name;
     model::Model* m;
     double min_accept, max_accept;  // tokens per verify step
-  } cases[] = {{"random draft", golden_, 1.0, 1.3}, {"bigram draft", bigram_, 3.5, 4.0}, {"half", half_, 1.2, 3.9}};
+  } cases[] = {{"random draft", golden_, 1.0, 1.3},
+               {"bigram draft", bigram_, 3.5, 4.0},
+               {"half", half_, 1.2, 3.9},
+               {"bigram draft, FP8 draft head", bigram_fp8_head_, 3.5, 4.0}};
   for (const auto& k : cases) {
     Outputs plain = run_all(*k.m, tok, reqs, false);
     Outputs spec = run_all(*k.m, tok, reqs, true, 1024, true);

@@ -437,6 +437,19 @@ void CudaBackend::argmax_rows(const Tensor& logits, Tensor& ids) {
   check_launch("argmax_rows");
 }
 
+static_assert(Backend::kMaxRescoreCandidates <= 8, "k_rescore_topk.cu keeps 8 candidates per thread");
+
+void CudaBackend::rescore_topk(Tensor& logits, const Tensor& x, const LinearWeight& w, int k) {
+  const int64_t R = logits.dim(0), V = logits.row_size(), H = w.in_features;
+  DS_CHECK(logits.device() == Device::CUDA && logits.dtype() == DType::F32 && x.device() == Device::CUDA &&
+               x.dtype() == DType::F32 && x.dim(0) == R && x.row_size() == H && V <= w.out_features &&
+               (w.w.dtype() == DType::BF16 || w.w.dtype() == DType::F32) && k >= 1 && k <= kMaxRescoreCandidates,
+           "rescore_topk: logits {}, x {}, w {}, k {}", logits.describe(), x.describe(), w.w.describe(), k);
+  launch_rescore_topk(logits.data<float>(), int(R), int(V), x.data<float>(), w.w.raw(), w.w.dtype() == DType::BF16,
+                      int(H), k, stream_);
+  check_launch("rescore_topk");
+}
+
 Tensor CudaBackend::embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) {
   DS_CHECK(table.device() == Device::CUDA && table.ndim() == 2 &&
                (table.dtype() == DType::F32 || table.dtype() == DType::BF16),

@@ -117,6 +117,7 @@ class CudaBackend final : public Backend {
   Tensor embedding_part(const Tensor& table, const std::vector<int32_t>& ids, int64_t first) override;
   Tensor embedding_ids(const Tensor& table, const Tensor& ids, int64_t first) override;
   void argmax_rows(const Tensor& logits, Tensor& ids) override;
+  void rescore_topk(Tensor& logits, const Tensor& x, const LinearWeight& w, int k) override;
   Tensor linear(const Tensor& x, const LinearWeight& w) override;
   Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) override;
   Tensor add_rmsnorm(const Tensor& x, Tensor& residual, const Tensor& w, float eps) override;

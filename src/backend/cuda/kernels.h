@@ -390,5 +390,9 @@ struct SampleArgs {
 void launch_sample(const SampleArgs& a, cudaStream_t st);
 // ids[r] = argmax of logits row r (F32 [R, V]); 0 for a row with a NaN or +inf (Backend::argmax_rows).
 void launch_argmax_rows(const float* logits, int R, int V, int* ids, cudaStream_t st);
+// Backend::rescore_topk (k_rescore_topk.cu): rows of logits [R, V] keep their k <= 8 best entries, rescored as
+// x [R, H] (F32) . w [>= V, H] (BF16 when w_bf16, else F32), and -inf elsewhere.
+void launch_rescore_topk(float* logits, int R, int V, const float* x, const void* w, bool w_bf16, int H, int k,
+                         cudaStream_t st);
 
 }  // namespace ds::backend::cuda

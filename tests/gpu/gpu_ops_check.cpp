@@ -140,6 +140,49 @@ void check_norms_and_elementwise() {
     record("argmax_rows", fmt::format("{} rows x {} (ties, -inf, NaN, +inf rows)", R, Vv),
            double(wrong) + (specials ? 0.0 : 1.0), 0.0);
   }
+  // rescore_topk (the FP8 draft head's candidates against the exact head): the real vocabulary with a BF16
+  // head, an odd one with an F32 head; ties at the top (the lower id wins), NaNs, a row with two finite
+  // entries. The kept ids must be the CPU's; their values equal up to the fp32 sums' order.
+  for (auto [Vv, Hh, bf16] : {std::tuple<int64_t, int64_t, bool>{129280, 1024, true}, {1001, 7168, false}}) {
+    const int64_t R = 37;
+    const int k = backend::Backend::kMaxRescoreCandidates;
+    std::vector<uint16_t> wb;
+    Tensor wf;
+    if (bf16) {
+      wb.resize(size_t(Vv * Hh));
+      for (auto& v : wb) v = f32_to_bf16(std::normal_distribution<float>(0.f, 0.05f)(rng()));
+    } else {
+      wf = randn({Vv, Hh}, 0.05f);
+    }
+    HostTensor hw{"head", bf16 ? DType::BF16 : DType::F32, {Vv, Hh}, bf16 ? (const void*)wb.data() : wf.raw()};
+    const LinearWeight wc = g_cpu->load_linear(hw, nullptr), wg = g_gpu->load_linear(hw, nullptr);
+    Tensor x = randn({R, Hh});
+    Tensor lg = randn({R, Vv}, 3.f);
+    for (int64_t i : {int64_t(17), int64_t(900), int64_t(5)}) lg.f32()[3 * Vv + i] = 50.f;
+    lg.f32()[4 * Vv + 11] = NAN;
+    for (int64_t i = 0; i < Vv; ++i) lg.f32()[6 * Vv + i] = NAN;
+    lg.f32()[6 * Vv + 40] = 1.f, lg.f32()[6 * Vv + 7] = -INFINITY;
+    Tensor want = Tensor::empty(lg.shape(), DType::F32);
+    std::copy_n(lg.f32(), lg.numel(), want.f32());
+    Tensor got = up(lg);
+    g_cpu->rescore_topk(want, x, wc, k);
+    g_gpu->rescore_topk(got, up(x), wg, k);
+    const Tensor back = g_gpu->to_host_f32(got);
+    int wrong = 0;
+    double err = 0, scale = 0;
+    for (int64_t i = 0; i < want.numel(); ++i) {
+      const float a = want.f32()[i], b = back.f32()[i];
+      if ((a == -INFINITY) != (b == -INFINITY)) ++wrong;
+      else if (a != -INFINITY) err = std::max(err, double(std::fabs(a - b))), scale = std::max(scale, double(std::fabs(a)));
+    }
+    const bool specials = want.f32()[3 * Vv + 5] != -INFINITY && want.f32()[6 * Vv + 40] != -INFINITY &&
+                          want.f32()[6 * Vv + 7] != -INFINITY && want.f32()[4 * Vv + 11] == -INFINITY;
+    record("rescore_topk", fmt::format("{} rows x {}, head {} x {} (ties, NaN, a two-entry row): kept ids", R, Vv,
+                                       bf16 ? "BF16" : "F32", Hh),
+           double(wrong) + (specials ? 0.0 : 1.0), 0.0);
+    record("rescore_topk", fmt::format("{} rows x {}, head {} x {}: rescored values", R, Vv, bf16 ? "BF16" : "F32", Hh),
+           scale > 0 ? err / scale : 1.0, 1e-5);
+  }
   // gather_rows_to_host / scatter_rows_from_host (PD's KV rows): rows of 16-byte, 4-byte and odd sizes, in
   // a shuffled order with repeats on gather; > 16 MB so that the GPU moves them in several chunks; host
   // memory pageable (staged) and page-locked (alloc_host_bytes: copied straight). Wrong bytes counted

@@ -121,9 +121,31 @@ Tensor rows_of(const Tensor& pool, const std::vector<int32_t>& slots) {
 }
 
 // The three comparisons of one case. `run(be, pool, fp8)` issues the op on a backend into a pool.
+// Values rounded to e4m3 after fp32 arithmetic (Hadamard + FP8 keys): the GPU's and the CPU's fp32 sums
+// differ in the last bits, which moves an occasional value across a rounding boundary, one e4m3 step (at
+// most 1/8 of it, or the subnormal step under the row's scale; seen: 1 value of 38,400 at T = 300). The
+// error: values more than one step apart (must be 0) plus the fraction that differs at all (bound: 1e-3, or
+// 2 values where there are fewer than 2,000).
+double fp8_flip_error(const Tensor& a, const Tensor& b) {
+  const int64_t R = b.dim(0), W = b.row_size();
+  int64_t beyond = 0, flips = 0;
+  for (int64_t r = 0; r < R; ++r) {
+    float rowmax = 0.f;
+    for (int64_t c = 0; c < W; ++c) rowmax = std::max(rowmax, std::fabs(b.f32()[r * W + c]));
+    for (int64_t c = 0; c < W; ++c) {
+      const float x = a.f32()[r * W + c], y = b.f32()[r * W + c];
+      if (x == y) continue;
+      ++flips;
+      const float step = std::max(std::fabs(x), std::fabs(y)) / 8.f + std::ldexp(rowmax, -17);
+      if (!(std::fabs(x - y) <= step)) ++beyond;
+    }
+  }
+  return double(beyond) + double(flips) / double(std::max<int64_t>(1, R * W));
+}
+
 template <typename Run>
 void compare_case(const std::string& op, const std::string& what, PoolKind k, int64_t R, int64_t width,
-                  const KvFp8Layout& L, const std::vector<int32_t>& slots, Run run) {
+                  const KvFp8Layout& L, const std::vector<int32_t>& slots, Run run, bool fp8_rounded = false) {
   const KvFp8Layout* lp = k == PoolKind::FP8 ? &L : nullptr;
   Pools p(k, R, width, L);
   g_gpu->set_fused_kv(true);
@@ -147,8 +169,12 @@ void compare_case(const std::string& op, const std::string& what, PoolKind k, in
     std::vector<int32_t> wr;
     for (int32_t s : slots)
       if (s >= 0) wr.push_back(s);
-    record(op + " vs cpu", what + " F32 values", cmp(g_gpu->cache_gather(fg, wr), g_cpu->cache_gather(fc, wr)).maxrel,
-           1e-5);
+    const Tensor got = g_gpu->cache_gather(fg, wr), want = g_cpu->cache_gather(fc, wr);
+    if (fp8_rounded)
+      record(op + " vs cpu", what + " F32 values (values 1 e4m3 step apart + fraction differing)",
+             fp8_flip_error(down(got), want), std::max(1e-3, 2.0 / double(want.numel())));
+    else
+      record(op + " vs cpu", what + " F32 values", cmp(got, want).maxrel, 1e-5);
   } else {  // the pool's format applied to those values: bit for bit the CPU's rounding / packing
     record(op + " vs cpu", w + ": format of the F32 values (bitwise)",
            bytes_equal(p.fused, up(packed_by_cpu(k, p.initial, L, rows_of(fh, slots), slots))) ? 0.0 : 1.0, 0.0);

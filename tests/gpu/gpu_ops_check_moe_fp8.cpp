@@ -7,8 +7,9 @@
 //    activations (ue8m0 scale per row per 128 columns, e4m3 nearest even), the GEMMs in fp32 by the CPU
 //    backend. What remains is summation order (and the FP8 tensor cores' reduced-precision sums within
 //    128 products) moving an occasional SwiGLU output across an e4m3 rounding boundary, one step of 6-12%
-//    for that value: 2-4e-3 seen, 8.2e-3 with 5 tokens (few values, so one flip weighs more): bound 1e-2
-//    (a wrong fragment layout or scale is off by ~100%).
+//    for that value: 2-4e-3 seen; with few tokens few values, so one flip weighs more: 8.2e-3 with 5
+//    tokens, then 1.2e-2 (T = 5) and 2.0e-2 (T = 1) with other random draws: bound 1e-2 from 16 tokens on,
+//    4e-2 below (a wrong fragment layout or scale is off by ~100%).
 // Shapes: small ones (H 256 / 384: the down GEMM's second warpgroup past N), DeepSeek-V3.2's widths with 8
 // experts; routes from the GPU router, and hand-made ones: experts with 0 and 1 tokens, tiles of one
 // expert, T no multiple of the 64-row tile, ids of -1 (another rank's expert: skipped).
@@ -88,7 +89,8 @@ void check_case(const BothExperts& ex, const Tensor& x, const Tensor& ids, const
   const Tensor y = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
   const bool taken = std::string(g_gpu->last_moe_path()) == "grouped-fp8";
   record("moe_experts grouped-fp8 vs cpu", what, taken ? cmp(y, ref).rel : INFINITY, 7e-2);
-  record("moe_experts grouped-fp8 vs fp8 reference", what, taken ? cmp(y, emu).rel : INFINITY, 1e-2);
+  record("moe_experts grouped-fp8 vs fp8 reference", what, taken ? cmp(y, emu).rel : INFINITY,
+         x.dim(0) >= 16 ? 1e-2 : 4e-2);
   const Tensor y2 = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
   record("moe_experts grouped-fp8 rerun", what, compare(down(y2), down(y)).maxrel, 0.0);
   g_gpu->set_moe_path(cuda::MoePath::Auto);

@@ -113,7 +113,12 @@ Tensor CudaBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor
   MoePath path = moe_path_;
   if (path == MoePath::GroupedFp8 && !fp8_ok) path = MoePath::Auto;  // the exact mode keeps its fp32 paths
   if (path == MoePath::Auto)
-    path = T <= moe_grouped_max_tokens() ? MoePath::Grouped : fp8_ok ? MoePath::GroupedFp8 : MoePath::PerExpert;
+    path = T <= moe_grouped_max_tokens() ? MoePath::Grouped
+           : fp8_ok                      ? MoePath::GroupedFp8
+           // Shapes the FP8 path does not take (the tiny test models): the grouped fp32 path, which a
+           // recorded step can capture, before the per-expert one (its routing comes back to the host).
+           : tb.grouped && aligned16(x.raw()) ? MoePath::Grouped
+                                              : MoePath::PerExpert;
   if (path == MoePath::GroupedFp8) {
     Tensor y = empty({T, H}, DType::F32);
     for (int64_t t0 = 0; t0 < T; t0 += kFp8ChunkTokens) {

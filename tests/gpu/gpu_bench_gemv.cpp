@@ -193,8 +193,10 @@ void bench_gemv_decode(cudaStream_t st, int num_sms, double hbm_gbs) {
       // kernel over them.
       std::string exps = "-";
       if (M == 1 || M == 8) {
-        const std::vector<GemvTile> ex = s.type == WType::FP8 ? std::vector<GemvTile>{{2, 2, 0}}
-                                                              : std::vector<GemvTile>{{1, 2, 8}, {2, 2, 0}, {2, 2, 2}};
+        // m18 / m24: the fast mode's one-MMA form (kFastTf32Gemv) of the default tiles.
+        const std::vector<GemvTile> ex = s.type == WType::FP8
+                                             ? std::vector<GemvTile>{{2, 2, 0}, {2, 2, 18}}
+                                             : std::vector<GemvTile>{{1, 2, 8}, {2, 2, 0}, {2, 2, 2}, {1, 2, 24}, {2, 2, 24}};
         double exp_diff = 0;
         exps.clear();
         for (const GemvTile& t : ex) {

@@ -56,8 +56,10 @@ void check_linear() {
 void check_gemv_variants() {
   using cuda::GemvTile;
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{200, 320}, {72, 1040}, {576, 7168}, {2112, 1536}};
-  const std::vector<GemvTile> fp8 = {{1, 2}, {1, 4}, {2, 2}, {2, 4}, {2, 2, 2}};
-  const std::vector<GemvTile> bf16 = {{1, 2}, {1, 4}, {2, 2}, {2, 2, 2}, {1, 2, 8}, {2, 2, 8}};
+  // Mode 16 (the fast mode's TF32-rounded x, one MMA): ~2^-12 relative per product, 3e-4 of the sums seen
+  // in theory; bound 2e-3 (a wrong operand layout is off by ~100%).
+  const std::vector<GemvTile> fp8 = {{1, 2}, {1, 4}, {2, 2}, {2, 4}, {2, 2, 2}, {2, 2, 18}};
+  const std::vector<GemvTile> bf16 = {{1, 2}, {1, 4}, {2, 2}, {2, 2, 2}, {1, 2, 8}, {2, 2, 8}, {1, 2, 24}, {2, 2, 24}};
   Tensor counters = g_gpu->from_host(Tensor::zeros({cuda::kGemvMaxCounters}, DType::I32));
   for (DType dt : {DType::F8_E4M3, DType::BF16})
     for (auto [N, K] : shapes) {
@@ -72,7 +74,7 @@ void check_gemv_variants() {
           cuda::launch_gemv(xg.data<float>(), int(M), r, y.data<float>(), partial.data<float>(),
                             counters.data<int32_t>(), ky, g_gpu->stream(), t);
           record("gemv variant", fmt::format("{} M={} N={} K={} {}x{} m{} ky{}", dname(dt), M, N, K, t.R, t.U, t.mode, ky),
-                 cmp(y, ref).rel, kTolF32);
+                 cmp(y, ref).rel, (t.mode & 16) ? 2e-3 : kTolF32);
         }
       }
     }

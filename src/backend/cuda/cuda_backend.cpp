@@ -82,7 +82,9 @@ CudaOptions options_from_env(int device) {
 uint32_t parse_fast_parts(std::string_view list) {
   static const std::pair<std::string_view, uint32_t> names[] = {
       {"fp8_act", kFastFp8Act},         {"bf16_gemm", kFastBf16Gemm},   {"tf32_absorb", kFastTf32Absorb},
-      {"tc_attention", kFastTcAttention}, {"tc_indexer", kFastTcIndexer}, {"all", kFastAll}, {"none", 0}};
+      {"tc_attention", kFastTcAttention}, {"tc_indexer", kFastTcIndexer},
+      {"tf32_gemv", kFastTf32Gemv},     {"default", kFastDefault},      {"all", kFastAll},
+      {"none", 0}};
   uint32_t mask = 0;
   while (!list.empty()) {
     const size_t comma = list.find(',');
@@ -92,7 +94,7 @@ uint32_t parse_fast_parts(std::string_view list) {
     auto it = std::find_if(std::begin(names), std::end(names), [&](const auto& n) { return n.first == item; });
     if (it == std::end(names))
       fail("DSSERVE_CUDA_FAST_PARTS: '{}' is not one of fp8_act, bf16_gemm, tf32_absorb, tc_attention, tc_indexer, "
-           "all, none", item);
+           "tf32_gemv, default, all, none", item);
     mask |= it->second;
   }
   return mask;
@@ -124,7 +126,7 @@ CudaBackend::CudaBackend(const CudaOptions& o) : opts_(o), moe_path_(o.moe_path)
   spdlog::info("CUDA backend on device {}: {} ({} SMs, {:.1f} GiB, sm_{}{}), GEMM mode {}{}", o.device, prop.name,
                num_sms_, double(prop.totalGlobalMem) / (1 << 30), prop.major, prop.minor,
                o.gemm == GemmMode::Fast ? "fast" : "exact",
-               o.gemm == GemmMode::Fast && o.fast_parts != kFastAll ? fmt::format(" (parts mask {})", o.fast_parts)
+               o.gemm == GemmMode::Fast && o.fast_parts != kFastDefault ? fmt::format(" (parts mask {})", o.fast_parts)
                                                                    : std::string());
   if (prop.major != 9) spdlog::warn("the CUDA backend is built for Hopper (sm_90a); this device is sm_{}{}", prop.major, prop.minor);
 }

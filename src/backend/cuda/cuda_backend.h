@@ -34,7 +34,11 @@ enum FastPart : uint32_t {
   kFastTcAttention = 8,  // tensor-core MLA attention: wgmma with bf16 queries / probabilities (BF16 latent
                          // pools), mma.sync with hi+lo ones (FP8 pools, or MlaKernel::Tc)
   kFastTcIndexer = 16,   // tensor-core indexer scores
-  kFastAll = 31,
+  kFastTf32Gemv = 32,    // decode GEMV (M <= 8): x rounded to TF32, one MMA per step instead of the hi + lo split
+  kFastAll = 63,
+  // What the fast mode uses unless DSSERVE_CUDA_FAST_PARTS says otherwise: all but kFastTf32Gemv, which is
+  // opt-in until an A/B on the GPU shows it pays.
+  kFastDefault = kFastAll & ~kFastTf32Gemv,
 };
 
 // How moe_experts runs. Grouped: device-side lists + grouped GEMMs, 4 launches whatever the routing,
@@ -55,7 +59,7 @@ enum class MlaKernel { Auto, Wgmma, Tc, Simt };
 struct CudaOptions {
   int device = 0;
   GemmMode gemm = GemmMode::Fast;
-  uint32_t fast_parts = kFastAll;  // which approximations the fast mode uses
+  uint32_t fast_parts = kFastDefault;  // which approximations the fast mode uses
   bool poison = false;  // fill every uninitialised allocation with NaN (0x7FC07FC0 words): tests
   // Tests: the fast mode's FP8 GEMMs round activations exactly as for cuBLASLt but multiply with our
   // fp32 GEMM, separating cuBLASLt's part of the fast mode's error from the FP8 rounding's.
@@ -79,7 +83,7 @@ struct MoeExpertTable {
 };
 
 // Defaults, overridden by DSSERVE_CUDA_GEMM=fast|exact, DSSERVE_CUDA_FAST_PARTS (comma list of fp8_act,
-// bf16_gemm, tf32_absorb, tc_attention, tc_indexer, or all / none), DSSERVE_CUDA_POISON=1, DSSERVE_MOE_PATH,
+// bf16_gemm, tf32_absorb, tc_attention, tc_indexer, tf32_gemv, or default / all / none), DSSERVE_CUDA_POISON=1, DSSERVE_MOE_PATH,
 // DSSERVE_MLA_KERNEL and DSSERVE_FUSED_KV.
 CudaOptions options_from_env(int device);
 uint32_t parse_fast_parts(std::string_view list);

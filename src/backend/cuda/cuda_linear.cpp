@@ -36,11 +36,13 @@ void CudaBackend::linear_gemv(const Tensor& x, const LinearWeight& w, Tensor& y)
   const WeightRef r = weight_ref(w);
   const int M = int(x.dim(0));
   DS_CHECK(M <= gemv_max_m(r) && gemv_supported(r), "gemv: M = {} / weight {} x {} not supported", M, r.rows, r.cols);
-  const int ky = gemv_ksplit(r, M, num_sms_);
+  GemvTile tile = gemv_tile(r, M);
+  if (M <= 8 && r.type != WType::F32 && fast(kFastTf32Gemv)) tile.mode |= 16;
+  const int ky = gemv_ksplit(r, M, num_sms_, tile);
   Tensor partial;
   if (ky > 1) partial = empty({int64_t(ky) * M * r.rows}, DType::F32);
   launch_gemv(x.data<float>(), M, r, y.data<float>(), ky > 1 ? partial.data<float>() : nullptr,
-              gemv_counters_.data<int32_t>(), ky, stream_);
+              gemv_counters_.data<int32_t>(), ky, stream_, tile);
   check_launch("gemv");
   last_gemm_path_ = "gemv";
 }

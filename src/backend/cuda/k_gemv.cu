@@ -58,6 +58,9 @@ __device__ __forceinline__ float sum_slices(const float* partial, size_t MN, siz
 // lo = (x - hi) likewise: ~21 bits of x, still fp32-accurate to rounding) instead of cvt.rna.tf32, which
 // is a 4-instruction sequence on sm_90 (the FP8 default: 1.1-1.4x on the large weights); 8: plain __ldg
 // weight loads instead of the no-L1 / 256-byte-L2 streaming form (better for BF16, worse for FP8).
+// 16: one MMA per step on x rounded to TF32 (round half away from zero on the bits: an add and a mask), no
+// lo part: ~11 bits of x instead of ~22, for the fast mode (FastPart kFastTf32Gemv), half the MMAs and no
+// split arithmetic.
 template <int WT, int NT, int R, int U, int MODE>
 __global__ void __launch_bounds__(kWarps * 32, 2)
     gemv_tc_kernel(const float* __restrict__ x, int M, int K, const uint8_t* __restrict__ w,
@@ -117,8 +120,11 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
         for (int r = 0; r < R; ++r) d[r][0] = d[r][1] = d[r][2] = d[r][3] = 0.f;
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-          uint32_t h0, h1, l0, l1;
-          if constexpr ((MODE & 2) != 0) {
+          uint32_t h0, h1, l0 = 0, l1 = 0;
+          if constexpr ((MODE & 16) != 0) {
+            h0 = (__float_as_uint(xv[2 * i]) + 0x1000u) & 0xffffe000u;
+            h1 = (__float_as_uint(xv[2 * i + 1]) + 0x1000u) & 0xffffe000u;
+          } else if constexpr ((MODE & 2) != 0) {
             h0 = __float_as_uint(xv[2 * i]) & 0xffffe000u, h1 = __float_as_uint(xv[2 * i + 1]) & 0xffffe000u;
             l0 = __float_as_uint(xv[2 * i] - __uint_as_float(h0)) & 0xffffe000u;
             l1 = __float_as_uint(xv[2 * i + 1] - __uint_as_float(h1)) & 0xffffe000u;
@@ -132,7 +138,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
             const uint32_t a0 = __float_as_uint(pa.x), a1 = __float_as_uint(pb.x);
             const uint32_t a2 = __float_as_uint(pa.y), a3 = __float_as_uint(pb.y);
             mma_tf32(d[r], a0, a1, a2, a3, h0, h1);
-            mma_tf32(d[r], a0, a1, a2, a3, l0, l1);
+            if constexpr ((MODE & 16) == 0) mma_tf32(d[r], a0, a1, a2, a3, l0, l1);
           }
         }
 #pragma unroll
@@ -239,6 +245,9 @@ void launch_tc(const float* x, int M, const WeightRef& w, float* y, float* parti
       case 2202: return launch_one<WT, 1, 2, 2, 2>(x, M, w, y, partial, counters, ky, st);
       case 1208: return launch_one<WT, 1, 1, 2, 8>(x, M, w, y, partial, counters, ky, st);
       case 2208: return launch_one<WT, 1, 2, 2, 8>(x, M, w, y, partial, counters, ky, st);
+      case 2218: return launch_one<WT, 1, 2, 2, 18>(x, M, w, y, partial, counters, ky, st);
+      case 1224: return launch_one<WT, 1, 1, 2, 24>(x, M, w, y, partial, counters, ky, st);
+      case 2224: return launch_one<WT, 1, 2, 2, 24>(x, M, w, y, partial, counters, ky, st);
       case 2400:
         if constexpr (WT == int(WType::FP8)) return launch_one<WT, 1, 2, 4>(x, M, w, y, partial, counters, ky, st);
         break;

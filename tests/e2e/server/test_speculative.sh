@@ -164,6 +164,8 @@ expect_error "must be --speculative-num-steps + 1" "${COMMON[@]}" --speculative-
   --speculative-num-draft-tokens 8
 expect_error "EAGLE or NEXTN" "${COMMON[@]}" --speculative-algorithm MEDUSA
 expect_error "need --speculative-algorithm" "${COMMON[@]}" --speculative-num-steps 2
+expect_error "need --speculative-algorithm" "${COMMON[@]}" --speculative-draft-head fp8
+expect_error "speculative-draft-head" "${COMMON[@]}" --speculative-algorithm EAGLE --speculative-draft-head bf16
 NO_MTP="$TMP/no_mtp"
 "$BIN" make-model --preset tiny --num-layers 1 --override '{"vocab_size": 129280, "num_nextn_predict_layers": 0}' \
   --out "$NO_MTP" >/dev/null

@@ -227,7 +227,8 @@ void check_indexer_key() {
                          const bool gpu = &be == g_gpu.get();
                          be.indexer_key_write(gpu ? xg : x, gpu ? lwg : lw, gpu ? lbg : lb, 1e-6f, w.Dr, pos, rope,
                                               hadamard, pool, lp, slots);
-                       });
+                       },
+                       hadamard);
         }
   }
 }

@@ -167,6 +167,7 @@ void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backen
   // ---- the models: full, and cut to the dense layers + 1 MoE layer when extrapolating
   std::vector<std::unique_ptr<model::Model>> models;
   model::ModelOptions mopts;
+  mopts.indexer = f.indexer == "fp8" ? model::IndexerMode::Fp8 : model::IndexerMode::Fp32;
   if (f.extrapolate_to > 0) {
     const int64_t cut = cfg.first_k_dense_replace + 1;
     DS_CHECK(cfg.num_hidden_layers > cut && f.extrapolate_to >= cfg.num_hidden_layers,

@@ -5,8 +5,10 @@
 #   2. `gpu_ops_check indexer` (the SIMT and tc kernels' checks, then the wgmma kernel's: scores against
 #      exact / tc, top-k, the kernel choice); INDEXER_OPS=indexer-wgmma for the wgmma checks alone;
 #   3. `gpu_bench indexer-wgmma` (tc vs wgmma, prefill 4K / 8K / 16K, decode 1 / 32 at 4K);
+#      the same wgmma checks with 8 tokens per block (DSSERVE_INDEXER_WGMMA_SHAPE=8,16); block shapes timed;
 #   4. `dsserve bench model --preset full-width --num-layers 8 --indexer fp8 --prefill 8192 --profile` with
-#      DSSERVE_INDEXER_KERNEL=tc, then =wgmma (skipped when the call's time is nearly spent).
+#      DSSERVE_INDEXER_KERNEL=tc, then =wgmma (4 and 8 tokens per block); skipped when the call's time is
+#      nearly spent.
 # Run scripts/device-prepare.sh here first and carry .device-carry. Logs: one tarball $OUT/all.tgz, saved
 # after every step; a summary is printed last.
 set -uo pipefail
@@ -37,18 +39,35 @@ echo "gpu_ops_check ${INDEXER_OPS:-indexer}: $(summary_of "$L/ops.log" $ops)"
 grep -h "FAILED:" "$L/ops.log" | head -20
 grep -h "wgmma" "$L/ops.log" | grep -v "^ok" | head -20
 
+# the other block shape (8 tokens per block) through the same checks
+DSSERVE_INDEXER_WGMMA_SHAPE=8,16 timeout 100 $B/gpu_ops_check indexer-wgmma >"$L/ops-qt8.log" 2>&1
+echo "gpu_ops_check indexer-wgmma, shape 8,16: $(summary_of "$L/ops-qt8.log" $?)"
+grep -h "FAILED:" "$L/ops-qt8.log" | head -10
+save
+
 timeout 100 $B/gpu_bench indexer-wgmma >"$L/bench.log" 2>&1
 echo "gpu_bench indexer-wgmma: exit $?"
 save
 grep -h "^| \|device" "$L/bench.log"
+# block shapes (tokens, max tiles of 128 keys): 8K / 16K prefill rows only
+for sh in ${INDEXER_SHAPES:-4,8 4,32 8,8 8,16 8,32}; do
+  if [ "$(left)" -lt 150 ]; then echo "shape $sh skipped: $(left) s left"; continue; fi
+  DSSERVE_INDEXER_WGMMA_SHAPE=$sh GPU_BENCH_INDEXER_QUICK=1 timeout 60 $B/gpu_bench indexer-wgmma >"$L/bench-$sh.log" 2>&1
+  echo "shape $sh: $(grep -h '^| prefill' "$L/bench-$sh.log" | awk -F'|' '{printf "%s:%s ", $3, $7}')"
+done
+save
 
-for k in tc wgmma; do
-  if [ "$(left)" -lt 75 ]; then echo "model A/B ($k) skipped: $(left) s left"; continue; fi
-  DSSERVE_INDEXER_KERNEL=$k timeout $(( $(left) - 10 )) build-gpu/dsserve bench model --preset full-width --num-layers 8 \
-    --device cuda --batch '' --prefill 8192 --indexer fp8 --profile --csv "$L/model-$k.csv" >"$L/model-$k.log" 2>&1
+for k in tc wgmma wgmma-8; do
+  if [ "$(left)" -lt 45 ]; then echo "model A/B ($k) skipped: $(left) s left"; continue; fi
+  shape=4,16
+  [ $k = wgmma-8 ] && shape=8,16
+  DSSERVE_INDEXER_KERNEL=${k%-8} DSSERVE_INDEXER_WGMMA_SHAPE=$shape timeout $(( $(left) - 10 )) build-gpu/dsserve bench model \
+    --preset full-width --num-layers 8 --device cuda --batch '' --prefill 8192 --indexer fp8 --profile \
+    --csv "$L/model-$k.csv" >"$L/model-$k.log" 2>&1
   echo "bench model ($k): exit $?"
   save
-  grep -h -i -E "prefill|indexer" "$L/model-$k.log" | head -12
+  grep -h -A1 "^layers" "$L/model-$k.log"
+  grep -h -E "Profile|indexer_topk|hadamard" "$L/model-$k.log" | head -4
 done
 echo "total $(( $(date +%s) - t0 )) s"
 save

@@ -438,8 +438,10 @@ void bench_indexer(const Ceilings& c) {
 // (tc) vs the FP8 wgmma kernel (pre-passes included), each pinned; fp32 pools holding the e4m3-rounded keys
 // and packed FP8 pools (132-byte rows) of the same keys. Device time of the score kernels (profile mode,
 // summed over the call's chunks), median of 5 calls; TFLOP/s useful: 2 x 64 x 128 per scored (query, key)
-// pair. "top-k = tc": rows of the wgmma kernel's top-k equal to the tc kernel's.
+// pair. "top-k = tc": rows of the wgmma kernel's top-k equal to the tc kernel's. GPU_BENCH_INDEXER_QUICK=1:
+// the 8K and 16K prefill rows over fp32 pools only (block shape experiments: DSSERVE_INDEXER_WGMMA_SHAPE).
 void bench_indexer_wgmma(const Ceilings& c) {
+  const bool quick = std::getenv("GPU_BENCH_INDEXER_QUICK") != nullptr;
   const int Hi = 64, Di = 128, topk = 2048, page = 64;
   const cuda::GemmMode mode0 = be->options().gemm;
   const KvFp8Layout KL = KvFp8Layout::indexer(Di);
@@ -466,7 +468,7 @@ void bench_indexer_wgmma(const Ceilings& c) {
     be->cache_write_fp8(kf, KL, kp, nullptr, slots);
     double pairs = 0;
     for (int64_t t = 0; t < T; ++t) pairs += ab.pos_of_token[size_t(t)] + 1;
-    for (int packed = 0; packed < 2; ++packed) {
+    for (int packed = 0; packed < (quick ? 1 : 2); ++packed) {
       float us[2] = {0, 0};
       std::string path[2];
       Tensor idx[2];
@@ -497,11 +499,10 @@ void bench_indexer_wgmma(const Ceilings& c) {
       std::fflush(stdout);
     }
   };
-  run("prefill", 1, 4096, 4096);
+  if (!quick) run("prefill", 1, 4096, 4096);
   run("prefill", 1, 8192, 8192);
   run("prefill", 1, 16384, 16384);
-  run("decode", 1, 4096, 1);
-  run("decode", 32, 4096, 1);
+  if (!quick) run("decode", 1, 4096, 1), run("decode", 32, 4096, 1);
   be->set_indexer_kernel(cuda::IndexerKernel::Auto);
   be->set_gemm_mode(mode0);
   (void)c;

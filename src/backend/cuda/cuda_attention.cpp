@@ -1,6 +1,8 @@
 // CudaBackend: MLA attention (absorbed sparse, expanded, dense causal MHA prefill), the lightning indexer,
 // FP8 indexer numerics, MoE routing.
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
@@ -270,16 +272,26 @@ bool CudaBackend::launch_scores_wgmma(IndexerArgs& c, int64_t L, const AttnBatch
   const int64_t rows = int64_t(tile_seq.size()) * KS;
   if (rows * (c.head_dim + 4) > (int64_t(512) << 20)) return false;  // decode batches at long contexts: tc
   last_indexer_path_ = "wgmma";
-  const int64_t QT = indexer_wgmma_tokens_per_block(), Tq = (c.Tc + QT - 1) / QT * QT;
+  // Block shape: 4 tokens x up to 16 tiles of 128 keys; DSSERVE_INDEXER_WGMMA_SHAPE=qt,tiles (qt 4 or 8)
+  // for experiments (gpu_bench indexer-wgmma).
+  int64_t QT = 4, max_tiles = 16;
+  if (const char* e = std::getenv("DSSERVE_INDEXER_WGMMA_SHAPE")) {
+    int qt = 0, tl = 0;
+    DS_CHECK(std::sscanf(e, "%d,%d", &qt, &tl) == 2 && (qt == 4 || qt == 8) && tl >= 1 && tl <= 64,
+             "DSSERVE_INDEXER_WGMMA_SHAPE='{}': expected qt,tiles with qt 4 or 8, tiles 1..64", e);
+    QT = qt, max_tiles = tl;
+  }
+  const int64_t Tq = (c.Tc + 7) / 8 * 8;
   Tensor q8 = empty({Tq * 64 * c.head_dim}, DType::U8), wq = empty({Tq * 64}, DType::F32);
   Tensor k8 = empty({rows * c.head_dim}, DType::U8), ksc = empty({rows}, DType::F32);
   IndexerWgmmaBufs b;
   b.q8 = q8.data<uint8_t>(), b.wq = wq.data<float>(), b.k8 = k8.data<uint8_t>(), b.ksc = ksc.data<float>();
   b.seq_keys = upload_i32(seq_keys), b.tile_seq = upload_i32(tile_seq);
   b.rows = int(rows);
-  // Tiles of 128 keys per block: up to 16, as many as keep >= 2 blocks per SM (1 fits at a time).
-  const int64_t groups = Tq / QT;
-  c.tiles = 16;
+  b.qt = int(QT), b.tq = int(Tq);
+  // Tiles of 128 keys per block: up to max_tiles, as many as keep >= 2 blocks per SM (1 fits at a time).
+  const int64_t groups = (c.Tc + QT - 1) / QT;
+  c.tiles = int(max_tiles);
   while (c.tiles > 1 && groups * ((L + KS * c.tiles - 1) / (KS * c.tiles)) < 2 * num_sms_) c.tiles /= 2;
   launch_indexer_scores_wgmma(c, b, stream_);
   check_launch("indexer scores (wgmma)");

@@ -59,7 +59,7 @@ namespace {
 constexpr int D = 128;          // head_dim: one 128-byte e4m3 row, one scale
 constexpr int HB = 64;          // heads per token (rows past `heads` are zeros)
 constexpr int KS = 128;         // keys per tile (2 warpgroups x wgmma M 64)
-constexpr int QT = 4;           // tokens per block (2 wgmma chains of N = 128)
+// Tokens per block, QT = 4 or 8: QT / 2 wgmma chains of N = 128 per tile (template parameter).
 constexpr int NSTAGE = 4;       // key tiles in flight
 constexpr int NTH = 3 * 128;    // two consumer warpgroups + the producer warpgroup (one warp of it works)
 // A wgmma kernel is given registers per warpgroup (168 each for 3); the producer gives most of its share to
@@ -70,6 +70,7 @@ constexpr int kTileBytes = KS * D;      // 16 KB: one key tile
 constexpr int kRowBytes = D + 4;        // packed key row: 128 codes + a scale
 
 // Byte offsets in the (1024-aligned) shared memory.
+template <int QT>
 struct Plan {
   static constexpr int q = 0;                                // [QT][64 x 128] e4m3
   static constexpr int k = q + QT * kTokBytes;               // [NSTAGE][128 x 128] e4m3
@@ -141,13 +142,15 @@ __global__ void prep_k_kernel(IndexerArgs a, IndexerWgmmaBufs b) {
 }
 
 // The block's tokens: position, sequence, scored here (inside the chunk, context over top-k, reaching jb).
+template <int QT>
 struct Tokens {
   int pos[QT], seq[QT];
   bool act[QT];
 };
 
-__device__ __forceinline__ Tokens block_tokens(const IndexerArgs& a, int tc0, int jb) {
-  Tokens k;
+template <int QT>
+__device__ __forceinline__ Tokens<QT> block_tokens(const IndexerArgs& a, int tc0, int jb) {
+  Tokens<QT> k;
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
     const int tc = tc0 + i;
@@ -160,7 +163,8 @@ __device__ __forceinline__ Tokens block_tokens(const IndexerArgs& a, int tc0, in
 
 // Pass `lead` (one per distinct sequence among the active tokens): whether it runs, its sequence and the
 // largest scored position. Uniform: every thread computes it from the same loads.
-__device__ __forceinline__ bool pass_of(const Tokens& k, int lead, int& seq, int& pmax) {
+template <int QT>
+__device__ __forceinline__ bool pass_of(const Tokens<QT>& k, int lead, int& seq, int& pmax) {
   bool first = false;
   pmax = -1, seq = -1;
 #pragma unroll
@@ -176,6 +180,7 @@ __device__ __forceinline__ bool pass_of(const Tokens& k, int lead, int& seq, int
 
 // The block's tiles, pass after pass (pass l: ntl[l] tiles of sequence sq[l] from jb; 0 when it does not
 // run). Registers only: every index is a constant after unrolling.
+template <int QT>
 struct Steps {
   int ntl[QT], sq[QT], total;
   __device__ __forceinline__ void at(int g, int& seq, int& it) const {
@@ -191,8 +196,9 @@ struct Steps {
   }
 };
 
-__device__ __forceinline__ Steps block_steps(const Tokens& tk, int jb, int span) {
-  Steps sp;
+template <int QT>
+__device__ __forceinline__ Steps<QT> block_steps(const Tokens<QT>& tk, int jb, int span) {
+  Steps<QT> sp;
   sp.total = 0;
 #pragma unroll
   for (int l = 0; l < QT; ++l) {
@@ -243,7 +249,11 @@ __device__ __forceinline__ void chain(float (&acc)[64], uint64_t da, uint64_t db
   for (int k = 0; k < D / 32; ++k) wgmma_m64n128k32_e4m3(acc, da + 2 * k, db + 2 * k, k);  // + 32 bytes per k-step
 }
 
+template <int QT>
 __global__ void __launch_bounds__(NTH, 1) score_wgmma_kernel(IndexerArgs a, IndexerWgmmaBufs bf) {
+  using Plan = Plan<QT>;
+  constexpr int NCH = QT / 2;  // chains per tile
+  static_assert(QT == 4 || QT == 8, "tokens per block");
   pdl_prologue();
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t raw = smem_addr(smem_raw), base = (raw + 1023u) & ~1023u;
@@ -251,7 +261,7 @@ __global__ void __launch_bounds__(NTH, 1) score_wgmma_kernel(IndexerArgs a, Inde
   const uint32_t bar_full = base + Plan::bars, bar_empty = bar_full + 8 * NSTAGE, bar_q = bar_empty + 8 * NSTAGE;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int span = KS * a.tiles, jb = blockIdx.x * span, tc0 = blockIdx.y * QT;
-  const Tokens tk = block_tokens(a, tc0, jb);
+  const Tokens<QT> tk = block_tokens<QT>(a, tc0, jb);
   bool any = false;
 #pragma unroll
   for (int i = 0; i < QT; ++i) any |= tk.act[i];
@@ -269,7 +279,7 @@ __global__ void __launch_bounds__(NTH, 1) score_wgmma_kernel(IndexerArgs a, Inde
     mbar_arrive_expect_tx(bar_q, QT * kTokBytes + QT * HB * 4);
     bulk_copy_g2s(base + Plan::q, bf.q8 + size_t(tc0) * kTokBytes, QT * kTokBytes, bar_q);
     bulk_copy_g2s(base + Plan::w, bf.wq + size_t(tc0) * HB, QT * HB * 4, bar_q);
-    const Steps sp = block_steps(tk, jb, span);
+    const Steps<QT> sp = block_steps(tk, jb, span);
     for (int g = 0; g < sp.total; ++g) {
       int seq, it;
       sp.at(g, seq, it);
@@ -287,23 +297,22 @@ __global__ void __launch_bounds__(NTH, 1) score_wgmma_kernel(IndexerArgs a, Inde
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegsConsumer));
   const int wg = warp >> 2, w4 = warp & 3, g8 = lane >> 2, tq = lane & 3;
   const int krow = 64 * wg + 16 * w4 + g8 + 8 * (tq & 1);  // the key row this lane writes (within a tile)
-  // The tokens this lane writes: 2 P + tq / 2 for chains P = 0, 1 (selected by constants: no local memory).
-  int tpos[2] = {-1, -1}, tseq[2] = {-1, -1};
-  bool tact[2] = {false, false};
+  // The tokens this lane writes: 2 P + tq / 2 for chains P (selected by constants: no local memory).
+  int tpos[NCH], tseq[NCH];
+  bool tact[NCH];
 #pragma unroll
   for (int i = 0; i < QT; ++i)
     if ((i & 1) == (tq >> 1)) tpos[i >> 1] = tk.pos[i], tseq[i >> 1] = tk.seq[i], tact[i >> 1] = tk.act[i];
-  float* const out0 = a.scores + size_t(tc0 + (tq >> 1)) * a.L;  // chain 0's token row (valid when active)
-  float* const out1 = a.scores + size_t(tc0 + 2 + (tq >> 1)) * a.L;
   const float* s_w = reinterpret_cast<const float*>(sm + Plan::w);
   const float* s_ksc = reinterpret_cast<const float*>(sm + Plan::ksc);
-  const uint64_t dq0 = wgmma_desc_sw128(base + Plan::q), dq1 = wgmma_desc_sw128(base + Plan::q + 2 * kTokBytes);
+  const uint64_t dq = wgmma_desc_sw128(base + Plan::q);  // chain P: + P x 16 KB (>> 4 in the descriptor)
   mbar_wait(bar_q, 0);
 
   float acc0[64], acc1[64];
   // The passes flattened into one loop over the block's tiles, the chains in its straight-line body, nothing
-  // in flight across iterations (ptxas serialises the chains otherwise: warning C7514).
-  const Steps sp = block_steps(tk, jb, span);
+  // in flight across iterations (ptxas serialises the chains otherwise: warning C7514). Chains alternate
+  // between the two accumulator sets; each epilogue runs while the next chain is on the tensor cores.
+  const Steps<QT> sp = block_steps(tk, jb, span);
   for (int g = 0; g < sp.total; ++g) {
     int seq, it;
     sp.at(g, seq, it);
@@ -312,41 +321,61 @@ __global__ void __launch_bounds__(NTH, 1) score_wgmma_kernel(IndexerArgs a, Inde
     const float ks = s_ksc[b * KS + krow];
     const int key = jb + it * KS + krow;
     const uint64_t dk = wgmma_desc_sw128(base + Plan::k + b * kTileBytes + wg * (kTileBytes / 2));
+    auto out = [&](int P) { return a.scores + size_t(tc0 + 2 * P + (tq >> 1)) * a.L; };  // valid when active
+    auto on = [&](int P) { return tact[P] && tseq[P] == seq; };
     reg_fence(acc0);
     reg_fence(acc1);
     wgmma_fence();
-    chain(acc0, dk, dq0);  // tokens 0, 1
+    chain(acc0, dk, dq);  // tokens 0, 1
     wgmma_commit();
-    chain(acc1, dk, dq1);  // tokens 2, 3
+    chain(acc1, dk, dq + (2 * kTokBytes >> 4));  // tokens 2, 3
     wgmma_commit();
     reg_fence(acc0);
     reg_fence(acc1);
-    wgmma_wait<1>();  // chain 0 done: its epilogue runs beside chain 1
+    if constexpr (NCH == 4) {
+      wgmma_wait<1>();  // chain 0 done
+      reg_fence(acc0);
+      epilogue<0>(acc0, s_w, tq, on(0), tpos[0], key, ks, out(0));
+      reg_fence(acc0);
+      wgmma_fence();
+      chain(acc0, dk, dq + (4 * kTokBytes >> 4));  // tokens 4, 5
+      wgmma_commit();
+      reg_fence(acc0);
+      wgmma_wait<1>();  // chain 1 done
+      reg_fence(acc1);
+      epilogue<1>(acc1, s_w, tq, on(1), tpos[1], key, ks, out(1));
+      reg_fence(acc1);
+      wgmma_fence();
+      chain(acc1, dk, dq + (6 * kTokBytes >> 4));  // tokens 6, 7
+      wgmma_commit();
+      reg_fence(acc1);
+    }
+    wgmma_wait<1>();  // chain NCH - 2 done: its epilogue runs beside chain NCH - 1
     reg_fence(acc0);
-    epilogue<0>(acc0, s_w, tq, tact[0] && tseq[0] == seq, tpos[0], key, ks, out0);
+    epilogue<NCH - 2>(acc0, s_w, tq, on(NCH - 2), tpos[NCH - 2], key, ks, out(NCH - 2));
     wgmma_wait<0>();
     reg_fence(acc1);
     if (lane == 0) mbar_arrive(bar_empty + 8 * b);  // this warp is done with stage b
-    epilogue<1>(acc1, s_w, tq, tact[1] && tseq[1] == seq, tpos[1], key, ks, out1);
+    epilogue<NCH - 1>(acc1, s_w, tq, on(NCH - 1), tpos[NCH - 1], key, ks, out(NCH - 1));
   }
 }
 }  // namespace
 
 bool indexer_wgmma_supported(int heads, int head_dim) { return head_dim == D && heads > 0 && heads <= HB; }
-int indexer_wgmma_tokens_per_block() { return QT; }
 int indexer_wgmma_keys_per_tile() { return KS; }
 
 void launch_indexer_scores_wgmma(const IndexerArgs& a, const IndexerWgmmaBufs& w, cudaStream_t st) {
   if (a.Tc == 0) return;
   static std::atomic<uint64_t> attr_set{0};  // per device: CUDA applies attributes to the current one
   once_per_device(attr_set, [&] {
-    cudaFuncSetAttribute(score_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Plan::alloc);
+    cudaFuncSetAttribute(score_wgmma_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, Plan<4>::alloc);
+    cudaFuncSetAttribute(score_wgmma_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, Plan<8>::alloc);
   });
-  const int tq = (a.Tc + QT - 1) / QT * QT;
-  launch_k(prep_q_kernel, dim3(unsigned((tq * HB + 7) / 8)), dim3(256), 0, st, a, w, tq * HB);
+  launch_k(prep_q_kernel, dim3(unsigned((w.tq * HB + 7) / 8)), dim3(256), 0, st, a, w, w.tq * HB);
   launch_k(prep_k_kernel, dim3(unsigned((w.rows + 7) / 8)), dim3(256), 0, st, a, w);
-  const dim3 grid(unsigned((a.L + KS * a.tiles - 1) / (KS * a.tiles)), unsigned(tq / QT));
-  launch_k(score_wgmma_kernel, grid, dim3(NTH), size_t(Plan::alloc), st, a, w);
+  const dim3 grid(unsigned((a.L + KS * a.tiles - 1) / (KS * a.tiles)), unsigned((a.Tc + w.qt - 1) / w.qt));
+  if (w.qt == 8) launch_k(score_wgmma_kernel<8>, grid, dim3(NTH), size_t(Plan<8>::alloc), st, a, w);
+  else launch_k(score_wgmma_kernel<4>, grid, dim3(NTH), size_t(Plan<4>::alloc), st, a, w);
 }
 
 }  // namespace ds::backend::cuda

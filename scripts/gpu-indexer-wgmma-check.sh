@@ -51,7 +51,7 @@ save
 grep -h "^| \|device" "$L/bench.log"
 # block shapes (tokens, max tiles of 128 keys): 8K / 16K prefill rows only
 for sh in ${INDEXER_SHAPES:-4,8 4,32 8,8 8,16 8,32}; do
-  if [ "$(left)" -lt 150 ]; then echo "shape $sh skipped: $(left) s left"; continue; fi
+  if [ "$(left)" -lt 40 ]; then echo "shape $sh skipped: $(left) s left"; continue; fi
   DSSERVE_INDEXER_WGMMA_SHAPE=$sh GPU_BENCH_INDEXER_QUICK=1 timeout 60 $B/gpu_bench indexer-wgmma >"$L/bench-$sh.log" 2>&1
   echo "shape $sh: $(grep -h '^| prefill' "$L/bench-$sh.log" | awk -F'|' '{printf "%s:%s ", $3, $7}')"
 done

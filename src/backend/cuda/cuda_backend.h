@@ -54,7 +54,7 @@ enum class MlaKernel { Auto, Wgmma, Tc, Simt };
 
 // Which kernel scores the indexer's keys in the fast mode (the exact mode always runs the SIMT fp32 kernel).
 // Wgmma (k_indexer_wgmma.cu): FP8 wgmma, for IndexerMode::Fp8 values only (indexer_topk's fp8_values),
-// head_dim 128, <= 64 heads, fp32 or packed FP8 pools; FP8 accumulation (~1e-4 of the terms). Tc
+// head_dim 128, <= 64 heads, fp32 or packed FP8 pools; FP8 accumulation (~3e-5 of the terms). Tc
 // (k_indexer_tc.cu): mma.sync BF16, exact products for the Fp8 mode's values, ~fp32 for others. Auto: wgmma
 // where it applies and indexer_wgmma_wanted() (prefill-like chunks), else tc where it applies, else SIMT; a
 // kernel pinned where it does not apply falls back as Auto would.

@@ -227,8 +227,11 @@ class Backend {
   // For each query t at position p: if p + 1 <= topk, the positions 0..p; else the topk positions j <= p
   // with the largest sum_h w[t,h] * relu(q[t,h,:] . k_j), k_j read from k_pool through the page tables.
   // Returns I32 [T, K] (K = min(topk, longest context)), positions ascending, -1 padded.
+  // fp8_values: q and the keys are IndexerMode::Fp8's values (each row e4m3 codes times a power of two, as
+  // hadamard_fp8_round leaves them): a backend may then score them on FP8 hardware (the CUDA backend's
+  // wgmma kernel). The same default in every override (callers through either type).
   virtual Tensor indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
-                              int64_t heads, int64_t head_dim, int64_t topk) = 0;
+                              int64_t heads, int64_t head_dim, int64_t topk, bool fp8_values = false) = 0;
   // Index rows for plain causal attention (every position 0..p), I32 [T, longest context].
   virtual Tensor causal_index(const AttnBatch& batch) = 0;
   // DeepSeek's FP8 indexer numerics on x [rows, D] in place: Hadamard rotation (scale D^-1/2), then

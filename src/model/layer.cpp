@@ -233,7 +233,8 @@ Tensor Model::indexer(const AttentionWeights& a, int64_t layer, const Step& st, 
   if (opts_.indexer == IndexerMode::Fp8) be_.hadamard_fp8_round(qi, Di);
   Tensor w = be_.linear(h, a.idx_weights_proj);
   be_.scale_inplace(w, float(1.0 / std::sqrt(double(Hi)) / std::sqrt(double(Di))));
-  return be_.indexer_topk(qi, w, cache.index_k[layer], st.ab, Hi, Di, cfg_.index_topk);
+  return be_.indexer_topk(qi, w, cache.index_k[layer], st.ab, Hi, Di, cfg_.index_topk,
+                          opts_.indexer == IndexerMode::Fp8);
 }
 
 Tensor Model::ffn(const FfnWeights& f, const Tensor& h) const {

@@ -288,7 +288,7 @@ Tensor MeteredBackend::attention_mha_causal(const Tensor& q, const Tensor& kvb, 
 // ---------------------------------------------------------------- indexer
 
 Tensor MeteredBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
-                                    int64_t heads, int64_t head_dim, int64_t topk) {
+                                    int64_t heads, int64_t head_dim, int64_t topk, bool fp8_values) {
   Scope s(*this, "indexer_topk");
   // A query at position p scores its p + 1 keys only when there are more than topk; a sequence's keys
   // are read once however many of its queries score them.
@@ -302,7 +302,7 @@ Tensor MeteredBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tens
   }
   for (int64_t n : keys_of_seq)
     totals_.index_key_bytes += double(n) * double(k_pool.row_size()) * double(dtype_size(k_pool.dtype()));
-  return in_->indexer_topk(q, w, k_pool, batch, heads, head_dim, topk);
+  return in_->indexer_topk(q, w, k_pool, batch, heads, head_dim, topk, fp8_values);
 }
 
 Tensor MeteredBackend::causal_index(const AttnBatch& batch) {

@@ -106,7 +106,7 @@ class MeteredBackend final : public backend::Backend {
                               float scale) override;
 
   Tensor indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const backend::AttnBatch& batch,
-                      int64_t heads, int64_t head_dim, int64_t topk) override;
+                      int64_t heads, int64_t head_dim, int64_t topk, bool fp8_values = false) override;
   Tensor causal_index(const backend::AttnBatch& batch) override;
   void hadamard_fp8_round(Tensor& x, int64_t row_len) override;
 

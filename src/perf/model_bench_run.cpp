@@ -109,6 +109,7 @@ model::ModelConfig bench_preset_config(const ModelBenchOptions& f) {
 
 model::ModelOptions bench_model_options(const ModelBenchOptions& f) {
   model::ModelOptions o;
+  o.indexer = f.indexer == "fp8" ? model::IndexerMode::Fp8 : model::IndexerMode::Fp32;
   const bool fp8 = f.draft_head == "fp8" || (f.draft_head == "auto" && f.device == "cuda");
   if (!f.spec_steps.empty() && fp8) o.draft_head = model::DraftHead::Fp8;
   return o;

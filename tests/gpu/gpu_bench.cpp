@@ -10,6 +10,8 @@
 //      kernel, decode batch 1..128 x context 4K..128K and a 4096-query prefill: bytes/s, TFLOP/s.
 //   3. Indexer scores: SIMT vs tensor-core kernel, decode batch 1..128 x context 4K..128K and a prefill chunk
 //      of 8192 queries of one sequence.
+//   3a. Indexer scores on IndexerMode::Fp8 values (`gpu_bench indexer-wgmma`, also part of `indexer`): the
+//      mma.sync kernel vs the FP8 wgmma kernel, prefill 4K / 8K / 16K and decode batch 1 / 32 at 4K.
 //   3b. Dense causal MHA prefill (`gpu_bench mha`) vs the absorbed tensor-core kernel over the same keys.
 //   4. MoE experts (256 x FP8, top-8): grouped fp32, per-expert and grouped FP8 paths, T = 1..8192, the
 //      FP8 path against a cuBLASLt FP8 dense GEMM pair of equal FLOPs.
@@ -431,6 +433,80 @@ void bench_indexer(const Ceilings& c) {
   }
   be->set_gemm_mode(mode0);
 }
+
+// Indexer scores on IndexerMode::Fp8 values (64 heads x 128, top-k 2048), fast mode: the mma.sync kernel
+// (tc) vs the FP8 wgmma kernel (pre-passes included), each pinned; fp32 pools holding the e4m3-rounded keys
+// and packed FP8 pools (132-byte rows) of the same keys. Device time of the score kernels (profile mode,
+// summed over the call's chunks), median of 5 calls; TFLOP/s useful: 2 x 64 x 128 per scored (query, key)
+// pair. "top-k = tc": rows of the wgmma kernel's top-k equal to the tc kernel's. GPU_BENCH_INDEXER_QUICK=1:
+// the 8K and 16K prefill rows over fp32 pools only (block shape experiments: DSSERVE_INDEXER_WGMMA_SHAPE).
+void bench_indexer_wgmma(const Ceilings& c) {
+  const bool quick = std::getenv("GPU_BENCH_INDEXER_QUICK") != nullptr;
+  const int Hi = 64, Di = 128, topk = 2048, page = 64;
+  const cuda::GemmMode mode0 = be->options().gemm;
+  const KvFp8Layout KL = KvFp8Layout::indexer(Di);
+  be->set_gemm_mode(cuda::GemmMode::Fast);
+  std::printf("\n| indexer (e4m3 values) | queries | context | pool | tc scores | wgmma scores | speed-up | tc TFLOP/s "
+              "| wgmma TFLOP/s | top-k = tc |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  auto run = [&](const char* label, int B, int ctx, int n_new) {
+    AttnBatch ab;
+    ab.page_size = page;
+    const int pages = (ctx + page - 1) / page;
+    for (int b = 0; b < B; ++b) {
+      std::vector<int32_t> pt(static_cast<size_t>(pages));
+      std::iota(pt.begin(), pt.end(), b * pages);
+      std::shuffle(pt.begin(), pt.end(), gpucheck::rng());
+      ab.page_tables.push_back(pt);
+      for (int p = ctx - n_new; p < ctx; ++p) ab.seq_of_token.push_back(b), ab.pos_of_token.push_back(p);
+    }
+    const int64_t T = int64_t(ab.pos_of_token.size()), rows = int64_t(B) * pages * page;
+    Tensor kp = rand_f32_tiled({rows, Di}), q = rand_f32_tiled({T, Hi * Di}), w = rand_f32({T, Hi}, 0.1f);
+    be->hadamard_fp8_round(kp, Di), be->hadamard_fp8_round(q, Di);
+    Tensor kf = be->empty({rows, KL.bytes()}, DType::U8);
+    std::vector<int32_t> slots(static_cast<size_t>(rows));
+    std::iota(slots.begin(), slots.end(), 0);
+    be->cache_write_fp8(kf, KL, kp, nullptr, slots);
+    double pairs = 0;
+    for (int64_t t = 0; t < T; ++t) pairs += ab.pos_of_token[size_t(t)] + 1;
+    for (int packed = 0; packed < (quick ? 1 : 2); ++packed) {
+      float us[2] = {0, 0};
+      std::string path[2];
+      Tensor idx[2];
+      be->set_profile(true);
+      for (int k = 0; k < 2; ++k) {
+        be->set_indexer_kernel(k == 0 ? cuda::IndexerKernel::Tc : cuda::IndexerKernel::Wgmma);
+        std::vector<float> v;
+        for (int r = 0; r < 6; ++r) {
+          Tensor i = be->indexer_topk(q, w, packed ? kf : kp, ab, Hi, Di, topk, true);
+          if (r > 0) v.push_back(be->last_indexer_profile_us().first);
+          if (r == 5) idx[k] = be->to_host(i);
+        }
+        std::sort(v.begin(), v.end());
+        us[k] = v[v.size() / 2];
+        path[k] = be->last_indexer_path();
+      }
+      be->set_profile(false);
+      int64_t equal = 0;
+      const int64_t K = idx[0].dim(1);
+      for (int64_t t = 0; t < T; ++t)
+        equal += std::equal(idx[0].data<int32_t>() + t * K, idx[0].data<int32_t>() + (t + 1) * K,
+                            idx[1].data<int32_t>() + t * K);
+      auto tf = [&](float u) { return 2.0 * Hi * Di * pairs / (u * 1e-6) / 1e12; };
+      std::printf("| %s | %lld | %d | %s | %.1f us | %.1f us | %.2fx | %.0f | %.0f | %lld/%lld |%s\n", label,
+                  (long long)T, ctx, packed ? "FP8" : "fp32", us[0], us[1], us[0] / us[1], tf(us[0]), tf(us[1]),
+                  (long long)equal, (long long)T,
+                  path[0] == "tc" && path[1] == "wgmma" ? "" : " (paths differ from tc/wgmma!)");
+      std::fflush(stdout);
+    }
+  };
+  if (!quick) run("prefill", 1, 4096, 4096);
+  run("prefill", 1, 8192, 8192);
+  run("prefill", 1, 16384, 16384);
+  if (!quick) run("decode", 1, 4096, 1), run("decode", 32, 4096, 1);
+  be->set_indexer_kernel(cuda::IndexerKernel::Auto);
+  be->set_gemm_mode(mode0);
+  (void)c;
+}
 // Median wall-clock microseconds of fn(i) (synchronous calls) after `warm` calls.
 double wall_us(const std::function<void(int)>& fn, int reps = 20, int warm = 3) {
   std::vector<double> us;
@@ -661,6 +737,7 @@ int main(int argc, char** argv) {
     if (what == "all" || what == "gemm") bench_gemm(c);
     if (what == "all" || what == "mla") bench_mla(c);
     if (what == "all" || what == "indexer") bench_indexer(c);
+    if (what == "all" || what == "indexer" || what == "indexer-wgmma") bench_indexer_wgmma(c);
     if (what == "all" || what == "mha") bench_mha(c);
     bool ok_kv = true;
     if (what == "all" || what == "kvfp8") ok_kv = gpubench::bench_kv_fp8(*be, c.hbm_gbs);

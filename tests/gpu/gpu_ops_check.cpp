@@ -469,12 +469,13 @@ using namespace opcheck;
 // `gpu_ops_check attention`: MLA, the indexer and the FP8 KV pools only; `gpu_ops_check mla`: the absorbed
 // MLA kernels only; `gpu_ops_check mha`: the dense causal MHA prefill only; `gpu_ops_check moe`: routing and
 // the three expert paths only; `gpu_ops_check fused`: the fused attention-block kernels only (also part of
-// dense).
+// dense); `gpu_ops_check indexer`: the indexer's kernels only (SIMT, tc, wgmma); `gpu_ops_check
+// indexer-wgmma`: the FP8 wgmma indexer kernel only.
 int main(int argc, char** argv) {
   try {
     const std::string only = argc < 2 ? "" : argv[1];
     const bool all = only != "dense" && only != "attention" && only != "mha" && only != "moe" && only != "mla" &&
-                     only != "fused";
+                     only != "fused" && only != "indexer" && only != "indexer-wgmma";
     g_cpu = make_cpu_backend(0);
     cuda::CudaOptions o;
     o.poison = true;
@@ -483,6 +484,11 @@ int main(int argc, char** argv) {
     if (only == "mla") {
       check_mla();
       check_mla_wgmma();
+      return summary("gpu_ops_check") ? 1 : 0;
+    }
+    if (only == "indexer" || only == "indexer-wgmma") {
+      if (only == "indexer") check_indexer(), check_indexer_tc();
+      check_indexer_wgmma();
       return summary("gpu_ops_check") ? 1 : 0;
     }
     if (only == "fused") {
@@ -513,6 +519,7 @@ int main(int argc, char** argv) {
       check_mha();
       check_indexer();
       check_indexer_tc();
+      check_indexer_wgmma();
       check_kv_fp8();
     }
     if (all) {

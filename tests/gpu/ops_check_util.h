@@ -116,6 +116,7 @@ void check_mla_wgmma();
 void check_mha();
 void check_indexer();
 void check_indexer_tc();
+void check_indexer_wgmma();  // gpu_ops_check_indexer_wgmma.cpp
 void check_kv_fp8();
 void check_fused_kv();  // gpu_ops_check_fused_kv.cpp
 

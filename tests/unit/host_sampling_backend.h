@@ -137,8 +137,8 @@ class HostSamplingBackend : public backend::Backend {
     return cpu_->attention_mha_causal(q, kvb, rope, rope_col0, v_dim, batch, key_row0, scale);
   }
   Tensor indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const backend::AttnBatch& batch,
-                      int64_t heads, int64_t head_dim, int64_t topk) override {
-    return cpu_->indexer_topk(q, w, k_pool, batch, heads, head_dim, topk);
+                      int64_t heads, int64_t head_dim, int64_t topk, bool fp8_values = false) override {
+    return cpu_->indexer_topk(q, w, k_pool, batch, heads, head_dim, topk, fp8_values);
   }
   Tensor causal_index(const backend::AttnBatch& batch) override { return cpu_->causal_index(batch); }
   void hadamard_fp8_round(Tensor& x, int64_t row_len) override { cpu_->hadamard_fp8_round(x, row_len); }

@@ -54,7 +54,7 @@ class CpuBackend final : public Backend {
                               const AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) override;
 
   Tensor indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
-                      int64_t heads, int64_t head_dim, int64_t topk) override;
+                      int64_t heads, int64_t head_dim, int64_t topk, bool fp8_values = false) override;
   Tensor causal_index(const AttnBatch& batch) override;
   void hadamard_fp8_round(Tensor& x, int64_t row_len) override;
 

@@ -60,7 +60,7 @@ struct IndexerBlock {
 }  // namespace
 
 Tensor CpuBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
-                                int64_t heads, int64_t head_dim, int64_t topk) {
+                                int64_t heads, int64_t head_dim, int64_t topk, bool /*fp8_values: fp32 either way*/) {
   int64_t T = q.dim(0), max_ctx = 0;
   // A U8 pool is packed FP8 (backend/kv_fp8.h): e4m3 keys with one scale each, dequantised here.
   const bool packed = k_pool.dtype() == DType::U8;

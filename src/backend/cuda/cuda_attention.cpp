@@ -1,6 +1,8 @@
 // CudaBackend: MLA attention (absorbed sparse, expanded, dense causal MHA prefill), the lightning indexer,
 // FP8 indexer numerics, MoE routing.
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
@@ -221,10 +223,16 @@ Tensor CudaBackend::attention_mha_causal(const Tensor& q, const Tensor& kvb, con
 }
 
 // The score kernel of one chunk (c.scores, c.L set; L = the chunk's longest context). Tensor cores in the
-// fast GEMM mode where supported; the SIMT fp32 kernel in the exact mode.
-void CudaBackend::launch_scores(IndexerArgs& c, int64_t L) {
-  const bool tc = fast(kFastTcIndexer) && indexer_tc_supported(c.heads, c.head_dim) &&
-                  (!c.k_fp8 || indexer_tc_takes_fp8(c.kv.bytes));
+// fast GEMM mode where supported (FP8 wgmma for IndexerMode::Fp8 values, IndexerKernel says which); the
+// SIMT fp32 kernel in the exact mode.
+void CudaBackend::launch_scores(IndexerArgs& c, int64_t L, const AttnBatch& batch, bool fp8_values) {
+  const IndexerKernel pin = opts_.indexer_kernel;
+  const bool tc_ok = fast(kFastTcIndexer) && indexer_tc_supported(c.heads, c.head_dim) &&
+                     (!c.k_fp8 || indexer_tc_takes_fp8(c.kv.bytes));
+  if (tc_ok && fp8_values && indexer_wgmma_supported(c.heads, c.head_dim) && pin != IndexerKernel::Tc &&
+      pin != IndexerKernel::Simt && launch_scores_wgmma(c, L, batch, pin == IndexerKernel::Wgmma))
+    return;
+  const bool tc = tc_ok && pin != IndexerKernel::Simt;
   last_indexer_path_ = tc ? "tc" : "simt";
   // Tiles of 64 keys per score block: as many as keep >= 2 blocks per SM (from Tc and L only: the launch
   // stays capturable). SIMT: up to 4 (one query load per 256 keys). Tensor cores: up to 32, since a block
@@ -237,8 +245,62 @@ void CudaBackend::launch_scores(IndexerArgs& c, int64_t L) {
   check_launch("indexer scores");
 }
 
+// The wgmma kernel's pre-passes and scores for one chunk, when Auto wants it (or pinned) and its key
+// buffer fits; false (nothing launched) otherwise. Key rows: per sequence with scored queries in the chunk,
+// positions 0 .. its largest scored position (a captured step: max_context for each of the chunk's
+// sequences, the positions being the replay's), in whole tiles.
+bool CudaBackend::launch_scores_wgmma(IndexerArgs& c, int64_t L, const AttnBatch& batch, bool pinned) {
+  const bool capped = batch.max_context > 0;
+  const int64_t max_ctx = context_width(batch), KS = indexer_wgmma_keys_per_tile();
+  const size_t nseq = batch.page_tables.size();
+  std::vector<int32_t> need(nseq, 0);
+  int64_t seqs = 0;
+  for (int64_t t = c.t0; t < c.t0 + c.Tc; ++t) {
+    const size_t s = size_t(batch.seq_of_token[size_t(t)]);
+    const int64_t p1 = int64_t(batch.pos_of_token[size_t(t)]) + 1;
+    const int64_t n = capped ? max_ctx : p1 > c.topk ? p1 : 0;
+    seqs += need[s] == 0 && n > 0;
+    need[s] = int32_t(std::max<int64_t>(need[s], n));
+  }
+  if (!pinned && !indexer_wgmma_wanted(c.Tc, std::max<int64_t>(seqs, 1))) return false;
+  std::vector<int32_t> seq_keys(2 * std::max<size_t>(nseq, 1), 0), tile_seq;
+  for (size_t s = 0; s < nseq; ++s) {
+    seq_keys[2 * s] = int32_t(tile_seq.size() * KS), seq_keys[2 * s + 1] = need[s];
+    tile_seq.insert(tile_seq.end(), size_t((need[s] + KS - 1) / KS), int32_t(s));
+  }
+  if (tile_seq.empty()) tile_seq.push_back(-1);  // nothing scored: one zero tile keeps the buffers non-empty
+  const int64_t rows = int64_t(tile_seq.size()) * KS;
+  if (rows * (c.head_dim + 4) > (int64_t(512) << 20)) return false;  // decode batches at long contexts: tc
+  last_indexer_path_ = "wgmma";
+  // Block shape: 4 tokens x up to 32 tiles of 128 keys (measured 3 % faster than 16 tiles at 8K and 16K
+  // prefill; 8 tokens per block gained < 0.5 % more: docs/PERF.md). DSSERVE_INDEXER_WGMMA_SHAPE=qt,tiles
+  // (qt 4 or 8) for experiments (gpu_bench indexer-wgmma). Each score is computed alike in every shape.
+  int64_t QT = 4, max_tiles = 32;
+  if (const char* e = std::getenv("DSSERVE_INDEXER_WGMMA_SHAPE")) {
+    int qt = 0, tl = 0;
+    DS_CHECK(std::sscanf(e, "%d,%d", &qt, &tl) == 2 && (qt == 4 || qt == 8) && tl >= 1 && tl <= 64,
+             "DSSERVE_INDEXER_WGMMA_SHAPE='{}': expected qt,tiles with qt 4 or 8, tiles 1..64", e);
+    QT = qt, max_tiles = tl;
+  }
+  const int64_t Tq = (c.Tc + 7) / 8 * 8;
+  Tensor q8 = empty({Tq * 64 * c.head_dim}, DType::U8), wq = empty({Tq * 64}, DType::F32);
+  Tensor k8 = empty({rows * c.head_dim}, DType::U8), ksc = empty({rows}, DType::F32);
+  IndexerWgmmaBufs b;
+  b.q8 = q8.data<uint8_t>(), b.wq = wq.data<float>(), b.k8 = k8.data<uint8_t>(), b.ksc = ksc.data<float>();
+  b.seq_keys = upload_i32(seq_keys), b.tile_seq = upload_i32(tile_seq);
+  b.rows = int(rows);
+  b.qt = int(QT), b.tq = int(Tq);
+  // Tiles of 128 keys per block: up to max_tiles, as many as keep >= 2 blocks per SM (1 fits at a time).
+  const int64_t groups = (c.Tc + QT - 1) / QT;
+  c.tiles = int(max_tiles);
+  while (c.tiles > 1 && groups * ((L + KS * c.tiles - 1) / (KS * c.tiles)) < 2 * num_sms_) c.tiles /= 2;
+  launch_indexer_scores_wgmma(c, b, stream_);
+  check_launch("indexer scores (wgmma)");
+  return true;
+}
+
 Tensor CudaBackend::indexer_scores(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
-                                   int64_t heads, int64_t head_dim, int64_t topk) {
+                                   int64_t heads, int64_t head_dim, int64_t topk, bool fp8_values) {
   const int64_t T = q.dim(0);
   const bool fp8 = k_pool.dtype() == DType::U8;
   const KvFp8Layout layout = KvFp8Layout::indexer(head_dim);
@@ -258,12 +320,12 @@ Tensor CudaBackend::indexer_scores(const Tensor& q, const Tensor& w, const Tenso
   c.L = int((L + 7) / 8 * 8);
   Tensor scores = empty({T, int64_t(c.L)}, DType::F32);
   c.scores = scores.data<float>();
-  launch_scores(c, L);
+  launch_scores(c, L, batch, fp8_values);
   return scores;
 }
 
 Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
-                                 int64_t heads, int64_t head_dim, int64_t topk) {
+                                 int64_t heads, int64_t head_dim, int64_t topk, bool fp8_values) {
   const int64_t T = q.dim(0);
   // A U8 pool holds packed FP8 keys (backend/kv_fp8.h): the score kernels dequantise them.
   const bool fp8 = k_pool.dtype() == DType::U8;
@@ -316,7 +378,7 @@ Tensor CudaBackend::indexer_topk(const Tensor& q, const Tensor& w, const Tensor&
     if (any) {
       scores = empty({int64_t(c.Tc) * c.L}, DType::F32);
       c.scores = scores.data<float>();
-      launch_scores(c, L);
+      launch_scores(c, L, batch, fp8_values);
     }
     timer.mark();
     // Few long rows: split each row over many blocks (one block per row would leave the GPU idle).

@@ -69,6 +69,14 @@ CudaOptions options_from_env(int device) {
     else if (s == "simt") o.mla_kernel = MlaKernel::Simt;
     else fail("DSSERVE_MLA_KERNEL='{}': expected auto, wgmma, tc or simt", s);
   }
+  if (const char* m = std::getenv("DSSERVE_INDEXER_KERNEL")) {
+    const std::string_view s(m);
+    if (s == "auto") o.indexer_kernel = IndexerKernel::Auto;
+    else if (s == "wgmma") o.indexer_kernel = IndexerKernel::Wgmma;
+    else if (s == "tc") o.indexer_kernel = IndexerKernel::Tc;
+    else if (s == "simt") o.indexer_kernel = IndexerKernel::Simt;
+    else fail("DSSERVE_INDEXER_KERNEL='{}': expected auto, wgmma, tc or simt", s);
+  }
   if (const char* f = std::getenv("DSSERVE_FUSED_KV")) {
     const std::string_view s(f);
     if (s == "0") o.fused_kv = false;

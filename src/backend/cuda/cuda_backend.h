@@ -56,6 +56,14 @@ enum class MoePath { Auto, Grouped, GroupedFp8, PerExpert };
 // back as Auto would.
 enum class MlaKernel { Auto, Wgmma, Tc, Simt };
 
+// Which kernel scores the indexer's keys in the fast mode (the exact mode always runs the SIMT fp32 kernel).
+// Wgmma (k_indexer_wgmma.cu): FP8 wgmma, for IndexerMode::Fp8 values only (indexer_topk's fp8_values),
+// head_dim 128, <= 64 heads, fp32 or packed FP8 pools; FP8 accumulation (~3e-5 of the terms). Tc
+// (k_indexer_tc.cu): mma.sync BF16, exact products for the Fp8 mode's values, ~fp32 for others. Auto: wgmma
+// where it applies and indexer_wgmma_wanted() (prefill-like chunks), else tc where it applies, else SIMT; a
+// kernel pinned where it does not apply falls back as Auto would.
+enum class IndexerKernel { Auto, Wgmma, Tc, Simt };
+
 struct CudaOptions {
   int device = 0;
   GemmMode gemm = GemmMode::Fast;
@@ -66,6 +74,7 @@ struct CudaOptions {
   bool emulate_fp8_lt = false;
   MoePath moe_path = MoePath::Auto;  // DSSERVE_MOE_PATH=auto|grouped|grouped-fp8|per-expert: A/B runs
   MlaKernel mla_kernel = MlaKernel::Auto;  // DSSERVE_MLA_KERNEL=auto|wgmma|tc|simt: A/B runs
+  IndexerKernel indexer_kernel = IndexerKernel::Auto;  // DSSERVE_INDEXER_KERNEL=auto|wgmma|tc|simt: A/B runs
   // The attention block's fused per-token kernels (mla_kv_write, indexer_key_write, mla_absorb_q_rope;
   // k_kv_fused.cu); off: the Backend defaults, i.e. the separate kernels. DSSERVE_FUSED_KV=0|1: A/B runs.
   bool fused_kv = true;
@@ -83,8 +92,8 @@ struct MoeExpertTable {
 };
 
 // Defaults, overridden by DSSERVE_CUDA_GEMM=fast|exact, DSSERVE_CUDA_FAST_PARTS (comma list of fp8_act,
-// bf16_gemm, tf32_absorb, tc_attention, tc_indexer, tf32_gemv, or default / all / none), DSSERVE_CUDA_POISON=1, DSSERVE_MOE_PATH,
-// DSSERVE_MLA_KERNEL and DSSERVE_FUSED_KV.
+// bf16_gemm, tf32_absorb, tc_attention, tc_indexer, tf32_gemv, or default / all / none), DSSERVE_CUDA_POISON=1,
+// DSSERVE_MOE_PATH, DSSERVE_MLA_KERNEL, DSSERVE_INDEXER_KERNEL and DSSERVE_FUSED_KV.
 CudaOptions options_from_env(int device);
 uint32_t parse_fast_parts(std::string_view list);
 // The kernels' view of a packed FP8 row layout (checks the widths the kernels take).
@@ -151,7 +160,7 @@ class CudaBackend final : public Backend {
                               const AttnBatch& batch, const std::vector<int32_t>& key_row0, float scale) override;
 
   Tensor indexer_topk(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
-                      int64_t heads, int64_t head_dim, int64_t topk) override;
+                      int64_t heads, int64_t head_dim, int64_t topk, bool fp8_values = false) override;
   Tensor causal_index(const AttnBatch& batch) override;
   void hadamard_fp8_round(Tensor& x, int64_t row_len) override;
 
@@ -204,7 +213,7 @@ class CudaBackend final : public Backend {
   // How the last MLA absorption beyond 8 tokens ran: "tf32-batched" (fast mode, >= kAbsorbBatchedMinTokens) or "simt".
   const char* last_absorb_path() const { return last_absorb_path_; }
   static constexpr int kAbsorbBatchedMinTokens = 64;
-  // How the indexer's scores ran last: "tc" (tensor cores, fast mode) or "simt".
+  // How the indexer's scores ran last: "wgmma" (FP8, fast mode), "tc" (tensor cores, fast mode) or "simt".
   const char* last_indexer_path() const { return last_indexer_path_; }
   // With set_profile(true): the last indexer_topk call's score and top-k kernels, microseconds of device
   // time summed over its chunks.
@@ -212,12 +221,17 @@ class CudaBackend final : public Backend {
   // Tests: the score rows alone, [T, L] (L = longest context rounded up to 8), through the same dispatch
   // as indexer_topk; only s(t, j <= p) of rows with p + 1 > topk are written.
   Tensor indexer_scores(const Tensor& q, const Tensor& w, const Tensor& k_pool, const AttnBatch& batch,
-                        int64_t heads, int64_t head_dim, int64_t topk);
+                        int64_t heads, int64_t head_dim, int64_t topk, bool fp8_values = false);
   // How attention_mha_causal ran its last call: "tc" (tensor cores) or "simt" (fp32: the exact mode).
   const char* last_mha_path() const { return last_mha_path_; }
   // How mla_attention_absorbed ran its last call: "wgmma", "tc" (tensor cores) or "simt".
   const char* last_mla_path() const { return last_mla_path_; }
   void set_mla_kernel(MlaKernel k) { opts_.mla_kernel = k; }
+  void set_indexer_kernel(IndexerKernel k) { opts_.indexer_kernel = k; }
+  // Whether Auto takes the wgmma score kernel for a chunk of Tc queries of `seqs` distinct sequences (where
+  // it applies): prefill-like chunks, whose queries share their sequence's keys. Decode batches stay on the
+  // tc kernel, which reads each key once per query with no pre-pass.
+  static bool indexer_wgmma_wanted(int64_t Tc, int64_t seqs) { return Tc >= 128 && Tc >= 16 * seqs; }
   // Tests and A/B runs: the fused attention-block kernels on or off (DSSERVE_FUSED_KV).
   void set_fused_kv(bool on) { opts_.fused_kv = on; }
   // Which way the last mla_kv_write / indexer_key_write / mla_absorb_q_rope call ran: "fused" or "composed".
@@ -254,7 +268,9 @@ class CudaBackend final : public Backend {
   // The device copy of a vector of the bound step (null if `data` is not one of them).
   const void* bound_copy(const void* data, size_t bytes) const;
   DevBatch dev_batch(const AttnBatch& b);
-  void launch_scores(IndexerArgs& c, int64_t L);  // the indexer's score kernel of one chunk (cuda_attention.cpp)
+  // The indexer's score kernel of one chunk (cuda_attention.cpp): queries [c.t0, c.t0 + c.Tc) of batch.
+  void launch_scores(IndexerArgs& c, int64_t L, const AttnBatch& batch, bool fp8_values);
+  bool launch_scores_wgmma(IndexerArgs& c, int64_t L, const AttnBatch& batch, bool pinned);
   void check_launch(const char* what);
   void copy_to_device(void* dst, const void* src, size_t bytes);
   void probe_fp8_lt();

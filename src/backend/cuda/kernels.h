@@ -277,6 +277,24 @@ bool indexer_tc_supported(int heads, int head_dim);
 bool indexer_tc_takes_fp8(int row_bytes);
 int indexer_tc_queries_per_block(int Tc);
 void launch_indexer_scores_tc(const IndexerArgs& a, cudaStream_t st);
+// The FP8 wgmma form (k_indexer_wgmma.cu, sm_90a; IndexerMode::Fp8 values only: q rows and keys exactly e4m3
+// times a power of two). Two pre-passes write the chunk's queries and the keys its sequences need as e4m3 +
+// per-row scales into these buffers (tiles in the 128-byte swizzle); the score kernel then writes the same
+// rows of `scores` as the other kernels. a.tiles: 128-key tiles per score block.
+struct IndexerWgmmaBufs {
+  uint8_t* q8 = nullptr;    // [tq][64 x 128] e4m3
+  float* wq = nullptr;      // [tq][64]: w[t,h] x the row's scale (0 past heads or past Tc)
+  uint8_t* k8 = nullptr;    // [rows][128] e4m3: for each sequence, positions 0.. from seq_keys[2 s]
+  float* ksc = nullptr;     // [rows]: each key's scale (0 for rows past the page table or the need)
+  const int32_t* seq_keys = nullptr;  // [2 nseq]: first row in k8 (a multiple of 128), positions needed
+  const int32_t* tile_seq = nullptr;  // [rows / 128]: the sequence of each 128-row tile (-1: none)
+  int rows = 0;             // a multiple of 128
+  int qt = 4;               // tokens per score block: 4 or 8
+  int tq = 0;               // Tc rounded up to a multiple of 8 (q8 / wq rows; padding rows are zeros)
+};
+bool indexer_wgmma_supported(int heads, int head_dim);
+int indexer_wgmma_keys_per_tile();
+void launch_indexer_scores_wgmma(const IndexerArgs& a, const IndexerWgmmaBufs& w, cudaStream_t st);
 void launch_indexer_topk(const IndexerArgs& a, cudaStream_t st);
 // The same top-k for chunks of few long rows: each row split over `slices` blocks (11 small launches
 // instead of one latency-bound block per row). `work`: indexer_topk_split_work_bytes(Tc, slices).

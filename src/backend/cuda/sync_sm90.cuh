@@ -1,5 +1,6 @@
 // Intra-block synchronisation for warp-specialised Hopper kernels: shared-memory mbarriers (phases with
-// parity waits; cp.async completion can arrive on them) and named barriers between warpgroups.
+// parity waits; cp.async and bulk-copy completion can arrive on them), named barriers between warpgroups,
+// and the bulk copy engine's 1-D global -> shared copy that completes on an mbarrier.
 #pragma once
 #include <cstdint>
 
@@ -22,6 +23,24 @@ __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
 // .noinc). The copied bytes are visible to threads that then see the phase complete.
 __device__ __forceinline__ void mbar_arrive_cp_async(uint32_t bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+// One arrival that also expects `bytes` more transaction bytes in this phase (the bulk copies issued next
+// complete them); the phase completes when both the arrivals and the bytes are in.
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile(
+      "{\n"
+      ".reg .b64 st;\n"
+      "mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n"
+      "}\n" ::"r"(bar), "r"(bytes)
+      : "memory");
+}
+// The bulk copy engine (sm_90, no tensor map): `bytes` (a multiple of 16; both addresses 16-byte aligned)
+// from global memory to this block's shared memory, counted on `bar`'s transaction bytes. The bytes are
+// visible to threads that then see the phase complete (and to wgmma: the same async proxy).
+__device__ __forceinline__ void bulk_copy_g2s(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
 }
 // Whether the phase of this parity has completed (acquire).
 __device__ __forceinline__ bool mbar_test(uint32_t bar, uint32_t parity) {

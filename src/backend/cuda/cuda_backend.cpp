@@ -4,7 +4,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
+#include <string>
 #include <string_view>
+#include <utility>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_check.h"
@@ -42,47 +45,44 @@ uint64_t hash_bytes(const void* p, size_t n) {
 }
 }  // namespace
 
+namespace {
+// An environment switch with named values: `out` keeps its default when `name` is unset; a value not in
+// `choices` fails, listing them.
+template <typename T>
+void env_choice(const char* name, std::initializer_list<std::pair<std::string_view, T>> choices, T& out) {
+  const char* v = std::getenv(name);
+  if (!v) return;
+  std::string names;
+  for (const auto& [key, value] : choices) {
+    if (key == v) {
+      out = value;
+      return;
+    }
+    names += (names.empty() ? "" : ", ") + std::string(key);
+  }
+  fail("{}='{}': expected one of {}", name, v, names);
+}
+}  // namespace
+
 CudaOptions options_from_env(int device) {
   CudaOptions o;
   o.device = device;
-  if (const char* g = std::getenv("DSSERVE_CUDA_GEMM")) {
-    std::string_view s(g);
-    if (s == "exact") o.gemm = GemmMode::Exact;
-    else if (s == "fast") o.gemm = GemmMode::Fast;
-    else fail("DSSERVE_CUDA_GEMM='{}': expected fast or exact", s);
-  }
+  env_choice<GemmMode>("DSSERVE_CUDA_GEMM", {{"exact", GemmMode::Exact}, {"fast", GemmMode::Fast}}, o.gemm);
   if (const char* p = std::getenv("DSSERVE_CUDA_POISON")) o.poison = std::string_view(p) == "1";
   if (const char* f = std::getenv("DSSERVE_CUDA_FAST_PARTS")) o.fast_parts = parse_fast_parts(f);
-  if (const char* m = std::getenv("DSSERVE_MOE_PATH")) {
-    const std::string_view s(m);
-    if (s == "auto") o.moe_path = MoePath::Auto;
-    else if (s == "grouped") o.moe_path = MoePath::Grouped;
-    else if (s == "grouped-fp8") o.moe_path = MoePath::GroupedFp8;
-    else if (s == "per-expert") o.moe_path = MoePath::PerExpert;
-    else fail("DSSERVE_MOE_PATH='{}': expected auto, grouped, grouped-fp8 or per-expert", s);
-  }
-  if (const char* m = std::getenv("DSSERVE_MLA_KERNEL")) {
-    const std::string_view s(m);
-    if (s == "auto") o.mla_kernel = MlaKernel::Auto;
-    else if (s == "wgmma") o.mla_kernel = MlaKernel::Wgmma;
-    else if (s == "tc") o.mla_kernel = MlaKernel::Tc;
-    else if (s == "simt") o.mla_kernel = MlaKernel::Simt;
-    else fail("DSSERVE_MLA_KERNEL='{}': expected auto, wgmma, tc or simt", s);
-  }
-  if (const char* m = std::getenv("DSSERVE_INDEXER_KERNEL")) {
-    const std::string_view s(m);
-    if (s == "auto") o.indexer_kernel = IndexerKernel::Auto;
-    else if (s == "wgmma") o.indexer_kernel = IndexerKernel::Wgmma;
-    else if (s == "tc") o.indexer_kernel = IndexerKernel::Tc;
-    else if (s == "simt") o.indexer_kernel = IndexerKernel::Simt;
-    else fail("DSSERVE_INDEXER_KERNEL='{}': expected auto, wgmma, tc or simt", s);
-  }
-  if (const char* f = std::getenv("DSSERVE_FUSED_KV")) {
-    const std::string_view s(f);
-    if (s == "0") o.fused_kv = false;
-    else if (s == "1") o.fused_kv = true;
-    else fail("DSSERVE_FUSED_KV='{}': expected 0 or 1", s);
-  }
+  env_choice<MoePath>("DSSERVE_MOE_PATH",
+                      {{"auto", MoePath::Auto}, {"grouped", MoePath::Grouped}, {"grouped-fp8", MoePath::GroupedFp8},
+                       {"per-expert", MoePath::PerExpert}},
+                      o.moe_path);
+  env_choice<MlaKernel>("DSSERVE_MLA_KERNEL",
+                        {{"auto", MlaKernel::Auto}, {"wgmma", MlaKernel::Wgmma}, {"tc", MlaKernel::Tc},
+                         {"simt", MlaKernel::Simt}},
+                        o.mla_kernel);
+  env_choice<IndexerKernel>("DSSERVE_INDEXER_KERNEL",
+                            {{"auto", IndexerKernel::Auto}, {"wgmma", IndexerKernel::Wgmma},
+                             {"tc", IndexerKernel::Tc}, {"simt", IndexerKernel::Simt}},
+                            o.indexer_kernel);
+  env_choice<bool>("DSSERVE_FUSED_KV", {{"0", false}, {"1", true}}, o.fused_kv);
   return o;
 }
 

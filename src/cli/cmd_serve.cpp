@@ -57,7 +57,8 @@ int64_t pd_kv_buffer_limit(double gb) {
 struct ServeFlags {
   std::string model_path, tokenizer_path, host = "127.0.0.1", served_model_name, reasoning_parser, tool_call_parser,
                                           chat_template, encoder = "auto", schedule_policy = "fcfs",
-                                          kv_cache_dtype = "auto", api_key, log_level = "info", device = "cpu";
+                                          kv_cache_dtype = "auto", api_key, log_level = "info", device = "cpu",
+                                          indexer = "fp32";
   int port = 30000, tp = 1, dp = 1, ep = 1, context_length = 0, max_running_requests = 0, page_size = 64,
       chunked_prefill_size = 8192, max_prefill_tokens = 16384, max_queued_requests = 4096, threads = 0,
       cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs, base_gpu_id = 0, gpu_id_step = 1, nnodes = 1,
@@ -144,6 +145,11 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--kv-cache-dtype", f.kv_cache_dtype,
                   "KV cache: auto (cuda: bf16 as SGLang; cpu: fp32), bf16 / bfloat16 (cuda), fp32 / float32, fp8_e4m3 "
                   "(DeepSeek's 656-byte latent + 132-byte indexer key rows per layer)")
+      ->capture_default_str();
+  cmd->add_option("--indexer", f.indexer,
+                  "lightning indexer numerics: fp32 (transformers' DeepseekV32) or fp8 (DeepSeek's: Hadamard-rotated e4m3 "
+                  "queries and keys; on cuda their prefill scores run on FP8 tensor cores); dsserve's own, the same on "
+                  "both sides of a prefill/decode pair")
       ->capture_default_str();
   cmd->add_option("--speculative-algorithm", f.speculative_algorithm,
                   "EAGLE or NEXTN (the same here): speculative decoding with the checkpoint's MTP layer as the draft");
@@ -240,11 +246,13 @@ int32_t speculative_steps(const ServeFlags& f) {
                                               : 3;
 }
 
-// What every rank loads: with speculative decoding, the draft head --speculative-draft-head asks for.
+// What every rank loads: the indexer's numerics and, with speculative decoding, the draft head
+// --speculative-draft-head asks for.
 ReplicaFlags replica_flags(const ServeFlags& f) {
   ReplicaFlags rf{f.device, f.threads, f.base_gpu_id, f.gpu_id_step, {}};
   const bool fp8_head = f.speculative_draft_head == "fp8" || (f.speculative_draft_head == "auto" && f.device == "cuda");
   if (speculative_steps(f) > 0 && fp8_head) rf.model_options.draft_head = model::DraftHead::Fp8;
+  if (f.indexer == "fp8") rf.model_options.indexer = model::IndexerMode::Fp8;
   return rf;
 }
 
@@ -285,6 +293,7 @@ void validate(const ServeFlags& f) {
            "--tool-call-parser '{}' is not supported; this server has deepseekv31 and deepseekv32", f.tool_call_parser);
   DS_CHECK(f.schedule_policy == "fcfs" || f.schedule_policy == "lpm",
            "--schedule-policy '{}' is not supported; use fcfs or lpm", f.schedule_policy);
+  DS_CHECK(f.indexer == "fp32" || f.indexer == "fp8", "--indexer '{}' is not one of fp32, fp8", f.indexer);
   DS_CHECK(f.kv_cache_dtype != "fp8_e5m2", "--kv-cache-dtype fp8_e5m2: not supported; DeepSeek's FP8 KV layout is fp8_e4m3");
   const auto& kv_names = runtime::kv_cache_dtype_names();
   DS_CHECK(std::find(kv_names.begin(), kv_names.end(), f.kv_cache_dtype) != kv_names.end(),
@@ -371,6 +380,7 @@ server::Json server_args(const ServeFlags& f, const std::string& model_path, con
   j["constrained_json_disable_any_whitespace"] = f.constrained_json_disable_any_whitespace;
   j["schedule_policy"] = f.schedule_policy;
   j["kv_cache_dtype"] = f.kv_cache_dtype;
+  j["indexer"] = f.indexer;
   j["cuda_graph_max_bs"] = f.disable_cuda_graph ? 0 : f.cuda_graph_max_bs;
   j["mem_fraction_static"] = f.mem_fraction_static;
   j["reasoning_parser"] = f.reasoning_parser.empty() ? server::Json(nullptr) : server::Json(f.reasoning_parser);

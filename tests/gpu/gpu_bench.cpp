@@ -374,6 +374,29 @@ void bench_mha(const Ceilings& c) {
   be->set_gemm_mode(mode0);
 }
 
+// The indexer benches' batches: B sequences of ctx keys on shuffled pages (page tables of consecutive page
+// ranges, shuffled within each sequence), n_new queries per sequence at the last positions.
+AttnBatch shuffled_pages_batch(int B, int ctx, int n_new, int page) {
+  AttnBatch ab;
+  ab.page_size = page;
+  const int pages = (ctx + page - 1) / page;
+  for (int b = 0; b < B; ++b) {
+    std::vector<int32_t> pt(static_cast<size_t>(pages));
+    std::iota(pt.begin(), pt.end(), b * pages);
+    std::shuffle(pt.begin(), pt.end(), gpucheck::rng());
+    ab.page_tables.push_back(pt);
+    for (int p = ctx - n_new; p < ctx; ++p) ab.seq_of_token.push_back(b), ab.pos_of_token.push_back(p);
+  }
+  return ab;
+}
+
+// Causal (query, key) pairs the indexer scores: position + 1 per query.
+double scored_pairs(const AttnBatch& ab) {
+  double pairs = 0;
+  for (int32_t p : ab.pos_of_token) pairs += p + 1;
+  return pairs;
+}
+
 // Indexer scores (64 heads x 128, top-k 2048): the SIMT fp32 kernel (exact mode) vs the tensor-core
 // kernel (fast mode) on the same inputs, device time of the score kernel alone (profile mode: events
 // around it, summed over the call's chunks), median of 5 calls; then the top-k's device time. fp32 random
@@ -386,16 +409,8 @@ void bench_indexer(const Ceilings& c) {
               "| top-k |\n|---|---|---|---|---|---|---|---|---|---|\n");
   // B sequences of ctx keys; n_new queries per sequence at the last positions.
   auto run = [&](const char* label, int B, int ctx, int n_new, bool fp8) {
-    AttnBatch ab;
-    ab.page_size = page;
     const int pages = (ctx + page - 1) / page;
-    for (int b = 0; b < B; ++b) {
-      std::vector<int32_t> pt(static_cast<size_t>(pages));
-      std::iota(pt.begin(), pt.end(), b * pages);
-      std::shuffle(pt.begin(), pt.end(), gpucheck::rng());
-      ab.page_tables.push_back(pt);
-      for (int p = ctx - n_new; p < ctx; ++p) ab.seq_of_token.push_back(b), ab.pos_of_token.push_back(p);
-    }
+    const AttnBatch ab = shuffled_pages_batch(B, ctx, n_new, page);
     const int64_t T = int64_t(ab.pos_of_token.size());
     Tensor kp = rand_f32_tiled({int64_t(B) * pages * page, Di}), q = rand_f32_tiled({T, Hi * Di}), w = rand_f32({T, Hi}, 0.1f);
     if (fp8) be->hadamard_fp8_round(kp, Di), be->hadamard_fp8_round(q, Di);
@@ -415,9 +430,7 @@ void bench_indexer(const Ceilings& c) {
       path[k] = be->last_indexer_path();
     }
     be->set_profile(false);
-    double pairs = 0, keys = 0;
-    for (int64_t t = 0; t < T; ++t) pairs += ab.pos_of_token[size_t(t)] + 1;
-    keys = double(B) * ctx;  // distinct key rows read (at least once)
+    const double pairs = scored_pairs(ab), keys = double(B) * ctx;  // keys: distinct rows read (at least once)
     const double tflops = 2.0 * Hi * Di * pairs / (us[1] * 1e-6) / 1e12, gbs = keys * Di * 4 / (us[1] * 1e-6) / 1e9;
     std::printf("| %s | %lld | %d | %s | %.1f us | %.1f us | %.1fx | %.0f | %.0f (%.0f%%) | %.1f us |%s\n", label, (long long)T,
                 ctx, fp8 ? "e4m3" : "fp32", us[0], us[1], us[0] / us[1], tflops, gbs, 100.0 * gbs / c.hbm_gbs, topk_us,
@@ -449,16 +462,8 @@ void bench_indexer_wgmma(const Ceilings& c) {
   std::printf("\n| indexer (e4m3 values) | queries | context | pool | tc scores | wgmma scores | speed-up | tc TFLOP/s "
               "| wgmma TFLOP/s | top-k = tc |\n|---|---|---|---|---|---|---|---|---|---|\n");
   auto run = [&](const char* label, int B, int ctx, int n_new) {
-    AttnBatch ab;
-    ab.page_size = page;
     const int pages = (ctx + page - 1) / page;
-    for (int b = 0; b < B; ++b) {
-      std::vector<int32_t> pt(static_cast<size_t>(pages));
-      std::iota(pt.begin(), pt.end(), b * pages);
-      std::shuffle(pt.begin(), pt.end(), gpucheck::rng());
-      ab.page_tables.push_back(pt);
-      for (int p = ctx - n_new; p < ctx; ++p) ab.seq_of_token.push_back(b), ab.pos_of_token.push_back(p);
-    }
+    const AttnBatch ab = shuffled_pages_batch(B, ctx, n_new, page);
     const int64_t T = int64_t(ab.pos_of_token.size()), rows = int64_t(B) * pages * page;
     Tensor kp = rand_f32_tiled({rows, Di}), q = rand_f32_tiled({T, Hi * Di}), w = rand_f32({T, Hi}, 0.1f);
     be->hadamard_fp8_round(kp, Di), be->hadamard_fp8_round(q, Di);
@@ -466,8 +471,7 @@ void bench_indexer_wgmma(const Ceilings& c) {
     std::vector<int32_t> slots(static_cast<size_t>(rows));
     std::iota(slots.begin(), slots.end(), 0);
     be->cache_write_fp8(kf, KL, kp, nullptr, slots);
-    double pairs = 0;
-    for (int64_t t = 0; t < T; ++t) pairs += ab.pos_of_token[size_t(t)] + 1;
+    const double pairs = scored_pairs(ab);
     for (int packed = 0; packed < (quick ? 1 : 2); ++packed) {
       float us[2] = {0, 0};
       std::string path[2];

@@ -262,13 +262,7 @@ TopkResult check_topk(const Tensor& gpu_idx, const Tensor& cpu_idx, const Tensor
     ++r.rows;
     r.equal_rows += std::equal(g, g + K, c);
     const int64_t want = std::min<int64_t>(topk, p + 1);
-    for (int64_t j = 0; j < K; ++j) {
-      if (j < want) {
-        if (g[j] < 0 || g[j] > p || (j > 0 && g[j] <= g[j - 1])) r.structure_ok = false;
-      } else if (g[j] != -1) {
-        r.structure_ok = false;
-      }
-    }
+    if (!topk_row_well_formed(g, K, p, topk)) r.structure_ok = false;
     if (!r.structure_ok || p + 1 <= topk) continue;
     std::vector<double> sc(size_t(p + 1));
     double amax = 0;

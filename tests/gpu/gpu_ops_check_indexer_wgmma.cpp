@@ -135,13 +135,7 @@ TopkCmp compare_topk(const Tensor& got, const Tensor& ref, const AttnBatch& ab, 
     const bool eq = std::equal(g, g + K, c);
     r.equal += eq;
     const int64_t want = std::min<int64_t>(topk, p + 1);
-    for (int64_t j = 0; j < K; ++j) {
-      if (j < want) {
-        if (g[j] < 0 || g[j] > p || (j > 0 && g[j] <= g[j - 1])) r.structure_ok = false;
-      } else if (g[j] != -1) {
-        r.structure_ok = false;
-      }
-    }
+    if (!topk_row_well_formed(g, K, p, topk)) r.structure_ok = false;
     if (eq || !r.structure_ok || p + 1 <= topk) continue;
     std::vector<char> sel(size_t(p + 1), 0);
     for (int64_t j = 0; j < want; ++j) sel[size_t(g[j])] = 1;

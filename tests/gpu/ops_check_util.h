@@ -4,6 +4,7 @@
 #pragma once
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -38,6 +39,20 @@ inline std::pair<Tensor, Tensor> bf16_pair(const Tensor& f) {
 }
 inline Tensor down(const Tensor& t) { return g_gpu->to_host_f32(t); }
 inline Err cmp(const Tensor& gpu, const Tensor& cpu) { return compare(down(gpu), cpu); }
+
+// One row of an indexer top-k (K ids) for a query at position p: the first min(topk, p + 1) ids ascending
+// and within 0..p, -1 after them.
+inline bool topk_row_well_formed(const int32_t* g, int64_t K, int32_t p, int64_t topk) {
+  const int64_t want = std::min<int64_t>(topk, p + 1);
+  for (int64_t j = 0; j < K; ++j) {
+    if (j < want) {
+      if (g[j] < 0 || g[j] > p || (j > 0 && g[j] <= g[j - 1])) return false;
+    } else if (g[j] != -1) {
+      return false;
+    }
+  }
+  return true;
+}
 
 // A random linear weight in a checkpoint dtype; the host buffers live as long as this object.
 struct HostLinear {

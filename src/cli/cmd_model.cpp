@@ -65,7 +65,7 @@ struct ModelFlags {
   std::unique_ptr<backend::Backend> make_backend() const { return cli::make_backend(device, 0, threads); }
   model::ModelOptions options() const {
     model::ModelOptions o;
-    o.indexer = indexer == "fp8" ? model::IndexerMode::Fp8 : model::IndexerMode::Fp32;
+    o.indexer = model::indexer_mode_named(indexer);
     o.attention = attention == "expanded" ? model::AttentionForm::Expanded : model::AttentionForm::Absorbed;
     return o;
   }

@@ -250,9 +250,8 @@ int32_t speculative_steps(const ServeFlags& f) {
 // --speculative-draft-head asks for.
 ReplicaFlags replica_flags(const ServeFlags& f) {
   ReplicaFlags rf{f.device, f.threads, f.base_gpu_id, f.gpu_id_step, {}};
-  const bool fp8_head = f.speculative_draft_head == "fp8" || (f.speculative_draft_head == "auto" && f.device == "cuda");
-  if (speculative_steps(f) > 0 && fp8_head) rf.model_options.draft_head = model::DraftHead::Fp8;
-  if (f.indexer == "fp8") rf.model_options.indexer = model::IndexerMode::Fp8;
+  if (speculative_steps(f) > 0) rf.model_options.draft_head = model::draft_head_named(f.speculative_draft_head, f.device);
+  rf.model_options.indexer = model::indexer_mode_named(f.indexer);
   return rf;
 }
 

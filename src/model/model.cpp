@@ -43,6 +43,14 @@ Model::Model(ModelConfig config, ModelWeights weights, backend::Backend& be, Mod
 
 Model::~Model() = default;
 
+IndexerMode indexer_mode_named(std::string_view name) {
+  return name == "fp8" ? IndexerMode::Fp8 : IndexerMode::Fp32;
+}
+
+DraftHead draft_head_named(std::string_view name, std::string_view device) {
+  return name == "fp8" || (name == "auto" && device == "cuda") ? DraftHead::Fp8 : DraftHead::Shared;
+}
+
 void Model::set_options(ModelOptions o) {
   o.draft_head = opts_.draft_head;
   opts_ = o;

@@ -3,6 +3,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "backend/backend.h"
 #include "model/config.h"
@@ -40,6 +41,12 @@ enum class DraftHead : uint8_t {
   Shared,
   Fp8,
 };
+
+// The command-line words for these options (serve, bench model, the model commands): --indexer fp32 | fp8
+// (anything else is fp32; the commands validate) and --speculative-draft-head auto | shared | fp8, where auto
+// means fp8 on the cuda device and shared elsewhere.
+IndexerMode indexer_mode_named(std::string_view name);
+DraftHead draft_head_named(std::string_view name, std::string_view device);
 
 struct ModelOptions {
   IndexerMode indexer = IndexerMode::Fp32;

@@ -109,9 +109,8 @@ model::ModelConfig bench_preset_config(const ModelBenchOptions& f) {
 
 model::ModelOptions bench_model_options(const ModelBenchOptions& f) {
   model::ModelOptions o;
-  o.indexer = f.indexer == "fp8" ? model::IndexerMode::Fp8 : model::IndexerMode::Fp32;
-  const bool fp8 = f.draft_head == "fp8" || (f.draft_head == "auto" && f.device == "cuda");
-  if (!f.spec_steps.empty() && fp8) o.draft_head = model::DraftHead::Fp8;
+  o.indexer = model::indexer_mode_named(f.indexer);
+  if (!f.spec_steps.empty()) o.draft_head = model::draft_head_named(f.draft_head, f.device);
   return o;
 }
 

@@ -324,8 +324,9 @@ void check_indexer() {
            c.tie ? 0.0 : 1e-5);
     if (c.tie) record("indexer_topk ties = CPU", c.name, r.equal_rows == r.rows ? 0.0 : 1.0, 0.0);
   }
-  // FP8 numerics: Hadamard + e4m3 rounding, bit-identical to the CPU.
-  for (int64_t n : {32, 128}) {
+  // FP8 numerics: Hadamard + e4m3 rounding, bit-identical to the CPU: the warp-per-row kernel (32..256) and
+  // the block kernel (16, 512).
+  for (int64_t n : {16, 32, 64, 128, 256, 512}) {
     Tensor x = randn({300, n}, 3.f);
     for (int64_t r = 0; r < 300; r += 7)
       for (int64_t i = 0; i < n; ++i) x.f32()[r * n + i] *= 1e-3f;  // some tiny rows (amax clamp)

@@ -131,21 +131,39 @@ void register_model_commands(CLI::App& app) {
     auto out = std::make_shared<std::string>();
     f->add(cmd);
     cmd->add_option("--token-ids", *ids, "comma-separated token ids")->required();
+    auto decode_from = std::make_shared<int64_t>(0);
     cmd->add_option("--out", *out, "output .npy file: float32 [T, vocab]")->required();
+    cmd->add_option("--decode-from", *decode_from,
+                    "prefill the first P tokens in one chunk, then feed the rest one token per step (the decode "
+                    "path: GEMV projections, decode attention); 0: every token in one chunk")
+        ->check(CLI::NonNegativeNumber);
     cmd->callback([=] {
       init_logging(f->log_level);
       auto be = f->make_backend();
       auto m = model::Model::load(f->model_path, *be, f->options());
       auto tokens = parse_ids(*ids);
+      const int64_t T = int64_t(tokens.size());
+      DS_CHECK(*decode_from < T, "--decode-from {} leaves no token to decode of the {} given", *decode_from, T);
       const int32_t page_size = 64, pages = int32_t((tokens.size() + page_size - 1) / page_size);
       auto cache = m->make_cache(pages, page_size, f->latent_dtype());
-      model::ForwardBatch fb;
-      fb.seqs.push_back(single_sequence(tokens, 0, page_size, pages));
-      fb.seqs[0].logits = model::LogitsMode::All;
+      // One chunk [start, end) of the sequence; its logits rows go to `all` at row `start`.
+      const int64_t vocab = m->config().vocab_size;
+      std::vector<float> all(size_t(T * vocab));
+      auto run = [&](int64_t start, int64_t end) {
+        model::ForwardBatch fb;
+        fb.seqs.push_back(single_sequence({tokens.begin() + start, tokens.begin() + end}, int32_t(start), page_size,
+                                          pages));
+        fb.seqs[0].logits = model::LogitsMode::All;
+        auto res = m->forward(fb, cache);
+        DS_CHECK(res.logits.dim(0) == end - start && res.logits.dim(1) == vocab, "forward: unexpected logits shape");
+        std::copy_n(res.logits.f32(), size_t((end - start) * vocab), all.begin() + start * vocab);
+      };
       Timer t;
-      auto res = m->forward(fb, cache);
-      spdlog::info("forward of {} tokens in {:.3f} s", tokens.size(), t.seconds());
-      write_npy_f32(*out, res.logits.f32(), res.logits.shape());
+      const int64_t first = *decode_from > 0 ? *decode_from : T;
+      run(0, first);
+      for (int64_t p = first; p < T; ++p) run(p, p + 1);
+      spdlog::info("forward of {} tokens in {:.3f} s ({} decode steps)", T, t.seconds(), T - first);
+      write_npy_f32(*out, all.data(), {T, vocab});
     });
   }
   {

@@ -7,8 +7,7 @@
 #     approximations cannot show; e.g. FID_TOPK=32 makes it select)
 #  3. `dsserve forward --device cuda --indexer fp8` in the exact mode, the fast mode, and with each fast-mode
 #     approximation alone (DSSERVE_CUDA_FAST_PARTS), and through the decode path (--decode-from 32);
-#     `dsserve generate` greedy FID_GREEDY tokens (exact, fast, and
-#     fast with each opt-in decode GEMV form)
+#     `dsserve generate` greedy FID_GREEDY tokens (exact, fast)
 #  4. tools/reference/fidelity.py full: the table (full.log, results.json)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -54,8 +53,9 @@ fwd bf16_kv_tc_attention DSSERVE_CUDA_GEMM=fast DSSERVE_CUDA_FAST_PARTS=tc_atten
 # The decode path (GEMV projections, decode attention): positions from 32 on, one token per step.
 fwd decode_exact DSSERVE_CUDA_GEMM=exact -- --decode-from 32
 fwd decode_fast DSSERVE_CUDA_GEMM=fast -- --kv-cache-dtype bf16 --decode-from 32
-fwd decode_fast_tf32_gemv DSSERVE_CUDA_GEMM=fast DSSERVE_CUDA_FAST_PARTS=default,tf32_gemv -- --kv-cache-dtype bf16 \
-  --decode-from 32
+# ... and without the TF32 decode GEMV (the hi + lo split GEMV, fp32-accurate), to see that form's share.
+fwd decode_fast_split_gemv DSSERVE_CUDA_GEMM=fast DSSERVE_CUDA_FAST_PARTS=fp8_act,bf16_gemm,tf32_absorb,tc_attention,tc_indexer \
+  -- --kv-cache-dtype bf16 --decode-from 32
 grep -h "GEMM mode\|forward of" "$LOG/run.log" | sort | uniq -c | head -20
 gen() {
   local name=$1; shift
@@ -64,11 +64,9 @@ gen() {
 }
 GEN_FLAGS=(--kv-cache-dtype bf16); gen fast DSSERVE_CUDA_GEMM=fast
 GEN_FLAGS=(); gen exact DSSERVE_CUDA_GEMM=exact
-# The decode GEMV forms (M <= 8, so only decoding reaches them): opt-in fast parts until this agreement holds.
-GEN_FLAGS=(--kv-cache-dtype bf16); gen fast_tf32_gemv DSSERVE_CUDA_GEMM=fast DSSERVE_CUDA_FAST_PARTS=default,tf32_gemv
 t3=$(date +%s)
 PYTHONUNBUFFERED=1 timeout 240 python3 tools/reference/fidelity.py full "$CK" --tokens "$IDS" --dsserve "$W/ds" \
   --prompt "$PROMPT" --greedy "$GREEDY" --out "$LOG/results.json" >"$LOG/full.log" 2>&1 || echo "full reference FAILED"
 t4=$(date +%s)
 echo "build $((t1 - t0)) s, make-model $((t2 - t1)) s, dsserve runs $((t3 - t2)) s, reference $((t4 - t3)) s"
-cat "$LOG/tiny.log" "$LOG/full.log" 2>/dev/null | grep -v "^reference \(transformers\|deepseek\)"
+cat $(ls "$LOG/tiny.log" "$LOG/full.log" 2>/dev/null) | grep -v "^reference \(transformers\|deepseek\)"

@@ -167,6 +167,14 @@ class Backend {
   static constexpr int kMaxRescoreCandidates = 8;
   virtual void rescore_topk(Tensor& logits, const Tensor& x, const LinearWeight& w, int k);
   virtual Tensor linear(const Tensor& x, const LinearWeight& w) = 0;                   // [T, out]
+  // linear(x, *ws[i]) for each weight, weights that read the same x (a layer's q_a, kv_a and indexer key; an
+  // MLP's gate and up): a backend may compute them in one launch (CUDA: the decode GEMV, where each small
+  // projection alone costs mostly latency). The default calls linear once per weight.
+  virtual std::vector<Tensor> linear_group(const Tensor& x, const std::vector<const LinearWeight*>& ws) {
+    std::vector<Tensor> ys;
+    for (const LinearWeight* w : ws) ys.push_back(linear(x, *w));
+    return ys;
+  }
   virtual Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) = 0;
   // residual += x in place, then returns rmsnorm(residual). (The fused pre-norm of every block.)
   virtual Tensor add_rmsnorm(const Tensor& x, Tensor& residual, const Tensor& w, float eps) = 0;

@@ -99,14 +99,17 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
 
   // Queries: q_a -> RMSNorm (this normalised latent also feeds the indexer) -> q_b, rope part rotated (by
   // mla_absorb_q_rope on the absorbed path: one kernel with the rope part's copy; else by rope() below).
-  Tensor q_lat = be_.rmsnorm(be_.linear(h, a.q_a), a.q_a_norm, eps);
+  // q_a, kv_a and the indexer's key projection all read h: one launch where the backend can (decode).
+  std::vector<const backend::LinearWeight*> down = {&a.q_a, &a.kv_a};
+  if (cfg_.has_indexer()) down.push_back(&a.idx_wk);
+  std::vector<Tensor> proj = be_.linear_group(h, down);
+  Tensor q_lat = be_.rmsnorm(proj[0], a.q_a_norm, eps);
   Tensor q = be_.linear(q_lat, a.q_b);
   auto rotate_q = [&] { be_.rope(q, Dn, Dq, heads, Dr, pos, rope_, RopeLayout::Interleaved); };
 
   // Keys/values: one latent c (normalised) and one shared rope key per token, written to the cache (one
   // fused op: RMSNorm of the latent part, rope of the key part, the pool's format).
-  Tensor kv = be_.linear(h, a.kv_a);
-  cache.write_latent(be_, layer, kv, a.kv_a_norm, eps, pos, rope_, st.slots);
+  cache.write_latent(be_, layer, proj[1], a.kv_a_norm, eps, pos, rope_, st.slots);
   const Tensor& pool = cache.latent[layer];
 
   // Short contexts: the sequences that take the dense MHA path attend to every earlier key over K/V
@@ -115,12 +118,13 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   const std::vector<char> mha = mha_sequences(st);
   if (!mha.empty()) {
     rotate_q();
-    if (cfg_.has_indexer()) indexer(a, layer, st, cache, h, q_lat, /*want_index=*/false);
+    if (cfg_.has_indexer()) indexer(a, layer, st, cache, h, proj[2], q_lat, /*want_index=*/false);
     return be_.linear(attention_split(a, layer, st, cache, q, mha), a.o);
   }
 
   // Which earlier tokens each query attends to: the indexer's top-k (DSA), or all of them (V3).
-  Tensor index = cfg_.has_indexer() ? indexer(a, layer, st, cache, h, q_lat) : be_.causal_index(st.ab);
+  Tensor index = cfg_.has_indexer() ? indexer(a, layer, st, cache, h, proj[2], q_lat)
+                                         : be_.causal_index(st.ab);
 
   const float scale = float(cfg_.softmax_scale());
   Tensor o;
@@ -219,13 +223,13 @@ Tensor Model::attention_mha(const AttentionWeights& a, int64_t layer, const Step
 }
 
 Tensor Model::indexer(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& h,
-                      const Tensor& q_lat, bool want_index) const {
+                      const Tensor& k_proj, const Tensor& q_lat, bool want_index) const {
   const int64_t Hi = cfg_.index_n_heads, Di = cfg_.index_head_dim, Dr = cfg_.qk_rope_head_dim;
   const auto& pos = st.ab.pos_of_token;
   // Indexer heads are [rope | rest] and rotate in the half-split layout (unlike MLA). The key: LayerNorm,
   // rope, optionally Hadamard + FP8 rounding, and the cache write in one fused op. Keys are cached for every
   // token, also while contexts are short enough to need no selection.
-  cache.write_index_key(be_, layer, be_.linear(h, a.idx_wk), a.idx_k_norm_w, a.idx_k_norm_b, 1e-6f, Dr, pos, rope_,
+  cache.write_index_key(be_, layer, k_proj, a.idx_k_norm_w, a.idx_k_norm_b, 1e-6f, Dr, pos, rope_,
                         opts_.indexer == IndexerMode::Fp8, st.slots);
   if (selects_every_key(st.ab, cfg_.index_topk)) return want_index ? be_.causal_index(st.ab) : Tensor();
   Tensor qi = be_.linear(q_lat, a.idx_wq_b);
@@ -239,7 +243,8 @@ Tensor Model::indexer(const AttentionWeights& a, int64_t layer, const Step& st, 
 
 Tensor Model::ffn(const FfnWeights& f, const Tensor& h) const {
   auto mlp = [&](const backend::ExpertWeights& e) {
-    return be_.linear(be_.silu_mul(be_.linear(h, e.gate), be_.linear(h, e.up)), e.down);
+    std::vector<Tensor> gate_up = be_.linear_group(h, {&e.gate, &e.up});
+    return be_.linear(be_.silu_mul(gate_up[0], gate_up[1]), e.down);
   };
   if (!f.moe) return mlp(f.dense);
   backend::MoeRouting r{int(cfg_.n_group), int(cfg_.topk_group), int(cfg_.num_experts_per_tok), cfg_.norm_topk_prob,

@@ -134,10 +134,11 @@ class Model {
                          const std::vector<char>& mha) const;
   // Every cached key of the step's sequences through kv_b_proj, attended densely and causally.
   Tensor attention_mha(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& q) const;
-  // Writes the layer's indexer keys; returns the top-k index, or an undefined tensor when the step selects
-  // every key and `want_index` is false (the MHA path needs no index).
+  // Writes the layer's indexer keys (k_proj: h through the key projection idx_wk); returns the top-k index,
+  // or an undefined tensor when the step selects every key and `want_index` is false (the MHA path needs no
+  // index).
   Tensor indexer(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& h,
-                 const Tensor& q_lat, bool want_index = true) const;
+                 const Tensor& k_proj, const Tensor& q_lat, bool want_index = true) const;
   Tensor ffn(const FfnWeights& f, const Tensor& h) const;
   // DP attention: the FFN over all ranks on the tokens of every DP group (dp_tokens[g] each): this rank's
   // rows of h (null: an idle group) in, their summed output out ([T, H]; undefined when idle).

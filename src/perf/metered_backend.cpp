@@ -135,6 +135,18 @@ Tensor MeteredBackend::linear(const Tensor& x, const LinearWeight& w) {
   return in_->linear(x, w);
 }
 
+std::vector<Tensor> MeteredBackend::linear_group(const Tensor& x, const std::vector<const LinearWeight*>& ws) {
+  std::string name;
+  for (const LinearWeight* w : ws) {
+    if (!name.empty()) name += '+';
+    name += linear_name(*w);
+    totals_.weight_bytes += weight_bytes(*w);
+    totals_.flops += 2.0 * double(x.dim(0)) * double(w->out_features) * double(w->in_features);
+  }
+  Scope s(*this, name);
+  return in_->linear_group(x, ws);
+}
+
 Tensor MeteredBackend::rmsnorm(const Tensor& x, const Tensor& w, float eps) {
   Scope s(*this, "rmsnorm");
   return in_->rmsnorm(x, w, eps);

@@ -75,6 +75,7 @@ class MeteredBackend final : public backend::Backend {
   void argmax_rows(const Tensor& logits, Tensor& ids) override;
   void rescore_topk(Tensor& logits, const Tensor& x, const backend::LinearWeight& w, int k) override;
   Tensor linear(const Tensor& x, const backend::LinearWeight& w) override;
+  std::vector<Tensor> linear_group(const Tensor& x, const std::vector<const backend::LinearWeight*>& ws) override;
   Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) override;
   Tensor add_rmsnorm(const Tensor& x, Tensor& residual, const Tensor& w, float eps) override;
   Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) override;

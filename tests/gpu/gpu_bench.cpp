@@ -738,6 +738,8 @@ int main(int argc, char** argv) {
     const std::string what = argc > 1 ? argv[1] : "all";
     const Ceilings c = measure_ceilings();
     if (what == "all" || what == "gemm" || what == "gemv") gpubench::bench_gemv_decode(be->stream(), prop.multiProcessorCount, c.hbm_gbs);
+    if (what == "all" || what == "gemm" || what == "gemv" || what == "gemv-group")
+      gpubench::bench_gemv_groups(be->stream(), prop.multiProcessorCount, c.hbm_gbs);
     if (what == "all" || what == "gemm") bench_gemm(c);
     if (what == "all" || what == "mla") bench_mla(c);
     if (what == "all" || what == "indexer") bench_indexer(c);

@@ -257,4 +257,100 @@ void bench_gemv_decode(cudaStream_t st, int num_sms, double hbm_gbs) {
   cudaFree(partial), cudaFree(counters);
 }
 
+void bench_gemv_groups(cudaStream_t st, int num_sms, double hbm_gbs) {
+  namespace cu = backend::cuda;
+  struct Group {
+    const char* name;
+    std::vector<Shape> ws;
+  };
+  const Group groups[] = {{"q_a + kv_a + idx wk", {{"q_a", 1536, 7168, WType::FP8}, {"kv_a", 576, 7168, WType::FP8},
+                                                    {"idx wk", 128, 7168, WType::FP8}}},
+                          {"q_a + kv_a (V3)", {{"q_a", 1536, 7168, WType::FP8}, {"kv_a", 576, 7168, WType::FP8}}},
+                          {"shared gate + up", {{"gate", 2048, 7168, WType::FP8}, {"up", 2048, 7168, WType::FP8}}},
+                          {"dense gate + up", {{"gate", 18432, 7168, WType::FP8}, {"up", 18432, 7168, WType::FP8}}}};
+  float* partial = nullptr;
+  int* counters = nullptr;
+  const size_t partial_floats = size_t(16) * 8 * 65536;
+  DS_CUDA_CHECK(cudaMalloc(&partial, partial_floats * 4));
+  DS_CUDA_CHECK(cudaMalloc(&counters, cu::kGemvMaxCounters * 4));
+  DS_CUDA_CHECK(cudaMemsetAsync(counters, 0, cu::kGemvMaxCounters * 4, st));
+  std::printf("\n| weights (one x) | MB | M | mode | separate us | %% HBM | one launch us | %% HBM | K split | saved us | max diff |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const Group& gr : groups) {
+    // Weight copies rotate past L2 as in bench_gemv_decode; each copy holds every weight of the group.
+    double bytes = 0;
+    for (const Shape& s : gr.ws) bytes += double(s.N) * s.K + double((s.N + 127) / 128) * (((s.K + 127) / 128 + 3) / 4 * 4) * 4;
+    const int copies = int(std::clamp<double>(double(512 << 20) / bytes, 1, 64));
+    std::vector<cu::GemvGroup> gs(static_cast<size_t>(copies));
+    for (auto& g : gs) {
+      for (const Shape& s : gr.ws) {
+        WeightRef r;
+        void* d = nullptr;
+        DS_CUDA_CHECK(cudaMalloc(&d, size_t(s.N) * s.K));
+        fill_bytes(d, size_t(s.N) * s.K, 0xff, st);
+        const int nb = (s.N + 127) / 128, pitch = ((s.K + 127) / 128 + 3) / 4 * 4;
+        std::vector<float> sc(size_t(nb) * pitch);
+        for (auto& v : sc) v = 1e-3f * float(1.0 + double(gen()() % 1000) / 1000.0);
+        r.data = d, r.rows = s.N, r.cols = s.K, r.type = s.type, r.scale = upload(sc, st), r.scale_pitch = pitch;
+        g.w[g.count++] = r;
+      }
+    }
+    const int calls = std::max(copies, 8);
+    for (int M : {1, 8}) {
+      std::vector<float> hx(size_t(M) * gr.ws[0].K);
+      std::normal_distribution<float> nd;
+      for (auto& v : hx) v = nd(gen());
+      float* x = upload(hx, st);
+      std::vector<float*> ysep, ygrp;
+      for (const Shape& s : gr.ws) {
+        float *a = nullptr, *b = nullptr;
+        DS_CUDA_CHECK(cudaMalloc(&a, size_t(M) * s.N * 4));
+        DS_CUDA_CHECK(cudaMalloc(&b, size_t(M) * s.N * 4));
+        ysep.push_back(a), ygrp.push_back(b);
+      }
+      for (int mode : {2, 18}) {
+        GemvTile t = cu::gemv_tile(gs[0].w[0], M);
+        t.mode = mode;
+        const double t_sep = graph_us(st, calls, [&](int i) {
+          const cu::GemvGroup& g = gs[size_t(i % copies)];
+          for (int w = 0; w < g.count; ++w)
+            cu::launch_gemv(x, M, g.w[w], ysep[size_t(w)], partial, counters, cu::gemv_ksplit(g.w[w], M, num_sms, t), st, t);
+          return cudaPeekAtLastError() == cudaSuccess;
+        });
+        const int ky = cu::gemv_ksplit(gs[0], M, num_sms, t);
+        const double t_grp = graph_us(st, calls, [&](int i) {
+          cu::GemvGroup g = gs[size_t(i % copies)];
+          for (int w = 0; w < g.count; ++w) g.y[w] = ygrp[size_t(w)];
+          cu::launch_gemv_group(x, M, g, partial, counters, ky, st, t);
+          return cudaPeekAtLastError() == cudaSuccess;
+        });
+        // The same copy through both, compared: K splits differ, so rounding-level differences only.
+        double diff = 0;
+        for (size_t w = 0; w < gr.ws.size(); ++w) {
+          const size_t n = size_t(M) * gr.ws[w].N;
+          std::vector<float> a(n), b(n);
+          DS_CUDA_CHECK(cudaMemcpy(a.data(), ysep[w], n * 4, cudaMemcpyDeviceToHost));
+          DS_CUDA_CHECK(cudaMemcpy(b.data(), ygrp[w], n * 4, cudaMemcpyDeviceToHost));
+          double num = 0, den = 0;
+          for (size_t i = 0; i < n; ++i) num = std::max<double>(num, std::fabs(double(a[i]) - b[i])), den = std::max<double>(den, std::fabs(double(a[i])));
+          diff = std::max(diff, std::isfinite(num) && den > 0 ? num / den : INFINITY);
+        }
+        auto pct = [&](double t_us) { return 100.0 * bytes / (t_us * 1e-6) / 1e9 / hbm_gbs; };
+        std::printf("| %s | %.1f | %d | %d | %s | %.0f%% | %s | %.0f%% | %d | %s | %.1e |\n", gr.name, bytes / 1e6, M, mode,
+                    us(t_sep).c_str(), pct(t_sep), us(t_grp).c_str(), pct(t_grp), ky, us(t_sep - t_grp).c_str(), diff);
+        std::fflush(stdout);
+      }
+      cudaFree(x);
+      for (float* p : ysep) cudaFree(p);
+      for (float* p : ygrp) cudaFree(p);
+    }
+    for (auto& g : gs)
+      for (int w = 0; w < g.count; ++w) {
+        cudaFree(const_cast<void*>(g.w[w].data));
+        cudaFree(const_cast<float*>(g.w[w].scale));
+      }
+  }
+  cudaFree(partial), cudaFree(counters);
+}
+
 }  // namespace ds::gpubench

@@ -36,7 +36,7 @@ void check_linear() {
           g_gpu->set_gemm_mode(mode);
           Tensor y = g_gpu->linear(xg, w.g);
           const std::string path = g_gpu->last_gemm_path();
-          const double tol = path == "lt-fp8" ? 5e-2 : path == "lt-bf16" ? 1e-2 : kTolF32;
+          const double tol = path == "lt-fp8" ? 5e-2 : path == "lt-bf16" ? 1e-2 : path == "gemv-tf32" ? 2e-3 : kTolF32;
           record("linear", fmt::format("{} M={} N={} K={} {}", dname(dt), M, N, K, path), cmp(y, ref).rel, tol);
           if (path == "lt-fp8") {  // against the same FP8 activations through our fp32 GEMM: rounding only
             g_gpu->set_emulate_fp8_lt(true);
@@ -78,6 +78,51 @@ void check_gemv_variants() {
         }
       }
     }
+}
+
+// linear_group (one GEMV launch for weights that read the same x) against the CPU linear of each weight:
+// the model's q_a / kv_a / indexer-key group (576 rows: a partial 128-row scale block), partial row tiles
+// and K of 16.25 column steps, BF16; above the GEMV sizes it must fall back to one linear() per weight.
+void check_linear_group() {
+  struct Case {
+    DType dt;
+    int64_t K;
+    std::vector<int64_t> rows;
+  };
+  const std::vector<Case> cases = {{DType::F8_E4M3, 7168, {1536, 576, 128}},
+                                   {DType::F8_E4M3, 1040, {72, 200, 16, 300}},
+                                   {DType::BF16, 7168, {2048, 2048}},
+                                   {DType::BF16, 1024, {64, 200}}};
+  for (const Case& c : cases) {
+    std::vector<std::unique_ptr<BothLinear>> ws;
+    std::vector<const LinearWeight*> wg;
+    for (int64_t n : c.rows) {
+      ws.push_back(std::make_unique<BothLinear>(n, c.K, c.dt));
+      wg.push_back(&ws.back()->g);
+    }
+    for (int64_t M : {1, 3, 8, 9, 40}) {
+      Tensor x = randn({M, c.K});
+      Tensor xg = up(x);
+      for (GemmMode mode : {GemmMode::Exact, GemmMode::Fast}) {
+        g_gpu->set_gemm_mode(mode);
+        std::vector<Tensor> ys = g_gpu->linear_group(xg, wg);
+        const std::string path = g_gpu->last_gemm_path();
+        const bool grouped = path.rfind("gemv-group", 0) == 0;
+        // One launch wherever linear() takes the GEMV: up to 32 tokens exact, 8 fast.
+        const bool want_grouped = M <= (mode == GemmMode::Fast ? 8 : 32);
+        double worst = 0;
+        for (size_t i = 0; i < ws.size(); ++i) worst = std::max(worst, cmp(ys[i], g_cpu->linear(x, ws[i]->c)).rel);
+        const double tol = path == "gemv-group-tf32" || path == "gemv-tf32" ? 2e-3
+                           : path == "lt-fp8"                               ? 5e-2
+                           : path == "lt-bf16"                              ? 1e-2
+                                                                            : kTolF32;
+        record("linear_group", fmt::format("{} M={} K={} x{} {} ({})", dname(c.dt), M, c.K, ws.size(),
+                                           mode == GemmMode::Fast ? "fast" : "exact", path),
+               grouped == want_grouped ? worst : INFINITY, tol);
+      }
+    }
+  }
+  g_gpu->set_gemm_mode(GemmMode::Exact);
 }
 
 void check_norms_and_elementwise() {
@@ -512,6 +557,7 @@ int main(int argc, char** argv) {
       check_fused_kv();
       check_linear();
       check_gemv_variants();
+      check_linear_group();
     }
     if (only != "dense") {
       check_mla();

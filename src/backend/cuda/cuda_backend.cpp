@@ -83,6 +83,7 @@ CudaOptions options_from_env(int device) {
                              {"tc", IndexerKernel::Tc}, {"simt", IndexerKernel::Simt}},
                             o.indexer_kernel);
   env_choice<bool>("DSSERVE_FUSED_KV", {{"0", false}, {"1", true}}, o.fused_kv);
+  env_choice<bool>("DSSERVE_GEMV_GROUP", {{"0", false}, {"1", true}}, o.gemv_group);
   return o;
 }
 

@@ -79,6 +79,9 @@ struct CudaOptions {
   // The attention block's fused per-token kernels (mla_kv_write, indexer_key_write, mla_absorb_q_rope;
   // k_kv_fused.cu); off: the Backend defaults, i.e. the separate kernels. DSSERVE_FUSED_KV=0|1: A/B runs.
   bool fused_kv = true;
+  // linear_group in one GEMV launch where the shapes allow (k_gemv.cu GemvGroup); off: one linear() per
+  // weight. DSSERVE_GEMV_GROUP=0|1: A/B runs.
+  bool gemv_group = true;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -94,7 +97,7 @@ struct MoeExpertTable {
 
 // Defaults, overridden by DSSERVE_CUDA_GEMM=fast|exact, DSSERVE_CUDA_FAST_PARTS (comma list of fp8_act,
 // bf16_gemm, tf32_absorb, tc_attention, tc_indexer, tf32_gemv, or default / all / none), DSSERVE_CUDA_POISON=1,
-// DSSERVE_MOE_PATH, DSSERVE_MLA_KERNEL, DSSERVE_INDEXER_KERNEL and DSSERVE_FUSED_KV.
+// DSSERVE_MOE_PATH, DSSERVE_MLA_KERNEL, DSSERVE_INDEXER_KERNEL, DSSERVE_FUSED_KV and DSSERVE_GEMV_GROUP.
 CudaOptions options_from_env(int device);
 uint32_t parse_fast_parts(std::string_view list);
 // The kernels' view of a packed FP8 row layout (checks the widths the kernels take).
@@ -133,6 +136,7 @@ class CudaBackend final : public Backend {
   void argmax_rows(const Tensor& logits, Tensor& ids) override;
   void rescore_topk(Tensor& logits, const Tensor& x, const LinearWeight& w, int k) override;
   Tensor linear(const Tensor& x, const LinearWeight& w) override;
+  std::vector<Tensor> linear_group(const Tensor& x, const std::vector<const LinearWeight*>& ws) override;
   Tensor rmsnorm(const Tensor& x, const Tensor& w, float eps) override;
   Tensor add_rmsnorm(const Tensor& x, Tensor& residual, const Tensor& w, float eps) override;
   Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) override;
@@ -209,7 +213,8 @@ class CudaBackend final : public Backend {
   DeviceAllocator::Stats memory_stats() const { return alloc_->stats(); }
   // Memory of captured steps (a pool of its own, shared by every captured step: they never run at once).
   DeviceAllocator::Stats graph_memory_stats() const;
-  // How linear() ran its last call: "gemv", "simt", "lt-fp8", "lt-bf16".
+  // How linear() ran its last call: "gemv" ("gemv-tf32": the fast mode's TF32-rounded x), "simt", "lt-fp8",
+  // "lt-bf16"; linear_group: "gemv-group" / "gemv-group-tf32" when it took one launch.
   const char* last_gemm_path() const { return last_gemm_path_; }
   // How the last MLA absorption beyond 8 tokens ran: "tf32-batched" (fast mode, >= kAbsorbBatchedMinTokens) or "simt".
   const char* last_absorb_path() const { return last_absorb_path_; }

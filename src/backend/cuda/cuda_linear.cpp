@@ -44,7 +44,45 @@ void CudaBackend::linear_gemv(const Tensor& x, const LinearWeight& w, Tensor& y)
   launch_gemv(x.data<float>(), M, r, y.data<float>(), ky > 1 ? partial.data<float>() : nullptr,
               gemv_counters_.data<int32_t>(), ky, stream_, tile);
   check_launch("gemv");
-  last_gemm_path_ = "gemv";
+  last_gemm_path_ = (tile.mode & 16) ? "gemv-tf32" : "gemv";
+}
+
+// The group in one GEMV launch where linear() would take the GEMV for each weight and the weights share a
+// tile (gemv_groupable); otherwise one linear() per weight.
+std::vector<Tensor> CudaBackend::linear_group(const Tensor& x, const std::vector<const LinearWeight*>& ws) {
+  const int64_t T = x.dim(0), K = x.row_size();
+  GemvGroup g;
+  bool one_launch = opts_.gemv_group && ws.size() >= 2 && ws.size() <= size_t(kGemvMaxGroup) && T > 0 && x.device() == Device::CUDA &&
+                    x.dtype() == DType::F32;
+  for (size_t i = 0; one_launch && i < ws.size(); ++i) {
+    one_launch = ws[i]->in_features == K && ws[i]->out_features > 0;
+    if (one_launch) g.w[g.count++] = weight_ref(*ws[i]);
+  }
+  if (one_launch) {
+    const WeightRef& r = g.w[0];
+    const bool to_lt = fast(r.type == WType::FP8 ? kFastFp8Act : kFastBf16Gemm);
+    const int64_t gemv_limit = to_lt ? std::min(8, gemv_max_m(r)) : gemv_max_m(r);
+    one_launch = T <= gemv_limit && gemv_groupable(g, int(T));
+  }
+  if (!one_launch) return Backend::linear_group(x, ws);
+  const int M = int(T);
+  GemvTile tile = gemv_tile(g.w[0], M);
+  if (M <= 8 && fast(kFastTf32Gemv)) tile.mode |= 16;  // as linear_gemv
+  const int ky = gemv_ksplit(g, M, num_sms_, tile);
+  std::vector<Tensor> ys;
+  int64_t partial_floats = 0;
+  for (int i = 0; i < g.count; ++i) {
+    ys.push_back(empty({T, int64_t(g.w[i].rows)}, DType::F32));
+    g.y[i] = ys.back().data<float>();
+    partial_floats += int64_t(ky) * M * g.w[i].rows;
+  }
+  Tensor partial;
+  if (ky > 1) partial = empty({partial_floats}, DType::F32);
+  launch_gemv_group(x.data<float>(), M, g, ky > 1 ? partial.data<float>() : nullptr, gemv_counters_.data<int32_t>(),
+                    ky, stream_, tile);
+  check_launch("gemv group");
+  last_gemm_path_ = (tile.mode & 16) ? "gemv-group-tf32" : "gemv-group";
+  return ys;
 }
 
 void CudaBackend::linear_simt(const Tensor& x, const LinearWeight& w, Tensor& y) {

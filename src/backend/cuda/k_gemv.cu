@@ -61,16 +61,37 @@ __device__ __forceinline__ float sum_slices(const float* partial, size_t MN, siz
 // 16: one MMA per step on x rounded to TF32 (round half away from zero on the bits: an add and a mask), no
 // lo part: ~11 bits of x instead of ~22, for the fast mode (FastPart kFastTf32Gemv), half the MMAs and no
 // split arithmetic.
+// Several weights of one launch (GemvGroup): blocks [end of part p-1, end of part p) of grid.x compute
+// part p's rows; every part reads the same x.
+struct GemvPart {
+  const uint8_t* w;
+  const float* scale;
+  float* y;
+  float* partial;
+  int scale_pitch, N, block_end;
+};
+struct GemvParts {
+  GemvPart p[kGemvMaxGroup];
+  int count;
+};
+
 template <int WT, int NT, int R, int U, int MODE>
 __global__ void __launch_bounds__(kWarps * 32, 2)
-    gemv_tc_kernel(const float* __restrict__ x, int M, int K, const uint8_t* __restrict__ w,
-                   const float* __restrict__ scale, int scale_pitch, int N, float* __restrict__ y,
-                   float* __restrict__ partial, int* __restrict__ counters) {
+    gemv_tc_kernel(const float* __restrict__ x, int M, int K, const __grid_constant__ GemvParts parts,
+                   int* __restrict__ counters) {
   pdl_prologue();
   constexpr int EB = WT == int(WType::FP8) ? 1 : 2, ROWS = 16 * R;
   __shared__ float part[kWarps][ROWS][8 * NT];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  const int n0 = blockIdx.x * ROWS;
+  int pi = 0;
+  while (pi + 1 < parts.count && int(blockIdx.x) >= parts.p[pi].block_end) ++pi;
+  const GemvPart& P = parts.p[pi];
+  const uint8_t* __restrict__ w = P.w;
+  const float* __restrict__ scale = P.scale;
+  float* __restrict__ y = P.y;
+  float* __restrict__ partial = P.partial;
+  const int N = P.N, scale_pitch = P.scale_pitch;
+  const int n0 = (int(blockIdx.x) - (pi > 0 ? parts.p[pi - 1].block_end : 0)) * ROWS;
   const int nsteps = (K + 63) / 64;
   const int slices = kWarps * gridDim.y, slice = blockIdx.y * kWarps + warp;
   const uint8_t* wr[R][2];
@@ -226,37 +247,46 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 template <int WT, int NT, int R, int U, int MODE = 0>
-void launch_one(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ky,
-                cudaStream_t st) {
-  const dim3 grid(unsigned((w.rows + 16 * R - 1) / (16 * R)), unsigned(ky));
-  launch_k(gemv_tc_kernel<WT, NT, R, U, MODE>, grid, kWarps * 32, 0, st, x, M, w.cols,
-           static_cast<const uint8_t*>(w.data), w.scale, w.scale_pitch, w.rows, y, partial, counters);
+void launch_one(const float* x, int M, const GemvGroup& gr, float* partial, int* counters, int ky, cudaStream_t st) {
+  GemvParts parts{};
+  parts.count = gr.count;
+  int blocks = 0;
+  size_t off = 0;  // each part's K slices in `partial`, one after another
+  for (int i = 0; i < gr.count; ++i) {
+    const WeightRef& w = gr.w[i];
+    blocks += (w.rows + 16 * R - 1) / (16 * R);
+    parts.p[i] = {static_cast<const uint8_t*>(w.data), w.scale, gr.y[i], partial ? partial + off : nullptr,
+                  w.scale_pitch, w.rows, blocks};
+    off += size_t(ky) * M * w.rows;
+  }
+  const dim3 grid{unsigned(blocks), unsigned(ky)};
+  launch_k(gemv_tc_kernel<WT, NT, R, U, MODE>, grid, kWarps * 32, 0, st, x, M, gr.w[0].cols, parts, counters);
 }
 
 template <int WT>
-void launch_tc(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ky,
-               cudaStream_t st, GemvTile t) {
+void launch_tc(const float* x, int M, const GemvGroup& w, float* partial, int* counters, int ky, cudaStream_t st,
+               GemvTile t) {
   const int key = t.R * 10 + t.U;
   if (M <= 8) {
     switch (key * 100 + t.mode) {
-      case 1200: return launch_one<WT, 1, 1, 2>(x, M, w, y, partial, counters, ky, st);
-      case 1400: return launch_one<WT, 1, 1, 4>(x, M, w, y, partial, counters, ky, st);
-      case 2200: return launch_one<WT, 1, 2, 2>(x, M, w, y, partial, counters, ky, st);
-      case 2202: return launch_one<WT, 1, 2, 2, 2>(x, M, w, y, partial, counters, ky, st);
-      case 1208: return launch_one<WT, 1, 1, 2, 8>(x, M, w, y, partial, counters, ky, st);
-      case 2208: return launch_one<WT, 1, 2, 2, 8>(x, M, w, y, partial, counters, ky, st);
-      case 2218: return launch_one<WT, 1, 2, 2, 18>(x, M, w, y, partial, counters, ky, st);
-      case 1224: return launch_one<WT, 1, 1, 2, 24>(x, M, w, y, partial, counters, ky, st);
-      case 2224: return launch_one<WT, 1, 2, 2, 24>(x, M, w, y, partial, counters, ky, st);
+      case 1200: return launch_one<WT, 1, 1, 2>(x, M, w, partial, counters, ky, st);
+      case 1400: return launch_one<WT, 1, 1, 4>(x, M, w, partial, counters, ky, st);
+      case 2200: return launch_one<WT, 1, 2, 2>(x, M, w, partial, counters, ky, st);
+      case 2202: return launch_one<WT, 1, 2, 2, 2>(x, M, w, partial, counters, ky, st);
+      case 1208: return launch_one<WT, 1, 1, 2, 8>(x, M, w, partial, counters, ky, st);
+      case 2208: return launch_one<WT, 1, 2, 2, 8>(x, M, w, partial, counters, ky, st);
+      case 2218: return launch_one<WT, 1, 2, 2, 18>(x, M, w, partial, counters, ky, st);
+      case 1224: return launch_one<WT, 1, 1, 2, 24>(x, M, w, partial, counters, ky, st);
+      case 2224: return launch_one<WT, 1, 2, 2, 24>(x, M, w, partial, counters, ky, st);
       case 2400:
-        if constexpr (WT == int(WType::FP8)) return launch_one<WT, 1, 2, 4>(x, M, w, y, partial, counters, ky, st);
+        if constexpr (WT == int(WType::FP8)) return launch_one<WT, 1, 2, 4>(x, M, w, partial, counters, ky, st);
         break;
       default: break;
     }
   } else if (M <= 16) {
-    if (key == 12) return launch_one<WT, 2, 1, 2>(x, M, w, y, partial, counters, ky, st);
+    if (key == 12) return launch_one<WT, 2, 1, 2>(x, M, w, partial, counters, ky, st);
   } else if (key == 12) {
-    return launch_one<WT, 4, 1, 2>(x, M, w, y, partial, counters, ky, st);
+    return launch_one<WT, 4, 1, 2>(x, M, w, partial, counters, ky, st);
   }
   fail("gemv: no kernel for M = {} with {} row tiles x {} steps, mode {}", M, t.R, t.U, t.mode);
 }
@@ -289,11 +319,20 @@ GemvTile gemv_tile(const WeightRef& w, int M, GemvTile t) {
 }
 
 int gemv_ksplit(const WeightRef& w, int M, int num_sms, GemvTile tile) {
+  GemvGroup g;
+  g.w[0] = w;
+  g.count = 1;
+  return gemv_ksplit(g, M, num_sms, tile);
+}
+
+int gemv_ksplit(const GemvGroup& gr, int M, int num_sms, GemvTile tile) {
   // At most one wave of blocks (two per SM: the kernels' launch bounds; a partial second wave measured
   // slower), unless that leaves a warp less than one step group of U steps.
+  const WeightRef& w = gr.w[0];
   const GemvTile t = gemv_tile(w, M, tile);
-  const int rows_per_block = 16 * t.R;
-  const int64_t blocks = (w.rows + rows_per_block - 1) / rows_per_block;
+  const int rows_per_block = w.type == WType::F32 ? 32 : 16 * t.R;
+  int64_t blocks = 0;
+  for (int i = 0; i < gr.count; ++i) blocks += (gr.w[i].rows + rows_per_block - 1) / rows_per_block;
   const int64_t groups = w.type == WType::F32 ? (w.cols + 15) / 16 : ((w.cols + 63) / 64 + t.U - 1) / t.U;
   if (blocks > kGemvMaxCounters) return 1;
   int64_t ky = int64_t(num_sms) * 2 / blocks;
@@ -303,11 +342,35 @@ int gemv_ksplit(const WeightRef& w, int M, int num_sms, GemvTile tile) {
 
 void launch_gemv(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ky,
                  cudaStream_t st, GemvTile tile) {
-  const GemvTile t = gemv_tile(w, M, tile);
-  switch (w.type) {
-    case WType::FP8: launch_tc<int(WType::FP8)>(x, M, w, y, partial, counters, ky, st, t); break;
-    case WType::BF16: launch_tc<int(WType::BF16)>(x, M, w, y, partial, counters, ky, st, t); break;
-    case WType::F32: launch_f32(x, M, w, y, partial, counters, ky, st); break;
+  if (w.type == WType::F32) return launch_f32(x, M, w, y, partial, counters, ky, st);
+  GemvGroup g;
+  g.w[0] = w;
+  g.y[0] = y;
+  g.count = 1;
+  launch_gemv_group(x, M, g, partial, counters, ky, st, tile);
+}
+
+bool gemv_groupable(const GemvGroup& g, int M) {
+  if (g.count < 1 || g.count > kGemvMaxGroup || g.w[0].type == WType::F32) return false;
+  const GemvTile t = gemv_tile(g.w[0], M);
+  for (int i = 0; i < g.count; ++i) {
+    const WeightRef& w = g.w[i];
+    const GemvTile ti = gemv_tile(w, M);
+    if (!gemv_supported(w) || w.type != g.w[0].type || w.cols != g.w[0].cols || ti.R != t.R || ti.U != t.U ||
+        ti.mode != t.mode || M > gemv_max_m(w))
+      return false;
+  }
+  return true;
+}
+
+void launch_gemv_group(const float* x, int M, const GemvGroup& g, float* partial, int* counters, int ky,
+                       cudaStream_t st, GemvTile tile) {
+  DS_CHECK(g.count >= 1 && g.count <= kGemvMaxGroup && g.w[0].type != WType::F32, "gemv group of {} weights", g.count);
+  const GemvTile t = gemv_tile(g.w[0], M, tile);
+  switch (g.w[0].type) {
+    case WType::FP8: launch_tc<int(WType::FP8)>(x, M, g, partial, counters, ky, st, t); break;
+    case WType::BF16: launch_tc<int(WType::BF16)>(x, M, g, partial, counters, ky, st, t); break;
+    case WType::F32: break;
   }
 }
 

@@ -134,6 +134,20 @@ constexpr int kGemvMaxCounters = 4096;
 // y[M, N] = x[M, K] . W^T, M <= gemv_max_m(w), W [N, K]. x rows contiguous (pitch K), y pitch N.
 void launch_gemv(const float* x, int M, const WeightRef& w, float* y, float* partial, int* counters, int ksplit,
                  cudaStream_t st, GemvTile t = {});
+// Several weights that read the same x in one launch (y[i] = x . W_i^T): the small projections of a layer
+// (q_a, kv_a, the indexer key) cost ~5-9 us each alone, mostly latency. The weights share the type, K and
+// the tile gemv_tile picks for them (gemv_groupable); `partial` holds ksplit * M * N_i floats per weight,
+// one after another; ksplit from the group's total blocks.
+constexpr int kGemvMaxGroup = 4;
+struct GemvGroup {
+  WeightRef w[kGemvMaxGroup];
+  float* y[kGemvMaxGroup] = {};
+  int count = 0;
+};
+bool gemv_groupable(const GemvGroup& g, int M);
+int gemv_ksplit(const GemvGroup& g, int M, int num_sms, GemvTile t = {});
+void launch_gemv_group(const float* x, int M, const GemvGroup& g, float* partial, int* counters, int ksplit,
+                       cudaStream_t st, GemvTile t = {});
 // Batched SIMT GEMM, fp32 accumulation, for any shape:
 //   C[b][m, n] = sum_k A[b][m, k] * Wv(b, k, n)
 //   A[b][m, k] at a + b * a_bstride + m * lda + k;  C[b][m, n] at c + b * c_bstride + m * ldc + n

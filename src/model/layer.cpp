@@ -104,7 +104,12 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   if (cfg_.has_indexer()) down.push_back(&a.idx_wk);
   std::vector<Tensor> proj = be_.linear_group(h, down);
   Tensor q_lat = be_.rmsnorm(proj[0], a.q_a_norm, eps);
-  Tensor q = be_.linear(q_lat, a.q_b);
+  // q_b and, when the indexer will select, its query projection both read q_lat: one launch too.
+  std::vector<const backend::LinearWeight*> up = {&a.q_b};
+  if (cfg_.has_indexer() && !selects_every_key(st.ab, cfg_.index_topk)) up.push_back(&a.idx_wq_b);
+  std::vector<Tensor> qs = be_.linear_group(q_lat, up);
+  Tensor q = qs[0];
+  const Tensor qi = up.size() > 1 ? qs[1] : Tensor();
   auto rotate_q = [&] { be_.rope(q, Dn, Dq, heads, Dr, pos, rope_, RopeLayout::Interleaved); };
 
   // Keys/values: one latent c (normalised) and one shared rope key per token, written to the cache (one
@@ -118,12 +123,12 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   const std::vector<char> mha = mha_sequences(st);
   if (!mha.empty()) {
     rotate_q();
-    if (cfg_.has_indexer()) indexer(a, layer, st, cache, h, proj[2], q_lat, /*want_index=*/false);
+    if (cfg_.has_indexer()) indexer(a, layer, st, cache, h, proj[2], q_lat, qi, /*want_index=*/false);
     return be_.linear(attention_split(a, layer, st, cache, q, mha), a.o);
   }
 
   // Which earlier tokens each query attends to: the indexer's top-k (DSA), or all of them (V3).
-  Tensor index = cfg_.has_indexer() ? indexer(a, layer, st, cache, h, proj[2], q_lat)
+  Tensor index = cfg_.has_indexer() ? indexer(a, layer, st, cache, h, proj[2], q_lat, qi)
                                          : be_.causal_index(st.ab);
 
   const float scale = float(cfg_.softmax_scale());
@@ -223,7 +228,7 @@ Tensor Model::attention_mha(const AttentionWeights& a, int64_t layer, const Step
 }
 
 Tensor Model::indexer(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& h,
-                      const Tensor& k_proj, const Tensor& q_lat, bool want_index) const {
+                      const Tensor& k_proj, const Tensor& q_lat, const Tensor& q_proj, bool want_index) const {
   const int64_t Hi = cfg_.index_n_heads, Di = cfg_.index_head_dim, Dr = cfg_.qk_rope_head_dim;
   const auto& pos = st.ab.pos_of_token;
   // Indexer heads are [rope | rest] and rotate in the half-split layout (unlike MLA). The key: LayerNorm,
@@ -232,7 +237,7 @@ Tensor Model::indexer(const AttentionWeights& a, int64_t layer, const Step& st, 
   cache.write_index_key(be_, layer, k_proj, a.idx_k_norm_w, a.idx_k_norm_b, 1e-6f, Dr, pos, rope_,
                         opts_.indexer == IndexerMode::Fp8, st.slots);
   if (selects_every_key(st.ab, cfg_.index_topk)) return want_index ? be_.causal_index(st.ab) : Tensor();
-  Tensor qi = be_.linear(q_lat, a.idx_wq_b);
+  Tensor qi = q_proj.defined() ? q_proj : be_.linear(q_lat, a.idx_wq_b);
   be_.rope(qi, 0, Di, Hi, Dr, pos, rope_, RopeLayout::HalfSplit);
   if (opts_.indexer == IndexerMode::Fp8) be_.hadamard_fp8_round(qi, Di);
   Tensor w = be_.linear(h, a.idx_weights_proj);

@@ -136,9 +136,9 @@ class Model {
   Tensor attention_mha(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& q) const;
   // Writes the layer's indexer keys (k_proj: h through the key projection idx_wk); returns the top-k index,
   // or an undefined tensor when the step selects every key and `want_index` is false (the MHA path needs no
-  // index).
+  // index). q_proj: q_lat through idx_wq_b when the caller computed it (grouped with q_b), else undefined.
   Tensor indexer(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& h,
-                 const Tensor& k_proj, const Tensor& q_lat, bool want_index = true) const;
+                 const Tensor& k_proj, const Tensor& q_lat, const Tensor& q_proj, bool want_index = true) const;
   Tensor ffn(const FfnWeights& f, const Tensor& h) const;
   // DP attention: the FFN over all ranks on the tokens of every DP group (dp_tokens[g] each): this rank's
   // rows of h (null: an idle group) in, their summed output out ([T, H]; undefined when idle).

@@ -9,6 +9,8 @@ namespace ds::runtime::engine_internal {
 
 std::vector<GrammarAhead> EngineImpl::walk_grammars(const std::vector<Scheduler::Chunk>& plan, const StepOutput& res,
                                                     bool spec) {
+  const int32_t min = cfg_.grammar_ahead_min_requests;
+  if (min <= 0) return {};
   struct Item {
     size_t chunk, row0, rows;
     bool chain;
@@ -28,8 +30,7 @@ std::vector<GrammarAhead> EngineImpl::walk_grammars(const std::vector<Scheduler:
     const bool chain = spec && c.len - c.drafts == 1 && c.req->output_len() > 0;
     items.push_back({i, row0, chain ? rows : 1, chain});
   }
-  const int32_t min = cfg_.grammar_ahead_min_requests;
-  if (items.empty() || min <= 0 || items.size() < size_t(min)) return {};
+  if (items.empty() || items.size() < size_t(min)) return {};
   std::vector<GrammarAhead> ahead(plan.size());
   const SampleResult* drawn = res.tokens.drawn.data();
   mask_pool_.parallel_for(items.size(), [&](size_t k) {

@@ -27,14 +27,12 @@ std::vector<int32_t> EngineImpl::forced_tokens(RequestState& r, int32_t prev, si
 
 bool EngineImpl::jump_forward(RequestState& r, GrammarAhead* ahead) {
   if (r.final_output || !r.grammar) return false;
-  std::vector<int32_t> walked;
   if (ahead) {
     // The walk's jump after this token (none unless it stopped here); its error where it threw.
     if (ahead->error && ahead->taken == ahead->error_at) std::rethrow_exception(ahead->error);
     if (ahead->taken != ahead->forced_after) return false;
-    walked = ahead->forced;
   }
-  const std::vector<int32_t> ids = ahead ? std::move(walked) : forced_tokens(r, r.tokens.back(), 0);
+  const std::vector<int32_t> ids = ahead ? ahead->forced : forced_tokens(r, r.tokens.back(), 0);
   for (int32_t id : ids) {
     SampleResult s;
     s.token = id;

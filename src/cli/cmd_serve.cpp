@@ -78,6 +78,7 @@ struct ServeFlags {
   double disaggregation_transfer_timeout = 60;
   double disaggregation_kv_buffer_gb = 0;  // 0: a quarter of the host's memory
   bool disable_regex_jump_forward = false, constrained_json_disable_any_whitespace = false;
+  int32_t grammar_ahead_min_requests = runtime::EngineConfig{}.grammar_ahead_min_requests;
   bool enable_dp_attention = false, disable_radix_cache = false, enable_metrics = false, trust_remote_code = false,
        skip_server_warmup = false, disable_cuda_graph = false, cuda_graph_lazy = false;
 };
@@ -130,6 +131,11 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_flag("--disable-regex-jump-forward", f.disable_regex_jump_forward,
                 "structured outputs: sample every token, also where the grammar allows one continuation only "
                 "(default: such runs are appended at once, without a forward pass per token)");
+  cmd->add_option("--grammar-ahead-min-requests", f.grammar_ahead_min_requests,
+                  "structured outputs: a step's grammar work after its draws (advance, jump-forward) runs in "
+                  "parallel over requests once this many of them have a grammar (0: always on the engine thread)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   cmd->add_flag("--constrained-json-disable-any-whitespace", f.constrained_json_disable_any_whitespace,
                 "JSON schema / json_object outputs: no free whitespace, members separated by \", \" and keys by "
                 "\": \" (fixed keys are then forced text that jump-forward appends at once)");
@@ -377,6 +383,7 @@ server::Json server_args(const ServeFlags& f, const std::string& model_path, con
   j["disable_radix_cache"] = f.disable_radix_cache;
   j["disable_regex_jump_forward"] = f.disable_regex_jump_forward;
   j["constrained_json_disable_any_whitespace"] = f.constrained_json_disable_any_whitespace;
+  j["grammar_ahead_min_requests"] = f.grammar_ahead_min_requests;
   j["schedule_policy"] = f.schedule_policy;
   j["kv_cache_dtype"] = f.kv_cache_dtype;
   j["indexer"] = f.indexer;
@@ -558,6 +565,7 @@ void run_serve(CLI::App* cmd, const ServeFlags& given) {
   ec.speculative_num_steps = spec_steps;
   ec.speculative_min_accept_length = flags.speculative_min_accept_length;
   ec.jump_forward = !flags.disable_regex_jump_forward;
+  ec.grammar_ahead_min_requests = flags.grammar_ahead_min_requests;
   const std::string backend_name = backend0.name();
   RankRunners runners = make_rank_runners(replica, rc, parallel, rf);  // this node's ranks
   const std::vector<runtime::ModelRunner*>& runner_ptrs = runners.all;

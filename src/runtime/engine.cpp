@@ -320,8 +320,10 @@ void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutp
   std::vector<std::string>& failed = res.tokens.failed;
   Scheduler& sched = *groups_[size_t(plan[0].req->dp_group)].sched;
   if (spec_steps_ > 0) return finish_spec_plan(plan, res, draft);
+  std::vector<GrammarAhead> ahead = walk_grammars(plan, res, false);
   for (size_t i = 0; i < plan.size(); ++i) {
     RequestState& r = *plan[i].req;
+    GrammarAhead* a = ahead.empty() || !ahead[i].walked ? nullptr : &ahead[i];
     sched.chunk_done(r, plan[i].len);
     if (!failed[i].empty()) {
       r.final_output.emplace();
@@ -329,8 +331,9 @@ void EngineImpl::finish_plan(const std::vector<Scheduler::Chunk>& plan, StepOutp
       r.final_output->finish_reason = FinishReason::Error;
       r.final_output->error = failed[i];
     } else if (plan[i].logits) {
-      accept_token(r, std::move(drawn[i]));
-      jump_forward(r);
+      accept_token(r, std::move(drawn[i]), a);
+      jump_forward(r, a);
+      if (a) rewind_ahead(r, *a);
     } else if (r.remaining() == 0) {  // max_new_tokens == 0: the prompt is cached, nothing to sample
       r.final_output.emplace();
       r.final_output->finished = true;
@@ -457,11 +460,12 @@ std::vector<std::optional<StepOutput>> EngineImpl::run_groups(std::vector<LockSt
   return run_lock_step(steps, remote_wait, &rank_threads_);
 }
 
-void EngineImpl::accept_token(RequestState& r, SampleResult s) {
+void EngineImpl::accept_token(RequestState& r, SampleResult s, GrammarAhead* ahead) {
   const auto& in = r.in;
   r.tokens.push_back(s.token);
   if (r.forced) r.forced->accept(s.token, r.tokens, size_t(r.prompt_len));
-  if (r.grammar && !r.grammar->accept(s.token, r.tokens, size_t(r.prompt_len))) {
+  const GrammarAhead::Step* walked = ahead && r.grammar ? &take_step(*ahead) : nullptr;
+  if (r.grammar && !(walked ? walked->allowed : r.grammar->accept(s.token, r.tokens, size_t(r.prompt_len)))) {
     r.final_output.emplace();
     r.final_output->finished = true;
     r.final_output->finish_reason = FinishReason::Error;
@@ -475,7 +479,8 @@ void EngineImpl::accept_token(RequestState& r, SampleResult s) {
   const bool eos = !in.sampling.ignore_eos &&
                    std::find(cfg_.eos_token_ids.begin(), cfg_.eos_token_ids.end(), s.token) != cfg_.eos_token_ids.end();
   const bool stop_id = std::find(in.stop_token_ids.begin(), in.stop_token_ids.end(), s.token) != in.stop_token_ids.end();
-  const bool grammar_end = r.grammar && r.grammar->terminated();  // its stop token, even under ignore_eos
+  // Its stop token, even under ignore_eos.
+  const bool grammar_end = r.grammar && (walked ? walked->terminated : r.grammar->terminated());
   if (eos || stop_id || grammar_end) {
     // The stop token's own text is not part of the output (SGLang trims it) unless no_stop_trim.
     if (in.no_stop_trim) o.text = r.text->push(s.token).text;

@@ -127,6 +127,12 @@ struct EngineConfig {
   // allows one continuation only, its tokens are appended at once and computed by the next forward as
   // one chunk. false: every token is sampled (--disable-regex-jump-forward, SGLang's flag).
   bool jump_forward = true;
+  // After a step's draws, its grammar requests' grammar work (advance by the drawn token, jump-forward's
+  // forced tokens: runtime/grammar_ahead.h) runs in parallel over requests on the mask pool once at least
+  // this many requests of the step have a grammar; below it, on the engine thread with the outputs (a
+  // loop over the pool costs more than a few requests' grammar work; 0: always there). Outputs are the same
+  // either way.
+  int32_t grammar_ahead_min_requests = 8;
   // Called once, on the engine thread, when the replica is broken (a tensor-parallel rank failed and
   // aborted the group: no later step can run). Every request then ends with the error and new ones are
   // refused with 503; the server is expected to stop (dsserve serve exits 1 naming the rank).

@@ -17,6 +17,7 @@
 
 #include "model/model.h"
 #include "runtime/engine.h"
+#include "runtime/grammar_ahead.h"
 #include "runtime/lock_step.h"
 #include "runtime/model_runner.h"
 #include "runtime/scheduler.h"
@@ -144,10 +145,25 @@ class EngineImpl final : public Engine {
   size_t route(const RequestState& r);  // the DP group a new request joins
   int32_t total_waiting() const;
   std::vector<std::unique_ptr<RequestState>> take_everything();  // running ones first, then the queues
-  void accept_token(RequestState& r, SampleResult s);  // appends, checks stops, outputs
+  // Appends, checks stops, outputs. With `ahead` (r's grammar walk of this step) the grammar's verdict is
+  // its next step rather than the grammar's own answer.
+  void accept_token(RequestState& r, SampleResult s, GrammarAhead* ahead = nullptr);
   // After a request's sampled token (or at arrival): the tokens its grammar forces next, accepted as
-  // sampled ones are (engine_jump_forward.cpp). True if any was.
-  bool jump_forward(RequestState& r);
+  // sampled ones are (engine_jump_forward.cpp); with `ahead`, the ones its walk found. True if any was.
+  bool jump_forward(RequestState& r, GrammarAhead* ahead = nullptr);
+  // The tokens r's grammar forces after `prev`, with `pending` tokens not yet appended to r (the walk)
+  // before them; the grammar is left as it was.
+  std::vector<int32_t> forced_tokens(RequestState& r, int32_t prev, size_t pending);
+  // The grammar walk of a step's requests ahead of its outputs (grammar_ahead.h, engine_grammar_ahead.cpp):
+  // per chunk of `plan`; empty (no walk: the serial phase does the grammar work) when fewer than
+  // cfg_.grammar_ahead_min_requests of them have a grammar. `spec`: the rows are finish_spec_plan's.
+  std::vector<GrammarAhead> walk_grammars(const std::vector<Scheduler::Chunk>& plan, const StepOutput& res, bool spec);
+  // One request's walk through `rows` (a verify chain goes on while row j's token is draft j). Never throws.
+  void walk_grammar(RequestState& r, std::span<const SampleResult> rows, bool chain, GrammarAhead& a) noexcept;
+  // The walk's next step, for the token being accepted (rethrows what the grammar threw there).
+  static GrammarAhead::Step& take_step(GrammarAhead& a);
+  // After the serial phase: r's grammar back to the last token taken (the walk may have gone further).
+  static void rewind_ahead(RequestState& r, const GrammarAhead& a);
   void deliver(RequestState& r, RequestOutput&& out);
   void end(std::unique_ptr<RequestState> r, FinishReason why, std::string error = {});
   void publish_stats();

@@ -14,8 +14,11 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
   int32_t first_token = 0;  // the chunk's first row in the step's hidden states
   DpGroup& group = groups_[size_t(plan[0].req->dp_group)];
   int64_t verified = 0, verify_tokens = 0;  // this step's verifying requests, their tokens
-  for (const Scheduler::Chunk& c : plan) {
+  std::vector<GrammarAhead> ahead = walk_grammars(plan, res, true);
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const Scheduler::Chunk& c = plan[i];
     RequestState& r = *c.req;
+    GrammarAhead* a = ahead.empty() || !ahead[i].walked ? nullptr : &ahead[i];
     const size_t rows = c.logits ? size_t(1 + c.drafts) : 0;
     const size_t row0 = row;
     row += rows;
@@ -37,13 +40,14 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
       int32_t emitted = 0;
       for (int32_t j = 0; j <= c.drafts; ++j) {
         const int32_t token = drawn[row0 + size_t(j)].token;
-        accept_token(r, std::move(drawn[row0 + size_t(j)]));
+        accept_token(r, std::move(drawn[row0 + size_t(j)]), a);
         ++emitted;
         // Where the grammar now forces tokens, plain decoding appends them after this one: so the run ends
         // here, with them (the rows after it sampled what jump-forward appends).
-        const bool jumped = jump_forward(r);
+        const bool jumped = jump_forward(r, a);
         if (jumped || r.final_output || j == c.drafts || token != r.draft[size_t(j)]) break;
       }
+      if (a) rewind_ahead(r, *a);
       confirmed = emitted;
       sched.chunk_done(r, confirmed, false);
       if (r.speculate) {
@@ -63,8 +67,9 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
     } else {
       sched.chunk_done(r, c.len);
       if (c.logits) {
-        accept_token(r, std::move(drawn[row0]));
-        jump_forward(r);
+        accept_token(r, std::move(drawn[row0]), a);
+        jump_forward(r, a);
+        if (a) rewind_ahead(r, *a);
       } else if (r.remaining() == 0) {  // max_new_tokens == 0: the prompt is cached, nothing to sample
         r.final_output.emplace();
         r.final_output->finished = true;

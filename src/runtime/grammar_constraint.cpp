@@ -69,10 +69,20 @@ bool GrammarTracker::advance(int32_t token, const std::vector<int32_t>& history,
 }
 
 bool GrammarTracker::accept(int32_t token, const std::vector<int32_t>& history, size_t prompt_len) {
-  if (!advance(token, history, {}, prompt_len)) return false;
+  return accept(token, history, {}, prompt_len);
+}
+
+bool GrammarTracker::accept(int32_t token, const std::vector<int32_t>& history, std::span<const int32_t> pending,
+                            size_t prompt_len) {
+  if (!advance(token, history, pending, prompt_len)) return false;
   if (active_) stale_ = true;
   rows_stale_ = false;  // the rows planned for this step are used up
   return true;
+}
+
+void GrammarTracker::rewind(const Checkpoint& c) {
+  restore({c.steps, c.active});
+  stale_ = c.stale || c.active;  // a mask computed since then is not the checkpoint's
 }
 
 std::vector<int32_t> GrammarTracker::jump_forward(const grammar::EncodeFn& encode, int32_t prev_token,

@@ -43,9 +43,22 @@ class GrammarTracker {
   // active grammar does not allow it (cannot happen when sampling kept to the mask). After the
   // grammar is finished (it accepted a stop token) only stop tokens are allowed (verify rows past it).
   bool accept(int32_t token, const std::vector<int32_t>& history, size_t prompt_len);
+  // The same for a token not yet appended to `history`: history + pending is the output so far, ending
+  // with `token` (the engine's grammar walk ahead of a step's outputs, engine_grammar_ahead.cpp).
+  bool accept(int32_t token, const std::vector<int32_t>& history, std::span<const int32_t> pending,
+              size_t prompt_len);
   // The grammar accepted its stop token: the request ends there, with or without ignore_eos (SGLang
   // finishes a request whose grammar terminated before it looks at ignore_eos or max_new_tokens).
   bool terminated() const { return active_ && matcher_.finished(); }
+
+  // The state after some accept()s, to come back to: the walk ahead went past where the request ended.
+  struct Checkpoint {
+    size_t steps = 0;
+    bool active = false, stale = false;
+  };
+  Checkpoint checkpoint() const { return {matcher_.steps_accepted(), active_, stale_}; }
+  // Back to `c`, taken on this tracker before the accept()s since (it never moves forward).
+  void rewind(const Checkpoint& c);
 
   // Jump-forward (grammar/jump_forward.h): the tokens the grammar forces after `prev_token` (the last
   // token of the history); empty while the output is free or the grammar finished. Nothing changes:

@@ -80,8 +80,11 @@ struct Outputs {
 // Runs the requests through an engine (speculating or not), all submitted at once or staggered (later
 // ones arrive while earlier ones decode: mixed prefill + verify steps).
 Outputs run_all(const model::Model& m, const tok::Tokenizer& tok, const std::vector<GenerateRequest>& reqs, bool spec,
-                int64_t pool = 1024, bool staggered = false) {
-  auto e = make_engine(config(pool, spec ? kSteps : 0), m, tok, runner(spec ? kSteps : 0));
+                int64_t pool = 1024, bool staggered = false,
+                int32_t grammar_ahead = EngineConfig{}.grammar_ahead_min_requests) {
+  EngineConfig cfg = config(pool, spec ? kSteps : 0);
+  cfg.grammar_ahead_min_requests = grammar_ahead;
+  auto e = make_engine(cfg, m, tok, runner(spec ? kSteps : 0));
   Collector c(std::chrono::seconds(120));
   for (size_t i = 0; i < reqs.size(); ++i) {
     e->submit(reqs[i], c.sink(reqs[i].id));
@@ -640,4 +643,63 @@ TEST_F(SpecDecodeTest, GrammarRequestsSpeculateWithPlainDecodingsOutputs) {
   Outputs plain = run_all(*dm, tok, sampled, false);
   Outputs spec = run_all(*dm, tok, sampled, true);
   for (const auto& r : sampled) EXPECT_EQ(spec.by_id[r.id].tokens, plain.by_id[r.id].tokens) << r.id;
+}
+
+// The grammar walk ahead of the outputs (runtime/grammar_ahead.h) through verify chains: the same outputs
+// whether every step's grammar work runs on the mask pool or on the engine thread, with max_tokens and stop
+// ids ending requests inside an accepted run and inside or right before a forced run.
+TEST_F(SpecDecodeTest, GrammarWalkAheadGivesTheSameOutputs) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  std::vector<std::string> t(512);
+  for (int b = 0; b < 256; ++b) t[size_t(2 + b)] = std::string(1, char(b));
+  const char* pieces[] = {"{\"", "\":", "\",", "\"}", "true", "false", "12", "ab", "xyz", " \"", ", \"", "-7"};
+  for (size_t i = 0; i + 258 < 512; ++i) t[258 + i] = pieces[i % std::size(pieces)] + std::string(i / std::size(pieces), 'q');
+  auto vocab = grammar::TokenTable::from_bytes(std::move(t), {1});
+  grammar::JsonGrammarOptions fixed;
+  fixed.fixed_separators = true;
+  grammar::GrammarCompiler compiler(vocab, 16, fixed);
+  auto keys = compiler.compile({grammar::GrammarKind::JsonSchema,
+                                R"({"type":"object","properties":{"note":{"type":"string","maxLength":40},"n":{"type":"integer"},
+                                    "ok":{"type":"boolean"}},"required":["note","n","ok"],"additionalProperties":false})"});
+  auto regex = compiler.compile({grammar::GrammarKind::Regex, R"(([a-z]{1,6} ){2,8}(yes|no)\.)"});
+  std::vector<GenerateRequest> reqs;
+  for (const auto& [name, g] : std::vector<std::pair<std::string, std::shared_ptr<const grammar::CompiledGrammar>>>{
+           {"keys", keys}, {"regex", regex}}) {
+    auto full = greedy(name, prompt_of(name == "keys" ? 50 : 52, 6), 90);
+    full.sampling.ignore_eos = false;
+    full.grammar.grammar = g;
+    const std::vector<int32_t> seq = run_all(*bigram_, tok, {full}, true).by_id[name].tokens;
+    ASSERT_GT(seq.size(), 8u) << name;
+    reqs.push_back(full);
+    for (size_t k = 1; k < seq.size(); k += 2) {
+      auto len = full;
+      len.id = name + "_len" + std::to_string(k);
+      len.max_new_tokens = int32_t(k);
+      reqs.push_back(len);
+      auto stop = full;
+      stop.id = name + "_stop" + std::to_string(k);
+      stop.stop_token_ids = {seq[k + 1 < seq.size() ? k + 1 : k]};
+      stop.sampling.ignore_eos = k % 2 == 0;
+      reqs.push_back(stop);
+    }
+  }
+  for (model::Model* m : {bigram_, half_}) {
+    Outputs serial = run_all(*m, tok, reqs, true, 32768, false, 1 << 30);
+    Outputs ahead = run_all(*m, tok, reqs, true, 32768, false, 1);
+    for (const auto& r : reqs) {
+      const auto& a = ahead.by_id[r.id];
+      const auto& b = serial.by_id[r.id];
+      EXPECT_EQ(a.tokens, b.tokens) << r.id;
+      EXPECT_EQ(a.text, b.text) << r.id;
+      EXPECT_EQ(a.last.finish_reason, b.last.finish_reason) << r.id;
+      EXPECT_EQ(a.last.matched_stop_token, b.last.matched_stop_token) << r.id;
+      EXPECT_EQ(a.last.jump_forward_tokens, b.last.jump_forward_tokens) << r.id;
+      EXPECT_EQ(a.last.spec_accept_tokens, b.last.spec_accept_tokens) << r.id;
+      EXPECT_EQ(a.last.spec_verify_ct, b.last.spec_verify_ct) << r.id;
+      EXPECT_NE(a.last.finish_reason, FinishReason::Error) << r.id << ": " << a.last.error;
+    }
+    if (m == bigram_) EXPECT_GT(ahead.stats.spec_tokens_total, ahead.stats.spec_verify_total) << "drafts accepted";
+    EXPECT_GT(ahead.stats.jump_forward_tokens_total, 0);
+    EXPECT_EQ(ahead.stats.used_pages, ahead.stats.cached_pages);
+  }
 }

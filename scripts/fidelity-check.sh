@@ -56,6 +56,8 @@ fwd decode_fast DSSERVE_CUDA_GEMM=fast -- --kv-cache-dtype bf16 --decode-from 32
 # ... and without the TF32 decode GEMV (the hi + lo split GEMV, fp32-accurate), to see that form's share.
 fwd decode_fast_split_gemv DSSERVE_CUDA_GEMM=fast DSSERVE_CUDA_FAST_PARTS=fp8_act,bf16_gemm,tf32_absorb,tc_attention,tc_indexer \
   -- --kv-cache-dtype bf16 --decode-from 32
+# ... and with the decode MoE's exact split kernel instead of its f16 form (DSSERVE_MOE_F16_X=0).
+fwd decode_fast_exact_moe DSSERVE_CUDA_GEMM=fast DSSERVE_MOE_F16_X=0 -- --kv-cache-dtype bf16 --decode-from 32
 grep -h "GEMM mode\|forward of" "$LOG/run.log" | sort | uniq -c | head -20
 gen() {
   local name=$1; shift

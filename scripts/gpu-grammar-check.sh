@@ -12,7 +12,8 @@
 #            the jump-forward counts and the step phases are meaningful there.
 # TPOT and output tok/s of each, the ratio schema/plain, and the engine step's time by phase (/metrics
 # dsserve:step_phase_seconds_total: where a slower step spends it). Logs in $OUT (or /tmp/gpu-grammar).
-# GG_DEVICE=cpu GG_BIN=build/dsserve: a dry run on a machine without a GPU (smaller load: GG_CONC, GG_OUT).
+# GG_SERVE_ARGS: flags every server gets (e.g. --grammar-ahead-min-requests 0); GG_ONLY_SCHEMA=1: only the
+# plain/schema pairs. GG_DEVICE=cpu GG_BIN=build/dsserve: a dry run on a machine without a GPU (smaller load: GG_CONC, GG_OUT).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG=${OUT:-/tmp/gpu-grammar}
@@ -35,7 +36,8 @@ M=$TMP/demo
 make_ckpt "$M" --preset demo --seed 0
 
 serve() {  # LOG ARGS...: sets URL and PID
-  "$BIN" serve --port 0 --device "$DEVICE" --random-seed 0 --model-path "$M" --enable-metrics "${@:2}" >"$1" 2>&1 &
+  # shellcheck disable=SC2086  # GG_SERVE_ARGS: extra server flags for an A/B (word-split on purpose)
+  "$BIN" serve --port 0 --device "$DEVICE" --random-seed 0 --model-path "$M" --enable-metrics ${GG_SERVE_ARGS:-} "${@:2}" >"$1" 2>&1 &
   PID=$!
   wait_ready "$1" "$PID"
 }
@@ -85,12 +87,14 @@ else status=1; fi
 # parallel region; the masks' loop was one until it moved to util/worker_pool.h): a control that no
 # spinning threads are left on a CUDA server's step path.
 last=$(echo ${GG_CONC:-1 64} | awk '{print $NF}')
-if OMP_WAIT_POLICY=passive serve "$LOG/serve-passive.log"; then
+if [ -n "${GG_ONLY_SCHEMA:-}" ]; then :  # GG_ONLY_SCHEMA=1: the plain/schema pairs only (an A/B of server flags)
+elif OMP_WAIT_POLICY=passive serve "$LOG/serve-passive.log"; then
   bench plain-passive "$last"
   bench schema-passive "$last" "$FREE"
   stop
 else status=1; fi
-if serve "$LOG/serve-fixed.log" --constrained-json-disable-any-whitespace; then
+if [ -n "${GG_ONLY_SCHEMA:-}" ]; then :
+elif serve "$LOG/serve-fixed.log" --constrained-json-disable-any-whitespace; then
   for c in ${GG_CONC:-1 64}; do
     before=$(jump_total)
     bench jump "$c" "$FIXED"

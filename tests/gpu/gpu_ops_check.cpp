@@ -435,6 +435,8 @@ void check_moe_grouped() {
                                      {16, 2048, 512, DType::F8_E4M3}, {16, 128, 48, DType::BF16},
                                      {16, 640, 176, DType::BF16},     {256, 640, 176, DType::F8_E4M3}};
   g_gpu->set_gemm_mode(GemmMode::Fast);
+  const bool f16_default = g_gpu->options().moe_f16_x;
+  g_gpu->set_moe_f16_x(false);  // the exact form first; the fast mode's f16 form below
   for (const Shape& sh : shapes) {
     BothExperts ex(sh.E, sh.H, sh.I, sh.dt);
     for (int64_t k : {4, 8}) {
@@ -453,6 +455,15 @@ void check_moe_grouped() {
         record("moe_experts grouped", what, path == "grouped" ? cmp(y, ref).rel : INFINITY, kTolF32);
         Tensor y2 = g_gpu->moe_experts(xg, ig, wg, *ex.sg);  // deterministic: bitwise the same
         record("moe_experts grouped rerun", what, compare(down(y2), down(y)).maxrel, 0.0);
+        if (sh.dt == DType::F8_E4M3) {
+          // f16 x (11 bits, the precision of the GEMV's TF32 form): ~2^-12 per product; bound 2e-3 (a wrong
+          // operand layout or scale is off by ~100%).
+          g_gpu->set_moe_f16_x(true);
+          Tensor yf = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
+          record("moe_experts grouped f16 x", what,
+                 std::string(g_gpu->last_moe_path()) == "grouped-f16" ? cmp(yf, ref).rel : INFINITY, 2e-3);
+          g_gpu->set_moe_f16_x(false);
+        }
       }
     }
   }
@@ -504,7 +515,31 @@ void check_moe_grouped() {
     record("moe_experts auto, exact mode", fmt::format("T={}: grouped in chunks", T),
            std::string(g_gpu->last_moe_path()) == "grouped" ? cmp(y, ref).rel : INFINITY, kTolF32);
   }
+  {  // The f16 form's per-token scale: tokens of very different magnitudes (x 4e4, x 1e-5 of the first),
+     // each token's own error (a scale shared across tokens, or f16 overflow above 65,504, shows).
+    const int64_t T = 3, k = 8, H = 640;
+    Tensor x = randn({T, H}), logits = randn({T, 256}, 2.f), bias = randn({256}, 0.1f), ids, wts;
+    for (int64_t j = 0; j < H; ++j) x.f32()[H + j] *= 4e4f, x.f32()[2 * H + j] *= 1e-5f;
+    g_cpu->moe_route(logits, bias, {8, 4, int(k), true, 2.5f}, &ids, &wts);
+    Tensor ref = g_cpu->moe_experts(x, ids, wts, *ex.sc);
+    g_gpu->set_gemm_mode(GemmMode::Fast);
+    g_gpu->set_moe_f16_x(true);
+    Tensor y = down(g_gpu->moe_experts(up(x), up(ids), up(wts), *ex.sg));
+    const bool f16 = std::string(g_gpu->last_moe_path()) == "grouped-f16";
+    double worst = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      double num = 0, den = 0;
+      for (int64_t j = 0; j < H; ++j) {
+        const double a = y.f32()[t * H + j], e = ref.f32()[t * H + j];
+        num = std::max(num, std::isfinite(a) ? std::fabs(a - e) : INFINITY), den = std::max(den, std::fabs(e));
+      }
+      worst = std::max(worst, den > 0 ? num / den : num);
+    }
+    record("moe_experts grouped f16 x", "tokens x1 / x4e4 / x1e-5, each token's error", f16 ? worst : INFINITY, 2e-3);
+    g_gpu->set_moe_f16_x(false);
+  }
   g_gpu->set_gemm_mode(GemmMode::Exact);
+  g_gpu->set_moe_f16_x(f16_default);
 }
 }  // namespace opcheck
 

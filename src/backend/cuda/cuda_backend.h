@@ -34,7 +34,8 @@ enum FastPart : uint32_t {
   kFastTcAttention = 8,  // tensor-core MLA attention: wgmma with bf16 queries / probabilities (BF16 latent
                          // pools), mma.sync with hi+lo ones (FP8 pools, or MlaKernel::Tc)
   kFastTcIndexer = 16,   // tensor-core indexer scores
-  kFastTf32Gemv = 32,    // decode GEMV (M <= 8): x rounded to TF32, one MMA per step instead of the hi + lo split
+  kFastTf32Gemv = 32,    // decode GEMV (M <= 8): x rounded to TF32, one MMA per step instead of the hi + lo
+                         // split; the grouped decode MoE: x scaled per step into f16 (11 bits too), f16 MMAs
   kFastAll = 63,
   // What the fast mode uses unless DSSERVE_CUDA_FAST_PARTS says otherwise. kFastTf32Gemv joined it on
   // 2026-12-04: -5% at batch 1, and the decode path's KL from DeepSeek's FP8 reference unchanged to 3 digits
@@ -82,6 +83,9 @@ struct CudaOptions {
   // linear_group in one GEMV launch where the shapes allow (k_gemv.cu GemvGroup); off: one linear() per
   // weight. DSSERVE_GEMV_GROUP=0|1: A/B runs.
   bool gemv_group = true;
+  // The fast mode's decode MoE (grouped path, FP8 experts) on f16 MMAs with x scaled per step (MoeGemmArgs::
+  // f16_x; with the fast part tf32_gemv); off: the exact TF32-split kernel. DSSERVE_MOE_F16_X=0|1: A/B runs.
+  bool moe_f16_x = true;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -97,7 +101,8 @@ struct MoeExpertTable {
 
 // Defaults, overridden by DSSERVE_CUDA_GEMM=fast|exact, DSSERVE_CUDA_FAST_PARTS (comma list of fp8_act,
 // bf16_gemm, tf32_absorb, tc_attention, tc_indexer, tf32_gemv, or default / all / none), DSSERVE_CUDA_POISON=1,
-// DSSERVE_MOE_PATH, DSSERVE_MLA_KERNEL, DSSERVE_INDEXER_KERNEL, DSSERVE_FUSED_KV and DSSERVE_GEMV_GROUP.
+// DSSERVE_MOE_PATH, DSSERVE_MLA_KERNEL, DSSERVE_INDEXER_KERNEL, DSSERVE_FUSED_KV, DSSERVE_GEMV_GROUP and
+// DSSERVE_MOE_F16_X.
 CudaOptions options_from_env(int device);
 uint32_t parse_fast_parts(std::string_view list);
 // The kernels' view of a packed FP8 row layout (checks the widths the kernels take).
@@ -258,7 +263,9 @@ class CudaBackend final : public Backend {
   void linear_simt(const Tensor& x, const LinearWeight& w, Tensor& y);
   static WeightRef weight_ref(const LinearWeight& w);
   void set_moe_path(MoePath p) { moe_path_ = p; }
-  // How moe_experts ran its last call: "grouped", "grouped-fp8" or "per-expert".
+  void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode
+  // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x), "grouped-fp8" or
+  // "per-expert".
   const char* last_moe_path() const { return last_moe_path_; }
   // Auto picks the grouped path up to this many tokens (docs/PERF.md, "MoE experts").
   int64_t moe_grouped_max_tokens() const;

@@ -169,6 +169,7 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   g.N = int(tb.I);
   g.scale_pitch = tb.pitch_gate_up;
   g.y = act.data<float>();
+  g.f16_x = opts_.moe_f16_x && tb.wtype == WType::FP8 && fast(kFastTf32Gemv);
   launch_moe_grouped_gemm(g, true, stream_);
   check_launch("moe gate+up");
   timer.mark();
@@ -190,7 +191,7 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
     spdlog::info("moe grouped T={} top-{} E={} (grid bound {} tiles): lists {:.1f} us, gate+up {:.1f} us, down {:.1f} "
                  "us, combine {:.1f} us", T, k, E, max_tiles, us[0], us[1], us[2], us[3]);
   }
-  last_moe_path_ = "grouped";
+  last_moe_path_ = g.f16_x ? "grouped-f16" : "grouped";
 }
 
 Tensor CudaBackend::moe_experts_per_expert(const Tensor& x, const Tensor& ids, const Tensor& weights,

@@ -7,6 +7,9 @@
 // step, and 16 activations of slot g; mma.m16n8k8 in TF32 on exact weights with each activation split into
 // two TF32 parts: fp32-accurate, like the CPU reference. The FP8 block scale multiplies each step.
 //
+// The fast mode's form (MoeGemmArgs::f16_x, FP8 weights): f16 MMAs on x scaled per step into f16, as the
+// GEMV's mode 64: 11 bits of x, a quarter of the MMAs and one conversion per two weights.
+//
 // Grid: x = tile (a host-known bound, moe_max_tiles), y = 16-row block. Blocks past the tiles in use
 // exit at once, so the launch does not depend on the routing. The gated kernel reads the gate and up rows
 // of the same outputs and applies SwiGLU in its epilogue: the [P, I] intermediate is written once.
@@ -20,7 +23,7 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kTile = kMoeTileRows;  // one MMA column block
 
-template <int WT, bool GATED>
+template <int WT, bool GATED, bool F16X>
 __global__ void __launch_bounds__(kWarps * 32, 2) moe_gemm_kernel(MoeGemmArgs a) {
   pdl_prologue();
   constexpr int NM = GATED ? 2 : 1;  // weight matrices per block
@@ -72,34 +75,73 @@ __global__ void __launch_bounds__(kWarps * 32, 2) moe_gemm_kernel(MoeGemmArgs a)
       if (st >= nsteps) break;
       float xv[16];
       load_act16(xr ? xr + k : nullptr, k < K && xr, xv);
-      // Independent accumulation chains (matrix x hi/lo part x parity of i), issued interleaved so that
-      // no MMA waits on the previous one's result.
-      float d[NM][2][2][4];
+      if constexpr (F16X) {
+        // The step's 64 activations of slot g (lanes t = 0..3) times a power of two that puts their largest
+        // magnitude in [2^14, 2^15); four m16n8k16 per matrix, two chains each.
+        uint32_t amax = 0;
 #pragma unroll
-      for (int mi = 0; mi < NM; ++mi)
+        for (int q = 0; q < 16; ++q) amax = max(amax, __float_as_uint(xv[q]) & 0x7fffffffu);
+        amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+        amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+        const int E = min(max(268 - int(amax >> 23), 1), 253);
+        const float s = __uint_as_float(uint32_t(E) << 23), inv = __uint_as_float(uint32_t(254 - E) << 23);
+        uint32_t b[8];
 #pragma unroll
-        for (int c = 0; c < 4; ++c)
+        for (int q = 0; q < 8; ++q) {
+          const __half2 h = __floats2half2_rn(xv[2 * q] * s, xv[2 * q + 1] * s);
+          b[q] = *reinterpret_cast<const uint32_t*>(&h);
+        }
+        float d[NM][2][4];
 #pragma unroll
-          for (int q = 0; q < 4; ++q) d[mi][c / 2][c % 2][q] = 0.f;
+        for (int mi = 0; mi < NM; ++mi)
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const uint32_t h0 = to_tf32(xv[2 * i]), h1 = to_tf32(xv[2 * i + 1]);
-        const uint32_t l0 = to_tf32(xv[2 * i] - __uint_as_float(h0)), l1 = to_tf32(xv[2 * i + 1] - __uint_as_float(h1));
+          for (int q = 0; q < 4; ++q) d[mi][0][q] = d[mi][1][q] = 0.f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int mi = 0; mi < NM; ++mi)
+            mma_f16(d[mi][i & 1], wa[mi][u].half2_bits(2 * i), wb[mi][u].half2_bits(2 * i),
+                    wa[mi][u].half2_bits(2 * i + 1), wb[mi][u].half2_bits(2 * i + 1), b[2 * i], b[2 * i + 1]);
+        // d: slots 2t and 2t + 1, whose scales lanes 8t and 8t + 4 hold.
+        const float i0 = __shfl_sync(0xffffffffu, inv, 8 * t), i1 = __shfl_sync(0xffffffffu, inv, 8 * t + 4);
 #pragma unroll
         for (int mi = 0; mi < NM; ++mi) {
-          const float2 fa = wa[mi][u].pair(i), fb = wb[mi][u].pair(i);
-          const uint32_t a0 = __float_as_uint(fa.x), a1 = __float_as_uint(fb.x);
-          const uint32_t a2 = __float_as_uint(fa.y), a3 = __float_as_uint(fb.y);
-          mma_tf32(d[mi][0][i & 1], a0, a1, a2, a3, h0, h1);
-          mma_tf32(d[mi][1][i & 1], a0, a1, a2, a3, l0, l1);
+          const float sc = srow[mi][(st * 64) / 128];
+          acc[mi][0] = fmaf(sc * i0, d[mi][0][0] + d[mi][1][0], acc[mi][0]);
+          acc[mi][1] = fmaf(sc * i1, d[mi][0][1] + d[mi][1][1], acc[mi][1]);
+          acc[mi][2] = fmaf(sc * i0, d[mi][0][2] + d[mi][1][2], acc[mi][2]);
+          acc[mi][3] = fmaf(sc * i1, d[mi][0][3] + d[mi][1][3], acc[mi][3]);
         }
-      }
+      } else {
+        // Independent accumulation chains (matrix x hi/lo part x parity of i), issued interleaved so that
+        // no MMA waits on the previous one's result.
+        float d[NM][2][2][4];
 #pragma unroll
-      for (int mi = 0; mi < NM; ++mi) {
-        const float sc = WT == int(WType::FP8) ? srow[mi][(st * 64) / 128] : 1.f;
+        for (int mi = 0; mi < NM; ++mi)
 #pragma unroll
-        for (int q = 0; q < 4; ++q)
-          acc[mi][q] = fmaf(sc, (d[mi][0][0][q] + d[mi][0][1][q]) + (d[mi][1][0][q] + d[mi][1][1][q]), acc[mi][q]);
+          for (int c = 0; c < 4; ++c)
+#pragma unroll
+            for (int q = 0; q < 4; ++q) d[mi][c / 2][c % 2][q] = 0.f;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const uint32_t h0 = to_tf32(xv[2 * i]), h1 = to_tf32(xv[2 * i + 1]);
+          const uint32_t l0 = to_tf32(xv[2 * i] - __uint_as_float(h0)), l1 = to_tf32(xv[2 * i + 1] - __uint_as_float(h1));
+#pragma unroll
+          for (int mi = 0; mi < NM; ++mi) {
+            const float2 fa = wa[mi][u].pair(i), fb = wb[mi][u].pair(i);
+            const uint32_t a0 = __float_as_uint(fa.x), a1 = __float_as_uint(fb.x);
+            const uint32_t a2 = __float_as_uint(fa.y), a3 = __float_as_uint(fb.y);
+            mma_tf32(d[mi][0][i & 1], a0, a1, a2, a3, h0, h1);
+            mma_tf32(d[mi][1][i & 1], a0, a1, a2, a3, l0, l1);
+          }
+        }
+#pragma unroll
+        for (int mi = 0; mi < NM; ++mi) {
+          const float sc = WT == int(WType::FP8) ? srow[mi][(st * 64) / 128] : 1.f;
+#pragma unroll
+          for (int q = 0; q < 4; ++q)
+            acc[mi][q] = fmaf(sc, (d[mi][0][0][q] + d[mi][0][1][q]) + (d[mi][1][0][q] + d[mi][1][1][q]), acc[mi][q]);
+        }
       }
     }
   }
@@ -133,7 +175,9 @@ __global__ void __launch_bounds__(kWarps * 32, 2) moe_gemm_kernel(MoeGemmArgs a)
 template <int WT, bool GATED>
 void launch_typed(const MoeGemmArgs& a, cudaStream_t st) {
   const dim3 grid(unsigned(a.max_tiles), unsigned((a.N + 15) / 16));
-  launch_k(moe_gemm_kernel<WT, GATED>, grid, kWarps * 32, 0, st, a);
+  if constexpr (WT == int(WType::FP8))
+    if (a.f16_x) return launch_k(moe_gemm_kernel<WT, GATED, true>, grid, kWarps * 32, 0, st, a);
+  launch_k(moe_gemm_kernel<WT, GATED, false>, grid, kWarps * 32, 0, st, a);
 }
 }  // namespace
 

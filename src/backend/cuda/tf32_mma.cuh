@@ -25,6 +25,15 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], uint32_t a0, uint32_t a1
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// m16n8k16 with f16 operands, fp32 accumulation (products of two f16 are exact in fp32).
+__device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                        uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
 // xv[0..16) = x[0..16) (four 16-byte loads through the read-only cache) when ok, else zeros.
 __device__ __forceinline__ void load_act16(const float* x, bool ok, float (&xv)[16]) {
   if (ok) {
@@ -74,6 +83,11 @@ struct Row16 {
       const uint32_t u = reinterpret_cast<const uint32_t*>(v)[i];
       return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
     }
+  }
+  // FP8 only: weights 2i and 2i + 1 as an f16 pair (the lower half the lower k), exact, one conversion.
+  __device__ __forceinline__ uint32_t half2_bits(int i) const {
+    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(reinterpret_cast<const __nv_fp8x2_storage_t*>(&v[0])[i], __NV_E4M3);
+    return uint32_t(h.x) | (uint32_t(h.y) << 16);
   }
   __device__ __forceinline__ void decode(float* f) const {
     if constexpr (WT == int(WType::FP8)) {

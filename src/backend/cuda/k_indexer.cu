@@ -218,10 +218,9 @@ __global__ void __launch_bounds__(kTopkThreads) topk_kernel(IndexerArgs a) {
       load_keys(sc, base + tid * kItems, n, u, valid);
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
-        const bool match = valid[i] && (u[i] & mask) == prefix;
-        const uint32_t bin = match ? (u[i] >> shift) & 255u : 256u + lane;
-        const unsigned peers = __match_any_sync(0xffffffffu, bin);
-        if (match && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], uint32_t(__popc(peers)));
+        // One shared atomic per key: the warp-aggregated form (__match_any_sync per key) was MIO-bound,
+        // 2-4x slower (docs/PERF.md, "The indexer top-k without __match_any_sync").
+        if (valid[i] && (u[i] & mask) == prefix) atomicAdd(&hist[(u[i] >> shift) & 255u], 1u);
       }
     }
     __syncthreads();
@@ -284,7 +283,6 @@ __global__ void __launch_bounds__(512) split_hist_kernel(IndexerArgs a, const Sp
   if (n <= a.topk) return;
   const int len = split_len(a), begin = blockIdx.x * len, end = min(n, begin + len);
   if (begin >= end) return;
-  const int lane = threadIdx.x % 32;
   for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
   __syncthreads();
   const uint32_t prefix = st[tc].prefix, mask = st[tc].mask;
@@ -295,10 +293,7 @@ __global__ void __launch_bounds__(512) split_hist_kernel(IndexerArgs a, const Sp
     for (int i = 0; i < kItems; ++i) {
       const int j = j0 + i;
       const uint32_t u = j < end ? key_of(sc[j]) : 0u;
-      const bool match = j < end && (u & mask) == prefix;
-      const uint32_t bin = match ? (u >> shift) & 255u : 256u + lane;
-      const unsigned peers = __match_any_sync(0xffffffffu, bin);
-      if (match && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], uint32_t(__popc(peers)));
+      if (j < end && (u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255u], 1u);
     }
   }
   __syncthreads();

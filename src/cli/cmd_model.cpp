@@ -101,6 +101,8 @@ void register_model_commands(CLI::App& app) {
     cmd->add_option("--dtype", *dtype, "fp8 (block-quantised like DeepSeek's release) or bf16")
         ->check(CLI::IsMember({"fp8", "bf16"}));
     cmd->add_option("--override", *overrides, "JSON object merged into config.json, e.g. '{\"index_topk\":8}'");
+    cmd->add_flag("--config-only", o->config_only,
+                  "config.json alone (no weights): serve it with --load-format dummy (random weights in memory)");
     cmd->add_flag("--bigram-mtp", o->bigram_mtp,
                   "an MTP layer that predicts from the next token alone what the main model would: speculative "
                   "decoding's drafts all accepted when --layer-output-scale is 0, fewer as it grows");

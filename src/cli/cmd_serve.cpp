@@ -58,7 +58,7 @@ struct ServeFlags {
   std::string model_path, tokenizer_path, host = "127.0.0.1", served_model_name, reasoning_parser, tool_call_parser,
                                           chat_template, encoder = "auto", schedule_policy = "fcfs",
                                           kv_cache_dtype = "auto", api_key, log_level = "info", device = "cpu",
-                                          indexer = "fp32";
+                                          indexer = "fp32", load_format = "auto";
   int port = 30000, tp = 1, dp = 1, ep = 1, context_length = 0, max_running_requests = 0, page_size = 64,
       chunked_prefill_size = 8192, max_prefill_tokens = 16384, max_queued_requests = 4096, threads = 0,
       cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs, base_gpu_id = 0, gpu_id_step = 1, nnodes = 1,
@@ -91,6 +91,11 @@ void add_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--model-path,--model", f.model_path,
                   "checkpoint directory (config.json + safetensors); default: the embedded demo model");
   cmd->add_option("--tokenizer-path", f.tokenizer_path, "tokenizer.json or its directory (default: the model's)");
+  cmd->add_option("--load-format", f.load_format,
+                  "auto / safetensors: the checkpoint's weights; dummy: random weights of config.json's shapes made "
+                  "in each rank's memory (no safetensors needed; outputs are noise)")
+      ->check(CLI::IsMember({"auto", "safetensors", "dummy"}))
+      ->capture_default_str();
   cmd->add_option("--host", f.host, "address to listen on")->capture_default_str();
   cmd->add_option("--port", f.port, "port to listen on")->check(CLI::Range(0, 65535))->capture_default_str();
   cmd->add_option("--served-model-name", f.served_model_name, "model name in the API (default: the model path)");
@@ -255,7 +260,7 @@ int32_t speculative_steps(const ServeFlags& f) {
 // What every rank loads: the indexer's numerics and, with speculative decoding, the draft head
 // --speculative-draft-head asks for.
 ReplicaFlags replica_flags(const ServeFlags& f) {
-  ReplicaFlags rf{f.device, f.threads, f.base_gpu_id, f.gpu_id_step, {}};
+  ReplicaFlags rf{f.device, f.threads, f.base_gpu_id, f.gpu_id_step, {}, f.load_format == "dummy"};
   if (speculative_steps(f) > 0) rf.model_options.draft_head = model::draft_head_named(f.speculative_draft_head, f.device);
   rf.model_options.indexer = model::indexer_mode_named(f.indexer);
   return rf;
@@ -359,6 +364,7 @@ server::Json server_args(const ServeFlags& f, const std::string& model_path, con
   server::Json j = server::Json::object();
   j["model_path"] = model_path;
   j["tokenizer_path"] = f.tokenizer_path.empty() ? model_path : f.tokenizer_path;
+  j["load_format"] = f.load_format;
   j["served_model_name"] = served;
   j["host"] = f.host;
   j["port"] = f.port;
@@ -450,6 +456,9 @@ void run_serve(CLI::App* cmd, const ServeFlags& given) {
              "--model-path {}: config.json not found (a checkpoint directory holds config.json and *.safetensors)",
              model_path);
   }
+  if (flags.load_format == "dummy")
+    spdlog::warn("--load-format dummy: random weights of {}'s config.json (benchmarks; the outputs are noise)",
+                 model_path);
   if (demo)
     spdlog::info("no --model-path: serving the embedded demo model ({}; random weights, gibberish by design)",
                  model_path);

@@ -91,6 +91,7 @@ runtime::Replica NodeSet::load(const std::string& model_path, const ReplicaFlags
   spec.model_path = model_path;
   spec.parallel = p_;
   spec.model_options = rf.model_options;
+  spec.random_weights = rf.random_weights;
   spec.first_rank = first_;
   spec.ranks = ranks_;
   spec.make_backend = [&](int r) { return make_rank_backend(rf, r - first_, ranks_); };

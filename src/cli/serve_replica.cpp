@@ -81,6 +81,7 @@ runtime::Replica load_serving_replica(const std::string& model_path, const runti
   spec.model_path = model_path;
   spec.parallel = parallel;
   spec.model_options = f.model_options;
+  spec.random_weights = f.random_weights;
   spec.make_backend = [&](int r) { return make_rank_backend(f, r, n); };
   spec.make_groups = [&](const std::vector<backend::Backend*>& bes, int, int, int) {
     return make_rank_groups(f.device, bes);

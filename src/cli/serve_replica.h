@@ -14,6 +14,7 @@ struct ReplicaFlags {
   int threads = 0;  // CPU: for all ranks together (0: every core)
   int base_gpu_id = 0, gpu_id_step = 1;
   model::ModelOptions model_options;  // every rank's (the draft head is made at load)
+  bool random_weights = false;        // --load-format dummy (runtime::ReplicaSpec::random_weights)
 };
 
 // Loads `model_path` over parallel.world_size() ranks; rank r runs on GPU base + r * step.

@@ -108,7 +108,10 @@ Checkpoint Checkpoint::open(const std::string& dir) {
     for (const auto& e : fs::directory_iterator(dir, ec))
       if (e.path().extension() == ".safetensors" && e.is_regular_file(ec)) paths.push_back(e.path().string());
     if (ec) fail("cannot list checkpoint directory {}: {}", dir, ec.message());
-    if (paths.empty()) fail("checkpoint directory {} has no .safetensors files", dir);
+    if (paths.empty())
+      fail("checkpoint directory {} has no .safetensors files (serve --load-format dummy makes random weights of its "
+           "config.json)",
+           dir);
     std::sort(paths.begin(), paths.end());
     for (SafetensorsFile& f : open_files(paths)) ck.add_file(std::move(f));
   }

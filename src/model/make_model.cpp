@@ -175,6 +175,11 @@ void make_model(const MakeModelOptions& o, const std::string& out_dir) {
     f << cfg_json.dump(2) << "\n";
     DS_CHECK(f.good(), "cannot write {}/config.json", out_dir);
   }
+  if (o.config_only) {
+    spdlog::info("wrote {}/config.json ({} layers; no weights: serve it with --load-format dummy)", out_dir,
+                 cfg.num_hidden_layers);
+    return;
+  }
   std::vector<TensorSpec> plan;
   std::vector<PlannedTensor> info;
   for (const auto& s : weight_manifest(cfg, true)) {

@@ -28,6 +28,8 @@ struct MakeModelOptions {
   // main model a bigram model (the next token a function of the current one), larger values make its
   // context matter more and a bigram draft agree less.
   float layer_output_scale = 1.0f;
+  // config.json alone, no weights: for serve --load-format dummy (random weights made in memory).
+  bool config_only = false;
 };
 
 // The config.json make_model writes (HF field names), and its parsed form.

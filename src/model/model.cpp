@@ -1,5 +1,6 @@
 // Model: loading, the batch layout of a step, the main forward and the MTP forward.
 #include "model/model.h"
+#include "model/random_weights.h"
 
 #include "dist/group.h"
 #include "model/checkpoint.h"
@@ -71,6 +72,18 @@ std::unique_ptr<Model> Model::load(const std::string& dir, backend::Backend& be,
                  tp.single() ? ""
                              : fmt::format(", rank 0 of {} ({}{})", tp.size, tp.expert_parallel ? "tp + ep" : "tp",
                                            tp.dp_attention() ? fmt::format(", dp attention x {}", tp.dp) : ""));
+  return std::make_unique<Model>(std::move(cfg), std::move(w), be, opts, tp);
+}
+
+std::unique_ptr<Model> Model::load_random(const std::string& dir, backend::Backend& be, ModelOptions opts,
+                                          const TensorParallel& tp, uint64_t seed) {
+  Timer timer;
+  ModelConfig cfg = load_config(dir);
+  ModelWeights w = random_weights(cfg, be, seed, tp, cfg.num_nextn_predict_layers > 0);
+  if (tp.rank == 0)
+    spdlog::info("random weights for {} made in {:.2f} s ({} layers{}, backend {}{}): --load-format dummy, outputs are noise",
+                 dir, timer.seconds(), cfg.num_hidden_layers, w.mtp.empty() ? "" : " + MTP", be.name(),
+                 tp.single() ? "" : fmt::format(", rank 0 of {}", tp.size));
   return std::make_unique<Model>(std::move(cfg), std::move(w), be, opts, tp);
 }
 

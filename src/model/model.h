@@ -73,6 +73,10 @@ class Model {
   // tp.size > 1, this rank's part only (every rank of the group loads its own, on its own thread).
   static std::unique_ptr<Model> load(const std::string& dir, backend::Backend& be, ModelOptions opts = {},
                                      const TensorParallel& tp = {});
+  // config.json of `dir` with random weights made in the backend's memory instead of the checkpoint's
+  // (serve --load-format dummy, as SGLang's: models larger than the disk); this rank's part only.
+  static std::unique_ptr<Model> load_random(const std::string& dir, backend::Backend& be, ModelOptions opts = {},
+                                            const TensorParallel& tp = {}, uint64_t seed = 0);
 
   const ModelConfig& config() const { return cfg_; }
   const ModelOptions& options() const { return opts_; }

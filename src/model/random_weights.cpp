@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <optional>
 #include <unordered_map>
 
 #include "tensor/dtype.h"
@@ -47,22 +48,45 @@ const std::array<double, 256>& normal_quantiles() {
   return q;
 }
 
-// out[i] = table[byte i of the counter-based stream of `key`]: any order, any thread, same result.
+// out[k] = table[byte i0 + k of the counter-based stream of `key`] for k < n: any order, any thread, any
+// part of a tensor alone, same values.
 template <typename T>
-void fill_from_table(T* out, int64_t n, const std::array<T, 256>& table, uint64_t key) {
-  const int64_t words = (n + 7) / 8;
-#pragma omp parallel for schedule(static)
-  for (int64_t j = 0; j < words; ++j) {
-    uint64_t r = splitmix(key ^ splitmix(uint64_t(j)));
-    const int64_t i1 = std::min(n, j * 8 + 8);
-    for (int64_t i = j * 8; i < i1; ++i, r >>= 8) out[i] = table[r & 0xff];
+void fill_range(T* out, int64_t i0, int64_t n, const std::array<T, 256>& table, uint64_t key) {
+  for (int64_t i = i0, end = i0 + n; i < end;) {
+    const int64_t j = i / 8, stop = std::min(end, j * 8 + 8);
+    uint64_t r = splitmix(key ^ splitmix(uint64_t(j))) >> (8 * (i % 8));
+    for (; i < stop; ++i, r >>= 8) out[i - i0] = table[r & 0xff];
   }
 }
 
+// The part `part` of an [N, K] row-major tensor of the stream, row-major in `out`: what generating the
+// whole tensor and cutting it gives, at the cost of the part.
+template <typename T>
+void fill_part(T* out, int64_t N, int64_t K, const Shard& part, const std::array<T, 256>& table, uint64_t key) {
+  const bool cols = part.axis == Shard::Axis::Cols;
+  const bool rows = part.axis == Shard::Axis::Rows;
+  const int64_t r0 = rows ? part.begin : 0, r1 = rows ? part.end : N;
+  const int64_t c0 = cols ? part.begin : 0, width = cols ? part.end - part.begin : K;
+  constexpr int64_t kChunk = int64_t(1) << 16;  // elements per task of a row range
+  if (cols) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = r0; r < r1; ++r) fill_range(out + (r - r0) * width, r * K + c0, width, table, key);
+  } else {
+    const int64_t n = (r1 - r0) * K, chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c)
+      fill_range(out + c * kChunk, r0 * K + c * kChunk, std::min(kChunk, n - c * kChunk), table, key);
+  }
+}
+
+int64_t part_rows(int64_t N, const Shard& p) { return p.axis == Shard::Axis::Rows ? p.end - p.begin : N; }
+int64_t part_cols(int64_t K, const Shard& p) { return p.axis == Shard::Axis::Cols ? p.end - p.begin : K; }
+
 class RandomSource final : public WeightSource {
  public:
-  RandomSource(const ModelConfig& c, backend::Backend& be, uint64_t seed, bool with_mtp)
-      : c_(c), be_(be), seed_(seed), progress_("generating weights", total_bytes(c, with_mtp), "B") {
+  RandomSource(const ModelConfig& c, backend::Backend& be, uint64_t seed, bool with_mtp, bool show_progress)
+      : c_(c), be_(be), seed_(seed) {
+    if (show_progress) progress_.emplace("generating weights", total_bytes(c, with_mtp), "B");
     for (auto& s : weight_manifest(c, with_mtp)) specs_.emplace(s.name, s);
   }
 
@@ -77,18 +101,31 @@ class RandomSource final : public WeightSource {
       // e4m3 codes with ~4 sigma at 448 (the format's largest), and the block scale that undoes it.
       std::array<uint8_t, 256> table{};
       for (size_t b = 0; b < 256; ++b) table[b] = f32_to_fp8e4m3(float(q[b] * 448.0 / 4.0));
-      bytes_.resize(size_t(N * K));
-      fill_from_table(bytes_.data(), N * K, table, key);
+      const float scale = float(4.0 * sigma / 448.0);
       const int64_t nb = (N + 127) / 128, kb = (K + 127) / 128;
-      scales_.assign(size_t(nb * kb), float(4.0 * sigma / 448.0));
-      backend::HostTensor hw{name, DType::F8_E4M3, s.shape, bytes_.data()};
-      backend::HostTensor hs{name + "_scale_inv", DType::F32, {nb, kb}, scales_.data()};
-      SlicedTensor sl = slice_linear(hw, &hs, part);
-      w = be_.load_linear(sl.w, sl.scale ? &*sl.scale : nullptr);
-      progress_.add(uint64_t(N * K + nb * kb * 4));
+      if (block_aligned(part, part.axis == Shard::Axis::Rows ? N : K)) {
+        // Only this rank's part is generated; every scale block holds the same scale, so the part's blocks
+        // are its own [ceil(rows / 128), ceil(cols / 128)] (the cut an FP8 checkpoint's slice would give).
+        const int64_t n = part_rows(N, part), k = part_cols(K, part);
+        bytes_.resize(size_t(n * k));
+        fill_part(bytes_.data(), N, K, part, table, key);
+        scales_.assign(size_t((n + 127) / 128 * ((k + 127) / 128)), scale);
+        backend::HostTensor hw{name, DType::F8_E4M3, {n, k}, bytes_.data()};
+        backend::HostTensor hs{name + "_scale_inv", DType::F32, {(n + 127) / 128, (k + 127) / 128}, scales_.data()};
+        w = be_.load_linear(hw, &hs);
+      } else {  // edges inside a scale block (tiny test models): the whole tensor, cut as a checkpoint's is
+        bytes_.resize(size_t(N * K));
+        fill_part(bytes_.data(), N, K, Shard{}, table, key);
+        scales_.assign(size_t(nb * kb), scale);
+        backend::HostTensor hw{name, DType::F8_E4M3, s.shape, bytes_.data()};
+        backend::HostTensor hs{name + "_scale_inv", DType::F32, {nb, kb}, scales_.data()};
+        SlicedTensor sl = slice_linear(hw, &hs, part);
+        w = be_.load_linear(sl.w, sl.scale ? &*sl.scale : nullptr);
+      }
+      add_progress(uint64_t(N * K + nb * kb * 4));
     } else {
-      w = be_.load_linear(slice_linear(bf16_tensor(name, s.shape, sigma, key), nullptr, part).w, nullptr);
-      progress_.add(uint64_t(N * K * 2));
+      w = be_.load_linear(bf16_part(name, s.shape, part, sigma, key), nullptr);
+      add_progress(uint64_t(N * K * 2));
     }
     return w;
   }
@@ -99,8 +136,8 @@ class RandomSource final : public WeightSource {
     const WeightSpec& s = spec(name);
     const uint64_t key = name_key(seed_, name);
     if (s.shape.size() == 2) {  // the embedding: N(0, 1) rows, BF16 as DeepSeek ships it
-      Tensor t = be_.load_tensor_f32(slice_tensor(bf16_tensor(name, s.shape, 1.0, key), part).w);
-      progress_.add(uint64_t(s.shape[0] * s.shape[1] * 2));
+      Tensor t = be_.load_tensor_f32(bf16_part(name, s.shape, part, 1.0, key));
+      add_progress(uint64_t(s.shape[0] * s.shape[1] * 2));
       return t;
     }
     const int64_t n = s.shape[0];
@@ -111,13 +148,22 @@ class RandomSource final : public WeightSource {
       else if (name.ends_with(".bias")) v[size_t(i)] = float(0.1 * normal_quantiles()[size_t(u * 256)]);
       else v[size_t(i)] = float(1.0 + 0.2 * (2 * u - 1));  // norm weights in [0.8, 1.2]
     }
-    progress_.add(uint64_t(n * 4));
+    add_progress(uint64_t(n * 4));
     return be_.load_tensor_f32(slice_tensor(backend::HostTensor{name, DType::F32, s.shape, v.data()}, part).w);
   }
 
-  void finish() { progress_.finish(); }
+  void finish() {
+    if (progress_) progress_->finish();
+  }
 
  private:
+  void add_progress(uint64_t bytes) {
+    if (progress_) progress_->add(bytes);
+  }
+  // A part whose edges are 128-aligned (or the tensor's end) along its axis: FP8 scale blocks stay whole.
+  static bool block_aligned(const Shard& p, int64_t extent) {
+    return p.axis == Shard::Axis::Whole || (p.begin % 128 == 0 && (p.end % 128 == 0 || p.end == extent));
+  }
   static bool is_fp8(const ModelConfig& c, const WeightSpec& s) {
     return c.quant.is_fp8() && s.kind == WeightKind::Linear && s.fp8_in_deepseek;
   }
@@ -136,21 +182,22 @@ class RandomSource final : public WeightSource {
     DS_CHECK(it != specs_.end(), "random weights: '{}' is not in the manifest", name);
     return it->second;
   }
-  backend::HostTensor bf16_tensor(const std::string& name, const std::vector<int64_t>& shape, double sigma,
-                                  uint64_t key) {
+  // Part `part` of a BF16 [N, K] tensor of N(0, sigma^2) values.
+  backend::HostTensor bf16_part(const std::string& name, const std::vector<int64_t>& shape, const Shard& part,
+                                double sigma, uint64_t key) {
     const auto& q = normal_quantiles();
     std::array<uint16_t, 256> table{};
     for (size_t b = 0; b < 256; ++b) table[b] = f32_to_bf16(float(q[b] * sigma));
-    const int64_t n = shape[0] * shape[1];
-    halves_.resize(size_t(n));
-    fill_from_table(halves_.data(), n, table, key);
-    return backend::HostTensor{name, DType::BF16, shape, halves_.data()};
+    const int64_t n = part_rows(shape[0], part), k = part_cols(shape[1], part);
+    halves_.resize(size_t(n * k));
+    fill_part(halves_.data(), shape[0], shape[1], part, table, key);
+    return backend::HostTensor{name, DType::BF16, {n, k}, halves_.data()};
   }
 
   const ModelConfig& c_;
   backend::Backend& be_;
   uint64_t seed_;
-  Progress progress_;
+  std::optional<Progress> progress_;  // rank 0's only
   std::unordered_map<std::string, WeightSpec> specs_;
   std::vector<uint8_t> bytes_;  // host staging, reused tensor after tensor
   std::vector<uint16_t> halves_;
@@ -160,7 +207,7 @@ class RandomSource final : public WeightSource {
 
 ModelWeights random_weights(const ModelConfig& c, backend::Backend& be, uint64_t seed, const TensorParallel& tp,
                             bool with_mtp) {
-  RandomSource src(c, be, seed, with_mtp);
+  RandomSource src(c, be, seed, with_mtp, tp.rank == 0);
   ModelWeights w = assemble_weights(c, with_mtp, src, tp);
   src.finish();
   return w;

@@ -13,8 +13,9 @@
 namespace ds::model {
 
 // Main layers, and the MTP layers with `with_mtp`. Deterministic in (config, seed); OpenMP-parallel; a
-// progress line. With tp: rank tp.rank's part only (each rank generates the whole tensor on the host and
-// keeps its slice: the same values as one rank's model, cut).
+// progress line (rank 0's). With tp: rank tp.rank's part only, the same values as one rank's model cut
+// (each rank generates only its part of a tensor, except FP8 parts whose edges fall inside a 128 x 128
+// scale block: those ranks generate the whole tensor and cut it).
 ModelWeights random_weights(const ModelConfig& c, backend::Backend& be, uint64_t seed, const TensorParallel& tp = {},
                             bool with_mtp = false);
 

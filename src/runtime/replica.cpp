@@ -70,7 +70,9 @@ Replica load_replica(const ReplicaSpec& spec) {
       std::vector<dist::Group*> w(size_t(world_n), nullptr), l(size_t(world_n), nullptr);
       w[size_t(b + i)] = world[size_t(i)];
       l[size_t(b + i)] = local[size_t(i)];
-      rep.models[size_t(i)] = model::Model::load(spec.model_path, be, spec.model_options, rank_layout(p, b + i, w, l));
+      const model::TensorParallel tp = rank_layout(p, b + i, w, l);
+      rep.models[size_t(i)] = spec.random_weights ? model::Model::load_random(spec.model_path, be, spec.model_options, tp)
+                                                  : model::Model::load(spec.model_path, be, spec.model_options, tp);
     }));
   std::string first_error;
   for (int i = 0; i < n; ++i) try {

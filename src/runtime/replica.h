@@ -20,6 +20,9 @@ struct ReplicaSpec {
   std::string model_path;
   ParallelConfig parallel;       // the layout; ep == tp places whole experts on each rank
   model::ModelOptions model_options;
+  // --load-format dummy: random weights of config.json's shapes made in each rank's memory, only its part
+  // (model/random_weights.h, seed 0); no safetensors are read.
+  bool random_weights = false;
   // This process's ranks: [first_rank, first_rank + ranks) of the world (ranks 0: all of them). A node of
   // a multi-node deployment holds a consecutive share.
   int first_rank = 0, ranks = 0;

@@ -4,7 +4,8 @@
 # that disconnects mid-stream, /get_server_info (per DP rank); then a rank that fails mid-run
 # (DSSERVE_FAIL_RANK) must stop the server with exit 1 and the rank named, never a hang. Two nodes on
 # this machine (--nnodes 2: two processes, Gloo between their CPU ranks): the same outputs, node 1 exits
-# with node 0, and a rank failing on node 1 stops both.
+# with node 0, and a rank failing on node 1 stops both. --load-format dummy: a config-only directory, random
+# weights per rank, --tp 2 / --ep 2 identical to one rank.
 # usage: test_parallel.sh DSSERVE SOURCE_DIR BUILD_DIR
 set -euo pipefail
 BIN=$1 SRC=$2 BUILD=$3
@@ -69,6 +70,31 @@ for layout in "--tp 2" "--tp 2 --ep 2" "--tp 2 --dp 2 --enable-dp-attention" \
   stop_server
   echo "$layout: identical to one rank"
 done
+
+# --load-format dummy (SGLang's flag): a directory with config.json and the tokenizer only; each rank makes
+# random weights in its own memory, only its part, the same values as one rank's cut: --tp 2 and --tp 2
+# --ep 2 answer exactly as one rank does. Without the flag the missing safetensors are a clear error.
+CFG=$TMP/config-only
+mkdir -p "$CFG"
+cp "$MODEL/config.json" "$MODEL/tokenizer.json" "$MODEL/tokenizer_config.json" "$CFG/"
+DUMMY=(--model-path "$CFG" "${COMMON[@]:2}" --load-format dummy)
+start_server "$TMP/dummy.log" "${DUMMY[@]}"
+grep -q "random weights for" "$SERVER_LOG" || fail "--load-format dummy: no random-weights line in the log"
+outputs >"$TMP/dummy1.txt"
+stop_server
+for layout in "--tp 2" "--tp 2 --ep 2"; do
+  # shellcheck disable=SC2086
+  start_server "$TMP/dummy.log" "${DUMMY[@]}" $layout
+  outputs >"$TMP/dummy2.txt"
+  diff "$TMP/dummy1.txt" "$TMP/dummy2.txt" >/dev/null ||
+    fail "--load-format dummy $layout: outputs differ from one rank: $(diff "$TMP/dummy1.txt" "$TMP/dummy2.txt")"
+  stop_server
+  echo "--load-format dummy $layout: identical to one rank"
+done
+rc=0
+"$BIN" serve --port 0 --model-path "$CFG" "${COMMON[@]:2}" >"$TMP/nodummy.log" 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q "no .safetensors files (serve --load-format dummy" "$TMP/nodummy.log" ||
+  fail "a config-only directory without --load-format dummy: exit $rc, $(tail -2 "$TMP/nodummy.log")"
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 for layout in "--tp 2" "--tp 4 --ep 4"; do

@@ -40,10 +40,16 @@ esac
   nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
 } | tee "$SUM"
 
+SPEC=()
+[ "${X8_MTP:-0}" = 1 ] && SPEC=(--speculative-algorithm EAGLE)
 M=$W/dsv32
 "$BIN" make-model --preset full-width --num-layers 61 --config-only --out "$M" >"$W/make-model.log" 2>&1 ||
   { cat "$W/make-model.log"; exit 1; }
 cp .device-carry/tokenizer.json .device-carry/tokenizer_config.json "$M/"
+# The plan serve should arrive at (weights per rank, KV pool), next to what it reports below.
+free_gib=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits | sort -n | head -1 | awk '{print $1 / 1024}')
+"$BIN" memory-plan --model-path "$M" "${LAYOUT[@]}" --gpu-memory-gib "$free_gib" --context-length 8192 \
+  "${SPEC[@]}" 2>&1 | tee -a "$SUM"
 
 status=0
 if [ "${X8_BENCH_MODEL:-0}" = 1 ]; then
@@ -53,13 +59,11 @@ if [ "${X8_BENCH_MODEL:-0}" = 1 ]; then
     >"$W/bench-model.txt" 2>&1 || status=1
   grep -v "^generating" "$W/bench-model.txt" | tail -40 | tee -a "$SUM"
 else
-  SPEC=()
-  [ "${X8_MTP:-0}" = 1 ] && SPEC=(--speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-eagle-topk 1
-    --speculative-num-draft-tokens 4)
   t1=$(date +%s)
   "$BIN" serve --model-path "$M" --load-format dummy --device cuda --port 30000 --served-model-name dsv32 \
     --reasoning-parser deepseek-v3 --tool-call-parser deepseekv32 --enable-metrics --random-seed 0 \
-    --context-length 8192 "${LAYOUT[@]}" "${SPEC[@]}" >"$W/serve.log" 2>&1 &
+    --context-length 8192 "${LAYOUT[@]}" "${SPEC[@]}" ${SPEC:+--speculative-num-steps 3 --speculative-eagle-topk 1 \
+    --speculative-num-draft-tokens 4} >"$W/serve.log" 2>&1 &
   pid=$!
   up=0
   for _ in $(seq 1 $(( ${X8_READY_S:-420} * 5 ))); do

@@ -9,5 +9,6 @@ void register_all(CLI::App& app) {
   register_chat_template(app);
   register_serve(app);
   register_router(app);
+  register_memory_plan(app);
 }
 }  // namespace ds::cli

@@ -16,4 +16,5 @@ void register_tokenize(CLI::App& app);
 void register_chat_template(CLI::App& app);
 void register_serve(CLI::App& app);  // serve (cmd_serve.cpp)
 void register_router(CLI::App& app);  // router (cmd_router.cpp)
+void register_memory_plan(CLI::App& app);  // memory-plan (cmd_memory_plan.cpp)
 }  // namespace ds::cli

@@ -6,8 +6,6 @@
 
 namespace ds::runtime {
 
-namespace {
-// How rank r's model is cut, over which groups (ReplicaSpec::parallel's layout).
 model::TensorParallel rank_layout(const ParallelConfig& p, int r, const std::vector<dist::Group*>& world,
                                   const std::vector<dist::Group*>& local) {
   model::TensorParallel tp;
@@ -26,7 +24,6 @@ model::TensorParallel rank_layout(const ParallelConfig& p, int r, const std::vec
   tp.expert_parallel = p.ep > 1;
   return tp;
 }
-}  // namespace
 
 Replica load_replica(const ReplicaSpec& spec) {
   const ParallelConfig& p = spec.parallel;

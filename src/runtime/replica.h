@@ -37,6 +37,11 @@ struct ReplicaSpec {
       make_groups;
 };
 
+// How rank r's model is cut, over which groups (ReplicaSpec::parallel's layout): world[r] is r's handle of
+// the group of all ranks (DP attention), local[r] of its replica's or DP group's (null for groups of one).
+model::TensorParallel rank_layout(const ParallelConfig& p, int r, const std::vector<dist::Group*>& world,
+                                  const std::vector<dist::Group*>& local);
+
 struct Replica {
   std::vector<std::unique_ptr<dist::Group>> groups;  // first: destroyed last (the models use them)
   std::vector<std::unique_ptr<backend::Backend>> backends;

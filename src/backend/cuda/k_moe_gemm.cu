@@ -7,8 +7,9 @@
 // step, and 16 activations of slot g; mma.m16n8k8 in TF32 on exact weights with each activation split into
 // two TF32 parts: fp32-accurate, like the CPU reference. The FP8 block scale multiplies each step.
 //
-// The fast mode's form (MoeGemmArgs::f16_x, FP8 weights): f16 MMAs on x scaled per step into f16, as the
-// GEMV's mode 64: 11 bits of x, a quarter of the MMAs and one conversion per two weights.
+// The fast mode's form (MoeGemmArgs::f16_x, FP8 weights): m16n8k16 f16 MMAs on the weights' exact f16 form
+// and x scaled per 64-column step by a power of two into f16: 11 bits of x (the TF32 GEMV form's precision),
+// a quarter of the MMAs and one conversion per two weights.
 //
 // Grid: x = tile (a host-known bound, moe_max_tiles), y = 16-row block. Blocks past the tiles in use
 // exit at once, so the launch does not depend on the routing. The gated kernel reads the gate and up rows

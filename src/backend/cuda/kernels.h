@@ -361,8 +361,8 @@ struct MoeGemmArgs {
   const int32_t* x_row_of_slot = nullptr;  // null: row = slot
   int K = 0, N = 0, scale_pitch = 0;
   float* y = nullptr;
-  // FP8 weights only (the fast mode's decode, as the GEMV's mode 64): f16 MMAs on the weights' exact f16
-  // form and x scaled per 64-column step by a power of two into f16 (11 bits of x, TF32's precision).
+  // FP8 weights only (the fast mode's decode): f16 MMAs on the weights' exact f16 form and x scaled per
+  // 64-column step by a power of two into f16 (11 bits of x, TF32's precision).
   bool f16_x = false;
 };
 void launch_moe_grouped_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);

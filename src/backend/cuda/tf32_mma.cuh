@@ -1,6 +1,6 @@
 // Device helpers shared by the weight-streaming tensor-core kernels (k_gemv.cu, k_moe_gemm.cu):
-// TF32 conversion, the m16n8k8 TF32 MMA, 16 consecutive FP8 / BF16 weights of a row as floats, and 16
-// consecutive fp32 activations.
+// TF32 conversion, the m16n8k8 TF32 MMA (and the m16n8k16 f16 one of the fast decode MoE), 16 consecutive
+// FP8 / BF16 weights of a row as floats (or FP8 pairs as f16), and 16 consecutive fp32 activations.
 // Both weight formats are exact in TF32 (3 / 7 mantissa bits <= 10).
 #pragma once
 #include <cuda_fp8.h>

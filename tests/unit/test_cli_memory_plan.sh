@@ -33,4 +33,10 @@ small=$("$BIN" memory-plan --preset full-width --num-layers 61 --tp 4 --gpu-memo
 [ "$rc" != 0 ] && grep -q "DOES NOT FIT" <<<"$small" || fail "tp4 on 139 GiB GPUs must not fit: rc $rc, $small"
 "$BIN" memory-plan --preset full-width --num-layers 61 --tp 8 --speculative-algorithm EAGLE | grep -q "+ MTP, bf16" ||
   fail "with MTP the KV counts the MTP layer"
+# make-model --config-only writes config.json alone, and its plan is the preset's.
+cfg=$(mktemp -d); trap 'rm -rf "$cfg"' EXIT
+"$BIN" make-model --preset full-width --num-layers 61 --config-only --out "$cfg/m" >/dev/null 2>&1
+[ "$(ls "$cfg/m")" = config.json ] || fail "--config-only wrote $(ls "$cfg/m")"
+from_dir=$("$BIN" memory-plan --model-path "$cfg/m" --tp 8 --context-length 8192 | tail -n +2)
+[ "$from_dir" = "$(tail -n +2 <<<"$tp8")" ] || fail "the plan of the config-only directory differs from the preset's"
 echo ok

@@ -12,7 +12,8 @@
 #            the jump-forward counts and the step phases are meaningful there.
 # TPOT and output tok/s of each, the ratio schema/plain, and the engine step's time by phase (/metrics
 # dsserve:step_phase_seconds_total: where a slower step spends it). Logs in $OUT (or /tmp/gpu-grammar).
-# GG_SERVE_ARGS: flags every server gets (e.g. --grammar-ahead-min-requests 0); GG_ONLY_SCHEMA=1: only the
+# GG_MODEL=full-width-N: the full-width layer shapes (N layers, random weights made on the device) instead
+# of the demo model. GG_SERVE_ARGS: flags every server gets (e.g. --grammar-ahead-min-requests 0); GG_ONLY_SCHEMA=1: only the
 # plain/schema pairs. GG_DEVICE=cpu GG_BIN=build/dsserve: a dry run on a machine without a GPU (smaller load: GG_CONC, GG_OUT).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,12 +33,21 @@ PID=""
 trap '[ -n "$PID" ] && kill -KILL $PID 2>/dev/null; rm -rf "$TMP"' EXIT
 status=0
 
-M=$TMP/demo
-make_ckpt "$M" --preset demo --seed 0
+M=$TMP/model
+LOAD=()
+if [[ ${GG_MODEL:-demo} == full-width-* ]]; then
+  # GG_MODEL=full-width-N: DeepSeek-V3.2's layer shapes, N layers, random weights made on the device at start
+  # (--load-format dummy: no checkpoint written) — a decode step of real size, where the masks' share is
+  # what a user would see.
+  make_ckpt "$M" --preset full-width --num-layers "${GG_MODEL#full-width-}" --config-only
+  LOAD=(--load-format dummy)
+else
+  make_ckpt "$M" --preset demo --seed 0
+fi
 
 serve() {  # LOG ARGS...: sets URL and PID
   # shellcheck disable=SC2086  # GG_SERVE_ARGS: extra server flags for an A/B (word-split on purpose)
-  "$BIN" serve --port 0 --device "$DEVICE" --random-seed 0 --model-path "$M" --enable-metrics ${GG_SERVE_ARGS:-} "${@:2}" >"$1" 2>&1 &
+  "$BIN" serve --port 0 --device "$DEVICE" --random-seed 0 --model-path "$M" "${LOAD[@]}" --enable-metrics ${GG_SERVE_ARGS:-} "${@:2}" >"$1" 2>&1 &
   PID=$!
   wait_ready "$1" "$PID"
 }

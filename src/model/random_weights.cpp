@@ -1,6 +1,8 @@
 #include "model/random_weights.h"
 #include "model/weight_slice.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -62,18 +64,19 @@ void fill_range(T* out, int64_t i0, int64_t n, const std::array<T, 256>& table, 
 // The part `part` of an [N, K] row-major tensor of the stream, row-major in `out`: what generating the
 // whole tensor and cutting it gives, at the cost of the part.
 template <typename T>
-void fill_part(T* out, int64_t N, int64_t K, const Shard& part, const std::array<T, 256>& table, uint64_t key) {
+void fill_part(T* out, int64_t N, int64_t K, const Shard& part, const std::array<T, 256>& table, uint64_t key,
+               int threads) {
   const bool cols = part.axis == Shard::Axis::Cols;
   const bool rows = part.axis == Shard::Axis::Rows;
   const int64_t r0 = rows ? part.begin : 0, r1 = rows ? part.end : N;
   const int64_t c0 = cols ? part.begin : 0, width = cols ? part.end - part.begin : K;
   constexpr int64_t kChunk = int64_t(1) << 16;  // elements per task of a row range
   if (cols) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t r = r0; r < r1; ++r) fill_range(out + (r - r0) * width, r * K + c0, width, table, key);
   } else {
     const int64_t n = (r1 - r0) * K, chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t c = 0; c < chunks; ++c)
       fill_range(out + c * kChunk, r0 * K + c * kChunk, std::min(kChunk, n - c * kChunk), table, key);
   }
@@ -84,8 +87,10 @@ int64_t part_cols(int64_t K, const Shard& p) { return p.axis == Shard::Axis::Col
 
 class RandomSource final : public WeightSource {
  public:
-  RandomSource(const ModelConfig& c, backend::Backend& be, uint64_t seed, bool with_mtp, bool show_progress)
-      : c_(c), be_(be), seed_(seed) {
+  // threads: OpenMP threads of this source's generation (the ranks of one process share the cores).
+  RandomSource(const ModelConfig& c, backend::Backend& be, uint64_t seed, bool with_mtp, bool show_progress,
+               int threads)
+      : c_(c), be_(be), seed_(seed), threads_(threads) {
     if (show_progress) progress_.emplace("generating weights", total_bytes(c, with_mtp), "B");
     for (auto& s : weight_manifest(c, with_mtp)) specs_.emplace(s.name, s);
   }
@@ -108,14 +113,14 @@ class RandomSource final : public WeightSource {
         // are its own [ceil(rows / 128), ceil(cols / 128)] (the cut an FP8 checkpoint's slice would give).
         const int64_t n = part_rows(N, part), k = part_cols(K, part);
         bytes_.resize(size_t(n * k));
-        fill_part(bytes_.data(), N, K, part, table, key);
+        fill_part(bytes_.data(), N, K, part, table, key, threads_);
         scales_.assign(size_t((n + 127) / 128 * ((k + 127) / 128)), scale);
         backend::HostTensor hw{name, DType::F8_E4M3, {n, k}, bytes_.data()};
         backend::HostTensor hs{name + "_scale_inv", DType::F32, {(n + 127) / 128, (k + 127) / 128}, scales_.data()};
         w = be_.load_linear(hw, &hs);
       } else {  // edges inside a scale block (tiny test models): the whole tensor, cut as a checkpoint's is
         bytes_.resize(size_t(N * K));
-        fill_part(bytes_.data(), N, K, Shard{}, table, key);
+        fill_part(bytes_.data(), N, K, Shard{}, table, key, threads_);
         scales_.assign(size_t(nb * kb), scale);
         backend::HostTensor hw{name, DType::F8_E4M3, s.shape, bytes_.data()};
         backend::HostTensor hs{name + "_scale_inv", DType::F32, {nb, kb}, scales_.data()};
@@ -190,13 +195,14 @@ class RandomSource final : public WeightSource {
     for (size_t b = 0; b < 256; ++b) table[b] = f32_to_bf16(float(q[b] * sigma));
     const int64_t n = part_rows(shape[0], part), k = part_cols(shape[1], part);
     halves_.resize(size_t(n * k));
-    fill_part(halves_.data(), shape[0], shape[1], part, table, key);
+    fill_part(halves_.data(), shape[0], shape[1], part, table, key, threads_);
     return backend::HostTensor{name, DType::BF16, {n, k}, halves_.data()};
   }
 
   const ModelConfig& c_;
   backend::Backend& be_;
   uint64_t seed_;
+  int threads_;
   std::optional<Progress> progress_;  // rank 0's only
   std::unordered_map<std::string, WeightSpec> specs_;
   std::vector<uint8_t> bytes_;  // host staging, reused tensor after tensor
@@ -207,7 +213,9 @@ class RandomSource final : public WeightSource {
 
 ModelWeights random_weights(const ModelConfig& c, backend::Backend& be, uint64_t seed, const TensorParallel& tp,
                             bool with_mtp) {
-  RandomSource src(c, be, seed, with_mtp, tp.rank == 0);
+  // The ranks of a group generate at once (one thread each): each takes its share of the cores rather than
+  // all of them (8 ranks x every core would oversubscribe the host 8 times).
+  RandomSource src(c, be, seed, with_mtp, tp.rank == 0, std::max(1, omp_get_max_threads() / std::max(1, tp.size)));
   ModelWeights w = assemble_weights(c, with_mtp, src, tp);
   src.finish();
   return w;

@@ -2,7 +2,8 @@
 # On a machine with two or more GPUs (device kind nvidia-h200-x2: issue 15; run scripts/device-prepare.sh
 # here first and carry .device-carry): the parallel layouts on real GPUs in one call.
 #   1. gpu_dist_check: NCCL collectives, --tp 2 / --tp 2 --ep 2 / --tp 2 --dp 2 --enable-dp-attention on
-#      GPUs 0 and 1 against one rank (tiny golden models, exact GEMM mode), the all-reduce table.
+#      GPUs 0 and 1 against one rank (tiny golden models, exact GEMM mode), the collective tables (all-reduce
+#      fp32 / bf16, DP attention's all-gather / reduce-scatter) next to torch.distributed's on the same sizes.
 #   2. The demo model served on one GPU, with --tp 2, with --tp 2 --dp 2 --enable-dp-attention, and with
 #      --tp 2 over two "nodes" (two processes on this machine, GPU 0 and GPU 1: NCCL across processes,
 #      the multi-node path): greedy /generate of 4 prompts x 128 tokens must be identical to one GPU in
@@ -30,7 +31,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$LOG/devic
 
 DSSERVE_CUDA_GEMM=exact build-gpu/tests/gpu/gpu_dist_check >"$LOG/dist.log" 2>&1
 dist=$?
-grep -E "^(ok|FAIL)|all-reduce|^ +[0-9]" "$LOG/dist.log"
+grep -E "^(ok|FAIL)|collectives|^  [a-z]" "$LOG/dist.log"
+# The peer of those collective tables: the same sizes through torch.distributed (NCCL), same timing.
+timeout 180 python3 scripts/bench_torch_collectives.py "$GPUS" 2>&1 | tee "$LOG/torch-collectives.log" | grep -v Warning
 
 PORT=31000
 serve() {  # serve NAME ARGS...: starts the server, waits until healthy

@@ -20,6 +20,7 @@
 #include "dist/nccl_group.h"
 #include "model/model.h"
 #include "runtime/step_recorder.h"
+#include "tensor/dtype.h"
 
 using namespace ds;
 using namespace ds::model;
@@ -332,9 +333,13 @@ void dp_attention_two_ranks(bool nccl) {
   }
 }
 
-// NCCL all-reduce over GPUs 0..n-1 of [T, 7168] fp32 (the hidden state between layers): latency and bus
-// bandwidth (2 (n - 1) / n x bytes / time, nccl-tests' definition), median of 50 after 10 warm-up.
-void all_reduce_table(int n) {
+// NCCL collectives over GPUs 0..n-1 on [T, 7168] rows (the hidden state between layers): all-reduce in fp32
+// (what the model sums today) and bf16, and DP attention's MoE exchange in bf16 — all-gather of T rows per
+// rank, reduce-scatter back. Latency: median of 50 after 10 warm-up, host-timed around a device sync, the
+// slowest rank. Bus bandwidth as nccl-tests defines it (all-reduce: 2 (n - 1) / n x bytes; all-gather and
+// reduce-scatter: (n - 1) / n x the gathered bytes, per unit time), so scripts/bench_torch_collectives.py's
+// table (the same sizes through torch.distributed, in the same call) is its peer.
+void collective_tables(int n) {
   std::vector<std::unique_ptr<backend::Backend>> bes;
   std::vector<backend::Backend*> raw;
   for (int r = 0; r < n; ++r) {
@@ -342,30 +347,46 @@ void all_reduce_table(int n) {
     raw.push_back(bes.back().get());
   }
   auto groups = dist::make_nccl_groups(raw);
-  std::printf("all-reduce, %d GPUs, fp32 [T, 7168]: T, us, bus GB/s\n", n);
-  for (int64_t T : {1, 8, 32, 128, 1024}) {
-    std::vector<std::future<double>> f;
-    for (int r = 0; r < n; ++r)
-      f.push_back(std::async(std::launch::async, [&, r] {
-        backend::Backend& be = *bes[size_t(r)];
-        be.make_current();
-        Tensor t = be.alloc({T, 7168}, DType::F32);
-        std::vector<double> us;
-        for (int i = 0; i < 60; ++i) {
-          cudaDeviceSynchronize();
-          const auto t0 = std::chrono::steady_clock::now();
-          groups[size_t(r)]->all_reduce_sum(t);
-          cudaDeviceSynchronize();
-          if (i >= 10) us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-        }
-        std::sort(us.begin(), us.end());
-        return us[us.size() / 2];
-      }));
-    double worst = 0;
-    for (auto& x : f) worst = std::max(worst, x.get());
-    const double bytes = double(T) * 7168 * 4;
-    std::printf("  %5lld %9.1f %9.1f\n", (long long)T, worst, 2.0 * (n - 1) / n * bytes / (worst * 1e-6) / 1e9);
-  }
+  enum class Op { AllReduce, AllGather, ReduceScatter };
+  struct Kind {
+    const char* name;
+    Op op;
+    DType dt;
+  };
+  const Kind kinds[] = {{"all-reduce fp32", Op::AllReduce, DType::F32},
+                        {"all-reduce bf16", Op::AllReduce, DType::BF16},
+                        {"all-gather bf16", Op::AllGather, DType::BF16},
+                        {"reduce-scatter bf16", Op::ReduceScatter, DType::BF16}};
+  std::printf("collectives, %d GPUs, [T, 7168] rows per rank (T: tokens): op, T, us, bus GB/s\n", n);
+  for (const Kind& k : kinds)
+    for (int64_t T : {1, 8, 32, 128, 1024}) {
+      std::vector<std::future<double>> f;
+      for (int r = 0; r < n; ++r)
+        f.push_back(std::async(std::launch::async, [&, r] {
+          backend::Backend& be = *bes[size_t(r)];
+          be.make_current();
+          Tensor small = be.alloc({T, 7168}, k.dt), big = be.alloc({T * n, 7168}, k.dt);
+          std::vector<double> us;
+          for (int i = 0; i < 60; ++i) {
+            cudaDeviceSynchronize();
+            const auto t0 = std::chrono::steady_clock::now();
+            dist::Group& g = *groups[size_t(r)];
+            if (k.op == Op::AllReduce) g.all_reduce_sum(small);
+            else if (k.op == Op::AllGather) g.all_gather(small, big);
+            else g.reduce_scatter_sum(big, small);
+            cudaDeviceSynchronize();
+            const auto t1 = std::chrono::steady_clock::now();
+            if (i >= 10) us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+          }
+          std::sort(us.begin(), us.end());
+          return us[us.size() / 2];
+        }));
+      double worst = 0;
+      for (auto& x : f) worst = std::max(worst, x.get());
+      const double row_bytes = double(T) * 7168 * double(dtype_size(k.dt));
+      const double bus = k.op == Op::AllReduce ? 2.0 * (n - 1) / n * row_bytes : double(n - 1) / n * row_bytes * n;
+      std::printf("  %-20s %5lld %9.1f %9.1f\n", k.name, (long long)T, worst, bus / (worst * 1e-6) / 1e9);
+    }
 }
 
 }  // namespace
@@ -383,9 +404,9 @@ int main() {
   if (gpus >= 2) {
     two_ranks(true);
     dp_attention_two_ranks(true);
-    all_reduce_table(gpus);
+    collective_tables(gpus);
   } else {
-    std::printf("one GPU: the NCCL runs over two GPUs (tp2 vs one rank, the all-reduce table) are skipped\n");
+    std::printf("one GPU: the NCCL runs over two GPUs (tp2 vs one rank, the collective tables) are skipped\n");
   }
   std::printf("== gpu_dist_check: %d checks, %d failed ==\n", checks, failures);
   return failures ? 1 : 0;

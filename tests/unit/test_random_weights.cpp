@@ -12,6 +12,7 @@
 #include "model/make_model.h"
 #include "model/random_weights.h"
 #include "model/tensor_parallel.h"
+#include "model/weight_bytes.h"
 
 using namespace ds;
 using namespace ds::model;
@@ -105,3 +106,39 @@ TEST(RandomWeights, TensorParallelRanksHoldTheirCutOfOneRanksWeights) {
     }
   }
 }
+
+// memory-plan's dry run (model/weight_bytes.h) against the weights a rank really gets: the FP8 bytes of its
+// dense MLP and routed experts, from the shapes random_weights made for it, in the CUDA backend's format.
+TEST(RandomWeights, DryRunCountsTheBytesOfTheRanksRealWeights) {
+  const ModelConfig c = test_config();
+  auto be = backend::make_cpu_backend(2);
+  auto fp8_bytes = [](const backend::LinearWeight& w) {
+    const int64_t n = w.out_features, k = w.in_features, nb = (n + 127) / 128, kb = (k + 127) / 128;
+    return n * k + nb * ((kb + 3) / 4 * 4) * 4;
+  };
+  for (bool ep : {false, true})
+    for (int size : {1, 2}) {
+      auto groups = dist::make_local_groups(size);
+      for (int r = 0; r < size; ++r) {
+        const TensorParallel tp{r, size, ep && size > 1, size > 1 ? groups[size_t(r)].get() : nullptr};
+        const ModelWeights w = random_weights(c, *be, 3, tp, true);
+        const WeightBytes b = rank_weight_bytes(c, tp, true);
+        int64_t dense = 0, experts = 0, shared = 0;
+        for (const LayerWeights& l : w.layers) {
+          const backend::ExpertWeights& d = l.ffn.dense;
+          (l.ffn.moe ? shared : dense) += fp8_bytes(d.gate) + fp8_bytes(d.up) + fp8_bytes(d.down);
+          if (l.ffn.moe)
+            for (const auto& e : l.ffn.experts->experts()) experts += fp8_bytes(e.gate) + fp8_bytes(e.up) + fp8_bytes(e.down);
+        }
+        const std::string who = fmt::format("rank {} of {}{}", r, size, tp.expert_parallel ? " (ep)" : "");
+        EXPECT_EQ(b.dense_mlp, dense) << who;
+        EXPECT_EQ(b.routed_experts, experts) << who;
+        EXPECT_EQ(b.shared_experts, shared) << who;
+        EXPECT_GT(b.attention, 0) << who;
+        EXPECT_GT(b.mtp, 0) << who;
+        EXPECT_EQ(b.total(), b.attention + b.dense_mlp + b.routed_experts + b.shared_experts + b.router + b.embed_head +
+                                 b.norms + b.mtp);
+      }
+    }
+}
+

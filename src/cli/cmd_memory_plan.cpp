@@ -44,12 +44,14 @@ std::vector<model::WeightBytes> weights_per_rank(const model::ModelConfig& c, co
   if (p.dp_attention) make(0, n, world);
   for (int g = 0; g < n / per_group; ++g) make(g * per_group, per_group, local);
   std::vector<model::WeightBytes> out;
-  for (int r = 0; r < n; ++r) out.push_back(model::rank_weight_bytes(c, runtime::rank_layout(p, r, world, local), with_mtp));
+  for (int r = 0; r < n; ++r)
+    out.push_back(model::rank_weight_bytes(c, runtime::rank_layout(p, r, world, local), with_mtp));
   return out;
 }
 
 void run(const PlanFlags& f) {
-  DS_CHECK(!f.model_path.empty() || !f.preset.empty(), "memory-plan: give --model-path DIR (its config.json) or --preset");
+  DS_CHECK(!f.model_path.empty() || !f.preset.empty(),
+           "memory-plan: give --model-path DIR (its config.json) or --preset");
   model::ModelConfig c;
   std::string what;
   if (!f.model_path.empty()) {
@@ -119,11 +121,11 @@ void run(const PlanFlags& f) {
   fmt::print("KV pool per {}: {} tokens, {:.1f} GiB ({})\n", p.dp_attention ? "DP group" : "replica", plan.tokens,
              gib(plan.bytes), plan.why);
   const int64_t ctx = kin.context_length;
+  const int64_t at_once = std::min(plan.tokens / ctx, kin.max_running_requests);
   fmt::print("room: {:.1f} GiB per rank outside --mem-fraction-static {} (activations, CUDA graphs, NCCL); "
              "{} sequences of {} tokens per {} at once ({} in all)\n",
-             f.gpu_memory_gib - gib(budget), f.mem_fraction_static, std::min(plan.tokens / ctx, kin.max_running_requests),
-             ctx, p.dp_attention ? "DP group" : "replica",
-             std::min(plan.tokens / ctx, kin.max_running_requests) * (p.dp_attention ? dp_groups : 1));
+             f.gpu_memory_gib - gib(budget), f.mem_fraction_static, at_once, ctx,
+             p.dp_attention ? "DP group" : "replica", at_once * (p.dp_attention ? dp_groups : 1));
 }
 
 }  // namespace

@@ -128,7 +128,8 @@ TEST(RandomWeights, DryRunCountsTheBytesOfTheRanksRealWeights) {
           const backend::ExpertWeights& d = l.ffn.dense;
           (l.ffn.moe ? shared : dense) += fp8_bytes(d.gate) + fp8_bytes(d.up) + fp8_bytes(d.down);
           if (l.ffn.moe)
-            for (const auto& e : l.ffn.experts->experts()) experts += fp8_bytes(e.gate) + fp8_bytes(e.up) + fp8_bytes(e.down);
+            for (const auto& e : l.ffn.experts->experts())
+              experts += fp8_bytes(e.gate) + fp8_bytes(e.up) + fp8_bytes(e.down);
         }
         const std::string who = fmt::format("rank {} of {}{}", r, size, tp.expert_parallel ? " (ep)" : "");
         EXPECT_EQ(b.dense_mlp, dense) << who;

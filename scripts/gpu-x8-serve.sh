@@ -11,7 +11,7 @@
 #      tok/s per GPU, TTFT, TPOT, P99 ITL; --speculative-algorithm EAGLE with X8_MTP=1;
 #   2. the load time, each GPU's memory after loading (nvidia-smi), the KV pool line;
 #   3. with X8_BENCH_MODEL=1 (instead of serving): `bench model --tp 8` on the same layout, per-rank step and
-#      collective times at batch 1 / 16 / 64 / 256.
+#      collective times at batch 1 / 16 / 64 / 256 (dp8: 1 / 8 / 32 per DP group; X8_BATCH to change).
 # Logs in $OUT (at most 8 files come back: a summary.txt and one tarball). NCCL_NVLS_ENABLE=0 as the device
 # notes say.
 set -uo pipefail
@@ -31,8 +31,9 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSSERVE_CUDA=ON -D
   { tail -30 "$W/build.log"; echo "BUILD FAILED"; exit 1; }
 BIN=$PWD/build-gpu/dsserve
 case "${X8_LAYOUT:-tp8}" in
-  tp8) LAYOUT=(--tp 8) BM_LAYOUT=(--tp 8) ;;
-  dp8) LAYOUT=(--tp 8 --dp 8 --enable-dp-attention --ep 8) BM_LAYOUT=(--tp 8 --dp 8 --ep 8) ;;
+  tp8) LAYOUT=(--tp 8) BM_LAYOUT=(--tp 8) BM_BATCH=1,16,64,256 ;;
+  # bench model's --batch is per DP group under --dp: 1 / 8 / 32 per group = 8 / 64 / 256 in all.
+  dp8) LAYOUT=(--tp 8 --dp 8 --enable-dp-attention --ep 8) BM_LAYOUT=(--tp 8 --dp 8 --ep 8) BM_BATCH=1,8,32 ;;
   *) echo "X8_LAYOUT must be tp8 or dp8"; exit 2 ;;
 esac
 {
@@ -55,7 +56,7 @@ status=0
 if [ "${X8_BENCH_MODEL:-0}" = 1 ]; then
   # The forward alone; bench model makes the same random weights from the preset (61 layers).
   timeout 560 "$BIN" bench model --preset full-width --num-layers 61 --device cuda "${BM_LAYOUT[@]}" \
-    --batch "${X8_BATCH:-1,16,64,256}" --context "${X8_CONTEXT:-2048}" --prefill '' --steps 10 --warmup 3 \
+    --batch "${X8_BATCH:-$BM_BATCH}" --context "${X8_CONTEXT:-2048}" --prefill '' --steps 10 --warmup 3 \
     >"$W/bench-model.txt" 2>&1 || status=1
   grep -v "^generating" "$W/bench-model.txt" | tail -40 | tee -a "$SUM"
 else

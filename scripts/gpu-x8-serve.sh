@@ -11,7 +11,8 @@
 #      tok/s per GPU, TTFT, TPOT, P99 ITL; --speculative-algorithm EAGLE with X8_MTP=1;
 #   2. the load time, each GPU's memory after loading (nvidia-smi), the KV pool line;
 #   3. with X8_BENCH_MODEL=1 (instead of serving): `bench model --tp 8` on the same layout, per-rank step and
-#      collective times at batch 1 / 16 / 64 / 256 (dp8: 1 / 8 / 32 per DP group; X8_BATCH to change).
+#      collective times at batch 1 / 16 / 64 / 256 (dp8: 1 / 8 / 32 per DP group; X8_BATCH to change), context
+#      X8_CONTEXT (1024: 256 x 1024 tokens of KV, 27 GB per rank under TP8, fit beside 82 GiB of weights).
 # Logs in $OUT (at most 8 files come back: a summary.txt and one tarball). NCCL_NVLS_ENABLE=0 as the device
 # notes say.
 set -uo pipefail
@@ -56,7 +57,7 @@ status=0
 if [ "${X8_BENCH_MODEL:-0}" = 1 ]; then
   # The forward alone; bench model makes the same random weights from the preset (61 layers).
   timeout 560 "$BIN" bench model --preset full-width --num-layers 61 --device cuda "${BM_LAYOUT[@]}" \
-    --batch "${X8_BATCH:-$BM_BATCH}" --context "${X8_CONTEXT:-2048}" --prefill '' --steps 10 --warmup 3 \
+    --batch "${X8_BATCH:-$BM_BATCH}" --context "${X8_CONTEXT:-1024}" --prefill '' --steps 10 --warmup 3 \
     >"$W/bench-model.txt" 2>&1 || status=1
   grep -v "^generating" "$W/bench-model.txt" | tail -40 | tee -a "$SUM"
 else

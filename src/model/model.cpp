@@ -1,10 +1,10 @@
 // Model: loading, the batch layout of a step, the main forward and the MTP forward.
 #include "model/model.h"
-#include "model/random_weights.h"
 
 #include "dist/group.h"
 #include "model/checkpoint.h"
 #include "model/draft_head.h"
+#include "model/random_weights.h"
 #include "model/rope.h"
 #include "model/step.h"
 #include "util/error.h"
@@ -81,7 +81,8 @@ std::unique_ptr<Model> Model::load_random(const std::string& dir, backend::Backe
   ModelConfig cfg = load_config(dir);
   ModelWeights w = random_weights(cfg, be, seed, tp, cfg.num_nextn_predict_layers > 0);
   if (tp.rank == 0)
-    spdlog::info("random weights for {} made in {:.2f} s ({} layers{}, backend {}{}): --load-format dummy, outputs are noise",
+    spdlog::info("random weights for {} made in {:.2f} s ({} layers{}, backend {}{}): --load-format dummy, outputs "
+                 "are noise",
                  dir, timer.seconds(), cfg.num_hidden_layers, w.mtp.empty() ? "" : " + MTP", be.name(),
                  tp.single() ? "" : fmt::format(", rank 0 of {}", tp.size));
   return std::make_unique<Model>(std::move(cfg), std::move(w), be, opts, tp);

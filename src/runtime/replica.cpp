@@ -68,8 +68,9 @@ Replica load_replica(const ReplicaSpec& spec) {
       w[size_t(b + i)] = world[size_t(i)];
       l[size_t(b + i)] = local[size_t(i)];
       const model::TensorParallel tp = rank_layout(p, b + i, w, l);
-      rep.models[size_t(i)] = spec.random_weights ? model::Model::load_random(spec.model_path, be, spec.model_options, tp)
-                                                  : model::Model::load(spec.model_path, be, spec.model_options, tp);
+      rep.models[size_t(i)] = spec.random_weights
+                                  ? model::Model::load_random(spec.model_path, be, spec.model_options, tp)
+                                  : model::Model::load(spec.model_path, be, spec.model_options, tp);
     }));
   std::string first_error;
   for (int i = 0; i < n; ++i) try {

@@ -11,6 +11,7 @@
 #include "model/kv_cache.h"
 #include "model/make_model.h"
 #include "model/weight_bytes.h"
+#include "runtime/kv_dtype.h"
 #include "runtime/kv_plan.h"
 #include "runtime/replica.h"
 #include "util/error.h"
@@ -94,9 +95,7 @@ void run(const PlanFlags& f) {
              gib(w.embed_head), gib(w.norms), gib(w.mtp), gib(draft_head), gib(w.total() + draft_head));
 
   // KV: the CUDA backend's cache (auto = BF16 latent; the indexer's keys fp32, or both packed FP8).
-  DS_CHECK(f.kv_cache_dtype == "auto" || f.kv_cache_dtype == "bf16" || f.kv_cache_dtype == "fp8_e4m3",
-           "--kv-cache-dtype {}: auto, bf16 or fp8_e4m3", f.kv_cache_dtype);
-  const DType latent = f.kv_cache_dtype == "fp8_e4m3" ? DType::F8_E4M3 : DType::BF16;
+  const DType latent = runtime::kv_cache_dtype_named(f.kv_cache_dtype, DType::BF16);
   runtime::KvPlanInput kin;
   kin.bytes_per_token = model::KVCache::bytes_per_token(c, latent, DType::F32, mtp);
   kin.mem_fraction = f.mem_fraction_static;
@@ -109,22 +108,22 @@ void run(const PlanFlags& f) {
   kin.context_length = f.context_length > 0 ? f.context_length : c.max_position_embeddings;
   kin.page_size = f.page_size;
   fmt::print("KV cache: {} bytes per token ({} layers{}, {} latent{})\n", kin.bytes_per_token, c.num_hidden_layers,
-             mtp ? " + MTP" : "", latent == DType::F8_E4M3 ? "fp8_e4m3" : "bf16",
+             mtp ? " + MTP" : "", runtime::kv_cache_dtype_label(latent),
              latent == DType::F8_E4M3 ? ", fp8 indexer keys" : ", fp32 indexer keys");
-  const int64_t budget = int64_t(f.mem_fraction_static * double(kin.available_bytes));
-  if (kin.reserved_bytes >= budget) {
-    fmt::print("DOES NOT FIT: the largest rank's weights ({:.1f} GiB) exceed --mem-fraction-static {} of {:.1f} GiB "
-               "({:.1f} GiB)\n", gib(kin.reserved_bytes), f.mem_fraction_static, f.gpu_memory_gib, gib(budget));
-    fail("memory-plan: the weights do not fit");
+  runtime::KvPlan plan;
+  try {  // serve's own plan, and its own words where the weights leave no pool
+    plan = runtime::plan_kv_pool(kin);
+  } catch (const Error& e) {
+    fmt::print("DOES NOT FIT: {}\n", e.what());
+    fail("memory-plan: the largest rank's weights ({:.1f} GiB) leave no KV pool", gib(kin.reserved_bytes));
   }
-  const runtime::KvPlan plan = runtime::plan_kv_pool(kin);
   fmt::print("KV pool per {}: {} tokens, {:.1f} GiB ({})\n", p.dp_attention ? "DP group" : "replica", plan.tokens,
              gib(plan.bytes), plan.why);
   const int64_t ctx = kin.context_length;
   const int64_t at_once = std::min(plan.tokens / ctx, kin.max_running_requests);
   fmt::print("room: {:.1f} GiB per rank outside --mem-fraction-static {} (activations, CUDA graphs, NCCL); "
              "{} sequences of {} tokens per {} at once ({} in all)\n",
-             f.gpu_memory_gib - gib(budget), f.mem_fraction_static, at_once, ctx,
+             f.gpu_memory_gib * (1 - f.mem_fraction_static), f.mem_fraction_static, at_once, ctx,
              p.dp_attention ? "DP group" : "replica", at_once * (p.dp_attention ? dp_groups : 1));
 }
 

@@ -106,28 +106,20 @@ class RandomSource final : public WeightSource {
       // e4m3 codes with ~4 sigma at 448 (the format's largest), and the block scale that undoes it.
       std::array<uint8_t, 256> table{};
       for (size_t b = 0; b < 256; ++b) table[b] = f32_to_fp8e4m3(float(q[b] * 448.0 / 4.0));
-      const float scale = float(4.0 * sigma / 448.0);
-      const int64_t nb = (N + 127) / 128, kb = (K + 127) / 128;
-      if (block_aligned(part, part.axis == Shard::Axis::Rows ? N : K)) {
-        // Only this rank's part is generated; every scale block holds the same scale, so the part's blocks
-        // are its own [ceil(rows / 128), ceil(cols / 128)] (the cut an FP8 checkpoint's slice would give).
-        const int64_t n = part_rows(N, part), k = part_cols(K, part);
-        bytes_.resize(size_t(n * k));
-        fill_part(bytes_.data(), N, K, part, table, key, threads_);
-        scales_.assign(size_t((n + 127) / 128 * ((k + 127) / 128)), scale);
-        backend::HostTensor hw{name, DType::F8_E4M3, {n, k}, bytes_.data()};
-        backend::HostTensor hs{name + "_scale_inv", DType::F32, {(n + 127) / 128, (k + 127) / 128}, scales_.data()};
-        w = be_.load_linear(hw, &hs);
-      } else {  // edges inside a scale block (tiny test models): the whole tensor, cut as a checkpoint's is
-        bytes_.resize(size_t(N * K));
-        fill_part(bytes_.data(), N, K, Shard{}, table, key, threads_);
-        scales_.assign(size_t(nb * kb), scale);
-        backend::HostTensor hw{name, DType::F8_E4M3, s.shape, bytes_.data()};
-        backend::HostTensor hs{name + "_scale_inv", DType::F32, {nb, kb}, scales_.data()};
-        SlicedTensor sl = slice_linear(hw, &hs, part);
-        w = be_.load_linear(sl.w, sl.scale ? &*sl.scale : nullptr);
-      }
-      add_progress(uint64_t(N * K + nb * kb * 4));
+      // Only this rank's part is generated where its edges fall on scale blocks: every block holds the same
+      // scale, so the part's blocks are its own [ceil(rows / 128), ceil(cols / 128)] (the cut a checkpoint's
+      // slice gives). Edges inside a block (tiny test models): the whole tensor, cut as a checkpoint's is.
+      const bool own_part = block_aligned(part, part.axis == Shard::Axis::Rows ? N : K);
+      const Shard made = own_part ? part : Shard{};
+      const int64_t n = part_rows(N, made), k = part_cols(K, made), nb = (n + 127) / 128, kb = (k + 127) / 128;
+      bytes_.resize(size_t(n * k));
+      fill_part(bytes_.data(), N, K, made, table, key, threads_);
+      scales_.assign(size_t(nb * kb), float(4.0 * sigma / 448.0));
+      backend::HostTensor hw{name, DType::F8_E4M3, {n, k}, bytes_.data()};
+      backend::HostTensor hs{name + "_scale_inv", DType::F32, {nb, kb}, scales_.data()};
+      SlicedTensor sl = slice_linear(hw, &hs, own_part ? Shard{} : part);
+      w = be_.load_linear(sl.w, sl.scale ? &*sl.scale : nullptr);
+      add_progress(uint64_t(N * K + (N + 127) / 128 * ((K + 127) / 128) * 4));
     } else {
       w = be_.load_linear(bf16_part(name, s.shape, part, sigma, key), nullptr);
       add_progress(uint64_t(N * K * 2));

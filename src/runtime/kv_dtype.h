@@ -15,6 +15,9 @@ const std::vector<std::string>& kv_cache_dtype_names();
 // per token and layer at DeepSeek-V3.2's widths). Unknown names and types the backend lacks: an error
 // naming the flag.
 DType resolve_kv_cache_dtype(const std::string& name, const backend::Backend& be);
+// The type `name` asks for, `auto` read as `auto_type`, before any backend is asked (memory-plan plans a CUDA
+// deployment: auto = BF16). Unknown names: the same error as resolve_kv_cache_dtype's.
+DType kv_cache_dtype_named(const std::string& name, DType auto_type);
 // What the banner and /get_server_info call a resolved type: "bf16", "fp32", "fp8_e4m3".
 std::string kv_cache_dtype_label(DType t);
 

@@ -152,8 +152,10 @@ void check_mla() {
   }
   // weight absorption
   for (DType dt : {DType::F8_E4M3, DType::BF16})
-    for (auto [H, Dn, Dv, Dl] : std::vector<std::array<int64_t, 4>>{{4, 32, 32, 64}, {16, 128, 128, 512}})
-      for (int64_t T : {1, 5, 37}) {
+    // {2, 192, 64, 256}: absorb_q's K past the rows its kernel loads early, heads' rows across scale blocks.
+    for (auto [H, Dn, Dv, Dl] : std::vector<std::array<int64_t, 4>>{
+             {4, 32, 32, 64}, {16, 128, 128, 512}, {2, 192, 64, 256}})
+      for (int64_t T : {1, 2, 3, 5, 37}) {  // the decode kernels' token tiles 1, 2, 4, 8; 37: the GEMM
         BothLinear kvb(H * (Dn + Dv), Dl, dt);
         const int64_t Dr = 64;
         Tensor q = randn({T, H * (Dn + Dr)});

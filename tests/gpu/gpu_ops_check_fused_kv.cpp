@@ -238,7 +238,8 @@ void check_absorb_q_rope() {
     const char* name;
     int64_t H, Dn, Dr, Dv, Dl;
   };
-  for (const Case& c : {Case{"full widths, 16 heads", 16, 128, 64, 128, 512}, Case{"demo widths", 4, 64, 64, 64, 256},
+  for (const Case& c : {Case{"full widths, 128 heads", 128, 128, 64, 128, 512},
+                        Case{"full widths, 16 heads", 16, 128, 64, 128, 512}, Case{"demo widths", 4, 64, 64, 64, 256},
                         Case{"tiny widths", 4, 32, 16, 32, 64}}) {
     BothLinear kv_b(c.H * (c.Dn + c.Dv), c.Dl, DType::F8_E4M3);
     for (int64_t T : {1, 3, 37, 300}) {

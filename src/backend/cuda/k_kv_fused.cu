@@ -172,7 +172,9 @@ __global__ void indexer_key_write_kernel(const float* __restrict__ k, int Di, co
   }
 }
 
-// One block per token: the cosines and sines once per frequency, then every head's pairs.
+// Blocks (token, slice of kRopeCopyPairs pairs): the slice's cosines and sines once per frequency, then a
+// pair a thread (one block per token was a 10 us chain of 16 pairs a thread at 128 heads).
+constexpr int kRopeCopyPairs = 256;
 __global__ void rope_copy_kernel(const float* __restrict__ q, int H, int qd, int Dn, int Dr, float* __restrict__ out,
                                  int out_hd, int out_col0, const int32_t* __restrict__ pos, RopeFreqs f, float af) {
   pdl_prologue();
@@ -180,7 +182,8 @@ __global__ void rope_copy_kernel(const float* __restrict__ q, int H, int qd, int
   const int t = blockIdx.x, half = Dr / 2, p = pos[t];
   for (int i = threadIdx.x; i < half; i += blockDim.x) rope_cos_sin(f.inv_freq[i], p, af, cs[i], cs[kMaxRopeHalf + i]);
   __syncthreads();
-  for (int e = threadIdx.x; e < H * half; e += blockDim.x) {
+  const int e_end = min(H * half, int(blockIdx.y + 1) * kRopeCopyPairs);
+  for (int e = blockIdx.y * kRopeCopyPairs + threadIdx.x; e < e_end; e += blockDim.x) {
     const int h = e / half, i = e % half;
     const float* x = q + (size_t(t) * H + h) * qd + Dn + 2 * i;
     float* o = out + (size_t(t) * H + h) * out_hd + out_col0 + 2 * i;
@@ -205,7 +208,9 @@ void launch_indexer_key_write(const float* k, int T, int Di, const float* ln_w, 
 
 void launch_rope_copy(const float* q, int T, int H, int qd, int Dn, int Dr, float* out, int out_hd, int out_col0,
                       const int32_t* pos, const RopeFreqs& f, float af, cudaStream_t st) {
-  if (T && H && Dr) launch_k(rope_copy_kernel, T, 256, 0, st, q, H, qd, Dn, Dr, out, out_hd, out_col0, pos, f, af);
+  const dim3 grid{unsigned(T), unsigned((H * (Dr / 2) + kRopeCopyPairs - 1) / kRopeCopyPairs)};
+  if (T && H && Dr)
+    launch_k(rope_copy_kernel, grid, kRopeCopyPairs, 0, st, q, H, qd, Dn, Dr, out, out_hd, out_col0, pos, f, af);
 }
 
 }  // namespace ds::backend::cuda

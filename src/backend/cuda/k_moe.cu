@@ -22,18 +22,20 @@ __device__ __forceinline__ int warp_argmax(float v, int i) {
 
 __global__ void route_kernel(const float* logits, const float* bias, int T, int E, int G, int topk_group, int top_k,
                              bool norm, float scaling, int32_t* ids, float* weights) {
-  pdl_prologue();
   extern __shared__ float sm[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int t = blockIdx.x * kWarpsPerBlock + warp;
-  if (t >= T) return;
   float* s = sm + warp * 2 * E;
   float* b = s + E;
+  // The bias is a weight: staged before the wait (pdl.cuh), the logits after it.
+  for (int e = lane; e < E; e += 32) b[e] = bias[e];
+  pdl_prologue();
+  if (t >= T) return;
   const int per = E / G;
   for (int e = lane; e < E; e += 32) {
     const float sg = 1.0f / (1.0f + expf(-logits[size_t(t) * E + e]));
     s[e] = sg;
-    b[e] = sg + bias[e];
+    b[e] += sg;  // sg + bias, the same rounding
   }
   __syncwarp();
   // Group scores (lane g < G): its best and second-best biased scores.
@@ -57,28 +59,25 @@ __global__ void route_kernel(const float* logits, const float* bias, int T, int 
     if (!((keep >> (e / per)) & 1u)) b[e] = -INFINITY;
   __syncwarp();
   float sum = 0.f;
-  int chosen[32];  // top_k <= 32 (checked by the caller)
+  int chosen = -1;  // lane k < top_k (<= 32, checked by the caller): the k-th choice (a register, not an array)
   for (int k = 0; k < top_k; ++k) {
     float best = -INFINITY;
     int bi = -1;
     for (int e = lane; e < E; e += 32)
       if (b[e] > best) best = b[e], bi = e;  // strict: the lowest index among this lane's equals
     const int w = warp_argmax(best, bi);
-    chosen[k] = w;
+    if (lane == k) chosen = w;
     if (w >= 0) {
       sum += s[w];  // in selection order, as the CPU backend sums
       if (lane == 0) b[w] = -INFINITY;
     }
     __syncwarp();
   }
-  if (lane == 0) {
-    for (int k = 0; k < top_k; ++k) {
-      const int w = chosen[k];
-      float wgt = w >= 0 ? s[w] : 0.f;
-      if (norm) wgt /= (sum + 1e-20f);
-      ids[size_t(t) * top_k + k] = w >= 0 ? w : 0;
-      weights[size_t(t) * top_k + k] = wgt * scaling;
-    }
+  if (lane < top_k) {
+    float wgt = chosen >= 0 ? s[chosen] : 0.f;
+    if (norm) wgt /= (sum + 1e-20f);
+    ids[size_t(t) * top_k + lane] = chosen >= 0 ? chosen : 0;
+    weights[size_t(t) * top_k + lane] = wgt * scaling;
   }
 }
 }  // namespace

@@ -24,8 +24,10 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kTile = kMoeTileRows;  // one MMA column block
 
+// Blocks per SM: 3 for the f16 form (78-80 registers, no spills; more weight bytes in flight: batch 8
+// 6.90 -> 6.25 ms, batch 1 -2%, docs/PERF.md); the exact form needs 112-126 registers.
 template <int WT, bool GATED, bool F16X>
-__global__ void __launch_bounds__(kWarps * 32, 2) moe_gemm_kernel(MoeGemmArgs a) {
+__global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(MoeGemmArgs a) {
   pdl_prologue();
   constexpr int NM = GATED ? 2 : 1;  // weight matrices per block
   constexpr int EB = WT == int(WType::FP8) ? 1 : 2;

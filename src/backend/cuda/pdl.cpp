@@ -13,4 +13,12 @@ std::atomic<bool>& pdl_flag() {
   return flag;
 }
 
+bool early_weights() {
+  static const bool on = [] {
+    const char* e = std::getenv("DSSERVE_EARLY_WEIGHTS");
+    return !(e && std::string_view(e) == "0");
+  }();
+  return on;
+}
+
 }  // namespace ds::backend::cuda

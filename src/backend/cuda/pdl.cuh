@@ -26,10 +26,18 @@ __device__ __forceinline__ void pdl_prologue() {
 #endif
 }
 
+// The one exception to the rule above: memory no kernel of a step writes (model weights) may be read
+// before pdl_prologue(). Weight-streaming kernels issue their first weight loads there, so the bytes are
+// in flight while the kernel before them finishes (the next kernel is scheduled as soon as the one before
+// passes its own prologue: at most two kernels of a stream overlap).
+
 // Whether launch_k launches as a dependent: on when every device the process set up is sm_90 or newer and
 // DSSERVE_PDL is not 0 (CudaBackend's constructor decides; set_pdl for tests and A/B runs).
 std::atomic<bool>& pdl_flag();
 inline bool pdl_enabled() { return pdl_flag().load(std::memory_order_relaxed); }
+// Whether weight-streaming kernels issue their first weight loads before pdl_prologue (the exception
+// above; the GEMV); DSSERVE_EARLY_WEIGHTS=0 turns it off (A/B runs, or to rule it out).
+bool early_weights();
 
 template <typename... Params, typename... Args>
 void launch_k(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, Args&&... args) {

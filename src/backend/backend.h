@@ -285,6 +285,11 @@ class Backend {
   }
   // y[t] = sum_k weights[t,k] * Expert_{ids[t,k]}(x[t]) (SwiGLU experts of a set this backend prepared).
   virtual Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& experts) = 0;
+  // The MoE layer's expert part: moe_experts plus, when `shared` is set, the shared expert's SwiGLU of
+  // every token (default: exactly that composition, the shared expert through linear_group / silu_mul /
+  // linear, added last). A backend may run the shared expert as one more expert of the grouped kernels.
+  virtual Tensor moe_ffn(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& experts,
+                         const ExpertWeights* shared);
   // Expert parallelism: ids (from moe_route) in [first, first + count) become local ids (id - first),
   // the others -1: another rank's experts, which moe_experts skips (their pairs add nothing here).
   virtual void moe_local_ids(Tensor& ids, int32_t first, int32_t count) = 0;

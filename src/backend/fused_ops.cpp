@@ -1,6 +1,7 @@
-// Backend's fused per-token steps of the attention block, by default: the composition of the separate
-// ops exactly as model/layer.cpp called them before these ops existed (the CPU backend's results stay
-// bit for bit those of the separate ops; the CUDA backend overrides each with one kernel).
+// Backend's fused per-token steps of the attention block and the MoE layer's experts + shared expert, by
+// default: the composition of the separate ops exactly as model/layer.cpp called them before these ops
+// existed (the CPU backend's results stay bit for bit those of the separate ops; the CUDA backend
+// overrides each with fewer kernels).
 #include "backend/backend.h"
 
 namespace ds::backend {
@@ -39,6 +40,15 @@ Tensor Backend::mla_absorb_q_rope(const Tensor& q, const LinearWeight& kv_b, int
   Tensor qr = q;  // the same storage: rotated in place, as the model did before this op
   this->rope(qr, nope_dim, qd, heads, Dr, pos, rope, RopeLayout::Interleaved);
   return mla_absorb_q(qr, kv_b, heads, nope_dim, v_dim);
+}
+
+Tensor Backend::moe_ffn(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& experts,
+                        const ExpertWeights* shared) {
+  Tensor y = moe_experts(x, ids, weights, experts);
+  if (!shared) return y;
+  std::vector<Tensor> gate_up = linear_group(x, {&shared->gate, &shared->up});
+  add_inplace(y, linear(silu_mul(gate_up[0], gate_up[1]), shared->down));
+  return y;
 }
 
 }  // namespace ds::backend

@@ -258,9 +258,7 @@ Tensor Model::ffn(const FfnWeights& f, const Tensor& h) const {
   be_.moe_route(be_.linear(h, f.router), f.router_bias, r, &ids, &weights);
   // Expert parallel: this rank computes its experts' share only; the others' ids become -1 (skipped).
   if (tp_.expert_parallel) be_.moe_local_ids(ids, int32_t(f.expert_begin), int32_t(f.experts->size()));
-  Tensor y = be_.moe_experts(h, ids, weights, *f.experts);
-  if (cfg_.n_shared_experts > 0) be_.add_inplace(y, mlp(f.dense));
-  return y;
+  return be_.moe_ffn(h, ids, weights, *f.experts, cfg_.n_shared_experts > 0 ? &f.dense : nullptr);
 }
 
 }  // namespace ds::model

@@ -335,18 +335,29 @@ void MeteredBackend::moe_route(const Tensor& router_logits, const Tensor& bias, 
   in_->moe_route(router_logits, bias, cfg, ids, weights);
 }
 
+namespace {
+double expert_macs(const backend::ExpertWeights& e) {
+  return double(e.gate.out_features * e.gate.in_features + e.up.out_features * e.up.in_features +
+                e.down.out_features * e.down.in_features);
+}
+}  // namespace
+
 Tensor MeteredBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
                                    const backend::ExpertSet& experts) {
+  return moe_ffn(x, ids, weights, experts, nullptr);
+}
+
+Tensor MeteredBackend::moe_ffn(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                               const backend::ExpertSet& experts, const backend::ExpertWeights* shared) {
   Tensor y;
   {
     Scope s(*this, "moe_experts");
-    if (experts.size()) {
-      const auto& e = experts.experts()[0];
-      const double per_route = double(e.gate.out_features * e.gate.in_features + e.up.out_features * e.up.in_features +
-                                      e.down.out_features * e.down.in_features);
-      totals_.flops += 2.0 * double(ids.numel()) * per_route;
+    if (experts.size()) totals_.flops += 2.0 * double(ids.numel()) * expert_macs(experts.experts()[0]);
+    if (shared) {
+      totals_.flops += 2.0 * double(x.dim(0)) * expert_macs(*shared);
+      totals_.weight_bytes += weight_bytes(shared->gate) + weight_bytes(shared->up) + weight_bytes(shared->down);
     }
-    y = in_->moe_experts(x, ids, weights, experts);
+    y = shared ? in_->moe_ffn(x, ids, weights, experts, shared) : in_->moe_experts(x, ids, weights, experts);
   }
   // Outside the op's time: reading the routing back costs a sync of its own.
   if (count_experts_) count_experts(ids, experts);

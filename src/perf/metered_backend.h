@@ -127,6 +127,9 @@ class MeteredBackend final : public backend::Backend {
   }
   Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
                      const backend::ExpertSet& experts) override;
+  // One op "moe_experts" with the shared expert inside (the wrapped backend may fuse the two).
+  Tensor moe_ffn(const Tensor& x, const Tensor& ids, const Tensor& weights, const backend::ExpertSet& experts,
+                 const backend::ExpertWeights* shared) override;
   void moe_local_ids(Tensor& ids, int32_t first, int32_t count) override;
 
   // Every optional op is forwarded too: one left at the base class's default would silently bypass

@@ -244,7 +244,10 @@ void check_fixture(const std::string& name, bool has_fp8_ref, bool fp8_weights) 
     {
       // Dense MHA prefill (forced) over every prefix that attends to every key (V3.2: index_topk tokens):
       // against the reference and the absorbed path (forced) on the GPU; exact mode also with an FP8 cache
-      // (both paths read the same dequantised rows).
+      // (both paths read the same dequantised rows in layer 0; from layer 1 on the rows are quantised from
+      // hidden states that differ by the two forms' rounding, ~1e-6, which now and then moves one cached
+      // element across an e4m3 rounding boundary: one step, 1/16 of it, measured as ~1e-3 in the logits
+      // of tiny_v3_bf16 when the MoE's shared expert changed form; a wrong dequantisation is ~1e-1).
       const auto& cfg = gpu->config();
       ModelOptions mha, absorbed;
       mha.mha_prefill = MhaPrefill::Always;
@@ -272,7 +275,7 @@ void check_fixture(const std::string& name, bool has_fp8_ref, bool fp8_weights) 
              path == want ? e_ref : INFINITY, tol);
       record("model MHA prefill vs absorbed", fmt::format("{} {} ({}) all sequences", name, mname, path), e_abs, tol);
       if (mode == GemmMode::Exact)
-        record("model MHA prefill vs absorbed", fmt::format("{} exact, FP8 KV cache", name), e_fp8, 1e-3);
+        record("model MHA prefill vs absorbed", fmt::format("{} exact, FP8 KV cache", name), e_fp8, 5e-3);
     }
     // Greedy generation: 128 tokens after a 16-token prompt from each sequence (prefill M = 16 > 8: the fast mode's cuBLASLt paths).
     int same = 0, total = 0, first_diff_min = 128;

@@ -426,6 +426,7 @@ void check_moe() {
 // GPU router on random logits (downloaded for the CPU), one batch where every token picks the same
 // experts (tiles of one expert), one with ids outside [0, E) (they contribute nothing). Widths include
 // the tiny golden models' (H 128, I 48) and ones that are no multiple of 128 (partial scale blocks).
+void check_moe_ffn_shared();
 void check_moe_grouped() {
   struct Shape {
     int64_t E, H, I;
@@ -538,6 +539,66 @@ void check_moe_grouped() {
     record("moe_experts grouped f16 x", "tokens x1 / x4e4 / x1e-5, each token's error", f16 ? worst : INFINITY, 2e-3);
     g_gpu->set_moe_f16_x(false);
   }
+  g_gpu->set_gemm_mode(GemmMode::Exact);
+  g_gpu->set_moe_f16_x(f16_default);
+  check_moe_ffn_shared();
+}
+
+// moe_ffn with the shared expert run as one more expert of the grouped launches, against the CPU
+// backend's composition (moe_experts, then the shared SwiGLU through linear, added last): exact and f16
+// forms, ids of other ranks (-1) mixed in, a rerun bitwise equal; and a shared expert of another width,
+// which must take the composition (path without "+ shared").
+void check_moe_ffn_shared() {
+  struct Shape {
+    int64_t E, H, I;
+    DType dt;
+  };
+  const bool f16_default = g_gpu->options().moe_f16_x;
+  for (const Shape& sh : std::vector<Shape>{{16, 128, 48, DType::F8_E4M3}, {256, 640, 176, DType::F8_E4M3},
+                                            {16, 640, 176, DType::BF16}}) {
+    BothExperts ex(sh.E, sh.H, sh.I, sh.dt), shared(1, sh.H, sh.I, sh.dt), wide(1, sh.H, 2 * sh.I, sh.dt);
+    const MoeRouting cfg = sh.E == 16 ? MoeRouting{4, 2, 4, true, 2.5f} : MoeRouting{8, 4, 8, true, 2.5f};
+    for (int64_t T : {1, 3, 8, 33}) {
+      Tensor x = randn({T, sh.H}), logits = randn({T, sh.E}, 2.f), bias = randn({sh.E}, 0.1f), ig, wg;
+      g_gpu->moe_route(up(logits), up(bias), cfg, &ig, &wg);
+      Tensor ids = g_gpu->to_host(ig), wts = g_gpu->to_host(wg);
+      if (T == 8)  // another rank's experts: -1, skipped
+        for (int64_t i = 0; i < ids.numel(); i += 3) ids.i32()[i] = -1;
+      // The CPU reference takes -1 as expert 0 with weight 0 (as the grouped checks above).
+      Tensor idc = Tensor::empty(ids.shape(), DType::I32), wc = Tensor::empty(wts.shape(), DType::F32);
+      for (int64_t i = 0; i < ids.numel(); ++i) {
+        idc.i32()[i] = std::max(ids.i32()[i], 0);
+        wc.f32()[i] = ids.i32()[i] < 0 ? 0.f : wts.f32()[i];
+      }
+      Tensor ref = g_cpu->moe_ffn(x, idc, wc, *ex.sc, &shared.c[0]);
+      Tensor xg = up(x), idg = up(ids);
+      g_gpu->set_moe_path(cuda::MoePath::Grouped);
+      const std::string what = fmt::format("{} E={} H={} I={} top-{} T={}{}", dname(sh.dt), sh.E, sh.H, sh.I, cfg.top_k,
+                                           T, T == 8 ? ", a third of the ids -1" : "");
+      g_gpu->set_gemm_mode(GemmMode::Exact);
+      Tensor y = g_gpu->moe_ffn(xg, idg, wg, *ex.sg, &shared.g[0]);
+      record("moe_ffn shared fused", what,
+             std::string(g_gpu->last_moe_path()) == "grouped + shared" ? cmp(y, ref).rel : INFINITY, kTolF32);
+      Tensor y2 = g_gpu->moe_ffn(xg, idg, wg, *ex.sg, &shared.g[0]);
+      record("moe_ffn shared fused rerun", what, compare(down(y2), down(y)).maxrel, 0.0);
+      if (sh.dt == DType::F8_E4M3) {
+        g_gpu->set_gemm_mode(GemmMode::Fast);
+        g_gpu->set_moe_f16_x(true);
+        Tensor yf = g_gpu->moe_ffn(xg, idg, wg, *ex.sg, &shared.g[0]);
+        record("moe_ffn shared fused f16 x", what,
+               std::string(g_gpu->last_moe_path()) == "grouped-f16 + shared" ? cmp(yf, ref).rel : INFINITY, 2e-3);
+        g_gpu->set_moe_f16_x(f16_default);
+        g_gpu->set_gemm_mode(GemmMode::Exact);
+      }
+      if (T == 3) {  // a shared expert twice as wide: not one of the table's experts, the composition
+        Tensor rw = g_cpu->moe_ffn(x, idc, wc, *ex.sc, &wide.c[0]);
+        Tensor yw = g_gpu->moe_ffn(xg, idg, wg, *ex.sg, &wide.g[0]);
+        record("moe_ffn shared of another width", what,
+               std::string(g_gpu->last_moe_path()) == "grouped" ? cmp(yw, rw).rel : INFINITY, kTolF32);
+      }
+    }
+  }
+  g_gpu->set_moe_path(cuda::MoePath::Auto);
   g_gpu->set_gemm_mode(GemmMode::Exact);
   g_gpu->set_moe_f16_x(f16_default);
 }

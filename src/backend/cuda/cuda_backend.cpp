@@ -85,6 +85,7 @@ CudaOptions options_from_env(int device) {
   env_choice<bool>("DSSERVE_FUSED_KV", {{"0", false}, {"1", true}}, o.fused_kv);
   env_choice<bool>("DSSERVE_GEMV_GROUP", {{"0", false}, {"1", true}}, o.gemv_group);
   env_choice<bool>("DSSERVE_MOE_F16_X", {{"0", false}, {"1", true}}, o.moe_f16_x);
+  env_choice<bool>("DSSERVE_MOE_FUSE_SHARED", {{"0", false}, {"1", true}}, o.moe_fuse_shared);
   return o;
 }
 

@@ -86,6 +86,8 @@ struct CudaOptions {
   // The fast mode's decode MoE (grouped path, FP8 experts) on f16 MMAs with x scaled per step (MoeGemmArgs::
   // f16_x; with the fast part tf32_gemv); off: the exact TF32-split kernel. DSSERVE_MOE_F16_X=0|1: A/B runs.
   bool moe_f16_x = true;
+  // moe_ffn runs the shared expert inside the grouped launches where it can (DSSERVE_MOE_FUSE_SHARED=0|1).
+  bool moe_fuse_shared = true;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -101,8 +103,8 @@ struct MoeExpertTable {
 
 // Defaults, overridden by DSSERVE_CUDA_GEMM=fast|exact, DSSERVE_CUDA_FAST_PARTS (comma list of fp8_act,
 // bf16_gemm, tf32_absorb, tc_attention, tc_indexer, tf32_gemv, or default / all / none), DSSERVE_CUDA_POISON=1,
-// DSSERVE_MOE_PATH, DSSERVE_MLA_KERNEL, DSSERVE_INDEXER_KERNEL, DSSERVE_FUSED_KV, DSSERVE_GEMV_GROUP and
-// DSSERVE_MOE_F16_X.
+// DSSERVE_MOE_PATH, DSSERVE_MLA_KERNEL, DSSERVE_INDEXER_KERNEL, DSSERVE_FUSED_KV, DSSERVE_GEMV_GROUP,
+// DSSERVE_MOE_F16_X and DSSERVE_MOE_FUSE_SHARED.
 CudaOptions options_from_env(int device);
 uint32_t parse_fast_parts(std::string_view list);
 // The kernels' view of a packed FP8 row layout (checks the widths the kernels take).
@@ -188,6 +190,10 @@ class CudaBackend final : public Backend {
                  Tensor* weights) override;
   std::shared_ptr<const ExpertSet> prepare_experts(std::vector<ExpertWeights> experts) override;
   Tensor moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& set) override;
+  // Where the grouped path runs the routed experts and the shared expert has their shapes and format: the
+  // shared expert as one more expert of the same launches (no GEMV, SwiGLU and add launches of its own).
+  Tensor moe_ffn(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& set,
+                 const ExpertWeights* shared) override;
   void moe_local_ids(Tensor& ids, int32_t first, int32_t count) override;
 
   void bind_step(const StepIndex* s) override;
@@ -265,7 +271,7 @@ class CudaBackend final : public Backend {
   void set_moe_path(MoePath p) { moe_path_ = p; }
   void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode
   // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x), "grouped-fp8" or
-  // "per-expert".
+  // "per-expert"; moe_ffn with the shared expert fused: the grouped name + " + shared".
   const char* last_moe_path() const { return last_moe_path_; }
   // Auto picks the grouped path up to this many tokens (docs/PERF.md, "MoE experts").
   int64_t moe_grouped_max_tokens() const;
@@ -292,9 +298,12 @@ class CudaBackend final : public Backend {
   // mla_absorb_q without its rope part (columns Dl.. of each head left unwritten): out [T, heads, Dl + Dr].
   Tensor absorb_q_nope(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim, int64_t v_dim);
   MoeExpertTable moe_table(const std::vector<ExpertWeights>& experts);
-  // y [T, H] (device) = the routed experts of x; T up to one chunk (cuda_moe.cpp).
+  // The path moe_experts takes for T tokens of x (cuda_moe.cpp).
+  MoePath moe_path_for(const Tensor& x, int64_t k, const MoeExpertTable& tb) const;
+  // y [T, H] (device) = the routed experts of x (+ the shared expert's SwiGLU, an expert of tb's format and
+  // shapes, when `shared` is set); T up to one chunk (cuda_moe.cpp).
   void moe_experts_grouped(const Tensor& x, const Tensor& ids, const Tensor& weights, const MoeExpertTable& tb,
-                           float* y);
+                           float* y, const MoeExpertPtrs* shared = nullptr);
   Tensor moe_experts_per_expert(const Tensor& x, const Tensor& ids, const Tensor& weights,
                                 const std::vector<ExpertWeights>& experts);
   // The FP8 grouped path (cuda_moe_fp8.cpp): whether it takes these experts, and one chunk of tokens.

@@ -109,16 +109,7 @@ Tensor CudaBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor
            experts.size(), H);
   if (T == 0) return alloc({T, H}, DType::F32);
   const MoeExpertTable& tb = cs->table;
-  const bool fp8_ok = fast(kFastFp8Act) && k <= kMoeMaxTopK && moe_fp8_usable(tb) && aligned16(x.raw());
-  MoePath path = moe_path_;
-  if (path == MoePath::GroupedFp8 && !fp8_ok) path = MoePath::Auto;  // the exact mode keeps its fp32 paths
-  if (path == MoePath::Auto)
-    path = T <= moe_grouped_max_tokens() ? MoePath::Grouped
-           : fp8_ok                      ? MoePath::GroupedFp8
-           // Shapes the FP8 path does not take (the tiny test models): the grouped fp32 path, which a
-           // recorded step can capture, before the per-expert one (its routing comes back to the host).
-           : tb.grouped && aligned16(x.raw()) ? MoePath::Grouped
-                                              : MoePath::PerExpert;
+  const MoePath path = moe_path_for(x, k, tb);
   if (path == MoePath::GroupedFp8) {
     Tensor y = empty({T, H}, DType::F32);
     for (int64_t t0 = 0; t0 < T; t0 += kFp8ChunkTokens) {
@@ -140,9 +131,66 @@ Tensor CudaBackend::moe_experts(const Tensor& x, const Tensor& ids, const Tensor
   return moe_experts_per_expert(x, ids, weights, experts);
 }
 
+MoePath CudaBackend::moe_path_for(const Tensor& x, int64_t k, const MoeExpertTable& tb) const {
+  const int64_t T = x.dim(0);
+  const bool fp8_ok = fast(kFastFp8Act) && k <= kMoeMaxTopK && moe_fp8_usable(tb) && aligned16(x.raw());
+  MoePath path = moe_path_;
+  if (path == MoePath::GroupedFp8 && !fp8_ok) path = MoePath::Auto;  // the exact mode keeps its fp32 paths
+  if (path == MoePath::Auto)
+    path = T <= moe_grouped_max_tokens() ? MoePath::Grouped
+           : fp8_ok                      ? MoePath::GroupedFp8
+           // Shapes the FP8 path does not take (the tiny test models): the grouped fp32 path, which a
+           // recorded step can capture, before the per-expert one (its routing comes back to the host).
+           : tb.grouped && aligned16(x.raw()) ? MoePath::Grouped
+                                              : MoePath::PerExpert;
+  return path;
+}
+
+Tensor CudaBackend::moe_ffn(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& set,
+                            const ExpertWeights* shared) {
+  const auto* cs = dynamic_cast<const CudaExpertSet*>(&set);
+  const int64_t T = x.dim(0), k = ids.dim(1);
+  // The shared expert joins the grouped launches when it is one more expert of the table's format and
+  // shapes (FP8 scale pitches included) and the grouped path takes the batch (in chunks, as moe_experts:
+  // a token's result does not depend on how many tokens run beside it, whichever form computes a layer).
+  MoeExpertPtrs sp;
+  bool fuse = opts_.moe_fuse_shared && shared && cs && T > 0 && k + 1 <= kMoeMaxTopK &&
+              cs->table.grouped && cs->table.E + 1 <= kMoeMaxExperts && x.device() == Device::CUDA &&
+              x.dtype() == DType::F32 && aligned16(x.raw()) && moe_path_for(x, k, cs->table) == MoePath::Grouped;
+  const LinearWeight* ws[3] = {shared ? &shared->gate : nullptr, shared ? &shared->up : nullptr,
+                               shared ? &shared->down : nullptr};
+  const DType dt = cs && cs->table.wtype == WType::FP8 ? DType::F8_E4M3 : DType::BF16;
+  for (int m = 0; m < 3 && fuse; ++m) {
+    const LinearWeight& w = *ws[m];
+    const int64_t rows = m < 2 ? cs->table.I : cs->table.H, cols = m < 2 ? cs->table.H : cs->table.I;
+    fuse = w.defined() && w.w.device() == Device::CUDA && w.w.dtype() == dt && w.out_features == rows &&
+           w.in_features == cols && aligned16(w.w.raw());
+    if (fuse && dt == DType::F8_E4M3)
+      fuse = w.scale.defined() && w.scale.dtype() == DType::F32 &&
+             int(w.scale.dim(1)) == (m < 2 ? cs->table.pitch_gate_up : cs->table.pitch_down);
+    if (fuse) {
+      sp.w[m] = w.w.raw();
+      sp.scale[m] = dt == DType::F8_E4M3 ? w.scale.data<float>() : nullptr;
+    }
+  }
+  if (!fuse) return Backend::moe_ffn(x, ids, weights, set, shared);
+  DS_CHECK(ids.dtype() == DType::I32 && weights.dtype() == DType::F32 && ids.dim(0) == T && weights.numel() == T * k &&
+               ids.device() == Device::CUDA && weights.device() == Device::CUDA,
+           "moe_ffn: ids {} / weights {} for {} tokens", ids.describe(), weights.describe(), T);
+  Tensor y = empty({T, x.row_size()}, DType::F32);
+  for (int64_t t0 = 0; t0 < T; t0 += kGroupedChunkTokens) {
+    const int64_t t1 = std::min(T, t0 + kGroupedChunkTokens);
+    moe_experts_grouped(x.rows(t0, t1), ids.rows(t0, t1), weights.rows(t0, t1), cs->table,
+                        y.data<float>() + t0 * x.row_size(), &sp);
+  }
+  return y;
+}
+
 void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const Tensor& weights,
-                                      const MoeExpertTable& tb, float* y) {
-  const int T = int(x.dim(0)), k = int(ids.dim(1)), E = int(tb.E), P = T * k;
+                                      const MoeExpertTable& tb, float* y, const MoeExpertPtrs* shared) {
+  const int T = int(x.dim(0)), k = int(ids.dim(1)), Er = int(tb.E), Pr = T * k;
+  // With the shared expert: expert Er of the lists, T more pairs.
+  const int E = shared ? Er + 1 : Er, P = shared ? Pr + T : Pr;
   const int max_tiles = moe_max_tiles(P, E);
   // Benchmarks (set_profile): each launch timed with events, one line logged.
   LaunchTimer timer(profile_, stream_, 5);
@@ -153,11 +201,12 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   l.pair_slot = l.slot_token + P;
   l.tiles = l.pair_slot + P;
   l.n_tiles = l.tiles + 3 * size_t(max_tiles);
-  launch_moe_build_lists(ids.data<int32_t>(), T, k, E, l, stream_);
+  launch_moe_build_lists(ids.data<int32_t>(), T, k, Er, l, stream_, shared != nullptr);
   check_launch("moe lists");
   timer.mark();
   MoeGemmArgs g;
   g.experts = static_cast<const MoeExpertPtrs*>(tb.dev.raw());
+  if (shared) g.shared = *shared, g.shared_e = Er;
   g.wtype = tb.wtype;
   g.tiles = l.tiles;
   g.n_tiles = l.n_tiles;
@@ -183,7 +232,8 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   launch_moe_grouped_gemm(g, false, stream_);
   check_launch("moe down");
   timer.mark();
-  launch_moe_combine(out.data<float>(), int(tb.H), l.pair_slot, weights.data<float>(), T, k, y, stream_);
+  launch_moe_combine(out.data<float>(), int(tb.H), l.pair_slot, weights.data<float>(), T, k, y, stream_,
+                     shared ? l.pair_slot + Pr : nullptr);
   check_launch("moe combine");
   timer.mark();
   if (timer.on()) {
@@ -191,7 +241,7 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
     spdlog::info("moe grouped T={} top-{} E={} (grid bound {} tiles): lists {:.1f} us, gate+up {:.1f} us, down {:.1f} "
                  "us, combine {:.1f} us", T, k, E, max_tiles, us[0], us[1], us[2], us[3]);
   }
-  last_moe_path_ = g.f16_x ? "grouped-f16" : "grouped";
+  last_moe_path_ = shared ? (g.f16_x ? "grouped-f16 + shared" : "grouped + shared") : g.f16_x ? "grouped-f16" : "grouped";
 }
 
 Tensor CudaBackend::moe_experts_per_expert(const Tensor& x, const Tensor& ids, const Tensor& weights,

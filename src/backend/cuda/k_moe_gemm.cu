@@ -42,7 +42,7 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
   const int n0 = blockIdx.y * 16, r0 = n0 + g, r1 = n0 + g + 8;
   const bool ok0 = r0 < N, ok1 = r1 < N;
   const int nsteps = (K + 63) / 64;
-  const MoeExpertPtrs& ex = a.experts[e];
+  const MoeExpertPtrs& ex = e == a.shared_e ? a.shared : a.experts[e];
   const uint8_t* w0[NM];
   const uint8_t* w1[NM];
   const float* srow[NM];

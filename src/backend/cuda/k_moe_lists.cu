@@ -43,9 +43,18 @@ __device__ int block_exclusive_scan(int v, int* s_warp, int* total) {
   return r;
 }
 
+// With shared (the launcher's E + 1 experts, P + T pairs): pairs past the routed ones are the shared
+// expert's (expert E - 1, token p - routed).
 __global__ void __launch_bounds__(kListThreads)
-    moe_lists_kernel(const int32_t* __restrict__ ids, int P, int k, int E, MoeLists l) {
+    moe_lists_kernel(const int32_t* __restrict__ ids, int P, int k, int E, int routed, MoeLists l) {
   pdl_prologue();
+  const int routed_experts = P > routed ? E - 1 : E;  // routed ids past them get no slot, as ids >= E did
+  auto expert_of = [&](int p) {
+    if (p >= routed) return E - 1;
+    const int e = ids[p];
+    return e < routed_experts ? e : -1;
+  };
+  auto token_of = [&](int p) { return p < routed ? p / k : p - routed; };
   const int tile_rows = l.tile_rows;
   const bool padded = l.tile_slot0 != nullptr;
   __shared__ int s_count[kMoeMaxExperts];  // pairs per expert, later this round's pairs per expert
@@ -58,7 +67,7 @@ __global__ void __launch_bounds__(kListThreads)
   for (int e = tid; e < E; e += kListThreads) s_count[e] = 0;
   __syncthreads();
   for (int p = tid; p < P; p += kListThreads) {
-    const int e = ids[p];
+    const int e = expert_of(p);
     if (e >= 0 && e < E) atomicAdd(&s_count[e], 1);
   }
   __syncthreads();
@@ -87,7 +96,7 @@ __global__ void __launch_bounds__(kListThreads)
   __syncthreads();
   for (int base = 0; base < P; base += kListThreads) {
     const int p = base + tid;
-    const int e = p < P ? ids[p] : -1;
+    const int e = p < P ? expert_of(p) : -1;
     const bool valid = e >= 0 && e < E;
     const unsigned peers = __match_any_sync(0xffffffffu, valid ? e : -1);
     const int rank = __popc(peers & ((1u << lane) - 1u));
@@ -106,7 +115,7 @@ __global__ void __launch_bounds__(kListThreads)
     __syncthreads();
     if (valid) {
       const int r = s_next[e] + s_warp_base[warp][e] + rank;  // rank among the expert's pairs
-      l.slot_token[s_row[e] + r] = p / k;
+      l.slot_token[s_row[e] + r] = token_of(p);
       l.pair_slot[p] = s_off[e] + r;
     } else if (p < P) {
       l.pair_slot[p] = -1;
@@ -121,7 +130,8 @@ __global__ void __launch_bounds__(kListThreads)
 // One token per blockIdx.x, columns over blockIdx.y. Its slots are distinct, so each entry's rank in
 // ascending slot order (= expert order) is the number of smaller ones: no serial sort.
 __global__ void moe_combine_kernel(const float* __restrict__ out, int H, const int32_t* __restrict__ pair_slot,
-                                   const float* __restrict__ w, int k, float* __restrict__ y) {
+                                   const float* __restrict__ w, int k, float* __restrict__ y,
+                                   const int32_t* __restrict__ shared_slot) {
   pdl_prologue();
   __shared__ int s_raw[kMoeMaxTopK], s_slot[kMoeMaxTopK];
   __shared__ float s_w[kMoeMaxTopK];
@@ -136,10 +146,12 @@ __global__ void moe_combine_kernel(const float* __restrict__ out, int H, const i
     s_slot[rank] = s_raw[j];
     s_w[rank] = w[size_t(t) * k + j];
   }
+  const int ss = shared_slot ? shared_slot[t] : -1;
   __syncthreads();
   for (int c = blockIdx.y * blockDim.x + threadIdx.x; c < H; c += gridDim.y * blockDim.x) {
     float acc = 0.f;
     for (int i = 0; i < n; ++i) acc = fmaf(s_w[i], __ldg(out + size_t(s_slot[i]) * H + c), acc);
+    if (ss >= 0) acc += __ldg(out + size_t(ss) * H + c);
     y[size_t(t) * H + c] = acc;
   }
 }
@@ -151,17 +163,21 @@ int moe_max_tiles(int pairs, int E, int tile_rows) {
   return int((pairs + used * (tile_rows - 1)) / tile_rows);
 }
 
-void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLists& l, cudaStream_t st) {
+void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLists& l, cudaStream_t st,
+                            bool shared) {
   if (T == 0) return;
-  launch_k(moe_lists_kernel, 1, kListThreads, 0, st, ids, T * k, k, E, l);
+  const int routed = T * k;
+  if (shared) launch_k(moe_lists_kernel, 1, kListThreads, 0, st, ids, routed + T, k, E + 1, routed, l);
+  else launch_k(moe_lists_kernel, 1, kListThreads, 0, st, ids, routed, k, E, routed, l);
 }
 
 void launch_moe_combine(const float* out, int H, const int32_t* pair_slot, const float* w, int T, int k, float* y,
-                        cudaStream_t st) {
+                        cudaStream_t st, const int32_t* shared_slot) {
   if (T == 0 || H == 0) return;
   constexpr int threads = 256;
   const int col_blocks = (H + 4 * threads - 1) / (4 * threads);  // <= 4 columns per thread
-  launch_k(moe_combine_kernel, dim3(unsigned(T), unsigned(col_blocks)), threads, 0, st, out, H, pair_slot, w, k, y);
+  launch_k(moe_combine_kernel, dim3(unsigned(T), unsigned(col_blocks)), threads, 0, st, out, H, pair_slot, w, k, y,
+           shared_slot);
 }
 
 __global__ void moe_local_ids_kernel(int32_t* ids, int64_t n, int32_t first, int32_t count) {

@@ -344,8 +344,11 @@ struct MoeLists {
 };
 // Tiles that P pairs over E experts can need (a host-known bound: the grid size of the GEMMs).
 int moe_max_tiles(int pairs, int E, int tile_rows = kMoeTileRows);
-// One block. E <= kMoeMaxExperts.
-void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLists& l, cudaStream_t st);
+// One block. E <= kMoeMaxExperts. With `shared`, T more pairs follow the P routed ones: pair P + t is
+// token t's shared expert, expert E (E + 1 <= kMoeMaxExperts): pair_slot has P + T entries, and the shared
+// expert's slots come last.
+void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLists& l, cudaStream_t st,
+                            bool shared = false);
 // Expert parallelism: ids in [first, first + count) -> id - first, others -> -1 (skipped by the lists).
 void launch_moe_local_ids(int32_t* ids, int64_t n, int32_t first, int32_t count, cudaStream_t st);
 // Grouped weight-streaming GEMM over the tiles (fp32 activations x exact TF32 weights, two-part
@@ -353,6 +356,9 @@ void launch_moe_local_ids(int32_t* ids, int64_t n, int32_t first, int32_t count,
 // x_s = x[x_row_of_slot[s]]; else y[s] = x[s] W_down^T. y rows are slots ([P, N]).
 struct MoeGemmArgs {
   const MoeExpertPtrs* experts = nullptr;
+  // The shared expert run as expert `shared_e` (the lists' expert E), its pointers here (-1: none).
+  MoeExpertPtrs shared;
+  int shared_e = -1;
   WType wtype = WType::FP8;
   const int32_t* tiles = nullptr;
   const int32_t* n_tiles = nullptr;
@@ -392,9 +398,11 @@ struct MoeFp8GemmArgs {
 };
 bool moe_fp8_supported(int K, int N);
 void launch_moe_fp8_gemm(const MoeFp8GemmArgs& a, bool gated, cudaStream_t st);
-// y[t] = sum over t's pairs, in slot order (= expert order, as the CPU backend adds), of w[t, j] * out[slot].
+// y[t] = sum over t's pairs, in slot order (= expert order, as the CPU backend adds), of w[t, j] * out[slot];
+// with shared_slot (the lists' pair_slot + P), then + out[shared_slot[t]] (weight 1, added last: the
+// composition's add of the shared expert).
 void launch_moe_combine(const float* out, int H, const int32_t* pair_slot, const float* w, int T, int k, float* y,
-                        cudaStream_t st);
+                        cudaStream_t st, const int32_t* shared_slot = nullptr);
 
 // ---- sampling (k_sample.cu) ----
 // One row to sample (backend::SamplingRow on the device). temperature 0 = greedy.

@@ -23,6 +23,6 @@ env ${NCU_ENV:-} ncu --csv --page raw --metrics gpu__time_duration.sum --clock-c
   "$BIN" bench model --preset full-width --num-layers "${NCU_LAYERS:-8}" --device cuda --batch "${NCU_BATCH:-1}" \
   --context "${NCU_CONTEXT:-4096}" --prefill '' --warmup $WARMUP --steps $STEPS --cuda-graph-max-bs 0 --copy-mib 256 \
   >"$LOG/bench-model.txt" 2>&1 || { tail -20 "$LOG/bench-model.txt"; exit 1; }
-# Everything after the HBM ceiling's read kernel is the decode steps (warm-up included; the ceiling's own
-# launches that follow the first one show as read_stream rows).
-python3 scripts/ncu_kernel_table.py "$LOG/ncu.csv" --after read_stream --steps $((WARMUP + STEPS)) | tee "$LOG/kernels.txt"
+# Everything after the HBM ceiling's last read kernel is the decode steps (warm-up included, and the step
+# bench model runs before its warm-up: steps are counted by the sampling kernel, one launch per step).
+python3 scripts/ncu_kernel_table.py "$LOG/ncu.csv" --after read_stream --steps-from sample_kernel | tee "$LOG/kernels.txt"

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Per-kernel GPU time from an Nsight Compute CSV (ncu --csv --page raw --metrics gpu__time_duration.sum).
 
-Usage: ncu_kernel_table.py ncu.csv [--after NAME] [--steps N]
-Sums gpu__time_duration per kernel name over the launches after the first launch whose name contains
---after (e.g. the last kernel of a setup phase), divides by --steps, and prints the table, largest first.
+Usage: ncu_kernel_table.py ncu.csv [--after NAME] [--steps N | --steps-from NAME]
+Sums gpu__time_duration per kernel name over the launches after the last launch whose name contains
+--after (e.g. the last kernel of a setup phase), divides by --steps (or by the number of launches whose
+name contains --steps-from: a kernel that runs once per step), and prints the table, largest first.
 ncu runs each kernel alone with caches flushed: weight-streaming kernels read HBM as in a real step;
 activations that would sit in L2 are read cold, so small kernels look a little slower than in a step.
 """
@@ -17,6 +18,7 @@ def main():
     path = args[0]
     after = args[args.index("--after") + 1] if "--after" in args else None
     steps = float(args[args.index("--steps") + 1]) if "--steps" in args else 1.0
+    steps_from = args[args.index("--steps-from") + 1] if "--steps-from" in args else None
     rows = []
     scale = 1.0  # to nanoseconds
     with open(path, newline="") as f:
@@ -31,7 +33,9 @@ def main():
             scale = {"nsecond": 1.0, "usecond": 1e3, "msecond": 1e6, "second": 1e9}.get(t.strip(), 1.0)
     if after:
         idx = [i for i, (n, _) in enumerate(rows) if after in n]
-        rows = rows[idx[0] + 1:] if idx else rows
+        rows = rows[idx[-1] + 1:] if idx else rows
+    if steps_from:
+        steps = float(max(1, sum(1 for n, _ in rows if steps_from in n)))
     tot = defaultdict(float)
     cnt = defaultdict(int)
     for n, t in rows:

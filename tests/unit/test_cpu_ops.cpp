@@ -408,6 +408,25 @@ TEST_F(CpuOps, MoeExpertsWeightedSum) {
   EXPECT_LT(rel_err(y.f32(), ref), 1e-5);
 }
 
+// moe_ffn's default (every backend without a fused form): the routed experts, then the shared expert's SwiGLU
+// added last, bitwise the composition model/layer.cpp used before the op; no shared expert: moe_experts.
+TEST_F(CpuOps, MoeFfnAddsTheSharedExpertLast) {
+  const int64_t T = 3, H = 12, I = 8, E = 4, k = 2;
+  std::vector<ExpertWeights> ex;
+  for (int e = 0; e < E; ++e) ex.push_back({dense(randn({I, H})), dense(randn({I, H})), dense(randn({H, I}))});
+  const ExpertWeights shared{dense(randn({I, H})), dense(randn({I, H})), dense(randn({H, I}))};
+  Tensor x = randn({T, H}), ids = Tensor::empty({T, k}, DType::I32), w = randn({T, k});
+  for (int i = 0; i < T * k; ++i) ids.i32()[i] = int32_t((i * 3 + 1) % E);
+  const auto set = be->prepare_experts(ex);
+  Tensor want = be->moe_experts(x, ids, w, *set);
+  be->add_inplace(want, be->linear(be->silu_mul(be->linear(x, shared.gate), be->linear(x, shared.up)), shared.down));
+  Tensor y = be->moe_ffn(x, ids, w, *set, &shared);
+  ASSERT_EQ(y.numel(), want.numel());
+  for (int64_t i = 0; i < y.numel(); ++i) ASSERT_EQ(y.f32()[i], want.f32()[i]) << "element " << i;
+  Tensor routed = be->moe_ffn(x, ids, w, *set, nullptr), plain = be->moe_experts(x, ids, w, *set);
+  for (int64_t i = 0; i < y.numel(); ++i) ASSERT_EQ(routed.f32()[i], plain.f32()[i]) << "element " << i;
+}
+
 TEST_F(CpuOps, EmbeddingAndCacheRejectBadIndices) {
   Tensor table = randn({10, 4}), pool = randn({6, 4}), rows = randn({2, 4});
   EXPECT_THROW(be->embedding(table, {3, 10}), ds::Error);

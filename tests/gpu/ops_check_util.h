@@ -1,5 +1,6 @@
-// Shared pieces of the CUDA op checks (gpu_ops_check.cpp: dense ops and MoE, gpu_ops_check_attention.cpp:
-// MLA and the lightning indexer, gpu_ops_check_moe_fp8.cpp: the FP8 expert path): the two backends,
+// Shared pieces of the CUDA op checks (gpu_ops_check.cpp: dense ops, gpu_ops_check_moe.cpp: MoE,
+// gpu_ops_check_attention.cpp: MLA and the lightning indexer, gpu_ops_check_moe_fp8.cpp: the FP8 expert
+// path): the two backends,
 // host<->device helpers, random linear weights and experts.
 #pragma once
 #include <fmt/format.h>
@@ -125,6 +126,7 @@ void check_norms_and_elementwise();
 void check_rope_copy_cache();
 void check_moe();
 void check_moe_grouped();
+void check_moe_ffn_shared();
 void check_moe_fp8();
 void check_mla();
 void check_mla_wgmma();

@@ -5,19 +5,21 @@
 
 namespace ds::backend::cuda {
 
+namespace {
+// On unless the variable is "0".
+bool env_on(const char* name) {
+  const char* e = std::getenv(name);
+  return !(e && std::string_view(e) == "0");
+}
+}  // namespace
+
 std::atomic<bool>& pdl_flag() {
-  static std::atomic<bool> flag{[] {
-    const char* e = std::getenv("DSSERVE_PDL");
-    return !(e && std::string_view(e) == "0");
-  }()};
+  static std::atomic<bool> flag{env_on("DSSERVE_PDL")};
   return flag;
 }
 
 bool early_weights() {
-  static const bool on = [] {
-    const char* e = std::getenv("DSSERVE_EARLY_WEIGHTS");
-    return !(e && std::string_view(e) == "0");
-  }();
+  static const bool on = env_on("DSSERVE_EARLY_WEIGHTS");
   return on;
 }
 

@@ -30,6 +30,31 @@ constexpr int64_t kGroupedChunkTokens = 1024;
 constexpr int64_t kFp8ChunkTokens = 8192;
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// One expert's weights as the grouped kernels read them, if they have a table's format and shapes (gate,
+// up [I, H]; down [H, I]; 16-byte aligned on the device) and, for FP8, its scale row pitches (a pitch still
+// 0 is taken from this expert: the table's first). False: the grouped kernels cannot take them.
+bool expert_ptrs(const ExpertWeights& e, WType wt, int64_t H, int64_t I, int* pitch_gate_up, int* pitch_down,
+                 MoeExpertPtrs* out) {
+  const DType dt = wt == WType::FP8 ? DType::F8_E4M3 : DType::BF16;
+  const LinearWeight* ws[3] = {&e.gate, &e.up, &e.down};
+  for (int m = 0; m < 3; ++m) {
+    const LinearWeight& w = *ws[m];
+    const int64_t rows = m < 2 ? I : H, cols = m < 2 ? H : I;
+    if (!(w.defined() && w.w.device() == Device::CUDA && w.w.dtype() == dt && w.out_features == rows &&
+          w.in_features == cols && aligned16(w.w.raw())))
+      return false;
+    out->w[m] = w.w.raw();
+    if (dt != DType::F8_E4M3) continue;
+    if (!(w.scale.defined() && w.scale.dtype() == DType::F32)) return false;
+    const int pitch = int(w.scale.dim(1));
+    int& want = m < 2 ? *pitch_gate_up : *pitch_down;
+    if (want == 0) want = pitch;
+    if (pitch != want) return false;
+    out->scale[m] = w.scale.data<float>();
+  }
+  return true;
+}
 }  // namespace
 
 int64_t CudaBackend::moe_grouped_max_tokens() const {
@@ -63,26 +88,8 @@ MoeExpertTable CudaBackend::moe_table(const std::vector<ExpertWeights>& experts)
   bool ok = (dt == DType::F8_E4M3 || dt == DType::BF16) && int64_t(experts.size()) <= kMoeMaxExperts &&
             tb.H % 16 == 0 && tb.I % 16 == 0 && tb.H > 0 && tb.I > 0;
   std::vector<MoeExpertPtrs> ptrs(experts.size());
-  for (size_t e = 0; e < experts.size() && ok; ++e) {
-    const LinearWeight* ws[3] = {&experts[e].gate, &experts[e].up, &experts[e].down};
-    for (int m = 0; m < 3 && ok; ++m) {
-      const LinearWeight& w = *ws[m];
-      const int64_t rows = m < 2 ? tb.I : tb.H, cols = m < 2 ? tb.H : tb.I;
-      ok = w.defined() && w.w.device() == Device::CUDA && w.w.dtype() == dt && w.out_features == rows &&
-           w.in_features == cols && aligned16(w.w.raw());
-      if (!ok) break;
-      ptrs[e].w[m] = w.w.raw();
-      if (dt == DType::F8_E4M3) {
-        ok = w.scale.defined() && w.scale.dtype() == DType::F32;
-        if (!ok) break;
-        const int pitch = int(w.scale.dim(1));
-        int& want = m < 2 ? tb.pitch_gate_up : tb.pitch_down;
-        if (e == 0 && (m == 0 || m == 2)) want = pitch;
-        ok = pitch == want;
-        ptrs[e].scale[m] = w.scale.data<float>();
-      }
-    }
-  }
+  for (size_t e = 0; e < experts.size() && ok; ++e)
+    ok = expert_ptrs(experts[e], tb.wtype, tb.H, tb.I, &tb.pitch_gate_up, &tb.pitch_down, &ptrs[e]);
   tb.grouped = ok;
   if (ok) {
     const size_t bytes = ptrs.size() * sizeof(MoeExpertPtrs);
@@ -154,25 +161,12 @@ Tensor CudaBackend::moe_ffn(const Tensor& x, const Tensor& ids, const Tensor& we
   // shapes (FP8 scale pitches included) and the grouped path takes the batch (in chunks, as moe_experts:
   // a token's result does not depend on how many tokens run beside it, whichever form computes a layer).
   MoeExpertPtrs sp;
-  bool fuse = opts_.moe_fuse_shared && shared && cs && T > 0 && k + 1 <= kMoeMaxTopK &&
-              cs->table.grouped && cs->table.E + 1 <= kMoeMaxExperts && x.device() == Device::CUDA &&
-              x.dtype() == DType::F32 && aligned16(x.raw()) && moe_path_for(x, k, cs->table) == MoePath::Grouped;
-  const LinearWeight* ws[3] = {shared ? &shared->gate : nullptr, shared ? &shared->up : nullptr,
-                               shared ? &shared->down : nullptr};
-  const DType dt = cs && cs->table.wtype == WType::FP8 ? DType::F8_E4M3 : DType::BF16;
-  for (int m = 0; m < 3 && fuse; ++m) {
-    const LinearWeight& w = *ws[m];
-    const int64_t rows = m < 2 ? cs->table.I : cs->table.H, cols = m < 2 ? cs->table.H : cs->table.I;
-    fuse = w.defined() && w.w.device() == Device::CUDA && w.w.dtype() == dt && w.out_features == rows &&
-           w.in_features == cols && aligned16(w.w.raw());
-    if (fuse && dt == DType::F8_E4M3)
-      fuse = w.scale.defined() && w.scale.dtype() == DType::F32 &&
-             int(w.scale.dim(1)) == (m < 2 ? cs->table.pitch_gate_up : cs->table.pitch_down);
-    if (fuse) {
-      sp.w[m] = w.w.raw();
-      sp.scale[m] = dt == DType::F8_E4M3 ? w.scale.data<float>() : nullptr;
-    }
-  }
+  int pitch_gate_up = cs ? cs->table.pitch_gate_up : 0, pitch_down = cs ? cs->table.pitch_down : 0;  // to match
+  const bool fuse = opts_.moe_fuse_shared && shared && cs && T > 0 && k + 1 <= kMoeMaxTopK && cs->table.grouped &&
+                    cs->table.E + 1 <= kMoeMaxExperts && x.device() == Device::CUDA && x.dtype() == DType::F32 &&
+                    aligned16(x.raw()) && moe_path_for(x, k, cs->table) == MoePath::Grouped &&
+                    expert_ptrs(*shared, cs->table.wtype, cs->table.H, cs->table.I, &pitch_gate_up, &pitch_down,
+                                &sp);
   if (!fuse) return Backend::moe_ffn(x, ids, weights, set, shared);
   DS_CHECK(ids.dtype() == DType::I32 && weights.dtype() == DType::F32 && ids.dim(0) == T && weights.numel() == T * k &&
                ids.device() == Device::CUDA && weights.device() == Device::CUDA,

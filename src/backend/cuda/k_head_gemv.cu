@@ -20,6 +20,13 @@ __device__ __forceinline__ float fp8_at(uint32_t word, int j) {
   return float(q);
 }
 
+// Head b's activation rows A [M, K] into shared memory (after pdl_prologue: the kernel before wrote them).
+__device__ __forceinline__ void stage_activations(const GemmArgs& g, int b, float* As) {
+  const float* A = g.a + b * g.a_bstride;
+  for (int i = threadIdx.x; i < g.M * g.K; i += blockDim.x) As[i] = A[size_t(i / g.K) * g.lda + i % g.K];
+  __syncthreads();
+}
+
 // Both kernels load their weights (and block scales) into registers before pdl_prologue (pdl.cuh: weights
 // are never written during a step), so the bytes stream in while the kernel before them — the indexer's
 // top-k, the attention's combine — still runs; the activations follow the wait. MT: the token count
@@ -51,9 +58,7 @@ __global__ void __launch_bounds__(256) head_gemv_nt_kernel(GemmArgs g, WeightRef
   pdl_prologue();
   float* As = sm;                // [MT][K]
   float* red = sm + MT * g.K;    // [kWarps][MT][128]
-  const float* A = g.a + b * g.a_bstride;
-  for (int i = threadIdx.x; i < g.M * g.K; i += blockDim.x) As[i] = A[size_t(i / g.K) * g.lda + i % g.K];
-  __syncthreads();
+  stage_activations(g, b, As);
   float acc[MT][4] = {};
   auto step = [&](int k, uint32_t qk, float sk) {
     float v[4];
@@ -120,9 +125,7 @@ __global__ void __launch_bounds__(256) head_gemv_tn_kernel(GemmArgs g, WeightRef
   }
   pdl_prologue();
   float* As = sm;  // [MT][K]
-  const float* A = g.a + b * g.a_bstride;
-  for (int i = threadIdx.x; i < g.M * g.K; i += blockDim.x) As[i] = A[size_t(i / g.K) * g.lda + i % g.K];
-  __syncthreads();
+  stage_activations(g, b, As);
   float* C = g.c + b * g.c_bstride;
 #pragma unroll
   for (int c = 0; c < kColsTn; ++c) {

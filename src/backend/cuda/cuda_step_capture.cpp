@@ -15,6 +15,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernel_trace.h"
 #include "util/log.h"
 
 namespace ds::backend::cuda {
@@ -66,6 +67,7 @@ struct CudaCapturedStep final : CapturedStep {
   size_t out_bytes = 0;
   std::vector<int64_t> out_shape;
   DType out_dtype = DType::F32;
+  int trace_id = -1;  // the diagnostic build's kernel table (kernel_trace.h)
   ~CudaCapturedStep() override {
     if (exec) cudaGraphExecDestroy(exec);
   }
@@ -130,6 +132,9 @@ std::unique_ptr<CapturedStep> CudaBackend::capture(const StepIndex& example, int
   capturing_ = true;
   std::string why;
   cudaGraph_t graph = nullptr;
+#ifdef DSSERVE_KERNEL_TRACE
+  kernel_trace_capture_begin();
+#endif
   cudaError_t e = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed);
   if (e != cudaSuccess) {
     why = cudaGetErrorString(e);
@@ -145,6 +150,9 @@ std::unique_ptr<CapturedStep> CudaBackend::capture(const StepIndex& example, int
       why = ex.what();
     }
     e = cudaStreamEndCapture(stream_, &graph);
+#ifdef DSSERVE_KERNEL_TRACE
+    g->trace_id = kernel_trace_capture_end(g->layout.T);
+#endif
     if (why.empty() && e != cudaSuccess) why = cudaGetErrorString(e);
   }
   size_t nodes = 0;
@@ -178,7 +186,13 @@ Tensor CudaBackend::replay(CapturedStep& step, const StepIndex& idx) {
   DS_CHECK(idx.batch->page_size == g->page_size, "replay: page size changed");
   const std::vector<int32_t> v = pack(idx, l);
   stage_copy(g->index_buf.raw(), v.data(), v.size() * 4);
+#ifdef DSSERVE_KERNEL_TRACE
+  kernel_trace_replay_begin(stream_);
+#endif
   DS_CUDA_CHECK(cudaGraphLaunch(g->exec, stream_));
+#ifdef DSSERVE_KERNEL_TRACE
+  kernel_trace_replay_end(g->trace_id, stream_);
+#endif
   auto view = std::make_shared<Storage>();  // not owning: the pool keeps the memory
   view->ptr = g->out_ptr;
   view->nbytes = g->out_bytes;

@@ -40,6 +40,7 @@
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/mma_bf16.cuh"
+#include "backend/cuda/pdl.cuh"
 #include "backend/cuda/per_device.h"
 #include "backend/cuda/sync_sm90.cuh"
 #include "backend/cuda/wgmma_bf16.cuh"
@@ -108,6 +109,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
     mbar_init(bar_empty, 8), mbar_init(bar_empty + 8, 8);  // lane 0 of each consumer warp
   }
   __syncthreads();
+  pdl_prologue();  // the barriers are set up while the kernel before finishes
 
   if (warp >= 8) {
     // ---------------- producer warpgroup: warp pw gathers keys 16 pw .. 16 pw + 15 of each step. Every warp
@@ -384,8 +386,8 @@ void launch_mla_wgmma(const MlaArgs& a, cudaStream_t st) {
     cudaFuncSetAttribute(mla_wgmma_kernel<320, 256>, cudaFuncAttributeMaxDynamicSharedMemorySize, Plan<320>::alloc);
   });
   const dim3 grid(unsigned(a.nsplit), unsigned((a.H + HB - 1) / HB), unsigned(a.T));
-  if (a.D == 576) mla_wgmma_kernel<576, 512><<<grid, NTH, Plan<576>::alloc, st>>>(a);
-  else mla_wgmma_kernel<320, 256><<<grid, NTH, Plan<320>::alloc, st>>>(a);
+  if (a.D == 576) launch_k(mla_wgmma_kernel<576, 512>, grid, NTH, Plan<576>::alloc, st, a);
+  else launch_k(mla_wgmma_kernel<320, 256>, grid, NTH, Plan<320>::alloc, st, a);
 }
 
 }  // namespace ds::backend::cuda

@@ -15,13 +15,44 @@
 #include <atomic>
 #include <utility>
 
+#include "backend/cuda/kernel_trace.h"
+
 namespace ds::backend::cuda {
+
+#if defined(DSSERVE_KERNEL_TRACE) && defined(__CUDACC__)
+// The diagnostic build's notes (kernel_trace.h): this file's copy of the buffer pointer, set by the host.
+namespace {
+__device__ KernelTraceBuf* g_kernel_trace = nullptr;
+void kernel_trace_set_here(void* p) { cudaMemcpyToSymbol(g_kernel_trace, &p, sizeof p); }
+[[maybe_unused]] const int kernel_trace_registered = kernel_trace_register(&kernel_trace_set_here);
+__device__ __forceinline__ unsigned long long kernel_trace_clock() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+}  // namespace
+#endif
 
 // Waits for the preceding kernel (a no-op when not launched as a dependent), then lets the next kernel of
 // the stream be scheduled early (it waits in its own prologue for this one to finish).
 __device__ __forceinline__ void pdl_prologue() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#ifdef DSSERVE_KERNEL_TRACE
+  const bool note = blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0 && threadIdx.y == 0 &&
+                    threadIdx.z == 0 && g_kernel_trace;
+  const unsigned long long start = note ? kernel_trace_clock() : 0;
+#endif
   asm volatile("griddepcontrol.wait;" ::: "memory");
+#ifdef DSSERVE_KERNEL_TRACE
+  if (note) {
+    const unsigned long long waited = kernel_trace_clock();
+    KernelTraceBuf* b = g_kernel_trace;
+    const unsigned i = atomicAdd(&b->n, 1u);
+    if (i < b->cap)
+      reinterpret_cast<KernelTraceEntry*>(b + 1)[i] = {start, waited, gridDim.x, gridDim.y, gridDim.z,
+                                                          blockDim.x * blockDim.y * blockDim.z};
+  }
+#endif
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
@@ -51,6 +82,9 @@ void launch_k(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cud
   cfg.stream = st;
   cfg.attrs = attr;
   cfg.numAttrs = pdl_enabled() ? 1 : 0;
+#ifdef DSSERVE_KERNEL_TRACE
+  kernel_trace_note_launch(reinterpret_cast<const void*>(kernel), grid, block);
+#endif
   // A failed launch is reported by the caller's check_launch (cudaGetLastError), as for <<< >>>.
   (void)cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }

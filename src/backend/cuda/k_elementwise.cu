@@ -68,10 +68,18 @@ __global__ void rmsnorm_kernel(const float* x, float* residual, const float* w, 
 // (k_kv_fused.cu's mla_kv_write_kernel repeats this kernel's arithmetic: change both together.)
 __global__ void rmsnorm_vec_kernel(const float* __restrict__ x, float* __restrict__ residual,
                                    const float* __restrict__ w, float* __restrict__ y, int n, float eps) {
+  const int n4 = n / 4;
+  // The norm's weight is read before the wait (pdl.cuh's exception): off the critical path.
+  const float4* w4 = reinterpret_cast<const float4*>(w);
+  float4 g[kNormVec];
+#pragma unroll
+  for (int k = 0; k < kNormVec; ++k) {
+    const int i = threadIdx.x + k * blockDim.x;
+    if (i < n4) g[k] = w4[i];
+  }
   pdl_prologue();
   __shared__ float red[32];
   const size_t off = size_t(blockIdx.x) * n;
-  const int n4 = n / 4;
   const float4* x4 = reinterpret_cast<const float4*>(x + off);
   float4* r4 = residual ? reinterpret_cast<float4*>(residual + off) : nullptr;
   float4 v[kNormVec];
@@ -94,14 +102,12 @@ __global__ void rmsnorm_vec_kernel(const float* __restrict__ x, float* __restric
   }
   ss = block_sum(ss, red);
   const float r = 1.0f / sqrtf(ss / float(n) + eps);
-  const float4* w4 = reinterpret_cast<const float4*>(w);
   float4* y4 = reinterpret_cast<float4*>(y + off);
 #pragma unroll
   for (int k = 0; k < kNormVec; ++k) {
     const int i = threadIdx.x + k * blockDim.x;
     if (i >= n4) continue;
-    const float4 g = w4[i];
-    y4[i] = make_float4(g.x * (v[k].x * r), g.y * (v[k].y * r), g.z * (v[k].z * r), g.w * (v[k].w * r));
+    y4[i] = make_float4(g[k].x * (v[k].x * r), g[k].y * (v[k].y * r), g[k].z * (v[k].z * r), g[k].w * (v[k].w * r));
   }
 }
 

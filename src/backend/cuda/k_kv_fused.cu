@@ -52,15 +52,23 @@ __device__ __forceinline__ void store_elem(const KvDst& d, size_t row, int j, fl
 // One block of row_threads(Dl) threads per token (rmsnorm_vec_kernel's grouping of the row into float4s).
 __global__ void mla_kv_write_kernel(const float* __restrict__ kv, int Dl, int Dr, const float* __restrict__ norm_w,
                                     float eps, const int32_t* __restrict__ pos, RopeFreqs f, float af, KvDst dst) {
+  const int t = blockIdx.x, tid = threadIdx.x;
+  const int n4 = Dl / 4;
+  // The norm's weight before the wait (pdl.cuh's exception), as rmsnorm_vec_kernel.
+  const float4* w4 = reinterpret_cast<const float4*>(norm_w);
+  float4 g[kNormVec];
+#pragma unroll
+  for (int k = 0; k < kNormVec; ++k) {
+    const int i = tid + k * blockDim.x;
+    if (i < n4) g[k] = w4[i];
+  }
   pdl_prologue();
   __shared__ float red[32];
   __shared__ float y[kFusedMaxLatent];  // the normalised latent, for the FP8 quantisation
-  const int t = blockIdx.x, tid = threadIdx.x;
   const int slot = dst.slots[t];
   if (slot < 0) return;  // a padding row of a captured step: nothing to store (uniform over the block)
   const float* row = kv + size_t(t) * (Dl + Dr);
   // c = rmsnorm(kv[t, :Dl]) exactly as rmsnorm_vec_kernel computes it for the copied row.
-  const int n4 = Dl / 4;
   const float4* x4 = reinterpret_cast<const float4*>(row);
   float4 v[kNormVec];
   float ss = 0.f;
@@ -77,14 +85,12 @@ __global__ void mla_kv_write_kernel(const float* __restrict__ kv, int Dl, int Dr
   }
   ss = block_sum(ss, red);
   const float r = 1.0f / sqrtf(ss / float(Dl) + eps);
-  const float4* w4 = reinterpret_cast<const float4*>(norm_w);
   const bool fp8 = dst.kind == KvPoolKind::FP8;
 #pragma unroll
   for (int k = 0; k < kNormVec; ++k) {
     const int i = tid + k * blockDim.x;
     if (i >= n4) continue;
-    const float4 g = w4[i];
-    const float o[4] = {g.x * (v[k].x * r), g.y * (v[k].y * r), g.z * (v[k].z * r), g.w * (v[k].w * r)};
+    const float o[4] = {g[k].x * (v[k].x * r), g[k].y * (v[k].y * r), g[k].z * (v[k].z * r), g[k].w * (v[k].w * r)};
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       if (fp8) y[4 * i + e] = o[e];

@@ -112,6 +112,19 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[j][r][0] = acc[j][r][1] = acc[j][r][2] = acc[j][r][3] = 0.f;
   Row16<WT> wv[U][R][2];
+  // One token tile (M <= 8): the group's activations are loaded with its weights, so their latency (L2 at
+  // M = 8: 8 rows of x overflow L1) overlaps the weights' instead of following it at every step.
+  constexpr bool XG = NT == 1 && U <= 2;
+  float xg[XG ? U : 1][16];
+  auto load_x_group = [&](int c) {
+    if constexpr (XG) {
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int st = c * U + u, k = st * 64 + 16 * t;
+        load_act16(x + size_t(g) * K + k, st < nsteps && k < K && g < M, xg[u]);
+      }
+    }
+  };
   auto load_group = [&](int c) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -132,6 +145,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
   pdl_prologue();
   for (int c = slice; c * U < nsteps; c += slices) {
     if (c != slice || !parts.early) load_group(c);
+    load_x_group(c);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int st = c * U + u, k = st * 64 + 16 * t;
@@ -142,7 +156,12 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
       for (int j = 0; j < NT; ++j) {
         const int m = 8 * j + g;
         float xv[16];
-        load_act16(x + size_t(m) * K + k, kin && m < M, xv);
+        if constexpr (XG) {
+#pragma unroll
+          for (int q = 0; q < 16; ++q) xv[q] = xg[u][q];
+        } else {
+          load_act16(x + size_t(m) * K + k, kin && m < M, xv);
+        }
         float d[R][4];
 #pragma unroll
         for (int r = 0; r < R; ++r) d[r][0] = d[r][1] = d[r][2] = d[r][3] = 0.f;
@@ -289,6 +308,12 @@ void launch_tc(const float* x, int M, const GemvGroup& w, float* partial, int* c
       case 2400:
         if constexpr (WT == int(WType::FP8)) return launch_one<WT, 1, 2, 4>(x, M, w, partial, counters, ky, st);
         break;
+      case 2302:
+        if constexpr (WT == int(WType::FP8)) return launch_one<WT, 1, 2, 3, 2>(x, M, w, partial, counters, ky, st);
+        break;
+      case 2318:
+        if constexpr (WT == int(WType::FP8)) return launch_one<WT, 1, 2, 3, 18>(x, M, w, partial, counters, ky, st);
+        break;
       default: break;
     }
   } else if (M <= 16) {
@@ -321,7 +346,10 @@ GemvTile gemv_tile(const WeightRef& w, int M, GemvTile t) {
   if (w.type == WType::F32) return {2, 1};  // 32 rows per block, one 16-column step per lane
   // Measured best on the H200 (docs/PERF.md): FP8 two row tiles, truncation split, streaming loads; BF16
   // plain loads, two row tiles for lm_head, one for the small router / indexer head weights.
-  if (M <= 8 && w.type == WType::FP8) return {2, 2, 2};
+  // Three steps a group where that gives each of a block's 8 warps one group instead of some two (K of
+  // 1,025-1,536: q_b and the indexer's wq_b), so no warp waits twice for HBM while the others idle.
+  const int nsteps = (w.cols + 63) / 64;
+  if (M <= 8 && w.type == WType::FP8) return nsteps > 2 * kWarps && nsteps <= 3 * kWarps ? GemvTile{2, 3, 2} : GemvTile{2, 2, 2};
   if (M <= 8) return w.rows >= 4096 ? GemvTile{2, 2, 8} : GemvTile{1, 2, 8};
   return {1, 2};  // more tokens: more accumulators, one row tile (two spill registers)
 }

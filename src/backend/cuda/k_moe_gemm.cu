@@ -12,7 +12,9 @@
 // a quarter of the MMAs and one conversion per two weights.
 //
 // Grid: x = tile (a host-known bound, moe_max_tiles), y = 16-row block. Blocks past the tiles in use
-// exit at once, so the launch does not depend on the routing. The gated kernel reads the gate and up rows
+// exit at once, so the launch does not depend on the routing. (One wave of blocks each taking a run of
+// (tile, row block) items, the next item's weights loaded before this one's epilogue, measured slower:
+// batch 1 2.80 vs 2.55 ms, batch 8 8.3 vs 6.5; at 2 blocks per SM 2.63 / 7.24; docs/PERF.md.) The gated kernel reads the gate and up rows
 // of the same outputs and applies SwiGLU in its epilogue: the [P, I] intermediate is written once.
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/pdl.cuh"
@@ -24,130 +26,91 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kTile = kMoeTileRows;  // one MMA column block
 
-// Blocks per SM: 3 for the f16 form (78-80 registers, no spills; more weight bytes in flight: batch 8
-// 6.90 -> 6.25 ms, batch 1 -2%, docs/PERF.md); the exact form needs 112-126 registers.
-template <int WT, bool GATED, bool F16X>
-__global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(MoeGemmArgs a) {
-  pdl_prologue();
-  constexpr int NM = GATED ? 2 : 1;  // weight matrices per block
-  constexpr int EB = WT == int(WType::FP8) ? 1 : 2;
-  // Steps loaded ahead: 128 bytes of weights in flight per lane, within 128 registers (2 blocks per SM).
-  constexpr int U = (GATED ? 2 : 4) / EB;
-  __shared__ float part[NM][kWarps][16][kTile + 1];  // +1: the epilogue reads part[.][.][r][m] across r
-  const int tile = blockIdx.x;
-  if (tile >= *a.n_tiles) return;
-  const int e = a.tiles[3 * tile], slot0 = a.tiles[3 * tile + 1], rows = a.tiles[3 * tile + 2];
-  const int K = a.K, N = a.N;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  const int n0 = blockIdx.y * 16, r0 = n0 + g, r1 = n0 + g + 8;
-  const bool ok0 = r0 < N, ok1 = r1 < N;
-  const int nsteps = (K + 63) / 64;
-  const MoeExpertPtrs& ex = e == a.shared_e ? a.shared : a.experts[e];
-  const uint8_t* w0[NM];
-  const uint8_t* w1[NM];
-  const float* srow[NM];
+// One 64-column step u of a warp's loaded group: rows g, g + 8 of each matrix (wa, wb) against the 16
+// activations of this lane's slot (xr: null past the tile's rows), accumulated into acc with the block scale.
+template <int WT, bool GATED, bool F16X, int NM, int U, typename Rows>
+__device__ __forceinline__ void moe_step(const Row16<WT> (&wa)[NM][U], const Row16<WT> (&wb)[NM][U], int u,
+                                         const float* xr, int K, int st, int t, const Rows& R, int scale_pitch,
+                                         float (&acc)[NM][4]) {
+  const int k = st * 64 + 16 * t;
+  float xv[16];
+  load_act16(xr ? xr + k : nullptr, k < K && xr, xv);
+  if constexpr (F16X) {
+    // The step's 64 activations of slot g (lanes t = 0..3) times a power of two that puts their largest
+    // magnitude in [2^14, 2^15); four m16n8k16 per matrix, two chains each.
+    uint32_t amax = 0;
 #pragma unroll
-  for (int mi = 0; mi < NM; ++mi) {
-    const int mat = GATED ? mi : 2;
-    const uint8_t* w = static_cast<const uint8_t*>(ex.w[mat]);
-    w0[mi] = w + size_t(ok0 ? r0 : n0) * K * EB;
-    w1[mi] = w + size_t(ok1 ? r1 : n0) * K * EB;
-    srow[mi] = WT == int(WType::FP8) ? ex.scale[mat] + size_t(n0 / 128) * a.scale_pitch : nullptr;
-  }
-  // This lane's activation row: slot g of the tile (null past its rows).
-  const int row = g < rows ? (a.x_row_of_slot ? a.x_row_of_slot[slot0 + g] : slot0 + g) : -1;
-  const float* xr = row >= 0 ? a.x + size_t(row) * K : nullptr;
-  float acc[NM][4];
+    for (int q = 0; q < 16; ++q) amax = max(amax, __float_as_uint(xv[q]) & 0x7fffffffu);
+    amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    const int E = min(max(268 - int(amax >> 23), 1), 253);
+    const float s = __uint_as_float(uint32_t(E) << 23), inv = __uint_as_float(uint32_t(254 - E) << 23);
+    uint32_t b[8];
 #pragma unroll
-  for (int mi = 0; mi < NM; ++mi) acc[mi][0] = acc[mi][1] = acc[mi][2] = acc[mi][3] = 0.f;
-  for (int s0 = warp; s0 < nsteps; s0 += U * kWarps) {
-    Row16<WT> wa[NM][U], wb[NM][U];
+    for (int q = 0; q < 8; ++q) {
+      const __half2 h = __floats2half2_rn(xv[2 * q] * s, xv[2 * q + 1] * s);
+      b[q] = *reinterpret_cast<const uint32_t*>(&h);
+    }
+    float d[NM][2][4];
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int st = s0 + u * kWarps, k = st * 64 + 16 * t;
-      const bool kin = st < nsteps && k < K;
+    for (int mi = 0; mi < NM; ++mi)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) d[mi][0][q] = d[mi][1][q] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int mi = 0; mi < NM; ++mi)
+        mma_f16(d[mi][i & 1], wa[mi][u].half2_bits(2 * i), wb[mi][u].half2_bits(2 * i),
+                wa[mi][u].half2_bits(2 * i + 1), wb[mi][u].half2_bits(2 * i + 1), b[2 * i], b[2 * i + 1]);
+    // d: slots 2t and 2t + 1, whose scales lanes 8t and 8t + 4 hold.
+    const float i0 = __shfl_sync(0xffffffffu, inv, 8 * t), i1 = __shfl_sync(0xffffffffu, inv, 8 * t + 4);
+#pragma unroll
+    for (int mi = 0; mi < NM; ++mi) {
+      const float sc = R.srow(mi, scale_pitch)[(st * 64) / 128];
+      acc[mi][0] = fmaf(sc * i0, d[mi][0][0] + d[mi][1][0], acc[mi][0]);
+      acc[mi][1] = fmaf(sc * i1, d[mi][0][1] + d[mi][1][1], acc[mi][1]);
+      acc[mi][2] = fmaf(sc * i0, d[mi][0][2] + d[mi][1][2], acc[mi][2]);
+      acc[mi][3] = fmaf(sc * i1, d[mi][0][3] + d[mi][1][3], acc[mi][3]);
+    }
+  } else {
+    // Independent accumulation chains (matrix x hi/lo part x parity of i), issued interleaved so that
+    // no MMA waits on the previous one's result.
+    float d[NM][2][2][4];
+#pragma unroll
+    for (int mi = 0; mi < NM; ++mi)
+#pragma unroll
+      for (int c = 0; c < 4; ++c)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) d[mi][c / 2][c % 2][q] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t h0 = to_tf32(xv[2 * i]), h1 = to_tf32(xv[2 * i + 1]);
+      const uint32_t l0 = to_tf32(xv[2 * i] - __uint_as_float(h0)), l1 = to_tf32(xv[2 * i + 1] - __uint_as_float(h1));
 #pragma unroll
       for (int mi = 0; mi < NM; ++mi) {
-        wa[mi][u].load(w0[mi], k, kin && ok0);
-        wb[mi][u].load(w1[mi], k, kin && ok1);
+        const float2 fa = wa[mi][u].pair(i), fb = wb[mi][u].pair(i);
+        const uint32_t a0 = __float_as_uint(fa.x), a1 = __float_as_uint(fb.x);
+        const uint32_t a2 = __float_as_uint(fa.y), a3 = __float_as_uint(fb.y);
+        mma_tf32(d[mi][0][i & 1], a0, a1, a2, a3, h0, h1);
+        mma_tf32(d[mi][1][i & 1], a0, a1, a2, a3, l0, l1);
       }
     }
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int st = s0 + u * kWarps, k = st * 64 + 16 * t;
-      if (st >= nsteps) break;
-      float xv[16];
-      load_act16(xr ? xr + k : nullptr, k < K && xr, xv);
-      if constexpr (F16X) {
-        // The step's 64 activations of slot g (lanes t = 0..3) times a power of two that puts their largest
-        // magnitude in [2^14, 2^15); four m16n8k16 per matrix, two chains each.
-        uint32_t amax = 0;
+    for (int mi = 0; mi < NM; ++mi) {
+      const float sc = WT == int(WType::FP8) ? R.srow(mi, scale_pitch)[(st * 64) / 128] : 1.f;
 #pragma unroll
-        for (int q = 0; q < 16; ++q) amax = max(amax, __float_as_uint(xv[q]) & 0x7fffffffu);
-        amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-        amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-        const int E = min(max(268 - int(amax >> 23), 1), 253);
-        const float s = __uint_as_float(uint32_t(E) << 23), inv = __uint_as_float(uint32_t(254 - E) << 23);
-        uint32_t b[8];
-#pragma unroll
-        for (int q = 0; q < 8; ++q) {
-          const __half2 h = __floats2half2_rn(xv[2 * q] * s, xv[2 * q + 1] * s);
-          b[q] = *reinterpret_cast<const uint32_t*>(&h);
-        }
-        float d[NM][2][4];
-#pragma unroll
-        for (int mi = 0; mi < NM; ++mi)
-#pragma unroll
-          for (int q = 0; q < 4; ++q) d[mi][0][q] = d[mi][1][q] = 0.f;
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int mi = 0; mi < NM; ++mi)
-            mma_f16(d[mi][i & 1], wa[mi][u].half2_bits(2 * i), wb[mi][u].half2_bits(2 * i),
-                    wa[mi][u].half2_bits(2 * i + 1), wb[mi][u].half2_bits(2 * i + 1), b[2 * i], b[2 * i + 1]);
-        // d: slots 2t and 2t + 1, whose scales lanes 8t and 8t + 4 hold.
-        const float i0 = __shfl_sync(0xffffffffu, inv, 8 * t), i1 = __shfl_sync(0xffffffffu, inv, 8 * t + 4);
-#pragma unroll
-        for (int mi = 0; mi < NM; ++mi) {
-          const float sc = srow[mi][(st * 64) / 128];
-          acc[mi][0] = fmaf(sc * i0, d[mi][0][0] + d[mi][1][0], acc[mi][0]);
-          acc[mi][1] = fmaf(sc * i1, d[mi][0][1] + d[mi][1][1], acc[mi][1]);
-          acc[mi][2] = fmaf(sc * i0, d[mi][0][2] + d[mi][1][2], acc[mi][2]);
-          acc[mi][3] = fmaf(sc * i1, d[mi][0][3] + d[mi][1][3], acc[mi][3]);
-        }
-      } else {
-        // Independent accumulation chains (matrix x hi/lo part x parity of i), issued interleaved so that
-        // no MMA waits on the previous one's result.
-        float d[NM][2][2][4];
-#pragma unroll
-        for (int mi = 0; mi < NM; ++mi)
-#pragma unroll
-          for (int c = 0; c < 4; ++c)
-#pragma unroll
-            for (int q = 0; q < 4; ++q) d[mi][c / 2][c % 2][q] = 0.f;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const uint32_t h0 = to_tf32(xv[2 * i]), h1 = to_tf32(xv[2 * i + 1]);
-          const uint32_t l0 = to_tf32(xv[2 * i] - __uint_as_float(h0)), l1 = to_tf32(xv[2 * i + 1] - __uint_as_float(h1));
-#pragma unroll
-          for (int mi = 0; mi < NM; ++mi) {
-            const float2 fa = wa[mi][u].pair(i), fb = wb[mi][u].pair(i);
-            const uint32_t a0 = __float_as_uint(fa.x), a1 = __float_as_uint(fb.x);
-            const uint32_t a2 = __float_as_uint(fa.y), a3 = __float_as_uint(fb.y);
-            mma_tf32(d[mi][0][i & 1], a0, a1, a2, a3, h0, h1);
-            mma_tf32(d[mi][1][i & 1], a0, a1, a2, a3, l0, l1);
-          }
-        }
-#pragma unroll
-        for (int mi = 0; mi < NM; ++mi) {
-          const float sc = WT == int(WType::FP8) ? srow[mi][(st * 64) / 128] : 1.f;
-#pragma unroll
-          for (int q = 0; q < 4; ++q)
-            acc[mi][q] = fmaf(sc, (d[mi][0][0][q] + d[mi][0][1][q]) + (d[mi][1][0][q] + d[mi][1][1][q]), acc[mi][q]);
-        }
-      }
+      for (int q = 0; q < 4; ++q)
+        acc[mi][q] = fmaf(sc, (d[mi][0][0][q] + d[mi][0][1][q]) + (d[mi][1][0][q] + d[mi][1][1][q]), acc[mi][q]);
     }
   }
+}
+
+// The block's epilogue for 16 rows (n0) x the tile's slots: acc through shared memory, the 8 warps summed
+// in a fixed order, SwiGLU for the gated kernel; 16 consecutive outputs of a slot per 16 threads.
+template <bool GATED, int NM>
+__device__ __forceinline__ void moe_epilogue(float (&part)[NM][kWarps][16][kTile + 1], const float (&acc)[NM][4],
+                                             const MoeGemmArgs& a, int n0, int slot0, int rows) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   // acc[mi]: (row g, slots 2t, 2t + 1), (row g + 8, the same slots).
 #pragma unroll
   for (int mi = 0; mi < NM; ++mi) {
@@ -157,10 +120,9 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
     part[mi][warp][g + 8][2 * t + 1] = acc[mi][3];
   }
   __syncthreads();
-  // 16 consecutive outputs of a slot per 16 threads (64-byte segments); warps summed in a fixed order.
   if (threadIdx.x < 16 * kTile) {
     const int m = threadIdx.x / 16, r = threadIdx.x % 16, n = n0 + r;
-    if (m < rows && n < N) {
+    if (m < rows && n < a.N) {
       float s[NM];
 #pragma unroll
       for (int mi = 0; mi < NM; ++mi) {
@@ -170,16 +132,113 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
       }
       float v = s[0];
       if constexpr (GATED) v = s[0] / (1.0f + expf(-s[0])) * s[1];  // silu(gate) * up, as silu_mul
-      a.y[size_t(slot0 + m) * N + n] = v;
+      a.y[size_t(slot0 + m) * a.N + n] = v;
     }
   }
 }
 
+// Where a block's 16 rows of one tile come from: the expert's matrices (gate, up or down), their block
+// scales, this lane's activation row.
+template <int WT, int NM, bool GATED>
+struct MoeRows {
+  static constexpr int EB = WT == int(WType::FP8) ? 1 : 2;
+  const uint8_t* base[NM];  // the expert's matrices (gate, up or down) and their block scales
+  const float* sbase[NM];
+  const uint8_t* w0[NM];  // row g of this row block (row g + 8 is 8 rows further, when it exists)
+  int n0;
+  bool ok0, ok1;
+  __device__ __forceinline__ void set_expert(const MoeExpertPtrs& ex) {
+#pragma unroll
+    for (int mi = 0; mi < NM; ++mi) {
+      const int mat = GATED ? mi : 2;
+      base[mi] = static_cast<const uint8_t*>(ex.w[mat]);
+      sbase[mi] = ex.scale[mat];
+    }
+  }
+  __device__ __forceinline__ void set_rows(const MoeGemmArgs& a, int rb, int g) {
+    n0 = rb * 16;
+    ok0 = n0 + g < a.N, ok1 = n0 + g + 8 < a.N;
+#pragma unroll
+    for (int mi = 0; mi < NM; ++mi) w0[mi] = base[mi] + size_t(ok0 ? n0 + g : n0) * a.K * EB;
+  }
+  __device__ __forceinline__ const uint8_t* w1(int mi, int K) const { return ok1 ? w0[mi] + size_t(8) * K * EB : w0[mi]; }
+  // The block scales of this row block's 128-row scale block.
+  __device__ __forceinline__ const float* srow(int mi, int scale_pitch) const {
+    return WT == int(WType::FP8) ? sbase[mi] + size_t(n0 / 128) * scale_pitch : nullptr;
+  }
+  // The U steps of the group starting at step s0 (steps s0 + u * kWarps).
+  template <int U>
+  __device__ __forceinline__ void load(Row16<WT> (&wa)[NM][U], Row16<WT> (&wb)[NM][U], int s0, int nsteps, int K,
+                                       int t) const {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int st = s0 + u * kWarps, k = st * 64 + 16 * t;
+      const bool kin = st < nsteps && k < K;
+#pragma unroll
+      for (int mi = 0; mi < NM; ++mi) {
+        wa[mi][u].load(w0[mi], k, kin && ok0);
+        wb[mi][u].load(w1(mi, K), k, kin && ok1);
+      }
+    }
+  }
+};
+
+// Steps loaded ahead: 128 bytes of weights in flight per lane.
+template <int WT, bool GATED>
+constexpr int kMoeStepsAhead = (GATED ? 2 : 4) / (WT == int(WType::FP8) ? 1 : 2);
+
+// Blocks per SM: 3 for the f16 form (78-80 registers, no spills; more weight bytes in flight: batch 8
+// 6.90 -> 6.25 ms, batch 1 -2%, docs/PERF.md); the exact form needs 112-126 registers.
+template <int WT, bool GATED, bool F16X>
+__global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(MoeGemmArgs a) {
+  pdl_prologue();
+  constexpr int NM = GATED ? 2 : 1;  // weight matrices per block
+  constexpr int U = kMoeStepsAhead<WT, GATED>;
+  __shared__ float part[NM][kWarps][16][kTile + 1];  // +1: the epilogue reads part[.][.][r][m] across r
+  const int tile = blockIdx.x;
+  if (tile >= *a.n_tiles) return;
+  const int e = a.tiles[3 * tile], slot0 = a.tiles[3 * tile + 1], rows = a.tiles[3 * tile + 2];
+  const int K = a.K;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const int nsteps = (K + 63) / 64;
+  MoeRows<WT, NM, GATED> R;
+  R.set_expert(e == a.shared_e ? a.shared : a.experts[e]);
+  R.set_rows(a, blockIdx.y, g);
+  // This lane's activation row: slot g of the tile (null past its rows).
+  const int row = g < rows ? (a.x_row_of_slot ? a.x_row_of_slot[slot0 + g] : slot0 + g) : -1;
+  const float* xr = row >= 0 ? a.x + size_t(row) * K : nullptr;
+  float acc[NM][4];
+#pragma unroll
+  for (int mi = 0; mi < NM; ++mi) acc[mi][0] = acc[mi][1] = acc[mi][2] = acc[mi][3] = 0.f;
+  for (int s0 = warp; s0 < nsteps; s0 += U * kWarps) {
+    Row16<WT> wa[NM][U], wb[NM][U];
+    R.template load<U>(wa, wb, s0, nsteps, K, t);
+    // The group's activations toward L1 now (the tile's rows of x overflow L1 at 8 slots and more), so
+    // each step's load does not add an L2 round trip after the weights arrive; no registers held.
+    if (xr) {
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int k = (s0 + u * kWarps) * 64 + 16 * t;
+        if (k < K) asm volatile("prefetch.global.L1 [%0];" ::"l"(xr + k));
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int st = s0 + u * kWarps;
+      if (st >= nsteps) break;
+      moe_step<WT, GATED, F16X>(wa, wb, u, xr, K, st, t, R, a.scale_pitch, acc);
+    }
+  }
+  moe_epilogue<GATED>(part, acc, a, R.n0, slot0, rows);
+}
+
 template <int WT, bool GATED>
 void launch_typed(const MoeGemmArgs& a, cudaStream_t st) {
-  const dim3 grid(unsigned(a.max_tiles), unsigned((a.N + 15) / 16));
+  const int nrb = (a.N + 15) / 16;
+  const bool f16 = WT == int(WType::FP8) && a.f16_x;
+  const dim3 grid(unsigned(a.max_tiles), unsigned(nrb));
   if constexpr (WT == int(WType::FP8))
-    if (a.f16_x) return launch_k(moe_gemm_kernel<WT, GATED, true>, grid, kWarps * 32, 0, st, a);
+    if (f16) return launch_k(moe_gemm_kernel<WT, GATED, true>, grid, kWarps * 32, 0, st, a);
   launch_k(moe_gemm_kernel<WT, GATED, false>, grid, kWarps * 32, 0, st, a);
 }
 }  // namespace

@@ -226,7 +226,7 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   launch_moe_grouped_gemm(g, false, stream_);
   check_launch("moe down");
   timer.mark();
-  launch_moe_combine(out.data<float>(), int(tb.H), l.pair_slot, weights.data<float>(), T, k, y, stream_,
+  launch_moe_combine(out.data<float>(), int(tb.H), l.pair_slot, weights.data<float>(), T, k, y, num_sms_, stream_,
                      shared ? l.pair_slot + Pr : nullptr);
   check_launch("moe combine");
   timer.mark();

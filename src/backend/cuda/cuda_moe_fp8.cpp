@@ -77,7 +77,7 @@ void CudaBackend::moe_experts_fp8(const Tensor& x, const Tensor& ids, const Tens
   launch_moe_fp8_gemm(d, false, stream_);
   check_launch("moe down (fp8)");
   timer.mark();
-  launch_moe_combine(out.data<float>(), H, l.pair_slot, weights.data<float>(), T, k, y, stream_);
+  launch_moe_combine(out.data<float>(), H, l.pair_slot, weights.data<float>(), T, k, y, num_sms_, stream_);
   check_launch("moe combine");
   timer.mark();
   if (timer.on()) {

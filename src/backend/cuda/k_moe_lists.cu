@@ -129,6 +129,8 @@ __global__ void __launch_bounds__(kListThreads)
 
 // One token per blockIdx.x, columns over blockIdx.y. Its slots are distinct, so each entry's rank in
 // ascending slot order (= expert order) is the number of smaller ones: no serial sort.
+constexpr int kCombineChunk = 8;
+static_assert(kMoeMaxTopK <= 64, "the smallest block (64 threads): one pair per thread");
 __global__ void moe_combine_kernel(const float* __restrict__ out, int H, const int32_t* __restrict__ pair_slot,
                                    const float* __restrict__ w, int k, float* __restrict__ y,
                                    const int32_t* __restrict__ shared_slot) {
@@ -136,22 +138,36 @@ __global__ void moe_combine_kernel(const float* __restrict__ out, int H, const i
   __shared__ int s_raw[kMoeMaxTopK], s_slot[kMoeMaxTopK];
   __shared__ float s_w[kMoeMaxTopK];
   const int t = blockIdx.x, j = threadIdx.x;
-  if (j < k) s_raw[j] = pair_slot[size_t(t) * k + j];
+  // The token's slots, weights and shared slot loaded together: one memory latency before the sort.
+  const int raw = j < k ? pair_slot[size_t(t) * k + j] : -1;
+  const float wj = j < k ? w[size_t(t) * k + j] : 0.f;
+  const int ss = shared_slot ? shared_slot[t] : -1;
+  if (j < k) s_raw[j] = raw;
   __syncthreads();
   int n = 0;  // valid entries
   for (int i = 0; i < k; ++i) n += s_raw[i] >= 0;
-  if (j < k && s_raw[j] >= 0) {
+  if (raw >= 0) {
     int rank = 0;
-    for (int i = 0; i < k; ++i) rank += s_raw[i] >= 0 && s_raw[i] < s_raw[j];
-    s_slot[rank] = s_raw[j];
-    s_w[rank] = w[size_t(t) * k + j];
+    for (int i = 0; i < k; ++i) rank += s_raw[i] >= 0 && s_raw[i] < raw;
+    s_slot[rank] = raw;
+    s_w[rank] = wj;
   }
-  const int ss = shared_slot ? shared_slot[t] : -1;
   __syncthreads();
   for (int c = blockIdx.y * blockDim.x + threadIdx.x; c < H; c += gridDim.y * blockDim.x) {
+    // The loads first (independent: one memory latency, not n), then the fmaf chain in rank order and the
+    // shared expert last, as before: the same result bits.
+    const float sh = ss >= 0 ? __ldg(out + size_t(ss) * H + c) : 0.f;
     float acc = 0.f;
-    for (int i = 0; i < n; ++i) acc = fmaf(s_w[i], __ldg(out + size_t(s_slot[i]) * H + c), acc);
-    if (ss >= 0) acc += __ldg(out + size_t(ss) * H + c);
+    for (int i0 = 0; i0 < n; i0 += kCombineChunk) {
+      float v[kCombineChunk];
+#pragma unroll
+      for (int u = 0; u < kCombineChunk; ++u)
+        v[u] = i0 + u < n ? __ldg(out + size_t(s_slot[i0 + u]) * H + c) : 0.f;
+#pragma unroll
+      for (int u = 0; u < kCombineChunk; ++u)
+        if (i0 + u < n) acc = fmaf(s_w[i0 + u], v[u], acc);
+    }
+    if (ss >= 0) acc += sh;
     y[size_t(t) * H + c] = acc;
   }
 }
@@ -172,10 +188,15 @@ void launch_moe_build_lists(const int32_t* ids, int T, int k, int E, const MoeLi
 }
 
 void launch_moe_combine(const float* out, int H, const int32_t* pair_slot, const float* w, int T, int k, float* y,
-                        cudaStream_t st, const int32_t* shared_slot) {
+                        int num_sms, cudaStream_t st, const int32_t* shared_slot) {
   if (T == 0 || H == 0) return;
-  constexpr int threads = 256;
-  const int col_blocks = (H + 4 * threads - 1) / (4 * threads);  // <= 4 columns per thread
+  // Large T: 256 threads x up to 4 columns. Below about one block per SM (a decode step: T = 1 and
+  // H = 7168 gave 7 blocks), first fewer columns per thread, then smaller blocks (>= 64 threads, >= k).
+  int threads = 256, cols = 4;
+  auto blocks = [&] { return int64_t(T) * ((H + threads * cols - 1) / (threads * cols)); };
+  while (cols > 1 && blocks() < num_sms) cols /= 2;
+  while (threads > 64 && blocks() < num_sms) threads /= 2;
+  const int col_blocks = (H + threads * cols - 1) / (threads * cols);
   launch_k(moe_combine_kernel, dim3(unsigned(T), unsigned(col_blocks)), threads, 0, st, out, H, pair_slot, w, k, y,
            shared_slot);
 }

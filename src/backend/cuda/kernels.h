@@ -316,8 +316,14 @@ void launch_indexer_topk_split(const IndexerArgs& a, int slices, void* work, cud
 size_t indexer_topk_split_work_bytes(int Tc, int slices);
 
 // ---- MoE (k_moe.cu) ----
-void launch_moe_route(const float* logits, const float* bias, int T, int E, int n_group, int topk_group, int top_k,
-                      bool norm, float scaling, int32_t* ids, float* weights, cudaStream_t st);
+// noaux_tc routing. Two kernels with bitwise the same ids and weights: Block (one block per token, the
+// choices as ranks: short dependent chains, for decode-sized batches; E <= 1024, E / n_group <= 64) and
+// Warp (one warp per token, serial argmax rounds: large batches). Auto picks by T; a form a shape does not
+// support falls back to Warp. Returns the form launched. top_k <= 32, n_group <= 32.
+enum class MoeRouteForm { Auto, Warp, Block };
+MoeRouteForm launch_moe_route(const float* logits, const float* bias, int T, int E, int n_group, int topk_group,
+                              int top_k, bool norm, float scaling, int32_t* ids, float* weights, cudaStream_t st,
+                              MoeRouteForm form = MoeRouteForm::Auto);
 
 // ---- grouped MoE experts: device-side routing lists and combine (k_moe_lists.cu), the grouped GEMM
 // (k_moe_gemm.cu); a fixed number of launches whatever the routing ----
@@ -401,8 +407,9 @@ void launch_moe_fp8_gemm(const MoeFp8GemmArgs& a, bool gated, cudaStream_t st);
 // y[t] = sum over t's pairs, in slot order (= expert order, as the CPU backend adds), of w[t, j] * out[slot];
 // with shared_slot (the lists' pair_slot + P), then + out[shared_slot[t]] (weight 1, added last: the
 // composition's add of the shared expert).
+// num_sms: the grid spreads small T over about one block per SM.
 void launch_moe_combine(const float* out, int H, const int32_t* pair_slot, const float* w, int T, int k, float* y,
-                        cudaStream_t st, const int32_t* shared_slot = nullptr);
+                        int num_sms, cudaStream_t st, const int32_t* shared_slot = nullptr);
 
 // ---- sampling (k_sample.cu) ----
 // One row to sample (backend::SamplingRow on the device). temperature 0 = greedy.

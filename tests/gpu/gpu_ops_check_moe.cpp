@@ -1,14 +1,170 @@
 // The CUDA backend's MoE ops against the CPU backend (gpu_ops_check's conventions, gpu_ops_check.cpp):
-// routing, the per-expert and grouped expert paths (exact and f16 forms), and moe_ffn with the shared
-// expert fused into the grouped launches. The FP8 expert path is in gpu_ops_check_moe_fp8.cpp.
+// routing (also bit for bit, and the router's two kernel forms against each other), the per-expert and
+// grouped expert paths (exact and f16 forms), the combine bit for bit, and moe_ffn with the shared expert
+// fused into the grouped launches. The FP8 expert path is in gpu_ops_check_moe_fp8.cpp.
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
+#include <numeric>
 #include <tuple>
 
 #include "ops_check_util.h"
 
 namespace opcheck {
+
+namespace {
+// Whether both backends compute logit x's score 1 / (1 + expf(-x)) as the same float: 1 + v rounds to one
+// float for every v within 3 ulp of exp(-x) (CUDA's expf is within 2 ulp, glibc's within 1), or expf
+// overflows (score 0). Only such logits let ids AND weights be compared bitwise with the CPU backend;
+// elsewhere the two expf may differ by an ulp (the tolerances of check_moe's first rows).
+bool sigmoid_exact(float x) {
+  const double t = std::exp(-double(x));
+  if (t > 1e60) return true;
+  const float f = float(t);
+  float v = f;
+  for (int i = 0; i < 3; ++i) v = std::nextafter(v, 0.f);
+  for (int i = 0; i < 7; ++i, v = std::nextafter(v, INFINITY))
+    if (1.0f + v != 1.0f + f) return false;
+  return true;
+}
+
+// Routing inputs made to tie: scores from a few levels (whole groups then tie on their best two), biases
+// from a few levels (ties across levels), one logit for all. The kinds whose logits are all sigmoid_exact
+// can be compared bitwise with the CPU; the others only between the GPU's two forms.
+struct RouteKind {
+  const char* name;
+  int logits;  // 0: 10 levels, 1: -200 / 2.25 / 200 (scores 0, ~0.9, 1), 2: all 3.0, 3: randn x 2, 4: randn rounded to 0.5
+  int bias;    // 0: zero, 1: multiples of 1/256 in [-4/256, 4/256], 2: randn x 0.01
+  bool exact;  // all logits sigmoid_exact
+};
+const std::vector<RouteKind>& route_kinds() {
+  static const std::vector<RouteKind> k = {
+      {"10 levels", 0, 0, true},          {"10 levels + bias levels", 0, 1, true},
+      {"10 levels + randn bias", 0, 2, true}, {"saturated + bias levels", 1, 1, true},
+      {"all equal", 2, 0, true},          {"all equal + bias levels", 2, 1, true},
+      {"randn", 3, 2, false},             {"randn to 0.5 + bias levels", 4, 1, false}};
+  return k;
+}
+std::vector<float> route_levels(int kind) {
+  if (kind == 1) return {-200.f, 2.25f, 200.f};
+  if (kind == 2) return {3.0f};
+  std::vector<float> l;
+  for (int i = 0; i < 10; ++i) l.push_back(2.25f + 0.375f * float(i));
+  return l;
+}
+std::pair<Tensor, Tensor> route_inputs(const RouteKind& k, int64_t T, int64_t E) {
+  Tensor logits = randn({T, E}, 2.f), bias = randn({E}, 0.01f);
+  if (k.logits <= 2) {
+    const std::vector<float> lv = route_levels(k.logits);
+    std::uniform_int_distribution<int> pick(0, int(lv.size()) - 1);
+    for (int64_t i = 0; i < T * E; ++i) logits.f32()[i] = lv[size_t(pick(rng()))];
+  } else if (k.logits == 4) {
+    for (int64_t i = 0; i < T * E; ++i) logits.f32()[i] = std::round(logits.f32()[i] * 2.f) / 2.f;
+  }
+  std::uniform_int_distribution<int> step(-4, 4);
+  for (int64_t e = 0; e < E; ++e)
+    if (k.bias == 0) bias.f32()[e] = 0.f;
+    else if (k.bias == 1) bias.f32()[e] = float(step(rng())) / 256.f;
+  return {logits, bias};
+}
+
+// Tokens whose ids or weights differ in any bit (host tensors [T, k]).
+int64_t route_diff(const Tensor& ia, const Tensor& wa, const Tensor& ib, const Tensor& wb, int64_t T, int64_t k,
+                   int64_t* first) {
+  int64_t n = 0;
+  for (int64_t t = 0; t < T; ++t)
+    if (std::memcmp(ia.data<int32_t>() + t * k, ib.data<int32_t>() + t * k, size_t(k) * 4) != 0 ||
+        std::memcmp(wa.f32() + t * k, wb.f32() + t * k, size_t(k) * 4) != 0) {
+      if (n++ == 0) *first = t;
+    }
+  return n;
+}
+}  // namespace
+
+// Routing, bitwise: (1) the backend's moe_route (block form up to 512 tokens, warp form above) against the CPU
+// backend on logits whose scores both compute alike (ids and weights bit for bit); (2) the block form against
+// the warp form (launch_moe_route with each) on those and on randn logits. Batches 1 (decode) to 600,
+// DeepSeek-V3's 256 experts in 8 groups, groups that are not one warp (24, 2, 64 experts), top_k up to 32;
+// inputs full of ties (ties go to the lower index, in groups and in experts).
+void check_moe_route_bitwise() {
+  int bad_levels = 0;
+  for (int kind = 0; kind <= 2; ++kind)
+    for (float x : route_levels(kind)) bad_levels += !sigmoid_exact(x);
+  record("moe_route exact score levels", "logit levels whose score both backends round alike", bad_levels, 0);
+  struct R {
+    int64_t E;
+    MoeRouting cfg;
+    bool block;  // the block form takes it (E <= 1024, <= 64 experts per group)
+  };
+  const std::vector<R> cfgs = {{256, {8, 4, 8, true, 2.5f}, true},   {512, {16, 8, 16, true, 1.5f}, true},
+                               {96, {4, 2, 8, true, 2.5f}, true},    {64, {1, 1, 6, false, 1.0f}, true},
+                               {64, {2, 2, 32, true, 1.0f}, true},   {16, {4, 2, 4, true, 2.5f}, true},
+                               {16, {1, 1, 2, true, 1.0f}, true},    {8, {4, 2, 3, true, 2.5f}, true},
+                               {256, {1, 1, 8, true, 2.5f}, false}};
+  const std::vector<int64_t> Ts = {1, 3, 8, 64, 300, 600};
+  for (const R& rc : cfgs) {
+    const int k = rc.cfg.top_k;
+    const std::string cfg = fmt::format("E={} {} groups keep {} top-{}", rc.E, rc.cfg.n_group, rc.cfg.topk_group, k);
+    int wrong_form = 0;  // a launch error, or not the form asked for (the warp form where the block one can't)
+    for (const RouteKind& kind : route_kinds()) {
+      int64_t tokens = 0, vs_cpu = 0, vs_warp = 0, first_cpu = -1, first_warp = -1, T_cpu = 0, T_warp = 0;
+      for (int64_t T : Ts) {
+        auto [logits, bias] = route_inputs(kind, T, rc.E);
+        Tensor lg = up(logits), bg = up(bias);
+        tokens += T;
+        if (kind.exact) {
+          Tensor ic, wc, ig, wg;
+          g_cpu->moe_route(logits, bias, rc.cfg, &ic, &wc);
+          g_gpu->moe_route(lg, bg, rc.cfg, &ig, &wg);
+          int64_t f = -1;
+          const int64_t d = route_diff(g_gpu->to_host(ig), g_gpu->to_host(wg), ic, wc, T, k, &f);
+          if (d && !vs_cpu) first_cpu = f, T_cpu = T;
+          vs_cpu += d;
+        }
+        Tensor out[2][2];  // [warp, block] x [ids, weights]
+        for (int f = 0; f < 2; ++f) {
+          out[f][0] = g_gpu->empty({T, k}, DType::I32);
+          out[f][1] = g_gpu->empty({T, k}, DType::F32);
+          const cuda::MoeRouteForm want = f ? cuda::MoeRouteForm::Block : cuda::MoeRouteForm::Warp;
+          const cuda::MoeRouteForm got = cuda::launch_moe_route(
+              lg.data<float>(), bg.data<float>(), int(T), int(rc.E), rc.cfg.n_group, rc.cfg.topk_group, k,
+              rc.cfg.norm_topk_prob, rc.cfg.routed_scaling_factor, out[f][0].data<int32_t>(), out[f][1].data<float>(),
+              g_gpu->stream(), want);
+          wrong_form += cudaGetLastError() != cudaSuccess || got != (f && !rc.block ? cuda::MoeRouteForm::Warp : want);
+          out[f][0] = g_gpu->to_host(out[f][0]), out[f][1] = g_gpu->to_host(out[f][1]);
+        }
+        int64_t f = -1;
+        const int64_t d = route_diff(out[1][0], out[1][1], out[0][0], out[0][1], T, k, &f);
+        if (d && !vs_warp) first_warp = f, T_warp = T;
+        vs_warp += d;
+      }
+      if (kind.exact)
+        record("moe_route bitwise vs cpu",
+               fmt::format("{}, {}: {} of {} tokens differ{}", cfg, kind.name, vs_cpu, tokens,
+                           vs_cpu ? fmt::format(" (first T={} t={})", T_cpu, first_cpu) : ""),
+               double(vs_cpu), 0.0);
+      if (rc.block)
+        record("moe_route block = warp",
+               fmt::format("{}, {}: {} of {} tokens differ{}", cfg, kind.name, vs_warp, tokens,
+                           vs_warp ? fmt::format(" (first T={} t={})", T_warp, first_warp) : ""),
+               double(vs_warp), 0.0);
+    }
+    record("moe_route forms", fmt::format("{}: {}", cfg, rc.block ? "block and warp" : "the warp form's alone"),
+           double(wrong_form), 0.0);
+  }
+  // Decode batches take the block form.
+  int not_block = 0;
+  for (int T : {1, 8, 64}) {
+    Tensor lg = up(randn({T, 256})), bg = up(randn({256}, 0.1f));
+    Tensor ig = g_gpu->empty({T, 8}, DType::I32), wg = g_gpu->empty({T, 8}, DType::F32);
+    not_block += cuda::launch_moe_route(lg.data<float>(), bg.data<float>(), T, 256, 8, 4, 8, true, 2.5f,
+                                        ig.data<int32_t>(), wg.data<float>(), g_gpu->stream()) !=
+                 cuda::MoeRouteForm::Block;
+    g_gpu->synchronize();
+  }
+  record("moe_route auto form", "E=256 8 groups, T=1, 8, 64: the block form", double(not_block), 0.0);
+}
 
 void check_moe() {
   struct R {
@@ -30,6 +186,7 @@ void check_moe() {
            double(diff) / T, 0.004);
     if (diff == 0) record("moe_route weights", fmt::format("E={}", rc.E), cmp(wg, wc).rel, 1e-6);
   }
+  check_moe_route_bitwise();
   // Experts: FP8 SwiGLU experts over routed tokens.
   const int64_t E = 16, H = 256, I = 128;
   std::vector<std::unique_ptr<BothLinear>> ws;
@@ -62,11 +219,60 @@ void check_moe() {
   g_gpu->set_gemm_mode(GemmMode::Exact);
 }
 
+// The combine (launch_moe_combine) bit for bit against its definition on the host: per token, std::fma over
+// its pairs in ascending slot order from 0, then + the shared expert's row. Decode batches at DeepSeek-V3's
+// H = 7168 (the small-T grids: 1-2 columns per thread, 64-256 threads), large T (4 columns per thread), pairs
+// of other ranks (-1), top-32 (several load chunks), H no multiple of the block.
+void check_moe_combine() {
+  struct C {
+    int64_t T, H, k;
+    bool shared;
+  };
+  for (const C& c : std::vector<C>{{1, 7168, 8, true},  {2, 7168, 8, true},  {1, 7168, 8, false}, {3, 7168, 8, true},
+                                   {20, 7168, 8, true}, {64, 7168, 8, true}, {300, 640, 8, true}, {5, 33, 4, false},
+                                   {2, 640, 32, true},  {1, 7168, 32, false}}) {
+    const int64_t T = c.T, H = c.H, k = c.k, P = T * k;
+    Tensor out = randn({P + T, H}), w = randn({T, k}, 0.3f, 0.5f);
+    Tensor ps = Tensor::empty({P + T}, DType::I32);  // routed pairs' slots (a shuffle: distinct), then shared
+    std::vector<int32_t> perm(static_cast<size_t>(P));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng());
+    for (int64_t i = 0; i < P; ++i) ps.i32()[i] = i % 5 == 3 ? -1 : perm[size_t(i)];
+    for (int64_t t = 0; t < T; ++t) ps.i32()[P + t] = int32_t(P + t);
+    Tensor ref = Tensor::empty({T, H}, DType::F32);
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<std::pair<int32_t, float>> pairs;
+      for (int64_t j = 0; j < k; ++j)
+        if (ps.i32()[t * k + j] >= 0) pairs.push_back({ps.i32()[t * k + j], w.f32()[t * k + j]});
+      std::sort(pairs.begin(), pairs.end());
+      for (int64_t col = 0; col < H; ++col) {
+        float acc = 0.f;
+        for (auto [slot, wt] : pairs) acc = std::fma(wt, out.f32()[slot * H + col], acc);
+        if (c.shared) acc += out.f32()[(P + t) * H + col];
+        ref.f32()[t * H + col] = acc;
+      }
+    }
+    Tensor og = up(out), pg = up(ps), wg = up(w), y = g_gpu->empty({T, H}, DType::F32);
+    cuda::launch_moe_combine(og.data<float>(), int(H), pg.data<int32_t>(), wg.data<float>(), int(T), int(k),
+                             y.data<float>(), g_gpu->num_sms(), g_gpu->stream(),
+                             c.shared ? pg.data<int32_t>() + P : nullptr);
+    const bool launched = cudaGetLastError() == cudaSuccess;
+    Tensor yh = down(y);
+    int64_t diff = 0;
+    for (int64_t i = 0; i < T * H; ++i) diff += std::memcmp(yh.f32() + i, ref.f32() + i, 4) != 0;
+    record("moe_combine bitwise",
+           fmt::format("T={} H={} top-{}{}, a fifth of pairs -1: {} of {} differ", T, H, k, c.shared ? " + shared" : "",
+                       diff, T * H),
+           launched ? double(diff) : INFINITY, 0.0);
+  }
+}
+
 // The grouped path (device-side lists, grouped GEMMs, combine) against the CPU backend: ids from the
 // GPU router on random logits (downloaded for the CPU), one batch where every token picks the same
 // experts (tiles of one expert), one with ids outside [0, E) (they contribute nothing). Widths include
 // the tiny golden models' (H 128, I 48) and ones that are no multiple of 128 (partial scale blocks).
 void check_moe_grouped() {
+  check_moe_combine();
   struct Shape {
     int64_t E, H, I;
     DType dt;
@@ -194,10 +400,10 @@ void check_moe_ffn_shared() {
   };
   const bool f16_default = g_gpu->options().moe_f16_x;
   for (const Shape& sh : std::vector<Shape>{{16, 128, 48, DType::F8_E4M3}, {256, 640, 176, DType::F8_E4M3},
-                                            {16, 640, 176, DType::BF16}}) {
+                                            {16, 640, 176, DType::BF16}, {16, 7168, 128, DType::F8_E4M3}}) {
     BothExperts ex(sh.E, sh.H, sh.I, sh.dt), shared(1, sh.H, sh.I, sh.dt), wide(1, sh.H, 2 * sh.I, sh.dt);
     const MoeRouting cfg = sh.E == 16 ? MoeRouting{4, 2, 4, true, 2.5f} : MoeRouting{8, 4, 8, true, 2.5f};
-    for (int64_t T : {1, 3, 8, 33}) {
+    for (int64_t T : {1, 2, 3, 8, 33}) {  // H 7168: the decode combine's grids (T = 1, 2)
       Tensor x = randn({T, sh.H}), logits = randn({T, sh.E}, 2.f), bias = randn({sh.E}, 0.1f), ig, wg;
       g_gpu->moe_route(up(logits), up(bias), cfg, &ig, &wg);
       Tensor ids = g_gpu->to_host(ig), wts = g_gpu->to_host(wg);

@@ -125,7 +125,9 @@ void check_linear();
 void check_norms_and_elementwise();
 void check_rope_copy_cache();
 void check_moe();
+void check_moe_route_bitwise();  // part of check_moe
 void check_moe_grouped();
+void check_moe_combine();  // part of check_moe_grouped
 void check_moe_ffn_shared();
 void check_moe_fp8();
 void check_mla();

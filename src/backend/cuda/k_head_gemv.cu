@@ -34,11 +34,12 @@ __device__ __forceinline__ void stage_activations(const GemmArgs& g, int b, floa
 
 // C[m, n] = sum_k A[m, k] * W[row0 + k, n] (not transposed: absorb_q). A block takes 128 columns of one
 // head (4 per lane, 4-byte loads, a warp reads 128 contiguous bytes of a row); its 8 warps split the
-// K rows between them (rows warp, warp + 8, ...: the first kPreNt of them loaded early) and their partial
-// sums meet in shared memory, in warp order.
-constexpr int kPreNt = 16;  // K <= 128 (DeepSeek's nope dim) entirely early
+// K rows between them in groups of 4 consecutive rows (groups warp, warp + 8, ...: the first kPreNt rows
+// of each warp loaded early), so one float4 of shared memory brings a token's 4 activations of a group;
+// the warps' partial sums meet in shared memory, in warp order.
+constexpr int kPreNt = 16, kPreGroups = kPreNt / 4;  // K <= 128 (DeepSeek's nope dim) entirely early
 template <int MT>
-__global__ void __launch_bounds__(256) head_gemv_nt_kernel(GemmArgs g, WeightRef w) {
+__global__ void __launch_bounds__(256, 4) head_gemv_nt_kernel(GemmArgs g, WeightRef w) {
   extern __shared__ __align__(16) float sm[];
   const int b = blockIdx.y;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -46,38 +47,53 @@ __global__ void __launch_bounds__(256) head_gemv_nt_kernel(GemmArgs g, WeightRef
   const int wrow0 = g.w_row0 + b * g.w_row_bstride;
   const uint8_t* W = static_cast<const uint8_t*>(w.data);
   const bool nok = n < g.N;
+  // A group's 4 rows share their 128-row scale block (wrow0 % 4 == 0: the launcher checks).
   uint32_t q[kPreNt];
-  float s[kPreNt];
+  float s[kPreGroups];
 #pragma unroll
   for (int i = 0; i < kPreNt; ++i) {
-    const int k = warp + kWarps * i, wr = wrow0 + k;
+    const int k = 4 * (warp + kWarps * (i / 4)) + i % 4, wr = wrow0 + k;
     const bool ok = nok && k < g.K;
     q[i] = ok ? *reinterpret_cast<const uint32_t*>(W + size_t(wr) * w.cols + n) : 0u;
-    s[i] = ok ? w.scale[size_t(wr / 128) * w.scale_pitch + n / 128] : 0.f;
+    if (i % 4 == 0) s[i / 4] = ok ? w.scale[size_t(wr / 128) * w.scale_pitch + n / 128] : 0.f;
   }
   pdl_prologue();
   float* As = sm;                // [MT][K]
   float* red = sm + MT * g.K;    // [kWarps][MT][128]
   stage_activations(g, b, As);
   float acc[MT][4] = {};
-  auto step = [&](int k, uint32_t qk, float sk) {
-    float v[4];
+  // Rows k0 .. k0 + 3 (K % 4 == 0: all or none of them exist).
+  auto group = [&](int k0, const uint32_t (&qk)[4], float sk) {
+    float v[4][4];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) v[j] = fp8_at(qk, j) * sk;
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) v[r][j] = fp8_at(qk[r], j) * sk;
 #pragma unroll
     for (int m = 0; m < MT; ++m)
-      if (m < g.M)
+      if (m < g.M) {
+        const float4 a = *reinterpret_cast<const float4*>(&As[m * g.K + k0]);
+        const float av[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
-        for (int j = 0; j < 4; ++j) acc[m][j] = fmaf(As[m * g.K + k], v[j], acc[m][j]);
+        for (int r = 0; r < 4; ++r)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) acc[m][j] = fmaf(av[r], v[r][j], acc[m][j]);
+      }
   };
   if (nok) {
 #pragma unroll
-    for (int i = 0; i < kPreNt; ++i)
-      if (warp + kWarps * i < g.K) step(warp + kWarps * i, q[i], s[i]);
-    for (int k = warp + kWarps * kPreNt; k < g.K; k += kWarps) {
-      const int wr = wrow0 + k;
-      step(k, *reinterpret_cast<const uint32_t*>(W + size_t(wr) * w.cols + n),
-           w.scale[size_t(wr / 128) * w.scale_pitch + n / 128]);
+    for (int i4 = 0; i4 < kPreGroups; ++i4) {
+      const int k0 = 4 * (warp + kWarps * i4);
+      if (k0 < g.K) {
+        const uint32_t qk[4] = {q[4 * i4], q[4 * i4 + 1], q[4 * i4 + 2], q[4 * i4 + 3]};
+        group(k0, qk, s[i4]);
+      }
+    }
+    for (int k0 = 4 * (warp + kWarps * kPreGroups); k0 < g.K; k0 += 4 * kWarps) {
+      uint32_t qk[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) qk[r] = *reinterpret_cast<const uint32_t*>(W + size_t(wrow0 + k0 + r) * w.cols + n);
+      group(k0, qk, w.scale[size_t((wrow0 + k0) / 128) * w.scale_pitch + n / 128]);
     }
   }
 #pragma unroll
@@ -97,61 +113,75 @@ __global__ void __launch_bounds__(256) head_gemv_nt_kernel(GemmArgs g, WeightRef
   }
 }
 
-// C[m, n] = sum_k A[m, k] * W[row0 + n, k] (transposed: absorb_out). A warp takes kColsTn output columns:
-// lane l the 4 consecutive bytes at k = 4l + 128i of each (the warp reads 128 contiguous bytes of a row per
-// round, and the activations as conflict-free float4s), then the warp sums. Two columns a warp: at 128
-// heads the grid fits one wave, so every block's weights load early.
-constexpr int kColsTn = 2, kPreTn = kMaxKTn / 128;
-template <int MT>
-__global__ void __launch_bounds__(256) head_gemv_tn_kernel(GemmArgs g, WeightRef w) {
+// C[m, n] = sum_k A[m, k] * W[row0 + n, k] (transposed: absorb_out). A warp takes kColsTn consecutive output
+// columns: lane l the 4 consecutive bytes at k = 4l + 128i of each (the warp reads 128 contiguous bytes of a
+// row per round, and the activations as conflict-free float4s, each serving the kColsTn columns), then the
+// warp sums. The columns share their 128-row scale block (row0 % 4 == 0: the launcher checks), so a lane
+// holds KP scales. Four columns a warp and at most 64 registers (4 blocks per SM): at 128 heads the grid of
+// 512 blocks is one wave, so every block's weights load early (two columns a warp: 1,024 blocks, 2.6
+// waves at 8 tokens, 27 us).
+constexpr int kColsTn = 4;
+template <int MT, int KP>
+__global__ void __launch_bounds__(256, 4) head_gemv_tn_kernel(GemmArgs g, WeightRef w) {
   extern __shared__ __align__(16) float sm[];
   const int b = blockIdx.y;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int n0 = (blockIdx.x * kWarps + warp) * kColsTn;
-  uint32_t q[kColsTn][kPreTn];
-  float s[kColsTn][kPreTn];
+  const int wr0 = g.w_row0 + b * g.w_row_bstride + n0;
+  uint32_t q[kColsTn][KP];
+  float s[KP];
 #pragma unroll
-  for (int c = 0; c < kColsTn; ++c) {
-    const int n = n0 + c, wr = g.w_row0 + b * g.w_row_bstride + n;
-    const uint8_t* row = static_cast<const uint8_t*>(w.data) + size_t(wr) * w.cols;
-    const float* srow = w.scale + size_t(wr / 128) * w.scale_pitch;
+  for (int i = 0; i < KP; ++i) {
+    const int k = lane * 4 + 128 * i;
+    s[i] = n0 < g.N && k < g.K ? w.scale[size_t(wr0 / 128) * w.scale_pitch + i] : 0.f;
 #pragma unroll
-    for (int i = 0; i < kPreTn; ++i) {
-      const int k = lane * 4 + 128 * i;
-      const bool ok = n < g.N && k < g.K;
-      q[c][i] = ok ? *reinterpret_cast<const uint32_t*>(row + k) : 0u;
-      s[c][i] = ok ? srow[i] : 0.f;
+    for (int c = 0; c < kColsTn; ++c) {
+      const bool ok = n0 + c < g.N && k < g.K;
+      q[c][i] = ok ? *reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) +
+                                                        size_t(wr0 + c) * w.cols + k)
+                   : 0u;
     }
   }
   pdl_prologue();
   float* As = sm;  // [MT][K]
   stage_activations(g, b, As);
   float* C = g.c + b * g.c_bstride;
+  // Tokens in passes of up to 4 (accumulators for 4 columns x 4 tokens; the weights' conversion is
+  // repeated per pass): 8 tokens' 32 accumulators would spill at 64 registers.
+  constexpr int MH = MT < 4 ? MT : 4;
 #pragma unroll
-  for (int c = 0; c < kColsTn; ++c) {
-    const int n = n0 + c;
-    if (n >= g.N) break;
-    float acc[MT] = {};
+  for (int p = 0; p < MT; p += MH) {
+    if (p >= g.M) break;
+    float acc[kColsTn][MH] = {};
 #pragma unroll
-    for (int i = 0; i < kPreTn; ++i) {
+    for (int i = 0; i < KP; ++i) {
       const int k = lane * 4 + 128 * i;
       if (k >= g.K) break;
-      float v[4];
+      float v[kColsTn][4];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) v[j] = fp8_at(q[c][i], j) * s[c][i];
+      for (int c = 0; c < kColsTn; ++c)
 #pragma unroll
-      for (int m = 0; m < MT; ++m)
-        if (m < g.M) {
-          const float4 a = *reinterpret_cast<const float4*>(&As[m * g.K + k]);
-          acc[m] = fmaf(a.x, v[0], fmaf(a.y, v[1], fmaf(a.z, v[2], fmaf(a.w, v[3], acc[m]))));
+        for (int j = 0; j < 4; ++j) v[c][j] = fp8_at(q[c][i], j) * s[i];
+#pragma unroll
+      for (int mm = 0; mm < MH; ++mm)
+        if (p + mm < g.M) {
+          const float4 a = *reinterpret_cast<const float4*>(&As[(p + mm) * g.K + k]);
+#pragma unroll
+          for (int c = 0; c < kColsTn; ++c)
+            acc[c][mm] = fmaf(a.x, v[c][0], fmaf(a.y, v[c][1], fmaf(a.z, v[c][2], fmaf(a.w, v[c][3], acc[c][mm]))));
         }
     }
 #pragma unroll
-    for (int m = 0; m < MT; ++m) {
-      if (m >= g.M) break;
-      float v = acc[m];
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) C[size_t(m) * g.ldc + n] = v;
+    for (int c = 0; c < kColsTn; ++c) {
+      const int n = n0 + c;
+      if (n >= g.N) break;
+#pragma unroll
+      for (int mm = 0; mm < MH; ++mm) {
+        if (p + mm >= g.M) break;
+        float v = acc[c][mm];
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) C[size_t(p + mm) * g.ldc + n] = v;
+      }
     }
   }
 }
@@ -165,16 +195,18 @@ void launch_mt(const GemmArgs& g, const WeightRef& w, cudaStream_t st) {
   } else {
     const size_t smem = size_t(MT) * g.K * sizeof(float);
     const unsigned cols = kWarps * kColsTn;
-    launch_k(head_gemv_tn_kernel<MT>, dim3((unsigned(g.N) + cols - 1) / cols, unsigned(g.batch)), 32 * kWarps, smem,
-             st, g, w);
+    const dim3 grid{(unsigned(g.N) + cols - 1) / cols, unsigned(g.batch)};
+    if (g.K <= 512) launch_k(head_gemv_tn_kernel<MT, 4>, grid, 32 * kWarps, smem, st, g, w);
+    else launch_k(head_gemv_tn_kernel<MT, kMaxKTn / 128>, grid, 32 * kWarps, smem, st, g, w);
   }
 }
 }  // namespace
 
 bool launch_head_gemv(const GemmArgs& g, const WeightRef& w, cudaStream_t st) {
   if (w.type != WType::FP8 || g.M < 1 || g.M > kMaxM || g.batch < 1 || g.N < 1) return false;
-  if (!g.trans_w && (g.K > kMaxKNt || g.N % 4 || w.cols % 4)) return false;
-  if (g.trans_w && (g.K > kMaxKTn || g.K % 4 || w.cols % 4)) return false;
+  if (!g.trans_w && (g.K > kMaxKNt || g.K % 4 || g.N % 4 || w.cols % 4 || g.w_row0 % 4 || g.w_row_bstride % 4))
+    return false;
+  if (g.trans_w && (g.K > kMaxKTn || g.K % 4 || w.cols % 4 || g.w_row0 % 4 || g.w_row_bstride % 4)) return false;
   switch (g.M) {
     case 1: launch_mt<1>(g, w, st); break;
     case 2: launch_mt<2>(g, w, st); break;

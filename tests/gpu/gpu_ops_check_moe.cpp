@@ -301,6 +301,20 @@ void check_moe_grouped() {
         record("moe_experts grouped", what, path == "grouped" ? cmp(y, ref).rel : INFINITY, kTolF32);
         Tensor y2 = g_gpu->moe_experts(xg, ig, wg, *ex.sg);  // deterministic: bitwise the same
         record("moe_experts grouped rerun", what, compare(down(y2), down(y)).maxrel, 0.0);
+        // The down GEMM at the other rows per block: each output's sum in the same order, bitwise equal.
+        const int rows_default = g_gpu->options().moe_down_rows;
+        g_gpu->set_moe_down_rows(rows_default == 32 ? 16 : 32);
+        Tensor y3 = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
+        record("moe_experts grouped down rows", what, compare(down(y3), down(y)).maxrel, 0.0);
+        if (sh.dt == DType::F8_E4M3) {
+          g_gpu->set_moe_f16_x(true);
+          Tensor yo = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
+          g_gpu->set_moe_down_rows(rows_default);
+          Tensor yd = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
+          record("moe_experts grouped f16 x down rows", what, compare(down(yo), down(yd)).maxrel, 0.0);
+          g_gpu->set_moe_f16_x(false);
+        }
+        g_gpu->set_moe_down_rows(rows_default);
         if (sh.dt == DType::F8_E4M3) {
           // f16 x (11 bits, the precision of the GEMV's TF32 form): ~2^-12 per product; bound 2e-3 (a wrong
           // operand layout or scale is off by ~100%).

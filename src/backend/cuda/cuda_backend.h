@@ -88,6 +88,9 @@ struct CudaOptions {
   bool moe_f16_x = true;
   // moe_ffn runs the shared expert inside the grouped launches where it can (DSSERVE_MOE_FUSE_SHARED=0|1).
   bool moe_fuse_shared = true;
+  // Rows per block of the grouped decode MoE's down GEMM (MoeGemmArgs::down_rows): 16 or 32.
+  // DSSERVE_MOE_DOWN_ROWS=16|32: A/B runs.
+  int moe_down_rows = 32;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -269,6 +272,7 @@ class CudaBackend final : public Backend {
   void linear_simt(const Tensor& x, const LinearWeight& w, Tensor& y);
   static WeightRef weight_ref(const LinearWeight& w);
   void set_moe_path(MoePath p) { moe_path_ = p; }
+  void set_moe_down_rows(int rows) { opts_.moe_down_rows = rows; }  // tests: both down GEMM shapes
   void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode
   // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x), "grouped-fp8" or
   // "per-expert"; moe_ffn with the shared expert fused: the grouped name + " + shared".

@@ -213,6 +213,7 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   g.scale_pitch = tb.pitch_gate_up;
   g.y = act.data<float>();
   g.f16_x = opts_.moe_f16_x && tb.wtype == WType::FP8 && fast(kFastTf32Gemv);
+  g.down_rows = opts_.moe_down_rows;
   launch_moe_grouped_gemm(g, true, stream_);
   check_launch("moe gate+up");
   timer.mark();

@@ -105,9 +105,10 @@ __device__ __forceinline__ void moe_step(const Row16<WT> (&wa)[NM][U], const Row
   }
 }
 
-// The block's epilogue for 16 rows (n0) x the tile's slots: acc through shared memory, the 8 warps summed
-// in a fixed order, SwiGLU for the gated kernel; 16 consecutive outputs of a slot per 16 threads.
-template <bool GATED, int NM>
+// The block's epilogue for its rows (n0) x the tile's slots: acc through shared memory, the 8 warps summed
+// in a fixed order, SwiGLU for the gated kernel (else each matrix slot is 16 more rows of the one matrix:
+// PAIR); 16 consecutive outputs of a slot per 16 threads.
+template <bool GATED, bool PAIR, int NM>
 __device__ __forceinline__ void moe_epilogue(float (&part)[NM][kWarps][16][kTile + 1], const float (&acc)[NM][4],
                                              const MoeGemmArgs& a, int n0, int slot0, int rows) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
@@ -120,7 +121,17 @@ __device__ __forceinline__ void moe_epilogue(float (&part)[NM][kWarps][16][kTile
     part[mi][warp][g + 8][2 * t + 1] = acc[mi][3];
   }
   __syncthreads();
-  if (threadIdx.x < 16 * kTile) {
+  if constexpr (PAIR) {
+    static_assert(NM == 2 && 2 * 16 * kTile == kWarps * 32, "one output per thread");
+    const int mi = threadIdx.x / (16 * kTile), m = threadIdx.x % (16 * kTile) / 16, r = threadIdx.x % 16;
+    const int n = n0 + 16 * mi + r;
+    if (m < rows && n < a.N) {
+      float v = 0.f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) v += part[mi][w][r][m];
+      a.y[size_t(slot0 + m) * a.N + n] = v;
+    }
+  } else if (threadIdx.x < 16 * kTile) {
     const int m = threadIdx.x / 16, r = threadIdx.x % 16, n = n0 + r;
     if (m < rows && n < a.N) {
       float s[NM];
@@ -139,14 +150,15 @@ __device__ __forceinline__ void moe_epilogue(float (&part)[NM][kWarps][16][kTile
 
 // Where a block's 16 rows of one tile come from: the expert's matrices (gate, up or down), their block
 // scales, this lane's activation row.
-template <int WT, int NM, bool GATED>
+template <int WT, int NM, bool GATED, bool PAIR>
 struct MoeRows {
   static constexpr int EB = WT == int(WType::FP8) ? 1 : 2;
+  static constexpr int kRows = PAIR ? 32 : 16;  // rows per block: matrix slot mi of PAIR is rows 16 mi ..
   const uint8_t* base[NM];  // the expert's matrices (gate, up or down) and their block scales
   const float* sbase[NM];
   const uint8_t* w0[NM];  // row g of this row block (row g + 8 is 8 rows further, when it exists)
   int n0;
-  bool ok0, ok1;
+  bool ok0[NM], ok1[NM];
   __device__ __forceinline__ void set_expert(const MoeExpertPtrs& ex) {
 #pragma unroll
     for (int mi = 0; mi < NM; ++mi) {
@@ -156,13 +168,18 @@ struct MoeRows {
     }
   }
   __device__ __forceinline__ void set_rows(const MoeGemmArgs& a, int rb, int g) {
-    n0 = rb * 16;
-    ok0 = n0 + g < a.N, ok1 = n0 + g + 8 < a.N;
+    n0 = rb * kRows;
 #pragma unroll
-    for (int mi = 0; mi < NM; ++mi) w0[mi] = base[mi] + size_t(ok0 ? n0 + g : n0) * a.K * EB;
+    for (int mi = 0; mi < NM; ++mi) {
+      const int r = n0 + (PAIR ? 16 * mi : 0);
+      ok0[mi] = r + g < a.N, ok1[mi] = r + g + 8 < a.N;
+      w0[mi] = base[mi] + size_t(ok0[mi] ? r + g : n0) * a.K * EB;
+    }
   }
-  __device__ __forceinline__ const uint8_t* w1(int mi, int K) const { return ok1 ? w0[mi] + size_t(8) * K * EB : w0[mi]; }
-  // The block scales of this row block's 128-row scale block.
+  __device__ __forceinline__ const uint8_t* w1(int mi, int K) const {
+    return ok1[mi] ? w0[mi] + size_t(8) * K * EB : w0[mi];
+  }
+  // The block scales of this row block's 128-row scale block (kRows divides 128).
   __device__ __forceinline__ const float* srow(int mi, int scale_pitch) const {
     return WT == int(WType::FP8) ? sbase[mi] + size_t(n0 / 128) * scale_pitch : nullptr;
   }
@@ -176,24 +193,27 @@ struct MoeRows {
       const bool kin = st < nsteps && k < K;
 #pragma unroll
       for (int mi = 0; mi < NM; ++mi) {
-        wa[mi][u].load(w0[mi], k, kin && ok0);
-        wb[mi][u].load(w1(mi, K), k, kin && ok1);
+        wa[mi][u].load(w0[mi], k, kin && ok0[mi]);
+        wb[mi][u].load(w1(mi, K), k, kin && ok1[mi]);
       }
     }
   }
 };
 
 // Steps loaded ahead: 128 bytes of weights in flight per lane.
-template <int WT, bool GATED>
-constexpr int kMoeStepsAhead = (GATED ? 2 : 4) / (WT == int(WType::FP8) ? 1 : 2);
+template <int WT, int NM>
+constexpr int kMoeStepsAhead = (NM == 2 ? 2 : 4) / (WT == int(WType::FP8) ? 1 : 2);
 
+// KIND: 0 down (16 rows a block), 1 gate + up (16 rows of each, SwiGLU), 2 down at 32 rows a block (two
+// 16-row tiles, the gated kernel's shape: one conversion of each activation step serves both).
 // Blocks per SM: 3 for the f16 form (78-80 registers, no spills; more weight bytes in flight: batch 8
 // 6.90 -> 6.25 ms, batch 1 -2%, docs/PERF.md); the exact form needs 112-126 registers.
-template <int WT, bool GATED, bool F16X>
+template <int WT, int KIND, bool F16X>
 __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(MoeGemmArgs a) {
   pdl_prologue();
-  constexpr int NM = GATED ? 2 : 1;  // weight matrices per block
-  constexpr int U = kMoeStepsAhead<WT, GATED>;
+  constexpr bool GATED = KIND == 1, PAIR = KIND == 2;
+  constexpr int NM = KIND == 0 ? 1 : 2;  // weight tiles per block
+  constexpr int U = kMoeStepsAhead<WT, NM>;
   __shared__ float part[NM][kWarps][16][kTile + 1];  // +1: the epilogue reads part[.][.][r][m] across r
   const int tile = blockIdx.x;
   if (tile >= *a.n_tiles) return;
@@ -201,7 +221,7 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
   const int K = a.K;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const int nsteps = (K + 63) / 64;
-  MoeRows<WT, NM, GATED> R;
+  MoeRows<WT, NM, GATED, PAIR> R;
   R.set_expert(e == a.shared_e ? a.shared : a.experts[e]);
   R.set_rows(a, blockIdx.y, g);
   // This lane's activation row: slot g of the tile (null past its rows).
@@ -229,25 +249,32 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
       moe_step<WT, GATED, F16X>(wa, wb, u, xr, K, st, t, R, a.scale_pitch, acc);
     }
   }
-  moe_epilogue<GATED>(part, acc, a, R.n0, slot0, rows);
+  moe_epilogue<GATED, PAIR>(part, acc, a, R.n0, slot0, rows);
 }
 
-template <int WT, bool GATED>
+template <int WT, int KIND>
 void launch_typed(const MoeGemmArgs& a, cudaStream_t st) {
-  const int nrb = (a.N + 15) / 16;
-  const bool f16 = WT == int(WType::FP8) && a.f16_x;
+  const int nrb = (a.N + (KIND == 2 ? 31 : 15)) / (KIND == 2 ? 32 : 16);
   const dim3 grid(unsigned(a.max_tiles), unsigned(nrb));
   if constexpr (WT == int(WType::FP8))
-    if (f16) return launch_k(moe_gemm_kernel<WT, GATED, true>, grid, kWarps * 32, 0, st, a);
-  launch_k(moe_gemm_kernel<WT, GATED, false>, grid, kWarps * 32, 0, st, a);
+    if (a.f16_x) return launch_k(moe_gemm_kernel<WT, KIND, true>, grid, kWarps * 32, 0, st, a);
+  launch_k(moe_gemm_kernel<WT, KIND, false>, grid, kWarps * 32, 0, st, a);
 }
 }  // namespace
 
 void launch_moe_grouped_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st) {
   static_assert(kTile == 8, "a tile is the 8 columns of one m16n8k8 MMA");
   if (a.max_tiles == 0 || a.N == 0) return;
-  if (a.wtype == WType::FP8) gated ? launch_typed<int(WType::FP8), true>(a, st) : launch_typed<int(WType::FP8), false>(a, st);
-  else gated ? launch_typed<int(WType::BF16), true>(a, st) : launch_typed<int(WType::BF16), false>(a, st);
+  const int kind = gated ? 1 : a.down_rows == 32 ? 2 : 0;
+  if (a.wtype == WType::FP8) {
+    if (kind == 1) launch_typed<int(WType::FP8), 1>(a, st);
+    else if (kind == 2) launch_typed<int(WType::FP8), 2>(a, st);
+    else launch_typed<int(WType::FP8), 0>(a, st);
+  } else {
+    if (kind == 1) launch_typed<int(WType::BF16), 1>(a, st);
+    else if (kind == 2) launch_typed<int(WType::BF16), 2>(a, st);
+    else launch_typed<int(WType::BF16), 0>(a, st);
+  }
 }
 
 }  // namespace ds::backend::cuda

@@ -376,6 +376,8 @@ struct MoeGemmArgs {
   // FP8 weights only (the fast mode's decode): f16 MMAs on the weights' exact f16 form and x scaled per
   // 64-column step by a power of two into f16 (11 bits of x, TF32's precision).
   bool f16_x = false;
+  // Rows per block of the down GEMM: 16, or 32 (two tiles sharing each activation step's conversion).
+  int down_rows = 16;
 };
 void launch_moe_grouped_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
 // The FP8 grouped GEMMs of the fast mode's large batches (k_moe_fp8.cu), over padded tiles of

@@ -312,6 +312,12 @@ void check_moe_grouped() {
           g_gpu->set_moe_down_rows(rows_default);
           Tensor yd = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
           record("moe_experts grouped f16 x down rows", what, compare(down(yo), down(yd)).maxrel, 0.0);
+          // The weights' streaming loads read the same bytes: bitwise equal.
+          const bool stream_default = g_gpu->options().moe_stream_weights;
+          g_gpu->set_moe_stream_weights(!stream_default);
+          Tensor ys = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
+          g_gpu->set_moe_stream_weights(stream_default);
+          record("moe_experts grouped f16 x stream loads", what, compare(down(ys), down(yd)).maxrel, 0.0);
           g_gpu->set_moe_f16_x(false);
         }
         g_gpu->set_moe_down_rows(rows_default);

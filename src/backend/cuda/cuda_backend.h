@@ -91,6 +91,9 @@ struct CudaOptions {
   // Rows per block of the grouped decode MoE's down GEMM (MoeGemmArgs::down_rows): 16 or 32.
   // DSSERVE_MOE_DOWN_ROWS=16|32: A/B runs.
   int moe_down_rows = 32;
+  // The grouped decode MoE's weights by streaming loads (MoeGemmArgs::stream_weights; not measured yet:
+  // session 17 had no device time left). DSSERVE_MOE_STREAM=0|1.
+  bool moe_stream_weights = false;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -273,6 +276,7 @@ class CudaBackend final : public Backend {
   static WeightRef weight_ref(const LinearWeight& w);
   void set_moe_path(MoePath p) { moe_path_ = p; }
   void set_moe_down_rows(int rows) { opts_.moe_down_rows = rows; }  // tests: both down GEMM shapes
+  void set_moe_stream_weights(bool on) { opts_.moe_stream_weights = on; }  // tests: both weight loads
   void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode
   // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x), "grouped-fp8" or
   // "per-expert"; moe_ffn with the shared expert fused: the grouped name + " + shared".

@@ -183,18 +183,24 @@ struct MoeRows {
   __device__ __forceinline__ const float* srow(int mi, int scale_pitch) const {
     return WT == int(WType::FP8) ? sbase[mi] + size_t(n0 / 128) * scale_pitch : nullptr;
   }
-  // The U steps of the group starting at step s0 (steps s0 + u * kWarps).
+  // The U steps of the group starting at step s0 (steps s0 + u * kWarps). stream: the GEMV's no-L1,
+  // 256-byte-L2 loads (the weights, read once, do not evict the activations from L1).
   template <int U>
   __device__ __forceinline__ void load(Row16<WT> (&wa)[NM][U], Row16<WT> (&wb)[NM][U], int s0, int nsteps, int K,
-                                       int t) const {
+                                       int t, bool stream) const {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int st = s0 + u * kWarps, k = st * 64 + 16 * t;
       const bool kin = st < nsteps && k < K;
 #pragma unroll
       for (int mi = 0; mi < NM; ++mi) {
-        wa[mi][u].load(w0[mi], k, kin && ok0[mi]);
-        wb[mi][u].load(w1(mi, K), k, kin && ok1[mi]);
+        if (stream) {
+          wa[mi][u].load_stream(w0[mi], k, kin && ok0[mi]);
+          wb[mi][u].load_stream(w1(mi, K), k, kin && ok1[mi]);
+        } else {
+          wa[mi][u].load(w0[mi], k, kin && ok0[mi]);
+          wb[mi][u].load(w1(mi, K), k, kin && ok1[mi]);
+        }
       }
     }
   }
@@ -232,7 +238,7 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
   for (int mi = 0; mi < NM; ++mi) acc[mi][0] = acc[mi][1] = acc[mi][2] = acc[mi][3] = 0.f;
   for (int s0 = warp; s0 < nsteps; s0 += U * kWarps) {
     Row16<WT> wa[NM][U], wb[NM][U];
-    R.template load<U>(wa, wb, s0, nsteps, K, t);
+    R.template load<U>(wa, wb, s0, nsteps, K, t, a.stream_weights);
     // The group's activations toward L1 now (the tile's rows of x overflow L1 at 8 slots and more), so
     // each step's load does not add an L2 round trip after the weights arrive; no registers held.
     if (xr) {

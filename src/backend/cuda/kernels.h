@@ -378,6 +378,8 @@ struct MoeGemmArgs {
   bool f16_x = false;
   // Rows per block of the down GEMM: 16, or 32 (two tiles sharing each activation step's conversion).
   int down_rows = 16;
+  // Weights by the GEMV's streaming loads (no L1 allocation, 256-byte L2 fetches) instead of __ldg.
+  bool stream_weights = false;
 };
 void launch_moe_grouped_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
 // The FP8 grouped GEMMs of the fast mode's large batches (k_moe_fp8.cu), over padded tiles of

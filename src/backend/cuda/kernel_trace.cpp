@@ -1,4 +1,6 @@
 // The diagnostic build's per-kernel critical-path table (kernel_trace.h). Not compiled into normal builds.
+// One device per process: the buffer pointer is set on the device current at the first capture, and the
+// launch list is process-wide (ranks capturing at once in one process would interleave their lists).
 #ifdef DSSERVE_KERNEL_TRACE
 #include "backend/cuda/kernel_trace.h"
 
@@ -106,6 +108,7 @@ int kernel_trace_register(void (*set)(void*)) {
 
 void kernel_trace_note_launch(const void* kernel, dim3 grid, dim3 block) {
   State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
   if (!s.capturing) return;
   s.pending.push_back({short_name(kernel), grid, block});
 }
@@ -113,6 +116,7 @@ void kernel_trace_note_launch(const void* kernel, dim3 grid, dim3 block) {
 void kernel_trace_capture_begin() {
   if (!kernel_trace_on()) return;
   State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
   if (!s.dev) {
     void* p = nullptr;
     if (cudaMalloc(&p, sizeof(KernelTraceBuf) + size_t(kCap) * sizeof(KernelTraceEntry)) != cudaSuccess) return;
@@ -128,6 +132,7 @@ void kernel_trace_capture_begin() {
 
 int kernel_trace_capture_end(int64_t tokens) {
   State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
   if (!s.capturing) return -1;
   s.capturing = false;
   StepTrace t;
@@ -144,6 +149,7 @@ void kernel_trace_replay_begin(cudaStream_t st) {
 
 void kernel_trace_replay_end(int id, cudaStream_t st) {
   State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
   if (!s.dev || id < 0 || size_t(id) >= s.steps.size()) return;
   cudaStreamSynchronize(st);
   unsigned n = 0;

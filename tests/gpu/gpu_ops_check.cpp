@@ -58,7 +58,7 @@ void check_gemv_variants() {
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{200, 320}, {72, 1040}, {576, 7168}, {2112, 1536}};
   // Mode 16 (the fast mode's TF32-rounded x, one MMA): ~2^-12 relative per product, 3e-4 of the sums seen
   // in theory; bound 2e-3 (a wrong operand layout is off by ~100%).
-  const std::vector<GemvTile> fp8 = {{1, 2}, {1, 4}, {2, 2}, {2, 4}, {2, 2, 2}, {2, 2, 18}};
+  const std::vector<GemvTile> fp8 = {{1, 2}, {1, 4}, {2, 2}, {2, 4}, {2, 2, 2}, {2, 2, 18}, {4, 1, 2}, {4, 1, 18}};
   const std::vector<GemvTile> bf16 = {{1, 2}, {1, 4}, {2, 2}, {2, 2, 2}, {1, 2, 8}, {2, 2, 8}, {1, 2, 24}, {2, 2, 24}};
   Tensor counters = g_gpu->from_host(Tensor::zeros({cuda::kGemvMaxCounters}, DType::I32));
   for (DType dt : {DType::F8_E4M3, DType::BF16})

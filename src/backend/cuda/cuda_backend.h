@@ -94,6 +94,9 @@ struct CudaOptions {
   // The grouped decode MoE's weights by streaming loads (MoeGemmArgs::stream_weights; not measured yet:
   // session 17 had no device time left). DSSERVE_MOE_STREAM=0|1.
   bool moe_stream_weights = false;
+  // The grouped decode MoE's grid with the tile as its slow dimension (MoeGemmArgs::tiles_slow; not measured
+  // yet). DSSERVE_MOE_TILES_SLOW=0|1.
+  bool moe_tiles_slow = false;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -277,6 +280,7 @@ class CudaBackend final : public Backend {
   void set_moe_path(MoePath p) { moe_path_ = p; }
   void set_moe_down_rows(int rows) { opts_.moe_down_rows = rows; }  // tests: both down GEMM shapes
   void set_moe_stream_weights(bool on) { opts_.moe_stream_weights = on; }  // tests: both weight loads
+  void set_moe_tiles_slow(bool on) { opts_.moe_tiles_slow = on; }  // tests: both grid orders
   void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode
   // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x), "grouped-fp8" or
   // "per-expert"; moe_ffn with the shared expert fused: the grouped name + " + shared".

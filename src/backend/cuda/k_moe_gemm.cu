@@ -221,7 +221,7 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
   constexpr int NM = KIND == 0 ? 1 : 2;  // weight tiles per block
   constexpr int U = kMoeStepsAhead<WT, NM>;
   __shared__ float part[NM][kWarps][16][kTile + 1];  // +1: the epilogue reads part[.][.][r][m] across r
-  const int tile = blockIdx.x;
+  const int tile = a.tiles_slow ? blockIdx.y : blockIdx.x, rb = a.tiles_slow ? blockIdx.x : blockIdx.y;
   if (tile >= *a.n_tiles) return;
   const int e = a.tiles[3 * tile], slot0 = a.tiles[3 * tile + 1], rows = a.tiles[3 * tile + 2];
   const int K = a.K;
@@ -229,7 +229,7 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
   const int nsteps = (K + 63) / 64;
   MoeRows<WT, NM, GATED, PAIR> R;
   R.set_expert(e == a.shared_e ? a.shared : a.experts[e]);
-  R.set_rows(a, blockIdx.y, g);
+  R.set_rows(a, rb, g);
   // This lane's activation row: slot g of the tile (null past its rows).
   const int row = g < rows ? (a.x_row_of_slot ? a.x_row_of_slot[slot0 + g] : slot0 + g) : -1;
   const float* xr = row >= 0 ? a.x + size_t(row) * K : nullptr;
@@ -261,10 +261,12 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
 template <int WT, int KIND>
 void launch_typed(const MoeGemmArgs& a, cudaStream_t st) {
   const int nrb = (a.N + (KIND == 2 ? 31 : 15)) / (KIND == 2 ? 32 : 16);
-  const dim3 grid(unsigned(a.max_tiles), unsigned(nrb));
+  MoeGemmArgs b = a;
+  b.tiles_slow = a.tiles_slow && a.max_tiles <= 65535;  // grid.y's limit (chunks of 1,024 tokens: <= 9,216)
+  const dim3 grid = b.tiles_slow ? dim3(unsigned(nrb), unsigned(b.max_tiles)) : dim3(unsigned(b.max_tiles), unsigned(nrb));
   if constexpr (WT == int(WType::FP8))
-    if (a.f16_x) return launch_k(moe_gemm_kernel<WT, KIND, true>, grid, kWarps * 32, 0, st, a);
-  launch_k(moe_gemm_kernel<WT, KIND, false>, grid, kWarps * 32, 0, st, a);
+    if (a.f16_x) return launch_k(moe_gemm_kernel<WT, KIND, true>, grid, kWarps * 32, 0, st, b);
+  launch_k(moe_gemm_kernel<WT, KIND, false>, grid, kWarps * 32, 0, st, b);
 }
 }  // namespace
 

@@ -138,6 +138,14 @@ void check_mla_wgmma() {
     const Tensor o2 = down(g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale));
     record("mla_attention_absorbed wgmma", "repeat bitwise, " + what,
            std::equal(o.f32(), o.f32() + o.numel(), o2.f32()) ? 0.0 : 1.0, 0.0);
+    if (T <= 8) {  // decode batches with one key step per split (DSSERVE_MLA_SPLIT_STEPS=1): more, shorter slices
+      const int steps_default = g_gpu->options().mla_split_steps;
+      g_gpu->set_mla_split_steps(1);
+      const Tensor o3 = down(g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale));
+      g_gpu->set_mla_split_steps(steps_default);
+      record("mla_attention_absorbed wgmma", "one key step a split, " + what,
+             std::string(g_gpu->last_mla_path()) == "wgmma" ? compare(o3, ref).rel : INFINITY, 1e-2);
+    }
     // Auto: wgmma where mla_wgmma_wanted says so, else the mma.sync kernel.
     g_gpu->set_mla_kernel(cuda::MlaKernel::Auto);
     g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale);

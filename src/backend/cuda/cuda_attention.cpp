@@ -78,8 +78,9 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
     c.b.pos_of_token += t0;
     c.out = out.data<float>() + t0 * H * latent_dim;
     // Split the key list so that about two blocks per SM are busy (SIMT, each slice at least 4 tiles of 16
-    // keys) or one (tensor cores: one block per SM fills its shared memory; each slice at least 2 tiles of
-    // 32 keys, so that the per-block query load and the partials stay small next to the work). Tensor cores:
+    // keys) or one (tensor cores: one block per SM fills its shared memory; each slice at least
+    // mla_split_steps tiles, default 2, so that the per-block query load and the partials stay small next
+    // to the work). Tensor cores:
     // rounded down, so that the blocks fit one wave (T = 8: 8 splits in 128 blocks, not 9 in 144 = two
     // waves of the same slice length); no split once T x head groups >= the SMs (the merge would cost more
     // than the last partial wave). From T, H, K only: no data is read, the launch stays capturable.
@@ -87,7 +88,7 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
     if (wg || tc) {
       const int64_t tile = wg ? mla_wgmma_keys_per_step() : mla_tc_keys_per_tile();
       nsplit = num_sms_ / (Tc * head_groups);
-      max_split = (K + tile - 1) / tile / 2;
+      max_split = (K + tile - 1) / tile / std::max(1, opts_.mla_split_steps);
     } else {
       nsplit = (2 * num_sms_ + Tc * head_groups - 1) / (Tc * head_groups);
       max_split = K / 64;

@@ -76,6 +76,10 @@ struct CudaOptions {
   bool emulate_fp8_lt = false;
   MoePath moe_path = MoePath::Auto;  // DSSERVE_MOE_PATH=auto|grouped|grouped-fp8|per-expert: A/B runs
   MlaKernel mla_kernel = MlaKernel::Auto;  // DSSERVE_MLA_KERNEL=auto|wgmma|tc|simt: A/B runs
+  // The tensor-core MLA kernels split a short batch's key lists into slices of at least this many key steps
+  // (tiles). 2 keeps 32 blocks busy at one token and 2,048 keys; 1 doubles them (not measured yet).
+  // DSSERVE_MLA_SPLIT_STEPS=1|2|4: A/B runs.
+  int mla_split_steps = 2;
   IndexerKernel indexer_kernel = IndexerKernel::Auto;  // DSSERVE_INDEXER_KERNEL=auto|wgmma|tc|simt: A/B runs
   // The attention block's fused per-token kernels (mla_kv_write, indexer_key_write, mla_absorb_q_rope;
   // k_kv_fused.cu); off: the Backend defaults, i.e. the separate kernels. DSSERVE_FUSED_KV=0|1: A/B runs.
@@ -253,6 +257,7 @@ class CudaBackend final : public Backend {
   // How mla_attention_absorbed ran its last call: "wgmma", "tc" (tensor cores) or "simt".
   const char* last_mla_path() const { return last_mla_path_; }
   void set_mla_kernel(MlaKernel k) { opts_.mla_kernel = k; }
+  void set_mla_split_steps(int n) { opts_.mla_split_steps = n; }  // tests: both split sizes
   void set_indexer_kernel(IndexerKernel k) { opts_.indexer_kernel = k; }
   // Whether Auto takes the wgmma score kernel for a chunk of Tc queries of `seqs` distinct sequences (where
   // it applies): prefill-like chunks, whose queries share their sequence's keys. Decode batches stay on the

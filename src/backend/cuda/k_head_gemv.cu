@@ -204,9 +204,10 @@ void launch_mt(const GemmArgs& g, const WeightRef& w, cudaStream_t st) {
 
 bool launch_head_gemv(const GemmArgs& g, const WeightRef& w, cudaStream_t st) {
   if (w.type != WType::FP8 || g.M < 1 || g.M > kMaxM || g.batch < 1 || g.N < 1) return false;
-  if (!g.trans_w && (g.K > kMaxKNt || g.K % 4 || g.N % 4 || w.cols % 4 || g.w_row0 % 4 || g.w_row_bstride % 4))
-    return false;
-  if (g.trans_w && (g.K > kMaxKTn || g.K % 4 || w.cols % 4 || g.w_row0 % 4 || g.w_row_bstride % 4)) return false;
+  // Both kernels: float4 activations over 4 consecutive k, 4-byte weight loads, and 4 consecutive weight rows
+  // in one 128-row scale block.
+  if (g.K % 4 || w.cols % 4 || g.w_row0 % 4 || g.w_row_bstride % 4) return false;
+  if (g.K > (g.trans_w ? kMaxKTn : kMaxKNt) || (!g.trans_w && g.N % 4)) return false;
   switch (g.M) {
     case 1: launch_mt<1>(g, w, st); break;
     case 2: launch_mt<2>(g, w, st); break;

@@ -11,11 +11,13 @@
 // and x scaled per 64-column step by a power of two into f16: 11 bits of x (the TF32 GEMV form's precision),
 // a quarter of the MMAs and one conversion per two weights.
 //
-// Grid: x = tile (a host-known bound, moe_max_tiles), y = 16-row block. Blocks past the tiles in use
-// exit at once, so the launch does not depend on the routing. (One wave of blocks each taking a run of
-// (tile, row block) items, the next item's weights loaded before this one's epilogue, measured slower:
-// batch 1 2.80 vs 2.55 ms, batch 8 8.3 vs 6.5; at 2 blocks per SM 2.63 / 7.24; docs/PERF.md.) The gated kernel reads the gate and up rows
-// of the same outputs and applies SwiGLU in its epilogue: the [P, I] intermediate is written once.
+// Grid: x = tile (a host-known bound, moe_max_tiles), y = row block (16 rows; 32 for down by default,
+// MoeGemmArgs::down_rows), the two swapped with MoeGemmArgs::tiles_slow. Blocks past the tiles in use exit
+// at once, so the launch does not depend on the routing. (One wave of blocks each taking a run of (tile, row
+// block) items, the next item's weights loaded before this one's epilogue, measured slower: batch 1 2.80 vs
+// 2.55 ms, batch 8 8.3 vs 6.5; at 2 blocks per SM 2.63 / 7.24; docs/PERF.md.) The gated kernel reads the
+// gate and up rows of the same outputs and applies SwiGLU in its epilogue: the [P, I] intermediate is
+// written once.
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/tf32_mma.cuh"
@@ -28,7 +30,7 @@ constexpr int kTile = kMoeTileRows;  // one MMA column block
 
 // One 64-column step u of a warp's loaded group: rows g, g + 8 of each matrix (wa, wb) against the 16
 // activations of this lane's slot (xr: null past the tile's rows), accumulated into acc with the block scale.
-template <int WT, bool GATED, bool F16X, int NM, int U, typename Rows>
+template <int WT, bool F16X, int NM, int U, typename Rows>
 __device__ __forceinline__ void moe_step(const Row16<WT> (&wa)[NM][U], const Row16<WT> (&wb)[NM][U], int u,
                                          const float* xr, int K, int st, int t, const Rows& R, int scale_pitch,
                                          float (&acc)[NM][4]) {
@@ -252,7 +254,7 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
     for (int u = 0; u < U; ++u) {
       const int st = s0 + u * kWarps;
       if (st >= nsteps) break;
-      moe_step<WT, GATED, F16X>(wa, wb, u, xr, K, st, t, R, a.scale_pitch, acc);
+      moe_step<WT, F16X>(wa, wb, u, xr, K, st, t, R, a.scale_pitch, acc);
     }
   }
   moe_epilogue<GATED, PAIR>(part, acc, a, R.n0, slot0, rows);

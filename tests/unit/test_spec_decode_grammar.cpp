@@ -12,19 +12,25 @@ using namespace ds;
 using namespace ds::runtime;
 using namespace ds::spec_test;
 
-// Grammars speculate: each verify row is sampled under the mask after its draft prefix, drafts the grammar
-// refuses are not verified, the matcher follows the emitted tokens. Greedy outputs equal plain decoding's
-// (with jump-forward on in both), under a JSON schema (free whitespace, and fixed keys), a regex, and a
-// schema that applies only after a trigger token; seeded device draws give the same tokens too (the masked
-// distribution of every row is plain decoding's). The grammar's vocabulary: id 2 + b is byte b, then
-// pieces; the stop token is the EOS id 1.
-TEST_F(SpecDecodeTest, GrammarRequestsSpeculateWithPlainDecodingsOutputs) {
-  DS_REQUIRE_REAL_TOKENIZER(tok);
+namespace {
+// The grammar's vocabulary: id 2 + b is byte b, then JSON-ish pieces; the stop token is the EOS id 1.
+auto grammar_vocab() {
   std::vector<std::string> t(512);
   for (int b = 0; b < 256; ++b) t[size_t(2 + b)] = std::string(1, char(b));
   const char* pieces[] = {"{\"", "\":", "\",", "\"}", "true", "false", "12", "ab", "xyz", " \"", ", \"", "-7"};
   for (size_t i = 0; i + 258 < 512; ++i) t[258 + i] = pieces[i % std::size(pieces)] + std::string(i / std::size(pieces), 'q');
-  auto vocab = grammar::TokenTable::from_bytes(std::move(t), {1});
+  return grammar::TokenTable::from_bytes(std::move(t), {1});
+}
+}  // namespace
+
+// Grammars speculate: each verify row is sampled under the mask after its draft prefix, drafts the grammar
+// refuses are not verified, the matcher follows the emitted tokens. Greedy outputs equal plain decoding's
+// (with jump-forward on in both), under a JSON schema (free whitespace, and fixed keys), a regex, and a
+// schema that applies only after a trigger token; seeded device draws give the same tokens too (the masked
+// distribution of every row is plain decoding's).
+TEST_F(SpecDecodeTest, GrammarRequestsSpeculateWithPlainDecodingsOutputs) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  auto vocab = grammar_vocab();
   grammar::GrammarCompiler free_ws(vocab);
   grammar::JsonGrammarOptions fixed;
   fixed.fixed_separators = true;
@@ -100,11 +106,7 @@ TEST_F(SpecDecodeTest, GrammarRequestsSpeculateWithPlainDecodingsOutputs) {
 // ids ending requests inside an accepted run and inside or right before a forced run.
 TEST_F(SpecDecodeTest, GrammarWalkAheadGivesTheSameOutputs) {
   DS_REQUIRE_REAL_TOKENIZER(tok);
-  std::vector<std::string> t(512);
-  for (int b = 0; b < 256; ++b) t[size_t(2 + b)] = std::string(1, char(b));
-  const char* pieces[] = {"{\"", "\":", "\",", "\"}", "true", "false", "12", "ab", "xyz", " \"", ", \"", "-7"};
-  for (size_t i = 0; i + 258 < 512; ++i) t[258 + i] = pieces[i % std::size(pieces)] + std::string(i / std::size(pieces), 'q');
-  auto vocab = grammar::TokenTable::from_bytes(std::move(t), {1});
+  auto vocab = grammar_vocab();
   grammar::JsonGrammarOptions fixed;
   fixed.fixed_separators = true;
   grammar::GrammarCompiler compiler(vocab, 16, fixed);

@@ -318,12 +318,6 @@ void check_moe_grouped() {
           Tensor ys = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
           g_gpu->set_moe_stream_weights(stream_default);
           record("moe_experts grouped f16 x stream loads", what, compare(down(ys), down(yd)).maxrel, 0.0);
-          // The grid's other order (tiles slow): the same blocks' arithmetic, bitwise equal.
-          const bool slow_default = g_gpu->options().moe_tiles_slow;
-          g_gpu->set_moe_tiles_slow(!slow_default);
-          Tensor yt = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
-          g_gpu->set_moe_tiles_slow(slow_default);
-          record("moe_experts grouped f16 x tiles slow", what, compare(down(yt), down(yd)).maxrel, 0.0);
           g_gpu->set_moe_f16_x(false);
         }
         g_gpu->set_moe_down_rows(rows_default);

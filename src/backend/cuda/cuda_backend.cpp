@@ -88,7 +88,6 @@ CudaOptions options_from_env(int device) {
   env_choice<bool>("DSSERVE_MOE_FUSE_SHARED", {{"0", false}, {"1", true}}, o.moe_fuse_shared);
   env_choice<int>("DSSERVE_MOE_DOWN_ROWS", {{"16", 16}, {"32", 32}}, o.moe_down_rows);
   env_choice<bool>("DSSERVE_MOE_STREAM", {{"0", false}, {"1", true}}, o.moe_stream_weights);
-  env_choice<bool>("DSSERVE_MOE_TILES_SLOW", {{"0", false}, {"1", true}}, o.moe_tiles_slow);
   env_choice<int>("DSSERVE_MLA_SPLIT_STEPS", {{"1", 1}, {"2", 2}, {"4", 4}}, o.mla_split_steps);
   return o;
 }

@@ -77,7 +77,8 @@ struct CudaOptions {
   MoePath moe_path = MoePath::Auto;  // DSSERVE_MOE_PATH=auto|grouped|grouped-fp8|per-expert: A/B runs
   MlaKernel mla_kernel = MlaKernel::Auto;  // DSSERVE_MLA_KERNEL=auto|wgmma|tc|simt: A/B runs
   // The tensor-core MLA kernels split a short batch's key lists into slices of at least this many key steps
-  // (tiles). 2 keeps 32 blocks busy at one token and 2,048 keys; 1 doubles them (not measured yet).
+  // (tiles). 2 keeps 32 blocks busy at one token and 2,048 keys; 1 doubles them but measured no faster
+  // (batch 1 2.451 vs 2.428-2.433 ms: the combine's extra partials cost what the split gains; docs/PERF.md).
   // DSSERVE_MLA_SPLIT_STEPS=1|2|4: A/B runs.
   int mla_split_steps = 2;
   IndexerKernel indexer_kernel = IndexerKernel::Auto;  // DSSERVE_INDEXER_KERNEL=auto|wgmma|tc|simt: A/B runs
@@ -95,12 +96,9 @@ struct CudaOptions {
   // Rows per block of the grouped decode MoE's down GEMM (MoeGemmArgs::down_rows): 16 or 32.
   // DSSERVE_MOE_DOWN_ROWS=16|32: A/B runs.
   int moe_down_rows = 32;
-  // The grouped decode MoE's weights by streaming loads (MoeGemmArgs::stream_weights; not measured yet:
-  // session 17 had no device time left). DSSERVE_MOE_STREAM=0|1.
-  bool moe_stream_weights = false;
-  // The grouped decode MoE's grid with the tile as its slow dimension (MoeGemmArgs::tiles_slow; not measured
-  // yet). DSSERVE_MOE_TILES_SLOW=0|1.
-  bool moe_tiles_slow = false;
+  // The grouped decode MoE's weights by streaming loads (MoeGemmArgs::stream_weights: batch 1 2.390 vs
+  // 2.428 ms, batch 8 5.762 vs 5.864, docs/PERF.md). DSSERVE_MOE_STREAM=0|1 for A/B runs.
+  bool moe_stream_weights = true;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -285,7 +283,6 @@ class CudaBackend final : public Backend {
   void set_moe_path(MoePath p) { moe_path_ = p; }
   void set_moe_down_rows(int rows) { opts_.moe_down_rows = rows; }  // tests: both down GEMM shapes
   void set_moe_stream_weights(bool on) { opts_.moe_stream_weights = on; }  // tests: both weight loads
-  void set_moe_tiles_slow(bool on) { opts_.moe_tiles_slow = on; }  // tests: both grid orders
   void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode
   // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x), "grouped-fp8" or
   // "per-expert"; moe_ffn with the shared expert fused: the grouped name + " + shared".

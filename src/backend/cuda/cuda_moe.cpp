@@ -215,7 +215,6 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   g.f16_x = opts_.moe_f16_x && tb.wtype == WType::FP8 && fast(kFastTf32Gemv);
   g.down_rows = opts_.moe_down_rows;
   g.stream_weights = opts_.moe_stream_weights;
-  g.tiles_slow = opts_.moe_tiles_slow;
   launch_moe_grouped_gemm(g, true, stream_);
   check_launch("moe gate+up");
   timer.mark();

@@ -19,8 +19,6 @@
 //
 // F32 weights (rare: no checkpoint ships them): lane = row SIMT kernel, M <= 8.
 #include <algorithm>
-#include <cstdlib>
-#include <string_view>
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/pdl.cuh"
@@ -343,21 +341,13 @@ bool gemv_supported(const WeightRef& w) {
          (w.type != WType::FP8 || w.scale != nullptr);
 }
 
-// DSSERVE_GEMV_R4=1: FP8 weights at 4-8 tokens take four row tiles a warp and one step a group (64 rows a
-// block): each activation step, loaded from L2 by every block (8 tokens of o_proj's x are 512 KB), then
-// serves 64 weight rows instead of 32 — half the activation bytes per weight byte. Not measured yet
-// (session 17 had no device time left): off by default, for an A/B run.
-bool gemv_wide_rows() {
-  static const bool on = [] {
-    const char* e = std::getenv("DSSERVE_GEMV_R4");
-    return e && std::string_view(e) == "1";
-  }();
-  return on;
-}
 
 GemvTile gemv_tile(const WeightRef& w, int M, GemvTile t) {
   if (t.R > 0) return t;
-  if (M >= 4 && M <= 8 && w.type == WType::FP8 && gemv_wide_rows()) return {4, 1, 2};
+  // FP8 at 4-8 tokens: four row tiles a warp and one step a group (64 rows a block): each activation step,
+  // loaded from L2 by every block (8 tokens of o_proj's x are 512 KB), serves 64 weight rows instead of 32,
+  // half the activation bytes per weight byte (batch 8 5.820 vs 5.864 ms, docs/PERF.md).
+  if (M >= 4 && M <= 8 && w.type == WType::FP8) return {4, 1, 2};
   if (w.type == WType::F32) return {2, 1};  // 32 rows per block, one 16-column step per lane
   // Measured best on the H200 (docs/PERF.md): FP8 two row tiles, truncation split, streaming loads; BF16
   // plain loads, two row tiles for lm_head, one for the small router / indexer head weights.

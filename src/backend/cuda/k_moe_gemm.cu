@@ -12,8 +12,7 @@
 // a quarter of the MMAs and one conversion per two weights.
 //
 // Grid: x = tile (a host-known bound, moe_max_tiles), y = row block (16 rows; 32 for down by default,
-// MoeGemmArgs::down_rows), the two swapped with MoeGemmArgs::tiles_slow. Blocks past the tiles in use exit
-// at once, so the launch does not depend on the routing. (One wave of blocks each taking a run of (tile, row
+// MoeGemmArgs::down_rows). Blocks past the tiles in use exit at once, so the launch does not depend on the routing. (One wave of blocks each taking a run of (tile, row
 // block) items, the next item's weights loaded before this one's epilogue, measured slower: batch 1 2.80 vs
 // 2.55 ms, batch 8 8.3 vs 6.5; at 2 blocks per SM 2.63 / 7.24; docs/PERF.md.) The gated kernel reads the
 // gate and up rows of the same outputs and applies SwiGLU in its epilogue: the [P, I] intermediate is
@@ -223,7 +222,7 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
   constexpr int NM = KIND == 0 ? 1 : 2;  // weight tiles per block
   constexpr int U = kMoeStepsAhead<WT, NM>;
   __shared__ float part[NM][kWarps][16][kTile + 1];  // +1: the epilogue reads part[.][.][r][m] across r
-  const int tile = a.tiles_slow ? blockIdx.y : blockIdx.x, rb = a.tiles_slow ? blockIdx.x : blockIdx.y;
+  const int tile = blockIdx.x, rb = blockIdx.y;
   if (tile >= *a.n_tiles) return;
   const int e = a.tiles[3 * tile], slot0 = a.tiles[3 * tile + 1], rows = a.tiles[3 * tile + 2];
   const int K = a.K;
@@ -263,12 +262,10 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
 template <int WT, int KIND>
 void launch_typed(const MoeGemmArgs& a, cudaStream_t st) {
   const int nrb = (a.N + (KIND == 2 ? 31 : 15)) / (KIND == 2 ? 32 : 16);
-  MoeGemmArgs b = a;
-  b.tiles_slow = a.tiles_slow && a.max_tiles <= 65535;  // grid.y's limit (chunks of 1,024 tokens: <= 9,216)
-  const dim3 grid = b.tiles_slow ? dim3(unsigned(nrb), unsigned(b.max_tiles)) : dim3(unsigned(b.max_tiles), unsigned(nrb));
+  const dim3 grid{unsigned(a.max_tiles), unsigned(nrb)};
   if constexpr (WT == int(WType::FP8))
-    if (a.f16_x) return launch_k(moe_gemm_kernel<WT, KIND, true>, grid, kWarps * 32, 0, st, b);
-  launch_k(moe_gemm_kernel<WT, KIND, false>, grid, kWarps * 32, 0, st, b);
+    if (a.f16_x) return launch_k(moe_gemm_kernel<WT, KIND, true>, grid, kWarps * 32, 0, st, a);
+  launch_k(moe_gemm_kernel<WT, KIND, false>, grid, kWarps * 32, 0, st, a);
 }
 }  // namespace
 

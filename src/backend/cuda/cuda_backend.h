@@ -99,6 +99,11 @@ struct CudaOptions {
   // The grouped decode MoE's weights by streaming loads (MoeGemmArgs::stream_weights: batch 1 2.390 vs
   // 2.428 ms, batch 8 5.762 vs 5.864, docs/PERF.md). DSSERVE_MOE_STREAM=0|1 for A/B runs.
   bool moe_stream_weights = true;
+  // The grouped decode MoE's f16 GEMMs in their bulk-copy form (launch_moe_bulk_gemm: weights staged
+  // through shared memory by a producer warp, one block per SM). DSSERVE_MOE_BULK=0|1 for A/B runs.
+  bool moe_bulk = false;
+  // Its ring, MoeGemmArgs::bulk_cols x bulk_stages: DSSERVE_MOE_BULK_SHAPE=512x6|512x3|1024x3.
+  int moe_bulk_cols = 512, moe_bulk_stages = 6;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -283,6 +288,10 @@ class CudaBackend final : public Backend {
   void set_moe_path(MoePath p) { moe_path_ = p; }
   void set_moe_down_rows(int rows) { opts_.moe_down_rows = rows; }  // tests: both down GEMM shapes
   void set_moe_stream_weights(bool on) { opts_.moe_stream_weights = on; }  // tests: both weight loads
+  void set_moe_bulk(bool on) { opts_.moe_bulk = on; }  // tests: both forms of the f16 GEMMs
+  void set_moe_bulk_shape(int cols, int stages) {  // tests: every ring
+    opts_.moe_bulk_cols = cols, opts_.moe_bulk_stages = stages;
+  }
   void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode
   // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x), "grouped-fp8" or
   // "per-expert"; moe_ffn with the shared expert fused: the grouped name + " + shared".

@@ -215,7 +215,11 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   g.f16_x = opts_.moe_f16_x && tb.wtype == WType::FP8 && fast(kFastTf32Gemv);
   g.down_rows = opts_.moe_down_rows;
   g.stream_weights = opts_.moe_stream_weights;
-  launch_moe_grouped_gemm(g, true, stream_);
+  g.num_sms = num_sms_;
+  g.bulk_cols = opts_.moe_bulk_cols, g.bulk_stages = opts_.moe_bulk_stages;
+  const bool bulk_up = opts_.moe_bulk && moe_bulk_supported(g, true);
+  if (bulk_up) launch_moe_bulk_gemm(g, true, stream_);
+  else launch_moe_grouped_gemm(g, true, stream_);
   check_launch("moe gate+up");
   timer.mark();
   Tensor out = empty({int64_t(P), tb.H}, DType::F32);
@@ -225,7 +229,9 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   g.N = int(tb.H);
   g.scale_pitch = tb.pitch_down;
   g.y = out.data<float>();
-  launch_moe_grouped_gemm(g, false, stream_);
+  const bool bulk_down = opts_.moe_bulk && moe_bulk_supported(g, false);
+  if (bulk_down) launch_moe_bulk_gemm(g, false, stream_);
+  else launch_moe_grouped_gemm(g, false, stream_);
   check_launch("moe down");
   timer.mark();
   launch_moe_combine(out.data<float>(), int(tb.H), l.pair_slot, weights.data<float>(), T, k, y, num_sms_, stream_,
@@ -237,8 +243,8 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
     spdlog::info("moe grouped T={} top-{} E={} (grid bound {} tiles): lists {:.1f} us, gate+up {:.1f} us, down {:.1f} "
                  "us, combine {:.1f} us", T, k, E, max_tiles, us[0], us[1], us[2], us[3]);
   }
-  last_moe_path_ = shared ? (g.f16_x ? "grouped-f16 + shared" : "grouped + shared")
-                           : (g.f16_x ? "grouped-f16" : "grouped");
+  last_moe_path_ = shared ? (bulk_up ? "grouped-f16-bulk + shared" : g.f16_x ? "grouped-f16 + shared" : "grouped + shared")
+                           : (bulk_up ? "grouped-f16-bulk" : g.f16_x ? "grouped-f16" : "grouped");
 }
 
 Tensor CudaBackend::moe_experts_per_expert(const Tensor& x, const Tensor& ids, const Tensor& weights,

@@ -18,13 +18,14 @@
 // gate and up rows of the same outputs and applies SwiGLU in its epilogue: the [P, I] intermediate is
 // written once.
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/moe_gemm_common.cuh"
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/tf32_mma.cuh"
 
 namespace ds::backend::cuda {
 
 namespace {
-constexpr int kWarps = 8;
+constexpr int kWarps = kMoeWarps;
 constexpr int kTile = kMoeTileRows;  // one MMA column block
 
 // One 64-column step u of a warp's loaded group: rows g, g + 8 of each matrix (wa, wb) against the 16
@@ -37,42 +38,10 @@ __device__ __forceinline__ void moe_step(const Row16<WT> (&wa)[NM][U], const Row
   float xv[16];
   load_act16(xr ? xr + k : nullptr, k < K && xr, xv);
   if constexpr (F16X) {
-    // The step's 64 activations of slot g (lanes t = 0..3) times a power of two that puts their largest
-    // magnitude in [2^14, 2^15); four m16n8k16 per matrix, two chains each.
-    uint32_t amax = 0;
+    float sc[NM];
 #pragma unroll
-    for (int q = 0; q < 16; ++q) amax = max(amax, __float_as_uint(xv[q]) & 0x7fffffffu);
-    amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-    amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-    const int E = min(max(268 - int(amax >> 23), 1), 253);
-    const float s = __uint_as_float(uint32_t(E) << 23), inv = __uint_as_float(uint32_t(254 - E) << 23);
-    uint32_t b[8];
-#pragma unroll
-    for (int q = 0; q < 8; ++q) {
-      const __half2 h = __floats2half2_rn(xv[2 * q] * s, xv[2 * q + 1] * s);
-      b[q] = *reinterpret_cast<const uint32_t*>(&h);
-    }
-    float d[NM][2][4];
-#pragma unroll
-    for (int mi = 0; mi < NM; ++mi)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) d[mi][0][q] = d[mi][1][q] = 0.f;
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int mi = 0; mi < NM; ++mi)
-        mma_f16(d[mi][i & 1], wa[mi][u].half2_bits(2 * i), wb[mi][u].half2_bits(2 * i),
-                wa[mi][u].half2_bits(2 * i + 1), wb[mi][u].half2_bits(2 * i + 1), b[2 * i], b[2 * i + 1]);
-    // d: slots 2t and 2t + 1, whose scales lanes 8t and 8t + 4 hold.
-    const float i0 = __shfl_sync(0xffffffffu, inv, 8 * t), i1 = __shfl_sync(0xffffffffu, inv, 8 * t + 4);
-#pragma unroll
-    for (int mi = 0; mi < NM; ++mi) {
-      const float sc = R.srow(mi, scale_pitch)[(st * 64) / 128];
-      acc[mi][0] = fmaf(sc * i0, d[mi][0][0] + d[mi][1][0], acc[mi][0]);
-      acc[mi][1] = fmaf(sc * i1, d[mi][0][1] + d[mi][1][1], acc[mi][1]);
-      acc[mi][2] = fmaf(sc * i0, d[mi][0][2] + d[mi][1][2], acc[mi][2]);
-      acc[mi][3] = fmaf(sc * i1, d[mi][0][3] + d[mi][1][3], acc[mi][3]);
-    }
+    for (int mi = 0; mi < NM; ++mi) sc[mi] = R.srow(mi, scale_pitch)[(st * 64) / 128];
+    moe_step_f16(wa, wb, u, xv, t, sc, acc);
   } else {
     // Independent accumulation chains (matrix x hi/lo part x parity of i), issued interleaved so that
     // no MMA waits on the previous one's result.
@@ -102,49 +71,6 @@ __device__ __forceinline__ void moe_step(const Row16<WT> (&wa)[NM][U], const Row
 #pragma unroll
       for (int q = 0; q < 4; ++q)
         acc[mi][q] = fmaf(sc, (d[mi][0][0][q] + d[mi][0][1][q]) + (d[mi][1][0][q] + d[mi][1][1][q]), acc[mi][q]);
-    }
-  }
-}
-
-// The block's epilogue for its rows (n0) x the tile's slots: acc through shared memory, the 8 warps summed
-// in a fixed order, SwiGLU for the gated kernel (else each matrix slot is 16 more rows of the one matrix:
-// PAIR); 16 consecutive outputs of a slot per 16 threads.
-template <bool GATED, bool PAIR, int NM>
-__device__ __forceinline__ void moe_epilogue(float (&part)[NM][kWarps][16][kTile + 1], const float (&acc)[NM][4],
-                                             const MoeGemmArgs& a, int n0, int slot0, int rows) {
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  // acc[mi]: (row g, slots 2t, 2t + 1), (row g + 8, the same slots).
-#pragma unroll
-  for (int mi = 0; mi < NM; ++mi) {
-    part[mi][warp][g][2 * t] = acc[mi][0];
-    part[mi][warp][g][2 * t + 1] = acc[mi][1];
-    part[mi][warp][g + 8][2 * t] = acc[mi][2];
-    part[mi][warp][g + 8][2 * t + 1] = acc[mi][3];
-  }
-  __syncthreads();
-  if constexpr (PAIR) {
-    static_assert(NM == 2 && 2 * 16 * kTile == kWarps * 32, "one output per thread");
-    const int mi = threadIdx.x / (16 * kTile), m = threadIdx.x % (16 * kTile) / 16, r = threadIdx.x % 16;
-    const int n = n0 + 16 * mi + r;
-    if (m < rows && n < a.N) {
-      float v = 0.f;
-#pragma unroll
-      for (int w = 0; w < kWarps; ++w) v += part[mi][w][r][m];
-      a.y[size_t(slot0 + m) * a.N + n] = v;
-    }
-  } else if (threadIdx.x < 16 * kTile) {
-    const int m = threadIdx.x / 16, r = threadIdx.x % 16, n = n0 + r;
-    if (m < rows && n < a.N) {
-      float s[NM];
-#pragma unroll
-      for (int mi = 0; mi < NM; ++mi) {
-        s[mi] = 0.f;
-#pragma unroll
-        for (int w = 0; w < kWarps; ++w) s[mi] += part[mi][w][r][m];
-      }
-      float v = s[0];
-      if constexpr (GATED) v = s[0] / (1.0f + expf(-s[0])) * s[1];  // silu(gate) * up, as silu_mul
-      a.y[size_t(slot0 + m) * a.N + n] = v;
     }
   }
 }
@@ -256,7 +182,7 @@ __global__ void __launch_bounds__(kWarps * 32, F16X ? 3 : 2) moe_gemm_kernel(Moe
       moe_step<WT, F16X>(wa, wb, u, xr, K, st, t, R, a.scale_pitch, acc);
     }
   }
-  moe_epilogue<GATED, PAIR>(part, acc, a, R.n0, slot0, rows);
+  moe_epilogue<GATED, PAIR, 0>(part, acc, a.y, a.N, R.n0, slot0, rows);
 }
 
 template <int WT, int KIND>

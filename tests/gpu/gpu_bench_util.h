@@ -11,6 +11,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/launch_timer.h"
 #include "check_util.h"
 
 namespace ds::gpubench {
@@ -25,26 +26,11 @@ inline uint64_t xorshift() {
   return xs_state;
 }
 
-// Median milliseconds of fn() over `reps` runs after `warm` runs (events on the backend's stream).
+// Median milliseconds of fn(i) over `reps` runs after `warm` runs (events on the backend's stream; i counts
+// the runs, warm-up included).
 inline double time_ms(const std::function<void(int)>& fn, int reps = 20, int warm = 3) {
-  cudaEvent_t a, b;
-  DS_CUDA_CHECK(cudaEventCreate(&a));
-  DS_CUDA_CHECK(cudaEventCreate(&b));
-  std::vector<float> ms;
-  for (int i = 0; i < warm + reps; ++i) {
-    DS_CUDA_CHECK(cudaEventRecord(a, be->stream()));
-    fn(i);
-    DS_CUDA_CHECK(cudaEventRecord(b, be->stream()));
-    DS_CUDA_CHECK(cudaEventSynchronize(b));
-    float t;
-    DS_CUDA_CHECK(cudaEventElapsedTime(&t, a, b));
-    if (i >= warm) ms.push_back(t);
-  }
-  DS_CUDA_CHECK(cudaGetLastError());
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+  int i = 0;
+  return backend::cuda::median_event_ms(be->stream(), warm, reps, [&] { fn(i++); });
 }
 
 // A device buffer of random bytes (random host block, tiled on the device).

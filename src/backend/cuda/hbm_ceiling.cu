@@ -5,6 +5,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/hbm_ceiling.h"
+#include "backend/cuda/launch_timer.h"
 
 namespace ds::backend::cuda {
 
@@ -44,27 +45,6 @@ __global__ void __launch_bounds__(512) read_stream(const uint4* __restrict__ p, 
   if (acc == 0x7fc00001u) *sink = acc;
 }
 
-template <class F>
-double median_ms(cudaStream_t st, int warm, int reps, const F& fn) {
-  cudaEvent_t a, b;
-  DS_CUDA_CHECK(cudaEventCreate(&a));
-  DS_CUDA_CHECK(cudaEventCreate(&b));
-  std::vector<float> ms;
-  for (int i = 0; i < warm + reps; ++i) {
-    DS_CUDA_CHECK(cudaEventRecord(a, st));
-    fn();
-    DS_CUDA_CHECK(cudaEventRecord(b, st));
-    DS_CUDA_CHECK(cudaEventSynchronize(b));
-    float t = 0;
-    DS_CUDA_CHECK(cudaEventElapsedTime(&t, a, b));
-    if (i >= warm) ms.push_back(t);
-  }
-  DS_CUDA_CHECK(cudaGetLastError());
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  std::sort(ms.begin(), ms.end());
-  return double(ms[ms.size() / 2]);
-}
 }  // namespace
 
 std::string HbmCeiling::describe() const {
@@ -98,13 +78,13 @@ HbmCeiling measure_hbm_ceiling(int64_t bytes) {
   DS_CUDA_CHECK(cudaGetLastError());
   const size_t half = size_t(bytes) / 2;
   char* p = static_cast<char*>(buf);
-  const double copy_ms = median_ms(st, 2, 10, [&] {
+  const double copy_ms = median_event_ms(st, 2, 10, [&] {
     DS_CUDA_CHECK(cudaMemcpyAsync(p + half, p, half, cudaMemcpyDeviceToDevice, st));
   });
   c.copy_gbs = 2.0 * double(half) / (copy_ms * 1e-3) / 1e9;
   // Two depths of loads in flight; the better one counts (4 blocks of 512 threads fill an SM).
-  const double r4 = median_ms(st, 2, 10, [&] { read_stream<4><<<sms * 4, 512, 0, st>>>(static_cast<const uint4*>(buf), n, sink); });
-  const double r8 = median_ms(st, 2, 10, [&] { read_stream<8><<<sms * 4, 512, 0, st>>>(static_cast<const uint4*>(buf), n, sink); });
+  const double r4 = median_event_ms(st, 2, 10, [&] { read_stream<4><<<sms * 4, 512, 0, st>>>(static_cast<const uint4*>(buf), n, sink); });
+  const double r8 = median_event_ms(st, 2, 10, [&] { read_stream<8><<<sms * 4, 512, 0, st>>>(static_cast<const uint4*>(buf), n, sink); });
   c.read_gbs = double(bytes) / (std::min(r4, r8) * 1e-3) / 1e9;
   c.bytes = bytes;
   DS_CUDA_CHECK(cudaStreamSynchronize(st));

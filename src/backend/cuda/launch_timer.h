@@ -1,13 +1,39 @@
-// Benchmarks (CudaBackend::set_profile): events recorded on a stream between a fixed sequence of launches,
-// the intervals read once the last one has passed. Off, it creates no events and never synchronises.
+// Event timing on a stream. LaunchTimer (benchmarks, CudaBackend::set_profile): events recorded between a
+// fixed sequence of launches, the intervals read once the last one has passed; off, it creates no events and
+// never synchronises. median_event_ms: one piece of work timed alone, repeated (the HBM ceiling, gpu_bench).
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "backend/cuda/cuda_check.h"
 
 namespace ds::backend::cuda {
+
+// The median milliseconds of fn() (work queued on `st`) over `reps` runs after `warm` untimed ones, each
+// between two events and waited for.
+template <class F>
+double median_event_ms(cudaStream_t st, int warm, int reps, const F& fn) {
+  cudaEvent_t a, b;
+  DS_CUDA_CHECK(cudaEventCreate(&a));
+  DS_CUDA_CHECK(cudaEventCreate(&b));
+  std::vector<float> ms;
+  for (int i = 0; i < warm + reps; ++i) {
+    DS_CUDA_CHECK(cudaEventRecord(a, st));
+    fn();
+    DS_CUDA_CHECK(cudaEventRecord(b, st));
+    DS_CUDA_CHECK(cudaEventSynchronize(b));
+    float t = 0;
+    DS_CUDA_CHECK(cudaEventElapsedTime(&t, a, b));
+    if (i >= warm) ms.push_back(t);
+  }
+  DS_CUDA_CHECK(cudaGetLastError());
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(ms.begin(), ms.end());
+  return double(ms[ms.size() / 2]);
+}
 
 class LaunchTimer {
  public:

@@ -293,7 +293,8 @@ class CudaBackend final : public Backend {
     opts_.moe_bulk_cols = cols, opts_.moe_bulk_stages = stages;
   }
   void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode
-  // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x), "grouped-fp8" or
+  // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x; "grouped-f16-bulk": its
+  // bulk-copy form), "grouped-fp8" or
   // "per-expert"; moe_ffn with the shared expert fused: the grouped name + " + shared".
   const char* last_moe_path() const { return last_moe_path_; }
   // Auto picks the grouped path up to this many tokens (docs/PERF.md, "MoE experts").

@@ -243,8 +243,10 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
     spdlog::info("moe grouped T={} top-{} E={} (grid bound {} tiles): lists {:.1f} us, gate+up {:.1f} us, down {:.1f} "
                  "us, combine {:.1f} us", T, k, E, max_tiles, us[0], us[1], us[2], us[3]);
   }
-  last_moe_path_ = shared ? (bulk_up ? "grouped-f16-bulk + shared" : g.f16_x ? "grouped-f16 + shared" : "grouped + shared")
-                           : (bulk_up ? "grouped-f16-bulk" : g.f16_x ? "grouped-f16" : "grouped");
+  if (shared)
+    last_moe_path_ = bulk_up ? "grouped-f16-bulk + shared" : g.f16_x ? "grouped-f16 + shared" : "grouped + shared";
+  else
+    last_moe_path_ = bulk_up ? "grouped-f16-bulk" : g.f16_x ? "grouped-f16" : "grouped";
 }
 
 Tensor CudaBackend::moe_experts_per_expert(const Tensor& x, const Tensor& ids, const Tensor& weights,

@@ -141,10 +141,11 @@ __global__ void __launch_bounds__((kMoeWarps + 1) * 32, BulkShape<KC, kStages>::
 
   if (warp == kMoeWarps) {
     // The producer. Lane l copies weight row l of each stage (matrix slot l / 16, row l % 16) and, for
-    // l < rows, activation row l; lanes 0 .. 2 KC / 128 - 1 write the stage's scales. No global load waits inside the
-    // stage loop: an item's tile, pointers and scales are read while the item before streams, one dependent
-    // step per stage (tile; expert pointers and activation rows; the scales, 4 a lane), so that the copies
-    // keep coming (a scale read per stage, measured first, held the kernel to ~30% of the ceiling).
+    // l < rows, activation row l; lanes 0 .. 2 KC / 128 - 1 write the stage's scales. No global load waits
+    // inside the stage loop: an item's tile, pointers and scales are read while the item before streams, one
+    // dependent step per stage (tile; expert pointers and activation rows; the scales, 4 a lane), so that
+    // the copies keep coming (a scale read per stage, measured first, held the kernel to ~30% of the
+    // ceiling).
     const int nkb = (K + 127) / 128;  // <= 64 (moe_bulk_supported): 2 x nkb scales fit 4 a lane
     ProducerItem cur, nxt;
     cur.begin(a, blockIdx.x, n_items, nrb, kRows);

@@ -14,11 +14,12 @@
 namespace opcheck {
 
 namespace {
-// The last moe_experts call's path without the f16 GEMMs' form ("grouped-f16-bulk" -> "grouped-f16"): the
-// checks below hold for both forms, and the bulk rows compare the forms with each other.
+// The last moe_experts call's path without the f16 GEMMs' form ("grouped-f16-bulk" / "-ring" ->
+// "grouped-f16"): the checks below hold for every form, and the form rows compare the forms with each other.
 std::string moe_path_plain() {
   std::string p = g_gpu->last_moe_path();
-  if (const size_t i = p.find("-bulk"); i != std::string::npos) p.erase(i, 5);
+  for (const char* form : {"-bulk", "-ring"})
+    if (const size_t i = p.find(form); i != std::string::npos) p.erase(i, 5);
   return p;
 }
 
@@ -326,11 +327,12 @@ void check_moe_grouped() {
           Tensor ys = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
           g_gpu->set_moe_stream_weights(stream_default);
           record("moe_experts grouped f16 x stream loads", what, compare(down(ys), down(yd)).maxrel, 0.0);
-          // The bulk-copy form (both rings) against the per-thread form: the same steps in the same order
-          // per warp, bitwise equal.
-          const bool bulk_default = g_gpu->options().moe_bulk;
+          // The bulk-copy form (every ring shape) and the cp.async ring form against the per-thread form:
+          // the same steps in the same order per warp, bitwise equal.
+          const bool bulk_default = g_gpu->options().moe_bulk, ring_default = g_gpu->options().moe_ring;
           const int cols_default = g_gpu->options().moe_bulk_cols, stages_default = g_gpu->options().moe_bulk_stages;
           g_gpu->set_moe_bulk(false);
+          g_gpu->set_moe_ring(false);
           Tensor yp = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
           g_gpu->set_moe_bulk(true);
           for (auto [cols, stages] : std::vector<std::pair<int, int>>{{512, 6}, {512, 3}, {1024, 3}}) {
@@ -342,6 +344,12 @@ void check_moe_grouped() {
           }
           g_gpu->set_moe_bulk(bulk_default);
           g_gpu->set_moe_bulk_shape(cols_default, stages_default);
+          g_gpu->set_moe_ring(true);
+          Tensor yr = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
+          const bool ring_taken = std::string(g_gpu->last_moe_path()).find("ring") != std::string::npos;
+          g_gpu->set_moe_ring(ring_default);
+          record("moe_experts grouped f16 x ring form", what, ring_taken ? compare(down(yr), down(yp)).maxrel : INFINITY,
+                 0.0);
           g_gpu->set_moe_f16_x(false);
         }
         g_gpu->set_moe_down_rows(rows_default);
@@ -476,15 +484,22 @@ void check_moe_ffn_shared() {
         Tensor yf = g_gpu->moe_ffn(xg, idg, wg, *ex.sg, &shared.g[0]);
         record("moe_ffn shared fused f16 x", what,
                moe_path_plain() == "grouped-f16 + shared" ? cmp(yf, ref).rel : INFINITY, 2e-3);
-        const bool bulk_default = g_gpu->options().moe_bulk;
+        const bool bulk_default = g_gpu->options().moe_bulk, ring_default = g_gpu->options().moe_ring;
         g_gpu->set_moe_bulk(false);
+        g_gpu->set_moe_ring(false);
         Tensor yp = g_gpu->moe_ffn(xg, idg, wg, *ex.sg, &shared.g[0]);
         g_gpu->set_moe_bulk(true);
         Tensor yb = g_gpu->moe_ffn(xg, idg, wg, *ex.sg, &shared.g[0]);
         const bool bulk_taken = std::string(g_gpu->last_moe_path()).find("bulk") != std::string::npos;
-        g_gpu->set_moe_bulk(bulk_default);
         record("moe_ffn shared fused f16 x bulk form", what,
                bulk_taken ? compare(down(yb), down(yp)).maxrel : INFINITY, 0.0);
+        g_gpu->set_moe_ring(true);
+        Tensor yr = g_gpu->moe_ffn(xg, idg, wg, *ex.sg, &shared.g[0]);
+        const bool ring_taken = std::string(g_gpu->last_moe_path()).find("ring") != std::string::npos;
+        record("moe_ffn shared fused f16 x ring form", what,
+               ring_taken ? compare(down(yr), down(yp)).maxrel : INFINITY, 0.0);
+        g_gpu->set_moe_bulk(bulk_default);
+        g_gpu->set_moe_ring(ring_default);
         g_gpu->set_moe_f16_x(f16_default);
         g_gpu->set_gemm_mode(GemmMode::Exact);
       }

@@ -104,6 +104,9 @@ struct CudaOptions {
   bool moe_bulk = false;
   // Its ring, MoeGemmArgs::bulk_cols x bulk_stages: DSSERVE_MOE_BULK_SHAPE=512x6|512x3|1024x3.
   int moe_bulk_cols = 512, moe_bulk_stages = 6;
+  // The per-warp cp.async ring form (launch_moe_ring_gemm; before the bulk form when both are on).
+  // DSSERVE_MOE_RING=0|1 for A/B runs.
+  bool moe_ring = false;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -289,12 +292,13 @@ class CudaBackend final : public Backend {
   void set_moe_down_rows(int rows) { opts_.moe_down_rows = rows; }  // tests: both down GEMM shapes
   void set_moe_stream_weights(bool on) { opts_.moe_stream_weights = on; }  // tests: both weight loads
   void set_moe_bulk(bool on) { opts_.moe_bulk = on; }  // tests: both forms of the f16 GEMMs
+  void set_moe_ring(bool on) { opts_.moe_ring = on; }  // tests: the ring form
   void set_moe_bulk_shape(int cols, int stages) {  // tests: every ring
     opts_.moe_bulk_cols = cols, opts_.moe_bulk_stages = stages;
   }
   void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode
-  // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x; "grouped-f16-bulk": its
-  // bulk-copy form), "grouped-fp8" or
+  // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x; "grouped-f16-bulk" /
+  // "-ring": its other forms), "grouped-fp8" or
   // "per-expert"; moe_ffn with the shared expert fused: the grouped name + " + shared".
   const char* last_moe_path() const { return last_moe_path_; }
   // Auto picks the grouped path up to this many tokens (docs/PERF.md, "MoE experts").

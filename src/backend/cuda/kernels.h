@@ -392,6 +392,11 @@ void launch_moe_grouped_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
 // K <= 8192.
 bool moe_bulk_supported(const MoeGemmArgs& a, bool gated);
 bool moe_bulk_shape_known(int cols, int stages);
+// A third form (k_moe_ring.cu): each computing warp streams its own columns of every stage through a
+// private cp.async ring, one block per SM walking the items; bitwise the same outputs. Supported as the bulk
+// form is, any K % 16 == 0.
+bool moe_ring_supported(const MoeGemmArgs& a, bool gated);
+void launch_moe_ring_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
 void launch_moe_bulk_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
 // The FP8 grouped GEMMs of the fast mode's large batches (k_moe_fp8.cu), over padded tiles of
 // kMoeFp8TileRows rows (MoeLists with tile_slot0). FP8 e4m3 activations with one ue8m0 scale per row per

@@ -24,6 +24,11 @@ struct HostTensor {
   const void* data = nullptr;
 };
 
+// A backend that keeps FP8 weights keeps their 128x128-block scales as fp32 [row blocks, pitch], each row of
+// K blocks padded to a multiple of 4 floats (16 bytes, as cuBLASLt wants; the CUDA backend's load_linear).
+// Memory plans count the same bytes (model/weight_bytes.cpp).
+inline int64_t fp8_scale_pitch(int64_t k_blocks) { return (k_blocks + 3) / 4 * 4; }
+
 // The weight of a bias-free linear layer y = x W^T, W [out, in], in the backend's format.
 struct LinearWeight {
   int64_t out_features = 0, in_features = 0;

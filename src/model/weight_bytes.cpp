@@ -26,7 +26,7 @@ class CountingSource final : public WeightSource {
     int64_t bytes = n * k * 2;
     if (c_.quant.is_fp8() && s.fp8_in_deepseek) {
       const int64_t nb = (n + 127) / 128, kb = (k + 127) / 128;
-      bytes = n * k + nb * ((kb + 3) / 4 * 4) * 4;
+      bytes = n * k + nb * backend::fp8_scale_pitch(kb) * 4;
     }
     bucket(name) += bytes;
     backend::LinearWeight w;

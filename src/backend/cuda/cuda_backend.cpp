@@ -390,7 +390,7 @@ LinearWeight CudaBackend::load_linear(const HostTensor& w, const HostTensor* sca
   const int64_t N = lw.out_features, K = lw.in_features;
   if (w.dtype == DType::F8_E4M3) {
     DS_CHECK(scale_inv != nullptr, "FP8 weight '{}' needs its weight_scale_inv", w.name);
-    const int64_t nb = (N + 127) / 128, kb = (K + 127) / 128, pitch = (kb + 3) / 4 * 4;
+    const int64_t nb = (N + 127) / 128, kb = (K + 127) / 128, pitch = fp8_scale_pitch(kb);
     DS_CHECK(scale_inv->shape == std::vector<int64_t>({nb, kb}), "scale of '{}' must be [{}, {}]", w.name, nb, kb);
     lw.w = Tensor::from_storage(persistent_alloc(size_t(N * K)), {N, K}, DType::F8_E4M3);
     copy_to_device(lw.w.raw(), w.data, size_t(N * K));

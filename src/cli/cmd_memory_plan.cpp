@@ -29,24 +29,16 @@ struct PlanFlags {
 
 double gib(int64_t b) { return double(b) / double(int64_t(1) << 30); }
 
-// Every rank's weights: the loader's cut of each rank, with groups of the sizes the ranks would have.
+// Every rank's weights: the loader's cut of each rank, with local groups of the sizes the ranks would have
+// (the loader's own grouping, runtime::make_rank_groups).
 std::vector<model::WeightBytes> weights_per_rank(const model::ModelConfig& c, const runtime::ParallelConfig& p,
                                                  bool with_mtp) {
-  const int n = p.world_size(), per_group = p.group_size();
-  std::vector<std::unique_ptr<dist::Group>> owned;
-  std::vector<dist::Group*> world(size_t(n), nullptr), local(size_t(n), nullptr);
-  auto make = [&](int first, int size, std::vector<dist::Group*>& into) {
-    if (size < 2) return;
-    for (auto& g : dist::make_local_groups(size)) {
-      into[size_t(first + g->rank())] = g.get();
-      owned.push_back(std::move(g));
-    }
-  };
-  if (p.dp_attention) make(0, n, world);
-  for (int g = 0; g < n / per_group; ++g) make(g * per_group, per_group, local);
+  const int n = p.world_size();
+  const runtime::RankGroups rg =
+      runtime::make_rank_groups(p, 0, n, [](int, int, int, int size) { return dist::make_local_groups(size); });
   std::vector<model::WeightBytes> out;
   for (int r = 0; r < n; ++r)
-    out.push_back(model::rank_weight_bytes(c, runtime::rank_layout(p, r, world, local), with_mtp));
+    out.push_back(model::rank_weight_bytes(c, runtime::rank_layout(p, r, rg.world, rg.local), with_mtp));
   return out;
 }
 

@@ -1,5 +1,6 @@
 #include "runtime/replica.h"
 
+#include <algorithm>
 #include <future>
 
 #include "util/error.h"
@@ -25,6 +26,26 @@ model::TensorParallel rank_layout(const ParallelConfig& p, int r, const std::vec
   return tp;
 }
 
+RankGroups make_rank_groups(const ParallelConfig& p, int first, int end, const GroupMaker& make) {
+  const int world_n = p.world_size(), per_group = p.group_size(), n = end - first;
+  RankGroups rg;
+  rg.world.assign(size_t(n), nullptr);
+  rg.local.assign(size_t(n), nullptr);
+  auto add = [&](int group_first, int count, std::vector<dist::Group*>& into) {
+    const int mb = std::max(group_first, first), me = std::min(group_first + count, end);
+    if (count < 2 || mb >= me) return;  // a group of one rank has nobody to meet: no handle
+    auto made = make(mb, me, group_first, count);
+    DS_CHECK(int(made.size()) == me - mb, "{} process group handles for {} ranks", made.size(), me - mb);
+    for (int k = 0; k < me - mb; ++k) {
+      into[size_t(mb - first + k)] = made[size_t(k)].get();
+      rg.owned.push_back(std::move(made[size_t(k)]));
+    }
+  };
+  if (p.dp_attention) add(0, world_n, rg.world);
+  for (int g = 0; g < world_n / per_group; ++g) add(g * per_group, per_group, rg.local);
+  return rg;
+}
+
 Replica load_replica(const ReplicaSpec& spec) {
   const ParallelConfig& p = spec.parallel;
   p.validate();
@@ -39,23 +60,15 @@ Replica load_replica(const ReplicaSpec& spec) {
     rep.free_before.push_back(rep.backends.back()->free_device_memory());
   }
   // The groups: all ranks (DP attention's MoE exchange), and each DP group's own ranks (attention, or a
-  // replica's tensor parallelism). A group of one rank has no handle: it has nobody to meet. Indexed by
-  // the local rank (r - b).
-  std::vector<dist::Group*> world(size_t(n), nullptr), local(size_t(n), nullptr);
-  auto make = [&](int first, int count, std::vector<dist::Group*>& into) {
-    const int mb = std::max(first, b), me = std::min(first + count, e);
-    if (count < 2 || mb >= me) return;
+  // replica's tensor parallelism), over this process's backends. Indexed by the local rank (r - b).
+  RankGroups rg = make_rank_groups(p, b, e, [&](int mb, int me, int group_first, int count) {
     std::vector<backend::Backend*> bes;
     for (int r = mb; r < me; ++r) bes.push_back(rep.backends[size_t(r - b)].get());
-    auto made = spec.make_groups(bes, mb, first, count);
-    DS_CHECK(int(made.size()) == me - mb, "{} process group handles for {} ranks", made.size(), me - mb);
-    for (int k = 0; k < me - mb; ++k) {
-      into[size_t(mb - b + k)] = made[size_t(k)].get();
-      rep.groups.push_back(std::move(made[size_t(k)]));
-    }
-  };
-  if (p.dp_attention) make(0, world_n, world);
-  for (int g = 0; g < world_n / per_group; ++g) make(g * per_group, per_group, local);
+    return spec.make_groups(bes, mb, group_first, count);
+  });
+  rep.groups = std::move(rg.owned);
+  const std::vector<dist::Group*>& world = rg.world;
+  const std::vector<dist::Group*>& local = rg.local;
 
   rep.models.resize(size_t(n));
   std::vector<std::future<void>> loads;

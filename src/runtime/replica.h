@@ -42,6 +42,20 @@ struct ReplicaSpec {
 model::TensorParallel rank_layout(const ParallelConfig& p, int r, const std::vector<dist::Group*>& world,
                                   const std::vector<dist::Group*>& local);
 
+// The process groups of ranks [first, end) of the deployment: every rank's handle of the group of all ranks
+// (DP attention's MoE exchange) and of its replica's or DP group's, indexed by r - first (null for groups of
+// one). make(member_first, member_end, group_first, group_size) returns the handles of members
+// [member_first, member_end) of the group [group_first, group_first + group_size); it is called for every
+// group of two or more ranks with a member in [first, end). load_replica makes real groups with it,
+// memory-plan local stand-ins of the same sizes.
+struct RankGroups {
+  std::vector<std::unique_ptr<dist::Group>> owned;
+  std::vector<dist::Group*> world, local;
+};
+using GroupMaker = std::function<std::vector<std::unique_ptr<dist::Group>>(int member_first, int member_end,
+                                                                           int group_first, int group_size)>;
+RankGroups make_rank_groups(const ParallelConfig& p, int first, int end, const GroupMaker& make);
+
 struct Replica {
   std::vector<std::unique_ptr<dist::Group>> groups;  // first: destroyed last (the models use them)
   std::vector<std::unique_ptr<backend::Backend>> backends;

@@ -381,7 +381,7 @@ struct MoeGemmArgs {
   // Weights by the GEMV's streaming loads (no L1 allocation, 256-byte L2 fetches) instead of __ldg
   // (-1.6% per decode step at batch 1 and 8, docs/PERF.md).
   bool stream_weights = true;
-  int num_sms = 0;  // the bulk form's grid (one block per SM)
+  int num_sms = 0;  // the bulk and ring forms' grids (one or two blocks per SM)
   // The bulk form's ring: stages of bulk_cols columns (512 x 6 or 1,024 x 3 at one block per SM, 512 x 3 at two).
   int bulk_cols = 512, bulk_stages = 6;
 };
@@ -392,12 +392,12 @@ void launch_moe_grouped_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
 // K <= 8192.
 bool moe_bulk_supported(const MoeGemmArgs& a, bool gated);
 bool moe_bulk_shape_known(int cols, int stages);
+void launch_moe_bulk_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
 // A third form (k_moe_ring.cu): each computing warp streams its own columns of every stage through a
 // private cp.async ring, one block per SM walking the items; bitwise the same outputs. Supported as the bulk
 // form is, any K % 16 == 0.
 bool moe_ring_supported(const MoeGemmArgs& a, bool gated);
 void launch_moe_ring_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
-void launch_moe_bulk_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
 // The FP8 grouped GEMMs of the fast mode's large batches (k_moe_fp8.cu), over padded tiles of
 // kMoeFp8TileRows rows (MoeLists with tile_slot0). FP8 e4m3 activations with one ue8m0 scale per row per
 // 128 columns (as linear() quantises them), FP8 weights with 128x128 scales, fp32 accumulation.

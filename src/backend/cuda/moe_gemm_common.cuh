@@ -1,7 +1,8 @@
-// What the two forms of the grouped decode MoE GEMMs share (k_moe_gemm.cu: every thread streams its own
-// weights; k_moe_bulk.cu: a producer warp stages them through shared memory with the bulk copy engine):
-// the fast mode's f16 step and the block epilogue. Both forms give each warp the same steps in the same
-// order, so with these two functions their outputs are bitwise equal (gpu_ops_check compares them).
+// What the forms of the grouped decode MoE GEMMs share (k_moe_gemm.cu: every thread streams its own
+// weights in registers; k_moe_bulk.cu: a producer warp stages them through shared memory with the bulk copy
+// engine; k_moe_ring.cu: each warp streams its own through a cp.async ring): the fast mode's f16 step and the
+// block epilogue. Every form gives each warp the same steps in the same order, so with these two functions
+// their outputs are bitwise equal (gpu_ops_check compares them).
 #pragma once
 #include <cuda_fp16.h>
 

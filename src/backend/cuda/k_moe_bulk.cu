@@ -77,17 +77,13 @@ struct ProducerItem {
     n0 = it % nrb * kRows;
     e = __ldg(a.tiles + 3 * tile), slot0 = __ldg(a.tiles + 3 * tile + 1), rows = __ldg(a.tiles + 3 * tile + 2);
   }
-  __device__ __forceinline__ void pointers(const MoeGemmArgs& a, int lane, bool gated, bool pair) {
+  template <bool GATED, bool PAIR>
+  __device__ __forceinline__ void pointers(const MoeGemmArgs& a, int lane) {
     if (!valid) return;
     const MoeExpertPtrs& ex = e == a.shared_e ? a.shared : a.experts[e];
-    const int mi = lane / 16;
-    int n = n0 + (pair ? 16 * mi : 0) + lane % 16;
-    if (n >= a.N) n = n0;  // a valid row; its outputs are not written
-    // Constant indices only: a runtime index into the parameter's struct would copy it to local memory.
-    const void* w = gated ? (mi == 0 ? ex.w[0] : ex.w[1]) : ex.w[2];
-    wrow = static_cast<const uint8_t*>(w) + size_t(n) * a.K;
-    sbase0 = (gated ? ex.scale[0] : ex.scale[2]) + size_t(n0 / 128) * a.scale_pitch;
-    sbase1 = (gated ? ex.scale[1] : ex.scale[2]) + size_t(n0 / 128) * a.scale_pitch;
+    wrow = moe_lane_weight_row<GATED, PAIR>(a, ex, n0, lane);
+    sbase0 = (GATED ? ex.scale[0] : ex.scale[2]) + size_t(n0 / 128) * a.scale_pitch;
+    sbase1 = (GATED ? ex.scale[1] : ex.scale[2]) + size_t(n0 / 128) * a.scale_pitch;
     xrow = nullptr;
     if (lane < rows) xrow = a.x + size_t(a.x_row_of_slot ? __ldg(a.x_row_of_slot + slot0 + lane) : slot0 + lane) * a.K;
   }
@@ -149,14 +145,14 @@ __global__ void __launch_bounds__((kMoeWarps + 1) * 32, BulkShape<KC, kStages>::
     const int nkb = (K + 127) / 128;  // <= 64 (moe_bulk_supported): 2 x nkb scales fit 4 a lane
     ProducerItem cur, nxt;
     cur.begin(a, blockIdx.x, n_items, nrb, kRows);
-    cur.pointers(a, lane, GATED, PAIR);
+    cur.template pointers<GATED, PAIR>(a, lane);
     cur.scales(a, lane, nkb);
     int it = 0;
     for (int item = blockIdx.x; item < n_items; item += gridDim.x) {
       int ph = 0;
       auto advance = [&] {  // one dependent step of the next item's reads
         if (ph == 0) nxt.begin(a, item + gridDim.x, n_items, nrb, kRows);
-        else if (ph == 1) nxt.pointers(a, lane, GATED, PAIR);
+        else if (ph == 1) nxt.template pointers<GATED, PAIR>(a, lane);
         else if (ph == 2) nxt.scales(a, lane, nkb);
         ++ph;
       };
@@ -214,15 +210,7 @@ __global__ void __launch_bounds__((kMoeWarps + 1) * 32, BulkShape<KC, kStages>::
           wb[mi][j].v[0] = kin ? lds128(ws + (16 * mi + g + 8) * kWPitch) : make_uint4(0, 0, 0, 0);
         }
         if (kin && g < rows) {
-          const float4* xs = reinterpret_cast<const float4*>(sx + s * kXBytes + g * kXPitch + 4 * c);
-          float4 v[4];
-#pragma unroll
-          for (int i = 0; i < 4; ++i) v[i] = xs[i ^ sw_x];  // chunk i ^ sw_x: the bank order above
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            const float4 f = sw_x ? v[q ^ 1] : v[q];
-            xv[j][4 * q] = f.x, xv[j][4 * q + 1] = f.y, xv[j][4 * q + 2] = f.z, xv[j][4 * q + 3] = f.w;
-          }
+          moe_load_x16_staged(reinterpret_cast<const float4*>(sx + s * kXBytes + g * kXPitch + 4 * c), sw_x, xv[j]);
         } else {
 #pragma unroll
           for (int q = 0; q < 16; ++q) xv[j][q] = 0.f;
@@ -266,9 +254,12 @@ bool moe_bulk_shape_known(int cols, int stages) {
   return (cols == 512 && (stages == 3 || stages == 6)) || (cols == 1024 && stages == 3);
 }
 
+bool moe_staged_supported(const MoeGemmArgs& a, bool gated) {
+  return a.wtype == WType::FP8 && a.f16_x && (gated || a.down_rows == 32) && a.K % 16 == 0 && a.num_sms > 0;
+}
+
 bool moe_bulk_supported(const MoeGemmArgs& a, bool gated) {
-  return a.wtype == WType::FP8 && a.f16_x && (gated || a.down_rows == 32) && a.K % 16 == 0 && a.K <= 8192 &&
-         a.num_sms > 0 && moe_bulk_shape_known(a.bulk_cols, a.bulk_stages);
+  return moe_staged_supported(a, gated) && a.K <= 8192 && moe_bulk_shape_known(a.bulk_cols, a.bulk_stages);
 }
 
 void launch_moe_bulk_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st) {

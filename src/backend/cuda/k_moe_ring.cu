@@ -64,11 +64,7 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 1) moe_ring_kernel(MoeGemmArgs
     const int tile = item / nrb, n0 = item % nrb * kRows;
     const int e = __ldg(a.tiles + 3 * tile), slot0 = __ldg(a.tiles + 3 * tile + 1), rows = __ldg(a.tiles + 3 * tile + 2);
     const MoeExpertPtrs& ex = e == a.shared_e ? a.shared : a.experts[e];
-    const int mi = lane / 16;
-    int n = n0 + (PAIR ? 16 * mi : 0) + lane % 16;
-    if (n >= N) n = n0;  // a valid row; its outputs are not written
-    const void* w = GATED ? (mi == 0 ? ex.w[0] : ex.w[1]) : ex.w[2];  // constant indices: no local copy
-    wrow = static_cast<const uint8_t*>(w) + size_t(n) * K;
+    wrow = moe_lane_weight_row<GATED, PAIR>(a, ex, n0, lane);
     const int slot = lane / 4;
     xrow = slot < rows ? a.x + size_t(a.x_row_of_slot ? __ldg(a.x_row_of_slot + slot0 + slot) : slot0 + slot) * K
                        : nullptr;
@@ -113,8 +109,7 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 1) moe_ring_kernel(MoeGemmArgs
     cp_async_wait<S - 1>();  // this lane's copies of stage q have landed
     __syncwarp();            // and every lane's
     const uint8_t* sl = ring + (q % S) * kSlot;
-    const int c = 64 * warp + 16 * t, k = (q % nst) * kKC + c;
-    const bool kin = k < K;
+    // Copies past K (weights and activations) were zero-filled: they add exactly nothing, as in the other forms.
     Row16<int(WType::FP8)> wa[2][1], wb[2][1];
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi) {
@@ -122,19 +117,7 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 1) moe_ring_kernel(MoeGemmArgs
       wb[mi][0].v[0] = *reinterpret_cast<const uint4*>(sl + (16 * mi + g + 8) * 64 + 16 * t);
     }
     float xv[16];
-    {
-      const float4* xs = reinterpret_cast<const float4*>(sl + kWSlot + g * kXPitch + 64 * t);
-      float4 v[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) v[i] = xs[i ^ sw_x];  // chunk i ^ sw_x: the bank order above
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float4 f = sw_x ? v[i ^ 1] : v[i];
-        xv[4 * i] = f.x, xv[4 * i + 1] = f.y, xv[4 * i + 2] = f.z, xv[4 * i + 3] = f.w;
-      }
-    }
-    // Zero-filled copies past K (weights and activations) contribute exactly nothing, as in the other forms.
-    (void)kin;
+    moe_load_x16_staged(reinterpret_cast<const float4*>(sl + kWSlot + g * kXPitch + 64 * t), sw_x, xv);
     const float* scs = reinterpret_cast<const float*>(sl + kWSlot + kXSlot);
     const float sc[2] = {scs[0], scs[1]};
     __syncwarp();  // every lane's reads of the slot are done before a later issue overwrites it
@@ -162,9 +145,7 @@ void launch_ring(const MoeGemmArgs& a, cudaStream_t st) {
 }
 }  // namespace
 
-bool moe_ring_supported(const MoeGemmArgs& a, bool gated) {
-  return a.wtype == WType::FP8 && a.f16_x && (gated || a.down_rows == 32) && a.K % 16 == 0 && a.num_sms > 0;
-}
+bool moe_ring_supported(const MoeGemmArgs& a, bool gated) { return moe_staged_supported(a, gated); }
 
 void launch_moe_ring_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st) {
   DS_CHECK(moe_ring_supported(a, gated), "moe ring GEMM: unsupported arguments (K {}, f16 x {})", a.K, a.f16_x);

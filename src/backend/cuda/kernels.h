@@ -390,12 +390,15 @@ void launch_moe_grouped_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
 // one block per SM, a producer warp running ahead of 8 computing warps across items; bitwise the same
 // outputs as launch_moe_grouped_gemm. Supported for FP8 weights with f16_x, the 32-row down form, K % 16 == 0,
 // K <= 8192.
+// What both staged forms (bulk, ring) need: FP8 weights with f16_x, the 32-row down form, K % 16 == 0
+// (16-byte copies), the SM count for the grid.
+bool moe_staged_supported(const MoeGemmArgs& a, bool gated);
 bool moe_bulk_supported(const MoeGemmArgs& a, bool gated);
 bool moe_bulk_shape_known(int cols, int stages);
 void launch_moe_bulk_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
 // A third form (k_moe_ring.cu): each computing warp streams its own columns of every stage through a
-// private cp.async ring, one block per SM walking the items; bitwise the same outputs. Supported as the bulk
-// form is, any K % 16 == 0.
+// private cp.async ring, one block per SM walking the items; bitwise the same outputs. Supported where
+// moe_staged_supported holds.
 bool moe_ring_supported(const MoeGemmArgs& a, bool gated);
 void launch_moe_ring_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
 // The FP8 grouped GEMMs of the fast mode's large batches (k_moe_fp8.cu), over padded tiles of

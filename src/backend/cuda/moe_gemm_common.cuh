@@ -57,6 +57,34 @@ __device__ __forceinline__ void moe_step_f16(const Row16<int(WType::FP8)> (&wa)[
   }
 }
 
+// The staged forms (bulk, ring): the weight row that producer lane `lane` copies of an item of expert e at
+// row block n0 — matrix slot lane / 16 (gate or up for the gated kernel; rows n0 and n0 + 16 of down for
+// PAIR), row lane % 16; a row past N takes row n0 (its outputs are not written).
+template <bool GATED, bool PAIR>
+__device__ __forceinline__ const uint8_t* moe_lane_weight_row(const MoeGemmArgs& a, const MoeExpertPtrs& ex, int n0,
+                                                              int lane) {
+  const int mi = lane / 16;
+  int n = n0 + (PAIR ? 16 * mi : 0) + lane % 16;
+  if (n >= a.N) n = n0;
+  // Constant indices only: a runtime index into the parameter's struct would copy it to local memory.
+  const void* w = GATED ? (mi == 0 ? ex.w[0] : ex.w[1]) : ex.w[2];
+  return static_cast<const uint8_t*>(w) + size_t(n) * a.K;
+}
+
+// The staged forms: a lane's 16 activations from shared memory, where xs is its 16 floats (four 16-byte
+// chunks) in a row laid out with the 32-mod-128 pitch; chunk i is read in the order i ^ sw_x (sw_x = t / 2
+// mod 2), which keeps the 8 lanes of a load phase on disjoint banks, and put back in place.
+__device__ __forceinline__ void moe_load_x16_staged(const float4* xs, int sw_x, float (&xv)[16]) {
+  float4 v[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) v[i] = xs[i ^ sw_x];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float4 f = sw_x ? v[i ^ 1] : v[i];
+    xv[4 * i] = f.x, xv[4 * i + 1] = f.y, xv[4 * i + 2] = f.z, xv[4 * i + 3] = f.w;
+  }
+}
+
 // The block's epilogue for its rows (n0) x the tile's slots: acc through shared memory, the 8 warps summed
 // in a fixed order, SwiGLU for the gated kernel (else each matrix slot is 16 more rows of the one matrix:
 // PAIR); 16 consecutive outputs of a slot per 16 threads. The computing warps are threads 0..255; BAR 0

@@ -299,6 +299,15 @@ class Backend {
   // the others -1: another rank's experts, which moe_experts skips (their pairs add nothing here).
   virtual void moe_local_ids(Tensor& ids, int32_t first, int32_t count) = 0;
 
+  // ---- concurrency within a step (optional) ----
+  // Ops issued inside `ops` may run beside the ops issued after branch() returns, up to join_branch(): a
+  // backend with more than one queue of work (CUDA streams) runs them on a second one. The caller's rule:
+  // until the join, the main line neither reads what the branch writes nor writes what it reads; one
+  // branch at a time (a new one joins the open one first); a captured step joins every branch it opens. A backend with one queue (the default,
+  // the CPU) runs `ops` at once, in order, so the results never depend on whether branches overlap.
+  virtual void branch(const std::function<void()>& ops) { ops(); }
+  virtual void join_branch() {}
+
   // ---- step index data and captured steps (optional) ----
   // Uploads `s` once for the ops that follow (nullptr: unbind; the vectors must outlive the binding).
   virtual void bind_step(const StepIndex* s) {}

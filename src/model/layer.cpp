@@ -103,38 +103,57 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   std::vector<const backend::LinearWeight*> down = {&a.q_a, &a.kv_a};
   if (cfg_.has_indexer()) down.push_back(&a.idx_wk);
   std::vector<Tensor> proj = be_.linear_group(h, down);
+  const bool selecting = cfg_.has_indexer() && !selects_every_key(st.ab, cfg_.index_topk);
+
+  // Keys/values, beside the query path (a branch: a second stream on the GPU; joined before the caches or
+  // the weights are read): one latent c (normalised) and one shared rope key per token written to the cache
+  // (one fused op: RMSNorm of the latent part, rope of the key part, the pool's format); the indexer's keys,
+  // cached for every token (also while contexts are short enough to need no selection); its head weights.
+  Tensor idx_weights;
+  be_.branch([&] {
+    cache.write_latent(be_, layer, proj[1], a.kv_a_norm, eps, pos, rope_, st.slots);
+    if (cfg_.has_indexer()) indexer_keys(a, layer, st, cache, proj[2]);
+    if (selecting) idx_weights = indexer_weights(a, h);
+  });
+
   Tensor q_lat = be_.rmsnorm(proj[0], a.q_a_norm, eps);
   // q_b and, when the indexer will select, its query projection both read q_lat: one launch too.
   std::vector<const backend::LinearWeight*> up = {&a.q_b};
-  if (cfg_.has_indexer() && !selects_every_key(st.ab, cfg_.index_topk)) up.push_back(&a.idx_wq_b);
+  if (selecting) up.push_back(&a.idx_wq_b);
   std::vector<Tensor> qs = be_.linear_group(q_lat, up);
   Tensor q = qs[0];
-  const Tensor qi = up.size() > 1 ? qs[1] : Tensor();
   auto rotate_q = [&] { be_.rope(q, Dn, Dq, heads, Dr, pos, rope_, RopeLayout::Interleaved); };
-
-  // Keys/values: one latent c (normalised) and one shared rope key per token, written to the cache (one
-  // fused op: RMSNorm of the latent part, rope of the key part, the pool's format).
-  cache.write_latent(be_, layer, proj[1], a.kv_a_norm, eps, pos, rope_, st.slots);
   const Tensor& pool = cache.latent[layer];
 
   // Short contexts: the sequences that take the dense MHA path attend to every earlier key over K/V
-  // expanded from the latents; the others (if any) the absorbed way over causal_index. The indexer still
-  // writes its keys.
+  // expanded from the latents; the others (if any) the absorbed way over causal_index.
   const std::vector<char> mha = mha_sequences(st);
   if (!mha.empty()) {
     rotate_q();
-    if (cfg_.has_indexer()) indexer(a, layer, st, cache, h, proj[2], q_lat, qi, /*want_index=*/false);
+    be_.join_branch();
     return be_.linear(attention_split(a, layer, st, cache, q, mha), a.o);
   }
 
-  // Which earlier tokens each query attends to: the indexer's top-k (DSA), or all of them (V3).
-  Tensor index = cfg_.has_indexer() ? indexer(a, layer, st, cache, h, proj[2], q_lat, qi)
-                                         : be_.causal_index(st.ab);
+  // Which earlier tokens each query attends to: the indexer's top-k (DSA), or all of them (V3). On the
+  // absorbed path the query's absorption runs beside the scores and the top-k (another branch).
+  const bool absorbed = opts_.attention == AttentionForm::Absorbed;
+  Tensor index, q_abs;
+  auto absorb_q = [&] { q_abs = be_.mla_absorb_q_rope(q, a.kv_b, heads, Dn, Dv, pos, rope_); };
+  if (selecting) {
+    indexer_query(st, qs[1]);
+    be_.join_branch();
+    if (absorbed) be_.branch(absorb_q);
+    index = indexer_topk(layer, st, cache, qs[1], idx_weights);
+    be_.join_branch();
+  } else {
+    be_.join_branch();
+    index = be_.causal_index(st.ab);
+    if (absorbed) absorb_q();
+  }
 
   const float scale = float(cfg_.softmax_scale());
   Tensor o;
-  if (opts_.attention == AttentionForm::Absorbed) {
-    Tensor q_abs = be_.mla_absorb_q_rope(q, a.kv_b, heads, Dn, Dv, pos, rope_);
+  if (absorbed) {
     Tensor o_lat = be_.mla_attention_absorbed(q_abs, pool, index, st.ab, Dl, scale);
     o = be_.mla_absorb_out(o_lat, a.kv_b, heads, Dn, Dv);
   } else {
@@ -227,22 +246,31 @@ Tensor Model::attention_mha(const AttentionWeights& a, int64_t layer, const Step
   return o.view({T, heads_ * Dv});
 }
 
-Tensor Model::indexer(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& h,
-                      const Tensor& k_proj, const Tensor& q_lat, const Tensor& q_proj, bool want_index) const {
-  const int64_t Hi = cfg_.index_n_heads, Di = cfg_.index_head_dim, Dr = cfg_.qk_rope_head_dim;
-  const auto& pos = st.ab.pos_of_token;
+void Model::indexer_keys(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache,
+                         const Tensor& k_proj) const {
   // Indexer heads are [rope | rest] and rotate in the half-split layout (unlike MLA). The key: LayerNorm,
-  // rope, optionally Hadamard + FP8 rounding, and the cache write in one fused op. Keys are cached for every
-  // token, also while contexts are short enough to need no selection.
-  cache.write_index_key(be_, layer, k_proj, a.idx_k_norm_w, a.idx_k_norm_b, 1e-6f, Dr, pos, rope_,
-                        opts_.indexer == IndexerMode::Fp8, st.slots);
-  if (selects_every_key(st.ab, cfg_.index_topk)) return want_index ? be_.causal_index(st.ab) : Tensor();
-  Tensor qi = q_proj.defined() ? q_proj : be_.linear(q_lat, a.idx_wq_b);
-  be_.rope(qi, 0, Di, Hi, Dr, pos, rope_, RopeLayout::HalfSplit);
-  if (opts_.indexer == IndexerMode::Fp8) be_.hadamard_fp8_round(qi, Di);
+  // rope, optionally Hadamard + FP8 rounding, and the cache write in one fused op.
+  cache.write_index_key(be_, layer, k_proj, a.idx_k_norm_w, a.idx_k_norm_b, 1e-6f, cfg_.qk_rope_head_dim,
+                        st.ab.pos_of_token, rope_, opts_.indexer == IndexerMode::Fp8, st.slots);
+}
+
+Tensor Model::indexer_weights(const AttentionWeights& a, const Tensor& h) const {
+  const int64_t Hi = cfg_.index_n_heads, Di = cfg_.index_head_dim;
   Tensor w = be_.linear(h, a.idx_weights_proj);
   be_.scale_inplace(w, float(1.0 / std::sqrt(double(Hi)) / std::sqrt(double(Di))));
-  return be_.indexer_topk(qi, w, cache.index_k[layer], st.ab, Hi, Di, cfg_.index_topk,
+  return w;
+}
+
+void Model::indexer_query(const Step& st, Tensor& q_proj) const {
+  const int64_t Hi = cfg_.index_n_heads, Di = cfg_.index_head_dim, Dr = cfg_.qk_rope_head_dim;
+  be_.rope(q_proj, 0, Di, Hi, Dr, st.ab.pos_of_token, rope_, RopeLayout::HalfSplit);
+  if (opts_.indexer == IndexerMode::Fp8) be_.hadamard_fp8_round(q_proj, Di);
+}
+
+Tensor Model::indexer_topk(int64_t layer, const Step& st, KVCache& cache, const Tensor& q_proj,
+                           const Tensor& weights) const {
+  const int64_t Hi = cfg_.index_n_heads, Di = cfg_.index_head_dim;
+  return be_.indexer_topk(q_proj, weights, cache.index_k[layer], st.ab, Hi, Di, cfg_.index_topk,
                           opts_.indexer == IndexerMode::Fp8);
 }
 

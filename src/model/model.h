@@ -138,11 +138,16 @@ class Model {
                          const std::vector<char>& mha) const;
   // Every cached key of the step's sequences through kv_b_proj, attended densely and causally.
   Tensor attention_mha(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& q) const;
-  // Writes the layer's indexer keys (k_proj: h through the key projection idx_wk); returns the top-k index,
-  // or an undefined tensor when the step selects every key and `want_index` is false (the MHA path needs no
-  // index). q_proj: q_lat through idx_wq_b when the caller computed it (grouped with q_b), else undefined.
-  Tensor indexer(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& h,
-                 const Tensor& k_proj, const Tensor& q_lat, const Tensor& q_proj, bool want_index = true) const;
+  // The lightning indexer in parts, so that the attention block can run the keys and the weights beside
+  // its query path (Backend::branch). Its keys: k_proj (h through idx_wk) normalised, rotated and written
+  // to the layer's cache; its head weights from h, scaled; its queries (q_lat through idx_wq_b) rotated in
+  // place (+ Hadamard and FP8 rounding); the top-k index of those queries over the cached keys.
+  void indexer_keys(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache,
+                    const Tensor& k_proj) const;
+  Tensor indexer_weights(const AttentionWeights& a, const Tensor& h) const;
+  void indexer_query(const Step& st, Tensor& q_proj) const;
+  Tensor indexer_topk(int64_t layer, const Step& st, KVCache& cache, const Tensor& q_proj,
+                      const Tensor& weights) const;
   Tensor ffn(const FfnWeights& f, const Tensor& h) const;
   // DP attention: the FFN over all ranks on the tokens of every DP group (dp_tokens[g] each): this rank's
   // rows of h (null: an idle group) in, their summed output out ([T, H]; undefined when idle).

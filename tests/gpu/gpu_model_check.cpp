@@ -632,6 +632,98 @@ void check_fused_kv_model(GemmMode mode) {
     }
 }
 
+// Backend::branch on a second stream (CudaOptions::overlap): the attention block's cache writes and indexer
+// weights beside its query path, the query's absorption beside the scores and top-k. At the demo widths
+// (2 layers, random weights): a short prompt alone (the dense MHA path), a prefill of two long prompts
+// (scored top-k) and 24 decode steps of all three, every KV dtype and both indexer modes: the logits must
+// be bitwise those of the same steps with branches in order. Then recorded decode steps with branches on:
+// replays bitwise equal to the steps run op by op.
+void check_overlap_model(GemmMode mode) {
+  MakeModelOptions mo;
+  mo.preset = "demo";
+  mo.num_layers = 2;
+  ModelConfig cfg = preset_config(mo);
+  backend::cuda::CudaOptions o;
+  o.poison = true;
+  o.gemm = mode;
+  auto be = backend::cuda::make_cuda_backend(o);
+  ModelWeights w = random_weights(cfg, *be, 11);
+  const int64_t V = cfg.vocab_size;
+  std::mt19937 r(5);
+  const std::vector<int32_t> lens = {37, 600, 300};
+  const int32_t page = 16, decodes = 24;
+  std::vector<SequenceChunk> seqs;
+  int32_t next_page = 0;
+  for (int32_t n : lens) {
+    SequenceChunk sc;
+    for (int32_t i = 0; i < n; ++i) sc.tokens.push_back(int32_t(r() % uint32_t(V)));
+    const int32_t pages = (n + decodes + page - 1) / page;
+    for (int32_t p = 0; p < pages; ++p) sc.page_table.push_back(next_page + pages - 1 - p);  // reversed
+    next_page += pages;
+    seqs.push_back(sc);
+  }
+  const std::vector<int32_t> first_tokens = {int32_t(r() % uint32_t(V)), int32_t(r() % uint32_t(V)), 7};
+  const char* mname = mode == GemmMode::Exact ? "exact" : "fast";
+  for (IndexerMode im : {IndexerMode::Fp32, IndexerMode::Fp8})
+    for (DType kv : {DType::F32, DType::BF16, DType::F8_E4M3}) {
+      ModelOptions mopt;
+      mopt.indexer = im;
+      Model m(cfg, w, *be, mopt);
+      std::string paths;
+      auto run = [&](bool overlap) {
+        be->set_overlap(overlap);
+        auto cache = m.make_cache(next_page, page, kv);
+        std::vector<float> logits;
+        auto keep = [&](const Tensor& l) { logits.insert(logits.end(), l.f32(), l.f32() + l.numel()); };
+        ForwardBatch alone, pair;
+        alone.seqs = {seqs[0]};
+        pair.seqs = {seqs[1], seqs[2]};
+        keep(m.forward(alone, cache).logits);
+        paths += be->last_branch_path();
+        auto res = m.forward(pair, cache);
+        keep(res.logits);
+        std::vector<SequenceChunk> cur = seqs;
+        std::vector<int32_t> next = first_tokens;
+        for (int d = 0; d < decodes; ++d) {
+          ForwardBatch fb;
+          for (size_t i = 0; i < cur.size(); ++i) {
+            cur[i].start_pos += int32_t(cur[i].tokens.size());
+            cur[i].tokens = {next[i]};
+            fb.seqs.push_back(cur[i]);
+          }
+          res = m.forward(fb, cache);
+          keep(res.logits);
+          for (size_t i = 0; i < cur.size(); ++i) {
+            const float* p = res.logits.f32() + int64_t(i) * V;
+            next[i] = int32_t(std::max_element(p, p + V) - p);
+          }
+        }
+        paths += std::string("/") + be->last_branch_path() + " ";
+        be->set_overlap(false);
+        return logits;
+      };
+      const std::vector<float> off = run(false), on = run(true);
+      const bool same = on.size() == off.size() && std::memcmp(on.data(), off.data(), on.size() * 4) == 0;
+      record("model branches on a second stream = in order",
+             fmt::format("demo widths {}, {} KV, {} indexer: MHA prefill 37, prefill 600 + 300, {} decodes of 3 "
+                         "(bitwise; paths {})",
+                         mname, dtype_name(kv), im == IndexerMode::Fp8 ? "fp8" : "fp32", decodes, paths),
+             same && paths.find("inline/inline stream/stream") != std::string::npos
+                 ? 0.0
+                 : max_rel(on.data(), off.data(), int64_t(std::min(on.size(), off.size()))) + 1e-30,
+             0.0);
+    }
+  if (mode != GemmMode::Fast) return;
+  be->set_overlap(true);
+  Model mg(cfg, w, *be, ModelOptions{});
+  Model me(cfg, w, *be, ModelOptions{});
+  run_graph_steps("demo widths fast, branches on a second stream", *be, mg, me, {600, 530, 100, 40, 1000, 5}, 32, 64,
+                  5e-2, /*lazy=*/false);
+  std::printf("graph memory with branches: %.1f MiB\n",
+              double(be->graph_memory_stats().in_use + be->graph_memory_stats().cached) / (1 << 20));
+  be->set_overlap(false);
+}
+
 int main() {
   try {
     check_fixture("tiny_v32_fp8", true, true);
@@ -646,6 +738,8 @@ int main() {
     check_dense_context(GemmMode::Fast);
     check_fused_kv_model(GemmMode::Exact);
     check_fused_kv_model(GemmMode::Fast);
+    check_overlap_model(GemmMode::Exact);
+    check_overlap_model(GemmMode::Fast);
     return summary("gpu_model_check") ? 1 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_model_check: error: %s\n", e.what());

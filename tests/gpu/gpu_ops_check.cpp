@@ -268,6 +268,65 @@ void check_norms_and_elementwise() {
     }
 }
 
+// Backend::branch on a second stream (backend/cuda/cuda_branch.cpp). First the caching allocator's hold: a
+// block freed while a branch is open is not handed out again until the join. Then a chain where every
+// step opens a branch (a norm, the decode GEMV on the branch lane's counters, a scale) reading the main
+// line's tensor, while the main line runs its own GEMV and frees temporaries inside the window, then joins
+// and adds the two: bitwise the result of the same chain with branches in order, in both GEMM modes.
+void check_branches() {
+  auto al = std::make_shared<cuda::DeviceAllocator>();
+  void* p1 = al->allocate(1000)->ptr;  // back in the cache at once
+  auto s2 = al->allocate(1000);
+  const bool reused = s2->ptr == p1;
+  al->hold_frees(true);
+  s2.reset();
+  auto s3 = al->allocate(1000);
+  const bool held = s3->ptr != p1;
+  al->hold_frees(false);
+  auto s4 = al->allocate(1000);
+  const bool back = s4->ptr == p1;
+  record("allocator holds frees", "a block freed while holding is not reused until the hold ends",
+         reused && held && back ? 0.0 : 1.0, 0.0);
+
+  const int64_t T = 3, n = 7168;
+  Tensor x0 = randn({T, n}), r0 = randn({T, n}), w = randn({n}, 0.2f, 1.f);
+  BothLinear main_w(n, n, DType::F8_E4M3), side_w(n, n, DType::F8_E4M3);
+  for (GemmMode mode : {GemmMode::Exact, GemmMode::Fast}) {
+    g_gpu->set_gemm_mode(mode);
+    std::string path;
+    auto chain = [&](bool overlap) {
+      g_gpu->set_overlap(overlap);
+      Tensor x = up(x0), wg = up(w);
+      for (int k = 0; k < 40; ++k) {
+        Tensor side;
+        g_gpu->branch([&] {
+          Tensor t = g_gpu->linear(g_gpu->rmsnorm(x, wg, 1e-6f), side_w.g);
+          g_gpu->scale_inplace(t, 0.5f);
+          side = t;
+        });
+        Tensor m = g_gpu->linear(g_gpu->rmsnorm(x, wg, 1e-6f), main_w.g);
+        {
+          Tensor tmp = g_gpu->silu_mul(m, m);  // freed inside the window
+          m = g_gpu->rmsnorm(tmp, wg, 1e-6f);
+        }
+        x = Tensor();  // and the branch's input: held too
+        g_gpu->join_branch();
+        g_gpu->add_inplace(m, side);
+        x = m;
+      }
+      path += g_gpu->last_branch_path();
+      g_gpu->set_overlap(false);
+      return g_gpu->to_host_f32(x);
+    };
+    const Tensor off = chain(false), on = chain(true);
+    const bool same = std::memcmp(on.f32(), off.f32(), size_t(on.numel()) * 4) == 0;
+    record("branches on a second stream", fmt::format("{} mode: 40 branches beside a GEMV chain, bitwise vs in order "
+                                                      "({})", mode == GemmMode::Exact ? "exact" : "fast", path),
+           same && path == "inlinestream" ? 0.0 : 1.0, 0.0);
+  }
+  g_gpu->set_gemm_mode(GemmMode::Exact);
+}
+
 // Programmatic dependent launch (backend/cuda/pdl.cuh): a long chain of small dependent kernels (norms,
 // elementwise, rope, the decode GEMV), each reading what the one before wrote, gives bitwise the same
 // result with PDL on as off. A kernel launched as a dependent that touched memory before its
@@ -415,6 +474,7 @@ int main(int argc, char** argv) {
     }
     if (only != "attention") {
       check_pdl_chain();
+      check_branches();
       check_norms_and_elementwise();
       check_rope_copy_cache();
       check_fused_kv();

@@ -90,6 +90,7 @@ CudaOptions options_from_env(int device) {
   env_choice<bool>("DSSERVE_MOE_STREAM", {{"0", false}, {"1", true}}, o.moe_stream_weights);
   env_choice<bool>("DSSERVE_MOE_BULK", {{"0", false}, {"1", true}}, o.moe_bulk);
   env_choice<bool>("DSSERVE_MOE_RING", {{"0", false}, {"1", true}}, o.moe_ring);
+  env_choice<bool>("DSSERVE_OVERLAP", {{"0", false}, {"1", true}}, o.overlap);
   int bulk_shape = o.moe_bulk_cols * 100 + o.moe_bulk_stages;
   env_choice<int>("DSSERVE_MOE_BULK_SHAPE", {{"512x6", 51206}, {"512x3", 51203}, {"1024x3", 102403}}, bulk_shape);
   o.moe_bulk_cols = bulk_shape / 100, o.moe_bulk_stages = bulk_shape % 100;
@@ -142,6 +143,7 @@ CudaBackend::CudaBackend(const CudaOptions& o) : opts_(o), moe_path_(o.moe_path)
   lt_ = std::make_unique<LtGemm>();
   gemv_counters_ = Tensor::from_storage(persistent_alloc(kGemvMaxCounters * 4), {kGemvMaxCounters}, DType::I32);
   DS_CUDA_CHECK(cudaMemsetAsync(gemv_counters_.raw(), 0, kGemvMaxCounters * 4, stream_));
+  if (o.overlap) make_side_lane();
   spdlog::info("CUDA backend on device {}: {} ({} SMs, {:.1f} GiB, sm_{}{}), GEMM mode {}{}", o.device, prop.name,
                num_sms_, double(prop.totalGlobalMem) / (1 << 30), prop.major, prop.minor,
                o.gemm == GemmMode::Fast ? "fast" : "exact",
@@ -155,16 +157,26 @@ void CudaBackend::make_current() { DS_CUDA_CHECK(cudaSetDevice(opts_.device)); }
 CudaBackend::~CudaBackend() {
   cudaSetDevice(opts_.device);
   cudaStreamSynchronize(stream_);
+  if (side_.stream) cudaStreamSynchronize(side_.stream);
   uploads_.clear();
   lt_.reset();
   batched_.reset();
+  side_.lt.reset();
+  side_.batched.reset();
+  side_.gemv_counters = Tensor();
+  if (side_.stream) cudaStreamDestroy(side_.stream);
+  if (fork_event_) cudaEventDestroy(fork_event_);
+  if (join_event_) cudaEventDestroy(join_event_);
   cudaEventDestroy(ring_event_);
   cudaFreeHost(pinned_);
   if (xfer_pinned_) cudaFreeHost(xfer_pinned_);
   cudaStreamDestroy(stream_);
 }
 
-void CudaBackend::synchronize() { DS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaBackend::synchronize() {
+  DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (side_.stream) DS_CUDA_CHECK(cudaStreamSynchronize(side_.stream));
+}
 
 // Host -> device on the backend's stream, finished when this returns. (A plain cudaMemcpy runs on the
 // legacy default stream, which a non-blocking stream does not wait for, and from pageable memory it may
@@ -320,7 +332,8 @@ const void* CudaBackend::upload_bytes(const void* data, size_t bytes) {
   const uint64_t h = hash_bytes(data, bytes);
   ++upload_clock_;
   for (auto& u : uploads_)
-    if (u.hash == h && u.host.size() == bytes && std::memcmp(u.host.data(), data, bytes) == 0) {
+    if ((u.lane < 0 || u.lane == lane_) && u.hash == h && u.host.size() == bytes &&
+        std::memcmp(u.host.data(), data, bytes) == 0) {
       u.last_use = upload_clock_;
       return u.dev.raw();
     }
@@ -335,6 +348,7 @@ const void* CudaBackend::upload_bytes(const void* data, size_t bytes) {
   slot->hash = h;
   slot->host.assign(static_cast<const char*>(data), static_cast<const char*>(data) + bytes);
   slot->last_use = upload_clock_;
+  slot->lane = branch_open_ || lane_ != 0 ? lane_ : -1;  // its copy is ordered on this lane only until the join
   slot->dev = Tensor::from_storage(alloc_->allocate(bytes ? bytes : 4), {int64_t(bytes ? bytes : 4)}, DType::U8);
   stage_copy(slot->dev.raw(), data, bytes);
   return slot->dev.raw();
@@ -350,6 +364,7 @@ void CudaBackend::stage_copy(void* dst, const void* src, size_t bytes) {
   if (pinned_pos_ + need > pinned_size_) {  // wrap: every copy from the ring must have finished
     DS_CUDA_CHECK(cudaEventRecord(ring_event_, stream_));
     DS_CUDA_CHECK(cudaEventSynchronize(ring_event_));
+    if (side_.stream) DS_CUDA_CHECK(cudaStreamSynchronize(side_.stream));  // (the other lane's copies too)
     pinned_pos_ = 0;
   }
   std::memcpy(pinned_ + pinned_pos_, src, bytes);

@@ -107,6 +107,10 @@ struct CudaOptions {
   // The per-warp cp.async ring form (launch_moe_ring_gemm; before the bulk form when both are on).
   // DSSERVE_MOE_RING=0|1 for A/B runs.
   bool moe_ring = false;
+  // Backend::branch on a second stream (cuda_branch.cpp): the attention block's cache writes and indexer
+  // weights beside its query projections (model/layer.cpp). Off: branches run in order on the one stream.
+  // DSSERVE_OVERLAP=0|1 for A/B runs.
+  bool overlap = false;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -221,6 +225,9 @@ class CudaBackend final : public Backend {
                                         const std::function<Tensor()>& body) override;
   Tensor replay(CapturedStep& step, const StepIndex& idx) override;
 
+  void branch(const std::function<void()>& ops) override;
+  void join_branch() override;
+
   bool can_sample() const override { return true; }
   int32_t max_sample_top_logprobs() const override { return kSampleMaxTopLogprobs; }
   std::vector<SampledRow> sample(Tensor& logits, const SamplingBatch& batch) override;
@@ -296,6 +303,9 @@ class CudaBackend final : public Backend {
   void set_moe_bulk_shape(int cols, int stages) {  // tests: every ring
     opts_.moe_bulk_cols = cols, opts_.moe_bulk_stages = stages;
   }
+  void set_overlap(bool on);  // tests: branches on a second stream or in order
+  // How the last branch ran: "stream" (on the second stream) or "inline".
+  const char* last_branch_path() const { return last_branch_path_; }
   void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode
   // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x; "grouped-f16-bulk" /
   // "-ring": its other forms), "grouped-fp8" or
@@ -340,6 +350,18 @@ class CudaBackend final : public Backend {
   bool lt_fp8_usable(const WeightRef& w) const;
   Tensor run_fp8_lt(const Tensor& x, const WeightRef& r, bool m_fastest, bool out_f32, Tensor* dq);
 
+  // The branch lane (cuda_branch.cpp): what an op needs of its own to run beside the main line's ops. While a
+  // branch's ops are issued it is swapped with the members of the same names (stream_, gemv_counters_, lt_,
+  // batched_), so every op issues to, and scratches in, the lane it runs on.
+  struct Lane {
+    cudaStream_t stream = nullptr;
+    Tensor gemv_counters;
+    std::unique_ptr<LtGemm> lt;
+    std::unique_ptr<BatchedGemm> batched;
+  };
+  void make_side_lane();
+  void swap_lane();
+
   CudaOptions opts_;
   cudaStream_t stream_ = nullptr;
   int num_sms_ = 0;
@@ -360,6 +382,7 @@ class CudaBackend final : public Backend {
     std::vector<char> host;
     Tensor dev;
     uint64_t last_use = 0;
+    int lane = -1;  // made while a branch was open: usable by that lane only until the join (else -1)
   };
   std::vector<Upload> uploads_;
   // The bound step's index data on the device (cuda_step_capture.cpp).
@@ -373,6 +396,12 @@ class CudaBackend final : public Backend {
   void bind_buffer(const StepIndex& s, const int32_t* dev);
   bool capturing_ = false;  // recording a step: every upload must come from the bound step
   std::shared_ptr<DeviceAllocator> graph_alloc_;
+  Lane side_;
+  cudaEvent_t fork_event_ = nullptr, join_event_ = nullptr;
+  int lane_ = 0;               // the lane ops issue to now: 0 the main line, 1 the branch
+  bool branch_open_ = false;   // a branch issued and not yet joined
+  std::shared_ptr<DeviceAllocator> branch_alloc_;  // holds the frees of the open branch's window
+  const char* last_branch_path_ = "";
   uint64_t upload_clock_ = 0;
   const char* last_gemm_path_ = "";
   const char* last_absorb_path_ = "";

@@ -149,6 +149,7 @@ std::unique_ptr<CapturedStep> CudaBackend::capture(const StepIndex& example, int
     } catch (const std::exception& ex) {
       why = ex.what();
     }
+    join_branch();  // (a branch left open would make the capture "unjoined")
     e = cudaStreamEndCapture(stream_, &graph);
 #ifdef DSSERVE_KERNEL_TRACE
     g->trace_id = kernel_trace_capture_end(g->layout.T);

@@ -7,6 +7,7 @@ namespace ds::backend::cuda {
 
 DeviceAllocator::~DeviceAllocator() {
   cudaDeviceSynchronize();  // nothing may still run on a block we free
+  hold_frees(false);
   empty_cache();
 }
 
@@ -66,9 +67,18 @@ std::shared_ptr<Storage> DeviceAllocator::allocate(size_t bytes) {
 
 void DeviceAllocator::release(void* p, size_t rounded) {
   std::lock_guard<std::mutex> lk(mu_);
-  free_[rounded].push_back(p);
   st_.in_use -= rounded;
   st_.cached += rounded;
+  if (holding_) held_.emplace_back(p, rounded);
+  else free_[rounded].push_back(p);
+}
+
+void DeviceAllocator::hold_frees(bool on) {
+  std::lock_guard<std::mutex> lk(mu_);
+  holding_ = on;
+  if (on) return;
+  for (auto& [p, rounded] : held_) free_[rounded].push_back(p);
+  held_.clear();
 }
 
 void DeviceAllocator::empty_cache() {
@@ -77,6 +87,7 @@ void DeviceAllocator::empty_cache() {
     for (void* p : v) cudaFree(p);
   free_.clear();
   st_.cached = 0;
+  for (auto& [p, rounded] : held_) st_.cached += rounded;  // (still possibly in use: kept)
 }
 
 DeviceAllocator::Stats DeviceAllocator::stats() const {

@@ -1,8 +1,9 @@
 // Device memory of the CUDA backend: a caching allocator for activations, workspaces and KV pools
 // (blocks return to per-size free lists instead of cudaFree, so steady-state steps never call cudaMalloc),
-// and plain cudaMalloc for weights (allocated once at load). All work runs on one stream, so a block
+// and plain cudaMalloc for weights (allocated once at load). Work runs in one stream's order, so a block
 // freed on the host may be handed out again at once: its next user's kernels run after its last
-// user's in stream order.
+// user's. While a branch runs on a second stream (CudaBackend::branch) that order does not hold between
+// the two: blocks freed then are held back until the branch is joined (hold_frees).
 #pragma once
 #include <cstddef>
 #include <map>
@@ -26,6 +27,8 @@ class DeviceAllocator : public std::enable_shared_from_this<DeviceAllocator> {
   std::shared_ptr<Storage> allocate(size_t bytes);
   // Returns every cached (free) block to the driver.
   void empty_cache();
+  // On: blocks released from now on wait in a list of their own; off: they join the free lists.
+  void hold_frees(bool on);
 
   struct Stats {
     size_t in_use = 0, cached = 0, peak_in_use = 0, cuda_mallocs = 0;
@@ -38,6 +41,8 @@ class DeviceAllocator : public std::enable_shared_from_this<DeviceAllocator> {
 
   mutable std::mutex mu_;
   std::map<size_t, std::vector<void*>> free_;
+  std::vector<std::pair<void*, size_t>> held_;  // released while hold_frees (block, rounded size)
+  bool holding_ = false;
   Stats st_;
 };
 

@@ -451,6 +451,7 @@ int main(int argc, char** argv) {
     if (only == "mla") {
       check_mla();
       check_mla_wgmma();
+      check_mla_merge_in_absorb();
       return summary("gpu_ops_check") ? 1 : 0;
     }
     if (only == "indexer" || only == "indexer-wgmma") {
@@ -485,6 +486,7 @@ int main(int argc, char** argv) {
     if (only != "dense") {
       check_mla();
       check_mla_wgmma();
+      check_mla_merge_in_absorb();
       check_mha();
       check_indexer();
       check_indexer_tc();

@@ -120,8 +120,8 @@ struct EngineConfig {
   // runners must have the same RunnerConfig::draft_steps.
   int32_t speculative_num_steps = 0;
   // When the last kSpecWindow verify steps emitted fewer tokens per verifying request than this on average,
-  // speculation pauses for kSpecPauseSteps steps (drafts that are not kept cost more than they save;
-  // runtime/spec_decode.h, SpecPause); 0: never.
+  // speculation pauses for kSpecPauseSteps steps, longer after tries that fail again (drafts that are not
+  // kept cost more than they save; runtime/spec_decode.h, SpecPause); 0: never.
   double speculative_min_accept_length = 1.5;
   // Jump-forward decoding (grammar/jump_forward.h, engine_jump_forward.cpp): where a request's grammar
   // allows one continuation only, its tokens are appended at once and computed by the next forward as

@@ -105,7 +105,7 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
     *draft = DraftPlan{};  // paused from the next step on: no drafts, no MTP work
     spdlog::info("speculative decoding paused for {} steps{}: the last {} verify steps emitted < {} tokens per "
                  "request",
-                 kSpecPauseSteps, groups_.size() > 1 ? fmt::format(" in DP group {}", plan[0].req->dp_group) : "",
+                 group.spec.last_pause(), groups_.size() > 1 ? fmt::format(" in DP group {}", plan[0].req->dp_group) : "",
                  kSpecWindow, cfg_.speculative_min_accept_length);
   }
 }

@@ -18,9 +18,14 @@ bool SpecPause::record(int64_t step, int64_t tokens, int64_t requests, double mi
   if (window_.size() < kSpecWindow) return false;
   double sum = 0;
   for (double x : window_) sum += x;
-  if (sum / double(kSpecWindow) >= min_accept_length) return false;
+  if (sum / double(kSpecWindow) >= min_accept_length) {
+    next_pause_ = kSpecPauseSteps;
+    return false;
+  }
   window_.clear();  // the next try starts afresh
-  until_ = step + 1 + kSpecPauseSteps;
+  last_pause_ = next_pause_;
+  until_ = step + 1 + last_pause_;
+  next_pause_ = std::min(2 * next_pause_, kSpecPauseMaxSteps);
   ++pauses_;
   return true;
 }

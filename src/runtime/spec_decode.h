@@ -39,22 +39,27 @@ bool speculates(const GenerateRequest& in);
 // The pause rule (per DP group, since a step is one batch: a batch where some requests verify drafts and
 // others decode plainly would not have a recorded shape): the mean tokens per verifying request of each
 // verify step go into a window; once kSpecWindow steps are in and their mean is below min_accept_length,
-// the group pauses speculation for kSpecPauseSteps steps (plain decoding, recorded), then tries again.
-// Drafts that are rarely accepted cost a draft step and a longer verify every step: paused, zero
-// acceptance costs about kSpecWindow slow steps in every kSpecPauseSteps.
+// the group pauses speculation (plain decoding, recorded), then tries again. Drafts that are rarely accepted
+// cost a draft step and a longer verify every step, so the pause starts at kSpecPauseSteps and doubles
+// with every try that fails again, up to kSpecPauseMaxSteps; a window that meets the bound resets it.
+// Zero acceptance then costs about kSpecWindow slow steps in every 256, 512, ... then every 2048 steps
+// (~12 plain steps' worth in 2056: 0.6% at a verify step of 2.5x a plain one); drafts that recover are
+// tried again within 2048 steps.
 constexpr size_t kSpecWindow = 8;
-constexpr int64_t kSpecPauseSteps = 256;
+constexpr int64_t kSpecPauseSteps = 256, kSpecPauseMaxSteps = 2048;
 class SpecPause {
  public:
   bool paused(int64_t step) const { return step < until_; }
   // After a step at `step` whose verifying requests emitted `tokens` in all (`requests` of them). True
-  // when speculation pauses from the next step on.
+  // when speculation pauses from the next step on (for last_pause() steps).
   bool record(int64_t step, int64_t tokens, int64_t requests, double min_accept_length);
   int64_t pauses() const { return pauses_; }
+  int64_t last_pause() const { return last_pause_; }
 
  private:
   std::vector<double> window_;
-  int64_t until_ = 0, pauses_ = 0;
+  int64_t until_ = 0, pauses_ = 0, last_pause_ = 0;
+  int64_t next_pause_ = kSpecPauseSteps;  // the next pause's length: doubles while tries keep failing
 };
 
 // How many drafts the request may verify in its next step (<= steps): what its max_new_tokens still

@@ -210,3 +210,56 @@ TEST_F(SpecDecodeTest, PaddedDraftStepsDraftTheSame) {
     EXPECT_GT(verified, 20);
   }
 }
+
+namespace ds::runtime {
+namespace {
+// The pause rule alone: a window of kSpecWindow verify steps below the bound pauses speculation; each try
+// that fails again pauses twice as long, up to kSpecPauseMaxSteps; a window that meets the bound resets the
+// length; a bound of 0 never pauses. Over a long run at zero acceptance the verify steps are a small share.
+TEST(SpecPauseRule, BacksOffWhileTriesFailAndResetsOnSuccess) {
+  SpecPause p;
+  int64_t step = 0;
+  // Runs verify steps (1 token per request: nothing accepted) until a pause starts; returns its length.
+  // (After a pause the window starts empty: the kSpecWindow-th step pauses; after good steps the window
+  // still holds them, and fewer failures bring its mean below the bound.)
+  auto fail_until_pause = [&](bool fresh) {
+    for (size_t k = 0; k < kSpecWindow; ++k, ++step) {
+      EXPECT_FALSE(p.paused(step));
+      const bool paused = p.record(step, 4, 4, 1.5);
+      if (fresh) {
+        EXPECT_EQ(paused, k + 1 == kSpecWindow) << "step " << step;
+      }
+      if (paused) {
+        const int64_t len = p.last_pause();
+        EXPECT_TRUE(p.paused(step + 1));
+        EXPECT_TRUE(p.paused(step + len));
+        EXPECT_FALSE(p.paused(step + len + 1));
+        step += len + 1;
+        return len;
+      }
+    }
+    return int64_t(0);
+  };
+  std::vector<int64_t> lens;
+  for (int k = 0; k < 6; ++k) lens.push_back(fail_until_pause(true));
+  EXPECT_EQ(lens, (std::vector<int64_t>{256, 512, 1024, 2048, 2048, 2048}));
+  // A window that meets the bound (4 tokens per request): no pause, and the next failure starts at 256.
+  for (size_t k = 0; k < kSpecWindow; ++k, ++step) EXPECT_FALSE(p.record(step, 16, 4, 1.5));
+  EXPECT_EQ(fail_until_pause(false), 256);
+  EXPECT_EQ(p.pauses(), 7);
+  // Bound 0: never.
+  SpecPause never;
+  for (int64_t s = 0; s < 100; ++s) EXPECT_FALSE(never.record(s, 1, 1, 0.0));
+
+  // Zero acceptance for 100,000 steps: the share of steps that verify drafts.
+  SpecPause z;
+  int64_t verify_steps = 0;
+  for (int64_t s = 0; s < 100000; ++s) {
+    if (z.paused(s)) continue;
+    ++verify_steps;
+    z.record(s, 1, 1, 1.5);
+  }
+  EXPECT_LT(double(verify_steps) / 100000, 0.005) << verify_steps << " verify steps";
+}
+}  // namespace
+}  // namespace ds::runtime

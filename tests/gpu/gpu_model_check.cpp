@@ -31,6 +31,23 @@ using backend::cuda::GemmMode;
 namespace {
 std::string fixture(const std::string& name) { return std::string(DS_SOURCE_DIR) + "/tests/golden/" + name; }
 
+// A CUDA backend in GEMM mode `mode` (default: CudaOptions' own) whose fresh allocations are NaN-filled (a read
+// of unwritten memory shows).
+std::unique_ptr<CudaBackend> poisoned_backend(GemmMode mode = backend::cuda::CudaOptions{}.gemm) {
+  backend::cuda::CudaOptions o;
+  o.poison = true;
+  o.gemm = mode;
+  return backend::cuda::make_cuda_backend(o);
+}
+
+// The demo preset's widths with 2 layers (1 dense + 1 MoE).
+ModelConfig demo_config() {
+  MakeModelOptions mo;
+  mo.preset = "demo";
+  mo.num_layers = 2;
+  return preset_config(mo);
+}
+
 std::vector<std::vector<int32_t>> sequences(const std::string& dir) {
   std::ifstream f(dir + "/ref/tokens.json");
   return nlohmann::json::parse(f).at("sequences").get<std::vector<std::vector<int32_t>>>();
@@ -137,9 +154,7 @@ std::vector<int32_t> greedy(Model& m, std::vector<int32_t> prompt, int n_new) {
 void check_fixture(const std::string& name, bool has_fp8_ref, bool fp8_weights) {
   const std::string dir = fixture(name);
   auto cpu_be = backend::make_cpu_backend(0);
-  backend::cuda::CudaOptions o;
-  o.poison = true;
-  auto gpu_be = backend::cuda::make_cuda_backend(o);
+  auto gpu_be = poisoned_backend();
   auto cpu = Model::load(dir, *cpu_be), gpu = Model::load(dir, *gpu_be);
   const auto seqs = sequences(dir);
   const int64_t V = cpu->config().vocab_size;
@@ -328,10 +343,7 @@ void check_fast_fp8_continuous() {
                                        {{"index_topk", 4096},
                                         {"num_experts_per_tok", cfg["n_routed_experts"]},
                                         {"topk_group", cfg["n_group"]}});
-  backend::cuda::CudaOptions o;
-  o.poison = true;
-  o.gemm = GemmMode::Fast;
-  auto be = backend::cuda::make_cuda_backend(o);
+  auto be = poisoned_backend(GemmMode::Fast);
   auto m = Model::load(dir, *be);
   const auto seqs = sequences(src);
   const int64_t V = m->config().vocab_size;
@@ -353,9 +365,7 @@ Tensor host_logits(backend::Backend& be, const ForwardOutput& o) {
 // The capture API on its own: a recording reads its index data from its own buffer (a replay with other
 // ids gives those ids' result), and an op that uploads anything else makes the capture fail cleanly.
 void check_capture_api() {
-  backend::cuda::CudaOptions o;
-  o.poison = true;
-  auto be = backend::cuda::make_cuda_backend(o);
+  auto be = poisoned_backend();
   Tensor table = be->from_host(randn({50, 24}));
   std::vector<int32_t> ids = {1, 2, 3}, slots = {0, 1, 2}, rows = {0, 1, 2}, other = {4, 5, 6};
   backend::AttnBatch ab;
@@ -467,10 +477,7 @@ void run_graph_steps(const char* what, backend::cuda::CudaBackend& be, Model& mg
 // tiny_v32_fp8 with a 2048-token max_position (contexts cross the 256 / 512 / 1024 buckets): the SIMT kernels.
 void check_step_graphs(GemmMode mode, bool lazy) {
   const std::string dir = fixture_with("tiny_v32_fp8", "graphs", {{"max_position_embeddings", 2048}});
-  backend::cuda::CudaOptions o;
-  o.poison = true;
-  o.gemm = mode;
-  auto be = backend::cuda::make_cuda_backend(o);
+  auto be = poisoned_backend(mode);
   auto mg = Model::load(dir, *be);
   auto me = Model::load(dir, *be);
   run_graph_steps(mode == GemmMode::Exact ? "tiny exact" : "tiny fast", *be, *mg, *me, {20, 240, 250, 500, 37, 3},
@@ -481,14 +488,8 @@ void check_step_graphs(GemmMode mode, bool lazy) {
 // tensor-core sparse MLA (320 / 256) and indexer (8 heads x 128) inside recorded steps, contexts across
 // index_topk 512 (scored and unscored rows in one step) and the 512 / 1024 / 2048 buckets.
 void check_step_graphs_demo(bool lazy) {
-  MakeModelOptions mo;
-  mo.preset = "demo";
-  mo.num_layers = 2;
-  ModelConfig cfg = preset_config(mo);
-  backend::cuda::CudaOptions o;
-  o.poison = true;
-  o.gemm = GemmMode::Fast;
-  auto be = backend::cuda::make_cuda_backend(o);
+  ModelConfig cfg = demo_config();
+  auto be = poisoned_backend(GemmMode::Fast);
   ModelWeights w = random_weights(cfg, *be, 5);
   Model mg(cfg, w, *be, ModelOptions{});
   Model me(cfg, w, *be, ModelOptions{});
@@ -501,14 +502,8 @@ void check_step_graphs_demo(bool lazy) {
 // max_context 1024: scores and top-k for every query), each on its own cache. The selections are equal
 // (gpu_ops_check: indexer_topk = causal_index there), so only the index rows' width differs.
 void check_dense_context(GemmMode mode) {
-  MakeModelOptions mo;
-  mo.preset = "demo";
-  mo.num_layers = 2;
-  ModelConfig cfg = preset_config(mo);
-  backend::cuda::CudaOptions o;
-  o.poison = true;
-  o.gemm = mode;
-  auto be = backend::cuda::make_cuda_backend(o);
+  ModelConfig cfg = demo_config();
+  auto be = poisoned_backend(mode);
   // The absorbed attention on both sides: this compares index rows, not attention forms (the dense MHA
   // prefill is compared below).
   ModelOptions absorbed;
@@ -581,14 +576,8 @@ void check_dense_context(GemmMode mode) {
 // absorbed path with scored top-k) and 12 greedy decode steps, every KV dtype and both indexer modes, with the
 // fusion on and off (DSSERVE_FUSED_KV): the logits must be bitwise equal.
 void check_fused_kv_model(GemmMode mode) {
-  MakeModelOptions mo;
-  mo.preset = "demo";
-  mo.num_layers = 2;
-  ModelConfig cfg = preset_config(mo);
-  backend::cuda::CudaOptions o;
-  o.poison = true;
-  o.gemm = mode;
-  auto be = backend::cuda::make_cuda_backend(o);
+  ModelConfig cfg = demo_config();
+  auto be = poisoned_backend(mode);
   ModelWeights w = random_weights(cfg, *be, 9);
   std::mt19937 r(3);
   std::vector<int32_t> prompt;
@@ -640,14 +629,8 @@ void check_fused_kv_model(GemmMode mode) {
 // be bitwise those of the same steps with branches in order. Then recorded decode steps with branches on:
 // replays bitwise equal to the steps run op by op.
 void check_overlap_model(GemmMode mode) {
-  MakeModelOptions mo;
-  mo.preset = "demo";
-  mo.num_layers = 2;
-  ModelConfig cfg = preset_config(mo);
-  backend::cuda::CudaOptions o;
-  o.poison = true;
-  o.gemm = mode;
-  auto be = backend::cuda::make_cuda_backend(o);
+  ModelConfig cfg = demo_config();
+  auto be = poisoned_backend(mode);
   ModelWeights w = random_weights(cfg, *be, 11);
   const int64_t V = cfg.vocab_size;
   std::mt19937 r(5);

@@ -53,7 +53,21 @@ bench::HttpHeaders upstream_headers(const RouterCore& core, const server::HttpRe
     if (k == "content-type" || k == "accept" || k == "x-request-id" || (k == "authorization" && core.options.api_key.empty()))
       h.emplace_back(k, v);
   if (!core.options.api_key.empty()) h.emplace_back("Authorization", "Bearer " + core.options.api_key);
+  const std::string* chain = req.header(kRouterChainHeader);
+  h.emplace_back(kRouterChainHeader, chain && !chain->empty() ? *chain + "," + core.id : core.id);
   return h;
+}
+
+// Whether this router's id is in the request's chain: it forwarded the request itself.
+bool came_back(const RouterCore& core, const server::HttpRequest& req) {
+  const std::string* chain = req.header(kRouterChainHeader);
+  if (!chain) return false;
+  for (size_t b = 0; b <= chain->size();) {
+    const size_t e = std::min(chain->find(',', b), chain->size());
+    if (std::string_view(*chain).substr(b, e - b) == core.id) return true;
+    b = e + 1;
+  }
+  return false;
 }
 
 void answer_health(RouterCore& core, const std::shared_ptr<server::Responder>& r) {
@@ -71,6 +85,10 @@ void answer_health(RouterCore& core, const std::shared_ptr<server::Responder>& r
 void handle_front_request(RouterCore& core, server::HttpRequest&& req, std::shared_ptr<server::Responder> r) {
   const Route* route = find_route(req.path);
   if (!route) return r->respond(server::error_response(404, "Not Found: " + req.path));
+  if (came_back(core, req))
+    return r->respond(server::error_response(
+        508, "the router received a request it had forwarded itself: one of its worker URLs points back at this "
+             "router (or at a router in front of it)"));
   if (!route->open && !core.options.api_key.empty() && !server::bearer_matches(req, core.options.api_key)) {
     return r->respond(server::error_response(server::ApiError(
         401, req.header("authorization") ? "Incorrect API key provided." : "Missing API key: send 'Authorization: Bearer <key>'.",

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <random>
+
 namespace ds::router {
 
 RouterCore::RouterCore(RouterOptions opts, bench::EventLoop& lp)
@@ -14,6 +16,8 @@ RouterCore::RouterCore(RouterOptions opts, bench::EventLoop& lp)
     clients.push_back(std::make_unique<bench::HttpClient>(loop, workers[i].address));
     clients.back()->clear_headers();  // not the bench client's key from the environment
   }
+  std::random_device rd;
+  id = fmt::format("{:08x}{:08x}", rd(), rd());
 }
 
 namespace {

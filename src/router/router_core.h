@@ -33,7 +33,13 @@ struct RouterCore {
   HealthChecker health;
   std::map<std::string, RouteStats> routes;  // by path
   uint64_t client_disconnects = 0;
+  // This router's random id. Every request it forwards carries the ids of the routers it passed through
+  // (kRouterChainHeader, this one's last), so a request that comes back (a worker URL that points at this
+  // router, or at a router in front of it) is answered 508 instead of looping until descriptors run out.
+  std::string id;
 };
+
+inline constexpr const char* kRouterChainHeader = "x-dsserve-router-chain";
 
 // The router's own Prometheus text (sglang_router's metric names where it has them).
 std::string render_metrics(const RouterCore& core);

@@ -12,6 +12,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "bench/http_client.h"
 #include "router/router.h"
 #include "server/http_server.h"
@@ -75,19 +80,38 @@ struct FakeWorker {
   }
 };
 
-// A port nothing listens on.
-std::string dead_url() {
-  server::HttpServer s(server::HttpServerOptions{"127.0.0.1", 0, 1}, [](auto&&, auto) {});
-  s.listen();
-  const uint16_t port = s.port();
-  s.stop(0);
-  return "http://127.0.0.1:" + std::to_string(port);
-}
+// A port nothing listens on, held for the object's life by a bound socket that does not listen: a connection
+// to it is refused, and no bind to port 0 (this process's router included) is handed it meanwhile. A port
+// freed at once could come back as the router's own, making the "dead" worker the router itself (CI saw
+// that: the request looped until descriptors ran out). With SO_REUSEADDR, as HttpServer binds, a server
+// may still take it on purpose (the loop test below).
+struct HeldPort {
+  int fd = -1;
+  uint16_t port = 0;
+  HeldPort() {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      throw std::runtime_error("HeldPort: cannot bind a port");
+    port = ntohs(a.sin_port);
+  }
+  ~HeldPort() { ::close(fd); }
+  HeldPort(const HeldPort&) = delete;
+  HeldPort& operator=(const HeldPort&) = delete;
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+};
 
 struct TestRouter {
   router::Router r;
   bench::Url url;
-  explicit TestRouter(router::RouterOptions o) : r((o.port = 0, o.host = "127.0.0.1", std::move(o))) {
+  explicit TestRouter(router::RouterOptions o, uint16_t port = 0)
+      : r((o.port = port, o.host = "127.0.0.1", std::move(o))) {
     r.start();
     url = bench::Url::parse("http://127.0.0.1:" + std::to_string(r.port()));
   }
@@ -142,7 +166,8 @@ TEST(RouterProxy, PassesBodiesAndStatusesThroughRoundRobin) {
 TEST(RouterProxy, RetriesUnreachableAnd503Workers) {
   FakeWorker live("live"), busy("busy");
   busy.refuse_503 = true;
-  const std::string dead = dead_url();
+  const HeldPort dead_port;
+  const std::string dead = dead_port.url();
   TestRouter tr(options({dead, busy.url(), live.url()}));
   for (int i = 0; i < 6; ++i) {
     auto res = tr.post("/generate", R"({"text":"hi"})");
@@ -161,8 +186,8 @@ TEST(RouterProxy, RetriesUnreachableAnd503Workers) {
 
 TEST(RouterProxy, AllWorkersDownGives503WithTheCause) {
   {
-    const std::string d1 = dead_url(), d2 = dead_url();
-    TestRouter tr(options({d1, d2}));
+    const HeldPort p1, p2;
+    TestRouter tr(options({p1.url(), p2.url()}));
     auto res = tr.post("/v1/chat/completions", R"({"messages":[]})");
     EXPECT_EQ(res.status, 503);
     Json j = Json::parse(res.body);
@@ -179,7 +204,8 @@ TEST(RouterProxy, AllWorkersDownGives503WithTheCause) {
   // A 503 from the last worker there is to try passes through as the worker wrote it.
   FakeWorker busy("busy");
   busy.refuse_503 = true;
-  TestRouter tr(options({dead_url(), busy.url()}));
+  const HeldPort p3;
+  TestRouter tr(options({p3.url(), busy.url()}));
   auto res = tr.post("/generate", R"({"text":"x"})");
   EXPECT_EQ(res.status, 503);
   EXPECT_EQ(Json::parse(res.body)["error"]["message"], "busy");
@@ -191,6 +217,19 @@ TEST(RouterProxy, AllWorkersDownGives503WithTheCause) {
   EXPECT_EQ(res2.status, 503);
   EXPECT_NE(std::string(Json::parse(res2.body)["error"]["message"]).find("after 1 attempt; last: " + busy_url),
             std::string::npos) << res2.body;
+}
+
+// A worker URL that points back at the router: the forwarded request comes back carrying the router's own
+// id and is answered 508 (a loop would otherwise forward it again and again until descriptors run out).
+TEST(RouterProxy, AWorkerUrlPointingAtTheRouterItselfIsALoop) {
+  const HeldPort self;
+  TestRouter tr(options({self.url()}), self.port);
+  ASSERT_EQ(tr.r.port(), self.port);
+  auto res = tr.post("/generate", R"({"text":"x"})");
+  EXPECT_EQ(res.status, 508) << res.body;
+  EXPECT_NE(std::string(Json::parse(res.body)["error"]["message"]).find("points back at this router"),
+            std::string::npos) << res.body;
+  EXPECT_EQ(tr.post("/v1/chat/completions", R"({"messages":[]})").status, 508);
 }
 
 TEST(RouterProxy, StreamsChunksAsTheyComeAndCancelsOnDisconnect) {

@@ -225,45 +225,59 @@ TEST_P(DataParallelGolden, MtpLayerMatchesOneRankWithOtherGroupsIdle) {
   EXPECT_LE(e, kTolVsOneRank);
 }
 
+// The batches of the padded decode tests: sequence k of a group's batch on pages [16 k, 16 k + 16); a
+// prefill with the last logits, or decode step `step` (one token each, 7 + k + 3 step, after the prompt).
+using Batches = std::vector<std::vector<int32_t>>;
+ForwardBatch padded_test_batch(const Batches& ss, bool decode, int step = 0) {
+  ForwardBatch fb;
+  for (size_t k = 0; k < ss.size(); ++k) {
+    SequenceChunk sc;
+    sc.tokens = decode ? std::vector<int32_t>{int32_t(7 + k + 3 * size_t(step))} : ss[k];
+    sc.start_pos = decode ? int32_t(ss[k].size()) + step : 0;
+    for (int32_t p = 0; p < 16; ++p) sc.page_table.push_back(int32_t(16 * k) + p);
+    sc.logits = LogitsMode::Last;
+    fb.seqs.push_back(sc);
+  }
+  return fb;
+}
+
+// Every DP group's token count in a prefill of its batch and in a decode step of it.
+struct DpCounts {
+  std::vector<int32_t> prefill, decode;
+};
+template <typename SeqsOf>
+DpCounts dp_counts(int dp, SeqsOf seqs_of) {
+  DpCounts c;
+  for (int g = 0; g < dp; ++g) {
+    int32_t t = 0;
+    for (const auto& q : seqs_of(g)) t += int32_t(q.size());
+    c.prefill.push_back(t);
+    c.decode.push_back(int32_t(seqs_of(g).size()));
+  }
+  return c;
+}
+
 // A decode step as it runs recorded under DP attention (StepRecorder's padding, op by op here: the CPU
 // cannot record): every group padded to the bucket of the largest group's batch, idle groups all padding.
 // Each group's logits must still be what one rank gives its own batch.
 TEST_P(DataParallelGolden, PaddedDecodeStepsMatchOneRank) {
   for (bool others_idle : {false, true}) {
-    auto seqs_of = [&](int g) -> std::vector<std::vector<int32_t>> {
+    auto seqs_of = [&](int g) -> Batches {
       if (g == 0) return {seqs_[0], seqs_[1], seqs_[0]};
       if (others_idle) return {};
       return {seqs_[1]};
     };
-    // Sequence k of a batch on pages [16 k, 16 k + 16); prefill with the last logits, then one token each.
-    auto batch_of = [&](const std::vector<std::vector<int32_t>>& ss, bool decode) {
-      ForwardBatch fb;
-      for (size_t k = 0; k < ss.size(); ++k) {
-        SequenceChunk sc;
-        sc.tokens = decode ? std::vector<int32_t>{int32_t(7 + k)} : ss[k];
-        sc.start_pos = decode ? int32_t(ss[k].size()) : 0;
-        for (int32_t p = 0; p < 16; ++p) sc.page_table.push_back(int32_t(16 * k) + p);
-        sc.logits = LogitsMode::Last;
-        fb.seqs.push_back(sc);
-      }
-      return fb;
-    };
-    std::vector<int32_t> prefill_counts, decode_counts;
-    for (int g = 0; g < layout_.dp; ++g) {
-      int32_t t = 0;
-      for (const auto& q : seqs_of(g)) t += int32_t(q.size());
-      prefill_counts.push_back(t);
-      decode_counts.push_back(int32_t(seqs_of(g).size()));
-    }
+    auto batch_of = [](const Batches& ss, bool decode) { return padded_test_batch(ss, decode); };
+    const DpCounts counts = dp_counts(layout_.dp, seqs_of);
     auto outs = ranks_->on_all([&](int r) {
       Model& m = ranks_->model(r);
       const auto ss = seqs_of(ranks_->group_of(r));
       auto cache = m.make_cache(64, 4);
       ForwardBatch pre = batch_of(ss, false);
-      pre.dp_tokens = prefill_counts;
+      pre.dp_tokens = counts.prefill;
       m.forward(pre, cache);
       ForwardBatch dec = batch_of(ss, true);
-      dec.dp_tokens = decode_counts;
+      dec.dp_tokens = counts.decode;
       dec.dp_decode_bs = 3;
       runtime::StepRecorder rec(m, 8, false);
       return rec.forward_padded_eager(runtime::ForwardMode::Decode, dec, cache);
@@ -290,43 +304,26 @@ TEST_P(DataParallelGolden, PaddedDecodeStepsMatchOneRank) {
 // 3e-7 .. 6e-7 measured), so the bound leaves room for one such flip, far below what a row written by a
 // padding token would do.
 TEST_P(DataParallelGolden, Fp8KvPaddedDecodeStepsMatchOneRank) {
-  auto batch_of = [&](const std::vector<std::vector<int32_t>>& ss, bool decode, int step) {
-    ForwardBatch fb;
-    for (size_t k = 0; k < ss.size(); ++k) {
-      SequenceChunk sc;
-      sc.tokens = decode ? std::vector<int32_t>{int32_t(7 + k + 3 * size_t(step))} : ss[k];
-      sc.start_pos = decode ? int32_t(ss[k].size()) + step : 0;
-      for (int32_t p = 0; p < 16; ++p) sc.page_table.push_back(int32_t(16 * k) + p);
-      sc.logits = LogitsMode::Last;
-      fb.seqs.push_back(sc);
-    }
-    return fb;
-  };
-  auto seqs_of = [&](int g) -> std::vector<std::vector<int32_t>> {
+  const auto batch_of = padded_test_batch;
+  auto seqs_of = [&](int g) -> Batches {
     if (g == 0) return {seqs_[0], seqs_[1], seqs_[0]};
     return {seqs_[1]};
   };
   const int steps = 4;
-  std::vector<int32_t> prefill_counts, decode_counts;
-  for (int g = 0; g < layout_.dp; ++g) {
-    int32_t t = 0;
-    for (const auto& q : seqs_of(g)) t += int32_t(q.size());
-    prefill_counts.push_back(t);
-    decode_counts.push_back(int32_t(seqs_of(g).size()));
-  }
+  const DpCounts counts = dp_counts(layout_.dp, seqs_of);
   std::vector<std::vector<ForwardOutput>> outs(static_cast<size_t>(steps));
   std::vector<KVCache> caches;
   for (int r = 0; r < ranks_->size(); ++r) caches.push_back(ranks_->model(r).make_cache(64, 4, DType::F8_E4M3));
   ranks_->on_all([&](int r) {
     ForwardBatch pre = batch_of(seqs_of(ranks_->group_of(r)), false, 0);
-    pre.dp_tokens = prefill_counts;
+    pre.dp_tokens = counts.prefill;
     return ranks_->model(r).forward(pre, caches[size_t(r)]);
   });
   for (int step = 0; step < steps; ++step)
     outs[size_t(step)] = ranks_->on_all([&](int r) {
       Model& m = ranks_->model(r);
       ForwardBatch dec = batch_of(seqs_of(ranks_->group_of(r)), true, step);
-      dec.dp_tokens = decode_counts;
+      dec.dp_tokens = counts.decode;
       dec.dp_decode_bs = 4;
       runtime::StepRecorder rec(m, 8, false);
       return rec.forward_padded_eager(runtime::ForwardMode::Decode, dec, caches[size_t(r)]);

@@ -3,7 +3,8 @@
 // 128 tokens on both backends, reporting how many tokens agree.
 // Error = max |ours - ref| / max |ref| over a sequence's logits (the golden tests' measure).
 // Bounds: exact mode 1e-4 (the CPU golden bound: fp32 everywhere), fast mode 5e-2 (FP8 / BF16 GEMM inputs
-// for M > 8 tokens).
+// for M > 8 tokens). The checks that one model runs bitwise alike down two code paths (fused kernels,
+// branches, the merge in the absorption) are in gpu_model_check_forms.cpp.
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "check_util.h"
+#include "model_check_util.h"
 #include "model/make_model.h"
 #include "model/model.h"
 #include "model/random_weights.h"
@@ -28,19 +30,16 @@ using namespace gpucheck;
 using backend::cuda::CudaBackend;
 using backend::cuda::GemmMode;
 
-namespace {
+namespace modelcheck {
 std::string fixture(const std::string& name) { return std::string(DS_SOURCE_DIR) + "/tests/golden/" + name; }
 
-// A CUDA backend in GEMM mode `mode` (default: CudaOptions' own) whose fresh allocations are NaN-filled (a read
-// of unwritten memory shows).
-std::unique_ptr<CudaBackend> poisoned_backend(GemmMode mode = backend::cuda::CudaOptions{}.gemm) {
+std::unique_ptr<CudaBackend> poisoned_backend(GemmMode mode) {
   backend::cuda::CudaOptions o;
   o.poison = true;
   o.gemm = mode;
   return backend::cuda::make_cuda_backend(o);
 }
 
-// The demo preset's widths with 2 layers (1 dense + 1 MoE).
 ModelConfig demo_config() {
   MakeModelOptions mo;
   mo.preset = "demo";
@@ -569,148 +568,8 @@ void check_dense_context(GemmMode mode) {
                                                       be->last_mha_path()),
          max_rel(out[0].f32(), out[1].f32(), out[1].numel()), mode == GemmMode::Exact ? 1e-4 : 1.0);
 }
-}  // namespace
-
-// The fused attention-block kernels (k_kv_fused.cu: mla_kv_write, indexer_key_write, mla_absorb_q_rope) inside
-// whole forwards: the demo widths (2 layers, random weights), a 600-token prefill (above index_topk 512: the
-// absorbed path with scored top-k) and 12 greedy decode steps, every KV dtype and both indexer modes, with the
-// fusion on and off (DSSERVE_FUSED_KV): the logits must be bitwise equal.
-void check_fused_kv_model(GemmMode mode) {
-  ModelConfig cfg = demo_config();
-  auto be = poisoned_backend(mode);
-  ModelWeights w = random_weights(cfg, *be, 9);
-  std::mt19937 r(3);
-  std::vector<int32_t> prompt;
-  for (int i = 0; i < 600; ++i) prompt.push_back(int32_t(r() % uint32_t(cfg.vocab_size)));
-  const int32_t page = 16, steps = 12, pages = int32_t((prompt.size() + steps + page - 1) / page);
-  const int64_t V = cfg.vocab_size;
-  for (IndexerMode im : {IndexerMode::Fp32, IndexerMode::Fp8})
-    for (DType kv : {DType::F32, DType::BF16, DType::F8_E4M3}) {
-      ModelOptions mopt;
-      mopt.indexer = im;
-      Model m(cfg, w, *be, mopt);
-      auto run = [&](bool fused) {
-        be->set_fused_kv(fused);
-        auto cache = m.make_cache(pages, page, kv);
-        ForwardBatch fb;
-        SequenceChunk sc;
-        sc.tokens = prompt;
-        for (int32_t p = 0; p < pages; ++p) sc.page_table.push_back(pages - 1 - p);
-        fb.seqs.push_back(sc);
-        std::vector<float> logits;
-        auto res = m.forward(fb, cache);
-        for (int k = 0;; ++k) {
-          logits.insert(logits.end(), res.logits.f32(), res.logits.f32() + V);
-          if (k == steps) break;
-          const int32_t next = int32_t(std::max_element(res.logits.f32(), res.logits.f32() + V) - res.logits.f32());
-          auto& s = fb.seqs[0];
-          s.start_pos += int32_t(s.tokens.size());
-          s.tokens = {next};
-          res = m.forward(fb, cache);
-        }
-        return logits;
-      };
-      const std::vector<float> on = run(true), off = run(false);
-      be->set_fused_kv(true);
-      const bool same = on.size() == off.size() && std::memcmp(on.data(), off.data(), on.size() * 4) == 0;
-      record("model fused KV = separate",
-             fmt::format("demo widths {}, {} KV, {} indexer: prefill 600 + {} decodes (bitwise)",
-                         mode == GemmMode::Exact ? "exact" : "fast", dtype_name(kv),
-                         im == IndexerMode::Fp8 ? "fp8" : "fp32", steps),
-             same ? 0.0 : max_rel(on.data(), off.data(), int64_t(std::min(on.size(), off.size()))) + 1e-30, 0.0);
-    }
-}
-
-// Backend::branch on a second stream (CudaOptions::overlap): the attention block's cache writes and indexer
-// weights beside its query path, the query's absorption beside the scores and top-k; and the split MLA's
-// merge inside the absorption (CudaOptions::mla_merge_in_absorb). Both on against both off. At the demo widths
-// (2 layers, random weights): a short prompt alone (the dense MHA path), a prefill of two long prompts
-// (scored top-k) and 24 decode steps of all three, every KV dtype and both indexer modes: the logits must
-// be bitwise those of the same steps with branches in order. Then recorded decode steps with branches on:
-// replays bitwise equal to the steps run op by op.
-void check_overlap_model(GemmMode mode) {
-  ModelConfig cfg = demo_config();
-  auto be = poisoned_backend(mode);
-  ModelWeights w = random_weights(cfg, *be, 11);
-  const int64_t V = cfg.vocab_size;
-  std::mt19937 r(5);
-  const std::vector<int32_t> lens = {37, 600, 300};
-  const int32_t page = 16, decodes = 24;
-  std::vector<SequenceChunk> seqs;
-  int32_t next_page = 0;
-  for (int32_t n : lens) {
-    SequenceChunk sc;
-    for (int32_t i = 0; i < n; ++i) sc.tokens.push_back(int32_t(r() % uint32_t(V)));
-    const int32_t pages = (n + decodes + page - 1) / page;
-    for (int32_t p = 0; p < pages; ++p) sc.page_table.push_back(next_page + pages - 1 - p);  // reversed
-    next_page += pages;
-    seqs.push_back(sc);
-  }
-  const std::vector<int32_t> first_tokens = {int32_t(r() % uint32_t(V)), int32_t(r() % uint32_t(V)), 7};
-  const char* mname = mode == GemmMode::Exact ? "exact" : "fast";
-  for (IndexerMode im : {IndexerMode::Fp32, IndexerMode::Fp8})
-    for (DType kv : {DType::F32, DType::BF16, DType::F8_E4M3}) {
-      ModelOptions mopt;
-      mopt.indexer = im;
-      Model m(cfg, w, *be, mopt);
-      std::string paths;
-      auto run = [&](bool overlap) {
-        be->set_overlap(overlap);
-        be->set_mla_merge_in_absorb(overlap);
-        auto cache = m.make_cache(next_page, page, kv);
-        std::vector<float> logits;
-        auto keep = [&](const Tensor& l) { logits.insert(logits.end(), l.f32(), l.f32() + l.numel()); };
-        ForwardBatch alone, pair;
-        alone.seqs = {seqs[0]};
-        pair.seqs = {seqs[1], seqs[2]};
-        keep(m.forward(alone, cache).logits);
-        paths += be->last_branch_path();
-        auto res = m.forward(pair, cache);
-        keep(res.logits);
-        std::vector<SequenceChunk> cur = seqs;
-        std::vector<int32_t> next = first_tokens;
-        for (int d = 0; d < decodes; ++d) {
-          ForwardBatch fb;
-          for (size_t i = 0; i < cur.size(); ++i) {
-            cur[i].start_pos += int32_t(cur[i].tokens.size());
-            cur[i].tokens = {next[i]};
-            fb.seqs.push_back(cur[i]);
-          }
-          res = m.forward(fb, cache);
-          keep(res.logits);
-          for (size_t i = 0; i < cur.size(); ++i) {
-            const float* p = res.logits.f32() + int64_t(i) * V;
-            next[i] = int32_t(std::max_element(p, p + V) - p);
-          }
-        }
-        paths += std::string("/") + be->last_branch_path() + " ";
-        be->set_overlap(false);
-        be->set_mla_merge_in_absorb(false);
-        return logits;
-      };
-      const std::vector<float> off = run(false), on = run(true);
-      const bool same = on.size() == off.size() && std::memcmp(on.data(), off.data(), on.size() * 4) == 0;
-      record("model branches + merge in absorb = plain",
-             fmt::format("demo widths {}, {} KV, {} indexer: MHA prefill 37, prefill 600 + 300, {} decodes of 3 "
-                         "(bitwise; branch paths {})",
-                         mname, dtype_name(kv), im == IndexerMode::Fp8 ? "fp8" : "fp32", decodes, paths),
-             same && paths.find("inline/inline stream/stream") != std::string::npos
-                 ? 0.0
-                 : max_rel(on.data(), off.data(), int64_t(std::min(on.size(), off.size()))) + 1e-30,
-             0.0);
-    }
-  if (mode != GemmMode::Fast) return;
-  be->set_overlap(true);
-  be->set_mla_merge_in_absorb(true);
-  Model mg(cfg, w, *be, ModelOptions{});
-  Model me(cfg, w, *be, ModelOptions{});
-  run_graph_steps("demo widths fast, branches + merge in absorb", *be, mg, me, {600, 530, 100, 40, 1000, 5}, 32, 64,
-                  5e-2, /*lazy=*/false);
-  std::printf("graph memory with branches: %.1f MiB\n",
-              double(be->graph_memory_stats().in_use + be->graph_memory_stats().cached) / (1 << 20));
-  be->set_overlap(false);
-  be->set_mla_merge_in_absorb(false);
-}
+}  // namespace modelcheck
+using namespace modelcheck;
 
 int main() {
   try {

@@ -29,19 +29,18 @@ __device__ __forceinline__ void stage_activations(const GemmArgs& g, int b, floa
 }
 
 // Head b's activation rows merged from the split-K partials (GemmArgs::part_o): thread m < M finds token
-// m's split weights (ws [M][nsplit] and inv [M] after As in shared memory), then every thread merges
-// float4s of the rows as mla_combine does.
+// m's split weights, then every thread merges float4s of the rows as mla_combine does. Shared memory after
+// As: ws [M][nsplit] (maxima, then weights), inv [M], ls [M][nsplit] (sums) - the launcher sizes it.
 __device__ __forceinline__ void stage_merged_activations(const GemmArgs& g, int b, float* As) {
   float* ws = As + g.M * g.K;
   float* inv = ws + g.M * g.nsplit;
+  float* ls = inv + g.M;
   const size_t rows = size_t(g.M) * g.batch;  // rows of one split
   if (int(threadIdx.x) < g.M) {
     const int m = threadIdx.x;
-    float* w = ws + m * g.nsplit;
-    for (int s = 0; s < g.nsplit; ++s) w[s] = g.part_m[s * rows + size_t(m) * g.batch + b];
-    float* l = inv + g.M;  // scratch for this thread's sums: [M][nsplit] after inv
-    l += m * g.nsplit;
-    for (int s = 0; s < g.nsplit; ++s) l[s] = g.part_l[s * rows + size_t(m) * g.batch + b];
+    const size_t row = size_t(m) * g.batch + b;
+    float *w = ws + m * g.nsplit, *l = ls + m * g.nsplit;
+    for (int s = 0; s < g.nsplit; ++s) w[s] = g.part_m[s * rows + row], l[s] = g.part_l[s * rows + row];
     inv[m] = mla_merge_weights(w, l, w, g.nsplit);
   }
   __syncthreads();

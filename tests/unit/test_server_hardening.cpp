@@ -20,7 +20,9 @@ void expect_400(const RecordingResponder& r, const std::string& param, const std
   EXPECT_EQ(r.status, 400) << r.body;
   Json e = Json::parse(r.body)["error"];
   EXPECT_EQ(e["param"], param) << r.body;
-  if (!text.empty()) EXPECT_NE(e["message"].get<std::string>().find(text), std::string::npos) << r.body;
+  if (!text.empty()) {
+    EXPECT_NE(e["message"].get<std::string>().find(text), std::string::npos) << r.body;
+  }
 }
 
 // prompts x n engine requests beyond the queue are refused before anything is built or submitted.

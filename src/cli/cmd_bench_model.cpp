@@ -13,6 +13,7 @@ void register_bench_model(CLI::App* bench) {
   auto* cmd = bench->add_subcommand(
       "model", "model forward alone: decode step latency vs HBM roofline, prefill throughput vs FP8 peak");
   auto f = std::make_shared<perf::ModelBenchOptions>();
+  auto disable_custom_ar = std::make_shared<bool>(false);
   auto* mp = cmd->add_option("--model-path,--model", f->model_path, "checkpoint directory");
   cmd->add_option("--preset", f->preset, "random weights of this make-model preset, generated in device memory")
       ->check(CLI::IsMember({"tiny", "demo", "full-width"}))
@@ -24,6 +25,8 @@ void register_bench_model(CLI::App* bench) {
   cmd->add_option("--tp,--tp-size", f->tp, "tensor-parallel ranks: GPUs 0..N-1 (or N CPU ranks); per-rank times")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--ep,--ep-size", f->ep, "1, or --tp: whole experts per rank")->check(CLI::Range(1, 64));
+  cmd->add_flag("--disable-custom-all-reduce", *disable_custom_ar,
+                "cuda --tp: every all-reduce through NCCL (default: small ones by a one-shot kernel over peer memory)");
   cmd->add_option("--dp,--dp-size", f->dp,
                   "DP attention groups inside the --tp ranks (serve's --dp N --enable-dp-attention); each decodes --batch")
       ->check(CLI::Range(1, 64));
@@ -57,26 +60,28 @@ void register_bench_model(CLI::App* bench) {
       ->capture_default_str();
   cmd->add_option("--csv", f->csv, "also write every row to this CSV file");
   cmd->add_option("--log-level", f->log_level, "trace|debug|info|warning|error");
-  cmd->callback([f] {
+  cmd->callback([f, disable_custom_ar] {
     init_logging(f->log_level);
     DS_CHECK(f->ep == 1 || f->ep == f->tp, "--ep must be 1 or equal to --tp (got ep {}, tp {})", f->ep, f->tp);
     DS_CHECK(f->dp >= 1 && f->tp % f->dp == 0, "--dp {} must divide --tp {} (DP attention groups inside the ranks)",
              f->dp, f->tp);
     if (f->tp == 1) return perf::run_model_bench(*f, make_backend(f->device, 0, f->threads));
     const ReplicaFlags rf{f->device, f->threads, 0, 1, {}};
+    const bool custom_ar = !*disable_custom_ar;
     std::vector<std::unique_ptr<backend::Backend>> bes;
     std::vector<backend::Backend*> raw;
     for (int r = 0; r < f->tp; ++r) {
       bes.push_back(make_rank_backend(rf, r, f->tp));
       raw.push_back(bes.back().get());
     }
-    auto groups = make_rank_groups(f->device, raw);
+    auto groups = make_rank_groups(f->device, raw, custom_ar);
     std::vector<std::unique_ptr<dist::Group>> attn;  // each DP group's ranks (DP attention), when more than one
     const int per = f->tp / f->dp;
     if (f->dp > 1 && per > 1)
       for (int g = 0; g < f->dp; ++g)
         for (auto& h : make_rank_groups(f->device, std::vector<backend::Backend*>(raw.begin() + g * per,
-                                                                                  raw.begin() + (g + 1) * per)))
+                                                                                  raw.begin() + (g + 1) * per),
+                                                   custom_ar))
           attn.push_back(std::move(h));
     perf::run_model_bench_tp(*f, std::move(bes), std::move(groups), std::move(attn));
   });

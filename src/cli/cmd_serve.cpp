@@ -109,6 +109,7 @@ server::Json server_args(const ServeFlags& f, const std::string& model_path, con
   j["kv_cache_dtype"] = f.kv_cache_dtype;
   j["indexer"] = f.indexer;
   j["cuda_graph_max_bs"] = f.disable_cuda_graph ? 0 : f.cuda_graph_max_bs;
+  j["disable_custom_all_reduce"] = f.disable_custom_all_reduce;
   j["mem_fraction_static"] = f.mem_fraction_static;
   j["reasoning_parser"] = f.reasoning_parser.empty() ? server::Json(nullptr) : server::Json(f.reasoning_parser);
   j["tool_call_parser"] = f.tool_call_parser.empty() ? server::Json(nullptr) : server::Json(f.tool_call_parser);

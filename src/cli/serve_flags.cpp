@@ -86,6 +86,8 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));
   cmd->add_flag("--disable-cuda-graph", f.disable_cuda_graph, "cuda: run every step op by op");
+  cmd->add_flag("--disable-custom-all-reduce", f.disable_custom_all_reduce,
+                "cuda: every all-reduce through NCCL (default: small ones by a one-shot kernel over peer memory)");
   cmd->add_flag("--cuda-graph-lazy", f.cuda_graph_lazy,
                 "cuda: record each decode shape at its first step instead of all of them at start-up");
   cmd->add_option("--schedule-policy", f.schedule_policy, "fcfs or lpm (longest cached prefix first)")
@@ -197,7 +199,8 @@ int32_t speculative_steps(const ServeFlags& f) {
 // What every rank loads: the indexer's numerics and, with speculative decoding, the draft head
 // --speculative-draft-head asks for.
 ReplicaFlags replica_flags(const ServeFlags& f) {
-  ReplicaFlags rf{f.device, f.threads, f.base_gpu_id, f.gpu_id_step, {}, f.load_format == "dummy"};
+  ReplicaFlags rf{f.device, f.threads, f.base_gpu_id, f.gpu_id_step, {}, f.load_format == "dummy",
+                  !f.disable_custom_all_reduce};
   if (speculative_steps(f) > 0) rf.model_options.draft_head = model::draft_head_named(f.speculative_draft_head, f.device);
   rf.model_options.indexer = model::indexer_mode_named(f.indexer);
   return rf;

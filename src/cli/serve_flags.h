@@ -40,7 +40,8 @@ struct ServeFlags {
   bool disable_regex_jump_forward = false, constrained_json_disable_any_whitespace = false;
   int32_t grammar_ahead_min_requests = runtime::EngineConfig{}.grammar_ahead_min_requests;
   bool enable_dp_attention = false, disable_radix_cache = false, enable_metrics = false, trust_remote_code = false,
-       skip_server_warmup = false, disable_cuda_graph = false, cuda_graph_lazy = false;
+       skip_server_warmup = false, disable_cuda_graph = false, cuda_graph_lazy = false,
+       disable_custom_all_reduce = false;
 };
 
 constexpr double kCpuDefaultMemFraction = 0.1;    // of available RAM: the CPU backend is for tests and the demo

@@ -22,10 +22,13 @@ std::unique_ptr<backend::Backend> make_rank_backend(const ReplicaFlags& f, int r
 }
 
 std::vector<std::unique_ptr<dist::Group>> make_rank_groups(const std::string& device,
-                                                           const std::vector<backend::Backend*>& backends) {
+                                                           const std::vector<backend::Backend*>& backends,
+                                                           bool custom_all_reduce) {
   if (device == "cuda") {
 #ifdef DSSERVE_HAVE_CUDA
-    return dist::make_nccl_groups(backends);
+    dist::NcclGroupOptions o;
+    o.custom_all_reduce = custom_all_reduce;
+    return dist::make_nccl_groups(backends, o);
 #else
     fail("--device cuda: this dsserve was built without CUDA");
 #endif
@@ -84,7 +87,7 @@ runtime::Replica load_serving_replica(const std::string& model_path, const runti
   spec.random_weights = f.random_weights;
   spec.make_backend = [&](int r) { return make_rank_backend(f, r, n); };
   spec.make_groups = [&](const std::vector<backend::Backend*>& bes, int, int, int) {
-    return make_rank_groups(f.device, bes);
+    return make_rank_groups(f.device, bes, f.custom_all_reduce);
   };
   return runtime::load_replica(spec);
 }

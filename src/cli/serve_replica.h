@@ -15,6 +15,7 @@ struct ReplicaFlags {
   int base_gpu_id = 0, gpu_id_step = 1;
   model::ModelOptions model_options;  // every rank's (the draft head is made at load)
   bool random_weights = false;        // --load-format dummy (runtime::ReplicaSpec::random_weights)
+  bool custom_all_reduce = true;      // CUDA: small all-reduces over peer memory (--disable-custom-all-reduce)
 };
 
 // Loads `model_path` over parallel.world_size() ranks; rank r runs on GPU base + r * step.
@@ -23,9 +24,11 @@ runtime::Replica load_serving_replica(const std::string& model_path, const runti
 int gpu_of_rank(const ReplicaFlags& f, int rank);
 // Rank `rank` of `ranks`'s backend: its GPU, or a CPU backend with its share of --threads (all cores when 0).
 std::unique_ptr<backend::Backend> make_rank_backend(const ReplicaFlags& f, int rank, int ranks);
-// The group joining `backends` (one per rank): NCCL for CUDA backends, a LocalGroup on the CPU.
+// The group joining `backends` (one per rank): NCCL for CUDA backends (with the custom all-reduce for
+// small messages unless custom_all_reduce is false), a LocalGroup on the CPU.
 std::vector<std::unique_ptr<dist::Group>> make_rank_groups(const std::string& device,
-                                                           const std::vector<backend::Backend*>& backends);
+                                                           const std::vector<backend::Backend*>& backends,
+                                                           bool custom_all_reduce);
 
 // This process's ranks' memory for the KV plan (runtime/kv_plan.h): on GPUs the tightest free memory
 // before loading and the most any rank's weights took; on the CPU each rank's share of the available RAM

@@ -3,11 +3,14 @@
 #include <fmt/format.h>
 #include <nccl.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
 #include "backend/cuda/cuda_backend.h"
+#include "dist/peer_all_reduce.h"
 #include "util/error.h"
+#include "util/log.h"
 
 namespace ds::dist {
 
@@ -28,14 +31,24 @@ ncclDataType_t nccl_type(const Tensor& t) {
 }
 
 // The communicators of all ranks: abort() must reach every one of them (a rank's thread may be
-// blocked on a stream whose kernels wait for a peer that will never come).
+// blocked on a stream whose kernels wait for a peer that will never come). The same for the custom
+// all-reduce's kernels, when the ranks have one.
 struct NcclWorld {
   ~NcclWorld() {
     if (!aborted)
       for (ncclComm_t c : comms)
         if (c) ncclCommDestroy(c);
   }
+  // Under m.
+  void abort(const std::string& reason) {
+    if (aborted) return;
+    aborted = true;
+    why = reason;
+    if (peer) peer->abort();
+    for (ncclComm_t c : comms) ncclCommAbort(c);
+  }
   std::vector<ncclComm_t> comms;
+  std::unique_ptr<PeerAllReduce> peer;  // small all-reduces, when every rank is in this process
   std::mutex m;
   bool aborted = false;
   std::string why;
@@ -52,6 +65,7 @@ class NcclGroup final : public Group {
 
   void all_reduce_sum(Tensor& t) override {
     ready(t);
+    if (w_->peer && w_->peer->fits(t)) return w_->peer->run(t, local_, be_.stream());
     check(ncclAllReduce(t.raw(), t.raw(), size_t(t.numel()), nccl_type(t), ncclSum, comm(), be_.stream()),
           "all-reduce");
   }
@@ -74,10 +88,7 @@ class NcclGroup final : public Group {
   }
   void abort(const std::string& why) override {
     std::lock_guard lk(w_->m);
-    if (w_->aborted) return;
-    w_->aborted = true;
-    w_->why = why;
-    for (ncclComm_t c : w_->comms) ncclCommAbort(c);
+    w_->abort(why);
   }
   bool aborted() const override {
     std::lock_guard lk(w_->m);
@@ -89,6 +100,9 @@ class NcclGroup final : public Group {
   void ready(const Tensor& t) {
     DS_CHECK(t.device() == Device::CUDA, "NCCL collective on a host tensor ({})", t.describe());
     std::lock_guard lk(w_->m);
+    // A custom all-reduce kernel that timed out waiting for a peer has ended the others' waits already.
+    if (w_->peer && !w_->aborted)
+      if (std::string why = w_->peer->failure(); !why.empty()) w_->abort(why);
     if (w_->aborted) throw GroupAborted(fmt::format("the parallel group was aborted: {}", w_->why));
   }
   std::shared_ptr<NcclWorld> w_;
@@ -110,7 +124,36 @@ std::vector<backend::cuda::CudaBackend*> cuda_backends(const std::vector<backend
 }
 }  // namespace
 
-std::vector<std::unique_ptr<Group>> make_nccl_groups(const std::vector<backend::Backend*>& backends) {
+namespace {
+// The custom all-reduce for these ranks, or null (NCCL for all); one log line says which and why.
+std::unique_ptr<PeerAllReduce> make_peer_all_reduce(const std::vector<backend::cuda::CudaBackend*>& ranks,
+                                                    const NcclGroupOptions& o) {
+  PeerAllReduceOptions po;
+  po.timeout_s = o.custom_all_reduce_timeout_s;
+  std::string why;
+  if (const char* env = std::getenv("DSSERVE_CUSTOM_AR_MAX_BYTES")) {
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(env, &end, 10);
+    DS_CHECK(*env && !*end && v <= backend::cuda::kPeerMaxBytes,
+             "DSSERVE_CUSTOM_AR_MAX_BYTES={}: expected bytes from 0 (off) to {}", env, backend::cuda::kPeerMaxBytes);
+    po.max_bytes = size_t(v);
+  }
+  std::unique_ptr<PeerAllReduce> p;
+  if (!o.custom_all_reduce) why = "--disable-custom-all-reduce";
+  else if (po.max_bytes == 0) why = "DSSERVE_CUSTOM_AR_MAX_BYTES=0";
+  else if (ranks.size() < 2) why = "one rank";
+  else p = PeerAllReduce::make(ranks, po, &why);
+  if (p)
+    spdlog::info("all-reduce over {} ranks: custom one-shot over peer memory up to {} KiB, NCCL above",
+                 ranks.size(), double(po.max_bytes) / 1024);
+  else
+    spdlog::info("all-reduce over {} ranks: NCCL ({})", ranks.size(), why);
+  return p;
+}
+}  // namespace
+
+std::vector<std::unique_ptr<Group>> make_nccl_groups(const std::vector<backend::Backend*>& backends,
+                                                     const NcclGroupOptions& o) {
   const int n = int(backends.size());
   auto cuda = cuda_backends(backends);
   std::vector<int> devices;
@@ -118,6 +161,7 @@ std::vector<std::unique_ptr<Group>> make_nccl_groups(const std::vector<backend::
   auto world = std::make_shared<NcclWorld>();
   world->comms.resize(size_t(n));
   check(ncclCommInitAll(world->comms.data(), n, devices.data()), "communicator set-up (ncclCommInitAll)");
+  world->peer = make_peer_all_reduce(cuda, o);
   std::vector<std::unique_ptr<Group>> out;
   for (int r = 0; r < n; ++r) out.push_back(std::make_unique<NcclGroup>(world, r, r, n, *cuda[size_t(r)]));
   return out;

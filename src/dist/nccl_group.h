@@ -11,12 +11,23 @@
 
 namespace ds::dist {
 
+struct NcclGroupOptions {
+  // Small F32/BF16 all-reduces through the one-shot kernel over peer memory (dist/peer_all_reduce.h) where
+  // every two GPUs reach each other's memory; false: NCCL for all (--disable-custom-all-reduce). Its size
+  // limit: 512 KiB, or DSSERVE_CUSTOM_AR_MAX_BYTES (0: off) for A/B runs.
+  bool custom_all_reduce = true;
+  double custom_all_reduce_timeout_s = 20;  // a rank that waited this long for a peer ends the group
+};
+
 // One group handle per backend (each a CUDA backend on its own GPU), rank r = backends[r]. Throws
 // ds::Error naming NCCL's message when the communicators cannot be made (e.g. two ranks on one GPU).
-std::vector<std::unique_ptr<Group>> make_nccl_groups(const std::vector<backend::Backend*>& backends);
+// Logs which all-reduce the group uses.
+std::vector<std::unique_ptr<Group>> make_nccl_groups(const std::vector<backend::Backend*>& backends,
+                                                     const NcclGroupOptions& o = {});
 
 // Across nodes: a new group id (node 0 makes it and hands it to every node through the rendezvous), and
 // this node's ranks first_rank .. first_rank + local.size() - 1 of a group of `size` joined with it.
+// NCCL for every collective (the custom all-reduce needs all ranks in this process).
 std::string nccl_unique_id();
 std::vector<std::unique_ptr<Group>> make_nccl_groups_across(const std::vector<backend::Backend*>& local,
                                                              int first_rank, int size, const std::string& unique_id);

@@ -16,6 +16,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "check_util.h"
+#include "gpu_dist_check_peer.h"
 #include "dist/local_group.h"
 #include "dist/nccl_group.h"
 #include "model/model.h"
@@ -391,7 +392,18 @@ void collective_tables(int n) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // The custom all-reduce's ranks on one GPU spin at once: each rank's stream needs a hardware queue of its
+  // own (CUDA's default of 8 is shared by all streams of the process).
+  setenv("CUDA_DEVICE_MAX_CONNECTIONS", "32", 0);
+  int gpus = 0;
+  cudaGetDeviceCount(&gpus);
+  if (argc > 1 && std::string(argv[1]) == "peer") {  // the custom all-reduce's checks alone
+    peercheck::peer_all_reduce_one_gpu(expect);
+    if (gpus >= 2) peercheck::peer_all_reduce_groups(gpus, expect);
+    std::printf("== gpu_dist_check peer: %d checks, %d failed ==\n", checks, failures);
+    return failures ? 1 : 0;
+  }
   auto be = backend::make_cuda_backend(0);
   auto groups = dist::make_nccl_groups({be.get()});
   collectives(*be, *groups[0]);
@@ -399,12 +411,12 @@ int main() {
   expert_parallel_ids(*be);
   two_ranks(false);
   dp_attention_two_ranks(false);
-  int gpus = 0;
-  cudaGetDeviceCount(&gpus);
+  peercheck::peer_all_reduce_one_gpu(expect);
   if (gpus >= 2) {
     two_ranks(true);
     dp_attention_two_ranks(true);
     collective_tables(gpus);
+    peercheck::peer_all_reduce_groups(gpus, expect);
   } else {
     std::printf("one GPU: the NCCL runs over two GPUs (tp2 vs one rank, the collective tables) are skipped\n");
   }

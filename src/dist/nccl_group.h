@@ -16,7 +16,7 @@ struct NcclGroupOptions {
   // every two GPUs reach each other's memory; false: NCCL for all (--disable-custom-all-reduce). Its size
   // limit: 512 KiB, or DSSERVE_CUSTOM_AR_MAX_BYTES (0: off) for A/B runs.
   bool custom_all_reduce = true;
-  double custom_all_reduce_timeout_s = 20;  // a rank that waited this long for a peer ends the group
+  double custom_all_reduce_timeout_s = 60;  // a rank that waited this long for a peer ends the group (a backstop: ranks step together)
 };
 
 // One group handle per backend (each a CUDA backend on its own GPU), rank r = backends[r]. Throws

@@ -22,7 +22,7 @@ struct PeerAllReduceOptions {
   size_t max_bytes = backend::cuda::kPeerMaxBytes;  // larger messages go to NCCL
   // A kernel that waited this long for a peer gives up and ends every rank's waits; the ranks' next
   // collective throws GroupAborted naming the peer.
-  double timeout_s = 20;
+  double timeout_s = 60;
 };
 
 class PeerAllReduce {

@@ -223,12 +223,6 @@ class Backend {
   // Returns [T, H, Dl].
   virtual Tensor mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
                                         const AttnBatch& batch, int64_t latent_dim, float scale) = 0;
-  // mla_absorb_out(mla_attention_absorbed(...)) as one op [T, H * Dv], so that a backend can merge a split
-  // attention's partials while the absorption stages its inputs (CUDA at decode sizes: no combine launch).
-  // The default composes the two.
-  virtual Tensor mla_attention_out(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
-                                   const AttnBatch& batch, int64_t latent_dim, float scale, const LinearWeight& kv_b,
-                                   int64_t heads, int64_t nope_dim, int64_t v_dim);
   // Expanded (per-head K/V) attention: k [Nk, H, Dqk], v [Nk, H, Dv]; the keys of sequence s are the rows
   // key_row0[s] + position. Returns [T, H, Dv].
   virtual Tensor attention_expanded(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& index,

@@ -42,13 +42,6 @@ Tensor Backend::mla_absorb_q_rope(const Tensor& q, const LinearWeight& kv_b, int
   return mla_absorb_q(qr, kv_b, heads, nope_dim, v_dim);
 }
 
-Tensor Backend::mla_attention_out(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
-                                  const AttnBatch& batch, int64_t latent_dim, float scale, const LinearWeight& kv_b,
-                                  int64_t heads, int64_t nope_dim, int64_t v_dim) {
-  return mla_absorb_out(mla_attention_absorbed(q_abs, kv_pool, index, batch, latent_dim, scale), kv_b, heads, nope_dim,
-                        v_dim);
-}
-
 Tensor Backend::moe_ffn(const Tensor& x, const Tensor& ids, const Tensor& weights, const ExpertSet& experts,
                         const ExpertWeights* shared) {
   Tensor y = moe_experts(x, ids, weights, experts);

@@ -154,7 +154,8 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   const float scale = float(cfg_.softmax_scale());
   Tensor o;
   if (absorbed) {
-    o = be_.mla_attention_out(q_abs, pool, index, st.ab, Dl, scale, a.kv_b, heads, Dn, Dv);
+    Tensor o_lat = be_.mla_attention_absorbed(q_abs, pool, index, st.ab, Dl, scale);
+    o = be_.mla_absorb_out(o_lat, a.kv_b, heads, Dn, Dv);
   } else {
     // Expanded: rebuild per-head K and V of every cached token of each sequence from the latents.
     rotate_q();

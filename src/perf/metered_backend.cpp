@@ -247,43 +247,17 @@ void MeteredBackend::indexer_key_write(const Tensor& k, const Tensor& ln_w, cons
   in_->indexer_key_write(k, ln_w, ln_b, eps, rot_dim, pos, rope, hadamard_fp8, pool, fp8, slots);
 }
 
-namespace {
-// What mla_absorb_out must read and compute for T tokens.
-void meter_absorb_out(MeteredBackend::Totals& t, double tokens, const LinearWeight& kv_b, int64_t heads,
-                      int64_t nope_dim, int64_t v_dim) {
-  t.weight_bytes += weight_bytes(kv_b) * double(v_dim) / double(nope_dim + v_dim);
-  t.flops += 2.0 * tokens * double(heads) * double(v_dim) * double(kv_b.in_features);
-}
-}  // namespace
-
 Tensor MeteredBackend::mla_absorb_out(const Tensor& o_lat, const LinearWeight& kv_b, int64_t heads,
                                       int64_t nope_dim, int64_t v_dim) {
   Scope s(*this, "mla_absorb_out");
-  meter_absorb_out(totals_, double(o_lat.dim(0)), kv_b, heads, nope_dim, v_dim);
+  totals_.weight_bytes += weight_bytes(kv_b) * double(v_dim) / double(nope_dim + v_dim);
+  totals_.flops += 2.0 * double(o_lat.dim(0)) * double(heads) * double(v_dim) * double(kv_b.in_features);
   return in_->mla_absorb_out(o_lat, kv_b, heads, nope_dim, v_dim);
-}
-
-Tensor MeteredBackend::mla_attention_out(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
-                                         const AttnBatch& batch, int64_t latent_dim, float scale,
-                                         const LinearWeight& kv_b, int64_t heads, int64_t nope_dim, int64_t v_dim) {
-  if (sync_each_op_)
-    return mla_absorb_out(mla_attention_absorbed(q_abs, kv_pool, index, batch, latent_dim, scale), kv_b, heads,
-                          nope_dim, v_dim);
-  Scope s(*this, "mla_attention_out");
-  meter_attention(q_abs, kv_pool, index, batch, latent_dim);
-  meter_absorb_out(totals_, double(q_abs.dim(0)), kv_b, heads, nope_dim, v_dim);
-  return in_->mla_attention_out(q_abs, kv_pool, index, batch, latent_dim, scale, kv_b, heads, nope_dim, v_dim);
 }
 
 Tensor MeteredBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
                                               const AttnBatch& batch, int64_t latent_dim, float scale) {
   Scope s(*this, "mla_attention_absorbed");
-  meter_attention(q_abs, kv_pool, index, batch, latent_dim);
-  return in_->mla_attention_absorbed(q_abs, kv_pool, index, batch, latent_dim, scale);
-}
-
-void MeteredBackend::meter_attention(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
-                                     const AttnBatch& batch, int64_t latent_dim) {
   // Query at position p attends to min(p + 1, K) latent rows (index is -1 padded past them).
   // A row of the pool: D elements, or a packed FP8 row of bytes (U8) holding D values.
   const int64_t T = q_abs.dim(0), K = index.ndim() == 2 ? index.dim(1) : 0, row = kv_pool.row_size();
@@ -293,6 +267,7 @@ void MeteredBackend::meter_attention(const Tensor& q_abs, const Tensor& kv_pool,
   for (int32_t p : batch.pos_of_token) keys += double(std::min<int64_t>(p + 1, K));
   totals_.kv_bytes += keys * double(row) * double(dtype_size(kv_pool.dtype()));
   totals_.flops += 2.0 * keys * heads * double(D + latent_dim);  // q.k over Dl + Dr, p.v over Dl
+  return in_->mla_attention_absorbed(q_abs, kv_pool, index, batch, latent_dim, scale);
 }
 
 Tensor MeteredBackend::attention_expanded(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& index,

@@ -99,11 +99,6 @@ class MeteredBackend final : public backend::Backend {
                         int64_t v_dim) override;
   Tensor mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
                                 const backend::AttnBatch& batch, int64_t latent_dim, float scale) override;
-  // One op (the wrapped backend may fuse the two), metered as both; with a sync after every op, the two
-  // ops one by one (each timed alone).
-  Tensor mla_attention_out(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
-                           const backend::AttnBatch& batch, int64_t latent_dim, float scale,
-                           const backend::LinearWeight& kv_b, int64_t heads, int64_t nope_dim, int64_t v_dim) override;
   Tensor attention_expanded(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& index,
                             const backend::AttnBatch& batch, const std::vector<int32_t>& key_row0,
                             float scale) override;
@@ -156,9 +151,6 @@ class MeteredBackend final : public backend::Backend {
   class Scope;  // times one op
   std::string linear_name(const backend::LinearWeight& w) const;
   void count_experts(const Tensor& ids, const backend::ExpertSet& experts);
-  // What mla_attention_absorbed must read and compute.
-  void meter_attention(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
-                       const backend::AttnBatch& batch, int64_t latent_dim);
 
   std::unique_ptr<backend::Backend> in_;
   Totals totals_;

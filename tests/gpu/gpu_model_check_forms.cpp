@@ -1,6 +1,5 @@
 // gpu_model_check: one model run down two code paths that must give bitwise the same logits — the fused
-// attention-block kernels against the separate ones, and branches on a second stream plus the split MLA's merge
-// inside the absorption against the plain step.
+// attention-block kernels against the separate ones, and branches on a second stream against the ops in order.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -103,8 +102,7 @@ void check_fused_kv_model(GemmMode mode) {
 }
 
 // Backend::branch on a second stream (CudaOptions::overlap): the attention block's cache writes and indexer
-// weights beside its query path, the query's absorption beside the scores and top-k; and the split MLA's
-// merge inside the absorption (CudaOptions::mla_merge_in_absorb). Both on against both off. At the demo widths
+// weights beside its query path, the query's absorption beside the scores and top-k. At the demo widths
 // (2 layers, random weights): a short prompt alone (the dense MHA path), a prefill of two long prompts
 // (scored top-k) and 24 decode steps of all three, every KV dtype and both indexer modes: the logits must
 // be bitwise those of the same steps with branches in order. Then recorded decode steps with branches on:
@@ -137,7 +135,6 @@ void check_overlap_model(GemmMode mode) {
       std::string paths;
       auto run = [&](bool overlap) {
         be->set_overlap(overlap);
-        be->set_mla_merge_in_absorb(overlap);
         auto cache = m.make_cache(next_page, page, kv);
         ForwardBatch alone, pair;
         alone.seqs = {seqs[0]};
@@ -146,28 +143,25 @@ void check_overlap_model(GemmMode mode) {
                                                [&] { paths += be->last_branch_path(); });
         paths += std::string("/") + be->last_branch_path() + " ";
         be->set_overlap(false);
-        be->set_mla_merge_in_absorb(false);
         return logits;
       };
       const std::vector<float> off = run(false), on = run(true);
       const double gap = bitwise_gap(on, off);
-      record("model branches + merge in absorb = plain",
+      record("model branches on a second stream = in order",
              fmt::format("demo widths {}, {} KV, {} indexer: MHA prefill 37, prefill 600 + 300, {} decodes of 3 "
-                         "(bitwise; branch paths {})",
+                         "(bitwise; paths {})",
                          mname, dtype_name(kv), im == IndexerMode::Fp8 ? "fp8" : "fp32", decodes, paths),
              paths.find("inline/inline stream/stream") != std::string::npos ? gap : std::max(gap, 1.0), 0.0);
     }
   if (mode != GemmMode::Fast) return;
   be->set_overlap(true);
-  be->set_mla_merge_in_absorb(true);
   Model mg(cfg, w, *be, ModelOptions{});
   Model me(cfg, w, *be, ModelOptions{});
-  run_graph_steps("demo widths fast, branches + merge in absorb", *be, mg, me, {600, 530, 100, 40, 1000, 5}, 32, 64,
+  run_graph_steps("demo widths fast, branches on a second stream", *be, mg, me, {600, 530, 100, 40, 1000, 5}, 32, 64,
                   5e-2, /*lazy=*/false);
   std::printf("graph memory with branches: %.1f MiB\n",
               double(be->graph_memory_stats().in_use + be->graph_memory_stats().cached) / (1 << 20));
   be->set_overlap(false);
-  be->set_mla_merge_in_absorb(false);
 }
 
 }  // namespace modelcheck

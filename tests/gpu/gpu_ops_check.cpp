@@ -451,7 +451,6 @@ int main(int argc, char** argv) {
     if (only == "mla") {
       check_mla();
       check_mla_wgmma();
-      check_mla_merge_in_absorb();
       return summary("gpu_ops_check") ? 1 : 0;
     }
     if (only == "indexer" || only == "indexer-wgmma") {
@@ -486,7 +485,6 @@ int main(int argc, char** argv) {
     if (only != "dense") {
       check_mla();
       check_mla_wgmma();
-      check_mla_merge_in_absorb();
       check_mha();
       check_indexer();
       check_indexer_tc();

@@ -209,49 +209,4 @@ void check_mla_wgmma() {
   }
 }
 
-// mla_attention_out with the split attention's merge inside the absorption (CudaOptions::mla_merge_in_absorb)
-// against the same op composed (attention + mla_combine + absorption): bitwise equal, on both tensor-core
-// kernels (wgmma, mma.sync) over a BF16 pool, at decode sizes (<= 8 queries: the head GEMV takes them) and
-// beyond (9 queries: the absorption does not merge; the combine runs first). FP8 kv_b as the model's.
-void check_mla_merge_in_absorb() {
-  struct MergeCase {
-    const char* name;
-    std::vector<int32_t> ctx;
-    int64_t H, Dn, Dv, Dl, Dr;
-  };
-  const std::vector<MergeCase> cases = {
-      {"T=1, ctx 3000", {3000}, 128, 128, 128, 512, 64},
-      {"T=3, ctx 5/40/1000", {5, 40, 1000}, 128, 128, 128, 512, 64},
-      {"T=8, ctx 100..6000", {100, 2049, 3000, 6000, 64, 700, 1500, 4096}, 128, 128, 128, 512, 64},
-      {"T=9 (no merge in the absorption)", {100, 2049, 3000, 6000, 64, 700, 1500, 4096, 12}, 128, 128, 128, 512, 64},
-      {"demo widths, T=2", {33, 2100}, 4, 64, 64, 256, 64},
-  };
-  g_gpu->set_gemm_mode(GemmMode::Fast);
-  for (const auto& c : cases) {
-    Scenario sc = make_scenario(c.ctx, std::vector<int32_t>(c.ctx.size(), 1), 64, 2048, 2048);
-    const int64_t D = c.Dl + c.Dr;
-    auto [pb, pw] = bf16_pair(randn({sc.rows, D}));
-    Tensor qg = up(randn({sc.T, c.H, D}, 0.3f)), ig = up(sc.index), pbg = up(pb);
-    BothLinear kv_b(c.H * (c.Dn + c.Dv), c.Dl, DType::F8_E4M3);
-    const float scale = 1.0f / std::sqrt(float(D));
-    for (cuda::MlaKernel k : {cuda::MlaKernel::Wgmma, cuda::MlaKernel::Tc}) {
-      g_gpu->set_mla_kernel(k);
-      g_gpu->set_mla_merge_in_absorb(false);
-      const Tensor composed = down(g_gpu->mla_attention_out(qg, pbg, ig, sc.ab, c.Dl, scale, kv_b.g, c.H, c.Dn, c.Dv));
-      g_gpu->set_mla_merge_in_absorb(true);
-      const Tensor merged = down(g_gpu->mla_attention_out(qg, pbg, ig, sc.ab, c.Dl, scale, kv_b.g, c.H, c.Dn, c.Dv));
-      const std::string path = g_gpu->last_absorb_path(), mla = g_gpu->last_mla_path();
-      g_gpu->set_mla_merge_in_absorb(false);
-      const bool want_merged = sc.T <= 8;
-      const bool same = composed.numel() == merged.numel() &&
-                        std::memcmp(composed.f32(), merged.f32(), size_t(merged.numel()) * 4) == 0;
-      record("mla_attention_out merged in the absorption",
-             fmt::format("{} ({} kernel, absorption {}; T={} H={}): bitwise vs composed", c.name, mla, path, sc.T, c.H),
-             same && (path == "head-gemv-merged") == want_merged ? 0.0 : 1.0, 0.0);
-    }
-  }
-  g_gpu->set_mla_kernel(cuda::MlaKernel::Auto);
-  g_gpu->set_gemm_mode(GemmMode::Exact);
-}
-
 }  // namespace opcheck

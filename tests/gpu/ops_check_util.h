@@ -132,7 +132,6 @@ void check_moe_ffn_shared();
 void check_moe_fp8();
 void check_mla();
 void check_mla_wgmma();
-void check_mla_merge_in_absorb();  // gpu_ops_check_mla_wgmma.cpp
 void check_mha();
 void check_indexer();
 void check_indexer_tc();

@@ -28,32 +28,6 @@ void set_index_keys(IndexerArgs& a, const Tensor& k_pool, const KvFp8Layout& lay
 
 Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
                                            const AttnBatch& batch, int64_t latent_dim, float scale) {
-  return run_mla(q_abs, kv_pool, index, batch, latent_dim, scale, nullptr);
-}
-
-Tensor CudaBackend::mla_attention_out(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index,
-                                      const AttnBatch& batch, int64_t latent_dim, float scale, const LinearWeight& kv_b,
-                                      int64_t heads, int64_t nope_dim, int64_t v_dim) {
-  if (!opts_.mla_merge_in_absorb) return Backend::mla_attention_out(q_abs, kv_pool, index, batch, latent_dim, scale, kv_b,
-                                                                   heads, nope_dim, v_dim);
-  MlaDeferred d;
-  Tensor o_lat = run_mla(q_abs, kv_pool, index, batch, latent_dim, scale, &d);
-  if (!d.active) return mla_absorb_out(o_lat, kv_b, heads, nope_dim, v_dim);
-  Tensor out;
-  GemmArgs g = absorb_out_args(o_lat, kv_b, heads, nope_dim, v_dim, out);
-  g.part_o = d.c.part_o, g.part_m = d.c.part_m, g.part_l = d.c.part_l, g.nsplit = d.c.nsplit;
-  if (launch_head_gemv(g, weight_ref(kv_b), stream_)) {
-    check_launch("mla_attention_out");
-    last_absorb_path_ = "head-gemv-merged";
-    return out;
-  }
-  launch_mla_combine(d.c, stream_);  // the absorption does not take these shapes: merge, then absorb
-  check_launch("mla_attention_out: combine");
-  return mla_absorb_out(o_lat, kv_b, heads, nope_dim, v_dim);
-}
-
-Tensor CudaBackend::run_mla(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index, const AttnBatch& batch,
-                            int64_t latent_dim, float scale, MlaDeferred* defer) {
   const int64_t T = q_abs.dim(0), H = q_abs.dim(1), D = q_abs.dim(2), K = index.dim(1);
   // A U8 pool is packed FP8 (backend/kv_fp8.h): the kernels dequantise the rows they gather.
   const bool fp8 = kv_pool.dtype() == DType::U8;
@@ -135,14 +109,6 @@ Tensor CudaBackend::run_mla(const Tensor& q_abs, const Tensor& kv_pool, const Te
       if (wg) launch_mla_wgmma(c, stream_);
       else launch_mla_tc(c, stream_);
       timer.mark();
-      // The merge left to the caller's absorption (mla_attention_out): one chunk, split, not profiled.
-      if (defer && nsplit > 1 && Tc == T && !profile_) {
-        check_launch("mla_attention_absorbed");
-        defer->active = true;
-        defer->c = c;
-        defer->parts = {po, pm, pl};
-        return out;
-      }
       if (nsplit > 1) launch_mla_combine(c, stream_);
     } else {
       launch_mla_absorbed(c, stream_);

@@ -91,7 +91,6 @@ CudaOptions options_from_env(int device) {
   env_choice<bool>("DSSERVE_MOE_BULK", {{"0", false}, {"1", true}}, o.moe_bulk);
   env_choice<bool>("DSSERVE_MOE_RING", {{"0", false}, {"1", true}}, o.moe_ring);
   env_choice<bool>("DSSERVE_OVERLAP", {{"0", false}, {"1", true}}, o.overlap);
-  env_choice<bool>("DSSERVE_MLA_MERGE_IN_ABSORB", {{"0", false}, {"1", true}}, o.mla_merge_in_absorb);
   int bulk_shape = o.moe_bulk_cols * 100 + o.moe_bulk_stages;
   env_choice<int>("DSSERVE_MOE_BULK_SHAPE", {{"512x6", 51206}, {"512x3", 51203}, {"1024x3", 102403}}, bulk_shape);
   o.moe_bulk_cols = bulk_shape / 100, o.moe_bulk_stages = bulk_shape % 100;

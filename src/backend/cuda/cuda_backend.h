@@ -111,9 +111,6 @@ struct CudaOptions {
   // weights beside its query projections (model/layer.cpp). Off: branches run in order on the one stream.
   // DSSERVE_OVERLAP=0|1 for A/B runs.
   bool overlap = false;
-  // mla_attention_out at decode sizes: the split attention's partials merged by the absorption as it stages
-  // them (no combine launch; bitwise the same). DSSERVE_MLA_MERGE_IN_ABSORB=0|1 for A/B runs.
-  bool mla_merge_in_absorb = false;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -228,9 +225,6 @@ class CudaBackend final : public Backend {
                                         const std::function<Tensor()>& body) override;
   Tensor replay(CapturedStep& step, const StepIndex& idx) override;
 
-  Tensor mla_attention_out(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index, const AttnBatch& batch,
-                           int64_t latent_dim, float scale, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
-                           int64_t v_dim) override;
   void branch(const std::function<void()>& ops) override;
   void join_branch() override;
 
@@ -259,8 +253,7 @@ class CudaBackend final : public Backend {
   // How linear() ran its last call: "gemv" ("gemv-tf32": the fast mode's TF32-rounded x), "simt", "lt-fp8",
   // "lt-bf16"; linear_group: "gemv-group" / "gemv-group-tf32" when it took one launch.
   const char* last_gemm_path() const { return last_gemm_path_; }
-  // How the last MLA absorption ran: "head-gemv" (<= 8 tokens, FP8 kv_b; "head-gemv-merged": mla_attention_out
-  // merging the attention's partials), "tf32-batched" (fast mode, >= kAbsorbBatchedMinTokens) or "simt".
+  // How the last MLA absorption beyond 8 tokens ran: "tf32-batched" (fast mode, >= kAbsorbBatchedMinTokens) or "simt".
   const char* last_absorb_path() const { return last_absorb_path_; }
   static constexpr int kAbsorbBatchedMinTokens = 64;
   // How the indexer's scores ran last: "wgmma" (FP8, fast mode), "tc" (tensor cores, fast mode) or "simt".
@@ -310,8 +303,7 @@ class CudaBackend final : public Backend {
   void set_moe_bulk_shape(int cols, int stages) {  // tests: every ring
     opts_.moe_bulk_cols = cols, opts_.moe_bulk_stages = stages;
   }
-  void set_overlap(bool on);
-  void set_mla_merge_in_absorb(bool on) { opts_.mla_merge_in_absorb = on; }  // tests: both forms  // tests: branches on a second stream or in order
+  void set_overlap(bool on);  // tests: branches on a second stream or in order
   // How the last branch ran: "stream" (on the second stream) or "inline".
   const char* last_branch_path() const { return last_branch_path_; }
   void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode
@@ -341,19 +333,6 @@ class CudaBackend final : public Backend {
   void probe_fp8_lt();
   // The MLA absorptions' batched product (cuda_linear.cpp): head GEMV, cuBLAS TF32 or SIMT.
   void absorb(const GemmArgs& g, const LinearWeight& kv_b);
-  // mla_absorb_out's product (out allocated here, [T, heads * v_dim]).
-  GemmArgs absorb_out_args(const Tensor& o_lat, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
-                           int64_t v_dim, Tensor& out);
-  // A split attention whose merge is left to the caller (run_mla's `defer`): its arguments and partials.
-  struct MlaDeferred {
-    bool active = false;
-    MlaArgs c;
-    std::vector<Tensor> parts;  // o, m, l: alive until the caller's kernel is queued
-  };
-  // mla_attention_absorbed; with `defer`, a split tensor-core launch of one chunk leaves out unwritten and
-  // its merge to the caller (defer->active), unless profiling.
-  Tensor run_mla(const Tensor& q_abs, const Tensor& kv_pool, const Tensor& index, const AttnBatch& batch,
-                 int64_t latent_dim, float scale, MlaDeferred* defer);
   // mla_absorb_q without its rope part (columns Dl.. of each head left unwritten): out [T, heads, Dl + Dr].
   Tensor absorb_q_nope(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim, int64_t v_dim);
   MoeExpertTable moe_table(const std::vector<ExpertWeights>& experts);

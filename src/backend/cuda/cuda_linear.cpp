@@ -274,10 +274,7 @@ Tensor CudaBackend::linear(const Tensor& x, const LinearWeight& w) {
 // fast-mode numerics, as its FP8 GEMMs; the SIMT GEMM took 7 ms per layer at 8192 tokens), else the SIMT GEMM.
 void CudaBackend::absorb(const GemmArgs& g, const LinearWeight& kv_b) {
   const WeightRef w = weight_ref(kv_b);
-  if (launch_head_gemv(g, w, stream_)) {
-    last_absorb_path_ = "head-gemv";
-    return;
-  }
+  if (launch_head_gemv(g, w, stream_)) return;
   if (fast(kFastTf32Absorb) && g.M >= kAbsorbBatchedMinTokens) {
     if (!batched_) batched_ = std::make_unique<BatchedGemm>();
     Tensor wf = empty({int64_t(w.rows), int64_t(w.cols)}, DType::F32);
@@ -334,20 +331,11 @@ Tensor CudaBackend::mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int6
 
 Tensor CudaBackend::mla_absorb_out(const Tensor& o_lat, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
                                    int64_t v_dim) {
-  Tensor out;
-  const GemmArgs g = absorb_out_args(o_lat, kv_b, heads, nope_dim, v_dim, out);
-  if (g.M == 0) return out;
-  absorb(g, kv_b);
-  check_launch("mla_absorb_out");
-  return out;
-}
-
-GemmArgs CudaBackend::absorb_out_args(const Tensor& o_lat, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
-                                      int64_t v_dim, Tensor& out) {
   const int64_t T = o_lat.dim(0), Dl = kv_b.in_features;
   DS_CHECK(o_lat.row_size() == heads * Dl && o_lat.dtype() == DType::F32, "mla_absorb_out: o_lat is {}",
            o_lat.describe());
-  out = empty({T, heads * v_dim}, DType::F32);
+  Tensor out = empty({T, heads * v_dim}, DType::F32);
+  if (T == 0) return out;
   GemmArgs g;  // per head h: out[:, h*Dv : (h+1)*Dv] = o_lat[:, h, :] . W_UV[h]^T
   g.a = o_lat.data<float>();
   g.a_bstride = Dl;
@@ -362,7 +350,9 @@ GemmArgs CudaBackend::absorb_out_args(const Tensor& o_lat, const LinearWeight& k
   g.w_row0 = int(nope_dim);
   g.w_row_bstride = int(nope_dim + v_dim);
   g.trans_w = true;
-  return g;
+  absorb(g, kv_b);
+  check_launch("mla_absorb_out");
+  return out;
 }
 
 }  // namespace ds::backend::cuda

@@ -12,7 +12,6 @@
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/kv_fp8.cuh"
-#include "backend/cuda/mla_merge.cuh"
 #include "backend/cuda/per_device.h"
 
 namespace ds::backend::cuda {
@@ -164,17 +163,29 @@ __global__ void mla_combine_kernel(MlaArgs a) {
   // The splits' maxima and weights go through shared memory once; the column loop then keeps several
   // independent partial loads in flight (unrolled), instead of one dependent load per split and column.
   __shared__ float ms[kMlaMaxSplit], ls[kMlaMaxSplit];
-  __shared__ float s_inv;
   const int th = blockIdx.x;  // t * H + h
   const size_t stride = size_t(a.T) * a.H;
   for (int s = threadIdx.x; s < a.nsplit; s += blockDim.x) ms[s] = a.part_m[s * stride + th], ls[s] = a.part_l[s * stride + th];
   __syncthreads();
-  if (threadIdx.x == 0) s_inv = mla_merge_weights(ms, ls, ls, a.nsplit);
+  float M = -INFINITY;
+  for (int s = 0; s < a.nsplit; ++s) M = fmaxf(M, ms[s]);
+  float L = 0.f;
+  for (int s = 0; s < a.nsplit; ++s)
+    if (ms[s] != -INFINITY) L += expf(ms[s] - M) * ls[s];
+  const float inv = L > 0.f ? 1.0f / L : 0.f;
+  __syncthreads();  // every thread has read ms: reuse ls for the weights
+  for (int s = threadIdx.x; s < a.nsplit; s += blockDim.x) ls[s] = ms[s] != -INFINITY ? expf(ms[s] - M) : 0.f;
   __syncthreads();
-  const float inv = s_inv;
   for (int c = threadIdx.x; c < a.Dl / 4; c += blockDim.x) {  // 4 columns a thread (Dl % 4 == 0)
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
     const float4* po = reinterpret_cast<const float4*>(a.part_o + size_t(th) * a.Dl) + c;
-    reinterpret_cast<float4*>(a.out + size_t(th) * a.Dl)[c] = mla_merge_float4(po, stride * (a.Dl / 4), ls, a.nsplit, inv);
+#pragma unroll 8
+    for (int s = 0; s < a.nsplit; ++s)
+      if (ls[s] != 0.f) {
+        const float4 x = po[s * stride * (a.Dl / 4)];
+        v.x += ls[s] * x.x, v.y += ls[s] * x.y, v.z += ls[s] * x.z, v.w += ls[s] * x.w;
+      }
+    reinterpret_cast<float4*>(a.out + size_t(th) * a.Dl)[c] = make_float4(v.x * inv, v.y * inv, v.z * inv, v.w * inv);
   }
 }
 

@@ -5,7 +5,6 @@
 #include <cuda_fp8.h>
 
 #include "backend/cuda/kernels.h"
-#include "backend/cuda/mla_merge.cuh"
 #include "backend/cuda/pdl.cuh"
 
 namespace ds::backend::cuda {
@@ -25,31 +24,6 @@ __device__ __forceinline__ float fp8_at(uint32_t word, int j) {
 __device__ __forceinline__ void stage_activations(const GemmArgs& g, int b, float* As) {
   const float* A = g.a + b * g.a_bstride;
   for (int i = threadIdx.x; i < g.M * g.K; i += blockDim.x) As[i] = A[size_t(i / g.K) * g.lda + i % g.K];
-  __syncthreads();
-}
-
-// Head b's activation rows merged from the split-K partials (GemmArgs::part_o): thread m < M finds token
-// m's split weights, then every thread merges float4s of the rows as mla_combine does. Shared memory after
-// As: ws [M][nsplit] (maxima, then weights), inv [M], ls [M][nsplit] (sums) - the launcher sizes it.
-__device__ __forceinline__ void stage_merged_activations(const GemmArgs& g, int b, float* As) {
-  float* ws = As + g.M * g.K;
-  float* inv = ws + g.M * g.nsplit;
-  float* ls = inv + g.M;
-  const size_t rows = size_t(g.M) * g.batch;  // rows of one split
-  if (int(threadIdx.x) < g.M) {
-    const int m = threadIdx.x;
-    const size_t row = size_t(m) * g.batch + b;
-    float *w = ws + m * g.nsplit, *l = ls + m * g.nsplit;
-    for (int s = 0; s < g.nsplit; ++s) w[s] = g.part_m[s * rows + row], l[s] = g.part_l[s * rows + row];
-    inv[m] = mla_merge_weights(w, l, w, g.nsplit);
-  }
-  __syncthreads();
-  const int K4 = g.K / 4;
-  for (int i = threadIdx.x; i < g.M * K4; i += blockDim.x) {
-    const int m = i / K4, c = i % K4;
-    const float4* po = reinterpret_cast<const float4*>(g.part_o + (size_t(m) * g.batch + b) * g.K) + c;
-    reinterpret_cast<float4*>(As + m * g.K)[c] = mla_merge_float4<4>(po, rows * K4, ws + m * g.nsplit, g.nsplit, inv[m]);
-  }
   __syncthreads();
 }
 
@@ -147,7 +121,7 @@ __global__ void __launch_bounds__(256, 4) head_gemv_nt_kernel(GemmArgs g, Weight
 // 512 blocks is one wave, so every block's weights load early (two columns a warp: 1,024 blocks, 2.6
 // waves at 8 tokens, 27 us).
 constexpr int kColsTn = 4;
-template <int MT, int KP, bool MERGE>
+template <int MT, int KP>
 __global__ void __launch_bounds__(256, 4) head_gemv_tn_kernel(GemmArgs g, WeightRef w) {
   extern __shared__ __align__(16) float sm[];
   const int b = blockIdx.y;
@@ -170,8 +144,7 @@ __global__ void __launch_bounds__(256, 4) head_gemv_tn_kernel(GemmArgs g, Weight
   }
   pdl_prologue();
   float* As = sm;  // [MT][K]
-  if constexpr (MERGE) stage_merged_activations(g, b, As);  // (its own instance: the plain one keeps its registers)
-  else stage_activations(g, b, As);
+  stage_activations(g, b, As);
   float* C = g.c + b * g.c_bstride;
   // Tokens in passes of up to 4 (accumulators for 4 columns x 4 tokens; the weights' conversion is
   // repeated per pass): 8 tokens' 32 accumulators would spill at 64 registers.
@@ -220,17 +193,11 @@ void launch_mt(const GemmArgs& g, const WeightRef& w, cudaStream_t st) {
     const dim3 grid{(unsigned(g.N) + 127) / 128, unsigned(g.batch)};
     launch_k(head_gemv_nt_kernel<MT>, grid, 32 * kWarps, smem, st, g, w);
   } else {
-    // (+ the merge's weights, inverses and sums: M x nsplit, M, M x nsplit floats)
-    const size_t smem = (size_t(MT) * g.K + (g.part_o ? size_t(g.M) * (2 * g.nsplit + 1) : 0)) * sizeof(float);
+    const size_t smem = size_t(MT) * g.K * sizeof(float);
     const unsigned cols = kWarps * kColsTn;
     const dim3 grid{(unsigned(g.N) + cols - 1) / cols, unsigned(g.batch)};
-    if (g.part_o) {
-      if (g.K <= 512) launch_k(head_gemv_tn_kernel<MT, 4, true>, grid, 32 * kWarps, smem, st, g, w);
-      else launch_k(head_gemv_tn_kernel<MT, kMaxKTn / 128, true>, grid, 32 * kWarps, smem, st, g, w);
-    } else {
-      if (g.K <= 512) launch_k(head_gemv_tn_kernel<MT, 4, false>, grid, 32 * kWarps, smem, st, g, w);
-      else launch_k(head_gemv_tn_kernel<MT, kMaxKTn / 128, false>, grid, 32 * kWarps, smem, st, g, w);
-    }
+    if (g.K <= 512) launch_k(head_gemv_tn_kernel<MT, 4>, grid, 32 * kWarps, smem, st, g, w);
+    else launch_k(head_gemv_tn_kernel<MT, kMaxKTn / 128>, grid, 32 * kWarps, smem, st, g, w);
   }
 }
 }  // namespace
@@ -241,10 +208,6 @@ bool launch_head_gemv(const GemmArgs& g, const WeightRef& w, cudaStream_t st) {
   // in one 128-row scale block.
   if (g.K % 4 || w.cols % 4 || g.w_row0 % 4 || g.w_row_bstride % 4) return false;
   if (g.K > (g.trans_w ? kMaxKTn : kMaxKNt) || (!g.trans_w && g.N % 4)) return false;
-  // Merged activations: the transposed kernel only, and shared memory for the splits' weights.
-  if (g.part_o && (!g.trans_w || g.nsplit < 1 || g.nsplit > kMlaMaxSplit ||
-                   (size_t(kMaxM) * g.K + size_t(g.M) * (2 * g.nsplit + 1)) * sizeof(float) > 48 * 1024))
-    return false;
   switch (g.M) {
     case 1: launch_mt<1>(g, w, st); break;
     case 2: launch_mt<2>(g, w, st); break;

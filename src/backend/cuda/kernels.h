@@ -163,12 +163,6 @@ struct GemmArgs {
   int M = 0, N = 0, K = 0, batch = 1;
   int w_row0 = 0, w_row_bstride = 0;
   bool trans_w = true;
-  // launch_head_gemv, trans_w only: when part_o is set, the activations are not read from `a` but merged
-  // from an MLA's nsplit split-K partials (MlaArgs: o [nsplit, M, batch, K], m / l [nsplit, M, batch]),
-  // bitwise as launch_mla_combine would have written them (mla_merge.cuh): the absorption after a split
-  // attention without the combine launch.
-  const float *part_o = nullptr, *part_m = nullptr, *part_l = nullptr;
-  int nsplit = 0;
 };
 void launch_gemm_simt(const GemmArgs& g, const WeightRef& w, cudaStream_t st);
 // out [rows, w.cols] fp32 = weight rows row0 .. row0 + rows - 1, dequantised (FP8 x block scale).

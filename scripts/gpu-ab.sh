@@ -3,7 +3,7 @@
 # environment switches on `bench model`'s decode steps, one process per variant, the baseline run first and
 # again last (their agreement is the run-to-run spread the differences must beat). Builds dsserve in
 # Release unless AB_BUILD=0 (build-gpu kept from an earlier script of the same call).
-#   scripts/gpu-ab.sh "DSSERVE_MOE_BULK=1" "DSSERVE_MOE_BULK=1 DSSERVE_MOE_BULK_SHAPE=512x3" ...
+#   scripts/gpu-ab.sh "DSSERVE_OVERLAP=0" "DSSERVE_MOE_STREAM=0" ...
 #   AB_BATCH=1,2,4,8  AB_LAYERS=8  AB_CONTEXT=4096  AB_STEPS=20  AB_BASE="" (the baseline's own switches)
 #   AB_PREFILL=8192   also a prefill chunk of that many tokens per variant (a column: seconds, % of peak)
 # Output: a table of step ms per variant and batch (x the roofline of that process's own ceiling) on stdout;

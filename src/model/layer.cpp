@@ -110,11 +110,13 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   // (one fused op: RMSNorm of the latent part, rope of the key part, the pool's format); the indexer's keys,
   // cached for every token (also while contexts are short enough to need no selection); its head weights.
   Tensor idx_weights;
-  be_.branch([&] {
-    cache.write_latent(be_, layer, proj[1], a.kv_a_norm, eps, pos, rope_, st.slots);
-    if (cfg_.has_indexer()) indexer_keys(a, layer, st, cache, proj[2]);
-    if (selecting) idx_weights = indexer_weights(a, h);
-  });
+  be_.branch(
+      [&] {
+        cache.write_latent(be_, layer, proj[1], a.kv_a_norm, eps, pos, rope_, st.slots);
+        if (cfg_.has_indexer()) indexer_keys(a, layer, st, cache, proj[2]);
+        if (selecting) idx_weights = indexer_weights(a, h);
+      },
+      T);
 
   Tensor q_lat = be_.rmsnorm(proj[0], a.q_a_norm, eps);
   // q_b and, when the indexer will select, its query projection both read q_lat: one launch too.
@@ -142,7 +144,7 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   if (selecting) {
     indexer_query(st, qs[1]);
     be_.join_branch();
-    if (absorbed) be_.branch(absorb_q);
+    if (absorbed) be_.branch(absorb_q, T);
     index = indexer_topk(layer, st, cache, qs[1], idx_weights);
     be_.join_branch();
   } else {

@@ -139,7 +139,9 @@ class MeteredBackend final : public backend::Backend {
   std::vector<backend::SampledRow> sample(Tensor& logits, const backend::SamplingBatch& batch) override;
   void bind_step(const backend::StepIndex* s) override { in_->bind_step(s); }
   // With a sync after every op, a branch runs in order (its ops' times are their own).
-  void branch(const std::function<void()>& ops) override { sync_each_op_ ? ops() : in_->branch(ops); }
+  void branch(const std::function<void()>& ops, int64_t tokens) override {
+    sync_each_op_ ? ops() : in_->branch(ops, tokens);
+  }
   void join_branch() override { in_->join_branch(); }
   // Counting experts and per-op syncs need the ops to run one by one: no recorded steps then.
   bool can_capture() const override { return in_->can_capture() && !count_experts_ && !sync_each_op_; }

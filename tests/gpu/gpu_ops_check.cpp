@@ -303,7 +303,7 @@ void check_branches() {
           Tensor t = g_gpu->linear(g_gpu->rmsnorm(x, wg, 1e-6f), side_w.g);
           g_gpu->scale_inplace(t, 0.5f);
           side = t;
-        });
+        }, T);
         Tensor m = g_gpu->linear(g_gpu->rmsnorm(x, wg, 1e-6f), main_w.g);
         {
           Tensor tmp = g_gpu->silu_mul(m, m);  // freed inside the window

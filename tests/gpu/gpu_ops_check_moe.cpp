@@ -14,15 +14,6 @@
 namespace opcheck {
 
 namespace {
-// The last moe_experts call's path without the f16 GEMMs' form ("grouped-f16-bulk" / "-ring" ->
-// "grouped-f16"): the checks below hold for every form, and the form rows compare the forms with each other.
-std::string moe_path_plain() {
-  std::string p = g_gpu->last_moe_path();
-  for (const char* form : {"-bulk", "-ring"})
-    if (const size_t i = p.find(form); i != std::string::npos) p.erase(i, 5);
-  return p;
-}
-
 // Whether both backends compute logit x's score 1 / (1 + expf(-x)) as the same float: 1 + v rounds to one
 // float for every v within 3 ulp of exp(-x) (CUDA's expf is within 2 ulp, glibc's within 1), or expf
 // overflows (score 0). Only such logits let ids AND weights be compared bitwise with the CPU backend;
@@ -327,29 +318,6 @@ void check_moe_grouped() {
           Tensor ys = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
           g_gpu->set_moe_stream_weights(stream_default);
           record("moe_experts grouped f16 x stream loads", what, compare(down(ys), down(yd)).maxrel, 0.0);
-          // The bulk-copy form (every ring shape) and the cp.async ring form against the per-thread form:
-          // the same steps in the same order per warp, bitwise equal.
-          const bool bulk_default = g_gpu->options().moe_bulk, ring_default = g_gpu->options().moe_ring;
-          const int cols_default = g_gpu->options().moe_bulk_cols, stages_default = g_gpu->options().moe_bulk_stages;
-          g_gpu->set_moe_bulk(false);
-          g_gpu->set_moe_ring(false);
-          Tensor yp = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
-          g_gpu->set_moe_bulk(true);
-          for (auto [cols, stages] : std::vector<std::pair<int, int>>{{512, 6}, {512, 3}, {1024, 3}}) {
-            g_gpu->set_moe_bulk_shape(cols, stages);
-            Tensor yb = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
-            const bool bulk_taken = std::string(g_gpu->last_moe_path()).find("bulk") != std::string::npos;
-            record("moe_experts grouped f16 x bulk form", fmt::format("{}, {} x {}", what, cols, stages),
-                   bulk_taken ? compare(down(yb), down(yp)).maxrel : INFINITY, 0.0);
-          }
-          g_gpu->set_moe_bulk(bulk_default);
-          g_gpu->set_moe_bulk_shape(cols_default, stages_default);
-          g_gpu->set_moe_ring(true);
-          Tensor yr = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
-          const bool ring_taken = std::string(g_gpu->last_moe_path()).find("ring") != std::string::npos;
-          g_gpu->set_moe_ring(ring_default);
-          record("moe_experts grouped f16 x ring form", what, ring_taken ? compare(down(yr), down(yp)).maxrel : INFINITY,
-                 0.0);
           g_gpu->set_moe_f16_x(false);
         }
         g_gpu->set_moe_down_rows(rows_default);
@@ -359,7 +327,7 @@ void check_moe_grouped() {
           g_gpu->set_moe_f16_x(true);
           Tensor yf = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
           record("moe_experts grouped f16 x", what,
-                 moe_path_plain() == "grouped-f16" ? cmp(yf, ref).rel : INFINITY, 2e-3);
+                 std::string(g_gpu->last_moe_path()) == "grouped-f16" ? cmp(yf, ref).rel : INFINITY, 2e-3);
           g_gpu->set_moe_f16_x(false);
         }
       }
@@ -423,7 +391,7 @@ void check_moe_grouped() {
     g_gpu->set_gemm_mode(GemmMode::Fast);
     g_gpu->set_moe_f16_x(true);
     Tensor y = down(g_gpu->moe_experts(up(x), up(ids), up(wts), *ex.sg));
-    const bool f16 = moe_path_plain() == "grouped-f16";
+    const bool f16 = std::string(g_gpu->last_moe_path()) == "grouped-f16";
     double worst = 0;
     for (int64_t t = 0; t < T; ++t) {
       double num = 0, den = 0;
@@ -483,23 +451,7 @@ void check_moe_ffn_shared() {
         g_gpu->set_moe_f16_x(true);
         Tensor yf = g_gpu->moe_ffn(xg, idg, wg, *ex.sg, &shared.g[0]);
         record("moe_ffn shared fused f16 x", what,
-               moe_path_plain() == "grouped-f16 + shared" ? cmp(yf, ref).rel : INFINITY, 2e-3);
-        const bool bulk_default = g_gpu->options().moe_bulk, ring_default = g_gpu->options().moe_ring;
-        g_gpu->set_moe_bulk(false);
-        g_gpu->set_moe_ring(false);
-        Tensor yp = g_gpu->moe_ffn(xg, idg, wg, *ex.sg, &shared.g[0]);
-        g_gpu->set_moe_bulk(true);
-        Tensor yb = g_gpu->moe_ffn(xg, idg, wg, *ex.sg, &shared.g[0]);
-        const bool bulk_taken = std::string(g_gpu->last_moe_path()).find("bulk") != std::string::npos;
-        record("moe_ffn shared fused f16 x bulk form", what,
-               bulk_taken ? compare(down(yb), down(yp)).maxrel : INFINITY, 0.0);
-        g_gpu->set_moe_ring(true);
-        Tensor yr = g_gpu->moe_ffn(xg, idg, wg, *ex.sg, &shared.g[0]);
-        const bool ring_taken = std::string(g_gpu->last_moe_path()).find("ring") != std::string::npos;
-        record("moe_ffn shared fused f16 x ring form", what,
-               ring_taken ? compare(down(yr), down(yp)).maxrel : INFINITY, 0.0);
-        g_gpu->set_moe_bulk(bulk_default);
-        g_gpu->set_moe_ring(ring_default);
+               std::string(g_gpu->last_moe_path()) == "grouped-f16 + shared" ? cmp(yf, ref).rel : INFINITY, 2e-3);
         g_gpu->set_moe_f16_x(f16_default);
         g_gpu->set_gemm_mode(GemmMode::Exact);
       }

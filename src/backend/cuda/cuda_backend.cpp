@@ -88,12 +88,7 @@ CudaOptions options_from_env(int device) {
   env_choice<bool>("DSSERVE_MOE_FUSE_SHARED", {{"0", false}, {"1", true}}, o.moe_fuse_shared);
   env_choice<int>("DSSERVE_MOE_DOWN_ROWS", {{"16", 16}, {"32", 32}}, o.moe_down_rows);
   env_choice<bool>("DSSERVE_MOE_STREAM", {{"0", false}, {"1", true}}, o.moe_stream_weights);
-  env_choice<bool>("DSSERVE_MOE_BULK", {{"0", false}, {"1", true}}, o.moe_bulk);
-  env_choice<bool>("DSSERVE_MOE_RING", {{"0", false}, {"1", true}}, o.moe_ring);
   env_choice<bool>("DSSERVE_OVERLAP", {{"0", false}, {"1", true}}, o.overlap);
-  int bulk_shape = o.moe_bulk_cols * 100 + o.moe_bulk_stages;
-  env_choice<int>("DSSERVE_MOE_BULK_SHAPE", {{"512x6", 51206}, {"512x3", 51203}, {"1024x3", 102403}}, bulk_shape);
-  o.moe_bulk_cols = bulk_shape / 100, o.moe_bulk_stages = bulk_shape % 100;
   env_choice<int>("DSSERVE_MLA_SPLIT_STEPS", {{"1", 1}, {"2", 2}, {"4", 4}}, o.mla_split_steps);
   return o;
 }

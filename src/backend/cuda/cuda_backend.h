@@ -99,18 +99,11 @@ struct CudaOptions {
   // The grouped decode MoE's weights by streaming loads (MoeGemmArgs::stream_weights: batch 1 2.390 vs
   // 2.428 ms, batch 8 5.762 vs 5.864, docs/PERF.md). DSSERVE_MOE_STREAM=0|1 for A/B runs.
   bool moe_stream_weights = true;
-  // The grouped decode MoE's f16 GEMMs in their bulk-copy form (launch_moe_bulk_gemm: weights staged
-  // through shared memory by a producer warp, one block per SM). DSSERVE_MOE_BULK=0|1 for A/B runs.
-  bool moe_bulk = false;
-  // Its ring, MoeGemmArgs::bulk_cols x bulk_stages: DSSERVE_MOE_BULK_SHAPE=512x6|512x3|1024x3.
-  int moe_bulk_cols = 512, moe_bulk_stages = 6;
-  // The per-warp cp.async ring form (launch_moe_ring_gemm; before the bulk form when both are on).
-  // DSSERVE_MOE_RING=0|1 for A/B runs.
-  bool moe_ring = false;
   // Backend::branch on a second stream (cuda_branch.cpp): the attention block's cache writes and indexer
-  // weights beside its query projections (model/layer.cpp). Off: branches run in order on the one stream.
-  // DSSERVE_OVERLAP=0|1 for A/B runs.
-  bool overlap = false;
+  // weights beside its query projections (model/layer.cpp), in steps of at most kBranchMaxTokens tokens.
+  // Off: branches run in order on the one stream. DSSERVE_OVERLAP=0|1 for A/B runs (on: session 20 measured
+  // -1.1% at batch 1 and -2.3% at batch 8, and +1.3% on an 8K prefill chunk, hence the token limit).
+  bool overlap = true;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -225,7 +218,9 @@ class CudaBackend final : public Backend {
                                         const std::function<Tensor()>& body) override;
   Tensor replay(CapturedStep& step, const StepIndex& idx) override;
 
-  void branch(const std::function<void()>& ops) override;
+  // Branches of steps above this many tokens run in order (decode steps, up to the recorded batches, overlap).
+  static constexpr int64_t kBranchMaxTokens = 256;
+  void branch(const std::function<void()>& ops, int64_t tokens) override;
   void join_branch() override;
 
   bool can_sample() const override { return true; }
@@ -298,17 +293,11 @@ class CudaBackend final : public Backend {
   void set_moe_path(MoePath p) { moe_path_ = p; }
   void set_moe_down_rows(int rows) { opts_.moe_down_rows = rows; }  // tests: both down GEMM shapes
   void set_moe_stream_weights(bool on) { opts_.moe_stream_weights = on; }  // tests: both weight loads
-  void set_moe_bulk(bool on) { opts_.moe_bulk = on; }  // tests: both forms of the f16 GEMMs
-  void set_moe_ring(bool on) { opts_.moe_ring = on; }  // tests: the ring form
-  void set_moe_bulk_shape(int cols, int stages) {  // tests: every ring
-    opts_.moe_bulk_cols = cols, opts_.moe_bulk_stages = stages;
-  }
   void set_overlap(bool on);  // tests: branches on a second stream or in order
   // How the last branch ran: "stream" (on the second stream) or "inline".
   const char* last_branch_path() const { return last_branch_path_; }
   void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode
-  // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x; "grouped-f16-bulk" /
-  // "-ring": its other forms), "grouped-fp8" or
+  // How moe_experts ran its last call: "grouped" ("grouped-f16": the fast mode's f16 x), "grouped-fp8" or
   // "per-expert"; moe_ffn with the shared expert fused: the grouped name + " + shared".
   const char* last_moe_path() const { return last_moe_path_; }
   // Auto picks the grouped path up to this many tokens (docs/PERF.md, "MoE experts").

@@ -51,15 +51,16 @@ void CudaBackend::swap_lane() {
   lane_ = 1 - lane_;
 }
 
-void CudaBackend::branch(const std::function<void()>& ops) {
-  // In order: overlap off; profiling (each op timed alone); the kernel-trace build, whose notes are paired
+void CudaBackend::branch(const std::function<void()>& ops, int64_t tokens) {
+  // In order: overlap off; a wide step (prefill chunks: measured 1.3% slower with the branches beside);
+  // profiling (each op timed alone); the kernel-trace build, whose notes are paired
   // with the launches in issue order.
 #ifdef DSSERVE_KERNEL_TRACE
   constexpr bool trace = true;
 #else
   constexpr bool trace = false;
 #endif
-  if (!opts_.overlap || profile_ || trace) {
+  if (!opts_.overlap || tokens > kBranchMaxTokens || profile_ || trace) {
     last_branch_path_ = "inline";
     ops();
     return;

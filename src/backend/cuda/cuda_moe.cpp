@@ -215,13 +215,7 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   g.f16_x = opts_.moe_f16_x && tb.wtype == WType::FP8 && fast(kFastTf32Gemv);
   g.down_rows = opts_.moe_down_rows;
   g.stream_weights = opts_.moe_stream_weights;
-  g.num_sms = num_sms_;
-  g.bulk_cols = opts_.moe_bulk_cols, g.bulk_stages = opts_.moe_bulk_stages;
-  const bool ring_up = opts_.moe_ring && moe_ring_supported(g, true);
-  const bool bulk_up = !ring_up && opts_.moe_bulk && moe_bulk_supported(g, true);
-  if (ring_up) launch_moe_ring_gemm(g, true, stream_);
-  else if (bulk_up) launch_moe_bulk_gemm(g, true, stream_);
-  else launch_moe_grouped_gemm(g, true, stream_);
+  launch_moe_grouped_gemm(g, true, stream_);
   check_launch("moe gate+up");
   timer.mark();
   Tensor out = empty({int64_t(P), tb.H}, DType::F32);
@@ -231,11 +225,7 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
   g.N = int(tb.H);
   g.scale_pitch = tb.pitch_down;
   g.y = out.data<float>();
-  const bool ring_down = opts_.moe_ring && moe_ring_supported(g, false);
-  const bool bulk_down = !ring_down && opts_.moe_bulk && moe_bulk_supported(g, false);
-  if (ring_down) launch_moe_ring_gemm(g, false, stream_);
-  else if (bulk_down) launch_moe_bulk_gemm(g, false, stream_);
-  else launch_moe_grouped_gemm(g, false, stream_);
+  launch_moe_grouped_gemm(g, false, stream_);
   check_launch("moe down");
   timer.mark();
   launch_moe_combine(out.data<float>(), int(tb.H), l.pair_slot, weights.data<float>(), T, k, y, num_sms_, stream_,
@@ -247,13 +237,8 @@ void CudaBackend::moe_experts_grouped(const Tensor& x, const Tensor& ids, const 
     spdlog::info("moe grouped T={} top-{} E={} (grid bound {} tiles): lists {:.1f} us, gate+up {:.1f} us, down {:.1f} "
                  "us, combine {:.1f} us", T, k, E, max_tiles, us[0], us[1], us[2], us[3]);
   }
-  if (shared)
-    last_moe_path_ = ring_up   ? "grouped-f16-ring + shared"
-                     : bulk_up ? "grouped-f16-bulk + shared"
-                     : g.f16_x ? "grouped-f16 + shared"
-                               : "grouped + shared";
-  else
-    last_moe_path_ = ring_up ? "grouped-f16-ring" : bulk_up ? "grouped-f16-bulk" : g.f16_x ? "grouped-f16" : "grouped";
+  if (shared) last_moe_path_ = g.f16_x ? "grouped-f16 + shared" : "grouped + shared";
+  else last_moe_path_ = g.f16_x ? "grouped-f16" : "grouped";
 }
 
 Tensor CudaBackend::moe_experts_per_expert(const Tensor& x, const Tensor& ids, const Tensor& weights,

@@ -15,7 +15,8 @@
 // MoeGemmArgs::down_rows). Blocks past the tiles in use exit at once, so the launch does not depend on the
 // routing. (One wave of blocks each taking a run of (tile, row block) items, the next item's weights loaded
 // before this one's epilogue, measured slower: batch 1 2.80 vs 2.55 ms, batch 8 8.3 vs 6.5; at 2 blocks per
-// SM 2.63 / 7.24; docs/PERF.md. The bulk-copy form, k_moe_bulk.cu, walks items with a producer warp.)
+// SM 2.63 / 7.24; so were forms that staged the weights through shared memory, by bulk copies or cp.async
+// rings: docs/PERF.md, sessions 18 and 20.)
 // The gated kernel reads the gate and up rows of the same outputs and applies SwiGLU in its epilogue: the
 // [P, I] intermediate is written once.
 #include "backend/cuda/kernels.h"

@@ -381,26 +381,8 @@ struct MoeGemmArgs {
   // Weights by the GEMV's streaming loads (no L1 allocation, 256-byte L2 fetches) instead of __ldg
   // (-1.6% per decode step at batch 1 and 8, docs/PERF.md).
   bool stream_weights = true;
-  int num_sms = 0;  // the bulk and ring forms' grids (one or two blocks per SM)
-  // The bulk form's ring: stages of bulk_cols columns (512 x 6 or 1,024 x 3 at one block per SM, 512 x 3 at two).
-  int bulk_cols = 512, bulk_stages = 6;
 };
 void launch_moe_grouped_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
-// The same GEMMs with the weights staged through shared memory by the bulk copy engine (k_moe_bulk.cu):
-// one block per SM, a producer warp running ahead of 8 computing warps across items; bitwise the same
-// outputs as launch_moe_grouped_gemm. Supported for FP8 weights with f16_x, the 32-row down form, K % 16 == 0,
-// K <= 8192.
-// What both staged forms (bulk, ring) need: FP8 weights with f16_x, the 32-row down form, K % 16 == 0
-// (16-byte copies), the SM count for the grid.
-bool moe_staged_supported(const MoeGemmArgs& a, bool gated);
-bool moe_bulk_supported(const MoeGemmArgs& a, bool gated);
-bool moe_bulk_shape_known(int cols, int stages);
-void launch_moe_bulk_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
-// A third form (k_moe_ring.cu): each computing warp streams its own columns of every stage through a
-// private cp.async ring, one block per SM walking the items; bitwise the same outputs. Supported where
-// moe_staged_supported holds.
-bool moe_ring_supported(const MoeGemmArgs& a, bool gated);
-void launch_moe_ring_gemm(const MoeGemmArgs& a, bool gated, cudaStream_t st);
 // The FP8 grouped GEMMs of the fast mode's large batches (k_moe_fp8.cu), over padded tiles of
 // kMoeFp8TileRows rows (MoeLists with tile_slot0). FP8 e4m3 activations with one ue8m0 scale per row per
 // 128 columns (as linear() quantises them), FP8 weights with 128x128 scales, fp32 accumulation.

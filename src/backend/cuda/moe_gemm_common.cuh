@@ -1,8 +1,7 @@
-// What the forms of the grouped decode MoE GEMMs share (k_moe_gemm.cu: every thread streams its own
-// weights in registers; k_moe_bulk.cu: a producer warp stages them through shared memory with the bulk copy
-// engine; k_moe_ring.cu: each warp streams its own through a cp.async ring): the fast mode's f16 step and the
-// block epilogue. Every form gives each warp the same steps in the same order, so with these two functions
-// their outputs are bitwise equal (gpu_ops_check compares them).
+// The grouped decode MoE GEMMs' (k_moe_gemm.cu) fast-mode f16 step and block epilogue. (Two forms that
+// staged the weights through shared memory - a producer warp with bulk copies, and per-warp cp.async
+// rings - shared these and were bitwise equal; both measured 14-95% slower and were removed: docs/PERF.md,
+// session 20.)
 #pragma once
 #include <cuda_fp16.h>
 

@@ -306,7 +306,7 @@ class Backend {
   // branch at a time (a new one joins the open one first); a captured step joins every branch it opens. A backend with one queue (the default,
   // the CPU) runs `ops` at once, in order, so the results never depend on whether branches overlap.
   // `tokens`: the step's token count (a backend may run a wide step's branch in order: CUDA does above
-  // kBranchMaxTokens, where every op fills the GPU by itself and a second stream only competes).
+  // CudaOptions::branch_max_tokens, where every op fills the GPU by itself and a second stream only competes).
   virtual void branch(const std::function<void()>& ops, int64_t tokens) { ops(); }
   virtual void join_branch() {}
 

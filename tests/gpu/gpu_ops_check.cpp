@@ -325,6 +325,17 @@ void check_branches() {
            same && path == "inlinestream" ? 0.0 : 1.0, 0.0);
   }
   g_gpu->set_gemm_mode(GemmMode::Exact);
+  // A step wider than CudaOptions::branch_max_tokens runs its branch in order, overlap on or not.
+  g_gpu->set_overlap(true);
+  std::string wide;
+  for (int64_t tokens : {g_gpu->options().branch_max_tokens, g_gpu->options().branch_max_tokens + 1}) {
+    g_gpu->branch([] {}, tokens);
+    g_gpu->join_branch();
+    wide += std::string(g_gpu->last_branch_path()) + " ";
+  }
+  g_gpu->set_overlap(false);
+  record("branches on a second stream", fmt::format("at the token limit and one above: {}", wide),
+         wide == "stream inline " ? 0.0 : 1.0, 0.0);
 }
 
 // Programmatic dependent launch (backend/cuda/pdl.cuh): a long chain of small dependent kernels (norms,

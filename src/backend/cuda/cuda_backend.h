@@ -100,10 +100,12 @@ struct CudaOptions {
   // 2.428 ms, batch 8 5.762 vs 5.864, docs/PERF.md). DSSERVE_MOE_STREAM=0|1 for A/B runs.
   bool moe_stream_weights = true;
   // Backend::branch on a second stream (cuda_branch.cpp): the attention block's cache writes and indexer
-  // weights beside its query projections (model/layer.cpp), in steps of at most kBranchMaxTokens tokens.
+  // weights beside its query projections (model/layer.cpp), in steps of at most branch_max_tokens tokens.
   // Off: branches run in order on the one stream. DSSERVE_OVERLAP=0|1 for A/B runs (on: session 20 measured
   // -1.1% at batch 1 and -2.3% at batch 8, and +1.3% on an 8K prefill chunk, hence the token limit).
   bool overlap = true;
+  // Branches of wider steps run in order (decode steps up to the recorded batches overlap; prefill chunks not).
+  int64_t branch_max_tokens = 256;
 };
 
 // A MoE layer's expert weights as the grouped kernels see them: built when the layer is loaded
@@ -218,8 +220,6 @@ class CudaBackend final : public Backend {
                                         const std::function<Tensor()>& body) override;
   Tensor replay(CapturedStep& step, const StepIndex& idx) override;
 
-  // Branches of steps above this many tokens run in order (decode steps, up to the recorded batches, overlap).
-  static constexpr int64_t kBranchMaxTokens = 256;
   void branch(const std::function<void()>& ops, int64_t tokens) override;
   void join_branch() override;
 
@@ -294,6 +294,7 @@ class CudaBackend final : public Backend {
   void set_moe_down_rows(int rows) { opts_.moe_down_rows = rows; }  // tests: both down GEMM shapes
   void set_moe_stream_weights(bool on) { opts_.moe_stream_weights = on; }  // tests: both weight loads
   void set_overlap(bool on);  // tests: branches on a second stream or in order
+  void set_branch_max_tokens(int64_t n) { opts_.branch_max_tokens = n; }  // tests: wide steps branched too
   // How the last branch ran: "stream" (on the second stream) or "inline".
   const char* last_branch_path() const { return last_branch_path_; }
   void set_moe_f16_x(bool on) { opts_.moe_f16_x = on; }  // tests: both decode MoE forms of the fast mode

@@ -60,7 +60,7 @@ void CudaBackend::branch(const std::function<void()>& ops, int64_t tokens) {
 #else
   constexpr bool trace = false;
 #endif
-  if (!opts_.overlap || tokens > kBranchMaxTokens || profile_ || trace) {
+  if (!opts_.overlap || tokens > opts_.branch_max_tokens || profile_ || trace) {
     last_branch_path_ = "inline";
     ops();
     return;

@@ -26,7 +26,7 @@ void register_bench_model(CLI::App* bench) {
       ->check(CLI::Range(1, 64));
   cmd->add_option("--ep,--ep-size", f->ep, "1, or --tp: whole experts per rank")->check(CLI::Range(1, 64));
   cmd->add_flag("--disable-custom-all-reduce", *disable_custom_ar,
-                "cuda --tp: every all-reduce through NCCL (default: small ones by a one-shot kernel over peer memory)");
+                "cuda --tp: every all-reduce through NCCL, whatever DSSERVE_CUSTOM_AR_MAX_BYTES says (the custom all-reduce is off by default)");
   cmd->add_option("--dp,--dp-size", f->dp,
                   "DP attention groups inside the --tp ranks (serve's --dp N --enable-dp-attention); each decodes --batch")
       ->check(CLI::Range(1, 64));

@@ -25,7 +25,8 @@ int gpu_of_rank(const ReplicaFlags& f, int rank);
 // Rank `rank` of `ranks`'s backend: its GPU, or a CPU backend with its share of --threads (all cores when 0).
 std::unique_ptr<backend::Backend> make_rank_backend(const ReplicaFlags& f, int rank, int ranks);
 // The group joining `backends` (one per rank): NCCL for CUDA backends (with the custom all-reduce for
-// small messages unless custom_all_reduce is false), a LocalGroup on the CPU.
+// small messages where DSSERVE_CUSTOM_AR_MAX_BYTES turns it on, unless custom_all_reduce is false), a
+// LocalGroup on the CPU.
 std::vector<std::unique_ptr<dist::Group>> make_rank_groups(const std::string& device,
                                                            const std::vector<backend::Backend*>& backends,
                                                            bool custom_all_reduce);

@@ -130,6 +130,7 @@ std::unique_ptr<PeerAllReduce> make_peer_all_reduce(const std::vector<backend::c
                                                     const NcclGroupOptions& o) {
   PeerAllReduceOptions po;
   po.timeout_s = o.custom_all_reduce_timeout_s;
+  po.max_bytes = o.custom_all_reduce_max_bytes;
   std::string why;
   if (const char* env = std::getenv("DSSERVE_CUSTOM_AR_MAX_BYTES")) {
     char* end = nullptr;
@@ -140,7 +141,8 @@ std::unique_ptr<PeerAllReduce> make_peer_all_reduce(const std::vector<backend::c
   }
   std::unique_ptr<PeerAllReduce> p;
   if (!o.custom_all_reduce) why = "--disable-custom-all-reduce";
-  else if (po.max_bytes == 0) why = "DSSERVE_CUSTOM_AR_MAX_BYTES=0";
+  else if (po.max_bytes == 0)
+    why = "the custom all-reduce is off until checked across GPUs; DSSERVE_CUSTOM_AR_MAX_BYTES=524288 turns it on";
   else if (ranks.size() < 2) why = "one rank";
   else p = PeerAllReduce::make(ranks, po, &why);
   if (p)

@@ -394,7 +394,7 @@ void collective_tables(int n) {
 
 int main(int argc, char** argv) {
   // The custom all-reduce's ranks on one GPU spin at once: each rank's stream needs a hardware queue of its
-  // own (CUDA's default of 8 is shared by all streams of the process).
+  // own (CUDA's default of 8 is shared by all streams of the process, in turn).
   setenv("CUDA_DEVICE_MAX_CONNECTIONS", "32", 0);
   int gpus = 0;
   cudaGetDeviceCount(&gpus);
@@ -404,6 +404,7 @@ int main(int argc, char** argv) {
     std::printf("== gpu_dist_check peer: %d checks, %d failed ==\n", checks, failures);
     return failures ? 1 : 0;
   }
+  peercheck::peer_all_reduce_one_gpu(expect);  // first: before any other stream (gpu_dist_check_peer.cpp)
   auto be = backend::make_cuda_backend(0);
   auto groups = dist::make_nccl_groups({be.get()});
   collectives(*be, *groups[0]);
@@ -411,7 +412,6 @@ int main(int argc, char** argv) {
   expert_parallel_ids(*be);
   two_ranks(false);
   dp_attention_two_ranks(false);
-  peercheck::peer_all_reduce_one_gpu(expect);
   if (gpus >= 2) {
     two_ranks(true);
     dp_attention_two_ranks(true);

@@ -1,8 +1,13 @@
 // The custom all-reduce (dist/peer_all_reduce.h, backend/cuda/k_peer_all_reduce.cu). On one GPU its ranks
 // are CudaBackends on device 0, each on a thread of its own, all spinning at once: that needs every rank's
 // blocks resident together (8 ranks x at most 32 blocks of 512 threads, 2 per SM by the kernel's launch
-// bounds: 256 <= 2 x 132 SMs of an H100/H200) and every rank's stream on its own hardware queue
-// (gpu_dist_check's main raises CUDA_DEVICE_MAX_CONNECTIONS); else a wait could never end.
+// bounds: 256 <= 2 x 132 SMs of an H100/H200) and every rank's stream on its own hardware queue: CUDA maps
+// streams onto CUDA_DEVICE_MAX_CONNECTIONS queues in turn, so gpu_dist_check raises that to 32 and runs
+// these checks first, over one set of 8 backends without side streams made before any other stream. (Its
+// first run, where earlier checks had made dozens of streams, put two ranks' streams on one queue: a
+// rank's kernel waited behind a spinning peer until the 20 s timeout, whose abort then ended later waits
+// early and left their sums undone - every check after it failed.) Each phase also checks that no wait
+// timed out.
 #include "gpu_dist_check_peer.h"
 
 #include <cuda_runtime.h>
@@ -84,17 +89,17 @@ std::vector<uint8_t> reference(const Msg& m, int ranks, const std::function<uint
   return b;
 }
 
+// The 8 ranks' backends on GPU 0, made once by peer_all_reduce_one_gpu (see the top: one stream each,
+// made before any other) and used by every check of it.
+std::vector<CudaBackend*> g_gpu0;
+
 struct Ranks {
-  std::vector<std::unique_ptr<backend::Backend>> bes;
   std::vector<CudaBackend*> cuda;
   std::unique_ptr<dist::PeerAllReduce> ar;
 };
 Ranks ranks_on_gpu0(int n, double timeout_s = 20) {
   Ranks rk;
-  for (int r = 0; r < n; ++r) {
-    rk.bes.push_back(backend::make_cuda_backend(0));
-    rk.cuda.push_back(dynamic_cast<CudaBackend*>(rk.bes.back().get()));
-  }
+  rk.cuda.assign(g_gpu0.begin(), g_gpu0.begin() + n);
   dist::PeerAllReduceOptions o;
   o.timeout_s = timeout_s;
   std::string why;
@@ -331,14 +336,30 @@ void timing(int n) {
 }  // namespace
 
 void peer_all_reduce_one_gpu(Expect expect) {
+  std::vector<std::unique_ptr<CudaBackend>> owned;
+  for (int r = 0; r < backend::cuda::kPeerMaxRanks; ++r) {
+    backend::cuda::CudaOptions o;
+    o.overlap = false;  // no side stream
+    owned.push_back(backend::cuda::make_cuda_backend(o));
+    g_gpu0.push_back(owned.back().get());
+  }
   for (int n : {2, 4, 8}) {
     Ranks rk = ranks_on_gpu0(n);  // one set for the three: epochs carry over from one to the next
+    auto no_timeout = [&](const char* phase) {
+      const std::string f = rk.ar->failure();
+      expect(f.empty(), fmt::format("custom all-reduce, {} ranks on one GPU, {}: no wait timed out{}", n, phase,
+                                    f.empty() ? "" : " (" + f + ")"));
+    };
     sizes(rk, expect);
+    no_timeout("sizes");
     back_to_back(rk, expect);
+    no_timeout("back-to-back calls");
     graphs(rk, expect);
+    no_timeout("graphs");
     abort_and_timeout(n, expect);
   }
   for (int n : {2, 8}) timing(n);
+  g_gpu0.clear();
 }
 
 void peer_all_reduce_groups(int gpus, Expect expect) {
@@ -352,7 +373,9 @@ void peer_all_reduce_groups(int gpus, Expect expect) {
     cuda.push_back(dynamic_cast<CudaBackend*>(raw.back()));
   }
   {  // bitwise sums through the group, and the latency next to NCCL's (host-timed, mean of 1000, slowest rank)
-    auto custom = dist::make_nccl_groups(raw);
+    dist::NcclGroupOptions on;
+    on.custom_all_reduce_max_bytes = kPeerMaxBytes;
+    auto custom = dist::make_nccl_groups(raw, on);
     dist::NcclGroupOptions off;
     off.custom_all_reduce = false;
     auto nccl = dist::make_nccl_groups(raw, off);
@@ -396,6 +419,7 @@ void peer_all_reduce_groups(int gpus, Expect expect) {
   }
   for (bool timeout : {false, true}) {  // rank n - 1 never calls
     dist::NcclGroupOptions o;
+    o.custom_all_reduce_max_bytes = kPeerMaxBytes;
     o.custom_all_reduce_timeout_s = timeout ? 0.5 : 20;
     auto groups = dist::make_nccl_groups(raw, o);
     const Msg m{DType::F32, 7168};

@@ -3,11 +3,13 @@
 // blocks resident together (8 ranks x at most 32 blocks of 512 threads, 2 per SM by the kernel's launch
 // bounds: 256 <= 2 x 132 SMs of an H100/H200) and every rank's stream on its own hardware queue: CUDA maps
 // streams onto CUDA_DEVICE_MAX_CONNECTIONS queues in turn, so gpu_dist_check raises that to 32 and runs
-// these checks first, over one set of 8 backends without side streams made before any other stream. (Its
-// first run, where earlier checks had made dozens of streams, put two ranks' streams on one queue: a
-// rank's kernel waited behind a spinning peer until the 20 s timeout, whose abort then ended later waits
-// early and left their sums undone - every check after it failed.) Each phase also checks that no wait
-// timed out.
+// these checks first, over one set of 8 backends without side streams made before any other stream. And no
+// rank may allocate (cudaMalloc, graph instantiation: calls that can wait for the whole device) while a
+// peer's kernel spins waiting for it: every phase allocates first and meets the other ranks at a barrier
+// before its first all-reduce. (The first run on a GPU did neither: once per rank count a wait ran into
+// the 20 s timeout, the dist check took ~60 s longer, and the timeout's sticky abort then ended every later
+// wait early with its sums undone, so the checks after it failed; which of the two hazards struck was not
+// established.) Each phase also checks that no wait timed out.
 #include "gpu_dist_check_peer.h"
 
 #include <cuda_runtime.h>
@@ -149,9 +151,11 @@ void sizes(Ranks& rk, Expect expect) {
         ++call, ++runs;
         const auto want = reference(m, n, [&](int r) { return seed_of(r, call); });
         std::vector<char> ok(static_cast<size_t>(n), 0);
+        std::barrier ready(n);
         on_ranks(rk.cuda, [&](int r) {
           CudaBackend& be = *rk.cuda[size_t(r)];
           Tensor t = upload(be, m, input_bytes(m, seed_of(r, call)), misaligned);
+          ready.arrive_and_wait();  // no rank allocates while another's kernel waits for it (see the top)
           rk.ar->run(t, r, be.stream());
           ok[size_t(r)] = download(be, t) == want;
         });
@@ -178,11 +182,13 @@ void back_to_back(Ranks& rk, Expect expect) {
   std::vector<std::vector<uint8_t>> want;
   for (int i = 0; i < 300; ++i) want.push_back(reference(calls[size_t(i)], n, [&](int r) { return seed_of(r, 1000 + i); }));
   std::vector<int> wrong(static_cast<size_t>(n), 0);
+  std::barrier ready(n);
   on_ranks(rk.cuda, [&](int r) {
     CudaBackend& be = *rk.cuda[size_t(r)];
     std::vector<Tensor> ts;
     for (int i = 0; i < 300; ++i) ts.push_back(upload(be, calls[size_t(i)], input_bytes(calls[size_t(i)], seed_of(r, 1000 + i))));
     DS_CUDA_CHECK(cudaStreamSynchronize(be.stream()));
+    ready.arrive_and_wait();
     for (auto& t : ts) rk.ar->run(t, r, be.stream());
     for (int i = 0; i < 300; ++i) wrong[size_t(r)] += download(be, ts[size_t(i)]) != want[size_t(i)];
   });
@@ -198,6 +204,7 @@ void graphs(Ranks& rk, Expect expect) {
   const int n = int(rk.cuda.size());
   const Msg ms[3] = {{DType::F32, 7168}, {DType::BF16, 8 * 7168}, {DType::F32, 65536 + 3}};
   std::vector<int> wrong(static_cast<size_t>(n), 0);
+  std::barrier ready(n);
   on_ranks(rk.cuda, [&](int r) {
     CudaBackend& be = *rk.cuda[size_t(r)];
     std::vector<Tensor> ts;
@@ -210,6 +217,7 @@ void graphs(Ranks& rk, Expect expect) {
     for (auto& t : ts) rk.ar->run(t, r, be.stream());
     DS_CUDA_CHECK(cudaStreamEndCapture(be.stream(), &graph));
     DS_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    ready.arrive_and_wait();
     for (int rep = 0; rep < 50; ++rep) {
       std::vector<uint8_t> in[3];  // alive until the downloads below have synchronised the stream
       for (int k = 0; k < 3; ++k) {
@@ -305,6 +313,7 @@ void timing(int n) {
       on_ranks(rk.cuda, [&](int r) {
         CudaBackend& be = *rk.cuda[size_t(r)];
         Tensor t = be.alloc({m.n}, dt);
+        sync.arrive_and_wait();
         for (int i = 0; i < 20; ++i) rk.ar->run(t, r, be.stream());
         DS_CUDA_CHECK(cudaStreamSynchronize(be.stream()));
         sync.arrive_and_wait();
@@ -318,6 +327,7 @@ void timing(int n) {
         for (int i = 0; i < 100; ++i) rk.ar->run(t, r, be.stream());
         DS_CUDA_CHECK(cudaStreamEndCapture(be.stream(), &g));
         DS_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+        sync.arrive_and_wait();
         DS_CUDA_CHECK(cudaGraphLaunch(exec, be.stream()));
         DS_CUDA_CHECK(cudaStreamSynchronize(be.stream()));
         sync.arrive_and_wait();
@@ -392,6 +402,7 @@ void peer_all_reduce_groups(int gpus, Expect expect) {
         on_ranks(cuda, [&](int r) {
           CudaBackend& be = *cuda[size_t(r)];
           Tensor t = upload(be, m, input_bytes(m, seed_of(r, 9000 + call)));
+          sync.arrive_and_wait();  // allocations before any rank's first all-reduce (see the top)
           custom[size_t(r)]->all_reduce_sum(t);
           ok[size_t(r)] = download(be, t) == want;
           for (int k = 0; k < 2; ++k) {

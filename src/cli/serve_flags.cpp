@@ -87,7 +87,7 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
       ->check(CLI::Range(0, 4096));
   cmd->add_flag("--disable-cuda-graph", f.disable_cuda_graph, "cuda: run every step op by op");
   cmd->add_flag("--disable-custom-all-reduce", f.disable_custom_all_reduce,
-                "cuda: every all-reduce through NCCL, whatever DSSERVE_CUSTOM_AR_MAX_BYTES says (the custom all-reduce over peer memory is off by default until checked across GPUs)");
+                "cuda: every all-reduce through NCCL, whatever DSSERVE_CUSTOM_AR_MAX_BYTES says (the custom all-reduce over peer memory is off by default until its checks pass)");
   cmd->add_flag("--cuda-graph-lazy", f.cuda_graph_lazy,
                 "cuda: record each decode shape at its first step instead of all of them at start-up");
   cmd->add_option("--schedule-policy", f.schedule_policy, "fcfs or lpm (longest cached prefix first)")

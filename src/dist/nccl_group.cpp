@@ -142,7 +142,7 @@ std::unique_ptr<PeerAllReduce> make_peer_all_reduce(const std::vector<backend::c
   std::unique_ptr<PeerAllReduce> p;
   if (!o.custom_all_reduce) why = "--disable-custom-all-reduce";
   else if (po.max_bytes == 0)
-    why = "the custom all-reduce is off until checked across GPUs; DSSERVE_CUSTOM_AR_MAX_BYTES=524288 turns it on";
+    why = "the custom all-reduce is off by default until its checks pass (docs/PERF.md, session 20); DSSERVE_CUSTOM_AR_MAX_BYTES=524288 turns it on";
   else if (ranks.size() < 2) why = "one rank";
   else p = PeerAllReduce::make(ranks, po, &why);
   if (p)

@@ -15,8 +15,8 @@ struct NcclGroupOptions {
   // Small F32/BF16 all-reduces through the one-shot kernel over peer memory (dist/peer_all_reduce.h) where
   // every two GPUs reach each other's memory; false: NCCL for all (--disable-custom-all-reduce).
   bool custom_all_reduce = true;
-  // Its size limit. 0 by default: off until its checks have run across GPUs (issue 15; on one GPU they
-  // pass). DSSERVE_CUSTOM_AR_MAX_BYTES (up to 512 KiB) overrides it.
+  // Its size limit. 0 by default: off until its checks pass on one GPU (their first run failed; docs/PERF.md,
+  // session 20) and across GPUs (issue 15). DSSERVE_CUSTOM_AR_MAX_BYTES (up to 512 KiB) overrides it.
   size_t custom_all_reduce_max_bytes = 0;
   double custom_all_reduce_timeout_s = 60;  // a rank that waited this long for a peer ends the group (a backstop: ranks step together)
 };

@@ -137,6 +137,25 @@ std::vector<uint8_t> download(CudaBackend& be, const Tensor& t) {
 
 const char* dname(DType d) { return d == DType::BF16 ? "BF16" : "F32"; }
 
+// The all-reduces `calls` issues on this rank's stream, captured into a graph of its own (thread-local
+// capture: the other ranks' threads keep calling CUDA meanwhile) and instantiated.
+struct RankGraph {
+  RankGraph(cudaStream_t st, const std::function<void()>& calls) {
+    DS_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    calls();
+    DS_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+    DS_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  }
+  ~RankGraph() {
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+  }
+  RankGraph(const RankGraph&) = delete;
+  RankGraph& operator=(const RankGraph&) = delete;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+};
+
 // (a) every size, both dtypes, aligned and not: each rank's result against the reference.
 void sizes(Ranks& rk, Expect expect) {
   const int n = int(rk.cuda.size());
@@ -210,13 +229,9 @@ void graphs(Ranks& rk, Expect expect) {
     std::vector<Tensor> ts;
     for (const Msg& m : ms) ts.push_back(upload(be, m, std::vector<uint8_t>(m.bytes(), 0)));
     DS_CUDA_CHECK(cudaStreamSynchronize(be.stream()));
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    // Thread-local capture: the other ranks' threads keep calling CUDA meanwhile.
-    DS_CUDA_CHECK(cudaStreamBeginCapture(be.stream(), cudaStreamCaptureModeThreadLocal));
-    for (auto& t : ts) rk.ar->run(t, r, be.stream());
-    DS_CUDA_CHECK(cudaStreamEndCapture(be.stream(), &graph));
-    DS_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    const RankGraph g(be.stream(), [&] {
+      for (auto& t : ts) rk.ar->run(t, r, be.stream());
+    });
     ready.arrive_and_wait();
     for (int rep = 0; rep < 50; ++rep) {
       std::vector<uint8_t> in[3];  // alive until the downloads below have synchronised the stream
@@ -225,13 +240,11 @@ void graphs(Ranks& rk, Expect expect) {
         DS_CUDA_CHECK(cudaMemcpyAsync(ts[size_t(k)].raw(), in[k].data(), in[k].size(), cudaMemcpyHostToDevice,
                                       be.stream()));
       }
-      DS_CUDA_CHECK(cudaGraphLaunch(exec, be.stream()));
+      DS_CUDA_CHECK(cudaGraphLaunch(g.exec, be.stream()));
       for (int k = 0; k < 3; ++k)
         wrong[size_t(r)] += download(be, ts[size_t(k)]) !=
                             reference(ms[k], n, [&](int q) { return seed_of(q, 5000 + rep, k); });
     }
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
   });
   int total = 0;
   for (int w : wrong) total += w;
@@ -321,22 +334,17 @@ void timing(int n) {
         for (int i = 0; i < 1000; ++i) rk.ar->run(t, r, be.stream());
         DS_CUDA_CHECK(cudaStreamSynchronize(be.stream()));
         eager[size_t(r)] = seconds_since(t0) * 1e3;  // us per call
-        cudaGraph_t g = nullptr;
-        cudaGraphExec_t exec = nullptr;
-        DS_CUDA_CHECK(cudaStreamBeginCapture(be.stream(), cudaStreamCaptureModeThreadLocal));
-        for (int i = 0; i < 100; ++i) rk.ar->run(t, r, be.stream());
-        DS_CUDA_CHECK(cudaStreamEndCapture(be.stream(), &g));
-        DS_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+        const RankGraph g(be.stream(), [&] {
+          for (int i = 0; i < 100; ++i) rk.ar->run(t, r, be.stream());
+        });
         sync.arrive_and_wait();
-        DS_CUDA_CHECK(cudaGraphLaunch(exec, be.stream()));
+        DS_CUDA_CHECK(cudaGraphLaunch(g.exec, be.stream()));
         DS_CUDA_CHECK(cudaStreamSynchronize(be.stream()));
         sync.arrive_and_wait();
         t0 = Clock::now();
-        for (int i = 0; i < 10; ++i) DS_CUDA_CHECK(cudaGraphLaunch(exec, be.stream()));
+        for (int i = 0; i < 10; ++i) DS_CUDA_CHECK(cudaGraphLaunch(g.exec, be.stream()));
         DS_CUDA_CHECK(cudaStreamSynchronize(be.stream()));
         graph[size_t(r)] = seconds_since(t0) * 1e3;
-        cudaGraphExecDestroy(exec);
-        cudaGraphDestroy(g);
       });
       std::printf("  %-4s [%3lld, 7168] %8.2f %8.2f\n", dname(dt), (long long)T, *std::max_element(eager.begin(), eager.end()),
                   *std::max_element(graph.begin(), graph.end()));

@@ -134,6 +134,7 @@ void check_overlap_model(GemmMode mode) {
       mopt.indexer = im;
       Model m(cfg, w, *be, mopt);
       std::string paths;
+      const int64_t branch_limit = be->options().branch_max_tokens;
       auto run = [&](bool overlap) {
         be->set_overlap(overlap);
         be->set_branch_max_tokens(INT64_MAX);  // the 900-token prefill branched too (by default it runs in order)
@@ -145,7 +146,7 @@ void check_overlap_model(GemmMode mode) {
                                                [&] { paths += be->last_branch_path(); });
         paths += std::string("/") + be->last_branch_path() + " ";
         be->set_overlap(false);
-        be->set_branch_max_tokens(backend::cuda::CudaOptions{}.branch_max_tokens);
+        be->set_branch_max_tokens(branch_limit);
         return logits;
       };
       const std::vector<float> off = run(false), on = run(true);

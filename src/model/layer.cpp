@@ -112,8 +112,7 @@ Tensor Model::attention(const LayerWeights& lw, int64_t layer, const Step& st, K
   Tensor idx_weights;
   be_.branch(
       [&] {
-        cache.write_latent(be_, layer, proj[1], a.kv_a_norm, eps, pos, rope_, st.slots);
-        if (cfg_.has_indexer()) indexer_keys(a, layer, st, cache, proj[2]);
+        write_kv(a, layer, st, cache, proj[1], cfg_.has_indexer() ? &proj[2] : nullptr);
         if (selecting) idx_weights = indexer_weights(a, h);
       },
       T);
@@ -246,6 +245,13 @@ Tensor Model::attention_mha(const AttentionWeights& a, int64_t layer, const Step
   Tensor o = be_.attention_mha_causal(q.view({T, heads_, Dn + Dr}), kvb, lat, Dl, Dv, st.ab, key_row0,
                                       float(cfg_.softmax_scale()));
   return o.view({T, heads_ * Dv});
+}
+
+void Model::write_kv(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache,
+                     const Tensor& latent_proj, const Tensor* index_proj) const {
+  cache.write_latent(be_, layer, latent_proj, a.kv_a_norm, float(cfg_.rms_norm_eps), st.ab.pos_of_token, rope_,
+                     st.slots);
+  if (index_proj) indexer_keys(a, layer, st, cache, *index_proj);
 }
 
 void Model::indexer_keys(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache,

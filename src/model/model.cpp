@@ -186,20 +186,48 @@ ForwardOutput Model::mtp_forward(const ForwardBatch& batch, const MtpInput& in, 
   return out;
 }
 
-Tensor Model::mtp_stack(const Step& st, KVCache& cache, int depth, const Tensor& embedded,
-                        const Tensor& hidden) const {
-  const MtpWeights& m = w_.mtp[size_t(depth)];
+Tensor Model::mtp_input(const MtpWeights& m, int64_t tokens, const Tensor& embedded, const Tensor& hidden) const {
   const float eps = float(cfg_.rms_norm_eps);
   const int64_t H = cfg_.hidden_size;
   // u = eh_proj([enorm(embed(next token)) | hnorm(hidden)]): embedding first, as DeepSeek's weights expect.
   Tensor e = be_.rmsnorm(embedded, m.enorm, eps);
   Tensor h = be_.rmsnorm(hidden, m.hnorm, eps);
-  Tensor cat = be_.alloc({int64_t(st.ids.size()), 2 * H}, be_.act_dtype());
+  Tensor cat = be_.alloc({tokens, 2 * H}, be_.act_dtype());
   be_.copy_cols(cat, 0, e, 0, H);
   be_.copy_cols(cat, H, h, 0, H);
-  Tensor residual = be_.linear(cat, m.eh_proj);
+  return be_.linear(cat, m.eh_proj);
+}
+
+Tensor Model::mtp_stack(const Step& st, KVCache& cache, int depth, const Tensor& embedded,
+                        const Tensor& hidden) const {
+  const MtpWeights& m = w_.mtp[size_t(depth)];
+  Tensor residual = mtp_input(m, int64_t(st.ids.size()), embedded, hidden);
   Tensor pending = layer_forward(m.layer, cfg_.num_hidden_layers + depth, st, cache, residual, nullptr);
-  return be_.add_rmsnorm(pending, residual, m.head_norm, eps);
+  return be_.add_rmsnorm(pending, residual, m.head_norm, float(cfg_.rms_norm_eps));
+}
+
+void Model::mtp_fill(const ForwardBatch& batch, const MtpInput& in, KVCache& cache, int depth) const {
+  DS_CHECK(depth >= 0 && size_t(depth) < w_.mtp.size(), "MTP layer {} is not loaded (the model has {})", depth,
+           w_.mtp.size());
+  DS_CHECK(batch.dp_tokens.empty(), "an MTP KV fill takes no part in DP attention's exchanges");
+  for (const auto& sc : batch.seqs)
+    DS_CHECK(sc.logits == LogitsMode::None, "an MTP KV fill computes no logits");
+  const MtpWeights& m = w_.mtp[size_t(depth)];
+  Step st = layout(batch, cache);
+  DS_CHECK(in.next_tokens.size() == st.ids.size() && in.hidden.dim(0) == int64_t(st.ids.size()),
+           "MTP fill input has {} tokens / {} hidden rows for a batch of {} tokens", in.next_tokens.size(),
+           in.hidden.dim(0), st.ids.size());
+  StepBinding bound(be_, st);
+  Tensor residual = mtp_input(m, int64_t(st.ids.size()), embed(m.embed, in.next_tokens),
+                              in.hidden.device() == be_.device() ? in.hidden : be_.from_host(in.hidden));
+  // The layer's first ops as layer_forward and attention() run them (no pending output: rmsnorm alone),
+  // but only the projections the caches take.
+  const AttentionWeights& a = m.layer.attn;
+  Tensor h = be_.rmsnorm(residual, m.layer.input_norm, float(cfg_.rms_norm_eps));
+  std::vector<const backend::LinearWeight*> down = {&a.kv_a};
+  if (cfg_.has_indexer()) down.push_back(&a.idx_wk);
+  std::vector<Tensor> proj = be_.linear_group(h, down);
+  write_kv(a, cfg_.num_hidden_layers + depth, st, cache, proj[0], cfg_.has_indexer() ? &proj[1] : nullptr);
 }
 
 Tensor Model::mtp_draft_pass(const StepLayout& st, KVCache& cache, const Tensor* ids, const Tensor& hidden_in,

@@ -106,6 +106,12 @@ class Model {
   // The logits rows follow batch.seqs[i].logits as in forward(); hidden = the layer's shared_head.norm output.
   // With DraftHead::Fp8 the logits are the FP8 copy's top candidates rescored, -inf elsewhere.
   ForwardOutput mtp_forward(const ForwardBatch& batch, const MtpInput& in, KVCache& cache, int depth = 0) const;
+  // Only the KV entries MTP layer `depth` would write for the batch's tokens (its latent + rope key and its
+  // indexer key: the same ops as mtp_forward's, on the same inputs), none of its queries, attention, FFN
+  // or head: what the layer needs of positions whose own output nobody reads (every token of a draft
+  // step but each drafting sequence's last). No collective beyond the embedding's (it runs on its own,
+  // outside DP attention's exchanges); batch.dp_tokens must be empty and no sequence may ask for logits.
+  void mtp_fill(const ForwardBatch& batch, const MtpInput& in, KVCache& cache, int depth = 0) const;
   // One pass of MTP layer 0 that issues only device work, for a runner to record (runtime/draft_recorder.h):
   // over the bound step `st`, with token ids from `ids` (I32 [T] on the device, written by the pass before;
   // null: st.ids) and the hidden states hidden_in [T, hidden_size]; the greedy token of each logits row
@@ -144,6 +150,11 @@ class Model {
   // place (+ Hadamard and FP8 rounding); the top-k index of those queries over the cached keys.
   void indexer_keys(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache,
                     const Tensor& k_proj) const;
+  // The step's KV entries of `layer` from the projections of its tokens: the latent (kv_a's output:
+  // normalised, its rope key rotated) and, with an indexer, the indexer's key (idx_wk's output; null
+  // without one). Shared by attention() and mtp_fill(), so both write the same bits from the same inputs.
+  void write_kv(const AttentionWeights& a, int64_t layer, const Step& st, KVCache& cache, const Tensor& latent_proj,
+                const Tensor* index_proj) const;
   Tensor indexer_weights(const AttentionWeights& a, const Tensor& h) const;
   void indexer_query(const Step& st, Tensor& q_proj) const;
   Tensor indexer_topk(int64_t layer, const Step& st, KVCache& cache, const Tensor& q_proj,
@@ -164,6 +175,8 @@ class Model {
   Tensor embed_ids(const Tensor& table, const Tensor& ids) const;  // ids on the device
   // The MTP layer's body: from the embedded next tokens and the previous hidden states to its head norm.
   Tensor mtp_stack(const Step& st, KVCache& cache, int depth, const Tensor& embedded, const Tensor& hidden) const;
+  // Its input: eh_proj over [enorm(embedded) | hnorm(hidden)], the layer's residual stream.
+  Tensor mtp_input(const MtpWeights& m, int64_t tokens, const Tensor& embedded, const Tensor& hidden) const;
   Tensor gather_vocab(const Tensor& local_logits) const;
 
   ModelConfig cfg_;

@@ -182,7 +182,7 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
     model::MtpInput mi;
     for (const auto& sc : sp.fill.seqs) mi.next_tokens.insert(mi.next_tokens.end(), sc.tokens.begin(), sc.tokens.end());
     mi.hidden = be.cache_gather(last_hidden, sp.fill_rows);
-    m_.mtp_forward(sp.fill, mi, cache);
+    m_.mtp_fill(sp.fill, mi, cache);
     ++stats_.with_fill;
   }
   // The kept hidden states in the extend pass's row order (a padding row reads any valid row).

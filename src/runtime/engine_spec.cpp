@@ -141,12 +141,11 @@ void EngineImpl::add_slots(RequestState& r, const Scheduler::Chunk& c, std::vect
 
 void EngineImpl::run_drafts(std::vector<DraftPlan>& drafts) {
   bool any = false;
-  std::vector<int32_t> dp_tokens, dp_drafting;
+  // DP attention's exchanges in a draft step carry each drafting sequence's last token alone (the others
+  // only fill the MTP layer's KV, outside the exchanges: ModelRunner::run_draft), one per drafting request.
+  std::vector<int32_t> dp_drafting;
   for (auto& d : drafts) {
     any = any || d.any();
-    int32_t tokens = 0;
-    for (const auto& sc : d.in.batch.seqs) tokens += int32_t(sc.tokens.size());
-    dp_tokens.push_back(tokens);
     dp_drafting.push_back(d.drafting);
   }
   if (!any) return;
@@ -156,7 +155,7 @@ void EngineImpl::run_drafts(std::vector<DraftPlan>& drafts) {
     if (!drafts[g].any() && !lock_step_) continue;  // sits out (DP attention: an idle group exchanges)
     drafts[g].in.mode = ForwardMode::DraftExtend;
     if (lock_step_) {
-      drafts[g].in.batch.dp_tokens = dp_tokens;
+      drafts[g].in.batch.dp_tokens = dp_drafting;
       drafts[g].in.dp_drafting = dp_drafting;
     }
     steps[g].input = std::move(drafts[g].in);

@@ -67,41 +67,65 @@ StepOutput ModelRunner::run_draft(StepInput in) {
       res.forward_ms = fwd.seconds() * 1e3;
       return res;
     }
-  model::MtpInput mi;
-  for (const auto& sc : batch.seqs) mi.next_tokens.insert(mi.next_tokens.end(), sc.tokens.begin(), sc.tokens.end());
-  DS_CHECK(in.hidden_rows.size() == mi.next_tokens.size(), "draft step: {} hidden rows for {} tokens",
-           in.hidden_rows.size(), mi.next_tokens.size());
+  // Every token but each drafting sequence's last only fills the MTP layer's KV (Model::mtp_fill: nobody
+  // reads those tokens' outputs); the last tokens run the whole layer and draft. Under DP attention the
+  // exchanges carry those last tokens alone (the engine's dp_tokens are the groups' drafting counts).
+  size_t tokens = 0;
+  for (const auto& sc : batch.seqs) tokens += sc.tokens.size();
+  DS_CHECK(in.hidden_rows.size() == tokens, "draft step: {} hidden rows for {} tokens", in.hidden_rows.size(),
+           tokens);
   for (int32_t r : in.hidden_rows)
     DS_CHECK(r >= 0 && r < last_hidden_.dim(0), "draft step: hidden row {} of {}", r, last_hidden_.dim(0));
-  mi.hidden = backend().cache_gather(last_hidden_, in.hidden_rows);
-  last_hidden_ = Tensor();  // read once
-  model::ForwardOutput out = m.mtp_forward(batch, mi, kv_);
-
-  // The sequences that draft (logits Last), in batch order, and where their chain goes on.
-  std::vector<size_t> drafting;
-  std::vector<int32_t> last_row;  // each drafting sequence's last row in out.hidden
-  int32_t row = 0;
+  model::ForwardBatch fill, extend;
+  extend.want_hidden = extend.hidden_on_device = true;
+  extend.logits_on_device = device_sampling_;
+  extend.dp_tokens = batch.dp_tokens;
+  model::MtpInput fill_in, extend_in;
+  std::vector<int32_t> fill_rows, extend_rows;
+  std::vector<size_t> drafting;  // the sequences that draft, in batch order
+  size_t at = 0;
   for (size_t s = 0; s < batch.seqs.size(); ++s) {
-    row += int32_t(batch.seqs[s].tokens.size());
-    if (batch.seqs[s].logits == model::LogitsMode::Last) {
-      drafting.push_back(s);
-      last_row.push_back(row - 1);
-    } else {
-      DS_CHECK(batch.seqs[s].logits == model::LogitsMode::None, "draft step: sequence {} asks for all logits", s);
+    const model::SequenceChunk& sc = batch.seqs[s];
+    const size_t n = sc.tokens.size();
+    const bool drafts = sc.logits == model::LogitsMode::Last;
+    DS_CHECK(drafts || sc.logits == model::LogitsMode::None, "draft step: sequence {} asks for all logits", s);
+    const size_t f = drafts ? n - 1 : n;
+    if (f > 0) {
+      fill.seqs.push_back({std::vector<int32_t>(sc.tokens.begin(), sc.tokens.begin() + long(f)), sc.start_pos,
+                           sc.page_table, model::LogitsMode::None});
+      fill_in.next_tokens.insert(fill_in.next_tokens.end(), sc.tokens.begin(), sc.tokens.begin() + long(f));
+      fill_rows.insert(fill_rows.end(), in.hidden_rows.begin() + long(at), in.hidden_rows.begin() + long(at + f));
     }
+    if (drafts) {
+      extend.seqs.push_back({{sc.tokens.back()}, sc.start_pos + int32_t(f), sc.page_table, model::LogitsMode::Last});
+      extend_in.next_tokens.push_back(sc.tokens.back());
+      extend_rows.push_back(in.hidden_rows[at + f]);
+      drafting.push_back(s);
+    }
+    at += n;
+  }
+  if (!fill.seqs.empty()) {
+    fill_in.hidden = backend().cache_gather(last_hidden_, fill_rows);
+    m.mtp_fill(fill, fill_in, kv_);
   }
   res.drafts.resize(batch.seqs.size());
-  std::vector<int32_t> tok = greedy_rows(out);
-  DS_CHECK(tok.size() == drafting.size(), "draft step: {} draft rows for {} drafting sequences", tok.size(),
-           drafting.size());
-  for (size_t k = 0; k < drafting.size(); ++k) res.drafts[drafting[k]].push_back(tok[k]);
   if (drafting.empty()) {
+    last_hidden_ = Tensor();
+    if (!extend.dp_tokens.empty()) m.mtp_forward(extend, {}, kv_);  // DP attention: the others' exchanges
     idle_chain();
     res.forward_ms = fwd.seconds() * 1e3;
     return res;
   }
+  extend_in.hidden = backend().cache_gather(last_hidden_, extend_rows);
+  last_hidden_ = Tensor();  // read once
+  model::ForwardOutput out = m.mtp_forward(extend, extend_in, kv_);
+  std::vector<int32_t> tok = greedy_rows(out);
+  DS_CHECK(tok.size() == drafting.size(), "draft step: {} draft rows for {} drafting sequences", tok.size(),
+           drafting.size());
+  for (size_t k = 0; k < drafting.size(); ++k) res.drafts[drafting[k]].push_back(tok[k]);
+  // Each drafting sequence's row of out.hidden is its k-th (one token each).
+  Tensor hidden = out.hidden;
   // Chained steps: MTP at the position after the previous one, on its own hidden state and draft.
-  Tensor hidden = backend().cache_gather(out.hidden, last_row);
   for (int32_t j = 1; j < steps; ++j) {
     model::ForwardBatch chain;
     chain.want_hidden = chain.hidden_on_device = true;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 
@@ -82,6 +83,61 @@ TEST_F(SpecDecodeTest, MixedVerifyStepPadsIntoTheVerifyShape) {
       EXPECT_LT(rel(a.index_k[l], b.index_k[l]), 1e-5) << "indexer keys of layer " << l;
     }
   }
+}
+
+// The MTP layer's KV-only pass (Model::mtp_fill, what a draft step runs for every token but each drafting
+// sequence's last) writes bit for bit the KV entries the whole layer (mtp_forward) writes for the same
+// tokens and hidden states, and nothing else; it refuses logits rows and DP exchanges.
+TEST_F(SpecDecodeTest, MtpFillWritesTheWholeLayersKvEntries) {
+  const model::Model& m = *golden_;
+  ASSERT_TRUE(m.config().has_indexer());
+  const int64_t H = m.config().hidden_size;
+  model::KVCache whole = m.make_cache(32, 4), fill = m.make_cache(32, 4), fresh = m.make_cache(32, 4);
+  auto same = [](const Tensor& x, const Tensor& y) {
+    return x.nbytes() == y.nbytes() && std::memcmp(x.raw(), y.raw(), x.nbytes()) == 0;
+  };
+  auto pools = [](model::KVCache& c) {
+    std::vector<Tensor*> p;
+    for (auto& t : c.latent) p.push_back(&t);
+    for (auto& t : c.index_k) p.push_back(&t);
+    return p;
+  };
+  for (size_t i = 0; i < pools(whole).size(); ++i) {  // start from the same bytes, whatever alloc leaves
+    std::memcpy(pools(fill)[i]->raw(), pools(whole)[i]->raw(), pools(whole)[i]->nbytes());
+    std::memcpy(pools(fresh)[i]->raw(), pools(whole)[i]->raw(), pools(whole)[i]->nbytes());
+  }
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd;
+  model::ForwardBatch b;
+  model::MtpInput in;
+  const std::vector<int> lens = {7, 5, 1};
+  std::vector<int32_t> starts = {0, 3, 9};
+  for (size_t s = 0; s < lens.size(); ++s) {
+    std::vector<int32_t> t;
+    for (int i = 0; i < lens[s]; ++i) t.push_back(int32_t(3 + rng() % uint32_t(m.config().vocab_size - 3)));
+    in.next_tokens.insert(in.next_tokens.end(), t.begin(), t.end());
+    std::vector<int32_t> pages(8);
+    std::iota(pages.begin(), pages.end(), int32_t(s * 8));
+    b.seqs.push_back({t, starts[s], pages, model::LogitsMode::None});
+  }
+  in.hidden = Tensor::empty({int64_t(in.next_tokens.size()), H}, DType::F32);
+  for (int64_t i = 0; i < in.hidden.numel(); ++i) in.hidden.f32()[i] = nd(rng);
+  m.mtp_forward(b, in, whole);
+  m.mtp_fill(b, in, fill);
+  const size_t mtp = size_t(m.config().num_hidden_layers);
+  for (size_t l = 0; l < whole.latent.size(); ++l) {
+    EXPECT_TRUE(same(whole.latent[l], fill.latent[l])) << "latent pool of layer " << l;
+    EXPECT_TRUE(same(whole.index_k[l], fill.index_k[l])) << "indexer key pool of layer " << l;
+    // The MTP layer's pools were written (the others were not).
+    EXPECT_EQ(same(fill.latent[l], fresh.latent[l]), l != mtp) << "layer " << l;
+    EXPECT_EQ(same(fill.index_k[l], fresh.index_k[l]), l != mtp) << "layer " << l;
+  }
+  model::ForwardBatch with_logits = b;
+  with_logits.seqs[0].logits = model::LogitsMode::Last;
+  EXPECT_THROW(m.mtp_fill(with_logits, in, fill), Error);
+  model::ForwardBatch with_dp = b;
+  with_dp.dp_tokens = {int32_t(in.next_tokens.size())};
+  EXPECT_THROW(m.mtp_fill(with_dp, in, fill), Error);
 }
 
 // The recorder's draft step (padded, op by op here) against the plain one, step for step on two runners of

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <optional>
 
 #include "backend/cuda/cuda_backend.h"
@@ -245,6 +246,43 @@ void check_fixture(const std::string& name, bool has_fp8_ref, bool fp8_weights) 
       mtp = std::max(mtp, same_shape ? max_rel(out.logits.f32(), r.data.data(), out.logits.numel()) : INFINITY);
     }
     record("model MTP vs reference", fmt::format("{} {} all sequences", name, mname), mtp, tol);
+    {
+      // The MTP layer's KV-only pass (Model::mtp_fill, a draft step's tokens before each drafting one's
+      // last) writes the whole layer's KV entries bit for bit: the fraction of pool bytes that differ.
+      size_t differ = 0, bytes = 0;
+      const size_t l = size_t(gpu->config().num_hidden_layers);
+      for (size_t i = 0; i < seqs.size(); ++i) {
+        auto main = prefill(*gpu, seqs[i], true);
+        const int64_t T = int64_t(seqs[i].size());
+        MtpInput in;
+        in.hidden = main.hidden.rows(0, T - 1);
+        in.next_tokens.assign(seqs[i].begin() + 1, seqs[i].end());
+        auto whole = gpu->make_cache(64, 4), fill = gpu->make_cache(64, 4);
+        std::vector<char> used(64, 0);
+        ForwardBatch fb;
+        SequenceChunk sc;
+        sc.tokens.assign(seqs[i].begin(), seqs[i].end() - 1);
+        sc.page_table = scattered(int32_t(T + 2) / 4, 64, 3, used);
+        sc.logits = LogitsMode::None;
+        fb.seqs.push_back(sc);
+        gpu->mtp_forward(fb, in, whole);
+        gpu->mtp_fill(fb, in, fill);
+        std::vector<const Tensor*> a = {&whole.latent[l]}, b = {&fill.latent[l]};
+        if (!whole.index_k.empty()) a.push_back(&whole.index_k[l]), b.push_back(&fill.index_k[l]);
+        for (size_t k = 0; k < a.size(); ++k) {
+          std::vector<int32_t> all(size_t(a[k]->dim(0)));
+          std::iota(all.begin(), all.end(), 0);
+          const size_t n = a[k]->nbytes();
+          std::vector<unsigned char> x(n), y(n);
+          gpu->backend().gather_rows_to_host(x.data(), *a[k], all);
+          gpu->backend().gather_rows_to_host(y.data(), *b[k], all);
+          for (size_t j = 0; j < n; ++j) differ += x[j] != y[j];
+          bytes += n;
+        }
+      }
+      record("model MTP fill vs whole layer", fmt::format("{} {} KV pool bytes", name, mname),
+             double(differ) / double(std::max<size_t>(bytes, 1)), 0.0);
+    }
     if (mode == GemmMode::Exact) {
       gpu->set_options({IndexerMode::Fp32, AttentionForm::Expanded});
       double e = 0;

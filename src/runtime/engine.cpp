@@ -401,7 +401,7 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan, size_
     sc.page_table = r.pages;
     sc.logits = !c.logits ? model::LogitsMode::None : c.drafts ? model::LogitsMode::All : model::LogitsMode::Last;
     in.batch.seqs.push_back(std::move(sc));
-    in.keep_hidden = in.keep_hidden || (r.speculate && !groups_[size_t(r.dp_group)].spec.paused(steps_));
+    in.keep_hidden = in.keep_hidden || r.speculate;  // the MTP layer reads them, also while speculation pauses
     if (!r.counted) {  // first time scheduled: its prompt and cache hit count once
       r.counted = true;
       prompt_total_ += r.prompt_len;

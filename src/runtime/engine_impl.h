@@ -1,6 +1,7 @@
 // The engine's implementation class (engine.cpp: the engine thread, scheduling, outputs; engine_spec.cpp: what
 // speculative decoding adds to a step). Internal to ds_runtime: nothing outside those two files includes it.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -55,6 +56,12 @@ struct DraftPlan {
   std::vector<int32_t> budget;      // per sequence: the drafts it may keep (0: it only extends the MTP KV)
   int32_t drafting = 0;             // sequences that draft
   bool any() const { return !reqs.empty(); }
+  // No sequence drafts: each only extends the MTP layer's KV (speculation pauses from the next step on).
+  void fill_only() {
+    for (auto& sc : in.batch.seqs) sc.logits = model::LogitsMode::None;
+    std::fill(budget.begin(), budget.end(), 0);
+    drafting = 0;
+  }
 };
 
 class EngineImpl final : public Engine {

@@ -78,7 +78,11 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
     }
     // Forced tokens (jump-forward) wait beyond the confirmed ones: the MTP layer below reads the first as the
     // token after the last confirmed position; the request drafts again once they are computed.
-    if (!r.speculate || !draft || group.spec.paused(steps_)) continue;
+    // While speculation pauses the MTP layer still takes every confirmed position's KV (Model::mtp_fill,
+    // no drafts): its attention reads all earlier positions when drafting resumes, which a gap would
+    // leave to whatever the pool's rows held before.
+    if (!r.speculate || !draft) continue;
+    const bool paused = group.spec.paused(steps_);
     // A prefill server's request ends after its first token, but the decode server it goes to speculates
     // on: the MTP layer's KV of the whole prompt travels with the target's, and so do the drafts that this
     // server would verify next (the decode server's first step verifies them, as this one would have).
@@ -88,7 +92,7 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
     // prompt goes on... which it then is: the next prompt token).
     const int32_t n = std::min<int32_t>(confirmed, int32_t(r.tokens.size()) - 1 - c.begin);
     if (n <= 0) continue;
-    const int32_t budget = r.prefilling() ? 0 : drafts_allowed(r, !r.final_output);
+    const int32_t budget = r.prefilling() || paused ? 0 : drafts_allowed(r, !r.final_output);
     const bool drafts_now = budget > 0;
     model::SequenceChunk sc;
     sc.tokens.assign(r.tokens.begin() + c.begin + 1, r.tokens.begin() + c.begin + 1 + n);
@@ -102,7 +106,7 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
     draft->drafting += drafts_now ? 1 : 0;
   }
   if (group.spec.record(steps_, verify_tokens, verified, cfg_.speculative_min_accept_length)) {
-    *draft = DraftPlan{};  // paused from the next step on: no drafts, no MTP work
+    if (draft) draft->fill_only();  // paused from the next step on: no drafts; this step's KV still goes in
     spdlog::info("speculative decoding paused for {} steps{}: the last {} verify steps emitted < {} tokens per "
                  "request",
                  group.spec.last_pause(), groups_.size() > 1 ? fmt::format(" in DP group {}", plan[0].req->dp_group) : "",

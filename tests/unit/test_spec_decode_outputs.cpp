@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 
 #include "host_sampling_backend.h"
 #include "runtime/spec_decode.h"
@@ -270,4 +271,49 @@ TEST_F(SpecDecodeTest, SpeculationPausesWhenDraftsFail) {
     EXPECT_EQ(s.spec_pauses_total, m == golden_ ? 1 : 0);
     e->shutdown();
   }
+}
+
+// While speculation pauses, the MTP layer still takes the KV of every confirmed position (a KV-only draft
+// step after each plain one), so the drafts after the pause attend over what the layer itself wrote, never
+// over what the pool held before. The test: the MTP layer's pools filled with NaN before the run give the
+// same drafts, accepted the same, as pools of zeros, across a pause and the window after it (a
+// bound no window can meet pauses after every window). A gap in the layer's KV would read NaN there:
+// its drafts' rows fail to draw, draft token 0, and are rejected.
+TEST_F(SpecDecodeTest, PausedSpeculationLeavesNoGapInTheMtpKv) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  const model::Model& m = *bigram_;
+  const auto req = greedy("long", prompt_of(5, 6), 340);
+  Collector::Result got[2];
+  EngineStats stats[2];
+  for (int poison = 0; poison < 2; ++poison) {
+    RunnerConfig rc = runner();
+    rc.num_pages = 1024 / 4;
+    rc.page_size = 4;
+    ModelRunner r(rc, m);
+    const size_t mtp = size_t(m.config().num_hidden_layers);
+    for (Tensor* pool : {&r.kv().latent[mtp], &r.kv().index_k[mtp]}) {
+      ASSERT_EQ(pool->dtype(), DType::F32);
+      std::fill_n(pool->f32(), pool->numel(), poison ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
+    }
+    EngineConfig ec = config(1024, kSteps);
+    ec.context_length = 400;
+    ec.speculative_min_accept_length = 10;  // above any window's tokens per step (S + 1 = 4): always pauses
+    auto e = make_engine(ec, {&r}, tok);
+    Collector c(std::chrono::seconds(120));
+    e->submit(req, c.sink(req.id));
+    got[poison] = c.wait(req.id);
+    stats[poison] = e->stats();
+    e->shutdown();
+  }
+  EXPECT_EQ(got[1].tokens, got[0].tokens);
+  EXPECT_EQ(stats[0].spec_pauses_total, 2) << "a window after the first pause";
+  EXPECT_EQ(stats[1].spec_pauses_total, 2);
+  // The same drafts accepted at every draft position, so the same number of decode steps.
+  EXPECT_EQ(stats[1].spec_drafted_at, stats[0].spec_drafted_at);
+  EXPECT_EQ(stats[1].spec_accepted_at, stats[0].spec_accepted_at);
+  EXPECT_EQ(got[1].last.spec_verify_ct, got[0].last.spec_verify_ct);
+  // Both windows verified drafts (2 x 8 steps), and a bigram draft on a bigram model is mostly accepted.
+  ASSERT_EQ(stats[0].spec_drafted_at.size(), size_t(kSteps));
+  EXPECT_EQ(stats[0].spec_drafted_at[0], 2 * int64_t(kSpecWindow));
+  EXPECT_GE(stats[0].spec_accepted_at[0], 2 * int64_t(kSpecWindow) - 2);
 }

@@ -392,6 +392,7 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan, size_
   in.batch.seqs.reserve(plan.size());
   in.sample.reserve(plan.size());
   in.sample_per_row = spec_steps_ > 0;
+  in.keep_hidden = spec_steps_ > 0;  // the MTP layer reads them (finish_spec_plan), for every request
   for (const auto& c : plan) {
     RequestState& r = *c.req;
     model::SequenceChunk sc;
@@ -401,7 +402,6 @@ StepInput EngineImpl::make_step(const std::vector<Scheduler::Chunk>& plan, size_
     sc.page_table = r.pages;
     sc.logits = !c.logits ? model::LogitsMode::None : c.drafts ? model::LogitsMode::All : model::LogitsMode::Last;
     in.batch.seqs.push_back(std::move(sc));
-    in.keep_hidden = in.keep_hidden || r.speculate;  // the MTP layer reads them, also while speculation pauses
     if (!r.counted) {  // first time scheduled: its prompt and cache hit count once
       r.counted = true;
       prompt_total_ += r.prompt_len;

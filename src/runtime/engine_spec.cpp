@@ -78,10 +78,11 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
     }
     // Forced tokens (jump-forward) wait beyond the confirmed ones: the MTP layer below reads the first as the
     // token after the last confirmed position; the request drafts again once they are computed.
-    // While speculation pauses the MTP layer still takes every confirmed position's KV (Model::mtp_fill,
-    // no drafts): its attention reads all earlier positions when drafting resumes, which a gap would
-    // leave to whatever the pool's rows held before.
-    if (!r.speculate || !draft) continue;
+    // The MTP layer takes every confirmed position's KV, also while speculation pauses and for requests that
+    // do not speculate (Model::mtp_fill, no drafts): its attention reads all earlier positions when drafting
+    // (re)starts, of this request or of one that shares its cached pages, and a gap would leave those rows
+    // to whatever the pool held before.
+    if (!draft) continue;
     const bool paused = group.spec.paused(steps_);
     // A prefill server's request ends after its first token, but the decode server it goes to speculates
     // on: the MTP layer's KV of the whole prompt travels with the target's, and so do the drafts that this
@@ -92,7 +93,7 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
     // prompt goes on... which it then is: the next prompt token).
     const int32_t n = std::min<int32_t>(confirmed, int32_t(r.tokens.size()) - 1 - c.begin);
     if (n <= 0) continue;
-    const int32_t budget = r.prefilling() || paused ? 0 : drafts_allowed(r, !r.final_output);
+    const int32_t budget = !r.speculate || r.prefilling() || paused ? 0 : drafts_allowed(r, !r.final_output);
     const bool drafts_now = budget > 0;
     model::SequenceChunk sc;
     sc.tokens.assign(r.tokens.begin() + c.begin + 1, r.tokens.begin() + c.begin + 1 + n);

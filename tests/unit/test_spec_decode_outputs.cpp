@@ -273,47 +273,78 @@ TEST_F(SpecDecodeTest, SpeculationPausesWhenDraftsFail) {
   }
 }
 
-// While speculation pauses, the MTP layer still takes the KV of every confirmed position (a KV-only draft
-// step after each plain one), so the drafts after the pause attend over what the layer itself wrote, never
-// over what the pool held before. The test: the MTP layer's pools filled with NaN before the run give the
-// same drafts, accepted the same, as pools of zeros, across a pause and the window after it (a
-// bound no window can meet pauses after every window). A gap in the layer's KV would read NaN there:
-// its drafts' rows fail to draw, draft token 0, and are rejected.
+// The MTP layer's KV has no gap: every position a draft's attention reads was written by the layer itself,
+// never left to what the pool held before. Each case runs its requests one after another on a runner
+// whose MTP pools start as zeros, then again as NaN: the same drafts must be accepted the same. A gap
+// would read NaN in the second run: those drafts' rows fail to draw, draft token 0, and are rejected.
+namespace {
+struct GapRun {
+  std::map<std::string, Collector::Result> got;
+  EngineStats stats;
+};
+GapRun run_on_poisoned_mtp_pools(const model::Model& m, const tok::Tokenizer& tok, EngineConfig ec,
+                                 const std::vector<GenerateRequest>& reqs, bool poison) {
+  RunnerConfig rc = runner();
+  rc.num_pages = int32_t(ec.max_total_tokens / ec.page_size);
+  rc.page_size = ec.page_size;
+  ModelRunner r(rc, m);
+  const size_t mtp = size_t(m.config().num_hidden_layers);
+  for (Tensor* pool : {&r.kv().latent[mtp], &r.kv().index_k[mtp]}) {
+    EXPECT_EQ(pool->dtype(), DType::F32);
+    std::fill_n(pool->f32(), pool->numel(), poison ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
+  }
+  auto e = make_engine(ec, {&r}, tok);
+  GapRun out;
+  for (const auto& q : reqs) {  // one after another: a later one may hit an earlier one's cached pages
+    Collector c(std::chrono::seconds(120));
+    e->submit(q, c.sink(q.id));
+    out.got[q.id] = c.wait(q.id);
+  }
+  out.stats = e->stats();
+  e->shutdown();
+  return out;
+}
+void expect_same_drafts(const GapRun& zeros, const GapRun& nan) {
+  for (const auto& [id, r] : zeros.got) {
+    EXPECT_EQ(nan.got.at(id).tokens, r.tokens) << id;
+    EXPECT_EQ(nan.got.at(id).last.spec_verify_ct, r.last.spec_verify_ct) << id << ": decode steps";
+  }
+  EXPECT_EQ(nan.stats.spec_drafted_at, zeros.stats.spec_drafted_at);
+  EXPECT_EQ(nan.stats.spec_accepted_at, zeros.stats.spec_accepted_at);
+}
+}  // namespace
+
+// Across a pause: paused steps still run the layer's KV-only pass (a bound no window can meet pauses
+// after every window; the request lasts through the first pause and the window after it).
 TEST_F(SpecDecodeTest, PausedSpeculationLeavesNoGapInTheMtpKv) {
   DS_REQUIRE_REAL_TOKENIZER(tok);
-  const model::Model& m = *bigram_;
-  const auto req = greedy("long", prompt_of(5, 6), 340);
-  Collector::Result got[2];
-  EngineStats stats[2];
-  for (int poison = 0; poison < 2; ++poison) {
-    RunnerConfig rc = runner();
-    rc.num_pages = 1024 / 4;
-    rc.page_size = 4;
-    ModelRunner r(rc, m);
-    const size_t mtp = size_t(m.config().num_hidden_layers);
-    for (Tensor* pool : {&r.kv().latent[mtp], &r.kv().index_k[mtp]}) {
-      ASSERT_EQ(pool->dtype(), DType::F32);
-      std::fill_n(pool->f32(), pool->numel(), poison ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
-    }
-    EngineConfig ec = config(1024, kSteps);
-    ec.context_length = 400;
-    ec.speculative_min_accept_length = 10;  // above any window's tokens per step (S + 1 = 4): always pauses
-    auto e = make_engine(ec, {&r}, tok);
-    Collector c(std::chrono::seconds(120));
-    e->submit(req, c.sink(req.id));
-    got[poison] = c.wait(req.id);
-    stats[poison] = e->stats();
-    e->shutdown();
-  }
-  EXPECT_EQ(got[1].tokens, got[0].tokens);
-  EXPECT_EQ(stats[0].spec_pauses_total, 2) << "a window after the first pause";
-  EXPECT_EQ(stats[1].spec_pauses_total, 2);
-  // The same drafts accepted at every draft position, so the same number of decode steps.
-  EXPECT_EQ(stats[1].spec_drafted_at, stats[0].spec_drafted_at);
-  EXPECT_EQ(stats[1].spec_accepted_at, stats[0].spec_accepted_at);
-  EXPECT_EQ(got[1].last.spec_verify_ct, got[0].last.spec_verify_ct);
+  EngineConfig ec = config(1024, kSteps);
+  ec.context_length = 400;
+  ec.speculative_min_accept_length = 10;  // above any window's tokens per step (S + 1 = 4): always pauses
+  const std::vector<GenerateRequest> reqs = {greedy("long", prompt_of(5, 6), 340)};
+  const GapRun zeros = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, false),
+               nan = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, true);
+  expect_same_drafts(zeros, nan);
+  EXPECT_EQ(zeros.stats.spec_pauses_total, 2) << "a window after the first pause";
   // Both windows verified drafts (2 x 8 steps), and a bigram draft on a bigram model is mostly accepted.
-  ASSERT_EQ(stats[0].spec_drafted_at.size(), size_t(kSteps));
-  EXPECT_EQ(stats[0].spec_drafted_at[0], 2 * int64_t(kSpecWindow));
-  EXPECT_GE(stats[0].spec_accepted_at[0], 2 * int64_t(kSpecWindow) - 2);
+  ASSERT_EQ(zeros.stats.spec_drafted_at.size(), size_t(kSteps));
+  EXPECT_EQ(zeros.stats.spec_drafted_at[0], 2 * int64_t(kSpecWindow));
+  EXPECT_GE(zeros.stats.spec_accepted_at[0], 2 * int64_t(kSpecWindow) - 2);
+}
+
+// Cached pages written by a request that does not speculate (penalties): the layer's KV-only pass ran
+// for it too, so a speculating request that hits its prompt drafts over whole KV.
+TEST_F(SpecDecodeTest, CachedPagesOfAPlainRequestHoldTheMtpKv) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  auto pen = greedy("pen", prompt_of(8, 23), 12);
+  pen.sampling.frequency_penalty = 0.7f;
+  std::vector<int32_t> longer = pen.prompt;
+  longer.insert(longer.end(), {7, 9, 11});
+  const std::vector<GenerateRequest> reqs = {pen, greedy("spec", longer, 40)};
+  const GapRun zeros = run_on_poisoned_mtp_pools(*bigram_, tok, config(), reqs, false),
+               nan = run_on_poisoned_mtp_pools(*bigram_, tok, config(), reqs, true);
+  expect_same_drafts(zeros, nan);
+  EXPECT_EQ(zeros.got.at("pen").last.spec_verify_ct, 0) << "penalties decode plainly";
+  EXPECT_GE(zeros.got.at("spec").last.cached_tokens, 20) << "the second request hits the first one's pages";
+  EXPECT_GT(zeros.stats.spec_accepted_at.at(0), 5);
 }

@@ -84,16 +84,19 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
     // to whatever the pool held before.
     if (!draft) continue;
     const bool paused = group.spec.paused(steps_);
-    // A prefill server's request ends after its first token, but the decode server it goes to speculates
-    // on: the MTP layer's KV of the whole prompt travels with the target's, and so do the drafts that this
-    // server would verify next (the decode server's first step verifies them, as this one would have).
-    if (r.final_output && !pd_hands_off(r)) continue;
+    // A request that ends here drafts no more, but its last positions' KV goes in: its pages stay cached,
+    // and the next turn of a conversation hits them. A prefill server's request ends after its first
+    // token, but the decode server it goes to speculates on: the MTP layer's KV of the whole prompt
+    // travels with the target's, and so do the drafts that this server would verify next (the decode
+    // server's first step verifies them, as this one would have).
+    const bool drafts_on = !r.final_output || pd_hands_off(r);
     // The MTP layer over the positions just confirmed: position p reads the target's hidden state at p
     // and the token at p + 1 (known for every confirmed position but a prompt chunk's last, when the
     // prompt goes on... which it then is: the next prompt token).
     const int32_t n = std::min<int32_t>(confirmed, int32_t(r.tokens.size()) - 1 - c.begin);
     if (n <= 0) continue;
-    const int32_t budget = !r.speculate || r.prefilling() || paused ? 0 : drafts_allowed(r, !r.final_output);
+    const int32_t budget =
+        !r.speculate || !drafts_on || r.prefilling() || paused ? 0 : drafts_allowed(r, !r.final_output);
     const bool drafts_now = budget > 0;
     model::SequenceChunk sc;
     sc.tokens.assign(r.tokens.begin() + c.begin + 1, r.tokens.begin() + c.begin + 1 + n);

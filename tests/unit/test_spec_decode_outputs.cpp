@@ -332,19 +332,29 @@ TEST_F(SpecDecodeTest, PausedSpeculationLeavesNoGapInTheMtpKv) {
   EXPECT_GE(zeros.stats.spec_accepted_at[0], 2 * int64_t(kSpecWindow) - 2);
 }
 
-// Cached pages written by a request that does not speculate (penalties): the layer's KV-only pass ran
-// for it too, so a speculating request that hits its prompt drafts over whole KV.
-TEST_F(SpecDecodeTest, CachedPagesOfAPlainRequestHoldTheMtpKv) {
+// Cached pages: written by a request that does not speculate (penalties), whose KV-only pass ran too, and
+// by one that finished (a conversation's next turn hits its prompt and its answer), whose last step's
+// positions went in as well: a speculating request that hits either drafts over whole KV.
+TEST_F(SpecDecodeTest, CachedPagesHoldTheMtpKv) {
   DS_REQUIRE_REAL_TOKENIZER(tok);
   auto pen = greedy("pen", prompt_of(8, 23), 12);
   pen.sampling.frequency_penalty = 0.7f;
   std::vector<int32_t> longer = pen.prompt;
   longer.insert(longer.end(), {7, 9, 11});
-  const std::vector<GenerateRequest> reqs = {pen, greedy("spec", longer, 40)};
+  const auto turn1 = greedy("turn1", prompt_of(9, 12), 17);  // 28 tokens computed: 7 whole pages
+  // The next turn: the first one's prompt and answer (greedy: the same with or without speculation), more.
+  std::vector<int32_t> next = turn1.prompt;
+  const auto answer = run_all(*bigram_, tok, {turn1}, false).by_id["turn1"].tokens;
+  next.insert(next.end(), answer.begin(), answer.end());
+  next.insert(next.end(), {5, 6});
+  const std::vector<GenerateRequest> reqs = {pen, greedy("spec", longer, 40), turn1, greedy("turn2", next, 30)};
   const GapRun zeros = run_on_poisoned_mtp_pools(*bigram_, tok, config(), reqs, false),
                nan = run_on_poisoned_mtp_pools(*bigram_, tok, config(), reqs, true);
   expect_same_drafts(zeros, nan);
+  EXPECT_EQ(zeros.got.at("turn1").tokens, answer);
   EXPECT_EQ(zeros.got.at("pen").last.spec_verify_ct, 0) << "penalties decode plainly";
-  EXPECT_GE(zeros.got.at("spec").last.cached_tokens, 20) << "the second request hits the first one's pages";
-  EXPECT_GT(zeros.stats.spec_accepted_at.at(0), 5);
+  EXPECT_GE(zeros.got.at("spec").last.cached_tokens, 20) << "it hits the plain request's pages";
+  EXPECT_GE(zeros.got.at("turn2").last.cached_tokens, int32_t(turn1.prompt.size() + answer.size()) - 4)
+      << "the next turn hits the first one's prompt and answer";
+  EXPECT_GT(zeros.stats.spec_accepted_at.at(0), 10);
 }

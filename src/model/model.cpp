@@ -218,8 +218,21 @@ void Model::mtp_fill(const ForwardBatch& batch, const MtpInput& in, KVCache& cac
            "MTP fill input has {} tokens / {} hidden rows for a batch of {} tokens", in.next_tokens.size(),
            in.hidden.dim(0), st.ids.size());
   StepBinding bound(be_, st);
-  Tensor residual = mtp_input(m, int64_t(st.ids.size()), embed(m.embed, in.next_tokens),
-                              in.hidden.device() == be_.device() ? in.hidden : be_.from_host(in.hidden));
+  mtp_fill_body(st, cache, depth, embed(m.embed, in.next_tokens),
+                in.hidden.device() == be_.device() ? in.hidden : be_.from_host(in.hidden));
+}
+
+void Model::mtp_fill_pass(const StepLayout& st, KVCache& cache, const Tensor& hidden_in) const {
+  DS_CHECK(has_mtp(), "an MTP fill pass on a model without an MTP layer");
+  DS_CHECK(hidden_in.dim(0) == int64_t(st.ids.size()), "MTP fill pass: {} hidden rows for {} tokens",
+           hidden_in.dim(0), st.ids.size());
+  mtp_fill_body(st, cache, 0, embed(w_.mtp[0].embed, st.ids), hidden_in);
+}
+
+void Model::mtp_fill_body(const Step& st, KVCache& cache, int depth, const Tensor& embedded,
+                          const Tensor& hidden) const {
+  const MtpWeights& m = w_.mtp[size_t(depth)];
+  Tensor residual = mtp_input(m, int64_t(st.ids.size()), embedded, hidden);
   // The layer's first ops as layer_forward and attention() run them (no pending output: rmsnorm alone),
   // but only the projections the caches take.
   const AttentionWeights& a = m.layer.attn;

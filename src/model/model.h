@@ -119,6 +119,9 @@ class Model {
   // [0, R) (F32). Returns ids_out's first R entries.
   Tensor mtp_draft_pass(const StepLayout& st, KVCache& cache, const Tensor* ids, const Tensor& hidden_in,
                         Tensor& ids_out, Tensor& hidden_out) const;
+  // mtp_fill's device work over the bound step `st` (token ids st.ids, hidden states hidden_in [T, hidden]),
+  // for a runner to record (runtime/draft_recorder.h: the KV-only steps while speculation pauses).
+  void mtp_fill_pass(const StepLayout& st, KVCache& cache, const Tensor& hidden_in) const;
 
  private:
   using Step = StepLayout;
@@ -175,6 +178,8 @@ class Model {
   Tensor embed_ids(const Tensor& table, const Tensor& ids) const;  // ids on the device
   // The MTP layer's body: from the embedded next tokens and the previous hidden states to its head norm.
   Tensor mtp_stack(const Step& st, KVCache& cache, int depth, const Tensor& embedded, const Tensor& hidden) const;
+  // mtp_fill's ops after the embedding.
+  void mtp_fill_body(const Step& st, KVCache& cache, int depth, const Tensor& embedded, const Tensor& hidden) const;
   // Its input: eh_proj over [enorm(embedded) | hnorm(hidden)], the layer's residual stream.
   Tensor mtp_input(const MtpWeights& m, int64_t tokens, const Tensor& embedded, const Tensor& hidden) const;
   Tensor gather_vocab(const Tensor& local_logits) const;

@@ -14,7 +14,7 @@ using model::KVCache;
 using model::StepLayout;
 
 namespace {
-const char* pass_name(bool extend) { return extend ? "draft extend" : "draft chain"; }
+const char* pass_name(int pass) { return pass == 0 ? "draft extend" : pass == 1 ? "draft chain" : "MTP KV fill"; }
 }  // namespace
 
 DraftRecorder::DraftRecorder(const model::Model& m, int32_t max_bs, int32_t steps, bool record, bool lazy)
@@ -69,7 +69,14 @@ DraftRecorder::Split DraftRecorder::split(const StepInput& in) const {
     }
     at += n;
   }
-  if (sp.drafting.seqs.empty() || int64_t(sp.drafting.seqs.size()) > max_bs_) return Split{};
+  if (sp.drafting.seqs.empty()) {  // KV only: the Fill pass when every sequence brings one token
+    const bool ones = std::all_of(sp.fill.seqs.begin(), sp.fill.seqs.end(),
+                                  [](const model::SequenceChunk& sc) { return sc.tokens.size() == 1; });
+    if (!ones || sp.fill.seqs.empty() || int64_t(sp.fill.seqs.size()) > max_bs_) return Split{};
+    sp.ok = sp.fill_pass = true;
+    return sp;
+  }
+  if (int64_t(sp.drafting.seqs.size()) > max_bs_) return Split{};
   sp.ok = true;
   return sp;
 }
@@ -128,6 +135,16 @@ DraftRecorder::Layout DraftRecorder::chain_layout(const ForwardBatch& b, const s
   return l;
 }
 
+DraftRecorder::Layout DraftRecorder::fill_layout(const ForwardBatch& b, const KVCache& cache, int32_t bucket) const {
+  // One token a sequence at its own position, no logits; padding sequences write nothing.
+  Layout l;
+  l.pass = Pass::Fill;
+  l.batch = bucket;
+  l.st = m_.layout(b, cache);
+  finish(l, int32_t(b.seqs.size()), 1);
+  return l;
+}
+
 DraftRecorder::Layout DraftRecorder::synthetic(Pass pass, int32_t batch, int32_t context, int32_t page_size) const {
   Layout l;
   l.pass = pass;
@@ -141,6 +158,10 @@ DraftRecorder::Layout DraftRecorder::synthetic(Pass pass, int32_t batch, int32_t
 Tensor DraftRecorder::body(const Layout& l, KVCache& cache) {
   const int64_t T = int64_t(l.st.ids.size());
   Tensor ids = ids_.rows(0, l.batch);
+  if (l.pass == Pass::Fill) {
+    m_.mtp_fill_pass(l.st, cache, in_hidden_.rows(0, T));
+    return ids_.rows(0, 1);  // a capture returns a device tensor; this pass has no output
+  }
   if (l.pass == Pass::Extend) return m_.mtp_draft_pass(l.st, cache, nullptr, in_hidden_.rows(0, T), ids_, hidden_);
   return m_.mtp_draft_pass(l.st, cache, &ids, hidden_.rows(0, l.batch), ids_, hidden_);
 }
@@ -164,6 +185,10 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
   const Split sp = split(in);
   if (!sp.ok) return std::nullopt;
   if (record_) follow_pools(cache);
+  if (sp.fill_pass) {
+    if (!run_fill(sp, last_hidden, cache)) return std::nullopt;
+    return std::vector<std::vector<int32_t>>(in.batch.seqs.size());  // nobody drafts
+  }
   const ForwardBatch& b = sp.drafting;
   const int32_t n = int32_t(b.seqs.size()), bucket = StepRecorder::batch_bucket(n, max_bs_), q = steps_ + 1;
   std::vector<Layout> passes;
@@ -220,6 +245,27 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
   return out;
 }
 
+bool DraftRecorder::run_fill(const Split& sp, const Tensor& last_hidden, KVCache& cache) {
+  const int32_t n = int32_t(sp.fill.seqs.size()), bucket = StepRecorder::batch_bucket(n, max_bs_);
+  const Layout l = fill_layout(sp.fill, cache, bucket);
+  if (record_ && !lazy_) {
+    auto it = graphs_.find({l.pass, l.batch, l.context});
+    if (it == graphs_.end() || !it->second) return false;  // op by op
+  }
+  // Each sequence's kept hidden state in the pass's rows (a padding row reads any valid row).
+  std::vector<int32_t> rows;
+  for (int32_t s = 0; s < bucket; ++s) rows.push_back(sp.fill_rows[size_t(s < n ? s : 0)]);
+  for (int32_t r : rows)
+    DS_CHECK(r >= 0 && r < last_hidden.dim(0), "KV fill step: hidden row {} of {}", r, last_hidden.dim(0));
+  backend::Backend& be = m_.backend();
+  Tensor gathered = be.cache_gather(last_hidden, rows);
+  Tensor dst = in_hidden_.rows(0, bucket);
+  be.copy_cols(dst, 0, gathered, 0, gathered.dim(1));
+  pass(l, cache);
+  ++stats_.fill_steps;
+  return true;
+}
+
 void DraftRecorder::record(const Layout& l, KVCache& cache) {
   Timer timer;
   const int32_t pages = (l.context + cache.page_size - 1) / cache.page_size;
@@ -227,7 +273,7 @@ void DraftRecorder::record(const Layout& l, KVCache& cache) {
   if (g) ++stats_.captured;
   else ++stats_.failed;
   spdlog::debug("CUDA graph: {} pass of batch {} (contexts up to {}) {} in {:.0f} ms",
-                pass_name(l.pass == Pass::Extend), l.batch, l.context, g ? "recorded" : "NOT recorded",
+                pass_name(int(l.pass)), l.batch, l.context, g ? "recorded" : "NOT recorded",
                 timer.seconds() * 1e3);
   graphs_[{l.pass, l.batch, l.context}] = std::move(g);
 }
@@ -242,7 +288,7 @@ int DraftRecorder::record_all(int32_t max_batch, int32_t max_context, KVCache& c
   follow_pools(cache);
   const std::vector<int32_t> batches = StepRecorder::batch_buckets(max_batch, max_bs_),
                              contexts = StepRecorder::context_buckets(max_context, m_);
-  std::vector<Pass> kinds = {Pass::Extend};
+  std::vector<Pass> kinds = {Pass::Extend, Pass::Fill};
   if (steps_ > 1) kinds.push_back(Pass::Chain);
   const int total = int(batches.size() * contexts.size() * kinds.size());
   int done = 0;

@@ -8,8 +8,10 @@
 // runtime/step_recorder.h) at start-up (or, lazily, at its first step).
 //
 // Sequences that only fill the MTP layer's KV (prompt chunks before the last, requests without a draft
-// budget) and the first tokens of a prompt's last chunk beyond S+1 run op by op first (Model::mtp_forward,
-// no logits); the recorded passes take every drafting sequence's last <= S+1 tokens. Not covered (the
+// budget) and the first tokens of a prompt's last chunk beyond S+1 run op by op first (Model::mtp_fill,
+// KV only); the recorded passes take every drafting sequence's last <= S+1 tokens. A step where no
+// sequence drafts and each brings one token (every decode step while speculation pauses: the layer still
+// takes their KV) replays a third recorded pass, KV only (Model::mtp_fill_pass). Not covered (the
 // runner's run_draft runs the step op by op): DP attention (its idle groups' exchanges are not recorded),
 // more drafting sequences than max_bs, a shape that was not recorded.
 #pragma once
@@ -51,12 +53,13 @@ class DraftRecorder {
     int64_t recorded_steps = 0;  // draft steps run through the recorder (replays, or a lazy first sight)
     int64_t padded_eager = 0;  // draft steps run padded op by op (record = false)
     int64_t with_fill = 0;     // of the draft steps, those with an op-by-op KV-only part first
+    int64_t fill_steps = 0;    // KV-only steps (one token a sequence, none drafting) run through the recorder
   };
   const Stats& stats() const { return stats_; }
   bool records() const { return record_; }
 
  private:
-  enum class Pass : uint8_t { Extend, Chain };
+  enum class Pass : uint8_t { Extend, Chain, Fill };
   struct Layout {
     model::StepLayout st;
     Pass pass = Pass::Extend;
@@ -66,6 +69,7 @@ class DraftRecorder {
 
   struct Split {
     bool ok = false;                          // false: not covered (DP attention, too many drafting, ...)
+    bool fill_pass = false;                   // no sequence drafts, each brings one token: the Fill pass
     model::ForwardBatch fill;                 // KV-only tokens (logits None), run op by op first
     std::vector<int32_t> fill_rows;           // their rows of the kept hidden states
     model::ForwardBatch drafting;             // each drafting sequence's last <= S + 1 tokens
@@ -76,7 +80,10 @@ class DraftRecorder {
   Layout extend_layout(const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;
   Layout chain_layout(const model::ForwardBatch& b, const std::vector<int32_t>& confirmed, int32_t j,
                       const model::KVCache& cache, int32_t bucket) const;
+  Layout fill_layout(const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;
   Layout synthetic(Pass pass, int32_t batch, int32_t context, int32_t page_size) const;
+  // A KV-only step through the Fill pass (Split::fill_pass); false when its shape was not recorded.
+  bool run_fill(const Split& sp, const Tensor& last_hidden, model::KVCache& cache);
   void finish(Layout& l, int32_t real, int32_t q) const;  // padding sequences and the context bucket
   // The pass over `l`: its recording, or op by op; leaves tokens in ids_ and hidden rows in hidden_.
   void pass(const Layout& l, model::KVCache& cache);
@@ -87,7 +94,7 @@ class DraftRecorder {
   const model::Model& m_;
   int32_t max_bs_, steps_;
   bool record_, lazy_;
-  Tensor in_hidden_;  // F32 [max_bs * (S + 1), hidden]: the extend pass's hidden states
+  Tensor in_hidden_;  // F32 [max_bs * (S + 1), hidden]: the extend (and fill) pass's hidden states
   Tensor hidden_;     // F32 [max_bs, hidden]: each pass's output rows, the next pass's input
   Tensor ids_;        // I32 [max_bs]: each pass's greedy tokens, the next pass's input
   Tensor drafts_;     // I32 [max_bs, S]: column j = pass j's tokens

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "host_sampling_backend.h"
+#include "runtime/draft_recorder.h"
 #include "runtime/spec_decode.h"
 #include "spec_decode_test_util.h"
 #include "tokenizer_test_util.h"
@@ -281,12 +282,19 @@ namespace {
 struct GapRun {
   std::map<std::string, Collector::Result> got;
   EngineStats stats;
+  int64_t fill_steps = 0;  // KV-only steps through the draft recorder's Fill pass (padded)
 };
+// padded: draft steps as the GPU records them (runtime/draft_recorder.h), op by op here.
+// together: all requests submitted at once (else one after another: a later one may hit an earlier one's
+// cached pages).
 GapRun run_on_poisoned_mtp_pools(const model::Model& m, const tok::Tokenizer& tok, EngineConfig ec,
-                                 const std::vector<GenerateRequest>& reqs, bool poison) {
+                                 const std::vector<GenerateRequest>& reqs, bool poison, bool padded = false,
+                                 bool together = false) {
   RunnerConfig rc = runner();
   rc.num_pages = int32_t(ec.max_total_tokens / ec.page_size);
   rc.page_size = ec.page_size;
+  rc.cuda_graph_max_bs = 4;
+  rc.draft_padded_eager = padded;
   ModelRunner r(rc, m);
   const size_t mtp = size_t(m.config().num_hidden_layers);
   for (Tensor* pool : {&r.kv().latent[mtp], &r.kv().index_k[mtp]}) {
@@ -295,13 +303,16 @@ GapRun run_on_poisoned_mtp_pools(const model::Model& m, const tok::Tokenizer& to
   }
   auto e = make_engine(ec, {&r}, tok);
   GapRun out;
-  for (const auto& q : reqs) {  // one after another: a later one may hit an earlier one's cached pages
-    Collector c(std::chrono::seconds(120));
+  Collector c(std::chrono::seconds(120));
+  for (const auto& q : reqs) {
     e->submit(q, c.sink(q.id));
-    out.got[q.id] = c.wait(q.id);
+    if (!together) out.got[q.id] = c.wait(q.id);
   }
+  if (together)
+    for (const auto& q : reqs) out.got[q.id] = c.wait(q.id);
   out.stats = e->stats();
   e->shutdown();
+  if (padded) out.fill_steps = r.draft_recorder()->stats().fill_steps;
   return out;
 }
 void expect_same_drafts(const GapRun& zeros, const GapRun& nan) {
@@ -315,21 +326,26 @@ void expect_same_drafts(const GapRun& zeros, const GapRun& nan) {
 }  // namespace
 
 // Across a pause: paused steps still run the layer's KV-only pass (a bound no window can meet pauses
-// after every window; the request lasts through the first pause and the window after it).
+// after every window; the request lasts through the first pause and the window after it); also as the GPU
+// records draft steps, where each paused step's KV goes through the recorder's Fill pass.
 TEST_F(SpecDecodeTest, PausedSpeculationLeavesNoGapInTheMtpKv) {
   DS_REQUIRE_REAL_TOKENIZER(tok);
   EngineConfig ec = config(1024, kSteps);
   ec.context_length = 400;
   ec.speculative_min_accept_length = 10;  // above any window's tokens per step (S + 1 = 4): always pauses
-  const std::vector<GenerateRequest> reqs = {greedy("long", prompt_of(5, 6), 340)};
-  const GapRun zeros = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, false),
-               nan = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, true);
+  const std::vector<GenerateRequest> reqs = {greedy("long", prompt_of(5, 6), 340), greedy("long2", prompt_of(6, 9), 340)};
+  const GapRun zeros = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, false, false, true),
+               nan = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, true, false, true),
+               padded = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, true, true, true);
   expect_same_drafts(zeros, nan);
+  expect_same_drafts(zeros, padded);
+  EXPECT_GT(padded.fill_steps, 250) << "the paused steps' KV through the Fill pass";
   EXPECT_EQ(zeros.stats.spec_pauses_total, 2) << "a window after the first pause";
-  // Both windows verified drafts (2 x 8 steps), and a bigram draft on a bigram model is mostly accepted.
+  // Both windows verified both requests' drafts (2 x 8 steps), and a bigram draft on a bigram model is
+  // mostly accepted.
   ASSERT_EQ(zeros.stats.spec_drafted_at.size(), size_t(kSteps));
-  EXPECT_EQ(zeros.stats.spec_drafted_at[0], 2 * int64_t(kSpecWindow));
-  EXPECT_GE(zeros.stats.spec_accepted_at[0], 2 * int64_t(kSpecWindow) - 2);
+  EXPECT_EQ(zeros.stats.spec_drafted_at[0], 2 * 2 * int64_t(kSpecWindow));
+  EXPECT_GE(zeros.stats.spec_accepted_at[0], 2 * 2 * int64_t(kSpecWindow) - 4);
 }
 
 // Cached pages: written by a request that does not speculate (penalties), whose KV-only pass ran too, and

@@ -69,14 +69,12 @@ DraftRecorder::Split DraftRecorder::split(const StepInput& in) const {
     }
     at += n;
   }
-  if (sp.drafting.seqs.empty()) {  // KV only: the Fill pass when every sequence brings one token
-    const bool ones = std::all_of(sp.fill.seqs.begin(), sp.fill.seqs.end(),
-                                  [](const model::SequenceChunk& sc) { return sc.tokens.size() == 1; });
-    if (!ones || sp.fill.seqs.empty() || int64_t(sp.fill.seqs.size()) > max_bs_) return Split{};
-    sp.ok = sp.fill_pass = true;
-    return sp;
-  }
-  if (int64_t(sp.drafting.seqs.size()) > max_bs_) return Split{};
+  // The KV-only part through the Fill pass when each of its sequences brings one token (decode steps of
+  // requests that do not draft now: speculation paused, no budget, no speculation).
+  sp.fill_pass = !sp.fill.seqs.empty() && int64_t(sp.fill.seqs.size()) <= max_bs_ &&
+                 std::all_of(sp.fill.seqs.begin(), sp.fill.seqs.end(),
+                             [](const model::SequenceChunk& sc) { return sc.tokens.size() == 1; });
+  if (sp.drafting.seqs.empty() ? !sp.fill_pass : int64_t(sp.drafting.seqs.size()) > max_bs_) return Split{};
   sp.ok = true;
   return sp;
 }
@@ -185,7 +183,7 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
   const Split sp = split(in);
   if (!sp.ok) return std::nullopt;
   if (record_) follow_pools(cache);
-  if (sp.fill_pass) {
+  if (sp.drafting.seqs.empty()) {  // KV only (split: through the Fill pass)
     if (!run_fill(sp, last_hidden, cache)) return std::nullopt;
     return std::vector<std::vector<int32_t>>(in.batch.seqs.size());  // nobody drafts
   }
@@ -203,7 +201,8 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
     }
 
   backend::Backend& be = m_.backend();
-  if (!sp.fill.seqs.empty()) {  // the KV-only part, op by op, before the passes read it
+  if (!sp.fill.seqs.empty() && !(sp.fill_pass && run_fill(sp, last_hidden, cache))) {
+    // the KV-only part, op by op, before the passes read it (other sequences' KV: it may run first)
     model::MtpInput mi;
     for (const auto& sc : sp.fill.seqs) mi.next_tokens.insert(mi.next_tokens.end(), sc.tokens.begin(), sc.tokens.end());
     mi.hidden = be.cache_gather(last_hidden, sp.fill_rows);

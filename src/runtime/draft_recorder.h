@@ -9,9 +9,10 @@
 //
 // Sequences that only fill the MTP layer's KV (prompt chunks before the last, requests without a draft
 // budget) and the first tokens of a prompt's last chunk beyond S+1 run op by op first (Model::mtp_fill,
-// KV only); the recorded passes take every drafting sequence's last <= S+1 tokens. A step where no
-// sequence drafts and each brings one token (every decode step while speculation pauses: the layer still
-// takes their KV) replays a third recorded pass, KV only (Model::mtp_fill_pass). Not covered (the
+// KV only); the recorded passes take every drafting sequence's last <= S+1 tokens. Where each of those
+// KV-only sequences brings one token (decode steps of requests that do not draft now: every one while
+// speculation pauses, the layer still taking their KV), a third recorded pass writes it instead
+// (Model::mtp_fill_pass), with or without drafting sequences beside them. Not covered (the
 // runner's run_draft runs the step op by op): DP attention (its idle groups' exchanges are not recorded),
 // more drafting sequences than max_bs, a shape that was not recorded.
 #pragma once
@@ -69,7 +70,7 @@ class DraftRecorder {
 
   struct Split {
     bool ok = false;                          // false: not covered (DP attention, too many drafting, ...)
-    bool fill_pass = false;                   // no sequence drafts, each brings one token: the Fill pass
+    bool fill_pass = false;                   // the KV-only part through the Fill pass (one token each)
     model::ForwardBatch fill;                 // KV-only tokens (logits None), run op by op first
     std::vector<int32_t> fill_rows;           // their rows of the kept hidden states
     model::ForwardBatch drafting;             // each drafting sequence's last <= S + 1 tokens

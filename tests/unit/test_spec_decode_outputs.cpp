@@ -284,12 +284,11 @@ struct GapRun {
   EngineStats stats;
   int64_t fill_steps = 0;  // KV-only steps through the draft recorder's Fill pass (padded)
 };
-// padded: draft steps as the GPU records them (runtime/draft_recorder.h), op by op here.
-// together: all requests submitted at once (else one after another: a later one may hit an earlier one's
-// cached pages).
+// Runs `phases` one after another (a later phase may hit an earlier one's cached pages), the requests of a
+// phase together. padded: draft steps as the GPU records them (runtime/draft_recorder.h), op by op here.
+using Phases = std::vector<std::vector<GenerateRequest>>;
 GapRun run_on_poisoned_mtp_pools(const model::Model& m, const tok::Tokenizer& tok, EngineConfig ec,
-                                 const std::vector<GenerateRequest>& reqs, bool poison, bool padded = false,
-                                 bool together = false) {
+                                 const Phases& phases, bool poison, bool padded = false) {
   RunnerConfig rc = runner();
   rc.num_pages = int32_t(ec.max_total_tokens / ec.page_size);
   rc.page_size = ec.page_size;
@@ -303,13 +302,11 @@ GapRun run_on_poisoned_mtp_pools(const model::Model& m, const tok::Tokenizer& to
   }
   auto e = make_engine(ec, {&r}, tok);
   GapRun out;
-  Collector c(std::chrono::seconds(120));
-  for (const auto& q : reqs) {
-    e->submit(q, c.sink(q.id));
-    if (!together) out.got[q.id] = c.wait(q.id);
+  for (const auto& phase : phases) {
+    Collector c(std::chrono::seconds(120));
+    for (const auto& q : phase) e->submit(q, c.sink(q.id));
+    for (const auto& q : phase) out.got[q.id] = c.wait(q.id);
   }
-  if (together)
-    for (const auto& q : reqs) out.got[q.id] = c.wait(q.id);
   out.stats = e->stats();
   e->shutdown();
   if (padded) out.fill_steps = r.draft_recorder()->stats().fill_steps;
@@ -333,10 +330,10 @@ TEST_F(SpecDecodeTest, PausedSpeculationLeavesNoGapInTheMtpKv) {
   EngineConfig ec = config(1024, kSteps);
   ec.context_length = 400;
   ec.speculative_min_accept_length = 10;  // above any window's tokens per step (S + 1 = 4): always pauses
-  const std::vector<GenerateRequest> reqs = {greedy("long", prompt_of(5, 6), 340), greedy("long2", prompt_of(6, 9), 340)};
-  const GapRun zeros = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, false, false, true),
-               nan = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, true, false, true),
-               padded = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, true, true, true);
+  const Phases reqs = {{greedy("long", prompt_of(5, 6), 340), greedy("long2", prompt_of(6, 9), 340)}};
+  const GapRun zeros = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, false),
+               nan = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, true),
+               padded = run_on_poisoned_mtp_pools(*bigram_, tok, ec, reqs, true, true);
   expect_same_drafts(zeros, nan);
   expect_same_drafts(zeros, padded);
   EXPECT_GT(padded.fill_steps, 250) << "the paused steps' KV through the Fill pass";
@@ -363,14 +360,44 @@ TEST_F(SpecDecodeTest, CachedPagesHoldTheMtpKv) {
   const auto answer = run_all(*bigram_, tok, {turn1}, false).by_id["turn1"].tokens;
   next.insert(next.end(), answer.begin(), answer.end());
   next.insert(next.end(), {5, 6});
-  const std::vector<GenerateRequest> reqs = {pen, greedy("spec", longer, 40), turn1, greedy("turn2", next, 30)};
+  const Phases reqs = {{pen}, {greedy("spec", longer, 40)}, {turn1}, {greedy("turn2", next, 30)}};
   const GapRun zeros = run_on_poisoned_mtp_pools(*bigram_, tok, config(), reqs, false),
-               nan = run_on_poisoned_mtp_pools(*bigram_, tok, config(), reqs, true);
+               nan = run_on_poisoned_mtp_pools(*bigram_, tok, config(), reqs, true),
+               padded = run_on_poisoned_mtp_pools(*bigram_, tok, config(), reqs, true, true);
   expect_same_drafts(zeros, nan);
+  expect_same_drafts(zeros, padded);
+  EXPECT_GT(padded.fill_steps, 8) << "the plain request's decode steps through the Fill pass";
   EXPECT_EQ(zeros.got.at("turn1").tokens, answer);
   EXPECT_EQ(zeros.got.at("pen").last.spec_verify_ct, 0) << "penalties decode plainly";
   EXPECT_GE(zeros.got.at("spec").last.cached_tokens, 20) << "it hits the plain request's pages";
   EXPECT_GE(zeros.got.at("turn2").last.cached_tokens, int32_t(turn1.prompt.size() + answer.size()) - 4)
       << "the next turn hits the first one's prompt and answer";
   EXPECT_GT(zeros.stats.spec_accepted_at.at(0), 10);
+}
+
+// Requests that do not draft beside ones that do, in one draft step as the GPU records it: the drafting
+// sequences' passes, and the others' one-token KV through the Fill pass first. A later turn of a plain
+// request's conversation reads that KV: the same drafts on NaN pools, padded, as on zeros op by op.
+TEST_F(SpecDecodeTest, PlainRequestsBesideDraftingOnesFillTheMtpKv) {
+  DS_REQUIRE_REAL_TOKENIZER(tok);
+  std::vector<GenerateRequest> first;
+  for (int i = 0; i < 3; ++i) {
+    first.push_back(greedy("spec" + std::to_string(i), prompt_of(20 + i, 5 + 3 * i), 30));
+    auto pen = greedy("pen" + std::to_string(i), prompt_of(30 + i, 8), 28);  // 36 computed: 9 whole pages
+    pen.sampling.presence_penalty = 0.5f;
+    first.push_back(pen);
+  }
+  // pen0's next turn: its prompt and answer (penalties decode plainly: the same with speculation), more.
+  std::vector<int32_t> next = first[1].prompt;
+  const auto answer = run_all(*half_, tok, {first[1]}, false).by_id["pen0"].tokens;
+  next.insert(next.end(), answer.begin(), answer.end());
+  next.insert(next.end(), {5, 6});
+  const Phases phases = {first, {greedy("turn2", next, 30)}};
+  const GapRun zeros = run_on_poisoned_mtp_pools(*half_, tok, config(), phases, false),
+               padded = run_on_poisoned_mtp_pools(*half_, tok, config(), phases, true, true);
+  expect_same_drafts(zeros, padded);
+  EXPECT_EQ(zeros.got.at("pen0").tokens, answer);
+  EXPECT_GE(zeros.got.at("turn2").last.cached_tokens, 32) << "the next turn hits pen0's prompt and answer";
+  EXPECT_GT(padded.fill_steps, 8);
+  EXPECT_GT(zeros.stats.spec_drafted_at.at(0), 10);
 }

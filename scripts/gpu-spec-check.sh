@@ -107,7 +107,28 @@ if [[ $PARTS == *serve* ]]; then
     "$BIN" bench serving --base-url "$URL" --dataset-name random --random-input-len 256 --random-output-len 256 \
       --random-range-ratio 1 --num-prompts $((c * 8 + 8)) --max-concurrency "$c" 2>&1
   }
-  echo "model draft S concurrency TPOT_ms ITL_ms out_tok_s accept" >"$LOG/serve.txt"
+  # Where each bench's steps went: the engine's step phases (/metrics) over the run, ms per step.
+  phases() {  # the two /metrics texts, before and after
+    python3 - "$1" "$2" <<'PY'
+import re, sys
+def parse(text):
+    v = {}
+    for line in text.splitlines():
+        m = re.match(r'^(dsserve:step_phase_seconds_total|dsserve:engine_steps_total)\{([^}]*)\} (\S+)$', line)
+        if m:
+            ph = re.search(r'phase="([^"]+)"', m.group(2))
+            v[ph.group(1) if ph else "steps"] = float(m.group(3))
+    return v
+a, b = parse(sys.argv[1]), parse(sys.argv[2])
+steps = b.get("steps", 0) - a.get("steps", 0)
+if steps <= 0:
+    print("steps=?")
+else:
+    parts = [f"{k}={(b[k] - a.get(k, 0)) * 1e3 / steps:.3f}" for k in ("plan", "forward", "draw", "output", "drafts") if k in b]
+    print(f"steps={int(steps)} ms/step: " + " ".join(parts))
+PY
+  }
+  echo "model draft S concurrency TPOT_ms ITL_ms out_tok_s accept | steps and ms per step by phase" >"$LOG/serve.txt"
   for model in agree random; do
     for S in 0 1 2 3; do
       args=(--model-path "$TMP/$model" --context-length 2048 --max-running-requests 48)
@@ -116,13 +137,15 @@ if [[ $PARTS == *serve* ]]; then
       [ "$model" = random ] && [ "$S" = 0 ] && continue  # plain decoding does not read the draft
       serve "$LOG/serve-$model-$S.log" "${args[@]}" || { status=1; continue; }
       for c in 1 8 32; do
+        before=$(curl -sf "$URL/metrics")
         out=$(bench "$c")
+        after=$(curl -sf "$URL/metrics")
         echo "$out" >"$LOG/bench-$model-$S-$c.log"
         tpot=$(sed -n 's/^Mean TPOT (ms): *//p' <<<"$out")
         itl=$(sed -n 's/^Mean ITL (ms): *//p' <<<"$out")
         tps=$(sed -n 's/^Output token throughput (tok\/s): *//p' <<<"$out")
         acc=$(sed -n 's/^Accept length: *//p' <<<"$out")
-        echo "demo $model $S $c ${tpot:-?} ${itl:-?} ${tps:-?} ${acc:--}" >>"$LOG/serve.txt"
+        echo "demo $model $S $c ${tpot:-?} ${itl:-?} ${tps:-?} ${acc:--} | $(phases "$before" "$after")" >>"$LOG/serve.txt"
       done
       unserve
     done

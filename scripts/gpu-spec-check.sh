@@ -34,10 +34,10 @@ serve() {  # LOG ARGS...: starts a server on CUDA, sets URL
   wait_ready "$log" $PID
 }
 unserve() { [ -n "$PID" ] && kill -TERM $PID && wait $PID; PID=""; }
-generate() {  # 8 greedy continuations in one batch, as JSON
+generate() {  # [MAX_NEW_TOKENS]: 8 greedy continuations in one batch, as JSON
   curl -sf "$URL/generate" -H 'Content-Type: application/json' -d '{"text":["The capital of France is","1, 2, 3, 4,",
     "Once upon a time","def main():","The quick brown fox","In 1905, Einstein","SELECT * FROM","Dear Sir or Madam,"],
-    "sampling_params":{"temperature":0,"max_new_tokens":96,"ignore_eos":true}}'
+    "sampling_params":{"temperature":0,"max_new_tokens":'"${1:-96}"',"ignore_eos":true}}'
 }
 
 if [[ $PARTS == *check* ]]; then
@@ -92,6 +92,26 @@ print(f"draft head (exact GEMMs): FP8 copy + rescore vs the checkpoint's: {same}
       f"accept length {acc[0]:.3f} vs {acc[1]:.3f}")
 sys.exit(0 if same == len(a) else 1)
 PY
+  # Across a pause (a bound no window meets: the first window pauses for 256 steps, the second opens after
+  # them): the paused steps' MTP KV goes through the recorded Fill pass (graphs on) or op by op (off). Outputs
+  # must be plain decoding's; equal accept lengths and verify counts say the two wrote the same KV.
+  serve "$LOG/check-pause-plain.log" --model-path "$M" --context-length 1024 && generate 360 >"$TMP/pplain.json"; unserve
+  for graphs in 1 0; do
+    DSSERVE_DRAFT_GRAPHS=$graphs serve "$LOG/check-pause-graphs-$graphs.log" --model-path "$M" --context-length 1024 \
+      --speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-min-accept-length 10 &&
+      generate 360 >"$TMP/pause$graphs.json"; unserve
+  done
+  python3 - "$TMP/pplain.json" "$TMP/pause1.json" "$TMP/pause0.json" <<'PY' || status=1
+import json, sys
+p, a, b = (json.load(open(f)) for f in sys.argv[1:4])
+same = [sum(x["output_ids"] == y["output_ids"] for x, y in zip(p, v)) for v in (a, b)]
+acc = [sum(r["meta_info"]["spec_accept_length"] for r in v) / len(v) for v in (a, b)]
+ver = [sum(r["meta_info"]["spec_verify_ct"] for r in v) for v in (a, b)]
+print(f"across a pause (exact GEMMs): Fill pass recorded / op by op: {same[0]}/{len(p)} and {same[1]}/{len(p)} outputs "
+      f"identical to plain; accept length {acc[0]:.3f} vs {acc[1]:.3f}; decode steps {ver[0]} vs {ver[1]}")
+sys.exit(0 if same == [len(p), len(p)] else 1)
+PY
+  grep -h "speculative decoding paused" "$LOG/check-pause-graphs-1.log" | head -2
   grep -h "draft head:" "$LOG/check-draft-graphs-1.log" | head -1
   unset DSSERVE_CUDA_GEMM
   grep -h "CUDA graphs:" "$LOG/check-spec-fast.log" | head -1

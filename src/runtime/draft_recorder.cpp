@@ -14,7 +14,7 @@ using model::KVCache;
 using model::StepLayout;
 
 namespace {
-const char* pass_name(int pass) { return pass == 0 ? "draft extend" : pass == 1 ? "draft chain" : "MTP KV fill"; }
+const char* pass_name(int pass) { return pass == 0 ? "confirmed KV" : pass == 1 ? "draft chain" : "MTP KV fill"; }
 }  // namespace
 
 DraftRecorder::DraftRecorder(const model::Model& m, int32_t max_bs, int32_t steps, bool record, bool lazy)
@@ -87,10 +87,11 @@ void DraftRecorder::finish(Layout& l, int32_t real, int32_t q) const {
   l.st.ab.max_context = l.context;
 }
 
-DraftRecorder::Layout DraftRecorder::extend_layout(const ForwardBatch& b, const KVCache& cache,
+DraftRecorder::Layout DraftRecorder::confirmed_layout(const ForwardBatch& b, const KVCache& cache,
                                                    int32_t bucket) const {
   // Each sequence's confirmed tokens, then padding rows up to S + 1 (their positions follow; the pages
-  // reserved for the next verify step cover them; they write nothing); logits at the last confirmed one.
+  // reserved for the next verify step cover them; they write nothing); a logits row at the last confirmed
+  // one (the pass computes none: the row keeps the layout's shape that of every other pass).
   const int32_t q = steps_ + 1;
   ForwardBatch padded;
   padded.seqs = b.seqs;
@@ -99,7 +100,7 @@ DraftRecorder::Layout DraftRecorder::extend_layout(const ForwardBatch& b, const 
     sc.logits = model::LogitsMode::None;
   }
   Layout l;
-  l.pass = Pass::Extend;
+  l.pass = Pass::Confirmed;
   l.batch = bucket;
   l.st = m_.layout(padded, cache);
   for (size_t s = 0; s < b.seqs.size(); ++s) {
@@ -114,8 +115,9 @@ DraftRecorder::Layout DraftRecorder::extend_layout(const ForwardBatch& b, const 
 
 DraftRecorder::Layout DraftRecorder::chain_layout(const ForwardBatch& b, const std::vector<int32_t>& confirmed,
                                                   int32_t j, const KVCache& cache, int32_t bucket) const {
-  // Pass j (1..S-1) of sequence s: one token at the position after the previous pass's (its id is on the
-  // device, in ids_: the layout's own id is a placeholder).
+  // Pass j (0..S-1) of sequence s: one token through the whole layer at the position after the previous
+  // pass's, the first at the last confirmed position (its id is on the device, in ids_: the layout's own
+  // id is a placeholder).
   ForwardBatch chain;
   for (size_t s = 0; s < b.seqs.size(); ++s) {
     model::SequenceChunk c;
@@ -149,19 +151,16 @@ DraftRecorder::Layout DraftRecorder::synthetic(Pass pass, int32_t batch, int32_t
   l.batch = batch;
   l.context = context;
   l.st.ab.page_size = page_size;
-  finish(l, 0, pass == Pass::Extend ? steps_ + 1 : 1);
+  finish(l, 0, pass == Pass::Confirmed ? steps_ + 1 : 1);
   return l;
 }
 
 Tensor DraftRecorder::body(const Layout& l, KVCache& cache) {
   const int64_t T = int64_t(l.st.ids.size());
   Tensor ids = ids_.rows(0, l.batch);
-  if (l.pass == Pass::Fill) {
-    m_.mtp_fill_pass(l.st, cache, in_hidden_.rows(0, T));
-    return ids_.rows(0, 1);  // a capture returns a device tensor; this pass has no output
-  }
-  if (l.pass == Pass::Extend) return m_.mtp_draft_pass(l.st, cache, nullptr, in_hidden_.rows(0, T), ids_, hidden_);
-  return m_.mtp_draft_pass(l.st, cache, &ids, hidden_.rows(0, l.batch), ids_, hidden_);
+  if (l.pass == Pass::Chain) return m_.mtp_draft_pass(l.st, cache, &ids, hidden_.rows(0, l.batch), ids_, hidden_);
+  m_.mtp_fill_pass(l.st, cache, in_hidden_.rows(0, T));  // Confirmed and Fill: KV only
+  return ids_.rows(0, 1);  // a capture returns a device tensor; these passes have no output
 }
 
 void DraftRecorder::pass(const Layout& l, KVCache& cache) {
@@ -190,10 +189,10 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
   const ForwardBatch& b = sp.drafting;
   const int32_t n = int32_t(b.seqs.size()), bucket = StepRecorder::batch_bucket(n, max_bs_), q = steps_ + 1;
   std::vector<Layout> passes;
-  passes.push_back(extend_layout(b, cache, bucket));
+  passes.push_back(confirmed_layout(b, cache, bucket));
   std::vector<int32_t> confirmed;
   for (const auto& sc : b.seqs) confirmed.push_back(int32_t(sc.tokens.size()));
-  for (int32_t j = 1; j < steps_; ++j) passes.push_back(chain_layout(b, confirmed, j, cache, bucket));
+  for (int32_t j = 0; j < steps_; ++j) passes.push_back(chain_layout(b, confirmed, j, cache, bucket));
   if (record_ && !lazy_)
     for (const Layout& l : passes) {
       auto it = graphs_.find({l.pass, l.batch, l.context});
@@ -209,14 +208,18 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
     m_.mtp_fill(sp.fill, mi, cache);
     ++stats_.with_fill;
   }
-  // The kept hidden states in the extend pass's row order (a padding row reads any valid row).
-  std::vector<int32_t> rows;
+  // The kept hidden states in the confirmed pass's row order (a padding row reads any valid row), and the
+  // first chain pass's inputs: each sequence's last confirmed token and hidden state.
+  std::vector<int32_t> rows, last_rows;
   rows.reserve(size_t(bucket) * q);
+  Tensor last_ids = Tensor::zeros({bucket, 1}, DType::I32);
   size_t at = 0;
   for (int32_t s = 0; s < bucket; ++s) {
     const int32_t got = s < n ? confirmed[size_t(s)] : 0;
     for (int32_t i = 0; i < q; ++i)
       rows.push_back(i < got ? sp.drafting_rows[at + size_t(i)] : sp.drafting_rows[0]);
+    last_rows.push_back(got > 0 ? sp.drafting_rows[at + size_t(got) - 1] : sp.drafting_rows[0]);
+    if (s < n) last_ids.data<int32_t>()[s] = b.seqs[size_t(s)].tokens.back();
     at += size_t(got);
   }
   for (int32_t r : rows)
@@ -224,11 +227,19 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
   Tensor gathered = be.cache_gather(last_hidden, rows);
   Tensor dst = in_hidden_.rows(0, int64_t(rows.size()));
   be.copy_cols(dst, 0, gathered, 0, gathered.dim(1));
-
+  Tensor last = be.cache_gather(last_hidden, last_rows);
+  Tensor hid = hidden_.rows(0, bucket);
+  be.copy_cols(hid, 0, last, 0, last.dim(1));
   Tensor col = ids_.view({max_bs_, 1}).rows(0, bucket);
+  be.copy_cols(col, 0, be.from_host(last_ids), 0, 1);
+
+  // The confirmed tokens' KV, then S passes of one token through the whole layer: only the last confirmed
+  // token's output is read, so only it runs the attention, the MoE and the head (a 4-token MoE reads up to
+  // 4x the experts of a 1-token one).
+  pass(passes[0], cache);
   Tensor drafts = drafts_.rows(0, bucket);
   for (int32_t j = 0; j < steps_; ++j) {
-    pass(passes[size_t(j)], cache);
+    pass(passes[size_t(1 + j)], cache);
     be.copy_cols(drafts, j, col, 0, 1);
   }
   ++(record_ ? stats_.recorded_steps : stats_.padded_eager);
@@ -287,8 +298,7 @@ int DraftRecorder::record_all(int32_t max_batch, int32_t max_context, KVCache& c
   follow_pools(cache);
   const std::vector<int32_t> batches = StepRecorder::batch_buckets(max_batch, max_bs_),
                              contexts = StepRecorder::context_buckets(max_context, m_);
-  std::vector<Pass> kinds = {Pass::Extend, Pass::Fill};
-  if (steps_ > 1) kinds.push_back(Pass::Chain);
+  const std::vector<Pass> kinds = {Pass::Confirmed, Pass::Chain, Pass::Fill};
   const int total = int(batches.size() * contexts.size() * kinds.size());
   int done = 0;
   const int64_t before = stats_.captured;

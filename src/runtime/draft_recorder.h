@@ -1,18 +1,20 @@
 // Draft steps of speculative decoding (runtime/spec_decode.h) as recorded graphs: after a verify or decode
 // step, every drafting sequence brings the n (1..S+1) tokens the target just confirmed. The step runs as
-// one padded MTP pass over S+1 tokens per sequence (the confirmed ones, then padding rows that write
-// nothing; the logits row is the last confirmed token's) and S-1 chained single-token passes, each
-// reading the token ids and hidden states the pass before left in buffers of fixed address on the device
-// (Model::mtp_draft_pass): no host round trip between passes, one copy of the S x batch draft tokens to
-// the host at the end. Each pass kind is recorded per batch bucket and context bucket (the buckets of
-// runtime/step_recorder.h) at start-up (or, lazily, at its first step).
+// one padded KV-only pass over S+1 tokens per sequence (Pass::Confirmed, Model::mtp_fill_pass: the
+// confirmed tokens' MTP KV, then padding rows that write nothing), then S single-token passes through the
+// whole layer (Pass::Chain, Model::mtp_draft_pass), the first at the last confirmed token (the only one
+// whose output is read), each later one at the next position on the pass before's draft, reading the
+// token ids and hidden states it left in buffers of fixed address on the device: no host round trip
+// between passes, one copy of the S x batch draft tokens to the host at the end. Each pass kind is
+// recorded per batch bucket and context bucket (the buckets of runtime/step_recorder.h) at start-up (or,
+// lazily, at its first step).
 //
 // Sequences that only fill the MTP layer's KV (prompt chunks before the last, requests without a draft
 // budget) and the first tokens of a prompt's last chunk beyond S+1 run op by op first (Model::mtp_fill,
 // KV only); the recorded passes take every drafting sequence's last <= S+1 tokens. Where each of those
 // KV-only sequences brings one token (decode steps of requests that do not draft now: every one while
 // speculation pauses, the layer still taking their KV), a third recorded pass writes it instead
-// (Model::mtp_fill_pass), with or without drafting sequences beside them. Not covered (the
+// (Pass::Fill, Model::mtp_fill_pass), with or without drafting sequences beside them. Not covered (the
 // runner's run_draft runs the step op by op): DP attention (its idle groups' exchanges are not recorded),
 // more drafting sequences than max_bs, a shape that was not recorded.
 #pragma once
@@ -60,10 +62,10 @@ class DraftRecorder {
   bool records() const { return record_; }
 
  private:
-  enum class Pass : uint8_t { Extend, Chain, Fill };
+  enum class Pass : uint8_t { Confirmed, Chain, Fill };
   struct Layout {
     model::StepLayout st;
-    Pass pass = Pass::Extend;
+    Pass pass = Pass::Confirmed;
     int32_t batch = 0, context = 0;
   };
   using Key = std::tuple<Pass, int32_t, int32_t>;  // pass, batch bucket, context bucket
@@ -78,7 +80,7 @@ class DraftRecorder {
     std::vector<size_t> index;                // drafting sequence k is the step's sequence index[k]
   };
   Split split(const StepInput& in) const;
-  Layout extend_layout(const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;
+  Layout confirmed_layout(const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;
   Layout chain_layout(const model::ForwardBatch& b, const std::vector<int32_t>& confirmed, int32_t j,
                       const model::KVCache& cache, int32_t bucket) const;
   Layout fill_layout(const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;
@@ -95,8 +97,8 @@ class DraftRecorder {
   const model::Model& m_;
   int32_t max_bs_, steps_;
   bool record_, lazy_;
-  Tensor in_hidden_;  // F32 [max_bs * (S + 1), hidden]: the extend (and fill) pass's hidden states
-  Tensor hidden_;     // F32 [max_bs, hidden]: each pass's output rows, the next pass's input
+  Tensor in_hidden_;  // F32 [max_bs * (S + 1), hidden]: the KV-only passes' hidden states
+  Tensor hidden_;     // F32 [max_bs, hidden]: each chain pass's input rows, then its output rows
   Tensor ids_;        // I32 [max_bs]: each pass's greedy tokens, the next pass's input
   Tensor drafts_;     // I32 [max_bs, S]: column j = pass j's tokens
   const void* cache_id_ = nullptr;

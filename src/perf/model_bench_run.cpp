@@ -250,7 +250,7 @@ void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backen
   const auto spec_steps = f.spec_steps.empty() ? std::vector<int64_t>{} : parse_sizes(f.spec_steps, "--speculative-num-steps");
   if (!spec_steps.empty() && !batches.empty()) {
     fmt::print("\nSpeculative decoding with S MTP drafts per step: the verify step (last token + S drafts, logits of "
-               "all, greedy draw per row) and the draft step (MTP over S + 1 positions + S - 1 chained steps), median "
+               "all, greedy draw per row) and the draft step (the MTP KV of S + 1 positions + S one-token MTP passes), median "
                "of {} steps\n", f.steps);
     fmt::print("TPOT at accept length a = (verify + draft) / a; a = 1: every draft rejected, a = S + 1: all accepted\n");
     fmt::print("{:>6} {:>2} {:>5} {:>10} {:>10} {:>9} {:>10} {:>12} {:>12} {:>12}\n", "layers", "S", "batch",

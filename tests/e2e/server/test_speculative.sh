@@ -24,6 +24,7 @@ COMMON=(--model-path "$SPEC_MODEL" --served-model-name m --encoder dsv32 --rando
 # checks below want every request speculating; the rule has its own unit test.)
 SPEC=(--speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-eagle-topk 1 --speculative-num-draft-tokens 4
       --speculative-min-accept-length 0)
+PAUSING=("${SPEC[@]:0:8}" --speculative-min-accept-length 10)  # a bound no window meets: pauses after each
 
 chat() {  # greedy chat completion of PROMPT, N choices
   curl -sf "$BASE_URL/v1/chat/completions" -H 'Content-Type: application/json' \
@@ -126,12 +127,17 @@ grep -q "Accept length:" <<<"$bench" || fail "bench serving reports no accept le
 stop_server
 echo "one rank: outputs identical to plain decoding; accept length $accept"
 
-for layout in "--tp 2" "--tp 2 --dp 2 --enable-dp-attention" "--dp 2"; do
+# The last layout pauses after its first window: paused steps still fill the MTP layer's KV, in lock-step with
+# DP attention's idle exchanges.
+for layout in "--tp 2" "--tp 2 --dp 2 --enable-dp-attention" "--dp 2" "pausing --tp 2 --dp 2 --enable-dp-attention"; do
+  spec=("${SPEC[@]}")
+  [[ $layout != pausing* ]] || spec=("${PAUSING[@]}")
   # shellcheck disable=SC2086
-  start_server "$TMP/par.log" "${COMMON[@]}" "${SPEC[@]}" $layout
+  start_server "$TMP/par.log" "${COMMON[@]}" "${spec[@]}" ${layout#pausing }
   outputs >"$TMP/par.txt"
   diff "$TMP/plain.txt" "$TMP/par.txt" >/dev/null ||
     fail "$layout: speculative outputs differ from one plain rank: $(diff "$TMP/plain.txt" "$TMP/par.txt")"
+  [[ $layout != pausing* ]] || grep -q "speculative decoding paused" "$TMP/par.log" || fail "$layout: never paused"
   stop_server
   echo "$layout: speculative outputs identical to one plain rank"
 done

@@ -21,6 +21,12 @@ void register_bench_engine(CLI::App* bench) {
   cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)");
   cmd->add_option("--device", f->device, "backend: cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_flag("--host-sampling", f->host_sampling, "sample on the host even where the backend samples on its device");
+  cmd->add_option("--speculative-num-steps", f->speculative_num_steps,
+                  "MTP speculative decoding with this many drafts per step (0: plain decoding)")
+      ->check(CLI::Range(0, 16));
+  cmd->add_option("--speculative-min-accept-length", f->speculative_min_accept_length,
+                  "the pause bound of serve's flag (0: never pause)")
+      ->check(CLI::Range(0.0, 64.0));
   cmd->callback([f] {
     init_logging("warning");
     perf::run_engine_bench(*f, make_backend(f->device, 0, f->threads));

@@ -16,6 +16,8 @@ struct EngineBenchOptions {
   int input_len = 128, steps = 50, threads = 0, page_size = 64, cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs;
   float temperature = 0.0f;
   bool host_sampling = false;
+  int speculative_num_steps = 0;               // > 0: MTP speculative decoding, as serve's flag
+  double speculative_min_accept_length = 1.5;  // serve's pause bound (0: never pause)
 };
 
 void run_engine_bench(const EngineBenchOptions& f, std::unique_ptr<backend::Backend> be);

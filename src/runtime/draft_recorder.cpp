@@ -127,18 +127,13 @@ DraftRecorder::Layout DraftRecorder::chain_layout(const ForwardBatch& b, const s
     c.logits = model::LogitsMode::Last;
     chain.seqs.push_back(std::move(c));
   }
-  Layout l;
-  l.pass = Pass::Chain;
-  l.batch = bucket;
-  l.st = m_.layout(chain, cache);
-  finish(l, int32_t(b.seqs.size()), 1);
-  return l;
+  return one_token_layout(Pass::Chain, chain, cache, bucket);
 }
 
-DraftRecorder::Layout DraftRecorder::fill_layout(const ForwardBatch& b, const KVCache& cache, int32_t bucket) const {
-  // One token a sequence at its own position, no logits; padding sequences write nothing.
+DraftRecorder::Layout DraftRecorder::one_token_layout(Pass pass, const ForwardBatch& b, const KVCache& cache,
+                                                      int32_t bucket) const {
   Layout l;
-  l.pass = Pass::Fill;
+  l.pass = pass;
   l.batch = bucket;
   l.st = m_.layout(b, cache);
   finish(l, int32_t(b.seqs.size()), 1);
@@ -257,7 +252,7 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
 
 bool DraftRecorder::run_fill(const Split& sp, const Tensor& last_hidden, KVCache& cache) {
   const int32_t n = int32_t(sp.fill.seqs.size()), bucket = StepRecorder::batch_bucket(n, max_bs_);
-  const Layout l = fill_layout(sp.fill, cache, bucket);
+  const Layout l = one_token_layout(Pass::Fill, sp.fill, cache, bucket);  // its own positions, no logits
   if (record_ && !lazy_) {
     auto it = graphs_.find({l.pass, l.batch, l.context});
     if (it == graphs_.end() || !it->second) return false;  // op by op

@@ -83,7 +83,8 @@ class DraftRecorder {
   Layout confirmed_layout(const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;
   Layout chain_layout(const model::ForwardBatch& b, const std::vector<int32_t>& confirmed, int32_t j,
                       const model::KVCache& cache, int32_t bucket) const;
-  Layout fill_layout(const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;
+  // A one-token-a-sequence pass over b as it is (chain and fill passes), padded to the bucket.
+  Layout one_token_layout(Pass pass, const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;
   Layout synthetic(Pass pass, int32_t batch, int32_t context, int32_t page_size) const;
   // A KV-only step through the Fill pass (Split::fill_pass); false when its shape was not recorded.
   bool run_fill(const Split& sp, const Tensor& last_hidden, model::KVCache& cache);

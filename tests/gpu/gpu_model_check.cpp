@@ -224,22 +224,27 @@ void check_fixture(const std::string& name, bool has_fp8_ref, bool fp8_weights) 
       record("model mixed batch vs reference", fmt::format("{} exact, FP8 KV cache (reported)", name),
              mixed_batch(*gpu, seqs, refs, DType::F8_E4M3), 1.0);
     }
-    // MTP layer
-    double mtp = 0;
-    for (size_t i = 0; i < seqs.size(); ++i) {
+    // MTP layer. Sequence i's MTP step: the main model's hidden states at positions 0..T-2 and the tokens at
+    // 1..T-1, on scattered pages of a 64-page cache.
+    auto mtp_step = [&](size_t i, LogitsMode logits) {
       auto main = prefill(*gpu, seqs[i], true);
       const int64_t T = int64_t(seqs[i].size());
       MtpInput in;
       in.hidden = main.hidden.rows(0, T - 1);
       in.next_tokens.assign(seqs[i].begin() + 1, seqs[i].end());
-      auto cache = gpu->make_cache(64, 4);
       std::vector<char> used(64, 0);
       ForwardBatch fb;
       SequenceChunk sc;
       sc.tokens.assign(seqs[i].begin(), seqs[i].end() - 1);
       sc.page_table = scattered(int32_t(T + 2) / 4, 64, 3, used);
-      sc.logits = LogitsMode::All;
+      sc.logits = logits;
       fb.seqs.push_back(sc);
+      return std::make_pair(std::move(in), std::move(fb));
+    };
+    double mtp = 0;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      auto [in, fb] = mtp_step(i, LogitsMode::All);
+      auto cache = gpu->make_cache(64, 4);
       auto out = gpu->mtp_forward(fb, in, cache);
       auto r = ref(fmt::format("mtp_logits_{}.npy", i));
       const bool same_shape = r.data.size() == size_t(out.logits.numel());
@@ -252,19 +257,8 @@ void check_fixture(const std::string& name, bool has_fp8_ref, bool fp8_weights) 
       size_t differ = 0, bytes = 0;
       const size_t l = size_t(gpu->config().num_hidden_layers);
       for (size_t i = 0; i < seqs.size(); ++i) {
-        auto main = prefill(*gpu, seqs[i], true);
-        const int64_t T = int64_t(seqs[i].size());
-        MtpInput in;
-        in.hidden = main.hidden.rows(0, T - 1);
-        in.next_tokens.assign(seqs[i].begin() + 1, seqs[i].end());
+        auto [in, fb] = mtp_step(i, LogitsMode::None);
         auto whole = gpu->make_cache(64, 4), fill = gpu->make_cache(64, 4);
-        std::vector<char> used(64, 0);
-        ForwardBatch fb;
-        SequenceChunk sc;
-        sc.tokens.assign(seqs[i].begin(), seqs[i].end() - 1);
-        sc.page_table = scattered(int32_t(T + 2) / 4, 64, 3, used);
-        sc.logits = LogitsMode::None;
-        fb.seqs.push_back(sc);
         gpu->mtp_forward(fb, in, whole);
         gpu->mtp_fill(fb, in, fill);
         std::vector<const Tensor*> a = {&whole.latent[l]}, b = {&fill.latent[l]};

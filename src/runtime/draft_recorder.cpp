@@ -13,9 +13,6 @@ using model::ForwardBatch;
 using model::KVCache;
 using model::StepLayout;
 
-namespace {
-const char* pass_name(int pass) { return pass == 0 ? "confirmed KV" : pass == 1 ? "draft chain" : "MTP KV fill"; }
-}  // namespace
 
 DraftRecorder::DraftRecorder(const model::Model& m, int32_t max_bs, int32_t steps, bool record, bool lazy)
     : m_(m), max_bs_(max_bs), steps_(steps), record_(record), lazy_(lazy) {
@@ -90,8 +87,9 @@ void DraftRecorder::finish(Layout& l, int32_t real, int32_t q) const {
 DraftRecorder::Layout DraftRecorder::confirmed_layout(const ForwardBatch& b, const KVCache& cache,
                                                    int32_t bucket) const {
   // Each sequence's confirmed tokens, then padding rows up to S + 1 (their positions follow; the pages
-  // reserved for the next verify step cover them; they write nothing); a logits row at the last confirmed
-  // one (the pass computes none: the row keeps the layout's shape that of every other pass).
+  // reserved for the next verify step cover them; they write nothing). The pass computes no logits, but each
+  // sequence keeps one logits row (its last confirmed token), as the padding sequences of the recorded
+  // layout do: a replay needs the layout's shape to be the recording's.
   const int32_t q = steps_ + 1;
   ForwardBatch padded;
   padded.seqs = b.seqs;
@@ -271,6 +269,15 @@ bool DraftRecorder::run_fill(const Split& sp, const Tensor& last_hidden, KVCache
   return true;
 }
 
+const char* DraftRecorder::pass_name(Pass p) {
+  switch (p) {
+    case Pass::Confirmed: return "confirmed KV";
+    case Pass::Chain: return "draft chain";
+    case Pass::Fill: return "MTP KV fill";
+  }
+  return "?";
+}
+
 void DraftRecorder::record(const Layout& l, KVCache& cache) {
   Timer timer;
   const int32_t pages = (l.context + cache.page_size - 1) / cache.page_size;
@@ -278,7 +285,7 @@ void DraftRecorder::record(const Layout& l, KVCache& cache) {
   if (g) ++stats_.captured;
   else ++stats_.failed;
   spdlog::debug("CUDA graph: {} pass of batch {} (contexts up to {}) {} in {:.0f} ms",
-                pass_name(int(l.pass)), l.batch, l.context, g ? "recorded" : "NOT recorded",
+                pass_name(l.pass), l.batch, l.context, g ? "recorded" : "NOT recorded",
                 timer.seconds() * 1e3);
   graphs_[{l.pass, l.batch, l.context}] = std::move(g);
 }

@@ -63,6 +63,7 @@ class DraftRecorder {
 
  private:
   enum class Pass : uint8_t { Confirmed, Chain, Fill };
+  static const char* pass_name(Pass p);
   struct Layout {
     model::StepLayout st;
     Pass pass = Pass::Confirmed;

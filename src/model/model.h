@@ -120,7 +120,7 @@ class Model {
   Tensor mtp_draft_pass(const StepLayout& st, KVCache& cache, const Tensor* ids, const Tensor& hidden_in,
                         Tensor& ids_out, Tensor& hidden_out) const;
   // mtp_fill's device work over the bound step `st` (token ids st.ids, hidden states hidden_in [T, hidden]),
-  // for a runner to record (runtime/draft_recorder.h: the KV-only steps while speculation pauses).
+  // for a runner to record (runtime/draft_recorder.h: its KV-only passes).
   void mtp_fill_pass(const StepLayout& st, KVCache& cache, const Tensor& hidden_in) const;
 
  private:

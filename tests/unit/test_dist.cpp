@@ -7,14 +7,12 @@
 #include <random>
 #include <thread>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "dist/control_channel.h"
 #include "dist/gloo_group.h"
 #include "dist/local_group.h"
+#include "held_port.h"
 
 using namespace ds;
 
@@ -146,23 +144,11 @@ TEST(LocalGroup, RefusesDeviceTensorsAndMismatchedGathers) {
 
 namespace {
 
-// A TCP port on 127.0.0.1 that nothing listens on now (the OS's pick for port 0). A port derived from the
-// pid could be one of the machine's ephemeral ports in use, which failed this test now and then under ctest -j.
-int free_tcp_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-  if (fd >= 0) ::close(fd);
-  return ok ? int(ntohs(a.sin_port)) : 0;
-}
-
 TEST(ControlChannel, StoreOverTcpAndFraming) {
-  const int port = free_tcp_port();
-  ASSERT_GT(port, 0);
+  // Held by this process until the listener takes it (SO_REUSEADDR): a pid-derived port could be one of the
+  // machine's ephemeral ports in use, which failed this test now and then under ctest -j.
+  const HeldPort held;
+  const int port = held.port;
   // Node 1 connects on a thread of its own; its exception (if any) is rethrown here, not left to terminate.
   auto node1 = std::async(std::launch::async,
                           [&] { return dist::connect_to_node0("127.0.0.1", port, 1, std::chrono::seconds(20)); });

@@ -31,41 +31,8 @@ DraftRecorder::Split DraftRecorder::split(const StepInput& in) const {
   // Sequences that do not draft (prompt chunks before the last, no draft budget) and the first n - (S + 1)
   // tokens of a drafting one that brings more (its prompt's last chunk) only fill the MTP layer's KV: an
   // op-by-op pass first. What is left — every drafting sequence's last <= S + 1 tokens — is recorded.
-  Split sp;
-  const ForwardBatch& b = in.batch;
-  if (!in.dp_drafting.empty() || !b.dp_tokens.empty()) return sp;
-  const size_t q = size_t(steps_) + 1;
-  size_t at = 0, tokens = 0;
-  for (const auto& sc : b.seqs) tokens += sc.tokens.size();
-  if (in.hidden_rows.size() != tokens) return sp;
-  for (size_t s = 0; s < b.seqs.size(); ++s) {
-    const model::SequenceChunk& sc = b.seqs[s];
-    const size_t n = sc.tokens.size();
-    const bool drafts = sc.logits == model::LogitsMode::Last;
-    if (!drafts && sc.logits != model::LogitsMode::None) return Split{};
-    const size_t fill = drafts ? (n > q ? n - q : 0) : n;  // tokens for the op-by-op pass
-    if (fill > 0) {
-      model::SequenceChunk f;
-      f.tokens.assign(sc.tokens.begin(), sc.tokens.begin() + long(fill));
-      f.start_pos = sc.start_pos;
-      f.page_table = sc.page_table;
-      f.logits = model::LogitsMode::None;
-      sp.fill.seqs.push_back(std::move(f));
-      sp.fill_rows.insert(sp.fill_rows.end(), in.hidden_rows.begin() + long(at), in.hidden_rows.begin() + long(at + fill));
-    }
-    if (drafts) {
-      model::SequenceChunk c;
-      c.tokens.assign(sc.tokens.begin() + long(fill), sc.tokens.end());
-      c.start_pos = sc.start_pos + int32_t(fill);
-      c.page_table = sc.page_table;
-      c.logits = model::LogitsMode::Last;
-      sp.drafting.seqs.push_back(std::move(c));
-      sp.drafting_rows.insert(sp.drafting_rows.end(), in.hidden_rows.begin() + long(at + fill),
-                              in.hidden_rows.begin() + long(at + n));
-      sp.index.push_back(s);
-    }
-    at += n;
-  }
+  if (!in.dp_drafting.empty() || !in.batch.dp_tokens.empty()) return Split{};
+  Split sp{split_draft_step(in, size_t(steps_) + 1)};
   // The KV-only part through the Fill pass when each of its sequences brings one token (decode steps of
   // requests that do not draft now: speculation paused, no budget, no speculation).
   sp.fill_pass = !sp.fill.seqs.empty() && int64_t(sp.fill.seqs.size()) <= max_bs_ &&
@@ -196,7 +163,7 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
   if (!sp.fill.seqs.empty() && !(sp.fill_pass && run_fill(sp, last_hidden, cache))) {
     // the KV-only part, op by op, before the passes read it (other sequences' KV: it may run first)
     model::MtpInput mi;
-    for (const auto& sc : sp.fill.seqs) mi.next_tokens.insert(mi.next_tokens.end(), sc.tokens.begin(), sc.tokens.end());
+    mi.next_tokens = flat_tokens(sp.fill);
     mi.hidden = be.cache_gather(last_hidden, sp.fill_rows);
     m_.mtp_fill(sp.fill, mi, cache);
     ++stats_.with_fill;

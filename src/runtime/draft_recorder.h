@@ -28,6 +28,7 @@
 
 #include "model/model.h"
 #include "model/step.h"
+#include "runtime/draft_split.h"
 #include "runtime/model_runner.h"
 
 namespace ds::runtime {
@@ -71,14 +72,10 @@ class DraftRecorder {
   };
   using Key = std::tuple<Pass, int32_t, int32_t>;  // pass, batch bucket, context bucket
 
-  struct Split {
-    bool ok = false;                          // false: not covered (DP attention, too many drafting, ...)
-    bool fill_pass = false;                   // the KV-only part through the Fill pass (one token each)
-    model::ForwardBatch fill;                 // KV-only tokens (logits None), run op by op first
-    std::vector<int32_t> fill_rows;           // their rows of the kept hidden states
-    model::ForwardBatch drafting;             // each drafting sequence's last <= S + 1 tokens
-    std::vector<int32_t> drafting_rows;
-    std::vector<size_t> index;                // drafting sequence k is the step's sequence index[k]
+  // The step's parts (keep = S + 1: the drafting sequences' tokens the confirmed pass takes).
+  struct Split : DraftSplit {
+    bool ok = false;         // false: not covered (DP attention, too many drafting, ...)
+    bool fill_pass = false;  // the KV-only part through the Fill pass (one token each), else op by op first
   };
   Split split(const StepInput& in) const;
   Layout confirmed_layout(const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;

@@ -5,6 +5,7 @@
 
 #include "backend/backend.h"
 #include "runtime/draft_recorder.h"
+#include "runtime/draft_split.h"
 #include "runtime/model_runner.h"
 #include "util/error.h"
 #include "util/timer.h"
@@ -70,42 +71,19 @@ StepOutput ModelRunner::run_draft(StepInput in) {
   // Every token but each drafting sequence's last only fills the MTP layer's KV (Model::mtp_fill: nobody
   // reads those tokens' outputs); the last tokens run the whole layer and draft. Under DP attention the
   // exchanges carry those last tokens alone (the engine's dp_tokens are the groups' drafting counts).
-  size_t tokens = 0;
-  for (const auto& sc : batch.seqs) tokens += sc.tokens.size();
-  DS_CHECK(in.hidden_rows.size() == tokens, "draft step: {} hidden rows for {} tokens", in.hidden_rows.size(),
-           tokens);
+  DraftSplit sp = split_draft_step(in, 1);
   for (int32_t r : in.hidden_rows)
     DS_CHECK(r >= 0 && r < last_hidden_.dim(0), "draft step: hidden row {} of {}", r, last_hidden_.dim(0));
-  model::ForwardBatch fill, extend;
+  model::ForwardBatch& fill = sp.fill;
+  model::ForwardBatch& extend = sp.drafting;
   extend.want_hidden = extend.hidden_on_device = true;
   extend.logits_on_device = device_sampling_;
   extend.dp_tokens = batch.dp_tokens;
+  const std::vector<size_t>& drafting = sp.index;  // the sequences that draft, in batch order
   model::MtpInput fill_in, extend_in;
-  std::vector<int32_t> fill_rows, extend_rows;
-  std::vector<size_t> drafting;  // the sequences that draft, in batch order
-  size_t at = 0;
-  for (size_t s = 0; s < batch.seqs.size(); ++s) {
-    const model::SequenceChunk& sc = batch.seqs[s];
-    const size_t n = sc.tokens.size();
-    const bool drafts = sc.logits == model::LogitsMode::Last;
-    DS_CHECK(drafts || sc.logits == model::LogitsMode::None, "draft step: sequence {} asks for all logits", s);
-    const size_t f = drafts ? n - 1 : n;
-    if (f > 0) {
-      fill.seqs.push_back({std::vector<int32_t>(sc.tokens.begin(), sc.tokens.begin() + long(f)), sc.start_pos,
-                           sc.page_table, model::LogitsMode::None});
-      fill_in.next_tokens.insert(fill_in.next_tokens.end(), sc.tokens.begin(), sc.tokens.begin() + long(f));
-      fill_rows.insert(fill_rows.end(), in.hidden_rows.begin() + long(at), in.hidden_rows.begin() + long(at + f));
-    }
-    if (drafts) {
-      extend.seqs.push_back({{sc.tokens.back()}, sc.start_pos + int32_t(f), sc.page_table, model::LogitsMode::Last});
-      extend_in.next_tokens.push_back(sc.tokens.back());
-      extend_rows.push_back(in.hidden_rows[at + f]);
-      drafting.push_back(s);
-    }
-    at += n;
-  }
   if (!fill.seqs.empty()) {
-    fill_in.hidden = backend().cache_gather(last_hidden_, fill_rows);
+    fill_in.next_tokens = flat_tokens(fill);
+    fill_in.hidden = backend().cache_gather(last_hidden_, sp.fill_rows);
     m.mtp_fill(fill, fill_in, kv_);
   }
   res.drafts.resize(batch.seqs.size());
@@ -116,7 +94,8 @@ StepOutput ModelRunner::run_draft(StepInput in) {
     res.forward_ms = fwd.seconds() * 1e3;
     return res;
   }
-  extend_in.hidden = backend().cache_gather(last_hidden_, extend_rows);
+  extend_in.next_tokens = flat_tokens(extend);
+  extend_in.hidden = backend().cache_gather(last_hidden_, sp.drafting_rows);
   last_hidden_ = Tensor();  // read once
   model::ForwardOutput out = m.mtp_forward(extend, extend_in, kv_);
   std::vector<int32_t> tok = greedy_rows(out);

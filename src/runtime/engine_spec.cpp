@@ -13,6 +13,7 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
   size_t row = 0;
   int32_t first_token = 0;  // the chunk's first row in the step's hidden states
   DpGroup& group = groups_[size_t(plan[0].req->dp_group)];
+  const bool paused = group.spec.paused(steps_);  // this step's requests draft nothing (they still fill)
   int64_t verified = 0, verify_tokens = 0;  // this step's verifying requests, their tokens
   std::vector<GrammarAhead> ahead = walk_grammars(plan, res, true);
   for (size_t i = 0; i < plan.size(); ++i) {
@@ -83,7 +84,6 @@ void EngineImpl::finish_spec_plan(const std::vector<Scheduler::Chunk>& plan, Ste
     // (re)starts, of this request or of one that shares its cached pages, and a gap would leave those rows
     // to whatever the pool held before.
     if (!draft) continue;
-    const bool paused = group.spec.paused(steps_);
     // A request that ends here drafts no more, but its last positions' KV goes in: its pages stay cached,
     // and the next turn of a conversation hits them. A prefill server's request ends after its first
     // token, but the decode server it goes to speculates on: the MTP layer's KV of the whole prompt

@@ -4,6 +4,7 @@
 # $OUT (the device tool brings them back) or /tmp/gpu-check.
 #   GPU_CHECK_BENCH=all|gemm|mla|indexer|moe|sampling|none   which benchmarks (default all)
 #   GPU_CHECK_TORCH=0                                        skip the torch._scaled_mm peer (run with all|gemm only)
+#   GPU_CHECK_TIMEOUT=900                                    seconds each check binary may take (exit 124 past it)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -18,10 +19,12 @@ t1=$(date +%s)
 if [ $build -ne 0 ]; then tail -40 "$LOG/build.log"; echo "gpu-check: BUILD FAILED"; exit 1; fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv,noheader | tee "$LOG/device.txt"
 B=build-gpu/tests/gpu
-$B/gpu_ops_check >"$LOG/ops.log" 2>&1; ops=$?
-$B/gpu_model_check >"$LOG/model.log" 2>&1; model=$?
-$B/gpu_sampling_check >"$LOG/sampling.log" 2>&1; sampling=$?
-NCCL_NVLS_ENABLE=0 DSSERVE_CUDA_GEMM=exact $B/gpu_dist_check >"$LOG/dist.log" 2>&1; dist=$?
+# A hung kernel must not take the whole device call: each check binary gets GPU_CHECK_TIMEOUT seconds.
+TO="timeout ${GPU_CHECK_TIMEOUT:-900}"
+$TO $B/gpu_ops_check >"$LOG/ops.log" 2>&1; ops=$?
+$TO $B/gpu_model_check >"$LOG/model.log" 2>&1; model=$?
+$TO $B/gpu_sampling_check >"$LOG/sampling.log" 2>&1; sampling=$?
+NCCL_NVLS_ENABLE=0 DSSERVE_CUDA_GEMM=exact $TO $B/gpu_dist_check >"$LOG/dist.log" 2>&1; dist=$?
 # The CLI on the GPU: forward of the tiny FP8 model on both devices (GPU in both GEMM modes), logits
 # compared with each other and with the transformers reference.
 D=tests/golden/tiny_v32_fp8

@@ -245,7 +245,14 @@ int main(int argc, char** argv) {
     if (what == "all" || what == "kvfp8") ok_kv = gpubench::bench_kv_fp8(*be, c.hbm_gbs);
     if (what == "all" || what == "moe") {
       std::vector<int> Ts = {1, 8, 16, 32, 64, 128, 256, 384, 512, 768, 1024, 2048, 4096, 8192};
-      if (const char* one = std::getenv("GPU_BENCH_MOE_T")) Ts = {std::atoi(one)};  // profiling
+      if (const char* list = std::getenv("GPU_BENCH_MOE_T")) {  // "8192" or "1024,8192": profiling, A/B runs
+        Ts.clear();
+        for (const char* p = list; *p;) {
+          Ts.push_back(std::atoi(p));
+          while (*p && *p != ',') ++p;
+          if (*p == ',') ++p;
+        }
+      }
       ok_moe = bench_moe(c, Ts);
     }
     if (what == "all" || what == "sampling") bench_sampling(c);

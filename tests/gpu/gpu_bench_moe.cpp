@@ -57,7 +57,8 @@ double dense_fp8_pair_ms(int P, int H, int I) {
 // MoE experts at DeepSeek-V3.2's shapes (256 experts, top-8, H 7168, I 2048, FP8 with 128x128 scales) in
 // the default fast mode, routing by moe_route on random logits: the grouped fp32 path (device-side lists,
 // 4 launches), the per-expert path (routing read back; per used expert gather + 3 linear() + scatter)
-// and the grouped FP8 path (device-side lists padded to 64-row tiles, wgmma FP8 GEMMs, 5 launches).
+// and the grouped FP8 path (device-side lists padded to 64-row tiles, wgmma FP8 GEMMs, 5 launches), also in
+// its 128-row form (k_moe_fp8_ws.cu; the last columns, and which form Auto takes).
 // Bytes = what must be read at least: the used experts' weights and scales. TFLOP/s counts the routed
 // rows' FLOPs (2 x T x top_k x 3 x H x I), against a cuBLASLt FP8 dense GEMM pair of equal FLOPs timed in
 // the same run. Checks: grouped vs per-expert in the exact mode up to 128 tokens (fp32 both), FP8 vs
@@ -97,8 +98,9 @@ bool bench_moe(const Ceilings& c, const std::vector<int>& Ts) {
   Tensor bias = rand_f32({E}, 0.01f);  // small: near-uniform load, as a trained (balancing) bias gives
   std::printf("\n| tokens | experts used | grouped fp32 | GB/s (%% HBM) | per-expert | grouped-fp8 | GB/s (%% HBM) | "
               "fp8 TFLOP/s | dense FP8 pair TFLOP/s | fp8 / dense | fp8 vs per-expert | fp8 vs grouped | "
-              "grouped vs per-expert exact | fp8 vs per-expert rel diff |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "grouped vs per-expert exact | fp8 vs per-expert rel diff | fp8 128-row tiles | TFLOP/s | 128 vs 64 | "
+              "128 vs per-expert rel diff | auto |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int T : Ts) {
     Tensor x = rand_f32({T, H}), logits = rand_f32({T, E}, 2.0f), ids, wts;
     be->moe_route(logits, bias, cfg, &ids, &wts);
@@ -126,18 +128,25 @@ bool bench_moe(const Ceilings& c, const std::vector<int>& Ts) {
     const double t_p = time_ms([&](int) { yp = be->moe_experts(x, ids, wts, *set); }, reps);
     double t_f = 0, t_d = 0;
     std::string fp8_diff = "-";
+    double t_f128 = 0;
+    std::string fp8_diff128 = "-";
     if (T >= 8) {
       be->set_moe_path(cuda::MoePath::GroupedFp8);
-      Tensor yf;
-      t_f = time_ms([&](int) { yf = be->moe_experts(x, ids, wts, *set); }, reps);
-      if (std::string(be->last_moe_path()) != "grouped-fp8") {
-        std::printf("grouped-fp8 path not taken at T=%d (%s)\n", T, be->last_moe_path());
-        ok_moe = false;
+      for (int tile_rows : {64, 128}) {
+        be->set_moe_fp8_tile_rows(tile_rows);
+        Tensor yf;
+        const double t = time_ms([&](int) { yf = be->moe_experts(x, ids, wts, *set); }, reps);
+        if (std::string(be->last_moe_path()) != "grouped-fp8" || be->last_moe_fp8_tile_rows() != tile_rows) {
+          std::printf("grouped-fp8 path (%d-row tiles) not taken at T=%d (%s)\n", tile_rows, T, be->last_moe_path());
+          ok_moe = false;
+        }
+        profile_once();
+        const gpucheck::Err e = gpucheck::compare(be->to_host(yf), be->to_host(yp));
+        ok_moe &= std::isfinite(e.rel) && e.rel < 7e-2;  // per-expert: fp32 GEMV for experts of <= 8 tokens
+        (tile_rows == 64 ? t_f : t_f128) = t;
+        (tile_rows == 64 ? fp8_diff : fp8_diff128) = fmt::format("{:.1e}", e.rel);
       }
-      profile_once();
-      const gpucheck::Err e = gpucheck::compare(be->to_host(yf), be->to_host(yp));
-      fp8_diff = fmt::format("{:.1e}", e.rel);
-      ok_moe &= std::isfinite(e.rel) && e.rel < 7e-2;  // per-expert: fp32 GEMV for experts of <= 8 tokens
+      be->set_moe_fp8_tile_rows(0);
       if (T >= 256) t_d = dense_fp8_pair_ms(T * k, H, I);
     }
     std::string exact = "-";
@@ -159,11 +168,15 @@ bool bench_moe(const Ceilings& c, const std::vector<int>& Ts) {
     };
     auto ratio = [](double a, double b) { return a > 0 && b > 0 ? fmt::format("{:.2f}x", a / b) : std::string("-"); };
     const double tf = t_f > 0 ? flop / (t_f * 1e-3) / 1e12 : 0, td = t_d > 0 ? flop / (t_d * 1e-3) / 1e12 : 0;
-    std::printf("| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", T, n_used, us(t_g).c_str(),
+    const double tf128 = t_f128 > 0 ? flop / (t_f128 * 1e-3) / 1e12 : 0;
+    std::printf("| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", T,
+                n_used, us(t_g).c_str(),
                 gbs(t_g).c_str(), us(t_p).c_str(), us(t_f).c_str(), gbs(t_f).c_str(),
                 tf > 0 ? fmt::format("{:.0f}", tf).c_str() : "-", td > 0 ? fmt::format("{:.0f}", td).c_str() : "-",
                 td > 0 && tf > 0 ? fmt::format("{:.0f}%", 100.0 * tf / td).c_str() : "-", ratio(t_p, t_f).c_str(),
-                ratio(t_g, t_f).c_str(), exact.c_str(), fp8_diff.c_str());
+                ratio(t_g, t_f).c_str(), exact.c_str(), fp8_diff.c_str(), us(t_f128).c_str(),
+                tf128 > 0 ? fmt::format("{:.0f}", tf128).c_str() : "-", ratio(t_f, t_f128).c_str(), fp8_diff128.c_str(),
+                be->moe_fp8_tile_rows_for(int64_t(T) * k, E));
     std::fflush(stdout);
   }
   std::printf("fast-mode Auto: grouped fp32 up to %lld tokens, grouped-fp8 above\n",

@@ -12,7 +12,8 @@
 //    4e-2 below (a wrong fragment layout or scale is off by ~100%).
 // Shapes: small ones (H 256 / 384: the down GEMM's second warpgroup past N), DeepSeek-V3.2's widths with 8
 // experts; routes from the GPU router, and hand-made ones: experts with 0 and 1 tokens, tiles of one
-// expert, T no multiple of the 64-row tile, ids of -1 (another rank's expert: skipped).
+// expert, T no multiple of the 64-row tile, ids of -1 (another rank's expert: skipped). Every case runs both
+// tile forms (64 and 128 rows).
 #include <cmath>
 
 #include "ops_check_util.h"
@@ -86,13 +87,25 @@ void check_case(const BothExperts& ex, const Tensor& x, const Tensor& ids, const
   g_gpu->set_gemm_mode(GemmMode::Fast);
   g_gpu->set_moe_path(cuda::MoePath::GroupedFp8);
   const Tensor xg = up(x), ig = up(ids), wg = up(w);
-  const Tensor y = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
-  const bool taken = std::string(g_gpu->last_moe_path()) == "grouped-fp8";
-  record("moe_experts grouped-fp8 vs cpu", what, taken ? cmp(y, ref).rel : INFINITY, 7e-2);
-  record("moe_experts grouped-fp8 vs fp8 reference", what, taken ? cmp(y, emu).rel : INFINITY,
-         x.dim(0) >= 16 ? 1e-2 : 4e-2);
-  const Tensor y2 = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
-  record("moe_experts grouped-fp8 rerun", what, compare(down(y2), down(y)).maxrel, 0.0);
+  // Both forms: 64-row tiles (k_moe_fp8.cu) and 128-row tiles (k_moe_fp8_ws.cu); then the two against each
+  // other: the same wgmma chains per row and column, folded in the same order, so bitwise equal (seen on an
+  // H100 in every case, session 22).
+  Tensor y64;
+  for (int tile_rows : {64, 128}) {
+    g_gpu->set_moe_fp8_tile_rows(tile_rows);
+    const std::string form = fmt::format(" ({}-row tiles)", tile_rows);
+    const Tensor y = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
+    const bool taken =
+        std::string(g_gpu->last_moe_path()) == "grouped-fp8" && g_gpu->last_moe_fp8_tile_rows() == tile_rows;
+    record("moe_experts grouped-fp8 vs cpu" + form, what, taken ? cmp(y, ref).rel : INFINITY, 7e-2);
+    record("moe_experts grouped-fp8 vs fp8 reference" + form, what, taken ? cmp(y, emu).rel : INFINITY,
+           x.dim(0) >= 16 ? 1e-2 : 4e-2);
+    const Tensor y2 = g_gpu->moe_experts(xg, ig, wg, *ex.sg);
+    record("moe_experts grouped-fp8 rerun" + form, what, compare(down(y2), down(y)).maxrel, 0.0);
+    if (tile_rows == 64) y64 = down(y);
+    else record("moe_experts grouped-fp8 128-row vs 64-row tiles", what, compare(down(y), y64).maxrel, 0.0);
+  }
+  g_gpu->set_moe_fp8_tile_rows(0);
   g_gpu->set_moe_path(cuda::MoePath::Auto);
 }
 

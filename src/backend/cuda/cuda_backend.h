@@ -99,6 +99,9 @@ struct CudaOptions {
   // The grouped decode MoE's weights by streaming loads (MoeGemmArgs::stream_weights: batch 1 2.390 vs
   // 2.428 ms, batch 8 5.762 vs 5.864, docs/PERF.md). DSSERVE_MOE_STREAM=0|1 for A/B runs.
   bool moe_stream_weights = true;
+  // Rows per tile of the grouped FP8 experts (k_moe_fp8.cu 64, k_moe_fp8_ws.cu 128); 0: by the chunk's
+  // routed rows per expert (moe_fp8_tile_rows_for). DSSERVE_MOE_FP8_TILE=auto|64|128: A/B runs.
+  int moe_fp8_tile_rows = 0;
   // Backend::branch on a second stream (cuda_branch.cpp): the attention block's cache writes and indexer
   // weights beside its query projections (model/layer.cpp), in steps of at most branch_max_tokens tokens.
   // Off: branches run in order on the one stream. DSSERVE_OVERLAP=0|1 for A/B runs (on: session 20 measured
@@ -293,6 +296,11 @@ class CudaBackend final : public Backend {
   void set_moe_path(MoePath p) { moe_path_ = p; }
   void set_moe_down_rows(int rows) { opts_.moe_down_rows = rows; }  // tests: both down GEMM shapes
   void set_moe_stream_weights(bool on) { opts_.moe_stream_weights = on; }  // tests: both weight loads
+  void set_moe_fp8_tile_rows(int rows) { opts_.moe_fp8_tile_rows = rows; }  // tests: both FP8 forms (0: auto)
+  // The tile rows of the last grouped FP8 call (64 or 128).
+  int last_moe_fp8_tile_rows() const { return last_moe_fp8_tile_rows_; }
+  // The FP8 form Auto takes for P routed pairs over E experts: 128-row tiles once experts average enough rows.
+  int moe_fp8_tile_rows_for(int64_t pairs, int64_t E) const;
   void set_overlap(bool on);  // tests: branches on a second stream or in order
   void set_branch_max_tokens(int64_t n) { opts_.branch_max_tokens = n; }  // tests: wide steps branched too
   // How the last branch ran: "stream" (on the second stream) or "inline".
@@ -405,6 +413,7 @@ class CudaBackend final : public Backend {
   std::string fp8_lt_config_;
   MoePath moe_path_ = MoePath::Auto;
   const char* last_moe_path_ = "";
+  int last_moe_fp8_tile_rows_ = 0;
   bool fp8_lt_ok_ = false, fp8_lt_probed_ = false, fp8_lt_m_fastest_ = true, fp8_lt_out_f32_ = true, fp8_lt_any_kb_ = false;
 };
 

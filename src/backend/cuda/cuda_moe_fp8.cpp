@@ -1,6 +1,7 @@
 // CudaBackend: the MoE experts' FP8 grouped path, for large batches in the fast mode (FP8 activations).
 // All on the device, a fixed sequence of 5 launches sized from T, top_k and E (no routing read back):
-//   lists      the routed pairs sorted by expert, each expert's rows padded to 64-row tiles (k_moe_lists.cu)
+//   lists      the routed pairs sorted by expert, each expert's rows padded to 64- or 128-row tiles
+//              (k_moe_lists.cu; 128 for large chunks: k_moe_fp8_ws.cu's form, moe_fp8_tile_rows_for)
 //   quant      x rounded to FP8 per token per 128 columns, as linear() rounds activations (k_quant.cu).
 //              Once per token: the GEMM gathers the rounded rows, the same bytes linear() would make of
 //              each expert's gathered rows, at 1/8 of the traffic of quantising T x top_k rows.
@@ -14,6 +15,15 @@
 
 namespace ds::backend::cuda {
 
+// 128-row tiles share each weight tile between twice the rows (half the L2 traffic per multiply-add), but a
+// short last tile per expert wastes more. gpu_bench moe on an H100 (docs/PERF.md, session 22), DeepSeek's
+// experts, 128 vs 64 rows: 0.99x at 512 tokens (16 rows per expert on average), 1.04x at 2,048 (64), 1.23x at
+// 4,096 (128), 1.41x at 8,192 (256). So 128 from 64 routed rows per expert on average.
+int CudaBackend::moe_fp8_tile_rows_for(int64_t pairs, int64_t E) const {
+  if (opts_.moe_fp8_tile_rows) return opts_.moe_fp8_tile_rows;
+  return pairs >= int64_t(kMoeFp8TileRows) * E ? kMoeFp8WsTileRows : kMoeFp8TileRows;
+}
+
 bool CudaBackend::moe_fp8_usable(const MoeExpertTable& tb) {
   return tb.grouped && tb.wtype == WType::FP8 && moe_fp8_supported(int(tb.H), int(tb.I)) &&
          moe_fp8_supported(int(tb.I), int(tb.H));
@@ -22,7 +32,8 @@ bool CudaBackend::moe_fp8_usable(const MoeExpertTable& tb) {
 void CudaBackend::moe_experts_fp8(const Tensor& x, const Tensor& ids, const Tensor& weights, const MoeExpertTable& tb,
                                   float* y) {
   const int T = int(x.dim(0)), k = int(ids.dim(1)), E = int(tb.E), P = T * k, H = int(tb.H), I = int(tb.I);
-  constexpr int R = kMoeFp8TileRows;
+  const int R = moe_fp8_tile_rows_for(P, E);
+  const auto gemm = R == kMoeFp8WsTileRows ? launch_moe_fp8_gemm_ws : launch_moe_fp8_gemm;
   const int max_tiles = moe_max_tiles(P, E, R);
   const int64_t rows = int64_t(max_tiles) * R;  // padded rows: a bound, the tiles in use take fewer
   LaunchTimer timer(profile_, stream_, 6);  // benchmarks (set_profile): each launch timed, one line logged
@@ -59,7 +70,7 @@ void CudaBackend::moe_experts_fp8(const Tensor& x, const Tensor& ids, const Tens
   g.act_q = act_q.data<uint8_t>();
   g.act_s = act_s.data<float>();
   g.act_s_pitch = int(rows);
-  launch_moe_fp8_gemm(g, true, stream_);
+  gemm(g, true, stream_);
   check_launch("moe gate+up (fp8)");
   timer.mark();
   Tensor out = empty({int64_t(P), int64_t(H)}, DType::F32);
@@ -74,7 +85,7 @@ void CudaBackend::moe_experts_fp8(const Tensor& x, const Tensor& ids, const Tens
   d.act_q = nullptr;
   d.act_s = nullptr;
   d.out = out.data<float>();
-  launch_moe_fp8_gemm(d, false, stream_);
+  gemm(d, false, stream_);
   check_launch("moe down (fp8)");
   timer.mark();
   launch_moe_combine(out.data<float>(), H, l.pair_slot, weights.data<float>(), T, k, y, num_sms_, stream_);
@@ -87,6 +98,7 @@ void CudaBackend::moe_experts_fp8(const Tensor& x, const Tensor& ids, const Tens
                  us[3], us[4]);
   }
   last_moe_path_ = "grouped-fp8";
+  last_moe_fp8_tile_rows_ = R;
 }
 
 }  // namespace ds::backend::cuda

@@ -409,6 +409,10 @@ struct MoeFp8GemmArgs {
 };
 bool moe_fp8_supported(int K, int N);
 void launch_moe_fp8_gemm(const MoeFp8GemmArgs& a, bool gated, cudaStream_t st);
+// The same GEMMs over tiles of kMoeFp8WsTileRows rows (k_moe_fp8_ws.cu: warp-specialised, both operands
+// shared by two consumer warpgroups): for large chunks, where experts fill whole 128-row tiles.
+constexpr int kMoeFp8WsTileRows = 128;
+void launch_moe_fp8_gemm_ws(const MoeFp8GemmArgs& a, bool gated, cudaStream_t st);
 // y[t] = sum over t's pairs, in slot order (= expert order, as the CPU backend adds), of w[t, j] * out[slot];
 // with shared_slot (the lists' pair_slot + P), then + out[shared_slot[t]] (weight 1, added last: the
 // composition's add of the shared expert).

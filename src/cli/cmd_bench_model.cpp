@@ -46,7 +46,9 @@ void register_bench_model(CLI::App* bench) {
                   "also time the model cut to its dense layers + 1 MoE layer, and extrapolate to this many layers");
   cmd->add_option("--hbm-gbs", f->hbm_gbs, "HBM ceiling in GB/s (0: measure it; on CUDA the best of a copy and a read-only kernel)");
   cmd->add_option("--copy-mib", f->copy_mib, "size of the ceiling's buffer (default 4096 on CUDA: copy + read-only kernel; 16 on the CPU: a copy)");
-  cmd->add_option("--peak-tflops", f->peak_tflops, "compute ceiling for prefill (default: H100 FP8 dense, 989)");
+  cmd->add_option("--peak-tflops", f->peak_tflops,
+                  "compute ceiling for prefill's % (0: on CUDA cuBLASLt's block-scaled FP8 GEMM measured now, else the "
+                  "nominal H100/H200 FP8 dense 1979)");
   cmd->add_option("--cuda-graph-max-bs", f->cuda_graph_max_bs,
                   "cuda: decode steps up to this batch replay CUDA graphs (0: never; profiles run op by op)")
       ->check(CLI::Range(0, 4096));

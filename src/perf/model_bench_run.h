@@ -25,7 +25,9 @@ struct ModelBenchOptions {
       cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs;
   std::string spec_steps;  // "1,2,3": also speculative decoding's verify and draft steps with these many drafts
   std::string draft_head = "auto";  // --speculative-draft-head: auto | shared | fp8 (as dsserve serve)
-  double hbm_gbs = 0, peak_tflops = 989;
+  // peak_tflops 0: on CUDA the FP8 GEMM ceiling measured in process (backend/cuda/compute_ceiling.h), else
+  // the nominal FP8 dense peak of an H100/H200 SXM.
+  double hbm_gbs = 0, peak_tflops = 0;
   bool profile = false;
 };
 

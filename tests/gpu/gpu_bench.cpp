@@ -40,6 +40,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/gemm_lt.h"
+#include "backend/cuda/compute_ceiling.h"
 #include "backend/cuda/hbm_ceiling.h"
 #include "backend/cuda/kernels.h"
 #include "check_util.h"
@@ -61,32 +62,10 @@ Ceilings measure_ceilings() {
   const cuda::HbmCeiling h = cuda::measure_hbm_ceiling();
   c.hbm_gbs = h.best_gbs();
   std::printf("%s\n", h.describe().c_str());
-  const int S = 8192;
-  cuda::LtGemm lt;
-  void *w, *x, *y, *ws, *xs;
-  DS_CUDA_CHECK(cudaMalloc(&w, size_t(S) * S * 2));
-  DS_CUDA_CHECK(cudaMalloc(&x, size_t(S) * S * 2));
-  DS_CUDA_CHECK(cudaMalloc(&y, size_t(S) * S * 4));
-  DS_CUDA_CHECK(cudaMalloc(&ws, size_t(S / 128) * (S / 128) * 4));
-  DS_CUDA_CHECK(cudaMalloc(&xs, size_t(S) * (S / 128) * 4));
-  fill_random(w, size_t(S) * S * 2, 0xbf);  // bf16 with bounded exponents
-  fill_random(x, size_t(S) * S * 2, 0xbf);
-  const double flop = 2.0 * S * S * S;
-  double t = time_ms([&](int) { lt.bf16(static_cast<uint16_t*>(w), static_cast<uint16_t*>(x), static_cast<float*>(y), S, S, S, be->stream()); }, 10, 2);
-  c.bf16_tflops = flop / (t * 1e-3) / 1e12;
-  std::vector<float> sc(size_t(S) * (S / 128), 1e-3f);
-  DS_CUDA_CHECK(cudaMemcpyAsync(ws, sc.data(), size_t(S / 128) * (S / 128) * 4, cudaMemcpyHostToDevice, be->stream()));
-  DS_CUDA_CHECK(cudaMemcpyAsync(xs, sc.data(), sc.size() * 4, cudaMemcpyHostToDevice, be->stream()));
-  DS_CUDA_CHECK(cudaStreamSynchronize(be->stream()));
-  bool ok = true;
-  t = time_ms([&](int) {
-    ok &= lt.fp8(static_cast<uint8_t*>(w), static_cast<float*>(ws), static_cast<uint8_t*>(x), static_cast<float*>(xs), y,
-                 false, S, S, S, be->stream());
-  }, 10, 2);
-  c.fp8_tflops = ok ? flop / (t * 1e-3) / 1e12 : 0;
-  cudaFree(w), cudaFree(x), cudaFree(y), cudaFree(ws), cudaFree(xs);
-  std::printf("compute ceilings: cuBLASLt %dx%dx%d BF16 %.0f TFLOP/s, FP8 block-scaled %.0f TFLOP/s\n", S, S, S,
-              c.bf16_tflops, c.fp8_tflops);
+  const cuda::ComputeCeiling cc = cuda::measure_compute_ceiling();
+  c.bf16_tflops = cc.bf16_tflops;
+  c.fp8_tflops = cc.fp8_tflops;
+  std::printf("%s\n", cc.describe().c_str());
   return c;
 }
 

@@ -240,6 +240,11 @@ void graphs(Ranks& rk, Expect expect) {
         DS_CUDA_CHECK(cudaMemcpyAsync(ts[size_t(k)].raw(), in[k].data(), in[k].size(), cudaMemcpyHostToDevice,
                                       be.stream()));
       }
+      // Every rank's inputs are in before any rank's graph spins: a rank's copies queued behind a peer's
+      // waiting kernel on the GPU's shared copy engines stalled 4 and 8 ranks into the 20 s timeout (session
+      // 22; the eager checks, which meet at a barrier after their uploads, passed).
+      DS_CUDA_CHECK(cudaStreamSynchronize(be.stream()));
+      ready.arrive_and_wait();
       DS_CUDA_CHECK(cudaGraphLaunch(g.exec, be.stream()));
       for (int k = 0; k < 3; ++k)
         wrong[size_t(r)] += download(be, ts[size_t(k)]) !=

@@ -40,8 +40,9 @@ void register_bench_model(CLI::App* bench) {
   cmd->add_option("--page-size", f->page_size, "KV page size")->check(CLI::Range(1, 4096));
   cmd->add_option("--kv-cache-dtype", f->kv_dtype, "KV cache: auto (BF16 where the backend has it), bf16, fp32, fp8_e4m3")
       ->check(CLI::IsMember({"auto", "bf16", "fp32", "fp8_e4m3"}));
-  cmd->add_option("--indexer", f->indexer, "indexer numerics: fp32 (transformers) or fp8 (DeepSeek's kernels)")
-      ->check(CLI::IsMember({"fp32", "fp8"}));
+  cmd->add_option("--indexer", f->indexer,
+                  "indexer numerics: fp8 (DeepSeek's kernels), fp32 (transformers), auto (as serve: fp8 on cuda)")
+      ->check(CLI::IsMember({"auto", "fp32", "fp8"}));
   cmd->add_option("--extrapolate-to", f->extrapolate_to,
                   "also time the model cut to its dense layers + 1 MoE layer, and extrapolate to this many layers");
   cmd->add_option("--hbm-gbs", f->hbm_gbs, "HBM ceiling in GB/s (0: measure it; on CUDA the best of a copy and a read-only kernel)");

@@ -107,7 +107,7 @@ server::Json server_args(const ServeFlags& f, const std::string& model_path, con
   j["grammar_ahead_min_requests"] = f.grammar_ahead_min_requests;
   j["schedule_policy"] = f.schedule_policy;
   j["kv_cache_dtype"] = f.kv_cache_dtype;
-  j["indexer"] = f.indexer;
+  j["indexer"] = model::indexer_mode_name(model::indexer_mode_for(f.indexer, f.device));
   j["cuda_graph_max_bs"] = f.disable_cuda_graph ? 0 : f.cuda_graph_max_bs;
   j["disable_custom_all_reduce"] = f.disable_custom_all_reduce;
   j["mem_fraction_static"] = f.mem_fraction_static;

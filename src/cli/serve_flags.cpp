@@ -97,9 +97,10 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
                   "(DeepSeek's 656-byte latent + 132-byte indexer key rows per layer)")
       ->capture_default_str();
   cmd->add_option("--indexer", f.indexer,
-                  "lightning indexer numerics: fp32 (transformers' DeepseekV32) or fp8 (DeepSeek's: Hadamard-rotated e4m3 "
-                  "queries and keys; on cuda their prefill scores run on FP8 tensor cores); dsserve's own, the same on "
-                  "both sides of a prefill/decode pair")
+                  "lightning indexer numerics: fp8 (DeepSeek's, as its inference code, SGLang and vLLM: Hadamard-rotated "
+                  "e4m3 queries and keys; on cuda their prefill scores run on FP8 tensor cores), fp32 (transformers' "
+                  "DeepseekV32), or auto (fp8 on cuda, fp32 on cpu); dsserve's own, the same on both sides of a "
+                  "prefill/decode pair")
       ->capture_default_str();
   cmd->add_option("--speculative-algorithm", f.speculative_algorithm,
                   "EAGLE or NEXTN (the same here): speculative decoding with the checkpoint's MTP layer as the draft");
@@ -202,7 +203,7 @@ ReplicaFlags replica_flags(const ServeFlags& f) {
   ReplicaFlags rf{f.device, f.threads, f.base_gpu_id, f.gpu_id_step, {}, f.load_format == "dummy",
                   !f.disable_custom_all_reduce};
   if (speculative_steps(f) > 0) rf.model_options.draft_head = model::draft_head_named(f.speculative_draft_head, f.device);
-  rf.model_options.indexer = model::indexer_mode_named(f.indexer);
+  rf.model_options.indexer = model::indexer_mode_for(f.indexer, f.device);
   return rf;
 }
 
@@ -243,7 +244,8 @@ void validate_serve_flags(const ServeFlags& f) {
            "--tool-call-parser '{}' is not supported; this server has deepseekv31 and deepseekv32", f.tool_call_parser);
   DS_CHECK(f.schedule_policy == "fcfs" || f.schedule_policy == "lpm",
            "--schedule-policy '{}' is not supported; use fcfs or lpm", f.schedule_policy);
-  DS_CHECK(f.indexer == "fp32" || f.indexer == "fp8", "--indexer '{}' is not one of fp32, fp8", f.indexer);
+  DS_CHECK(f.indexer == "auto" || f.indexer == "fp32" || f.indexer == "fp8", "--indexer '{}' is not one of auto, fp32, fp8",
+           f.indexer);
   // Unknown names fail here; whether the backend has the type is checked once it is made.
   runtime::kv_cache_dtype_named(f.kv_cache_dtype, DType::BF16);
   DS_CHECK(f.page_size >= 1, "--page-size must be >= 1, got {}", f.page_size);

@@ -18,7 +18,7 @@ struct ServeFlags {
   std::string model_path, tokenizer_path, host = "127.0.0.1", served_model_name, reasoning_parser, tool_call_parser,
                                           chat_template, encoder = "auto", schedule_policy = "fcfs",
                                           kv_cache_dtype = "auto", api_key, log_level = "info", device = "cpu",
-                                          indexer = "fp32", load_format = "auto";
+                                          indexer = "auto", load_format = "auto";
   int port = 30000, tp = 1, dp = 1, ep = 1, context_length = 0, max_running_requests = 0, page_size = 64,
       chunked_prefill_size = 8192, max_prefill_tokens = 16384, max_queued_requests = 4096, threads = 0,
       cuda_graph_max_bs = runtime::kDefaultCudaGraphMaxBs, base_gpu_id = 0, gpu_id_step = 1, nnodes = 1,

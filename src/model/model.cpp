@@ -48,6 +48,12 @@ IndexerMode indexer_mode_named(std::string_view name) {
   return name == "fp8" ? IndexerMode::Fp8 : IndexerMode::Fp32;
 }
 
+IndexerMode indexer_mode_for(std::string_view name, std::string_view device) {
+  return name == "auto" ? (device == "cuda" ? IndexerMode::Fp8 : IndexerMode::Fp32) : indexer_mode_named(name);
+}
+
+const char* indexer_mode_name(IndexerMode m) { return m == IndexerMode::Fp8 ? "fp8" : "fp32"; }
+
 DraftHead draft_head_named(std::string_view name, std::string_view device) {
   return name == "fp8" || (name == "auto" && device == "cuda") ? DraftHead::Fp8 : DraftHead::Shared;
 }

@@ -46,6 +46,11 @@ enum class DraftHead : uint8_t {
 // (anything else is fp32; the commands validate) and --speculative-draft-head auto | shared | fp8, where auto
 // means fp8 on the cuda device and shared elsewhere.
 IndexerMode indexer_mode_named(std::string_view name);
+// --indexer of serve and bench model: "auto" is DeepSeek's FP8 indexer on CUDA (what DeepSeek's inference
+// code, SGLang and vLLM serve; its prefill scores on FP8 tensor cores) and transformers' fp32 one on the CPU
+// (the golden tests' reference); "fp8" / "fp32" as named.
+IndexerMode indexer_mode_for(std::string_view name, std::string_view device);
+const char* indexer_mode_name(IndexerMode m);
 DraftHead draft_head_named(std::string_view name, std::string_view device);
 
 struct ModelOptions {

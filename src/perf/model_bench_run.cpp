@@ -110,7 +110,7 @@ model::ModelConfig bench_preset_config(const ModelBenchOptions& f) {
 
 model::ModelOptions bench_model_options(const ModelBenchOptions& f) {
   model::ModelOptions o;
-  o.indexer = model::indexer_mode_named(f.indexer);
+  o.indexer = model::indexer_mode_for(f.indexer, f.device);
   if (!f.spec_steps.empty()) o.draft_head = model::draft_head_named(f.draft_head, f.device);
   return o;
 }

@@ -16,7 +16,7 @@ namespace ds::perf {
 // The command's flags (cli/cmd_bench_model.cpp documents each).
 struct ModelBenchOptions {
   std::string model_path, preset, device = "cpu", batches = "1,8,32,128", prefill = "1024,8192,32768", csv,
-      log_level = "warning", kv_dtype = "auto", indexer = "fp32";
+      log_level = "warning", kv_dtype = "auto", indexer = "auto";
   int64_t num_layers = 0, chunk = 8192, copy_mib = 0;
   uint64_t seed = 0;
   int tp = 1, ep = 1;  // tensor-parallel ranks (perf/model_bench_tp.h); ep == tp: whole experts per rank

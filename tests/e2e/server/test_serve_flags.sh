@@ -35,7 +35,7 @@ refused "--schedule-policy 'lof' is not supported" --schedule-policy lof
 refused "--kv-cache-dtype fp8_e5m2: not supported; DeepSeek's FP8 KV layout is fp8_e4m3" --kv-cache-dtype fp8_e5m2
 refused "--kv-cache-dtype 'int8' is not one of auto, bf16, bfloat16, fp32, float32, fp8_e4m3" --kv-cache-dtype int8
 refused "--kv-cache-dtype bf16: the cpu backend has no bf16 KV cache; use auto" --kv-cache-dtype bf16 --encoder dsv32
-refused "--indexer 'fp16' is not one of fp32, fp8" --indexer fp16
+refused "--indexer 'fp16' is not one of auto, fp32, fp8" --indexer fp16
 
 # The KV plan from memory, capped at max-running-requests x context length.
 start_server "$TMP/server.log" --model-path "$MODEL" --encoder dsv32 --mem-fraction-static 0.5 \
@@ -58,7 +58,9 @@ fp8_out=$(gen) || fail "generate with --indexer fp8"
 long=$(gen 48) || fail "a 48-token continuation with --indexer fp8"
 [ "$(jget "$long" 'j["meta_info"]["completion_tokens"]')" = 48 ] || fail "--indexer fp8, 48 tokens: $long"
 stop_server
+# The default (auto) on the CPU is the fp32 indexer, and /get_server_info says which it resolved to.
 start_server "$TMP/server-fp32.log" --model-path "$MODEL" --encoder dsv32
+[ "$(jget "$(curl -s "$BASE_URL/get_server_info")" 'j["indexer"]')" = fp32 ] || fail "server info: auto on the cpu"
 fp32_out=$(gen) || fail "generate with the fp32 indexer"
 stop_server
 [ "$(jget "$fp8_out" 'j["text"]')" = "$(jget "$fp32_out" 'j["text"]')" ] || fail "short prompt: fp8 vs fp32 indexer differ"

@@ -26,8 +26,9 @@ trap '[ -n "$PID" ] && kill -KILL $PID 2>/dev/null; rm -rf "$TMP"' EXIT
 status=0
 
 source scripts/gpu-serve-lib.sh  # make_ckpt, wait_ready
-serve() {  # LOG ARGS...: starts a server on CUDA, sets URL
+serve() {  # LOG ARGS...: starts a server on CUDA, sets URL (and SLOG, for generate's diagnosis)
   local log=$1
+  SLOG=$log
   shift
   "$BIN" serve --port 0 --device cuda --random-seed 0 "$@" >"$log" 2>&1 &
   PID=$!
@@ -35,9 +36,13 @@ serve() {  # LOG ARGS...: starts a server on CUDA, sets URL
 }
 unserve() { [ -n "$PID" ] && kill -TERM $PID && wait $PID; PID=""; }
 generate() {  # [MAX_NEW_TOKENS]: 8 greedy continuations in one batch, as JSON
-  curl -sf "$URL/generate" -H 'Content-Type: application/json' -d '{"text":["The capital of France is","1, 2, 3, 4,",
+  curl -sS -f "$URL/generate" -H 'Content-Type: application/json' -d '{"text":["The capital of France is","1, 2, 3, 4,",
     "Once upon a time","def main():","The quick brown fox","In 1905, Einstein","SELECT * FROM","Dear Sir or Madam,"],
-    "sampling_params":{"temperature":0,"max_new_tokens":'"${1:-96}"',"ignore_eos":true}}'
+    "sampling_params":{"temperature":0,"max_new_tokens":'"${1:-96}"',"ignore_eos":true}}' && return 0
+  # No reply: say why on stderr (the server may have died), so that one device call tells what failed.
+  echo "generate failed against $SLOG (server $(kill -0 "$PID" 2>/dev/null && echo alive || echo gone)):" >&2
+  grep -v "^\s*$" "$SLOG" | tail -12 >&2
+  return 1
 }
 
 if [[ $PARTS == *check* ]]; then

@@ -39,6 +39,10 @@ struct ForwardBatch {
   // group has. A recorded step then pads every group, idle ones included, to that batch's bucket, so that
   // every rank's exchanges have one shape (runtime/step_recorder.h). 0: the step runs op by op.
   int32_t dp_decode_bs = 0;
+  // With dp_decode_bs, when some group verifies drafts this step (speculative decoding) and every group's
+  // batch fits a verify step of this many rows per sequence (runtime::verify_like_rows): every group pads
+  // each sequence to these rows, plain decodes too, as one recorded verify shape. 0: a decode step.
+  int32_t dp_verify_q = 0;
 };
 
 class StepCancelled : public ds::Error {

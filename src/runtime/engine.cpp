@@ -258,19 +258,24 @@ void EngineImpl::run_step() {
     dp_tokens.push_back(tokens);
   }
   if (lock_step_) {
-    // Every group decoding (or idle): the step may run recorded, each group padded to the bucket of the
-    // largest group's batch (step_recorder.h).
-    bool all_decode = true;
+    // Every group decoding, verifying drafts (speculative decoding) or idle: the step may run recorded,
+    // each group padded to the bucket of the largest group's batch, and to the verify rows when some group
+    // verifies (step_recorder.h). Every group must read the same verdict: it is made here, once.
+    bool uniform = true, any_verify = false;
     int32_t most = 0;
+    const int32_t q = spec_steps_ > 0 ? spec_steps_ + 1 : 0;
     for (size_t g = 0; g < groups_.size(); ++g)
       if (!plans[g].empty()) {
-        all_decode = all_decode && steps[g].input->mode == ForwardMode::Decode;
         most = std::max(most, int32_t(plans[g].size()));
+        if (steps[g].input->mode == ForwardMode::Decode) continue;
+        if (q > 1 && verify_like_rows(steps[g].input->batch, q)) any_verify = true;
+        else uniform = false;
       }
     for (auto& st : steps) {
       st.input->batch.dp_tokens = dp_tokens;
-      st.input->batch.dp_decode_bs = all_decode ? most : 0;
-      if (all_decode && st.input->batch.seqs.empty()) st.input->mode = ForwardMode::Decode;
+      st.input->batch.dp_decode_bs = uniform ? most : 0;
+      st.input->batch.dp_verify_q = uniform && any_verify ? q : 0;
+      if (uniform && st.input->batch.seqs.empty()) st.input->mode = ForwardMode::Decode;
     }
   }
   // Checked between layers of an op-by-op forward (a recorded decode step runs whole). Several ranks would

@@ -24,6 +24,17 @@ ForwardMode classify_step(const model::ForwardBatch& batch) {
   return decode ? ForwardMode::Decode : ForwardMode::Extend;
 }
 
+bool verify_like_rows(const model::ForwardBatch& batch, int32_t q) {
+  if (q < 2 || batch.seqs.empty()) return false;
+  for (const auto& sc : batch.seqs) {
+    const size_t n = sc.tokens.size();
+    const bool all = sc.logits == model::LogitsMode::All && n >= 1 && n <= size_t(q);
+    const bool one = sc.logits == model::LogitsMode::Last && n == 1;
+    if (!all && !one) return false;
+  }
+  return true;
+}
+
 int32_t uniform_tokens_per_seq(ForwardMode mode, const model::ForwardBatch& batch) {
   if (batch.seqs.empty()) return 0;
   const size_t q = batch.seqs[0].tokens.size();

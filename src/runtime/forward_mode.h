@@ -23,5 +23,9 @@ ForwardMode classify_step(const model::ForwardBatch& batch);
 // The new tokens every sequence brings in a step whose shape the recorder can pad: 1 for decode, k for
 // verify; 0 when the batch does not have that mode's uniform shape.
 int32_t uniform_tokens_per_seq(ForwardMode mode, const model::ForwardBatch& batch);
+// Whether a batch fits a recorded verify step of q rows per sequence: every sequence verifies 1..q tokens
+// (their logits all) or decodes one token plainly (its last logits), padded to q rows. The engine (DP
+// attention: every group must agree) and the step recorder decide by this one rule.
+bool verify_like_rows(const model::ForwardBatch& batch, int32_t q);
 
 }  // namespace ds::runtime

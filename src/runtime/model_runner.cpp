@@ -65,6 +65,19 @@ void ModelRunner::init(std::optional<model::KVCache> pools) {
     recorder_ = std::make_unique<StepRecorder>(*model_, cfg_.cuda_graph_max_bs,
                                                cfg_.cuda_graph_lazy && !model_->tensor_parallel().dp_attention(),
                                                hidden_buffer_.defined() ? &hidden_buffer_ : nullptr);
+  static const bool padded_eager_env = [] {  // the e2e tests' servers (RunnerConfig::padded_eager)
+    const char* v = std::getenv("DSSERVE_PADDED_EAGER");
+    return v && std::string(v) == "1";
+  }();
+  if (!recorder_ && (cfg_.padded_eager || padded_eager_env) && cfg_.cuda_graph_max_bs > 0) {
+    if (cfg_.draft_steps > 0)
+      hidden_buffer_ = be.alloc({int64_t(cfg_.cuda_graph_max_bs) * (cfg_.draft_steps + 1), model_->config().hidden_size},
+                                be.act_dtype());
+    recorder_ = std::make_unique<StepRecorder>(*model_, cfg_.cuda_graph_max_bs, false,
+                                               hidden_buffer_.defined() ? &hidden_buffer_ : nullptr);
+    padded_eager_ = true;
+    spdlog::info("tests: decode and verify steps run in the recorded steps' padded layout, op by op");
+  }
   if (recorder_ && cfg_.draft_steps > 0) recorder_->set_verify_tokens(cfg_.draft_steps + 1);
   device_sampling_ = cfg_.sample_on_device && be.can_sample();
   // Draft steps recorded too (DSSERVE_DRAFT_GRAPHS=0: not), or their padded layout op by op for tests.
@@ -73,10 +86,10 @@ void ModelRunner::init(std::optional<model::KVCache> pools) {
     return v && std::string(v) == "0";
   }();
   if (cfg_.draft_steps > 0 && !model_->tensor_parallel().dp_attention()) {
-    if (recorder_ && !draft_graphs_off)
+    if (recorder_ && !padded_eager_ && !draft_graphs_off)
       draft_recorder_ = std::make_unique<DraftRecorder>(*model_, cfg_.cuda_graph_max_bs, cfg_.draft_steps, true,
                                                         recorder_->lazy());
-    else if (cfg_.draft_padded_eager)
+    else if (cfg_.draft_padded_eager || padded_eager_)
       draft_recorder_ = std::make_unique<DraftRecorder>(*model_, std::max(1, cfg_.cuda_graph_max_bs), cfg_.draft_steps,
                                                         false);
   }
@@ -116,6 +129,8 @@ model::ForwardOutput ModelRunner::forward(const StepInput& in) {
   // Asked per step: a metering backend turns recording off while it profiles op by op.
   if (recorder_ && backend().can_capture())
     if (auto out = recorder_->forward(in.mode, in.batch, kv_)) return std::move(*out);
+  if (padded_eager_ && recorder_->eligible(in.mode, in.batch))
+    return recorder_->forward_padded_eager(in.mode, in.batch, kv_);
   return model_->forward(in.batch, kv_);
 }
 

@@ -41,6 +41,10 @@ struct RunnerConfig {
   // Tests: run draft steps through the recorder's padded layout op by op where nothing records (the CPU
   // backend), so that its layout is checked against the plain draft step.
   bool draft_padded_eager = false;
+  // Tests: every step a recording would take (decode and verify steps, DP attention's padded ones
+  // included) runs in the recorded steps' padded layout op by op where nothing records (the CPU backend),
+  // draft steps too. Also DSSERVE_PADDED_EAGER=1 (the e2e tests' servers).
+  bool padded_eager = false;
 };
 
 // One step as the engine plans it: the batch, its mode, and how to draw each sequence's next token.
@@ -129,6 +133,7 @@ class ModelRunner {
   // Speculative decoding: the buffer recorded target steps write their hidden states to, and the hidden
   // states of the last target step that kept them (read by the draft step after it).
   Tensor hidden_buffer_;
+  bool padded_eager_ = false;  // RunnerConfig::padded_eager (or its variable) where nothing records
   Tensor last_hidden_;
 };
 

@@ -11,9 +11,10 @@
 // dropped.
 //
 // DP attention: the MoE exchanges join every group's ranks, so every group must run the same recorded
-// batch bucket: the engine marks a step where every group decodes (ForwardBatch::dp_decode_bs, the largest
-// group's batch), every group pads to that bucket (an idle group runs all padding), and a shape that is not
-// recorded runs padded op by op rather than unpadded. Recording is at start-up only (all ranks record the
+// batch bucket: the engine marks a step where every group decodes or verifies (ForwardBatch::dp_decode_bs,
+// the largest group's batch; dp_verify_q, the verify rows, when some group verifies: a decoding group's
+// sequences are then padded to them too), every group pads to that bucket (an idle group runs all
+// padding), and a shape that is not recorded runs padded op by op rather than unpadded. Recording is at start-up only (all ranks record the
 // same shapes in the same order; a lazy first-sight recording on one group would meet no partner).
 #pragma once
 #include <cstdint>
@@ -73,6 +74,7 @@ class StepRecorder {
   struct Stats {
     int64_t captured = 0, replayed = 0, failed = 0;
     int64_t unrecorded = 0;  // not lazy: steps of a covered mode whose shape was not recorded (op by op)
+    int64_t padded_dp_verify = 0;  // forward_padded_eager: verify steps padded under DP attention (tests)
   };
   const Stats& stats() const { return stats_; }
   // Speculative decoding: verify steps have q tokens per sequence; steps with fewer (or plain decodes
@@ -84,6 +86,9 @@ class StepRecorder {
   // Tests: the same padded, context-bucketed step run op by op (what a replay must reproduce).
   model::ForwardOutput forward_padded_eager(ForwardMode mode, const model::ForwardBatch& batch,
                                             model::KVCache& cache);
+  // Whether a step fits a recorded shape (a decode or verify step of at most max_bs sequences; under DP
+  // attention, the shape the engine declared for every group).
+  bool eligible(ForwardMode mode, const model::ForwardBatch& batch) const;
 
  private:
   struct Padded;
@@ -92,11 +97,10 @@ class StepRecorder {
   // speculating ones): padded into the recorded verify shape, rows beyond a sequence's own at its last
   // position, written nowhere, their logits dropped.
   bool verify_like(const model::ForwardBatch& batch) const;
-  Padded pad_verify_like(const model::ForwardBatch& batch, const model::KVCache& cache) const;
+  Padded pad_verify_like(const model::ForwardBatch& batch, const model::KVCache& cache, int32_t bucket) const;
   // The real rows of a padded step's logits / hidden states (padded_rows: none for a uniform step).
   model::ForwardOutput real_output(const Padded& p, const model::ForwardBatch& batch, const Tensor& logits) const;
   using Key = std::tuple<ForwardMode, int32_t, int32_t, int32_t>;  // mode, tokens per seq, batch, context
-  bool eligible(ForwardMode mode, const model::ForwardBatch& batch) const;
   Padded pad(ForwardMode mode, const model::ForwardBatch& batch, const model::KVCache& cache) const;
   Padded pad(ForwardMode mode, const model::ForwardBatch& batch, const model::KVCache& cache, int32_t bucket) const;
   Padded synthetic(ForwardMode mode, int32_t q, int32_t batch, int32_t context, int32_t page_size) const;

@@ -49,6 +49,7 @@ std::string encode_step(const StepInput& in) {
   w.pod(uint8_t(in.mode));
   w.pod(uint8_t(in.batch.want_hidden));
   w.pod(in.batch.dp_decode_bs);
+  w.pod(in.batch.dp_verify_q);
   w.ints(in.batch.dp_tokens);
   w.pod(uint8_t(in.keep_hidden));
   w.pod(uint8_t(in.sample_per_row));
@@ -72,6 +73,7 @@ StepInput decode_step(const std::string& bytes) {
   in.mode = ForwardMode(r.pod<uint8_t>());
   in.batch.want_hidden = r.pod<uint8_t>() != 0;
   in.batch.dp_decode_bs = r.pod<int32_t>();
+  in.batch.dp_verify_q = r.pod<int32_t>();
   in.batch.dp_tokens = r.ints();
   in.keep_hidden = r.pod<uint8_t>() != 0;
   in.sample_per_row = r.pod<uint8_t>() != 0;

@@ -298,6 +298,74 @@ TEST_P(DataParallelGolden, PaddedDecodeStepsMatchOneRank) {
   }
 }
 
+// A verify step of speculative decoding as it runs recorded under DP attention: some group verifies drafts
+// (dp_verify_q = 4 rows per sequence), so every group pads each sequence to 4 rows — a sequence verifying 1-3
+// drafts, one decoding plainly beside them, a group that only decodes, an idle group — and to the bucket of
+// the largest group's batch. Each group's rows (every token's logits where it verifies, the last where it
+// decodes) must be what one rank gives its own batch unpadded.
+TEST_P(DataParallelGolden, PaddedVerifyStepsMatchOneRank) {
+  const int32_t q = 4;
+  // Group 0 verifies (3, 1 plain, 2 and 4 tokens); group 1 decodes plainly (or idles); others alternate.
+  auto seqs_of = [&](int g, bool others_idle) -> Batches {
+    if (g == 0) return {seqs_[0], seqs_[1], seqs_[0], seqs_[1]};
+    if (others_idle) return {};
+    return g % 2 ? Batches{seqs_[1], seqs_[0]} : Batches{seqs_[0]};
+  };
+  auto verify_batch = [&](const Batches& ss, int g) {
+    ForwardBatch fb = padded_test_batch(ss, true);
+    for (size_t k = 0; k < fb.seqs.size(); ++k) {
+      const int n = g == 0 ? std::vector<int>{3, 1, 2, 4}[k] : g % 2 ? 1 : 2;  // group 0 and the even ones verify
+      if (n == 1) continue;  // a plain decode: one token, its last logits
+      for (int i = 1; i < n; ++i) fb.seqs[k].tokens.push_back(int32_t(11 + 5 * k + size_t(i)));
+      fb.seqs[k].logits = LogitsMode::All;
+    }
+    return fb;
+  };
+  for (bool others_idle : {false, true}) {
+    std::vector<int32_t> prefill, verify;
+    for (int g = 0; g < layout_.dp; ++g) {
+      const Batches ss = seqs_of(g, others_idle);
+      int32_t t = 0;
+      for (const auto& x : ss) t += int32_t(x.size());
+      prefill.push_back(t);
+      int32_t v = 0;
+      for (const auto& sc : ss.empty() ? ForwardBatch{}.seqs : verify_batch(ss, g).seqs) v += int32_t(sc.tokens.size());
+      verify.push_back(v);
+    }
+    auto outs = ranks_->on_all([&](int r) {
+      Model& m = ranks_->model(r);
+      const int g = ranks_->group_of(r);
+      const Batches ss = seqs_of(g, others_idle);
+      auto cache = m.make_cache(64, 4);
+      ForwardBatch pre = padded_test_batch(ss, false);
+      pre.dp_tokens = prefill;
+      m.forward(pre, cache);
+      ForwardBatch step = ss.empty() ? ForwardBatch{} : verify_batch(ss, g);
+      step.dp_tokens = verify;
+      step.dp_decode_bs = 4;
+      step.dp_verify_q = q;
+      runtime::StepRecorder rec(m, 8, false);
+      rec.set_verify_tokens(q);
+      return rec.forward_padded_eager(runtime::ForwardMode::Decode, step, cache);
+    });
+    double worst = 0;
+    for (int r = 0; r < ranks_->size(); ++r) {
+      const int g = ranks_->group_of(r);
+      const Batches ss = seqs_of(g, others_idle);
+      if (ss.empty()) continue;
+      auto cache = one_->make_cache(64, 4);
+      one_->forward(padded_test_batch(ss, false), cache);
+      ForwardOutput want = one_->forward(verify_batch(ss, g), cache);
+      ASSERT_EQ(outs[size_t(r)].logits.shape(), want.logits.shape()) << "rank " << r;
+      EXPECT_EQ(outs[size_t(r)].logits_row0, want.logits_row0) << "rank " << r;
+      worst = std::max(worst, rel(outs[size_t(r)].logits, want.logits.f32()));
+    }
+    std::printf("[dp] %s %s padded verify%s: vs --tp 1 %.3g\n", name_.c_str(), layout_.name().c_str(),
+                others_idle ? " (other groups idle)" : "", worst);
+    EXPECT_LE(worst, kTolVsOneRank);
+  }
+}
+
 // The same padded decode steps over FP8 KV pools (packed rows with their scales, both sides): padding
 // tokens write nothing into a live row. The ranks' fp32 sums differ from one rank's at ~1e-7, and a KV
 // value that lands near an e4m3 rounding boundary could round the other way (none does on these inputs:

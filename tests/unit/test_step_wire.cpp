@@ -13,6 +13,7 @@ TEST(StepWire, RoundTripKeepsEveryField) {
   in.batch.want_hidden = true;
   in.batch.dp_tokens = {5, 0, 7};
   in.batch.dp_decode_bs = 3;
+  in.batch.dp_verify_q = 4;
   in.keep_hidden = true;
   in.sample_per_row = true;
   in.hidden_rows = {4, 2, 9};
@@ -32,6 +33,7 @@ TEST(StepWire, RoundTripKeepsEveryField) {
   EXPECT_EQ(out.batch.want_hidden, true);
   EXPECT_EQ(out.batch.dp_tokens, in.batch.dp_tokens);
   EXPECT_EQ(out.batch.dp_decode_bs, 3);
+  EXPECT_EQ(out.batch.dp_verify_q, 4);
   EXPECT_TRUE(out.keep_hidden);
   EXPECT_TRUE(out.sample_per_row);
   EXPECT_EQ(out.hidden_rows, in.hidden_rows);

@@ -129,15 +129,25 @@ echo "one rank: outputs identical to plain decoding; accept length $accept"
 
 # The last layout pauses after its first window: paused steps still fill the MTP layer's KV, in lock-step with
 # DP attention's idle exchanges.
-for layout in "--tp 2" "--tp 2 --dp 2 --enable-dp-attention" "--dp 2" "pausing --tp 2 --dp 2 --enable-dp-attention"; do
+# "padded": every decode and verify step in the layout the GPU replays (DSSERVE_PADDED_EAGER=1: padded op by op
+# on the CPU), DP attention's verify steps included: every group pads its sequences to the verify rows and to
+# the largest group's batch bucket whenever one group verifies.
+for layout in "--tp 2" "--tp 2 --dp 2 --enable-dp-attention" "--dp 2" "pausing --tp 2 --dp 2 --enable-dp-attention" \
+  "padded --tp 2 --dp 2 --enable-dp-attention"; do
   spec=("${SPEC[@]}")
   [[ $layout != pausing* ]] || spec=("${PAUSING[@]}")
+  padded=0
+  [[ $layout != padded* ]] || padded=1
+  args=${layout#pausing }
   # shellcheck disable=SC2086
-  start_server "$TMP/par.log" "${COMMON[@]}" "${spec[@]}" ${layout#pausing }
+  DSSERVE_PADDED_EAGER=$padded start_server "$TMP/par.log" "${COMMON[@]}" "${spec[@]}" ${args#padded }
+  [ "$padded" = 0 ] || grep -q "run in the recorded steps' padded layout" "$TMP/par.log" || fail "$layout: not padded"
   outputs >"$TMP/par.txt"
   diff "$TMP/plain.txt" "$TMP/par.txt" >/dev/null ||
     fail "$layout: speculative outputs differ from one plain rank: $(diff "$TMP/plain.txt" "$TMP/par.txt")"
   [[ $layout != pausing* ]] || grep -q "speculative decoding paused" "$TMP/par.log" || fail "$layout: never paused"
+  [[ $layout != padded* ]] || grep -q "a verify step ran padded under DP attention" "$TMP/par.log" ||
+    fail "$layout: no verify step ran padded"
   stop_server
   echo "$layout: speculative outputs identical to one plain rank"
 done

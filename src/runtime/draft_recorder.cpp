@@ -24,6 +24,7 @@ DraftRecorder::DraftRecorder(const model::Model& m, int32_t max_bs, int32_t step
   hidden_ = be.alloc({max_bs, H}, DType::F32);
   ids_ = be.alloc({max_bs}, DType::I32);
   drafts_ = be.alloc({max_bs, steps}, DType::I32);
+  if (m.tensor_parallel().dp_attention()) zeros_ = be.from_host(Tensor::zeros({max_bs, H}, DType::F32));
 }
 DraftRecorder::~DraftRecorder() = default;
 
@@ -31,7 +32,6 @@ DraftRecorder::Split DraftRecorder::split(const StepInput& in) const {
   // Sequences that do not draft (prompt chunks before the last, no draft budget) and the first n - (S + 1)
   // tokens of a drafting one that brings more (its prompt's last chunk) only fill the MTP layer's KV: an
   // op-by-op pass first. What is left — every drafting sequence's last <= S + 1 tokens — is recorded.
-  if (!in.dp_drafting.empty() || !in.batch.dp_tokens.empty()) return Split{};
   Split sp{split_draft_step(in, size_t(steps_) + 1)};
   // The KV-only part through the Fill pass when each of its sequences brings one token (decode steps of
   // requests that do not draft now: speculation paused, no budget, no speculation).
@@ -112,6 +112,8 @@ DraftRecorder::Layout DraftRecorder::synthetic(Pass pass, int32_t batch, int32_t
   l.context = context;
   l.st.ab.page_size = page_size;
   finish(l, 0, pass == Pass::Confirmed ? steps_ + 1 : 1);
+  const model::TensorParallel& tp = m_.tensor_parallel();
+  if (pass == Pass::Chain && tp.dp_attention()) l.st.dp_tokens.assign(size_t(tp.dp), batch);  // run_dp's shape
   return l;
 }
 
@@ -133,11 +135,14 @@ void DraftRecorder::pass(const Layout& l, KVCache& cache) {
     model::StepBinding bound(m_.backend(), l.st);
     body(l, cache);
   }
-  if (record_ && it == graphs_.end()) record(l, cache);
+  // A shape missing outside lazy mode (DP attention's padded passes: run_dp) runs op by op, unrecorded:
+  // recordings are made at start-up, where every DP rank records the same shapes together.
+  if (record_ && lazy_ && it == graphs_.end()) record(l, cache);
 }
 
 std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepInput& in, const Tensor& last_hidden,
                                                                      KVCache& cache) {
+  if (!in.dp_drafting.empty()) return run_dp(in, last_hidden, cache);
   if (!last_hidden.defined()) return std::nullopt;
   const Split sp = split(in);
   if (!sp.ok) return std::nullopt;
@@ -147,7 +152,7 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
     return std::vector<std::vector<int32_t>>(in.batch.seqs.size());  // nobody drafts
   }
   const ForwardBatch& b = sp.drafting;
-  const int32_t n = int32_t(b.seqs.size()), bucket = StepRecorder::batch_bucket(n, max_bs_), q = steps_ + 1;
+  const int32_t bucket = StepRecorder::batch_bucket(int32_t(b.seqs.size()), max_bs_);
   std::vector<Layout> passes;
   passes.push_back(confirmed_layout(b, cache, bucket));
   std::vector<int32_t> confirmed;
@@ -168,8 +173,28 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
     m_.mtp_fill(sp.fill, mi, cache);
     ++stats_.with_fill;
   }
+  load_inputs(sp, confirmed, bucket, last_hidden);
+  // The confirmed tokens' KV, then S passes of one token through the whole layer: only the last confirmed
+  // token's output is read, so only it runs the attention, the MoE and the head (a 4-token MoE reads up to
+  // 4x the experts of a 1-token one).
+  pass(passes[0], cache);
+  Tensor drafts = drafts_.rows(0, bucket);
+  Tensor col = ids_.view({max_bs_, 1}).rows(0, bucket);
+  for (int32_t j = 0; j < steps_; ++j) {
+    pass(passes[size_t(1 + j)], cache);
+    be.copy_cols(drafts, j, col, 0, 1);
+  }
+  ++(record_ ? stats_.recorded_steps : stats_.padded_eager);
+  return read_drafts(sp, in.batch.seqs.size());
+}
+
+void DraftRecorder::load_inputs(const Split& sp, const std::vector<int32_t>& confirmed, int32_t bucket,
+                                const Tensor& last_hidden) {
   // The kept hidden states in the confirmed pass's row order (a padding row reads any valid row), and the
   // first chain pass's inputs: each sequence's last confirmed token and hidden state.
+  backend::Backend& be = m_.backend();
+  const ForwardBatch& b = sp.drafting;
+  const int32_t n = int32_t(b.seqs.size()), q = steps_ + 1;
   std::vector<int32_t> rows, last_rows;
   rows.reserve(size_t(bucket) * q);
   Tensor last_ids = Tensor::zeros({bucket, 1}, DType::I32);
@@ -192,27 +217,83 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
   be.copy_cols(hid, 0, last, 0, last.dim(1));
   Tensor col = ids_.view({max_bs_, 1}).rows(0, bucket);
   be.copy_cols(col, 0, be.from_host(last_ids), 0, 1);
+}
 
-  // The confirmed tokens' KV, then S passes of one token through the whole layer: only the last confirmed
-  // token's output is read, so only it runs the attention, the MoE and the head (a 4-token MoE reads up to
-  // 4x the experts of a 1-token one).
-  pass(passes[0], cache);
-  Tensor drafts = drafts_.rows(0, bucket);
-  for (int32_t j = 0; j < steps_; ++j) {
-    pass(passes[size_t(1 + j)], cache);
-    be.copy_cols(drafts, j, col, 0, 1);
-  }
-  ++(record_ ? stats_.recorded_steps : stats_.padded_eager);
+std::vector<std::vector<int32_t>> DraftRecorder::read_drafts(const Split& sp, size_t seqs) {
   // One copy to the host (as floats from a device: token ids are exact below 2^24).
+  backend::Backend& be = m_.backend();
+  const int32_t n = int32_t(sp.drafting.seqs.size());
+  std::vector<std::vector<int32_t>> out(seqs);  // sequences that do not draft: none
+  if (n == 0) return out;
   const Tensor mine = drafts_.rows(0, n);
   const Tensor host = mine.device() == Device::CPU ? mine : be.to_host_f32(mine);
-  std::vector<std::vector<int32_t>> out(in.batch.seqs.size());  // sequences that do not draft: none
   for (int32_t s = 0; s < n; ++s)
     for (int32_t j = 0; j < steps_; ++j) {
       const int64_t k = int64_t(s) * steps_ + j;
       out[sp.index[size_t(s)]].push_back(host.dtype() == DType::I32 ? host.data<int32_t>()[k] : int32_t(host.f32()[k]));
     }
   return out;
+}
+
+std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run_dp(const StepInput& in, const Tensor& last_hidden,
+                                                                        KVCache& cache) {
+  // Every group reads the same dp_drafting: the same verdict and the same bucket everywhere.
+  const int32_t most = *std::max_element(in.dp_drafting.begin(), in.dp_drafting.end());
+  if (most == 0 || most > max_bs_) return std::nullopt;  // op by op (in every group)
+  const int32_t bucket = StepRecorder::batch_bucket(most, max_bs_);
+  if (record_) follow_pools(cache);
+  backend::Backend& be = m_.backend();
+  const model::TensorParallel& tp = m_.tensor_parallel();
+  Split sp;
+  if (!in.batch.seqs.empty()) {
+    DS_CHECK(last_hidden.defined(), "a draft step needs the hidden states kept by the target step before it");
+    static_cast<DraftSplit&>(sp) = split_draft_step(in, size_t(steps_) + 1);
+    DS_CHECK(int32_t(sp.drafting.seqs.size()) <= most, "draft step: {} drafting sequences in a group, {} announced",
+             sp.drafting.seqs.size(), most);
+    sp.fill_pass = !sp.fill.seqs.empty() && int64_t(sp.fill.seqs.size()) <= max_bs_ &&
+                   std::all_of(sp.fill.seqs.begin(), sp.fill.seqs.end(),
+                               [](const model::SequenceChunk& sc) { return sc.tokens.size() == 1; });
+    // The KV-only part: this group's own (no exchange), through the Fill pass where it fits.
+    if (!sp.fill.seqs.empty() && !(sp.fill_pass && run_fill(sp, last_hidden, cache))) {
+      model::MtpInput mi;
+      mi.next_tokens = flat_tokens(sp.fill);
+      mi.hidden = be.cache_gather(last_hidden, sp.fill_rows);
+      m_.mtp_fill(sp.fill, mi, cache);
+      ++stats_.with_fill;
+    }
+  }
+  const ForwardBatch& b = sp.drafting;
+  const int32_t n = int32_t(b.seqs.size());
+  std::vector<int32_t> confirmed;
+  for (const auto& sc : b.seqs) confirmed.push_back(int32_t(sc.tokens.size()));
+  std::vector<Layout> chain;
+  for (int32_t j = 0; j < steps_; ++j) {
+    Layout l = n > 0 ? chain_layout(b, confirmed, j, cache, bucket)
+                     : synthetic(Pass::Chain, bucket, StepRecorder::context_bucket(1, StepRecorder::max_positions(m_)),
+                                 cache.page_size);
+    l.st.dp_tokens.assign(size_t(tp.dp), bucket);  // every group's rows: the bucket
+    chain.push_back(std::move(l));
+  }
+  if (n > 0) {
+    load_inputs(sp, confirmed, bucket, last_hidden);
+    pass(confirmed_layout(b, cache, bucket), cache);  // KV only: no exchange
+  } else {  // all padding: finite rows (token 0, zero hidden states), written nowhere
+    Tensor hid = hidden_.rows(0, bucket);
+    be.copy_cols(hid, 0, zeros_.rows(0, bucket), 0, zeros_.dim(1));
+    Tensor col = ids_.view({max_bs_, 1}).rows(0, bucket);
+    be.copy_cols(col, 0, be.from_host(Tensor::zeros({bucket, 1}, DType::I32)), 0, 1);
+  }
+  Tensor drafts = drafts_.rows(0, bucket);
+  Tensor col = ids_.view({max_bs_, 1}).rows(0, bucket);
+  for (int32_t j = 0; j < steps_; ++j) {
+    pass(chain[size_t(j)], cache);
+    be.copy_cols(drafts, j, col, 0, 1);
+  }
+  if (!record_ && stats_.padded_eager == 0)  // the e2e tests look for this line
+    spdlog::info("a draft step ran padded under DP attention: {} drafting sequence(s) of this group in {} rows", n,
+                 bucket);
+  ++(record_ ? stats_.recorded_steps : stats_.padded_eager);
+  return read_drafts(sp, in.batch.seqs.size());
 }
 
 bool DraftRecorder::run_fill(const Split& sp, const Tensor& last_hidden, KVCache& cache) {

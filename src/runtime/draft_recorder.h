@@ -15,8 +15,15 @@
 // KV-only sequences brings one token (decode steps of requests that do not draft now: every one while
 // speculation pauses, the layer still taking their KV), a third recorded pass writes it instead
 // (Pass::Fill, Model::mtp_fill_pass), with or without drafting sequences beside them. Not covered (the
-// runner's run_draft runs the step op by op): DP attention (its idle groups' exchanges are not recorded),
-// more drafting sequences than max_bs, a shape that was not recorded.
+// runner's run_draft runs the step op by op): more drafting sequences than max_bs, a shape that was not
+// recorded.
+//
+// DP attention (run_dp): the chain passes run the MoE, whose exchanges join every group, so every group
+// runs all S of them padded to the bucket of the largest group's drafting count (in.dp_drafting, the same on
+// every rank), a group with nothing to draft (idle, paused, only filling) on all-padding rows; the KV-only
+// passes exchange nothing and stay each group's own. The verdict depends on dp_drafting alone, so every
+// group agrees; a shape not recorded then runs padded op by op (never recorded then: recording is at
+// start-up, by every rank together).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -78,6 +85,12 @@ class DraftRecorder {
     bool fill_pass = false;  // the KV-only part through the Fill pass (one token each), else op by op first
   };
   Split split(const StepInput& in) const;
+  std::optional<std::vector<std::vector<int32_t>>> run_dp(const StepInput& in, const Tensor& last_hidden,
+                                                          model::KVCache& cache);
+  // The drafting sequences' inputs (kept hidden rows of their confirmed tokens, their last ones, their last
+  // tokens) into the passes' buffers, padded to the bucket.
+  void load_inputs(const Split& sp, const std::vector<int32_t>& confirmed, int32_t bucket, const Tensor& last_hidden);
+  std::vector<std::vector<int32_t>> read_drafts(const Split& sp, size_t seqs);
   Layout confirmed_layout(const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;
   Layout chain_layout(const model::ForwardBatch& b, const std::vector<int32_t>& confirmed, int32_t j,
                       const model::KVCache& cache, int32_t bucket) const;
@@ -100,6 +113,7 @@ class DraftRecorder {
   Tensor hidden_;     // F32 [max_bs, hidden]: each chain pass's input rows, then its output rows
   Tensor ids_;        // I32 [max_bs]: each pass's greedy tokens, the next pass's input
   Tensor drafts_;     // I32 [max_bs, S]: column j = pass j's tokens
+  Tensor zeros_;      // F32 [max_bs, hidden] zeros: a DP group with nothing to draft pads its chain passes
   const void* cache_id_ = nullptr;
   std::map<Key, std::unique_ptr<backend::CapturedStep>> graphs_;
   Stats stats_;

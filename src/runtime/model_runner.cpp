@@ -85,7 +85,7 @@ void ModelRunner::init(std::optional<model::KVCache> pools) {
     const char* v = std::getenv("DSSERVE_DRAFT_GRAPHS");
     return v && std::string(v) == "0";
   }();
-  if (cfg_.draft_steps > 0 && !model_->tensor_parallel().dp_attention()) {
+  if (cfg_.draft_steps > 0) {
     if (recorder_ && !padded_eager_ && !draft_graphs_off)
       draft_recorder_ = std::make_unique<DraftRecorder>(*model_, cfg_.cuda_graph_max_bs, cfg_.draft_steps, true,
                                                         recorder_->lazy());

@@ -53,6 +53,15 @@ StepOutput ModelRunner::run_draft(StepInput in) {
       m.mtp_forward(idle, {}, kv_);
     }
   };
+  // DP attention: every group through the recorder's padded passes, idle ones included, or none (the
+  // verdict depends on dp_drafting alone, the same on every rank).
+  if (draft_recorder_ && !in.dp_drafting.empty() && backend().can_capture() == draft_recorder_->records())
+    if (auto drafts = draft_recorder_->run(in, last_hidden_, kv_)) {
+      last_hidden_ = Tensor();
+      res.drafts = std::move(*drafts);
+      res.forward_ms = fwd.seconds() * 1e3;
+      return res;
+    }
   if (batch.seqs.empty()) {  // an idle DP group: only the exchanges
     DS_CHECK(m.tensor_parallel().dp_attention(), "draft step: empty batch");
     m.mtp_forward(batch, {}, kv_);
@@ -61,7 +70,7 @@ StepOutput ModelRunner::run_draft(StepInput in) {
     return res;
   }
   DS_CHECK(last_hidden_.defined(), "a draft step needs the hidden states kept by the target step before it");
-  if (draft_recorder_ && backend().can_capture() == draft_recorder_->records())
+  if (draft_recorder_ && in.dp_drafting.empty() && backend().can_capture() == draft_recorder_->records())
     if (auto drafts = draft_recorder_->run(in, last_hidden_, kv_)) {
       last_hidden_ = Tensor();
       res.drafts = std::move(*drafts);

@@ -148,8 +148,15 @@ for layout in "--tp 2" "--tp 2 --dp 2 --enable-dp-attention" "--dp 2" "pausing -
   [[ $layout != pausing* ]] || grep -q "speculative decoding paused" "$TMP/par.log" || fail "$layout: never paused"
   [[ $layout != padded* ]] || grep -q "a verify step ran padded under DP attention" "$TMP/par.log" ||
     fail "$layout: no verify step ran padded"
+  [[ $layout != padded* ]] || grep -q "a draft step ran padded under DP attention" "$TMP/par.log" ||
+    fail "$layout: no draft step ran padded"
+  # The padded draft steps draft what op by op drafts (up to near-tied greedy picks): the same acceptance.
+  acc=$(curl -s "$BASE_URL/metrics" | sed -n 's/^sglang:spec_accept_length{[^}]*} //p')
+  [ "$layout" != "--tp 2 --dp 2 --enable-dp-attention" ] || dp_accept=$acc
+  [[ $layout != padded* ]] || python3 -c "import sys; a, b = map(float, sys.argv[1:]); assert a >= 0.9 * b and a > 1.2, (a, b)" \
+    "$acc" "$dp_accept" || fail "$layout: accept length $acc, op by op $dp_accept"
   stop_server
-  echo "$layout: speculative outputs identical to one plain rank"
+  echo "$layout: speculative outputs identical to one plain rank; accept length $acc"
 done
 
 # Two nodes (two processes on this machine, Gloo between their CPU ranks): the step wire carries both phases.

@@ -35,9 +35,7 @@ DraftRecorder::Split DraftRecorder::split(const StepInput& in) const {
   Split sp{split_draft_step(in, size_t(steps_) + 1)};
   // The KV-only part through the Fill pass when each of its sequences brings one token (decode steps of
   // requests that do not draft now: speculation paused, no budget, no speculation).
-  sp.fill_pass = !sp.fill.seqs.empty() && int64_t(sp.fill.seqs.size()) <= max_bs_ &&
-                 std::all_of(sp.fill.seqs.begin(), sp.fill.seqs.end(),
-                             [](const model::SequenceChunk& sc) { return sc.tokens.size() == 1; });
+  sp.fill_pass = fill_pass_fits(sp);
   if (sp.drafting.seqs.empty() ? !sp.fill_pass : int64_t(sp.drafting.seqs.size()) > max_bs_) return Split{};
   sp.ok = true;
   return sp;
@@ -165,14 +163,7 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run(const StepIn
     }
 
   backend::Backend& be = m_.backend();
-  if (!sp.fill.seqs.empty() && !(sp.fill_pass && run_fill(sp, last_hidden, cache))) {
-    // the KV-only part, op by op, before the passes read it (other sequences' KV: it may run first)
-    model::MtpInput mi;
-    mi.next_tokens = flat_tokens(sp.fill);
-    mi.hidden = be.cache_gather(last_hidden, sp.fill_rows);
-    m_.mtp_fill(sp.fill, mi, cache);
-    ++stats_.with_fill;
-  }
+  fill_kv(sp, last_hidden, cache);  // before the passes read it (other sequences' KV: it may run first)
   load_inputs(sp, confirmed, bucket, last_hidden);
   // The confirmed tokens' KV, then S passes of one token through the whole layer: only the last confirmed
   // token's output is read, so only it runs the attention, the MoE and the head (a 4-token MoE reads up to
@@ -250,17 +241,8 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run_dp(const Ste
     static_cast<DraftSplit&>(sp) = split_draft_step(in, size_t(steps_) + 1);
     DS_CHECK(int32_t(sp.drafting.seqs.size()) <= most, "draft step: {} drafting sequences in a group, {} announced",
              sp.drafting.seqs.size(), most);
-    sp.fill_pass = !sp.fill.seqs.empty() && int64_t(sp.fill.seqs.size()) <= max_bs_ &&
-                   std::all_of(sp.fill.seqs.begin(), sp.fill.seqs.end(),
-                               [](const model::SequenceChunk& sc) { return sc.tokens.size() == 1; });
-    // The KV-only part: this group's own (no exchange), through the Fill pass where it fits.
-    if (!sp.fill.seqs.empty() && !(sp.fill_pass && run_fill(sp, last_hidden, cache))) {
-      model::MtpInput mi;
-      mi.next_tokens = flat_tokens(sp.fill);
-      mi.hidden = be.cache_gather(last_hidden, sp.fill_rows);
-      m_.mtp_fill(sp.fill, mi, cache);
-      ++stats_.with_fill;
-    }
+    sp.fill_pass = fill_pass_fits(sp);
+    fill_kv(sp, last_hidden, cache);  // this group's own: no exchange
   }
   const ForwardBatch& b = sp.drafting;
   const int32_t n = int32_t(b.seqs.size());
@@ -294,6 +276,21 @@ std::optional<std::vector<std::vector<int32_t>>> DraftRecorder::run_dp(const Ste
                  bucket);
   ++(record_ ? stats_.recorded_steps : stats_.padded_eager);
   return read_drafts(sp, in.batch.seqs.size());
+}
+
+bool DraftRecorder::fill_pass_fits(const Split& sp) const {
+  return !sp.fill.seqs.empty() && int64_t(sp.fill.seqs.size()) <= max_bs_ &&
+         std::all_of(sp.fill.seqs.begin(), sp.fill.seqs.end(),
+                     [](const model::SequenceChunk& sc) { return sc.tokens.size() == 1; });
+}
+
+void DraftRecorder::fill_kv(const Split& sp, const Tensor& last_hidden, KVCache& cache) {
+  if (sp.fill.seqs.empty() || (sp.fill_pass && run_fill(sp, last_hidden, cache))) return;
+  model::MtpInput mi;  // op by op
+  mi.next_tokens = flat_tokens(sp.fill);
+  mi.hidden = m_.backend().cache_gather(last_hidden, sp.fill_rows);
+  m_.mtp_fill(sp.fill, mi, cache);
+  ++stats_.with_fill;
 }
 
 bool DraftRecorder::run_fill(const Split& sp, const Tensor& last_hidden, KVCache& cache) {

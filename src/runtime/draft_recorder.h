@@ -97,6 +97,10 @@ class DraftRecorder {
   // A one-token-a-sequence pass over b as it is (chain and fill passes), padded to the bucket.
   Layout one_token_layout(Pass pass, const model::ForwardBatch& b, const model::KVCache& cache, int32_t bucket) const;
   Layout synthetic(Pass pass, int32_t batch, int32_t context, int32_t page_size) const;
+  // Whether the KV-only part can take the Fill pass: one token a sequence, at most max_bs of them.
+  bool fill_pass_fits(const Split& sp) const;
+  // The KV-only part: through the Fill pass where it fits and was recorded, else op by op (Model::mtp_fill).
+  void fill_kv(const Split& sp, const Tensor& last_hidden, model::KVCache& cache);
   // A KV-only step through the Fill pass (Split::fill_pass); false when its shape was not recorded.
   bool run_fill(const Split& sp, const Tensor& last_hidden, model::KVCache& cache);
   void finish(Layout& l, int32_t real, int32_t q) const;  // padding sequences and the context bucket

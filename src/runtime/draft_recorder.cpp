@@ -123,7 +123,19 @@ Tensor DraftRecorder::body(const Layout& l, KVCache& cache) {
   return ids_.rows(0, 1);  // a capture returns a device tensor; these passes have no output
 }
 
+void DraftRecorder::check_replayable(const Layout& l) const {
+  // A replay takes only a layout of the recording's shape (the CUDA backend refuses another); padded op by
+  // op (tests on the CPU) nothing would notice, so the shape is checked here against the recording's.
+  const Layout rec = synthetic(l.pass, l.batch, l.context, l.st.ab.page_size);
+  DS_CHECK(l.st.ids.size() == rec.st.ids.size() && l.st.logit_rows.size() == rec.st.logit_rows.size() &&
+               l.st.ab.page_tables.size() == rec.st.ab.page_tables.size(),
+           "draft recorder: a {} pass of {} tokens / {} logit rows / {} sequences, recorded as {} / {} / {}",
+           pass_name(l.pass), l.st.ids.size(), l.st.logit_rows.size(), l.st.ab.page_tables.size(), rec.st.ids.size(),
+           rec.st.logit_rows.size(), rec.st.ab.page_tables.size());
+}
+
 void DraftRecorder::pass(const Layout& l, KVCache& cache) {
+  if (!record_) check_replayable(l);
   auto it = record_ ? graphs_.find({l.pass, l.batch, l.context}) : graphs_.end();
   if (record_ && it != graphs_.end() && it->second) {
     m_.backend().replay(*it->second, l.st.index());
@@ -295,7 +307,12 @@ void DraftRecorder::fill_kv(const Split& sp, const Tensor& last_hidden, KVCache&
 
 bool DraftRecorder::run_fill(const Split& sp, const Tensor& last_hidden, KVCache& cache) {
   const int32_t n = int32_t(sp.fill.seqs.size()), bucket = StepRecorder::batch_bucket(n, max_bs_);
-  const Layout l = one_token_layout(Pass::Fill, sp.fill, cache, bucket);  // its own positions, no logits
+  // Its own positions. The pass computes no logits, but each sequence keeps one logits row, as the recorded
+  // layout's padding sequences do: a replay takes only the recording's shape (session 22: without these
+  // rows every Fill replay was refused, and the step with it failed on the GPU).
+  ForwardBatch shaped = sp.fill;
+  for (auto& sc : shaped.seqs) sc.logits = model::LogitsMode::Last;
+  const Layout l = one_token_layout(Pass::Fill, shaped, cache, bucket);
   if (record_ && !lazy_) {
     auto it = graphs_.find({l.pass, l.batch, l.context});
     if (it == graphs_.end() || !it->second) return false;  // op by op

@@ -106,6 +106,8 @@ class DraftRecorder {
   void finish(Layout& l, int32_t real, int32_t q) const;  // padding sequences and the context bucket
   // The pass over `l`: its recording, or op by op; leaves tokens in ids_ and hidden rows in hidden_.
   void pass(const Layout& l, model::KVCache& cache);
+  // Padded op by op: throws where `l` could not replay a recording of its pass and buckets.
+  void check_replayable(const Layout& l) const;
   Tensor body(const Layout& l, model::KVCache& cache);  // the device work of one pass (what is recorded)
   void record(const Layout& l, model::KVCache& cache);
   void follow_pools(const model::KVCache& cache);

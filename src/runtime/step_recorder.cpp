@@ -273,6 +273,14 @@ ForwardOutput StepRecorder::forward_padded_eager(ForwardMode mode, const Forward
   DS_CHECK(eligible(mode, batch), "forward_padded_eager: not a uniform {} step of at most {} sequences",
            forward_mode_name(mode), max_bs_);
   const Padded p = pad(mode, batch, cache);
+  // A replay takes only the recording's shape (the CUDA backend refuses another): checked here, where
+  // nothing replays (the CPU tests), against the synthetic step the recording is made of.
+  const Padded rec = synthetic(p.mode, p.q, p.batch, p.context, cache.page_size);
+  DS_CHECK(p.st.ids.size() == rec.st.ids.size() && p.st.logit_rows.size() == rec.st.logit_rows.size() &&
+               p.st.ab.page_tables.size() == rec.st.ab.page_tables.size() && p.st.dp_tokens == rec.st.dp_tokens,
+           "step recorder: a padded {} step of {} tokens / {} logit rows / {} sequences, recorded as {} / {} / {}",
+           forward_mode_name(p.mode), p.st.ids.size(), p.st.logit_rows.size(), p.st.ab.page_tables.size(),
+           rec.st.ids.size(), rec.st.logit_rows.size(), rec.st.ab.page_tables.size());
   if (!batch.dp_tokens.empty() && p.mode == ForwardMode::TargetVerify && !batch.seqs.empty() &&
       stats_.padded_dp_verify++ == 0)  // the e2e tests look for this line
     spdlog::info("a verify step ran padded under DP attention: {} sequence(s) of this group in {} x {} rows",

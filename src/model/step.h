@@ -22,6 +22,10 @@ struct StepLayout {
   std::vector<int32_t> dp_tokens;    // ForwardBatch::dp_tokens (DP attention)
 
   backend::StepIndex index() const { return {&ids, &slots, &logit_rows, &ab}; }
+  // Throws unless a recording of `recorded` could replay this step: the same tokens, logits rows, sequences
+  // and DP exchange counts (the CUDA backend refuses another shape). For padded steps run op by op where
+  // nothing replays (the CPU tests), so that they also prove the GPU's replay would take them.
+  void check_replays_as(const StepLayout& recorded, const char* what) const;
 };
 
 // Binds a step's index data to the backend for the ops of one forward (backend::Backend::bind_step).

@@ -13,8 +13,8 @@
 #include <sstream>
 
 #include "backend/backend.h"
+#include "backend/cuda/compute_ceiling.h"  // the nominal peaks (declarations only: no CUDA needed)
 #ifdef DSSERVE_HAVE_CUDA
-#include "backend/cuda/compute_ceiling.h"
 #include "backend/cuda/hbm_ceiling.h"
 #endif
 #include "model/checkpoint.h"
@@ -186,9 +186,9 @@ void run_model_bench(const ModelBenchOptions& f, std::unique_ptr<backend::Backen
     }
   }
 #endif
-  if (peak <= 0) peak = 1978.9, peak_what = "the nominal FP8 dense peak of an H100/H200 SXM";
-  fmt::print("compute ceiling for prefill's % peak: {:.0f} TFLOP/s ({}; nominal FP8 dense 1979, BF16 989)\n", peak,
-             peak_what);
+  if (peak <= 0) peak = backend::cuda::kNominalFp8Tflops, peak_what = "the nominal FP8 dense peak of an H100/H200 SXM";
+  fmt::print("compute ceiling for prefill's % peak: {:.0f} TFLOP/s ({}; nominal FP8 dense {:.0f}, BF16 {:.0f})\n", peak,
+             peak_what, backend::cuda::kNominalFp8Tflops, backend::cuda::kNominalBf16Tflops);
 
   // ---- the models: full, and cut to the dense layers + 1 MoE layer when extrapolating
   std::vector<std::unique_ptr<model::Model>> models;

@@ -126,12 +126,8 @@ Tensor DraftRecorder::body(const Layout& l, KVCache& cache) {
 void DraftRecorder::check_replayable(const Layout& l) const {
   // A replay takes only a layout of the recording's shape (the CUDA backend refuses another); padded op by
   // op (tests on the CPU) nothing would notice, so the shape is checked here against the recording's.
-  const Layout rec = synthetic(l.pass, l.batch, l.context, l.st.ab.page_size);
-  DS_CHECK(l.st.ids.size() == rec.st.ids.size() && l.st.logit_rows.size() == rec.st.logit_rows.size() &&
-               l.st.ab.page_tables.size() == rec.st.ab.page_tables.size(),
-           "draft recorder: a {} pass of {} tokens / {} logit rows / {} sequences, recorded as {} / {} / {}",
-           pass_name(l.pass), l.st.ids.size(), l.st.logit_rows.size(), l.st.ab.page_tables.size(), rec.st.ids.size(),
-           rec.st.logit_rows.size(), rec.st.ab.page_tables.size());
+  l.st.check_replays_as(synthetic(l.pass, l.batch, l.context, l.st.ab.page_size).st,
+                        fmt::format("draft recorder: a {} pass", pass_name(l.pass)).c_str());
 }
 
 void DraftRecorder::pass(const Layout& l, KVCache& cache) {

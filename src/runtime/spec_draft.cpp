@@ -53,9 +53,10 @@ StepOutput ModelRunner::run_draft(StepInput in) {
       m.mtp_forward(idle, {}, kv_);
     }
   };
-  // DP attention: every group through the recorder's padded passes, idle ones included, or none (the
-  // verdict depends on dp_drafting alone, the same on every rank).
-  if (draft_recorder_ && !in.dp_drafting.empty() && backend().can_capture() == draft_recorder_->records())
+  // The recorded (or padded) passes first. Under DP attention every group takes them, idle ones included,
+  // or none (the verdict depends on dp_drafting alone, the same on every rank); otherwise the recorder
+  // declines a step it does not cover (and one without kept hidden states: the check below names it).
+  if (draft_recorder_ && backend().can_capture() == draft_recorder_->records())
     if (auto drafts = draft_recorder_->run(in, last_hidden_, kv_)) {
       last_hidden_ = Tensor();
       res.drafts = std::move(*drafts);
@@ -70,13 +71,6 @@ StepOutput ModelRunner::run_draft(StepInput in) {
     return res;
   }
   DS_CHECK(last_hidden_.defined(), "a draft step needs the hidden states kept by the target step before it");
-  if (draft_recorder_ && in.dp_drafting.empty() && backend().can_capture() == draft_recorder_->records())
-    if (auto drafts = draft_recorder_->run(in, last_hidden_, kv_)) {
-      last_hidden_ = Tensor();
-      res.drafts = std::move(*drafts);
-      res.forward_ms = fwd.seconds() * 1e3;
-      return res;
-    }
   // Every token but each drafting sequence's last only fills the MTP layer's KV (Model::mtp_fill: nobody
   // reads those tokens' outputs); the last tokens run the whole layer and draft. Under DP attention the
   // exchanges carry those last tokens alone (the engine's dp_tokens are the groups' drafting counts).

@@ -81,6 +81,7 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::make(const std::vector<backend::cu
     DS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&b.epochs), kPeerMaxBlocks * sizeof(uint32_t)));
     DS_CUDA_CHECK(cudaMemset(b.flags, 0, kPeerMaxBlocks * kPeerMaxRanks * sizeof(uint32_t)));
     DS_CUDA_CHECK(cudaMemset(b.epochs, 0, kPeerMaxBlocks * sizeof(uint32_t)));
+    backend::cuda::preload_one_shot_all_reduce();
   }
   for (int r = 0; r < n; ++r) {
     backend::cuda::PeerArgs a{};

@@ -396,6 +396,10 @@ int main(int argc, char** argv) {
   // The custom all-reduce's ranks on one GPU spin at once: each rank's stream needs a hardware queue of its
   // own (CUDA's default of 8 is shared by all streams of the process, in turn).
   setenv("CUDA_DEVICE_MAX_CONNECTIONS", "32", 0);
+  // And no kernel may load lazily while they do: a first launch can synchronise the (shared) context, which
+  // waits for a peer's spinning kernel that waits for this rank (CUDA programming guide, "Lazy Loading").
+  // The custom all-reduce preloads its own kernels; everything else the checks launch loads now.
+  setenv("CUDA_MODULE_LOADING", "EAGER", 0);
   int gpus = 0;
   cudaGetDeviceCount(&gpus);
   if (argc > 1 && std::string(argv[1]) == "peer") {  // the custom all-reduce's checks alone

@@ -6,10 +6,12 @@
 // these checks first, over one set of 8 backends without side streams made before any other stream. And no
 // rank may allocate (cudaMalloc, graph instantiation: calls that can wait for the whole device) while a
 // peer's kernel spins waiting for it: every phase allocates first and meets the other ranks at a barrier
-// before its first all-reduce. (The first run on a GPU did neither: once per rank count a wait ran into
-// the 20 s timeout, the dist check took ~60 s longer, and the timeout's sticky abort then ended every later
-// wait early with its sums undone, so the checks after it failed; which of the two hazards struck was not
-// established.) Each phase also checks that no wait timed out.
+// before its first all-reduce. Nor may any kernel load lazily meanwhile (a first launch can synchronise the
+// shared context): the all-reduce preloads its kernels and gpu_dist_check loads the rest eagerly. (Runs
+// without these guards hit the 20 s timeout once per rank count, at a different rank count each run, and
+// the timeout's sticky abort then ended every later wait early with its sums undone, so the checks after it
+// failed; session 23's run still failed at 2 ranks with the barriers in place, before the loading fix.)
+// Each phase also checks that no wait timed out.
 #include "gpu_dist_check_peer.h"
 
 #include <cuda_runtime.h>

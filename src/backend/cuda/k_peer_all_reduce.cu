@@ -14,6 +14,7 @@
 // and started e + 1), never e + 2: the wait compares wrap-safely (>=), not with ==.
 #include <cuda_bf16.h>
 
+#include "backend/cuda/cuda_check.h"
 #include "backend/cuda/peer_all_reduce_kernel.h"
 
 namespace ds::backend::cuda {
@@ -172,6 +173,12 @@ __global__ void __launch_bounds__(kPeerThreads, 2)
 }
 
 }  // namespace
+
+void preload_one_shot_all_reduce() {
+  cudaFuncAttributes attr;
+  DS_CUDA_CHECK(cudaFuncGetAttributes(&attr, one_shot_all_reduce_kernel<true>));
+  DS_CUDA_CHECK(cudaFuncGetAttributes(&attr, one_shot_all_reduce_kernel<false>));
+}
 
 void launch_one_shot_all_reduce(void* data, size_t bytes, bool bf16, const PeerArgs& a, cudaStream_t st) {
   if (bytes == 0) return;

@@ -30,5 +30,9 @@ struct PeerArgs {
 // data (this rank's tensor, F32 or BF16, any 2-byte alignment) = the sum over ranks, in place, the same
 // bits on every rank. bytes <= kPeerMaxBytes. Plain stream order (no programmatic dependent launch).
 void launch_one_shot_all_reduce(void* data, size_t bytes, bool bf16, const PeerArgs& a, cudaStream_t st);
+// Loads both kernel instances into the current device's context now. Under CUDA's lazy module loading
+// (the default) a kernel's first launch may synchronise the context; where ranks share a context (one
+// GPU), that launch would wait for a peer's kernel that spins waiting for it.
+void preload_one_shot_all_reduce();
 
 }  // namespace ds::backend::cuda

@@ -94,9 +94,9 @@ void bench_mla(const Ceilings& c) {
   Tensor pool = be->empty({R, D}, DType::BF16);
   fill_random(pool.raw(), pool.nbytes(), 0xbf, 0);
   const cuda::GemmMode mode0 = be->options().gemm;
-  // Three kernels on the same inputs: SIMT fp32 (exact mode), the mma.sync tensor-core kernel (fast mode, tc
-  // pinned; two-part queries and weights) and the wgmma kernel (fast mode, wgmma pinned; bf16 queries and
-  // weights). Bytes = the gathered key rows + q + output; useful FLOP = 2 B H K (D + Dl) (the tc kernel issues
+  // Four kernels on the same inputs: SIMT fp32 (exact mode), the mma.sync tensor-core kernel (fast mode, tc
+  // pinned; two-part queries and weights), the wgmma kernel and its two-block form (fast mode, pinned; bf16
+  // queries and weights). Bytes = the gathered key rows + q + output; useful FLOP = 2 B H K (D + Dl) (the tc kernel issues
   // twice that in MMAs). diff = ||x - simt|| / ||simt||. Times: events around the op (host work included:
   // page-table upload), median; "device" = profile mode's events around the kernel + split merge alone.
   struct Variant {
@@ -104,17 +104,18 @@ void bench_mla(const Ceilings& c) {
     cuda::MlaKernel pin;
     const char* want;
   };
-  const Variant vs[3] = {{cuda::GemmMode::Exact, cuda::MlaKernel::Auto, "simt"},
+  const Variant vs[4] = {{cuda::GemmMode::Exact, cuda::MlaKernel::Auto, "simt"},
                          {cuda::GemmMode::Fast, cuda::MlaKernel::Tc, "tc"},
-                         {cuda::GemmMode::Fast, cuda::MlaKernel::Wgmma, "wgmma"}};
+                         {cuda::GemmMode::Fast, cuda::MlaKernel::Wgmma, "wgmma"},
+                         {cuda::GemmMode::Fast, cuda::MlaKernel::WgmmaPair, "wgmma-pair"}};
   auto run = [&](const char* label, int B, int seqs, int ctx, int reps) {
     const int sets = int(std::clamp<int64_t>((int64_t(64) << 20) / (int64_t(B) * K * D * 2), 1, 8));
     MlaProblem pr = mla_problem(B, seqs, ctx, K, page, R, sets);
     Tensor q = B >= 1024 ? rand_f32_tiled({B, H, D}, 0.05f) : rand_f32({B, H, D}, 0.05f);
-    double t[3], dev[3], merge[3];
-    Tensor out[3];
-    std::string path[3];
-    for (int k = 0; k < 3; ++k) {
+    double t[4], dev[4], merge[4];
+    Tensor out[4];
+    std::string path[4];
+    for (int k = 0; k < 4; ++k) {
       be->set_gemm_mode(vs[k].mode);
       be->set_mla_kernel(vs[k].pin);
       out[k] = be->mla_attention_absorbed(q, pool, pr.idx[0], pr.ab, Dl, 0.07f);
@@ -133,21 +134,24 @@ void bench_mla(const Ceilings& c) {
     const Tensor ref = be->to_host_f32(out[0]);
     const double e_tc = gpucheck::compare(be->to_host_f32(out[1]), ref).rel;
     const double e_wg = gpucheck::compare(be->to_host_f32(out[2]), ref).rel;
+    const double e_pair = gpucheck::compare(be->to_host_f32(out[3]), ref).rel;
     const double bytes = double(B) * K * D * 2 + double(B) * H * (D + Dl) * 4;
     const double flop = 2.0 * B * H * double(K) * (D + Dl);
     auto tf = [&](double ms) { return flop / (ms * 1e-3) / 1e12; };
     const double gbs = bytes / (t[2] * 1e-3) / 1e9;
-    const bool paths_ok = path[0] == vs[0].want && path[1] == vs[1].want && path[2] == vs[2].want;
+    bool paths_ok = true;
+    for (int k = 0; k < 4; ++k) paths_ok = paths_ok && path[k] == vs[k].want;
     std::printf("| %s | %d | %d | %.1f us | %.1f us | %.1f | %.1f us | **%.1f** | %.0f (%.1f%%) | %.2fx | %.1f + %.1f us | "
-                "%.1f + %.1f us | %.1e | %.1e | %s |%s\n",
+                "%.1f + %.1f us | %.1e | %.1e | %.1f us | **%.1f** | %.2fx | %.1f + %.1f us | %.1e | %s |%s\n",
                 label, B, ctx, t[0] * 1e3, t[1] * 1e3, tf(t[1]), t[2] * 1e3, tf(t[2]), gbs, 100.0 * gbs / c.hbm_gbs,
-                t[1] / t[2], dev[1], merge[1], dev[2], merge[2], e_tc, e_wg, auto_path.c_str(),
-                paths_ok ? "" : " (a pinned path was not taken!)");
+                t[1] / t[2], dev[1], merge[1], dev[2], merge[2], e_tc, e_wg, t[3] * 1e3, tf(t[3]), t[2] / t[3], dev[3],
+                merge[3], e_pair, auto_path.c_str(), paths_ok ? "" : " (a pinned path was not taken!)");
     std::fflush(stdout);
   };
   std::printf("\n| shape | queries | context | SIMT time | TC time | TC TFLOP/s | WGMMA time | WGMMA TFLOP/s "
               "| WGMMA GB/s (%% HBM) | WGMMA vs TC | TC device: attention + merge | WGMMA device: attention + merge "
-              "| TC diff | WGMMA diff | auto |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "| TC diff | WGMMA diff | PAIR time | PAIR TFLOP/s | PAIR vs WGMMA | PAIR device: attention + merge | PAIR diff "
+              "| auto |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const char* rows = std::getenv("GPU_BENCH_MLA");  // "prefill": the prefill rows alone
   if (!rows || std::string(rows) != "prefill") {
     for (int B : {1, 8, 32, 64, 128})

@@ -39,6 +39,12 @@ double max_row_norm(const Tensor& t, int64_t width, int64_t cols) {
   return m;
 }
 
+struct WgmmaForm {
+  cuda::MlaKernel pin;
+  std::string path;  // last_mla_path() when it ran
+};
+const WgmmaForm kWgmmaForms[] = {{cuda::MlaKernel::Wgmma, "wgmma"}, {cuda::MlaKernel::WgmmaPair, "wgmma-pair"}};
+
 struct Case {
   const char* name;
   std::vector<int32_t> ctx, n_new;
@@ -102,49 +108,52 @@ void check_mla_wgmma() {
     } else {
       ref = g_cpu->mla_attention_absorbed(q, pw, idx_cpu, sc.ab, c.Dl, scale);
     }
-    g_gpu->set_gemm_mode(GemmMode::Fast);
-    g_gpu->set_mla_kernel(cuda::MlaKernel::Wgmma);
-    const Tensor o = down(g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale));
-    const std::string path = g_gpu->last_mla_path();
-    const Err e = compare(o, ref);
-    record("mla_attention_absorbed wgmma", fmt::format("rel, {}: {}", path, what), path == "wgmma" ? e.rel : INFINITY,
-           1e-2);
-    if (!(e.rel <= 1e-2)) {  // which warpgroup's columns are off (0: scores + O[:, :Dl/2], 1: O[:, Dl/2:])
-      double d2[2] = {0, 0}, r2[2] = {0, 0};
-      for (int64_t i = 0; i < o.numel(); ++i) {
-        const int half = (i % c.Dl) >= c.Dl / 2;
-        const double x = o.f32()[i], y = ref.f32()[i];
-        d2[half] += (x - y) * (x - y), r2[half] += y * y;
+    // Both wgmma forms on the same inputs and bounds (the same numerics; their summation orders differ).
+    for (const WgmmaForm& form : kWgmmaForms) {
+      const std::string op = std::string("mla_attention_absorbed ") + form.path;
+      g_gpu->set_gemm_mode(GemmMode::Fast);
+      g_gpu->set_mla_kernel(form.pin);
+      const Tensor o = down(g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale));
+      const std::string path = g_gpu->last_mla_path();
+      const Err e = compare(o, ref);
+      record(op, fmt::format("rel, {}: {}", path, what), path == form.path ? e.rel : INFINITY, 1e-2);
+      if (!(e.rel <= 1e-2)) {  // which warpgroup's columns are off (0: scores + O[:, :Dl/2], 1: O[:, Dl/2:])
+        double d2[2] = {0, 0}, r2[2] = {0, 0};
+        for (int64_t i = 0; i < o.numel(); ++i) {
+          const int half = (i % c.Dl) >= c.Dl / 2;
+          const double x = o.f32()[i], y = ref.f32()[i];
+          d2[half] += (x - y) * (x - y), r2[half] += y * y;
+        }
+        std::printf("     columns [0, Dl/2): rel %.3e, [Dl/2, Dl): rel %.3e\n", std::sqrt(d2[0] / r2[0]),
+                    std::sqrt(d2[1] / r2[1]));
       }
-      std::printf("     columns [0, Dl/2): rel %.3e, [Dl/2, Dl): rel %.3e\n", std::sqrt(d2[0] / r2[0]),
-                  std::sqrt(d2[1] / r2[1]));
-    }
-    // The worst-case bound from the roundings (file comment).
-    double vmax = 0, dmax = 0;
-    for (int64_t r = 0; r < pw.numel() / D; ++r)
-      for (int64_t j = 0; j < c.Dl; ++j) vmax = std::max(vmax, double(std::fabs(pw.f32()[r * D + j])));
-    for (int64_t i = 0; i < o.numel(); ++i) dmax = std::max(dmax, std::fabs(double(o.f32()[i]) - ref.f32()[i]));
-    const double E = scale * kU * max_row_norm(q, D, D) * max_row_norm(pw, D, D);
-    const double bound = (std::exp(2 * E) * (1 + kU) - 1) * vmax + 1e-5 * vmax;
-    record("mla_attention_absorbed wgmma", fmt::format("max abs (bound {:.2e}): {}", bound, what),
-           e.nan ? INFINITY : dmax, bound);
-    // Dead row: exactly zero.
-    if (c.dead_row) {
-      double z = 0;
-      for (int64_t i = (T - 1) * c.H * c.Dl; i < T * c.H * c.Dl; ++i) z = std::max(z, double(std::fabs(o.f32()[i])));
-      record("mla_attention_absorbed wgmma", "all -1 row -> 0, " + what, z, 0.0);
-    }
-    // The same inputs again: bitwise the same (a race shows up as a moving result).
-    const Tensor o2 = down(g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale));
-    record("mla_attention_absorbed wgmma", "repeat bitwise, " + what,
-           std::equal(o.f32(), o.f32() + o.numel(), o2.f32()) ? 0.0 : 1.0, 0.0);
-    if (T <= 8) {  // decode batches with one key step per split (DSSERVE_MLA_SPLIT_STEPS=1): more, shorter slices
-      const int steps_default = g_gpu->options().mla_split_steps;
-      g_gpu->set_mla_split_steps(1);
-      const Tensor o3 = down(g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale));
-      g_gpu->set_mla_split_steps(steps_default);
-      record("mla_attention_absorbed wgmma", "one key step a split, " + what,
-             std::string(g_gpu->last_mla_path()) == "wgmma" ? compare(o3, ref).rel : INFINITY, 1e-2);
+      // The worst-case bound from the roundings (file comment).
+      double vmax = 0, dmax = 0;
+      for (int64_t r = 0; r < pw.numel() / D; ++r)
+        for (int64_t j = 0; j < c.Dl; ++j) vmax = std::max(vmax, double(std::fabs(pw.f32()[r * D + j])));
+      for (int64_t i = 0; i < o.numel(); ++i) dmax = std::max(dmax, std::fabs(double(o.f32()[i]) - ref.f32()[i]));
+      const double E = scale * kU * max_row_norm(q, D, D) * max_row_norm(pw, D, D);
+      const double bound = (std::exp(2 * E) * (1 + kU) - 1) * vmax + 1e-5 * vmax;
+      record(op, fmt::format("max abs (bound {:.2e}): {}", bound, what),
+             e.nan ? INFINITY : dmax, bound);
+      // Dead row: exactly zero.
+      if (c.dead_row) {
+        double z = 0;
+        for (int64_t i = (T - 1) * c.H * c.Dl; i < T * c.H * c.Dl; ++i) z = std::max(z, double(std::fabs(o.f32()[i])));
+        record(op, "all -1 row -> 0, " + what, z, 0.0);
+      }
+      // The same inputs again: bitwise the same (a race shows up as a moving result).
+      const Tensor o2 = down(g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale));
+      record(op, "repeat bitwise, " + what,
+             std::equal(o.f32(), o.f32() + o.numel(), o2.f32()) ? 0.0 : 1.0, 0.0);
+      if (T <= 8) {  // decode batches with one key step per split (DSSERVE_MLA_SPLIT_STEPS=1): more, shorter slices
+        const int steps_default = g_gpu->options().mla_split_steps;
+        g_gpu->set_mla_split_steps(1);
+        const Tensor o3 = down(g_gpu->mla_attention_absorbed(qg, pbg, ig, sc.ab, c.Dl, scale));
+        g_gpu->set_mla_split_steps(steps_default);
+        record(op, "one key step a split, " + what,
+               g_gpu->last_mla_path() == form.path ? compare(o3, ref).rel : INFINITY, 1e-2);
+      }
     }
     // Auto: wgmma where mla_wgmma_wanted says so, else the mma.sync kernel.
     g_gpu->set_mla_kernel(cuda::MlaKernel::Auto);
@@ -164,7 +173,8 @@ void check_mla_wgmma() {
     Tensor qg = up(randn({sc.T, 128, D}, 0.3f)), ig = up(sc.index), pbg = up(pb);
     const float scale = 1.0f / std::sqrt(float(D));
     const std::pair<cuda::MlaKernel, const char*> pins[] = {
-        {cuda::MlaKernel::Wgmma, "wgmma"}, {cuda::MlaKernel::Tc, "tc"}, {cuda::MlaKernel::Simt, "simt"}};
+        {cuda::MlaKernel::Wgmma, "wgmma"}, {cuda::MlaKernel::WgmmaPair, "wgmma-pair"}, {cuda::MlaKernel::Tc, "tc"},
+        {cuda::MlaKernel::Simt, "simt"}};
     for (GemmMode mode : {GemmMode::Fast, GemmMode::Exact})
       for (auto [k, name] : pins) {
         g_gpu->set_gemm_mode(mode);
@@ -190,6 +200,7 @@ void check_mla_wgmma() {
     const std::string saved = old ? old : "";
     const std::pair<const char*, cuda::MlaKernel> vals[] = {{"auto", cuda::MlaKernel::Auto},
                                                             {"wgmma", cuda::MlaKernel::Wgmma},
+                                                            {"wgmma-pair", cuda::MlaKernel::WgmmaPair},
                                                             {"tc", cuda::MlaKernel::Tc},
                                                             {"simt", cuda::MlaKernel::Simt}};
     for (auto [v, k] : vals) {

@@ -62,9 +62,10 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
                      mla_tc_supported(int(D), int(latent_dim));
   const bool wg_ok = fast(kFastTcAttention) && a.pool_bf16 && mla_wgmma_supported(int(D), int(latent_dim));
   const MlaKernel pin = opts_.mla_kernel;
-  const bool wg = wg_ok && (pin == MlaKernel::Wgmma || (pin == MlaKernel::Auto && mla_wgmma_wanted(T, H, K)));
+  const bool wg_pair = wg_ok && pin == MlaKernel::WgmmaPair;
+  const bool wg = wg_pair || (wg_ok && (pin == MlaKernel::Wgmma || (pin == MlaKernel::Auto && mla_wgmma_wanted(T, H, K))));
   const bool tc = !wg && tc_ok && pin != MlaKernel::Simt;
-  last_mla_path_ = wg ? "wgmma" : tc ? "tc" : "simt";
+  last_mla_path_ = wg_pair ? "wgmma-pair" : wg ? "wgmma" : tc ? "tc" : "simt";
   const int64_t heads_per_block = wg ? mla_wgmma_heads_per_block() : tc ? mla_tc_heads_per_block() : 16;
   const int64_t head_groups = (H + heads_per_block - 1) / heads_per_block;
   const int64_t chunk = 32768;  // grid.z limit
@@ -106,7 +107,8 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
     LaunchTimer timer(profile_, stream_, 3);
     timer.mark();
     if (wg || tc) {
-      if (wg) launch_mla_wgmma(c, stream_);
+      if (wg_pair) launch_mla_wgmma_pair(c, stream_);
+      else if (wg) launch_mla_wgmma(c, stream_);
       else launch_mla_tc(c, stream_);
       timer.mark();
       if (nsplit > 1) launch_mla_combine(c, stream_);

@@ -52,11 +52,12 @@ enum FastPart : uint32_t {
 enum class MoePath { Auto, Grouped, GroupedFp8, PerExpert };
 
 // Which kernel mla_attention_absorbed runs in the fast mode (the exact mode always runs the SIMT fp32 kernel).
-// Wgmma (k_mla_wgmma.cu; BF16 pools; bf16 queries and weights, ~2e-3). Tc (k_mla_tc.cu; BF16 and packed FP8
+// Wgmma (k_mla_wgmma.cu; BF16 pools; bf16 queries and weights, ~2e-3). WgmmaPair (k_mla_wgmma_pair.cu: the
+// same numerics and applicability, FlashMLA's two-block schedule). Tc (k_mla_tc.cu; BF16 and packed FP8
 // pools; two-part queries and weights, ~1e-6). Auto: wgmma where mla_wgmma_wanted() says so (today wherever
 // it applies), else tc; a kernel pinned where it does not apply (an FP8 or fp32 pool, other widths) falls
 // back as Auto would.
-enum class MlaKernel { Auto, Wgmma, Tc, Simt };
+enum class MlaKernel { Auto, Wgmma, WgmmaPair, Tc, Simt };
 
 // Which kernel scores the indexer's keys in the fast mode (the exact mode always runs the SIMT fp32 kernel).
 // Wgmma (k_indexer_wgmma.cu): FP8 wgmma, for IndexerMode::Fp8 values only (indexer_topk's fp8_values),

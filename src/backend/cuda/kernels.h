@@ -220,6 +220,9 @@ bool mla_wgmma_supported(int D, int Dl);
 int mla_wgmma_heads_per_block();
 int mla_wgmma_keys_per_step();
 void launch_mla_wgmma(const MlaArgs& a, cudaStream_t st);
+// The same op in pairs of key blocks (k_mla_wgmma_pair.cu: FlashMLA's schedule, both consumer warpgroups
+// computing scores); same widths, heads per block, key chunking, partials and numerics as launch_mla_wgmma.
+void launch_mla_wgmma_pair(const MlaArgs& a, cudaStream_t st);
 struct ExpandedArgs {
   const float *q = nullptr, *k = nullptr, *v = nullptr;  // q [T,H,Dqk], k [Nk,H,Dqk], v [Nk,H,Dv]
   const int32_t* index = nullptr;                         // [T, K]

@@ -33,4 +33,13 @@ void BatchedGemm::tf32(bool trans_a, int m, int n, int k, const float* a, int ld
         "strided-batched TF32 GEMM");
 }
 
+void BatchedGemm::f32(bool trans_a, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
+                      int ldc, cudaStream_t st) {
+  check(cublasSetStream(handle_, st), "set stream");
+  const float alpha = 1.0f, beta = 0.0f;
+  check(cublasGemmEx(handle_, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &alpha, a, CUDA_R_32F, lda, b,
+                     CUDA_R_32F, ldb, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        "fp32 GEMM");
+}
+
 }  // namespace ds::backend::cuda

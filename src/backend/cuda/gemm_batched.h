@@ -1,5 +1,6 @@
 // cuBLAS strided-batched fp32 GEMMs on TF32 tensor cores: the fast mode's MLA weight absorption for many
-// tokens (one GEMM per head, 128 heads per call). Column-major, as cuBLAS.
+// tokens (one GEMM per head, 128 heads per call); and plain fp32 GEMMs (small-output projections of many
+// tokens). Column-major, as cuBLAS.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -17,6 +18,9 @@ class BatchedGemm {
   // accumulation. m x n results, k deep; X_i = X + i * stride_x.
   void tf32(bool trans_a, int m, int n, int k, const float* a, int lda, long long stride_a, const float* b, int ldb,
             long long stride_b, float* c, int ldc, long long stride_c, int batch, cudaStream_t st);
+  // The same in plain fp32 (products and sums; no TF32 rounding), one GEMM: C = op(A) B.
+  void f32(bool trans_a, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc,
+           cudaStream_t st);
 
  private:
   cublasHandle_t handle_ = nullptr;

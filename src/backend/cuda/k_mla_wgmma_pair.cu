@@ -212,13 +212,21 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegsProducer));
     const int pt = tid - 256;
     const int32_t* idx = a.index + size_t(t) * a.K;
-    // The list's end: its first negative entry in [j_begin, j_end).
+    // The list's end: its first negative entry in [j_begin, j_end). Each thread's 16 loads of a round are
+    // issued together (no early exit between them: a loop that stopped at the first hit made them 16
+    // dependent round trips before the first gather, ~8% of an 8K prefill chunk).
     int first = j_end;
-    for (int j = j_begin + pt; j < j_end; j += 128)
-      if (__ldg(idx + j) < 0) {
-        first = j;
-        break;
+    for (int base = j_begin; base < j_end && first == j_end; base += 128 * 16) {
+      int v[16];
+#pragma unroll
+      for (int u = 0; u < 16; ++u) {
+        const int j = base + 16 * pt + u;
+        v[u] = j < j_end ? __ldg(idx + j) : 0;
       }
+#pragma unroll
+      for (int u = 15; u >= 0; --u)
+        if (v[u] < 0) first = base + 16 * pt + u;
+    }
     if (first < j_end) atomicMin(s_end, first);
     named_bar_sync<kBarProducer, 128>();
     const int end_j = *s_end;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# On the GPU machine (device tool): builds, checks and times the wgmma MLA kernel (issue 18) in one call.
+# On the GPU machine (device tool): builds, checks and times the wgmma MLA kernels (issue 18: the one-block
+# form k_mla_wgmma.cu and the two-block form k_mla_wgmma_pair.cu) in one call.
 #   MLA_STAGE=quick  build, `gpu_ops_check mla`, `gpu_bench mla`, the kernel's SASS counts
 #   MLA_STAGE=all    (default) also, if the MLA checks pass: gpu_ops_check, gpu_model_check,
-#                    gpu_sampling_check, and the 8-layer 8K prefill with DSSERVE_MLA_KERNEL=tc and =auto
+#                    gpu_sampling_check, and the 8-layer 8K prefill profiled under each DSSERVE_MLA_KERNEL of
+#                    MLA_MODEL_KERNELS (default "auto wgmma-pair auto": the first again last, for the spread)
 #   MLA_STAGE=final  as all without the whole gpu_ops_check (its MLA part runs in quick)
 #   MLA_BENCH_ROWS=prefill  gpu_bench mla's prefill rows alone
 # Logs go to $OUT (or /tmp/gpu-mla) as one tarball, a short summary is printed last. Every step has its own
@@ -28,9 +30,12 @@ finish() {
 if [ $build -ne 0 ]; then tail -40 "$L/build.log"; echo "BUILD FAILED"; finish; exit 1; fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$L/device.txt"
 B=build-gpu/tests/gpu
-O=build-gpu/src/backend/CMakeFiles/ds_backend_cuda.dir/cuda/k_mla_wgmma.cu.o
-cuobjdump --dump-sass "$O" >"$L/sass.txt" 2>&1
-echo "SASS: $(grep -c HGMMA "$L/sass.txt") HGMMA, $(grep -c 'LDL\|STL' "$L/sass.txt") local loads/stores, $(grep -c 'HMMA' "$L/sass.txt") HMMA"
+for k in k_mla_wgmma k_mla_wgmma_pair; do
+  O=build-gpu/src/backend/CMakeFiles/ds_backend_cuda.dir/cuda/$k.cu.o
+  cuobjdump --dump-sass "$O" >"$L/sass-$k.txt" 2>&1
+  echo "SASS $k: $(grep -c HGMMA "$L/sass-$k.txt") HGMMA, $(grep -c 'LDL\|STL' "$L/sass-$k.txt") local loads/stores," \
+    "$(grep -c 'HMMA' "$L/sass-$k.txt") HMMA"
+done
 timeout 150 $B/gpu_ops_check mla >"$L/mla.log" 2>&1
 mla=$?
 save
@@ -47,11 +52,12 @@ if [ "${MLA_STAGE:-all}" != quick ] && [ $mla -eq 0 ]; then
   save
   timeout 90 $B/gpu_sampling_check >"$L/sampling.log" 2>&1
   for f in $suites; do echo "$f: $(grep -h '^== ' "$L/$f.log" || echo none)"; grep -h "FAILED:" "$L/$f.log" | head -10; done
-  for k in auto tc; do
+  for k in ${MLA_MODEL_KERNELS:-auto wgmma-pair auto}; do
+    n=$((${n:-0} + 1))
     DSSERVE_MLA_KERNEL=$k timeout 150 build-gpu/dsserve bench model --preset full-width --num-layers 8 --device cuda \
-      --batch '' --prefill 8192 --profile >"$L/model-$k.log" 2>&1
+      --batch 1,8 --prefill 8192 --profile >"$L/model-$n-$k.log" 2>&1
     echo "bench model DSSERVE_MLA_KERNEL=$k exit $?:"
-    grep -h "^ *8 *8192\|mla_attention_absorbed\|Profile: prefill" "$L/model-$k.log" | head -6
+    grep -h "^ *8 *8192\|^ *8 *[18] \|mla_attention_absorbed\|Profile: prefill" "$L/model-$n-$k.log" | head -9
     save
   done
 fi

@@ -39,6 +39,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mla_wgmma_common.cuh"
 #include "backend/cuda/mma_bf16.cuh"
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/per_device.h"
@@ -48,15 +49,11 @@
 namespace ds::backend::cuda {
 
 namespace {
-constexpr int HB = 64;       // heads per block: the wgmma M
-constexpr int KS = 64;       // keys per step
+using namespace mla_wgmma;    // HB heads per block, KS keys per step, kTile, the query load, the output rows
 constexpr int NTH = 3 * 128;  // two consumer warpgroups + the producer warpgroup
 // Registers: a kernel with wgmma is given registers per warpgroup, so 384 threads start at 168 each; the
 // producer gives most of its share to the consumers (O alone is 128 per thread): 2 x 224 + 56 = 504 <= 512.
 constexpr int kRegsConsumer = 224, kRegsProducer = 56;
-constexpr int kTile = 64 * 128;  // one operand tile: 64 rows x 128 bytes
-constexpr int kMaxSmem = 232448;
-constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
 // Named barriers (0 is __syncthreads), 256 threads: the two consumer warpgroups.
 constexpr int kBarQ = 1, kBarPReady = 2, kBarPFree = 3, kBarEnd = 4;
 
@@ -76,11 +73,6 @@ struct Plan {
   static constexpr int alloc = bytes + 1024;       // + alignment of the dynamic base
 };
 static_assert(Plan<576>::alloc <= kMaxSmem, "shared memory");
-
-__device__ __forceinline__ uint32_t pack_bf16(float a, float b) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
 
 template <int D, int DL>
 __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
@@ -178,25 +170,10 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegsConsumer));
 
-  // ---------------- consumers: Q -> bf16, swizzled tiles; heads past H are zeros (never written out)
-  {
-    const int ct = tid;  // 0..255
-#pragma unroll 4
-    for (int i = ct; i < HB * nch; i += 256) {
-      const int r = i / nch, c = i - r * nch;
-      float4 x0 = make_float4(0.f, 0.f, 0.f, 0.f), x1 = x0;
-      if (h0 + r < a.H) {
-        const float4* src = reinterpret_cast<const float4*>(a.q + (size_t(t) * a.H + h0 + r) * D) + 2 * c;
-        x0 = __ldg(src);
-        x1 = __ldg(src + 1);
-      }
-      const uint4 v = make_uint4(pack_bf16(x0.x, x0.y), pack_bf16(x0.z, x0.w), pack_bf16(x1.x, x1.y),
-                                 pack_bf16(x1.z, x1.w));
-      *reinterpret_cast<uint4*>(sm + P::q + (c >> 3) * kTile + r * 128 + (((c & 7) ^ (r & 7)) << 4)) = v;
-    }
-    fence_proxy_async_smem();
-    named_bar_sync<kBarQ, 256>();
-  }
+  // ---------------- consumers: Q -> bf16, swizzled tiles
+  load_query_tiles<D>(a, sm + P::q, t, h0, tid);
+  fence_proxy_async_smem();
+  named_bar_sync<kBarQ, 256>();
   const int wg = warp >> 2, w4 = warp & 3, g = lane >> 2, tq = lane & 3;
   const int row0 = 16 * w4 + g;  // this thread's rows: row0, row0 + 8
   float o[NO];
@@ -350,27 +327,9 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
   }
 
   // ---------------- epilogue: rows row0, row0 + 8; columns wg * NH + 8j + 2tq (+1)
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int row = row0 + 8 * rr, h = h0 + row;
-    if (h >= a.H) continue;
-    const float L = s_l[row];
-    const int c0 = wg * NH + 2 * tq;
-    if (a.nsplit == 1) {
-      const float inv = L > 0.f ? 1.0f / L : 0.f;
-      float* dst = a.out + (size_t(t) * a.H + h) * DL + c0;
-#pragma unroll
-      for (int j = 0; j < NH / 8; ++j)
-        *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[4 * j + 2 * rr] * inv, o[4 * j + 2 * rr + 1] * inv);
-    } else {
-      const size_t prow = (size_t(split) * a.T + t) * a.H + h;
-      float* dst = a.part_o + prow * DL + c0;
-#pragma unroll
-      for (int j = 0; j < NH / 8; ++j)
-        *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[4 * j + 2 * rr], o[4 * j + 2 * rr + 1]);
-      if (wg == 0 && tq == 0) a.part_m[prow] = s_m[row] * kLn2, a.part_l[prow] = L;  // natural-log max
-    }
-  }
+  const float L[2] = {s_l[row0], s_l[row0 + 8]};
+  const float m[2] = {s_m[row0] * kLn2, s_m[row0 + 8] * kLn2};  // natural-log maxima
+  store_output_rows<DL, NH>(a, o, split, t, h0, row0, wg * NH, tq, L, m, wg == 0 && tq == 0);
 }
 }  // namespace
 

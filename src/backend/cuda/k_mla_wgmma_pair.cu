@@ -32,6 +32,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mla_wgmma_common.cuh"
 #include "backend/cuda/mma_bf16.cuh"
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/per_device.h"
@@ -41,13 +42,9 @@
 namespace ds::backend::cuda {
 
 namespace {
-constexpr int HB = 64;        // heads per block: the wgmma M
-constexpr int KS = 64;        // keys per block of a pair
+using namespace mla_wgmma;    // HB heads per block, KS keys per block, kTile, the query load, the output rows
 constexpr int NTH = 3 * 128;  // two consumer warpgroups + the producer warpgroup
 constexpr int kRegsConsumer = 224, kRegsProducer = 56;  // 2 x 224 + 56 = 504 <= 512 (see k_mla_wgmma.cu)
-constexpr int kTile = 64 * 128;                         // one operand tile: 64 rows x 128 bytes
-constexpr int kMaxSmem = 232448;
-constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
 // The running max before any key: finite, so that exp2(old - new) is never inf - inf; a row that never sees
 // a key keeps it and its weight sum 0 (its output is 0, its partial max -inf).
 constexpr float kMaxInit = -1e30f;
@@ -73,11 +70,6 @@ struct PairPlan {
 };
 static_assert(PairPlan<576>::alloc <= kMaxSmem, "shared memory");
 static_assert(PairPlan<576>::bars % 8 == 0, "mbarrier alignment");
-
-__device__ __forceinline__ uint32_t pack_bf16(float a, float b) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
 
 // S (64 heads x 64 keys, fp32) over column tiles [t0, t1) of the query and of key buffer kb; the first
 // k-step overwrites (first) or accumulates. Shared addresses stay below 2^18, so a descriptor plus
@@ -296,20 +288,8 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegsConsumer));
 
-  // ---------------- consumers: Q -> bf16, swizzled tiles; heads past H are zeros (never written out)
-#pragma unroll 4
-  for (int i = tid; i < HB * nch; i += 256) {
-    const int r = i / nch, c = i - r * nch;
-    float4 x0 = make_float4(0.f, 0.f, 0.f, 0.f), x1 = x0;
-    if (h0 + r < a.H) {
-      const float4* src = reinterpret_cast<const float4*>(a.q + (size_t(t) * a.H + h0 + r) * D) + 2 * c;
-      x0 = __ldg(src);
-      x1 = __ldg(src + 1);
-    }
-    const uint4 v = make_uint4(pack_bf16(x0.x, x0.y), pack_bf16(x0.z, x0.w), pack_bf16(x1.x, x1.y),
-                               pack_bf16(x1.z, x1.w));
-    *reinterpret_cast<uint4*>(sm + P::q + (c >> 3) * kTile + r * 128 + (((c & 7) ^ (r & 7)) << 4)) = v;
-  }
+  // ---------------- consumers: Q -> bf16, swizzled tiles
+  load_query_tiles<D>(a, sm + P::q, t, h0, tid);
   fence_proxy_async_smem();
   named_bar_sync<kBarQ, 256>();
   mbar_wait(bar_meta, 0);
@@ -463,30 +443,13 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
   }
   if (tq == 0) s_l[wg * HB + row0] = l_run[0], s_l[wg * HB + row0 + 8] = l_run[1];
   named_bar_sync<kBarEnd, 256>();
+  float L[2], m[2];
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
-    const int row = row0 + 8 * rr, h = h0 + row;
-    if (h >= a.H) continue;
-    const float L = s_l[row] + s_l[HB + row];
-    const int c0 = wg * NH + 2 * tq;
-    if (a.nsplit == 1) {
-      const float inv = L > 0.f ? 1.0f / L : 0.f;
-      float* dst = a.out + (size_t(t) * a.H + h) * DL + c0;
-#pragma unroll
-      for (int j = 0; j < NH / 8; ++j)
-        *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[4 * j + 2 * rr] * inv, o[4 * j + 2 * rr + 1] * inv);
-    } else {
-      const size_t prow = (size_t(split) * a.T + t) * a.H + h;
-      float* dst = a.part_o + prow * DL + c0;
-#pragma unroll
-      for (int j = 0; j < NH / 8; ++j)
-        *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[4 * j + 2 * rr], o[4 * j + 2 * rr + 1]);
-      if (wg == 0 && tq == 0) {  // natural-log max; -inf where no key was seen (the combine's empty split)
-        a.part_m[prow] = L > 0.f ? m_run[rr] * kLn2 : -INFINITY;
-        a.part_l[prow] = L;
-      }
-    }
+    L[rr] = s_l[row0 + 8 * rr] + s_l[HB + row0 + 8 * rr];
+    m[rr] = L[rr] > 0.f ? m_run[rr] * kLn2 : -INFINITY;  // natural-log max; -inf where no key was seen
   }
+  store_output_rows<DL, NH>(a, o, split, t, h0, row0, wg * NH, tq, L, m, wg == 0 && tq == 0);
 }
 }  // namespace
 

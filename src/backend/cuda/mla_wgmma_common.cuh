@@ -1,0 +1,74 @@
+// What the two wgmma forms of the absorbed sparse MLA attention share (k_mla_wgmma.cu, one block of keys a
+// step; k_mla_wgmma_pair.cu, two): the block shape, the query's load into swizzled bf16 tiles, and the
+// output rows (normalised, or split-K partials for mla_combine).
+#pragma once
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "backend/cuda/kernels.h"
+
+namespace ds::backend::cuda::mla_wgmma {
+
+constexpr int HB = 64;           // heads per block: the wgmma M
+constexpr int KS = 64;           // keys per block of keys (a step of the one-block form)
+constexpr int kTile = 64 * 128;  // one operand tile: 64 rows x 128 bytes
+constexpr int kMaxSmem = 232448;
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+
+__device__ __forceinline__ uint32_t pack_bf16(float a, float b) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// Token t's query rows h0 .. h0 + 63 (fp32, D wide) -> bf16 into 128-byte-swizzled [64 x 64] tiles at sq
+// (column tile c / 8, row r, chunk (c % 8) ^ (r % 8)); heads past H are zeros (never written out). The 256
+// consumer threads (tid < 256) share the work.
+template <int D>
+__device__ __forceinline__ void load_query_tiles(const MlaArgs& a, uint8_t* sq, int t, int h0, int tid) {
+  constexpr int nch = D / 8;  // 16-byte chunks of a bf16 row
+#pragma unroll 4
+  for (int i = tid; i < HB * nch; i += 256) {
+    const int r = i / nch, c = i - r * nch;
+    float4 x0 = make_float4(0.f, 0.f, 0.f, 0.f), x1 = x0;
+    if (h0 + r < a.H) {
+      const float4* src = reinterpret_cast<const float4*>(a.q + (size_t(t) * a.H + h0 + r) * D) + 2 * c;
+      x0 = __ldg(src);
+      x1 = __ldg(src + 1);
+    }
+    const uint4 v = make_uint4(pack_bf16(x0.x, x0.y), pack_bf16(x0.z, x0.w), pack_bf16(x1.x, x1.y),
+                               pack_bf16(x1.z, x1.w));
+    *reinterpret_cast<uint4*>(sq + (c >> 3) * kTile + r * 128 + (((c & 7) ^ (r & 7)) << 4)) = v;
+  }
+}
+
+// This thread's rows of O out (accumulator fragment: rows row0 + 8 rr, columns c0 + 8j (+1), c0 = col0 + 2 tq
+// for this warpgroup's NH columns starting at col0): divided by the weight sum L[rr] when the key list is not
+// split, else as split-K partials, with the row's natural-log max m[rr] and L[rr] written by `writes_ml`.
+template <int DL, int NH, int NO>
+__device__ __forceinline__ void store_output_rows(const MlaArgs& a, const float (&o)[NO], int split, int t, int h0,
+                                                  int row0, int col0, int tq, const float (&L)[2],
+                                                  const float (&m)[2], bool writes_ml) {
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int row = row0 + 8 * rr, h = h0 + row;
+    if (h >= a.H) continue;
+    const int c0 = col0 + 2 * tq;
+    if (a.nsplit == 1) {
+      const float inv = L[rr] > 0.f ? 1.0f / L[rr] : 0.f;
+      float* dst = a.out + (size_t(t) * a.H + h) * DL + c0;
+#pragma unroll
+      for (int j = 0; j < NH / 8; ++j)
+        *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[4 * j + 2 * rr] * inv, o[4 * j + 2 * rr + 1] * inv);
+    } else {
+      const size_t prow = (size_t(split) * a.T + t) * a.H + h;
+      float* dst = a.part_o + prow * DL + c0;
+#pragma unroll
+      for (int j = 0; j < NH / 8; ++j)
+        *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[4 * j + 2 * rr], o[4 * j + 2 * rr + 1]);
+      if (writes_ml) a.part_m[prow] = m[rr], a.part_l[prow] = L[rr];
+    }
+  }
+}
+
+}  // namespace ds::backend::cuda::mla_wgmma

@@ -63,7 +63,8 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
   const bool wg_ok = fast(kFastTcAttention) && a.pool_bf16 && mla_wgmma_supported(int(D), int(latent_dim));
   const MlaKernel pin = opts_.mla_kernel;
   const bool wg_pair = wg_ok && pin == MlaKernel::WgmmaPair;
-  const bool wg = wg_pair || (wg_ok && (pin == MlaKernel::Wgmma || (pin == MlaKernel::Auto && mla_wgmma_wanted(T, H, K))));
+  const bool wg =
+      wg_pair || (wg_ok && (pin == MlaKernel::Wgmma || (pin == MlaKernel::Auto && mla_wgmma_wanted(T, H, K))));
   const bool tc = !wg && tc_ok && pin != MlaKernel::Simt;
   last_mla_path_ = wg_pair ? "wgmma-pair" : wg ? "wgmma" : tc ? "tc" : "simt";
   const int64_t heads_per_block = wg ? mla_wgmma_heads_per_block() : tc ? mla_tc_heads_per_block() : 16;

@@ -75,7 +75,8 @@ CudaOptions options_from_env(int device) {
                        {"per-expert", MoePath::PerExpert}},
                       o.moe_path);
   env_choice<MlaKernel>("DSSERVE_MLA_KERNEL",
-                        {{"auto", MlaKernel::Auto}, {"wgmma", MlaKernel::Wgmma}, {"wgmma-pair", MlaKernel::WgmmaPair}, {"tc", MlaKernel::Tc},
+                        {{"auto", MlaKernel::Auto}, {"wgmma", MlaKernel::Wgmma}, {"wgmma-pair", MlaKernel::WgmmaPair},
+                         {"tc", MlaKernel::Tc},
                          {"simt", MlaKernel::Simt}},
                         o.mla_kernel);
   env_choice<IndexerKernel>("DSSERVE_INDEXER_KERNEL",

@@ -49,7 +49,7 @@
 namespace ds::backend::cuda {
 
 namespace {
-using namespace mla_wgmma;    // HB heads per block, KS keys per step, kTile, the query load, the output rows
+using namespace mla_wgmma;    // HB, KS, kTile; the query load, the scores' mask, the output rows
 constexpr int NTH = 3 * 128;  // two consumer warpgroups + the producer warpgroup
 // Registers: a kernel with wgmma is given registers per warpgroup, so 384 threads start at 168 each; the
 // producer gives most of its share to the consumers (O alone is 128 per thread): 2 x 224 + 56 = 504 <= 512.
@@ -218,22 +218,10 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
       reg_fence(o);
 
       // masked scores -> row maxima (a row's 64 keys lie in the 4 lanes of a quad)
-      float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int2 kv = *reinterpret_cast<const int2*>(rs + 8 * j + 2 * tq);
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const bool ok = ((q & 1) ? kv.y : kv.x) >= 0;
-          sc[4 * j + q] = ok ? sc[4 * j + q] * sl2 : -INFINITY;
-          mx[q >> 1] = fmaxf(mx[q >> 1], sc[4 * j + q]);
-        }
-      }
-      float alpha[2];
+      float mx[2], alpha[2];
+      mask_scores(sc, rs, sl2, tq, mx);
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
         const float mn = fmaxf(m_run[i], mx[i]);
         alpha[i] = mn == -INFINITY ? 1.f : exp2f(m_run[i] - mn);
         m_run[i] = mn;

@@ -42,7 +42,7 @@
 namespace ds::backend::cuda {
 
 namespace {
-using namespace mla_wgmma;    // HB heads per block, KS keys per block, kTile, the query load, the output rows
+using namespace mla_wgmma;    // HB, KS, kTile; the query load, the scores' mask, the output rows
 constexpr int NTH = 3 * 128;  // two consumer warpgroups + the producer warpgroup
 constexpr int kRegsConsumer = 224, kRegsProducer = 56;  // 2 x 224 + 56 = 504 <= 512 (see k_mla_wgmma.cu)
 // The running max before any key: finite, so that exp2(old - new) is never inf - inf; a row that never sees
@@ -104,27 +104,6 @@ __device__ __forceinline__ void issue_pv_smem(float (&o)[NO], uint32_t p_tile, u
     const uint64_t db = wgmma_desc_sw128_mn(kb_v + kk * 16 * 128, kTile, 8 * 128);
     if constexpr (NH == 256) wgmma_m64n256k16_bf16_ss_tb(o, da, db, 1);
     else wgmma_m64n128k16_bf16_ss_tb(o, da, db, 1);
-  }
-}
-
-// Scores in log2 units with masked keys at -inf (ring entries < 0), and each of this thread's two rows' maxima
-// over the block (a row's 64 keys lie in the 4 lanes of a quad).
-__device__ __forceinline__ void mask_scores(float (&sc)[32], const int* rs, float sl2, int tq, float (&mx)[2]) {
-  mx[0] = mx[1] = -INFINITY;
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    const int2 kv = *reinterpret_cast<const int2*>(rs + 8 * j + 2 * tq);
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const bool ok = ((q & 1) ? kv.y : kv.x) >= 0;
-      sc[4 * j + q] = ok ? sc[4 * j + q] * sl2 : -INFINITY;
-      mx[q >> 1] = fmaxf(mx[q >> 1], sc[4 * j + q]);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
   }
 }
 

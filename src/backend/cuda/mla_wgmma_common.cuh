@@ -1,6 +1,6 @@
 // What the two wgmma forms of the absorbed sparse MLA attention share (k_mla_wgmma.cu, one block of keys a
-// step; k_mla_wgmma_pair.cu, two): the block shape, the query's load into swizzled bf16 tiles, and the
-// output rows (normalised, or split-K partials for mla_combine).
+// step; k_mla_wgmma_pair.cu, two): the block shape, the query's load into swizzled bf16 tiles, the scores'
+// masking with their row maxima, and the output rows (normalised, or split-K partials for mla_combine).
 #pragma once
 #include <cuda_bf16.h>
 
@@ -39,6 +39,27 @@ __device__ __forceinline__ void load_query_tiles(const MlaArgs& a, uint8_t* sq, 
     const uint4 v = make_uint4(pack_bf16(x0.x, x0.y), pack_bf16(x0.z, x0.w), pack_bf16(x1.x, x1.y),
                                pack_bf16(x1.z, x1.w));
     *reinterpret_cast<uint4*>(sq + (c >> 3) * kTile + r * 128 + (((c & 7) ^ (r & 7)) << 4)) = v;
+  }
+}
+
+// A 64-head x 64-key block of scores (wgmma accumulator fragment) in log2 units with masked keys at -inf (ring entries < 0), and each of this thread's two rows' maxima
+// over the block (a row's 64 keys lie in the 4 lanes of a quad).
+__device__ __forceinline__ void mask_scores(float (&sc)[32], const int* rs, float sl2, int tq, float (&mx)[2]) {
+  mx[0] = mx[1] = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int2 kv = *reinterpret_cast<const int2*>(rs + 8 * j + 2 * tq);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const bool ok = ((q & 1) ? kv.y : kv.x) >= 0;
+      sc[4 * j + q] = ok ? sc[4 * j + q] * sl2 : -INFINITY;
+      mx[q >> 1] = fmaxf(mx[q >> 1], sc[4 * j + q]);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
   }
 }
 

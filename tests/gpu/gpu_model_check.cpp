@@ -617,6 +617,7 @@ int main() {
     check_dense_context(GemmMode::Fast);
     check_fused_kv_model(GemmMode::Exact);
     check_fused_kv_model(GemmMode::Fast);
+    check_bf16_absorb_model();
     check_overlap_model(GemmMode::Exact);
     check_overlap_model(GemmMode::Fast);
     return summary("gpu_model_check") ? 1 : 0;

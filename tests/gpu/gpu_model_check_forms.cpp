@@ -102,6 +102,53 @@ void check_fused_kv_model(GemmMode mode) {
     }
 }
 
+// The fast mode's bf16 absorptions (kFastBf16Absorb: q_abs and o_lat in bf16 between the absorptions and the
+// wgmma / mma.sync attention) inside whole forwards at the demo widths: a 600-token prefill (the absorbed path
+// with scored top-k; 600 >= kAbsorbBatchedMinTokens) and 12 greedy decode steps (below it: unchanged), BF16
+// and FP8 KV, against the same run without the part. Not bitwise (q's nope part, kv_b and both hand-offs are
+// rounded to bf16): the logits' max relative gap <= 2e-2, the same greedy tokens.
+void check_bf16_absorb_model() {
+  ModelConfig cfg = demo_config();
+  auto be = poisoned_backend(GemmMode::Fast);
+  ModelWeights w = random_weights(cfg, *be, 13);
+  std::mt19937 r(4);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 600; ++i) prompt.push_back(int32_t(r() % uint32_t(cfg.vocab_size)));
+  const int32_t page = 16, steps = 12, pages = int32_t((prompt.size() + steps + page - 1) / page);
+  const int64_t V = cfg.vocab_size;
+  const uint32_t parts = be->options().fast_parts;
+  for (DType kv : {DType::BF16, DType::F8_E4M3}) {
+    Model m(cfg, w, *be, ModelOptions{});
+    std::string path;
+    auto run = [&](bool bf16) {
+      be->set_fast_parts(bf16 ? parts | backend::cuda::kFastBf16Absorb : parts & ~backend::cuda::kFastBf16Absorb);
+      auto cache = m.make_cache(pages, page, kv);
+      ForwardBatch fb;
+      SequenceChunk sc;
+      sc.tokens = prompt;
+      for (int32_t p = 0; p < pages; ++p) sc.page_table.push_back(pages - 1 - p);
+      fb.seqs.push_back(sc);
+      // The prefill alone first: its absorption path, before the decode steps overwrite it.
+      std::vector<float> l = run_logits(m, cache, {fb}, fb.seqs, {}, 0);
+      path += std::string(path.empty() ? "" : " / ") + be->last_absorb_path() + " + " + be->last_mla_path();
+      auto cache2 = m.make_cache(pages, page, kv);
+      return run_logits(m, cache2, {fb}, fb.seqs, {}, steps);
+    };
+    const std::vector<float> on = run(true), off = run(false);
+    be->set_fast_parts(parts);
+    int same = 0, rows = int(on.size() / size_t(V));
+    for (int i = 0; i < rows; ++i)
+      same += std::max_element(on.begin() + i * V, on.begin() + (i + 1) * V) - on.begin() ==
+              std::max_element(off.begin() + i * V, off.begin() + (i + 1) * V) - off.begin();
+    record("model bf16 absorb", fmt::format("demo widths, {} KV, prefill 600 + {} decodes ({}): max rel gap",
+                                            dtype_name(kv), steps, path),
+           on.size() == off.size() ? max_rel(on.data(), off.data(), int64_t(on.size())) : INFINITY, 2e-2);
+    record("model bf16 absorb", fmt::format("demo widths, {} KV: greedy tokens {}/{} the same", dtype_name(kv), same,
+                                            rows),
+           same == rows ? 0.0 : 1.0, 0.0);
+  }
+}
+
 // Backend::branch on a second stream (CudaOptions::overlap): the attention block's cache writes and indexer
 // weights beside its query path, the query's absorption beside the scores and top-k. At the demo widths
 // (2 layers, random weights): a short prompt alone (the dense MHA path), a prefill of two long prompts

@@ -463,6 +463,7 @@ int main(int argc, char** argv) {
     if (only == "mla") {
       check_mla();
       check_mla_wgmma();
+      check_bf16_absorb();
       return summary("gpu_ops_check") ? 1 : 0;
     }
     if (only == "indexer" || only == "indexer-wgmma") {
@@ -497,6 +498,7 @@ int main(int argc, char** argv) {
     if (only != "dense") {
       check_mla();
       check_mla_wgmma();
+      check_bf16_absorb();
       check_mha();
       check_indexer();
       check_indexer_tc();

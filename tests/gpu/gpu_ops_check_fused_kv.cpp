@@ -238,6 +238,9 @@ void check_absorb_q_rope() {
     const char* name;
     int64_t H, Dn, Dr, Dv, Dl;
   };
+  // The bf16 form has no separate twin (gpu_ops_check_bf16_absorb.cpp checks it).
+  const uint32_t parts = g_gpu->options().fast_parts;
+  g_gpu->set_fast_parts(parts & ~cuda::kFastBf16Absorb);
   for (const Case& c : {Case{"full widths, 128 heads", 128, 128, 64, 128, 512},
                         Case{"full widths, 16 heads", 16, 128, 64, 128, 512}, Case{"demo widths", 4, 64, 64, 64, 256},
                         Case{"tiny widths", 4, 32, 16, 32, 64}}) {
@@ -267,6 +270,7 @@ void check_absorb_q_rope() {
       }
     }
   }
+  g_gpu->set_fast_parts(parts);
   g_gpu->set_gemm_mode(GemmMode::Exact);
 }
 

@@ -26,6 +26,7 @@ void run_graph_steps(const char* what, ds::backend::cuda::CudaBackend& be, ds::m
 
 // gpu_model_check_forms.cpp
 void check_fused_kv_model(ds::backend::cuda::GemmMode mode);
+void check_bf16_absorb_model();
 void check_overlap_model(ds::backend::cuda::GemmMode mode);
 
 }  // namespace modelcheck

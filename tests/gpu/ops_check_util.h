@@ -138,5 +138,6 @@ void check_indexer_tc();
 void check_indexer_wgmma();  // gpu_ops_check_indexer_wgmma.cpp
 void check_kv_fp8();
 void check_fused_kv();  // gpu_ops_check_fused_kv.cpp
+void check_bf16_absorb();  // gpu_ops_check_bf16_absorb.cpp
 
 }  // namespace opcheck

@@ -34,15 +34,14 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
   const KvFp8Layout layout = KvFp8Layout::latent(latent_dim, D - latent_dim);
   DS_CHECK(fp8 ? kv_pool.row_size() == layout.bytes() : kv_pool.row_size() == D,
            "absorbed attention: query width {} does not match the cache {}", D, kv_pool.describe());
-  DS_CHECK(q_abs.dtype() == DType::F32 &&
+  DS_CHECK((q_abs.dtype() == DType::F32 || q_abs.dtype() == DType::BF16) &&
                (kv_pool.dtype() == DType::F32 || kv_pool.dtype() == DType::BF16 || fp8) &&
                index.dtype() == DType::I32 && index.dim(0) == T && int64_t(batch.pos_of_token.size()) == T,
            "absorbed attention: q {}, pool {}, index {}", q_abs.describe(), kv_pool.describe(), index.describe());
   DS_CHECK(D % 4 == 0 && latent_dim % 4 == 0 && latent_dim <= kMlaMaxDl && D <= kMlaMaxD && latent_dim <= D,
            "absorbed attention: widths {} / {} unsupported (multiples of 4, latent <= {}, row <= {})", latent_dim, D,
            kMlaMaxDl, kMlaMaxD);
-  Tensor out = empty({T, H, latent_dim}, DType::F32);
-  if (T == 0 || H == 0) return out;
+  if (T == 0 || H == 0) return empty({T, H, latent_dim}, DType::F32);
   MlaArgs a;
   a.pool = kv_pool.raw();
   a.pool_bf16 = kv_pool.dtype() == DType::BF16;
@@ -67,6 +66,16 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
       wg_pair || (wg_ok && (pin == MlaKernel::Wgmma || (pin == MlaKernel::Auto && mla_wgmma_wanted(T, H, K))));
   const bool tc = !wg && tc_ok && pin != MlaKernel::Simt;
   last_mla_path_ = wg_pair ? "wgmma-pair" : wg ? "wgmma" : tc ? "tc" : "simt";
+  // bf16 queries (the bf16 absorption): the wgmma and tensor-core kernels read them as they are (both round q
+  // to bf16 anyway), the wgmma kernels also write bf16 rows for mla_absorb_out; the SIMT kernel gets fp32.
+  Tensor q_f32 = q_abs;
+  const bool q_bf16 = q_abs.dtype() == DType::BF16 && (wg || tc);
+  if (q_abs.dtype() == DType::BF16 && !q_bf16) {
+    q_f32 = empty({T, H, D}, DType::F32);
+    launch_bf16_to_f32(q_abs.data<uint16_t>(), q_f32.data<float>(), size_t(T * H * D), stream_);
+  }
+  const bool out_bf16 = q_bf16 && wg;
+  Tensor out = empty({T, H, latent_dim}, out_bf16 ? DType::BF16 : DType::F32);
   const int64_t heads_per_block = wg ? mla_wgmma_heads_per_block() : tc ? mla_tc_heads_per_block() : 16;
   const int64_t head_groups = (H + heads_per_block - 1) / heads_per_block;
   const int64_t chunk = 32768;  // grid.z limit
@@ -74,11 +83,13 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
     const int64_t Tc = std::min(chunk, T - t0);
     MlaArgs c = a;
     c.T = int(Tc);
-    c.q = q_abs.data<float>() + t0 * H * D;
+    if (q_bf16) c.q_bf16 = q_abs.data<uint16_t>() + t0 * H * D;
+    else c.q = q_f32.data<float>() + t0 * H * D;
     c.index = index.data<int32_t>() + t0 * K;
     c.b.seq_of_token += t0;
     c.b.pos_of_token += t0;
-    c.out = out.data<float>() + t0 * H * latent_dim;
+    if (out_bf16) c.out_bf16 = out.data<uint16_t>() + t0 * H * latent_dim;
+    else c.out = out.data<float>() + t0 * H * latent_dim;
     // Split the key list so that about two blocks per SM are busy (SIMT, each slice at least 4 tiles of 16
     // keys) or one (tensor cores: one block per SM fills its shared memory; each slice at least
     // mla_split_steps tiles, default 2, so that the per-block query load and the partials stay small next

@@ -100,7 +100,8 @@ uint32_t parse_fast_parts(std::string_view list) {
   static const std::pair<std::string_view, uint32_t> names[] = {
       {"fp8_act", kFastFp8Act},         {"bf16_gemm", kFastBf16Gemm},   {"tf32_absorb", kFastTf32Absorb},
       {"tc_attention", kFastTcAttention}, {"tc_indexer", kFastTcIndexer},
-      {"tf32_gemv", kFastTf32Gemv},     {"default", kFastDefault},      {"all", kFastAll},
+      {"tf32_gemv", kFastTf32Gemv},     {"bf16_absorb", kFastBf16Absorb}, {"default", kFastDefault},
+      {"all", kFastAll},
       {"none", 0}};
   uint32_t mask = 0;
   while (!list.empty()) {
@@ -111,7 +112,7 @@ uint32_t parse_fast_parts(std::string_view list) {
     auto it = std::find_if(std::begin(names), std::end(names), [&](const auto& n) { return n.first == item; });
     if (it == std::end(names))
       fail("DSSERVE_CUDA_FAST_PARTS: '{}' is not one of fp8_act, bf16_gemm, tf32_absorb, tc_attention, tc_indexer, "
-           "tf32_gemv, default, all, none", item);
+           "tf32_gemv, bf16_absorb, default, all, none", item);
     mask |= it->second;
   }
   return mask;

@@ -36,11 +36,14 @@ enum FastPart : uint32_t {
   kFastTcIndexer = 16,   // tensor-core indexer scores
   kFastTf32Gemv = 32,    // decode GEMV (M <= 8): x rounded to TF32, one MMA per step instead of the hi + lo
                          // split; the grouped decode MoE: x scaled per step into f16 (11 bits too), f16 MMAs
-  kFastAll = 63,
+  kFastBf16Absorb = 64,  // the same absorptions in bf16 (q's nope part, kv_b, q_abs and o_lat rounded to bf16,
+                         // fp32 sums), q_abs and o_lat handed to the wgmma attention in bf16: half the bytes of
+                         // the prefill's largest intermediates (FlashMLA's and SGLang's form)
+  kFastAll = 127,
   // What the fast mode uses unless DSSERVE_CUDA_FAST_PARTS says otherwise. kFastTf32Gemv joined it on
   // 2026-12-04: -5% at batch 1, and the decode path's KL from DeepSeek's FP8 reference unchanged to 3 digits
-  // (docs/ACCURACY.md 3b).
-  kFastDefault = kFastAll,
+  // (docs/ACCURACY.md 3b). kFastBf16Absorb is not in it until it is measured on a GPU.
+  kFastDefault = kFastAll & ~kFastBf16Absorb,
 };
 
 // How moe_experts runs. Grouped: device-side lists + grouped GEMMs, 4 launches whatever the routing,
@@ -124,7 +127,8 @@ struct MoeExpertTable {
 };
 
 // Defaults, overridden by DSSERVE_CUDA_GEMM=fast|exact, DSSERVE_CUDA_FAST_PARTS (comma list of fp8_act,
-// bf16_gemm, tf32_absorb, tc_attention, tc_indexer, tf32_gemv, or default / all / none), DSSERVE_CUDA_POISON=1,
+// bf16_gemm, tf32_absorb, tc_attention, tc_indexer, tf32_gemv, bf16_absorb, or default / all / none),
+// DSSERVE_CUDA_POISON=1,
 // DSSERVE_MOE_PATH, DSSERVE_MLA_KERNEL, DSSERVE_INDEXER_KERNEL, DSSERVE_FUSED_KV, DSSERVE_GEMV_GROUP,
 // DSSERVE_MOE_F16_X and DSSERVE_MOE_FUSE_SHARED.
 CudaOptions options_from_env(int device);
@@ -236,6 +240,7 @@ class CudaBackend final : public Backend {
   int num_sms() const { return num_sms_; }
   const CudaOptions& options() const { return opts_; }
   void set_gemm_mode(GemmMode m) { opts_.gemm = m; }
+  void set_fast_parts(uint32_t mask) { opts_.fast_parts = mask; }  // tests: one approximation on or off
   // Whether the fast mode's approximation `p` is on (fast mode and its bit in fast_parts).
   bool fast(FastPart p) const { return opts_.gemm == GemmMode::Fast && (opts_.fast_parts & p); }
   void set_emulate_fp8_lt(bool on) { opts_.emulate_fp8_lt = on; }
@@ -252,7 +257,8 @@ class CudaBackend final : public Backend {
   // How linear() ran its last call: "gemv" ("gemv-tf32": the fast mode's TF32-rounded x), "simt", "lt-fp8",
   // "lt-bf16"; linear_group: "gemv-group" / "gemv-group-tf32" when it took one launch.
   const char* last_gemm_path() const { return last_gemm_path_; }
-  // How the last MLA absorption beyond 8 tokens ran: "tf32-batched" (fast mode, >= kAbsorbBatchedMinTokens) or "simt".
+  // How the last MLA absorption beyond 8 tokens ran: "tf32-batched" / "bf16-batched" (fast mode,
+  // >= kAbsorbBatchedMinTokens) or "simt".
   const char* last_absorb_path() const { return last_absorb_path_; }
   static constexpr int kAbsorbBatchedMinTokens = 64;
   // How the indexer's scores ran last: "wgmma" (FP8, fast mode), "tc" (tensor cores, fast mode) or "simt".
@@ -334,6 +340,12 @@ class CudaBackend final : public Backend {
   void absorb(const GemmArgs& g, const LinearWeight& kv_b);
   // mla_absorb_q without its rope part (columns Dl.. of each head left unwritten): out [T, heads, Dl + Dr].
   Tensor absorb_q_nope(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim, int64_t v_dim);
+  // kFastBf16Absorb: whether an absorption of T tokens runs in bf16; kv_b dequantised to bf16 (per call: one
+  // pass over the FP8 weight, 33 MB at full width); mla_absorb_q_rope's bf16 form (q_abs in bf16).
+  bool bf16_absorb(int64_t T) const;
+  Tensor kv_b_bf16(const LinearWeight& kv_b);
+  Tensor absorb_q_rope_bf16(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim, int64_t v_dim,
+                            const std::vector<int32_t>& pos, const RopeTable& rope);
   MoeExpertTable moe_table(const std::vector<ExpertWeights>& experts);
   // The path moe_experts takes for T tokens of x (cuda_moe.cpp).
   MoePath moe_path_for(const Tensor& x, int64_t k, const MoeExpertTable& tb) const;

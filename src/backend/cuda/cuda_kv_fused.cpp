@@ -1,11 +1,13 @@
 // CudaBackend: the attention block's fused per-token ops (Backend::mla_kv_write, indexer_key_write,
-// mla_absorb_q_rope) as one kernel each (k_kv_fused.cu). Where options().fused_kv is off (DSSERVE_FUSED_KV=0)
-// or a shape is one the kernels do not take, the Backend defaults run the separate kernels instead; both
-// ways give the same pool rows bit for bit (tests/gpu/gpu_ops_check).
+// mla_absorb_q_rope) as one kernel each (k_kv_fused.cu), and mla_absorb_q_rope's bf16 form. Where
+// options().fused_kv is off (DSSERVE_FUSED_KV=0) or a shape is one the kernels do not take, the Backend
+// defaults run the separate kernels instead; both ways give the same pool rows bit for bit
+// (tests/gpu/gpu_ops_check).
 #include <algorithm>
 #include <cstdint>
 
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/gemm_batched.h"
 
 namespace ds::backend::cuda {
 
@@ -100,6 +102,8 @@ Tensor CudaBackend::mla_absorb_q_rope(const Tensor& q, const LinearWeight& kv_b,
     return Backend::mla_absorb_q_rope(q, kv_b, heads, nope_dim, v_dim, pos, rope);
   }
   last_kv_write_path_ = "fused";
+  if (bf16_absorb(T) && nope_dim % 8 == 0 && qd % 4 == 0)
+    return absorb_q_rope_bf16(q, kv_b, heads, nope_dim, v_dim, pos, rope);
   // The absorption reads the nope columns only; the rope part goes to the result rotated, in place of the
   // rotation of q (rope kernel) and the plain copy (a memcpy node) of the composition.
   Tensor out = absorb_q_nope(q, kv_b, heads, nope_dim, v_dim);
@@ -108,6 +112,28 @@ Tensor CudaBackend::mla_absorb_q_rope(const Tensor& q, const LinearWeight& kv_b,
   launch_rope_copy(q.data<float>(), int(T), int(heads), int(qd), int(nope_dim), int(Dr), out.data<float>(),
                    int(Dl + Dr), int(Dl), upload_i32(pos), freqs(rope), rope.attention_factor, stream_);
   check_launch("mla_absorb_q_rope");
+  return out;
+}
+
+// q_abs [T, H, Dl + Dr] in bf16: the nope part (made bf16 by the split kernel, which also writes the rotated
+// rope part) times W_UK[h] (kv_b rows h (Dn + Dv) + [0, Dn), bf16), one strided-batched GEMM over the heads.
+Tensor CudaBackend::absorb_q_rope_bf16(const Tensor& q, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
+                                       int64_t v_dim, const std::vector<int32_t>& pos, const RopeTable& rope) {
+  const int64_t T = q.dim(0), qd = q.row_size() / heads, Dr = qd - nope_dim, Dl = kv_b.in_features;
+  DS_CHECK(kv_b.out_features == heads * (nope_dim + v_dim), "kv_b_proj has {} rows, expected {}", kv_b.out_features,
+           heads * (nope_dim + v_dim));
+  Tensor out = empty({T, heads, Dl + Dr}, DType::BF16);
+  Tensor nope = empty({T, heads, nope_dim}, DType::BF16);
+  launch_q_split_bf16(q.data<float>(), int(T), int(heads), int(qd), int(nope_dim), int(Dr), nope.data<uint16_t>(),
+                      out.data<uint16_t>(), int(Dl + Dr), int(Dl), upload_i32(pos), freqs(rope), rope.attention_factor,
+                      stream_);
+  const Tensor wb = kv_b_bf16(kv_b);
+  // Column-major per head: q_abs^T [Dl x T] = W_UK[h]^T-as-stored [Dl x Dn, lda Dl] . nope^T [Dn x T].
+  batched_->bf16(false, int(Dl), int(T), int(nope_dim), wb.data<uint16_t>(), int(Dl), (nope_dim + v_dim) * Dl,
+                 nope.data<uint16_t>(), int(heads * nope_dim), nope_dim, out.raw(), true, int(heads * (Dl + Dr)),
+                 Dl + Dr, int(heads), stream_);
+  last_absorb_path_ = "bf16-batched";
+  check_launch("mla_absorb_q_rope (bf16)");
   return out;
 }
 

@@ -350,13 +350,36 @@ Tensor CudaBackend::mla_absorb_q(const Tensor& q, const LinearWeight& kv_b, int6
   return out;
 }
 
+// ---------------------------------------------------------------- the bf16 absorptions (kFastBf16Absorb)
+
+bool CudaBackend::bf16_absorb(int64_t T) const { return fast(kFastBf16Absorb) && T >= kAbsorbBatchedMinTokens; }
+
+Tensor CudaBackend::kv_b_bf16(const LinearWeight& kv_b) {
+  const WeightRef w = weight_ref(kv_b);
+  Tensor wb = empty({int64_t(w.rows), int64_t(w.cols)}, DType::BF16);
+  launch_dequant_rows_bf16(w, 0, w.rows, wb.data<uint16_t>(), stream_);
+  if (!batched_) batched_ = std::make_unique<BatchedGemm>();
+  return wb;
+}
+
 Tensor CudaBackend::mla_absorb_out(const Tensor& o_lat, const LinearWeight& kv_b, int64_t heads, int64_t nope_dim,
                                    int64_t v_dim) {
   const int64_t T = o_lat.dim(0), Dl = kv_b.in_features;
-  DS_CHECK(o_lat.row_size() == heads * Dl && o_lat.dtype() == DType::F32, "mla_absorb_out: o_lat is {}",
-           o_lat.describe());
+  DS_CHECK(o_lat.row_size() == heads * Dl && (o_lat.dtype() == DType::F32 || o_lat.dtype() == DType::BF16),
+           "mla_absorb_out: o_lat is {}", o_lat.describe());
   Tensor out = empty({T, heads * v_dim}, DType::F32);
   if (T == 0) return out;
+  if (o_lat.dtype() == DType::BF16) {  // the bf16 attention's output: out[:, h, :] = o_lat[:, h, :] . W_UV[h]^T
+    DS_CHECK(kv_b.out_features == heads * (nope_dim + v_dim), "kv_b_proj has {} rows, expected {}",
+             kv_b.out_features, heads * (nope_dim + v_dim));
+    const Tensor wb = kv_b_bf16(kv_b);
+    batched_->bf16(true, int(v_dim), int(T), int(Dl), wb.data<uint16_t>() + nope_dim * Dl, int(Dl),
+                   (nope_dim + v_dim) * Dl, o_lat.data<uint16_t>(), int(heads * Dl), Dl, out.raw(), false,
+                   int(heads * v_dim), v_dim, int(heads), stream_);
+    last_absorb_path_ = "bf16-batched";
+    check_launch("mla_absorb_out (bf16)");
+    return out;
+  }
   GemmArgs g;  // per head h: out[:, h*Dv : (h+1)*Dv] = o_lat[:, h, :] . W_UV[h]^T
   g.a = o_lat.data<float>();
   g.a_bstride = Dl;

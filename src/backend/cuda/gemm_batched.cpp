@@ -33,6 +33,18 @@ void BatchedGemm::tf32(bool trans_a, int m, int n, int k, const float* a, int ld
         "strided-batched TF32 GEMM");
 }
 
+void BatchedGemm::bf16(bool trans_a, int m, int n, int k, const uint16_t* a, int lda, long long stride_a,
+                       const uint16_t* b, int ldb, long long stride_b, void* c, bool c_bf16, int ldc,
+                       long long stride_c, int batch, cudaStream_t st) {
+  check(cublasSetStream(handle_, st), "set stream");
+  const float alpha = 1.0f, beta = 0.0f;
+  check(cublasGemmStridedBatchedEx(handle_, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &alpha, a,
+                                   CUDA_R_16BF, lda, stride_a, b, CUDA_R_16BF, ldb, stride_b, &beta, c,
+                                   c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc, stride_c, batch, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT),
+        "strided-batched BF16 GEMM");
+}
+
 void BatchedGemm::f32(bool trans_a, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
                       int ldc, cudaStream_t st) {
   check(cublasSetStream(handle_, st), "set stream");

@@ -185,7 +185,13 @@ __global__ void mla_combine_kernel(MlaArgs a) {
         const float4 x = po[s * stride * (a.Dl / 4)];
         v.x += ls[s] * x.x, v.y += ls[s] * x.y, v.z += ls[s] * x.z, v.w += ls[s] * x.w;
       }
-    reinterpret_cast<float4*>(a.out + size_t(th) * a.Dl)[c] = make_float4(v.x * inv, v.y * inv, v.z * inv, v.w * inv);
+    if (a.out_bf16) {  // the bf16 hand-off to mla_absorb_out
+      const __nv_bfloat162 b[2] = {__floats2bfloat162_rn(v.x * inv, v.y * inv),
+                                   __floats2bfloat162_rn(v.z * inv, v.w * inv)};
+      reinterpret_cast<uint2*>(a.out_bf16 + size_t(th) * a.Dl)[c] = *reinterpret_cast<const uint2*>(b);
+    } else {
+      reinterpret_cast<float4*>(a.out + size_t(th) * a.Dl)[c] = make_float4(v.x * inv, v.y * inv, v.z * inv, v.w * inv);
+    }
   }
 }
 

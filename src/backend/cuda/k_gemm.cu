@@ -3,6 +3,7 @@
 // accumulation. The exact-numerics path for any shape (partial 128-blocks, odd K), and the MLA weight
 // absorption (per-head slices of kv_b_proj, transposed or not). 64x64 tiles, 16-deep K steps,
 // 256 threads with a 4x4 register block each.
+#include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
 #include <algorithm>
@@ -107,28 +108,42 @@ void launch_gemm_simt(const GemmArgs& g, const WeightRef& w, cudaStream_t st) {
 }
 
 namespace {
-template <int WT>
-__global__ void dequant_kernel(WeightRef w, int row0, int rows, float* out) {
+__device__ __forceinline__ void store_dequant(float* out, size_t i, float v) { out[i] = v; }
+__device__ __forceinline__ void store_dequant(uint16_t* out, size_t i, float v) {
+  out[i] = __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+
+template <int WT, typename Out>
+__global__ void dequant_kernel(WeightRef w, int row0, int rows, Out* out) {
   pdl_prologue();
   const size_t n = size_t(rows) * w.cols;
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
     const int r = row0 + int(i / w.cols), c = int(i % w.cols);
     float v = load_w<WT>(w.data, size_t(r) * w.cols + c);
     if constexpr (WT == int(WType::FP8)) v *= w.scale[(r / 128) * w.scale_pitch + c / 128];
-    out[i] = v;
+    store_dequant(out, i, v);
+  }
+}
+
+template <typename Out>
+void launch_dequant(const WeightRef& w, int row0, int rows, Out* out, cudaStream_t st) {
+  if (rows <= 0 || w.cols == 0) return;
+  const size_t n = size_t(rows) * w.cols;
+  const unsigned blocks = unsigned(std::min<size_t>((n + 255) / 256, 4096));
+  switch (w.type) {
+    case WType::FP8: launch_k(dequant_kernel<int(WType::FP8), Out>, blocks, 256, 0, st, w, row0, rows, out); break;
+    case WType::BF16: launch_k(dequant_kernel<int(WType::BF16), Out>, blocks, 256, 0, st, w, row0, rows, out); break;
+    case WType::F32: launch_k(dequant_kernel<int(WType::F32), Out>, blocks, 256, 0, st, w, row0, rows, out); break;
   }
 }
 }  // namespace
 
 void launch_dequant_rows(const WeightRef& w, int row0, int rows, float* out, cudaStream_t st) {
-  if (rows <= 0 || w.cols == 0) return;
-  const size_t n = size_t(rows) * w.cols;
-  const unsigned blocks = unsigned(std::min<size_t>((n + 255) / 256, 4096));
-  switch (w.type) {
-    case WType::FP8: launch_k(dequant_kernel<int(WType::FP8)>, blocks, 256, 0, st, w, row0, rows, out); break;
-    case WType::BF16: launch_k(dequant_kernel<int(WType::BF16)>, blocks, 256, 0, st, w, row0, rows, out); break;
-    case WType::F32: launch_k(dequant_kernel<int(WType::F32)>, blocks, 256, 0, st, w, row0, rows, out); break;
-  }
+  launch_dequant(w, row0, rows, out, st);
+}
+
+void launch_dequant_rows_bf16(const WeightRef& w, int row0, int rows, uint16_t* out, cudaStream_t st) {
+  launch_dequant(w, row0, rows, out, st);
 }
 
 }  // namespace ds::backend::cuda

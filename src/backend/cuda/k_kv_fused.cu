@@ -197,6 +197,35 @@ __global__ void rope_copy_kernel(const float* __restrict__ q, int H, int qd, int
   }
 }
 
+// One block per token: the nope columns to bf16 in chunks of 8 (two float4 loads, one 16-byte store), then
+// the rope pairs rotated and rounded.
+__global__ void q_split_bf16_kernel(const float* __restrict__ q, int H, int qd, int Dn, int Dr,
+                                    uint16_t* __restrict__ nope, uint16_t* __restrict__ out, int out_hd, int out_col0,
+                                    const int32_t* __restrict__ pos, RopeFreqs f, float af) {
+  pdl_prologue();
+  __shared__ float cs[2 * kMaxRopeHalf];
+  const int t = blockIdx.x, half = Dr / 2, p = pos[t], nch = Dn / 8;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) rope_cos_sin(f.inv_freq[i], p, af, cs[i], cs[kMaxRopeHalf + i]);
+  const float* qt = q + size_t(t) * H * qd;
+  for (int e = threadIdx.x; e < H * nch; e += blockDim.x) {
+    const int h = e / nch, c = e - h * nch;
+    const float4* x = reinterpret_cast<const float4*>(qt + size_t(h) * qd + 8 * c);
+    const float4 a = x[0], b = x[1];
+    const __nv_bfloat162 v[4] = {__floats2bfloat162_rn(a.x, a.y), __floats2bfloat162_rn(a.z, a.w),
+                                 __floats2bfloat162_rn(b.x, b.y), __floats2bfloat162_rn(b.z, b.w)};
+    *reinterpret_cast<uint4*>(nope + (size_t(t) * H + h) * Dn + 8 * c) = *reinterpret_cast<const uint4*>(v);
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < H * half; e += blockDim.x) {
+    const int h = e / half, i = e - h * half;
+    const float2 x = *reinterpret_cast<const float2*>(qt + size_t(h) * qd + Dn + 2 * i);
+    float y0, y1;
+    rope_rotate(x.x, x.y, cs[i], cs[kMaxRopeHalf + i], y0, y1);
+    *reinterpret_cast<__nv_bfloat162*>(out + (size_t(t) * H + h) * out_hd + out_col0 + 2 * i) =
+        __floats2bfloat162_rn(y0, y1);
+  }
+}
+
 }  // namespace
 
 void launch_mla_kv_write(const float* kv, int T, int Dl, int Dr, const float* norm_w, float eps, const int32_t* pos,
@@ -217,6 +246,11 @@ void launch_rope_copy(const float* q, int T, int H, int qd, int Dn, int Dr, floa
   const dim3 grid{unsigned(T), unsigned((H * (Dr / 2) + kRopeCopyPairs - 1) / kRopeCopyPairs)};
   if (T && H && Dr)
     launch_k(rope_copy_kernel, grid, kRopeCopyPairs, 0, st, q, H, qd, Dn, Dr, out, out_hd, out_col0, pos, f, af);
+}
+
+void launch_q_split_bf16(const float* q, int T, int H, int qd, int Dn, int Dr, uint16_t* nope, uint16_t* out,
+                         int out_hd, int out_col0, const int32_t* pos, const RopeFreqs& f, float af, cudaStream_t st) {
+  if (T && H) launch_k(q_split_bf16_kernel, T, 256, 0, st, q, H, qd, Dn, Dr, nope, out, out_hd, out_col0, pos, f, af);
 }
 
 }  // namespace ds::backend::cuda

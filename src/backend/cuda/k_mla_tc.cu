@@ -163,7 +163,13 @@ __global__ void __launch_bounds__(NT, 1) mla_tc_kernel(MlaArgs a) {
   for (int i = tid; i < HB * nch; i += NT) {
     const int r = i / nch, c = i - r * nch;
     float4 x0 = make_float4(0.f, 0.f, 0.f, 0.f), x1 = x0;
-    if (h0 + r < a.H) {
+    if (h0 + r < a.H && a.q_bf16) {  // bf16 queries (the bf16 absorption): lo is zero
+      const uint4 v = __ldg(reinterpret_cast<const uint4*>(a.q_bf16 + (size_t(t) * a.H + h0 + r) * D) + c);
+      x0 = make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u), __uint_as_float(v.y << 16),
+                       __uint_as_float(v.y & 0xffff0000u));
+      x1 = make_float4(__uint_as_float(v.z << 16), __uint_as_float(v.z & 0xffff0000u), __uint_as_float(v.w << 16),
+                       __uint_as_float(v.w & 0xffff0000u));
+    } else if (h0 + r < a.H) {
       const float4* src = reinterpret_cast<const float4*>(a.q + (size_t(t) * a.H + h0 + r) * D) + 2 * c;
       x0 = __ldg(src);
       x1 = __ldg(src + 1);

@@ -106,6 +106,10 @@ void launch_indexer_key_write(const float* k, int T, int Di, const float* ln_w, 
 // (interleaved) at pos[t], j < Dr; q rows of H heads of qd floats, out rows of H heads of out_hd floats.
 void launch_rope_copy(const float* q, int T, int H, int qd, int Dn, int Dr, float* out, int out_hd, int out_col0,
                       const int32_t* pos, const RopeFreqs& f, float af, cudaStream_t st);
+// The bf16 absorption's inputs from q rows [T, H, qd = Dn + Dr] (fp32): nope[t, h, :] = q[t, h, :Dn] in bf16
+// (rows of Dn), and the rope part rotated as by launch_rope_copy into out[t, h, out_col0 + j] in bf16.
+void launch_q_split_bf16(const float* q, int T, int H, int qd, int Dn, int Dr, uint16_t* nope, uint16_t* out,
+                         int out_hd, int out_col0, const int32_t* pos, const RopeFreqs& f, float af, cudaStream_t st);
 // y[idx[i], :] += w[i] * x[i, :]
 void launch_scatter_add_rows(float* y, int D, const int32_t* idx, const float* w, const float* x, int n,
                              cudaStream_t st);
@@ -167,6 +171,8 @@ struct GemmArgs {
 void launch_gemm_simt(const GemmArgs& g, const WeightRef& w, cudaStream_t st);
 // out [rows, w.cols] fp32 = weight rows row0 .. row0 + rows - 1, dequantised (FP8 x block scale).
 void launch_dequant_rows(const WeightRef& w, int row0, int rows, float* out, cudaStream_t st);
+// The same rounded to bf16 (the bf16 absorption's weight: one pass, half the bytes of the fp32 copy).
+void launch_dequant_rows_bf16(const WeightRef& w, int row0, int rows, uint16_t* out, cudaStream_t st);
 // The same batched product for M <= 8 rows and FP8 weights (k_head_gemv.cu: the MLA absorption at decode
 // sizes). Returns false, launching nothing, for shapes it does not take (then use launch_gemm_simt).
 bool launch_head_gemv(const GemmArgs& g, const WeightRef& w, cudaStream_t st);
@@ -183,6 +189,10 @@ void launch_hadamard_fp8_round(float* x, int rows, int n, cudaStream_t st);
 // ---- attention (k_attention.cu) ----
 struct MlaArgs {
   const float* q = nullptr;  // [T, H, D]
+  // Instead of q / out: bf16 queries (the fast mode's bf16 absorption), and with nsplit == 1 bf16 output
+  // rows. The wgmma kernels only (they round q to bf16 anyway: the same operands, half the bytes).
+  const uint16_t* q_bf16 = nullptr;
+  uint16_t* out_bf16 = nullptr;
   const void* pool = nullptr;  // [rows, D] fp32 or bf16, or packed FP8 rows [rows, kv.bytes]
   bool pool_bf16 = false;
   bool pool_fp8 = false;

@@ -21,12 +21,22 @@ __device__ __forceinline__ uint32_t pack_bf16(float a, float b) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-// Token t's query rows h0 .. h0 + 63 (fp32, D wide) -> bf16 into 128-byte-swizzled [64 x 64] tiles at sq
-// (column tile c / 8, row r, chunk (c % 8) ^ (r % 8)); heads past H are zeros (never written out). The 256
-// consumer threads (tid < 256) share the work.
+// Token t's query rows h0 .. h0 + 63 (D wide; fp32 rounded to bf16 here, or bf16 as they are: a.q_bf16) into
+// 128-byte-swizzled [64 x 64] tiles at sq (column tile c / 8, row r, chunk (c % 8) ^ (r % 8)); heads past H
+// are zeros (never written out). The 256 consumer threads (tid < 256) share the work.
 template <int D>
 __device__ __forceinline__ void load_query_tiles(const MlaArgs& a, uint8_t* sq, int t, int h0, int tid) {
   constexpr int nch = D / 8;  // 16-byte chunks of a bf16 row
+  if (a.q_bf16) {
+#pragma unroll 4
+    for (int i = tid; i < HB * nch; i += 256) {
+      const int r = i / nch, c = i - r * nch;
+      uint4 v = make_uint4(0u, 0u, 0u, 0u);
+      if (h0 + r < a.H) v = __ldg(reinterpret_cast<const uint4*>(a.q_bf16 + (size_t(t) * a.H + h0 + r) * D) + c);
+      *reinterpret_cast<uint4*>(sq + (c >> 3) * kTile + r * 128 + (((c & 7) ^ (r & 7)) << 4)) = v;
+    }
+    return;
+  }
 #pragma unroll 4
   for (int i = tid; i < HB * nch; i += 256) {
     const int r = i / nch, c = i - r * nch;
@@ -77,6 +87,13 @@ __device__ __forceinline__ void store_output_rows(const MlaArgs& a, const float 
     const int c0 = col0 + 2 * tq;
     if (a.nsplit == 1) {
       const float inv = L[rr] > 0.f ? 1.0f / L[rr] : 0.f;
+      if (a.out_bf16) {  // the bf16 hand-off to mla_absorb_out
+        uint16_t* dst = a.out_bf16 + (size_t(t) * a.H + h) * DL + c0;
+#pragma unroll
+        for (int j = 0; j < NH / 8; ++j)
+          *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack_bf16(o[4 * j + 2 * rr] * inv, o[4 * j + 2 * rr + 1] * inv);
+        continue;
+      }
       float* dst = a.out + (size_t(t) * a.H + h) * DL + c0;
 #pragma unroll
       for (int j = 0; j < NH / 8; ++j)

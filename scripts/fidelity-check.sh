@@ -50,6 +50,11 @@ fwd only_tf32_absorb DSSERVE_CUDA_GEMM=fast DSSERVE_CUDA_FAST_PARTS=tf32_absorb
 fwd only_tc_indexer DSSERVE_CUDA_GEMM=fast DSSERVE_CUDA_FAST_PARTS=tc_indexer
 fwd only_bf16_kv DSSERVE_CUDA_GEMM=exact -- --kv-cache-dtype bf16
 fwd bf16_kv_tc_attention DSSERVE_CUDA_GEMM=fast DSSERVE_CUDA_FAST_PARTS=tc_attention -- --kv-cache-dtype bf16
+# The bf16 absorptions (on the absorbed path only: FID_TOPK below FID_T, e.g. 32, else short contexts take the
+# dense MHA path and these two equal exact / fast): alone (the SIMT attention on widened queries), and with
+# every fast part.
+fwd bf16_kv_bf16_absorb DSSERVE_CUDA_GEMM=fast DSSERVE_CUDA_FAST_PARTS=bf16_absorb -- --kv-cache-dtype bf16
+fwd fast_all DSSERVE_CUDA_GEMM=fast DSSERVE_CUDA_FAST_PARTS=all -- --kv-cache-dtype bf16
 # The decode path (GEMV projections, decode attention): positions from 32 on, one token per step.
 fwd decode_exact DSSERVE_CUDA_GEMM=exact -- --decode-from 32
 fwd decode_fast DSSERVE_CUDA_GEMM=fast -- --kv-cache-dtype bf16 --decode-from 32

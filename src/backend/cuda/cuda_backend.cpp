@@ -90,7 +90,6 @@ CudaOptions options_from_env(int device) {
   env_choice<int>("DSSERVE_MOE_DOWN_ROWS", {{"16", 16}, {"32", 32}}, o.moe_down_rows);
   env_choice<bool>("DSSERVE_MOE_STREAM", {{"0", false}, {"1", true}}, o.moe_stream_weights);
   env_choice<int>("DSSERVE_MOE_FP8_TILE", {{"auto", 0}, {"64", 64}, {"128", 128}}, o.moe_fp8_tile_rows);
-  env_choice<int>("DSSERVE_MOE_RASTER", {{"1", 1}, {"2", 2}, {"4", 4}, {"8", 8}}, o.moe_fp8_raster);
   env_choice<bool>("DSSERVE_OVERLAP", {{"0", false}, {"1", true}}, o.overlap);
   env_choice<int>("DSSERVE_MLA_SPLIT_STEPS", {{"1", 1}, {"2", 2}, {"4", 4}}, o.mla_split_steps);
   return o;

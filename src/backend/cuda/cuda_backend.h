@@ -106,9 +106,6 @@ struct CudaOptions {
   // Rows per tile of the grouped FP8 experts (k_moe_fp8.cu 64, k_moe_fp8_ws.cu 128); 0: by the chunk's
   // routed rows per expert (moe_fp8_tile_rows_for). DSSERVE_MOE_FP8_TILE=auto|64|128: A/B runs.
   int moe_fp8_tile_rows = 0;
-  // The 128-row form's launch order (MoeFp8GemmArgs::raster): tiles per group walking the weight blocks
-  // together. DSSERVE_MOE_RASTER=1|2|4|8: A/B runs.
-  int moe_fp8_raster = 1;
   // Backend::branch on a second stream (cuda_branch.cpp): the attention block's cache writes and indexer
   // weights beside its query projections (model/layer.cpp), in steps of at most branch_max_tokens tokens.
   // Off: branches run in order on the one stream. DSSERVE_OVERLAP=0|1 for A/B runs (on: session 20 measured
@@ -307,7 +304,6 @@ class CudaBackend final : public Backend {
   void set_moe_down_rows(int rows) { opts_.moe_down_rows = rows; }  // tests: both down GEMM shapes
   void set_moe_stream_weights(bool on) { opts_.moe_stream_weights = on; }  // tests: both weight loads
   void set_moe_fp8_tile_rows(int rows) { opts_.moe_fp8_tile_rows = rows; }  // tests: both FP8 forms (0: auto)
-  void set_moe_fp8_raster(int g) { opts_.moe_fp8_raster = g; }  // tests: every launch order
   // The tile rows of the last grouped FP8 call (64 or 128).
   int last_moe_fp8_tile_rows() const { return last_moe_fp8_tile_rows_; }
   // The FP8 form Auto takes for P routed pairs over E experts: 128-row tiles once experts average enough rows.

@@ -70,7 +70,6 @@ void CudaBackend::moe_experts_fp8(const Tensor& x, const Tensor& ids, const Tens
   g.act_q = act_q.data<uint8_t>();
   g.act_s = act_s.data<float>();
   g.act_s_pitch = int(rows);
-  g.raster = opts_.moe_fp8_raster;
   gemm(g, true, stream_);
   check_launch("moe gate+up (fp8)");
   timer.mark();

@@ -24,7 +24,7 @@
 // Shared memory: 4 stages x (A 128 x 128 + B 256 x 128 bytes, 128-byte swizzle) = 192 KB, scales, barriers.
 //
 // Grid: x = the block of weight rows (gate+up: 128 intermediate columns; down: 256 output columns), y = tile
-// (a host-known bound), both remapped by MoeFp8GemmArgs::raster; blocks past the tiles in use exit at once.
+// (a host-known bound); blocks past the tiles in use exit at once.
 #include <atomic>
 
 #include "backend/cuda/fp8_act.cuh"
@@ -34,7 +34,6 @@
 #include "backend/cuda/per_device.h"
 #include "backend/cuda/sync_sm90.cuh"
 #include "backend/cuda/wgmma_fp8.cuh"
-#include "util/error.h"
 
 namespace ds::backend::cuda {
 
@@ -70,15 +69,12 @@ __global__ void __launch_bounds__(kThreads, 1) moe_fp8_ws_kernel(const MoeFp8Gem
   }
   __syncthreads();
   pdl_prologue();  // the barriers are set up while the kernel before finishes
-  // Launch order -> (tile, weight block): groups of a.raster tiles (grid.y a multiple of it) walk the weight
-  // blocks together, the group's tiles side by side.
-  const int nx = int(gridDim.x), lin = int(blockIdx.y) * nx + int(blockIdx.x), span = a.raster * nx;
-  const int in_group = lin % span, tile = lin / span * a.raster + in_group % a.raster, bx = in_group / a.raster;
+  const int tile = blockIdx.y;
   if (tile >= *a.n_tiles) return;
   const int e = a.tiles[3 * tile], row0 = a.tiles[3 * tile + 1], rows = a.tiles[3 * tile + 2];
   const MoeExpertPtrs& ex = a.experts[e];
   const int K = a.K, N = a.N, nk = K / kBK;
-  const int n0 = bx * (GATED ? 128 : kBN);  // gated: intermediate columns; down: output columns
+  const int n0 = blockIdx.x * (GATED ? 128 : kBN);  // gated: intermediate columns; down: output columns
   // Down: the second chain's 128 columns exist (N % 128 == 0, so a chain is wholly in or out).
   const bool chain1 = GATED || n0 + 128 < N;
 
@@ -232,9 +228,7 @@ void launch_moe_fp8_gemm_ws(const MoeFp8GemmArgs& a, bool gated, cudaStream_t st
     cudaFuncSetAttribute(moe_fp8_ws_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
   });
   // Gated: 128 intermediate columns per block; down: 256 output columns.
-  DS_CHECK(a.raster >= 1, "moe_fp8_ws: raster {}", a.raster);
-  const int ty = (a.max_tiles + a.raster - 1) / a.raster * a.raster;  // whole groups (the rest exit at once)
-  const dim3 grid(unsigned(gated ? a.N / 128 : (a.N + kBN - 1) / kBN), unsigned(ty));
+  const dim3 grid(unsigned(gated ? a.N / 128 : (a.N + kBN - 1) / kBN), unsigned(a.max_tiles));
   if (gated) launch_k(moe_fp8_ws_kernel<true>, grid, kThreads, kSmemBytes, st, a);
   else launch_k(moe_fp8_ws_kernel<false>, grid, kThreads, kSmemBytes, st, a);
 }

@@ -419,11 +419,6 @@ struct MoeFp8GemmArgs {
   float* act_s = nullptr;
   int act_s_pitch = 0;
   float* out = nullptr;  // down only
-  // The 128-row form's launch order (k_moe_fp8_ws.cu): groups of `raster` consecutive tiles take each weight
-  // block in turn, next to each other, so that the tiles of one expert stream its weight rows at the same
-  // time (one DRAM read, L2 hits after) rather than a weight block's width of launches apart. 1: tile-major
-  // rows of weight blocks (every weight block of a tile, then the next tile).
-  int raster = 1;
 };
 bool moe_fp8_supported(int K, int N);
 void launch_moe_fp8_gemm(const MoeFp8GemmArgs& a, bool gated, cudaStream_t st);

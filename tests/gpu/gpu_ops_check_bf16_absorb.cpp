@@ -39,7 +39,9 @@ void check_absorptions() {
         std::vector<int32_t> pos;
         for (int64_t t = 0; t < T; ++t) pos.push_back(int32_t((t * 7919) % 100000));
         const std::string what = fmt::format("{} T={} H={} Dn={} Dl={}", dname(dt), T, H, Dn, Dl);
-        const Tensor ref = g_cpu->mla_absorb_q_rope(q, kvb.c, H, Dn, Dv, pos, rope);
+        Tensor qc = Tensor::empty(q.shape(), DType::F32);  // the CPU op rotates its q in place
+        std::memcpy(qc.raw(), q.raw(), q.nbytes());
+        const Tensor ref = g_cpu->mla_absorb_q_rope(qc, kvb.c, H, Dn, Dv, pos, rope);
         const bool want_bf16 = T >= CudaBackend::kAbsorbBatchedMinTokens;
         g_gpu->set_fast_parts(cuda::kFastAll);
         const Tensor qa = g_gpu->mla_absorb_q_rope(up(q), kvb.g, H, Dn, Dv, pos, rope);

@@ -63,6 +63,18 @@ double bitwise_gap(const std::vector<float>& a, const std::vector<float>& b) {
   if (std::memcmp(a.data(), b.data(), a.size() * 4) == 0) return 0.0;
   return max_rel(a.data(), b.data(), int64_t(a.size())) + 1e-30;
 }
+
+// One prompt prefilled into a fresh cache (pages in reverse order) and `steps` greedy decodes: every logit.
+std::vector<float> prefill_then_decode(Model& m, const std::vector<int32_t>& prompt, int32_t page, int32_t pages,
+                                       DType kv, int steps) {
+  auto cache = m.make_cache(pages, page, kv);
+  ForwardBatch fb;
+  SequenceChunk sc;
+  sc.tokens = prompt;
+  for (int32_t p = 0; p < pages; ++p) sc.page_table.push_back(pages - 1 - p);
+  fb.seqs.push_back(sc);
+  return run_logits(m, cache, {fb}, fb.seqs, {}, steps);
+}
 }  // namespace
 
 // The fused attention-block kernels (k_kv_fused.cu: mla_kv_write, indexer_key_write, mla_absorb_q_rope) inside
@@ -84,13 +96,7 @@ void check_fused_kv_model(GemmMode mode) {
       Model m(cfg, w, *be, mopt);
       auto run = [&](bool fused) {
         be->set_fused_kv(fused);
-        auto cache = m.make_cache(pages, page, kv);
-        ForwardBatch fb;
-        SequenceChunk sc;
-        sc.tokens = prompt;
-        for (int32_t p = 0; p < pages; ++p) sc.page_table.push_back(pages - 1 - p);
-        fb.seqs.push_back(sc);
-        return run_logits(m, cache, {fb}, fb.seqs, {}, steps);
+        return prefill_then_decode(m, prompt, page, pages, kv, steps);
       };
       const std::vector<float> on = run(true), off = run(false);
       be->set_fused_kv(true);
@@ -124,13 +130,7 @@ void check_bf16_absorb_model() {
     Model m(cfg, w, *be, ModelOptions{});
     auto run = [&](uint32_t absorb_parts) {
       be->set_fast_parts(parts | absorb_parts);
-      auto cache = m.make_cache(pages, page, kv);
-      ForwardBatch fb;
-      SequenceChunk sc;
-      sc.tokens = prompt;
-      for (int32_t p = 0; p < pages; ++p) sc.page_table.push_back(pages - 1 - p);
-      fb.seqs.push_back(sc);
-      return run_logits(m, cache, {fb}, fb.seqs, {}, steps);
+      return prefill_then_decode(m, prompt, page, pages, kv, steps);
     };
     const std::vector<float> exact = run(0), tf32 = run(kFastTf32Absorb);
     const std::vector<float> bf16 = run(kFastTf32Absorb | kFastBf16Absorb);

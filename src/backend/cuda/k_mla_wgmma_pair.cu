@@ -5,22 +5,27 @@
 //
 // Why: in k_mla_wgmma.cu warpgroup 0 computes every score and the softmax while warpgroup 1 only does half
 // of P V, so the tensor cores idle through each step's softmax. Here each step takes two blocks of 64 keys,
-// A in key buffer 0 and B in buffer 1, and the two consumer warpgroups are symmetric:
-//   warpgroup 0: S_A = Q K_A^T; its softmax (running max m_A, published); O_l += P_A V_A[:, left] (P from
-//     registers); then, once warpgroup 1 has published the pair's max M, P_A rescaled to M into shared
-//     memory, O_l rescaled, O_l += P_B V_B[:, left] (P_B from shared memory); S_A of the next pair next;
-//   warpgroup 1: S_B = Q K_B^T; the pair's max M = max(m_A, rowmax S_B), published; O_r += P_B V_B[:, right];
-//     P_B to shared memory; O_r += P_A V_A[:, right].
-// So one warpgroup's softmax runs beside the other's MMAs, and each computes half of the scores. The
-// running max is one value for both (each pair ends at M in both warpgroups); each warpgroup sums the
-// weights of its own block; the two sums are added at the end.
+// A in key buffer 0 and B in buffer 1, the two consumer warpgroups a half step apart (FlashMLA's seesaw):
+//   warpgroup 0: S_A = Q K_A^T (issued at the end of the last pair); its softmax at its own max m_A (P_A,
+//     m_A published, P_A into buffer 0's rope tile); O_l += P_A V_A[:, left] (P from registers); once
+//     warpgroup 1 has published the pair's max M, O_l rescaled to M; O_l += P_B V_B[:, left] (P_B from
+//     shared memory); then S_A of the next pair;
+//   warpgroup 1: S_B = Q K_B^T, issued while warpgroup 0 does its softmax; O_r rescaled to m_A and
+//     O_r += P_A V_A[:, right] (P_A from shared memory: P_A V_A needs no M, so it runs beside the softmax of
+//     B); M = max(m_A, rowmax S_B) published; O_r rescaled to M; P_B to shared memory; O_r += P_B V_B[:, right].
+// Buffer 0 is free once both P_A V_A halves are done, early in the pair, so its refill overlaps the rest of
+// it and S_A of the next pair can follow P_B V_B at once. The running max is one value for both (each pair
+// ends at M in both warpgroups); each warpgroup sums the weights of its own block; the sums are added at the
+// end. (Session 23's first form ran the warpgroups in phase: both softmaxes in the same window, and each
+// next S behind a refill; 8% slower than the one-block form in the model, docs/PERF.md session 24.)
 //
-// Key buffers are refilled by halves as they free up (the producer warpgroup, in the order the consumers
-// need them: A left, B right, A right, B left; "left" = V columns [0, Dl/2) = the first Dl/128 tiles,
-// "right" = the rest of the row, rope columns included), each half with a ready and a free mbarrier, so the
-// gathers of the next pair overlap this one. P_A goes into buffer 0's rope tile (read only by S_A, which is
-// done by then; the producer refills it only after warpgroup 1's P_A V_A[:, right]), P_B into a tile of its
-// own: Q 72 KB + two key buffers of 72 KB + 8 KB (D = 576), one block per SM.
+// Key buffers are refilled by halves as they free up (the producer warpgroup, in that order: A left, A
+// right, B left, B right; "left" = V columns [0, Dl/2) = the first Dl/128 tiles, "right" = the rest of the
+// row, rope columns included), each half with a ready and a free mbarrier. P_A goes into buffer 0's rope
+// tile (read only by S_A, which is done by then; the producer refills it only after warpgroup 1's
+// P_A V_A[:, right]), P_B into a tile of its own (rewritten once warpgroup 0's P_B V_B[:, left] of the last
+// pair is done: buffer 1's left-half free barrier): Q 72 KB + two key buffers of 72 KB + 8 KB (D = 576), one
+// block per SM. Unmeasured on a GPU in this form (session 24; its checks: gpu_ops_check mla).
 //
 // The list ends at its first negative entry (as in k_mla_wgmma.cu): the producer finds it first (one pass
 // over the slice's positions, beside the consumers' query load) and publishes the number of pairs; keys at or
@@ -48,10 +53,10 @@ constexpr int kRegsConsumer = 224, kRegsProducer = 56;  // 2 x 224 + 56 = 504 <=
 // The running max before any key: finite, so that exp2(old - new) is never inf - inf; a row that never sees
 // a key keeps it and its weight sum 0 (its output is 0, its partial max -inf).
 constexpr float kMaxInit = -1e30f;
-// Named barriers (0 is __syncthreads). The consumers' (256 threads): the query tiles are in; m_A published
-// (0 -> 1); M published (1 -> 0); P_A in shared memory (0 -> 1); P_B in shared memory (1 -> 0); the row sums
-// are in. The producer's (128 threads): the list's end is known.
-constexpr int kBarQ = 1, kBarMaxA = 2, kBarMax = 3, kBarPA = 4, kBarPB = 5, kBarEnd = 6, kBarProducer = 7;
+// Named barriers (0 is __syncthreads). The consumers' (256 threads): the query tiles are in; M published
+// (1 -> 0); P_A and m_A in shared memory (0 -> 1); P_B in shared memory (1 -> 0); the row sums are in. The
+// producer's (128 threads): the list's end is known.
+constexpr int kBarQ = 1, kBarMax = 3, kBarPA = 4, kBarPB = 5, kBarEnd = 6, kBarProducer = 7;
 
 // Byte offsets in the (1024-aligned) shared memory.
 template <int D>
@@ -239,28 +244,28 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
         myrow = pg < pt_n ? __ldg(a.b.pt + pt_lo + pg) * ps + (p - pg * ps) : -1;
       }
       const uint32_t fpar = (i - 1) & 1;  // the free phases of the previous pair
-      // A left
+      // A left (free once warpgroup 0's P_A V_A[:, left] is done)
       if (i > 0) mbar_wait(bar_free(0, 0), fpar);
       copy_rows(myrow, 0, kbuf0, 0, lch);
       mbar_arrive(bar_ready(0, 0));
       mbar_arrive_cp_async(bar_ready(0, 0));
-      // B right
-      if (i > 0) mbar_wait(bar_free(1, 1), fpar);
-      copy_rows(myrow, 1, kbuf1, lch, nch);
-      mbar_arrive(bar_ready(1, 1));
-      mbar_arrive_cp_async(bar_ready(1, 1));
-      // A right, with A's ring (S_A waits for this half last)
+      // A right, with A's ring (S_A waits for this half last; free once warpgroup 1's P_A V_A[:, right] is done)
       if (i > 0) mbar_wait(bar_free(0, 1), fpar);
       if (blk == 0) ring[key] = myrow;
       copy_rows(myrow, 0, kbuf0, lch, nch);
       mbar_arrive(bar_ready(0, 1));
       mbar_arrive_cp_async(bar_ready(0, 1));
-      // B left, with B's ring (S_B waits for this half last)
+      // B left (free once warpgroup 0's P_B V_B[:, left] is done)
       if (i > 0) mbar_wait(bar_free(1, 0), fpar);
-      if (blk == 1) ring[KS + key] = myrow;
       copy_rows(myrow, 1, kbuf1, 0, lch);
       mbar_arrive(bar_ready(1, 0));
       mbar_arrive_cp_async(bar_ready(1, 0));
+      // B right, with B's ring (S_B waits for this half last)
+      if (i > 0) mbar_wait(bar_free(1, 1), fpar);
+      if (blk == 1) ring[KS + key] = myrow;
+      copy_rows(myrow, 1, kbuf1, lch, nch);
+      mbar_arrive(bar_ready(1, 1));
+      mbar_arrive_cp_async(bar_ready(1, 1));
     }
     cp_async_wait_all();  // no copy outlives the block
     return;
@@ -287,6 +292,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
   float sc[32];
   uint32_t pf[16];
 
+  const float one[2] = {1.f, 1.f};
   if (wg == 0) {
     // ---------------- warpgroup 0: block A (buffer 0), O[:, 0:NH]
     if (npairs > 0) {
@@ -303,6 +309,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
       reg_fence(sc);
     }
     for (int i = 0; i < npairs; ++i) {
+      // softmax of block A at its own max m_A (warpgroup 1 scores block B meanwhile)
       float mx[2], m_a[2], f[2];
       mask_scores(sc, ring, sl2, tq, mx);
 #pragma unroll
@@ -311,18 +318,19 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
         f[r] = exp2f(m_run[r] - m_a[r]);
         l_run[r] *= f[r];
       }
-      if (tq == 0) s_max[row0] = m_a[0], s_max[row0 + 8] = m_a[1];
-      named_bar_arrive<kBarMaxA, 256>();
       rescale(o, f);
       softmax_weights(sc, m_a, pf, l_run);
+      // P_A (scale m_A) into buffer 0's rope tile, which S_A is done with, and m_A, for warpgroup 1
+      store_p(pa_tile, sc, one, row0, g, tq);
+      __syncwarp();  // every lane of the quad has read the last pair's M before m_A replaces it
+      if (tq == 0) s_max[row0] = m_a[0], s_max[row0 + 8] = m_a[1];
+      fence_proxy_async_smem();
+      named_bar_arrive<kBarPA, 256>();
       reg_fence(o);
       wgmma_fence();
-      issue_pv_regs<NH>(o, pf, kbuf0);  // O_l += P_A V_A[:, left]
+      issue_pv_regs<NH>(o, pf, kbuf0);  // O_l += P_A V_A[:, left], at scale m_A
       wgmma_commit();
-      wgmma_wait<0>();
-      reg_fence(o);
-      if (lane == 0) mbar_arrive(bar_free(0, 0));
-      named_bar_sync<kBarMax, 256>();  // warpgroup 1 published the pair's max
+      named_bar_sync<kBarMax, 256>();  // warpgroup 1 published the pair's max M
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const float M = s_max[row0 + 8 * r];
@@ -330,11 +338,11 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
         m_run[r] = M;
         l_run[r] *= f[r];
       }
-      store_p(pa_tile, sc, f, row0, g, tq);
-      fence_proxy_async_smem();
-      named_bar_arrive<kBarPA, 256>();
-      rescale(o, f);
-      named_bar_sync<kBarPB, 256>();  // P_B is in its tile
+      wgmma_wait<0>();
+      reg_fence(o);
+      if (lane == 0) mbar_arrive(bar_free(0, 0));  // buffer 0's left half is free
+      rescale(o, f);                                // O_l to scale M
+      named_bar_sync<kBarPB, 256>();                // P_B (scale M) is in its tile
       reg_fence(o);
       wgmma_fence();
       issue_pv_smem<NH>(o, smem_addr(pb_tile), kbuf1);  // O_l += P_B V_B[:, left]
@@ -347,7 +355,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
         wgmma_fence();
         issue_scores<0, NL>(sc, qb, kbuf0, true);
         wgmma_commit();
-        wgmma_wait<1>();  // P_B V_B[:, left] done: buffer 1's left half is free
+        wgmma_wait<1>();  // P_B V_B[:, left] done: buffer 1's left half (and P_B's tile) is free
         reg_fence(o);
         if (lane == 0) mbar_arrive(bar_free(1, 0));
         mbar_wait(bar_ready(0, 1), rpar);
@@ -367,50 +375,63 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
     // ---------------- warpgroup 1: block B (buffer 1), O[:, NH:DL]
     for (int i = 0; i < npairs; ++i) {
       const uint32_t rpar = i & 1;
-      mbar_wait(bar_ready(1, 1), rpar);
-      fence_proxy_async_smem();
-      reg_fence(sc);
-      wgmma_fence();
-      issue_scores<NL, NT>(sc, qb, kbuf1, true);
       mbar_wait(bar_ready(1, 0), rpar);
       fence_proxy_async_smem();
-      wgmma_fence();
-      issue_scores<0, NL>(sc, qb, kbuf1, false);
-      wgmma_commit();
-      wgmma_wait<0>();
       reg_fence(sc);
-      float mx[2], M[2], f[2];
-      mask_scores(sc, ring + KS, sl2, tq, mx);
-      named_bar_sync<kBarMaxA, 256>();  // warpgroup 0 published m_A
+      wgmma_fence();
+      issue_scores<0, NL>(sc, qb, kbuf1, true);
+      mbar_wait(bar_ready(1, 1), rpar);
+      fence_proxy_async_smem();
+      wgmma_fence();
+      issue_scores<NL, NT>(sc, qb, kbuf1, false);
+      wgmma_commit();
+      // P_A at its scale m_A: O_r to that scale, O_r += P_A V_A[:, right] beside the softmax of B. (O_r is
+      // rescaled once S_B is done: with an MMA in flight, ptxas would insert a wait before touching O anyway.)
+      named_bar_sync<kBarPA, 256>();
+      float m_a[2], f[2];
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        M[r] = fmaxf(s_max[row0 + 8 * r], mx[r]);
-        f[r] = exp2f(m_run[r] - M[r]);
+        m_a[r] = s_max[row0 + 8 * r];
+        f[r] = exp2f(m_run[r] - m_a[r]);
+        l_run[r] *= f[r];
+      }
+      wgmma_wait<0>();  // S_B done
+      reg_fence(sc);
+      reg_fence(o);
+      rescale(o, f);
+      reg_fence(o);
+      wgmma_fence();
+      issue_pv_smem<NH>(o, smem_addr(pa_tile), kbuf0 + NL * kTile);  // O_r += P_A V_A[:, right]
+      wgmma_commit();
+      // the pair's max M = max(m_A, rowmax S_B), published; P_B at scale M
+      float mx[2], M[2];
+      mask_scores(sc, ring + KS, sl2, tq, mx);
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        M[r] = fmaxf(m_a[r], mx[r]);
+        f[r] = exp2f(m_a[r] - M[r]);
         m_run[r] = M[r];
         l_run[r] *= f[r];
       }
       __syncwarp();  // every lane of the quad has read m_A before the max is replaced
       if (tq == 0) s_max[row0] = M[0], s_max[row0 + 8] = M[1];
       named_bar_arrive<kBarMax, 256>();
-      rescale(o, f);
       softmax_weights(sc, M, pf, l_run);
+      wgmma_wait<0>();
+      reg_fence(o);
+      if (lane == 0) mbar_arrive(bar_free(0, 1));  // P_A V_A[:, right] done: buffer 0's right half is free
+      rescale(o, f);                                // O_r to scale M
+      if (i > 0) mbar_wait(bar_free(1, 0), (i - 1) & 1);  // warpgroup 0 is done with the last pair's P_B
+      store_p(pb_tile, sc, one, row0, g, tq);
+      fence_proxy_async_smem();
+      named_bar_arrive<kBarPB, 256>();
       reg_fence(o);
       wgmma_fence();
       issue_pv_regs<NH>(o, pf, kbuf1 + NL * kTile);  // O_r += P_B V_B[:, right]
       wgmma_commit();
-      const float one[2] = {1.f, 1.f};
-      store_p(pb_tile, sc, one, row0, g, tq);
-      fence_proxy_async_smem();
-      named_bar_sync<kBarPA, 256>();  // P_A is in buffer 0's rope tile
-      issue_pv_smem<NH>(o, smem_addr(pa_tile), kbuf0 + NL * kTile);  // O_r += P_A V_A[:, right]
-      wgmma_commit();
-      named_bar_arrive<kBarPB, 256>();
-      wgmma_wait<1>();
-      reg_fence(o);
-      if (lane == 0) mbar_arrive(bar_free(1, 1));
       wgmma_wait<0>();
       reg_fence(o);
-      if (lane == 0) mbar_arrive(bar_free(0, 1));
+      if (lane == 0) mbar_arrive(bar_free(1, 1));
     }
   }
 

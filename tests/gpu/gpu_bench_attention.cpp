@@ -86,6 +86,53 @@ double scored_pairs(const AttnBatch& ab) {
   for (int32_t p : ab.pos_of_token) pairs += p + 1;
   return pairs;
 }
+
+// The diagnostic build's phase tables of the wgmma kernels (cmake -DDSSERVE_MLA_PHASES=ON,
+// mla_phase_clock.cuh) over one call of `op`: per role, cycles per step (pair form: per pair of key blocks)
+// of each phase and their share of the role's cycles. Prints nothing in the normal build.
+constexpr int kPhaseRoles = 3, kPhaseSlots = 16;
+using PhaseNames = const char* [kPhaseRoles][kPhaseSlots - 1];
+const PhaseNames kOneBlockPhases = {
+    {"wait keys", "issue S", "wait P V (s-1)", "wait S", "mask + row max", "rescale factors", "weights P + sums",
+     "wait P free", "P to smem", "rescale O + issue P V", "", "", "", "", "outside the loop"},
+    {"wait keys", "wait P ready", "rescale O + issue P V", "wait P V", "arrive free", "", "", "", "", "", "", "", "",
+     "", "outside the loop"},
+    {"positions -> rows", "wait free buffer", "ring + arrive", "issue gathers", "", "", "", "", "", "", "", "", "", "",
+     "outside the loop"}};
+const PhaseNames kPairPhases = {
+    {"wait A keys", "issue S_A", "wait S_A", "mask + max + rescale O", "weights P_A", "P_A to smem", "issue P_A V_A",
+     "wait max M (wg 1)", "wait P_A V_A", "rescale O to M", "wait P_B (wg 1)", "issue P_B V_B", "wait P_B V_B", "",
+     "outside the loop"},
+    {"wait B keys", "issue S_B", "wait P_A (wg 0)", "wait S_B", "rescale O + issue P_A V_A", "mask + max M",
+     "weights P_B", "wait P_A V_A", "rescale O to M", "wait P_B tile free", "P_B to smem", "issue P_B V_B",
+     "wait P_B V_B", "", "outside the loop"},
+    {"positions -> rows", "wait free halves", "issue gathers", "", "", "", "", "", "", "", "", "", "", "",
+     "outside the loop"}};
+
+template <typename Op>
+void print_mla_phases(const char* form, bool (*totals)(unsigned long long*, bool), const PhaseNames& names,
+                      const char* label, int B, Op&& op) {
+  constexpr int R = kPhaseRoles, S = kPhaseSlots;
+  unsigned long long tot[R * S];
+  if (!totals(nullptr, true)) return;
+  op();
+  cudaDeviceSynchronize();
+  if (!totals(tot, true)) return;
+  static const char* roles[R] = {"warpgroup 0", "warpgroup 1", "producer"};
+  std::printf("\n%s MLA phases, %s %d queries (clock64 cycles of lane 0 of each role's first warp, all blocks):\n"
+              "| role | phase | cycles per step | share |\n|---|---|---|---|\n", form, label, B);
+  for (int r = 0; r < R; ++r) {
+    unsigned long long sum = 0;
+    for (int i = 0; i < S - 1; ++i) sum += tot[r * S + i];
+    const double steps = double(std::max<unsigned long long>(tot[r * S + S - 1], 1));
+    for (int i = 0; i < S - 1; ++i)
+      if (names[r][i][0] && tot[r * S + i])
+        std::printf("| %s | %s | %.0f | %.1f%% |\n", roles[r], names[r][i], tot[r * S + i] / steps,
+                    100.0 * tot[r * S + i] / double(std::max<unsigned long long>(sum, 1)));
+    std::printf("| %s | (all, %.0f steps) | %.0f | 100%% |\n", roles[r], steps, sum / steps);
+  }
+  std::fflush(stdout);
+}
 }  // namespace
 
 void bench_mla(const Ceilings& c) {
@@ -128,6 +175,12 @@ void bench_mla(const Ceilings& c) {
       be->set_profile(false);
     }
     be->set_gemm_mode(cuda::GemmMode::Fast);
+    be->set_mla_kernel(cuda::MlaKernel::Wgmma);
+    print_mla_phases("wgmma", cuda::mla_wgmma_phase_totals, kOneBlockPhases, label, B,
+                     [&] { be->mla_attention_absorbed(q, pool, pr.idx[0], pr.ab, Dl, 0.07f); });
+    be->set_mla_kernel(cuda::MlaKernel::WgmmaPair);
+    print_mla_phases("wgmma-pair", cuda::mla_wgmma_pair_phase_totals, kPairPhases, label, B,
+                     [&] { be->mla_attention_absorbed(q, pool, pr.idx[0], pr.ab, Dl, 0.07f); });
     be->set_mla_kernel(cuda::MlaKernel::Auto);
     be->mla_attention_absorbed(q, pool, pr.idx[0], pr.ab, Dl, 0.07f);
     const std::string auto_path = be->last_mla_path();

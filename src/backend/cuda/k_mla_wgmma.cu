@@ -39,6 +39,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mla_phase_clock.cuh"
 #include "backend/cuda/mla_wgmma_common.cuh"
 #include "backend/cuda/mma_bf16.cuh"
 #include "backend/cuda/pdl.cuh"
@@ -69,10 +70,24 @@ struct Plan {
   static constexpr int lsum = alpha + HB * 4;      // float [64]: row sums at the end
   static constexpr int mmax = lsum + HB * 4;       // float [64]: row maxima (log2 units) at the end
   static constexpr int bars = mmax + HB * 4;       // uint64 full[2], empty[2]
+#ifdef DSSERVE_MLA_PHASES
+  static constexpr int phase = bars + 32;  // the diagnostic build's cycle counters (mla_phase_clock.cuh)
+  static constexpr int bytes = phase + mla_phases::kSmemBytes;
+#else
   static constexpr int bytes = bars + 32;
+#endif
   static constexpr int alloc = bytes + 1024;       // + alignment of the dynamic base
 };
 static_assert(Plan<576>::alloc <= kMaxSmem, "shared memory");
+
+#ifdef DSSERVE_MLA_PHASES
+__device__ unsigned long long g_phase_total[mla_phases::kRoles * mla_phases::kSlots];
+#define PHASE_SMEM (sm + P::phase)
+#define PHASE_TOTAL g_phase_total
+#else
+#define PHASE_SMEM nullptr
+#define PHASE_TOTAL nullptr
+#endif
 
 template <int D, int DL>
 __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
@@ -108,6 +123,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
     // reads the step's 64 positions (lane = keys lane and 32 + lane) to find where the list ends; each looks up
     // the page table for its own keys only.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegsProducer));
+    MLA_PHASE_CLOCK(PHASE_SMEM, 2, warp == 8 && lane == 0);
     const int pw = warp - 8;
     const int seq = a.b.seq_of_token[t];
     const int pt_lo = a.b.pt_off[seq], pt_n = a.b.pt_off[seq + 1] - pt_lo, ps = a.b.page_size;
@@ -122,6 +138,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
     int pn0 = -1, pn1 = -1;  // positions of the next step (loaded one step ahead)
     if (nsteps > 0) pn0 = pos_at(0, 0), pn1 = pos_at(0, 1);
     bool ended = false;
+    clk.mark(mla_phases::kOutside);
     for (int s = 0; s < nsteps; ++s) {
       const int b = s & 1;
       const int p0 = pn0, p1 = pn1;
@@ -142,9 +159,12 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
         ended |= neg != 0;
       }
       const int myrow = hm ? row[1] : row[0];
+      clk.mark(0);  // positions -> pool rows
       if (s >= 2) mbar_wait(bar_empty + 8 * b, ((s >> 1) - 1) & 1);  // step s - 2 left buffer b
+      clk.mark(1);  // waiting for a free buffer
       if (mine) ring[b * KS + 32 * hm + lane] = myrow;
       mbar_arrive(bar_full + 8 * b);  // publishes the ring entries
+      clk.mark(2);
       const bool last = __shfl_sync(0xffffffffu, row[0], 0) == -2;  // this step starts past the end (all warps)
       if (!last) {
         const uint32_t kb = base + P::k + b * NT * kTile;
@@ -163,17 +183,22 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
         }
       }
       mbar_arrive_cp_async(bar_full + 8 * b);
+      clk.mark(3);  // issuing the gathers
+      clk.step();
       if (last) break;
     }
     cp_async_wait_all();  // no copy outlives the block
+    MLA_PHASE_FLUSH(PHASE_TOTAL, 2);
     return;
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegsConsumer));
+  MLA_PHASE_CLOCK(PHASE_SMEM, warp >> 2, (warp & 3) == 0 && lane == 0);
 
   // ---------------- consumers: Q -> bf16, swizzled tiles
   load_query_tiles<D>(a, sm + P::q, t, h0, tid);
   fence_proxy_async_smem();
   named_bar_sync<kBarQ, 256>();
+  clk.mark(mla_phases::kOutside);
   const int wg = warp >> 2, w4 = warp & 3, g = lane >> 2, tq = lane & 3;
   const int row0 = 16 * w4 + g;  // this thread's rows: row0, row0 + 8
   float o[NO];
@@ -189,6 +214,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
     for (; s < nsteps; ++s) {
       const int b = s & 1;
       mbar_wait(bar_full + 8 * b, (s >> 1) & 1);
+      clk.mark(0);  // waiting for the step's keys
       const int* rs = ring + b * KS;
       if (rs[0] == -2) break;
       fence_proxy_async_smem();  // the cp.async bytes, seen through this thread's acquire, for the tensor cores
@@ -208,18 +234,22 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
       }
       wgmma_commit();
       reg_fence(sc);
+      clk.mark(1);  // issuing S
       if (s > 0) {
         wgmma_wait<1>();  // P V of step s - 1 done: warpgroup 0's part of buffer b ^ 1 is free
         reg_fence(o);
         if (lane == 0) mbar_arrive(bar_empty + 8 * (b ^ 1));
       }
+      clk.mark(2);  // waiting for P V of the last step
       wgmma_wait<0>();
       reg_fence(sc);
       reg_fence(o);
+      clk.mark(3);  // waiting for S
 
       // masked scores -> row maxima (a row's 64 keys lie in the 4 lanes of a quad)
       float mx[2], alpha[2];
       mask_scores(sc, rs, sl2, tq, mx);
+      clk.mark(4);  // masked scores, row maxima
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         const float mn = fmaxf(m_run[i], mx[i]);
@@ -227,6 +257,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
         m_run[i] = mn;
         l_run[i] *= alpha[i];
       }
+      clk.mark(5);  // rescale factors
       // P = exp2(v - m) (0 for masked keys), bf16 A fragments; row sums from the fp32 values
 #pragma unroll
       for (int j = 0; j < 8; ++j)
@@ -238,7 +269,9 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
           l_run[rr] += p0 + p1;
           pf[4 * (j >> 1) + 2 * (j & 1) + rr] = pack_bf16(p0, p1);
         }
+      clk.mark(6);  // weights P, bf16 fragments, row sums
       if (s > 0) named_bar_sync<kBarPFree, 256>();  // warpgroup 1 is done with P of step s - 1
+      clk.mark(7);  // waiting for warpgroup 1 to free P
       // P row r, keys 8j + 2tq (+1) -> tile [64 x 128 B], chunk j ^ (r % 8) (r % 8 = g): conflict-free
       {
         uint8_t* sp = sm + P::p;
@@ -252,6 +285,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
       }
       fence_proxy_async_smem();
       named_bar_arrive<kBarPReady, 256>();
+      clk.mark(8);  // P to shared memory
       // Most steps raise no row maximum: skip the multiplies when the whole warp's factors are 1.
       if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) {
 #pragma unroll
@@ -268,6 +302,8 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
       }
       wgmma_commit();
       reg_fence(o);
+      clk.mark(9);  // rescaling O, issuing P V
+      clk.step();
     }
     wgmma_wait<0>();
     reg_fence(o);
@@ -287,9 +323,11 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
     for (; s < nsteps; ++s) {
       const int b = s & 1;
       mbar_wait(bar_full + 8 * b, (s >> 1) & 1);
+      clk.mark(0);  // waiting for the step's keys
       if (ring[b * KS] == -2) break;
       fence_proxy_async_smem();
       named_bar_sync<kBarPReady, 256>();
+      clk.mark(1);  // waiting for warpgroup 0's P
       const float al0 = s_alpha[row0], al1 = s_alpha[row0 + 8];
       if (!__all_sync(0xffffffffu, al0 == 1.f && al1 == 1.f)) {
 #pragma unroll
@@ -306,10 +344,14 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
         else wgmma_m64n128k16_bf16_ss_tb(o, da, db, 1);
       }
       wgmma_commit();
+      clk.mark(2);  // rescaling O, issuing P V
       wgmma_wait<0>();
       reg_fence(o);
+      clk.mark(3);  // waiting for P V
       if (lane == 0) mbar_arrive(bar_empty + 8 * b);
       named_bar_arrive<kBarPFree, 256>();
+      clk.mark(4);
+      clk.step();
     }
     named_bar_sync<kBarEnd, 256>();
   }
@@ -318,8 +360,24 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
   const float L[2] = {s_l[row0], s_l[row0 + 8]};
   const float m[2] = {s_m[row0] * kLn2, s_m[row0 + 8] * kLn2};  // natural-log maxima
   store_output_rows<DL, NH>(a, o, split, t, h0, row0, wg * NH, tq, L, m, wg == 0 && tq == 0);
+  MLA_PHASE_FLUSH(PHASE_TOTAL, wg);
 }
 }  // namespace
+
+bool mla_wgmma_phase_totals(unsigned long long* out, bool reset) {
+#ifdef DSSERVE_MLA_PHASES
+  constexpr size_t n = sizeof(g_phase_total);
+  if (out && cudaMemcpyFromSymbol(out, g_phase_total, n) != cudaSuccess) return false;
+  if (reset) {
+    static const unsigned long long zeros[mla_phases::kRoles * mla_phases::kSlots] = {};
+    if (cudaMemcpyToSymbol(g_phase_total, zeros, n) != cudaSuccess) return false;
+  }
+  return true;
+#else
+  (void)out, (void)reset;
+  return false;
+#endif
+}
 
 bool mla_wgmma_supported(int D, int Dl) { return (D == 576 && Dl == 512) || (D == 320 && Dl == 256); }
 int mla_wgmma_heads_per_block() { return HB; }

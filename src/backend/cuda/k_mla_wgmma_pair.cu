@@ -37,6 +37,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mla_phase_clock.cuh"
 #include "backend/cuda/mla_wgmma_common.cuh"
 #include "backend/cuda/mma_bf16.cuh"
 #include "backend/cuda/pdl.cuh"
@@ -70,7 +71,12 @@ struct PairPlan {
   static constexpr int lsum = smax + HB * 4;      // float [2][64]: each warpgroup's row sums at the end
   static constexpr int misc = lsum + 2 * HB * 4;  // int: the list's end, the number of pairs
   static constexpr int bars = misc + 16;          // uint64: ready[buffer][half], free[buffer][half], meta
+#ifdef DSSERVE_MLA_PHASES
+  static constexpr int phase = bars + 9 * 8;  // the diagnostic build's cycle counters (mla_phase_clock.cuh)
+  static constexpr int bytes = phase + mla_phases::kSmemBytes;
+#else
   static constexpr int bytes = bars + 9 * 8;
+#endif
   static constexpr int alloc = bytes + 1024;  // + alignment of the dynamic base
 };
 static_assert(PairPlan<576>::alloc <= kMaxSmem, "shared memory");
@@ -145,6 +151,15 @@ __device__ __forceinline__ void rescale(float (&o)[NO], const float (&f)[2]) {
   for (int i = 0; i < NO; ++i) o[i] *= f[(i >> 1) & 1];
 }
 
+#ifdef DSSERVE_MLA_PHASES
+__device__ unsigned long long g_phase_total[mla_phases::kRoles * mla_phases::kSlots];
+#define PHASE_SMEM (sm + P::phase)
+#define PHASE_TOTAL g_phase_total
+#else
+#define PHASE_SMEM nullptr
+#define PHASE_TOTAL nullptr
+#endif
+
 template <int D, int DL>
 __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a) {
   using P = PairPlan<D>;
@@ -186,6 +201,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
   if (warp >= 8) {
     // ---------------- producer warpgroup
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegsProducer));
+    MLA_PHASE_CLOCK(PHASE_SMEM, 2, warp == 8 && lane == 0);
     const int pt = tid - 256;
     const int32_t* idx = a.index + size_t(t) * a.K;
     // The list's end: its first negative entry in [j_begin, j_end). Each thread's 16 loads of a round are
@@ -235,6 +251,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
       }
     };
     int pn = npairs > 0 ? pos_at(0) : -1;
+    clk.mark(mla_phases::kOutside);  // the list's end
     for (int i = 0; i < npairs; ++i) {
       const int p = pn;
       if (i + 1 < npairs) pn = pos_at(i + 1);
@@ -244,33 +261,45 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
         myrow = pg < pt_n ? __ldg(a.b.pt + pt_lo + pg) * ps + (p - pg * ps) : -1;
       }
       const uint32_t fpar = (i - 1) & 1;  // the free phases of the previous pair
+      clk.mark(0);  // positions -> pool rows
       // A left (free once warpgroup 0's P_A V_A[:, left] is done)
       if (i > 0) mbar_wait(bar_free(0, 0), fpar);
+      clk.mark(1);
       copy_rows(myrow, 0, kbuf0, 0, lch);
       mbar_arrive(bar_ready(0, 0));
       mbar_arrive_cp_async(bar_ready(0, 0));
       // A right, with A's ring (S_A waits for this half last; free once warpgroup 1's P_A V_A[:, right] is done)
+      clk.mark(2);
       if (i > 0) mbar_wait(bar_free(0, 1), fpar);
+      clk.mark(1);
       if (blk == 0) ring[key] = myrow;
       copy_rows(myrow, 0, kbuf0, lch, nch);
       mbar_arrive(bar_ready(0, 1));
       mbar_arrive_cp_async(bar_ready(0, 1));
       // B left (free once warpgroup 0's P_B V_B[:, left] is done)
+      clk.mark(2);
       if (i > 0) mbar_wait(bar_free(1, 0), fpar);
+      clk.mark(1);
       copy_rows(myrow, 1, kbuf1, 0, lch);
       mbar_arrive(bar_ready(1, 0));
       mbar_arrive_cp_async(bar_ready(1, 0));
       // B right, with B's ring (S_B waits for this half last)
+      clk.mark(2);
       if (i > 0) mbar_wait(bar_free(1, 1), fpar);
+      clk.mark(1);
       if (blk == 1) ring[KS + key] = myrow;
       copy_rows(myrow, 1, kbuf1, lch, nch);
       mbar_arrive(bar_ready(1, 1));
       mbar_arrive_cp_async(bar_ready(1, 1));
+      clk.mark(2);  // issuing the gathers
+      clk.step();
     }
     cp_async_wait_all();  // no copy outlives the block
+    MLA_PHASE_FLUSH(PHASE_TOTAL, 2);
     return;
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegsConsumer));
+  MLA_PHASE_CLOCK(PHASE_SMEM, warp >> 2, (warp & 3) == 0 && lane == 0);
 
   // ---------------- consumers: Q -> bf16, swizzled tiles
   load_query_tiles<D>(a, sm + P::q, t, h0, tid);
@@ -296,17 +325,23 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
   if (wg == 0) {
     // ---------------- warpgroup 0: block A (buffer 0), O[:, 0:NH]
     if (npairs > 0) {
+      clk.mark(mla_phases::kOutside);
       mbar_wait(bar_ready(0, 0), 0);
+      clk.mark(0);
       fence_proxy_async_smem();  // the cp.async bytes, seen through this thread's acquire, for the tensor cores
       wgmma_fence();
       issue_scores<0, NL>(sc, qb, kbuf0, true);
+      clk.mark(1);
       mbar_wait(bar_ready(0, 1), 0);
+      clk.mark(0);
       fence_proxy_async_smem();
       wgmma_fence();  // the accumulators are live across the wait
       issue_scores<NL, NT>(sc, qb, kbuf0, false);
       wgmma_commit();
+      clk.mark(1);
       wgmma_wait<0>();
       reg_fence(sc);
+      clk.mark(2);
     }
     for (int i = 0; i < npairs; ++i) {
       // softmax of block A at its own max m_A (warpgroup 1 scores block B meanwhile)
@@ -319,18 +354,23 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
         l_run[r] *= f[r];
       }
       rescale(o, f);
+      clk.mark(3);  // masked scores, maxima, O rescaled
       softmax_weights(sc, m_a, pf, l_run);
+      clk.mark(4);  // weights P_A
       // P_A (scale m_A) into buffer 0's rope tile, which S_A is done with, and m_A, for warpgroup 1
       store_p(pa_tile, sc, one, row0, g, tq);
       __syncwarp();  // every lane of the quad has read the last pair's M before m_A replaces it
       if (tq == 0) s_max[row0] = m_a[0], s_max[row0 + 8] = m_a[1];
       fence_proxy_async_smem();
       named_bar_arrive<kBarPA, 256>();
+      clk.mark(5);  // P_A to shared memory
       reg_fence(o);
       wgmma_fence();
       issue_pv_regs<NH>(o, pf, kbuf0);  // O_l += P_A V_A[:, left], at scale m_A
       wgmma_commit();
+      clk.mark(6);  // issuing P_A V_A
       named_bar_sync<kBarMax, 256>();  // warpgroup 1 published the pair's max M
+      clk.mark(7);  // waiting for warpgroup 1's max
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const float M = s_max[row0 + 8 * r];
@@ -340,54 +380,71 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
       }
       wgmma_wait<0>();
       reg_fence(o);
+      clk.mark(8);  // waiting for P_A V_A
       if (lane == 0) mbar_arrive(bar_free(0, 0));  // buffer 0's left half is free
       rescale(o, f);                                // O_l to scale M
+      clk.mark(9);  // O rescaled to M
       named_bar_sync<kBarPB, 256>();                // P_B (scale M) is in its tile
+      clk.mark(10);  // waiting for warpgroup 1's P_B
       reg_fence(o);
       wgmma_fence();
       issue_pv_smem<NH>(o, smem_addr(pb_tile), kbuf1);  // O_l += P_B V_B[:, left]
       wgmma_commit();
+      clk.mark(11);  // issuing P_B V_B
       if (i + 1 < npairs) {  // S_A of the next pair, its halves as they arrive
         const uint32_t rpar = (i + 1) & 1;
         mbar_wait(bar_ready(0, 0), rpar);
+        clk.mark(0);
         fence_proxy_async_smem();
         reg_fence(sc);
         wgmma_fence();
         issue_scores<0, NL>(sc, qb, kbuf0, true);
         wgmma_commit();
+        clk.mark(1);
         wgmma_wait<1>();  // P_B V_B[:, left] done: buffer 1's left half (and P_B's tile) is free
         reg_fence(o);
+        clk.mark(12);  // waiting for P_B V_B
         if (lane == 0) mbar_arrive(bar_free(1, 0));
         mbar_wait(bar_ready(0, 1), rpar);
+        clk.mark(0);
         fence_proxy_async_smem();
         wgmma_fence();
         issue_scores<NL, NT>(sc, qb, kbuf0, false);
         wgmma_commit();
+        clk.mark(1);
         wgmma_wait<0>();
         reg_fence(sc);
+        clk.mark(2);  // waiting for S_A
       } else {
         wgmma_wait<0>();
         reg_fence(o);
         if (lane == 0) mbar_arrive(bar_free(1, 0));
       }
+      clk.step();
     }
   } else {
     // ---------------- warpgroup 1: block B (buffer 1), O[:, NH:DL]
+    clk.mark(mla_phases::kOutside);
     for (int i = 0; i < npairs; ++i) {
       const uint32_t rpar = i & 1;
       mbar_wait(bar_ready(1, 0), rpar);
+      clk.mark(0);  // waiting for block B's keys
       fence_proxy_async_smem();
       reg_fence(sc);
       wgmma_fence();
       issue_scores<0, NL>(sc, qb, kbuf1, true);
+      clk.mark(1);  // issuing S_B
       mbar_wait(bar_ready(1, 1), rpar);
+      clk.mark(0);
       fence_proxy_async_smem();
       wgmma_fence();
       issue_scores<NL, NT>(sc, qb, kbuf1, false);
       wgmma_commit();
+      clk.mark(1);
       // P_A at its scale m_A: O_r to that scale, O_r += P_A V_A[:, right] beside the softmax of B. (O_r is
       // rescaled once S_B is done: with an MMA in flight, ptxas would insert a wait before touching O anyway.)
       named_bar_sync<kBarPA, 256>();
+      clk.mark(2);  // waiting for warpgroup 0's P_A
       float m_a[2], f[2];
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
@@ -398,11 +455,13 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
       wgmma_wait<0>();  // S_B done
       reg_fence(sc);
       reg_fence(o);
+      clk.mark(3);  // waiting for S_B
       rescale(o, f);
       reg_fence(o);
       wgmma_fence();
       issue_pv_smem<NH>(o, smem_addr(pa_tile), kbuf0 + NL * kTile);  // O_r += P_A V_A[:, right]
       wgmma_commit();
+      clk.mark(4);  // O rescaled, issuing P_A V_A
       // the pair's max M = max(m_A, rowmax S_B), published; P_B at scale M
       float mx[2], M[2];
       mask_scores(sc, ring + KS, sl2, tq, mx);
@@ -416,22 +475,31 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
       __syncwarp();  // every lane of the quad has read m_A before the max is replaced
       if (tq == 0) s_max[row0] = M[0], s_max[row0 + 8] = M[1];
       named_bar_arrive<kBarMax, 256>();
+      clk.mark(5);  // masked scores, the pair's max published
       softmax_weights(sc, M, pf, l_run);
+      clk.mark(6);  // weights P_B
       wgmma_wait<0>();
       reg_fence(o);
+      clk.mark(7);  // waiting for P_A V_A
       if (lane == 0) mbar_arrive(bar_free(0, 1));  // P_A V_A[:, right] done: buffer 0's right half is free
       rescale(o, f);                                // O_r to scale M
+      clk.mark(8);  // O rescaled to M
       if (i > 0) mbar_wait(bar_free(1, 0), (i - 1) & 1);  // warpgroup 0 is done with the last pair's P_B
+      clk.mark(9);  // waiting for warpgroup 0 to free P_B's tile
       store_p(pb_tile, sc, one, row0, g, tq);
       fence_proxy_async_smem();
       named_bar_arrive<kBarPB, 256>();
+      clk.mark(10);  // P_B to shared memory
       reg_fence(o);
       wgmma_fence();
       issue_pv_regs<NH>(o, pf, kbuf1 + NL * kTile);  // O_r += P_B V_B[:, right]
       wgmma_commit();
+      clk.mark(11);  // issuing P_B V_B
       wgmma_wait<0>();
       reg_fence(o);
+      clk.mark(12);  // waiting for P_B V_B
       if (lane == 0) mbar_arrive(bar_free(1, 1));
+      clk.step();
     }
   }
 
@@ -450,8 +518,24 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
     m[rr] = L[rr] > 0.f ? m_run[rr] * kLn2 : -INFINITY;  // natural-log max; -inf where no key was seen
   }
   store_output_rows<DL, NH>(a, o, split, t, h0, row0, wg * NH, tq, L, m, wg == 0 && tq == 0);
+  MLA_PHASE_FLUSH(PHASE_TOTAL, wg);
 }
 }  // namespace
+
+bool mla_wgmma_pair_phase_totals(unsigned long long* out, bool reset) {
+#ifdef DSSERVE_MLA_PHASES
+  constexpr size_t n = sizeof(g_phase_total);
+  if (out && cudaMemcpyFromSymbol(out, g_phase_total, n) != cudaSuccess) return false;
+  if (reset) {
+    static const unsigned long long zeros[mla_phases::kRoles * mla_phases::kSlots] = {};
+    if (cudaMemcpyToSymbol(g_phase_total, zeros, n) != cudaSuccess) return false;
+  }
+  return true;
+#else
+  (void)out, (void)reset;
+  return false;
+#endif
+}
 
 void launch_mla_wgmma_pair(const MlaArgs& a, cudaStream_t st) {
   if (a.T == 0 || a.H == 0) return;

@@ -230,9 +230,15 @@ bool mla_wgmma_supported(int D, int Dl);
 int mla_wgmma_heads_per_block();
 int mla_wgmma_keys_per_step();
 void launch_mla_wgmma(const MlaArgs& a, cudaStream_t st);
+// The diagnostic build's cycle counters of launch_mla_wgmma (cmake -DDSSERVE_MLA_PHASES=ON,
+// mla_phase_clock.cuh): [role][slot] totals over every block since the last reset, copied to out (if not
+// null; 3 x 16 values), then zeroed if reset. False in the normal build (no counters exist).
+bool mla_wgmma_phase_totals(unsigned long long* out, bool reset);
 // The same op in pairs of key blocks (k_mla_wgmma_pair.cu: FlashMLA's schedule, both consumer warpgroups
 // computing scores); same widths, heads per block, key chunking, partials and numerics as launch_mla_wgmma.
 void launch_mla_wgmma_pair(const MlaArgs& a, cudaStream_t st);
+// Its diagnostic build's counters, as mla_wgmma_phase_totals.
+bool mla_wgmma_pair_phase_totals(unsigned long long* out, bool reset);
 struct ExpandedArgs {
   const float *q = nullptr, *k = nullptr, *v = nullptr;  // q [T,H,Dqk], k [Nk,H,Dqk], v [Nk,H,Dv]
   const int32_t* index = nullptr;                         // [T, K]

@@ -82,6 +82,12 @@ struct PairPlan {
 static_assert(PairPlan<576>::alloc <= kMaxSmem, "shared memory");
 static_assert(PairPlan<576>::bars % 8 == 0, "mbarrier alignment");
 
+// A range of 16-byte chunks of a key row, as a type (the producer's copies are unrolled over it).
+template <int C0, int C1>
+struct ChunkRange {
+  static constexpr int first = C0, second = C1;
+};
+
 // S (64 heads x 64 keys, fp32) over column tiles [t0, t1) of the query and of key buffer kb; the first
 // k-step overwrites (first) or accumulates. Shared addresses stay below 2^18, so a descriptor plus
 // (offset >> 4) is the descriptor of the address plus offset.
@@ -237,19 +243,27 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
       const int j = j_begin + (2 * i + blk) * KS + key;
       return j < end_j ? __ldg(idx + j) : -1;
     };
-    // Chunks [c0, c1) of the 16 rows of block `b` this warp copies into buffer kb (row r, chunk c: tile c / 8,
-    // swizzled chunk (c % 8) ^ (r % 8)); masked rows are zero-filled.
-    auto copy_rows = [&](int myrow, int b, uint32_t kb, int c0, int c1) {
-#pragma unroll 4
+    // Chunks [C0, C1) of the 16 rows of block `b` this warp copies into buffer kb (row r, chunk c: tile c / 8,
+    // swizzled chunk (c % 8) ^ (r % 8)); masked rows are zero-filled. Unrolled with the chunk range known at
+    // compile time, as k_mla_wgmma.cu's producer: a runtime chunk loop made the gathers issue ~2.8x slower per
+    // byte, and the producer the pair form's bottleneck (docs/PERF.md session 25).
+    auto copy_rows = [&](int myrow, int b, uint32_t kb, auto c0_c1) {
+      constexpr int C0 = decltype(c0_c1)::first, C1 = decltype(c0_c1)::second;
+      static_assert(C0 % 8 == 0, "chunk ranges start at a tile boundary (c % 8 = lane % 8)");
+#pragma unroll
       for (int i = 0; i < 16; ++i) {
         const int r = 16 * pw + i;
         const int pr = __shfl_sync(0xffffffffu, myrow, 16 * b + i);
         const bool ok = pr >= 0;
-        const uint8_t* src = pool + (ok ? size_t(pr) * rowb : 0);
-        for (int c = c0 + lane; c < c1; c += 32)
-          cp_async16(kb + r * 128 + (((c & 7) ^ (i & 7)) << 4) + (c >> 3) * kTile, src + (ok ? c * 16 : 0), ok);
+        const uint8_t* src = pool + (ok ? size_t(pr) * rowb : 0) + lane * 16;
+        const uint32_t dst = kb + r * 128 + (((lane & 7) ^ (i & 7)) << 4) + (lane >> 3) * kTile;
+#pragma unroll
+        for (int c0 = C0; c0 < C1; c0 += 32)
+          if (c0 + lane < C1) cp_async16(dst + (c0 / 8) * kTile, src + (ok ? c0 * 16 : 0), ok);
       }
     };
+    constexpr ChunkRange<0, lch> left{};
+    constexpr ChunkRange<lch, nch> right{};
     int pn = npairs > 0 ? pos_at(0) : -1;
     clk.mark(mla_phases::kOutside);  // the list's end
     for (int i = 0; i < npairs; ++i) {
@@ -265,7 +279,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
       // A left (free once warpgroup 0's P_A V_A[:, left] is done)
       if (i > 0) mbar_wait(bar_free(0, 0), fpar);
       clk.mark(1);
-      copy_rows(myrow, 0, kbuf0, 0, lch);
+      copy_rows(myrow, 0, kbuf0, left);
       mbar_arrive(bar_ready(0, 0));
       mbar_arrive_cp_async(bar_ready(0, 0));
       // A right, with A's ring (S_A waits for this half last; free once warpgroup 1's P_A V_A[:, right] is done)
@@ -273,14 +287,14 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
       if (i > 0) mbar_wait(bar_free(0, 1), fpar);
       clk.mark(1);
       if (blk == 0) ring[key] = myrow;
-      copy_rows(myrow, 0, kbuf0, lch, nch);
+      copy_rows(myrow, 0, kbuf0, right);
       mbar_arrive(bar_ready(0, 1));
       mbar_arrive_cp_async(bar_ready(0, 1));
       // B left (free once warpgroup 0's P_B V_B[:, left] is done)
       clk.mark(2);
       if (i > 0) mbar_wait(bar_free(1, 0), fpar);
       clk.mark(1);
-      copy_rows(myrow, 1, kbuf1, 0, lch);
+      copy_rows(myrow, 1, kbuf1, left);
       mbar_arrive(bar_ready(1, 0));
       mbar_arrive_cp_async(bar_ready(1, 0));
       // B right, with B's ring (S_B waits for this half last)
@@ -288,7 +302,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
       if (i > 0) mbar_wait(bar_free(1, 1), fpar);
       clk.mark(1);
       if (blk == 1) ring[KS + key] = myrow;
-      copy_rows(myrow, 1, kbuf1, lch, nch);
+      copy_rows(myrow, 1, kbuf1, right);
       mbar_arrive(bar_ready(1, 1));
       mbar_arrive_cp_async(bar_ready(1, 1));
       clk.mark(2);  // issuing the gathers

@@ -38,7 +38,7 @@ TEST(ServerChat, NonStreamingShapeAndUsage) {
   ASSERT_EQ(sub.size(), 1u);
   EXPECT_EQ(sub[0].max_new_tokens, 5);
   EXPECT_EQ(sub[0].sampling.temperature, 0.0f);
-  EXPECT_EQ(sub[0].id, j["id"]);
+  EXPECT_EQ(j["id"], sub[0].id);  // json on the left: g++ 13 with nlohmann 3.11.3 finds no string == json
   // The prompt is the dsv32 encoding of the message, tokenized.
   auto prompt = chat::make_dsv32_encoder()->encode(chat::parse_chat_request(user_chat("hello there"))).text;
   EXPECT_EQ(sub[0].prompt, h.tok.encode(prompt, false));

@@ -102,6 +102,13 @@ void check_attention_bf16_queries() {
       record("mla_attention_absorbed bf16 q", fmt::format("{} ({} out) (bitwise): {}", path,
                                                           dtype_name(ob.dtype()), what),
              ok ? 0.0 : 1.0, 0.0);
+      if (wg) {  // the query tiles by cp.async (DSSERVE_MLA_Q_ASYNC): the same shared memory, the same bits
+        g_gpu->set_mla_q_async(true);
+        const Tensor oa = g_gpu->to_host(g_gpu->mla_attention_absorbed(qbg, pbg, ig, sc.ab, c.Dl, scale));
+        g_gpu->set_mla_q_async(false);
+        record("mla_attention_absorbed bf16 q", fmt::format("{} query by cp.async = by loads (bitwise): {}", path, what),
+               oa.dtype() == ob.dtype() && same_bits(oa, ob) ? 0.0 : 1.0, 0.0);
+      }
     }
   }
   g_gpu->set_mla_kernel(cuda::MlaKernel::Auto);

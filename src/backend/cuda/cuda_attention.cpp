@@ -85,6 +85,7 @@ Tensor CudaBackend::mla_attention_absorbed(const Tensor& q_abs, const Tensor& kv
     c.T = int(Tc);
     if (q_bf16) c.q_bf16 = q_abs.data<uint16_t>() + t0 * H * D;
     else c.q = q_f32.data<float>() + t0 * H * D;
+    c.q_async = q_bf16 && wg && opts_.mla_q_async;
     c.index = index.data<int32_t>() + t0 * K;
     c.b.seq_of_token += t0;
     c.b.pos_of_token += t0;

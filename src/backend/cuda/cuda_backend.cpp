@@ -92,6 +92,7 @@ CudaOptions options_from_env(int device) {
   env_choice<int>("DSSERVE_MOE_FP8_TILE", {{"auto", 0}, {"64", 64}, {"128", 128}}, o.moe_fp8_tile_rows);
   env_choice<bool>("DSSERVE_OVERLAP", {{"0", false}, {"1", true}}, o.overlap);
   env_choice<int>("DSSERVE_MLA_SPLIT_STEPS", {{"1", 1}, {"2", 2}, {"4", 4}}, o.mla_split_steps);
+  env_choice<bool>("DSSERVE_MLA_Q_ASYNC", {{"0", false}, {"1", true}}, o.mla_q_async);
   return o;
 }
 

@@ -86,6 +86,9 @@ struct CudaOptions {
   // (batch 1 2.451 vs 2.428-2.433 ms: the combine's extra partials cost what the split gains; docs/PERF.md).
   // DSSERVE_MLA_SPLIT_STEPS=1|2|4: A/B runs.
   int mla_split_steps = 2;
+  // The wgmma MLA kernels' bf16 query tiles by cp.async (MlaArgs::q_async). DSSERVE_MLA_Q_ASYNC=0|1: off
+  // until an A/B on a GPU (written in session 25 without one).
+  bool mla_q_async = false;
   IndexerKernel indexer_kernel = IndexerKernel::Auto;  // DSSERVE_INDEXER_KERNEL=auto|wgmma|tc|simt: A/B runs
   // The attention block's fused per-token kernels (mla_kv_write, indexer_key_write, mla_absorb_q_rope;
   // k_kv_fused.cu); off: the Backend defaults, i.e. the separate kernels. DSSERVE_FUSED_KV=0|1: A/B runs.
@@ -277,6 +280,7 @@ class CudaBackend final : public Backend {
   const char* last_mla_path() const { return last_mla_path_; }
   void set_mla_kernel(MlaKernel k) { opts_.mla_kernel = k; }
   void set_mla_split_steps(int n) { opts_.mla_split_steps = n; }  // tests: both split sizes
+  void set_mla_q_async(bool on) { opts_.mla_q_async = on; }       // tests: both query loads
   void set_indexer_kernel(IndexerKernel k) { opts_.indexer_kernel = k; }
   // Whether Auto takes the wgmma score kernel for a chunk of Tc queries of `seqs` distinct sequences (where
   // it applies): prefill-like chunks, whose queries share their sequence's keys. Decode batches stay on the

@@ -193,6 +193,9 @@ struct MlaArgs {
   // rows. The wgmma kernels only (they round q to bf16 anyway: the same operands, half the bytes).
   const uint16_t* q_bf16 = nullptr;
   uint16_t* out_bf16 = nullptr;
+  // The wgmma kernels with q_bf16: the query tiles copied by cp.async, every chunk in flight at once (one
+  // round trip to memory instead of four batches of loads; CudaOptions::mla_q_async).
+  bool q_async = false;
   const void* pool = nullptr;  // [rows, D] fp32 or bf16, or packed FP8 rows [rows, kv.bytes]
   bool pool_bf16 = false;
   bool pool_fp8 = false;

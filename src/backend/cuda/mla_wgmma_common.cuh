@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/mma_bf16.cuh"
 
 namespace ds::backend::cuda::mla_wgmma {
 
@@ -23,10 +24,27 @@ __device__ __forceinline__ uint32_t pack_bf16(float a, float b) {
 
 // Token t's query rows h0 .. h0 + 63 (D wide; fp32 rounded to bf16 here, or bf16 as they are: a.q_bf16) into
 // 128-byte-swizzled [64 x 64] tiles at sq (column tile c / 8, row r, chunk (c % 8) ^ (r % 8)); heads past H
-// are zeros (never written out). The 256 consumer threads (tid < 256) share the work.
+// are zeros (never written out). The 256 consumer threads (tid < 256) share the work. With a.q_async (bf16
+// queries) the chunks go by cp.async, all of a thread's 18 (D = 576) in flight together, zero-filled past H;
+// each thread waits for its own, and the caller's fence and barrier publish them to the tensor cores.
 template <int D>
 __device__ __forceinline__ void load_query_tiles(const MlaArgs& a, uint8_t* sq, int t, int h0, int tid) {
   constexpr int nch = D / 8;  // 16-byte chunks of a bf16 row
+  if (a.q_bf16 && a.q_async) {
+    const uint32_t sq_addr = static_cast<uint32_t>(__cvta_generic_to_shared(sq));
+#pragma unroll
+    for (int k = 0; k < (HB * nch + 255) / 256; ++k) {
+      const int i = tid + 256 * k;
+      if (i < HB * nch) {
+        const int r = i / nch, c = i - r * nch;
+        const bool ok = h0 + r < a.H;
+        const uint4* src = reinterpret_cast<const uint4*>(a.q_bf16 + (size_t(t) * a.H + (ok ? h0 + r : 0)) * D) + c;
+        cp_async16(sq_addr + (c >> 3) * kTile + r * 128 + (((c & 7) ^ (r & 7)) << 4), src, ok);
+      }
+    }
+    cp_async_wait_all();
+    return;
+  }
   if (a.q_bf16) {
 #pragma unroll 4
     for (int i = tid; i < HB * nch; i += 256) {

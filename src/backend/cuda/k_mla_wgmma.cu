@@ -80,14 +80,7 @@ struct Plan {
 };
 static_assert(Plan<576>::alloc <= kMaxSmem, "shared memory");
 
-#ifdef DSSERVE_MLA_PHASES
-__device__ unsigned long long g_phase_total[mla_phases::kRoles * mla_phases::kSlots];
-#define PHASE_SMEM (sm + P::phase)
-#define PHASE_TOTAL g_phase_total
-#else
-#define PHASE_SMEM nullptr
-#define PHASE_TOTAL nullptr
-#endif
+MLA_PHASE_COUNTERS;  // the diagnostic build's (mla_phase_clock.cuh)
 
 template <int D, int DL>
 __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
@@ -123,7 +116,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
     // reads the step's 64 positions (lane = keys lane and 32 + lane) to find where the list ends; each looks up
     // the page table for its own keys only.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegsProducer));
-    MLA_PHASE_CLOCK(PHASE_SMEM, 2, warp == 8 && lane == 0);
+    MLA_PHASE_CLOCK(MLA_PHASE_SMEM, 2, warp == 8 && lane == 0);
     const int pw = warp - 8;
     const int seq = a.b.seq_of_token[t];
     const int pt_lo = a.b.pt_off[seq], pt_n = a.b.pt_off[seq + 1] - pt_lo, ps = a.b.page_size;
@@ -188,11 +181,11 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
       if (last) break;
     }
     cp_async_wait_all();  // no copy outlives the block
-    MLA_PHASE_FLUSH(PHASE_TOTAL, 2);
+    MLA_PHASE_FLUSH(MLA_PHASE_TOTAL, 2);
     return;
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegsConsumer));
-  MLA_PHASE_CLOCK(PHASE_SMEM, warp >> 2, (warp & 3) == 0 && lane == 0);
+  MLA_PHASE_CLOCK(MLA_PHASE_SMEM, warp >> 2, (warp & 3) == 0 && lane == 0);
 
   // ---------------- consumers: Q -> bf16, swizzled tiles
   load_query_tiles<D>(a, sm + P::q, t, h0, tid);
@@ -360,24 +353,11 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_kernel(const MlaArgs a) {
   const float L[2] = {s_l[row0], s_l[row0 + 8]};
   const float m[2] = {s_m[row0] * kLn2, s_m[row0 + 8] * kLn2};  // natural-log maxima
   store_output_rows<DL, NH>(a, o, split, t, h0, row0, wg * NH, tq, L, m, wg == 0 && tq == 0);
-  MLA_PHASE_FLUSH(PHASE_TOTAL, wg);
+  MLA_PHASE_FLUSH(MLA_PHASE_TOTAL, wg);
 }
 }  // namespace
 
-bool mla_wgmma_phase_totals(unsigned long long* out, bool reset) {
-#ifdef DSSERVE_MLA_PHASES
-  constexpr size_t n = sizeof(g_phase_total);
-  if (out && cudaMemcpyFromSymbol(out, g_phase_total, n) != cudaSuccess) return false;
-  if (reset) {
-    static const unsigned long long zeros[mla_phases::kRoles * mla_phases::kSlots] = {};
-    if (cudaMemcpyToSymbol(g_phase_total, zeros, n) != cudaSuccess) return false;
-  }
-  return true;
-#else
-  (void)out, (void)reset;
-  return false;
-#endif
-}
+MLA_PHASE_TOTALS_FN(mla_wgmma_phase_totals)
 
 bool mla_wgmma_supported(int D, int Dl) { return (D == 576 && Dl == 512) || (D == 320 && Dl == 256); }
 int mla_wgmma_heads_per_block() { return HB; }

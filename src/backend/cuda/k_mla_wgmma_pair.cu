@@ -157,14 +157,7 @@ __device__ __forceinline__ void rescale(float (&o)[NO], const float (&f)[2]) {
   for (int i = 0; i < NO; ++i) o[i] *= f[(i >> 1) & 1];
 }
 
-#ifdef DSSERVE_MLA_PHASES
-__device__ unsigned long long g_phase_total[mla_phases::kRoles * mla_phases::kSlots];
-#define PHASE_SMEM (sm + P::phase)
-#define PHASE_TOTAL g_phase_total
-#else
-#define PHASE_SMEM nullptr
-#define PHASE_TOTAL nullptr
-#endif
+MLA_PHASE_COUNTERS;  // the diagnostic build's (mla_phase_clock.cuh)
 
 template <int D, int DL>
 __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a) {
@@ -207,7 +200,7 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
   if (warp >= 8) {
     // ---------------- producer warpgroup
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegsProducer));
-    MLA_PHASE_CLOCK(PHASE_SMEM, 2, warp == 8 && lane == 0);
+    MLA_PHASE_CLOCK(MLA_PHASE_SMEM, 2, warp == 8 && lane == 0);
     const int pt = tid - 256;
     const int32_t* idx = a.index + size_t(t) * a.K;
     // The list's end: its first negative entry in [j_begin, j_end). Each thread's 16 loads of a round are
@@ -309,11 +302,11 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
       clk.step();
     }
     cp_async_wait_all();  // no copy outlives the block
-    MLA_PHASE_FLUSH(PHASE_TOTAL, 2);
+    MLA_PHASE_FLUSH(MLA_PHASE_TOTAL, 2);
     return;
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegsConsumer));
-  MLA_PHASE_CLOCK(PHASE_SMEM, warp >> 2, (warp & 3) == 0 && lane == 0);
+  MLA_PHASE_CLOCK(MLA_PHASE_SMEM, warp >> 2, (warp & 3) == 0 && lane == 0);
 
   // ---------------- consumers: Q -> bf16, swizzled tiles
   load_query_tiles<D>(a, sm + P::q, t, h0, tid);
@@ -532,24 +525,11 @@ __global__ void __launch_bounds__(NTH, 1) mla_wgmma_pair_kernel(const MlaArgs a)
     m[rr] = L[rr] > 0.f ? m_run[rr] * kLn2 : -INFINITY;  // natural-log max; -inf where no key was seen
   }
   store_output_rows<DL, NH>(a, o, split, t, h0, row0, wg * NH, tq, L, m, wg == 0 && tq == 0);
-  MLA_PHASE_FLUSH(PHASE_TOTAL, wg);
+  MLA_PHASE_FLUSH(MLA_PHASE_TOTAL, wg);
 }
 }  // namespace
 
-bool mla_wgmma_pair_phase_totals(unsigned long long* out, bool reset) {
-#ifdef DSSERVE_MLA_PHASES
-  constexpr size_t n = sizeof(g_phase_total);
-  if (out && cudaMemcpyFromSymbol(out, g_phase_total, n) != cudaSuccess) return false;
-  if (reset) {
-    static const unsigned long long zeros[mla_phases::kRoles * mla_phases::kSlots] = {};
-    if (cudaMemcpyToSymbol(g_phase_total, zeros, n) != cudaSuccess) return false;
-  }
-  return true;
-#else
-  (void)out, (void)reset;
-  return false;
-#endif
-}
+MLA_PHASE_TOTALS_FN(mla_wgmma_pair_phase_totals)
 
 void launch_mla_wgmma_pair(const MlaArgs& a, cudaStream_t st) {
   if (a.T == 0 || a.H == 0) return;

@@ -7,6 +7,8 @@
 // LDS + STS per boundary (~1-2% of a step). In the normal build the clock is an empty struct and none of
 // this is compiled.
 #pragma once
+#include <cuda_runtime.h>
+
 #include <cstdint>
 
 namespace ds::backend::cuda::mla_phases {
@@ -53,9 +55,28 @@ struct Clock {
 };
 #define MLA_PHASE_CLOCK(smem, role, record) mla_phases::Clock clk(smem, role, record)
 #define MLA_PHASE_FLUSH(total, role) clk.flush(total, role)
+// A kernel file's counters (each .cu file its own: no relocatable device code), the kernel's view of them
+// (its Plan's `phase` bytes of shared memory, `sm` its base), and the host function that reads them.
+#define MLA_PHASE_COUNTERS __device__ unsigned long long g_phase_total[mla_phases::kRoles * mla_phases::kSlots]
+#define MLA_PHASE_SMEM (sm + P::phase)
+#define MLA_PHASE_TOTAL g_phase_total
+#define MLA_PHASE_TOTALS_FN(name) \
+  bool name(unsigned long long* out, bool reset) { return mla_phases::read_totals(g_phase_total, out, reset); }
+// Copies the totals to out (if not null), then zeroes them if reset.
+template <typename Counters>
+bool read_totals(const Counters& total, unsigned long long* out, bool reset) {
+  if (out && cudaMemcpyFromSymbol(out, total, sizeof(Counters)) != cudaSuccess) return false;
+  static const Counters zeros = {};
+  return !reset || cudaMemcpyToSymbol(total, zeros, sizeof(Counters)) == cudaSuccess;
+}
 #else
 #define MLA_PHASE_CLOCK(smem, role, record) mla_phases::Clock clk(nullptr, role, record)
 #define MLA_PHASE_FLUSH(total, role) clk.flush(nullptr, role)
+#define MLA_PHASE_COUNTERS static_assert(true)
+#define MLA_PHASE_SMEM nullptr
+#define MLA_PHASE_TOTAL nullptr
+#define MLA_PHASE_TOTALS_FN(name) \
+  bool name(unsigned long long*, bool) { return false; }
 struct Clock {
   __device__ Clock(void*, int, bool) {}
   __device__ __forceinline__ void mark(int) {}

@@ -106,7 +106,8 @@ void check_attention_bf16_queries() {
         g_gpu->set_mla_q_async(true);
         const Tensor oa = g_gpu->to_host(g_gpu->mla_attention_absorbed(qbg, pbg, ig, sc.ab, c.Dl, scale));
         g_gpu->set_mla_q_async(false);
-        record("mla_attention_absorbed bf16 q", fmt::format("{} query by cp.async = by loads (bitwise): {}", path, what),
+        record("mla_attention_absorbed bf16 q",
+               fmt::format("{} query by cp.async = by loads (bitwise): {}", path, what),
                oa.dtype() == ob.dtype() && same_bits(oa, ob) ? 0.0 : 1.0, 0.0);
       }
     }

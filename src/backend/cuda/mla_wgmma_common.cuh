@@ -70,8 +70,9 @@ __device__ __forceinline__ void load_query_tiles(const MlaArgs& a, uint8_t* sq, 
   }
 }
 
-// A 64-head x 64-key block of scores (wgmma accumulator fragment) in log2 units with masked keys at -inf (ring entries < 0), and each of this thread's two rows' maxima
-// over the block (a row's 64 keys lie in the 4 lanes of a quad).
+// A 64-head x 64-key block of scores (wgmma accumulator fragment) in log2 units with masked keys at -inf
+// (ring entries < 0), and each of this thread's two rows' maxima over the block (a row's 64 keys lie in the
+// 4 lanes of a quad).
 __device__ __forceinline__ void mask_scores(float (&sc)[32], const int* rs, float sl2, int tq, float (&mx)[2]) {
   mx[0] = mx[1] = -INFINITY;
 #pragma unroll

@@ -42,7 +42,8 @@ __device__ __forceinline__ void load_query_tiles(const MlaArgs& a, uint8_t* sq, 
         cp_async16(sq_addr + (c >> 3) * kTile + r * 128 + (((c & 7) ^ (r & 7)) << 4), src, ok);
       }
     }
-    cp_async_wait_all();
+    cp_async_commit();  // wait_group counts committed groups only
+    cp_async_wait<0>();
     return;
   }
   if (a.q_bf16) {

@@ -46,9 +46,7 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
-// Wait until every cp.async of this thread has landed, committed to a group or not (cp.async.wait_group
-// counts committed groups only; wait_all = commit_group + wait_group 0).
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { cp_async_wait<0>(); }
 
 // x = hi + lo, both bf16 pairs (low half = first element, as ldmatrix reads memory order);
 // |x - hi - lo| <= 2^-17 |x|.
